@@ -1,0 +1,1 @@
+"""The ``recgraph`` command: thin sub-commands over the library."""

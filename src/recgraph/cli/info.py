@@ -1,0 +1,24 @@
+"""``recgraph models``: what the library can fit, by name."""
+
+from __future__ import annotations
+
+from recgraph.cli.app import app, console
+from recgraph.retrieval.registry import available_retrievers, get_retriever_class
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the retrievers reachable by name, with their parameters and defaults."""
+    from rich.table import Table
+
+    table = Table("model", "handles", "parameters (defaults)")
+    for name in available_retrievers():
+        try:
+            klass = get_retriever_class(name)
+        except Exception as exc:  # a missing optional dependency
+            table.add_row(name, "-", f"[dim]unavailable: {exc}[/]")
+            continue
+        defaults = klass.config_class()
+        params = ", ".join(f"{k}={v!r}" for k, v in defaults.model_dump().items()) or "-"
+        table.add_row(name, ",".join(sorted(klass.supports)), params)
+    console.print(table)

@@ -1,0 +1,549 @@
+"""The in-memory graph every model trains on: integer edges plus id maps.
+
+Everything downstream of the store works on :class:`Interactions`, never on SQL
+rows. A one-sided graph (accounts follow accounts, or friendships) has one id
+map for both ends; a two-sided one (users x items) has two. Indices are
+contiguous integers so that CSR matrices can be handed out directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from recgraph.errors import InputError
+
+
+class Kind(IntEnum):
+    """What an edge means. Only ``DISLIKE`` is negative feedback."""
+
+    FOLLOW = 0
+    LIKE = 1
+    DISLIKE = 2
+    VIEW = 3
+    RATING = 4
+
+    @classmethod
+    def parse(cls, name: str) -> Kind:
+        try:
+            return cls[name.strip().upper()]
+        except KeyError:
+            allowed = ", ".join(k.name.lower() for k in cls)
+            raise ValueError(
+                f"unknown interaction kind {name!r}; expected one of {allowed}"
+            ) from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class IdMap:
+    """A bijection between external ids (strings) and contiguous integers.
+
+    External ids are strings everywhere (DIDs, handles, numeric ids as text);
+    the position of an id in :attr:`ids` is its index.
+    """
+
+    __slots__ = ("_ids", "_index")
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        arr = np.asarray([str(x) for x in ids], dtype=object)
+        index = {value: i for i, value in enumerate(arr)}
+        if len(index) != len(arr):
+            seen: set[str] = set()
+            dup = next(x for x in arr if x in seen or seen.add(x))  # type: ignore[func-returns-value]
+            raise ValueError(f"duplicate external id {dup!r} in IdMap")
+        self._ids = arr
+        self._index = index
+
+    @classmethod
+    def factorize(cls, values: Sequence[str] | np.ndarray) -> tuple[IdMap, np.ndarray]:
+        """Build a map in order of first appearance; return it with the codes of ``values``."""
+        values = np.asarray(values, dtype=object)
+        index: dict[str, int] = {}
+        codes = np.empty(len(values), dtype=np.int64)
+        for i, v in enumerate(values):
+            v = str(v)
+            code = index.get(v)
+            if code is None:
+                code = index[v] = len(index)
+            codes[i] = code
+        idmap = cls.__new__(cls)
+        idmap._ids = np.asarray(list(index), dtype=object)
+        idmap._index = index
+        return idmap, codes
+
+    @property
+    def ids(self) -> np.ndarray:
+        """External ids as an object array; position = index."""
+        return self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, external_id: object) -> bool:
+        return str(external_id) in self._index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdMap) and (
+            self is other or (len(self) == len(other) and bool(np.all(self._ids == other._ids)))
+        )
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(x) for x in self._ids[:3])
+        return f"IdMap({len(self)} ids: {head}{', ...' if len(self) > 3 else ''})"
+
+    def index_of(self, external_id: str) -> int:
+        """Index of one external id; ``KeyError`` naming it when unknown."""
+        try:
+            return self._index[str(external_id)]
+        except KeyError:
+            raise KeyError(f"unknown id {external_id!r}") from None
+
+    def get(self, external_id: str, default: int = -1) -> int:
+        return self._index.get(str(external_id), default)
+
+    def index(self, external_ids: Iterable[str], missing: int | None = None) -> np.ndarray:
+        """Indices of many external ids; unknown ones raise, or become ``missing``."""
+        out = []
+        for x in external_ids:
+            i = self._index.get(str(x))
+            if i is None:
+                if missing is None:
+                    raise KeyError(f"unknown id {x!r}")
+                i = missing
+            out.append(i)
+        return np.asarray(out, dtype=np.int64)
+
+    def external(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
+        """External ids of indices (object array of str)."""
+        return self._ids[np.asarray(indices, dtype=np.int64)]
+
+    def extend(self, external_ids: Iterable[str]) -> IdMap:
+        """A new map with unseen ``external_ids`` appended; existing indices are kept."""
+        new = [str(x) for x in external_ids]
+        extra = list(dict.fromkeys(x for x in new if x not in self._index))
+        if not extra:
+            return self
+        return IdMap(list(self._ids) + extra)
+
+    def to_array(self) -> np.ndarray:
+        """A unicode array that ``np.savez`` stores without pickle."""
+        return np.asarray(self._ids, dtype=str) if len(self) else np.zeros(0, dtype="<U1")
+
+    @classmethod
+    def from_array(cls, array: np.ndarray) -> IdMap:
+        return cls(array.tolist())
+
+
+Side = Literal["out", "in", "both"]
+
+
+@dataclass(frozen=True, eq=False)
+class Interactions:
+    """Edges ``src -> dst`` with values, timestamps and kinds, plus their id maps.
+
+    Parameters
+    ----------
+    src, dst
+        Integer indices into ``users`` and ``items`` (the same map when
+        ``one_sided``).
+    users, items
+        Id maps. For a one-sided graph ``items is users``.
+    value
+        Edge weight or rating (float32); 1 where the source had none.
+    timestamp
+        Unix seconds (int64), or ``None`` when the data has no time.
+    kind
+        :class:`Kind` codes (int8).
+    one_sided
+        Accounts -> accounts (True) or users -> items (False).
+    directed
+        For one-sided graphs: follows (True) or friendships (False). An
+        undirected graph stores each pair once; :meth:`csr` symmetrises it.
+    """
+
+    src: np.ndarray
+    dst: np.ndarray
+    users: IdMap
+    items: IdMap
+    value: np.ndarray
+    kind: np.ndarray
+    timestamp: np.ndarray | None = None
+    one_sided: bool = False
+    directed: bool = True
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.src)
+        for name in ("dst", "value", "kind"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(
+                    f"Interactions.{name} has {len(getattr(self, name))} rows, src has {n}"
+                )
+        if self.timestamp is not None and len(self.timestamp) != n:
+            raise ValueError("Interactions.timestamp length differs from src")
+        if self.one_sided and self.items is not self.users:
+            raise ValueError("a one-sided graph must use one id map for both ends")
+        if not self.one_sided and not self.directed:
+            raise ValueError("a users x items graph is always directed")
+        if n:
+            if self.src.min() < 0 or self.src.max() >= len(self.users):
+                raise ValueError("src index out of range of the users id map")
+            if self.dst.min() < 0 or self.dst.max() >= len(self.items):
+                raise ValueError("dst index out of range of the items id map")
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_arrays(
+        cls,
+        src: Sequence | np.ndarray,
+        dst: Sequence | np.ndarray,
+        *,
+        value: Sequence | np.ndarray | None = None,
+        timestamp: Sequence | np.ndarray | None = None,
+        kind: Sequence | np.ndarray | Kind | None = None,
+        one_sided: bool = False,
+        directed: bool = True,
+        users: IdMap | None = None,
+        items: IdMap | None = None,
+        unknown: Literal["error", "extend"] = "extend",
+    ) -> Interactions:
+        """Build from external ids.
+
+        ``users`` / ``items`` fix the id maps (e.g. a test set indexed like its
+        train set). With ``unknown="extend"`` ids they lack are appended after
+        the existing ones, so every known index keeps its meaning; with
+        ``"error"`` an unknown id raises ``KeyError``.
+        """
+        src = np.asarray(src, dtype=object).astype(str).astype(object)
+        dst = np.asarray(dst, dtype=object).astype(str).astype(object)
+        if len(src) != len(dst):
+            raise ValueError("src and dst differ in length")
+        if one_sided:
+            base = users if users is not None else items
+            if base is None:
+                base, _ = IdMap.factorize(np.concatenate([src, dst]))
+            elif unknown == "extend":
+                base = base.extend(np.concatenate([src, dst]))
+            users = items = base
+        else:
+            if users is None:
+                users, _ = IdMap.factorize(src)
+            elif unknown == "extend":
+                users = users.extend(src)
+            if items is None:
+                items, _ = IdMap.factorize(dst)
+            elif unknown == "extend":
+                items = items.extend(dst)
+        assert users is not None and items is not None
+        src_idx = users.index(src)
+        dst_idx = items.index(dst)
+        n = len(src_idx)
+        if isinstance(kind, Kind | int) or kind is None:
+            default = Kind.FOLLOW if one_sided else Kind.LIKE
+            kind_arr = np.full(n, int(default if kind is None else kind), dtype=np.int8)
+        else:
+            kind_arr = np.asarray(kind, dtype=np.int8)
+        return cls(
+            src=src_idx,
+            dst=dst_idx,
+            users=users,
+            items=items,
+            value=np.ones(n, np.float32) if value is None else np.asarray(value, dtype=np.float32),
+            kind=kind_arr,
+            timestamp=None if timestamp is None else np.asarray(timestamp, dtype=np.int64),
+            one_sided=one_sided,
+            directed=directed,
+        )
+
+    @classmethod
+    def from_indices(
+        cls,
+        src: np.ndarray,
+        dst: np.ndarray,
+        *,
+        n_users: int,
+        n_items: int | None = None,
+        one_sided: bool = False,
+        directed: bool = True,
+        value: np.ndarray | None = None,
+        timestamp: np.ndarray | None = None,
+        kind: np.ndarray | Kind | None = None,
+    ) -> Interactions:
+        """Build from integer indices; external ids are the indices as text."""
+        users = IdMap(str(i) for i in range(n_users))
+        items = users if one_sided else IdMap(str(i) for i in range(n_items or 0))
+        src = np.asarray(src, dtype=np.int64)
+        n = len(src)
+        if isinstance(kind, Kind | int) or kind is None:
+            default = Kind.FOLLOW if one_sided else Kind.LIKE
+            kind = np.full(n, int(default if kind is None else kind), dtype=np.int8)
+        return cls(
+            src=src,
+            dst=np.asarray(dst, dtype=np.int64),
+            users=users,
+            items=items,
+            value=np.ones(n, np.float32) if value is None else np.asarray(value, np.float32),
+            kind=np.asarray(kind, dtype=np.int8),
+            timestamp=None if timestamp is None else np.asarray(timestamp, np.int64),
+            one_sided=one_sided,
+            directed=directed,
+        )
+
+    # ------------------------------------------------------------------ shape
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __repr__(self) -> str:
+        shape = "accounts" if self.one_sided else "users x items"
+        direction = "directed" if self.directed else "undirected"
+        return (
+            f"Interactions({len(self):,} edges, {shape}, {direction}, "
+            f"{self.n_users:,} x {self.n_items:,}, timestamps={self.has_timestamps})"
+        )
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def has_timestamps(self) -> bool:
+        return self.timestamp is not None
+
+    @property
+    def graph_kind(self) -> str:
+        """``items``, ``follows`` or ``friends``: the three shapes of the evaluate command."""
+        if not self.one_sided:
+            return "items"
+        return "follows" if self.directed else "friends"
+
+    # ------------------------------------------------------------------ views
+    def subset(self, rows: np.ndarray) -> Interactions:
+        """The rows selected by a boolean mask or an index array, same id maps."""
+        rows = np.asarray(rows)
+        return replace(
+            self,
+            src=self.src[rows],
+            dst=self.dst[rows],
+            value=self.value[rows],
+            kind=self.kind[rows],
+            timestamp=None if self.timestamp is None else self.timestamp[rows],
+            _cache={},
+        )
+
+    def positives(self) -> Interactions:
+        """Everything but dislikes: what a model should learn to recommend."""
+        mask = self.kind != Kind.DISLIKE
+        return self if mask.all() else self.subset(mask)
+
+    def negatives(self) -> Interactions:
+        """Dislikes only: always excluded from recommendations."""
+        return self.subset(self.kind == Kind.DISLIKE)
+
+    def with_id_maps(self, users: IdMap, items: IdMap | None = None) -> Interactions:
+        """The same edges re-indexed onto maps that extend the current ones."""
+        items = users if self.one_sided else items
+        assert items is not None
+        if users is self.users and items is self.items:
+            return self
+        for old, new, name in ((self.users, users, "users"), (self.items, items, "items")):
+            if len(new) < len(old) or not np.all(new.ids[: len(old)] == old.ids):
+                raise ValueError(f"new {name} id map does not extend the current one")
+        return replace(self, users=users, items=items, _cache={})
+
+    def concat(self, other: Interactions) -> Interactions:
+        """Rows of both, on the union of their id maps (``other``'s new ids appended)."""
+        if (self.one_sided, self.directed) != (other.one_sided, other.directed):
+            raise ValueError("cannot concatenate graphs of different shape")
+        users = self.users.extend(other.users.ids)
+        items = users if self.one_sided else self.items.extend(other.items.ids)
+        a = self.with_id_maps(users, items)
+        o_src = users.index(other.users.external(other.src))
+        o_dst = items.index(other.items.external(other.dst))
+        both_ts = a.timestamp is not None and other.timestamp is not None
+        return replace(
+            a,
+            src=np.concatenate([a.src, o_src]),
+            dst=np.concatenate([a.dst, o_dst]),
+            value=np.concatenate([a.value, other.value]),
+            kind=np.concatenate([a.kind, other.kind]),
+            timestamp=np.concatenate([a.timestamp, other.timestamp]) if both_ts else None,
+            _cache={},
+        )
+
+    def pair_keys(self) -> np.ndarray:
+        """One int64 key per row identifying its (src, dst) pair; undirected pairs ordered."""
+        src, dst = self.src, self.dst
+        if self.one_sided and not self.directed:
+            src, dst = np.minimum(src, dst), np.maximum(src, dst)
+        return src.astype(np.int64) * np.int64(self.n_items) + dst.astype(np.int64)
+
+    def dedupe(self, keep: Literal["first", "last"] = "first") -> Interactions:
+        """One row per pair: the earliest (``first``) or latest row by time, else by order."""
+        keys = self.pair_keys()
+        if self.timestamp is not None:
+            order = np.lexsort((self.timestamp, keys))
+        else:
+            order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        if keep == "first":
+            boundary = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+        else:
+            boundary = np.r_[sorted_keys[1:] != sorted_keys[:-1], True]
+        rows = np.sort(order[boundary])
+        return self if len(rows) == len(self) else self.subset(rows)
+
+    # ------------------------------------------------------------------ matrices
+    def csr(self, weight: Literal["binary", "value", "count"] = "binary") -> sp.csr_matrix:
+        """The ``n_users x n_items`` matrix (symmetric for friendships).
+
+        ``binary`` puts 1 on every pair present, ``count`` the number of rows
+        of a pair, ``value`` the sum of their values.
+        """
+        cached = self._cache.get(("csr", weight))
+        if cached is not None:
+            return cached
+        src, dst = self.src, self.dst
+        data = self.value if weight == "value" else np.ones(len(src), np.float32)
+        if self.one_sided and not self.directed:
+            loops = src == dst
+            src, dst = np.concatenate([src, dst[~loops]]), np.concatenate([dst, src[~loops]])
+            data = np.concatenate([data, data[~loops]])
+        matrix = sp.csr_matrix(
+            (data.astype(np.float32), (src, dst)), shape=(self.n_users, self.n_items)
+        )
+        matrix.sum_duplicates()
+        if weight == "binary":
+            matrix.data[:] = 1.0
+        matrix.sort_indices()
+        self._cache[("csr", weight)] = matrix
+        return matrix
+
+    def adjacency(self, side: Side = "out") -> sp.csr_matrix:
+        """Binary adjacency of a one-sided graph: out-edges, in-edges or both."""
+        if not self.one_sided:
+            raise ValueError("adjacency() is for one-sided (account) graphs; use csr()")
+        a = self.csr("binary")
+        if side == "out" or not self.directed:
+            return a
+        if side == "in":
+            return a.T.tocsr()
+        both = (a + a.T).tocsr()
+        both.data[:] = 1.0
+        return both
+
+    def seen(self) -> sp.csr_matrix:
+        """What each user already has (any kind, dislikes included): excluded from results."""
+        return self.csr("binary")
+
+    def user_counts(self) -> np.ndarray:
+        """Rows per user (as source)."""
+        return np.bincount(self.src, minlength=self.n_users)
+
+    def item_counts(self) -> np.ndarray:
+        """Rows per target."""
+        return np.bincount(self.dst, minlength=self.n_items)
+
+    def active_users(self) -> np.ndarray:
+        """Boolean mask of users that occur in the data (either end for account graphs)."""
+        mask = np.zeros(self.n_users, dtype=bool)
+        mask[self.src] = True
+        if self.one_sided:
+            mask[self.dst] = True
+        return mask
+
+    def active_targets(self) -> np.ndarray:
+        """Boolean mask of the targets that occur (either end for friendships)."""
+        mask = np.zeros(self.n_items, dtype=bool)
+        mask[self.dst] = True
+        if self.one_sided and not self.directed:
+            mask[self.src] = True
+        return mask
+
+    # ------------------------------------------------------------------ files
+    @classmethod
+    def read_table(
+        cls,
+        path: str,
+        kind: Literal["items", "follows", "friends"],
+        *,
+        users: IdMap | None = None,
+        items: IdMap | None = None,
+    ) -> Interactions:
+        """Read a CSV/TSV/Parquet file with a header, as the ``evaluate`` command takes.
+
+        Columns: ``user,item[,rating][,timestamp]`` for ``items``;
+        ``src,dst[,timestamp]`` for ``follows`` and ``friends`` (each friendship
+        once, both directions implied). Extra columns are an error, so that
+        nothing a user gave is silently ignored.
+        """
+        from recgraph.data.tables import read_frame
+
+        frame = read_frame(path)
+        cols = list(frame.columns)
+        if kind == "items":
+            required, optional = ["user", "item"], ["rating", "timestamp"]
+        else:
+            required, optional = ["src", "dst"], ["timestamp"]
+        for col in required:
+            if col not in cols:
+                raise InputError(
+                    f"missing column {col!r}; the header must be "
+                    f"{','.join(required)}[,{'][,'.join(optional)}], got {','.join(cols)}",
+                    path=path,
+                    line=1,
+                )
+        for col in cols:
+            if col not in required + optional:
+                raise InputError(
+                    f"unexpected column {col!r}; allowed: {', '.join(required + optional)}",
+                    path=path,
+                    line=1,
+                    field=col,
+                )
+        for col in cols:
+            blank = frame[col].isna() | (frame[col].astype(str).str.strip() == "")
+            if blank.any():
+                bad = int(np.flatnonzero(blank.to_numpy())[0])
+                raise InputError("empty value", path=path, line=bad + 2, field=col)
+        numeric = {
+            c: _numeric_column(frame[c], path, c) for c in ("rating", "timestamp") if c in cols
+        }
+        ts = numeric.get("timestamp")
+        one_sided = kind != "items"
+        return cls.from_arrays(
+            frame[required[0]].astype(str).str.strip().to_numpy(object),
+            frame[required[1]].astype(str).str.strip().to_numpy(object),
+            value=numeric.get("rating"),
+            timestamp=None if ts is None else ts.astype(np.int64),
+            kind=Kind.RATING if "rating" in cols else None,
+            one_sided=one_sided,
+            directed=kind != "friends",
+            users=users,
+            items=items,
+        )
+
+
+def _numeric_column(series, path: str, name: str) -> np.ndarray:
+    import pandas as pd
+
+    values = pd.to_numeric(series, errors="coerce")
+    bad = values.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(f"not a number: {series.iloc[row]!r}", path=path, line=row + 2, field=name)
+    return values.to_numpy(dtype=np.float64)

@@ -1,0 +1,90 @@
+"""Retrievers by name, imported only when asked for (heavy deps stay unloaded).
+
+A new model adds one line to ``_RETRIEVERS``: its name and ``module:Class``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from recgraph.errors import ConfigError
+
+if TYPE_CHECKING:
+    from recgraph.retrieval.base import Retriever
+
+_RETRIEVERS: dict[str, str] = {
+    "popular": "recgraph.retrieval.popular:Popular",
+}
+
+
+def available_retrievers() -> list[str]:
+    """Names accepted by :func:`create_retriever` and ``recgraph evaluate --model``."""
+    return sorted(_RETRIEVERS)
+
+
+def register_retriever(name: str, target: str) -> None:
+    """Make ``module:Class`` reachable as ``name`` (for plug-ins and tests)."""
+    _RETRIEVERS[name] = target
+
+
+def get_retriever_class(name: str) -> type[Retriever]:
+    try:
+        target = _RETRIEVERS[name]
+    except KeyError:
+        known = ", ".join(available_retrievers())
+        raise ConfigError(f"unknown model {name!r}; known models: {known}") from None
+    module_name, class_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"model {name!r} needs a package that is not installed ({exc.name}); "
+            "install recgraph with the matching extra"
+        ) from exc
+    return getattr(module, class_name)
+
+
+def create_retriever(name: str, params: Mapping[str, Any] | None = None) -> Retriever:
+    """A new, unfitted retriever ``name`` with ``params`` over its config defaults."""
+    return get_retriever_class(name)(dict(params or {}))
+
+
+def parse_param_overrides(
+    pairs: list[str] | None = None, toml_file: str | Path | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per-model parameters from a TOML file and ``model.key=value`` strings.
+
+    The TOML file has one table per model (``[adamic_adar]`` then ``key =
+    value``); ``model.key=value`` pairs override it. Values from the command
+    line stay text here; the model's typed config converts and checks them.
+    """
+    params: dict[str, dict[str, Any]] = {}
+    if toml_file is not None:
+        path = Path(toml_file)
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        for model, table in data.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: [{model}] must be a table of parameters")
+            params.setdefault(model, {}).update(table)
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        model, dot, field = key.strip().partition(".")
+        if not sep or not dot or not model or not field:
+            raise ConfigError(f"--param {pair!r}: expected model.key=value")
+        params.setdefault(model, {})[field] = _parse_value(value.strip())
+    return params
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML scalar or array when the text is one (``10``, ``true``, ``[1, 2]``), else the text."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
