@@ -1,0 +1,162 @@
+"""The SQL schema of the store, in SQLAlchemy Core, portable to SQLite, MariaDB and PostgreSQL.
+
+One :data:`metadata` object holds every table so later parts (the crawlers)
+can add theirs to it and ``Store`` creates them all.
+
+Conventions, chosen so that the same statements work on all three backends:
+
+- every time is an integer of unix seconds (``BigInteger``): no time zones,
+  and the same numbers :class:`~recgraph.data.interactions.Interactions`
+  carries;
+- external ids are strings of at most :data:`EXTERNAL_ID_LENGTH` characters,
+  compared byte for byte (``utf8mb4_bin`` on MariaDB, whose default collation
+  would make ``"Alice"`` and ``"alice"`` collide); the store assigns the
+  integer keys;
+- ``interactions.timestamp`` is ``0`` when the source has no time: it is part
+  of the natural key ``(user_id, item_id, kind, timestamp)`` that makes
+  re-imports idempotent, and a NULL in a unique key would let MariaDB and
+  SQLite keep duplicates;
+- an undirected friendship is stored once, with ``source_id < target_id``;
+- ``edge_events`` keeps every timestamped event of a temporal edge list;
+  ``count`` is how many identical ``(source, target, ts)`` events the last
+  import that held it contained (CollegeMsg repeats some messages within one
+  second), and ``batch`` tags the write transaction so that chunks of one
+  import add up while a re-import replaces instead of doubling.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+#: Longest external id (DIDs are ~32 characters, handles at most 253).
+EXTERNAL_ID_LENGTH = 255
+
+#: Bumped when a table changes shape; stored in ``meta`` as ``schema_version``.
+SCHEMA_VERSION = 1
+
+#: The kinds an interaction row may have.
+INTERACTION_KIND_LABELS = ("like", "dislike", "view", "rating")
+
+_MYSQL_TABLE = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+
+def _external_id() -> sa.types.TypeEngine:
+    """A case-sensitive string key on every backend."""
+    return sa.String(EXTERNAL_ID_LENGTH).with_variant(
+        mysql.VARCHAR(EXTERNAL_ID_LENGTH, charset="utf8mb4", collation="utf8mb4_bin"),
+        "mysql",
+        "mariadb",
+    )
+
+
+def _key() -> sa.types.TypeEngine:
+    """Integer keys: BIGINT on servers, INTEGER on SQLite so that it autoincrements."""
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+metadata = sa.MetaData()
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", _key(), primary_key=True, autoincrement=True),
+    sa.Column("external_id", _external_id(), nullable=False, unique=True),
+    sa.Column("handle", sa.String(EXTERNAL_ID_LENGTH), nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False, doc="first stored, unix seconds"),
+    sa.Column("updated_at", sa.BigInteger, nullable=False, doc="handle last changed"),
+    **_MYSQL_TABLE,
+)
+
+items = sa.Table(
+    "items",
+    metadata,
+    sa.Column("id", _key(), primary_key=True, autoincrement=True),
+    sa.Column("external_id", _external_id(), nullable=False, unique=True),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column(
+        "author_id",
+        _key(),
+        sa.ForeignKey("accounts.id", ondelete="SET NULL"),
+        nullable=True,
+        index=True,
+    ),
+    sa.Column("created_at", sa.BigInteger, nullable=True, doc="posted, unix seconds"),
+    sa.Column("features", sa.Text, nullable=True, doc="JSON object"),
+    **_MYSQL_TABLE,
+)
+
+follows = sa.Table(
+    "follows",
+    metadata,
+    sa.Column(
+        "source_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "target_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("created_at", sa.BigInteger, nullable=True, doc="earliest known, unix seconds"),
+    sa.Column("seen_at", sa.BigInteger, nullable=True, doc="latest observation, unix seconds"),
+    sa.Column("removed_at", sa.BigInteger, nullable=True, doc="unfollowed; NULL while active"),
+    sa.Index("ix_follows_target", "target_id"),
+    **_MYSQL_TABLE,
+)
+
+edge_events = sa.Table(
+    "edge_events",
+    metadata,
+    sa.Column(
+        "source_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "target_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("count", sa.Integer, nullable=False, default=1),
+    sa.Column("batch", sa.BigInteger, nullable=False, default=0),
+    **_MYSQL_TABLE,
+)
+
+interactions = sa.Table(
+    "interactions",
+    metadata,
+    sa.Column("id", _key(), primary_key=True, autoincrement=True),
+    sa.Column("user_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("item_id", _key(), sa.ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("value", sa.Float, nullable=True, doc="rating or weight; NULL means 1"),
+    sa.Column("timestamp", sa.BigInteger, nullable=False, default=0, doc="0 = no time"),
+    sa.UniqueConstraint("user_id", "item_id", "kind", "timestamp", name="uq_interactions_natural"),
+    sa.CheckConstraint(
+        "kind IN ('like', 'dislike', 'view', 'rating')", name="ck_interactions_kind"
+    ),
+    sa.Index("ix_interactions_item", "item_id"),
+    **_MYSQL_TABLE,
+)
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    **_MYSQL_TABLE,
+)
+
+#: Keys of the ``meta`` table.
+META_SCHEMA_VERSION = "schema_version"
+META_FOLLOWS_DIRECTED = "follows_directed"
+
+__all__ = [
+    "EXTERNAL_ID_LENGTH",
+    "INTERACTION_KIND_LABELS",
+    "META_FOLLOWS_DIRECTED",
+    "META_SCHEMA_VERSION",
+    "SCHEMA_VERSION",
+    "accounts",
+    "edge_events",
+    "follows",
+    "interactions",
+    "items",
+    "meta",
+    "metadata",
+]
