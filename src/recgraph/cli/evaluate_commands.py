@@ -1,0 +1,259 @@
+"""``recgraph split`` and ``recgraph evaluate``: benchmarks scripted end to end.
+
+``split`` turns one file (a table, a SNAP edge list or a MovieLens folder)
+into the train and test files that ``evaluate`` reads; ``evaluate`` fits
+models by name on train and scores their full ranking on test.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from recgraph.cli.app import app, console, err_console
+from recgraph.data.interactions import Interactions, Kind
+from recgraph.data.splits import SPLIT_METHODS
+from recgraph.errors import ConfigError, InputError
+
+
+class GraphKind(StrEnum):
+    items = "items"
+    follows = "follows"
+    friends = "friends"
+
+
+#: The choices of ``--method``: every split the library knows by name.
+SplitMethod = StrEnum("SplitMethod", {name: name for name in SPLIT_METHODS})
+
+
+KindOption = Annotated[
+    GraphKind,
+    typer.Option(
+        "--kind",
+        help="items (user,item[,rating][,timestamp]), follows (directed src,dst[,timestamp]) "
+        "or friends (undirected, each pair once).",
+        case_sensitive=False,
+    ),
+]
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """``"10,20,50"`` -> ``(10, 20, 50)``; anything else is a usage error."""
+    try:
+        ks = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of integers") from None
+    if not ks or min(ks) < 1:
+        raise typer.BadParameter(f"{text!r}: cut-offs must be positive integers")
+    return ks
+
+
+# ---------------------------------------------------------------------- evaluate
+@app.command("evaluate")
+def evaluate_command(
+    train: Annotated[Path, typer.Option("--train", help="Training file (CSV/TSV/Parquet).")],
+    test: Annotated[Path, typer.Option("--test", help="Test file, same columns as train.")],
+    kind: KindOption,
+    model: Annotated[
+        list[str],
+        typer.Option("--model", help="A retriever by name (see `recgraph models`); repeatable."),
+    ],
+    k: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "10,20,50",
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="model.key=value, overriding --params; repeatable."),
+    ] = None,
+    params_file: Annotated[
+        Path | None,
+        typer.Option("--params", help="TOML file with one [model] table of parameters each."),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the results as JSON here.")
+    ] = None,
+    plot_out: Annotated[
+        Path | None, typer.Option("--plot", help="Write recall@k and nDCG@k curves (PNG).")
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Users per recommend call.")
+    ] = 1024,
+) -> None:
+    """Fit each model on TRAIN and score its full ranking on TEST (no sampled negatives)."""
+    from recgraph.evaluation import evaluate
+    from recgraph.retrieval.registry import create_retriever, parse_param_overrides
+
+    ks = parse_ks(k)
+    overrides = parse_param_overrides(param, params_file)
+    unknown = sorted(set(overrides) - set(model))
+    if unknown:
+        raise ConfigError(
+            f"parameters given for model {unknown[0]!r}, which is not evaluated "
+            f"(--model: {', '.join(model)})"
+        )
+    # Build every model before reading data, so a bad parameter fails fast.
+    retrievers = [create_retriever(name, overrides.get(name)) for name in model]
+
+    start = time.perf_counter()
+    train_data = Interactions.read_table(str(train), kind.value)
+    test_data = Interactions.read_table(
+        str(test), kind.value, users=train_data.users, items=train_data.items
+    )
+    err_console.print(
+        f"[dim]read {len(train_data):,} train and {len(test_data):,} test rows "
+        f"in {time.perf_counter() - start:.2f} s[/]",
+        highlight=False,
+    )
+    report = evaluate(retrievers, train_data, test_data, ks, batch_size=batch_size)
+    console.print(report.table())
+    console.print(report.dropped_summary(), highlight=False)
+    for result in report.results:
+        if result.invalid_recommendations:
+            err_console.print(
+                f"[yellow]warning:[/] {result.model} returned "
+                f"{result.invalid_recommendations:,} ids outside the candidates (blanked)",
+                highlight=False,
+            )
+    if json_out is not None:
+        report.to_json(json_out)
+        err_console.print(f"wrote {json_out}", highlight=False)
+    if plot_out is not None:
+        report.plot(plot_out)
+        err_console.print(f"wrote {plot_out}", highlight=False)
+
+
+# ---------------------------------------------------------------------- split
+def _has_timestamp_column(path: Path) -> bool:
+    """Whether an edge list's first data line (or header) has a third column."""
+    from recgraph.data.tables import PARQUET_SUFFIXES
+
+    if path.name.lower().endswith(PARQUET_SUFFIXES):
+        import pyarrow.parquet as pq
+
+        return "timestamp" in pq.read_schema(path).names
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    comma = path.name.lower().removesuffix(".gz").endswith(".csv")
+    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+        for text in handle:
+            stripped = text.strip()
+            if stripped and stripped[0] not in "#%":
+                fields = stripped.split(",") if comma else stripped.split()
+                return len(fields) >= 3
+    return False
+
+
+def read_split_input(path: Path, kind: str, timestamps: bool | None = None) -> Interactions:
+    """One dataset to split: a MovieLens folder, an interactions table or an edge list.
+
+    ``items`` reads a table with the header ``evaluate`` takes (or a MovieLens
+    folder); ``follows``/``friends`` read a SNAP-style edge list or a
+    ``src,dst[,timestamp]`` table, with timestamps when a third column is
+    present unless ``timestamps`` says otherwise.
+    """
+    if not path.exists():
+        raise InputError("no such file or folder", path=path)
+    if path.is_dir():
+        if kind != "items":
+            raise InputError(
+                f"a folder is read as MovieLens, which is items, not {kind}", path=path
+            )
+        from recgraph.data.readers import read_movielens
+
+        return read_movielens(path)
+    if kind == "items":
+        return Interactions.read_table(str(path), "items")
+    from recgraph.data.readers import read_edge_list
+
+    if timestamps is None:
+        timestamps = _has_timestamp_column(path)
+    return read_edge_list(path, directed=kind == "follows", timestamps=timestamps)
+
+
+def write_split_table(data: Interactions, path: Path) -> None:
+    """Write rows in the layout ``evaluate`` reads, the format chosen by extension.
+
+    Items: ``user,item[,rating][,timestamp]``; graphs: ``src,dst[,timestamp]``;
+    ids are written as their external ids. The file appears whole or not at all.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    from recgraph.data.tables import TableWriter
+
+    if (data.kind == Kind.DISLIKE).any():
+        raise InputError(
+            "the data has dislikes, which the user,item[,rating] layout cannot hold", path=path
+        )
+    names = ("user", "item") if data.graph_kind == "items" else ("src", "dst")
+    columns: dict[str, np.ndarray] = {
+        names[0]: data.users.external(data.src).astype(str),
+        names[1]: data.items.external(data.dst).astype(str),
+    }
+    types = {names[0]: pa.string(), names[1]: pa.string()}
+    if data.graph_kind == "items" and (data.kind == Kind.RATING).any():
+        columns["rating"] = data.value.astype(np.float64)
+        types["rating"] = pa.float64()
+    if data.timestamp is not None:
+        columns["timestamp"] = data.timestamp.astype(np.int64)
+        types["timestamp"] = pa.int64()
+    schema = pa.schema(list(types.items()))
+    with TableWriter(path, list(columns), schema=schema) as out:
+        out.write(pd.DataFrame(columns))
+
+
+@app.command("split")
+def split_command(
+    input_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT",
+            help="A table (CSV/TSV/Parquet with a header), a SNAP edge list, or a MovieLens folder.",
+        ),
+    ],
+    kind: KindOption,
+    method: Annotated[SplitMethod, typer.Option("--method", help="How to split.")],
+    train_out: Annotated[Path, typer.Option("--train", help="Where to write train.")],
+    test_out: Annotated[Path, typer.Option("--test", help="Where to write test.")],
+    fraction: Annotated[
+        float, typer.Option("--fraction", min=0.0, max=1.0, help="Test share (not leave_last_n).")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random splits.")] = 0,
+    n: Annotated[int, typer.Option("--n", min=1, help="Rows per user for leave_last_n.")] = 1,
+    timestamps: Annotated[
+        bool | None,
+        typer.Option(
+            "--timestamps/--no-timestamps",
+            help="Edge lists: whether the third column is unix time (default: if it has one).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Split INPUT into the TRAIN and TEST files that `recgraph evaluate` reads."""
+    from recgraph.data.splits import split
+
+    start = time.perf_counter()
+    data = read_split_input(input_path, kind.value, timestamps)
+    read_seconds = time.perf_counter() - start
+    if data.graph_kind != kind.value:
+        raise InputError(f"read {data.graph_kind} data, not {kind.value}", path=input_path)
+    start = time.perf_counter()
+    try:
+        train, test = split(data, method.value, fraction=fraction, seed=seed, n=n)
+    except InputError as exc:
+        raise InputError(exc.message, path=input_path, field=exc.field) from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    split_seconds = time.perf_counter() - start
+    write_split_table(train, train_out)
+    write_split_table(test, test_out)
+    console.print(
+        f"{method.value}: {len(train):,} train rows -> {train_out}, "
+        f"{len(test):,} test rows -> {test_out} "
+        f"(read {read_seconds:.2f} s, split {split_seconds:.2f} s)",
+        highlight=False,
+    )

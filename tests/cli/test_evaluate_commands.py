@@ -1,0 +1,154 @@
+"""``recgraph split`` and ``recgraph evaluate`` end to end, on small files."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recgraph.cli.main import main
+
+# The tiny example of tests/evaluation/test_evaluate.py: recall@2 of popular is 1.
+TRAIN_CSV = "user,item\nu0,i0\nu0,i1\nu1,i0\nu1,i2\nu2,i0\nu2,i1\nu2,i3\n"
+TEST_CSV = "user,item\nu0,i2\nu0,i3\nu1,i3\nu2,i2\nu9,i0\nu0,i9\n"
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_text(TRAIN_CSV)
+    test.write_text(TEST_CSV)
+    return train, test
+
+
+def run_evaluate(train: Path, test: Path, *extra: str) -> int:
+    return main(["evaluate", "--train", str(train), "--test", str(test), "--kind", "items", *extra])
+
+
+def test_evaluate_writes_json_and_plot(files, tmp_path: Path, capsys) -> None:
+    train, test = files
+    out, png = tmp_path / "out.json", tmp_path / "curves.png"
+    status = run_evaluate(
+        train, test, "--model", "popular", "--k", "1,2", "--json", str(out), "--plot", str(png)
+    )
+    assert status == 0
+    data = json.loads(out.read_text())
+    assert data["kind"] == "items"
+    # u9 never in train, i9 never in train
+    assert data["dropped_test_rows"] == 2
+    assert data["dropped_by_reason"]["user_not_in_train"] == 1
+    assert data["dropped_by_reason"]["target_not_in_train"] == 1
+    (result,) = data["results"]
+    assert result["model"] == "popular" and result["params"] == {}
+    assert result["metrics"]["recall@2"] == 1.0
+    assert result["metrics"]["coverage@1"] == 0.5
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert "popular" in printed and "recall" in printed
+
+
+def test_params_from_flag_and_toml(files, tmp_path: Path) -> None:
+    train, test = files
+    toml = tmp_path / "params.toml"
+    toml.write_text('[popular]\nweight = "value"\n')
+    out = tmp_path / "out.json"
+    assert (
+        run_evaluate(train, test, "--model", "popular", "--params", str(toml), "--json", str(out))
+        == 0
+    )
+    assert json.loads(out.read_text())["results"][0]["params"] == {"weight": "value"}
+    assert (
+        run_evaluate(
+            train,
+            test,
+            "--model",
+            "popular",
+            "--params",
+            str(toml),
+            "--param",
+            "popular.weight=users",
+            "--json",
+            str(out),
+        )
+        == 0
+    )
+    assert json.loads(out.read_text())["results"][0]["params"] == {}  # back to the default
+
+
+def test_bad_parameter_exits_2_naming_it(files, capsys) -> None:
+    train, test = files
+    assert run_evaluate(train, test, "--model", "popular", "--param", "popular.wieght=3") == 2
+    assert "wieght" in capsys.readouterr().err
+    assert run_evaluate(train, test, "--model", "popular", "--param", "popular.weight=loud") == 2
+    assert "popular.weight" in capsys.readouterr().err
+
+
+def test_parameters_for_a_model_not_evaluated(files, capsys) -> None:
+    train, test = files
+    assert run_evaluate(train, test, "--model", "popular", "--param", "popularr.weight=value") == 2
+    assert "popularr" in capsys.readouterr().err
+
+
+def test_unknown_model_and_bad_k(files, capsys) -> None:
+    train, test = files
+    assert run_evaluate(train, test, "--model", "no_such_model") == 2
+    assert "no_such_model" in capsys.readouterr().err
+    assert run_evaluate(train, test, "--model", "popular", "--k", "10,x") == 2
+
+
+def test_bad_file_names_the_line(tmp_path: Path, files, capsys) -> None:
+    _, test = files
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,rating\nu0,i0,5\nu1,i1,lots\n")
+    assert run_evaluate(bad, test, "--model", "popular") == 2
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "line 3" in err and "rating" in err
+
+
+def test_split_then_evaluate(tmp_path: Path) -> None:
+    rows = ["user,item,rating,timestamp"]
+    rows += [f"u{u},i{(u * 7 + j) % 25},4,{1000 + 20 * j + u}" for u in range(20) for j in range(8)]
+    data = tmp_path / "ratings.csv"
+    data.write_text("\n".join(rows) + "\n")
+    train, test = tmp_path / "train.tsv", tmp_path / "test.tsv"
+    for method in ("random_per_user", "temporal_global", "leave_last_n"):
+        status = main(
+            ["split", str(data), "--kind", "items", "--method", method, "--fraction", "0.25"]
+            + ["--seed", "1", "--train", str(train), "--test", str(test)]
+        )
+        assert status == 0, method
+        header = train.read_text().splitlines()[0]
+        assert header == "user\titem\trating\ttimestamp"
+        n_rows = len(train.read_text().splitlines()) + len(test.read_text().splitlines()) - 2
+        assert n_rows == 160, method
+        out = tmp_path / f"{method}.json"
+        assert run_evaluate(train, test, "--model", "popular", "--json", str(out)) == 0
+        assert json.loads(out.read_text())["results"][0]["metrics"]["hit@10"] >= 0.0
+
+
+def test_split_a_snap_edge_list(tmp_path: Path) -> None:
+    # a ring of 12 with chords, SNAP style: comments, spaces
+    edges = [(i, (i + 1) % 12) for i in range(12)] + [(i, (i + 5) % 12) for i in range(12)]
+    snap = tmp_path / "graph.txt"
+    snap.write_text("# toy graph\n" + "".join(f"{a} {b}\n" for a, b in edges))
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    args = ["split", str(snap), "--kind", "friends", "--method", "edge_holdout"]
+    args += ["--fraction", "0.25", "--train", str(train), "--test", str(test)]
+    assert main(args) == 0
+    assert train.read_text().startswith("src,dst\n")
+    assert len(test.read_text().splitlines()) - 1 == 6  # 25% of 24 edges
+    out = tmp_path / "out.json"
+    status = main(
+        ["evaluate", "--train", str(train), "--test", str(test), "--kind", "friends"]
+        + ["--model", "popular", "--k", "5", "--json", str(out)]
+    )
+    assert status == 0
+    assert json.loads(out.read_text())["dropped_test_rows"] == 0
+
+
+def test_temporal_split_without_timestamps_exits_2(tmp_path: Path, capsys) -> None:
+    snap = tmp_path / "graph.txt"
+    snap.write_text("0 1\n1 2\n2 0\n")
+    args = ["split", str(snap), "--kind", "follows", "--method", "temporal_pairs"]
+    args += ["--train", str(tmp_path / "a.csv"), "--test", str(tmp_path / "b.csv")]
+    assert main(args) == 2
+    assert "timestamp" in capsys.readouterr().err
