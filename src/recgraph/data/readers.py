@@ -128,6 +128,11 @@ def _csv_rows(
             yield reader.line_num, row
 
 
+def _fields(count: int, adjective: str = "") -> str:
+    """``"1 field"`` / ``"3 tab-separated fields"``: field counts for messages."""
+    return f"{count} {adjective}field{'' if count == 1 else 's'}"
+
+
 def _parse_int(text: str, what: str, path: Path, line: int) -> int:
     """An integer field; anything else (``1.5``, ``1e9``, empty) names the line."""
     text = text.strip()
@@ -283,13 +288,13 @@ def _edge_header(fields: list[str], timestamps: bool, path: Path, line: int):
 
 def _edge_field_count_problem(count: int, timestamps: bool) -> str:
     if timestamps:
-        return f"{count} fields, expected 3 (src dst timestamp)"
+        return f"{_fields(count)}, expected 3 (src dst timestamp)"
     if count == 3:
         return (
             "3 fields, expected 2 (src dst); if the third column holds unix "
             "timestamps, import with timestamps (--timestamps)"
         )
-    return f"{count} fields, expected 2 (src dst)"
+    return f"{_fields(count)}, expected 2 (src dst)"
 
 
 def _edge_frame(src: list[str], dst: list[str], ts: list[int] | None) -> pd.DataFrame:
@@ -354,7 +359,7 @@ def _ml100k_ratings(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         fields = text.split("\t")
         if len(fields) != 4:
             raise InputError(
-                f"{len(fields)} tab-separated fields, expected 4 (user item rating timestamp)",
+                f"{_fields(len(fields), 'tab-separated ')}, expected 4 (user item rating timestamp)",
                 path=path,
                 line=line,
             )
@@ -379,7 +384,9 @@ def _ml100k_genres(directory: Path) -> tuple[str, ...]:
             continue
         fields = text.split("|")
         if len(fields) != 2:
-            raise InputError(f"{len(fields)} fields, expected 2 (name|index)", path=path, line=line)
+            raise InputError(
+                f"{_fields(len(fields))}, expected 2 (name|index)", path=path, line=line
+            )
         names[_parse_int(fields[1], "index", path, line)] = fields[0].strip()
     if sorted(names) != list(range(len(names))):
         raise InputError("genre indices are not 0..n-1", path=path)
@@ -397,7 +404,7 @@ def _ml100k_items(directory: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         fields = text.split("|")
         if len(fields) != expected:
             raise InputError(
-                f"{len(fields)} '|'-separated fields, expected {expected} "
+                _fields(len(fields), "'|'-separated ") + f", expected {expected} "
                 f"(id|title|release date|video release date|IMDb URL|{len(genres)} genre flags)",
                 path=path,
                 line=line,
@@ -461,7 +468,7 @@ def _latest_ratings(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
             continue
         if len(row) != 4:
             raise InputError(
-                f"{len(row)} fields, expected 4 (userId,movieId,rating,timestamp)",
+                f"{_fields(len(row))}, expected 4 (userId,movieId,rating,timestamp)",
                 path=path,
                 line=line,
             )
@@ -486,7 +493,7 @@ def _latest_items(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
             continue
         if len(row) != 3:
             raise InputError(
-                f"{len(row)} fields, expected 3 (movieId,title,genres); quote titles "
+                f"{_fields(len(row))}, expected 3 (movieId,title,genres); quote titles "
                 "that contain commas",
                 path=path,
                 line=line,
@@ -639,7 +646,7 @@ def iter_interaction_chunks(
             continue
         if len(row) != width:
             raise InputError(
-                f"{len(row)} fields, expected {width} as in the header", path=path, line=line
+                f"{_fields(len(row))}, expected {width} as in the header", path=path, line=line
             )
         users.append(_parse_id(row[columns["user"]], names["user"], path, line))
         items.append(_parse_id(row[columns["item"]], names["item"], path, line))

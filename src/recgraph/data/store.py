@@ -678,10 +678,10 @@ class Writer:
         if directed is None:
             directed = stored != "false"
         elif stored is not None and (stored == "true") != directed and not empty:
-            held = "directed" if stored == "true" else "undirected"
+            held = "a directed" if stored == "true" else "an undirected"
             given = "directed" if directed else "undirected"
             raise InputError(
-                f"this store holds a {held} follow graph; cannot add {given} edges to it "
+                f"this store holds {held} follow graph; cannot add {given} edges to it "
                 "(import into another database, or match --directed/--undirected)"
             )
         if stored != ("true" if directed else "false"):
@@ -967,7 +967,7 @@ class Writer:
             )
         current = {
             (int(s), int(t))
-            for s, t in self.conn.execute(current_query.where(f.removed_at.is_(None))).tuples()
+            for s, t in self.conn.execute(current_query.where(f.removed_at.is_(None)))
         }
         wanted: set[tuple[int, int]] = set()
         if len(frame):

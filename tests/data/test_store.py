@@ -1,0 +1,271 @@
+"""The store suite: run unchanged on SQLite, MariaDB and PostgreSQL (see conftest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from recgraph.data import schema
+from recgraph.data.imports import import_edges, import_interactions, import_movielens
+from recgraph.data.interactions import Kind
+from recgraph.data.store import Store
+from recgraph.errors import InputError
+from tests.data.conftest import write_text
+
+EDGES = "# temporal\r\n1 2 100\r\n2 3 50\r\n1 2 100\r\n1 2 300\r\n3 1 70\r\n"
+
+
+def snapshot(store: Store) -> dict[str, list[tuple]]:
+    """Every row of every table (the per-transaction ``batch`` tag aside), in key order."""
+    out = {}
+    with store.engine.connect() as conn:
+        for table in schema.metadata.sorted_tables:
+            columns = [c for c in table.columns if c.name != "batch"]
+            order = list(table.primary_key.columns)
+            out[table.name] = [
+                tuple(row) for row in conn.execute(sa.select(*columns).order_by(*order))
+            ]
+    return out
+
+
+def ml100k(directory: Path) -> Path:
+    directory.mkdir()
+    write_text(
+        directory / "u.data", "1\t10\t4\t881250949\n2\t10\t3\t891717742\n1\t20\t5\t878887116\n"
+    )
+    flags = "|".join(["0"] * 19)
+    write_text(
+        directory / "u.item",
+        f"10|Café (1995)|01-Jan-1995||http://x|{flags}\n"
+        f"20|Two|02-Feb-1996||http://y|{flags[:-1]}1\n",
+        encoding="latin-1",
+    )
+    return directory
+
+
+def test_idempotent_reimport(store: Store, tmp_path: Path):
+    edges = write_text(tmp_path / "e.txt", EDGES)
+    movies = ml100k(tmp_path / "ml")
+    table = write_text(tmp_path / "i.csv", "user,item,kind,value\nu1,10,like,\nu1,10,view,\n")
+
+    def load() -> None:
+        import_edges(store, edges, directed=True, timestamps=True)
+        import_movielens(store, movies)
+        import_interactions(store, table)
+
+    load()
+    first = snapshot(store)
+    assert store.counts()["edge_events"] == 5
+    load()
+    assert snapshot(store) == first
+    assert store.counts()["edge_events"] == 5  # chunks add up, re-imports replace
+
+
+def test_bad_row_rolls_back_the_whole_import(store: Store, tmp_path: Path):
+    import_edges(store, write_text(tmp_path / "good.txt", "a b\nb c\n"), directed=True)
+    before_counts, before_rows = store.counts(), snapshot(store)
+    bad = write_text(tmp_path / "bad.txt", "c d\nd e\ne f\nf g\nx y z\n")
+    with pytest.raises(InputError) as err:
+        # two rows per chunk: the first chunks are written before line 5 fails
+        import_edges(store, bad, directed=True, chunk_rows=2)
+    assert "line 5" in str(err.value) and str(bad) in str(err.value)
+    assert store.counts() == before_counts
+    assert snapshot(store) == before_rows
+
+
+def test_bad_kind_rolls_back_interactions(store: Store, tmp_path: Path):
+    good = write_text(tmp_path / "i.csv", "user,item,kind\nu,i,like\nu,j,like\nu,k,loved\n")
+    with pytest.raises(InputError, match="line 4.*unknown kind 'loved'"):
+        import_interactions(store, good, chunk_rows=1)
+    assert store.counts()["interactions"] == 0 and store.counts()["accounts"] == 0
+
+
+def test_external_ids_round_trip_and_are_case_sensitive(store: Store):
+    ids = ["did:plc:z72i7hdynmk6r22z27h6tvur", "Alice", "alice", "ALICE", "Jürgen ü", "42", "a b"]
+    with store.writer() as w:
+        w.follows(pd.DataFrame({"src": ids[:-1], "dst": ids[1:]}), directed=True)
+        w.items([{"external_id": "Post"}, {"external_id": "post"}])
+    graph = store.follows_graph()
+    assert sorted(graph.users.ids.tolist()) == sorted(ids)
+    assert store.counts()["accounts"] == len(ids)
+    assert store.counts()["items"] == 2
+    pairs = set(zip(graph.users.external(graph.src), graph.users.external(graph.dst), strict=True))
+    assert pairs == set(zip(ids[:-1], ids[1:], strict=True))
+
+
+def test_earliest_created_at_and_latest_seen_at_are_kept(store: Store):
+    def write(created, seen=None) -> None:
+        row = {"src": "a", "dst": "b", "created_at": created}
+        if seen is not None:
+            row["seen_at"] = seen
+        with store.writer() as w:
+            w.follows([row], directed=True)
+
+    write(200)
+    write(100)
+    write(None)  # a NULL never replaces a known time
+    write(300)
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(schema.follows.c.created_at, schema.follows.c.seen_at)).one()
+    assert tuple(row) == (100, 300)
+    assert store.follows_graph().timestamp.tolist() == [100]
+
+
+def test_replace_follows_marks_unfollows_instead_of_deleting(store: Store):
+    assert store.replace_follows("me", ["a", "b", "c"], seen_at=1000) == {
+        "added": 3,
+        "kept": 0,
+        "removed": 0,
+    }
+    assert store.replace_follows("me", ["b", "c", "d"], seen_at=2000) == {
+        "added": 1,
+        "kept": 2,
+        "removed": 1,
+    }
+    counts = store.counts()
+    assert counts["follows"] == 3 and counts["follows_removed"] == 1
+    graph = store.follows_graph()
+    targets = set(graph.users.external(graph.dst))
+    assert targets == {"b", "c", "d"}
+    assert "a" in graph.users  # the account is still known
+    with store.engine.connect() as conn:
+        f, a = schema.follows, schema.accounts
+        removed = conn.execute(
+            sa.select(a.c.external_id, f.c.removed_at)
+            .select_from(f.join(a, f.c.target_id == a.c.id))
+            .where(f.c.removed_at.is_not(None))
+        ).all()
+    assert [tuple(r) for r in removed] == [("a", 2000)]
+    # following again later brings the edge back
+    store.replace_follows("me", ["a"], seen_at=3000)
+    graph = store.follows_graph()
+    assert set(graph.users.external(graph.dst)) == {"a"}
+    assert store.counts()["follows_removed"] == 3
+
+
+def test_edge_events_keep_repeats_across_chunks(store: Store, tmp_path: Path):
+    path = write_text(tmp_path / "e.txt", "1 2 5\n1 2 5\n1 2 5\n2 1 6\n")
+    import_edges(store, path, directed=True, timestamps=True, chunk_rows=2)
+    assert store.counts()["edge_events"] == 4
+    assert store.counts()["follows"] == 2
+    events = store.events_graph()
+    assert len(events) == 4 and sorted(events.timestamp.tolist()) == [5, 5, 5, 6]
+    import_edges(store, path, directed=True, timestamps=True, chunk_rows=3)
+    assert store.counts()["edge_events"] == 4
+
+
+def test_undirected_pairs_are_stored_once_and_direction_is_enforced(store: Store, tmp_path: Path):
+    path = write_text(tmp_path / "f.txt", "a b\nb a\nb c\n")
+    import_edges(store, path, directed=False)
+    assert store.counts()["follows"] == 2
+    graph = store.follows_graph()
+    assert not graph.directed and graph.csr().nnz == 4
+    assert store.follows_directed() is False
+    with pytest.raises(InputError, match="holds an undirected follow graph"):
+        import_edges(store, path, directed=True)
+    assert store.counts()["follows"] == 2
+
+
+def test_interactions_graph_kinds_values_and_times(store: Store):
+    with store.writer() as w:
+        w.interactions(
+            pd.DataFrame(
+                {
+                    "user": ["u1", "u1", "u2", "u2"],
+                    "item": ["i1", "i2", "i1", "i1"],
+                    "kind": ["like", "dislike", "rating", Kind.VIEW],
+                    "value": [None, None, 4.5, None],
+                }
+            )
+        )
+        w.accounts([{"external_id": "lurker"}])
+    everything = store.interactions_graph()
+    assert len(everything) == 4 and everything.timestamp is None
+    assert everything.n_users == 3 and everything.n_items == 2  # isolated account included
+    ratings = store.interactions_graph(kinds=[Kind.RATING])
+    assert ratings.value.tolist() == [4.5]
+    likes = store.interactions_graph(kinds=["like", "dislike"])
+    assert sorted(likes.kind.tolist()) == [int(Kind.LIKE), int(Kind.DISLIKE)]
+    assert likes.value.tolist() == [1.0, 1.0]
+
+
+def test_same_time_same_kind_updates_value_and_other_times_add_rows(store: Store):
+    for value, ts in ((3.0, 10), (4.0, 10), (2.0, 20)):
+        with store.writer() as w:
+            w.interactions(
+                [{"user": "u", "item": "i", "kind": "rating", "value": value, "timestamp": ts}]
+            )
+    graph = store.interactions_graph()
+    order = np.argsort(graph.timestamp)
+    assert graph.timestamp[order].tolist() == [10, 20]
+    assert graph.value[order].tolist() == [4.0, 2.0]
+
+
+def test_unknown_kind_and_long_ids_are_input_errors(store: Store):
+    with pytest.raises(InputError, match="unknown kind 'follow'"), store.writer() as w:
+        w.interactions([{"user": "u", "item": "i", "kind": "follow"}])
+    with pytest.raises(InputError, match="longer than 255"), store.writer() as w:
+        w.accounts([{"external_id": "x" * 256}])
+    assert store.counts()["accounts"] == 0
+
+
+def test_items_merge_titles_features_and_authors(store: Store):
+    with store.writer() as w:
+        w.items([{"external_id": "p1", "title": "First", "author": "bob", "features": {"n": 1}}])
+    with store.writer() as w:
+        w.items([{"external_id": "p1", "created_at": 50}])  # no title: keep the old one
+        w.accounts([{"external_id": "bob", "handle": "bob.example"}])
+    items = store.items_frame()
+    assert items.to_dict("records") == [
+        {
+            "external_id": "p1",
+            "author": "bob",
+            "title": "First",
+            "created_at": 50,
+            "features": {"n": 1},
+        }
+    ]
+    accounts = store.accounts_frame()
+    assert accounts["handle"].tolist() == ["bob.example"]
+    updated = accounts["updated_at"].tolist()
+    with store.writer() as w:
+        w.accounts([{"external_id": "bob"}])  # no handle: nothing changes
+    assert store.accounts_frame()["handle"].tolist() == ["bob.example"]
+    assert store.accounts_frame()["updated_at"].tolist() == updated
+
+
+def test_writer_rolls_back_on_any_exception(store: Store):
+    with pytest.raises(RuntimeError), store.writer() as w:
+        w.follows([{"src": "a", "dst": "b"}], directed=True)
+        raise RuntimeError("boom")
+    assert store.counts()["follows"] == 0 and store.counts()["accounts"] == 0
+    assert store.follows_directed() is None
+
+
+def test_reopening_keeps_data(store_url: str):
+    with Store(store_url) as first, first.writer() as w:
+        w.follows([{"src": "a", "dst": "b"}], directed=True)
+    with Store.open(store_url) as again:
+        assert again.counts()["follows"] == 1
+        assert again.meta(schema.META_SCHEMA_VERSION) == str(schema.SCHEMA_VERSION)
+
+
+def test_sqlite_pragmas_and_default_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    path = tmp_path / "sub" / "env.db"
+    monkeypatch.setenv("RECGRAPH_DATABASE_URL", f"sqlite:///{path}")
+    with Store() as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    assert path.exists()
+
+
+def test_unreachable_server_is_a_store_error():
+    from recgraph.data.store import StoreError
+
+    with pytest.raises(StoreError, match="cannot open the database"):
+        Store("postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=1")
