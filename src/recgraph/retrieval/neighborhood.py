@@ -1,0 +1,728 @@
+r"""Neighbourhood retrievers for who-to-follow: the shared machinery.
+
+Common neighbours, Adamic-Adar, resource allocation and Jaccard all score a
+pair ``(u, v)`` by the two-hop paths ``u - w - v`` between them, each middle
+node ``w`` weighted by a function of its degree:
+
+.. math::
+
+    s(u, v) = \sum_{w} F[u, w] \, f(\deg w) \, G[w, v] = (F \, \mathrm{diag}(f) \, G)[u, v]
+
+where ``F`` is the first hop and ``G`` the second. This module builds ``F``,
+``G`` and ``deg`` for each reading of a graph, computes exact scores as sparse
+products ``F[batch] @ (diag(f) G)`` for batches of query users (in a thread
+pool: scipy's sparse product and numpy's sorting release the GIL), and picks
+the top ``k`` of each sparse score row without ever making a dense
+``n x n`` matrix (:func:`sparse_top_k`).
+
+Readings (``path`` in the config), with ``A`` the follow matrix
+(``A[u, w] = 1`` when ``u`` follows ``w``):
+
+=============  =========  =========  ==============================================
+``path``       ``F``      ``G``      candidates ``v`` of ``u``
+=============  =========  =========  ==============================================
+``out_out``    ``A``      ``A``      followed by the accounts ``u`` follows (default)
+``in_out``     ``A.T``    ``A``      followed by the followers of ``u``
+``out_in``     ``A``      ``A.T``    following the accounts ``u`` follows
+``in_in``      ``A.T``    ``A.T``    following the followers of ``u``
+``undirected`` ``A | A.T````A | A.T``any link in either direction counts
+=============  =========  =========  ==============================================
+
+``out_out`` is the classic "who to follow": accounts followed by the accounts
+you follow. The three others walk the follower side on one or both hops. On a
+friendship graph ``A`` is symmetric and every reading is the same.
+
+Degree of a middle node (``degree`` in the config), used by Adamic-Adar
+(``1 / log deg w``) and resource allocation (``1 / deg w``):
+
+- ``exit`` (default): the number of ways the path can leave ``w`` on the
+  second hop, i.e. the row count of ``G``: the out-degree of ``w`` for
+  ``out_out`` / ``in_out``, its in-degree for ``out_in`` / ``in_in``. This is
+  resource allocation's own reading: ``w`` shares what it got from ``u``
+  equally among the accounts it passes it on to.
+- ``entry``: the number of ways the path can arrive at ``w`` on the first
+  hop (column count of ``F``), e.g. follower count for ``out_out``: it
+  discounts celebrities that everybody follows.
+- ``total``: distinct neighbours of ``w`` in either direction.
+
+On an undirected graph all three are the ordinary degree, so the scores
+equal NetworkX's ``common_neighbors``, ``adamic_adar_index``,
+``resource_allocation_index`` and ``jaccard_coefficient``. Self-loops are
+dropped when fitting (they are no relation to recommend through).
+
+Hubs. A middle node with more than ``hub_cap`` exit edges (bots, celebrity
+accounts) would add that many paths for every user that reaches it; with
+``hub_policy="sample"`` only ``hub_cap`` of its exit edges (a seeded uniform
+sample, not re-weighted) are expanded, with ``"skip"`` none. The work per
+query user is then at most ``|F[u]| * hub_cap`` paths. Degrees (and so the
+weights) stay the true ones; ``hub_cap=None`` is exact.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from recgraph.data.interactions import Interactions
+from recgraph.progress import progress_bar
+from recgraph.retrieval.base import Retriever, RetrieverConfig, rows_as_csr
+
+Reading = Literal["out_out", "in_out", "out_in", "in_in", "undirected"]
+DegreeSide = Literal["exit", "entry", "total"]
+HubPolicy = Literal["sample", "skip"]
+
+#: What a candidate is to the middle nodes of its paths, per reading ("followed by X and Y").
+RELATION: dict[str, str] = {
+    "out_out": "followed by",
+    "in_out": "followed by",
+    "out_in": "follows",
+    "in_in": "follows",
+    "undirected": "connected to",
+    "friends": "friends with",
+}
+
+_SENTINEL = np.iinfo(np.int64).max
+_FLOAT_BITS = np.int64(0x7FFFFFFF)
+
+
+# ---------------------------------------------------------------------- config
+class GraphWalkConfig(RetrieverConfig):
+    """Settings every neighbourhood model shares: the hub cap and the threads.
+
+    ``hub_cap`` bounds how many exit edges of one node are expanded (``None``:
+    all, exact); ``hub_policy`` says what happens to the rest of a hub's
+    edges: a seeded uniform ``sample`` of ``hub_cap`` is kept, or the hub is
+    ``skip``-ped as a middle node. ``n_threads=0`` uses every core.
+    """
+
+    hub_cap: int | None = Field(default=10_000, ge=1)
+    hub_policy: HubPolicy = "sample"
+    seed: int = 0
+    n_threads: int = Field(default=0, ge=0)
+
+
+class NeighborhoodConfig(GraphWalkConfig):
+    """Config of the two-hop models (see the module docstring for ``path`` and ``degree``).
+
+    ``batch_paths`` bounds the two-hop paths expanded per batch of query
+    users, which bounds the memory of one batch (a few tens of bytes a path).
+    """
+
+    path: Reading = "out_out"
+    degree: DegreeSide = "exit"
+    batch_paths: int = Field(default=1 << 19, ge=1)
+
+
+# ---------------------------------------------------------------------- explanations
+@dataclass(frozen=True)
+class Explanation:
+    """Why ``candidate`` was suggested to ``user``: the middle nodes of the best paths.
+
+    ``via`` are the top middle nodes (indices, and external ids in
+    ``via_ids``), best first, with their ``contributions`` to ``score``;
+    with every middle node listed the contributions sum to the score.
+    ``relation`` is what the candidate is to them ("followed by", "follows",
+    "friends with", ...).
+    """
+
+    user: int
+    user_id: str
+    candidate: int
+    candidate_id: str
+    score: float
+    via: np.ndarray
+    via_ids: np.ndarray
+    contributions: np.ndarray
+    relation: str
+
+    def text(self) -> str:
+        """A short sentence such as ``"followed by alice and bob"``."""
+        names = [str(x) for x in self.via_ids]
+        if not names:
+            return "no common connections"
+        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return f"{self.relation} {joined}"
+
+
+def top_contributions(
+    middles: np.ndarray, values: np.ndarray, top: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Middle nodes by contribution, best first, ties to the lower index; at most ``top``."""
+    order = np.lexsort((middles, -values))
+    if top is not None:
+        order = order[:top]
+    return middles[order].astype(np.int64), values[order].astype(np.float32)
+
+
+# ---------------------------------------------------------------------- graph helpers
+def simple_adjacency(train: Interactions) -> sp.csr_matrix:
+    """Binary adjacency of the positive edges, self-loops dropped (symmetric for friends)."""
+    adjacency = train.positives().csr("binary").tocsr(copy=True)
+    adjacency.setdiag(0)
+    adjacency.eliminate_zeros()
+    adjacency.sort_indices()
+    return adjacency.astype(np.float32)
+
+
+def reading_matrices(
+    adjacency: sp.csr_matrix, path: Reading
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The first and second hop matrices ``(F, G)`` of a reading."""
+    if path == "undirected":
+        both = (adjacency + adjacency.T).tocsr()
+        both.data[:] = 1.0
+        both.sort_indices()
+        return both, both
+    transposed = adjacency.T.tocsr()
+    transposed.sort_indices()
+    first = adjacency if path.startswith("out") else transposed
+    second = adjacency if path.endswith("out") else transposed
+    return first, second
+
+
+def middle_degrees(first: sp.csr_matrix, second: sp.csr_matrix, side: DegreeSide) -> np.ndarray:
+    """Degree of each node as a middle node of a path (see the module docstring)."""
+    if side == "exit":
+        return np.diff(second.indptr).astype(np.float64)
+    if side == "entry":
+        return np.bincount(first.indices, minlength=first.shape[1]).astype(np.float64)
+    both = (first + first.T + second + second.T).tocsr()
+    return np.diff(both.indptr).astype(np.float64)
+
+
+def cap_rows(matrix: sp.csr_matrix, cap: int | None, policy: HubPolicy, seed: int) -> sp.csr_matrix:
+    """At most ``cap`` entries per row: a seeded uniform sample of each longer row, or none.
+
+    Rows within the cap are untouched, so a cap above the largest row changes
+    nothing. Kept entries keep their values (no re-weighting).
+    """
+    lengths = np.diff(matrix.indptr)
+    if cap is None or not len(lengths) or lengths.max() <= cap:
+        return matrix
+    keep = np.ones(matrix.nnz, dtype=bool)
+    rng = np.random.default_rng(seed)
+    for row in np.flatnonzero(lengths > cap):
+        start, stop = matrix.indptr[row], matrix.indptr[row + 1]
+        keep[start:stop] = False
+        if policy == "sample":
+            chosen = rng.choice(stop - start, size=cap, replace=False)
+            keep[start + chosen] = True
+    rows = np.repeat(np.arange(matrix.shape[0]), lengths)[keep]
+    capped = sp.csr_matrix(
+        (matrix.data[keep], (rows, matrix.indices[keep])), shape=matrix.shape, dtype=matrix.dtype
+    )
+    capped.sort_indices()
+    return capped
+
+
+def resolve_threads(n_threads: int) -> int:
+    """``0`` means every core this process may use."""
+    if n_threads:
+        return n_threads
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def run_batches(
+    spans: Sequence[tuple[int, int]],
+    work: Callable[[int, int], None],
+    n_threads: int,
+    description: str,
+    total: int,
+) -> None:
+    """Run ``work(start, stop)`` for every span, on a thread pool when there is more than one.
+
+    The work functions write into disjoint slices of preallocated arrays; the
+    heavy calls inside them (scipy's sparse products, numpy's partition and
+    sort) release the GIL, so threads use the cores.
+    """
+    with progress_bar(description, total=total, unit="users") as advance:
+        if n_threads <= 1 or len(spans) <= 1:
+            for start, stop in spans:
+                work(start, stop)
+                advance(stop - start)
+            return
+        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+            futures = [pool.submit(work, start, stop) for start, stop in spans]
+            for future, (start, stop) in zip(futures, spans, strict=True):
+                future.result()
+                advance(stop - start)
+
+
+def spans_by_work(
+    work: np.ndarray, budget: int, max_rows: int | None = None
+) -> list[tuple[int, int]]:
+    """Cut ``0..len(work)`` into consecutive spans whose summed ``work`` stays within ``budget``.
+
+    A single row above the budget gets a span of its own.
+    """
+    n = len(work)
+    if n == 0:
+        return []
+    cumulative = np.cumsum(np.maximum(work, 1), dtype=np.int64)
+    spans = []
+    start = 0
+    done = 0
+    while start < n:
+        stop = int(np.searchsorted(cumulative, done + budget, side="right"))
+        stop = max(stop, start + 1)
+        if max_rows is not None:
+            stop = min(stop, start + max_rows)
+        spans.append((start, stop))
+        done = int(cumulative[stop - 1])
+        start = stop
+    return spans
+
+
+# ---------------------------------------------------------------------- sparse top-k
+def sparse_top_k(
+    scores: sp.csr_matrix,
+    k: int,
+    *,
+    forbidden: sp.csr_matrix | None = None,
+    allowed: np.ndarray | sp.csr_matrix | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` columns of each row of a sparse, non-negative score matrix.
+
+    The result equals :func:`recgraph.retrieval.base.top_k` on the dense
+    matrix (absent entries score 0) with ``-inf`` on ``forbidden`` entries and
+    outside ``allowed``: best first, ties to the lower column, zero-score
+    columns after every positive one in column order, ``-1`` / ``-inf`` when
+    no column is left. The work is linear in the stored entries plus
+    ``rows * k``; nothing of size ``rows x n_cols`` is made.
+
+    Parameters
+    ----------
+    scores
+        ``(n_rows, n_cols)`` CSR matrix with non-negative values.
+    k
+        Columns per row.
+    forbidden
+        CSR of the same shape: nonzero entries are never returned.
+    allowed
+        A boolean mask of ``n_cols`` columns for every row, or a CSR of the
+        same shape whose nonzero entries are each row's only allowed columns.
+
+    Returns
+    -------
+    ids, values
+        ``(n_rows, k)`` int64 column indices and float32 scores.
+    """
+    n_rows, n_cols = scores.shape
+    if n_cols >= 1 << 32:
+        raise ValueError("sparse_top_k handles at most 2**32 columns")
+    ids = np.full((n_rows, k), -1, dtype=np.int64)
+    values = np.full((n_rows, k), -np.inf, dtype=np.float32)
+    if n_rows == 0 or k == 0:
+        return ids, values
+    scores = sp.csr_matrix(scores, dtype=np.float32)
+    if forbidden is not None and forbidden.nnz:
+        forbidden = sp.csr_matrix(forbidden, dtype=np.float32)
+        forbidden.sum_duplicates()
+        forbidden.data[:] = 1.0
+        scores = (scores + forbidden * np.float32(-np.inf)).tocsr()
+    row_mask = allowed if sp.issparse(allowed) else None
+    column_mask = None if sp.issparse(allowed) else allowed
+    if row_mask is not None:
+        row_mask = sp.csr_matrix(row_mask, dtype=np.float32)
+        row_mask.sum_duplicates()
+        row_mask.data[:] = 1.0
+        scores = scores.multiply(row_mask).tocsr()
+
+    lengths = np.diff(scores.indptr)
+    rows = np.repeat(np.arange(n_rows, dtype=np.int64), lengths)
+    keep = scores.data > 0
+    if column_mask is not None:
+        keep &= column_mask[scores.indices]
+    rows = rows[keep]
+    cols = scores.indices[keep].astype(np.int64)
+    data = scores.data[keep]
+
+    counts = _select_top(rows, cols, data, n_rows, n_cols, k, ids, values)
+    _fill_zero_scores(ids, values, counts, n_cols, forbidden, column_mask, row_mask)
+    return ids, values
+
+
+def _select_top(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    data: np.ndarray,
+    n_rows: int,
+    n_cols: int,
+    k: int,
+    ids: np.ndarray,
+    values: np.ndarray,
+) -> np.ndarray:
+    """Write each row's best ``min(k, length)`` positive entries into ``ids``/``values``.
+
+    Each entry becomes one int64 key ``(~value bits, column)``: for positive
+    float32 values the bit pattern orders like the value, so the smallest
+    keys are the best scores with ties to the lower column, and a row's best
+    ``k`` are its ``k`` smallest keys. Rows are grouped by length (powers of
+    two), padded into a small 2-D array per group, and cut with
+    ``np.partition`` along the rows: linear work, no ``n_cols``-wide arrays.
+    Returns the number written per row.
+    """
+    lengths = np.bincount(rows, minlength=n_rows)
+    counts = np.minimum(lengths, k)
+    if not len(rows):
+        return counts
+    col_bits = max(1, int(n_cols - 1).bit_length())
+    value_bits = data.view(np.int32).astype(np.int64)
+    keys = ((_FLOAT_BITS - value_bits) << col_bits) | cols
+    starts = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    position = np.arange(len(rows), dtype=np.int64) - starts[rows]
+    # group g holds the rows of length in (2**(g-1), 2**g]
+    group_of_row = np.frexp(np.maximum(lengths - 1, 0))[1].astype(np.int8)
+    entry_group = group_of_row[rows]
+    order = np.argsort(entry_group, kind="stable")
+    bounds = np.searchsorted(entry_group[order], np.arange(group_of_row.max() + 2))
+    local = np.zeros(n_rows, dtype=np.int64)
+    col_mask = np.int64((1 << col_bits) - 1)
+    for group in range(len(bounds) - 1):
+        lo, hi = bounds[group], bounds[group + 1]
+        if lo == hi:
+            continue
+        members = np.flatnonzero((group_of_row == group) & (lengths > 0))
+        local[members] = np.arange(len(members))
+        entries = order[lo:hi]
+        width = int(lengths[members].max())
+        block = np.full((len(members), width), _SENTINEL, dtype=np.int64)
+        block[local[rows[entries]], position[entries]] = keys[entries]
+        if width > k:
+            block = np.partition(block, k - 1, axis=1)[:, :k]
+        block.sort(axis=1)
+        taken = block.shape[1]
+        valid = block != _SENTINEL
+        chosen_cols = block & col_mask
+        chosen_bits = (_FLOAT_BITS - (block >> col_bits)).astype(np.int32)
+        ids[members, :taken] = np.where(valid, chosen_cols, -1)
+        values[members, :taken] = np.where(valid, chosen_bits.view(np.float32), -np.inf)
+    return counts
+
+
+def _fill_zero_scores(
+    ids: np.ndarray,
+    values: np.ndarray,
+    counts: np.ndarray,
+    n_cols: int,
+    forbidden: sp.csr_matrix | None,
+    column_mask: np.ndarray | None,
+    row_mask: sp.csr_matrix | None,
+) -> None:
+    """Complete rows with fewer than ``k`` positives by zero-score columns, lowest first.
+
+    A row short of ``k`` positives has all of them in ``ids`` already, so the
+    columns it may still get are the allowed ones minus (forbidden | taken).
+    With every column allowed, the ``j``-th free column is found without
+    listing the free ones: if ``E`` is the row's sorted excluded columns and
+    ``g_i = E_i - i`` (free columns before ``E_i``), it is ``j + #{i: g_i <= j}``.
+    """
+    n_rows, k = ids.shape
+    short = np.flatnonzero(counts < k)
+    if not len(short):
+        return
+    need = k - counts[short]
+    taken_rows = np.repeat(np.arange(len(short)), counts[short])
+    taken_cols = ids[short][np.arange(k)[None, :] < counts[short][:, None]]
+    excluded = sp.csr_matrix(
+        (np.ones(len(taken_cols), np.float32), (taken_rows, taken_cols)),
+        shape=(len(short), n_cols),
+    )
+    if forbidden is not None and forbidden.nnz:
+        excluded = excluded + forbidden[short]
+    excluded = excluded.tocsr()
+    excluded.sum_duplicates()
+
+    if row_mask is not None:
+        allowed = row_mask[short]
+        allowed.sort_indices()
+        free = (allowed - allowed.multiply(excluded)).tocsr()
+        free.eliminate_zeros()
+        free.sort_indices()
+        lengths = np.diff(free.indptr)
+        free_rows = np.repeat(np.arange(len(short)), lengths)
+        rank = np.arange(free.nnz) - free.indptr[free_rows]
+        pick = rank < need[free_rows]
+        out_rows, slot, chosen = free_rows[pick], rank[pick], free.indices[pick]
+    else:
+        if column_mask is None:
+            universe = None
+            size = n_cols
+            ex_rows = np.repeat(np.arange(len(short)), np.diff(excluded.indptr))
+            ex_rank = excluded.indices.astype(np.int64)
+        else:
+            universe = np.flatnonzero(column_mask)
+            size = len(universe)
+            rank_of = np.cumsum(column_mask) - 1
+            all_rows = np.repeat(np.arange(len(short)), np.diff(excluded.indptr))
+            inside = column_mask[excluded.indices]
+            ex_rows, ex_rank = all_rows[inside], rank_of[excluded.indices[inside]]
+        ex_start = np.searchsorted(ex_rows, np.arange(len(short)))
+        gaps = ex_rank - (np.arange(len(ex_rows)) - ex_start[ex_rows])
+        stride = np.int64(size) + 1
+        gap_keys = ex_rows.astype(np.int64) * stride + gaps
+        slots = np.minimum(need, size)
+        out_rows = np.repeat(np.arange(len(short)), slots)
+        slot = np.arange(len(out_rows)) - np.repeat(np.cumsum(slots) - slots, slots)
+        below = (
+            np.searchsorted(gap_keys, out_rows * stride + slot, side="right") - ex_start[out_rows]
+        )
+        answer = slot + below
+        ok = answer < size
+        out_rows, slot, answer = out_rows[ok], slot[ok], answer[ok]
+        chosen = answer if universe is None else universe[answer]
+    target_rows = short[out_rows]
+    target_slots = counts[target_rows] + slot
+    ids[target_rows, target_slots] = chosen
+    values[target_rows, target_slots] = 0.0
+
+
+# ---------------------------------------------------------------------- models
+class GraphRetriever(Retriever):
+    """Base of the account-graph models: learns the simple adjacency, saves it, rebuilds from it.
+
+    Everything else a model needs (hop matrices, weights, the capped
+    expansion) is derived in :meth:`_build`, so ``save`` writes only the
+    adjacency and ``load`` gives back the same model (the hub sample is seeded).
+    """
+
+    supports: ClassVar[frozenset[str]] = frozenset({"follows", "friends"})
+    adjacency_: sp.csr_matrix
+
+    def _fit(self, train: Interactions) -> None:
+        self.adjacency_ = simple_adjacency(train)
+        self._build()
+
+    @abstractmethod
+    def _build(self) -> None:
+        """Derive the model's matrices from ``adjacency_`` and the config."""
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {
+            "adjacency.indptr": self.adjacency_.indptr,
+            "adjacency.indices": self.adjacency_.indices,
+        }
+
+    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        n = self.n_users
+        indices = state["adjacency.indices"]
+        self.adjacency_ = sp.csr_matrix(
+            (np.ones(len(indices), np.float32), indices, state["adjacency.indptr"]), shape=(n, n)
+        )
+        self._build()
+
+    def _explanation(
+        self, user: int, candidate: int, score: float, via: np.ndarray, contributions: np.ndarray
+    ) -> Explanation:
+        assert self.users is not None
+        return Explanation(
+            user=user,
+            user_id=str(self.users.ids[user]),
+            candidate=int(candidate),
+            candidate_id=str(self.users.ids[candidate]),
+            score=float(score),
+            via=via,
+            via_ids=self.users.external(via).astype(str),
+            contributions=contributions,
+            relation=self.relation,
+        )
+
+    @property
+    @abstractmethod
+    def relation(self) -> str:
+        """What a candidate is to the nodes that explain it ("followed by", ...)."""
+
+
+class TwoHopRetriever(GraphRetriever):
+    r"""Base of the two-hop models: exact sparse scores ``F[u] diag(f) G``, batched and threaded.
+
+    A subclass names itself, sets its config class and gives the middle-node
+    weight :meth:`middle_weights` (and, for normalised scores such as
+    Jaccard, :meth:`_normalise`).
+    """
+
+    config_class: ClassVar[type[RetrieverConfig]] = NeighborhoodConfig
+    config: NeighborhoodConfig
+
+    def _build(self) -> None:
+        cfg = self.config
+        first, second = reading_matrices(self.adjacency_, cfg.path)
+        self.first_ = first
+        self.second_ = second
+        self.degree_ = middle_degrees(first, second, cfg.degree)
+        self.weights_ = self.middle_weights(self.degree_).astype(np.float32)
+        capped = cap_rows(second, cfg.hub_cap, cfg.hub_policy, cfg.seed)
+        self.expansion_ = (sp.diags(self.weights_) @ capped).tocsr().astype(np.float32)
+        self.expansion_.sort_indices()
+        self.expansion_t_ = self.expansion_.T.tocsr()
+        self.expansion_t_.sort_indices()
+        self.first_sizes_ = np.diff(first.indptr).astype(np.float32)
+        self.second_sizes_ = np.bincount(second.indices, minlength=second.shape[1]).astype(
+            np.float32
+        )
+        self._paths_per_middle = np.diff(self.expansion_.indptr).astype(np.int64)
+
+    @abstractmethod
+    def middle_weights(self, degree: np.ndarray) -> np.ndarray:
+        """``f(deg w)``: the weight of one path through each middle node."""
+
+    def _normalise(self, common: np.ndarray, users: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Turn summed path weights of pairs into the model's score (identity here)."""
+        return common
+
+    @property
+    def relation(self) -> str:
+        """What a candidate is to the middle nodes of its paths."""
+        return RELATION["friends" if self.graph_kind == "friends" else self.config.path]
+
+    def path_counts(self, users: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Two-hop paths the product expands for each user (after the hub cap): the work."""
+        users = self._check_users(users)
+        return np.asarray(self.first_[users] @ self._paths_per_middle, dtype=np.int64).ravel()
+
+    def score_rows(self, users: Sequence[int] | np.ndarray) -> sp.csr_matrix:
+        """Exact scores of ``users`` against every account, as a sparse ``(len(users), n)`` matrix.
+
+        Nothing is masked (seen accounts and the user itself included);
+        accounts without a path score 0 and are not stored.
+        """
+        users = self._check_users(users)
+        block = (self.first_[users] @ self.expansion_).tocsr()
+        if type(self)._normalise is not TwoHopRetriever._normalise and block.nnz:
+            rows = np.repeat(users, np.diff(block.indptr))
+            block.data = self._normalise(block.data, rows, block.indices).astype(np.float32)
+        return block
+
+    def score_pairs(
+        self, users: Sequence[int] | np.ndarray, targets: Sequence[int] | np.ndarray
+    ) -> np.ndarray:
+        """Exact scores of the pairs ``(users[i], targets[i])`` (float32)."""
+        users = self._check_users(users)
+        targets = self._check_users(targets)
+        if len(users) != len(targets):
+            raise ValueError("users and targets differ in length")
+        common = self.first_[users].multiply(self.expansion_t_[targets])
+        sums = np.asarray(common.sum(axis=1), dtype=np.float32).ravel()
+        return self._normalise(sums, users, targets).astype(np.float32)
+
+    def recommend(
+        self,
+        users: Sequence[int] | np.ndarray | int,
+        k: int = 10,
+        exclude_seen: bool = True,
+        exclude: sp.spmatrix | Sequence[Sequence[int]] | None = None,
+        candidates: np.ndarray | Sequence[int] | sp.spmatrix | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` accounts for each of ``users``; see :meth:`Retriever.recommend`.
+
+        Users are scored in batches of at most ``batch_paths`` two-hop paths,
+        on ``n_threads`` threads, and each sparse score row is cut to its top
+        ``k`` by :func:`sparse_top_k`: exact, and never ``n x n``.
+        """
+        users = self._check_users(users)
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        exclude_m = rows_as_csr(exclude, len(users), self.n_items, "exclude")
+        allowed = self._allowed(candidates, len(users))
+        ids = np.full((len(users), k), -1, dtype=np.int64)
+        scores = np.full((len(users), k), -np.inf, dtype=np.float32)
+        spans = spans_by_work(self.path_counts(users), self.config.batch_paths)
+
+        def work(start: int, stop: int) -> None:
+            batch = users[start:stop]
+            forbidden = self._forbidden(
+                batch, exclude_seen, None if exclude_m is None else exclude_m[start:stop]
+            )
+            ids[start:stop], scores[start:stop] = sparse_top_k(
+                self.score_rows(batch),
+                k,
+                forbidden=forbidden,
+                allowed=allowed[start:stop] if sp.issparse(allowed) else allowed,
+            )
+
+        run_batches(
+            spans,
+            work,
+            resolve_threads(self.config.n_threads),
+            f"{self.name} top-{k}",
+            len(users),
+        )
+        return ids, scores
+
+    def _forbidden(
+        self, users: np.ndarray, exclude_seen: bool, exclude: sp.csr_matrix | None
+    ) -> sp.csr_matrix | None:
+        """What these users must not get: seen accounts and themselves, plus ``exclude``."""
+        assert self._seen is not None
+        parts = []
+        if exclude_seen:
+            parts.append(self._seen[users])
+            parts.append(
+                sp.csr_matrix(
+                    (np.ones(len(users), np.float32), (np.arange(len(users)), users)),
+                    shape=(len(users), self.n_items),
+                )
+            )
+        if exclude is not None:
+            parts.append(exclude)
+        if not parts:
+            return None
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        total = sp.csr_matrix(total, dtype=np.float32)
+        total.sum_duplicates()
+        total.data[:] = 1.0
+        return total
+
+    # ------------------------------------------------------------------ explanations
+    def explain(
+        self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3
+    ) -> list[Explanation]:
+        """The middle nodes behind each candidate's score, best first.
+
+        Parameters
+        ----------
+        user
+            User index.
+        candidates
+            Target indices (e.g. the ids ``recommend`` returned).
+        top
+            Middle nodes per candidate (``None``: all, and then the
+            contributions sum to the score).
+
+        Returns
+        -------
+        list of Explanation
+            One per candidate, in order: for ``out_out`` the accounts the
+            user follows that follow the candidate ("followed by X and Y").
+        """
+        user = int(self._check_users([user])[0])
+        candidates = self._check_users(candidates)
+        middles = self.first_[user].indices
+        through = self.expansion_[middles][:, candidates].tocsc()
+        scores = self.score_pairs(np.full(len(candidates), user), candidates)
+        out = []
+        for j, candidate in enumerate(candidates):
+            lo, hi = through.indptr[j], through.indptr[j + 1]
+            via = middles[through.indices[lo:hi]]
+            contrib = through.data[lo:hi].astype(np.float64)
+            # a normalised score (Jaccard) shares its value out in proportion to the paths
+            total = contrib.sum()
+            if total > 0:
+                contrib *= float(scores[j]) / total
+            via, contrib = top_contributions(via, contrib, top)
+            out.append(self._explanation(user, candidate, scores[j], via, contrib))
+        return out

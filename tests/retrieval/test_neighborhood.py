@@ -1,0 +1,496 @@
+"""The shared machinery of the neighbourhood retrievers, and helpers their tests share.
+
+The helpers (graphs, brute-force scores, the NetworkX comparison) are imported
+by ``test_common_neighbors.py`` and the other model tests.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recgraph.data.interactions import Interactions
+from recgraph.retrieval import create_retriever, top_k
+from recgraph.retrieval.neighborhood import (
+    Explanation,
+    cap_rows,
+    reading_matrices,
+    spans_by_work,
+    sparse_top_k,
+)
+
+TWO_HOP_MODELS = ["common_neighbors", "adamic_adar", "resource_allocation", "jaccard"]
+PATHS = ["out_out", "in_out", "out_in", "in_in", "undirected"]
+
+
+# ---------------------------------------------------------------------- shared helpers
+def datasets_folder() -> Path:
+    """``../shared/datasets`` beside the repository, or ``$RECGRAPH_DATASETS``."""
+    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
+    return Path(os.environ.get("RECGRAPH_DATASETS", default))
+
+
+def ego_facebook() -> Interactions:
+    """SNAP ego-Facebook as a friendship graph; skips when the file is absent."""
+    path = datasets_folder() / "snap-ego-facebook" / "facebook_combined.txt"
+    if not path.exists():
+        pytest.skip(f"ego-Facebook not found at {path} (set RECGRAPH_DATASETS)")
+    from recgraph.data.readers import read_edge_list
+
+    return read_edge_list(path, directed=False)
+
+
+def random_graph(n: int, p: float, seed: int, directed: bool) -> Interactions:
+    """A G(n, p) graph on indices, each undirected pair once; no self-loops."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n, n)) < p
+    np.fill_diagonal(mask, False)
+    if not directed:
+        mask = np.triu(mask)
+    src, dst = np.nonzero(mask)
+    return Interactions.from_indices(src, dst, n_users=n, one_sided=True, directed=directed)
+
+
+def to_networkx(graph: Interactions):
+    import networkx as nx
+
+    g = nx.DiGraph() if graph.directed else nx.Graph()
+    g.add_nodes_from(range(graph.n_users))
+    g.add_edges_from(zip(graph.src.tolist(), graph.dst.tolist(), strict=True))
+    return g
+
+
+def brute_force_scores(graph: Interactions, model: str, path: str, degree: str) -> np.ndarray:
+    """Dense ``n x n`` scores from set arithmetic, straight from the definitions."""
+    n = graph.n_users
+    out = [set() for _ in range(n)]
+    into = [set() for _ in range(n)]
+    for a, b in zip(graph.src.tolist(), graph.dst.tolist(), strict=True):
+        if a == b:
+            continue
+        out[a].add(b)
+        into[b].add(a)
+        if not graph.directed:
+            out[b].add(a)
+            into[a].add(b)
+    both = [out[i] | into[i] for i in range(n)]
+    side = {"out": out, "in": into}
+    if path == "undirected":
+        first_side = second_side = both
+    else:
+        first_name, second_name = path.split("_")
+        first_side, second_side = side[first_name], side[second_name]
+    entered = [set() for _ in range(n)]  # T(v): middles whose second hop reaches v
+    for w in range(n):
+        for v in second_side[w]:
+            entered[v].add(w)
+    reached = [set() for _ in range(n)]  # who reaches w on the first hop
+    for u in range(n):
+        for w in first_side[u]:
+            reached[w].add(u)
+    deg = {
+        "exit": [len(second_side[w]) for w in range(n)],
+        "entry": [len(reached[w]) for w in range(n)],
+        "total": [len(both[w]) for w in range(n)],
+    }[degree]
+    scores = np.zeros((n, n))
+    for u in range(n):
+        for v in range(n):
+            middles = first_side[u] & entered[v]
+            if model == "common_neighbors":
+                s = len(middles)
+            elif model == "adamic_adar":
+                s = sum(1 / math.log(max(deg[w], 2)) for w in middles)
+            elif model == "resource_allocation":
+                s = sum(1 / max(deg[w], 1) for w in middles)
+            else:
+                union = len(first_side[u] | entered[v])
+                s = len(middles) / union if union else 0.0
+            scores[u, v] = s
+    return scores
+
+
+def dense_reference(
+    scores: np.ndarray,
+    k: int,
+    forbidden: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``base.top_k`` on the dense block with ``-inf`` where forbidden or not allowed."""
+    block = np.array(scores, dtype=np.float32)
+    if forbidden is not None:
+        block[forbidden] = -np.inf
+    if allowed is not None:
+        block[~np.broadcast_to(allowed, block.shape)] = -np.inf
+    return top_k(block, k)
+
+
+def assert_matches_networkx(
+    model_name: str, nx_function: Callable, graph: Interactions, n_pairs: int, seed: int = 0
+) -> None:
+    """Scores of sampled pairs (half of them two hops apart) equal NetworkX's."""
+    g = to_networkx(graph)
+    model = create_retriever(model_name, {"hub_cap": None}).fit(graph)
+    rng = np.random.default_rng(seed)
+    n = graph.n_users
+    users = rng.integers(0, n, n_pairs)
+    targets = rng.integers(0, n, n_pairs)
+    # the other half: a neighbour of a neighbour, so the scores are mostly nonzero
+    adjacency = graph.csr()
+    for i in range(n_pairs // 2):
+        w = rng.choice(adjacency[users[i]].indices) if adjacency[users[i]].nnz else users[i]
+        targets[i] = rng.choice(adjacency[w].indices) if adjacency[w].nnz else targets[i]
+    keep = users != targets
+    users, targets = users[keep], targets[keep]
+    pairs = list(
+        zip(users.tolist(), targets.tolist(), strict=True)
+    )  # nx wants a list, not an iterator
+    expected = np.array([p for _, _, p in nx_function(g, pairs)])
+    assert len(expected) == len(pairs)
+    got = model.score_pairs(users, targets)
+    assert (expected > 0).sum() > len(expected) // 3, "the sample exercises nonzero scores"
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    # and what recommend returns for a few users is NetworkX's best
+    for u in users[:4]:
+        ids, scores = model.recommend([u], k=10)
+        candidates = [v for v in range(n) if v != u and not g.has_edge(u, v)]
+        reference = np.array([p for _, _, p in nx_function(g, [(u, v) for v in candidates])])
+        best = np.sort(reference)[::-1][:10]
+        np.testing.assert_allclose(scores[0], best, rtol=1e-5, atol=1e-7)
+        by_nx = dict(zip(candidates, reference, strict=True))
+        np.testing.assert_allclose(scores[0], [by_nx[int(v)] for v in ids[0]], rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------------- sparse top-k
+def random_scores(rng: np.random.Generator, rows: int, cols: int, density: float) -> sp.csr_matrix:
+    """Sparse scores with many ties (multiples of 1/4) and unsorted-looking rows."""
+    dense = rng.integers(1, 6, (rows, cols)) / 4.0
+    dense[rng.random((rows, cols)) > density] = 0.0
+    dense[0] = 0.0  # a row with no positive score at all
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("k", [1, 4, 17, 60])
+@pytest.mark.parametrize("allowed_kind", ["none", "mask", "rows"])
+def test_sparse_top_k_equals_dense_top_k(seed: int, k: int, allowed_kind: str) -> None:
+    rng = np.random.default_rng(seed)
+    rows, cols = 23, 41
+    scores = random_scores(rng, rows, cols, density=[0.05, 0.3, 0.9][seed % 3])
+    forbidden = rng.random((rows, cols)) < 0.15
+    allowed = None
+    allowed_arg: np.ndarray | sp.csr_matrix | None = None
+    if allowed_kind == "mask":
+        allowed = rng.random(cols) < 0.6
+        allowed_arg = allowed
+    elif allowed_kind == "rows":
+        allowed = rng.random((rows, cols)) < 0.5
+        allowed_arg = sp.csr_matrix(allowed.astype(np.float32))
+    want_ids, want_scores = dense_reference(scores.toarray(), k, forbidden, allowed)
+    got_ids, got_scores = sparse_top_k(
+        scores, k, forbidden=sp.csr_matrix(forbidden.astype(np.float32)), allowed=allowed_arg
+    )
+    np.testing.assert_array_equal(got_ids, want_ids)
+    np.testing.assert_array_equal(got_scores, want_scores)
+
+
+def test_sparse_top_k_without_masks_and_with_long_rows() -> None:
+    rng = np.random.default_rng(7)
+    # rows of very different lengths land in different length groups
+    dense = np.zeros((5, 300), dtype=np.float32)
+    for row, length in enumerate([0, 1, 3, 40, 300]):
+        dense[row, rng.choice(300, length, replace=False)] = rng.integers(1, 4, length)
+    for k in (1, 2, 10, 299, 300, 305):
+        want = top_k(dense, k)
+        got = sparse_top_k(sp.csr_matrix(dense), k)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_sparse_top_k_orders_tiny_and_large_floats_like_dense() -> None:
+    values = np.array([[1e-30, 3.0, 1e-30, 7e5, 2.5e-8, 3.0]], dtype=np.float32)
+    want = top_k(values, 6)
+    got = sparse_top_k(sp.csr_matrix(values), 6)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[0][0].tolist() == [3, 1, 5, 4, 0, 2]
+
+
+def test_sparse_top_k_rejects_nothing_when_all_columns_are_taken() -> None:
+    scores = sp.csr_matrix(np.zeros((2, 3), np.float32))
+    forbidden = sp.csr_matrix(np.ones((2, 3), np.float32))
+    ids, values = sparse_top_k(scores, 2, forbidden=forbidden)
+    assert (ids == -1).all() and np.isneginf(values).all()
+
+
+# ---------------------------------------------------------------------- helpers of the module
+def test_spans_by_work_cover_everything_within_budget() -> None:
+    work = np.array([5, 1, 1, 20, 3, 3, 3, 0, 9])
+    spans = spans_by_work(work, budget=6)
+    assert spans[0][0] == 0 and spans[-1][1] == len(work)
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    for start, stop in spans:
+        assert stop - start == 1 or np.maximum(work[start:stop], 1).sum() <= 6
+    assert (3, 4) in spans, "a row above the budget gets a span of its own"
+    assert spans_by_work(np.zeros(0, int), 10) == []
+
+
+def test_reading_matrices_follow_the_arrows() -> None:
+    # 0 -> 1 -> 2
+    a = sp.csr_matrix(([1.0, 1.0], ([0, 1], [1, 2])), shape=(3, 3), dtype=np.float32)
+    first, second = reading_matrices(a, "out_out")
+    assert (first @ second)[0, 2] == 1  # 2 is followed by the account 0 follows
+    first, second = reading_matrices(a, "in_in")
+    assert (first @ second)[2, 0] == 1  # 0 follows the account that follows 2
+    first, second = reading_matrices(a, "undirected")
+    assert (first != first.T).nnz == 0 and first[2, 1] == 1
+
+
+def test_cap_rows_samples_hubs_and_keeps_the_rest() -> None:
+    rng = np.random.default_rng(0)
+    dense = (rng.random((30, 60)) < 0.1).astype(np.float32)
+    dense[3] = 1.0  # a hub with 60 edges
+    dense[8, :25] = 1.0
+    matrix = sp.csr_matrix(dense)
+    lengths = np.diff(matrix.indptr)
+    assert cap_rows(matrix, int(lengths.max()), "sample", 0) is matrix
+    assert cap_rows(matrix, None, "sample", 0) is matrix
+    capped = cap_rows(matrix, 12, "sample", 0)
+    capped_lengths = np.diff(capped.indptr)
+    assert capped_lengths.max() == 12
+    small = lengths <= 12
+    np.testing.assert_array_equal(capped.toarray()[small], dense[small])
+    assert (capped.toarray() <= dense).all(), "only existing edges are kept"
+    again = cap_rows(matrix, 12, "sample", 0)
+    assert (again != capped).nnz == 0, "seeded"
+    assert (cap_rows(matrix, 12, "sample", 1) != capped).nnz > 0
+    skipped = cap_rows(matrix, 12, "skip", 0)
+    assert skipped[3].nnz == 0 and skipped[8].nnz == 0
+    np.testing.assert_array_equal(skipped.toarray()[small], dense[small])
+
+
+def test_explanation_text() -> None:
+    def make(ids):
+        return Explanation(
+            user=0,
+            user_id="me",
+            candidate=1,
+            candidate_id="c",
+            score=1.0,
+            via=np.arange(len(ids)),
+            via_ids=np.array(ids),
+            contributions=np.ones(len(ids)),
+            relation="followed by",
+        )
+
+    assert make(["ann"]).text() == "followed by ann"
+    assert make(["ann", "bob", "cy"]).text() == "followed by ann, bob and cy"
+    assert make([]).text() == "no common connections"
+
+
+# ---------------------------------------------------------------------- directed readings
+@pytest.fixture(scope="module")
+def digraph() -> Interactions:
+    return random_graph(22, 0.15, seed=3, directed=True)
+
+
+#: Every model with every reading; the degree side only where it enters the score.
+READING_CASES = [
+    (model, path, degree)
+    for model in TWO_HOP_MODELS
+    for path in PATHS
+    for degree in (
+        ["exit", "entry", "total"] if model in ("adamic_adar", "resource_allocation") else ["exit"]
+    )
+]
+
+
+@pytest.mark.parametrize(("model_name", "path", "degree"), READING_CASES)
+def test_directed_readings_equal_brute_force(
+    digraph: Interactions, model_name: str, path: str, degree: str
+) -> None:
+    model = create_retriever(model_name, {"path": path, "degree": degree, "hub_cap": None})
+    model.fit(digraph)
+    expected = brute_force_scores(digraph, model_name, path, degree)
+    n = digraph.n_users
+    users = np.arange(n)
+    np.testing.assert_allclose(model.score_rows(users).toarray(), expected, rtol=1e-5, atol=1e-7)
+    pairs_u, pairs_v = np.divmod(np.arange(n * n), n)
+    np.testing.assert_allclose(
+        model.score_pairs(pairs_u, pairs_v), expected.ravel(), rtol=1e-5, atol=1e-7
+    )
+    forbidden = digraph.seen().toarray() > 0
+    np.fill_diagonal(forbidden, True)
+    want_ids, want_scores = dense_reference(
+        model.score_rows(users).toarray(), 7, forbidden=forbidden
+    )
+    got_ids, got_scores = model.recommend(users, k=7)
+    np.testing.assert_array_equal(got_ids, want_ids)
+    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-6)
+
+
+def test_readings_differ_on_a_directed_graph(digraph: Interactions) -> None:
+    rows = {
+        path: create_retriever("common_neighbors", {"path": path})
+        .fit(digraph)
+        .score_rows(np.arange(digraph.n_users))
+        for path in PATHS
+    }
+    assert all((rows["out_out"] != rows[p]).nnz for p in PATHS[1:])
+    np.testing.assert_array_equal(rows["out_in"].toarray(), rows["out_in"].toarray().T)
+
+
+def test_readings_agree_on_a_friendship_graph() -> None:
+    graph = random_graph(20, 0.2, seed=1, directed=False)
+    users = np.arange(graph.n_users)
+    scores = [
+        create_retriever("adamic_adar", {"path": p}).fit(graph).score_rows(users).toarray()
+        for p in PATHS
+    ]
+    for other in scores[1:]:
+        np.testing.assert_allclose(other, scores[0], rtol=1e-6)
+
+
+def test_self_loops_and_duplicate_edges_are_ignored() -> None:
+    graph = random_graph(15, 0.2, seed=4, directed=True)
+    noisy = Interactions.from_indices(
+        np.r_[graph.src, graph.src[:5], [2, 7]],
+        np.r_[graph.dst, graph.dst[:5], [2, 7]],
+        n_users=graph.n_users,
+        one_sided=True,
+        directed=True,
+    )
+    users = np.arange(graph.n_users)
+    for name in TWO_HOP_MODELS:
+        clean = create_retriever(name).fit(graph).score_rows(users).toarray()
+        messy = create_retriever(name).fit(noisy).score_rows(users).toarray()
+        np.testing.assert_allclose(messy, clean, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------- batching, threads, hubs
+@pytest.mark.parametrize("model_name", TWO_HOP_MODELS)
+def test_batches_and_threads_change_nothing(model_name: str) -> None:
+    graph = random_graph(60, 0.08, seed=5, directed=True)
+    users = np.arange(graph.n_users)
+    one = create_retriever(model_name, {"n_threads": 1}).fit(graph)
+    many = create_retriever(model_name, {"n_threads": 2, "batch_paths": 7}).fit(graph)
+    a_ids, a_scores = one.recommend(users, k=12)
+    b_ids, b_scores = many.recommend(users, k=12)
+    np.testing.assert_array_equal(a_ids, b_ids)
+    np.testing.assert_array_equal(a_scores, b_scores)
+
+
+def test_recommend_honours_exclude_and_per_user_candidates() -> None:
+    graph = random_graph(40, 0.1, seed=6, directed=True)
+    model = create_retriever("resource_allocation").fit(graph)
+    users = np.arange(graph.n_users)
+    rng = np.random.default_rng(0)
+    exclude = [rng.choice(40, 5, replace=False) for _ in users]
+    candidates = sp.csr_matrix((rng.random((40, 40)) < 0.4).astype(np.float32))
+    ids, scores = model.recommend(users, k=9, exclude=exclude, candidates=candidates)
+    forbidden = graph.seen().toarray() > 0
+    np.fill_diagonal(forbidden, True)
+    for u, row in enumerate(exclude):
+        forbidden[u, row] = True
+    want_ids, want_scores = dense_reference(
+        model.score_rows(users).toarray(), 9, forbidden, candidates.toarray() > 0
+    )
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-6)
+
+
+def hub_graph() -> Interactions:
+    """A random follow graph plus two hubs: one everybody follows, one that follows everybody."""
+    base = random_graph(80, 0.05, seed=8, directed=True)
+    fans = np.arange(1, 80)
+    src = np.r_[base.src, fans, np.full(79, 40)]
+    dst = np.r_[base.dst, np.zeros(79, np.int64), np.r_[np.arange(40), np.arange(41, 80)]]
+    return Interactions.from_indices(src, dst, n_users=80, one_sided=True, directed=True)
+
+
+@pytest.mark.parametrize("model_name", TWO_HOP_MODELS)
+@pytest.mark.parametrize("path", ["out_out", "undirected"])
+def test_hub_cap_above_max_degree_changes_nothing(model_name: str, path: str) -> None:
+    graph = hub_graph()
+    users = np.arange(graph.n_users)
+    exact = create_retriever(model_name, {"hub_cap": None, "path": path}).fit(graph)
+    max_degree = int(np.diff(exact.second_.indptr).max())
+    capped = create_retriever(model_name, {"hub_cap": max_degree, "path": path}).fit(graph)
+    a_ids, a_scores = exact.recommend(users, k=15)
+    b_ids, b_scores = capped.recommend(users, k=15)
+    np.testing.assert_array_equal(a_ids, b_ids)
+    np.testing.assert_array_equal(a_scores, b_scores)
+    np.testing.assert_array_equal(exact.path_counts(users), capped.path_counts(users))
+
+
+@pytest.mark.parametrize("policy", ["sample", "skip"])
+def test_hub_cap_below_max_degree_bounds_the_work(policy: str) -> None:
+    graph = hub_graph()
+    users = np.arange(graph.n_users)
+    exact = create_retriever("common_neighbors", {"hub_cap": None}).fit(graph)
+    cap = 10
+    capped = create_retriever("common_neighbors", {"hub_cap": cap, "hub_policy": policy})
+    capped.fit(graph)
+    exact_work = exact.path_counts(users)
+    work = capped.path_counts(users)
+    first_sizes = np.diff(capped.first_.indptr)
+    assert (work <= first_sizes * cap).all()
+    assert work.sum() < exact_work.sum() and (work <= exact_work).all()
+    rows = capped.score_rows(users)
+    assert (np.diff(rows.indptr) <= work).all(), "a row holds at most its paths"
+    # kept paths keep their weight: a capped score never exceeds the exact one
+    assert (rows.toarray() <= exact.score_rows(users).toarray() + 1e-6).all()
+    # hubs keep their true degree in the weights
+    aa = create_retriever("adamic_adar", {"hub_cap": cap, "hub_policy": policy}).fit(graph)
+    np.testing.assert_array_equal(aa.degree_, exact.degree_)
+
+
+# ---------------------------------------------------------------------- explanations
+@pytest.mark.parametrize("model_name", TWO_HOP_MODELS)
+@pytest.mark.parametrize("path", ["out_out", "in_out", "undirected"])
+def test_explanations_name_the_middle_nodes(model_name: str, path: str) -> None:
+    graph = random_graph(30, 0.15, seed=9, directed=True)
+    model = create_retriever(model_name, {"path": path}).fit(graph)
+    first = model.first_.toarray() > 0
+    second = model.second_.toarray() > 0
+    for user in (0, 5, 11):
+        ids, scores = model.recommend([user], k=5)
+        full = model.explain(user, ids[0], top=None)
+        short = model.explain(user, ids[0], top=2)
+        for j, (e, s) in enumerate(zip(full, short, strict=True)):
+            assert e.candidate == ids[0, j] and e.candidate_id == str(ids[0, j])
+            middles = set(np.flatnonzero(first[user] & second[:, e.candidate]).tolist())
+            assert set(e.via.tolist()) == middles
+            assert e.score == pytest.approx(float(scores[0, j]), rel=1e-5)
+            assert e.contributions.sum() == pytest.approx(e.score, rel=1e-5, abs=1e-7)
+            order = np.lexsort((e.via, -e.contributions))
+            np.testing.assert_array_equal(order, np.arange(len(e.via)))
+            np.testing.assert_array_equal(s.via, e.via[:2])
+            assert list(s.via_ids) == [str(v) for v in e.via[:2]]
+            assert s.relation == model.relation
+
+
+def test_explanations_say_followed_by_for_the_default_reading() -> None:
+    # a and b both follow c; me follows a and b
+    graph = Interactions.from_arrays(
+        ["me", "me", "a", "b", "b"],
+        ["a", "b", "c", "c", "d"],
+        one_sided=True,
+        directed=True,
+    )
+    model = create_retriever("common_neighbors").fit(graph)
+    me = graph.users.index_of("me")
+    ids, _ = model.recommend([me], k=2)
+    assert graph.users.external(ids[0]).tolist() == ["c", "d"]
+    (explanation,) = model.explain(me, ids[0][:1])
+    assert explanation.text() == "followed by a and b"
+    assert explanation.user_id == "me" and explanation.candidate_id == "c"
+    friends = Interactions.from_arrays(["x", "y"], ["y", "z"], one_sided=True, directed=False)
+    model = create_retriever("jaccard").fit(friends)
+    (e,) = model.explain(friends.users.index_of("x"), [friends.users.index_of("z")])
+    assert e.text() == "friends with y"

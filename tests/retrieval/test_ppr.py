@@ -1,0 +1,132 @@
+import networkx as nx
+import numpy as np
+import pytest
+
+from recgraph.data.interactions import Interactions
+from recgraph.retrieval import create_retriever
+from tests.retrieval.conformance import RetrieverConformance
+from tests.retrieval.test_neighborhood import (
+    dense_reference,
+    ego_facebook,
+    random_graph,
+    to_networkx,
+)
+
+#: Enough iterations for the fixed point, to compare with NetworkX.
+CONVERGED = {"iterations": 300, "tol": 1e-9, "hub_cap": None}
+
+
+class TestPersonalizedPageRank(RetrieverConformance):
+    model_name = "ppr"
+
+
+def with_dangling_nodes() -> Interactions:
+    """A random follow graph in which accounts 0-3 follow nobody."""
+    graph = random_graph(40, 0.08, seed=2, directed=True)
+    keep = graph.src >= 4
+    return Interactions.from_indices(
+        graph.src[keep], graph.dst[keep], n_users=40, one_sided=True, directed=True
+    )
+
+
+@pytest.mark.parametrize("walk", ["out", "in", "undirected"])
+@pytest.mark.parametrize("restart", [0.15, 0.5])
+def test_equals_networkx_personalised_pagerank(walk: str, restart: float) -> None:
+    graph = with_dangling_nodes()
+    g = to_networkx(graph)
+    if walk == "in":
+        g = g.reverse()
+    elif walk == "undirected":
+        g = g.to_undirected()
+    model = create_retriever("ppr", {**CONVERGED, "walk": walk, "restart": restart}).fit(graph)
+    users = np.array([0, 4, 9, 31])
+    rows = model.score_rows(users)
+    for row, u in zip(rows, users, strict=True):
+        ranks = nx.pagerank(
+            g, alpha=1 - restart, personalization={int(u): 1}, tol=1e-10, max_iter=1000
+        )
+        expected = np.array([ranks[v] for v in range(graph.n_users)])
+        np.testing.assert_allclose(row, expected, atol=2e-6)
+        assert row.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.datasets
+def test_equals_networkx_on_ego_facebook() -> None:
+    graph = ego_facebook()
+    g = to_networkx(graph)
+    model = create_retriever("ppr", {**CONVERGED, "restart": 0.3}).fit(graph)
+    for u in (107, 2000):
+        ranks = nx.pagerank(g, alpha=0.7, personalization={u: 1}, tol=1e-10)
+        expected = np.array([ranks[v] for v in range(graph.n_users)])
+        np.testing.assert_allclose(model.score_rows([u])[0], expected, atol=1e-6)
+
+
+def test_a_user_scores_the_same_alone_or_in_a_batch_with_early_stopping() -> None:
+    graph = with_dangling_nodes()
+    model = create_retriever("ppr", {"tol": 1e-4, "iterations": 100}).fit(graph)
+    users = np.arange(graph.n_users)
+    together = model.score_rows(users)
+    for u in (0, 5, 17):
+        np.testing.assert_array_equal(model.score_rows([u])[0], together[u])
+    fewer = create_retriever("ppr", {"tol": 0, "iterations": 3}).fit(graph).score_rows(users)
+    assert np.abs(fewer - together).max() > 1e-3, "iterations are honoured"
+
+
+def test_recommend_is_the_masked_top_of_the_scores_on_threads() -> None:
+    graph = random_graph(70, 0.06, seed=3, directed=True)
+    users = np.arange(graph.n_users)
+    model = create_retriever("ppr", {"n_threads": 2}).fit(graph)
+    import recgraph.retrieval.ppr as ppr_module
+
+    original = ppr_module.PPR_BLOCK_FLOATS
+    ppr_module.PPR_BLOCK_FLOATS = 70 * 8  # many small blocks
+    try:
+        ids, scores = model.recommend(users, k=6)
+    finally:
+        ppr_module.PPR_BLOCK_FLOATS = original
+    forbidden = graph.seen().toarray() > 0
+    np.fill_diagonal(forbidden, True)
+    want_ids, want_scores = dense_reference(model.score_rows(users), 6, forbidden)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-6)
+
+
+def test_walk_direction_decides_who_is_reached() -> None:
+    # a -> b -> c: walking along follows from a reaches c; walking along followers does not
+    graph = Interactions.from_arrays(["a", "b"], ["b", "c"], one_sided=True, directed=True)
+    a, c = graph.users.index_of("a"), graph.users.index_of("c")
+    out = create_retriever("ppr", {"walk": "out"}).fit(graph).score_rows([a])[0]
+    back = create_retriever("ppr", {"walk": "in"}).fit(graph).score_rows([a])[0]
+    assert out[c] > 0 and back[c] == 0
+
+
+def test_explanations_split_the_score_over_the_last_step() -> None:
+    graph = random_graph(40, 0.1, seed=4, directed=True)
+    model = create_retriever("ppr").fit(graph)
+    ids, scores = model.recommend([3], k=5)
+    full = model.explain(3, ids[0], top=None)
+    short = model.explain(3, ids[0], top=2)
+    adjacency = graph.csr().toarray() > 0
+    for j, (e, s) in enumerate(zip(full, short, strict=True)):
+        assert e.score == pytest.approx(float(scores[0, j]), rel=1e-5)
+        assert e.contributions.sum() == pytest.approx(e.score, rel=1e-4)
+        assert adjacency[e.via, e.candidate].all(), "every explaining node follows the candidate"
+        assert (np.diff(e.contributions) <= 0).all()
+        np.testing.assert_array_equal(s.via, e.via[:2])
+        assert s.text().startswith("followed by ")
+
+
+def test_hub_cap_thins_the_walk_and_is_exact_above_the_max_degree() -> None:
+    base = random_graph(60, 0.05, seed=5, directed=True)
+    src = np.r_[base.src, np.full(59, 7)]
+    dst = np.r_[base.dst, np.r_[np.arange(7), np.arange(8, 60)]]
+    graph = Interactions.from_indices(src, dst, n_users=60, one_sided=True, directed=True)
+    users = np.arange(60)
+    exact = create_retriever("ppr", {"hub_cap": None}).fit(graph)
+    same = create_retriever("ppr", {"hub_cap": 59}).fit(graph)
+    np.testing.assert_array_equal(exact.score_rows(users), same.score_rows(users))
+    capped = create_retriever("ppr", {"hub_cap": 5}).fit(graph)
+    assert capped.transition_[7].nnz == 5 and exact.transition_[7].nnz == 59
+    assert capped.transition_[7].sum() == pytest.approx(1.0)
+    skipped = create_retriever("ppr", {"hub_cap": 5, "hub_policy": "skip"}).fit(graph)
+    assert skipped.transition_[7].nnz == 0 and skipped.dangling_[7]
