@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -16,7 +17,8 @@ app = typer.Typer(
 )
 
 #: Tables and results go to stdout; progress and errors to stderr.
-console = Console()
+#: Off a terminal (pipes, CI logs) rich would cut tables at 80 columns; give them room.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 

@@ -16,6 +16,9 @@ from recgraph.errors import RecgraphError
 #: Sub-command modules; importing one registers its commands on ``app``.
 COMMAND_MODULES = [
     "recgraph.cli.info",
+    "recgraph.cli.quickstart",
+    "recgraph.cli.evaluate_commands",
+    "recgraph.cli.data_commands",
 ]
 
 for _name in COMMAND_MODULES:

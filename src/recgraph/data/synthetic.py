@@ -45,10 +45,11 @@ class SyntheticConfig(BaseModel):
     mean_follows: float = Field(default=20.0, gt=1)
     within_community: float = Field(default=0.8, ge=0, le=1)
     triadic_closure: float = Field(default=0.35, ge=0, le=1)
-    fitness_exponent: float = Field(default=1.8, gt=0.5)
+    fitness_exponent: float = Field(default=2.5, gt=0.5)
     n_items: int = Field(default=3000, ge=1)
     mean_interactions: float = Field(default=30.0, gt=0)
     dislike_rate: float = Field(default=0.12, ge=0, le=1)
+    item_lifetime_days: float = Field(default=7.0, gt=0)
     days: int = Field(default=90, ge=2)
     seed: int = 0
 
@@ -207,7 +208,8 @@ def generate_social(config: SyntheticConfig | None = None, **overrides) -> Synth
                 j = int(own_items[rng.choice(len(own_items), p=p / p.sum())])
             else:
                 j = int(rng.choice(cfg.n_items, p=appeal_p))
-            if j in chosen or author[j] == u:
+            seen_at = item_time[j] + int(rng.exponential(cfg.item_lifetime_days * DAY))
+            if j in chosen or author[j] == u or seen_at >= span:
                 continue
             chosen.add(j)
             affinity = quality[j] + (1.0 if community[author[j]] == community[u] else -0.5)
@@ -215,8 +217,7 @@ def generate_social(config: SyntheticConfig | None = None, **overrides) -> Synth
             rows_user.append(u)
             rows_item.append(j)
             rows_kind.append("dislike" if disliked else "like")
-            seen_at = item_time[j] + int(rng.exponential(DAY))
-            rows_time.append(min(seen_at, span - 1))
+            rows_time.append(seen_at)
     kinds = np.array(rows_kind, dtype=object)
     interactions = pd.DataFrame(
         {

@@ -1,0 +1,49 @@
+"""``recgraph quickstart``: the main job on the embedded SQLite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recgraph.cli.app import DbOption, app, console
+from recgraph.config import database_url
+
+
+@app.command("quickstart")
+def quickstart_command(
+    db: DbOption = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="A MovieLens folder or a SNAP edge list (default: synthetic data)."),
+    ] = None,
+    undirected: Annotated[
+        bool, typer.Option(help="With an edge list: friendships, not follows.")
+    ] = False,
+    timestamps: Annotated[
+        bool, typer.Option(help="With an edge list: the third column is a unix time.")
+    ] = False,
+    k: Annotated[str, typer.Option(help="Cut-offs, comma separated.")] = "10,20,50",
+    json_dir: Annotated[
+        Path | None, typer.Option("--json-dir", help="Write one evaluation JSON per graph here.")
+    ] = None,
+) -> None:
+    """Create the store, load data, fit the baselines and print their evaluation."""
+    from recgraph.jobs.quickstart import run_quickstart
+
+    url = database_url(db)
+    ks = tuple(int(x) for x in k.split(",") if x.strip())
+    console.print(f"[bold]recgraph quickstart[/] — store: {url}")
+    result = run_quickstart(url, data, undirected=undirected, timestamps=timestamps, ks=ks)
+    counts = ", ".join(f"{n:,} {name}" for name, n in result.counts.items() if n)
+    console.print(f"loaded {result.source}: {counts}")
+    for kind, report in result.reports.items():
+        question = "what to read" if kind == "items" else "who to follow"
+        console.print(f"\n[bold]{question}[/] ({kind}; {result.splits[kind]})")
+        console.print(report.table())
+        if report.dropped_test_rows:
+            console.print(f"[dim]dropped test rows: {report.dropped_summary()}[/]")
+        if json_dir is not None:
+            json_dir.mkdir(parents=True, exist_ok=True)
+            report.to_json(json_dir / f"quickstart-{kind}.json")

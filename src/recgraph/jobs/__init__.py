@@ -1,0 +1,1 @@
+"""Jobs: the quickstart, scheduled crawl / train / deliver, and distributed graph jobs."""
