@@ -11,7 +11,14 @@ from rich.table import Table
 
 from recgraph.cli.app import DbOption, app, console, err_console
 from recgraph.data.export import export_table
-from recgraph.data.imports import ImportSummary, import_edges, import_interactions, import_movielens
+from recgraph.data.imports import (
+    ImportSummary,
+    import_accounts,
+    import_edges,
+    import_interactions,
+    import_items,
+    import_movielens,
+)
 from recgraph.data.readers import ColumnMapping
 from recgraph.data.store import Store
 
@@ -110,6 +117,29 @@ def import_interactions_command(
     )
     with Store.open(db) as store:
         _print_summary(store, import_interactions(store, file, mapping))
+
+
+@import_app.command("accounts")
+def import_accounts_command(
+    file: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet: external_id[,handle,created_at].")],
+    db: DbOption = None,
+) -> None:
+    """Import accounts, e.g. a file written by ``recgraph export accounts``."""
+    with Store.open(db) as store:
+        _print_summary(store, import_accounts(store, file))
+
+
+@import_app.command("items")
+def import_items_command(
+    file: Annotated[
+        Path,
+        typer.Argument(help="CSV/TSV/Parquet: external_id[,title,author,created_at,features]."),
+    ],
+    db: DbOption = None,
+) -> None:
+    """Import items with titles and JSON features, e.g. from ``recgraph export items``."""
+    with Store.open(db) as store:
+        _print_summary(store, import_items(store, file))
 
 
 @app.command("export")

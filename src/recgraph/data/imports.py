@@ -17,8 +17,10 @@ from pathlib import Path
 from recgraph.data.readers import (
     DEFAULT_CHUNK_ROWS,
     ColumnMapping,
+    iter_account_chunks,
     iter_edge_chunks,
     iter_interaction_chunks,
+    iter_item_chunks,
     iter_movielens_items,
     iter_movielens_ratings,
     movielens_layout,
@@ -167,4 +169,36 @@ def import_interactions(
     return summary
 
 
-__all__ = ["ImportSummary", "import_edges", "import_interactions", "import_movielens"]
+def import_accounts(
+    store: Store, path: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> ImportSummary:
+    """Import accounts (``external_id[, handle, created_at]``), e.g. an accounts export."""
+    with _import(store, path, f"import {Path(path).name}") as (writer, summary, advance):
+        for chunk in iter_account_chunks(path, chunk_rows=chunk_rows):
+            summary.rows_written += writer.accounts(chunk)
+            summary.rows_read += len(chunk)
+            advance(len(chunk))
+    return summary
+
+
+def import_items(
+    store: Store, path: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> ImportSummary:
+    """Import items (``external_id[, title, author, created_at, features]``), e.g. an
+    items export; ``features`` is a JSON object per row."""
+    with _import(store, path, f"import {Path(path).name}") as (writer, summary, advance):
+        for chunk in iter_item_chunks(path, chunk_rows=chunk_rows):
+            summary.rows_written += writer.items(chunk)
+            summary.rows_read += len(chunk)
+            advance(len(chunk))
+    return summary
+
+
+__all__ = [
+    "ImportSummary",
+    "import_accounts",
+    "import_edges",
+    "import_interactions",
+    "import_items",
+    "import_movielens",
+]

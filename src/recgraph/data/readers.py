@@ -25,9 +25,10 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Literal
@@ -308,6 +309,8 @@ def _edge_frame(src: list[str], dst: list[str], ts: list[int] | None) -> pd.Data
 def movielens_layout(directory: str | Path) -> Literal["100k", "latest"]:
     """Which MovieLens layout a folder holds: ``100k`` (u.data) or ``latest`` (ratings.csv)."""
     directory = Path(directory)
+    if not directory.exists():
+        raise InputError("no such folder (expected a MovieLens folder)", path=directory)
     if not directory.is_dir():
         raise InputError("not a directory (expected a MovieLens folder)", path=directory)
     if (directory / "u.data").exists():
@@ -667,6 +670,151 @@ def iter_interaction_chunks(
         yield _interaction_frame(users, items, kinds, values, stamps)
 
 
+# ---------------------------------------------------------------------- exported tables
+def _iter_text_columns(
+    path: Path, columns: Sequence[str], required: Sequence[str], chunk_rows: int
+) -> Iterator[tuple[list[int], dict[str, list[str | None]]]]:
+    """``(line numbers, {column: texts})`` chunks of a CSV/TSV/Parquet table.
+
+    Values are stripped text, None when empty or when the file lacks the
+    (optional) column; columns not asked for are ignored.
+    """
+    fmt = table_format(path)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not path.exists():
+            raise InputError("no such file", path=path)
+        try:
+            header = pq.ParquetFile(path).schema_arrow.names
+        except Exception as exc:  # pyarrow raises several types for a non-Parquet file
+            raise InputError(f"not a Parquet file: {exc}", path=path) from None
+        present = [c for c in columns if c in header]
+        for name in required:
+            if name not in header:
+                raise InputError(
+                    f"no column {name!r}; the file has {', '.join(header)}", path=path, field=name
+                )
+        for first, batch in _parquet_batches(path, present, chunk_rows):
+            texts: dict[str, list[str | None]] = {c: [None] * batch.num_rows for c in columns}
+            for name, column in zip(present, batch.columns, strict=True):
+                values = column.cast(pa.string()).to_pylist()
+                texts[name] = [None if v is None or not v.strip() else v.strip() for v in values]
+            yield list(range(first, first + batch.num_rows)), texts
+        return
+    rows = _csv_rows(path, "," if fmt == "csv" else "\t")
+    position: dict[str, int] | None = None
+    width = 0
+    lines: list[int] = []
+    texts = {c: [] for c in columns}
+    for line, row in rows:
+        if position is None:
+            header = [c.strip() for c in row]
+            for name in required:
+                if name not in header:
+                    raise InputError(
+                        f"no column {name!r}; the header has {', '.join(header)}",
+                        path=path,
+                        line=line,
+                        field=name,
+                    )
+            position = {name: header.index(name) for name in columns if name in header}
+            width = len(header)
+            continue
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) != width:
+            raise InputError(
+                f"{_fields(len(row))}, expected {width} as in the header", path=path, line=line
+            )
+        lines.append(line)
+        for name in columns:
+            cell = row[position[name]].strip() if name in position else ""
+            texts[name].append(cell or None)
+        if len(lines) >= chunk_rows:
+            yield lines, texts
+            lines, texts = [], {c: [] for c in columns}
+    if position is None:
+        raise InputError("empty file: expected a header line", path=path, line=1)
+    if lines:
+        yield lines, texts
+
+
+def _optional_ints(values: list[str | None], lines: list[int], what: str, path: Path) -> list:
+    return [
+        None if v is None else _parse_int(v, what, path, n)
+        for v, n in zip(values, lines, strict=True)
+    ]
+
+
+def _required_ids(values: list[str | None], lines: list[int], what: str, path: Path) -> list[str]:
+    return [_parse_id(v or "", what, path, n) for v, n in zip(values, lines, strict=True)]
+
+
+def iter_account_chunks(
+    path: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """Stream an accounts table (as ``recgraph export accounts`` writes it).
+
+    Columns: ``external_id`` and optional ``handle`` and ``created_at``
+    (unix seconds); others are ignored.
+    """
+    path = Path(path)
+    for lines, texts in _iter_text_columns(
+        path, ["external_id", "handle", "created_at"], ["external_id"], chunk_rows
+    ):
+        yield pd.DataFrame(
+            {
+                "external_id": _required_ids(texts["external_id"], lines, "external_id", path),
+                "handle": pd.Series(texts["handle"], dtype=object),
+                "created_at": pd.Series(
+                    _optional_ints(texts["created_at"], lines, "created_at", path), dtype=object
+                ),
+            }
+        )
+
+
+def iter_item_chunks(
+    path: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """Stream an items table (as ``recgraph export items`` writes it).
+
+    Columns: ``external_id`` and optional ``title``, ``author`` (an account
+    id), ``created_at`` (unix seconds) and ``features`` (a JSON object).
+    """
+    path = Path(path)
+    names = ["external_id", "title", "author", "created_at", "features"]
+    for lines, texts in _iter_text_columns(path, names, ["external_id"], chunk_rows):
+        features = []
+        for text, line in zip(texts["features"], lines, strict=True):
+            if text is None:
+                features.append(None)
+                continue
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputError(
+                    f"features are not JSON: {exc.msg}", path=path, line=line, field="features"
+                ) from None
+            if not isinstance(value, dict):
+                raise InputError(
+                    "features must be a JSON object", path=path, line=line, field="features"
+                )
+            features.append(value)
+        yield pd.DataFrame(
+            {
+                "external_id": _required_ids(texts["external_id"], lines, "external_id", path),
+                "title": pd.Series(texts["title"], dtype=object),
+                "author": pd.Series(texts["author"], dtype=object),
+                "created_at": pd.Series(
+                    _optional_ints(texts["created_at"], lines, "created_at", path), dtype=object
+                ),
+                "features": pd.Series(features, dtype=object),
+            }
+        )
+
+
 # ---------------------------------------------------------------------- Parquet
 def _parquet_batches(path: Path, columns: list[str], chunk_rows: int):
     """``(first row number, DataFrame)`` batches of the given columns."""
@@ -872,6 +1020,8 @@ __all__ = [
     "DEFAULT_CHUNK_ROWS",
     "INTERACTION_KINDS",
     "ColumnMapping",
+    "iter_account_chunks",
+    "iter_item_chunks",
     "iter_edge_chunks",
     "iter_interaction_chunks",
     "iter_movielens_items",

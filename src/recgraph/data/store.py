@@ -691,7 +691,11 @@ class Writer:
 
     # -------------------------------------------------------------- tables
     def accounts(self, rows: Frame) -> int:
-        """Upsert accounts from ``external_id`` and optional ``handle``; return rows written."""
+        """Upsert accounts from ``external_id`` and optional ``handle``, ``created_at``.
+
+        ``created_at`` (unix seconds; default: now) keeps the earliest value,
+        so an account moved from another store keeps its age. Return rows written.
+        """
         frame = _frame(rows, ["external_id"], "account")
         ids = _external_ids(frame["external_id"], "external_id")
         handles = (
@@ -699,10 +703,13 @@ class Writer:
             if "handle" in frame.columns
             else [None] * len(ids)
         )
-        latest = dict(zip(ids, handles, strict=True))  # the last row of an id wins
+        created = [self.now if c is None else c for c in _optional_seconds(frame, "created_at")]
+        latest = {  # the last row of an id wins
+            x: (h, c) for x, h, c in zip(ids, handles, created, strict=True)
+        }
         records = [
-            {"external_id": x, "handle": h, "created_at": self.now, "updated_at": self.now}
-            for x, h in latest.items()
+            {"external_id": x, "handle": h, "created_at": c, "updated_at": self.now}
+            for x, (h, c) in latest.items()
         ]
         _upsert_rows(
             self.conn,
@@ -725,6 +732,7 @@ class Writer:
                     ),
                 ),
                 ("handle", lambda new, old: sa.func.coalesce(new("handle"), old.handle)),
+                ("created_at", lambda new, old: _earliest(new("created_at"), old.created_at)),
             ],
         )
         return len(records)

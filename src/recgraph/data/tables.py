@@ -46,9 +46,9 @@ def read_frame(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _open_text(path: Path):
-    """A text handle that compresses by suffix (.gz, .bz2, .xz)."""
-    name = path.name.lower()
+def _open_text(path: Path, name: str):
+    """A text handle on ``path`` that compresses by the suffix of ``name`` (.gz, .bz2, .xz)."""
+    name = name.lower()
     if name.endswith(".gz"):
         import gzip
 
@@ -100,7 +100,7 @@ class TableWriter:
                 self.schema = pa.schema([(c, pa.string()) for c in self.columns])
             self._parquet = pq.ParquetWriter(self._tmp, self.schema)
         else:
-            self._handle = _open_text(self._tmp)
+            self._handle = _open_text(self._tmp, self.path.name)
             self._sep = "," if self.format == "csv" else "\t"
             pd.DataFrame(columns=self.columns).to_csv(self._handle, sep=self._sep, index=False)
         return self
