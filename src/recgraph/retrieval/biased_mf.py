@@ -1,0 +1,386 @@
+r"""Biased matrix factorisation for feeds (PyTorch), with incremental training.
+
+The model of the OLEG AI feed: small user and item embeddings plus biases,
+trained by regression on the feedback. Its author found that these plain
+embeddings beat a neural net on likes/dislikes, that training from scratch is
+cheap, and that incremental updates alone drift (hence
+:mod:`recgraph.retrieval.retraining`).
+
+The maths. For user :math:`u` and item :math:`i`
+
+.. math::
+
+    \hat y_{ui} = \mu + b_u + b_i + p_u^\top q_i,
+    \qquad p_u, q_i \in \mathbb{R}^K \; (K = 13 \text{ by default}),
+
+fitted to targets :math:`y_{ui} \in [0, 1]` by mini-batch Adam on
+
+.. math::
+
+    \frac{1}{|B|} \sum_{(u,i) \in B} (\hat y_{ui} - y_{ui})^2
+    + \lambda \left(\lVert p_u \rVert^2 + \lVert q_i \rVert^2 + b_u^2 + b_i^2\right).
+
+Targets: like (and follow) = 1, dislike = 0, a rating :math:`r` scaled to
+:math:`(r - r_{min}) / (r_{max} - r_{min})`, a view ``view_target``. Where a
+pair has several rows, explicit feedback beats a view and the latest row wins.
+With implicit data (likes only) a regression would learn "everything is 1",
+so each epoch also draws ``negatives`` items per known pair, uniformly among
+the items that user has not seen, with target 0: the usual pointwise recipe
+for one-class data.
+
+:math:`b_i` is what nearly everyone likes: the cold-start ranking of
+:mod:`recgraph.retrieval.feed` uses it (``item_bias_``).
+
+``partial_fit(new)`` continues from the current weights on the new
+interactions only, growing the tables for new users and items (new rows start
+like a fresh fit: small random vectors, zero biases): first the users of
+``new`` are fitted with the items fixed (``fold_in_epochs``; this alone is
+``fold_in``), then users and items together (``partial_epochs``). The first
+phase matters: Adam moves every row it touches by about one step size
+whatever its gradient, so without it a few new likes drag the liked items
+towards a still-random user vector. Each call starts a fresh
+Adam, whose moments stay zero for rows without a gradient, so users absent
+from ``new`` keep their vectors exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from recgraph.data.interactions import Interactions, Kind
+from recgraph.progress import progress_bar
+from recgraph.retrieval.als import factor_scores
+from recgraph.retrieval.base import Retriever, RetrieverConfig
+from recgraph.retrieval.retraining import extend_onto, grow_seen
+
+
+class BiasedMFConfig(RetrieverConfig):
+    """Hyperparameters of :class:`BiasedMF`.
+
+    ``rating_range`` scales ratings to [0, 1]; ``None`` takes the smallest and
+    largest rating of the data given to ``fit`` (and keeps them for
+    ``partial_fit``). ``view_target`` is the target of a view without other
+    feedback: 1 treats views as positives (as ``Interactions.positives`` does);
+    a feed that logs every shown post as a view may prefer something near 0.
+    """
+
+    factors: int = Field(default=13, ge=1)
+    epochs: int = Field(default=20, ge=1)
+    #: Epochs over the new interactions in ``partial_fit`` (users and items).
+    partial_epochs: int = Field(default=5, ge=1)
+    #: Epochs with the items fixed before that (and in ``fold_in``).
+    fold_in_epochs: int = Field(default=20, ge=0)
+    #: Adam step size in ``partial_fit`` (``None``: ``learning_rate``). Adam moves
+    #: every touched row by about this much per step whatever its gradient, so
+    #: a smaller value keeps incremental updates from shaking older users.
+    partial_learning_rate: float | None = Field(default=None, gt=0)
+    batch_size: int = Field(default=512, ge=1)
+    learning_rate: float = Field(default=0.01, gt=0)
+    regularization: float = Field(default=1e-4, ge=0)
+    #: Sampled unseen items (target 0) per known pair and epoch.
+    negatives: int = Field(default=4, ge=0)
+    init_std: float = Field(default=0.05, ge=0)
+    rating_range: tuple[float, float] | None = None
+    view_target: float = Field(default=1.0, ge=0, le=1)
+    seed: int = 0
+    #: Torch intra-op threads while training (restored afterwards); tiny
+    #: embeddings gain nothing from more than one or two.
+    num_threads: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _check_range(self) -> BiasedMFConfig:
+        if self.rating_range is not None and not self.rating_range[0] < self.rating_range[1]:
+            raise ValueError("rating_range must be (low, high) with low < high")
+        return self
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch with ``n`` intra-op threads (at most the cores there are), then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(n, os.cpu_count() or 1)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def feedback_targets(
+    data: Interactions, rating_range: tuple[float, float], view_target: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One regression target in [0, 1] per (user, item) pair of ``data``.
+
+    Returns
+    -------
+    src, dst, target
+        Pairs and targets; explicit feedback beats a view, then the latest
+        row (by timestamp, then by position) wins.
+    """
+    n = len(data)
+    target = np.ones(n, dtype=np.float32)
+    kind = data.kind
+    target[kind == Kind.DISLIKE] = 0.0
+    rating = kind == Kind.RATING
+    if rating.any():
+        low, high = rating_range
+        scaled = (data.value[rating] - low) / (high - low) if high > low else 1.0
+        target[rating] = np.clip(scaled, 0.0, 1.0)
+    view = kind == Kind.VIEW
+    target[view] = view_target
+    keys = data.pair_keys()
+    time_key = data.timestamp if data.timestamp is not None else np.zeros(n, np.int64)
+    order = np.lexsort((np.arange(n), time_key, (~view).astype(np.int8), keys))
+    sorted_keys = keys[order]
+    last = order[np.r_[sorted_keys[1:] != sorted_keys[:-1], True]] if n else order
+    return data.src[last], data.dst[last], target[last]
+
+
+class BiasedMF(Retriever):
+    """Biased matrix factorisation trained by regression (see the module docstring).
+
+    Handles ``items`` graphs (likes, dislikes, views, ratings) and ``follows``
+    graphs (a follow is a like of an account).
+    """
+
+    name = "biased_mf"
+    config_class = BiasedMFConfig
+    config: BiasedMFConfig
+    supports = frozenset({"items", "follows"})
+
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
+    user_bias_: np.ndarray
+    item_bias_: np.ndarray
+    global_bias_: float
+
+    # ------------------------------------------------------------------ training
+    def _fit(self, train: Interactions) -> None:
+        cfg = self.config
+        self.rating_range_ = self._rating_range(train)
+        self.n_updates_ = 0
+        rng = np.random.default_rng(cfg.seed)
+        self.user_factors_ = (
+            rng.standard_normal((train.n_users, cfg.factors)) * cfg.init_std
+        ).astype(np.float32)
+        self.item_factors_ = (
+            rng.standard_normal((train.n_items, cfg.factors)) * cfg.init_std
+        ).astype(np.float32)
+        self.user_bias_ = np.zeros(train.n_users, np.float32)
+        self.item_bias_ = np.zeros(train.n_items, np.float32)
+        src, dst, target = feedback_targets(train, self.rating_range_, cfg.view_target)
+        negative_share = cfg.negatives / (1 + cfg.negatives)
+        self.global_bias_ = float(target.mean() * (1 - negative_share)) if len(target) else 0.0
+        self._train(src, dst, target, cfg.epochs, rng, "biased_mf fit", cfg.learning_rate)
+
+    def partial_fit(self, new: Interactions) -> BiasedMF:
+        """Continue training on ``new`` only, growing the tables for new users and items.
+
+        Two phases over the new interactions: ``fold_in_epochs`` with the item
+        table fixed (new and changed users first fit the current items, as in
+        :meth:`fold_in`), then ``partial_epochs`` on users, items and the
+        global bias together.
+
+        Parameters
+        ----------
+        new
+            New interactions; their id maps should extend the model's (build
+            them with ``users=model.users, items=model.items``), otherwise they
+            are re-indexed by external id.
+
+        Returns
+        -------
+        BiasedMF
+            ``self``.
+        """
+        cfg = self.config
+        new, rng = self._absorb(new)
+        src, dst, target = feedback_targets(new, self.rating_range_, cfg.view_target)
+        learning_rate = cfg.partial_learning_rate or cfg.learning_rate
+        if cfg.fold_in_epochs:
+            self._train(
+                src, dst, target, cfg.fold_in_epochs, rng, "biased_mf fold-in", learning_rate, True
+            )
+        self._train(src, dst, target, cfg.partial_epochs, rng, "biased_mf update", learning_rate)
+        return self
+
+    def fold_in(self, new: Interactions) -> BiasedMF:
+        """Fit the users of ``new`` to their feedback with every item fixed.
+
+        Only the rows of users in ``new`` change (``fold_in_epochs`` epochs);
+        new items get a row but keep their initial values until ``partial_fit``.
+        """
+        cfg = self.config
+        new, rng = self._absorb(new)
+        src, dst, target = feedback_targets(new, self.rating_range_, cfg.view_target)
+        epochs = max(cfg.fold_in_epochs, 1)
+        learning_rate = cfg.partial_learning_rate or cfg.learning_rate
+        self._train(src, dst, target, epochs, rng, "biased_mf fold-in", learning_rate, True)
+        return self
+
+    def _absorb(self, new: Interactions) -> tuple[Interactions, np.random.Generator]:
+        """Put ``new`` on the model's id maps; grow the tables and the seen matrix."""
+        self._check_fitted()
+        assert self._seen is not None and self.users is not None and self.items is not None
+        new = extend_onto(new, self.users, self.items)
+        cfg = self.config
+        self.n_updates_ += 1
+        rng = np.random.default_rng([cfg.seed, self.n_updates_])
+        extra_users = new.n_users - self.user_factors_.shape[0]
+        extra_items = new.n_items - self.item_factors_.shape[0]
+        if extra_users > 0:
+            grown = rng.standard_normal((extra_users, cfg.factors)) * cfg.init_std
+            self.user_factors_ = np.vstack([self.user_factors_, grown.astype(np.float32)])
+            self.user_bias_ = np.r_[self.user_bias_, np.zeros(extra_users, np.float32)]
+        if extra_items > 0:
+            grown = rng.standard_normal((extra_items, cfg.factors)) * cfg.init_std
+            self.item_factors_ = np.vstack([self.item_factors_, grown.astype(np.float32)])
+            self.item_bias_ = np.r_[self.item_bias_, np.zeros(extra_items, np.float32)]
+        self._seen = grow_seen(self._seen, new)
+        self.users, self.items = new.users, new.items
+        return new, rng
+
+    def _rating_range(self, train: Interactions) -> tuple[float, float]:
+        if self.config.rating_range is not None:
+            return self.config.rating_range
+        ratings = train.value[train.kind == Kind.RATING]
+        if len(ratings) == 0:
+            return (0.0, 1.0)
+        return (float(ratings.min()), float(ratings.max()))
+
+    def _sample_negatives(
+        self, src: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``negatives`` random items per row of ``src``, minus those the user has seen."""
+        assert self._seen is not None
+        n_items = self._seen.shape[1]
+        users = np.repeat(src, self.config.negatives)
+        items = rng.integers(0, n_items, size=len(users))
+        seen = self._seen.tocoo()
+        seen_keys = np.sort(seen.row.astype(np.int64) * n_items + seen.col)
+        keys = users.astype(np.int64) * n_items + items
+        pos = np.searchsorted(seen_keys, keys)
+        hit = (pos < len(seen_keys)) & (seen_keys[np.minimum(pos, len(seen_keys) - 1)] == keys)
+        return users[~hit], items[~hit]
+
+    def _train(
+        self,
+        src: np.ndarray,
+        dst: np.ndarray,
+        target: np.ndarray,
+        epochs: int,
+        rng: np.random.Generator,
+        description: str,
+        learning_rate: float,
+        users_only: bool = False,
+    ) -> None:
+        """Mini-batch Adam over the pairs plus fresh negatives each epoch."""
+        import torch
+
+        cfg = self.config
+        if len(src) == 0:
+            return
+        k = cfg.factors
+        with torch_threads(cfg.num_threads):
+            # One table per side, [p_u, b_u] and [q_i, b_i]: fewer ops per step.
+            user_table = torch.nn.Parameter(
+                torch.from_numpy(np.hstack([self.user_factors_, self.user_bias_[:, None]]))
+            )
+            item_table = torch.nn.Parameter(
+                torch.from_numpy(np.hstack([self.item_factors_, self.item_bias_[:, None]]))
+            )
+            global_bias = torch.nn.Parameter(torch.tensor([self.global_bias_], dtype=torch.float32))
+            # A fresh Adam: rows without a gradient in this call keep their values.
+            trained = [user_table] if users_only else [user_table, item_table, global_bias]
+            if users_only:
+                item_table.requires_grad_(False)
+                global_bias.requires_grad_(False)
+            optimizer = torch.optim.Adam(trained, lr=learning_rate, fused=True)
+            with progress_bar(description, total=epochs, unit="epochs") as advance:
+                for _ in range(epochs):
+                    neg_users, neg_items = self._sample_negatives(src, rng)
+                    users = np.concatenate([src, neg_users])
+                    items = np.concatenate([dst, neg_items])
+                    ys = np.concatenate([target, np.zeros(len(neg_users), np.float32)])
+                    order = rng.permutation(len(users))
+                    users_t = torch.from_numpy(users[order].astype(np.int64))
+                    items_t = torch.from_numpy(items[order].astype(np.int64))
+                    ys_t = torch.from_numpy(ys[order])
+                    for start in range(0, len(users_t), cfg.batch_size):
+                        stop = start + cfg.batch_size
+                        a = user_table[users_t[start:stop]]
+                        b = item_table[items_t[start:stop]]
+                        pred = (a[:, :k] * b[:, :k]).sum(1) + a[:, k] + b[:, k] + global_bias
+                        penalty = (a.pow(2).sum(1) + b.pow(2).sum(1)).mean()
+                        loss = (pred - ys_t[start:stop]).pow(
+                            2
+                        ).mean() + cfg.regularization * penalty
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        optimizer.step()
+                    advance(1)
+            users_w = user_table.detach().numpy()
+            items_w = item_table.detach().numpy()
+            self.user_factors_ = np.ascontiguousarray(users_w[:, :k])
+            self.user_bias_ = users_w[:, k].copy()
+            self.item_factors_ = np.ascontiguousarray(items_w[:, :k])
+            self.item_bias_ = items_w[:, k].copy()
+            self.global_bias_ = float(global_bias.item())
+
+    # ------------------------------------------------------------------ inference
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        return (
+            factor_scores(self.user_factors_[users], self.item_factors_)
+            + self.user_bias_[users, None]
+            + self.item_bias_[None, :]
+            + self.global_bias_
+        )
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted targets for pairs (e.g. the chance of a like), not clipped."""
+        self._check_fitted()
+        users, items = np.asarray(users), np.asarray(items)
+        return (
+            np.einsum("nk,nk->n", self.user_factors_[users], self.item_factors_[items])
+            + self.user_bias_[users]
+            + self.item_bias_[items]
+            + self.global_bias_
+        ).astype(np.float32)
+
+    def user_vectors(self) -> np.ndarray:
+        """``[p_u, b_u, 1]``: with :meth:`item_vectors`, the dot product is the score minus μ."""
+        ones = np.ones((len(self.user_bias_), 1), np.float32)
+        return np.hstack([self.user_factors_, self.user_bias_[:, None], ones])
+
+    def item_vectors(self) -> np.ndarray:
+        """``[q_i, 1, b_i]``: see :meth:`user_vectors`."""
+        ones = np.ones((len(self.item_bias_), 1), np.float32)
+        return np.hstack([self.item_factors_, ones, self.item_bias_[:, None]])
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, np.ndarray]:
+        return {
+            "user_factors": self.user_factors_,
+            "item_factors": self.item_factors_,
+            "user_bias": self.user_bias_,
+            "item_bias": self.item_bias_,
+            "global_bias": np.asarray([self.global_bias_], np.float32),
+            "rating_range": np.asarray(self.rating_range_, np.float64),
+            "n_updates": np.asarray([self.n_updates_], np.int64),
+        }
+
+    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.user_factors_ = state["user_factors"]
+        self.item_factors_ = state["item_factors"]
+        self.user_bias_ = state["user_bias"]
+        self.item_bias_ = state["item_bias"]
+        self.global_bias_ = float(state["global_bias"][0])
+        low, high = state["rating_range"].tolist()
+        self.rating_range_ = (low, high)
+        self.n_updates_ = int(state["n_updates"][0])

@@ -1,0 +1,177 @@
+r"""Bayesian personalised ranking (Rendle et al. 2009) through the ``implicit`` library.
+
+The maths. For triples of a user :math:`u`, an item :math:`i` they have and
+an item :math:`j` they have not, maximise
+
+.. math::
+
+    \sum_{(u,i,j)} \ln \sigma(\hat x_{ui} - \hat x_{uj})
+    - \lambda \lVert \Theta \rVert^2,
+    \qquad \hat x_{ui} = x_u^\top y_i + b_i,
+
+by stochastic gradient ascent over sampled triples. ``implicit`` stores the
+item bias :math:`b_i` as the last column of the item vectors and a constant 1
+as the last column of the user vectors, so the score is one dot product; the
+bias is what everyone likes, used by the feed's cold start (``item_bias_``).
+
+``implicit`` has no ``recalculate_user`` for BPR, so :meth:`BPR.fold_in` runs
+the same objective on the new user's row alone (items fixed): a few epochs of
+full-batch gradient ascent on that one vector. Nothing else moves.
+
+Handles ``items``, ``follows`` and ``friends`` graphs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from recgraph.data.interactions import Interactions
+from recgraph.progress import progress_bar, track
+from recgraph.retrieval.als import factor_scores, merge_matrix, positive_matrix
+from recgraph.retrieval.base import Retriever, RetrieverConfig
+from recgraph.retrieval.retraining import extend_onto, grow_seen
+
+
+class BPRConfig(RetrieverConfig):
+    """Hyperparameters of :class:`BPR` (names follow ``implicit``).
+
+    ``num_threads = 1`` keeps training reproducible: with more threads
+    ``implicit`` updates shared vectors without locks (Hogwild), faster but
+    different on every run.
+    """
+
+    factors: int = Field(default=64, ge=1)
+    learning_rate: float = Field(default=0.01, gt=0)
+    regularization: float = Field(default=0.01, ge=0)
+    iterations: int = Field(default=100, ge=1)
+    verify_negative_samples: bool = True
+    seed: int = 0
+    num_threads: int = Field(default=1, ge=0)
+    #: Gradient steps of :meth:`BPR.fold_in` on one user's vector.
+    fold_in_epochs: int = Field(default=50, ge=1)
+    fold_in_learning_rate: float = Field(default=0.5, gt=0)
+    #: Sampled negatives per liked item and fold-in step.
+    fold_in_negatives: int = Field(default=20, ge=1)
+
+
+class BPR(Retriever):
+    """Bayesian personalised ranking (see the module docstring)."""
+
+    name = "bpr"
+    config_class = BPRConfig
+    config: BPRConfig
+
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
+    #: Binary positive feedback, which fold-in rebuilds users from.
+    matrix_: sp.csr_matrix
+
+    def _fit(self, train: Interactions) -> None:
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        cfg = self.config
+        self.matrix_ = positive_matrix(train, "binary")
+        model = BayesianPersonalizedRanking(
+            factors=cfg.factors,
+            learning_rate=cfg.learning_rate,
+            regularization=cfg.regularization,
+            iterations=cfg.iterations,
+            verify_negative_samples=cfg.verify_negative_samples,
+            num_threads=cfg.num_threads,
+            random_state=cfg.seed,
+        )
+        with progress_bar("bpr fit", total=cfg.iterations, unit="iterations") as advance:
+            model.fit(
+                self.matrix_,
+                show_progress=False,
+                callback=lambda *_: advance(1),
+            )
+        self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+
+    @property
+    def item_bias_(self) -> np.ndarray:
+        """The learnt item bias :math:`b_i` (last column of the item vectors)."""
+        return self.item_factors_[:, -1]
+
+    def fold_in(self, new: Interactions) -> BPR:
+        """Re-learn the vectors of the users in ``new`` from all their feedback; nothing else moves.
+
+        Parameters
+        ----------
+        new
+            New interactions (their id maps should extend the model's;
+            otherwise they are re-indexed by external id). Items new to the
+            model get a zero vector (and bias) until the next ``fit``.
+        """
+        self._check_fitted()
+        assert self._seen is not None and self.users is not None and self.items is not None
+        new = extend_onto(new, self.users, self.items)
+        width = self.user_factors_.shape[1]
+        if new.n_users > len(self.user_factors_):
+            grow = np.zeros((new.n_users - len(self.user_factors_), width), np.float32)
+            grow[:, -1] = 1.0
+            self.user_factors_ = np.vstack([self.user_factors_, grow])
+        if new.n_items > len(self.item_factors_):
+            grow = np.zeros((new.n_items - len(self.item_factors_), width), np.float32)
+            self.item_factors_ = np.vstack([self.item_factors_, grow])
+        self.matrix_ = merge_matrix(self.matrix_, positive_matrix(new, "binary"), binary=True)
+        self._seen = grow_seen(self._seen, new)
+        self.users, self.items = new.users, new.items
+        for user in track(np.unique(new.src), "bpr fold-in"):
+            self.user_factors_[user] = self._fold_in_user(int(user))
+        return self
+
+    def _fold_in_user(self, user: int) -> np.ndarray:
+        """Gradient ascent on one user's BPR objective with the item vectors fixed."""
+        cfg = self.config
+        liked = self.matrix_[user].indices
+        vector = np.zeros(self.item_factors_.shape[1], np.float32)
+        vector[-1] = 1.0
+        if len(liked) == 0:
+            return vector
+        rng = np.random.default_rng([cfg.seed, user])
+        n_items = len(self.item_factors_)
+        positives = np.repeat(liked, cfg.fold_in_negatives)
+        for _ in range(cfg.fold_in_epochs):
+            negatives = rng.integers(0, n_items, size=len(positives))
+            keep = ~np.isin(negatives, liked)
+            diff = self.item_factors_[positives[keep]] - self.item_factors_[negatives[keep]]
+            margin = diff @ vector
+            weight = 1.0 / (1.0 + np.exp(np.clip(margin, -30, 30)))  # sigma(-margin)
+            gradient = (weight[:, None] * diff).mean(axis=0) - cfg.regularization * vector
+            gradient[-1] = 0.0  # the constant that carries the item bias
+            vector += cfg.fold_in_learning_rate * gradient.astype(np.float32)
+        return vector
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        return factor_scores(self.user_factors_[users], self.item_factors_)
+
+    def user_vectors(self) -> np.ndarray:
+        """``[x_u, 1]``: with :meth:`item_vectors` the dot product is the score."""
+        return self.user_factors_
+
+    def item_vectors(self) -> np.ndarray:
+        """``[y_i, b_i]``: see :meth:`user_vectors`."""
+        return self.item_factors_
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {
+            "user_factors": self.user_factors_,
+            "item_factors": self.item_factors_,
+            "matrix.indptr": self.matrix_.indptr,
+            "matrix.indices": self.matrix_.indices,
+            "matrix.data": self.matrix_.data,
+        }
+
+    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.user_factors_ = state["user_factors"]
+        self.item_factors_ = state["item_factors"]
+        self.matrix_ = sp.csr_matrix(
+            (state["matrix.data"], state["matrix.indices"], state["matrix.indptr"]),
+            shape=(len(self.user_factors_), len(self.item_factors_)),
+        )

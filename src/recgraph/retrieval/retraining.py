@@ -1,0 +1,291 @@
+"""When to update a model on new feedback: incrementally, or from scratch.
+
+Incremental updates (``partial_fit``) are cheap but drift: they only see the
+newest feedback, so what the model learnt from older data slowly erodes and
+the negatives it samples no longer match the catalogue. Training from scratch
+on everything is the cure, and for feed-sized data it is cheap. The policy
+here mixes both, the way the OLEG feed does it:
+
+- after each batch of new feedback, an incremental cycle (``partial_fit``);
+- every ``full_retrain_every`` incremental cycles, a full retrain (``fit`` on
+  all feedback so far) instead;
+- never two cycles closer together than ``min_interval_seconds`` (feedback
+  that arrives in between waits in a buffer for the next cycle).
+
+:class:`RetrainingPolicy` only decides; :class:`RetrainingDriver` keeps the
+history and the buffer and applies the decision to a model. The helpers
+:func:`extend_onto` and :func:`grow_seen` are what every model's
+``partial_fit`` / ``fold_in`` uses to put new interactions on its id maps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field
+
+from recgraph.data.interactions import IdMap, Interactions
+
+if TYPE_CHECKING:
+    from recgraph.retrieval.base import Retriever
+
+
+# ---------------------------------------------------------------------- id maps
+def extend_onto(new: Interactions, users: IdMap, items: IdMap) -> Interactions:
+    """``new`` re-indexed onto maps that extend the model's ``users`` / ``items``.
+
+    When ``new`` was built with the model's maps (``Interactions.from_arrays(...,
+    users=model.users, items=model.items)``) its maps already extend them and
+    nothing is copied. Otherwise its external ids are looked up, and ids the
+    model has never seen are appended after the known ones, so every index the
+    model already uses keeps its meaning.
+
+    Parameters
+    ----------
+    new
+        The new interactions, on any id maps.
+    users, items
+        The model's current id maps (the same object for account graphs).
+
+    Returns
+    -------
+    Interactions
+        The same rows on maps whose first ``len(users)`` / ``len(items)`` ids
+        are the model's.
+    """
+    if new.one_sided != (users is items):
+        raise ValueError("new interactions and the model differ in graph shape")
+    if _extends(new.users, users) and _extends(new.items, items):
+        return new
+    merged_users = users.extend(new.users.ids)
+    merged_items = merged_users if new.one_sided else items.extend(new.items.ids)
+    src = merged_users.index(new.users.external(new.src))
+    dst = merged_items.index(new.items.external(new.dst))
+    return Interactions(
+        src=src,
+        dst=dst,
+        users=merged_users,
+        items=merged_items,
+        value=new.value,
+        kind=new.kind,
+        timestamp=new.timestamp,
+        one_sided=new.one_sided,
+        directed=new.directed,
+    )
+
+
+def _extends(longer: IdMap, prefix: IdMap) -> bool:
+    n = len(prefix)
+    return longer is prefix or (len(longer) >= n and bool(np.all(longer.ids[:n] == prefix.ids)))
+
+
+def grow_seen(seen: sp.csr_matrix, new: Interactions) -> sp.csr_matrix:
+    """The seen matrix padded to ``new``'s shape, with ``new``'s pairs added (binary)."""
+    n_users, n_items = new.n_users, new.n_items
+    old = sp.csr_matrix(
+        (seen.data, seen.indices, np.r_[seen.indptr, np.full(n_users - seen.shape[0], seen.nnz)]),
+        shape=(n_users, n_items),
+    )
+    merged = (old + new.seen()).tocsr()
+    merged.data[:] = 1.0
+    merged.sort_indices()
+    return merged
+
+
+def pad_rows(matrix: sp.csr_matrix, n_rows: int, n_cols: int) -> sp.csr_matrix:
+    """``matrix`` with empty rows and columns appended up to ``(n_rows, n_cols)``."""
+    matrix = sp.csr_matrix(matrix)
+    extra = n_rows - matrix.shape[0]
+    indptr = np.r_[matrix.indptr, np.full(extra, matrix.indptr[-1])] if extra else matrix.indptr
+    return sp.csr_matrix((matrix.data, matrix.indices, indptr), shape=(n_rows, n_cols))
+
+
+# ---------------------------------------------------------------------- policy
+class RetrainingConfig(BaseModel):
+    """How often to update and how often to start over.
+
+    ``full_retrain_every = 0`` never retrains from scratch (pure incremental,
+    which drifts); ``1`` retrains from scratch on every cycle. A model without
+    ``partial_fit`` is always retrained from scratch.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    full_retrain_every: int = Field(default=10, ge=0)
+    min_interval_seconds: float = Field(default=0.0, ge=0)
+    #: A cycle waits until at least this many new interactions are buffered.
+    min_new_interactions: int = Field(default=1, ge=1)
+
+
+class Action(StrEnum):
+    """What a cycle does."""
+
+    WAIT = "wait"
+    INCREMENTAL = "incremental"
+    FULL = "full"
+
+
+@dataclass
+class CycleReport:
+    """What one call of :meth:`RetrainingDriver.add` did."""
+
+    action: Action
+    now: float
+    n_new: int
+    seconds: float = 0.0
+
+
+class RetrainingPolicy:
+    """Decides, from the state of the buffer and the clock, what to do next.
+
+    Parameters
+    ----------
+    config
+        A :class:`RetrainingConfig` or its fields as a mapping.
+    """
+
+    def __init__(self, config: RetrainingConfig | dict | None = None) -> None:
+        if isinstance(config, RetrainingConfig):
+            self.config = config
+        else:
+            self.config = RetrainingConfig.model_validate(config or {})
+
+    def decide(
+        self,
+        *,
+        n_buffered: int,
+        incremental_since_full: int,
+        seconds_since_last: float | None,
+        supports_incremental: bool = True,
+    ) -> Action:
+        """The action for the current state.
+
+        Parameters
+        ----------
+        n_buffered
+            New interactions waiting to be learnt.
+        incremental_since_full
+            Incremental cycles since the last full retrain.
+        seconds_since_last
+            Time since the last cycle of either kind (``None``: never trained).
+        supports_incremental
+            Whether the model has ``partial_fit``.
+        """
+        cfg = self.config
+        if n_buffered < cfg.min_new_interactions:
+            return Action.WAIT
+        if seconds_since_last is not None and seconds_since_last < cfg.min_interval_seconds:
+            return Action.WAIT
+        if seconds_since_last is None or not supports_incremental:
+            return Action.FULL
+        if cfg.full_retrain_every and incremental_since_full + 1 >= cfg.full_retrain_every:
+            return Action.FULL
+        return Action.INCREMENTAL
+
+
+def supports_partial_fit(model: Retriever) -> bool:
+    """Whether ``model`` overrides ``Retriever.partial_fit``."""
+    from recgraph.retrieval.base import Retriever
+
+    return type(model).partial_fit is not Retriever.partial_fit
+
+
+class RetrainingDriver:
+    """Applies a :class:`RetrainingPolicy` to a model as feedback arrives.
+
+    It keeps every interaction seen so far (for full retrains) and a buffer of
+    the ones the model has not learnt yet.
+
+    Parameters
+    ----------
+    model
+        Any retriever; incremental cycles need ``partial_fit``.
+    policy
+        The policy, or its config.
+    history
+        Feedback the model is (or is about to be) trained on.
+    fitted
+        Whether ``model`` is already fitted on ``history``; if not, it is
+        fitted now.
+    now
+        The clock at that training (default: the wall clock).
+
+    Examples
+    --------
+    >>> driver = RetrainingDriver(model, {"full_retrain_every": 7}, history=train)
+    >>> report = driver.add(todays_feedback, now=timestamp)
+    >>> report.action
+    <Action.INCREMENTAL: 'incremental'>
+    """
+
+    def __init__(
+        self,
+        model: Retriever,
+        policy: RetrainingPolicy | RetrainingConfig | dict | None = None,
+        *,
+        history: Interactions,
+        fitted: bool = False,
+        now: float | None = None,
+    ) -> None:
+        self.model = model
+        self.policy = policy if isinstance(policy, RetrainingPolicy) else RetrainingPolicy(policy)
+        self.history = history
+        self.buffer: Interactions | None = None
+        self.incremental_since_full = 0
+        self.cycles: list[CycleReport] = []
+        now = time.time() if now is None else float(now)
+        if not fitted:
+            started = time.perf_counter()
+            model.fit(history)
+            self.cycles.append(
+                CycleReport(Action.FULL, now, len(history), time.perf_counter() - started)
+            )
+        self.last_cycle: float | None = now
+
+    @property
+    def n_buffered(self) -> int:
+        return 0 if self.buffer is None else len(self.buffer)
+
+    def add(self, new: Interactions, now: float | None = None) -> CycleReport:
+        """Take a batch of new feedback; run a cycle if the policy says so.
+
+        Returns
+        -------
+        CycleReport
+            The action taken (``wait`` leaves the feedback buffered).
+        """
+        now = time.time() if now is None else float(now)
+        if len(new):
+            self.history = self.history.concat(new)
+            self.buffer = new if self.buffer is None else self.buffer.concat(new)
+        return self.step(now)
+
+    def step(self, now: float | None = None) -> CycleReport:
+        """Run a cycle now if the policy allows (e.g. after a quiet interval)."""
+        now = time.time() if now is None else float(now)
+        action = self.policy.decide(
+            n_buffered=self.n_buffered,
+            incremental_since_full=self.incremental_since_full,
+            seconds_since_last=None if self.last_cycle is None else now - self.last_cycle,
+            supports_incremental=supports_partial_fit(self.model),
+        )
+        n_new = self.n_buffered
+        started = time.perf_counter()
+        if action is Action.FULL:
+            self.model.fit(self.history)
+            self.incremental_since_full = 0
+        elif action is Action.INCREMENTAL:
+            assert self.buffer is not None
+            self.model.partial_fit(self.buffer)
+            self.incremental_since_full += 1
+        report = CycleReport(action, now, n_new, time.perf_counter() - started)
+        if action is not Action.WAIT:
+            self.buffer = None
+            self.last_cycle = now
+            self.cycles.append(report)
+        return report

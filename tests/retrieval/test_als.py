@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from recgraph.data.interactions import Interactions
+from recgraph.retrieval import Retriever
+from recgraph.retrieval.als import ALS
+from tests.retrieval.conformance import RetrieverConformance, two_cliques
+
+SMALL = {"factors": 4, "iterations": 15, "regularization": 1.0, "num_threads": 1}
+
+
+class TestALS(RetrieverConformance):
+    model_name = "als"
+    params = SMALL
+
+
+class TestALSBM25(RetrieverConformance):
+    model_name = "als"
+    params = {**SMALL, "weighting": "bm25", "bm25_k1": 1.2, "bm25_b": 0.75}
+
+
+def test_fold_in_changes_only_that_user():
+    model = ALS(SMALL).fit(two_cliques("items"))
+    users, items = model.user_factors_.copy(), model.item_factors_.copy()
+    new = Interactions.from_arrays(["3"], ["7"], users=model.users, items=model.items)
+    assert model.fold_in(new) is model
+    changed = np.flatnonzero(np.abs(model.user_factors_ - users).max(axis=1) > 0)
+    assert changed.tolist() == [3]
+    np.testing.assert_array_equal(model.item_factors_, items)
+    assert 7 in model.seen_items(3)
+
+
+def test_fold_in_of_a_new_user_needs_no_retraining():
+    model = ALS(SMALL).fit(two_cliques("items"))
+    items = model.item_factors_.copy()
+    model.fold_in(Interactions.from_arrays(["newcomer"] * 3, ["5", "7", "8"]))  # its own id maps
+    user = model.users.index_of("newcomer")
+    assert user == 10 and model.user_factors_.shape == (11, 4)
+    np.testing.assert_array_equal(model.item_factors_, items)
+    ids, _ = model.recommend([user], k=2)
+    assert set(ids[0].tolist()) == {6, 9}, "the rest of its clique first"
+    # the same as implicit's own least-squares solve for that user
+    expected = model._implicit_model().recalculate_user(user, model.matrix_[user])
+    np.testing.assert_allclose(model.user_factors_[user], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_partial_fit_grows_items_and_updates_their_vectors():
+    model = ALS(SMALL).fit(two_cliques("items"))
+    new = Interactions.from_arrays(
+        ["0", "1", "2"], ["fresh"] * 3, users=model.users, items=model.items
+    )
+    model.partial_fit(new)
+    fresh = model.items.index_of("fresh")
+    assert model.item_factors_.shape == (11, 4)
+    assert np.abs(model.item_factors_[fresh]).sum() > 0
+    ids, _ = model.recommend([3], k=2)
+    assert fresh in ids[0], "a clique-A user now gets the item clique A likes"
+
+
+def test_npz_round_trip_keeps_fold_in(tmp_path):
+    model = ALS(SMALL).fit(two_cliques("items"))
+    model.save(tmp_path / "als")
+    with np.load(tmp_path / "als" / "state.npz", allow_pickle=False) as state:
+        np.testing.assert_array_equal(state["state.user_factors"], model.user_factors_)
+    loaded = Retriever.load(tmp_path / "als")
+    new = Interactions.from_arrays(["x", "x"], ["0", "2"], users=model.users, items=model.items)
+    model.fold_in(new)
+    loaded.fold_in(new)
+    np.testing.assert_allclose(loaded.user_factors_, model.user_factors_, rtol=1e-5, atol=1e-6)
+
+
+def test_explain_names_liked_items():
+    model = ALS(SMALL).fit(two_cliques("items"))
+    (reasons,) = model.explain(0, [1], n=2)
+    assert len(reasons) == 2
+    assert {item for item, _ in reasons} <= {0, 2, 3, 4}
+    assert reasons[0][1] >= reasons[1][1] > 0
+
+
+@pytest.mark.parametrize("weighting", ["binary", "value", "bm25"])
+def test_weightings_fit(weighting):
+    data = two_cliques("items")
+    model = ALS({**SMALL, "weighting": weighting}).fit(data)
+    assert model.recommend([0], k=1)[0][0, 0] == 1

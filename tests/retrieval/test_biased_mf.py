@@ -1,0 +1,138 @@
+import numpy as np
+import pytest
+
+from recgraph.data.interactions import Interactions, Kind
+from recgraph.errors import ConfigError
+from recgraph.retrieval import Retriever
+from recgraph.retrieval.biased_mf import BiasedMF, feedback_targets
+from tests.retrieval.conformance import RetrieverConformance, two_cliques
+
+SMALL = {"epochs": 100, "learning_rate": 0.05, "factors": 4, "regularization": 0.1, "negatives": 1}
+
+
+def communities(seed: int = 0, users: int = 40, items: int = 30, density: float = 0.5):
+    """Two communities: users 0..39 like items 0..29 at random, users 40..79 items 30..59."""
+    rng = np.random.default_rng(seed)
+    src, dst = [], []
+    for community in range(2):
+        for u in range(users):
+            for i in range(items):
+                if rng.random() < density:
+                    src.append(str(community * users + u))
+                    dst.append(str(community * items + i))
+    return Interactions.from_arrays(src, dst)
+
+
+class TestBiasedMF(RetrieverConformance):
+    model_name = "biased_mf"
+    params = SMALL
+
+
+def test_same_seed_same_weights_and_other_seed_differs():
+    data = two_cliques("items")
+    a, b = BiasedMF(SMALL).fit(data), BiasedMF(SMALL).fit(data)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    np.testing.assert_array_equal(a.item_bias_, b.item_bias_)
+    c = BiasedMF(SMALL, seed=1).fit(data)
+    assert not np.array_equal(a.user_factors_, c.user_factors_)
+
+
+def test_targets_scale_ratings_and_prefer_explicit_then_latest():
+    data = Interactions.from_arrays(
+        ["a", "a", "a", "b", "b", "c", "c"],
+        ["x", "y", "z", "x", "x", "y", "y"],
+        value=[1, 1, 1, 5, 2, 1, 1],
+        kind=np.array(
+            [Kind.LIKE, Kind.DISLIKE, Kind.VIEW, Kind.RATING, Kind.RATING, Kind.LIKE, Kind.VIEW],
+            np.int8,
+        ),
+        timestamp=[0, 0, 0, 1, 2, 0, 5],
+    )
+    src, dst, target = feedback_targets(data, rating_range=(1.0, 5.0), view_target=0.3)
+    got = {
+        (data.users.ids[u], data.items.ids[i]): round(float(t), 4)
+        for u, i, t in zip(src, dst, target, strict=True)
+    }
+    # b rated x 5 then 2: the later rating wins, scaled to (2-1)/4; c's later view loses to the like
+    assert got == {
+        ("a", "x"): 1.0,
+        ("a", "y"): 0.0,
+        ("a", "z"): 0.3,
+        ("b", "x"): 0.25,
+        ("c", "y"): 1.0,
+    }
+
+
+def test_dislikes_pull_an_item_down():
+    data = communities()
+    item = data.items.index_of("5")
+    likers = set(data.src[data.dst == item].tolist())
+    dislikers = [u for u in range(40) if u not in likers][:10]
+    dislikes = Interactions.from_arrays(
+        data.users.external(dislikers),
+        ["5"] * len(dislikers),
+        kind=Kind.DISLIKE,
+        users=data.users,
+        items=data.items,
+    )
+    params = {"epochs": 30, "learning_rate": 0.02, "factors": 4}
+    plain = BiasedMF(params).fit(data)
+    taught = BiasedMF(params).fit(data.concat(dislikes))
+    assert taught.item_bias_[item] < plain.item_bias_[item]
+    assert (
+        taught.predict(dislikers, [item] * 10).mean() < plain.predict(dislikers, [item] * 10).mean()
+    )
+
+
+def test_partial_fit_grows_tables_and_leaves_other_users_close():
+    data = communities()
+    model = BiasedMF(epochs=30, learning_rate=0.02, factors=4, partial_learning_rate=0.002)
+    model.fit(data)
+    before = model.predict(np.repeat(np.arange(80), 60), np.tile(np.arange(60), 80))
+    new = Interactions.from_arrays(
+        ["new"] * 3 + ["5"], ["0", "1", "2", "new_item"], users=model.users, items=model.items
+    )
+    assert model.partial_fit(new) is model
+    assert model.user_factors_.shape == (81, 4) and model.item_factors_.shape == (61, 4)
+    assert len(model.user_bias_) == 81 and len(model.item_bias_) == 61
+    assert model.users.ids[-1] == "new" and model.items.ids[-1] == "new_item"
+    assert set(model.items.external(model.seen_items(80))) == {"0", "1", "2"}
+    assert 60 in model.seen_items(model.users.index_of("5"))
+    others = np.setdiff1d(np.arange(80), [model.users.index_of("5")])
+    after = model.predict(np.repeat(others, 60), np.tile(np.arange(60), len(others)))
+    before = before.reshape(80, 60)[others].ravel()
+    assert np.abs(after - before).max() < 0.05
+    assert np.corrcoef(after, before)[0, 1] > 0.99
+
+
+def test_partial_fit_teaches_a_new_user():
+    data = communities()
+    model = BiasedMF(epochs=30, learning_rate=0.02, factors=4, partial_epochs=60).fit(data)
+    liked = [str(i) for i in range(40, 50)]  # community B's items
+    model.partial_fit(Interactions.from_arrays(["new"] * len(liked), liked))  # other id maps
+    user = model.users.index_of("new")
+    ids, _ = model.recommend([user], k=10)
+    community = model.items.external(ids[0]).astype(int) >= 30
+    assert community.sum() >= 8, model.items.external(ids[0])
+
+
+def test_partial_fit_after_load(tmp_path):
+    model = BiasedMF(SMALL).fit(two_cliques("items"))
+    model.save(tmp_path / "m")
+    loaded = Retriever.load(tmp_path / "m")
+    new = Interactions.from_arrays(["0"], ["1"], users=model.users, items=model.items)
+    model.partial_fit(new)
+    loaded.partial_fit(new)
+    np.testing.assert_allclose(loaded.item_factors_, model.item_factors_, atol=1e-6)
+    assert loaded.n_updates_ == 1
+
+
+def test_vectors_reproduce_scores():
+    model = BiasedMF(SMALL).fit(two_cliques("items"))
+    dots = model.user_vectors() @ model.item_vectors().T + model.global_bias_
+    np.testing.assert_allclose(dots, model._score(np.arange(10)), rtol=1e-5, atol=1e-5)
+
+
+def test_bad_rating_range_is_a_config_error():
+    with pytest.raises(ConfigError, match="rating_range"):
+        BiasedMF(rating_range=(5, 1))
