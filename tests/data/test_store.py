@@ -269,3 +269,60 @@ def test_unreachable_server_is_a_store_error():
 
     with pytest.raises(StoreError, match="cannot open the database"):
         Store("postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=1")
+
+
+def test_large_batches_take_the_bulk_path_with_the_same_rules(store: Store):
+    """Over 500 rows per call: PostgreSQL goes through COPY, the others through executemany."""
+    n = 1500
+    src = [f"s{i % 300}" for i in range(n)]
+    dst = [f"d{i}" for i in range(n)]
+    with store.writer() as w:
+        w.follows(
+            pd.DataFrame({"src": src, "dst": dst, "created_at": range(1000, 1000 + n)}),
+            directed=True,
+        )
+        w.edge_events(
+            pd.DataFrame({"src": src + src[:700], "dst": dst + dst[:700], "ts": [7] * (n + 700)})
+        )
+        w.interactions(
+            pd.DataFrame({"user": src, "item": dst, "kind": ["like"] * n, "value": [2.0] * n})
+        )
+    first = snapshot(store)
+    with store.writer() as w:  # the same edges seen earlier and later: times merge
+        w.follows(
+            pd.DataFrame({"src": src, "dst": dst, "created_at": [5] * n, "seen_at": [9999] * n}),
+            directed=True,
+        )
+        w.edge_events(
+            pd.DataFrame({"src": src + src[:700], "dst": dst + dst[:700], "ts": [7] * (n + 700)})
+        )
+        w.interactions(pd.DataFrame({"user": src, "item": dst, "kind": ["like"] * n}))
+    counts = store.counts()
+    assert (
+        counts["follows"] == n and counts["edge_events"] == n + 700 and counts["interactions"] == n
+    )
+    with store.engine.connect() as conn:
+        times = {
+            tuple(r)
+            for r in conn.execute(sa.select(schema.follows.c.created_at, schema.follows.c.seen_at))
+        }
+    assert times == {(5, 9999)}
+    after = snapshot(store)
+    assert after["interactions"] == first["interactions"]  # a NULL value keeps the stored one
+    assert after["edge_events"] == first["edge_events"]
+    assert after["accounts"] == first["accounts"]
+
+
+def test_times_may_be_datetimes(store: Store):
+    with store.writer() as w:
+        w.items(
+            pd.DataFrame(
+                {"external_id": ["p"], "created_at": pd.to_datetime(["2020-01-01T00:00:10Z"])}
+            )
+        )
+        w.follows(
+            pd.DataFrame({"src": ["a"], "dst": ["b"], "created_at": pd.to_datetime([None])}),
+            directed=True,
+        )
+    assert store.items_frame()["created_at"].tolist() == [1577836810]
+    assert store.follows_graph().timestamp is None

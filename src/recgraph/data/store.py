@@ -16,6 +16,7 @@ new values; an account's ``updated_at`` moves only when its handle changes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import secrets
@@ -45,6 +46,8 @@ TABLE_NAMES: tuple[str, ...] = ("follows", "events", "interactions", "accounts",
 _LOOKUP_BATCH = 2_000
 #: Rows per executemany call.
 _WRITE_BATCH = 10_000
+#: From this many rows on, PostgreSQL upserts go through COPY and a staging table.
+_COPY_MIN_ROWS = 500
 #: Rows per partition when streaming reads.
 _READ_BATCH = 50_000
 #: External id -> key entries kept per writer before the cache is dropped (bounded memory).
@@ -136,12 +139,13 @@ def _optional_seconds(frame: pd.DataFrame, column: str) -> list[int | None]:
         return [None] * len(frame)
     values = frame[column]
     if pd.api.types.is_datetime64_any_dtype(values):
-        seconds = (
-            values.astype("int64") // 10**9
-            if values.dt.tz is None
-            else values.dt.tz_convert(None).astype("int64") // 10**9
-        )
-        return [None if m else int(s) for s, m in zip(seconds, values.isna(), strict=True)]
+        if values.dt.tz is not None:
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        missing = values.isna().to_numpy()
+        seconds = values.to_numpy("datetime64[s]").astype(np.int64)
+        return [None if m else int(x) for x, m in zip(seconds, missing, strict=True)]
+    if pd.api.types.is_integer_dtype(values) and not values.hasnans:
+        return values.astype(np.int64).tolist()  # the common case, without a Python loop
     out: list[int | None] = []
     for value in values:
         if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
@@ -565,6 +569,30 @@ def _counts(conn: sa.Connection) -> dict[str, int]:
     return counts
 
 
+def _with_conflict_rule(
+    stmt: Any, dialect: str, table: sa.Table, keys: list[str], updates: list[UpdateRule]
+) -> Any:
+    """Add the dialect's "on conflict" clause to an INSERT (VALUES or SELECT)."""
+    if dialect in ("mysql", "mariadb"):
+        if updates:
+            assignments = [(c, rule(lambda n: stmt.inserted[n], table.c)) for c, rule in updates]
+        else:
+            assignments = [(keys[0], table.c[keys[0]])]
+        return stmt.on_duplicate_key_update(assignments)
+    if updates:
+        return stmt.on_conflict_do_update(
+            index_elements=keys,
+            set_={c: rule(lambda n: stmt.excluded[n], table.c) for c, rule in updates},
+        )
+    return stmt.on_conflict_do_nothing(index_elements=keys)
+
+
+def _dialect_insert(dialect: str, table: sa.Table) -> Any:
+    if dialect in ("mysql", "mariadb"):
+        return mysql_dialect.insert(table)
+    return (pg_dialect if dialect == "postgresql" else sqlite_dialect).insert(table)
+
+
 def _upsert_rows(
     conn: sa.Connection,
     dialect: str,
@@ -578,29 +606,63 @@ def _upsert_rows(
     Each update rule is ``(column, rule(new, old))`` where ``new(name)`` is the
     proposed value and ``old`` the table's columns. On MariaDB assignments run
     in order and later ones see earlier results, so rules that compare with
-    an old value must come before the rule that overwrites it.
+    an old value must come before the rule that overwrites it. Rows must hold
+    plain Python values and have the same keys; no key may repeat among them.
+
+    The statement is compiled once and handed to the driver's ``executemany``
+    (pymysql sends multi-row INSERTs); PostgreSQL batches go through ``COPY``
+    into a staging table and one ``INSERT .. SELECT .. ON CONFLICT``.
     """
     if not rows:
         return
-    if dialect in ("mysql", "mariadb"):
-        stmt = mysql_dialect.insert(table)
-        if updates:
-            assignments = [(c, rule(lambda n: stmt.inserted[n], table.c)) for c, rule in updates]
-        else:
-            assignments = [(keys[0], table.c[keys[0]])]
-        stmt = stmt.on_duplicate_key_update(assignments)
-    else:
-        module = pg_dialect if dialect == "postgresql" else sqlite_dialect
-        stmt = module.insert(table)
-        if updates:
-            stmt = stmt.on_conflict_do_update(
-                index_elements=keys,
-                set_={c: rule(lambda n: stmt.excluded[n], table.c) for c, rule in updates},
-            )
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    columns = list(rows[0])
+    if dialect == "postgresql" and len(rows) >= _COPY_MIN_ROWS:
+        _copy_upsert(conn, table, keys, columns, rows, updates)
+        return
+    stmt = _with_conflict_rule(_dialect_insert(dialect, table), dialect, table, keys, updates)
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=columns)
+    if not set(compiled.binds) <= set(columns):  # a rule with its own parameters
+        for batch in _batches(rows, _WRITE_BATCH):
+            conn.execute(stmt, list(batch))
+        return
+    sql = str(compiled)
+    order = compiled.positiontup if compiled.positional else None
     for batch in _batches(rows, _WRITE_BATCH):
-        conn.execute(stmt, list(batch))
+        params = list(batch) if order is None else [tuple(r[k] for k in order) for r in batch]
+        conn.exec_driver_sql(sql, params)
+
+
+def _copy_upsert(
+    conn: sa.Connection,
+    table: sa.Table,
+    keys: list[str],
+    columns: list[str],
+    rows: list[dict[str, Any]],
+    updates: list[UpdateRule],
+) -> None:
+    """PostgreSQL: COPY rows into a transaction-local staging table, then upsert from it."""
+    digest = hashlib.sha1(",".join(columns).encode()).hexdigest()[:8]
+    stage = sa.Table(
+        f"_recgraph_stage_{table.name}_{digest}",
+        sa.MetaData(),
+        *[sa.Column(c, table.c[c].type) for c in columns],
+        prefixes=["TEMPORARY"],
+        postgresql_on_commit="DROP",
+    )
+    stage.create(conn, checkfirst=True)
+    preparer = conn.dialect.identifier_preparer
+    quoted_stage = preparer.quote(stage.name)
+    names = ", ".join(preparer.quote(c) for c in columns)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(f"COPY {quoted_stage} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(tuple(row[c] for c in columns))
+    finally:
+        cursor.close()
+    stmt = pg_dialect.insert(table).from_select(columns, sa.select(*stage.c))
+    conn.execute(_with_conflict_rule(stmt, "postgresql", table, keys, updates))
+    conn.exec_driver_sql(f"TRUNCATE {quoted_stage}")
 
 
 # ---------------------------------------------------------------------- writer
@@ -638,7 +700,8 @@ class Writer:
                         row["created_at"] = row["updated_at"] = self.now
                 _upsert_rows(self.conn, self.dialect, table, ["external_id"], rows, [])
                 self._lookup(table, missing, cache)
-        return pd.Series(ids, dtype=object).map(cache).to_numpy(np.int64)
+        codes, uniques = pd.factorize(ids)
+        return np.fromiter((cache[x] for x in uniques), np.int64, len(uniques))[codes]
 
     def _lookup(self, table: sa.Table, external_ids: list[str], cache: dict[str, int]) -> None:
         for batch in _batches(external_ids, _LOOKUP_BATCH):
@@ -811,7 +874,7 @@ class Writer:
                 "seen_at": pd.array(seen, dtype="Int64"),
             }
         )
-        merged = pairs.groupby(["source_id", "target_id"], sort=False).agg(
+        merged = pairs.groupby(["source_id", "target_id"], sort=True).agg(
             created_at=("created_at", "min"), seen_at=("seen_at", "max")
         )
         records = _records(
@@ -865,7 +928,7 @@ class Writer:
         if any(t is None for t in ts):
             raise InputError("an edge event needs a timestamp", field="ts")
         events = pd.DataFrame({"source_id": src, "target_id": dst, "ts": np.asarray(ts, np.int64)})
-        grouped = events.groupby(["source_id", "target_id", "ts"], sort=False).size()
+        grouped = events.groupby(["source_id", "target_id", "ts"], sort=True).size()
         records = _records(
             {
                 "source_id": grouped.index.get_level_values(0).tolist(),
@@ -905,7 +968,8 @@ class Writer:
         frame = _frame(rows, ["user", "item", "kind"], "interaction")
         users = self._resolve(schema.accounts, _external_ids(frame["user"], "user"))
         items = self._resolve(schema.items, _external_ids(frame["item"], "item"))
-        kinds = frame["kind"].map(_kind_or_none).to_numpy(object)
+        kind_codes, kind_values = pd.factorize(frame["kind"].astype(object), use_na_sentinel=False)
+        kinds = np.asarray([_kind_or_none(k) for k in kind_values], dtype=object)[kind_codes]
         if pd.isna(kinds).any() if len(kinds) else False:
             bad = frame["kind"].iloc[int(np.flatnonzero(pd.isna(kinds))[0])]
             raise InputError(
@@ -930,7 +994,7 @@ class Writer:
         }
         records = [
             {"user_id": u, "item_id": i, "kind": k, "timestamp": t, "value": v}
-            for (u, i, k, t), v in latest.items()
+            for (u, i, k, t), v in sorted(latest.items(), key=lambda kv: kv[0][:2])
         ]
         _upsert_rows(
             self.conn,
