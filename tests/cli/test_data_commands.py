@@ -113,3 +113,10 @@ def test_export_accounts_and_items_read_back(tmp_path: Path, db: str):
 def test_missing_folder_exits_2(tmp_path: Path, db: str, capsys):
     assert main(["import", "movielens", str(tmp_path / "none"), "--db", db]) == 2
     assert "none: no such folder" in " ".join(capsys.readouterr().err.split())
+
+
+def test_export_from_a_missing_sqlite_file_exits_2(tmp_path: Path, capsys):
+    missing = tmp_path / "none.db"
+    assert main(["export", "items", str(tmp_path / "i.csv"), "--db", f"sqlite:///{missing}"]) == 2
+    assert "no database at" in capsys.readouterr().err
+    assert not missing.exists()

@@ -326,3 +326,10 @@ def test_times_may_be_datetimes(store: Store):
         )
     assert store.items_frame()["created_at"].tolist() == [1577836810]
     assert store.follows_graph().timestamp is None
+
+
+def test_values_keep_double_precision(store: Store):
+    with store.writer() as w:
+        w.interactions([{"user": "u", "item": "i", "kind": "view", "value": 0.1}])
+    (frame,) = list(store.iter_frames("interactions"))
+    assert frame["value"].tolist() == [0.1]

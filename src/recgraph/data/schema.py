@@ -124,7 +124,7 @@ interactions = sa.Table(
     sa.Column("user_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
     sa.Column("item_id", _key(), sa.ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("value", sa.Float, nullable=True, doc="rating or weight; NULL means 1"),
+    sa.Column("value", sa.Double, nullable=True, doc="rating or weight; NULL means 1"),
     sa.Column("timestamp", sa.BigInteger, nullable=False, default=0, doc="0 = no time"),
     sa.UniqueConstraint("user_id", "item_id", "kind", "timestamp", name="uq_interactions_natural"),
     sa.CheckConstraint(

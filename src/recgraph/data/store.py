@@ -201,6 +201,7 @@ class Store:
 
     Examples
     --------
+    >>> import pandas as pd
     >>> store = Store("sqlite://")
     >>> with store.writer() as w:
     ...     _ = w.follows(pd.DataFrame({"src": ["a"], "dst": ["b"]}), directed=True)
@@ -210,6 +211,12 @@ class Store:
 
     def __init__(self, url: str | None = None, *, create: bool = True) -> None:
         self.url = database_url(url)
+        parsed = sa.make_url(self.url)
+        if not create and parsed.get_backend_name() == "sqlite":
+            database = parsed.database or ""
+            if database and not database.startswith(("file:", ":memory:")):
+                if not Path(database).expanduser().exists():
+                    raise StoreError(f"no database at {self.url} (import something first)")
         self.engine = create_engine(self.url)
         self.dialect = self.engine.dialect.name  # sqlite | mysql | mariadb | postgresql
         try:
