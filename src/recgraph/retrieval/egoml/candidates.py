@@ -1,0 +1,228 @@
+"""All-user EGOML candidates as a map over centres and a reduce over pairs.
+
+With the A/B trick every centre ``c`` contributes ``x_u[c] * y_v[c]`` to
+``E(u, v)`` for each ordered pair of its neighbours, independently of every
+other centre. That is a MapReduce job:
+
+- **map** (:func:`map_centre`): one centre, its neighbour list and the two
+  per-neighbour numbers ``x_·[c]``, ``y_·[c]`` in, the partial scores
+  ``(u, v, x_u[c] * y_v[c])`` out;
+- **reduce** (:func:`reduce_pairs`): sum the partials of each ``(u, v)``;
+- **top-k** (:func:`top_k_pairs`): per ``u``, the best ``k`` targets.
+
+Every function here is pure and works on plain arrays (no model, no
+Interactions), so a Spark job can ship them to executors as they are: a
+``flatMap`` of :func:`map_centre` over the adjacency rows, a ``reduceByKey``
+on ``(u, v)``, and :func:`top_k_pairs` per partition of users.
+
+:func:`generate_candidates` runs the same job in one process: it partitions
+the map output by user (as the shuffle would) and emits, for a block of users
+at a time, only the partials whose ``u`` lies in the block, so memory is
+bounded by the block and not by the whole 2-hop graph.
+
+Layout: the adjacency is a symmetric CSR (``indptr``, ``indices``) with
+sorted rows; ``x_edge[e]`` and ``y_edge[e]`` belong to the edge ``e = (c, x)``
+(row ``c``, column ``x``): ``x_edge[e] = x_x[c]``, ``y_edge[e] = y_x[c]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from recgraph.retrieval.egoml.features import expand_ranges, sorted_lookup
+from recgraph.retrieval.neighborhood import spans_by_work
+
+
+def map_centre(
+    centre: int, members: np.ndarray, x_values: np.ndarray, y_values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The partial scores one centre gives: every ordered pair of its neighbours.
+
+    Parameters
+    ----------
+    centre
+        The centre ``c`` (kept for the signature a Spark ``flatMap`` uses).
+    members
+        ``N(c)``.
+    x_values, y_values
+        ``x_u[c]`` and ``y_u[c]`` for each ``u`` in ``members``.
+
+    Returns
+    -------
+    u, v, partial
+        ``|N(c)| * (|N(c)| - 1)`` rows: ``partial = x_u[c] * y_v[c]``, ``u != v``.
+    """
+    del centre
+    members = np.asarray(members, dtype=np.int64)
+    d = len(members)
+    u = np.repeat(members, d)
+    v = np.tile(members, d)
+    partial = np.outer(np.asarray(x_values, np.float64), np.asarray(y_values, np.float64)).ravel()
+    keep = u != v
+    return u[keep], v[keep], partial[keep]
+
+
+def map_centres(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    x_edge: np.ndarray,
+    y_edge: np.ndarray,
+    centres: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`map_centre` over many centres at once (vectorised, same output rows)."""
+    centres = np.asarray(centres, dtype=np.int64)
+    degree = np.diff(indptr)[centres]
+    # for each centre, each member u (the outer loop) ...
+    edge_u, owner = expand_ranges(indptr[centres], degree)
+    # ... paired with each member v of the same centre
+    edge_v, second = expand_ranges(indptr[centres][owner], degree[owner])
+    edge_u = edge_u[second]
+    u, v = indices[edge_u], indices[edge_v]
+    keep = u != v
+    return (
+        u[keep].astype(np.int64),
+        v[keep].astype(np.int64),
+        (x_edge[edge_u] * y_edge[edge_v])[keep].astype(np.float64),
+    )
+
+
+def reduce_pairs(
+    u: np.ndarray, v: np.ndarray, partial: np.ndarray, n_nodes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum the partials of each ``(u, v)``: ``E(u, v)``, sorted by ``u`` then ``v``."""
+    keys = np.asarray(u, np.int64) * n_nodes + np.asarray(v, np.int64)
+    unique, inverse = np.unique(keys, return_inverse=True)
+    total = np.bincount(inverse.ravel(), weights=partial, minlength=len(unique))
+    return unique // n_nodes, unique % n_nodes, total
+
+
+def top_k_pairs(
+    u: np.ndarray,
+    v: np.ndarray,
+    score: np.ndarray,
+    k: int,
+    n_users: int,
+    exclude_keys: np.ndarray | None = None,
+    n_nodes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` targets per user from reduced ``(u, v, score)`` rows.
+
+    Ties go to the lower target id (as :func:`recgraph.retrieval.base.top_k`).
+    ``exclude_keys`` (sorted ``u * n_nodes + v``) are dropped first. Returns
+    ``(n_users, k)`` ids (``-1`` padded) and float32 scores (``-inf`` padded).
+    """
+    u = np.asarray(u, dtype=np.int64)
+    v = np.asarray(v, dtype=np.int64)
+    score = np.asarray(score, dtype=np.float64)
+    if exclude_keys is not None and len(exclude_keys):
+        if n_nodes is None:
+            raise ValueError("exclude_keys needs n_nodes")
+        keep = sorted_lookup(exclude_keys, u * n_nodes + v) < 0
+        u, v, score = u[keep], v[keep], score[keep]
+    ids = np.full((n_users, k), -1, dtype=np.int64)
+    scores = np.full((n_users, k), -np.inf, dtype=np.float32)
+    if not len(u):
+        return ids, scores
+    order = np.lexsort((v, -score, u))
+    u, v, score = u[order], v[order], score[order]
+    starts = np.r_[0, np.flatnonzero(u[1:] != u[:-1]) + 1]
+    run = np.diff(np.r_[starts, len(u)])
+    rank = np.arange(len(u)) - np.repeat(starts, run)
+    top = rank < k
+    ids[u[top], rank[top]] = v[top]
+    scores[u[top], rank[top]] = score[top]
+    return ids, scores
+
+
+def map_members(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    reverse: np.ndarray,
+    x_edge: np.ndarray,
+    y_edge: np.ndarray,
+    users: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The map output restricted to ``u`` in ``users``: one user partition of the shuffle.
+
+    Equal, as a multiset of rows, to the rows of :func:`map_centres` over all
+    centres whose ``u`` lies in ``users``; ``reverse[e]`` is the edge ``(x, c)``
+    of the edge ``e = (c, x)``.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    degree = np.diff(indptr)
+    edge_uc, owner = expand_ranges(indptr[users], degree[users])
+    centre = indices[edge_uc]
+    edge_cu = reverse[edge_uc]
+    edge_cv, second = expand_ranges(indptr[centre], degree[centre])
+    u = users[owner[second]]
+    v = indices[edge_cv].astype(np.int64)
+    keep = u != v
+    partial = x_edge[edge_cu[second]] * y_edge[edge_cv]
+    return u[keep], v[keep], partial[keep].astype(np.float64)
+
+
+def generate_candidates(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    x_edge: np.ndarray,
+    y_edge: np.ndarray,
+    k: int,
+    *,
+    exclude: sp.csr_matrix | None = None,
+    batch_lookups: int = 4_000_000,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` EGOML candidates of every node, by map, reduce and top-k per user block.
+
+    Parameters
+    ----------
+    indptr, indices
+        Symmetric CSR adjacency (sorted rows).
+    x_edge, y_edge
+        Per-edge ``x`` and ``y`` (see the module docstring).
+    k
+        Candidates per node.
+    exclude
+        ``(n, n)`` sparse matrix of pairs never to return (what each user
+        already has); the node itself is never returned.
+    batch_lookups
+        About how many partial scores one user block emits.
+
+    Returns
+    -------
+    ids, scores
+        ``(n, k)``: targets best first and their ``E`` (``-1`` / ``-inf`` padding).
+    """
+    indptr = np.asarray(indptr, dtype=np.int64)
+    indices = np.asarray(indices, dtype=np.int64)
+    n = len(indptr) - 1
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+    keys = rows * n + indices
+    reverse = sorted_lookup(keys, indices * n + rows)
+    exclude_keys = None
+    if exclude is not None:
+        exclude = sp.csr_matrix(exclude)
+        exclude.sort_indices()
+        ex_rows = np.repeat(np.arange(exclude.shape[0], dtype=np.int64), np.diff(exclude.indptr))
+        exclude_keys = ex_rows * n + exclude.indices.astype(np.int64)
+    ids = np.full((n, k), -1, dtype=np.int64)
+    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    degree = np.diff(indptr)
+    wedges = np.bincount(rows, weights=degree[indices], minlength=n).astype(np.int64)
+    for start, stop in spans_by_work(wedges, batch_lookups):
+        users = np.arange(start, stop, dtype=np.int64)
+        u, v, partial = map_members(indptr, indices, reverse, x_edge, y_edge, users)
+        u, v, total = reduce_pairs(u, v, partial, n)
+        block_ids, block_scores = top_k_pairs(
+            u - start, v, total, k, stop - start, _shift(exclude_keys, start, stop, n), n
+        )
+        ids[start:stop], scores[start:stop] = block_ids, block_scores
+    return ids, scores
+
+
+def _shift(keys: np.ndarray | None, start: int, stop: int, n: int) -> np.ndarray | None:
+    """Exclusion keys of rows ``start..stop`` re-based to row 0."""
+    if keys is None:
+        return None
+    lo, hi = np.searchsorted(keys, [start * n, stop * n])
+    return keys[lo:hi] - start * n
