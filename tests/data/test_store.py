@@ -333,3 +333,26 @@ def test_values_keep_double_precision(store: Store):
         w.interactions([{"user": "u", "item": "i", "kind": "view", "value": 0.1}])
     (frame,) = list(store.iter_frames("interactions"))
     assert frame["value"].tolist() == [0.1]
+
+
+def test_sqlite_writers_wait_for_each_other_and_readers_do_not(tmp_path: Path):
+    import threading
+
+    store = Store(f"sqlite:///{tmp_path / 'busy.db'}")
+    done: list[str] = []
+
+    def second_writer() -> None:
+        with store.writer() as w:  # BEGIN IMMEDIATE waits for the first writer's commit
+            w.follows([{"src": "c", "dst": "d"}], directed=True)
+        done.append("second")
+
+    with store.writer() as w:
+        w.follows([{"src": "a", "dst": "b"}], directed=True)
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        thread.join(timeout=0.5)
+        assert thread.is_alive() and not done  # blocked, not failed
+        assert store.counts()["follows"] == 0  # a reader is not blocked (WAL)
+    thread.join(timeout=30)
+    assert done == ["second"] and store.counts()["follows"] == 2
+    store.close()

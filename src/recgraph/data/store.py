@@ -55,6 +55,9 @@ _CACHE_LIMIT = 2_000_000
 
 Frame = pd.DataFrame | Iterable[Mapping[str, Any]]
 
+#: Execution option naming the statement that opens a SQLite transaction.
+_BEGIN_OPTION = "recgraph_sqlite_begin"
+
 
 class StoreError(RecgraphError):
     """The database cannot be used: unreachable, wrong schema version, conflicting meta."""
@@ -83,7 +86,9 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # Writers ask for BEGIN IMMEDIATE: they take the write lock up front and wait
+        # (busy_timeout) instead of failing when another writer commits in between.
+        connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
 
     return engine
 
@@ -292,8 +297,11 @@ class Store:
     @contextmanager
     def writer(self) -> Iterator[Writer]:
         """One transaction: commit when the block ends, roll back on any error."""
-        with self.engine.begin() as conn:
-            yield Writer(self, conn)
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+            with conn.begin():
+                yield Writer(self, conn)
 
     def replace_follows(
         self, account: str, targets: Iterable[str] | pd.DataFrame, seen_at: int
