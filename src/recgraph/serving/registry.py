@@ -1,0 +1,498 @@
+"""The model registry: versioned model folders and an atomically switched ``current`` pointer.
+
+A registry is a folder, local or at any fsspec URL (``s3://bucket/models``,
+``memory://`` in tests)::
+
+    ROOT/
+      CURRENT                      {"version": "v3", "updated_at": "..."}
+      versions/v1/manifest.json    what, from which data, how good (written last)
+      versions/v1/model/...        Retriever.save output (model.json + state.npz)
+      versions/v1/index/...        optional nearest-neighbour index (Index.save)
+
+A version is complete once its ``manifest.json`` exists: the manifest is
+written after every other file, and only versions with one are listed,
+loaded or promoted. The ``CURRENT`` pointer is one small object replaced in a
+single step (a temporary file renamed over it on a local disk; a single PUT on
+an object store, which readers see whole or not at all), so a reader sees the
+old version or the new one, never a mix. Serving polls :meth:`current_version`
+(one small read) and loads a new version beside the old one before swapping.
+
+Versions are immutable, so a remote version is downloaded once into a local
+cache and loaded from there. Nothing is pickled: JSON, npz and the index
+libraries' own formats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import posixpath
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from recgraph.data.interactions import Interactions, Kind
+from recgraph.errors import ConfigError, InputError, RecgraphError
+
+if TYPE_CHECKING:
+    from recgraph.index.base import Index
+    from recgraph.retrieval.base import Retriever
+
+MANIFEST_FORMAT = 1
+REGISTRY_ENV = "RECGRAPH_REGISTRY"
+DEFAULT_REGISTRY = "./models"
+POINTER_FILE = "CURRENT"
+VERSIONS_DIR = "versions"
+MANIFEST_FILE = "manifest.json"
+MODEL_DIR = "model"
+INDEX_DIR = "index"
+#: Marks a fully downloaded version in the local cache.
+COMPLETE_MARKER = ".complete"
+_VERSION_PATTERN = re.compile(r"^v(\d+)$")
+
+
+class RegistryError(RecgraphError, LookupError):
+    """A version that does not exist, or a registry with nothing to load."""
+
+
+def default_registry_root() -> str:
+    """``$RECGRAPH_REGISTRY`` if set, else ``./models``."""
+    return os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY
+
+
+def data_snapshot(data: Interactions) -> dict[str, Any]:
+    """What a model was trained on, small enough for a manifest.
+
+    Returns row and id counts, the graph shape, rows per interaction kind,
+    the time range (when there are timestamps) and :func:`content_hash`.
+    """
+    kinds = np.bincount(data.kind.astype(np.int64), minlength=len(Kind)) if len(data) else []
+    snapshot: dict[str, Any] = {
+        "rows": len(data),
+        "n_users": data.n_users,
+        "n_items": data.n_items,
+        "graph_kind": data.graph_kind,
+        "kinds": {Kind(i).label: int(n) for i, n in enumerate(kinds) if n},
+        "time_range": None,
+        "content_hash": content_hash(data),
+    }
+    if data.timestamp is not None and len(data):
+        start, end = int(data.timestamp.min()), int(data.timestamp.max())
+        snapshot["time_range"] = {
+            "start": start,
+            "end": end,
+            "start_utc": _utc_iso(start),
+            "end_utc": _utc_iso(end),
+        }
+    return snapshot
+
+
+def content_hash(data: Interactions) -> str:
+    """``sha256:<hex>`` of the edges and id maps, independent of row order.
+
+    Rows are hashed sorted by (src, dst, kind, timestamp, value), so the same
+    snapshot read back in another order hashes the same; the id maps are
+    hashed in index order, since indices are what a model's state refers to.
+    """
+    digest = hashlib.sha256()
+    digest.update(f"one_sided={data.one_sided};directed={data.directed};".encode())
+    timestamp = data.timestamp if data.timestamp is not None else np.zeros(len(data), np.int64)
+    order = np.lexsort((data.value, timestamp, data.kind, data.dst, data.src))
+    for name, column, dtype in (
+        ("src", data.src, "<i8"),
+        ("dst", data.dst, "<i8"),
+        ("kind", data.kind, "<i1"),
+        ("timestamp", timestamp, "<i8"),
+        ("value", data.value, "<f4"),
+    ):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(column[order], dtype=dtype).tobytes())
+    digest.update(f"timestamps={data.timestamp is not None};".encode())
+    for name, ids in (("users", data.users.ids), ("items", data.items.ids)):
+        digest.update(f"{name}:{len(ids)}:".encode())
+        digest.update("\x1f".join(ids.tolist()).encode())
+    return "sha256:" + digest.hexdigest()
+
+
+class ModelRegistry:
+    """Versioned models under one root, and which of them is current.
+
+    Parameters
+    ----------
+    root
+        A local folder or an fsspec URL (``s3://bucket/prefix``,
+        ``memory://name``); default :func:`default_registry_root`.
+    storage_options
+        Passed to fsspec (credentials, endpoint, ...).
+    cache_dir
+        Where remote versions are downloaded (default
+        ``~/.cache/recgraph/registry``); unused for local roots.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        try:
+            import fsspec
+        except ImportError as exc:  # pragma: no cover - fsspec is in the serve extra
+            raise ConfigError(
+                "the model registry needs fsspec: pip install 'recgraph[serve]'"
+            ) from exc
+        self.root = str(root if root is not None else default_registry_root())
+        self.fs, self._base = fsspec.core.url_to_fs(self.root, **dict(storage_options or {}))
+        self._base = self._base.rstrip("/") or "/"
+        self.is_local = "file" in _protocols(self.fs)
+        cache_root = Path(cache_dir or Path.home() / ".cache" / "recgraph" / "registry")
+        self._cache = cache_root / hashlib.sha256(self.root.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({self.root!r})"
+
+    # ------------------------------------------------------------------ paths
+    def _path(self, *parts: str) -> str:
+        return posixpath.join(self._base, *parts)
+
+    def version_path(self, version: str) -> str:
+        """Where ``version`` lives (a path of the registry's filesystem)."""
+        return self._path(VERSIONS_DIR, check_version_name(version))
+
+    # ------------------------------------------------------------------ reading
+    def list_versions(self) -> list[str]:
+        """Complete versions (those with a manifest), oldest first."""
+        self.fs.invalidate_cache(self._path(VERSIONS_DIR))
+        pattern = self._path(VERSIONS_DIR, "*", MANIFEST_FILE)
+        names = [posixpath.basename(posixpath.dirname(p)) for p in self.fs.glob(pattern)]
+        return sorted((n for n in names if _VERSION_PATTERN.match(n)), key=_version_number)
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        """The manifest of ``version``; :class:`RegistryError` if there is none."""
+        path = self._path(VERSIONS_DIR, check_version_name(version), MANIFEST_FILE)
+        raw = self._read(path)
+        if raw is None:
+            raise RegistryError(f"no version {version!r} in the registry {self.root}")
+        return _parse_json(raw, path)
+
+    def current_version(self) -> str | None:
+        """The version ``CURRENT`` points to, or ``None``; one small read, for reload polling."""
+        path = self._path(POINTER_FILE)
+        raw = self._read(path)
+        if raw is None:
+            return None
+        version = _parse_json(raw, path).get("version")
+        if not isinstance(version, str) or not _VERSION_PATTERN.match(version):
+            raise InputError(f"not a version name: {version!r}", path=path, field="version")
+        return version
+
+    def current(self) -> dict[str, Any] | None:
+        """The manifest of the current version, or ``None`` when nothing is current."""
+        version = self.current_version()
+        return None if version is None else self.manifest(version)
+
+    def resolve(self, version: str | None = None) -> str:
+        """``version`` itself, or the current one; :class:`RegistryError` if neither exists."""
+        if version is None:
+            version = self.current_version()
+            if version is None:
+                raise RegistryError(
+                    f"the registry {self.root} has no current version: publish or promote one"
+                )
+        return check_version_name(version)
+
+    def load(self, version: str | None = None) -> tuple[Retriever, dict[str, Any]]:
+        """Load a model.
+
+        Parameters
+        ----------
+        version
+            A version name; ``None`` loads the current one.
+
+        Returns
+        -------
+        model, manifest
+            The fitted retriever and the manifest of the version it came from
+            (read before the model, so the two always match).
+        """
+        from recgraph.retrieval.base import Retriever
+
+        version = self.resolve(version)
+        manifest = self.manifest(version)
+        folder = self.local_copy(version, manifest)
+        return Retriever.load(folder / MODEL_DIR), manifest
+
+    def load_index(self, version: str | None = None) -> Index | None:
+        """The index published with ``version`` (default: current), or ``None`` if it has none."""
+        from recgraph.index.base import Index
+
+        version = self.resolve(version)
+        manifest = self.manifest(version)
+        if not manifest.get("index"):
+            return None
+        return Index.load(self.local_copy(version, manifest) / INDEX_DIR)
+
+    def local_copy(self, version: str, manifest: Mapping[str, Any] | None = None) -> Path:
+        """A local folder holding ``version``'s files: the folder itself on a local root,
+        else a cached download (versions never change, so one download serves every load)."""
+        version = check_version_name(version)
+        if self.is_local:
+            return Path(self.version_path(version))
+        manifest = manifest if manifest is not None else self.manifest(version)
+        target = self._cache / version
+        if (target / COMPLETE_MARKER).exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}."))
+        try:
+            for relative, info in manifest.get("files", {}).items():
+                local = staging / relative
+                local.parent.mkdir(parents=True, exist_ok=True)
+                self.fs.get_file(posixpath.join(self.version_path(version), relative), str(local))
+                if local.stat().st_size != info.get("bytes"):
+                    raise RegistryError(
+                        f"{self.version_path(version)}/{relative}: size differs from the manifest"
+                    )
+            (staging / COMPLETE_MARKER).touch()
+            try:
+                os.rename(staging, target)
+            except OSError:  # another process finished the same download first
+                if not (target / COMPLETE_MARKER).exists():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    # ------------------------------------------------------------------ writing
+    def publish(
+        self,
+        model: Retriever,
+        *,
+        metrics: Mapping[str, Any] | None = None,
+        data: Interactions | Mapping[str, Any] | None = None,
+        index: Index | None = None,
+        notes: str | None = None,
+        promote: bool = False,
+    ) -> str:
+        """Store a fitted model as a new version.
+
+        Parameters
+        ----------
+        model
+            A fitted retriever; saved with ``model.save``.
+        metrics
+            Evaluation results to keep beside it (JSON-able; numpy scalars
+            and arrays are converted, NaN becomes ``null``).
+        data
+            The training :class:`Interactions` (summarised by
+            :func:`data_snapshot`), or an already computed snapshot.
+        index
+            A built nearest-neighbour index over the model's vectors.
+        notes
+            Free text for people (why this version exists).
+        promote
+            Make it current. The first version of an empty registry always
+            becomes current, so a new registry can be served at once.
+
+        Returns
+        -------
+        str
+            The new version's name (``v1``, ``v2``, ...).
+        """
+        if not model.is_fitted:
+            raise ConfigError(f"model {model.name!r} is not fitted: nothing to publish")
+        if index is not None and not index.is_built:
+            raise ConfigError(f"index {index.name!r} is not built: nothing to publish")
+        snapshot = data_snapshot(data) if isinstance(data, Interactions) else data
+        version = self._reserve_version()
+        folder = self.version_path(version)
+        try:
+            with tempfile.TemporaryDirectory(prefix="recgraph-publish-") as tmp:
+                staging = Path(folder) if self.is_local else Path(tmp)
+                model.save(staging / MODEL_DIR)
+                if index is not None:
+                    index.save(staging / INDEX_DIR)
+                files = _describe_files(staging)
+                if not self.is_local:
+                    for relative in files:
+                        self.fs.put_file(str(staging / relative), posixpath.join(folder, relative))
+            manifest = {
+                "format_version": MANIFEST_FORMAT,
+                "version": version,
+                "model": model.name,
+                "config": model.config.model_dump(mode="json"),
+                "graph_kind": model.graph_kind,
+                "n_users": model.n_users,
+                "n_items": model.n_items,
+                "created_at": _utc_iso(),
+                "data": _jsonable(dict(snapshot)) if snapshot is not None else None,
+                "metrics": _jsonable(dict(metrics or {})),
+                "index": index.manifest() if index is not None else None,
+                "files": files,
+                "notes": notes,
+                "recgraph_version": _package_version(),
+            }
+            # the manifest goes last: its presence is what makes the version exist
+            self._write_atomic(
+                posixpath.join(folder, MANIFEST_FILE), json.dumps(manifest, indent=2).encode()
+            )
+        except BaseException:
+            self._remove(folder)
+            raise
+        if promote or self.current_version() is None:
+            self.set_current(version)
+        return version
+
+    def set_current(self, version: str) -> None:
+        """Point ``CURRENT`` at ``version`` (which must be complete), in one atomic step."""
+        version = check_version_name(version)
+        self.manifest(version)  # raises if the version is absent or incomplete
+        pointer = {"version": version, "updated_at": _utc_iso()}
+        self._write_atomic(self._path(POINTER_FILE), json.dumps(pointer).encode())
+
+    # ------------------------------------------------------------------ storage
+    def _read(self, path: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+
+    def _write_atomic(self, path: str, payload: bytes) -> None:
+        """Replace ``path`` so that readers see the old bytes or the new ones, never a part."""
+        if self.is_local:
+            directory = os.path.dirname(path)
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(payload)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        else:
+            # object stores write one object in a single request: whole or not at all
+            self.fs.pipe_file(path, payload)
+
+    def _reserve_version(self) -> str:
+        """The next free version name, claimed so two local publishers never share one."""
+        self.fs.invalidate_cache(self._path(VERSIONS_DIR))
+        existing = [
+            posixpath.basename(p.rstrip("/"))
+            for p in (
+                self.fs.ls(self._path(VERSIONS_DIR), detail=False)
+                if self.fs.exists(self._path(VERSIONS_DIR))
+                else []
+            )
+        ]
+        number = max((_version_number(n) for n in existing if _VERSION_PATTERN.match(n)), default=0)
+        while True:
+            number += 1
+            version = f"v{number}"
+            folder = self.version_path(version)
+            if self.is_local:
+                os.makedirs(os.path.dirname(folder), exist_ok=True)
+                try:
+                    os.mkdir(folder)  # atomic: fails if another publisher took it
+                except FileExistsError:
+                    continue
+                return version
+            # object stores have no atomic create: publishers to one bucket prefix
+            # should be serialised (one training job); a unique marker narrows the race
+            if self.fs.exists(folder):
+                continue
+            self.fs.pipe_file(posixpath.join(folder, f".reserved-{uuid.uuid4().hex}"), b"")
+            return version
+
+    def _remove(self, folder: str) -> None:
+        try:
+            if self.fs.exists(folder):
+                self.fs.rm(folder, recursive=True)
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------- helpers
+def check_version_name(version: str) -> str:
+    """``version`` if it looks like ``v<number>`` (never a path), else :class:`InputError`."""
+    if not isinstance(version, str) or not _VERSION_PATTERN.match(version):
+        raise InputError(f"not a version name: {version!r} (expected v1, v2, ...)", field="version")
+    return version
+
+
+def _version_number(name: str) -> int:
+    match = _VERSION_PATTERN.match(name)
+    return int(match.group(1)) if match else -1
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+def _describe_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every file under ``folder`` (relative POSIX path) with its size and sha256."""
+    files: dict[str, dict[str, Any]] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        relative = path.relative_to(folder).as_posix()
+        files[relative] = {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return files
+
+
+def _parse_json(raw: bytes, path: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid JSON: {exc}", path=path) from None
+    if not isinstance(value, dict):
+        raise InputError("expected a JSON object", path=path)
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays turned into plain JSON values (NaN -> None)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise ConfigError(f"cannot store {type(value).__name__} in a manifest: {value!r}")
+
+
+def _utc_iso(seconds: float | None = None) -> str | None:
+    """ISO 8601 UTC time of epoch ``seconds`` (default now); ``None`` if out of range."""
+    try:
+        moment = datetime.now(UTC) if seconds is None else datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _package_version() -> str:
+    from recgraph import __version__
+
+    return __version__
