@@ -238,9 +238,12 @@ class Crawler:
         self._executor: ThreadPoolExecutor | None = None
         self._queue: deque[state.Claim] = deque()
         self._active: dict[int, state.Claim] = {}
+        #: Claims taken and not settled yet (queued or in progress): leases to renew or return.
+        self._held: dict[int, state.Claim] = {}
         self._claim_lock: asyncio.Lock | None = None
         self._claimed = 0
         self._started_at = 0.0
+        self._started_wall = 0.0
         self._display: _CrawlDisplay | None = None
         self._writes: asyncio.Queue | None = None
         self._writer_task: asyncio.Task | None = None
@@ -250,6 +253,7 @@ class Crawler:
         """Crawl until the mode says stop; return what was done."""
         cfg = self.config
         self._started_at = time.monotonic()
+        self._started_wall = self.clock()
         self._claim_lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recgraph-crawl-db")
         heartbeat: asyncio.Task | None = None
@@ -273,7 +277,7 @@ class Crawler:
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
-            held = [c.account_id for c in (*self._active.values(), *self._queue)]
+            held = list(self._held)
             if held and self._executor is not None:
                 await self._db(self._release, held)
             self._finish_report()
@@ -331,11 +335,19 @@ class Crawler:
                 await self._crawl(claim)
             finally:
                 self._active.pop(claim.account_id, None)
+            # Only now is the claim settled; a cancelled crawl keeps it in
+            # ``_held`` so that ``run`` hands the lease back.
+            self._held.pop(claim.account_id, None)
 
     def _stale_before(self, now: float) -> float | None:
+        """Crawled accounts at or before this time are due again (None: only new ones)."""
         if self.config.until_done:
             return None
-        return now - self.config.recrawl_after_seconds
+        stale = now - self.config.recrawl_after_seconds
+        if self.config.stop_when_idle:
+            # One pass: never take an account this run has already crawled.
+            stale = min(stale, self._started_wall - 1)
+        return stale
 
     async def _next_claim(self) -> state.Claim | None:
         assert self._claim_lock is not None
@@ -352,10 +364,11 @@ class Crawler:
                         now=now,
                         limit=room,
                         stale_before=self._stale_before(now),
-                        exclude=list(self._active),
+                        exclude=list(self._held),
                     )
                     self._claimed += len(claims)
                     self._queue.extend(claims)
+                    self._held.update((c.account_id, c) for c in claims)
             return self._queue.popleft() if self._queue else None
 
     def _claim(
@@ -419,7 +432,7 @@ class Crawler:
         period = self.config.lease_seconds / 3
         while True:
             await asyncio.sleep(period)
-            held = [c.account_id for c in (*self._active.values(), *self._queue)]
+            held = list(self._held)
             if held:
                 try:
                     await self._db(self._renew, held)

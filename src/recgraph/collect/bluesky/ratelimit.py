@@ -10,8 +10,10 @@ Bluesky servers announce a fixed-window budget on every rate-limited response::
 
 Waiting for the 429 wastes a round trip and, on some hosts, earns a longer
 ban, so :class:`RateLimiter` spends the budget evenly instead: with ``R``
-points left and ``T`` seconds to the reset, it sends at most one request
-every ``T / R`` seconds, and when ``R`` is used up it sleeps until the reset.
+points left ``T`` seconds before the reset, it sends the next request
+``T / (R + 1)`` seconds after the last one (so the ``R`` remaining requests
+all fall before the reset), and when ``R`` is used up it sleeps until the
+reset.
 Its own count of points is exact for a single client (every send takes one
 point); the headers correct it, newest response first, when the budget is
 shared with someone else. After a 429 it waits for ``Retry-After``, else
@@ -238,7 +240,9 @@ class RateLimiter:
             return max(self.reset_at + slack - now, 1e-3), False
         if self._last_send is None:
             return 0.0, True
-        interval = max(0.0, self.reset_at - now) / available
+        # ``available`` sends spaced evenly between the last send and the reset,
+        # the last of them one interval before the reset (not on it).
+        interval = max(0.0, self.reset_at - self._last_send) / (available + 1)
         return self._last_send + interval - now, True
 
     def _roll_window(self, now: float) -> None:
