@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from recgraph.collect.bluesky import state
-from recgraph.collect.bluesky.crawler import Crawler, CrawlReport, fetch_follow_list
 from recgraph.collect.bluesky.client import XrpcClient
+from recgraph.collect.bluesky.crawler import Crawler, CrawlReport, fetch_follow_list
 from recgraph.collect.bluesky.fake_server import FakeAppView, FakeGraph
 from recgraph.data.store import Store
 from recgraph.errors import ConfigError
