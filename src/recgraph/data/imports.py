@@ -62,24 +62,24 @@ class ImportSummary:
 
 @contextmanager
 def _import(
-    store: Store, source: str | Path, description: str
+    store: Store, source: str | Path, description: str, tables: tuple[str, ...]
 ) -> Iterator[tuple[Writer, ImportSummary, Callable[[int], None]]]:
-    """One writer transaction with a progress bar; errors get the file name."""
+    """One writer transaction with a progress bar; errors get the file name.
+
+    ``tables`` are counted before and after (a scan each), for the summary.
+    """
     summary = ImportSummary(source=str(source))
     started = time.perf_counter()
     try:
         with store.writer() as writer, progress_bar(description, unit="rows") as advance:
-            before = writer.counts()
+            before = writer.counts(tables)
             yield writer, summary, advance
-            after = writer.counts()
+            after = writer.counts(tables)
     except InputError as exc:
         if exc.path is None:
             raise InputError(exc.message, path=source, line=exc.line, field=exc.field) from None
         raise
-    summary.new = {
-        name: after[name] - before[name]
-        for name in ("accounts", "items", "follows", "edge_events", "interactions")
-    }
+    summary.new = {name: after[name] - before[name] for name in tables}
     summary.seconds = time.perf_counter() - started
 
 
@@ -109,7 +109,9 @@ def import_edges(
     timestamps
         Whether the third column holds unix timestamps.
     """
-    with _import(store, path, f"import {Path(path).name}") as (writer, summary, advance):
+    with _import(
+        store, path, f"import {Path(path).name}", ("accounts", "follows", "edge_events")
+    ) as (writer, summary, advance):
         for chunk in iter_edge_chunks(path, timestamps=timestamps, chunk_rows=chunk_rows):
             follows = chunk.rename(columns={"ts": "created_at"})
             summary.rows_written += writer.follows(follows, directed=directed)
@@ -130,7 +132,9 @@ def import_movielens(
     value and timestamp; users become accounts.
     """
     layout = movielens_layout(directory)
-    with _import(store, directory, f"import MovieLens {layout}") as (writer, summary, advance):
+    with _import(
+        store, directory, f"import MovieLens {layout}", ("accounts", "items", "interactions")
+    ) as (writer, summary, advance):
         for chunk in iter_movielens_items(directory, chunk_rows=chunk_rows):
             summary.rows_written += writer.items(chunk)
             summary.rows_read += len(chunk)
@@ -161,7 +165,9 @@ def import_interactions(
         Which columns hold user, item, kind (or one fixed kind), value and
         timestamp; see :class:`recgraph.data.readers.ColumnMapping`.
     """
-    with _import(store, path, f"import {Path(path).name}") as (writer, summary, advance):
+    with _import(
+        store, path, f"import {Path(path).name}", ("accounts", "items", "interactions")
+    ) as (writer, summary, advance):
         for chunk in iter_interaction_chunks(path, mapping, chunk_rows=chunk_rows):
             summary.rows_written += writer.interactions(chunk)
             summary.rows_read += len(chunk)
@@ -173,7 +179,11 @@ def import_accounts(
     store: Store, path: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> ImportSummary:
     """Import accounts (``external_id[, handle, created_at]``), e.g. an accounts export."""
-    with _import(store, path, f"import {Path(path).name}") as (writer, summary, advance):
+    with _import(store, path, f"import {Path(path).name}", ("accounts",)) as (
+        writer,
+        summary,
+        advance,
+    ):
         for chunk in iter_account_chunks(path, chunk_rows=chunk_rows):
             summary.rows_written += writer.accounts(chunk)
             summary.rows_read += len(chunk)
@@ -186,7 +196,11 @@ def import_items(
 ) -> ImportSummary:
     """Import items (``external_id[, title, author, created_at, features]``), e.g. an
     items export; ``features`` is a JSON object per row."""
-    with _import(store, path, f"import {Path(path).name}") as (writer, summary, advance):
+    with _import(store, path, f"import {Path(path).name}", ("accounts", "items")) as (
+        writer,
+        summary,
+        advance,
+    ):
         for chunk in iter_item_chunks(path, chunk_rows=chunk_rows):
             summary.rows_written += writer.items(chunk)
             summary.rows_read += len(chunk)

@@ -13,7 +13,7 @@ Conventions, chosen so that the same statements work on all three backends:
   would make ``"Alice"`` and ``"alice"`` collide); the store assigns the
   integer keys;
 - ``interactions.timestamp`` is ``0`` when the source has no time: it is part
-  of the natural key ``(user_id, item_id, kind, timestamp)`` that makes
+  of the natural (and primary) key ``(user_id, item_id, kind, timestamp)`` that makes
   re-imports idempotent, and a NULL in a unique key would let MariaDB and
   SQLite keep duplicates;
 - an undirected friendship is stored once, with ``source_id < target_id``;
@@ -120,13 +120,14 @@ edge_events = sa.Table(
 interactions = sa.Table(
     "interactions",
     metadata,
-    sa.Column("id", _key(), primary_key=True, autoincrement=True),
-    sa.Column("user_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("item_id", _key(), sa.ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),
+    # The natural key is the primary key: no surrogate id, one index fewer to maintain.
+    sa.Column(
+        "user_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("item_id", _key(), sa.ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
     sa.Column("value", sa.Double, nullable=True, doc="rating or weight; NULL means 1"),
-    sa.Column("timestamp", sa.BigInteger, nullable=False, default=0, doc="0 = no time"),
-    sa.UniqueConstraint("user_id", "item_id", "kind", "timestamp", name="uq_interactions_natural"),
+    sa.Column("timestamp", sa.BigInteger, primary_key=True, autoincrement=False, doc="0 = no time"),
     sa.CheckConstraint(
         "kind IN ('like', 'dislike', 'view', 'rating')", name="ck_interactions_kind"
     ),

@@ -421,7 +421,9 @@ class Store:
             Keep only these kinds (:class:`Kind` or labels); None keeps all.
         """
         i = schema.interactions.c
-        query = sa.select(i.user_id, i.item_id, i.kind, i.value, i.timestamp).order_by(i.id)
+        query = sa.select(i.user_id, i.item_id, i.kind, i.value, i.timestamp).order_by(
+            i.user_id, i.item_id, i.timestamp, i.kind
+        )
         if kinds is not None:
             labels = [_kind_label(k) for k in kinds]
             query = query.where(i.kind.in_(labels))
@@ -529,7 +531,7 @@ def _export_query(what: str) -> tuple[sa.Select, list[str]]:
         query = (
             sa.select(a.c.external_id, it.c.external_id, i.c.kind, i.c.value, i.c.timestamp)
             .select_from(i.join(a, i.c.user_id == a.c.id).join(it, i.c.item_id == it.c.id))
-            .order_by(i.c.id)
+            .order_by(i.c.user_id, i.c.item_id, i.c.timestamp, i.c.kind)
         )
         return query, ["user", "item", "kind", "value", "timestamp"]
     if what == "accounts":
@@ -565,22 +567,31 @@ def _get_meta(conn: sa.Connection, key: str) -> str | None:
     return conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == key)).scalar()
 
 
-def _counts(conn: sa.Connection) -> dict[str, int]:
+#: What :func:`_counts` can count; ``interactions_<kind>`` come with ``interactions``.
+COUNTED = ("accounts", "items", "follows", "follows_removed", "edge_events", "interactions")
+
+
+def _counts(conn: sa.Connection, names: Iterable[str] = COUNTED) -> dict[str, int]:
     def scalar(query) -> int:
         return int(conn.execute(query).scalar() or 0)
 
     f, e, i = schema.follows.c, schema.edge_events.c, schema.interactions.c
-    counts = {
-        "accounts": scalar(sa.select(sa.func.count()).select_from(schema.accounts)),
-        "items": scalar(sa.select(sa.func.count()).select_from(schema.items)),
-        "follows": scalar(sa.select(sa.func.count()).where(f.removed_at.is_(None))),
-        "follows_removed": scalar(sa.select(sa.func.count()).where(f.removed_at.is_not(None))),
-        "edge_events": scalar(sa.select(sa.func.sum(e["count"]))),
-        "interactions": scalar(sa.select(sa.func.count()).select_from(schema.interactions)),
+    queries = {
+        "accounts": sa.select(sa.func.count()).select_from(schema.accounts),
+        "items": sa.select(sa.func.count()).select_from(schema.items),
+        "follows": sa.select(sa.func.count()).where(f.removed_at.is_(None)),
+        "follows_removed": sa.select(sa.func.count()).where(f.removed_at.is_not(None)),
+        "edge_events": sa.select(sa.func.sum(e["count"])),
     }
-    by_kind = dict(conn.execute(sa.select(i.kind, sa.func.count()).group_by(i.kind)).all())
-    for label in schema.INTERACTION_KIND_LABELS:
-        counts[f"interactions_{label}"] = int(by_kind.get(label, 0))
+    counts: dict[str, int] = {}
+    for name in names:
+        if name == "interactions":
+            by_kind = dict(conn.execute(sa.select(i.kind, sa.func.count()).group_by(i.kind)).all())
+            counts["interactions"] = int(sum(by_kind.values()))
+            for label in schema.INTERACTION_KIND_LABELS:
+                counts[f"interactions_{label}"] = int(by_kind.get(label, 0))
+        else:
+            counts[name] = scalar(queries[name])
     return counts
 
 
@@ -1076,9 +1087,10 @@ class Writer:
                 self.conn.execute(statement, list(batch))
         return {"added": len(wanted - current), "kept": len(wanted & current), "removed": len(gone)}
 
-    def counts(self) -> dict[str, int]:
-        """:meth:`Store.counts` as seen inside this transaction."""
-        return _counts(self.conn)
+    def counts(self, tables: Iterable[str] = COUNTED) -> dict[str, int]:
+        """:meth:`Store.counts` as seen inside this transaction, for ``tables`` only
+        (counting is a scan: an import counts just what it touches)."""
+        return _counts(self.conn, tables)
 
     # -------------------------------------------------------------- helpers
     def _pair_keys(self, frame: pd.DataFrame, directed: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -1124,4 +1136,4 @@ def _nullable_ints(series: pd.Series) -> list[int | None]:
     return [None if pd.isna(v) else int(v) for v in series]
 
 
-__all__ = ["TABLE_NAMES", "Store", "StoreError", "TableName", "Writer", "create_engine"]
+__all__ = ["COUNTED", "TABLE_NAMES", "Store", "StoreError", "TableName", "Writer", "create_engine"]
