@@ -160,6 +160,8 @@ class DeliveryReport:
     retries: int = 0
     seconds: float = 0.0
     items: dict[int, str] = field(default_factory=dict)
+    #: Posts found deleted this round (skipped for the remaining chats).
+    gone: set[str] = field(default_factory=set)
 
 
 # ---------------------------------------------------------------------- throttle
@@ -430,7 +432,7 @@ class FeedBot:
         picks: dict[int, list[str]] = {c: [] for c in chat_ids}
         if model is not None and model.is_fitted:
             picks = self._model_picks(model, chat_ids, accounts, history, posts)
-        newest = posts.sort_values(["created_at", "external_id"], ascending=False)["external_id"]
+        newest = posts.sort_values(["created_at", "stored"], ascending=False)["external_id"]
         for chat, account in zip(chat_ids, accounts, strict=True):
             had = history.get(account, set())
             chosen = picks[chat]
@@ -447,6 +449,7 @@ class FeedBot:
             return items
         is_post = items["external_id"].str.match(r"^tg:-?\d+:\d+$")
         gone = items["features"].map(lambda f: bool(isinstance(f, dict) and f.get("gone")))
+        items["stored"] = np.arange(len(items))  # insertion order breaks ties of date
         posts = items[is_post & ~gone].copy()
         posts["created_at"] = posts["created_at"].fillna(0).astype(np.int64)
         if self.config.max_age_days is not None:
@@ -490,22 +493,31 @@ class FeedBot:
         results = recommend_feed(
             model,
             users,
-            k=self.config.candidates,
+            # More than needed, so that ties (a cold start without feedback) can go to
+            # the newest posts below rather than to the lowest index.
+            k=max(1, min(model.n_items, self.config.candidates * 10)),
             config=FeedConfig(
                 cold_start_min_interactions=self.config.cold_start_min_interactions,
                 explain_top=0,
             ),
             exclude=exclude,
         )
-        created = dict(zip(posts["external_id"], posts["created_at"], strict=True))
+        created = {
+            item: (date, stored)
+            for item, date, stored in zip(
+                posts["external_id"], posts["created_at"], posts["stored"], strict=True
+            )
+        }
         picks: dict[int, list[str]] = {}
         for chat, account, row in zip(chat_ids, accounts, results, strict=True):
             had = history.get(account, set())
             # Among equal scores (a cold start without feedback yet) the newer post first.
-            ordered = sorted(row, key=lambda r: (-r.score, -created.get(r.item_id, 0)))
+            ordered = sorted(
+                row, key=lambda r: (-r.score, *(-x for x in created.get(r.item_id, (0, 0))))
+            )
             picks[chat] = [
                 r.item_id for r in ordered if r.item_id in eligible and r.item_id not in had
-            ]
+            ][: self.config.candidates]
         return picks
 
     # ---------------------------------------------------------------- telegram side
@@ -539,6 +551,8 @@ class FeedBot:
 
         report = report or DeliveryReport()
         for item in candidates:
+            if item in report.gone:
+                continue
             channel_id, message_id = parse_post_item(item)
             markup = InlineKeyboardMarkup(
                 [
@@ -565,6 +579,7 @@ class FeedBot:
                     log.info("post %s is gone from its channel (%s)", item, exc.message)
                     await asyncio.to_thread(self.mark_gone, item)
                     report.gone_posts += 1
+                    report.gone.add(item)
                     continue
                 log.warning("could not deliver %s to %s: %s", item, chat_id, exc.message)
                 return None
