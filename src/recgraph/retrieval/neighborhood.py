@@ -339,9 +339,6 @@ def sparse_top_k(
 
     data, cols, indptr = scores.data, scores.indices, scores.indptr
     lengths = np.diff(indptr)
-    vetoed = np.flatnonzero(data == -np.inf)
-    vetoed_rows = np.searchsorted(indptr, vetoed, side="right") - 1
-    vetoed_cols = cols[vetoed]
     keep = data > 0
     if column_mask is not None:
         keep &= column_mask[cols]
@@ -350,11 +347,21 @@ def sparse_top_k(
         bound_value = np.repeat(bound[0], lengths)
         bound_col = np.repeat(bound[1], lengths)
         keep &= (data > bound_value) | ((data == bound_value) & (cols <= bound_col))
-    kept_before = np.zeros(len(keep) + 1, dtype=np.int64)
+    kept_before = np.zeros(len(keep) + 1, dtype=np.int32 if len(keep) < 1 << 31 else np.int64)
     np.cumsum(keep, out=kept_before[1:])
-    kept_lengths = kept_before[indptr[1:]] - kept_before[indptr[:-1]]
+    kept_lengths = (kept_before[indptr[1:]] - kept_before[indptr[:-1]]).astype(np.int64)
     counts = _select_top(kept_lengths, cols[keep], data[keep], n_cols, k, ids, values)
-    _fill_zero_scores(ids, values, counts, n_cols, vetoed_rows, vetoed_cols, column_mask, row_mask)
+    short = np.flatnonzero(counts < k)
+    if len(short):
+        # the -inf entries of the rows to complete: never to be filled in
+        sizes = lengths[short]
+        within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        entries = np.repeat(indptr[short], sizes) + within
+        vetoed = entries[data[entries] == -np.inf]
+        vetoed_rows = np.searchsorted(indptr, vetoed, side="right") - 1
+        _fill_zero_scores(
+            ids, values, counts, n_cols, vetoed_rows, cols[vetoed], column_mask, row_mask
+        )
     return ids, values
 
 
