@@ -1,0 +1,202 @@
+"""The pipeline file: which retrievers answer each question, how they merge, what the fallback is.
+
+A pipeline is written in TOML (the shipped default, ``recgraph/config/pipeline.toml``,
+is commented so that it doubles as documentation) and read into the typed
+:class:`PipelineConfig`. Errors name the file and the key at fault.
+
+Two questions, each a :class:`QuestionConfig`:
+
+- ``[who_to_follow]`` on the follow graph (accounts -> accounts);
+- ``[feed]`` on the interactions (users -> items).
+
+A question lists its retrievers (``[[feed.retrievers]]``: a registry name, an
+optional ``id`` when one model appears twice, a ``weight``, ``params`` for
+its config and a ``min_score`` below which its candidates are dropped), how
+their candidates merge (``merge``), the default and largest ``k``, and the
+``fallback`` chain for cold or unknown users. ``[similar]`` says which feed
+retriever answers "items like this one".
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from recgraph.errors import ConfigError
+
+FORMAT_VERSION = 1
+#: The two questions a pipeline answers, in the order the file lists them.
+QUESTIONS = ("who_to_follow", "feed")
+Question = Literal["who_to_follow", "feed"]
+#: What each question trains on: the follow graph or the interactions.
+QUESTION_GRAPH = {"who_to_follow": "follows", "feed": "items"}
+MergeMethod = Literal["rrf", "score", "priority"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RetrieverSpec(_Strict):
+    """One retriever of a question.
+
+    ``name`` is a registry name (``recgraph evaluate --help`` lists them);
+    ``id`` names this entry in results and in ``fallback`` (default: the
+    name), so one model can appear twice with different ``params``.
+    ``min_score``: candidates must score *above* it to count (``0`` drops the
+    accounts a neighbourhood model reaches by no path at all).
+    """
+
+    name: str = Field(min_length=1)
+    id: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    weight: float = Field(default=1.0, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+    min_score: float | None = None
+
+    @property
+    def key(self) -> str:
+        """The id results and the fallback chain use."""
+        return self.id or self.name
+
+
+class QuestionConfig(_Strict):
+    """How one question is answered (see the module docstring and the shipped TOML).
+
+    ``merge``: ``rrf`` sums ``weight / (rrf_k + rank)`` over the retrievers
+    that propose an item (scale-free, the default); ``score`` sums ``weight *
+    score`` (only when the retrievers' scores share a scale); ``priority``
+    takes the first retriever's list, then fills from the next.
+    ``candidates`` is how many each retriever proposes per user.
+    A user with fewer than ``cold_start_min_interactions`` training
+    interactions, or unknown to the model, is served by ``fallback`` alone;
+    everyone else by the retrievers, with ``fallback`` filling what they
+    leave empty.
+    """
+
+    enabled: bool = True
+    retrievers: list[RetrieverSpec] = Field(min_length=1)
+    merge: MergeMethod = "rrf"
+    rrf_k: float = Field(default=60.0, ge=0)
+    candidates: int = Field(default=100, ge=1, le=10_000)
+    k: int = Field(default=10, ge=1)
+    max_k: int = Field(default=100, ge=1, le=10_000)
+    fallback: list[str] = Field(default_factory=lambda: ["popular"])
+    cold_start_min_interactions: int = Field(default=1, ge=0)
+    max_age_days: float | None = Field(default=None, gt=0)
+    explain_top: int = Field(default=2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _check(self) -> QuestionConfig:
+        keys = [spec.key for spec in self.retrievers]
+        duplicates = sorted({key for key in keys if keys.count(key) > 1})
+        if duplicates:
+            raise ValueError(
+                f"retriever ids must be unique; {', '.join(duplicates)} appear twice "
+                "(give one an `id`)"
+            )
+        if self.k > self.max_k:
+            raise ValueError(f"k = {self.k} is above max_k = {self.max_k}")
+        if len(set(self.fallback)) != len(self.fallback):
+            raise ValueError("fallback lists a retriever twice")
+        return self
+
+    def chain(self) -> list[RetrieverSpec]:
+        """The fallback chain as specs: listed retrievers by id, others by registry name."""
+        by_key = {spec.key: spec for spec in self.retrievers}
+        return [by_key.get(key) or RetrieverSpec(name=key) for key in self.fallback]
+
+    def all_specs(self) -> list[RetrieverSpec]:
+        """Every retriever to train: the listed ones, then fallback-only ones."""
+        specs = list(self.retrievers)
+        keys = {spec.key for spec in specs}
+        specs += [spec for spec in self.chain() if spec.key not in keys]
+        return specs
+
+
+def _default_who_to_follow() -> QuestionConfig:
+    return QuestionConfig(
+        retrievers=[RetrieverSpec(name="adamic_adar", min_score=0.0)],
+        fallback=["adamic_adar", "popular"],
+    )
+
+
+def _default_feed() -> QuestionConfig:
+    return QuestionConfig(
+        retrievers=[RetrieverSpec(name="item_knn", min_score=0.0)],
+        fallback=["popular"],
+        cold_start_min_interactions=3,
+    )
+
+
+class SimilarConfig(_Strict):
+    """``GET /v1/items/{item}/similar``: which feed retriever's item-item view answers it.
+
+    Models with an item-item matrix (``item_knn``) or item vectors use them;
+    any other model falls back to co-occurrence (cosine of the users who
+    have both items).
+    """
+
+    retriever: str | None = None
+    k: int = Field(default=10, ge=1)
+    max_k: int = Field(default=100, ge=1, le=10_000)
+
+
+class PipelineConfig(_Strict):
+    """A whole pipeline file."""
+
+    format_version: int = FORMAT_VERSION
+    who_to_follow: QuestionConfig = Field(default_factory=_default_who_to_follow)
+    feed: QuestionConfig = Field(default_factory=_default_feed)
+    similar: SimilarConfig = Field(default_factory=SimilarConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineConfig:
+        if self.format_version != FORMAT_VERSION:
+            raise ValueError(
+                f"format_version {self.format_version} is not supported (expected {FORMAT_VERSION})"
+            )
+        if self.similar.retriever is not None:
+            keys = {spec.key for spec in self.feed.all_specs()}
+            if self.similar.retriever not in keys:
+                raise ValueError(
+                    f"similar.retriever {self.similar.retriever!r} is not a feed retriever "
+                    f"(feed has {', '.join(sorted(keys))})"
+                )
+        return self
+
+    def question(self, name: str) -> QuestionConfig:
+        return getattr(self, name)
+
+
+def default_pipeline_path() -> Path:
+    """The shipped, commented pipeline file."""
+    return Path(str(resources.files("recgraph") / "config" / "pipeline.toml"))
+
+
+def parse_pipeline(data: Mapping[str, Any], *, source: str = "pipeline") -> PipelineConfig:
+    """Validate a pipeline mapping; :class:`ConfigError` names ``source`` and each bad key."""
+    try:
+        return PipelineConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
+    """Read a pipeline TOML file (default: the shipped one)."""
+    path = Path(path) if path is not None else default_pipeline_path()
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the pipeline file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_pipeline(data, source=str(path))

@@ -1,0 +1,164 @@
+"""Feedback the service writes to the store, and reads back to exclude from answers.
+
+Writes go through :meth:`Store.writer` (idempotent upserts; unknown users and
+items are created). Reads are two small, parameterised, indexed queries per
+request: the items a user has any interaction with, and the accounts a user
+follows. They catch what arrived after the served model was trained, so a
+liked post leaves the feed at once rather than at the next training run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from recgraph.data import schema
+from recgraph.data.store import Store
+
+#: Most rows read back per user and request (a bound on the request's cost).
+MAX_HISTORY_ROWS = 20_000
+FeedbackKind = Literal["like", "dislike", "view", "follow"]
+#: Printable text without control characters, as ids are stored.
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+#: Latest accepted timestamp: the end of year 9999 (times are unix seconds).
+MAX_TIMESTAMP = 253_402_300_799
+
+
+class FeedbackEvent(BaseModel):
+    """One piece of feedback: a user liked, disliked or viewed an item, or followed an account."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"user": "did:plc:alice", "kind": "like", "item": "at://post/1"},
+                {"user": "alice.bsky.social", "kind": "follow", "account": "bob.bsky.social"},
+            ]
+        },
+    )
+
+    user: str = Field(min_length=1, max_length=schema.EXTERNAL_ID_LENGTH, pattern=ID_PATTERN)
+    kind: FeedbackKind
+    item: str | None = Field(
+        default=None, min_length=1, max_length=schema.EXTERNAL_ID_LENGTH, pattern=ID_PATTERN
+    )
+    account: str | None = Field(
+        default=None, min_length=1, max_length=schema.EXTERNAL_ID_LENGTH, pattern=ID_PATTERN
+    )
+    value: float | None = Field(default=None, allow_inf_nan=False, ge=-1e9, le=1e9)
+    timestamp: int | None = Field(default=None, ge=0, le=MAX_TIMESTAMP)
+
+    @model_validator(mode="after")
+    def _target(self) -> FeedbackEvent:
+        if self.kind == "follow":
+            if self.account is None or self.item is not None:
+                raise ValueError("a follow names an `account` (and no `item`)")
+        elif self.item is None or self.account is not None:
+            raise ValueError(f"a {self.kind} names an `item` (and no `account`)")
+        return self
+
+
+class FeedbackStore:
+    """The store as the service sees it: feedback in, recent history out."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._directed: bool | None = None
+
+    def directed(self) -> bool | None:
+        """Whether the follow graph is directed (None before any follow); fixed once known."""
+        if self._directed is None:
+            self._directed = self.store.follows_directed()
+        return self._directed
+
+    def close(self) -> None:
+        self.store.close()
+
+    def write(self, events: Sequence[FeedbackEvent], *, now: int | None = None) -> dict[str, int]:
+        """Write ``events`` in one transaction; return rows written per table."""
+        now = int(time.time()) if now is None else now
+        follows = [e for e in events if e.kind == "follow"]
+        others = [e for e in events if e.kind != "follow"]
+        written = {"interactions": 0, "follows": 0}
+        directed = self.directed()
+        with self.store.writer() as writer:
+            if others:
+                written["interactions"] = writer.interactions(
+                    pd.DataFrame(
+                        {
+                            "user": [e.user for e in others],
+                            "item": [e.item for e in others],
+                            "kind": [e.kind for e in others],
+                            "value": [e.value for e in others],
+                            "timestamp": [
+                                now if e.timestamp is None else e.timestamp for e in others
+                            ],
+                        }
+                    )
+                )
+            if follows:
+                written["follows"] = writer.follows(
+                    pd.DataFrame(
+                        {
+                            "src": [e.user for e in follows],
+                            "dst": [e.account for e in follows],
+                            "created_at": [
+                                now if e.timestamp is None else e.timestamp for e in follows
+                            ],
+                        }
+                    ),
+                    directed=True if directed is None else directed,
+                )
+        return written
+
+    def items_of(self, user: str, limit: int = MAX_HISTORY_ROWS) -> list[str]:
+        """External ids of the items ``user`` has any interaction with (dislikes included)."""
+        i, it, a = schema.interactions.c, schema.items.c, schema.accounts.c
+        query = (
+            sa.select(it.external_id)
+            .select_from(
+                schema.interactions.join(schema.items, i.item_id == it.id).join(
+                    schema.accounts, i.user_id == a.id
+                )
+            )
+            .where(a.external_id == user)
+            .limit(limit)
+        )
+        with self.store.engine.connect() as conn:
+            return [row[0] for row in conn.execute(query)]
+
+    def follows_of(self, account: str, limit: int = MAX_HISTORY_ROWS) -> list[str]:
+        """External ids of the accounts ``account`` follows (either end of a friendship)."""
+        f = schema.follows.c
+        source = schema.accounts.alias("source")
+        target = schema.accounts.alias("target")
+        base = (
+            sa.select(target.c.external_id)
+            .select_from(
+                schema.follows.join(source, f.source_id == source.c.id).join(
+                    target, f.target_id == target.c.id
+                )
+            )
+            .where(source.c.external_id == account, f.removed_at.is_(None))
+            .limit(limit)
+        )
+        with self.store.engine.connect() as conn:
+            out = [row[0] for row in conn.execute(base)]
+            if self.directed() is False:
+                reverse = (
+                    sa.select(source.c.external_id)
+                    .select_from(
+                        schema.follows.join(source, f.source_id == source.c.id).join(
+                            target, f.target_id == target.c.id
+                        )
+                    )
+                    .where(target.c.external_id == account, f.removed_at.is_(None))
+                    .limit(limit)
+                )
+                out += [row[0] for row in conn.execute(reverse)]
+        return out

@@ -1,0 +1,209 @@
+"""Keep the current registry version loaded, and swap to a new one without failing a request.
+
+:class:`ModelLoader` loads what the registry's ``CURRENT`` pointer names. A
+background thread polls :meth:`ModelRegistry.current_version` (one small
+read) every ``poll_seconds``; when the pointer moves, the new version is
+loaded *beside* the old one and then published by replacing a single
+reference. A request takes that reference once (:attr:`ModelLoader.current`)
+and works with it to the end, so a request in flight finishes on the version
+it started with, and the old version is freed when the last such request is
+done. A version that fails to load is logged, counted and not retried until
+the pointer moves again; the old version keeps serving.
+
+A version published by ``recgraph train`` is a :class:`~recgraph.pipeline.Pipeline`;
+a plain retriever version (published by any other job) is served as a
+one-retriever pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from recgraph.errors import RecgraphError
+from recgraph.pipeline import Pipeline
+from recgraph.serving.registry import MODEL_DIR, ModelRegistry, RegistryError
+
+log = logging.getLogger("recgraph.serving")
+
+
+class NoModelError(RecgraphError):
+    """Nothing to serve yet: the registry has no current version."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One loaded registry version: immutable, shared by every request that took it."""
+
+    version: str
+    manifest: dict[str, Any]
+    pipeline: Pipeline
+    loaded_at: float = field(default_factory=time.time)
+    load_seconds: float = 0.0
+
+    @property
+    def version_number(self) -> int:
+        return int(self.version.lstrip("v"))
+
+
+def load_version(registry: ModelRegistry, version: str) -> LoadedModel:
+    """Load ``version`` of ``registry`` as a pipeline (a plain retriever is wrapped in one)."""
+    start = time.perf_counter()
+    manifest = registry.manifest(version)
+    folder = registry.local_copy(version, manifest) / MODEL_DIR
+    if manifest.get("model") == Pipeline.name:
+        pipeline = Pipeline.load(folder)
+    else:
+        model, manifest = registry.load(version)
+        pipeline = Pipeline.from_retriever(model)
+    return LoadedModel(
+        version=version,
+        manifest=manifest,
+        pipeline=pipeline,
+        load_seconds=time.perf_counter() - start,
+    )
+
+
+class ModelLoader:
+    """The served model, reloaded when the registry's current version changes.
+
+    Parameters
+    ----------
+    registry
+        The registry to serve from.
+    poll_seconds
+        How often the background thread checks ``CURRENT``; ``0`` disables
+        polling (reload only through :meth:`reload`).
+    on_swap
+        Called with ``(old, new)`` after each swap (metrics, logs).
+    on_failure
+        Called with ``(version, exception)`` when a version fails to load.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        poll_seconds: float = 2.0,
+        on_swap: Callable[[LoadedModel | None, LoadedModel], None] | None = None,
+        on_failure: Callable[[str, BaseException], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.poll_seconds = poll_seconds
+        self._swap_listeners: list[Callable[[LoadedModel | None, LoadedModel], None]] = []
+        self._failure_listeners: list[Callable[[str, BaseException], None]] = []
+        self.subscribe(on_swap=on_swap, on_failure=on_failure)
+        self._current: LoadedModel | None = None
+        self._failed_version: str | None = None
+        self._lock = threading.Lock()  # one load at a time; readers never take it
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def subscribe(
+        self,
+        *,
+        on_swap: Callable[[LoadedModel | None, LoadedModel], None] | None = None,
+        on_failure: Callable[[str, BaseException], None] | None = None,
+    ) -> None:
+        """Also call ``on_swap(old, new)`` after each swap / ``on_failure(version, exc)``."""
+        if on_swap is not None:
+            self._swap_listeners.append(on_swap)
+        if on_failure is not None:
+            self._failure_listeners.append(on_failure)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def current(self) -> LoadedModel:
+        """The version to answer with; take it once per request."""
+        loaded = self._current
+        if loaded is None:
+            raise NoModelError(
+                f"no model is loaded: the registry {self.registry.root} has no current version "
+                "yet (run recgraph train)"
+            )
+        return loaded
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The current version, or ``None`` before the first load."""
+        return self._current
+
+    # ------------------------------------------------------------------ loading
+    def check(self) -> bool:
+        """Load the registry's current version if it is not the one served; True if swapped.
+
+        Errors of a new version are reported to ``on_failure`` and the old
+        version stays; the same broken version is not retried until
+        ``CURRENT`` moves again.
+        """
+        try:
+            wanted = self.registry.current_version()
+        except Exception as exc:  # a flaky object store must not kill the poller
+            log.warning("cannot read the registry pointer: %s", exc)
+            return False
+        loaded = self._current
+        if wanted is None or (loaded is not None and loaded.version == wanted):
+            return False
+        if wanted == self._failed_version:
+            return False
+        try:
+            self.reload(wanted)
+        except Exception as exc:
+            self._failed_version = wanted
+            log.error("cannot load model version %s: %s", wanted, exc)
+            for listener in self._failure_listeners:
+                listener(wanted, exc)
+            return False
+        return True
+
+    def reload(self, version: str | None = None) -> LoadedModel:
+        """Load ``version`` (default: the registry's current one) beside the served one and swap.
+
+        Raises whatever loading raises; the served version is then unchanged.
+        """
+        with self._lock:
+            version = self.registry.resolve(version)
+            previous = self._current
+            if previous is not None and previous.version == version:
+                return previous
+            fresh = load_version(self.registry, version)
+            self._current = fresh  # one reference assignment: atomic for every reader
+            self._failed_version = None
+        log.info(
+            "serving model %s (was %s; loaded in %.2fs)",
+            fresh.version,
+            previous.version if previous else "none",
+            fresh.load_seconds,
+        )
+        for listener in self._swap_listeners:
+            listener(previous, fresh)
+        return fresh
+
+    # ------------------------------------------------------------------ polling
+    def start(self) -> None:
+        """Load the current version if there is one, then poll in a daemon thread."""
+        try:
+            self.check()
+        except RegistryError:
+            pass
+        if self.poll_seconds > 0 and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._poll, name="recgraph-model-poller", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling (the served version stays loaded)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self.check()
