@@ -1,1 +1,4 @@
-"""Jobs: the quickstart, scheduled crawl / train / deliver, and distributed graph jobs."""
+"""Scheduled work: crawl, train and deliver on intervals (``recgraph run``).
+
+See :mod:`recgraph.jobs.scheduler`.
+"""

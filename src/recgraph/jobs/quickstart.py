@@ -1,11 +1,15 @@
-"""The main job on the embedded store: load data, fit the baselines, evaluate.
+"""The main job on the embedded store: load data, evaluate, train the pipeline, publish it.
 
 It is what ``recgraph quickstart`` runs. With no data it writes the package's
 synthetic social network into the store, so it works on a fresh machine with
 no network; ``data`` points at a MovieLens folder or a SNAP edge list instead.
 Whatever the store then holds is evaluated: the follow graph as who-to-follow
 (temporal pair split when edges have times, else a random edge holdout) and the
-interactions as a feed (global temporal split, else random per user).
+interactions as a feed (global temporal split, else random per user), the
+baselines side by side with the pipeline's own answer to that question.
+Then the pipeline is trained on all the data and published to the model
+registry as its current version, which ``recgraph serve`` (and the
+quickstart command, unless told not to) serves.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from recgraph.data.store import Store
 from recgraph.data.synthetic import SyntheticConfig, generate_social
 from recgraph.errors import InputError
 from recgraph.evaluation import EvaluationReport, evaluate
+from recgraph.pipeline import PipelineConfig, QuestionRetriever, TrainResult, train_pipeline
+from recgraph.pipeline.config import load_pipeline_config
+from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.registry import available_retrievers
 
 #: The models each question is evaluated with, when the registry has them.
@@ -30,6 +37,8 @@ DEFAULT_MODELS = {
     "items": ["popular", "item_knn", "ease"],
 }
 DEFAULT_KS = (10, 20, 50)
+#: Which pipeline question answers each graph kind.
+QUESTION_OF_KIND = {"follows": "who_to_follow", "friends": "who_to_follow", "items": "feed"}
 
 
 @dataclass
@@ -41,6 +50,8 @@ class QuickstartResult:
     reports: dict[str, EvaluationReport] = field(default_factory=dict)
     splits: dict[str, str] = field(default_factory=dict)
     imported: ImportSummary | None = None
+    trained: TrainResult | None = None
+    registry: str | None = None
 
 
 def load_synthetic(store: Store, config: SyntheticConfig | None = None) -> dict[str, int]:
@@ -94,8 +105,29 @@ def run_quickstart(
     ks: tuple[int, ...] = DEFAULT_KS,
     synthetic: SyntheticConfig | None = None,
     progress: bool = True,
+    registry: str | None = None,
+    pipeline: PipelineConfig | str | Path | None = None,
+    publish: bool = True,
 ) -> QuickstartResult:
-    """Load data into the store at ``url``, then evaluate the baselines on what it holds."""
+    """Load data into the store at ``url``, evaluate, then train and publish the pipeline.
+
+    Parameters
+    ----------
+    url
+        Database URL (default: ``$RECGRAPH_DATABASE_URL``, else SQLite).
+    data
+        A MovieLens folder or SNAP edge list; ``None`` loads the synthetic network.
+    models
+        Baselines per graph kind (default :data:`DEFAULT_MODELS`).
+    registry
+        Model registry the pipeline is published to (default ``$RECGRAPH_REGISTRY``,
+        else ``./models``).
+    pipeline
+        The pipeline (config or TOML path; default: the shipped one).
+    publish
+        Train the pipeline on all the data and publish it as the current version.
+    """
+    config = pipeline if isinstance(pipeline, PipelineConfig) else load_pipeline_config(pipeline)
     store = Store.open(url)
     try:
         if data is None:
@@ -114,10 +146,41 @@ def run_quickstart(
             graphs.append(store.interactions_graph())
         for graph in graphs:
             kind = graph.graph_kind
-            names = [name for name in chosen.get(kind, ["popular"]) if name in known]
+            names: list[Retriever | str] = [
+                name for name in chosen.get(kind, ["popular"]) if name in known
+            ]
+            question = QUESTION_OF_KIND[kind]
+            if config.question(question).enabled:
+                names.append(
+                    QuestionRetriever(question=question, pipeline=config.model_dump(mode="json"))
+                )
             train, test, description = split_for_evaluation(graph)
             result.splits[kind] = description
             result.reports[kind] = evaluate(names, train, test, ks, progress=progress)
+        if publish:
+            from recgraph.serving.registry import ModelRegistry
+
+            reg = ModelRegistry(registry)
+            result.registry = reg.root
+            result.trained = train_pipeline(
+                store,
+                reg,
+                config,
+                metrics=_pipeline_metrics(result.reports),
+                notes=f"recgraph quickstart on {result.source}",
+                promote=True,
+            )
         return result
     finally:
         store.close()
+
+
+def _pipeline_metrics(reports: dict[str, EvaluationReport]) -> dict[str, float]:
+    """The pipeline rows of the evaluation, as ``question/metric`` for the registry manifest."""
+    metrics: dict[str, float] = {}
+    for kind, report in reports.items():
+        question = QUESTION_OF_KIND[kind]
+        for row in report.results:
+            if row.model == f"pipeline:{question}":
+                metrics.update({f"{question}/{name}": value for name, value in row.metrics.items()})
+    return metrics

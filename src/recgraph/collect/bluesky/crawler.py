@@ -374,16 +374,22 @@ class Crawler:
     def _claim(
         self, *, now: float, limit: int, stale_before: float | None, exclude: list[int]
     ) -> list[state.Claim]:
-        with self.store.engine.begin() as conn:
-            return state.claim(
+        # Read, then write in a transaction of its own (see state.take).
+        with self.store.engine.connect() as conn:
+            found = state.candidates(
                 conn,
                 owner=self.owner,
                 now=now,
-                lease_seconds=self.config.lease_seconds,
                 limit=limit,
                 max_depth=self.config.max_depth,
                 stale_before=stale_before,
                 exclude=exclude,
+            )
+        if not found:
+            return []
+        with self.store.engine.begin() as conn:
+            return state.take(
+                conn, found, owner=self.owner, now=now, lease_seconds=self.config.lease_seconds
             )
 
     async def _idle(self) -> tuple[bool, bool]:

@@ -140,6 +140,66 @@ def _claimable(
     return conditions
 
 
+def candidates(
+    conn: sa.Connection,
+    *,
+    owner: str,
+    now: float,
+    limit: int,
+    max_depth: int | None = None,
+    stale_before: float | None = None,
+    exclude: Sequence[int] = (),
+) -> list[Claim]:
+    """The up to ``limit`` accounts to crawl next that ``owner`` may take (see :func:`claim`)."""
+    now_s = int(now)
+    stale = None if stale_before is None else int(stale_before)
+    a = schema.accounts.c
+    conditions = _claimable(now_s, owner, max_depth, stale)
+    if exclude:
+        conditions.append(_c.account_id.not_in([int(x) for x in exclude]))
+    rows = conn.execute(
+        sa.select(_c.account_id, a.external_id, _c.depth, _c.crawled_at)
+        .join_from(crawl_state, schema.accounts, _c.account_id == a.id)
+        .where(*conditions)
+        .order_by(_c.crawled_at, _c.depth, _c.account_id)
+        .limit(limit)
+    ).all()
+    return [Claim(int(i), str(did), int(depth), int(at)) for i, did, depth, at in rows]
+
+
+def take(
+    conn: sa.Connection,
+    found: Sequence[Claim],
+    *,
+    owner: str,
+    now: float,
+    lease_seconds: float,
+) -> list[Claim]:
+    """Lease the ``found`` candidates; return those won (another worker may have been faster).
+
+    Each ``UPDATE`` re-checks that the account is still free and not crawled
+    since, so this is safe in a transaction of its own. On SQLite it should
+    be one: a transaction that reads first and writes later fails at once
+    ("database is locked") when another writer committed in between.
+    """
+    now_s = int(now)
+    until = lease_end(now, lease_seconds)
+    won: list[Claim] = []
+    for found_claim in found:
+        result = conn.execute(
+            sa.update(crawl_state)
+            .where(
+                _c.account_id == found_claim.account_id,
+                sa.or_(_c.lease_until <= now_s, _c.lease_owner == owner),
+                _c.crawled_at == found_claim.crawled_at,
+            )
+            .values(lease_until=until, lease_owner=owner)
+        )
+        if result.rowcount == 1:
+            won.append(found_claim)
+    return won
+
+
 def claim(
     conn: sa.Connection,
     *,
@@ -152,6 +212,9 @@ def claim(
     exclude: Sequence[int] = (),
 ) -> list[Claim]:
     """Take the leases of up to ``limit`` accounts to crawl next; return the ones won.
+
+    :func:`candidates` then :func:`take` on one connection (the crawler runs
+    them in two transactions, see :func:`take`).
 
     Parameters
     ----------
@@ -168,34 +231,16 @@ def claim(
     exclude
         Accounts this worker already holds and works on (not to be taken twice).
     """
-    now_s = int(now)
-    stale = None if stale_before is None else int(stale_before)
-    a = schema.accounts.c
-    conditions = _claimable(now_s, owner, max_depth, stale)
-    if exclude:
-        conditions.append(_c.account_id.not_in([int(x) for x in exclude]))
-    candidates = conn.execute(
-        sa.select(_c.account_id, a.external_id, _c.depth, _c.crawled_at)
-        .join_from(crawl_state, schema.accounts, _c.account_id == a.id)
-        .where(*conditions)
-        .order_by(_c.crawled_at, _c.depth, _c.account_id)
-        .limit(limit)
-    ).all()
-    until = lease_end(now, lease_seconds)
-    won: list[Claim] = []
-    for account_id, did, depth, crawled_at in candidates:
-        result = conn.execute(
-            sa.update(crawl_state)
-            .where(
-                _c.account_id == account_id,
-                sa.or_(_c.lease_until <= now_s, _c.lease_owner == owner),
-                _c.crawled_at == crawled_at,
-            )
-            .values(lease_until=until, lease_owner=owner)
-        )
-        if result.rowcount == 1:
-            won.append(Claim(int(account_id), str(did), int(depth), int(crawled_at)))
-    return won
+    found = candidates(
+        conn,
+        owner=owner,
+        now=now,
+        limit=limit,
+        max_depth=max_depth,
+        stale_before=stale_before,
+        exclude=exclude,
+    )
+    return take(conn, found, owner=owner, now=now, lease_seconds=lease_seconds)
 
 
 def renew(
@@ -248,27 +293,28 @@ def fail(
     retry_after_seconds: float,
     max_attempts: int,
 ) -> bool:
-    """Record a failed try; the account waits ``retry_after_seconds`` (its lease stays).
+    """Record a failed try; the account waits ``retry_after_seconds`` before anyone retries it.
 
     After ``max_attempts`` failures in a row the account is finished as
     ``failed`` (so that a first build ends). Return whether it was given up.
     """
-    attempts = conn.execute(
-        sa.select(_c.attempts).where(_c.account_id == int(account_id))
-    ).scalar_one()
-    if attempts + 1 >= max_attempts:
-        finish(conn, account_id, now=now, status="failed", error=error)
-        return True
+    # Write first (SQLite: see :func:`take`), then read the count.
     conn.execute(
         sa.update(crawl_state)
         .where(_c.account_id == int(account_id))
         .values(
-            attempts=attempts + 1,
+            attempts=_c.attempts + 1,
             error=error[:255],
             lease_until=lease_end(now, retry_after_seconds),
             lease_owner=None,
         )
     )
+    attempts = conn.execute(
+        sa.select(_c.attempts).where(_c.account_id == int(account_id))
+    ).scalar_one()
+    if attempts >= max_attempts:
+        finish(conn, account_id, now=now, status="failed", error=error)
+        return True
     return False
 
 
@@ -333,6 +379,7 @@ __all__ = [
     "Claim",
     "CrawlProgress",
     "add_accounts",
+    "candidates",
     "claim",
     "crawl_state",
     "ensure_table",
@@ -343,4 +390,5 @@ __all__ = [
     "next_stale_time",
     "progress",
     "release",
+    "take",
 ]

@@ -321,6 +321,9 @@ class FeedBot:
         now = int(time.time() if now is None else now)
         i = schema.interactions.c
         with self.store.writer() as w:
+            # A write first: on SQLite a transaction that reads before it writes fails
+            # at once when another thread committed in between.
+            w.accounts(pd.DataFrame({"external_id": [chat_account(user_id)]}))
             user_key = int(w.account_keys([chat_account(user_id)])[0])
             item_key = int(w.item_keys([item])[0])
             w.conn.execute(
@@ -344,6 +347,7 @@ class FeedBot:
         now = int(time.time() if now is None else now)
         s = telegram_subscribers.c
         with self.store.writer() as w:
+            w.accounts(pd.DataFrame({"external_id": [chat_account(chat_id)]}))  # write first
             w.interactions(
                 pd.DataFrame(
                     {
