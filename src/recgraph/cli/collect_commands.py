@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -21,9 +20,9 @@ app.add_typer(crawl_app, name="crawl")
 app.add_typer(bot_app, name="bot")
 
 
-def _logging(verbose: bool) -> None:
+def _logging(level: int) -> None:
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
@@ -80,7 +79,7 @@ def crawl_bluesky_command(
     from recgraph.collect.bluesky.crawler import CrawlConfig, crawl
     from recgraph.data.store import Store
 
-    _logging(verbose)
+    _logging(logging.INFO if verbose else logging.WARNING)
     config = CrawlConfig(
         seeds=list(seed or []),
         client={
@@ -146,7 +145,7 @@ def bot_telegram_command(
     from recgraph.data.store import Store
     from recgraph.errors import ConfigError
 
-    _logging(verbose)
+    _logging(logging.INFO if verbose else logging.WARNING)
     if not token:
         raise ConfigError("a bot token is needed: --token or $TELEGRAM_BOT_TOKEN")
     config = BotConfig(
@@ -172,7 +171,8 @@ def run_command(
     """Run the scheduled jobs (crawl, training, bot delivery) in one process until Ctrl-C."""
     from recgraph.jobs.scheduler import load_run_config, run_forever
 
-    _logging(True if verbose else bool(os.environ.get("RECGRAPH_VERBOSE")))
+    # A long-running service: say what each job did.
+    _logging(logging.DEBUG if verbose else logging.INFO)
     settings = load_run_config(config)
     try:
         asyncio.run(run_forever(settings))
