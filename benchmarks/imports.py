@@ -5,7 +5,11 @@ servers), then imports the same data again to time the idempotent re-import
 (every row conflicts and is merged). Prints a table and writes
 ``benchmarks/results/imports.json``.
 
-    python benchmarks/imports.py [--repeat 1] [--backends sqlite,mysql,postgres]
+    python benchmarks/imports.py [--repeat 1] [--backends sqlite,mysql,postgres] [--memory]
+
+``--memory`` also imports generated edge lists of 100k and 1M lines into
+SQLite, each in a child process, and reports the child's peak resident
+memory: streaming keeps it nearly flat as the file grows tenfold.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,10 +100,55 @@ def run(backend: str, dataset: str) -> dict:
     }
 
 
+_MEMORY_CHILD = """
+import resource, sys, time
+from recgraph.data.imports import import_edges
+from recgraph.data.store import Store
+store = Store(sys.argv[2])
+started = time.perf_counter()
+summary = import_edges(store, sys.argv[1], directed=True, timestamps=True)
+seconds = time.perf_counter() - started
+print(summary.rows_read, round(seconds, 3), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def memory_run(lines: int, folder: Path) -> dict:
+    """Import a generated temporal edge list of ``lines`` lines in a child process."""
+    import numpy as np
+
+    rng = np.random.default_rng(lines)
+    nodes = max(lines // 5, 10)
+    path = folder / f"edges_{lines}.txt"
+    with path.open("w") as handle:
+        for start in range(0, lines, 100_000):
+            n = min(100_000, lines - start)
+            src = rng.integers(0, nodes, n)
+            dst = rng.integers(0, nodes, n)
+            ts = 1_600_000_000 + rng.integers(0, 10**7, n)
+            handle.writelines(f"{a} {b} {t}\n" for a, b, t in zip(src, dst, ts, strict=True))
+    url = f"sqlite:///{folder / f'memory_{lines}.db'}"
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, str(path), url],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RECGRAPH_PROGRESS": "0"},
+    ).stdout.split()
+    rows, seconds, peak_kib = int(out[0]), float(out[1]), int(out[2])
+    return {
+        "lines": rows,
+        "file_mb": round(path.stat().st_size / 1e6, 1),
+        "import_seconds": seconds,
+        "rows_per_second": round(rows / seconds),
+        "peak_rss_mb": round(peak_kib / 1024, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="sqlite,mysql,postgres")
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the best is kept")
+    parser.add_argument("--memory", action="store_true", help="peak memory vs file size")
     args = parser.parse_args(argv)
     if not DATASETS.is_dir():
         print(f"datasets folder {DATASETS} not found (set RECGRAPH_DATASETS)", file=sys.stderr)
@@ -118,11 +168,26 @@ def main(argv: list[str] | None = None) -> int:
                 f"import {best['import_seconds']:6.2f} s ({best['rows_per_second']:>7,} rows/s)  "
                 f"re-import {best['reimport_seconds']:6.2f} s, {best['reimport_new_rows']} new rows"
             )
+    memory = []
+    if args.memory:
+        with tempfile.TemporaryDirectory() as folder:
+            for lines in (100_000, 1_000_000):
+                row = memory_run(lines, Path(folder))
+                memory.append(row)
+                print(
+                    f"sqlite    generated {row['lines']:>10,} lines ({row['file_mb']:5.1f} MB)  "
+                    f"import {row['import_seconds']:6.2f} s  peak RSS {row['peak_rss_mb']:6.1f} MB"
+                )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "what": "recgraph import into a fresh database, then the same import again",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        },
         "results": results,
+        "memory": memory,
     }
     RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {RESULTS.relative_to(ROOT)}")

@@ -82,6 +82,8 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # 64 MiB of page cache (default 2 MiB): bulk upserts touch indexes all over.
+        cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
@@ -102,7 +104,8 @@ def create_engine(url: str) -> sa.Engine:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
-    return sa.create_engine(parsed, pool_pre_ping=True)
+    # Positional parameters, so bulk writes can hand the driver plain tuples.
+    return sa.create_engine(parsed, pool_pre_ping=True, paramstyle="format")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -166,11 +169,6 @@ def _optional_seconds(frame: pd.DataFrame, column: str) -> list[int | None]:
                 raise InputError(f"{column} {value!r} is not whole unix seconds", field=column)
             out.append(int(number))
     return out
-
-
-def _records(columns: dict[str, Sequence]) -> list[dict[str, Any]]:
-    names = list(columns)
-    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
 def _batches(sequence: Sequence, size: int) -> Iterator[Sequence]:
@@ -619,74 +617,84 @@ def _dialect_insert(dialect: str, table: sa.Table) -> Any:
     return (pg_dialect if dialect == "postgresql" else sqlite_dialect).insert(table)
 
 
+Columns = dict[str, list]
+
+
 def _upsert_rows(
     conn: sa.Connection,
     dialect: str,
     table: sa.Table,
     keys: list[str],
-    rows: list[dict[str, Any]],
+    rows: Columns | list[dict[str, Any]],
     updates: list[UpdateRule],
 ) -> None:
     """Insert ``rows``; on a key conflict apply ``updates`` (or leave the row as is).
 
-    Each update rule is ``(column, rule(new, old))`` where ``new(name)`` is the
-    proposed value and ``old`` the table's columns. On MariaDB assignments run
-    in order and later ones see earlier results, so rules that compare with
-    an old value must come before the rule that overwrites it. Rows must hold
-    plain Python values and have the same keys; no key may repeat among them.
+    ``rows`` are columns (name -> list of plain Python values, all of one
+    length) or a list of dicts with the same keys; no key may repeat among
+    them. Each update rule is ``(column, rule(new, old))`` where ``new(name)``
+    is the proposed value and ``old`` the table's columns. On MariaDB
+    assignments run in order and later ones see earlier results, so rules that
+    compare with an old value must come before the rule that overwrites it.
 
-    The statement is compiled once and handed to the driver's ``executemany``
-    (pymysql sends multi-row INSERTs); PostgreSQL batches go through ``COPY``
-    into a staging table and one ``INSERT .. SELECT .. ON CONFLICT``.
+    The statement is compiled once and the rows go to the driver as tuples
+    (``executemany``; pymysql turns it into multi-row INSERTs); PostgreSQL
+    batches go through ``COPY`` into a staging table and one
+    ``INSERT .. SELECT .. ON CONFLICT``.
     """
-    if not rows:
+    if isinstance(rows, list):
+        if not rows:
+            return
+        rows = {name: [row[name] for row in rows] for name in rows[0]}
+    names = list(rows)
+    n = len(rows[names[0]]) if names else 0
+    if not n:
         return
-    columns = list(rows[0])
-    if dialect == "postgresql" and len(rows) >= _COPY_MIN_ROWS:
-        _copy_upsert(conn, table, keys, columns, rows, updates)
+    if dialect == "postgresql" and n >= _COPY_MIN_ROWS:
+        _copy_upsert(conn, table, keys, rows, updates)
         return
     stmt = _with_conflict_rule(_dialect_insert(dialect, table), dialect, table, keys, updates)
-    compiled = stmt.compile(dialect=conn.dialect, column_keys=columns)
-    if not set(compiled.binds) <= set(columns):  # a rule with its own parameters
-        for batch in _batches(rows, _WRITE_BATCH):
-            conn.execute(stmt, list(batch))
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=names)
+    if compiled.positional and set(compiled.positiontup or ()) <= set(names):
+        sql = str(compiled)
+        tuples = list(zip(*(rows[name] for name in compiled.positiontup), strict=True))
+        for batch in _batches(tuples, _WRITE_BATCH):
+            conn.exec_driver_sql(sql, list(batch))
         return
-    sql = str(compiled)
-    order = compiled.positiontup if compiled.positional else None
-    for batch in _batches(rows, _WRITE_BATCH):
-        params = list(batch) if order is None else [tuple(r[k] for k in order) for r in batch]
-        conn.exec_driver_sql(sql, params)
+    records = [dict(zip(names, values, strict=True)) for values in zip(*rows.values(), strict=True)]
+    for batch in _batches(records, _WRITE_BATCH):
+        conn.execute(stmt, list(batch))
 
 
 def _copy_upsert(
     conn: sa.Connection,
     table: sa.Table,
     keys: list[str],
-    columns: list[str],
-    rows: list[dict[str, Any]],
+    rows: Columns,
     updates: list[UpdateRule],
 ) -> None:
     """PostgreSQL: COPY rows into a transaction-local staging table, then upsert from it."""
-    digest = hashlib.sha1(",".join(columns).encode()).hexdigest()[:8]
+    names = list(rows)
+    digest = hashlib.sha1(",".join(names).encode()).hexdigest()[:8]
     stage = sa.Table(
         f"_recgraph_stage_{table.name}_{digest}",
         sa.MetaData(),
-        *[sa.Column(c, table.c[c].type) for c in columns],
+        *[sa.Column(c, table.c[c].type) for c in names],
         prefixes=["TEMPORARY"],
         postgresql_on_commit="DROP",
     )
     stage.create(conn, checkfirst=True)
     preparer = conn.dialect.identifier_preparer
     quoted_stage = preparer.quote(stage.name)
-    names = ", ".join(preparer.quote(c) for c in columns)
+    quoted_names = ", ".join(preparer.quote(c) for c in names)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        with cursor.copy(f"COPY {quoted_stage} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(tuple(row[c] for c in columns))
+        with cursor.copy(f"COPY {quoted_stage} ({quoted_names}) FROM STDIN") as copy:
+            for row in zip(*rows.values(), strict=True):
+                copy.write_row(row)
     finally:
         cursor.close()
-    stmt = pg_dialect.insert(table).from_select(columns, sa.select(*stage.c))
+    stmt = pg_dialect.insert(table).from_select(names, sa.select(*stage.c))
     conn.execute(_with_conflict_rule(stmt, "postgresql", table, keys, updates))
     conn.exec_driver_sql(f"TRUNCATE {quoted_stage}")
 
@@ -715,19 +723,20 @@ class Writer:
         cache = self._keys[table.name]
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
-        wanted = [x for x in pd.unique(ids) if x not in cache]
+        codes, uniques = pd.factorize(ids)
+        keys = [cache.get(x) for x in uniques]
+        wanted = [x for x, key in zip(uniques, keys, strict=True) if key is None]
         if wanted:
             self._lookup(table, wanted, cache)
             missing = [x for x in wanted if x not in cache]
             if missing:
-                rows = [{"external_id": x} for x in missing]
+                rows: Columns = {"external_id": missing}
                 if table is schema.accounts:
-                    for row in rows:
-                        row["created_at"] = row["updated_at"] = self.now
+                    rows["created_at"] = rows["updated_at"] = [self.now] * len(missing)
                 _upsert_rows(self.conn, self.dialect, table, ["external_id"], rows, [])
                 self._lookup(table, missing, cache)
-        codes, uniques = pd.factorize(ids)
-        return np.fromiter((cache[x] for x in uniques), np.int64, len(uniques))[codes]
+            keys = [cache[x] for x in uniques]
+        return np.asarray(keys, dtype=np.int64)[codes] if len(codes) else np.zeros(0, np.int64)
 
     def _lookup(self, table: sa.Table, external_ids: list[str], cache: dict[str, int]) -> None:
         for batch in _batches(external_ids, _LOOKUP_BATCH):
@@ -903,15 +912,13 @@ class Writer:
         merged = pairs.groupby(["source_id", "target_id"], sort=True).agg(
             created_at=("created_at", "min"), seen_at=("seen_at", "max")
         )
-        records = _records(
-            {
-                "source_id": merged.index.get_level_values(0).tolist(),
-                "target_id": merged.index.get_level_values(1).tolist(),
-                "created_at": _nullable_ints(merged["created_at"]),
-                "seen_at": _nullable_ints(merged["seen_at"]),
-                "removed_at": [None] * len(merged),
-            }
-        )
+        records = {
+            "source_id": merged.index.get_level_values(0).tolist(),
+            "target_id": merged.index.get_level_values(1).tolist(),
+            "created_at": _nullable_ints(merged["created_at"]),
+            "seen_at": _nullable_ints(merged["seen_at"]),
+            "removed_at": [None] * len(merged),
+        }
         _upsert_rows(
             self.conn,
             self.dialect,
@@ -938,7 +945,7 @@ class Writer:
                 ("seen_at", lambda new, old: _latest(new("seen_at"), old.seen_at)),
             ],
         )
-        return len(records)
+        return len(merged)
 
     def edge_events(self, rows: Frame, directed: bool | None = None) -> int:
         """Store timestamped edge events from ``src, dst, ts``; repeats are counted, not dropped.
@@ -955,15 +962,13 @@ class Writer:
             raise InputError("an edge event needs a timestamp", field="ts")
         events = pd.DataFrame({"source_id": src, "target_id": dst, "ts": np.asarray(ts, np.int64)})
         grouped = events.groupby(["source_id", "target_id", "ts"], sort=True).size()
-        records = _records(
-            {
-                "source_id": grouped.index.get_level_values(0).tolist(),
-                "target_id": grouped.index.get_level_values(1).tolist(),
-                "ts": grouped.index.get_level_values(2).tolist(),
-                "count": grouped.to_numpy().tolist(),
-                "batch": [self.batch] * len(grouped),
-            }
-        )
+        records = {
+            "source_id": grouped.index.get_level_values(0).tolist(),
+            "target_id": grouped.index.get_level_values(1).tolist(),
+            "ts": grouped.index.get_level_values(2).tolist(),
+            "count": grouped.to_numpy().tolist(),
+            "batch": [self.batch] * len(grouped),
+        }
         _upsert_rows(
             self.conn,
             self.dialect,
@@ -1012,25 +1017,27 @@ class Writer:
             value_list = [None if math.isnan(v) else float(v) for v in values.astype(float)]
         else:
             value_list = [None] * len(frame)
-        latest = {
-            (u, i, k, t): v
-            for u, i, k, t, v in zip(
-                users.tolist(), items.tolist(), kinds.tolist(), stamps, value_list, strict=True
-            )
-        }
-        records = [
-            {"user_id": u, "item_id": i, "kind": k, "timestamp": t, "value": v}
-            for (u, i, k, t), v in sorted(latest.items(), key=lambda kv: kv[0][:2])
-        ]
+        rows_frame = pd.DataFrame(
+            {
+                "user_id": users,
+                "item_id": items,
+                "kind": kinds,
+                "timestamp": np.asarray(stamps, dtype=np.int64),
+                "value": pd.Series(value_list, dtype=object),
+            }
+        )
+        key = ["user_id", "item_id", "kind", "timestamp"]
+        rows_frame = rows_frame.drop_duplicates(key, keep="last").sort_values(key)
+        records = {name: rows_frame[name].tolist() for name in rows_frame.columns}
         _upsert_rows(
             self.conn,
             self.dialect,
             schema.interactions,
-            ["user_id", "item_id", "kind", "timestamp"],
+            key,
             records,
             [("value", lambda new, old: sa.func.coalesce(new("value"), old.value))],
         )
-        return len(records)
+        return len(rows_frame)
 
     def replace_follows(
         self, account: str, targets: Iterable[str] | pd.DataFrame, seen_at: int
@@ -1133,7 +1140,9 @@ def _json_default(value: object) -> object:
 
 
 def _nullable_ints(series: pd.Series) -> list[int | None]:
-    return [None if pd.isna(v) else int(v) for v in series]
+    """A nullable integer column as Python ints and None."""
+    values = series.astype(object)
+    return values.where(series.notna(), None).tolist()
 
 
 __all__ = ["COUNTED", "TABLE_NAMES", "Store", "StoreError", "TableName", "Writer", "create_engine"]
