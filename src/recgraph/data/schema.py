@@ -38,10 +38,12 @@ SCHEMA_VERSION = 1
 #: The kinds an interaction row may have.
 INTERACTION_KIND_LABELS = ("like", "dislike", "view", "rating")
 
-_MYSQL_TABLE = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+#: Table options every table takes (InnoDB, utf8mb4 on MariaDB); pass as ``**MYSQL_TABLE``.
+MYSQL_TABLE = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+_MYSQL_TABLE = MYSQL_TABLE
 
 
-def _external_id() -> sa.types.TypeEngine:
+def external_id_type() -> sa.types.TypeEngine:
     """A case-sensitive string key on every backend."""
     return sa.String(EXTERNAL_ID_LENGTH).with_variant(
         mysql.VARCHAR(EXTERNAL_ID_LENGTH, charset="utf8mb4", collation="utf8mb4_bin"),
@@ -50,71 +52,78 @@ def _external_id() -> sa.types.TypeEngine:
     )
 
 
-def _key() -> sa.types.TypeEngine:
-    """Integer keys: BIGINT on servers, INTEGER on SQLite so that it autoincrements."""
+def key_type() -> sa.types.TypeEngine:
+    """Integer keys: BIGINT on servers, INTEGER on SQLite so that it autoincrements.
+
+    Tables added by other parts use it for columns that reference ``accounts.id``
+    or ``items.id``.
+    """
     return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
+
+_key = key_type
+_external_id = external_id_type
 
 metadata = sa.MetaData()
 
 accounts = sa.Table(
     "accounts",
     metadata,
-    sa.Column("id", _key(), primary_key=True, autoincrement=True),
-    sa.Column("external_id", _external_id(), nullable=False, unique=True),
+    sa.Column("id", key_type(), primary_key=True, autoincrement=True),
+    sa.Column("external_id", external_id_type(), nullable=False, unique=True),
     sa.Column("handle", sa.String(EXTERNAL_ID_LENGTH), nullable=True),
     sa.Column("created_at", sa.BigInteger, nullable=False, doc="first stored, unix seconds"),
     sa.Column("updated_at", sa.BigInteger, nullable=False, doc="handle last changed"),
-    **_MYSQL_TABLE,
+    **MYSQL_TABLE,
 )
 
 items = sa.Table(
     "items",
     metadata,
-    sa.Column("id", _key(), primary_key=True, autoincrement=True),
-    sa.Column("external_id", _external_id(), nullable=False, unique=True),
+    sa.Column("id", key_type(), primary_key=True, autoincrement=True),
+    sa.Column("external_id", external_id_type(), nullable=False, unique=True),
     sa.Column("title", sa.Text, nullable=True),
     sa.Column(
         "author_id",
-        _key(),
+        key_type(),
         sa.ForeignKey("accounts.id", ondelete="SET NULL"),
         nullable=True,
         index=True,
     ),
     sa.Column("created_at", sa.BigInteger, nullable=True, doc="posted, unix seconds"),
     sa.Column("features", sa.Text, nullable=True, doc="JSON object"),
-    **_MYSQL_TABLE,
+    **MYSQL_TABLE,
 )
 
 follows = sa.Table(
     "follows",
     metadata,
     sa.Column(
-        "source_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+        "source_id", key_type(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     ),
     sa.Column(
-        "target_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+        "target_id", key_type(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     ),
     sa.Column("created_at", sa.BigInteger, nullable=True, doc="earliest known, unix seconds"),
     sa.Column("seen_at", sa.BigInteger, nullable=True, doc="latest observation, unix seconds"),
     sa.Column("removed_at", sa.BigInteger, nullable=True, doc="unfollowed; NULL while active"),
     sa.Index("ix_follows_target", "target_id"),
-    **_MYSQL_TABLE,
+    **MYSQL_TABLE,
 )
 
 edge_events = sa.Table(
     "edge_events",
     metadata,
     sa.Column(
-        "source_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+        "source_id", key_type(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     ),
     sa.Column(
-        "target_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+        "target_id", key_type(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     ),
     sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("count", sa.Integer, nullable=False, default=1),
     sa.Column("batch", sa.BigInteger, nullable=False, default=0),
-    **_MYSQL_TABLE,
+    **MYSQL_TABLE,
 )
 
 interactions = sa.Table(
@@ -122,9 +131,11 @@ interactions = sa.Table(
     metadata,
     # The natural key is the primary key: no surrogate id, one index fewer to maintain.
     sa.Column(
-        "user_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+        "user_id", key_type(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     ),
-    sa.Column("item_id", _key(), sa.ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "item_id", key_type(), sa.ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("kind", sa.String(16), primary_key=True),
     sa.Column("value", sa.Double, nullable=True, doc="rating or weight; NULL means 1"),
     sa.Column("timestamp", sa.BigInteger, primary_key=True, autoincrement=False, doc="0 = no time"),
@@ -132,7 +143,7 @@ interactions = sa.Table(
         "kind IN ('like', 'dislike', 'view', 'rating')", name="ck_interactions_kind"
     ),
     sa.Index("ix_interactions_item", "item_id"),
-    **_MYSQL_TABLE,
+    **MYSQL_TABLE,
 )
 
 meta = sa.Table(
@@ -140,7 +151,7 @@ meta = sa.Table(
     metadata,
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
-    **_MYSQL_TABLE,
+    **MYSQL_TABLE,
 )
 
 #: Keys of the ``meta`` table.
@@ -152,12 +163,15 @@ __all__ = [
     "INTERACTION_KIND_LABELS",
     "META_FOLLOWS_DIRECTED",
     "META_SCHEMA_VERSION",
+    "MYSQL_TABLE",
     "SCHEMA_VERSION",
     "accounts",
     "edge_events",
+    "external_id_type",
     "follows",
     "interactions",
     "items",
+    "key_type",
     "meta",
     "metadata",
 ]

@@ -620,7 +620,7 @@ def _dialect_insert(dialect: str, table: sa.Table) -> Any:
 Columns = dict[str, list]
 
 
-def _upsert_rows(
+def upsert_rows(
     conn: sa.Connection,
     dialect: str,
     table: sa.Table,
@@ -664,6 +664,9 @@ def _upsert_rows(
     records = [dict(zip(names, values, strict=True)) for values in zip(*rows.values(), strict=True)]
     for batch in _batches(records, _WRITE_BATCH):
         conn.execute(stmt, list(batch))
+
+
+_upsert_rows = upsert_rows  # the name other parts first imported
 
 
 def _copy_upsert(
@@ -1145,4 +1148,13 @@ def _nullable_ints(series: pd.Series) -> list[int | None]:
     return values.where(series.notna(), None).tolist()
 
 
-__all__ = ["COUNTED", "TABLE_NAMES", "Store", "StoreError", "TableName", "Writer", "create_engine"]
+__all__ = [
+    "COUNTED",
+    "TABLE_NAMES",
+    "Store",
+    "StoreError",
+    "TableName",
+    "Writer",
+    "create_engine",
+    "upsert_rows",
+]
