@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -132,25 +133,29 @@ class FakeGraph:
         weights = [0.0] * n_accounts
         for rank, account in enumerate(popularity_order):
             weights[account] = 1.0 / (rank + 1) ** 0.8
+        cumulative = list(itertools.accumulate(weights))
         sigma = 1.0
         mu = math.log(max(1.0, mean_follows)) - sigma**2 / 2
         follows: dict[int, list[int]] = {}
+        population = range(n_accounts)
         for i in present:
             degree = min(max_follows, n_accounts - 1, int(rng.lognormvariate(mu, sigma)))
             chosen: dict[int, None] = {}
             if degree:
-                for target in rng.choices(range(n_accounts), weights=weights, k=degree * 2):
+                for target in rng.choices(population, cum_weights=cumulative, k=degree * 2):
                     if target != i:
                         chosen[target] = None
                     if len(chosen) >= degree:
                         break
             follows[i] = list(chosen)
         # Reachability: a present, earlier account follows each account.
+        earlier_present = [0]
         for i in range(1, n_accounts):
-            parents = [p for p in present if p < i]
-            parent = parents[rng.randrange(len(parents))] if len(parents) > 1 else 0
+            parent = earlier_present[rng.randrange(len(earlier_present))]
             if i not in follows[parent]:
                 follows[parent].insert(rng.randrange(len(follows[parent]) + 1), i)
+            if i not in missing:
+                earlier_present.append(i)
         return cls(dids=dids, handles=handles, follows=follows, missing=missing)
 
     # ---------------------------------------------------------------- lookups

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from recgraph.data import schema
-from recgraph.data.schema import _MYSQL_TABLE, _key
-from recgraph.data.store import _upsert_rows
+from recgraph.data.schema import MYSQL_TABLE, key_type
+from recgraph.data.store import upsert_rows
 
 #: Statuses of a crawl-state row.
 STATUSES = ("pending", "done", "not_found", "failed")
@@ -50,7 +50,7 @@ crawl_state = sa.Table(
     "crawl_state",
     schema.metadata,
     sa.Column(
-        "account_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+        "account_id", key_type(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     ),
     sa.Column("depth", sa.Integer, nullable=False),
     sa.Column("status", sa.String(16), nullable=False, default="pending"),
@@ -61,7 +61,7 @@ crawl_state = sa.Table(
     sa.Column("follows_count", sa.Integer, nullable=True),
     sa.Column("error", sa.String(255), nullable=True),
     sa.Index("ix_crawl_state_next", "crawled_at", "depth", "account_id"),
-    **_MYSQL_TABLE,
+    **MYSQL_TABLE,
 )
 
 _c = crawl_state.c
@@ -113,7 +113,7 @@ def add_accounts(conn: sa.Connection, dialect: str, account_ids: Iterable[int], 
         }
         for a in dict.fromkeys(int(x) for x in account_ids)
     ]
-    _upsert_rows(
+    upsert_rows(
         conn,
         dialect,
         crawl_state,

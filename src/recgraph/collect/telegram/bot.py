@@ -51,8 +51,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recgraph.data import schema
 from recgraph.data.interactions import Kind
-from recgraph.data.schema import _MYSQL_TABLE, _key
-from recgraph.data.store import Store, _upsert_rows
+from recgraph.data.schema import MYSQL_TABLE, key_type
+from recgraph.data.store import Store, upsert_rows
 from recgraph.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -68,14 +68,14 @@ telegram_subscribers = sa.Table(
     schema.metadata,
     sa.Column("chat_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column(
-        "account_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
+        "account_id", key_type(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
     ),
     sa.Column("active", sa.Boolean, nullable=False, default=True),
     sa.Column("subscribed_at", sa.BigInteger, nullable=False, doc="latest /start, unix seconds"),
     sa.Column("unsubscribed_at", sa.BigInteger, nullable=True),
     sa.Column("last_delivered_at", sa.BigInteger, nullable=True),
     sa.Column("delivered", sa.Integer, nullable=False, default=0),
-    **_MYSQL_TABLE,
+    **MYSQL_TABLE,
 )
 
 
@@ -243,7 +243,7 @@ class FeedBot:
             was_active = w.conn.execute(
                 sa.select(s.active).where(s.chat_id == int(chat_id))
             ).scalar()
-            _upsert_rows(
+            upsert_rows(
                 w.conn,
                 w.dialect,
                 telegram_subscribers,
