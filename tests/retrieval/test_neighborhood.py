@@ -136,7 +136,7 @@ def assert_matches_networkx(
 ) -> None:
     """Scores of sampled pairs (half of them two hops apart) equal NetworkX's."""
     g = to_networkx(graph)
-    model = create_retriever(model_name, {"hub_cap": None}).fit(graph)
+    model = create_retriever(model_name, {"hub_cap": 0}).fit(graph)
     rng = np.random.default_rng(seed)
     n = graph.n_users
     users = rng.integers(0, n, n_pairs)
@@ -169,11 +169,14 @@ def assert_matches_networkx(
 
 # ---------------------------------------------------------------------- sparse top-k
 def random_scores(rng: np.random.Generator, rows: int, cols: int, density: float) -> sp.csr_matrix:
-    """Sparse scores with many ties (multiples of 1/4) and unsorted-looking rows."""
+    """Sparse scores with many ties (multiples of 1/4) and some stored zeros."""
     dense = rng.integers(1, 6, (rows, cols)) / 4.0
     dense[rng.random((rows, cols)) > density] = 0.0
     dense[0] = 0.0  # a row with no positive score at all
-    return sp.csr_matrix(dense.astype(np.float32))
+    stored_zero = (dense == 0) & (rng.random((rows, cols)) < 0.05)
+    matrix = sp.csr_matrix(np.where(stored_zero, 7.0, dense).astype(np.float32))
+    matrix.data[matrix.data == 7.0] = 0.0
+    return matrix
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -209,6 +212,20 @@ def test_sparse_top_k_without_masks_and_with_long_rows() -> None:
     for k in (1, 2, 10, 299, 300, 305):
         want = top_k(dense, k)
         got = sparse_top_k(sp.csr_matrix(dense), k)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_sparse_top_k_treats_stored_zeros_as_absent() -> None:
+    dense = np.zeros((2, 300), dtype=np.float32)
+    dense[0, 100:250] = np.arange(1, 151)  # a long row, cut by the sampled bound
+    dense[1, 250:255] = 1.0  # a short row, completed with zero scores
+    dense[1, 200:210] = 9.0
+    matrix = sp.csr_matrix(dense)
+    matrix.data[matrix.data == 9.0] = 0.0  # stored zeros at high columns
+    for k in (5, 20, 160):
+        want = top_k(matrix.toarray(), k)
+        got = sparse_top_k(matrix, k)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
 
@@ -259,7 +276,7 @@ def test_cap_rows_samples_hubs_and_keeps_the_rest() -> None:
     matrix = sp.csr_matrix(dense)
     lengths = np.diff(matrix.indptr)
     assert cap_rows(matrix, int(lengths.max()), "sample", 0) is matrix
-    assert cap_rows(matrix, None, "sample", 0) is matrix
+    assert cap_rows(matrix, 0, "sample", 0) is matrix
     capped = cap_rows(matrix, 12, "sample", 0)
     capped_lengths = np.diff(capped.indptr)
     assert capped_lengths.max() == 12
@@ -314,7 +331,7 @@ READING_CASES = [
 def test_directed_readings_equal_brute_force(
     digraph: Interactions, model_name: str, path: str, degree: str
 ) -> None:
-    model = create_retriever(model_name, {"path": path, "degree": degree, "hub_cap": None})
+    model = create_retriever(model_name, {"path": path, "degree": degree, "hub_cap": 0})
     model.fit(digraph)
     expected = brute_force_scores(digraph, model_name, path, degree)
     n = digraph.n_users
@@ -418,7 +435,7 @@ def hub_graph() -> Interactions:
 def test_hub_cap_above_max_degree_changes_nothing(model_name: str, path: str) -> None:
     graph = hub_graph()
     users = np.arange(graph.n_users)
-    exact = create_retriever(model_name, {"hub_cap": None, "path": path}).fit(graph)
+    exact = create_retriever(model_name, {"hub_cap": 0, "path": path}).fit(graph)
     max_degree = int(np.diff(exact.second_.indptr).max())
     capped = create_retriever(model_name, {"hub_cap": max_degree, "path": path}).fit(graph)
     a_ids, a_scores = exact.recommend(users, k=15)
@@ -432,7 +449,7 @@ def test_hub_cap_above_max_degree_changes_nothing(model_name: str, path: str) ->
 def test_hub_cap_below_max_degree_bounds_the_work(policy: str) -> None:
     graph = hub_graph()
     users = np.arange(graph.n_users)
-    exact = create_retriever("common_neighbors", {"hub_cap": None}).fit(graph)
+    exact = create_retriever("common_neighbors", {"hub_cap": 0}).fit(graph)
     cap = 10
     capped = create_retriever("common_neighbors", {"hub_cap": cap, "hub_policy": policy})
     capped.fit(graph)
@@ -494,3 +511,15 @@ def test_explanations_say_followed_by_for_the_default_reading() -> None:
     model = create_retriever("jaccard").fit(friends)
     (e,) = model.explain(friends.users.index_of("x"), [friends.users.index_of("z")])
     assert e.text() == "friends with y"
+
+
+def test_no_cap_is_a_toml_value(tmp_path) -> None:
+    from recgraph.retrieval import parse_param_overrides
+
+    params_file = tmp_path / "params.toml"
+    params_file.write_text('[adamic_adar]\nhub_cap = 0\npath = "in_out"\n')
+    params = parse_param_overrides(["ppr.hub_cap=0"], params_file)
+    model = create_retriever("adamic_adar", params["adamic_adar"]).fit(hub_graph())
+    assert model.config.hub_cap == 0 and model.config.path == "in_out"
+    assert model.expansion_.nnz == model.second_.nnz, "nothing capped"
+    assert create_retriever("ppr", params["ppr"]).config.hub_cap == 0

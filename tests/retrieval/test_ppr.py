@@ -13,7 +13,7 @@ from tests.retrieval.test_neighborhood import (
 )
 
 #: Enough iterations for the fixed point, to compare with NetworkX.
-CONVERGED = {"iterations": 300, "tol": 1e-9, "hub_cap": None}
+CONVERGED = {"iterations": 300, "tol": 1e-9, "hub_cap": 0}
 
 
 class TestPersonalizedPageRank(RetrieverConformance):
@@ -122,7 +122,7 @@ def test_hub_cap_thins_the_walk_and_is_exact_above_the_max_degree() -> None:
     dst = np.r_[base.dst, np.r_[np.arange(7), np.arange(8, 60)]]
     graph = Interactions.from_indices(src, dst, n_users=60, one_sided=True, directed=True)
     users = np.arange(60)
-    exact = create_retriever("ppr", {"hub_cap": None}).fit(graph)
+    exact = create_retriever("ppr", {"hub_cap": 0}).fit(graph)
     same = create_retriever("ppr", {"hub_cap": 59}).fit(graph)
     np.testing.assert_array_equal(exact.score_rows(users), same.score_rows(users))
     capped = create_retriever("ppr", {"hub_cap": 5}).fit(graph)

@@ -18,15 +18,15 @@ the top ``k`` of each sparse score row without ever making a dense
 Readings (``path`` in the config), with ``A`` the follow matrix
 (``A[u, w] = 1`` when ``u`` follows ``w``):
 
-=============  =========  =========  ==============================================
-``path``       ``F``      ``G``      candidates ``v`` of ``u``
-=============  =========  =========  ==============================================
-``out_out``    ``A``      ``A``      followed by the accounts ``u`` follows (default)
-``in_out``     ``A.T``    ``A``      followed by the followers of ``u``
-``out_in``     ``A``      ``A.T``    following the accounts ``u`` follows
-``in_in``      ``A.T``    ``A.T``    following the followers of ``u``
-``undirected`` ``A | A.T````A | A.T``any link in either direction counts
-=============  =========  =========  ==============================================
+==============  =============  =============  ==========================================
+``path``        ``F``          ``G``          candidates ``v`` of ``u``
+==============  =============  =============  ==========================================
+``out_out``     ``A``          ``A``          followed by the accounts ``u`` follows
+``in_out``      ``A.T``        ``A``          followed by the followers of ``u``
+``out_in``      ``A``          ``A.T``        following the accounts ``u`` follows
+``in_in``       ``A.T``        ``A.T``        following the followers of ``u``
+``undirected``  ``A or A.T``   ``A or A.T``   linked either way to ``u``'s links
+==============  =============  =============  ==========================================
 
 ``out_out`` is the classic "who to follow": accounts followed by the accounts
 you follow. The three others walk the follower side on one or both hops. On a
@@ -55,7 +55,9 @@ accounts) would add that many paths for every user that reaches it; with
 ``hub_policy="sample"`` only ``hub_cap`` of its exit edges (a seeded uniform
 sample, not re-weighted) are expanded, with ``"skip"`` none. The work per
 query user is then at most ``|F[u]| * hub_cap`` paths. Degrees (and so the
-weights) stay the true ones; ``hub_cap=None`` is exact.
+weights) stay the true ones; ``hub_cap=0`` is exact, and so is the
+default 10 000 on any graph without a node of larger degree.
+``benchmarks/neighborhood.py`` reports what smaller caps cost in recall.
 """
 
 from __future__ import annotations
@@ -97,13 +99,13 @@ _FLOAT_BITS = np.int64(0x7FFFFFFF)
 class GraphWalkConfig(RetrieverConfig):
     """Settings every neighbourhood model shares: the hub cap and the threads.
 
-    ``hub_cap`` bounds how many exit edges of one node are expanded (``None``:
-    all, exact); ``hub_policy`` says what happens to the rest of a hub's
+    ``hub_cap`` bounds how many exit edges of one node are expanded (``0``:
+    all, exact; a number rather than ``None`` so that TOML can say it); ``hub_policy`` says what happens to the rest of a hub's
     edges: a seeded uniform ``sample`` of ``hub_cap`` is kept, or the hub is
     ``skip``-ped as a middle node. ``n_threads=0`` uses every core.
     """
 
-    hub_cap: int | None = Field(default=10_000, ge=1)
+    hub_cap: int = Field(default=10_000, ge=0)
     hub_policy: HubPolicy = "sample"
     seed: int = 0
     n_threads: int = Field(default=0, ge=0)
@@ -198,14 +200,15 @@ def middle_degrees(first: sp.csr_matrix, second: sp.csr_matrix, side: DegreeSide
     return np.diff(both.indptr).astype(np.float64)
 
 
-def cap_rows(matrix: sp.csr_matrix, cap: int | None, policy: HubPolicy, seed: int) -> sp.csr_matrix:
+def cap_rows(matrix: sp.csr_matrix, cap: int, policy: HubPolicy, seed: int) -> sp.csr_matrix:
     """At most ``cap`` entries per row: a seeded uniform sample of each longer row, or none.
 
     Rows within the cap are untouched, so a cap above the largest row changes
-    nothing. Kept entries keep their values (no re-weighting).
+    nothing; ``cap=0`` means no cap. Kept entries keep their values (no
+    re-weighting).
     """
     lengths = np.diff(matrix.indptr)
-    if cap is None or not len(lengths) or lengths.max() <= cap:
+    if not cap or not len(lengths) or lengths.max() <= cap:
         return matrix
     keep = np.ones(matrix.nnz, dtype=bool)
     rng = np.random.default_rng(seed)
@@ -339,14 +342,17 @@ def sparse_top_k(
 
     data, cols, indptr = scores.data, scores.indices, scores.indptr
     lengths = np.diff(indptr)
-    keep = data > 0
-    if column_mask is not None:
-        keep &= column_mask[cols]
-    bound = _sampled_bounds(data, cols, keep, indptr, n_cols, k)
-    if bound is not None:
+    valid = None if column_mask is None else (data > 0) & column_mask[cols]
+    bound = _sampled_bounds(data, cols, valid, indptr, n_cols, k)
+    if bound is None:
+        keep = data > 0 if valid is None else valid
+    else:
+        # bound values are positive: this also drops zero and -inf (vetoed) entries
         bound_value = np.repeat(bound[0], lengths)
         bound_col = np.repeat(bound[1], lengths)
-        keep &= (data > bound_value) | ((data == bound_value) & (cols <= bound_col))
+        keep = (data > bound_value) | ((data == bound_value) & (cols <= bound_col))
+        if valid is not None:
+            keep &= valid
     kept_before = np.zeros(len(keep) + 1, dtype=np.int32 if len(keep) < 1 << 31 else np.int64)
     np.cumsum(keep, out=kept_before[1:])
     kept_lengths = (kept_before[indptr[1:]] - kept_before[indptr[:-1]]).astype(np.int64)
@@ -390,7 +396,7 @@ def _entry_keys(values: np.ndarray, cols: np.ndarray, col_bits: int) -> np.ndarr
 def _sampled_bounds(
     data: np.ndarray,
     cols: np.ndarray,
-    valid: np.ndarray,
+    valid: np.ndarray | None,
     indptr: np.ndarray,
     n_cols: int,
     k: int,
@@ -402,8 +408,8 @@ def _sampled_bounds(
     so every entry worse than it can go before the exact selection, which
     then sees about a third of a long row (on ego-Facebook's Adamic-Adar
     rows, 0.7M of 2.9M entries), for a sample of ``3k`` per row.
-    Rows not filtered get the bound ``(0, n_cols)``, which every positive
-    entry meets. ``None`` when no row is longer than ``k``.
+    Rows not filtered get a bound every positive entry meets. Only positive entries (and ``valid`` ones, when given) are
+    sampled. ``None`` when no row is longer than ``k``.
     """
     lengths = np.diff(indptr)
     long_rows = np.flatnonzero(lengths > k)
@@ -418,13 +424,16 @@ def _sampled_bounds(
     where = indptr[long_rows][:, None] + offsets[None, :] * stride[:, None]
     inside = offsets[None, :] < long_lengths[:, None]
     where = np.minimum(where, len(data) - 1)
-    sample = np.where(
-        inside & valid[where], _entry_keys(data[where], cols[where], col_bits), _SENTINEL
-    )
+    values = data[where]
+    usable = inside & (values > 0)
+    if valid is not None:
+        usable &= valid[where]
+    sample = np.where(usable, _entry_keys(values, cols[where], col_bits), _SENTINEL)
     sample.partition(k - 1, axis=1)
     kth = sample[:, k - 1]
     bounded = kth != _SENTINEL
-    bound_value = np.zeros(len(lengths), dtype=np.float32)
+    # unbounded rows: every positive entry is at least the smallest positive float
+    bound_value = np.full(len(lengths), np.nextafter(np.float32(0), np.float32(1)))
     bound_col = np.full(len(lengths), n_cols, dtype=cols.dtype)
     rows, kth = long_rows[bounded], kth[bounded]
     bound_value[rows] = (_FLOAT_BITS - (kth >> col_bits)).astype(np.int32).view(np.float32)
