@@ -197,3 +197,32 @@ def test_helpers() -> None:
         -1,
         -1,
     ]
+
+
+def test_centre_as_its_own_candidate() -> None:
+    data = random_graph(6, directed=True)
+    graph = EgoGraph.from_interactions(data)
+    tables = feature_tables(graph, keep_ego_matrix=True, self_rows=True, progress=False)
+    m, n = graph.n_edges, graph.n_nodes
+    assert tables.member.shape == (m + n, len(tables.member_names))
+    is_centre = tables.member[:, tables.member_names.index("is_centre")]
+    assert (is_centre[:m] == 0).all() and (is_centre[m:] == 1).all()
+    degree = tables.member[m:, tables.member_names.index("degree")]
+    np.testing.assert_array_equal(degree, graph.degree)
+    # user triples gain (c, u, c) for each neighbour c of u
+    users = np.arange(n)
+    plain = user_triples(graph, users)
+    both = user_triples(graph, users, with_self=True)
+    own = both.edge_v >= m
+    assert len(both) == len(plain) + graph.n_edges
+    np.testing.assert_array_equal(both.target[own], both.centre[own])
+    np.testing.assert_array_equal(both.edge_v[own], m + both.centre[own])
+    np.testing.assert_array_equal(graph.indices[both.edge_u[own]], both.owner[own])
+    # the pair feature of (c, u, c) is |N(u) ∩ N(c)|
+    pair = tables.pair_feature(both.edge_u, both.edge_v)
+    np.testing.assert_array_equal(pair[own], tables.stats.common[both.edge_u[own]])
+    # pair triples: the target itself votes when it is a neighbour of the user
+    u, v = int(graph.edge_rows[0]), int(graph.indices[0])
+    with_self = pair_triples(graph, np.array([u]), np.array([v]), with_self=True)
+    assert v in with_self.centre.tolist()
+    assert v not in pair_triples(graph, np.array([u]), np.array([v])).centre.tolist()

@@ -93,3 +93,21 @@ def test_max_users_caps_groups() -> None:
     data = growing_graph(True, seed=2)
     pairs = make_training_pairs(data, negatives_per_user=2, max_users=3, seed=0)
     assert len(np.unique(pairs.users)) == 3
+
+
+def test_direct_candidates_reach_followers() -> None:
+    data = growing_graph(True, seed=9)
+    plain = make_training_pairs(data, negatives_per_user=50, seed=0)
+    direct = make_training_pairs(data, negatives_per_user=50, seed=0, direct_candidates=True)
+    assert direct.n_unreachable <= plain.n_unreachable
+    graph = EgoGraph.from_interactions(direct.graph)
+    adjacency = graph.adjacency()
+    common = np.asarray(
+        adjacency[direct.users].multiply(adjacency[direct.targets]).sum(axis=1)
+    ).ravel()
+    neighbour = graph.edge_ids(direct.users, direct.targets) >= 0
+    assert ((common > 0) | neighbour).all()
+    assert (neighbour & (common == 0)).any(), "some pairs are reachable only directly"
+    # still never a pair u -> v that exists at T
+    arcs = set(zip(direct.graph.src.tolist(), direct.graph.dst.tolist(), strict=True))
+    assert not arcs & set(zip(direct.users.tolist(), direct.targets.tolist(), strict=True))

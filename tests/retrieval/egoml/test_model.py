@@ -60,6 +60,12 @@ def test_ab_scores_are_dot_products_of_stored_vectors(trained) -> None:
     rng = np.random.default_rng(0)
     users = rng.integers(0, data.n_users, 200)
     targets = rng.integers(0, data.n_users, 200)
+    # include pairs where v follows u (scored by v as its own centre)
+    follows_back = np.flatnonzero(np.asarray(data.adjacency("in")[users].sum(axis=1)).ravel() > 0)[
+        :20
+    ]
+    targets[follows_back] = [data.adjacency("in")[users[i]].indices[0] for i in follows_back]
+    assert model.y_self_ is not None
     # E(u, v) = <x_u, y_v> = sum over common neighbours c of exp(a_c(u) + b_c(v))
     tables = model._serving_tables()
     for u, v, score in zip(users, targets, model.score_pairs(users, targets), strict=True):
@@ -68,13 +74,20 @@ def test_ab_scores_are_dot_products_of_stored_vectors(trained) -> None:
         expected = 0.0
         neighbours_u = set(graph.indices[graph.indptr[u] : graph.indptr[u + 1]].tolist())
         neighbours_v = set(graph.indices[graph.indptr[v] : graph.indptr[v + 1]].tolist())
-        for c in neighbours_u & neighbours_v:
-            e_cu, e_cv = graph.edge_ids(np.array([c, c]), np.array([u, v]))
+        # (centre c, v's row in the member table): common neighbours, then v as a centre
+        voters = [
+            (c, graph.edge_ids(np.array([c]), np.array([v]))[0])
+            for c in neighbours_u & neighbours_v
+        ]
+        if v in neighbours_u:
+            voters.append((v, graph.n_edges + v))
+        for c, row_v in voters:
+            e_cu = graph.edge_ids(np.array([c]), np.array([u]))[0]
             a = model.boosters_["a"].predict(
                 tables.side(np.array([c]), np.array([e_cu])), raw_score=True
             )
             b = model.boosters_["b"].predict(
-                tables.side(np.array([c]), np.array([e_cv])), raw_score=True
+                tables.side(np.array([c]), np.array([row_v])), raw_score=True
             )
             expected += float(np.exp(a[0] + b[0]))
         assert score == pytest.approx(expected, rel=1e-6)

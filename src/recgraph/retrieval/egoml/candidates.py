@@ -35,32 +35,45 @@ from recgraph.retrieval.neighborhood import spans_by_work
 
 
 def map_centre(
-    centre: int, members: np.ndarray, x_values: np.ndarray, y_values: np.ndarray
+    centre: int,
+    members: np.ndarray,
+    x_values: np.ndarray,
+    y_values: np.ndarray,
+    y_self: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The partial scores one centre gives: every ordered pair of its neighbours.
 
     Parameters
     ----------
     centre
-        The centre ``c`` (kept for the signature a Spark ``flatMap`` uses).
+        The centre ``c``.
     members
         ``N(c)``.
     x_values, y_values
         ``x_u[c]`` and ``y_u[c]`` for each ``u`` in ``members``.
+    y_self
+        ``y_c[c]`` when the centre is a candidate of its own ego graph (follow
+        graphs): then ``(u, c, x_u[c] * y_c[c])`` is emitted for each member.
 
     Returns
     -------
     u, v, partial
-        ``|N(c)| * (|N(c)| - 1)`` rows: ``partial = x_u[c] * y_v[c]``, ``u != v``.
+        ``|N(c)| * (|N(c)| - 1)`` rows (plus ``|N(c)|`` with ``y_self``):
+        ``partial = x_u[c] * y_v[c]``, ``u != v``.
     """
-    del centre
     members = np.asarray(members, dtype=np.int64)
+    x_values = np.asarray(x_values, np.float64)
     d = len(members)
     u = np.repeat(members, d)
     v = np.tile(members, d)
-    partial = np.outer(np.asarray(x_values, np.float64), np.asarray(y_values, np.float64)).ravel()
+    partial = np.outer(x_values, np.asarray(y_values, np.float64)).ravel()
     keep = u != v
-    return u[keep], v[keep], partial[keep]
+    u, v, partial = u[keep], v[keep], partial[keep]
+    if y_self is not None:
+        u = np.r_[u, members]
+        v = np.r_[v, np.full(d, centre, dtype=np.int64)]
+        partial = np.r_[partial, x_values * float(y_self)]
+    return u, v, partial
 
 
 def map_centres(
@@ -69,8 +82,12 @@ def map_centres(
     x_edge: np.ndarray,
     y_edge: np.ndarray,
     centres: np.ndarray,
+    y_self: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`map_centre` over many centres at once (vectorised, same output rows)."""
+    """:func:`map_centre` over many centres at once (vectorised, same output rows).
+
+    ``y_self[c]`` (one per node) plays the part of :func:`map_centre`'s ``y_self``.
+    """
     centres = np.asarray(centres, dtype=np.int64)
     degree = np.diff(indptr)[centres]
     # for each centre, each member u (the outer loop) ...
@@ -80,11 +97,15 @@ def map_centres(
     edge_u = edge_u[second]
     u, v = indices[edge_u], indices[edge_v]
     keep = u != v
-    return (
-        u[keep].astype(np.int64),
-        v[keep].astype(np.int64),
-        (x_edge[edge_u] * y_edge[edge_v])[keep].astype(np.float64),
-    )
+    u = u[keep].astype(np.int64)
+    v = v[keep].astype(np.int64)
+    partial = (x_edge[edge_u] * y_edge[edge_v])[keep].astype(np.float64)
+    if y_self is not None:
+        own, own_centre = expand_ranges(indptr[centres], degree)
+        u = np.r_[u, indices[own]]
+        v = np.r_[v, centres[own_centre]]
+        partial = np.r_[partial, x_edge[own] * y_self[centres[own_centre]]]
+    return u, v, partial
 
 
 def reduce_pairs(
@@ -142,6 +163,7 @@ def map_members(
     x_edge: np.ndarray,
     y_edge: np.ndarray,
     users: np.ndarray,
+    y_self: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The map output restricted to ``u`` in ``users``: one user partition of the shuffle.
 
@@ -159,7 +181,12 @@ def map_members(
     v = indices[edge_cv].astype(np.int64)
     keep = u != v
     partial = x_edge[edge_cu[second]] * y_edge[edge_cv]
-    return u[keep], v[keep], partial[keep].astype(np.float64)
+    u, v, partial = u[keep], v[keep], partial[keep].astype(np.float64)
+    if y_self is not None:
+        u = np.r_[u, users[owner]]
+        v = np.r_[v, centre.astype(np.int64)]
+        partial = np.r_[partial, x_edge[edge_cu] * y_self[centre]]
+    return u, v, partial
 
 
 def generate_candidates(
@@ -169,6 +196,7 @@ def generate_candidates(
     y_edge: np.ndarray,
     k: int,
     *,
+    y_self: np.ndarray | None = None,
     exclude: sp.csr_matrix | None = None,
     batch_lookups: int = 4_000_000,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -182,6 +210,8 @@ def generate_candidates(
         Per-edge ``x`` and ``y`` (see the module docstring).
     k
         Candidates per node.
+    y_self
+        Per node ``y_c[c]``, when centres are candidates of their own ego graph.
     exclude
         ``(n, n)`` sparse matrix of pairs never to return (what each user
         already has); the node itself is never returned.
@@ -211,7 +241,7 @@ def generate_candidates(
     wedges = np.bincount(rows, weights=degree[indices], minlength=n).astype(np.int64)
     for start, stop in spans_by_work(wedges, batch_lookups):
         users = np.arange(start, stop, dtype=np.int64)
-        u, v, partial = map_members(indptr, indices, reverse, x_edge, y_edge, users)
+        u, v, partial = map_members(indptr, indices, reverse, x_edge, y_edge, users, y_self)
         u, v, total = reduce_pairs(u, v, partial, n)
         block_ids, block_scores = top_k_pairs(
             u - start, v, total, k, stop - start, _shift(exclude_keys, start, stop, n), n

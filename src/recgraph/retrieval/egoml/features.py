@@ -404,8 +404,23 @@ class FeatureTables:
     centre_names: tuple[str, ...]
     centre: np.ndarray  # (n_nodes, len(centre_names)) float32
     member_names: tuple[str, ...]
-    member: np.ndarray  # (n_edges, len(member_names)) float32
+    member: np.ndarray  # (n_edges [+ n_nodes], len(member_names)) float32
     stats: EgoStats
+    self_rows: bool = False
+
+    def pair_feature(self, edges_u: np.ndarray, edges_v: np.ndarray) -> np.ndarray:
+        """``|N(u) ∩ N(v) ∩ N(c)|`` per triple; for ``v = c`` it is ``|N(u) ∩ N(c)|``."""
+        assert self.stats.ego_matrix is not None, "the exact variant keeps the ego matrix"
+        edges_u = np.asarray(edges_u, dtype=np.int64)
+        edges_v = np.asarray(edges_v, dtype=np.int64)
+        m = len(self.stats.common)
+        is_self = edges_v >= m
+        out = np.empty(len(edges_u), np.float32)
+        out[is_self] = self.stats.common[edges_u[is_self]]
+        out[~is_self] = pair_common_in_ego(
+            self.stats.ego_matrix, edges_u[~is_self], edges_v[~is_self]
+        )
+        return out
 
     def side_names(self, side: str) -> list[str]:
         """Column names of one side: ``centre.*`` then ``u.*`` or ``v.*``."""
@@ -449,10 +464,18 @@ def feature_tables(
     *,
     recent_days: float = 14.0,
     keep_ego_matrix: bool = False,
+    self_rows: bool = False,
     batch_lookups: int = DEFAULT_BATCH_LOOKUPS,
     progress: bool = True,
 ) -> FeatureTables:
     """Every centre and member feature of ``graph``.
+
+    With ``self_rows`` the member table has ``n`` more rows, ``n_edges + c``
+    for the centre ``c`` as a member of its own ego graph (column
+    ``is_centre``): the ``v``-side of the candidate ``v = c``, which a
+    follow graph needs for accounts that follow ``u`` but that ``u`` does
+    not follow yet. Their node columns (degrees, recent edges) are ``c``'s
+    own; their edge columns are 0.
 
     Columns depend on what the graph has: direction columns on follow graphs,
     intensity columns when weights vary, time columns with timestamps. The
@@ -509,6 +532,21 @@ def feature_tables(
         member["recent_edges"] = recent_per_node[members]
         member["recent_in_ego"] = stats.recent_in_ego.astype(np.float64)
 
+    n_member_rows = graph.n_edges
+    if self_rows:
+        own = {
+            "degree": degree,
+            "out_degree": centre.get("out_degree"),
+            "in_degree": centre.get("in_degree"),
+            "recent_edges": centre.get("recent_edges"),
+        }
+        for name in member:
+            value = own.get(name)
+            extra = np.zeros(graph.n_nodes) if value is None else value
+            member[name] = np.concatenate([member[name], extra])
+        member["is_centre"] = np.r_[np.zeros(graph.n_edges), np.ones(graph.n_nodes)]
+        n_member_rows += graph.n_nodes
+
     def stack(columns: dict[str, np.ndarray], length: int) -> np.ndarray:
         if not columns:
             return np.zeros((length, 0), np.float32)
@@ -518,8 +556,9 @@ def feature_tables(
         centre_names=tuple(centre),
         centre=stack(centre, graph.n_nodes),
         member_names=tuple(member),
-        member=stack(member, graph.n_edges),
+        member=stack(member, n_member_rows),
         stats=stats,
+        self_rows=self_rows,
     )
 
 
@@ -541,8 +580,14 @@ class Triples:
         return len(self.centre)
 
 
-def pair_triples(graph: EgoGraph, users: np.ndarray, targets: np.ndarray) -> Triples:
-    """For each pair ``(u, v)``, one triple per common neighbour ``c`` (pairs in order)."""
+def pair_triples(
+    graph: EgoGraph, users: np.ndarray, targets: np.ndarray, with_self: bool = False
+) -> Triples:
+    """For each pair ``(u, v)``, one triple per common neighbour ``c`` (pairs in order).
+
+    ``with_self`` adds the triple ``(v, u, v)`` when ``v`` is a neighbour of
+    ``u`` (its ``edge_v`` is the self row ``n_edges + v``).
+    """
     users = np.asarray(users, dtype=np.int64)
     targets = np.asarray(targets, dtype=np.int64)
     degree = graph.degree
@@ -560,29 +605,65 @@ def pair_triples(graph: EgoGraph, users: np.ndarray, targets: np.ndarray) -> Tri
     by_u = walk_u[owner]
     edge_u = np.where(by_u, walker_edge, other_edge)
     edge_v = np.where(by_u, other_edge, walker_edge)
+    triples = Triples(
+        owner=owner, centre=centre, edge_u=edge_u, edge_v=edge_v, target=targets[owner]
+    )
+    if not with_self:
+        return triples
+    edge_vu = graph.edge_ids(targets, users)
+    pairs = np.flatnonzero(edge_vu >= 0)
+    own = Triples(
+        owner=pairs,
+        centre=targets[pairs],
+        edge_u=edge_vu[pairs],
+        edge_v=graph.n_edges + targets[pairs],
+        target=targets[pairs],
+    )
+    return _merge_by_owner(triples, own)
+
+
+def _merge_by_owner(first: Triples, second: Triples) -> Triples:
+    """Both sets of triples, ordered by owner (stable: ``first``'s before ``second``'s)."""
+    owner = np.r_[first.owner, second.owner]
+    order = np.argsort(owner, kind="stable")
     return Triples(
-        owner=owner,
-        centre=centre,
-        edge_u=edge_u,
-        edge_v=edge_v,
-        target=targets[owner],
+        owner=owner[order],
+        centre=np.r_[first.centre, second.centre][order],
+        edge_u=np.r_[first.edge_u, second.edge_u][order],
+        edge_v=np.r_[first.edge_v, second.edge_v][order],
+        target=np.r_[first.target, second.target][order],
     )
 
 
-def user_triples(graph: EgoGraph, users: np.ndarray, drop: sp.csr_matrix | None = None) -> Triples:
+def user_triples(
+    graph: EgoGraph,
+    users: np.ndarray,
+    drop: sp.csr_matrix | None = None,
+    with_self: bool = False,
+) -> Triples:
     """Every triple ``(c, u, v)`` with ``c`` in ``N(u)``, ``v`` in ``N(c)``, ``v != u``.
 
     ``owner`` is the position of ``u`` in ``users``. Pairs nonzero in ``drop``
-    (rows indexed like ``users``, e.g. what each user already has) are left out.
+    (rows indexed like ``users``, e.g. what each user already has) are left
+    out. ``with_self`` adds ``(c, u, c)`` for every ``c`` in ``N(u)``, with
+    the self row ``n_edges + c`` as ``edge_v``.
     """
     users = np.asarray(users, dtype=np.int64)
     degree = graph.degree
-    edge_uc, owner = expand_ranges(graph.indptr[users], degree[users])
-    centre = graph.indices[edge_uc]
-    edge_cu = graph.reverse[edge_uc]
-    edge_cv, second = expand_ranges(graph.indptr[centre], degree[centre])
-    owner = owner[second]
+    edge_uc, first_owner = expand_ranges(graph.indptr[users], degree[users])
+    first_centre = graph.indices[edge_uc]
+    first_edge_cu = graph.reverse[edge_uc]
+    edge_cv, second = expand_ranges(graph.indptr[first_centre], degree[first_centre])
+    owner = first_owner[second]
+    centre = first_centre[second]
+    edge_cu = first_edge_cu[second]
     target = graph.indices[edge_cv]
+    if with_self:
+        owner = np.r_[owner, first_owner]
+        centre = np.r_[centre, first_centre]
+        edge_cu = np.r_[edge_cu, first_edge_cu]
+        edge_cv = np.r_[edge_cv, graph.n_edges + first_centre]
+        target = np.r_[target, first_centre]
     keep = target != users[owner]
     if drop is not None and drop.nnz:
         drop = sp.csr_matrix(drop)
@@ -592,8 +673,8 @@ def user_triples(graph: EgoGraph, users: np.ndarray, drop: sp.csr_matrix | None 
         keep &= sorted_lookup(drop_keys, owner * graph.n_nodes + target) < 0
     return Triples(
         owner=owner[keep],
-        centre=centre[second][keep],
-        edge_u=edge_cu[second][keep],
+        centre=centre[keep],
+        edge_u=edge_cu[keep],
         edge_v=edge_cv[keep],
         target=target[keep],
     )

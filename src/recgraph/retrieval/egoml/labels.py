@@ -8,7 +8,9 @@ The graph is frozen at a time ``T`` inside the training data. A pair
   the pairs' first-seen times and ``T + ΔT`` is the end of the training data
   (the split of :func:`recgraph.data.splits.temporal_pairs`, applied to train);
 - **negative** when it is not connected at ``T``, not positive, and shares at
-  least one neighbour with ``u`` at ``T`` (the only pairs EGOML can score).
+  least one neighbour with ``u`` at ``T`` (the only pairs EGOML can score;
+  with ``direct_candidates``, also a neighbour of ``u`` that ``u`` has no edge
+  to, which the follow-graph model scores from that neighbour's own ego).
 
 Pairs connected at ``T`` (on a follow graph: ``u -> v`` exists) are never
 labelled. Only users with a reachable positive (one that shares a neighbour
@@ -86,8 +88,8 @@ class TrainingPairs:
             )
         return (
             f"{how}; {pos:,} positive and {neg:,} negative pairs over {groups:,} users; "
-            f"{self.n_unreachable:,} of {self.n_future_pairs:,} future pairs share no "
-            "neighbour at T and were left out"
+            f"{self.n_unreachable:,} of {self.n_future_pairs:,} future pairs cannot be "
+            "scored at T (no common neighbour) and were left out"
         )
 
 
@@ -115,6 +117,7 @@ def make_training_pairs(
     label_fraction: float = 0.2,
     negatives_per_user: int = 100,
     max_users: int | None = None,
+    direct_candidates: bool = False,
     seed: int = 0,
 ) -> TrainingPairs:
     """Labelled pairs for EGOML from the training graph alone (see the module docstring).
@@ -131,6 +134,11 @@ def make_training_pairs(
         user's unconnected 2-hop candidates.
     max_users
         At most this many user groups (drawn at random), or all.
+    direct_candidates
+        Also count a neighbour of ``u`` that ``u`` is not connected *to* as a
+        candidate (on a follow graph: an account that follows ``u`` whom ``u``
+        does not follow), for the model that treats a centre as a candidate
+        in its own ego graph.
     seed
         Seed of every random draw.
     """
@@ -150,6 +158,8 @@ def make_training_pairs(
     f_src, f_dst = f_src[new], f_dst[new]
     n_future = len(f_src)
     reachable = _share_a_neighbour(graph, f_src, f_dst)
+    if direct_candidates:
+        reachable |= graph.edge_ids(f_src, f_dst) >= 0
     pos_u, pos_v = f_src[reachable], f_dst[reachable]
 
     group_users = np.unique(pos_u)
@@ -159,7 +169,7 @@ def make_training_pairs(
         pos_u, pos_v = pos_u[keep], pos_v[keep]
 
     neg_u, neg_v = _sample_negatives(
-        graph, group_users, connected, pos_u * n + pos_v, negatives_per_user, rng
+        graph, group_users, connected, pos_u * n + pos_v, negatives_per_user, rng, direct_candidates
     )
     users = np.r_[pos_u, neg_u]
     targets = np.r_[pos_v, neg_v]
@@ -208,8 +218,10 @@ def _sample_negatives(
     positive_keys: np.ndarray,
     per_user: int,
     rng: np.random.Generator,
+    direct: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Up to ``per_user`` random 2-hop, unconnected, non-positive targets per user."""
+    """Up to ``per_user`` random 2-hop (or, with ``direct``, 1-hop), unconnected,
+    non-positive targets per user."""
     if not len(users) or per_user == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     n = graph.n_nodes
@@ -228,6 +240,8 @@ def _sample_negatives(
             stop += 1
         block = users[start:stop]
         two_hop = (adjacency[block] @ adjacency).tocsr()
+        if direct:
+            two_hop = (two_hop + adjacency[block]).tocsr()
         rows = np.repeat(np.arange(len(block)), np.diff(two_hop.indptr))
         u = block[rows]
         v = two_hop.indices.astype(np.int64)

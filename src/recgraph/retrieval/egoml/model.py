@@ -24,7 +24,6 @@ from recgraph.retrieval.egoml.features import (
     EgoGraph,
     FeatureTables,
     feature_tables,
-    pair_common_in_ego,
     pair_triples,
     user_triples,
 )
@@ -42,7 +41,10 @@ class EgoMLConfig(RetrieverConfig):
     or random ones without timestamps) become the labels; at most
     ``negatives_per_user`` negatives per user and ``max_train_users`` users
     are drawn with ``seed``. ``recent_days`` is the window of the "recent
-    edges" features. ``batch_lookups`` bounds the work (and memory) of one
+    edges" features. ``centre_as_candidate`` (follow graphs only) lets a
+    centre ``c`` vote for itself as a candidate of the members of its ego
+    graph: an account that follows ``u`` is then scored even when the two
+    share no neighbour. ``batch_lookups`` bounds the work (and memory) of one
     vectorised batch. ``num_threads=0`` lets LightGBM use every core.
     """
 
@@ -58,6 +60,7 @@ class EgoMLConfig(RetrieverConfig):
     lambda_l2: float = Field(default=1.0, ge=0.0)
     recent_days: float = Field(default=14.0, gt=0.0)
     fallback: Literal["none", "degree"] = "degree"
+    centre_as_candidate: bool = True
     num_threads: int = Field(default=1, ge=0)
     seed: int = 0
     batch_lookups: int = Field(default=DEFAULT_BATCH_LOOKUPS, ge=1000)
@@ -241,8 +244,16 @@ class EgoML(Retriever):
       :math:`\pi_t = e^{f_t} / \sum_{t' \in u} e^{f_{t'}}` and
       :math:`\rho_t = e^{f_t} / E_p`: what the ranking uses is what is fitted.
 
+    On a follow graph a centre is also a candidate of its own ego graph
+    (``centre_as_candidate``): an account ``v`` that follows ``u`` (so
+    ``u`` is in ``ego(v)``) but whom ``u`` does not follow gets the extra term
+    :math:`ez_v(u, v) = e^{a_v(u)} e^{b_v(v)}`, with ``b_v(v)`` read from
+    ``v``'s own row of the member table (``is_centre = 1``). In vector form
+    that is the diagonal ``y_v[v]``, so ``E = <x_u, y_v>`` still holds. On a
+    friendship graph such a ``v`` is already a friend and never a candidate.
+
     Candidates that share no neighbour with ``u`` have no evidence (``E = 0``);
-    with ``fallback="degree"`` they follow all 2-hop candidates, by degree.
+    with ``fallback="degree"`` they follow all scored candidates, by degree.
     """
 
     name = "egoml"
@@ -257,6 +268,7 @@ class EgoML(Retriever):
         self.feature_names_: dict[str, list[str]] = {}
         self.x_: np.ndarray | None = None  # per edge (c, u): exp(a_c(u)), centre-major
         self.y_: np.ndarray | None = None  # per edge (c, v): exp(b_c(v))
+        self.y_self_: np.ndarray | None = None  # per node c: exp(b_c(c)), follow graphs
         self.training_: dict[str, Any] = {}
         self._tables: FeatureTables | None = None
         self._vectors: tuple[sp.csr_matrix, sp.csr_matrix] | None = None
@@ -266,16 +278,18 @@ class EgoML(Retriever):
         cfg = self.config
         exact = cfg.variant == "exact"
         start = time.perf_counter()
+        with_self = self._centre_is_candidate(train.directed)
         pairs = make_training_pairs(
             train,
             label_fraction=cfg.label_fraction,
             negatives_per_user=cfg.negatives_per_user,
             max_users=cfg.max_train_users,
+            direct_candidates=with_self,
             seed=cfg.seed,
         )
         graph_at_cut = EgoGraph.from_interactions(pairs.graph)
         tables = self._tables_of(graph_at_cut, exact)
-        triples = pair_triples(graph_at_cut, pairs.users, pairs.targets)
+        triples = pair_triples(graph_at_cut, pairs.users, pairs.targets, with_self)
         label_seconds = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -286,8 +300,7 @@ class EgoML(Retriever):
             names = tables.exact_names()
             self.feature_names_["exact"] = names
             if has_positive:
-                assert tables.stats.ego_matrix is not None
-                pair = pair_common_in_ego(tables.stats.ego_matrix, triples.edge_u, triples.edge_v)
+                pair = tables.pair_feature(triples.edge_u, triples.edge_v)
                 rows = tables.exact(triples.centre, triples.edge_u, triples.edge_v, pair)
                 self.boosters_["exact"] = _train(cfg, rows, names, triples.owner, pairs, None)
         else:
@@ -322,11 +335,16 @@ class EgoML(Retriever):
         if not exact:
             self._compute_vectors()
 
+    def _centre_is_candidate(self, directed: bool) -> bool:
+        """Centres vote for themselves on follow graphs only (on friendships they are seen)."""
+        return self.config.centre_as_candidate and directed
+
     def _tables_of(self, graph: EgoGraph, exact: bool) -> FeatureTables:
         return feature_tables(
             graph,
             recent_days=self.config.recent_days,
             keep_ego_matrix=exact,
+            self_rows=self._centre_is_candidate(graph.directed),
             batch_lookups=self.config.batch_lookups,
         )
 
@@ -376,6 +394,11 @@ class EgoML(Retriever):
             x[part] = np.exp(self._predict("a", rows))
             y[part] = np.exp(self._predict("b", rows))
         self.x_, self.y_ = x, y
+        self.y_self_ = None
+        if tables.self_rows:
+            nodes = np.arange(graph.n_nodes)
+            rows = tables.side(nodes, graph.n_edges + nodes)
+            self.y_self_ = np.exp(self._predict("b", rows))
         self._vectors = None
 
     # ------------------------------------------------------------------ vectors
@@ -394,6 +417,10 @@ class EgoML(Retriever):
             # row u of X lists the edges (u, c); its value sits on the edge (c, u)
             x = sp.csr_matrix((self.x_[graph.reverse], graph.indices, graph.indptr), shape=shape)
             y = sp.csr_matrix((self.y_[graph.reverse], graph.indices, graph.indptr), shape=shape)
+            if self.y_self_ is not None:
+                # y_v[v]: v as a candidate of its own ego graph
+                y = (y + sp.diags(self.y_self_, format="csr")).tocsr()
+                y.sort_indices()
             self._vectors = (x, y)
         return self._vectors
 
@@ -432,8 +459,8 @@ class EgoML(Retriever):
             for start, stop in spans:
                 part = users[start:stop]
                 drop = self._seen[part] if drop_seen else None
-                triples = user_triples(graph, part, drop)
-                pair = pair_common_in_ego(tables.stats.ego_matrix, triples.edge_u, triples.edge_v)
+                triples = user_triples(graph, part, drop, tables.self_rows)
+                pair = tables.pair_feature(triples.edge_u, triples.edge_v)
                 rows = tables.exact(triples.centre, triples.edge_u, triples.edge_v, pair)
                 ez = np.exp(self._predict("exact", rows))
                 block = sp.csr_matrix((ez, (triples.owner, triples.target)), shape=(len(part), n))
@@ -540,8 +567,8 @@ class EgoML(Retriever):
         assert graph is not None
         tables = self._serving_tables()
         assert tables.stats.ego_matrix is not None
-        triples = pair_triples(graph, users, targets)
-        pair = pair_common_in_ego(tables.stats.ego_matrix, triples.edge_u, triples.edge_v)
+        triples = pair_triples(graph, users, targets, tables.self_rows)
+        pair = tables.pair_feature(triples.edge_u, triples.edge_v)
         rows = tables.exact(triples.centre, triples.edge_u, triples.edge_v, pair)
         ez = np.exp(self._predict("exact", rows))
         return np.bincount(triples.owner, weights=ez, minlength=len(users))
@@ -578,6 +605,7 @@ class EgoML(Retriever):
                 self.x_,
                 self.y_,
                 k,
+                y_self=self.y_self_,
                 exclude=exclude,
                 batch_lookups=self.config.batch_lookups,
             )
@@ -621,6 +649,8 @@ class EgoML(Retriever):
         if self.x_ is not None and self.y_ is not None:
             state["x"] = self.x_
             state["y"] = self.y_
+        if self.y_self_ is not None:
+            state["y_self"] = self.y_self_
         return state
 
     def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
@@ -635,5 +665,6 @@ class EgoML(Retriever):
                     self.boosters_[key] = booster
         self.x_ = state.get("x")
         self.y_ = state.get("y")
+        self.y_self_ = state.get("y_self")
         self._tables = None
         self._vectors = None
