@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions
 from recgraph.retrieval import create_retriever, top_k
+from recgraph.retrieval.base import rows_as_csr
 from recgraph.retrieval.neighborhood import (
     Explanation,
     cap_rows,
@@ -410,6 +411,11 @@ def test_recommend_honours_exclude_and_per_user_candidates() -> None:
     exclude = [rng.choice(40, 5, replace=False) for _ in users]
     candidates = sp.csr_matrix((rng.random((40, 40)) < 0.4).astype(np.float32))
     ids, scores = model.recommend(users, k=9, exclude=exclude, candidates=candidates)
+    # the values a caller stores in a sparse exclude do not matter, negative ones included
+    signed = rows_as_csr(exclude, 40, 40, "exclude")
+    signed.data[:] = -3.0
+    again = model.recommend(users, k=9, exclude=signed, candidates=candidates)
+    np.testing.assert_array_equal(again[0], ids)
     forbidden = graph.seen().toarray() > 0
     np.fill_diagonal(forbidden, True)
     for u, row in enumerate(exclude):

@@ -777,7 +777,9 @@ class TwoHopRetriever(GraphRetriever):
         """What these users must not get: seen accounts and themselves, plus ``exclude``."""
         forbidden = self._seen_or_self[users] if exclude_seen else None
         if exclude is not None:
-            forbidden = exclude if forbidden is None else (forbidden + exclude).tocsr()
+            # binary, so that whatever values the caller stored, the product vetoes with -inf
+            exclude = _binary(exclude)
+            forbidden = exclude if forbidden is None else _binary(forbidden + exclude)
         return forbidden
 
     # ------------------------------------------------------------------ explanations
