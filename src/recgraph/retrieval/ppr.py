@@ -57,7 +57,8 @@ class PPRConfig(GraphWalkConfig):
     graph: ``out`` along follows (u -> accounts u follows -> ...), ``in``
     along followers, ``undirected`` either way. A node with more than
     ``hub_cap`` edges out walks on to a seeded sample of ``hub_cap`` of them
-    (``hub_policy="sample"``) or sends its walkers home (``"skip"``).
+    (``hub_policy="sample"``) or sends its walkers home (``"skip"``);
+    ``hub_cap=0`` walks every edge.
     """
 
     restart: float = Field(default=0.3, gt=0, lt=1)
