@@ -107,7 +107,7 @@ def test_partial_fit_grows_tables_and_leaves_other_users_close():
 
 def test_partial_fit_teaches_a_new_user():
     data = communities()
-    model = BiasedMF(epochs=30, learning_rate=0.02, factors=4, partial_epochs=60).fit(data)
+    model = BiasedMF(epochs=30, learning_rate=0.02, factors=4, fold_in_epochs=60).fit(data)
     liked = [str(i) for i in range(40, 50)]  # community B's items
     model.partial_fit(Interactions.from_arrays(["new"] * len(liked), liked))  # other id maps
     user = model.users.index_of("new")
@@ -136,3 +136,17 @@ def test_vectors_reproduce_scores():
 def test_bad_rating_range_is_a_config_error():
     with pytest.raises(ConfigError, match="rating_range"):
         BiasedMF(rating_range=(5, 1))
+
+
+def test_fold_in_changes_only_that_user():
+    model = BiasedMF(SMALL).fit(two_cliques("items"))
+    users, items, bias = (
+        model.user_factors_.copy(),
+        model.item_factors_.copy(),
+        model.item_bias_.copy(),
+    )
+    model.fold_in(Interactions.from_arrays(["3"], ["7"], users=model.users, items=model.items))
+    changed = np.flatnonzero(np.abs(model.user_factors_ - users).max(axis=1) > 0)
+    assert changed.tolist() == [3]
+    np.testing.assert_array_equal(model.item_factors_, items)
+    np.testing.assert_array_equal(model.item_bias_, bias)

@@ -17,7 +17,7 @@ fitted to targets :math:`y_{ui} \in [0, 1]` by mini-batch Adam on
 
 .. math::
 
-    \frac{1}{|B|} \sum_{(u,i) \in B} (\hat y_{ui} - y_{ui})^2
+    \frac{1}{|B|} \sum_{(u,i) \in B} w_{ui} (\hat y_{ui} - y_{ui})^2
     + \lambda \left(\lVert p_u \rVert^2 + \lVert q_i \rVert^2 + b_u^2 + b_i^2\right).
 
 Targets: like (and follow) = 1, dislike = 0, a rating :math:`r` scaled to
@@ -26,7 +26,9 @@ pair has several rows, explicit feedback beats a view and the latest row wins.
 With implicit data (likes only) a regression would learn "everything is 1",
 so each epoch also draws ``negatives`` items per known pair, uniformly among
 the items that user has not seen, with target 0: the usual pointwise recipe
-for one-class data.
+for one-class data; ``negative_weight`` (:math:`w_{ui}` of a sampled
+negative, 1 for known pairs) lets a few samples stand for the many unseen
+pairs of a large catalogue.
 
 :math:`b_i` is what nearly everyone likes: the cold-start ranking of
 :mod:`recgraph.retrieval.feed` uses it (``item_bias_``).
@@ -38,9 +40,9 @@ like a fresh fit: small random vectors, zero biases): first the users of
 ``fold_in``), then users and items together (``partial_epochs``). The first
 phase matters: Adam moves every row it touches by about one step size
 whatever its gradient, so without it a few new likes drag the liked items
-towards a still-random user vector. Each call starts a fresh
-Adam, whose moments stay zero for rows without a gradient, so users absent
-from ``new`` keep their vectors exactly.
+towards a still-random user vector. Each call starts a fresh Adam, whose
+moments stay zero for rows that never get a gradient, so users absent from
+``new`` keep their vectors exactly.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class BiasedMFConfig(RetrieverConfig):
     """
 
     factors: int = Field(default=13, ge=1)
-    epochs: int = Field(default=20, ge=1)
+    epochs: int = Field(default=40, ge=1)
     #: Epochs over the new interactions in ``partial_fit`` (users and items).
     partial_epochs: int = Field(default=5, ge=1)
     #: Epochs with the items fixed before that (and in ``fold_in``).
@@ -80,10 +82,16 @@ class BiasedMFConfig(RetrieverConfig):
     #: a smaller value keeps incremental updates from shaking older users.
     partial_learning_rate: float | None = Field(default=None, gt=0)
     batch_size: int = Field(default=512, ge=1)
-    learning_rate: float = Field(default=0.01, gt=0)
-    regularization: float = Field(default=1e-4, ge=0)
+    #: Defaults from MovieLens validation runs (benchmarks/feeds.py): a small
+    #: step and 40 epochs beat 0.01 and 20 by about 10% nDCG@20.
+    learning_rate: float = Field(default=0.003, gt=0)
+    regularization: float = Field(default=0.01, ge=0)
     #: Sampled unseen items (target 0) per known pair and epoch.
     negatives: int = Field(default=4, ge=0)
+    #: Loss weight of a sampled negative. Each epoch samples only a few of the
+    #: unseen pairs; a weight above 1 stands in for more of them (a large
+    #: catalogue has many more unseen pairs per like than a small one).
+    negative_weight: float = Field(default=1.0, gt=0)
     init_std: float = Field(default=0.05, ge=0)
     rating_range: tuple[float, float] | None = None
     view_target: float = Field(default=1.0, ge=0, le=1)
@@ -287,7 +295,7 @@ class BiasedMF(Retriever):
         if len(src) == 0:
             return
         k = cfg.factors
-        with torch_threads(cfg.num_threads):
+        with torch_threads(cfg.num_threads), torch.no_grad():
             # One table per side, [p_u, b_u] and [q_i, b_i]: fewer ops per step.
             user_table = torch.nn.Parameter(
                 torch.from_numpy(np.hstack([self.user_factors_, self.user_bias_[:, None]]))
@@ -298,9 +306,6 @@ class BiasedMF(Retriever):
             global_bias = torch.nn.Parameter(torch.tensor([self.global_bias_], dtype=torch.float32))
             # A fresh Adam: rows without a gradient in this call keep their values.
             trained = [user_table] if users_only else [user_table, item_table, global_bias]
-            if users_only:
-                item_table.requires_grad_(False)
-                global_bias.requires_grad_(False)
             optimizer = torch.optim.Adam(trained, lr=learning_rate, fused=True)
             with progress_bar(description, total=epochs, unit="epochs") as advance:
                 for _ in range(epochs):
@@ -308,21 +313,29 @@ class BiasedMF(Retriever):
                     users = np.concatenate([src, neg_users])
                     items = np.concatenate([dst, neg_items])
                     ys = np.concatenate([target, np.zeros(len(neg_users), np.float32)])
+                    weights = np.concatenate(
+                        [
+                            np.ones(len(target), np.float32),
+                            np.full(len(neg_users), cfg.negative_weight, np.float32),
+                        ]
+                    )
                     order = rng.permutation(len(users))
                     users_t = torch.from_numpy(users[order].astype(np.int64))
                     items_t = torch.from_numpy(items[order].astype(np.int64))
                     ys_t = torch.from_numpy(ys[order])
+                    weights_t = torch.from_numpy(weights[order])
                     for start in range(0, len(users_t), cfg.batch_size):
                         stop = start + cfg.batch_size
-                        a = user_table[users_t[start:stop]]
-                        b = item_table[items_t[start:stop]]
-                        pred = (a[:, :k] * b[:, :k]).sum(1) + a[:, k] + b[:, k] + global_bias
-                        penalty = (a.pow(2).sum(1) + b.pow(2).sum(1)).mean()
-                        loss = (pred - ys_t[start:stop]).pow(
-                            2
-                        ).mean() + cfg.regularization * penalty
-                        optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
+                        self._step(
+                            user_table,
+                            item_table,
+                            global_bias,
+                            users_t[start:stop],
+                            items_t[start:stop],
+                            ys_t[start:stop],
+                            weights_t[start:stop],
+                            users_only,
+                        )
                         optimizer.step()
                     advance(1)
             users_w = user_table.detach().numpy()
@@ -332,6 +345,37 @@ class BiasedMF(Retriever):
             self.item_factors_ = np.ascontiguousarray(items_w[:, :k])
             self.item_bias_ = items_w[:, k].copy()
             self.global_bias_ = float(global_bias.item())
+
+    def _step(
+        self, user_table, item_table, global_bias, users, items, ys, weights, users_only: bool
+    ):
+        """Set the gradients of one mini-batch's loss (written out: 3x faster than autograd).
+
+        With :math:`e = w (\\hat y - y)` (:math:`w`: 1, or ``negative_weight``
+        for a sampled negative) over a batch of :math:`B` pairs,
+        :math:`\\partial L / \\partial [p_u, b_u] = \\tfrac{2}{B}(e\\,[q_i, 1] + \\lambda [p_u, b_u])`,
+        symmetrically for :math:`[q_i, b_i]`, and
+        :math:`\\partial L / \\partial \\mu = \\tfrac{2}{B} \\sum e`.
+        """
+        import torch
+
+        k, size = self.config.factors, len(users)
+        decay = 2.0 * self.config.regularization / size
+        a = user_table.index_select(0, users)
+        b = item_table.index_select(0, items)
+        error = (a[:, :k] * b[:, :k]).sum(1) + a[:, k] + b[:, k] + global_bias - ys
+        slope = (error * weights * (2.0 / size))[:, None]
+        grad_a = b.clone()
+        grad_a[:, k] = 1.0
+        grad_a.mul_(slope).add_(a, alpha=decay)
+        user_table.grad = torch.zeros_like(user_table).index_add_(0, users, grad_a)
+        if users_only:
+            return
+        grad_b = a
+        grad_b[:, k] = 1.0
+        grad_b.mul_(slope).add_(b, alpha=decay)
+        item_table.grad = torch.zeros_like(item_table).index_add_(0, items, grad_b)
+        global_bias.grad = slope.sum().reshape(1)
 
     # ------------------------------------------------------------------ inference
     def _score(self, users: np.ndarray) -> np.ndarray:
