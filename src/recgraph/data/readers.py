@@ -3,8 +3,8 @@
 Each reader yields validated chunks (pandas DataFrames of at most
 ``chunk_rows`` rows) so an import never holds a whole file, and each malformed
 row raises :class:`~recgraph.errors.InputError` naming the file, the 1-based
-line (the row for Parquet) and the problem, before anything of its chunk
-reaches the store.
+line (for Parquet, ``line`` is the 1-based data row) and the problem, before
+anything of its chunk reaches the store.
 
 Chunk layouts (the column names the store's writer takes):
 

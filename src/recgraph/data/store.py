@@ -51,7 +51,7 @@ _COPY_MIN_ROWS = 500
 #: Rows per partition when streaming reads.
 _READ_BATCH = 50_000
 #: External id -> key entries kept per writer before the cache is dropped (bounded memory).
-_CACHE_LIMIT = 2_000_000
+_CACHE_LIMIT = 500_000
 
 Frame = pd.DataFrame | Iterable[Mapping[str, Any]]
 
