@@ -40,20 +40,23 @@ class EgoMLConfig(RetrieverConfig):
     ``label_fraction`` of the training pairs (the latest by first-seen time,
     or random ones without timestamps) become the labels; at most
     ``negatives_per_user`` negatives per user and ``max_train_users`` users
-    are drawn with ``seed``. ``recent_days`` is the window of the "recent
+    are drawn with ``seed`` (2000 users bound the training time on big graphs;
+    ``None`` uses all). ``recent_days`` is the window of the "recent
     edges" features. ``centre_as_candidate`` (follow graphs only) lets a
     centre ``c`` vote for itself as a candidate of the members of its ego
     graph: an account that follows ``u`` is then scored even when the two
     share no neighbour. ``batch_lookups`` bounds the work (and memory) of one
-    vectorised batch. ``num_threads=0`` lets LightGBM use every core.
+    vectorised batch. ``num_threads`` is LightGBM's: 1 by default, because its
+    OpenMP threads spin-wait and on a busy machine one thread was several
+    times faster than two; 0 uses every core.
     """
 
     variant: Literal["exact", "ab"] = "ab"
     objective: Literal["lambdarank", "pair_softmax"] = "pair_softmax"
     label_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     negatives_per_user: int = Field(default=100, ge=1)
-    max_train_users: int | None = Field(default=None, ge=1)
-    num_boost_round: int = Field(default=200, ge=1)
+    max_train_users: int | None = Field(default=2000, ge=1)
+    num_boost_round: int = Field(default=100, ge=1)
     learning_rate: float = Field(default=0.05, gt=0.0)
     num_leaves: int = Field(default=31, ge=2)
     min_data_in_leaf: int = Field(default=20, ge=1)
