@@ -168,7 +168,8 @@ def test_leases_of_a_crashed_worker_expire(small_graph: FakeGraph, store: Store)
     assert stored_edges(store) == small_graph.crawl_edges([small_graph.dids[0]])
 
 
-def test_max_depth_bounds_the_crawl(small_graph: FakeGraph, store: Store) -> None:
+def test_max_depth_bounds_the_crawl(small_graph: FakeGraph, any_store: Store) -> None:
+    store = any_store  # on every backend
     with FakeAppView(small_graph) as server:
         report = crawl(store, server, max_depth=1)
     seed = small_graph.dids[0]

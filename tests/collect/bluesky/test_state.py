@@ -24,11 +24,13 @@ def claim(store: Store, owner: str, now: float = NOW, **kwargs) -> list[state.Cl
         return state.claim(conn, owner=owner, now=now, **kwargs)
 
 
-def test_state_table_lives_in_the_store(store: Store) -> None:
+def test_state_table_lives_in_the_store(any_store: Store) -> None:
+    store = any_store
     assert "crawl_state" in sa.inspect(store.engine).get_table_names()
 
 
-def test_claims_shallowest_first_then_discovery_order(store: Store) -> None:
+def test_claims_shallowest_first_then_discovery_order(any_store: Store) -> None:
+    store = any_store
     add(store, ["did:plc:deep"], 2)
     add(store, ["did:plc:seed"], 0)
     add(store, ["did:plc:b", "did:plc:a"], 1)
@@ -43,7 +45,8 @@ def test_claims_shallowest_first_then_discovery_order(store: Store) -> None:
     assert claim(store, "w2") == []  # all leased
 
 
-def test_a_crashed_workers_lease_runs_out(store: Store) -> None:
+def test_a_crashed_workers_lease_runs_out(any_store: Store) -> None:
+    store = any_store
     add(store, ["did:plc:x", "did:plc:y"], 0)
     held = claim(store, "crashed", lease_seconds=30)
     assert len(held) == 2
@@ -54,7 +57,8 @@ def test_a_crashed_workers_lease_runs_out(store: Store) -> None:
     assert len(claim(store, "other", now=NOW + 32)) == 2
 
 
-def test_renewed_leases_are_not_lost(store: Store) -> None:
+def test_renewed_leases_are_not_lost(any_store: Store) -> None:
+    store = any_store
     (key,) = add(store, ["did:plc:x"], 0)
     claim(store, "alive", lease_seconds=10)
     with store.engine.begin() as conn:
@@ -63,7 +67,8 @@ def test_renewed_leases_are_not_lost(store: Store) -> None:
     assert len(claim(store, "thief", now=NOW + 19)) == 1
 
 
-def test_finished_accounts_come_back_when_stale(store: Store) -> None:
+def test_finished_accounts_come_back_when_stale(any_store: Store) -> None:
+    store = any_store
     (key,) = add(store, ["did:plc:x"], 0)
     claim(store, "w")
     with store.engine.begin() as conn:
@@ -75,7 +80,8 @@ def test_finished_accounts_come_back_when_stale(store: Store) -> None:
     assert len(claim(store, "w", now=NOW + 10, stale_before=NOW)) == 1
 
 
-def test_failures_wait_then_give_up(store: Store) -> None:
+def test_failures_wait_then_give_up(any_store: Store) -> None:
+    store = any_store
     (key,) = add(store, ["did:plc:x"], 0)
     now = NOW
     outcomes = []
@@ -95,7 +101,8 @@ def test_failures_wait_then_give_up(store: Store) -> None:
     assert row.status == "failed" and row.crawled_at > 0 and row.error == "boom"
 
 
-def test_max_depth_and_exclusions(store: Store) -> None:
+def test_max_depth_and_exclusions(any_store: Store) -> None:
+    store = any_store
     keys = add(store, ["did:plc:a"], 0) + add(store, ["did:plc:b"], 3)
     assert [c.did for c in claim(store, "w", max_depth=2)] == ["did:plc:a"]
     assert claim(store, "w", exclude=keys) == []

@@ -174,7 +174,8 @@ def test_flood_limits_are_kept_across_many_chats(store: Store) -> None:
         assert [c for c in api.calls_log if c.error == 429] == []
 
 
-def test_plan_follows_the_model_and_excludes_feedback(store: Store) -> None:
+def test_plan_follows_the_model_and_excludes_feedback(any_store: Store) -> None:
+    store = any_store  # on every backend
     bot = FeedBot(store, {"token": DEFAULT_TOKEN, "cold_start_min_interactions": 0})
     posts = [bot.record_post(CHANNEL, m, 1_700_000_000 + m) for m in range(1, 6)]
     for fan in range(10, 16):  # post 2 is liked by the most, then post 4
