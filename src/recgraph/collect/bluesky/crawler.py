@@ -707,6 +707,12 @@ class _CrawlDisplay:
             if limiter is not None and limiter.is_sleeping():
                 left = (limiter.sleeping_until or 0) - time.time()
                 status = f"[yellow]sleeping for rate limit ({left:.1f} s)[/]"
+            elif limiter is not None and limiter.remaining is not None and limiter.limit:
+                left = max(0.0, (limiter.reset_at or 0) - time.time())
+                status = (
+                    f"budget {max(0, limiter.remaining)}/{limiter.limit} left, "
+                    f"resets in {left:.0f} s"
+                )
             total = f" of {discovered.discovered:,} discovered" if discovered else ""
             self.progress.update(
                 self.task,
