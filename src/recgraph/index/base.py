@@ -20,9 +20,13 @@ Exclusions are pushed into the search rather than filtered after it, so that
 
 Index types whose library takes a filter (exact, FAISS) apply it inside the
 search; the others use :func:`overfetch_search`, which never returns an
-excluded id. A subclass implements ``_build``, ``_search``, ``_save_state`` and
-``_load_state``; ``save``/``load`` write ``index.json`` plus the type's own
-files, never pickle.
+excluded id.
+
+Query-time knobs (``ef_search``, ``n_probe``, ``leaves_to_search``,
+``reorder``) are read from the config at each search, so a built index can be
+tuned by assigning to ``index.config``. A subclass implements ``_build``,
+``_search``, ``_save_state`` and ``_load_state``; ``save``/``load`` write
+``index.json`` plus the type's own files, never pickle.
 """
 
 from __future__ import annotations
@@ -304,11 +308,13 @@ def drop_excluded(
     safe = np.where(bad, 0, ids)
     if allowed is not None:
         bad |= ~allowed[safe]
-    if exclude is not None:
-        for row in range(n_rows):
-            banned = exclude.indices[exclude.indptr[row] : exclude.indptr[row + 1]]
-            if len(banned):
-                bad[row] |= np.isin(safe[row], banned)
+    if exclude is not None and exclude.nnz:
+        # one key per (row, id) pair, so a single isin checks every row at once
+        width = np.int64(exclude.shape[1])
+        banned_rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(exclude.indptr))
+        banned_keys = banned_rows * width + exclude.indices
+        hit_keys = np.arange(n_rows, dtype=np.int64)[:, None] * width + safe
+        bad |= np.isin(hit_keys, banned_keys)
     keep = ~bad
     # a stable sort on "bad" moves the kept hits to the front, in their order
     order = np.argsort(bad, axis=1, kind="stable")[:, :k]

@@ -71,7 +71,11 @@ class ExactIndex(Index):
 
     def _score_block(self, queries: np.ndarray, start: int, stop: int) -> np.ndarray:
         """Scores of ``queries`` against items ``start:stop`` (higher is better)."""
-        block = queries @ self.vectors_[start:stop].T
+        items = self.vectors_[start:stop]
+        if len(queries) == 1:  # a matrix-vector product: no threads to wake for one row
+            block = (items @ queries[0])[None, :]
+        else:
+            block = queries @ items.T
         if self.metric == "l2":
             q_norms = np.einsum("ij,ij->i", queries, queries)
             block *= 2.0

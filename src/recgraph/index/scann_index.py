@@ -60,7 +60,7 @@ class ScannConfig(IndexConfig):
     training_sample_size: int = Field(default=100_000, ge=100)
     dims_per_block: int = Field(default=2, ge=1)
     anisotropic_threshold: float = Field(default=0.2, ge=0.0)
-    reorder: int = Field(default=100, ge=1)
+    reorder: int = Field(default=200, ge=1)
     brute_force_below: int = Field(default=10_000, ge=0)
 
 
@@ -115,15 +115,15 @@ class ScannIndex(Index):
     def _raw_search(self, queries: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
         """Unfiltered ScaNN search for ``fetch`` hits; empty slots ``-1`` / ``-inf``."""
         fetch = min(fetch, self.n_items)
-        pre_reorder = max(self.config.reorder, fetch)
+        knobs: dict[str, int] = {"final_num_neighbors": fetch}
+        if not self.brute_force:
+            # search-time knobs come from the config, so they can be tuned on a built index
+            knobs["pre_reorder_num_neighbors"] = max(self.config.reorder, fetch)
+            knobs["leaves_to_search"] = self.leaves_to_search_for(self.n_leaves_for(self.n_items))
         if len(queries) >= PARALLEL_BATCH:
-            found, distances = self.searcher_.search_batched_parallel(
-                queries, final_num_neighbors=fetch, pre_reorder_num_neighbors=pre_reorder
-            )
+            found, distances = self.searcher_.search_batched_parallel(queries, **knobs)
         else:
-            found, distances = self.searcher_.search_batched(
-                queries, final_num_neighbors=fetch, pre_reorder_num_neighbors=pre_reorder
-            )
+            found, distances = self.searcher_.search_batched(queries, **knobs)
         found = np.asarray(found, dtype=np.int64).reshape(len(queries), -1)
         distances = np.asarray(distances, dtype=np.float32).reshape(len(queries), -1)
         empty = np.isnan(distances)
