@@ -213,6 +213,7 @@ def test_readers_never_see_a_half_written_pointer_or_manifest(backend, tmp_path,
 def test_pointer_and_manifest_files_are_plain_json(tmp_path, model):
     registry = ModelRegistry(tmp_path / "models")
     registry.publish(model)
+    assert (tmp_path / "models" / "CURRENT").stat().st_mode & 0o044 == 0o044, "readable by others"
     pointer = json.loads((tmp_path / "models" / "CURRENT").read_text())
     assert pointer["version"] == "v1" and pointer["updated_at"].endswith("Z")
     manifest = json.loads(Path(registry.version_path("v1"), "manifest.json").read_text())

@@ -374,6 +374,9 @@ class ModelRegistry:
             os.makedirs(directory, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
             try:
+                os.fchmod(
+                    fd, 0o644
+                )  # mkstemp's 0600 would hide it from a server run as another user
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(payload)
                     handle.flush()
