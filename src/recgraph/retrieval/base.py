@@ -418,6 +418,7 @@ class Retriever(ABC):
 def _atomic_write(target: Path, write, *, binary: bool) -> None:
     """Write to a temporary file beside ``target`` and rename it into place."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; a server running as another user must read it
     try:
         with os.fdopen(fd, "wb" if binary else "w") as handle:
             write(handle)
