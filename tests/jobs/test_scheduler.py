@@ -155,8 +155,9 @@ def test_run_wires_crawl_training_and_delivery(store: Store, tmp_path: Path) -> 
 
         async def scenario() -> JobRunner:
             async with JobRunner(config, store=store) as runner:
-                await asyncio.to_thread(api.wait_for, lambda: api.calls("copyMessage"), 8)
-                await asyncio.to_thread(api.wait_for, lambda: runner.stats["crawl"].runs, 15)
+                await asyncio.to_thread(api.wait_for, lambda: api.calls("copyMessage"), 20)
+                for job in ("crawl", "train_full", "deliver"):
+                    await asyncio.to_thread(api.wait_for, lambda j=job: runner.stats[j].runs, 20)
             return runner
 
         runner = asyncio.run(scenario())
