@@ -33,6 +33,8 @@ Memory: peak RSS (``VmHWM``) of a fresh process that reads wiki-Vote, fits a
 model and takes top-100 for all nodes; the peak restarts after reading the
 graph, so the increase is what fit + recommend cost.
 
+Readings: ``adamic_adar`` with each ``path`` on the two follow graphs.
+
 Hub cap: ``adamic_adar`` and ``ppr`` through ``recgraph evaluate`` with
 ``hub_cap`` = 10000 (the default; above every degree here, so exact), 200,
 50, 10 (``hub_policy="sample"``) and 50 with ``"skip"``, with the two-hop
@@ -113,6 +115,7 @@ HUB_CAPS = [
     ("50 skip", {"hub_cap": 50, "hub_policy": "skip"}),
 ]
 HUB_MODELS = ["adamic_adar", "ppr"]
+READINGS = ["out_out", "in_out", "out_in", "in_in", "undirected"]
 
 
 def datasets_folder() -> Path:
@@ -227,6 +230,26 @@ def hub_sweep(case: dict, files: tuple[Path, Path], work: Path) -> dict:
             )
         out[model] = rows
     return out
+
+
+def readings_sweep(case: dict, files: tuple[Path, Path], work: Path) -> list[dict]:
+    """``adamic_adar`` with each reading of a follow graph (``path``), through evaluate."""
+    rows = []
+    for path in READINGS:
+        report = evaluate_files(
+            *files, case["kind"], ["adamic_adar"], [f"adamic_adar.path={path}"], work, "reading"
+        )
+        (result,) = report["results"]
+        rows.append(
+            {
+                "path": path,
+                **{
+                    key: round(result["metrics"][key], 4)
+                    for key in ("recall@20", "recall@100", "ndcg@100")
+                },
+            }
+        )
+    return rows
 
 
 # ---------------------------------------------------------------------- speed
@@ -480,7 +503,7 @@ def main() -> None:
     load_before = os.getloadavg()
     started = time.perf_counter()
     payload: dict = {"benchmark": "neighborhood", "ks": list(KS), "top": TOP}
-    quality_results, hub_results, speed_results = {}, {}, {}
+    quality_results, hub_results, speed_results, reading_results = {}, {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="recgraph-neighborhood-") as tmp:
         work = Path(tmp)
         for case in DATASETS:
@@ -489,12 +512,19 @@ def main() -> None:
             quality_results[case["name"]] = result
             print_quality(case["name"], result)
             hub_results[case["name"]] = hub_sweep(case, files, work)
+            if case["directed"]:
+                reading_results[case["name"]] = readings_sweep(case, files, work)
     print("\n== hub cap (recommend through `recgraph evaluate --param model.hub_cap=...`)")
     for dataset, models in hub_results.items():
         for model, rows in models.items():
             for row in rows:
                 cells = ", ".join(f"{k} {v}" for k, v in row.items() if k != "hub_cap")
                 print(f"{dataset:<13}{model:<13}cap {row['hub_cap']:<16}{cells}")
+    print("\n== readings of the follow graphs (adamic_adar --param adamic_adar.path=...)")
+    for dataset, rows in reading_results.items():
+        for row in rows:
+            cells = ", ".join(f"{k} {v}" for k, v in row.items() if k != "path")
+            print(f"{dataset:<13}{row['path']:<12}{cells}")
     for case in DATASETS:
         speed_results[case["name"]] = speed(case, folder, args.repeats, args.nx_sample)
         print_speed(case["name"], speed_results[case["name"]])
@@ -509,6 +539,7 @@ def main() -> None:
     payload.update(
         quality=quality_results,
         hub_cap=hub_results,
+        readings=reading_results,
         speed=speed_results,
         memory_wiki_vote=memory_results,
         environment={
