@@ -155,6 +155,7 @@ def test_save_load_keeps_boosters_as_text(trained, tmp_path) -> None:
     assert text.startswith("tree")
     manifest = json.loads((tmp_path / "m" / "model.json").read_text())
     assert manifest["training"]["trained"] and manifest["feature_names"]
+    assert loaded.training_ == model.training_
 
 
 def test_score_pair_by_external_id(trained) -> None:

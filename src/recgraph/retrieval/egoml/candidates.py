@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recgraph.retrieval.egoml.features import expand_ranges, sorted_lookup
-from recgraph.retrieval.neighborhood import spans_by_work
+from recgraph.retrieval.neighborhood import spans_by_work, sparse_top_k
 
 
 def map_centre(
@@ -111,11 +111,21 @@ def map_centres(
 def reduce_pairs(
     u: np.ndarray, v: np.ndarray, partial: np.ndarray, n_nodes: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum the partials of each ``(u, v)``: ``E(u, v)``, sorted by ``u`` then ``v``."""
-    keys = np.asarray(u, np.int64) * n_nodes + np.asarray(v, np.int64)
-    unique, inverse = np.unique(keys, return_inverse=True)
-    total = np.bincount(inverse.ravel(), weights=partial, minlength=len(unique))
-    return unique // n_nodes, unique % n_nodes, total
+    """Sum the partials of each ``(u, v)``: ``E(u, v)``, sorted by ``u`` then ``v``.
+
+    The reduce-by-key, done by scipy's COO to CSR conversion (a counting sort
+    by ``u`` and a per-row sort by ``v``), not by a global sort.
+    """
+    u = np.asarray(u, dtype=np.int64)
+    if not len(u):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+    n_rows = int(u.max()) + 1
+    summed = sp.csr_matrix(
+        (np.asarray(partial, np.float64), (u, np.asarray(v, np.int64))), shape=(n_rows, n_nodes)
+    )
+    summed.sum_duplicates()
+    rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(summed.indptr))
+    return rows, summed.indices.astype(np.int64), summed.data
 
 
 def top_k_pairs(
@@ -127,11 +137,13 @@ def top_k_pairs(
     exclude_keys: np.ndarray | None = None,
     n_nodes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` targets per user from reduced ``(u, v, score)`` rows.
+    """Best ``k`` targets per user from reduced ``(u, v, score)`` rows (``score > 0``).
 
     Ties go to the lower target id (as :func:`recgraph.retrieval.base.top_k`).
     ``exclude_keys`` (sorted ``u * n_nodes + v``) are dropped first. Returns
-    ``(n_users, k)`` ids (``-1`` padded) and float32 scores (``-inf`` padded).
+    ``(n_users, k)`` ids (``-1`` padded) and float32 scores (``-inf`` padded):
+    only scored pairs, never a filler. The selection is
+    :func:`~recgraph.retrieval.neighborhood.sparse_top_k`'s.
     """
     u = np.asarray(u, dtype=np.int64)
     v = np.asarray(v, dtype=np.int64)
@@ -141,19 +153,13 @@ def top_k_pairs(
             raise ValueError("exclude_keys needs n_nodes")
         keep = sorted_lookup(exclude_keys, u * n_nodes + v) < 0
         u, v, score = u[keep], v[keep], score[keep]
-    ids = np.full((n_users, k), -1, dtype=np.int64)
-    scores = np.full((n_users, k), -np.inf, dtype=np.float32)
-    if not len(u):
-        return ids, scores
-    order = np.lexsort((v, -score, u))
-    u, v, score = u[order], v[order], score[order]
-    starts = np.r_[0, np.flatnonzero(u[1:] != u[:-1]) + 1]
-    run = np.diff(np.r_[starts, len(u)])
-    rank = np.arange(len(u)) - np.repeat(starts, run)
-    top = rank < k
-    ids[u[top], rank[top]] = v[top]
-    scores[u[top], rank[top]] = score[top]
-    return ids, scores
+    n_cols = int(max(n_nodes or 0, v.max() + 1 if len(v) else 1))
+    scores = sp.csr_matrix((score, (u, v)), shape=(n_users, n_cols))
+    ids, values = sparse_top_k(scores, k)
+    unscored = ~(values > 0)
+    ids[unscored] = -1
+    values[unscored] = -np.inf
+    return ids, values
 
 
 def map_members(

@@ -7,6 +7,7 @@ in :mod:`.online`.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -144,6 +145,7 @@ def _train(
     triple_pair: np.ndarray,
     pairs: TrainingPairs,
     init_score: np.ndarray | None,
+    description: str,
 ):
     """One LightGBM booster on triples; ``init_score`` starts it from another model."""
     import lightgbm as lgb
@@ -166,7 +168,13 @@ def _train(
         free_raw_data=True,
         params={"verbose": -1},
     )
-    return lgb.train(params, dataset, num_boost_round=config.num_boost_round)
+    with progress_bar(description, total=config.num_boost_round, unit="rounds") as advance:
+        return lgb.train(
+            params,
+            dataset,
+            num_boost_round=config.num_boost_round,
+            callbacks=[lambda env: advance(1)],
+        )
 
 
 def _booster_to_array(booster) -> np.ndarray:
@@ -305,19 +313,33 @@ class EgoML(Retriever):
             if has_positive:
                 pair = tables.pair_feature(triples.edge_u, triples.edge_v)
                 rows = tables.exact(triples.centre, triples.edge_u, triples.edge_v, pair)
-                self.boosters_["exact"] = _train(cfg, rows, names, triples.owner, pairs, None)
+                self.boosters_["exact"] = _train(
+                    cfg, rows, names, triples.owner, pairs, None, "egoml: boosting the exact model"
+                )
         else:
             self.feature_names_["a"] = tables.side_names("u")
             self.feature_names_["b"] = tables.side_names("v")
             if has_positive:
                 rows_a = tables.side(triples.centre, triples.edge_u)
                 booster_a = _train(
-                    cfg, rows_a, self.feature_names_["a"], triples.owner, pairs, None
+                    cfg,
+                    rows_a,
+                    self.feature_names_["a"],
+                    triples.owner,
+                    pairs,
+                    None,
+                    "egoml: boosting model A",
                 )
                 init = booster_a.predict(rows_a, raw_score=True, num_threads=cfg.num_threads)
                 rows_b = tables.side(triples.centre, triples.edge_v)
                 booster_b = _train(
-                    cfg, rows_b, self.feature_names_["b"], triples.owner, pairs, init
+                    cfg,
+                    rows_b,
+                    self.feature_names_["b"],
+                    triples.owner,
+                    pairs,
+                    init,
+                    "egoml: boosting model B",
                 )
                 self.boosters_ = {"a": booster_a, "b": booster_b}
         train_seconds = time.perf_counter() - start
@@ -654,6 +676,7 @@ class EgoML(Retriever):
             state["y"] = self.y_
         if self.y_self_ is not None:
             state["y_self"] = self.y_self_
+        state["training"] = np.asarray(json.dumps(self.training_), dtype=str)
         return state
 
     def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
@@ -669,5 +692,6 @@ class EgoML(Retriever):
         self.x_ = state.get("x")
         self.y_ = state.get("y")
         self.y_self_ = state.get("y_self")
+        self.training_ = json.loads(str(state["training"])) if "training" in state else {}
         self._tables = None
         self._vectors = None
