@@ -231,6 +231,7 @@ def candidate_speed(case: dict, files: dict[str, Path]) -> dict:
             "all_candidates_seconds": round(time.perf_counter() - start_wall, 3),
             "all_candidates_cpu_seconds": round(time.process_time() - start_cpu, 3),
             "candidates_per_node": round(float((ids >= 0).sum(axis=1).mean()), 2),
+            "labels": model.training_["labels"],
             "triples_trained": model.training_["triples"],
             "boost_seconds": model.training_["boost_seconds"],
         }
@@ -356,6 +357,7 @@ def main() -> None:
                     f"(cpu {v['all_candidates_cpu_seconds']:.2f} s)"
                 )
             print(f"{dataset:<14}A/B speed-up over exact: {s['ab_speedup_all_candidates']}x")
+            print(f"{dataset:<14}training labels: {s['ab']['labels']}")
             for store, o in s["online"].items():
                 print(
                     f"{dataset:<14}online score_pair from {store}: "

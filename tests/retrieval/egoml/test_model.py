@@ -9,9 +9,14 @@ import pytest
 
 from recgraph.data.interactions import Interactions
 from recgraph.retrieval import Retriever, create_retriever
-from recgraph.retrieval.egoml.model import EgoML, PairSoftmaxObjective
+from recgraph.retrieval.egoml.model import EgoML, NoTimestampsWarning, PairSoftmaxObjective
 from tests.retrieval.conformance import RetrieverConformance
 from tests.retrieval.egoml.test_labels import growing_graph
+
+#: the conformance graphs have no time; the model says so with this warning
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::recgraph.retrieval.egoml.model.NoTimestampsWarning"
+)
 
 FAST = {"num_boost_round": 5, "negatives_per_user": 10, "min_data_in_leaf": 2, "num_leaves": 4}
 
@@ -171,7 +176,8 @@ def test_friends_without_time_trains_on_a_holdout() -> None:
     static = Interactions.from_indices(
         data.src, data.dst, n_users=50, one_sided=True, directed=False
     )
-    model = create_retriever("egoml", {**FAST, "variant": "ab"}).fit(static)
+    with pytest.warns(NoTimestampsWarning, match="edge holdout"):
+        model = create_retriever("egoml", {**FAST, "variant": "ab"}).fit(static)
     assert model.training_["label_method"] == "edge_holdout"
     assert "no timestamps" in model.training_["labels"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -30,6 +31,11 @@ from recgraph.retrieval.egoml.features import (
 )
 from recgraph.retrieval.egoml.labels import TrainingPairs, make_training_pairs
 from recgraph.retrieval.neighborhood import spans_by_work, sparse_top_k
+
+
+class NoTimestampsWarning(UserWarning):
+    """EGOML trained on a graph without time: its labels come from an edge holdout."""
+
 
 #: Raw model outputs are clipped to this before ``exp`` (a float64 never overflows).
 MAX_LOGIT = 60.0
@@ -298,6 +304,13 @@ class EgoML(Retriever):
             direct_candidates=with_self,
             seed=cfg.seed,
         )
+        if pairs.method == "edge_holdout":
+            warnings.warn(
+                f"egoml: the training data has no timestamps, so its labels come from a random "
+                f"{cfg.label_fraction:.0%} edge holdout of train, not from time",
+                NoTimestampsWarning,
+                stacklevel=3,
+            )
         graph_at_cut = EgoGraph.from_interactions(pairs.graph)
         tables = self._tables_of(graph_at_cut, exact)
         triples = pair_triples(graph_at_cut, pairs.users, pairs.targets, with_self)
