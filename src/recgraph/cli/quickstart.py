@@ -1,4 +1,4 @@
-"""``recgraph quickstart``: the main job on the embedded SQLite store."""
+"""``recgraph quickstart``: the main job on the embedded SQLite store, ending by serving it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ from typing import Annotated
 import typer
 
 from recgraph.cli.app import DbOption, app, console
+from recgraph.cli.serve_commands import (
+    HostOption,
+    PortOption,
+    RegistryOption,
+    TokenOption,
+    serve_settings,
+    serve_until_stopped,
+)
 from recgraph.config import database_url
 
 
@@ -28,14 +36,36 @@ def quickstart_command(
     json_dir: Annotated[
         Path | None, typer.Option("--json-dir", help="Write one evaluation JSON per graph here.")
     ] = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option("--pipeline", help="Pipeline TOML file (default: the shipped one)."),
+    ] = None,
+    registry: RegistryOption = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            help="Serve the API and the page when done (--no-serve: stop after publishing)."
+        ),
+    ] = True,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    token: TokenOption = None,
 ) -> None:
-    """Create the store, load data, fit the baselines and print their evaluation."""
+    """Create the store, load data, evaluate, train and publish the pipeline, then serve it."""
     from recgraph.jobs.quickstart import run_quickstart
 
     url = database_url(db)
     ks = tuple(int(x) for x in k.split(",") if x.strip())
     console.print(f"[bold]recgraph quickstart[/] — store: {url}")
-    result = run_quickstart(url, data, undirected=undirected, timestamps=timestamps, ks=ks)
+    result = run_quickstart(
+        url,
+        data,
+        undirected=undirected,
+        timestamps=timestamps,
+        ks=ks,
+        registry=registry,
+        pipeline=pipeline,
+    )
     counts = ", ".join(f"{n:,} {name}" for name, n in result.counts.items() if n)
     console.print(f"loaded {result.source}: {counts}")
     for kind, report in result.reports.items():
@@ -47,3 +77,15 @@ def quickstart_command(
         if json_dir is not None:
             json_dir.mkdir(parents=True, exist_ok=True)
             report.to_json(json_dir / f"quickstart-{kind}.json")
+    trained = result.trained
+    assert trained is not None
+    questions = ", ".join(
+        f"{name} ({' + '.join(q.main_keys)}, fallback {' -> '.join(q.chain_keys)})"
+        for name, q in trained.pipeline.questions.items()
+    )
+    console.print(
+        f"\ntrained the pipeline on all the data: {questions}\n"
+        f"published [bold]{trained.version}[/] to {result.registry} (current)"
+    )
+    if serve:
+        serve_until_stopped(serve_settings(result.registry, url, host, port, token))

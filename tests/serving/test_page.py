@@ -1,0 +1,87 @@
+"""The web page in a real headless Chromium (Debian's, never a downloaded browser)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from recgraph.serving.app import create_app
+from tests.serving.app_fixtures import TOKEN, LiveServer, served, served_template  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("RECGRAPH_CHROMIUM", "/usr/bin/chromium"))
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: Where the screenshot goes (look at it: the page should read well).
+SCREENSHOT_DIR = Path(os.environ.get("RECGRAPH_SCREENSHOTS", "/tmp/recgraph-screenshots"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (scripts/install.sh)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright (the Python package) is not installed"
+    )
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.mark.slow
+def test_search_suggest_open_feed_like_and_refresh(browser, served):  # noqa: F811
+    from playwright.sync_api import expect
+
+    settings, _ = served
+    with LiveServer(create_app(settings)) as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{server.url}/#token={TOKEN}")
+        expect(page.locator("#model-status")).to_contain_text("Model v1")
+
+        # who to follow: an example account, searched by its handle
+        example = page.locator("#account-examples button").first
+        handle = example.inner_text()
+        page.fill("#account-input", handle)
+        page.click("#account-form button[type=submit]")
+        suggestions = page.locator("#suggestions li")
+        expect(suggestions).to_have_count(10)
+        expect(suggestions.first.locator(".reason")).to_contain_text("followed by @")
+        expect(suggestions.first.locator(".tag").first).to_have_text("adamic_adar")
+        expect(page.locator("#account-status")).to_contain_text("personalised")
+
+        # the feed of the same account, then a like
+        page.fill("#feed-input", handle)
+        page.click("#feed-form button[type=submit]")
+        feed = page.locator("#feed li")
+        expect(feed).to_have_count(10)
+        expect(page.locator("#feed .reason").first).not_to_be_empty()
+        before = page.locator("#feed").get_attribute("data-version")
+        liked_id = feed.first.get_attribute("data-id")
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT_DIR / "page.png"), full_page=True)
+        feed.first.get_by_role("button", name="Like", exact=False).first.click()
+        expect(page.locator("#feed-status")).to_contain_text("Liked")
+        expect(page.locator("#feed-status")).to_contain_text("feed refreshed")
+        assert page.locator("#feed").get_attribute("data-version") != before
+        expect(feed).to_have_count(10)
+        ids = [feed.nth(i).get_attribute("data-id") for i in range(10)]
+        assert liked_id not in ids  # the liked item left the feed at once
+
+        # an unknown user still gets a feed, labelled as the new-user fallback
+        page.fill("#feed-input", "somebody-new")
+        page.click("#feed-form button[type=submit]")
+        expect(page.locator("#feed .reason").first).to_have_text("popular: new user")
+        page.screenshot(path=str(SCREENSHOT_DIR / "page-new-user.png"), full_page=True)
+        assert not errors, errors
