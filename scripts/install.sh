@@ -6,4 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 python -m pip install --quiet --disable-pip-version-check -e ".[all]"
+# Debian's Chromium for the page test (tests/serving/test_page.py, marker "browser"); never a
+# browser download. Skipped, with a note, where apt is missing or not ours to use.
+if [ -x /usr/bin/chromium ]; then
+    :
+elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }; then
+        echo "note: could not install chromium with apt; the browser test will be skipped" >&2
+    fi
+else
+    echo "note: no apt-get (or not root): chromium not installed; the browser test will be skipped" >&2
+fi
 python -c "import torch, recgraph; print(f'recgraph {recgraph.__version__} installed (torch {torch.__version__})')"

@@ -18,7 +18,10 @@ COMMAND_MODULES = [
     "recgraph.cli.info",
     "recgraph.cli.quickstart",
     "recgraph.cli.evaluate_commands",
+    "recgraph.cli.registry_commands",
     "recgraph.cli.data_commands",
+    "recgraph.cli.collect_commands",
+    "recgraph.cli.serve_commands",
 ]
 
 for _name in COMMAND_MODULES:

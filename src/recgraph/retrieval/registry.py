@@ -18,6 +18,17 @@ if TYPE_CHECKING:
 
 _RETRIEVERS: dict[str, str] = {
     "popular": "recgraph.retrieval.popular:Popular",
+    "common_neighbors": "recgraph.retrieval.common_neighbors:CommonNeighbors",
+    "adamic_adar": "recgraph.retrieval.adamic_adar:AdamicAdar",
+    "resource_allocation": "recgraph.retrieval.resource_allocation:ResourceAllocation",
+    "jaccard": "recgraph.retrieval.jaccard:Jaccard",
+    "ppr": "recgraph.retrieval.ppr:PersonalizedPageRank",
+    "biased_mf": "recgraph.retrieval.biased_mf:BiasedMF",
+    "als": "recgraph.retrieval.als:ALS",
+    "bpr": "recgraph.retrieval.bpr:BPR",
+    "item_knn": "recgraph.retrieval.item_knn:ItemKNN",
+    "ease": "recgraph.retrieval.ease:EASE",
+    "egoml": "recgraph.retrieval.egoml.model:EgoML",
 }
 
 
