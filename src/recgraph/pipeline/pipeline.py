@@ -603,7 +603,11 @@ class QuestionModel:
         names = names or Names()
         index = self.user_index(user)
         excluded = self.target_indices(exclude)
-        result = self.recommend([index], k, exclude=[excluded], now=now)
+        if index >= 0 and len(excluded):
+            # what the models saw in training they exclude already: pass on only the news
+            seen = self.models[self.main_keys[0]].seen_items(index)
+            excluded = excluded[~np.isin(excluded, seen)]
+        result = self.recommend([index], k, exclude=[excluded] if len(excluded) else None, now=now)
         ids, scores = result.ids[0], result.scores[0]
         valid = ids >= 0
         ids, scores = ids[valid], scores[valid]

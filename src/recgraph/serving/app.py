@@ -366,15 +366,18 @@ def create_app(
             log.warning("cannot read recent feedback of %r: %s", user, exc)
             return []
 
-    def respond(question: str, query: str, answer: Answer, loaded: LoadedModel) -> Recommendations:
+    def respond(question: str, query: str, answer: Answer, loaded: LoadedModel) -> JSONResponse:
+        # built as plain JSON: the hot path skips re-validating its own response model
         metrics.answers.labels(question, str(answer.cold).lower()).inc()
-        return Recommendations(
-            query=query,
-            resolved=answer.user,
-            known=answer.known,
-            cold_start=answer.cold,
-            model_version=loaded.version,
-            results=[_result(r) for r in answer.results],
+        return JSONResponse(
+            {
+                "query": query,
+                "resolved": answer.user,
+                "known": answer.known,
+                "cold_start": answer.cold,
+                "model_version": loaded.version,
+                "results": [_result_json(r) for r in answer.results],
+            }
         )
 
     # ------------------------------------------------------------------ page
@@ -390,7 +393,7 @@ def create_app(
 
     # ------------------------------------------------------------------ operations
     @app.get("/healthz", response_model=Health, tags=["operations"])
-    def healthz() -> Health:
+    async def healthz() -> Health:
         """Liveness and the served version (``no_model`` before the first load)."""
         loaded = loader.loaded
         return Health(
@@ -405,12 +408,12 @@ def create_app(
         tags=["operations"],
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
     )
-    def metrics_endpoint() -> PlainTextResponse:
+    async def metrics_endpoint() -> PlainTextResponse:
         """Prometheus text format: request counts, latency histograms, model version."""
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/model", response_model=ModelInfo, tags=["operations"], responses=ERRORS)
-    def model_info() -> ModelInfo:
+    async def model_info() -> ModelInfo:
         """The served version: questions, retrievers, training data, example users."""
         loaded = loader.current
         if loaded.version not in examples_cache:
@@ -465,7 +468,7 @@ def create_app(
         tags=["recommendations"],
         responses=ERRORS,
     )
-    def suggestions(account: AccountPath, k: KQuery = None) -> Recommendations:
+    async def suggestions(account: AccountPath, k: KQuery = None) -> JSONResponse:
         """Who ``account`` should follow: accounts with reasons ("followed by @a and @b")."""
         loaded = loader.current
         pipeline = loaded.pipeline
@@ -482,7 +485,7 @@ def create_app(
         tags=["recommendations"],
         responses=ERRORS,
     )
-    def feed(user: AccountPath, k: KQuery = None) -> Recommendations:
+    async def feed(user: AccountPath, k: KQuery = None) -> JSONResponse:
         """What ``user`` should read next, without what they saw, liked or disliked."""
         loaded = loader.current
         pipeline = loaded.pipeline
@@ -499,12 +502,12 @@ def create_app(
         tags=["recommendations"],
         responses=ERRORS,
     )
-    def similar(
+    async def similar(
         item: Annotated[
             str, PathParam(min_length=1, max_length=255, pattern=ID_PATTERN, description="Item id.")
         ],
         k: KQuery = None,
-    ) -> Recommendations:
+    ) -> JSONResponse:
         """Items like ``item`` (404 for an item the model never saw)."""
         loaded = loader.current
         pipeline = loaded.pipeline
@@ -515,13 +518,15 @@ def create_app(
             results = pipeline.similar_items(item, k)
         except KeyError:
             raise HTTPException(status_code=404, detail=f"unknown item {item!r}") from None
-        return Recommendations(
-            query=item,
-            resolved=item,
-            known=True,
-            cold_start=False,
-            model_version=loaded.version,
-            results=[_result(r) for r in results],
+        return JSONResponse(
+            {
+                "query": item,
+                "resolved": item,
+                "known": True,
+                "cold_start": False,
+                "model_version": loaded.version,
+                "results": [_result_json(r) for r in results],
+            }
         )
 
     @app.post(
@@ -543,18 +548,11 @@ def create_app(
     return app
 
 
-def _result(rec: Recommendation) -> Result:
-    score = rec.score if math.isfinite(rec.score) else 0.0
-    return Result(
-        id=rec.id,
-        label=rec.label,
-        score=score,
-        retrievers=list(rec.retrievers),
-        reason=rec.reason,
-        reason_code=rec.reason_code,
-        via=list(rec.via),
-        fallback=rec.fallback,
-    )
+def _result_json(rec: Recommendation) -> dict[str, Any]:
+    """A :class:`Result` as JSON (scores are finite: JSON has no infinity)."""
+    out = rec.to_dict()
+    out["score"] = rec.score if math.isfinite(rec.score) else 0.0
+    return out
 
 
 def _examples(loaded: LoadedModel) -> dict[str, list[dict[str, str | None]]]:

@@ -118,47 +118,50 @@ class FeedbackStore:
 
     def items_of(self, user: str, limit: int = MAX_HISTORY_ROWS) -> list[str]:
         """External ids of the items ``user`` has any interaction with (dislikes included)."""
-        i, it, a = schema.interactions.c, schema.items.c, schema.accounts.c
-        query = (
-            sa.select(it.external_id)
-            .select_from(
-                schema.interactions.join(schema.items, i.item_id == it.id).join(
-                    schema.accounts, i.user_id == a.id
-                )
-            )
-            .where(a.external_id == user)
-            .limit(limit)
-        )
         with self.store.engine.connect() as conn:
-            return [row[0] for row in conn.execute(query)]
+            rows = conn.execute(_ITEMS_OF, {"who": user, "limit": limit})
+            return [row[0] for row in rows]
 
     def follows_of(self, account: str, limit: int = MAX_HISTORY_ROWS) -> list[str]:
         """External ids of the accounts ``account`` follows (either end of a friendship)."""
-        f = schema.follows.c
-        source = schema.accounts.alias("source")
-        target = schema.accounts.alias("target")
-        base = (
-            sa.select(target.c.external_id)
-            .select_from(
-                schema.follows.join(source, f.source_id == source.c.id).join(
-                    target, f.target_id == target.c.id
-                )
-            )
-            .where(source.c.external_id == account, f.removed_at.is_(None))
-            .limit(limit)
-        )
+        # a friendship is stored once: on an undirected graph the account may be either end
+        query = _FRIENDS_OF if self.directed() is False else _FOLLOWS_OF
         with self.store.engine.connect() as conn:
-            out = [row[0] for row in conn.execute(base)]
-            if self.directed() is False:
-                reverse = (
-                    sa.select(source.c.external_id)
-                    .select_from(
-                        schema.follows.join(source, f.source_id == source.c.id).join(
-                            target, f.target_id == target.c.id
-                        )
-                    )
-                    .where(target.c.external_id == account, f.removed_at.is_(None))
-                    .limit(limit)
-                )
-                out += [row[0] for row in conn.execute(reverse)]
-        return out
+            rows = conn.execute(query, {"who": account, "limit": limit})
+            return [row[0] for row in rows]
+
+
+def _history_queries() -> tuple[sa.Select, sa.Select, sa.CompoundSelect]:
+    """The three read statements, built once (building a statement costs more than running it)."""
+    i, it, a = schema.interactions.c, schema.items.c, schema.accounts.c
+    who, limit = sa.bindparam("who"), sa.bindparam("limit")
+    items_of = (
+        sa.select(it.external_id)
+        .select_from(
+            schema.interactions.join(schema.items, i.item_id == it.id).join(
+                schema.accounts, i.user_id == a.id
+            )
+        )
+        .where(a.external_id == who)
+        .limit(limit)
+    )
+    f = schema.follows.c
+    source = schema.accounts.alias("source")
+    target = schema.accounts.alias("target")
+    joined = schema.follows.join(source, f.source_id == source.c.id).join(
+        target, f.target_id == target.c.id
+    )
+    outgoing = (
+        sa.select(target.c.external_id)
+        .select_from(joined)
+        .where(source.c.external_id == who, f.removed_at.is_(None))
+    )
+    incoming = (
+        sa.select(source.c.external_id)
+        .select_from(joined)
+        .where(target.c.external_id == who, f.removed_at.is_(None))
+    )
+    return items_of, outgoing.limit(limit), sa.union_all(outgoing, incoming).limit(limit)
+
+
+_ITEMS_OF, _FOLLOWS_OF, _FRIENDS_OF = _history_queries()

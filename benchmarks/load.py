@@ -1,0 +1,368 @@
+"""Load on the HTTP API over loopback: throughput and latency of suggestions and feed.
+
+For each dataset the real flow runs: import into a SQLite store, ``train_pipeline``
+(the shipped default pipeline) into a fresh registry, then ``recgraph serve``
+in its own process on 127.0.0.1. An open-loop generator (plain asyncio HTTP/1.1, 64 keep-alive connections) sends
+requests at a fixed rate, whether or not earlier ones have answered, so a slow
+server shows as latency instead of hiding behind a lower send rate:
+
+- ``ego-Facebook``: ``GET /v1/accounts/{id}/suggestions?k=10`` (who to follow);
+- ``MovieLens 100k``: ``GET /v1/users/{id}/feed?k=10`` (what to read);
+
+each in two phases: ``steady`` and ``reload`` (the same load while a new
+version is published and promoted halfway through; the server polls the
+registry every 0.5 s, loads the new version beside the old one and swaps).
+5% of the users asked for are unknown (the cold-start fallback).
+
+The server runs ``--workers`` processes (default 1; each loads
+the model and polls the registry on its own). Bounded: ``--rate`` requests/s for ``--seconds`` per phase (default 200 x 15 s
+= 3,000 requests a phase), a 10 s timeout per request, and the server is
+stopped at the end. Latency is measured from the moment a request was due
+to its response. Target on a 2-core machine: p99 < 20 ms at 200 requests/s,
+zero errors, reload included.
+
+Prints a table and saves ``benchmarks/results/load.json`` and ``load.png``.
+Run: ``python benchmarks/load.py`` (needs ../shared/datasets or ``RECGRAPH_DATASETS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from recgraph.data.imports import import_edges, import_movielens
+from recgraph.data.store import Store
+from recgraph.pipeline import Pipeline, train_pipeline
+from recgraph.serving.registry import ModelRegistry
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+UNKNOWN_SHARE = 0.05
+TIMEOUT = 10.0
+
+
+def datasets_folder() -> Path:
+    folder = Path(os.environ.get("RECGRAPH_DATASETS", REPO / ".." / "shared" / "datasets"))
+    if not folder.is_dir():
+        sys.exit(f"datasets folder not found: {folder} (set RECGRAPH_DATASETS)")
+    return folder.resolve()
+
+
+CASES = [
+    {
+        "name": "ego-facebook",
+        "endpoint": "suggestions",
+        "path": "/v1/accounts/{user}/suggestions?k=10",
+        "load": lambda store, root: import_edges(
+            store, root / "snap-ego-facebook" / "facebook_combined.txt", directed=False
+        ),
+        "question": "who_to_follow",
+    },
+    {
+        "name": "movielens-100k",
+        "endpoint": "feed",
+        "path": "/v1/users/{user}/feed?k=10",
+        "load": lambda store, root: import_movielens(store, root / "movielens-100k"),
+        "question": "feed",
+    },
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(registry: str, db: str, port: int, workers: int) -> subprocess.Popen:
+    """``recgraph serve`` in its own process; returns once /healthz answers with a model."""
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "recgraph.cli.main", "serve", "--registry", registry,
+            "--db", db, "--port", str(port), "--token", "bench", "--poll-seconds", "0.5",
+            "--workers", str(workers),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited: {process.stderr.read()[-2000:]}")
+        try:
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json()
+            if health.get("model_version"):
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the server did not come up in 120 s")
+
+
+async def _connection(host: str, port: int):
+    return await asyncio.open_connection(host, port)
+
+
+async def _get(reader, writer, host: str, path: str) -> tuple[int, bytes]:
+    """One HTTP/1.1 keep-alive GET on an open connection: (status, body)."""
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode()
+    )
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    body = await reader.readexactly(length) if length else b""
+    return status, body
+
+
+async def open_loop(
+    url: str, paths: list[str], rate: float, seconds: float, connections: int = 64
+) -> dict:
+    """Send ``rate`` requests/s for ``seconds`` over ``connections`` keep-alive connections.
+
+    A plain asyncio HTTP/1.1 client (a few microseconds a request, so the
+    generator is not what limits the rate). Each request has a due time; a
+    request that finds every connection busy waits, and that wait counts in
+    its latency (open loop: latency is measured from the due time).
+    """
+    host, port = url.removeprefix("http://").split(":")
+    total = int(rate * seconds)
+    latencies = np.full(total, np.nan)
+    statuses = np.zeros(total, dtype=np.int64)
+    versions: dict[str, int] = {}
+    errors: list[str] = []
+    queue: asyncio.Queue = asyncio.Queue()
+    start = time.perf_counter() + 0.2
+
+    async def worker() -> None:
+        reader, writer = await _connection(host, int(port))
+        try:
+            while True:
+                i = await queue.get()
+                if i is None:
+                    return
+                due = start + i / rate
+                try:
+                    status, body = await asyncio.wait_for(
+                        _get(reader, writer, host, paths[i % len(paths)]), TIMEOUT
+                    )
+                    statuses[i] = status
+                    if status == 200:
+                        version = json.loads(body)["model_version"]
+                        versions[version] = versions.get(version, 0) + 1
+                    else:
+                        errors.append(f"{status}: {body[:200]!r}")
+                except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+                    errors.append(repr(exc))
+                    writer.close()
+                    reader, writer = await _connection(host, int(port))
+                latencies[i] = time.perf_counter() - due
+        finally:
+            writer.close()
+
+    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait(i)
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    wall = time.perf_counter() - start
+    ok = statuses == 200
+    done = latencies[ok] * 1000
+    return {
+        "requests": total,
+        "ok": int(ok.sum()),
+        "errors": int(total - ok.sum()),
+        "error_samples": errors[:5],
+        "seconds": round(wall, 3),
+        "throughput_rps": round(ok.sum() / wall, 1),
+        "p50_ms": round(float(np.percentile(done, 50)), 2) if len(done) else None,
+        "p90_ms": round(float(np.percentile(done, 90)), 2) if len(done) else None,
+        "p99_ms": round(float(np.percentile(done, 99)), 2) if len(done) else None,
+        "max_ms": round(float(done.max()), 2) if len(done) else None,
+        "versions_seen": versions,
+        "latencies_ms": done,
+    }
+
+
+async def warm_up(url: str, paths: list[str]) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as client:
+        for path in paths[:50]:
+            await client.get(path)
+
+
+def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, workers: int) -> dict:
+    name = case["name"]
+    folder = work / name
+    folder.mkdir()
+    db = f"sqlite:///{folder / 'store.db'}"
+    registry = ModelRegistry(folder / "models")
+    store = Store(db)
+    start = time.perf_counter()
+    case["load"](store, root)
+    imported = time.perf_counter() - start
+    trained = train_pipeline(store, registry)
+    store.close()
+    question = trained.pipeline.questions[case["question"]]
+    assert question.users is not None
+    rng = np.random.default_rng(0)
+    users = [str(u) for u in rng.choice(question.users.ids, size=2000)]
+    users = [f"unknown-{i}" if rng.random() < UNKNOWN_SHARE else u for i, u in enumerate(users)]
+    paths = [case["path"].format(user=u) for u in users]
+    print(
+        f"{name}: imported in {imported:.1f}s, trained in {trained.fit_seconds:.1f}s "
+        f"({len(question.users):,} users x {len(question.items or []):,} targets)",
+        flush=True,
+    )
+    port = free_port()
+    server = start_server(registry.root, db, port, workers)
+    url = f"http://127.0.0.1:{port}"
+    phases = {}
+    try:
+        asyncio.run(warm_up(url, paths))
+        phases["steady"] = asyncio.run(open_loop(url, paths, rate, seconds))
+        # the same load while v2 is published and promoted halfway through
+        publisher_done = threading.Event()
+        published: dict[str, float] = {}
+
+        def publish_later() -> None:
+            time.sleep(seconds / 2)
+            model = Pipeline.load(registry.local_copy("v1") / "model")
+            published["at"] = time.time()
+            published["version"] = registry.publish(model, data=model.snapshots, promote=True)
+            publisher_done.set()
+
+        publisher = threading.Thread(target=publish_later)
+        publisher.start()
+        phases["reload"] = asyncio.run(open_loop(url, paths, rate, seconds))
+        publisher.join()
+        health = httpx.get(f"{url}/healthz").json()
+        phases["reload"]["served_after"] = health["model_version"]
+        metrics = httpx.get(f"{url}/metrics").text
+        phases["reload"]["reloads"] = [
+            line for line in metrics.splitlines() if line.startswith("recgraph_model_reloads_total")
+        ]
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return {
+        "dataset": name,
+        "endpoint": case["endpoint"],
+        "users": len(question.users),
+        "targets": len(question.items or []),
+        "retrievers": question.main_keys,
+        "fallback": question.chain_keys,
+        "phases": phases,
+    }
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    for ax, result in zip(axes[0], results, strict=True):
+        for phase, data in result["phases"].items():
+            values = np.sort(data["latencies_ms"])
+            if len(values):
+                ax.plot(
+                    values,
+                    np.linspace(0, 1, len(values)),
+                    label=f"{phase} (p99 {data['p99_ms']} ms)",
+                )
+        ax.axvline(20, color="grey", linestyle="--", linewidth=1, label="20 ms target")
+        ax.set_xscale("log")
+        ax.set_xlabel("latency (ms, log scale)")
+        ax.set_ylabel("share of requests")
+        ax.set_title(f"{result['dataset']}: {result['endpoint']}")
+        ax.legend(loc="lower right")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle("recgraph API latency, open loop on 127.0.0.1")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of each phase")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (recgraph serve --workers)"
+    )
+    args = parser.parse_args()
+    if args.rate * args.seconds > 20_000 or args.seconds > 60:
+        sys.exit("keep it bounded: at most 60 s and 20,000 requests a phase")
+    root = datasets_folder()
+    work = Path(tempfile.mkdtemp(prefix="recgraph-load-"))
+    try:
+        results = [
+            run_case(case, root, work, args.rate, args.seconds, args.workers) for case in CASES
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"\nopen loop at {args.rate:.0f} requests/s, {args.seconds:.0f} s a phase, 127.0.0.1, "
+        f"{args.workers} server process(es)"
+    )
+    header = f"{'dataset':16} {'endpoint':12} {'phase':7} {'ok':>6} {'errors':>6} {'rps':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}  versions"
+    print(header)
+    for result in results:
+        for phase, data in result["phases"].items():
+            print(
+                f"{result['dataset']:16} {result['endpoint']:12} {phase:7} {data['ok']:>6} "
+                f"{data['errors']:>6} {data['throughput_rps']:>7} {data['p50_ms']:>7} "
+                f"{data['p99_ms']:>7} {data['max_ms']:>7}  {data['versions_seen']}"
+            )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(results, RESULTS / "load.png")
+    for result in results:
+        for data in result["phases"].values():
+            data.pop("latencies_ms")
+    payload = {
+        "benchmark": "load",
+        "rate_rps": args.rate,
+        "seconds_per_phase": args.seconds,
+        "server_workers": args.workers,
+        "client": "plain asyncio HTTP/1.1, 64 keep-alive connections, open loop",
+        "unknown_user_share": UNKNOWN_SHARE,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_average_at_end": os.getloadavg(),
+        "target": "p99 < 20 ms at 200 requests/s, zero errors, during reload too",
+        "results": results,
+    }
+    (RESULTS / "load.json").write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"\nsaved {RESULTS / 'load.json'} and {RESULTS / 'load.png'}")
+
+
+if __name__ == "__main__":
+    main()
