@@ -137,6 +137,8 @@ def test_follow_feedback_leaves_suggestions(client):
         {"user": "a", "kind": "like", "item": "x", "value": "NaN"},
         {"user": "a", "kind": "like", "item": "x", "timestamp": -1},
         {"user": "a", "kind": "like", "item": "x", "extra": 1},
+        {"user": "a", "kind": "like", "item": "x", "timestamp": "1700000000"},
+        {"user": "a", "kind": "like", "item": "x", "value": True},
     ],
 )
 def test_bad_feedback_gets_422(client, event):

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -127,6 +127,9 @@ class Problem(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "Not served by this model, or unknown item."},
     503: {"model": Problem, "description": "No model version loaded yet."},
+}
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body is not valid JSON."},
 }
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "No bearer token."},
@@ -239,9 +242,6 @@ AccountPath = Annotated[
         description="External id, DID or handle (a leading @ is fine).",
     ),
 ]
-KQuery = Annotated[
-    int | None, Query(ge=1, description="How many results (default: the pipeline's k).")
-]
 bearer = HTTPBearer(auto_error=False, description="The service's API token.")
 
 
@@ -270,6 +270,16 @@ def create_app(
     """
     settings = settings or ServeSettings()
     metrics = Metrics()
+
+    def k_query() -> Any:
+        return Query(
+            None,
+            ge=1,
+            le=settings.max_k,
+            description="How many results (default: the pipeline's k; a question's own max_k "
+            "may be lower).",
+        )
+
     own_loader = loader is None
     if loader is None:
         loader = ModelLoader(ModelRegistry(settings.registry), poll_seconds=settings.poll_seconds)
@@ -468,7 +478,7 @@ def create_app(
         tags=["recommendations"],
         responses=ERRORS,
     )
-    async def suggestions(account: AccountPath, k: KQuery = None) -> JSONResponse:
+    async def suggestions(account: AccountPath, k: int | None = k_query()) -> JSONResponse:
         """Who ``account`` should follow: accounts with reasons ("followed by @a and @b")."""
         loaded = loader.current
         pipeline = loaded.pipeline
@@ -485,7 +495,7 @@ def create_app(
         tags=["recommendations"],
         responses=ERRORS,
     )
-    async def feed(user: AccountPath, k: KQuery = None) -> JSONResponse:
+    async def feed(user: AccountPath, k: int | None = k_query()) -> JSONResponse:
         """What ``user`` should read next, without what they saw, liked or disliked."""
         loaded = loader.current
         pipeline = loaded.pipeline
@@ -506,7 +516,7 @@ def create_app(
         item: Annotated[
             str, PathParam(min_length=1, max_length=255, pattern=ID_PATTERN, description="Item id.")
         ],
-        k: KQuery = None,
+        k: int | None = k_query(),
     ) -> JSONResponse:
         """Items like ``item`` (404 for an item the model never saw)."""
         loaded = loader.current
@@ -533,10 +543,10 @@ def create_app(
         "/v1/feedback",
         response_model=FeedbackWritten,
         tags=["feedback"],
-        responses=AUTH_ERRORS,
+        responses={**AUTH_ERRORS, **BODY_ERRORS},
         dependencies=[Depends(require_token)],
     )
-    def post_feedback(event: FeedbackEvent) -> FeedbackWritten:
+    def post_feedback(event: Annotated[FeedbackEvent, Body()]) -> FeedbackWritten:
         """Record a like, dislike or view of an item, or a follow of an account.
 
         Written to the store at once; the user's next answers leave it out.

@@ -11,56 +11,85 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from recgraph.data import schema
 from recgraph.data.store import Store
 
 #: Most rows read back per user and request (a bound on the request's cost).
 MAX_HISTORY_ROWS = 20_000
-FeedbackKind = Literal["like", "dislike", "view", "follow"]
 #: Printable text without control characters, as ids are stored.
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 #: Latest accepted timestamp: the end of year 9999 (times are unix seconds).
 MAX_TIMESTAMP = 253_402_300_799
 
 
-class FeedbackEvent(BaseModel):
-    """One piece of feedback: a user liked, disliked or viewed an item, or followed an account."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"user": "did:plc:alice", "kind": "like", "item": "at://post/1"},
-                {"user": "alice.bsky.social", "kind": "follow", "account": "bob.bsky.social"},
-            ]
-        },
-    )
+class _Feedback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
     user: str = Field(min_length=1, max_length=schema.EXTERNAL_ID_LENGTH, pattern=ID_PATTERN)
-    kind: FeedbackKind
-    item: str | None = Field(
-        default=None, min_length=1, max_length=schema.EXTERNAL_ID_LENGTH, pattern=ID_PATTERN
+    timestamp: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_TIMESTAMP,
+        description="Unix seconds (default: now).",
     )
-    account: str | None = Field(
-        default=None, min_length=1, max_length=schema.EXTERNAL_ID_LENGTH, pattern=ID_PATTERN
-    )
-    value: float | None = Field(default=None, allow_inf_nan=False, ge=-1e9, le=1e9)
-    timestamp: int | None = Field(default=None, ge=0, le=MAX_TIMESTAMP)
 
-    @model_validator(mode="after")
-    def _target(self) -> FeedbackEvent:
-        if self.kind == "follow":
-            if self.account is None or self.item is not None:
-                raise ValueError("a follow names an `account` (and no `item`)")
-        elif self.item is None or self.account is not None:
-            raise ValueError(f"a {self.kind} names an `item` (and no `account`)")
-        return self
+    @field_validator("timestamp", mode="before", check_fields=False)
+    @classmethod
+    def _numbers_only(cls, value: Any) -> Any:
+        return _json_number(value)
+
+
+def _json_number(value: Any) -> Any:
+    """Refuse numbers written as text or booleans (JSON Schema's integer/number are neither)."""
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON number, not text or a boolean")
+    return value
+
+
+class ItemFeedback(_Feedback):
+    """A user liked, disliked or viewed an item."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"user": "did:plc:alice", "kind": "like", "item": "post:1"}]
+        }
+    )
+
+    kind: Literal["like", "dislike", "view"]
+    item: str = Field(min_length=1, max_length=schema.EXTERNAL_ID_LENGTH, pattern=ID_PATTERN)
+    value: float | None = Field(
+        default=None, allow_inf_nan=False, ge=-1e9, le=1e9, description="A rating or weight."
+    )
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _value_is_a_number(cls, value: Any) -> Any:
+        return _json_number(value)
+
+
+class FollowFeedback(_Feedback):
+    """A user followed an account."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"user": "alice.bsky.social", "kind": "follow", "account": "bob.bsky.social"}
+            ]
+        }
+    )
+
+    kind: Literal["follow"]
+    account: str = Field(min_length=1, max_length=schema.EXTERNAL_ID_LENGTH, pattern=ID_PATTERN)
+
+
+#: One piece of feedback; ``kind`` says which shape (so the OpenAPI schema is exact).
+FeedbackEvent = Annotated[ItemFeedback | FollowFeedback, Field(discriminator="kind")]
 
 
 class FeedbackStore:
@@ -79,11 +108,13 @@ class FeedbackStore:
     def close(self) -> None:
         self.store.close()
 
-    def write(self, events: Sequence[FeedbackEvent], *, now: int | None = None) -> dict[str, int]:
+    def write(
+        self, events: Sequence[ItemFeedback | FollowFeedback], *, now: int | None = None
+    ) -> dict[str, int]:
         """Write ``events`` in one transaction; return rows written per table."""
         now = int(time.time()) if now is None else now
-        follows = [e for e in events if e.kind == "follow"]
-        others = [e for e in events if e.kind != "follow"]
+        follows = [e for e in events if isinstance(e, FollowFeedback)]
+        others = [e for e in events if isinstance(e, ItemFeedback)]
         written = {"interactions": 0, "follows": 0}
         directed = self.directed()
         with self.store.writer() as writer:
