@@ -504,19 +504,23 @@ class QuestionModel:
                 self._candidates(key, users[warm], count, exclude, warm, allowed, now)
                 for key in self.main_keys
             ]
-            merged = merge_lists(
-                [x[0] for x in lists],
-                [x[1] for x in lists],
-                [x[2] for x in lists],
-                k=k,
-                method=cfg.merge,
-                weights=[self.specs[key].weight for key in self.main_keys],
-                rrf_k=cfg.rrf_k,
-            )
+            if len(lists) == 1:  # already ranked, best first: nothing to merge
+                merged = tuple(part[:, :k] for part in lists[0])
+            else:
+                merged = merge_lists(
+                    [x[0] for x in lists],
+                    [x[1] for x in lists],
+                    [x[2] for x in lists],
+                    k=k,
+                    method=cfg.merge,
+                    weights=[self.specs[key].weight for key in self.main_keys],
+                    rrf_k=cfg.rrf_k,
+                )
             ids = np.full((n, k), -1, dtype=np.int64)
             scores = np.full((n, k), -np.inf, dtype=np.float32)
             sources = np.zeros((n, k), dtype=np.int64)
-            ids[warm], scores[warm], sources[warm] = merged[0], merged[1], merged[2]
+            width = merged[0].shape[1]
+            ids[warm, :width], scores[warm, :width], sources[warm, :width] = merged[:3]
         origin = np.zeros(ids.shape, dtype=np.int64)
 
         short = np.flatnonzero((ids >= 0).sum(axis=1) < k) if ids.shape[1] else np.arange(n)
