@@ -77,7 +77,8 @@ def main() -> None:
                 "--no-color",
             ]  # fmt: skip
             start = time.perf_counter()
-            run = subprocess.run(command, capture_output=True, text=True, timeout=540)
+            # run in the scratch folder: schemathesis keeps its example database in the cwd
+            run = subprocess.run(command, capture_output=True, text=True, timeout=540, cwd=work)
             seconds = time.perf_counter() - start
         summary = summarise(report_path, run.stdout)
     finally:
@@ -97,6 +98,8 @@ def main() -> None:
         }
     )
     print(run.stdout[-6000:])
+    if summary["requests"] == 0:
+        sys.exit(f"schemathesis sent no request (exit {run.returncode}): {run.stderr[-2000:]}")
     print(json.dumps({k: v for k, v in summary.items() if k != "stdout_tail"}, indent=2))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "api_fuzz.json").write_text(json.dumps(summary, indent=2) + "\n")
