@@ -29,7 +29,7 @@ of the user x target matrix).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -38,8 +38,14 @@ from pydantic import Field
 
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar
-from recgraph.retrieval.base import Retriever, RetrieverConfig
-from recgraph.retrieval.retraining import extend_onto, grow_seen, pad_rows
+from recgraph.retrieval.base import RetrieverConfig
+from recgraph.retrieval.factors import (  # noqa: F401  factor_scores: biased_mf still imports it from here
+    FactorRetriever,
+    factor_scores,
+    merge_matrix,
+    positive_matrix,
+)
+from recgraph.retrieval.retraining import extend_onto, grow_seen
 
 
 class ALSConfig(RetrieverConfig):
@@ -64,31 +70,7 @@ class ALSConfig(RetrieverConfig):
     num_threads: int = Field(default=0, ge=0)
 
 
-def factor_scores(user_factors: np.ndarray, item_factors: np.ndarray) -> np.ndarray:
-    """``user_factors @ item_factors.T`` in float64.
-
-    BLAS sums a batch (matrix-matrix) and a single user (matrix-vector) in a
-    different order; in float32 that noise reorders near-ties, so a user would
-    get different lists alone and in a batch.
-    """
-    return user_factors.astype(np.float64) @ item_factors.T.astype(np.float64)
-
-
-def positive_matrix(data: Interactions, weighting: str) -> sp.csr_matrix:
-    """The ``users x targets`` matrix of positive feedback: binary, or summed values."""
-    return data.positives().csr("value" if weighting == "value" else "binary")
-
-
-def merge_matrix(old: sp.csr_matrix, new: sp.csr_matrix, binary: bool) -> sp.csr_matrix:
-    """``old`` grown to ``new``'s shape plus ``new`` (capped at 1 when ``binary``)."""
-    merged = (pad_rows(old, *new.shape) + new).tocsr()
-    if binary:
-        merged.data[:] = 1.0
-    merged.sort_indices()
-    return merged
-
-
-class ALS(Retriever):
+class ALS(FactorRetriever):
     """Implicit-feedback alternating least squares (see the module docstring)."""
 
     name = "als"
@@ -215,9 +197,6 @@ class ALS(Retriever):
         self.user_factors_[users] = model.recalculate_user(users, self._confidence()[users])
 
     # ------------------------------------------------------------------ inference
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        return factor_scores(self.user_factors_[users], self.item_factors_)
-
     def explain(
         self, user: int, items: Sequence[int] | np.ndarray, n: int = 3
     ) -> list[list[tuple[int, float]]]:
@@ -239,27 +218,3 @@ class ALS(Retriever):
             _, top, weights = model.explain(0, row, int(item), user_weights=weights, N=n)
             out.append([(int(i), float(s)) for i, s in top if s > 0])
         return out
-
-    def user_vectors(self) -> np.ndarray:
-        return self.user_factors_
-
-    def item_vectors(self) -> np.ndarray:
-        return self.item_factors_
-
-    # ------------------------------------------------------------------ persistence
-    def _state(self) -> dict[str, np.ndarray]:
-        return {
-            "user_factors": self.user_factors_,
-            "item_factors": self.item_factors_,
-            "matrix.indptr": self.matrix_.indptr,
-            "matrix.indices": self.matrix_.indices,
-            "matrix.data": self.matrix_.data,
-        }
-
-    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.user_factors_ = state["user_factors"]
-        self.item_factors_ = state["item_factors"]
-        self.matrix_ = sp.csr_matrix(
-            (state["matrix.data"], state["matrix.indices"], state["matrix.indptr"]),
-            shape=(len(self.user_factors_), len(self.item_factors_)),
-        )

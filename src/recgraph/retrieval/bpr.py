@@ -23,16 +23,14 @@ Handles ``items``, ``follows`` and ``friends`` graphs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar, track
-from recgraph.retrieval.als import factor_scores, merge_matrix, positive_matrix
-from recgraph.retrieval.base import Retriever, RetrieverConfig
+from recgraph.retrieval.base import RetrieverConfig
+from recgraph.retrieval.factors import FactorRetriever, merge_matrix, positive_matrix
 from recgraph.retrieval.retraining import extend_onto, grow_seen
 
 
@@ -58,7 +56,7 @@ class BPRConfig(RetrieverConfig):
     fold_in_negatives: int = Field(default=20, ge=1)
 
 
-class BPR(Retriever):
+class BPR(FactorRetriever):
     """Bayesian personalised ranking (see the module docstring)."""
 
     name = "bpr"
@@ -147,31 +145,3 @@ class BPR(Retriever):
             gradient[-1] = 0.0  # the constant that carries the item bias
             vector += cfg.fold_in_learning_rate * gradient.astype(np.float32)
         return vector
-
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        return factor_scores(self.user_factors_[users], self.item_factors_)
-
-    def user_vectors(self) -> np.ndarray:
-        """``[x_u, 1]``: with :meth:`item_vectors` the dot product is the score."""
-        return self.user_factors_
-
-    def item_vectors(self) -> np.ndarray:
-        """``[y_i, b_i]``: see :meth:`user_vectors`."""
-        return self.item_factors_
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {
-            "user_factors": self.user_factors_,
-            "item_factors": self.item_factors_,
-            "matrix.indptr": self.matrix_.indptr,
-            "matrix.indices": self.matrix_.indices,
-            "matrix.data": self.matrix_.data,
-        }
-
-    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.user_factors_ = state["user_factors"]
-        self.item_factors_ = state["item_factors"]
-        self.matrix_ = sp.csr_matrix(
-            (state["matrix.data"], state["matrix.indices"], state["matrix.indptr"]),
-            shape=(len(self.user_factors_), len(self.item_factors_)),
-        )

@@ -31,8 +31,8 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
-from recgraph.retrieval.als import positive_matrix
 from recgraph.retrieval.base import Retriever, RetrieverConfig
+from recgraph.retrieval.factors import positive_matrix
 
 
 class ItemKNNConfig(RetrieverConfig):
