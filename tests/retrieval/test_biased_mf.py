@@ -150,3 +150,39 @@ def test_fold_in_changes_only_that_user():
     assert changed.tolist() == [3]
     np.testing.assert_array_equal(model.item_factors_, items)
     np.testing.assert_array_equal(model.item_bias_, bias)
+
+
+def test_negative_popularity_samples_popular_unseen_items_more():
+    # Item "hit" is seen by users 0..29, the 20 "rare" items by nobody but user 30.
+    src = [str(u) for u in range(30)] + ["30"] * 20
+    dst = ["hit"] * 30 + [f"rare{i}" for i in range(20)]
+    data = Interactions.from_arrays(src + ["31"], dst + ["rare0"])
+    hit, user = data.items.index_of("hit"), data.users.index_of("31")
+    shares = {}
+    for alpha in (0.0, 1.0):
+        model = BiasedMF({**SMALL, "negatives": 2000, "negative_popularity": alpha}).fit(data)
+        users, items = model._sample_negatives(np.array([user]), np.random.default_rng(0))
+        assert (users == user).all()
+        assert not (items == data.items.index_of("rare0")).any()  # seen: never a negative
+        shares[alpha] = np.mean(items == hit)
+    assert shares[0.0] < 0.1  # uniform: 1 in 20 unseen items
+    assert shares[1.0] > 0.35  # (30 + 1) / (31 + 19 * 2) = 0.45
+
+
+def test_adagrad_learns_the_communities_and_partial_fit_keeps_other_users():
+    data = communities()
+    params = {**SMALL, "epochs": 30, "optimizer": "adagrad", "learning_rate": 0.1}
+    model = BiasedMF(params).fit(data)
+    assert not np.allclose(model.user_factors_, BiasedMF(SMALL, epochs=30).fit(data).user_factors_)
+    scores = model._score(np.arange(80))
+    assert scores[:40, :30].mean() > scores[:40, 30:].mean() + 0.2
+    assert scores[40:, 30:].mean() > scores[40:, :30].mean() + 0.2
+    users = model.user_factors_.copy()
+    model.fold_in(Interactions.from_arrays(["3"], ["40"], users=model.users, items=model.items))
+    changed = np.flatnonzero(np.abs(model.user_factors_ - users).max(axis=1) > 0)
+    assert changed.tolist() == [3]
+
+
+def test_unknown_optimizer_is_a_config_error():
+    with pytest.raises(ConfigError, match="optimizer"):
+        BiasedMF(optimizer="sgd")

@@ -13,7 +13,8 @@ The maths. For user :math:`u` and item :math:`i`
     \hat y_{ui} = \mu + b_u + b_i + p_u^\top q_i,
     \qquad p_u, q_i \in \mathbb{R}^K \; (K = 13 \text{ by default}),
 
-fitted to targets :math:`y_{ui} \in [0, 1]` by mini-batch Adam on
+fitted to targets :math:`y_{ui} \in [0, 1]` by mini-batch Adam (or Adagrad,
+``optimizer``) on
 
 .. math::
 
@@ -40,9 +41,9 @@ like a fresh fit: small random vectors, zero biases): first the users of
 ``fold_in``), then users and items together (``partial_epochs``). The first
 phase matters: Adam moves every row it touches by about one step size
 whatever its gradient, so without it a few new likes drag the liked items
-towards a still-random user vector. Each call starts a fresh Adam, whose
-moments stay zero for rows that never get a gradient, so users absent from
-``new`` keep their vectors exactly.
+towards a still-random user vector. Each call starts a fresh Adam (or
+Adagrad), whose state stays zero for rows that never get a gradient, so users
+absent from ``new`` keep their vectors exactly.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -85,6 +87,14 @@ class BiasedMFConfig(RetrieverConfig):
     #: Defaults from MovieLens validation runs (benchmarks/feeds.py): a small
     #: step and 40 epochs beat 0.01 and 20 by about 10% nDCG@20.
     learning_rate: float = Field(default=0.003, gt=0)
+    #: ``adam``, or ``adagrad``: its steps shrink as a row's squared gradients
+    #: add up, so frequent users and items settle while rare ones keep
+    #: learning. It wants a larger ``learning_rate`` (0.05 to 0.1) and beat
+    #: Adam on MovieLens validation splits by 4% (100k) to 9% (latest-small)
+    #: nDCG@20 (benchmarks/biased_mf_tuning.py). ``partial_fit`` and
+    #: ``fold_in`` use it too, at ``partial_learning_rate``: its first step
+    #: also moves a row by about the step size, so keep that one small.
+    optimizer: Literal["adam", "adagrad"] = "adam"
     regularization: float = Field(default=0.01, ge=0)
     #: Sampled unseen items (target 0) per known pair and epoch.
     negatives: int = Field(default=4, ge=0)
@@ -92,6 +102,14 @@ class BiasedMFConfig(RetrieverConfig):
     #: unseen pairs; a weight above 1 stands in for more of them (a large
     #: catalogue has many more unseen pairs per like than a small one).
     negative_weight: float = Field(default=1.0, gt=0)
+    #: Sampled negatives drawn with probability proportional to
+    #: ``(count + 1) ** negative_popularity`` (count: the users who have seen
+    #: the item), then kept if the user has not seen it. 0 is uniform; above 0
+    #: the model learns to rank a user's likes above the popular items it
+    #: would otherwise show everyone, not just above obscure ones. On MovieLens
+    #: latest-small validation it did not pay: 0.1 to 0.25 within noise of
+    #: uniform, 0.5 and above worse (benchmarks/biased_mf_tuning.py).
+    negative_popularity: float = Field(default=0.0, ge=0)
     init_std: float = Field(default=0.05, ge=0)
     rating_range: tuple[float, float] | None = None
     view_target: float = Field(default=1.0, ge=0, le=1)
@@ -269,7 +287,14 @@ class BiasedMF(Retriever):
         assert self._seen is not None
         n_items = self._seen.shape[1]
         users = np.repeat(src, self.config.negatives)
-        items = rng.integers(0, n_items, size=len(users))
+        alpha = self.config.negative_popularity
+        if alpha > 0:
+            counts = np.asarray((self._seen != 0).sum(axis=0)).ravel()
+            cdf = np.cumsum((counts + 1.0) ** alpha)
+            items = np.searchsorted(cdf, rng.random(len(users)) * cdf[-1], side="right")
+            items = np.minimum(items, n_items - 1)
+        else:
+            items = rng.integers(0, n_items, size=len(users))
         seen = self._seen.tocoo()
         seen_keys = np.sort(seen.row.astype(np.int64) * n_items + seen.col)
         keys = users.astype(np.int64) * n_items + items
@@ -288,7 +313,7 @@ class BiasedMF(Retriever):
         learning_rate: float,
         users_only: bool = False,
     ) -> None:
-        """Mini-batch Adam over the pairs plus fresh negatives each epoch."""
+        """Mini-batch Adam (or Adagrad) over the pairs plus fresh negatives each epoch."""
         import torch
 
         cfg = self.config
@@ -304,9 +329,13 @@ class BiasedMF(Retriever):
                 torch.from_numpy(np.hstack([self.item_factors_, self.item_bias_[:, None]]))
             )
             global_bias = torch.nn.Parameter(torch.tensor([self.global_bias_], dtype=torch.float32))
-            # A fresh Adam: rows without a gradient in this call keep their values.
+            # A fresh optimiser: rows without a gradient in this call keep their values.
             trained = [user_table] if users_only else [user_table, item_table, global_bias]
-            optimizer = torch.optim.Adam(trained, lr=learning_rate, fused=True)
+            optimizer = (
+                torch.optim.Adagrad(trained, lr=learning_rate)
+                if cfg.optimizer == "adagrad"
+                else torch.optim.Adam(trained, lr=learning_rate, fused=True)
+            )
             with progress_bar(description, total=epochs, unit="epochs") as advance:
                 for _ in range(epochs):
                     neg_users, neg_items = self._sample_negatives(src, rng)
