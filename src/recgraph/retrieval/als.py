@@ -39,12 +39,7 @@ from pydantic import Field
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar
 from recgraph.retrieval.base import RetrieverConfig
-from recgraph.retrieval.factors import (  # noqa: F401  factor_scores: biased_mf still imports it from here
-    FactorRetriever,
-    factor_scores,
-    merge_matrix,
-    positive_matrix,
-)
+from recgraph.retrieval.factors import FactorRetriever, merge_matrix, positive_matrix
 from recgraph.retrieval.retraining import extend_onto, grow_seen
 
 

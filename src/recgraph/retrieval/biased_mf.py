@@ -58,8 +58,8 @@ from pydantic import Field, model_validator
 
 from recgraph.data.interactions import Interactions, Kind
 from recgraph.progress import progress_bar
-from recgraph.retrieval.als import factor_scores
 from recgraph.retrieval.base import Retriever, RetrieverConfig
+from recgraph.retrieval.factors import factor_scores
 from recgraph.retrieval.retraining import extend_onto, grow_seen
 
 
