@@ -40,19 +40,16 @@ Prints tables, saves ``benchmarks/results/egoml.json`` and
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from recgraph.cli.main import main as recgraph_main
+from common import datasets_folder, run_cli
 from recgraph.data.interactions import Interactions
 from recgraph.data.readers import read_edge_list
 
@@ -91,23 +88,6 @@ RUNS = [
     ("egoml ab, message counts", "messages", ["egoml"], ["egoml.variant=ab"]),
     ("egoml exact, message counts", "messages", ["egoml"], ["egoml.variant=exact"]),
 ]
-
-
-def datasets_folder() -> Path:
-    folder = Path(os.environ.get("RECGRAPH_DATASETS", REPO / ".." / "shared" / "datasets"))
-    if not folder.is_dir():
-        sys.exit(f"datasets folder not found: {folder} (set RECGRAPH_DATASETS)")
-    return folder.resolve()
-
-
-def run_cli(args: list[str]) -> str:
-    """Run a ``recgraph`` command in this process; return what it printed."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = recgraph_main(args)
-    if status != 0:
-        sys.exit(f"recgraph {' '.join(args)} exited with {status}")
-    return out.getvalue()
 
 
 def make_files(case: dict, folder: Path, work: Path) -> dict[str, Path]:

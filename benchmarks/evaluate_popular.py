@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import datasets_folder
 from recgraph.cli.main import main
 from recgraph.data.readers import read_edge_list, read_movielens
 from recgraph.data.splits import split
@@ -41,13 +42,6 @@ from recgraph.data.splits import split
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "evaluate_popular.json"
 KS = (10, 20, 50)
-
-
-def datasets_folder() -> Path:
-    folder = Path(os.environ.get("RECGRAPH_DATASETS", REPO / ".." / "shared" / "datasets"))
-    if not folder.is_dir():
-        sys.exit(f"datasets folder not found: {folder} (set RECGRAPH_DATASETS)")
-    return folder.resolve()
 
 
 CASES = [

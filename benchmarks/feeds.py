@@ -34,8 +34,6 @@ rerun one case and replace it in the saved ``feeds.json``, keeping the others). 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import platform
@@ -50,7 +48,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from recgraph.cli.main import main as recgraph
+from common import datasets_folder, run_cli
 from recgraph.data.interactions import Interactions, Kind
 from recgraph.data.readers import read_movielens
 from recgraph.data.splits import validation_split
@@ -121,13 +119,6 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def datasets_folder() -> Path:
-    folder = Path(os.environ.get("RECGRAPH_DATASETS", REPO / ".." / "shared" / "datasets"))
-    if not folder.is_dir():
-        sys.exit(f"datasets folder not found: {folder} (set RECGRAPH_DATASETS)")
-    return folder.resolve()
-
-
 def as_implicit(data: Interactions) -> Interactions:
     """Every rating a like of value 1: the implicit-feedback protocol."""
     return replace(
@@ -136,16 +127,6 @@ def as_implicit(data: Interactions) -> Interactions:
         value=np.ones(len(data), np.float32),
         _cache={},
     )
-
-
-def run_cli(args: list[str]) -> str:
-    """Run a ``recgraph`` command in-process; return what it printed."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = recgraph(args)
-    if status != 0:
-        sys.exit(f"recgraph {' '.join(args)} exited with {status}")
-    return out.getvalue()
 
 
 def write_table(data: Interactions, path: Path) -> None:

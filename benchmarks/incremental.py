@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -48,6 +47,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from common import datasets_folder
 from recgraph.data.interactions import Interactions, Kind
 from recgraph.data.readers import read_movielens
 from recgraph.data.splits import split
@@ -78,13 +78,6 @@ ARMS = {
     "full": {"full_retrain_every": 1},
     "static": None,
 }
-
-
-def datasets_folder() -> Path:
-    folder = Path(os.environ.get("RECGRAPH_DATASETS", REPO / ".." / "shared" / "datasets"))
-    if not folder.is_dir():
-        sys.exit(f"datasets folder not found: {folder} (set RECGRAPH_DATASETS)")
-    return folder.resolve()
 
 
 def as_implicit(data: Interactions) -> Interactions:

@@ -44,6 +44,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from common import datasets_folder
 from recgraph.data.imports import import_edges, import_movielens
 from recgraph.data.store import Store
 from recgraph.pipeline import Pipeline, train_pipeline
@@ -53,13 +54,6 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 UNKNOWN_SHARE = 0.05
 TIMEOUT = 10.0
-
-
-def datasets_folder() -> Path:
-    folder = Path(os.environ.get("RECGRAPH_DATASETS", REPO / ".." / "shared" / "datasets"))
-    if not folder.is_dir():
-        sys.exit(f"datasets folder not found: {folder} (set RECGRAPH_DATASETS)")
-    return folder.resolve()
 
 
 CASES = [

@@ -49,9 +49,7 @@ dataset). Run: ``python benchmarks/neighborhood.py`` (needs
 from __future__ import annotations
 
 import argparse
-import contextlib
 import heapq
-import io
 import json
 import os
 import platform
@@ -65,7 +63,7 @@ import numpy as np
 import scipy
 import scipy.sparse as sp
 
-from recgraph.cli.main import main as recgraph_main
+from common import datasets_folder, run_cli
 from recgraph.data.interactions import Interactions
 from recgraph.data.readers import read_edge_list
 from recgraph.retrieval import create_retriever
@@ -116,23 +114,6 @@ HUB_CAPS = [
 ]
 HUB_MODELS = ["adamic_adar", "ppr"]
 READINGS = ["out_out", "in_out", "out_in", "in_in", "undirected"]
-
-
-def datasets_folder() -> Path:
-    folder = Path(os.environ.get("RECGRAPH_DATASETS", REPO / ".." / "shared" / "datasets"))
-    if not folder.is_dir():
-        sys.exit(f"datasets folder not found: {folder} (set RECGRAPH_DATASETS)")
-    return folder.resolve()
-
-
-def run_cli(args: list[str]) -> str:
-    """Run a ``recgraph`` command in this process; return what it printed."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = recgraph_main(args)
-    if status != 0:
-        sys.exit(f"recgraph {' '.join(args)} exited with {status}")
-    return out.getvalue()
 
 
 def best_of(repeats: int, job) -> tuple[float, float]:
