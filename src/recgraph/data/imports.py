@@ -9,10 +9,12 @@ twice leaves the same rows.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import pandas as pd
 
 from recgraph.data.readers import (
     DEFAULT_CHUNK_ROWS,
@@ -83,6 +85,19 @@ def _import(
     summary.seconds = time.perf_counter() - started
 
 
+def _write_chunks(
+    chunks: Iterable[pd.DataFrame],
+    write: Callable[[pd.DataFrame], int],
+    summary: ImportSummary,
+    advance: Callable[[int], None],
+) -> None:
+    """Hand each parsed chunk to one writer method, counting rows and moving the progress bar."""
+    for chunk in chunks:
+        summary.rows_written += write(chunk)
+        summary.rows_read += len(chunk)
+        advance(len(chunk))
+
+
 def import_edges(
     store: Store,
     path: str | Path,
@@ -135,14 +150,15 @@ def import_movielens(
     with _import(
         store, directory, f"import MovieLens {layout}", ("accounts", "items", "interactions")
     ) as (writer, summary, advance):
-        for chunk in iter_movielens_items(directory, chunk_rows=chunk_rows):
-            summary.rows_written += writer.items(chunk)
-            summary.rows_read += len(chunk)
-            advance(len(chunk))
-        for chunk in iter_movielens_ratings(directory, chunk_rows=chunk_rows):
-            summary.rows_written += writer.interactions(chunk)
-            summary.rows_read += len(chunk)
-            advance(len(chunk))
+        _write_chunks(
+            iter_movielens_items(directory, chunk_rows=chunk_rows), writer.items, summary, advance
+        )
+        _write_chunks(
+            iter_movielens_ratings(directory, chunk_rows=chunk_rows),
+            writer.interactions,
+            summary,
+            advance,
+        )
     return summary
 
 
@@ -168,10 +184,12 @@ def import_interactions(
     with _import(
         store, path, f"import {Path(path).name}", ("accounts", "items", "interactions")
     ) as (writer, summary, advance):
-        for chunk in iter_interaction_chunks(path, mapping, chunk_rows=chunk_rows):
-            summary.rows_written += writer.interactions(chunk)
-            summary.rows_read += len(chunk)
-            advance(len(chunk))
+        _write_chunks(
+            iter_interaction_chunks(path, mapping, chunk_rows=chunk_rows),
+            writer.interactions,
+            summary,
+            advance,
+        )
     return summary
 
 
@@ -184,10 +202,9 @@ def import_accounts(
         summary,
         advance,
     ):
-        for chunk in iter_account_chunks(path, chunk_rows=chunk_rows):
-            summary.rows_written += writer.accounts(chunk)
-            summary.rows_read += len(chunk)
-            advance(len(chunk))
+        _write_chunks(
+            iter_account_chunks(path, chunk_rows=chunk_rows), writer.accounts, summary, advance
+        )
     return summary
 
 
@@ -201,10 +218,7 @@ def import_items(
         summary,
         advance,
     ):
-        for chunk in iter_item_chunks(path, chunk_rows=chunk_rows):
-            summary.rows_written += writer.items(chunk)
-            summary.rows_read += len(chunk)
-            advance(len(chunk))
+        _write_chunks(iter_item_chunks(path, chunk_rows=chunk_rows), writer.items, summary, advance)
     return summary
 
 
