@@ -186,3 +186,71 @@ def test_adagrad_learns_the_communities_and_partial_fit_keeps_other_users():
 def test_unknown_optimizer_is_a_config_error():
     with pytest.raises(ConfigError, match="optimizer"):
         BiasedMF(optimizer="sgd")
+
+
+GRAMIAN = {**SMALL, "negatives": 0, "unobserved_weight": 8.0, "optimizer": "adagrad"}
+
+
+class TestBiasedMFUnobservedWeight(RetrieverConformance):
+    model_name = "biased_mf"
+    params = {**GRAMIAN, "learning_rate": 0.1}
+
+
+def test_unobserved_weight_gradients_match_autograd():
+    """The written-out gradients of the all-items (Gramian) term equal autograd's."""
+    import torch
+
+    k, n_users, n_items = 4, 6, 9
+    generator = torch.Generator().manual_seed(0)
+    user_table = torch.nn.Parameter(torch.randn(n_users, k + 1, generator=generator))
+    item_table = torch.nn.Parameter(torch.randn(n_items, k + 1, generator=generator))
+    global_bias = torch.nn.Parameter(torch.tensor([0.2]))
+    users, items = torch.tensor([0, 1, 1, 3, 5, 0]), torch.tensor([2, 3, 4, 4, 8, 0])
+    ys = torch.tensor([1.0, 0.0, 1.0, 0.5, 1.0, 1.0])
+    weights = torch.tensor([1.0, 1.0, 2.0, 1.0, 1.0, 1.0])
+    shares = torch.tensor([0.1, 0.2, 0.3, 0.1, 0.4, 0.1])
+    model = BiasedMF(factors=k, regularization=0.05)
+    with torch.no_grad():
+        model._step(user_table, item_table, global_bias, users, items, ys, weights, False, shares)
+    written = [t.grad.clone() for t in (user_table, item_table, global_bias)]
+    for table in (user_table, item_table, global_bias):
+        table.grad = None
+    a, b, size = user_table[users], item_table[items], len(users)
+    predicted = (a[:, :k] * b[:, :k]).sum(1) + a[:, k] + b[:, k] + global_bias
+    every_item = (
+        user_table[:, :k] @ item_table[:, :k].T
+        + user_table[:, k : k + 1]
+        + item_table[:, k][None, :]
+        + global_bias
+    )
+    loss = (
+        (weights * (predicted - ys) ** 2).sum()
+        + 0.05 * ((a**2).sum() + (b**2).sum())
+        + (shares * (every_item[users] ** 2).sum(1)).sum()
+    ) / size
+    loss.backward()
+    references = (user_table.grad, item_table.grad, global_bias.grad)
+    for mine, reference in zip(written, references, strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_unobserved_weight_alone_learns_the_communities():
+    data = communities()
+    model = BiasedMF({**GRAMIAN, "epochs": 30, "learning_rate": 0.1}).fit(data)
+    scores = model._score(np.arange(80))
+    # Every user's own community's items score above every other item.
+    assert (scores[:40, :30].min(axis=1) > scores[:40, 30:].max(axis=1)).all()
+    assert (scores[40:, 30:].min(axis=1) > scores[40:, :30].max(axis=1)).all()
+    # Without any zero targets a regression on likes only learns "everything is 1".
+    flat = BiasedMF({**GRAMIAN, "epochs": 30, "unobserved_weight": 0.0}).fit(data)
+    flat_scores = flat._score(np.arange(80))
+    assert abs(flat_scores[:40, :30].mean() - flat_scores[:40, 30:].mean()) < 0.1
+
+
+def test_unobserved_weight_fold_in_changes_only_that_user():
+    model = BiasedMF({**GRAMIAN, "learning_rate": 0.1}).fit(communities())
+    users, items = model.user_factors_.copy(), model.item_factors_.copy()
+    model.fold_in(Interactions.from_arrays(["3"], ["40"], users=model.users, items=model.items))
+    changed = np.flatnonzero(np.abs(model.user_factors_ - users).max(axis=1) > 0)
+    assert changed.tolist() == [3]
+    np.testing.assert_array_equal(model.item_factors_, items)
