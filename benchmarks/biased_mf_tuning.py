@@ -131,6 +131,39 @@ for factors, reg in ((32, 0.01), (32, 0.03)):
         "negative_weight": 4.0,
     }
 
+#: ``unobserved_weight``: every unseen pair a weighted zero through the item
+#: Gramian (the counterpart of negatives * negative_weight), no sampling.
+for alpha, factors, reg, lr, epochs in (
+    (48, 13, 0.01, 0.1, 60),
+    (16, 13, 0.01, 0.1, 60),
+    (32, 13, 0.01, 0.1, 60),
+    (64, 13, 0.01, 0.1, 60),
+    (96, 13, 0.01, 0.1, 60),
+    (48, 13, 0.01, 0.1, 30),
+    (48, 13, 0.01, 0.1, 100),
+    (48, 13, 0.01, 0.2, 60),
+    (48, 13, 0.03, 0.1, 60),
+    (48, 32, 0.03, 0.1, 60),
+    (48, 64, 0.03, 0.1, 60),
+    (48, 13, 0.06, 0.1, 60),
+    (48, 13, 0.1, 0.1, 60),
+    (48, 32, 0.1, 0.1, 60),
+    (48, 64, 0.1, 0.1, 60),
+    (64, 13, 0.03, 0.1, 60),
+    (48, 32, 0.2, 0.1, 60),
+    (64, 32, 0.1, 0.1, 60),
+    (48, 64, 0.2, 0.1, 60),
+):
+    CANDIDATES[f"gram_a{alpha:g}_k{factors}_l2{reg:g}_lr{lr:g}_e{epochs}"] = {
+        "factors": factors,
+        "learning_rate": lr,
+        "regularization": reg,
+        "optimizer": "adagrad",
+        "epochs": epochs,
+        "negatives": 0,
+        "unobserved_weight": float(alpha),
+    }
+
 
 def load(dataset: str, work: Path) -> tuple[Interactions, Interactions]:
     source = work / f"{dataset}.csv"
