@@ -254,3 +254,20 @@ def test_unobserved_weight_fold_in_changes_only_that_user():
     changed = np.flatnonzero(np.abs(model.user_factors_ - users).max(axis=1) > 0)
     assert changed.tolist() == [3]
     np.testing.assert_array_equal(model.item_factors_, items)
+
+
+def test_unobserved_weight_partial_fit_teaches_a_new_user_and_keeps_the_others():
+    data = communities()
+    model = BiasedMF(
+        {**GRAMIAN, "epochs": 30, "learning_rate": 0.1, "partial_learning_rate": 0.003}
+    ).fit(data)
+    before = model._score(np.arange(80))
+    liked = [str(i) for i in range(40, 50)]  # community B's items
+    model.partial_fit(Interactions.from_arrays(["new"] * len(liked), liked))
+    user = model.users.index_of("new")
+    ids, _ = model.recommend([user], k=10)
+    assert (model.items.external(ids[0]).astype(int) >= 30).sum() >= 8
+    # Only the liked items moved, a little (the all-items term stays off the others).
+    after = model._score(np.arange(80))
+    assert np.abs(after - before).max() < 0.05
+    assert np.corrcoef(after.ravel(), before.ravel())[0, 1] > 0.99
