@@ -8,7 +8,8 @@ fraction=0.2, seed=1)``), scores each candidate configuration of
 and EASE (its tuned regularisation from ``benchmarks/results/feeds.json``) on
 the whole train file and scores the test file with
 :func:`recgraph.evaluation.evaluate` (test only for configurations picked by
-validation: the best Adagrad one and what feeds.py had picked before).
+validation: the best Adagrad one, what feeds.py had picked before, and the
+best ``unobserved_weight`` ones at K=32 and at the default K=13).
 
 Run: ``python benchmarks/biased_mf_tuning.py [--dataset movielens-latest-small]
 [--only NAME ...] [--test NAME ...]`` (``--only`` with no names: no
