@@ -231,7 +231,7 @@ def user_weighted(rows: list[dict[str, Any]], metric: str, count: str) -> float:
     return float((values * weights).sum() / max(weights.sum(), 1))
 
 
-def plot(arms: dict[str, dict[str, Any]], path: Path) -> None:
+def plot(arms: dict[str, dict[str, Any]], path: Path, variant: str = "sampled") -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -276,7 +276,8 @@ def plot(arms: dict[str, dict[str, Any]], path: Path) -> None:
     count_axis.set_xlabel("day of the test period (scored before it is learnt)")
     count_axis.legend(fontsize=8)
     returning_axis.set_title(
-        "biased_mf on MovieLens 100k, daily batches: thin = per day, thick = 7-day user-weighted mean"
+        f"biased_mf ({variant} negatives) on MovieLens 100k, daily batches: "
+        "thin = per day, thick = 7-day user-weighted mean"
     )
     fig.savefig(path, dpi=110)
 
@@ -336,7 +337,7 @@ def main() -> None:
         },
     }
     (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    plot(arms, RESULTS / f"{stem}.png")
+    plot(arms, RESULTS / f"{stem}.png", args.variant)
     print(f"saved benchmarks/results/{stem}.json and {stem}.png")
 
 
