@@ -127,9 +127,9 @@ class BiasedMFConfig(RetrieverConfig):
     #: the exact counterpart of ``negatives * negative_weight`` (a user with
     #: :math:`n_u` pairs pays :math:`\alpha n_u / |I|` per item), as in iALS
     #: (Hu et al. 2008) trained by mini-batches (Krichene et al. 2019), except
-    #: that iALS weighs every user alike; scaled by :math:`n_u` it did better
-    #: on MovieLens validation splits. 0 turns it off; with it on,
-    #: ``negatives`` can be 0 (benchmarks/biased_mf_tuning.py).
+    #: that iALS weighs every user alike where this grows with :math:`n_u`, as
+    #: sampled negatives do. 0 turns it off; with it on, ``negatives`` can be
+    #: 0 (benchmarks/biased_mf_tuning.py).
     unobserved_weight: float = Field(default=0.0, ge=0)
     init_std: float = Field(default=0.05, ge=0)
     rating_range: tuple[float, float] | None = None
@@ -469,8 +469,10 @@ class BiasedMF(Retriever):
         if shares is not None:
             # a_u = [p_u, b_u, 1, mu]; its Gramian gradient, weighted per pair.
             augmented = torch.cat([a, torch.ones(size, 1), global_bias.expand(size, 1)], dim=1)
+            every_item = None
             if gramian is None:
-                gramian = _gramian(item_table, k)
+                every_item = _augmented_items(item_table, k)
+                gramian = every_item.T @ every_item
             weighted = augmented * (shares * (2.0 / size))[:, None]
             pulled = weighted @ gramian
             grad_a.add_(pulled[:, : k + 1])
@@ -480,7 +482,9 @@ class BiasedMF(Retriever):
             return
         if shares is not None:
             # z_j = [q_j, 1, b_j, 1]: 2/B M z_j, of which q_j and b_j take their parts.
-            pulled = _augmented_items(item_table, k) @ (weighted.T @ augmented)
+            if every_item is None:
+                every_item = _augmented_items(item_table, k)
+            pulled = every_item @ (weighted.T @ augmented)
             if item_mask is not None:
                 pulled.mul_(item_mask)
             item_table.grad = torch.cat([pulled[:, :k], pulled[:, k + 1 : k + 2]], dim=1)
