@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -153,6 +154,45 @@ def test_resume_after_interruption(small_graph: FakeGraph, store: Store) -> None
         final = crawl(store, server, seeds=[])
     assert final.finished
     assert stored_edges(store) == small_graph.crawl_edges([small_graph.dids[0]])
+
+
+class _SlowClaims(Crawler):
+    """Signals once the database has granted a claim, then keeps the call busy."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.granted = threading.Event()
+
+    def _claim(self, **kwargs):
+        claims = super()._claim(**kwargs)
+        if claims:
+            self.granted.set()
+            time.sleep(0.3)
+        return claims
+
+
+def test_cancel_while_claiming_returns_those_leases(small_graph: FakeGraph, store: Store) -> None:
+    """A stop that lands while leases are being granted must still hand them back."""
+    with FakeAppView(small_graph) as server:
+        crawl(store, server, max_accounts=1)  # the seed is crawled, its follows are pending
+        crawler = _SlowClaims(
+            store, {"seeds": [], "until_done": True, "client": fast_client(server.url)}
+        )
+
+        async def cancelled_mid_claim() -> None:
+            task = asyncio.create_task(crawler.run())
+            while not crawler.granted.is_set():
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(cancelled_mid_claim())
+    with store.engine.connect() as conn:
+        leased = conn.execute(
+            sa.select(sa.func.count()).where(state.crawl_state.c.lease_until > 0)
+        ).scalar()
+    assert leased == 0
 
 
 def test_leases_of_a_crashed_worker_expire(small_graph: FakeGraph, store: Store) -> None:

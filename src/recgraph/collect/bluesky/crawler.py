@@ -247,6 +247,8 @@ class Crawler:
         self._display: _CrawlDisplay | None = None
         self._writes: asyncio.Queue | None = None
         self._writer_task: asyncio.Task | None = None
+        #: The claim being taken, if any: it finishes even when its worker is cancelled.
+        self._claiming: asyncio.Future | None = None
 
     # ---------------------------------------------------------------- running
     async def run(self) -> CrawlReport:
@@ -277,6 +279,9 @@ class Crawler:
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
+            if self._claiming is not None and not self._claiming.done():
+                # Its database call runs to the end anyway: wait, then return its leases too.
+                await asyncio.wait([self._claiming])
             held = list(self._held)
             if held and self._executor is not None:
                 await self._db(self._release, held)
@@ -358,18 +363,24 @@ class Crawler:
                 if cfg.max_accounts is not None:
                     room = min(room, cfg.max_accounts - self._claimed)
                 if room > 0:
-                    now = self.clock()
-                    claims = await self._db(
-                        self._claim,
-                        now=now,
-                        limit=room,
-                        stale_before=self._stale_before(now),
-                        exclude=list(self._held),
-                    )
-                    self._claimed += len(claims)
-                    self._queue.extend(claims)
-                    self._held.update((c.account_id, c) for c in claims)
+                    # Shielded: a cancelled worker must not lose leases the
+                    # database has already granted (run returns them).
+                    self._claiming = asyncio.ensure_future(self._take_claims(room))
+                    self._queue.extend(await asyncio.shield(self._claiming))
             return self._queue.popleft() if self._queue else None
+
+    async def _take_claims(self, room: int) -> list[state.Claim]:
+        now = self.clock()
+        claims = await self._db(
+            self._claim,
+            now=now,
+            limit=room,
+            stale_before=self._stale_before(now),
+            exclude=list(self._held),
+        )
+        self._claimed += len(claims)
+        self._held.update((c.account_id, c) for c in claims)
+        return claims
 
     def _claim(
         self, *, now: float, limit: int, stale_before: float | None, exclude: list[int]
