@@ -37,6 +37,14 @@ def crawl(store: Store, server: FakeAppView, **overrides) -> CrawlReport:
     return asyncio.run(Crawler(store, config).run())
 
 
+def leased_accounts(store: Store) -> int:
+    """Accounts whose lease is still taken."""
+    with store.engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.count()).where(state.crawl_state.c.lease_until > 0)
+        ).scalar_one()
+
+
 def statuses(store: Store) -> dict[str, str]:
     c, a = state.crawl_state.c, sa.table("accounts", sa.column("id"), sa.column("external_id"))
     with store.engine.connect() as conn:
@@ -146,11 +154,7 @@ def test_resume_after_interruption(small_graph: FakeGraph, store: Store) -> None
                 await task
 
         asyncio.run(interrupted())
-        with store.engine.connect() as conn:
-            leased = conn.execute(
-                sa.select(sa.func.count()).where(state.crawl_state.c.lease_until > 0)
-            ).scalar()
-        assert leased == 0  # a clean stop hands its leases back
+        assert leased_accounts(store) == 0  # a clean stop hands its leases back
         final = crawl(store, server, seeds=[])
     assert final.finished
     assert stored_edges(store) == small_graph.crawl_edges([small_graph.dids[0]])
@@ -188,11 +192,7 @@ def test_cancel_while_claiming_returns_those_leases(small_graph: FakeGraph, stor
                 await task
 
         asyncio.run(cancelled_mid_claim())
-    with store.engine.connect() as conn:
-        leased = conn.execute(
-            sa.select(sa.func.count()).where(state.crawl_state.c.lease_until > 0)
-        ).scalar()
-    assert leased == 0
+    assert leased_accounts(store) == 0
 
 
 def test_leases_of_a_crashed_worker_expire(small_graph: FakeGraph, store: Store) -> None:
