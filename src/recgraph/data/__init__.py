@@ -1,5 +1,5 @@
 """Data: the SQL store, imports and exports, :class:`Interactions`, splits, synthetic data."""
 
-from recgraph.data.interactions import IdMap, Interactions, Kind
+from recgraph.data.interactions import IdMap, Interactions, Kind, ValueKind
 
-__all__ = ["IdMap", "Interactions", "Kind"]
+__all__ = ["IdMap", "Interactions", "Kind", "ValueKind"]

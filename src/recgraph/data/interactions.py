@@ -43,6 +43,42 @@ class Kind(IntEnum):
         return self.name.lower()
 
 
+class ValueKind(IntEnum):
+    """What an edge's number means; stored per row beside :class:`Kind`.
+
+    The same number is read in different ways: 2 is a poor rating but two
+    plays of a song. Models read it through this code, never by guessing from
+    the numbers.
+    """
+
+    #: Binary: the edge happened; its value carries nothing (value 1).
+    NONE = 0
+    #: An explicit rating on a scale (stars): liked at or above a threshold.
+    RATING = 1
+    #: How many times (plays, views, clicks): confidence grows with the count.
+    COUNT = 2
+    #: A non-negative weight, used as given.
+    WEIGHT = 3
+
+    @classmethod
+    def parse(cls, name: str) -> ValueKind:
+        try:
+            return cls[name.strip().upper()]
+        except KeyError:
+            allowed = ", ".join(k.name.lower() for k in cls)
+            raise ValueError(f"unknown value meaning {name!r}; expected one of {allowed}") from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+def default_value_kinds(kind: np.ndarray) -> np.ndarray:
+    """Per-row value meanings where none were given: ratings are ratings, the rest binary."""
+    kind = np.asarray(kind)
+    return np.where(kind == Kind.RATING, ValueKind.RATING, ValueKind.NONE).astype(np.int8)
+
+
 class IdMap:
     """A bijection between external ids (strings) and contiguous integers.
 
@@ -165,6 +201,9 @@ class Interactions:
         Unix seconds (int64), or ``None`` when the data has no time.
     kind
         :class:`Kind` codes (int8).
+    value_kind
+        :class:`ValueKind` codes (int8), what each row's ``value`` means;
+        ``None`` derives them from ``kind`` (:func:`default_value_kinds`).
     one_sided
         Accounts -> accounts (True) or users -> items (False).
     directed
@@ -181,10 +220,17 @@ class Interactions:
     timestamp: np.ndarray | None = None
     one_sided: bool = False
     directed: bool = True
+    value_kind: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.src)
+        if self.value_kind is None:
+            object.__setattr__(self, "value_kind", default_value_kinds(self.kind))
+        elif len(self.value_kind) != n:
+            raise ValueError(
+                f"Interactions.value_kind has {len(self.value_kind)} rows, src has {n}"
+            )
         for name in ("dst", "value", "kind"):
             if len(getattr(self, name)) != n:
                 raise ValueError(
@@ -212,6 +258,7 @@ class Interactions:
         value: Sequence | np.ndarray | None = None,
         timestamp: Sequence | np.ndarray | None = None,
         kind: Sequence | np.ndarray | Kind | None = None,
+        value_kind: Sequence | np.ndarray | ValueKind | None = None,
         one_sided: bool = False,
         directed: bool = True,
         users: IdMap | None = None,
@@ -264,6 +311,7 @@ class Interactions:
             timestamp=None if timestamp is None else np.asarray(timestamp, dtype=np.int64),
             one_sided=one_sided,
             directed=directed,
+            value_kind=_value_kind_array(value_kind, n),
         )
 
     @classmethod
@@ -279,6 +327,7 @@ class Interactions:
         value: np.ndarray | None = None,
         timestamp: np.ndarray | None = None,
         kind: np.ndarray | Kind | None = None,
+        value_kind: np.ndarray | ValueKind | None = None,
     ) -> Interactions:
         """Build from integer indices; external ids are the indices as text."""
         users = IdMap(str(i) for i in range(n_users))
@@ -298,6 +347,7 @@ class Interactions:
             timestamp=None if timestamp is None else np.asarray(timestamp, np.int64),
             one_sided=one_sided,
             directed=directed,
+            value_kind=_value_kind_array(value_kind, n),
         )
 
     # ------------------------------------------------------------------ shape
@@ -341,6 +391,7 @@ class Interactions:
             dst=self.dst[rows],
             value=self.value[rows],
             kind=self.kind[rows],
+            value_kind=self.value_kind[rows],
             timestamp=None if self.timestamp is None else self.timestamp[rows],
             _cache={},
         )
@@ -381,6 +432,7 @@ class Interactions:
             dst=np.concatenate([a.dst, o_dst]),
             value=np.concatenate([a.value, other.value]),
             kind=np.concatenate([a.kind, other.kind]),
+            value_kind=np.concatenate([a.value_kind, other.value_kind]),
             timestamp=np.concatenate([a.timestamp, other.timestamp]) if both_ts else None,
             _cache={},
         )
@@ -536,6 +588,15 @@ class Interactions:
             users=users,
             items=items,
         )
+
+
+def _value_kind_array(value_kind, n: int) -> np.ndarray | None:
+    """``None`` (derive from kind), one :class:`ValueKind` for every row, or one per row."""
+    if value_kind is None:
+        return None
+    if isinstance(value_kind, ValueKind | int):
+        return np.full(n, int(value_kind), dtype=np.int8)
+    return np.asarray(value_kind, dtype=np.int8)
 
 
 def _numeric_column(series, path: str, name: str) -> np.ndarray:

@@ -73,6 +73,7 @@ def extend_onto(new: Interactions, users: IdMap, items: IdMap) -> Interactions:
         items=merged_items,
         value=new.value,
         kind=new.kind,
+        value_kind=new.value_kind,
         timestamp=new.timestamp,
         one_sided=new.one_sided,
         directed=new.directed,

@@ -1,0 +1,50 @@
+"""Interactions: what each row's value means travels with the row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recgraph.data import Interactions, Kind, ValueKind
+
+
+def test_value_kind_defaults_from_kind():
+    data = Interactions.from_arrays(
+        ["u", "u", "v"],
+        ["a", "b", "a"],
+        value=[4, 1, 1],
+        kind=[Kind.RATING, Kind.LIKE, Kind.DISLIKE],
+    )
+    assert data.value_kind.tolist() == [ValueKind.RATING, ValueKind.NONE, ValueKind.NONE]
+
+
+def test_value_kind_given_for_all_rows_survives_subset_and_concat():
+    plays = Interactions.from_arrays(
+        ["u", "v"], ["a", "b"], value=[12, 3], kind=Kind.VIEW, value_kind=ValueKind.COUNT
+    )
+    assert plays.value_kind.tolist() == [ValueKind.COUNT] * 2
+    assert plays.subset(np.array([1])).value_kind.tolist() == [ValueKind.COUNT]
+    likes = Interactions.from_arrays(["w"], ["a"])
+    both = plays.concat(likes)
+    assert both.value_kind.tolist() == [ValueKind.COUNT, ValueKind.COUNT, ValueKind.NONE]
+    assert both.dedupe().value_kind.dtype == np.int8
+
+
+def test_value_kind_length_is_checked():
+    data = Interactions.from_arrays(["u"], ["a"])
+    with pytest.raises(ValueError, match="value_kind"):
+        Interactions(
+            src=data.src,
+            dst=data.dst,
+            users=data.users,
+            items=data.items,
+            value=data.value,
+            kind=data.kind,
+            value_kind=np.zeros(2, np.int8),
+        )
+
+
+def test_value_kind_parse_names_the_choices():
+    assert ValueKind.parse(" Count ") is ValueKind.COUNT
+    with pytest.raises(ValueError, match="rating, count, weight"):
+        ValueKind.parse("plays")
