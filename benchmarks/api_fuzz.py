@@ -41,7 +41,7 @@ def main() -> None:
     from recgraph.pipeline import train_pipeline
     from recgraph.serving.app import create_app
     from recgraph.serving.registry import ModelRegistry
-    from recgraph.serving.settings import ServeSettings
+    from recgraph.settings import Settings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--max-examples", type=int, default=200)
@@ -59,7 +59,7 @@ def main() -> None:
         registry = ModelRegistry(work / "models")
         train_pipeline(store, registry)
         store.close()
-        settings = ServeSettings(
+        settings = Settings(
             registry=registry.root, database_url=db, api_token=TOKEN, poll_seconds=1.0
         )
         report_path = work / "report.json"

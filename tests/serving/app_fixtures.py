@@ -11,7 +11,7 @@ from recgraph.data.synthetic import SyntheticConfig
 from recgraph.jobs.quickstart import load_synthetic
 from recgraph.pipeline import Pipeline
 from recgraph.serving.registry import ModelRegistry
-from recgraph.serving.settings import ServeSettings
+from recgraph.settings import Settings
 
 SMALL = SyntheticConfig(n_accounts=200, n_items=300, mean_follows=10, mean_interactions=15)
 TOKEN = "test-token"
@@ -35,7 +35,7 @@ def served(served_template, tmp_path):
     """A private copy of the template: (settings, registry)."""
     shutil.copytree(served_template, tmp_path / "served")
     root = tmp_path / "served"
-    settings = ServeSettings(
+    settings = Settings(
         registry=str(root / "models"),
         database_url=f"sqlite:///{root / 'store.db'}",
         api_token=TOKEN,

@@ -33,10 +33,10 @@ from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from recgraph.config import database_url
 from recgraph.data import schema
 from recgraph.data.interactions import IdMap, Interactions, Kind
 from recgraph.errors import InputError, RecgraphError
+from recgraph.settings import database_url, load_settings
 
 #: What :meth:`Store.iter_frames` and the export command can write.
 TableName = Literal["follows", "events", "interactions", "accounts", "items"]
@@ -64,7 +64,7 @@ class StoreError(RecgraphError):
 
 
 # ---------------------------------------------------------------------- engine
-def _sqlite_engine(url: sa.URL) -> sa.Engine:
+def _sqlite_engine(url: sa.URL, busy_timeout_seconds: float) -> sa.Engine:
     database = url.database
     memory = not database or database == ":memory:" or database.startswith("file::memory:")
     if not memory:
@@ -81,7 +81,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
         # 64 MiB of page cache (default 2 MiB): bulk upserts touch indexes all over.
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
@@ -95,15 +95,18 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
-def create_engine(url: str) -> sa.Engine:
+def create_engine(url: str, busy_timeout_seconds: float | None = None) -> sa.Engine:
     """An engine for ``url`` with the settings the store relies on.
 
-    SQLite gets WAL, foreign keys and ``synchronous=NORMAL`` on every
+    SQLite gets WAL, foreign keys, ``synchronous=NORMAL`` and a bounded busy
+    timeout (default: the ``busy_timeout_seconds`` setting) on every
     connection; its parent folder is created when missing.
     """
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed)
+        if busy_timeout_seconds is None:
+            busy_timeout_seconds = load_settings().busy_timeout_seconds
+        return _sqlite_engine(parsed, busy_timeout_seconds)
     # Positional parameters, so bulk writes can hand the driver plain tuples.
     return sa.create_engine(parsed, pool_pre_ping=True, paramstyle="format")
 
@@ -197,10 +200,13 @@ class Store:
     url
         ``sqlite:///path.db``, ``mysql+pymysql://user@host/db`` or
         ``postgresql+psycopg://user@host/db``; ``None`` means
-        :func:`recgraph.config.database_url` (``$RECGRAPH_DATABASE_URL``, else
+        :func:`recgraph.settings.database_url` (``$RECGRAPH_DATABASE_URL``, else
         ``sqlite:///recgraph.db``).
     create
         Create missing tables (and record the schema version).
+    busy_timeout_seconds
+        How long a SQLite statement waits for another writer's lock (default:
+        the ``busy_timeout_seconds`` setting, ``$RECGRAPH_BUSY_TIMEOUT_SECONDS``).
 
     Examples
     --------
@@ -212,7 +218,13 @@ class Store:
     1
     """
 
-    def __init__(self, url: str | None = None, *, create: bool = True) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        create: bool = True,
+        busy_timeout_seconds: float | None = None,
+    ) -> None:
         self.url = database_url(url)
         parsed = sa.make_url(self.url)
         if not create and parsed.get_backend_name() == "sqlite":
@@ -220,7 +232,7 @@ class Store:
             if database and not database.startswith(("file:", ":memory:")):
                 if not Path(database).expanduser().exists():
                     raise StoreError(f"no database at {self.url} (import something first)")
-        self.engine = create_engine(self.url)
+        self.engine = create_engine(self.url, busy_timeout_seconds)
         self.dialect = self.engine.dialect.name  # sqlite | mysql | mariadb | postgresql
         try:
             if create:

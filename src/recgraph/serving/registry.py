@@ -42,14 +42,13 @@ import numpy as np
 
 from recgraph.data.interactions import Interactions, Kind
 from recgraph.errors import ConfigError, InputError, RecgraphError
+from recgraph.settings import registry_root
 
 if TYPE_CHECKING:
     from recgraph.index.base import Index
     from recgraph.retrieval.base import Retriever
 
 MANIFEST_FORMAT = 1
-REGISTRY_ENV = "RECGRAPH_REGISTRY"
-DEFAULT_REGISTRY = "./models"
 POINTER_FILE = "CURRENT"
 VERSIONS_DIR = "versions"
 MANIFEST_FILE = "manifest.json"
@@ -65,8 +64,8 @@ class RegistryError(RecgraphError, LookupError):
 
 
 def default_registry_root() -> str:
-    """``$RECGRAPH_REGISTRY`` if set, else ``./models``."""
-    return os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY
+    """The ``registry`` setting: ``$RECGRAPH_REGISTRY`` if set, else ``./models``."""
+    return registry_root()
 
 
 def data_snapshot(data: Interactions) -> dict[str, Any]:
