@@ -83,6 +83,10 @@ def test_quickstart_trains_and_publishes_the_pipeline(tmp_path):
     assert manifest["metrics"]["who_to_follow/recall@10"] == pytest.approx(
         result.reports["follows"].result("pipeline:who_to_follow").metrics["recall@10"]
     )
+    # every baseline too, for the dashboard's curves
+    assert manifest["metrics"]["feed/popular/ndcg@10"] == pytest.approx(
+        result.reports["items"].result("popular").metrics["ndcg@10"]
+    )
     pipeline = Pipeline.load(registry.local_copy("v1") / "model")
     assert set(pipeline.questions) == {"who_to_follow", "feed"}
     assert pipeline.suggest_accounts("nobody", 3).results[0].reason == "popular: new user"

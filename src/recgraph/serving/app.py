@@ -108,7 +108,6 @@ ROUTES: tuple[Endpoint, ...] = (
     Endpoint("GET", "/favicon.ico", Pages.favicon, in_schema=False),
     Endpoint("GET", "/docs", Pages.swagger, in_schema=False),
     Endpoint("GET", "/docs/oauth2-redirect", Pages.swagger_redirect, in_schema=False),
-    Endpoint("GET", "/redoc", Pages.redoc, in_schema=False),
     # operations
     Endpoint("GET", "/healthz", Service.healthz, Health, _OPS),
     Endpoint(

@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from recgraph.serving.loader import LoadedModel
 
 #: Latency buckets (seconds): fine below 20 ms, where the service should live.
+#: Files under /static (a mount, not a route) are counted as one route.
+STATIC_PREFIX, STATIC_ROUTE = "/static/", "/static/{file}"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1.0)
 
 
@@ -70,6 +72,16 @@ class Metrics:
             registry=self.registry,
         )
 
+    def observe(self, scope: dict, status: int, seconds: float) -> None:
+        """Count one request under its route's template (never its raw path: ids are unbounded)."""
+        route = scope.get("route")
+        # the template without converters: /v1/users/{user}/feed, as OpenAPI names it
+        name = getattr(route, "path_format", None)
+        if name is None:
+            name = STATIC_ROUTE if scope.get("path", "").startswith(STATIC_PREFIX) else "unmatched"
+        self.requests.labels(scope["method"], name, str(status)).inc()
+        self.latency.labels(name).observe(seconds)
+
     def swapped(self, old: LoadedModel | None, new: LoadedModel) -> None:
         if old is not None and old.version != new.version:
             self.model_info.remove(old.version)
@@ -105,8 +117,4 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            # the template without converters: /v1/users/{user}/feed, as OpenAPI names it
-            name = getattr(route, "path_format", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], name, str(status)).inc()
-            self.metrics.latency.labels(name).observe(time.perf_counter() - start)
+            self.metrics.observe(scope, status, time.perf_counter() - start)

@@ -2,8 +2,8 @@
 
 Everything a page loads comes from this service, so it works without
 internet: our pages and their scripts from ``serving/static``, and Swagger UI
-and ReDoc from the assets of the ``fastapi-offline`` package (in the ``serve``
-extra) instead of a CDN.
+from the assets of the ``fastapi-offline`` package (in the ``serve`` extra)
+instead of a CDN. ReDoc is not offered: its page loads a logo from its CDN.
 """
 
 from __future__ import annotations
@@ -11,11 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import (
-    get_redoc_html,
-    get_swagger_ui_html,
-    get_swagger_ui_oauth2_redirect_html,
-)
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -29,7 +25,7 @@ FAVICON_URL = f"{STATIC_URL}/favicon.svg"
 
 
 def docs_assets_dir() -> Path:
-    """The folder holding ``swagger-ui-bundle.js``, ``swagger-ui.css`` and ``redoc.standalone.js``."""
+    """The folder holding ``swagger-ui-bundle.js`` and ``swagger-ui.css``."""
     try:
         import fastapi_offline
     except ImportError as exc:  # pragma: no cover - in the serve extra
@@ -43,7 +39,7 @@ def docs_assets_dir() -> Path:
 
 
 def mount_static(app: FastAPI) -> None:
-    """Serve ``/static`` (our pages' files) and ``/static/docs`` (Swagger UI, ReDoc)."""
+    """Serve ``/static`` (our pages' files) and ``/static/docs`` (Swagger UI)."""
     app.mount(DOCS_ASSETS_URL, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -81,12 +77,3 @@ class Pages:
 
     def swagger_redirect(self) -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
-
-    def redoc(self) -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=self.openapi_url,
-            title=f"{self.title} API",
-            redoc_js_url=f"{DOCS_ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=FAVICON_URL,
-            with_google_fonts=False,
-        )

@@ -30,6 +30,8 @@ log = logging.getLogger("recgraph.serving")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Pending connections the socket holds (uvicorn's default).
 BACKLOG = 2048
+#: How long a worker may take to answer uvicorn's first health check.
+WORKER_STARTUP_SECONDS = 60
 
 
 class PortInUseError(RecgraphError, OSError):
@@ -142,6 +144,11 @@ def run(
     from uvicorn.supervisors import Multiprocess
 
     sock = sock or reserve_port(settings.host, settings.port)
+    options: dict[str, Any] = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        # a worker first imports recgraph (numpy, pandas) to read its settings: seconds on
+        # a busy machine, past which uvicorn would kill it as hung and start another
+        options["timeout_worker_healthcheck"] = WORKER_STARTUP_SECONDS
     config = ServerConfig(
         settings,
         host=settings.host,
@@ -149,6 +156,7 @@ def run(
         workers=workers,
         log_level=log_level,
         backlog=BACKLOG,
+        **options,
     )
     server = uvicorn.Server(config)
     try:
