@@ -36,6 +36,27 @@ def test_check_loads_the_current_version_and_swaps_when_it_moves(served):  # noq
     assert swaps == ["v1", "v2"]
 
 
+def test_a_hot_reload_is_logged_old_to_new_and_reaches_stderr(served, capsys):  # noqa: F811
+    import logging
+
+    from recgraph.serving.server import configure_logging
+
+    settings, registry = served
+    logger = logging.getLogger("recgraph")
+    saved = (logger.level, list(logger.handlers))
+    try:
+        configure_logging(settings)  # what recgraph serve does in each worker
+        loader = ModelLoader(registry, poll_seconds=0)
+        loader.check()
+        republish(registry)
+        loader.check()
+    finally:
+        logger.setLevel(saved[0])
+        logger.handlers[:] = saved[1]
+    err = capsys.readouterr().err
+    assert "loaded model v1" in err and "hot-reloaded the model: v1 -> v2" in err
+
+
 def test_a_broken_version_keeps_the_old_one_serving(served):  # noqa: F811
     import shutil
 
