@@ -221,3 +221,11 @@ class RetrieverConformance:
         seen = fitted.seen_matrix()
         assert seen.shape == (graph.n_users, graph.n_items)
         assert (seen != graph.seen()).nnz == 0
+
+    def test_score_pairs_agree_with_recommend(self, fitted: Retriever, graph: Interactions):
+        users = np.arange(graph.n_users)
+        ids, scores = fitted.recommend(users, k=3)
+        rows, cols = np.nonzero(ids >= 0)
+        got = fitted.score_pairs(users[rows], ids[rows, cols])
+        assert got.dtype.kind == "f" and got.shape == (len(rows),)
+        np.testing.assert_allclose(got, scores[rows, cols], rtol=1e-4, atol=1e-5)

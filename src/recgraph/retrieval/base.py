@@ -22,6 +22,8 @@ that no caller reads a model's private attributes:
   or a learnt item bias);
 - :meth:`similar_items`: targets like a given one (item vectors, an item
   similarity, or co-occurrence);
+- :meth:`score_pairs`: the score of given (user, target) pairs, which a
+  stage-2 ranker reads as a feature;
 - :meth:`explain` (when ``explains`` is true): one
   :class:`~recgraph.retrieval.explanation.Explanation` per candidate.
 
@@ -409,6 +411,31 @@ class Retriever(ABC):
             row[both == 0] = -np.inf
             method = "co-occurrence"
         return (*ranked_row(row, item, k), method)
+
+    def score_pairs(
+        self, users: Sequence[int] | np.ndarray, targets: Sequence[int] | np.ndarray
+    ) -> np.ndarray:
+        """The model's score of each pair ``(users[i], targets[i])`` (floats; NaN: no score).
+
+        What a stage-2 ranker reads as a feature for candidates this model did
+        not propose. The default scores the rows of the distinct users densely;
+        models without dense rows (graph walks, two-hop products) override it.
+        """
+        users = self._check_users(users)
+        targets = np.asarray(targets, dtype=np.int64)
+        if users.shape != targets.shape:
+            raise ValueError("users and targets differ in length")
+        if len(targets) and (targets.min() < 0 or targets.max() >= self.n_items):
+            raise IndexError("target index outside the item range")
+        out = np.empty(len(users), dtype=np.float32)
+        distinct, row_of = np.unique(users, return_inverse=True)
+        step = self.batch_size()
+        for start in range(0, len(distinct), step):
+            batch = distinct[start : start + step]
+            block = np.asarray(self._score(batch), dtype=np.float32)
+            pick = (row_of >= start) & (row_of < start + len(batch))
+            out[pick] = block[row_of[pick] - start, targets[pick]]
+        return out
 
     def explain(
         self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3
