@@ -52,6 +52,7 @@ import scipy.sparse as sp
 
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.errors import ConfigError, InputError, NotFittedError
+from recgraph.files import atomic_write
 from recgraph.pipeline.config import (
     QUESTION_GRAPH,
     QUESTIONS,
@@ -1011,9 +1012,8 @@ class Pipeline:
             question.save(path / name)
         self.names.save(path / NAMES_FILE)
         # written last: its presence marks a complete pipeline
-        tmp = path / f".{PIPELINE_FILE}.tmp"
-        tmp.write_text(json.dumps(self.manifest(), indent=2))
-        os.replace(tmp, path / PIPELINE_FILE)
+        with atomic_write(path / PIPELINE_FILE, "w") as handle:
+            handle.write(json.dumps(self.manifest(), indent=2))
         return path
 
     @classmethod
