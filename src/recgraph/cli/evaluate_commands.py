@@ -162,7 +162,7 @@ def read_split_input(path: Path, kind: str, timestamps: bool | None = None) -> I
             raise InputError(
                 f"a folder is read as MovieLens, which is items, not {kind}", path=path
             )
-        from recgraph.data.readers import read_movielens
+        from recgraph.data.movielens import read_movielens
 
         return read_movielens(path)
     if kind == "items":

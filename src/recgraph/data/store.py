@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from recgraph.config import database_url
 from recgraph.data import schema
-from recgraph.data.interactions import IdMap, Interactions, Kind
+from recgraph.data.interactions import IdMap, Interactions, Kind, ValueKind
 from recgraph.data.sql import (
     BEGIN_OPTION,
     COUNTED,
@@ -62,6 +62,10 @@ class Store:
         ``sqlite:///recgraph.db``).
     create
         Create missing tables (and record the schema version).
+    upgrade
+        Bring a store of an older schema version up to date (see
+        :data:`recgraph.data.schema.UPGRADES`); without it such a store is
+        refused with a :class:`StoreError` that says how to upgrade.
 
     Examples
     --------
@@ -73,7 +77,9 @@ class Store:
     1
     """
 
-    def __init__(self, url: str | None = None, *, create: bool = True) -> None:
+    def __init__(
+        self, url: str | None = None, *, create: bool = True, upgrade: bool = False
+    ) -> None:
         self.url = database_url(url)
         parsed = sa.make_url(self.url)
         if not create and parsed.get_backend_name() == "sqlite":
@@ -86,7 +92,7 @@ class Store:
         try:
             if create:
                 schema.metadata.create_all(self.engine, checkfirst=True)
-            self._check_schema_version(create)
+            self._check_schema_version(create, upgrade)
         except sa.exc.OperationalError as exc:
             self.engine.dispose()
             raise StoreError(
@@ -130,13 +136,9 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.safe_url!r})"
 
-    def _check_schema_version(self, create: bool) -> None:
+    def _check_schema_version(self, create: bool, upgrade: bool = False) -> None:
         with self.engine.begin() as conn:
-            stored = conn.execute(
-                sa.select(schema.meta.c.value).where(
-                    schema.meta.c.key == schema.META_SCHEMA_VERSION
-                )
-            ).scalar()
+            stored = get_meta(conn, schema.META_SCHEMA_VERSION)
             if stored is None and create:
                 upsert_rows(
                     conn,
@@ -146,11 +148,34 @@ class Store:
                     [{"key": schema.META_SCHEMA_VERSION, "value": str(schema.SCHEMA_VERSION)}],
                     [],
                 )
-            elif stored is not None and int(stored) != schema.SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.safe_url} has schema version {stored}; this recgraph "
-                    f"expects {schema.SCHEMA_VERSION}"
+                return
+            if stored is None or int(stored) == schema.SCHEMA_VERSION:
+                return
+            version = int(stored)
+            if version > schema.SCHEMA_VERSION or not upgrade:
+                hint = (
+                    "a newer recgraph wrote it; upgrade recgraph"
+                    if version > schema.SCHEMA_VERSION
+                    else f"upgrade it in place with `recgraph db upgrade --db {self.safe_url}` "
+                    "(interactions gain a value_kind column: ratings become 'rating', "
+                    "other rows 'none')"
                 )
+                raise StoreError(
+                    f"{self.safe_url} has schema version {stored}; this recgraph expects "
+                    f"{schema.SCHEMA_VERSION}: {hint}"
+                )
+            for step in range(version, schema.SCHEMA_VERSION):
+                for statement in schema.UPGRADES[step]:
+                    conn.exec_driver_sql(statement)
+            conn.execute(
+                sa.update(schema.meta)
+                .where(schema.meta.c.key == schema.META_SCHEMA_VERSION)
+                .values(value=str(schema.SCHEMA_VERSION))
+            )
+
+    def schema_version(self) -> int:
+        """The schema version the store records."""
+        return int(self.meta(schema.META_SCHEMA_VERSION) or schema.SCHEMA_VERSION)
 
     # -------------------------------------------------------------- writes
     @contextmanager
@@ -160,7 +185,7 @@ class Store:
             if self.dialect == "sqlite":
                 conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
             with conn.begin():
-                yield Writer(self, conn)
+                yield Writer(conn, self.dialect)
 
     def replace_follows(
         self, account: str, targets: Iterable[str] | pd.DataFrame, seen_at: int
@@ -271,7 +296,8 @@ class Store:
         """Users x items interactions as a two-sided :class:`Interactions`.
 
         Users are all accounts and items all items, in key order. Values are
-        1 where the store has none; timestamps are None when no row has one
+        1 where the store has none, and ``value_kind`` says per row what they
+        mean (as the import declared); timestamps are None when no row has one
         (rows without a time have 0).
 
         Parameters
@@ -280,9 +306,9 @@ class Store:
             Keep only these kinds (:class:`Kind` or labels); None keeps all.
         """
         i = schema.interactions.c
-        query = sa.select(i.user_id, i.item_id, i.kind, i.value, i.timestamp).order_by(
-            i.user_id, i.item_id, i.timestamp, i.kind
-        )
+        query = sa.select(
+            i.user_id, i.item_id, i.kind, i.value, i.timestamp, i.value_kind
+        ).order_by(i.user_id, i.item_id, i.timestamp, i.kind)
         if kinds is not None:
             labels = [_kind_label(k) for k in kinds]
             query = query.where(i.kind.in_(labels))
@@ -295,8 +321,8 @@ class Store:
                 ),
                 [np.int64, object],
             )
-            user_id, item_id, kind, value, ts = read_columns(
-                conn, query, [np.int64, np.int64, object, object, np.int64]
+            user_id, item_id, kind, value, ts, value_kind = read_columns(
+                conn, query, [np.int64, np.int64, object, object, np.int64, object]
             )
         codes = {k.label: int(k) for k in Kind}
         n = len(user_id)
@@ -308,6 +334,7 @@ class Store:
             items=IdMap(item_ids),
             value=values if n else np.zeros(0, np.float32),
             kind=np.array([codes[k] for k in kind], dtype=np.int8),
+            value_kind=_value_kind_codes(value_kind),
             timestamp=ts if n and ts.any() else None,
             one_sided=False,
             directed=True,
@@ -330,7 +357,7 @@ class Store:
 
         Columns: ``follows`` -> ``src, dst, created_at, seen_at`` (active edges);
         ``events`` -> ``src, dst, ts`` (one row per event); ``interactions``
-        -> ``user, item, kind, value, timestamp``; ``accounts`` ->
+        -> ``user, item, kind, value, value_kind, timestamp``; ``accounts`` ->
         ``external_id, handle, created_at, updated_at``; ``items`` ->
         ``external_id, title, author, created_at, features`` (JSON text).
         Missing times are None (interaction timestamps: 0).
@@ -347,6 +374,12 @@ class Store:
 
 def _empty(what: TableName) -> pd.DataFrame:
     return pd.DataFrame(columns=_export_query(what)[1])
+
+
+def _value_kind_codes(labels: np.ndarray) -> np.ndarray:
+    """:class:`ValueKind` codes of stored labels (NULL or unknown: none)."""
+    codes = {v.label: int(v) for v in ValueKind}
+    return np.fromiter((codes.get(label, 0) for label in labels), dtype=np.int8, count=len(labels))
 
 
 def _kind_label(kind: Kind | str) -> str:
@@ -384,11 +417,18 @@ def _export_query(what: str) -> tuple[sa.Select, list[str]]:
     if what == "interactions":
         i, it = schema.interactions, schema.items
         query = (
-            sa.select(a.c.external_id, it.c.external_id, i.c.kind, i.c.value, i.c.timestamp)
+            sa.select(
+                a.c.external_id,
+                it.c.external_id,
+                i.c.kind,
+                i.c.value,
+                i.c.value_kind,
+                i.c.timestamp,
+            )
             .select_from(i.join(a, i.c.user_id == a.c.id).join(it, i.c.item_id == it.c.id))
             .order_by(i.c.user_id, i.c.item_id, i.c.timestamp, i.c.kind)
         )
-        return query, ["user", "item", "kind", "value", "timestamp"]
+        return query, ["user", "item", "kind", "value", "value_kind", "timestamp"]
     if what == "accounts":
         query = sa.select(a.c.external_id, a.c.handle, a.c.created_at, a.c.updated_at).order_by(
             a.c.id

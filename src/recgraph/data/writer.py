@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from recgraph.data import schema
-from recgraph.data.interactions import Kind
+from recgraph.data.interactions import Kind, ValueKind
+from recgraph.data.parsing import TIMESTAMP_MAX, TIMESTAMP_MIN, timestamp_range_problem
 from recgraph.data.sql import (
     COUNTED,
     WRITE_BATCH,
@@ -35,15 +37,16 @@ from recgraph.data.sql import (
 )
 from recgraph.errors import InputError
 
-if TYPE_CHECKING:
-    from recgraph.data.store import Store
-
 #: Ids per ``IN (...)`` lookup: well under every backend's bound-parameter limit.
 _LOOKUP_BATCH = 2_000
 #: External id -> key entries kept per writer before the cache is dropped (bounded memory).
 _CACHE_LIMIT = 500_000
 
 Frame = pd.DataFrame | Iterable[Mapping[str, Any]]
+
+#: Characters no id may hold: an id with a NUL byte or a line break can be stored but
+#: never asked for again (and PostgreSQL refuses NUL outright).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _frame(rows: Frame, required: Sequence[str], what: str) -> pd.DataFrame:
@@ -69,6 +72,10 @@ def _external_ids(values: pd.Series, name: str) -> np.ndarray:
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     if len(ids) and lengths.min() == 0:
         raise InputError(f"empty {name} id", field=name)
+    if len(ids) and _CONTROL.search("".join(ids)):  # one C-speed pass over every id
+        bad = next(x for x in ids if _CONTROL.search(x))
+        what = "a NUL byte" if "\x00" in bad else "a control character (a line break or tab)"
+        raise InputError(f"{name} id {bad[:40]!r} contains {what}", field=name)
     if len(ids) and lengths.max() > schema.EXTERNAL_ID_LENGTH:
         bad = ids[int(np.argmax(lengths))]
         raise InputError(
@@ -90,7 +97,11 @@ def _optional_seconds(frame: pd.DataFrame, column: str) -> list[int | None]:
         seconds = values.to_numpy("datetime64[s]").astype(np.int64)
         return [None if m else int(x) for x, m in zip(seconds, missing, strict=True)]
     if pd.api.types.is_integer_dtype(values) and not values.hasnans:
-        return values.astype(np.int64).tolist()  # the common case, without a Python loop
+        numbers = values.to_numpy()
+        if len(numbers) and (numbers.min() < TIMESTAMP_MIN or numbers.max() > TIMESTAMP_MAX):
+            bad = numbers[(numbers < TIMESTAMP_MIN) | (numbers > TIMESTAMP_MAX)][0]
+            raise InputError(timestamp_range_problem(column, bad), field=column)
+        return numbers.astype(np.int64).tolist()  # the common case, without a Python loop
     out: list[int | None] = []
     for value in values:
         if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
@@ -104,6 +115,8 @@ def _optional_seconds(frame: pd.DataFrame, column: str) -> list[int | None]:
                 raise InputError(f"{column} {value!r} is not unix seconds", field=column) from None
             if not math.isfinite(number) or number != int(number):
                 raise InputError(f"{column} {value!r} is not whole unix seconds", field=column)
+            if not TIMESTAMP_MIN <= int(number) <= TIMESTAMP_MAX:
+                raise InputError(timestamp_range_problem(column, value), field=column)
             out.append(int(number))
     return out
 
@@ -117,10 +130,9 @@ class Writer:
     External id -> key lookups are batched and cached for the transaction.
     """
 
-    def __init__(self, store: Store, conn: sa.Connection) -> None:
-        self.store = store
+    def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self.conn = conn
-        self.dialect = store.dialect
+        self.dialect = dialect
         self.now = int(time.time())
         self.batch = secrets.randbits(62)
         self._keys: dict[str, dict[str, int]] = {"accounts": {}, "items": {}}
@@ -398,12 +410,15 @@ class Writer:
         return len(events)
 
     def interactions(self, rows: Frame) -> int:
-        """Upsert interactions from ``user, item, kind`` and optional ``value, timestamp``.
+        """Upsert interactions from ``user, item, kind`` and optional ``value,
+        value_kind, timestamp``.
 
-        ``kind`` is like, dislike, view or rating; a missing timestamp is
-        stored as 0 and a missing value as NULL (read as 1). The natural key
-        ``(user, item, kind, timestamp)`` makes re-imports idempotent; a new
-        non-NULL value replaces the stored one. Return rows written.
+        ``kind`` is like, dislike, view or rating; ``value_kind`` what the value
+        means (none, rating, count, weight; default: rating for ratings, none
+        otherwise). A missing timestamp is stored as 0 and a missing value as
+        NULL (read as 1). The natural key ``(user, item, kind, timestamp)``
+        makes re-imports idempotent; a new non-NULL value replaces the stored
+        one together with its value kind. Return rows written.
         """
         frame = _frame(rows, ["user", "item", "kind"], "interaction")
         users = self._resolve(schema.accounts, _external_ids(frame["user"], "user"))
@@ -423,6 +438,8 @@ class Writer:
             if invalid.any():
                 bad = frame["value"][invalid].iloc[0]
                 raise InputError(f"value {bad!r} is not a number", field="value")
+            if np.isinf(values.astype(float)).any():
+                raise InputError("value is not a finite number", field="value")
             value_list = [None if math.isnan(v) else float(v) for v in values.astype(float)]
         else:
             value_list = [None] * len(frame)
@@ -433,6 +450,7 @@ class Writer:
                 "kind": kinds,
                 "timestamp": np.asarray(stamps, dtype=np.int64),
                 "value": pd.Series(value_list, dtype=object),
+                "value_kind": _value_kinds(frame, kinds),
             }
         )
         key = ["user_id", "item_id", "kind", "timestamp"]
@@ -444,7 +462,16 @@ class Writer:
             schema.interactions,
             key,
             records,
-            [("value", lambda new, old: sa.func.coalesce(new("value"), old.value))],
+            [
+                # Before value changes (MariaDB assigns in order): the meaning moves with a value.
+                (
+                    "value_kind",
+                    lambda new, old: sa.case(
+                        (new("value").is_not(None), new("value_kind")), else_=old.value_kind
+                    ),
+                ),
+                ("value", lambda new, old: sa.func.coalesce(new("value"), old.value)),
+            ],
         )
         return len(rows_frame)
 
@@ -515,6 +542,29 @@ class Writer:
         if not directed:
             src, dst = np.minimum(src, dst), np.maximum(src, dst)
         return src, dst
+
+
+def _value_kinds(frame: pd.DataFrame, kinds: np.ndarray) -> np.ndarray:
+    """What each row's value means: the ``value_kind`` column (labels or
+    :class:`ValueKind` codes), else ``rating`` for ratings and ``none`` otherwise."""
+    if "value_kind" not in frame.columns:
+        return np.where(kinds == "rating", "rating", "none").astype(object)
+    given = frame["value_kind"]
+    codes, uniques = pd.factorize(given.astype(object), use_na_sentinel=False)
+    names = []
+    for value in uniques:
+        try:
+            if isinstance(value, ValueKind | int | np.integer):
+                names.append(ValueKind(int(value)).label)
+            else:
+                names.append(ValueKind.parse(str(value)).label)
+        except (ValueError, TypeError):
+            raise InputError(
+                f"unknown value kind {value!r}; expected one of "
+                f"{', '.join(schema.VALUE_KIND_LABELS)}",
+                field="value_kind",
+            ) from None
+    return np.asarray(names, dtype=object)[codes]
 
 
 def _kind_or_none(value: object) -> str | None:
