@@ -66,11 +66,17 @@ def test_import_interactions_with_mapping_is_idempotent(tmp_path: Path, db: str,
         "userId,movieId,rating,timestamp\n1,10,4.0,964982703\n1,20,3.5,964981247\n",
     )
     args = ["import", "interactions", str(table), "--user", "userId", "--item", "movieId"]
-    args += ["--value", "rating", "--timestamp", "timestamp", "--kind", "rating", "--db", db]
+    args += ["--value-column", "rating", "--value", "rating", "--timestamp", "timestamp"]
+    args += ["--kind", "rating", "--db", db]
     assert main(args) == 0
     assert main(args) == 0
     assert "nothing new" in capsys.readouterr().out
     assert counts(db)["interactions_rating"] == 2
+
+    # the old spelling, --value naming the column, now says what to write instead
+    old = ["import", "interactions", str(table), "--user", "userId", "--item", "movieId"]
+    assert main([*old, "--value", "rating", "--kind", "rating", "--db", db]) == 2
+    assert "--value-column" in " ".join(capsys.readouterr().err.split())
 
     assert (
         main(["import", "interactions", str(table), "--user", "nope", "--kind", "like", "--db", db])

@@ -135,7 +135,10 @@ def test_empty_export_and_parquet_types(store: Store, tmp_path: Path):
     out = tmp_path / "none.parquet"
     assert export_table(store, "interactions", out) == 0
     frame = pd.read_parquet(out)
-    assert list(frame.columns) == ["user", "item", "kind", "value", "value_kind", "timestamp"] and len(frame) == 0
+    assert (
+        list(frame.columns) == ["user", "item", "kind", "value", "value_kind", "timestamp"]
+        and len(frame) == 0
+    )
     assert frame["timestamp"].dtype == "Int64" or np.issubdtype(
         frame["timestamp"].dtype, np.integer
     )
