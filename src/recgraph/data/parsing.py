@@ -443,8 +443,12 @@ class TableSource:
                 yield Chunk(arrays, first, batch.num_rows)
                 first += batch.num_rows
         if first == 0:
-            after = " after the header" if self._header_line else ""
-            raise InputError(f"no data rows{after}: the file holds nothing to read", path=self.path)
+            raise InputError(
+                "no data rows after the header line"
+                if self._header_line and self.layout.header
+                else "no data rows: the file is empty",
+                path=self.path,
+            )
 
     def _parquet_batches(self, chunk_rows: int, wanted: list[str]):
         yield from self._parquet().iter_batches(batch_size=chunk_rows, columns=wanted)
@@ -664,7 +668,7 @@ def timestamps(
             field=name,
         )
     if pa.types.is_uint64(array.type):
-        row = _first(pc.greater(array, TIMESTAMP_MAX).fill_null(False))
+        row = _first(pc.greater(array, pa.scalar(TIMESTAMP_MAX, pa.uint64())).fill_null(False))
         if row is not None:
             raise source.error(
                 timestamp_range_problem(name, array[row].as_py()), _at(first_row, row), name

@@ -195,14 +195,14 @@ def _edge_header(
     if _named_edge_header(fields, timestamps, source.path, line) or header:
         source.skip_header_record(line)
         return fields
-    rest = records[1:]
+    rest = [r for _, r in records[1:] if [f.strip() for f in r] != fields]
     numeric = [bool(_INTEGER.fullmatch(f)) for f in fields[:2]]
     if (
         len(fields) >= 2
         and rest
         and not any(numeric)
-        and all(len(r) >= 2 and _INTEGER.fullmatch(r[0].strip()) for _, r in rest)
-        and all(_INTEGER.fullmatch(r[1].strip()) for _, r in rest)
+        and all(len(r) >= 2 and _INTEGER.fullmatch(r[0].strip()) for r in rest)
+        and all(_INTEGER.fullmatch(r[1].strip()) for r in rest)
     ):
         source.skip_header_record(line)
         if notes is not None:

@@ -19,6 +19,7 @@ from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
+from recgraph.config import busy_timeout as config_busy_timeout
 from recgraph.data import schema
 from recgraph.errors import RecgraphError
 
@@ -38,7 +39,11 @@ class StoreError(RecgraphError):
 
 
 # ---------------------------------------------------------------------- engine
-def _sqlite_engine(url: sa.URL) -> sa.Engine:
+class StoreBusyError(StoreError):
+    """Another writer held the database's lock longer than the busy timeout."""
+
+
+def _sqlite_engine(url: sa.URL, busy_seconds: float) -> sa.Engine:
     database = url.database
     memory = not database or database == ":memory:" or database.startswith("file::memory:")
     if not memory:
@@ -55,7 +60,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
         # 64 MiB of page cache (default 2 MiB): bulk upserts touch indexes all over.
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
@@ -69,15 +74,16 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
-def create_engine(url: str) -> sa.Engine:
+def create_engine(url: str, busy_timeout: float | None = None) -> sa.Engine:
     """An engine for ``url`` with the settings the store relies on.
 
-    SQLite gets WAL, foreign keys and ``synchronous=NORMAL`` on every
-    connection; its parent folder is created when missing.
+    SQLite gets WAL, foreign keys, ``synchronous=NORMAL`` and a busy timeout
+    (``busy_timeout`` seconds, default :func:`recgraph.config.busy_timeout`)
+    on every connection; its parent folder is created when missing.
     """
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed)
+        return _sqlite_engine(parsed, config_busy_timeout(busy_timeout))
     # Positional parameters, so bulk writes can hand the driver plain tuples.
     return sa.create_engine(parsed, pool_pre_ping=True, paramstyle="format")
 
@@ -250,6 +256,12 @@ def _copy_upsert(
     conn.exec_driver_sql(f"TRUNCATE {quoted_stage}")
 
 
+def is_lock_timeout(exc: BaseException) -> bool:
+    """Whether a driver error means "another writer holds the lock" (SQLite busy)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
 def first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -260,6 +272,7 @@ __all__ = [
     "Columns",
     "READ_BATCH",
     "WRITE_BATCH",
+    "StoreBusyError",
     "StoreError",
     "UpdateRule",
     "batches",
@@ -268,6 +281,7 @@ __all__ = [
     "earliest",
     "first_line",
     "get_meta",
+    "is_lock_timeout",
     "latest",
     "read_columns",
     "upsert_rows",

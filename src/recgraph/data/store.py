@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from recgraph.config import busy_timeout as config_busy_timeout
 from recgraph.config import database_url
 from recgraph.data import schema
 from recgraph.data.interactions import IdMap, Interactions, Kind, ValueKind
@@ -33,11 +34,13 @@ from recgraph.data.sql import (
     BEGIN_OPTION,
     COUNTED,
     READ_BATCH,
+    StoreBusyError,
     StoreError,
     count_rows,
     create_engine,
     first_line,
     get_meta,
+    is_lock_timeout,
     read_columns,
     upsert_rows,
 )
@@ -62,6 +65,9 @@ class Store:
         ``sqlite:///recgraph.db``).
     create
         Create missing tables (and record the schema version).
+    busy_timeout
+        Seconds a SQLite write waits for another writer's lock before
+        :class:`StoreBusyError` (default ``RECGRAPH_BUSY_TIMEOUT``, 15).
     upgrade
         Bring a store of an older schema version up to date (see
         :data:`recgraph.data.schema.UPGRADES`); without it such a store is
@@ -78,7 +84,12 @@ class Store:
     """
 
     def __init__(
-        self, url: str | None = None, *, create: bool = True, upgrade: bool = False
+        self,
+        url: str | None = None,
+        *,
+        create: bool = True,
+        upgrade: bool = False,
+        busy_timeout: float | None = None,
     ) -> None:
         self.url = database_url(url)
         parsed = sa.make_url(self.url)
@@ -87,7 +98,8 @@ class Store:
             if database and not database.startswith(("file:", ":memory:")):
                 if not Path(database).expanduser().exists():
                     raise StoreError(f"no database at {self.url} (import something first)")
-        self.engine = create_engine(self.url)
+        self.busy_timeout = config_busy_timeout(busy_timeout)
+        self.engine = create_engine(self.url, self.busy_timeout)
         self.dialect = self.engine.dialect.name  # sqlite | mysql | mariadb | postgresql
         try:
             if create:
@@ -180,12 +192,29 @@ class Store:
     # -------------------------------------------------------------- writes
     @contextmanager
     def writer(self) -> Iterator[Writer]:
-        """One transaction: commit when the block ends, roll back on any error."""
-        with self.engine.connect() as conn:
-            if self.dialect == "sqlite":
-                conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
-            with conn.begin():
-                yield Writer(conn, self.dialect)
+        """One transaction: commit when the block ends, roll back on any error.
+
+        Raises
+        ------
+        StoreBusyError
+            When another writer held the lock longer than the busy timeout;
+            nothing of this transaction was written.
+        """
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
+                with conn.begin():
+                    yield Writer(conn, self.dialect)
+        except sa.exc.OperationalError as exc:
+            if not is_lock_timeout(exc):
+                raise
+            raise StoreBusyError(
+                f"{self.safe_url} is locked by another writer (an import, a crawl or the "
+                f"server) and stayed locked for the {self.busy_timeout:g} s busy timeout; "
+                "nothing was written. Run this again when the other writer is done, or "
+                "wait longer with RECGRAPH_BUSY_TIMEOUT=<seconds>."
+            ) from None
 
     def replace_follows(
         self, account: str, targets: Iterable[str] | pd.DataFrame, seen_at: int
@@ -349,7 +378,9 @@ class Store:
     def items_frame(self) -> pd.DataFrame:
         """All items: ``external_id, title, author, created_at, features`` (dicts)."""
         frame = pd.concat(list(self.iter_frames("items")) or [_empty("items")], ignore_index=True)
-        frame["features"] = [None if f is None else json.loads(f) for f in frame["features"]]
+        frame["features"] = [
+            json.loads(f) if isinstance(f, str) and f.strip() else None for f in frame["features"]
+        ]
         return frame
 
     def iter_frames(self, what: TableName, chunk_rows: int = READ_BATCH) -> Iterator[pd.DataFrame]:
@@ -360,20 +391,22 @@ class Store:
         -> ``user, item, kind, value, value_kind, timestamp``; ``accounts`` ->
         ``external_id, handle, created_at, updated_at``; ``items`` ->
         ``external_id, title, author, created_at, features`` (JSON text).
-        Missing times are None (interaction timestamps: 0).
+        Missing times are None (interaction timestamps: 0). Every column is
+        object dtype holding Python values and None for NULL, never NaN (pandas 3
+        would otherwise turn a text column with a NULL into ``str`` with NaN).
         """
         query, columns = _export_query(what)
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=chunk_rows).execute(query)
             for rows in result.partitions():
-                frame = pd.DataFrame(rows, columns=columns)
+                frame = pd.DataFrame(rows, columns=columns, dtype=object)
                 if what == "events":
                     frame = frame.loc[frame.index.repeat(frame.pop("count"))].reset_index(drop=True)
                 yield frame
 
 
 def _empty(what: TableName) -> pd.DataFrame:
-    return pd.DataFrame(columns=_export_query(what)[1])
+    return pd.DataFrame(columns=_export_query(what)[1], dtype=object)
 
 
 def _value_kind_codes(labels: np.ndarray) -> np.ndarray:
@@ -449,6 +482,7 @@ __all__ = [
     "COUNTED",
     "TABLE_NAMES",
     "Store",
+    "StoreBusyError",
     "StoreError",
     "TableName",
     "Writer",
