@@ -24,6 +24,7 @@ import pandas as pd
 from recgraph.data.interactions import Interactions
 from recgraph.data.snapshot import TrainingSnapshot, data_snapshot
 from recgraph.errors import InputError, NotFittedError
+from recgraph.files import atomic_write
 from recgraph.pipeline.config import (
     QUESTION_GRAPH,
     QUESTIONS,
@@ -283,9 +284,8 @@ class Pipeline:
             question.save(path / name)
         self.names.save(path / NAMES_FILE)
         # written last: its presence marks a complete pipeline
-        tmp = path / f".{PIPELINE_FILE}.tmp"
-        tmp.write_text(json.dumps(self.manifest(), indent=2))
-        os.replace(tmp, path / PIPELINE_FILE)
+        with atomic_write(path / PIPELINE_FILE, "w") as handle:
+            handle.write(json.dumps(self.manifest(), indent=2))
         return path
 
     @classmethod

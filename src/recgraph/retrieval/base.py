@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -48,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.errors import ConfigError, NotFittedError
+from recgraph.files import atomic_write
 from recgraph.retrieval.explanation import Explanation
 
 FORMAT_VERSION = 1
@@ -517,14 +517,12 @@ class Retriever(ABC):
             if value.dtype == object:
                 raise TypeError(f"state array {key!r} has dtype object; it would need pickle")
             arrays[f"state.{key}"] = value
-        _atomic_write(path / STATE_FILE, lambda f: np.savez(f, **arrays), binary=True)
+        with atomic_write(path / STATE_FILE) as handle:
+            np.savez(handle, **arrays)
         self._save_files(path)
         # written last: its presence marks a complete model
-        _atomic_write(
-            path / CONFIG_FILE,
-            lambda f: f.write(json.dumps(self.manifest(), indent=2)),
-            binary=False,
-        )
+        with atomic_write(path / CONFIG_FILE, "w") as handle:
+            handle.write(json.dumps(self.manifest(), indent=2))
         return path
 
     def _save_files(self, path: Path) -> None:
@@ -594,17 +592,3 @@ def ranked_row(row: np.ndarray, item: int, k: int) -> tuple[np.ndarray, np.ndarr
     ids, scores = top_k(row, k)
     valid = ids[0] >= 0
     return ids[0][valid], scores[0][valid]
-
-
-def _atomic_write(target: Path, write, *, binary: bool) -> None:
-    """Write to a temporary file beside ``target`` and rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.fchmod(fd, 0o644)  # mkstemp makes 0600; a server running as another user must read it
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as handle:
-            write(handle)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

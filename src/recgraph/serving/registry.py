@@ -43,6 +43,7 @@ import numpy as np
 from recgraph.data.interactions import Interactions
 from recgraph.data.snapshot import data_snapshot
 from recgraph.errors import ConfigError, InputError, RecgraphError
+from recgraph.files import atomic_write
 
 if TYPE_CHECKING:
     from recgraph.index.base import Index
@@ -315,24 +316,15 @@ class ModelRegistry:
             return None
 
     def _write_atomic(self, path: str, payload: bytes) -> None:
-        """Replace ``path`` so that readers see the old bytes or the new ones, never a part."""
+        """Replace ``path`` so that readers see the old bytes or the new ones, never a part.
+
+        Local folders use the shared :func:`recgraph.files.atomic_write`; other
+        fsspec filesystems (object stores) have no rename, but write one
+        object in a single request, which is just as atomic.
+        """
         if self.is_local:
-            directory = os.path.dirname(path)
-            os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-            try:
-                os.fchmod(
-                    fd, 0o644
-                )  # mkstemp's 0600 would hide it from a server run as another user
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(payload)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            with atomic_write(path, fsync=True) as handle:
+                handle.write(payload)
         else:
             # object stores write one object in a single request: whole or not at all
             self.fs.pipe_file(path, payload)
