@@ -44,10 +44,11 @@ class Settings(BaseSettings):
         The store: ``sqlite:///path.db`` (default ``sqlite:///recgraph.db``,
         a file in the working directory), ``mysql+pymysql://...`` or
         ``postgresql+psycopg://...``.
-    busy_timeout_seconds
-        How long a SQLite statement waits for another writer's lock before it
-        gives up with a clear error (the API then answers 503 with
-        ``Retry-After``; an import stops and leaves the store as it was).
+    busy_timeout
+        Seconds a SQLite write waits for another writer's lock before it gives
+        up with a clear error (:class:`~recgraph.data.sql.StoreBusyError`: an
+        import stops and leaves the store as it was; the API answers 503 with
+        ``Retry-After``).
     registry
         Model registry folder or fsspec URL.
     api_token
@@ -79,7 +80,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
-    busy_timeout_seconds: float = Field(default=10.0, ge=0, le=3600)
+    busy_timeout: float = Field(default=15.0, ge=0, le=3600)
     registry: str = DEFAULT_REGISTRY
     api_token: SecretStr | None = None
     host: str = "127.0.0.1"
@@ -149,6 +150,14 @@ def database_url(explicit: str | None = None, settings: Settings | None = None) 
     if explicit:
         return explicit
     return (settings or load_settings()).database_url
+
+
+def busy_timeout(explicit: float | None = None, settings: Settings | None = None) -> float:
+    """Seconds a SQLite writer waits for a lock: ``explicit``, else the settings'
+    (``$RECGRAPH_BUSY_TIMEOUT``, else 15)."""
+    if explicit is not None:
+        return float(explicit)
+    return (settings or load_settings()).busy_timeout
 
 
 def registry_root(explicit: str | None = None, settings: Settings | None = None) -> str:

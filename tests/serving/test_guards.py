@@ -164,7 +164,7 @@ def test_database_work_runs_off_the_event_loop(client):
 
 def test_a_locked_store_answers_503_with_retry_after_within_the_busy_timeout(served):  # noqa: F811
     settings, _ = served
-    fast = settings.model_copy(update={"busy_timeout_seconds": 0.3})
+    fast = settings.model_copy(update={"busy_timeout": 0.3})
     path = settings.database_url.removeprefix("sqlite:///")
     with TestClient(create_app(fast)) as c:
         before = Store(settings.database_url).counts()

@@ -10,7 +10,7 @@ from recgraph.settings import Settings
 #: A value other than the default for every setting.
 CHANGED = {
     "database_url": "postgresql+psycopg://u:pw@db.test/rec",
-    "busy_timeout_seconds": 1.5,
+    "busy_timeout": 1.5,
     "registry": "s3://bucket/models",
     "api_token": "worker-token",
     "host": "0.0.0.0",

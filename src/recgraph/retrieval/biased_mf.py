@@ -44,7 +44,7 @@ item gets the gradient :math:`2 M z_j`,
 :math:`M = \tfrac{\alpha}{|I|} \sum_{(u,i) \in B} a_u a_u^\top`.
 
 :math:`b_i` is what nearly everyone likes: the cold-start ranking of
-:mod:`recgraph.retrieval.feed` uses it (``item_bias_``).
+the pipeline serves it to users the model cannot personalise for (``cold_start_scores``).
 
 ``partial_fit(new)`` continues from the current weights on the new
 interactions only, growing the tables for new users and items (new rows start
@@ -72,7 +72,7 @@ from recgraph.data.interactions import Interactions, Kind
 from recgraph.progress import progress_bar
 from recgraph.retrieval.base import Retriever, RetrieverConfig
 from recgraph.retrieval.factors import factor_scores
-from recgraph.retrieval.retraining import extend_onto, grow_seen
+from recgraph.retrieval.retraining import extend_onto
 
 
 class BiasedMFConfig(RetrieverConfig):
@@ -197,6 +197,7 @@ class BiasedMF(Retriever):
     """
 
     name = "biased_mf"
+    has_cold_start = True
     config_class = BiasedMFConfig
     config: BiasedMFConfig
     supports = frozenset({"items", "follows"})
@@ -298,7 +299,7 @@ class BiasedMF(Retriever):
             grown = rng.standard_normal((extra_items, cfg.factors)) * cfg.init_std
             self.item_factors_ = np.vstack([self.item_factors_, grown.astype(np.float32)])
             self.item_bias_ = np.r_[self.item_bias_, np.zeros(extra_items, np.float32)]
-        self._seen = grow_seen(self._seen, new)
+        self._extend_history(new)
         self.users, self.items = new.users, new.items
         return new, rng
 
@@ -527,6 +528,11 @@ class BiasedMF(Retriever):
         return np.hstack([self.item_factors_, ones, self.item_bias_[:, None]])
 
     # ------------------------------------------------------------------ persistence
+    def cold_start_scores(self) -> np.ndarray:
+        """The learnt item bias: what everyone likes, before anything is known of a user."""
+        self._check_fitted()
+        return np.asarray(self.item_bias_, dtype=np.float32)
+
     def _state(self) -> dict[str, np.ndarray]:
         return {
             "user_factors": self.user_factors_,

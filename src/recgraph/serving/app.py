@@ -177,7 +177,7 @@ def create_app(
         metrics.swapped(None, loader.loaded)
     loader.subscribe(on_swap=metrics.swapped, on_failure=metrics.failed)
     feedback = FeedbackStore(
-        store or Store(settings.database_url, busy_timeout_seconds=settings.busy_timeout_seconds)
+        store or Store(settings.database_url, busy_timeout=settings.busy_timeout)
     )
     service = Service(settings, loader, feedback, metrics)
 

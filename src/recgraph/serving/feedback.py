@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from recgraph.data import schema
-from recgraph.data.store import Store, Writer
+from recgraph.data.store import Store
+from recgraph.data.writer import Writer
 from recgraph.errors import RecgraphError
 
 #: Most rows read back per user and request (a bound on the request's cost).

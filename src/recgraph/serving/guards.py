@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
+from recgraph.data.sql import StoreBusyError, first_line, is_lock_timeout
 from recgraph.errors import InputError, NotFittedError
 from recgraph.serving.feedback import UnknownIdError
 from recgraph.serving.loader import NoModelError
@@ -189,23 +190,34 @@ def install_error_handlers(app: FastAPI) -> None:
             {"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]}, status_code=422
         )
 
-    async def store_unavailable(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
-        settings = request.app.state.settings
-        wait = max(1, math.ceil(settings.busy_timeout_seconds))
-        reason = str(getattr(exc, "orig", exc) or exc).splitlines()[0]
-        if "locked" in reason or "busy" in reason.lower():
-            detail = (
-                f"the store is busy: another writer has held its lock for more than "
-                f"{settings.busy_timeout_seconds:g}s (busy_timeout_seconds); retry in {wait}s"
-            )
-        else:
-            detail = f"the store is unreachable; retry in {wait}s"
+    def retry_later(request: Request, detail: str, reason: str) -> JSONResponse:
+        wait = max(1, math.ceil(request.app.state.settings.busy_timeout))
         log.warning("%s %s: store error: %s", request.method, request.url.path, reason)
-        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(wait)})
+        return JSONResponse(
+            {"detail": f"{detail}; retry in {wait}s"},
+            status_code=503,
+            headers={"Retry-After": str(wait)},
+        )
+
+    async def store_busy(request: Request, exc: StoreBusyError) -> JSONResponse:
+        timeout = request.app.state.settings.busy_timeout
+        return retry_later(
+            request,
+            f"the store is busy: another writer held its lock for more than {timeout:g}s "
+            "(busy_timeout); nothing was written",
+            str(exc),
+        )
+
+    async def store_unavailable(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
+        reason = first_line(getattr(exc, "orig", None) or exc)
+        if is_lock_timeout(exc):
+            return await store_busy(request, StoreBusyError(reason))
+        return retry_later(request, "the store is unreachable", reason)
 
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(NoModelError, no_model)
     app.add_exception_handler(NotFittedError, not_served)
     app.add_exception_handler(UnknownIdError, unknown_id)
     app.add_exception_handler(InputError, bad_input)
+    app.add_exception_handler(StoreBusyError, store_busy)
     app.add_exception_handler(sa.exc.OperationalError, store_unavailable)
