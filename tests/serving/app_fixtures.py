@@ -13,8 +13,9 @@ from recgraph.pipeline import Pipeline
 from recgraph.serving.registry import ModelRegistry
 from recgraph.settings import Settings
 
-SMALL = SyntheticConfig(n_accounts=200, n_items=300, mean_follows=10, mean_interactions=15)
 TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SMALL = SyntheticConfig(n_accounts=200, n_items=300, mean_follows=10, mean_interactions=15)
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +43,18 @@ def served(served_template, tmp_path):
         poll_seconds=0,
     )
     return settings, ModelRegistry(root / "models")
+
+
+@pytest.fixture
+def client(served):
+    """A TestClient on the app over the private copy (lifespan run: the model is loaded)."""
+    from fastapi.testclient import TestClient
+
+    from recgraph.serving.app import create_app
+
+    settings, _ = served
+    with TestClient(create_app(settings)) as c:
+        yield c
 
 
 class LiveServer:

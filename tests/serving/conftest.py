@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# the store, registry and app fixtures, for every test of this folder
+from tests.serving.app_fixtures import client, served, served_template  # noqa: F401
+
 CHROMIUM = Path(os.environ.get("RECGRAPH_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [
     "--headless",

@@ -6,16 +6,7 @@ from fastapi.testclient import TestClient
 from recgraph.data.store import Store
 from recgraph.pipeline import Pipeline
 from recgraph.serving.app import create_app
-from tests.serving.app_fixtures import TOKEN, served, served_template  # noqa: F401
-
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def client(served):  # noqa: F811
-    settings, _ = served
-    with TestClient(create_app(settings)) as c:
-        yield c
+from tests.serving.app_fixtures import AUTH, TOKEN
 
 
 def known_user(client, question="feed"):
@@ -93,7 +84,7 @@ def test_invalid_parameters_get_422_naming_the_field(client, path):
     assert detail[0]["loc"][0] in ("query", "path") and detail[0]["msg"]
 
 
-def test_feedback_needs_the_token_and_is_written_to_the_store(client, served):  # noqa: F811
+def test_feedback_needs_the_token_and_is_written_to_the_store(client, served):
     settings, _ = served
     user = known_user(client)["id"]
     shown = client.get(f"/v1/users/{user}/feed", params={"k": 3}).json()["results"]
@@ -146,7 +137,7 @@ def test_bad_feedback_gets_422(client, event):
     assert response.status_code == 422, response.text
 
 
-def test_writes_are_refused_without_a_configured_token(served):  # noqa: F811
+def test_writes_are_refused_without_a_configured_token(served):
     settings, _ = served
     app = create_app(settings.model_copy(update={"api_token": None}))
     with TestClient(app) as c:
@@ -154,7 +145,7 @@ def test_writes_are_refused_without_a_configured_token(served):  # noqa: F811
         assert response.status_code == 403 and "disabled" in response.json()["detail"]
 
 
-def test_reload_needs_the_token_and_swaps_to_a_new_version(client, served):  # noqa: F811
+def test_reload_needs_the_token_and_swaps_to_a_new_version(client, served):
     settings, registry = served
     assert client.post("/v1/admin/reload").status_code == 401
     same = client.post("/v1/admin/reload", headers=AUTH).json()
@@ -195,7 +186,7 @@ def test_page_and_docs_are_served(client):
     assert client.get("/docs").status_code == 200
 
 
-def test_no_model_yet_is_503_and_a_question_the_model_lacks_is_404(tmp_path, served):  # noqa: F811
+def test_no_model_yet_is_503_and_a_question_the_model_lacks_is_404(tmp_path, served):
     settings, _ = served
     empty = settings.model_copy(update={"registry": str(tmp_path / "empty")})
     with TestClient(create_app(empty)) as c:
@@ -206,7 +197,7 @@ def test_no_model_yet_is_503_and_a_question_the_model_lacks_is_404(tmp_path, ser
         assert response.status_code == 503 and "recgraph train" in response.json()["detail"]
 
 
-def test_a_question_the_model_was_not_trained_for_is_404(tmp_path, served):  # noqa: F811
+def test_a_question_the_model_was_not_trained_for_is_404(tmp_path, served):
     from recgraph.serving.registry import ModelRegistry
     from tests.pipeline.test_pipeline import two_cliques
 

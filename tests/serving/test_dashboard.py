@@ -5,7 +5,7 @@ import pytest
 
 from recgraph.pipeline import Pipeline
 from recgraph.serving.app import create_app
-from tests.serving.app_fixtures import LiveServer, served, served_template  # noqa: F401
+from tests.serving.app_fixtures import LiveServer
 from tests.serving.conftest import SCREENSHOT_DIR, offline_page
 
 pytestmark = pytest.mark.browser
@@ -28,7 +28,7 @@ def _evaluated_version(registry) -> None:
 
 
 @pytest.mark.slow
-def test_dashboard_shows_store_evaluation_and_live_requests(browser, served):  # noqa: F811
+def test_dashboard_shows_store_evaluation_and_live_requests(browser, served):
     from playwright.sync_api import expect
 
     settings, registry = served
@@ -80,7 +80,7 @@ def test_dashboard_shows_store_evaluation_and_live_requests(browser, served):  #
 
 
 @pytest.mark.slow
-def test_api_docs_render_without_internet(browser, served):  # noqa: F811
+def test_api_docs_render_without_internet(browser, served):
     from playwright.sync_api import expect
 
     settings, _ = served

@@ -1,20 +1,9 @@
 """Feedback through the API: what it may name, and what it leaves in the store."""
 
 import pytest
-from fastapi.testclient import TestClient
 
 from recgraph.data.store import Store
-from recgraph.serving.app import create_app
-from tests.serving.app_fixtures import TOKEN, served, served_template  # noqa: F401
-
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def client(served):  # noqa: F811
-    settings, _ = served
-    with TestClient(create_app(settings)) as c:
-        yield c
+from tests.serving.app_fixtures import AUTH
 
 
 def _snapshot(url: str) -> tuple[dict, list, list]:
@@ -36,7 +25,7 @@ def _snapshot(url: str) -> tuple[dict, list, list]:
 )
 def test_feedback_naming_what_the_store_lacks_is_404_and_writes_nothing(
     client,
-    served,  # noqa: F811
+    served,
     event,
     noun,
     how,
@@ -51,7 +40,7 @@ def test_feedback_naming_what_the_store_lacks_is_404_and_writes_nothing(
     assert _snapshot(settings.database_url) == before  # no empty item or account row
 
 
-def test_a_new_user_may_like_a_known_item(client, served):  # noqa: F811
+def test_a_new_user_may_like_a_known_item(client, served):
     settings, _ = served
     response = client.post(
         "/v1/feedback", json={"user": "brand-new-user", "kind": "like", "item": "post:000003"},

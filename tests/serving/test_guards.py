@@ -11,17 +11,10 @@ from fastapi.testclient import TestClient
 
 from recgraph.data.store import Store
 from recgraph.serving.app import create_app
-from tests.serving.app_fixtures import TOKEN, LiveServer, served, served_template  # noqa: F401
+from tests.serving.app_fixtures import TOKEN, LiveServer
 
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 LIKE = {"user": "did:synth:00001", "kind": "like", "item": "post:000002"}
-
-
-@pytest.fixture
-def client(served):  # noqa: F811
-    settings, _ = served
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 # ---------------------------------------------------------------------- strict JSON
@@ -72,7 +65,7 @@ def test_a_non_finite_number_that_passes_json_still_answers_json(client):
 
 
 # ---------------------------------------------------------------------- body size
-def test_a_body_over_the_limit_is_413(served):  # noqa: F811
+def test_a_body_over_the_limit_is_413(served):
     settings, _ = served
     with TestClient(create_app(settings.model_copy(update={"max_body_bytes": 2048}))) as c:
         big = json.dumps({**LIKE, "user": "u" * 4000}).encode()
@@ -99,7 +92,7 @@ def _raw_post(url: str, headers: dict[str, str], body_sent: bytes) -> tuple[int,
         return int(status.split()[1]), time.perf_counter() - start
 
 
-def test_the_token_is_checked_before_a_huge_body_is_read(served):  # noqa: F811
+def test_the_token_is_checked_before_a_huge_body_is_read(served):
     settings, _ = served
     declared = 200 * 1024 * 1024  # what the client says it will send; it sends 64 KiB
     with LiveServer(create_app(settings)) as server:
@@ -162,7 +155,7 @@ def test_database_work_runs_off_the_event_loop(client):
     assert not any(on_loop for _, on_loop in seen), seen
 
 
-def test_a_locked_store_answers_503_with_retry_after_within_the_busy_timeout(served):  # noqa: F811
+def test_a_locked_store_answers_503_with_retry_after_within_the_busy_timeout(served):
     settings, _ = served
     fast = settings.model_copy(update={"busy_timeout": 0.3})
     path = settings.database_url.removeprefix("sqlite:///")

@@ -3,14 +3,14 @@
 import pytest
 
 from recgraph.serving.app import create_app
-from tests.serving.app_fixtures import TOKEN, LiveServer, served, served_template  # noqa: F401
+from tests.serving.app_fixtures import TOKEN, LiveServer
 from tests.serving.conftest import SCREENSHOT_DIR, offline_page
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.mark.slow
-def test_search_suggest_open_feed_like_and_refresh(browser, served):  # noqa: F811
+def test_search_suggest_open_feed_like_and_refresh(browser, served):
     from playwright.sync_api import expect
 
     settings, _ = served

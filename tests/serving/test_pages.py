@@ -3,19 +3,8 @@
 import re
 
 import pytest
-from fastapi.testclient import TestClient
-
-from recgraph.serving.app import create_app
-from tests.serving.app_fixtures import served, served_template  # noqa: F401
 
 PAGES = ["/", "/dashboard", "/docs"]
-
-
-@pytest.fixture
-def client(served):  # noqa: F811
-    settings, _ = served
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 def _references(html: str) -> list[str]:

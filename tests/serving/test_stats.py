@@ -8,9 +8,7 @@ from fastapi.testclient import TestClient
 from recgraph.pipeline import Pipeline
 from recgraph.serving.app import create_app
 from recgraph.serving.stats import evaluation_curves
-from tests.serving.app_fixtures import TOKEN, served, served_template  # noqa: F401
-
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from tests.serving.app_fixtures import AUTH
 
 
 def test_manifest_metrics_become_curves_per_question_and_retriever():
@@ -31,7 +29,7 @@ def test_manifest_metrics_become_curves_per_question_and_retriever():
     assert math.isnan(other["feed/coverage@10"])  # not a point: kept aside, not drawn
 
 
-def test_store_stats_are_counted_then_reused(served):  # noqa: F811
+def test_store_stats_are_counted_then_reused(served):
     settings, _ = served
     with TestClient(create_app(settings)) as c:
         first = c.get("/v1/stats/store").json()
@@ -48,7 +46,7 @@ def test_store_stats_are_counted_then_reused(served):  # noqa: F811
         assert again["computed_at"] > first["computed_at"]
 
 
-def test_evaluation_stats_come_from_the_served_versions_manifest(served):  # noqa: F811
+def test_evaluation_stats_come_from_the_served_versions_manifest(served):
     settings, registry = served
     with TestClient(create_app(settings)) as c:
         bare = c.get("/v1/stats/evaluation").json()
@@ -68,7 +66,7 @@ def test_evaluation_stats_come_from_the_served_versions_manifest(served):  # noq
 
 
 @pytest.mark.parametrize("path", ["/v1/stats/store", "/v1/stats/evaluation"])
-def test_stats_are_in_the_openapi_document(served, path):  # noqa: F811
+def test_stats_are_in_the_openapi_document(served, path):
     settings, _ = served
     with TestClient(create_app(settings)) as c:
         assert path in c.get("/openapi.json").json()["paths"]

@@ -201,25 +201,23 @@ class Service:
     # ------------------------------------------------------------------ answers
     def suggestions(self, account: AccountPath, k: int | None = None) -> JSONResponse:
         """Who ``account`` should follow: accounts with reasons ("followed by @a and @b")."""
-        loaded = self.loader.current
-        pipeline = loaded.pipeline
-        question = pipeline.question("who_to_follow")
-        k = self.check_k(k, question.config.max_k, question.config.k)
-        resolved = pipeline.resolve_account(account)
-        exclude = self.recent(self.feedback.follows_of, resolved)
-        answer = pipeline.suggest_accounts(resolved, k, exclude=exclude)
-        return self.respond("who_to_follow", account, answer, loaded)
+        return self._answer("who_to_follow", account, k, self.feedback.follows_of)
 
     def feed(self, user: AccountPath, k: int | None = None) -> JSONResponse:
         """What ``user`` should read next, without what they saw, liked or disliked."""
-        loaded = self.loader.current
+        return self._answer("feed", user, k, self.feedback.items_of)
+
+    def _answer(
+        self, question: str, query: str, k: int | None, recent_of: Callable[[str], list[str]]
+    ) -> JSONResponse:
+        loaded = self.loader.current  # taken once: the request ends on this version
         pipeline = loaded.pipeline
-        question = pipeline.question("feed")
-        k = self.check_k(k, question.config.max_k, question.config.k)
-        resolved = pipeline.resolve_account(user)
-        exclude = self.recent(self.feedback.items_of, resolved)
-        answer = pipeline.feed(resolved, k, exclude=exclude)
-        return self.respond("feed", user, answer, loaded)
+        config = pipeline.question(question).config
+        k = self.check_k(k, config.max_k, config.k)
+        resolved = pipeline.resolve_account(query)
+        ask = pipeline.feed if question == "feed" else pipeline.suggest_accounts
+        answer = ask(resolved, k, exclude=self.recent(recent_of, resolved))
+        return self.respond(question, query, answer, loaded)
 
     async def similar(self, item: ItemPath, k: int | None = None) -> JSONResponse:
         """Items like ``item`` (404 for an item the model never saw)."""
