@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from recgraph.data.interactions import Interactions, Kind
+from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.errors import ConfigError
 from recgraph.retrieval import Retriever
 from recgraph.retrieval.biased_mf import BiasedMF, feedback_targets
@@ -48,7 +48,8 @@ def test_targets_scale_ratings_and_prefer_explicit_then_latest():
         ),
         timestamp=[0, 0, 0, 1, 2, 0, 5],
     )
-    src, dst, target = feedback_targets(data, rating_range=(1.0, 5.0), view_target=0.3)
+    src, dst, target, weight = feedback_targets(data, rating_range=(1.0, 5.0), view_target=0.3)
+    assert (weight == 1).all()
     got = {
         (data.users.ids[u], data.items.ids[i]): round(float(t), 4)
         for u, i, t in zip(src, dst, target, strict=True)
@@ -61,6 +62,51 @@ def test_targets_scale_ratings_and_prefer_explicit_then_latest():
         ("b", "x"): 0.25,
         ("c", "y"): 1.0,
     }
+
+
+def test_play_counts_are_likes_weighted_by_log_confidence():
+    # one pair played 1 + 6 times over two rows, one 1,000 times: targets 1, weights grow
+    # with the log of the summed count (Hu et al.), never read as ratings on a scale
+    data = Interactions.from_arrays(
+        ["a", "a", "a", "b"],
+        ["x", "x", "y", "x"],
+        value=[1, 6, 1000, 1],
+        value_kind=ValueKind.COUNT,
+    )
+    src, dst, target, weight = feedback_targets(
+        data, rating_range=(0.0, 1.0), view_target=1.0, count_epsilon=1.0
+    )
+    got = {
+        (data.users.ids[u], data.items.ids[i]): (float(t), round(float(w), 3))
+        for u, i, t, w in zip(src, dst, target, weight, strict=True)
+    }
+    assert got == {
+        ("a", "x"): (1.0, 3.0),  # log2(1 + 7)
+        ("a", "y"): (1.0, round(np.log2(1001), 3)),
+        ("b", "x"): (1.0, 1.0),
+    }
+
+
+def test_ratings_below_the_liked_threshold_are_not_likes():
+    # a value column declared as ratings (value_kind) is a rating whatever the row's kind
+    data = Interactions.from_arrays(
+        ["a", "a"], ["x", "y"], value=[1, 5], value_kind=ValueKind.RATING
+    )
+    model = BiasedMF(SMALL).fit(data)
+    assert model.rating_range_ == (1.0, 5.0)
+    _, _, target, _ = feedback_targets(data, model.rating_range_, 1.0)
+    assert target.tolist() == [0.0, 1.0]
+
+
+def test_beats_popularity_on_play_counts():
+    """Play counts far above any rating scale: the defect of issue 11 (nDCG 0.0003)."""
+    from recgraph.evaluation import evaluate
+    from tests.retrieval.play_counts import play_count_split
+
+    train, test = play_count_split()
+    report = evaluate(["popular", BiasedMF(epochs=10)], train, test, (20,), progress=False)
+    popular, mf = (r.metrics["ndcg@20"] for r in report.results)
+    assert mf > popular
 
 
 def test_dislikes_pull_an_item_down():

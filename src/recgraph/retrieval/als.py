@@ -1,8 +1,11 @@
 r"""Implicit-feedback ALS (Hu, Koren & Volinsky 2008) through the ``implicit`` library.
 
-The maths. With preferences :math:`p_{ui} = 1` where user :math:`u` has item
-:math:`i` (else 0) and confidences :math:`c_{ui} = 1 + \alpha\, w_{ui}`
-(:math:`w` is the training matrix, binary, summed values or BM25-weighted),
+The maths. With preferences :math:`p_{ui} = 1` where user :math:`u` liked item
+:math:`i` (else 0) and confidences :math:`c_{ui} = \alpha\, w_{ui}` on those
+pairs (1 elsewhere; :math:`w` is the training matrix of
+:func:`~recgraph.retrieval.factors.positive_matrix`: 1 per like or liked
+rating, :math:`\log(1 + c/\epsilon) / \log(1 + 1/\epsilon)` for :math:`c`
+plays; or binary, or BM25-weighted),
 
 .. math::
 
@@ -38,19 +41,20 @@ from pydantic import Field
 
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar
-from recgraph.retrieval.base import RetrieverConfig
 from recgraph.retrieval.explanation import Explanation, history_explanations
-from recgraph.retrieval.factors import FactorRetriever, merge_matrix, positive_matrix
+from recgraph.retrieval.factors import CountWeightingConfig, FactorRetriever, merge_matrix
 from recgraph.retrieval.retraining import extend_onto
 
 
-class ALSConfig(RetrieverConfig):
+class ALSConfig(CountWeightingConfig):
     """Hyperparameters of :class:`ALS` (names follow ``implicit``).
 
-    ``weighting`` builds :math:`w_{ui}`: ``binary`` (1 per pair), ``value``
-    (summed values, e.g. ratings or counts) or ``bm25`` (binary, then BM25
-    weighted with ``bm25_k1`` / ``bm25_b``, which damps heavy users and
-    popular items).
+    ``weighting`` builds :math:`w_{ui}`: ``value`` (what each liked pair's
+    value means: 1 per like, log confidence of a play count, a weight as
+    given; the same as ``binary`` on binary or rating data), ``binary`` (1 per
+    liked pair) or ``bm25`` (binary, then BM25 weighted with ``bm25_k1`` /
+    ``bm25_b``, which damps heavy users and popular items). Dislikes and low
+    ratings are never positives.
     """
 
     factors: int = Field(default=64, ge=1)
@@ -76,7 +80,7 @@ class ALS(FactorRetriever):
 
     user_factors_: np.ndarray
     item_factors_: np.ndarray
-    #: Positive feedback (binary or values, before BM25) that fold-in rebuilds users from.
+    #: Liked pairs (binary or weighted, before BM25) that fold-in rebuilds users from.
     matrix_: sp.csr_matrix
 
     # ------------------------------------------------------------------ implicit
@@ -111,11 +115,14 @@ class ALS(FactorRetriever):
 
         return bm25_weight(self.matrix_, K1=cfg.bm25_k1, B=cfg.bm25_b).tocsr().astype(np.float32)
 
+    def _binary_matrix(self) -> bool:
+        return self.config.weighting != "value"
+
     # ------------------------------------------------------------------ training
     def _fit(self, train: Interactions) -> None:
         from threadpoolctl import threadpool_limits
 
-        self.matrix_ = positive_matrix(train, self.config.weighting)
+        self.matrix_ = self._training_matrix(train, fitting=True)
         for attr in ("user_factors_", "item_factors_"):
             self.__dict__.pop(attr, None)  # implicit would continue from them
         model = self._implicit_model()
@@ -145,7 +152,7 @@ class ALS(FactorRetriever):
             self.item_factors_ = np.vstack([self.item_factors_, grow])
         self.matrix_ = merge_matrix(
             self.matrix_,
-            positive_matrix(new, self.config.weighting),
+            self._training_matrix(new, fitting=False),
             binary=self.config.weighting != "value",
         )
         self._extend_history(new)

@@ -30,7 +30,7 @@ from pydantic import Field
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar, track
 from recgraph.retrieval.base import RetrieverConfig
-from recgraph.retrieval.factors import FactorRetriever, merge_matrix, positive_matrix
+from recgraph.retrieval.factors import FactorRetriever, merge_matrix
 from recgraph.retrieval.retraining import extend_onto
 
 
@@ -65,14 +65,18 @@ class BPR(FactorRetriever):
 
     user_factors_: np.ndarray
     item_factors_: np.ndarray
-    #: Binary positive feedback, which fold-in rebuilds users from.
+    #: Liked pairs (binary: BPR ranks a like above a non-like, whatever its
+    #: value; a low rating is not a like), which fold-in rebuilds users from.
     matrix_: sp.csr_matrix
+
+    def _binary_matrix(self) -> bool:
+        return True
 
     def _fit(self, train: Interactions) -> None:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         cfg = self.config
-        self.matrix_ = positive_matrix(train, "binary")
+        self.matrix_ = self._training_matrix(train, fitting=True)
         model = BayesianPersonalizedRanking(
             factors=cfg.factors,
             learning_rate=cfg.learning_rate,
@@ -122,7 +126,9 @@ class BPR(FactorRetriever):
         if new.n_items > len(self.item_factors_):
             grow = np.zeros((new.n_items - len(self.item_factors_), width), np.float32)
             self.item_factors_ = np.vstack([self.item_factors_, grow])
-        self.matrix_ = merge_matrix(self.matrix_, positive_matrix(new, "binary"), binary=True)
+        self.matrix_ = merge_matrix(
+            self.matrix_, self._training_matrix(new, fitting=False), binary=True
+        )
         self._extend_history(new)
         self.users, self.items = new.users, new.items
         for user in track(np.unique(new.src), "bpr fold-in"):
