@@ -80,9 +80,11 @@ def test_play_counts_are_likes_weighted_by_log_confidence():
         (data.users.ids[u], data.items.ids[i]): (float(t), round(float(w), 3))
         for u, i, t, w in zip(src, dst, target, weight, strict=True)
     }
+    # log2(1 + 7) = 3 and log2(1001) for a, scaled so that a's weights average 1
+    a_x, a_y = 3.0, np.log2(1001)
     assert got == {
-        ("a", "x"): (1.0, 3.0),  # log2(1 + 7)
-        ("a", "y"): (1.0, round(np.log2(1001), 3)),
+        ("a", "x"): (1.0, round(2 * a_x / (a_x + a_y), 3)),
+        ("a", "y"): (1.0, round(2 * a_y / (a_x + a_y), 3)),
         ("b", "x"): (1.0, 1.0),
     }
 

@@ -61,7 +61,7 @@ class ALSConfig(CountWeightingConfig):
     regularization: float = Field(default=0.01, ge=0)
     alpha: float = Field(default=1.0, gt=0)
     iterations: int = Field(default=15, ge=1)
-    weighting: Literal["binary", "value", "bm25"] = "binary"
+    weighting: Literal["binary", "value", "bm25"] = "value"
     bm25_k1: float = Field(default=100.0, gt=0)
     bm25_b: float = Field(default=0.8, ge=0, le=1)
     use_cg: bool = True

@@ -214,7 +214,16 @@ def feedback_targets(
     order = np.lexsort((np.arange(n), time_key, (~view).astype(np.int8), keys))
     sorted_keys = keys[order]
     last = order[np.r_[sorted_keys[1:] != sorted_keys[:-1], True]] if n else order
-    return data.src[last], data.dst[last], target[last], weight[last]
+    src, weight = data.src[last], weight[last]
+    if len(src) and (weight != 1).any():
+        # Each user's weights average 1: plays say which of a user's items matter
+        # more, not that a heavy listener outweighs everyone (the all-items zero
+        # term grows with a user's pairs, not with their plays).
+        totals = np.bincount(src, weights=weight)
+        pairs = np.bincount(src)
+        mean = totals[src] / pairs[src]
+        weight = np.where(mean > 0, weight / np.where(mean > 0, mean, 1), 0).astype(np.float32)
+    return src, data.dst[last], target[last], weight
 
 
 class BiasedMF(Retriever):

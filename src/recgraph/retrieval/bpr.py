@@ -23,6 +23,8 @@ Handles ``items``, ``follows`` and ``friends`` graphs.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
@@ -30,7 +32,7 @@ from pydantic import Field
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar, track
 from recgraph.retrieval.base import RetrieverConfig
-from recgraph.retrieval.factors import FactorRetriever, merge_matrix
+from recgraph.retrieval.factors import DEFAULTS_STUDY, FactorRetriever, merge_matrix
 from recgraph.retrieval.retraining import extend_onto
 
 
@@ -41,6 +43,8 @@ class BPRConfig(RetrieverConfig):
     ``implicit`` updates shared vectors without locks (Hogwild), faster but
     different on every run.
     """
+
+    defaults_chosen_on: ClassVar[str] = DEFAULTS_STUDY
 
     factors: int = Field(default=64, ge=1)
     learning_rate: float = Field(default=0.01, gt=0)

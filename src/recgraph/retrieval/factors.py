@@ -22,6 +22,7 @@ saves those, so each model file holds only what is its own.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,6 +38,13 @@ from recgraph.retrieval.base import Retriever, RetrieverConfig, pad_rows
 DEFAULT_COUNT_EPSILON = 1.0
 
 
+#: Where the item models' defaults come from (``recgraph models`` prints it).
+DEFAULTS_STUDY = (
+    "validation nDCG@20 (carved from train) on MovieLens 100k and latest-small, random "
+    "and temporal splits, and generated play counts (benchmarks/defaults_study.py)"
+)
+
+
 class CountWeightingConfig(RetrieverConfig):
     """The config field every item model shares: how ``count`` values weigh.
 
@@ -45,6 +53,8 @@ class CountWeightingConfig(RetrieverConfig):
     """
 
     count_epsilon: float | None = Field(default=DEFAULT_COUNT_EPSILON, gt=0)
+    #: What the defaults were chosen on (not a parameter).
+    defaults_chosen_on: ClassVar[str] = DEFAULTS_STUDY
 
 
 def factor_scores(user_factors: np.ndarray, item_factors: np.ndarray) -> np.ndarray:

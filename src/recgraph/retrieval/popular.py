@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -23,6 +23,12 @@ class PopularConfig(CountWeightingConfig):
     confidences, weights as given). ``window_days`` counts only the last days
     of the training data (needs timestamps): what is popular *now*.
     """
+
+    #: Not tuned: the baseline counts every like since the start.
+    defaults_chosen_on: ClassVar[str] = (
+        "not tuned: all-time count of users who liked each target, the baseline every "
+        "model must beat (a recent window is an option, not a default)"
+    )
 
     weight: Literal["users", "value"] = "users"
     window_days: float | None = Field(default=None, gt=0)
