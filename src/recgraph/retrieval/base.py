@@ -157,6 +157,12 @@ class Retriever(ABC):
     supports: ClassVar[frozenset[str]] = frozenset({"items", "follows", "friends"})
     #: Whether :meth:`explain` can say why (the default says nothing).
     explains: ClassVar[bool] = False
+    #: Whether :meth:`cold_start_scores` is an answer of the model's own (popularity,
+    #: a learnt item bias) that may be credited to it for a user it never saw.
+    has_cold_start: ClassVar[bool] = False
+    #: The score the model gives a target it has no evidence for (two-hop models:
+    #: 0, no path): such candidates never count as the model's.
+    no_evidence_score: ClassVar[float | None] = None
     #: Saved-name -> class lookup, installed by :mod:`recgraph.retrieval.registry`.
     class_for_name: ClassVar[Callable[[str], type[Retriever]] | None] = None
 
@@ -512,12 +518,22 @@ class Retriever(ABC):
                 raise TypeError(f"state array {key!r} has dtype object; it would need pickle")
             arrays[f"state.{key}"] = value
         _atomic_write(path / STATE_FILE, lambda f: np.savez(f, **arrays), binary=True)
+        self._save_files(path)
+        # written last: its presence marks a complete model
         _atomic_write(
             path / CONFIG_FILE,
             lambda f: f.write(json.dumps(self.manifest(), indent=2)),
             binary=False,
         )
         return path
+
+    def _save_files(self, path: Path) -> None:
+        """Write what does not fit the npz (a booster as text, sub-models) into ``path``."""
+        return None
+
+    def _load_files(self, path: Path) -> None:
+        """Read back what :meth:`_save_files` wrote (after :meth:`_set_state`)."""
+        return None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Retriever:
@@ -554,6 +570,7 @@ class Retriever(ABC):
         model._set_state(
             {k[len("state.") :]: v for k, v in arrays.items() if k.startswith("state.")}
         )
+        model._load_files(path)
         return model
 
 

@@ -42,6 +42,7 @@ class Popular(Retriever):
     """
 
     name = "popular"
+    has_cold_start = True
     config_class = PopularConfig
     config: PopularConfig
 
