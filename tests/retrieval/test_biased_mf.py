@@ -7,7 +7,23 @@ from recgraph.retrieval import Retriever
 from recgraph.retrieval.biased_mf import BiasedMF, feedback_targets
 from tests.retrieval.conformance import RetrieverConformance, two_cliques
 
-SMALL = {"epochs": 100, "learning_rate": 0.05, "factors": 4, "regularization": 0.1, "negatives": 1}
+#: The settings these tests were written for: Adam and sampled negatives (the
+#: defaults are now Adagrad with the Gramian term, tested on their own below).
+ADAM_SAMPLED = {
+    "optimizer": "adam",
+    "negatives": 4,
+    "unobserved_weight": 0.0,
+    "regularization": 0.01,
+    "partial_learning_rate": None,
+}
+SMALL = {
+    **ADAM_SAMPLED,
+    "epochs": 100,
+    "learning_rate": 0.05,
+    "factors": 4,
+    "regularization": 0.1,
+    "negatives": 1,
+}
 
 
 def communities(seed: int = 0, users: int = 40, items: int = 30, density: float = 0.5):
@@ -106,7 +122,7 @@ def test_beats_popularity_on_play_counts():
     from tests.retrieval.play_counts import play_count_split
 
     train, test = play_count_split()
-    report = evaluate(["popular", BiasedMF(epochs=10)], train, test, (20,), progress=False)
+    report = evaluate(["popular", BiasedMF()], train, test, (20,), progress=False)
     popular, mf = (r.metrics["ndcg@20"] for r in report.results)
     assert mf > popular
 
@@ -134,7 +150,9 @@ def test_dislikes_pull_an_item_down():
 
 def test_partial_fit_grows_tables_and_leaves_other_users_close():
     data = communities()
-    model = BiasedMF(epochs=30, learning_rate=0.02, factors=4, partial_learning_rate=0.002)
+    model = BiasedMF(
+        ADAM_SAMPLED, epochs=30, learning_rate=0.02, factors=4, partial_learning_rate=0.002
+    )
     model.fit(data)
     before = model.predict(np.repeat(np.arange(80), 60), np.tile(np.arange(60), 80))
     new = Interactions.from_arrays(
@@ -155,7 +173,9 @@ def test_partial_fit_grows_tables_and_leaves_other_users_close():
 
 def test_partial_fit_teaches_a_new_user():
     data = communities()
-    model = BiasedMF(epochs=30, learning_rate=0.02, factors=4, fold_in_epochs=60).fit(data)
+    model = BiasedMF(ADAM_SAMPLED, epochs=30, learning_rate=0.02, factors=4, fold_in_epochs=60).fit(
+        data
+    )
     liked = [str(i) for i in range(40, 50)]  # community B's items
     model.partial_fit(Interactions.from_arrays(["new"] * len(liked), liked))  # other id maps
     user = model.users.index_of("new")
@@ -257,7 +277,7 @@ def test_unobserved_weight_gradients_match_autograd():
     ys = torch.tensor([1.0, 0.0, 1.0, 0.5, 1.0, 1.0])
     weights = torch.tensor([1.0, 1.0, 2.0, 1.0, 1.0, 1.0])
     shares = torch.tensor([0.1, 0.2, 0.3, 0.1, 0.4, 0.1])
-    model = BiasedMF(factors=k, regularization=0.05)
+    model = BiasedMF(ADAM_SAMPLED, factors=k, regularization=0.05)
     with torch.no_grad():
         model._step(user_table, item_table, global_bias, users, items, ys, weights, False, shares)
     written = [t.grad.clone() for t in (user_table, item_table, global_bias)]

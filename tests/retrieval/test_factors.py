@@ -93,3 +93,15 @@ def test_rows_of_different_kinds_mix():
     assert cell(matrix, data, "a", "x") == 1.0
     assert cell(matrix, data, "a", "y") == pytest.approx(3.0)  # log2(8)
     assert cell(matrix, data, "a", "z") == 1.0  # the only rating: its own scale
+
+
+@pytest.mark.parametrize("name", ["ease", "item_knn", "als", "bpr", "biased_mf"])
+def test_with_defaults_every_item_model_beats_popularity_on_play_counts(name):
+    """Issue 11: play counts once sank a model below popularity (read as ratings)."""
+    from recgraph.evaluation import evaluate
+    from tests.retrieval.play_counts import play_count_split
+
+    train, test = play_count_split()
+    report = evaluate(["popular", name], train, test, (20,), progress=False)
+    popular, model = (r.metrics["ndcg@20"] for r in report.results)
+    assert model > popular, (name, model, popular)

@@ -72,6 +72,9 @@ class EASEConfig(CountWeightingConfig):
     the same weights.
     """
 
+    #: λ = 500 and ``count_epsilon`` 0.01 (play counts nearly flat): the
+    #: validation choice of benchmarks/defaults_study.py.
+    count_epsilon: float | None = Field(default=0.01, gt=0)
     regularization: float = Field(default=500.0, gt=0)
     min_item_count: int = Field(default=1, ge=1)
     solver: Literal["auto", "primal", "dual"] = "auto"

@@ -45,7 +45,7 @@ class ItemKNNConfig(CountWeightingConfig):
     neighbour). ``bm25_k1`` / ``bm25_b`` only matter for ``similarity="bm25"``.
     """
 
-    similarity: Literal["cosine", "bm25"] = "cosine"
+    similarity: Literal["cosine", "bm25", "cooccurrence"] = "cosine"
     neighbours: int = Field(default=100, ge=1)
     bm25_k1: float = Field(default=1.2, gt=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
@@ -66,7 +66,11 @@ class ItemKNN(Retriever):
     matrix_: sp.csr_matrix
 
     def _fit(self, train: Interactions) -> None:
-        from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+        from implicit.nearest_neighbours import (
+            BM25Recommender,
+            CosineRecommender,
+            ItemItemRecommender,
+        )
         from implicit.utils import ParameterWarning
 
         cfg = self.config
@@ -75,13 +79,16 @@ class ItemKNN(Retriever):
             model = BM25Recommender(
                 K=cfg.neighbours, K1=cfg.bm25_k1, B=cfg.bm25_b, num_threads=cfg.num_threads
             )
+        elif cfg.similarity == "cooccurrence":
+            model = ItemItemRecommender(K=cfg.neighbours, num_threads=cfg.num_threads)
         else:
             model = CosineRecommender(K=cfg.neighbours, num_threads=cfg.num_threads)
         with warnings.catch_warnings():
             # BM25Recommender hands its own weighted COO matrix to implicit's
             # kNN, which then warns that it converts it to CSR; harmless.
             warnings.simplefilter("ignore", ParameterWarning)
-            model.fit(self.matrix_, show_progress=False)
+            # implicit's plain item-item product wants float64
+            model.fit(self.matrix_.astype(np.float64), show_progress=False)
         similarity = sp.csr_matrix(model.similarity, dtype=np.float32)
         similarity.sort_indices()
         self.similarity_ = similarity
