@@ -93,23 +93,22 @@ def ease_weights(matrix: sp.spmatrix, regularization: float, solver: str = "auto
     return _primal_weights(matrix, regularization)
 
 
-def _cholesky(matrix: np.ndarray, what: str) -> np.ndarray:
-    """Upper Cholesky factor of ``matrix``, in place."""
-    factor, info = scipy.linalg.lapack.dpotrf(matrix, lower=False, overwrite_a=True)
+def _regularised_inverse(gram: np.ndarray, regularization: float, what: str) -> np.ndarray:
+    """``(gram + lambda I)^-1`` by LAPACK's Cholesky routines, in place (one float64 buffer)."""
+    gram[np.diag_indices_from(gram)] += regularization
+    factor, info = scipy.linalg.lapack.dpotrf(gram, lower=False, overwrite_a=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"{what} is not positive definite (info={info})")
-    return factor
-
-
-def _primal_weights(matrix: sp.csr_matrix, regularization: float) -> np.ndarray:
-    """The ``items x items`` inverse by LAPACK's Cholesky routines, in place (one float64 buffer)."""
-    gram = np.asarray((matrix.T @ matrix).toarray(), dtype=np.float64)
-    gram[np.diag_indices_from(gram)] += regularization
-    factor = _cholesky(gram, "X^T X + lambda I")
     inverse, info = scipy.linalg.lapack.dpotri(factor, lower=False, overwrite_c=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"Cholesky inverse failed (info={info})")
-    inverse = np.triu(inverse) + np.triu(inverse, 1).T
+    return np.triu(inverse) + np.triu(inverse, 1).T
+
+
+def _primal_weights(matrix: sp.csr_matrix, regularization: float) -> np.ndarray:
+    """The ``items x items`` inverse, then the weights."""
+    gram = np.asarray((matrix.T @ matrix).toarray(), dtype=np.float64)
+    inverse = _regularised_inverse(gram, regularization, "X^T X + lambda I")
     weights = inverse / (-np.diag(inverse))[None, :]
     weights[np.diag_indices_from(weights)] = 0.0
     return weights.astype(np.float32)
@@ -128,12 +127,7 @@ def _dual_weights(matrix: sp.csr_matrix, regularization: float) -> np.ndarray:
     """
     n_items = matrix.shape[1]
     kernel = np.asarray((matrix @ matrix.T).toarray(), dtype=np.float64)
-    kernel[np.diag_indices_from(kernel)] += regularization
-    factor = _cholesky(kernel, "X X^T + lambda I")
-    inverse, info = scipy.linalg.lapack.dpotri(factor, lower=False, overwrite_c=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"Cholesky inverse failed (info={info})")
-    inverse = np.triu(inverse) + np.triu(inverse, 1).T
+    inverse = _regularised_inverse(kernel, regularization, "X X^T + lambda I")
     # Z = K^{-1} X, computed as (X^T K^{-1})^T from the sparse side.
     solved = np.ascontiguousarray(np.asarray(matrix.T @ inverse).T)
     del inverse
