@@ -196,3 +196,67 @@ def test_split_skips_a_header_line_of_an_edge_list_with_a_note(tmp_path: Path, c
     assert main([*args, "--train", str(train), "--test", str(test)]) == 0
     assert "read as a header" in " ".join(capsys.readouterr().err.split())
     assert "userID" not in train.read_text() + test.read_text()
+
+
+RANKED_PIPELINE = """
+[feed]
+retrievers = [{ name = "item_knn" }, { name = "popular" }]
+fallback = []
+cold_start_min_interactions = 1
+[feed.ranker]
+depth = 20
+params = { n_estimators = 30, num_leaves = 7, min_child_samples = 5, early_stopping_rounds = 5 }
+[who_to_follow]
+enabled = false
+retrievers = [{ name = "popular" }]
+fallback = []
+"""
+
+
+def test_evaluate_a_pipeline_file_with_its_two_stage_table(small_store, tmp_path: Path, capsys):
+    from recgraph.data import splits
+
+    data = small_store.interactions_graph()
+    train, test = splits.split(data, "temporal_global", fraction=0.2)
+    paths = {}
+    for name, part in (("train", train), ("test", test)):
+        paths[name] = tmp_path / f"{name}.csv"
+        lines = ["user,item,timestamp"] + [
+            f"{u},{i},{t}"
+            for u, i, t in zip(
+                part.users.external(part.src),
+                part.items.external(part.dst),
+                part.timestamp,
+                strict=True,
+            )
+        ]
+        paths[name].write_text("\n".join(lines) + "\n")
+    pipeline = tmp_path / "ranked.toml"
+    pipeline.write_text(RANKED_PIPELINE)
+    out = tmp_path / "out.json"
+    status = run_evaluate(
+        paths["train"],
+        paths["test"],
+        "--model",
+        "item_knn",
+        "--pipeline",
+        str(pipeline),
+        "--depths",
+        "10,20",
+        "--json",
+        str(out),
+    )
+    assert status == 0
+    report = json.loads(out.read_text())
+    assert [r["model"] for r in report["results"]] == ["item_knn", "pipeline:feed"]
+    (table,) = report["two_stage"].values()
+    assert [row["depth"] for row in table["depths"]] == [10, 20]
+    deeper, shallower = table["depths"][1], table["depths"][0]
+    assert deeper["candidate_recall"] >= shallower["candidate_recall"] > 0
+    assert table["depths"][0]["after"] is not None
+    assert "two stages of feed" in capsys.readouterr().out
+
+
+def test_evaluate_needs_a_model_or_a_pipeline(files):
+    train, test = files
+    assert run_evaluate(train, test) != 0

@@ -227,3 +227,18 @@ def test_validation_is_carved_from_train_only() -> None:
     assert fit3.timestamp.max() < validation3.timestamp.min()
     assert validation3.timestamp.max() < test3.timestamp.min()
     assert len(fit3) + len(validation3) + len(test3) == len(data)
+
+
+def test_temporal_per_user_holds_out_each_users_latest_pairs():
+    from recgraph.data.splits import temporal_per_user
+
+    data = Interactions.from_arrays(
+        ["u"] * 5 + ["v"] * 2 + ["w"],
+        ["a", "b", "c", "d", "a", "a", "b", "a"],
+        timestamp=[10, 50, 30, 40, 60, 5, 1, 7],
+    )
+    train, test = temporal_per_user(data, 0.4)
+    held = set(zip(test.users.external(test.src), test.items.external(test.dst), strict=True))
+    # u: pairs a (first seen 10), b 50, c 30, d 40 -> 2 latest: b, d; both rows of a stay
+    assert held == {("u", "b"), ("u", "d"), ("v", "a")}
+    assert len(train) + len(test) == len(data)

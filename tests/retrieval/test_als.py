@@ -104,4 +104,11 @@ def test_incremental_ratings_use_the_scale_of_fit():
         ["b"], ["y"], value=[2], kind=Kind.RATING, users=model.users, items=model.items
     )
     model.fold_in(new)
-    assert model.matrix_[model.users.index_of("b")].indices.tolist() == [0], "2 stars: no like"
+    from recgraph.retrieval.factors import LOW_RATING_WEIGHT
+
+    row = model.matrix_[model.users.index_of("b")]
+    # judged on the 1-5 scale of fit, 2 stars is a low rating, not a like
+    assert dict(zip(row.indices.tolist(), row.data.tolist(), strict=True)) == {
+        0: 1.0,
+        1: LOW_RATING_WEIGHT,
+    }

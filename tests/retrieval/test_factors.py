@@ -28,19 +28,24 @@ def test_low_ratings_are_not_likes():
         value=[1, 2, 4, 5],
         kind=Kind.RATING,
     )
+    from recgraph.retrieval.factors import LOW_RATING_WEIGHT
+
     matrix = positive_matrix(data)
-    # 1-5 stars: liked from 4 up; 1 and 2 stars are left out entirely
-    assert cell(matrix, data, "a", "x") == 0 and cell(matrix, data, "a", "y") == 0
+    # 1-5 stars: liked from 4 up; 1 and 2 stars were watched, and weigh a little
+    assert cell(matrix, data, "a", "x") == cell(matrix, data, "a", "y") == LOW_RATING_WEIGHT
     assert cell(matrix, data, "a", "z") == 1 and cell(matrix, data, "b", "x") == 1
-    assert matrix.nnz == 2
+    assert 0 < LOW_RATING_WEIGHT < 1
+    assert positive_matrix(data, low_rating_weight=0).nnz == 2, "likes only"
     assert rating_threshold(data) == 4.0
 
 
 def test_a_kept_threshold_judges_a_small_batch_on_the_whole_scale():
     # alone, a batch holding one 2-star rating looks like a 2-2 scale where 2 is liked
+    from recgraph.retrieval.factors import LOW_RATING_WEIGHT
+
     batch = Interactions.from_arrays(["a"], ["x"], value=[2], kind=Kind.RATING)
-    assert positive_matrix(batch).nnz == 1
-    assert positive_matrix(batch, threshold=4.0).nnz == 0
+    assert positive_matrix(batch).data.tolist() == [1.0]
+    assert positive_matrix(batch, threshold=4.0).data.tolist() == [LOW_RATING_WEIGHT]
 
 
 def test_counts_are_summed_per_pair_then_log_weighted():

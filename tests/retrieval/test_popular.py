@@ -34,13 +34,18 @@ def test_follow_graph_popularity_is_in_degree():
     assert Popular().fit(data).popularity_.tolist() == [0.0, 1.0, 0.0, 3.0]
 
 
-def test_low_ratings_are_not_counted_and_counts_weigh_by_log():
+def test_every_rating_counts_as_a_view_and_counts_weigh_by_log():
     from recgraph.data.interactions import Kind, ValueKind
 
     ratings = Interactions.from_arrays(
         ["a", "b", "c"], ["x", "x", "y"], value=[1, 2, 5], kind=Kind.RATING
     )
-    assert Popular().fit(ratings).popularity_.tolist() == [0.0, 1.0]
+    from recgraph.retrieval.factors import LOW_RATING_WEIGHT
+
+    # two users watched x (and rated it low), one y: by users, x is the more popular
+    assert Popular().fit(ratings).popularity_.tolist() == [2.0, 1.0]
+    by_rating = Popular(weight="value").fit(ratings).popularity_
+    np.testing.assert_allclose(by_rating, [2 * LOW_RATING_WEIGHT, 1.0])
     plays = Interactions.from_arrays(
         ["a", "b", "c"], ["x", "x", "y"], value=[1, 1, 1023], value_kind=ValueKind.COUNT
     )

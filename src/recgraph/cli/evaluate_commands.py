@@ -61,9 +61,21 @@ def evaluate_command(
     test: Annotated[Path, typer.Option("--test", help="Test file, same columns as train.")],
     kind: KindOption,
     model: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option("--model", help="A retriever by name (see `recgraph models`); repeatable."),
-    ],
+    ] = None,
+    pipeline: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--pipeline",
+            help="A pipeline TOML file: its question for --kind (feed for items, who_to_follow "
+            "for follows/friends) is fitted on TRAIN and scored like a model, with a table of "
+            "candidate recall and nDCG before and after re-ranking; repeatable.",
+        ),
+    ] = None,
+    depths: Annotated[
+        str, typer.Option("--depths", help="Candidate depths of the two-stage table.")
+    ] = "10,50,100,200",
     k: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "10,20,50",
     param: Annotated[
         list[str] | None,
@@ -88,9 +100,15 @@ def evaluate_command(
 ) -> None:
     """Fit each model on TRAIN and score its full ranking on TEST (no sampled negatives)."""
     from recgraph.evaluation import evaluate
+    from recgraph.evaluation.pipeline_retriever import QuestionRetriever
+    from recgraph.evaluation.two_stage import two_stage_report
+    from recgraph.pipeline import load_pipeline_config
     from recgraph.retrieval.registry import create_retriever, parse_param_overrides
 
     ks = parse_ks(k)
+    model = list(model or [])
+    if not model and not pipeline:
+        raise ConfigError("nothing to evaluate: give --model NAME or --pipeline FILE")
     overrides = parse_param_overrides(param, params_file)
     unknown = sorted(set(overrides) - set(model))
     if unknown:
@@ -100,6 +118,13 @@ def evaluate_command(
         )
     # Build every model before reading data, so a bad parameter fails fast.
     retrievers = [create_retriever(name, overrides.get(name)) for name in model]
+    question = "feed" if kind.value == "items" else "who_to_follow"
+    pipelines = [
+        QuestionRetriever(
+            question=question, pipeline=load_pipeline_config(path).model_dump(mode="json")
+        )
+        for path in pipeline or []
+    ]
 
     start = time.perf_counter()
     options = {"format": _text(format), "sep": sep, "value_kind": _text(value)}
@@ -112,8 +137,15 @@ def evaluate_command(
         f"in {time.perf_counter() - start:.2f} s[/]",
         highlight=False,
     )
-    report = evaluate(retrievers, train_data, test_data, ks, batch_size=batch_size)
+    report = evaluate(retrievers + pipelines, train_data, test_data, ks, batch_size=batch_size)
     console.print(report.table())
+    for path, evaluated in zip(pipeline or [], pipelines, strict=True):
+        stages = two_stage_report(evaluated.question_model, train_data, test_data, parse_ks(depths))
+        console.print(stages.table())
+        note = evaluated.question_model.ranking_note
+        if note:
+            err_console.print(f"[dim]{path}: {note}[/]", highlight=False)
+        report.sections.setdefault("two_stage", {})[str(path)] = stages.to_dict()
     console.print(report.dropped_summary(), highlight=False)
     for result in report.results:
         if result.invalid_recommendations:

@@ -165,6 +165,29 @@ def leave_last_n(data: Interactions, n: int = 1) -> Split:
     return _split_rows(data, rank < n_test[data.src])
 
 
+def temporal_per_user(data: Interactions, test_fraction: float = 0.2) -> Split:
+    """Hold out the latest ``test_fraction`` of each user's pairs (by first time seen).
+
+    What a user did last, for every user: the label slice a stage-2 ranker
+    learns from. Every user keeps at least one pair in train; all rows of a
+    pair go to the same side. Needs timestamps.
+    """
+    fraction = _check_fraction(test_fraction)
+    timestamps = _require_timestamps(data, "temporal_per_user")
+    if not len(data):
+        return data, data
+    pair_of_row, first_row = _pair_groups(data)
+    pair_user = data.src[first_row]
+    first_time = np.full(len(first_row), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_time, pair_of_row, timestamps)
+    # latest first within each user; ties by pair order, later pair first
+    order = np.lexsort((-np.arange(len(first_row)), -first_time, pair_user))
+    rank = _rank_within_groups(pair_user, order)
+    pairs_per_user = np.bincount(pair_user, minlength=data.n_users)
+    n_test = np.minimum(_round_half_up(pairs_per_user * fraction), pairs_per_user - 1)
+    return _split_rows(data, (rank < n_test[pair_user])[pair_of_row])
+
+
 def edge_holdout(graph: Interactions, test_fraction: float = 0.1, seed: int = 0) -> Split:
     """Hold out random edges, never leaving a node without a train edge.
 
@@ -226,6 +249,7 @@ def temporal_pairs(graph: Interactions, test_fraction: float = 0.2) -> Split:
 SPLIT_METHODS: dict[str, Callable[..., Split]] = {
     "random_per_user": random_per_user,
     "temporal_global": temporal_global,
+    "temporal_per_user": temporal_per_user,
     "leave_last_n": leave_last_n,
     "edge_holdout": edge_holdout,
     "temporal_pairs": temporal_pairs,

@@ -83,6 +83,9 @@ class EvaluationReport:
     users: np.ndarray
     n_test_targets: int
     results: list[ModelResult] = field(default_factory=list)
+    #: More sections of the report by name (e.g. ``two_stage``: a pipeline's
+    #: candidate recall and nDCG before and after re-ranking per depth).
+    sections: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dropped_test_rows(self) -> int:
@@ -111,6 +114,7 @@ class EvaluationReport:
             "n_test_rows": self.n_test_rows,
             "n_test_targets": self.n_test_targets,
             "n_users": self.n_users,
+            **self.sections,
             "n_candidates": self.n_candidates,
         }
 

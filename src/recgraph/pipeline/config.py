@@ -64,6 +64,41 @@ class RetrieverSpec(_Strict):
         return self.id or self.name
 
 
+class RankerSpec(_Strict):
+    """The stage-2 ranker of a question (``[feed.ranker]``, ``[who_to_follow.ranker]``).
+
+    ``name`` is a ranker (``gbdt_ranker``, ``mlp_ranker``) with ``params`` for
+    its config. Each retriever proposes ``depth`` candidates; their union,
+    with every retriever's score and rank as features, is what the ranker
+    orders. It learns from the training data alone: the latest
+    ``label_fraction`` of each user's interactions (``label_split``; random
+    per user without timestamps) is held out, the retrievers are fitted on the
+    rest, and the held-out likes label their candidates; ``folds`` repeats
+    that with other random slices for more labelled rows. ``labels``: what a
+    positive label is: ``positive``, every held-out interaction but a
+    dislike (what full-ranking evaluation counts: a film rated 2 was still
+    watched), or ``liked``, only likes and ratings high on the scale (for a
+    product that wants to show what users will like). Trained on ``liked``
+    and scored on every interaction, the ranker fell 2.5% below EASE on
+    MovieLens 100k; on ``positive`` it matched the evaluation. ``valid_users`` of
+    those users decide early stopping and whether the ranker is used at all:
+    it is kept only when it orders their candidates better (validation
+    nDCG@20) than the retrievers' own merge by more than ``min_gain``.
+    """
+
+    name: str = Field(default="gbdt_ranker", min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    depth: int = Field(default=200, ge=1, le=5000)
+    label_fraction: float = Field(default=0.2, gt=0, lt=1)
+    label_split: Literal["auto", "temporal_per_user", "temporal_global", "random_per_user"] = "auto"
+    folds: int = Field(default=1, ge=1, le=20)
+    labels: Literal["positive", "liked"] = "positive"
+    valid_users: float = Field(default=0.2, gt=0, lt=1)
+    min_gain: float = 0.0
+    max_train_users: int = Field(default=20_000, ge=1)
+    seed: int = 0
+
+
 class QuestionConfig(_Strict):
     """How one question is answered (see the module docstring and the shipped TOML).
 
@@ -89,6 +124,7 @@ class QuestionConfig(_Strict):
     cold_start_min_interactions: int = Field(default=1, ge=0)
     max_age_days: float | None = Field(default=None, gt=0)
     explain_top: int = Field(default=2, ge=0, le=10)
+    ranker: RankerSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> QuestionConfig:

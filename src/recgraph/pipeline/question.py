@@ -8,12 +8,15 @@ chain of parts, each owning one rule:
 2. **candidate retrieval and merge** (:mod:`~recgraph.pipeline.candidates`,
    :mod:`~recgraph.pipeline.merge`): each retriever proposes, with the
    serving rules applied before its cut, and the lists become one;
-3. **exclusion and fallback** (:mod:`~recgraph.pipeline.rules`): seen,
+3. **ranking** (:mod:`~recgraph.pipeline.ranking`), when the question has a
+   ranker: the union of the retrievers' deeper lists, ordered by a learnt
+   stage-2 model over many features;
+4. **exclusion and fallback** (:mod:`~recgraph.pipeline.rules`): seen,
    disliked, the user itself, the user's own posts, the freshness window and
    the caller's exclusions hold for every list; a user who is unknown or cold
    is answered by the fallback chain alone, and the chain fills what the
    retrievers left empty for everyone else;
-4. **explanation** (:mod:`~recgraph.pipeline.explain`): reasons, only for what
+5. **explanation** (:mod:`~recgraph.pipeline.explain`): reasons, only for what
    is shown.
 
 Everything is computed on arrays for the whole batch; objects are built only
@@ -38,9 +41,17 @@ from recgraph.pipeline.explain import Explainer
 from recgraph.pipeline.history import History
 from recgraph.pipeline.merge import merge_lists
 from recgraph.pipeline.names import Names
+from recgraph.pipeline.ranking import (
+    RANKING_DIR,
+    CandidatePool,
+    RankingStage,
+    candidate_pool,
+    train_stage,
+)
 from recgraph.pipeline.results import Answer, Recommendation, Recommendations
 from recgraph.pipeline.rules import Exclude, ServingRules
 from recgraph.progress import track
+from recgraph.ranking.features import CandidateFeatures
 from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.registry import create_retriever, load_retriever
 
@@ -60,6 +71,8 @@ class QuestionModel:
     models, history
         Fitted retrievers by id and the question's :class:`History`; both
         given (a loaded or wrapped model) or neither (then call :meth:`fit`).
+    ranking
+        The fitted :class:`RankingStage` when the question has a ranker.
     """
 
     def __init__(
@@ -69,6 +82,7 @@ class QuestionModel:
         *,
         models: Mapping[str, Retriever] | None = None,
         history: History | None = None,
+        ranking: RankingStage | None = None,
     ) -> None:
         if question not in QUESTIONS:
             raise ConfigError(f"unknown question {question!r}; expected one of {QUESTIONS}")
@@ -83,6 +97,9 @@ class QuestionModel:
         self.chain_keys = [spec.key for spec in config.chain()]
         self.models: dict[str, Retriever] = {}
         self.history: History | None = None
+        self.ranking = ranking
+        #: Why a configured ranker is not in use, when it is not.
+        self.ranking_note: str | None = None
         if (models is None) != (history is None):
             raise ValueError("give both models and history, or neither")
         if models is not None and history is not None:
@@ -140,6 +157,8 @@ class QuestionModel:
             raise ConfigError(
                 f"{self.question}.max_age_days needs item creation times (items.created_at)"
             )
+        if self.config.ranker is not None:
+            self._fit_ranking(data, item_created_at, item_authors)
         history = History.from_interactions(
             data, item_created_at=item_created_at, item_authors=item_authors
         )
@@ -150,7 +169,69 @@ class QuestionModel:
             except ConfigError as exc:
                 raise ConfigError(f"{self.question}.retrievers[{key}]: {exc}") from None
         self._attach(models, history)
+        if self.ranking is not None:
+            # serve from the features of all the data, read as they were in training
+            self.ranking.features = CandidateFeatures(data, item_created_at)
         return self
+
+    def _fit_ranking(
+        self,
+        data: Interactions,
+        item_created_at: np.ndarray | None,
+        item_authors: np.ndarray | None,
+    ) -> None:
+        """Train the ranker on a label slice of ``data`` (see :mod:`~recgraph.pipeline.ranking`)."""
+        spec = self.config.ranker
+        assert spec is not None
+        plain = self.config.model_copy(update={"ranker": None})
+
+        def fit_stage_one(rest: Interactions) -> QuestionModel:
+            return QuestionModel(self.question, plain).fit(rest, item_created_at, item_authors)
+
+        try:
+            stage = train_stage(spec, fit_stage_one, data, item_created_at, self.main_keys)
+        except ValueError as exc:
+            self.ranking, self.ranking_note = None, f"ranker not trained: {exc}"
+            return
+        self.ranking = stage
+        if not stage.active:
+            self.ranking_note = (
+                "ranker not used: on validation users it ordered candidates no better than "
+                f"the merge (nDCG@20 {stage.report['valid_ndcg@20_ranker']:.4f} vs "
+                f"{stage.report['valid_ndcg@20_merge']:.4f})"
+            )
+
+    def pool(
+        self,
+        users: np.ndarray,
+        depth: int,
+        blocked: sp.csr_matrix | None = None,
+        eligible: np.ndarray | None = None,
+    ) -> CandidatePool:
+        """Every retriever's ``depth`` best for known ``users``, as one pool (the ranker's input)."""
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        if blocked is None:
+            blocked = self.rules.request_exclusions(users, None)
+        return candidate_pool(
+            self.main_keys,
+            self.models,
+            lambda key, rows, count: self._propose(key, rows, count, blocked, eligible),
+            users,
+            depth,
+            method=self.config.merge,
+            weights=[self.specs[key].weight for key in self.main_keys],
+            rrf_k=self.config.rrf_k,
+        )
+
+    def warm(self, users: np.ndarray) -> np.ndarray:
+        """Which of ``users`` the retrievers personalise for (known and not cold)."""
+        return ~self.rules.cold(np.asarray(users, dtype=np.int64))
+
+    @property
+    def ranked(self) -> bool:
+        """Whether answers are ordered by a ranker (configured, trained and kept by validation)."""
+        return self.ranking is not None and self.ranking.active
 
     @property
     def is_fitted(self) -> bool:
@@ -223,7 +304,11 @@ class QuestionModel:
         # one retriever needs no more than k: merging is what wants the longer lists
         count = self.config.candidates if len(self.main_keys) > 1 else k
         warm = np.flatnonzero(~cold)
-        if len(warm):
+        if len(warm) and self.ranked:
+            assert self.ranking is not None
+            pool = self.pool(users[warm], self.ranking.spec.depth, blocked[warm], eligible)
+            out.ids[warm], out.scores[warm], out.sources[warm] = self.ranking.rank(pool, k)
+        elif len(warm):
             lists = [
                 self._propose(key, users[warm], count, blocked[warm], eligible)
                 for key in self.main_keys
@@ -395,6 +480,8 @@ class QuestionModel:
         for key, model in self.models.items():
             model.save(path / key)
         history.save(path)
+        if self.ranking is not None:
+            self.ranking.save(path / RANKING_DIR)
         return {
             "retrievers": list(self.models),
             "graph_kind": history.graph_kind,
@@ -411,4 +498,7 @@ class QuestionModel:
             if not (path / key).exists():
                 raise InputError(f"no saved retriever {key!r} here", path=path)
             models[key] = load_retriever(path / key)
-        return cls(question, config, models=models, history=History.load(path))
+        ranking = None
+        if config.ranker is not None and (path / RANKING_DIR).exists():
+            ranking = RankingStage.load(config.ranker, path / RANKING_DIR)
+        return cls(question, config, models=models, history=History.load(path), ranking=ranking)

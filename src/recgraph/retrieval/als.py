@@ -222,12 +222,14 @@ class ALS(FactorRetriever):
                 self.users, self.items, user, candidates, [empty] * len(candidates)
             )
         model = self._implicit_model()
-        n = top if top is not None else row.nnz
+        liked = self.liked_items(user)
         weights = None
         parts = []
         for item in candidates:
-            _, found, weights = model.explain(0, row, int(item), user_weights=weights, N=n)
-            parts.append(
-                (np.array([i for i, _ in found], np.int64), np.array([c for _, c in found]))
-            )
+            # every contribution, then only liked items, then the cut: a low rating is never cited
+            _, found, weights = model.explain(0, row, int(item), user_weights=weights, N=row.nnz)
+            via = np.array([i for i, _ in found], np.int64)
+            share = np.array([c for _, c in found])
+            keep = np.isin(via, liked)
+            parts.append((via[keep][:top], share[keep][:top]))
         return history_explanations(self.users, self.items, user, candidates, parts)

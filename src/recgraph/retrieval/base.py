@@ -171,6 +171,7 @@ class Retriever(ABC):
     ) -> None:
         self.config = make_config(self.config_class, config, params, model_name=self.name)
         self._seen: sp.csr_matrix | None = None
+        self._liked: sp.csr_matrix | None = None
         self._popularity: np.ndarray | None = None
         self.users: IdMap | None = None
         self.items: IdMap | None = None
@@ -200,6 +201,7 @@ class Retriever(ABC):
         self.users, self.items = train.users, train.items
         self.graph_kind = train.graph_kind
         self._seen = train.seen()
+        self._liked = train.subset(train.liked()).csr("binary")
         self._popularity = _positive_counts(train)
 
     @abstractmethod
@@ -353,6 +355,14 @@ class Retriever(ABC):
         assert self._seen is not None
         return self._seen[int(user)].indices.copy()
 
+    def liked_items(self, user: int) -> np.ndarray:
+        """Targets ``user`` liked in train (:meth:`Interactions.liked`): what a reason may cite."""
+        self._check_fitted()
+        liked = self._liked if self._liked is not None else self._seen
+        assert liked is not None
+        user = int(user)
+        return liked[user].indices.copy() if user < liked.shape[0] else np.zeros(0, np.int64)
+
     def seen_matrix(self) -> sp.csr_matrix:
         """Binary ``n_users x n_items``: what each user had in training (dislikes included)."""
         self._check_fitted()
@@ -368,6 +378,14 @@ class Retriever(ABC):
         merged.sort_indices()
         self._seen = merged
         liked = new.positives().csr("binary")
+        if self._liked is not None:
+            grown = (
+                pad_rows(self._liked, new.n_users, new.n_items)
+                + new.subset(new.liked()).csr("binary")
+            ).tocsr()
+            grown.data[:] = 1.0
+            grown.sort_indices()
+            self._liked = grown
         fresh = liked - liked.multiply(padded)
         fresh.eliminate_zeros()
         popularity = np.zeros(new.n_items, np.float32)
@@ -508,6 +526,11 @@ class Retriever(ABC):
             "seen.indptr": self._seen.indptr,
             "seen.indices": self._seen.indices,
             "popularity": self._base_popularity(),
+            **(
+                {"liked.indptr": self._liked.indptr, "liked.indices": self._liked.indices}
+                if self._liked is not None
+                else {}
+            ),
             "ids.users": self.users.to_array(),
         }
         if self.items is not self.users:
@@ -564,6 +587,12 @@ class Retriever(ABC):
         )
         model.users, model.items = users, items
         model._popularity = arrays.get("popularity")
+        if "liked.indptr" in arrays:
+            liked_indices = arrays["liked.indices"]
+            model._liked = sp.csr_matrix(
+                (np.ones(len(liked_indices), np.float32), liked_indices, arrays["liked.indptr"]),
+                shape=(n_users, n_items),
+            )
         model.graph_kind = manifest.get("graph_kind")
         model._set_state(
             {k[len("state.") :]: v for k, v in arrays.items() if k.startswith("state.")}

@@ -184,8 +184,8 @@ class EASE(Retriever):
     ) -> list[Explanation]:
         """For each candidate, the user's liked items with the largest :math:`X_{ui} \\hat B_{ij}`.
 
-        Only liked pairs are in :math:`X` (never a dislike or a low rating), so
-        only they can be cited.
+        Only what the user liked is cited (:meth:`liked_items`): never a dislike
+        or a low rating, though a low rating still weighs a little in :math:`X`.
         """
         self._check_fitted()
         assert self.users is not None and self.items is not None
@@ -194,7 +194,7 @@ class EASE(Retriever):
         position = np.full(self.matrix_.shape[1], -1, dtype=np.int64)
         position[self.active_items_] = np.arange(len(self.active_items_))
         row = self.matrix_[user]
-        inside = position[row.indices] >= 0
+        inside = (position[row.indices] >= 0) & np.isin(row.indices, self.liked_items(user))
         liked, strength = row.indices[inside], row.data[inside]
         parts = []
         for item in candidates:

@@ -86,17 +86,21 @@ def history_explanations(
     user: int,
     candidates: Iterable[int],
     contributions: Iterable[tuple[np.ndarray, np.ndarray]],
+    liked: np.ndarray | None = None,
 ) -> list[Explanation]:
     """Item explanations from ``(history items, contributions)`` pairs, one per candidate.
 
-    Entries that contribute nothing (``<= 0``) are left out; the score of each
-    explanation is the sum of what is listed.
+    Entries that contribute nothing (``<= 0``), and with ``liked`` given every
+    item not in it (a film the user rated one star), are left out; the score
+    of each explanation is the sum of what is listed.
     """
     out = []
     for candidate, (via, weight) in zip(candidates, contributions, strict=True):
         via = np.asarray(via, dtype=np.int64)
         weight = np.asarray(weight, dtype=np.float64)
         keep = weight > 0
+        if liked is not None:
+            keep &= np.isin(via, liked)
         out.append(
             make_explanation(
                 users,

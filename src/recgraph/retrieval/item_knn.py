@@ -101,14 +101,16 @@ class ItemKNN(Retriever):
     ) -> list[Explanation]:
         """For each candidate, the user's items that contributed most: :math:`X_{ui} S_{ij}`, largest first.
 
-        :math:`X` holds liked pairs only, so a dislike or a low rating is never cited.
+        Only what the user liked is cited (:meth:`liked_items`): never a dislike
+        or a low rating, though a low rating still weighs a little in :math:`X`.
         """
         self._check_fitted()
         assert self.users is not None and self.items is not None
         user = int(self._check_users([user])[0])
         candidates = np.asarray(candidates, dtype=np.int64)
-        liked = self.matrix_[user].indices
-        weights = self.matrix_[user].data
+        row = self.matrix_[user]
+        keep = np.isin(row.indices, self.liked_items(user))
+        liked, weights = row.indices[keep], row.data[keep]
         columns = self.similarity_[liked][:, candidates].toarray()
         contributions = columns * weights[:, None]
         parts = []

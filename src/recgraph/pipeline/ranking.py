@@ -1,0 +1,351 @@
+"""Ranking: the stage-2 part of a question, between candidate retrieval and the cut.
+
+Each retriever proposes ``depth`` candidates per user (the serving rules
+already applied); their union, with provenance, is the :class:`CandidatePool`.
+Every retriever then scores every candidate of the pool, proposed by it or not
+(``Retriever.score_pairs``), and :class:`~recgraph.ranking.features.CandidateFeatures`
+adds what no retriever sees (recent popularity, age, the user's activity,
+graph features of the pair). The ranker orders the pool; the best ``k`` are
+the answer.
+
+The ranker learns from the training data alone (:func:`label_slice`): the
+latest part of each user's interactions is held out, the retrievers are
+fitted on the rest, and the held-out likes label their candidates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from recgraph.data import splits
+from recgraph.data.interactions import Interactions, Kind
+from recgraph.files import atomic_write
+from recgraph.pipeline.candidates import RankedList
+from recgraph.pipeline.config import RankerSpec
+from recgraph.pipeline.merge import merge_lists
+from recgraph.ranking.base import Ranker, RankingBatch, ndcg_at
+from recgraph.ranking.features import CandidateFeatures, RetrieverColumns, feature_names
+from recgraph.ranking.registry import create_ranker, load_ranker
+from recgraph.retrieval.base import Retriever, top_k
+
+RANKING_DIR = "ranking"
+STAGE_FILE = "stage.json"
+#: nDCG depth the validation compares the ranker and the merge at.
+VALID_AT = 20
+
+Propose = Callable[[str, np.ndarray, int], RankedList]
+
+
+@dataclass(frozen=True)
+class CandidatePool:
+    """The union of the retrievers' lists for a batch of users, ``(n, width)`` arrays.
+
+    ``merged`` is the stage-1 order (the question's merge score), what the
+    service would answer without a ranker; ``columns`` holds each retriever's
+    view of every candidate (its score, its rank or 0, and the user's best).
+    """
+
+    users: np.ndarray
+    ids: np.ndarray
+    merged: np.ndarray
+    sources: np.ndarray
+    columns: dict[str, RetrieverColumns] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.ids >= 0
+
+    def recall(self, truth: sp.csr_matrix) -> np.ndarray:
+        """Per user, the share of ``truth``'s targets that the pool holds."""
+        rows = truth[self.users]
+        found = np.zeros(len(self.users))
+        for i in range(len(self.users)):
+            targets = rows[i].indices
+            if len(targets):
+                found[i] = np.isin(targets, self.ids[i][self.valid[i]]).mean()
+        return found
+
+
+def _rank_lookup(pool_ids: np.ndarray, part: RankedList) -> tuple[np.ndarray, np.ndarray]:
+    """Rank (1-based, 0: absent) and score of each pool entry in one retriever's list."""
+    n, width = pool_ids.shape
+    rank = np.zeros((n, width), dtype=np.int64)
+    score = np.full((n, width), np.nan)
+    rows, cols = np.nonzero(part.ids >= 0)
+    if not len(rows):
+        return rank, score
+    span = np.int64(max(int(pool_ids.max()), int(part.ids.max())) + 1)
+    keys = rows.astype(np.int64) * span + part.ids[rows, cols]
+    order = np.argsort(keys)
+    keys, list_rank, list_score = keys[order], cols[order] + 1, part.scores[rows, cols][order]
+    pool_rows, pool_cols = np.nonzero(pool_ids >= 0)
+    query = pool_rows.astype(np.int64) * span + pool_ids[pool_rows, pool_cols]
+    where = np.clip(np.searchsorted(keys, query), 0, len(keys) - 1)
+    hit = keys[where] == query
+    rank[pool_rows[hit], pool_cols[hit]] = list_rank[where[hit]]
+    score[pool_rows[hit], pool_cols[hit]] = list_score[where[hit]]
+    return rank, score
+
+
+def candidate_pool(
+    keys: list[str],
+    models: dict[str, Retriever],
+    propose: Propose,
+    users: np.ndarray,
+    depth: int,
+    *,
+    method: str,
+    weights: list[float],
+    rrf_k: float,
+) -> CandidatePool:
+    """Every retriever's ``depth`` best for ``users`` (known, warm), as one pool."""
+    lists = [propose(key, users, depth) for key in keys]
+    width = sum(part.ids.shape[1] for part in lists)
+    ids, merged, sources, _ = merge_lists(
+        [p.ids for p in lists],
+        [p.scores for p in lists],
+        [p.sources for p in lists],
+        k=width,
+        method=method,
+        weights=weights,
+        rrf_k=rrf_k,
+    )
+    used = int((ids >= 0).sum(axis=1).max(initial=0))
+    ids, merged, sources = ids[:, :used], merged[:, :used], sources[:, :used]
+    columns = {}
+    valid = ids >= 0
+    rows, cols = np.nonzero(valid)
+    for key, part in zip(keys, lists, strict=True):
+        rank, score = _rank_lookup(ids, part)
+        missing = valid & (rank == 0)
+        if missing.any():
+            # what the retriever thinks of candidates it did not propose
+            mr, mc = np.nonzero(missing)
+            score[mr, mc] = models[key].score_pairs(users[mr], ids[mr, mc])
+        finite = np.where(np.isfinite(part.scores), part.scores, -np.inf)
+        best = (
+            finite.max(axis=1, initial=-np.inf)
+            if part.scores.size
+            else np.full(len(users), -np.inf)
+        )
+        best = np.where(np.isfinite(best), best, np.nan)
+        columns[key] = RetrieverColumns(
+            scores=score[rows, cols], ranks=rank[rows, cols], user_best=best[rows]
+        )
+    return CandidatePool(users=users, ids=ids, merged=merged, sources=sources, columns=columns)
+
+
+class RankingStage:
+    """A fitted ranker, the feature context it reads, and whether validation kept it.
+
+    Parameters
+    ----------
+    spec
+        The question's :class:`RankerSpec`.
+    ranker
+        The fitted :class:`Ranker`.
+    features
+        The :class:`CandidateFeatures` of the graph the retrievers serve from.
+    keys
+        The retrievers whose columns the features hold, in order.
+    active
+        ``False`` when validation found the ranker no better than the merge:
+        the question then answers by the merge, as without a ranker.
+    report
+        What training measured (label rows, validation nDCG with and without).
+    """
+
+    def __init__(
+        self,
+        spec: RankerSpec,
+        ranker: Ranker,
+        features: CandidateFeatures,
+        keys: list[str],
+        *,
+        active: bool = True,
+        report: dict[str, Any] | None = None,
+    ) -> None:
+        self.spec, self.ranker, self.features, self.keys = spec, ranker, features, keys
+        self.active = active
+        self.report = dict(report or {})
+
+    def batch(self, pool: CandidatePool, labels: sp.csr_matrix | None = None) -> RankingBatch:
+        """The pool's candidate rows as a :class:`RankingBatch` (with labels from ``labels``)."""
+        rows, cols = np.nonzero(pool.valid)
+        users, items = pool.users[rows], pool.ids[rows, cols]
+        matrix = self.features.matrix(users, items, pool.columns, self.spec.depth)
+        y = None
+        if labels is not None:
+            y = np.asarray(labels[users, items]).ravel() > 0
+        names = feature_names(self.features.graph_kind, self.keys)
+        return RankingBatch(users, items, matrix, names, None if y is None else y.astype(np.int8))
+
+    def rank(self, pool: CandidatePool, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ranker's best ``k`` of the pool: ``(ids, scores, sources)``, ``(n, k)``."""
+        scores = np.full(pool.ids.shape, -np.inf, dtype=np.float32)
+        if pool.valid.any():
+            scores[pool.valid] = self.ranker.score(self.batch(pool))
+        order, best = top_k(scores, k)
+        rows = np.arange(len(pool.users))[:, None]
+        chosen = np.maximum(order, 0)
+        ids = np.where(order >= 0, pool.ids[rows, chosen], -1)
+        sources = np.where(order >= 0, pool.sources[rows, chosen], 0)
+        return ids, best, sources
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.ranker.save(folder / "ranker")
+        self.features.save(folder / "features.npz")
+        with atomic_write(folder / STAGE_FILE, "w") as handle:
+            handle.write(
+                json.dumps(
+                    {"keys": self.keys, "active": self.active, "report": self.report}, indent=2
+                )
+            )
+
+    @classmethod
+    def load(cls, spec: RankerSpec, folder: Path) -> RankingStage:
+        stage = json.loads((folder / STAGE_FILE).read_text())
+        return cls(
+            spec,
+            load_ranker(folder / "ranker"),
+            CandidateFeatures.load(folder / "features.npz"),
+            list(stage["keys"]),
+            active=bool(stage["active"]),
+            report=stage.get("report") or {},
+        )
+
+
+# ---------------------------------------------------------------------- training
+class StageOne(Protocol):
+    """What training needs of the retrievers fitted on one fold's rest."""
+
+    def pool(self, users: np.ndarray, depth: int) -> CandidatePool: ...
+
+    def warm(self, users: np.ndarray) -> np.ndarray: ...
+
+
+def label_slice(
+    data: Interactions, spec: RankerSpec, fold: int = 0
+) -> tuple[Interactions, Interactions, str]:
+    """``(rest, labels, how)``: the training data split for the ranker (see :class:`RankerSpec`).
+
+    Fold ``f`` draws its random slice with seed ``seed + f``; a temporal slice
+    is the same for every fold.
+    """
+    method = spec.label_split
+    if method == "auto":
+        method = "temporal_per_user" if data.has_timestamps else "random_per_user"
+    rest, labels = splits.split(data, method, fraction=spec.label_fraction, seed=spec.seed + fold)
+    return rest, labels, method
+
+
+def _liked_matrix(labels: Interactions, what: str = "liked") -> sp.csr_matrix:
+    """The label matrix: what users liked in the slice, or everything but dislikes."""
+    liked = labels.subset(labels.liked() if what == "liked" else labels.kind != Kind.DISLIKE)
+    truth = sp.csr_matrix(
+        (np.ones(len(liked), np.float32), (liked.src, liked.dst)),
+        shape=(labels.n_users, labels.n_items),
+    )
+    truth.sum_duplicates()
+    return truth
+
+
+def _own_order(view: RetrieverColumns) -> np.ndarray:
+    """A retriever's own order of a pool: its rank, then its score for what it did not propose."""
+    order = np.where(view.ranks > 0, -view.ranks.astype(np.float64), -1e9)
+    return order + np.nan_to_num(view.scores, nan=-1e9) * 1e-12
+
+
+def train_stage(
+    spec: RankerSpec,
+    fit_stage_one: Callable[[Interactions], StageOne],
+    data: Interactions,
+    item_created_at: np.ndarray | None,
+    keys: list[str],
+) -> RankingStage:
+    """Fit a ranker on label folds of ``data`` (see :class:`RankerSpec`).
+
+    For each of ``spec.folds`` folds: hold out a label slice, fit the
+    retrievers on the rest (``fit_stage_one``), pool their candidates for the
+    users with held-out likes and label them. Users are split once into
+    training and validation users (the same in every fold, so no validation
+    user teaches the ranker); validation decides early stopping and whether
+    the ranker beats the retrievers' own orders. Returns the stage with the
+    feature context of the last fold's rest (the caller swaps in the one of
+    all the data for serving).
+    """
+    rng = np.random.default_rng(spec.seed)
+    is_valid_user = rng.random(data.n_users) < spec.valid_users
+    ranker = create_ranker(spec.name, spec.params)
+    batches: dict[str, list[RankingBatch]] = {"train": [], "valid": []}
+    valid_pools: list[tuple[CandidatePool, RankingBatch]] = []
+    label_rows, how, features = 0, "", None
+    for fold in range(spec.folds):
+        rest, labels, how = label_slice(data, spec, fold)
+        truth = _liked_matrix(labels, spec.labels)
+        label_rows += truth.nnz
+        stage_one = fit_stage_one(rest)
+        users = np.flatnonzero(np.diff(truth.indptr) > 0)
+        users = users[stage_one.warm(users)]
+        if len(users) > spec.max_train_users:
+            users = np.sort(rng.choice(users, spec.max_train_users, replace=False))
+        features = CandidateFeatures(rest, item_created_at)
+        fold_stage = RankingStage(spec, ranker, features, keys)
+        for name, chosen in (
+            ("train", users[~is_valid_user[users]]),
+            ("valid", users[is_valid_user[users]]),
+        ):
+            if not len(chosen):
+                continue
+            pool = stage_one.pool(chosen, spec.depth)
+            batch = fold_stage.batch(pool, truth)
+            batches[name].append(batch)
+            if name == "valid":
+                valid_pools.append((pool, batch))
+    if not batches["train"] or not batches["valid"]:
+        raise ValueError("too few users have held-out likes to train and validate a ranker")
+    train_batch = RankingBatch.concat(batches["train"])
+    valid_batch = RankingBatch.concat(batches["valid"])
+    if not train_batch.labels.any():
+        raise ValueError("no held-out like is among the retrievers' candidates: nothing to learn")
+    ranker.fit(train_batch, valid_batch)
+    groups = valid_batch.group_sizes()
+    merged = np.concatenate([pool.merged[pool.valid] for pool, _ in valid_pools])
+    with_ranker = ndcg_at(ranker.score(valid_batch), valid_batch.labels, groups, VALID_AT)
+    without = ndcg_at(merged, valid_batch.labels, groups, VALID_AT)
+    alone = {
+        key: ndcg_at(
+            np.concatenate([_own_order(pool.columns[key]) for pool, _ in valid_pools]),
+            valid_batch.labels,
+            groups,
+            VALID_AT,
+        )
+        for key in keys
+    }
+    best_single = max(alone.values(), default=0.0)
+    assert features is not None
+    stage = RankingStage(spec, ranker, features, keys)
+    stage.active = with_ranker > max(without, best_single) + spec.min_gain
+    stage.report = {
+        "label_split": how,
+        "folds": spec.folds,
+        "label_rows": int(label_rows),
+        "train_lists": int(len(train_batch.group_sizes())),
+        "valid_lists": int(len(groups)),
+        "train_rows": int(len(train_batch)),
+        "positives_in_pool": float(train_batch.labels.mean()),
+        f"valid_ndcg@{VALID_AT}_ranker": float(with_ranker),
+        f"valid_ndcg@{VALID_AT}_merge": float(without),
+        **{f"valid_ndcg@{VALID_AT}_{key}": float(value) for key, value in alone.items()},
+        **ranker.fit_report,
+    }
+    return stage

@@ -1,0 +1,371 @@
+"""Candidate features: what a ranker sees of a (user, candidate) pair, computed in batches.
+
+A retriever ranks from one signal; the ranker gets many, all computed with
+sparse and dense array operations over every row of a batch at once (never a
+Python loop per pair):
+
+- from the retrievers (given by the pipeline): each one's score of the pair,
+  that score over the user's best score from it, its rank (``depth + 1`` when
+  it did not propose the candidate) and whether it proposed it;
+- popularity: how many users had the candidate, overall and in the last 7 and
+  30 days before the end of the training data, as a share of the most
+  popular; the candidate's age when items have a creation time;
+- the user: how active (targets had), how recently (days since their last
+  interaction), and how popular what they usually take is, against this
+  candidate's popularity ("people like you");
+- time together: how much the candidate's audience was active in the same
+  weeks as the user (cosine of the two week histograms) and how many took the
+  candidate in the user's own weeks, which no retriever that ignores time
+  can see (people take what is new and talked about while they are active);
+- on a feed: how like the user's history the candidate is (the largest and
+  the mean cosine similarity to what they liked, and to their 10 most recent
+  likes), on the item-item cosine of who had each item;
+- on an account graph: common neighbours, Adamic-Adar, resource allocation
+  and Jaccard through the accounts the user follows, the candidate's in- and
+  out-degrees, whether the candidate already follows the user, and the
+  accounts both follow and the followers both have.
+
+Times are measured from the end of the training data, so a ranker trained on
+a label slice and one serving later read them the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from recgraph.data.interactions import Interactions, Kind
+
+DAY = 86400.0
+#: The most recent likes of a user that the ``recent_*`` features compare with.
+RECENT_LIKES = 10
+#: Item-item neighbours kept per item for the similarity features.
+SIMILAR_NEIGHBOURS = 200
+#: Rows of the item-item product computed at once (bounds memory).
+SIMILARITY_CHUNK = 1024
+
+ITEM_FEATURES = ("hist_sim_max", "hist_sim_mean", "recent_sim_max", "recent_sim_mean")
+ACCOUNT_FEATURES = (
+    "common_neighbors",
+    "adamic_adar",
+    "resource_allocation",
+    "jaccard",
+    "cand_in_degree",
+    "cand_out_degree",
+    "follows_back",
+    "co_following",
+    "shared_followers",
+)
+#: Width of the time buckets of the ``time_*`` features.
+WEEK = 7 * DAY
+
+COMMON_FEATURES = (
+    "time_affinity",
+    "cand_pop_in_user_weeks",
+    "cand_pop",
+    "cand_pop_7d",
+    "cand_pop_30d",
+    "cand_age_days",
+    "user_activity",
+    "user_recency_days",
+    "user_mean_pop",
+    "cand_pop_vs_user",
+)
+#: Per retriever: raw scores are left out on purpose. The ranker learns on
+#: retrievers fitted on part of the training data and serves with ones fitted
+#: on all of it, whose raw scores run larger; a score over the user's best,
+#: and ranks, read the same in both.
+RETRIEVER_PARTS = ("score_norm", "rank", "proposed")
+
+
+@dataclass(frozen=True)
+class RetrieverColumns:
+    """One retriever's view of each row: its score, its rank (0: not proposed) and its best score."""
+
+    scores: np.ndarray
+    ranks: np.ndarray
+    user_best: np.ndarray
+
+
+def feature_names(graph_kind: str, retriever_keys: list[str]) -> tuple[str, ...]:
+    """Column names in order, for a question's graph and its retrievers."""
+    specific = ITEM_FEATURES if graph_kind == "items" else ACCOUNT_FEATURES
+    per_retriever = tuple(f"{key}:{part}" for key in retriever_keys for part in RETRIEVER_PARTS)
+    return per_retriever + COMMON_FEATURES + specific
+
+
+def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    matrix.sort_indices()
+    return matrix
+
+
+def _pair_sums(left: sp.csr_matrix, right: sp.csr_matrix, weights: np.ndarray | None = None):
+    """``sum_w left[i, w] * right[i, w] * weights[w]`` for every row ``i``."""
+    both = left.multiply(right)
+    if weights is not None:
+        both = both.multiply(weights[None, :])
+    return np.asarray(both.sum(axis=1), dtype=np.float64).ravel()
+
+
+def _row_max(matrix: sp.spmatrix) -> np.ndarray:
+    matrix = sp.csr_matrix(matrix)
+    out = np.zeros(matrix.shape[0], dtype=np.float64)
+    has = np.diff(matrix.indptr) > 0
+    if has.any():
+        out[has] = np.maximum.reduceat(matrix.data, matrix.indptr[:-1][has])
+    return out
+
+
+def item_neighbours(liked: sp.csr_matrix, top: int = SIMILAR_NEIGHBOURS) -> sp.csr_matrix:
+    """``items x items`` cosine of the sets of users who liked each, ``top`` per row, no diagonal."""
+    columns = sp.csc_matrix(liked, dtype=np.float32)
+    norms = np.sqrt(np.asarray(columns.multiply(columns).sum(axis=0)).ravel())
+    norms[norms == 0] = 1.0
+    normalised = sp.csr_matrix(columns @ sp.diags(1.0 / norms))
+    items_by_users = normalised.T.tocsr()
+    n = items_by_users.shape[0]
+    rows, cols, vals = [], [], []
+    chunk = max(1, min(SIMILARITY_CHUNK, (1 << 24) // max(n, 1)))
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        block = (items_by_users[start:stop] @ normalised).toarray()
+        block[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        keep = min(top, n)
+        part = np.argpartition(-block, keep - 1, axis=1)[:, :keep] if keep < n else None
+        idx = part if part is not None else np.broadcast_to(np.arange(n), block.shape)
+        values = np.take_along_axis(block, idx, axis=1)
+        nonzero = values > 0
+        rows.append(np.repeat(np.arange(start, stop), nonzero.sum(axis=1)))
+        cols.append(idx[nonzero])
+        vals.append(values[nonzero])
+    return sp.csr_matrix(
+        (
+            np.concatenate(vals) if vals else [],
+            (np.concatenate(rows) if rows else [], np.concatenate(cols) if cols else []),
+        ),
+        shape=(n, n),
+        dtype=np.float32,
+    )
+
+
+def _week_histograms(data: Interactions) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """L2-normalised ``users x weeks`` and ``targets x weeks`` counts (empty without times)."""
+    if data.timestamp is None or not len(data):
+        return (
+            sp.csr_matrix((data.n_users, 1), dtype=np.float32),
+            sp.csr_matrix((data.n_items, 1), dtype=np.float32),
+        )
+    positive = data.kind != Kind.DISLIKE
+    week = ((data.timestamp - data.timestamp.min()) // WEEK).astype(np.int64)[positive]
+    n_weeks = int(week.max()) + 1 if len(week) else 1
+    out = []
+    for rows, n in ((data.src[positive], data.n_users), (data.dst[positive], data.n_items)):
+        counts = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, week)), shape=(n, n_weeks))
+        counts.sum_duplicates()
+        norms = np.sqrt(np.asarray(counts.multiply(counts).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        out.append(sp.csr_matrix(sp.diags(1.0 / norms) @ counts, dtype=np.float32))
+    return out[0], out[1]
+
+
+class CandidateFeatures:
+    """The feature context of one training graph (see the module docstring).
+
+    Parameters
+    ----------
+    data
+        The graph the retrievers were trained on.
+    item_created_at
+        Per target, when it was posted (unix seconds, NaN unknown), or ``None``.
+    """
+
+    #: What :meth:`save` keeps: arrays, and sparse matrices by name.
+    _ARRAYS = (
+        "pop",
+        "pop_7d",
+        "pop_30d",
+        "age_days",
+        "activity",
+        "recency_days",
+        "user_mean_pop",
+        "in_degree",
+        "out_degree",
+        "aa_weight",
+        "ra_weight",
+    )
+    _MATRICES = ("liked", "recent", "neighbours", "out", "inn", "user_weeks", "item_weeks")
+
+    def __init__(self, data: Interactions, item_created_at: np.ndarray | None = None) -> None:
+        self.graph_kind = data.graph_kind
+        liked = data.subset(data.liked())
+        self.end = float(data.timestamp.max()) if data.timestamp is not None and len(data) else 0.0
+        self.liked = _binary(liked.csr("binary"))
+        n_targets = data.n_items
+        popularity = np.diff(sp.csc_matrix(self.liked).indptr).astype(np.float64)
+        top = max(popularity.max(initial=0.0), 1.0)
+        self.pop = popularity / top
+        self.pop_7d = self._recent_popularity(liked, 7) / top
+        self.pop_30d = self._recent_popularity(liked, 30) / top
+        self.age_days = np.full(n_targets, np.nan)
+        if item_created_at is not None and self.end:
+            self.age_days = (self.end - np.asarray(item_created_at, np.float64)) / DAY
+        counts = np.diff(self.liked.indptr).astype(np.float64)
+        # as a share of users at or below: more data makes every count larger, not this
+        self.activity = np.searchsorted(np.sort(counts), counts, side="right") / max(len(counts), 1)
+        self.recency_days = np.full(data.n_users, np.nan)
+        if data.timestamp is not None and len(data):
+            last = np.full(data.n_users, -np.inf)
+            np.maximum.at(last, data.src, data.timestamp.astype(np.float64))
+            seen = np.isfinite(last)
+            self.recency_days[seen] = (self.end - last[seen]) / DAY
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.user_mean_pop = np.asarray(self.liked @ self.pop).ravel() / counts
+        self.user_weeks, self.item_weeks = _week_histograms(data)
+        if self.graph_kind == "items":
+            self.recent = self._recent_likes(liked)
+            self.neighbours = item_neighbours(self.liked)
+        else:
+            self.out = _binary(data.positives().csr("binary"))
+            self.out.setdiag(0)
+            self.out.eliminate_zeros()
+            self.inn = self.out.T.tocsr()
+            self.in_degree = np.diff(self.inn.indptr).astype(np.float64)
+            self.out_degree = np.diff(self.out.indptr).astype(np.float64)
+            degree = self.in_degree + self.out_degree
+            with np.errstate(divide="ignore"):
+                self.aa_weight = np.where(degree > 1, 1.0 / np.log(np.maximum(degree, 2)), 0.0)
+                self.ra_weight = np.where(degree > 0, 1.0 / np.maximum(degree, 1), 0.0)
+
+    def save(self, path) -> None:
+        """Every array and matrix as npz (no pickle)."""
+        from recgraph.files import atomic_write
+
+        arrays: dict[str, np.ndarray] = {
+            "graph_kind": np.asarray(self.graph_kind),
+            "end": np.asarray(self.end),
+        }
+        for name in self._ARRAYS:
+            if hasattr(self, name):
+                arrays[name] = getattr(self, name)
+        for name in self._MATRICES:
+            if hasattr(self, name):
+                matrix = getattr(self, name)
+                arrays[f"{name}.indptr"], arrays[f"{name}.indices"] = matrix.indptr, matrix.indices
+                arrays[f"{name}.data"] = matrix.data
+                arrays[f"{name}.shape"] = np.asarray(matrix.shape)
+        with atomic_write(path) as handle:
+            np.savez(handle, **arrays)
+
+    @classmethod
+    def load(cls, path) -> CandidateFeatures:
+        out = cls.__new__(cls)
+        with np.load(path, allow_pickle=False) as data:
+            out.graph_kind = str(data["graph_kind"])
+            out.end = float(data["end"])
+            for name in cls._ARRAYS:
+                if name in data:
+                    setattr(out, name, data[name])
+            for name in cls._MATRICES:
+                if f"{name}.indptr" in data:
+                    shape = tuple(int(x) for x in data[f"{name}.shape"])
+                    matrix = sp.csr_matrix(
+                        (data[f"{name}.data"], data[f"{name}.indices"], data[f"{name}.indptr"]),
+                        shape=shape,
+                    )
+                    setattr(out, name, matrix)
+        return out
+
+    def _recent_popularity(self, liked: Interactions, days: float) -> np.ndarray:
+        if liked.timestamp is None or not len(liked):
+            return np.zeros(liked.n_items, dtype=np.float64)
+        window = liked.timestamp >= self.end - days * DAY
+        return np.bincount(liked.dst[window], minlength=liked.n_items).astype(np.float64)
+
+    def _recent_likes(self, liked: Interactions) -> sp.csr_matrix:
+        """Each user's ``RECENT_LIKES`` latest likes (all of them without timestamps)."""
+        if liked.timestamp is None or not len(liked):
+            return self.liked
+        order = np.lexsort((-liked.timestamp, liked.src))
+        src, dst = liked.src[order], liked.dst[order]
+        starts = np.searchsorted(src, src, side="left")
+        keep = (np.arange(len(src)) - starts) < RECENT_LIKES
+        return _binary(
+            sp.csr_matrix((np.ones(keep.sum()), (src[keep], dst[keep])), shape=self.liked.shape)
+        )
+
+    # ------------------------------------------------------------------ rows
+    def matrix(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        retrievers: Mapping[str, RetrieverColumns],
+        depth: int,
+    ) -> np.ndarray:
+        """``(len(users), n_features)`` float32 in :func:`feature_names` order."""
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        columns: list[np.ndarray] = []
+        for view in retrievers.values():
+            scores = np.asarray(view.scores, dtype=np.float64)
+            best = np.asarray(view.user_best, dtype=np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                norm = np.where(np.abs(best) > 0, scores / np.abs(best), np.nan)
+            proposed = view.ranks > 0
+            columns += [norm, np.where(proposed, view.ranks, depth + 1), proposed]
+        user_weeks, item_weeks = self.user_weeks[users], self.item_weeks[items]
+        in_user_weeks = _pair_sums(_binary(user_weeks), item_weeks)
+        top_week = max(float(self.item_weeks.max()) if self.item_weeks.nnz else 0.0, 1.0)
+        pop = self.pop[items]
+        columns += [
+            _pair_sums(user_weeks, item_weeks),
+            in_user_weeks / top_week,
+            pop,
+            self.pop_7d[items],
+            self.pop_30d[items],
+            self.age_days[items],
+            self.activity[users],
+            self.recency_days[users],
+            self.user_mean_pop[users],
+            pop - self.user_mean_pop[users],
+        ]
+        columns += (
+            self._items(users, items)
+            if self.graph_kind == "items"
+            else self._accounts(users, items)
+        )
+        return np.stack(columns, axis=1).astype(np.float32)
+
+    def _items(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
+        similar = self.neighbours[items]
+        out = []
+        for history in (self.liked, self.recent):
+            rows = history[users]
+            both = similar.multiply(rows).tocsr()
+            size = np.maximum(np.diff(rows.indptr), 1)
+            out += [_row_max(both), np.asarray(both.sum(axis=1)).ravel() / size]
+        return out
+
+    def _accounts(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
+        user_out, cand_in = self.out[users], self.inn[items]
+        common = _pair_sums(user_out, cand_in)
+        union = self.out_degree[users] + self.in_degree[items] - common
+        with np.errstate(invalid="ignore", divide="ignore"):
+            jaccard = np.where(union > 0, common / union, 0.0)
+        follows_back = np.asarray(self.out[items, users]).ravel().astype(np.float64)
+        return [
+            common,
+            _pair_sums(user_out, cand_in, self.aa_weight),
+            _pair_sums(user_out, cand_in, self.ra_weight),
+            jaccard,
+            self.in_degree[items],
+            self.out_degree[items],
+            follows_back,
+            _pair_sums(user_out, self.out[items]),
+            _pair_sums(self.inn[users], cand_in),
+        ]

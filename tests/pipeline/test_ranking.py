@@ -1,0 +1,132 @@
+"""Stage 2 inside a question: trained from the training data alone, saved, served, and dropped
+when validation says it does not help."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recgraph.data import splits
+from recgraph.pipeline import QuestionModel
+from recgraph.pipeline import ranking as ranking_module
+from recgraph.pipeline.config import QuestionConfig
+
+FAST = {"n_estimators": 40, "num_leaves": 7, "min_child_samples": 5, "early_stopping_rounds": 10}
+
+
+@pytest.fixture(scope="module")
+def feed_graph(small_store):
+    return small_store.interactions_graph()
+
+
+@pytest.fixture(scope="module")
+def follow_graph(small_store):
+    return small_store.follows_graph()
+
+
+def ranked_config(retrievers, **ranker) -> QuestionConfig:
+    return QuestionConfig(
+        retrievers=[{"name": r} if isinstance(r, str) else r for r in retrievers],
+        fallback=[],
+        cold_start_min_interactions=1,
+        ranker={"depth": 30, "params": FAST, **ranker},
+    )
+
+
+@pytest.fixture(scope="module")
+def ranked_feed(feed_graph):
+    return QuestionModel("feed", ranked_config(["item_knn", "popular"])).fit(feed_graph)
+
+
+def test_a_ranked_feed_answers_with_the_rules_applied(ranked_feed, feed_graph):
+    stage = ranked_feed.ranking
+    assert stage is not None and stage.report["train_rows"] > 0
+    assert set(stage.report) >= {"valid_ndcg@20_ranker", "valid_ndcg@20_item_knn", "label_split"}
+    users = np.arange(feed_graph.n_users)
+    result = ranked_feed.recommend(users, 10)
+    seen = feed_graph.seen()
+    for user in users[:50]:
+        got = result.ids[user][result.ids[user] >= 0]
+        assert not set(got.tolist()) & set(seen[user].indices.tolist())
+        assert len(set(got.tolist())) == len(got)
+
+
+def test_ranked_results_are_the_rankers_order_of_the_pool(ranked_feed, feed_graph):
+    if not ranked_feed.ranked:
+        pytest.skip("validation kept the merge on this small graph")
+    user = int(np.argmax(ranked_feed.history.counts))
+    pool = ranked_feed.pool(np.array([user]), ranked_feed.config.ranker.depth)
+    scores = ranked_feed.ranking.ranker.score(ranked_feed.ranking.batch(pool))
+    best = pool.ids[pool.valid][np.argsort(-scores, kind="stable")][:5]
+    assert ranked_feed.recommend([user], 5).ids[0].tolist() == best.tolist()
+
+
+def test_save_and_load_serve_the_same(ranked_feed, feed_graph, tmp_path):
+    ranked_feed.save(tmp_path / "q")
+    again = QuestionModel.load("feed", ranked_feed.config, tmp_path / "q")
+    assert again.ranked == ranked_feed.ranked
+    users = np.arange(0, feed_graph.n_users, 7)
+    a, b = ranked_feed.recommend(users, 10), again.recommend(users, 10)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    assert not list(tmp_path.rglob("*.pkl"))
+
+
+def test_the_same_seed_gives_the_same_ranker(ranked_feed, feed_graph):
+    again = QuestionModel("feed", ranked_feed.config).fit(feed_graph)
+    users = np.arange(0, feed_graph.n_users, 5)
+    np.testing.assert_array_equal(
+        again.recommend(users, 10).ids, ranked_feed.recommend(users, 10).ids
+    )
+    assert again.ranking.report == ranked_feed.ranking.report
+
+
+def test_no_test_row_reaches_the_rankers_training(feed_graph, monkeypatch):
+    train, test = splits.split(feed_graph, "temporal_global", fraction=0.2)
+    test_pairs = set(zip(test.src.tolist(), test.dst.tolist(), strict=True))
+    train_pairs = set(zip(train.src.tolist(), train.dst.tolist(), strict=True))
+    sliced = []
+    real = ranking_module.label_slice
+
+    def spy(data, spec, fold=0):
+        rest, labels, how = real(data, spec, fold)
+        sliced.append((data, rest, labels))
+        return rest, labels, how
+
+    monkeypatch.setattr(ranking_module, "label_slice", spy)
+    QuestionModel("feed", ranked_config(["item_knn", "popular"], folds=2)).fit(train)
+    assert len(sliced) == 2
+    for data, rest, labels in sliced:
+        for part in (data, rest, labels):
+            pairs = set(zip(part.src.tolist(), part.dst.tolist(), strict=True))
+            assert not pairs & (test_pairs - train_pairs), "a test pair reached the ranker"
+            assert pairs <= set(zip(train.src.tolist(), train.dst.tolist(), strict=True))
+
+
+def test_validation_can_say_no_ranker(feed_graph):
+    plain = QuestionModel(
+        "feed",
+        QuestionConfig(
+            retrievers=[{"name": "item_knn"}, {"name": "popular"}],
+            fallback=[],
+            cold_start_min_interactions=1,
+        ),
+    ).fit(feed_graph)
+    never = QuestionModel("feed", ranked_config(["item_knn", "popular"], min_gain=10.0)).fit(
+        feed_graph
+    )
+    assert never.ranking is not None and not never.ranked
+    assert "ranker not used" in never.ranking_note
+    users = np.arange(0, feed_graph.n_users, 3)
+    np.testing.assert_array_equal(never.recommend(users, 10).ids, plain.recommend(users, 10).ids)
+
+
+def test_a_ranked_who_to_follow(follow_graph):
+    q = QuestionModel(
+        "who_to_follow",
+        ranked_config([{"name": "adamic_adar", "min_score": 0.0}, "popular"], labels="positive"),
+    ).fit(follow_graph)
+    stage = q.ranking
+    assert stage is not None
+    names = stage.batch(q.pool(np.array([0, 1]), 10)).feature_names
+    assert {"common_neighbors", "follows_back", "adamic_adar:rank"} <= set(names)
+    assert (q.recommend([0], 5).ids >= 0).all()
