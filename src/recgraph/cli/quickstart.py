@@ -91,7 +91,10 @@ def _run_and_report(
     console.print(f"loaded {result.source}: {counts}")
     for kind, report in result.reports.items():
         question = "what to read" if kind == "items" else "who to follow"
-        console.print(f"\n[bold]{question}[/] ({kind}; {result.splits[kind]})")
+        description, _, scored = result.splits[kind].partition("; scored: ")
+        console.print(f"\n[bold]{question}[/] ({kind}; {description})")
+        if scored:
+            console.print(f"[dim]scored: {report.n_users:,} {scored}[/]")
         console.print(report.table())
         if report.dropped_test_rows:
             console.print(f"[dim]dropped test rows: {report.dropped_summary()}[/]")
@@ -101,7 +104,9 @@ def _run_and_report(
     trained = result.trained
     assert trained is not None
     questions = ", ".join(
-        f"{name} ({' + '.join(q.main_keys)}, fallback {' -> '.join(q.chain_keys)})"
+        f"{name} ({' + '.join(q.main_keys)}"
+        f"{', ranked by ' + q.config.ranker.name if q.ranked and q.config.ranker else ''}"
+        f", fallback {' -> '.join(q.chain_keys) or 'none'})"
         for name, q in trained.pipeline.questions.items()
     )
     console.print(

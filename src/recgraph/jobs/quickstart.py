@@ -82,19 +82,42 @@ def load_path(
     raise InputError("no such file or folder", path=path)
 
 
+#: Who each split scores, and why (the quickstart prints it beside the table).
+WHO_IS_SCORED = {
+    "temporal_pairs": "accounts that made a new follow after the cut: the others have "
+    "nothing to predict in the test period",
+    "edge_holdout": "accounts with a held-out follow",
+    "temporal_global": "users active after the cut (the test period); a user with no later "
+    "interaction has nothing to predict, so the scores describe returning users",
+    "random_per_user": "every user with a held-out interaction",
+}
+
+
 def split_for_evaluation(data: Interactions) -> tuple[Interactions, Interactions, str]:
     """The leak-free split that suits the data, and its description."""
+    method, description = _split_method(data)
+    if method == "temporal_pairs":
+        train, test = splits.temporal_pairs(data, 0.2)
+    elif method == "edge_holdout":
+        train, test = splits.edge_holdout(data, 0.1, seed=0)
+    elif method == "temporal_global":
+        train, test = splits.temporal_global(data, 0.2)
+    else:
+        train, test = splits.random_per_user(data, 0.2, seed=0)
+    return train, test, f"{description}; scored: {WHO_IS_SCORED[method]}"
+
+
+def _split_method(data: Interactions) -> tuple[str, str]:
     if data.one_sided:
         if data.has_timestamps:
-            train, test = splits.temporal_pairs(data, 0.2)
-            return train, test, "temporal pairs: first seen after the 80% time quantile -> test"
-        train, test = splits.edge_holdout(data, 0.1, seed=0)
-        return train, test, "random 10% edge holdout (no timestamps), seed 0"
+            return (
+                "temporal_pairs",
+                "temporal pairs: first seen after the 80% time quantile -> test",
+            )
+        return "edge_holdout", "random 10% edge holdout (no timestamps), seed 0"
     if data.has_timestamps:
-        train, test = splits.temporal_global(data, 0.2)
-        return train, test, "global temporal 80/20"
-    train, test = splits.random_per_user(data, 0.2, seed=0)
-    return train, test, "random per-user 80/20, seed 0"
+        return "temporal_global", "global temporal 80/20"
+    return "random_per_user", "random per-user 80/20, seed 0"
 
 
 def run_quickstart(
