@@ -382,24 +382,38 @@ class Writer:
         src, dst = self._pair_keys(frame, directed)
         created = _optional_seconds(frame, "created_at")
         seen = _optional_seconds(frame, "seen_at") if "seen_at" in frame.columns else created
-        pairs = pd.DataFrame(
-            {
-                "source_id": src,
-                "target_id": dst,
-                "created_at": pd.array(created, dtype="Int64"),
-                "seen_at": pd.array(seen, dtype="Int64"),
+        small_keys = not len(src) or max(src.max(), dst.max()) < 2**31
+        if small_keys and all(c is None for c in created) and all(s is None for s in seen):
+            # untimed edges (most static graphs): distinct pairs in key order, no grouping
+            pair = np.unique((src << 32) | dst)
+            n = len(pair)
+            records = {
+                "source_id": (pair >> 32).tolist(),
+                "target_id": (pair & 0xFFFFFFFF).tolist(),
+                "created_at": [None] * n,
+                "seen_at": [None] * n,
+                "removed_at": [None] * n,
             }
-        )
-        merged = pairs.groupby(["source_id", "target_id"], sort=True).agg(
-            created_at=("created_at", "min"), seen_at=("seen_at", "max")
-        )
-        records = {
-            "source_id": merged.index.get_level_values(0).tolist(),
-            "target_id": merged.index.get_level_values(1).tolist(),
-            "created_at": _nullable_ints(merged["created_at"]),
-            "seen_at": _nullable_ints(merged["seen_at"]),
-            "removed_at": [None] * len(merged),
-        }
+        else:
+            pairs = pd.DataFrame(
+                {
+                    "source_id": src,
+                    "target_id": dst,
+                    "created_at": pd.array(created, dtype="Int64"),
+                    "seen_at": pd.array(seen, dtype="Int64"),
+                }
+            )
+            merged = pairs.groupby(["source_id", "target_id"], sort=True).agg(
+                created_at=("created_at", "min"), seen_at=("seen_at", "max")
+            )
+            n = len(merged)
+            records = {
+                "source_id": merged.index.get_level_values(0).tolist(),
+                "target_id": merged.index.get_level_values(1).tolist(),
+                "created_at": _nullable_ints(merged["created_at"]),
+                "seen_at": _nullable_ints(merged["seen_at"]),
+                "removed_at": [None] * n,
+            }
         upsert_rows(
             self.conn,
             self.dialect,
@@ -426,7 +440,7 @@ class Writer:
                 ("seen_at", lambda new, old: latest(new("seen_at"), old.seen_at)),
             ],
         )
-        return len(merged)
+        return n
 
     def edge_events(self, rows: Frame, directed: bool | None = None) -> int:
         """Store timestamped edge events from ``src, dst, ts``; repeats are counted, not dropped.
