@@ -71,7 +71,7 @@ def _external_ids(values: pd.Series, name: str) -> np.ndarray:
             field=name,
         )
     ids = values.to_numpy(object)
-    if not all(map(str.__instancecheck__, ids)):  # C-speed passes; numbers become text
+    if pd.api.types.infer_dtype(ids, skipna=False) != "string":  # one C pass; numbers to text
         ids = values.astype(str).to_numpy(object)
     if not len(ids):
         return ids
@@ -383,7 +383,8 @@ class Writer:
         created = _optional_seconds(frame, "created_at")
         seen = _optional_seconds(frame, "seen_at") if "seen_at" in frame.columns else created
         small_keys = not len(src) or max(src.max(), dst.max()) < 2**31
-        if small_keys and all(c is None for c in created) and all(s is None for s in seen):
+        untimed = created.count(None) == len(created) and seen.count(None) == len(seen)
+        if small_keys and untimed:
             # untimed edges (most static graphs): distinct pairs in key order, no grouping
             pair = np.unique((src << 32) | dst)
             n = len(pair)
