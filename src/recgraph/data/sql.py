@@ -19,9 +19,9 @@ from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from recgraph.config import busy_timeout as config_busy_timeout
 from recgraph.data import schema
 from recgraph.errors import RecgraphError
+from recgraph.settings import busy_timeout as config_busy_timeout
 
 #: Rows per executemany call.
 WRITE_BATCH = 10_000
@@ -80,7 +80,7 @@ def create_engine(url: str, busy_timeout: float | None = None) -> sa.Engine:
     """An engine for ``url`` with the settings the store relies on.
 
     SQLite gets WAL, foreign keys, ``synchronous=NORMAL`` and a busy timeout
-    (``busy_timeout`` seconds, default :func:`recgraph.config.busy_timeout`)
+    (``busy_timeout`` seconds, default :func:`recgraph.settings.busy_timeout`)
     on every connection; its parent folder is created when missing.
     """
     parsed = sa.make_url(url)

@@ -27,8 +27,6 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from recgraph.config import busy_timeout as config_busy_timeout
-from recgraph.config import database_url
 from recgraph.data import schema
 from recgraph.data.interactions import IdMap, Interactions, Kind, ValueKind
 from recgraph.data.sql import (
@@ -47,6 +45,8 @@ from recgraph.data.sql import (
 )
 from recgraph.data.writer import Writer
 from recgraph.errors import InputError
+from recgraph.settings import busy_timeout as config_busy_timeout
+from recgraph.settings import database_url
 
 #: ``FollowChunk.ts`` of a follow whose time is unknown.
 NO_TIME = -(2**63)
@@ -78,7 +78,7 @@ class Store:
     url
         ``sqlite:///path.db``, ``mysql+pymysql://user@host/db`` or
         ``postgresql+psycopg://user@host/db``; ``None`` means
-        :func:`recgraph.config.database_url` (``$RECGRAPH_DATABASE_URL``, else
+        :func:`recgraph.settings.database_url` (``$RECGRAPH_DATABASE_URL``, else
         ``sqlite:///recgraph.db``).
     create
         Create missing tables (and record the schema version).
