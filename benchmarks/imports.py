@@ -231,7 +231,9 @@ def synthetic_run(backend: str, path: Path, src_dir: Path | None) -> dict:
     }
 
 
-def synthetic(sizes: list[int], backends: list[str], src_dir: Path | None) -> list[dict]:
+def synthetic(sizes: list[int], backends: list[str], src_dir: Path | None, name: str) -> list[dict]:
+    """Run every size on every backend; the results files are rewritten after each run,
+    so a long run that is stopped keeps what it measured."""
     results = []
     with tempfile.TemporaryDirectory() as folder:
         for size in sizes:
@@ -246,6 +248,7 @@ def synthetic(sizes: list[int], backends: list[str], src_dir: Path | None) -> li
                     continue
                 row["file_mb"] = round(path.stat().st_size / 1e6, 1)
                 results.append(row)
+                save_synthetic(results, src_dir, name)
                 print(
                     f"{backend:9s} {row['rows']:>11,} follows  {row['import_seconds']:8.1f} s "
                     f"({row['rows_per_second']:>8,} rows/s; {row['rows_per_cpu_second']:>8,} "
@@ -322,8 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.synthetic:
         sizes = [int(float(s)) for s in args.synthetic.split(",")]
-        results = synthetic(sizes, args.backends.split(","), args.src)
-        save_synthetic(results, args.src, args.name)
+        synthetic(sizes, args.backends.split(","), args.src, args.name)
         return 0
     if not DATASETS.is_dir():
         print(f"datasets folder {DATASETS} not found (set RECGRAPH_DATASETS)", file=sys.stderr)
