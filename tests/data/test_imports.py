@@ -217,3 +217,49 @@ def test_a_locked_sqlite_store_stops_an_import_with_a_clear_error(tmp_path: Path
     assert "\n" not in text
     with Store(url) as store:
         assert snapshot(store) == before
+
+
+# ---------------------------------------------------------------------- bulk paths
+def test_bulk_imports_are_idempotent_and_roll_back_whole(store, tmp_path):
+    """Chunks large enough for the staging-table path (COPY on PostgreSQL), with a
+    secondary index rebuilt at the end on SQLite: re-imports change nothing, and a
+    bad line after several chunks leaves the store (and its indexes) as before."""
+    rng = np.random.default_rng(0)
+    n = 6_000
+    src, dst = rng.integers(0, 900, n), rng.integers(0, 900, n)
+    lines = "".join(
+        f"{a}\t{b}\t{1_000 + i}\n" for i, (a, b) in enumerate(zip(src, dst, strict=True))
+    )
+    edges = write_text(tmp_path / "big.txt", lines)
+    first = import_edges(store, edges, directed=True, timestamps=True, chunk_rows=2_500)
+    graph = store.follows_graph()
+    pairs = set(zip(src.astype(str), dst.astype(str), strict=True))
+    assert len(graph) == len(pairs) and first.new["edge_events"] == n
+    again = import_edges(store, edges, directed=True, timestamps=True, chunk_rows=2_500)
+    assert again.new == {"accounts": 0, "follows": 0, "edge_events": 0}
+    rows = "".join(
+        f"u{a % 300},i{b},view,{1 + a % 5},{2_000 + a}\n" for a, b in zip(src, dst, strict=True)
+    )
+    table = write_text(tmp_path / "plays.csv", "user,item,kind,value,timestamp\n" + rows)
+    import_interactions(store, table, ColumnMapping(value_kind="count"), chunk_rows=2_500)
+    before = snapshot(store)
+    bad = write_text(tmp_path / "bad.txt", lines.replace("\t", " ") + "x y z\n")
+    with pytest.raises(InputError, match=f"line {n + 1}"):
+        import_edges(store, bad, directed=True, timestamps=True, chunk_rows=2_500)
+    assert snapshot(store) == before
+    assert "ix_follows_target" in {
+        i["name"] for i in sa.inspect(store.engine).get_indexes("follows")
+    }
+
+
+def test_a_fresh_bulk_load_rebuilds_its_indexes(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    with Store(url) as store:
+        rows = "".join(f"{i}\t{(i * 7) % 5000}\n" for i in range(5_000))
+        import_edges(store, write_text(tmp_path / "g.txt", rows), directed=True)
+        names = {i["name"] for i in sa.inspect(store.engine).get_indexes("follows")}
+        assert "ix_follows_target" in names
+        plan = store.engine.connect().exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT source_id FROM follows WHERE target_id = 7"
+        )
+        assert "ix_follows_target" in " ".join(str(r) for r in plan)

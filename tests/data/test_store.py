@@ -356,3 +356,36 @@ def test_sqlite_writers_wait_for_each_other_and_readers_do_not(tmp_path: Path):
     thread.join(timeout=30)
     assert done == ["second"] and store.counts()["follows"] == 2
     store.close()
+
+
+def test_follow_chunks_stream_int32_arrays_that_match_the_graph(store: Store):
+    from recgraph.data.store import NO_TIME
+
+    rng = np.random.default_rng(3)
+    src = rng.integers(0, 40, 600).astype(str)
+    dst = rng.integers(0, 40, 600).astype(str)
+    created = [None if i % 7 == 0 else 1_000 + i for i in range(len(src))]
+    frame = pd.DataFrame({"src": src, "dst": dst, "created_at": pd.array(created, "Int64")})
+    with store.writer() as w:
+        w.follows(frame, directed=True)
+        w.account_keys(["lonely"])
+    with store.writer() as w:  # a removed follow is not streamed
+        w.replace_follows(str(src[0]), [], seen_at=10**6)
+    keys, ids = store.account_index()
+    chunks = list(store.iter_follow_chunks(chunk_rows=97, keys=keys))
+    assert len(chunks) > 1 and all(
+        c.src.dtype == np.int32 and c.dst.dtype == np.int32 for c in chunks
+    )
+    got_src = np.concatenate([c.src for c in chunks])
+    got_dst = np.concatenate([c.dst for c in chunks])
+    got_ts = np.concatenate([c.ts for c in chunks])
+    assert (np.diff(got_src) >= 0).all()  # sources in order: a CSR fills as chunks arrive
+    graph = store.follows_graph()
+    assert ids == graph.users and "lonely" in ids
+    assert got_src.tolist() == graph.src.tolist() and got_dst.tolist() == graph.dst.tolist()
+    times: dict = {}
+    for s, d, t in zip(src, dst, created, strict=True):  # the earliest known time of a pair
+        if t is not None:
+            times[(s, d)] = min(t, times.get((s, d), t))
+    for s, d, t in zip(ids.external(got_src), ids.external(got_dst), got_ts, strict=True):
+        assert t == times.get((s, d), NO_TIME)

@@ -23,7 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from recgraph.data.parsing import TableSource, ids, labels, numbers, table_layout, timestamps
+from recgraph.data.parsing import (
+    TableSource,
+    fixed_label,
+    ids,
+    labels,
+    numbers,
+    table_layout,
+    timestamps,
+)
 from recgraph.errors import InputError
 
 #: Rows per parsed batch.
@@ -51,7 +59,7 @@ def read_pairs(
     """
     source = TableSource(path, table_layout(path, format, sep))
     cols = source.columns
-    meaning = _label(value_kind, value_labels)
+    meaning = fixed_label(value_kind, value_labels, "value meaning (--value)")
     if kind == "items":
         required, optional = ["user", "item"], ["rating", "value", "value_kind", "timestamp"]
     else:
@@ -105,18 +113,6 @@ def read_pairs(
         "value_kind": kinds,
         "rating": value_col == "rating",
     }
-
-
-def _label(value: str | None, allowed: Sequence[str]) -> str | None:
-    if value is None:
-        return None
-    label = value.strip().lower()
-    if label not in allowed:
-        raise InputError(
-            f"unknown value meaning {value!r}; expected one of {', '.join(allowed)}",
-            field="value",
-        )
-    return label
 
 
 def _check_header(cols: list[str], required: list[str], optional: list[str], path) -> None:

@@ -756,6 +756,18 @@ def labels(
     return text.to_numpy(zero_copy_only=False).astype(object, copy=False)
 
 
+def fixed_label(value: str | None, allowed: Sequence[str], what: str) -> str | None:
+    """A label given once for every row (``--kind``, ``--value``), checked; None stays None."""
+    if value is None:
+        return None
+    label = value.strip().lower()
+    if label not in allowed:
+        raise InputError(
+            f"unknown {what} {value!r}; expected one of {', '.join(allowed)}", field=what
+        )
+    return label
+
+
 def optional_text(array) -> np.ndarray:
     """Trimmed text, None where empty."""
     import pyarrow as pa
@@ -794,6 +806,7 @@ __all__ = [
     "Format",
     "Layout",
     "TableSource",
+    "fixed_label",
     "format_of",
     "ids",
     "json_objects",

@@ -63,6 +63,7 @@ from recgraph.data.movielens import (
 )
 from recgraph.data.parsing import (
     TableSource,
+    fixed_label,
     ids,
     json_objects,
     labels,
@@ -285,22 +286,11 @@ class ColumnMapping(BaseModel):
 
     def fixed_kind(self) -> str | None:
         """The validated fixed kind label, if one was given."""
-        return _fixed_label(self.kind, INTERACTION_KINDS, "kind")
+        return fixed_label(self.kind, INTERACTION_KINDS, "kind")
 
     def fixed_value_kind(self) -> str | None:
         """The validated value meaning, if one was given."""
-        return _fixed_label(self.value_kind, VALUE_KINDS, "value meaning (--value)")
-
-
-def _fixed_label(value: str | None, allowed: tuple[str, ...], what: str) -> str | None:
-    if value is None:
-        return None
-    label = value.strip().lower()
-    if label not in allowed:
-        raise InputError(
-            f"unknown {what} {value!r}; expected one of {', '.join(allowed)}", field=what
-        )
-    return label
+        return fixed_label(self.value_kind, VALUE_KINDS, "value meaning (--value)")
 
 
 def _resolve_columns(mapping: ColumnMapping, source: TableSource) -> dict[str, str | None]:

@@ -25,8 +25,8 @@ from recgraph.settings import busy_timeout as config_busy_timeout
 
 #: Rows per executemany call.
 WRITE_BATCH = 10_000
-#: From this many rows on, PostgreSQL upserts go through COPY and a staging table.
-_COPY_MIN_ROWS = 500
+#: From this many rows on, upserts go through a staging table (COPY on PostgreSQL).
+STAGE_MIN_ROWS = 2_000
 #: Rows per partition when streaming reads.
 READ_BATCH = 50_000
 
@@ -63,6 +63,8 @@ def _sqlite_engine(url: sa.URL, busy_seconds: float) -> sa.Engine:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
         # 64 MiB of page cache (default 2 MiB): bulk upserts touch indexes all over.
         cursor.execute("PRAGMA cache_size=-65536")
+        # Staging tables of bulk writes live in memory, not in a temporary file.
+        cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
@@ -194,10 +196,13 @@ def upsert_rows(
     assignments run in order and later ones see earlier results, so rules that
     compare with an old value must come before the rule that overwrites it.
 
-    The statement is compiled once and the rows go to the driver as tuples
-    (``executemany``; pymysql turns it into multi-row INSERTs); PostgreSQL
-    batches go through ``COPY`` into a staging table and one
-    ``INSERT .. SELECT .. ON CONFLICT``.
+    Small batches go to the driver as one compiled statement and tuples
+    (``executemany``). From :data:`STAGE_MIN_ROWS` rows on, the rows are
+    loaded into a temporary staging table (``COPY`` on PostgreSQL, a plain
+    ``executemany`` on SQLite and MariaDB, with no index or constraint to
+    maintain) and merged with one ``INSERT .. SELECT .. ORDER BY key ..
+    ON CONFLICT``, so the database walks the target's index in key order once.
+    Both paths run inside the caller's transaction: an error rolls everything back.
     """
     if isinstance(rows, list):
         if not rows:
@@ -207,8 +212,11 @@ def upsert_rows(
     n = len(rows[names[0]]) if names else 0
     if not n:
         return
-    if dialect == "postgresql" and n >= _COPY_MIN_ROWS:
-        _copy_upsert(conn, table, keys, rows, updates)
+    if n >= STAGE_MIN_ROWS:
+        stage = stage_rows(conn, dialect, table.name, rows, {c: table.c[c].type for c in names})
+        select = sa.select(*stage.c).where(sa.true()).order_by(*(stage.c[k] for k in keys))
+        stmt = _dialect_insert(dialect, table).from_select(names, select)
+        conn.execute(_with_conflict_rule(stmt, dialect, table, keys, updates))
         return
     stmt = _with_conflict_rule(_dialect_insert(dialect, table), dialect, table, keys, updates)
     compiled = stmt.compile(dialect=conn.dialect, column_keys=names)
@@ -223,37 +231,51 @@ def upsert_rows(
         conn.execute(stmt, list(batch))
 
 
-def _copy_upsert(
+def stage_rows(
     conn: sa.Connection,
-    table: sa.Table,
-    keys: list[str],
+    dialect: str,
+    name: str,
     rows: Columns,
-    updates: list[UpdateRule],
-) -> None:
-    """PostgreSQL: COPY rows into a transaction-local staging table, then upsert from it."""
+    types: dict[str, sa.types.TypeEngine],
+) -> sa.Table:
+    """A temporary table holding ``rows`` (and nothing else), for set-based statements.
+
+    One table per ``name`` and column layout, created on first use: on
+    PostgreSQL it is dropped at commit, on SQLite and MariaDB it lives as long
+    as the pooled connection and is emptied before each use. Rows go in by
+    ``COPY`` on PostgreSQL and by one prepared ``INSERT`` on the others.
+    """
     names = list(rows)
-    digest = hashlib.sha1(",".join(names).encode()).hexdigest()[:8]
+    layout = ",".join(f"{c}:{types[c]!r}" for c in names)
+    digest = hashlib.sha1(layout.encode()).hexdigest()[:8]
     stage = sa.Table(
-        f"_recgraph_stage_{table.name}_{digest}",
+        f"_recgraph_stage_{name}_{digest}",
         sa.MetaData(),
-        *[sa.Column(c, table.c[c].type) for c in names],
+        *[sa.Column(c, types[c]) for c in names],
         prefixes=["TEMPORARY"],
         postgresql_on_commit="DROP",
     )
     stage.create(conn, checkfirst=True)
     preparer = conn.dialect.identifier_preparer
     quoted_stage = preparer.quote(stage.name)
-    quoted_names = ", ".join(preparer.quote(c) for c in names)
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        with cursor.copy(f"COPY {quoted_stage} ({quoted_names}) FROM STDIN") as copy:
-            for row in zip(*rows.values(), strict=True):
-                copy.write_row(row)
-    finally:
-        cursor.close()
-    stmt = pg_dialect.insert(table).from_select(names, sa.select(*stage.c))
-    conn.execute(_with_conflict_rule(stmt, "postgresql", table, keys, updates))
-    conn.exec_driver_sql(f"TRUNCATE {quoted_stage}")
+    if dialect == "postgresql":
+        conn.exec_driver_sql(f"TRUNCATE {quoted_stage}")
+        quoted_names = ", ".join(preparer.quote(c) for c in names)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(f"COPY {quoted_stage} ({quoted_names}) FROM STDIN") as copy:
+                for row in zip(*rows.values(), strict=True):
+                    copy.write_row(row)
+        finally:
+            cursor.close()
+        return stage
+    conn.execute(sa.delete(stage))
+    compiled = sa.insert(stage).compile(dialect=conn.dialect, column_keys=names)
+    order = list(compiled.positiontup or names)
+    tuples = list(zip(*(rows[c] for c in order), strict=True))
+    for batch in batches(tuples, 5 * WRITE_BATCH):
+        conn.exec_driver_sql(str(compiled), list(batch))
+    return stage
 
 
 def is_lock_timeout(exc: BaseException) -> bool:
@@ -271,6 +293,7 @@ __all__ = [
     "COUNTED",
     "Columns",
     "READ_BATCH",
+    "STAGE_MIN_ROWS",
     "WRITE_BATCH",
     "StoreBusyError",
     "StoreError",
@@ -284,5 +307,6 @@ __all__ = [
     "is_lock_timeout",
     "latest",
     "read_columns",
+    "stage_rows",
     "upsert_rows",
 ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +47,22 @@ from recgraph.data.writer import Writer
 from recgraph.errors import InputError
 from recgraph.settings import busy_timeout as config_busy_timeout
 from recgraph.settings import database_url
+
+#: ``FollowChunk.ts`` of a follow whose time is unknown.
+NO_TIME = -(2**63)
+
+
+@dataclass(frozen=True)
+class FollowChunk:
+    """Consecutive active follows as arrays (see :meth:`Store.iter_follow_chunks`)."""
+
+    src: np.ndarray  #: int32 dense index of the follower
+    dst: np.ndarray  #: int32 dense index of the followed account
+    ts: np.ndarray  #: int64 created_at, NO_TIME where unknown
+
+    def __len__(self) -> int:
+        return len(self.src)
+
 
 #: What :meth:`Store.iter_frames` and the export command can write.
 TableName = Literal["follows", "events", "interactions", "accounts", "items"]
@@ -205,7 +222,9 @@ class Store:
                 if self.dialect == "sqlite":
                     conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
                 with conn.begin():
-                    yield Writer(conn, self.dialect)
+                    writer = Writer(conn, self.dialect)
+                    yield writer
+                    writer.finish()
         except sa.exc.OperationalError as exc:
             if not is_lock_timeout(exc):
                 raise
@@ -293,6 +312,75 @@ class Store:
             one_sided=True,
             directed=directed,
         )
+
+    def account_index(self) -> tuple[np.ndarray, IdMap]:
+        """Every account by ascending key: ``(keys, ids)``.
+
+        Position ``i`` is the dense index :meth:`iter_follow_chunks` hands out;
+        ``keys[i]`` is the store's integer key (int64) and ``ids.external([i])``
+        the external id. The same order as :meth:`follows_graph`'s id map.
+        """
+        with self.engine.connect() as conn:
+            users, keys = self._account_map(conn)
+        return keys, users
+
+    def iter_follow_chunks(
+        self, chunk_rows: int = 1_000_000, *, keys: np.ndarray | None = None
+    ) -> Iterator[FollowChunk]:
+        """Stream the active follows as int32 arrays, never building a frame of every edge.
+
+        For compact graph forms at scale (a memory-mapped CSR): the database
+        streams rows in ``(source, target)`` key order through a server-side
+        cursor, ``chunk_rows`` at a time, and each chunk arrives as numpy arrays.
+        Peak memory is one chunk plus the key array, whatever the graph's size.
+
+        Parameters
+        ----------
+        chunk_rows
+            Edges per chunk (about 20 bytes each in flight).
+        keys
+            The sorted account keys from :meth:`account_index`; read here when
+            not given. Pass them when you also need the id map, so both come
+            from the same read.
+
+        Yields
+        ------
+        FollowChunk
+            ``src``, ``dst``: dense account indices (int32, positions in
+            :meth:`account_index`); ``ts``: ``created_at`` (int64 unix
+            seconds, :data:`NO_TIME` where unknown). Sources are non-decreasing
+            across chunks, so a CSR's row pointer can be filled as chunks
+            arrive. An undirected store holds each friendship once (smaller key
+            first): add the reverse edges for a symmetric graph
+            (:meth:`follows_directed` says which).
+
+        Examples
+        --------
+        >>> keys, ids = store.account_index()  # doctest: +SKIP
+        >>> for chunk in store.iter_follow_chunks(keys=keys):  # doctest: +SKIP
+        ...     degree += np.bincount(chunk.src, minlength=len(keys))
+        """
+        if keys is None:
+            keys, _ = self.account_index()
+        if len(keys) > np.iinfo(np.int32).max:
+            raise StoreError("more accounts than int32 indices can hold")
+        f = schema.follows.c
+        query = (
+            sa.select(f.source_id, f.target_id, sa.func.coalesce(f.created_at, NO_TIME))
+            .where(f.removed_at.is_(None))
+            .order_by(f.source_id, f.target_id)
+        )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(
+                query
+            )
+            for rows in result.partitions(chunk_rows):
+                block = np.array(rows, dtype=np.int64).reshape(-1, 3)
+                yield FollowChunk(
+                    src=np.searchsorted(keys, block[:, 0]).astype(np.int32),
+                    dst=np.searchsorted(keys, block[:, 1]).astype(np.int32),
+                    ts=block[:, 2].copy(),
+                )
 
     def events_graph(self) -> Interactions:
         """Every stored edge event (repeats expanded) as a timestamped one-sided graph."""
@@ -480,6 +568,8 @@ def _export_query(what: str) -> tuple[sa.Select, list[str]]:
 
 __all__ = [
     "COUNTED",
+    "NO_TIME",
+    "FollowChunk",
     "TABLE_NAMES",
     "Store",
     "StoreBusyError",

@@ -26,6 +26,7 @@ from recgraph.data.interactions import Kind, ValueKind
 from recgraph.data.parsing import TIMESTAMP_MAX, TIMESTAMP_MIN, timestamp_range_problem
 from recgraph.data.sql import (
     COUNTED,
+    STAGE_MIN_ROWS,
     WRITE_BATCH,
     Columns,
     batches,
@@ -33,6 +34,7 @@ from recgraph.data.sql import (
     earliest,
     get_meta,
     latest,
+    stage_rows,
     upsert_rows,
 )
 from recgraph.errors import InputError
@@ -68,16 +70,19 @@ def _external_ids(values: pd.Series, name: str) -> np.ndarray:
             f"missing {name} id (row {int(np.flatnonzero(missing)[0]) + 1} of the chunk)",
             field=name,
         )
-    ids = values.astype(str).to_numpy(object)
-    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-    if len(ids) and lengths.min() == 0:
+    ids = values.to_numpy(object)
+    if pd.api.types.infer_dtype(ids, skipna=False) != "string":  # one C pass; numbers to text
+        ids = values.astype(str).to_numpy(object)
+    if not len(ids):
+        return ids
+    if min(map(len, ids)) == 0:
         raise InputError(f"empty {name} id", field=name)
-    if len(ids) and _CONTROL.search("".join(ids)):  # one C-speed pass over every id
+    if _CONTROL.search("".join(ids)):  # one C-speed pass over every id
         bad = next(x for x in ids if _CONTROL.search(x))
         what = "a NUL byte" if "\x00" in bad else "a control character (a line break or tab)"
         raise InputError(f"{name} id {bad[:40]!r} contains {what}", field=name)
-    if len(ids) and lengths.max() > schema.EXTERNAL_ID_LENGTH:
-        bad = ids[int(np.argmax(lengths))]
+    if max(map(len, ids)) > schema.EXTERNAL_ID_LENGTH:
+        bad = next(x for x in ids if len(x) > schema.EXTERNAL_ID_LENGTH)
         raise InputError(
             f"{name} id longer than {schema.EXTERNAL_ID_LENGTH} characters: {bad[:40]!r}...",
             field=name,
@@ -137,6 +142,28 @@ class Writer:
         self.batch = secrets.randbits(62)
         self._keys: dict[str, dict[str, int]] = {"accounts": {}, "items": {}}
         self._directed: bool | None = None
+        self._bulk_checked: set[str] = set()
+        self._deferred: list[sa.Index] = []
+
+    # -------------------------------------------------------------- bulk loads
+    def _bulk_start(self, table: sa.Table) -> None:
+        """On SQLite, a first load into an empty table drops its secondary indexes and
+        :meth:`finish` builds them once at the end: far cheaper than keeping them
+        sorted row by row. Same transaction, so an error still restores everything
+        (and WAL readers keep their snapshot meanwhile)."""
+        if self.dialect != "sqlite" or table.name in self._bulk_checked:
+            return
+        self._bulk_checked.add(table.name)
+        if self.conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first():
+            return
+        for index in table.indexes:
+            index.drop(self.conn)
+            self._deferred.append(index)
+
+    def finish(self) -> None:
+        """Rebuild indexes dropped for a bulk load; called before the transaction commits."""
+        while self._deferred:
+            self._deferred.pop().create(self.conn)
 
     # -------------------------------------------------------------- keys
     def _resolve(self, table: sa.Table, ids: np.ndarray) -> np.ndarray:
@@ -147,7 +174,10 @@ class Writer:
         codes, uniques = pd.factorize(ids)
         keys = [cache.get(x) for x in uniques]
         wanted = [x for x, key in zip(uniques, keys, strict=True) if key is None]
-        if wanted:
+        if len(wanted) >= STAGE_MIN_ROWS:
+            self._resolve_staged(table, wanted, cache)
+            keys = [cache[x] for x in uniques]
+        elif wanted:
             self._lookup(table, wanted, cache)
             missing = [x for x in wanted if x not in cache]
             if missing:
@@ -158,6 +188,34 @@ class Writer:
                 self._lookup(table, missing, cache)
             keys = [cache[x] for x in uniques]
         return np.asarray(keys, dtype=np.int64)[codes] if len(codes) else np.zeros(0, np.int64)
+
+    def _resolve_staged(self, table: sa.Table, wanted: list[str], cache: dict[str, int]) -> None:
+        """Many ids at once: stage them, add the unknown ones (in order of first
+        appearance, so keys are deterministic) and read every key back with one join."""
+        stage = stage_rows(
+            self.conn,
+            self.dialect,
+            f"{table.name}_ids",
+            {"external_id": wanted, "position": list(range(len(wanted)))},
+            {"external_id": table.c.external_id.type, "position": sa.BigInteger()},
+        )
+        columns = [stage.c.external_id]
+        names = ["external_id"]
+        if table is schema.accounts:
+            columns += [sa.literal(self.now, sa.BigInteger), sa.literal(self.now, sa.BigInteger)]
+            names += ["created_at", "updated_at"]
+        unknown = (
+            sa.select(*columns)
+            .where(~sa.exists().where(table.c.external_id == stage.c.external_id))
+            .order_by(stage.c.position)
+        )
+        self.conn.execute(sa.insert(table).from_select(names, unknown))
+        found = self.conn.execute(
+            sa.select(stage.c.external_id, table.c.id).join_from(
+                stage, table, table.c.external_id == stage.c.external_id
+            )
+        )
+        cache.update((external_id, key) for external_id, key in found)
 
     def _lookup(self, table: sa.Table, external_ids: list[str], cache: dict[str, int]) -> None:
         for batch in batches(external_ids, _LOOKUP_BATCH):
@@ -319,27 +377,44 @@ class Writer:
         """
         frame = _frame(rows, ["src", "dst"], "follow")
         directed = self._check_directed(directed)
+        if len(frame) >= STAGE_MIN_ROWS:
+            self._bulk_start(schema.follows)
         src, dst = self._pair_keys(frame, directed)
         created = _optional_seconds(frame, "created_at")
         seen = _optional_seconds(frame, "seen_at") if "seen_at" in frame.columns else created
-        pairs = pd.DataFrame(
-            {
-                "source_id": src,
-                "target_id": dst,
-                "created_at": pd.array(created, dtype="Int64"),
-                "seen_at": pd.array(seen, dtype="Int64"),
+        small_keys = not len(src) or max(src.max(), dst.max()) < 2**31
+        untimed = created.count(None) == len(created) and seen.count(None) == len(seen)
+        if small_keys and untimed:
+            # untimed edges (most static graphs): distinct pairs in key order, no grouping
+            pair = np.unique((src << 32) | dst)
+            n = len(pair)
+            records = {
+                "source_id": (pair >> 32).tolist(),
+                "target_id": (pair & 0xFFFFFFFF).tolist(),
+                "created_at": [None] * n,
+                "seen_at": [None] * n,
+                "removed_at": [None] * n,
             }
-        )
-        merged = pairs.groupby(["source_id", "target_id"], sort=True).agg(
-            created_at=("created_at", "min"), seen_at=("seen_at", "max")
-        )
-        records = {
-            "source_id": merged.index.get_level_values(0).tolist(),
-            "target_id": merged.index.get_level_values(1).tolist(),
-            "created_at": _nullable_ints(merged["created_at"]),
-            "seen_at": _nullable_ints(merged["seen_at"]),
-            "removed_at": [None] * len(merged),
-        }
+        else:
+            pairs = pd.DataFrame(
+                {
+                    "source_id": src,
+                    "target_id": dst,
+                    "created_at": pd.array(created, dtype="Int64"),
+                    "seen_at": pd.array(seen, dtype="Int64"),
+                }
+            )
+            merged = pairs.groupby(["source_id", "target_id"], sort=True).agg(
+                created_at=("created_at", "min"), seen_at=("seen_at", "max")
+            )
+            n = len(merged)
+            records = {
+                "source_id": merged.index.get_level_values(0).tolist(),
+                "target_id": merged.index.get_level_values(1).tolist(),
+                "created_at": _nullable_ints(merged["created_at"]),
+                "seen_at": _nullable_ints(merged["seen_at"]),
+                "removed_at": [None] * n,
+            }
         upsert_rows(
             self.conn,
             self.dialect,
@@ -366,7 +441,7 @@ class Writer:
                 ("seen_at", lambda new, old: latest(new("seen_at"), old.seen_at)),
             ],
         )
-        return len(merged)
+        return n
 
     def edge_events(self, rows: Frame, directed: bool | None = None) -> int:
         """Store timestamped edge events from ``src, dst, ts``; repeats are counted, not dropped.
@@ -421,6 +496,8 @@ class Writer:
         one together with its value kind. Return rows written.
         """
         frame = _frame(rows, ["user", "item", "kind"], "interaction")
+        if len(frame) >= STAGE_MIN_ROWS:
+            self._bulk_start(schema.interactions)
         users = self._resolve(schema.accounts, _external_ids(frame["user"], "user"))
         items = self._resolve(schema.items, _external_ids(frame["item"], "item"))
         kind_codes, kind_values = pd.factorize(frame["kind"].astype(object), use_na_sentinel=False)
