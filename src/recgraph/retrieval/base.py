@@ -47,6 +47,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recgraph.data.interactions import IdMap, Interactions
+from recgraph.data.item_features import ItemFeatures
 from recgraph.errors import ConfigError, NotFittedError
 from recgraph.retrieval.explanation import Explanation
 
@@ -157,6 +158,8 @@ class Retriever(ABC):
     supports: ClassVar[frozenset[str]] = frozenset({"items", "follows", "friends"})
     #: Whether :meth:`explain` can say why (the default says nothing).
     explains: ClassVar[bool] = False
+    #: Whether ``fit`` reads item side data (titles, genres) from ``item_features``.
+    uses_item_features: ClassVar[bool] = False
     #: Saved-name -> class lookup, installed by :mod:`recgraph.retrieval.registry`.
     class_for_name: ClassVar[Callable[[str], type[Retriever]] | None] = None
 
@@ -169,20 +172,32 @@ class Retriever(ABC):
         self.users: IdMap | None = None
         self.items: IdMap | None = None
         self.graph_kind: str | None = None
+        self.item_features: ItemFeatures | None = None
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
         return f"{type(self).__name__}({params})"
 
     # ------------------------------------------------------------------ training
-    def fit(self, train: Interactions) -> Self:
-        """Learn from ``train`` (dislikes are kept out of learning, but remembered as seen)."""
+    def fit(self, train: Interactions, item_features: ItemFeatures | None = None) -> Self:
+        """Learn from ``train`` (dislikes are kept out of learning, but remembered as seen).
+
+        ``item_features`` (titles, genres, creation times, from the store's
+        items table or ``recgraph evaluate --items``) reach the models that
+        read them (``uses_item_features``) as ``self.item_features``, lined up
+        with ``train.items``; the others ignore them.
+        """
         if train.graph_kind not in self.supports:
             raise ConfigError(
                 f"model {self.name!r} does not handle {train.graph_kind} data "
                 f"(it handles: {', '.join(sorted(self.supports))})"
             )
         self._remember(train)
+        self.item_features = (
+            item_features.aligned(train.items)
+            if item_features is not None and self.uses_item_features
+            else None
+        )
         self._fit(train)
         return self
 
