@@ -28,6 +28,7 @@ _RETRIEVERS: dict[str, str] = {
     "ease": "recgraph.retrieval.ease:EASE",
     "egoml": "recgraph.retrieval.egoml.model:EgoML",
     "lightgcn": "recgraph.retrieval.lightgcn:LightGCN",
+    "two_tower": "recgraph.retrieval.two_tower:TwoTower",
 }
 
 
