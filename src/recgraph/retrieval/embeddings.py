@@ -57,8 +57,10 @@ class EmbeddingConfig(RetrieverConfig):
     checkpoint_dir: str | None = None
     progress: bool = True
     accelerator: str = "auto"
-    #: Torch intra-op threads while training (restored afterwards).
-    num_threads: int = Field(default=2, ge=1)
+    #: Torch intra-op threads while training (restored afterwards). One is
+    #: the default: these small sparse products gain nothing from a second
+    #: thread, and on a shared machine its spin-waits cost several times more.
+    num_threads: int = Field(default=1, ge=1)
 
 
 class EmbeddingRetriever(Retriever):

@@ -31,6 +31,7 @@ from recgraph.retrieval.lightning_training import (
     carve_validation,
     make_module_class,
     seed_all,
+    tensor_batches,
     train_module,
 )
 
@@ -54,13 +55,50 @@ class LightGCNConfig(EmbeddingConfig):
     patience: int = Field(default=4, ge=1)
 
 
-def _edge_index(src: np.ndarray, dst: np.ndarray, offset: int):
-    """Both directions of each pair, items shifted by ``offset`` (0 on account graphs)."""
+def normalised_adjacency(src: np.ndarray, dst: np.ndarray, offset: int, n_nodes: int):
+    """:math:`D^{-1/2} A D^{-1/2}` as a torch CSR matrix, both directions of each pair.
+
+    Items are shifted by ``offset`` (0 on account graphs). Built once and
+    handed to every layer: PyG's own per-call normalisation and scatter take
+    ten times longer on a CPU without ``torch-scatter``.
+    """
     import torch
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
     a = torch.from_numpy(src.astype(np.int64))
     b = torch.from_numpy(dst.astype(np.int64) + offset)
-    return torch.stack([torch.cat([a, b]), torch.cat([b, a])])
+    edges = torch.stack([torch.cat([a, b]), torch.cat([b, a])])
+    edges = torch.unique(edges[:, edges[0] != edges[1]], dim=1)
+    edges, weight = gcn_norm(edges, None, n_nodes, add_self_loops=False)
+    matrix = torch.sparse_coo_tensor(edges.flip(0), weight, (n_nodes, n_nodes)).coalesce()
+    return matrix.to_sparse_csr()
+
+
+def _symmetric_conv_class():
+    """PyG's ``LGConv`` whose sparse product knows the adjacency is symmetric.
+
+    The backward pass of ``A @ x`` is ``A.T @ grad``; torch transposes the
+    CSR matrix for it on every step. ``A`` is symmetric here, so the
+    gradient is ``A @ grad``: 3.5x faster per step on MovieLens 100k.
+    """
+    import torch
+    from torch_geometric.nn.conv import LGConv
+
+    class SymmetricProduct(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, adjacency, x):
+            ctx.adjacency = adjacency
+            return adjacency @ x
+
+        @staticmethod
+        def backward(ctx, grad):
+            return None, ctx.adjacency @ grad
+
+    class SymmetricLGConv(LGConv):
+        def message_and_aggregate(self, adj_t, x):
+            return SymmetricProduct.apply(adj_t, x)
+
+    return SymmetricLGConv
 
 
 def _module(n_users: int, n_items: int, offset: int, cfg: LightGCNConfig, fit_edges, full_edges):
@@ -73,15 +111,23 @@ def _module(n_users: int, n_items: int, offset: int, cfg: LightGCNConfig, fit_ed
         def __init__(self) -> None:
             super().__init__()
             n_nodes = n_users if offset == 0 else n_users + n_items
-            self.model = PyGLightGCN(n_nodes, cfg.dim, cfg.layers)
-            self.register_buffer("fit_edges", fit_edges, persistent=False)
-            self.register_buffer("full_edges", full_edges, persistent=False)
+            # the adjacency comes normalised (normalised_adjacency)
+            self.model = PyGLightGCN(n_nodes, cfg.dim, cfg.layers, normalize=False)
+            conv = _symmetric_conv_class()
+            self.model.convs = torch.nn.ModuleList(
+                [conv(normalize=False) for _ in range(cfg.layers)]
+            )
+            self.register_buffer("fit_adjacency", fit_edges, persistent=False)
+            self.register_buffer("full_adjacency", full_edges, persistent=False)
+            #: Validation embeds over the fitting graph (its targets must not
+            #: leak in); the served vectors over the whole training graph.
+            self.embed_graph = "fit"
 
         def training_step(self, batch, batch_idx):
             (pairs,) = batch
             users, items = pairs[:, 0], pairs[:, 1] + offset
             negatives = torch.randint(0, n_items, (len(users),), device=self.device) + offset
-            out = self.model.get_embedding(self.fit_edges)
+            out = self.model.get_embedding(self.fit_adjacency)
             pos = (out[users] * out[items]).sum(-1)
             neg = (out[users] * out[negatives]).sum(-1)
             nodes = torch.cat([users, items, negatives])
@@ -92,7 +138,8 @@ def _module(n_users: int, n_items: int, offset: int, cfg: LightGCNConfig, fit_ed
             return loss
 
         def embed(self):
-            out = self.model.get_embedding(self.full_edges)
+            graph = self.fit_adjacency if self.embed_graph == "fit" else self.full_adjacency
+            out = self.model.get_embedding(graph)
             return out[:n_users], out[offset : offset + n_items]
 
         def configure_optimizers(self):
@@ -110,7 +157,6 @@ class LightGCN(EmbeddingRetriever):
 
     def _fit(self, train: Interactions) -> None:
         import torch
-        from torch.utils.data import DataLoader, TensorDataset
 
         cfg = self.config
         with torch_threads(cfg.num_threads):
@@ -120,19 +166,18 @@ class LightGCN(EmbeddingRetriever):
             offset = 0 if train.one_sided else train.n_users
             fit_pos = fit.positives().dedupe()
             full_pos = train.positives().dedupe()
-            fit_edges = _edge_index(fit_pos.src, fit_pos.dst, offset)
-            full_edges = _edge_index(full_pos.src, full_pos.dst, offset)
+            n_nodes = train.n_users if train.one_sided else train.n_users + train.n_items
+            fit_edges = normalised_adjacency(fit_pos.src, fit_pos.dst, offset, n_nodes)
+            full_edges = normalised_adjacency(full_pos.src, full_pos.dst, offset, n_nodes)
             pairs = torch.from_numpy(np.stack([fit_pos.src, fit_pos.dst], 1).astype(np.int64))
             if train.one_sided and not train.directed:  # a friendship is a pair both ways
                 pairs = torch.cat([pairs, pairs.flip(1)])
-            generator = torch.Generator().manual_seed(cfg.seed)
-            batches = DataLoader(
-                TensorDataset(pairs), batch_size=cfg.batch_size, shuffle=True, generator=generator
-            )
+            batches = tensor_batches([pairs], cfg.batch_size, cfg.seed)
             seed_all(cfg.seed)
             module = _module(train.n_users, train.n_items, offset, cfg, fit_edges, full_edges)
             summary = train_module(
                 module, batches, validation=validation, **self._train_kwargs(self.name)
             )
             self._keep_module(module, summary)
+            module.embed_graph = "full"
             self._set_vectors(*module.embed_numpy())

@@ -29,6 +29,7 @@ _RETRIEVERS: dict[str, str] = {
     "egoml": "recgraph.retrieval.egoml.model:EgoML",
     "lightgcn": "recgraph.retrieval.lightgcn:LightGCN",
     "two_tower": "recgraph.retrieval.two_tower:TwoTower",
+    "hetero_gin": "recgraph.retrieval.hetero_gin:HeteroGIN",
 }
 
 

@@ -46,6 +46,7 @@ from recgraph.retrieval.lightning_training import (
     carve_validation,
     make_module_class,
     seed_all,
+    tensor_batches,
     train_module,
 )
 
@@ -165,7 +166,6 @@ class TwoTower(EmbeddingRetriever):
     # ------------------------------------------------------------------ training
     def _fit(self, train: Interactions) -> None:
         import torch
-        from torch.utils.data import DataLoader, TensorDataset
 
         cfg = self.config
         timed = cfg.use_time and train.timestamp is not None
@@ -201,19 +201,16 @@ class TwoTower(EmbeddingRetriever):
             else:
                 buckets = np.zeros(len(fit), np.int64)
                 normalised = np.zeros(len(fit), np.float32)
-            dataset = TensorDataset(
-                torch.from_numpy(fit.src.astype(np.int64)),
-                torch.from_numpy(fit.dst.astype(np.int64)),
-                torch.from_numpy(buckets),
-                torch.from_numpy(normalised),
-            )
-            generator = torch.Generator().manual_seed(cfg.seed)
-            batches = DataLoader(
-                dataset,
-                batch_size=cfg.batch_size,
-                shuffle=True,
-                generator=generator,
-                drop_last=len(dataset) > cfg.batch_size,
+            batches = tensor_batches(
+                [
+                    torch.from_numpy(fit.src.astype(np.int64)),
+                    torch.from_numpy(fit.dst.astype(np.int64)),
+                    torch.from_numpy(buckets),
+                    torch.from_numpy(normalised),
+                ],
+                cfg.batch_size,
+                cfg.seed,
+                drop_last=True,
             )
             module.validation_query = self._serving_time_features()
             summary = train_module(
