@@ -44,6 +44,7 @@ from recgraph.data.sampling import SamplingConfig, degree_capped_samples, id_has
 from recgraph.retrieval.biased_mf import torch_threads
 from recgraph.retrieval.embeddings import EmbeddingConfig, EmbeddingRetriever, state_dict_tensors
 from recgraph.retrieval.lightning_training import (
+    StepNumbers,
     carve_validation,
     make_module_class,
     seed_all,
@@ -177,7 +178,10 @@ class HeteroGIN(EmbeddingRetriever):
             }
             module = self._module(encoder, torch.from_numpy(hashes), steps, graphs)
             summary = train_module(
-                module, _StepLoader(steps), validation=validation, **self._train_kwargs(self.name)
+                module,
+                StepNumbers(len(steps)),
+                validation=validation,
+                **self._train_kwargs(self.name),
             )
             self._keep_module(encoder, summary)
             module.embed_graph = "full"
@@ -247,16 +251,3 @@ class HeteroGIN(EmbeddingRetriever):
         users = np.vstack([self.user_vectors_, sources.numpy()[n_old_users:]])
         items = np.vstack([self.item_vectors_, targets.numpy()[n_old_items:]])
         return users, items
-
-
-class _StepLoader:
-    """One training step per sample chunk, in a fixed order each epoch (Lightning iterates it)."""
-
-    def __init__(self, steps: list) -> None:
-        self.steps = steps
-
-    def __len__(self) -> int:
-        return len(self.steps)
-
-    def __iter__(self):
-        return iter(range(len(self.steps)))

@@ -234,6 +234,19 @@ def tensor_batches(tensors, batch_size: int, seed: int, *, drop_last: bool = Fal
     return DataLoader(dataset, sampler=sampler, batch_size=None)
 
 
+class StepNumbers:
+    """``n`` training steps per epoch, each batch its number (the module picks its data by it)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(range(self.n))
+
+
 def seed_all(seed: int) -> None:
     """Seed Python, numpy and torch before a network is built (its initial weights draw from them)."""
     _lightning().seed_everything(seed, workers=True, verbose=False)

@@ -30,6 +30,7 @@ _RETRIEVERS: dict[str, str] = {
     "lightgcn": "recgraph.retrieval.lightgcn:LightGCN",
     "two_tower": "recgraph.retrieval.two_tower:TwoTower",
     "hetero_gin": "recgraph.retrieval.hetero_gin:HeteroGIN",
+    "hetero_sage": "recgraph.retrieval.hetero_sage:HeteroSAGE",
 }
 
 
