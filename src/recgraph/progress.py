@@ -6,7 +6,6 @@ switches itself off when stderr is not a terminal unless forced.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -23,17 +22,18 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from recgraph.settings import Settings, load_settings
+
 T = TypeVar("T")
 
 _console = Console(stderr=True)
 
 
-def progress_enabled() -> bool:
-    """Whether to draw progress: on a terminal, or when RECGRAPH_PROGRESS=1."""
-    forced = os.environ.get("RECGRAPH_PROGRESS")
-    if forced is not None:
-        return forced not in ("0", "false", "no", "")
-    return sys.stderr.isatty()
+def progress_enabled(settings: Settings | None = None) -> bool:
+    """Whether to draw progress: the ``progress`` setting (``RECGRAPH_PROGRESS``), else
+    whether stderr is a terminal."""
+    forced = (settings or load_settings()).progress
+    return sys.stderr.isatty() if forced is None else forced
 
 
 @contextmanager

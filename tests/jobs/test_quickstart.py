@@ -83,6 +83,10 @@ def test_quickstart_trains_and_publishes_the_pipeline(tmp_path):
     assert manifest["metrics"]["who_to_follow/recall@10"] == pytest.approx(
         result.reports["follows"].result("pipeline:who_to_follow").metrics["recall@10"]
     )
+    # every baseline too, for the dashboard's curves
+    assert manifest["metrics"]["feed/popular/ndcg@10"] == pytest.approx(
+        result.reports["items"].result("popular").metrics["ndcg@10"]
+    )
     pipeline = Pipeline.load(registry.local_copy("v1") / "model")
     assert set(pipeline.questions) == {"who_to_follow", "feed"}
     assert pipeline.suggest_accounts("nobody", 3).results[0].reason == "popular: new user"
@@ -91,7 +95,7 @@ def test_quickstart_trains_and_publishes_the_pipeline(tmp_path):
 def test_quickstart_command_publishes_and_says_where(tmp_path, capsys, monkeypatch):
     served = []
     monkeypatch.setattr(
-        "recgraph.cli.quickstart.serve_until_stopped", lambda settings: served.append(settings)
+        "recgraph.cli.quickstart.serve_until_stopped", lambda plan: served.append(plan)
     )
     edges = tmp_path / "edges.txt"
     edges.write_text("".join(f"{a} {b}\n" for a in range(6) for b in range(6) if a != b))
@@ -100,6 +104,8 @@ def test_quickstart_command_publishes_and_says_where(tmp_path, capsys, monkeypat
     assert main(args + ["--no-serve"]) == 0
     assert "published v1" in capsys.readouterr().out and not served
     assert main(args + ["--token", "abc"]) == 0
-    (settings,) = served
+    (plan,) = served
+    plan.sock.close()
+    settings = plan.settings
     assert settings.port == 8123 and settings.host == "127.0.0.1" and settings.token() == "abc"
     assert ModelRegistry(tmp_path / "models").current_version() == "v2"

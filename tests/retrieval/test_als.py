@@ -82,3 +82,26 @@ def test_weightings_fit(weighting):
     data = two_cliques("items")
     model = ALS({**SMALL, "weighting": weighting}).fit(data)
     assert model.recommend([0], k=1)[0][0, 0] == 1
+
+
+def test_explanations_cite_only_liked_items():
+    from tests.retrieval.low_ratings import HATED, cited, with_a_hated_twin
+
+    data = with_a_hated_twin()
+    model = ALS(SMALL).fit(data)
+    assert HATED not in cited(model, data)
+
+
+def test_incremental_ratings_use_the_scale_of_fit():
+    from recgraph.data.interactions import Kind
+
+    data = Interactions.from_arrays(
+        ["a", "a", "b"], ["x", "y", "x"], value=[1, 5, 4], kind=Kind.RATING
+    )
+    model = ALS(SMALL).fit(data)
+    assert model.rating_threshold_ == 4.0
+    new = Interactions.from_arrays(
+        ["b"], ["y"], value=[2], kind=Kind.RATING, users=model.users, items=model.items
+    )
+    model.fold_in(new)
+    assert model.matrix_[model.users.index_of("b")].indices.tolist() == [0], "2 stars: no like"

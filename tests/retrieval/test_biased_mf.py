@@ -1,13 +1,29 @@
 import numpy as np
 import pytest
 
-from recgraph.data.interactions import Interactions, Kind
+from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.errors import ConfigError
 from recgraph.retrieval import Retriever
 from recgraph.retrieval.biased_mf import BiasedMF, feedback_targets
 from tests.retrieval.conformance import RetrieverConformance, two_cliques
 
-SMALL = {"epochs": 100, "learning_rate": 0.05, "factors": 4, "regularization": 0.1, "negatives": 1}
+#: The settings these tests were written for: Adam and sampled negatives (the
+#: defaults are now Adagrad with the Gramian term, tested on their own below).
+ADAM_SAMPLED = {
+    "optimizer": "adam",
+    "negatives": 4,
+    "unobserved_weight": 0.0,
+    "regularization": 0.01,
+    "partial_learning_rate": None,
+}
+SMALL = {
+    **ADAM_SAMPLED,
+    "epochs": 100,
+    "learning_rate": 0.05,
+    "factors": 4,
+    "regularization": 0.1,
+    "negatives": 1,
+}
 
 
 def communities(seed: int = 0, users: int = 40, items: int = 30, density: float = 0.5):
@@ -48,7 +64,8 @@ def test_targets_scale_ratings_and_prefer_explicit_then_latest():
         ),
         timestamp=[0, 0, 0, 1, 2, 0, 5],
     )
-    src, dst, target = feedback_targets(data, rating_range=(1.0, 5.0), view_target=0.3)
+    src, dst, target, weight = feedback_targets(data, rating_range=(1.0, 5.0), view_target=0.3)
+    assert (weight == 1).all()
     got = {
         (data.users.ids[u], data.items.ids[i]): round(float(t), 4)
         for u, i, t in zip(src, dst, target, strict=True)
@@ -61,6 +78,53 @@ def test_targets_scale_ratings_and_prefer_explicit_then_latest():
         ("b", "x"): 0.25,
         ("c", "y"): 1.0,
     }
+
+
+def test_play_counts_are_likes_weighted_by_log_confidence():
+    # one pair played 1 + 6 times over two rows, one 1,000 times: targets 1, weights grow
+    # with the log of the summed count (Hu et al.), never read as ratings on a scale
+    data = Interactions.from_arrays(
+        ["a", "a", "a", "b"],
+        ["x", "x", "y", "x"],
+        value=[1, 6, 1000, 1],
+        value_kind=ValueKind.COUNT,
+    )
+    src, dst, target, weight = feedback_targets(
+        data, rating_range=(0.0, 1.0), view_target=1.0, count_epsilon=1.0
+    )
+    got = {
+        (data.users.ids[u], data.items.ids[i]): (float(t), round(float(w), 3))
+        for u, i, t, w in zip(src, dst, target, weight, strict=True)
+    }
+    # log2(1 + 7) = 3 and log2(1001) for a, scaled so that a's weights average 1
+    a_x, a_y = 3.0, np.log2(1001)
+    assert got == {
+        ("a", "x"): (1.0, round(2 * a_x / (a_x + a_y), 3)),
+        ("a", "y"): (1.0, round(2 * a_y / (a_x + a_y), 3)),
+        ("b", "x"): (1.0, 1.0),
+    }
+
+
+def test_ratings_below_the_liked_threshold_are_not_likes():
+    # a value column declared as ratings (value_kind) is a rating whatever the row's kind
+    data = Interactions.from_arrays(
+        ["a", "a"], ["x", "y"], value=[1, 5], value_kind=ValueKind.RATING
+    )
+    model = BiasedMF(SMALL).fit(data)
+    assert model.rating_range_ == (1.0, 5.0)
+    _, _, target, _ = feedback_targets(data, model.rating_range_, 1.0)
+    assert target.tolist() == [0.0, 1.0]
+
+
+def test_beats_popularity_on_play_counts():
+    """Play counts far above any rating scale: the defect of issue 11 (nDCG 0.0003)."""
+    from recgraph.evaluation import evaluate
+    from tests.retrieval.play_counts import play_count_split
+
+    train, test = play_count_split()
+    report = evaluate(["popular", BiasedMF()], train, test, (20,), progress=False)
+    popular, mf = (r.metrics["ndcg@20"] for r in report.results)
+    assert mf > popular
 
 
 def test_dislikes_pull_an_item_down():
@@ -86,7 +150,9 @@ def test_dislikes_pull_an_item_down():
 
 def test_partial_fit_grows_tables_and_leaves_other_users_close():
     data = communities()
-    model = BiasedMF(epochs=30, learning_rate=0.02, factors=4, partial_learning_rate=0.002)
+    model = BiasedMF(
+        ADAM_SAMPLED, epochs=30, learning_rate=0.02, factors=4, partial_learning_rate=0.002
+    )
     model.fit(data)
     before = model.predict(np.repeat(np.arange(80), 60), np.tile(np.arange(60), 80))
     new = Interactions.from_arrays(
@@ -107,7 +173,9 @@ def test_partial_fit_grows_tables_and_leaves_other_users_close():
 
 def test_partial_fit_teaches_a_new_user():
     data = communities()
-    model = BiasedMF(epochs=30, learning_rate=0.02, factors=4, fold_in_epochs=60).fit(data)
+    model = BiasedMF(ADAM_SAMPLED, epochs=30, learning_rate=0.02, factors=4, fold_in_epochs=60).fit(
+        data
+    )
     liked = [str(i) for i in range(40, 50)]  # community B's items
     model.partial_fit(Interactions.from_arrays(["new"] * len(liked), liked))  # other id maps
     user = model.users.index_of("new")
@@ -209,7 +277,7 @@ def test_unobserved_weight_gradients_match_autograd():
     ys = torch.tensor([1.0, 0.0, 1.0, 0.5, 1.0, 1.0])
     weights = torch.tensor([1.0, 1.0, 2.0, 1.0, 1.0, 1.0])
     shares = torch.tensor([0.1, 0.2, 0.3, 0.1, 0.4, 0.1])
-    model = BiasedMF(factors=k, regularization=0.05)
+    model = BiasedMF(ADAM_SAMPLED, factors=k, regularization=0.05)
     with torch.no_grad():
         model._step(user_table, item_table, global_bias, users, items, ys, weights, False, shares)
     written = [t.grad.clone() for t in (user_table, item_table, global_bias)]

@@ -63,3 +63,50 @@ def test_explain_names_liked_items():
 def test_regularisation_must_be_positive():
     with pytest.raises(ConfigError, match="regularization"):
         EASE(regularization=0)
+
+
+def test_explanations_cite_only_liked_items():
+    from tests.retrieval.low_ratings import HATED, cited, with_a_hated_twin
+
+    data = with_a_hated_twin()
+    model = EASE(regularization=1.0).fit(data)
+    assert cited(model, data) <= {"liked1", "liked2"} and HATED not in cited(model, data)
+
+
+def test_dual_form_gives_the_primal_weights():
+    import scipy.sparse as sp
+
+    from recgraph.retrieval.ease import _dual_weights, _primal_weights
+
+    rng = np.random.default_rng(1)
+    x = sp.csr_matrix((rng.random((25, 60)) < 0.2) * rng.integers(1, 5, (25, 60)), dtype=float)
+    primal, dual = _primal_weights(x, 2.0), _dual_weights(x, 2.0)
+    np.testing.assert_allclose(dual, primal, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dual, direct_solve(x.toarray(), 2.0), rtol=1e-4, atol=1e-5)
+
+
+def test_auto_solver_picks_the_smaller_side(monkeypatch):
+    import scipy.sparse as sp
+
+    import recgraph.retrieval.ease as ease
+
+    used = []
+    monkeypatch.setattr(ease, "_dual_weights", lambda m, r: used.append("dual") or np.zeros(1))
+    monkeypatch.setattr(ease, "_primal_weights", lambda m, r: used.append("primal") or np.zeros(1))
+    ease.ease_weights(sp.csr_matrix(np.ones((3, 5))), 1.0)
+    ease.ease_weights(sp.csr_matrix(np.ones((5, 3))), 1.0)
+    ease.ease_weights(sp.csr_matrix(np.ones((3, 5))), 1.0, "primal")
+    assert used == ["dual", "primal", "primal"]
+
+
+def test_play_counts_weigh_by_log_confidence():
+    from recgraph.data.interactions import ValueKind
+
+    data = Interactions.from_arrays(
+        ["a", "a", "b", "b"],
+        ["x", "y", "x", "y"],
+        value=[1, 1000, 3, 1],
+        value_kind=ValueKind.COUNT,
+    )
+    model = EASE(regularization=1.0, count_epsilon=1.0).fit(data)
+    assert sorted(model.matrix_.data.tolist()) == pytest.approx([1.0, 1.0, 2.0, np.log2(1001)])

@@ -35,3 +35,11 @@ def test_explain_sums_to_the_score():
     contributions = reason.contributions.tolist()
     assert contributions == sorted(contributions, reverse=True)
     assert np.isclose(sum(contributions), model._score(np.array([0]))[0, 1], rtol=1e-5)
+
+
+def test_explanations_cite_only_liked_items():
+    from tests.retrieval.low_ratings import HATED, cited, with_a_hated_twin
+
+    data = with_a_hated_twin()
+    model = ItemKNN(neighbours=10).fit(data)
+    assert HATED not in cited(model, data)

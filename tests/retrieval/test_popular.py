@@ -32,3 +32,18 @@ def test_window_counts_only_recent_interactions():
 def test_follow_graph_popularity_is_in_degree():
     data = Interactions.from_indices([0, 1, 2, 0], [3, 3, 3, 1], n_users=4, one_sided=True)
     assert Popular().fit(data).popularity_.tolist() == [0.0, 1.0, 0.0, 3.0]
+
+
+def test_low_ratings_are_not_counted_and_counts_weigh_by_log():
+    from recgraph.data.interactions import Kind, ValueKind
+
+    ratings = Interactions.from_arrays(
+        ["a", "b", "c"], ["x", "x", "y"], value=[1, 2, 5], kind=Kind.RATING
+    )
+    assert Popular().fit(ratings).popularity_.tolist() == [0.0, 1.0]
+    plays = Interactions.from_arrays(
+        ["a", "b", "c"], ["x", "x", "y"], value=[1, 1, 1023], value_kind=ValueKind.COUNT
+    )
+    assert Popular().fit(plays).popularity_.tolist() == [2.0, 1.0]
+    by_value = Popular(weight="value", count_epsilon=1.0).fit(plays).popularity_
+    np.testing.assert_allclose(by_value, [2.0, 10.0])

@@ -11,10 +11,11 @@ from recgraph.data.synthetic import SyntheticConfig
 from recgraph.jobs.quickstart import load_synthetic
 from recgraph.pipeline import Pipeline
 from recgraph.serving.registry import ModelRegistry
-from recgraph.serving.settings import ServeSettings
+from recgraph.settings import Settings
 
-SMALL = SyntheticConfig(n_accounts=200, n_items=300, mean_follows=10, mean_interactions=15)
 TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SMALL = SyntheticConfig(n_accounts=200, n_items=300, mean_follows=10, mean_interactions=15)
 
 
 @pytest.fixture(scope="session")
@@ -35,13 +36,25 @@ def served(served_template, tmp_path):
     """A private copy of the template: (settings, registry)."""
     shutil.copytree(served_template, tmp_path / "served")
     root = tmp_path / "served"
-    settings = ServeSettings(
+    settings = Settings(
         registry=str(root / "models"),
         database_url=f"sqlite:///{root / 'store.db'}",
         api_token=TOKEN,
         poll_seconds=0,
     )
     return settings, ModelRegistry(root / "models")
+
+
+@pytest.fixture
+def client(served):
+    """A TestClient on the app over the private copy (lifespan run: the model is loaded)."""
+    from fastapi.testclient import TestClient
+
+    from recgraph.serving.app import create_app
+
+    settings, _ = served
+    with TestClient(create_app(settings)) as c:
+        yield c
 
 
 class LiveServer:

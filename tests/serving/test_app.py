@@ -6,16 +6,7 @@ from fastapi.testclient import TestClient
 from recgraph.data.store import Store
 from recgraph.pipeline import Pipeline
 from recgraph.serving.app import create_app
-from tests.serving.app_fixtures import TOKEN, served, served_template  # noqa: F401
-
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def client(served):  # noqa: F811
-    settings, _ = served
-    with TestClient(create_app(settings)) as c:
-        yield c
+from tests.serving.app_fixtures import AUTH, TOKEN
 
 
 def known_user(client, question="feed"):
@@ -93,7 +84,7 @@ def test_invalid_parameters_get_422_naming_the_field(client, path):
     assert detail[0]["loc"][0] in ("query", "path") and detail[0]["msg"]
 
 
-def test_feedback_needs_the_token_and_is_written_to_the_store(client, served):  # noqa: F811
+def test_feedback_needs_the_token_and_is_written_to_the_store(client, served):
     settings, _ = served
     user = known_user(client)["id"]
     shown = client.get(f"/v1/users/{user}/feed", params={"k": 3}).json()["results"]
@@ -146,7 +137,7 @@ def test_bad_feedback_gets_422(client, event):
     assert response.status_code == 422, response.text
 
 
-def test_writes_are_refused_without_a_configured_token(served):  # noqa: F811
+def test_writes_are_refused_without_a_configured_token(served):
     settings, _ = served
     app = create_app(settings.model_copy(update={"api_token": None}))
     with TestClient(app) as c:
@@ -154,7 +145,7 @@ def test_writes_are_refused_without_a_configured_token(served):  # noqa: F811
         assert response.status_code == 403 and "disabled" in response.json()["detail"]
 
 
-def test_reload_needs_the_token_and_swaps_to_a_new_version(client, served):  # noqa: F811
+def test_reload_needs_the_token_and_swaps_to_a_new_version(client, served):
     settings, registry = served
     assert client.post("/v1/admin/reload").status_code == 401
     same = client.post("/v1/admin/reload", headers=AUTH).json()
@@ -171,7 +162,7 @@ def test_healthz_model_and_metrics(client):
     assert client.get("/healthz").json()["status"] == "ok"
     info = client.get("/v1/model").json()
     assert set(info["questions"]) == {"who_to_follow", "feed"}
-    assert info["questions"]["who_to_follow"]["fallback"] == ["adamic_adar", "popular"]
+    assert info["questions"]["who_to_follow"]["fallback"] == ["popular"]
     client.get("/v1/users/x/feed")
     client.get("/v1/users/x/feed?k=0")
     text = client.get("/metrics").text
@@ -195,7 +186,7 @@ def test_page_and_docs_are_served(client):
     assert client.get("/docs").status_code == 200
 
 
-def test_no_model_yet_is_503_and_a_question_the_model_lacks_is_404(tmp_path, served):  # noqa: F811
+def test_no_model_yet_is_503_and_a_question_the_model_lacks_is_404(tmp_path, served):
     settings, _ = served
     empty = settings.model_copy(update={"registry": str(tmp_path / "empty")})
     with TestClient(create_app(empty)) as c:
@@ -206,7 +197,7 @@ def test_no_model_yet_is_503_and_a_question_the_model_lacks_is_404(tmp_path, ser
         assert response.status_code == 503 and "recgraph train" in response.json()["detail"]
 
 
-def test_a_question_the_model_was_not_trained_for_is_404(tmp_path, served):  # noqa: F811
+def test_a_question_the_model_was_not_trained_for_is_404(tmp_path, served):
     from recgraph.serving.registry import ModelRegistry
     from tests.pipeline.test_pipeline import two_cliques
 
@@ -218,3 +209,74 @@ def test_a_question_the_model_was_not_trained_for_is_404(tmp_path, served):  # n
         for path in ("/v1/users/0/feed", "/v1/items/1/similar"):
             response = c.get(path)
             assert response.status_code == 404 and "feed" in response.json()["detail"]
+
+
+#: Ids with characters a URL path reserves or treats specially.
+ODD_ACCOUNTS = ["a/b", "c?d", "e#f", "g%h", "i j", "k/feed", "l/m/n", "o+p", "q&r", "s;t"]
+ODD_ITEMS = ["post/1", "post?2", "post#3", "post%4", "post 5", "post/6/similar"]
+
+
+@pytest.fixture(scope="module")
+def odd_ids_client(tmp_path_factory):
+    """A store whose accounts and items have ids with /, ?, #, %, spaces and more."""
+    import pandas as pd
+
+    from recgraph.serving.registry import ModelRegistry
+    from recgraph.settings import Settings
+
+    root = tmp_path_factory.mktemp("odd")
+    url = f"sqlite:///{root / 'store.db'}"
+    pairs = [
+        (a, b) for a in ODD_ACCOUNTS for b in ODD_ACCOUNTS if a != b and (a, b) != ("a/b", "c?d")
+    ]
+    likes = [(u, i) for n, u in enumerate(ODD_ACCOUNTS) for i in ODD_ITEMS[n % 3 :: 2]]
+    with Store(url) as store, store.writer() as writer:
+        writer.follows(pd.DataFrame(pairs, columns=["src", "dst"]), directed=True)
+        writer.interactions(
+            pd.DataFrame(
+                {
+                    "user": [u for u, _ in likes],
+                    "item": [i for _, i in likes],
+                    "kind": "like",
+                    "timestamp": 1_700_000_000,
+                }  # fmt: skip
+            )
+        )
+    with Store(url) as store:
+        pipeline = Pipeline().fit_store(store)
+    registry = ModelRegistry(root / "models")
+    registry.publish(pipeline, data=pipeline.snapshots)
+    settings = Settings(registry=registry.root, database_url=url, api_token=TOKEN, poll_seconds=0)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def _encoded(external_id: str, keep_slash: bool) -> str:
+    from urllib.parse import quote
+
+    return quote(external_id, safe="/" if keep_slash else "")
+
+
+@pytest.mark.parametrize("keep_slash", [False, True], ids=["slash-as-%2F", "slash-as-is"])
+@pytest.mark.parametrize("account", ODD_ACCOUNTS)
+def test_ids_with_reserved_characters_are_queryable(odd_ids_client, account, keep_slash):
+    path = _encoded(account, keep_slash)
+    for url in (f"/v1/accounts/{path}/suggestions", f"/v1/users/{path}/feed"):
+        response = odd_ids_client.get(url, params={"k": 3})
+        assert response.status_code == 200, (url, response.text)
+        body = response.json()
+        assert body["resolved"] == account and body["known"], (url, body)
+    suggested = odd_ids_client.get(f"/v1/accounts/{path}/suggestions").json()["results"]
+    assert account not in {r["id"] for r in suggested}
+
+
+@pytest.mark.parametrize("keep_slash", [False, True], ids=["slash-as-%2F", "slash-as-is"])
+@pytest.mark.parametrize("item", ODD_ITEMS)
+def test_item_ids_with_reserved_characters_are_queryable(odd_ids_client, item, keep_slash):
+    response = odd_ids_client.get(f"/v1/items/{_encoded(item, keep_slash)}/similar")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["resolved"] == item and item not in {r["id"] for r in body["results"]}
+    event = {"user": "a/b", "kind": "view", "item": item}
+    written = odd_ids_client.post("/v1/feedback", json=event, headers=AUTH)
+    assert written.status_code == 200, written.text

@@ -8,7 +8,7 @@ from recgraph.pipeline import Pipeline
 from recgraph.serving.app import create_app
 from recgraph.serving.loader import ModelLoader, NoModelError
 from recgraph.serving.registry import ModelRegistry
-from tests.serving.app_fixtures import LiveServer, served, served_template  # noqa: F401
+from tests.serving.app_fixtures import LiveServer
 
 
 def republish(registry, promote=True):
@@ -16,7 +16,7 @@ def republish(registry, promote=True):
     return registry.publish(model, data=model.snapshots, promote=promote)
 
 
-def test_check_loads_the_current_version_and_swaps_when_it_moves(served):  # noqa: F811
+def test_check_loads_the_current_version_and_swaps_when_it_moves(served):
     _, registry = served
     swaps = []
     loader = ModelLoader(
@@ -36,7 +36,28 @@ def test_check_loads_the_current_version_and_swaps_when_it_moves(served):  # noq
     assert swaps == ["v1", "v2"]
 
 
-def test_a_broken_version_keeps_the_old_one_serving(served):  # noqa: F811
+def test_a_hot_reload_is_logged_old_to_new_and_reaches_stderr(served, capsys):
+    import logging
+
+    from recgraph.serving.server import configure_logging
+
+    settings, registry = served
+    logger = logging.getLogger("recgraph")
+    saved = (logger.level, list(logger.handlers))
+    try:
+        configure_logging(settings)  # what recgraph serve does in each worker
+        loader = ModelLoader(registry, poll_seconds=0)
+        loader.check()
+        republish(registry)
+        loader.check()
+    finally:
+        logger.setLevel(saved[0])
+        logger.handlers[:] = saved[1]
+    err = capsys.readouterr().err
+    assert "loaded model v1" in err and "hot-reloaded the model: v1 -> v2" in err
+
+
+def test_a_broken_version_keeps_the_old_one_serving(served):
     import shutil
 
     _, registry = served
@@ -55,7 +76,7 @@ def test_a_broken_version_keeps_the_old_one_serving(served):  # noqa: F811
     assert loader.check() and loader.current.version == fixed
 
 
-def test_the_poller_follows_the_pointer(served):  # noqa: F811
+def test_the_poller_follows_the_pointer(served):
     _, registry = served
     loader = ModelLoader(registry, poll_seconds=0.05)
     loader.start()
@@ -85,7 +106,7 @@ def test_a_plain_retriever_version_is_served_as_a_one_model_pipeline(tmp_path):
 
 
 @pytest.mark.slow
-def test_requests_in_flight_never_fail_while_versions_swap(served):  # noqa: F811
+def test_requests_in_flight_never_fail_while_versions_swap(served):
     settings, registry = served
     app = create_app(settings.model_copy(update={"poll_seconds": 0.05}))
     errors: list[str] = []

@@ -1,52 +1,23 @@
 """The web page in a real headless Chromium (Debian's, never a downloaded browser)."""
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
 from recgraph.serving.app import create_app
-from tests.serving.app_fixtures import TOKEN, LiveServer, served, served_template  # noqa: F401
+from tests.serving.app_fixtures import TOKEN, LiveServer
+from tests.serving.conftest import SCREENSHOT_DIR, offline_page
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("RECGRAPH_CHROMIUM", "/usr/bin/chromium"))
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-#: Where the screenshot goes (look at it: the page should read well).
-SCREENSHOT_DIR = Path(os.environ.get("RECGRAPH_SCREENSHOTS", "/tmp/recgraph-screenshots"))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (scripts/install.sh)")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright (the Python package) is not installed"
-    )
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
-
 
 @pytest.mark.slow
-def test_search_suggest_open_feed_like_and_refresh(browser, served):  # noqa: F811
+def test_search_suggest_open_feed_like_and_refresh(browser, served):
     from playwright.sync_api import expect
 
     settings, _ = served
     with LiveServer(create_app(settings)) as server:
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page, blocked, errors = offline_page(
+            browser, server.url, viewport={"width": 1280, "height": 1000}
+        )
         page.goto(f"{server.url}/#token={TOKEN}")
         expect(page.locator("#model-status")).to_contain_text("Model v1")
 
@@ -85,3 +56,4 @@ def test_search_suggest_open_feed_like_and_refresh(browser, served):  # noqa: F8
         expect(page.locator("#feed .reason").first).to_have_text("popular: new user")
         page.screenshot(path=str(SCREENSHOT_DIR / "page-new-user.png"), full_page=True)
         assert not errors, errors
+        assert not blocked, f"the page tried to load from elsewhere: {blocked}"

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from recgraph.data.interactions import Interactions, Kind
+from recgraph.data.snapshot import content_hash, data_snapshot
 from recgraph.errors import ConfigError, InputError
 from recgraph.index import create_index
 from recgraph.retrieval.popular import Popular
@@ -14,8 +15,6 @@ from recgraph.serving.registry import (
     COMPLETE_MARKER,
     ModelRegistry,
     RegistryError,
-    content_hash,
-    data_snapshot,
     default_registry_root,
 )
 from tests.retrieval.conformance import two_cliques
@@ -82,7 +81,7 @@ def test_manifest_holds_what_and_from_which_data(registry, model, train):
     )
     manifest = registry.manifest(version)
     assert manifest["version"] == version and manifest["model"] == "popular"
-    assert manifest["config"] == {"weight": "users", "window_days": None}
+    assert manifest["config"] == {"count_epsilon": 1.0, "weight": "users", "window_days": None}
     assert (manifest["n_users"], manifest["n_items"], manifest["graph_kind"]) == (10, 10, "items")
     assert manifest["metrics"] == {"recall@10": 0.25, "per_k": [1, 2], "auc": None}
     assert manifest["notes"] == "baseline"

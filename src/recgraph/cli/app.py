@@ -8,12 +8,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from recgraph.settings import DEFAULT_DATABASE_URL, DEFAULT_REGISTRY, ENV_PREFIX
+
 app = typer.Typer(
     name="recgraph",
     help="Who to follow and what to read, from graph data alone.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help wraps long words (URLs, paths, defaults) onto the next line;
+    # rich's panels cut them with an ellipsis at 80 columns.
+    rich_markup_mode=None,
 )
 
 #: Tables and results go to stdout; progress and errors to stderr.
@@ -31,7 +36,16 @@ DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help="Database URL (default: $RECGRAPH_DATABASE_URL, else sqlite:///recgraph.db).",
+        help=f"Database URL (default: ${ENV_PREFIX}DATABASE_URL, else {DEFAULT_DATABASE_URL}).",
+        show_default=False,
+    ),
+]
+RegistryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--registry",
+        help=f"Model registry folder or fsspec URL (default: ${ENV_PREFIX}REGISTRY, else "
+        f"{DEFAULT_REGISTRY}).",
         show_default=False,
     ),
 ]

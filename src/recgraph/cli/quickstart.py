@@ -7,16 +7,15 @@ from typing import Annotated
 
 import typer
 
-from recgraph.cli.app import DbOption, app, console
+from recgraph.cli.app import DbOption, RegistryOption, app, console
 from recgraph.cli.serve_commands import (
     HostOption,
     PortOption,
-    RegistryOption,
     TokenOption,
-    serve_settings,
+    plan_serving,
     serve_until_stopped,
 )
-from recgraph.config import database_url
+from recgraph.settings import Settings, load_settings
 
 
 @app.command("quickstart")
@@ -47,23 +46,45 @@ def quickstart_command(
             help="Serve the API and the page when done (--no-serve: stop after publishing)."
         ),
     ] = True,
-    host: HostOption = "127.0.0.1",
-    port: PortOption = 8000,
+    host: HostOption = None,
+    port: PortOption = None,
     token: TokenOption = None,
 ) -> None:
     """Create the store, load data, evaluate, train and publish the pipeline, then serve it."""
+    # the port first: a busy one is reported now, not after the training
+    plan = plan_serving(registry, db, host, port, token) if serve else None
+    settings = plan.settings if plan else load_settings(registry=registry, database_url=db)
+    try:
+        _run_and_report(settings, data, undirected, timestamps, k, json_dir, pipeline)
+    except BaseException:
+        if plan is not None:
+            plan.sock.close()  # the claimed port, released when the work fails
+        raise
+    if plan is not None:
+        serve_until_stopped(plan)
+
+
+def _run_and_report(
+    settings: Settings,
+    data: Path | None,
+    undirected: bool,
+    timestamps: bool,
+    k: str,
+    json_dir: Path | None,
+    pipeline: Path | None,
+) -> None:
+    """Run the quickstart job and print what it found."""
     from recgraph.jobs.quickstart import run_quickstart
 
-    url = database_url(db)
     ks = tuple(int(x) for x in k.split(",") if x.strip())
-    console.print(f"[bold]recgraph quickstart[/] — store: {url}")
+    console.print(f"[bold]recgraph quickstart[/] — store: {settings.safe_database_url}")
     result = run_quickstart(
-        url,
+        settings.database_url,
         data,
         undirected=undirected,
         timestamps=timestamps,
         ks=ks,
-        registry=registry,
+        registry=settings.registry,
         pipeline=pipeline,
     )
     counts = ", ".join(f"{n:,} {name}" for name, n in result.counts.items() if n)
@@ -87,5 +108,3 @@ def quickstart_command(
         f"\ntrained the pipeline on all the data: {questions}\n"
         f"published [bold]{trained.version}[/] to {result.registry} (current)"
     )
-    if serve:
-        serve_until_stopped(serve_settings(result.registry, url, host, port, token))

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from recgraph.cli.app import app, console
-from recgraph.serving.registry import REGISTRY_ENV, ModelRegistry
+from recgraph.cli.app import RegistryOption, app, console
+from recgraph.serving.registry import ModelRegistry
 
 registry_app = typer.Typer(
     name="registry",
@@ -16,15 +16,6 @@ registry_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(registry_app, name="registry")
-
-RegistryOption = Annotated[
-    str | None,
-    typer.Option(
-        "--registry",
-        help=f"Registry folder or fsspec URL (default: ${REGISTRY_ENV}, else ./models).",
-        show_default=False,
-    ),
-]
 
 
 def _summary(metrics: dict[str, Any], limit: int = 4) -> str:

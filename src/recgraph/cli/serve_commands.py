@@ -3,80 +3,124 @@
 from __future__ import annotations
 
 import secrets
+import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import SecretStr
 
-from recgraph.cli.app import DbOption, app, console
-from recgraph.config import database_url
+from recgraph.cli.app import DbOption, RegistryOption, app, console
+from recgraph.settings import ENV_PREFIX, Settings, load_settings
 
-RegistryOption = Annotated[
-    str | None,
-    typer.Option(
-        "--registry",
-        help="Model registry folder or fsspec URL (default: $RECGRAPH_REGISTRY, else ./models).",
-        show_default=False,
-    ),
-]
 TokenOption = Annotated[
     str | None,
     typer.Option(
         "--token",
-        help="Bearer token for feedback and reload (default: $RECGRAPH_API_TOKEN, else a "
-        "random one, printed).",
+        help=f"Bearer token for feedback and reload (default: ${ENV_PREFIX}API_TOKEN, else a "
+        "random one, shown once in the page's address).",
         show_default=False,
     ),
 ]
-HostOption = Annotated[str, typer.Option(help="Address to listen on (loopback by default).")]
-PortOption = Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")]
+HostOption = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Address to listen on (default: ${ENV_PREFIX}HOST, else 127.0.0.1, the loopback).",
+        show_default=False,
+    ),
+]
+PortOption = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        max=65535,
+        help=f"Port to listen on, checked before any work (default: ${ENV_PREFIX}PORT, else 8000).",
+        show_default=False,
+    ),
+]
 
 
-def serve_settings(
+@dataclass
+class ServePlan:
+    """What to serve and where: the settings, the claimed socket, and whether the token was
+    made up here (only then is it shown: a token the user gave is theirs to know)."""
+
+    settings: Settings
+    sock: socket.socket
+    generated_token: bool
+
+
+def plan_serving(
     registry: str | None,
     db: str | None,
-    host: str,
-    port: int,
+    host: str | None,
+    port: int | None,
     token: str | None,
     poll_seconds: float | None = None,
-):
-    """:class:`ServeSettings` from the options, the environment and defaults; a token is made
-    up when none is given, so that the page's like buttons work at once."""
-    from recgraph.serving.settings import ServeSettings
+) -> ServePlan:
+    """Settings from the options, the environment and defaults, and the port claimed at once.
 
-    overrides: dict = {"host": host, "port": port, "database_url": database_url(db)}
-    if registry:
-        overrides["registry"] = registry
-    if token:
-        overrides["api_token"] = token
-    if poll_seconds is not None:
-        overrides["poll_seconds"] = poll_seconds
-    settings = ServeSettings(**overrides)
-    if settings.api_token is None:
-        settings = ServeSettings(**overrides, api_token=secrets.token_urlsafe(18))
-    return settings
+    Called before any other work, so that a busy port is reported in a second
+    (with ``--port`` as the way out) rather than after training. A token is
+    made up when none is given, so that the page's like buttons work at once.
+    """
+    from recgraph.serving.server import reserve_port
 
-
-def serve_until_stopped(settings, *, workers: int = 1) -> None:
-    """Print where the service is, then run it until Ctrl-C."""
-    from recgraph.serving.app import run
-
-    base = f"http://{settings.host}:{settings.port}"
-    console.print(f"\n[bold]serving[/] the API and the page at [bold]{base}/[/]")
-    console.print(
-        f"  open {base}/#token={settings.token()} to like, dislike and follow from the page"
+    settings = load_settings(
+        registry=registry,
+        database_url=db,
+        host=host,
+        port=port,
+        api_token=token,
+        poll_seconds=poll_seconds,
     )
-    console.print(f"  API docs {base}/docs · metrics {base}/metrics · registry {settings.registry}")
-    console.print(f"  feedback goes to {settings.database_url}; Ctrl-C stops\n")
-    run(settings, workers=workers, log_level="warning")
+    generated = settings.api_token is None
+    if generated:
+        settings = settings.model_copy(update={"api_token": SecretStr(secrets.token_urlsafe(18))})
+    sock = reserve_port(settings.host, settings.port)
+    return ServePlan(settings, sock, generated)
+
+
+def serve_until_stopped(plan: ServePlan, *, workers: int = 1) -> None:
+    """Print where the service is (no secret in clear), then run it until Ctrl-C."""
+    from recgraph.serving.server import run
+
+    for line in banner(plan):
+        console.print(line, highlight=False, soft_wrap=True)
+    run(plan.settings, workers=workers, log_level="warning", sock=plan.sock)
+
+
+def banner(plan: ServePlan) -> list[str]:
+    """The lines ``recgraph serve`` prints: addresses, and the token only if it made it up."""
+    settings = plan.settings
+    port = plan.sock.getsockname()[1]
+    base = f"http://{settings.host}:{port}"
+    if plan.generated_token:
+        token_line = (
+            f"  open {base}/#token={settings.token()} to like, dislike and follow from the page "
+            f"(a token made up for this run; set {ENV_PREFIX}API_TOKEN or --token to choose one)"
+        )
+    else:
+        token_line = (
+            f"  open {base}/#token=<your token> to like, dislike and follow from the page "
+            "(the token you gave; not shown)"
+        )
+    return [
+        f"\n[bold]serving[/] the API and the page at [bold]{base}/[/]",
+        token_line,
+        f"  dashboard {base}/dashboard · API docs {base}/docs · metrics {base}/metrics",
+        f"  registry {settings.registry} · feedback goes to {settings.safe_database_url}",
+        "  Ctrl-C stops\n",
+    ]
 
 
 @app.command("serve")
 def serve_command(
     registry: RegistryOption = None,
     db: DbOption = None,
-    host: HostOption = "127.0.0.1",
-    port: PortOption = 8000,
+    host: HostOption = None,
+    port: PortOption = None,
     token: TokenOption = None,
     poll_seconds: Annotated[
         float | None,
@@ -91,9 +135,10 @@ def serve_command(
         int, typer.Option(min=1, help="Server processes (each loads the model).")
     ] = 1,
 ) -> None:
-    """Serve the API and the web page from the registry's current version; reload on change."""
-    settings = serve_settings(registry, db, host, port, token, poll_seconds)
-    serve_until_stopped(settings, workers=workers)
+    """Serve the API, the web page and the dashboard from the registry's current version;
+    reload on change."""
+    plan = plan_serving(registry, db, host, port, token, poll_seconds)
+    serve_until_stopped(plan, workers=workers)
 
 
 @app.command("train")
@@ -114,11 +159,12 @@ def train_command(
 ) -> None:
     """Train the pipeline on everything in the store and publish it as a new registry version."""
     from recgraph.data.store import Store
-    from recgraph.pipeline import train_pipeline
+    from recgraph.jobs.train import train_pipeline
     from recgraph.serving.registry import ModelRegistry
 
-    reg = ModelRegistry(registry)
-    store = Store.open(database_url(db), create=False)
+    settings = load_settings(registry=registry, database_url=db)
+    reg = ModelRegistry(settings.registry)
+    store = Store.open(settings.database_url, create=False)
     try:
         result = train_pipeline(store, reg, pipeline, notes=notes, promote=promote)
     finally:

@@ -101,60 +101,61 @@ class ItemFeatures:
         )
 
     @classmethod
-    def read(cls, path: str | Path) -> ItemFeatures:
+    def read(
+        cls, path: str | Path, *, format: str | None = None, sep: str | None = None
+    ) -> ItemFeatures:
         """Read ``item,title[,genres][,created_at]`` (CSV, TSV or Parquet, with a header).
 
-        Genres are ``|``-separated names; ``created_at`` is unix seconds or a
-        date pandas can parse. Unknown columns, a missing ``item`` or
-        ``title`` column, an empty or repeated item id and an unreadable time
-        are errors naming the line and column.
+        The rules of every reader (:mod:`recgraph.data.parsing`); genres are
+        ``|``-separated names; ``created_at`` is unix seconds or an ISO date.
+        Unknown columns, a missing ``item`` or ``title`` column, an empty or
+        repeated item id and an unreadable time are errors naming the line
+        and column.
         """
-        from recgraph.data.tables import read_frame
+        import pyarrow as pa
 
-        frame = read_frame(path)
-        frame.columns = [str(c).strip().lower() for c in frame.columns]
-        cols = list(frame.columns)
+        from recgraph.data.parsing import TableSource, ids, optional_text, table_layout
+
+        source = TableSource(path, table_layout(path, format, sep))
+        columns = [c.strip().lower() for c in source.columns]
         for required in ("item", "title"):
-            if required not in cols:
+            if required not in columns:
                 raise InputError(
                     f"missing column {required!r}; the header must be "
-                    f"item,title[,genres][,created_at], got {','.join(cols)}",
+                    f"item,title[,genres][,created_at], got {','.join(source.columns)}",
                     path=path,
                     line=1,
                 )
-        for col in cols:
-            if col not in FILE_COLUMNS:
+        for col in source.columns:
+            if col.strip().lower() not in FILE_COLUMNS:
                 raise InputError(
                     f"unexpected column {col!r}; allowed: {', '.join(FILE_COLUMNS)}",
                     path=path,
                     line=1,
                     field=col,
                 )
-        ids = frame["item"].astype(str).str.strip()
-        blank = ids == ""
-        if blank.any():
-            raise InputError(
-                "empty item id", path=path, line=int(np.flatnonzero(blank)[0]) + 2, field="item"
-            )
-        repeated = ids.duplicated()
-        if repeated.any():
-            row = int(np.flatnonzero(repeated)[0])
-            raise InputError(
-                f"item {ids.iloc[row]!r} appears twice", path=path, line=row + 2, field="item"
-            )
-        genres = None
-        if "genres" in cols:
-            genres = [
-                [g for g in str(text).split(GENRE_SEPARATOR) if g.strip()]
-                if _present(text)
-                else None
-                for text in frame["genres"]
-            ]
-        created = None
-        if "created_at" in cols:
-            created = [_parse_time(v, path, row + 2) for row, v in enumerate(frame["created_at"])]
-        titles = [t if _present(t) else None for t in frame["title"]]
-        return cls.from_records(ids.tolist(), titles, genres, created)
+        item_ids: list = []
+        titles: list = []
+        genres: list = []
+        created: list = []
+        for chunk in source.chunks(100_000):
+            arrays = {k.strip().lower(): v for k, v in chunk.columns.items()}
+            item_ids += ids(arrays["item"], "item", source, chunk.first_row).tolist()
+            titles += optional_text(_as_text(arrays["title"], pa)).tolist()
+            if "genres" in arrays:
+                genres += [
+                    None if text is None else text.split(GENRE_SEPARATOR)
+                    for text in optional_text(_as_text(arrays["genres"], pa))
+                ]
+            if "created_at" in arrays:
+                for row, value in enumerate(optional_text(_as_text(arrays["created_at"], pa))):
+                    created.append(_parse_time(value, source, chunk.first_row + row))
+        seen: dict[str, int] = {}
+        for row, item in enumerate(item_ids):
+            if item in seen:
+                raise source.error(f"item {item!r} appears twice", row, "item")
+            seen[item] = row
+        return cls.from_records(item_ids, titles, genres or None, created or None)
 
     # ------------------------------------------------------------------ views
     def aligned(self, items: IdMap) -> ItemFeatures:
@@ -231,7 +232,12 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
-def _parse_time(value: Any, path: str | Path, line: int) -> float:
+def _as_text(array, pa):
+    """Parquet columns of other types as text (text files are text already)."""
+    return array if pa.types.is_string(array.type) else array.cast(pa.string())
+
+
+def _parse_time(value: Any, source, row: int) -> float:
     """Unix seconds from a number or a date; empty is unknown."""
     if not _present(value):
         return float("nan")
@@ -243,9 +249,7 @@ def _parse_time(value: Any, path: str | Path, line: int) -> float:
     try:
         stamp = pd.Timestamp(text)
     except (ValueError, TypeError):
-        raise InputError(
-            f"not unix seconds or a date: {text!r}", path=path, line=line, field="created_at"
-        ) from None
+        raise source.error(f"not unix seconds or a date: {text!r}", row, "created_at") from None
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
     return float(stamp.timestamp())

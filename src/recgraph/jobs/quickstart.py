@@ -25,7 +25,9 @@ from recgraph.data.store import Store
 from recgraph.data.synthetic import SyntheticConfig, generate_social
 from recgraph.errors import InputError
 from recgraph.evaluation import EvaluationReport, evaluate
-from recgraph.pipeline import PipelineConfig, QuestionRetriever, TrainResult, train_pipeline
+from recgraph.evaluation.pipeline_retriever import QuestionRetriever
+from recgraph.jobs.train import TrainResult, train_pipeline
+from recgraph.pipeline import PipelineConfig
 from recgraph.pipeline.config import load_pipeline_config
 from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.registry import available_retrievers
@@ -176,11 +178,17 @@ def run_quickstart(
 
 
 def _pipeline_metrics(reports: dict[str, EvaluationReport]) -> dict[str, float]:
-    """The pipeline rows of the evaluation, as ``question/metric`` for the registry manifest."""
+    """The evaluation for the registry manifest: the pipeline's rows as ``question/metric``,
+    then each baseline's as ``question/model/metric`` (the dashboard draws them as curves)."""
     metrics: dict[str, float] = {}
+    baselines: dict[str, float] = {}
     for kind, report in reports.items():
         question = QUESTION_OF_KIND[kind]
         for row in report.results:
             if row.model == f"pipeline:{question}":
                 metrics.update({f"{question}/{name}": value for name, value in row.metrics.items()})
-    return metrics
+            else:
+                baselines.update(
+                    {f"{question}/{row.model}/{name}": value for name, value in row.metrics.items()}
+                )
+    return {**metrics, **baselines}

@@ -11,7 +11,7 @@ The maths. For user :math:`u` and item :math:`i`
 .. math::
 
     \hat y_{ui} = \mu + b_u + b_i + p_u^\top q_i,
-    \qquad p_u, q_i \in \mathbb{R}^K \; (K = 13 \text{ by default}),
+    \qquad p_u, q_i \in \mathbb{R}^K \; (K = 32 \text{ by default}),
 
 fitted to targets :math:`y_{ui} \in [0, 1]` by mini-batch Adam (or Adagrad,
 ``optimizer``) on
@@ -21,14 +21,19 @@ fitted to targets :math:`y_{ui} \in [0, 1]` by mini-batch Adam (or Adagrad,
     \frac{1}{|B|} \sum_{(u,i) \in B} w_{ui} (\hat y_{ui} - y_{ui})^2
     + \lambda \left(\lVert p_u \rVert^2 + \lVert q_i \rVert^2 + b_u^2 + b_i^2\right).
 
-Targets: like (and follow) = 1, dislike = 0, a rating :math:`r` scaled to
-:math:`(r - r_{min}) / (r_{max} - r_{min})`, a view ``view_target``. Where a
+Targets, by what each row's value means (its ``value_kind``): like (and
+follow) = 1, dislike = 0, a rating :math:`r` scaled to
+:math:`(r - r_{min}) / (r_{max} - r_{min})` (so a 1-star rating is a 0, never
+a like), a view ``view_target``, a play count 1 with the loss weight
+:math:`w_{ui} = \log(1 + c/\epsilon) / \log(1 + 1/\epsilon)` of its
+:math:`c` plays (``count_epsilon``; Hu et al. 2008), a weight row 1 with its
+weight. Where a
 pair has several rows, explicit feedback beats a view and the latest row wins.
 With implicit data (likes only) a regression would learn "everything is 1",
 so each epoch also draws ``negatives`` items per known pair, uniformly among
 the items that user has not seen, with target 0: the usual pointwise recipe
 for one-class data; ``negative_weight`` (:math:`w_{ui}` of a sampled
-negative, 1 for known pairs) lets a few samples stand for the many unseen
+negative) lets a few samples stand for the many unseen
 pairs of a large catalogue.
 
 Or, with ``unobserved_weight`` :math:`\alpha > 0`, no sampling: each known
@@ -44,7 +49,7 @@ item gets the gradient :math:`2 M z_j`,
 :math:`M = \tfrac{\alpha}{|I|} \sum_{(u,i) \in B} a_u a_u^\top`.
 
 :math:`b_i` is what nearly everyone likes: the cold-start ranking of
-:mod:`recgraph.retrieval.feed` uses it (``item_bias_``).
+the pipeline serves it to users the model cannot personalise for (``cold_start_scores``).
 
 ``partial_fit(new)`` continues from the current weights on the new
 interactions only, growing the tables for new users and items (new rows start
@@ -68,15 +73,25 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from recgraph.data.interactions import Interactions, Kind
+from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.progress import progress_bar
-from recgraph.retrieval.base import Retriever, RetrieverConfig
-from recgraph.retrieval.factors import factor_scores
+from recgraph.retrieval.base import Retriever
+from recgraph.retrieval.factors import (
+    DEFAULT_COUNT_EPSILON,
+    CountWeightingConfig,
+    count_confidence,
+    factor_scores,
+)
 from recgraph.retrieval.retraining import extend_onto
 
 
-class BiasedMFConfig(RetrieverConfig):
+class BiasedMFConfig(CountWeightingConfig):
     """Hyperparameters of :class:`BiasedMF`.
+
+    Defaults (K=32, Adagrad at 0.1, L2 0.1, 40 epochs, every unseen pair a
+    zero through the Gramian with ``unobserved_weight`` 48, no sampled
+    negatives) are the validation choice of benchmarks/defaults_study.py: the
+    one point of its grid above popularity on every case.
 
     ``rating_range`` scales ratings to [0, 1]; ``None`` takes the smallest and
     largest rating of the data given to ``fit`` (and keeps them for
@@ -85,7 +100,7 @@ class BiasedMFConfig(RetrieverConfig):
     a feed that logs every shown post as a view may prefer something near 0.
     """
 
-    factors: int = Field(default=13, ge=1)
+    factors: int = Field(default=32, ge=1)
     epochs: int = Field(default=40, ge=1)
     #: Epochs over the new interactions in ``partial_fit`` (users and items).
     partial_epochs: int = Field(default=5, ge=1)
@@ -94,11 +109,10 @@ class BiasedMFConfig(RetrieverConfig):
     #: Adam step size in ``partial_fit`` (``None``: ``learning_rate``). Adam moves
     #: every touched row by about this much per step whatever its gradient, so
     #: a smaller value keeps incremental updates from shaking older users.
-    partial_learning_rate: float | None = Field(default=None, gt=0)
+    partial_learning_rate: float | None = Field(default=0.01, gt=0)
     batch_size: int = Field(default=512, ge=1)
-    #: Defaults from MovieLens validation runs (benchmarks/feeds.py): a small
-    #: step and 40 epochs beat 0.01 and 20 by about 10% nDCG@20.
-    learning_rate: float = Field(default=0.003, gt=0)
+    #: Adagrad's step (Adam wants about 0.003).
+    learning_rate: float = Field(default=0.1, gt=0)
     #: ``adam``, or ``adagrad``: its steps shrink as a row's squared gradients
     #: add up, so frequent users and items settle while rare ones keep
     #: learning. It wants a larger ``learning_rate`` (0.05 to 0.1) and beat
@@ -106,10 +120,10 @@ class BiasedMFConfig(RetrieverConfig):
     #: nDCG@20 (benchmarks/biased_mf_tuning.py). ``partial_fit`` and
     #: ``fold_in`` use it too, at ``partial_learning_rate``: its first step
     #: also moves a row by about the step size, so keep that one small.
-    optimizer: Literal["adam", "adagrad"] = "adam"
-    regularization: float = Field(default=0.01, ge=0)
+    optimizer: Literal["adam", "adagrad"] = "adagrad"
+    regularization: float = Field(default=0.1, ge=0)
     #: Sampled unseen items (target 0) per known pair and epoch.
-    negatives: int = Field(default=4, ge=0)
+    negatives: int = Field(default=0, ge=0)
     #: Loss weight of a sampled negative. Each epoch samples only a few of the
     #: unseen pairs; a weight above 1 stands in for more of them (a large
     #: catalogue has many more unseen pairs per like than a small one).
@@ -130,7 +144,7 @@ class BiasedMFConfig(RetrieverConfig):
     #: that iALS weighs every user alike where this grows with :math:`n_u`, as
     #: sampled negatives do. 0 turns it off; with it on, ``negatives`` can be
     #: 0 (benchmarks/biased_mf_tuning.py).
-    unobserved_weight: float = Field(default=0.0, ge=0)
+    unobserved_weight: float = Field(default=48.0, ge=0)
     init_std: float = Field(default=0.05, ge=0)
     rating_range: tuple[float, float] | None = None
     view_target: float = Field(default=1.0, ge=0, le=1)
@@ -160,33 +174,60 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def feedback_targets(
-    data: Interactions, rating_range: tuple[float, float], view_target: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One regression target in [0, 1] per (user, item) pair of ``data``.
+    data: Interactions,
+    rating_range: tuple[float, float],
+    view_target: float,
+    count_epsilon: float | None = DEFAULT_COUNT_EPSILON,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One regression target in [0, 1] and one loss weight per (user, item) pair of ``data``.
+
+    Targets follow what each row's value means (its ``value_kind``): a rating
+    is scaled to [0, 1] on ``rating_range`` (a 1-star rating is a 0, as a
+    dislike, never a like); a dislike is 0; a view ``view_target``; any other
+    row (a like, a play count, a weight) 1. Weights: a play count's
+    :func:`~recgraph.retrieval.factors.count_confidence` (the pair's counts
+    summed), a weight row's value, else 1.
 
     Returns
     -------
-    src, dst, target
-        Pairs and targets; explicit feedback beats a view, then the latest
-        row (by timestamp, then by position) wins.
+    src, dst, target, weight
+        Pairs, targets and loss weights; explicit feedback beats a view, then
+        the latest row (by timestamp, then by position) wins.
     """
     n = len(data)
     target = np.ones(n, dtype=np.float32)
     kind = data.kind
     target[kind == Kind.DISLIKE] = 0.0
-    rating = kind == Kind.RATING
+    rating = (data.value_kind == ValueKind.RATING) & (kind != Kind.DISLIKE)
     if rating.any():
         low, high = rating_range
         scaled = (data.value[rating] - low) / (high - low) if high > low else 1.0
         target[rating] = np.clip(scaled, 0.0, 1.0)
-    view = kind == Kind.VIEW
+    view = (kind == Kind.VIEW) & ~rating
     target[view] = view_target
     keys = data.pair_keys()
+    weight = np.ones(n, dtype=np.float32)
+    count = (data.value_kind == ValueKind.COUNT) & (kind != Kind.DISLIKE)
+    if count.any():
+        pair_of_row = np.unique(keys, return_inverse=True)[1].ravel()
+        summed = np.bincount(pair_of_row[count], weights=data.value[count])
+        weight[count] = np.maximum(count_confidence(summed[pair_of_row[count]], count_epsilon), 0)
+    given = (data.value_kind == ValueKind.WEIGHT) & (kind != Kind.DISLIKE)
+    weight[given] = np.maximum(data.value[given], 0.0)
     time_key = data.timestamp if data.timestamp is not None else np.zeros(n, np.int64)
     order = np.lexsort((np.arange(n), time_key, (~view).astype(np.int8), keys))
     sorted_keys = keys[order]
     last = order[np.r_[sorted_keys[1:] != sorted_keys[:-1], True]] if n else order
-    return data.src[last], data.dst[last], target[last]
+    src, weight = data.src[last], weight[last]
+    if len(src) and (weight != 1).any():
+        # Each user's weights average 1: plays say which of a user's items matter
+        # more, not that a heavy listener outweighs everyone (the all-items zero
+        # term grows with a user's pairs, not with their plays).
+        totals = np.bincount(src, weights=weight)
+        pairs = np.bincount(src)
+        mean = totals[src] / pairs[src]
+        weight = np.where(mean > 0, weight / np.where(mean > 0, mean, 1), 0).astype(np.float32)
+    return src, data.dst[last], target[last], weight
 
 
 class BiasedMF(Retriever):
@@ -197,6 +238,7 @@ class BiasedMF(Retriever):
     """
 
     name = "biased_mf"
+    has_cold_start = True
     config_class = BiasedMFConfig
     config: BiasedMFConfig
     supports = frozenset({"items", "follows"})
@@ -221,10 +263,12 @@ class BiasedMF(Retriever):
         ).astype(np.float32)
         self.user_bias_ = np.zeros(train.n_users, np.float32)
         self.item_bias_ = np.zeros(train.n_items, np.float32)
-        src, dst, target = feedback_targets(train, self.rating_range_, cfg.view_target)
+        src, dst, target, weight = feedback_targets(
+            train, self.rating_range_, cfg.view_target, cfg.count_epsilon
+        )
         negative_share = cfg.negatives / (1 + cfg.negatives)
         self.global_bias_ = float(target.mean() * (1 - negative_share)) if len(target) else 0.0
-        self._train(src, dst, target, cfg.epochs, rng, "biased_mf fit", cfg.learning_rate)
+        self._train(src, dst, target, weight, cfg.epochs, rng, "biased_mf fit", cfg.learning_rate)
 
     def partial_fit(self, new: Interactions) -> BiasedMF:
         """Continue training on ``new`` only, growing the tables for new users and items.
@@ -248,16 +292,27 @@ class BiasedMF(Retriever):
         """
         cfg = self.config
         new, rng = self._absorb(new)
-        src, dst, target = feedback_targets(new, self.rating_range_, cfg.view_target)
+        src, dst, target, weight = feedback_targets(
+            new, self.rating_range_, cfg.view_target, cfg.count_epsilon
+        )
         learning_rate = cfg.partial_learning_rate or cfg.learning_rate
         if cfg.fold_in_epochs:
             self._train(
-                src, dst, target, cfg.fold_in_epochs, rng, "biased_mf fold-in", learning_rate, True
+                src,
+                dst,
+                target,
+                weight,
+                cfg.fold_in_epochs,
+                rng,
+                "biased_mf fold-in",
+                learning_rate,
+                True,
             )
         self._train(
             src,
             dst,
             target,
+            weight,
             cfg.partial_epochs,
             rng,
             "biased_mf update",
@@ -274,10 +329,12 @@ class BiasedMF(Retriever):
         """
         cfg = self.config
         new, rng = self._absorb(new)
-        src, dst, target = feedback_targets(new, self.rating_range_, cfg.view_target)
+        src, dst, target, weight = feedback_targets(
+            new, self.rating_range_, cfg.view_target, cfg.count_epsilon
+        )
         epochs = max(cfg.fold_in_epochs, 1)
         learning_rate = cfg.partial_learning_rate or cfg.learning_rate
-        self._train(src, dst, target, epochs, rng, "biased_mf fold-in", learning_rate, True)
+        self._train(src, dst, target, weight, epochs, rng, "biased_mf fold-in", learning_rate, True)
         return self
 
     def _absorb(self, new: Interactions) -> tuple[Interactions, np.random.Generator]:
@@ -305,7 +362,7 @@ class BiasedMF(Retriever):
     def _rating_range(self, train: Interactions) -> tuple[float, float]:
         if self.config.rating_range is not None:
             return self.config.rating_range
-        ratings = train.value[train.kind == Kind.RATING]
+        ratings = train.value[(train.value_kind == ValueKind.RATING) & (train.kind != Kind.DISLIKE)]
         if len(ratings) == 0:
             return (0.0, 1.0)
         return (float(ratings.min()), float(ratings.max()))
@@ -340,6 +397,7 @@ class BiasedMF(Retriever):
         src: np.ndarray,
         dst: np.ndarray,
         target: np.ndarray,
+        pair_weight: np.ndarray,
         epochs: int,
         rng: np.random.Generator,
         description: str,
@@ -392,7 +450,7 @@ class BiasedMF(Retriever):
                     ys = np.concatenate([target, np.zeros(len(neg_users), np.float32)])
                     weights = np.concatenate(
                         [
-                            np.ones(len(target), np.float32),
+                            pair_weight.astype(np.float32),
                             np.full(len(neg_users), cfg.negative_weight, np.float32),
                         ]
                     )

@@ -23,6 +23,8 @@ Handles ``items``, ``follows`` and ``friends`` graphs.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
@@ -30,7 +32,7 @@ from pydantic import Field
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar, track
 from recgraph.retrieval.base import RetrieverConfig
-from recgraph.retrieval.factors import FactorRetriever, merge_matrix, positive_matrix
+from recgraph.retrieval.factors import DEFAULTS_STUDY, FactorRetriever, merge_matrix
 from recgraph.retrieval.retraining import extend_onto
 
 
@@ -42,10 +44,14 @@ class BPRConfig(RetrieverConfig):
     different on every run.
     """
 
+    defaults_chosen_on: ClassVar[str] = DEFAULTS_STUDY
+
+    #: 64 factors, step 0.02, L2 0.03, 50 iterations: the validation choice of
+    #: benchmarks/defaults_study.py (best mean share of each case's best).
     factors: int = Field(default=64, ge=1)
-    learning_rate: float = Field(default=0.01, gt=0)
-    regularization: float = Field(default=0.01, ge=0)
-    iterations: int = Field(default=100, ge=1)
+    learning_rate: float = Field(default=0.02, gt=0)
+    regularization: float = Field(default=0.03, ge=0)
+    iterations: int = Field(default=50, ge=1)
     verify_negative_samples: bool = True
     seed: int = 0
     num_threads: int = Field(default=1, ge=0)
@@ -60,19 +66,24 @@ class BPR(FactorRetriever):
     """Bayesian personalised ranking (see the module docstring)."""
 
     name = "bpr"
+    has_cold_start = True
     config_class = BPRConfig
     config: BPRConfig
 
     user_factors_: np.ndarray
     item_factors_: np.ndarray
-    #: Binary positive feedback, which fold-in rebuilds users from.
+    #: Liked pairs (binary: BPR ranks a like above a non-like, whatever its
+    #: value; a low rating is not a like), which fold-in rebuilds users from.
     matrix_: sp.csr_matrix
+
+    def _binary_matrix(self) -> bool:
+        return True
 
     def _fit(self, train: Interactions) -> None:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         cfg = self.config
-        self.matrix_ = positive_matrix(train, "binary")
+        self.matrix_ = self._training_matrix(train, fitting=True)
         model = BayesianPersonalizedRanking(
             factors=cfg.factors,
             learning_rate=cfg.learning_rate,
@@ -122,7 +133,9 @@ class BPR(FactorRetriever):
         if new.n_items > len(self.item_factors_):
             grow = np.zeros((new.n_items - len(self.item_factors_), width), np.float32)
             self.item_factors_ = np.vstack([self.item_factors_, grow])
-        self.matrix_ = merge_matrix(self.matrix_, positive_matrix(new, "binary"), binary=True)
+        self.matrix_ = merge_matrix(
+            self.matrix_, self._training_matrix(new, fitting=False), binary=True
+        )
         self._extend_history(new)
         self.users, self.items = new.users, new.items
         for user in track(np.unique(new.src), "bpr fold-in"):

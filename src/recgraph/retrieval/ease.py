@@ -24,8 +24,23 @@ hundred on MovieLens-sized data).
 
 Cost: one dense ``n x n`` Cholesky inverse in float64 (about ``8 n^2`` bytes:
 0.8 GB for 10k items), so it suits catalogues up to some tens of thousands.
+When there are fewer users :math:`m` than items, the same :math:`P` comes from
+an ``m x m`` solve instead (the Woodbury identity, "dual form"):
+
+.. math::
+
+    (X^\top X + \lambda I)^{-1} = \frac{1}{\lambda}
+    \left(I - X^\top (X X^\top + \lambda I)^{-1} X\right),
+
+built block by block of columns straight into the float32 weights, so
+neither the ``n x n`` float64 Gram matrix nor its inverse is ever held: 15,000
+items and 1,900 users take seconds and about ``4 n^2`` bytes
+(benchmarks/ease_dual.py).
 Items with fewer than ``min_item_count`` positives are left out of the Gram
 matrix; they score below every learnt item.
+
+:math:`X` is :func:`~recgraph.retrieval.factors.positive_matrix`: liked pairs
+only (a low rating is not a like), play counts as log confidences.
 
 Handles ``items``, ``follows`` and ``friends`` graphs.
 """
@@ -33,6 +48,7 @@ Handles ``items``, ``follows`` and ``friends`` graphs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 import scipy.linalg
@@ -40,36 +56,93 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
-from recgraph.retrieval.base import Retriever, RetrieverConfig
+from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.explanation import Explanation, history_explanations
-from recgraph.retrieval.factors import positive_matrix
+from recgraph.retrieval.factors import CountWeightingConfig, positive_matrix
+
+#: Rows of the weights built per block in the dual form.
+DUAL_BLOCK_COLUMNS = 2048
 
 
-class EASEConfig(RetrieverConfig):
-    """Hyperparameters of :class:`EASE`: the L2 weight λ and which items enter."""
+class EASEConfig(CountWeightingConfig):
+    """Hyperparameters of :class:`EASE`: the L2 weight λ and which items enter.
 
+    ``solver``: ``auto`` takes the dual (users x users) form when there are
+    fewer users than items, else the primal (items x items) one; both give
+    the same weights.
+    """
+
+    #: λ = 500 and ``count_epsilon`` 0.01 (play counts nearly flat): the
+    #: validation choice of benchmarks/defaults_study.py.
+    count_epsilon: float | None = Field(default=0.01, gt=0)
     regularization: float = Field(default=500.0, gt=0)
     min_item_count: int = Field(default=1, ge=1)
+    solver: Literal["auto", "primal", "dual"] = "auto"
 
 
-def ease_weights(matrix: sp.spmatrix, regularization: float) -> np.ndarray:
+def ease_weights(matrix: sp.spmatrix, regularization: float, solver: str = "auto") -> np.ndarray:
     """:math:`\\hat B` for a ``users x items`` matrix (float64 in, float32 out).
 
-    The inverse comes from LAPACK's Cholesky routines in place, so only one
-    ``n x n`` float64 buffer is held at a time.
+    ``solver="auto"`` picks the dual form when users < items (see the module
+    docstring); ``primal`` and ``dual`` force one.
     """
-    gram = np.asarray((matrix.T @ matrix).toarray(), dtype=np.float64)
+    matrix = sp.csr_matrix(matrix, dtype=np.float64)
+    n_users, n_items = matrix.shape
+    if solver == "dual" or (solver == "auto" and n_users < n_items):
+        return _dual_weights(matrix, regularization)
+    return _primal_weights(matrix, regularization)
+
+
+def _regularised_inverse(gram: np.ndarray, regularization: float, what: str) -> np.ndarray:
+    """``(gram + lambda I)^-1`` by LAPACK's Cholesky routines, in place (one float64 buffer)."""
     gram[np.diag_indices_from(gram)] += regularization
     factor, info = scipy.linalg.lapack.dpotrf(gram, lower=False, overwrite_a=True)
     if info != 0:
-        raise np.linalg.LinAlgError(f"X^T X + lambda I is not positive definite (info={info})")
+        raise np.linalg.LinAlgError(f"{what} is not positive definite (info={info})")
     inverse, info = scipy.linalg.lapack.dpotri(factor, lower=False, overwrite_c=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"Cholesky inverse failed (info={info})")
-    inverse = np.triu(inverse) + np.triu(inverse, 1).T
+    return np.triu(inverse) + np.triu(inverse, 1).T
+
+
+def _primal_weights(matrix: sp.csr_matrix, regularization: float) -> np.ndarray:
+    """The ``items x items`` inverse, then the weights."""
+    gram = np.asarray((matrix.T @ matrix).toarray(), dtype=np.float64)
+    inverse = _regularised_inverse(gram, regularization, "X^T X + lambda I")
     weights = inverse / (-np.diag(inverse))[None, :]
     weights[np.diag_indices_from(weights)] = 0.0
     return weights.astype(np.float32)
+
+
+def _dual_weights(matrix: sp.csr_matrix, regularization: float) -> np.ndarray:
+    """The same weights from the ``users x users`` system, one block of rows at a time.
+
+    With :math:`K = X X^\\top + \\lambda I` and :math:`Z = K^{-1} X` (dense
+    ``users x items``, from the sparse :math:`X`: cheap),
+    :math:`\\lambda P = I - X^\\top Z`, symmetric, so its row block
+    :math:`J` is :math:`I_{J,:} - X_{:,J}^\\top Z` (sparse times dense) and its
+    diagonal :math:`1 - \\sum_u X_{uj} Z_{uj}`. Each block is scaled into
+    :math:`\\hat B = -P / \\operatorname{diag} P` (by column) and written as
+    float32 at once.
+    """
+    n_items = matrix.shape[1]
+    kernel = np.asarray((matrix @ matrix.T).toarray(), dtype=np.float64)
+    inverse = _regularised_inverse(kernel, regularization, "X X^T + lambda I")
+    # Z = K^{-1} X, computed as (X^T K^{-1})^T from the sparse side.
+    solved = np.ascontiguousarray(np.asarray(matrix.T @ inverse).T)
+    del inverse
+    scaled_diagonal = 1.0 - np.asarray(matrix.multiply(solved).sum(axis=0)).ravel()
+    # B_ij = -P_ij / P_jj = -(lambda P)_ij / (lambda P)_jj
+    column_scale = -1.0 / scaled_diagonal
+    by_item = sp.csr_matrix(matrix.T)
+    weights = np.empty((n_items, n_items), dtype=np.float32)
+    for start in range(0, n_items, DUAL_BLOCK_COLUMNS):
+        stop = min(start + DUAL_BLOCK_COLUMNS, n_items)
+        rows = -np.asarray(by_item[start:stop] @ solved)  # (lambda P)[J, :] off the identity
+        rows *= column_scale[None, :]
+        rows[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        weights[start:stop] = rows
+    return weights
 
 
 class EASE(Retriever):
@@ -84,15 +157,16 @@ class EASE(Retriever):
     weights_: np.ndarray
     #: Indices of the items in ``weights_``.
     active_items_: np.ndarray
-    #: Binary positive feedback the scores are computed from.
+    #: Liked pairs (weighted by value kind) the scores are computed from.
     matrix_: sp.csr_matrix
 
     def _fit(self, train: Interactions) -> None:
-        self.matrix_ = positive_matrix(train, "binary")
-        counts = np.asarray(self.matrix_.sum(axis=0)).ravel()
-        self.active_items_ = np.flatnonzero(counts >= self.config.min_item_count)
+        cfg = self.config
+        self.matrix_ = positive_matrix(train, count_epsilon=cfg.count_epsilon)
+        counts = np.diff(sp.csc_matrix(self.matrix_).indptr)
+        self.active_items_ = np.flatnonzero(counts >= cfg.min_item_count)
         self.weights_ = ease_weights(
-            self.matrix_[:, self.active_items_], self.config.regularization
+            self.matrix_[:, self.active_items_], cfg.regularization, cfg.solver
         )
 
     def _score(self, users: np.ndarray) -> np.ndarray:
@@ -108,21 +182,26 @@ class EASE(Retriever):
     def explain(
         self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3
     ) -> list[Explanation]:
-        """For each candidate, the user's items with the largest positive :math:`\\hat B_{ij}`."""
+        """For each candidate, the user's liked items with the largest :math:`X_{ui} \\hat B_{ij}`.
+
+        Only liked pairs are in :math:`X` (never a dislike or a low rating), so
+        only they can be cited.
+        """
         self._check_fitted()
         assert self.users is not None and self.items is not None
         user = int(self._check_users([user])[0])
         candidates = np.asarray(candidates, dtype=np.int64)
         position = np.full(self.matrix_.shape[1], -1, dtype=np.int64)
         position[self.active_items_] = np.arange(len(self.active_items_))
-        liked = self.matrix_[user].indices
-        liked = liked[position[liked] >= 0]
+        row = self.matrix_[user]
+        inside = position[row.indices] >= 0
+        liked, strength = row.indices[inside], row.data[inside]
         parts = []
         for item in candidates:
             if position[item] < 0 or len(liked) == 0:
                 parts.append((np.zeros(0, np.int64), np.zeros(0)))
                 continue
-            column = self.weights_[position[liked], position[item]]
+            column = self.weights_[position[liked], position[item]] * strength
             order = np.argsort(-column, kind="stable")[:top]
             parts.append((liked[order], column[order]))
         return history_explanations(self.users, self.items, user, candidates, parts)
@@ -133,13 +212,19 @@ class EASE(Retriever):
             "active_items": self.active_items_,
             "matrix.indptr": self.matrix_.indptr,
             "matrix.indices": self.matrix_.indices,
+            "matrix.data": self.matrix_.data,
         }
 
     def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
         self.weights_ = state["weights"]
         self.active_items_ = state["active_items"]
         indices = state["matrix.indices"]
+        data = state.get("matrix.data")  # absent in models saved when X was binary
         self.matrix_ = sp.csr_matrix(
-            (np.ones(len(indices), np.float32), indices, state["matrix.indptr"]),
+            (
+                np.ones(len(indices), np.float32) if data is None else data,
+                indices,
+                state["matrix.indptr"],
+            ),
             shape=(len(state["matrix.indptr"]) - 1, self.n_items),
         )

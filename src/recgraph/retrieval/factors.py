@@ -1,19 +1,60 @@
-"""What the factorisation models share: the positive-feedback matrix and factor scores.
+"""What the item models share: the training matrix by value kind, and factor scores.
 
-``ALS`` and ``BPR`` (through ``implicit``) keep user and item factors plus the
-matrix they were trained on; :class:`FactorRetriever` scores, exposes and saves
-those, so each model file holds only what is its own.
+:func:`positive_matrix` is the one place where an ``Interactions`` becomes
+the ``users x targets`` matrix a model learns from, reading what each row's
+value means (:class:`~recgraph.data.interactions.ValueKind`):
+
+- ``none`` (binary): 1 per liked pair; the value carries nothing;
+- ``rating``: 1 for a liked rating (at least three quarters up the scale, as
+  :meth:`Interactions.liked` says); a lower rating is not a like and is left
+  out (it stays in the seen history, so it is never recommended again);
+- ``count`` (plays, views, clicks): the pair's counts summed, then the
+  confidence :func:`count_confidence` (1 for one play, growing with the log of
+  the count), so a thousand plays weigh about ten times one play, not a
+  thousand times;
+- ``weight``: the pair's weights summed, used as given (negative ones as 0).
+
+Dislikes never enter. ``ALS`` and ``BPR`` (through ``implicit``) keep user and
+item factors plus that matrix; :class:`FactorRetriever` scores, exposes and
+saves those, so each model file holds only what is its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import Field
 
-from recgraph.data.interactions import Interactions
-from recgraph.retrieval.base import Retriever, pad_rows
+from recgraph.data.interactions import Interactions, Kind, ValueKind, liked_rating
+from recgraph.retrieval.base import Retriever, RetrieverConfig, pad_rows
+
+#: The default ``count_epsilon`` of every item model: counts become
+#: ``log(1 + c / 1) / log 2`` (1 play: 1, 3 plays: 2, 1,000 plays: 10). Chosen
+#: on the validation splits of the generated play-count case
+#: (benchmarks/feeds.py, ``count_epsilon`` rows of its defaults study).
+DEFAULT_COUNT_EPSILON = 1.0
+
+
+#: Where the item models' defaults come from (``recgraph models`` prints it).
+DEFAULTS_STUDY = (
+    "validation nDCG@20 (carved from train) on MovieLens 100k and latest-small, random "
+    "and temporal splits, and generated play counts (benchmarks/defaults_study.py)"
+)
+
+
+class CountWeightingConfig(RetrieverConfig):
+    """The config field every item model shares: how ``count`` values weigh.
+
+    ``count_epsilon`` is the bend of :func:`count_confidence`; ``None`` reads
+    counts as presence only. It changes nothing on binary, rating or weight data.
+    """
+
+    count_epsilon: float | None = Field(default=DEFAULT_COUNT_EPSILON, gt=0)
+    #: What the defaults were chosen on (not a parameter).
+    defaults_chosen_on: ClassVar[str] = DEFAULTS_STUDY
 
 
 def factor_scores(user_factors: np.ndarray, item_factors: np.ndarray) -> np.ndarray:
@@ -26,9 +67,93 @@ def factor_scores(user_factors: np.ndarray, item_factors: np.ndarray) -> np.ndar
     return user_factors.astype(np.float64) @ item_factors.T.astype(np.float64)
 
 
-def positive_matrix(data: Interactions, weighting: str) -> sp.csr_matrix:
-    """The ``users x targets`` matrix of positive feedback: binary, or summed values."""
-    return data.positives().csr("value" if weighting == "value" else "binary")
+def count_confidence(counts: np.ndarray, epsilon: float | None) -> np.ndarray:
+    r"""How much a pair with ``counts`` plays says: :math:`\log(1 + c/\epsilon) / \log(1 + 1/\epsilon)`.
+
+    One play weighs 1, as a binary like does, and the weight grows with the
+    log of the count (Hu, Koren & Volinsky 2008, section 4). ``epsilon``
+    bends it: small values flatten every count towards 1 (``None``: presence
+    only), large ones approach the raw count.
+    """
+    counts = np.maximum(np.asarray(counts, dtype=np.float64), 0.0)
+    if epsilon is None:
+        return (counts > 0).astype(np.float32)
+    return (np.log1p(counts / epsilon) / np.log1p(1.0 / epsilon)).astype(np.float32)
+
+
+def rating_threshold(data: Interactions) -> float | None:
+    """The lowest liked rating of ``data``'s rating rows (``None`` when it has none).
+
+    Models that train incrementally keep it from ``fit``, so a small batch of
+    new ratings is judged on the scale of the whole training data.
+    """
+    ratings = data.value[data.value_kind == ValueKind.RATING]
+    return liked_rating(ratings) if len(ratings) else None
+
+
+def liked_rows(data: Interactions, threshold: float | None = None) -> np.ndarray:
+    """Boolean mask of the rows that are likes: :meth:`Interactions.liked`, or that rule
+    with a rating ``threshold`` kept from an earlier fit."""
+    if threshold is None:
+        return data.liked()
+    mask = data.kind != Kind.DISLIKE
+    rating = data.value_kind == ValueKind.RATING
+    return mask & (~rating | (data.value >= threshold))
+
+
+def positive_matrix(
+    data: Interactions,
+    *,
+    binary: bool = False,
+    count_epsilon: float | None = DEFAULT_COUNT_EPSILON,
+    threshold: float | None = None,
+) -> sp.csr_matrix:
+    """The ``users x targets`` matrix of what users liked, weighted by what values mean.
+
+    Parameters
+    ----------
+    data
+        The training interactions (symmetrised for friendships, as ``csr``).
+    binary
+        1 on every liked pair, whatever its value (for models that read
+        presence only: BPR, or the ``binary`` weighting of ALS).
+    count_epsilon
+        The bend of :func:`count_confidence` for ``count`` rows; ``None``
+        counts presence only.
+    threshold
+        The lowest liked rating, when it should not come from ``data`` (see
+        :func:`rating_threshold`).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        float32, sorted indices, no explicit zeros; only liked pairs.
+    """
+    liked = data.subset(liked_rows(data, threshold))
+    if binary or len(liked) == 0:
+        return liked.csr("binary")
+    value_kind = liked.value_kind
+    parts = []
+    plain = (value_kind == ValueKind.NONE) | (value_kind == ValueKind.RATING)
+    if plain.any():
+        parts.append(liked.subset(plain).csr("binary"))
+    count = value_kind == ValueKind.COUNT
+    if count.any():
+        counts = liked.subset(count).csr("value")
+        counts.data = count_confidence(counts.data, count_epsilon)
+        parts.append(counts)
+    weight = value_kind == ValueKind.WEIGHT
+    if weight.any():
+        weights = liked.subset(weight).csr("value")
+        weights.data = np.maximum(weights.data, 0.0).astype(np.float32)
+        parts.append(weights)
+    matrix = parts[0]
+    for part in parts[1:]:
+        matrix = matrix.maximum(part)
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
+    return matrix
 
 
 def merge_matrix(old: sp.csr_matrix, new: sp.csr_matrix, binary: bool) -> sp.csr_matrix:
@@ -41,11 +166,32 @@ def merge_matrix(old: sp.csr_matrix, new: sp.csr_matrix, binary: bool) -> sp.csr
 
 
 class FactorRetriever(Retriever):
-    """A retriever whose state is ``user_factors_``, ``item_factors_`` and ``matrix_``."""
+    """A retriever whose state is ``user_factors_``, ``item_factors_`` and ``matrix_``.
+
+    It also keeps the rating threshold of its training data
+    (``rating_threshold_``), so that incremental updates judge new ratings on
+    the same scale.
+    """
 
     user_factors_: np.ndarray
     item_factors_: np.ndarray
     matrix_: sp.csr_matrix
+    rating_threshold_: float | None = None
+
+    def _training_matrix(self, data: Interactions, *, fitting: bool) -> sp.csr_matrix:
+        """:func:`positive_matrix` with the model's weighting; ``fitting`` sets the threshold."""
+        if fitting:
+            self.rating_threshold_ = rating_threshold(data)
+        return positive_matrix(
+            data,
+            binary=self._binary_matrix(),
+            count_epsilon=getattr(self.config, "count_epsilon", DEFAULT_COUNT_EPSILON),
+            threshold=self.rating_threshold_,
+        )
+
+    def _binary_matrix(self) -> bool:
+        """Whether the model reads presence only (values ignored)."""
+        return False
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return factor_scores(self.user_factors_[users], self.item_factors_)
@@ -63,6 +209,9 @@ class FactorRetriever(Retriever):
             "matrix.indptr": self.matrix_.indptr,
             "matrix.indices": self.matrix_.indices,
             "matrix.data": self.matrix_.data,
+            "rating_threshold": np.asarray(
+                [np.nan if self.rating_threshold_ is None else self.rating_threshold_]
+            ),
         }
 
     def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
@@ -71,4 +220,8 @@ class FactorRetriever(Retriever):
         self.matrix_ = sp.csr_matrix(
             (state["matrix.data"], state["matrix.indices"], state["matrix.indptr"]),
             shape=(len(self.user_factors_), len(self.item_factors_)),
+        )
+        threshold = state.get("rating_threshold")
+        self.rating_threshold_ = (
+            None if threshold is None or np.isnan(threshold[0]) else float(threshold[0])
         )

@@ -1,6 +1,8 @@
 r"""Item-based nearest neighbours through ``implicit.nearest_neighbours``.
 
-The maths. With the binary ``users x items`` matrix :math:`X`, ``implicit``
+The maths. With the ``users x items`` matrix :math:`X` of liked pairs
+(:func:`~recgraph.retrieval.factors.positive_matrix`: binary for likes and
+liked ratings, log confidences for play counts), ``implicit``
 keeps for each item its ``neighbours`` most similar items,
 
 .. math::
@@ -31,19 +33,19 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
-from recgraph.retrieval.base import Retriever, RetrieverConfig, ranked_row
+from recgraph.retrieval.base import Retriever, ranked_row
 from recgraph.retrieval.explanation import Explanation, history_explanations
-from recgraph.retrieval.factors import positive_matrix
+from recgraph.retrieval.factors import CountWeightingConfig, positive_matrix
 
 
-class ItemKNNConfig(RetrieverConfig):
+class ItemKNNConfig(CountWeightingConfig):
     """Hyperparameters of :class:`ItemKNN`.
 
     ``neighbours`` is ``implicit``'s ``K`` (an item counts as its own
     neighbour). ``bm25_k1`` / ``bm25_b`` only matter for ``similarity="bm25"``.
     """
 
-    similarity: Literal["cosine", "bm25"] = "cosine"
+    similarity: Literal["cosine", "bm25", "cooccurrence"] = "cosine"
     neighbours: int = Field(default=100, ge=1)
     bm25_k1: float = Field(default=1.2, gt=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
@@ -60,26 +62,33 @@ class ItemKNN(Retriever):
 
     #: Item-item similarities, ``n_items x n_items``, ``neighbours`` per row.
     similarity_: sp.csr_matrix
-    #: Binary positive feedback the scores are summed over.
+    #: Liked pairs (weighted by value kind) the scores are summed over.
     matrix_: sp.csr_matrix
 
     def _fit(self, train: Interactions) -> None:
-        from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+        from implicit.nearest_neighbours import (
+            BM25Recommender,
+            CosineRecommender,
+            ItemItemRecommender,
+        )
         from implicit.utils import ParameterWarning
 
         cfg = self.config
-        self.matrix_ = positive_matrix(train, "binary")
+        self.matrix_ = positive_matrix(train, count_epsilon=cfg.count_epsilon)
         if cfg.similarity == "bm25":
             model = BM25Recommender(
                 K=cfg.neighbours, K1=cfg.bm25_k1, B=cfg.bm25_b, num_threads=cfg.num_threads
             )
+        elif cfg.similarity == "cooccurrence":
+            model = ItemItemRecommender(K=cfg.neighbours, num_threads=cfg.num_threads)
         else:
             model = CosineRecommender(K=cfg.neighbours, num_threads=cfg.num_threads)
         with warnings.catch_warnings():
             # BM25Recommender hands its own weighted COO matrix to implicit's
             # kNN, which then warns that it converts it to CSR; harmless.
             warnings.simplefilter("ignore", ParameterWarning)
-            model.fit(self.matrix_, show_progress=False)
+            # implicit's plain item-item product wants float64
+            model.fit(self.matrix_.astype(np.float64), show_progress=False)
         similarity = sp.csr_matrix(model.similarity, dtype=np.float32)
         similarity.sort_indices()
         self.similarity_ = similarity
@@ -90,7 +99,10 @@ class ItemKNN(Retriever):
     def explain(
         self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3
     ) -> list[Explanation]:
-        """For each candidate, the user's items that contributed most: :math:`X_{ui} S_{ij}`, largest first."""
+        """For each candidate, the user's items that contributed most: :math:`X_{ui} S_{ij}`, largest first.
+
+        :math:`X` holds liked pairs only, so a dislike or a low rating is never cited.
+        """
         self._check_fitted()
         assert self.users is not None and self.items is not None
         user = int(self._check_users([user])[0])

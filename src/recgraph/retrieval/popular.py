@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
-from recgraph.retrieval.base import Retriever, RetrieverConfig
+from recgraph.retrieval.base import Retriever
+from recgraph.retrieval.factors import CountWeightingConfig, positive_matrix, rating_threshold
 
 
-class PopularConfig(RetrieverConfig):
+class PopularConfig(CountWeightingConfig):
     """How popularity is counted.
 
-    ``weight="users"`` counts distinct users per target (in-degree on a follow
-    graph, degree on a friendship graph); ``"value"`` sums edge values
-    (e.g. ratings). ``window_days`` counts only the last days of the training
-    data (needs timestamps): what is popular *now*.
+    ``weight="users"`` counts distinct users who liked each target (in-degree
+    on a follow graph, degree on a friendship graph; a low rating is not a
+    like); ``"value"`` sums what each like weighs
+    (:func:`~recgraph.retrieval.factors.positive_matrix`: play counts as log
+    confidences, weights as given). ``window_days`` counts only the last days
+    of the training data (needs timestamps): what is popular *now*.
     """
+
+    #: Not tuned: the baseline counts every like since the start.
+    defaults_chosen_on: ClassVar[str] = (
+        "not tuned: all-time count of users who liked each target, the baseline every "
+        "model must beat (a recent window is an option, not a default)"
+    )
 
     weight: Literal["users", "value"] = "users"
     window_days: float | None = Field(default=None, gt=0)
@@ -33,17 +42,24 @@ class Popular(Retriever):
     """
 
     name = "popular"
+    has_cold_start = True
     config_class = PopularConfig
     config: PopularConfig
 
     def _fit(self, train: Interactions) -> None:
-        data = train.positives()
+        data = train
         cfg = self.config
+        threshold = rating_threshold(train)  # the whole scale, not the window's
         if cfg.window_days is not None and data.has_timestamps and len(data):
             assert data.timestamp is not None
             start = data.timestamp.max() - cfg.window_days * 86400
             data = data.subset(data.timestamp >= start)
-        matrix = data.csr("value" if cfg.weight == "value" else "binary")
+        matrix = positive_matrix(
+            data,
+            binary=cfg.weight == "users",
+            count_epsilon=cfg.count_epsilon,
+            threshold=threshold,
+        )
         self.popularity_ = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float32)
 
     def _score(self, users: np.ndarray) -> np.ndarray:

@@ -1,7 +1,11 @@
 """Feedback the service writes to the store, and reads back to exclude from answers.
 
-Writes go through :meth:`Store.writer` (idempotent upserts; unknown users and
-items are created). Reads are two small, parameterised, indexed queries per
+Writes go through :meth:`Store.writer` (idempotent upserts). A user may be
+new (a cold-start user's first like creates the account), but what the user
+acts on must already be in the store: an unknown item or followed account is
+refused with :class:`UnknownIdError` and nothing is written, since a typo
+would otherwise become an empty item row that training then has to read.
+Reads are two small, parameterised, indexed queries per
 request: the items a user has any interaction with, and the accounts a user
 follows. They catch what arrived after the served model was trained, so a
 liked post leaves the feed at once rather than at the next training run.
@@ -19,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from recgraph.data import schema
 from recgraph.data.store import Store
+from recgraph.data.writer import Writer
+from recgraph.errors import RecgraphError
 
 #: Most rows read back per user and request (a bound on the request's cost).
 MAX_HISTORY_ROWS = 20_000
@@ -26,6 +32,10 @@ MAX_HISTORY_ROWS = 20_000
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 #: Latest accepted timestamp: the end of year 9999 (times are unix seconds).
 MAX_TIMESTAMP = 253_402_300_799
+
+
+class UnknownIdError(RecgraphError, LookupError):
+    """Feedback names an item or account that the store does not hold."""
 
 
 class _Feedback(BaseModel):
@@ -118,6 +128,9 @@ class FeedbackStore:
         written = {"interactions": 0, "follows": 0}
         directed = self.directed()
         with self.store.writer() as writer:
+            # checked inside the write transaction: nothing can remove them before the write
+            _require_known(writer, schema.items, "item", {e.item for e in others})
+            _require_known(writer, schema.accounts, "account", {e.account for e in follows})
             if others:
                 written["interactions"] = writer.interactions(
                     pd.DataFrame(
@@ -160,6 +173,33 @@ class FeedbackStore:
         with self.store.engine.connect() as conn:
             rows = conn.execute(query, {"who": account, "limit": limit})
             return [row[0] for row in rows]
+
+
+def _require_known(writer: Writer, table: sa.Table, noun: str, external_ids: set[str]) -> None:
+    """Raise :class:`UnknownIdError` naming the first of ``external_ids`` not in ``table``."""
+    if not external_ids:
+        return
+    found = {
+        row[0]
+        for row in writer.conn.execute(
+            sa.select(table.c.external_id).where(table.c.external_id.in_(sorted(external_ids)))
+        )
+    }
+    missing = sorted(external_ids - found)
+    if not missing:
+        return
+    how = (
+        "import items (recgraph import items, or recgraph import interactions) or let the "
+        "Telegram bot collect them"
+        if noun == "item"
+        else "import them (recgraph import edges or recgraph import accounts) or crawl them "
+        "(recgraph crawl bluesky)"
+    )
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    raise UnknownIdError(
+        f"unknown {noun} {missing[0]!r}{more}: the store has no such {noun}, so the feedback "
+        f"was not written; {how} first"
+    )
 
 
 def _history_queries() -> tuple[sa.Select, sa.Select, sa.CompoundSelect]:

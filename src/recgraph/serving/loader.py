@@ -173,12 +173,15 @@ class ModelLoader:
             fresh = load_version(self.registry, version)
             self._current = fresh  # one reference assignment: atomic for every reader
             self._failed_version = None
-        log.info(
-            "serving model %s (was %s; loaded in %.2fs)",
-            fresh.version,
-            previous.version if previous else "none",
-            fresh.load_seconds,
-        )
+        if previous is None:
+            log.info("loaded model %s (in %.2fs)", fresh.version, fresh.load_seconds)
+        else:
+            log.info(
+                "hot-reloaded the model: %s -> %s (loaded in %.2fs)",
+                previous.version,
+                fresh.version,
+                fresh.load_seconds,
+            )
         for listener in self._swap_listeners:
             listener(previous, fresh)
         return fresh

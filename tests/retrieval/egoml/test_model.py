@@ -9,14 +9,9 @@ import pytest
 
 from recgraph.data.interactions import Interactions
 from recgraph.retrieval import Retriever, create_retriever
-from recgraph.retrieval.egoml.model import EgoML, NoTimestampsWarning, PairSoftmaxObjective
+from recgraph.retrieval.egoml.model import EgoML, PairSoftmaxObjective
 from tests.retrieval.conformance import RetrieverConformance
 from tests.retrieval.egoml.test_labels import growing_graph
-
-#: the conformance graphs have no time; the model says so with this warning
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::recgraph.retrieval.egoml.model.NoTimestampsWarning"
-)
 
 FAST = {"num_boost_round": 5, "negatives_per_user": 10, "min_data_in_leaf": 2, "num_leaves": 4}
 
@@ -171,13 +166,15 @@ def test_score_pair_by_external_id(trained) -> None:
         model.score_pair("no such user", v)
 
 
-def test_friends_without_time_trains_on_a_holdout() -> None:
+def test_friends_without_time_trains_on_a_holdout(caplog) -> None:
     data = growing_graph(directed=False, seed=4, n=50, rows=600)
     static = Interactions.from_indices(
         data.src, data.dst, n_users=50, one_sided=True, directed=False
     )
-    with pytest.warns(NoTimestampsWarning, match="edge holdout"):
+    with caplog.at_level("WARNING", logger="recgraph.egoml"):
         model = create_retriever("egoml", {**FAST, "variant": "ab"}).fit(static)
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "edge holdout" in record.getMessage()
     assert model.training_["label_method"] == "edge_holdout"
     assert "no timestamps" in model.training_["labels"]
 
@@ -208,3 +205,33 @@ def test_pair_softmax_gradient_matches_finite_differences() -> None:
         )  # loss is a mean over 2 groups
         assert grad[i] == pytest.approx(numeric, abs=1e-4)
     assert (hess > 0).all()
+
+
+def test_no_timestamps_message_is_one_clean_line(tmp_path) -> None:
+    """What a user of ``recgraph evaluate`` sees: one line, no Python warning or source path."""
+    import os
+    import subprocess
+    import sys
+
+    rows = ["src,dst"] + [f"{a},{b}" for a in range(12) for b in range(a + 1, 12) if (a + b) % 3]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "test.csv").write_text("src,dst\n0,3\n1,4\n")
+    script = (
+        "import sys; from recgraph.cli.main import main; "
+        f"sys.exit(main(['evaluate', '--train', {str(tmp_path / 'train.csv')!r}, "
+        f"'--test', {str(tmp_path / 'test.csv')!r}, '--kind', 'friends', '--model', 'egoml', "
+        + ", ".join(f"'--param', 'egoml.{k}={v}'" for k, v in FAST.items())
+        + "]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "timestamps" in line]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("egoml: the training data has no timestamps")
+    assert "Warning" not in done.stderr and ".py:" not in done.stderr

@@ -8,8 +8,8 @@ in :mod:`.online`.
 from __future__ import annotations
 
 import json
+import logging
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -32,9 +32,8 @@ from recgraph.retrieval.egoml.features import (
 from recgraph.retrieval.egoml.labels import TrainingPairs, make_training_pairs
 from recgraph.retrieval.neighborhood import spans_by_work, sparse_top_k
 
-
-class NoTimestampsWarning(UserWarning):
-    """EGOML trained on a graph without time: its labels come from an edge holdout."""
+#: Where EGOML tells the user what it did (a one-line message, no source path).
+log = logging.getLogger("recgraph.egoml")
 
 
 #: Raw model outputs are clipped to this before ``exp`` (a float64 never overflows).
@@ -305,11 +304,10 @@ class EgoML(Retriever):
             seed=cfg.seed,
         )
         if pairs.method == "edge_holdout":
-            warnings.warn(
-                f"egoml: the training data has no timestamps, so its labels come from a random "
-                f"{cfg.label_fraction:.0%} edge holdout of train, not from time",
-                NoTimestampsWarning,
-                stacklevel=3,
+            log.warning(
+                "egoml: the training data has no timestamps, so its labels come from a random "
+                "%.0f%% edge holdout of train, not from time",
+                cfg.label_fraction * 100,
             )
         graph_at_cut = EgoGraph.from_interactions(pairs.graph)
         tables = self._tables_of(graph_at_cut, exact)

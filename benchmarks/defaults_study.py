@@ -1,0 +1,310 @@
+"""How every item model's defaults were chosen: one small grid, scored on validation only.
+
+Issue 11 asks for defaults that work without tuning. This script scores a
+small grid per model on the VALIDATION split of five cases and picks, for each
+model, the one point that does best across all of them; those points are the
+defaults in the code (each config's ``defaults_chosen_on`` says so, and
+``recgraph models`` prints it). The test splits are never read here.
+
+Cases (the shared ones of ``benchmarks/feeds.py``, plus the count-valued one):
+
+- MovieLens 100k and latest-small, every rating an implicit like, split
+  ``random_per_user`` and ``temporal_global`` (test fraction 0.2, seed 0);
+- a generated play-count log (:mod:`recgraph.data.listening`, seed 0:
+  1,900 users x 15,000 artists, ``value_kind=count``), ``random_per_user``.
+
+Validation: :func:`recgraph.data.splits.validation_split` (20% of train, same
+method, seed 1), nDCG@20 by :func:`recgraph.evaluation.evaluate`.
+
+Choice, per model: among the points whose validation nDCG@20 beats
+popularity's on every case, the one with the highest mean share of the best
+point of that model on each case (``relative``); ``count_epsilon`` (what play
+counts weigh) only changes the count case, so it is chosen second, on that
+case, with the other parameters fixed at their choice.
+
+Run: ``python benchmarks/defaults_study.py [--models ease,als] [--cases ...]``.
+Results merge into ``benchmarks/results/defaults_study.json`` (so models can
+be run one at a time) and the table into ``defaults_study.md``. Scratch
+splits are cached in ``$RECGRAPH_SCRATCH`` (default /tmp/recgraph-models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from feeds import as_implicit, datasets_folder  # noqa: E402
+from recgraph.data.interactions import Interactions  # noqa: E402
+from recgraph.data.listening import generate_listening  # noqa: E402
+from recgraph.data.readers import read_movielens  # noqa: E402
+from recgraph.data.splits import split, validation_split  # noqa: E402
+from recgraph.evaluation import evaluate  # noqa: E402
+from recgraph.retrieval.registry import create_retriever  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METRIC = "ndcg@20"
+CASES = (
+    "movielens-100k:random_per_user",
+    "movielens-100k:temporal_global",
+    "movielens-latest-small:random_per_user",
+    "movielens-latest-small:temporal_global",
+    "listening-counts:random_per_user",
+)
+COUNT_CASE = "listening-counts:random_per_user"
+#: ``count_epsilon`` while the other parameters are chosen, then its grid.
+PROVISIONAL_EPSILON = 1.0
+EPSILONS: list[float | None] = [None, 0.01, 0.1, 1.0]
+#: Fewer for the slow fits on this shared machine.
+EPSILONS_OF = {"biased_mf": [None, 0.1, 1.0]}
+
+GRIDS: dict[str, list[dict[str, Any]]] = {
+    "ease": [{"regularization": lam} for lam in (100.0, 250.0, 500.0, 1000.0)],
+    "item_knn": [
+        {"similarity": sim, "neighbours": k} for sim in ("cosine", "bm25") for k in (50, 100, 200)
+    ],
+    "als": [
+        {"factors": f, "regularization": reg, "alpha": alpha}
+        for f in (32, 64)
+        for reg in (3.0, 10.0, 30.0)
+        for alpha in (1.0, 5.0)
+    ],
+    "bpr": [
+        {"factors": f, "learning_rate": lr, "regularization": reg, "iterations": it}
+        for f, lr, reg, it in (
+            (64, 0.01, 0.01, 100),
+            (128, 0.01, 0.01, 100),
+            (64, 0.05, 0.01, 100),
+            (128, 0.05, 0.001, 100),
+            (64, 0.02, 0.03, 50),
+            (128, 0.01, 0.001, 200),
+        )
+    ],
+    "biased_mf": [
+        {
+            "factors": f,
+            "optimizer": "adagrad",
+            "learning_rate": 0.1,
+            "regularization": reg,
+            "epochs": epochs,
+            "negatives": 0,
+            "unobserved_weight": alpha,
+        }
+        for f, reg, alpha, epochs in (
+            (13, 0.03, 16.0, 40),
+            (13, 0.03, 48.0, 40),
+            (32, 0.1, 48.0, 40),
+            (32, 0.03, 32.0, 40),
+        )
+    ],
+}
+#: Models whose parameters include ``count_epsilon``.
+COUNT_AWARE = {"ease", "item_knn", "als", "biased_mf"}
+
+
+def scratch() -> Path:
+    folder = Path(os.environ.get("RECGRAPH_SCRATCH", "/tmp/recgraph-models"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def load_case(case: str) -> tuple[Interactions, Interactions]:
+    """``(fit, validation)`` of a case: the validation split carved from its train side."""
+    dataset, method = case.split(":")
+    if dataset == "listening-counts":
+        data = generate_listening(seed=0)
+    else:
+        data = as_implicit(read_movielens(datasets_folder() / dataset))
+    train, _test = split(data, method, fraction=0.2, seed=0)
+    return validation_split(train, method, fraction=0.2, seed=1)
+
+
+def score(name: str, params: dict[str, Any], fit: Interactions, val: Interactions) -> dict:
+    report = evaluate([create_retriever(name, params)], fit, val, (20,), progress=False)
+    result = report.results[0]
+    return {
+        "ndcg@20": round(result.metrics[METRIC], 5),
+        "fit_seconds": round(result.fit_seconds, 2),
+    }
+
+
+#: Where scores go; ``--scores`` points a second process at its own file
+#: (merged with ``--merge`` afterwards), so two can run side by side.
+SCORES_FILE = [RESULTS / "defaults_study.json"]
+
+
+def load_results() -> dict[str, Any]:
+    path = SCORES_FILE[0]
+    return json.loads(path.read_text()) if path.exists() else {"scores": {}}
+
+
+def save_results(results: dict[str, Any]) -> None:
+    SCORES_FILE[0].parent.mkdir(parents=True, exist_ok=True)
+    SCORES_FILE[0].write_text(json.dumps(results, indent=2) + "\n")
+
+
+def key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def choose(name: str, scores: dict[str, dict[str, dict]], cases: list[str]) -> dict[str, Any]:
+    """The point beating popularity everywhere with the best mean share of each case's best.
+
+    Only the cases every grid point of the model was scored on count (a run
+    cut short leaves some points without the count case); ``count_epsilon``
+    variants of the second stage are not grid points.
+    """
+    grid = {key(_provisional(name, p)) for p in GRIDS[name]}
+    points = [p for p in scores[name] if p in grid]
+    cases = [c for c in cases if all(c in scores[name][p] for p in points)]
+    best = {c: max(scores[name][p][c]["ndcg@20"] for p in points) for c in cases}
+    popular = {c: scores["popular"][key({})][c]["ndcg@20"] for c in cases}
+    rows = []
+    for p in points:
+        values = {c: scores[name][p][c]["ndcg@20"] for c in scores[name][p]}
+        rows.append(
+            {
+                "params": json.loads(p),
+                "relative": round(float(np.mean([values[c] / best[c] for c in cases])), 4),
+                "beats_popular_everywhere": all(values[c] > popular[c] for c in cases),
+                "validation": values,
+            }
+        )
+    rows.sort(key=lambda r: (r["beats_popular_everywhere"], r["relative"]), reverse=True)
+    return {"chosen": rows[0]["params"], "chosen_on_cases": cases, "points": rows}
+
+
+def _provisional(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A grid point as stage one scores it (``count_epsilon`` provisional)."""
+    return {**params, **({"count_epsilon": PROVISIONAL_EPSILON} if name in COUNT_AWARE else {})}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(GRIDS), help="comma-separated")
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated")
+    parser.add_argument("--epsilon-only", action="store_true", help="only the count_epsilon stage")
+    parser.add_argument("--scores", type=Path, help="score file of this run (default: results)")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[], help="score files to fold in")
+    args = parser.parse_args()
+    if args.scores:
+        SCORES_FILE[0] = args.scores
+    models = [m for m in args.models.split(",") if m]
+    cases = [c for c in args.cases.split(",") if c]
+    results = load_results()
+    scores = results.setdefault("scores", {})
+    for other in args.merge:
+        for name, points in json.loads(other.read_text())["scores"].items():
+            for point, cells in points.items():
+                scores.setdefault(name, {}).setdefault(point, {}).update(cells)
+    started = time.perf_counter()
+    for case in [] if args.epsilon_only else cases:
+        fit, val = load_case(case)
+        print(f"== {case}: fit {len(fit):,} rows, validation {len(val):,}", flush=True)
+        todo = [("popular", {})] + [
+            (name, _provisional(name, params)) for name in models for params in GRIDS[name]
+        ]
+        for name, params in todo:
+            cell = scores.setdefault(name, {}).setdefault(key(params), {})
+            if case in cell:
+                continue
+            cell[case] = score(name, params, fit, val)
+            print(f"  {name:<10} {key(params):<120} {cell[case]}", flush=True)
+            save_results(results)
+    # second stage: count_epsilon on the count case, the rest as chosen
+    if COUNT_CASE in cases:
+        fit, val = load_case(COUNT_CASE)
+        for name in models:
+            if name not in COUNT_AWARE:
+                continue
+            chosen = choose(name, scores, list(CASES))["chosen"]
+            for epsilon in EPSILONS_OF.get(name, EPSILONS):
+                params = {**chosen, "count_epsilon": epsilon}
+                cell = scores[name].setdefault(key(params), {})
+                if COUNT_CASE not in cell:
+                    cell[COUNT_CASE] = score(name, params, fit, val)
+                    print(f"  {name:<10} {key(params):<120} {cell[COUNT_CASE]}", flush=True)
+                    save_results(results)
+    choices = {}
+    for name in GRIDS:
+        if name not in scores:
+            continue
+        first = choose(name, scores, list(CASES))
+        chosen = dict(first["chosen"])
+        if name in COUNT_AWARE:
+            base = {k: v for k, v in chosen.items() if k != "count_epsilon"}
+            by_epsilon = {
+                str(e): scores[name].get(key({**base, "count_epsilon": e}), {}).get(COUNT_CASE)
+                for e in EPSILONS
+            }
+            tried = {e: v["ndcg@20"] for e, v in by_epsilon.items() if v}
+            if tried:
+                best = max(tried, key=tried.get)
+                chosen["count_epsilon"] = None if best == "None" else float(best)
+            first["count_epsilon_on_count_case"] = tried
+        first["chosen"] = chosen
+        choices[name] = first
+    results["choices"] = choices
+    results["popular_validation"] = scores.get("popular", {}).get(key({}))
+    results["protocol"] = __doc__.split("\n\n")[3].replace("\n", " ")
+    results["load_average_at_end"] = list(os.getloadavg())
+    results["seconds_this_run"] = round(time.perf_counter() - started, 1)
+    save_results(results)
+    write_markdown(results)
+    for name, choice in choices.items():
+        print(f"{name}: {json.dumps(choice['chosen'])}")
+
+
+def write_markdown(results: dict[str, Any]) -> None:
+    lines = [
+        "# How the defaults were chosen (validation nDCG@20, never test)",
+        "",
+        "Each row: a grid point; columns: its validation nDCG@20 on each case; "
+        "`rel`: mean share of the best point of that model per case. "
+        "Chosen points in bold. Produced by `benchmarks/defaults_study.py`.",
+        "",
+        "| model | params | " + " | ".join(c.replace(":", " ") for c in CASES) + " | rel |",
+        "|---|---|" + "---|" * (len(CASES) + 1),
+    ]
+    popular = results.get("popular_validation") or {}
+    lines.append(
+        "| popular | {} | "
+        + " | ".join(f"{popular[c]['ndcg@20']:.4f}" if c in popular else "-" for c in CASES)
+        + " | |"
+    )
+    for name, choice in results.get("choices", {}).items():
+        for row in choice["points"]:
+            chosen = {k: v for k, v in choice["chosen"].items() if k != "count_epsilon"}
+            mark = (
+                "**"
+                if {k: v for k, v in row["params"].items() if k != "count_epsilon"} == chosen
+                else ""
+            )
+            params = json.dumps(row["params"])
+            lines.append(
+                f"| {name} | {mark}{params}{mark} | "
+                + " | ".join(f"{row['validation'][c]:.4f}" for c in CASES)
+                + f" | {row['relative']:.3f} |"
+            )
+        if choice.get("count_epsilon_on_count_case"):
+            lines.append(
+                f"| {name} | count_epsilon on the count case: "
+                + ", ".join(
+                    f"{e}: {v:.4f}" for e, v in choice["count_epsilon_on_count_case"].items()
+                )
+                + f"; chosen {choice['chosen'].get('count_epsilon')} |"
+                + " |" * (len(CASES) + 1)
+            )
+    (RESULTS / "defaults_study.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The tables and plots of ``benchmarks/feeds.py``: defaults-only next to tuned, printed and saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+METRIC = "ndcg@20"
+
+
+def _name(case: dict[str, Any]) -> str:
+    return f"{case['dataset']}, {case['split']}"
+
+
+def print_summary(cases: list[dict[str, Any]]) -> None:
+    """Test nDCG@20 (recall@20) per model: the defaults, then the tuned settings."""
+    print("\n== DEFAULTS (every model with its default parameters): test nDCG@20 (recall@20)")
+    for case in cases:
+        popular = case["defaults"]["popular"]["metrics"][METRIC]
+        print(f"{_name(case)}:")
+        for name, r in case["defaults"].items():
+            ndcg = r["metrics"][METRIC]
+            mark = (
+                "" if name == "popular" else (" > popular" if ndcg > popular else " NOT > popular")
+            )
+            print(f"  {name:<10} {ndcg:.4f} ({r['metrics']['recall@20']:.4f}){mark}")
+    print("\n== TUNED (validation-chosen per case): test nDCG@20 (recall@20); fit seconds")
+    for case in cases:
+        if "results" not in case:
+            continue
+        print(f"{_name(case)}:")
+        for name, r in case["results"].items():
+            bare = case.get("implicit_fit_seconds", {}).get(name)
+            print(
+                f"  {name:<10} {r['metrics'][METRIC]:.4f} ({r['metrics']['recall@20']:.4f})"
+                f"  fit {r['fit_seconds']:7.2f} s"
+                + (f" (implicit {bare:.2f} s)" if bare is not None else "")
+            )
+        t = case["targets"]
+        print(
+            f"  best {t['best_model']}, best peer {t['best_peer']}; biased_mf / best peer = "
+            f"{t['biased_mf_over_best_peer']:.3f}"
+        )
+
+
+def markdown(cases: list[dict[str, Any]]) -> str:
+    """Both tables as Markdown: test nDCG@20 per case, defaults first."""
+    names = list(cases[0]["defaults"])
+    header = "| model | " + " | ".join(_name(c) for c in cases) + " |"
+    rule = "|---|" + "---|" * len(cases)
+    lines = [
+        "# Feeds: test nDCG@20 (benchmarks/feeds.py)",
+        "",
+        "Splits by `recgraph split --fraction 0.2 --seed 0`; every figure by "
+        "`recgraph evaluate` on the split files, except where a case's route says "
+        "otherwise (see feeds.json). MovieLens ratings are read as implicit likes; "
+        "listening-counts is generated play-count data (`recgraph.data.listening`, "
+        "seed 0) read as counts.",
+        "",
+        "## Defaults: every model with its DEFAULT parameters (no tuning)",
+        "",
+        header,
+        rule,
+    ]
+    for name in names:
+        cells = []
+        for case in cases:
+            value = case["defaults"][name]["metrics"][METRIC]
+            popular = case["defaults"]["popular"]["metrics"][METRIC]
+            ok = name == "popular" or value > popular
+            cells.append(f"{value:.4f}" + ("" if ok else " (below popular)"))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    tuned = [c for c in cases if "results" in c]
+    if tuned:
+        lines += [
+            "",
+            "## Tuned: parameters chosen per case on a validation split carved from train",
+            "",
+            "| model | " + " | ".join(_name(c) for c in tuned) + " |",
+            "|---|" + "---|" * len(tuned),
+        ]
+        for name in names:
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{c['results'][name]['metrics'][METRIC]:.4f}" for c in tuned)
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot_defaults(cases: list[dict[str, Any]], path: Path) -> None:
+    """One panel per case: each model's default test nDCG@20, popularity's as a line."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 2.6 * len(cases)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(cases), 1, squeeze=False)[:, 0]
+    for axis, case in zip(axes, cases, strict=True):
+        names = list(case["defaults"])
+        values = [case["defaults"][n]["metrics"][METRIC] for n in names]
+        popular = case["defaults"]["popular"]["metrics"][METRIC]
+        colours = ["#999999" if n == "popular" else "#4c72b0" for n in names]
+        axis.barh(names, values, color=colours)
+        axis.axvline(popular, color="#c44e52", linestyle="--", linewidth=1, label="popular")
+        for y, value in enumerate(values):
+            axis.text(value, y, f" {value:.3f}", va="center", fontsize=8)
+        axis.set_title(f"{_name(case)}: test {METRIC}, DEFAULT parameters", fontsize=10)
+        axis.set_xlim(0, max(values) * 1.25)
+        axis.invert_yaxis()
+        axis.grid(axis="x", alpha=0.3)
+    fig.savefig(path, dpi=110)

@@ -1,0 +1,289 @@
+"""The API's handlers, as methods of one :class:`Service` that holds what they share.
+
+Each method is a plain FastAPI endpoint (its parameters are the request's);
+``app.py`` lists them all in one route table. Handlers that touch the
+database are plain ``def``: FastAPI runs them in its thread pool, so a slow
+or locked store never stalls the event loop. The rest are ``async``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Body, HTTPException, Query
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from recgraph import __version__
+from recgraph.errors import RecgraphError
+from recgraph.pipeline import Answer, Recommendation
+from recgraph.serving.feedback import ID_PATTERN, FeedbackEvent, FeedbackStore
+from recgraph.serving.loader import LoadedModel, ModelLoader
+from recgraph.serving.metrics import Metrics
+from recgraph.serving.schemas import FeedbackWritten, Health, ModelInfo, ReloadResult
+from recgraph.serving.stats import StatsService
+from recgraph.settings import Settings
+
+log = logging.getLogger("recgraph.serving")
+#: Example users shown on the page: the most active ones.
+EXAMPLES = 5
+#: The absolute upper bound of ``?k=``; the ``max_k`` setting and a question's own are lower.
+K_LIMIT = 10_000
+
+AccountPath = Annotated[
+    str,
+    PathParam(
+        min_length=1,
+        max_length=255,
+        pattern=ID_PATTERN,
+        description="External id, DID or handle (a leading @ is fine). Any character but "
+        "control characters, percent-encoded as URLs need (a / as %2F or as it is).",
+    ),
+]
+ItemPath = Annotated[
+    str,
+    PathParam(
+        min_length=1,
+        max_length=255,
+        pattern=ID_PATTERN,
+        description="Item id (percent-encoded; a / may stay as it is).",
+    ),
+]
+
+
+class Service:
+    """The state every handler shares: settings, the served model, the store, metrics.
+
+    Parameters
+    ----------
+    settings
+        The process settings.
+    loader
+        Keeps the registry's current version loaded.
+    feedback
+        The store as the service sees it.
+    metrics
+        The app's Prometheus metrics.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        loader: ModelLoader,
+        feedback: FeedbackStore,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.loader = loader
+        self.feedback = feedback
+        self.metrics = metrics
+        self.stats = StatsService(feedback.store, settings)
+        self._examples: dict[str, dict[str, list[dict[str, str | None]]]] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def k_param(self) -> Any:
+        """The ``?k=`` query parameter, bounded by the ``max_k`` setting in the schema."""
+        return Query(
+            None,
+            ge=1,
+            le=self.settings.max_k,
+            description="How many results (default: the pipeline's k; a question's own max_k "
+            "may be lower).",
+        )
+
+    def check_k(self, k: int | None, question_max: int, question_k: int) -> int:
+        """``k``, or the question's default; 422 past the question's or the service's max."""
+        limit = min(self.settings.max_k, question_max)
+        if k is None:
+            return min(question_k, limit)
+        if k > limit:
+            raise HTTPException(
+                status_code=422,
+                detail=[
+                    {
+                        "loc": ["query", "k"],
+                        "msg": f"k must be at most {limit}",
+                        "type": "less_than_equal",
+                        "input": k,
+                    }
+                ],
+            )
+        return k
+
+    def recent(self, fetch: Callable[[str], list[str]], user: str) -> list[str]:
+        """What ``user`` acted on since training (empty when the store cannot say)."""
+        if not self.settings.exclude_recent_feedback:
+            return []
+        try:
+            return fetch(user)
+        except Exception as exc:  # the store being down must not take answers down
+            log.warning("cannot read recent feedback of %r: %s", user, exc)
+            return []
+
+    def respond(
+        self, question: str, query: str, answer: Answer, loaded: LoadedModel
+    ) -> JSONResponse:
+        # built as plain JSON: the hot path skips re-validating its own response model
+        self.metrics.answers.labels(question, str(answer.cold).lower()).inc()
+        return JSONResponse(
+            {
+                "query": query,
+                "resolved": answer.user,
+                "known": answer.known,
+                "cold_start": answer.cold,
+                "model_version": loaded.version,
+                "results": [result_json(r) for r in answer.results],
+            }
+        )
+
+    # ------------------------------------------------------------------ operations
+    async def healthz(self) -> Health:
+        """Liveness and the served version (``no_model`` before the first load)."""
+        loaded = self.loader.loaded
+        return Health(
+            status="ok" if loaded is not None else "no_model",
+            model_version=loaded.version if loaded is not None else None,
+            recgraph_version=__version__,
+        )
+
+    async def metrics_text(self) -> PlainTextResponse:
+        """Prometheus text format: request counts, latency histograms, model version."""
+        return PlainTextResponse(
+            generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
+
+    async def model_info(self) -> ModelInfo:
+        """The served version: questions, retrievers, training data, example users."""
+        loaded = self.loader.current
+        if loaded.version not in self._examples:
+            self._examples.clear()
+            self._examples[loaded.version] = examples(loaded)
+        pipeline = loaded.pipeline
+        return ModelInfo(
+            version=loaded.version,
+            created_at=loaded.manifest.get("created_at"),
+            trained_at=pipeline.trained_at,
+            questions={
+                name: {
+                    "retrievers": q.main_keys,
+                    "fallback": q.chain_keys,
+                    "merge": q.config.merge,
+                    "k": q.config.k,
+                    "max_k": min(q.config.max_k, self.settings.max_k),
+                    "n_users": len(q.users) if q.users is not None else 0,
+                    "n_targets": len(q.items) if q.items is not None else 0,
+                }
+                for name, q in pipeline.questions.items()
+            },
+            examples=self._examples[loaded.version],
+            loaded_at=loaded.loaded_at,
+        )
+
+    def reload(self) -> ReloadResult:
+        """Load the registry's current version now (the poller would, within seconds)."""
+        previous = self.loader.loaded
+        try:
+            fresh = self.loader.reload()
+        except (RecgraphError, OSError, ValueError, KeyError) as exc:
+            self.metrics.failed("?", exc)
+            raise HTTPException(status_code=409, detail=f"reload failed: {exc}") from None
+        return ReloadResult(
+            previous=previous.version if previous else None,
+            version=fresh.version,
+            swapped=previous is None or previous.version != fresh.version,
+        )
+
+    # ------------------------------------------------------------------ answers
+    def suggestions(self, account: AccountPath, k: int | None = None) -> JSONResponse:
+        """Who ``account`` should follow: accounts with reasons ("followed by @a and @b")."""
+        return self._answer("who_to_follow", account, k, self.feedback.follows_of)
+
+    def feed(self, user: AccountPath, k: int | None = None) -> JSONResponse:
+        """What ``user`` should read next, without what they saw, liked or disliked."""
+        return self._answer("feed", user, k, self.feedback.items_of)
+
+    def _answer(
+        self, question: str, query: str, k: int | None, recent_of: Callable[[str], list[str]]
+    ) -> JSONResponse:
+        loaded = self.loader.current  # taken once: the request ends on this version
+        pipeline = loaded.pipeline
+        config = pipeline.question(question).config
+        k = self.check_k(k, config.max_k, config.k)
+        resolved = pipeline.resolve_account(query)
+        ask = pipeline.feed if question == "feed" else pipeline.suggest_accounts
+        answer = ask(resolved, k, exclude=self.recent(recent_of, resolved))
+        return self.respond(question, query, answer, loaded)
+
+    async def similar(self, item: ItemPath, k: int | None = None) -> JSONResponse:
+        """Items like ``item`` (404 for an item the model never saw)."""
+        loaded = self.loader.current
+        pipeline = loaded.pipeline
+        pipeline.question("feed")
+        cfg = pipeline.config.similar
+        k = self.check_k(k, cfg.max_k, cfg.k)
+        try:
+            results = pipeline.similar_items(item, k)
+        except KeyError:
+            raise HTTPException(status_code=404, detail=f"unknown item {item!r}") from None
+        return JSONResponse(
+            {
+                "query": item,
+                "resolved": item,
+                "known": True,
+                "cold_start": False,
+                "model_version": loaded.version,
+                "results": [result_json(r) for r in results],
+            }
+        )
+
+    def post_feedback(self, event: Annotated[FeedbackEvent, Body()]) -> FeedbackWritten:
+        """Record a like, dislike or view of an item, or a follow of an account.
+
+        Written to the store at once; the user's next answers leave it out.
+        The user may be new, but the item (or the followed account) must be in
+        the store: an unknown one is answered 404, naming it, and nothing is
+        written. Items come in through ``recgraph import items`` /
+        ``recgraph import interactions`` or the Telegram bot; accounts through
+        ``recgraph import edges`` / ``recgraph import accounts`` or the
+        Bluesky crawler.
+        """
+        written = self.feedback.write([event])
+        self.metrics.feedback.labels(event.kind).inc()
+        return FeedbackWritten(written=written, user=event.user)
+
+    # ------------------------------------------------------------------ dashboard
+    def store_stats(self) -> dict[str, Any]:
+        """What the store holds: counts, rows over time, degree distributions (cached)."""
+        return self.stats.store_figures()
+
+    async def evaluation_stats(self) -> dict[str, Any]:
+        """The served version's evaluation curves, from its registry manifest."""
+        return self.stats.evaluation(self.loader.current)
+
+
+def result_json(rec: Recommendation) -> dict[str, Any]:
+    """A :class:`~recgraph.serving.schemas.Result` as JSON (JSON has no infinity)."""
+    out = rec.to_dict()
+    out["score"] = rec.score if math.isfinite(rec.score) else 0.0
+    return out
+
+
+def examples(loaded: LoadedModel) -> dict[str, list[dict[str, str | None]]]:
+    """The most active users of each question, for the page to offer."""
+    pipeline = loaded.pipeline
+    out: dict[str, list[dict[str, str | None]]] = {}
+    for name, question in pipeline.questions.items():
+        if question.history is None or not question.history.n_users:
+            continue
+        counts = question.history.counts
+        top = np.argsort(-counts, kind="stable")[: min(EXAMPLES, len(counts))]
+        out[name] = [
+            {"id": str(uid), "handle": pipeline.names.handle(str(uid))}
+            for uid in question.users.external(top)
+        ]
+    return out

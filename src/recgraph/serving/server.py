@@ -1,0 +1,175 @@
+"""Running the app under uvicorn: the port claimed first, settings handed to every worker, logs.
+
+:func:`reserve_port` binds the address before any other work, so a busy
+port is reported at once with what to do (``--port``), not as ``Errno 98``
+after minutes of training; the bound socket is then the one served on, so
+nothing can take the port in between.
+
+Worker processes get the :class:`~recgraph.settings.Settings` object itself:
+:class:`ServerConfig` carries it inside uvicorn's config, which uvicorn hands
+to each worker it spawns. Nothing is written to the environment, so no
+setting is lost on the way.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import inspect
+import logging
+import socket
+import sys
+from typing import Any
+
+import uvicorn
+
+from recgraph.errors import RecgraphError
+from recgraph.settings import RedactingFilter, Settings
+
+log = logging.getLogger("recgraph.serving")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Pending connections the socket holds (uvicorn's default).
+BACKLOG = 2048
+#: How long a worker may take to answer uvicorn's first health check.
+WORKER_STARTUP_SECONDS = 60
+
+
+class PortInUseError(RecgraphError, OSError):
+    """The address to serve on cannot be had."""
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening, as uvicorn would open it.
+
+    It listens at once because on Linux a merely bound socket does not keep
+    another process from binding the same port; connections that arrive
+    before the app starts wait in the backlog.
+
+    Raises
+    ------
+    PortInUseError
+        The port is taken, needs privileges, or ``host`` is not an address
+        of this machine; the message says which option to change.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise PortInUseError(_bind_problem(host, port, exc)) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _bind_problem(host: str, port: int, exc: OSError) -> str:
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        spare = _free_port_near(host, port)
+        hint = f", e.g. --port {spare}" if spare else ""
+        return (
+            f"port {port} on {host} is already in use (another recgraph serve?): "
+            f"pick another with --port{hint}, or stop what is listening on {where}"
+        )
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on {where}: ports below 1024 need root; use --port 8000"
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {where}: {host!r} is not an address of this machine (--host)"
+    return f"cannot listen on {where}: {exc.strerror or exc}"
+
+
+def _free_port_near(host: str, port: int, tries: int = 20) -> int | None:
+    for candidate in range(port + 1, min(port + 1 + tries, 65536)):
+        try:
+            reserve_port(host, candidate).close()
+        except PortInUseError:
+            continue
+        return candidate
+    return None
+
+
+def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
+    """Show recgraph's own log lines (model loads and hot reloads) on stderr, secrets masked."""
+    logger = logging.getLogger("recgraph")
+    logger.setLevel(level)
+    if not any(getattr(h, "_recgraph", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.addFilter(RedactingFilter(settings.secrets()))
+        handler._recgraph = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
+def _build_app(settings: Settings) -> Any:
+    from recgraph.serving.app import create_app
+
+    configure_logging(settings)
+    return create_app(settings)
+
+
+class ServerConfig(uvicorn.Config):
+    """uvicorn's config, carrying the settings to every worker (it is pickled with them)."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__("recgraph.serving.app:create_app", factory=True, **kwargs)
+        self.recgraph_settings = settings
+
+    def load_app(self) -> Any:
+        """The app factory, bound to these settings (called once in each worker)."""
+        return functools.partial(_build_app, self.recgraph_settings)
+
+
+def run(
+    settings: Settings,
+    *,
+    log_level: str = "info",
+    workers: int = 1,
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve until interrupted (what ``recgraph serve`` and ``recgraph quickstart`` run).
+
+    Parameters
+    ----------
+    settings
+        Everything the app needs; each worker gets this very object.
+    log_level
+        uvicorn's log level (recgraph's own lines are shown at INFO).
+    workers
+        Server processes; each loads the model.
+    sock
+        A socket from :func:`reserve_port` (default: one is reserved now).
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    sock = sock or reserve_port(settings.host, settings.port)
+    options: dict[str, Any] = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        # a worker first imports recgraph (numpy, pandas) to read its settings: seconds on
+        # a busy machine, past which uvicorn would kill it as hung and start another
+        options["timeout_worker_healthcheck"] = WORKER_STARTUP_SECONDS
+    config = ServerConfig(
+        settings,
+        host=settings.host,
+        port=sock.getsockname()[1],
+        workers=workers,
+        log_level=log_level,
+        backlog=BACKLOG,
+        **options,
+    )
+    server = uvicorn.Server(config)
+    try:
+        if workers > 1:
+            extra = (
+                {"target": server.run}
+                if "target" in inspect.signature(Multiprocess).parameters
+                else {}
+            )
+            Multiprocess(config, sockets=[sock], **extra).run()
+        else:
+            server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()

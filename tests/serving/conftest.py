@@ -1,0 +1,54 @@
+"""Shared by the browser tests: one headless Chromium (Debian's, never a downloaded browser)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# the store, registry and app fixtures, for every test of this folder
+from tests.serving.app_fixtures import client, served, served_template  # noqa: F401
+
+CHROMIUM = Path(os.environ.get("RECGRAPH_CHROMIUM", "/usr/bin/chromium"))
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: Where screenshots go (look at them: the pages should read well).
+SCREENSHOT_DIR = Path(os.environ.get("RECGRAPH_SCREENSHOTS", "/tmp/recgraph-screenshots"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (scripts/install.sh)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright (the Python package) is not installed"
+    )
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield browser
+        browser.close()
+
+
+def offline_page(browser, base_url: str, **options):
+    """A page that may load only from ``base_url``; returns (page, blocked URLs, page errors)."""
+    page = browser.new_page(**options)
+    blocked: list[str] = []
+    errors: list[str] = []
+
+    def only_local(route):
+        if route.request.url.startswith(base_url) or route.request.url.startswith("data:"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page, blocked, errors
