@@ -167,7 +167,7 @@ def evaluate_one(
     )
     wall = time.perf_counter() - started
     if child.returncode != 0:
-        print(child.stderr[-3000:])
+        print(child.stderr[-600:])
         return {"label": label, "model": model, "params": params, "error": child.stderr[-800:]}
     usage = json.loads(child.stdout.split("CHILD")[-1])
     (result,) = json.loads(out.read_text())["results"]
