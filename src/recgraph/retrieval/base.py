@@ -442,12 +442,7 @@ class Retriever(ABC):
         not propose. The default scores the rows of the distinct users densely;
         models without dense rows (graph walks, two-hop products) override it.
         """
-        users = self._check_users(users)
-        targets = np.asarray(targets, dtype=np.int64)
-        if users.shape != targets.shape:
-            raise ValueError("users and targets differ in length")
-        if len(targets) and (targets.min() < 0 or targets.max() >= self.n_items):
-            raise IndexError("target index outside the item range")
+        users, targets = self._check_pairs(users, targets)
         out = np.empty(len(users), dtype=np.float32)
         distinct, row_of = np.unique(users, return_inverse=True)
         step = self.batch_size()
@@ -457,6 +452,18 @@ class Retriever(ABC):
             pick = (row_of >= start) & (row_of < start + len(batch))
             out[pick] = block[row_of[pick] - start, targets[pick]]
         return out
+
+    def _check_pairs(
+        self, users: Sequence[int] | np.ndarray, targets: Sequence[int] | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``users`` and ``targets`` as int64 arrays of equal length, every index in range."""
+        users = self._check_users(users)
+        targets = np.asarray(targets, dtype=np.int64)
+        if users.shape != targets.shape:
+            raise ValueError("users and targets differ in length")
+        if len(targets) and (targets.min() < 0 or targets.max() >= self.n_items):
+            raise IndexError("target index outside the item range")
+        return users, targets
 
     def explain(
         self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3

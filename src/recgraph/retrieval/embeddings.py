@@ -127,12 +127,7 @@ class EmbeddingRetriever(Retriever):
 
     def score_pairs(self, users, targets) -> np.ndarray:
         """Dot product (or negated squared distance) of each pair's vectors."""
-        users = self._check_users(users)
-        targets = np.asarray(targets, dtype=np.int64)
-        if users.shape != targets.shape:
-            raise ValueError("users and targets differ in length")
-        if len(targets) and (targets.min() < 0 or targets.max() >= self.n_items):
-            raise IndexError("target index outside the item range")
+        users, targets = self._check_pairs(users, targets)
         q = self.user_vectors()[users].astype(np.float64)
         x = self.item_vectors_[targets].astype(np.float64)
         if self.metric == "l2":

@@ -212,14 +212,7 @@ class HeteroGIN(EmbeddingRetriever):
                 loss = self.loss(
                     source_vectors[src], target_vectors[dst], target_vectors[negatives]
                 )
-                self.log(
-                    "train_loss",
-                    loss,
-                    prog_bar=True,
-                    on_step=False,
-                    on_epoch=True,
-                    batch_size=len(src),
-                )
+                self.log_loss(loss, len(src))
                 return loss
 
             def embed(self):

@@ -211,14 +211,7 @@ class HeteroSAGE(EmbeddingRetriever):
                 out = self.network(supervised)
                 logits = (out["user"][pairs[0]] * out["item"][pairs[1]]).sum(-1)
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
-                self.log(
-                    "train_loss",
-                    loss,
-                    prog_bar=True,
-                    on_step=False,
-                    on_epoch=True,
-                    batch_size=len(targets),
-                )
+                self.log_loss(loss, len(targets))
                 return loss
 
             def embed(self):

@@ -135,7 +135,7 @@ def _module(n_users: int, n_items: int, offset: int, cfg: LightGCNConfig, fit_ed
             loss = self.model.recommendation_loss(
                 pos, neg, node_id=nodes, lambda_reg=cfg.regularization
             )
-            self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+            self.log_loss(loss, len(users))
             return loss
 
         def embed(self):

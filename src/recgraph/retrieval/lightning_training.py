@@ -180,6 +180,17 @@ def make_module_class():
                 items.detach().float().cpu().numpy().astype(np.float32),
             )
 
+        def log_loss(self, loss, batch_size: int) -> None:
+            """The epoch's mean training loss, on the progress bar and in the logger."""
+            self.log(
+                "train_loss",
+                loss,
+                prog_bar=True,
+                on_step=False,
+                on_epoch=True,
+                batch_size=batch_size,
+            )
+
         def validation_step(self, batch, batch_idx):
             if self.validation is None:
                 return None

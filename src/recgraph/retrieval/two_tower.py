@@ -272,7 +272,7 @@ class TwoTower(EmbeddingRetriever):
                     logits = logits.masked_fill(same, float("-inf"))
                 labels = torch.arange(len(users), device=self.device)
                 loss = torch.nn.functional.cross_entropy(logits, labels)
-                self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+                self.log_loss(loss, len(users))
                 return loss
 
             def embed(self):
