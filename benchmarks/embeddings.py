@@ -58,6 +58,7 @@ FEEDS = RESULTS / "feeds.json"
 
 MOVIELENS_LEARNED: list[tuple[str, str, dict[str, Any]]] = [
     ("lightgcn", "lightgcn", {}),
+    ("lightgcn, refit (epochs chosen on validation)", "lightgcn", {"refit": True}),
     ("two_tower", "two_tower", {}),
     ("two_tower, no time", "two_tower", {"use_time": False}),
     ("hetero_sage", "hetero_sage", {}),
@@ -70,6 +71,8 @@ GRAPH_LEARNED: list[tuple[str, str, dict[str, Any]]] = [
     ("hetero_gin, no degree cap", "hetero_gin", {"degree_cap": False}),
     ("hetero_gin, one vector", "hetero_gin", {"separate_vectors": False}),
 ]
+#: Labels to run (``--rows``); empty: all.
+ROWS: list[str] = []
 GRAPH_PEERS = ["popular", "common_neighbors", "adamic_adar", "resource_allocation", "ppr"]
 
 CASES: dict[str, dict[str, Any]] = {
@@ -223,9 +226,11 @@ def run_case(name: str, spec: dict[str, Any], folder: Path, work: Path) -> dict[
         peers = [(m, m, {}) for m in GRAPH_PEERS]
         learned = GRAPH_LEARNED
     for label, model, params in peers:
+        if ROWS and label not in ROWS:
+            continue
         rows.append(evaluate_one(label, model, params, case, work))
     for label, model, params in learned:
-        if label in spec.get("skip", []):
+        if label in spec.get("skip", []) or (ROWS and label not in ROWS):
             continue
         rows.append(evaluate_one(label, model, {**params, **extra}, case, work))
     return {"case": name, "kind": spec["kind"], "split": " ".join(spec["split"]), "rows": rows}
@@ -338,17 +343,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", choices=list(CASES), help="run these cases only")
     parser.add_argument("--keep", action="store_true", help="keep the other saved cases")
+    parser.add_argument(
+        "--results", default="embeddings", help="file name stem in benchmarks/results/"
+    )
+    parser.add_argument(
+        "--merge-from", nargs="*", default=[], help="stems of other runs whose cases to add"
+    )
+    parser.add_argument("--rows", nargs="*", default=[], help="run only these model labels")
     args = parser.parse_args()
     folder = datasets_folder()
-    names = args.only or list(CASES)
-    saved_path = RESULTS / "embeddings.json"
+    names = [] if args.merge_from and not args.only else (args.only or list(CASES))
+    saved_path = RESULTS / f"{args.results}.json"
     cases: list[dict[str, Any]] = []
     if args.keep and saved_path.exists():
         cases = [c for c in json.loads(saved_path.read_text())["cases"] if c["case"] not in names]
+    ROWS.extend(args.rows)
+    for stem in args.merge_from:
+        for other in json.loads((RESULTS / f"{stem}.json").read_text())["cases"]:
+            mine = next((c for c in cases if c["case"] == other["case"]), None)
+            if mine is None:
+                cases.append(other)
+                continue
+            labels = {r["label"] for r in mine["rows"]}
+            mine["rows"] += [r for r in other["rows"] if r["label"] not in labels]
+    if not names:
+        names = [None]  # only merging: write the files once
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="recgraph-embeddings-") as tmp:
         for name in names:
-            cases.append(run_case(name, CASES[name], folder, Path(tmp)))
+            if name is not None:
+                cases.append(run_case(name, CASES[name], folder, Path(tmp)))
             cases.sort(key=lambda c: list(CASES).index(c["case"]))
             payload = {
                 "benchmark": "embeddings",
@@ -369,10 +393,10 @@ def main() -> None:
             }
             RESULTS.mkdir(parents=True, exist_ok=True)
             saved_path.write_text(json.dumps(payload, indent=2) + "\n")
-            write_markdown(payload, RESULTS / "embeddings.md")
-            plot(cases, RESULTS / "embeddings.png")
+            write_markdown(payload, RESULTS / f"{args.results}.md")
+            plot(cases, RESULTS / f"{args.results}.png")
     print(json.dumps(payload["summary"], indent=2))
-    print("saved benchmarks/results/embeddings.json, .md and .png")
+    print(f"saved benchmarks/results/{args.results}.json, .md and .png")
 
 
 if __name__ == "__main__":

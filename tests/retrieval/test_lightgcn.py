@@ -75,3 +75,26 @@ def test_index_option_serves_through_faiss():
     a, _ = exact.recommend(np.arange(10), k=3)
     b, _ = flat.recommend(np.arange(10), k=3)
     np.testing.assert_array_equal(a[:, 0], b[:, 0])
+
+
+def test_tracking_without_mlflow_says_which_extra():
+    import importlib.util
+
+    import pytest
+
+    from recgraph.errors import ConfigError
+
+    if importlib.util.find_spec("mlflow") is not None:
+        pytest.skip("mlflow is installed: tracking would run")
+    with pytest.raises(ConfigError, match=r"recgraph\[mlflow\]"):
+        LightGCN(SMALL, track=True).fit(two_cliques("items"))
+
+
+def test_refit_trains_again_on_everything_for_the_validated_epochs():
+    data = communities()
+    params = {**SMALL, "validation_fraction": 0.2, "validate_every": 2, "patience": 2}
+    model = LightGCN(params, epochs=30, refit=True).fit(data)
+    first = model.training_["validation_run"]
+    assert model.training_["epochs_run"] == first["best_epoch"]
+    assert model.training_["best_validation_ndcg@20"] is None  # the refit has no validation
+    assert model.config.validation_fraction == 0.2  # the config is what was asked

@@ -57,6 +57,10 @@ class EmbeddingConfig(RetrieverConfig):
     checkpoint_dir: str | None = None
     progress: bool = True
     accelerator: str = "auto"
+    #: After early stopping, train again on all of train (validation slice
+    #: included) for the epoch count validation chose: the served model then
+    #: learns from every training row, at twice the training time.
+    refit: bool = False
     #: Torch intra-op threads while training (restored afterwards). One is
     #: the default: these small sparse products gain nothing from a second
     #: thread, and on a shared machine its spin-waits cost several times more.
@@ -84,6 +88,24 @@ class EmbeddingRetriever(Retriever):
         self.training_ = {}
 
     # ------------------------------------------------------------------ training
+    def _fit(self, train: Interactions) -> None:
+        """Train (``_train``); with ``refit``, again on everything for the validated epochs."""
+        cfg = self.config
+        self._train(train)
+        best = self.training_.get("best_epoch")
+        if not (cfg.refit and cfg.validation_fraction > 0 and best):
+            return
+        first = dict(self.training_)
+        self.config = cfg.model_copy(update={"epochs": int(best), "validation_fraction": 0.0})
+        try:
+            self._train(train)
+        finally:
+            self.config = cfg
+        self.training_ = {**self.training_, "validation_run": first}
+
+    def _train(self, train: Interactions) -> None:  # pragma: no cover - every model has one
+        raise NotImplementedError
+
     def _keep_module(self, module, summary) -> None:
         """Store the trained network's weights and the run's summary."""
         self.weights_ = {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}

@@ -142,7 +142,7 @@ class HeteroGIN(EmbeddingRetriever):
     def metric(self) -> Literal["ip", "l2"]:  # type: ignore[override]
         return self.config.distance
 
-    def _fit(self, train: Interactions) -> None:
+    def _train(self, train: Interactions) -> None:
         import torch
 
         cfg = self.config

@@ -120,7 +120,7 @@ class HeteroSAGE(EmbeddingRetriever):
     supports = frozenset({"items"})
     uses_item_features = True
 
-    def _fit(self, train: Interactions) -> None:
+    def _train(self, train: Interactions) -> None:
         import torch_geometric.transforms as T  # noqa: N812
 
         cfg = self.config

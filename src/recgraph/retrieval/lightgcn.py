@@ -156,7 +156,7 @@ class LightGCN(EmbeddingRetriever):
     config_class = LightGCNConfig
     config: LightGCNConfig
 
-    def _fit(self, train: Interactions) -> None:
+    def _train(self, train: Interactions) -> None:
         import torch
 
         cfg = self.config

@@ -164,7 +164,7 @@ class TwoTower(EmbeddingRetriever):
     time_scale_: _TimeScale | None
 
     # ------------------------------------------------------------------ training
-    def _fit(self, train: Interactions) -> None:
+    def _train(self, train: Interactions) -> None:
         import torch
 
         cfg = self.config
