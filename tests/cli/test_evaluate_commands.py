@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recgraph.cli.main import main
@@ -260,3 +261,55 @@ def test_evaluate_a_pipeline_file_with_its_two_stage_table(small_store, tmp_path
 def test_evaluate_needs_a_model_or_a_pipeline(files):
     train, test = files
     assert run_evaluate(train, test) != 0
+
+
+class _RecordsItemFeatures:
+    """What a model that reads item side data was given (set by the class below)."""
+
+    seen = None
+
+
+def _register_recorder() -> None:
+    from recgraph.retrieval.popular import Popular
+    from recgraph.retrieval.registry import register_retriever
+
+    class ItemFeatureRecorder(Popular):
+        name = "item_feature_recorder"
+        uses_item_features = True
+
+        def _fit(self, train):
+            _RecordsItemFeatures.seen = self.item_features
+            super()._fit(train)
+
+    import sys
+
+    sys.modules[__name__].ItemFeatureRecorder = ItemFeatureRecorder
+    register_retriever("item_feature_recorder", f"{__name__}:ItemFeatureRecorder")
+
+
+def test_items_file_reaches_the_models_that_read_it(files, tmp_path: Path) -> None:
+    train, test = files
+    items = tmp_path / "items.csv"
+    items.write_text(
+        "item,title,genres,created_at\ni0,Toy Story (1995),Animation|Comedy,1995-11-22\n"
+        "i1,Heat,,\ni3,Casino,Drama|Crime,816000000\n"
+    )
+    _register_recorder()
+    status = run_evaluate(
+        train, test, "--model", "item_feature_recorder", "--k", "2", "--items", str(items)
+    )
+    assert status == 0
+    got = _RecordsItemFeatures.seen
+    # lined up with train's item map (i0, i1, i2, i3); i2 is not described
+    assert got.ids.tolist() == ["i0", "i1", "i2", "i3"]
+    assert got.titles.tolist() == ["Toy Story (1995)", "Heat", "", "Casino"]
+    assert got.genres == (("Animation", "Comedy"), (), (), ("Drama", "Crime"))
+    assert got.created_at[3] == 816000000 and np.isnan(got.created_at[2])
+
+
+def test_a_bad_items_file_names_the_line(files, tmp_path: Path, capsys) -> None:
+    train, test = files
+    items = tmp_path / "items.csv"
+    items.write_text("item,title,year\ni0,Heat,1995\n")
+    assert run_evaluate(train, test, "--model", "popular", "--items", str(items)) != 0
+    assert "year" in capsys.readouterr().err

@@ -97,6 +97,17 @@ def evaluate_command(
     format: FormatOption = None,
     sep: SepOption = None,
     value: ValueOption = None,
+    items: Annotated[
+        Path | None,
+        typer.Option(
+            "--items",
+            help="Item side data, item,title[,genres][,created_at] (genres |-separated), "
+            "for the models that read it (two_tower, hetero_sage).",
+        ),
+    ] = None,
+    track: Annotated[
+        bool, typer.Option("--track", help="Log the learned models' training to MLflow.")
+    ] = False,
 ) -> None:
     """Fit each model on TRAIN and score its full ranking on TEST (no sampled negatives)."""
     from recgraph.evaluation import evaluate
@@ -116,6 +127,8 @@ def evaluate_command(
             f"parameters given for model {unknown[0]!r}, which is not evaluated "
             f"(--model: {', '.join(model)})"
         )
+    if track:
+        overrides = _with_tracking(model, overrides)
     # Build every model before reading data, so a bad parameter fails fast.
     retrievers = [create_retriever(name, overrides.get(name)) for name in model]
     question = "feed" if kind.value == "items" else "who_to_follow"
@@ -137,7 +150,19 @@ def evaluate_command(
         f"in {time.perf_counter() - start:.2f} s[/]",
         highlight=False,
     )
-    report = evaluate(retrievers + pipelines, train_data, test_data, ks, batch_size=batch_size)
+    item_features = None
+    if items is not None:
+        from recgraph.data.item_features import ItemFeatures
+
+        item_features = ItemFeatures.read(items)
+    report = evaluate(
+        retrievers + pipelines,
+        train_data,
+        test_data,
+        ks,
+        batch_size=batch_size,
+        item_features=item_features,
+    )
     console.print(report.table())
     for path, evaluated in zip(pipeline or [], pipelines, strict=True):
         stages = two_stage_report(evaluated.question_model, train_data, test_data, parse_ks(depths))
@@ -160,6 +185,16 @@ def evaluate_command(
     if plot_out is not None:
         report.plot(plot_out)
         err_console.print(f"wrote {plot_out}", highlight=False)
+
+
+def _with_tracking(models: list[str], overrides: dict[str, dict]) -> dict[str, dict]:
+    """``track = true`` for every model that has the option (the learned ones); none: an error."""
+    from recgraph.retrieval.registry import get_retriever_class
+
+    tracked = [m for m in models if "track" in get_retriever_class(m).config_class.model_fields]
+    if not tracked:
+        raise ConfigError(f"--track logs learned models' training; none of {', '.join(models)} is")
+    return {**overrides, **{m: {**overrides.get(m, {}), "track": True} for m in tracked}}
 
 
 # ---------------------------------------------------------------------- split

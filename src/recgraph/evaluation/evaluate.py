@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recgraph.data.interactions import IdMap, Interactions, Kind
+from recgraph.data.item_features import ItemFeatures
 from recgraph.errors import InputError
 from recgraph.evaluation.metrics import (
     METRICS,
@@ -219,6 +220,7 @@ def evaluate(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     batch_size: int = DEFAULT_BATCH_USERS,
     progress: bool = True,
+    item_features: ItemFeatures | None = None,
 ) -> EvaluationReport:
     """Fit each model on ``train`` and score its full ranking against ``test``.
 
@@ -240,6 +242,9 @@ def evaluate(
     progress
         Show a progress bar per model (on a terminal, see
         :mod:`recgraph.progress`).
+    item_features
+        Titles, genres and creation times of the items, for the models that
+        read them (``Retriever.fit(train, item_features=...)``).
 
     Returns
     -------
@@ -269,7 +274,9 @@ def evaluate(
             "does the test file belong to this training file?"
         )
     for model in retrievers:
-        report.results.append(_evaluate_one(model, train, targets, ks, batch_size, progress))
+        report.results.append(
+            _evaluate_one(model, train, targets, ks, batch_size, progress, item_features)
+        )
     return report
 
 
@@ -280,9 +287,10 @@ def _evaluate_one(
     ks: tuple[int, ...],
     batch_size: int,
     progress: bool,
+    item_features: ItemFeatures | None = None,
 ) -> ModelResult:
     start = time.perf_counter()
-    model.fit(train)
+    model.fit(train, item_features=item_features)
     fit_seconds = time.perf_counter() - start
 
     users, truth, k_max = targets.users, targets.truth, max(ks)

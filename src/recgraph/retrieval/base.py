@@ -46,6 +46,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recgraph.data.interactions import IdMap, Interactions
+from recgraph.data.item_features import ItemFeatures
 from recgraph.errors import ConfigError, NotFittedError
 from recgraph.files import atomic_write
 from recgraph.retrieval.explanation import Explanation
@@ -157,6 +158,8 @@ class Retriever(ABC):
     supports: ClassVar[frozenset[str]] = frozenset({"items", "follows", "friends"})
     #: Whether :meth:`explain` can say why (the default says nothing).
     explains: ClassVar[bool] = False
+    #: Whether ``fit`` reads item side data (titles, genres) from ``item_features``.
+    uses_item_features: ClassVar[bool] = False
     #: Whether :meth:`cold_start_scores` is an answer of the model's own (popularity,
     #: a learnt item bias) that may be credited to it for a user it never saw.
     has_cold_start: ClassVar[bool] = False
@@ -176,20 +179,32 @@ class Retriever(ABC):
         self.users: IdMap | None = None
         self.items: IdMap | None = None
         self.graph_kind: str | None = None
+        self.item_features: ItemFeatures | None = None
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
         return f"{type(self).__name__}({params})"
 
     # ------------------------------------------------------------------ training
-    def fit(self, train: Interactions) -> Self:
-        """Learn from ``train`` (dislikes are kept out of learning, but remembered as seen)."""
+    def fit(self, train: Interactions, item_features: ItemFeatures | None = None) -> Self:
+        """Learn from ``train`` (dislikes are kept out of learning, but remembered as seen).
+
+        ``item_features`` (titles, genres, creation times, from the store's
+        items table or ``recgraph evaluate --items``) reach the models that
+        read them (``uses_item_features``) as ``self.item_features``, lined up
+        with ``train.items``; the others ignore them.
+        """
         if train.graph_kind not in self.supports:
             raise ConfigError(
                 f"model {self.name!r} does not handle {train.graph_kind} data "
                 f"(it handles: {', '.join(sorted(self.supports))})"
             )
         self._remember(train)
+        self.item_features = (
+            item_features.aligned(train.items)
+            if item_features is not None and self.uses_item_features
+            else None
+        )
         self._fit(train)
         return self
 
@@ -445,12 +460,7 @@ class Retriever(ABC):
         not propose. The default scores the rows of the distinct users densely;
         models without dense rows (graph walks, two-hop products) override it.
         """
-        users = self._check_users(users)
-        targets = np.asarray(targets, dtype=np.int64)
-        if users.shape != targets.shape:
-            raise ValueError("users and targets differ in length")
-        if len(targets) and (targets.min() < 0 or targets.max() >= self.n_items):
-            raise IndexError("target index outside the item range")
+        users, targets = self._check_pairs(users, targets)
         out = np.empty(len(users), dtype=np.float32)
         distinct, row_of = np.unique(users, return_inverse=True)
         step = self.batch_size()
@@ -460,6 +470,18 @@ class Retriever(ABC):
             pick = (row_of >= start) & (row_of < start + len(batch))
             out[pick] = block[row_of[pick] - start, targets[pick]]
         return out
+
+    def _check_pairs(
+        self, users: Sequence[int] | np.ndarray, targets: Sequence[int] | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``users`` and ``targets`` as int64 arrays of equal length, every index in range."""
+        users = self._check_users(users)
+        targets = np.asarray(targets, dtype=np.int64)
+        if users.shape != targets.shape:
+            raise ValueError("users and targets differ in length")
+        if len(targets) and (targets.min() < 0 or targets.max() >= self.n_items):
+            raise IndexError("target index outside the item range")
+        return users, targets
 
     def explain(
         self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3

@@ -27,6 +27,10 @@ _RETRIEVERS: dict[str, str] = {
     "item_knn": "recgraph.retrieval.item_knn:ItemKNN",
     "ease": "recgraph.retrieval.ease:EASE",
     "egoml": "recgraph.retrieval.egoml.model:EgoML",
+    "lightgcn": "recgraph.retrieval.lightgcn:LightGCN",
+    "two_tower": "recgraph.retrieval.two_tower:TwoTower",
+    "hetero_gin": "recgraph.retrieval.hetero_gin:HeteroGIN",
+    "hetero_sage": "recgraph.retrieval.hetero_sage:HeteroSAGE",
 }
 
 

@@ -1,0 +1,403 @@
+"""Learned embeddings (lightgcn, two_tower, hetero_sage, hetero_gin) beside the classic models.
+
+Every figure goes through ``recgraph evaluate`` on the shared splits (the ones
+``benchmarks/feeds.py`` and ``benchmarks/neighborhood.py`` make with
+``recgraph split``), full ranking, recall@k and nDCG@k for k = 10, 20, 50,
+100, each model in a fresh process so that its peak memory (``VmHWM``) and
+its process CPU time are its own:
+
+- MovieLens 100k, random 80/20 per user (seed 0) and global temporal 80/20;
+  MovieLens latest-small, random 80/20: every rating an implicit like; the
+  items file (``item,title,genres``, from the MovieLens folder) goes to
+  ``--items`` so ``two_tower`` gets titles and ``hetero_sage`` genres.
+  Beside them EASE, ALS and item-kNN with the parameters ``feeds.py`` chose
+  on validation, and popularity;
+- ego-Facebook (friends, 10% edge holdout), wiki-Vote (follows, 10% edge
+  holdout), CollegeMsg (follows, temporal pairs 80/20): beside them
+  common neighbours, Adamic-Adar, resource allocation, PPR and popularity.
+
+Defaults only, except where a line says otherwise: the learned models' own
+defaults were set on validation splits carved from train (see each
+config's docstring), never on test. Variants, each the default with one
+option changed: ``two_tower`` without the time feature; ``hetero_sage``
+with static negatives and with mini-batches; ``hetero_gin`` without the
+degree cap and with one vector per account. On temporal splits the learned
+models validate (early stopping) on a temporal slice of train
+(``validation_method``), as the test asks.
+
+Targets (issue 15): lightgcn nDCG@20 >= 0.40 on MovieLens 100k random in <=
+120 s of fit; two_tower recall@100 >= ALS's on MovieLens 100k temporal.
+The machine is shared: each row has wall and CPU seconds and the load
+average is recorded. The contribution as a stage-2 feature waits for the
+ranker (issue 14).
+
+Saves ``benchmarks/results/embeddings.json``, ``.md`` and ``.png`` after
+every case. Run: ``python benchmarks/embeddings.py [--only CASE ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from common import REPO, datasets_folder, run_cli
+
+RESULTS = REPO / "benchmarks" / "results"
+KS = "10,20,50,100"
+FEEDS = RESULTS / "feeds.json"
+
+MOVIELENS_LEARNED: list[tuple[str, str, dict[str, Any]]] = [
+    ("lightgcn", "lightgcn", {}),
+    ("lightgcn, refit (epochs chosen on validation)", "lightgcn", {"refit": True}),
+    ("two_tower", "two_tower", {}),
+    ("two_tower, no time", "two_tower", {"use_time": False}),
+    ("hetero_sage", "hetero_sage", {}),
+    ("hetero_sage, static negatives", "hetero_sage", {"negatives": "static"}),
+    ("hetero_sage, mini-batches", "hetero_sage", {"batching": "mini"}),
+]
+GRAPH_LEARNED: list[tuple[str, str, dict[str, Any]]] = [
+    ("lightgcn", "lightgcn", {}),
+    ("hetero_gin", "hetero_gin", {}),
+    ("hetero_gin, no degree cap", "hetero_gin", {"degree_cap": False}),
+    ("hetero_gin, one vector", "hetero_gin", {"separate_vectors": False}),
+]
+#: Labels to run (``--rows``); empty: all.
+ROWS: list[str] = []
+GRAPH_PEERS = ["popular", "common_neighbors", "adamic_adar", "resource_allocation", "ppr"]
+
+CASES: dict[str, dict[str, Any]] = {
+    "ml-100k-random": {
+        "dataset": "movielens-100k",
+        "kind": "items",
+        "split": ["--method", "random_per_user", "--fraction", "0.2", "--seed", "0"],
+        "feeds": ("movielens-100k", "random_per_user"),
+    },
+    "ml-100k-temporal": {
+        "dataset": "movielens-100k",
+        "kind": "items",
+        "split": ["--method", "temporal_global", "--fraction", "0.2"],
+        "feeds": ("movielens-100k", "temporal_global"),
+        "validation_method": "temporal_global",
+    },
+    "wiki-vote": {
+        "dataset": "snap-wiki-vote/wiki-Vote.txt",
+        "kind": "follows",
+        "split": ["--method", "edge_holdout", "--fraction", "0.1", "--seed", "0"],
+    },
+    "ego-facebook": {
+        "dataset": "snap-ego-facebook/facebook_combined.txt",
+        "kind": "friends",
+        "split": ["--method", "edge_holdout", "--fraction", "0.1", "--seed", "0"],
+    },
+    "college-msg": {
+        "dataset": "snap-college-msg/CollegeMsg.txt",
+        "kind": "follows",
+        "split": ["--method", "temporal_pairs", "--fraction", "0.2", "--timestamps"],
+        "validation_method": "temporal_pairs",
+    },
+    "latest-small-random": {
+        "dataset": "movielens-latest-small",
+        "kind": "items",
+        "split": ["--method", "random_per_user", "--fraction", "0.2", "--seed", "0"],
+        "feeds": ("movielens-latest-small", "random_per_user"),
+        "skip": ["hetero_sage, static negatives", "hetero_sage, mini-batches"],
+    },
+}
+
+#: Run in a fresh interpreter: the evaluate command, then peak RSS and CPU time as JSON.
+CHILD = """
+import json, resource, sys
+sys.path.insert(0, {bench!r})
+from common import run_cli
+run_cli({args!r})
+usage = resource.getrusage(resource.RUSAGE_SELF)
+peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]
+print('CHILD' + json.dumps({{'peak_rss_mb': int(peak) / 1024, 'cpu_seconds': usage.ru_utime + usage.ru_stime}}))
+"""
+
+
+def movielens_tables(folder: Path, work: Path, dataset: str) -> tuple[Path, Path]:
+    """``user,item,timestamp`` (every rating a like) and ``item,title,genres`` files."""
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from feeds import as_implicit, write_table
+    from recgraph.data.readers import iter_movielens_items, read_movielens
+
+    ratings, items = work / f"{dataset}.csv", work / f"{dataset}.items.csv"
+    write_table(as_implicit(read_movielens(folder / dataset)), ratings)
+    frame = pd.concat(list(iter_movielens_items(folder / dataset)), ignore_index=True)
+    pd.DataFrame(
+        {
+            "item": frame["external_id"],
+            "title": frame["title"],
+            "genres": ["|".join((f or {}).get("genres", [])) for f in frame["features"]],
+        }
+    ).to_csv(items, index=False)
+    return ratings, items
+
+
+def evaluate_one(
+    label: str, model: str, params: dict[str, Any], case: dict[str, Any], work: Path
+) -> dict[str, Any]:
+    """One model through ``recgraph evaluate`` in a fresh process."""
+    slug = label.replace(" ", "_").replace(",", "")
+    params_path = work / f"{case['name']}.{slug}.toml"
+    params_path.write_text(tomli_w.dumps({model: params}) if params else "")
+    out = work / f"{case['name']}.{slug}.json"
+    args = ["evaluate", "--train", str(case["train"]), "--test", str(case["test"])]
+    args += ["--kind", case["kind"], "--model", model, "--k", KS, "--json", str(out)]
+    args += ["--params", str(params_path)]
+    if case.get("items"):
+        args += ["--items", str(case["items"])]
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD.format(bench=str(REPO / "benchmarks"), args=args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RECGRAPH_PROGRESS": "0"},
+    )
+    wall = time.perf_counter() - started
+    if child.returncode != 0:
+        print(child.stderr[-600:])
+        return {"label": label, "model": model, "params": params, "error": child.stderr[-800:]}
+    usage = json.loads(child.stdout.split("CHILD")[-1])
+    (result,) = json.loads(out.read_text())["results"]
+    row = {
+        "label": label,
+        "model": model,
+        "params": params,
+        "metrics": {k: round(v, 4) for k, v in result["metrics"].items()},
+        "fit_seconds": round(result["fit_seconds"], 2),
+        "recommend_seconds": round(result["recommend_seconds"], 2),
+        "process_cpu_seconds": round(usage["cpu_seconds"], 1),
+        "process_wall_seconds": round(wall, 1),
+        "peak_rss_mb": round(usage["peak_rss_mb"], 1),
+        "load_average_1min_at_start": round(load, 2),
+    }
+    print(
+        f"  {label:<32} nDCG@20 {row['metrics']['ndcg@20']:.4f}  recall@20 "
+        f"{row['metrics']['recall@20']:.4f}  recall@100 {row['metrics']['recall@100']:.4f}  "
+        f"fit {row['fit_seconds']:7.1f} s  cpu {row['process_cpu_seconds']:6.1f} s  "
+        f"peak {row['peak_rss_mb']:6.0f} MB  load {load:.1f}",
+        flush=True,
+    )
+    return row
+
+
+def run_case(name: str, spec: dict[str, Any], folder: Path, work: Path) -> dict[str, Any]:
+    print(f"\n== {name}", flush=True)
+    case = {"name": name, "kind": spec["kind"]}
+    if spec["kind"] == "items":
+        source, items = movielens_tables(folder, work, spec["dataset"])
+        case["items"] = items
+    else:
+        source = folder / spec["dataset"]
+    case["train"], case["test"] = work / f"{name}.train.csv", work / f"{name}.test.csv"
+    run_cli(
+        ["split", str(source), "--kind", spec["kind"], *spec["split"]]
+        + ["--train", str(case["train"]), "--test", str(case["test"])]
+    )
+    rows = []
+    extra = {"validation_method": spec["validation_method"]} if "validation_method" in spec else {}
+    if spec["kind"] == "items":
+        tuned = {}
+        if FEEDS.exists():
+            feeds = json.loads(FEEDS.read_text())
+            for c in feeds["cases"]:
+                if (c["dataset"], c["split"]) == spec["feeds"]:
+                    tuned = {m: r["params"] for m, r in c["results"].items()}
+        peers = [("popular", "popular", {})] + [
+            (f"{m} (feeds.py tuned)", m, tuned.get(m, {})) for m in ("ease", "als", "item_knn")
+        ]
+        learned = MOVIELENS_LEARNED
+    else:
+        peers = [(m, m, {}) for m in GRAPH_PEERS]
+        learned = GRAPH_LEARNED
+    for label, model, params in peers:
+        if ROWS and label not in ROWS:
+            continue
+        rows.append(evaluate_one(label, model, params, case, work))
+    for label, model, params in learned:
+        if label in spec.get("skip", []) or (ROWS and label not in ROWS):
+            continue
+        rows.append(evaluate_one(label, model, {**params, **extra}, case, work))
+    return {"case": name, "kind": spec["kind"], "split": " ".join(spec["split"]), "rows": rows}
+
+
+def summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets and the GNN-vs-heuristics margins."""
+    out: dict[str, Any] = {}
+    by = {c["case"]: {r["label"]: r for r in c["rows"] if "metrics" in r} for c in cases}
+    if "ml-100k-random" in by and "lightgcn" in by["ml-100k-random"]:
+        r = by["ml-100k-random"]["lightgcn"]
+        out["lightgcn_ml100k_random"] = {
+            "ndcg@20": r["metrics"]["ndcg@20"],
+            "fit_seconds": r["fit_seconds"],
+            "target_ndcg_met": r["metrics"]["ndcg@20"] >= 0.40,
+            "target_time_met": r["fit_seconds"] <= 120,
+        }
+    if "ml-100k-temporal" in by:
+        rows = by["ml-100k-temporal"]
+        als = next((v for k, v in rows.items() if k.startswith("als")), None)
+        if als and "two_tower" in rows:
+            out["two_tower_ml100k_temporal"] = {
+                "recall@100": rows["two_tower"]["metrics"]["recall@100"],
+                "recall@100_without_time": rows.get("two_tower, no time", {})
+                .get("metrics", {})
+                .get("recall@100"),
+                "als_recall@100": als["metrics"]["recall@100"],
+                "target_met": rows["two_tower"]["metrics"]["recall@100"]
+                >= als["metrics"]["recall@100"],
+            }
+    for name in ("wiki-vote", "ego-facebook", "college-msg"):
+        rows = by.get(name, {})
+        heuristics = {k: v for k, v in rows.items() if k in GRAPH_PEERS and k != "popular"}
+        if not heuristics:
+            continue
+        best = max(heuristics, key=lambda k: heuristics[k]["metrics"]["recall@20"])
+        out[f"{name}_gnn_vs_heuristics"] = {
+            "best_heuristic": best,
+            "best_heuristic_recall@20": heuristics[best]["metrics"]["recall@20"],
+            "adamic_adar_recall@20": rows["adamic_adar"]["metrics"]["recall@20"],
+            **{
+                f"{label}_recall@20": rows[label]["metrics"]["recall@20"]
+                for label in rows
+                if label.startswith(("hetero_gin", "lightgcn"))
+            },
+        }
+    return out
+
+
+def write_markdown(payload: dict[str, Any], path: Path) -> None:
+    lines = [
+        "# Learned embeddings beside the classic models",
+        "",
+        f"Protocol: {payload['protocol']}",
+        "",
+        f"Machine: {payload['environment']['cpus']} cores, shared with other developers "
+        f"(1-minute load average at each model's start in the table; "
+        f"{payload['environment']['load_average_at_end']} at the end). Fit seconds are wall "
+        "time inside `recgraph evaluate`; CPU seconds are the whole evaluate process's.",
+        "",
+    ]
+    for case in payload["cases"]:
+        lines += [
+            f"## {case['case']} ({case['kind']}, `{case['split']}`)",
+            "",
+            "| model | nDCG@20 | recall@20 | recall@100 | fit s | process CPU s | peak MB | load |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in case["rows"]:
+            if "metrics" not in r:
+                lines.append(f"| {r['label']} | failed | | | | | | |")
+                continue
+            m = r["metrics"]
+            lines.append(
+                f"| {r['label']} | {m['ndcg@20']:.4f} | {m['recall@20']:.4f} | "
+                f"{m['recall@100']:.4f} | {r['fit_seconds']:.1f} | {r['process_cpu_seconds']:.1f} | "
+                f"{r['peak_rss_mb']:.0f} | {r['load_average_1min_at_start']:.1f} |"
+            )
+        lines.append("")
+    lines += ["## Summary", "", "```json", json.dumps(payload["summary"], indent=2), "```", ""]
+    path.write_text("\n".join(lines))
+
+
+def plot(cases: list[dict[str, Any]], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 3.4 * len(cases)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(cases), 2, squeeze=False)
+    for row, case in zip(axes, cases, strict=True):
+        rows = [r for r in case["rows"] if "metrics" in r]
+        names = [r["label"] for r in rows]
+        learned = [
+            r["model"] in ("lightgcn", "two_tower", "hetero_sage", "hetero_gin") for r in rows
+        ]
+        for axis, metric in zip(row, ("ndcg@20", "recall@100"), strict=True):
+            values = [r["metrics"][metric] for r in rows]
+            axis.barh(names, values, color=["#c44e52" if x else "#4c72b0" for x in learned])
+            for y, value in enumerate(values):
+                axis.text(value, y, f" {value:.3f}", va="center", fontsize=8)
+            axis.set_title(f"{case['case']}: test {metric}")
+            axis.set_xlim(0, max(values + [1e-3]) * 1.25)
+            axis.invert_yaxis()
+            axis.grid(axis="x", alpha=0.3)
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", choices=list(CASES), help="run these cases only")
+    parser.add_argument("--keep", action="store_true", help="keep the other saved cases")
+    parser.add_argument(
+        "--results", default="embeddings", help="file name stem in benchmarks/results/"
+    )
+    parser.add_argument(
+        "--merge-from", nargs="*", default=[], help="stems of other runs whose cases to add"
+    )
+    parser.add_argument("--rows", nargs="*", default=[], help="run only these model labels")
+    args = parser.parse_args()
+    folder = datasets_folder()
+    names = [] if args.merge_from and not args.only else (args.only or list(CASES))
+    saved_path = RESULTS / f"{args.results}.json"
+    cases: list[dict[str, Any]] = []
+    if args.keep and saved_path.exists():
+        cases = [c for c in json.loads(saved_path.read_text())["cases"] if c["case"] not in names]
+    ROWS.extend(args.rows)
+    for stem in args.merge_from:
+        for other in json.loads((RESULTS / f"{stem}.json").read_text())["cases"]:
+            mine = next((c for c in cases if c["case"] == other["case"]), None)
+            if mine is None:
+                cases.append(other)
+                continue
+            labels = {r["label"] for r in mine["rows"]}
+            mine["rows"] += [r for r in other["rows"] if r["label"] not in labels]
+    if not names:
+        names = [None]  # only merging: write the files once
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="recgraph-embeddings-") as tmp:
+        for name in names:
+            if name is not None:
+                cases.append(run_case(name, CASES[name], folder, Path(tmp)))
+            cases.sort(key=lambda c: list(CASES).index(c["case"]))
+            payload = {
+                "benchmark": "embeddings",
+                "protocol": "recgraph split as in feeds.py / neighborhood.py; recgraph evaluate "
+                "(full ranking) per model in a fresh process; learned models with their defaults "
+                "(early stopping on a validation slice carved from train), variants change one "
+                "option; MovieLens peers with feeds.py's validation-tuned parameters",
+                "ks": KS,
+                "cases": cases,
+                "summary": summary(cases),
+                "total_seconds": round(time.perf_counter() - started, 1),
+                "environment": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+                    "shared_machine": True,
+                },
+            }
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            saved_path.write_text(json.dumps(payload, indent=2) + "\n")
+            write_markdown(payload, RESULTS / f"{args.results}.md")
+            plot(cases, RESULTS / f"{args.results}.png")
+    print(json.dumps(payload["summary"], indent=2))
+    print(f"saved benchmarks/results/{args.results}.json, .md and .png")
+
+
+if __name__ == "__main__":
+    main()

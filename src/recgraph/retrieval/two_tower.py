@@ -1,0 +1,426 @@
+r"""The TFRS two-tower retriever: a query tower with time, a candidate tower with titles.
+
+As in the TensorFlow Recommenders "building deep retrieval models" design:
+
+- **query tower**: the user's id embedding, the request time bucketed into
+  ``time_buckets`` (1,000) equal-width buckets between the training minimum
+  and maximum (its own embedding), and the timestamp standardised by the
+  training mean and deviation, concatenated, then an MLP (``layers``,
+  default ``[64, 32]``: ReLU between layers, none after the last);
+- **candidate tower**: the item's id embedding plus the mean of its title's
+  word embeddings (the ``max_words`` most frequent title words, 10,000 by
+  default; titles come from ``item_features``), then the same MLP shape;
+- **loss**: in-batch softmax over the batch's (query, candidate) pairs,
+  logits :math:`q_i \cdot c_j / \tau` (``temperature``), with the log-q
+  correction (``log_q_correction``, on by default: subtract
+  :math:`\log p_j`, the candidate's share of the training rows, so popular
+  items are not over-penalised for being everyone's in-batch negative) and
+  accidental hits (the same item as another row's positive) masked.
+
+Every positive training row is one example, with its own timestamp. At
+serving time the query tower runs for the current time (``query_time``:
+``None`` is the wall clock; a number fixes it), clipped to the training
+range, since the model has seen nothing beyond it: on data older than the
+clock this is the end of training. Without timestamps (or ``use_time =
+false``) the query tower has the id embedding alone.
+
+Row 0 of each id table is the out-of-vocabulary row (trained on nothing,
+zero-initialised): :meth:`fold_in` gives a new item a vector from its title
+(``item_features``) and a new user the vector of an unknown user at the
+current time (the same for every new user: a time-aware popularity).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import numpy as np
+from pydantic import Field
+
+from recgraph.data.interactions import Interactions
+from recgraph.data.item_features import ItemFeatures
+from recgraph.retrieval.biased_mf import torch_threads
+from recgraph.retrieval.embeddings import EmbeddingConfig, EmbeddingRetriever, state_dict_tensors
+from recgraph.retrieval.lightning_training import (
+    carve_validation,
+    make_module_class,
+    seed_all,
+    tensor_batches,
+    train_module,
+)
+
+
+class TwoTowerConfig(EmbeddingConfig):
+    """Hyperparameters of :class:`TwoTower` (defaults: TFRS's where it has them)."""
+
+    embedding_dim: int = Field(default=32, ge=1)
+    layers: list[int] = Field(default_factory=lambda: [64, 32], min_length=1)
+    use_time: bool = True
+    time_buckets: int = Field(default=1000, ge=1)
+    use_titles: bool = True
+    max_words: int = Field(default=10_000, ge=1)
+    log_q_correction: bool = True
+    remove_accidental_hits: bool = True
+    temperature: float = Field(default=0.1, gt=0)
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=1024, ge=2)
+    learning_rate: float = Field(default=0.005, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    patience: int = Field(default=3, ge=1)
+    #: Unix seconds the query tower runs for at serving time; ``None``: now.
+    query_time: float | None = None
+
+
+def _mlp(sizes: list[int], width: int):
+    import torch
+
+    layers: list = []
+    for i, size in enumerate(sizes):
+        layers.append(torch.nn.Linear(width, size))
+        if i < len(sizes) - 1:
+            layers.append(torch.nn.ReLU())
+        width = size
+    return torch.nn.Sequential(*layers)
+
+
+def _towers(cfg: TwoTowerConfig, n_users: int, n_items: int, n_words: int, timed: bool):
+    """The two towers as one ``torch.nn.Module`` (ids shifted by one: row 0 is unknown)."""
+    import torch
+
+    class Towers(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            d = cfg.embedding_dim
+            self.user_id = torch.nn.Embedding(n_users + 1, d)
+            self.item_id = torch.nn.Embedding(n_items + 1, d)
+            width_q = d
+            if timed:
+                self.time_bucket = torch.nn.Embedding(cfg.time_buckets + 2, d)
+                width_q += d + 1
+            width_c = d
+            if n_words:
+                self.words = torch.nn.EmbeddingBag(n_words, d, mode="mean")
+                width_c += d
+            self.query_mlp = _mlp(cfg.layers, width_q)
+            self.candidate_mlp = _mlp(cfg.layers, width_c)
+            for table in (self.user_id, self.item_id):
+                torch.nn.init.normal_(table.weight, std=0.1)
+                with torch.no_grad():
+                    table.weight[0].zero_()
+
+        def query(self, users, buckets, normalised):
+            parts = [self.user_id(users)]
+            if timed:
+                parts += [self.time_bucket(buckets), normalised[:, None]]
+            return self.query_mlp(torch.cat(parts, 1))
+
+        def candidate(self, items, word_ids, word_offsets, word_weights):
+            parts = [self.item_id(items)]
+            if n_words:
+                parts.append(
+                    self.words(word_ids, word_offsets, per_sample_weights=word_weights)
+                    if word_weights is not None
+                    else self.words(word_ids, word_offsets)
+                )
+            return self.candidate_mlp(torch.cat(parts, 1))
+
+    return Towers()
+
+
+class _TimeScale:
+    """Bucket edges and standardisation of timestamps, from the training rows."""
+
+    def __init__(self, low: float, high: float, mean: float, std: float, buckets: int) -> None:
+        self.low, self.high, self.mean, self.std = low, high, mean, max(std, 1e-9)
+        self.edges = np.linspace(low, high, buckets + 1)[1:-1]
+
+    @classmethod
+    def fit(cls, timestamps: np.ndarray, buckets: int) -> _TimeScale:
+        t = timestamps.astype(np.float64)
+        return cls(float(t.min()), float(t.max()), float(t.mean()), float(t.std()), buckets)
+
+    def features(self, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(bucket, standardised)``; bucket 0..buckets-1 inside the range (clipped)."""
+        t = np.clip(np.asarray(timestamps, np.float64), self.low, self.high)
+        return np.digitize(t, self.edges).astype(np.int64), ((t - self.mean) / self.std).astype(
+            np.float32
+        )
+
+    def as_array(self) -> np.ndarray:
+        return np.asarray([self.low, self.high, self.mean, self.std], np.float64)
+
+
+class TwoTower(EmbeddingRetriever):
+    """Two-tower retrieval with time and title features; see the module docstring."""
+
+    name = "two_tower"
+    config_class = TwoTowerConfig
+    config: TwoTowerConfig
+    supports = frozenset({"items"})
+    uses_item_features = True
+
+    vocabulary_: list[str]
+    time_scale_: _TimeScale | None
+
+    # ------------------------------------------------------------------ training
+    def _train(self, train: Interactions) -> None:
+        import torch
+
+        cfg = self.config
+        timed = cfg.use_time and train.timestamp is not None
+        features = self._features(train)
+        self.vocabulary_ = (
+            features.word_vocabulary(cfg.max_words) if cfg.use_titles and features else []
+        )
+        positives = train.positives()
+        self.time_scale_ = (
+            _TimeScale.fit(positives.timestamp, cfg.time_buckets)
+            if timed and len(positives)
+            else None
+        )
+        with torch_threads(cfg.num_threads):
+            fit, validation = carve_validation(
+                train, cfg.validation_fraction, cfg.validation_method, cfg.seed
+            )
+            fit = fit.positives()
+            counts = np.bincount(fit.dst, minlength=train.n_items).astype(np.float64)
+            log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / max(1.0, counts.sum())))
+            seed_all(cfg.seed)
+            towers = _towers(
+                cfg,
+                train.n_users,
+                train.n_items,
+                len(self.vocabulary_),
+                self.time_scale_ is not None,
+            )
+            titles = self._title_inputs(features, train.n_items)
+            module = self._module(towers, train.n_users, train.n_items, titles, log_q)
+            if self.time_scale_ is not None:
+                buckets, normalised = self.time_scale_.features(fit.timestamp)
+            else:
+                buckets = np.zeros(len(fit), np.int64)
+                normalised = np.zeros(len(fit), np.float32)
+            batches = tensor_batches(
+                [
+                    torch.from_numpy(fit.src.astype(np.int64)),
+                    torch.from_numpy(fit.dst.astype(np.int64)),
+                    torch.from_numpy(buckets),
+                    torch.from_numpy(normalised),
+                ],
+                cfg.batch_size,
+                cfg.seed,
+                drop_last=True,
+            )
+            module.validation_query = self._serving_time_features()
+            summary = train_module(
+                module, batches, validation=validation, **self._train_kwargs(self.name)
+            )
+            self._keep_module(towers, summary)
+            self._towers_cache = towers
+            self._set_vectors(*module.embed_numpy())
+
+    def _features(self, train: Interactions) -> ItemFeatures | None:
+        return self.item_features
+
+    def _title_inputs(self, features: ItemFeatures | None, n_items: int):
+        """Flattened word ids and offsets of each item's title (EmbeddingBag input)."""
+        import torch
+
+        if not self.vocabulary_:
+            return None
+        assert features is not None and len(features) == n_items
+        matrix = features.title_matrix(self.vocabulary_)
+        return (
+            torch.from_numpy(matrix.indices.astype(np.int64)),
+            torch.from_numpy(matrix.indptr[:-1].astype(np.int64)),
+        )
+
+    def _module(self, towers, n_users: int, n_items: int, titles, log_q):
+        import torch
+
+        cfg = self.config
+        base = make_module_class()
+        retriever = self
+
+        class TwoTowerModule(base):
+            def __init__(self) -> None:
+                super().__init__()
+                self.towers = towers
+                self.register_buffer("log_q", log_q.float(), persistent=False)
+                if titles is not None:
+                    self.register_buffer("word_ids", titles[0], persistent=False)
+                    self.register_buffer("word_offsets", titles[1], persistent=False)
+                self.validation_query = None
+
+            def _candidates(self, items):
+                if titles is None:
+                    return self.towers.candidate(items + 1, None, None, None)
+                ids, offsets = _bag_rows(self.word_ids, self.word_offsets, items)
+                return self.towers.candidate(items + 1, ids, offsets, None)
+
+            def training_step(self, batch, batch_idx):
+                users, items, buckets, normalised = batch
+                queries = self.towers.query(users + 1, buckets, normalised)
+                candidates = self._candidates(items)
+                logits = queries @ candidates.T / cfg.temperature
+                if cfg.log_q_correction:
+                    logits = logits - self.log_q[items][None, :]
+                if cfg.remove_accidental_hits:
+                    same = items[:, None] == items[None, :]
+                    same.fill_diagonal_(False)
+                    logits = logits.masked_fill(same, float("-inf"))
+                labels = torch.arange(len(users), device=self.device)
+                loss = torch.nn.functional.cross_entropy(logits, labels)
+                self.log_loss(loss, len(users))
+                return loss
+
+            def embed(self):
+                bucket, normalised = self.validation_query
+                users = torch.arange(n_users, device=self.device)
+                queries = self.towers.query(
+                    users + 1,
+                    torch.full((n_users,), bucket, dtype=torch.long, device=self.device),
+                    torch.full((n_users,), normalised, device=self.device),
+                )
+                items = torch.arange(n_items, device=self.device)
+                return queries, self._candidates(items)
+
+            def configure_optimizers(self):
+                return torch.optim.Adam(
+                    self.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+                )
+
+        del retriever
+        return TwoTowerModule()
+
+    # ------------------------------------------------------------------ serving time
+    def _serving_time_features(self, at: float | None = None) -> tuple[int, float]:
+        """The query tower's time inputs for ``at`` (default: ``query_time``, else now)."""
+        if self.time_scale_ is None:
+            return 0, 0.0
+        when = at if at is not None else self.config.query_time
+        when = time.time() if when is None else when
+        bucket, normalised = self.time_scale_.features(np.asarray([when]))
+        return int(bucket[0]), float(normalised[0])
+
+    def _load_towers(self):
+        towers = getattr(self, "_towers_cache", None)
+        if towers is None:
+            towers = _towers(
+                self.config,
+                int(self.weights_["user_id.weight"].shape[0]) - 1,
+                int(self.weights_["item_id.weight"].shape[0]) - 1,
+                len(self.vocabulary_),
+                self.time_scale_ is not None,
+            )
+            towers.load_state_dict(state_dict_tensors(self.weights_))
+            towers.eval()
+            self._towers_cache = towers
+        return towers
+
+    def query_vectors(self, users: np.ndarray, at: float | None = None) -> np.ndarray:
+        """The query tower for ``users`` at time ``at`` (unix seconds; default: now, clipped).
+
+        Users unknown to the trained tables (index past them) get the
+        unknown-user row.
+        """
+        import torch
+
+        towers = self._load_towers()
+        known = towers.user_id.num_embeddings - 1
+        users = np.asarray(users, np.int64)
+        ids = np.where(users < known, users + 1, 0)
+        bucket, normalised = self._serving_time_features(at)
+        with torch.no_grad():
+            out = towers.query(
+                torch.from_numpy(ids),
+                torch.full((len(ids),), bucket, dtype=torch.long),
+                torch.full((len(ids),), normalised),
+            )
+        return out.numpy().astype(np.float32)
+
+    def candidate_vectors(self, items: np.ndarray, features: ItemFeatures | None) -> np.ndarray:
+        """The candidate tower for ``items`` (unknown ones by title alone, from ``features``)."""
+        import torch
+
+        towers = self._load_towers()
+        known = towers.item_id.num_embeddings - 1
+        items = np.asarray(items, np.int64)
+        ids = np.where(items < known, items + 1, 0)
+        word_ids = offsets = None
+        if self.vocabulary_:
+            titles = (
+                features if features is not None else ItemFeatures.from_records([""] * len(items))
+            )
+            matrix = titles.title_matrix(self.vocabulary_)
+            word_ids = torch.from_numpy(matrix.indices.astype(np.int64))
+            offsets = torch.from_numpy(matrix.indptr[:-1].astype(np.int64))
+        with torch.no_grad():
+            out = towers.candidate(torch.from_numpy(ids), word_ids, offsets, None)
+        return out.numpy().astype(np.float32)
+
+    def fold_in(self, new: Interactions, item_features: ItemFeatures | None = None) -> TwoTower:
+        """New items get the candidate tower of their title; new users the unknown-user query."""
+        self._new_item_features = item_features
+        return super().fold_in(new)  # type: ignore[return-value]
+
+    def _fold_in_vectors(self, new, n_old_users, n_old_items):
+        users = np.zeros((new.n_users, self.user_vectors_.shape[1]), np.float32)
+        users[:n_old_users] = self.user_vectors_
+        items = np.zeros((new.n_items, self.item_vectors_.shape[1]), np.float32)
+        items[:n_old_items] = self.item_vectors_
+        if new.n_users > n_old_users:
+            users[n_old_users:] = self.query_vectors(np.arange(n_old_users, new.n_users))
+        if new.n_items > n_old_items:
+            fresh = np.arange(n_old_items, new.n_items)
+            features = getattr(self, "_new_item_features", None)
+            described = None
+            if features is not None:
+                assert self.items is not None
+                described = features.aligned(self.items)
+                described = ItemFeatures(
+                    described.ids[fresh],
+                    described.titles[fresh],
+                    tuple(described.genres[i] for i in fresh),
+                    described.created_at[fresh],
+                )
+            items[n_old_items:] = self.candidate_vectors(np.full(len(fresh), 1 << 40), described)
+        return users, items
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, np.ndarray]:
+        state = super()._state()
+        state["vocabulary"] = (
+            np.asarray(self.vocabulary_, dtype=str) if self.vocabulary_ else np.zeros(0, "<U1")
+        )
+        if self.time_scale_ is not None:
+            state["time_scale"] = self.time_scale_.as_array()
+        return state
+
+    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        super()._set_state(state)
+        self.vocabulary_ = state["vocabulary"].tolist()
+        self.time_scale_ = None
+        if "time_scale" in state:
+            low, high, mean, std = state["time_scale"].tolist()
+            self.time_scale_ = _TimeScale(low, high, mean, std, self.config.time_buckets)
+        self._towers_cache = None
+
+
+def _bag_rows(word_ids, offsets, rows):
+    """The EmbeddingBag input of some items' titles, from the whole catalogue's."""
+    import torch
+
+    ends = torch.cat([offsets[1:], torch.tensor([len(word_ids)], device=offsets.device)])
+    starts, stops = offsets[rows], ends[rows]
+    lengths = stops - starts
+    new_offsets = torch.cat(
+        [torch.zeros(1, dtype=torch.long, device=rows.device), lengths.cumsum(0)[:-1]]
+    )
+    total = int(lengths.sum())
+    if total == 0:
+        return word_ids[:0], new_offsets
+    row_of = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lengths)
+    position = torch.arange(total, device=rows.device) - new_offsets[row_of]
+    return word_ids[starts[row_of] + position], new_offsets

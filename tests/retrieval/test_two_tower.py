@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from recgraph.data.interactions import Interactions
+from recgraph.data.item_features import ItemFeatures
+from recgraph.retrieval import Retriever
+from recgraph.retrieval.two_tower import TwoTower
+from tests.retrieval.conformance import RetrieverConformance, two_cliques
+
+SMALL = {
+    "embedding_dim": 8,
+    "layers": [16, 8],
+    "epochs": 40,
+    "batch_size": 16,
+    "learning_rate": 0.02,
+    "temperature": 0.2,
+    "validation_fraction": 0.0,
+    "progress": False,
+    "num_threads": 1,
+}
+
+
+class TestTwoTower(RetrieverConformance):
+    model_name = "two_tower"
+    params = SMALL
+
+
+def timed_cliques() -> tuple[Interactions, ItemFeatures]:
+    """The items cliques with timestamps (item 9 liked late) and titles per clique."""
+    base = two_cliques("items")
+    timestamp = 1_000_000 + np.arange(len(base)) * 100
+    data = Interactions.from_arrays(
+        base.users.external(base.src),
+        base.items.external(base.dst),
+        kind=base.kind,
+        timestamp=timestamp,
+    )
+    titles = [f"red apple {i}" if i < 5 else f"blue ocean {i}" for i in range(10)]
+    features = ItemFeatures.from_records([str(i) for i in range(10)], titles)
+    return data, features
+
+
+def test_titles_and_time_reach_the_towers_and_survive_save_load(tmp_path):
+    data, features = timed_cliques()
+    model = TwoTower(SMALL).fit(data, item_features=features)
+    assert {"red", "apple", "blue", "ocean"} <= set(model.vocabulary_)
+    assert model.time_scale_ is not None
+    assert "time_bucket.weight" in model.weights_ and "words.weight" in model.weights_
+    model.save(tmp_path / "m")
+    loaded = Retriever.load(tmp_path / "m")
+    np.testing.assert_allclose(
+        loaded.query_vectors(np.arange(10)),
+        model.query_vectors(np.arange(10)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_same_seed_same_vectors():
+    data, features = timed_cliques()
+    a = TwoTower(SMALL).fit(data, item_features=features)
+    b = TwoTower(SMALL).fit(data, item_features=features)
+    np.testing.assert_array_equal(a.item_vectors(), b.item_vectors())
+    np.testing.assert_array_equal(a.user_vectors(), b.user_vectors())
+
+
+def test_query_time_moves_the_query_and_is_clipped_to_training():
+    data, _ = timed_cliques()
+    model = TwoTower(SMALL).fit(data)
+    early = model.query_vectors([0], at=float(data.timestamp.min()))
+    late = model.query_vectors([0], at=float(data.timestamp.max()))
+    later = model.query_vectors([0], at=float(data.timestamp.max()) + 1e9)
+    assert not np.allclose(early, late)
+    np.testing.assert_allclose(late, later)
+    off = TwoTower(SMALL, use_time=False).fit(data)
+    assert off.time_scale_ is None and "time_bucket.weight" not in off.weights_
+
+
+def test_a_new_item_gets_a_vector_from_its_title():
+    data, features = timed_cliques()
+    model = TwoTower({**SMALL, "epochs": 80}).fit(data, item_features=features)
+    new = Interactions.from_arrays(["0"], ["fresh"], users=model.users, items=model.items)
+    described = ItemFeatures.from_records(["fresh"], ["red apple fresh"])
+    model.fold_in(new, item_features=described)
+    item = model.items.index_of("fresh")
+    vectors = model.item_vectors()
+    assert np.abs(vectors[item]).sum() > 0
+    # it looks like the red-apple clique rather than the blue-ocean one
+    red = np.linalg.norm(vectors[:5].mean(0) - vectors[item])
+    blue = np.linalg.norm(vectors[5:10].mean(0) - vectors[item])
+    assert red < blue
+
+
+@pytest.mark.parametrize("flag", ["log_q_correction", "remove_accidental_hits"])
+def test_loss_options_train(flag):
+    model = TwoTower({**SMALL, flag: False}).fit(two_cliques("items"))
+    ids, _ = model.recommend([0, 5], k=1)
+    assert ids[:, 0].tolist() == [1, 6]
