@@ -48,3 +48,28 @@ def test_value_kind_parse_names_the_choices():
     assert ValueKind.parse(" Count ") is ValueKind.COUNT
     with pytest.raises(ValueError, match="rating, count, weight"):
         ValueKind.parse("plays")
+
+
+def test_liked_leaves_out_dislikes_and_low_ratings():
+    data = Interactions.from_arrays(
+        ["u", "u", "u", "v", "v"],
+        ["a", "b", "c", "a", "d"],
+        value=[5, 2, 4, 1, 1],
+        kind=[Kind.RATING, Kind.RATING, Kind.RATING, Kind.LIKE, Kind.DISLIKE],
+    )
+    # the scale is the one the ratings span (2..5): liked from 4.25
+    assert data.liked().tolist() == [True, False, False, True, False]
+
+
+def test_liked_on_a_one_to_five_scale_starts_at_four():
+    data = Interactions.from_arrays(
+        ["u"] * 5, list("abcde"), value=[1, 2, 3, 4, 5], kind=Kind.RATING
+    )
+    assert data.liked().tolist() == [False, False, False, True, True]
+
+
+def test_counts_are_never_low_ratings():
+    plays = Interactions.from_arrays(
+        ["u", "u"], ["a", "b"], value=[1, 300], kind=Kind.VIEW, value_kind=ValueKind.COUNT
+    )
+    assert plays.liked().all()

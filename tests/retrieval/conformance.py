@@ -188,3 +188,44 @@ class RetrieverConformance:
 
         with pytest.raises(NotFittedError):
             self.make().recommend([0], k=1)
+
+    # ------------------------------------------------------------------ declared capabilities
+    def test_explain_answers_one_explanation_per_candidate(
+        self, fitted: Retriever, graph: Interactions
+    ) -> None:
+        from recgraph.retrieval.explanation import Explanation
+
+        user, best = MISSING[0]
+        explained = fitted.explain(user, [best, 9], 2)
+        assert [type(e) for e in explained] == [Explanation, Explanation]
+        assert [e.candidate for e in explained] == [best, 9]
+        first = explained[0]
+        assert len(first.via) == len(first.via_ids) == len(first.contributions) <= 2
+        if fitted.explains and self.structural:
+            assert len(first.via), "a model that explains says why its first answer was chosen"
+            liked = set(graph.positives().csr("binary")[user].indices.tolist())
+            assert set(first.via.tolist()) <= liked | set(range(graph.n_users)), first.via
+
+    def test_cold_start_scores_cover_every_target(self, fitted: Retriever, graph: Interactions):
+        scores = fitted.cold_start_scores()
+        assert scores.shape == (graph.n_items,)
+        assert np.isfinite(scores).all()
+
+    def test_similar_items_leave_out_the_item(self, fitted: Retriever, graph: Interactions):
+        ids, scores, method = fitted.similar_items(0, 3)
+        assert 0 not in ids.tolist() and len(ids) == len(scores) <= 3
+        assert method in {"vectors", "similarity", "co-occurrence"}
+        assert (np.diff(scores) <= 1e-6).all()
+
+    def test_seen_matrix_is_the_training_history(self, fitted: Retriever, graph: Interactions):
+        seen = fitted.seen_matrix()
+        assert seen.shape == (graph.n_users, graph.n_items)
+        assert (seen != graph.seen()).nnz == 0
+
+    def test_score_pairs_agree_with_recommend(self, fitted: Retriever, graph: Interactions):
+        users = np.arange(graph.n_users)
+        ids, scores = fitted.recommend(users, k=3)
+        rows, cols = np.nonzero(ids >= 0)
+        got = fitted.score_pairs(users[rows], ids[rows, cols])
+        assert got.dtype.kind == "f" and got.shape == (len(rows),)
+        np.testing.assert_allclose(got, scores[rows, cols], rtol=1e-4, atol=1e-5)

@@ -71,10 +71,10 @@ def test_npz_round_trip_keeps_fold_in(tmp_path):
 
 def test_explain_names_liked_items():
     model = ALS(SMALL).fit(two_cliques("items"))
-    (reasons,) = model.explain(0, [1], n=2)
-    assert len(reasons) == 2
-    assert {item for item, _ in reasons} <= {0, 2, 3, 4}
-    assert reasons[0][1] >= reasons[1][1] > 0
+    (reason,) = model.explain(0, [1], top=2)
+    assert len(reason.via) == 2
+    assert set(reason.via.tolist()) <= {0, 2, 3, 4}
+    assert reason.contributions[0] >= reason.contributions[1] > 0
 
 
 @pytest.mark.parametrize("weighting", ["binary", "value", "bm25"])

@@ -55,8 +55,9 @@ def test_rare_items_left_out_score_below_the_rest():
 
 def test_explain_names_liked_items():
     model = EASE(regularization=1.0).fit(two_cliques("items"))
-    (reasons,) = model.explain(0, [1], n=2)
-    assert len(reasons) == 2 and {i for i, _ in reasons} <= {0, 2, 3, 4}
+    (reason,) = model.explain(0, [1], top=2)
+    assert len(reason.via) == 2 and set(reason.via.tolist()) <= {0, 2, 3, 4}
+    assert reason.candidate == 1 and (reason.contributions > 0).all()
 
 
 def test_regularisation_must_be_positive():

@@ -30,8 +30,8 @@ def test_neighbours_limit_the_similarity_rows():
 
 def test_explain_sums_to_the_score():
     model = ItemKNN(neighbours=10).fit(two_cliques("items"))
-    (reasons,) = model.explain(0, [1], n=10)
-    assert {item for item, _ in reasons} == {0, 2, 3, 4}
-    contributions = [c for _, c in reasons]
+    (reason,) = model.explain(0, [1], top=10)
+    assert set(reason.via.tolist()) == {0, 2, 3, 4}
+    contributions = reason.contributions.tolist()
     assert contributions == sorted(contributions, reverse=True)
     assert np.isclose(sum(contributions), model._score(np.array([0]))[0, 1], rtol=1e-5)

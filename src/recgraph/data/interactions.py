@@ -73,6 +73,19 @@ class ValueKind(IntEnum):
         return self.name.lower()
 
 
+#: Where on a rating scale "liked" starts: 4 of 1-5 stars, 8 of 1-10.
+LIKED_RATING_SHARE = 0.75
+
+
+def liked_rating(ratings: np.ndarray) -> float:
+    """The lowest rating that counts as liked: ``LIKED_RATING_SHARE`` of the way up the scale seen."""
+    ratings = np.asarray(ratings, dtype=np.float64)
+    if not len(ratings):
+        return float("inf")
+    low, high = float(ratings.min()), float(ratings.max())
+    return low + LIKED_RATING_SHARE * (high - low) if high > low else low
+
+
 def default_value_kinds(kind: np.ndarray) -> np.ndarray:
     """Per-row value meanings where none were given: ratings are ratings, the rest binary."""
     kind = np.asarray(kind)
@@ -400,6 +413,19 @@ class Interactions:
         """Everything but dislikes: what a model should learn to recommend."""
         mask = self.kind != Kind.DISLIKE
         return self if mask.all() else self.subset(mask)
+
+    def liked(self) -> np.ndarray:
+        """Boolean mask of the rows that say the user liked the target.
+
+        Every row but a dislike, except ratings below :func:`liked_rating`
+        (a film rated 2 of 5 stars was seen, not liked). What a reason may cite
+        and what a ranker learns as a positive.
+        """
+        mask = self.kind != Kind.DISLIKE
+        rating = self.value_kind == ValueKind.RATING
+        if rating.any():
+            mask &= ~rating | (self.value >= liked_rating(self.value[rating]))
+        return mask
 
     def negatives(self) -> Interactions:
         """Dislikes only: always excluded from recommendations."""

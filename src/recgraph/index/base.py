@@ -69,6 +69,8 @@ class Index(ABC):
     #: Name used by :func:`recgraph.index.create_index` and in ``index.json``.
     name: ClassVar[str]
     config_class: ClassVar[type[IndexConfig]] = IndexConfig
+    #: Saved-name -> class lookup, installed by :mod:`recgraph.index.registry`.
+    class_for_name: ClassVar[Callable[[str], type[Index]] | None] = None
 
     def __init__(self, config: IndexConfig | Mapping[str, Any] | None = None, **params: Any):
         self.config = make_index_config(self.config_class, config, params, index_name=self.name)
@@ -192,8 +194,6 @@ class Index(ABC):
     @classmethod
     def load(cls, path: str | os.PathLike) -> Index:
         """Rebuild a saved index; the type comes from ``index.json`` by name."""
-        from recgraph.index.registry import get_index_class
-
         path = Path(path)
         manifest_path = path / INDEX_FILE
         if not manifest_path.exists():
@@ -209,7 +209,9 @@ class Index(ABC):
                 path=manifest_path,
                 field="format_version",
             )
-        klass = get_index_class(manifest["index"])
+        if Index.class_for_name is None:  # pragma: no cover - the package installs it
+            raise RuntimeError("import recgraph.index to load saved indexes by name")
+        klass = Index.class_for_name(manifest["index"])
         if cls is not Index and not issubclass(klass, cls):
             raise TypeError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
         index = klass(manifest["config"])

@@ -8,12 +8,10 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from recgraph.errors import ConfigError
-
-if TYPE_CHECKING:
-    from recgraph.index.base import Index, IndexConfig
+from recgraph.index.base import Index, IndexConfig
 
 _INDEXES: dict[str, str] = {
     "exact": "recgraph.index.exact:ExactIndex",
@@ -69,6 +67,7 @@ def create_index(
 
 def load_index(path: str | os.PathLike) -> Index:
     """An index saved with :meth:`Index.save`, of whatever type it was."""
-    from recgraph.index.base import Index
-
     return Index.load(path)
+
+
+Index.class_for_name = staticmethod(get_index_class)  # type: ignore[assignment]

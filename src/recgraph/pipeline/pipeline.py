@@ -62,9 +62,9 @@ from recgraph.pipeline.config import (
     parse_pipeline,
 )
 from recgraph.progress import track
-from recgraph.retrieval.base import Retriever, RetrieverConfig, top_k
+from recgraph.retrieval.base import Retriever, RetrieverConfig
+from recgraph.retrieval.explanation import FROM_HISTORY
 from recgraph.retrieval.feed import FeedConfig, recommend_feed
-from recgraph.retrieval.neighborhood import Explanation
 from recgraph.retrieval.popular import Popular
 from recgraph.retrieval.registry import create_retriever
 
@@ -685,31 +685,25 @@ class QuestionModel:
     def _explain(self, key: str, user: int, ids: np.ndarray, names: Names) -> list[_Reason | None]:
         """What retriever ``key`` says about ``ids`` for ``user``; ``None`` where it cannot say."""
         model = self.models[key]
-        explain = getattr(model, "explain", None)
-        if explain is None:
+        if not model.explains:
             return [None] * len(ids)
         top = self.config.explain_top
         try:
-            explained = explain(int(user), ids, top)
+            explained = model.explain(int(user), ids, top)
         except Exception:  # an explanation is a courtesy: never fail a request over one
             return [None] * len(ids)
         assert self.users is not None and self.items is not None
         out: list[_Reason | None] = []
         for entry in explained:
-            if isinstance(entry, Explanation):
-                via = [str(x) for x in entry.via_ids[:top]]
-                if not via:
-                    out.append(None)
-                    continue
+            via = [str(x) for x in entry.via_ids[:top]]
+            if not via:
+                out.append(None)
+            elif entry.relation != FROM_HISTORY:
                 shown = [names.show_account(x) for x in via]
                 out.append(_Reason(f"{entry.relation} {_joined(shown)}", "connections", tuple(via)))
             else:
-                liked = [str(self.items.ids[i]) for i, _ in list(entry)[:top]]
-                if not liked:
-                    out.append(None)
-                    continue
-                shown = [f"“{names.show_item(x)}”" for x in liked]
-                out.append(_Reason(f"because you liked {_joined(shown)}", "liked", tuple(liked)))
+                shown = [f"“{names.show_item(x)}”" for x in via]
+                out.append(_Reason(f"because you liked {_joined(shown)}", "liked", tuple(via)))
         return out
 
     # ------------------------------------------------------------------ similar items
@@ -723,36 +717,7 @@ class QuestionModel:
         (cosine of the sets of users who have each item).
         """
         self._check_fitted()
-        model = self.models[key or self.main_keys[0]]
-        n_items = model.n_items
-        similarity = getattr(model, "similarity_", None)
-        vectors = model.item_vectors() if similarity is None else None
-        if similarity is not None:
-            row = similarity[item].toarray().ravel().astype(np.float32)
-            method = "similarity"
-            row[row <= 0] = -np.inf
-        elif vectors is not None:
-            vectors = np.asarray(vectors, dtype=np.float32)
-            norms = np.linalg.norm(vectors, axis=1)
-            norms[norms == 0] = 1.0
-            row = (vectors @ vectors[item]) / (norms * norms[item])
-            method = "vectors"
-        else:
-            seen = model._seen
-            assert seen is not None
-            columns = sp.csc_matrix(seen)
-            counts = np.diff(columns.indptr).astype(np.float32)
-            users = columns.indices[columns.indptr[item] : columns.indptr[item + 1]]
-            both = np.asarray(seen[users].sum(axis=0), dtype=np.float32).ravel()
-            with np.errstate(divide="ignore", invalid="ignore"):
-                row = both / np.sqrt(counts * max(counts[item], 1.0))
-            row[both == 0] = -np.inf
-            method = "co-occurrence"
-        row = np.asarray(row, dtype=np.float32).reshape(1, n_items).copy()
-        row[0, item] = -np.inf
-        ids, scores = top_k(row, k)
-        valid = ids[0] >= 0
-        return ids[0][valid], scores[0][valid], method
+        return self.models[key or self.main_keys[0]].similar_items(item, k)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: Path) -> dict[str, Any]:
@@ -1060,8 +1025,7 @@ class Pipeline:
         q = QuestionModel(question, pipeline.config.question(question))
         q.models = {model.name: model}
         q.users, q.items, q.graph_kind = model.users, model.items, model.graph_kind
-        assert model._seen is not None
-        q.history = np.diff(model._seen.indptr).astype(np.int64)
+        q.history = np.diff(model.seen_matrix().indptr).astype(np.int64)
         pipeline.questions = {question: q}
         pipeline.names = Names()
         pipeline.trained_at = None

@@ -39,8 +39,9 @@ from pydantic import Field
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar
 from recgraph.retrieval.base import RetrieverConfig
+from recgraph.retrieval.explanation import Explanation, history_explanations
 from recgraph.retrieval.factors import FactorRetriever, merge_matrix, positive_matrix
-from recgraph.retrieval.retraining import extend_onto, grow_seen
+from recgraph.retrieval.retraining import extend_onto
 
 
 class ALSConfig(RetrieverConfig):
@@ -69,6 +70,7 @@ class ALS(FactorRetriever):
     """Implicit-feedback alternating least squares (see the module docstring)."""
 
     name = "als"
+    explains = True
     config_class = ALSConfig
     config: ALSConfig
 
@@ -146,7 +148,7 @@ class ALS(FactorRetriever):
             positive_matrix(new, self.config.weighting),
             binary=self.config.weighting != "value",
         )
-        self._seen = grow_seen(self._seen, new)
+        self._extend_history(new)
         self.users, self.items = new.users, new.items
         return new
 
@@ -193,23 +195,26 @@ class ALS(FactorRetriever):
 
     # ------------------------------------------------------------------ inference
     def explain(
-        self, user: int, items: Sequence[int] | np.ndarray, n: int = 3
-    ) -> list[list[tuple[int, float]]]:
-        """For each of ``items``, the ``n`` liked items of ``user`` that contributed most.
-
-        Returns
-        -------
-        list of list of (item, contribution)
-            Largest contribution first (Hu et al. 2008, section 5).
-        """
+        self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3
+    ) -> list[Explanation]:
+        """For each candidate, the user's items that contributed most (Hu et al. 2008, section 5)."""
         self._check_fitted()
-        row = self._confidence()[int(user)]
+        assert self.users is not None and self.items is not None
+        user = int(self._check_users([user])[0])
+        candidates = np.asarray(candidates, dtype=np.int64)
+        row = self._confidence()[user]
         if row.nnz == 0:
-            return [[] for _ in items]
+            empty = (np.zeros(0, np.int64), np.zeros(0))
+            return history_explanations(
+                self.users, self.items, user, candidates, [empty] * len(candidates)
+            )
         model = self._implicit_model()
+        n = top if top is not None else row.nnz
         weights = None
-        out = []
-        for item in items:
-            _, top, weights = model.explain(0, row, int(item), user_weights=weights, N=n)
-            out.append([(int(i), float(s)) for i, s in top if s > 0])
-        return out
+        parts = []
+        for item in candidates:
+            _, found, weights = model.explain(0, row, int(item), user_weights=weights, N=n)
+            parts.append(
+                (np.array([i for i, _ in found], np.int64), np.array([c for _, c in found]))
+            )
+        return history_explanations(self.users, self.items, user, candidates, parts)

@@ -13,6 +13,23 @@ Batch first, as in ``implicit``: one user is a batch of one. A model
 The base class remembers what each user already has (``seen``), which
 ``recommend(exclude_seen=True)`` removes along with the user itself on
 account graphs, and dislikes always.
+
+What callers may use beyond ``recommend`` is declared here, with defaults, so
+that no caller reads a model's private attributes:
+
+- :meth:`seen_matrix` / :meth:`seen_items`: the history the model was fitted on;
+- :meth:`cold_start_scores`: what a user with no history gets (popularity,
+  or a learnt item bias);
+- :meth:`similar_items`: targets like a given one (item vectors, an item
+  similarity, or co-occurrence);
+- :meth:`score_pairs`: the score of given (user, target) pairs, which a
+  stage-2 ranker reads as a feature;
+- :meth:`explain` (when ``explains`` is true): one
+  :class:`~recgraph.retrieval.explanation.Explanation` per candidate.
+
+Saved models are loaded by name through :func:`Retriever.load`; the registry
+(:mod:`recgraph.retrieval.registry`) installs the name lookup, so this module
+never imports it.
 """
 
 from __future__ import annotations
@@ -21,7 +38,7 @@ import json
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -31,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.errors import ConfigError, NotFittedError
+from recgraph.retrieval.explanation import Explanation
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "model.json"
@@ -137,12 +155,17 @@ class Retriever(ABC):
     config_class: ClassVar[type[RetrieverConfig]] = RetrieverConfig
     #: Which graph shapes the model handles: ``items``, ``follows``, ``friends``.
     supports: ClassVar[frozenset[str]] = frozenset({"items", "follows", "friends"})
+    #: Whether :meth:`explain` can say why (the default says nothing).
+    explains: ClassVar[bool] = False
+    #: Saved-name -> class lookup, installed by :mod:`recgraph.retrieval.registry`.
+    class_for_name: ClassVar[Callable[[str], type[Retriever]] | None] = None
 
     def __init__(
         self, config: RetrieverConfig | Mapping[str, Any] | None = None, **params: Any
     ) -> None:
         self.config = make_config(self.config_class, config, params, model_name=self.name)
         self._seen: sp.csr_matrix | None = None
+        self._popularity: np.ndarray | None = None
         self.users: IdMap | None = None
         self.items: IdMap | None = None
         self.graph_kind: str | None = None
@@ -171,6 +194,7 @@ class Retriever(ABC):
         self.users, self.items = train.users, train.items
         self.graph_kind = train.graph_kind
         self._seen = train.seen()
+        self._popularity = _positive_counts(train)
 
     @abstractmethod
     def _fit(self, train: Interactions) -> None:
@@ -323,6 +347,122 @@ class Retriever(ABC):
         assert self._seen is not None
         return self._seen[int(user)].indices.copy()
 
+    def seen_matrix(self) -> sp.csr_matrix:
+        """Binary ``n_users x n_items``: what each user had in training (dislikes included)."""
+        self._check_fitted()
+        assert self._seen is not None
+        return self._seen
+
+    def _extend_history(self, new: Interactions) -> None:
+        """Add ``new`` (already on the grown id maps) to what users have, after incremental training."""
+        assert self._seen is not None
+        padded = pad_rows(self._seen, new.n_users, new.n_items)
+        merged = (padded + new.seen()).tocsr()
+        merged.data[:] = 1.0
+        merged.sort_indices()
+        self._seen = merged
+        liked = new.positives().csr("binary")
+        fresh = liked - liked.multiply(padded)
+        fresh.eliminate_zeros()
+        popularity = np.zeros(new.n_items, np.float32)
+        before = self._base_popularity()
+        popularity[: len(before)] = before
+        self._popularity = popularity + np.diff(sp.csc_matrix(fresh).indptr).astype(np.float32)
+
+    # ------------------------------------------------------------------ capabilities
+    def cold_start_scores(self) -> np.ndarray:
+        """Per target, what a user without history gets: here, how many users had it (not disliked).
+
+        Models with a better notion (a learnt item bias, a recent-popularity
+        window) override it.
+        """
+        self._check_fitted()
+        return self._base_popularity()
+
+    def _base_popularity(self) -> np.ndarray:
+        if self._popularity is None:  # saved before popularity was kept: count the seen matrix
+            assert self._seen is not None
+            self._popularity = np.diff(sp.csc_matrix(self._seen).indptr).astype(np.float32)
+        return self._popularity
+
+    def similar_items(self, item: int, k: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """Targets most like target ``item``: ``(ids, scores, method)``, best first.
+
+        ``method`` says how: ``vectors`` (cosine of :meth:`item_vectors`) when
+        the model embeds items, else ``co-occurrence`` (cosine of the sets of
+        users who have each target). Models with an item similarity override it.
+        """
+        self._check_fitted()
+        vectors = self.item_vectors()
+        if vectors is not None:
+            vectors = np.asarray(vectors, dtype=np.float32)
+            norms = np.linalg.norm(vectors, axis=1)
+            norms[norms == 0] = 1.0
+            row = (vectors @ vectors[item]) / (norms * norms[item])
+            method = "vectors"
+        else:
+            seen = self.seen_matrix()
+            columns = sp.csc_matrix(seen)
+            counts = np.diff(columns.indptr).astype(np.float32)
+            users = columns.indices[columns.indptr[item] : columns.indptr[item + 1]]
+            both = np.asarray(seen[users].sum(axis=0), dtype=np.float32).ravel()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                row = both / np.sqrt(counts * max(counts[item], 1.0))
+            row[both == 0] = -np.inf
+            method = "co-occurrence"
+        return (*ranked_row(row, item, k), method)
+
+    def score_pairs(
+        self, users: Sequence[int] | np.ndarray, targets: Sequence[int] | np.ndarray
+    ) -> np.ndarray:
+        """The model's score of each pair ``(users[i], targets[i])`` (floats; NaN: no score).
+
+        What a stage-2 ranker reads as a feature for candidates this model did
+        not propose. The default scores the rows of the distinct users densely;
+        models without dense rows (graph walks, two-hop products) override it.
+        """
+        users = self._check_users(users)
+        targets = np.asarray(targets, dtype=np.int64)
+        if users.shape != targets.shape:
+            raise ValueError("users and targets differ in length")
+        if len(targets) and (targets.min() < 0 or targets.max() >= self.n_items):
+            raise IndexError("target index outside the item range")
+        out = np.empty(len(users), dtype=np.float32)
+        distinct, row_of = np.unique(users, return_inverse=True)
+        step = self.batch_size()
+        for start in range(0, len(distinct), step):
+            batch = distinct[start : start + step]
+            block = np.asarray(self._score(batch), dtype=np.float32)
+            pick = (row_of >= start) & (row_of < start + len(batch))
+            out[pick] = block[row_of[pick] - start, targets[pick]]
+        return out
+
+    def explain(
+        self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3
+    ) -> list[Explanation]:
+        """One :class:`Explanation` per candidate: the history entries behind it, best first.
+
+        The default cannot say (empty ``via``); models that can set ``explains``.
+        """
+        self._check_fitted()
+        assert self.users is not None and self.items is not None
+        user = int(self._check_users([user])[0])
+        empty = np.zeros(0, dtype=np.int64)
+        return [
+            Explanation(
+                user=user,
+                user_id=str(self.users.ids[user]),
+                candidate=int(c),
+                candidate_id=str(self.items.ids[int(c)]),
+                score=0.0,
+                via=empty,
+                via_ids=np.zeros(0, dtype=str),
+                contributions=np.zeros(0, dtype=np.float64),
+                relation="",
+            )
+            for c in np.asarray(candidates, dtype=np.int64)
+        ]
+
     # ------------------------------------------------------------------ embeddings
     def user_vectors(self) -> np.ndarray | None:
         """User embeddings for an index, for models that have them."""
@@ -361,6 +501,7 @@ class Retriever(ABC):
         arrays: dict[str, np.ndarray] = {
             "seen.indptr": self._seen.indptr,
             "seen.indices": self._seen.indices,
+            "popularity": self._base_popularity(),
             "ids.users": self.users.to_array(),
         }
         if self.items is not self.users:
@@ -381,8 +522,6 @@ class Retriever(ABC):
     @classmethod
     def load(cls, path: str | os.PathLike) -> Retriever:
         """Rebuild a saved model; the class comes from the registry by the saved name."""
-        from recgraph.retrieval.registry import get_retriever_class
-
         path = Path(path)
         manifest_path = path / CONFIG_FILE
         if not manifest_path.exists():
@@ -393,7 +532,9 @@ class Retriever(ABC):
             raise ValueError(
                 f"{manifest_path}: format_version {version} is not supported (expected {FORMAT_VERSION})"
             )
-        klass = get_retriever_class(manifest["model"])
+        if Retriever.class_for_name is None:  # pragma: no cover - the package installs it
+            raise RuntimeError("import recgraph.retrieval to load saved models by name")
+        klass = Retriever.class_for_name(manifest["model"])
         if cls is not Retriever and not issubclass(klass, cls):
             raise TypeError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
         model = klass(manifest["config"])
@@ -408,11 +549,34 @@ class Retriever(ABC):
             shape=(n_users, n_items),
         )
         model.users, model.items = users, items
+        model._popularity = arrays.get("popularity")
         model.graph_kind = manifest.get("graph_kind")
         model._set_state(
             {k[len("state.") :]: v for k, v in arrays.items() if k.startswith("state.")}
         )
         return model
+
+
+def _positive_counts(train: Interactions) -> np.ndarray:
+    """Per target, the users who had it other than by disliking it (both ends for friendships)."""
+    return np.diff(sp.csc_matrix(train.positives().csr("binary")).indptr).astype(np.float32)
+
+
+def pad_rows(matrix: sp.csr_matrix, n_rows: int, n_cols: int) -> sp.csr_matrix:
+    """``matrix`` with empty rows and columns appended up to ``(n_rows, n_cols)``."""
+    matrix = sp.csr_matrix(matrix)
+    extra = n_rows - matrix.shape[0]
+    indptr = np.r_[matrix.indptr, np.full(extra, matrix.indptr[-1])] if extra else matrix.indptr
+    return sp.csr_matrix((matrix.data, matrix.indices, indptr), shape=(n_rows, n_cols))
+
+
+def ranked_row(row: np.ndarray, item: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of one score row, leaving out ``item`` itself and ``-inf`` entries."""
+    row = np.asarray(row, dtype=np.float32).reshape(1, -1).copy()
+    row[0, item] = -np.inf
+    ids, scores = top_k(row, k)
+    valid = ids[0] >= 0
+    return ids[0][valid], scores[0][valid]
 
 
 def _atomic_write(target: Path, write, *, binary: bool) -> None:

@@ -72,7 +72,7 @@ from recgraph.data.interactions import Interactions, Kind
 from recgraph.progress import progress_bar
 from recgraph.retrieval.base import Retriever, RetrieverConfig
 from recgraph.retrieval.factors import factor_scores
-from recgraph.retrieval.retraining import extend_onto, grow_seen
+from recgraph.retrieval.retraining import extend_onto
 
 
 class BiasedMFConfig(RetrieverConfig):
@@ -298,7 +298,7 @@ class BiasedMF(Retriever):
             grown = rng.standard_normal((extra_items, cfg.factors)) * cfg.init_std
             self.item_factors_ = np.vstack([self.item_factors_, grown.astype(np.float32)])
             self.item_bias_ = np.r_[self.item_bias_, np.zeros(extra_items, np.float32)]
-        self._seen = grow_seen(self._seen, new)
+        self._extend_history(new)
         self.users, self.items = new.users, new.items
         return new, rng
 
@@ -527,6 +527,11 @@ class BiasedMF(Retriever):
         return np.hstack([self.item_factors_, ones, self.item_bias_[:, None]])
 
     # ------------------------------------------------------------------ persistence
+    def cold_start_scores(self) -> np.ndarray:
+        """The learnt item bias: what everyone likes, before anything is known of a user."""
+        self._check_fitted()
+        return np.asarray(self.item_bias_, dtype=np.float32)
+
     def _state(self) -> dict[str, np.ndarray]:
         return {
             "user_factors": self.user_factors_,

@@ -31,7 +31,7 @@ from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar, track
 from recgraph.retrieval.base import RetrieverConfig
 from recgraph.retrieval.factors import FactorRetriever, merge_matrix, positive_matrix
-from recgraph.retrieval.retraining import extend_onto, grow_seen
+from recgraph.retrieval.retraining import extend_onto
 
 
 class BPRConfig(RetrieverConfig):
@@ -96,6 +96,11 @@ class BPR(FactorRetriever):
         """The learnt item bias :math:`b_i` (last column of the item vectors)."""
         return self.item_factors_[:, -1]
 
+    def cold_start_scores(self) -> np.ndarray:
+        """The learnt item bias: what everyone likes, before anything is known of a user."""
+        self._check_fitted()
+        return np.asarray(self.item_bias_, dtype=np.float32)
+
     def fold_in(self, new: Interactions) -> BPR:
         """Re-learn the vectors of the users in ``new`` from all their feedback; nothing else moves.
 
@@ -118,7 +123,7 @@ class BPR(FactorRetriever):
             grow = np.zeros((new.n_items - len(self.item_factors_), width), np.float32)
             self.item_factors_ = np.vstack([self.item_factors_, grow])
         self.matrix_ = merge_matrix(self.matrix_, positive_matrix(new, "binary"), binary=True)
-        self._seen = grow_seen(self._seen, new)
+        self._extend_history(new)
         self.users, self.items = new.users, new.items
         for user in track(np.unique(new.src), "bpr fold-in"):
             self.user_factors_[user] = self._fold_in_user(int(user))

@@ -41,6 +41,7 @@ from pydantic import Field
 
 from recgraph.data.interactions import Interactions
 from recgraph.retrieval.base import Retriever, RetrieverConfig
+from recgraph.retrieval.explanation import Explanation, history_explanations
 from recgraph.retrieval.factors import positive_matrix
 
 
@@ -75,6 +76,7 @@ class EASE(Retriever):
     """Steck's EASE (see the module docstring)."""
 
     name = "ease"
+    explains = True
     config_class = EASEConfig
     config: EASEConfig
 
@@ -104,23 +106,26 @@ class EASE(Retriever):
         return scores
 
     def explain(
-        self, user: int, items: Sequence[int] | np.ndarray, n: int = 3
-    ) -> list[list[tuple[int, float]]]:
-        """For each of ``items``, the ``n`` liked items with the largest positive :math:`\\hat B_{ij}`."""
+        self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3
+    ) -> list[Explanation]:
+        """For each candidate, the user's items with the largest positive :math:`\\hat B_{ij}`."""
         self._check_fitted()
+        assert self.users is not None and self.items is not None
+        user = int(self._check_users([user])[0])
+        candidates = np.asarray(candidates, dtype=np.int64)
         position = np.full(self.matrix_.shape[1], -1, dtype=np.int64)
         position[self.active_items_] = np.arange(len(self.active_items_))
-        liked = self.matrix_[int(user)].indices
+        liked = self.matrix_[user].indices
         liked = liked[position[liked] >= 0]
-        out = []
-        for item in np.asarray(items, dtype=np.int64):
+        parts = []
+        for item in candidates:
             if position[item] < 0 or len(liked) == 0:
-                out.append([])
+                parts.append((np.zeros(0, np.int64), np.zeros(0)))
                 continue
             column = self.weights_[position[liked], position[item]]
-            order = np.argsort(-column, kind="stable")[:n]
-            out.append([(int(liked[i]), float(column[i])) for i in order if column[i] > 0])
-        return out
+            order = np.argsort(-column, kind="stable")[:top]
+            parts.append((liked[order], column[order]))
+        return history_explanations(self.users, self.items, user, candidates, parts)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {

@@ -13,8 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions
-from recgraph.retrieval.base import Retriever
-from recgraph.retrieval.retraining import pad_rows
+from recgraph.retrieval.base import Retriever, pad_rows
 
 
 def factor_scores(user_factors: np.ndarray, item_factors: np.ndarray) -> np.ndarray:

@@ -88,22 +88,8 @@ class FeedResult:
 
 
 def cold_start_scores(model: Retriever) -> np.ndarray:
-    """What a user without history gets, per item: learnt item bias, else popularity.
-
-    Popularity counts the users with positive feedback on an item when the
-    model keeps that matrix (``matrix_``), else the users who have it at all.
-    """
-    bias = getattr(model, "item_bias_", None)
-    if bias is not None:
-        return np.asarray(bias, dtype=np.float32)
-    popularity = getattr(model, "popularity_", None)
-    if popularity is not None:
-        return np.asarray(popularity, dtype=np.float32)
-    matrix = getattr(model, "matrix_", None)
-    if matrix is None:
-        matrix = model._seen
-    counts = np.diff(sp.csc_matrix(matrix).indptr)
-    return counts.astype(np.float32)
+    """What a user without history gets, per item (:meth:`Retriever.cold_start_scores`)."""
+    return np.asarray(model.cold_start_scores(), dtype=np.float32)
 
 
 def fresh_items(
@@ -166,7 +152,7 @@ def recommend_feed(
 
     known = users >= 0
     history = np.zeros(len(users), dtype=np.int64)
-    history[known] = np.diff(model._seen.indptr)[users[known]]
+    history[known] = np.diff(model.seen_matrix().indptr)[users[known]]
     warm = np.flatnonzero(known & (history >= cfg.cold_start_min_interactions))
     cold = np.flatnonzero(~np.isin(np.arange(len(users)), warm))
 
@@ -180,14 +166,14 @@ def recommend_feed(
             exclude=None if exclude_m is None else exclude_m[warm],
             candidates=eligible,
         )
-        explain = getattr(model, "explain", None) if cfg.explain_top else None
+        explain = model.explain if cfg.explain_top and model.explains else None
         for row, position in enumerate(warm):
             valid = ids[row] >= 0
             chosen, chosen_scores = ids[row][valid], scores[row][valid]
             reasons = (
                 explain(int(users[position]), chosen, cfg.explain_top)
                 if explain is not None and len(chosen)
-                else [[] for _ in chosen]
+                else [None for _ in chosen]
             )
             results[position] = [
                 FeedResult(
@@ -195,7 +181,7 @@ def recommend_feed(
                     item_id=str(item_ids[item]),
                     score=float(score),
                     reason="personalised",
-                    because=tuple(str(item_ids[i]) for i, _ in because),
+                    because=tuple(str(x) for x in because.via_ids) if because else (),
                 )
                 for item, score, because in zip(chosen, chosen_scores, reasons, strict=True)
             ]

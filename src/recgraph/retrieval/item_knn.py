@@ -31,7 +31,8 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
-from recgraph.retrieval.base import Retriever, RetrieverConfig
+from recgraph.retrieval.base import Retriever, RetrieverConfig, ranked_row
+from recgraph.retrieval.explanation import Explanation, history_explanations
 from recgraph.retrieval.factors import positive_matrix
 
 
@@ -53,6 +54,7 @@ class ItemKNN(Retriever):
     """Item-item nearest neighbours (see the module docstring)."""
 
     name = "item_knn"
+    explains = True
     config_class = ItemKNNConfig
     config: ItemKNNConfig
 
@@ -86,26 +88,29 @@ class ItemKNN(Retriever):
         return (self.matrix_[users] @ self.similarity_).toarray()
 
     def explain(
-        self, user: int, items: Sequence[int] | np.ndarray, n: int = 3
-    ) -> list[list[tuple[int, float]]]:
-        """For each of ``items``, the ``n`` liked items of ``user`` that contributed most.
-
-        Returns
-        -------
-        list of list of (item, contribution)
-            Contribution :math:`X_{ui} S_{ij}`, largest first; items with no
-            contribution are left out.
-        """
+        self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3
+    ) -> list[Explanation]:
+        """For each candidate, the user's items that contributed most: :math:`X_{ui} S_{ij}`, largest first."""
         self._check_fitted()
-        liked = self.matrix_[int(user)].indices
-        weights = self.matrix_[int(user)].data
-        columns = self.similarity_[liked][:, np.asarray(items, dtype=np.int64)].toarray()
+        assert self.users is not None and self.items is not None
+        user = int(self._check_users([user])[0])
+        candidates = np.asarray(candidates, dtype=np.int64)
+        liked = self.matrix_[user].indices
+        weights = self.matrix_[user].data
+        columns = self.similarity_[liked][:, candidates].toarray()
         contributions = columns * weights[:, None]
-        out = []
+        parts = []
         for column in contributions.T:
-            order = np.argsort(-column, kind="stable")[:n]
-            out.append([(int(liked[i]), float(column[i])) for i in order if column[i] > 0])
-        return out
+            order = np.argsort(-column, kind="stable")[:top]
+            parts.append((liked[order], column[order]))
+        return history_explanations(self.users, self.items, user, candidates, parts)
+
+    def similar_items(self, item: int, k: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """The items of the learnt item-item similarity row, best first (``similarity``)."""
+        self._check_fitted()
+        row = self.similarity_[item].toarray().ravel().astype(np.float32)
+        row[row <= 0] = -np.inf
+        return (*ranked_row(row, item, k), "similarity")
 
     def _state(self) -> dict[str, np.ndarray]:
         return {

@@ -66,7 +66,6 @@ import os
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -76,6 +75,7 @@ from pydantic import Field
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar
 from recgraph.retrieval.base import Retriever, RetrieverConfig, rows_as_csr
+from recgraph.retrieval.explanation import Explanation, make_explanation
 
 Reading = Literal["out_out", "in_out", "out_in", "in_in", "undirected"]
 DegreeSide = Literal["exit", "entry", "total"]
@@ -124,36 +124,6 @@ class NeighborhoodConfig(GraphWalkConfig):
 
 
 # ---------------------------------------------------------------------- explanations
-@dataclass(frozen=True)
-class Explanation:
-    """Why ``candidate`` was suggested to ``user``: the middle nodes of the best paths.
-
-    ``via`` are the top middle nodes (indices, and external ids in
-    ``via_ids``), best first, with their ``contributions`` to ``score``;
-    with every middle node listed the contributions sum to the score.
-    ``relation`` is what the candidate is to them ("followed by", "follows",
-    "friends with", ...).
-    """
-
-    user: int
-    user_id: str
-    candidate: int
-    candidate_id: str
-    score: float
-    via: np.ndarray
-    via_ids: np.ndarray
-    contributions: np.ndarray
-    relation: str
-
-    def text(self) -> str:
-        """A short sentence such as ``"followed by alice and bob"``."""
-        names = [str(x) for x in self.via_ids]
-        if not names:
-            return "no common connections"
-        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-        return f"{self.relation} {joined}"
-
-
 def top_contributions(
     middles: np.ndarray, values: np.ndarray, top: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -603,6 +573,7 @@ class GraphRetriever(Retriever):
     """
 
     supports: ClassVar[frozenset[str]] = frozenset({"follows", "friends"})
+    explains: ClassVar[bool] = True
     adjacency_: sp.csr_matrix
 
     def _fit(self, train: Interactions) -> None:
@@ -631,16 +602,8 @@ class GraphRetriever(Retriever):
         self, user: int, candidate: int, score: float, via: np.ndarray, contributions: np.ndarray
     ) -> Explanation:
         assert self.users is not None
-        return Explanation(
-            user=user,
-            user_id=str(self.users.ids[user]),
-            candidate=int(candidate),
-            candidate_id=str(self.users.ids[candidate]),
-            score=float(score),
-            via=via,
-            via_ids=self.users.external(via).astype(str),
-            contributions=contributions,
-            relation=self.relation,
+        return make_explanation(
+            self.users, self.users, user, candidate, score, via, contributions, self.relation
         )
 
     @property

@@ -49,6 +49,11 @@ class Popular(Retriever):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.popularity_, (len(users), len(self.popularity_)))
 
+    def cold_start_scores(self) -> np.ndarray:
+        """Popularity as configured (in its window, by users or by value)."""
+        self._check_fitted()
+        return self.popularity_
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"popularity": self.popularity_}
 

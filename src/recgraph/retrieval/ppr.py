@@ -30,9 +30,9 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.retrieval.base import rows_as_csr, top_k
+from recgraph.retrieval.explanation import Explanation
 from recgraph.retrieval.neighborhood import (
     RELATION,
-    Explanation,
     GraphRetriever,
     GraphWalkConfig,
     cap_rows,

@@ -9,12 +9,10 @@ import importlib
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from recgraph.errors import ConfigError
-
-if TYPE_CHECKING:
-    from recgraph.retrieval.base import Retriever
+from recgraph.retrieval.base import Retriever
 
 _RETRIEVERS: dict[str, str] = {
     "popular": "recgraph.retrieval.popular:Popular",
@@ -57,6 +55,14 @@ def get_retriever_class(name: str) -> type[Retriever]:
             "install recgraph with the matching extra"
         ) from exc
     return getattr(module, class_name)
+
+
+Retriever.class_for_name = staticmethod(get_retriever_class)  # type: ignore[assignment]
+
+
+def load_retriever(path: str | Path) -> Retriever:
+    """A saved model, whatever its class (by the name in its ``model.json``)."""
+    return Retriever.load(path)
 
 
 def create_retriever(name: str, params: Mapping[str, Any] | None = None) -> Retriever:

@@ -23,16 +23,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
 from recgraph.data.interactions import IdMap, Interactions
-
-if TYPE_CHECKING:
-    from recgraph.retrieval.base import Retriever
+from recgraph.retrieval.base import Retriever, pad_rows
 
 
 # ---------------------------------------------------------------------- id maps
@@ -87,23 +84,10 @@ def _extends(longer: IdMap, prefix: IdMap) -> bool:
 
 def grow_seen(seen: sp.csr_matrix, new: Interactions) -> sp.csr_matrix:
     """The seen matrix padded to ``new``'s shape, with ``new``'s pairs added (binary)."""
-    n_users, n_items = new.n_users, new.n_items
-    old = sp.csr_matrix(
-        (seen.data, seen.indices, np.r_[seen.indptr, np.full(n_users - seen.shape[0], seen.nnz)]),
-        shape=(n_users, n_items),
-    )
-    merged = (old + new.seen()).tocsr()
+    merged = (pad_rows(seen, new.n_users, new.n_items) + new.seen()).tocsr()
     merged.data[:] = 1.0
     merged.sort_indices()
     return merged
-
-
-def pad_rows(matrix: sp.csr_matrix, n_rows: int, n_cols: int) -> sp.csr_matrix:
-    """``matrix`` with empty rows and columns appended up to ``(n_rows, n_cols)``."""
-    matrix = sp.csr_matrix(matrix)
-    extra = n_rows - matrix.shape[0]
-    indptr = np.r_[matrix.indptr, np.full(extra, matrix.indptr[-1])] if extra else matrix.indptr
-    return sp.csr_matrix((matrix.data, matrix.indices, indptr), shape=(n_rows, n_cols))
 
 
 # ---------------------------------------------------------------------- policy

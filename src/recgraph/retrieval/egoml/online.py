@@ -21,14 +21,13 @@ new model version should write under a new namespace.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
+from recgraph.data.interactions import IdMap
 from recgraph.progress import progress_bar
-
-if TYPE_CHECKING:
-    from recgraph.retrieval.egoml.model import EgoML
 
 Vector = tuple[np.ndarray, np.ndarray]
 
@@ -142,7 +141,15 @@ def vector_key(namespace: str, side: str, user: str) -> str:
     return f"{namespace}:{side}:{user}"
 
 
-def export_vectors(model: EgoML, store: VectorStore, namespace: str = "egoml") -> int:
+class HasVectors(Protocol):
+    """What :func:`export_vectors` needs of a fitted A/B EGOML model."""
+
+    users: IdMap | None
+
+    def vectors(self) -> tuple[sp.csr_matrix, sp.csr_matrix]: ...
+
+
+def export_vectors(model: HasVectors, store: VectorStore, namespace: str = "egoml") -> int:
     """Write ``x_u`` and ``y_u`` of every user of an A/B model; returns how many users."""
     x, y = model.vectors()
     assert model.users is not None

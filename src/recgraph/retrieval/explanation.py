@@ -1,0 +1,112 @@
+"""Why a retriever proposed a target: the one answer type of ``Retriever.explain``.
+
+Every model that can say why explains a candidate by entries of the user's own
+history: the accounts a user follows that follow the candidate (two-hop
+models, personalised PageRank), or the items the user had that are most like
+the candidate item (item-kNN, EASE, ALS). Turning indices into words ("followed
+by @a and @b", "because you liked X") is the pipeline's job, which knows the
+names and what the user did with each item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from recgraph.data.interactions import IdMap
+
+#: ``relation`` of item explanations: ``via`` are items of the user's history.
+FROM_HISTORY = "from history"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why ``candidate`` was proposed to ``user``: the history entries behind it.
+
+    ``via`` are indices (accounts on a follow graph, items on a feed), best
+    first, with their ``contributions`` to ``score``; when every entry is
+    listed the contributions sum to the score. ``relation`` is what the
+    candidate is to them ("followed by", "follows", "friends with", or
+    :data:`FROM_HISTORY` for items). An empty ``via`` means the model cannot say.
+    """
+
+    user: int
+    user_id: str
+    candidate: int
+    candidate_id: str
+    score: float
+    via: np.ndarray
+    via_ids: np.ndarray
+    contributions: np.ndarray
+    relation: str
+
+    def text(self) -> str:
+        """A short sentence such as ``"followed by alice and bob"``."""
+        names = [str(x) for x in self.via_ids]
+        if not names:
+            return "no common connections"
+        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return f"{self.relation} {joined}"
+
+
+def make_explanation(
+    users: IdMap,
+    targets: IdMap,
+    user: int,
+    candidate: int,
+    score: float,
+    via: np.ndarray,
+    contributions: np.ndarray,
+    relation: str,
+    via_map: IdMap | None = None,
+) -> Explanation:
+    """An :class:`Explanation` with external ids filled in from the model's id maps.
+
+    ``via_map`` is the map ``via`` indexes (default: ``targets``).
+    """
+    via = np.asarray(via, dtype=np.int64)
+    return Explanation(
+        user=int(user),
+        user_id=str(users.ids[user]),
+        candidate=int(candidate),
+        candidate_id=str(targets.ids[candidate]),
+        score=float(score),
+        via=via,
+        via_ids=(via_map or targets).external(via).astype(str),
+        contributions=np.asarray(contributions, dtype=np.float64),
+        relation=relation,
+    )
+
+
+def history_explanations(
+    users: IdMap,
+    items: IdMap,
+    user: int,
+    candidates: Iterable[int],
+    contributions: Iterable[tuple[np.ndarray, np.ndarray]],
+) -> list[Explanation]:
+    """Item explanations from ``(history items, contributions)`` pairs, one per candidate.
+
+    Entries that contribute nothing (``<= 0``) are left out; the score of each
+    explanation is the sum of what is listed.
+    """
+    out = []
+    for candidate, (via, weight) in zip(candidates, contributions, strict=True):
+        via = np.asarray(via, dtype=np.int64)
+        weight = np.asarray(weight, dtype=np.float64)
+        keep = weight > 0
+        out.append(
+            make_explanation(
+                users,
+                items,
+                user,
+                int(candidate),
+                float(weight[keep].sum()),
+                via[keep],
+                weight[keep],
+                FROM_HISTORY,
+            )
+        )
+    return out
