@@ -27,6 +27,7 @@ _RETRIEVERS: dict[str, str] = {
     "item_knn": "recgraph.retrieval.item_knn:ItemKNN",
     "ease": "recgraph.retrieval.ease:EASE",
     "egoml": "recgraph.retrieval.egoml.model:EgoML",
+    "materialized": "recgraph.retrieval.materialized:MaterializedRetriever",
 }
 
 

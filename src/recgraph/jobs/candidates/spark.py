@@ -317,6 +317,22 @@ def with_external_ids(ranked: DataFrame, nodes: DataFrame, source: str) -> DataF
     )
 
 
-def write_output(frame: DataFrame, path: str | Path) -> None:
-    """Write a candidates DataFrame as a Parquet folder, ordered by user then rank."""
-    frame.orderBy("user", "rank").write.mode("overwrite").parquet(str(path))
+def write_output(frame: DataFrame, path: str | Path) -> tuple[int, int]:
+    """Write a candidates DataFrame as a Parquet folder; returns ``(rows, users)``.
+
+    Each user's rows land in one file, ordered by rank (no global sort: a
+    reader takes a file at a time). The counts come from reading back only
+    the ``rank`` column.
+    """
+    from pyspark.sql import functions as F
+
+    frame.repartition("user").sortWithinPartitions("user", "rank").write.mode("overwrite").parquet(
+        str(path)
+    )
+    counts = (
+        frame.sparkSession.read.parquet(str(path))
+        .select("rank")
+        .agg(F.count("*").alias("rows"), F.sum((F.col("rank") == 1).cast("long")).alias("users"))
+        .first()
+    )
+    return int(counts["rows"]), int(counts["users"] or 0)
