@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from recgraph.retrieval.egoml.model import EgoML
 
 Engine = Literal["local", "spark"]
-#: Every job :func:`run_candidates` knows.
-JOBS = (*TWO_HOP_JOBS, "egoml")
+#: Every job :func:`run_candidates` knows; ``rank`` re-scores a candidates file (``--input``).
+JOBS = (*TWO_HOP_JOBS, "egoml", "rank")
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,8 @@ def run_candidates(
         raise ConfigError(f"unknown job {request.job!r}; known jobs: {', '.join(JOBS)}")
     if request.k < 1:
         raise ConfigError(f"k must be at least 1, got {request.k}")
+    if request.job == "rank":
+        return _run_rank(request, spark)
     if request.engine == "local":
         return _run_local(request)
     if request.engine == "spark":
@@ -209,6 +211,38 @@ def _run_spark(request: CandidatesRequest, spark: SparkSession) -> CandidatesSum
         users=users,
         seconds=done - start,
         vectors_written=vectors,
+    )
+
+
+def _run_rank(request: CandidatesRequest, spark: SparkSession | None) -> CandidatesSummary:
+    """Stage-2 batch scoring of a candidates file (see :mod:`.rank_job`)."""
+    from recgraph.jobs.candidates.rank_job import load_scorer, rank_local, rank_spark
+
+    if request.source.path is None:
+        raise ConfigError("the rank job re-scores a candidates file: give it as --input")
+    options = dict(request.params)
+    spec = options.pop("scorer", None)
+    if not spec:
+        raise ConfigError("the rank job needs --param scorer=module:function")
+    score_partition = load_scorer(str(spec), options)
+    start = time.perf_counter()
+    if request.engine == "local":
+        _prepare_output(request.output)
+        rows, users = rank_local(request.source.path, request.output, score_partition, request.k)
+    else:
+        from recgraph.jobs.candidates import spark as engine
+
+        if spark is None:
+            spark = engine.spark_session(request.master, "recgraph rank", request.spark_conf)
+        frame = rank_spark(spark.read.parquet(request.source.path), score_partition, request.k)
+        rows, users = engine.write_output(frame, request.output)
+    return CandidatesSummary(
+        job="rank",
+        engine=request.engine,
+        output=request.output,
+        rows=rows,
+        users=users,
+        seconds=time.perf_counter() - start,
     )
 
 
