@@ -155,7 +155,8 @@ def jdbc_options(database_url: str) -> dict[str, str]:
 
     PostgreSQL (``postgresql+psycopg://user@host:5432/db``) becomes
     ``jdbc:postgresql://host:5432/db``; MariaDB/MySQL (``mysql+pymysql://...``,
-    ``mariadb+...``) becomes ``jdbc:mariadb://host:3306/db``. SQLite has no
+    ``mariadb+...``) becomes ``jdbc:mysql://host:3306/db?permitMysqlScheme``, read
+    with the MariaDB driver. SQLite has no
     server to read from: export to Parquet instead.
     """
     import sqlalchemy as sa
@@ -165,16 +166,18 @@ def jdbc_options(database_url: str) -> dict[str, str]:
     if backend == "postgresql":
         scheme, driver, port = "postgresql", "org.postgresql.Driver", 5432
     elif backend in ("mysql", "mariadb"):
-        scheme, driver, port = "mariadb", "org.mariadb.jdbc.Driver", 3306
+        # the jdbc:mysql scheme makes Spark quote names with backticks (its MySQL dialect);
+        # MariaDB Connector/J 3 accepts that scheme only with permitMysqlScheme
+        scheme, driver, port = "mysql", "org.mariadb.jdbc.Driver", 3306
     else:
         raise ConfigError(
             f"Spark reads the store over JDBC from PostgreSQL or MariaDB, not {backend}; "
             "export it first: recgraph export follows follows.parquet"
         )
-    options = {
-        "url": f"jdbc:{scheme}://{url.host or '127.0.0.1'}:{url.port or port}/{url.database or ''}",
-        "driver": driver,
-    }
+    address = f"jdbc:{scheme}://{url.host or '127.0.0.1'}:{url.port or port}/{url.database or ''}"
+    if scheme == "mysql":
+        address += "?permitMysqlScheme"
+    options = {"url": address, "driver": driver}
     if url.username:
         options["user"] = url.username
     if url.password:
