@@ -38,7 +38,7 @@ def main() -> None:
     from recgraph.data.store import Store
     from recgraph.data.synthetic import SyntheticConfig
     from recgraph.jobs.quickstart import load_synthetic
-    from recgraph.pipeline import train_pipeline
+    from recgraph.jobs.train import train_pipeline
     from recgraph.serving.app import create_app
     from recgraph.serving.registry import ModelRegistry
     from recgraph.serving.settings import ServeSettings

@@ -6,7 +6,7 @@ update (``partial_fit``) as good as training from scratch, and does it drift?
 Protocol. MovieLens 100k, every rating an implicit positive, split globally by
 time (the first 80% of rows train the initial model). The test period (the
 last 20%, 47 days) is streamed in daily batches. Each day, before the model
-sees it, the feed (:func:`recommend_feed`) serves every user active that day,
+sees it, the feed (the serving pipeline's :class:`QuestionModel`) serves every user active that day,
 and is scored on what they rated that day (nDCG@20, recall@20; full ranking
 over every item known so far minus what the user already has; the library's
 evaluation targets and metrics):
@@ -53,8 +53,8 @@ from recgraph.data.readers import read_movielens
 from recgraph.data.splits import split
 from recgraph.evaluation.evaluate import evaluation_targets
 from recgraph.evaluation.metrics import in_rows, metrics_from_hits
+from recgraph.pipeline import History, QuestionConfig, QuestionModel
 from recgraph.retrieval.biased_mf import BiasedMF
-from recgraph.retrieval.feed import recommend_feed
 from recgraph.retrieval.retraining import RetrainingDriver
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,18 +109,14 @@ def as_implicit(data: Interactions) -> Interactions:
 
 
 def feed_ids(model: BiasedMF, users: np.ndarray, exclude: sp.csr_matrix) -> np.ndarray:
-    """Top-K item ids per user through the feed API (``-1`` users get the cold-start list)."""
-    feeds = recommend_feed(
-        model,
-        users,
-        K,
-        config={"cold_start_min_interactions": 1, "explain_top": 0},
-        exclude=exclude,
+    """Top-K item ids per user through the serving pipeline (``-1`` users get the item bias)."""
+    assert model.users is not None and model.items is not None
+    config = QuestionConfig(
+        retrievers=[{"name": model.name}], fallback=[], cold_start_min_interactions=1, explain_top=0
     )
-    ids = np.full((len(users), K), -1, dtype=np.int64)
-    for row, feed in enumerate(feeds):
-        ids[row, : len(feed)] = [r.item for r in feed]
-    return ids
+    history = History.from_seen(model.seen_matrix(), model.users, model.items, "items")
+    question = QuestionModel("feed", config, models={model.name: model}, history=history)
+    return question.recommend(users, K, exclude=exclude).ids
 
 
 def mean_metrics(ids: np.ndarray, truth: sp.csr_matrix) -> dict[str, float]:
@@ -134,7 +130,7 @@ def mean_metrics(ids: np.ndarray, truth: sp.csr_matrix) -> dict[str, float]:
 def score_day(model: BiasedMF, history: Interactions, day: Interactions) -> dict[str, Any]:
     """What ``model`` would have served on ``day``, before learning it, scored against it.
 
-    Two groups, through the feed API (:func:`recommend_feed`):
+    Two groups, through the serving pipeline (:class:`QuestionModel`):
 
     - returning users (feedback on earlier days): their personalised feed,
       scored on the items they rated that day that were known before it

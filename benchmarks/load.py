@@ -47,7 +47,8 @@ import numpy as np
 from common import datasets_folder
 from recgraph.data.imports import import_edges, import_movielens
 from recgraph.data.store import Store
-from recgraph.pipeline import Pipeline, train_pipeline
+from recgraph.jobs.train import train_pipeline
+from recgraph.pipeline import Pipeline
 from recgraph.serving.registry import ModelRegistry
 
 REPO = Path(__file__).resolve().parents[1]

@@ -66,11 +66,17 @@ def test_import_interactions_with_mapping_is_idempotent(tmp_path: Path, db: str,
         "userId,movieId,rating,timestamp\n1,10,4.0,964982703\n1,20,3.5,964981247\n",
     )
     args = ["import", "interactions", str(table), "--user", "userId", "--item", "movieId"]
-    args += ["--value", "rating", "--timestamp", "timestamp", "--kind", "rating", "--db", db]
+    args += ["--value-column", "rating", "--value", "rating", "--timestamp", "timestamp"]
+    args += ["--kind", "rating", "--db", db]
     assert main(args) == 0
     assert main(args) == 0
     assert "nothing new" in capsys.readouterr().out
     assert counts(db)["interactions_rating"] == 2
+
+    # the old spelling, --value naming the column, now says what to write instead
+    old = ["import", "interactions", str(table), "--user", "userId", "--item", "movieId"]
+    assert main([*old, "--value", "rating", "--kind", "rating", "--db", db]) == 2
+    assert "--value-column" in " ".join(capsys.readouterr().err.split())
 
     assert (
         main(["import", "interactions", str(table), "--user", "nope", "--kind", "like", "--db", db])
@@ -120,3 +126,55 @@ def test_export_from_a_missing_sqlite_file_exits_2(tmp_path: Path, capsys):
     assert main(["export", "items", str(tmp_path / "i.csv"), "--db", f"sqlite:///{missing}"]) == 2
     assert "no database at" in capsys.readouterr().err
     assert not missing.exists()
+
+
+def test_an_undirected_import_reports_friendships(tmp_path: Path, db: str, capsys):
+    edges = write(tmp_path / "g.txt", "a b\nb c\n")
+    assert main(["import", "edges", str(edges), "--undirected", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "friendships +2" in out and "follows" not in out
+    directed = f"sqlite:///{tmp_path / 'd.db'}"
+    assert main(["import", "edges", str(edges), "--directed", "--db", directed]) == 0
+    assert "follows +2" in capsys.readouterr().out
+
+
+def test_import_options_for_files_that_do_not_say_their_format(tmp_path: Path, db: str, capsys):
+    table = write(tmp_path / "plays.dat", "user|artist|plays\nu|a|3\n")
+    args = ["import", "interactions", str(table), "--item", "artist", "--kind", "view"]
+    args += ["--value-column", "plays", "--value", "count", "--db", db]
+    assert main(args) == 2
+    assert "--format csv|tsv|parquet" in " ".join(capsys.readouterr().err.split())
+    assert main([*args, "--sep", "pipe"]) == 0
+    with Store(db) as store:
+        assert store.interactions_graph().value_kind.tolist() == [2]  # ValueKind.COUNT
+    header = write(tmp_path / "friends.edges", "userID friendID\n1 2\n")
+    assert main(["import", "edges", str(header), "--directed", "--db", db]) == 0
+    captured = capsys.readouterr()
+    assert "note:" in captured.err and "read as a header" in " ".join(captured.err.split())
+    assert main(["import", "edges", str(header), "--directed", "--no-header", "--db", db]) == 0
+    assert counts(db)["follows"] == 2
+
+
+def test_a_locked_store_is_one_paragraph_and_exit_2(tmp_path: Path, db: str, capsys, monkeypatch):
+    import sqlite3
+
+    edges = write(tmp_path / "g.txt", "a b\n")
+    assert main(["import", "edges", str(edges), "--directed", "--db", db]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("RECGRAPH_BUSY_TIMEOUT", "0.2")
+    holder = sqlite3.connect(tmp_path / "cli.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        assert main(["import", "edges", str(edges), "--directed", "--db", db]) == 2
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = capsys.readouterr().err
+    assert "locked by another writer" in " ".join(err.split())
+    assert "Traceback" not in err and "\n\n" not in err.strip()  # one paragraph
+
+
+def test_db_upgrade_on_a_current_store_says_its_version(db: str, capsys):
+    Store(db).close()
+    assert main(["db", "upgrade", "--db", db]) == 0
+    assert "schema version 2" in capsys.readouterr().out

@@ -152,3 +152,47 @@ def test_temporal_split_without_timestamps_exits_2(tmp_path: Path, capsys) -> No
     args += ["--train", str(tmp_path / "a.csv"), "--test", str(tmp_path / "b.csv")]
     assert main(args) == 2
     assert "timestamp" in capsys.readouterr().err
+
+
+def test_split_keeps_value_meanings_and_evaluate_reads_them(tmp_path: Path, capsys) -> None:
+    """Play counts split into files that say they are counts, read back as counts."""
+    rows = [f"u{u}\ti{(u * 7 + j) % 11}\t{1 + (u + j) % 9}" for u in range(12) for j in range(5)]
+    plays = tmp_path / "plays.dat"
+    plays.write_text("user\titem\tvalue\n" + "\n".join(rows) + "\n")
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    args = ["split", str(plays), "--kind", "items", "--method", "random_per_user"]
+    args += ["--train", str(train), "--test", str(test)]
+    assert main(args) == 2  # the format of a .dat file and the meaning of its values
+    assert "--format" in " ".join(capsys.readouterr().err.split())
+    assert main([*args, "--format", "tsv"]) == 2
+    assert "--value" in " ".join(capsys.readouterr().err.split())
+    assert main([*args, "--format", "tsv", "--value", "count"]) == 0
+    header = train.read_text().splitlines()[0]
+    assert header == "user,item,value,value_kind"
+    assert set(line.split(",")[3] for line in train.read_text().splitlines()[1:]) == {"count"}
+    from recgraph.data.interactions import Interactions, ValueKind
+
+    assert set(Interactions.read_table(str(train), "items").value_kind) == {ValueKind.COUNT}
+    assert run_evaluate(train, test, "--model", "popular", "--k", "5") == 0
+
+
+def test_evaluate_reads_other_separators_and_says_what_values_mean(tmp_path: Path) -> None:
+    train, test = tmp_path / "train.data", tmp_path / "test.data"
+    train.write_text(TRAIN_CSV.replace(",", ";"))
+    test.write_text(TEST_CSV.replace(",", ";"))
+    assert run_evaluate(train, test, "--model", "popular", "--sep", ";", "--k", "2") == 0
+    weighted, held = tmp_path / "w.csv", tmp_path / "h.csv"
+    weighted.write_text("user,item,value\nu0,i0,2\nu1,i1,3\nu2,i1,1\n")
+    held.write_text("user,item,value\nu0,i1,2\n")
+    assert run_evaluate(weighted, held, "--model", "popular", "--value", "weight") == 0
+    assert run_evaluate(weighted, held, "--model", "popular") == 2
+
+
+def test_split_skips_a_header_line_of_an_edge_list_with_a_note(tmp_path: Path, capsys) -> None:
+    edges = tmp_path / "friends.txt"
+    edges.write_text("userID\tfriendID\n" + "".join(f"{i}\t{i + 1}\n" for i in range(30)))
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    args = ["split", str(edges), "--kind", "friends", "--method", "edge_holdout"]
+    assert main([*args, "--train", str(train), "--test", str(test)]) == 0
+    assert "read as a header" in " ".join(capsys.readouterr().err.split())
+    assert "userID" not in train.read_text() + test.read_text()

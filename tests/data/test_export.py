@@ -124,15 +124,21 @@ def test_interactions_export_layout_and_compression(store: Store, tmp_path: Path
     out = tmp_path / "i.csv.gz"
     export_table(store, "interactions", out)
     frame = pd.read_csv(out, dtype=str, keep_default_na=False)
-    assert list(frame.columns) == ["user", "item", "kind", "value", "timestamp"]
-    assert frame.values.tolist() == [["u", "i", "like", "", ""], ["u", "j", "rating", "2.5", "9"]]
+    assert list(frame.columns) == ["user", "item", "kind", "value", "value_kind", "timestamp"]
+    assert frame.values.tolist() == [
+        ["u", "i", "like", "", "none", ""],
+        ["u", "j", "rating", "2.5", "rating", "9"],
+    ]
 
 
 def test_empty_export_and_parquet_types(store: Store, tmp_path: Path):
     out = tmp_path / "none.parquet"
     assert export_table(store, "interactions", out) == 0
     frame = pd.read_parquet(out)
-    assert list(frame.columns) == ["user", "item", "kind", "value", "timestamp"] and len(frame) == 0
+    assert (
+        list(frame.columns) == ["user", "item", "kind", "value", "value_kind", "timestamp"]
+        and len(frame) == 0
+    )
     assert frame["timestamp"].dtype == "Int64" or np.issubdtype(
         frame["timestamp"].dtype, np.integer
     )

@@ -12,16 +12,18 @@ import pandas as pd
 import pytest
 
 from recgraph.data.interactions import Kind
+from recgraph.data.movielens import (
+    iter_movielens_items,
+    iter_movielens_ratings,
+    movielens_layout,
+    read_movielens,
+)
 from recgraph.data.readers import (
     ColumnMapping,
     iter_edge_chunks,
     iter_interaction_chunks,
-    iter_movielens_items,
-    iter_movielens_ratings,
-    movielens_layout,
     read_edge_list,
     read_interactions,
-    read_movielens,
 )
 from recgraph.errors import InputError
 from tests.data.conftest import write_text
@@ -285,8 +287,11 @@ def test_generic_parquet_rows_are_numbered(tmp_path: Path):
             "value": [1.0, None, 2.0],
         }
     ).to_parquet(path)
-    frame = pd.concat(list(iter_interaction_chunks(path, chunk_rows=2)))
+    frame = pd.concat(
+        list(iter_interaction_chunks(path, ColumnMapping(value_kind="weight"), chunk_rows=2))
+    )
     assert frame["item"].tolist() == ["1", "2", "3"]
+    assert frame["value_kind"].tolist() == ["weight"] * 3
     assert frame["kind"].tolist() == ["like", "view", "like"]
     assert np.isnan(frame["value"].iloc[1]) and frame["timestamp"].tolist() == [0, 0, 0]
     pd.DataFrame(

@@ -7,7 +7,8 @@ from recgraph.pipeline.config import QuestionConfig, parse_pipeline
 
 def test_the_shipped_file_is_valid_and_equals_the_code_defaults():
     shipped = load_pipeline_config(default_pipeline_path())
-    assert shipped.who_to_follow.fallback == ["adamic_adar", "popular"]
+    assert shipped.who_to_follow.fallback == ["popular"]
+    assert shipped.who_to_follow.fallback == PipelineConfig().who_to_follow.fallback
     assert [s.name for s in shipped.feed.retrievers] == ["item_knn"]
     assert shipped.similar.retriever == "item_knn"
     code = PipelineConfig()
@@ -16,9 +17,14 @@ def test_the_shipped_file_is_valid_and_equals_the_code_defaults():
 
 
 def test_fallback_only_retrievers_are_trained_too():
-    cfg = QuestionConfig(retrievers=[{"name": "adamic_adar"}], fallback=["adamic_adar", "popular"])
-    assert [s.key for s in cfg.all_specs()] == ["adamic_adar", "popular"]
-    assert [s.key for s in cfg.chain()] == ["adamic_adar", "popular"]
+    cfg = QuestionConfig(retrievers=[{"name": "adamic_adar"}], fallback=["ppr", "popular"])
+    assert [s.key for s in cfg.all_specs()] == ["adamic_adar", "ppr", "popular"]
+    assert [s.key for s in cfg.chain()] == ["ppr", "popular"]
+
+
+def test_a_retriever_is_not_its_own_fallback():
+    with pytest.raises(ValueError, match="adamic_adar, already a retriever of this question"):
+        QuestionConfig(retrievers=[{"name": "adamic_adar"}], fallback=["adamic_adar", "popular"])
 
 
 def test_errors_name_the_file_and_key(tmp_path):

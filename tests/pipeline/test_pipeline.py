@@ -4,7 +4,8 @@ import pytest
 from recgraph.data.interactions import Interactions, Kind
 from recgraph.errors import InputError, NotFittedError
 from recgraph.evaluation import evaluate
-from recgraph.pipeline import Pipeline, QuestionModel, QuestionRetriever, merge_lists
+from recgraph.evaluation.pipeline_retriever import QuestionRetriever
+from recgraph.pipeline import Pipeline, QuestionModel, merge_lists
 from recgraph.pipeline.config import QuestionConfig
 from recgraph.serving.registry import ModelRegistry
 
@@ -142,12 +143,12 @@ def test_dislikes_and_seen_items_are_never_in_the_feed(trained, small_store):
     answer = trained.feed(user_id, 50)
     assert len(answer.results) == 50 and not answer.cold
     assert not had & {r.id for r in answer.results}
-    assert feed.history[user] >= feed.config.cold_start_min_interactions
+    assert feed.history.counts[user] >= feed.config.cold_start_min_interactions
 
 
 def test_feed_reasons_name_liked_items_by_title(trained):
     feed = trained.questions["feed"]
-    user = str(feed.users.ids[int(np.argmax(feed.history))])
+    user = str(feed.users.ids[int(np.argmax(feed.history.counts))])
     answer = trained.feed(user, 5)
     liked = [r for r in answer.results if r.reason_code == "liked"]
     assert liked, [r.reason for r in answer.results]

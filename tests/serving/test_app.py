@@ -171,7 +171,7 @@ def test_healthz_model_and_metrics(client):
     assert client.get("/healthz").json()["status"] == "ok"
     info = client.get("/v1/model").json()
     assert set(info["questions"]) == {"who_to_follow", "feed"}
-    assert info["questions"]["who_to_follow"]["fallback"] == ["adamic_adar", "popular"]
+    assert info["questions"]["who_to_follow"]["fallback"] == ["popular"]
     client.get("/v1/users/x/feed")
     client.get("/v1/users/x/feed?k=0")
     text = client.get("/metrics").text

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from recgraph.data.interactions import Interactions, Kind
+from recgraph.data.snapshot import content_hash, data_snapshot
 from recgraph.errors import ConfigError, InputError
 from recgraph.index import create_index
 from recgraph.retrieval.popular import Popular
@@ -14,8 +15,6 @@ from recgraph.serving.registry import (
     COMPLETE_MARKER,
     ModelRegistry,
     RegistryError,
-    content_hash,
-    data_snapshot,
     default_registry_root,
 )
 from tests.retrieval.conformance import two_cliques

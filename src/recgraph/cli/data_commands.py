@@ -30,6 +30,53 @@ app.add_typer(import_app, name="import")
 app.add_typer(db_app, name="db")
 
 
+class FileFormat(StrEnum):
+    csv = "csv"
+    tsv = "tsv"
+    parquet = "parquet"
+
+
+class ValueMeaning(StrEnum):
+    rating = "rating"
+    count = "count"
+    weight = "weight"
+    none = "none"
+
+
+FormatOption = Annotated[
+    FileFormat | None,
+    typer.Option(
+        "--format",
+        help="csv, tsv or parquet, when the file name does not tell (.dat, .edges, no suffix).",
+        case_sensitive=False,
+        show_default=False,
+    ),
+]
+SepOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sep",
+        help="Field separator of text files: one character, or tab, space, comma, semicolon, pipe.",
+        show_default=False,
+    ),
+]
+ValueOption = Annotated[
+    ValueMeaning | None,
+    typer.Option(
+        "--value",
+        help="What the value column means: rating (stars), count (plays, views), weight, "
+        "or none (ignore it). Default: rating rows are ratings; other rows may not "
+        "have values; a value_kind column (exports) gives it per row.",
+        case_sensitive=False,
+        show_default=False,
+    ),
+]
+
+
+def _text(option: StrEnum | None) -> str | None:
+    return None if option is None else option.value
+
+
 class ExportWhat(StrEnum):
     follows = "follows"
     events = "events"
@@ -39,7 +86,12 @@ class ExportWhat(StrEnum):
 
 
 def _print_summary(store: Store, summary: ImportSummary) -> None:
-    new = ", ".join(f"{name} +{count:,}" for name, count in summary.new.items() if count)
+    names = {"follows": "follows" if summary.directed is not False else "friendships"}
+    new = ", ".join(
+        f"{names.get(name, name)} +{count:,}" for name, count in summary.new.items() if count
+    )
+    for note in summary.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
     console.print(
         f"imported {summary.source} into {store.safe_url}: {summary.rows_read:,} rows read, "
         f"{summary.rows_written:,} written, {new or 'nothing new'} "
@@ -74,6 +126,17 @@ def import_edges_command(
     timestamps: Annotated[
         bool, typer.Option("--timestamps", help="The third column holds unix timestamps.")
     ] = False,
+    header: Annotated[
+        bool | None,
+        typer.Option(
+            "--header/--no-header",
+            help="Whether the first line names the columns. Default: a line 'src dst', or "
+            "a non-numeric first line above numeric ids, is a header (skipped, with a note).",
+            show_default=False,
+        ),
+    ] = None,
+    format: FormatOption = None,
+    sep: SepOption = None,
     db: DbOption = None,
 ) -> None:
     """Import an edge list as the follow (or friendship) graph."""
@@ -82,7 +145,16 @@ def import_edges_command(
             "say whether the graph is --directed or --undirected", param_hint="--directed"
         )
     with Store.open(db) as store:
-        _print_summary(store, import_edges(store, file, directed=directed, timestamps=timestamps))
+        summary = import_edges(
+            store,
+            file,
+            directed=directed,
+            timestamps=timestamps,
+            format=_text(format),
+            sep=sep,
+            header=header,
+        )
+        _print_summary(store, summary)
 
 
 @import_app.command("interactions")
@@ -97,36 +169,48 @@ def import_interactions_command(
     kind_column: Annotated[
         str | None, typer.Option(help="Column of kinds (default: 'kind' when present).")
     ] = None,
-    value: Annotated[
-        str | None, typer.Option(help="Column of values or ratings (default: 'value').")
+    value_column: Annotated[
+        str | None,
+        typer.Option(
+            "--value-column",
+            help="Column of values: ratings, counts or weights (default: 'value').",
+        ),
     ] = None,
+    value: ValueOption = None,
     timestamp: Annotated[
         str | None, typer.Option(help="Column of unix timestamps (default: 'timestamp').")
     ] = None,
+    format: FormatOption = None,
+    sep: SepOption = None,
     db: DbOption = None,
 ) -> None:
-    """Import interactions from a generic table, e.g.
-    ``--user userId --item movieId --value rating --timestamp timestamp --kind rating``."""
+    """Import interactions from a generic table, e.g. ``--user userId --item movieId
+    --value-column rating --value rating --timestamp timestamp --kind rating``, or play
+    counts: ``--kind view --value-column plays --value count``."""
     mapping = ColumnMapping(
         user=user,
         item=item,
         kind=kind,
         kind_column=kind_column,
-        value=value,
+        value=value_column,
         timestamp=timestamp,
+        value_kind=_text(value),
     )
     with Store.open(db) as store:
-        _print_summary(store, import_interactions(store, file, mapping))
+        summary = import_interactions(store, file, mapping, format=_text(format), sep=sep)
+        _print_summary(store, summary)
 
 
 @import_app.command("accounts")
 def import_accounts_command(
     file: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet: external_id[,handle,created_at].")],
+    format: FormatOption = None,
+    sep: SepOption = None,
     db: DbOption = None,
 ) -> None:
     """Import accounts, e.g. a file written by ``recgraph export accounts``."""
     with Store.open(db) as store:
-        _print_summary(store, import_accounts(store, file))
+        _print_summary(store, import_accounts(store, file, format=_text(format), sep=sep))
 
 
 @import_app.command("items")
@@ -135,11 +219,13 @@ def import_items_command(
         Path,
         typer.Argument(help="CSV/TSV/Parquet: external_id[,title,author,created_at,features]."),
     ],
+    format: FormatOption = None,
+    sep: SepOption = None,
     db: DbOption = None,
 ) -> None:
     """Import items with titles and JSON features, e.g. from ``recgraph export items``."""
     with Store.open(db) as store:
-        _print_summary(store, import_items(store, file))
+        _print_summary(store, import_items(store, file, format=_text(format), sep=sep))
 
 
 @app.command("export")
@@ -152,6 +238,15 @@ def export_command(
     with Store.open(db, create=False) as store:
         rows = export_table(store, what.value, out)
     err_console.print(f"wrote {rows:,} {what.value} rows to {out}", highlight=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade_command(db: DbOption = None) -> None:
+    """Bring a store written by an older recgraph to the current schema, in place."""
+    with Store(db, create=False, upgrade=True) as store:
+        console.print(
+            f"{store.safe_url} is at schema version {store.schema_version()}", highlight=False
+        )
 
 
 @db_app.command("info")

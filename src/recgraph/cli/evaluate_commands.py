@@ -16,7 +16,8 @@ import numpy as np
 import typer
 
 from recgraph.cli.app import app, console, err_console
-from recgraph.data.interactions import Interactions, Kind
+from recgraph.cli.data_commands import FormatOption, SepOption, ValueOption, _text
+from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.splits import SPLIT_METHODS
 from recgraph.errors import ConfigError, InputError
 
@@ -81,6 +82,9 @@ def evaluate_command(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Users per recommend call.")
     ] = 1024,
+    format: FormatOption = None,
+    sep: SepOption = None,
+    value: ValueOption = None,
 ) -> None:
     """Fit each model on TRAIN and score its full ranking on TEST (no sampled negatives)."""
     from recgraph.evaluation import evaluate
@@ -98,9 +102,10 @@ def evaluate_command(
     retrievers = [create_retriever(name, overrides.get(name)) for name in model]
 
     start = time.perf_counter()
-    train_data = Interactions.read_table(str(train), kind.value)
+    options = {"format": _text(format), "sep": sep, "value_kind": _text(value)}
+    train_data = Interactions.read_table(str(train), kind.value, **options)
     test_data = Interactions.read_table(
-        str(test), kind.value, users=train_data.users, items=train_data.items
+        str(test), kind.value, users=train_data.users, items=train_data.items, **options
     )
     err_console.print(
         f"[dim]read {len(train_data):,} train and {len(test_data):,} test rows "
@@ -126,34 +131,37 @@ def evaluate_command(
 
 
 # ---------------------------------------------------------------------- split
-def _has_timestamp_column(path: Path) -> bool:
-    """Whether an edge list's first data line (or header) has a third column."""
-    from recgraph.data.tables import PARQUET_SUFFIXES
+def _has_timestamp_column(path: Path, format: str | None, sep: str | None) -> bool:
+    """Whether an edge list's first line (or header, or Parquet schema) has a third column."""
+    from recgraph.data.parsing import TableSource, table_layout
 
-    if path.name.lower().endswith(PARQUET_SUFFIXES):
-        import pyarrow.parquet as pq
-
-        return "timestamp" in pq.read_schema(path).names
-    import gzip
-
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    comma = path.name.lower().removesuffix(".gz").endswith(".csv")
-    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
-        for text in handle:
-            stripped = text.strip()
-            if stripped and stripped[0] not in "#%":
-                fields = stripped.split(",") if comma else stripped.split()
-                return len(fields) >= 3
-    return False
+    source = TableSource(path, table_layout(path, format, sep, header=False, edge_list=True))
+    if source.layout.format == "parquet":
+        return "timestamp" in source.columns
+    first = source.first_records(1)
+    return bool(first) and len(first[0][1]) >= 3
 
 
-def read_split_input(path: Path, kind: str, timestamps: bool | None = None) -> Interactions:
+def read_split_input(
+    path: Path,
+    kind: str,
+    timestamps: bool | None = None,
+    *,
+    format: str | None = None,
+    sep: str | None = None,
+    header: bool | None = None,
+    value_kind: str | None = None,
+    notes: list[str] | None = None,
+) -> Interactions:
     """One dataset to split: a MovieLens folder, an interactions table or an edge list.
 
     ``items`` reads a table with the header ``evaluate`` takes (or a MovieLens
     folder); ``follows``/``friends`` read a SNAP-style edge list or a
     ``src,dst[,timestamp]`` table, with timestamps when a third column is
-    present unless ``timestamps`` says otherwise.
+    present unless ``timestamps`` says otherwise. ``format``/``sep`` say how a
+    file is laid out when its name does not, ``header`` is the edge-list
+    first-line rule and ``value_kind`` what an items table's ``value`` column
+    means (all as ``recgraph import``).
     """
     if not path.exists():
         raise InputError("no such file or folder", path=path)
@@ -162,23 +170,37 @@ def read_split_input(path: Path, kind: str, timestamps: bool | None = None) -> I
             raise InputError(
                 f"a folder is read as MovieLens, which is items, not {kind}", path=path
             )
-        from recgraph.data.readers import read_movielens
+        from recgraph.data.movielens import read_movielens
 
         return read_movielens(path)
     if kind == "items":
-        return Interactions.read_table(str(path), "items")
+        return Interactions.read_table(
+            str(path), "items", format=format, sep=sep, value_kind=value_kind
+        )
     from recgraph.data.readers import read_edge_list
 
     if timestamps is None:
-        timestamps = _has_timestamp_column(path)
-    return read_edge_list(path, directed=kind == "follows", timestamps=timestamps)
+        timestamps = _has_timestamp_column(path, format, sep)
+    return read_edge_list(
+        path,
+        directed=kind == "follows",
+        timestamps=timestamps,
+        format=format,
+        sep=sep,
+        header=header,
+        notes=notes,
+    )
 
 
 def write_split_table(data: Interactions, path: Path) -> None:
     """Write rows in the layout ``evaluate`` reads, the format chosen by extension.
 
-    Items: ``user,item[,rating][,timestamp]``; graphs: ``src,dst[,timestamp]``;
-    ids are written as their external ids. The file appears whole or not at all.
+    Items: ``user,item`` then ``rating`` when every value is a rating,
+    ``value,value_kind`` when the values mean something else (counts,
+    weights: each row says what), nothing when they mean nothing; then
+    ``timestamp`` when there is time. Graphs: ``src,dst[,timestamp]``. Ids
+    are written as their external ids. The file appears whole or not at all,
+    and reads back with the same value meanings.
     """
     import pandas as pd
     import pyarrow as pa
@@ -195,9 +217,18 @@ def write_split_table(data: Interactions, path: Path) -> None:
         names[1]: data.items.external(data.dst).astype(str),
     }
     types = {names[0]: pa.string(), names[1]: pa.string()}
-    if data.graph_kind == "items" and (data.kind == Kind.RATING).any():
-        columns["rating"] = data.value.astype(np.float64)
-        types["rating"] = pa.float64()
+    if data.graph_kind == "items" and len(data):
+        value_kind = np.asarray(data.value_kind)
+        if (value_kind == ValueKind.RATING).all():
+            columns["rating"] = data.value.astype(np.float64)
+            types["rating"] = pa.float64()
+        elif not (value_kind == ValueKind.NONE).all():
+            columns["value"] = data.value.astype(np.float64)
+            labels = np.asarray([v.label for v in ValueKind], dtype=object)
+            codes = np.asarray([int(v) for v in ValueKind])
+            columns["value_kind"] = labels[np.searchsorted(codes, value_kind)]
+            types["value"] = pa.float64()
+            types["value_kind"] = pa.string()
     if data.timestamp is not None:
         columns["timestamp"] = data.timestamp.astype(np.int64)
         types["timestamp"] = pa.int64()
@@ -232,12 +263,37 @@ def split_command(
             show_default=False,
         ),
     ] = None,
+    header: Annotated[
+        bool | None,
+        typer.Option(
+            "--header/--no-header",
+            help="Edge lists: whether the first line names the columns (default: detect, "
+            "as `recgraph import edges`).",
+            show_default=False,
+        ),
+    ] = None,
+    format: FormatOption = None,
+    sep: SepOption = None,
+    value: ValueOption = None,
 ) -> None:
-    """Split INPUT into the TRAIN and TEST files that `recgraph evaluate` reads."""
+    """Split INPUT into the TRAIN and TEST files that `recgraph evaluate` reads
+    (value meanings are kept: a rating or a value,value_kind column)."""
     from recgraph.data.splits import split
 
     start = time.perf_counter()
-    data = read_split_input(input_path, kind.value, timestamps)
+    notes: list[str] = []
+    data = read_split_input(
+        input_path,
+        kind.value,
+        timestamps,
+        format=_text(format),
+        sep=sep,
+        header=header,
+        value_kind=_text(value),
+        notes=notes,
+    )
+    for note in notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
     read_seconds = time.perf_counter() - start
     if data.graph_kind != kind.value:
         raise InputError(f"read {data.graph_kind} data, not {kind.value}", path=input_path)

@@ -114,7 +114,7 @@ def train_command(
 ) -> None:
     """Train the pipeline on everything in the store and publish it as a new registry version."""
     from recgraph.data.store import Store
-    from recgraph.pipeline import train_pipeline
+    from recgraph.jobs.train import train_pipeline
     from recgraph.serving.registry import ModelRegistry
 
     reg = ModelRegistry(registry)

@@ -9,9 +9,10 @@ The files are made to be read back:
 - ``events``: ``src, dst, timestamp``, one row per edge event, repeats
   included: ``recgraph import edges --timestamps`` rebuilds both the follows
   and the events from it;
-- ``interactions``: ``user, item, kind, value, timestamp`` (empty value: none;
-  empty timestamp: no time), which ``recgraph import interactions`` reads with
-  its default mapping;
+- ``interactions``: ``user, item, kind, value, value_kind, timestamp``
+  (empty value: none; empty timestamp: no time; ``value_kind`` what each
+  value means), which ``recgraph import interactions`` reads with its
+  default mapping, value meanings included;
 - ``accounts``: ``external_id, handle, created_at, updated_at``;
 - ``items``: ``external_id, title, author, created_at, features`` (JSON).
 """
@@ -43,6 +44,7 @@ def _columns(what: str, timed: bool) -> list[tuple[str, str]]:
             ("item", "str"),
             ("kind", "str"),
             ("value", "float"),
+            ("value_kind", "str"),
             ("timestamp", "int"),
         ]
     if what == "accounts":

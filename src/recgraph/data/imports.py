@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from recgraph.data.movielens import iter_movielens_items, iter_movielens_ratings, movielens_layout
 from recgraph.data.readers import (
     DEFAULT_CHUNK_ROWS,
     ColumnMapping,
@@ -23,9 +24,6 @@ from recgraph.data.readers import (
     iter_edge_chunks,
     iter_interaction_chunks,
     iter_item_chunks,
-    iter_movielens_items,
-    iter_movielens_ratings,
-    movielens_layout,
 )
 from recgraph.data.store import Store, Writer
 from recgraph.errors import InputError
@@ -50,6 +48,12 @@ class ImportSummary:
         (0 everywhere on a re-import).
     seconds
         Wall time, including the commit.
+    notes
+        Things read in a way the user should know, one sentence each (e.g. a
+        first line taken as a header and skipped).
+    directed
+        For edge imports: whether the edges are follows (True) or
+        friendships (False); None for other imports.
     """
 
     source: str
@@ -57,6 +61,8 @@ class ImportSummary:
     rows_written: int = 0
     new: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    directed: bool | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -105,6 +111,9 @@ def import_edges(
     timestamps: bool = False,
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    format: str | None = None,
+    sep: str | None = None,
+    header: bool | None = None,
 ) -> ImportSummary:
     """Import a SNAP-style edge list as follows (or friendships).
 
@@ -123,11 +132,25 @@ def import_edges(
         what the store already holds.
     timestamps
         Whether the third column holds unix timestamps.
+    format, sep, header
+        For files whose name does not tell their format, and the first-line
+        rule (:mod:`recgraph.data.readers`); notes about a skipped header line
+        land in the summary.
     """
     with _import(
         store, path, f"import {Path(path).name}", ("accounts", "follows", "edge_events")
     ) as (writer, summary, advance):
-        for chunk in iter_edge_chunks(path, timestamps=timestamps, chunk_rows=chunk_rows):
+        summary.directed = directed
+        chunks = iter_edge_chunks(
+            path,
+            timestamps=timestamps,
+            chunk_rows=chunk_rows,
+            format=format,
+            sep=sep,
+            header=header,
+            notes=summary.notes,
+        )
+        for chunk in chunks:
             follows = chunk.rename(columns={"ts": "created_at"})
             summary.rows_written += writer.follows(follows, directed=directed)
             if timestamps:
@@ -168,6 +191,8 @@ def import_interactions(
     mapping: ColumnMapping | None = None,
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    format: str | None = None,
+    sep: str | None = None,
 ) -> ImportSummary:
     """Import a generic CSV / TSV / Parquet table of interactions.
 
@@ -179,13 +204,17 @@ def import_interactions(
         The table; its extension gives the format.
     mapping
         Which columns hold user, item, kind (or one fixed kind), value and
-        timestamp; see :class:`recgraph.data.readers.ColumnMapping`.
+        timestamp, and what the values mean (``value_kind``: rating, count,
+        weight or none, stored per row); see
+        :class:`recgraph.data.readers.ColumnMapping`.
+    format, sep
+        ``csv``/``tsv``/``parquet`` and the separator, when the name does not tell.
     """
     with _import(
         store, path, f"import {Path(path).name}", ("accounts", "items", "interactions")
     ) as (writer, summary, advance):
         _write_chunks(
-            iter_interaction_chunks(path, mapping, chunk_rows=chunk_rows),
+            iter_interaction_chunks(path, mapping, chunk_rows=chunk_rows, format=format, sep=sep),
             writer.interactions,
             summary,
             advance,
@@ -194,7 +223,12 @@ def import_interactions(
 
 
 def import_accounts(
-    store: Store, path: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    store: Store,
+    path: str | Path,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    format: str | None = None,
+    sep: str | None = None,
 ) -> ImportSummary:
     """Import accounts (``external_id[, handle, created_at]``), e.g. an accounts export."""
     with _import(store, path, f"import {Path(path).name}", ("accounts",)) as (
@@ -203,13 +237,21 @@ def import_accounts(
         advance,
     ):
         _write_chunks(
-            iter_account_chunks(path, chunk_rows=chunk_rows), writer.accounts, summary, advance
+            iter_account_chunks(path, chunk_rows=chunk_rows, format=format, sep=sep),
+            writer.accounts,
+            summary,
+            advance,
         )
     return summary
 
 
 def import_items(
-    store: Store, path: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    store: Store,
+    path: str | Path,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    format: str | None = None,
+    sep: str | None = None,
 ) -> ImportSummary:
     """Import items (``external_id[, title, author, created_at, features]``), e.g. an
     items export; ``features`` is a JSON object per row."""
@@ -218,7 +260,12 @@ def import_items(
         summary,
         advance,
     ):
-        _write_chunks(iter_item_chunks(path, chunk_rows=chunk_rows), writer.items, summary, advance)
+        _write_chunks(
+            iter_item_chunks(path, chunk_rows=chunk_rows, format=format, sep=sep),
+            writer.items,
+            summary,
+            advance,
+        )
     return summary
 
 

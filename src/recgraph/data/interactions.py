@@ -16,8 +16,6 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from recgraph.errors import InputError
-
 
 class Kind(IntEnum):
     """What an edge means. Only ``DISLIKE`` is negative feedback."""
@@ -561,59 +559,50 @@ class Interactions:
         *,
         users: IdMap | None = None,
         items: IdMap | None = None,
+        format: str | None = None,
+        sep: str | None = None,
+        value_kind: str | None = None,
     ) -> Interactions:
         """Read a CSV/TSV/Parquet file with a header, as the ``evaluate`` command takes.
 
-        Columns: ``user,item[,rating][,timestamp]`` for ``items``;
-        ``src,dst[,timestamp]`` for ``follows`` and ``friends`` (each friendship
-        once, both directions implied). Extra columns are an error, so that
-        nothing a user gave is silently ignored.
+        Columns: ``user,item[,rating|value[,value_kind]][,timestamp]`` for
+        ``items``; ``src,dst[,timestamp]`` for ``follows`` and ``friends``. The
+        same rules as every import (:mod:`recgraph.data.parsing`); see
+        :mod:`recgraph.data.pair_files` for the layouts and ``--value``.
         """
-        from recgraph.data.tables import read_frame
+        from recgraph.data.pair_files import read_pairs
 
-        frame = read_frame(path)
-        cols = list(frame.columns)
-        if kind == "items":
-            required, optional = ["user", "item"], ["rating", "timestamp"]
-        else:
-            required, optional = ["src", "dst"], ["timestamp"]
-        for col in required:
-            if col not in cols:
-                raise InputError(
-                    f"missing column {col!r}; the header must be "
-                    f"{','.join(required)}[,{'][,'.join(optional)}], got {','.join(cols)}",
-                    path=path,
-                    line=1,
-                )
-        for col in cols:
-            if col not in required + optional:
-                raise InputError(
-                    f"unexpected column {col!r}; allowed: {', '.join(required + optional)}",
-                    path=path,
-                    line=1,
-                    field=col,
-                )
-        for col in cols:
-            blank = frame[col].isna() | (frame[col].astype(str).str.strip() == "")
-            if blank.any():
-                bad = int(np.flatnonzero(blank.to_numpy())[0])
-                raise InputError("empty value", path=path, line=bad + 2, field=col)
-        numeric = {
-            c: _numeric_column(frame[c], path, c) for c in ("rating", "timestamp") if c in cols
-        }
-        ts = numeric.get("timestamp")
-        one_sided = kind != "items"
+        columns = read_pairs(
+            path,
+            kind,
+            [v.label for v in ValueKind],
+            format=format,
+            sep=sep,
+            value_kind=value_kind,
+        )
+        meaning = columns["value_kind"]
         return cls.from_arrays(
-            frame[required[0]].astype(str).str.strip().to_numpy(object),
-            frame[required[1]].astype(str).str.strip().to_numpy(object),
-            value=numeric.get("rating"),
-            timestamp=None if ts is None else ts.astype(np.int64),
-            kind=Kind.RATING if "rating" in cols else None,
-            one_sided=one_sided,
+            columns["src"],
+            columns["dst"],
+            value=columns["value"],
+            timestamp=columns["timestamp"],
+            kind=Kind.RATING if columns["rating"] else None,
+            value_kind=ValueKind.parse(meaning)
+            if isinstance(meaning, str)
+            else _value_kind_codes(meaning),
+            one_sided=kind != "items",
             directed=kind != "friends",
             users=users,
             items=items,
         )
+
+
+def _value_kind_codes(labels: np.ndarray) -> np.ndarray:
+    """:class:`ValueKind` codes of an array of labels (already validated)."""
+    names = np.asarray([v.label for v in ValueKind], dtype=object)
+    codes = np.asarray([int(v) for v in ValueKind], dtype=np.int8)
+    order = np.argsort(names)
+    return codes[order][np.searchsorted(names[order], labels)]
 
 
 def _value_kind_array(value_kind, n: int) -> np.ndarray | None:
@@ -623,14 +612,3 @@ def _value_kind_array(value_kind, n: int) -> np.ndarray | None:
     if isinstance(value_kind, ValueKind | int):
         return np.full(n, int(value_kind), dtype=np.int8)
     return np.asarray(value_kind, dtype=np.int8)
-
-
-def _numeric_column(series, path: str, name: str) -> np.ndarray:
-    import pandas as pd
-
-    values = pd.to_numeric(series, errors="coerce")
-    bad = values.isna().to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise InputError(f"not a number: {series.iloc[row]!r}", path=path, line=row + 2, field=name)
-    return values.to_numpy(dtype=np.float64)

@@ -12,6 +12,9 @@ Conventions, chosen so that the same statements work on all three backends:
   compared byte for byte (``utf8mb4_bin`` on MariaDB, whose default collation
   would make ``"Alice"`` and ``"alice"`` collide); the store assigns the
   integer keys;
+- ``interactions.value_kind`` says what ``value`` means for that row
+  (``rating``, ``count``, ``weight`` or ``none``), as the import declared it
+  (``--value``), so a play count is never read as a rating;
 - ``interactions.timestamp`` is ``0`` when the source has no time: it is part
   of the natural (and primary) key ``(user_id, item_id, kind, timestamp)`` that makes
   re-imports idempotent, and a NULL in a unique key would let MariaDB and
@@ -33,10 +36,14 @@ from sqlalchemy.dialects import mysql
 EXTERNAL_ID_LENGTH = 255
 
 #: Bumped when a table changes shape; stored in ``meta`` as ``schema_version``.
-SCHEMA_VERSION = 1
+#: 2: ``interactions.value_kind`` (what each value means). :data:`UPGRADES` says how
+#: an older store is brought up to date (``recgraph db upgrade``).
+SCHEMA_VERSION = 2
 
 #: The kinds an interaction row may have.
 INTERACTION_KIND_LABELS = ("like", "dislike", "view", "rating")
+#: What an interaction's value may mean (:class:`~recgraph.data.interactions.ValueKind`).
+VALUE_KIND_LABELS = ("none", "rating", "count", "weight")
 
 #: Longest name of a published candidate list (it is part of a ``meta`` key).
 CANDIDATE_LIST_NAME_LENGTH = 40
@@ -140,10 +147,20 @@ interactions = sa.Table(
         "item_id", key_type(), sa.ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
     ),
     sa.Column("kind", sa.String(16), primary_key=True),
-    sa.Column("value", sa.Double, nullable=True, doc="rating or weight; NULL means 1"),
+    sa.Column("value", sa.Double, nullable=True, doc="rating, count or weight; NULL means 1"),
     sa.Column("timestamp", sa.BigInteger, primary_key=True, autoincrement=False, doc="0 = no time"),
+    sa.Column(
+        "value_kind",
+        sa.String(8),
+        nullable=False,
+        server_default="none",
+        doc="what value means: none, rating, count or weight",
+    ),
     sa.CheckConstraint(
         "kind IN ('like', 'dislike', 'view', 'rating')", name="ck_interactions_kind"
+    ),
+    sa.CheckConstraint(
+        "value_kind IN ('none', 'rating', 'count', 'weight')", name="ck_interactions_value_kind"
     ),
     sa.Index("ix_interactions_item", "item_id"),
     **MYSQL_TABLE,
@@ -174,6 +191,15 @@ meta = sa.Table(
     **MYSQL_TABLE,
 )
 
+#: Statements that bring a store of version ``v`` to ``v + 1``, run in order in one
+#: transaction by :meth:`recgraph.data.store.Store.upgrade`; the same SQL on all backends.
+UPGRADES: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE interactions ADD COLUMN value_kind VARCHAR(8) NOT NULL DEFAULT 'none'",
+        "UPDATE interactions SET value_kind = 'rating' WHERE kind = 'rating'",
+    ),
+}
+
 #: Keys of the ``meta`` table.
 META_SCHEMA_VERSION = "schema_version"
 META_FOLLOWS_DIRECTED = "follows_directed"
@@ -189,6 +215,8 @@ __all__ = [
     "META_SCHEMA_VERSION",
     "MYSQL_TABLE",
     "SCHEMA_VERSION",
+    "UPGRADES",
+    "VALUE_KIND_LABELS",
     "accounts",
     "candidate_lists",
     "edge_events",

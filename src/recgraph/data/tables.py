@@ -1,4 +1,7 @@
-"""Tabular files by extension: CSV, TSV (also .txt/.tsv.gz/.csv.gz) and Parquet."""
+"""Writing tables by extension: CSV, TSV (also .txt/.tsv.gz/.csv.gz) and Parquet.
+
+Reading goes through :mod:`recgraph.data.parsing`, the one reader path.
+"""
 
 from __future__ import annotations
 
@@ -6,44 +9,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from recgraph.data.parsing import format_of
 from recgraph.errors import InputError
+from recgraph.files import atomic_path
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 def table_format(path: str | Path) -> str:
     """``csv``, ``tsv`` or ``parquet`` from a file name (compression suffixes ignored)."""
-    name = Path(path).name.lower()
-    for suffix in (".gz", ".bz2", ".xz", ".zst"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    if name.endswith(PARQUET_SUFFIXES):
-        return "parquet"
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith((".tsv", ".tab", ".txt")):
-        return "tsv"
-    raise InputError(
-        "cannot tell the format from the extension; use .csv, .tsv or .parquet", path=path
-    )
-
-
-def read_frame(path: str | Path) -> pd.DataFrame:
-    """Read a whole small table with every column as text (ids stay strings)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("no such file", path=path)
-    fmt = table_format(path)
-    if fmt == "parquet":
-        frame = pd.read_parquet(path)
-        return frame.astype({c: str for c in frame.columns if frame[c].dtype == object})
-    sep = "," if fmt == "csv" else "\t"
-    try:
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.ParserError as exc:
-        raise InputError(f"cannot parse: {exc}", path=path) from None
-    frame.columns = [c.strip().lower() for c in frame.columns]
-    return frame
+    fmt = format_of(path)
+    if fmt is None:
+        raise InputError(
+            "cannot tell the format from the extension; use .csv, .tsv or .parquet", path=path
+        )
+    return fmt
 
 
 def _open_text(path: Path, name: str):
@@ -88,10 +68,10 @@ class TableWriter:
         self.rows = 0
         self._handle = None
         self._parquet = None
-        self._tmp = self.path.with_name(f".{self.path.name}.part")
+        self._target = atomic_path(self.path)
 
     def __enter__(self) -> TableWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self._target.__enter__()
         if self.format == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -122,7 +102,4 @@ class TableWriter:
             self._parquet.close()
         if self._handle is not None:
             self._handle.close()
-        if exc_type is None:
-            self._tmp.replace(self.path)
-        else:
-            self._tmp.unlink(missing_ok=True)
+        self._target.__exit__(exc_type, exc, tb)

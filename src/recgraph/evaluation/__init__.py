@@ -17,6 +17,10 @@ from recgraph.evaluation.metrics import (
     user_metrics,
 )
 from recgraph.evaluation.report import DROP_REASONS, EvaluationReport, ModelResult
+from recgraph.retrieval.registry import register_retriever
+
+# a whole pipeline question evaluates, saves and loads like any model, by this name
+register_retriever("pipeline", "recgraph.evaluation.pipeline_retriever:QuestionRetriever")
 
 __all__ = [
     "DEFAULT_KS",

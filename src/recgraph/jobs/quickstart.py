@@ -25,7 +25,9 @@ from recgraph.data.store import Store
 from recgraph.data.synthetic import SyntheticConfig, generate_social
 from recgraph.errors import InputError
 from recgraph.evaluation import EvaluationReport, evaluate
-from recgraph.pipeline import PipelineConfig, QuestionRetriever, TrainResult, train_pipeline
+from recgraph.evaluation.pipeline_retriever import QuestionRetriever
+from recgraph.jobs.train import TrainResult, train_pipeline
+from recgraph.pipeline import PipelineConfig
 from recgraph.pipeline.config import load_pipeline_config
 from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.registry import available_retrievers

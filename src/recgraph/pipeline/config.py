@@ -103,6 +103,12 @@ class QuestionConfig(_Strict):
             raise ValueError(f"k = {self.k} is above max_k = {self.max_k}")
         if len(set(self.fallback)) != len(self.fallback):
             raise ValueError("fallback lists a retriever twice")
+        primary = sorted(set(self.fallback) & set(keys))
+        if primary:
+            raise ValueError(
+                f"fallback lists {', '.join(primary)}, already a retriever of this question: "
+                'the chain is for what the retrievers leave empty (e.g. fallback = ["popular"])'
+            )
         return self
 
     def chain(self) -> list[RetrieverSpec]:
@@ -121,7 +127,7 @@ class QuestionConfig(_Strict):
 def _default_who_to_follow() -> QuestionConfig:
     return QuestionConfig(
         retrievers=[RetrieverSpec(name="adamic_adar", min_score=0.0)],
-        fallback=["adamic_adar", "popular"],
+        fallback=["popular"],
     )
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -48,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.errors import ConfigError, NotFittedError
+from recgraph.files import atomic_write
 from recgraph.retrieval.explanation import Explanation
 
 FORMAT_VERSION = 1
@@ -157,6 +157,12 @@ class Retriever(ABC):
     supports: ClassVar[frozenset[str]] = frozenset({"items", "follows", "friends"})
     #: Whether :meth:`explain` can say why (the default says nothing).
     explains: ClassVar[bool] = False
+    #: Whether :meth:`cold_start_scores` is an answer of the model's own (popularity,
+    #: a learnt item bias) that may be credited to it for a user it never saw.
+    has_cold_start: ClassVar[bool] = False
+    #: The score the model gives a target it has no evidence for (two-hop models:
+    #: 0, no path): such candidates never count as the model's.
+    no_evidence_score: ClassVar[float | None] = None
     #: Saved-name -> class lookup, installed by :mod:`recgraph.retrieval.registry`.
     class_for_name: ClassVar[Callable[[str], type[Retriever]] | None] = None
 
@@ -511,13 +517,21 @@ class Retriever(ABC):
             if value.dtype == object:
                 raise TypeError(f"state array {key!r} has dtype object; it would need pickle")
             arrays[f"state.{key}"] = value
-        _atomic_write(path / STATE_FILE, lambda f: np.savez(f, **arrays), binary=True)
-        _atomic_write(
-            path / CONFIG_FILE,
-            lambda f: f.write(json.dumps(self.manifest(), indent=2)),
-            binary=False,
-        )
+        with atomic_write(path / STATE_FILE) as handle:
+            np.savez(handle, **arrays)
+        self._save_files(path)
+        # written last: its presence marks a complete model
+        with atomic_write(path / CONFIG_FILE, "w") as handle:
+            handle.write(json.dumps(self.manifest(), indent=2))
         return path
+
+    def _save_files(self, path: Path) -> None:
+        """Write what does not fit the npz (a booster as text, sub-models) into ``path``."""
+        return None
+
+    def _load_files(self, path: Path) -> None:
+        """Read back what :meth:`_save_files` wrote (after :meth:`_set_state`)."""
+        return None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Retriever:
@@ -554,6 +568,7 @@ class Retriever(ABC):
         model._set_state(
             {k[len("state.") :]: v for k, v in arrays.items() if k.startswith("state.")}
         )
+        model._load_files(path)
         return model
 
 
@@ -577,17 +592,3 @@ def ranked_row(row: np.ndarray, item: int, k: int) -> tuple[np.ndarray, np.ndarr
     ids, scores = top_k(row, k)
     valid = ids[0] >= 0
     return ids[0][valid], scores[0][valid]
-
-
-def _atomic_write(target: Path, write, *, binary: bool) -> None:
-    """Write to a temporary file beside ``target`` and rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.fchmod(fd, 0o644)  # mkstemp makes 0600; a server running as another user must read it
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as handle:
-            write(handle)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -44,7 +44,7 @@ item gets the gradient :math:`2 M z_j`,
 :math:`M = \tfrac{\alpha}{|I|} \sum_{(u,i) \in B} a_u a_u^\top`.
 
 :math:`b_i` is what nearly everyone likes: the cold-start ranking of
-:mod:`recgraph.retrieval.feed` uses it (``item_bias_``).
+the pipeline serves it to users the model cannot personalise for (``cold_start_scores``).
 
 ``partial_fit(new)`` continues from the current weights on the new
 interactions only, growing the tables for new users and items (new rows start
@@ -197,6 +197,7 @@ class BiasedMF(Retriever):
     """
 
     name = "biased_mf"
+    has_cold_start = True
     config_class = BiasedMFConfig
     config: BiasedMFConfig
     supports = frozenset({"items", "follows"})

@@ -60,6 +60,7 @@ class BPR(FactorRetriever):
     """Bayesian personalised ranking (see the module docstring)."""
 
     name = "bpr"
+    has_cold_start = True
     config_class = BPRConfig
     config: BPRConfig
 

@@ -574,6 +574,7 @@ class GraphRetriever(Retriever):
 
     supports: ClassVar[frozenset[str]] = frozenset({"follows", "friends"})
     explains: ClassVar[bool] = True
+    no_evidence_score: ClassVar[float | None] = 0.0
     adjacency_: sp.csr_matrix
 
     def _fit(self, train: Interactions) -> None:

@@ -33,6 +33,7 @@ class Popular(Retriever):
     """
 
     name = "popular"
+    has_cold_start = True
     config_class = PopularConfig
     config: PopularConfig
 

@@ -4,13 +4,8 @@ Import-light on purpose: FastAPI and the index libraries load only in the
 modules that need them, so the registry works in training jobs and CLIs.
 """
 
-from recgraph.serving.registry import (
-    ModelRegistry,
-    RegistryError,
-    content_hash,
-    data_snapshot,
-    default_registry_root,
-)
+from recgraph.data.snapshot import content_hash, data_snapshot
+from recgraph.serving.registry import ModelRegistry, RegistryError, default_registry_root
 
 __all__ = [
     "ModelRegistry",

@@ -570,10 +570,10 @@ def _examples(loaded: LoadedModel) -> dict[str, list[dict[str, str | None]]]:
     pipeline = loaded.pipeline
     out: dict[str, list[dict[str, str | None]]] = {}
     for name, question in pipeline.questions.items():
-        if question.users is None or not len(question.history):
+        if question.history is None or not question.history.n_users:
             continue
-        count = min(EXAMPLES, len(question.history))
-        top = np.argsort(-question.history, kind="stable")[:count]
+        counts = question.history.counts
+        top = np.argsort(-counts, kind="stable")[: min(EXAMPLES, len(counts))]
         out[name] = [
             {"id": str(uid), "handle": pipeline.names.handle(str(uid))}
             for uid in question.users.external(top)

@@ -40,8 +40,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recgraph.data.interactions import Interactions, Kind
+from recgraph.data.interactions import Interactions
+from recgraph.data.snapshot import data_snapshot
 from recgraph.errors import ConfigError, InputError, RecgraphError
+from recgraph.files import atomic_write
 
 if TYPE_CHECKING:
     from recgraph.index.base import Index
@@ -67,60 +69,6 @@ class RegistryError(RecgraphError, LookupError):
 def default_registry_root() -> str:
     """``$RECGRAPH_REGISTRY`` if set, else ``./models``."""
     return os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY
-
-
-def data_snapshot(data: Interactions) -> dict[str, Any]:
-    """What a model was trained on, small enough for a manifest.
-
-    Returns row and id counts, the graph shape, rows per interaction kind,
-    the time range (when there are timestamps) and :func:`content_hash`.
-    """
-    kinds = np.bincount(data.kind.astype(np.int64), minlength=len(Kind)) if len(data) else []
-    snapshot: dict[str, Any] = {
-        "rows": len(data),
-        "n_users": data.n_users,
-        "n_items": data.n_items,
-        "graph_kind": data.graph_kind,
-        "kinds": {Kind(i).label: int(n) for i, n in enumerate(kinds) if n},
-        "time_range": None,
-        "content_hash": content_hash(data),
-    }
-    if data.timestamp is not None and len(data):
-        start, end = int(data.timestamp.min()), int(data.timestamp.max())
-        snapshot["time_range"] = {
-            "start": start,
-            "end": end,
-            "start_utc": _utc_iso(start),
-            "end_utc": _utc_iso(end),
-        }
-    return snapshot
-
-
-def content_hash(data: Interactions) -> str:
-    """``sha256:<hex>`` of the edges and id maps, independent of row order.
-
-    Rows are hashed sorted by (src, dst, kind, timestamp, value), so the same
-    snapshot read back in another order hashes the same; the id maps are
-    hashed in index order, since indices are what a model's state refers to.
-    """
-    digest = hashlib.sha256()
-    digest.update(f"one_sided={data.one_sided};directed={data.directed};".encode())
-    timestamp = data.timestamp if data.timestamp is not None else np.zeros(len(data), np.int64)
-    order = np.lexsort((data.value, timestamp, data.kind, data.dst, data.src))
-    for name, column, dtype in (
-        ("src", data.src, "<i8"),
-        ("dst", data.dst, "<i8"),
-        ("kind", data.kind, "<i1"),
-        ("timestamp", timestamp, "<i8"),
-        ("value", data.value, "<f4"),
-    ):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(column[order], dtype=dtype).tobytes())
-    digest.update(f"timestamps={data.timestamp is not None};".encode())
-    for name, ids in (("users", data.users.ids), ("items", data.items.ids)):
-        digest.update(f"{name}:{len(ids)}:".encode())
-        digest.update("\x1f".join(ids.tolist()).encode())
-    return "sha256:" + digest.hexdigest()
 
 
 class ModelRegistry:
@@ -368,24 +316,15 @@ class ModelRegistry:
             return None
 
     def _write_atomic(self, path: str, payload: bytes) -> None:
-        """Replace ``path`` so that readers see the old bytes or the new ones, never a part."""
+        """Replace ``path`` so that readers see the old bytes or the new ones, never a part.
+
+        Local folders use the shared :func:`recgraph.files.atomic_write`; other
+        fsspec filesystems (object stores) have no rename, but write one
+        object in a single request, which is just as atomic.
+        """
         if self.is_local:
-            directory = os.path.dirname(path)
-            os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-            try:
-                os.fchmod(
-                    fd, 0o644
-                )  # mkstemp's 0600 would hide it from a server run as another user
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(payload)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            with atomic_write(path, fsync=True) as handle:
+                handle.write(payload)
         else:
             # object stores write one object in a single request: whole or not at all
             self.fs.pipe_file(path, payload)

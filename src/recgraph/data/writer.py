@@ -1,0 +1,607 @@
+"""Bulk, idempotent writes: the :class:`Writer` that :meth:`Store.writer` hands out.
+
+Every method takes DataFrame chunks keyed by external ids, validates them
+(:class:`~recgraph.errors.InputError` naming the field) and upserts them in
+the writer's one transaction; merge rules are in :mod:`recgraph.data.store`.
+Parts that keep tables of their own add writer methods here, so that all SQL
+that changes rows lives in ``data/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from recgraph.data import schema
+from recgraph.data.interactions import Kind, ValueKind
+from recgraph.data.parsing import TIMESTAMP_MAX, TIMESTAMP_MIN, timestamp_range_problem
+from recgraph.data.sql import (
+    COUNTED,
+    WRITE_BATCH,
+    Columns,
+    batches,
+    count_rows,
+    earliest,
+    get_meta,
+    latest,
+    upsert_rows,
+)
+from recgraph.errors import InputError
+
+#: Ids per ``IN (...)`` lookup: well under every backend's bound-parameter limit.
+_LOOKUP_BATCH = 2_000
+#: External id -> key entries kept per writer before the cache is dropped (bounded memory).
+_CACHE_LIMIT = 500_000
+
+Frame = pd.DataFrame | Iterable[Mapping[str, Any]]
+
+#: Characters no id may hold: an id with a NUL byte or a line break can be stored but
+#: never asked for again (and PostgreSQL refuses NUL outright).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _frame(rows: Frame, required: Sequence[str], what: str) -> pd.DataFrame:
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    for column in required:
+        if column not in frame.columns:
+            raise InputError(
+                f"{what} rows need a column {column!r}; got {', '.join(map(str, frame.columns))}",
+                field=column,
+            )
+    return frame
+
+
+def _external_ids(values: pd.Series, name: str) -> np.ndarray:
+    """Validated external ids as an object array of str."""
+    missing = values.isna().to_numpy()
+    if missing.any():
+        raise InputError(
+            f"missing {name} id (row {int(np.flatnonzero(missing)[0]) + 1} of the chunk)",
+            field=name,
+        )
+    ids = values.astype(str).to_numpy(object)
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    if len(ids) and lengths.min() == 0:
+        raise InputError(f"empty {name} id", field=name)
+    if len(ids) and _CONTROL.search("".join(ids)):  # one C-speed pass over every id
+        bad = next(x for x in ids if _CONTROL.search(x))
+        what = "a NUL byte" if "\x00" in bad else "a control character (a line break or tab)"
+        raise InputError(f"{name} id {bad[:40]!r} contains {what}", field=name)
+    if len(ids) and lengths.max() > schema.EXTERNAL_ID_LENGTH:
+        bad = ids[int(np.argmax(lengths))]
+        raise InputError(
+            f"{name} id longer than {schema.EXTERNAL_ID_LENGTH} characters: {bad[:40]!r}...",
+            field=name,
+        )
+    return ids
+
+
+def _optional_seconds(frame: pd.DataFrame, column: str) -> list[int | None]:
+    """Unix seconds (ints or datetimes) of an optional column; NULL where absent."""
+    if column not in frame.columns:
+        return [None] * len(frame)
+    values = frame[column]
+    if pd.api.types.is_datetime64_any_dtype(values):
+        if values.dt.tz is not None:
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        missing = values.isna().to_numpy()
+        seconds = values.to_numpy("datetime64[s]").astype(np.int64)
+        return [None if m else int(x) for x, m in zip(seconds, missing, strict=True)]
+    if pd.api.types.is_integer_dtype(values) and not values.hasnans:
+        numbers = values.to_numpy()
+        if len(numbers) and (numbers.min() < TIMESTAMP_MIN or numbers.max() > TIMESTAMP_MAX):
+            bad = numbers[(numbers < TIMESTAMP_MIN) | (numbers > TIMESTAMP_MAX)][0]
+            raise InputError(timestamp_range_problem(column, bad), field=column)
+        return numbers.astype(np.int64).tolist()  # the common case, without a Python loop
+    out: list[int | None] = []
+    for value in values:
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+            out.append(None)
+        elif isinstance(value, pd.Timestamp):
+            out.append(int(value.timestamp()))
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise InputError(f"{column} {value!r} is not unix seconds", field=column) from None
+            if not math.isfinite(number) or number != int(number):
+                raise InputError(f"{column} {value!r} is not whole unix seconds", field=column)
+            if not TIMESTAMP_MIN <= int(number) <= TIMESTAMP_MAX:
+                raise InputError(timestamp_range_problem(column, value), field=column)
+            out.append(int(number))
+    return out
+
+
+# ---------------------------------------------------------------------- writer
+class Writer:
+    """Bulk, idempotent writes inside one transaction (see :meth:`Store.writer`).
+
+    Every method takes a pandas DataFrame (or an iterable of dicts) keyed by
+    external ids; accounts and items it references are created on the fly.
+    External id -> key lookups are batched and cached for the transaction.
+    """
+
+    def __init__(self, conn: sa.Connection, dialect: str) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.now = int(time.time())
+        self.batch = secrets.randbits(62)
+        self._keys: dict[str, dict[str, int]] = {"accounts": {}, "items": {}}
+        self._directed: bool | None = None
+
+    # -------------------------------------------------------------- keys
+    def _resolve(self, table: sa.Table, ids: np.ndarray) -> np.ndarray:
+        """Integer keys of external ids, inserting the unknown ones."""
+        cache = self._keys[table.name]
+        if len(cache) > _CACHE_LIMIT:
+            cache.clear()
+        codes, uniques = pd.factorize(ids)
+        keys = [cache.get(x) for x in uniques]
+        wanted = [x for x, key in zip(uniques, keys, strict=True) if key is None]
+        if wanted:
+            self._lookup(table, wanted, cache)
+            missing = [x for x in wanted if x not in cache]
+            if missing:
+                rows: Columns = {"external_id": missing}
+                if table is schema.accounts:
+                    rows["created_at"] = rows["updated_at"] = [self.now] * len(missing)
+                upsert_rows(self.conn, self.dialect, table, ["external_id"], rows, [])
+                self._lookup(table, missing, cache)
+            keys = [cache[x] for x in uniques]
+        return np.asarray(keys, dtype=np.int64)[codes] if len(codes) else np.zeros(0, np.int64)
+
+    def _lookup(self, table: sa.Table, external_ids: list[str], cache: dict[str, int]) -> None:
+        for batch in batches(external_ids, _LOOKUP_BATCH):
+            rows = self.conn.execute(
+                sa.select(table.c.external_id, table.c.id).where(table.c.external_id.in_(batch))
+            )
+            cache.update((external_id, key) for external_id, key in rows)
+
+    def account_keys(self, external_ids: Iterable[str]) -> np.ndarray:
+        """Integer keys of accounts, creating unknown ones."""
+        return self._resolve(
+            schema.accounts, _external_ids(pd.Series(list(external_ids)), "account")
+        )
+
+    def item_keys(self, external_ids: Iterable[str]) -> np.ndarray:
+        """Integer keys of items, creating unknown ones."""
+        return self._resolve(schema.items, _external_ids(pd.Series(list(external_ids)), "item"))
+
+    # -------------------------------------------------------------- meta
+    def set_meta(self, key: str, value: str) -> None:
+        upsert_rows(
+            self.conn,
+            self.dialect,
+            schema.meta,
+            ["key"],
+            [{"key": key, "value": value}],
+            [("value", lambda new, old: new("value"))],
+        )
+
+    def _check_directed(self, directed: bool | None) -> bool:
+        """The graph's direction; the first follows written fix it, a mismatch is an error."""
+        if self._directed is not None and (directed is None or directed == self._directed):
+            return self._directed
+        stored = get_meta(self.conn, schema.META_FOLLOWS_DIRECTED)
+        empty = not self.conn.execute(sa.select(schema.follows.c.source_id).limit(1)).first()
+        empty = empty and not self.conn.execute(sa.select(schema.edge_events.c.ts).limit(1)).first()
+        if directed is None:
+            directed = stored != "false"
+        elif stored is not None and (stored == "true") != directed and not empty:
+            held = "a directed" if stored == "true" else "an undirected"
+            given = "directed" if directed else "undirected"
+            raise InputError(
+                f"this store holds {held} follow graph; cannot add {given} edges to it "
+                "(import into another database, or match --directed/--undirected)"
+            )
+        if stored != ("true" if directed else "false"):
+            self.set_meta(schema.META_FOLLOWS_DIRECTED, "true" if directed else "false")
+        self._directed = directed
+        return directed
+
+    # -------------------------------------------------------------- tables
+    def accounts(self, rows: Frame) -> int:
+        """Upsert accounts from ``external_id`` and optional ``handle``, ``created_at``.
+
+        ``created_at`` (unix seconds; default: now) keeps the earliest value,
+        so an account moved from another store keeps its age. Return rows written.
+        """
+        frame = _frame(rows, ["external_id"], "account")
+        ids = _external_ids(frame["external_id"], "external_id")
+        handles = (
+            frame["handle"].astype(object).where(frame["handle"].notna(), None).tolist()
+            if "handle" in frame.columns
+            else [None] * len(ids)
+        )
+        created = [self.now if c is None else c for c in _optional_seconds(frame, "created_at")]
+        latest = {  # the last row of an id wins
+            x: (h, c) for x, h, c in zip(ids, handles, created, strict=True)
+        }
+        records = [
+            {"external_id": x, "handle": h, "created_at": c, "updated_at": self.now}
+            for x, (h, c) in latest.items()
+        ]
+        upsert_rows(
+            self.conn,
+            self.dialect,
+            schema.accounts,
+            ["external_id"],
+            records,
+            [
+                (
+                    "updated_at",
+                    lambda new, old: sa.case(
+                        (
+                            sa.and_(
+                                new("handle").is_not(None),
+                                new("handle").is_distinct_from(old.handle),
+                            ),
+                            new("updated_at"),
+                        ),
+                        else_=old.updated_at,
+                    ),
+                ),
+                ("handle", lambda new, old: sa.func.coalesce(new("handle"), old.handle)),
+                ("created_at", lambda new, old: earliest(new("created_at"), old.created_at)),
+            ],
+        )
+        return len(records)
+
+    def items(self, rows: Frame) -> int:
+        """Upsert items from ``external_id`` and optional ``title, author, created_at,
+        features`` (a dict per row, stored as JSON); authors are accounts. Return rows written."""
+        frame = _frame(rows, ["external_id"], "item")
+        ids = _external_ids(frame["external_id"], "external_id")
+        n = len(ids)
+
+        def optional(column: str) -> list:
+            if column not in frame.columns:
+                return [None] * n
+            return frame[column].astype(object).where(frame[column].notna(), None).tolist()
+
+        authors: list = [None] * n
+        if "author" in frame.columns:
+            present = frame["author"].notna().to_numpy()
+            if present.any():
+                keys = self._resolve(
+                    schema.accounts, _external_ids(frame["author"][present], "author")
+                )
+                for position, key in zip(np.flatnonzero(present), keys, strict=True):
+                    authors[position] = int(key)
+        features = [None if f is None else _features_json(f) for f in optional("features")]
+        latest = {
+            x: (t, a, c, f)
+            for x, t, a, c, f in zip(
+                ids,
+                optional("title"),
+                authors,
+                _optional_seconds(frame, "created_at"),
+                features,
+                strict=True,
+            )
+        }
+        records = [
+            {"external_id": x, "title": t, "author_id": a, "created_at": c, "features": f}
+            for x, (t, a, c, f) in latest.items()
+        ]
+        upsert_rows(
+            self.conn,
+            self.dialect,
+            schema.items,
+            ["external_id"],
+            records,
+            [
+                ("title", lambda new, old: sa.func.coalesce(new("title"), old.title)),
+                ("author_id", lambda new, old: sa.func.coalesce(new("author_id"), old.author_id)),
+                ("created_at", lambda new, old: earliest(new("created_at"), old.created_at)),
+                ("features", lambda new, old: sa.func.coalesce(new("features"), old.features)),
+            ],
+        )
+        return len(records)
+
+    def follows(self, rows: Frame, directed: bool) -> int:
+        """Upsert follow edges from ``src, dst`` and optional ``created_at, seen_at``.
+
+        ``directed=False`` stores each friendship once (smaller key first).
+        Within the chunk and against the store, ``created_at`` keeps the
+        earliest time and ``seen_at`` the latest (``created_at`` when no
+        ``seen_at`` is given). An edge removed earlier becomes active again
+        unless it was removed after this sighting. Return rows written.
+        """
+        frame = _frame(rows, ["src", "dst"], "follow")
+        directed = self._check_directed(directed)
+        src, dst = self._pair_keys(frame, directed)
+        created = _optional_seconds(frame, "created_at")
+        seen = _optional_seconds(frame, "seen_at") if "seen_at" in frame.columns else created
+        pairs = pd.DataFrame(
+            {
+                "source_id": src,
+                "target_id": dst,
+                "created_at": pd.array(created, dtype="Int64"),
+                "seen_at": pd.array(seen, dtype="Int64"),
+            }
+        )
+        merged = pairs.groupby(["source_id", "target_id"], sort=True).agg(
+            created_at=("created_at", "min"), seen_at=("seen_at", "max")
+        )
+        records = {
+            "source_id": merged.index.get_level_values(0).tolist(),
+            "target_id": merged.index.get_level_values(1).tolist(),
+            "created_at": _nullable_ints(merged["created_at"]),
+            "seen_at": _nullable_ints(merged["seen_at"]),
+            "removed_at": [None] * len(merged),
+        }
+        upsert_rows(
+            self.conn,
+            self.dialect,
+            schema.follows,
+            ["source_id", "target_id"],
+            records,
+            [
+                # Before seen_at changes: MariaDB evaluates assignments in order.
+                (
+                    "removed_at",
+                    lambda new, old: sa.case(
+                        (
+                            sa.and_(
+                                old.removed_at.is_not(None),
+                                new("seen_at").is_not(None),
+                                new("seen_at") <= old.removed_at,
+                            ),
+                            old.removed_at,
+                        ),
+                        else_=sa.null(),
+                    ),
+                ),
+                ("created_at", lambda new, old: earliest(new("created_at"), old.created_at)),
+                ("seen_at", lambda new, old: latest(new("seen_at"), old.seen_at)),
+            ],
+        )
+        return len(merged)
+
+    def edge_events(self, rows: Frame, directed: bool | None = None) -> int:
+        """Store timestamped edge events from ``src, dst, ts``; repeats are counted, not dropped.
+
+        ``directed`` defaults to the store's follow graph direction. Within
+        one writer, chunks add up; a later import of the same events replaces
+        their counts, so re-imports stay idempotent. Return events written.
+        """
+        frame = _frame(rows, ["src", "dst", "ts"], "edge event")
+        directed = self._check_directed(directed)
+        src, dst = self._pair_keys(frame, directed)
+        ts = _optional_seconds(frame, "ts")
+        if any(t is None for t in ts):
+            raise InputError("an edge event needs a timestamp", field="ts")
+        events = pd.DataFrame({"source_id": src, "target_id": dst, "ts": np.asarray(ts, np.int64)})
+        grouped = events.groupby(["source_id", "target_id", "ts"], sort=True).size()
+        records = {
+            "source_id": grouped.index.get_level_values(0).tolist(),
+            "target_id": grouped.index.get_level_values(1).tolist(),
+            "ts": grouped.index.get_level_values(2).tolist(),
+            "count": grouped.to_numpy().tolist(),
+            "batch": [self.batch] * len(grouped),
+        }
+        upsert_rows(
+            self.conn,
+            self.dialect,
+            schema.edge_events,
+            ["source_id", "target_id", "ts"],
+            records,
+            [
+                (
+                    "count",
+                    lambda new, old: sa.case(
+                        (old.batch == new("batch"), old["count"] + new("count")),
+                        else_=new("count"),
+                    ),
+                ),
+                ("batch", lambda new, old: new("batch")),
+            ],
+        )
+        return len(events)
+
+    def interactions(self, rows: Frame) -> int:
+        """Upsert interactions from ``user, item, kind`` and optional ``value,
+        value_kind, timestamp``.
+
+        ``kind`` is like, dislike, view or rating; ``value_kind`` what the value
+        means (none, rating, count, weight; default: rating for ratings, none
+        otherwise). A missing timestamp is stored as 0 and a missing value as
+        NULL (read as 1). The natural key ``(user, item, kind, timestamp)``
+        makes re-imports idempotent; a new non-NULL value replaces the stored
+        one together with its value kind. Return rows written.
+        """
+        frame = _frame(rows, ["user", "item", "kind"], "interaction")
+        users = self._resolve(schema.accounts, _external_ids(frame["user"], "user"))
+        items = self._resolve(schema.items, _external_ids(frame["item"], "item"))
+        kind_codes, kind_values = pd.factorize(frame["kind"].astype(object), use_na_sentinel=False)
+        kinds = np.asarray([_kind_or_none(k) for k in kind_values], dtype=object)[kind_codes]
+        if pd.isna(kinds).any() if len(kinds) else False:
+            bad = frame["kind"].iloc[int(np.flatnonzero(pd.isna(kinds))[0])]
+            raise InputError(
+                f"unknown kind {bad!r}; expected one of {', '.join(schema.INTERACTION_KIND_LABELS)}",
+                field="kind",
+            )
+        stamps = [0 if t is None else t for t in _optional_seconds(frame, "timestamp")]
+        if "value" in frame.columns:
+            values = pd.to_numeric(frame["value"], errors="coerce")
+            invalid = values.isna() & frame["value"].notna()
+            if invalid.any():
+                bad = frame["value"][invalid].iloc[0]
+                raise InputError(f"value {bad!r} is not a number", field="value")
+            if np.isinf(values.astype(float)).any():
+                raise InputError("value is not a finite number", field="value")
+            value_list = [None if math.isnan(v) else float(v) for v in values.astype(float)]
+        else:
+            value_list = [None] * len(frame)
+        rows_frame = pd.DataFrame(
+            {
+                "user_id": users,
+                "item_id": items,
+                "kind": kinds,
+                "timestamp": np.asarray(stamps, dtype=np.int64),
+                "value": pd.Series(value_list, dtype=object),
+                "value_kind": _value_kinds(frame, kinds),
+            }
+        )
+        key = ["user_id", "item_id", "kind", "timestamp"]
+        rows_frame = rows_frame.drop_duplicates(key, keep="last").sort_values(key)
+        records = {name: rows_frame[name].tolist() for name in rows_frame.columns}
+        upsert_rows(
+            self.conn,
+            self.dialect,
+            schema.interactions,
+            key,
+            records,
+            [
+                # Before value changes (MariaDB assigns in order): the meaning moves with a value.
+                (
+                    "value_kind",
+                    lambda new, old: sa.case(
+                        (new("value").is_not(None), new("value_kind")), else_=old.value_kind
+                    ),
+                ),
+                ("value", lambda new, old: sa.func.coalesce(new("value"), old.value)),
+            ],
+        )
+        return len(rows_frame)
+
+    def replace_follows(
+        self, account: str, targets: Iterable[str] | pd.DataFrame, seen_at: int
+    ) -> dict[str, int]:
+        """Make ``targets`` the complete, current follow set of ``account``.
+
+        Edges of the account that are not in ``targets`` get ``removed_at =
+        seen_at`` (kept, never deleted, and excluded from reads); the targets
+        are upserted with ``seen_at``. ``targets`` may be external ids or a
+        DataFrame with ``dst`` and optional ``created_at``. On an undirected
+        graph the account's friendships are replaced, whichever end it is.
+
+        Returns
+        -------
+        dict
+            ``added``, ``kept`` and ``removed`` edge counts.
+        """
+        if isinstance(targets, pd.DataFrame):
+            frame = _frame(targets, ["dst"], "follow").copy()
+        else:
+            frame = pd.DataFrame({"dst": pd.Series(list(targets), dtype=object)})
+        frame["src"] = account
+        frame["seen_at"] = int(seen_at)
+        directed = self._check_directed(None)
+        me = int(self.account_keys([account])[0])
+        f = schema.follows.c
+        if directed:
+            current_query = sa.select(f.source_id, f.target_id).where(f.source_id == me)
+        else:
+            current_query = sa.select(f.source_id, f.target_id).where(
+                sa.or_(f.source_id == me, f.target_id == me)
+            )
+        current = {
+            (int(s), int(t))
+            for s, t in self.conn.execute(current_query.where(f.removed_at.is_(None)))
+        }
+        wanted: set[tuple[int, int]] = set()
+        if len(frame):
+            self.follows(frame, directed=directed)
+            src, dst = self._pair_keys(frame, directed)
+            wanted = set(zip(src.tolist(), dst.tolist(), strict=True))
+        gone = sorted(current - wanted)
+        if gone:
+            statement = (
+                sa.update(schema.follows)
+                .where(
+                    f.source_id == sa.bindparam("s"),
+                    f.target_id == sa.bindparam("t"),
+                    f.removed_at.is_(None),
+                )
+                .values(removed_at=int(seen_at))
+            )
+            for batch in batches([{"s": s, "t": t} for s, t in gone], WRITE_BATCH):
+                self.conn.execute(statement, list(batch))
+        return {"added": len(wanted - current), "kept": len(wanted & current), "removed": len(gone)}
+
+    def counts(self, tables: Iterable[str] = COUNTED) -> dict[str, int]:
+        """:meth:`Store.counts` as seen inside this transaction, for ``tables`` only
+        (counting is a scan: an import counts just what it touches)."""
+        return count_rows(self.conn, tables)
+
+    # -------------------------------------------------------------- helpers
+    def _pair_keys(self, frame: pd.DataFrame, directed: bool) -> tuple[np.ndarray, np.ndarray]:
+        src = self._resolve(schema.accounts, _external_ids(frame["src"], "src"))
+        dst = self._resolve(schema.accounts, _external_ids(frame["dst"], "dst"))
+        if not directed:
+            src, dst = np.minimum(src, dst), np.maximum(src, dst)
+        return src, dst
+
+
+def _value_kinds(frame: pd.DataFrame, kinds: np.ndarray) -> np.ndarray:
+    """What each row's value means: the ``value_kind`` column (labels or
+    :class:`ValueKind` codes), else ``rating`` for ratings and ``none`` otherwise."""
+    if "value_kind" not in frame.columns:
+        return np.where(kinds == "rating", "rating", "none").astype(object)
+    given = frame["value_kind"]
+    codes, uniques = pd.factorize(given.astype(object), use_na_sentinel=False)
+    names = []
+    for value in uniques:
+        try:
+            if isinstance(value, ValueKind | int | np.integer):
+                names.append(ValueKind(int(value)).label)
+            else:
+                names.append(ValueKind.parse(str(value)).label)
+        except (ValueError, TypeError):
+            raise InputError(
+                f"unknown value kind {value!r}; expected one of "
+                f"{', '.join(schema.VALUE_KIND_LABELS)}",
+                field="value_kind",
+            ) from None
+    return np.asarray(names, dtype=object)[codes]
+
+
+def _kind_or_none(value: object) -> str | None:
+    if not isinstance(value, str | Kind):
+        return None
+    try:
+        label = value.label if isinstance(value, Kind) else Kind.parse(value).label
+    except ValueError:
+        return None
+    return label if label in schema.INTERACTION_KIND_LABELS else None
+
+
+def _features_json(features: object) -> str:
+    if isinstance(features, str):
+        try:
+            features = json.loads(features)
+        except json.JSONDecodeError:
+            raise InputError(f"features {features[:40]!r} are not JSON", field="features") from None
+    if not isinstance(features, Mapping):
+        raise InputError(
+            f"features must be a dict, got {type(features).__name__}", field="features"
+        )
+    return json.dumps(features, sort_keys=True, ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _nullable_ints(series: pd.Series) -> list[int | None]:
+    """A nullable integer column as Python ints and None."""
+    values = series.astype(object)
+    return values.where(series.notna(), None).tolist()
+
+
+__all__ = ["Frame", "Writer"]

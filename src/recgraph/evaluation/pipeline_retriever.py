@@ -1,0 +1,80 @@
+"""A question of a pipeline as one retriever, so a whole pipeline is evaluated like any model.
+
+``fit`` trains the question's retrievers on the training split only;
+``recommend`` returns the merged lists with the fallback chain and the serving
+rules, exactly as the service ranks them. It saves and loads like any other
+retriever (its question's retriever folders sit beside ``model.json``), so an
+evaluated pipeline can be kept and scored again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recgraph.data.interactions import Interactions
+from recgraph.pipeline import PipelineConfig, QuestionModel, parse_pipeline
+from recgraph.retrieval.base import Retriever, RetrieverConfig
+
+QUESTION_DIR = "question"
+
+
+class QuestionRetrieverConfig(RetrieverConfig):
+    """A question of a pipeline as one retriever: ``question`` and the pipeline's fields."""
+
+    question: str = "who_to_follow"
+    pipeline: dict[str, Any] = {}
+
+
+class QuestionRetriever(Retriever):
+    """One question of a pipeline behind the :class:`Retriever` protocol, to evaluate it."""
+
+    name = "pipeline"
+    config_class = QuestionRetrieverConfig
+    config: QuestionRetrieverConfig
+
+    def __init__(self, config: Any = None, **params: Any) -> None:
+        super().__init__(config, **params)
+        pipeline_config = (
+            parse_pipeline(self.config.pipeline) if self.config.pipeline else PipelineConfig()
+        )
+        self.question_config = pipeline_config.question(self.config.question)
+        self.question_model = QuestionModel(self.config.question, self.question_config)
+        self.name = f"pipeline:{self.config.question}"  # type: ignore[misc]
+
+    def _fit(self, train: Interactions) -> None:
+        self.question_model = QuestionModel(self.config.question, self.question_config).fit(train)
+
+    def recommend(
+        self,
+        users: Sequence[int] | np.ndarray | int,
+        k: int = 10,
+        exclude_seen: bool = True,
+        exclude: sp.spmatrix | Sequence[Sequence[int]] | None = None,
+        candidates: np.ndarray | Sequence[int] | sp.spmatrix | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        users = self._check_users(users)
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if not exclude_seen:
+            raise ValueError("a pipeline always leaves out what users already have")
+        if candidates is not None and sp.issparse(candidates):
+            raise ValueError("a pipeline takes one candidate set for all users, not one per user")
+        allowed = None if candidates is None else self._allowed(candidates, len(users))
+        result = self.question_model.recommend(users, k, exclude=exclude, allowed=allowed)
+        return result.ids, result.scores
+
+    def manifest(self) -> dict[str, Any]:
+        return {**super().manifest(), "model": type(self).name}
+
+    def _save_files(self, path: Path) -> None:
+        self.question_model.save(path / QUESTION_DIR)
+
+    def _load_files(self, path: Path) -> None:
+        self.question_model = QuestionModel.load(
+            self.config.question, self.question_config, path / QUESTION_DIR
+        )

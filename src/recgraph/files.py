@@ -1,0 +1,70 @@
+"""Files that appear whole or not at all: the one atomic-write helper of recgraph.
+
+Every file recgraph writes for others to read (exports, split files, model
+weights and manifests, pipeline files, the registry's pointer) goes through
+:func:`atomic_path` or :func:`atomic_write`: the bytes go to a temporary file
+beside the target, which replaces the target in one ``os.replace`` only when
+writing finished without error. A reader sees the old file or the new one,
+never a part; a failed write leaves no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike, *, fsync: bool = False) -> Iterator[Path]:
+    """A temporary path beside ``target`` to write; it replaces ``target`` when the block ends.
+
+    For writers that want a path (Parquet, ``np.savez``). The file gets mode
+    0644 (``mkstemp`` makes 0600, which a server running as another user
+    could not read). ``fsync`` forces the bytes to disk before the rename
+    (for pointers that must survive a power cut).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, 0o644)
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_write(
+    target: str | os.PathLike,
+    mode: str = "wb",
+    *,
+    encoding: str | None = None,
+    newline: str | None = None,
+    fsync: bool = False,
+) -> Iterator[IO[Any]]:
+    """An open handle on a temporary file that replaces ``target`` when the block ends.
+
+    Examples
+    --------
+    >>> with atomic_write("out.json", "w", encoding="utf-8") as handle:  # doctest: +SKIP
+    ...     handle.write("{}")
+    """
+    with (
+        atomic_path(target, fsync=fsync) as tmp,
+        open(tmp, mode, encoding=encoding, newline=newline) as handle,
+    ):
+        yield handle
+
+
+__all__ = ["atomic_path", "atomic_write"]

@@ -1,0 +1,219 @@
+"""Imports on SQLite, MariaDB and PostgreSQL: bad rows refused with file:line, the store
+left exactly as it was, value meanings stored and carried through export, a locked
+SQLite store refused clearly, and every value the store can hold read back."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from recgraph.data import schema
+from recgraph.data.export import export_table
+from recgraph.data.imports import import_edges, import_interactions, import_items
+from recgraph.data.interactions import Kind, ValueKind
+from recgraph.data.readers import ColumnMapping
+from recgraph.data.store import Store, StoreBusyError, StoreError
+from recgraph.errors import InputError
+from tests.data.conftest import write_text
+
+
+def snapshot(store: Store) -> dict:
+    """Everything a test can see in the store."""
+    return {
+        what: pd.concat(list(store.iter_frames(what)) or [pd.DataFrame()]).values.tolist()
+        for what in ("follows", "events", "interactions", "accounts", "items")
+    }
+
+
+def seeded(store: Store, tmp_path: Path) -> dict:
+    import_edges(store, write_text(tmp_path / "seed.txt", "a b 10\nb c 20\n"), True, True)
+    return snapshot(store)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("x y 5\nx\x00z y 6\n", 2, "NUL byte"),
+        ("x y 5\nx z 9223372036854775808\n", 2, "out of range"),
+        ("x y 5\n" + "x z 7\n" * 60 + "x\tz\t1e3\n", 62, "non-integer timestamp"),
+    ],
+)
+def test_a_refused_edge_list_leaves_the_store_unchanged(store, tmp_path, text, line, problem):
+    before = seeded(store, tmp_path)
+    path = write_text(tmp_path / "bad.txt", text)
+    with pytest.raises(InputError) as exc:
+        import_edges(store, path, directed=True, timestamps=True, chunk_rows=2)
+    assert f"{path}, line {line}" in str(exc.value) and problem in str(exc.value)
+    assert snapshot(store) == before
+
+
+def test_the_writer_refuses_nul_and_out_of_range_times_too(store, tmp_path):
+    before = seeded(store, tmp_path)
+    with pytest.raises(InputError, match="NUL byte"), store.writer() as w:
+        w.follows(pd.DataFrame({"src": ["a"], "dst": ["q\x00"]}), directed=True)
+    with pytest.raises(InputError, match="out of range"), store.writer() as w:
+        w.interactions([{"user": "a", "item": "i", "kind": "like", "timestamp": 2**63 + 1}])
+    assert snapshot(store) == before
+
+
+def test_a_header_line_of_an_edge_list_is_not_an_edge(store, tmp_path):
+    path = write_text(tmp_path / "friends.txt", "userID\tfriendID\n1\t2\n2\t3\nuserID\tfriendID\n")
+    summary = import_edges(store, path, directed=False)
+    assert len(summary.notes) == 2 and summary.directed is False
+    assert sorted(store.accounts_frame()["external_id"]) == ["1", "2", "3"]
+    assert store.counts()["follows"] == 2
+
+
+def test_value_meanings_are_stored_read_and_round_trip(store, store_url, tmp_path):
+    plays = write_text(tmp_path / "plays.dat", "user\tartist\tplays\nu\ta\t12\nu\tb\t1\n")
+    mapping = ColumnMapping(item="artist", kind="view", value="plays", value_kind="count")
+    import_interactions(store, plays, mapping, format="tsv")
+    ratings = write_text(tmp_path / "r.csv", "user,item,kind,value\nu,m,rating,4.5\nv,m,like,\n")
+    import_interactions(store, ratings)
+    graph = store.interactions_graph()
+    pairs = zip(graph.users.external(graph.src), graph.items.external(graph.dst), strict=True)
+    meaning = dict(zip(pairs, graph.value_kind.tolist(), strict=True))
+    assert meaning == {
+        ("u", "a"): ValueKind.COUNT,
+        ("u", "b"): ValueKind.COUNT,
+        ("u", "m"): ValueKind.RATING,
+        ("v", "m"): ValueKind.NONE,
+    }
+    assert graph.value[graph.kind == Kind.VIEW].tolist() == [12.0, 1.0]
+
+    out = tmp_path / "interactions.parquet"
+    export_table(store, "interactions", out)
+    copy = Store(f"sqlite:///{tmp_path / 'copy.db'}")
+    import_interactions(copy, out)
+    again = copy.interactions_graph()
+    assert again.value_kind.tolist() == graph.value_kind.tolist()
+    assert again.value.tolist() == graph.value.tolist()
+    copy.close()
+
+
+def test_a_new_value_brings_its_meaning_an_empty_one_keeps_both(store, tmp_path):
+    with store.writer() as w:
+        w.interactions(
+            [{"user": "u", "item": "i", "kind": "view", "value": 3, "value_kind": "count"}]
+        )
+    with store.writer() as w:
+        w.interactions([{"user": "u", "item": "i", "kind": "view", "value_kind": "weight"}])
+    graph = store.interactions_graph()
+    assert graph.value.tolist() == [3.0] and graph.value_kind.tolist() == [ValueKind.COUNT]
+    with store.writer() as w:
+        w.interactions([{"user": "u", "item": "i", "kind": "view", "value": 0.5, "value_kind": 3}])
+    graph = store.interactions_graph()
+    assert graph.value.tolist() == [0.5] and graph.value_kind.tolist() == [ValueKind.WEIGHT]
+
+
+def test_every_value_the_store_can_hold_reads_back(store, tmp_path):
+    """NULL features, titles, times and handles next to filled ones (pandas 3 once
+    turned such a column into NaN, and ``recgraph train`` died on json.loads(nan))."""
+    with store.writer() as w:
+        w.items(pd.DataFrame({"external_id": ["full"], "title": ["T"], "features": [{"g": [1]}]}))
+        w.item_keys(["bare"])  # as a feedback POST naming an unknown item once did
+        w.accounts(pd.DataFrame({"external_id": ["named"], "handle": ["n.example"]}))
+        w.account_keys(["plain"])
+        w.follows(pd.DataFrame({"src": ["named"], "dst": ["plain"]}), directed=True)
+        w.interactions([{"user": "plain", "item": "bare", "kind": "like"}])
+    items = store.items_frame().set_index("external_id")
+    assert items.loc["full", "features"] == {"g": [1]} and items.loc["bare", "features"] is None
+    assert items.loc["bare", "title"] is None and items.loc["bare", "created_at"] is None
+    accounts = store.accounts_frame().set_index("external_id")
+    assert (
+        accounts.loc["plain", "handle"] is None and accounts.loc["named", "handle"] == "n.example"
+    )
+    follows = store.follows_graph()
+    assert len(follows) == 1 and follows.timestamp is None
+    likes = store.interactions_graph()
+    assert likes.value.tolist() == [1.0] and likes.value_kind.tolist() == [ValueKind.NONE]
+    for what in ("follows", "interactions", "accounts", "items"):
+        for chunk in store.iter_frames(what):
+            assert not any(isinstance(v, float) and np.isnan(v) for v in chunk.values.ravel())
+
+
+def test_an_empty_file_is_an_error_for_every_importer(store, tmp_path):
+    empty = write_text(tmp_path / "empty.csv", "")
+    before = seeded(store, tmp_path)
+    for run in (
+        lambda: import_edges(store, empty, directed=True),
+        lambda: import_interactions(store, empty, ColumnMapping(kind="like")),
+        lambda: import_items(store, empty),
+    ):
+        with pytest.raises(InputError, match="no data rows: the file is empty"):
+            run()
+    assert snapshot(store) == before
+
+
+# ---------------------------------------------------------------------- schema versions
+_OLD = sa.MetaData()
+_OLD_INTERACTIONS = sa.Table(
+    "interactions",
+    _OLD,
+    sa.Column("user_id", schema.key_type(), primary_key=True),
+    sa.Column("item_id", schema.key_type(), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("value", sa.Double, nullable=True),
+    sa.Column("timestamp", sa.BigInteger, primary_key=True, autoincrement=False),
+    **schema.MYSQL_TABLE,
+)
+
+
+def test_a_version_1_store_is_refused_clearly_then_upgraded_in_place(store_url):
+    engine = sa.create_engine(store_url)
+    others = [t for t in schema.metadata.sorted_tables if t.name != "interactions"]
+    schema.metadata.create_all(engine, tables=others)
+    _OLD.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(schema.meta).values(key="schema_version", value="1"))
+        conn.execute(
+            sa.insert(schema.accounts).values(id=1, external_id="u", created_at=0, updated_at=0)
+        )
+        conn.execute(sa.insert(schema.items).values(id=1, external_id="i"))
+        conn.execute(sa.insert(schema.items).values(id=2, external_id="j"))
+        conn.execute(
+            sa.insert(_OLD_INTERACTIONS),
+            [
+                {"user_id": 1, "item_id": 1, "kind": "rating", "value": 4.0, "timestamp": 0},
+                {"user_id": 1, "item_id": 2, "kind": "like", "value": None, "timestamp": 0},
+            ],
+        )
+    engine.dispose()
+    with pytest.raises(StoreError) as exc:
+        Store(store_url)
+    assert "schema version 1" in str(exc.value) and "recgraph db upgrade" in str(exc.value)
+    with Store(store_url, upgrade=True) as upgraded:
+        assert upgraded.schema_version() == schema.SCHEMA_VERSION
+        graph = upgraded.interactions_graph()
+        assert graph.value_kind.tolist() == [ValueKind.RATING, ValueKind.NONE]
+    with Store(store_url) as again:  # opens normally now
+        assert again.counts()["interactions"] == 2
+
+
+# ---------------------------------------------------------------------- SQLite lock
+def test_a_locked_sqlite_store_stops_an_import_with_a_clear_error(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    with Store(url) as store:
+        before = seeded(store, tmp_path)
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        with Store(url, busy_timeout=0.3) as store:
+            path = write_text(tmp_path / "more.txt", "c d\n")
+            with pytest.raises(StoreBusyError) as exc:
+                import_edges(store, path, directed=True)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    text = str(exc.value)
+    assert (
+        "locked by another writer" in text and "0.3 s" in text and "RECGRAPH_BUSY_TIMEOUT" in text
+    )
+    assert "\n" not in text
+    with Store(url) as store:
+        assert snapshot(store) == before
