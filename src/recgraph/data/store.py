@@ -17,7 +17,7 @@ new values; an account's ``updated_at`` moves only when its handle changes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -34,8 +34,10 @@ from recgraph.data.sql import (
     BEGIN_OPTION,
     COUNTED,
     READ_BATCH,
+    WRITE_BATCH,
     StoreBusyError,
     StoreError,
+    batches,
     count_rows,
     create_engine,
     first_line,
@@ -432,7 +434,7 @@ class Store:
             "payload": list(payloads),
         }
         with self.engine.begin() as conn:
-            _upsert_rows(
+            upsert_rows(
                 conn,
                 self.dialect,
                 schema.candidate_lists,
@@ -451,7 +453,7 @@ class Store:
         _check_list_name(name)
         c = schema.candidate_lists.c
         with self.engine.begin() as conn:
-            _upsert_rows(
+            upsert_rows(
                 conn,
                 self.dialect,
                 schema.meta,
@@ -485,7 +487,7 @@ class Store:
         )
         out: dict[str, str] = {}
         with self.engine.connect() as conn:
-            for batch in _batches([str(u) for u in users], _WRITE_BATCH):
+            for batch in batches([str(u) for u in users], WRITE_BATCH):
                 out.update((row[0], row[1]) for row in conn.execute(query, {"users": list(batch)}))
         return out
 
