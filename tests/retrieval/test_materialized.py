@@ -146,3 +146,34 @@ def test_saved_and_loaded_it_keeps_only_the_id_maps(tmp_path):
     loaded = type(retriever).load(tmp_path / "m")
     assert loaded.n_users == graph.n_users and loaded.config.source == "aa"
     assert size < 200_000
+
+
+def test_a_pipeline_serves_the_published_lists_and_excludes_what_came_since(published, tmp_path):
+    from recgraph.pipeline.pipeline import Pipeline
+
+    graph, output = published
+    url = f"sqlite:///{tmp_path / 'lists.db'}"
+    publish_candidates(output, PublishTarget("store", "aa", database_url=url))
+    pipeline = Pipeline(
+        {
+            "who_to_follow": {
+                "retrievers": [
+                    {"name": "materialized", "params": {"source": "aa", "database_url": url}}
+                ],
+                "fallback": ["popular"],
+                "k": 5,
+            },
+            "feed": {"enabled": False, "retrievers": [{"name": "popular"}], "fallback": []},
+        }
+    ).fit(follows=graph)
+    model = two_hop_model("adamic_adar").fit(graph)
+    user = str(graph.users.ids[0])
+    ids, scores = model.recommend([0], 5)
+    expected = [str(x) for x in graph.users.external(ids[0][scores[0] > 0])]
+    answer = pipeline.suggest_accounts(user, 5)
+    served = [r.id for r in answer.results]
+    assert served[: len(expected)] == expected or sorted(served[:2]) == sorted(expected[:2])
+    assert all(r.retrievers == ("materialized",) for r in answer.results[: len(expected)])
+    # a follow written since the lists were made is excluded at request time
+    later = pipeline.suggest_accounts(user, 5, exclude=[served[0]])
+    assert served[0] not in [r.id for r in later.results]
