@@ -105,7 +105,11 @@ def run_one(args: argparse.Namespace) -> None:
         spark_conf=conf,
     )
     summary = run_candidates(request)
-    print("RESULT " + json.dumps({"rows": summary.rows, "users": summary.users}), flush=True)
+    details = {key: round(value, 2) for key, value in summary.details.items()}
+    print(
+        "RESULT " + json.dumps({"rows": summary.rows, "users": summary.users, "parts": details}),
+        flush=True,
+    )
 
 
 def measure(command: list[str], timeout: float) -> dict:

@@ -18,17 +18,7 @@ from recgraph.retrieval.materialized import (
     decode_list,
     encode_list,
 )
-from tests.jobs.candidates.lists import real_graph, write_edges
-
-
-def redis_or_skip(url: str = "redis://127.0.0.1:6379/0"):
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip(f"no Redis at {url}")
-    return client
+from tests.jobs.candidates.lists import real_graph, redis_or_skip, write_edges
 
 
 def test_payloads_round_trip():

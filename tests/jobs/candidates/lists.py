@@ -19,6 +19,20 @@ GRAPHS = {
 }
 
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_or_skip(url: str = REDIS_URL):
+    """A client of the test Redis server, or a skip that names the URL."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip(f"no Redis at {url}")
+    return client
+
+
 def datasets_folder() -> Path:
     default = Path(__file__).resolve().parents[3] / ".." / "shared" / "datasets"
     return Path(os.environ.get("RECGRAPH_DATASETS", default))

@@ -12,10 +12,17 @@ from recgraph.jobs.candidates.output import read_candidates
 from recgraph.jobs.candidates.runner import CandidatesRequest, VectorTarget, run_candidates
 from recgraph.retrieval.egoml.model import EgoML
 from recgraph.retrieval.egoml.online import OnlineScorer, RedisVectorStore
-from tests.jobs.candidates.lists import assert_same_lists, lists_frame, real_graph
+from tests.jobs.candidates.lists import (
+    REDIS_URL as REDIS,
+)
+from tests.jobs.candidates.lists import (
+    assert_same_lists,
+    lists_frame,
+    real_graph,
+    redis_or_skip,
+)
 
 K = 20
-REDIS = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +51,7 @@ def test_the_local_engine_gives_the_models_own_lists(fitted):
 @pytest.mark.datasets
 @pytest.mark.redis
 def test_spark_gives_the_local_lists_and_the_same_vectors(spark, fitted, tmp_path):
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip(f"no Redis at {REDIS}")
+    client = redis_or_skip(REDIS)
     graph, model, folder = fitted
     run = uuid.uuid4().hex
     outputs = {}
