@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,39 +78,53 @@ class CandidateLists:
         """Candidates per user."""
         return (self.ids >= 0).sum(axis=1)
 
-    def frames(self, users_per_chunk: int = USERS_PER_CHUNK) -> Iterator[pd.DataFrame]:
-        """The rows of :data:`OUTPUT_COLUMNS`, a block of users at a time."""
+    def tables(self, users_per_chunk: int = USERS_PER_CHUNK) -> Iterator[Any]:
+        """The rows of :data:`OUTPUT_COLUMNS` as Arrow tables, a block of users at a time.
+
+        Built with Arrow's ``take`` on the id strings, never a Python object per row.
+        """
+        import pyarrow as pa
+
         n = self.ids.shape[0]
-        external = self.users.ids
+        names = pa.array(self.users.ids.astype(str), type=pa.string())
+        schema = output_schema()
         for start in range(0, n, users_per_chunk):
             ids = self.ids[start : start + users_per_chunk]
             rows, slots = np.nonzero(ids >= 0)
-            yield pd.DataFrame(
-                {
-                    "user": external[start + rows],
-                    "candidate": external[ids[rows, slots]],
-                    "score": self.scores[start + rows, slots],
-                    "rank": (slots + 1).astype(np.int32),
-                    "sources": [[self.source]] * len(rows),
-                }
+            count = len(rows)
+            sources = pa.ListArray.from_arrays(
+                pa.array(np.arange(count + 1, dtype=np.int32)),
+                pa.repeat(pa.scalar(self.source, pa.string()), count),
+            )
+            yield pa.Table.from_arrays(
+                [
+                    names.take(pa.array(start + rows)),
+                    names.take(pa.array(ids[rows, slots])),
+                    pa.array(self.scores[start + rows, slots], type=pa.float64()),
+                    pa.array((slots + 1).astype(np.int32)),
+                    sources,
+                ],
+                schema=schema,
             )
 
     def to_frame(self) -> pd.DataFrame:
         """Every row at once (for tests and small graphs)."""
-        parts = list(self.frames())
-        return pd.concat(parts, ignore_index=True) if parts else empty_frame()
+        parts = [table.to_pandas() for table in self.tables()]
+        if not parts:
+            return empty_frame()
+        frame = pd.concat(parts, ignore_index=True)
+        frame["sources"] = frame["sources"].map(list)
+        return frame
 
     def write_parquet(self, path: str | Path) -> int:
-        """Write :meth:`frames` to one Parquet file, row group by row group; returns rows."""
-        import pyarrow as pa
+        """Write :meth:`tables` to one Parquet file, row group by row group; returns rows."""
         import pyarrow.parquet as pq
 
-        schema = output_schema()
         total = 0
-        with pq.ParquetWriter(str(path), schema) as writer:
-            for frame in self.frames():
-                writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
-                total += len(frame)
+        with pq.ParquetWriter(str(path), output_schema()) as writer:
+            for table in self.tables():
+                writer.write_table(table)
+                total += table.num_rows
         return total
 
 
