@@ -95,3 +95,10 @@ def test_spark_reads_the_store_over_jdbc(spark, store_url, tmp_path):  # noqa: F
     expected = read_candidates(tmp_path / "local.parquet")
     assert len(expected) > 1000
     assert_same_lists(expected, read_candidates(tmp_path / "spark.parquet"), 10, rel=1e-9)
+
+
+def test_a_blank_id_in_a_csv_names_its_line(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_text("src,dst\na,b\n ,c\n")
+    with pytest.raises(InputError, match="e.csv, line 3, field 'src'"):
+        read_edge_file(path)

@@ -72,6 +72,8 @@ def read_edge_file(path: str | Path, directed: bool = True) -> Interactions:
     import pyarrow.compute as pc
 
     table = _read_arrow(path)
+    # a reported line is the file's line for CSV/TSV (after the header), the row for Parquet
+    first_line = 2 if Path(path).suffix.lower() in (".csv", ".tsv", ".txt") else 1
     names = table.column_names
     for column in EDGE_COLUMNS:
         if column not in names:
@@ -93,9 +95,12 @@ def read_edge_file(path: str | Path, directed: bool = True) -> Interactions:
     if src.type != dst.type:
         src, dst = src.cast(pa.string()), dst.cast(pa.string())
     for name, column in (("src", src), ("dst", dst)):
-        if column.null_count:
-            row = int(pc.index(pc.is_null(column), True).as_py())
-            raise InputError("empty value", path=str(path), line=row + 1, field=name)
+        empty = pc.is_null(column)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            empty = pc.or_kleene(empty, pc.equal(pc.utf8_trim_whitespace(column), ""))
+        if pc.any(empty).as_py():
+            row = int(pc.index(empty, True).as_py())
+            raise InputError("empty value", path=str(path), line=row + first_line, field=name)
     if pa.types.is_integer(src.type):
         src, dst = src.cast(pa.int64()), dst.cast(pa.int64())
     elif not pa.types.is_string(src.type) and not pa.types.is_large_string(src.type):
@@ -109,7 +114,9 @@ def read_edge_file(path: str | Path, directed: bool = True) -> Interactions:
         ts = table.column("timestamp")
         if ts.null_count:
             row = int(pc.index(pc.is_null(ts), True).as_py())
-            raise InputError("empty value", path=str(path), line=row + 1, field="timestamp")
+            raise InputError(
+                "empty value", path=str(path), line=row + first_line, field="timestamp"
+            )
         timestamp = ts.to_numpy().astype(np.int64)
     users = IdMap(str(x) for x in ids.to_pylist())
     n = len(src_index)
