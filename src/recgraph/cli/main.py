@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "recgraph.cli.data_commands",
     "recgraph.cli.collect_commands",
     "recgraph.cli.serve_commands",
+    "recgraph.cli.candidates_commands",
 ]
 
 for _name in COMMAND_MODULES:

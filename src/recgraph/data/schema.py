@@ -45,6 +45,9 @@ INTERACTION_KIND_LABELS = ("like", "dislike", "view", "rating")
 #: What an interaction's value may mean (:class:`~recgraph.data.interactions.ValueKind`).
 VALUE_KIND_LABELS = ("none", "rating", "count", "weight")
 
+#: Longest name of a published candidate list (it is part of a ``meta`` key).
+CANDIDATE_LIST_NAME_LENGTH = 40
+
 #: Table options every table takes (InnoDB, utf8mb4 on MariaDB); pass as ``**MYSQL_TABLE``.
 MYSQL_TABLE = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 _MYSQL_TABLE = MYSQL_TABLE
@@ -163,6 +166,23 @@ interactions = sa.Table(
     **MYSQL_TABLE,
 )
 
+candidate_lists = sa.Table(
+    "candidate_lists",
+    metadata,
+    # Materialised candidates for serving (``recgraph candidates --publish store``): one row per
+    # user and version of a named list; the current version of each name is in ``meta``.
+    sa.Column("name", sa.String(CANDIDATE_LIST_NAME_LENGTH), primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("user_id", external_id_type(), primary_key=True, doc="the user's external id"),
+    sa.Column(
+        "payload",
+        sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"),
+        nullable=False,
+        doc="JSON: the ranked candidates with scores and sources",
+    ),
+    **MYSQL_TABLE,
+)
+
 meta = sa.Table(
     "meta",
     metadata,
@@ -183,10 +203,14 @@ UPGRADES: dict[int, tuple[str, ...]] = {
 #: Keys of the ``meta`` table.
 META_SCHEMA_VERSION = "schema_version"
 META_FOLLOWS_DIRECTED = "follows_directed"
+#: ``meta`` key prefix of the current version of each candidate list (``candidate_lists.NAME``).
+META_CANDIDATE_LISTS = "candidate_lists."
 
 __all__ = [
+    "CANDIDATE_LIST_NAME_LENGTH",
     "EXTERNAL_ID_LENGTH",
     "INTERACTION_KIND_LABELS",
+    "META_CANDIDATE_LISTS",
     "META_FOLLOWS_DIRECTED",
     "META_SCHEMA_VERSION",
     "MYSQL_TABLE",
@@ -194,6 +218,7 @@ __all__ = [
     "UPGRADES",
     "VALUE_KIND_LABELS",
     "accounts",
+    "candidate_lists",
     "edge_events",
     "external_id_type",
     "follows",

@@ -17,7 +17,7 @@ new values; an account's ``updated_at`` moves only when its handle changes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +33,10 @@ from recgraph.data.sql import (
     BEGIN_OPTION,
     COUNTED,
     READ_BATCH,
+    WRITE_BATCH,
     StoreBusyError,
     StoreError,
+    batches,
     count_rows,
     create_engine,
     first_line,
@@ -491,6 +493,99 @@ class Store:
                 if what == "events":
                     frame = frame.loc[frame.index.repeat(frame.pop("count"))].reset_index(drop=True)
                 yield frame
+
+    # -------------------------------------------------------------- candidate lists
+    def candidate_list_version(self, name: str) -> int | None:
+        """The current (published) version of the candidate lists ``name``, or None."""
+        value = self.meta(schema.META_CANDIDATE_LISTS + name)
+        return None if value is None else int(value)
+
+    def next_candidate_list_version(self, name: str) -> int:
+        """A version number above every one written for ``name`` (published or not)."""
+        c = schema.candidate_lists.c
+        with self.engine.connect() as conn:
+            highest = conn.execute(sa.select(sa.func.max(c.version)).where(c.name == name)).scalar()
+        current = self.candidate_list_version(name) or 0
+        return max(int(highest or 0), current) + 1
+
+    def write_candidate_lists(
+        self, name: str, version: int, users: Sequence[str], payloads: Sequence[str]
+    ) -> int:
+        """Write one payload per user under ``(name, version)`` (not yet served); returns rows."""
+        _check_list_name(name)
+        if len(users) != len(payloads):
+            raise ValueError("users and payloads differ in length")
+        rows = {
+            "name": [name] * len(users),
+            "version": [int(version)] * len(users),
+            "user_id": [str(u) for u in users],
+            "payload": list(payloads),
+        }
+        with self.engine.begin() as conn:
+            upsert_rows(
+                conn,
+                self.dialect,
+                schema.candidate_lists,
+                ["name", "version", "user_id"],
+                rows,
+                [("payload", lambda new, old: new("payload"))],
+            )
+        return len(users)
+
+    def switch_candidate_lists(self, name: str, version: int, keep: int = 2) -> None:
+        """Serve ``version`` of ``name`` from now on (one write), then drop all but ``keep`` versions.
+
+        The version served before stays (with ``keep=2``) so that a reader
+        that looked the version up just before the switch still finds its rows.
+        """
+        _check_list_name(name)
+        c = schema.candidate_lists.c
+        with self.engine.begin() as conn:
+            upsert_rows(
+                conn,
+                self.dialect,
+                schema.meta,
+                ["key"],
+                [{"key": schema.META_CANDIDATE_LISTS + name, "value": str(int(version))}],
+                [("value", lambda new, old: new("value"))],
+            )
+        with self.engine.begin() as conn:
+            versions = [
+                row[0]
+                for row in conn.execute(
+                    sa.select(c.version).where(c.name == name).distinct().order_by(c.version.desc())
+                )
+            ]
+            stale = [v for v in versions if v < version][max(keep - 1, 0) :]
+            if stale:
+                conn.execute(
+                    sa.delete(schema.candidate_lists).where(c.name == name, c.version.in_(stale))
+                )
+
+    def candidate_lists(self, name: str, users: Sequence[str]) -> dict[str, str]:
+        """The current payloads of ``users`` in the lists ``name`` (users without one are left out)."""
+        version = self.candidate_list_version(name)
+        if version is None or not len(users):
+            return {}
+        c = schema.candidate_lists.c
+        query = sa.select(c.user_id, c.payload).where(
+            c.name == name,
+            c.version == version,
+            c.user_id.in_(sa.bindparam("users", expanding=True)),
+        )
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for batch in batches([str(u) for u in users], WRITE_BATCH):
+                out.update((row[0], row[1]) for row in conn.execute(query, {"users": list(batch)}))
+        return out
+
+
+def _check_list_name(name: str) -> None:
+    if not name or len(name) > schema.CANDIDATE_LIST_NAME_LENGTH:
+        raise InputError(
+            f"a candidate list name has 1 to {schema.CANDIDATE_LIST_NAME_LENGTH} characters",
+            field="name",
+        )
 
 
 def _empty(what: TableName) -> pd.DataFrame:

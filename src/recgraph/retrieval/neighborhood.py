@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import os
 from abc import abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar, Literal
 
@@ -181,19 +181,33 @@ def cap_rows(matrix: sp.csr_matrix, cap: int, policy: HubPolicy, seed: int) -> s
     if not cap or not len(lengths) or lengths.max() <= cap:
         return matrix
     keep = np.ones(matrix.nnz, dtype=bool)
-    rng = np.random.default_rng(seed)
-    for row in np.flatnonzero(lengths > cap):
+    for row, chosen in hub_samples(lengths, cap, policy, seed):
         start, stop = matrix.indptr[row], matrix.indptr[row + 1]
         keep[start:stop] = False
-        if policy == "sample":
-            chosen = rng.choice(stop - start, size=cap, replace=False)
-            keep[start + chosen] = True
+        keep[start + chosen] = True
     rows = np.repeat(np.arange(matrix.shape[0]), lengths)[keep]
     capped = sp.csr_matrix(
         (matrix.data[keep], (rows, matrix.indices[keep])), shape=matrix.shape, dtype=matrix.dtype
     )
     capped.sort_indices()
     return capped
+
+
+def hub_samples(
+    lengths: np.ndarray, cap: int, policy: HubPolicy, seed: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The rows longer than ``cap``, in order, with the positions :func:`cap_rows` keeps.
+
+    Positions index the row's entries in storage (column) order; ``"skip"``
+    keeps none. One seeded generator runs over the long rows in order, so
+    whoever knows only the row lengths (the Spark jobs) draws the same sample.
+    """
+    rng = np.random.default_rng(seed)
+    for row in np.flatnonzero(lengths > cap):
+        if policy == "sample":
+            yield int(row), rng.choice(int(lengths[row]), size=cap, replace=False)
+        else:
+            yield int(row), np.zeros(0, dtype=np.int64)
 
 
 def resolve_threads(n_threads: int) -> int:
@@ -620,6 +634,7 @@ class TwoHopRetriever(GraphRetriever):
         capped = cap_rows(second, cfg.hub_cap, cfg.hub_policy, cfg.seed)
         self.expansion_ = (sp.diags(self.weights_) @ capped).tocsr().astype(np.float32)
         self.expansion_.sort_indices()
+        self._expansion_cast: sp.csr_matrix | None = None  # score_rows(dtype=float64)
         self.expansion_t_ = self.expansion_.T.tocsr()
         self.expansion_t_.sort_indices()
         self.first_sizes_ = np.diff(first.indptr).astype(np.float32)
@@ -657,18 +672,29 @@ class TwoHopRetriever(GraphRetriever):
         users = self._check_users(users)
         return np.asarray(self.first_[users] @ self._paths_per_middle, dtype=np.int64).ravel()
 
-    def score_rows(self, users: Sequence[int] | np.ndarray) -> sp.csr_matrix:
+    def score_rows(
+        self, users: Sequence[int] | np.ndarray, dtype: type = np.float32
+    ) -> sp.csr_matrix:
         """Exact scores of ``users`` against every account, as a sparse ``(len(users), n)`` matrix.
 
         Nothing is masked (seen accounts and the user itself included);
-        accounts without a path score 0 and are not stored.
+        accounts without a path score 0 and are not stored. ``np.float64``
+        sums the same (float32) path weights in double precision, as the
+        distributed jobs of :mod:`recgraph.jobs.candidates` do.
         """
-        return self._scores(self._check_users(users), None)
+        return self._scores(self._check_users(users), None, dtype)
 
-    def _scores(self, users: np.ndarray, forbidden: sp.csr_matrix | None) -> sp.csr_matrix:
+    def _scores(
+        self, users: np.ndarray, forbidden: sp.csr_matrix | None, dtype: type = np.float32
+    ) -> sp.csr_matrix:
         """Score rows, with ``-inf`` on the nonzero entries of ``forbidden`` when given."""
         if forbidden is None:
-            block = (self.first_[users] @ self.expansion_).tocsr()
+            expansion = self.expansion_
+            if dtype != np.float32:
+                if self._expansion_cast is None or self._expansion_cast.dtype != dtype:
+                    self._expansion_cast = self.expansion_.astype(dtype)
+                expansion = self._expansion_cast
+            block = (self.first_[users] @ expansion).tocsr()
         else:
             paths = sp.hstack([self.first_[users], forbidden], format="csr")
             block = (paths @ self._expansion_with_veto).tocsr()
@@ -677,7 +703,7 @@ class TwoHopRetriever(GraphRetriever):
             rows = users[np.searchsorted(block.indptr, scored, side="right") - 1]
             block.data[scored] = self._normalise(
                 block.data[scored], rows, block.indices[scored]
-            ).astype(np.float32)
+            ).astype(block.dtype)
         return block
 
     def score_pairs(

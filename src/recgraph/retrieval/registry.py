@@ -31,6 +31,7 @@ _RETRIEVERS: dict[str, str] = {
     "two_tower": "recgraph.retrieval.two_tower:TwoTower",
     "hetero_gin": "recgraph.retrieval.hetero_gin:HeteroGIN",
     "hetero_sage": "recgraph.retrieval.hetero_sage:HeteroSAGE",
+    "materialized": "recgraph.retrieval.materialized:MaterializedRetriever",
 }
 
 

@@ -182,6 +182,18 @@ def _train(
         )
 
 
+def booster_logits(booster, rows: np.ndarray, num_threads: int = 1) -> np.ndarray:
+    """Raw outputs of a booster (0 when it was never trained), clipped to ``MAX_LOGIT``.
+
+    The one place a model output becomes a logit: the distributed scoring job
+    applies it to the same rows with the booster shipped as text.
+    """
+    if booster is None or not len(rows):
+        return np.zeros(len(rows), dtype=np.float64)
+    raw = booster.predict(rows, raw_score=True, num_threads=num_threads)
+    return np.clip(raw, -MAX_LOGIT, MAX_LOGIT)
+
+
 def _booster_to_array(booster) -> np.ndarray:
     if booster is None:
         return np.zeros(0, dtype=np.uint8)
@@ -409,11 +421,7 @@ class EgoML(Retriever):
 
     def _predict(self, key: str, rows: np.ndarray) -> np.ndarray:
         """Raw outputs of one booster (0 when it was never trained), clipped."""
-        booster = self.boosters_.get(key)
-        if booster is None or not len(rows):
-            return np.zeros(len(rows), dtype=np.float64)
-        raw = booster.predict(rows, raw_score=True, num_threads=self.config.num_threads)
-        return np.clip(raw, -MAX_LOGIT, MAX_LOGIT)
+        return booster_logits(self.boosters_.get(key), rows, self.config.num_threads)
 
     def _compute_vectors(self) -> None:
         """``x`` and ``y`` of every edge: the whole A/B model, ``2 |E|`` predictions."""

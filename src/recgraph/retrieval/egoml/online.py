@@ -136,7 +136,8 @@ class RedisVectorStore:
         return removed
 
 
-def _key(namespace: str, side: str, user: str) -> str:
+def vector_key(namespace: str, side: str, user: str) -> str:
+    """The key of one user's ``x`` or ``y`` vector: ``{namespace}:{side}:{user id}``."""
     return f"{namespace}:{side}:{user}"
 
 
@@ -163,7 +164,7 @@ def export_vectors(model: HasVectors, store: VectorStore, namespace: str = "egom
                 for side, matrix in (("x", x), ("y", y)):
                     lo, hi = matrix.indptr[u], matrix.indptr[u + 1]
                     blob = encode_vector(matrix.indices[lo:hi], matrix.data[lo:hi])
-                    items.append((_key(namespace, side, str(ids[u])), blob))
+                    items.append((vector_key(namespace, side, str(ids[u])), blob))
             store.put_many(items)
             advance(stop - start)
     return n
@@ -187,7 +188,7 @@ class OnlineScorer:
     def vectors(self, user: str) -> tuple[Vector, Vector]:
         """``(x_u, y_u)`` of one external id; ``KeyError`` when the store lacks it."""
         blobs = self.store.get_many(
-            [_key(self.namespace, "x", str(user)), _key(self.namespace, "y", str(user))]
+            [vector_key(self.namespace, "x", str(user)), vector_key(self.namespace, "y", str(user))]
         )
         if blobs[0] is None or blobs[1] is None:
             raise KeyError(f"no EGOML vectors for user {user!r} in namespace {self.namespace!r}")
@@ -196,7 +197,10 @@ class OnlineScorer:
     def score(self, user: str, target: str) -> float:
         """``E(user, target) = <x_user, y_target>``; two reads and one sorted merge."""
         blobs = self.store.get_many(
-            [_key(self.namespace, "x", str(user)), _key(self.namespace, "y", str(target))]
+            [
+                vector_key(self.namespace, "x", str(user)),
+                vector_key(self.namespace, "y", str(target)),
+            ]
         )
         for blob, who in zip(blobs, (user, target), strict=True):
             if blob is None:
@@ -206,8 +210,8 @@ class OnlineScorer:
 
     def score_many(self, user: str, targets: Sequence[str]) -> np.ndarray:
         """``E(user, t)`` for several targets with one bulk read (unknown targets score 0)."""
-        keys = [_key(self.namespace, "x", str(user))] + [
-            _key(self.namespace, "y", str(t)) for t in targets
+        keys = [vector_key(self.namespace, "x", str(user))] + [
+            vector_key(self.namespace, "y", str(t)) for t in targets
         ]
         blobs = self.store.get_many(keys)
         if blobs[0] is None:

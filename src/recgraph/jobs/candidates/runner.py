@@ -1,0 +1,254 @@
+"""One entry point for every candidate job on either engine: :func:`run_candidates`.
+
+``recgraph candidates`` is a thin layer over it; ``spark-submit`` runs the
+same command (see the README's "Spark" section). A request names the job,
+the engine, the input (an edge file or the store), ``k``, the model's
+parameters, and where the results go: a Parquet file, and optionally the
+store or Redis for serving (:mod:`.publish`), and for EGOML the per-user
+vectors in Redis.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from recgraph.errors import ConfigError
+from recgraph.jobs.candidates.graph_input import GraphSource, read_graph
+from recgraph.jobs.candidates.two_hop import TWO_HOP_JOBS
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from recgraph.retrieval.egoml.model import EgoML
+
+Engine = Literal["local", "spark"]
+#: Every job :func:`run_candidates` knows; ``rank`` re-scores a candidates file (``--input``).
+JOBS = (*TWO_HOP_JOBS, "egoml", "rank")
+
+
+@dataclass(frozen=True)
+class VectorTarget:
+    """Where the EGOML job writes the per-user vectors for online ``E(u, v)``."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = "egoml"
+
+
+@dataclass(frozen=True)
+class CandidatesRequest:
+    """What to run.
+
+    Attributes
+    ----------
+    job
+        One of :data:`JOBS`.
+    engine
+        ``local`` (this process) or ``spark``.
+    source
+        The input graph (an edge file, or the store).
+    output
+        The Parquet file (local engine) or folder (Spark) to write.
+    k
+        Candidates per user.
+    params
+        The model's config overrides (``hub_cap``, ``path``, ... or EGOML's).
+    model_dir
+        EGOML: a saved model to score with; without it EGOML is fitted on the
+        source first (on the driver).
+    work_dir
+        Spark EGOML: where the driver writes the feature tables for the
+        executors (a path both see; default: a temporary folder).
+    master
+        Spark master (``local[2]``, ``spark://host:7077``, ``yarn``); ``None``
+        leaves it to ``spark-submit``.
+    spark_conf
+        More Spark settings.
+    vectors
+        EGOML: also write the per-user vectors to Redis.
+    """
+
+    job: str
+    output: str
+    engine: Engine = "local"
+    source: GraphSource = field(default_factory=GraphSource)
+    k: int = 100
+    params: dict[str, Any] = field(default_factory=dict)
+    model_dir: str | None = None
+    work_dir: str | None = None
+    master: str | None = None
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    vectors: VectorTarget | None = None
+
+
+@dataclass(frozen=True)
+class CandidatesSummary:
+    """What a run did: rows written, how long each part took."""
+
+    job: str
+    engine: str
+    output: str
+    rows: int
+    users: int
+    seconds: float
+    vectors_written: int = 0
+    details: dict[str, float] = field(default_factory=dict)
+
+
+def run_candidates(
+    request: CandidatesRequest, spark: SparkSession | None = None
+) -> CandidatesSummary:
+    """Run one job on its engine and write its Parquet output.
+
+    ``spark`` is an existing session to use (tests share one); otherwise the
+    Spark engine starts one on ``request.master``.
+    """
+    if request.job not in JOBS:
+        raise ConfigError(f"unknown job {request.job!r}; known jobs: {', '.join(JOBS)}")
+    if request.k < 1:
+        raise ConfigError(f"k must be at least 1, got {request.k}")
+    if request.job == "rank":
+        return _run_rank(request, spark)
+    if request.engine == "local":
+        return _run_local(request)
+    if request.engine == "spark":
+        if spark is None:
+            from recgraph.jobs.candidates.spark import spark_session
+
+            spark = spark_session(request.master, f"recgraph {request.job}", request.spark_conf)
+        return _run_spark(request, spark)
+    raise ConfigError(f"unknown engine {request.engine!r}; choose local or spark")
+
+
+def load_or_fit_egoml(request: CandidatesRequest) -> EgoML:
+    """The EGOML model of a request: loaded from ``model_dir``, else fitted on the source."""
+    from recgraph.retrieval.egoml.model import EgoML
+
+    if request.model_dir is not None:
+        model = EgoML.load(request.model_dir)
+        if request.params:
+            raise ConfigError("--param does not apply to a saved EGOML model (--model)")
+        assert isinstance(model, EgoML)
+        return model
+    return EgoML(request.params).fit(read_graph(request.source))
+
+
+def _run_local(request: CandidatesRequest) -> CandidatesSummary:
+    from recgraph.jobs.candidates.egoml_job import egoml_local, egoml_vectors_local
+    from recgraph.jobs.candidates.two_hop import two_hop_local
+
+    start = time.perf_counter()
+    vectors = 0
+    if request.job == "egoml":
+        model = load_or_fit_egoml(request)
+        loaded = time.perf_counter()
+        lists = egoml_local(model, request.k)
+        if request.vectors is not None:
+            vectors = egoml_vectors_local(
+                model, request.vectors.redis_url, request.vectors.namespace
+            )
+    else:
+        graph = read_graph(request.source)
+        loaded = time.perf_counter()
+        lists = two_hop_local(graph, request.job, request.k, request.params)
+    scored = time.perf_counter()
+    _prepare_output(request.output)
+    rows = lists.write_parquet(request.output)
+    done = time.perf_counter()
+    return CandidatesSummary(
+        job=request.job,
+        engine="local",
+        output=request.output,
+        rows=rows,
+        users=int((lists.lengths() > 0).sum()),
+        seconds=done - start,
+        vectors_written=vectors,
+        details={"read": loaded - start, "score": scored - loaded, "write": done - scored},
+    )
+
+
+def _run_spark(request: CandidatesRequest, spark: SparkSession) -> CandidatesSummary:
+    from recgraph.jobs.candidates import spark as engine
+
+    start = time.perf_counter()
+    vectors = 0
+    if request.job == "egoml":
+        from recgraph.jobs.candidates.egoml_job import egoml_spark, egoml_vectors_spark
+
+        model = load_or_fit_egoml(request)
+        work_dir = request.work_dir or tempfile.mkdtemp(prefix="recgraph-egoml-")
+        try:
+            ranked, nodes, members = egoml_spark(spark, model, request.k, work_dir)
+            frame = engine.with_external_ids(ranked, nodes.select("idx", "id"), "egoml")
+            rows, users = engine.write_output(frame, request.output)
+            if request.vectors is not None:
+                vectors = egoml_vectors_spark(
+                    members, nodes, request.vectors.redis_url, request.vectors.namespace
+                )
+        finally:
+            if request.work_dir is None:
+                shutil.rmtree(work_dir, ignore_errors=True)
+    else:
+        from recgraph.jobs.candidates.two_hop import two_hop_spark
+
+        raw, directed = engine.read_edges(spark, request.source)
+        nodes = engine.number_nodes(raw)
+        edges = engine.index_edges(raw, nodes)
+        ranked = two_hop_spark(spark, edges, directed, request.job, request.k, request.params)
+        rows, users = engine.write_output(
+            engine.with_external_ids(ranked, nodes, request.job), request.output
+        )
+    done = time.perf_counter()
+    return CandidatesSummary(
+        job=request.job,
+        engine="spark",
+        output=request.output,
+        rows=rows,
+        users=users,
+        seconds=done - start,
+        vectors_written=vectors,
+    )
+
+
+def _run_rank(request: CandidatesRequest, spark: SparkSession | None) -> CandidatesSummary:
+    """Stage-2 batch scoring of a candidates file (see :mod:`.rank_job`)."""
+    from recgraph.jobs.candidates.rank_job import load_scorer, rank_local, rank_spark
+
+    if request.source.path is None:
+        raise ConfigError("the rank job re-scores a candidates file: give it as --input")
+    options = dict(request.params)
+    spec = options.pop("scorer", None)
+    if not spec:
+        raise ConfigError("the rank job needs --param scorer=module:function")
+    score_partition = load_scorer(str(spec), options)
+    start = time.perf_counter()
+    if request.engine == "local":
+        _prepare_output(request.output)
+        rows, users = rank_local(request.source.path, request.output, score_partition, request.k)
+    else:
+        from recgraph.jobs.candidates import spark as engine
+
+        if spark is None:
+            spark = engine.spark_session(request.master, "recgraph rank", request.spark_conf)
+        frame = rank_spark(spark.read.parquet(request.source.path), score_partition, request.k)
+        rows, users = engine.write_output(frame, request.output)
+    return CandidatesSummary(
+        job="rank",
+        engine=request.engine,
+        output=request.output,
+        rows=rows,
+        users=users,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _prepare_output(path: str) -> None:
+    """Make the output's folder; a folder left by an earlier Spark run is replaced."""
+    target = Path(path)
+    if target.is_dir():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
