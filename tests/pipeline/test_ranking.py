@@ -130,3 +130,51 @@ def test_a_ranked_who_to_follow(follow_graph):
     names = stage.batch(q.pool(np.array([0, 1]), 10)).feature_names
     assert {"common_neighbors", "follows_back", "adamic_adar:rank"} <= set(names)
     assert (q.recommend([0], 5).ids >= 0).all()
+
+
+class _PopularityRanker:
+    """A ranker written in a test: orders candidates by the candidate's popularity feature."""
+
+
+def test_a_ranker_registered_from_outside_needs_no_pipeline_change(feed_graph, tmp_path):
+    from recgraph.ranking import Ranker, RankingBatch, register_ranker
+
+    global _PopularityRanker
+
+    class _PopularityRanker(Ranker):  # noqa: F811 - defined here, importable by name below
+        name = "popularity_plugin"
+
+        def _fit(self, train: RankingBatch, valid: RankingBatch | None) -> None:
+            self.column = train.feature_names.index("cand_pop")
+
+        def _score(self, batch: RankingBatch) -> np.ndarray:
+            return batch.features[:, batch.feature_names.index("cand_pop")]
+
+    register_ranker("popularity_plugin", f"{__name__}:_PopularityRanker")
+    config = ranked_config(["item_knn", "popular"], name="popularity_plugin", min_gain=-1.0)
+    config.ranker.params = {}
+    q = QuestionModel("feed", config).fit(feed_graph)
+    assert q.ranked, q.ranking_note
+    assert type(q.ranking.ranker).__name__ == "_PopularityRanker"
+    user = int(np.argmax(q.history.counts))
+    ids = q.recommend([user], 5).ids[0]
+    pool = q.pool(np.array([user]), q.config.ranker.depth)
+    pop = q.ranking.features.pop[pool.ids[pool.valid]]
+    assert ids.tolist() == pool.ids[pool.valid][np.argsort(-pop, kind="stable")][:5].tolist()
+    q.save(tmp_path / "q")
+    again = QuestionModel.load("feed", q.config, tmp_path / "q")
+    assert again.recommend([user], 5).ids.tolist() == q.recommend([user], 5).ids.tolist()
+
+
+def test_a_bad_ranker_parameter_fails_before_training():
+    from recgraph.errors import ConfigError
+    from recgraph.pipeline import Pipeline
+
+    bad = {
+        "feed": {
+            "retrievers": [{"name": "item_knn"}],
+            "ranker": {"params": {"no_such_parameter": 1}},
+        }
+    }
+    with pytest.raises(ConfigError, match="feed.ranker.*no_such_parameter"):
+        Pipeline(bad)

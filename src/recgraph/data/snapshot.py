@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recgraph.data.interactions import Interactions, Kind
+from recgraph.data.item_features import ItemFeatures
 
 if TYPE_CHECKING:
     from recgraph.data.store import Store
@@ -181,6 +182,12 @@ class TrainingSnapshot:
             return None
         lookup = dict(zip(self.item_ids.tolist(), self.authors.tolist(), strict=True))
         return np.asarray([lookup.get(str(i), "") for i in data.items.ids], dtype=object)
+
+    def item_features(self) -> ItemFeatures | None:
+        """Titles, genres and creation times for the models that read item side data."""
+        if self.items is None or not len(self.items):
+            return None
+        return ItemFeatures.from_frame(self.items)
 
     def summary(self) -> dict[str, Any]:
         """What the registry manifest records: per graph :func:`data_snapshot`, and the rows."""

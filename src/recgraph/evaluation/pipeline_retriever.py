@@ -35,6 +35,8 @@ class QuestionRetriever(Retriever):
 
     name = "pipeline"
     config_class = QuestionRetrieverConfig
+    #: Item side data (``--items``) is handed on to the question's retrievers.
+    uses_item_features = True
     config: QuestionRetrieverConfig
 
     def __init__(self, config: Any = None, **params: Any) -> None:
@@ -47,7 +49,9 @@ class QuestionRetriever(Retriever):
         self.name = f"pipeline:{self.config.question}"  # type: ignore[misc]
 
     def _fit(self, train: Interactions) -> None:
-        self.question_model = QuestionModel(self.config.question, self.question_config).fit(train)
+        self.question_model = QuestionModel(self.config.question, self.question_config).fit(
+            train, item_features=self.item_features
+        )
 
     def recommend(
         self,

@@ -102,7 +102,9 @@ class Pipeline:
             for question in QUESTIONS:
                 cfg = self.config.question(question)
                 if cfg.enabled:
-                    QuestionModel(question, cfg).new_retrievers()  # unknown names fail now
+                    # unknown names and bad parameters fail now, not after training
+                    QuestionModel(question, cfg).new_retrievers()
+                    QuestionModel(question, cfg).check_ranker()
 
     def __repr__(self) -> str:
         trained = ", ".join(self.questions) or "not trained"
@@ -150,6 +152,7 @@ class Pipeline:
                 data,
                 item_created_at=snapshot.item_times(data) if feed else None,
                 item_authors=snapshot.item_authors(data) if feed else None,
+                item_features=snapshot.item_features() if feed else None,
             )
             summaries[question] = data_snapshot(data)
         if not questions:

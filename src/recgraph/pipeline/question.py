@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recgraph.data.interactions import IdMap, Interactions
+from recgraph.data.item_features import ItemFeatures
 from recgraph.errors import ConfigError, InputError, NotFittedError
 from recgraph.pipeline.candidates import RankedList, propose, propose_cold, score_floor
 from recgraph.pipeline.config import QUESTION_GRAPH, QUESTIONS, QuestionConfig, RetrieverSpec
@@ -52,6 +53,7 @@ from recgraph.pipeline.results import Answer, Recommendation, Recommendations
 from recgraph.pipeline.rules import Exclude, ServingRules
 from recgraph.progress import track
 from recgraph.ranking.features import CandidateFeatures
+from recgraph.ranking.registry import create_ranker
 from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.registry import create_retriever, load_retriever
 
@@ -134,17 +136,29 @@ class QuestionModel:
                 raise ConfigError(f"{self.question}.retrievers[{key}]: {exc}") from None
         return out
 
+    def check_ranker(self) -> None:
+        """Build the configured ranker once, so an unknown name or parameter fails now."""
+        spec = self.config.ranker
+        if spec is None:
+            return
+        try:
+            create_ranker(spec.name, spec.params)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.question}.ranker: {exc}") from None
+
     def fit(
         self,
         data: Interactions,
         item_created_at: np.ndarray | None = None,
         item_authors: np.ndarray | None = None,
+        item_features: ItemFeatures | None = None,
     ) -> QuestionModel:
         """Fit every retriever (listed and fallback-only) on ``data``.
 
         ``item_created_at`` (unix seconds per item, NaN unknown) enables the
         freshness window; ``item_authors`` (account id per item, ``""`` none)
-        keeps users' own posts out of their feeds.
+        keeps users' own posts out of their feeds; ``item_features`` (titles,
+        genres) reach the retrievers that read item side data.
         """
         expected = QUESTION_GRAPH[self.question]
         if (data.graph_kind == "items") != (expected == "items"):
@@ -158,14 +172,14 @@ class QuestionModel:
                 f"{self.question}.max_age_days needs item creation times (items.created_at)"
             )
         if self.config.ranker is not None:
-            self._fit_ranking(data, item_created_at, item_authors)
+            self._fit_ranking(data, item_created_at, item_authors, item_features)
         history = History.from_interactions(
             data, item_created_at=item_created_at, item_authors=item_authors
         )
         models = self.new_retrievers()
         for key in track(list(models), f"training {self.question}"):
             try:
-                models[key].fit(data)
+                models[key].fit(data, item_features=item_features)
             except ConfigError as exc:
                 raise ConfigError(f"{self.question}.retrievers[{key}]: {exc}") from None
         self._attach(models, history)
@@ -179,14 +193,18 @@ class QuestionModel:
         data: Interactions,
         item_created_at: np.ndarray | None,
         item_authors: np.ndarray | None,
+        item_features: ItemFeatures | None = None,
     ) -> None:
         """Train the ranker on a label slice of ``data`` (see :mod:`~recgraph.pipeline.ranking`)."""
         spec = self.config.ranker
         assert spec is not None
+        self.check_ranker()
         plain = self.config.model_copy(update={"ranker": None})
 
         def fit_stage_one(rest: Interactions) -> QuestionModel:
-            return QuestionModel(self.question, plain).fit(rest, item_created_at, item_authors)
+            return QuestionModel(self.question, plain).fit(
+                rest, item_created_at, item_authors, item_features
+            )
 
         try:
             stage = train_stage(spec, fit_stage_one, data, item_created_at, self.main_keys)
