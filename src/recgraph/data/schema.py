@@ -191,6 +191,49 @@ meta = sa.Table(
     **MYSQL_TABLE,
 )
 
+# ---------------------------------------------------------------------- telegram bot
+telegram_subscribers = sa.Table(
+    "telegram_subscribers",
+    metadata,
+    sa.Column("chat_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column(
+        "account_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("subscribed_at", sa.BigInteger, nullable=False, doc="latest /start, unix seconds"),
+    sa.Column("unsubscribed_at", sa.BigInteger, nullable=True),
+    sa.Column("last_delivered_at", sa.BigInteger, nullable=True),
+    sa.Column("delivered", sa.Integer, nullable=False, default=0),
+    **MYSQL_TABLE,
+)
+
+#: One row per post offered to a chat: the claim (``sending``) is written before the
+#: send, so a post is never picked twice for a chat; ``sent`` after the answer;
+#: ``unknown`` when the answer was lost (counted as delivered, never sent again).
+telegram_deliveries = sa.Table(
+    "telegram_deliveries",
+    metadata,
+    sa.Column("chat_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("item", _external_id(), primary_key=True),
+    sa.Column("state", sa.String(8), nullable=False),
+    sa.Column("claimed_at", sa.Float, nullable=False, doc="unix seconds (fractional)"),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("message_ids", sa.Text, nullable=True, doc="JSON list of the copies' ids"),
+    sa.Index("ix_telegram_deliveries_state", "state"),
+    **MYSQL_TABLE,
+)
+
+#: The messages of an album (one ``media_group_id``), stored as one post.
+telegram_albums = sa.Table(
+    "telegram_albums",
+    metadata,
+    sa.Column("chat_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("media_group_id", sa.String(64), primary_key=True),
+    sa.Column("item", _external_id(), nullable=False),
+    sa.Column("message_ids", sa.Text, nullable=False, doc="JSON list, increasing"),
+    **MYSQL_TABLE,
+)
+
 #: Statements that bring a store of version ``v`` to ``v + 1``, run in order in one
 #: transaction by :meth:`recgraph.data.store.Store.upgrade`; the same SQL on all backends.
 UPGRADES: dict[int, tuple[str, ...]] = {
@@ -227,4 +270,7 @@ __all__ = [
     "key_type",
     "meta",
     "metadata",
+    "telegram_albums",
+    "telegram_deliveries",
+    "telegram_subscribers",
 ]

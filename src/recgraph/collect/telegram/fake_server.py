@@ -21,6 +21,16 @@ part B):
   ``forwardMessage``, ``answerCallbackQuery``, ``editMessageReplyMarkup``,
   ``setMyCommands``.
 
+Faults a real deployment meets, on demand: :meth:`FakeBotApi.fail` answers a
+method with a 5xx (JSON or an HTML page from a proxy), drops the connection
+before or after the call took effect (a lost answer) or answers late;
+:meth:`FakeBotApi.delete_chat`, :meth:`FakeBotApi.block` and
+:meth:`FakeBotApi.deactivate` make a chat unreachable with the reference
+server's errors; :meth:`FakeBotApi.delete_post` removes a channel message;
+:meth:`FakeBotApi.channel_service` posts a service message (a pin, a join)
+that cannot be copied; :meth:`FakeBotApi.channel_album` posts an album (one
+``media_group_id``), which ``copyMessages`` copies as a whole.
+
 Tests drive it from their own thread: :meth:`FakeBotApi.channel_post`,
 :meth:`FakeBotApi.user_message` and :meth:`FakeBotApi.press` queue updates,
 :meth:`FakeBotApi.flood` makes the next calls fail with 429,
@@ -56,6 +66,7 @@ JSON_FIELDS = frozenset(
         "link_preview_options",
         "commands",
         "scope",
+        "message_ids",
     }
 )
 BOT_USER = {"id": 123456789, "is_bot": True, "first_name": "FeedBot", "username": "feed_bot"}
@@ -64,6 +75,24 @@ DEFAULT_TOKEN = "123456789:TEST-fake-token"
 _BURST = 3
 #: The longest ``getUpdates`` wait the server grants, as Telegram's.
 MAX_POLL_SECONDS = 50.0
+#: What :meth:`FakeBotApi.fail` can do to a call.
+FAULTS = ("500", "502", "502-html", "drop", "lost", "slow")
+BAD_GATEWAY_PAGE = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+#: Message fields that make a service message (never copyable).
+SERVICE_FIELDS = (
+    "pinned_message",
+    "new_chat_members",
+    "left_chat_member",
+    "new_chat_title",
+    "new_chat_photo",
+    "delete_chat_photo",
+    "channel_chat_created",
+    "video_chat_started",
+)
 
 
 class ApiError(Exception):
@@ -147,6 +176,9 @@ class FakeBotApi:
         self._query_ids = itertools.count(1)
         self._blocked: set[int] = set()
         self._floods: deque[tuple[str | None, int]] = deque()
+        self._faults: list[tuple[str, str, int | None, float]] = []
+        self._deleted_chats: set[int] = set()
+        self._deactivated: set[int] = set()
         self._sends: deque[tuple[float, int]] = deque()
         self.calls_log: list[Call] = []
         self._httpd = _Server((host, port), _Handler)
@@ -242,13 +274,113 @@ class FakeBotApi:
         with self._lock:
             self._blocked.add(user_id)
 
+    def deactivate(self, user_id: int) -> None:
+        """The user deleted their account: sends answer 403 "user is deactivated"."""
+        with self._lock:
+            self._deactivated.add(user_id)
+
+    def delete_chat(self, chat_id: int) -> None:
+        """The chat no longer exists: sends to it answer 400 "chat not found"."""
+        with self._lock:
+            self._deleted_chats.add(chat_id)
+
+    def delete_post(self, channel_id: int, message_id: int) -> None:
+        """The message is deleted from its channel: copies answer "message to copy not found"."""
+        with self._lock:
+            self._messages.pop((channel_id, message_id), None)
+
+    def channel_service(
+        self, channel_id: int, kind: str = "pinned_message", *, title: str = "News"
+    ) -> dict[str, Any]:
+        """A service message in the channel (``pinned_message``, ``new_chat_title``, ...)."""
+        if kind not in SERVICE_FIELDS:
+            raise ValueError(f"unknown service message {kind!r}; one of {SERVICE_FIELDS}")
+        chat = self._chats.get(channel_id) or {"id": channel_id, "type": "channel", "title": title}
+        with self._lock:
+            self._chats[channel_id] = chat
+            value: Any = True
+            if kind == "pinned_message":
+                pinned = next(
+                    (m for (c, _), m in reversed(self._messages.items()) if c == channel_id), None
+                )
+                value = pinned or {"message_id": 1, "date": int(time.time()), "chat": chat}
+            elif kind in ("new_chat_members",):
+                value = [{"id": 555, "is_bot": False, "first_name": "Joe"}]
+            elif kind == "left_chat_member":
+                value = {"id": 555, "is_bot": False, "first_name": "Joe"}
+            elif kind == "new_chat_title":
+                value = "New title"
+            message = self._new_message(channel_id, {"sender_chat": chat, kind: value})
+            self._push({"channel_post": message})
+        return message
+
+    def channel_album(
+        self, channel_id: int, count: int = 3, *, media_group_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """An album of ``count`` photos: ``count`` channel posts with one ``media_group_id``."""
+        chat = self._chats.get(channel_id) or {
+            "id": channel_id,
+            "type": "channel",
+            "title": "News",
+            "username": "news",
+        }
+        with self._lock:
+            self._chats[channel_id] = chat
+            group = media_group_id or str(13_000_000_000_000_000 + next(self._query_ids))
+            messages = []
+            for n in range(count):
+                photo = [
+                    {
+                        "file_id": f"photo-{group}-{n}",
+                        "file_unique_id": f"u{n}",
+                        "width": 90,
+                        "height": 90,
+                    }
+                ]
+                extra: dict[str, Any] = {
+                    "sender_chat": chat,
+                    "media_group_id": group,
+                    "photo": photo,
+                }
+                if n == 0:
+                    extra["caption"] = "album"
+                message = self._new_message(channel_id, extra)
+                messages.append(message)
+                self._push({"channel_post": message})
+        return messages
+
+    def fail(
+        self,
+        method: str,
+        kind: str = "502",
+        *,
+        count: int = 1,
+        chat_id: int | None = None,
+        delay: float = 2.0,
+    ) -> None:
+        """The next ``count`` calls of ``method`` (to ``chat_id``, if given) go wrong.
+
+        ``kind``: ``500``/``502`` (a JSON error, nothing done), ``502-html`` (a
+        proxy's HTML page, nothing done), ``drop`` (the connection closes before
+        the call takes effect), ``lost`` (the call takes effect, then the
+        connection closes without an answer), ``slow`` (the call takes effect,
+        the answer comes ``delay`` seconds later).
+        """
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; one of {FAULTS}")
+        with self._lock:
+            self._faults.extend([(method.lower(), kind, chat_id, delay)] * count)
+
     def flood(self, method: str | None = None, *, retry_after: int = 1, count: int = 1) -> None:
         """The next ``count`` calls (of ``method``, or any sending method) answer 429."""
         with self._lock:
             self._floods.extend([(method, retry_after)] * count)
 
     def calls(self, method: str | None = None, **where: Any) -> list[Call]:
-        """Successful calls, optionally of one method and with matching params."""
+        """Calls that took effect, optionally of one method and with matching params.
+
+        Values are compared as strings (form and JSON bodies differ in types).
+        """
         with self._lock:
             log = list(self.calls_log)
         return [
@@ -256,8 +388,19 @@ class FakeBotApi:
             for c in log
             if c.error is None
             and (method is None or c.method == method)
-            and all(c.params.get(k) == v for k, v in where.items())
+            and all(str(c.params.get(k)) == str(v) for k, v in where.items())
         ]
+
+    def errors(self, method: str | None = None) -> list[Call]:
+        """Calls answered with an error (``error`` = the code; 0 for a dropped connection)."""
+        with self._lock:
+            log = list(self.calls_log)
+        return [c for c in log if c.error is not None and (method is None or c.method == method)]
+
+    def messages_in(self, chat_id: int) -> list[dict[str, Any]]:
+        """Every message in ``chat_id``, in order (what a user sees)."""
+        with self._lock:
+            return [m for (c, _), m in sorted(self._messages.items()) if c == chat_id]
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Poll ``predicate`` until it is truthy; return its value, or raise TimeoutError."""
@@ -304,15 +447,20 @@ class FakeBotApi:
                 request, 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
             )
             return
+        params: dict[str, Any] = {}
         try:
             params = _params(parts.query, body, request.headers.get("Content-Type", ""))
             handler = _METHODS.get(method.lower())
             if handler is None:
                 raise ApiError(404, "Not Found: method not found")
+            fault = self._take_fault(method, params)
+            if fault is not None and fault[0] in ("500", "502", "502-html", "drop"):
+                self._fault_before(request, method, params, fault[0])
+                return
             result = handler(self, params)
         except ApiError as exc:
             with self._lock:
-                self.calls_log.append(Call(time.time(), method, {}, None, exc.code))
+                self.calls_log.append(Call(time.time(), _canonical(method), params, None, exc.code))
             answer: dict[str, Any] = {
                 "ok": False,
                 "error_code": exc.code,
@@ -325,7 +473,45 @@ class FakeBotApi:
         if method.lower() != "getupdates" or result:
             with self._lock:
                 self.calls_log.append(Call(time.time(), _canonical(method), params, result))
+        if fault is not None and fault[0] == "lost":
+            request.close_connection = True  # it happened; the answer never comes
+            return
+        if fault is not None and fault[0] == "slow":
+            time.sleep(fault[1])
         self._reply(request, 200, {"ok": True, "result": result})
+
+    def _take_fault(self, method: str, params: dict[str, Any]) -> tuple[str, float] | None:
+        with self._lock:
+            for n, (name, kind, chat_id, delay) in enumerate(self._faults):
+                if name != method.lower():
+                    continue
+                if chat_id is not None and str(params.get("chat_id")) != str(chat_id):
+                    continue
+                del self._faults[n]
+                return kind, delay
+        return None
+
+    def _fault_before(
+        self, request: _Handler, method: str, params: dict[str, Any], kind: str
+    ) -> None:
+        """A fault that leaves the call undone: an error answer or a closed connection."""
+        code = 0 if kind == "drop" else int(kind[:3])
+        with self._lock:
+            self.calls_log.append(Call(time.time(), _canonical(method), params, None, code))
+        if kind == "drop":
+            request.close_connection = True
+        elif kind == "502-html":
+            try:
+                request.send_response(502)
+                request.send_header("Content-Type", "text/html")
+                request.send_header("Content-Length", str(len(BAD_GATEWAY_PAGE)))
+                request.end_headers()
+                request.wfile.write(BAD_GATEWAY_PAGE)
+            except OSError:
+                request.close_connection = True
+        else:
+            text = "Internal Server Error" if code == 500 else "Bad Gateway"
+            self._reply(request, code, {"ok": False, "error_code": code, "description": text})
 
     @staticmethod
     def _reply(request: _Handler, status: int, body: dict[str, Any]) -> None:
@@ -350,7 +536,9 @@ class FakeBotApi:
             )
         if chat_id in self._blocked:
             raise ApiError(403, "Forbidden: bot was blocked by the user")
-        if chat_id not in self._chats:
+        if chat_id in self._deactivated:
+            raise ApiError(403, "Forbidden: user is deactivated")
+        if chat_id not in self._chats or chat_id in self._deleted_chats:
             raise ApiError(400, "Bad Request: chat not found")
         now = time.monotonic()
         if self.enforce_limits:
@@ -443,15 +631,58 @@ def _copy_message(api: FakeBotApi, params: dict[str, Any]) -> dict[str, Any]:
         original = api._messages.get(source)
         if original is None:
             raise ApiError(400, "Bad Request: message to copy not found")
+        if any(key in original for key in SERVICE_FIELDS):
+            raise ApiError(400, "Bad Request: message can't be copied")
         api._check_send("copyMessage", chat_id)
-        extra: dict[str, Any] = {"from": BOT_USER}
-        for key in ("text", "caption", "photo", "video", "document"):
-            if key in original:
-                extra[key] = original[key]
+        extra = _copied(original)
         if params.get("reply_markup"):
             extra["reply_markup"] = params["reply_markup"]
         copy = api._new_message(chat_id, extra)
     return {"message_id": copy["message_id"]}
+
+
+def _copied(original: dict[str, Any]) -> dict[str, Any]:
+    extra: dict[str, Any] = {"from": BOT_USER}
+    for key in ("text", "caption", "photo", "video", "document", "media_group_id"):
+        if key in original:
+            extra[key] = original[key]
+    return extra
+
+
+def _copy_messages(api: FakeBotApi, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """``copyMessages``: 1-100 strictly increasing ids; albums stay albums; no reply_markup."""
+    chat_id = _int(params, "chat_id")
+    from_chat = _int(params, "from_chat_id")
+    ids = params.get("message_ids")
+    if not isinstance(ids, list) or not 1 <= len(ids) <= 100:
+        raise ApiError(400, "Bad Request: message identifiers are not specified")
+    ids = [int(m) for m in ids]
+    if any(b <= a for a, b in zip(ids, ids[1:], strict=False)):
+        raise ApiError(
+            400, "Bad Request: message identifiers must be in a strictly increasing order"
+        )
+    with api._lock:
+        originals = [api._messages.get((from_chat, m)) for m in ids]
+        found = [m for m in originals if m is not None and not any(k in m for k in SERVICE_FIELDS)]
+        if not found:
+            raise ApiError(400, "Bad Request: messages to copy not found")
+        api._check_send("copyMessages", chat_id)
+        group = str(13_500_000_000_000_000 + next(api._query_ids))
+        copies = []
+        for original in found:
+            extra = _copied(original)
+            if "media_group_id" in extra:
+                extra["media_group_id"] = group
+            copies.append({"message_id": api._new_message(chat_id, extra)["message_id"]})
+    return copies
+
+
+def _get_chat(api: FakeBotApi, params: dict[str, Any]) -> dict[str, Any]:
+    chat_id = _int(params, "chat_id")
+    with api._lock:
+        if chat_id not in api._chats or chat_id in api._deleted_chats:
+            raise ApiError(400, "Bad Request: chat not found")
+        return {**api._chats[chat_id], "accent_color_id": 0, "max_reaction_count": 11}
 
 
 def _forward_message(api: FakeBotApi, params: dict[str, Any]) -> dict[str, Any]:
@@ -519,6 +750,8 @@ _METHODS: dict[str, Callable[[FakeBotApi, dict[str, Any]], Any]] = {
     "getupdates": _get_updates,
     "sendmessage": _send_message,
     "copymessage": _copy_message,
+    "copymessages": _copy_messages,
+    "getchat": _get_chat,
     "forwardmessage": _forward_message,
     "answercallbackquery": _answer_callback_query,
     "editmessagereplymarkup": _edit_message_reply_markup,
@@ -532,6 +765,8 @@ _CANONICAL = {
         "getUpdates",
         "sendMessage",
         "copyMessage",
+        "copyMessages",
+        "getChat",
         "forwardMessage",
         "answerCallbackQuery",
         "editMessageReplyMarkup",
@@ -580,4 +815,12 @@ def _params(query: str, body: bytes, content_type: str) -> dict[str, Any]:
     return values
 
 
-__all__ = ["BOT_USER", "DEFAULT_TOKEN", "ApiError", "Call", "FakeBotApi"]
+__all__ = [
+    "BOT_USER",
+    "DEFAULT_TOKEN",
+    "FAULTS",
+    "SERVICE_FIELDS",
+    "ApiError",
+    "Call",
+    "FakeBotApi",
+]
