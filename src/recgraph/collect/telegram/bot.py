@@ -653,7 +653,7 @@ class FeedBot:
             user = message.get("from") or {}
             handle = (user.get("username") or "").lower() or None
             new = state.subscribe(w, chat_id, handle)
-            return _Followup("start", chat_id, new=new)
+            return _Followup("start", chat_id, new=new, at=time.time())
         if command == "stop":
             was = state.unsubscribe(w, chat_id)
             return _Followup("stop", chat_id, was=was)
@@ -695,8 +695,11 @@ class FeedBot:
                 )
                 await self.send(api, "sendMessage", chat_id=f.chat_id, text=text)
                 if f.values["new"] and self.config.deliver_on_start:
+                    # a round that served the chat since /start was its first post
                     plan = await self._db(self.plan, [f.chat_id])
-                    await self.deliver_to(api, f.chat_id, plan.get(f.chat_id, []))
+                    await self.deliver_to(
+                        api, f.chat_id, plan.get(f.chat_id, []), since=f.values["at"]
+                    )
             elif f.kind == "stop":
                 text = (
                     "Unsubscribed. /start to come back."

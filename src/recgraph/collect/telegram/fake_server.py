@@ -175,8 +175,8 @@ class FakeBotApi:
         self._queries: dict[str, bool] = {}
         self._query_ids = itertools.count(1)
         self._blocked: set[int] = set()
-        self._floods: deque[tuple[str | None, int]] = deque()
-        self._faults: list[tuple[str, str, int | None, float]] = []
+        self._floods: deque[tuple[str | None, int, int | None]] = deque()
+        self._faults: list[list[Any]] = []  # [method, kind, chat_id, delay, passes left]
         self._deleted_chats: set[int] = set()
         self._deactivated: set[int] = set()
         self._sends: deque[tuple[float, int]] = deque()
@@ -357,6 +357,7 @@ class FakeBotApi:
         count: int = 1,
         chat_id: int | None = None,
         delay: float = 2.0,
+        after: int = 0,
     ) -> None:
         """The next ``count`` calls of ``method`` (to ``chat_id``, if given) go wrong.
 
@@ -364,17 +365,33 @@ class FakeBotApi:
         proxy's HTML page, nothing done), ``drop`` (the connection closes before
         the call takes effect), ``lost`` (the call takes effect, then the
         connection closes without an answer), ``slow`` (the call takes effect,
-        the answer comes ``delay`` seconds later).
+        the answer comes ``delay`` seconds later). The first ``after`` matching
+        calls still succeed.
         """
         if kind not in FAULTS:
             raise ValueError(f"unknown fault {kind!r}; one of {FAULTS}")
         with self._lock:
-            self._faults.extend([(method.lower(), kind, chat_id, delay)] * count)
+            for _ in range(count):
+                self._faults.append([method.lower(), kind, chat_id, delay, after])
 
-    def flood(self, method: str | None = None, *, retry_after: int = 1, count: int = 1) -> None:
-        """The next ``count`` calls (of ``method``, or any sending method) answer 429."""
+    def clear_faults(self) -> None:
+        """Forget every fault and flood still pending."""
         with self._lock:
-            self._floods.extend([(method, retry_after)] * count)
+            self._faults.clear()
+            self._floods.clear()
+
+    def flood(
+        self,
+        method: str | None = None,
+        *,
+        retry_after: int = 1,
+        count: int = 1,
+        chat_id: int | None = None,
+    ) -> None:
+        """The next ``count`` calls (of ``method``, or any sending method; to ``chat_id``,
+        if given) answer 429 with ``retry_after``."""
+        with self._lock:
+            self._floods.extend([(method, retry_after, chat_id)] * count)
 
     def calls(self, method: str | None = None, **where: Any) -> list[Call]:
         """Calls that took effect, optionally of one method and with matching params.
@@ -481,12 +498,19 @@ class FakeBotApi:
         self._reply(request, 200, {"ok": True, "result": result})
 
     def _take_fault(self, method: str, params: dict[str, Any]) -> tuple[str, float] | None:
+        """The fault this call meets, if any; a fault still counting its ``after`` passes
+        lets the call through (and counts it for every fault of the same method and chat)."""
         with self._lock:
-            for n, (name, kind, chat_id, delay) in enumerate(self._faults):
+            for n, (name, kind, chat_id, delay, after) in enumerate(self._faults):
                 if name != method.lower():
                     continue
                 if chat_id is not None and str(params.get("chat_id")) != str(chat_id):
                     continue
+                if after > 0:
+                    for other in self._faults[n:]:
+                        if (other[0], other[2]) == (name, chat_id) and other[4] > 0:
+                            other[4] -= 1
+                    return None
                 del self._faults[n]
                 return kind, delay
         return None
@@ -527,8 +551,17 @@ class FakeBotApi:
 
     def _check_send(self, method: str, chat_id: int) -> None:
         """Floods, blocked users and Telegram's rates for a sending method; caller holds the lock."""
-        if self._floods and self._floods[0][0] in (None, method):
-            _, retry_after = self._floods.popleft()
+        flood = next(
+            (
+                n
+                for n, (m, _, c) in enumerate(self._floods)
+                if m in (None, method) and c in (None, chat_id)
+            ),
+            None,
+        )
+        if flood is not None:
+            retry_after = self._floods[flood][1]
+            del self._floods[flood]
             raise ApiError(
                 429,
                 f"Too Many Requests: retry after {retry_after}",
