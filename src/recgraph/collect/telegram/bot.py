@@ -51,16 +51,21 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
-
-from recgraph.collect.telegram.api import BotApi, Fault, TelegramError, keyboard
+from recgraph.collect.telegram.api import BotApi, Fault, TelegramError
+from recgraph.collect.telegram.config import BotConfig
+from recgraph.collect.telegram.delivery import (
+    BUTTONS,
+    Delivery,
+    DeliveryReport,
+    SendThrottle,
+    button_data,
+    parse_button_data,
+)
 from recgraph.collect.telegram.picks import PostPicker
 from recgraph.data import telegram_state as state
-from recgraph.data.schema import telegram_subscribers
+from recgraph.data.schema import telegram_albums, telegram_deliveries, telegram_subscribers
 from recgraph.data.store import Store
 from recgraph.data.telegram_state import chat_account, parse_post_item, post_item
 from recgraph.settings import RedactingFilter
@@ -70,8 +75,6 @@ T = TypeVar("T")
 
 #: Which updates the bot asks Telegram for.
 ALLOWED_UPDATES = ["message", "channel_post", "callback_query"]
-LIKE, DISLIKE = state.LIKE, state.DISLIKE
-_BUTTONS = {LIKE: "👍", DISLIKE: "👎"}
 #: Message fields that carry content a copy can reproduce; a channel post with none
 #: of them is a service message (a pin, a join, a new title) and is not stored.
 CONTENT_FIELDS = (
@@ -93,34 +96,9 @@ CONTENT_FIELDS = (
     "paid_media",
     "checklist",
 )
-#: Text of the message that carries an album's buttons.
-ALBUM_BUTTONS_TEXT = "👍 or 👎?"
 #: Loggers whose records may carry the token (request URLs).
 _HTTP_LOGGERS = ("httpx", "httpcore")
 _redacting = RedactingFilter()
-
-
-def button_data(kind: str, item: str) -> str:
-    """``callback_data`` of a feedback button: ``like:<channel>:<message>`` (under 64 bytes)."""
-    channel_id, message_id = parse_post_item(item)
-    return f"{kind}:{channel_id}:{message_id}"
-
-
-def parse_button_data(data: str) -> tuple[str, str] | None:
-    """``(kind, item)`` from ``callback_data``, or None when it is not one of ours."""
-    kind, _, rest = (data or "").partition(":")
-    if kind not in _BUTTONS:
-        return None
-    try:
-        channel_id, message_id = (int(x) for x in rest.split(":"))
-    except ValueError:
-        return None
-    return kind, post_item(channel_id, message_id)
-
-
-def buttons(item: str) -> dict[str, Any]:
-    """The 👍 / 👎 inline keyboard of a delivered post."""
-    return keyboard([[(_BUTTONS[k], button_data(k, item)) for k in (LIKE, DISLIKE)]])
 
 
 def is_content(message: dict[str, Any]) -> bool:
@@ -159,112 +137,6 @@ def protect_token(token: str, *, verbose: bool = False) -> None:
             handler.addFilter(_redacting)
 
 
-# ---------------------------------------------------------------------- config
-class BotConfig(BaseModel):
-    """The bot's settings.
-
-    ``base_url`` is the Bot API server (``https://api.telegram.org`` by
-    default; a python-telegram-bot style ``http://host:port/bot`` also works).
-    Which model chooses the posts: ``registry`` (the serving registry's
-    current version), else ``model_dir`` (a saved pipeline or retriever),
-    else ``model`` fitted on the store's likes (see :mod:`.picks`);
-    ``cold_start_min_interactions`` is the cold-start rule of that last one.
-    """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    token: str
-    base_url: str | None = None
-    interval_minutes: float = Field(default=60.0, gt=0)
-    model: str = "popular"
-    model_params: dict[str, Any] = Field(default_factory=dict)
-    model_dir: str | None = None
-    registry: str | None = None
-    cold_start_min_interactions: int = Field(default=5, ge=0)
-    max_age_days: float | None = Field(default=None, gt=0)
-    candidates: int = Field(default=5, ge=1, le=100)
-    deliver_on_start: bool = True
-    global_per_second: float = Field(default=30.0, gt=0)
-    per_chat_seconds: float = Field(default=1.0, ge=0)
-    max_send_retries: int = Field(default=3, ge=0)
-    poll_timeout_seconds: float = Field(default=10.0, ge=0)
-    #: Chats served at once in a round.
-    concurrency: int = Field(default=16, ge=1, le=1000)
-    #: Read timeout of a send; a slower answer counts as lost (the post is not resent).
-    request_timeout_seconds: float = Field(default=10.0, gt=0)
-    #: First wait after a transient error (doubled each time).
-    retry_seconds: float = Field(default=1.0, ge=0)
-    #: A longer ``retry_after`` skips the chat until the next round.
-    max_retry_after_seconds: float = Field(default=60.0, ge=0)
-    #: Times an update whose handling fails is retried before it is skipped.
-    max_update_attempts: int = Field(default=3, ge=1)
-    verbose: bool = False
-
-
-@dataclass
-class DeliveryReport:
-    """What one round did."""
-
-    subscribers: int = 0
-    delivered: int = 0
-    nothing_left: int = 0
-    blocked: int = 0
-    gone_posts: int = 0
-    retries: int = 0
-    #: Sends whose answer was lost: counted as delivered, never sent again.
-    unknown: int = 0
-    #: Chats that got nothing this round because of errors (tried again next round).
-    failed: int = 0
-    #: Chats skipped because they got a post since the round began.
-    skipped: int = 0
-    seconds: float = 0.0
-    items: dict[int, str] = field(default_factory=dict)
-    #: Posts found gone this round (skipped for the remaining chats).
-    gone: set[str] = field(default_factory=set)
-
-
-# ---------------------------------------------------------------------- throttle
-class SendThrottle:
-    """Telegram's flood limits on the sending side: per chat and overall.
-
-    Each send reserves the earliest slot that is ``1 / per_second`` after the
-    previous send and ``per_chat_seconds`` after the previous send to the same
-    chat, then sleeps until it.
-    """
-
-    def __init__(
-        self,
-        per_second: float = 30.0,
-        per_chat_seconds: float = 1.0,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.spacing = 1.0 / per_second
-        self.per_chat_seconds = per_chat_seconds
-        self._clock = clock
-        self._sleep = sleep
-        self._next_any = 0.0
-        self._last_in_chat: dict[int, float] = {}
-
-    async def wait(self, chat_id: int) -> None:
-        now = self._clock()
-        slot = max(
-            now,
-            self._next_any,
-            self._last_in_chat.get(chat_id, -np.inf) + self.per_chat_seconds,
-        )
-        self._next_any = slot + self.spacing
-        self._last_in_chat[chat_id] = slot
-        if slot > now:
-            await self._sleep(slot - now)
-
-    def hold(self, chat_id: int, seconds: float) -> None:
-        """Telegram asked this chat to wait ``seconds``: no send to it before then."""
-        until = self._clock() + seconds - self.per_chat_seconds
-        self._last_in_chat[chat_id] = max(self._last_in_chat.get(chat_id, -np.inf), until)
-
-
 class _Followup:
     """What an update asks for after its effects were committed."""
 
@@ -291,11 +163,12 @@ class FeedBot:
     def __init__(self, store: Store, config: BotConfig | dict, model: Any | None = None) -> None:
         self.store = store
         self.config = config if isinstance(config, BotConfig) else BotConfig.model_validate(config)
-        telegram_subscribers.create(store.engine, checkfirst=True)
+        for table in (telegram_subscribers, telegram_deliveries, telegram_albums):
+            table.create(store.engine, checkfirst=True)  # a store opened without create
         self.bot_id = self.config.token.split(":", 1)[0]
-        self.throttle = SendThrottle(self.config.global_per_second, self.config.per_chat_seconds)
         self.picker = PostPicker(store, self.config, model)
-        self._locks: dict[int, asyncio.Lock] = {}
+        self.delivery = Delivery(store, self.config, self.picker)
+        self.throttle = self.delivery.throttle
 
     # ---------------------------------------------------------------- store side
     def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -379,81 +252,13 @@ class FeedBot:
         return self.picker.plan(chat_ids, now)
 
     # ---------------------------------------------------------------- sending
+    # ---------------------------------------------------------------- sending
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def send(self, api: BotApi, method: str, **params: Any) -> Any:
-        """One send to ``params["chat_id"]`` under the flood limits.
-
-        A 429 (``retry_after``, that chat only) or a refused connection is
-        tried again; a lost answer (:attr:`Fault.MAYBE_SENT`) is not: the
-        caller decides.
-        """
-        chat_id = int(params["chat_id"])
-        attempt = 0
-        while True:
-            await self.throttle.wait(chat_id)
-            try:
-                return await api.call(
-                    method, read_timeout=self.config.request_timeout_seconds, **params
-                )
-            except TelegramError as exc:
-                attempt += 1
-                if attempt > self.config.max_send_retries:
-                    raise
-                if exc.fault is Fault.FLOOD:
-                    wait = float(exc.retry_after or 1.0)
-                    if wait > self.config.max_retry_after_seconds:
-                        raise
-                    log.info("Telegram asks to wait %.1f s (chat %s)", wait, chat_id)
-                    self.throttle.hold(chat_id, wait)
-                    await asyncio.sleep(wait)
-                elif exc.fault is Fault.NOT_SENT:
-                    await asyncio.sleep(self.config.retry_seconds * 2 ** (attempt - 1))
-                else:
-                    raise
-
-    async def _copy(self, api: BotApi, chat_id: int, item: str) -> list[int]:
-        """Copy post ``item`` into ``chat_id``; return the copies' message ids."""
-        channel_id, _ = parse_post_item(item)
-        messages = await self._db(self._read, state.post_messages, item)
-        if len(messages) == 1:
-            copied = await self.send(
-                api,
-                "copyMessage",
-                chat_id=chat_id,
-                from_chat_id=channel_id,
-                message_id=messages[0],
-                reply_markup=buttons(item),
-            )
-            return [int(copied["message_id"])]
-        copied = await self.send(
-            api,
-            "copyMessages",
-            chat_id=chat_id,
-            from_chat_id=channel_id,
-            message_ids=messages,
-        )
-        return [int(m["message_id"]) for m in copied]
-
-    async def _album_buttons(self, api: BotApi, chat_id: int, item: str, first: int) -> int | None:
-        """The buttons of an album go on a message after it (albums take no keyboard)."""
-        try:
-            sent = await self.send(
-                api,
-                "sendMessage",
-                chat_id=chat_id,
-                text=ALBUM_BUTTONS_TEXT,
-                reply_markup=buttons(item),
-                reply_parameters={"message_id": first, "allow_sending_without_reply": True},
-            )
-        except TelegramError as exc:
-            log.warning("the buttons of %s did not reach chat %s: %s", item, chat_id, exc)
-            return None
-        return int(sent["message_id"])
-
-    def _lock(self, chat_id: int) -> asyncio.Lock:
-        return self._locks.setdefault(int(chat_id), asyncio.Lock())
+        """One send under the flood limits (see :meth:`Delivery.send`)."""
+        return await self.delivery.send(api, method, **params)
 
     async def deliver_to(
         self,
@@ -464,145 +269,18 @@ class FeedBot:
         *,
         since: float | None = None,
     ) -> str | None:
-        """Copy the first deliverable of ``candidates`` into ``chat_id``; return its item id.
-
-        The one delivery path: under the chat's lock, each post is claimed in
-        the store before it is sent, so no two deliveries pick the same post.
-        With ``since`` (a round's start), a chat that got a post after it is
-        skipped.
-        """
-        report = report if report is not None else DeliveryReport()
-        async with self._lock(chat_id):
-            if since is not None:
-                last = await self._db(self._read, state.last_claim, chat_id)
-                if last is not None and last >= since:
-                    report.skipped += 1
-                    return None
-            if not await self._db(self._read, state.is_subscribed, chat_id):
-                return None  # /stop, or a block found by another task
-            tries = 0
-            for item in candidates:
-                if item in report.gone:
-                    continue
-                if not await self._db(self._write, state.claim, chat_id, item):
-                    continue  # claimed before (another path, another process)
-                outcome = await self._deliver_one(api, chat_id, item, report)
-                if outcome == "next":
-                    tries += 1
-                    if tries > self.config.max_send_retries + len(report.gone):
-                        break
-                    continue
-                return item if outcome == "done" else None
-            else:
-                report.nothing_left += 1
-                return None
-            report.failed += 1
-            return None
-
-    async def _deliver_one(
-        self, api: BotApi, chat_id: int, item: str, report: DeliveryReport
-    ) -> str:
-        """Send one claimed post: ``done``, ``next`` (try another post) or ``stop``."""
-        try:
-            ids = await self._copy(api, chat_id, item)
-        except TelegramError as exc:
-            return await self._failed(api, chat_id, item, exc, report)
-        except Exception:
-            await self._db(self._write, state.settle, chat_id, item, state.UNKNOWN)
-            raise
-        if len(ids) > 1:
-            extra = await self._album_buttons(api, chat_id, item, ids[0])
-            ids = ids + ([extra] if extra is not None else [])
-        await self._db(self._write, state.settle, chat_id, item, state.SENT, ids)
-        report.delivered += 1
-        report.items[chat_id] = item
-        return "done"
-
-    async def _failed(
-        self, api: BotApi, chat_id: int, item: str, exc: TelegramError, report: DeliveryReport
-    ) -> str:
-        fault = exc.fault
-        if fault is Fault.CHAT_GONE and exc.code == 400 and await self._chat_exists(api, chat_id):
-            fault = Fault.MESSAGE_GONE  # the source channel is out of reach, not the user
-        if fault is Fault.MAYBE_SENT:
-            log.warning(
-                "no answer for %s to chat %s (%s): counted as delivered", item, chat_id, exc
-            )
-            await self._db(self._write, state.settle, chat_id, item, state.UNKNOWN)
-            report.unknown += 1
-            report.items[chat_id] = item
-            return "done"
-        await self._db(self._write, state.release, chat_id, item)
-        if fault in (Fault.MESSAGE_GONE, Fault.NOT_COPYABLE):
-            log.info("post %s cannot be copied (%s); retiring it", item, exc.description)
-            if item not in report.gone:  # chats served at once may find it together
-                report.gone.add(item)
-                report.gone_posts += 1
-                await self._db(self._write, state.mark_gone, item)
-            return "next"
-        if fault is Fault.CHAT_GONE:
-            log.info("chat %s is gone (%s); unsubscribing it", chat_id, exc.description)
-            await self._db(self._write, state.unsubscribe, chat_id)
-            report.blocked += 1
-            return "stop"
-        if fault is Fault.UNAUTHORIZED:
-            raise exc
-        if fault is Fault.BAD_REQUEST:
-            log.warning("could not deliver %s to %s: %s", item, chat_id, exc.description)
-            return "next"
-        # still flooded or unreachable after the retries: this chat waits for the next round
-        log.warning("chat %s gets nothing this round: %s", chat_id, exc)
-        report.failed += 1
-        report.retries += 1
-        return "stop"
-
-    async def _chat_exists(self, api: BotApi, chat_id: int) -> bool:
-        """Whether ``chat_id`` is reachable (to tell a missing user from a missing source)."""
-        try:
-            await api.call("getChat", chat_id=chat_id)
-        except TelegramError as exc:
-            return exc.fault is not Fault.CHAT_GONE
-        return True
+        """Copy the first deliverable of ``candidates`` into ``chat_id`` (one delivery path)."""
+        return await self.delivery.deliver_to(api, chat_id, candidates, report, since=since)
 
     async def deliver_round(
         self, api: BotApi, chat_ids: Sequence[int] | None = None
     ) -> DeliveryReport:
         """Send each subscriber (or each of ``chat_ids``) its next post, chats concurrently."""
-        started, clock = time.time(), time.monotonic()
-        if chat_ids is None:
-            chat_ids = await self._db(self.subscribers)
-        report = DeliveryReport(subscribers=len(chat_ids))
-        plan = await self._db(self.plan, list(chat_ids))
-        gate = asyncio.Semaphore(self.config.concurrency)
+        return await self.delivery.deliver_round(api, chat_ids)
 
-        async def serve(chat_id: int) -> None:
-            async with gate:
-                try:
-                    await self.deliver_to(
-                        api, chat_id, plan.get(chat_id, []), report, since=started
-                    )
-                except TelegramError as exc:
-                    if exc.fault is Fault.UNAUTHORIZED:
-                        raise
-                    log.warning("chat %s: %s", chat_id, exc)
-                    report.failed += 1
-                except Exception:
-                    log.exception("delivery to chat %s failed", chat_id)
-                    report.failed += 1
-
-        await asyncio.gather(*(serve(c) for c in chat_ids))
-        report.seconds = time.monotonic() - clock
-        log.info(
-            "delivery round: %d of %d subscribers got a post (%d had nothing left, %d failed, "
-            "%d answers lost) in %.1f s",
-            report.delivered,
-            report.subscribers,
-            report.nothing_left,
-            report.failed,
-            report.unknown,
-            report.seconds,
-        )
-        return report
+    async def answer_callback(self, api: BotApi, query_id: str, text: str | None) -> bool:
+        """``answerCallbackQuery``, retried on 5xx, network errors and 429."""
+        return await self.delivery.answer_callback(api, query_id, text)
 
     # ---------------------------------------------------------------- updates
     def apply_update(self, update: dict[str, Any]) -> _Followup | None:
@@ -642,7 +320,7 @@ class FeedBot:
             if parsed is not None:
                 kind, item = parsed
                 state.record_feedback(w, int(query["from"]["id"]), item, kind)
-                text = f"{_BUTTONS[kind]} noted"
+                text = f"{BUTTONS[kind]} noted"
             return _Followup("answer", int(query["from"]["id"]), query_id=query["id"], text=text)
         message = update.get("message")
         if not message:
@@ -711,28 +389,6 @@ class FeedBot:
             log.warning("reply to chat %s failed: %s", f.chat_id, exc)
         except Exception:
             log.exception("reply to chat %s failed", f.chat_id)
-
-    async def answer_callback(self, api: BotApi, query_id: str, text: str | None) -> bool:
-        """``answerCallbackQuery``, retried with backoff on 5xx, network errors and 429."""
-        delay = max(self.config.retry_seconds, 0.05) / 2
-        for attempt in range(self.config.max_send_retries + 2):
-            try:
-                await api.call(
-                    "answerCallbackQuery",
-                    read_timeout=self.config.request_timeout_seconds,
-                    callback_query_id=query_id,
-                    text=text,
-                )
-                return True
-            except TelegramError as exc:
-                if not exc.fault.transient or attempt > self.config.max_send_retries:
-                    if exc.fault is not Fault.QUERY_EXPIRED or attempt == 0:
-                        log.warning("answerCallbackQuery %s: %s", query_id, exc)
-                    # after a retry, "query is too old" means an earlier try got through
-                    return exc.fault is Fault.QUERY_EXPIRED and attempt > 0
-                wait = float(exc.retry_after) if exc.retry_after else delay * 2**attempt
-                await asyncio.sleep(min(wait, 5.0))
-        return False
 
 
 # ---------------------------------------------------------------------- polling

@@ -37,7 +37,7 @@ from recgraph.data.interactions import Kind
 from recgraph.data.store import Store
 
 if TYPE_CHECKING:
-    from recgraph.collect.telegram.bot import BotConfig
+    from recgraph.collect.telegram.config import BotConfig
     from recgraph.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
