@@ -135,9 +135,25 @@ def bot_telegram_command(
     ] = "popular",
     model_dir: Annotated[
         Path | None,
-        typer.Option("--model-dir", help="Load a saved model from here instead of fitting one."),
+        typer.Option(
+            "--model-dir", help="Load a saved pipeline or model from here instead of fitting one."
+        ),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            help="Choose posts with this model registry's current version (what `recgraph "
+            "train` publishes and `recgraph serve` serves); a new version is used at the "
+            "next round.",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=1000, help="Chats served at once.")
+    ] = 16,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log more (also each HTTP request).")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Run the Telegram feed bot: /start, /stop, a post every interval, 👍/👎 feedback."""
@@ -154,6 +170,9 @@ def bot_telegram_command(
         interval_minutes=interval_minutes,
         model=model,
         model_dir=str(model_dir) if model_dir else None,
+        registry=registry,
+        concurrency=concurrency,
+        verbose=verbose,
     )
     with Store.open(db) as store:
         err_console.print(f"bot running on {store.safe_url}; Ctrl-C stops it", highlight=False)

@@ -36,7 +36,7 @@ from recgraph.errors import InputError
 
 LIKE, DISLIKE, VIEW = "like", "dislike", "view"
 #: States of a ``telegram_deliveries`` row.
-SENDING, SENT, UNKNOWN = "sending", "sent", "unknown"
+SENDING, SENT, UNKNOWN, FAILED = "sending", "sent", "unknown", "failed"
 OFFSET_KEY = "telegram.offset."
 
 _subs = schema.telegram_subscribers.c
@@ -269,20 +269,26 @@ def settle(
     message_ids: Sequence[int] = (),
     now: float | None = None,
 ) -> None:
-    """Settle a claimed delivery as ``sent`` or ``unknown``: a ``view``, never offered again."""
-    if state not in (SENT, UNKNOWN):
-        raise ValueError(f"a delivery settles as sent or unknown, not {state!r}")
+    """Settle a claimed delivery; the post is never offered to the chat again.
+
+    ``sent`` and ``unknown`` (the answer was lost) are stored as a ``view``
+    and count as delivered; ``failed`` (Telegram refused it for this chat) is not.
+    """
+    if state not in (SENT, UNKNOWN, FAILED):
+        raise ValueError(f"a delivery settles as sent, unknown or failed, not {state!r}")
     now = time.time() if now is None else float(now)
-    w.interactions(
-        pd.DataFrame(
-            {
-                "user": [chat_account(chat_id)],
-                "item": [item],
-                "kind": [VIEW],
-                "timestamp": [int(now)],
-            }
+    w.accounts(pd.DataFrame({"external_id": [chat_account(chat_id)]}))  # a write first
+    if state != FAILED:
+        w.interactions(
+            pd.DataFrame(
+                {
+                    "user": [chat_account(chat_id)],
+                    "item": [item],
+                    "kind": [VIEW],
+                    "timestamp": [int(now)],
+                }
+            )
         )
-    )
     w.conn.execute(
         sa.update(schema.telegram_deliveries)
         .where(_deliveries.chat_id == int(chat_id), _deliveries.item == item)
@@ -292,11 +298,12 @@ def settle(
             message_ids=json.dumps([int(m) for m in message_ids]) if message_ids else None,
         )
     )
-    w.conn.execute(
-        sa.update(schema.telegram_subscribers)
-        .where(_subs.chat_id == int(chat_id))
-        .values(last_delivered_at=int(now), delivered=_subs.delivered + 1)
-    )
+    if state != FAILED:
+        w.conn.execute(
+            sa.update(schema.telegram_subscribers)
+            .where(_subs.chat_id == int(chat_id))
+            .values(last_delivered_at=int(now), delivered=_subs.delivered + 1)
+        )
 
 
 def release(w: Writer, chat_id: int, item: str) -> None:
@@ -354,6 +361,7 @@ def deliveries(conn: sa.Connection) -> pd.DataFrame:
 
 __all__ = [
     "DISLIKE",
+    "FAILED",
     "LIKE",
     "SENDING",
     "SENT",

@@ -289,8 +289,13 @@ class Delivery:
         self, api: BotApi, chat_id: int, item: str, exc: TelegramError, report: DeliveryReport
     ) -> str:
         fault = exc.fault
-        if fault is Fault.CHAT_GONE and exc.code == 400 and await self._chat_exists(api, chat_id):
-            fault = Fault.MESSAGE_GONE  # the source channel is out of reach, not the user
+        if fault is Fault.CHAT_GONE and exc.code == 400:
+            # "chat not found" may mean the source channel: ask about the user's chat
+            exists = await self._chat_exists(api, chat_id)
+            if exists is None:
+                fault = Fault.NOT_SENT  # cannot tell now: try again next round
+            elif exists:
+                fault = Fault.MESSAGE_GONE  # the source is out of reach, not the user
         if fault is Fault.MAYBE_SENT:
             log.warning(
                 "no answer for %s to chat %s (%s): counted as delivered", item, chat_id, exc
@@ -299,6 +304,10 @@ class Delivery:
             report.unknown += 1
             report.items[chat_id] = item
             return "done"
+        if fault is Fault.BAD_REQUEST:  # refused for this chat: never offered to it again
+            log.warning("could not deliver %s to %s: %s", item, chat_id, exc.description)
+            await self._db(self._write, state.settle, chat_id, item, state.FAILED)
+            return "next"
         await self._db(self._write, state.release, chat_id, item)
         if fault in (Fault.MESSAGE_GONE, Fault.NOT_COPYABLE):
             log.info("post %s cannot be copied (%s); retiring it", item, exc.description)
@@ -314,21 +323,20 @@ class Delivery:
             return "stop"
         if fault is Fault.UNAUTHORIZED:
             raise exc
-        if fault is Fault.BAD_REQUEST:
-            log.warning("could not deliver %s to %s: %s", item, chat_id, exc.description)
-            return "next"
         # still flooded or unreachable after the retries: this chat waits for the next round
         log.warning("chat %s gets nothing this round: %s", chat_id, exc)
         report.failed += 1
         report.retries += 1
         return "stop"
 
-    async def _chat_exists(self, api: BotApi, chat_id: int) -> bool:
-        """Whether ``chat_id`` is reachable (to tell a missing user from a missing source)."""
+    async def _chat_exists(self, api: BotApi, chat_id: int) -> bool | None:
+        """Whether ``chat_id`` exists (``getChat``); None when the answer says nothing."""
         try:
             await api.call("getChat", chat_id=chat_id)
         except TelegramError as exc:
-            return exc.fault is not Fault.CHAT_GONE
+            if exc.fault is Fault.CHAT_GONE:
+                return False
+            return None
         return True
 
     async def deliver_round(
