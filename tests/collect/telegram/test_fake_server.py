@@ -116,3 +116,80 @@ def test_copy_flood_block_and_callback_answers(api: FakeBotApi) -> None:
     blocked = call(api, "copyMessage", data=copy)
     assert blocked.status_code == 403
     assert blocked.json()["description"] == "Forbidden: bot was blocked by the user"
+
+
+def test_injected_faults_and_what_each_leaves_done(api: FakeBotApi) -> None:
+    api.user_message(5, "hello")
+    send = {"data": {"chat_id": "5", "text": "x"}}
+    api.fail("sendMessage", "502")
+    bad = call(api, "sendMessage", **send)
+    assert bad.status_code == 502 and bad.json()["error_code"] == 502
+    api.fail("sendMessage", "502-html")
+    page = call(api, "sendMessage", **send)
+    assert page.status_code == 502 and page.text.startswith("<html>")
+    api.fail("sendMessage", "drop")
+    with pytest.raises(httpx.RemoteProtocolError):
+        call(api, "sendMessage", **send)
+    assert api.calls("sendMessage") == []  # none of these sent anything
+    api.fail("sendMessage", "lost")
+    with pytest.raises(httpx.RemoteProtocolError):
+        call(api, "sendMessage", **send)
+    assert len(api.calls("sendMessage")) == 1  # a lost answer: the message is there
+    api.fail("sendMessage", "slow", delay=0.5)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{api.url}/bot{DEFAULT_TOKEN}/sendMessage", timeout=0.2, **send)
+    api.wait_for(lambda: len(api.calls("sendMessage")) == 2)
+    api.fail("sendMessage", "502", chat_id=6, after=1)  # another chat, and one pass first
+    assert call(api, "sendMessage", **send).status_code == 200
+    assert [c.error for c in api.errors("sendMessage")] == [502, 502, 0]
+
+
+def test_floods_per_chat_and_unreachable_chats(api: FakeBotApi) -> None:
+    for user in (1, 2, 3, 4):
+        api.user_message(user, "hi")
+    api.flood("sendMessage", retry_after=3, chat_id=2)
+    assert call(api, "sendMessage", data={"chat_id": "1", "text": "x"}).status_code == 200
+    flooded = call(api, "sendMessage", data={"chat_id": "2", "text": "x"}).json()
+    assert flooded["parameters"] == {"retry_after": 3}
+    api.delete_chat(1)
+    api.block(3)
+    api.deactivate(4)
+    answers = [
+        call(api, "sendMessage", data={"chat_id": str(u), "text": "x"}).json()["description"]
+        for u in (1, 3, 4)
+    ]
+    assert answers == [
+        "Bad Request: chat not found",
+        "Forbidden: bot was blocked by the user",
+        "Forbidden: user is deactivated",
+    ]
+    assert call(api, "getChat", data={"chat_id": "1"}).status_code == 400
+    assert call(api, "getChat", data={"chat_id": "2"}).json()["result"]["id"] == 2
+
+
+def test_service_messages_albums_and_copy_messages(api: FakeBotApi) -> None:
+    api.user_message(5, "hello")
+    pin = api.channel_service(-100, "pinned_message")
+    album = api.channel_album(-100, 3)
+    api.channel_post(-100, "text")
+    assert "pinned_message" in pin and len({m["media_group_id"] for m in album}) == 1
+    refused = call(
+        api, "copyMessage", data={"chat_id": "5", "from_chat_id": "-100", "message_id": "1"}
+    ).json()
+    assert refused["description"] == "Bad Request: message can't be copied"
+    ids = json.dumps([m["message_id"] for m in album])
+    copied = call(
+        api, "copyMessages", data={"chat_id": "5", "from_chat_id": "-100", "message_ids": ids}
+    ).json()["result"]
+    assert len(copied) == 3
+    in_chat = api.messages_in(5)[-3:]
+    assert len({m["media_group_id"] for m in in_chat}) == 1 and all("photo" in m for m in in_chat)
+    unordered = call(
+        api, "copyMessages", data={"chat_id": "5", "from_chat_id": "-100", "message_ids": "[3,2]"}
+    )
+    assert unordered.status_code == 400
+    api.delete_post(-100, 5)
+    gone = call(
+        api, "copyMessage", data={"chat_id": "5", "from_chat_id": "-100", "message_id": "5"}
+    )
+    assert gone.json()["description"] == "Bad Request: message to copy not found"
