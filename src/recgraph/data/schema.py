@@ -209,7 +209,8 @@ telegram_subscribers = sa.Table(
 
 #: One row per post offered to a chat: the claim (``sending``) is written before the
 #: send, so a post is never picked twice for a chat; ``sent`` after the answer;
-#: ``unknown`` when the answer was lost (counted as delivered, never sent again).
+#: ``unknown`` when the answer was lost (counted as delivered, never sent again);
+#: ``failed`` when Telegram refused it for that chat.
 telegram_deliveries = sa.Table(
     "telegram_deliveries",
     metadata,

@@ -8,9 +8,10 @@ What is kept (tables in :mod:`recgraph.data.schema`):
 
 - ``telegram_subscribers``: who gets a post every interval;
 - ``telegram_deliveries``: each post offered to a chat, claimed (``sending``)
-  *before* it is sent and settled after (``sent``; ``unknown`` when the answer
-  was lost: counted as delivered and never sent again; a failed send that
-  certainly did not arrive is released, i.e. its row deleted);
+  *before* it is sent and settled after: ``sent``; ``unknown`` when the answer
+  was lost (counted as delivered and never sent again); ``failed`` when
+  Telegram refused it for that chat (never offered to it again). A send that
+  certainly did not arrive is released (its row deleted) and may be tried again;
 - ``telegram_albums``: the messages of an album (one ``media_group_id``) that
   make one post;
 - ``meta`` key ``telegram.offset.<bot id>``: the last update handled.

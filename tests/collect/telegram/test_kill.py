@@ -62,12 +62,13 @@ def test_kill_9_mid_batch_then_restart_loses_nothing_and_repeats_nothing(tmp_pat
             api.wait_for(lambda: _count(db) == POSTS and api.pending_updates() == 0, 120)
             time.sleep(1.0)
         finally:
-            second.send_signal(signal.SIGINT)
-            second.wait(30)
+            second.send_signal(signal.SIGTERM)  # as systemd, Docker and Kubernetes stop it
+            status = second.wait(30)
         texts = [c.params["text"] for c in api.calls("sendMessage", chat_id=USER)]
         answers = api.calls("answerCallbackQuery")
         second_answers = api.errors("answerCallbackQuery")
     assert stored_at_kill < POSTS, "the kill came after the batch; nothing was tested"
+    assert status == 0  # SIGTERM is an orderly stop
     assert _count(db) == POSTS
     # replies come after their commit: at most once, never twice
     assert texts.count(texts[0]) == 1 and not any("already" in t for t in texts)

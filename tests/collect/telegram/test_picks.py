@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from recgraph.collect.telegram.bot import FeedBot
@@ -57,3 +58,12 @@ def test_a_handed_over_retriever_is_asked_through_a_pipeline(store: Store) -> No
     bot.set_model(create_retriever("popular").fit(store.interactions_graph()))
     assert isinstance(bot.current_model(), Pipeline)
     assert bot.plan([USER]) == {USER: [posts[0], posts[1]]}
+
+
+def test_an_album_waits_until_all_its_parts_are_in(store: Store) -> None:
+    bot = FeedBot(store, {"token": DEFAULT_TOKEN, "album_wait_seconds": 10})
+    now = time.time()
+    post = bot.record_post(CHANNEL, 4, int(now) - 100)
+    album = bot.record_post(CHANNEL, 5, int(now) - 2, media_group_id="g")
+    assert bot.plan([USER], now=now) == {USER: [post]}  # its other photos may still come
+    assert bot.plan([USER], now=now + 20) == {USER: [album, post]}

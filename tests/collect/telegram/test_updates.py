@@ -138,7 +138,8 @@ def test_service_messages_are_no_posts_and_an_album_is_one_post(
     api.user_message(USER, "hi")
 
     async def scenario() -> list:
-        async with BotService(store, bot_config(api, deliver_on_start=False)) as service:
+        config = bot_config(api, deliver_on_start=False, album_wait_seconds=0)
+        async with BotService(store, config) as service:
             await wait(api, lambda: api.pending_updates() == 0)
             await asyncio.sleep(0.3)
             service.bot.subscribe(USER)

@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -491,20 +492,38 @@ class BotService:
 async def run_bot(
     store: Store, config: BotConfig | dict, *, stop: asyncio.Event | None = None
 ) -> None:
-    """Poll and deliver every ``interval_minutes`` until ``stop`` is set (or forever)."""
+    """Poll and deliver every ``interval_minutes`` until ``stop`` is set (or forever).
+
+    SIGTERM sets ``stop`` (as Ctrl-C would end the loop): the round in flight
+    and the replies being sent finish, polling stops. Polling that ends by
+    itself (a refused token) ends this with its error.
+    """
     stop = stop or asyncio.Event()
-    async with BotService(store, config) as service:
-        period = service.bot.config.interval_minutes * 60
-        while not stop.is_set():
-            if service._task is not None and service._task.done():
-                service._task.result()  # polling ended (a refused token): say why
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=period)
-            except TimeoutError:
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, stop.set)  # the main thread only
+    try:
+        async with BotService(store, config) as service:
+            period = service.bot.config.interval_minutes * 60
+            while not stop.is_set():
+                assert service._task is not None
+                stopped = asyncio.ensure_future(stop.wait())
+                done, _ = await asyncio.wait(
+                    {stopped, service._task}, timeout=period, return_when=asyncio.FIRST_COMPLETED
+                )
+                stopped.cancel()
+                if service._task in done:
+                    service._task.result()  # polling ended: say why
+                    raise RuntimeError("polling ended")
+                if stop.is_set():
+                    break
                 try:
                     await service.deliver_round()
                 except Exception:  # a failed round is logged and tried again next time
                     log.exception("delivery round failed")
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 __all__ = [

@@ -43,6 +43,8 @@ class BotConfig(BaseModel):
     retry_seconds: float = Field(default=1.0, ge=0)
     #: A longer ``retry_after`` skips the chat until the next round.
     max_retry_after_seconds: float = Field(default=60.0, ge=0)
+    #: An album is offered only this long after its date, so that all its parts are in.
+    album_wait_seconds: float = Field(default=10.0, ge=0)
     #: Times an update whose handling fails is retried before it is skipped.
     max_update_attempts: int = Field(default=3, ge=1)
     verbose: bool = False

@@ -156,7 +156,7 @@ class PostPicker:
         return picks
 
     def eligible_posts(self, now: float) -> pd.DataFrame:
-        """Posts that may be offered: copyable (not retired) and fresh enough."""
+        """Posts that may be offered: copyable (not retired), complete and fresh enough."""
         items = self.store.items_frame()
         if items.empty:
             return items.assign(stored=pd.Series(dtype=np.int64))
@@ -165,6 +165,11 @@ class PostPicker:
         items["stored"] = np.arange(len(items))  # insertion order breaks ties of date
         posts = items[is_post & ~gone].copy()
         posts["created_at"] = posts["created_at"].fillna(0).astype(np.int64)
+        album = posts["features"].map(
+            lambda f: bool(isinstance(f, dict) and f.get("media_group_id"))
+        )
+        # an album's parts arrive as separate updates: wait until all are in
+        posts = posts[~album | (posts["created_at"] <= now - self.config.album_wait_seconds)]
         if self.config.max_age_days is not None:
             posts = posts[posts["created_at"] >= now - self.config.max_age_days * 86400]
         return posts
