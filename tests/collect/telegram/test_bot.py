@@ -1,16 +1,13 @@
-"""The feed bot through python-telegram-bot against the fake Bot API."""
+"""The feed bot against the fake Bot API: the everyday flow, limits, blocks, the plan."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
 
-pytest.importorskip("telegram", reason="python-telegram-bot is not installed (extra: telegram)")
-
-from recgraph.collect.telegram.bot import (  # noqa: E402
+from recgraph.collect.telegram.bot import (
     BotService,
     FeedBot,
     SendThrottle,
@@ -18,47 +15,11 @@ from recgraph.collect.telegram.bot import (  # noqa: E402
     parse_button_data,
     post_item,
 )
-from recgraph.collect.telegram.fake_server import DEFAULT_TOKEN, FakeBotApi  # noqa: E402
-from recgraph.data.store import Store  # noqa: E402
+from recgraph.collect.telegram.fake_server import DEFAULT_TOKEN, FakeBotApi
+from recgraph.data.store import Store
 
-CHANNEL = -1001234567890
-USER = 987654321
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    with Store(f"sqlite:///{tmp_path / 'bot.db'}") as opened:
-        yield opened
-
-
-@pytest.fixture
-def api():
-    with FakeBotApi(enforce_limits=True, per_chat_seconds=0.05, global_per_second=200) as running:
-        yield running
-
-
-def config(api: FakeBotApi, **overrides) -> dict:
-    values = {
-        "token": DEFAULT_TOKEN,
-        "base_url": api.base_url,
-        "poll_timeout_seconds": 1,
-        "per_chat_seconds": 0.05,
-        "global_per_second": 100,
-    }
-    values.update(overrides)
-    return values
-
-
-async def wait(api: FakeBotApi, predicate, timeout: float = 10.0):
-    return await asyncio.to_thread(api.wait_for, predicate, timeout)
-
-
-def interactions(store: Store) -> list[tuple[str, str, str]]:
-    return [
-        (u, i, k)
-        for frame in store.iter_frames("interactions")
-        for u, i, k in zip(frame["user"], frame["item"], frame["kind"], strict=True)
-    ]
+from .conftest import CHANNEL, USER, interactions, wait
+from .conftest import bot_config as config
 
 
 def test_subscribe_deliver_press_and_channel_post_flow(api: FakeBotApi, store: Store) -> None:
@@ -110,7 +71,6 @@ def test_subscribe_deliver_press_and_channel_post_flow(api: FakeBotApi, store: S
     assert [c for c in api.calls_log if c.error == 429] == []
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # PTB's own, on RetryAfter
 def test_retry_after_is_honoured(api: FakeBotApi, store: Store) -> None:
     bot = FeedBot(store, config(api))
     bot.subscribe(USER)
