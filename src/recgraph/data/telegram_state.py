@@ -70,15 +70,37 @@ def parse_post_item(item: str) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------- updates
-def handled_offset(conn: sa.Connection, bot_id: str) -> int | None:
-    """The ``update_id`` of the last update the bot handled, or None before the first."""
+#: Telegram numbers updates at random again after a week without any: an older
+#: offset says nothing about the next update's id.
+OFFSET_MAX_AGE_SECONDS = 6 * 86400
+
+
+def handled_offset(
+    conn: sa.Connection,
+    bot_id: str,
+    *,
+    now: float | None = None,
+    max_age: float = OFFSET_MAX_AGE_SECONDS,
+) -> int | None:
+    """The ``update_id`` of the last update the bot handled, or None.
+
+    None before the first update, and when it was handled more than
+    ``max_age`` seconds ago (then the ids that follow may be lower).
+    """
     value = get_meta(conn, OFFSET_KEY + bot_id)
-    return None if value is None else int(value)
+    if value is None:
+        return None
+    update_id, _, at = value.partition(" ")
+    now = time.time() if now is None else now
+    if at and now - float(at) > max_age:
+        return None
+    return int(update_id)
 
 
-def set_handled(w: Writer, bot_id: str, update_id: int) -> None:
-    """Record that update ``update_id`` (and every earlier one) was handled."""
-    w.set_meta(OFFSET_KEY + bot_id, str(int(update_id)))
+def set_handled(w: Writer, bot_id: str, update_id: int, now: float | None = None) -> None:
+    """Record that update ``update_id`` (and every earlier one) was handled, and when."""
+    now = time.time() if now is None else now
+    w.set_meta(OFFSET_KEY + bot_id, f"{int(update_id)} {int(now)}")
 
 
 # ---------------------------------------------------------------------- subscribers
@@ -364,6 +386,7 @@ __all__ = [
     "DISLIKE",
     "FAILED",
     "LIKE",
+    "OFFSET_MAX_AGE_SECONDS",
     "SENDING",
     "SENT",
     "UNKNOWN",

@@ -183,3 +183,19 @@ def test_the_token_never_reaches_the_log(
     assert "HTTP Request" in caplog.text and "/bot***/getUpdates" in caplog.text
     assert DEFAULT_TOKEN not in caplog.text
     logging.getLogger("httpx").setLevel(logging.NOTSET)
+
+
+def test_an_offset_older_than_a_week_of_silence_is_not_trusted(
+    api: FakeBotApi, store: Store
+) -> None:
+    import time
+
+    from recgraph.data import telegram_state as state
+
+    bot = FeedBot(store, bot_config(api))
+    with store.writer() as w:  # long ago, and higher than what Telegram numbers next
+        state.set_handled(w, bot.bot_id, 999_999_999, now=time.time() - 8 * 86400)
+    assert bot.handled_offset() is None
+    api.channel_post(CHANNEL, "after a long silence")
+    _restarted(store, bot_config(api), lambda: len(store.items_frame()) == 1, settle=0.1)
+    assert bot.handled_offset() == 100_000_001
