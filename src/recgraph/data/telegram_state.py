@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
@@ -35,6 +36,11 @@ from recgraph.data.sql import get_meta, upsert_rows
 from recgraph.data.writer import Writer
 from recgraph.errors import InputError
 
+if TYPE_CHECKING:
+    from recgraph.data.store import Store
+
+T = TypeVar("T")
+
 LIKE, DISLIKE, VIEW = "like", "dislike", "view"
 #: States of a ``telegram_deliveries`` row.
 SENDING, SENT, UNKNOWN, FAILED = "sending", "sent", "unknown", "failed"
@@ -43,6 +49,19 @@ OFFSET_KEY = "telegram.offset."
 _subs = schema.telegram_subscribers.c
 _deliveries = schema.telegram_deliveries.c
 _albums = schema.telegram_albums.c
+
+
+# ---------------------------------------------------------------------- running
+def write(store: Store, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(writer, *args, **kwargs)`` in one transaction of ``store``."""
+    with store.writer() as w:
+        return fn(w, *args, **kwargs)
+
+
+def read(store: Store, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(connection, *args)`` on ``store``."""
+    with store.engine.connect() as conn:
+        return fn(conn, *args)
 
 
 # ---------------------------------------------------------------------- ids
@@ -402,6 +421,7 @@ __all__ = [
     "parse_post_item",
     "post_item",
     "post_messages",
+    "read",
     "record_feedback",
     "record_post",
     "release",
@@ -411,4 +431,5 @@ __all__ = [
     "subscribe",
     "subscribers",
     "unsubscribe",
+    "write",
 ]

@@ -172,25 +172,17 @@ class FeedBot:
         self.throttle = self.delivery.throttle
 
     # ---------------------------------------------------------------- store side
-    def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with self.store.writer() as w:
-            return fn(w, *args, **kwargs)
-
-    def _read(self, fn: Callable[..., T], *args: Any) -> T:
-        with self.store.engine.connect() as conn:
-            return fn(conn, *args)
-
     def subscribe(self, chat_id: int, handle: str | None = None, now: float | None = None) -> bool:
         """Subscribe ``chat_id``; return whether it was not subscribed before."""
-        return self._write(state.subscribe, chat_id, handle, now)
+        return state.write(self.store, state.subscribe, chat_id, handle, now)
 
     def unsubscribe(self, chat_id: int, now: float | None = None) -> bool:
         """Unsubscribe ``chat_id``; return whether it was subscribed."""
-        return self._write(state.unsubscribe, chat_id, now)
+        return state.write(self.store, state.unsubscribe, chat_id, now)
 
     def subscribers(self) -> list[int]:
         """Chat ids of active subscribers, oldest subscription first."""
-        return self._read(state.subscribers)
+        return state.read(self.store, state.subscribers)
 
     def record_post(
         self,
@@ -202,7 +194,8 @@ class FeedBot:
         media_group_id: str | None = None,
     ) -> str:
         """Store a channel post as an item (ids and date only); return its item id."""
-        return self._write(
+        return state.write(
+            self.store,
             state.record_post,
             channel_id,
             message_id,
@@ -213,7 +206,7 @@ class FeedBot:
 
     def record_feedback(self, user_id: int, item: str, kind: str, now: float | None = None) -> None:
         """Store a like or dislike of ``item`` by ``user_id``; it replaces an earlier press."""
-        self._write(state.record_feedback, user_id, item, kind, now)
+        state.write(self.store, state.record_feedback, user_id, item, kind, now)
 
     def record_delivery(self, chat_id: int, item: str, now: float | None = None) -> None:
         """Store that ``item`` was shown in ``chat_id`` (never offered to it again)."""
@@ -223,16 +216,16 @@ class FeedBot:
 
     def mark_gone(self, item: str) -> None:
         """The post cannot be copied any more: never offer it again."""
-        self._write(state.mark_gone, item)
+        state.write(self.store, state.mark_gone, item)
 
     def handled_offset(self) -> int | None:
         """``update_id`` of the last update handled (None before the first)."""
-        return self._read(state.handled_offset, self.bot_id)
+        return state.read(self.store, state.handled_offset, self.bot_id)
 
     def reconcile(self, now: float | None = None) -> list[tuple[int, str]]:
         """Settle claims left ``sending`` by a crash as ``unknown`` (never sent again)."""
         now = time.time() if now is None else now
-        cut = self._write(state.settle_pending, now)
+        cut = state.write(self.store, state.settle_pending, now)
         for chat_id, item in cut:
             log.warning(
                 "the send of %s to chat %s was cut off; counted as delivered", item, chat_id
@@ -257,31 +250,11 @@ class FeedBot:
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
-    async def send(self, api: BotApi, method: str, **params: Any) -> Any:
-        """One send under the flood limits (see :meth:`Delivery.send`)."""
-        return await self.delivery.send(api, method, **params)
-
-    async def deliver_to(
-        self,
-        api: BotApi,
-        chat_id: int,
-        candidates: Sequence[str],
-        report: DeliveryReport | None = None,
-        *,
-        since: float | None = None,
-    ) -> str | None:
-        """Copy the first deliverable of ``candidates`` into ``chat_id`` (one delivery path)."""
-        return await self.delivery.deliver_to(api, chat_id, candidates, report, since=since)
-
     async def deliver_round(
         self, api: BotApi, chat_ids: Sequence[int] | None = None
     ) -> DeliveryReport:
         """Send each subscriber (or each of ``chat_ids``) its next post, chats concurrently."""
         return await self.delivery.deliver_round(api, chat_ids)
-
-    async def answer_callback(self, api: BotApi, query_id: str, text: str | None) -> bool:
-        """``answerCallbackQuery``, retried on 5xx, network errors and 429."""
-        return await self.delivery.answer_callback(api, query_id, text)
 
     # ---------------------------------------------------------------- updates
     def apply_update(self, update: dict[str, Any]) -> _Followup | None:
@@ -353,7 +326,9 @@ class FeedBot:
                     log.exception(
                         "update %s failed %d times; skipping it", update.get("update_id"), attempt
                     )
-                    await self._db(self._write, state.set_handled, self.bot_id, update["update_id"])
+                    await self._db(
+                        state.write, self.store, state.set_handled, self.bot_id, update["update_id"]
+                    )
                     return None
                 await asyncio.sleep(self.config.retry_seconds * attempt)
         if followup is None:
@@ -363,7 +338,7 @@ class FeedBot:
     async def _after(self, api: BotApi, f: _Followup) -> None:
         try:
             if f.kind == "answer":
-                await self.answer_callback(api, f.values["query_id"], f.values["text"])
+                await self.delivery.answer_callback(api, f.values["query_id"], f.values["text"])
             elif f.kind == "start":
                 minutes = self.config.interval_minutes
                 text = (
@@ -372,11 +347,11 @@ class FeedBot:
                     if f.values["new"]
                     else "You are already subscribed. /stop to unsubscribe."
                 )
-                await self.send(api, "sendMessage", chat_id=f.chat_id, text=text)
+                await self.delivery.send(api, "sendMessage", chat_id=f.chat_id, text=text)
                 if f.values["new"] and self.config.deliver_on_start:
                     # a round that served the chat since /start was its first post
                     plan = await self._db(self.plan, [f.chat_id])
-                    await self.deliver_to(
+                    await self.delivery.deliver_to(
                         api, f.chat_id, plan.get(f.chat_id, []), since=f.values["at"]
                     )
             elif f.kind == "stop":
@@ -385,7 +360,7 @@ class FeedBot:
                     if f.values["was"]
                     else "You were not subscribed."
                 )
-                await self.send(api, "sendMessage", chat_id=f.chat_id, text=text)
+                await self.delivery.send(api, "sendMessage", chat_id=f.chat_id, text=text)
         except TelegramError as exc:
             log.warning("reply to chat %s failed: %s", f.chat_id, exc)
         except Exception:

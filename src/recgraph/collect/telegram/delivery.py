@@ -132,16 +132,8 @@ class Delivery:
         self.throttle = SendThrottle(config.global_per_second, config.per_chat_seconds)
         self._locks: dict[int, asyncio.Lock] = {}
 
-    def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with self.store.writer() as w:
-            return fn(w, *args, **kwargs)
-
-    def _read(self, fn: Callable[..., T], *args: Any) -> T:
-        with self.store.engine.connect() as conn:
-            return fn(conn, *args)
-
     def subscribers(self) -> list[int]:
-        return self._read(state.subscribers)
+        return state.read(self.store, state.subscribers)
 
     def plan(self, chat_ids: Sequence[int], now: float | None = None) -> dict[int, list[str]]:
         return self.picker.plan(chat_ids, now)
@@ -183,7 +175,7 @@ class Delivery:
     async def _copy(self, api: BotApi, chat_id: int, item: str) -> list[int]:
         """Copy post ``item`` into ``chat_id``; return the copies' message ids."""
         channel_id, _ = parse_post_item(item)
-        messages = await self._db(self._read, state.post_messages, item)
+        messages = await self._db(state.read, self.store, state.post_messages, item)
         if len(messages) == 1:
             copied = await self.send(
                 api,
@@ -241,17 +233,17 @@ class Delivery:
         report = report if report is not None else DeliveryReport()
         async with self._lock(chat_id):
             if since is not None:
-                last = await self._db(self._read, state.last_claim, chat_id)
+                last = await self._db(state.read, self.store, state.last_claim, chat_id)
                 if last is not None and last >= since:
                     report.skipped += 1
                     return None
-            if not await self._db(self._read, state.is_subscribed, chat_id):
+            if not await self._db(state.read, self.store, state.is_subscribed, chat_id):
                 return None  # /stop, or a block found by another task
             tries = 0
             for item in candidates:
                 if item in report.gone:
                     continue
-                if not await self._db(self._write, state.claim, chat_id, item):
+                if not await self._db(state.write, self.store, state.claim, chat_id, item):
                     continue  # claimed before (another path, another process)
                 outcome = await self._deliver_one(api, chat_id, item, report)
                 if outcome == "next":
@@ -275,12 +267,12 @@ class Delivery:
         except TelegramError as exc:
             return await self._failed(api, chat_id, item, exc, report)
         except Exception:
-            await self._db(self._write, state.settle, chat_id, item, state.UNKNOWN)
+            await self._db(state.write, self.store, state.settle, chat_id, item, state.UNKNOWN)
             raise
         if len(ids) > 1:
             extra = await self._album_buttons(api, chat_id, item, ids[0])
             ids = ids + ([extra] if extra is not None else [])
-        await self._db(self._write, state.settle, chat_id, item, state.SENT, ids)
+        await self._db(state.write, self.store, state.settle, chat_id, item, state.SENT, ids)
         report.delivered += 1
         report.items[chat_id] = item
         return "done"
@@ -300,25 +292,25 @@ class Delivery:
             log.warning(
                 "no answer for %s to chat %s (%s): counted as delivered", item, chat_id, exc
             )
-            await self._db(self._write, state.settle, chat_id, item, state.UNKNOWN)
+            await self._db(state.write, self.store, state.settle, chat_id, item, state.UNKNOWN)
             report.unknown += 1
             report.items[chat_id] = item
             return "done"
         if fault is Fault.BAD_REQUEST:  # refused for this chat: never offered to it again
             log.warning("could not deliver %s to %s: %s", item, chat_id, exc.description)
-            await self._db(self._write, state.settle, chat_id, item, state.FAILED)
+            await self._db(state.write, self.store, state.settle, chat_id, item, state.FAILED)
             return "next"
-        await self._db(self._write, state.release, chat_id, item)
+        await self._db(state.write, self.store, state.release, chat_id, item)
         if fault in (Fault.MESSAGE_GONE, Fault.NOT_COPYABLE):
             log.info("post %s cannot be copied (%s); retiring it", item, exc.description)
             if item not in report.gone:  # chats served at once may find it together
                 report.gone.add(item)
                 report.gone_posts += 1
-                await self._db(self._write, state.mark_gone, item)
+                await self._db(state.write, self.store, state.mark_gone, item)
             return "next"
         if fault is Fault.CHAT_GONE:
             log.info("chat %s is gone (%s); unsubscribing it", chat_id, exc.description)
-            await self._db(self._write, state.unsubscribe, chat_id)
+            await self._db(state.write, self.store, state.unsubscribe, chat_id)
             report.blocked += 1
             return "stop"
         if fault is Fault.UNAUTHORIZED:
