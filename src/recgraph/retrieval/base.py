@@ -34,7 +34,6 @@ never imports it.
 
 from __future__ import annotations
 
-import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -48,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.data.item_features import ItemFeatures
 from recgraph.errors import ConfigError, NotFittedError
-from recgraph.files import atomic_write
+from recgraph.files import read_manifest, save_arrays, write_manifest
 from recgraph.retrieval.explanation import Explanation
 
 FORMAT_VERSION = 1
@@ -557,17 +556,10 @@ class Retriever(ABC):
         }
         if self.items is not self.users:
             arrays["ids.items"] = self.items.to_array()
-        for key, value in self._state().items():
-            value = np.asarray(value)
-            if value.dtype == object:
-                raise TypeError(f"state array {key!r} has dtype object; it would need pickle")
-            arrays[f"state.{key}"] = value
-        with atomic_write(path / STATE_FILE) as handle:
-            np.savez(handle, **arrays)
+        arrays.update({f"state.{key}": value for key, value in self._state().items()})
+        save_arrays(path / STATE_FILE, arrays)
         self._save_files(path)
-        # written last: its presence marks a complete model
-        with atomic_write(path / CONFIG_FILE, "w") as handle:
-            handle.write(json.dumps(self.manifest(), indent=2))
+        write_manifest(path / CONFIG_FILE, self.manifest())  # last: marks a complete model
         return path
 
     def _save_files(self, path: Path) -> None:
@@ -582,15 +574,7 @@ class Retriever(ABC):
     def load(cls, path: str | os.PathLike) -> Retriever:
         """Rebuild a saved model; the class comes from the registry by the saved name."""
         path = Path(path)
-        manifest_path = path / CONFIG_FILE
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"{manifest_path}: no saved model here")
-        manifest = json.loads(manifest_path.read_text())
-        version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(
-                f"{manifest_path}: format_version {version} is not supported (expected {FORMAT_VERSION})"
-            )
+        manifest = read_manifest(path / CONFIG_FILE, "model", FORMAT_VERSION)
         if Retriever.class_for_name is None:  # pragma: no cover - the package installs it
             raise RuntimeError("import recgraph.retrieval to load saved models by name")
         klass = Retriever.class_for_name(manifest["model"])
