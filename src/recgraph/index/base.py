@@ -46,6 +46,11 @@ from recgraph.files import read_manifest, write_manifest
 from recgraph.retrieval.base import rows_as_csr
 
 FORMAT_VERSION = 1
+#: Per-query rows to leave out (CSR) or none; a boolean mask of allowed items or none.
+Excluded = sp.csr_matrix | None
+Mask = np.ndarray | None
+#: ``(ids, scores)``, each ``(n_queries, k)``; empty slots ``-1`` / ``-inf``.
+Hits = tuple[np.ndarray, np.ndarray]
 INDEX_FILE = "index.json"
 
 Metric = Literal["ip", "l2"]
@@ -161,13 +166,7 @@ class Index(ABC):
         return self._search(queries, k, exclude_m, allowed_mask)
 
     @abstractmethod
-    def _search(
-        self,
-        queries: np.ndarray,
-        k: int,
-        exclude: sp.csr_matrix | None,
-        allowed: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, queries: np.ndarray, k: int, exclude: Excluded, allowed: Mask) -> Hits:
         """Search checked queries; ``exclude`` is a CSR or None, ``allowed`` a bool mask or None."""
 
     # ------------------------------------------------------------------ persistence
