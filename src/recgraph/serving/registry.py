@@ -31,9 +31,12 @@ import os
 import posixpath
 import re
 import shutil
+import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +61,10 @@ MODEL_DIR = "model"
 INDEX_DIR = "index"
 #: Marks a fully downloaded version in the local cache.
 COMPLETE_MARKER = ".complete"
+#: Names the process publishing a version (JSON: host, pid, started_at) until its manifest exists.
+PUBLISHING_PREFIX = ".publishing-"
+#: An incomplete version whose publisher cannot be checked is left alone this long (seconds).
+INCOMPLETE_GRACE_SECONDS = 3600.0
 _VERSION_PATTERN = re.compile(r"^v(\d+)$")
 
 
@@ -296,6 +303,7 @@ class ModelRegistry:
         except BaseException:
             self._remove(folder)
             raise
+        self._drop_claim(folder)
         if promote or self.current_version() is None:
             self.set_current(version)
         return version
@@ -306,6 +314,110 @@ class ModelRegistry:
         self.manifest(version)  # raises if the version is absent or incomplete
         pointer = {"version": version, "updated_at": _utc_iso()}
         self._write_atomic(self._path(POINTER_FILE), json.dumps(pointer).encode())
+
+    # ------------------------------------------------------------------ retention
+    def gc(
+        self,
+        keep: int,
+        *,
+        dry_run: bool = False,
+        grace_seconds: float = INCOMPLETE_GRACE_SECONDS,
+    ) -> GcReport:
+        """Remove old versions: keep the newest ``keep`` complete ones and the current one.
+
+        Incomplete versions (no manifest: a publish that was killed) are removed
+        too, once their publisher is known to be gone: the claim it left names a
+        process of this host that no longer runs, or (another host, no claim)
+        it is older than ``grace_seconds``. A publish in progress is never
+        touched. A complete version is removed manifest first, so readers see
+        it whole or not at all.
+
+        Parameters
+        ----------
+        keep
+            How many of the newest complete versions to keep (at least 1).
+        dry_run
+            Only report what would be removed.
+        grace_seconds
+            How old an incomplete version of unknown origin must be to go.
+        """
+        if keep < 1:
+            raise ConfigError(f"keep must be at least 1, not {keep}")
+        complete = self.list_versions()
+        current = self.current_version()
+        kept = set(complete[-keep:]) | ({current} if current else set())
+        old = [v for v in complete if v not in kept]
+        incomplete = [v for v in self._incomplete_versions() if self._abandoned(v, grace_seconds)]
+        report = GcReport(
+            removed=old,
+            incomplete=incomplete,
+            kept=[v for v in complete if v in kept],
+            current=current,
+            dry_run=dry_run,
+        )
+        if dry_run:
+            return report
+        for version in old:
+            folder = self.version_path(version)
+            # manifest first: from this moment the version is not listed nor loadable
+            try:
+                self.fs.rm_file(posixpath.join(folder, MANIFEST_FILE))
+            except FileNotFoundError:
+                pass
+            self._remove(folder)
+        for version in incomplete:
+            self._remove(self.version_path(version))
+        if not self.is_local:
+            for version in [*old, *incomplete]:
+                shutil.rmtree(self._cache / version, ignore_errors=True)
+        return report
+
+    def _incomplete_versions(self) -> list[str]:
+        """Version folders without a manifest (being published, or left by a killed publish)."""
+        folder = self._path(VERSIONS_DIR)
+        self.fs.invalidate_cache(folder)
+        if not self.fs.exists(folder):
+            return []
+        names = [posixpath.basename(p.rstrip("/")) for p in self.fs.ls(folder, detail=False)]
+        complete = set(self.list_versions())
+        return sorted(
+            (n for n in names if _VERSION_PATTERN.match(n) and n not in complete),
+            key=_version_number,
+        )
+
+    def _abandoned(self, version: str, grace_seconds: float) -> bool:
+        """Whether nobody is publishing the incomplete ``version`` any more."""
+        folder = self.version_path(version)
+        claims = self.fs.glob(posixpath.join(folder, f"{PUBLISHING_PREFIX}*"))
+        started: float | None = None
+        for path in claims:
+            raw = self._read(path)
+            try:
+                claim = json.loads(raw or b"")
+                host, pid, started = claim["host"], int(claim["pid"]), float(claim["started_at"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if host == socket.gethostname():
+                return not _process_alive(pid)
+        if started is None:
+            started = self._modified(folder)
+        return started is not None and time.time() - started > grace_seconds
+
+    def _modified(self, folder: str) -> float | None:
+        """When ``folder`` last changed (unix seconds), if the filesystem says."""
+        if self.is_local:
+            try:
+                return os.stat(folder).st_mtime
+            except OSError:
+                return None
+        try:
+            info = self.fs.info(folder)
+        except (OSError, ValueError):
+            return None
+        moment = info.get("mtime") or info.get("LastModified") or info.get("created")
+        if isinstance(moment, datetime):
+            return moment.timestamp()
+        return float(moment) if isinstance(moment, int | float) else None
 
     # ------------------------------------------------------------------ storage
     def _read(self, path: str) -> bytes | None:
@@ -350,13 +462,30 @@ class ModelRegistry:
                     os.mkdir(folder)  # atomic: fails if another publisher took it
                 except FileExistsError:
                     continue
+                self._claim(folder)
                 return version
             # object stores have no atomic create: publishers to one bucket prefix
-            # should be serialised (one training job); a unique marker narrows the race
+            # should be serialised (one training job); a unique claim narrows the race
             if self.fs.exists(folder):
                 continue
-            self.fs.pipe_file(posixpath.join(folder, f".reserved-{uuid.uuid4().hex}"), b"")
+            self._claim(folder)
             return version
+
+    def _claim(self, folder: str) -> None:
+        """Say who publishes into ``folder``, so that :meth:`gc` can tell a live publish from
+        one whose process was killed."""
+        claim = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time()}
+        self.fs.pipe_file(
+            posixpath.join(folder, f"{PUBLISHING_PREFIX}{uuid.uuid4().hex}.json"),
+            json.dumps(claim).encode(),
+        )
+
+    def _drop_claim(self, folder: str) -> None:
+        try:
+            for path in self.fs.glob(posixpath.join(folder, f"{PUBLISHING_PREFIX}*")):
+                self.fs.rm_file(path)
+        except OSError:
+            pass  # a leftover claim beside a manifest is harmless: the version is complete
 
     def _remove(self, folder: str) -> None:
         try:
@@ -364,6 +493,46 @@ class ModelRegistry:
                 self.fs.rm(folder, recursive=True)
         except OSError:
             pass
+
+
+@dataclass
+class GcReport:
+    """What :meth:`ModelRegistry.gc` removed (or, with ``dry_run``, would remove)."""
+
+    removed: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    current: str | None = None
+    dry_run: bool = False
+
+    def describe(self) -> str:
+        """One line for logs and the CLI."""
+        verb = "would remove" if self.dry_run else "removed"
+        parts = [
+            f"{verb} {len(self.removed)} old version(s)"
+            + (f" ({', '.join(self.removed)})" if self.removed else ""),
+            f"{len(self.incomplete)} incomplete"
+            + (f" ({', '.join(self.incomplete)})" if self.incomplete else ""),
+            f"kept {', '.join(self.kept) or 'none'} (current {self.current or 'none'})",
+        ]
+        return "; ".join(parts)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (a zombie counts as gone)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child not yet reaped by its parent is a zombie: its publish is over
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 # ---------------------------------------------------------------------- helpers
@@ -388,6 +557,8 @@ def _describe_files(folder: Path) -> dict[str, dict[str, Any]]:
     """Every file under ``folder`` (relative POSIX path) with its size and sha256."""
     files: dict[str, dict[str, Any]] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.parent == folder and path.name.startswith(PUBLISHING_PREFIX):
+            continue  # the publisher's claim, not part of the version
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
