@@ -81,7 +81,9 @@ def test_a_publish_killed_by_kill_9_is_removed_a_live_one_is_not(tmp_path, model
         "time.sleep(120)\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, env=env, text=True
+    )
     try:
         assert child.stdout.readline().strip() == "v2"
         # its publisher is alive: a publish in progress is never touched
