@@ -38,6 +38,7 @@ def _stop(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop)  # first: a stop during the imports is quiet too
     parser = argparse.ArgumentParser(prog="python -m recgraph.jobs.train_worker")
     parser.add_argument("--registry", required=True)
     parser.add_argument("--pipeline", default=None)
@@ -45,32 +46,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notes", default=None)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop)
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("recgraph").setLevel(args.log_level)
-
-    from recgraph.data.store import Store
-    from recgraph.errors import RecgraphError
-    from recgraph.jobs.train import train_pipeline
-    from recgraph.serving.registry import ModelRegistry
-
     try:
-        registry = ModelRegistry(args.registry)
-        store = Store.open(None, create=False)
+        from recgraph.data.store import Store
+        from recgraph.errors import RecgraphError
+        from recgraph.jobs.train import train_pipeline
+        from recgraph.serving.registry import ModelRegistry
+
         try:
-            result = train_pipeline(
-                store, registry, args.pipeline, notes=args.notes, keep=args.keep
-            )
-        finally:
-            store.close()
+            registry = ModelRegistry(args.registry)
+            store = Store.open(None, create=False)
+            try:
+                result = train_pipeline(
+                    store, registry, args.pipeline, notes=args.notes, keep=args.keep
+                )
+            finally:
+                store.close()
+        except RecgraphError as exc:
+            log.error("train: %s", exc)
+            return 2
     except KeyboardInterrupt as exc:
         log.info("train: stopped (%s) before publishing", exc or "SIGINT")
         return STOPPED
-    except RecgraphError as exc:
-        log.error("train: %s", exc)
-        return 2
     payload = {
         "version": result.version,
         "promoted": result.promoted,
