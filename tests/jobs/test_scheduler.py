@@ -209,6 +209,12 @@ def test_scheduled_train_publishes_what_recgraph_train_does_and_the_service_relo
     assert after["cold_start"] is False
 
 
+def test_an_empty_store_waits_instead_of_failing(store: Store, tmp_path: Path) -> None:
+    trainer = Trainer(store, TrainJobConfig(registry=str(tmp_path / "models")))
+    result = asyncio.run(trainer.cycle())
+    assert result.action == "wait" and trainer.registry.current_version() is None
+
+
 def test_trainer_policy_counts_changes_and_respects_the_minimum(
     synthetic_store: Store, tmp_path: Path
 ) -> None:

@@ -516,7 +516,15 @@ class Trainer:
         """One run of the job: decide, and train and publish if the policy says so."""
         marks = await asyncio.to_thread(self.marks)
         changes = self.changes(marks)
-        action = self.decide(changes)
+        trainable = marks.get("follows", 0) + sum(
+            n for key, n in marks.items() if key.startswith("interactions_")
+        )
+        action = self.decide(changes) if trainable else "wait"
+        if not trainable:
+            log.info("train: waiting (the store has neither follows nor interactions yet)")
+            result = CycleResult("wait", changes)
+            self.cycles.append(result)
+            return result
         if action == "wait":
             log.info("train: waiting (%d change(s) in the store since the last version)", changes)
             result = CycleResult("wait", changes)
