@@ -654,7 +654,7 @@ async def run_forever(config: RunConfig, *, stop: asyncio.Event | None = None) -
 
 
 #: Libraries whose INFO lines are one per HTTP request or job run: WARNING unless ``-v``.
-NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "telegram", "apscheduler", "asyncio")
+NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "telegram", "asyncio")
 
 
 def configure_run_logging(config: RunConfig, *, verbose: bool = False) -> logging.Handler:
@@ -674,6 +674,8 @@ def configure_run_logging(config: RunConfig, *, verbose: bool = False) -> loggin
     logging.getLogger("recgraph").setLevel(logging.DEBUG if verbose else logging.INFO)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    # APScheduler's own lines repeat the job lines above (runs, skips, failures): only with -v
+    logging.getLogger("apscheduler").setLevel(logging.INFO if verbose else logging.ERROR)
     return handler
 
 
