@@ -100,6 +100,7 @@ def gc_command(
 ) -> None:
     """Remove old versions, and versions left incomplete by killed runs; never the current one."""
     from recgraph.errors import ConfigError
+    from recgraph.serving.retention import gc
     from recgraph.settings import load_settings
 
     settings = load_settings(registry=registry)
@@ -108,5 +109,5 @@ def gc_command(
         if keep == 0:
             raise ConfigError("RECGRAPH_REGISTRY_KEEP is 0 (keep everything): give --keep N")
     reg = ModelRegistry(settings.registry)
-    report = reg.gc(keep, dry_run=dry_run)
+    report = gc(reg, keep, dry_run=dry_run)
     console.print(f"{reg.root}: {report.describe()}", highlight=False)

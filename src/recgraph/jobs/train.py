@@ -18,7 +18,8 @@ from recgraph.pipeline import Pipeline, PipelineConfig
 
 if TYPE_CHECKING:
     from recgraph.data.store import Store
-    from recgraph.serving.registry import GcReport, ModelRegistry
+    from recgraph.serving.registry import ModelRegistry
+    from recgraph.serving.retention import GcReport
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def train_pipeline(
     keep
         Registry retention after publishing: keep the newest ``keep`` versions
         and the current one, and remove versions left incomplete by killed
-        runs (:meth:`ModelRegistry.gc`); ``0`` keeps everything. Default: the
+        runs (:func:`recgraph.serving.retention.gc`); ``0`` keeps everything. Default: the
         ``registry_keep`` setting (``$RECGRAPH_REGISTRY_KEEP``, else 5).
     """
     start = time.perf_counter()
@@ -79,8 +80,10 @@ def train_pipeline(
         keep = load_settings().registry_keep
     report = None
     if keep > 0:
+        from recgraph.serving.retention import gc
+
         try:
-            report = registry.gc(keep)
+            report = gc(registry, keep)
         except OSError as exc:  # retention must never undo a publish that succeeded
             log.warning("registry retention failed (the new version stands): %s", exc)
         else:

@@ -36,7 +36,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,8 +62,6 @@ INDEX_DIR = "index"
 COMPLETE_MARKER = ".complete"
 #: Names the process publishing a version (JSON: host, pid, started_at) until its manifest exists.
 PUBLISHING_PREFIX = ".publishing-"
-#: An incomplete version whose publisher cannot be checked is left alone this long (seconds).
-INCOMPLETE_GRACE_SECONDS = 3600.0
 _VERSION_PATTERN = re.compile(r"^v(\d+)$")
 
 
@@ -118,6 +115,15 @@ class ModelRegistry:
     # ------------------------------------------------------------------ paths
     def _path(self, *parts: str) -> str:
         return posixpath.join(self._base, *parts)
+
+    @property
+    def versions_root(self) -> str:
+        """The folder holding one folder per version (a path of the registry's filesystem)."""
+        return self._path(VERSIONS_DIR)
+
+    def cache_path(self, version: str) -> Path:
+        """Where a remote ``version`` is (or would be) downloaded on this machine."""
+        return self._cache / check_version_name(version)
 
     def version_path(self, version: str) -> str:
         """Where ``version`` lives (a path of the registry's filesystem)."""
@@ -315,110 +321,6 @@ class ModelRegistry:
         pointer = {"version": version, "updated_at": _utc_iso()}
         self._write_atomic(self._path(POINTER_FILE), json.dumps(pointer).encode())
 
-    # ------------------------------------------------------------------ retention
-    def gc(
-        self,
-        keep: int,
-        *,
-        dry_run: bool = False,
-        grace_seconds: float = INCOMPLETE_GRACE_SECONDS,
-    ) -> GcReport:
-        """Remove old versions: keep the newest ``keep`` complete ones and the current one.
-
-        Incomplete versions (no manifest: a publish that was killed) are removed
-        too, once their publisher is known to be gone: the claim it left names a
-        process of this host that no longer runs, or (another host, no claim)
-        it is older than ``grace_seconds``. A publish in progress is never
-        touched. A complete version is removed manifest first, so readers see
-        it whole or not at all.
-
-        Parameters
-        ----------
-        keep
-            How many of the newest complete versions to keep (at least 1).
-        dry_run
-            Only report what would be removed.
-        grace_seconds
-            How old an incomplete version of unknown origin must be to go.
-        """
-        if keep < 1:
-            raise ConfigError(f"keep must be at least 1, not {keep}")
-        complete = self.list_versions()
-        current = self.current_version()
-        kept = set(complete[-keep:]) | ({current} if current else set())
-        old = [v for v in complete if v not in kept]
-        incomplete = [v for v in self._incomplete_versions() if self._abandoned(v, grace_seconds)]
-        report = GcReport(
-            removed=old,
-            incomplete=incomplete,
-            kept=[v for v in complete if v in kept],
-            current=current,
-            dry_run=dry_run,
-        )
-        if dry_run:
-            return report
-        for version in old:
-            folder = self.version_path(version)
-            # manifest first: from this moment the version is not listed nor loadable
-            try:
-                self.fs.rm_file(posixpath.join(folder, MANIFEST_FILE))
-            except FileNotFoundError:
-                pass
-            self._remove(folder)
-        for version in incomplete:
-            self._remove(self.version_path(version))
-        if not self.is_local:
-            for version in [*old, *incomplete]:
-                shutil.rmtree(self._cache / version, ignore_errors=True)
-        return report
-
-    def _incomplete_versions(self) -> list[str]:
-        """Version folders without a manifest (being published, or left by a killed publish)."""
-        folder = self._path(VERSIONS_DIR)
-        self.fs.invalidate_cache(folder)
-        if not self.fs.exists(folder):
-            return []
-        names = [posixpath.basename(p.rstrip("/")) for p in self.fs.ls(folder, detail=False)]
-        complete = set(self.list_versions())
-        return sorted(
-            (n for n in names if _VERSION_PATTERN.match(n) and n not in complete),
-            key=_version_number,
-        )
-
-    def _abandoned(self, version: str, grace_seconds: float) -> bool:
-        """Whether nobody is publishing the incomplete ``version`` any more."""
-        folder = self.version_path(version)
-        claims = self.fs.glob(posixpath.join(folder, f"{PUBLISHING_PREFIX}*"))
-        started: float | None = None
-        for path in claims:
-            raw = self._read(path)
-            try:
-                claim = json.loads(raw or b"")
-                host, pid, started = claim["host"], int(claim["pid"]), float(claim["started_at"])
-            except (ValueError, KeyError, TypeError):
-                continue
-            if host == socket.gethostname():
-                return not _process_alive(pid)
-        if started is None:
-            started = self._modified(folder)
-        return started is not None and time.time() - started > grace_seconds
-
-    def _modified(self, folder: str) -> float | None:
-        """When ``folder`` last changed (unix seconds), if the filesystem says."""
-        if self.is_local:
-            try:
-                return os.stat(folder).st_mtime
-            except OSError:
-                return None
-        try:
-            info = self.fs.info(folder)
-        except (OSError, ValueError):
-            return None
-        moment = info.get("mtime") or info.get("LastModified") or info.get("created")
-        if isinstance(moment, datetime):
-            return moment.timestamp()
-        return float(moment) if isinstance(moment, int | float) else None
-
     # ------------------------------------------------------------------ storage
     def _read(self, path: str) -> bytes | None:
         try:
@@ -493,46 +395,6 @@ class ModelRegistry:
                 self.fs.rm(folder, recursive=True)
         except OSError:
             pass
-
-
-@dataclass
-class GcReport:
-    """What :meth:`ModelRegistry.gc` removed (or, with ``dry_run``, would remove)."""
-
-    removed: list[str] = field(default_factory=list)
-    incomplete: list[str] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)
-    current: str | None = None
-    dry_run: bool = False
-
-    def describe(self) -> str:
-        """One line for logs and the CLI."""
-        verb = "would remove" if self.dry_run else "removed"
-        parts = [
-            f"{verb} {len(self.removed)} old version(s)"
-            + (f" ({', '.join(self.removed)})" if self.removed else ""),
-            f"{len(self.incomplete)} incomplete"
-            + (f" ({', '.join(self.incomplete)})" if self.incomplete else ""),
-            f"kept {', '.join(self.kept) or 'none'} (current {self.current or 'none'})",
-        ]
-        return "; ".join(parts)
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host still runs (a zombie counts as gone)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child not yet reaped by its parent is a zombie: its publish is over
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 # ---------------------------------------------------------------------- helpers

@@ -1,4 +1,4 @@
-"""Registry retention: the newest N versions and the current one stay; killed publishes go."""
+"""Registry retention (recgraph.serving.retention): the newest N versions and the current one stay; killed publishes go."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from recgraph.errors import ConfigError
 from recgraph.retrieval.popular import Popular
 from recgraph.serving.registry import PUBLISHING_PREFIX, ModelRegistry
+from recgraph.serving.retention import gc
 from tests.retrieval.conformance import two_cliques
 
 
@@ -39,7 +40,7 @@ def test_keeps_the_newest_n_and_the_current_one(registry, model):
     registry.set_current("v2")  # rolled back to an old version: it must survive
     if not registry.is_local:
         registry.local_copy("v1")  # a cached download of a version that goes
-    report = registry.gc(3)
+    report = gc(registry, 3)
     assert report.removed == ["v1", "v3", "v4"]
     assert report.kept == ["v2", "v5", "v6", "v7"] and report.current == "v2"
     assert registry.list_versions() == ["v2", "v5", "v6", "v7"]
@@ -54,7 +55,7 @@ def test_keeps_the_newest_n_and_the_current_one(registry, model):
 def test_dry_run_removes_nothing(registry, model):
     for _ in range(4):
         registry.publish(model, promote=True)
-    report = registry.gc(1, dry_run=True)
+    report = gc(registry, 1, dry_run=True)
     assert report.removed == ["v1", "v2", "v3"] and report.dry_run
     assert "would remove 3 old version(s)" in report.describe()
     assert registry.list_versions() == ["v1", "v2", "v3", "v4"]
@@ -63,7 +64,7 @@ def test_dry_run_removes_nothing(registry, model):
 def test_keep_must_be_positive(registry, model):
     registry.publish(model)
     with pytest.raises(ConfigError, match="at least 1"):
-        registry.gc(0)
+        gc(registry, 0)
 
 
 def test_a_publish_killed_by_kill_9_is_removed_a_live_one_is_not(tmp_path, model):
@@ -87,12 +88,12 @@ def test_a_publish_killed_by_kill_9_is_removed_a_live_one_is_not(tmp_path, model
     try:
         assert child.stdout.readline().strip() == "v2"
         # its publisher is alive: a publish in progress is never touched
-        assert registry.gc(1).incomplete == []
+        assert gc(registry, 1).incomplete == []
         assert (root / "versions" / "v2" / "half-written.npz").exists()
     finally:
         child.kill()
         child.wait()
-    report = registry.gc(1)
+    report = gc(registry, 1)
     assert report.incomplete == ["v2"]
     assert not (root / "versions" / "v2").exists()
     assert registry.list_versions() == ["v1"] and registry.current_version() == "v1"
@@ -109,13 +110,13 @@ def test_incomplete_versions_without_a_claim_go_after_the_grace_period(tmp_path,
     (fresh / f"{PUBLISHING_PREFIX}x.json").write_text(json.dumps(other_host))
     old = time.time() - 7200
     os.utime(stale, (old, old))
-    report = registry.gc(5, grace_seconds=3600)
+    report = gc(registry, 5, grace_seconds=3600)
     # v2: no claim, two hours old; v3: claimed by another host two hours ago
     assert report.incomplete == ["v2", "v3"]
     assert not stale.exists() and not fresh.exists()
     young = tmp_path / "models" / "versions" / "v4"
     young.mkdir()
-    assert registry.gc(5, grace_seconds=3600).incomplete == []
+    assert gc(registry, 5, grace_seconds=3600).incomplete == []
     assert young.exists()
 
 
