@@ -61,6 +61,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 CHANNEL = -1001
 SRC = str(REPO / "src")
+API_TOKEN = "soak-api-token-5d1f9c"
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -143,7 +144,7 @@ def start_serve(registry: Path, db: str, port: int, log: Path) -> subprocess.Pop
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "recgraph.cli.main", "serve", "--registry", str(registry),
-            "--db", db, "--port", str(port), "--token", "soak", "--poll-seconds", "1",
+            "--db", db, "--port", str(port), "--token", API_TOKEN, "--poll-seconds", "1",
         ],
         stdout=handle,
         stderr=handle,
@@ -442,7 +443,7 @@ def soak(args: argparse.Namespace) -> dict:
         "registry": _registry_summary(registry, samples),
         "crawl": _crawl_summary(graph, seeds, db_path),
         "log": _log_summary(run_log, [DEFAULT_TOKEN, DEFAULT_TOKEN.split(":")[1]]),
-        "serve_log": _log_summary(serve_log, [DEFAULT_TOKEN, "soak"]),
+        "serve_log": _log_summary(serve_log, [DEFAULT_TOKEN, API_TOKEN]),
     }
 
 
@@ -651,6 +652,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--out", default=str(RESULTS / "soak"))
+    parser.add_argument("--note", default=None, help="Kept in the JSON (why this run is so).")
     # the load generator's own process
     parser.add_argument("--role", default="soak", choices=["soak", "load"])
     parser.add_argument("--url")
@@ -672,7 +674,12 @@ def main() -> None:
             "targets": {"duplicate_deliveries": 0, "lost_updates": 0},
         }
     )
-    result["log"]["lines_per_minute"] = round(result["log"]["lines"] / (args.minutes or 1), 1)
+    minutes = args.minutes or 1
+    result["log"]["lines_per_minute"] = round(result["log"]["lines"] / minutes, 1)
+    result["log"]["mb_per_day_at_this_cadence"] = round(
+        result["log"]["bytes"] / minutes * 1440 / 2**20, 2
+    )
+    result["note"] = args.note
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str))
