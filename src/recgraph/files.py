@@ -10,12 +10,17 @@ never a part; a failed write leaves no temporary file behind.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
+
+from recgraph.errors import InputError
 
 
 @contextmanager
@@ -67,4 +72,50 @@ def atomic_write(
         yield handle
 
 
-__all__ = ["atomic_path", "atomic_write"]
+def write_manifest(target: str | os.PathLike, manifest: dict[str, Any]) -> None:
+    """Write a saved thing's JSON manifest atomically.
+
+    Savers write it last: its presence marks a complete folder.
+    """
+    with atomic_write(target, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(manifest, indent=2))
+
+
+def read_manifest(
+    manifest_path: str | os.PathLike, what: str, expected_version: int, hint: str = ""
+) -> dict[str, Any]:
+    """Read a manifest written by :func:`write_manifest` and check its format version.
+
+    ``what`` names the saved thing in errors ("model", "index"); ``hint``
+    says how to get a readable one (appended to the version error).
+    """
+    manifest_path = Path(manifest_path)
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{manifest_path}: no saved {what} here")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc}", path=manifest_path) from None
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version != expected_version:
+        raise InputError(
+            f"format_version {version} is not supported (expected {expected_version}{hint})",
+            path=manifest_path,
+            field="format_version",
+        )
+    return manifest
+
+
+def save_arrays(target: str | os.PathLike, arrays: dict[str, Any], prefix: str = "") -> None:
+    """Write named arrays to one npz atomically; object arrays are refused (they need pickle)."""
+    checked = {}
+    for key, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype == object:
+            raise TypeError(f"state array {key!r} has dtype object; it would need pickle")
+        checked[f"{prefix}{key}"] = value
+    with atomic_write(target) as handle:
+        np.savez(handle, **checked)
+
+
+__all__ = ["atomic_path", "atomic_write", "read_manifest", "save_arrays", "write_manifest"]

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         ``Retry-After``).
     registry
         Model registry folder or fsspec URL.
+    registry_keep
+        How many of the newest registry versions each publish of ``recgraph
+        train`` / ``recgraph run`` keeps (the current one is always kept);
+        ``0`` keeps them all.
     api_token
         Bearer token that the service's writes (feedback, reload) require.
         Without one they are refused.
@@ -82,6 +86,7 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     busy_timeout: float = Field(default=15.0, ge=0, le=3600)
     registry: str = DEFAULT_REGISTRY
+    registry_keep: int = Field(default=5, ge=0)
     api_token: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

@@ -66,6 +66,6 @@ def test_bot_needs_a_token(tmp_path: Path, capsys, monkeypatch) -> None:
 
 def test_run_reports_config_errors(tmp_path: Path, capsys) -> None:
     config = tmp_path / "run.toml"
-    config.write_text("[train]\nfull_interval_minutes = 0\n")
+    config.write_text("[train]\ninterval_minutes = 0\n")
     assert main(["run", "--config", str(config)]) == 2
-    assert "train.full_interval_minutes" in capsys.readouterr().err
+    assert "train.interval_minutes" in capsys.readouterr().err

@@ -52,3 +52,20 @@ def test_unknown_version_is_a_clean_error(root, capsys):
 def test_empty_registry_says_so(tmp_path, capsys):
     assert main(["registry", "list", "--registry", str(tmp_path / "none")]) == 0
     assert "no versions" in capsys.readouterr().out
+
+
+def test_gc_keeps_the_newest_and_the_current(root, capsys, monkeypatch):
+    registry = ModelRegistry(root)
+    data = two_cliques("items")
+    for _ in range(3):
+        registry.publish(Popular().fit(data))  # v3..v5, v1 stays current
+    assert main(["registry", "gc", "--keep", "2", "--dry-run", "--registry", root]) == 0
+    assert "would remove 2 old version(s) (v2, v3)" in capsys.readouterr().out
+    assert registry.list_versions() == ["v1", "v2", "v3", "v4", "v5"]
+    assert main(["registry", "gc", "--keep", "2", "--registry", root]) == 0
+    assert "removed 2 old version(s)" in capsys.readouterr().out
+    assert registry.list_versions() == ["v1", "v4", "v5"]
+    monkeypatch.setenv("RECGRAPH_REGISTRY_KEEP", "1")
+    assert main(["registry", "gc", "--registry", root]) == 0  # the setting's default
+    assert registry.list_versions() == ["v1", "v5"]
+    assert main(["registry", "gc", "--keep", "0", "--registry", root]) == 2

@@ -185,15 +185,18 @@ def bot_telegram_command(
 @app.command("run")
 def run_command(
     config: Annotated[Path, typer.Option("--config", help="The jobs' TOML file.")],
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log more (every HTTP request, debug lines).")
+    ] = False,
 ) -> None:
-    """Run the scheduled jobs (crawl, training, bot delivery) in one process until Ctrl-C."""
-    from recgraph.jobs.scheduler import load_run_config, run_forever
+    """Run the scheduled jobs (crawl, training, bot delivery) in one process until Ctrl-C or
+    SIGTERM, which stop it in order."""
+    from recgraph.jobs.scheduler import configure_run_logging, load_run_config, run_forever
 
-    # A long-running service: say what each job did.
-    _logging(logging.DEBUG if verbose else logging.INFO)
     settings = load_run_config(config)
+    # A long-running service: one line per job run, not one per HTTP request; no secrets.
+    configure_run_logging(settings, verbose=verbose)
     try:
         asyncio.run(run_forever(settings))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a signal before the handlers were installed
         pass

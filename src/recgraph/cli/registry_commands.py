@@ -1,4 +1,4 @@
-"""``recgraph registry list|show|promote``: the published model versions and which one is served."""
+"""``recgraph registry list|show|promote|gc``: the published model versions and which one is served."""
 
 from __future__ import annotations
 
@@ -79,3 +79,35 @@ def promote_command(
     previous = reg.current_version()
     reg.set_current(version)
     console.print(f"current: {previous or '(none)'} -> {version}  ({reg.root})")
+
+
+@registry_app.command("gc")
+def gc_command(
+    keep: Annotated[
+        int | None,
+        typer.Option(
+            "--keep",
+            min=1,
+            help="Keep this many of the newest versions, and the current one "
+            "(default: $RECGRAPH_REGISTRY_KEEP, else 5).",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be removed.")
+    ] = False,
+    registry: RegistryOption = None,
+) -> None:
+    """Remove old versions, and versions left incomplete by killed runs; never the current one."""
+    from recgraph.errors import ConfigError
+    from recgraph.serving.retention import gc
+    from recgraph.settings import load_settings
+
+    settings = load_settings(registry=registry)
+    if keep is None:
+        keep = settings.registry_keep
+        if keep == 0:
+            raise ConfigError("RECGRAPH_REGISTRY_KEEP is 0 (keep everything): give --keep N")
+    reg = ModelRegistry(settings.registry)
+    report = gc(reg, keep, dry_run=dry_run)
+    console.print(f"{reg.root}: {report.describe()}", highlight=False)

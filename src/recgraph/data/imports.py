@@ -231,18 +231,8 @@ def import_accounts(
     sep: str | None = None,
 ) -> ImportSummary:
     """Import accounts (``external_id[, handle, created_at]``), e.g. an accounts export."""
-    with _import(store, path, f"import {Path(path).name}", ("accounts",)) as (
-        writer,
-        summary,
-        advance,
-    ):
-        _write_chunks(
-            iter_account_chunks(path, chunk_rows=chunk_rows, format=format, sep=sep),
-            writer.accounts,
-            summary,
-            advance,
-        )
-    return summary
+    chunks = iter_account_chunks(path, chunk_rows=chunk_rows, format=format, sep=sep)
+    return _import_table(store, path, ("accounts",), chunks, "accounts")
 
 
 def import_items(
@@ -255,17 +245,20 @@ def import_items(
 ) -> ImportSummary:
     """Import items (``external_id[, title, author, created_at, features]``), e.g. an
     items export; ``features`` is a JSON object per row."""
-    with _import(store, path, f"import {Path(path).name}", ("accounts", "items")) as (
-        writer,
-        summary,
-        advance,
-    ):
-        _write_chunks(
-            iter_item_chunks(path, chunk_rows=chunk_rows, format=format, sep=sep),
-            writer.items,
-            summary,
-            advance,
-        )
+    chunks = iter_item_chunks(path, chunk_rows=chunk_rows, format=format, sep=sep)
+    return _import_table(store, path, ("accounts", "items"), chunks, "items")
+
+
+def _import_table(
+    store: Store,
+    path: str | Path,
+    tables: tuple[str, ...],
+    chunks: Iterable[pd.DataFrame],
+    writer_method: str,
+) -> ImportSummary:
+    """One file's chunks through one writer method, all or nothing."""
+    with _import(store, path, f"import {Path(path).name}", tables) as (writer, summary, advance):
+        _write_chunks(chunks, getattr(writer, writer_method), summary, advance)
     return summary
 
 

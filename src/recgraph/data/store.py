@@ -72,6 +72,28 @@ TABLE_NAMES: tuple[str, ...] = ("follows", "events", "interactions", "accounts",
 
 
 # ---------------------------------------------------------------------- store
+
+def _account_graph(
+    users: IdMap,
+    keys: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    timestamp: np.ndarray | None,
+    directed: bool,
+) -> Interactions:
+    """Account-to-account edges (store keys) as a one-sided follow :class:`Interactions`."""
+    return Interactions(
+        src=np.searchsorted(keys, src),
+        dst=np.searchsorted(keys, dst),
+        users=users,
+        items=users,
+        value=np.ones(len(src), np.float32),
+        kind=np.full(len(src), int(Kind.FOLLOW), np.int8),
+        timestamp=timestamp,
+        one_sided=True,
+        directed=directed,
+    )
+
 class Store:
     """The recgraph database, opened by URL; creates its tables when missing.
 
@@ -301,19 +323,9 @@ class Store:
                 [np.int64, np.int64, object],
             )
             directed = get_meta(conn, schema.META_FOLLOWS_DIRECTED) != "false"
-        n = len(src)
-        has_time = n > 0 and not any(x is None for x in created)
-        return Interactions(
-            src=np.searchsorted(keys, src),
-            dst=np.searchsorted(keys, dst),
-            users=users,
-            items=users,
-            value=np.ones(n, np.float32),
-            kind=np.full(n, int(Kind.FOLLOW), np.int8),
-            timestamp=np.asarray(created, dtype=np.int64) if has_time else None,
-            one_sided=True,
-            directed=directed,
-        )
+        has_time = len(src) > 0 and not any(x is None for x in created)
+        timestamp = np.asarray(created, dtype=np.int64) if has_time else None
+        return _account_graph(users, keys, src, dst, timestamp, directed)
 
     def account_index(self) -> tuple[np.ndarray, IdMap]:
         """Every account by ascending key: ``(keys, ids)``.
@@ -398,18 +410,7 @@ class Store:
             )
             directed = get_meta(conn, schema.META_FOLLOWS_DIRECTED) != "false"
         src, dst, ts = (np.repeat(a, count) for a in (src, dst, ts))
-        n = len(src)
-        return Interactions(
-            src=np.searchsorted(keys, src),
-            dst=np.searchsorted(keys, dst),
-            users=users,
-            items=users,
-            value=np.ones(n, np.float32),
-            kind=np.full(n, int(Kind.FOLLOW), np.int8),
-            timestamp=ts,
-            one_sided=True,
-            directed=directed,
-        )
+        return _account_graph(users, keys, src, dst, ts, directed)
 
     def interactions_graph(self, kinds: Iterable[Kind | str] | None = None) -> Interactions:
         """Users x items interactions as a two-sided :class:`Interactions`.

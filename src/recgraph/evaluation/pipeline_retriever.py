@@ -9,7 +9,6 @@ evaluated pipeline can be kept and scored again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions
 from recgraph.pipeline import PipelineConfig, QuestionModel, parse_pipeline
-from recgraph.retrieval.base import Retriever, RetrieverConfig
+from recgraph.retrieval.base import Request, Retriever, RetrieverConfig, TopK
 
 QUESTION_DIR = "question"
 
@@ -53,23 +52,14 @@ class QuestionRetriever(Retriever):
             train, item_features=self.item_features
         )
 
-    def recommend(
-        self,
-        users: Sequence[int] | np.ndarray | int,
-        k: int = 10,
-        exclude_seen: bool = True,
-        exclude: sp.spmatrix | Sequence[Sequence[int]] | None = None,
-        candidates: np.ndarray | Sequence[int] | sp.spmatrix | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        users = self._check_users(users)
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        if not exclude_seen:
+    def _recommend(self, users: np.ndarray, k: int, request: Request) -> TopK:
+        if not request.exclude_seen:
             raise ValueError("a pipeline always leaves out what users already have")
-        if candidates is not None and sp.issparse(candidates):
+        if sp.issparse(request.allowed):
             raise ValueError("a pipeline takes one candidate set for all users, not one per user")
-        allowed = None if candidates is None else self._allowed(candidates, len(users))
-        result = self.question_model.recommend(users, k, exclude=exclude, allowed=allowed)
+        result = self.question_model.recommend(
+            users, k, exclude=request.exclude, allowed=request.allowed
+        )
         return result.ids, result.scores
 
     def manifest(self) -> dict[str, Any]:

@@ -31,7 +31,6 @@ tuned by assigning to ``index.config``. A subclass implements ``_build``,
 
 from __future__ import annotations
 
-import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -43,9 +42,15 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recgraph.errors import ConfigError, InputError, NotFittedError
+from recgraph.files import read_manifest, write_manifest
 from recgraph.retrieval.base import rows_as_csr
 
 FORMAT_VERSION = 1
+#: Per-query rows to leave out (CSR) or none; a boolean mask of allowed items or none.
+Excluded = sp.csr_matrix | None
+Mask = np.ndarray | None
+#: ``(ids, scores)``, each ``(n_queries, k)``; empty slots ``-1`` / ``-inf``.
+Hits = tuple[np.ndarray, np.ndarray]
 INDEX_FILE = "index.json"
 
 Metric = Literal["ip", "l2"]
@@ -161,13 +166,7 @@ class Index(ABC):
         return self._search(queries, k, exclude_m, allowed_mask)
 
     @abstractmethod
-    def _search(
-        self,
-        queries: np.ndarray,
-        k: int,
-        exclude: sp.csr_matrix | None,
-        allowed: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, queries: np.ndarray, k: int, exclude: Excluded, allowed: Mask) -> Hits:
         """Search checked queries; ``exclude`` is a CSR or None, ``allowed`` a bool mask or None."""
 
     # ------------------------------------------------------------------ persistence
@@ -188,27 +187,14 @@ class Index(ABC):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self._save_state(path)
-        (path / INDEX_FILE).write_text(json.dumps(self.manifest(), indent=2))
+        write_manifest(path / INDEX_FILE, self.manifest())  # last: marks a complete index
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Index:
         """Rebuild a saved index; the type comes from ``index.json`` by name."""
         path = Path(path)
-        manifest_path = path / INDEX_FILE
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"{manifest_path}: no saved index here")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not valid JSON: {exc}", path=manifest_path) from None
-        version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
-            raise InputError(
-                f"format_version {version} is not supported (expected {FORMAT_VERSION})",
-                path=manifest_path,
-                field="format_version",
-            )
+        manifest = read_manifest(path / INDEX_FILE, "index", FORMAT_VERSION)
         if Index.class_for_name is None:  # pragma: no cover - the package installs it
             raise RuntimeError("import recgraph.index to load saved indexes by name")
         klass = Index.class_for_name(manifest["index"])

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from recgraph.index.base import Index, IndexConfig
+from recgraph.index.base import Excluded, Hits, Index, IndexConfig, Mask
 from recgraph.retrieval.base import SCORE_BLOCK_FLOATS, top_k
 
 VECTORS_FILE = "vectors.npz"
@@ -39,13 +39,7 @@ class ExactIndex(Index):
         self.vectors_ = vectors
         self.sq_norms_ = np.einsum("ij,ij->i", vectors, vectors)
 
-    def _search(
-        self,
-        queries: np.ndarray,
-        k: int,
-        exclude: sp.csr_matrix | None,
-        allowed: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, queries: np.ndarray, k: int, exclude: Excluded, allowed: Mask) -> Hits:
         n_queries = len(queries)
         item_step = min(self.n_items, self.config.block_floats)
         query_step = max(1, self.config.block_floats // item_step)

@@ -18,10 +18,9 @@ from typing import Any
 
 import faiss
 import numpy as np
-import scipy.sparse as sp
 from pydantic import Field
 
-from recgraph.index.base import Index, IndexConfig
+from recgraph.index.base import Excluded, Hits, Index, IndexConfig, Mask
 
 FAISS_FILE = "index.faiss"
 
@@ -99,13 +98,7 @@ class _FaissIndex(Index):
             scores = np.pad(scores, ((0, 0), (0, k - fetch)), constant_values=-np.inf)
         return labels, scores
 
-    def _search(
-        self,
-        queries: np.ndarray,
-        k: int,
-        exclude: sp.csr_matrix | None,
-        allowed: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, queries: np.ndarray, k: int, exclude: Excluded, allowed: Mask) -> Hits:
         # the bitmap's bytes must outlive every selector that points into them
         bitmap = None if allowed is None else np.packbits(allowed, bitorder="little")
         allowed_sel = (

@@ -5,13 +5,12 @@ A new index type adds one line to ``_INDEXES``: its name and ``module:Class``.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from recgraph.errors import ConfigError
 from recgraph.index.base import Index, IndexConfig
+from recgraph.lazy_registry import LazyRegistry
 
 _INDEXES: dict[str, str] = {
     "exact": "recgraph.index.exact:ExactIndex",
@@ -24,28 +23,22 @@ _INDEXES: dict[str, str] = {
 _EXTRAS = {"faiss": "ann", "scann": "scann"}
 
 
+_REGISTRY: LazyRegistry[Index] = LazyRegistry(
+    "index",
+    _INDEXES,
+    lambda exc: f"pip install 'recgraph[{_EXTRAS.get((exc.name or '').split('.')[0], 'ann')}]'",
+    plural="indexes",
+)
+
+
 def available_indexes() -> list[str]:
     """Names accepted by :func:`create_index` (whether or not their package is installed)."""
-    return sorted(_INDEXES)
+    return _REGISTRY.names()
 
 
 def get_index_class(name: str) -> type[Index]:
     """The class of index type ``name``; a :class:`ConfigError` names what is missing."""
-    try:
-        target = _INDEXES[name]
-    except KeyError:
-        known = ", ".join(available_indexes())
-        raise ConfigError(f"unknown index {name!r}; known indexes: {known}") from None
-    module_name, class_name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        extra = _EXTRAS.get((exc.name or "").split(".")[0], "ann")
-        raise ConfigError(
-            f"index {name!r} needs a package that is not installed ({exc.name}); "
-            f"pip install 'recgraph[{extra}]'"
-        ) from exc
-    return getattr(module, class_name)
+    return _REGISTRY.get(name)
 
 
 def create_index(

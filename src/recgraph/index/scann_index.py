@@ -18,11 +18,10 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.errors import ConfigError
-from recgraph.index.base import Index, IndexConfig, overfetch_search
+from recgraph.index.base import Excluded, Hits, Index, IndexConfig, Mask, overfetch_search
 
 SCANN_DIR = "scann"
 #: Batches at least this large use ScaNN's multi-threaded batch search.
@@ -130,13 +129,7 @@ class ScannIndex(Index):
         scores = distances if self.metric == "ip" else -distances
         return np.where(empty, -1, found), np.where(empty, -np.inf, scores).astype(np.float32)
 
-    def _search(
-        self,
-        queries: np.ndarray,
-        k: int,
-        exclude: sp.csr_matrix | None,
-        allowed: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, queries: np.ndarray, k: int, exclude: Excluded, allowed: Mask) -> Hits:
         return overfetch_search(self._raw_search, queries, k, self.n_items, exclude, allowed)
 
     def _save_state(self, path: Path) -> None:

@@ -1,25 +1,35 @@
 """``recgraph run``: crawl, train and deliver on intervals, in one process (APScheduler 3).
 
 One asyncio event loop holds everything: an ``AsyncIOScheduler``, the
-crawler (async), the Telegram bot's polling (async), and training, which
-runs in a worker thread so that polling and crawling go on meanwhile.
+crawler (async), the Telegram bot's polling (async), and the training
+cycles, each run as a child process (:mod:`recgraph.jobs.train_worker`) so
+that polling and crawling go on meanwhile and a stop never waits for a fit.
 
 Jobs, each on its own interval from the TOML file (see :class:`RunConfig`):
 
 - ``crawl``: one pass of the Bluesky crawler (new accounts first, then the
   stalest), at most ``max_accounts`` per run;
-- ``train_incremental``: the feedback that arrived since the last cycle goes
-  to :class:`recgraph.retrieval.retraining.RetrainingDriver`, whose policy
-  does a ``partial_fit`` (or a full fit for models without one);
-- ``train_full``: the model is fitted from scratch on all feedback (the cure
-  for the drift of incremental updates);
-- ``deliver``: the bot sends every subscriber its next post.
+- ``train``: exactly what ``recgraph train`` does
+  (:func:`recgraph.jobs.train.train_pipeline`): the pipeline trained on a
+  snapshot of the whole store (follow graph and interactions), published to
+  the model registry as a new version and made current, so that a running
+  ``recgraph serve`` hot-reloads it; then registry retention. The
+  retraining policy (:class:`recgraph.retrieval.retraining.RetrainingPolicy`)
+  decides each cycle from the store's changes since the last version: wait
+  (fewer than ``min_new_changes``, or sooner than ``min_interval_minutes``),
+  incremental (a pipeline has no ``partial_fit``, so never today) or full;
+- ``deliver``: the bot sends every subscriber its next post, ranked by the
+  feed of the registry's current version.
 
-After each training cycle the model is saved to ``model_dir`` and the bot
-gets a freshly loaded copy, so it never ranks with a model that is being
-trained. A run of a job that would overlap the previous one of the same job
-is skipped, not stacked (``max_instances=1``, ``coalesce=True``); a job that
-fails is logged and simply runs again at its next time.
+A run of a job that would overlap the previous one of the same job is
+skipped, not stacked (``max_instances=1``, ``coalesce=True``); a job that
+fails is logged in one line and simply runs again at its next time.
+
+Stopping (Ctrl-C or SIGTERM, the signal systemd, Docker and Kubernetes send)
+is orderly: no new runs start, running ones are cancelled and awaited (the
+crawler hands its leases back, a training child is stopped before it
+publishes, or removes the version it was writing), the bot stops polling,
+the store is closed, and one INFO line says so. A second signal exits at once.
 
 Example ``recgraph.toml``::
 
@@ -31,10 +41,10 @@ Example ``recgraph.toml``::
     max_accounts = 2000
 
     [train]
-    model = "biased_mf"
-    incremental_interval_minutes = 10
-    full_interval_minutes = 1440
-    model_dir = "models/feed"
+    interval_minutes = 30
+    registry = "./models"          # default $RECGRAPH_REGISTRY, else ./models
+    # pipeline = "pipeline.toml"   # default: the shipped pipeline
+    keep_versions = 5              # registry retention; 0 keeps everything
 
     [bot]
     token_env = "TELEGRAM_BOT_TOKEN"
@@ -44,21 +54,21 @@ Example ``recgraph.toml``::
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
-import tempfile
-import threading
+import signal
+import sys
 import time
 import tomllib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from recgraph.data.interactions import Interactions, Kind
 from recgraph.data.store import Store
 from recgraph.errors import ConfigError
 
@@ -88,21 +98,48 @@ class CrawlJobConfig(_Section):
     timeout_seconds: float = Field(default=20.0, gt=0)
 
 
-class TrainJobConfig(_Section):
-    """The ``[train]`` table: which model, on which feedback, how often.
+#: Keys of the ``[train]`` table before it trained the pipeline, and what replaced them.
+_REMOVED_TRAIN_KEYS = {
+    "model": "the train job trains the whole pipeline, as recgraph train does: "
+    "choose its retrievers in a pipeline file (train.pipeline)",
+    "params": "set retriever parameters in the pipeline file (train.pipeline)",
+    "kinds": "the pipeline trains on everything the store holds",
+    "model_dir": "versions go to the model registry (train.registry)",
+    "incremental_interval_minutes": "one train job: train.interval_minutes",
+    "full_interval_minutes": "one train job: train.interval_minutes",
+    "full_retrain_every": "a pipeline has no incremental update: every cycle is a full one",
+    "min_new_interactions": "renamed train.min_new_changes",
+}
 
-    ``full_retrain_every`` is the retraining policy's (0: only the full job
-    retrains from scratch).
+
+class TrainJobConfig(_Section):
+    """The ``[train]`` table: ``recgraph train`` every ``interval_minutes``, by the policy.
+
+    ``pipeline``: a pipeline TOML file (default: the shipped one);
+    ``registry``: where versions go (default ``$RECGRAPH_REGISTRY``, else
+    ``./models``); ``keep_versions``: retention after each publish (default
+    ``$RECGRAPH_REGISTRY_KEEP``, else 5; ``0`` keeps everything). A cycle
+    waits until the store has at least ``min_new_changes`` changed rows since
+    the last version and ``min_interval_minutes`` have passed;
+    ``timeout_minutes`` stops a cycle that takes longer.
     """
 
-    model: str = "popular"
-    params: dict[str, Any] = Field(default_factory=dict)
-    kinds: list[str] = Field(default_factory=lambda: ["like", "dislike"])
-    incremental_interval_minutes: float | None = Field(default=10.0, gt=0)
-    full_interval_minutes: float | None = Field(default=1440.0, gt=0)
-    full_retrain_every: int = Field(default=0, ge=0)
-    min_new_interactions: int = Field(default=1, ge=1)
-    model_dir: str | None = None
+    interval_minutes: float = Field(default=30.0, gt=0)
+    pipeline: str | None = None
+    registry: str | None = None
+    keep_versions: int | None = Field(default=None, ge=0)
+    min_new_changes: int = Field(default=1, ge=1)
+    min_interval_minutes: float = Field(default=0.0, ge=0)
+    timeout_minutes: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for key, instead in _REMOVED_TRAIN_KEYS.items():
+                if key in data:
+                    raise ValueError(f"{key} is no longer a setting: {instead}")
+        return data
 
 
 class BotJobConfig(_Section):
@@ -129,6 +166,22 @@ class RunConfig(BaseModel):
     crawl: CrawlJobConfig | None = None
     train: TrainJobConfig | None = None
     bot: BotJobConfig | None = None
+
+    def bot_token(self) -> str | None:
+        """The bot's token: ``bot.token``, else ``$<bot.token_env>``."""
+        if self.bot is None:
+            return None
+        return self.bot.token or os.environ.get(self.bot.token_env) or None
+
+    def secrets(self) -> list[str]:
+        """What must never reach a log: the bot token, the database password."""
+        found = [self.bot_token() or ""]
+        if self.database_url:
+            try:
+                found.append(urlsplit(self.database_url).password or "")
+            except ValueError:
+                pass
+        return [s for s in found if s]
 
 
 def load_run_config(path: str | os.PathLike) -> RunConfig:
@@ -170,30 +223,29 @@ class JobRunner:
         What to run (:class:`RunConfig`).
     store
         The store to use (default: opened from ``config.database_url``).
+    stop_timeout
+        How long :meth:`stop` waits for cancelled runs to finish (seconds).
     """
 
-    def __init__(self, config: RunConfig, store: Store | None = None) -> None:
-        from apscheduler.events import (
-            EVENT_JOB_ERROR,
-            EVENT_JOB_EXECUTED,
-            EVENT_JOB_MAX_INSTANCES,
-        )
+    def __init__(
+        self, config: RunConfig, store: Store | None = None, *, stop_timeout: float = 30.0
+    ) -> None:
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         self.config = config
         self._own_store = store is None
         self.store = store or Store(config.database_url)
+        self.stop_timeout = stop_timeout
         self.scheduler = AsyncIOScheduler(
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
         )
-        self.scheduler.add_listener(
-            self._on_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES
-        )
-        self._events = (EVENT_JOB_EXECUTED, EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES)
+        self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
         self.stats: dict[str, JobStats] = {}
         self.bot_service: Any | None = None
         self.trainer: Trainer | None = None
-        self._started: dict[str, float] = {}
+        self._running: dict[str, asyncio.Task] = {}
+        self._stopping = False
 
     # ---------------------------------------------------------------- jobs
     def add_job(
@@ -204,14 +256,35 @@ class JobRunner:
         *,
         run_at_start: bool = True,
     ) -> None:
-        """Run the coroutine function ``job`` every ``interval_seconds``, never two at once."""
+        """Run the coroutine function ``job`` every ``interval_seconds``, never two at once.
+
+        A failure is logged in one ERROR line (the traceback at DEBUG) and
+        counted; a run cancelled by :meth:`stop` logs one INFO line.
+        """
         from datetime import datetime, timedelta
 
-        self.stats[name] = JobStats()
+        stats = self.stats[name] = JobStats()
 
         async def timed() -> Any:
-            self._started[name] = time.monotonic()
-            return await job()
+            task = asyncio.current_task()
+            if task is not None:
+                self._running[name] = task
+            started = time.monotonic()
+            try:
+                return await job()
+            except asyncio.CancelledError:
+                log.info("%s: cancelled (stopping)", name)
+                return None  # the stop asked for it: not an error
+            except Exception as exc:
+                stats.failures += 1
+                stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("%s failed (will run again next time): %s", name, stats.last_error)
+                log.debug("%s failed", name, exc_info=True)
+                return None
+            finally:
+                stats.runs += 1
+                stats.last_seconds = time.monotonic() - started
+                self._running.pop(name, None)
 
         self.scheduler.add_job(
             timed,
@@ -224,22 +297,10 @@ class JobRunner:
             else datetime.now().astimezone() + timedelta(seconds=interval_seconds),
         )
 
-    def _on_event(self, event: Any) -> None:
-        executed, error, max_instances = self._events
+    def _on_skipped(self, event: Any) -> None:
         stats = self.stats.setdefault(event.job_id, JobStats())
-        if event.code == max_instances:
-            stats.skipped += 1
-            log.info("%s: still running, this run is skipped", event.job_id)
-            return
-        if event.code == error and isinstance(event.exception, asyncio.CancelledError):
-            log.info("%s: cancelled (shutting down)", event.job_id)
-            return
-        stats.runs += 1
-        stats.last_seconds = time.monotonic() - self._started.get(event.job_id, time.monotonic())
-        if event.code == error:
-            stats.failures += 1
-            stats.last_error = f"{type(event.exception).__name__}: {event.exception}"
-            log.error("%s failed (will run again next time): %s", event.job_id, stats.last_error)
+        stats.skipped += 1
+        log.info("%s: still running, this run is skipped", event.job_id)
 
     def _configure(self) -> None:
         cfg = self.config
@@ -252,21 +313,17 @@ class JobRunner:
                 run_at_start=cfg.bot.run_at_start,
             )
         if cfg.train is not None and cfg.train.enabled:
-            self.trainer = Trainer(self.store, cfg.train, on_model=self._hand_over)
-            if cfg.train.full_interval_minutes:
-                self.add_job(
-                    "train_full",
-                    lambda: asyncio.to_thread(self.trainer.full),  # type: ignore[union-attr]
-                    cfg.train.full_interval_minutes * 60,
-                    run_at_start=cfg.train.run_at_start,
-                )
-            if cfg.train.incremental_interval_minutes:
-                self.add_job(
-                    "train_incremental",
-                    lambda: asyncio.to_thread(self.trainer.incremental),  # type: ignore[union-attr]
-                    cfg.train.incremental_interval_minutes * 60,
-                    run_at_start=cfg.train.run_at_start and not cfg.train.full_interval_minutes,
-                )
+            self.trainer = Trainer(
+                self.store,
+                cfg.train,
+                on_version=self._hand_over if self.bot_service is not None else None,
+            )
+            self.add_job(
+                "train",
+                self.trainer.cycle,
+                cfg.train.interval_minutes * 60,
+                run_at_start=cfg.train.run_at_start,
+            )
         if cfg.crawl is not None and cfg.crawl.enabled:
             self.add_job(
                 "crawl",
@@ -275,9 +332,14 @@ class JobRunner:
                 run_at_start=cfg.crawl.run_at_start,
             )
 
-    def _hand_over(self, model: Any) -> None:
-        if self.bot_service is not None:
+    async def _hand_over(self, version: str) -> None:
+        """Give the bot the feed of registry ``version`` (what the API serves)."""
+        if self.bot_service is None or self.trainer is None:
+            return
+        model = await asyncio.to_thread(self.trainer.feed_model, version)
+        if model is not None:
             self.bot_service.bot.set_model(model)
+            log.info("deliver: ranking with the feed of %s", version)
 
     async def _crawl(self) -> Any:
         from recgraph.collect.bluesky.crawler import CrawlConfig, Crawler
@@ -314,12 +376,32 @@ class JobRunner:
         self._configure()
         if self.bot_service is not None:
             await self.bot_service.start()
+            if self.trainer is not None:
+                current = await asyncio.to_thread(self.trainer.registry.current_version)
+                if current is not None:  # a restart ranks with what is served, at once
+                    await self._hand_over(current)
         self.scheduler.start()
 
     async def stop(self) -> None:
-        """Stop scheduling, wait for nothing, stop the bot, close the store if ours."""
+        """Start nothing new, cancel and await running jobs, stop the bot, close the store."""
+        if self._stopping:
+            return
+        self._stopping = True
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.shutdown(wait=False)  # also cancels the runs in progress
+        running = [t for t in self._running.values() if not t.done()]
+        for task in running:
+            if not task.cancelling():  # one cancellation each: a second would hit its cleanup
+                task.cancel()
+        if running:
+            done, pending = await asyncio.wait(running, timeout=self.stop_timeout)
+            if pending:
+                log.warning(
+                    "%d job(s) did not stop within %.0f s: %s",
+                    len(pending),
+                    self.stop_timeout,
+                    ", ".join(sorted(k for k, t in self._running.items() if t in pending)),
+                )
         if self.bot_service is not None:
             await self.bot_service.stop()
         if self._own_store:
@@ -351,12 +433,25 @@ def _make_bot_service(store: Store, section: BotJobConfig) -> Any:
 
 
 # ---------------------------------------------------------------------- training
-class Trainer:
-    """Full and incremental training on the store's feedback, by the retraining policy.
+@dataclass
+class CycleResult:
+    """What one training cycle did."""
 
-    Each cycle saves the model to ``model_dir`` (a temporary folder when not
-    configured) and calls ``on_model`` with a freshly loaded copy. Both jobs
-    share a lock, so they never train at the same time.
+    action: str
+    changes: int
+    version: str | None = None
+    seconds: float = 0.0
+    removed: tuple[str, ...] = ()
+
+
+class Trainer:
+    """The ``train`` job: ``recgraph train`` in a child process, when the policy says so.
+
+    Each cycle counts what changed in the store since the last version
+    (:meth:`changes`), asks the retraining policy, and on ``full`` runs
+    :mod:`recgraph.jobs.train_worker`, which trains the pipeline on a
+    snapshot of the store and publishes it as the registry's current version.
+    ``on_version(version)`` is awaited after each publish.
     """
 
     def __init__(
@@ -364,103 +459,237 @@ class Trainer:
         store: Store,
         config: TrainJobConfig,
         *,
-        on_model: Callable[[Any], None] | None = None,
+        on_version: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        from recgraph.retrieval.retraining import RetrainingConfig, RetrainingPolicy
+        from recgraph.serving.registry import ModelRegistry
+        from recgraph.settings import load_settings
+
+        settings = load_settings()
         self.store = store
         self.config = config
-        self.on_model = on_model
-        self.model_dir = Path(config.model_dir or tempfile.mkdtemp(prefix="recgraph-model-"))
-        self.driver: Any | None = None
-        self._known: set[tuple] = set()
-        self._lock = threading.Lock()
-        self.cycles: list[str] = []
+        self.on_version = on_version
+        self.registry = ModelRegistry(config.registry or settings.registry)
+        self.keep = settings.registry_keep if config.keep_versions is None else config.keep_versions
+        self.policy = RetrainingPolicy(
+            RetrainingConfig(
+                full_retrain_every=1,
+                min_interval_seconds=config.min_interval_minutes * 60,
+                min_new_interactions=config.min_new_changes,
+            )
+        )
+        #: Row counts of the store when the last published version was trained.
+        self._marks: dict[str, int] | None = None
+        self._last_cycle: float | None = None
+        self.cycles: list[CycleResult] = []
 
-    def _feedback(self) -> Interactions:
-        kinds = [Kind.parse(k) for k in self.config.kinds]
-        return self.store.interactions_graph(kinds=kinds)
+    # ---------------------------------------------------------------- the policy's input
+    def marks(self) -> dict[str, int]:
+        """The store's row counts (follows, their events, interactions per kind, ...)."""
+        counts = self.store.counts()
+        counts.pop("interactions", None)  # the per-kind counts say more
+        return counts
 
-    def _policy(self) -> Any:
-        from recgraph.retrieval.retraining import RetrainingConfig
+    def changes(self, marks: Mapping[str, int]) -> int:
+        """Rows changed since the last version (every row, before the first one)."""
+        if self._marks is None:
+            return sum(marks.values())
+        keys = set(marks) | set(self._marks)
+        return sum(abs(marks.get(k, 0) - self._marks.get(k, 0)) for k in keys)
 
-        return RetrainingConfig(
-            full_retrain_every=self.config.full_retrain_every,
-            min_new_interactions=self.config.min_new_interactions,
+    def decide(self, changes: int, now: float | None = None) -> str:
+        """``wait``, ``incremental`` or ``full``, from the retraining policy."""
+        from recgraph.pipeline import Pipeline
+
+        now = time.time() if now is None else now
+        return str(
+            self.policy.decide(
+                n_buffered=changes,
+                incremental_since_full=0,
+                seconds_since_last=None if self._last_cycle is None else now - self._last_cycle,
+                supports_incremental=callable(getattr(Pipeline, "partial_fit", None)),
+            )
         )
 
-    def full(self) -> str:
-        """Fit a new model from scratch on all feedback; return the action taken."""
-        from recgraph.retrieval.registry import create_retriever
-        from recgraph.retrieval.retraining import RetrainingDriver
+    # ---------------------------------------------------------------- a cycle
+    async def cycle(self) -> CycleResult:
+        """One run of the job: decide, and train and publish if the policy says so."""
+        marks = await asyncio.to_thread(self.marks)
+        changes = self.changes(marks)
+        trainable = marks.get("follows", 0) + sum(
+            n for key, n in marks.items() if key.startswith("interactions_")
+        )
+        action = self.decide(changes) if trainable else "wait"
+        if not trainable:
+            log.info("train: waiting (the store has neither follows nor interactions yet)")
+            result = CycleResult("wait", changes)
+            self.cycles.append(result)
+            return result
+        if action == "wait":
+            log.info("train: waiting (%d change(s) in the store since the last version)", changes)
+            result = CycleResult("wait", changes)
+            self.cycles.append(result)
+            return result
+        started = time.monotonic()
+        outcome = await self._run_worker()
+        self._marks, self._last_cycle = marks, time.time()
+        result = CycleResult(
+            action,
+            changes,
+            version=outcome["version"],
+            seconds=time.monotonic() - started,
+            removed=tuple(outcome.get("removed", ())),
+        )
+        self.cycles.append(result)
+        log.info(
+            "train: %s cycle on %s rows (%d change(s)) -> published %s%s in %.1f s%s",
+            action,
+            f"{outcome.get('rows', 0):,}",
+            changes,
+            result.version,
+            "" if outcome.get("promoted") else " (not current)",
+            result.seconds,
+            f"; retention removed {', '.join(result.removed)}" if result.removed else "",
+        )
+        if self.on_version is not None and result.version is not None:
+            await self.on_version(result.version)
+        return result
 
-        with self._lock:
-            data = self._feedback()
-            if len(data) == 0:
-                log.info("train_full: no feedback yet; nothing to train")
-                return "wait"
-            model = create_retriever(self.config.model, self.config.params)
-            self.driver = RetrainingDriver(model, self._policy(), history=data)
-            self._known = _row_keys(data)
-            self._publish("full", len(data))
-            return "full"
+    def worker_command(self) -> list[str]:
+        """The child's command line (no secret in it: the store URL goes by environment)."""
+        command = [sys.executable, "-m", "recgraph.jobs.train_worker"]
+        command += ["--registry", self.registry.root, "--keep", str(self.keep)]
+        if self.config.pipeline:
+            command += ["--pipeline", self.config.pipeline]
+        level = logging.getLogger("recgraph").getEffectiveLevel()
+        return [*command, "--log-level", logging.getLevelName(min(level, logging.INFO))]
 
-    def incremental(self) -> str:
-        """Learn the feedback that arrived since the last cycle; return the action taken."""
-        if self.driver is None:
-            return self.full()
-        with self._lock:
-            data = self._feedback()
-            keys = _row_keys_list(data)
-            fresh = np.fromiter((k not in self._known for k in keys), dtype=bool, count=len(keys))
-            new = data.subset(fresh)
-            report = self.driver.add(new)
-            self._known.update(k for k, f in zip(keys, fresh, strict=True) if f)
-            action = str(report.action)
-            if action != "wait":
-                self._publish(action, report.n_new)
-            return action
+    async def _run_worker(self) -> dict[str, Any]:
+        env = {
+            **os.environ,
+            "RECGRAPH_DATABASE_URL": self.store.url,
+            "RECGRAPH_PROGRESS": "0",
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            *self.worker_command(), stdout=asyncio.subprocess.PIPE, env=env
+        )
+        timeout = self.config.timeout_minutes * 60 if self.config.timeout_minutes else None
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except (asyncio.CancelledError, TimeoutError):
+            await _stop_child(proc)
+            raise
+        if proc.returncode != 0:
+            raise RuntimeError(f"the training process exited with status {proc.returncode}")
+        lines = out.decode().strip().splitlines()
+        try:
+            return json.loads(lines[-1])
+        except (IndexError, json.JSONDecodeError):
+            raise RuntimeError(
+                f"the training process said nothing readable: {out[-200:]!r}"
+            ) from None
 
-    def _publish(self, action: str, rows: int) -> None:
-        from recgraph.retrieval.base import Retriever
+    def feed_model(self, version: str) -> Any | None:
+        """The first feed retriever of registry ``version`` (for the bot), or ``None``."""
+        from recgraph.serving.loader import load_version
 
-        assert self.driver is not None
-        self.driver.model.save(self.model_dir)
-        self.cycles.append(action)
-        log.info("train: %s cycle on %d rows, saved to %s", action, rows, self.model_dir)
-        if self.on_model is not None:
-            self.on_model(Retriever.load(self.model_dir))
-
-
-def _row_keys_list(data: Interactions) -> list[tuple]:
-    users = data.users.external(data.src)
-    items = data.items.external(data.dst)
-    stamps = data.timestamp if data.timestamp is not None else np.zeros(len(data), np.int64)
-    return list(zip(users, items, data.kind.tolist(), stamps.tolist(), strict=True))
+        try:
+            loaded = load_version(self.registry, version)
+        except Exception as exc:  # the bot keeps its model; the API reports its own failure
+            log.warning("cannot load %s for the bot: %s", version, exc)
+            return None
+        feed = loaded.pipeline.questions.get("feed")
+        return None if feed is None else feed.models.get(feed.main_keys[0])
 
 
-def _row_keys(data: Interactions) -> set[tuple]:
-    return set(_row_keys_list(data))
+async def _stop_child(proc: asyncio.subprocess.Process, grace: float = 10.0) -> None:
+    """SIGTERM the training child (it stops before publishing), SIGKILL after ``grace``."""
+    if proc.returncode is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.shield(asyncio.wait_for(proc.wait(), grace))
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    except ProcessLookupError:
+        pass
 
 
 async def run_forever(config: RunConfig, *, stop: asyncio.Event | None = None) -> None:
-    """Run the jobs until ``stop`` is set (or the process is interrupted)."""
+    """Run the jobs until ``stop`` is set, SIGINT (Ctrl-C) or SIGTERM; then stop in order."""
     stop = stop or asyncio.Event()
-    async with JobRunner(config) as runner:
-        names = ", ".join(
-            f"{job.id} every {job.trigger.interval.total_seconds() / 60:g} min"
-            for job in runner.scheduler.get_jobs()
-        )
-        log.info("running: %s", names or "no jobs (nothing enabled in the config)")
-        await stop.wait()
+    loop = asyncio.get_running_loop()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if received:
+            log.warning("%s again: exiting now", sig.name)
+            os._exit(128 + sig.value)
+        received.append(sig.name)
+        log.info("stopping (%s): cancelling running jobs...", sig.name)
+        stop.set()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
+    try:
+        async with JobRunner(config) as runner:
+            names = ", ".join(
+                f"{job.id} every {job.trigger.interval.total_seconds() / 60:g} min"
+                for job in runner.scheduler.get_jobs()
+            )
+            log.info("running: %s", names or "no jobs (nothing enabled in the config)")
+            await stop.wait()
+        log.info("stopped")
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+#: Libraries whose INFO lines are one per HTTP request or job run: WARNING unless ``-v``.
+NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "telegram", "asyncio")
+
+
+def configure_run_logging(config: RunConfig, *, verbose: bool = False) -> logging.Handler:
+    """The run log on stderr: recgraph at INFO, chatty libraries at WARNING (``verbose``:
+    recgraph at DEBUG, libraries at INFO); secrets masked in every line."""
+    from recgraph.settings import RedactingFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter(config.secrets()))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_recgraph_run", False)]:
+        root.removeHandler(old)
+    handler._recgraph_run = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("recgraph").setLevel(logging.DEBUG if verbose else logging.INFO)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    # APScheduler's own lines repeat the job lines above (runs, skips, failures): only with -v
+    logging.getLogger("apscheduler").setLevel(logging.INFO if verbose else logging.ERROR)
+    return handler
 
 
 __all__ = [
+    "NOISY_LOGGERS",
     "BotJobConfig",
     "CrawlJobConfig",
+    "CycleResult",
     "JobRunner",
     "JobStats",
     "RunConfig",
     "TrainJobConfig",
     "Trainer",
+    "configure_run_logging",
     "load_run_config",
     "run_forever",
 ]

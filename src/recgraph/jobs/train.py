@@ -6,6 +6,7 @@ quickstart and the scheduler (``recgraph run``) publish exactly the same thing.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -18,6 +19,9 @@ from recgraph.pipeline import Pipeline, PipelineConfig
 if TYPE_CHECKING:
     from recgraph.data.store import Store
     from recgraph.serving.registry import ModelRegistry
+    from recgraph.serving.retention import GcReport
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class TrainResult:
     version: str
     promoted: bool
     fit_seconds: float
+    gc: GcReport | None = None
 
 
 def train_pipeline(
@@ -38,6 +43,7 @@ def train_pipeline(
     metrics: Mapping[str, Any] | None = None,
     notes: str | None = None,
     promote: bool = True,
+    keep: int | None = None,
 ) -> TrainResult:
     """Train a pipeline on a snapshot of ``store`` and publish it to ``registry``.
 
@@ -55,6 +61,11 @@ def train_pipeline(
         Why this version exists, for people.
     promote
         Make it the current version, which a running service then loads.
+    keep
+        Registry retention after publishing: keep the newest ``keep`` versions
+        and the current one, and remove versions left incomplete by killed
+        runs (:func:`recgraph.serving.retention.gc`); ``0`` keeps everything. Default: the
+        ``registry_keep`` setting (``$RECGRAPH_REGISTRY_KEEP``, else 5).
     """
     start = time.perf_counter()
     pipeline = Pipeline(config).fit(TrainingSnapshot.from_store(store))
@@ -62,9 +73,26 @@ def train_pipeline(
     version = registry.publish(
         pipeline, metrics=metrics, data=pipeline.snapshots, notes=notes, promote=promote
     )
+    promoted = registry.current_version() == version
+    if keep is None:
+        from recgraph.settings import load_settings
+
+        keep = load_settings().registry_keep
+    report = None
+    if keep > 0:
+        from recgraph.serving.retention import gc
+
+        try:
+            report = gc(registry, keep)
+        except OSError as exc:  # retention must never undo a publish that succeeded
+            log.warning("registry retention failed (the new version stands): %s", exc)
+        else:
+            if report.removed or report.incomplete:
+                log.info("registry retention: %s", report.describe())
     return TrainResult(
         pipeline=pipeline,
         version=version,
-        promoted=registry.current_version() == version,
+        promoted=promoted,
         fit_seconds=fit_seconds,
+        gc=report,
     )

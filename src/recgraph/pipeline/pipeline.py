@@ -12,7 +12,6 @@ JSON and npz, never pickle. Publishing to the model registry is
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ import pandas as pd
 from recgraph.data.interactions import Interactions
 from recgraph.data.snapshot import TrainingSnapshot, data_snapshot
 from recgraph.errors import InputError, NotFittedError
-from recgraph.files import atomic_write
+from recgraph.files import read_manifest, write_manifest
 from recgraph.pipeline.config import (
     QUESTION_GRAPH,
     QUESTIONS,
@@ -286,9 +285,7 @@ class Pipeline:
         for name, question in self.questions.items():
             question.save(path / name)
         self.names.save(path / NAMES_FILE)
-        # written last: its presence marks a complete pipeline
-        with atomic_write(path / PIPELINE_FILE, "w") as handle:
-            handle.write(json.dumps(self.manifest(), indent=2))
+        write_manifest(path / PIPELINE_FILE, self.manifest())  # last: marks a complete pipeline
         return path
 
     @classmethod
@@ -296,19 +293,9 @@ class Pipeline:
         """Rebuild a saved pipeline (no pickle: JSON and npz only)."""
         path = Path(path)
         manifest_path = path / PIPELINE_FILE
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"{manifest_path}: no saved pipeline here")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not valid JSON: {exc}", path=manifest_path) from None
-        if manifest.get("format_version") != PIPELINE_FORMAT:
-            raise InputError(
-                f"format_version {manifest.get('format_version')} is not supported "
-                f"(expected {PIPELINE_FORMAT}; retrain with recgraph train)",
-                path=manifest_path,
-                field="format_version",
-            )
+        manifest = read_manifest(
+            manifest_path, "pipeline", PIPELINE_FORMAT, "; retrain with recgraph train"
+        )
         config = parse_pipeline(manifest["config"], source=str(manifest_path))
         return cls(
             config,

@@ -336,7 +336,7 @@ class QuestionModel:
         if len(rows) and any(self.models[key].has_cold_start for key in self.main_keys):
             # what the retrievers can say of a user they cannot personalise for
             lists = [
-                self._propose_cold(key, users[rows], count, blocked[rows], eligible)
+                self._propose(key, users[rows], count, blocked[rows], eligible, cold=True)
                 for key in self.main_keys
             ]
             out.ids[rows], out.scores[rows], out.sources[rows] = self._merge(lists, k)[:3]
@@ -353,43 +353,21 @@ class QuestionModel:
         count: int,
         blocked: sp.csr_matrix,
         eligible: np.ndarray | None,
+        cold: bool = False,
     ) -> RankedList:
+        """``key``'s list for ``users``: its own scores, or with ``cold`` its cold-start
+        list (empty when the model has none)."""
         model = self.models[key]
         bit = self.retriever_keys.index(key)
-        return propose(
-            model,
-            bit,
-            users,
-            count,
-            exclude=blocked,
-            eligible=eligible,
-            floor=score_floor(self.specs[key], model),
-        )
-
-    def _propose_cold(
-        self,
-        key: str,
-        users: np.ndarray,
-        count: int,
-        blocked: sp.csr_matrix,
-        eligible: np.ndarray | None,
-    ) -> RankedList:
-        """``key``'s own cold-start list for ``users`` (empty when the model has none)."""
-        model = self.models[key]
-        bit = self.retriever_keys.index(key)
-        if not model.has_cold_start:
-            empty = np.full((len(users), 1), -1, dtype=np.int64)
-            return RankedList(
-                empty, np.full(empty.shape, -np.inf, np.float32), np.zeros_like(empty)
+        if not cold:
+            floor = score_floor(self.specs[key], model)
+            return propose(
+                model, bit, users, count, exclude=blocked, eligible=eligible, floor=floor
             )
-        return propose_cold(
-            model,
-            bit,
-            len(users),
-            count,
-            exclude=self.rules.with_history(users, blocked),
-            eligible=eligible,
-        )
+        if not model.has_cold_start:
+            return RankedList.empty(len(users), 1)
+        exclude = self.rules.with_history(users, blocked)
+        return propose_cold(model, bit, len(users), count, exclude=exclude, eligible=eligible)
 
     def _merge(self, lists: list[RankedList], k: int) -> tuple[np.ndarray, ...]:
         if len(lists) == 1:  # already ranked, best first: nothing to merge
@@ -429,7 +407,8 @@ class QuestionModel:
             # a user the model never saw gets its own cold-start list, or nothing from it
             if (~known).any():
                 part.put(
-                    ~known, self._propose_cold(key, users[~known], fetch, blocked[~known], eligible)
+                    ~known,
+                    self._propose(key, users[~known], fetch, blocked[~known], eligible, cold=True),
                 )
             chain.append(part)
         filled = merge_lists(

@@ -21,7 +21,6 @@ Registries load by name without this module importing them.
 
 from __future__ import annotations
 
-import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recgraph.errors import ConfigError, NotFittedError
-from recgraph.files import atomic_write
+from recgraph.files import read_manifest, save_arrays, write_manifest
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "ranker.json"
@@ -239,29 +238,16 @@ class Ranker(ABC):
             raise NotFittedError(f"ranker {self.name!r} is not fitted: nothing to save")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        arrays = {}
-        for key, value in self._state().items():
-            value = np.asarray(value)
-            if value.dtype == object:
-                raise TypeError(f"state array {key!r} has dtype object; it would need pickle")
-            arrays[key] = value
-        with atomic_write(path / STATE_FILE) as handle:
-            np.savez(handle, **arrays)
+        save_arrays(path / STATE_FILE, self._state())
         self._save_files(path)
-        with atomic_write(path / CONFIG_FILE, "w") as handle:
-            handle.write(json.dumps(self.manifest(), indent=2))
+        write_manifest(path / CONFIG_FILE, self.manifest())  # last: marks a complete ranker
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Ranker:
         """Rebuild a saved ranker; the class comes from the registry by the saved name."""
         path = Path(path)
-        manifest_path = path / CONFIG_FILE
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"{manifest_path}: no saved ranker here")
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{manifest_path}: format_version {manifest.get('format_version')}")
+        manifest = read_manifest(path / CONFIG_FILE, "ranker", FORMAT_VERSION)
         if Ranker.class_for_name is None:  # pragma: no cover - the package installs it
             raise RuntimeError("import recgraph.ranking to load saved rankers by name")
         klass = Ranker.class_for_name(manifest["ranker"])

@@ -5,11 +5,10 @@ A new ranker adds one line to ``_RANKERS``, or calls :func:`register_ranker`.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from recgraph.errors import ConfigError
+from recgraph.lazy_registry import LazyRegistry
 from recgraph.ranking.base import Ranker
 
 _RANKERS: dict[str, str] = {
@@ -18,30 +17,22 @@ _RANKERS: dict[str, str] = {
 }
 
 
+_REGISTRY: LazyRegistry[Ranker] = LazyRegistry(
+    "ranker", _RANKERS, lambda exc: "pip install 'recgraph[ranking]'"
+)
+
+
 def available_rankers() -> list[str]:
-    return sorted(_RANKERS)
+    return _REGISTRY.names()
 
 
 def register_ranker(name: str, target: str) -> None:
     """Make ``module:Class`` reachable as ``name`` (for plug-ins and tests)."""
-    _RANKERS[name] = target
+    _REGISTRY.register(name, target)
 
 
 def get_ranker_class(name: str) -> type[Ranker]:
-    try:
-        target = _RANKERS[name]
-    except KeyError:
-        known = ", ".join(available_rankers())
-        raise ConfigError(f"unknown ranker {name!r}; known rankers: {known}") from None
-    module_name, class_name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"ranker {name!r} needs a package that is not installed ({exc.name}); "
-            "pip install 'recgraph[ranking]'"
-        ) from exc
-    return getattr(module, class_name)
+    return _REGISTRY.get(name)
 
 
 def create_ranker(name: str, params: Mapping[str, Any] | None = None) -> Ranker:

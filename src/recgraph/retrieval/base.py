@@ -34,10 +34,10 @@ never imports it.
 
 from __future__ import annotations
 
-import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -48,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.data.item_features import ItemFeatures
 from recgraph.errors import ConfigError, NotFittedError
-from recgraph.files import atomic_write
+from recgraph.files import read_manifest, save_arrays, write_manifest
 from recgraph.retrieval.explanation import Explanation
 
 FORMAT_VERSION = 1
@@ -88,7 +88,11 @@ def make_config(
         raise ConfigError(f"invalid parameters: {problems} (known: {allowed})") from None
 
 
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+#: ``(ids, scores)`` of shape ``(n_users, k)``, best first; empty slots ``-1`` / ``-inf``.
+TopK = tuple[np.ndarray, np.ndarray]
+
+
+def top_k(scores: np.ndarray, k: int) -> TopK:
     """Best ``k`` columns per row, best first; ties go to the lower index.
 
     Entries of ``-inf`` are never returned: their slots hold id ``-1`` and
@@ -146,6 +150,25 @@ def rows_as_csr(
     if matrix.shape != (n_rows, n_cols):
         raise ValueError(f"{what} has shape {matrix.shape}, expected {(n_rows, n_cols)}")
     return matrix
+
+
+@dataclass(frozen=True)
+class Request:
+    """A recommend call's filters, checked and normalised once by :meth:`Retriever.recommend`.
+
+    ``exclude`` has one CSR row per requested user (or is None); ``allowed``
+    is a boolean item mask, a CSR with a row per user, or None.
+    """
+
+    exclude_seen: bool
+    exclude: sp.csr_matrix | None
+    allowed: np.ndarray | sp.csr_matrix | None
+
+    def rows(self, start: int, stop: int) -> Request:
+        """The filters of users ``start:stop`` of the request (for batches)."""
+        allowed = self.allowed[start:stop] if sp.issparse(self.allowed) else self.allowed
+        exclude = None if self.exclude is None else self.exclude[start:stop]
+        return Request(self.exclude_seen, exclude, allowed)
 
 
 class Retriever(ABC):
@@ -297,8 +320,16 @@ class Retriever(ABC):
         users = self._check_users(users)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        exclude_m = rows_as_csr(exclude, len(users), self.n_items, "exclude")
-        allowed = self._allowed(candidates, len(users))
+        request = Request(
+            exclude_seen,
+            rows_as_csr(exclude, len(users), self.n_items, "exclude"),
+            self._allowed(candidates, len(users)),
+        )
+        return self._recommend(users, k, request)
+
+    def _recommend(self, users: np.ndarray, k: int, request: Request) -> TopK:
+        """:meth:`recommend` for checked users and filters; by default dense blocks of
+        :meth:`_score`. Models with sparse or walk-based scores override this."""
         ids = np.empty((len(users), k), dtype=np.int64)
         scores = np.empty((len(users), k), dtype=np.float32)
         step = self.batch_size()
@@ -306,12 +337,13 @@ class Retriever(ABC):
             stop = min(start + step, len(users))
             batch = users[start:stop]
             block = np.array(self._score(batch), dtype=np.float32, copy=True)
+            part = request.rows(start, stop)
             self._mask_scores(
                 block,
                 batch,
-                exclude_seen=exclude_seen,
-                exclude=None if exclude_m is None else exclude_m[start:stop],
-                allowed=allowed if not sp.issparse(allowed) else allowed[start:stop],
+                exclude_seen=part.exclude_seen,
+                exclude=part.exclude,
+                allowed=part.allowed,
             )
             ids[start:stop], scores[start:stop] = top_k(block, k)
         return ids, scores
@@ -363,6 +395,25 @@ class Retriever(ABC):
                 block[~keep] = -np.inf
             else:
                 block[:, ~allowed] = -np.inf
+
+    def forbidden(
+        self, users: np.ndarray, exclude_seen: bool = True, exclude: sp.csr_matrix | None = None
+    ) -> sp.csr_matrix | None:
+        """Targets these users must not get, one CSR row each (None when nothing is):
+        what they have (``exclude_seen``), themselves on account graphs, and ``exclude``."""
+        assert self._seen is not None
+        parts = [] if exclude is None else [exclude]
+        if exclude_seen:
+            parts.append(self._seen[users])
+            if self.graph_kind in ("follows", "friends"):
+                rows = np.arange(len(users))
+                self_rows = (np.ones(len(users), np.float32), (rows, users))
+                parts.append(sp.csr_matrix(self_rows, shape=(len(users), self.n_items)))
+        if not parts:
+            return None
+        total = sp.csr_matrix(sum(parts[1:], parts[0]), dtype=np.float32)
+        total.data[:] = 1.0
+        return total
 
     def seen_items(self, user: int) -> np.ndarray:
         """Targets ``user`` already has in train."""
@@ -557,17 +608,10 @@ class Retriever(ABC):
         }
         if self.items is not self.users:
             arrays["ids.items"] = self.items.to_array()
-        for key, value in self._state().items():
-            value = np.asarray(value)
-            if value.dtype == object:
-                raise TypeError(f"state array {key!r} has dtype object; it would need pickle")
-            arrays[f"state.{key}"] = value
-        with atomic_write(path / STATE_FILE) as handle:
-            np.savez(handle, **arrays)
+        arrays.update({f"state.{key}": value for key, value in self._state().items()})
+        save_arrays(path / STATE_FILE, arrays)
         self._save_files(path)
-        # written last: its presence marks a complete model
-        with atomic_write(path / CONFIG_FILE, "w") as handle:
-            handle.write(json.dumps(self.manifest(), indent=2))
+        write_manifest(path / CONFIG_FILE, self.manifest())  # last: marks a complete model
         return path
 
     def _save_files(self, path: Path) -> None:
@@ -582,15 +626,7 @@ class Retriever(ABC):
     def load(cls, path: str | os.PathLike) -> Retriever:
         """Rebuild a saved model; the class comes from the registry by the saved name."""
         path = Path(path)
-        manifest_path = path / CONFIG_FILE
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"{manifest_path}: no saved model here")
-        manifest = json.loads(manifest_path.read_text())
-        version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(
-                f"{manifest_path}: format_version {version} is not supported (expected {FORMAT_VERSION})"
-            )
+        manifest = read_manifest(path / CONFIG_FILE, "model", FORMAT_VERSION)
         if Retriever.class_for_name is None:  # pragma: no cover - the package installs it
             raise RuntimeError("import recgraph.retrieval to load saved models by name")
         klass = Retriever.class_for_name(manifest["model"])

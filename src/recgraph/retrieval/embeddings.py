@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
-from recgraph.retrieval.base import Retriever, RetrieverConfig, rows_as_csr
+from recgraph.retrieval.base import Request, Retriever, RetrieverConfig, TopK
 
 IndexName = Literal["exact", "faiss_flat", "faiss_hnsw", "faiss_ivf", "scann"]
 
@@ -166,32 +166,12 @@ class EmbeddingRetriever(Retriever):
             ).build(self.item_vectors_)
         return self._index
 
-    def recommend(self, users, k=10, exclude_seen=True, exclude=None, candidates=None):
+    def _recommend(self, users: np.ndarray, k: int, request: Request) -> TopK:
         """Top ``k`` by index search (see :meth:`Retriever.recommend` for the arguments)."""
-        if candidates is not None and sp.issparse(candidates):
-            return super().recommend(users, k, exclude_seen, exclude, candidates)
-        users = self._check_users(users)
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        assert self._seen is not None
-        banned = rows_as_csr(exclude, len(users), self.n_items, "exclude")
-        parts = [] if banned is None else [banned]
-        if exclude_seen:
-            parts.append(self._seen[users])
-            if self.graph_kind in ("follows", "friends"):
-                parts.append(
-                    sp.csr_matrix(
-                        (np.ones(len(users), np.float32), (np.arange(len(users)), users)),
-                        shape=(len(users), self.n_items),
-                    )
-                )
-        excluded = None
-        if parts:
-            excluded = parts[0]
-            for part in parts[1:]:
-                excluded = excluded + part
-            excluded = sp.csr_matrix(excluded)
-        allowed = self._allowed(candidates, len(users))
+        if sp.issparse(request.allowed):  # one candidate set per user: dense scores
+            return super()._recommend(users, k, request)
+        excluded = self.forbidden(users, request.exclude_seen, request.exclude)
+        allowed = request.allowed
         if len(users) == 0:
             return np.full((0, k), -1, np.int64), np.full((0, k), -np.inf, np.float32)
         return self.search_index().search(

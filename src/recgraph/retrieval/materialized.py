@@ -43,7 +43,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import IdMap, Interactions
-from recgraph.retrieval.base import Retriever, RetrieverConfig, rows_as_csr
+from recgraph.retrieval.base import Request, Retriever, RetrieverConfig, TopK
 
 #: Version of the JSON payload.
 PAYLOAD_FORMAT = 1
@@ -246,25 +246,14 @@ class MaterializedRetriever(Retriever):
             )
         return self._backend
 
-    def recommend(
-        self,
-        users: Sequence[int] | np.ndarray | int,
-        k: int = 10,
-        exclude_seen: bool = True,
-        exclude: sp.spmatrix | Sequence[Sequence[int]] | None = None,
-        candidates: np.ndarray | Sequence[int] | sp.spmatrix | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _recommend(self, users: np.ndarray, k: int, request: Request) -> TopK:
         """The published lists of ``users``, filtered; see :meth:`Retriever.recommend`.
 
         Users without a published list get nothing (``-1``); the pipeline's
         fallback chain fills in.
         """
-        users = self._check_users(users)
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
         assert self.users is not None and self.items is not None
-        exclude_m = rows_as_csr(exclude, len(users), self.n_items, "exclude")
-        allowed = self._allowed(candidates, len(users))
+        exclude_seen, exclude_m, allowed = request.exclude_seen, request.exclude, request.allowed
         ids = np.full((len(users), k), -1, dtype=np.int64)
         scores = np.full((len(users), k), -np.inf, dtype=np.float32)
         names = [str(x) for x in self.users.external(users)]

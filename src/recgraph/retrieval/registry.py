@@ -5,13 +5,13 @@ A new model adds one line to ``_RETRIEVERS``: its name and ``module:Class``.
 
 from __future__ import annotations
 
-import importlib
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from recgraph.errors import ConfigError
+from recgraph.lazy_registry import LazyRegistry
 from recgraph.retrieval.base import Retriever
 
 _RETRIEVERS: dict[str, str] = {
@@ -35,31 +35,21 @@ _RETRIEVERS: dict[str, str] = {
 }
 
 
+_REGISTRY: LazyRegistry[Retriever] = LazyRegistry("model", _RETRIEVERS)
+
+
 def available_retrievers() -> list[str]:
     """Names accepted by :func:`create_retriever` and ``recgraph evaluate --model``."""
-    return sorted(_RETRIEVERS)
+    return _REGISTRY.names()
 
 
 def register_retriever(name: str, target: str) -> None:
     """Make ``module:Class`` reachable as ``name`` (for plug-ins and tests)."""
-    _RETRIEVERS[name] = target
+    _REGISTRY.register(name, target)
 
 
 def get_retriever_class(name: str) -> type[Retriever]:
-    try:
-        target = _RETRIEVERS[name]
-    except KeyError:
-        known = ", ".join(available_retrievers())
-        raise ConfigError(f"unknown model {name!r}; known models: {known}") from None
-    module_name, class_name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"model {name!r} needs a package that is not installed ({exc.name}); "
-            "install recgraph with the matching extra"
-        ) from exc
-    return getattr(module, class_name)
+    return _REGISTRY.get(name)
 
 
 Retriever.class_for_name = staticmethod(get_retriever_class)  # type: ignore[assignment]

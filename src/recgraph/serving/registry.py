@@ -31,7 +31,9 @@ import os
 import posixpath
 import re
 import shutil
+import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -58,6 +60,8 @@ MODEL_DIR = "model"
 INDEX_DIR = "index"
 #: Marks a fully downloaded version in the local cache.
 COMPLETE_MARKER = ".complete"
+#: Names the process publishing a version (JSON: host, pid, started_at) until its manifest exists.
+PUBLISHING_PREFIX = ".publishing-"
 _VERSION_PATTERN = re.compile(r"^v(\d+)$")
 
 
@@ -111,6 +115,15 @@ class ModelRegistry:
     # ------------------------------------------------------------------ paths
     def _path(self, *parts: str) -> str:
         return posixpath.join(self._base, *parts)
+
+    @property
+    def versions_root(self) -> str:
+        """The folder holding one folder per version (a path of the registry's filesystem)."""
+        return self._path(VERSIONS_DIR)
+
+    def cache_path(self, version: str) -> Path:
+        """Where a remote ``version`` is (or would be) downloaded on this machine."""
+        return self._cache / check_version_name(version)
 
     def version_path(self, version: str) -> str:
         """Where ``version`` lives (a path of the registry's filesystem)."""
@@ -296,6 +309,7 @@ class ModelRegistry:
         except BaseException:
             self._remove(folder)
             raise
+        self._drop_claim(folder)
         if promote or self.current_version() is None:
             self.set_current(version)
         return version
@@ -350,13 +364,30 @@ class ModelRegistry:
                     os.mkdir(folder)  # atomic: fails if another publisher took it
                 except FileExistsError:
                     continue
+                self._claim(folder)
                 return version
             # object stores have no atomic create: publishers to one bucket prefix
-            # should be serialised (one training job); a unique marker narrows the race
+            # should be serialised (one training job); a unique claim narrows the race
             if self.fs.exists(folder):
                 continue
-            self.fs.pipe_file(posixpath.join(folder, f".reserved-{uuid.uuid4().hex}"), b"")
+            self._claim(folder)
             return version
+
+    def _claim(self, folder: str) -> None:
+        """Say who publishes into ``folder``, so that :meth:`gc` can tell a live publish from
+        one whose process was killed."""
+        claim = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time()}
+        self.fs.pipe_file(
+            posixpath.join(folder, f"{PUBLISHING_PREFIX}{uuid.uuid4().hex}.json"),
+            json.dumps(claim).encode(),
+        )
+
+    def _drop_claim(self, folder: str) -> None:
+        try:
+            for path in self.fs.glob(posixpath.join(folder, f"{PUBLISHING_PREFIX}*")):
+                self.fs.rm_file(path)
+        except OSError:
+            pass  # a leftover claim beside a manifest is harmless: the version is complete
 
     def _remove(self, folder: str) -> None:
         try:
@@ -388,6 +419,8 @@ def _describe_files(folder: Path) -> dict[str, dict[str, Any]]:
     """Every file under ``folder`` (relative POSIX path) with its size and sha256."""
     files: dict[str, dict[str, Any]] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.parent == folder and path.name.startswith(PUBLISHING_PREFIX):
+            continue  # the publisher's claim, not part of the version
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):

@@ -82,7 +82,7 @@ def egoml_local(model: EgoML, k: int, n_threads: int = 0) -> CandidateLists:
         model.n_users,
         k,
         score_rows=lambda users: model.score_rows(users, drop_seen=True),
-        forbidden_rows=lambda users: model._forbidden(users, True, None),
+        forbidden_rows=model.forbidden,
         work=graph.wedge_counts(),
         budget=model.config.batch_lookups,
         n_threads=n_threads if model.config.variant == "ab" else 1,

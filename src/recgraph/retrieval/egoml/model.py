@@ -20,7 +20,7 @@ from pydantic import Field
 from recgraph.data.interactions import Interactions
 from recgraph.errors import ConfigError
 from recgraph.progress import progress_bar
-from recgraph.retrieval.base import Retriever, RetrieverConfig, rows_as_csr
+from recgraph.retrieval.base import Request, Retriever, RetrieverConfig, TopK
 from recgraph.retrieval.egoml.features import (
     DEFAULT_BATCH_LOOKUPS,
     EgoGraph,
@@ -515,14 +515,7 @@ class EgoML(Retriever):
             return sp.csr_matrix((0, n), dtype=np.float64)
         return sp.vstack(parts, format="csr")
 
-    def recommend(
-        self,
-        users: Sequence[int] | np.ndarray | int,
-        k: int = 10,
-        exclude_seen: bool = True,
-        exclude: sp.spmatrix | Sequence[Sequence[int]] | None = None,
-        candidates: np.ndarray | Sequence[int] | sp.spmatrix | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _recommend(self, users: np.ndarray, k: int, request: Request) -> TopK:
         """Top ``k`` candidates per user by ``E(u, v)`` (see :meth:`Retriever.recommend`).
 
         Scores stay sparse and each row is cut to its top ``k`` by
@@ -531,11 +524,7 @@ class EgoML(Retriever):
         in id order, or by degree with ``fallback="degree"`` (the columns are
         relabelled by degree for the cut and mapped back).
         """
-        users = self._check_users(users)
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        exclude_m = rows_as_csr(exclude, len(users), self.n_items, "exclude")
-        allowed = self._allowed(candidates, len(users))
+        exclude_seen, exclude_m, allowed = request.exclude_seen, request.exclude, request.allowed
         order = self._column_order()
         ids = np.full((len(users), k), -1, dtype=np.int64)
         scores = np.full((len(users), k), -np.inf, dtype=np.float32)
@@ -544,7 +533,7 @@ class EgoML(Retriever):
         for start, stop in spans_by_work(wedges, self.config.batch_lookups):
             batch = users[start:stop]
             block = self.score_rows(batch, drop_seen=exclude_seen)
-            forbidden = self._forbidden(
+            forbidden = self.forbidden(
                 batch, exclude_seen, None if exclude_m is None else exclude_m[start:stop]
             )
             batch_allowed = allowed[start:stop] if sp.issparse(allowed) else allowed
@@ -567,28 +556,6 @@ class EgoML(Retriever):
         assert self.graph_ is not None
         degree = self.graph_.degree
         return np.lexsort((np.arange(len(degree)), -degree))
-
-    def _forbidden(
-        self, users: np.ndarray, exclude_seen: bool, exclude: sp.csr_matrix | None
-    ) -> sp.csr_matrix | None:
-        """Targets these users must not get: what they have, themselves, and ``exclude``."""
-        assert self._seen is not None
-        parts = []
-        if exclude_seen:
-            parts.append(self._seen[users])
-            parts.append(
-                sp.csr_matrix(
-                    (np.ones(len(users), np.float32), (np.arange(len(users)), users)),
-                    shape=(len(users), self.n_items),
-                )
-            )
-        if exclude is not None:
-            parts.append(exclude)
-        if not parts:
-            return None
-        total = sp.csr_matrix(sum(parts[1:], parts[0]), dtype=np.float32)
-        total.data[:] = 1.0
-        return total
 
     def score_pairs(self, users: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """``E(u, v)`` for given pairs (indices), without fallback: 0 when no common neighbour.

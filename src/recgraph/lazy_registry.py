@@ -1,0 +1,68 @@
+"""Classes by name, imported only when first asked for.
+
+The retriever, ranker and index registries share this: a name maps to
+``"module:Class"``, so heavy packages (PyTorch, LightGBM, FAISS) stay unloaded
+until a model that needs them is used, and the base classes never import the
+modules that subclass them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from recgraph.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class LazyRegistry(Generic[T]):
+    """Names of ``kind`` (``"model"``, ``"ranker"``, ``"index"``) mapped to ``module:Class``.
+
+    ``install_hint`` turns the :class:`ImportError` of a missing optional
+    package into the advice that ends the error message.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        targets: dict[str, str],
+        install_hint: Callable[[ImportError], str] = lambda exc: (
+            "install recgraph with the matching extra"
+        ),
+        plural: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.plural = plural or f"{kind}s"
+        self.targets = targets
+        self.install_hint = install_hint
+
+    def names(self) -> list[str]:
+        return sorted(self.targets)
+
+    def register(self, name: str, target: str) -> None:
+        """Make ``module:Class`` reachable as ``name`` (for plug-ins and tests)."""
+        if target.count(":") != 1:
+            raise ConfigError(f"{self.kind} {name!r}: target must be 'module:Class', got {target!r}")
+        self.targets[name] = target
+
+    def get(self, name: str) -> type[T]:
+        """The class registered as ``name``; a :class:`ConfigError` says what is unknown or missing."""
+        try:
+            target = self.targets[name]
+        except KeyError:
+            known = ", ".join(self.names())
+            raise ConfigError(f"unknown {self.kind} {name!r}; known {self.plural}: {known}") from None
+        module_name, class_name = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(
+                f"{self.kind} {name!r} needs a package that is not installed ({exc.name}); "
+                f"{self.install_hint(exc)}"
+            ) from exc
+        return getattr(module, class_name)
+
+
+__all__ = ["LazyRegistry"]
