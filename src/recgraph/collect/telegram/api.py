@@ -33,7 +33,7 @@ import json
 import logging
 from typing import Any
 
-from recgraph.settings import MASK, redact
+from recgraph.settings import redact
 
 log = logging.getLogger(__name__)
 
@@ -203,4 +203,4 @@ def keyboard(rows: list[list[tuple[str, str]]]) -> dict[str, Any]:
     return {"inline_keyboard": [[{"text": t, "callback_data": d} for t, d in row] for row in rows]}
 
 
-__all__ = ["MASK", "BotApi", "Fault", "TelegramError", "classify", "keyboard"]
+__all__ = ["BotApi", "Fault", "TelegramError", "classify", "keyboard"]
