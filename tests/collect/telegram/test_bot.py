@@ -177,3 +177,24 @@ def test_throttle_spaces_sends_per_chat_and_overall() -> None:
     times = asyncio.run(scenario())
     assert times[:3] == pytest.approx([0.0, 1 / 30, 2 / 30])
     assert times[3] == pytest.approx(1.0)  # chat 1 again only a second after its last
+
+
+def test_a_chat_that_must_wait_does_not_hold_up_the_others() -> None:
+    throttle = SendThrottle(1000.0, 0.3)
+    sent: list[tuple[int, float]] = []
+
+    async def to(chat: int, delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)
+        await throttle.wait(chat)
+        sent.append((chat, time.monotonic()))
+
+    async def scenario() -> None:
+        async def twice() -> None:  # an album: its copies, then its buttons, in one chat
+            await to(1)
+            await to(1)
+
+        await asyncio.gather(twice(), to(2, delay=0.05))
+
+    asyncio.run(scenario())
+    assert [chat for chat, _ in sent] == [1, 2, 1]  # chat 2 went while chat 1 waited
+    assert sent[2][1] - sent[0][1] >= 0.3 * 0.95  # chat 1 kept its own pace

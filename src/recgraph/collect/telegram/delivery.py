@@ -84,9 +84,11 @@ class DeliveryReport:
 class SendThrottle:
     """Telegram's flood limits on the sending side: per chat and overall.
 
-    Each send reserves the earliest slot that is ``1 / per_second`` after the
-    previous send and ``per_chat_seconds`` after the previous send to the same
-    chat, then sleeps until it.
+    A send first waits until ``per_chat_seconds`` after the previous send to
+    its chat (or the end of a 429's ``retry_after``, :meth:`hold`), then
+    reserves the earliest free slot of the overall rate (``1 / per_second``
+    apart) and sleeps until it. A chat that must wait never holds up the
+    others: only sends that are ready take overall slots.
     """
 
     def __init__(
@@ -105,12 +107,13 @@ class SendThrottle:
         self._last_in_chat: dict[int, float] = {}
 
     async def wait(self, chat_id: int) -> None:
-        now = self._clock()
-        slot = max(
-            now,
-            self._next_any,
-            self._last_in_chat.get(chat_id, -np.inf) + self.per_chat_seconds,
-        )
+        while True:  # the chat's own pace first (again, if another send took its turn)
+            now = self._clock()
+            ready = self._last_in_chat.get(chat_id, -np.inf) + self.per_chat_seconds
+            if ready <= now:
+                break
+            await self._sleep(ready - now)
+        slot = max(now, self._next_any)
         self._next_any = slot + self.spacing
         self._last_in_chat[chat_id] = slot
         if slot > now:
@@ -162,10 +165,10 @@ class Delivery:
                     raise
                 if exc.fault is Fault.FLOOD:
                     wait = float(exc.retry_after or 1.0)
+                    self.throttle.hold(chat_id, wait)  # every send to this chat waits
                     if wait > self.config.max_retry_after_seconds:
                         raise
                     log.info("Telegram asks to wait %.1f s (chat %s)", wait, chat_id)
-                    self.throttle.hold(chat_id, wait)
                     await asyncio.sleep(wait)
                 elif exc.fault is Fault.NOT_SENT:
                     await asyncio.sleep(self.config.retry_seconds * 2 ** (attempt - 1))
