@@ -23,6 +23,7 @@ from recgraph.jobs.scheduler import (  # noqa: E402
     configure_run_logging,
     load_run_config,
 )
+from recgraph.pipeline import Pipeline  # noqa: E402
 from recgraph.serving.registry import ModelRegistry  # noqa: E402
 
 
@@ -271,7 +272,6 @@ def test_run_log_is_quiet_by_default_and_never_shows_the_token(
 
 
 def test_run_wires_crawl_training_and_delivery(store: Store, tmp_path: Path) -> None:
-    pytest.importorskip("telegram", reason="python-telegram-bot is not installed")
     from recgraph.collect.bluesky.fake_server import FakeAppView, FakeGraph
     from recgraph.collect.telegram.bot import FeedBot
     from recgraph.collect.telegram.fake_server import DEFAULT_TOKEN, FakeBotApi
@@ -314,9 +314,18 @@ def test_run_wires_crawl_training_and_delivery(store: Store, tmp_path: Path) -> 
                     api.wait_for, lambda: registry.current_version() is not None, 60
                 )
                 await asyncio.to_thread(api.wait_for, lambda: api.calls("copyMessage"), 20)
-            return runner
+                bot = runner.bot_service.bot
+                await asyncio.to_thread(
+                    api.wait_for,
+                    lambda: "who_to_follow" in getattr(bot.current_model(), "questions", {}),
+                    30,
+                )
+                handed = bot.current_model()
+            return runner, handed
 
-        runner = asyncio.run(scenario())
+        runner, handed = asyncio.run(scenario())
+    # the bot chooses with the whole published pipeline (fallback, rules), not one retriever
+    assert isinstance(handed, Pipeline) and set(handed.questions) == {"feed", "who_to_follow"}
     assert runner.stats["crawl"].runs >= 1 and runner.stats["crawl"].failures == 0
     assert store.counts()["follows"] > 0
     assert runner.stats["train"].failures == 0

@@ -591,7 +591,8 @@ class Trainer:
             ) from None
 
     def feed_model(self, version: str) -> Any | None:
-        """The first feed retriever of registry ``version`` (for the bot), or ``None``."""
+        """The pipeline of registry ``version`` when it answers the feed question (for the
+        bot, so a post is chosen by the same rules as an API answer), or ``None``."""
         from recgraph.serving.loader import load_version
 
         try:
@@ -599,8 +600,7 @@ class Trainer:
         except Exception as exc:  # the bot keeps its model; the API reports its own failure
             log.warning("cannot load %s for the bot: %s", version, exc)
             return None
-        feed = loaded.pipeline.questions.get("feed")
-        return None if feed is None else feed.models.get(feed.main_keys[0])
+        return loaded.pipeline if "feed" in loaded.pipeline.questions else None
 
 
 async def _stop_child(proc: asyncio.subprocess.Process, grace: float = 10.0) -> None:

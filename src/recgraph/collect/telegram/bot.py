@@ -246,7 +246,6 @@ class FeedBot:
         return self.picker.plan(chat_ids, now)
 
     # ---------------------------------------------------------------- sending
-    # ---------------------------------------------------------------- sending
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
