@@ -129,6 +129,8 @@ class GraphCSR:
         nodes = np.asarray(nodes, dtype=np.int64)
         starts = np.asarray(indptr[nodes], dtype=np.int64)
         lengths = np.asarray(indptr[nodes + 1], dtype=np.int64) - starts
+        if cap and len(lengths) and lengths.max() <= cap:
+            cap = 0
         taken = np.minimum(lengths, cap) if cap else lengths
         total = int(taken.sum())
         owner = np.repeat(np.arange(len(nodes)), taken)

@@ -47,7 +47,7 @@ class PixieConfig(WalkConfig):
     """Pixie settings (see the module docstring).
 
     ``steps``: the walk budget per user (item -> user -> item counts as one
-    step); ``walkers``: walks run side by side per query item;
+    step); ``walkers``: walks run side by side (shared over the query items);
     ``query_items``: the user's most recent items walked from;
     ``early_candidates = 0`` turns early stopping off; ``boost = false``
     sums the visits instead.
@@ -59,7 +59,7 @@ class PixieConfig(WalkConfig):
     half_life_days: float | None = Field(default=30.0, gt=0)
     visit_threshold: int = Field(default=4, ge=1)
     early_candidates: int = Field(default=500, ge=0)
-    walkers: int = Field(default=256, ge=1)
+    walkers: int = Field(default=2048, ge=1)
     boost: bool = True
 
 
@@ -141,7 +141,11 @@ class Pixie(WalkRetriever):
         return items, weights
 
     def walk(self, user: int) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-        """``(query items, their weights, per query item (visited items, visit counts))``."""
+        """``(query items, their weights, per query item (visited items, visit counts))``.
+
+        Every query item's walkers run side by side (one numpy step for all
+        of them); a walker restarts at its own query item.
+        """
         cfg = self.config
         items, weights = self.query(user)
         if not len(items):
@@ -151,43 +155,44 @@ class Pixie(WalkRetriever):
         scaled = weights * degree * np.maximum(self._log_constant - np.log(degree), 1e-3)
         budget = np.maximum(np.rint(cfg.steps * scaled / scaled.sum()).astype(np.int64), 1)
         rng = np.random.default_rng([cfg.seed, user])
-        visits = []
-        for item, steps in zip(items.tolist(), budget.tolist(), strict=True):
-            visits.append(self._walk_from(item, steps, rng))
-        return items, weights, visits
-
-    def _walk_from(
-        self, item: int, steps: int, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        cfg = self.config
-        graph = self.walk_graph_
-        width = min(cfg.walkers, steps)
-        position = np.full(width, item, dtype=np.int64)
+        # walkers per query item in proportion to its budget; each runs budget / walkers steps
+        width = np.maximum(np.minimum(budget, np.rint(cfg.walkers * budget / budget.sum())), 1)
+        width = width.astype(np.int64)
+        home = np.repeat(np.arange(len(items)), width)
+        rounds_needed = -(-budget // width)
+        limit = rounds_needed[home]
+        position = items[home]
+        n_items = self.n_items
         seen: list[np.ndarray] = []
-        nodes, counts = np.zeros(0, np.int64), np.zeros(0)
-        done = 0
-        rounds = 0
-        while done < steps:
-            users = graph.random_neighbor(position, "in", rng.random(width))
+        keys, counts = np.zeros(0, np.int64), np.zeros(0)
+        for step in range(int(rounds_needed.max())):
+            live = step < limit
+            if not live.all():
+                home, position, limit = home[live], position[live], limit[live]
+            users = graph.random_neighbor(position, "in", rng.random(len(position)))
             alive = users >= 0
-            targets = np.full(width, -1, dtype=np.int64)
-            targets[alive] = graph.random_neighbor(users[alive], "out", rng.random(int(alive.sum())))
-            reached = targets >= 0
-            seen.append(targets[reached])
-            restart = (rng.random(width) < cfg.restart) | ~reached
-            position = np.where(restart, item, targets)
-            done += width
-            rounds += 1
-            if cfg.early_candidates and rounds % 8 == 0:
-                nodes, counts = aggregate(np.concatenate([nodes, *seen]), np.r_[counts, np.ones(sum(len(s) for s in seen))])
-                seen = []
-                if int((counts >= cfg.visit_threshold).sum()) >= cfg.early_candidates:
-                    break
-        if seen:
-            nodes, counts = aggregate(
-                np.concatenate([nodes, *seen]), np.r_[counts, np.ones(sum(len(s) for s in seen))]
+            targets = np.full(len(position), -1, dtype=np.int64)
+            targets[alive] = graph.random_neighbor(
+                users[alive], "out", rng.random(int(alive.sum()))
             )
-        return nodes, counts
+            reached = targets >= 0
+            seen.append(home[reached] * n_items + targets[reached])
+            restart = (rng.random(len(position)) < cfg.restart) | ~reached
+            position = np.where(restart, items[home], targets)
+            if cfg.early_candidates and step % 4 == 3:
+                keys, counts = _merge(keys, counts, seen)
+                seen = []
+                _, total = aggregate(keys % n_items, counts)
+                if int((total >= cfg.visit_threshold).sum()) >= cfg.early_candidates:
+                    break
+        keys, counts = _merge(keys, counts, seen)
+        query_of = keys // n_items
+        bounds = np.searchsorted(query_of, np.arange(len(items) + 1))
+        visits = [
+            (keys[bounds[q] : bounds[q + 1]] % n_items, counts[bounds[q] : bounds[q + 1]])
+            for q in range(len(items))
+        ]
+        return items, weights, visits
 
     @staticmethod
     def _combine(
@@ -240,3 +245,13 @@ class Pixie(WalkRetriever):
         if len(candidates) and (candidates.min() < 0 or candidates.max() >= self.n_items):
             raise IndexError("candidate index outside the item range")
         return candidates
+
+
+def _merge(
+    keys: np.ndarray, counts: np.ndarray, seen: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Visit counts so far plus one visit per entry of ``seen`` (sorted keys)."""
+    if not seen:
+        return keys, counts
+    fresh = np.concatenate(seen)
+    return aggregate(np.concatenate([keys, fresh]), np.concatenate([counts, np.ones(len(fresh))]))

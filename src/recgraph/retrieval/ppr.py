@@ -38,6 +38,7 @@ Two ways to compute it (``method`` in the config):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
@@ -134,35 +135,57 @@ class PersonalizedPageRank(WalkRetriever):
         return self.config.epsilon * np.maximum(degree, 1)
 
     def push(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Local push from ``user``: ``(nodes, scores, residual nodes, residuals)``, sorted by node."""
+        """Local push from ``user``: ``(nodes, scores, residual nodes, residuals)``, sorted by node.
+
+        The residual lives in a dense scratch array per thread (zeroed again
+        where it was touched), so a round costs what its pushes touch: only
+        nodes that just received mass can cross their threshold.
+        """
         cfg = self.config
         alpha = cfg.restart
-        r_nodes = np.array([user], dtype=np.int64)
-        r_vals = np.array([1.0])
+        residual = self._scratch()
+        touched: list[np.ndarray] = [np.array([user], dtype=np.int64)]
         kept_nodes: list[np.ndarray] = []
         kept_vals: list[np.ndarray] = []
-        for _ in range(cfg.max_rounds):
-            active = r_vals >= self._thresholds(r_nodes)
-            if not active.any():
-                break
-            nodes, mass = r_nodes[active], r_vals[active]
-            kept_nodes.append(nodes)
-            kept_vals.append(alpha * mass)
-            owner, neighbour = self._neighbours(nodes)
-            degree = np.bincount(owner, minlength=len(nodes))
-            share = (1 - alpha) * mass / np.maximum(degree, 1)
-            lost = (1 - alpha) * mass[degree == 0].sum()
-            r_nodes, r_vals = aggregate(
-                np.concatenate([r_nodes[~active], neighbour, [user]]),
-                np.concatenate([r_vals[~active], share[owner], [lost]]),
+        residual[user] = 1.0
+        frontier = np.array([user], dtype=np.int64)
+        try:
+            for _ in range(cfg.max_rounds):
+                frontier = np.unique(frontier[residual[frontier] >= self._thresholds(frontier)])
+                if not len(frontier):
+                    break
+                mass = residual[frontier].copy()
+                residual[frontier] = 0.0
+                kept_nodes.append(frontier)
+                kept_vals.append(alpha * mass)
+                owner, neighbour = self._neighbours(frontier)
+                degree = np.bincount(owner, minlength=len(frontier))
+                share = (1 - alpha) * mass / np.maximum(degree, 1)
+                lost = (1 - alpha) * mass[degree == 0].sum()
+                np.add.at(residual, neighbour, share[owner])
+                if lost:
+                    residual[user] += lost
+                    neighbour = np.append(neighbour, user)
+                touched.append(neighbour)
+                frontier = neighbour
+            nodes, scores = aggregate(
+                np.concatenate(kept_nodes) if kept_nodes else np.zeros(0, np.int64),
+                np.concatenate(kept_vals) if kept_vals else np.zeros(0),
             )
-            nonzero = r_vals > 0
-            r_nodes, r_vals = r_nodes[nonzero], r_vals[nonzero]
-        nodes, scores = aggregate(
-            np.concatenate(kept_nodes) if kept_nodes else np.zeros(0, np.int64),
-            np.concatenate(kept_vals) if kept_vals else np.zeros(0),
-        )
-        return nodes, scores, r_nodes, r_vals
+            r_nodes = np.unique(np.concatenate(touched))
+            r_vals = residual[r_nodes]
+            left = r_vals > 0
+            return nodes, scores, r_nodes[left], r_vals[left]
+        finally:
+            residual[np.concatenate(touched)] = 0.0
+
+    def _scratch(self) -> np.ndarray:
+        """This thread's zeroed residual array (one float64 per node)."""
+        local = self.__dict__.setdefault("_local", threading.local())
+        scratch = getattr(local, "residual", None)
+        if scratch is None or len(scratch) != self.n_users:
+            scratch = local.residual = np.zeros(self.n_users, dtype=np.float64)
+        return scratch
 
     def user_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         nodes, scores, _, _ = self.push(user)

@@ -6,7 +6,8 @@ For a user ``u``:
    personalised PageRank from ``u`` (local push, :mod:`recgraph.retrieval.ppr`;
    ``u`` itself included), weighted by that PageRank;
 2. a bipartite graph of **hubs** (the circle) and **authorities** (every
-   account a hub follows; at most ``hub_cap`` per hub, a fixed sample);
+   account a hub follows; at most ``authorities_per_hub`` per hub, a fixed
+   sample);
 3. **SALSA** on it, personalised: a hub passes its score evenly to the
    accounts it follows, an authority passes its score evenly back to the hubs
    that follow it, and each hub step restarts to the circle's weights with
@@ -47,7 +48,9 @@ class SALSAConfig(WalkConfig):
 
     ``restart``, ``epsilon`` and ``circle_method`` are the circle's PageRank
     (``push`` by default; ``power`` is exact, for small graphs and tests);
-    ``circle`` its size; ``iterations`` SALSA rounds; ``salsa_restart`` the
+    ``circle`` its size; ``authorities_per_hub`` the follows of one hub
+    that enter the bipartite graph (a fixed evenly spaced sample; ``0``: up to
+    ``hub_cap``); ``iterations`` SALSA rounds; ``salsa_restart`` the
     probability a hub step returns to the circle's weights.
     """
 
@@ -55,6 +58,7 @@ class SALSAConfig(WalkConfig):
     epsilon: float = Field(default=1e-5, gt=0, lt=1)
     circle: int = Field(default=500, ge=1)
     circle_method: Literal["push", "power"] = "push"
+    authorities_per_hub: int = Field(default=200, ge=0)
     iterations: int = Field(default=10, ge=1)
     salsa_restart: float = Field(default=0.15, ge=0, lt=1)
 
@@ -107,7 +111,7 @@ class SALSA(WalkRetriever):
         """``(authorities, scores, hubs, H, hub scores / hub degree)`` of one user."""
         cfg = self.config
         hubs, h0 = self.circle_of_trust(user)
-        owner, followed = self.walk_graph_.gather(hubs, "out")
+        owner, followed = self.walk_graph_.gather(hubs, "out", cfg.authorities_per_hub)
         authorities, column = np.unique(followed, return_inverse=True)
         hub_by_authority = sp.csr_matrix(
             (np.ones(len(owner)), (owner, column)), shape=(len(hubs), len(authorities))

@@ -76,9 +76,15 @@ class WalkGraph:
             base = base + self.overlay.degrees(nodes, side)
         return base
 
-    def gather(self, nodes: np.ndarray, side: Side = "out") -> tuple[np.ndarray, np.ndarray]:
-        """Capped neighbours of ``nodes`` in the trained graph, then their overlay neighbours."""
-        owner, neighbour = self.csr.gather(nodes, side, self.cap)
+    def gather(
+        self, nodes: np.ndarray, side: Side = "out", cap: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Capped neighbours of ``nodes`` in the trained graph, then their overlay neighbours.
+
+        ``cap`` overrides the graph's hub cap for this call (``0``: none).
+        """
+        cap = self.cap if cap is None else (min(cap, self.cap) if self.cap and cap else cap or self.cap)
+        owner, neighbour = self.csr.gather(nodes, side, cap)
         if len(self.overlay):
             extra_owner, extra = self.overlay.gather(nodes, side)
             if len(extra):
@@ -248,9 +254,12 @@ class WalkRetriever(Retriever):
                 allowed=allowed[start:stop] if sp.issparse(allowed) else allowed,
             )
 
-        run_batches(
-            spans, work, resolve_threads(self.config.n_threads), f"{self.name} top-{k}", len(users)
-        )
+        if len(spans) == 1:  # one request: no thread pool, no progress bar
+            work(*spans[0])
+        else:
+            run_batches(
+                spans, work, resolve_threads(self.config.n_threads), f"{self.name} top-{k}", len(users)
+            )
         return ids, scores
 
     def _forbidden(
