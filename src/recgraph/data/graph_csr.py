@@ -147,7 +147,7 @@ class GraphCSR:
         indptr, indices = self._arrays(side)
         shape = (self.n_rows, self.n_cols) if side == "out" else (self.n_cols, self.n_rows)
         return sp.csr_matrix(
-            (np.ones(len(indices), np.float32), np.asarray(indices), np.asarray(indptr)),
+            (np.ones(len(indices), np.float32), np.array(indices), np.array(indptr)),
             shape=shape,
         )
 

@@ -153,7 +153,8 @@ class GraphOverlay:
 
 
 def recent_follows(store, since: int) -> tuple[np.ndarray, np.ndarray]:
-    """External ids ``(src, dst)`` of the active follows created or seen at or after ``since``.
+    """External ids ``(src, dst)`` of the active follows created at or after ``since``
+    (or first seen then, when the creation time is unknown).
 
     What a crawler wrote after training, for a server to put in its overlay.
     """
@@ -166,7 +167,9 @@ def recent_follows(store, since: int) -> tuple[np.ndarray, np.ndarray]:
             )
         )
         .where(f.removed_at.is_(None))
-        .where(sa.or_(f.created_at >= since, f.seen_at >= since))
+        .where(
+            sa.or_(f.created_at >= since, sa.and_(f.created_at.is_(None), f.seen_at >= since))
+        )
     )
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()

@@ -175,7 +175,13 @@ class WalkRetriever(Retriever):
         assert self.users is not None and self.items is not None
         src = self.users.index([str(s) for s in src_ids], missing=-1)
         dst = self.items.index([str(d) for d in dst_ids], missing=-1)
-        return self.overlay.add(src, dst)
+        known = (src >= 0) & (dst >= 0)
+        fresh = known.copy()
+        for j in np.flatnonzero(known):
+            row = self.graph_.neighbors(int(src[j]), "out")
+            at = np.searchsorted(row, dst[j])
+            fresh[j] = not (at < len(row) and row[at] == dst[j])  # trained already
+        return self.overlay.add(src[fresh], dst[fresh])
 
     # ------------------------------------------------------------------ scores
     @abstractmethod
