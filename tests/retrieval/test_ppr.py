@@ -130,3 +130,67 @@ def test_hub_cap_thins_the_walk_and_is_exact_above_the_max_degree() -> None:
     assert capped.transition_[7].sum() == pytest.approx(1.0)
     skipped = create_retriever("ppr", {"method": "power", "hub_cap": 5, "hub_policy": "skip"}).fit(graph)
     assert skipped.transition_[7].nnz == 0 and skipped.dangling_[7]
+
+
+# ---------------------------------------------------------------------- local push
+@pytest.mark.parametrize("walk", ["out", "in", "undirected"])
+def test_push_equals_power_iteration_when_epsilon_is_tiny(walk: str) -> None:
+    graph = with_dangling_nodes()
+    users = np.arange(graph.n_users)
+    exact = create_retriever("ppr", {**CONVERGED, "walk": walk}).fit(graph).score_rows(users)
+    push = create_retriever("ppr", {"epsilon": 1e-10, "hub_cap": 0, "walk": walk}).fit(graph)
+    rows = push.score_rows(users)
+    assert rows.shape == exact.shape
+    np.testing.assert_allclose(rows.toarray(), exact, atol=1e-6)
+
+
+def test_push_error_stays_within_epsilon_times_degree() -> None:
+    graph = random_graph(80, 0.06, seed=7, directed=True)
+    exact_model = create_retriever("ppr", CONVERGED).fit(graph)
+    epsilon = 1e-3
+    push = create_retriever("ppr", {"epsilon": epsilon, "hub_cap": 0}).fit(graph)
+    degree = np.maximum(np.diff(graph.csr().indptr), 1)
+    for u in (0, 11, 42):
+        exact = exact_model.score_rows([u])[0]
+        nodes, scores, r_nodes, residual = push.push(u)
+        approx = np.zeros(graph.n_users)
+        approx[nodes] = scores
+        assert (approx <= exact + 1e-6).all(), "the push never overshoots"
+        assert (residual < epsilon * degree[r_nodes]).all()
+        # what is missing is the PageRank of the residual: at most its mass
+        assert exact.sum() - approx.sum() == pytest.approx(residual.sum(), abs=1e-5)
+        assert np.abs(exact - approx).max() > 0, "a coarse epsilon is approximate"
+
+
+def test_push_work_is_bounded_at_a_users_own_huge_follow_list() -> None:
+    # account 0 follows 2,000 accounts; each of them follows account 1
+    src = np.r_[np.zeros(2000, int), np.arange(2, 2002)]
+    dst = np.r_[np.arange(2, 2002), np.ones(2000, int)]
+    graph = Interactions.from_indices(src, dst, n_users=2002, one_sided=True, directed=True)
+    model = create_retriever("ppr", {"hub_cap": 50}).fit(graph)
+    owner, neighbour = model._neighbours(np.array([0]))
+    assert len(neighbour) == 50
+    nodes, scores = model.user_row(0)
+    assert len(nodes) <= 52, "the walk spreads over the sample only"
+    ids, _ = model.recommend([0], k=1)
+    assert ids[0, 0] == 1, "the account everybody it follows follows comes first"
+
+
+def test_explanations_of_the_push_split_the_score() -> None:
+    graph = random_graph(40, 0.1, seed=4, directed=True)
+    model = create_retriever("ppr", {"method": "push"}).fit(graph)
+    ids, scores = model.recommend([3], k=5)
+    adjacency = graph.csr().toarray() > 0
+    for e, score in zip(model.explain(3, ids[0], top=None), scores[0], strict=True):
+        assert e.score == pytest.approx(float(score), rel=1e-5)
+        assert e.contributions.sum() == pytest.approx(e.score, rel=1e-4)
+        assert adjacency[e.via, e.candidate].all()
+
+
+def test_pushed_scores_are_the_rankers_feature() -> None:
+    graph = random_graph(50, 0.08, seed=8, directed=True)
+    model = create_retriever("ppr").fit(graph)
+    ids, scores = model.recommend([1, 2], k=4)
+    got = model.score_pairs(np.repeat([1, 2], 4), ids.ravel())
+    np.testing.assert_allclose(got, scores.ravel(), rtol=1e-6)
+    assert model.score_pairs([1], [1]).dtype == np.float32
