@@ -29,7 +29,7 @@ Two ways to compute it (``method`` in the config):
   ``p + PPR(r) = PPR(e_u)`` with every ``r[v] < epsilon * deg(v)``; the
   work is at most ``1 / (alpha * epsilon)`` edge visits whatever the graph's
   size, and each node expands at most ``hub_cap`` of its edges (a fixed
-  evenly spaced sample). The scores are a short sparse vector, so a server
+  evenly spaced sample). A last sweep spreads the residual one step. The scores are a short sparse vector, so a server
   answers from a memory-mapped graph (:mod:`recgraph.retrieval.walks`), and
   edges added after training (the overlay) are walked too.
 - ``power``: exact power iteration over the whole graph, for small graphs
@@ -81,6 +81,13 @@ class PPRConfig(WalkConfig):
     pushes) or exact ``power`` iteration (``iterations`` and ``tol``; the
     whole graph per user, for small graphs). The push's hub sample is a
     fixed evenly spaced one; the power iteration's a seeded random one.
+    After the pushes, one ``sweep`` turns the residual left below the
+    thresholds into scores as one more step would (``alpha r`` on each node,
+    the rest over at most ``sweep`` of its neighbours; ``0``: no sweep). It
+    costs at most ``sweep`` edges per residual node and ranks the far tail
+    the way the exact vector does: with the default ``epsilon = 1e-4`` the
+    top-20 lists recall as much as power iteration's on wiki-Vote,
+    ego-Facebook and CollegeMsg (``tests/retrieval/test_walk_recall.py``).
     """
 
     restart: float = Field(default=0.3, gt=0, lt=1)
@@ -88,8 +95,9 @@ class PPRConfig(WalkConfig):
     tol: float = Field(default=1e-6, ge=0)
     walk: Literal["out", "in", "undirected"] = "out"
     method: Literal["push", "power"] = "push"
-    epsilon: float = Field(default=1e-5, gt=0, lt=1)
+    epsilon: float = Field(default=1e-4, gt=0, lt=1)
     max_rounds: int = Field(default=100, ge=1)
+    sweep: int = Field(default=100, ge=0)
     hub_policy: Literal["sample", "skip"] = "sample"  # type: ignore[assignment]
 
 
@@ -112,14 +120,16 @@ class PersonalizedPageRank(WalkRetriever):
         return self.graph_.to_csr("out")
 
     # ------------------------------------------------------------------ local push
-    def _neighbours(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _neighbours(
+        self, nodes: np.ndarray, cap: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Capped walk-direction neighbours of ``nodes`` (overlay included), distinct per owner."""
         graph = self.walk_graph_
         walk = self.config.walk
         if walk != "undirected":
-            return graph.gather(nodes, walk)
-        a_owner, a = graph.gather(nodes, "out")
-        b_owner, b = graph.gather(nodes, "in")
+            return graph.gather(nodes, walk, cap)
+        a_owner, a = graph.gather(nodes, "out", cap)
+        b_owner, b = graph.gather(nodes, "in", cap)
         keys = np.unique(
             np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b])
         )
@@ -188,8 +198,18 @@ class PersonalizedPageRank(WalkRetriever):
         return scratch
 
     def user_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
-        nodes, scores, _, _ = self.push(user)
-        return nodes, scores
+        """Pushed scores plus one last sweep of the residual (see :class:`PPRConfig`)."""
+        nodes, scores, r_nodes, residual = self.push(user)
+        if not self.config.sweep or not len(r_nodes):
+            return nodes, scores
+        alpha = self.config.restart
+        owner, neighbour = self._neighbours(r_nodes, self.config.sweep)
+        degree = np.bincount(owner, minlength=len(r_nodes))
+        share = (1 - alpha) * residual / np.maximum(degree, 1)
+        return aggregate(
+            np.concatenate([nodes, r_nodes, neighbour]),
+            np.concatenate([scores, alpha * residual, share[owner]]),
+        )
 
     # ------------------------------------------------------------------ power iteration
     def _build_power(self) -> None:
@@ -367,7 +387,7 @@ class PersonalizedPageRank(WalkRetriever):
         ``(1 - alpha) p(w) / deg(w)`` (what ``w`` passed on in the last step), scaled to
         sum to the candidate's score."""
         assert self.users is not None
-        nodes, scores, _, _ = self.push(user)
+        nodes, scores = self.user_row(user)
         back = {"out": "in", "in": "out"}.get(self.config.walk)
         out = []
         for candidate in candidates:

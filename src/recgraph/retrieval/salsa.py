@@ -55,7 +55,7 @@ class SALSAConfig(WalkConfig):
     """
 
     restart: float = Field(default=0.3, gt=0, lt=1)
-    epsilon: float = Field(default=1e-5, gt=0, lt=1)
+    epsilon: float = Field(default=1e-4, gt=0, lt=1)
     circle: int = Field(default=500, ge=1)
     circle_method: Literal["push", "power"] = "push"
     authorities_per_hub: int = Field(default=200, ge=0)
