@@ -208,7 +208,7 @@ class Pixie(WalkRetriever):
         return nodes, roots**2
 
     def user_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
-        _, _, visits = self.walk(user)
+        _, _, visits = self._cached(("walk", user), lambda: self.walk(user))
         return self._combine(visits, self.config.boost)
 
     def explain(
@@ -218,7 +218,7 @@ class Pixie(WalkRetriever):
         assert self.users is not None and self.items is not None
         user = int(self._check_users([user])[0])
         candidates = self._check_users_items(candidates)
-        items, _, visits = self.walk(user)
+        items, _, visits = self._cached(("walk", user), lambda: self.walk(user))
         out = []
         for candidate in candidates.tolist():
             per_query = np.zeros(len(visits))

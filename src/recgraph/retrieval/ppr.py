@@ -387,7 +387,7 @@ class PersonalizedPageRank(WalkRetriever):
         ``(1 - alpha) p(w) / deg(w)`` (what ``w`` passed on in the last step), scaled to
         sum to the candidate's score."""
         assert self.users is not None
-        nodes, scores = self.user_row(user)
+        nodes, scores = self.cached_row(user)
         back = {"out": "in", "in": "out"}.get(self.config.walk)
         out = []
         for candidate in candidates:

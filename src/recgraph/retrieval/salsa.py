@@ -95,7 +95,7 @@ class SALSA(WalkRetriever):
         """The ``circle`` accounts of highest PageRank from ``user``: ``(nodes, weights)``, weights sum to 1."""
         model = self.circle_model_
         if self.config.circle_method == "push":
-            nodes, scores = model.user_row(user)
+            nodes, scores = model.cached_row(user)
         else:
             row = np.asarray(model.score_rows([user]))[0].astype(np.float64)
             nodes = np.flatnonzero(row > 0)
@@ -134,7 +134,7 @@ class SALSA(WalkRetriever):
         return authorities, a, hubs, hub_by_authority, by_hub
 
     def user_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
-        authorities, scores, _, _, _ = self._salsa(user)
+        authorities, scores, _, _, _ = self._cached(("salsa", user), lambda: self._salsa(user))
         keep = scores > 0
         return authorities[keep], scores[keep]
 
@@ -145,7 +145,9 @@ class SALSA(WalkRetriever):
         assert self.users is not None
         user = int(self._check_users([user])[0])
         candidates = self._check_users(candidates)
-        authorities, scores, hubs, matrix, by_hub = self._salsa(user)
+        authorities, scores, hubs, matrix, by_hub = self._cached(
+            ("salsa", user), lambda: self._salsa(user)
+        )
         columns = matrix.tocsc()
         out = []
         for candidate in candidates:

@@ -18,10 +18,12 @@ the per-user work on threads.
 
 from __future__ import annotations
 
+import threading
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,6 +42,8 @@ from recgraph.retrieval.neighborhood import (
 )
 
 GRAPH_FOLDER = "graph"
+#: Users whose walk results a model keeps (see :meth:`WalkRetriever._cached`).
+ROW_CACHE = 256
 
 
 class WalkConfig(GraphWalkConfig):
@@ -145,6 +149,27 @@ class WalkRetriever(Retriever):
         """Derive what the walks need from ``graph_``; subclasses extend it."""
         self.overlay = GraphOverlay()
         self.walk_graph_ = WalkGraph(self.graph_, self.overlay, self.config.hub_cap)
+        self._cache: OrderedDict[tuple, tuple[int, Any]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def _cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per key while the overlay is unchanged (a small LRU).
+
+        A served answer asks for the same user's walk three times (its
+        candidates, their explanations, the ranker's feature): it walks once.
+        """
+        version = self.overlay.version
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == version:
+                self._cache.move_to_end(key)
+                return hit[1]
+        value = compute()
+        with self._cache_lock:
+            self._cache[key] = (version, value)
+            while len(self._cache) > ROW_CACHE:
+                self._cache.popitem(last=False)
+        return value
 
     def _save_files(self, path: Path) -> None:
         self.graph_.save(path / GRAPH_FOLDER)
@@ -193,8 +218,12 @@ class WalkRetriever(Retriever):
         users = self._check_users(users)
         return self._rows(users)
 
+    def cached_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`user_row`, walked once while the overlay is unchanged."""
+        return self._cached(("row", user), lambda: self.user_row(user))
+
     def _rows(self, users: np.ndarray) -> sp.csr_matrix:
-        rows = [self.user_row(int(u)) for u in users]
+        rows = [self.cached_row(int(u)) for u in users]
         lengths = np.array([len(t) for t, _ in rows], dtype=np.int64)
         indptr = np.zeros(len(users) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
@@ -214,7 +243,7 @@ class WalkRetriever(Retriever):
         out = np.zeros(len(users), dtype=np.float32)
         for user in np.unique(users):
             pick = np.flatnonzero(users == user)
-            row_targets, row_scores = self.user_row(int(user))
+            row_targets, row_scores = self.cached_row(int(user))
             order = np.argsort(row_targets)
             row_targets, row_scores = row_targets[order], row_scores[order]
             at = np.searchsorted(row_targets, targets[pick])
