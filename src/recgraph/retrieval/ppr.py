@@ -97,7 +97,7 @@ class PPRConfig(WalkConfig):
     method: Literal["push", "power"] = "push"
     epsilon: float = Field(default=1e-4, gt=0, lt=1)
     max_rounds: int = Field(default=100, ge=1)
-    sweep: int = Field(default=100, ge=0)
+    sweep: int = Field(default=1000, ge=0)
     hub_policy: Literal["sample", "skip"] = "sample"  # type: ignore[assignment]
 
 
