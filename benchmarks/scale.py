@@ -162,7 +162,9 @@ def run_size(size: int, models: list[str], rate: float, seconds: float, work: Pa
     imported["rows_per_second"] = round(imported["rows"] / imported["seconds"])
     imported["cpu_us_per_row"] = round(1e6 * imported["cpu_seconds"] / imported["rows"], 2)
     imported["store_mb"] = folder_mb(folder) - round(tsv.stat().st_size / 1e6, 1)
-    print(f"  import {imported['seconds']:.1f}s ({imported['rows_per_second']:,} rows/s)", flush=True)
+    print(
+        f"  import {imported['seconds']:.1f}s ({imported['rows_per_second']:,} rows/s)", flush=True
+    )
     # requests: accounts drawn like followers (the active ask more), as the ids the TSV holds
     pairs = np.loadtxt(tsv, dtype=np.int64, max_rows=200_000)
     rng = np.random.default_rng(0)
@@ -175,7 +177,10 @@ def run_size(size: int, models: list[str], rate: float, seconds: float, work: Pa
         try:
             trained = child(_TRAIN_CHILD, db, str(registry), json.dumps(pipeline_config(model)))
             trained["registry_mb"] = folder_mb(registry)
-            print(f"  {model}: trained in {trained['seconds']:.1f}s, peak {trained['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"  {model}: trained in {trained['seconds']:.1f}s, peak {trained['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
             served = serve(registry, db, users, rate, seconds)
             print(
                 f"  {model}: server up in {served['start_seconds']}s, p50 {served['p50_ms']} ms, "
@@ -307,7 +312,9 @@ def plot(payload: dict, path: Path) -> None:
             ys = [r["models"].get(model, {}).get("train", {}).get("seconds") for r in runs]
             ax.plot(x, [y if y is not None else np.nan for y in ys], "s--", label=f"train {model}")
             ys = [r["models"].get(model, {}).get("serve", {}).get("start_seconds") for r in runs]
-            ax.plot(x, [y if y is not None else np.nan for y in ys], "^:", label=f"server start {model}")
+            ax.plot(
+                x, [y if y is not None else np.nan for y in ys], "^:", label=f"server start {model}"
+            )
     if graphs:
         ax.plot([g["follows"] for g in graphs], [g["build"]["seconds"] for g in graphs], "kD-",
                 label="CSR build (no SQLite)")  # fmt: skip
@@ -323,9 +330,13 @@ def plot(payload: dict, path: Path) -> None:
         ax.plot(x, [r["import"]["peak_rss_mb"] for r in runs], "o-", label="import peak")
         for model in payload["models"]:
             ys = [r["models"].get(model, {}).get("train", {}).get("peak_rss_mb") for r in runs]
-            ax.plot(x, [y if y is not None else np.nan for y in ys], "s--", label=f"train {model} peak")
+            ax.plot(
+                x, [y if y is not None else np.nan for y in ys], "s--", label=f"train {model} peak"
+            )
             ys = [r["models"].get(model, {}).get("serve", {}).get("server_rss_mb") for r in runs]
-            ax.plot(x, [y if y is not None else np.nan for y in ys], "^:", label=f"server {model} RSS")
+            ax.plot(
+                x, [y if y is not None else np.nan for y in ys], "^:", label=f"server {model} RSS"
+            )
     if graphs:
         ax.plot([g["follows"] for g in graphs], [g["peak_rss_mb"] for g in graphs], "kD-",
                 label="CSR build + walks peak")  # fmt: skip
@@ -341,8 +352,13 @@ def plot(payload: dict, path: Path) -> None:
     for model in payload["models"]:
         ys = [r["models"].get(model, {}).get("serve", {}).get("p99_ms") for r in runs]
         ax.plot(x, [y if y is not None else np.nan for y in ys], "o-", label=f"{model} p99 (HTTP)")
-        ys = [r["models"].get(model, {}).get("serve", {}).get("server_cpu_ms_per_request") for r in runs]
-        ax.plot(x, [y if y is not None else np.nan for y in ys], "x:", label=f"{model} CPU ms/request")
+        ys = [
+            r["models"].get(model, {}).get("serve", {}).get("server_cpu_ms_per_request")
+            for r in runs
+        ]
+        ax.plot(
+            x, [y if y is not None else np.nan for y in ys], "x:", label=f"{model} CPU ms/request"
+        )
     for model in ("ppr", "salsa"):
         if graphs:
             ax.plot([g["follows"] for g in graphs], [g[model]["cpu_ms_mean"] for g in graphs], "D--",
@@ -355,7 +371,9 @@ def plot(payload: dict, path: Path) -> None:
     ax.set_title(f"suggestions at {payload['rate_rps']:.0f} requests/s")
     ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)
-    fig.suptitle(f"recgraph at scale (2 cores shared; load average {payload['load_average_at_end'][0]:.1f})")
+    fig.suptitle(
+        f"recgraph at scale (2 cores shared; load average {payload['load_average_at_end'][0]:.1f})"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -378,12 +396,18 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--merge", action="store_true", help="add to scale.json instead of replacing it")
+    parser.add_argument(
+        "--merge", action="store_true", help="add to scale.json instead of replacing it"
+    )
     args = parser.parse_args()
     if args.rate * args.seconds > 20_000 or args.seconds > 60:
         sys.exit("keep it bounded: at most 60 s and 20,000 requests a size and model")
     models = [m for m in args.models.split(",") if m]
-    previous = json.loads((RESULTS / "scale.json").read_text()) if args.merge and (RESULTS / "scale.json").exists() else {}
+    previous = (
+        json.loads((RESULTS / "scale.json").read_text())
+        if args.merge and (RESULTS / "scale.json").exists()
+        else {}
+    )
     payload = {
         "benchmark": "scale",
         "rate_rps": args.rate,
@@ -391,11 +415,16 @@ def main() -> None:
         "models": sorted(set(models) | set(previous.get("models", []))),
         "generator": "benchmarks/imports.py heavy_tailed_follows: Zipf in-degree (exponent 1), "
         "out-degree (0.8), 10 follows per account on average",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_at_start": os.getloadavg()},  # fmt: skip
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_start": os.getloadavg(),
+        },  # fmt: skip
         "target": "suggestions p99 <= 50 ms at 200 requests/s at every size",
         "runs": [r for r in previous.get("runs", []) if r["follows"] not in args.sizes],
-        "graph_only": [g for g in previous.get("graph_only", []) if g["follows"] not in args.graph_sizes],
+        "graph_only": [
+            g for g in previous.get("graph_only", []) if g["follows"] not in args.graph_sizes
+        ],
     }
     work = Path(tempfile.mkdtemp(prefix="recgraph-scale-", dir=os.environ.get("SCALE_TMP")))
     try:

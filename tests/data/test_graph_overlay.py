@@ -13,13 +13,13 @@ def test_edges_are_added_once_and_read_both_ways() -> None:
     assert overlay.add([0], [5]) == 0, "a repeat is no new edge"
     assert len(overlay) == 3
     owner, neighbour = overlay.gather(np.array([3, 0, 9]), "out")
-    assert sorted(zip(owner.tolist(), neighbour.tolist())) == [(0, 5), (1, 5), (1, 6)]
+    assert sorted(zip(owner.tolist(), neighbour.tolist(), strict=True)) == [(0, 5), (1, 5), (1, 6)]
     owner, neighbour = overlay.gather(np.array([5]), "in")
     assert sorted(neighbour.tolist()) == [0, 3]
     assert overlay.degrees(np.array([0, 3, 5, 7]), "out").tolist() == [2, 1, 0, 0]
     assert overlay.pick(np.array([0, 0]), np.array([0, 1]), "out").tolist() == [5, 6]
     src, dst = overlay.edges()
-    assert list(zip(src.tolist(), dst.tolist())) == [(0, 5), (0, 6), (3, 5)]
+    assert list(zip(src.tolist(), dst.tolist(), strict=True)) == [(0, 5), (0, 6), (3, 5)]
 
 
 def test_the_oldest_edges_go_past_the_limit_and_clear_empties_it() -> None:
@@ -53,9 +53,11 @@ def test_recent_follows_are_those_created_since(tmp_path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     with store.writer() as writer:
         writer.follows(
-            pd.DataFrame({"src": ["a", "b", "c"], "dst": ["b", "c", "a"], "created_at": [10, 20, 30]}),
+            pd.DataFrame(
+                {"src": ["a", "b", "c"], "dst": ["b", "c", "a"], "created_at": [10, 20, 30]}
+            ),
             directed=True,
         )
     src, dst = recent_follows(store, 20)
     store.close()
-    assert sorted(zip(src.tolist(), dst.tolist())) == [("b", "c"), ("c", "a")]
+    assert sorted(zip(src.tolist(), dst.tolist(), strict=True)) == [("b", "c"), ("c", "a")]

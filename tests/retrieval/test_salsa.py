@@ -60,7 +60,9 @@ def test_the_pushed_circle_gives_the_exact_lists() -> None:
     pushed = create_retriever("salsa", {"epsilon": 1e-7}).fit(graph)
     a, _ = exact.recommend(users, k=10)
     b, _ = pushed.recommend(users, k=10)
-    overlap = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a.tolist(), b.tolist(), strict=True)])
+    overlap = np.mean(
+        [len(set(x) & set(y)) / 10 for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+    )
     assert overlap >= 0.95
 
 

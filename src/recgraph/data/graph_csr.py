@@ -96,9 +96,7 @@ class GraphCSR:
         n_cols = n_rows if n_cols is None else n_cols
         src = np.asarray(src, dtype=np.int64)
         dst = np.asarray(dst, dtype=np.int64)
-        matrix = sp.csr_matrix(
-            (np.ones(len(src), np.float32), (src, dst)), shape=(n_rows, n_cols)
-        )
+        matrix = sp.csr_matrix((np.ones(len(src), np.float32), (src, dst)), shape=(n_rows, n_cols))
         return cls.from_csr(matrix)
 
     # ------------------------------------------------------------------ reading
@@ -191,7 +189,9 @@ class GraphCSR:
                 f"supported (expected {FORMAT_VERSION})"
             )
         arrays = {
-            name: np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+            name: np.load(
+                folder / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False
+            )
             for name in _ARRAYS
         }
         graph = cls(**arrays, n_rows=int(manifest["n_rows"]), n_cols=int(manifest["n_cols"]))

@@ -116,7 +116,9 @@ class GraphOverlay:
     def _trim(self) -> None:
         src, dst = np.concatenate(self._src), np.concatenate(self._dst)
         if len(src) > self.max_edges:
-            for s, d in zip(src[: -self.max_edges].tolist(), dst[: -self.max_edges].tolist(), strict=True):
+            for s, d in zip(
+                src[: -self.max_edges].tolist(), dst[: -self.max_edges].tolist(), strict=True
+            ):
                 self._pairs.discard((s, d))
             src, dst = src[-self.max_edges :], dst[-self.max_edges :]
         self._src, self._dst = [src], [dst]
@@ -167,9 +169,7 @@ def recent_follows(store, since: int) -> tuple[np.ndarray, np.ndarray]:
             )
         )
         .where(f.removed_at.is_(None))
-        .where(
-            sa.or_(f.created_at >= since, sa.and_(f.created_at.is_(None), f.seen_at >= since))
-        )
+        .where(sa.or_(f.created_at >= since, sa.and_(f.created_at.is_(None), f.seen_at >= since)))
     )
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()

@@ -374,8 +374,14 @@ class PersonalizedPageRank(WalkRetriever):
             assert self.users is not None
             out.append(
                 make_explanation(
-                    self.users, self.users, user, int(candidate), current[candidate], via,
-                    contrib, self.relation,
+                    self.users,
+                    self.users,
+                    user,
+                    int(candidate),
+                    current[candidate],
+                    via,
+                    contrib,
+                    self.relation,
                 )
             )
         return out

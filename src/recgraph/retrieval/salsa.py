@@ -108,7 +108,9 @@ class SALSA(WalkRetriever):
         nodes, scores = nodes[order], scores[order]
         return nodes, scores / max(scores.sum(), 1e-300)
 
-    def _salsa(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, sp.csr_matrix, np.ndarray]:
+    def _salsa(
+        self, user: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, sp.csr_matrix, np.ndarray]:
         """``(authorities, scores, hubs, H, hub scores / hub degree)`` of one user."""
         cfg = self.config
         hubs, h0 = self.circle_of_trust(user)
@@ -119,7 +121,9 @@ class SALSA(WalkRetriever):
         )
         hub_degree = np.asarray(hub_by_authority.sum(axis=1)).ravel()
         authority_degree = np.asarray(hub_by_authority.sum(axis=0)).ravel()
-        inverse_hub = np.divide(1.0, hub_degree, out=np.zeros_like(hub_degree), where=hub_degree > 0)
+        inverse_hub = np.divide(
+            1.0, hub_degree, out=np.zeros_like(hub_degree), where=hub_degree > 0
+        )
         inverse_authority = np.divide(
             1.0, authority_degree, out=np.zeros_like(authority_degree), where=authority_degree > 0
         )
@@ -129,7 +133,11 @@ class SALSA(WalkRetriever):
         a = hub_by_authority.T @ by_hub
         for _ in range(cfg.iterations - 1):
             lost = h[hub_degree == 0].sum()
-            h = beta * h0 + (1 - beta) * (hub_by_authority @ (a * inverse_authority)) + (1 - beta) * lost * h0
+            h = (
+                beta * h0
+                + (1 - beta) * (hub_by_authority @ (a * inverse_authority))
+                + (1 - beta) * lost * h0
+            )
             by_hub = h * inverse_hub
             a = hub_by_authority.T @ by_hub
         return authorities, a, hubs, hub_by_authority, by_hub

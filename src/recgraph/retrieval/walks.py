@@ -87,7 +87,11 @@ class WalkGraph:
 
         ``cap`` overrides the graph's hub cap for this call (``0``: none).
         """
-        cap = self.cap if cap is None else (min(cap, self.cap) if self.cap and cap else cap or self.cap)
+        cap = (
+            self.cap
+            if cap is None
+            else (min(cap, self.cap) if self.cap and cap else cap or self.cap)
+        )
         owner, neighbour = self.csr.gather(nodes, side, cap)
         if len(self.overlay):
             extra_owner, extra = self.overlay.gather(nodes, side)
@@ -96,9 +100,7 @@ class WalkGraph:
                 neighbour = np.concatenate([neighbour, extra])
         return owner, neighbour
 
-    def random_neighbor(
-        self, nodes: np.ndarray, side: Side, draws: np.ndarray
-    ) -> np.ndarray:
+    def random_neighbor(self, nodes: np.ndarray, side: Side, draws: np.ndarray) -> np.ndarray:
         """One neighbour per node, uniform over its edges (``draws`` in [0, 1)); ``-1`` if none."""
         indptr = self.csr.out_indptr if side == "out" else self.csr.in_indptr
         indices = self.csr.out_indices if side == "out" else self.csr.in_indices
@@ -293,7 +295,11 @@ class WalkRetriever(Retriever):
             work(*spans[0])
         else:
             run_batches(
-                spans, work, resolve_threads(self.config.n_threads), f"{self.name} top-{k}", len(users)
+                spans,
+                work,
+                resolve_threads(self.config.n_threads),
+                f"{self.name} top-{k}",
+                len(users),
             )
         return ids, scores
 
