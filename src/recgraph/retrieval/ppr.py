@@ -395,29 +395,39 @@ class PersonalizedPageRank(WalkRetriever):
         assert self.users is not None
         nodes, scores = self.cached_row(user)
         back = {"out": "in", "in": "out"}.get(self.config.walk)
+        candidates = np.asarray(candidates, dtype=np.int64)
+        if back is None:
+            a_owner, a = self.walk_graph_.gather(candidates, "out")
+            b_owner, b = self.walk_graph_.gather(candidates, "in")
+            keys = np.unique(
+                np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b])
+            )
+            owner, via_all = keys // self.n_users, keys % self.n_users
+        else:
+            owner, via_all = self.walk_graph_.gather(candidates, back)
+            order = np.argsort(owner, kind="stable")  # overlay edges come after the rest
+            owner, via_all = owner[order], via_all[order]
+        # each predecessor's share: its score over its degree (what it passes on)
+        at = np.minimum(np.searchsorted(nodes, via_all), max(len(nodes) - 1, 0))
+        hit = (nodes[at] == via_all) if len(nodes) else np.zeros(len(via_all), dtype=bool)
+        owner, via_all, at = owner[hit], via_all[hit], at[hit]
+        weight_all = scores[at] / np.maximum(self._thresholds(via_all) / self.config.epsilon, 1)
+        at_c = np.minimum(np.searchsorted(nodes, candidates), max(len(nodes) - 1, 0))
+        found = (nodes[at_c] == candidates) if len(nodes) else np.zeros(len(candidates), bool)
+        own_score = np.where(found, scores[at_c] if len(nodes) else 0.0, 0.0)
+        bounds = np.searchsorted(owner, np.arange(len(candidates) + 1))
         out = []
-        for candidate in candidates:
-            if back is None:
-                owner_a, a = self.walk_graph_.gather(np.array([candidate]), "out")
-                owner_b, b = self.walk_graph_.gather(np.array([candidate]), "in")
-                via = np.unique(np.concatenate([a, b]))
-            else:
-                via = np.unique(self.walk_graph_.gather(np.array([candidate]), back)[1])
-            at = np.searchsorted(nodes, via)
-            inside = at < len(nodes)
-            hit = np.zeros(len(via), dtype=bool)
-            hit[inside] = nodes[at[inside]] == via[inside]
-            via = via[hit]
-            weight = scores[at[hit]] / np.maximum(self._thresholds(via) / self.config.epsilon, 1)
-            at_c = np.searchsorted(nodes, candidate)
-            score = float(scores[at_c]) if at_c < len(nodes) and nodes[at_c] == candidate else 0.0
+        for j, candidate in enumerate(candidates.tolist()):
+            via = via_all[bounds[j] : bounds[j + 1]]
+            weight = weight_all[bounds[j] : bounds[j + 1]]
+            score = float(own_score[j])
             total = weight.sum()
             contrib = weight * (score / total) if total > 0 else weight
             keep = contrib > 0
             via, contrib = top_contributions(via[keep], contrib[keep], top)
             out.append(
                 make_explanation(
-                    self.users, self.users, user, int(candidate), score, via, contrib, self.relation
+                    self.users, self.users, user, candidate, score, via, contrib, self.relation
                 )
             )
         return out

@@ -274,6 +274,12 @@ class WalkRetriever(Retriever):
             raise ValueError(f"k must be at least 1, got {k}")
         exclude_m = rows_as_csr(exclude, len(users), self.n_items, "exclude")
         allowed = self._allowed(candidates, len(users))
+        if len(users) == 1 and not sp.issparse(allowed):
+            fast = self._recommend_one(
+                int(users[0]), k, exclude_seen, None if exclude_m is None else exclude_m, allowed
+            )
+            if fast is not None:
+                return fast
         ids = np.full((len(users), k), -1, dtype=np.int64)
         scores = np.full((len(users), k), -np.inf, dtype=np.float32)
         step = self.config.users_per_batch
@@ -302,6 +308,43 @@ class WalkRetriever(Retriever):
                 len(users),
             )
         return ids, scores
+
+    def _recommend_one(
+        self,
+        user: int,
+        k: int,
+        exclude_seen: bool,
+        exclude: sp.csr_matrix | None,
+        allowed: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """One request's top ``k`` without sparse matrices; ``None`` when the walk reached
+        fewer than ``k`` allowed targets (the general path then fills in zero scores)."""
+        targets, values = self.cached_row(user)
+        keep = values > 0
+        parts = []
+        if exclude_seen:
+            seen = self._seen
+            assert seen is not None
+            parts.append(seen.indices[seen.indptr[user] : seen.indptr[user + 1]])
+            if self.graph_kind in ("follows", "friends"):
+                parts.append(np.array([user]))
+            if len(self.overlay):
+                parts.append(self.overlay.gather(np.array([user]), "out")[1])
+        if exclude is not None:
+            parts.append(exclude.indices)
+        if parts:
+            keep &= ~np.isin(targets, np.concatenate(parts))
+        if allowed is not None:
+            keep &= allowed[targets]
+        if int(keep.sum()) < k:
+            return None
+        targets, values = targets[keep], values[keep].astype(np.float32)
+        if len(targets) > k:
+            kth = np.partition(values, len(values) - k)[len(values) - k]
+            pick = values >= kth
+            targets, values = targets[pick], values[pick]
+        order = np.lexsort((targets, -values))[:k]
+        return targets[order][None, :].astype(np.int64), values[order][None, :]
 
     def _forbidden(
         self, users: np.ndarray, exclude_seen: bool, exclude: sp.csr_matrix | None
