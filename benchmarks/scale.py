@@ -149,7 +149,9 @@ def serve(registry: Path, db: str, users: list[str], rate: float, seconds: float
     }
 
 
-def run_size(size: int, models: list[str], rate: float, seconds: float, work: Path) -> dict:
+def run_size(
+    size: int, models: list[str], rate: float, seconds: float, work: Path, on_step=None
+) -> dict:
     folder = work / f"size_{size}"
     folder.mkdir()
     tsv = folder / "follows.tsv"
@@ -172,6 +174,8 @@ def run_size(size: int, models: list[str], rate: float, seconds: float, work: Pa
     tsv.unlink()
     out: dict = {"follows": imported["follows"], "accounts": imported["accounts"],
                  "import": imported, "models": {}}  # fmt: skip
+    if on_step is not None:
+        on_step(out)
     for model in models:
         registry = folder / f"models_{model}"
         try:
@@ -194,6 +198,8 @@ def run_size(size: int, models: list[str], rate: float, seconds: float, work: Pa
             out["models"][model] = {"error": detail.strip().splitlines()[-1][:500]}
             print(f"  {model}: failed: {out['models'][model]['error']}", flush=True)
         shutil.rmtree(registry, ignore_errors=True)
+        if on_step is not None:
+            on_step(out)
     return out
 
 
@@ -429,9 +435,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="recgraph-scale-", dir=os.environ.get("SCALE_TMP")))
     try:
         for size in args.sizes:
-            payload["runs"].append(run_size(size, models, args.rate, args.seconds, work))
-            payload["runs"].sort(key=lambda r: r["follows"])
-            save(payload)
+            kept = list(payload["runs"])
+
+            def step(out: dict, kept: list = kept) -> None:  # saved after each model
+                payload["runs"] = sorted([*kept, out], key=lambda r: r["follows"])
+                save(payload)
+
+            run_size(size, models, args.rate, args.seconds, work, step)
         for size in args.graph_sizes:
             try:
                 payload["graph_only"].append(run_graph_only(size, work))
