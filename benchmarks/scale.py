@@ -120,6 +120,10 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
 
+#: A second, light phase: what one request takes when the shared machine is not saturated.
+LIGHT_RATE = 20.0
+
+
 def serve(registry: Path, db: str, users: list[str], rate: float, seconds: float) -> dict:
     port = free_port()
     started = time.perf_counter()
@@ -133,6 +137,7 @@ def serve(registry: Path, db: str, users: list[str], rate: float, seconds: float
         result = asyncio.run(open_loop(url, paths, rate, seconds))
         cpu = process_cpu_seconds(server.pid) - cpu_before
         memory = process_memory_mb(server.pid)
+        light = asyncio.run(open_loop(url, paths[::-1], LIGHT_RATE, seconds))
     finally:
         server.terminate()
         try:
@@ -142,6 +147,10 @@ def serve(registry: Path, db: str, users: list[str], rate: float, seconds: float
     result.pop("latencies_ms")
     result.pop("versions_seen", None)
     return {
+        "light": {
+            "rate_rps": LIGHT_RATE,
+            **{k: light[k] for k in ("ok", "errors", "p50_ms", "p99_ms", "max_ms")},
+        },
         "start_seconds": round(start_seconds, 2),
         "server_cpu_ms_per_request": round(1000 * cpu / max(result["ok"], 1), 2),
         **{f"server_{k}": v for k, v in memory.items()},
@@ -189,6 +198,7 @@ def run_size(
             print(
                 f"  {model}: server up in {served['start_seconds']}s, p50 {served['p50_ms']} ms, "
                 f"p99 {served['p99_ms']} ms, {served['server_cpu_ms_per_request']} CPU ms/request, "
+                f"at {LIGHT_RATE:.0f}/s p50 {served['light']['p50_ms']} p99 {served['light']['p99_ms']} ms, "
                 f"RSS {served['server_rss_mb']} MB",
                 flush=True,
             )
