@@ -367,7 +367,21 @@ def plot(payload: dict, path: Path) -> None:
     ax = axes[2]
     for model in payload["models"]:
         ys = [r["models"].get(model, {}).get("serve", {}).get("p99_ms") for r in runs]
-        ax.plot(x, [y if y is not None else np.nan for y in ys], "o-", label=f"{model} p99 (HTTP)")
+        ax.plot(
+            x,
+            [y if y is not None else np.nan for y in ys],
+            "o-",
+            label=f"{model} p99 at 200/s (HTTP)",
+        )
+        ys = [
+            r["models"].get(model, {}).get("serve", {}).get("light", {}).get("p99_ms") for r in runs
+        ]
+        ax.plot(
+            x,
+            [y if y is not None else np.nan for y in ys],
+            "s-.",
+            label=f"{model} p99 at {LIGHT_RATE:.0f}/s (HTTP)",
+        )
         ys = [
             r["models"].get(model, {}).get("serve", {}).get("server_cpu_ms_per_request")
             for r in runs
