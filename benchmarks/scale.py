@@ -371,7 +371,7 @@ def plot(payload: dict, path: Path) -> None:
             x,
             [y if y is not None else np.nan for y in ys],
             "o-",
-            label=f"{model} p99 at 200/s (HTTP)",
+            label=f"{model} p99 at {payload['rate_rps']:.0f}/s (HTTP)",
         )
         ys = [
             r["models"].get(model, {}).get("serve", {}).get("light", {}).get("p99_ms") for r in runs
