@@ -140,6 +140,12 @@ class WalkRetriever(Retriever):
 
     # ------------------------------------------------------------------ training
     def _fit(self, train: Interactions) -> None:
+        if (
+            self._liked is not None
+            and self._seen is not None
+            and (self._liked != self._seen).nnz == 0
+        ):
+            self._liked = None  # the same matrix twice (no dislikes): keep one, 8 bytes an edge
         if train.one_sided:
             matrix = simple_adjacency(train)
         else:
