@@ -529,3 +529,24 @@ def test_no_cap_is_a_toml_value(tmp_path) -> None:
     assert model.config.hub_cap == 0 and model.config.path == "in_out"
     assert model.expansion_.nnz == model.second_.nnz, "nothing capped"
     assert create_retriever("ppr", params["ppr"]).config.hub_cap == 0
+
+
+def test_the_first_hop_cap_bounds_a_users_own_huge_follow_list() -> None:
+    from recgraph.retrieval import create_retriever
+
+    # account 0 follows 3,000 accounts; each follows account 1 and one other
+    n = 3003
+    src = np.r_[np.zeros(3000, int), np.arange(2, 3002), np.arange(2, 3002)]
+    dst = np.r_[np.arange(2, 3002), np.ones(3000, int), np.full(3000, 3002)]
+    graph = Interactions.from_indices(src, dst, n_users=n, one_sided=True, directed=True)
+    exact = create_retriever("adamic_adar", {"first_hop_cap": 0}).fit(graph)
+    capped = create_retriever("adamic_adar", {"first_hop_cap": 100}).fit(graph)
+    assert exact.path_counts([0])[0] == 6000
+    assert capped.path_counts([0])[0] == 200, "at most first_hop_cap x hub_cap paths"
+    assert capped.recommend([0], k=2)[0][0].tolist() == exact.recommend([0], k=2)[0][0].tolist()
+    others = np.arange(1, 50)
+    np.testing.assert_array_equal(
+        capped.recommend(others, k=3)[0], exact.recommend(others, k=3)[0]
+    ), "users below the cap are untouched"
+    default = create_retriever("adamic_adar").fit(graph)
+    assert default.path_counts([0])[0] == 6000, "the default cap is above this list"

@@ -13,7 +13,7 @@ from tests.retrieval.test_neighborhood import (
 )
 
 #: Enough iterations for the fixed point, to compare with NetworkX.
-CONVERGED = {"iterations": 300, "tol": 1e-9, "hub_cap": 0}
+CONVERGED = {"method": "power", "iterations": 300, "tol": 1e-9, "hub_cap": 0}
 
 
 class TestPersonalizedPageRank(RetrieverConformance):
@@ -63,19 +63,19 @@ def test_equals_networkx_on_ego_facebook() -> None:
 
 def test_a_user_scores_the_same_alone_or_in_a_batch_with_early_stopping() -> None:
     graph = with_dangling_nodes()
-    model = create_retriever("ppr", {"tol": 1e-4, "iterations": 100}).fit(graph)
+    model = create_retriever("ppr", {"method": "power", "tol": 1e-4, "iterations": 100}).fit(graph)
     users = np.arange(graph.n_users)
     together = model.score_rows(users)
     for u in (0, 5, 17):
         np.testing.assert_array_equal(model.score_rows([u])[0], together[u])
-    fewer = create_retriever("ppr", {"tol": 0, "iterations": 3}).fit(graph).score_rows(users)
+    fewer = create_retriever("ppr", {"method": "power", "tol": 0, "iterations": 3}).fit(graph).score_rows(users)
     assert np.abs(fewer - together).max() > 1e-3, "iterations are honoured"
 
 
 def test_recommend_is_the_masked_top_of_the_scores_on_threads() -> None:
     graph = random_graph(70, 0.06, seed=3, directed=True)
     users = np.arange(graph.n_users)
-    model = create_retriever("ppr", {"n_threads": 2}).fit(graph)
+    model = create_retriever("ppr", {"method": "power", "n_threads": 2}).fit(graph)
     import recgraph.retrieval.ppr as ppr_module
 
     original = ppr_module.PPR_BLOCK_FLOATS
@@ -95,8 +95,8 @@ def test_walk_direction_decides_who_is_reached() -> None:
     # a -> b -> c: walking along follows from a reaches c; walking along followers does not
     graph = Interactions.from_arrays(["a", "b"], ["b", "c"], one_sided=True, directed=True)
     a, c = graph.users.index_of("a"), graph.users.index_of("c")
-    out = create_retriever("ppr", {"walk": "out"}).fit(graph).score_rows([a])[0]
-    back = create_retriever("ppr", {"walk": "in"}).fit(graph).score_rows([a])[0]
+    out = create_retriever("ppr", {"walk": "out"}).fit(graph).score_rows([a]).toarray()[0]
+    back = create_retriever("ppr", {"walk": "in"}).fit(graph).score_rows([a]).toarray()[0]
     assert out[c] > 0 and back[c] == 0
 
 
@@ -122,11 +122,75 @@ def test_hub_cap_thins_the_walk_and_is_exact_above_the_max_degree() -> None:
     dst = np.r_[base.dst, np.r_[np.arange(7), np.arange(8, 60)]]
     graph = Interactions.from_indices(src, dst, n_users=60, one_sided=True, directed=True)
     users = np.arange(60)
-    exact = create_retriever("ppr", {"hub_cap": 0}).fit(graph)
-    same = create_retriever("ppr", {"hub_cap": 59}).fit(graph)
+    exact = create_retriever("ppr", {"method": "power", "hub_cap": 0}).fit(graph)
+    same = create_retriever("ppr", {"method": "power", "hub_cap": 59}).fit(graph)
     np.testing.assert_array_equal(exact.score_rows(users), same.score_rows(users))
-    capped = create_retriever("ppr", {"hub_cap": 5}).fit(graph)
+    capped = create_retriever("ppr", {"method": "power", "hub_cap": 5}).fit(graph)
     assert capped.transition_[7].nnz == 5 and exact.transition_[7].nnz == 59
     assert capped.transition_[7].sum() == pytest.approx(1.0)
-    skipped = create_retriever("ppr", {"hub_cap": 5, "hub_policy": "skip"}).fit(graph)
+    skipped = create_retriever("ppr", {"method": "power", "hub_cap": 5, "hub_policy": "skip"}).fit(graph)
     assert skipped.transition_[7].nnz == 0 and skipped.dangling_[7]
+
+
+# ---------------------------------------------------------------------- local push
+@pytest.mark.parametrize("walk", ["out", "in", "undirected"])
+def test_push_equals_power_iteration_when_epsilon_is_tiny(walk: str) -> None:
+    graph = with_dangling_nodes()
+    users = np.arange(graph.n_users)
+    exact = create_retriever("ppr", {**CONVERGED, "walk": walk}).fit(graph).score_rows(users)
+    push = create_retriever("ppr", {"epsilon": 1e-10, "hub_cap": 0, "walk": walk}).fit(graph)
+    rows = push.score_rows(users)
+    assert rows.shape == exact.shape
+    np.testing.assert_allclose(rows.toarray(), exact, atol=1e-6)
+
+
+def test_push_error_stays_within_epsilon_times_degree() -> None:
+    graph = random_graph(80, 0.06, seed=7, directed=True)
+    exact_model = create_retriever("ppr", CONVERGED).fit(graph)
+    epsilon = 1e-3
+    push = create_retriever("ppr", {"epsilon": epsilon, "hub_cap": 0}).fit(graph)
+    degree = np.maximum(np.diff(graph.csr().indptr), 1)
+    for u in (0, 11, 42):
+        exact = exact_model.score_rows([u])[0]
+        nodes, scores, r_nodes, residual = push.push(u)
+        approx = np.zeros(graph.n_users)
+        approx[nodes] = scores
+        assert (approx <= exact + 1e-6).all(), "the push never overshoots"
+        assert (residual < epsilon * degree[r_nodes]).all()
+        # what is missing is the PageRank of the residual: at most its mass
+        assert exact.sum() - approx.sum() == pytest.approx(residual.sum(), abs=1e-5)
+        assert np.abs(exact - approx).max() > 0, "a coarse epsilon is approximate"
+
+
+def test_push_work_is_bounded_at_a_users_own_huge_follow_list() -> None:
+    # account 0 follows 2,000 accounts; each of them follows account 1
+    src = np.r_[np.zeros(2000, int), np.arange(2, 2002)]
+    dst = np.r_[np.arange(2, 2002), np.ones(2000, int)]
+    graph = Interactions.from_indices(src, dst, n_users=2002, one_sided=True, directed=True)
+    model = create_retriever("ppr", {"hub_cap": 50}).fit(graph)
+    owner, neighbour = model._neighbours(np.array([0]))
+    assert len(neighbour) == 50
+    nodes, scores = model.user_row(0)
+    assert len(nodes) <= 52, "the walk spreads over the sample only"
+    ids, _ = model.recommend([0], k=1)
+    assert ids[0, 0] == 1, "the account everybody it follows follows comes first"
+
+
+def test_explanations_of_the_push_split_the_score() -> None:
+    graph = random_graph(40, 0.1, seed=4, directed=True)
+    model = create_retriever("ppr", {"method": "push"}).fit(graph)
+    ids, scores = model.recommend([3], k=5)
+    adjacency = graph.csr().toarray() > 0
+    for e, score in zip(model.explain(3, ids[0], top=None), scores[0], strict=True):
+        assert e.score == pytest.approx(float(score), rel=1e-5)
+        assert e.contributions.sum() == pytest.approx(e.score, rel=1e-4)
+        assert adjacency[e.via, e.candidate].all()
+
+
+def test_pushed_scores_are_the_rankers_feature() -> None:
+    graph = random_graph(50, 0.08, seed=8, directed=True)
+    model = create_retriever("ppr").fit(graph)
+    ids, scores = model.recommend([1, 2], k=4)
+    got = model.score_pairs(np.repeat([1, 2], 4), ids.ravel())
+    np.testing.assert_allclose(got, scores.ravel(), rtol=1e-6)
+    assert model.score_pairs([1], [1]).dtype == np.float32

@@ -56,7 +56,10 @@ accounts) would add that many paths for every user that reaches it; with
 sample, not re-weighted) are expanded, with ``"skip"`` none. The work per
 query user is then at most ``|F[u]| * hub_cap`` paths. Degrees (and so the
 weights) stay the true ones; ``hub_cap=0`` is exact, and so is the
-default 10 000 on any graph without a node of larger degree.
+default 10 000 on any graph without a node of larger degree. A user's own
+first hop is capped the same way (``first_hop_cap``, default 10 000: a seeded
+sample of a huge follow list), so every two-hop expansion is bounded by
+``first_hop_cap * hub_cap`` paths.
 ``benchmarks/neighborhood.py`` reports what smaller caps cost in recall.
 """
 
@@ -116,11 +119,18 @@ class NeighborhoodConfig(GraphWalkConfig):
 
     ``batch_paths`` bounds the two-hop paths expanded per batch of query
     users, which bounds the memory of one batch (a few tens of bytes a path).
+    ``first_hop_cap`` bounds the first hop the same way: a user with a
+    larger first hop (a huge follow list) expands a seeded uniform sample of
+    that many of its edges (always sampled, never skipped: the user still
+    gets answers; ``0``: all). With both caps one user's work is at most
+    ``first_hop_cap * hub_cap`` paths. Degrees and Jaccard's set sizes stay
+    the true ones.
     """
 
     path: Reading = "out_out"
     degree: DegreeSide = "exit"
     batch_paths: int = Field(default=1 << 20, ge=1)
+    first_hop_cap: int = Field(default=10_000, ge=0)
 
 
 # ---------------------------------------------------------------------- explanations
@@ -627,9 +637,10 @@ class TwoHopRetriever(GraphRetriever):
     def _build(self) -> None:
         cfg = self.config
         first, second = reading_matrices(self.adjacency_, cfg.path)
-        self.first_ = first
         self.second_ = second
         self.degree_ = middle_degrees(first, second, cfg.degree)
+        # the user's own list is capped too (seeded apart from the hub sample)
+        self.first_ = cap_rows(first, cfg.first_hop_cap, "sample", cfg.seed + 1)
         self.weights_ = self.middle_weights(self.degree_).astype(np.float32)
         capped = cap_rows(second, cfg.hub_cap, cfg.hub_policy, cfg.seed)
         self.expansion_ = (sp.diags(self.weights_) @ capped).tocsr().astype(np.float32)

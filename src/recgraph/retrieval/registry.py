@@ -21,6 +21,8 @@ _RETRIEVERS: dict[str, str] = {
     "resource_allocation": "recgraph.retrieval.resource_allocation:ResourceAllocation",
     "jaccard": "recgraph.retrieval.jaccard:Jaccard",
     "ppr": "recgraph.retrieval.ppr:PersonalizedPageRank",
+    "salsa": "recgraph.retrieval.salsa:SALSA",
+    "pixie": "recgraph.retrieval.pixie:Pixie",
     "biased_mf": "recgraph.retrieval.biased_mf:BiasedMF",
     "als": "recgraph.retrieval.als:ALS",
     "bpr": "recgraph.retrieval.bpr:BPR",

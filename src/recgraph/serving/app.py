@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
+import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,10 +28,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from recgraph import __version__
 from recgraph.data.store import Store
-from recgraph.serving.feedback import FeedbackStore
+from recgraph.serving.feedback import FeedbackStore, catch_up_follows
 from recgraph.serving.guards import GuardedRoute, ServiceRoute, bearer, install_error_handlers
 from recgraph.serving.handlers import Service
-from recgraph.serving.loader import ModelLoader
+from recgraph.serving.loader import LoadedModel, ModelLoader
 from recgraph.serving.metrics import Metrics, MetricsMiddleware
 from recgraph.serving.pages import Pages, mount_static
 from recgraph.serving.registry import ModelRegistry
@@ -145,6 +147,21 @@ ROUTES: tuple[Endpoint, ...] = (
 )  # fmt: skip
 
 
+log = logging.getLogger(__name__)
+
+
+def _catch_up_later(loaded: LoadedModel, feedback: FeedbackStore) -> None:
+    """Walk models of a newly loaded version see the follows stored since its training."""
+
+    def run() -> None:
+        try:
+            catch_up_follows(loaded.pipeline, feedback.store)
+        except Exception as exc:  # the overlay is a bonus: never take loading down
+            log.warning("cannot catch up follows since training: %s", exc)
+
+    threading.Thread(target=run, name="recgraph-overlay-catch-up", daemon=True).start()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -180,6 +197,7 @@ def create_app(
         store or Store(settings.database_url, busy_timeout=settings.busy_timeout)
     )
     service = Service(settings, loader, feedback, metrics)
+    loader.subscribe(on_swap=lambda old, new: _catch_up_later(new, feedback))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -236,3 +236,54 @@ def _history_queries() -> tuple[sa.Select, sa.Select, sa.CompoundSelect]:
 
 
 _ITEMS_OF, _FOLLOWS_OF, _FRIENDS_OF = _history_queries()
+
+
+# ---------------------------------------------------------------------- the walks' overlay
+def show_to_walks(pipeline: Any, events: Sequence[ItemFeedback | FollowFeedback]) -> int:
+    """Put new follows and likes in the overlay of every served walk model; return edges added.
+
+    GraphJet's way: the trained graph stays read-only and memory-mapped, and
+    what arrived since (``POST /v1/feedback``, the crawler) is walked from a
+    small in-memory overlay until the next training folds it in. Models
+    without an overlay (``observe``) are left alone; a dislike is no edge.
+    """
+    added = 0
+    for event in events:
+        if isinstance(event, FollowFeedback):
+            question, src, dst = "who_to_follow", event.user, event.account
+        elif event.kind != "dislike":
+            question, src, dst = "feed", event.user, event.item
+        else:
+            continue
+        model_of = getattr(pipeline, "questions", {}).get(question)
+        for model in getattr(model_of, "models", {}).values():
+            observe = getattr(model, "observe", None)
+            if observe is not None and model.is_fitted:
+                added += observe([src], [dst])
+    return added
+
+
+def catch_up_follows(pipeline: Any, store: Store) -> int:
+    """Show the walks every follow the store got since the pipeline was trained (the crawler's).
+
+    One scan of the follows table (no index on the times): run it when a
+    version is loaded, not per request.
+    """
+    from datetime import datetime
+
+    from recgraph.data.graph_overlay import recent_follows
+
+    trained_at = getattr(pipeline, "trained_at", None)
+    if not trained_at:
+        return 0
+    since = int(datetime.fromisoformat(trained_at.replace("Z", "+00:00")).timestamp())
+    src, dst = recent_follows(store, since)
+    if not len(src):
+        return 0
+    model_of = pipeline.questions.get("who_to_follow")
+    added = 0
+    for model in getattr(model_of, "models", {}).values():
+        observe = getattr(model, "observe", None)
+        if observe is not None and model.is_fitted:
+            added += observe(list(src), list(dst))
+    return added

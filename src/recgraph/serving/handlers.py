@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from recgraph import __version__
 from recgraph.errors import RecgraphError
 from recgraph.pipeline import Answer, Recommendation
-from recgraph.serving.feedback import ID_PATTERN, FeedbackEvent, FeedbackStore
+from recgraph.serving.feedback import ID_PATTERN, FeedbackEvent, FeedbackStore, show_to_walks
 from recgraph.serving.loader import LoadedModel, ModelLoader
 from recgraph.serving.metrics import Metrics
 from recgraph.serving.schemas import FeedbackWritten, Health, ModelInfo, ReloadResult
@@ -254,6 +254,8 @@ class Service:
         """
         written = self.feedback.write([event])
         self.metrics.feedback.labels(event.kind).inc()
+        if self.loader.loaded is not None:  # the walks see it at once (their overlay)
+            show_to_walks(self.loader.loaded.pipeline, [event])
         return FeedbackWritten(written=written, user=event.user)
 
     # ------------------------------------------------------------------ dashboard

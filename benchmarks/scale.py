@@ -1,0 +1,483 @@
+"""Who-to-follow at scale in one process: import, training, serving and memory against follows.
+
+For each size (``--sizes``, follows) a synthetic heavy-tailed follow graph
+(power-law in- and out-degrees, :func:`imports.heavy_tailed_follows`, 10
+follows per account on average) goes the real way:
+
+1. ``import``: ``import_edges`` into a fresh SQLite store (wall time, rows/s,
+   CPU seconds, peak RSS; in a child process);
+2. ``train``: ``train_pipeline`` of a who-to-follow pipeline with one
+   retriever (``--models``: ``ppr`` by local push, ``salsa``,
+   ``adamic_adar``) into a registry (wall time, peak RSS, size on disk; a
+   child process each);
+3. ``serve``: ``recgraph serve`` (one uvicorn worker) on 127.0.0.1: start
+   time until ``/healthz`` names the model, then ``GET
+   /v1/accounts/{a}/suggestions?k=10`` at ``--rate`` requests/s for
+   ``--seconds`` (the open-loop generator of ``benchmarks/load.py``), for
+   accounts drawn like the followers (active accounts ask more): p50/p99,
+   the server's CPU per request and its resident memory.
+
+``--graph-sizes`` adds the serving graph alone, without SQLite: the same
+generator's edges streamed into the memory-mapped CSR
+(:func:`recgraph.data.graph_csr.build_from_chunks`), then ``ppr`` and
+``salsa`` walks from it in this process (CPU ms per user, resident memory):
+where the store or the training would not fit in time, this says what the
+walks cost at that size.
+
+Saves ``benchmarks/results/scale.json`` and ``scale.png`` (rewritten after
+each step, so a run that is stopped keeps what it measured).
+Run: ``python benchmarks/scale.py --sizes 1e5,1e6 --graph-sizes 1e8``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from imports import heavy_tailed_follows
+from load import free_port, open_loop, start_server, warm_up
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+MODELS = ("ppr", "salsa", "adamic_adar")
+TARGET_P99_MS = 50.0
+
+_IMPORT_CHILD = r"""
+import json, resource, sys, time
+from recgraph.data.imports import import_edges
+from recgraph.data.store import Store
+store = Store(sys.argv[2])
+start, cpu = time.perf_counter(), time.process_time()
+summary = import_edges(store, sys.argv[1], directed=True)
+seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+counts = store.counts()
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "rows": summary.rows_read,
+    "follows": counts["follows"], "accounts": counts["accounts"],
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+_TRAIN_CHILD = r"""
+import json, resource, sys, time
+from recgraph.data.store import Store
+from recgraph.jobs.train import train_pipeline
+from recgraph.serving.registry import ModelRegistry
+store = Store(sys.argv[1])
+config = json.loads(sys.argv[3])
+start, cpu = time.perf_counter(), time.process_time()
+result = train_pipeline(store, ModelRegistry(sys.argv[2]), config)
+print(json.dumps({"seconds": time.perf_counter() - start, "fit_seconds": result.fit_seconds,
+    "cpu_seconds": time.process_time() - cpu, "version": result.version,
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def pipeline_config(model: str) -> dict:
+    """A who-to-follow pipeline with one retriever and the popular fallback; no feed."""
+    return {
+        "who_to_follow": {
+            "retrievers": [{"name": model, "min_score": 0.0}],
+            "fallback": ["popular"],
+        },
+        "feed": {"enabled": False, "retrievers": [{"name": "popular"}], "fallback": []},
+    }
+
+
+def child(code: str, *args: str) -> dict:
+    env = {**os.environ, "RECGRAPH_PROGRESS": "0", "PYTHONPATH": str(REPO / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], check=True, capture_output=True, text=True, env=env
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def folder_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6, 1)
+
+
+def process_memory_mb(pid: int) -> dict:
+    """Resident and peak resident memory of a process, from /proc (MB)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = round(int(value.split()[0]) / 1024, 1)
+    return {"rss_mb": fields.get("VmRSS"), "peak_rss_mb": fields.get("VmHWM")}
+
+
+def process_cpu_seconds(pid: int) -> float:
+    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: A second, light phase: what one request takes when the shared machine is not saturated.
+LIGHT_RATE = 20.0
+
+
+def serve(registry: Path, db: str, users: list[str], rate: float, seconds: float) -> dict:
+    port = free_port()
+    started = time.perf_counter()
+    server = start_server(str(registry), db, port, 1)
+    start_seconds = time.perf_counter() - started
+    url = f"http://127.0.0.1:{port}"
+    paths = [f"/v1/accounts/{u}/suggestions?k=10" for u in users]
+    try:
+        asyncio.run(warm_up(url, paths))
+        cpu_before = process_cpu_seconds(server.pid)
+        result = asyncio.run(open_loop(url, paths, rate, seconds))
+        cpu = process_cpu_seconds(server.pid) - cpu_before
+        memory = process_memory_mb(server.pid)
+        light = asyncio.run(open_loop(url, paths[::-1], LIGHT_RATE, seconds))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    result.pop("latencies_ms")
+    result.pop("versions_seen", None)
+    return {
+        "light": {
+            "rate_rps": LIGHT_RATE,
+            **{k: light[k] for k in ("ok", "errors", "p50_ms", "p99_ms", "max_ms")},
+        },
+        "start_seconds": round(start_seconds, 2),
+        "server_cpu_ms_per_request": round(1000 * cpu / max(result["ok"], 1), 2),
+        **{f"server_{k}": v for k, v in memory.items()},
+        **result,
+    }
+
+
+def run_size(
+    size: int, models: list[str], rate: float, seconds: float, work: Path, on_step=None
+) -> dict:
+    folder = work / f"size_{size}"
+    folder.mkdir()
+    tsv = folder / "follows.tsv"
+    started = time.perf_counter()
+    rows = heavy_tailed_follows(size, tsv)
+    generated = time.perf_counter() - started
+    db = f"sqlite:///{folder / 'store.db'}"
+    print(f"{rows:,} follows generated in {generated:.1f}s; importing", flush=True)
+    imported = child(_IMPORT_CHILD, str(tsv), db)
+    imported["rows_per_second"] = round(imported["rows"] / imported["seconds"])
+    imported["cpu_us_per_row"] = round(1e6 * imported["cpu_seconds"] / imported["rows"], 2)
+    imported["store_mb"] = folder_mb(folder) - round(tsv.stat().st_size / 1e6, 1)
+    print(
+        f"  import {imported['seconds']:.1f}s ({imported['rows_per_second']:,} rows/s)", flush=True
+    )
+    # requests: accounts drawn like followers (the active ask more), as the ids the TSV holds
+    pairs = np.loadtxt(tsv, dtype=np.int64, max_rows=200_000)
+    rng = np.random.default_rng(0)
+    users = [str(u) for u in rng.choice(pairs[:, 0], size=2000)]
+    tsv.unlink()
+    out: dict = {"follows": imported["follows"], "accounts": imported["accounts"],
+                 "import": imported, "models": {}}  # fmt: skip
+    if on_step is not None:
+        on_step(out)
+    for model in models:
+        registry = folder / f"models_{model}"
+        try:
+            trained = child(_TRAIN_CHILD, db, str(registry), json.dumps(pipeline_config(model)))
+            trained["registry_mb"] = folder_mb(registry)
+            print(
+                f"  {model}: trained in {trained['seconds']:.1f}s, peak {trained['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+            served = serve(registry, db, users, rate, seconds)
+            print(
+                f"  {model}: server up in {served['start_seconds']}s, p50 {served['p50_ms']} ms, "
+                f"p99 {served['p99_ms']} ms, {served['server_cpu_ms_per_request']} CPU ms/request, "
+                f"at {LIGHT_RATE:.0f}/s p50 {served['light']['p50_ms']} p99 {served['light']['p99_ms']} ms, "
+                f"RSS {served['server_rss_mb']} MB",
+                flush=True,
+            )
+            out["models"][model] = {"train": trained, "serve": served}
+        except (subprocess.CalledProcessError, RuntimeError) as exc:
+            detail = getattr(exc, "stderr", "") or str(exc)
+            out["models"][model] = {"error": detail.strip().splitlines()[-1][:500]}
+            print(f"  {model}: failed: {out['models'][model]['error']}", flush=True)
+        shutil.rmtree(registry, ignore_errors=True)
+        if on_step is not None:
+            on_step(out)
+    return out
+
+
+_GRAPH_CHILD = r"""
+import json, resource, sys, time
+import numpy as np
+import scipy.sparse as sp
+sys.path.insert(0, sys.argv[3])
+from scale import generated_chunks
+from recgraph.data.graph_csr import build_from_chunks
+from recgraph.retrieval.ppr import PersonalizedPageRank
+from recgraph.retrieval.salsa import SALSA
+size, folder = int(sys.argv[1]), sys.argv[2]
+start, cpu = time.perf_counter(), time.process_time()
+chunks, n = generated_chunks(size)
+generated = time.perf_counter() - start
+peak_generate = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+start, cpu = time.perf_counter(), time.process_time()
+graph = build_from_chunks(chunks, n, folder)
+build = {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
+del chunks
+out = {"follows": graph.n_edges, "accounts": n, "generate_seconds": generated, "build": build,
+       "peak_rss_generate_mb": peak_generate}
+rng = np.random.default_rng(0)
+edges = rng.choice(graph.n_edges, 200)  # askers drawn like followers: the active ask more
+askers = np.searchsorted(np.asarray(graph.out_indptr), edges, side="right") - 1
+for cls in (PersonalizedPageRank, SALSA):
+    model = cls()
+    model.graph_ = graph
+    model._seen = sp.csr_matrix((n, n), dtype=np.float32)
+    model.graph_kind = "follows"
+    t0 = time.perf_counter()
+    model._build()
+    setup = time.perf_counter() - t0
+    times, sizes = [], []
+    for u in askers:
+        t = time.process_time()
+        nodes, scores = model.user_row(int(u))
+        times.append(time.process_time() - t)
+        sizes.append(len(nodes))
+    times = np.array(times) * 1000
+    out[cls.name] = {"setup_seconds": setup, "cpu_ms_p50": float(np.percentile(times, 50)),
+        "cpu_ms_p99": float(np.percentile(times, 99)), "cpu_ms_mean": float(times.mean()),
+        "scored_per_user_mean": float(np.mean(sizes))}
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+out["rss_after_walks_mb"] = int(status["VmRSS"].split()[0]) / 1024
+out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
+def generated_chunks(rows: int, seed: int = 0, chunk: int = 5_000_000):
+    """The edges :func:`imports.heavy_tailed_follows` writes, in memory and sorted by source.
+
+    Returns ``(chunks, n_accounts)``; the chunks are views of one key array
+    (8 bytes an edge), so the CSR build streams them as it would the store's.
+    """
+    rng = np.random.default_rng(seed)
+    accounts = max(rows // 10, 100)
+    rank = np.arange(1, accounts + 1, dtype=np.float64)
+    popular = rank**-1.0
+    popular /= popular.sum()
+    active = rank**-0.8
+    active /= active.sum()
+    shuffle = rng.permutation(accounts)
+    keys = []
+    for start in range(0, int(rows * 1.3), 20_000_000):
+        draw = min(20_000_000, int(rows * 1.3) - start)
+        src = shuffle[rng.choice(accounts, size=draw, p=active)].astype(np.int64)
+        dst = rng.choice(accounts, size=draw, p=popular).astype(np.int64)
+        keys.append((src * accounts + dst)[src != dst])
+        del src, dst
+    pairs = np.unique(np.concatenate(keys))
+    del keys
+    if len(pairs) > rows:  # a uniform subset, kept in key order
+        keep = np.sort(rng.choice(len(pairs), size=rows, replace=False))
+        pairs = pairs[keep]
+
+    def chunks():
+        for start in range(0, len(pairs), chunk):
+            block = pairs[start : start + chunk]
+            yield (block // accounts).astype(np.int32), (block % accounts).astype(np.int32)
+
+    return chunks(), accounts
+
+
+def run_graph_only(size: int, work: Path) -> dict:
+    folder = work / f"graph_{size}"
+    print(f"graph only, {size:,} follows: generating, building the CSR, walking", flush=True)
+    out = child(_GRAPH_CHILD, str(size), str(folder), str(Path(__file__).resolve().parent))
+    out["csr_mb"] = folder_mb(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    print(
+        f"  CSR built in {out['build']['seconds']:.1f}s ({out['csr_mb']} MB on disk); "
+        f"ppr {out['ppr']['cpu_ms_mean']:.1f} CPU ms/user, salsa {out['salsa']['cpu_ms_mean']:.1f}; "
+        f"peak {out['peak_rss_mb']:.0f} MB",
+        flush=True,
+    )
+    return out
+
+
+def plot(payload: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
+    runs = payload["runs"]
+    graphs = [g for g in payload["graph_only"] if "build" in g]
+    x = [r["follows"] for r in runs]
+    ax = axes[0]
+    if runs:
+        ax.plot(x, [r["import"]["seconds"] for r in runs], "o-", label="import (SQLite)")
+        for model in payload["models"]:
+            ys = [r["models"].get(model, {}).get("train", {}).get("seconds") for r in runs]
+            ax.plot(x, [y if y is not None else np.nan for y in ys], "s--", label=f"train {model}")
+            ys = [r["models"].get(model, {}).get("serve", {}).get("start_seconds") for r in runs]
+            ax.plot(
+                x, [y if y is not None else np.nan for y in ys], "^:", label=f"server start {model}"
+            )
+    if graphs:
+        ax.plot([g["follows"] for g in graphs], [g["build"]["seconds"] for g in graphs], "kD-",
+                label="CSR build (no SQLite)")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("follows")
+    ax.set_ylabel("seconds")
+    ax.set_title("time")
+    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3)
+    ax = axes[1]
+    if runs:
+        ax.plot(x, [r["import"]["peak_rss_mb"] for r in runs], "o-", label="import peak")
+        for model in payload["models"]:
+            ys = [r["models"].get(model, {}).get("train", {}).get("peak_rss_mb") for r in runs]
+            ax.plot(
+                x, [y if y is not None else np.nan for y in ys], "s--", label=f"train {model} peak"
+            )
+            ys = [r["models"].get(model, {}).get("serve", {}).get("server_rss_mb") for r in runs]
+            ax.plot(
+                x, [y if y is not None else np.nan for y in ys], "^:", label=f"server {model} RSS"
+            )
+    if graphs:
+        ax.plot([g["follows"] for g in graphs], [g["peak_rss_mb"] for g in graphs], "kD-",
+                label="CSR build + walks peak")  # fmt: skip
+    ax.axhline(16_000, color="red", linestyle="--", linewidth=1, label="16 GB")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("follows")
+    ax.set_ylabel("MB")
+    ax.set_title("memory")
+    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3)
+    ax = axes[2]
+    for model in payload["models"]:
+        ys = [r["models"].get(model, {}).get("serve", {}).get("p99_ms") for r in runs]
+        ax.plot(
+            x,
+            [y if y is not None else np.nan for y in ys],
+            "o-",
+            label=f"{model} p99 at {payload['rate_rps']:.0f}/s (HTTP)",
+        )
+        ys = [
+            r["models"].get(model, {}).get("serve", {}).get("light", {}).get("p99_ms") for r in runs
+        ]
+        ax.plot(
+            x,
+            [y if y is not None else np.nan for y in ys],
+            "s-.",
+            label=f"{model} p99 at {LIGHT_RATE:.0f}/s (HTTP)",
+        )
+        ys = [
+            r["models"].get(model, {}).get("serve", {}).get("server_cpu_ms_per_request")
+            for r in runs
+        ]
+        ax.plot(
+            x, [y if y is not None else np.nan for y in ys], "x:", label=f"{model} CPU ms/request"
+        )
+    for model in ("ppr", "salsa"):
+        if graphs:
+            ax.plot([g["follows"] for g in graphs], [g[model]["cpu_ms_mean"] for g in graphs], "D--",
+                    label=f"{model} walk CPU ms (no HTTP)")  # fmt: skip
+    ax.axhline(TARGET_P99_MS, color="red", linestyle="--", linewidth=1, label="50 ms target")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("follows")
+    ax.set_ylabel("ms")
+    ax.set_title(f"suggestions at {payload['rate_rps']:.0f} requests/s")
+    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3)
+    fig.suptitle(
+        f"recgraph at scale (2 cores shared; load average {payload['load_average_at_end'][0]:.1f})"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def save(payload: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload["load_average_at_end"] = os.getloadavg()
+    (RESULTS / "scale.json").write_text(json.dumps(payload, indent=2) + "\n")
+    plot(payload, RESULTS / "scale.png")
+
+
+def sizes_arg(text: str) -> list[int]:
+    return [int(float(s)) for s in text.split(",") if s.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=sizes_arg, default=sizes_arg("1e5,1e6"))
+    parser.add_argument("--graph-sizes", type=sizes_arg, default=[])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--merge", action="store_true", help="add to scale.json instead of replacing it"
+    )
+    args = parser.parse_args()
+    if args.rate * args.seconds > 20_000 or args.seconds > 60:
+        sys.exit("keep it bounded: at most 60 s and 20,000 requests a size and model")
+    models = [m for m in args.models.split(",") if m]
+    previous = (
+        json.loads((RESULTS / "scale.json").read_text())
+        if args.merge and (RESULTS / "scale.json").exists()
+        else {}
+    )
+    payload = {
+        "benchmark": "scale",
+        "rate_rps": args.rate,
+        "seconds_per_model": args.seconds,
+        "models": sorted(set(models) | set(previous.get("models", []))),
+        "generator": "benchmarks/imports.py heavy_tailed_follows: Zipf in-degree (exponent 1), "
+        "out-degree (0.8), 10 follows per account on average",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_start": os.getloadavg(),
+        },  # fmt: skip
+        "target": "suggestions p99 <= 50 ms at 200 requests/s at every size",
+        "runs": [r for r in previous.get("runs", []) if r["follows"] not in args.sizes],
+        "graph_only": [
+            g for g in previous.get("graph_only", []) if g["follows"] not in args.graph_sizes
+        ],
+    }
+    work = Path(tempfile.mkdtemp(prefix="recgraph-scale-", dir=os.environ.get("SCALE_TMP")))
+    try:
+        for size in args.sizes:
+            kept = list(payload["runs"])
+
+            def step(out: dict, kept: list = kept) -> None:  # saved after each model
+                payload["runs"] = sorted([*kept, out], key=lambda r: r["follows"])
+                save(payload)
+
+            run_size(size, models, args.rate, args.seconds, work, step)
+        for size in args.graph_sizes:
+            try:
+                payload["graph_only"].append(run_graph_only(size, work))
+            except subprocess.CalledProcessError as exc:
+                print(f"graph only {size:,}: failed: {exc.stderr.strip().splitlines()[-1:]}")
+                payload["graph_only"].append({"follows": size, "error": exc.stderr[-500:]})
+            payload["graph_only"].sort(key=lambda g: g["follows"])
+            save(payload)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"saved {RESULTS / 'scale.json'} and {RESULTS / 'scale.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+"""A compact graph for serving: int32 CSR in both directions, saved as ``.npy`` and memory-mapped.
+
+A :class:`GraphCSR` holds one graph twice: rows by source (``out``: whom
+each node points to) and rows by target (``in``: who points at each node).
+Row pointers are int64 (a graph may have more than ``2**31`` edges),
+neighbour indices int32 (at most ``2**31 - 1`` nodes): 12 bytes an edge for
+both directions, plus 16 bytes a node. Saved as plain ``.npy`` files with a
+small ``graph.json``, a graph is opened with ``mmap_mode="r"``: a server
+starts without reading it, and several worker processes share one copy of
+the pages through the page cache (the way Cassovary and GraphJet keep a
+graph in memory).
+
+Built three ways:
+
+- :meth:`GraphCSR.from_edges` / :meth:`GraphCSR.from_csr`, in memory, for a
+  model fitted on :class:`~recgraph.data.interactions.Interactions`;
+- :func:`build_from_store`, streaming the store's follows in chunks
+  (:meth:`Store.iter_follow_chunks`) into files: memory is one chunk plus
+  the node arrays, never a frame of every edge; the second direction is a
+  counting sort over memory-mapped edge files, chunk by chunk.
+
+Bipartite graphs (users x items) use the same class with ``n_rows`` users and
+``n_cols`` items; one-sided graphs (accounts follow accounts) have
+``n_rows == n_cols``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from recgraph.data.interactions import IdMap
+from recgraph.errors import InputError
+from recgraph.files import atomic_write
+from recgraph.progress import progress_bar
+
+FORMAT_VERSION = 1
+MANIFEST = "graph.json"
+_ARRAYS = ("out_indptr", "out_indices", "in_indptr", "in_indices")
+Side = Literal["out", "in"]
+
+#: Edges sorted per step of the streaming counting sort (about 40 bytes each in flight).
+SORT_CHUNK = 4_000_000
+
+
+@dataclass
+class GraphCSR:
+    """A graph as two CSRs: ``out`` (rows = sources) and ``in`` (rows = targets).
+
+    Arrays may be in-memory numpy arrays or read-only memory maps; every
+    method only reads them. Within a row, neighbours are in ascending order
+    when the graph came from sorted edges (directed store, ``from_csr``).
+    """
+
+    out_indptr: np.ndarray
+    out_indices: np.ndarray
+    in_indptr: np.ndarray
+    in_indices: np.ndarray
+    n_rows: int
+    n_cols: int
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_csr(cls, matrix: sp.spmatrix) -> GraphCSR:
+        """Both directions of a sparse matrix's nonzero pattern (values are dropped)."""
+        out = sp.csr_matrix(matrix)
+        out.sum_duplicates()
+        out.sort_indices()
+        transposed = out.T.tocsr()
+        transposed.sort_indices()
+        n_rows, n_cols = out.shape
+        _check_size(n_rows, n_cols)
+        return cls(
+            out.indptr.astype(np.int64),
+            out.indices.astype(np.int32),
+            transposed.indptr.astype(np.int64),
+            transposed.indices.astype(np.int32),
+            int(n_rows),
+            int(n_cols),
+        )
+
+    @classmethod
+    def from_edges(
+        cls, src: np.ndarray, dst: np.ndarray, n_rows: int, n_cols: int | None = None
+    ) -> GraphCSR:
+        """From edge arrays (duplicates collapse to one edge)."""
+        n_cols = n_rows if n_cols is None else n_cols
+        src = np.asarray(src, dtype=np.int64)
+        dst = np.asarray(dst, dtype=np.int64)
+        matrix = sp.csr_matrix((np.ones(len(src), np.float32), (src, dst)), shape=(n_rows, n_cols))
+        return cls.from_csr(matrix)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def n_edges(self) -> int:
+        return int(self.out_indptr[-1])
+
+    def degrees(self, side: Side = "out") -> np.ndarray:
+        """Edges per row of one side (int64)."""
+        return np.diff(self._indptr(side))
+
+    def neighbors(self, node: int, side: Side = "out") -> np.ndarray:
+        """The targets of ``node`` (``out``) or its sources (``in``), as a view."""
+        indptr, indices = self._arrays(side)
+        return indices[indptr[node] : indptr[node + 1]]
+
+    def gather(
+        self, nodes: np.ndarray, side: Side = "out", cap: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Neighbours of many nodes at once: ``(owner, neighbour)``.
+
+        ``owner[j]`` is the position in ``nodes`` whose row ``neighbour[j]``
+        came from. With ``cap > 0`` a row longer than ``cap`` gives ``cap``
+        evenly spaced entries (a fixed sample: the same on every call), so the
+        work is at most ``len(nodes) * cap`` whatever the degrees.
+        """
+        indptr, indices = self._arrays(side)
+        nodes = np.asarray(nodes, dtype=np.int64)
+        starts = np.asarray(indptr[nodes], dtype=np.int64)
+        lengths = np.asarray(indptr[nodes + 1], dtype=np.int64) - starts
+        if cap and len(lengths) and lengths.max() <= cap:
+            cap = 0
+        taken = np.minimum(lengths, cap) if cap else lengths
+        total = int(taken.sum())
+        owner = np.repeat(np.arange(len(nodes)), taken)
+        if not total:
+            return owner, np.zeros(0, dtype=np.int64)
+        within = np.arange(total) - np.repeat(np.cumsum(taken) - taken, taken)
+        if cap:
+            stride = np.maximum(lengths // np.maximum(taken, 1), 1)
+            within = within * stride[owner]
+        return owner, np.asarray(indices[starts[owner] + within], dtype=np.int64)
+
+    def to_csr(self, side: Side = "out") -> sp.csr_matrix:
+        """One side as a binary float32 scipy CSR (copies the arrays into memory)."""
+        indptr, indices = self._arrays(side)
+        shape = (self.n_rows, self.n_cols) if side == "out" else (self.n_cols, self.n_rows)
+        return sp.csr_matrix(
+            (np.ones(len(indices), np.float32), np.array(indices), np.array(indptr)),
+            shape=shape,
+        )
+
+    def _indptr(self, side: Side) -> np.ndarray:
+        return self.out_indptr if side == "out" else self.in_indptr
+
+    def _arrays(self, side: Side) -> tuple[np.ndarray, np.ndarray]:
+        if side == "out":
+            return self.out_indptr, self.out_indices
+        return self.in_indptr, self.in_indices
+
+    # ------------------------------------------------------------------ files
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the four arrays as ``.npy`` and ``graph.json`` (written last) into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in _ARRAYS:
+            source = getattr(self, name)
+            target = folder / f"{name}.npy"
+            if isinstance(source, np.memmap) and Path(source.filename or "") == target:
+                continue
+            with atomic_write(target) as handle:
+                np.save(handle, np.asarray(source), allow_pickle=False)
+        _write_manifest(folder, self.n_rows, self.n_cols, self.n_edges)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, *, mmap: bool = True) -> GraphCSR:
+        """Open a saved graph; ``mmap=True`` maps the files read-only instead of reading them."""
+        folder = Path(folder)
+        manifest_path = folder / MANIFEST
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"{manifest_path}: no saved graph here")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{manifest_path}: not JSON ({exc})") from None
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise InputError(
+                f"{manifest_path}: format_version {manifest.get('format_version')!r} is not "
+                f"supported (expected {FORMAT_VERSION})"
+            )
+        arrays = {
+            name: np.load(
+                folder / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False
+            )
+            for name in _ARRAYS
+        }
+        graph = cls(**arrays, n_rows=int(manifest["n_rows"]), n_cols=int(manifest["n_cols"]))
+        if graph.n_edges != int(manifest["n_edges"]) or len(graph.in_indices) != graph.n_edges:
+            raise InputError(f"{folder}: the arrays do not match graph.json's n_edges")
+        return graph
+
+
+def _check_size(n_rows: int, n_cols: int) -> None:
+    if max(n_rows, n_cols) > np.iinfo(np.int32).max:
+        raise ValueError("more nodes than int32 indices can hold")
+
+
+def _write_manifest(folder: Path, n_rows: int, n_cols: int, n_edges: int) -> None:
+    with atomic_write(folder / MANIFEST, "w") as handle:
+        handle.write(
+            json.dumps(
+                {
+                    "format_version": FORMAT_VERSION,
+                    "n_rows": int(n_rows),
+                    "n_cols": int(n_cols),
+                    "n_edges": int(n_edges),
+                    "index_dtype": "int32",
+                    "indptr_dtype": "int64",
+                },
+                indent=2,
+            )
+        )
+
+
+# ---------------------------------------------------------------------- streaming build
+def build_from_chunks(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+    n_nodes: int,
+    folder: str | os.PathLike,
+    *,
+    symmetric: bool = False,
+    sorted_by_source: bool = True,
+) -> GraphCSR:
+    """Write a one-sided graph's CSR files from ``(src, dst)`` chunks and map them.
+
+    Edges go to two raw int32 files as they arrive (memory: one chunk); then
+    each direction is a counting sort over the memory-mapped files, chunk by
+    chunk. ``symmetric`` adds every edge's reverse (an undirected store holds
+    a friendship once). With ``sorted_by_source`` (and not symmetric) the
+    ``out`` side is the destination file as it came, rows in order.
+    """
+    _check_size(n_nodes, n_nodes)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="csr-", dir=folder))
+    try:
+        src_path, dst_path = scratch / "src.i32", scratch / "dst.i32"
+        n_edges = 0
+        out_degree = np.zeros(n_nodes, dtype=np.int64)
+        last_source = -1
+        in_order = sorted_by_source and not symmetric
+        with open(src_path, "wb") as src_file, open(dst_path, "wb") as dst_file:
+            for src, dst in chunks:
+                src = np.asarray(src, dtype=np.int32)
+                dst = np.asarray(dst, dtype=np.int32)
+                if len(src) and (src.min() < 0 or max(src.max(), dst.max()) >= n_nodes):
+                    raise InputError(f"an edge names a node outside 0..{n_nodes - 1}")
+                if symmetric:
+                    src, dst = np.concatenate([src, dst]), np.concatenate([dst, src])
+                elif in_order and len(src):
+                    if src[0] < last_source or (np.diff(src) < 0).any():
+                        raise InputError("edges are not sorted by source")
+                    last_source = int(src[-1])
+                src.tofile(src_file)
+                dst.tofile(dst_file)
+                out_degree += np.bincount(src, minlength=n_nodes)
+                n_edges += len(src)
+        src_mm = np.memmap(src_path, dtype=np.int32, mode="r", shape=(n_edges,))
+        dst_mm = np.memmap(dst_path, dtype=np.int32, mode="r", shape=(n_edges,))
+        out_indptr = np.zeros(n_nodes + 1, dtype=np.int64)
+        np.cumsum(out_degree, out=out_indptr[1:])
+        np.save(folder / "out_indptr.npy", out_indptr)
+        out_indices = np.lib.format.open_memmap(
+            folder / "out_indices.npy", mode="w+", dtype=np.int32, shape=(n_edges,)
+        )
+        if in_order:
+            for start in range(0, n_edges, SORT_CHUNK):
+                out_indices[start : start + SORT_CHUNK] = dst_mm[start : start + SORT_CHUNK]
+        else:
+            _counting_sort(src_mm, dst_mm, out_indptr, out_indices, "csr out")
+        out_indices.flush()
+        del out_indices
+        in_degree = np.zeros(n_nodes, dtype=np.int64)
+        for start in range(0, n_edges, SORT_CHUNK):
+            in_degree += np.bincount(dst_mm[start : start + SORT_CHUNK], minlength=n_nodes)
+        in_indptr = np.zeros(n_nodes + 1, dtype=np.int64)
+        np.cumsum(in_degree, out=in_indptr[1:])
+        np.save(folder / "in_indptr.npy", in_indptr)
+        in_indices = np.lib.format.open_memmap(
+            folder / "in_indices.npy", mode="w+", dtype=np.int32, shape=(n_edges,)
+        )
+        _counting_sort(dst_mm, src_mm, in_indptr, in_indices, "csr in")
+        in_indices.flush()
+        del in_indices, src_mm, dst_mm
+        _write_manifest(folder, n_nodes, n_nodes, n_edges)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return GraphCSR.load(folder)
+
+
+def _counting_sort(
+    keys: np.ndarray, values: np.ndarray, indptr: np.ndarray, out: np.ndarray, what: str
+) -> None:
+    """``out[indptr[k] + rank] = value`` for every ``(k, value)``, stable, one chunk at a time."""
+    cursor = indptr[:-1].copy()
+    total = len(keys)
+    with progress_bar(what, total=total, unit="edges") as advance:
+        for start in range(0, total, SORT_CHUNK):
+            k = np.asarray(keys[start : start + SORT_CHUNK], dtype=np.int64)
+            v = np.asarray(values[start : start + SORT_CHUNK])
+            order = np.argsort(k, kind="stable")
+            k, v = k[order], v[order]
+            unique, first, counts = np.unique(k, return_index=True, return_counts=True)
+            rank = np.arange(len(k)) - np.repeat(first, counts)
+            out[cursor[k] + rank] = v
+            cursor[unique] += counts
+            advance(len(k))
+
+
+def build_from_store(
+    store, folder: str | os.PathLike, *, chunk_rows: int = 1_000_000
+) -> tuple[GraphCSR, IdMap]:
+    """The store's active follow graph as memory-mapped CSR files in ``folder``, and its id map.
+
+    Streams :meth:`Store.iter_follow_chunks` (never a frame of every edge);
+    an undirected store gets both directions of each friendship. Node ``i``
+    is position ``i`` of :meth:`Store.account_index` (``ids`` returned).
+    """
+    keys, ids = store.account_index()
+    symmetric = store.follows_directed() is False
+
+    def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for chunk in store.iter_follow_chunks(chunk_rows, keys=keys):
+            yield chunk.src, chunk.dst
+
+    graph = build_from_chunks(pairs(), len(keys), folder, symmetric=symmetric)
+    with atomic_write(Path(folder) / "ids.npy") as handle:
+        np.save(handle, ids.to_array(), allow_pickle=False)
+    return graph, ids

@@ -1,0 +1,391 @@
+"""Shared machinery of the walk retrievers (``ppr`` by push, ``salsa``, ``pixie``).
+
+Their cost per request is bounded by a budget (an ε, a walk or step count, a
+circle size), not by the graph's size: each user's scores are a short sparse
+vector (targets, scores) computed on demand from
+
+- the trained graph, a :class:`~recgraph.data.graph_csr.GraphCSR` (int32 CSR
+  both ways; saved as ``.npy`` beside the model and memory-mapped on load,
+  so a server starts without reading it and workers share its pages);
+- a :class:`~recgraph.data.graph_overlay.GraphOverlay` of edges written after
+  training (:meth:`WalkRetriever.observe`), which every walk reads beside it.
+
+:class:`WalkRetriever` turns those vectors into ``recommend`` (masked and cut
+by :func:`~recgraph.retrieval.neighborhood.sparse_top_k`, zero-score
+targets after the scored ones), ``score_pairs`` (the ranker's feature) and
+the per-user work on threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from recgraph.data.graph_csr import GraphCSR, Side
+from recgraph.data.graph_overlay import GraphOverlay
+from recgraph.data.interactions import Interactions
+from recgraph.retrieval.base import Retriever, rows_as_csr
+from recgraph.retrieval.neighborhood import (
+    GraphWalkConfig,
+    resolve_threads,
+    run_batches,
+    simple_adjacency,
+    sparse_top_k,
+)
+
+GRAPH_FOLDER = "graph"
+#: Users whose walk results a model keeps (see :meth:`WalkRetriever._cached`).
+ROW_CACHE = 256
+
+
+class WalkConfig(GraphWalkConfig):
+    """What every walk model shares: the hub cap, the seed and the threads.
+
+    A node with more than ``hub_cap`` edges is expanded through a fixed,
+    evenly spaced sample of ``hub_cap`` of them (``0``: every edge); the
+    sample is always used (``hub_policy="sample"``), so a walk's work per
+    step is bounded even at a user's own huge follow list.
+
+    ``users_per_batch`` is how many users one thread walks for before
+    handing back its rows (only batch calls such as evaluation see it).
+    """
+
+    hub_policy: Literal["sample"] = "sample"
+    users_per_batch: int = Field(default=64, ge=1)
+
+
+class WalkGraph:
+    """The trained graph plus the overlay, read as one."""
+
+    def __init__(self, csr: GraphCSR, overlay: GraphOverlay, cap: int) -> None:
+        self.csr = csr
+        self.overlay = overlay
+        self.cap = cap
+        self.out_degree = np.diff(np.asarray(csr.out_indptr)).astype(np.int64)
+        self.in_degree = np.diff(np.asarray(csr.in_indptr)).astype(np.int64)
+
+    def degree(self, nodes: np.ndarray, side: Side = "out", capped: bool = True) -> np.ndarray:
+        base = (self.out_degree if side == "out" else self.in_degree)[nodes]
+        if capped and self.cap:
+            base = np.minimum(base, self.cap)
+        if len(self.overlay):
+            base = base + self.overlay.degrees(nodes, side)
+        return base
+
+    def gather(
+        self, nodes: np.ndarray, side: Side = "out", cap: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Capped neighbours of ``nodes`` in the trained graph, then their overlay neighbours.
+
+        ``cap`` overrides the graph's hub cap for this call (``0``: none).
+        """
+        cap = (
+            self.cap
+            if cap is None
+            else (min(cap, self.cap) if self.cap and cap else cap or self.cap)
+        )
+        owner, neighbour = self.csr.gather(nodes, side, cap)
+        if len(self.overlay):
+            extra_owner, extra = self.overlay.gather(nodes, side)
+            if len(extra):
+                owner = np.concatenate([owner, extra_owner])
+                neighbour = np.concatenate([neighbour, extra])
+        return owner, neighbour
+
+    def random_neighbor(self, nodes: np.ndarray, side: Side, draws: np.ndarray) -> np.ndarray:
+        """One neighbour per node, uniform over its edges (``draws`` in [0, 1)); ``-1`` if none."""
+        indptr = self.csr.out_indptr if side == "out" else self.csr.in_indptr
+        indices = self.csr.out_indices if side == "out" else self.csr.in_indices
+        base = (self.out_degree if side == "out" else self.in_degree)[nodes]
+        extra = self.overlay.degrees(nodes, side) if len(self.overlay) else 0
+        total = base + extra
+        offset = np.minimum((draws * total).astype(np.int64), np.maximum(total - 1, 0))
+        out = np.full(len(nodes), -1, dtype=np.int64)
+        inside = (offset < base) & (total > 0)
+        out[inside] = indices[np.asarray(indptr[nodes[inside]]) + offset[inside]]
+        beyond = (offset >= base) & (total > 0)
+        if beyond.any():
+            out[beyond] = self.overlay.pick(nodes[beyond], offset[beyond] - base[beyond], side)
+        return out
+
+
+def aggregate(nodes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum ``values`` per distinct node: ``(sorted nodes, sums)`` (float64)."""
+    if not len(nodes):
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    unique, inverse = np.unique(nodes, return_inverse=True)
+    return unique, np.bincount(inverse, weights=values, minlength=len(unique))
+
+
+class WalkRetriever(Retriever):
+    """Base of the walk models: the graph, the overlay, sparse per-user rows.
+
+    A subclass gives :meth:`user_row` (one user's scored targets) and
+    :meth:`explain`; ``recommend``, ``score_pairs``, saving and loading the
+    graph and :meth:`observe` come from here.
+    """
+
+    config: WalkConfig
+    explains: ClassVar[bool] = True
+    no_evidence_score: ClassVar[float | None] = 0.0
+    graph_: GraphCSR
+
+    # ------------------------------------------------------------------ training
+    def _fit(self, train: Interactions) -> None:
+        if (
+            self._liked is not None
+            and self._seen is not None
+            and (self._liked != self._seen).nnz == 0
+        ):
+            self._liked = None  # the same matrix twice (no dislikes): keep one, 8 bytes an edge
+        if train.one_sided:
+            matrix = simple_adjacency(train)
+        else:
+            matrix = train.positives().csr("binary")
+        self.graph_ = GraphCSR.from_csr(matrix)
+        self._build()
+
+    def _build(self) -> None:
+        """Derive what the walks need from ``graph_``; subclasses extend it."""
+        self.overlay = GraphOverlay()
+        self.walk_graph_ = WalkGraph(self.graph_, self.overlay, self.config.hub_cap)
+        self._cache: OrderedDict[tuple, tuple[int, Any]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def _cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per key while the overlay is unchanged (a small LRU).
+
+        A served answer asks for the same user's walk three times (its
+        candidates, their explanations, the ranker's feature): it walks once.
+        """
+        version = self.overlay.version
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == version:
+                self._cache.move_to_end(key)
+                return hit[1]
+        value = compute()
+        with self._cache_lock:
+            self._cache[key] = (version, value)
+            while len(self._cache) > ROW_CACHE:
+                self._cache.popitem(last=False)
+        return value
+
+    def _save_files(self, path: Path) -> None:
+        self.graph_.save(path / GRAPH_FOLDER)
+
+    def _load_files(self, path: Path) -> None:
+        self.graph_ = GraphCSR.load(path / GRAPH_FOLDER, mmap=True)
+        self._build()
+
+    def _companion(self, model: WalkRetriever) -> WalkRetriever:
+        """``model`` on this model's graph, history and overlay (a circle-of-trust PPR)."""
+        model.users, model.items, model.graph_kind = self.users, self.items, self.graph_kind
+        model._seen, model._liked, model._popularity = self._seen, self._liked, self._popularity
+        model.graph_ = self.graph_
+        model._build()
+        model.overlay = self.overlay
+        model.walk_graph_ = self.walk_graph_
+        return model
+
+    # ------------------------------------------------------------------ new edges
+    def observe(self, src_ids: Sequence[str], dst_ids: Sequence[str]) -> int:
+        """Edges ``src -> dst`` (external ids) written after training: walks see them now.
+
+        A follow on an account graph, a like on a user x item graph. Ids
+        the model never saw are skipped (they cannot be walked to). Returns
+        how many edges were new.
+        """
+        self._check_fitted()
+        assert self.users is not None and self.items is not None
+        src = self.users.index([str(s) for s in src_ids], missing=-1)
+        dst = self.items.index([str(d) for d in dst_ids], missing=-1)
+        known = (src >= 0) & (dst >= 0)
+        fresh = known.copy()
+        for j in np.flatnonzero(known):
+            row = self.graph_.neighbors(int(src[j]), "out")
+            at = np.searchsorted(row, dst[j])
+            fresh[j] = not (at < len(row) and row[at] == dst[j])  # trained already
+        return self.overlay.add(src[fresh], dst[fresh])
+
+    # ------------------------------------------------------------------ scores
+    @abstractmethod
+    def user_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """One user's scored targets: ``(targets int64, scores float64)``, targets distinct."""
+
+    def score_rows(self, users: Sequence[int] | np.ndarray) -> sp.csr_matrix:
+        """Scores of ``users`` against every target, sparse ``(len(users), n_items)`` float32."""
+        users = self._check_users(users)
+        return self._rows(users)
+
+    def cached_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`user_row`, walked once while the overlay is unchanged."""
+        return self._cached(("row", user), lambda: self.user_row(user))
+
+    def _rows(self, users: np.ndarray) -> sp.csr_matrix:
+        rows = [self.cached_row(int(u)) for u in users]
+        lengths = np.array([len(t) for t, _ in rows], dtype=np.int64)
+        indptr = np.zeros(len(users) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        indices = np.concatenate([t for t, _ in rows]) if rows else np.zeros(0, np.int64)
+        data = np.concatenate([s for _, s in rows]) if rows else np.zeros(0)
+        matrix = sp.csr_matrix(
+            (data.astype(np.float32), indices, indptr), shape=(len(users), self.n_items)
+        )
+        matrix.sort_indices()
+        return matrix
+
+    def score_pairs(
+        self, users: Sequence[int] | np.ndarray, targets: Sequence[int] | np.ndarray
+    ) -> np.ndarray:
+        """The walk score of each pair (0 where the walk never reached the target)."""
+        users, targets = self._check_pairs(users, targets)
+        out = np.zeros(len(users), dtype=np.float32)
+        for user in np.unique(users):
+            pick = np.flatnonzero(users == user)
+            row_targets, row_scores = self.cached_row(int(user))
+            order = np.argsort(row_targets)
+            row_targets, row_scores = row_targets[order], row_scores[order]
+            at = np.searchsorted(row_targets, targets[pick])
+            inside = at < len(row_targets)
+            hit = np.zeros(len(pick), dtype=bool)
+            hit[inside] = row_targets[at[inside]] == targets[pick][inside]
+            out[pick[hit]] = row_scores[at[hit]].astype(np.float32)
+        return out
+
+    def recommend(
+        self,
+        users: Sequence[int] | np.ndarray | int,
+        k: int = 10,
+        exclude_seen: bool = True,
+        exclude: sp.spmatrix | Sequence[Sequence[int]] | None = None,
+        candidates: np.ndarray | Sequence[int] | sp.spmatrix | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` targets per user from the walks; see :meth:`Retriever.recommend`.
+
+        Targets the walks never reached score 0 and come after the others,
+        lowest index first, as in the two-hop models. Edges in the overlay
+        count as seen.
+        """
+        users = self._check_users(users)
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        exclude_m = rows_as_csr(exclude, len(users), self.n_items, "exclude")
+        allowed = self._allowed(candidates, len(users))
+        if len(users) == 1 and not sp.issparse(allowed):
+            fast = self._recommend_one(
+                int(users[0]), k, exclude_seen, None if exclude_m is None else exclude_m, allowed
+            )
+            if fast is not None:
+                return fast
+        ids = np.full((len(users), k), -1, dtype=np.int64)
+        scores = np.full((len(users), k), -np.inf, dtype=np.float32)
+        step = self.config.users_per_batch
+        spans = [(s, min(s + step, len(users))) for s in range(0, len(users), step)]
+
+        def work(start: int, stop: int) -> None:
+            batch = users[start:stop]
+            forbidden = self._forbidden(
+                batch, exclude_seen, None if exclude_m is None else exclude_m[start:stop]
+            )
+            ids[start:stop], scores[start:stop] = sparse_top_k(
+                self._rows(batch),
+                k,
+                forbidden=forbidden,
+                allowed=allowed[start:stop] if sp.issparse(allowed) else allowed,
+            )
+
+        if len(spans) == 1:  # one request: no thread pool, no progress bar
+            work(*spans[0])
+        else:
+            run_batches(
+                spans,
+                work,
+                resolve_threads(self.config.n_threads),
+                f"{self.name} top-{k}",
+                len(users),
+            )
+        return ids, scores
+
+    def _recommend_one(
+        self,
+        user: int,
+        k: int,
+        exclude_seen: bool,
+        exclude: sp.csr_matrix | None,
+        allowed: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """One request's top ``k`` without sparse matrices; ``None`` when the walk reached
+        fewer than ``k`` allowed targets (the general path then fills in zero scores)."""
+        targets, values = self.cached_row(user)
+        keep = values > 0
+        parts = []
+        if exclude_seen:
+            seen = self._seen
+            assert seen is not None
+            parts.append(seen.indices[seen.indptr[user] : seen.indptr[user + 1]])
+            if self.graph_kind in ("follows", "friends"):
+                parts.append(np.array([user]))
+            if len(self.overlay):
+                parts.append(self.overlay.gather(np.array([user]), "out")[1])
+        if exclude is not None:
+            parts.append(exclude.indices)
+        if parts:
+            keep &= ~np.isin(targets, np.concatenate(parts))
+        if allowed is not None:
+            keep &= allowed[targets]
+        if int(keep.sum()) < k:
+            return None
+        targets, values = targets[keep], values[keep].astype(np.float32)
+        if len(targets) > k:
+            kth = np.partition(values, len(values) - k)[len(values) - k]
+            pick = values >= kth
+            targets, values = targets[pick], values[pick]
+        order = np.lexsort((targets, -values))[:k]
+        return targets[order][None, :].astype(np.int64), values[order][None, :]
+
+    def _forbidden(
+        self, users: np.ndarray, exclude_seen: bool, exclude: sp.csr_matrix | None
+    ) -> sp.csr_matrix | None:
+        parts = []
+        if exclude_seen:
+            assert self._seen is not None
+            parts.append(self._seen[users])
+            if self.graph_kind in ("follows", "friends"):
+                parts.append(
+                    sp.csr_matrix(
+                        (np.ones(len(users), np.float32), (np.arange(len(users)), users)),
+                        shape=(len(users), self.n_items),
+                    )
+                )
+            if len(self.overlay):
+                owner, fresh = self.overlay.gather(users, "out")
+                parts.append(
+                    sp.csr_matrix(
+                        (np.ones(len(owner), np.float32), (owner, fresh)),
+                        shape=(len(users), self.n_items),
+                    )
+                )
+        if exclude is not None:
+            parts.append(exclude)
+        if not parts:
+            return None
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        return sp.csr_matrix(total)
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        return None

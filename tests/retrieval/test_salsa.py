@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from recgraph.retrieval import create_retriever
+from tests.retrieval.conformance import RetrieverConformance
+from tests.retrieval.test_neighborhood import random_graph
+
+
+class TestSALSA(RetrieverConformance):
+    model_name = "salsa"
+
+
+class TestSALSAExactCircle(RetrieverConformance):
+    model_name = "salsa"
+    params = {"circle_method": "power"}
+
+
+def salsa_reference(adjacency: np.ndarray, circle: np.ndarray, iterations: int, beta: float):
+    """Dense personalised SALSA from circle weights over every node (hubs x authorities)."""
+    h0 = circle / circle.sum()
+    hub = adjacency * (circle > 0)[:, None]
+    hub_degree = hub.sum(axis=1)
+    authority_degree = hub.sum(axis=0)
+    inv_h = np.divide(1.0, hub_degree, out=np.zeros_like(hub_degree), where=hub_degree > 0)
+    inv_a = np.divide(
+        1.0, authority_degree, out=np.zeros_like(authority_degree), where=authority_degree > 0
+    )
+    h = h0
+    a = hub.T @ (h * inv_h)
+    for _ in range(iterations - 1):
+        lost = h[(hub_degree == 0) & (circle > 0)].sum()
+        h = beta * h0 + (1 - beta) * (hub @ (a * inv_a)) + (1 - beta) * lost * h0
+        a = hub.T @ (h * inv_h)
+    return a
+
+
+EXACT = {"circle_method": "power", "circle": 10_000, "hub_cap": 0, "authorities_per_hub": 0}
+
+
+@pytest.mark.parametrize("iterations", [1, 5])
+def test_equals_dense_salsa_on_the_exact_circle(iterations: int) -> None:
+    graph = random_graph(60, 0.07, seed=11, directed=True)
+    model = create_retriever("salsa", {**EXACT, "iterations": iterations}).fit(graph)
+    ppr = create_retriever(
+        "ppr", {"method": "power", "iterations": 100, "tol": 1e-8, "hub_cap": 0}
+    ).fit(graph)
+    adjacency = graph.csr().toarray().astype(np.float64)
+    np.fill_diagonal(adjacency, 0)
+    for u in (0, 9, 33):
+        circle = ppr.score_rows([u])[0].astype(np.float64)
+        expected = salsa_reference(adjacency, circle, iterations, 0.15)
+        got = model.score_rows([u]).toarray()[0]
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_the_pushed_circle_gives_the_exact_lists() -> None:
+    graph = random_graph(120, 0.05, seed=12, directed=True)
+    users = np.arange(graph.n_users)
+    exact = create_retriever("salsa", {**EXACT, "circle": 500}).fit(graph)
+    pushed = create_retriever("salsa", {"epsilon": 1e-7}).fit(graph)
+    a, _ = exact.recommend(users, k=10)
+    b, _ = pushed.recommend(users, k=10)
+    overlap = np.mean(
+        [len(set(x) & set(y)) / 10 for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+    )
+    assert overlap >= 0.95
+
+
+def test_the_circle_is_bounded_and_explanations_are_its_members() -> None:
+    graph = random_graph(100, 0.08, seed=13, directed=True)
+    model = create_retriever("salsa", {"circle": 12}).fit(graph)
+    hubs, weights = model.circle_of_trust(5)
+    assert len(hubs) == 12 and weights.sum() == pytest.approx(1.0)
+    ids, scores = model.recommend([5], k=4)
+    adjacency = graph.csr().toarray() > 0
+    for e, score in zip(model.explain(5, ids[0], top=None), scores[0], strict=True):
+        assert e.score == pytest.approx(float(score), rel=1e-5)
+        assert e.contributions.sum() == pytest.approx(e.score, rel=1e-4)
+        assert set(e.via.tolist()) <= set(hubs.tolist())
+        assert adjacency[e.via, e.candidate].all(), "every explaining hub follows the candidate"
+        assert e.text().startswith("followed by ")
