@@ -77,7 +77,7 @@ from pydantic import Field
 
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar
-from recgraph.retrieval.base import Retriever, RetrieverConfig, rows_as_csr
+from recgraph.retrieval.base import Request, Retriever, RetrieverConfig, TopK
 from recgraph.retrieval.explanation import Explanation, make_explanation
 
 Reading = Literal["out_out", "in_out", "out_in", "in_in", "undirected"]
@@ -729,32 +729,21 @@ class TwoHopRetriever(GraphRetriever):
         sums = np.asarray(common.sum(axis=1), dtype=np.float32).ravel()
         return self._normalise(sums, users, targets).astype(np.float32)
 
-    def recommend(
-        self,
-        users: Sequence[int] | np.ndarray | int,
-        k: int = 10,
-        exclude_seen: bool = True,
-        exclude: sp.spmatrix | Sequence[Sequence[int]] | None = None,
-        candidates: np.ndarray | Sequence[int] | sp.spmatrix | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _recommend(self, users: np.ndarray, k: int, request: Request) -> TopK:
         """Top ``k`` accounts for each of ``users``; see :meth:`Retriever.recommend`.
 
         Users are scored in batches of at most ``batch_paths`` two-hop paths,
         on ``n_threads`` threads, and each sparse score row is cut to its top
         ``k`` by :func:`sparse_top_k`: exact, and never ``n x n``.
         """
-        users = self._check_users(users)
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        exclude_m = rows_as_csr(exclude, len(users), self.n_items, "exclude")
-        allowed = self._allowed(candidates, len(users))
+        exclude_seen, exclude_m, allowed = request.exclude_seen, request.exclude, request.allowed
         ids = np.full((len(users), k), -1, dtype=np.int64)
         scores = np.full((len(users), k), -np.inf, dtype=np.float32)
         spans = spans_by_work(self.path_counts(users), self.config.batch_paths)
 
         def work(start: int, stop: int) -> None:
             batch = users[start:stop]
-            forbidden = self._forbidden(
+            forbidden = self.forbidden(
                 batch, exclude_seen, None if exclude_m is None else exclude_m[start:stop]
             )
             ids[start:stop], scores[start:stop] = sparse_top_k(
@@ -772,8 +761,8 @@ class TwoHopRetriever(GraphRetriever):
         )
         return ids, scores
 
-    def _forbidden(
-        self, users: np.ndarray, exclude_seen: bool, exclude: sp.csr_matrix | None
+    def forbidden(
+        self, users: np.ndarray, exclude_seen: bool = True, exclude: sp.csr_matrix | None = None
     ) -> sp.csr_matrix | None:
         """What these users must not get: seen accounts and themselves, plus ``exclude``."""
         forbidden = self._seen_or_self[users] if exclude_seen else None

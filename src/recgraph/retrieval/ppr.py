@@ -46,7 +46,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from recgraph.retrieval.base import Retriever, rows_as_csr, top_k
+from recgraph.retrieval.base import Request, Retriever, TopK, top_k
 from recgraph.retrieval.explanation import Explanation, make_explanation
 from recgraph.retrieval.neighborhood import (
     RELATION,
@@ -301,14 +301,7 @@ class PersonalizedPageRank(WalkRetriever):
     def batch_size(self) -> int:
         return max(1, PPR_BLOCK_FLOATS // max(1, self.n_users))
 
-    def recommend(
-        self,
-        users: Sequence[int] | np.ndarray | int,
-        k: int = 10,
-        exclude_seen: bool = True,
-        exclude: sp.spmatrix | Sequence[Sequence[int]] | None = None,
-        candidates: np.ndarray | Sequence[int] | sp.spmatrix | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _recommend(self, users: np.ndarray, k: int, request: Request) -> TopK:
         """Top ``k`` accounts per user by PageRank from the user; see :meth:`Retriever.recommend`.
 
         ``push``: one sparse row per user (:class:`WalkRetriever`). ``power``:
@@ -317,12 +310,8 @@ class PersonalizedPageRank(WalkRetriever):
         ``top_k``.
         """
         if self.config.method == "push":
-            return super().recommend(users, k, exclude_seen, exclude, candidates)
-        users = self._check_users(users)
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        exclude_m = rows_as_csr(exclude, len(users), self.n_items, "exclude")
-        allowed = self._allowed(candidates, len(users))
+            return super()._recommend(users, k, request)
+        exclude_seen, exclude_m, allowed = request.exclude_seen, request.exclude, request.allowed
         ids = np.empty((len(users), k), dtype=np.int64)
         scores = np.empty((len(users), k), dtype=np.float32)
         step = self.batch_size()

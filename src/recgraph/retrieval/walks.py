@@ -32,7 +32,7 @@ from pydantic import Field
 from recgraph.data.graph_csr import GraphCSR, Side
 from recgraph.data.graph_overlay import GraphOverlay
 from recgraph.data.interactions import Interactions
-from recgraph.retrieval.base import Retriever, rows_as_csr
+from recgraph.retrieval.base import Request, Retriever, TopK
 from recgraph.retrieval.neighborhood import (
     GraphWalkConfig,
     resolve_threads,
@@ -261,25 +261,14 @@ class WalkRetriever(Retriever):
             out[pick[hit]] = row_scores[at[hit]].astype(np.float32)
         return out
 
-    def recommend(
-        self,
-        users: Sequence[int] | np.ndarray | int,
-        k: int = 10,
-        exclude_seen: bool = True,
-        exclude: sp.spmatrix | Sequence[Sequence[int]] | None = None,
-        candidates: np.ndarray | Sequence[int] | sp.spmatrix | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _recommend(self, users: np.ndarray, k: int, request: Request) -> TopK:
         """Top ``k`` targets per user from the walks; see :meth:`Retriever.recommend`.
 
         Targets the walks never reached score 0 and come after the others,
         lowest index first, as in the two-hop models. Edges in the overlay
         count as seen.
         """
-        users = self._check_users(users)
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        exclude_m = rows_as_csr(exclude, len(users), self.n_items, "exclude")
-        allowed = self._allowed(candidates, len(users))
+        exclude_seen, exclude_m, allowed = request.exclude_seen, request.exclude, request.allowed
         if len(users) == 1 and not sp.issparse(allowed):
             fast = self._recommend_one(
                 int(users[0]), k, exclude_seen, None if exclude_m is None else exclude_m, allowed
@@ -293,7 +282,7 @@ class WalkRetriever(Retriever):
 
         def work(start: int, stop: int) -> None:
             batch = users[start:stop]
-            forbidden = self._forbidden(
+            forbidden = self.forbidden(
                 batch, exclude_seen, None if exclude_m is None else exclude_m[start:stop]
             )
             ids[start:stop], scores[start:stop] = sparse_top_k(
@@ -352,9 +341,10 @@ class WalkRetriever(Retriever):
         order = np.lexsort((targets, -values))[:k]
         return targets[order][None, :].astype(np.int64), values[order][None, :]
 
-    def _forbidden(
-        self, users: np.ndarray, exclude_seen: bool, exclude: sp.csr_matrix | None
+    def forbidden(
+        self, users: np.ndarray, exclude_seen: bool = True, exclude: sp.csr_matrix | None = None
     ) -> sp.csr_matrix | None:
+        """:meth:`Retriever.forbidden`, with the overlay's fresh edges counted as seen."""
         parts = []
         if exclude_seen:
             assert self._seen is not None

@@ -71,7 +71,7 @@ def two_hop_local(
         n,
         k,
         score_rows=lambda users: model.score_rows(users, dtype=np.float64),
-        forbidden_rows=lambda users: model._forbidden(users, True, None),
+        forbidden_rows=model.forbidden,
         work=model.path_counts(np.arange(n)),
         budget=cfg.batch_paths,
         n_threads=cfg.n_threads,
