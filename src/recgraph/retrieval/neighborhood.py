@@ -241,8 +241,12 @@ def run_batches(
 
     The work functions write into disjoint slices of preallocated arrays; the
     heavy calls inside them (scipy's sparse products, numpy's partition and
-    sort) release the GIL, so threads use the cores.
+    sort) release the GIL, so threads use the cores. One span (a served
+    request) runs at once, without a progress bar.
     """
+    if len(spans) == 1:
+        work(*spans[0])
+        return
     with progress_bar(description, total=total, unit="users") as advance:
         if n_threads <= 1 or len(spans) <= 1:
             for start, stop in spans:

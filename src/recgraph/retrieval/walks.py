@@ -292,16 +292,8 @@ class WalkRetriever(Retriever):
                 allowed=allowed[start:stop] if sp.issparse(allowed) else allowed,
             )
 
-        if len(spans) == 1:  # one request: no thread pool, no progress bar
-            work(*spans[0])
-        else:
-            run_batches(
-                spans,
-                work,
-                resolve_threads(self.config.n_threads),
-                f"{self.name} top-{k}",
-                len(users),
-            )
+        threads = resolve_threads(self.config.n_threads)
+        run_batches(spans, work, threads, f"{self.name} top-{k}", len(users))
         return ids, scores
 
     def _recommend_one(
