@@ -71,6 +71,25 @@ GRAPH_LEARNED: list[tuple[str, str, dict[str, Any]]] = [
     ("hetero_gin, no degree cap", "hetero_gin", {"degree_cap": False}),
     ("hetero_gin, one vector", "hetero_gin", {"separate_vectors": False}),
 ]
+#: Stage 2 (issue 15): the ranked pipeline with and without each embedding
+#: model in its retriever list. The ranker (gbdt_ranker, its defaults) takes
+#: every listed retriever's score and rank as features, so "with" adds the
+#: embedding model both as a candidate source and as a feature. ``base`` is
+#: the retriever list without it.
+STAGE2: dict[str, dict[str, Any]] = {
+    "ml-100k-random": {
+        "question": "feed",
+        "base": [{"name": "ease"}],
+        "embeddings": ["lightgcn", "two_tower", "hetero_sage"],
+    },
+    "college-msg": {
+        "question": "who_to_follow",
+        "base": [{"name": "adamic_adar"}],
+        "embeddings": ["hetero_gin", "lightgcn"],
+    },
+}
+#: What the markdown says besides the tables (kept up to date by hand with each run).
+NOTES: dict[str, Any] = {}
 #: Labels to run (``--rows``); empty: all.
 ROWS: list[str] = []
 GRAPH_PEERS = ["popular", "common_neighbors", "adamic_adar", "resource_allocation", "ppr"]
@@ -196,8 +215,110 @@ def evaluate_one(
     return row
 
 
-def run_case(name: str, spec: dict[str, Any], folder: Path, work: Path) -> dict[str, Any]:
-    print(f"\n== {name}", flush=True)
+def pipeline_file(question: str, retrievers: list[dict[str, Any]], path: Path) -> Path:
+    """A pipeline TOML answering ``question`` from ``retrievers``, re-ranked by ``gbdt_ranker``."""
+    other = "who_to_follow" if question == "feed" else "feed"
+    path.write_text(
+        tomli_w.dumps(
+            {
+                "format_version": 1,
+                other: {"enabled": False, "retrievers": [{"name": "popular"}], "fallback": []},
+                question: {
+                    "retrievers": retrievers,
+                    "fallback": ["popular"],
+                    "ranker": {"name": "gbdt_ranker"},
+                },
+            }
+        )
+    )
+    return path
+
+
+def evaluate_pipeline(
+    label: str, question: str, retrievers: list[dict[str, Any]], case: dict[str, Any], work: Path
+) -> dict[str, Any]:
+    """The ranked pipeline through ``recgraph evaluate --pipeline`` in a fresh process."""
+    slug = label.replace(" ", "_").replace(",", "").replace("+", "plus")
+    toml = pipeline_file(question, retrievers, work / f"{case['name']}.{slug}.pipeline.toml")
+    out = work / f"{case['name']}.{slug}.pipeline.json"
+    args = ["evaluate", "--train", str(case["train"]), "--test", str(case["test"])]
+    args += ["--kind", case["kind"], "--pipeline", str(toml), "--k", KS, "--json", str(out)]
+    args += ["--depths", "200"]
+    if case.get("items"):
+        args += ["--items", str(case["items"])]
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD.format(bench=str(REPO / "benchmarks"), args=args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RECGRAPH_PROGRESS": "0"},
+    )
+    wall = time.perf_counter() - started
+    if child.returncode != 0:
+        print(child.stderr[-600:])
+        return {"label": label, "retrievers": retrievers, "error": child.stderr[-800:]}
+    usage = json.loads(child.stdout.split("CHILD")[-1])
+    report = json.loads(out.read_text())
+    (result,) = report["results"]
+    (stages,) = report.get("two_stage", {}).values() or [{}]
+    depth = (stages.get("depths") or [{}])[-1]
+    row = {
+        "label": label,
+        "retrievers": [r["name"] for r in retrievers],
+        "metrics": {k: round(v, 4) for k, v in result["metrics"].items()},
+        "fit_seconds": round(result["fit_seconds"], 2),
+        "ranker_active": stages.get("ranker_active"),
+        "merge_ndcg@20": round(depth["before"]["ndcg@20"], 4) if depth else None,
+        "reranked_ndcg@20": round(depth["after"]["ndcg@20"], 4)
+        if depth and depth.get("after")
+        else None,
+        "candidate_recall@200": round(depth["candidate_recall"], 4) if depth else None,
+        "process_cpu_seconds": round(usage["cpu_seconds"], 1),
+        "process_wall_seconds": round(wall, 1),
+        "peak_rss_mb": round(usage["peak_rss_mb"], 1),
+        "load_average_1min_at_start": round(load, 2),
+    }
+    print(
+        f"  {label:<32} nDCG@20 {row['metrics']['ndcg@20']:.4f}  recall@20 "
+        f"{row['metrics']['recall@20']:.4f}  ranker kept {row['ranker_active']}  "
+        f"fit {row['fit_seconds']:7.1f} s  load {load:.1f}",
+        flush=True,
+    )
+    return row
+
+
+def run_stage2(name: str, spec: dict[str, Any], folder: Path, work: Path) -> dict[str, Any]:
+    """The ranked pipeline without, then with, each embedding model of :data:`STAGE2`."""
+    print(f"\n== stage 2: {name}", flush=True)
+    case = prepare_case(name, CASES[name], folder, work)
+    plan = STAGE2[name]
+    extra = (
+        {"validation_method": CASES[name]["validation_method"]}
+        if "validation_method" in CASES[name]
+        else {}
+    )
+    base_label = " + ".join(r["name"] for r in plan["base"])
+    rows = [evaluate_pipeline(base_label, plan["question"], plan["base"], case, work)]
+    for model in plan["embeddings"]:
+        if ROWS and model not in ROWS:
+            continue
+        spec_row = {"name": model, "params": {"progress": False, **extra}}
+        rows.append(
+            evaluate_pipeline(
+                f"{base_label} + {model}", plan["question"], plan["base"] + [spec_row], case, work
+            )
+        )
+    base = rows[0].get("metrics", {})
+    for row in rows[1:]:
+        if "metrics" in row and base:
+            row["gain_ndcg@20"] = round(row["metrics"]["ndcg@20"] - base["ndcg@20"], 4)
+            row["gain_recall@20"] = round(row["metrics"]["recall@20"] - base["recall@20"], 4)
+    return {"case": name, "question": plan["question"], "rows": rows}
+
+
+def prepare_case(name: str, spec: dict[str, Any], folder: Path, work: Path) -> dict[str, Any]:
+    """Split files (and the items file for MovieLens) of a case, by ``recgraph split``."""
     case = {"name": name, "kind": spec["kind"]}
     if spec["kind"] == "items":
         source, items = movielens_tables(folder, work, spec["dataset"])
@@ -205,10 +326,17 @@ def run_case(name: str, spec: dict[str, Any], folder: Path, work: Path) -> dict[
     else:
         source = folder / spec["dataset"]
     case["train"], case["test"] = work / f"{name}.train.csv", work / f"{name}.test.csv"
-    run_cli(
-        ["split", str(source), "--kind", spec["kind"], *spec["split"]]
-        + ["--train", str(case["train"]), "--test", str(case["test"])]
-    )
+    if not case["train"].exists():
+        run_cli(
+            ["split", str(source), "--kind", spec["kind"], *spec["split"]]
+            + ["--train", str(case["train"]), "--test", str(case["test"])]
+        )
+    return case
+
+
+def run_case(name: str, spec: dict[str, Any], folder: Path, work: Path) -> dict[str, Any]:
+    print(f"\n== {name}", flush=True)
+    case = prepare_case(name, spec, folder, work)
     rows = []
     extra = {"validation_method": spec["validation_method"]} if "validation_method" in spec else {}
     if spec["kind"] == "items":
@@ -310,7 +438,37 @@ def write_markdown(payload: dict[str, Any], path: Path) -> None:
                 f"{r['peak_rss_mb']:.0f} | {r['load_average_1min_at_start']:.1f} |"
             )
         lines.append("")
+    for case in payload.get("stage2", []):
+        lines += [
+            f"## Stage 2 on {case['case']}: the ranked pipeline ({case['question']}) "
+            "with and without each embedding model",
+            "",
+            "Each row is `recgraph evaluate --pipeline` with gbdt_ranker (defaults) over the "
+            "listed retrievers; the ranker uses every listed retriever's score and rank as "
+            "features. `ranker kept`: whether the pipeline's own validation kept the ranker "
+            "(otherwise the merge answers). Gains are against the first row.",
+            "",
+            "| retrievers | nDCG@20 | recall@20 | gain nDCG@20 | gain recall@20 | "
+            "ranker kept | merge nDCG@20 | re-ranked nDCG@20 | fit s | load |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in case["rows"]:
+            if "metrics" not in r:
+                lines.append(f"| {r['label']} | failed | | | | | | | | |")
+                continue
+            m = r["metrics"]
+            lines.append(
+                f"| {r['label']} | {m['ndcg@20']:.4f} | {m['recall@20']:.4f} | "
+                f"{r.get('gain_ndcg@20', 0):+.4f} | {r.get('gain_recall@20', 0):+.4f} | "
+                f"{r['ranker_active']} | {r['merge_ndcg@20']} | {r['reranked_ndcg@20']} | "
+                f"{r['fit_seconds']:.1f} | {r['load_average_1min_at_start']:.1f} |"
+            )
+        lines.append("")
     lines += ["## Summary", "", "```json", json.dumps(payload["summary"], indent=2), "```", ""]
+    for title, note in payload.get("notes", {}).items():
+        lines += [f"## {title}", ""]
+        lines += [f"- {n}" for n in note] if isinstance(note, list) else [note]
+        lines.append("")
     path.write_text("\n".join(lines))
 
 
@@ -350,13 +508,26 @@ def main() -> None:
         "--merge-from", nargs="*", default=[], help="stems of other runs whose cases to add"
     )
     parser.add_argument("--rows", nargs="*", default=[], help="run only these model labels")
+    parser.add_argument(
+        "--stage2",
+        nargs="*",
+        choices=list(STAGE2),
+        help="the ranked pipeline with and without each embedding model on these cases "
+        "(alone: no other case is run; saved cases are kept)",
+    )
     args = parser.parse_args()
     folder = datasets_folder()
-    names = [] if args.merge_from and not args.only else (args.only or list(CASES))
+    if args.stage2 is not None and not args.only:
+        names: list[Any] = []
+        args.keep = True
+    else:
+        names = [] if args.merge_from and not args.only else (args.only or list(CASES))
     saved_path = RESULTS / f"{args.results}.json"
+    saved = json.loads(saved_path.read_text()) if saved_path.exists() else {}
     cases: list[dict[str, Any]] = []
-    if args.keep and saved_path.exists():
-        cases = [c for c in json.loads(saved_path.read_text())["cases"] if c["case"] not in names]
+    if args.keep and saved:
+        cases = [c for c in saved["cases"] if c["case"] not in names]
+    stage2 = [c for c in saved.get("stage2", []) if c["case"] not in (args.stage2 or [])]
     ROWS.extend(args.rows)
     for stem in args.merge_from:
         for other in json.loads((RESULTS / f"{stem}.json").read_text())["cases"]:
@@ -366,13 +537,17 @@ def main() -> None:
                 continue
             labels = {r["label"] for r in mine["rows"]}
             mine["rows"] += [r for r in other["rows"] if r["label"] not in labels]
-    if not names:
-        names = [None]  # only merging: write the files once
+    steps: list[tuple[str, str | None]] = [("case", n) for n in names]
+    steps += [("stage2", n) for n in args.stage2 or []]
+    if not steps:
+        steps = [("case", None)]  # only merging: write the files once
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="recgraph-embeddings-") as tmp:
-        for name in names:
-            if name is not None:
+        for step, name in steps:
+            if step == "case" and name is not None:
                 cases.append(run_case(name, CASES[name], folder, Path(tmp)))
+            elif step == "stage2" and name is not None:
+                stage2.append(run_stage2(name, STAGE2[name], folder, Path(tmp)))
             cases.sort(key=lambda c: list(CASES).index(c["case"]))
             payload = {
                 "benchmark": "embeddings",
@@ -382,7 +557,9 @@ def main() -> None:
                 "option; MovieLens peers with feeds.py's validation-tuned parameters",
                 "ks": KS,
                 "cases": cases,
+                "stage2": stage2,
                 "summary": summary(cases),
+                "notes": NOTES,
                 "total_seconds": round(time.perf_counter() - started, 1),
                 "environment": {
                     "python": platform.python_version(),
