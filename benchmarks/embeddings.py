@@ -528,6 +528,8 @@ def main() -> None:
     if args.keep and saved:
         cases = [c for c in saved["cases"] if c["case"] not in names]
     stage2 = [c for c in saved.get("stage2", []) if c["case"] not in (args.stage2 or [])]
+    #: Rows of a rerun stage-2 case that this run does not redo (``--rows``) stay.
+    kept_rows = {c["case"]: c["rows"] for c in saved.get("stage2", [])}
     ROWS.extend(args.rows)
     for stem in args.merge_from:
         for other in json.loads((RESULTS / f"{stem}.json").read_text())["cases"]:
@@ -547,7 +549,10 @@ def main() -> None:
             if step == "case" and name is not None:
                 cases.append(run_case(name, CASES[name], folder, Path(tmp)))
             elif step == "stage2" and name is not None:
-                stage2.append(run_stage2(name, STAGE2[name], folder, Path(tmp)))
+                fresh = run_stage2(name, STAGE2[name], folder, Path(tmp))
+                labels = {r["label"] for r in fresh["rows"]}
+                fresh["rows"] += [r for r in kept_rows.get(name, []) if r["label"] not in labels]
+                stage2.append(fresh)
             cases.sort(key=lambda c: list(CASES).index(c["case"]))
             payload = {
                 "benchmark": "embeddings",
