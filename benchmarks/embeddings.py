@@ -299,7 +299,9 @@ def run_stage2(name: str, spec: dict[str, Any], folder: Path, work: Path) -> dic
         else {}
     )
     base_label = " + ".join(r["name"] for r in plan["base"])
-    rows = [evaluate_pipeline(base_label, plan["question"], plan["base"], case, work)]
+    rows = []
+    if not ROWS or base_label in ROWS:
+        rows.append(evaluate_pipeline(base_label, plan["question"], plan["base"], case, work))
     for model in plan["embeddings"]:
         if ROWS and model not in ROWS:
             continue
@@ -309,12 +311,17 @@ def run_stage2(name: str, spec: dict[str, Any], folder: Path, work: Path) -> dic
                 f"{base_label} + {model}", plan["question"], plan["base"] + [spec_row], case, work
             )
         )
-    base = rows[0].get("metrics", {})
-    for row in rows[1:]:
+    return {"case": name, "question": plan["question"], "base": base_label, "rows": rows}
+
+
+def stage2_gains(case: dict[str, Any]) -> None:
+    """Each row's nDCG@20 and recall@20 minus the base pipeline's (the first row)."""
+    case["rows"].sort(key=lambda r: r["label"] != case["base"])
+    base = case["rows"][0].get("metrics") if case["rows"][0]["label"] == case["base"] else None
+    for row in case["rows"][1:]:
         if "metrics" in row and base:
             row["gain_ndcg@20"] = round(row["metrics"]["ndcg@20"] - base["ndcg@20"], 4)
             row["gain_recall@20"] = round(row["metrics"]["recall@20"] - base["recall@20"], 4)
-    return {"case": name, "question": plan["question"], "rows": rows}
 
 
 def prepare_case(name: str, spec: dict[str, Any], folder: Path, work: Path) -> dict[str, Any]:
@@ -552,6 +559,7 @@ def main() -> None:
                 fresh = run_stage2(name, STAGE2[name], folder, Path(tmp))
                 labels = {r["label"] for r in fresh["rows"]}
                 fresh["rows"] += [r for r in kept_rows.get(name, []) if r["label"] not in labels]
+                stage2_gains(fresh)
                 stage2.append(fresh)
             cases.sort(key=lambda c: list(CASES).index(c["case"]))
             payload = {
