@@ -316,6 +316,7 @@ def run_stage2(name: str, spec: dict[str, Any], folder: Path, work: Path) -> dic
 
 def stage2_gains(case: dict[str, Any]) -> None:
     """Each row's nDCG@20 and recall@20 minus the base pipeline's (the first row)."""
+    case.setdefault("base", " + ".join(STAGE2[case["case"]]["base"][i]["name"] for i in [0]))
     case["rows"].sort(key=lambda r: r["label"] != case["base"])
     base = case["rows"][0].get("metrics") if case["rows"][0]["label"] == case["base"] else None
     for row in case["rows"][1:]:
@@ -504,6 +505,27 @@ def plot(cases: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def merge_from_disk(payload: dict[str, Any], path: Path, cases_run: list[Any]) -> None:
+    """Keep what another run saved meanwhile: its cases and stage-2 rows this run did not redo."""
+    if not path.exists():
+        return
+    disk = json.loads(path.read_text())
+    have = {c["case"] for c in payload["cases"]}
+    payload["cases"] += [
+        c for c in disk.get("cases", []) if c["case"] not in have and c["case"] not in cases_run
+    ]
+    payload["cases"].sort(key=lambda c: list(CASES).index(c["case"]))
+    mine = {c["case"]: c for c in payload["stage2"]}
+    for case in disk.get("stage2", []):
+        if case["case"] not in mine:
+            payload["stage2"].append(case)
+            continue
+        labels = {r["label"] for r in mine[case["case"]]["rows"]}
+        mine[case["case"]]["rows"] += [r for r in case["rows"] if r["label"] not in labels]
+        stage2_gains(mine[case["case"]])
+    payload["summary"] = summary(payload["cases"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", choices=list(CASES), help="run these cases only")
@@ -582,6 +604,7 @@ def main() -> None:
                 },
             }
             RESULTS.mkdir(parents=True, exist_ok=True)
+            merge_from_disk(payload, saved_path, names)
             saved_path.write_text(json.dumps(payload, indent=2) + "\n")
             write_markdown(payload, RESULTS / f"{args.results}.md")
             plot(cases, RESULTS / f"{args.results}.png")
