@@ -316,7 +316,7 @@ def run_stage2(name: str, spec: dict[str, Any], folder: Path, work: Path) -> dic
 
 def stage2_gains(case: dict[str, Any]) -> None:
     """Each row's nDCG@20 and recall@20 minus the base pipeline's (the first row)."""
-    case.setdefault("base", " + ".join(STAGE2[case["case"]]["base"][i]["name"] for i in [0]))
+    case.setdefault("base", " + ".join(r["name"] for r in STAGE2[case["case"]]["base"]))
     case["rows"].sort(key=lambda r: r["label"] != case["base"])
     base = case["rows"][0].get("metrics") if case["rows"][0]["label"] == case["base"] else None
     for row in case["rows"][1:]:
