@@ -576,7 +576,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="recgraph-embeddings-") as tmp:
         for step, name in steps:
             if step == "case" and name is not None:
-                cases.append(run_case(name, CASES[name], folder, Path(tmp)))
+                fresh = run_case(name, CASES[name], folder, Path(tmp))
+                if ROWS:  # the case's other saved rows stay
+                    old = next((c for c in saved.get("cases", []) if c["case"] == name), None)
+                    labels = {r["label"] for r in fresh["rows"]}
+                    fresh["rows"] += [
+                        r for r in (old or {}).get("rows", []) if r["label"] not in labels
+                    ]
+                cases.append(fresh)
             elif step == "stage2" and name is not None:
                 fresh = run_stage2(name, STAGE2[name], folder, Path(tmp))
                 labels = {r["label"] for r in fresh["rows"]}
