@@ -505,24 +505,27 @@ def plot(cases: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def merge_from_disk(payload: dict[str, Any], path: Path, cases_run: list[Any]) -> None:
-    """Keep what another run saved meanwhile: its cases and stage-2 rows this run did not redo."""
+def merge_from_disk(
+    payload: dict[str, Any], path: Path, cases_run: list[Any], stage2_run: list[str]
+) -> None:
+    """Keep what another run saved meanwhile: for what this run did not redo, the disk wins."""
     if not path.exists():
         return
     disk = json.loads(path.read_text())
-    have = {c["case"] for c in payload["cases"]}
-    payload["cases"] += [
-        c for c in disk.get("cases", []) if c["case"] not in have and c["case"] not in cases_run
-    ]
-    payload["cases"].sort(key=lambda c: list(CASES).index(c["case"]))
-    mine = {c["case"]: c for c in payload["stage2"]}
+    on_disk = {c["case"]: c for c in disk.get("cases", [])}
+    mine = {c["case"]: c for c in payload["cases"]}
+    merged = {**mine, **{k: v for k, v in on_disk.items() if k not in cases_run}}
+    payload["cases"] = sorted(merged.values(), key=lambda c: list(CASES).index(c["case"]))
+    mine2 = {c["case"]: c for c in payload["stage2"]}
     for case in disk.get("stage2", []):
-        if case["case"] not in mine:
-            payload["stage2"].append(case)
+        if case["case"] not in stage2_run:
+            mine2[case["case"]] = case
             continue
-        labels = {r["label"] for r in mine[case["case"]]["rows"]}
-        mine[case["case"]]["rows"] += [r for r in case["rows"] if r["label"] not in labels]
-        stage2_gains(mine[case["case"]])
+        labels = {r["label"] for r in mine2[case["case"]]["rows"]}
+        mine2[case["case"]]["rows"] += [r for r in case["rows"] if r["label"] not in labels]
+    payload["stage2"] = list(mine2.values())
+    for case in payload["stage2"]:
+        stage2_gains(case)
     payload["summary"] = summary(payload["cases"])
 
 
@@ -611,7 +614,7 @@ def main() -> None:
                 },
             }
             RESULTS.mkdir(parents=True, exist_ok=True)
-            merge_from_disk(payload, saved_path, names)
+            merge_from_disk(payload, saved_path, names, args.stage2 or [])
             saved_path.write_text(json.dumps(payload, indent=2) + "\n")
             write_markdown(payload, RESULTS / f"{args.results}.md")
             plot(cases, RESULTS / f"{args.results}.png")
