@@ -92,9 +92,8 @@ EPSILONS_OF = {"biased_mf": [None, 0.1, 1.0]}
 
 GRIDS: dict[str, list[dict[str, Any]]] = {
     "ease": [{"regularization": lam} for lam in (100.0, 250.0, 500.0, 1000.0)],
-    "item_knn": [
-        {"similarity": sim, "neighbours": k} for sim in ("cosine", "bm25") for k in (50, 100, 200)
-    ]
+    "item_knn": [{"similarity": "cosine", "neighbours": k} for k in (50, 100, 200)]
+    + [{"similarity": "bm25", "neighbours": k, "bm25_b": 0.75} for k in (50, 100, 200)]
     # second round (the first chose cosine 100, below popularity on the
     # temporal test): a smaller length normalisation of BM25, fewer
     # neighbours, plain co-occurrence
