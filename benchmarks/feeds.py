@@ -166,6 +166,11 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
 }
 
 
+#: The models a run scores (``--models``; popularity always): the others'
+#: default figures are kept from the saved run.
+MODELS: list[str] = list(GRIDS)
+
+
 def as_implicit(data: Interactions) -> Interactions:
     """Every rating a like of value 1 (binary: ``value_kind=none``): the implicit-feedback protocol."""
     return replace(
@@ -323,7 +328,7 @@ def evaluate_case(
     """Every model of ``GRIDS`` with ``params`` (empty: the defaults), scored on test."""
     started = time.perf_counter()
     if route == LIBRARY_ROUTE:
-        report = evaluate(list(GRIDS), *data, KS, params=params, progress=False)
+        report = evaluate(list(MODELS), *data, KS, params=params, progress=False)
         report.to_json(report_path)
         table = "\n".join(
             f"  {r.model:<10} "
@@ -335,7 +340,7 @@ def evaluate_case(
         params_path.write_text(tomli_w.dumps({k: v for k, v in params.items() if v}))
         table = run_cli(
             ["evaluate", "--train", str(paths[0]), "--test", str(paths[1]), "--kind", "items"]
-            + [arg for name in GRIDS for arg in ("--model", name)]
+            + [arg for name in MODELS for arg in ("--model", name)]
             + ["--params", str(params_path), "--k", ",".join(map(str, KS))]
             + ["--json", str(report_path)]
             + value_args(dataset)
@@ -455,11 +460,20 @@ def main() -> None:
         "it in the saved feeds.json (the other cases are kept as they were)",
     )
     parser.add_argument(
+        "--models",
+        help="comma-separated: score only these (and popular) with --defaults-only; the other "
+        "models' default figures are kept from the saved feeds.json",
+    )
+    parser.add_argument(
         "--defaults-only",
         action="store_true",
         help="score the defaults only; keep the tuned table saved in feeds.json",
     )
     args = parser.parse_args()
+    if args.models:
+        if not args.defaults_only:
+            sys.exit("--models needs --defaults-only (the tuned table scores every model)")
+        MODELS[:] = ["popular"] + [m for m in args.models.split(",") if m and m != "popular"]
     cases = CASES[:1] if args.quick else CASES
     if args.only is not None:
         only = tuple(args.only.split(":"))
@@ -493,6 +507,18 @@ def main() -> None:
     by_case = {(c["dataset"], c["split"]): c for c in saved["cases"]}
     for case in fresh:
         old = by_case.get((case["dataset"], case["split"]), {})
+        kept = [m for m in old.get("defaults", {}) if m not in case["defaults"]]
+        if kept:  # models this run did not score (--models): their saved figures
+            case["defaults"] = {
+                m: case["defaults"].get(m) or old["defaults"][m] for m in old["defaults"]
+            }
+            case["defaults_kept_from_earlier_run"] = kept
+            popular = case["defaults"]["popular"]["metrics"][TUNE_METRIC]
+            case["defaults_beat_popular"] = {
+                m: r["metrics"][TUNE_METRIC] > popular
+                for m, r in case["defaults"].items()
+                if m != "popular"
+            }
         if "results" not in case and "results" in old:
             for key in ("results", "implicit_fit_seconds", "tuning", "targets"):
                 case[key] = old[key]
