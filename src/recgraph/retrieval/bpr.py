@@ -32,7 +32,11 @@ from pydantic import Field
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar, track
 from recgraph.retrieval.base import RetrieverConfig
-from recgraph.retrieval.factors import DEFAULTS_STUDY, FactorRetriever, merge_matrix
+from recgraph.retrieval.factors import (
+    DEFAULTS_STUDY_SECOND_ROUND,
+    FactorRetriever,
+    merge_matrix,
+)
 from recgraph.retrieval.retraining import extend_onto
 
 
@@ -44,7 +48,7 @@ class BPRConfig(RetrieverConfig):
     different on every run.
     """
 
-    defaults_chosen_on: ClassVar[str] = DEFAULTS_STUDY
+    defaults_chosen_on: ClassVar[str] = DEFAULTS_STUDY_SECOND_ROUND
 
     #: 32 factors, step 0.02, L2 0.03, 50 iterations: the second round of
     #: benchmarks/defaults_study.py (issue 11's target cases, ML-100k global

@@ -55,6 +55,14 @@ DEFAULTS_STUDY = (
 )
 
 
+#: Where item_knn's and bpr's defaults come from: the second round of the study.
+DEFAULTS_STUDY_SECOND_ROUND = (
+    "validation nDCG@20 (carved from train) on MovieLens 100k random and global temporal "
+    "(three cuts), latest-small random, and generated play counts "
+    "(benchmarks/defaults_study.py, second round)"
+)
+
+
 class CountWeightingConfig(RetrieverConfig):
     """The config field every item model shares: how ``count`` values weigh.
 
