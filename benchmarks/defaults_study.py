@@ -397,6 +397,11 @@ def write_markdown(results: dict[str, Any]) -> None:
                 + f"; chosen {choice['chosen'].get('count_epsilon')} |"
                 + " |" * (len(CASES) + 1)
             )
+    lines += ["", "Cases each choice was made on (``rel`` is over these):", ""]
+    lines += [
+        f"- {name}: {', '.join(choice['chosen_on_cases'])}"
+        for name, choice in results.get("choices", {}).items()
+    ]
     (RESULTS / "defaults_study.md").write_text("\n".join(lines) + "\n")
 
 
