@@ -410,9 +410,15 @@ def run_case(name: str, spec: dict[str, Any], folder: Path, work: Path) -> dict[
     return {"case": name, "kind": spec["kind"], "split": " ".join(spec["split"]), "rows": rows}
 
 
-def summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's targets and the GNN-vs-heuristics margins."""
+def summary(cases: list[dict[str, Any]], stage2: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The issue's targets, the GNN-vs-heuristics margins and the stage-2 gains."""
     out: dict[str, Any] = {}
+    for case in stage2:
+        out[f"{case['case']}_stage2_gain"] = {
+            r["label"]: {"ndcg@20": r.get("gain_ndcg@20"), "recall@20": r.get("gain_recall@20")}
+            for r in case["rows"]
+            if "gain_ndcg@20" in r
+        }
     by = {c["case"]: {r["label"]: r for r in c["rows"] if "metrics" in r} for c in cases}
     if "ml-100k-random" in by and "lightgcn" in by["ml-100k-random"]:
         r = by["ml-100k-random"]["lightgcn"]
@@ -564,7 +570,7 @@ def merge_from_disk(
     payload["stage2"] = list(mine2.values())
     for case in payload["stage2"]:
         stage2_gains(case)
-    payload["summary"] = summary(payload["cases"])
+    payload["summary"] = summary(payload["cases"], payload["stage2"])
 
 
 def main() -> None:
@@ -641,7 +647,7 @@ def main() -> None:
                 "ks": KS,
                 "cases": cases,
                 "stage2": stage2,
-                "summary": summary(cases),
+                "summary": summary(cases, stage2),
                 "notes": NOTES,
                 "total_seconds": round(time.perf_counter() - started, 1),
                 "environment": {
