@@ -91,7 +91,9 @@ class BiasedMFConfig(CountWeightingConfig):
     Defaults (K=32, Adagrad at 0.1, L2 0.1, 40 epochs, every unseen pair a
     zero through the Gramian with ``unobserved_weight`` 48, no sampled
     negatives) are the validation choice of benchmarks/defaults_study.py: the
-    one point of its grid above popularity on every case.
+    one point of its grid above popularity on every case. ``count_epsilon``
+    ``None`` (play counts read as presence): its second stage on the
+    generated play counts, nDCG@20 0.1938 against 0.1923 (0.1) and 0.1916 (1).
 
     ``rating_range`` scales ratings to [0, 1]; ``None`` takes the smallest and
     largest rating of the data given to ``fit`` (and keeps them for
@@ -100,6 +102,7 @@ class BiasedMFConfig(CountWeightingConfig):
     a feed that logs every shown post as a view may prefer something near 0.
     """
 
+    count_epsilon: float | None = Field(default=None, gt=0)
     factors: int = Field(default=32, ge=1)
     epochs: int = Field(default=40, ge=1)
     #: Epochs over the new interactions in ``partial_fit`` (users and items).

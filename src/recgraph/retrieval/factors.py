@@ -55,6 +55,14 @@ DEFAULTS_STUDY = (
 )
 
 
+#: Where item_knn's and bpr's defaults come from: the second round of the study.
+DEFAULTS_STUDY_SECOND_ROUND = (
+    "validation nDCG@20 (carved from train) on MovieLens 100k random and global temporal "
+    "(three cuts), latest-small random, and generated play counts "
+    "(benchmarks/defaults_study.py, second round)"
+)
+
+
 class CountWeightingConfig(RetrieverConfig):
     """The config field every item model shares: how ``count`` values weigh.
 
@@ -183,6 +191,32 @@ def positive_matrix(
     matrix.eliminate_zeros()
     matrix.sort_indices()
     return matrix
+
+
+def bm25_weight(matrix: sp.spmatrix, k1: float, b: float) -> sp.csr_matrix:
+    r"""BM25 weights of a ``users x items`` matrix, each item a document and each user a term.
+
+    :math:`w_{ui} = x_{ui} (k_1 + 1) / (k_1 L_i + x_{ui}) \cdot \mathrm{idf}_u`,
+    with the item's length norm :math:`L_i = 1 - b + b\, n_i / \bar n` and
+    Lucene's inverse user frequency
+    :math:`\mathrm{idf}_u = \log(1 + (N - d_u + 0.5) / (d_u + 0.5))`
+    (:math:`N` items, :math:`d_u` the user's items). ``implicit``'s own
+    ``bm25_weight`` takes :math:`\log N - \log(1 + d_u)`, which is 0 or
+    negative for a user who has more than a third of the catalogue: on a
+    small catalogue every such user's co-occurrences vanish or count
+    against the items. Lucene's form stays positive and matches the other
+    for ordinary users.
+    """
+    coo = sp.coo_matrix(matrix, dtype=np.float64)
+    n_items = float(coo.shape[1])
+    user_items = np.bincount(coo.row, minlength=coo.shape[0]).astype(np.float64)
+    idf = np.log1p((n_items - user_items + 0.5) / (user_items + 0.5))
+    item_sums = np.bincount(coo.col, weights=coo.data, minlength=coo.shape[1])
+    length = (1.0 - b) + b * item_sums / max(item_sums.mean(), 1e-12)
+    data = coo.data * (k1 + 1.0) / (k1 * length[coo.col] + coo.data) * idf[coo.row]
+    out = sp.csr_matrix((data.astype(np.float32), (coo.row, coo.col)), shape=coo.shape)
+    out.sort_indices()
+    return out
 
 
 def merge_matrix(old: sp.csr_matrix, new: sp.csr_matrix, binary: bool) -> sp.csr_matrix:

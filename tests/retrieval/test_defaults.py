@@ -1,0 +1,52 @@
+"""The item models ship the defaults that validation chose (benchmarks/defaults_study.py).
+
+The study's choices are saved in ``benchmarks/results/defaults_study.json``;
+a default changed in code without the study (or a study rerun without the
+code) fails here, so ``recgraph models`` never names a study that did not
+pick what the user gets.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recgraph.retrieval.registry import get_retriever_class
+
+STUDY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "defaults_study.json"
+ITEM_MODELS = ("ease", "item_knn", "als", "bpr", "biased_mf")
+
+
+def _choices() -> dict:
+    if not STUDY.exists():  # pragma: no cover - the file is in the repository
+        pytest.skip(f"{STUDY} not found")
+    return json.loads(STUDY.read_text())["choices"]
+
+
+@pytest.mark.parametrize("name", ITEM_MODELS)
+def test_defaults_are_the_study_choice(name: str) -> None:
+    chosen = _choices()[name]["chosen"]
+    config = get_retriever_class(name).config_class()
+    for field, value in chosen.items():
+        assert getattr(config, field) == value, (name, field)
+
+
+@pytest.mark.parametrize("name", ITEM_MODELS)
+def test_the_choice_was_made_on_validation_of_every_target_case(name: str) -> None:
+    choice = _choices()[name]
+    cases = set(choice["chosen_on_cases"])
+    assert {"movielens-100k:random_per_user", "movielens-latest-small:random_per_user"} <= cases
+    assert any(c.startswith("movielens-100k:temporal_global") for c in cases)
+    # the play counts chose the whole point, or at least what counts weigh
+    assert "listening-counts:random_per_user" in cases or choice["count_epsilon_on_count_case"]
+    row = next(p for p in choice["points"] if p["params"] == _without_epsilon(choice, name))
+    assert row["qualifies"]
+    assert "validation" in get_retriever_class(name).config_class.defaults_chosen_on
+
+
+def _without_epsilon(choice: dict, name: str) -> dict:
+    """The chosen grid point as stage one scored it (``count_epsilon`` provisional)."""
+    params = dict(choice["chosen"])
+    if "count_epsilon" in params:
+        params["count_epsilon"] = 1.0
+    return params
