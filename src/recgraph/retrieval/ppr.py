@@ -29,9 +29,10 @@ Two ways to compute it (``method`` in the config):
   ``p + PPR(r) = PPR(e_u)`` with every ``r[v] < epsilon * deg(v)``; the
   work is at most ``1 / (alpha * epsilon)`` edge visits whatever the graph's
   size, and each node expands at most ``hub_cap`` of its edges (a fixed
-  evenly spaced sample). A last sweep spreads the residual one step. The scores are a short sparse vector, so a server
-  answers from a memory-mapped graph (:mod:`recgraph.retrieval.walks`), and
-  edges added after training (the overlay) are walked too.
+  evenly spaced sample). A last sweep spreads the residual one step. The
+  scores are a short sparse vector, so a server answers from a
+  memory-mapped graph (:mod:`recgraph.retrieval.walks`), and edges added
+  after training (the overlay) are walked too.
 - ``power``: exact power iteration over the whole graph, for small graphs
   and as the reference the push is tested against.
 """
