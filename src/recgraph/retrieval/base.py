@@ -429,6 +429,15 @@ class Retriever(ABC):
         user = int(user)
         return liked[user].indices.copy() if user < liked.shape[0] else np.zeros(0, np.int64)
 
+    def liked_weights(self, user: int, matrix: sp.csr_matrix) -> tuple[int, np.ndarray, np.ndarray]:
+        """The checked ``user`` index, and the liked items in its ``matrix`` row with their
+        weights: what an item-to-item explanation may cite, and how much each counts."""
+        self._check_fitted()
+        user = int(self._check_users([user])[0])
+        row = matrix[user]
+        keep = np.isin(row.indices, self.liked_items(user))
+        return user, row.indices[keep], row.data[keep]
+
     def seen_matrix(self) -> sp.csr_matrix:
         """Binary ``n_users x n_items``: what each user had in training (dislikes included)."""
         self._check_fitted()

@@ -187,15 +187,13 @@ class EASE(Retriever):
         Only what the user liked is cited (:meth:`liked_items`): never a dislike
         or a low rating, though a low rating still weighs a little in :math:`X`.
         """
-        self._check_fitted()
+        user, liked, strength = self.liked_weights(user, self.matrix_)
         assert self.users is not None and self.items is not None
-        user = int(self._check_users([user])[0])
         candidates = np.asarray(candidates, dtype=np.int64)
         position = np.full(self.matrix_.shape[1], -1, dtype=np.int64)
         position[self.active_items_] = np.arange(len(self.active_items_))
-        row = self.matrix_[user]
-        inside = (position[row.indices] >= 0) & np.isin(row.indices, self.liked_items(user))
-        liked, strength = row.indices[inside], row.data[inside]
+        inside = position[liked] >= 0
+        liked, strength = liked[inside], strength[inside]
         parts = []
         for item in candidates:
             if position[item] < 0 or len(liked) == 0:

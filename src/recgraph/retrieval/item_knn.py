@@ -117,13 +117,9 @@ class ItemKNN(Retriever):
         Only what the user liked is cited (:meth:`liked_items`): never a dislike
         or a low rating, though a low rating still weighs a little in :math:`X`.
         """
-        self._check_fitted()
+        user, liked, weights = self.liked_weights(user, self.matrix_)
         assert self.users is not None and self.items is not None
-        user = int(self._check_users([user])[0])
         candidates = np.asarray(candidates, dtype=np.int64)
-        row = self.matrix_[user]
-        keep = np.isin(row.indices, self.liked_items(user))
-        liked, weights = row.indices[keep], row.data[keep]
         columns = self.similarity_[liked][:, candidates].toarray()
         contributions = columns * weights[:, None]
         parts = []
