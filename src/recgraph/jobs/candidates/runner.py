@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from recgraph.errors import ConfigError
 from recgraph.jobs.candidates.graph_input import GraphSource, read_graph
+from recgraph.jobs.candidates.sampling_job import SAMPLES_JOB
 from recgraph.jobs.candidates.two_hop import TWO_HOP_JOBS
 
 if TYPE_CHECKING:
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
     from recgraph.retrieval.egoml.model import EgoML
 
 Engine = Literal["local", "spark"]
-#: Every job :func:`run_candidates` knows; ``rank`` re-scores a candidates file (``--input``).
-JOBS = (*TWO_HOP_JOBS, "egoml", "rank")
+#: Every job :func:`run_candidates` knows; ``rank`` re-scores a candidates file (``--input``);
+#: ``samples`` writes degree-capped subgraph samples (``sample, src, dst``), not candidates.
+JOBS = (*TWO_HOP_JOBS, "egoml", SAMPLES_JOB, "rank")
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,8 @@ def _run_local(request: CandidatesRequest) -> CandidatesSummary:
 
     start = time.perf_counter()
     vectors = 0
+    if request.job == SAMPLES_JOB:
+        return _run_samples_local(request)
     if request.job == "egoml":
         model = load_or_fit_egoml(request)
         loaded = time.perf_counter()
@@ -176,6 +180,24 @@ def _run_spark(request: CandidatesRequest, spark: SparkSession) -> CandidatesSum
 
     start = time.perf_counter()
     vectors = 0
+    if request.job == SAMPLES_JOB:
+        from recgraph.jobs.candidates.sampling_job import (
+            samples_spark,
+            sampling_config,
+            write_samples_spark,
+        )
+
+        config = sampling_config(request.params)
+        raw, directed = engine.read_edges(spark, request.source)
+        rows = write_samples_spark(samples_spark(raw, directed, config), request.output)
+        return CandidatesSummary(
+            job=request.job,
+            engine="spark",
+            output=request.output,
+            rows=rows,
+            users=0,
+            seconds=time.perf_counter() - start,
+        )
     if request.job == "egoml":
         from recgraph.jobs.candidates.egoml_job import egoml_spark, egoml_vectors_spark
 
@@ -211,6 +233,28 @@ def _run_spark(request: CandidatesRequest, spark: SparkSession) -> CandidatesSum
         users=users,
         seconds=done - start,
         vectors_written=vectors,
+    )
+
+
+def _run_samples_local(request: CandidatesRequest) -> CandidatesSummary:
+    """Degree-capped samples of the source in this process (see :mod:`.sampling_job`)."""
+    from recgraph.jobs.candidates.sampling_job import samples_local, sampling_config
+
+    config = sampling_config(request.params)
+    start = time.perf_counter()
+    graph = read_graph(request.source)
+    loaded = time.perf_counter()
+    _prepare_output(request.output)
+    rows = samples_local(graph, config, request.output)
+    done = time.perf_counter()
+    return CandidatesSummary(
+        job=request.job,
+        engine="local",
+        output=request.output,
+        rows=rows,
+        users=0,
+        seconds=done - start,
+        details={"read": loaded - start, "sample": done - loaded},
     )
 
 
