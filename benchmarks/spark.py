@@ -9,8 +9,9 @@ time and peak memory go to ``benchmarks/results/spark.json``, a table and a
 written estimate for a Bluesky-sized graph to ``spark.md``, and the curves to
 ``spark.png``.
 
-    python benchmarks/spark.py                                # 1e5, 1e6, 1e7
+    python benchmarks/spark.py                                # 1e5, 1e6, 1e7; adamic_adar, samples
     python benchmarks/spark.py --sizes 1e5,1e6 --engines local --jobs adamic_adar
+    python benchmarks/spark.py --jobs samples --params '{"samples": {"num_samples": 8}}'
     python benchmarks/spark.py --sizes 1e8 --timeout 7200     # add a size to the saved results
 
 Runs of an earlier invocation are kept in the JSON unless re-run (same size,
@@ -37,6 +38,9 @@ RESULTS = REPO / "benchmarks" / "results"
 MEAN_FOLLOWS = 20
 BLUESKY_FOLLOWS = 2e9
 BLUESKY_ACCOUNTS = 3e7
+#: Each job's parameters (``--params`` overrides them per job); ``samples`` runs at its defaults
+#: (32 samples, degree cap 32), what the GNNs train on.
+JOB_PARAMS: dict[str, dict] = {"adamic_adar": {"hub_cap": 1000}, "samples": {}}
 
 
 # ---------------------------------------------------------------------- the graphs
@@ -117,6 +121,7 @@ def measure(command: list[str], timeout: float) -> dict:
     import psutil
 
     start = time.perf_counter()
+    loads = []
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
     )
@@ -129,6 +134,7 @@ def measure(command: list[str], timeout: float) -> dict:
             peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
         except psutil.Error:
             pass
+        loads.append(os.getloadavg()[0])
         if time.perf_counter() - start > timeout:
             for child in root.children(recursive=True):
                 child.kill()
@@ -148,6 +154,8 @@ def measure(command: list[str], timeout: float) -> dict:
         "seconds": round(seconds, 2),
         "peak_gb": round(peak / 1e9, 3),
         "outcome": outcome,
+        # the 1-minute load average while it ran: the 2 cores are shared with other work
+        "load": [round(min(loads or [0]), 1), round(max(loads or [0]), 1)],
         **result,
     }
 
@@ -211,15 +219,16 @@ def markdown(runs: list[dict], note: str) -> str:
         "of the whole command (reading, numbering, scoring, writing Parquet); memory is the peak "
         "resident memory of the process tree (Python, JVM, Spark's Python workers).",
         "",
-        "| job | params | follows | engine | seconds | peak GB | candidates | users | µs / follow | outcome |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---|",
+        "| job | params | follows | engine | seconds | peak GB | rows written | users | µs / follow | load (1 min) | outcome |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in sorted(runs, key=lambda r: (r["job"], r["follows"], r["engine"])):
         per = 1e6 * r["seconds"] / r["follows"] if r["outcome"] == "ok" else float("nan")
+        load = "-".join(f"{x:g}" for x in r["load"]) if "load" in r else "?"
         lines.append(
             f"| {r['job']} | {r['params']} | {r['follows']:.0e} | {r['engine']} | {r['seconds']:.1f} "
             f"| {r['peak_gb']:.2f} | {r.get('rows', 0):,} | {r.get('users', 0):,} | {per:.1f} "
-            f"| {r['outcome']} |"
+            f"| {load} | {r['outcome']} |"
         )
     lines += ["", "## A Bluesky-sized graph on a Spark cluster (estimate)", ""]
     lines += bluesky_estimate(runs)
@@ -288,8 +297,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1e5,1e6,1e7")
     parser.add_argument("--engines", default="local,spark")
-    parser.add_argument("--jobs", default="adamic_adar")
-    parser.add_argument("--params", default='{"hub_cap": 1000}')
+    parser.add_argument("--jobs", default="adamic_adar,samples")
+    parser.add_argument("--params", default="{}", help="JSON: job -> params, over JOB_PARAMS.")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--work", default="/tmp/recgraph-spark-bench")
@@ -315,15 +324,17 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     saved = RESULTS / "spark.json"
     runs = json.loads(saved.read_text())["runs"] if saved.exists() else []
+    overrides = json.loads(args.params)
     for size in [int(float(s)) for s in args.sizes.split(",")]:
         edges = graph_file(size, work)
         for job in args.jobs.split(","):
+            params = json.dumps({**JOB_PARAMS.get(job, {}), **overrides.get(job, {})})
             for engine in args.engines.split(","):
                 output = work / f"out-{job}-{engine}-{size:.0e}.parquet"
                 command = [
                     sys.executable, __file__, "--run-one", "--edges", str(edges),
                     "--engine", engine, "--job", job, "--output", str(output),
-                    "--k", str(args.k), "--params", args.params,
+                    "--k", str(args.k), "--params", params,
                     "--spark-memory", args.spark_memory, "--partitions", str(args.partitions),
                     "--spark-tmp", str(work / "spark-tmp"),
                 ]  # fmt: skip
@@ -331,7 +342,7 @@ def main() -> None:
                 result = measure(command, args.timeout)
                 entry = {
                     "job": job,
-                    "params": args.params,
+                    "params": params,
                     "follows": size,
                     "engine": engine,
                     **result,
@@ -341,7 +352,7 @@ def main() -> None:
                     r
                     for r in runs
                     if (r["job"], r["follows"], r["engine"], r["params"])
-                    != (job, size, engine, args.params)
+                    != (job, size, engine, params)
                 ] + [entry]
                 write_report(runs, args.note)
 
