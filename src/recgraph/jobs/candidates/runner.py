@@ -260,15 +260,24 @@ def _run_samples_local(request: CandidatesRequest) -> CandidatesSummary:
 
 def _run_rank(request: CandidatesRequest, spark: SparkSession | None) -> CandidatesSummary:
     """Stage-2 batch scoring of a candidates file (see :mod:`.rank_job`)."""
-    from recgraph.jobs.candidates.rank_job import load_scorer, rank_local, rank_spark
+    from recgraph.jobs.candidates.rank_job import load_scorer, make_scorer, rank_local, rank_spark
 
     if request.source.path is None:
         raise ConfigError("the rank job re-scores a candidates file: give it as --input")
     options = dict(request.params)
     spec = options.pop("scorer", None)
-    if not spec:
-        raise ConfigError("the rank job needs --param scorer=module:function")
-    score_partition = load_scorer(str(spec), options)
+    if spec:
+        score_partition = load_scorer(str(spec), options)
+    elif request.model_dir is None:
+        raise ConfigError(
+            "the rank job needs a trained pipeline with a ranker (--model DIR) "
+            "or a scorer (--param scorer=module:function)"
+        )
+    else:
+        unknown = sorted(set(options) - {"question", "now"})
+        if unknown:
+            raise ConfigError(f"rank: unknown parameter {unknown[0]!r} (known: question, now)")
+        score_partition = make_scorer(request.model_dir, **options)
     start = time.perf_counter()
     if request.engine == "local":
         _prepare_output(request.output)
