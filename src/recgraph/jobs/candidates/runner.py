@@ -115,6 +115,10 @@ def run_candidates(
         raise ConfigError(f"k must be at least 1, got {request.k}")
     if request.job == "rank":
         return _run_rank(request, spark)
+    if request.job == SAMPLES_JOB:
+        from recgraph.jobs.candidates.sampling_job import sampling_config
+
+        sampling_config(request.params)  # a bad parameter fails before a Spark session starts
     if request.engine == "local":
         return _run_local(request)
     if request.engine == "spark":
