@@ -14,8 +14,11 @@ the engines agree exactly:
   does), hashes the ids with Spark's own ``md5`` (the last four bytes of the
   digest, read big-endian, which is :func:`~recgraph.data.sampling.id_hash`)
   and applies :func:`~recgraph.data.sampling.keep_mask` to every sample in a
-  pandas UDF: the splitmix64 arithmetic wraps modulo 2^64, which numpy does
-  and Spark's ANSI longs refuse.
+  pandas UDF (the splitmix64 arithmetic wraps modulo 2^64, which numpy does
+  and Spark's ANSI longs refuse). Only numbers cross to Python and back: the
+  UDF returns one long per edge whose bit ``i`` says whether sample ``i``
+  keeps it (62 samples a long), and Spark explodes the set bits into rows,
+  so the ids never leave the JVM.
 
 Output (both engines): Parquet rows ``sample`` (int32), ``src``, ``dst``
 (external ids as text), one file (local) or a folder of parts (Spark); read
@@ -29,7 +32,6 @@ not have.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
 SAMPLES_JOB = "samples"
 #: Columns of a samples file, in order.
 SAMPLE_COLUMNS = ("sample", "src", "dst")
+#: Samples whose keep-bits one long of the Spark job holds (62: no sign bit, room to spare).
+SAMPLES_PER_MASK = 62
 
 
 def sampling_config(params: dict[str, Any] | None) -> SamplingConfig:
@@ -134,25 +138,45 @@ def samples_spark(edges: DataFrame, directed: bool, config: SamplingConfig) -> D
             F.col("dd").cast("double"),
         )
     )
-    num_samples, max_degree = config.num_samples, config.max_degree
+    groups = [
+        (first, min(SAMPLES_PER_MASK, config.num_samples - first))
+        for first in range(0, config.num_samples, SAMPLES_PER_MASK)
+    ]
+    masked = frame.select(
+        "src",
+        "dst",
+        *(
+            _keep_bits(first, count, config.max_degree)("hs", "hd", "ds", "dd").alias(f"m{g}")
+            for g, (first, count) in enumerate(groups)
+        ),
+    )
+    # the set bits as sample numbers, in SQL (shiftright by a lambda variable)
+    chosen = [
+        F.expr(
+            f"transform(filter(sequence(0, {count - 1}), j -> (shiftright(m{g}, j) & 1) = 1), "
+            f"j -> j + {first})"
+        )
+        for g, (first, count) in enumerate(groups)
+    ]
+    samples = chosen[0] if len(chosen) == 1 else F.concat(*chosen)
+    return masked.select(F.explode(samples).alias("sample"), "src", "dst")  # ints
 
-    def keep(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in batches:
-            src_hash = batch["hs"].to_numpy(np.uint64)
-            dst_hash = batch["hd"].to_numpy(np.uint64)
-            src_deg = batch["ds"].to_numpy(np.float64)
-            dst_deg = batch["dd"].to_numpy(np.float64)
-            for i in range(num_samples):
-                mask = keep_mask(i, src_hash, dst_hash, src_deg, dst_deg, max_degree)
-                yield pd.DataFrame(
-                    {
-                        "sample": np.full(int(mask.sum()), i, dtype=np.int32),
-                        "src": batch["src"].to_numpy()[mask],
-                        "dst": batch["dst"].to_numpy()[mask],
-                    }
-                )
 
-    return frame.mapInPandas(keep, "sample int, src string, dst string")
+def _keep_bits(first: int, count: int, max_degree: float):
+    """A pandas UDF: per edge, bit ``j`` set when sample ``first + j`` keeps it (``keep_mask``)."""
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("long")  # type: ignore[call-overload]
+    def keep_bits(hs: pd.Series, hd: pd.Series, ds: pd.Series, dd: pd.Series) -> pd.Series:
+        src_hash, dst_hash = hs.to_numpy(np.uint64), hd.to_numpy(np.uint64)
+        src_deg, dst_deg = ds.to_numpy(np.float64), dd.to_numpy(np.float64)
+        bits = np.zeros(len(hs), dtype=np.int64)
+        for j in range(count):
+            keep = keep_mask(first + j, src_hash, dst_hash, src_deg, dst_deg, max_degree)
+            bits |= keep.astype(np.int64) << np.int64(j)
+        return pd.Series(bits)
+
+    return keep_bits
 
 
 def write_samples_spark(frame: DataFrame, path: str | Path) -> int:
