@@ -67,6 +67,19 @@ def test_spark_gives_the_same_samples(spark, tmp_path, graph_name):
 
 
 @pytest.mark.spark
+@pytest.mark.datasets
+def test_spark_holds_more_samples_than_one_mask_long(spark, tmp_path):
+    # 70 samples: two keep-bit longs on Spark (62 + 8), on the first 3000 messages
+    graph = real_graph("college-msg")
+    part = graph.subset(np.arange(3000))
+    params = {"num_samples": 70, "max_degree": 4}
+    local = run(tmp_path, part, "local", params=params)
+    remote = run(tmp_path, part, "spark", spark, params=params)
+    assert local["sample"].max() == 69 and local["sample"].nunique() == 70
+    pd.testing.assert_frame_equal(local, remote)
+
+
+@pytest.mark.spark
 def test_sparks_md5_column_is_the_samplers_id_hash(spark):
     from recgraph.jobs.candidates.sampling_job import id_hash_column
 
