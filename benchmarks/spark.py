@@ -305,6 +305,20 @@ def bluesky_estimate(runs: list[dict]) -> list[str]:
                 f"for {BLUESKY_FOLLOWS:.0e} follows."
             )
         if spark is not None:
+            big = spark["run"]
+            for r in runs:
+                if (
+                    (r["job"], r["engine"]) == (job, "spark")
+                    and r["outcome"] == "timeout"
+                    and (r["follows"] > big["follows"])
+                ):
+                    predicted = big["seconds"] + spark["marginal"] / 2 * (
+                        r["follows"] - big["follows"]
+                    )
+                    lines.append(
+                        f"- The {r['follows']:.0e} Spark run stopped at its limit "
+                        f"({r['seconds']:.0f} s); this rate predicts {predicted:,.0f} s for it."
+                    )
             core_hours = spark["marginal"] * BLUESKY_FOLLOWS / 3600
             hours = NETWORK_FACTOR * core_hours / cores
             lines.append(
