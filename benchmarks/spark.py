@@ -9,8 +9,9 @@ time and peak memory go to ``benchmarks/results/spark.json``, a table and a
 written estimate for a Bluesky-sized graph to ``spark.md``, and the curves to
 ``spark.png``.
 
-    python benchmarks/spark.py                                # 1e5, 1e6, 1e7
+    python benchmarks/spark.py                                # 1e5, 1e6, 1e7; adamic_adar, samples
     python benchmarks/spark.py --sizes 1e5,1e6 --engines local --jobs adamic_adar
+    python benchmarks/spark.py --jobs samples --params '{"samples": {"num_samples": 8}}'
     python benchmarks/spark.py --sizes 1e8 --timeout 7200     # add a size to the saved results
 
 Runs of an earlier invocation are kept in the JSON unless re-run (same size,
@@ -37,6 +38,9 @@ RESULTS = REPO / "benchmarks" / "results"
 MEAN_FOLLOWS = 20
 BLUESKY_FOLLOWS = 2e9
 BLUESKY_ACCOUNTS = 3e7
+#: Each job's parameters (``--params`` overrides them per job); ``samples`` runs at its defaults
+#: (32 samples, degree cap 32), what the GNNs train on.
+JOB_PARAMS: dict[str, dict] = {"adamic_adar": {"hub_cap": 1000}, "samples": {}}
 
 
 # ---------------------------------------------------------------------- the graphs
@@ -117,6 +121,7 @@ def measure(command: list[str], timeout: float) -> dict:
     import psutil
 
     start = time.perf_counter()
+    loads = []
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
     )
@@ -129,6 +134,7 @@ def measure(command: list[str], timeout: float) -> dict:
             peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
         except psutil.Error:
             pass
+        loads.append(os.getloadavg()[0])
         if time.perf_counter() - start > timeout:
             for child in root.children(recursive=True):
                 child.kill()
@@ -148,6 +154,8 @@ def measure(command: list[str], timeout: float) -> dict:
         "seconds": round(seconds, 2),
         "peak_gb": round(peak / 1e9, 3),
         "outcome": outcome,
+        # the 1-minute load average while it ran: the 2 cores are shared with other work
+        "load": [round(min(loads or [0]), 1), round(max(loads or [0]), 1)],
         **result,
     }
 
@@ -211,67 +219,152 @@ def markdown(runs: list[dict], note: str) -> str:
         "of the whole command (reading, numbering, scoring, writing Parquet); memory is the peak "
         "resident memory of the process tree (Python, JVM, Spark's Python workers).",
         "",
-        "| job | params | follows | engine | seconds | peak GB | candidates | users | µs / follow | outcome |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---|",
+        "| job | params | follows | engine | seconds | peak GB | rows written | users | µs / follow | load (1 min) | outcome |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in sorted(runs, key=lambda r: (r["job"], r["follows"], r["engine"])):
         per = 1e6 * r["seconds"] / r["follows"] if r["outcome"] == "ok" else float("nan")
+        load = "-".join(f"{x:g}" for x in r["load"]) if "load" in r else "?"
         lines.append(
             f"| {r['job']} | {r['params']} | {r['follows']:.0e} | {r['engine']} | {r['seconds']:.1f} "
             f"| {r['peak_gb']:.2f} | {r.get('rows', 0):,} | {r.get('users', 0):,} | {per:.1f} "
-            f"| {r['outcome']} |"
+            f"| {load} | {r['outcome']} |"
         )
+    lines += ["", "## Where each engine stops", ""]
+    for job, engine in sorted({(r["job"], r["engine"]) for r in runs}):
+        mine = sorted((r for r in runs if (r["job"], r["engine"]) == (job, engine)),
+                      key=lambda r: r["follows"])  # fmt: skip
+        done = [r for r in mine if r["outcome"] == "ok"]
+        text = f"- {job} / {engine}: finished up to {done[-1]['follows']:.0e} follows" if done else (
+            f"- {job} / {engine}: no size finished")  # fmt: skip
+        for r in mine:
+            if r["outcome"] != "ok":
+                text += (f"; {r['follows']:.0e} stopped ({r['outcome']} after {r['seconds']:.0f} s, "
+                         f"peak {r['peak_gb']:.1f} GB)")  # fmt: skip
+        lines.append(text + ".")
     lines += ["", "## A Bluesky-sized graph on a Spark cluster (estimate)", ""]
     lines += bluesky_estimate(runs)
     return "\n".join(lines) + "\n"
 
 
-def bluesky_estimate(runs: list[dict]) -> list[str]:
-    """Core-hours per follow from the largest finished run of each engine, scaled to 2e9 follows."""
-    lines = []
-    largest = {}
-    for engine in ("spark", "local"):
-        done = [r for r in runs if r["engine"] == engine and r["outcome"] == "ok"]
-        if done:
-            largest[engine] = max(done, key=lambda r: r["follows"])
-    if "spark" not in largest:
-        return ["No Spark run finished; no estimate."]
+#: The cluster the estimate plans for: executors x cores each, memory per executor.
+CLUSTER_EXECUTORS = 50
+CLUSTER_CORES = 8
+CLUSTER_MEMORY_GB = 32
+#: What a shuffle over the network costs on top of local mode (a planning factor, not measured).
+NETWORK_FACTOR = 2.0
+
+
+def per_follow_cost(runs: list[dict], job: str, engine: str) -> dict | None:
+    """Core-seconds per follow of ``job`` on ``engine``: the marginal cost between its two largest
+    finished sizes (fixed start-up costs cancel), else its largest run's average."""
+    done = sorted(
+        (r for r in runs if r["job"] == job and r["engine"] == engine and r["outcome"] == "ok"),
+        key=lambda r: r["follows"],
+    )
+    if not done:
+        return None
+    big = done[-1]
     cores = 2
-    for engine, run in largest.items():
-        per_follow = run["seconds"] * cores / run["follows"]
-        hours = per_follow * BLUESKY_FOLLOWS / 3600
-        lines.append(
-            f"- {engine}: {run['job']} on {run['follows']:.0e} follows took {run['seconds']:.0f} s "
-            f"on 2 shared cores: {per_follow * 1e6:,.0f} core-µs per follow, so "
-            f"{hours:,.0f} core-hours for {BLUESKY_FOLLOWS:.0e} follows."
-        )
-    spark = largest["spark"]
-    per_follow = spark["seconds"] * cores / spark["follows"]
-    core_hours = per_follow * BLUESKY_FOLLOWS / 3600
+    out = {"run": big, "average": big["seconds"] * cores / big["follows"]}
+    out["marginal"] = out["average"]
+    if len(done) > 1:
+        small = done[-2]
+        slope = (big["seconds"] - small["seconds"]) / (big["follows"] - small["follows"])
+        if slope > 0:
+            out["marginal"] = slope * cores
+            out["from"] = small
+    if big.get("output_bytes") and big.get("rows"):
+        out["bytes_per_row"] = big["output_bytes"] / big["rows"]
+        out["rows_per_follow"] = big["rows"] / big["follows"]
+    return out
+
+
+def bluesky_estimate(runs: list[dict]) -> list[str]:
+    """Executors, memory and hours for a Bluesky-sized graph from the measured per-follow costs."""
+    lines = []
+    cores = CLUSTER_EXECUTORS * CLUSTER_CORES
+    for job in sorted({r["job"] for r in runs}):
+        spark = per_follow_cost(runs, job, "spark")
+        local = per_follow_cost(runs, job, "local")
+        lines += [f"### {job}", ""]
+        for engine, cost in (("local engine", local), ("Spark local[2]", spark)):
+            if cost is None:
+                lines.append(f"- {engine}: no finished run.")
+                continue
+            big = cost["run"]
+            how = (
+                f"marginal cost between {cost['from']['follows']:.0e} and {big['follows']:.0e} "
+                f"follows ({cost['from']['seconds']:.0f} s -> {big['seconds']:.0f} s)"
+                if "from" in cost
+                else f"average of the {big['follows']:.0e} run ({big['seconds']:.0f} s)"
+            )
+            lines.append(
+                f"- {engine}: {cost['marginal'] * 1e6:,.0f} core-µs per follow, the {how}, "
+                f"2 shared cores; {cost['marginal'] * BLUESKY_FOLLOWS / 3600:,.0f} core-hours "
+                f"for {BLUESKY_FOLLOWS:.0e} follows."
+            )
+        if spark is not None:
+            big = spark["run"]
+            for r in runs:
+                if (
+                    (r["job"], r["engine"]) == (job, "spark")
+                    and r["outcome"] == "timeout"
+                    and (r["follows"] > big["follows"])
+                ):
+                    predicted = big["seconds"] + spark["marginal"] / 2 * (
+                        r["follows"] - big["follows"]
+                    )
+                    lines.append(
+                        f"- The {r['follows']:.0e} Spark run stopped at its limit "
+                        f"({r['seconds']:.0f} s); this rate predicts {predicted:,.0f} s for it."
+                    )
+            core_hours = spark["marginal"] * BLUESKY_FOLLOWS / 3600
+            hours = NETWORK_FACTOR * core_hours / cores
+            lines.append(
+                f"- **Plan**: {CLUSTER_EXECUTORS} executors x {CLUSTER_CORES} cores "
+                f"({cores} cores), {CLUSTER_MEMORY_GB} GB each: {core_hours / cores:,.1f} h at "
+                f"the measured rate, x{NETWORK_FACTOR:g} for the network shuffle local mode "
+                f"does not pay: **about {hours:,.1f} h** (an upper bound: measured on "
+                "overloaded shared cores)."
+            )
+            if "rows_per_follow" in spark:
+                rows = spark["rows_per_follow"] * BLUESKY_FOLLOWS
+                size = rows * spark["bytes_per_row"]
+                lines.append(
+                    f"- **Output**: {spark['rows_per_follow']:.1f} rows per follow measured, "
+                    f"so {rows:.1e} rows; at the measured {spark['bytes_per_row']:.1f} bytes a "
+                    f"row (short integer ids; Bluesky's 32-character DIDs compress to more) "
+                    f"about {size / 1e9:,.0f} GB of Parquet, or more with DIDs."
+                )
+        lines.append("")
     lines += [
+        "### Memory and disk (both jobs)",
         "",
-        "With the hub cap, the two-hop paths per follow stay bounded (a user's work is at most "
-        "its follows times `hub_cap`), so both engines grow about linearly in follows and the "
-        "per-follow cost carries over. The figures above were taken on 2 cores shared with "
-        "other work (load average 15-25, so this process had a fraction of a core); an idle "
-        "executor core is several times faster, which makes the Spark figure an upper bound.",
-        "",
-        f"- **Compute**: about {core_hours:,.0f} core-hours at the measured rate (upper bound). "
-        f"On 50 executors of 8 cores (400 cores): {core_hours / 400:,.1f} hours at that rate, "
-        f"plus shuffle over the network that local mode does not pay (count a factor 2): "
-        f"plan for {2 * core_hours / 400:,.1f} hours, likely a few times less on idle cores.",
-        "- **Memory**: the job's state is the shuffle of the two-hop pairs, spilled to disk; "
-        "8 cores x 4 GB per executor (32 GB) with `spark.sql.shuffle.partitions` of 4000-8000 "
-        "keeps partitions near 1 GB. The driver holds only the hub sample (hubs x `hub_cap` "
-        "positions) and, for EGOML, the feature tables it writes (O(|E|), about 200 bytes a "
-        "follow: 400 GB for 2e9 follows, so EGOML's features would need to move to the "
-        "executors first).",
-        "- **Disk**: shuffle space of the order of the pairs (Bluesky's 2e9 follows with a cap "
-        "of 1000: some 10^11 paths before the map-side sums), several TB across executors.",
-        f"- **Output**: {BLUESKY_ACCOUNTS:.0e} accounts x 100 candidates = 3e9 rows, about "
-        "40 GB of Parquet.",
+        "- The hub-capped two-hop job's state is the shuffle of the two-hop pairs: at most "
+        "`hub_cap` paths per follow, summed map-side; with `spark.sql.shuffle.partitions` of "
+        "4000-8000 each partition stays near 1 GB, so 8 cores x 4 GB per executor suffice and "
+        "the shuffle spills to several TB of local disk across executors (Bluesky: some 10^11 "
+        "paths before the map-side sums). The driver holds only the hub sample (hubs x "
+        "`hub_cap` positions).",
+        "- The samples job shuffles the edges three times (distinct, two degree counts, two "
+        "joins): 2e9 follows of two DIDs is about 150 GB of shuffle, spread over the cluster; "
+        "its output grows with `num_samples`.",
+        "- EGOML (not benchmarked here): the driver writes the feature tables (about 200 bytes "
+        "a follow, 400 GB at 2e9), so at Bluesky's size they would have to be built on the "
+        "executors first. The rank job (not benchmarked here) holds one loaded pipeline per "
+        "Python worker: a pipeline of a 2e9-follow graph does not fit one worker, so at that "
+        "size the ranker's graph features would have to come from a join rather than the "
+        "loaded matrices.",
     ]
     return lines
+
+
+def output_size(path: Path) -> int:
+    """Bytes of a Parquet file, or of a Spark output folder's parts."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*.parquet"))
 
 
 def machine() -> str:
@@ -288,8 +381,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1e5,1e6,1e7")
     parser.add_argument("--engines", default="local,spark")
-    parser.add_argument("--jobs", default="adamic_adar")
-    parser.add_argument("--params", default='{"hub_cap": 1000}')
+    parser.add_argument("--jobs", default="adamic_adar,samples")
+    parser.add_argument("--params", default="{}", help="JSON: job -> params, over JOB_PARAMS.")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--work", default="/tmp/recgraph-spark-bench")
@@ -306,7 +399,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.report_only:
         saved = json.loads((RESULTS / "spark.json").read_text())
-        write_report(saved["runs"], saved.get("note", ""))
+        for r in saved["runs"]:
+            output = Path(args.work) / f"out-{r['job']}-{r['engine']}-{r['follows']:.0e}.parquet"
+            if r["outcome"] == "ok" and "output_bytes" not in r and output.exists():
+                r["output_bytes"] = output_size(output)
+        write_report(saved["runs"], args.note or saved.get("note", ""))
         return
     if args.run_one:
         run_one(args)
@@ -315,23 +412,27 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     saved = RESULTS / "spark.json"
     runs = json.loads(saved.read_text())["runs"] if saved.exists() else []
+    overrides = json.loads(args.params)
     for size in [int(float(s)) for s in args.sizes.split(",")]:
         edges = graph_file(size, work)
         for job in args.jobs.split(","):
+            params = json.dumps({**JOB_PARAMS.get(job, {}), **overrides.get(job, {})})
             for engine in args.engines.split(","):
                 output = work / f"out-{job}-{engine}-{size:.0e}.parquet"
                 command = [
                     sys.executable, __file__, "--run-one", "--edges", str(edges),
                     "--engine", engine, "--job", job, "--output", str(output),
-                    "--k", str(args.k), "--params", args.params,
+                    "--k", str(args.k), "--params", params,
                     "--spark-memory", args.spark_memory, "--partitions", str(args.partitions),
                     "--spark-tmp", str(work / "spark-tmp"),
                 ]  # fmt: skip
                 print(f"{job} {engine} {size:.0e} ...", flush=True)
                 result = measure(command, args.timeout)
+                if result["outcome"] == "ok" and output.exists():
+                    result["output_bytes"] = output_size(output)
                 entry = {
                     "job": job,
-                    "params": args.params,
+                    "params": params,
                     "follows": size,
                     "engine": engine,
                     **result,
@@ -341,7 +442,7 @@ def main() -> None:
                     r
                     for r in runs
                     if (r["job"], r["follows"], r["engine"], r["params"])
-                    != (job, size, engine, args.params)
+                    != (job, size, engine, params)
                 ] + [entry]
                 write_report(runs, args.note)
 

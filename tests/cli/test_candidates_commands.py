@@ -71,3 +71,18 @@ def test_a_bad_job_or_missing_column_is_a_clear_error(tmp_path, capsys):
     assert status == 2
     err = "".join(capsys.readouterr().err.split())  # rich may wrap the line anywhere
     assert "bad.parquet" in err and "missingcolumn'src'" in err
+
+
+def test_candidates_writes_degree_capped_samples(tmp_path, capsys):
+    from recgraph.jobs.candidates.sampling_job import read_samples
+
+    edges = _edges(tmp_path / "follows.parquet")
+    out = tmp_path / "samples.parquet"
+    args = ["candidates", "--job", "samples", "--input", str(edges), "--output", str(out)]
+    status = main([*args, "--param", "num_samples=2", "--param", "max_degree=1"])
+    assert status == 0
+    assert "sampled edges" in capsys.readouterr().out
+    frame = read_samples(out)
+    assert set(frame["sample"]) <= {0, 1} and 0 < len(frame) < 2 * 6
+    assert main([*args, "--publish", "store"]) == 2
+    assert "samplesjobwritessubgraphs" in "".join(capsys.readouterr().err.split())

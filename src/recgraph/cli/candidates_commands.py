@@ -38,7 +38,10 @@ def candidates_command(
         str,
         typer.Option(
             "--job",
-            help="common_neighbors, adamic_adar, resource_allocation, jaccard or egoml.",
+            help="common_neighbors, adamic_adar, resource_allocation, jaccard, egoml; "
+            "samples (degree-capped subgraph samples: --param num_samples=32 "
+            "--param max_degree=32); rank (re-score the --input candidates with the "
+            "ranker of the --model pipeline).",
         ),
     ],
     engine: Annotated[
@@ -75,7 +78,11 @@ def candidates_command(
     ] = None,
     model_dir: Annotated[
         Path | None,
-        typer.Option("--model", help="egoml: a saved model folder (default: fit on the input)."),
+        typer.Option(
+            "--model",
+            help="egoml: a saved model folder (default: fit on the input); "
+            "rank: a trained pipeline with a ranker (--param question=feed for the feed's).",
+        ),
     ] = None,
     work_dir: Annotated[
         Path | None,
@@ -151,10 +158,16 @@ def candidates_command(
         spark_conf=_pairs(conf, "--conf"),
         vectors=VectorTarget(vectors_redis, vectors_namespace) if vectors_redis else None,
     )
+    if publish is not None and job == "samples":
+        raise ConfigError("--publish serves candidate lists; the samples job writes subgraphs")
     summary = run_candidates(request)
+    what = (
+        f"{summary.rows:,} sampled edges"
+        if job == "samples"
+        else f"{summary.rows:,} candidates for {summary.users:,} users"
+    )
     console.print(
-        f"{summary.job} on {summary.engine}: {summary.rows:,} candidates for "
-        f"{summary.users:,} users in {summary.seconds:.1f} s -> {summary.output}",
+        f"{summary.job} on {summary.engine}: {what} in {summary.seconds:.1f} s -> {summary.output}",
         highlight=False,
     )
     if summary.vectors_written:

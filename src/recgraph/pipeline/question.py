@@ -225,8 +225,13 @@ class QuestionModel:
         depth: int,
         blocked: sp.csr_matrix | None = None,
         eligible: np.ndarray | None = None,
+        candidates: np.ndarray | None = None,
     ) -> CandidatePool:
-        """Every retriever's ``depth`` best for known ``users``, as one pool (the ranker's input)."""
+        """Every retriever's ``depth`` best for known ``users``, as one pool (the ranker's input).
+
+        ``candidates`` (``(n, width)`` target indices, ``-1`` padding): a pool of
+        these instead of the merged lists (see :func:`~.ranking.candidate_pool`).
+        """
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64)
         if blocked is None:
@@ -240,6 +245,7 @@ class QuestionModel:
             method=self.config.merge,
             weights=[self.specs[key].weight for key in self.main_keys],
             rrf_k=self.config.rrf_k,
+            candidates=candidates,
         )
 
     def warm(self, users: np.ndarray) -> np.ndarray:

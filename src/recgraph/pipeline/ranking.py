@@ -104,21 +104,32 @@ def candidate_pool(
     method: str,
     weights: list[float],
     rrf_k: float,
+    candidates: np.ndarray | None = None,
 ) -> CandidatePool:
-    """Every retriever's ``depth`` best for ``users`` (known, warm), as one pool."""
+    """Every retriever's ``depth`` best for ``users`` (known, warm), as one pool.
+
+    ``candidates`` (``(n, width)``, ``-1`` padding) replaces the merged lists
+    with candidates from elsewhere (the batch ranking job's file): each
+    retriever still ranks and scores them from its own ``depth`` list, and
+    ``merged`` is NaN, ``sources`` 0.
+    """
     lists = [propose(key, users, depth) for key in keys]
-    width = sum(part.ids.shape[1] for part in lists)
-    ids, merged, sources, _ = merge_lists(
-        [p.ids for p in lists],
-        [p.scores for p in lists],
-        [p.sources for p in lists],
-        k=width,
-        method=method,
-        weights=weights,
-        rrf_k=rrf_k,
-    )
-    used = int((ids >= 0).sum(axis=1).max(initial=0))
-    ids, merged, sources = ids[:, :used], merged[:, :used], sources[:, :used]
+    if candidates is None:
+        width = sum(part.ids.shape[1] for part in lists)
+        ids, merged, sources, _ = merge_lists(
+            [p.ids for p in lists],
+            [p.scores for p in lists],
+            [p.sources for p in lists],
+            k=width,
+            method=method,
+            weights=weights,
+            rrf_k=rrf_k,
+        )
+        used = int((ids >= 0).sum(axis=1).max(initial=0))
+        ids, merged, sources = ids[:, :used], merged[:, :used], sources[:, :used]
+    else:
+        ids = np.asarray(candidates, dtype=np.int64)
+        merged, sources = np.full(ids.shape, np.nan), np.zeros(ids.shape, dtype=np.int64)
     columns = {}
     valid = ids >= 0
     rows, cols = np.nonzero(valid)

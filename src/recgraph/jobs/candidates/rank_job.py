@@ -1,7 +1,18 @@
-"""Stage-2 batch scoring of every user's candidates, on both engines: the ranker's plug.
+"""Stage-2 batch scoring of every user's candidates, on both engines.
 
-The ranker (``recgraph.ranking``) does not exist yet; this module fixes the
-contract it plugs into, and runs it the same way on both engines.
+The default scorer is a trained pipeline's ranker (:class:`PipelineScorer`,
+``recgraph candidates --job rank --model PIPELINE_DIR``): each process loads
+the saved pipeline once (the ranker from ``ranker.json`` + ``state.npz``, its
+feature context from ``features.npz``, the retrievers from their JSON + npz),
+and for each partition of whole users computes the ranking features of every
+row, exactly as the question does when it serves: each retriever's rank and
+score of the candidate from its own ``depth`` list (``score_pairs`` for what
+it did not propose, :func:`recgraph.pipeline.ranking.candidate_pool`), and
+the graph, popularity and time features of
+:class:`~recgraph.ranking.features.CandidateFeatures`. Every row's features
+and score depend on its user alone, so the engines give the same scores
+however the users are partitioned. Other scorers plug in by the contract
+below.
 
 **The contract.** A *score partition* is a callable
 ``score_partition(rows: pandas.DataFrame) -> numpy.ndarray``:
@@ -18,9 +29,10 @@ contract it plugs into, and runs it the same way on both engines.
   should load its model lazily, once per process (a module-level cache, as
   :mod:`.egoml_job` does for boosters), never per call.
 
-A ranker package exposes a factory ``make_scorer(**options) -> score
+A scorer package exposes a factory ``make_scorer(**options) -> score
 partition`` and the job names it as ``module:function`` (``--param
-scorer=recgraph.ranking.batch:make_scorer --param model=DIR``).
+scorer=mypackage.batch:make_scorer --param model=DIR``); without ``scorer``
+the job uses :func:`make_scorer` of this module.
 
 Each user's rows are re-ordered by the new scores (ties keep the old rank),
 cut to ``k`` and written in the candidates layout; ``sources`` are kept.
@@ -29,7 +41,9 @@ cut to ``k`` and written in the candidates layout; ``sources`` are kept.
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +56,100 @@ from recgraph.jobs.candidates.output import OUTPUT_COLUMNS, output_schema
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+    from recgraph.pipeline.question import QuestionModel
+
 ScorePartition = Callable[[pd.DataFrame], np.ndarray]
+#: Saved pipelines' questions, loaded once per process (driver or executor).
+_QUESTIONS: dict[tuple[str, str], QuestionModel] = {}
+
+
+def load_question(pipeline: str | Path, question: str) -> QuestionModel:
+    """A saved pipeline's question, from this process's cache; it must have a ranker."""
+    key = (str(Path(pipeline).resolve()), question)
+    model = _QUESTIONS.get(key)
+    if model is None:
+        from recgraph.pipeline import Pipeline
+
+        try:
+            loaded = Pipeline.load(pipeline)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{exc} (the rank job's --model is a saved pipeline)") from None
+        if question not in loaded.questions:
+            raise ConfigError(
+                f"{pipeline}: the pipeline has no trained {question!r} question "
+                f"(it has {', '.join(loaded.questions) or 'none'})"
+            )
+        model = loaded.questions[question]
+        if model.ranking is None:
+            raise ConfigError(
+                f"{pipeline}: the {question} question has no trained ranker "
+                f"({model.ranking_note or f'add [{question}.ranker] to the pipeline file'})"
+            )
+        _QUESTIONS[key] = model
+    return model
+
+
+def pipeline_scores(model: QuestionModel, rows: pd.DataFrame, now: float | None) -> np.ndarray:
+    """The question's ranker score of each row (``-inf`` for a user or candidate it never saw).
+
+    Rows of one user are one list of the pool; features come from
+    :meth:`~recgraph.pipeline.question.QuestionModel.pool` with the rows'
+    candidates, as when the question serves.
+    """
+    stage = model.ranking
+    assert stage is not None and model.users is not None and model.items is not None
+    users = model.users.index(rows["user"].to_numpy(), missing=-1)
+    items = model.items.index(rows["candidate"].to_numpy(), missing=-1)
+    scores = np.full(len(rows), -np.inf)
+    known = np.flatnonzero((users >= 0) & (items >= 0))
+    if not len(known):
+        return scores
+    u = users[known]
+    first = np.r_[True, u[1:] != u[:-1]]
+    group = np.cumsum(first) - 1
+    position = np.arange(len(u)) - np.flatnonzero(first)[group]
+    ids = np.full((int(first.sum()), int(position.max()) + 1), -1, dtype=np.int64)
+    ids[group, position] = items[known]
+    pool = model.pool(
+        u[first],
+        stage.spec.depth,
+        eligible=model.rules.eligible(now=now),
+        candidates=ids,
+    )
+    scores[known] = stage.ranker.score(stage.batch(pool))
+    return scores
+
+
+@dataclass(frozen=True)
+class PipelineScorer:
+    """A score partition from a saved pipeline's ranker (picklable: a path and two settings).
+
+    Attributes
+    ----------
+    pipeline
+        The saved pipeline folder (``recgraph train --output``), on a path
+        every executor reads.
+    question
+        ``who_to_follow`` (account candidates) or ``feed``.
+    now
+        Unix seconds the question's freshness window ends at, fixed on the
+        driver so that every executor filters alike.
+    """
+
+    pipeline: str
+    question: str = "who_to_follow"
+    now: float | None = None
+
+    def __call__(self, rows: pd.DataFrame) -> np.ndarray:
+        return pipeline_scores(load_question(self.pipeline, self.question), rows, self.now)
+
+
+def make_scorer(
+    pipeline: str, question: str = "who_to_follow", now: float | None = None
+) -> PipelineScorer:
+    """The default scorer: a pipeline's ranker, checked (loaded) once on the driver."""
+    load_question(pipeline, question)
+    return PipelineScorer(str(pipeline), question, time.time() if now is None else float(now))
 
 
 def load_scorer(spec: str, options: dict[str, Any] | None = None) -> ScorePartition:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from recgraph.errors import ConfigError
 from recgraph.jobs.candidates.graph_input import GraphSource, read_graph
+from recgraph.jobs.candidates.sampling_job import SAMPLES_JOB
 from recgraph.jobs.candidates.two_hop import TWO_HOP_JOBS
 
 if TYPE_CHECKING:
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
     from recgraph.retrieval.egoml.model import EgoML
 
 Engine = Literal["local", "spark"]
-#: Every job :func:`run_candidates` knows; ``rank`` re-scores a candidates file (``--input``).
-JOBS = (*TWO_HOP_JOBS, "egoml", "rank")
+#: Every job :func:`run_candidates` knows; ``rank`` re-scores a candidates file (``--input``);
+#: ``samples`` writes degree-capped subgraph samples (``sample, src, dst``), not candidates.
+JOBS = (*TWO_HOP_JOBS, "egoml", SAMPLES_JOB, "rank")
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,10 @@ def run_candidates(
         raise ConfigError(f"k must be at least 1, got {request.k}")
     if request.job == "rank":
         return _run_rank(request, spark)
+    if request.job == SAMPLES_JOB:
+        from recgraph.jobs.candidates.sampling_job import sampling_config
+
+        sampling_config(request.params)  # a bad parameter fails before a Spark session starts
     if request.engine == "local":
         return _run_local(request)
     if request.engine == "spark":
@@ -143,6 +149,8 @@ def _run_local(request: CandidatesRequest) -> CandidatesSummary:
 
     start = time.perf_counter()
     vectors = 0
+    if request.job == SAMPLES_JOB:
+        return _run_samples_local(request)
     if request.job == "egoml":
         model = load_or_fit_egoml(request)
         loaded = time.perf_counter()
@@ -176,6 +184,24 @@ def _run_spark(request: CandidatesRequest, spark: SparkSession) -> CandidatesSum
 
     start = time.perf_counter()
     vectors = 0
+    if request.job == SAMPLES_JOB:
+        from recgraph.jobs.candidates.sampling_job import (
+            samples_spark,
+            sampling_config,
+            write_samples_spark,
+        )
+
+        config = sampling_config(request.params)
+        raw, directed = engine.read_edges(spark, request.source)
+        rows = write_samples_spark(samples_spark(raw, directed, config), request.output)
+        return CandidatesSummary(
+            job=request.job,
+            engine="spark",
+            output=request.output,
+            rows=rows,
+            users=0,
+            seconds=time.perf_counter() - start,
+        )
     if request.job == "egoml":
         from recgraph.jobs.candidates.egoml_job import egoml_spark, egoml_vectors_spark
 
@@ -214,17 +240,48 @@ def _run_spark(request: CandidatesRequest, spark: SparkSession) -> CandidatesSum
     )
 
 
+def _run_samples_local(request: CandidatesRequest) -> CandidatesSummary:
+    """Degree-capped samples of the source in this process (see :mod:`.sampling_job`)."""
+    from recgraph.jobs.candidates.sampling_job import samples_local, sampling_config
+
+    config = sampling_config(request.params)
+    start = time.perf_counter()
+    graph = read_graph(request.source)
+    loaded = time.perf_counter()
+    _prepare_output(request.output)
+    rows = samples_local(graph, config, request.output)
+    done = time.perf_counter()
+    return CandidatesSummary(
+        job=request.job,
+        engine="local",
+        output=request.output,
+        rows=rows,
+        users=0,
+        seconds=done - start,
+        details={"read": loaded - start, "sample": done - loaded},
+    )
+
+
 def _run_rank(request: CandidatesRequest, spark: SparkSession | None) -> CandidatesSummary:
     """Stage-2 batch scoring of a candidates file (see :mod:`.rank_job`)."""
-    from recgraph.jobs.candidates.rank_job import load_scorer, rank_local, rank_spark
+    from recgraph.jobs.candidates.rank_job import load_scorer, make_scorer, rank_local, rank_spark
 
     if request.source.path is None:
         raise ConfigError("the rank job re-scores a candidates file: give it as --input")
     options = dict(request.params)
     spec = options.pop("scorer", None)
-    if not spec:
-        raise ConfigError("the rank job needs --param scorer=module:function")
-    score_partition = load_scorer(str(spec), options)
+    if spec:
+        score_partition = load_scorer(str(spec), options)
+    elif request.model_dir is None:
+        raise ConfigError(
+            "the rank job needs a trained pipeline with a ranker (--model DIR) "
+            "or a scorer (--param scorer=module:function)"
+        )
+    else:
+        unknown = sorted(set(options) - {"question", "now"})
+        if unknown:
+            raise ConfigError(f"rank: unknown parameter {unknown[0]!r} (known: question, now)")
+        score_partition = make_scorer(request.model_dir, **options)
     start = time.perf_counter()
     if request.engine == "local":
         _prepare_output(request.output)
