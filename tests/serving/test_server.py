@@ -12,6 +12,7 @@ CHANGED = {
     "database_url": "postgresql+psycopg://u:pw@db.test/rec",
     "busy_timeout": 1.5,
     "registry": "s3://bucket/models",
+    "registry_keep": 2,
     "api_token": "worker-token",
     "host": "0.0.0.0",
     "port": 9123,
