@@ -8,18 +8,42 @@ with them ("because you liked X", "because you rated Y highly", "because you
 viewed Z"). A reason cites only what the user liked: never a dislike, never a
 film rated one star, whatever a model returns. Results of the fallback chain
 for a user the models never saw are "popular: new user".
+
+When a ranker orders the answer (:class:`RankingStage`), a result is first
+explained by what the ranker saw of it, in the same plain words: on a follow
+graph "3 people you follow follow them" or "follows you"; on a feed "popular
+this week among people like you" (liked in the data's last week, and by
+several of the users whose likes overlap most with this user's) or "liked by
+5 people with tastes like yours". Only facts that hold for the pair are said;
+where none is strong enough, the retrievers' own reasons stand.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import scipy.sparse as sp
 
 from recgraph.data.interactions import Kind, ValueKind
 from recgraph.pipeline.history import History
 from recgraph.pipeline.names import Names, joined
 from recgraph.pipeline.results import Reason
+from recgraph.ranking.features import CandidateFeatures
 from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.explanation import FROM_HISTORY, Explanation
+
+if TYPE_CHECKING:
+    from recgraph.pipeline.ranking import RankingStage
+
+#: Users whose likes overlap most with a user's: "people like you".
+LIKE_YOU = 30
+#: Of them, how many must have liked an item for a "people like you" reason.
+MIN_LIKE_YOU = 3
+#: Share of the most-liked item's likes in the data's last week an item needs to be "popular this week".
+TRENDING_SHARE = 0.2
+#: Common followees needed for "N people you follow follow them" (one is named by the retriever).
+MIN_COMMON = 2
 
 #: What a reason says the user did with an item, by interaction kind.
 VERBS = {Kind.LIKE: "liked", Kind.RATING: "rated", Kind.VIEW: "viewed", Kind.FOLLOW: "followed"}
@@ -69,11 +93,25 @@ class Explainer:
         origin: np.ndarray,
         cold: bool,
         names: Names,
+        ranking: RankingStage | None = None,
     ) -> list[Reason]:
-        """One reason per result of ``user`` (``-1``: a user the models never saw)."""
+        """One reason per result of ``user`` (``-1``: a user the models never saw).
+
+        ``ranking``: the stage that ordered the results, when one did; its
+        features explain them first (see the module docstring).
+        """
         reasons: list[Reason | None] = [None] * len(ids)
         if user < 0:
             return [popular_reason(True) for _ in ids]
+        if ranking is not None and not cold and len(ids):
+            ranked = np.flatnonzero(np.asarray(origin) == 0)
+            if len(ranked):
+                for p, reason in zip(
+                    ranked,
+                    ranked_reasons(ranking.features, user, np.asarray(ids)[ranked], names),
+                    strict=True,
+                ):
+                    reasons[p] = reason
         for p in range(len(ids)):
             if origin[p] > 0 and self.models[self.chain_keys[origin[p] - 1]].name == "popular":
                 reasons[p] = popular_reason(cold)
@@ -173,3 +211,85 @@ class Explainer:
         )
         via = tuple(str(self.history.items.ids[t]) for t in chosen)
         return Reason(f"because you {text}", code, via)
+
+
+# ---------------------------------------------------------------------- ranked answers
+def ranked_reasons(
+    features: CandidateFeatures, user: int, ids: np.ndarray, names: Names
+) -> list[Reason | None]:
+    """What the ranker saw of each of ``user``'s results, in words; ``None``: nothing to say."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if features.graph_kind == "items":
+        return _feed_reasons(features, user, ids)
+    return _account_reasons(features, user, ids, names)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _account_reasons(
+    features: CandidateFeatures, user: int, ids: np.ndarray, names: Names
+) -> list[Reason | None]:
+    out_row = features.out[user]
+    followed = out_row.indices
+    follows_back = np.asarray(features.out[ids, np.full(len(ids), user)]).ravel() > 0
+    inn = features.inn[ids]
+    out: list[Reason | None] = []
+    for j in range(len(ids)):
+        common = np.intersect1d(inn[j].indices, followed, assume_unique=True)
+        n = len(common)
+        if n >= MIN_COMMON:
+            text = f"{_count(n, 'person you follow follows', 'people you follow follow')} them"
+            if follows_back[j]:
+                text = "follows you; " + text
+            out.append(Reason(text, "connections", tuple(str(x) for x in common[:5])))
+        elif follows_back[j]:
+            out.append(Reason("follows you", "follows_you"))
+        else:
+            out.append(None)
+    return out
+
+
+def _people_like_you(liked: sp.csr_matrix, user: int) -> np.ndarray:
+    """The ``LIKE_YOU`` users whose likes overlap most with ``user``'s (not the user)."""
+    row = liked[user]
+    if not row.nnz:
+        return np.zeros(0, dtype=np.int64)
+    overlap = np.asarray((liked @ row.T).todense()).ravel()
+    overlap[user] = 0
+    candidates = np.flatnonzero(overlap > 0)
+    if len(candidates) > LIKE_YOU:
+        top = np.argpartition(-overlap[candidates], LIKE_YOU - 1)[:LIKE_YOU]
+        candidates = candidates[top]
+    return np.sort(candidates)
+
+
+def _feed_reasons(features: CandidateFeatures, user: int, ids: np.ndarray) -> list[Reason | None]:
+    liked = features.liked
+    similar = _people_like_you(liked, user)
+    by_similar = (
+        np.asarray(liked[similar][:, ids].sum(axis=0)).ravel()
+        if len(similar)
+        else np.zeros(len(ids))
+    )
+    week = np.asarray(features.pop_7d, dtype=np.float64)
+    top_week = float(week.max(initial=0.0))
+    trending = week[ids] >= TRENDING_SHARE * top_week if top_week > 0 else np.zeros(len(ids), bool)
+    out: list[Reason | None] = []
+    for j in range(len(ids)):
+        n = int(by_similar[j])
+        if trending[j] and n >= MIN_LIKE_YOU:
+            out.append(Reason("popular this week among people like you", "similar_users"))
+        elif n >= MIN_LIKE_YOU:
+            out.append(
+                Reason(
+                    f"liked by {n} people with tastes like yours",
+                    "similar_users",
+                )
+            )
+        elif trending[j]:
+            out.append(Reason("popular this week", "popular"))
+        else:
+            out.append(None)
+    return out

@@ -13,7 +13,7 @@ from recgraph.data.interactions import Interactions
 from recgraph.data.item_features import ItemFeatures
 from recgraph.data.snapshot import TrainingSnapshot
 from recgraph.errors import ConfigError
-from recgraph.jobs.tune.fitting import FitCache, carve_validation
+from recgraph.jobs.tune.fitting import CACHE_SIZE, FitCache, carve_validation
 from recgraph.jobs.tune.results import Trial, TuneResult
 from recgraph.jobs.tune.spaces import (
     DEPTHS,
@@ -126,7 +126,11 @@ def tune_question(
         settings.max_valid_users,
     )
     fit = validation.fit
-    cache = FitCache(question, item_created_at, item_features)
+    # an item-item model of n items holds n^2 floats: keep fewer of them when n is large
+    size = CACHE_SIZE
+    if train.graph_kind == "items":
+        size = max(3, min(CACHE_SIZE, int(1.5e9 // max(8 * train.n_items**2, 1))))
+    cache = FitCache(question, item_created_at, item_features, size=size)
     names = settings.retrievers or default_retrievers(train)
     unknown = sorted(set(names) - set(SPACES))
     if unknown:
