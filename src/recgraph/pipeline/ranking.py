@@ -314,6 +314,9 @@ def train_stage(
     if not batches["train"] or not batches["valid"]:
         raise ValueError("too few users have held-out likes to train and validate a ranker")
     train_batch = RankingBatch.concat(batches["train"])
+    if spec.negatives < 1 and train_batch.labels is not None:
+        keep = (train_batch.labels > 0) | (rng.random(len(train_batch)) < spec.negatives)
+        train_batch = train_batch.rows(keep)
     valid_batch = RankingBatch.concat(batches["valid"])
     if not train_batch.labels.any():
         raise ValueError("no held-out like is among the retrievers' candidates: nothing to learn")

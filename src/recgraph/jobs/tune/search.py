@@ -17,6 +17,7 @@ from recgraph.jobs.tune.fitting import CACHE_SIZE, FitCache, carve_validation
 from recgraph.jobs.tune.results import Trial, TuneResult
 from recgraph.jobs.tune.spaces import (
     DEPTHS,
+    NEGATIVES,
     SPACES,
     default_point,
     default_retrievers,
@@ -234,7 +235,12 @@ def tune_question(
     study.enqueue_trial({**{k: j == 0 for j, k in enumerate(keep_names)}, "ranker": False})
     if len(pool_specs) > 1:
         study.enqueue_trial(
-            {**{k: j < 3 for j, k in enumerate(keep_names)}, "ranker": True, "depth": 200}
+            {
+                **{k: j < 3 for j, k in enumerate(keep_names)},
+                "ranker": True,
+                "depth": 200,
+                "negatives": 0.3,
+            }
         )
     label_split = label_split_for(description["method"])
     chosen: tuple[float, QuestionConfig] = (
@@ -266,6 +272,7 @@ def tune_question(
                 depth=optuna_trial.suggest_categorical("depth", DEPTHS),
                 label_split=label_split,
                 max_train_users=settings.ranker_users,
+                negatives=optuna_trial.suggest_categorical("negatives", NEGATIVES),
                 seed=settings.seed,
                 params=ranker_params(optuna_trial, settings.ranker),
             )
