@@ -29,16 +29,21 @@ BOOSTER_FILE = "booster.txt"
 
 
 class GBDTRankerConfig(RankerConfig):
-    """LightGBM LambdaRank parameters (LightGBM's names and meanings)."""
+    """LightGBM LambdaRank parameters (LightGBM's names and meanings).
 
-    n_estimators: int = Field(default=1500, ge=1)
-    learning_rate: float = Field(default=0.02, gt=0)
+    The learning rate and round cap are what ``recgraph tune`` settled near on
+    MovieLens 100k validation (0.03-0.07 with early stopping): a rate of 0.05
+    reaches the same validation nDCG as 0.02 in well under half the rounds.
+    """
+
+    n_estimators: int = Field(default=600, ge=1)
+    learning_rate: float = Field(default=0.05, gt=0)
     num_leaves: int = Field(default=15, ge=2)
     min_child_samples: int = Field(default=100, ge=1)
     feature_fraction: float = Field(default=0.9, gt=0, le=1)
     lambda_l2: float = Field(default=1.0, ge=0)
     eval_at: int = Field(default=20, ge=1)
-    early_stopping_rounds: int = Field(default=80, ge=1)
+    early_stopping_rounds: int = Field(default=40, ge=1)
     seed: int = 0
     n_threads: int = Field(default=0, ge=0)
 
