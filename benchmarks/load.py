@@ -15,7 +15,7 @@ registry every 0.5 s, loads the new version beside the old one and swaps).
 5% of the users asked for are unknown (the cold-start fallback).
 
 The ``ranked`` cases serve a two-stage pipeline instead of the shipped
-default: two retrievers propose 200 candidates each and a LightGBM LambdaRank
+default: two retrievers propose 250 candidates each and a LightGBM LambdaRank
 ranker (``gbdt_ranker``, trained at ``train_pipeline`` on label slices of the
 data) orders their union, about 300 candidates per request (the mean pool
 size is measured and saved). The ranker is forced on (``min_gain = -1``) so
@@ -84,8 +84,8 @@ CASES = [
 ]
 
 
-#: Two retrievers of 200 candidates each under a ranker: ~300 candidates ranked per request.
-RANKED_DEPTH = 200
+#: Two retrievers of 250 candidates each under a ranker: ~300 candidates ranked per request.
+RANKED_DEPTH = 250
 RANKER = {
     "depth": RANKED_DEPTH,
     "min_gain": -1.0,
@@ -115,6 +115,27 @@ CASES += [
     {**CASES[0], "name": "ego-facebook ranked", "pipeline": RANKED_ACCOUNTS},
     {**CASES[1], "name": "movielens-100k ranked", "pipeline": RANKED_FEED},
 ]
+
+
+def request_cpu(question, users: list[str], n: int = 200) -> dict:
+    """CPU milliseconds of one user's ``recommend`` in this process (no HTTP), p50/p99.
+
+    CPU time, not wall time: on a machine shared with other jobs it says what
+    a request costs, which wall-clock latency under load cannot.
+    """
+    index = [question.user_index(u) for u in users[:n]]
+    for user in index[:10]:
+        question.recommend([user], 10)
+    times = []
+    for user in index:
+        start = time.process_time()
+        question.recommend([user], 10)
+        times.append(1000 * (time.process_time() - start))
+    return {
+        "p50": round(float(np.percentile(times, 50)), 2),
+        "p99": round(float(np.percentile(times, 99)), 2),
+        "mean": round(float(np.mean(times)), 2),
+    }
 
 
 def pool_sizes(question, users: list[str]) -> dict:
@@ -284,6 +305,7 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
     rng = np.random.default_rng(0)
     users = [str(u) for u in rng.choice(question.users.ids, size=2000)]
     pool = pool_sizes(question, users)
+    cpu = request_cpu(question, users)
     users = [f"unknown-{i}" if rng.random() < UNKNOWN_SHARE else u for i, u in enumerate(users)]
     paths = [case["path"].format(user=u) for u in users]
     print(
@@ -335,6 +357,7 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
         "ranked": question.ranked,
         "ranker": question.config.ranker.model_dump(mode="json") if question.ranked else None,
         "candidates_ranked_per_request": pool,
+        "request_cpu_ms_in_process": cpu,
         "fit_seconds": round(trained.fit_seconds, 1),
         "phases": phases,
     }
