@@ -152,7 +152,9 @@ def tune_question(
         model = cache.fit(config, fit)
         value = validation.score(model)
         if config.ranker is not None and not model.ranked:
-            note = note or "ranker stood down"
+            note = note or "ranker stood down: the merge answers"
+        elif config.ranker is not None and model.ranking.order != "ranker":
+            note = note or f"ranker stood down: {model.ranking.order} alone answers"
         trial = Trial(
             len(trials),
             phase,
