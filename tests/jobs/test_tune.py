@@ -188,3 +188,15 @@ def test_train_with_tune_publishes_the_tuned_pipeline(small_store, tmp_path, mon
     config = load_pipeline_config(tmp_path / "t.toml")
     assert config.feed.retrievers and config.who_to_follow.retrievers
     assert (tmp_path / "registry").is_dir()
+
+
+def test_a_tuned_feed_without_item_knn_keeps_the_file_valid(tuned, tmp_path):
+    from dataclasses import replace
+
+    from recgraph.pipeline.config import QuestionConfig
+
+    only_popular = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
+    result = replace(tuned, config=only_popular)
+    written = write_pipeline({"feed": result}, tmp_path / "p.toml", load_pipeline_config())
+    assert written.similar.retriever is None  # item_knn is gone: co-occurrence answers
+    assert load_pipeline_config(tmp_path / "p.toml") == written
