@@ -26,9 +26,11 @@ holdout), >= 1.05x on CollegeMsg (temporal pairs), >= 1.00x on ego-Facebook
 (10% friendships); never below 0.99x anywhere.
 
 Saves ``benchmarks/results/two_stage.json`` and ``two_stage.png``.
-Run: ``python benchmarks/two_stage.py [--budget MINUTES] [--only CASE] [--skip-default]``
+Run: ``python benchmarks/two_stage.py [--budget MINUTES] [--only CASE] [--skip-default]
+[--out FILE] [--merge-from FILE]``
 (``--budget``: tuning minutes per case, default 3; ``--only``: rerun cases and
-replace them in the saved JSON). Needs ../shared/datasets or ``RECGRAPH_DATASETS``.
+replace them in the saved JSON; ``--out`` + ``--merge-from``: run cases in
+parallel processes and merge their JSON). Needs ../shared/datasets or ``RECGRAPH_DATASETS``.
 """
 
 from __future__ import annotations
@@ -331,9 +333,24 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=3.0, help="tuning minutes per case")
     parser.add_argument("--only", action="append", choices=list(CASES))
     parser.add_argument("--skip-default", action="store_true", help="no DEFAULT pipeline row")
+    parser.add_argument(
+        "--merge-from",
+        type=Path,
+        action="append",
+        help="add the cases of another run's JSON (e.g. one run in parallel with --out)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "two_stage.json")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "two_stage.json"
+    out = args.out
+    if args.merge_from:
+        saved = json.loads(out.read_text())
+        for path in args.merge_from:
+            saved["cases"].update(json.loads(path.read_text())["cases"])
+        out.write_text(json.dumps(saved, indent=1) + "\n")
+        plot(saved["cases"], out.with_suffix(".png"))
+        print(f"merged into {out}")
+        return
     saved: dict[str, Any] = json.loads(out.read_text()) if out.exists() and args.only else {}
     cases = dict(saved.get("cases", {}))
     started = time.perf_counter()
@@ -341,8 +358,8 @@ def main() -> None:
         for name in args.only or RUN_ORDER:
             cases[name] = run_case(name, args.budget, Path(tmp), not args.skip_default)
             write(out, cases, args, time.perf_counter() - started)
-    plot(cases, RESULTS / "two_stage.png")
-    print(f"\nwrote {out} and {RESULTS / 'two_stage.png'}")
+    plot(cases, out.with_suffix(".png"))
+    print(f"\nwrote {out} and {out.with_suffix('.png')}")
     for name, case in cases.items():
         print(
             f"{name:22s} {case['metric']}: tuned {case['tuned_over_best_single']:.4f}x"
