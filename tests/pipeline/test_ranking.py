@@ -193,9 +193,11 @@ def test_ranked_accounts_are_explained_by_people_you_follow_and_follow_back():
     features = CandidateFeatures(graph)
     index = {name: graph.users.get(name) for name in "uxyzw"}
     ids = np.array([index["x"], index["y"], index["z"], index["w"]])
-    reasons = ranked_reasons(features, index["u"], ids, Names())
-    assert reasons[0].text == "follows you; 3 people you follow follow them"
-    assert reasons[0].code == "connections" and len(reasons[0].via) == 3
+    reasons = ranked_reasons(features, index["u"], ids, Names(), graph.users.ids, top=2)
+    assert reasons[0].text.startswith("follows you; 3 people you follow follow them, among them ")
+    assert reasons[0].code == "connections" and len(reasons[0].via) == 2
+    assert set(reasons[0].via) <= {"a", "b", "c"}
+    assert all(name in reasons[0].text for name in reasons[0].via)
     assert reasons[1] is None  # one common followee: the retriever names them instead
     assert reasons[2].text == "follows you" and reasons[2].code == "follows_you"
     assert reasons[3] is None
@@ -240,7 +242,7 @@ def test_a_ranked_answer_carries_the_rankers_reasons(feed_graph):
     texts = {r.reason for r in answer.results}
     allowed_prefixes = ("because you", "popular", "liked by", "picked for you")
     assert all(t.startswith(allowed_prefixes) for t in texts), texts
-    assert any(t.startswith(("popular this week", "liked by")) for t in texts), (
+    assert any("popular this week" in t or "liked by" in t for t in texts), (
         "no result was explained by what the ranker saw"
     )
 
@@ -265,3 +267,18 @@ def test_a_ranker_that_stands_down_leaves_the_best_retriever_alone(feed_graph):
     found = own >= 0
     np.testing.assert_array_equal(ranked[found], own[found])
     assert found.mean() > 0.9
+
+
+def test_the_rankers_reason_adds_to_a_retrievers_history_reason():
+    from recgraph.pipeline.explain import combined
+    from recgraph.pipeline.results import Reason
+
+    history = Reason("because you liked “Heat”", "liked", ("m1",))
+    ranked = Reason("popular this week among people like you", "similar_users")
+    both = combined(history, ranked)
+    assert both.text == "because you liked “Heat”; popular this week among people like you"
+    assert both.code == "liked" and both.via == ("m1",)
+    assert combined(Reason("popular", "popular"), ranked) == ranked
+    assert combined(history, None) == history
+    people = Reason("3 people you follow follow them, among them @a and @b", "connections")
+    assert combined(Reason("followed by @a", "connections"), people) == people

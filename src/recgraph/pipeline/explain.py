@@ -103,15 +103,6 @@ class Explainer:
         reasons: list[Reason | None] = [None] * len(ids)
         if user < 0:
             return [popular_reason(True) for _ in ids]
-        if ranking is not None and not cold and len(ids):
-            ranked = np.flatnonzero(np.asarray(origin) == 0)
-            if len(ranked):
-                for p, reason in zip(
-                    ranked,
-                    ranked_reasons(ranking.features, user, np.asarray(ids)[ranked], names),
-                    strict=True,
-                ):
-                    reasons[p] = reason
         for p in range(len(ids)):
             if origin[p] > 0 and self.models[self.chain_keys[origin[p] - 1]].name == "popular":
                 reasons[p] = popular_reason(cold)
@@ -146,6 +137,19 @@ class Explainer:
                     else Reason(f"picked for you by {first}", "model")
                 )
             out.append(reason)
+        if ranking is not None and not cold and len(ids):
+            ranked = np.flatnonzero(np.asarray(origin) == 0)
+            if len(ranked):
+                said = ranked_reasons(
+                    ranking.features,
+                    user,
+                    np.asarray(ids)[ranked],
+                    names,
+                    self.history.items.ids,
+                    max(self.explain_top, 1),
+                )
+                for p, extra in zip(ranked, said, strict=True):
+                    out[p] = combined(out[p], extra)
         return out
 
     def _explain(
@@ -215,13 +219,31 @@ class Explainer:
 
 # ---------------------------------------------------------------------- ranked answers
 def ranked_reasons(
-    features: CandidateFeatures, user: int, ids: np.ndarray, names: Names
+    features: CandidateFeatures,
+    user: int,
+    ids: np.ndarray,
+    names: Names,
+    external: np.ndarray | None = None,
+    top: int = 2,
 ) -> list[Reason | None]:
-    """What the ranker saw of each of ``user``'s results, in words; ``None``: nothing to say."""
+    """What the ranker saw of each of ``user``'s results, in words; ``None``: nothing to say.
+
+    ``external`` maps account indices to external ids (to name ``top`` of the
+    people the user follows who follow a candidate); without it they go unnamed.
+    """
     ids = np.asarray(ids, dtype=np.int64)
     if features.graph_kind == "items":
         return _feed_reasons(features, user, ids)
-    return _account_reasons(features, user, ids, names)
+    return _account_reasons(features, user, ids, names, external, top)
+
+
+def combined(said: Reason, ranked: Reason | None) -> Reason:
+    """A retriever's reason and the ranker's: the more telling first, both when they add up."""
+    if ranked is None:
+        return said
+    if ranked.code == "connections" or said.code in ("popular", "new_user", "model"):
+        return ranked  # it names the people itself, or the retriever said nothing specific
+    return Reason(f"{said.text}; {ranked.text}", said.code, said.via)
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -229,7 +251,12 @@ def _count(n: int, one: str, many: str) -> str:
 
 
 def _account_reasons(
-    features: CandidateFeatures, user: int, ids: np.ndarray, names: Names
+    features: CandidateFeatures,
+    user: int,
+    ids: np.ndarray,
+    names: Names,
+    external: np.ndarray | None,
+    top: int,
 ) -> list[Reason | None]:
     out_row = features.out[user]
     followed = out_row.indices
@@ -241,9 +268,12 @@ def _account_reasons(
         n = len(common)
         if n >= MIN_COMMON:
             text = f"{_count(n, 'person you follow follows', 'people you follow follow')} them"
+            via = tuple(str(x) for x in (common if external is None else external[common])[:top])
+            if external is not None:
+                text += ", among them " + joined([names.show_account(x) for x in via])
             if follows_back[j]:
                 text = "follows you; " + text
-            out.append(Reason(text, "connections", tuple(str(x) for x in common[:5])))
+            out.append(Reason(text, "connections", via))
         elif follows_back[j]:
             out.append(Reason("follows you", "follows_you"))
         else:
