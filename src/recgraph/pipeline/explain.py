@@ -9,13 +9,16 @@ viewed Z"). A reason cites only what the user liked: never a dislike, never a
 film rated one star, whatever a model returns. Results of the fallback chain
 for a user the models never saw are "popular: new user".
 
-When a ranker orders the answer (:class:`RankingStage`), a result is first
-explained by what the ranker saw of it, in the same plain words: on a follow
-graph "3 people you follow follow them" or "follows you"; on a feed "popular
+When a ranker orders the answer (:class:`RankingStage`), what the ranker saw
+of a result is said too, in the same plain words: on a follow graph "followed
+by @a, @b and 3 more people you follow" (how many of the people the user
+follows follow the account) or "follows you"; on a feed "popular
 this week among people like you" (liked in the data's last week, and by
 several of the users whose likes overlap most with this user's) or "liked by
-5 people with tastes like yours". Only facts that hold for the pair are said;
-where none is strong enough, the retrievers' own reasons stand.
+5 people with tastes like yours", added to the retriever's own reason ("because
+you liked X; popular this week among people like you"). Only facts that hold
+for the pair are said; where none is strong enough, the retrievers' own
+reasons stand.
 """
 
 from __future__ import annotations
@@ -267,12 +270,19 @@ def _account_reasons(
         common = np.intersect1d(inn[j].indices, followed, assume_unique=True)
         n = len(common)
         if n >= MIN_COMMON:
-            text = f"{_count(n, 'person you follow follows', 'people you follow follow')} them"
             via = tuple(str(x) for x in (common if external is None else external[common])[:top])
-            if external is not None:
-                text += ", among them " + joined([names.show_account(x) for x in via])
+            if external is None:
+                text = f"followed by {_count(n, 'person', 'people')} you follow"
+            else:
+                shown = [names.show_account(x) for x in via]
+                rest = n - len(shown)
+                text = (
+                    f"followed by {', '.join(shown)} and {_count(rest, 'more person', 'more people')} you follow"
+                    if rest
+                    else f"followed by {joined(shown)}"
+                )
             if follows_back[j]:
-                text = "follows you; " + text
+                text += "; follows you"
             out.append(Reason(text, "connections", via))
         elif follows_back[j]:
             out.append(Reason("follows you", "follows_you"))
