@@ -45,7 +45,7 @@ LIKE_YOU = 30
 MIN_LIKE_YOU = 3
 #: Share of the most-liked item's likes in the data's last week an item needs to be "popular this week".
 TRENDING_SHARE = 0.2
-#: Common followees needed for "N people you follow follow them" (one is named by the retriever).
+#: Common followees needed to say how many of the people a user follows follow an account.
 MIN_COMMON = 2
 
 #: What a reason says the user did with an item, by interaction kind.
