@@ -9,7 +9,11 @@ def test_the_shipped_file_is_valid_and_equals_the_code_defaults():
     shipped = load_pipeline_config(default_pipeline_path())
     assert shipped.who_to_follow.fallback == ["popular"]
     assert shipped.who_to_follow.fallback == PipelineConfig().who_to_follow.fallback
-    assert [s.name for s in shipped.feed.retrievers] == ["item_knn"]
+    # what tuning chose on the shared datasets' validation splits (see the file's comments)
+    assert [s.name for s in shipped.feed.retrievers] == ["ease", "item_knn", "popular"]
+    assert shipped.feed.ranker is not None and shipped.feed.ranker.name == "gbdt_ranker"
+    assert [s.name for s in shipped.who_to_follow.retrievers] == ["adamic_adar", "ppr"]
+    assert shipped.who_to_follow.ranker is not None
     assert shipped.similar.retriever == "item_knn"
     code = PipelineConfig()
     assert shipped.who_to_follow.merge == code.who_to_follow.merge

@@ -111,9 +111,9 @@ def test_validation_can_say_no_ranker(feed_graph):
             cold_start_min_interactions=1,
         ),
     ).fit(feed_graph)
-    never = QuestionModel("feed", ranked_config(["item_knn", "popular"], min_gain=10.0)).fit(
-        feed_graph
-    )
+    never = QuestionModel(
+        "feed", ranked_config(["item_knn", "popular"], min_gain=10.0, stand_down="merge")
+    ).fit(feed_graph)
     assert never.ranking is not None and not never.ranked
     assert "ranker not used" in never.ranking_note
     users = np.arange(0, feed_graph.n_users, 3)
@@ -178,3 +178,111 @@ def test_a_bad_ranker_parameter_fails_before_training():
     }
     with pytest.raises(ConfigError, match="feed.ranker.*no_such_parameter"):
         Pipeline(bad)
+
+
+# ---------------------------------------------------------------------- reasons of ranked answers
+def test_ranked_accounts_are_explained_by_people_you_follow_and_follow_back():
+    from recgraph.data.interactions import Interactions
+    from recgraph.pipeline.explain import ranked_reasons
+    from recgraph.pipeline.names import Names
+    from recgraph.ranking.features import CandidateFeatures
+
+    edges = [("u", "a"), ("u", "b"), ("u", "c"), ("a", "x"), ("b", "x"), ("c", "x"), ("x", "u")]
+    edges += [("a", "y"), ("z", "u"), ("a", "w")]
+    graph = Interactions.from_arrays(*zip(*edges, strict=True), one_sided=True)
+    features = CandidateFeatures(graph)
+    index = {name: graph.users.get(name) for name in "uxyzw"}
+    ids = np.array([index["x"], index["y"], index["z"], index["w"]])
+    reasons = ranked_reasons(features, index["u"], ids, Names(), graph.users.ids, top=2)
+    first = reasons[0]
+    assert first.code == "connections" and len(first.via) == 2 and set(first.via) <= {"a", "b", "c"}
+    assert (
+        first.text
+        == f"followed by {first.via[0]}, {first.via[1]} and 1 more person you follow; follows you"
+    )
+    unnamed = ranked_reasons(features, index["u"], ids[:1], Names())[0]
+    assert unnamed.text == "followed by 3 people you follow; follows you"
+    assert reasons[1] is None  # one common followee: the retriever names them instead
+    assert reasons[2].text == "follows you" and reasons[2].code == "follows_you"
+    assert reasons[3] is None
+
+
+def test_ranked_feed_items_are_explained_by_people_like_you_and_this_week():
+    from recgraph.data.interactions import Interactions
+    from recgraph.pipeline.explain import ranked_reasons
+    from recgraph.pipeline.names import Names
+    from recgraph.ranking.features import DAY, CandidateFeatures
+
+    end = 1_000 * DAY
+    rows = []
+    # me and four look-alikes share films 1-3; the look-alikes all liked "fresh" last week
+    # and "classic" long ago; "fad" is new this week among strangers only
+    for user in ("me", "l1", "l2", "l3", "l4"):
+        rows += [(user, f"f{i}", end - 400 * DAY) for i in (1, 2, 3)]
+    for user in ("l1", "l2", "l3", "l4"):
+        rows += [(user, "fresh", end - DAY), (user, "classic", end - 300 * DAY)]
+    for user in ("s1", "s2", "s3", "s4", "s5"):
+        rows += [(user, "fad", end - 2 * DAY)]
+    rows += [("s1", "old", end - 500 * DAY)]
+    src, dst, ts = zip(*rows, strict=True)
+    data = Interactions.from_arrays(src, dst, timestamp=np.asarray(ts, dtype=np.int64))
+    features = CandidateFeatures(data)
+    items = [data.items.get(name) for name in ("fresh", "classic", "fad", "old")]
+    reasons = ranked_reasons(features, data.users.get("me"), np.array(items), Names())
+    assert reasons[0].text == "popular this week among people like you"
+    assert reasons[1].text == "liked by 4 people with tastes like yours"
+    assert reasons[2].text == "popular this week" and reasons[2].code == "popular"
+    assert reasons[3] is None
+
+
+def test_a_ranked_answer_carries_the_rankers_reasons(feed_graph):
+    config = ranked_config(["item_knn", "popular"])
+    question = QuestionModel("feed", config).fit(feed_graph)
+    if not question.ranked:
+        question.ranking.active = True  # explain what the ranker would answer
+    user = str(feed_graph.users.ids[int(np.argmax(np.diff(feed_graph.csr().indptr)))])
+    answer = question.answer(user, 10)
+    assert answer.results
+    texts = {r.reason for r in answer.results}
+    allowed_prefixes = ("because you", "popular", "liked by", "picked for you")
+    assert all(t.startswith(allowed_prefixes) for t in texts), texts
+    assert any("popular this week" in t or "liked by" in t for t in texts), (
+        "no result was explained by what the ranker saw"
+    )
+
+
+def test_a_ranker_that_stands_down_leaves_the_best_retriever_alone(feed_graph):
+    # popular weighs 20x in the merge: the merge is about popularity alone
+    retrievers = ["item_knn", {"name": "popular", "weight": 20.0}]
+    question = QuestionModel("feed", ranked_config(retrievers, min_gain=10.0)).fit(feed_graph)
+    report = question.ranking.report
+    alone = {key: report[f"valid_ndcg@20_{key}"] for key in ("item_knn", "popular")}
+    best = max(alone, key=alone.get)
+    if alone[best] <= report["valid_ndcg@20_merge"]:
+        pytest.skip("the merge beat every retriever alone on this graph's validation users")
+    assert question.ranked and question.ranking.order == best and report["order"] == best
+    single = QuestionModel(
+        "feed",
+        QuestionConfig(retrievers=[{"name": best}], fallback=[], cold_start_min_interactions=1),
+    ).fit(feed_graph)
+    users = np.arange(0, feed_graph.n_users, 3)
+    ranked, own = question.recommend(users, 10).ids, single.recommend(users, 10).ids
+    # the same list; where the retriever alone runs short, the others' candidates follow
+    found = own >= 0
+    np.testing.assert_array_equal(ranked[found], own[found])
+    assert found.mean() > 0.9
+
+
+def test_the_rankers_reason_adds_to_a_retrievers_history_reason():
+    from recgraph.pipeline.explain import combined
+    from recgraph.pipeline.results import Reason
+
+    history = Reason("because you liked “Heat”", "liked", ("m1",))
+    ranked = Reason("popular this week among people like you", "similar_users")
+    both = combined(history, ranked)
+    assert both.text == "because you liked “Heat”; popular this week among people like you"
+    assert both.code == "liked" and both.via == ("m1",)
+    assert combined(Reason("popular", "popular"), ranked) == ranked
+    assert combined(history, None) == history
+    people = Reason("followed by @a, @b and 3 more people you follow", "connections")
+    assert combined(Reason("followed by @a", "connections"), people) == people

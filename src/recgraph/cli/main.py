@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "recgraph.cli.collect_commands",
     "recgraph.cli.serve_commands",
     "recgraph.cli.candidates_commands",
+    "recgraph.cli.tune_commands",
 ]
 
 for _name in COMMAND_MODULES:

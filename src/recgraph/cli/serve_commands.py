@@ -156,6 +156,20 @@ def train_command(
         bool, typer.Option(help="Make the new version current (a running server switches to it).")
     ] = True,
     notes: Annotated[str | None, typer.Option(help="Why this version exists.")] = None,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="Run `recgraph tune` first (validation carved from the store's data) and train "
+            "the pipeline it writes to --tuned-out.",
+        ),
+    ] = False,
+    budget: Annotated[
+        float, typer.Option("--budget", min=0.05, help="With --tune: minutes of tuning.")
+    ] = 10.0,
+    tuned_out: Annotated[
+        Path, typer.Option("--tuned-out", help="With --tune: where the tuned pipeline goes.")
+    ] = Path("pipeline.tuned.toml"),
 ) -> None:
     """Train the pipeline on everything in the store and publish it as a new registry version."""
     from recgraph.data.store import Store
@@ -166,6 +180,22 @@ def train_command(
     reg = ModelRegistry(settings.registry)
     store = Store.open(settings.database_url, create=False)
     try:
+        if tune:
+            from recgraph.cli.tune_commands import print_trial, show_results, tune_settings
+            from recgraph.data.snapshot import TrainingSnapshot
+            from recgraph.jobs.tune import tune_pipeline, write_pipeline
+            from recgraph.pipeline import load_pipeline_config
+
+            base = load_pipeline_config(pipeline)
+            results = tune_pipeline(
+                TrainingSnapshot.from_store(store),
+                base,
+                tune_settings(budget, None, 0),
+                on_trial=print_trial,
+            )
+            write_pipeline(results, tuned_out, base)
+            show_results(results, tuned_out)
+            pipeline = tuned_out
         result = train_pipeline(store, reg, pipeline, notes=notes, promote=promote)
     finally:
         store.close()

@@ -84,6 +84,13 @@ class RankerSpec(_Strict):
     those users decide early stopping and whether the ranker is used at all:
     it is kept only when it orders their candidates better (validation
     nDCG@20) than the retrievers' own merge by more than ``min_gain``.
+    ``negatives``: the share of unliked candidate rows the ranker trains on
+    (each kept with this probability, seeded; liked rows always kept): below
+    1 trains faster on a long pool, at some cost in what it learns.
+    ``stand_down``: what answers when the ranker does not beat the retrievers
+    on validation: ``best``, the retriever that did best there alone (when it
+    beat the merge too), so the question is never worse on validation than
+    its best retriever; or ``merge``, the retrievers' merge as without a ranker.
     """
 
     name: str = Field(default="gbdt_ranker", min_length=1)
@@ -96,6 +103,8 @@ class RankerSpec(_Strict):
     valid_users: float = Field(default=0.2, gt=0, lt=1)
     min_gain: float = 0.0
     max_train_users: int = Field(default=20_000, ge=1)
+    negatives: float = Field(default=1.0, gt=0, le=1)
+    stand_down: Literal["best", "merge"] = "best"
     seed: int = 0
 
 

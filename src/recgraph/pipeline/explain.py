@@ -8,18 +8,45 @@ with them ("because you liked X", "because you rated Y highly", "because you
 viewed Z"). A reason cites only what the user liked: never a dislike, never a
 film rated one star, whatever a model returns. Results of the fallback chain
 for a user the models never saw are "popular: new user".
+
+When a ranker orders the answer (:class:`RankingStage`), what the ranker saw
+of a result is said too, in the same plain words: on a follow graph "followed
+by @a, @b and 3 more people you follow" (how many of the people the user
+follows follow the account) or "follows you"; on a feed "popular
+this week among people like you" (liked in the data's last week, and by
+several of the users whose likes overlap most with this user's) or "liked by
+5 people with tastes like yours", added to the retriever's own reason ("because
+you liked X; popular this week among people like you"). Only facts that hold
+for the pair are said; where none is strong enough, the retrievers' own
+reasons stand.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import scipy.sparse as sp
 
 from recgraph.data.interactions import Kind, ValueKind
 from recgraph.pipeline.history import History
 from recgraph.pipeline.names import Names, joined
 from recgraph.pipeline.results import Reason
+from recgraph.ranking.features import CandidateFeatures
 from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.explanation import FROM_HISTORY, Explanation
+
+if TYPE_CHECKING:
+    from recgraph.pipeline.ranking import RankingStage
+
+#: Users whose likes overlap most with a user's: "people like you".
+LIKE_YOU = 30
+#: Of them, how many must have liked an item for a "people like you" reason.
+MIN_LIKE_YOU = 3
+#: Share of the most-liked item's likes in the data's last week an item needs to be "popular this week".
+TRENDING_SHARE = 0.2
+#: Common followees needed to say how many of the people a user follows follow an account.
+MIN_COMMON = 2
 
 #: What a reason says the user did with an item, by interaction kind.
 VERBS = {Kind.LIKE: "liked", Kind.RATING: "rated", Kind.VIEW: "viewed", Kind.FOLLOW: "followed"}
@@ -69,8 +96,13 @@ class Explainer:
         origin: np.ndarray,
         cold: bool,
         names: Names,
+        ranking: RankingStage | None = None,
     ) -> list[Reason]:
-        """One reason per result of ``user`` (``-1``: a user the models never saw)."""
+        """One reason per result of ``user`` (``-1``: a user the models never saw).
+
+        ``ranking``: the stage that ordered the results, when one did; its
+        features explain them first (see the module docstring).
+        """
         reasons: list[Reason | None] = [None] * len(ids)
         if user < 0:
             return [popular_reason(True) for _ in ids]
@@ -108,6 +140,19 @@ class Explainer:
                     else Reason(f"picked for you by {first}", "model")
                 )
             out.append(reason)
+        if ranking is not None and not cold and len(ids):
+            ranked = np.flatnonzero(np.asarray(origin) == 0)
+            if len(ranked):
+                said = ranked_reasons(
+                    ranking.features,
+                    user,
+                    np.asarray(ids)[ranked],
+                    names,
+                    self.history.items.ids,
+                    max(self.explain_top, 1),
+                )
+                for p, extra in zip(ranked, said, strict=True):
+                    out[p] = combined(out[p], extra)
         return out
 
     def _explain(
@@ -173,3 +218,118 @@ class Explainer:
         )
         via = tuple(str(self.history.items.ids[t]) for t in chosen)
         return Reason(f"because you {text}", code, via)
+
+
+# ---------------------------------------------------------------------- ranked answers
+def ranked_reasons(
+    features: CandidateFeatures,
+    user: int,
+    ids: np.ndarray,
+    names: Names,
+    external: np.ndarray | None = None,
+    top: int = 2,
+) -> list[Reason | None]:
+    """What the ranker saw of each of ``user``'s results, in words; ``None``: nothing to say.
+
+    ``external`` maps account indices to external ids (to name ``top`` of the
+    people the user follows who follow a candidate); without it they go unnamed.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if features.graph_kind == "items":
+        return _feed_reasons(features, user, ids)
+    return _account_reasons(features, user, ids, names, external, top)
+
+
+def combined(said: Reason, ranked: Reason | None) -> Reason:
+    """A retriever's reason and the ranker's: the more telling first, both when they add up."""
+    if ranked is None:
+        return said
+    if ranked.code == "connections" or said.code in ("popular", "new_user", "model"):
+        return ranked  # it names the people itself, or the retriever said nothing specific
+    return Reason(f"{said.text}; {ranked.text}", said.code, said.via)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _account_reasons(
+    features: CandidateFeatures,
+    user: int,
+    ids: np.ndarray,
+    names: Names,
+    external: np.ndarray | None,
+    top: int,
+) -> list[Reason | None]:
+    out_row = features.out[user]
+    followed = out_row.indices
+    follows_back = np.asarray(features.out[ids, np.full(len(ids), user)]).ravel() > 0
+    inn = features.inn[ids]
+    out: list[Reason | None] = []
+    for j in range(len(ids)):
+        common = np.intersect1d(inn[j].indices, followed, assume_unique=True)
+        n = len(common)
+        if n >= MIN_COMMON:
+            via = tuple(str(x) for x in (common if external is None else external[common])[:top])
+            if external is None:
+                text = f"followed by {_count(n, 'person', 'people')} you follow"
+            else:
+                shown = [names.show_account(x) for x in via]
+                rest = n - len(shown)
+                text = (
+                    f"followed by {', '.join(shown)} and {_count(rest, 'more person', 'more people')} you follow"
+                    if rest
+                    else f"followed by {joined(shown)}"
+                )
+            if follows_back[j]:
+                text += "; follows you"
+            out.append(Reason(text, "connections", via))
+        elif follows_back[j]:
+            out.append(Reason("follows you", "follows_you"))
+        else:
+            out.append(None)
+    return out
+
+
+def _people_like_you(liked: sp.csr_matrix, user: int) -> np.ndarray:
+    """The ``LIKE_YOU`` users whose likes overlap most with ``user``'s (not the user)."""
+    row = liked[user]
+    if not row.nnz:
+        return np.zeros(0, dtype=np.int64)
+    overlap = np.asarray((liked @ row.T).todense()).ravel()
+    overlap[user] = 0
+    candidates = np.flatnonzero(overlap > 0)
+    if len(candidates) > LIKE_YOU:
+        top = np.argpartition(-overlap[candidates], LIKE_YOU - 1)[:LIKE_YOU]
+        candidates = candidates[top]
+    return np.sort(candidates)
+
+
+def _feed_reasons(features: CandidateFeatures, user: int, ids: np.ndarray) -> list[Reason | None]:
+    liked = features.liked
+    similar = _people_like_you(liked, user)
+    by_similar = (
+        np.asarray(liked[similar][:, ids].sum(axis=0)).ravel()
+        if len(similar)
+        else np.zeros(len(ids))
+    )
+    week = np.asarray(features.pop_7d, dtype=np.float64)
+    top_week = float(week.max(initial=0.0))
+    trending = week[ids] >= TRENDING_SHARE * top_week if top_week > 0 else np.zeros(len(ids), bool)
+    out: list[Reason | None] = []
+    for j in range(len(ids)):
+        n = int(by_similar[j])
+        if trending[j] and n >= MIN_LIKE_YOU:
+            out.append(Reason("popular this week among people like you", "similar_users"))
+        elif n >= MIN_LIKE_YOU:
+            out.append(
+                Reason(
+                    f"liked by {n} people with tastes like yours",
+                    "similar_users",
+                )
+            )
+        elif trending[j]:
+            out.append(Reason("popular this week", "popular"))
+        else:
+            out.append(None)
+    return out

@@ -447,7 +447,9 @@ class QuestionModel:
         ids, scores = ids[valid], scores[valid]
         sources, origin = result.sources[0][valid], result.origin[0][valid]
         cold = bool(result.cold[0])
-        reasons = self.explainer.reasons(index, ids, sources, origin, cold, names)
+        reasons = self.explainer.reasons(
+            index, ids, sources, origin, cold, names, self.ranking if self.ranked else None
+        )
         target_ids = history.items.external(ids)
         show = names.handle if self.question == "who_to_follow" else names.title
         results = [

@@ -167,10 +167,16 @@ class RankingStage:
     keys
         The retrievers whose columns the features hold, in order.
     active
-        ``False`` when validation found the ranker no better than the merge:
-        the question then answers by the merge, as without a ranker.
+        ``False`` when validation found neither the ranker nor any single
+        retriever better than the merge: the question then answers by the
+        merge, as without a ranker.
     report
         What training measured (label rows, validation nDCG with and without).
+    order
+        What orders the pool when active: ``"ranker"``, or the key of the
+        retriever that validation found best when the ranker did not beat it
+        (its own order over the pool, i.e. its answer alone), so that a ranked
+        question is never worse on validation than its best retriever.
     """
 
     def __init__(
@@ -182,10 +188,12 @@ class RankingStage:
         *,
         active: bool = True,
         report: dict[str, Any] | None = None,
+        order: str = "ranker",
     ) -> None:
         self.spec, self.ranker, self.features, self.keys = spec, ranker, features, keys
         self.active = active
         self.report = dict(report or {})
+        self.order = order
 
     def batch(self, pool: CandidatePool, labels: sp.csr_matrix | None = None) -> RankingBatch:
         """The pool's candidate rows as a :class:`RankingBatch` (with labels from ``labels``)."""
@@ -202,7 +210,11 @@ class RankingStage:
         """The ranker's best ``k`` of the pool: ``(ids, scores, sources)``, ``(n, k)``."""
         scores = np.full(pool.ids.shape, -np.inf, dtype=np.float32)
         if pool.valid.any():
-            scores[pool.valid] = self.ranker.score(self.batch(pool))
+            if self.order == "ranker":
+                scores[pool.valid] = self.ranker.score(self.batch(pool))
+            else:  # the best retriever's own order: rank first, its score among the rest
+                own = _own_order(pool.columns[self.order])
+                scores[pool.valid] = -np.argsort(np.argsort(-own, kind="stable"), kind="stable")
         order, best = top_k(scores, k)
         rows = np.arange(len(pool.users))[:, None]
         chosen = np.maximum(order, 0)
@@ -218,7 +230,13 @@ class RankingStage:
         with atomic_write(folder / STAGE_FILE, "w") as handle:
             handle.write(
                 json.dumps(
-                    {"keys": self.keys, "active": self.active, "report": self.report}, indent=2
+                    {
+                        "keys": self.keys,
+                        "active": self.active,
+                        "order": self.order,
+                        "report": self.report,
+                    },
+                    indent=2,
                 )
             )
 
@@ -232,6 +250,7 @@ class RankingStage:
             list(stage["keys"]),
             active=bool(stage["active"]),
             report=stage.get("report") or {},
+            order=stage.get("order", "ranker"),
         )
 
 
@@ -325,6 +344,9 @@ def train_stage(
     if not batches["train"] or not batches["valid"]:
         raise ValueError("too few users have held-out likes to train and validate a ranker")
     train_batch = RankingBatch.concat(batches["train"])
+    if spec.negatives < 1 and train_batch.labels is not None:
+        keep = (train_batch.labels > 0) | (rng.random(len(train_batch)) < spec.negatives)
+        train_batch = train_batch.rows(keep)
     valid_batch = RankingBatch.concat(batches["valid"])
     if not train_batch.labels.any():
         raise ValueError("no held-out like is among the retrievers' candidates: nothing to learn")
@@ -342,11 +364,23 @@ def train_stage(
         )
         for key in keys
     }
-    best_single = max(alone.values(), default=0.0)
+    best_key = max(alone, key=alone.get) if alone else None
+    best_single = alone.get(best_key, 0.0) if best_key else 0.0
     assert features is not None
     stage = RankingStage(spec, ranker, features, keys)
-    stage.active = with_ranker > max(without, best_single) + spec.min_gain
+    if with_ranker > max(without, best_single) + spec.min_gain:
+        stage.order, stage.active = "ranker", True
+    elif (
+        spec.stand_down == "best"
+        and best_key is not None
+        and best_single > without
+        and len(keys) > 1
+    ):
+        stage.order, stage.active = best_key, True
+    else:
+        stage.order, stage.active = "ranker", False
     stage.report = {
+        "order": stage.order if stage.active else "merge",
         "label_split": how,
         "folds": spec.folds,
         "label_rows": int(label_rows),

@@ -10,6 +10,9 @@ Python loop per pair):
 - popularity: how many users had the candidate, overall and in the last 7 and
   30 days before the end of the training data, as a share of the most
   popular; the candidate's age when items have a creation time;
+- what users had at all (a film rated 2 was still watched): the candidate's
+  popularity over every interaction but dislikes; on rated data the
+  candidate's mean rating, the user's, and the difference (0-1 scale);
 - the user: how active (targets had), how recently (days since their last
   interaction), and how popular what they usually take is, against this
   candidate's popularity ("people like you");
@@ -37,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from recgraph.data.interactions import Interactions, Kind
+from recgraph.data.interactions import Interactions, Kind, ValueKind
 
 DAY = 86400.0
 #: The most recent likes of a user that the ``recent_*`` features compare with.
@@ -73,6 +76,10 @@ COMMON_FEATURES = (
     "user_recency_days",
     "user_mean_pop",
     "cand_pop_vs_user",
+    "cand_had_pop",
+    "cand_mean_rating",
+    "user_mean_rating",
+    "cand_rating_vs_user",
 )
 #: Per retriever: raw scores are left out on purpose. The ranker learns on
 #: retrievers fitted on part of the training data and serves with ones fitted
@@ -198,6 +205,9 @@ class CandidateFeatures:
         "out_degree",
         "aa_weight",
         "ra_weight",
+        "had_pop",
+        "mean_rating",
+        "user_rating",
     )
     _MATRICES = ("liked", "recent", "neighbours", "out", "inn", "user_weeks", "item_weeks")
 
@@ -212,6 +222,7 @@ class CandidateFeatures:
         self.pop = popularity / top
         self.pop_7d = self._recent_popularity(liked, 7) / top
         self.pop_30d = self._recent_popularity(liked, 30) / top
+        self._ratings(data)
         self.age_days = np.full(n_targets, np.nan)
         if item_created_at is not None and self.end:
             self.age_days = (self.end - np.asarray(item_created_at, np.float64)) / DAY
@@ -281,6 +292,36 @@ class CandidateFeatures:
                     setattr(out, name, matrix)
         return out
 
+    def _ratings(self, data: Interactions) -> None:
+        """Popularity of what users had at all (not only liked), and mean ratings, on a 0-1 scale."""
+        had = data.subset(data.kind != Kind.DISLIKE)
+        had_matrix = _binary(had.csr("binary")) if len(had) else None
+        counts = (
+            np.diff(sp.csc_matrix(had_matrix).indptr).astype(np.float64)
+            if had_matrix is not None
+            else np.zeros(data.n_items)
+        )
+        self.had_pop = counts / max(counts.max(initial=0.0), 1.0)
+        self.mean_rating = np.full(data.n_items, np.nan)
+        self.user_rating = np.full(data.n_users, np.nan)
+        kinds = data.value_kind
+        rated = (
+            np.zeros(len(data), bool)
+            if kinds is None
+            else (kinds == ValueKind.RATING) & (data.kind != Kind.DISLIKE)
+        )
+        if rated.any():
+            value = data.value[rated].astype(np.float64)
+            scale = max(float(value.max()), 1e-9)
+            for out, index, n in (
+                (self.mean_rating, data.dst[rated], data.n_items),
+                (self.user_rating, data.src[rated], data.n_users),
+            ):
+                total = np.bincount(index, weights=value / scale, minlength=n)
+                count = np.bincount(index, minlength=n)
+                has = count > 0
+                out[has] = total[has] / count[has]
+
     def _recent_popularity(self, liked: Interactions, days: float) -> np.ndarray:
         if liked.timestamp is None or not len(liked):
             return np.zeros(liked.n_items, dtype=np.float64)
@@ -333,6 +374,10 @@ class CandidateFeatures:
             self.recency_days[users],
             self.user_mean_pop[users],
             pop - self.user_mean_pop[users],
+            self.had_pop[items],
+            self.mean_rating[items],
+            self.user_rating[users],
+            self.mean_rating[items] - self.user_rating[users],
         ]
         columns += (
             self._items(users, items)

@@ -26,19 +26,26 @@ from pydantic import Field
 from recgraph.ranking.base import Ranker, RankerConfig, RankingBatch
 
 BOOSTER_FILE = "booster.txt"
+#: Batches smaller than this are scored on one thread.
+SINGLE_THREAD_ROWS = 20_000
 
 
 class GBDTRankerConfig(RankerConfig):
-    """LightGBM LambdaRank parameters (LightGBM's names and meanings)."""
+    """LightGBM LambdaRank parameters (LightGBM's names and meanings).
 
-    n_estimators: int = Field(default=1500, ge=1)
-    learning_rate: float = Field(default=0.02, gt=0)
+    The learning rate and round cap are what ``recgraph tune`` settled near on
+    MovieLens 100k validation (0.03-0.07 with early stopping): a rate of 0.05
+    reaches the same validation nDCG as 0.02 in well under half the rounds.
+    """
+
+    n_estimators: int = Field(default=600, ge=1)
+    learning_rate: float = Field(default=0.05, gt=0)
     num_leaves: int = Field(default=15, ge=2)
     min_child_samples: int = Field(default=100, ge=1)
     feature_fraction: float = Field(default=0.9, gt=0, le=1)
     lambda_l2: float = Field(default=1.0, ge=0)
     eval_at: int = Field(default=20, ge=1)
-    early_stopping_rounds: int = Field(default=80, ge=1)
+    early_stopping_rounds: int = Field(default=40, ge=1)
     seed: int = 0
     n_threads: int = Field(default=0, ge=0)
 
@@ -115,7 +122,9 @@ class GBDTRanker(Ranker):
 
     def _score(self, batch: RankingBatch) -> np.ndarray:
         best = self.booster_.best_iteration or None
-        return self.booster_.predict(batch.features, num_iteration=best)
+        # one request's few hundred rows: threads cost more than they save (4x the CPU)
+        threads = 1 if len(batch) < SINGLE_THREAD_ROWS else self.config.n_threads
+        return self.booster_.predict(batch.features, num_iteration=best, num_threads=threads)
 
     def feature_importance(self) -> dict[str, float]:
         """Total gain per feature, for reports."""

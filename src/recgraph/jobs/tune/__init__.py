@@ -1,0 +1,47 @@
+"""Tuning a pipeline question on validation carved from the training data: ``recgraph tune``.
+
+Only the training data is read. A validation split is carved from it
+(:func:`recgraph.data.splits.validation_split`; by default temporal where
+timestamps exist: ``temporal_global`` on a feed, ``temporal_pairs`` on an
+account graph, else ``random_per_user`` / ``edge_holdout``). Everything is
+fitted on the rest and scored on the validation targets with the pipeline's
+own serving path (:meth:`QuestionModel.recommend`, the rules and fallback
+included), so the figures mean what ``recgraph evaluate`` would say.
+
+Two phases, each an Optuna study (TPE, seeded), within a time budget:
+
+1. **retrievers**: each candidate retriever alone, its key hyperparameters
+   (EASE's regularisation, item-kNN's similarity and neighbours, ``popular``'s
+   ``window_days``, the neighbourhood models' path, PPR's restart, ...), the
+   defaults tried first;
+2. **pipeline**: which of the best retrievers to keep, the candidate depth,
+   whether to rank at all, and the ranker's parameters. The first trial is the
+   best single retriever alone, so the choice is never worse on validation
+   than the best single retriever.
+
+With a time budget the number of trials depends on the machine; give
+``max_trials`` for a choice that repeats exactly (same seed, same data, same
+choice). Fitted retrievers are cached by (data, name, parameters), so a
+pipeline trial costs mostly its ranker.
+"""
+
+from recgraph.jobs.tune.fitting import FitCache, Validation, carve_validation, fingerprint
+from recgraph.jobs.tune.results import Trial, TuneResult, write_pipeline
+from recgraph.jobs.tune.search import TuneSettings, tune_pipeline, tune_question
+from recgraph.jobs.tune.spaces import SPACES, default_retrievers, validation_method
+
+__all__ = [
+    "SPACES",
+    "FitCache",
+    "Trial",
+    "TuneResult",
+    "TuneSettings",
+    "Validation",
+    "carve_validation",
+    "default_retrievers",
+    "fingerprint",
+    "tune_pipeline",
+    "tune_question",
+    "validation_method",
+    "write_pipeline",
+]

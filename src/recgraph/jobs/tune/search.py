@@ -1,0 +1,355 @@
+"""The two Optuna phases: retrievers alone, then the pipeline (see :mod:`recgraph.jobs.tune`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from recgraph.data.interactions import Interactions
+from recgraph.data.item_features import ItemFeatures
+from recgraph.data.snapshot import TrainingSnapshot
+from recgraph.errors import ConfigError
+from recgraph.jobs.tune.fitting import CACHE_SIZE, FitCache, carve_validation
+from recgraph.jobs.tune.results import Trial, TuneResult
+from recgraph.jobs.tune.spaces import (
+    DEPTHS,
+    NEGATIVES,
+    SPACES,
+    default_point,
+    default_retrievers,
+    has_knobs,
+    label_split_for,
+    ranker_params,
+)
+from recgraph.pipeline import PipelineConfig
+from recgraph.pipeline.config import (
+    QUESTION_GRAPH,
+    QUESTIONS,
+    QuestionConfig,
+    RankerSpec,
+    RetrieverSpec,
+)
+
+#: Share of the budget spent on the retrievers alone (the rest: the pipeline).
+RETRIEVER_SHARE = 0.35
+#: Retrievers the pipeline phase may combine (the best on validation).
+MAX_COMBINED = 4
+#: Trials per retriever at most in phase 1 (the grids are small).
+MAX_RETRIEVER_TRIALS = 8
+
+
+# ---------------------------------------------------------------------- the search
+@dataclass
+class TuneSettings:
+    """How long and over what to tune (see :func:`tune_question`)."""
+
+    budget_minutes: float = 10.0
+    max_trials: int | None = None
+    seed: int = 0
+    method: str = "auto"
+    fraction: float = 0.2
+    metric: str | None = None
+    retrievers: list[str] | None = None
+    ranker: str = "gbdt_ranker"
+    ranker_users: int = 1500
+    max_valid_users: int = 3000
+
+
+def _question_config(
+    base: QuestionConfig, specs: list[RetrieverSpec], ranker: RankerSpec | None
+) -> QuestionConfig:
+    keys = {spec.key for spec in specs}
+    values = base.model_dump()
+    values.update(
+        retrievers=[spec.model_dump(exclude_none=True) for spec in specs],
+        fallback=[key for key in base.fallback if key not in keys],
+        ranker=None if ranker is None else ranker.model_dump(),
+    )
+    return QuestionConfig.model_validate(values)
+
+
+def _spec(name: str, params: Mapping[str, Any]) -> RetrieverSpec:
+    # neighbourhood models propose only accounts they reach (the shipped default's rule)
+    floor = (
+        0.0
+        if name in ("adamic_adar", "resource_allocation", "common_neighbors", "jaccard")
+        else None
+    )
+    return RetrieverSpec(name=name, params=dict(params), min_score=floor)
+
+
+def tune_question(
+    question: str,
+    train: Interactions,
+    base: QuestionConfig | None = None,
+    settings: TuneSettings | None = None,
+    *,
+    item_created_at: np.ndarray | None = None,
+    item_features: ItemFeatures | None = None,
+    on_trial: Callable[[Trial], None] | None = None,
+) -> TuneResult:
+    """Choose retrievers, their parameters, the depth and the ranker for ``question``.
+
+    Parameters
+    ----------
+    question
+        ``feed`` or ``who_to_follow``.
+    train
+        The training data; nothing else is read (validation is carved from it).
+    base
+        The question's current config: its serving rules (k, cold start,
+        fallback) are kept; its retrievers are the first trial of the default.
+    settings
+        Budget, trial cap, seed, validation method and what to search.
+    on_trial
+        Called after each trial (progress).
+    """
+    import optuna
+
+    settings = settings or TuneSettings()
+    base = base or PipelineConfig().question(question)
+    expected = QUESTION_GRAPH[question]
+    if (train.graph_kind == "items") != (expected == "items"):
+        raise ConfigError(f"{question} is tuned on a {expected} graph, not {train.graph_kind}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    start = time.perf_counter()
+    deadline = start + 60.0 * settings.budget_minutes
+    validation, description = carve_validation(
+        train,
+        settings.method,
+        settings.fraction,
+        settings.seed,
+        settings.metric,
+        settings.max_valid_users,
+    )
+    fit = validation.fit
+    # an item-item model of n items holds n^2 floats: keep fewer of them when n is large
+    size = CACHE_SIZE
+    if train.graph_kind == "items":
+        size = max(3, min(CACHE_SIZE, int(1.5e9 // max(8 * train.n_items**2, 1))))
+    cache = FitCache(question, item_created_at, item_features, size=size)
+    names = settings.retrievers or default_retrievers(train)
+    unknown = sorted(set(names) - set(SPACES))
+    if unknown:
+        raise ConfigError(f"no search space for {', '.join(unknown)}; tunable: {', '.join(SPACES)}")
+    trials: list[Trial] = []
+    cap = settings.max_trials
+
+    def record(trial: Trial) -> None:
+        trials.append(trial)
+        if on_trial is not None:
+            on_trial(trial)
+
+    def left() -> bool:
+        return time.perf_counter() < deadline and (cap is None or len(trials) < cap)
+
+    def evaluate(config: QuestionConfig, phase: str, note: str = "") -> Trial:
+        began = time.perf_counter()
+        model = cache.fit(config, fit)
+        value = validation.score(model)
+        if config.ranker is not None and not model.ranked:
+            note = note or "ranker stood down: the merge answers"
+        elif config.ranker is not None and model.ranking.order != "ranker":
+            note = note or f"ranker stood down: {model.ranking.order} alone answers"
+        trial = Trial(
+            len(trials),
+            phase,
+            [
+                s.model_dump(exclude_none=True, exclude_defaults=True) | {"name": s.name}
+                for s in config.retrievers
+            ],
+            None
+            if config.ranker is None
+            else config.ranker.model_dump(include={"name", "depth", "params"}),
+            value,
+            time.perf_counter() - began,
+            note,
+        )
+        record(trial)
+        return trial
+
+    # the shipped question as it is: the reference the comments report
+    default_value = None
+    try:
+        default_trial = evaluate(
+            _question_config(base, list(base.retrievers), base.ranker), "default", "given"
+        )
+        default_value = default_trial.value
+    except ConfigError:
+        default_trial = None
+
+    # ------------------------------------------------------------ phase 1: retrievers alone
+    phase_end = start + (deadline - start) * RETRIEVER_SHARE
+    share_cap = None if cap is None else max(1, int(cap * RETRIEVER_SHARE) // max(len(names), 1))
+    best_per: dict[str, Trial] = {}
+    for i, name in enumerate(names):
+        if not left() and name in best_per:
+            break
+        sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=3)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        slot_end = time.perf_counter() + max(
+            0.0, (phase_end - time.perf_counter()) / max(len(names) - i, 1)
+        )
+        limit = min(MAX_RETRIEVER_TRIALS, share_cap or MAX_RETRIEVER_TRIALS)
+        if default_params := default_point(name, fit):
+            study.enqueue_trial(default_params)
+        for n in range(limit):
+            if n and (time.perf_counter() > slot_end or not left()):
+                break
+            optuna_trial = study.ask()
+            params = SPACES[name](optuna_trial, fit)
+            try:
+                trial = evaluate(_question_config(base, [_spec(name, params)], None), "retriever")
+            except (ConfigError, ValueError, MemoryError) as exc:
+                study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
+                record(
+                    Trial(
+                        len(trials),
+                        "retriever",
+                        [{"name": name, "params": params}],
+                        None,
+                        0.0,
+                        0.0,
+                        f"failed: {exc}"[:60],
+                    )
+                )
+                continue
+            study.tell(optuna_trial, trial.value)
+            if name not in best_per or trial.value > best_per[name].value:
+                best_per[name] = trial
+            if not has_knobs(name, fit):
+                break  # nothing to tune: one point is all there is
+    if not best_per:
+        raise ConfigError(f"{question}: no retriever could be fitted on the training data")
+    ranked = sorted(best_per.values(), key=lambda t: -t.value)
+    best_single = ranked[0]
+    pool = [t.retrievers[0] for t in ranked[:MAX_COMBINED]]
+    pool_specs = [_spec(r["name"], r.get("params", {})) for r in pool]
+
+    # ------------------------------------------------------------ phase 2: the pipeline
+    sampler = optuna.samplers.TPESampler(seed=settings.seed + 1, n_startup_trials=4)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    keep_names = [f"keep_{spec.name}" for spec in pool_specs]
+    study.enqueue_trial({**{k: j == 0 for j, k in enumerate(keep_names)}, "ranker": False})
+    if len(pool_specs) > 1:
+        study.enqueue_trial(
+            {
+                **{k: j < 3 for j, k in enumerate(keep_names)},
+                "ranker": True,
+                "depth": 200,
+                "negatives": 0.3,
+            }
+        )
+    label_split = label_split_for(description["method"])
+    chosen: tuple[float, QuestionConfig] = (
+        best_single.value,
+        _question_config(base, pool_specs[:1], None),
+    )
+    first = True
+    while first or left():
+        first = False
+        optuna_trial = study.ask()
+        keep = [
+            spec
+            for spec, k in zip(pool_specs, keep_names, strict=True)
+            if optuna_trial.suggest_categorical(k, (True, False))
+        ]
+        use_ranker = optuna_trial.suggest_categorical("ranker", (False, True))
+        if not keep:
+            study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
+            if (
+                all(t.state.name == "PRUNED" for t in study.trials[-20:])
+                and len(study.trials) >= 20
+            ):
+                break
+            continue
+        ranker = None
+        if use_ranker:
+            ranker = RankerSpec(
+                name=settings.ranker,
+                depth=optuna_trial.suggest_categorical("depth", DEPTHS),
+                label_split=label_split,
+                max_train_users=settings.ranker_users,
+                negatives=optuna_trial.suggest_categorical("negatives", NEGATIVES),
+                seed=settings.seed,
+                params=ranker_params(optuna_trial, settings.ranker),
+            )
+        config = _question_config(base, keep, ranker)
+        repeat = next((t for t in trials if t.phase == "pipeline" and _same(t, config)), None)
+        if repeat is not None:
+            study.tell(optuna_trial, repeat.value)
+            continue
+        try:
+            trial = evaluate(config, "pipeline")
+        except (ConfigError, ValueError) as exc:
+            study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
+            record(Trial(len(trials), "pipeline", [], None, 0.0, 0.0, f"failed: {exc}"[:60]))
+            continue
+        study.tell(optuna_trial, trial.value)
+        if trial.value > chosen[0]:
+            chosen = (trial.value, config)
+        if len(keep) == 1 and not use_ranker and trial.value > best_single.value:
+            best_single = trial
+    return TuneResult(
+        question=question,
+        config=chosen[1],
+        metric=validation.metric,
+        value=chosen[0],
+        best_single=best_single,
+        default_value=default_value,
+        validation=description,
+        trials=trials,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _same(trial: Trial, config: QuestionConfig) -> bool:
+    ranker = (
+        None
+        if config.ranker is None
+        else config.ranker.model_dump(include={"name", "depth", "params"})
+    )
+    retrievers = [
+        s.model_dump(exclude_none=True, exclude_defaults=True) | {"name": s.name}
+        for s in config.retrievers
+    ]
+    return trial.ranker == ranker and trial.retrievers == retrievers
+
+
+# ---------------------------------------------------------------------- a whole pipeline
+def tune_pipeline(
+    snapshot: TrainingSnapshot,
+    base: PipelineConfig | None = None,
+    settings: TuneSettings | None = None,
+    *,
+    questions: list[str] | None = None,
+    on_trial: Callable[[str, Trial], None] | None = None,
+) -> dict[str, TuneResult]:
+    """Tune each enabled question whose graph the snapshot holds (the budget split evenly)."""
+    base = base or PipelineConfig()
+    settings = settings or TuneSettings()
+    todo = []
+    for question in questions or list(QUESTIONS):
+        data = snapshot.graph(QUESTION_GRAPH[question])
+        if base.question(question).enabled and data is not None and len(data):
+            todo.append((question, data))
+    if not todo:
+        raise ConfigError("nothing to tune: the data has neither follows nor interactions")
+    share = replace(settings, budget_minutes=settings.budget_minutes / len(todo))
+    results = {}
+    for question, data in todo:
+        feed = question == "feed"
+        results[question] = tune_question(
+            question,
+            data,
+            base.question(question),
+            share,
+            item_created_at=snapshot.item_times(data) if feed else None,
+            item_features=snapshot.item_features() if feed else None,
+            on_trial=None if on_trial is None else (lambda t, q=question: on_trial(q, t)),
+        )
+    return results

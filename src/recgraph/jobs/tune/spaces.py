@@ -1,0 +1,158 @@
+"""What tuning searches: each retriever's key hyperparameters, the ranker's, and the defaults tried first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from recgraph.data.interactions import Interactions
+from recgraph.errors import ConfigError
+from recgraph.retrieval.registry import create_retriever, get_retriever_class
+
+#: ``popular``'s windows in days (0: all time).
+WINDOWS = (0.0, 3.0, 7.0, 14.0, 30.0, 60.0, 120.0, 365.0)
+#: Candidate depths per retriever the pipeline phase tries.
+DEPTHS = (50, 100, 200, 300)
+#: Shares of unliked rows the ranker trains on (``RankerSpec.negatives``): 0.3 is 3x faster.
+NEGATIVES = (0.3, 1.0)
+
+
+# ---------------------------------------------------------------------- search spaces
+def _window(trial: Any, data: Interactions) -> dict[str, Any]:
+    if not data.has_timestamps:
+        return {}
+    days = trial.suggest_categorical("window_days", WINDOWS)
+    return {"window_days": days} if days else {}
+
+
+def _path(trial: Any, data: Interactions) -> dict[str, Any]:
+    if not data.directed:
+        return {}
+    return {"path": trial.suggest_categorical("path", ("out_out", "undirected", "in_out"))}
+
+
+#: Per retriever, its key hyperparameters as an Optuna suggestion (``{}``: defaults only).
+SPACES: dict[str, Callable[[Any, Interactions], dict[str, Any]]] = {
+    "popular": _window,
+    "ease": lambda t, d: {
+        "regularization": t.suggest_float("regularization", 20.0, 3000.0, log=True)
+    },
+    "item_knn": lambda t, d: {
+        "similarity": t.suggest_categorical("similarity", ("cosine", "bm25")),
+        "neighbours": t.suggest_int("neighbours", 20, 400, log=True),
+    },
+    "als": lambda t, d: {
+        "factors": t.suggest_categorical("factors", (16, 32, 64)),
+        "regularization": t.suggest_float("regularization", 1.0, 50.0, log=True),
+        "alpha": t.suggest_float("alpha", 0.5, 10.0, log=True),
+    },
+    "adamic_adar": _path,
+    "resource_allocation": _path,
+    "common_neighbors": _path,
+    "jaccard": _path,
+    "ppr": lambda t, d: {
+        "restart": t.suggest_float("restart", 0.1, 0.7),
+        **({"walk": t.suggest_categorical("walk", ("out", "undirected"))} if d.directed else {}),
+    },
+    "egoml": lambda t, d: {},
+}
+#: The retrievers phase 1 considers by default, per graph.
+FEED_RETRIEVERS = ("ease", "item_knn", "popular", "als")
+ACCOUNT_RETRIEVERS = (
+    "adamic_adar",
+    "resource_allocation",
+    "common_neighbors",
+    "jaccard",
+    "ppr",
+    "egoml",
+    "popular",
+)
+
+
+def default_retrievers(data: Interactions) -> list[str]:
+    """The candidate retrievers for ``data`` whose packages are installed."""
+    names = FEED_RETRIEVERS if data.graph_kind == "items" else ACCOUNT_RETRIEVERS
+    out = []
+    for name in names:
+        try:
+            klass = get_retriever_class(name)
+            create_retriever(name)
+        except (ConfigError, ImportError):
+            continue
+        if data.graph_kind in klass.supports:
+            out.append(name)
+    return out
+
+
+def validation_method(data: Interactions) -> str:
+    """Temporal where timestamps exist, else random (per user, or edges of a graph)."""
+    if data.graph_kind == "items":
+        return "temporal_global" if data.has_timestamps else "random_per_user"
+    return "temporal_pairs" if data.has_timestamps else "edge_holdout"
+
+
+def label_split_for(method: str) -> str:
+    """How the ranker's label slice is cut for a validation ``method`` (the same question)."""
+    return {
+        "random_per_user": "random_per_user",
+        "edge_holdout": "random_per_user",
+        "temporal_per_user": "temporal_per_user",
+        "leave_last_n": "temporal_per_user",
+    }.get(method, "temporal_global")
+
+
+class _Fixed:
+    """A stand-in trial that answers every suggestion with nothing to tell: ``{}`` means no knobs."""
+
+    def suggest_categorical(self, *args: Any, **kwargs: Any) -> Any:
+        raise _HasKnobs
+
+    suggest_float = suggest_int = suggest_categorical
+
+
+class _HasKnobs(Exception):
+    pass
+
+
+def has_knobs(name: str, data: Interactions) -> bool:
+    try:
+        return bool(SPACES[name](_Fixed(), data))
+    except _HasKnobs:
+        return True
+
+
+def default_point(name: str, data: Interactions) -> dict[str, Any]:
+    """The retriever's defaults as an Optuna point (tried first), where they lie in the space."""
+    if not has_knobs(name, data):
+        return {}
+    config = create_retriever(name).config
+    point: dict[str, Any] = {}
+    for key in (
+        "regularization",
+        "similarity",
+        "neighbours",
+        "factors",
+        "alpha",
+        "path",
+        "restart",
+        "walk",
+    ):
+        if hasattr(config, key):
+            point[key] = getattr(config, key)
+    if name == "popular" and data.has_timestamps:
+        point["window_days"] = 0.0
+    return point
+
+
+def ranker_params(trial: Any, name: str) -> dict[str, Any]:
+    if name == "gbdt_ranker":
+        return {
+            "learning_rate": trial.suggest_float("learning_rate", 0.03, 0.2, log=True),
+            "num_leaves": trial.suggest_categorical("num_leaves", (7, 15, 31, 63)),
+            "min_child_samples": trial.suggest_categorical("min_child_samples", (20, 50, 100, 200)),
+            "early_stopping_rounds": 40,
+            "n_threads": 1,
+        }
+    if name == "mlp_ranker":
+        return {"learning_rate": trial.suggest_float("learning_rate", 3e-4, 3e-3, log=True)}
+    return {}

@@ -1,0 +1,202 @@
+"""``recgraph tune``: a pipeline chosen on validation carved from train, written as TOML that loads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("optuna", reason="recgraph tune needs optuna (pip install 'recgraph[tune]')")
+
+from recgraph.cli.evaluate_commands import write_split_table  # noqa: E402
+from recgraph.cli.main import main  # noqa: E402
+from recgraph.data import splits  # noqa: E402
+from recgraph.jobs.tune import (  # noqa: E402
+    TuneSettings,
+    tune_question,
+    write_pipeline,
+)
+from recgraph.pipeline import PipelineConfig, load_pipeline_config  # noqa: E402
+from recgraph.retrieval.base import Retriever  # noqa: E402
+
+
+def settings(**more) -> TuneSettings:
+    values = {
+        "budget_minutes": 5.0,
+        "max_trials": 12,
+        "retrievers": ["item_knn", "popular"],
+        "ranker_users": 150,
+    }
+    values.update(more)
+    return TuneSettings(**values)
+
+
+@pytest.fixture(scope="module")
+def feed_graph(small_store):
+    return small_store.interactions_graph()
+
+
+@pytest.fixture(scope="module")
+def tuned(feed_graph):
+    return tune_question("feed", feed_graph, settings=settings())
+
+
+def test_tuning_tries_retrievers_then_pipelines_and_never_loses_to_the_best_single(tuned):
+    phases = [t.phase for t in tuned.trials]
+    assert phases[0] == "default" and "retriever" in phases and "pipeline" in phases
+    assert len(tuned.trials) <= 12
+    singles = [t.value for t in tuned.trials if t.phase == "retriever"]
+    assert tuned.value >= max(singles) - 1e-12
+    assert tuned.best_single.value == pytest.approx(max(singles)) or tuned.best_single.value >= max(
+        singles
+    )
+    # popular's window is among what was tried (the synthetic data has timestamps)
+    windows = [
+        r.get("params", {}).get("window_days")
+        for t in tuned.trials
+        if t.phase == "retriever"
+        for r in t.retrievers
+        if r["name"] == "popular"
+    ]
+    assert len(windows) >= 2
+
+
+def test_the_written_toml_loads_validates_and_says_what_validation_chose(tuned, tmp_path):
+    path = tmp_path / "tuned.toml"
+    written = write_pipeline({"feed": tuned}, path, PipelineConfig())
+    loaded = load_pipeline_config(path)
+    assert loaded == written
+    assert [s.name for s in loaded.feed.retrievers] == [s.name for s in tuned.config.retrievers]
+    assert loaded.who_to_follow == PipelineConfig().who_to_follow
+    text = path.read_text()
+    assert "never a test split" in text
+    assert f"validation ndcg@20 {tuned.value:.4f}" in text
+    assert f"{tuned.best_single.value:.4f}" in text
+
+
+def test_the_same_seed_makes_the_same_choice(tuned, feed_graph):
+    again = tune_question("feed", feed_graph, settings=settings())
+    assert again.config == tuned.config
+    assert [t.value for t in again.trials] == [t.value for t in tuned.trials]
+
+
+def test_the_test_split_is_never_read(feed_graph, monkeypatch):
+    train, test = splits.split(feed_graph, "temporal_global", fraction=0.2)
+    train_pairs = set(zip(train.src.tolist(), train.dst.tolist(), strict=True))
+    test_only = set(zip(test.src.tolist(), test.dst.tolist(), strict=True)) - train_pairs
+    assert test_only
+    seen = []
+    real_fit = Retriever.fit
+
+    def spy(self, data, *args, **kwargs):
+        seen.append(data)
+        return real_fit(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Retriever, "fit", spy)
+    result = tune_question("feed", train, settings=settings(max_trials=8))
+    assert seen and result.validation["rows_fit"] + result.validation["rows_valid"] == len(train)
+    for data in seen:
+        pairs = set(zip(data.src.tolist(), data.dst.tolist(), strict=True))
+        assert pairs <= train_pairs
+        assert not pairs & test_only
+
+
+def test_account_graphs_are_tuned_on_recall(small_store):
+    follows = small_store.follows_graph()
+    result = tune_question(
+        "who_to_follow",
+        follows,
+        settings=settings(max_trials=8, retrievers=["adamic_adar", "popular"]),
+    )
+    assert result.metric == "recall@20"
+    assert result.validation["method"] in ("temporal_pairs", "edge_holdout")
+    assert {s.name for s in result.config.retrievers} <= {"adamic_adar", "popular"}
+
+
+def test_a_bad_metric_or_retriever_is_a_clear_error(feed_graph):
+    from recgraph.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="metric"):
+        tune_question("feed", feed_graph, settings=settings(metric="auc"))
+    with pytest.raises(ConfigError, match="no search space"):
+        tune_question("feed", feed_graph, settings=settings(retrievers=["lightgcn"]))
+    with pytest.raises(ConfigError, match="tuned on"):
+        tune_question("who_to_follow", feed_graph, settings=settings())
+
+
+def test_the_cli_tunes_a_training_file_and_writes_toml_and_json(feed_graph, tmp_path, capsys):
+    train, _ = splits.split(feed_graph, "random_per_user", fraction=0.2)
+    train_file = tmp_path / "train.csv"
+    write_split_table(_no_dislikes(train), train_file)
+    out, report = tmp_path / "p.toml", tmp_path / "trials.json"
+    status = main(
+        [
+            "tune",
+            "--train",
+            str(train_file),
+            "--kind",
+            "items",
+            "--budget",
+            "2",
+            "--trials",
+            "6",
+            "--retriever",
+            "popular",
+            "--retriever",
+            "item_knn",
+            "--out",
+            str(out),
+            "--json",
+            str(report),
+        ]
+    )
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "recgraph tune feed" in printed and "chosen" in printed
+    config = load_pipeline_config(out)
+    assert {s.name for s in config.feed.retrievers} <= {"popular", "item_knn"}
+    import json
+
+    trials = json.loads(report.read_text())["feed"]["trials"]
+    assert 1 <= len(trials) <= 6
+
+
+def _no_dislikes(data):
+    from recgraph.data.interactions import Kind
+
+    return data.subset(np.flatnonzero(data.kind != Kind.DISLIKE))
+
+
+@pytest.mark.slow
+def test_train_with_tune_publishes_the_tuned_pipeline(small_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = small_store.url
+    status = main(
+        [
+            "train",
+            "--tune",
+            "--budget",
+            "0.3",
+            "--db",
+            url,
+            "--registry",
+            str(tmp_path / "registry"),
+            "--tuned-out",
+            str(tmp_path / "t.toml"),
+        ]
+    )
+    assert status == 0
+    config = load_pipeline_config(tmp_path / "t.toml")
+    assert config.feed.retrievers and config.who_to_follow.retrievers
+    assert (tmp_path / "registry").is_dir()
+
+
+def test_a_tuned_feed_without_item_knn_keeps_the_file_valid(tuned, tmp_path):
+    from dataclasses import replace
+
+    from recgraph.pipeline.config import QuestionConfig
+
+    only_popular = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
+    result = replace(tuned, config=only_popular)
+    written = write_pipeline({"feed": result}, tmp_path / "p.toml", load_pipeline_config())
+    assert written.similar.retriever is None  # item_knn is gone: co-occurrence answers
+    assert load_pipeline_config(tmp_path / "p.toml") == written
