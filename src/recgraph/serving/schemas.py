@@ -21,7 +21,7 @@ class Result(BaseModel):
     reason: str = Field(description='Why, for people: "followed by @a and @b", ...')
     reason_code: str = Field(
         description="Why, for programs: connections, liked, popular, new_user, model, similarity, "
-        "vectors, co-occurrence."
+        "vectors, co-occurrence; from the ranker: follows_you, similar_users."
     )
     via: list[str] = Field(description="External ids the reason names.")
     fallback: bool = Field(description="Supplied by the fallback chain.")
