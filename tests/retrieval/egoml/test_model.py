@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from recgraph.data.interactions import Interactions
+from recgraph.data.interactions import Interactions, Kind
 from recgraph.retrieval import Retriever, create_retriever
 from recgraph.retrieval.egoml.model import EgoML, PairSoftmaxObjective
 from tests.retrieval.conformance import RetrieverConformance
@@ -235,3 +235,19 @@ def test_no_timestamps_message_is_one_clean_line(tmp_path) -> None:
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("egoml: the training data has no timestamps")
     assert "Warning" not in done.stderr and ".py:" not in done.stderr
+
+
+@pytest.mark.parametrize("variant", ["ab", "exact"])
+def test_a_graph_too_small_to_learn_from_trains_and_saves(variant, tmp_path, caplog):
+    # four accounts: LightGBM finds no feature it can split on (it used to raise
+    # "num_features > 0" and take the whole pipeline's training down with it)
+    data = Interactions.from_arrays(
+        ["a", "b", "c", "a", "d"], ["b", "c", "a", "c", "a"], one_sided=True, kind=Kind.FOLLOW
+    )
+    model = create_retriever("egoml", {"variant": variant}).fit(data)
+    assert "no feature can split" in caplog.text
+    ids, scores = model.recommend([0, 1, 2, 3], k=2)
+    assert ids.shape == (4, 2)
+    assert all(ids[row, 0] != row for row in range(4))  # never the user itself
+    loaded = Retriever.load(model.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.recommend([0, 1, 2, 3], k=2)[0], ids)

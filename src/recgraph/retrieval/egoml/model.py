@@ -152,7 +152,12 @@ def _train(
     init_score: np.ndarray | None,
     description: str,
 ):
-    """One LightGBM booster on triples; ``init_score`` starts it from another model."""
+    """One LightGBM booster on triples; ``init_score`` starts it from another model.
+
+    ``None`` (a model that scores 0, so the fallback order decides) when
+    LightGBM finds no feature it can split on, as on a graph of a handful of
+    accounts (too few rows for its bins and leaves).
+    """
     import lightgbm as lgb
 
     labels = pairs.labels[triple_pair].astype(np.float64)
@@ -174,12 +179,23 @@ def _train(
         params={"verbose": -1},
     )
     with progress_bar(description, total=config.num_boost_round, unit="rounds") as advance:
-        return lgb.train(
-            params,
-            dataset,
-            num_boost_round=config.num_boost_round,
-            callbacks=[lambda env: advance(1)],
-        )
+        try:
+            return lgb.train(
+                params,
+                dataset,
+                num_boost_round=config.num_boost_round,
+                callbacks=[lambda env: advance(1)],
+            )
+        except lgb.basic.LightGBMError as exc:
+            if "num_features" not in str(exc):
+                raise
+    log.warning(
+        "egoml: no feature can split the %d training rows (a very small graph?); "
+        "%s scores 0 and candidates keep the fallback order",
+        len(features),
+        description.removeprefix("egoml: "),
+    )
+    return None
 
 
 def booster_logits(booster, rows: np.ndarray, num_threads: int = 1) -> np.ndarray:
@@ -353,7 +369,11 @@ class EgoML(Retriever):
                     None,
                     "egoml: boosting model A",
                 )
-                init = booster_a.predict(rows_a, raw_score=True, num_threads=cfg.num_threads)
+                init = (
+                    np.zeros(len(rows_a))
+                    if booster_a is None
+                    else booster_a.predict(rows_a, raw_score=True, num_threads=cfg.num_threads)
+                )
                 rows_b = tables.side(triples.centre, triples.edge_v)
                 booster_b = _train(
                     cfg,
