@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from recgraph.errors import ConfigError
 
@@ -65,4 +65,19 @@ class LazyRegistry(Generic[T]):
         return getattr(module, class_name)
 
 
-__all__ = ["LazyRegistry"]
+def saved_class(base: Any, requested: type, name: str, package: str, path: object) -> Any:
+    """The class a saved manifest names (``name``), through ``base.class_for_name``.
+
+    ``requested`` is the class ``load`` was called on: loading a folder that
+    holds another kind of model through a subclass is a :class:`TypeError`.
+    ``package`` is what installs the registry (named in the error if it is not).
+    """
+    if base.class_for_name is None:  # pragma: no cover - the package installs it
+        raise RuntimeError(f"import {package} to load saved {base.__name__} objects by name")
+    klass = base.class_for_name(name)
+    if requested is not base and not issubclass(klass, requested):
+        raise TypeError(f"{path} holds a {klass.__name__}, not a {requested.__name__}")
+    return klass
+
+
+__all__ = ["LazyRegistry", "saved_class"]

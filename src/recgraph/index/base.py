@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recgraph.errors import ConfigError, InputError, NotFittedError
 from recgraph.files import read_manifest, write_manifest
+from recgraph.lazy_registry import saved_class
 from recgraph.retrieval.base import rows_as_csr
 
 FORMAT_VERSION = 1
@@ -195,11 +196,7 @@ class Index(ABC):
         """Rebuild a saved index; the type comes from ``index.json`` by name."""
         path = Path(path)
         manifest = read_manifest(path / INDEX_FILE, "index", FORMAT_VERSION)
-        if Index.class_for_name is None:  # pragma: no cover - the package installs it
-            raise RuntimeError("import recgraph.index to load saved indexes by name")
-        klass = Index.class_for_name(manifest["index"])
-        if cls is not Index and not issubclass(klass, cls):
-            raise TypeError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
+        klass = saved_class(Index, cls, manifest["index"], "recgraph.index", path)
         index = klass(manifest["config"])
         index.n_items, index.dim = int(manifest["n_items"]), int(manifest["dim"])
         index._load_state(path)

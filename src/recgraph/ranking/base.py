@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recgraph.errors import ConfigError, NotFittedError
 from recgraph.files import read_manifest, save_arrays, write_manifest
+from recgraph.lazy_registry import saved_class
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "ranker.json"
@@ -248,9 +249,7 @@ class Ranker(ABC):
         """Rebuild a saved ranker; the class comes from the registry by the saved name."""
         path = Path(path)
         manifest = read_manifest(path / CONFIG_FILE, "ranker", FORMAT_VERSION)
-        if Ranker.class_for_name is None:  # pragma: no cover - the package installs it
-            raise RuntimeError("import recgraph.ranking to load saved rankers by name")
-        klass = Ranker.class_for_name(manifest["ranker"])
+        klass = saved_class(Ranker, cls, manifest["ranker"], "recgraph.ranking", path)
         ranker = klass(manifest["config"])
         with np.load(path / STATE_FILE, allow_pickle=False) as data:
             ranker._set_state({key: data[key] for key in data.files})

@@ -49,6 +49,7 @@ from recgraph.data.interactions import IdMap, Interactions
 from recgraph.data.item_features import ItemFeatures
 from recgraph.errors import ConfigError, NotFittedError
 from recgraph.files import read_manifest, save_arrays, write_manifest
+from recgraph.lazy_registry import saved_class
 from recgraph.retrieval.explanation import Explanation
 
 FORMAT_VERSION = 1
@@ -636,11 +637,7 @@ class Retriever(ABC):
         """Rebuild a saved model; the class comes from the registry by the saved name."""
         path = Path(path)
         manifest = read_manifest(path / CONFIG_FILE, "model", FORMAT_VERSION)
-        if Retriever.class_for_name is None:  # pragma: no cover - the package installs it
-            raise RuntimeError("import recgraph.retrieval to load saved models by name")
-        klass = Retriever.class_for_name(manifest["model"])
-        if cls is not Retriever and not issubclass(klass, cls):
-            raise TypeError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
+        klass = saved_class(Retriever, cls, manifest["model"], "recgraph.retrieval", path)
         model = klass(manifest["config"])
         with np.load(path / STATE_FILE, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
