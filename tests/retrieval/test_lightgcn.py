@@ -38,7 +38,11 @@ def test_early_stopping_on_validation_keeps_the_best_epoch(tmp_path):
     summary = model.training_
     assert summary["best_validation_ndcg@20"] > 0.3  # far above chance for two communities
     assert 1 <= summary["best_epoch"] <= summary["epochs_run"] <= 40
-    assert (tmp_path / "lightgcn-best.ckpt").exists()
+    # the best epoch's weights, as safetensors (never a pickled checkpoint)
+    from safetensors.numpy import load_file
+
+    best = load_file(str(tmp_path / "lightgcn-best.safetensors"))
+    assert best and not list(tmp_path.glob("*.ckpt"))
     # the saved model is npz + JSON, and says how training went
     model.save(tmp_path / "model")
     manifest = (tmp_path / "model" / "model.json").read_text()

@@ -10,9 +10,10 @@ Every embedding model (``lightgcn``, ``two_tower``, ``hetero_sage``,
   data (:func:`carve_validation`): every validation user ranks every item,
   what it had in the fitting part excluded, as ``recgraph evaluate`` does;
 - early stopping on that figure (``patience`` validations without a gain)
-  and a checkpoint of the best epoch, whose weights are restored at the end
-  (Lightning checkpoints are training artefacts only: the model saves its
-  vectors and weights as npz with a JSON config);
+  and the best epoch's weights kept (in memory, and as
+  ``<checkpoint_dir>/<name>-best.safetensors`` when a folder is given, never a
+  pickled Lightning checkpoint), restored at the end; the model itself saves
+  its vectors and weights as npz with a JSON config;
 - seeds (``lightning.seed_everything`` plus deterministic algorithms), so the
   same seed gives the same vectors;
 - an MLflow logger when ``track`` is on (the ``mlflow`` extra; the run goes
@@ -35,6 +36,7 @@ import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions
 from recgraph.errors import ConfigError
+from recgraph.files import atomic_path
 from recgraph.retrieval.base import top_k
 
 VALIDATION_K = 20
@@ -280,10 +282,9 @@ def train_module(
     params: dict[str, Any] | None = None,
 ) -> TrainingSummary:
     """Fit ``module`` on ``batches`` (a DataLoader) with the Lightning loop of the module docstring."""
-    import torch
 
     L = _lightning()  # noqa: N806
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping
 
     for logger_name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(logger_name).setLevel(logging.ERROR)
@@ -294,24 +295,16 @@ def train_module(
     if track:
         loggers = _mlflow_logger(name, params or {})
     with tempfile.TemporaryDirectory(prefix=f"recgraph-{name}-") as tmp:
-        checkpoint = None
+        best = None
         val_batches = None
         if validation is not None:
             from torch.utils.data import DataLoader
 
             val_batches = DataLoader([0], batch_size=1)
-            checkpoint = ModelCheckpoint(
-                dirpath=checkpoint_dir or tmp,
-                filename=f"{name}-best",
-                monitor=MONITOR,
-                mode="max",
-                save_top_k=1,
-                save_weights_only=True,
-                enable_version_counter=False,
-            )
+            best = _best_epoch_keeper(name, checkpoint_dir)
             callbacks += [
                 EarlyStopping(monitor=MONITOR, mode="max", patience=patience, check_finite=True),
-                checkpoint,
+                best,
             ]
         trainer = L.Trainer(
             max_epochs=epochs,
@@ -319,13 +312,13 @@ def train_module(
             devices=1,
             logger=loggers,
             callbacks=callbacks,
-            enable_checkpointing=checkpoint is not None,
+            enable_checkpointing=False,
             enable_progress_bar=progress,
             enable_model_summary=False,
             check_val_every_n_epoch=validate_every,
             num_sanity_val_steps=0,
             deterministic=True,
-            default_root_dir=checkpoint_dir or tmp,
+            default_root_dir=tmp,
         )
         started = time.perf_counter()
         with warnings.catch_warnings():
@@ -338,11 +331,9 @@ def train_module(
             trainer.fit(module, train_dataloaders=batches, val_dataloaders=val_batches)
         seconds = time.perf_counter() - started
         best_epoch = best_value = None
-        if checkpoint is not None and checkpoint.best_model_path:
-            state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
-            module.load_state_dict(state["state_dict"])
-            best_value = float(checkpoint.best_model_score)
-            best_epoch = int(state.get("epoch", -1)) + 1
+        if best is not None and best.state is not None:
+            module.load_state_dict(best.state)
+            best_value, best_epoch = best.value, best.epoch
         module.to("cpu")
     return TrainingSummary(
         epochs_run=int(trainer.current_epoch),
@@ -351,6 +342,39 @@ def train_module(
         seconds=seconds,
         device=str(trainer.strategy.root_device),
     )
+
+
+def _best_epoch_keeper(name: str, checkpoint_dir: str | None):
+    """A callback that keeps a copy of the weights of the best validation so far."""
+    from lightning.pytorch.callbacks import Callback
+
+    class BestEpoch(Callback):
+        def __init__(self) -> None:
+            self.state: dict[str, Any] | None = None
+            self.value: float | None = None
+            self.epoch: int | None = None
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            score = trainer.callback_metrics.get(MONITOR)
+            if score is None or trainer.sanity_checking:
+                return
+            score = float(score)
+            if self.value is not None and not score > self.value:
+                return
+            self.value, self.epoch = score, int(trainer.current_epoch) + 1
+            self.state = {
+                key: tensor.detach().to("cpu").clone()
+                for key, tensor in pl_module.state_dict().items()
+            }
+            if checkpoint_dir is not None:
+                from safetensors.torch import save_file
+
+                os.makedirs(checkpoint_dir, exist_ok=True)
+                target = os.path.join(checkpoint_dir, f"{name}-best.safetensors")
+                with atomic_path(target) as tmp:
+                    save_file({k: v.contiguous() for k, v in self.state.items()}, str(tmp))
+
+    return BestEpoch()
 
 
 def _mlflow_logger(name: str, params: dict[str, Any]):
