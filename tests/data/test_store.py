@@ -389,3 +389,12 @@ def test_follow_chunks_stream_int32_arrays_that_match_the_graph(store: Store):
             times[(s, d)] = min(t, times.get((s, d), t))
     for s, d, t in zip(ids.external(got_src), ids.external(got_dst), got_ts, strict=True):
         assert t == times.get((s, d), NO_TIME)
+
+
+def test_the_busy_timeout_reaches_sqlite(tmp_path):
+    from recgraph.data.sql import create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'busy.db'}", busy_timeout=2.5)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 2500
+    engine.dispose()

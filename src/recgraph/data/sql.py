@@ -48,7 +48,8 @@ def _sqlite_engine(url: sa.URL, busy_seconds: float) -> sa.Engine:
     memory = not database or database == ":memory:" or database.startswith("file::memory:")
     if not memory:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url)
+    # pysqlite's own timeout is SQLite's busy timeout: no SQL text needed for it
+    engine = sa.create_engine(url, connect_args={"timeout": busy_seconds})
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
@@ -60,7 +61,6 @@ def _sqlite_engine(url: sa.URL, busy_seconds: float) -> sa.Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
         # 64 MiB of page cache (default 2 MiB): bulk upserts touch indexes all over.
         cursor.execute("PRAGMA cache_size=-65536")
         # Staging tables of bulk writes live in memory, not in a temporary file.
@@ -256,20 +256,21 @@ def stage_rows(
         postgresql_on_commit="DROP",
     )
     stage.create(conn, checkfirst=True)
-    preparer = conn.dialect.identifier_preparer
-    quoted_stage = preparer.quote(stage.name)
+    conn.execute(sa.delete(stage))
     if dialect == "postgresql":
-        conn.exec_driver_sql(f"TRUNCATE {quoted_stage}")
-        quoted_names = ", ".join(preparer.quote(c) for c in names)
+        from psycopg import sql as pg_sql
+
+        copy_rows = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
+            pg_sql.Identifier(stage.name), pg_sql.SQL(", ").join(map(pg_sql.Identifier, names))
+        )
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            with cursor.copy(f"COPY {quoted_stage} ({quoted_names}) FROM STDIN") as copy:
+            with cursor.copy(copy_rows) as copy:
                 for row in zip(*rows.values(), strict=True):
                     copy.write_row(row)
         finally:
             cursor.close()
         return stage
-    conn.execute(sa.delete(stage))
     compiled = sa.insert(stage).compile(dialect=conn.dialect, column_keys=names)
     order = list(compiled.positiontup or names)
     tuples = list(zip(*(rows[c] for c in order), strict=True))
