@@ -68,11 +68,7 @@ def test_a_user_scores_the_same_alone_or_in_a_batch_with_early_stopping() -> Non
     together = model.score_rows(users)
     for u in (0, 5, 17):
         np.testing.assert_array_equal(model.score_rows([u])[0], together[u])
-    fewer = (
-        create_retriever("ppr", {"method": "power", "tol": 0, "iterations": 3})
-        .fit(graph)
-        .score_rows(users)
-    )
+    fewer = create_retriever("ppr", {"method": "power", "tol": 0, "iterations": 3}).fit(graph).score_rows(users)
     assert np.abs(fewer - together).max() > 1e-3, "iterations are honoured"
 
 
@@ -132,9 +128,7 @@ def test_hub_cap_thins_the_walk_and_is_exact_above_the_max_degree() -> None:
     capped = create_retriever("ppr", {"method": "power", "hub_cap": 5}).fit(graph)
     assert capped.transition_[7].nnz == 5 and exact.transition_[7].nnz == 59
     assert capped.transition_[7].sum() == pytest.approx(1.0)
-    skipped = create_retriever("ppr", {"method": "power", "hub_cap": 5, "hub_policy": "skip"}).fit(
-        graph
-    )
+    skipped = create_retriever("ppr", {"method": "power", "hub_cap": 5, "hub_policy": "skip"}).fit(graph)
     assert skipped.transition_[7].nnz == 0 and skipped.dangling_[7]
 
 
