@@ -48,3 +48,48 @@ def test_npz_round_trip(tmp_path):
     np.testing.assert_array_equal(
         loaded.fold_in(new).user_factors_, model.fold_in(new).user_factors_
     )
+
+
+def test_negative_sampler_follows_popularity_to_the_power():
+    from recgraph.retrieval.bpr import NegativeSampler
+
+    counts = np.array([1.0, 4.0, 0.0, 16.0])
+    rng = np.random.default_rng(0)
+    uniform = np.bincount(NegativeSampler(counts, 0.0).draw(rng, 40_000), minlength=4) / 40_000
+    np.testing.assert_allclose(uniform, 0.25, atol=0.01)
+    by_count = np.bincount(NegativeSampler(counts, 1.0).draw(rng, 40_000), minlength=4) / 40_000
+    np.testing.assert_allclose(by_count, counts / counts.sum(), atol=0.01)
+    root = np.bincount(NegativeSampler(counts, 0.5).draw(rng, 40_000), minlength=4) / 40_000
+    np.testing.assert_allclose(root, [1 / 7, 2 / 7, 0, 4 / 7], atol=0.01)
+
+
+def _one_hit_and_noise() -> Interactions:
+    """40 users: 30 have item ``hit``; each also has 3 of 40 other items at random."""
+    rng = np.random.default_rng(1)
+    users, items = [], []
+    for user in range(40):
+        others = rng.choice(40, size=3, replace=False)
+        for item in [*(f"i{o}" for o in others), *(["hit"] if user < 30 else [])]:
+            users.append(f"u{user}")
+            items.append(item)
+    return Interactions.from_arrays(users, items)
+
+
+def test_uniform_negatives_let_the_bias_learn_popularity():
+    """Drawn by popularity (``implicit``'s sampler), a hit is a negative as often as a
+    positive and its bias learns little; drawn uniformly, it tops the bias."""
+    data = _one_hit_and_noise()
+    hit = data.items.index_of("hit")
+    params = {"factors": 4, "iterations": 30, "learning_rate": 0.05}
+    uniform = BPR(params).fit(data).item_bias_
+    by_popularity = BPR({**params, "negative_exponent": 1.0}).fit(data).item_bias_
+    assert np.argmax(uniform) == hit
+    gap = uniform[hit] - np.median(uniform)
+    assert gap > 1.5 * (by_popularity[hit] - np.median(by_popularity))
+
+
+def test_fit_is_reproducible():
+    data = _one_hit_and_noise()
+    a, b = BPR(SMALL).fit(data), BPR(SMALL).fit(data)
+    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)

@@ -23,7 +23,7 @@ Handles ``items``, ``follows`` and ``friends`` graphs.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,6 +32,7 @@ from pydantic import Field
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar, track
 from recgraph.retrieval.base import RetrieverConfig
+from recgraph.retrieval.biased_mf import torch_threads
 from recgraph.retrieval.factors import (
     DEFAULTS_STUDY_SECOND_ROUND,
     FactorRetriever,
@@ -39,14 +40,12 @@ from recgraph.retrieval.factors import (
 )
 from recgraph.retrieval.retraining import extend_onto
 
+if TYPE_CHECKING:
+    import torch
+
 
 class BPRConfig(RetrieverConfig):
-    """Hyperparameters of :class:`BPR` (names follow ``implicit``).
-
-    ``num_threads = 1`` keeps training reproducible: with more threads
-    ``implicit`` updates shared vectors without locks (Hogwild), faster but
-    different on every run.
-    """
+    """Hyperparameters of :class:`BPR` (names follow ``implicit``'s)."""
 
     defaults_chosen_on: ClassVar[str] = DEFAULTS_STUDY_SECOND_ROUND
 
@@ -62,7 +61,15 @@ class BPRConfig(RetrieverConfig):
     regularization: float = Field(default=0.03, ge=0)
     iterations: int = Field(default=50, ge=1)
     verify_negative_samples: bool = True
+    #: Negatives are drawn with probability proportional to the item's users
+    #: to this power: 0 uniform (Rendle et al. 2009), 1 by popularity (what
+    #: ``implicit``'s BPR does), which leaves the item bias nothing to learn.
+    negative_exponent: float = Field(default=0.0, ge=0, le=1)
+    #: Triples per stochastic-gradient step (their gradients are summed).
+    batch_size: int = Field(default=256, ge=1)
     seed: int = 0
+    #: Unused since training left ``implicit`` (one thread, the same result
+    #: every run); kept so configs saved before load.
     num_threads: int = Field(default=1, ge=0)
     #: Gradient steps of :meth:`BPR.fold_in` on one user's vector.
     fold_in_epochs: int = Field(default=50, ge=1)
@@ -89,27 +96,44 @@ class BPR(FactorRetriever):
         return True
 
     def _fit(self, train: Interactions) -> None:
-        from implicit.cpu.bpr import BayesianPersonalizedRanking
+        import torch
 
         cfg = self.config
         self.matrix_ = self._training_matrix(train, fitting=True)
-        model = BayesianPersonalizedRanking(
-            factors=cfg.factors,
-            learning_rate=cfg.learning_rate,
-            regularization=cfg.regularization,
-            iterations=cfg.iterations,
-            verify_negative_samples=cfg.verify_negative_samples,
-            num_threads=cfg.num_threads,
-            random_state=cfg.seed,
-        )
+        n_users, n_items = self.matrix_.shape
+        rng = np.random.default_rng(cfg.seed)
+        # implicit's initialisation: uniform around 0, scaled by 1 / factors;
+        # the users' last column is the constant 1 that carries the item bias
+        users = ((rng.random((n_users, cfg.factors + 1)) - 0.5) / cfg.factors).astype(np.float32)
+        users[:, -1] = 1.0
+        items = ((rng.random((n_items, cfg.factors + 1)) - 0.5) / cfg.factors).astype(np.float32)
+        rows = np.repeat(np.arange(n_users), np.diff(self.matrix_.indptr))
+        cols = self.matrix_.indices.astype(np.int64)
+        pairs = rows * n_items + cols  # sorted: a CSR matrix with sorted indices
+        sampler = NegativeSampler(self._item_counts(), cfg.negative_exponent)
+        user_vectors, item_vectors = torch.from_numpy(users), torch.from_numpy(items)
         with progress_bar("bpr fit", total=cfg.iterations, unit="iterations") as advance:
-            model.fit(
-                self.matrix_,
-                show_progress=False,
-                callback=lambda *_: advance(1),
-            )
-        self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+            for _ in range(cfg.iterations):
+                order = rng.permutation(len(cols))
+                u, i = rows[order], cols[order]
+                j = sampler.draw(rng, len(u))
+                if cfg.verify_negative_samples and len(pairs):
+                    for _retry in range(3):  # a negative the user has is drawn again
+                        clash = _has(pairs, u * n_items + j)
+                        if not clash.any():
+                            break
+                        j[clash] = sampler.draw(rng, int(clash.sum()))
+                    keep = ~_has(pairs, u * n_items + j)
+                    u, i, j = u[keep], i[keep], j[keep]
+                with torch_threads(1):
+                    _sgd_epoch(user_vectors, item_vectors, (u, i, j), cfg)
+                advance(1)
+        self.user_factors_ = np.ascontiguousarray(user_vectors.numpy(), dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(item_vectors.numpy(), dtype=np.float32)
+
+    def _item_counts(self) -> np.ndarray:
+        """How many users have each item (what popularity-weighted negatives follow)."""
+        return np.bincount(self.matrix_.indices, minlength=self.matrix_.shape[1]).astype(np.float64)
 
     @property
     def item_bias_(self) -> np.ndarray:
@@ -160,10 +184,10 @@ class BPR(FactorRetriever):
         if len(liked) == 0:
             return vector
         rng = np.random.default_rng([cfg.seed, user])
-        n_items = len(self.item_factors_)
+        sampler = NegativeSampler(self._item_counts(), cfg.negative_exponent)
         positives = np.repeat(liked, cfg.fold_in_negatives)
         for _ in range(cfg.fold_in_epochs):
-            negatives = rng.integers(0, n_items, size=len(positives))
+            negatives = sampler.draw(rng, len(positives))
             keep = ~np.isin(negatives, liked)
             diff = self.item_factors_[positives[keep]] - self.item_factors_[negatives[keep]]
             margin = diff @ vector
@@ -172,3 +196,61 @@ class BPR(FactorRetriever):
             gradient[-1] = 0.0  # the constant that carries the item bias
             vector += cfg.fold_in_learning_rate * gradient.astype(np.float32)
         return vector
+
+
+class NegativeSampler:
+    r"""Draws items with probability :math:`\propto n_j^\beta` (:math:`n_j`: the item's users).
+
+    :math:`\beta = 0` is uniform, Rendle et al.'s sampler; :math:`\beta = 1`
+    follows popularity, as ``implicit``'s BPR does (it draws the negative
+    from the items of a random training pair).
+    """
+
+    def __init__(self, counts: np.ndarray, exponent: float) -> None:
+        self.n_items = len(counts)
+        self.cumulative: np.ndarray | None = None
+        if exponent != 0 and counts.sum() > 0:
+            weights = np.power(counts, exponent, where=counts > 0, out=np.zeros_like(counts))
+            self.cumulative = np.cumsum(weights / weights.sum())
+
+    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        if self.cumulative is None:
+            return rng.integers(0, self.n_items, size=size)
+        at = np.searchsorted(self.cumulative, rng.random(size), side="right")
+        return np.minimum(at, self.n_items - 1)
+
+
+def _has(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Which ``keys`` are in ``sorted_keys``."""
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[at] == keys
+
+
+def _sgd_epoch(
+    users: torch.Tensor,
+    items: torch.Tensor,
+    triples: tuple[np.ndarray, np.ndarray, np.ndarray],
+    cfg: BPRConfig,
+) -> None:
+    """One pass of stochastic-gradient ascent over ``(user, liked, negative)`` triples.
+
+    As ``implicit``'s update, in batches of ``batch_size`` whose gradients are
+    summed per vector (a vector drawn twice gets both); the users' bias
+    column stays 1, the items' bias column is learnt.
+    """
+    import torch
+
+    u_all, i_all, j_all = (torch.from_numpy(np.ascontiguousarray(t)) for t in triples)
+    step, reg = cfg.learning_rate, cfg.regularization
+    for start in range(0, len(u_all), cfg.batch_size):
+        u = u_all[start : start + cfg.batch_size]
+        i = i_all[start : start + cfg.batch_size]
+        j = j_all[start : start + cfg.batch_size]
+        x_u, y_i, y_j = users[u], items[i], items[j]
+        diff = y_i - y_j
+        z = torch.sigmoid(-(x_u * diff).sum(dim=1, keepdim=True))
+        grad_u = z * diff - reg * x_u
+        grad_u[:, -1] = 0.0
+        users.index_add_(0, u, grad_u, alpha=step)
+        items.index_add_(0, i, z * x_u - reg * y_i, alpha=step)
+        items.index_add_(0, j, -z * x_u - reg * y_j, alpha=step)
