@@ -138,21 +138,24 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
             "iterations": it,
             "negative_exponent": beta,
             **({"negative_candidates": m} if m > 1 else {}),
+            **({"batch_size": batch} if batch != 256 else {}),
         }
-        for f, lr, reg, it, beta, m in (
-            (64, 0.02, 0.01, 100, 0.0, 1),
-            (64, 0.05, 0.01, 50, 0.0, 1),
-            (128, 0.02, 0.01, 100, 0.0, 1),
-            (64, 0.02, 0.003, 100, 0.0, 1),
-            (64, 0.02, 0.03, 100, 0.0, 1),
-            (32, 0.05, 0.03, 50, 0.0, 1),
-            (64, 0.02, 0.01, 100, 0.5, 1),
-            (64, 0.02, 0.01, 100, 1.0, 1),
+        for f, lr, reg, it, beta, m, batch in (
+            (64, 0.02, 0.01, 100, 0.0, 1, 256),
+            (64, 0.05, 0.01, 50, 0.0, 1, 256),
+            (128, 0.02, 0.01, 100, 0.0, 1, 256),
+            (64, 0.02, 0.003, 100, 0.0, 1, 256),
+            (64, 0.02, 0.03, 100, 0.0, 1, 256),
+            (32, 0.05, 0.03, 50, 0.0, 1, 256),
+            (64, 0.02, 0.01, 100, 0.5, 1, 256),
+            (64, 0.02, 0.01, 100, 1.0, 1, 256),
             # uniform draws learn little on the 15,000 artists of the play
             # counts (most are far from every user): a milder exponent, or the
             # hardest of three uniform draws (dynamic negative sampling)
-            (64, 0.02, 0.01, 100, 0.25, 1),
-            (64, 0.05, 0.01, 50, 0.0, 3),
+            (64, 0.02, 0.01, 100, 0.25, 1, 256),
+            (64, 0.05, 0.01, 50, 0.0, 3, 256),
+            # the same in 4x larger steps: 3-4x less time in torch's per-step overhead
+            (64, 0.05, 0.01, 50, 0.0, 3, 1024),
         )
     ],
     "biased_mf": [

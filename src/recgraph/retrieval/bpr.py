@@ -66,15 +66,16 @@ class BPRConfig(RetrieverConfig):
     defaults_chosen_on: ClassVar[str] = DEFAULTS_STUDY_SECOND_ROUND
 
     #: 64 factors, step 0.05, L2 0.01, 50 iterations, uniform negatives, the
-    #: hardest of 3 per liked pair: the third round of
+    #: hardest of 3 per liked pair, steps of 1,024 triples: the third round of
     #: benchmarks/defaults_study.py (validation carved from train on issue
     #: 11's target cases: ML-100k random and global temporal at three cuts,
-    #: latest-small random, generated play counts). Validation nDCG@20 0.2432,
-    #: 0.1493, 0.1766, 0.1864 there, against 0.1890, 0.1461, 0.1493, 0.1568
+    #: latest-small random, generated play counts). Validation nDCG@20 0.2435,
+    #: 0.1490, 0.1778, 0.1862 there, against 0.1890, 0.1461, 0.1493, 0.1568
     #: for the second round's choice on implicit's trainer, and popularity's
     #: 0.1618, 0.1417, 0.1258, 0.1109. Plain uniform draws did best on
-    #: MovieLens but fell to popularity on the play counts' 15,000 artists.
-    #: Test figures: benchmarks/results/feeds.md.
+    #: MovieLens but fell to popularity on the play counts' 15,000 artists;
+    #: steps of 256 triples scored the same (0.2432, 0.1493, 0.1766, 0.1864)
+    #: in 3-4x the time. Test figures: benchmarks/results/feeds.md.
     factors: int = Field(default=64, ge=1)
     learning_rate: float = Field(default=0.05, gt=0)
     regularization: float = Field(default=0.01, ge=0)
@@ -90,7 +91,7 @@ class BPRConfig(RetrieverConfig):
     #: never near, from which nothing is learnt.
     negative_candidates: int = Field(default=3, ge=1)
     #: Triples per stochastic-gradient step (their gradients are summed).
-    batch_size: int = Field(default=256, ge=1)
+    batch_size: int = Field(default=1024, ge=1)
     seed: int = 0
     #: Unused since training left ``implicit`` (one thread, the same result
     #: every run); kept so configs saved before load.
