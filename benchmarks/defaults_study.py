@@ -154,7 +154,7 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
             # hardest of three uniform draws (dynamic negative sampling)
             (64, 0.02, 0.01, 100, 0.25, 1, 256),
             (64, 0.05, 0.01, 50, 0.0, 3, 256),
-            # the same in 4x larger steps: 3-4x less time in torch's per-step overhead
+            # the same in 4x larger steps (less time in torch's per-step overhead)
             (64, 0.05, 0.01, 50, 0.0, 3, 1024),
         )
     ],

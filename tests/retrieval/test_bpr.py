@@ -127,3 +127,14 @@ def test_dynamic_negatives_still_find_the_missing_items():
     model = BPR({**SMALL, "negative_candidates": 3}).fit(two_cliques("items"))
     ids, _ = model.recommend([0, 5], k=1)
     assert ids[:, 0].tolist() == [1, 6]
+
+
+def test_dense_and_searched_pair_lookups_train_alike(monkeypatch):
+    import recgraph.retrieval.bpr as bpr
+
+    data = _one_hit_and_noise()
+    dense = BPR({**SMALL, "negative_candidates": 3}).fit(data)
+    monkeypatch.setattr(bpr, "DENSE_PAIRS_MAX", 0)
+    searched = BPR({**SMALL, "negative_candidates": 3}).fit(data)
+    np.testing.assert_array_equal(dense.item_factors_, searched.item_factors_)
+    np.testing.assert_array_equal(dense.user_factors_, searched.user_factors_)

@@ -39,6 +39,7 @@ Handles ``items``, ``follows`` and ``friends`` graphs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -75,7 +76,8 @@ class BPRConfig(RetrieverConfig):
     #: 0.1618, 0.1417, 0.1258, 0.1109. Plain uniform draws did best on
     #: MovieLens but fell to popularity on the play counts' 15,000 artists;
     #: steps of 256 triples scored the same (0.2432, 0.1493, 0.1766, 0.1864)
-    #: in 3-4x the time. Test figures: benchmarks/results/feeds.md.
+    #: and took 1.5-1.8x as long (``fit_seconds`` in defaults_study.json).
+    #: Test figures: benchmarks/results/feeds.md.
     factors: int = Field(default=64, ge=1)
     learning_rate: float = Field(default=0.05, gt=0)
     regularization: float = Field(default=0.01, ge=0)
@@ -136,6 +138,7 @@ class BPR(FactorRetriever):
         cols = self.matrix_.indices.astype(np.int64)
         pairs = rows * n_items + cols  # sorted: a CSR matrix with sorted indices
         sampler = NegativeSampler(self._item_counts(), cfg.negative_exponent)
+        has_pair = _pair_test(pairs, n_users * n_items)
         user_vectors, item_vectors = torch.from_numpy(users), torch.from_numpy(items)
         with progress_bar("bpr fit", total=cfg.iterations, unit="iterations") as advance:
             for _ in range(cfg.iterations):
@@ -147,11 +150,11 @@ class BPR(FactorRetriever):
                 if cfg.verify_negative_samples and len(pairs):
                     owner = np.repeat(u, m).reshape(j.shape)
                     for _retry in range(3):  # a negative the user has is drawn again
-                        clash = _has(pairs, owner * n_items + j)
+                        clash = has_pair(owner * n_items + j)
                         if not clash.any():
                             break
                         j[clash] = sampler.draw(rng, int(clash.sum()))
-                    valid = ~_has(pairs, owner * n_items + j)
+                    valid = ~has_pair(owner * n_items + j)
                     keep = valid.any(axis=1)
                     u, i, j, valid = u[keep], i[keep], j[keep], valid[keep]
                 with torch_threads(1):
@@ -247,6 +250,20 @@ class NegativeSampler:
             return rng.integers(0, self.n_items, size=size)
         at = np.searchsorted(self.cumulative, rng.random(size), side="right")
         return np.minimum(at, self.n_items - 1)
+
+
+#: Up to this many user x item cells, the liked pairs are looked up in a dense
+#: table (one byte a cell) rather than by binary search.
+DENSE_PAIRS_MAX = 32_000_000
+
+
+def _pair_test(pairs: np.ndarray, cells: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``keys -> mask`` of the keys (``user * n_items + item``) that are liked pairs."""
+    if cells <= DENSE_PAIRS_MAX:
+        table = np.zeros(cells, bool)
+        table[pairs] = True
+        return lambda keys: table[keys]
+    return lambda keys: _has(pairs, keys)
 
 
 def _has(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
