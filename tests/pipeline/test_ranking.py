@@ -286,3 +286,28 @@ def test_the_rankers_reason_adds_to_a_retrievers_history_reason():
     assert combined(history, None) == history
     people = Reason("followed by @a, @b and 3 more people you follow", "connections")
     assert combined(Reason("followed by @a", "connections"), people) == people
+
+
+def test_an_account_graph_with_times_is_labelled_after_one_cut_for_everyone():
+    from recgraph.data.interactions import Interactions
+    from recgraph.pipeline.config import RankerSpec
+
+    rng = np.random.default_rng(0)
+    src, dst = rng.integers(0, 40, 600), rng.integers(0, 40, 600)
+    keep = src != dst
+    # user 0 was last active long before the others: a per-user slice would label its old ties
+    ts = np.where(src == 0, rng.integers(0, 100, 600), rng.integers(100, 1000, 600))
+    graph = Interactions.from_indices(
+        src[keep], dst[keep], n_users=40, one_sided=True, timestamp=ts[keep]
+    )
+    rest, labels, how = ranking_module.label_slice(graph, RankerSpec())
+    assert how == "temporal_global"
+    assert labels.timestamp.min() > rest.timestamp.max()
+    assert not (labels.src == 0).any()
+    # a feed keeps each user's latest; no times: random per user
+    items = Interactions.from_indices(
+        src, dst, n_users=40, n_items=40, timestamp=ts, one_sided=False
+    )
+    assert ranking_module.label_slice(items, RankerSpec())[2] == "temporal_per_user"
+    untimed = Interactions.from_indices(src[keep], dst[keep], n_users=40, one_sided=True)
+    assert ranking_module.label_slice(untimed, RankerSpec())[2] == "random_per_user"
