@@ -11,6 +11,7 @@ from recgraph.ranking.features import (
     CandidateFeatures,
     feature_names,
     personalised_pagerank,
+    ppr_pairs,
 )
 from recgraph.retrieval.registry import create_retriever
 
@@ -101,3 +102,23 @@ def test_saved_and_loaded_features_read_the_same(tmp_path):
     b = loaded.matrix(users, items, {}, depth=10)
     np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
     np.testing.assert_allclose(np.nan_to_num(a), np.nan_to_num(b), rtol=1e-6)
+
+
+def test_ppr_pairs_read_the_vectors_block_by_block(monkeypatch):
+    features = CandidateFeatures(follows(EDGES, 6))
+    walk = features._walks()[1]
+    users = np.array([5, 0, 3, 0, 5, 2])
+    items = np.array([0, 3, 1, 4, 2, 5])
+    whole = personalised_pagerank(walk, np.arange(6))
+    blocked = []
+    for block in (6, 12, 1 << 22):  # one, two and all users per block
+        monkeypatch.setattr("recgraph.ranking.features.PPR_BLOCK", block)
+        values, best = ppr_pairs(walk, users, items, tied=features.either)
+        blocked.append((values, best))
+        assert values == pytest.approx(whole[users, items], abs=1e-6)
+    untied = whole.copy()
+    untied[np.arange(6), np.arange(6)] = 0.0
+    either = features.either.toarray() > 0
+    untied[either] = 0.0
+    for _values, best in blocked:
+        assert best == pytest.approx(untied.max(axis=1)[users], abs=1e-6)

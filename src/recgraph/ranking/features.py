@@ -162,20 +162,9 @@ def _transition(adjacency: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(inverse.astype(np.float32)) @ adjacency, dtype=np.float32)
 
 
-def personalised_pagerank(
-    walk: sp.csr_matrix,
-    users: np.ndarray,
-    restart: float = PPR_RESTART,
-    iterations: int = PPR_ITERATIONS,
-) -> np.ndarray:
-    """``(len(users), n)`` PPR vectors by power iteration, all users of a block at once.
-
-    ``x <- restart * e_u + (1 - restart) * x P`` from ``x = e_u``; mass that
-    reaches a node without exits is dropped (a sink), as the PPR retriever's
-    power iteration does. Blocks of users bound memory to :data:`PPR_BLOCK` floats.
-    """
+def _ppr_blocks(walk: sp.csr_matrix, users: np.ndarray, restart: float, iterations: int):
+    """``(start, x)`` per block of users: ``x`` is ``(n, block)``, column ``j`` user ``start + j``'s vector."""
     n = walk.shape[0]
-    out = np.zeros((len(users), n), dtype=np.float32)
     step = walk.T.tocsr()  # x P computed as P^T x^T
     block = max(1, PPR_BLOCK // max(n, 1))
     for start in range(0, len(users), block):
@@ -185,8 +174,57 @@ def personalised_pagerank(
         x = seed.copy()
         for _ in range(iterations):
             x = restart * seed + (1.0 - restart) * (step @ x)
-        out[start : start + len(chunk)] = x.T
+        yield start, x
+
+
+def personalised_pagerank(
+    walk: sp.csr_matrix,
+    users: np.ndarray,
+    restart: float = PPR_RESTART,
+    iterations: int = PPR_ITERATIONS,
+) -> np.ndarray:
+    """``(len(users), n)`` PPR vectors by power iteration, a block of users at once.
+
+    ``x <- restart * e_u + (1 - restart) * x P`` from ``x = e_u``; mass that
+    reaches a node without exits is dropped (a sink), as the PPR retriever's
+    power iteration does. Blocks of users bound the work memory to
+    :data:`PPR_BLOCK` floats (:func:`ppr_pairs` keeps no more than that).
+    """
+    out = np.zeros((len(users), walk.shape[0]), dtype=np.float32)
+    for start, x in _ppr_blocks(walk, users, restart, iterations):
+        out[start : start + x.shape[1]] = x.T
     return out
+
+
+def ppr_pairs(
+    walk: sp.csr_matrix,
+    users: np.ndarray,
+    items: np.ndarray,
+    tied: sp.csr_matrix | None = None,
+    restart: float = PPR_RESTART,
+    iterations: int = PPR_ITERATIONS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """PPR of each ``(users[i], items[i])`` pair, and each row's user's best score.
+
+    The best is over accounts other than the user and those of ``tied``'s
+    row (the accounts the user is tied to already). Only a block of vectors
+    is held at a time.
+    """
+    unique, row = np.unique(users, return_inverse=True)
+    values = np.zeros(len(users), dtype=np.float64)
+    best = np.zeros(len(unique), dtype=np.float64)
+    order = np.argsort(row, kind="stable")
+    bounds = np.searchsorted(row[order], np.arange(len(unique) + 1))
+    for start, x in _ppr_blocks(walk, unique, restart, iterations):
+        stop = start + x.shape[1]
+        rows = order[bounds[start] : bounds[stop]]
+        values[rows] = x[items[rows], row[rows] - start]
+        x[unique[start:stop], np.arange(stop - start)] = 0.0
+        if tied is not None:
+            part = tied[unique[start:stop]]
+            x[part.indices, np.repeat(np.arange(stop - start), np.diff(part.indptr))] = 0.0
+        best[start:stop] = x.max(axis=0)
+    return values, best[row]
 
 
 def item_neighbours(liked: sp.csr_matrix, top: int = SIMILAR_NEIGHBOURS) -> sp.csr_matrix:
@@ -533,19 +571,12 @@ class CandidateFeatures:
         if walks is None or not len(users):
             missing = np.full(len(users), np.nan)
             return missing, missing, missing
-        unique, row = np.unique(users, return_inverse=True)
         along, either = walks
-        vectors = personalised_pagerank(either, unique)
-        ppr_either = vectors[row, items].astype(np.float64)
-        # the best over accounts the user is not tied to yet
-        vectors[np.arange(len(unique)), unique] = 0.0
-        tied = self.either[unique]
-        vectors[np.repeat(np.arange(len(unique)), np.diff(tied.indptr)), tied.indices] = 0.0
-        best = vectors.max(axis=1).astype(np.float64)[row]
+        ppr_either, best = ppr_pairs(either, users, items, tied=self.either)
         if along is either:  # friendships: one walk
             ppr_out = ppr_either
         else:
-            ppr_out = personalised_pagerank(along, unique)[row, items].astype(np.float64)
+            ppr_out = ppr_pairs(along, users, items)[0]
         with np.errstate(invalid="ignore", divide="ignore"):
             vs_best = np.where(best > 0, ppr_either / best, 0.0)
         return ppr_out, ppr_either, vs_best
