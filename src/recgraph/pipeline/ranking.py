@@ -204,6 +204,11 @@ class RankingStage:
         if labels is not None:
             y = np.asarray(labels[users, items]).ravel() > 0
         names = feature_names(self.features.graph_kind, self.keys)
+        known = self.ranker.feature_names
+        if known is not None and known != names and set(known) <= set(names):
+            # a ranker saved before newer features existed reads the columns it knows
+            matrix = matrix[:, [names.index(name) for name in known]]
+            names = known
         return RankingBatch(users, items, matrix, names, None if y is None else y.astype(np.int8))
 
     def rank(self, pool: CandidatePool, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
