@@ -204,6 +204,11 @@ class RankingStage:
         if labels is not None:
             y = np.asarray(labels[users, items]).ravel() > 0
         names = feature_names(self.features.graph_kind, self.keys)
+        known = self.ranker.feature_names
+        if known is not None and known != names and set(known) <= set(names):
+            # a ranker saved before newer features existed reads the columns it knows
+            matrix = matrix[:, [names.index(name) for name in known]]
+            names = known
         return RankingBatch(users, items, matrix, names, None if y is None else y.astype(np.int8))
 
     def rank(self, pool: CandidatePool, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -269,11 +274,22 @@ def label_slice(
     """``(rest, labels, how)``: the training data split for the ranker (see :class:`RankerSpec`).
 
     Fold ``f`` draws its random slice with seed ``seed + f``; a temporal slice
-    is the same for every fold.
+    is the same for every fold. ``auto`` cuts an account graph with times at
+    one moment for everyone (``temporal_global``): who to follow asks which
+    new ties come next, and a slice of each user's own latest ties (for a user
+    last active a year ago, ties of a year ago) teaches other features than
+    the ones serving reads; on CollegeMsg validation the global cut took the
+    default ranked pipeline from recall@20 0.1125 to 0.1461. A feed keeps each
+    user's latest interactions (``temporal_per_user``).
     """
     method = spec.label_split
     if method == "auto":
-        method = "temporal_per_user" if data.has_timestamps else "random_per_user"
+        if not data.has_timestamps:
+            method = "random_per_user"
+        elif data.graph_kind == "items":
+            method = "temporal_per_user"
+        else:
+            method = "temporal_global"
     rest, labels = splits.split(data, method, fraction=spec.label_fraction, seed=spec.seed + fold)
     return rest, labels, method
 
