@@ -66,6 +66,7 @@ MOVIELENS_LEARNED: list[tuple[str, str, dict[str, Any]]] = [
     ("lightgcn, refit (epochs chosen on validation)", "lightgcn", {"refit": True}),
     ("two_tower", "two_tower", {}),
     ("two_tower, no time", "two_tower", {"use_time": False}),
+    ("two_tower, asked at last seen", "two_tower", {"serving_time": "last_seen"}),
     ("hetero_sage", "hetero_sage", {}),
     ("hetero_sage, static negatives", "hetero_sage", {"negatives": "static"}),
     ("hetero_sage, mini-batches", "hetero_sage", {"batching": "mini"}),

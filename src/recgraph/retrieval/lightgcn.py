@@ -65,9 +65,9 @@ class LightGCNConfig(EmbeddingConfig):
     layers: int = Field(default=3, ge=0)
     epochs: int = Field(default=200, ge=1)
     batch_size: int = Field(default=4096, ge=1)
-    learning_rate: float = Field(default=0.01, gt=0)
+    learning_rate: float = Field(default=0.02, gt=0)
     #: L2 weight on the batch's initial embeddings (PyG's ``lambda_reg``).
-    regularization: float = Field(default=1e-4, ge=0)
+    regularization: float = Field(default=1e-3, ge=0)
     validate_every: int = Field(default=5, ge=1)
     patience: int = Field(default=4, ge=1)
 
