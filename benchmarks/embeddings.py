@@ -38,6 +38,15 @@ pipeline's retriever list (:data:`STAGE2`).
 Saves ``benchmarks/results/embeddings.json``, ``.md`` and ``.png`` after
 every case. Run: ``python benchmarks/embeddings.py [--only CASE ...] [--keep]
 [--rows LABEL ...] [--stage2 CASE ...]``.
+
+Choosing defaults (``--validate MODEL METHOD PARAMS_JSON``): MovieLens 100k,
+every rating a like, split by ``METHOD`` (``random_per_user`` or
+``temporal_global``, test fraction 0.2, seed 0) as ``feeds.py`` does; the
+test side is dropped and a validation split (20% of train, same method, seed
+1) is carved from train; the model (its defaults updated by ``PARAMS_JSON``)
+fits on the rest and is scored on it (nDCG@20, recall@100). Titles go to
+``two_tower``. Each run appends its line to
+``benchmarks/results/embeddings.validation.json``. The test split is never read.
 """
 
 from __future__ import annotations
@@ -603,6 +612,50 @@ def merge_from_disk(
     payload["summary"] = summary(payload["cases"], payload["stage2"])
 
 
+def validate(model: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One model's validation figures on MovieLens 100k (``--validate``; never the test side)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from feeds import as_implicit
+    from recgraph.data.item_features import ItemFeatures
+    from recgraph.data.readers import read_movielens
+    from recgraph.data.splits import split, validation_split
+    from recgraph.evaluation import evaluate
+    from recgraph.retrieval.registry import create_retriever
+
+    data = as_implicit(read_movielens(datasets_folder() / "movielens-100k"))
+    train, _test = split(data, method, fraction=0.2, seed=0)
+    fit, held = validation_split(train, method, fraction=0.2, seed=1)
+    learned = model in ("lightgcn", "two_tower", "hetero_sage", "hetero_gin")
+    params = ({"progress": False} if learned else {}) | params
+    features = None
+    if model == "two_tower":
+        with tempfile.TemporaryDirectory() as tmp:
+            _, items = movielens_tables(datasets_folder(), Path(tmp), "movielens-100k")
+            features = ItemFeatures.read(items)
+    retriever = create_retriever(model, params)
+    load, cpu = os.getloadavg()[0], time.process_time()
+    report = evaluate([retriever], fit, held, (20, 100), progress=False, item_features=features)
+    (result,) = report.results
+    training = getattr(retriever, "training_", {})
+    row = {
+        "model": model,
+        "method": method,
+        "params": params,
+        "validation_ndcg@20": round(result.metrics["ndcg@20"], 4),
+        "validation_recall@100": round(result.metrics["recall@100"], 4),
+        "fit_seconds": round(result.fit_seconds, 1),
+        "process_cpu_seconds": round(time.process_time() - cpu, 1),
+        "load_average_1min_at_start": round(load, 1),
+        "best_epoch": training.get("best_epoch"),
+        "epochs_run": training.get("epochs_run"),
+    }
+    print("VALIDATION", json.dumps(row), flush=True)
+    path = RESULTS / "embeddings.validation.json"
+    rows = json.loads(path.read_text()) if path.exists() else []
+    path.write_text(json.dumps(rows + [row], indent=1) + "\n")
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", choices=list(CASES), help="run these cases only")
@@ -621,7 +674,17 @@ def main() -> None:
         help="the ranked pipeline with and without each embedding model on these cases "
         "(alone: no other case is run; saved cases are kept)",
     )
+    parser.add_argument(
+        "--validate",
+        nargs=3,
+        metavar=("MODEL", "METHOD", "PARAMS_JSON"),
+        help="score one model on validation carved from the ML-100k train split, then exit",
+    )
     args = parser.parse_args()
+    if args.validate:
+        model, method, params = args.validate
+        validate(model, method, json.loads(params))
+        return
     folder = datasets_folder()
     if args.stage2 is not None and not args.only:
         names: list[Any] = []
