@@ -128,3 +128,23 @@ def test_last_seen_asks_each_user_at_its_latest_training_interaction(tmp_path):
     np.testing.assert_allclose(
         loaded.query_vectors(np.arange(10)), served[:10], rtol=1e-5, atol=1e-6
     )
+
+
+def test_refit_by_default_only_after_a_temporal_validation_slice():
+    from tests.retrieval.test_biased_mf import communities
+
+    base = communities()
+    data = Interactions.from_arrays(
+        base.users.external(base.src),
+        base.items.external(base.dst),
+        timestamp=1_000_000 + np.random.default_rng(0).permutation(len(base)) * 60,
+    )
+    params = {**SMALL, "epochs": 6, "validation_fraction": 0.2, "batch_size": 64}
+    temporal = TwoTower(params, validation_method="temporal_global").fit(data)
+    assert TwoTower(params).config.refit is None
+    assert "validation_run" in temporal.training_  # trained again on all of train
+    assert temporal.training_["epochs_run"] == temporal.training_["validation_run"]["best_epoch"]
+    random = TwoTower(params).fit(data)
+    assert "validation_run" not in random.training_
+    forced = TwoTower(params, refit=False, validation_method="temporal_global").fit(data)
+    assert "validation_run" not in forced.training_
