@@ -34,6 +34,9 @@ for a moment the user was absent. ``serving_time = "last_seen"`` asks each
 known user at the earlier of that time and its latest training interaction
 instead; ``benchmarks/embeddings.py`` measures both (the default, ``now``,
 was chosen on the temporal validation split, where ``last_seen`` loses).
+For the same reason a temporal early-stopping slice (the latest rows of
+train) is trained on afterwards by default (``refit``): the query asked at
+the end of training needs those rows most.
 
 Row 0 of each id table is the out-of-vocabulary row (trained on nothing,
 zero-initialised): :meth:`fold_in` gives a new item a vector from its title
