@@ -77,7 +77,10 @@ class TwoTowerConfig(EmbeddingConfig):
     max_words: int = Field(default=10_000, ge=1)
     log_q_correction: bool = True
     remove_accidental_hits: bool = True
-    temperature: float = Field(default=0.1, gt=0)
+    #: Chosen on ML-100k temporal validation (with the refit): recall@100
+    #: 0.4722 at 0.2 against 0.4625 at 0.1 (nDCG@20 0.2202 against 0.2012);
+    #: on random validation 0.2 costs nDCG@20 0.1738 against 0.1822.
+    temperature: float = Field(default=0.2, gt=0)
     epochs: int = Field(default=30, ge=1)
     batch_size: int = Field(default=1024, ge=2)
     learning_rate: float = Field(default=0.005, gt=0)
