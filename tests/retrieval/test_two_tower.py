@@ -96,3 +96,55 @@ def test_loss_options_train(flag):
     model = TwoTower({**SMALL, flag: False}).fit(two_cliques("items"))
     ids, _ = model.recommend([0, 5], k=1)
     assert ids[:, 0].tolist() == [1, 6]
+
+
+def test_last_seen_asks_each_user_at_its_latest_training_interaction(tmp_path):
+    data, _ = timed_cliques()
+    model = TwoTower({**SMALL, "serving_time": "last_seen"}).fit(data)
+    last = model.user_last_time_
+    assert last is not None and last.shape == (data.n_users,)
+    liked = data.positives()
+    for user in range(data.n_users):
+        assert last[user] == liked.timestamp[liked.src == user].max()
+    assert last.min() < data.timestamp.max()  # not everyone is asked at the end of training
+    served = model.user_vectors()
+    now = model.query_vectors(np.arange(data.n_users))
+    np.testing.assert_allclose(served, now, rtol=1e-5, atol=1e-6)
+    # the same weights asked at each user's own time under "now" give the same vectors
+    clock = model.config.model_copy(update={"serving_time": "now"})
+    lasting, model.config = model.config, clock
+    at_own_time = np.vstack([model.query_vectors([u], at=float(last[u])) for u in range(10)])
+    at_the_end = model.query_vectors(np.arange(10))
+    early = float(data.timestamp.min())
+    at_start = model.query_vectors([0], at=early)
+    model.config = lasting
+    np.testing.assert_allclose(served[:10], at_own_time, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(served[:10], at_the_end)
+    # a time before the user's latest interaction is kept as it is
+    np.testing.assert_allclose(model.query_vectors([0], at=early), at_start, rtol=1e-5)
+    model.save(tmp_path / "m")
+    loaded = Retriever.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.user_last_time_, last)
+    np.testing.assert_allclose(
+        loaded.query_vectors(np.arange(10)), served[:10], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_refit_by_default_only_after_a_temporal_validation_slice():
+    from tests.retrieval.test_biased_mf import communities
+
+    base = communities()
+    data = Interactions.from_arrays(
+        base.users.external(base.src),
+        base.items.external(base.dst),
+        timestamp=1_000_000 + np.random.default_rng(0).permutation(len(base)) * 60,
+    )
+    params = {**SMALL, "epochs": 6, "validation_fraction": 0.2, "batch_size": 64}
+    temporal = TwoTower(params, validation_method="temporal_global").fit(data)
+    assert TwoTower(params).config.refit is None
+    assert "validation_run" in temporal.training_  # trained again on all of train
+    assert temporal.training_["epochs_run"] == temporal.training_["validation_run"]["best_epoch"]
+    random = TwoTower(params).fit(data)
+    assert "validation_run" not in random.training_
+    forced = TwoTower(params, refit=False, validation_method="temporal_global").fit(data)
+    assert "validation_run" not in forced.training_

@@ -59,8 +59,10 @@ class EmbeddingConfig(RetrieverConfig):
     accelerator: str = "auto"
     #: After early stopping, train again on all of train (validation slice
     #: included) for the epoch count validation chose: the served model then
-    #: learns from every training row, at twice the training time.
-    refit: bool = False
+    #: learns from every training row, at twice the training time. ``None``
+    #: (a model's default where it says so): only after a temporal
+    #: validation slice, which holds out the latest rows of train.
+    refit: bool | None = False
     #: Torch intra-op threads while training (restored afterwards). One is
     #: the default: these small sparse products gain nothing from a second
     #: thread, and on a shared machine its spin-waits cost several times more.
@@ -93,7 +95,10 @@ class EmbeddingRetriever(Retriever):
         cfg = self.config
         self._train(train)
         best = self.training_.get("best_epoch")
-        if not (cfg.refit and cfg.validation_fraction > 0 and best):
+        refit = cfg.refit
+        if refit is None:
+            refit = str(cfg.validation_method or "").startswith("temporal")
+        if not (refit and cfg.validation_fraction > 0 and best):
             return
         first = dict(self.training_)
         self.config = cfg.model_copy(update={"epochs": int(best), "validation_fraction": 0.0})
