@@ -87,14 +87,17 @@ def test_no_test_row_reaches_the_rankers_training(feed_graph, monkeypatch):
     sliced = []
     real = ranking_module.label_slice
 
-    def spy(data, spec, fold=0):
-        rest, labels, how = real(data, spec, fold)
+    def spy(data, spec, fold=0, method=None):
+        rest, labels, how = real(data, spec, fold, method)
         sliced.append((data, rest, labels))
         return rest, labels, how
 
     monkeypatch.setattr(ranking_module, "label_slice", spy)
-    QuestionModel("feed", ranked_config(["item_knn", "popular"], folds=2)).fit(train)
-    assert len(sliced) == 2
+    config = ranked_config(["item_knn", "popular"], folds=2)
+    QuestionModel("feed", config).fit(train)
+    kinds = ranking_module.label_kinds(train, config.ranker)
+    assert kinds == ["temporal_per_user", "random_per_user"]
+    assert len(sliced) == len(kinds) * (1 + 2)  # per kind: the outer slice, then two folds
     for data, rest, labels in sliced:
         for part in (data, rest, labels):
             pairs = set(zip(part.src.tolist(), part.dst.tolist(), strict=True))
@@ -286,3 +289,68 @@ def test_the_rankers_reason_adds_to_a_retrievers_history_reason():
     assert combined(history, None) == history
     people = Reason("followed by @a, @b and 3 more people you follow", "connections")
     assert combined(Reason("followed by @a", "connections"), people) == people
+
+
+def _pairs(data) -> set[tuple[int, int]]:
+    return set(zip(data.src.tolist(), data.dst.tolist(), strict=True))
+
+
+def test_the_nested_check_judges_the_ranker_on_labels_it_never_learnt_from(feed_graph, monkeypatch):
+    """The folds the ranker learns from are cut from the outer rest; the outer labels decide."""
+    sliced = []
+    real = ranking_module.label_slice
+
+    def spy(data, spec, fold=0, method=None):
+        rest, labels, how = real(data, spec, fold, method)
+        sliced.append((data, rest, labels, how))
+        return rest, labels, how
+
+    monkeypatch.setattr(ranking_module, "label_slice", spy)
+    question = QuestionModel("feed", ranked_config(["item_knn", "popular"])).fit(feed_graph)
+    report = question.ranking.report
+    assert report["check"] == "nested"
+    assert report["label_split"] == "temporal_per_user+random_per_user"
+    outer = [s for s in sliced if s[0] is feed_graph]
+    inner = [s for s in sliced if s[0] is not feed_graph]
+    assert len(outer) == 2 and len(inner) == 2
+    for (_, outer_rest, outer_labels, how), (data, rest, labels, inner_how) in zip(
+        outer, inner, strict=True
+    ):
+        assert how == inner_how and data is outer_rest
+        # what the ranker learnt from (the inner rest and labels) never holds a deciding label
+        assert not (_pairs(rest) | _pairs(labels)) & (_pairs(outer_labels) - _pairs(outer_rest))
+    for kind in ("temporal_per_user", "random_per_user"):
+        assert f"valid_ndcg@20_ranker[{kind}]" in report
+
+
+def test_label_kinds_follow_the_graph_and_its_timestamps(feed_graph, follow_graph):
+    from recgraph.pipeline.config import RankerSpec
+
+    spec = RankerSpec()
+    assert ranking_module.label_kinds(feed_graph, spec) == ["temporal_per_user", "random_per_user"]
+    assert ranking_module.nested_check(feed_graph, spec)
+    no_times = feed_graph.subset(np.arange(len(feed_graph)))
+    object.__setattr__(no_times, "timestamp", None)
+    assert ranking_module.label_kinds(no_times, spec) == ["random_per_user"]
+    expected = "temporal_per_user" if follow_graph.has_timestamps else "random_per_user"
+    assert ranking_module.label_kinds(follow_graph, spec) == [expected]
+    assert not ranking_module.nested_check(follow_graph, spec)
+    assert ranking_module.label_kinds(feed_graph, RankerSpec(label_split="random_per_user")) == [
+        "random_per_user"
+    ]
+
+
+def test_a_ranker_that_wins_on_one_kind_only_is_not_kept(feed_graph):
+    """Kept only when it beats every order on every label kind: min_gain decides per kind."""
+    question = QuestionModel(
+        "feed", ranked_config(["item_knn", "popular"], min_gain=0.0, stand_down="merge")
+    ).fit(feed_graph)
+    report = question.ranking.report
+    wins = [
+        report[f"valid_ndcg@20_ranker[{kind}]"]
+        > max(
+            report[f"valid_ndcg@20_{order}[{kind}]"] for order in ("merge", "item_knn", "popular")
+        )
+        for kind in ("temporal_per_user", "random_per_user")
+    ]
+    assert question.ranked == all(wins)

@@ -91,13 +91,28 @@ class RankerSpec(_Strict):
     on validation: ``best``, the retriever that did best there alone (when it
     beat the merge too), so the question is never worse on validation than
     its best retriever; or ``merge``, the retrievers' merge as without a ranker.
+
+    ``label_split = "auto"``: on a feed with timestamps the ranker learns
+    from both a temporal and a random slice and is kept only when it wins on
+    both (``both``), so it holds whether the future is cut by time or at
+    random (a ranker taught only by each user's latest likes learnt "what
+    was new when the user was active" and fell to 0.6x EASE on a random
+    split); on an account graph the latest follows; without timestamps a
+    random slice. ``check``: ``nested`` cuts the ranker's label folds from
+    the rest of an outer slice and judges it on that outer slice with
+    retrievers refitted on the larger rest, i.e. across the same kind of
+    refit as serving (a ranker that won on its own folds lost 2-3% to EASE
+    once EASE was refitted on more data); ``same`` judges it on its folds'
+    validation users; ``auto``: nested on feeds, same on account graphs.
     """
 
     name: str = Field(default="gbdt_ranker", min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
     depth: int = Field(default=200, ge=1, le=5000)
     label_fraction: float = Field(default=0.2, gt=0, lt=1)
-    label_split: Literal["auto", "temporal_per_user", "temporal_global", "random_per_user"] = "auto"
+    label_split: Literal[
+        "auto", "both", "temporal_per_user", "temporal_global", "random_per_user"
+    ] = "auto"
     folds: int = Field(default=1, ge=1, le=20)
     labels: Literal["positive", "liked"] = "positive"
     valid_users: float = Field(default=0.2, gt=0, lt=1)
@@ -105,6 +120,7 @@ class RankerSpec(_Strict):
     max_train_users: int = Field(default=20_000, ge=1)
     negatives: float = Field(default=1.0, gt=0, le=1)
     stand_down: Literal["best", "merge"] = "best"
+    check: Literal["auto", "nested", "same"] = "auto"
     seed: int = 0
 
 

@@ -263,17 +263,40 @@ class StageOne(Protocol):
     def warm(self, users: np.ndarray) -> np.ndarray: ...
 
 
+def label_kinds(data: Interactions, spec: RankerSpec) -> list[str]:
+    """The label slice kinds ``spec.label_split`` means on ``data`` (see :class:`RankerSpec`).
+
+    ``auto``: on a feed with timestamps, both ``temporal_per_user`` and
+    ``random_per_user`` (the ranker learns from both and must win on both,
+    so it holds whether the future is cut by time or at random); on an
+    account graph with timestamps ``temporal_per_user``; without timestamps
+    ``random_per_user``. ``both`` is the feed rule on any graph.
+    """
+    method = spec.label_split
+    if method == "auto" and data.graph_kind != "items":
+        method = "temporal_per_user" if data.has_timestamps else "random_per_user"
+    if method in ("auto", "both"):
+        return (
+            ["temporal_per_user", "random_per_user"] if data.has_timestamps else ["random_per_user"]
+        )
+    return [method]
+
+
+def nested_check(data: Interactions, spec: RankerSpec) -> bool:
+    """Whether validation measures the ranker across a refit (``spec.check``; ``auto``: feeds)."""
+    return spec.check == "nested" or (spec.check == "auto" and data.graph_kind == "items")
+
+
 def label_slice(
-    data: Interactions, spec: RankerSpec, fold: int = 0
+    data: Interactions, spec: RankerSpec, fold: int = 0, method: str | None = None
 ) -> tuple[Interactions, Interactions, str]:
     """``(rest, labels, how)``: the training data split for the ranker (see :class:`RankerSpec`).
 
-    Fold ``f`` draws its random slice with seed ``seed + f``; a temporal slice
-    is the same for every fold.
+    ``method`` is one of :func:`label_kinds` (default its first). Fold ``f``
+    draws its random slice with seed ``seed + f``; a temporal slice is the
+    same for every fold.
     """
-    method = spec.label_split
-    if method == "auto":
-        method = "temporal_per_user" if data.has_timestamps else "random_per_user"
+    method = method or label_kinds(data, spec)[0]
     rest, labels = splits.split(data, method, fraction=spec.label_fraction, seed=spec.seed + fold)
     return rest, labels, method
 
@@ -295,53 +318,102 @@ def _own_order(view: RetrieverColumns) -> np.ndarray:
     return order + np.nan_to_num(view.scores, nan=-1e9) * 1e-12
 
 
+def _ndcg_by_order(
+    pools: list[tuple[CandidatePool, RankingBatch]], scores: np.ndarray | None, keys: list[str]
+) -> dict[str, float]:
+    """Validation nDCG of the ranker (``scores``), the merge and each retriever alone."""
+    batch = RankingBatch.concat([b for _, b in pools])
+    groups = batch.group_sizes()
+    out = {} if scores is None else {"ranker": ndcg_at(scores, batch.labels, groups, VALID_AT)}
+    merged = np.concatenate([pool.merged[pool.valid] for pool, _ in pools])
+    out["merge"] = ndcg_at(merged, batch.labels, groups, VALID_AT)
+    for key in keys:
+        own = np.concatenate([_own_order(pool.columns[key]) for pool, _ in pools])
+        out[key] = ndcg_at(own, batch.labels, groups, VALID_AT)
+    return out
+
+
 def train_stage(
     spec: RankerSpec,
     fit_stage_one: Callable[[Interactions], StageOne],
     data: Interactions,
     item_created_at: np.ndarray | None,
     keys: list[str],
+    item_features: Any = None,
 ) -> RankingStage:
-    """Fit a ranker on label folds of ``data`` (see :class:`RankerSpec`).
+    """Fit a ranker on label slices of ``data`` (see :class:`RankerSpec`).
 
-    For each of ``spec.folds`` folds: hold out a label slice, fit the
-    retrievers on the rest (``fit_stage_one``), pool their candidates for the
-    users with held-out likes and label them. Users are split once into
-    training and validation users (the same in every fold, so no validation
-    user teaches the ranker); validation decides early stopping and whether
-    the ranker beats the retrievers' own orders. Returns the stage with the
-    feature context of the last fold's rest (the caller swaps in the one of
-    all the data for serving).
+    For each label kind (:func:`label_kinds`) and each of ``spec.folds``
+    folds: hold out a label slice, fit the retrievers on the rest
+    (``fit_stage_one``), pool their candidates for the users with held-out
+    likes and label them. Users are split once into training and validation
+    users (the same everywhere, so no validation user teaches the ranker).
+
+    With the nested check (:func:`nested_check`, feeds by default) the folds
+    are cut from the rest of an outer slice, and the decision is taken on the
+    outer slice with retrievers fitted on that larger rest: the ranker is
+    judged across a refit on more data, as it serves (trained on retrievers
+    of part of the data, serving beside retrievers of all of it), which is
+    where a ranker that copies one retriever's rank loses. Otherwise the
+    decision is taken on the folds' validation users. The ranker is kept
+    only when it beats the merge and every retriever alone on every label
+    kind by more than ``min_gain``; else (``stand_down="best"``) the
+    retriever best across the kinds answers alone, or the merge. Returns the
+    stage with the feature context of the last rest used (the caller swaps
+    in the one of all the data for serving).
     """
     rng = np.random.default_rng(spec.seed)
     is_valid_user = rng.random(data.n_users) < spec.valid_users
     ranker = create_ranker(spec.name, spec.params)
+    nested = nested_check(data, spec)
+    kinds = label_kinds(data, spec)
     batches: dict[str, list[RankingBatch]] = {"train": [], "valid": []}
-    valid_pools: list[tuple[CandidatePool, RankingBatch]] = []
-    label_rows, how, features = 0, "", None
-    for fold in range(spec.folds):
-        rest, labels, how = label_slice(data, spec, fold)
-        truth = _liked_matrix(labels, spec.labels)
-        label_rows += truth.nnz
-        stage_one = fit_stage_one(rest)
+    decide: dict[str, list[tuple[CandidatePool, RankingBatch]]] = {kind: [] for kind in kinds}
+    label_rows, features = 0, None
+
+    def labelled_users(stage_one: StageOne, truth: sp.csr_matrix) -> np.ndarray:
         users = np.flatnonzero(np.diff(truth.indptr) > 0)
         users = users[stage_one.warm(users)]
         if len(users) > spec.max_train_users:
             users = np.sort(rng.choice(users, spec.max_train_users, replace=False))
-        features = CandidateFeatures(rest, item_created_at)
-        fold_stage = RankingStage(spec, ranker, features, keys)
-        for name, chosen in (
-            ("train", users[~is_valid_user[users]]),
-            ("valid", users[is_valid_user[users]]),
-        ):
-            if not len(chosen):
-                continue
-            pool = stage_one.pool(chosen, spec.depth)
-            batch = fold_stage.batch(pool, truth)
-            batches[name].append(batch)
-            if name == "valid":
-                valid_pools.append((pool, batch))
-    if not batches["train"] or not batches["valid"]:
+        return users
+
+    for kind in kinds:
+        source = data
+        if nested:
+            source, outer_labels, _ = label_slice(data, spec, 0, kind)
+        for fold in range(spec.folds):
+            rest, labels, _ = label_slice(source, spec, fold + int(nested), kind)
+            truth = _liked_matrix(labels, spec.labels)
+            label_rows += truth.nnz
+            stage_one = fit_stage_one(rest)
+            users = labelled_users(stage_one, truth)
+            features = CandidateFeatures(rest, item_created_at, item_features)
+            fold_stage = RankingStage(spec, ranker, features, keys)
+            for name, chosen in (
+                ("train", users[~is_valid_user[users]]),
+                ("valid", users[is_valid_user[users]]),
+            ):
+                if not len(chosen):
+                    continue
+                pool = stage_one.pool(chosen, spec.depth)
+                batch = fold_stage.batch(pool, truth)
+                batches[name].append(batch)
+                if name == "valid" and not nested:
+                    decide[kind].append((pool, batch))
+        if nested:
+            truth = _liked_matrix(outer_labels, spec.labels)
+            stage_one = fit_stage_one(source)
+            users = labelled_users(stage_one, truth)
+            users = users[is_valid_user[users]]
+            if len(users):
+                features = CandidateFeatures(source, item_created_at, item_features)
+                pool = stage_one.pool(users, spec.depth)
+                decide[kind].append(
+                    (pool, RankingStage(spec, ranker, features, keys).batch(pool, truth))
+                )
+    decide = {kind: pools for kind, pools in decide.items() if pools}
+    if not batches["train"] or not batches["valid"] or not decide:
         raise ValueError("too few users have held-out likes to train and validate a ranker")
     train_batch = RankingBatch.concat(batches["train"])
     if spec.negatives < 1 and train_batch.labels is not None:
@@ -351,29 +423,31 @@ def train_stage(
     if not train_batch.labels.any():
         raise ValueError("no held-out like is among the retrievers' candidates: nothing to learn")
     ranker.fit(train_batch, valid_batch)
-    groups = valid_batch.group_sizes()
-    merged = np.concatenate([pool.merged[pool.valid] for pool, _ in valid_pools])
-    with_ranker = ndcg_at(ranker.score(valid_batch), valid_batch.labels, groups, VALID_AT)
-    without = ndcg_at(merged, valid_batch.labels, groups, VALID_AT)
-    alone = {
-        key: ndcg_at(
-            np.concatenate([_own_order(pool.columns[key]) for pool, _ in valid_pools]),
-            valid_batch.labels,
-            groups,
-            VALID_AT,
-        )
-        for key in keys
+    measured = {
+        kind: _ndcg_by_order(pools, ranker.score(RankingBatch.concat([b for _, b in pools])), keys)
+        for kind, pools in decide.items()
     }
-    best_key = max(alone, key=alone.get) if alone else None
-    best_single = alone.get(best_key, 0.0) if best_key else 0.0
+    # each order's nDCG as a share of the best order's on that kind, averaged over the kinds
+    share = {
+        order: float(np.mean([m[order] / max(max(m.values()), 1e-12) for m in measured.values()]))
+        for order in ["merge", *keys]
+    }
+    mean = {
+        order: float(np.mean([m[order] for m in measured.values()]))
+        for order in ["ranker", "merge", *keys]
+    }
+    best_key = max(keys, key=share.get) if keys else None
     assert features is not None
     stage = RankingStage(spec, ranker, features, keys)
-    if with_ranker > max(without, best_single) + spec.min_gain:
+    if all(
+        m["ranker"] > max(v for order, v in m.items() if order != "ranker") + spec.min_gain
+        for m in measured.values()
+    ):
         stage.order, stage.active = "ranker", True
     elif (
         spec.stand_down == "best"
         and best_key is not None
-        and best_single > without
+        and share[best_key] > share["merge"]
         and len(keys) > 1
     ):
         stage.order, stage.active = best_key, True
@@ -381,16 +455,23 @@ def train_stage(
         stage.order, stage.active = "ranker", False
     stage.report = {
         "order": stage.order if stage.active else "merge",
-        "label_split": how,
+        "label_split": "+".join(kinds),
+        "check": "nested" if nested else "same",
         "folds": spec.folds,
         "label_rows": int(label_rows),
         "train_lists": int(len(train_batch.group_sizes())),
-        "valid_lists": int(len(groups)),
+        "valid_lists": int(
+            sum(len(RankingBatch.concat([b for _, b in p]).group_sizes()) for p in decide.values())
+        ),
         "train_rows": int(len(train_batch)),
         "positives_in_pool": float(train_batch.labels.mean()),
-        f"valid_ndcg@{VALID_AT}_ranker": float(with_ranker),
-        f"valid_ndcg@{VALID_AT}_merge": float(without),
-        **{f"valid_ndcg@{VALID_AT}_{key}": float(value) for key, value in alone.items()},
+        **{f"valid_ndcg@{VALID_AT}_{order}": value for order, value in mean.items()},
+        **{
+            f"valid_ndcg@{VALID_AT}_{order}[{kind}]": float(value)
+            for kind, m in measured.items()
+            for order, value in m.items()
+            if len(measured) > 1
+        },
         **ranker.fit_report,
     }
     return stage
