@@ -29,3 +29,20 @@ def run_cli(args: list[str]) -> str:
     if status != 0:
         sys.exit(f"recgraph {' '.join(args)} exited with {status}")
     return out.getvalue()
+
+
+def movielens_items_file(folder: Path, path: Path) -> Path:
+    """Write a MovieLens folder's films as ``item,title,genres`` (what ``--items`` reads)."""
+    import pandas as pd
+
+    from recgraph.data.readers import iter_movielens_items
+
+    frame = pd.concat(list(iter_movielens_items(folder)), ignore_index=True)
+    pd.DataFrame(
+        {
+            "item": frame["external_id"],
+            "title": frame["title"],
+            "genres": ["|".join((f or {}).get("genres", [])) for f in frame["features"]],
+        }
+    ).to_csv(path, index=False)
+    return path

@@ -104,6 +104,9 @@ class RankerSpec(_Strict):
     refit as serving (a ranker that won on its own folds lost 2-3% to EASE
     once EASE was refitted on more data); ``same`` judges it on its folds'
     validation users; ``auto``: nested on feeds, same on account graphs.
+    ``blend``: validation also tries the ranker's order fused with the best
+    retriever's (1/4, 1/2 or 3/4 of the ranker, by 1/log2(1 + rank) of each)
+    and keeps a fusion when it beats the ranker alone and every other order.
     """
 
     name: str = Field(default="gbdt_ranker", min_length=1)
@@ -121,6 +124,7 @@ class RankerSpec(_Strict):
     negatives: float = Field(default=1.0, gt=0, le=1)
     stand_down: Literal["best", "merge"] = "best"
     check: Literal["auto", "nested", "same"] = "auto"
+    blend: bool = True
     seed: int = 0
 
 

@@ -177,6 +177,12 @@ class RankingStage:
         retriever that validation found best when the ranker did not beat it
         (its own order over the pool, i.e. its answer alone), so that a ranked
         question is never worse on validation than its best retriever.
+    blend, base
+        With ``order == "ranker"`` and ``blend < 1``: the pool is ordered by
+        ``blend / log2(1 + ranker's rank) + (1 - blend) / log2(1 + base's
+        rank)``, the ranker's order fused with that of the retriever
+        ``base`` (the best alone on validation), when validation found the
+        fusion better than either.
     """
 
     def __init__(
@@ -189,11 +195,14 @@ class RankingStage:
         active: bool = True,
         report: dict[str, Any] | None = None,
         order: str = "ranker",
+        blend: float = 1.0,
+        base: str | None = None,
     ) -> None:
         self.spec, self.ranker, self.features, self.keys = spec, ranker, features, keys
         self.active = active
         self.report = dict(report or {})
         self.order = order
+        self.blend, self.base = float(blend), base
 
     def batch(self, pool: CandidatePool, labels: sp.csr_matrix | None = None) -> RankingBatch:
         """The pool's candidate rows as a :class:`RankingBatch` (with labels from ``labels``)."""
@@ -212,6 +221,8 @@ class RankingStage:
         if pool.valid.any():
             if self.order == "ranker":
                 scores[pool.valid] = self.ranker.score(self.batch(pool))
+                if self.blend < 1 and self.base is not None:
+                    scores[pool.valid] = _fused(pool, scores[pool.valid], self.base, self.blend)
             else:  # the best retriever's own order: rank first, its score among the rest
                 own = _own_order(pool.columns[self.order])
                 scores[pool.valid] = -np.argsort(np.argsort(-own, kind="stable"), kind="stable")
@@ -234,6 +245,8 @@ class RankingStage:
                         "keys": self.keys,
                         "active": self.active,
                         "order": self.order,
+                        "blend": self.blend,
+                        "base": self.base,
                         "report": self.report,
                     },
                     indent=2,
@@ -251,6 +264,8 @@ class RankingStage:
             active=bool(stage["active"]),
             report=stage.get("report") or {},
             order=stage.get("order", "ranker"),
+            blend=stage.get("blend", 1.0),
+            base=stage.get("base"),
         )
 
 
@@ -331,6 +346,27 @@ def _ndcg_by_order(
         own = np.concatenate([_own_order(pool.columns[key]) for pool, _ in pools])
         out[key] = ndcg_at(own, batch.labels, groups, VALID_AT)
     return out
+
+
+def _pool_ranks(pool: CandidatePool, values: np.ndarray) -> np.ndarray:
+    """Per user, each valid candidate's 1-based rank by ``values`` (given over ``pool.valid``)."""
+    full = np.full(pool.ids.shape, -np.inf)
+    full[pool.valid] = values
+    order = np.argsort(-full, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, full.shape[1] + 1)[None, :], axis=1)
+    return ranks[pool.valid]
+
+
+def _fused(pool: CandidatePool, ranker_scores: np.ndarray, base: str, blend: float) -> np.ndarray:
+    """The ranker's order fused with retriever ``base``'s (see :class:`RankingStage`)."""
+    mine = _pool_ranks(pool, ranker_scores)
+    theirs = _pool_ranks(pool, _own_order(pool.columns[base]))
+    return blend / np.log2(1.0 + mine) + (1.0 - blend) / np.log2(1.0 + theirs)
+
+
+#: Shares of the ranker tried when fusing its order with the best retriever's.
+BLENDS = (0.25, 0.5, 0.75)
 
 
 def train_stage(
@@ -423,27 +459,48 @@ def train_stage(
     if not train_batch.labels.any():
         raise ValueError("no held-out like is among the retrievers' candidates: nothing to learn")
     ranker.fit(train_batch, valid_batch)
-    measured = {
-        kind: _ndcg_by_order(pools, ranker.score(RankingBatch.concat([b for _, b in pools])), keys)
-        for kind, pools in decide.items()
-    }
+    measured = {}
+    for kind, pools in decide.items():
+        scored = np.concatenate([ranker.score(batch) for _, batch in pools])
+        measured[kind] = _ndcg_by_order(pools, scored, keys)
     # each order's nDCG as a share of the best order's on that kind, averaged over the kinds
     share = {
         order: float(np.mean([m[order] / max(max(m.values()), 1e-12) for m in measured.values()]))
         for order in ["merge", *keys]
     }
+    best_key = max(keys, key=share.get) if keys else None
+    learnt = ["ranker"]
+    if best_key is not None and spec.blend:
+        learnt += [f"blend_{blend}" for blend in BLENDS]
+        for kind, pools in decide.items():
+            batch = RankingBatch.concat([b for _, b in pools])
+            for blend in BLENDS:
+                fused = np.concatenate(
+                    [_fused(pool, ranker.score(b), best_key, blend) for pool, b in pools]
+                )
+                measured[kind][f"blend_{blend}"] = ndcg_at(
+                    fused, batch.labels, batch.group_sizes(), VALID_AT
+                )
     mean = {
         order: float(np.mean([m[order] for m in measured.values()]))
-        for order in ["ranker", "merge", *keys]
+        for order in [*learnt, "merge", *keys]
     }
-    best_key = max(keys, key=share.get) if keys else None
     assert features is not None
     stage = RankingStage(spec, ranker, features, keys)
-    if all(
-        m["ranker"] > max(v for order, v in m.items() if order != "ranker") + spec.min_gain
-        for m in measured.values()
-    ):
+    # a learnt order is kept when it beats the merge and every retriever alone on every kind
+    winners = [
+        order
+        for order in learnt
+        if all(
+            m[order] > max(v for o, v in m.items() if o not in learnt) + spec.min_gain
+            for m in measured.values()
+        )
+    ]
+    if winners:
+        chosen = max(winners, key=mean.get)
         stage.order, stage.active = "ranker", True
+        if chosen != "ranker":
+            stage.blend, stage.base = float(chosen.removeprefix("blend_")), best_key
     elif (
         spec.stand_down == "best"
         and best_key is not None
@@ -454,7 +511,13 @@ def train_stage(
     else:
         stage.order, stage.active = "ranker", False
     stage.report = {
-        "order": stage.order if stage.active else "merge",
+        "order": (
+            "merge"
+            if not stage.active
+            else f"ranker {stage.blend:g} + {stage.base}"
+            if stage.blend < 1
+            else stage.order
+        ),
         "label_split": "+".join(kinds),
         "check": "nested" if nested else "same",
         "folds": spec.folds,
