@@ -354,3 +354,34 @@ def test_a_ranker_that_wins_on_one_kind_only_is_not_kept(feed_graph):
         for kind in ("temporal_per_user", "random_per_user")
     ]
     assert question.ranked == all(wins)
+
+
+def test_a_fused_order_lies_between_the_ranker_and_the_retriever():
+    from recgraph.pipeline.ranking import CandidatePool, _fused
+    from recgraph.ranking.features import RetrieverColumns
+
+    ids = np.array([[10, 11, 12, 13]])
+    # the retriever ranks 10 > 11 > 12 > 13; the ranker the reverse
+    view = RetrieverColumns(
+        scores=np.array([4.0, 3.0, 2.0, 1.0]), ranks=np.array([1, 2, 3, 4]), user_best=np.ones(4)
+    )
+    pool = CandidatePool(np.array([0]), ids, np.zeros((1, 4)), np.zeros((1, 4)), {"r": view})
+    ranker = np.array([0.0, 1.0, 2.0, 3.0])
+
+    def order(blend):
+        return ids[0][np.argsort(-_fused(pool, ranker, "r", blend), kind="stable")].tolist()
+
+    assert order(1.0) == [13, 12, 11, 10]
+    assert order(0.0) == [10, 11, 12, 13]
+    assert order(0.75)[0] == 13 and order(0.25)[0] == 10
+
+
+def test_a_blended_stage_saves_and_loads(ranked_feed, tmp_path):
+    stage = ranked_feed.ranking
+    stage.blend, stage.base = 0.5, "item_knn"
+    try:
+        stage.save(tmp_path / "s")
+        again = ranking_module.RankingStage.load(stage.spec, tmp_path / "s")
+    finally:
+        stage.blend, stage.base = 1.0, None
+    assert (again.blend, again.base) == (0.5, "item_knn")
