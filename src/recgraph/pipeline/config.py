@@ -103,10 +103,17 @@ class RankerSpec(_Strict):
     retrievers refitted on the larger rest, i.e. across the same kind of
     refit as serving (a ranker that won on its own folds lost 2-3% to EASE
     once EASE was refitted on more data); ``same`` judges it on its folds'
-    validation users; ``auto``: nested on feeds, same on account graphs.
+    validation users; ``auto``: nested on feeds (but ``same`` on a
+    ``temporal_global`` slice, where nesting teaches the ranker from an older
+    period: on MovieLens 100k it then lost to recent popularity), same on
+    account graphs.
     ``blend``: validation also tries the ranker's order fused with the best
     retriever's (1/4, 1/2 or 3/4 of the ranker, by 1/log2(1 + rank) of each)
     and keeps a fusion when it beats the ranker alone and every other order.
+    With several label kinds, a learnt order (the ranker or a fusion) is kept
+    when it beats the best other order by more than ``min_gain`` on average
+    over the kinds and is no more than ``tolerance`` (a share) behind it on
+    any kind.
     """
 
     name: str = Field(default="gbdt_ranker", min_length=1)
@@ -125,6 +132,7 @@ class RankerSpec(_Strict):
     stand_down: Literal["best", "merge"] = "best"
     check: Literal["auto", "nested", "same"] = "auto"
     blend: bool = True
+    tolerance: float = Field(default=0.01, ge=0, lt=1)
     seed: int = 0
 
 
