@@ -93,7 +93,7 @@ def test_no_test_row_reaches_the_rankers_training(feed_graph, monkeypatch):
         return rest, labels, how
 
     monkeypatch.setattr(ranking_module, "label_slice", spy)
-    config = ranked_config(["item_knn", "popular"], folds=2)
+    config = ranked_config(["item_knn", "popular"], folds=2, label_split="both")
     QuestionModel("feed", config).fit(train)
     kinds = ranking_module.label_kinds(train, config.ranker)
     assert kinds == ["temporal_per_user", "random_per_user"]
@@ -306,7 +306,8 @@ def test_the_nested_check_judges_the_ranker_on_labels_it_never_learnt_from(feed_
         return rest, labels, how
 
     monkeypatch.setattr(ranking_module, "label_slice", spy)
-    question = QuestionModel("feed", ranked_config(["item_knn", "popular"])).fit(feed_graph)
+    config = ranked_config(["item_knn", "popular"], label_split="both")
+    question = QuestionModel("feed", config).fit(feed_graph)
     report = question.ranking.report
     assert report["check"] == "nested"
     assert report["label_split"] == "temporal_per_user+random_per_user"
@@ -327,11 +328,13 @@ def test_label_kinds_follow_the_graph_and_its_timestamps(feed_graph, follow_grap
     from recgraph.pipeline.config import RankerSpec
 
     spec = RankerSpec()
-    assert ranking_module.label_kinds(feed_graph, spec) == ["temporal_per_user", "random_per_user"]
+    assert ranking_module.label_kinds(feed_graph, spec) == ["random_per_user"]
     assert ranking_module.nested_check(feed_graph, spec)
+    both = RankerSpec(label_split="both")
+    assert ranking_module.label_kinds(feed_graph, both) == ["temporal_per_user", "random_per_user"]
     no_times = feed_graph.subset(np.arange(len(feed_graph)))
     object.__setattr__(no_times, "timestamp", None)
-    assert ranking_module.label_kinds(no_times, spec) == ["random_per_user"]
+    assert ranking_module.label_kinds(no_times, both) == ["random_per_user"]
     expected = "temporal_per_user" if follow_graph.has_timestamps else "random_per_user"
     assert ranking_module.label_kinds(follow_graph, spec) == [expected]
     assert not ranking_module.nested_check(follow_graph, spec)
@@ -348,7 +351,9 @@ def test_a_learnt_order_is_kept_only_when_no_label_kind_loses_more_than_the_tole
     for tolerance in (0.0, 0.5):
         question = QuestionModel(
             "feed",
-            ranked_config(["item_knn", "popular"], stand_down="merge", tolerance=tolerance),
+            ranked_config(
+                ["item_knn", "popular"], stand_down="merge", tolerance=tolerance, label_split="both"
+            ),
         ).fit(feed_graph)
         report = question.ranking.report
         learnt = ["ranker"] + [f"blend_{b}" for b in ranking_module.BLENDS]

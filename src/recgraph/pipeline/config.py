@@ -92,21 +92,23 @@ class RankerSpec(_Strict):
     beat the merge too), so the question is never worse on validation than
     its best retriever; or ``merge``, the retrievers' merge as without a ranker.
 
-    ``label_split = "auto"``: on a feed with timestamps the ranker learns
-    from both a temporal and a random slice and is kept only when it wins on
-    both (``both``), so it holds whether the future is cut by time or at
-    random (a ranker taught only by each user's latest likes learnt "what
-    was new when the user was active" and fell to 0.6x EASE on a random
-    split); on an account graph the latest follows; without timestamps a
-    random slice. ``check``: ``nested`` cuts the ranker's label folds from
-    the rest of an outer slice and judges it on that outer slice with
-    retrievers refitted on the larger rest, i.e. across the same kind of
-    refit as serving (a ranker that won on its own folds lost 2-3% to EASE
-    once EASE was refitted on more data); ``same`` judges it on its folds'
-    validation users; ``auto``: nested on feeds (but ``same`` on a
-    ``temporal_global`` slice, where nesting teaches the ranker from an older
-    period: on MovieLens 100k it then lost to recent popularity), same on
-    account graphs.
+    ``label_split = "auto"``: on a feed a random slice of each user's
+    interactions (a ranker taught only by each user's latest likes learnt
+    "what was new when the user was active" and fell to 0.6x EASE on a
+    random split); on an account graph with timestamps the latest follows;
+    without timestamps a random slice. ``both``: the ranker learns from a
+    temporal and a random slice and is kept only as below (on MovieLens
+    100k the shipped feed kept a fusion, 3/4 ranker, that was 0.4% behind
+    EASE on the random slice with a 1% tolerance, and scored 0.88x EASE on
+    a random validation split: not the default). ``check``: ``nested`` cuts
+    the ranker's label folds from the rest of an outer slice and judges it
+    on that outer slice with retrievers refitted on the larger rest, i.e.
+    across the same kind of refit as serving (a ranker that won on its own
+    folds lost 2-3% to EASE once EASE was refitted on more data); ``same``
+    judges it on its folds' validation users; ``auto``: nested on feeds
+    (but ``same`` on a ``temporal_global`` slice, where nesting teaches the
+    ranker from an older period: on MovieLens 100k it then lost to recent
+    popularity), same on account graphs.
     ``blend``: validation also tries the ranker's order fused with the best
     retriever's (1/4, 1/2 or 3/4 of the ranker, by 1/log2(1 + rank) of each)
     and keeps a fusion when it beats the ranker alone and every other order.
@@ -132,7 +134,7 @@ class RankerSpec(_Strict):
     stand_down: Literal["best", "merge"] = "best"
     check: Literal["auto", "nested", "same"] = "auto"
     blend: bool = True
-    tolerance: float = Field(default=0.01, ge=0, lt=1)
+    tolerance: float = Field(default=0.0, ge=0, lt=1)
     seed: int = 0
 
 

@@ -281,16 +281,19 @@ class StageOne(Protocol):
 def label_kinds(data: Interactions, spec: RankerSpec) -> list[str]:
     """The label slice kinds ``spec.label_split`` means on ``data`` (see :class:`RankerSpec`).
 
-    ``auto``: on a feed with timestamps, both ``temporal_per_user`` and
-    ``random_per_user`` (the ranker learns from both and must win on both,
-    so it holds whether the future is cut by time or at random); on an
-    account graph with timestamps ``temporal_per_user``; without timestamps
-    ``random_per_user``. ``both`` is the feed rule on any graph.
+    ``auto``: on a feed ``random_per_user`` (a ranker taught by each user's
+    latest likes learnt "what was new when the user was active" and fell
+    far below EASE on a random split); on an account graph with timestamps
+    ``temporal_per_user``; without timestamps ``random_per_user``. ``both``:
+    ``temporal_per_user`` and ``random_per_user`` (where there are
+    timestamps): the ranker learns from both and must hold on both.
     """
     method = spec.label_split
-    if method == "auto" and data.graph_kind != "items":
-        method = "temporal_per_user" if data.has_timestamps else "random_per_user"
-    if method in ("auto", "both"):
+    if method == "auto":
+        if data.graph_kind == "items" or not data.has_timestamps:
+            return ["random_per_user"]
+        return ["temporal_per_user"]
+    if method == "both":
         return (
             ["temporal_per_user", "random_per_user"] if data.has_timestamps else ["random_per_user"]
         )
