@@ -154,7 +154,9 @@ def test_a_ranker_registered_from_outside_needs_no_pipeline_change(feed_graph, t
             return batch.features[:, batch.feature_names.index("cand_pop")]
 
     register_ranker("popularity_plugin", f"{__name__}:_PopularityRanker")
-    config = ranked_config(["item_knn", "popular"], name="popularity_plugin", min_gain=-1.0)
+    config = ranked_config(
+        ["item_knn", "popular"], name="popularity_plugin", min_gain=-1.0, blend=False
+    )
     config.ranker.params = {}
     q = QuestionModel("feed", config).fit(feed_graph)
     assert q.ranked, q.ranking_note

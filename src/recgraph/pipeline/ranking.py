@@ -509,9 +509,12 @@ def train_stage(
     winners = [
         order
         for order in learnt
-        if all(
-            margin(order, m) >= -spec.tolerance * (m[order] - margin(order, m))
-            for m in measured.values()
+        if (
+            len(measured) == 1
+            or all(
+                margin(order, m) >= -spec.tolerance * (m[order] - margin(order, m))
+                for m in measured.values()
+            )
         )
         and np.mean([margin(order, m) for m in measured.values()]) > spec.min_gain
     ]
