@@ -316,6 +316,10 @@ def plot(cases: dict[str, dict[str, Any]], path: Path) -> None:
             labels.append("ranked\n(defaults)")
             values.append(case["default_pipeline"]["metrics"][metric])
             colours.append("#fdae6b")
+        if "shipped_pipeline" in case:
+            labels.append("ranked\n(shipped)")
+            values.append(case["shipped_pipeline"]["metrics"][metric])
+            colours.append("#fd8d3c")
         labels.append("pipeline\n(tuned)")
         values.append(case["tuned_pipeline"]["metrics"][metric])
         colours.append("#e6550d")
