@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from recgraph.cli.main import main as recgraph_main
@@ -46,3 +47,71 @@ def movielens_items_file(folder: Path, path: Path) -> Path:
         }
     ).to_csv(path, index=False)
     return path
+
+
+def plot_metric_curves(
+    models_by_dataset: dict[str, dict[str, dict]],
+    ks: list[int] | tuple[int, ...],
+    path: Path,
+    *,
+    dashed: Callable[[str], bool] = lambda model: False,
+    legend_in_every_column: bool = True,
+) -> None:
+    """recall@k and nDCG@k against k, one column per dataset, one line per model; saved as PNG.
+
+    ``models_by_dataset[dataset][model]["metrics"]`` holds ``recall@k`` and
+    ``ndcg@k`` for every k; ``dashed(model)`` marks reference lines.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(models_by_dataset)
+    fig, axes = plt.subplots(2, len(names), figsize=(6 * len(names), 8), squeeze=False)
+    for col, dataset in enumerate(names):
+        for model, result in models_by_dataset[dataset].items():
+            style = "--" if dashed(model) else "-"
+            for row, metric in enumerate(("recall", "ndcg")):
+                values = [result["metrics"][f"{metric}@{k}"] for k in ks]
+                axes[row][col].plot(ks, values, style, marker="o", label=model)
+        for row, metric in enumerate(("recall@k", "nDCG@k")):
+            axes[row][col].set_title(f"{dataset}: {metric}")
+            axes[row][col].set_xlabel("k")
+            axes[row][col].set_xscale("log")
+            axes[row][col].set_xticks(ks, [str(k) for k in ks])
+            axes[row][col].grid(alpha=0.3)
+        if legend_in_every_column or col == 0:
+            axes[0][col].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def print_quality_table(
+    title: str,
+    models: dict[str, dict],
+    ks: list[int] | tuple[int, ...],
+    *,
+    width: int = 21,
+    extra: dict[str, tuple[str, str]] | None = None,
+) -> None:
+    """One row per model: recall@k and nDCG@k for every k, then ``extra`` columns.
+
+    ``extra`` maps a column header to ``(field of the model's result, format)``,
+    e.g. ``{"fit s": ("fit_seconds", ".2f")}``.
+    """
+    extra = extra or {}
+    print(f"\n== {title}")
+    header = "".join(f"{f'recall@{k}':>11}" for k in ks) + "".join(f"{f'ndcg@{k}':>10}" for k in ks)
+    header += "".join(f"{name:>{max(9, len(name) + 2)}}" for name in extra)
+    print(f"{'model':<{width}}{header}")
+    for model, result in models.items():
+        metrics = result["metrics"]
+        cells = "".join(f"{metrics[f'recall@{k}']:>11.4f}" for k in ks)
+        cells += "".join(f"{metrics[f'ndcg@{k}']:>10.4f}" for k in ks)
+        cells += "".join(
+            f"{result[field]:>{max(9, len(name) + 2)}{fmt}}" for name, (field, fmt) in extra.items()
+        )
+        print(f"{model:<{width}}{cells}")

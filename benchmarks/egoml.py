@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import datasets_folder, run_cli
+from common import datasets_folder, plot_metric_curves, print_quality_table, run_cli
 from recgraph.data.interactions import Interactions
 from recgraph.data.readers import read_edge_list
 
@@ -253,43 +253,23 @@ def online_latency(model, redis_store_class) -> dict:
 
 # ---------------------------------------------------------------------- output
 def plot(results: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(results)
-    fig, axes = plt.subplots(2, len(names), figsize=(6 * len(names), 8), squeeze=False)
-    for col, dataset in enumerate(names):
-        for model, r in results[dataset]["models"].items():
-            style = "-" if model.startswith("egoml") else "--"
-            for row, metric in enumerate(("recall", "ndcg")):
-                values = [r["metrics"][f"{metric}@{k}"] for k in KS]
-                axes[row][col].plot(KS, values, style, marker="o", label=model)
-        for row, metric in enumerate(("recall@k", "nDCG@k")):
-            axes[row][col].set_title(f"{dataset}: {metric}")
-            axes[row][col].set_xlabel("k")
-            axes[row][col].set_xscale("log")
-            axes[row][col].set_xticks(KS, [str(k) for k in KS])
-            axes[row][col].grid(alpha=0.3)
-        axes[0][col].legend(fontsize=7)
-    fig.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PLOT, dpi=110)
+    plot_metric_curves(
+        {dataset: r["models"] for dataset, r in results.items()},
+        KS,
+        PLOT,
+        dashed=lambda model: not model.startswith("egoml"),
+    )
 
 
 def print_quality(dataset: str, result: dict) -> None:
-    print(
-        f"\n== quality: {dataset} ({result['split']}; test {result['test_rows']:,} rows, "
-        f"{result['users_scored']:,} users scored)"
+    print_quality_table(
+        f"quality: {dataset} ({result['split']}; test {result['test_rows']:,} rows, "
+        f"{result['users_scored']:,} users scored)",
+        result["models"],
+        KS,
+        width=34,
+        extra={"fit s": ("fit_seconds", ".2f"), "recommend s": ("recommend_seconds", ".3f")},
     )
-    header = "".join(f"{f'recall@{k}':>11}" for k in KS) + "".join(f"{f'ndcg@{k}':>10}" for k in KS)
-    print(f"{'model':<34}{header}{'fit s':>9}{'recommend s':>13}")
-    for model, r in result["models"].items():
-        m = r["metrics"]
-        cells = "".join(f"{m[f'recall@{k}']:>11.4f}" for k in KS)
-        cells += "".join(f"{m[f'ndcg@{k}']:>10.4f}" for k in KS)
-        print(f"{model:<34}{cells}{r['fit_seconds']:>9.2f}{r['recommend_seconds']:>13.3f}")
 
 
 def main() -> None:

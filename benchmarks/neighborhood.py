@@ -63,7 +63,7 @@ import numpy as np
 import scipy
 import scipy.sparse as sp
 
-from common import datasets_folder, run_cli
+from common import datasets_folder, plot_metric_curves, print_quality_table, run_cli
 from recgraph.data.interactions import Interactions
 from recgraph.data.readers import read_edge_list
 from recgraph.retrieval import create_retriever
@@ -410,44 +410,23 @@ def memory(folder: Path) -> dict:
 
 # ---------------------------------------------------------------------- output
 def plot(quality_results: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(quality_results)
-    fig, axes = plt.subplots(2, len(names), figsize=(5 * len(names), 8), squeeze=False)
-    for col, dataset in enumerate(names):
-        models = quality_results[dataset]["models"]
-        for model, result in models.items():
-            style = "--" if model == BASELINE else "-"
-            for row, metric in enumerate(("recall", "ndcg")):
-                values = [result["metrics"][f"{metric}@{k}"] for k in KS]
-                axes[row][col].plot(KS, values, style, marker="o", label=model)
-        for row, metric in enumerate(("recall@k", "nDCG@k")):
-            axes[row][col].set_title(f"{dataset}: {metric}")
-            axes[row][col].set_xlabel("k")
-            axes[row][col].set_xscale("log")
-            axes[row][col].set_xticks(KS, [str(k) for k in KS])
-            axes[row][col].grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PLOT, dpi=110)
+    plot_metric_curves(
+        {dataset: r["models"] for dataset, r in quality_results.items()},
+        KS,
+        PLOT,
+        dashed=lambda model: model == BASELINE,
+        legend_in_every_column=False,
+    )
 
 
 def print_quality(dataset: str, result: dict) -> None:
-    print(
-        f"\n== quality: {dataset} ({result['split']}; train {result['train_rows']:,} rows, "
-        f"test {result['test_rows']:,}, {result['users_scored']:,} users scored)"
+    print_quality_table(
+        f"quality: {dataset} ({result['split']}; train {result['train_rows']:,} rows, "
+        f"test {result['test_rows']:,}, {result['users_scored']:,} users scored)",
+        result["models"],
+        KS,
+        extra={"recommend s": ("recommend_seconds", ".3f")},
     )
-    header = "".join(f"{f'recall@{k}':>11}" for k in KS) + "".join(f"{f'ndcg@{k}':>10}" for k in KS)
-    print(f"{'model':<21}{header}{'recommend s':>13}")
-    for model, r in result["models"].items():
-        m = r["metrics"]
-        cells = "".join(f"{m[f'recall@{k}']:>11.4f}" for k in KS)
-        cells += "".join(f"{m[f'ndcg@{k}']:>10.4f}" for k in KS)
-        print(f"{model:<21}{cells}{r['recommend_seconds']:>13.3f}")
 
 
 def print_speed(dataset: str, result: dict) -> None:

@@ -118,4 +118,17 @@ def save_arrays(target: str | os.PathLike, arrays: dict[str, Any], prefix: str =
         np.savez(handle, **checked)
 
 
-__all__ = ["atomic_path", "atomic_write", "read_manifest", "save_arrays", "write_manifest"]
+def load_arrays(source: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of an npz written by :func:`save_arrays`, read fully (never with pickle)."""
+    with np.load(source, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+__all__ = [
+    "atomic_path",
+    "atomic_write",
+    "load_arrays",
+    "read_manifest",
+    "save_arrays",
+    "write_manifest",
+]

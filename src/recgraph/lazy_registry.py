@@ -44,7 +44,9 @@ class LazyRegistry(Generic[T]):
     def register(self, name: str, target: str) -> None:
         """Make ``module:Class`` reachable as ``name`` (for plug-ins and tests)."""
         if target.count(":") != 1:
-            raise ConfigError(f"{self.kind} {name!r}: target must be 'module:Class', got {target!r}")
+            raise ConfigError(
+                f"{self.kind} {name!r}: target must be 'module:Class', got {target!r}"
+            )
         self.targets[name] = target
 
     def get(self, name: str) -> type[T]:
@@ -53,7 +55,9 @@ class LazyRegistry(Generic[T]):
             target = self.targets[name]
         except KeyError:
             known = ", ".join(self.names())
-            raise ConfigError(f"unknown {self.kind} {name!r}; known {self.plural}: {known}") from None
+            raise ConfigError(
+                f"unknown {self.kind} {name!r}; known {self.plural}: {known}"
+            ) from None
         module_name, class_name = target.split(":")
         try:
             module = importlib.import_module(module_name)

@@ -33,6 +33,19 @@ def store(tmp_path: Path):
         yield opened
 
 
+def run_one_job(store: Store, name: str, job, *, every: float, for_seconds: float) -> JobRunner:
+    """A runner with the one job ``name`` every ``every`` seconds, run for ``for_seconds``."""
+
+    async def scenario() -> JobRunner:
+        runner = JobRunner(RunConfig(), store=store)
+        runner.add_job(name, job, interval_seconds=every)
+        async with runner:
+            await asyncio.sleep(for_seconds)
+        return runner
+
+    return asyncio.run(scenario())
+
+
 def test_overlapping_runs_are_skipped_not_stacked(store: Store) -> None:
     running, most, calls = 0, 0, 0
 
@@ -44,14 +57,7 @@ def test_overlapping_runs_are_skipped_not_stacked(store: Store) -> None:
         await asyncio.sleep(0.45)
         running -= 1
 
-    async def scenario() -> JobRunner:
-        runner = JobRunner(RunConfig(), store=store)
-        runner.add_job("slow", slow, interval_seconds=0.1)
-        async with runner:
-            await asyncio.sleep(1.3)
-        return runner
-
-    runner = asyncio.run(scenario())
+    runner = run_one_job(store, "slow", slow, every=0.1, for_seconds=1.3)
     assert most == 1
     assert calls >= 2
     assert runner.stats["slow"].skipped >= 3
@@ -68,14 +74,7 @@ def test_a_failed_job_is_logged_and_runs_again(
         if len(attempts) == 1:
             raise RuntimeError("the database went away")
 
-    async def scenario() -> JobRunner:
-        runner = JobRunner(RunConfig(), store=store)
-        runner.add_job("flaky", flaky, interval_seconds=0.15)
-        async with runner:
-            await asyncio.sleep(0.6)
-        return runner
-
-    runner = asyncio.run(scenario())
+    runner = run_one_job(store, "flaky", flaky, every=0.15, for_seconds=0.6)
     stats = runner.stats["flaky"]
     assert stats.failures == 1 and stats.runs >= 3
     assert "the database went away" in (stats.last_error or "")
@@ -97,15 +96,8 @@ def test_stop_cancels_a_running_job_with_one_info_line(
             await asyncio.sleep(0.05)  # cleanup that awaits (a crawler handing leases back)
             cleaned.append(True)
 
-    async def scenario() -> JobRunner:
-        runner = JobRunner(RunConfig(), store=store)
-        runner.add_job("long", long, interval_seconds=100)
-        async with runner:
-            await asyncio.sleep(0.3)
-        return runner
-
     caplog.set_level(logging.DEBUG)
-    runner = asyncio.run(scenario())
+    runner = run_one_job(store, "long", long, every=100, for_seconds=0.3)
     assert cleaned == [True]  # stop waited for the cleanup
     assert "long: cancelled (stopping)" in caplog.text
     assert runner.stats["long"].failures == 0

@@ -337,7 +337,7 @@ def test_label_kinds_follow_the_graph_and_its_timestamps(feed_graph, follow_grap
     no_times = feed_graph.subset(np.arange(len(feed_graph)))
     object.__setattr__(no_times, "timestamp", None)
     assert ranking_module.label_kinds(no_times, both) == ["random_per_user"]
-    expected = "temporal_per_user" if follow_graph.has_timestamps else "random_per_user"
+    expected = "temporal_global" if follow_graph.has_timestamps else "random_per_user"
     assert ranking_module.label_kinds(follow_graph, spec) == [expected]
     assert not ranking_module.nested_check(follow_graph, spec)
     assert ranking_module.label_kinds(feed_graph, RankerSpec(label_split="random_per_user")) == [
@@ -416,3 +416,64 @@ def test_a_global_time_slice_is_checked_on_its_own_folds(feed_graph):
     assert ranking_module.nested_check(
         feed_graph, RankerSpec(label_split="temporal_global", check="nested")
     )
+
+
+def test_an_account_graph_with_times_is_labelled_after_one_cut_for_everyone():
+    from recgraph.data.interactions import Interactions
+    from recgraph.pipeline.config import RankerSpec
+
+    rng = np.random.default_rng(0)
+    src, dst = rng.integers(0, 40, 600), rng.integers(0, 40, 600)
+    keep = src != dst
+    # user 0 was last active long before the others: a per-user slice would label its old ties
+    ts = np.where(src == 0, rng.integers(0, 100, 600), rng.integers(100, 1000, 600))
+    graph = Interactions.from_indices(
+        src[keep], dst[keep], n_users=40, one_sided=True, timestamp=ts[keep]
+    )
+    rest, labels, how = ranking_module.label_slice(graph, RankerSpec())
+    assert how == "temporal_global"
+    assert labels.timestamp.min() > rest.timestamp.max()
+    assert not (labels.src == 0).any()
+    # a feed: a random slice of each user's (see label_kinds); no times: random per user
+    items = Interactions.from_indices(
+        src, dst, n_users=40, n_items=40, timestamp=ts, one_sided=False
+    )
+    assert ranking_module.label_slice(items, RankerSpec())[2] == "random_per_user"
+    untimed = Interactions.from_indices(src[keep], dst[keep], n_users=40, one_sided=True)
+    assert ranking_module.label_slice(untimed, RankerSpec())[2] == "random_per_user"
+
+
+def test_a_ranker_saved_before_newer_account_features_still_serves(tmp_path):
+    from recgraph.data.interactions import Interactions
+    from recgraph.pipeline.ranking import RankingStage
+    from recgraph.ranking.base import RankingBatch
+    from recgraph.ranking.features import CandidateFeatures, feature_names
+    from recgraph.ranking.registry import create_ranker
+
+    rng = np.random.default_rng(1)
+    src, dst = rng.integers(0, 30, 300), rng.integers(0, 30, 300)
+    keep = src != dst
+    graph = Interactions.from_indices(src[keep], dst[keep], n_users=30, one_sided=True)
+    features = CandidateFeatures(graph)
+    users, items = np.repeat(np.arange(30), 5), rng.integers(0, 30, 150)
+    names = feature_names("follows", [])
+    old = tuple(n for n in names if n not in ("ppr_out", "ppr_undirected", "cn_undirected"))
+    matrix = features.matrix(users, items, {}, depth=10)[:, [names.index(n) for n in old]]
+    labels = (rng.random(150) < 0.3).astype(np.int8)
+    ranker = create_ranker("gbdt_ranker", FAST).fit(RankingBatch(users, items, matrix, old, labels))
+    ranker.save(tmp_path / "ranker")
+    stage = RankingStage(ranked_config(["adamic_adar"]).ranker, ranker, features, [])
+    stage.ranker = type(ranker).load(tmp_path / "ranker")
+    pool = ranking_module.CandidatePool(
+        users=np.arange(30),
+        ids=items.reshape(30, 5),
+        merged=np.zeros((30, 5)),
+        sources=np.zeros((30, 5), dtype=np.int64),
+    )
+    batch = stage.batch(pool)
+    assert batch.feature_names == old
+    np.testing.assert_allclose(
+        stage.ranker.score(batch), ranker.score(batch.rows(np.ones(150, bool)))
+    )
+    ids, _, _ = stage.rank(pool, 3)
+    assert ids.shape == (30, 3) and (ids >= 0).all()

@@ -1,13 +1,11 @@
 import networkx as nx
 import numpy as np
-import pytest
 
 from tests.retrieval.conformance import RetrieverConformance
-from tests.retrieval.test_neighborhood import assert_matches_networkx, ego_facebook, random_graph
-
-
-class TestCommonNeighbors(RetrieverConformance):
-    model_name = "common_neighbors"
+from tests.retrieval.test_neighborhood import (
+    MatchesNetworkx,
+    random_graph,
+)
 
 
 def networkx_common_neighbors(g, pairs):
@@ -15,15 +13,9 @@ def networkx_common_neighbors(g, pairs):
     return ((u, v, len(nx.common_neighbors(g, u, v))) for u, v in pairs)
 
 
-def test_equals_networkx_on_a_random_graph():
-    assert_matches_networkx(
-        "common_neighbors", networkx_common_neighbors, random_graph(80, 0.08, 0, False), 400
-    )
-
-
-@pytest.mark.datasets
-def test_equals_networkx_on_ego_facebook():
-    assert_matches_networkx("common_neighbors", networkx_common_neighbors, ego_facebook(), 3000)
+class TestCommonNeighbors(RetrieverConformance, MatchesNetworkx):
+    model_name = "common_neighbors"
+    networkx_index = networkx_common_neighbors
 
 
 def test_scores_are_counts():

@@ -61,3 +61,40 @@ def test_bm25_keeps_heavy_users_positive():
     liked1, candidate = data.items.index_of("liked1"), data.items.index_of("candidate")
     assert similarity[liked1, candidate] > 0
     assert (similarity >= 0).all()
+
+
+def test_recency_half_life_weighs_the_history():
+    """An item liked one half-life before the user's latest weighs half; without time, all alike."""
+    from recgraph.data.interactions import Interactions
+
+    day = 86_400
+    users = ["a", "a", "a", "b", "b", "c", "c"]
+    items = ["x", "y", "z", "x", "y", "y", "z"]
+    times = [0, 9 * day, 10 * day, 5 * day, 5 * day, 1 * day, 3 * day]
+    data = Interactions.from_arrays(users, items, timestamp=times)
+    model = ItemKNN(neighbours=10, half_life_days=1.0).fit(data)
+    weights = model.matrix_.toarray()
+    a, b, c = (data.users.index_of(u) for u in "abc")
+    x, y, z = (data.items.index_of(i) for i in "xyz")
+    np.testing.assert_allclose(weights[a, [x, y, z]], [2.0**-10, 0.5, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(weights[b, [x, y]], [1.0, 1.0])
+    np.testing.assert_allclose(weights[c, [y, z]], [0.25, 1.0], rtol=1e-6)
+    plain = ItemKNN(neighbours=10).fit(data)
+    np.testing.assert_array_equal(plain.similarity_.toarray(), model.similarity_.toarray())
+    np.testing.assert_allclose(model._score(np.array([a])), weights[[a]] @ model.similarity_)
+    untimed = Interactions.from_arrays(users, items)
+    np.testing.assert_array_equal(
+        ItemKNN(neighbours=10, half_life_days=1.0).fit(untimed).matrix_.toarray(),
+        ItemKNN(neighbours=10).fit(untimed).matrix_.toarray(),
+    )
+
+
+def test_recency_keeps_the_latest_of_repeated_pairs():
+    from recgraph.data.interactions import Interactions
+
+    day = 86_400
+    data = Interactions.from_arrays(
+        ["a", "a", "a"], ["x", "x", "y"], timestamp=[0, 4 * day, 4 * day]
+    )
+    model = ItemKNN(neighbours=10, half_life_days=2.0).fit(data)
+    np.testing.assert_allclose(model.matrix_.toarray(), [[1.0, 1.0]])

@@ -168,6 +168,24 @@ def assert_matches_networkx(
         np.testing.assert_allclose(scores[0], [by_nx[int(v)] for v in ids[0]], rtol=1e-5, atol=1e-7)
 
 
+class MatchesNetworkx:
+    """Mixin: a neighbourhood model's scores and top lists equal NetworkX's link predictor.
+
+    Set ``model_name`` and ``networkx_index`` (``(graph, pairs) -> (u, v, score)``).
+    """
+
+    model_name: str
+    networkx_index: Callable
+
+    def test_equals_networkx_on_a_random_graph(self):
+        graph = random_graph(80, 0.08, 0, False)
+        assert_matches_networkx(self.model_name, type(self).networkx_index, graph, 400)
+
+    @pytest.mark.datasets
+    def test_equals_networkx_on_ego_facebook(self):
+        assert_matches_networkx(self.model_name, type(self).networkx_index, ego_facebook(), 3000)
+
+
 # ---------------------------------------------------------------------- sparse top-k
 def random_scores(rng: np.random.Generator, rows: int, cols: int, density: float) -> sp.csr_matrix:
     """Sparse scores with many ties (multiples of 1/4) and some stored zeros."""
@@ -545,8 +563,11 @@ def test_the_first_hop_cap_bounds_a_users_own_huge_follow_list() -> None:
     assert capped.path_counts([0])[0] == 200, "at most first_hop_cap x hub_cap paths"
     assert capped.recommend([0], k=2)[0][0].tolist() == exact.recommend([0], k=2)[0][0].tolist()
     others = np.arange(1, 50)
-    np.testing.assert_array_equal(
-        capped.recommend(others, k=3)[0], exact.recommend(others, k=3)[0]
-    ), "users below the cap are untouched"
+    (
+        np.testing.assert_array_equal(
+            capped.recommend(others, k=3)[0], exact.recommend(others, k=3)[0]
+        ),
+        "users below the cap are untouched",
+    )
     default = create_retriever("adamic_adar").fit(graph)
     assert default.path_counts([0])[0] == 6000, "the default cap is above this list"

@@ -74,6 +74,18 @@ def key_type() -> sa.types.TypeEngine:
 _key = key_type
 _external_id = external_id_type
 
+
+def reference(name: str, table: str, *, key: bool = True, **options) -> sa.Column:
+    """A column pointing at ``table.id`` that goes when its row goes (``ON DELETE CASCADE``).
+
+    ``key``: part of the table's primary key (the natural key of an edge or an
+    interaction); otherwise ``options`` go to the column (``nullable=False``).
+    """
+    if key:
+        options["primary_key"] = True
+    return sa.Column(name, key_type(), sa.ForeignKey(f"{table}.id", ondelete="CASCADE"), **options)
+
+
 metadata = sa.MetaData()
 
 accounts = sa.Table(
@@ -108,12 +120,8 @@ items = sa.Table(
 follows = sa.Table(
     "follows",
     metadata,
-    sa.Column(
-        "source_id", key_type(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
-    ),
-    sa.Column(
-        "target_id", key_type(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
-    ),
+    reference("source_id", "accounts"),
+    reference("target_id", "accounts"),
     sa.Column("created_at", sa.BigInteger, nullable=True, doc="earliest known, unix seconds"),
     sa.Column("seen_at", sa.BigInteger, nullable=True, doc="latest observation, unix seconds"),
     sa.Column("removed_at", sa.BigInteger, nullable=True, doc="unfollowed; NULL while active"),
@@ -124,12 +132,8 @@ follows = sa.Table(
 edge_events = sa.Table(
     "edge_events",
     metadata,
-    sa.Column(
-        "source_id", key_type(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
-    ),
-    sa.Column(
-        "target_id", key_type(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
-    ),
+    reference("source_id", "accounts"),
+    reference("target_id", "accounts"),
     sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("count", sa.Integer, nullable=False, default=1),
     sa.Column("batch", sa.BigInteger, nullable=False, default=0),
@@ -140,12 +144,8 @@ interactions = sa.Table(
     "interactions",
     metadata,
     # The natural key is the primary key: no surrogate id, one index fewer to maintain.
-    sa.Column(
-        "user_id", key_type(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
-    ),
-    sa.Column(
-        "item_id", key_type(), sa.ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
-    ),
+    reference("user_id", "accounts"),
+    reference("item_id", "items"),
     sa.Column("kind", sa.String(16), primary_key=True),
     sa.Column("value", sa.Double, nullable=True, doc="rating, count or weight; NULL means 1"),
     sa.Column("timestamp", sa.BigInteger, primary_key=True, autoincrement=False, doc="0 = no time"),
@@ -196,9 +196,7 @@ telegram_subscribers = sa.Table(
     "telegram_subscribers",
     metadata,
     sa.Column("chat_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column(
-        "account_id", _key(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
-    ),
+    reference("account_id", "accounts", key=False, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False, default=True),
     sa.Column("subscribed_at", sa.BigInteger, nullable=False, doc="latest /start, unix seconds"),
     sa.Column("unsubscribed_at", sa.BigInteger, nullable=True),

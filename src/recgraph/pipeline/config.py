@@ -71,8 +71,9 @@ class RankerSpec(_Strict):
     its config. Each retriever proposes ``depth`` candidates; their union,
     with every retriever's score and rank as features, is what the ranker
     orders. It learns from the training data alone: the latest
-    ``label_fraction`` of each user's interactions (``label_split``; random
-    per user without timestamps) is held out, the retrievers are fitted on the
+    ``label_fraction`` of each user's interactions (``label_split``; ``auto``:
+    of everyone's at one cut in time on an account graph, random per user
+    without timestamps) is held out, the retrievers are fitted on the
     rest, and the held-out likes label their candidates; ``folds`` repeats
     that with other random slices for more labelled rows. ``labels``: what a
     positive label is: ``positive``, every held-out interaction but a

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recgraph.data.interactions import IdMap, Interactions, Kind, ValueKind
+from recgraph.files import load_arrays, save_arrays
 
 HISTORY_FILE = "history.npz"
 
@@ -206,12 +207,11 @@ class History:
             arrays["own.indptr"], arrays["own.indices"] = self.own.indptr, self.own.indices
         if self.item_created_at is not None:
             arrays["item_created_at"] = self.item_created_at
-        np.savez(folder / HISTORY_FILE, **arrays)
+        save_arrays(folder / HISTORY_FILE, arrays)
 
     @classmethod
     def load(cls, folder: Path) -> History:
-        with np.load(folder / HISTORY_FILE, allow_pickle=False) as data:
-            a = {key: data[key] for key in data.files}
+        a = load_arrays(folder / HISTORY_FILE)
         users = IdMap.from_array(a["users"])
         items = IdMap.from_array(a["items"]) if "items" in a else users
         shape = (len(users), len(items))

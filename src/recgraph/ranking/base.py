@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recgraph.errors import ConfigError, NotFittedError
-from recgraph.files import read_manifest, save_arrays, write_manifest
+from recgraph.files import load_arrays, read_manifest, save_arrays, write_manifest
 from recgraph.lazy_registry import saved_class
 
 FORMAT_VERSION = 1
@@ -251,8 +251,7 @@ class Ranker(ABC):
         manifest = read_manifest(path / CONFIG_FILE, "ranker", FORMAT_VERSION)
         klass = saved_class(Ranker, cls, manifest["ranker"], "recgraph.ranking", path)
         ranker = klass(manifest["config"])
-        with np.load(path / STATE_FILE, allow_pickle=False) as data:
-            ranker._set_state({key: data[key] for key in data.files})
+        ranker._set_state(load_arrays(path / STATE_FILE))
         ranker.feature_names = tuple(manifest["feature_names"])
         ranker.fit_report = manifest.get("fit_report") or {}
         ranker._load_files(path)

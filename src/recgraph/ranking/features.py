@@ -33,7 +33,15 @@ Python loop per pair):
 - on an account graph: common neighbours, Adamic-Adar, resource allocation
   and Jaccard through the accounts the user follows, the candidate's in- and
   out-degrees, whether the candidate already follows the user, and the
-  accounts both follow and the followers both have.
+  accounts both follow and the followers both have; the same neighbourhood
+  scores through neighbours either way (who messaged whom, on a directed
+  message graph, is a tie both ways), the two-step paths from the candidate
+  back to the user, the user's own in- and out-degrees, and personalised
+  PageRank of the candidate from the user, walking along follows and either
+  way (exact power iteration over the batch's users at once, on graphs up to
+  :data:`PPR_MAX_NODES` accounts; missing above). These are the signals of
+  the neighbourhood and walk retrievers, so the ranker has them for every
+  candidate whichever retrievers the question runs.
 
 Times are measured from the end of the training data, so a ranker trained on
 a label slice and one serving later read them the same way.
@@ -88,7 +96,24 @@ ACCOUNT_FEATURES = (
     "follows_back",
     "co_following",
     "shared_followers",
+    "cn_undirected",
+    "aa_undirected",
+    "ra_undirected",
+    "cand_reaches_user",
+    "user_in_degree",
+    "user_out_degree",
+    "ppr_out",
+    "ppr_undirected",
+    "ppr_undirected_vs_best",
 )
+#: Restart probability of the ``ppr_*`` features' walks (PPR's default).
+PPR_RESTART = 0.3
+#: Power iterations of the ``ppr_*`` features (``0.7^12``: 1.4% of the mass left).
+PPR_ITERATIONS = 12
+#: Largest graph (accounts) the ``ppr_*`` features are computed on (NaN above).
+PPR_MAX_NODES = 200_000
+#: Dense floats per power-iteration block (users x accounts); bounds memory.
+PPR_BLOCK = 1 << 22
 #: Width of the time buckets of the ``time_*`` features.
 WEEK = 7 * DAY
 
@@ -162,6 +187,79 @@ def _row_max(matrix: sp.spmatrix) -> np.ndarray:
     if has.any():
         out[has] = np.maximum.reduceat(matrix.data, matrix.indptr[:-1][has])
     return out
+
+
+def _transition(adjacency: sp.csr_matrix) -> sp.csr_matrix:
+    """Row-stochastic walk matrix of ``adjacency`` (rows without edges stay zero)."""
+    degree = np.asarray(adjacency.sum(axis=1), dtype=np.float64).ravel()
+    with np.errstate(divide="ignore"):
+        inverse = np.where(degree > 0, 1.0 / np.maximum(degree, 1e-12), 0.0)
+    return sp.csr_matrix(sp.diags(inverse.astype(np.float32)) @ adjacency, dtype=np.float32)
+
+
+def _ppr_blocks(walk: sp.csr_matrix, users: np.ndarray, restart: float, iterations: int):
+    """``(start, x)`` per block of users: ``x`` is ``(n, block)``, column ``j`` user ``start + j``'s vector."""
+    n = walk.shape[0]
+    step = walk.T.tocsr()  # x P computed as P^T x^T
+    block = max(1, PPR_BLOCK // max(n, 1))
+    for start in range(0, len(users), block):
+        chunk = users[start : start + block]
+        seed = np.zeros((n, len(chunk)), dtype=np.float32)
+        seed[chunk, np.arange(len(chunk))] = 1.0
+        x = seed.copy()
+        for _ in range(iterations):
+            x = restart * seed + (1.0 - restart) * (step @ x)
+        yield start, x
+
+
+def personalised_pagerank(
+    walk: sp.csr_matrix,
+    users: np.ndarray,
+    restart: float = PPR_RESTART,
+    iterations: int = PPR_ITERATIONS,
+) -> np.ndarray:
+    """``(len(users), n)`` PPR vectors by power iteration, a block of users at once.
+
+    ``x <- restart * e_u + (1 - restart) * x P`` from ``x = e_u``; mass that
+    reaches a node without exits is dropped (a sink), as the PPR retriever's
+    power iteration does. Blocks of users bound the work memory to
+    :data:`PPR_BLOCK` floats (:func:`ppr_pairs` keeps no more than that).
+    """
+    out = np.zeros((len(users), walk.shape[0]), dtype=np.float32)
+    for start, x in _ppr_blocks(walk, users, restart, iterations):
+        out[start : start + x.shape[1]] = x.T
+    return out
+
+
+def ppr_pairs(
+    walk: sp.csr_matrix,
+    users: np.ndarray,
+    items: np.ndarray,
+    tied: sp.csr_matrix | None = None,
+    restart: float = PPR_RESTART,
+    iterations: int = PPR_ITERATIONS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """PPR of each ``(users[i], items[i])`` pair, and each row's user's best score.
+
+    The best is over accounts other than the user and those of ``tied``'s
+    row (the accounts the user is tied to already). Only a block of vectors
+    is held at a time.
+    """
+    unique, row = np.unique(users, return_inverse=True)
+    values = np.zeros(len(users), dtype=np.float64)
+    best = np.zeros(len(unique), dtype=np.float64)
+    order = np.argsort(row, kind="stable")
+    bounds = np.searchsorted(row[order], np.arange(len(unique) + 1))
+    for start, x in _ppr_blocks(walk, unique, restart, iterations):
+        stop = start + x.shape[1]
+        rows = order[bounds[start] : bounds[stop]]
+        values[rows] = x[items[rows], row[rows] - start]
+        x[unique[start:stop], np.arange(stop - start)] = 0.0
+        if tied is not None:
+            part = tied[unique[start:stop]]
+            x[part.indices, np.repeat(np.arange(stop - start), np.diff(part.indptr))] = 0.0
+        best[start:stop] = x.max(axis=0)
+    return values, best[row]
 
 
 def item_neighbours(liked: sp.csr_matrix, top: int = SIMILAR_NEIGHBOURS) -> sp.csr_matrix:
@@ -243,6 +341,8 @@ class CandidateFeatures:
         "had_pop",
         "mean_rating",
         "user_rating",
+        "aa_weight_undirected",
+        "ra_weight_undirected",
     )
     _MATRICES = (
         "liked",
@@ -250,13 +350,11 @@ class CandidateFeatures:
         "neighbours",
         "out",
         "inn",
+        "either",
         "user_weeks",
         "item_weeks",
-        "last",
-        "item_genres",
-        "user_genres",
-        "recent_genres",
     )
+    _ITEM_MATRICES = ("last", "item_genres", "user_genres", "recent_genres")
     _ITEM_ARRAYS = ("pop_windows", "pop_trend", "year", "user_year", "end_year")
 
     def __init__(
@@ -306,6 +404,30 @@ class CandidateFeatures:
             with np.errstate(divide="ignore"):
                 self.aa_weight = np.where(degree > 1, 1.0 / np.log(np.maximum(degree, 2)), 0.0)
                 self.ra_weight = np.where(degree > 0, 1.0 / np.maximum(degree, 1), 0.0)
+            self._undirected()
+
+    def _undirected(self) -> None:
+        """Neighbours either way, and the weights of a middle node by that degree."""
+        self.either = _binary(self.out + self.inn)
+        degree = np.diff(self.either.indptr).astype(np.float64)
+        with np.errstate(divide="ignore"):
+            self.aa_weight_undirected = np.where(
+                degree > 1, 1.0 / np.log(np.maximum(degree, 2)), 0.0
+            )
+            self.ra_weight_undirected = np.where(degree > 0, 1.0 / np.maximum(degree, 1), 0.0)
+
+    def _walks(self) -> tuple[sp.csr_matrix, sp.csr_matrix] | None:
+        """The ``ppr_*`` features' walk matrices (along follows, either way), built once."""
+        if self.out.shape[0] > PPR_MAX_NODES:
+            return None
+        walks = getattr(self, "_walk_cache", None)
+        if walks is None:
+            either = _transition(self.either)
+            # on a friendship graph (or one where every follow is mutual) one walk is both
+            along = either if self.either.nnz == self.out.nnz else _transition(self.out)
+            walks = (along, either)
+            self._walk_cache = walks
+        return walks
 
     def save(self, path) -> None:
         """Every array and matrix as npz (no pickle)."""
@@ -318,7 +440,7 @@ class CandidateFeatures:
         for name in self._ARRAYS + self._ITEM_ARRAYS:
             if hasattr(self, name):
                 arrays[name] = getattr(self, name)
-        for name in self._MATRICES:
+        for name in self._MATRICES + self._ITEM_MATRICES:
             if hasattr(self, name):
                 matrix = getattr(self, name)
                 arrays[f"{name}.indptr"], arrays[f"{name}.indices"] = matrix.indptr, matrix.indices
@@ -336,7 +458,7 @@ class CandidateFeatures:
             for name in cls._ARRAYS + cls._ITEM_ARRAYS:
                 if name in data:
                     setattr(out, name, data[name])
-            for name in cls._MATRICES:
+            for name in cls._MATRICES + cls._ITEM_MATRICES:
                 if f"{name}.indptr" in data:
                     shape = tuple(int(x) for x in data[f"{name}.shape"])
                     matrix = sp.csr_matrix(
@@ -344,6 +466,8 @@ class CandidateFeatures:
                         shape=shape,
                     )
                     setattr(out, name, matrix)
+        if out.graph_kind != "items" and not hasattr(out, "either"):
+            out._undirected()  # saved before the undirected features existed
         return out
 
     def _ratings(self, data: Interactions) -> None:
@@ -500,6 +624,8 @@ class CandidateFeatures:
         with np.errstate(invalid="ignore", divide="ignore"):
             jaccard = np.where(union > 0, common / union, 0.0)
         follows_back = np.asarray(self.out[items, users]).ravel().astype(np.float64)
+        user_either, cand_either = self.either[users], self.either[items]
+        ppr_out, ppr_either, ppr_vs_best = self._ppr(users, items)
         return [
             common,
             _pair_sums(user_out, cand_in, self.aa_weight),
@@ -510,4 +636,33 @@ class CandidateFeatures:
             follows_back,
             _pair_sums(user_out, self.out[items]),
             _pair_sums(self.inn[users], cand_in),
+            _pair_sums(user_either, cand_either),
+            _pair_sums(user_either, cand_either, self.aa_weight_undirected),
+            _pair_sums(user_either, cand_either, self.ra_weight_undirected),
+            _pair_sums(self.out[items], self.inn[users]),
+            self.in_degree[users],
+            self.out_degree[users],
+            ppr_out,
+            ppr_either,
+            ppr_vs_best,
         ]
+
+    def _ppr(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, ...]:
+        """PPR of each pair along follows and either way, and the latter over the user's best.
+
+        The best is over accounts the user is not yet tied to, so it reads the
+        same for a user with many ties as for one with few.
+        """
+        walks = self._walks()
+        if walks is None or not len(users):
+            missing = np.full(len(users), np.nan)
+            return missing, missing, missing
+        along, either = walks
+        ppr_either, best = ppr_pairs(either, users, items, tied=self.either)
+        if along is either:  # friendships: one walk
+            ppr_out = ppr_either
+        else:
+            ppr_out = ppr_pairs(along, users, items)[0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vs_best = np.where(best > 0, ppr_either / best, 0.0)
+        return ppr_out, ppr_either, vs_best

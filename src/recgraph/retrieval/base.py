@@ -48,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.data.item_features import ItemFeatures
 from recgraph.errors import ConfigError, NotFittedError
-from recgraph.files import read_manifest, save_arrays, write_manifest
+from recgraph.files import load_arrays, read_manifest, save_arrays, write_manifest
 from recgraph.lazy_registry import saved_class
 from recgraph.retrieval.explanation import Explanation
 
@@ -639,8 +639,7 @@ class Retriever(ABC):
         manifest = read_manifest(path / CONFIG_FILE, "model", FORMAT_VERSION)
         klass = saved_class(Retriever, cls, manifest["model"], "recgraph.retrieval", path)
         model = klass(manifest["config"])
-        with np.load(path / STATE_FILE, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+        arrays = load_arrays(path / STATE_FILE)
         users = IdMap.from_array(arrays["ids.users"])
         items = IdMap.from_array(arrays["ids.items"]) if "ids.items" in arrays else users
         n_users, n_items = int(manifest["n_users"]), int(manifest["n_items"])

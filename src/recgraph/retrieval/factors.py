@@ -55,11 +55,12 @@ DEFAULTS_STUDY = (
 )
 
 
-#: Where item_knn's and bpr's defaults come from: the second round of the study.
+#: Where item_knn's and bpr's defaults come from: the second and third rounds of
+#: the study (the third: bpr's own trainer and item_knn's recency half-life).
 DEFAULTS_STUDY_SECOND_ROUND = (
     "validation nDCG@20 (carved from train) on MovieLens 100k random and global temporal "
     "(three cuts), latest-small random, and generated play counts "
-    "(benchmarks/defaults_study.py, second round)"
+    "(benchmarks/defaults_study.py, second and third rounds)"
 )
 
 

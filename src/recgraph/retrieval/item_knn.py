@@ -42,6 +42,7 @@ from recgraph.retrieval.factors import (
     bm25_weight,
     positive_matrix,
 )
+from recgraph.retrieval.pixie import DAY
 
 
 class ItemKNNConfig(CountWeightingConfig):
@@ -58,6 +59,12 @@ class ItemKNNConfig(CountWeightingConfig):
     (play counts) of validation nDCG@20; on the global temporal case no
     setting tried (cosine, BM25, co-occurrence, 20 to 200 neighbours) moved
     more than 2% from popularity's 0.1417 (this one: 0.1398).
+
+    ``half_life_days`` (off by default) weighs the user's history by recency.
+    The third round tried 7, 30 and 365 days: 7 days is the best item_knn
+    point on the global temporal validation (0.1437) but costs 5% on
+    MovieLens 100k random and 16% on latest-small random, where the held-out
+    items are not the latest; 365 days changes nothing.
     """
 
     defaults_chosen_on: ClassVar[str] = DEFAULTS_STUDY_SECOND_ROUND
@@ -67,6 +74,43 @@ class ItemKNNConfig(CountWeightingConfig):
     bm25_k1: float = Field(default=1.2, gt=0)
     bm25_b: float = Field(default=0.3, ge=0, le=1)
     num_threads: int = Field(default=0, ge=0)
+    #: Each liked item's weight in the user's sum halves every
+    #: ``half_life_days`` before the user's latest action (timestamps in Unix
+    #: seconds; data without time, or ``None``, weighs every item alike).
+    half_life_days: float | None = Field(default=None, gt=0)
+
+
+def recency_weighted(
+    matrix: sp.csr_matrix, train: Interactions, half_life_days: float
+) -> sp.csr_matrix:
+    r"""``matrix`` with each pair's weight times :math:`2^{-(t_u - t_{ui}) / h}`.
+
+    :math:`t_{ui}` is the pair's latest timestamp in ``train``, :math:`t_u`
+    the user's latest, :math:`h` the half-life in seconds. A pair with no
+    timestamp (or data without time) keeps its weight.
+    """
+    if train.timestamp is None or matrix.nnz == 0:
+        return matrix
+    n_items = matrix.shape[1]
+    src, dst, stamp = train.src, train.dst, train.timestamp
+    if train.one_sided and not train.directed:  # friendships: both directions, as csr()
+        src, dst, stamp = np.r_[src, dst], np.r_[dst, src], np.r_[stamp, stamp]
+    keys = src.astype(np.int64) * n_items + dst
+    order = np.lexsort((stamp, keys))
+    keys, stamp = keys[order], stamp[order]
+    last = np.r_[keys[1:] != keys[:-1], True]
+    keys, stamp = keys[last], stamp[last].astype(np.float64)
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    wanted = rows * n_items + matrix.indices
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    found = keys[at] == wanted
+    times = np.where(found, stamp[at], -np.inf)
+    user_last = np.full(matrix.shape[0], -np.inf)
+    np.maximum.at(user_last, rows, times)
+    age = np.where(found, user_last[rows] - times, 0.0)
+    out = matrix.copy()
+    out.data = (out.data * 0.5 ** (age / (half_life_days * DAY))).astype(np.float32)
+    return out
 
 
 class ItemKNN(Retriever):
@@ -105,6 +149,8 @@ class ItemKNN(Retriever):
         similarity = sp.csr_matrix(model.similarity, dtype=np.float32)
         similarity.sort_indices()
         self.similarity_ = similarity
+        if cfg.half_life_days is not None:
+            self.matrix_ = recency_weighted(self.matrix_, train, cfg.half_life_days)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return (self.matrix_[users] @ self.similarity_).toarray()

@@ -44,6 +44,8 @@ def test_the_hub_cap_bounds_the_paths_and_changes_the_lists(tmp_path):
     capped = two_hop_local(graph, "common_neighbors", K, {"hub_cap": 5}).to_frame()
     exact = two_hop_local(graph, "common_neighbors", K, {"hub_cap": 0}).to_frame()
     assert capped["score"].sum() < exact["score"].sum()
+    first_capped = two_hop_local(graph, "common_neighbors", K, {"first_hop_cap": 3}).to_frame()
+    assert first_capped["score"].sum() < exact["score"].sum()
 
 
 @pytest.mark.spark
@@ -55,6 +57,9 @@ def test_the_hub_cap_bounds_the_paths_and_changes_the_lists(tmp_path):
         ("jaccard", {"path": "in_out"}),
         ("resource_allocation", {"degree": "total", "hub_cap": 30, "hub_policy": "skip"}),
         ("common_neighbors", {"path": "undirected"}),
+        # a user's own first hop capped as well (seeded apart from the hub sample)
+        ("adamic_adar", {"first_hop_cap": 8, "hub_cap": 40}),
+        ("jaccard", {"path": "undirected", "first_hop_cap": 5}),
     ],
 )
 def test_spark_gives_the_local_engines_lists(spark, tmp_path, job, params):

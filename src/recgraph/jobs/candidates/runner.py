@@ -100,6 +100,19 @@ class CandidatesSummary:
     vectors_written: int = 0
     details: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def finished(
+        cls, request: CandidatesRequest, engine: str, start: float, **counts: Any
+    ) -> CandidatesSummary:
+        """The summary of ``request`` run on ``engine`` since ``start`` (``perf_counter``)."""
+        return cls(
+            job=request.job,
+            engine=engine,
+            output=request.output,
+            seconds=time.perf_counter() - start,
+            **counts,
+        )
+
 
 def run_candidates(
     request: CandidatesRequest, spark: SparkSession | None = None
@@ -167,13 +180,12 @@ def _run_local(request: CandidatesRequest) -> CandidatesSummary:
     _prepare_output(request.output)
     rows = lists.write_parquet(request.output)
     done = time.perf_counter()
-    return CandidatesSummary(
-        job=request.job,
-        engine="local",
-        output=request.output,
+    return CandidatesSummary.finished(
+        request,
+        "local",
+        start,
         rows=rows,
         users=int((lists.lengths() > 0).sum()),
-        seconds=done - start,
         vectors_written=vectors,
         details={"read": loaded - start, "score": scored - loaded, "write": done - scored},
     )
@@ -194,13 +206,12 @@ def _run_spark(request: CandidatesRequest, spark: SparkSession) -> CandidatesSum
         config = sampling_config(request.params)
         raw, directed = engine.read_edges(spark, request.source)
         rows = write_samples_spark(samples_spark(raw, directed, config), request.output)
-        return CandidatesSummary(
-            job=request.job,
-            engine="spark",
-            output=request.output,
+        return CandidatesSummary.finished(
+            request,
+            "spark",
+            start,
             rows=rows,
             users=0,
-            seconds=time.perf_counter() - start,
         )
     if request.job == "egoml":
         from recgraph.jobs.candidates.egoml_job import egoml_spark, egoml_vectors_spark
@@ -228,14 +239,12 @@ def _run_spark(request: CandidatesRequest, spark: SparkSession) -> CandidatesSum
         rows, users = engine.write_output(
             engine.with_external_ids(ranked, nodes, request.job), request.output
         )
-    done = time.perf_counter()
-    return CandidatesSummary(
-        job=request.job,
-        engine="spark",
-        output=request.output,
+    return CandidatesSummary.finished(
+        request,
+        "spark",
+        start,
         rows=rows,
         users=users,
-        seconds=done - start,
         vectors_written=vectors,
     )
 
@@ -251,13 +260,12 @@ def _run_samples_local(request: CandidatesRequest) -> CandidatesSummary:
     _prepare_output(request.output)
     rows = samples_local(graph, config, request.output)
     done = time.perf_counter()
-    return CandidatesSummary(
-        job=request.job,
-        engine="local",
-        output=request.output,
+    return CandidatesSummary.finished(
+        request,
+        "local",
+        start,
         rows=rows,
         users=0,
-        seconds=done - start,
         details={"read": loaded - start, "sample": done - loaded},
     )
 

@@ -10,7 +10,8 @@ The score of :mod:`recgraph.retrieval.neighborhood`,
 - **top-k per user**, without what ``u`` already follows and ``u`` itself.
 
 Both engines take every setting from the model's own config (``path``,
-``degree``, ``hub_cap``, ``hub_policy``, ``seed``) and mean the same by it:
+``degree``, ``hub_cap``, ``hub_policy``, ``first_hop_cap``, ``seed``) and
+mean the same by it:
 
 - ``local`` fits the retriever itself and reuses its matrices: a block of
   users at a time, ``F[users] @ (diag(f) capped(G))`` in double precision is
@@ -117,7 +118,12 @@ def two_hop_spark(
     first, second = _hops(adjacency, cfg.path)
     weights = _middle_weights(model, first, second, cfg.degree)
     capped = _cap_hubs(spark, second, cfg.hub_cap, cfg.hub_policy, cfg.seed)
-    paths = first.join(capped.join(weights, "w"), "w")
+    # the user's own first hop is capped too, seeded apart (as the retriever's _build);
+    # weights and Jaccard's set sizes stay those of the whole first hop
+    own = first.select(F.col("u").alias("w"), F.col("w").alias("v"))
+    own = _cap_hubs(spark, own, cfg.first_hop_cap, "sample", cfg.seed + 1)
+    first_capped = own.select(F.col("w").alias("u"), F.col("v").alias("w"))
+    paths = first_capped.join(capped.join(weights, "w"), "w")
     scores = paths.groupBy("u", "v").agg(F.sum("weight").alias("score"))
     scores = scores.filter(F.col("u") != F.col("v")).join(
         adjacency.select(F.col("src").alias("u"), F.col("dst").alias("v")), ["u", "v"], "left_anti"
@@ -186,7 +192,10 @@ def _middle_weights(
 def _cap_hubs(
     spark: SparkSession, second: DataFrame, cap: int, policy: str, seed: int
 ) -> DataFrame:
-    """``G`` with each row longer than ``cap`` cut to the sample ``cap_rows`` keeps."""
+    """``(w, v)`` rows with each ``w`` longer than ``cap`` cut to the sample ``cap_rows`` keeps.
+
+    Used for ``G`` (hubs) and, renamed, for ``F`` (a user's own first hop).
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
