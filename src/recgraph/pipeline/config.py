@@ -112,7 +112,8 @@ class RankerSpec(_Strict):
     popularity), same on account graphs.
     ``blend``: validation also tries the ranker's order fused with the best
     retriever's (1/4, 1/2 or 3/4 of the ranker, by 1/log2(1 + rank) of each)
-    and keeps a fusion when it beats the ranker alone and every other order.
+    and keeps a fusion when it beats the ranker alone and every other order
+    (``None``: on feeds only).
     With several label kinds, a learnt order (the ranker or a fusion) is kept
     when it beats the best other order by more than ``min_gain`` on average
     over the kinds and is no more than ``tolerance`` (a share) behind it on
@@ -134,7 +135,7 @@ class RankerSpec(_Strict):
     negatives: float = Field(default=1.0, gt=0, le=1)
     stand_down: Literal["best", "merge"] = "best"
     check: Literal["auto", "nested", "same"] = "auto"
-    blend: bool = True
+    blend: bool | None = None
     tolerance: float = Field(default=0.0, ge=0, lt=1)
     seed: int = 0
 

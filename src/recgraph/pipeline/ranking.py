@@ -220,14 +220,19 @@ class RankingStage:
             names = known
         return RankingBatch(users, items, matrix, names, None if y is None else y.astype(np.int8))
 
+    def scores(self, pool: CandidatePool) -> np.ndarray:
+        """The ranker's score of each valid pool entry, fused with ``base``'s order when blended."""
+        scores = self.ranker.score(self.batch(pool))
+        if self.blend < 1 and self.base is not None:
+            scores = _fused(pool, scores, self.base, self.blend)
+        return scores
+
     def rank(self, pool: CandidatePool, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The ranker's best ``k`` of the pool: ``(ids, scores, sources)``, ``(n, k)``."""
         scores = np.full(pool.ids.shape, -np.inf, dtype=np.float32)
         if pool.valid.any():
             if self.order == "ranker":
-                scores[pool.valid] = self.ranker.score(self.batch(pool))
-                if self.blend < 1 and self.base is not None:
-                    scores[pool.valid] = _fused(pool, scores[pool.valid], self.base, self.blend)
+                scores[pool.valid] = self.scores(pool)
             else:  # the best retriever's own order: rank first, its score among the rest
                 own = _own_order(pool.columns[self.order])
                 scores[pool.valid] = -np.argsort(np.argsort(-own, kind="stable"), kind="stable")
@@ -491,7 +496,9 @@ def train_stage(
     }
     best_key = max(keys, key=share.get) if keys else None
     learnt = ["ranker"]
-    if best_key is not None and spec.blend:
+    if best_key is not None and (
+        spec.blend if spec.blend is not None else data.graph_kind == "items"
+    ):
         learnt += [f"blend_{blend}" for blend in BLENDS]
         for kind, pools in decide.items():
             batch = RankingBatch.concat([b for _, b in pools])
