@@ -32,6 +32,23 @@ def run_cli(args: list[str]) -> str:
     return out.getvalue()
 
 
+def movielens_items_file(folder: Path, path: Path) -> Path:
+    """Write a MovieLens folder's films as ``item,title,genres`` (what ``--items`` reads)."""
+    import pandas as pd
+
+    from recgraph.data.readers import iter_movielens_items
+
+    frame = pd.concat(list(iter_movielens_items(folder)), ignore_index=True)
+    pd.DataFrame(
+        {
+            "item": frame["external_id"],
+            "title": frame["title"],
+            "genres": ["|".join((f or {}).get("genres", [])) for f in frame["features"]],
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
 def plot_metric_curves(
     models_by_dataset: dict[str, dict[str, dict]],
     ks: list[int] | tuple[int, ...],

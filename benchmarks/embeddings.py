@@ -258,23 +258,14 @@ print('CHILD' + json.dumps({{'peak_rss_mb': int(peak) / 1024, 'cpu_seconds': usa
 
 def movielens_tables(folder: Path, work: Path, dataset: str) -> tuple[Path, Path]:
     """``user,item,timestamp`` (every rating a like) and ``item,title,genres`` files."""
-    import pandas as pd
-
     sys.path.insert(0, str(REPO / "benchmarks"))
+    from common import movielens_items_file
     from feeds import as_implicit, write_table
-    from recgraph.data.readers import iter_movielens_items, read_movielens
+    from recgraph.data.readers import read_movielens
 
     ratings, items = work / f"{dataset}.csv", work / f"{dataset}.items.csv"
     write_table(as_implicit(read_movielens(folder / dataset)), ratings)
-    frame = pd.concat(list(iter_movielens_items(folder / dataset)), ignore_index=True)
-    pd.DataFrame(
-        {
-            "item": frame["external_id"],
-            "title": frame["title"],
-            "genres": ["|".join((f or {}).get("genres", [])) for f in frame["features"]],
-        }
-    ).to_csv(items, index=False)
-    return ratings, items
+    return ratings, movielens_items_file(folder / dataset, items)
 
 
 def evaluate_one(

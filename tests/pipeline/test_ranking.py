@@ -87,14 +87,17 @@ def test_no_test_row_reaches_the_rankers_training(feed_graph, monkeypatch):
     sliced = []
     real = ranking_module.label_slice
 
-    def spy(data, spec, fold=0):
-        rest, labels, how = real(data, spec, fold)
+    def spy(data, spec, fold=0, method=None):
+        rest, labels, how = real(data, spec, fold, method)
         sliced.append((data, rest, labels))
         return rest, labels, how
 
     monkeypatch.setattr(ranking_module, "label_slice", spy)
-    QuestionModel("feed", ranked_config(["item_knn", "popular"], folds=2)).fit(train)
-    assert len(sliced) == 2
+    config = ranked_config(["item_knn", "popular"], folds=2, label_split="both")
+    QuestionModel("feed", config).fit(train)
+    kinds = ranking_module.label_kinds(train, config.ranker)
+    assert kinds == ["temporal_per_user", "random_per_user"]
+    assert len(sliced) == len(kinds) * (1 + 2)  # per kind: the outer slice, then two folds
     for data, rest, labels in sliced:
         for part in (data, rest, labels):
             pairs = set(zip(part.src.tolist(), part.dst.tolist(), strict=True))
@@ -151,7 +154,9 @@ def test_a_ranker_registered_from_outside_needs_no_pipeline_change(feed_graph, t
             return batch.features[:, batch.feature_names.index("cand_pop")]
 
     register_ranker("popularity_plugin", f"{__name__}:_PopularityRanker")
-    config = ranked_config(["item_knn", "popular"], name="popularity_plugin", min_gain=-1.0)
+    config = ranked_config(
+        ["item_knn", "popular"], name="popularity_plugin", min_gain=-1.0, blend=False
+    )
     config.ranker.params = {}
     q = QuestionModel("feed", config).fit(feed_graph)
     assert q.ranked, q.ranking_note
@@ -288,6 +293,131 @@ def test_the_rankers_reason_adds_to_a_retrievers_history_reason():
     assert combined(Reason("followed by @a", "connections"), people) == people
 
 
+def _pairs(data) -> set[tuple[int, int]]:
+    return set(zip(data.src.tolist(), data.dst.tolist(), strict=True))
+
+
+def test_the_nested_check_judges_the_ranker_on_labels_it_never_learnt_from(feed_graph, monkeypatch):
+    """The folds the ranker learns from are cut from the outer rest; the outer labels decide."""
+    sliced = []
+    real = ranking_module.label_slice
+
+    def spy(data, spec, fold=0, method=None):
+        rest, labels, how = real(data, spec, fold, method)
+        sliced.append((data, rest, labels, how))
+        return rest, labels, how
+
+    monkeypatch.setattr(ranking_module, "label_slice", spy)
+    config = ranked_config(["item_knn", "popular"], label_split="both")
+    question = QuestionModel("feed", config).fit(feed_graph)
+    report = question.ranking.report
+    assert report["check"] == "nested"
+    assert report["label_split"] == "temporal_per_user+random_per_user"
+    outer = [s for s in sliced if s[0] is feed_graph]
+    inner = [s for s in sliced if s[0] is not feed_graph]
+    assert len(outer) == 2 and len(inner) == 2
+    for (_, outer_rest, outer_labels, how), (data, rest, labels, inner_how) in zip(
+        outer, inner, strict=True
+    ):
+        assert how == inner_how and data is outer_rest
+        # what the ranker learnt from (the inner rest and labels) never holds a deciding label
+        assert not (_pairs(rest) | _pairs(labels)) & (_pairs(outer_labels) - _pairs(outer_rest))
+    for kind in ("temporal_per_user", "random_per_user"):
+        assert f"valid_ndcg@20_ranker[{kind}]" in report
+
+
+def test_label_kinds_follow_the_graph_and_its_timestamps(feed_graph, follow_graph):
+    from recgraph.pipeline.config import RankerSpec
+
+    spec = RankerSpec()
+    assert ranking_module.label_kinds(feed_graph, spec) == ["random_per_user"]
+    assert ranking_module.nested_check(feed_graph, spec)
+    both = RankerSpec(label_split="both")
+    assert ranking_module.label_kinds(feed_graph, both) == ["temporal_per_user", "random_per_user"]
+    no_times = feed_graph.subset(np.arange(len(feed_graph)))
+    object.__setattr__(no_times, "timestamp", None)
+    assert ranking_module.label_kinds(no_times, both) == ["random_per_user"]
+    expected = "temporal_global" if follow_graph.has_timestamps else "random_per_user"
+    assert ranking_module.label_kinds(follow_graph, spec) == [expected]
+    assert not ranking_module.nested_check(follow_graph, spec)
+    assert ranking_module.label_kinds(feed_graph, RankerSpec(label_split="random_per_user")) == [
+        "random_per_user"
+    ]
+
+
+def test_a_learnt_order_is_kept_only_when_no_label_kind_loses_more_than_the_tolerance(
+    feed_graph,
+):
+    """Kept when ahead on average over the kinds and never more than `tolerance` behind."""
+    kinds = ("temporal_per_user", "random_per_user")
+    for tolerance in (0.0, 0.5):
+        question = QuestionModel(
+            "feed",
+            ranked_config(
+                ["item_knn", "popular"], stand_down="merge", tolerance=tolerance, label_split="both"
+            ),
+        ).fit(feed_graph)
+        report = question.ranking.report
+        learnt = ["ranker"] + [f"blend_{b}" for b in ranking_module.BLENDS]
+
+        def margins(order, report=report):
+            out = []
+            for kind in kinds:
+                best = max(
+                    report[f"valid_ndcg@20_{o}[{kind}]"] for o in ("merge", "item_knn", "popular")
+                )
+                out.append((report[f"valid_ndcg@20_{order}[{kind}]"] - best, best))
+            return out
+
+        expected = any(
+            all(m >= -tolerance * best for m, best in margins(o))
+            and np.mean([m for m, _ in margins(o)]) > 0
+            for o in learnt
+        )
+        assert question.ranked == expected, (tolerance, report)
+
+
+def test_a_fused_order_lies_between_the_ranker_and_the_retriever():
+    from recgraph.pipeline.ranking import CandidatePool, _fused
+    from recgraph.ranking.features import RetrieverColumns
+
+    ids = np.array([[10, 11, 12, 13]])
+    # the retriever ranks 10 > 11 > 12 > 13; the ranker the reverse
+    view = RetrieverColumns(
+        scores=np.array([4.0, 3.0, 2.0, 1.0]), ranks=np.array([1, 2, 3, 4]), user_best=np.ones(4)
+    )
+    pool = CandidatePool(np.array([0]), ids, np.zeros((1, 4)), np.zeros((1, 4)), {"r": view})
+    ranker = np.array([0.0, 1.0, 2.0, 3.0])
+
+    def order(blend):
+        return ids[0][np.argsort(-_fused(pool, ranker, "r", blend), kind="stable")].tolist()
+
+    assert order(1.0) == [13, 12, 11, 10]
+    assert order(0.0) == [10, 11, 12, 13]
+    assert order(0.75)[0] == 13 and order(0.25)[0] == 10
+
+
+def test_a_blended_stage_saves_and_loads(ranked_feed, tmp_path):
+    stage = ranked_feed.ranking
+    stage.blend, stage.base = 0.5, "item_knn"
+    try:
+        stage.save(tmp_path / "s")
+        again = ranking_module.RankingStage.load(stage.spec, tmp_path / "s")
+    finally:
+        stage.blend, stage.base = 1.0, None
+    assert (again.blend, again.base) == (0.5, "item_knn")
+
+
+def test_a_global_time_slice_is_checked_on_its_own_folds(feed_graph):
+    from recgraph.pipeline.config import RankerSpec
+
+    assert not ranking_module.nested_check(feed_graph, RankerSpec(label_split="temporal_global"))
+    assert ranking_module.nested_check(feed_graph, RankerSpec(label_split="random_per_user"))
+    assert ranking_module.nested_check(
+        feed_graph, RankerSpec(label_split="temporal_global", check="nested")
+    )
+
+
 def test_an_account_graph_with_times_is_labelled_after_one_cut_for_everyone():
     from recgraph.data.interactions import Interactions
     from recgraph.pipeline.config import RankerSpec
@@ -304,11 +434,11 @@ def test_an_account_graph_with_times_is_labelled_after_one_cut_for_everyone():
     assert how == "temporal_global"
     assert labels.timestamp.min() > rest.timestamp.max()
     assert not (labels.src == 0).any()
-    # a feed keeps each user's latest; no times: random per user
+    # a feed: a random slice of each user's (see label_kinds); no times: random per user
     items = Interactions.from_indices(
         src, dst, n_users=40, n_items=40, timestamp=ts, one_sided=False
     )
-    assert ranking_module.label_slice(items, RankerSpec())[2] == "temporal_per_user"
+    assert ranking_module.label_slice(items, RankerSpec())[2] == "random_per_user"
     untimed = Interactions.from_indices(src[keep], dst[keep], n_users=40, one_sided=True)
     assert ranking_module.label_slice(untimed, RankerSpec())[2] == "random_per_user"
 

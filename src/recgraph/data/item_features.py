@@ -41,6 +41,15 @@ def title_words(title: str) -> list[str]:
     return _WORD.findall(str(title).lower())
 
 
+_YEAR_AT_END = re.compile(r"\((\d{4})\)\s*$")
+
+
+def title_year(title: str) -> float:
+    """The year a title ends with, as MovieLens writes it (``"Heat (1995)"`` -> 1995.0), else NaN."""
+    found = _YEAR_AT_END.search(str(title))
+    return float(found.group(1)) if found else float("nan")
+
+
 @dataclass(frozen=True, eq=False)
 class ItemFeatures:
     """Per item: external id, title (``""`` when none), genres, creation time (NaN: unknown)."""
@@ -169,6 +178,10 @@ class ItemFeatures:
         created[known] = self.created_at[rows[known]]
         genres = tuple(self.genres[r] if r >= 0 else () for r in rows)
         return ItemFeatures(np.asarray(items.ids, dtype=object), titles, genres, created)
+
+    def years(self) -> np.ndarray:
+        """Per item, the year its title ends with (NaN: none), e.g. a film's release year."""
+        return np.asarray([title_year(t) for t in self.titles], dtype=np.float64)
 
     def genre_names(self) -> list[str]:
         """Every genre named, sorted."""

@@ -185,7 +185,7 @@ class QuestionModel:
         self._attach(models, history)
         if self.ranking is not None:
             # serve from the features of all the data, read as they were in training
-            self.ranking.features = CandidateFeatures(data, item_created_at)
+            self.ranking.features = CandidateFeatures(data, item_created_at, item_features)
         return self
 
     def _fit_ranking(
@@ -207,7 +207,9 @@ class QuestionModel:
             )
 
         try:
-            stage = train_stage(spec, fit_stage_one, data, item_created_at, self.main_keys)
+            stage = train_stage(
+                spec, fit_stage_one, data, item_created_at, self.main_keys, item_features
+            )
         except ValueError as exc:
             self.ranking, self.ranking_note = None, f"ranker not trained: {exc}"
             return

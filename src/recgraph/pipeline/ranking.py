@@ -177,6 +177,12 @@ class RankingStage:
         retriever that validation found best when the ranker did not beat it
         (its own order over the pool, i.e. its answer alone), so that a ranked
         question is never worse on validation than its best retriever.
+    blend, base
+        With ``order == "ranker"`` and ``blend < 1``: the pool is ordered by
+        ``blend / log2(1 + ranker's rank) + (1 - blend) / log2(1 + base's
+        rank)``, the ranker's order fused with that of the retriever
+        ``base`` (the best alone on validation), when validation found the
+        fusion better than either.
     """
 
     def __init__(
@@ -189,11 +195,14 @@ class RankingStage:
         active: bool = True,
         report: dict[str, Any] | None = None,
         order: str = "ranker",
+        blend: float = 1.0,
+        base: str | None = None,
     ) -> None:
         self.spec, self.ranker, self.features, self.keys = spec, ranker, features, keys
         self.active = active
         self.report = dict(report or {})
         self.order = order
+        self.blend, self.base = float(blend), base
 
     def batch(self, pool: CandidatePool, labels: sp.csr_matrix | None = None) -> RankingBatch:
         """The pool's candidate rows as a :class:`RankingBatch` (with labels from ``labels``)."""
@@ -211,12 +220,19 @@ class RankingStage:
             names = known
         return RankingBatch(users, items, matrix, names, None if y is None else y.astype(np.int8))
 
+    def scores(self, pool: CandidatePool) -> np.ndarray:
+        """The ranker's score of each valid pool entry, fused with ``base``'s order when blended."""
+        scores = self.ranker.score(self.batch(pool))
+        if self.blend < 1 and self.base is not None:
+            scores = _fused(pool, scores, self.base, self.blend)
+        return scores
+
     def rank(self, pool: CandidatePool, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The ranker's best ``k`` of the pool: ``(ids, scores, sources)``, ``(n, k)``."""
         scores = np.full(pool.ids.shape, -np.inf, dtype=np.float32)
         if pool.valid.any():
             if self.order == "ranker":
-                scores[pool.valid] = self.ranker.score(self.batch(pool))
+                scores[pool.valid] = self.scores(pool)
             else:  # the best retriever's own order: rank first, its score among the rest
                 own = _own_order(pool.columns[self.order])
                 scores[pool.valid] = -np.argsort(np.argsort(-own, kind="stable"), kind="stable")
@@ -239,6 +255,8 @@ class RankingStage:
                         "keys": self.keys,
                         "active": self.active,
                         "order": self.order,
+                        "blend": self.blend,
+                        "base": self.base,
                         "report": self.report,
                     },
                     indent=2,
@@ -256,6 +274,8 @@ class RankingStage:
             active=bool(stage["active"]),
             report=stage.get("report") or {},
             order=stage.get("order", "ranker"),
+            blend=stage.get("blend", 1.0),
+            base=stage.get("base"),
         )
 
 
@@ -268,28 +288,56 @@ class StageOne(Protocol):
     def warm(self, users: np.ndarray) -> np.ndarray: ...
 
 
-def label_slice(
-    data: Interactions, spec: RankerSpec, fold: int = 0
-) -> tuple[Interactions, Interactions, str]:
-    """``(rest, labels, how)``: the training data split for the ranker (see :class:`RankerSpec`).
+def label_kinds(data: Interactions, spec: RankerSpec) -> list[str]:
+    """The label slice kinds ``spec.label_split`` means on ``data`` (see :class:`RankerSpec`).
 
-    Fold ``f`` draws its random slice with seed ``seed + f``; a temporal slice
-    is the same for every fold. ``auto`` cuts an account graph with times at
+    ``auto``: on a feed ``random_per_user`` (a ranker taught by each user's
+    latest likes learnt "what was new when the user was active" and fell
+    far below EASE on a random split); on an account graph with timestamps
     one moment for everyone (``temporal_global``): who to follow asks which
-    new ties come next, and a slice of each user's own latest ties (for a user
-    last active a year ago, ties of a year ago) teaches other features than
-    the ones serving reads; on CollegeMsg validation the global cut took the
-    default ranked pipeline from recall@20 0.1125 to 0.1461. A feed keeps each
-    user's latest interactions (``temporal_per_user``).
+    new ties come next, and a slice of each user's own latest ties (for a
+    user last active a year ago, ties of a year ago) teaches other features
+    than the ones serving reads; on CollegeMsg validation the global cut took
+    the default ranked pipeline from recall@20 0.1125 to 0.1461. Without
+    timestamps ``random_per_user``. ``both``:
+    ``temporal_per_user`` and ``random_per_user`` (where there are
+    timestamps): the ranker learns from both and must hold on both.
     """
     method = spec.label_split
     if method == "auto":
-        if not data.has_timestamps:
-            method = "random_per_user"
-        elif data.graph_kind == "items":
-            method = "temporal_per_user"
-        else:
-            method = "temporal_global"
+        if data.graph_kind == "items" or not data.has_timestamps:
+            return ["random_per_user"]
+        return ["temporal_global"]
+    if method == "both":
+        return (
+            ["temporal_per_user", "random_per_user"] if data.has_timestamps else ["random_per_user"]
+        )
+    return [method]
+
+
+def nested_check(data: Interactions, spec: RankerSpec) -> bool:
+    """Whether validation measures the ranker across a refit (``spec.check``).
+
+    ``auto``: on feeds, unless the label slice is one global time cut, where
+    nesting would teach the ranker from a period further back than the one
+    it serves (measured on MovieLens 100k: it then lost to recent popularity
+    alone).
+    """
+    if spec.check != "auto":
+        return spec.check == "nested"
+    return data.graph_kind == "items" and label_kinds(data, spec) != ["temporal_global"]
+
+
+def label_slice(
+    data: Interactions, spec: RankerSpec, fold: int = 0, method: str | None = None
+) -> tuple[Interactions, Interactions, str]:
+    """``(rest, labels, how)``: the training data split for the ranker (see :class:`RankerSpec`).
+
+    ``method`` is one of :func:`label_kinds` (default its first). Fold ``f``
+    draws its random slice with seed ``seed + f``; a temporal slice is the
+    same for every fold.
+    """
+    method = method or label_kinds(data, spec)[0]
     rest, labels = splits.split(data, method, fraction=spec.label_fraction, seed=spec.seed + fold)
     return rest, labels, method
 
@@ -311,53 +359,123 @@ def _own_order(view: RetrieverColumns) -> np.ndarray:
     return order + np.nan_to_num(view.scores, nan=-1e9) * 1e-12
 
 
+def _ndcg_by_order(
+    pools: list[tuple[CandidatePool, RankingBatch]], scores: np.ndarray | None, keys: list[str]
+) -> dict[str, float]:
+    """Validation nDCG of the ranker (``scores``), the merge and each retriever alone."""
+    batch = RankingBatch.concat([b for _, b in pools])
+    groups = batch.group_sizes()
+    out = {} if scores is None else {"ranker": ndcg_at(scores, batch.labels, groups, VALID_AT)}
+    merged = np.concatenate([pool.merged[pool.valid] for pool, _ in pools])
+    out["merge"] = ndcg_at(merged, batch.labels, groups, VALID_AT)
+    for key in keys:
+        own = np.concatenate([_own_order(pool.columns[key]) for pool, _ in pools])
+        out[key] = ndcg_at(own, batch.labels, groups, VALID_AT)
+    return out
+
+
+def _pool_ranks(pool: CandidatePool, values: np.ndarray) -> np.ndarray:
+    """Per user, each valid candidate's 1-based rank by ``values`` (given over ``pool.valid``)."""
+    full = np.full(pool.ids.shape, -np.inf)
+    full[pool.valid] = values
+    order = np.argsort(-full, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, full.shape[1] + 1)[None, :], axis=1)
+    return ranks[pool.valid]
+
+
+def _fused(pool: CandidatePool, ranker_scores: np.ndarray, base: str, blend: float) -> np.ndarray:
+    """The ranker's order fused with retriever ``base``'s (see :class:`RankingStage`)."""
+    mine = _pool_ranks(pool, ranker_scores)
+    theirs = _pool_ranks(pool, _own_order(pool.columns[base]))
+    return blend / np.log2(1.0 + mine) + (1.0 - blend) / np.log2(1.0 + theirs)
+
+
+#: Shares of the ranker tried when fusing its order with the best retriever's.
+BLENDS = (0.25, 0.5, 0.75)
+
+
 def train_stage(
     spec: RankerSpec,
     fit_stage_one: Callable[[Interactions], StageOne],
     data: Interactions,
     item_created_at: np.ndarray | None,
     keys: list[str],
+    item_features: Any = None,
 ) -> RankingStage:
-    """Fit a ranker on label folds of ``data`` (see :class:`RankerSpec`).
+    """Fit a ranker on label slices of ``data`` (see :class:`RankerSpec`).
 
-    For each of ``spec.folds`` folds: hold out a label slice, fit the
-    retrievers on the rest (``fit_stage_one``), pool their candidates for the
-    users with held-out likes and label them. Users are split once into
-    training and validation users (the same in every fold, so no validation
-    user teaches the ranker); validation decides early stopping and whether
-    the ranker beats the retrievers' own orders. Returns the stage with the
-    feature context of the last fold's rest (the caller swaps in the one of
-    all the data for serving).
+    For each label kind (:func:`label_kinds`) and each of ``spec.folds``
+    folds: hold out a label slice, fit the retrievers on the rest
+    (``fit_stage_one``), pool their candidates for the users with held-out
+    likes and label them. Users are split once into training and validation
+    users (the same everywhere, so no validation user teaches the ranker).
+
+    With the nested check (:func:`nested_check`, feeds by default) the folds
+    are cut from the rest of an outer slice, and the decision is taken on the
+    outer slice with retrievers fitted on that larger rest: the ranker is
+    judged across a refit on more data, as it serves (trained on retrievers
+    of part of the data, serving beside retrievers of all of it), which is
+    where a ranker that copies one retriever's rank loses. Otherwise the
+    decision is taken on the folds' validation users. The ranker is kept
+    only when it beats the merge and every retriever alone on every label
+    kind by more than ``min_gain``; else (``stand_down="best"``) the
+    retriever best across the kinds answers alone, or the merge. Returns the
+    stage with the feature context of the last rest used (the caller swaps
+    in the one of all the data for serving).
     """
     rng = np.random.default_rng(spec.seed)
     is_valid_user = rng.random(data.n_users) < spec.valid_users
     ranker = create_ranker(spec.name, spec.params)
+    nested = nested_check(data, spec)
+    kinds = label_kinds(data, spec)
     batches: dict[str, list[RankingBatch]] = {"train": [], "valid": []}
-    valid_pools: list[tuple[CandidatePool, RankingBatch]] = []
-    label_rows, how, features = 0, "", None
-    for fold in range(spec.folds):
-        rest, labels, how = label_slice(data, spec, fold)
-        truth = _liked_matrix(labels, spec.labels)
-        label_rows += truth.nnz
-        stage_one = fit_stage_one(rest)
+    decide: dict[str, list[tuple[CandidatePool, RankingBatch]]] = {kind: [] for kind in kinds}
+    label_rows, features = 0, None
+
+    def labelled_users(stage_one: StageOne, truth: sp.csr_matrix) -> np.ndarray:
         users = np.flatnonzero(np.diff(truth.indptr) > 0)
         users = users[stage_one.warm(users)]
         if len(users) > spec.max_train_users:
             users = np.sort(rng.choice(users, spec.max_train_users, replace=False))
-        features = CandidateFeatures(rest, item_created_at)
-        fold_stage = RankingStage(spec, ranker, features, keys)
-        for name, chosen in (
-            ("train", users[~is_valid_user[users]]),
-            ("valid", users[is_valid_user[users]]),
-        ):
-            if not len(chosen):
-                continue
-            pool = stage_one.pool(chosen, spec.depth)
-            batch = fold_stage.batch(pool, truth)
-            batches[name].append(batch)
-            if name == "valid":
-                valid_pools.append((pool, batch))
-    if not batches["train"] or not batches["valid"]:
+        return users
+
+    for kind in kinds:
+        source = data
+        if nested:
+            source, outer_labels, _ = label_slice(data, spec, 0, kind)
+        for fold in range(spec.folds):
+            rest, labels, _ = label_slice(source, spec, fold + int(nested), kind)
+            truth = _liked_matrix(labels, spec.labels)
+            label_rows += truth.nnz
+            stage_one = fit_stage_one(rest)
+            users = labelled_users(stage_one, truth)
+            features = CandidateFeatures(rest, item_created_at, item_features)
+            fold_stage = RankingStage(spec, ranker, features, keys)
+            for name, chosen in (
+                ("train", users[~is_valid_user[users]]),
+                ("valid", users[is_valid_user[users]]),
+            ):
+                if not len(chosen):
+                    continue
+                pool = stage_one.pool(chosen, spec.depth)
+                batch = fold_stage.batch(pool, truth)
+                batches[name].append(batch)
+                if name == "valid" and not nested:
+                    decide[kind].append((pool, batch))
+        if nested:
+            truth = _liked_matrix(outer_labels, spec.labels)
+            stage_one = fit_stage_one(source)
+            users = labelled_users(stage_one, truth)
+            users = users[is_valid_user[users]]
+            if len(users):
+                features = CandidateFeatures(source, item_created_at, item_features)
+                pool = stage_one.pool(users, spec.depth)
+                decide[kind].append(
+                    (pool, RankingStage(spec, ranker, features, keys).batch(pool, truth))
+                )
+    decide = {kind: pools for kind, pools in decide.items() if pools}
+    if not batches["train"] or not batches["valid"] or not decide:
         raise ValueError("too few users have held-out likes to train and validate a ranker")
     train_batch = RankingBatch.concat(batches["train"])
     if spec.negatives < 1 and train_batch.labels is not None:
@@ -367,46 +485,95 @@ def train_stage(
     if not train_batch.labels.any():
         raise ValueError("no held-out like is among the retrievers' candidates: nothing to learn")
     ranker.fit(train_batch, valid_batch)
-    groups = valid_batch.group_sizes()
-    merged = np.concatenate([pool.merged[pool.valid] for pool, _ in valid_pools])
-    with_ranker = ndcg_at(ranker.score(valid_batch), valid_batch.labels, groups, VALID_AT)
-    without = ndcg_at(merged, valid_batch.labels, groups, VALID_AT)
-    alone = {
-        key: ndcg_at(
-            np.concatenate([_own_order(pool.columns[key]) for pool, _ in valid_pools]),
-            valid_batch.labels,
-            groups,
-            VALID_AT,
-        )
-        for key in keys
+    measured = {}
+    for kind, pools in decide.items():
+        scored = np.concatenate([ranker.score(batch) for _, batch in pools])
+        measured[kind] = _ndcg_by_order(pools, scored, keys)
+    # each order's nDCG as a share of the best order's on that kind, averaged over the kinds
+    share = {
+        order: float(np.mean([m[order] / max(max(m.values()), 1e-12) for m in measured.values()]))
+        for order in ["merge", *keys]
     }
-    best_key = max(alone, key=alone.get) if alone else None
-    best_single = alone.get(best_key, 0.0) if best_key else 0.0
+    best_key = max(keys, key=share.get) if keys else None
+    learnt = ["ranker"]
+    if best_key is not None and (
+        spec.blend if spec.blend is not None else data.graph_kind == "items"
+    ):
+        learnt += [f"blend_{blend}" for blend in BLENDS]
+        for kind, pools in decide.items():
+            batch = RankingBatch.concat([b for _, b in pools])
+            for blend in BLENDS:
+                fused = np.concatenate(
+                    [_fused(pool, ranker.score(b), best_key, blend) for pool, b in pools]
+                )
+                measured[kind][f"blend_{blend}"] = ndcg_at(
+                    fused, batch.labels, batch.group_sizes(), VALID_AT
+                )
+    mean = {
+        order: float(np.mean([m[order] for m in measured.values()]))
+        for order in [*learnt, "merge", *keys]
+    }
     assert features is not None
     stage = RankingStage(spec, ranker, features, keys)
-    if with_ranker > max(without, best_single) + spec.min_gain:
+
+    # a learnt order is kept when it beats the merge and every retriever alone on every kind
+    # a learnt order is kept when, over the label kinds, it beats the best other order (the
+    # merge or a retriever alone) by more than min_gain on average and falls more than
+    # `tolerance` of it behind on none: with one kind, when it beats them all
+    def margin(order: str, m: dict[str, float]) -> float:
+        return m[order] - max(v for o, v in m.items() if o not in learnt)
+
+    winners = [
+        order
+        for order in learnt
+        if (
+            len(measured) == 1
+            or all(
+                margin(order, m) >= -spec.tolerance * (m[order] - margin(order, m))
+                for m in measured.values()
+            )
+        )
+        and np.mean([margin(order, m) for m in measured.values()]) > spec.min_gain
+    ]
+    if winners:
+        chosen = max(winners, key=lambda o: np.mean([margin(o, m) for m in measured.values()]))
         stage.order, stage.active = "ranker", True
+        if chosen != "ranker":
+            stage.blend, stage.base = float(chosen.removeprefix("blend_")), best_key
     elif (
         spec.stand_down == "best"
         and best_key is not None
-        and best_single > without
+        and share[best_key] > share["merge"]
         and len(keys) > 1
     ):
         stage.order, stage.active = best_key, True
     else:
         stage.order, stage.active = "ranker", False
     stage.report = {
-        "order": stage.order if stage.active else "merge",
-        "label_split": how,
+        "order": (
+            "merge"
+            if not stage.active
+            else f"ranker {stage.blend:g} + {stage.base}"
+            if stage.blend < 1
+            else stage.order
+        ),
+        "label_split": "+".join(kinds),
+        "check": "nested" if nested else "same",
         "folds": spec.folds,
         "label_rows": int(label_rows),
         "train_lists": int(len(train_batch.group_sizes())),
-        "valid_lists": int(len(groups)),
+        "valid_lists": int(
+            sum(len(RankingBatch.concat([b for _, b in p]).group_sizes()) for p in decide.values())
+        ),
         "train_rows": int(len(train_batch)),
         "positives_in_pool": float(train_batch.labels.mean()),
-        f"valid_ndcg@{VALID_AT}_ranker": float(with_ranker),
-        f"valid_ndcg@{VALID_AT}_merge": float(without),
-        **{f"valid_ndcg@{VALID_AT}_{key}": float(value) for key, value in alone.items()},
+        **{f"valid_ndcg@{VALID_AT}_{order}": value for order, value in mean.items()},
+        **{
+            f"valid_ndcg@{VALID_AT}_{order}[{kind}]": float(value)
+            for kind, m in measured.items()
+            for order, value in m.items()
+            if len(measured) > 1
+        },
         **ranker.fit_report,
     }
     return stage

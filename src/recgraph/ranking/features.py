@@ -21,8 +21,15 @@ Python loop per pair):
   candidate in the user's own weeks, which no retriever that ignores time
   can see (people take what is new and talked about while they are active);
 - on a feed: how like the user's history the candidate is (the largest and
-  the mean cosine similarity to what they liked, and to their 10 most recent
-  likes), on the item-item cosine of who had each item;
+  the mean cosine similarity to what they liked, to their 10 most recent
+  likes and to their 3 latest), on the item-item cosine of who had each item;
+  popularity over more windows (3, 14, 90 days, each a share of its window's
+  most popular, and the last 30 days' share against all time: rising or
+  fading); with item side data (``item_features``: genres, titles), the
+  cosine of the candidate's genres with the genres of all the user's likes
+  and of their 10 latest, the candidate's age in years from the year its
+  title ends with (films), and that year against the mean year of what the
+  user liked (people keep to their eras);
 - on an account graph: common neighbours, Adamic-Adar, resource allocation
   and Jaccard through the accounts the user follows, the candidate's in- and
   out-degrees, whether the candidate already follows the user, and the
@@ -49,6 +56,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions, Kind, ValueKind
+from recgraph.data.item_features import ItemFeatures
 
 DAY = 86400.0
 #: The most recent likes of a user that the ``recent_*`` features compare with.
@@ -58,7 +66,26 @@ SIMILAR_NEIGHBOURS = 200
 #: Rows of the item-item product computed at once (bounds memory).
 SIMILARITY_CHUNK = 1024
 
-ITEM_FEATURES = ("hist_sim_max", "hist_sim_mean", "recent_sim_max", "recent_sim_mean")
+ITEM_FEATURES = (
+    "hist_sim_max",
+    "hist_sim_mean",
+    "recent_sim_max",
+    "recent_sim_mean",
+    "last_sim_max",
+    "last_sim_mean",
+    "cand_pop_3d",
+    "cand_pop_14d",
+    "cand_pop_90d",
+    "cand_pop_trend",
+    "genre_sim",
+    "recent_genre_sim",
+    "cand_year_age",
+    "cand_year_vs_user",
+)
+#: The latest likes of a user that the ``last_*`` features compare with.
+LAST_LIKES = 3
+#: Windows (days) of the feed's ``cand_pop_{n}d`` features, each a share of its window's most popular.
+ITEM_WINDOWS = (3, 14, 90)
 ACCOUNT_FEATURES = (
     "common_neighbors",
     "adamic_adar",
@@ -135,6 +162,14 @@ def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
     matrix.data[:] = 1.0
     matrix.sort_indices()
     return matrix
+
+
+def _l2_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
+    """Rows scaled to unit length (empty rows stay empty)."""
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix, dtype=np.float32)
 
 
 def _pair_sums(left: sp.csr_matrix, right: sp.csr_matrix, weights: np.ndarray | None = None):
@@ -319,8 +354,15 @@ class CandidateFeatures:
         "user_weeks",
         "item_weeks",
     )
+    _ITEM_MATRICES = ("last", "item_genres", "user_genres", "recent_genres")
+    _ITEM_ARRAYS = ("pop_windows", "pop_trend", "year", "user_year", "end_year")
 
-    def __init__(self, data: Interactions, item_created_at: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        data: Interactions,
+        item_created_at: np.ndarray | None = None,
+        item_features: ItemFeatures | None = None,
+    ) -> None:
         self.graph_kind = data.graph_kind
         liked = data.subset(data.liked())
         self.end = float(data.timestamp.max()) if data.timestamp is not None and len(data) else 0.0
@@ -350,6 +392,7 @@ class CandidateFeatures:
         if self.graph_kind == "items":
             self.recent = self._recent_likes(liked)
             self.neighbours = item_neighbours(self.liked)
+            self._item_side(data, liked, item_features)
         else:
             self.out = _binary(data.positives().csr("binary"))
             self.out.setdiag(0)
@@ -394,10 +437,10 @@ class CandidateFeatures:
             "graph_kind": np.asarray(self.graph_kind),
             "end": np.asarray(self.end),
         }
-        for name in self._ARRAYS:
+        for name in self._ARRAYS + self._ITEM_ARRAYS:
             if hasattr(self, name):
                 arrays[name] = getattr(self, name)
-        for name in self._MATRICES:
+        for name in self._MATRICES + self._ITEM_MATRICES:
             if hasattr(self, name):
                 matrix = getattr(self, name)
                 arrays[f"{name}.indptr"], arrays[f"{name}.indices"] = matrix.indptr, matrix.indices
@@ -412,10 +455,10 @@ class CandidateFeatures:
         with np.load(path, allow_pickle=False) as data:
             out.graph_kind = str(data["graph_kind"])
             out.end = float(data["end"])
-            for name in cls._ARRAYS:
+            for name in cls._ARRAYS + cls._ITEM_ARRAYS:
                 if name in data:
                     setattr(out, name, data[name])
-            for name in cls._MATRICES:
+            for name in cls._MATRICES + cls._ITEM_MATRICES:
                 if f"{name}.indptr" in data:
                     shape = tuple(int(x) for x in data[f"{name}.shape"])
                     matrix = sp.csr_matrix(
@@ -463,14 +506,48 @@ class CandidateFeatures:
         window = liked.timestamp >= self.end - days * DAY
         return np.bincount(liked.dst[window], minlength=liked.n_items).astype(np.float64)
 
-    def _recent_likes(self, liked: Interactions) -> sp.csr_matrix:
-        """Each user's ``RECENT_LIKES`` latest likes (all of them without timestamps)."""
+    def _item_side(
+        self, data: Interactions, liked: Interactions, item_features: ItemFeatures | None
+    ) -> None:
+        """The feed's extra context: more popularity windows, genres and years (see the module)."""
+        windows = []
+        for days in ITEM_WINDOWS:
+            counts = self._recent_popularity(liked, days)
+            windows.append(counts / max(counts.max(initial=0.0), 1.0))
+        self.pop_windows = np.stack(windows, axis=1) if windows else np.zeros((data.n_items, 0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.pop_trend = np.where(self.pop > 0, self.pop_30d / self.pop, np.nan)
+        self.last = self._recent_likes(liked, LAST_LIKES)
+        n_items = data.n_items
+        self.year = np.full(n_items, np.nan)
+        genres = sp.csr_matrix((n_items, 0), dtype=np.float32)
+        if item_features is not None and len(item_features):
+            described = item_features.aligned(data.items)
+            self.year = described.years()
+            genres = _l2_rows(described.genre_matrix())
+        self.item_genres = genres
+        self.user_genres = _l2_rows(self.liked @ genres)
+        self.recent_genres = _l2_rows(self.recent @ genres)
+        known = sp.csr_matrix(self.liked.multiply(np.isfinite(self.year)[None, :]))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.user_year = np.asarray(known @ np.nan_to_num(self.year)).ravel() / np.diff(
+                known.indptr
+            )
+        years_known = self.year[np.isfinite(self.year)]
+        self.end_year = np.asarray(
+            1970.0 + self.end / (365.25 * DAY)
+            if self.end
+            else (years_known.max() if len(years_known) else np.nan)
+        )
+
+    def _recent_likes(self, liked: Interactions, count: int = RECENT_LIKES) -> sp.csr_matrix:
+        """Each user's ``count`` latest likes (all of them without timestamps)."""
         if liked.timestamp is None or not len(liked):
             return self.liked
         order = np.lexsort((-liked.timestamp, liked.src))
         src, dst = liked.src[order], liked.dst[order]
         starts = np.searchsorted(src, src, side="left")
-        keep = (np.arange(len(src)) - starts) < RECENT_LIKES
+        keep = (np.arange(len(src)) - starts) < count
         return _binary(
             sp.csr_matrix((np.ones(keep.sum()), (src[keep], dst[keep])), shape=self.liked.shape)
         )
@@ -524,11 +601,20 @@ class CandidateFeatures:
     def _items(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
         similar = self.neighbours[items]
         out = []
-        for history in (self.liked, self.recent):
+        for history in (self.liked, self.recent, self.last):
             rows = history[users]
             both = similar.multiply(rows).tocsr()
             size = np.maximum(np.diff(rows.indptr), 1)
             out += [_row_max(both), np.asarray(both.sum(axis=1)).ravel() / size]
+        out += [self.pop_windows[items, j] for j in range(self.pop_windows.shape[1])]
+        out.append(self.pop_trend[items])
+        genres = self.item_genres[items]
+        out += [
+            _pair_sums(genres, self.user_genres[users]),
+            _pair_sums(genres, self.recent_genres[users]),
+        ]
+        year = self.year[items]
+        out += [self.end_year - year, year - self.user_year[users]]
         return out
 
     def _accounts(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:

@@ -116,7 +116,7 @@ def pipeline_scores(model: QuestionModel, rows: pd.DataFrame, now: float | None)
         eligible=model.rules.eligible(now=now),
         candidates=ids,
     )
-    scores[known] = stage.ranker.score(stage.batch(pool))
+    scores[known] = stage.scores(pool)
     return scores
 
 

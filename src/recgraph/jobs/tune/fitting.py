@@ -85,7 +85,9 @@ class FitCache:
     def features(self, data: Interactions) -> CandidateFeatures:
         key = self._print(data)
         if key not in self._features:
-            self._features = {key: CandidateFeatures(data, self.item_created_at)}
+            self._features = {
+                key: CandidateFeatures(data, self.item_created_at, self.item_features)
+            }
         return self._features[key]
 
     def plain(self, config: QuestionConfig, data: Interactions) -> QuestionModel:
@@ -118,6 +120,7 @@ class FitCache:
                 data,
                 self.item_created_at,
                 model.main_keys,
+                self.item_features,
             )
         except ValueError as exc:
             model.ranking_note = f"ranker not trained: {exc}"
