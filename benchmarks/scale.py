@@ -120,23 +120,65 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (uvicorn's worker processes under ``--workers``)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parts = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(parts[1]) == pid:
+            children.append(int(stat.parent.name))
+    return [pid, *children]
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += process_cpu_seconds(pid)
+        except OSError:
+            pass
+    return total
+
+
+def tree_memory_mb(pids: list[int]) -> dict:
+    """Resident memory of every process and their proportional sum (PSS: a page mapped by
+    several workers, such as the memory-mapped graph, counts once in all)."""
+    rss, pss = [], 0.0
+    for pid in pids:
+        rss.append(process_memory_mb(pid)["rss_mb"])
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                pss += int(line.split()[1]) / 1024
+    return {"rss_mb_each": rss, "pss_mb_total": round(pss, 1)}
+
+
 #: A second, light phase: what one request takes when the shared machine is not saturated.
 LIGHT_RATE = 20.0
 
 
-def serve(registry: Path, db: str, users: list[str], rate: float, seconds: float) -> dict:
+def serve(
+    registry: Path, db: str, users: list[str], rate: float, seconds: float, workers: int = 1
+) -> dict:
     port = free_port()
     started = time.perf_counter()
-    server = start_server(str(registry), db, port, 1)
+    server = start_server(str(registry), db, port, workers)
     start_seconds = time.perf_counter() - started
     url = f"http://127.0.0.1:{port}"
     paths = [f"/v1/accounts/{u}/suggestions?k=10" for u in users]
     try:
         asyncio.run(warm_up(url, paths))
-        cpu_before = process_cpu_seconds(server.pid)
+        time.sleep(1.0)  # every worker up (warm_up may have met only the first)
+        asyncio.run(warm_up(url, paths[50:]))
+        pids = process_tree(server.pid)
+        cpu_before = tree_cpu_seconds(pids)
         result = asyncio.run(open_loop(url, paths, rate, seconds))
-        cpu = process_cpu_seconds(server.pid) - cpu_before
+        cpu = tree_cpu_seconds(pids) - cpu_before
         memory = process_memory_mb(server.pid)
+        if workers > 1:
+            memory.update(tree_memory_mb(pids))
         light = asyncio.run(open_loop(url, paths[::-1], LIGHT_RATE, seconds))
     finally:
         server.terminate()
@@ -151,6 +193,7 @@ def serve(registry: Path, db: str, users: list[str], rate: float, seconds: float
             "rate_rps": LIGHT_RATE,
             **{k: light[k] for k in ("ok", "errors", "p50_ms", "p99_ms", "max_ms")},
         },
+        "workers": workers,
         "start_seconds": round(start_seconds, 2),
         "server_cpu_ms_per_request": round(1000 * cpu / max(result["ok"], 1), 2),
         **{f"server_{k}": v for k, v in memory.items()},
