@@ -10,7 +10,8 @@ follows per account on average) goes the real way:
    retriever (``--models``: ``ppr`` by local push, ``salsa``,
    ``adamic_adar``) into a registry (wall time, peak RSS, size on disk; a
    child process each);
-3. ``serve``: ``recgraph serve`` (one uvicorn worker) on 127.0.0.1: start
+3. ``serve``: ``recgraph serve --workers`` (``--workers``, default 2, sharing the
+   memory-mapped graph) on 127.0.0.1: start
    time until ``/healthz`` names the model, then ``GET
    /v1/accounts/{a}/suggestions?k=10`` at ``--rate`` requests/s for
    ``--seconds`` (the open-loop generator of ``benchmarks/load.py``), for
@@ -202,7 +203,13 @@ def serve(
 
 
 def run_size(
-    size: int, models: list[str], rate: float, seconds: float, work: Path, on_step=None
+    size: int,
+    models: list[str],
+    rate: float,
+    seconds: float,
+    work: Path,
+    on_step=None,
+    workers: int = 1,
 ) -> dict:
     folder = work / f"size_{size}"
     folder.mkdir()
@@ -237,7 +244,7 @@ def run_size(
                 f"  {model}: trained in {trained['seconds']:.1f}s, peak {trained['peak_rss_mb']:.0f} MB",
                 flush=True,
             )
-            served = serve(registry, db, users, rate, seconds)
+            served = serve(registry, db, users, rate, seconds, workers)
             print(
                 f"  {model}: server up in {served['start_seconds']}s, p50 {served['p50_ms']} ms, "
                 f"p99 {served['p99_ms']} ms, {served['server_cpu_ms_per_request']} CPU ms/request, "
@@ -470,6 +477,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument(
+        "--workers", type=int, default=2, help="server processes (recgraph serve --workers)"
+    )
+    parser.add_argument(
         "--merge", action="store_true", help="add to scale.json instead of replacing it"
     )
     args = parser.parse_args()
@@ -485,6 +495,7 @@ def main() -> None:
         "benchmark": "scale",
         "rate_rps": args.rate,
         "seconds_per_model": args.seconds,
+        "server_workers": args.workers,
         "models": sorted(set(models) | set(previous.get("models", []))),
         "generator": "benchmarks/imports.py heavy_tailed_follows: Zipf in-degree (exponent 1), "
         "out-degree (0.8), 10 follows per account on average",
@@ -508,7 +519,7 @@ def main() -> None:
                 payload["runs"] = sorted([*kept, out], key=lambda r: r["follows"])
                 save(payload)
 
-            run_size(size, models, args.rate, args.seconds, work, step)
+            run_size(size, models, args.rate, args.seconds, work, step, args.workers)
         for size in args.graph_sizes:
             try:
                 payload["graph_only"].append(run_graph_only(size, work))
