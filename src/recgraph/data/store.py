@@ -16,6 +16,7 @@ new values; an account's ``updated_at`` moves only when its handle changes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -247,10 +248,14 @@ class Store:
             with self.engine.connect() as conn:
                 if self.dialect == "sqlite":
                     conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
-                with conn.begin():
-                    writer = Writer(conn, self.dialect)
-                    yield writer
-                    writer.finish()
+                writer = Writer(conn, self.dialect)
+                try:
+                    with conn.begin():
+                        yield writer
+                        writer.finish()
+                finally:
+                    with contextlib.suppress(Exception):  # a closed or broken connection
+                        writer.restore()
         except sa.exc.OperationalError as exc:
             if not is_lock_timeout(exc):
                 raise

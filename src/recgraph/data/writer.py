@@ -43,6 +43,8 @@ from recgraph.errors import InputError
 _LOOKUP_BATCH = 2_000
 #: External id -> key entries kept per writer before the cache is dropped (bounded memory).
 _CACHE_LIMIT = 500_000
+#: SQLite page cache (KiB) while a writer bulk-loads; the connection's own size comes back after.
+BULK_CACHE_KIB = 512 * 1024
 
 Frame = pd.DataFrame | Iterable[Mapping[str, Any]]
 
@@ -144,6 +146,7 @@ class Writer:
         self._directed: bool | None = None
         self._bulk_checked: set[str] = set()
         self._deferred: list[sa.Index] = []
+        self._cache_before: int | None = None
 
     # -------------------------------------------------------------- bulk loads
     def _bulk_start(self, table: sa.Table) -> None:
@@ -154,6 +157,9 @@ class Writer:
         if self.dialect != "sqlite" or table.name in self._bulk_checked:
             return
         self._bulk_checked.add(table.name)
+        if self._cache_before is None:  # the indexes of a large load outgrow 64 MiB of cache
+            self._cache_before = int(self.conn.exec_driver_sql("PRAGMA cache_size").scalar())
+            self.conn.exec_driver_sql(f"PRAGMA cache_size={-int(BULK_CACHE_KIB)}")
         if self.conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first():
             return
         for index in table.indexes:
@@ -165,6 +171,14 @@ class Writer:
         while self._deferred:
             self._deferred.pop().create(self.conn)
 
+    def restore(self) -> None:
+        """Give the connection back its page cache size (after commit or rollback)."""
+        if self._cache_before is not None:
+            # on the driver's connection: through SQLAlchemy it would begin a transaction
+            raw = self.conn.connection.dbapi_connection
+            raw.execute(f"PRAGMA cache_size={int(self._cache_before)}")  # type: ignore[union-attr]
+            self._cache_before = None
+
     # -------------------------------------------------------------- keys
     def _resolve(self, table: sa.Table, ids: np.ndarray) -> np.ndarray:
         """Integer keys of external ids, inserting the unknown ones."""
@@ -172,11 +186,12 @@ class Writer:
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
         codes, uniques = pd.factorize(ids)
-        keys = [cache.get(x) for x in uniques]
-        wanted = [x for x, key in zip(uniques, keys, strict=True) if key is None]
+        get = cache.get
+        keys = np.fromiter((get(x, -1) for x in uniques), dtype=np.int64, count=len(uniques))
+        unknown = np.flatnonzero(keys < 0)
+        wanted = uniques[unknown].tolist()
         if len(wanted) >= STAGE_MIN_ROWS:
             self._resolve_staged(table, wanted, cache)
-            keys = [cache[x] for x in uniques]
         elif wanted:
             self._lookup(table, wanted, cache)
             missing = [x for x in wanted if x not in cache]
@@ -186,8 +201,9 @@ class Writer:
                     rows["created_at"] = rows["updated_at"] = [self.now] * len(missing)
                 upsert_rows(self.conn, self.dialect, table, ["external_id"], rows, [])
                 self._lookup(table, missing, cache)
-            keys = [cache[x] for x in uniques]
-        return np.asarray(keys, dtype=np.int64)[codes] if len(codes) else np.zeros(0, np.int64)
+        if wanted:
+            keys[unknown] = np.fromiter((cache[x] for x in wanted), np.int64, len(wanted))
+        return keys[codes] if len(codes) else np.zeros(0, np.int64)
 
     def _resolve_staged(self, table: sa.Table, wanted: list[str], cache: dict[str, int]) -> None:
         """Many ids at once: stage them, add the unknown ones (in order of first
@@ -440,6 +456,7 @@ class Writer:
                 ("created_at", lambda new, old: earliest(new("created_at"), old.created_at)),
                 ("seen_at", lambda new, old: latest(new("seen_at"), old.seen_at)),
             ],
+            in_key_order=True,  # np.unique / a sorted groupby: distinct pairs in key order
         )
         return n
 
@@ -614,8 +631,11 @@ class Writer:
 
     # -------------------------------------------------------------- helpers
     def _pair_keys(self, frame: pd.DataFrame, directed: bool) -> tuple[np.ndarray, np.ndarray]:
-        src = self._resolve(schema.accounts, _external_ids(frame["src"], "src"))
-        dst = self._resolve(schema.accounts, _external_ids(frame["dst"], "dst"))
+        # both ends in one lookup (new keys still go to sources first, then targets, in order)
+        src_ids = _external_ids(frame["src"], "src")
+        dst_ids = _external_ids(frame["dst"], "dst")
+        keys = self._resolve(schema.accounts, np.concatenate([src_ids, dst_ids]))
+        src, dst = keys[: len(src_ids)], keys[len(src_ids) :]
         if not directed:
             src, dst = np.minimum(src, dst), np.maximum(src, dst)
         return src, dst
