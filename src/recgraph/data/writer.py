@@ -147,17 +147,20 @@ class Writer:
         self._bulk_checked: set[str] = set()
         self._deferred: list[sa.Index] = []
         self._cache_before: int | None = None
+        self._deferred_sql: list[Any] = []
 
     # -------------------------------------------------------------- bulk loads
     def _bulk_start(self, table: sa.Table) -> None:
-        """On SQLite, a first load into an empty table drops its secondary indexes and
+        """On SQLite and PostgreSQL, a first load into an empty table drops its secondary
+        indexes (and on PostgreSQL its foreign keys) and
         :meth:`finish` builds them once at the end: far cheaper than keeping them
         sorted row by row. Same transaction, so an error still restores everything
         (and WAL readers keep their snapshot meanwhile)."""
-        if self.dialect != "sqlite" or table.name in self._bulk_checked:
+        if self.dialect not in ("sqlite", "postgresql") or table.name in self._bulk_checked:
             return
         self._bulk_checked.add(table.name)
-        if self._cache_before is None:  # the indexes of a large load outgrow 64 MiB of cache
+        if self.dialect == "sqlite" and self._cache_before is None:
+            # the indexes of a large load outgrow 64 MiB of page cache
             self._cache_before = int(self.conn.exec_driver_sql("PRAGMA cache_size").scalar())
             self.conn.exec_driver_sql(f"PRAGMA cache_size={-int(BULK_CACHE_KIB)}")
         if self.conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first():
@@ -165,11 +168,52 @@ class Writer:
         for index in table.indexes:
             index.drop(self.conn)
             self._deferred.append(index)
+        if self.dialect == "postgresql":
+            self._drop_foreign_keys(table)
+
+    def _drop_foreign_keys(self, table: sa.Table) -> None:
+        """PostgreSQL checks a foreign key row by row (a trigger each); a first load into
+        an empty table drops them and :meth:`finish` adds them back, which validates every
+        row in one pass. DDL is transactional there: a rollback brings them back too.
+        Until the commit other sessions wait to read ``table`` (it was empty)."""
+        from psycopg import sql as pg_sql
+
+        found = self.conn.execute(
+            sa.text(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = CAST(:name AS regclass) AND contype = 'f' ORDER BY conname"
+            ),
+            {"name": table.name},
+        ).all()
+        for name, definition in found:
+            self._pg_execute(
+                pg_sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                    pg_sql.Identifier(table.name), pg_sql.Identifier(name)
+                )
+            )
+            # the definition is PostgreSQL's own text for the constraint it just held
+            self._deferred_sql.append(
+                pg_sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(
+                    pg_sql.Identifier(table.name), pg_sql.Identifier(name)
+                )
+                + pg_sql.SQL(definition)
+            )
+
+    def _pg_execute(self, statement: Any) -> None:
+        cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
 
     def finish(self) -> None:
         """Rebuild indexes dropped for a bulk load; called before the transaction commits."""
+        if self._deferred and self.dialect == "postgresql":
+            self.conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
         while self._deferred:
             self._deferred.pop().create(self.conn)
+        while self._deferred_sql:
+            self._pg_execute(self._deferred_sql.pop(0))
 
     def restore(self) -> None:
         """Give the connection back its page cache size (after commit or rollback)."""
