@@ -465,6 +465,37 @@ def save(payload: dict) -> None:
     plot(payload, RESULTS / "scale.png")
 
 
+def store_askers(db: str, n: int = 2000, seed: int = 0) -> list[str]:
+    """Accounts drawn like followers (the active ask more) from a store's first follows."""
+    from recgraph.data.store import Store
+
+    store = Store(db)
+    keys, ids = store.account_index()
+    sources = next(store.iter_follow_chunks(200_000, keys=keys)).src
+    store.close()
+    rng = np.random.default_rng(seed)
+    return [str(u) for u in ids.external(rng.choice(sources, size=n))]
+
+
+def reserve(payload: dict, args: argparse.Namespace) -> None:
+    """Serve a registry trained earlier again (``--reserve SIZE:MODEL:REGISTRY:DB``) and
+    put the figures in that size's run, marked as a re-run, keeping the first in ``first_serve``."""
+    size, model, registry, db = args.reserve.split(":", 3)
+    run = next(r for r in payload["runs"] if r["follows"] == int(float(size)))
+    entry = run["models"][model]
+    served = serve(Path(registry), db, store_askers(db), args.rate, args.seconds, args.workers)
+    served["rerun"] = {"at": time.strftime("%H:%M UTC", time.gmtime()), "load": os.getloadavg()}
+    entry.setdefault("first_serve", entry.get("serve"))
+    entry["serve"] = served
+    print(
+        f"  {model} at {size}: p50 {served['p50_ms']} ms, p99 {served['p99_ms']} ms, "
+        f"{served['server_cpu_ms_per_request']} CPU ms/request, at {LIGHT_RATE:.0f}/s "
+        f"p50 {served['light']['p50_ms']} p99 {served['light']['p99_ms']} ms",
+        flush=True,
+    )
+    save(payload)
+
+
 def sizes_arg(text: str) -> list[int]:
     return [int(float(s)) for s in text.split(",") if s.strip()]
 
@@ -482,7 +513,15 @@ def main() -> None:
     parser.add_argument(
         "--merge", action="store_true", help="add to scale.json instead of replacing it"
     )
+    parser.add_argument(
+        "--reserve",
+        default=None,
+        help="SIZE:MODEL:REGISTRY:DB: serve an already trained registry again into scale.json",
+    )
     args = parser.parse_args()
+    if args.reserve:
+        reserve(json.loads((RESULTS / "scale.json").read_text()), args)
+        return
     if args.rate * args.seconds > 20_000 or args.seconds > 60:
         sys.exit("keep it bounded: at most 60 s and 20,000 requests a size and model")
     models = [m for m in args.models.split(",") if m]
