@@ -277,28 +277,30 @@ def _history_queries() -> tuple[sa.Select, sa.Select, sa.CompoundSelect]:
 _ITEMS_OF, _FOLLOWS_OF, _FRIENDS_OF = _history_queries()
 
 
-def _among_queries() -> tuple[sa.Select, sa.CompoundSelect]:
-    """Follows of ``who`` restricted to the ids in ``among`` (an expanding ``IN``)."""
+def _among_queries() -> tuple[sa.Select, sa.Select]:
+    """Which accounts of ``among`` (an expanding ``IN``) ``who`` follows (or is friends with).
+
+    Written as a primary-key probe per candidate (``EXISTS`` on ``(source, target)``):
+    a join lets SQLite walk a popular candidate's followers by the target index instead.
+    """
     who, among = sa.bindparam("who"), sa.bindparam("among", expanding=True)
-    f = schema.follows.c
-    source = schema.accounts.alias("source")
-    target = schema.accounts.alias("target")
-    joined = schema.follows.join(source, f.source_id == source.c.id).join(
-        target, f.target_id == target.c.id
-    )
-    outgoing = (
-        sa.select(target.c.external_id)
-        .select_from(joined)
-        .where(source.c.external_id == who, target.c.external_id.in_(among))
-        .where(f.removed_at.is_(None))
-    )
-    incoming = (
-        sa.select(source.c.external_id)
-        .select_from(joined)
-        .where(target.c.external_id == who, source.c.external_id.in_(among))
-        .where(f.removed_at.is_(None))
-    )
-    return outgoing, sa.union_all(outgoing, incoming)
+    f, a = schema.follows.c, schema.accounts.c
+    asker = (
+        sa.select(schema.accounts.c.id).where(schema.accounts.c.external_id == who)
+    ).scalar_subquery()
+
+    def follow(source: Any, target: Any) -> Any:
+        return (
+            sa.select(sa.literal(1))
+            .select_from(schema.follows)
+            .where(f.source_id == source, f.target_id == target, f.removed_at.is_(None))
+            .exists()
+        )
+
+    candidates = sa.select(a.external_id).where(a.external_id.in_(among))
+    outgoing = candidates.where(follow(asker, a.id))
+    either = candidates.where(sa.or_(follow(asker, a.id), follow(a.id, asker)))
+    return outgoing, either
 
 
 _FOLLOWS_AMONG, _FRIENDS_AMONG = _among_queries()
