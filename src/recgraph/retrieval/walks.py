@@ -354,7 +354,13 @@ class WalkRetriever(Retriever):
         if exclude_seen:
             seen = self._seen
             assert seen is not None
-            parts.append(seen.indices[seen.indptr[user] : seen.indptr[user + 1]])
+            row = seen.indices[seen.indptr[user] : seen.indptr[user + 1]]
+            if seen.has_sorted_indices and len(row):
+                # an active user's row runs to thousands: search it, do not sort it (isin)
+                at = np.minimum(np.searchsorted(row, targets), len(row) - 1)
+                keep &= row[at] != targets
+            else:
+                parts.append(row)
             if self.graph_kind in ("follows", "friends"):
                 parts.append(np.array([user]))
             if len(self.overlay):
