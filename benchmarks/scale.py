@@ -249,7 +249,11 @@ def run_size(
                 f"  {model}: server up in {served['start_seconds']}s, p50 {served['p50_ms']} ms, "
                 f"p99 {served['p99_ms']} ms, {served['server_cpu_ms_per_request']} CPU ms/request, "
                 f"at {LIGHT_RATE:.0f}/s p50 {served['light']['p50_ms']} p99 {served['light']['p99_ms']} ms, "
-                f"RSS {served['server_rss_mb']} MB",
+                + (
+                    f"PSS of the {workers} workers and supervisor {served['server_pss_mb_total']} MB"
+                    if workers > 1
+                    else f"RSS {served['server_rss_mb']} MB"
+                ),
                 flush=True,
             )
             out["models"][model] = {"train": trained, "serve": served}
