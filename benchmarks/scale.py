@@ -10,7 +10,8 @@ follows per account on average) goes the real way:
    retriever (``--models``: ``ppr`` by local push, ``salsa``,
    ``adamic_adar``) into a registry (wall time, peak RSS, size on disk; a
    child process each);
-3. ``serve``: ``recgraph serve`` (one uvicorn worker) on 127.0.0.1: start
+3. ``serve``: ``recgraph serve --workers`` (``--workers``, default 2, sharing the
+   memory-mapped graph) on 127.0.0.1: start
    time until ``/healthz`` names the model, then ``GET
    /v1/accounts/{a}/suggestions?k=10`` at ``--rate`` requests/s for
    ``--seconds`` (the open-loop generator of ``benchmarks/load.py``), for
@@ -120,23 +121,65 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (uvicorn's worker processes under ``--workers``)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parts = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(parts[1]) == pid:
+            children.append(int(stat.parent.name))
+    return [pid, *children]
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += process_cpu_seconds(pid)
+        except OSError:
+            pass
+    return total
+
+
+def tree_memory_mb(pids: list[int]) -> dict:
+    """Resident memory of every process and their proportional sum (PSS: a page mapped by
+    several workers, such as the memory-mapped graph, counts once in all)."""
+    rss, pss = [], 0.0
+    for pid in pids:
+        rss.append(process_memory_mb(pid)["rss_mb"])
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                pss += int(line.split()[1]) / 1024
+    return {"rss_mb_each": rss, "pss_mb_total": round(pss, 1)}
+
+
 #: A second, light phase: what one request takes when the shared machine is not saturated.
 LIGHT_RATE = 20.0
 
 
-def serve(registry: Path, db: str, users: list[str], rate: float, seconds: float) -> dict:
+def serve(
+    registry: Path, db: str, users: list[str], rate: float, seconds: float, workers: int = 1
+) -> dict:
     port = free_port()
     started = time.perf_counter()
-    server = start_server(str(registry), db, port, 1)
+    server = start_server(str(registry), db, port, workers)
     start_seconds = time.perf_counter() - started
     url = f"http://127.0.0.1:{port}"
     paths = [f"/v1/accounts/{u}/suggestions?k=10" for u in users]
     try:
         asyncio.run(warm_up(url, paths))
-        cpu_before = process_cpu_seconds(server.pid)
+        time.sleep(1.0)  # every worker up (warm_up may have met only the first)
+        asyncio.run(warm_up(url, paths[50:]))
+        pids = process_tree(server.pid)
+        cpu_before = tree_cpu_seconds(pids)
         result = asyncio.run(open_loop(url, paths, rate, seconds))
-        cpu = process_cpu_seconds(server.pid) - cpu_before
+        cpu = tree_cpu_seconds(pids) - cpu_before
         memory = process_memory_mb(server.pid)
+        if workers > 1:
+            memory.update(tree_memory_mb(pids))
         light = asyncio.run(open_loop(url, paths[::-1], LIGHT_RATE, seconds))
     finally:
         server.terminate()
@@ -151,6 +194,7 @@ def serve(registry: Path, db: str, users: list[str], rate: float, seconds: float
             "rate_rps": LIGHT_RATE,
             **{k: light[k] for k in ("ok", "errors", "p50_ms", "p99_ms", "max_ms")},
         },
+        "workers": workers,
         "start_seconds": round(start_seconds, 2),
         "server_cpu_ms_per_request": round(1000 * cpu / max(result["ok"], 1), 2),
         **{f"server_{k}": v for k, v in memory.items()},
@@ -159,7 +203,13 @@ def serve(registry: Path, db: str, users: list[str], rate: float, seconds: float
 
 
 def run_size(
-    size: int, models: list[str], rate: float, seconds: float, work: Path, on_step=None
+    size: int,
+    models: list[str],
+    rate: float,
+    seconds: float,
+    work: Path,
+    on_step=None,
+    workers: int = 1,
 ) -> dict:
     folder = work / f"size_{size}"
     folder.mkdir()
@@ -194,12 +244,16 @@ def run_size(
                 f"  {model}: trained in {trained['seconds']:.1f}s, peak {trained['peak_rss_mb']:.0f} MB",
                 flush=True,
             )
-            served = serve(registry, db, users, rate, seconds)
+            served = serve(registry, db, users, rate, seconds, workers)
             print(
                 f"  {model}: server up in {served['start_seconds']}s, p50 {served['p50_ms']} ms, "
                 f"p99 {served['p99_ms']} ms, {served['server_cpu_ms_per_request']} CPU ms/request, "
                 f"at {LIGHT_RATE:.0f}/s p50 {served['light']['p50_ms']} p99 {served['light']['p99_ms']} ms, "
-                f"RSS {served['server_rss_mb']} MB",
+                + (
+                    f"PSS of the {workers} workers and supervisor {served['server_pss_mb_total']} MB"
+                    if workers > 1
+                    else f"RSS {served['server_rss_mb']} MB"
+                ),
                 flush=True,
             )
             out["models"][model] = {"train": trained, "serve": served}
@@ -415,6 +469,37 @@ def save(payload: dict) -> None:
     plot(payload, RESULTS / "scale.png")
 
 
+def store_askers(db: str, n: int = 2000, seed: int = 0) -> list[str]:
+    """Accounts drawn like followers (the active ask more) from a store's first follows."""
+    from recgraph.data.store import Store
+
+    store = Store(db)
+    keys, ids = store.account_index()
+    sources = next(store.iter_follow_chunks(200_000, keys=keys)).src
+    store.close()
+    rng = np.random.default_rng(seed)
+    return [str(u) for u in ids.external(rng.choice(sources, size=n))]
+
+
+def reserve(payload: dict, args: argparse.Namespace) -> None:
+    """Serve a registry trained earlier again (``--reserve SIZE:MODEL:REGISTRY:DB``) and
+    put the figures in that size's run, marked as a re-run, keeping the first in ``first_serve``."""
+    size, model, registry, db = args.reserve.split(":", 3)
+    run = next(r for r in payload["runs"] if r["follows"] == int(float(size)))
+    entry = run["models"][model]
+    served = serve(Path(registry), db, store_askers(db), args.rate, args.seconds, args.workers)
+    served["rerun"] = {"at": time.strftime("%H:%M UTC", time.gmtime()), "load": os.getloadavg()}
+    entry.setdefault("first_serve", entry.get("serve"))
+    entry["serve"] = served
+    print(
+        f"  {model} at {size}: p50 {served['p50_ms']} ms, p99 {served['p99_ms']} ms, "
+        f"{served['server_cpu_ms_per_request']} CPU ms/request, at {LIGHT_RATE:.0f}/s "
+        f"p50 {served['light']['p50_ms']} p99 {served['light']['p99_ms']} ms",
+        flush=True,
+    )
+    save(payload)
+
+
 def sizes_arg(text: str) -> list[int]:
     return [int(float(s)) for s in text.split(",") if s.strip()]
 
@@ -427,9 +512,20 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument(
+        "--workers", type=int, default=2, help="server processes (recgraph serve --workers)"
+    )
+    parser.add_argument(
         "--merge", action="store_true", help="add to scale.json instead of replacing it"
     )
+    parser.add_argument(
+        "--reserve",
+        default=None,
+        help="SIZE:MODEL:REGISTRY:DB: serve an already trained registry again into scale.json",
+    )
     args = parser.parse_args()
+    if args.reserve:
+        reserve(json.loads((RESULTS / "scale.json").read_text()), args)
+        return
     if args.rate * args.seconds > 20_000 or args.seconds > 60:
         sys.exit("keep it bounded: at most 60 s and 20,000 requests a size and model")
     models = [m for m in args.models.split(",") if m]
@@ -442,6 +538,7 @@ def main() -> None:
         "benchmark": "scale",
         "rate_rps": args.rate,
         "seconds_per_model": args.seconds,
+        "server_workers": args.workers,
         "models": sorted(set(models) | set(previous.get("models", []))),
         "generator": "benchmarks/imports.py heavy_tailed_follows: Zipf in-degree (exponent 1), "
         "out-degree (0.8), 10 follows per account on average",
@@ -465,7 +562,7 @@ def main() -> None:
                 payload["runs"] = sorted([*kept, out], key=lambda r: r["follows"])
                 save(payload)
 
-            run_size(size, models, args.rate, args.seconds, work, step)
+            run_size(size, models, args.rate, args.seconds, work, step, args.workers)
         for size in args.graph_sizes:
             try:
                 payload["graph_only"].append(run_graph_only(size, work))

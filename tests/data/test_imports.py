@@ -263,3 +263,55 @@ def test_a_fresh_bulk_load_rebuilds_its_indexes(tmp_path: Path):
             "EXPLAIN QUERY PLAN SELECT source_id FROM follows WHERE target_id = 7"
         )
         assert "ix_follows_target" in " ".join(str(r) for r in plan)
+
+
+def test_a_bulk_load_gives_its_connection_back_with_the_usual_page_cache(tmp_path: Path):
+    """The writer raises SQLite's page cache for a bulk load and puts it back after a
+    commit and after a refused file alike (one thread: the pool hands out one connection)."""
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    with Store(url) as store:
+
+        def cache_size() -> int:
+            with store.engine.connect() as conn:
+                return int(conn.exec_driver_sql("PRAGMA cache_size").scalar())
+
+        usual = cache_size()
+        rows = "".join(f"{i}\t{(i * 7) % 5000}\n" for i in range(5_000))
+        import_edges(store, write_text(tmp_path / "g.txt", rows), directed=True)
+        assert cache_size() == usual
+        before = snapshot(store)
+        bad = write_text(tmp_path / "bad.txt", rows.replace("4999\t", "4999 x y\t"))
+        with pytest.raises(InputError, match="line 5000"):
+            import_edges(store, bad, directed=True, chunk_rows=2_500)
+        assert cache_size() == usual and snapshot(store) == before
+
+
+def test_a_refused_first_bulk_load_leaves_an_empty_store_with_its_keys_and_indexes(store, tmp_path):
+    """A first load into empty tables drops their secondary indexes (and on PostgreSQL
+    their foreign keys) until the end; a bad line after several chunks brings them all back
+    with nothing written, and a good load after it checks the foreign keys again."""
+    inspector = sa.inspect(store.engine)
+    keys_before = sorted(
+        (fk["referred_table"], tuple(fk["constrained_columns"]))
+        for fk in inspector.get_foreign_keys("follows")
+    )
+    indexes_before = {i["name"] for i in inspector.get_indexes("follows")}
+    rows = "".join(f"{i}\t{(i * 7) % 5000}\n" for i in range(6_000))
+    bad = write_text(tmp_path / "bad.txt", rows + "x y z w\n")
+    with pytest.raises(InputError, match="line 6001"):
+        import_edges(store, bad, directed=True, chunk_rows=2_500)
+    assert store.counts()["follows"] == 0 and store.counts()["accounts"] == 0
+    inspector = sa.inspect(store.engine)
+    assert (
+        sorted(
+            (fk["referred_table"], tuple(fk["constrained_columns"]))
+            for fk in inspector.get_foreign_keys("follows")
+        )
+        == keys_before
+    )
+    assert {i["name"] for i in inspector.get_indexes("follows")} == indexes_before
+    import_edges(store, write_text(tmp_path / "good.txt", rows), directed=True, chunk_rows=2_500)
+    assert store.counts()["follows"] == 6_000
+    inspector = sa.inspect(store.engine)
+    assert len(inspector.get_foreign_keys("follows")) == len(keys_before)
+    assert {i["name"] for i in inspector.get_indexes("follows")} == indexes_before

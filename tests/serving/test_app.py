@@ -1,5 +1,6 @@
 import math
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -116,6 +117,32 @@ def test_follow_feedback_leaves_suggestions(client):
     assert client.post("/v1/feedback", json=event, headers=AUTH).status_code == 200
     after = client.get(f"/v1/accounts/{user}/suggestions", params={"k": 10}).json()["results"]
     assert first["id"] not in {r["id"] for r in after}
+
+
+def test_follows_stored_since_training_leave_suggestions_without_the_whole_list(client):
+    """Follows the store got after training (the crawler's, another worker's) are left
+    out: the store is asked about the answer's accounts only, and asked again until
+    none of them is followed; the user's whole follow list is never read."""
+    user = known_user(client, "who_to_follow")["id"]
+    feedback = client.app.state.feedback
+    first = client.get(f"/v1/accounts/{user}/suggestions", params={"k": 3}).json()["results"]
+    taken = [r["id"] for r in first]
+    assert taken
+    with feedback.store.writer() as writer:
+        directed = feedback.directed()
+        writer.follows(
+            pd.DataFrame({"src": [user] * len(taken), "dst": taken}),
+            directed=True if directed is None else directed,
+        )
+    whole_lists = []
+    original = feedback.follows_of
+    feedback.follows_of = lambda *a, **kw: whole_lists.append(a) or original(*a, **kw)
+    try:
+        after = client.get(f"/v1/accounts/{user}/suggestions", params={"k": 3}).json()
+    finally:
+        feedback.follows_of = original
+    assert after["results"] and not set(taken) & {r["id"] for r in after["results"]}
+    assert whole_lists == []
 
 
 @pytest.mark.parametrize(

@@ -110,7 +110,7 @@ class GraphCSR:
 
     def neighbors(self, node: int, side: Side = "out") -> np.ndarray:
         """The targets of ``node`` (``out``) or its sources (``in``), as a view."""
-        indptr, indices = self._arrays(side)
+        indptr, indices = self.arrays(side)
         return indices[indptr[node] : indptr[node + 1]]
 
     def gather(
@@ -123,7 +123,7 @@ class GraphCSR:
         evenly spaced entries (a fixed sample: the same on every call), so the
         work is at most ``len(nodes) * cap`` whatever the degrees.
         """
-        indptr, indices = self._arrays(side)
+        indptr, indices = self.arrays(side)
         nodes = np.asarray(nodes, dtype=np.int64)
         starts = np.asarray(indptr[nodes], dtype=np.int64)
         lengths = np.asarray(indptr[nodes + 1], dtype=np.int64) - starts
@@ -142,7 +142,7 @@ class GraphCSR:
 
     def to_csr(self, side: Side = "out") -> sp.csr_matrix:
         """One side as a binary float32 scipy CSR (copies the arrays into memory)."""
-        indptr, indices = self._arrays(side)
+        indptr, indices = self.arrays(side)
         shape = (self.n_rows, self.n_cols) if side == "out" else (self.n_cols, self.n_rows)
         return sp.csr_matrix(
             (np.ones(len(indices), np.float32), np.array(indices), np.array(indptr)),
@@ -150,12 +150,21 @@ class GraphCSR:
         )
 
     def _indptr(self, side: Side) -> np.ndarray:
-        return self.out_indptr if side == "out" else self.in_indptr
+        return self.arrays(side)[0]
 
-    def _arrays(self, side: Side) -> tuple[np.ndarray, np.ndarray]:
-        if side == "out":
-            return self.out_indptr, self.out_indices
-        return self.in_indptr, self.in_indices
+    def arrays(self, side: Side) -> tuple[np.ndarray, np.ndarray]:
+        """One side's arrays as plain ndarrays (memory maps viewed without copying:
+        ``np.memmap``'s Python-level ``__getitem__`` costs more than a walk step's gather)."""
+        sources = (self.out_indptr, self.out_indices, self.in_indptr, self.in_indices)
+        plain = self.__dict__.get("_plain")
+        if plain is None or any(a is not b for a, b in zip(plain[0], sources, strict=True)):
+            plain = (
+                sources,
+                (np.asarray(self.out_indptr), np.asarray(self.out_indices)),
+                (np.asarray(self.in_indptr), np.asarray(self.in_indices)),
+            )
+            self.__dict__["_plain"] = plain
+        return plain[1] if side == "out" else plain[2]
 
     # ------------------------------------------------------------------ files
     def save(self, folder: str | os.PathLike) -> Path:

@@ -53,31 +53,58 @@ def data_snapshot(data: Interactions) -> dict[str, Any]:
     return snapshot
 
 
+#: Rows hashed per block: the hash never holds a sorted copy of a whole column.
+HASH_BLOCK = 1 << 20
+
+
 def content_hash(data: Interactions) -> str:
     """``sha256:<hex>`` of the edges and id maps, independent of row order.
 
     Rows are hashed sorted by (src, dst, kind, timestamp, value), so the same
     snapshot read back in another order hashes the same; the id maps are
     hashed in index order, since indices are what a model's state refers to.
+    Rows already in that order with distinct (src, dst) pairs (a follow graph
+    as the store reads it) are hashed as they are, without sorting, and every
+    column goes in by blocks: memory is one block, not a copy of the data.
     """
     digest = hashlib.sha256()
     digest.update(f"one_sided={data.one_sided};directed={data.directed};".encode())
-    timestamp = data.timestamp if data.timestamp is not None else np.zeros(len(data), np.int64)
-    order = np.lexsort((data.value, timestamp, data.kind, data.dst, data.src))
+    n = len(data)
+    order = None
+    if not _distinct_sorted_pairs(data.src, data.dst):
+        timestamp = data.timestamp if data.timestamp is not None else np.zeros(n, np.int64)
+        order = np.lexsort((data.value, timestamp, data.kind, data.dst, data.src))
     for name, column, dtype in (
         ("src", data.src, "<i8"),
         ("dst", data.dst, "<i8"),
         ("kind", data.kind, "<i1"),
-        ("timestamp", timestamp, "<i8"),
+        ("timestamp", data.timestamp, "<i8"),
         ("value", data.value, "<f4"),
     ):
         digest.update(name.encode())
-        digest.update(np.ascontiguousarray(column[order], dtype=dtype).tobytes())
+        for start in range(0, n, HASH_BLOCK):
+            stop = min(start + HASH_BLOCK, n)
+            if column is None:  # no timestamps: zeros
+                part = np.zeros(stop - start, np.int64)
+            else:
+                part = column[start:stop] if order is None else column[order[start:stop]]
+            digest.update(np.ascontiguousarray(part, dtype=dtype))
     digest.update(f"timestamps={data.timestamp is not None};".encode())
     for name, ids in (("users", data.users.ids), ("items", data.items.ids)):
         digest.update(f"{name}:{len(ids)}:".encode())
         digest.update("\x1f".join(ids.tolist()).encode())
     return "sha256:" + digest.hexdigest()
+
+
+def _distinct_sorted_pairs(src: np.ndarray, dst: np.ndarray) -> bool:
+    """Whether ``(src, dst)`` strictly increase row by row (then no sort changes the order)."""
+    n = len(src)
+    for start in range(0, max(n - 1, 0), HASH_BLOCK):
+        stop = min(start + HASH_BLOCK + 1, n)
+        step = np.diff(src[start:stop])
+        if (step < 0).any() or ((step == 0) & (np.diff(dst[start:stop]) <= 0)).any():
+            return False
+    return True
 
 
 def utc_iso(seconds: float | None = None) -> str | None:

@@ -186,6 +186,8 @@ def upsert_rows(
     keys: list[str],
     rows: Columns | list[dict[str, Any]],
     updates: list[UpdateRule],
+    *,
+    in_key_order: bool = False,
 ) -> None:
     """Insert ``rows``; on a key conflict apply ``updates`` (or leave the row as is).
 
@@ -203,6 +205,9 @@ def upsert_rows(
     maintain) and merged with one ``INSERT .. SELECT .. ORDER BY key ..
     ON CONFLICT``, so the database walks the target's index in key order once.
     Both paths run inside the caller's transaction: an error rolls everything back.
+    On SQLite, rows the caller already sorted by ``keys`` (``in_key_order``)
+    skip the staging table: the prepared upsert walks the index in order as
+    the merge would, without writing every row twice.
     """
     if isinstance(rows, list):
         if not rows:
@@ -212,7 +217,7 @@ def upsert_rows(
     n = len(rows[names[0]]) if names else 0
     if not n:
         return
-    if n >= STAGE_MIN_ROWS:
+    if n >= STAGE_MIN_ROWS and not (in_key_order and dialect == "sqlite"):
         stage = stage_rows(conn, dialect, table.name, rows, {c: table.c[c].type for c in names})
         select = sa.select(*stage.c).where(sa.true()).order_by(*(stage.c[k] for k in keys))
         stmt = _dialect_insert(dialect, table).from_select(names, select)

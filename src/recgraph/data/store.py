@@ -16,6 +16,7 @@ new values; an account's ``updated_at`` moves only when its handle changes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -73,6 +74,7 @@ TABLE_NAMES: tuple[str, ...] = ("follows", "events", "interactions", "accounts",
 
 # ---------------------------------------------------------------------- store
 
+
 def _account_graph(
     users: IdMap,
     keys: np.ndarray,
@@ -93,6 +95,7 @@ def _account_graph(
         one_sided=True,
         directed=directed,
     )
+
 
 class Store:
     """The recgraph database, opened by URL; creates its tables when missing.
@@ -245,10 +248,14 @@ class Store:
             with self.engine.connect() as conn:
                 if self.dialect == "sqlite":
                     conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
-                with conn.begin():
-                    writer = Writer(conn, self.dialect)
-                    yield writer
-                    writer.finish()
+                writer = Writer(conn, self.dialect)
+                try:
+                    with conn.begin():
+                        yield writer
+                        writer.finish()
+                finally:
+                    with contextlib.suppress(Exception):  # a closed or broken connection
+                        writer.restore()
         except sa.exc.OperationalError as exc:
             if not is_lock_timeout(exc):
                 raise
@@ -305,27 +312,51 @@ class Store:
         )
         return IdMap(ids), keys
 
-    def follows_graph(self) -> Interactions:
+    def follows_graph(self, chunk_rows: int = 50_000) -> Interactions:
         """The active follow graph as a one-sided :class:`Interactions`.
 
         The id map covers every account (isolated ones too), in key order.
         Timestamps are ``created_at`` when every edge has one, else None.
         Directed unless the store holds an undirected graph.
+
+        Streamed: rows arrive ``chunk_rows`` at a time (as in
+        :meth:`iter_follow_chunks`) into arrays sized from a count taken in
+        the same read transaction, so the peak is the graph's own arrays
+        (29 bytes an edge) plus one chunk, not a Python object per value.
         """
         with self.engine.connect() as conn:
+            if conn.dialect.name != "sqlite":  # the count, the ids and the rows: one snapshot
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
             users, keys = self._account_map(conn)
-            f = schema.follows.c
-            src, dst, created = read_columns(
-                conn,
-                sa.select(f.source_id, f.target_id, f.created_at)
-                .where(f.removed_at.is_(None))
-                .order_by(f.source_id, f.target_id),
-                [np.int64, np.int64, object],
-            )
+            total = count_rows(conn, ["follows"])["follows"]
+            src = np.empty(total, dtype=np.int64)
+            dst = np.empty(total, dtype=np.int64)
+            timestamp = np.empty(total, dtype=np.int64)
+            filled = 0
+            for chunk in self._follow_chunks(conn, keys, chunk_rows):
+                end = filled + len(chunk)
+                if end > total:  # more rows than counted: cannot happen inside one read
+                    raise StoreError("the follows changed while they were read")
+                src[filled:end], dst[filled:end], timestamp[filled:end] = (
+                    chunk.src,
+                    chunk.dst,
+                    chunk.ts,
+                )
+                filled = end
             directed = get_meta(conn, schema.META_FOLLOWS_DIRECTED) != "false"
-        has_time = len(src) > 0 and not any(x is None for x in created)
-        timestamp = np.asarray(created, dtype=np.int64) if has_time else None
-        return _account_graph(users, keys, src, dst, timestamp, directed)
+        src, dst, timestamp = src[:filled], dst[:filled], timestamp[:filled]
+        has_time = filled > 0 and not bool((timestamp == NO_TIME).any())
+        return Interactions(
+            src=src,
+            dst=dst,
+            users=users,
+            items=users,
+            value=np.ones(filled, np.float32),
+            kind=np.full(filled, int(Kind.FOLLOW), np.int8),
+            timestamp=timestamp if has_time else None,
+            one_sided=True,
+            directed=directed,
+        )
 
     def account_index(self) -> tuple[np.ndarray, IdMap]:
         """Every account by ascending key: ``(keys, ids)``.
@@ -376,6 +407,14 @@ class Store:
         """
         if keys is None:
             keys, _ = self.account_index()
+        with self.engine.connect() as conn:
+            yield from self._follow_chunks(conn, keys, chunk_rows)
+
+    @staticmethod
+    def _follow_chunks(
+        conn: sa.Connection, keys: np.ndarray, chunk_rows: int
+    ) -> Iterator[FollowChunk]:
+        """:meth:`iter_follow_chunks` on an open connection (inside its read transaction)."""
         if len(keys) > np.iinfo(np.int32).max:
             raise StoreError("more accounts than int32 indices can hold")
         f = schema.follows.c
@@ -384,17 +423,17 @@ class Store:
             .where(f.removed_at.is_(None))
             .order_by(f.source_id, f.target_id)
         )
-        with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(
-                query
+        result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
+        for rows in result.partitions(chunk_rows):
+            # column tuples first: numpy reads a tuple of ints far faster than a list of rows
+            source, target, created = (
+                np.asarray(c, dtype=np.int64) for c in zip(*rows, strict=True)
             )
-            for rows in result.partitions(chunk_rows):
-                block = np.array(rows, dtype=np.int64).reshape(-1, 3)
-                yield FollowChunk(
-                    src=np.searchsorted(keys, block[:, 0]).astype(np.int32),
-                    dst=np.searchsorted(keys, block[:, 1]).astype(np.int32),
-                    ts=block[:, 2].copy(),
-                )
+            yield FollowChunk(
+                src=np.searchsorted(keys, source).astype(np.int32),
+                dst=np.searchsorted(keys, target).astype(np.int32),
+                ts=created,
+            )
 
     def events_graph(self) -> Interactions:
         """Every stored edge event (repeats expanded) as a timestamped one-sided graph."""

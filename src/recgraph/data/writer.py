@@ -43,6 +43,8 @@ from recgraph.errors import InputError
 _LOOKUP_BATCH = 2_000
 #: External id -> key entries kept per writer before the cache is dropped (bounded memory).
 _CACHE_LIMIT = 500_000
+#: SQLite page cache (KiB) while a writer bulk-loads; the connection's own size comes back after.
+BULK_CACHE_KIB = 512 * 1024
 
 Frame = pd.DataFrame | Iterable[Mapping[str, Any]]
 
@@ -144,26 +146,82 @@ class Writer:
         self._directed: bool | None = None
         self._bulk_checked: set[str] = set()
         self._deferred: list[sa.Index] = []
+        self._cache_before: int | None = None
+        self._deferred_sql: list[Any] = []
 
     # -------------------------------------------------------------- bulk loads
     def _bulk_start(self, table: sa.Table) -> None:
-        """On SQLite, a first load into an empty table drops its secondary indexes and
+        """On SQLite and PostgreSQL, a first load into an empty table drops its secondary
+        indexes (and on PostgreSQL its foreign keys) and
         :meth:`finish` builds them once at the end: far cheaper than keeping them
         sorted row by row. Same transaction, so an error still restores everything
         (and WAL readers keep their snapshot meanwhile)."""
-        if self.dialect != "sqlite" or table.name in self._bulk_checked:
+        if self.dialect not in ("sqlite", "postgresql") or table.name in self._bulk_checked:
             return
         self._bulk_checked.add(table.name)
+        if self.dialect == "sqlite" and self._cache_before is None:
+            # the indexes of a large load outgrow 64 MiB of page cache
+            self._cache_before = int(self.conn.exec_driver_sql("PRAGMA cache_size").scalar())
+            self.conn.exec_driver_sql(f"PRAGMA cache_size={-int(BULK_CACHE_KIB)}")
         if self.conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first():
             return
         for index in table.indexes:
             index.drop(self.conn)
             self._deferred.append(index)
+        if self.dialect == "postgresql":
+            self._drop_foreign_keys(table)
+
+    def _drop_foreign_keys(self, table: sa.Table) -> None:
+        """PostgreSQL checks a foreign key row by row (a trigger each); a first load into
+        an empty table drops them and :meth:`finish` adds them back, which validates every
+        row in one pass. DDL is transactional there: a rollback brings them back too.
+        Until the commit other sessions wait to read ``table`` (it was empty)."""
+        from psycopg import sql as pg_sql
+
+        found = self.conn.execute(
+            sa.text(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = CAST(:name AS regclass) AND contype = 'f' ORDER BY conname"
+            ),
+            {"name": table.name},
+        ).all()
+        for name, definition in found:
+            self._pg_execute(
+                pg_sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                    pg_sql.Identifier(table.name), pg_sql.Identifier(name)
+                )
+            )
+            # the definition is PostgreSQL's own text for the constraint it just held
+            self._deferred_sql.append(
+                pg_sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(
+                    pg_sql.Identifier(table.name), pg_sql.Identifier(name)
+                )
+                + pg_sql.SQL(definition)
+            )
+
+    def _pg_execute(self, statement: Any) -> None:
+        cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
 
     def finish(self) -> None:
         """Rebuild indexes dropped for a bulk load; called before the transaction commits."""
+        if self._deferred and self.dialect == "postgresql":
+            self.conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
         while self._deferred:
             self._deferred.pop().create(self.conn)
+        while self._deferred_sql:
+            self._pg_execute(self._deferred_sql.pop(0))
+
+    def restore(self) -> None:
+        """Give the connection back its page cache size (after commit or rollback)."""
+        if self._cache_before is not None:
+            # on the driver's connection: through SQLAlchemy it would begin a transaction
+            raw = self.conn.connection.dbapi_connection
+            raw.execute(f"PRAGMA cache_size={int(self._cache_before)}")  # type: ignore[union-attr]
+            self._cache_before = None
 
     # -------------------------------------------------------------- keys
     def _resolve(self, table: sa.Table, ids: np.ndarray) -> np.ndarray:
@@ -172,11 +230,12 @@ class Writer:
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
         codes, uniques = pd.factorize(ids)
-        keys = [cache.get(x) for x in uniques]
-        wanted = [x for x, key in zip(uniques, keys, strict=True) if key is None]
+        get = cache.get
+        keys = np.fromiter((get(x, -1) for x in uniques), dtype=np.int64, count=len(uniques))
+        unknown = np.flatnonzero(keys < 0)
+        wanted = uniques[unknown].tolist()
         if len(wanted) >= STAGE_MIN_ROWS:
             self._resolve_staged(table, wanted, cache)
-            keys = [cache[x] for x in uniques]
         elif wanted:
             self._lookup(table, wanted, cache)
             missing = [x for x in wanted if x not in cache]
@@ -186,8 +245,9 @@ class Writer:
                     rows["created_at"] = rows["updated_at"] = [self.now] * len(missing)
                 upsert_rows(self.conn, self.dialect, table, ["external_id"], rows, [])
                 self._lookup(table, missing, cache)
-            keys = [cache[x] for x in uniques]
-        return np.asarray(keys, dtype=np.int64)[codes] if len(codes) else np.zeros(0, np.int64)
+        if wanted:
+            keys[unknown] = np.fromiter((cache[x] for x in wanted), np.int64, len(wanted))
+        return keys[codes] if len(codes) else np.zeros(0, np.int64)
 
     def _resolve_staged(self, table: sa.Table, wanted: list[str], cache: dict[str, int]) -> None:
         """Many ids at once: stage them, add the unknown ones (in order of first
@@ -440,6 +500,7 @@ class Writer:
                 ("created_at", lambda new, old: earliest(new("created_at"), old.created_at)),
                 ("seen_at", lambda new, old: latest(new("seen_at"), old.seen_at)),
             ],
+            in_key_order=True,  # np.unique / a sorted groupby: distinct pairs in key order
         )
         return n
 
@@ -614,8 +675,11 @@ class Writer:
 
     # -------------------------------------------------------------- helpers
     def _pair_keys(self, frame: pd.DataFrame, directed: bool) -> tuple[np.ndarray, np.ndarray]:
-        src = self._resolve(schema.accounts, _external_ids(frame["src"], "src"))
-        dst = self._resolve(schema.accounts, _external_ids(frame["dst"], "dst"))
+        # both ends in one lookup (new keys still go to sources first, then targets, in order)
+        src_ids = _external_ids(frame["src"], "src")
+        dst_ids = _external_ids(frame["dst"], "dst")
+        keys = self._resolve(schema.accounts, np.concatenate([src_ids, dst_ids]))
+        src, dst = keys[: len(src_ids)], keys[len(src_ids) :]
         if not directed:
             src, dst = np.minimum(src, dst), np.maximum(src, dst)
         return src, dst

@@ -394,9 +394,7 @@ class PersonalizedPageRank(WalkRetriever):
             )
             owner, via_all = keys // self.n_users, keys % self.n_users
         else:
-            owner, via_all = self.walk_graph_.gather(candidates, back)
-            order = np.argsort(owner, kind="stable")  # overlay edges come after the rest
-            owner, via_all = owner[order], via_all[order]
+            owner, via_all = self.walk_graph_.scored_neighbours(candidates, back, nodes)
         # each predecessor's share: its score over its degree (what it passes on)
         at = np.minimum(np.searchsorted(nodes, via_all), max(len(nodes) - 1, 0))
         hit = (nodes[at] == via_all) if len(nodes) else np.zeros(len(via_all), dtype=bool)

@@ -100,10 +100,52 @@ class WalkGraph:
                 neighbour = np.concatenate([neighbour, extra])
         return owner, neighbour
 
+    def scored_neighbours(
+        self, nodes: np.ndarray, side: Side, among: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`gather`'s ``(owner, neighbour)`` pairs, owner by owner, kept only where the
+        neighbour is in ``among`` (sorted, distinct); pairs of the overlay after the rest.
+
+        The same pairs as filtering :meth:`gather`, but a long sorted row (a popular
+        account's followers) is searched for ``among`` instead of being copied out
+        and looked up entry by entry: the cost follows ``len(among)``, not the row.
+        """
+        indptr, indices = self.csr.arrays(side)
+        cap = self.cap
+        owners: list[np.ndarray] = []
+        found: list[np.ndarray] = []
+        empty = np.zeros(0, np.int64)
+        for j, node in enumerate(np.asarray(nodes, dtype=np.int64).tolist()):
+            lo, hi = int(indptr[node]), int(indptr[node + 1])
+            if cap and hi - lo > cap:
+                stride = (hi - lo) // cap
+                row = indices[lo : lo + cap * stride : stride]
+            else:
+                row = indices[lo:hi]
+            if not len(row) or not len(among):
+                hits = empty
+            elif len(row) > len(among) and bool((row[1:] > row[:-1]).all()):
+                at = np.minimum(np.searchsorted(row, among), len(row) - 1)
+                hits = among[row[at] == among]  # ascending, as the row is
+            else:
+                at = np.minimum(np.searchsorted(among, row), len(among) - 1)
+                hits = np.asarray(row[among[at] == row], dtype=np.int64)
+            owners.append(np.full(len(hits), j, dtype=np.int64))
+            found.append(np.asarray(hits, dtype=np.int64))
+        owner = np.concatenate(owners) if owners else empty
+        neighbour = np.concatenate(found) if found else empty
+        if len(self.overlay):
+            extra_owner, extra = self.overlay.gather(np.asarray(nodes, np.int64), side)
+            if len(extra):
+                owner = np.concatenate([owner, extra_owner])
+                neighbour = np.concatenate([neighbour, extra])
+                order = np.argsort(owner, kind="stable")  # overlay pairs after the rest
+                owner, neighbour = owner[order], neighbour[order]
+        return owner, neighbour
+
     def random_neighbor(self, nodes: np.ndarray, side: Side, draws: np.ndarray) -> np.ndarray:
         """One neighbour per node, uniform over its edges (``draws`` in [0, 1)); ``-1`` if none."""
-        indptr = self.csr.out_indptr if side == "out" else self.csr.in_indptr
-        indices = self.csr.out_indices if side == "out" else self.csr.in_indices
+        indptr, indices = self.csr.arrays(side)
         base = (self.out_degree if side == "out" else self.in_degree)[nodes]
         extra = self.overlay.degrees(nodes, side) if len(self.overlay) else 0
         total = base + extra
@@ -312,7 +354,13 @@ class WalkRetriever(Retriever):
         if exclude_seen:
             seen = self._seen
             assert seen is not None
-            parts.append(seen.indices[seen.indptr[user] : seen.indptr[user + 1]])
+            row = seen.indices[seen.indptr[user] : seen.indptr[user + 1]]
+            if seen.has_sorted_indices and len(row):
+                # an active user's row runs to thousands: search it, do not sort it (isin)
+                at = np.minimum(np.searchsorted(row, targets), len(row) - 1)
+                keep &= row[at] != targets
+            else:
+                parts.append(row)
             if self.graph_kind in ("follows", "friends"):
                 parts.append(np.array([user]))
             if len(self.overlay):

@@ -108,6 +108,7 @@ class FeedbackStore:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._directed: bool | None = None
+        self._compiled: dict[tuple[int, str], sa.engine.Compiled] = {}
 
     def directed(self) -> bool | None:
         """Whether the follow graph is directed (None before any follow); fixed once known."""
@@ -162,17 +163,55 @@ class FeedbackStore:
 
     def items_of(self, user: str, limit: int = MAX_HISTORY_ROWS) -> list[str]:
         """External ids of the items ``user`` has any interaction with (dislikes included)."""
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(_ITEMS_OF, {"who": user, "limit": limit})
-            return [row[0] for row in rows]
+        return self._column(_ITEMS_OF, {"who": user, "limit": limit})
 
     def follows_of(self, account: str, limit: int = MAX_HISTORY_ROWS) -> list[str]:
         """External ids of the accounts ``account`` follows (either end of a friendship)."""
         # a friendship is stored once: on an undirected graph the account may be either end
         query = _FRIENDS_OF if self.directed() is False else _FOLLOWS_OF
+        return self._column(query, {"who": account, "limit": limit})
+
+    def follows_among(self, account: str, candidates: Sequence[str]) -> list[str]:
+        """Which of ``candidates`` ``account`` follows now (either end of a friendship).
+
+        What a suggestions request asks instead of :meth:`follows_of`: its cost
+        is bounded by the answer's length (primary-key lookups), not by the
+        user's follow list, which on a large graph runs to thousands.
+        """
+        if not candidates:
+            return []
+        query = _FRIENDS_AMONG if self.directed() is False else _FOLLOWS_AMONG
         with self.store.engine.connect() as conn:
-            rows = conn.execute(query, {"who": account, "limit": limit})
-            return [row[0] for row in rows]
+            return list(conn.execute(query, {"who": account, "among": list(candidates)}).scalars())
+
+    def _column(self, statement: sa.Executable, values: dict[str, Any]) -> list[str]:
+        """The first column of ``statement``'s rows, through the driver's own cursor.
+
+        Run on every request, for hundreds of rows: SQLAlchemy's result rows
+        cost more than the query. The statement is compiled once per dialect
+        and still bound by the driver (never formatted into the SQL text).
+        """
+        engine = self.store.engine
+        key = (id(statement), engine.dialect.name)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = statement.compile(dialect=engine.dialect)
+        params = compiled.construct_params(values)
+        args: Any = (
+            tuple(params[name] for name in compiled.positiontup or ())
+            if compiled.positional
+            else params
+        )
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(str(compiled), args)
+                return [row[0] for row in cursor.fetchall()]
+            finally:
+                cursor.close()
+        finally:
+            raw.close()
 
 
 def _require_known(writer: Writer, table: sa.Table, noun: str, external_ids: set[str]) -> None:
@@ -236,6 +275,35 @@ def _history_queries() -> tuple[sa.Select, sa.Select, sa.CompoundSelect]:
 
 
 _ITEMS_OF, _FOLLOWS_OF, _FRIENDS_OF = _history_queries()
+
+
+def _among_queries() -> tuple[sa.Select, sa.Select]:
+    """Which accounts of ``among`` (an expanding ``IN``) ``who`` follows (or is friends with).
+
+    Written as a primary-key probe per candidate (``EXISTS`` on ``(source, target)``):
+    a join lets SQLite walk a popular candidate's followers by the target index instead.
+    """
+    who, among = sa.bindparam("who"), sa.bindparam("among", expanding=True)
+    f, a = schema.follows.c, schema.accounts.c
+    asker = (
+        sa.select(schema.accounts.c.id).where(schema.accounts.c.external_id == who)
+    ).scalar_subquery()
+
+    def follow(source: Any, target: Any) -> Any:
+        return (
+            sa.select(sa.literal(1))
+            .select_from(schema.follows)
+            .where(f.source_id == source, f.target_id == target, f.removed_at.is_(None))
+            .exists()
+        )
+
+    candidates = sa.select(a.external_id).where(a.external_id.in_(among))
+    outgoing = candidates.where(follow(asker, a.id))
+    either = candidates.where(sa.or_(follow(asker, a.id), follow(a.id, asker)))
+    return outgoing, either
+
+
+_FOLLOWS_AMONG, _FRIENDS_AMONG = _among_queries()
 
 
 # ---------------------------------------------------------------------- the walks' overlay

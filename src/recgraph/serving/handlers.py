@@ -34,6 +34,8 @@ log = logging.getLogger("recgraph.serving")
 EXAMPLES = 5
 #: The absolute upper bound of ``?k=``; the ``max_k`` setting and a question's own are lower.
 K_LIMIT = 10_000
+#: Answers re-asked without results the store says were taken since training, at most.
+CHECK_ROUNDS = 3
 
 AccountPath = Annotated[
     str,
@@ -201,14 +203,21 @@ class Service:
     # ------------------------------------------------------------------ answers
     def suggestions(self, account: AccountPath, k: int | None = None) -> JSONResponse:
         """Who ``account`` should follow: accounts with reasons ("followed by @a and @b")."""
-        return self._answer("who_to_follow", account, k, self.feedback.follows_of)
+        return self._answer(
+            "who_to_follow", account, k, self.feedback.follows_of, self.feedback.follows_among
+        )
 
     def feed(self, user: AccountPath, k: int | None = None) -> JSONResponse:
         """What ``user`` should read next, without what they saw, liked or disliked."""
         return self._answer("feed", user, k, self.feedback.items_of)
 
     def _answer(
-        self, question: str, query: str, k: int | None, recent_of: Callable[[str], list[str]]
+        self,
+        question: str,
+        query: str,
+        k: int | None,
+        recent_of: Callable[[str], list[str]],
+        recent_among: Callable[[str, list[str]], list[str]] | None = None,
     ) -> JSONResponse:
         loaded = self.loader.current  # taken once: the request ends on this version
         pipeline = loaded.pipeline
@@ -216,8 +225,47 @@ class Service:
         k = self.check_k(k, config.max_k, config.k)
         resolved = pipeline.resolve_account(query)
         ask = pipeline.feed if question == "feed" else pipeline.suggest_accounts
-        answer = ask(resolved, k, exclude=self.recent(recent_of, resolved))
+        if recent_among is not None and self.settings.exclude_recent_feedback:
+            answer = self._checked_answer(ask, resolved, k, recent_of, recent_among)
+        else:
+            answer = ask(resolved, k, exclude=self.recent(recent_of, resolved))
         return self.respond(question, query, answer, loaded)
+
+    def _checked_answer(
+        self,
+        ask: Callable[..., Answer],
+        user: str,
+        k: int,
+        recent_of: Callable[[str], list[str]],
+        recent_among: Callable[[str, list[str]], list[str]],
+    ) -> Answer:
+        """The answer without what ``user`` acted on since training, asking the store only
+        about the results about to be shown.
+
+        The trained history already leaves out what the model saw; the store is
+        asked which of the answer's ``k`` results the user has taken since (the
+        crawler, another worker's feedback), and the question is asked again
+        without them until none is: the results that excluding the whole list
+        gives (top ``k`` of a ranking with some rows filtered out), at a cost
+        bounded by ``k``, where reading a heavy user's whole follow list
+        (thousands of rows on a large graph) cost most of a request.
+        After :data:`CHECK_ROUNDS` rounds the whole list is read after all.
+        """
+        excluded: list[str] = []
+        for _ in range(CHECK_ROUNDS):
+            answer = ask(user, k, exclude=excluded)
+            shown = [r.id for r in answer.results]
+            try:
+                found = recent_among(user, shown)
+            except Exception as exc:  # the store being down must not take answers down
+                log.warning("cannot read recent feedback of %r: %s", user, exc)
+                return answer
+            known = set(excluded)
+            fresh = [x for x in found if x not in known]
+            if not fresh:
+                return answer
+            excluded.extend(fresh)
+        return ask(user, k, exclude=self.recent(recent_of, user))
 
     async def similar(self, item: ItemPath, k: int | None = None) -> JSONResponse:
         """Items like ``item`` (404 for an item the model never saw)."""
