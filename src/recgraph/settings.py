@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     poll_seconds
         How often the service checks the registry's ``CURRENT`` pointer
         (0: never; reload through ``POST /v1/admin/reload`` only).
+    overlay_refresh_seconds
+        How often each server process reads the follows stored since its
+        last look (by another worker's ``POST /v1/feedback``, or the crawler)
+        into its walk models' overlay (0: only when a version is loaded).
     max_k
         The largest ``?k=`` any endpoint accepts (a question's own ``max_k``
         can be lower).
@@ -91,6 +95,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     poll_seconds: float = Field(default=2.0, ge=0)
+    overlay_refresh_seconds: float = Field(default=30.0, ge=0)
     max_k: int = Field(default=100, ge=1, le=10_000)
     exclude_recent_feedback: bool = True
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)

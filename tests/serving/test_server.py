@@ -17,6 +17,7 @@ CHANGED = {
     "host": "0.0.0.0",
     "port": 9123,
     "poll_seconds": 0.5,
+    "overlay_refresh_seconds": 5.0,
     "max_k": 42,
     "exclude_recent_feedback": False,
     "max_body_bytes": 4096,

@@ -113,3 +113,37 @@ def test_follows_the_crawler_stored_since_training_are_caught_up(walk_served) ->
     assert catch_up_follows(pipeline, store) >= 1
     store.close()
     assert ppr.overlay.degrees(np.array([src]), "out")[0] == 1
+
+
+def test_each_server_process_reads_the_follows_stored_since_its_last_look(walk_served) -> None:
+    """Another worker's POST (or the crawler) writes the store: the refresher puts it in this
+    process's overlay, once, and a follow older than the last look is not read again."""
+    from fastapi.testclient import TestClient
+
+    from recgraph.serving.app import create_app
+
+    app = create_app(walk_served.model_copy(update={"overlay_refresh_seconds": 0}))
+    with TestClient(app):
+        refresher = app.state.overlay_refresher
+        ppr = models_of(app, "who_to_follow")["ppr"]
+        follows = ppr.seen_matrix()
+        src = next(u for u in range(ppr.n_users) if follows[u].nnz < ppr.n_users - 2)
+        dst = [v for v in range(ppr.n_users) if v != src and not follows[src, v]][:2]
+        assert refresher.tick() == 0, "nothing stored since training"
+        store = Store(walk_served.database_url)
+        with store.writer() as writer:  # what another worker's POST /v1/feedback writes
+            writer.follows(
+                pd.DataFrame(
+                    {
+                        "src": [str(ppr.users.ids[src])],
+                        "dst": [str(ppr.users.ids[dst[0]])],
+                        "created_at": [int(time.time())],
+                    }
+                ),
+                directed=True,
+            )
+        store.close()
+        assert refresher.tick() == 2, "ppr and salsa each take the follow"
+        assert ppr.overlay.degrees(np.array([src]), "out")[0] == 1
+        assert refresher.tick() == 0, "the overlay does not take it twice"
+        assert refresher._since is not None and refresher._since <= int(time.time())

@@ -17,6 +17,7 @@ import functools
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -162,6 +163,59 @@ def _catch_up_later(loaded: LoadedModel, feedback: FeedbackStore) -> None:
     threading.Thread(target=run, name="recgraph-overlay-catch-up", daemon=True).start()
 
 
+class OverlayRefresher:
+    """Every ``seconds``, the follows stored since the last look go into the walks' overlay.
+
+    With several server processes a follow POSTed to one reaches only that
+    process's overlay at once; the others (and the crawler's writes) are read
+    from the store here. Each look starts ``MARGIN`` seconds before the
+    previous one began, so a write that committed late is not missed; the
+    overlay skips what it holds already.
+    """
+
+    MARGIN = 60
+
+    def __init__(self, loader: ModelLoader, store: Store, seconds: float) -> None:
+        self.loader, self.store, self.seconds = loader, store, seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._version: str | None = None
+        self._since: int | None = None
+
+    def tick(self) -> int:
+        """One look; returns the edges added."""
+        loaded = self.loader.loaded
+        if loaded is None:
+            return 0
+        if loaded.version != self._version:  # a new version caught up when it was loaded
+            self._version, self._since = loaded.version, None
+        began = int(time.time())
+        added = catch_up_follows(loaded.pipeline, self.store, since=self._since)
+        self._since = began - self.MARGIN
+        return added
+
+    def start(self) -> None:
+        if self.seconds > 0 and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run, name="recgraph-overlay-refresh", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.seconds):
+            try:
+                self.tick()
+            except Exception as exc:  # the overlay is a bonus: never take serving down
+                log.warning("cannot refresh the walks' overlay: %s", exc)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -198,14 +252,17 @@ def create_app(
     )
     service = Service(settings, loader, feedback, metrics)
     loader.subscribe(on_swap=lambda old, new: _catch_up_later(new, feedback))
+    refresher = OverlayRefresher(loader, feedback.store, settings.overlay_refresh_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if own_loader:
             loader.start()
+        refresher.start()
         try:
             yield
         finally:
+            refresher.stop()
             if own_loader:
                 loader.stop()
             if store is None:
@@ -224,6 +281,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.feedback = feedback
     app.state.service = service
+    app.state.overlay_refresher = refresher
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
     register(app, ROUTES, [service, Pages(app.title)])

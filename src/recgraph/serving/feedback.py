@@ -331,11 +331,13 @@ def show_to_walks(pipeline: Any, events: Sequence[ItemFeedback | FollowFeedback]
     return added
 
 
-def catch_up_follows(pipeline: Any, store: Store) -> int:
-    """Show the walks every follow the store got since the pipeline was trained (the crawler's).
+def catch_up_follows(pipeline: Any, store: Store, since: int | None = None) -> int:
+    """Show the walks every follow the store got since the pipeline was trained (the crawler's,
+    another worker's), or since ``since`` (unix seconds) when that is later.
 
     One scan of the follows table (no index on the times): run it when a
-    version is loaded, not per request.
+    version is loaded and every few tens of seconds, not per request.
+    Follows the walks already have are not added twice.
     """
     from datetime import datetime
 
@@ -344,8 +346,8 @@ def catch_up_follows(pipeline: Any, store: Store) -> int:
     trained_at = getattr(pipeline, "trained_at", None)
     if not trained_at:
         return 0
-    since = int(datetime.fromisoformat(trained_at.replace("Z", "+00:00")).timestamp())
-    src, dst = recent_follows(store, since)
+    start = int(datetime.fromisoformat(trained_at.replace("Z", "+00:00")).timestamp())
+    src, dst = recent_follows(store, max(start, since or start))
     if not len(src):
         return 0
     model_of = pipeline.questions.get("who_to_follow")
