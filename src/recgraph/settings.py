@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         How often the service checks the registry's ``CURRENT`` pointer
         (0: never; reload through ``POST /v1/admin/reload`` only).
     overlay_refresh_seconds
-        How often each server process reads the follows stored since its
+        How often each server process reads the follows and likes stored since its
         last look (by another worker's ``POST /v1/feedback``, or the crawler)
         into its walk models' overlay (0: only when a version is loaded).
     max_k

@@ -9,7 +9,7 @@ import pytest
 from recgraph.data.store import Store
 from recgraph.jobs.quickstart import load_synthetic
 from recgraph.pipeline import Pipeline
-from recgraph.serving.feedback import catch_up_follows
+from recgraph.serving.feedback import catch_up_overlay
 from recgraph.serving.registry import ModelRegistry
 from recgraph.settings import Settings
 from tests.serving.app_fixtures import AUTH, SMALL, TOKEN
@@ -110,7 +110,7 @@ def test_follows_the_crawler_stored_since_training_are_caught_up(walk_served) ->
             ),
             directed=True,
         )
-    assert catch_up_follows(pipeline, store) >= 1
+    assert catch_up_overlay(pipeline, store) >= 1
     store.close()
     assert ppr.overlay.degrees(np.array([src]), "out")[0] == 1
 
@@ -147,3 +147,34 @@ def test_each_server_process_reads_the_follows_stored_since_its_last_look(walk_s
         assert ppr.overlay.degrees(np.array([src]), "out")[0] == 1
         assert refresher.tick() == 0, "the overlay does not take it twice"
         assert refresher._since is not None and refresher._since <= int(time.time())
+
+
+def test_a_like_stored_by_another_process_reaches_pixie_and_a_dislike_does_not(walk_served):
+    from fastapi.testclient import TestClient
+
+    from recgraph.serving.app import create_app
+
+    app = create_app(walk_served.model_copy(update={"overlay_refresh_seconds": 0}))
+    with TestClient(app):
+        refresher = app.state.overlay_refresher
+        pixie = models_of(app, "feed")["pixie"]
+        liked = pixie.seen_matrix()
+        reader = int(np.argmax(np.diff(liked.indptr)))
+        fresh = [i for i in range(pixie.n_items) if not liked[reader, i]][:2]
+        refresher.tick()
+        store = Store(walk_served.database_url)
+        now = int(time.time())
+        with store.writer() as writer:
+            writer.interactions(
+                pd.DataFrame(
+                    {
+                        "user": [str(pixie.users.ids[reader])] * 2,
+                        "item": [str(pixie.items.ids[i]) for i in fresh],
+                        "kind": ["like", "dislike"],
+                        "timestamp": [now, now],
+                    }
+                )
+            )
+        store.close()
+        assert refresher.tick() == 1, "the like, not the dislike"
+        assert pixie.query(reader)[0][0] == fresh[0]

@@ -171,6 +171,28 @@ def recent_follows(store, since: int) -> tuple[np.ndarray, np.ndarray]:
         .where(f.removed_at.is_(None))
         .where(sa.or_(f.created_at >= since, sa.and_(f.created_at.is_(None), f.seen_at >= since)))
     )
+    return _id_pairs(store, query)
+
+
+def recent_likes(store, since: int) -> tuple[np.ndarray, np.ndarray]:
+    """External ids ``(user, item)`` of the interactions other than dislikes stamped at or after
+    ``since``: what ``POST /v1/feedback`` wrote after training, for a server's overlay."""
+    i, users, items = schema.interactions.c, schema.accounts.alias("u"), schema.items.alias("i")
+    query = (
+        sa.select(users.c.external_id, items.c.external_id)
+        .select_from(
+            schema.interactions.join(users, users.c.id == i.user_id).join(
+                items, items.c.id == i.item_id
+            )
+        )
+        .where(i.kind != "dislike")
+        .where(i.timestamp >= since)
+        .distinct()
+    )
+    return _id_pairs(store, query)
+
+
+def _id_pairs(store, query) -> tuple[np.ndarray, np.ndarray]:
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
     src = np.asarray([r[0] for r in rows], dtype=object)

@@ -29,7 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from recgraph import __version__
 from recgraph.data.store import Store
-from recgraph.serving.feedback import FeedbackStore, catch_up_follows
+from recgraph.serving.feedback import FeedbackStore, catch_up_overlay
 from recgraph.serving.guards import GuardedRoute, ServiceRoute, bearer, install_error_handlers
 from recgraph.serving.handlers import Service
 from recgraph.serving.loader import LoadedModel, ModelLoader
@@ -156,7 +156,7 @@ def _catch_up_later(loaded: LoadedModel, feedback: FeedbackStore) -> None:
 
     def run() -> None:
         try:
-            catch_up_follows(loaded.pipeline, feedback.store)
+            catch_up_overlay(loaded.pipeline, feedback.store)
         except Exception as exc:  # the overlay is a bonus: never take loading down
             log.warning("cannot catch up follows since training: %s", exc)
 
@@ -190,7 +190,7 @@ class OverlayRefresher:
         if loaded.version != self._version:  # a new version caught up when it was loaded
             self._version, self._since = loaded.version, None
         began = int(time.time())
-        added = catch_up_follows(loaded.pipeline, self.store, since=self._since)
+        added = catch_up_overlay(loaded.pipeline, self.store, since=self._since)
         self._since = began - self.MARGIN
         return added
 

@@ -331,29 +331,30 @@ def show_to_walks(pipeline: Any, events: Sequence[ItemFeedback | FollowFeedback]
     return added
 
 
-def catch_up_follows(pipeline: Any, store: Store, since: int | None = None) -> int:
-    """Show the walks every follow the store got since the pipeline was trained (the crawler's,
-    another worker's), or since ``since`` (unix seconds) when that is later.
+def catch_up_overlay(pipeline: Any, store: Store, since: int | None = None) -> int:
+    """Show the walks every follow and like the store got since the pipeline was trained (the
+    crawler's, another worker's), or since ``since`` (unix seconds) when that is later.
 
-    One scan of the follows table (no index on the times): run it when a
-    version is loaded and every few tens of seconds, not per request.
-    Follows the walks already have are not added twice.
+    One scan of the follows and interactions tables (no index on the times):
+    run it when a version is loaded and every few tens of seconds, not per
+    request. Edges the walks already have are not added twice.
     """
     from datetime import datetime
 
-    from recgraph.data.graph_overlay import recent_follows
+    from recgraph.data.graph_overlay import recent_follows, recent_likes
 
     trained_at = getattr(pipeline, "trained_at", None)
     if not trained_at:
         return 0
     start = int(datetime.fromisoformat(trained_at.replace("Z", "+00:00")).timestamp())
-    src, dst = recent_follows(store, max(start, since or start))
-    if not len(src):
-        return 0
-    model_of = pipeline.questions.get("who_to_follow")
+    start = max(start, since or start)
     added = 0
-    for model in getattr(model_of, "models", {}).values():
-        observe = getattr(model, "observe", None)
-        if observe is not None and model.is_fitted:
-            added += observe(list(src), list(dst))
+    for question, recent in (("who_to_follow", recent_follows), ("feed", recent_likes)):
+        models = getattr(pipeline.questions.get(question), "models", {})
+        walkers = [m for m in models.values() if getattr(m, "observe", None) and m.is_fitted]
+        if not walkers:
+            continue
+        src, dst = recent(store, start)
+        if len(src):
+            added += sum(model.observe(list(src), list(dst)) for model in walkers)
     return added
