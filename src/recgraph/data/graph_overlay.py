@@ -160,39 +160,42 @@ def recent_follows(store, since: int) -> tuple[np.ndarray, np.ndarray]:
 
     What a crawler wrote after training, for a server to put in its overlay.
     """
-    f, a_src, a_dst = schema.follows.c, schema.accounts.alias("s"), schema.accounts.alias("d")
-    query = (
-        sa.select(a_src.c.external_id, a_dst.c.external_id)
-        .select_from(
-            schema.follows.join(a_src, a_src.c.id == f.source_id).join(
-                a_dst, a_dst.c.id == f.target_id
-            )
-        )
-        .where(f.removed_at.is_(None))
-        .where(sa.or_(f.created_at >= since, sa.and_(f.created_at.is_(None), f.seen_at >= since)))
+    f = schema.follows.c
+    return _edge_ids(
+        store,
+        schema.follows,
+        (f.source_id, schema.accounts),
+        (f.target_id, schema.accounts),
+        f.removed_at.is_(None),
+        sa.or_(f.created_at >= since, sa.and_(f.created_at.is_(None), f.seen_at >= since)),
     )
-    return _id_pairs(store, query)
 
 
 def recent_likes(store, since: int) -> tuple[np.ndarray, np.ndarray]:
     """External ids ``(user, item)`` of the interactions other than dislikes stamped at or after
     ``since``: what ``POST /v1/feedback`` wrote after training, for a server's overlay."""
-    i, users, items = schema.interactions.c, schema.accounts.alias("u"), schema.items.alias("i")
+    i = schema.interactions.c
+    return _edge_ids(
+        store,
+        schema.interactions,
+        (i.user_id, schema.accounts),
+        (i.item_id, schema.items),
+        i.kind != "dislike",
+        i.timestamp >= since,
+    )
+
+
+def _edge_ids(store, table: sa.Table, source, target, *conditions) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct external id pairs of ``table``'s rows meeting ``conditions``; ``source`` and
+    ``target`` are ``(key column, table of ids)``."""
+    (src_key, src_table), (dst_key, dst_table) = source, target
+    a_src, a_dst = src_table.alias("s"), dst_table.alias("d")
     query = (
-        sa.select(users.c.external_id, items.c.external_id)
-        .select_from(
-            schema.interactions.join(users, users.c.id == i.user_id).join(
-                items, items.c.id == i.item_id
-            )
-        )
-        .where(i.kind != "dislike")
-        .where(i.timestamp >= since)
+        sa.select(a_src.c.external_id, a_dst.c.external_id)
+        .select_from(table.join(a_src, a_src.c.id == src_key).join(a_dst, a_dst.c.id == dst_key))
+        .where(*conditions)
         .distinct()
     )
-    return _id_pairs(store, query)
-
-
-def _id_pairs(store, query) -> tuple[np.ndarray, np.ndarray]:
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
     src = np.asarray([r[0] for r in rows], dtype=object)

@@ -32,7 +32,7 @@ from recgraph.data.store import Store
 from recgraph.serving.feedback import FeedbackStore, catch_up_overlay
 from recgraph.serving.guards import GuardedRoute, ServiceRoute, bearer, install_error_handlers
 from recgraph.serving.handlers import Service
-from recgraph.serving.loader import LoadedModel, ModelLoader
+from recgraph.serving.loader import LoadedModel, ModelLoader, Periodic
 from recgraph.serving.metrics import Metrics, MetricsMiddleware
 from recgraph.serving.pages import Pages, mount_static
 from recgraph.serving.registry import ModelRegistry
@@ -176,9 +176,8 @@ class OverlayRefresher:
     MARGIN = 60
 
     def __init__(self, loader: ModelLoader, store: Store, seconds: float) -> None:
-        self.loader, self.store, self.seconds = loader, store, seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.loader, self.store = loader, store
+        self.periodic = Periodic("recgraph-overlay-refresh", seconds, self._tick_logged)
         self._version: str | None = None
         self._since: int | None = None
 
@@ -194,26 +193,11 @@ class OverlayRefresher:
         self._since = began - self.MARGIN
         return added
 
-    def start(self) -> None:
-        if self.seconds > 0 and self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, name="recgraph-overlay-refresh", daemon=True
-            )
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.seconds):
-            try:
-                self.tick()
-            except Exception as exc:  # the overlay is a bonus: never take serving down
-                log.warning("cannot refresh the walks' overlay: %s", exc)
+    def _tick_logged(self) -> None:
+        try:
+            self.tick()
+        except Exception as exc:  # the overlay is a bonus: never take serving down
+            log.warning("cannot refresh the walks' overlay: %s", exc)
 
 
 def create_app(
@@ -258,11 +242,11 @@ def create_app(
     async def lifespan(app: FastAPI):
         if own_loader:
             loader.start()
-        refresher.start()
+        refresher.periodic.start()
         try:
             yield
         finally:
-            refresher.stop()
+            refresher.periodic.stop()
             if own_loader:
                 loader.stop()
             if store is None:

@@ -35,6 +35,31 @@ class NoModelError(RecgraphError):
     """Nothing to serve yet: the registry has no current version."""
 
 
+class Periodic:
+    """``tick()`` every ``seconds`` in a daemon thread until :meth:`stop` (``seconds=0``: never)."""
+
+    def __init__(self, name: str, seconds: float, tick: Callable[[], object]) -> None:
+        self.name, self.seconds, self.tick = name, seconds, tick
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.seconds > 0 and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.seconds):
+            self.tick()
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """One loaded registry version: immutable, shared by every request that took it."""
@@ -100,8 +125,7 @@ class ModelLoader:
         self._current: LoadedModel | None = None
         self._failed_version: str | None = None
         self._lock = threading.Lock()  # one load at a time; readers never take it
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Periodic("recgraph-model-poller", poll_seconds, self.check)
 
     def subscribe(
         self,
@@ -193,20 +217,8 @@ class ModelLoader:
             self.check()
         except RegistryError:
             pass
-        if self.poll_seconds > 0 and self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._poll, name="recgraph-model-poller", daemon=True
-            )
-            self._thread.start()
+        self._poller.start()
 
     def stop(self) -> None:
         """Stop polling (the served version stays loaded)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            self.check()
+        self._poller.stop()
