@@ -43,6 +43,11 @@ class StoreBusyError(StoreError):
     """Another writer held the database's lock longer than the busy timeout."""
 
 
+#: Every SQLite connection's page cache: 64 MiB (default 2 MiB), as bulk upserts touch
+#: indexes all over. Fixed SQL text: SQLite cannot bind a PRAGMA's value.
+SQLITE_PAGE_CACHE = "PRAGMA cache_size=-65536"
+
+
 def _sqlite_engine(url: sa.URL, busy_seconds: float) -> sa.Engine:
     database = url.database
     memory = not database or database == ":memory:" or database.startswith("file::memory:")
@@ -61,8 +66,7 @@ def _sqlite_engine(url: sa.URL, busy_seconds: float) -> sa.Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        # 64 MiB of page cache (default 2 MiB): bulk upserts touch indexes all over.
-        cursor.execute("PRAGMA cache_size=-65536")
+        cursor.execute(SQLITE_PAGE_CACHE)
         # Staging tables of bulk writes live in memory, not in a temporary file.
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()

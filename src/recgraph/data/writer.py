@@ -26,6 +26,7 @@ from recgraph.data.interactions import Kind, ValueKind
 from recgraph.data.parsing import TIMESTAMP_MAX, TIMESTAMP_MIN, timestamp_range_problem
 from recgraph.data.sql import (
     COUNTED,
+    SQLITE_PAGE_CACHE,
     STAGE_MIN_ROWS,
     WRITE_BATCH,
     Columns,
@@ -44,7 +45,9 @@ _LOOKUP_BATCH = 2_000
 #: External id -> key entries kept per writer before the cache is dropped (bounded memory).
 _CACHE_LIMIT = 500_000
 #: SQLite page cache (KiB) while a writer bulk-loads; the connection's own size comes back after.
-BULK_CACHE_KIB = 512 * 1024
+#: A bulk load's page cache, 512 MiB: the indexes of a large load outgrow 64 MiB.
+#: Fixed SQL text: SQLite cannot bind a PRAGMA's value.
+BULK_PAGE_CACHE = "PRAGMA cache_size=-524288"
 
 Frame = pd.DataFrame | Iterable[Mapping[str, Any]]
 
@@ -146,7 +149,7 @@ class Writer:
         self._directed: bool | None = None
         self._bulk_checked: set[str] = set()
         self._deferred: list[sa.Index] = []
-        self._cache_before: int | None = None
+        self._cache_raised = False
         self._deferred_sql: list[Any] = []
 
     # -------------------------------------------------------------- bulk loads
@@ -159,10 +162,9 @@ class Writer:
         if self.dialect not in ("sqlite", "postgresql") or table.name in self._bulk_checked:
             return
         self._bulk_checked.add(table.name)
-        if self.dialect == "sqlite" and self._cache_before is None:
-            # the indexes of a large load outgrow 64 MiB of page cache
-            self._cache_before = int(self.conn.exec_driver_sql("PRAGMA cache_size").scalar())
-            self.conn.exec_driver_sql(f"PRAGMA cache_size={-int(BULK_CACHE_KIB)}")
+        if self.dialect == "sqlite" and not self._cache_raised:
+            self.conn.exec_driver_sql(BULK_PAGE_CACHE)
+            self._cache_raised = True
         if self.conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first():
             return
         for index in table.indexes:
@@ -216,12 +218,13 @@ class Writer:
             self._pg_execute(self._deferred_sql.pop(0))
 
     def restore(self) -> None:
-        """Give the connection back its page cache size (after commit or rollback)."""
-        if self._cache_before is not None:
+        """Give the connection back the page cache every connection starts with (after commit
+        or rollback)."""
+        if self._cache_raised:
             # on the driver's connection: through SQLAlchemy it would begin a transaction
             raw = self.conn.connection.dbapi_connection
-            raw.execute(f"PRAGMA cache_size={int(self._cache_before)}")  # type: ignore[union-attr]
-            self._cache_before = None
+            raw.execute(SQLITE_PAGE_CACHE)  # type: ignore[union-attr]
+            self._cache_raised = False
 
     # -------------------------------------------------------------- keys
     def _resolve(self, table: sa.Table, ids: np.ndarray) -> np.ndarray:
