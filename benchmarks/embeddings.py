@@ -268,6 +268,33 @@ def movielens_tables(folder: Path, work: Path, dataset: str) -> tuple[Path, Path
     return ratings, movielens_items_file(folder / dataset, items)
 
 
+def evaluate_in_child(args: list[str], out: Path) -> dict[str, Any]:
+    """``recgraph <args>`` in a fresh process writing its JSON to ``out``: ``{"report": the JSON,
+    "usage": process CPU, wall, peak memory and load at start}``, or ``{"error": stderr}``."""
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD.format(bench=str(REPO / "benchmarks"), args=args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RECGRAPH_PROGRESS": "0"},
+    )
+    wall = time.perf_counter() - started
+    if child.returncode != 0:
+        print(child.stderr[-600:])
+        return {"error": child.stderr[-800:]}
+    usage = json.loads(child.stdout.split("CHILD")[-1])
+    return {
+        "report": json.loads(out.read_text()),
+        "usage": {
+            "process_cpu_seconds": round(usage["cpu_seconds"], 1),
+            "process_wall_seconds": round(wall, 1),
+            "peak_rss_mb": round(usage["peak_rss_mb"], 1),
+            "load_average_1min_at_start": round(load, 2),
+        },
+    }
+
+
 def evaluate_one(
     label: str, model: str, params: dict[str, Any], case: dict[str, Any], work: Path
 ) -> dict[str, Any]:
@@ -281,20 +308,10 @@ def evaluate_one(
     args += ["--params", str(params_path)]
     if case.get("items"):
         args += ["--items", str(case["items"])]
-    load = os.getloadavg()[0]
-    started = time.perf_counter()
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD.format(bench=str(REPO / "benchmarks"), args=args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "RECGRAPH_PROGRESS": "0"},
-    )
-    wall = time.perf_counter() - started
-    if child.returncode != 0:
-        print(child.stderr[-600:])
-        return {"label": label, "model": model, "params": params, "error": child.stderr[-800:]}
-    usage = json.loads(child.stdout.split("CHILD")[-1])
-    (result,) = json.loads(out.read_text())["results"]
+    run = evaluate_in_child(args, out)
+    if "error" in run:
+        return {"label": label, "model": model, "params": params, "error": run["error"]}
+    (result,) = run["report"]["results"]
     row = {
         "label": label,
         "model": model,
@@ -302,16 +319,13 @@ def evaluate_one(
         "metrics": {k: round(v, 4) for k, v in result["metrics"].items()},
         "fit_seconds": round(result["fit_seconds"], 2),
         "recommend_seconds": round(result["recommend_seconds"], 2),
-        "process_cpu_seconds": round(usage["cpu_seconds"], 1),
-        "process_wall_seconds": round(wall, 1),
-        "peak_rss_mb": round(usage["peak_rss_mb"], 1),
-        "load_average_1min_at_start": round(load, 2),
+        **run["usage"],
     }
     print(
         f"  {label:<32} nDCG@20 {row['metrics']['ndcg@20']:.4f}  recall@20 "
         f"{row['metrics']['recall@20']:.4f}  recall@100 {row['metrics']['recall@100']:.4f}  "
         f"fit {row['fit_seconds']:7.1f} s  cpu {row['process_cpu_seconds']:6.1f} s  "
-        f"peak {row['peak_rss_mb']:6.0f} MB  load {load:.1f}",
+        f"peak {row['peak_rss_mb']:6.0f} MB  load {row['load_average_1min_at_start']:.1f}",
         flush=True,
     )
     return row
@@ -348,20 +362,10 @@ def evaluate_pipeline(
     args += ["--depths", "200"]
     if case.get("items"):
         args += ["--items", str(case["items"])]
-    load = os.getloadavg()[0]
-    started = time.perf_counter()
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD.format(bench=str(REPO / "benchmarks"), args=args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "RECGRAPH_PROGRESS": "0"},
-    )
-    wall = time.perf_counter() - started
-    if child.returncode != 0:
-        print(child.stderr[-600:])
-        return {"label": label, "retrievers": retrievers, "error": child.stderr[-800:]}
-    usage = json.loads(child.stdout.split("CHILD")[-1])
-    report = json.loads(out.read_text())
+    run = evaluate_in_child(args, out)
+    if "error" in run:
+        return {"label": label, "retrievers": retrievers, "error": run["error"]}
+    report = run["report"]
     (result,) = report["results"]
     (stages,) = report.get("two_stage", {}).values() or [{}]
     depth = (stages.get("depths") or [{}])[-1]
@@ -376,15 +380,12 @@ def evaluate_pipeline(
         if depth and depth.get("after")
         else None,
         "candidate_recall@200": round(depth["candidate_recall"], 4) if depth else None,
-        "process_cpu_seconds": round(usage["cpu_seconds"], 1),
-        "process_wall_seconds": round(wall, 1),
-        "peak_rss_mb": round(usage["peak_rss_mb"], 1),
-        "load_average_1min_at_start": round(load, 2),
+        **run["usage"],
     }
     print(
         f"  {label:<32} nDCG@20 {row['metrics']['ndcg@20']:.4f}  recall@20 "
         f"{row['metrics']['recall@20']:.4f}  ranker kept {row['ranker_active']}  "
-        f"fit {row['fit_seconds']:7.1f} s  load {load:.1f}",
+        f"fit {row['fit_seconds']:7.1f} s  load {row['load_average_1min_at_start']:.1f}",
         flush=True,
     )
     return row
