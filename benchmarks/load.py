@@ -51,7 +51,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from common import datasets_folder
+from common import datasets_folder, stop_process
 from recgraph.data.imports import import_edges, import_movielens
 from recgraph.data.store import Store
 from recgraph.jobs.train import train_pipeline
@@ -342,11 +342,7 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
             line for line in metrics.splitlines() if line.startswith("recgraph_model_reloads_total")
         ]
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server, timeout=20)
     return {
         "dataset": name,
         "endpoint": case["endpoint"],

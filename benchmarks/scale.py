@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import stop_process
 from imports import heavy_tailed_follows
 from load import free_port, open_loop, start_server, warm_up
 
@@ -182,11 +183,7 @@ def serve(
             memory.update(tree_memory_mb(pids))
         light = asyncio.run(open_loop(url, paths[::-1], LIGHT_RATE, seconds))
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server, timeout=30)
     result.pop("latencies_ms")
     result.pop("versions_seen", None)
     return {
@@ -365,6 +362,17 @@ def run_graph_only(size: int, work: Path) -> dict:
     return out
 
 
+def _against_follows(ax, unit: str, title: str) -> None:
+    """Log-log axes of a figure against the number of follows."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("follows")
+    ax.set_ylabel(unit)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3)
+
+
 def plot(payload: dict, path: Path) -> None:
     import matplotlib
 
@@ -388,13 +396,7 @@ def plot(payload: dict, path: Path) -> None:
     if graphs:
         ax.plot([g["follows"] for g in graphs], [g["build"]["seconds"] for g in graphs], "kD-",
                 label="CSR build (no SQLite)")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("follows")
-    ax.set_ylabel("seconds")
-    ax.set_title("time")
-    ax.legend(fontsize=7)
-    ax.grid(True, alpha=0.3)
+    _against_follows(ax, "seconds", "time")
     ax = axes[1]
     if runs:
         ax.plot(x, [r["import"]["peak_rss_mb"] for r in runs], "o-", label="import peak")
@@ -411,13 +413,7 @@ def plot(payload: dict, path: Path) -> None:
         ax.plot([g["follows"] for g in graphs], [g["peak_rss_mb"] for g in graphs], "kD-",
                 label="CSR build + walks peak")  # fmt: skip
     ax.axhline(16_000, color="red", linestyle="--", linewidth=1, label="16 GB")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("follows")
-    ax.set_ylabel("MB")
-    ax.set_title("memory")
-    ax.legend(fontsize=7)
-    ax.grid(True, alpha=0.3)
+    _against_follows(ax, "MB", "memory")
     ax = axes[2]
     for model in payload["models"]:
         ys = [r["models"].get(model, {}).get("serve", {}).get("p99_ms") for r in runs]
@@ -448,13 +444,7 @@ def plot(payload: dict, path: Path) -> None:
             ax.plot([g["follows"] for g in graphs], [g[model]["cpu_ms_mean"] for g in graphs], "D--",
                     label=f"{model} walk CPU ms (no HTTP)")  # fmt: skip
     ax.axhline(TARGET_P99_MS, color="red", linestyle="--", linewidth=1, label="50 ms target")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("follows")
-    ax.set_ylabel("ms")
-    ax.set_title(f"suggestions at {payload['rate_rps']:.0f} requests/s")
-    ax.legend(fontsize=7)
-    ax.grid(True, alpha=0.3)
+    _against_follows(ax, "ms", f"suggestions at {payload['rate_rps']:.0f} requests/s")
     fig.suptitle(
         f"recgraph at scale (2 cores shared; load average {payload['load_average_at_end'][0]:.1f})"
     )
