@@ -101,7 +101,8 @@ class GraphOverlay:
             if added_src:
                 self._src.append(np.asarray(added_src, np.int64))
                 self._dst.append(np.asarray(added_dst, np.int64))
-                self._trim()
+                if len(self._pairs) > self.max_edges:
+                    self._trim()
                 self._snapshot = None
                 self.version += 1
         return len(added_src)

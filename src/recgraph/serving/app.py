@@ -32,7 +32,7 @@ from recgraph.data.store import Store
 from recgraph.serving.feedback import FeedbackStore, catch_up_overlay
 from recgraph.serving.guards import GuardedRoute, ServiceRoute, bearer, install_error_handlers
 from recgraph.serving.handlers import Service
-from recgraph.serving.loader import LoadedModel, ModelLoader, Periodic
+from recgraph.serving.loader import ModelLoader, Periodic
 from recgraph.serving.metrics import Metrics, MetricsMiddleware
 from recgraph.serving.pages import Pages, mount_static
 from recgraph.serving.registry import ModelRegistry
@@ -151,20 +151,9 @@ ROUTES: tuple[Endpoint, ...] = (
 log = logging.getLogger(__name__)
 
 
-def _catch_up_later(loaded: LoadedModel, feedback: FeedbackStore) -> None:
-    """Walk models of a newly loaded version see the follows stored since its training."""
-
-    def run() -> None:
-        try:
-            catch_up_overlay(loaded.pipeline, feedback.store)
-        except Exception as exc:  # the overlay is a bonus: never take loading down
-            log.warning("cannot catch up follows since training: %s", exc)
-
-    threading.Thread(target=run, name="recgraph-overlay-catch-up", daemon=True).start()
-
-
 class OverlayRefresher:
-    """Every ``seconds``, the follows stored since the last look go into the walks' overlay.
+    """The follows and likes stored since the last look go into the walks' overlay: once when
+    a version is loaded (since its training), then every ``seconds``.
 
     With several server processes a follow POSTed to one reaches only that
     process's overlay at once; the others (and the crawler's writes) are read
@@ -180,18 +169,26 @@ class OverlayRefresher:
         self.periodic = Periodic("recgraph-overlay-refresh", seconds, self._tick_logged)
         self._version: str | None = None
         self._since: int | None = None
+        self._lock = threading.Lock()  # one look at a time
 
     def tick(self) -> int:
-        """One look; returns the edges added."""
-        loaded = self.loader.loaded
-        if loaded is None:
-            return 0
-        if loaded.version != self._version:  # a new version caught up when it was loaded
-            self._version, self._since = loaded.version, None
-        began = int(time.time())
-        added = catch_up_overlay(loaded.pipeline, self.store, since=self._since)
-        self._since = began - self.MARGIN
-        return added
+        """One look; returns the edges added. A new version is read since its training."""
+        with self._lock:
+            loaded = self.loader.loaded
+            if loaded is None:
+                return 0
+            if loaded.version != self._version:
+                self._version, self._since = loaded.version, None
+            began = int(time.time())
+            added = catch_up_overlay(loaded.pipeline, self.store, since=self._since)
+            self._since = began - self.MARGIN
+            return added
+
+    def tick_soon(self) -> None:
+        """One look in a thread of its own (a swap must not wait for a table scan)."""
+        threading.Thread(
+            target=self._tick_logged, name="recgraph-overlay-catch-up", daemon=True
+        ).start()
 
     def _tick_logged(self) -> None:
         try:
@@ -235,8 +232,8 @@ def create_app(
         store or Store(settings.database_url, busy_timeout=settings.busy_timeout)
     )
     service = Service(settings, loader, feedback, metrics)
-    loader.subscribe(on_swap=lambda old, new: _catch_up_later(new, feedback))
     refresher = OverlayRefresher(loader, feedback.store, settings.overlay_refresh_seconds)
+    loader.subscribe(on_swap=lambda old, new: refresher.tick_soon())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

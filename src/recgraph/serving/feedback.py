@@ -323,12 +323,14 @@ def show_to_walks(pipeline: Any, events: Sequence[ItemFeedback | FollowFeedback]
             question, src, dst = "feed", event.user, event.item
         else:
             continue
-        model_of = getattr(pipeline, "questions", {}).get(question)
-        for model in getattr(model_of, "models", {}).values():
-            observe = getattr(model, "observe", None)
-            if observe is not None and model.is_fitted:
-                added += observe([src], [dst])
+        added += sum(model.observe([src], [dst]) for model in _walkers(pipeline, question))
     return added
+
+
+def _walkers(pipeline: Any, question: str) -> list[Any]:
+    """The fitted models of ``question`` that walk an overlay (they have ``observe``)."""
+    models = getattr(getattr(pipeline, "questions", {}).get(question), "models", {})
+    return [m for m in models.values() if getattr(m, "observe", None) and m.is_fitted]
 
 
 def catch_up_overlay(pipeline: Any, store: Store, since: int | None = None) -> int:
@@ -350,8 +352,7 @@ def catch_up_overlay(pipeline: Any, store: Store, since: int | None = None) -> i
     start = max(start, since or start)
     added = 0
     for question, recent in (("who_to_follow", recent_follows), ("feed", recent_likes)):
-        models = getattr(pipeline.questions.get(question), "models", {})
-        walkers = [m for m in models.values() if getattr(m, "observe", None) and m.is_fitted]
+        walkers = _walkers(pipeline, question)
         if not walkers:
             continue
         src, dst = recent(store, start)
