@@ -200,3 +200,20 @@ def test_a_tuned_feed_without_item_knn_keeps_the_file_valid(tuned, tmp_path):
     written = write_pipeline({"feed": result}, tmp_path / "p.toml", load_pipeline_config())
     assert written.similar.retriever is None  # item_knn is gone: co-occurrence answers
     assert load_pipeline_config(tmp_path / "p.toml") == written
+
+
+def test_a_trial_that_differs_only_in_negatives_is_not_a_repeat():
+    from recgraph.jobs.tune.results import Trial
+    from recgraph.jobs.tune.search import _describe, _same
+    from recgraph.pipeline.config import QuestionConfig
+
+    def ranked(negatives: float) -> QuestionConfig:
+        return QuestionConfig(
+            retrievers=[{"name": "popular"}],
+            fallback=[],
+            ranker={"name": "gbdt_ranker", "negatives": negatives},
+        )
+
+    tried = Trial(0, "pipeline", *_describe(ranked(0.3)), value=0.1, seconds=1.0)
+    assert _same(tried, ranked(0.3))
+    assert not _same(tried, ranked(1.0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -60,14 +61,14 @@ class FitCache:
         self._models: OrderedDict[tuple[str, str, str], Retriever] = OrderedDict()
         self._history: dict[str, History] = {}
         self._features: dict[str, CandidateFeatures] = {}
-        self._prints: dict[int, tuple[Interactions, str]] = {}
+        # weak keys: a trial's label slices are not kept alive by their fingerprints
+        self._prints: weakref.WeakKeyDictionary[Interactions, str] = weakref.WeakKeyDictionary()
 
     def _print(self, data: Interactions) -> str:
-        held = self._prints.get(id(data))
-        if held is None or held[0] is not data:
-            held = (data, fingerprint(data))
-            self._prints[id(data)] = held
-        return held[1]
+        held = self._prints.get(data)
+        if held is None:
+            held = self._prints[data] = fingerprint(data)
+        return held
 
     def retriever(self, spec: RetrieverSpec, data: Interactions) -> Retriever:
         key = (self._print(data), spec.name, json.dumps(spec.params, sort_keys=True))

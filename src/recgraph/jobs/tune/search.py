@@ -158,13 +158,7 @@ def tune_question(
         trial = Trial(
             len(trials),
             phase,
-            [
-                s.model_dump(exclude_none=True, exclude_defaults=True) | {"name": s.name}
-                for s in config.retrievers
-            ],
-            None
-            if config.ranker is None
-            else config.ranker.model_dump(include={"name", "depth", "params"}),
+            *_describe(config),
             value,
             time.perf_counter() - began,
             note,
@@ -307,17 +301,23 @@ def tune_question(
     )
 
 
-def _same(trial: Trial, config: QuestionConfig) -> bool:
-    ranker = (
-        None
-        if config.ranker is None
-        else config.ranker.model_dump(include={"name", "depth", "params"})
-    )
+def _describe(config: QuestionConfig) -> tuple[list[dict], dict | None]:
+    """What a trial tried: its retrievers (non-default settings) and its ranker's searched keys."""
     retrievers = [
         s.model_dump(exclude_none=True, exclude_defaults=True) | {"name": s.name}
         for s in config.retrievers
     ]
-    return trial.ranker == ranker and trial.retrievers == retrievers
+    ranker = (
+        None
+        if config.ranker is None
+        else config.ranker.model_dump(include={"name", "depth", "negatives", "params"})
+    )
+    return retrievers, ranker
+
+
+def _same(trial: Trial, config: QuestionConfig) -> bool:
+    """Whether ``config`` is what ``trial`` tried (every searched setting, negatives included)."""
+    return (trial.retrievers, trial.ranker) == _describe(config)
 
 
 # ---------------------------------------------------------------------- a whole pipeline
