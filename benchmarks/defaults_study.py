@@ -186,8 +186,8 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
             {"layers": 2},
             {"refit": True},
             {"validation_fraction": 0.05},
-            # planned, not run in the 2026-12-06 session (machine load 20+):
-            # learning_rate 0.005, batch_size 2048, regularization 1e-3
+            # learning_rate 0.005, batch_size 2048 and regularization 1e-3 were run by
+            # `benchmarks/embeddings.py --validate` (results/embeddings.validation.json)
         )
     ],
 }

@@ -313,7 +313,8 @@ print(json.dumps(out))
 
 
 def generated_chunks(rows: int, seed: int = 0, chunk: int = 5_000_000):
-    """The edges :func:`imports.heavy_tailed_follows` writes, in memory and sorted by source.
+    """Edges drawn as :func:`imports.heavy_tailed_follows` draws them (not the same edges for
+    a seed), in memory and sorted by source.
 
     Returns ``(chunks, n_accounts)``; the chunks are views of one key array
     (8 bytes an edge), so the CSR build streams them as it would the store's.

@@ -221,8 +221,9 @@ def personalised_pagerank(
     """``(len(users), n)`` PPR vectors by power iteration, a block of users at once.
 
     ``x <- restart * e_u + (1 - restart) * x P`` from ``x = e_u``; mass that
-    reaches a node without exits is dropped (a sink), as the PPR retriever's
-    power iteration does. Blocks of users bound the work memory to
+    reaches a node without exits is dropped (a sink; the PPR retriever gives
+    it back to the user instead, so the two differ where sinks are reached;
+    as a feature only the order matters). Blocks of users bound the work memory to
     :data:`PPR_BLOCK` floats (:func:`ppr_pairs` keeps no more than that).
     """
     out = np.zeros((len(users), walk.shape[0]), dtype=np.float32)

@@ -148,13 +148,14 @@ class BPR(FactorRetriever):
                 j = sampler.draw(rng, len(u) * m).reshape(len(u), m)
                 valid = np.ones(j.shape, bool)
                 if cfg.verify_negative_samples and len(pairs):
-                    owner = np.repeat(u, m).reshape(j.shape)
+                    owner = u[:, None]
+                    clash = has_pair(owner * n_items + j)
                     for _retry in range(3):  # a negative the user has is drawn again
-                        clash = has_pair(owner * n_items + j)
                         if not clash.any():
                             break
                         j[clash] = sampler.draw(rng, int(clash.sum()))
-                    valid = ~has_pair(owner * n_items + j)
+                        clash = has_pair(owner * n_items + j)
+                    valid = ~clash
                     keep = valid.any(axis=1)
                     u, i, j, valid = u[keep], i[keep], j[keep], valid[keep]
                 with torch_threads(1):
@@ -203,11 +204,12 @@ class BPR(FactorRetriever):
         )
         self._extend_history(new)
         self.users, self.items = new.users, new.items
+        sampler = NegativeSampler(self._item_counts(), self.config.negative_exponent)
         for user in track(np.unique(new.src), "bpr fold-in"):
-            self.user_factors_[user] = self._fold_in_user(int(user))
+            self.user_factors_[user] = self._fold_in_user(int(user), sampler)
         return self
 
-    def _fold_in_user(self, user: int) -> np.ndarray:
+    def _fold_in_user(self, user: int, sampler: NegativeSampler) -> np.ndarray:
         """Gradient ascent on one user's BPR objective with the item vectors fixed."""
         cfg = self.config
         liked = self.matrix_[user].indices
@@ -216,7 +218,6 @@ class BPR(FactorRetriever):
         if len(liked) == 0:
             return vector
         rng = np.random.default_rng([cfg.seed, user])
-        sampler = NegativeSampler(self._item_counts(), cfg.negative_exponent)
         positives = np.repeat(liked, cfg.fold_in_negatives)
         for _ in range(cfg.fold_in_epochs):
             negatives = sampler.draw(rng, len(positives))

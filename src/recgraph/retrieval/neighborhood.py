@@ -248,7 +248,7 @@ def run_batches(
         work(*spans[0])
         return
     with progress_bar(description, total=total, unit="users") as advance:
-        if n_threads <= 1 or len(spans) <= 1:
+        if n_threads <= 1 or not spans:
             for start, stop in spans:
                 work(start, stop)
                 advance(stop - start)
