@@ -49,7 +49,7 @@ a label slice and one serving later read them the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,10 +174,19 @@ def _l2_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
 
 def _pair_sums(left: sp.csr_matrix, right: sp.csr_matrix, weights: np.ndarray | None = None):
     """``sum_w left[i, w] * right[i, w] * weights[w]`` for every row ``i``."""
+    return _pair_sums_by(left, right, (weights,))[0]
+
+
+def _pair_sums_by(
+    left: sp.csr_matrix, right: sp.csr_matrix, weightings: Sequence[np.ndarray | None]
+) -> list[np.ndarray]:
+    """:func:`_pair_sums` under each weighting (``None``: a plain count), one product for all."""
     both = left.multiply(right)
-    if weights is not None:
-        both = both.multiply(weights[None, :])
-    return np.asarray(both.sum(axis=1), dtype=np.float64).ravel()
+    out = []
+    for weights in weightings:
+        weighted = both if weights is None else both.multiply(weights[None, :])
+        out.append(np.asarray(weighted.sum(axis=1), dtype=np.float64).ravel())
+    return out
 
 
 def _row_max(matrix: sp.spmatrix) -> np.ndarray:
@@ -620,27 +629,33 @@ class CandidateFeatures:
 
     def _accounts(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
         user_out, cand_in = self.out[users], self.inn[items]
-        common = _pair_sums(user_out, cand_in)
+        user_in, cand_out = self.inn[users], self.out[items]
+        common, adamic_adar, resource = _pair_sums_by(
+            user_out, cand_in, (None, self.aa_weight, self.ra_weight)
+        )
         union = self.out_degree[users] + self.in_degree[items] - common
         with np.errstate(invalid="ignore", divide="ignore"):
             jaccard = np.where(union > 0, common / union, 0.0)
         follows_back = np.asarray(self.out[items, users]).ravel().astype(np.float64)
         user_either, cand_either = self.either[users], self.either[items]
+        either = _pair_sums_by(
+            user_either,
+            cand_either,
+            (None, self.aa_weight_undirected, self.ra_weight_undirected),
+        )
         ppr_out, ppr_either, ppr_vs_best = self._ppr(users, items)
         return [
             common,
-            _pair_sums(user_out, cand_in, self.aa_weight),
-            _pair_sums(user_out, cand_in, self.ra_weight),
+            adamic_adar,
+            resource,
             jaccard,
             self.in_degree[items],
             self.out_degree[items],
             follows_back,
-            _pair_sums(user_out, self.out[items]),
-            _pair_sums(self.inn[users], cand_in),
-            _pair_sums(user_either, cand_either),
-            _pair_sums(user_either, cand_either, self.aa_weight_undirected),
-            _pair_sums(user_either, cand_either, self.ra_weight_undirected),
-            _pair_sums(self.out[items], self.inn[users]),
+            _pair_sums(user_out, cand_out),
+            _pair_sums(user_in, cand_in),
+            *either,
+            _pair_sums(cand_out, user_in),
             self.in_degree[users],
             self.out_degree[users],
             ppr_out,
