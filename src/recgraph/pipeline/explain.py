@@ -26,13 +26,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from recgraph.data.interactions import Kind, ValueKind
 from recgraph.pipeline.history import History
 from recgraph.pipeline.names import Names, joined
 from recgraph.pipeline.results import Reason
-from recgraph.ranking.features import CandidateFeatures
+from recgraph.ranking.features import CandidateFeatures, row_entries
 from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.explanation import FROM_HISTORY, Explanation
 
@@ -261,13 +260,22 @@ def _account_reasons(
     external: np.ndarray | None,
     top: int,
 ) -> list[Reason | None]:
-    out_row = features.out[user]
-    followed = out_row.indices
-    follows_back = np.asarray(features.out[ids, np.full(len(ids), user)]).ravel() > 0
-    inn = features.inn[ids]
+    # rows read straight from the CSR arrays: scipy's slicing costs more than the work here
+    out_, inn = features.out, features.inn
+    followed = out_.indices[out_.indptr[user] : out_.indptr[user + 1]]
+    follows_back = np.array(
+        [
+            (out_.indices[out_.indptr[i] : out_.indptr[i + 1]] == user)
+            @ out_.data[out_.indptr[i] : out_.indptr[i + 1]]
+            > 0
+            for i in ids
+        ],
+        dtype=bool,
+    )
     out: list[Reason | None] = []
     for j in range(len(ids)):
-        common = np.intersect1d(inn[j].indices, followed, assume_unique=True)
+        followers = inn.indices[inn.indptr[ids[j]] : inn.indptr[ids[j] + 1]]
+        common = np.intersect1d(followers, followed, assume_unique=True)
         n = len(common)
         if n >= MIN_COMMON:
             via = tuple(str(x) for x in (common if external is None else external[common])[:top])
@@ -291,28 +299,35 @@ def _account_reasons(
     return out
 
 
-def _people_like_you(liked: sp.csr_matrix, user: int) -> np.ndarray:
-    """The ``LIKE_YOU`` users whose likes overlap most with ``user``'s (not the user)."""
-    row = liked[user]
-    if not row.nnz:
+def _people_like_you(features: CandidateFeatures, user: int) -> np.ndarray:
+    """The ``LIKE_YOU`` users whose likes overlap most with ``user``'s (not the user).
+
+    The overlaps are counted from who liked each of the user's items (the
+    liked matrix transposed, kept by ``features``), not by multiplying the
+    whole liked matrix: the same counts, for the users that share an item only.
+    """
+    liked = features.liked
+    row = liked.indices[liked.indptr[user] : liked.indptr[user + 1]]
+    if not len(row):
         return np.zeros(0, dtype=np.int64)
-    overlap = np.asarray((liked @ row.T).todense()).ravel()
-    overlap[user] = 0
-    candidates = np.flatnonzero(overlap > 0)
+    by_item = features.derived("liked_by_item")
+    others = by_item.indices[row_entries(by_item, row)[0]]
+    candidates, counts = np.unique(others, return_counts=True)
+    keep = candidates != user
+    candidates = candidates[keep].astype(np.int64)
+    overlap = counts[keep].astype(np.float32)
     if len(candidates) > LIKE_YOU:
-        top = np.argpartition(-overlap[candidates], LIKE_YOU - 1)[:LIKE_YOU]
+        top = np.argpartition(-overlap, LIKE_YOU - 1)[:LIKE_YOU]
         candidates = candidates[top]
     return np.sort(candidates)
 
 
 def _feed_reasons(features: CandidateFeatures, user: int, ids: np.ndarray) -> list[Reason | None]:
-    liked = features.liked
-    similar = _people_like_you(liked, user)
-    by_similar = (
-        np.asarray(liked[similar][:, ids].sum(axis=0)).ravel()
-        if len(similar)
-        else np.zeros(len(ids))
-    )
+    similar = _people_like_you(features, user)
+    by_item = features.derived("liked_by_item")
+    entries, owner = row_entries(by_item, ids)
+    shared = np.isin(by_item.indices[entries], similar)
+    by_similar = np.bincount(owner[shared], minlength=len(ids))
     week = np.asarray(features.pop_7d, dtype=np.float64)
     top_week = float(week.max(initial=0.0))
     trending = week[ids] >= TRENDING_SHARE * top_week if top_week > 0 else np.zeros(len(ids), bool)

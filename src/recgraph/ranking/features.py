@@ -189,12 +189,137 @@ def _pair_sums_by(
     return out
 
 
-def _row_max(matrix: sp.spmatrix) -> np.ndarray:
-    matrix = sp.csr_matrix(matrix)
-    out = np.zeros(matrix.shape[0], dtype=np.float64)
-    has = np.diff(matrix.indptr) > 0
+def row_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``matrix.data`` of the entries of ``rows`` in turn, and the row number of each."""
+    starts = matrix.indptr[rows].astype(np.int64)
+    lengths = matrix.indptr[rows + 1].astype(np.int64) - starts
+    owner = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
+    shift = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return np.arange(len(owner), dtype=np.int64) + shift, owner
+
+
+#: What :func:`_row_products` pays per entry it reads, in entries scipy's product reads
+#: (a few numpy passes against one merge in C; measured on MovieLens and ego-Facebook).
+READ_COST = 4
+
+
+def _one_user(users: np.ndarray) -> int | None:
+    """The user of every row when there is one (a request), else ``None``."""
+    return int(users[0]) if len(users) and (users == users[0]).all() else None
+
+
+def _row_products(
+    user_side: sp.csr_matrix,
+    user: int,
+    item_side: sp.csr_matrix,
+    items: np.ndarray,
+    transposed: sp.csr_matrix,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``user_side[[user] * m].multiply(item_side[items])`` as CSR arrays ``(indptr, indices, data)``.
+
+    A request ranks one user's few hundred candidates: slicing that user's
+    row once per candidate and multiplying two sparse matrices made most of
+    a request's feature cost. Here the product is read from the other end:
+    for each column of the user's row, the candidates that have it, from
+    ``transposed`` (``item_side.T.tocsr()``): work in the size of the
+    user's neighbourhood, not the candidates'. When both operands are
+    canonical (sorted, no duplicates: scipy then merges rows, keeping the
+    nonzero products in column order) the arrays are scipy's, entry for
+    entry, so every sum or maximum over them is bit-identical.
+
+    ``None`` (the caller takes scipy's product) when that does not hold
+    (scipy's other product orders its entries differently), when a
+    candidate repeats, or when scipy's product would read fewer than
+    :data:`READ_COST` times the entries this reads.
+    """
+    lo, hi = user_side.indptr[user], user_side.indptr[user + 1]
+    cols, values = user_side.indices[lo:hi], user_side.data[lo:hi]
+    if not item_side.has_canonical_format or (len(cols) > 1 and not (np.diff(cols) > 0).all()):
+        return None
+    reads = int((transposed.indptr[cols + 1] - transposed.indptr[cols]).sum())
+    # scipy's product reads the user's row once per candidate, and the candidates' rows
+    merged = len(items) * len(cols) + int(
+        (item_side.indptr[items + 1] - item_side.indptr[items]).sum()
+    )
+    if reads * READ_COST > merged:
+        return None
+    order = np.argsort(items, kind="stable")
+    ranked = items[order]
+    if len(ranked) > 1 and not (np.diff(ranked) > 0).all():
+        return None
+    m = len(items)
+    if not reads or not m:
+        return np.zeros(m + 1, dtype=np.int64), cols[:0], np.zeros(0, values.dtype)
+    pos, owner = row_entries(transposed, cols)
+    candidates = transposed.indices[pos]
+    at = np.minimum(np.searchsorted(ranked, candidates), m - 1)
+    hit = ranked[at] == candidates
+    rows, owner = order[at[hit]], owner[hit]
+    data = np.multiply(values[owner], transposed.data[pos[hit]])
+    kept = data != 0  # scipy's merge keeps no zero product
+    rows, columns, data = rows[kept], cols[owner[kept]].astype(np.int64), data[kept]
+    # the forward product's order: pair by pair, columns ascending
+    sort = np.argsort(rows * np.int64(user_side.shape[1]) + columns)
+    indptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
+    return indptr, columns[sort], data[sort]
+
+
+def _row_sums(indptr: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Per row, the sum of its entries as scipy's CSR ``sum(axis=1)`` adds them (``reduceat``)."""
+    out = np.zeros(len(indptr) - 1, dtype=np.result_type(data.dtype, np.float32))
+    has = np.flatnonzero(np.diff(indptr))
+    if len(has):
+        out[has] = np.add.reduceat(data, indptr[has])
+    return out
+
+
+def _reduce_rows(indptr: np.ndarray, data: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
+    """Per row, ``ufunc`` over its entries (0 for an empty row), in float64."""
+    out = np.zeros(len(indptr) - 1, dtype=np.float64)
+    has = np.diff(indptr) > 0
     if has.any():
-        out[has] = np.maximum.reduceat(matrix.data, matrix.indptr[:-1][has])
+        out[has] = ufunc.reduceat(data, indptr[:-1][has])
+    return out
+
+
+def _pair_sums_rows(
+    user_side: sp.csr_matrix,
+    users: np.ndarray,
+    item_side: sp.csr_matrix,
+    items: np.ndarray,
+    weightings: Sequence[np.ndarray | None] = (None,),
+    *,
+    transposed: sp.csr_matrix | None = None,
+    user_left: bool = True,
+) -> list[np.ndarray]:
+    """:func:`_pair_sums_by` of ``user_side[users]`` and ``item_side[items]``, bit for bit.
+
+    On a request's rows (one user), given ``transposed`` (``item_side.T.tocsr()``),
+    by :func:`_row_products`: an unweighted sum by :func:`_row_sums`, a
+    weighted one adding its float64 terms in order from 0, as scipy's sum
+    of the weighted (COO) product does. Otherwise :func:`_pair_sums_by`
+    itself, the user's rows on the left unless ``user_left`` is false (the
+    order of the operands orders the terms of scipy's other product).
+    """
+    user = _one_user(users)
+    part = None
+    if user is not None and transposed is not None:
+        part = _row_products(user_side, user, item_side, items, transposed)
+    if part is None:
+        left, right = user_side[users], item_side[items]
+        return _pair_sums_by(*((left, right) if user_left else (right, left)), weightings)
+    indptr, indices, data = part
+    out = []
+    for weights in weightings:
+        if weights is None:
+            out.append(_row_sums(indptr, data).astype(np.float64))
+            continue
+        terms = np.multiply(data, weights[indices])
+        if terms.dtype != np.float64:
+            raise TypeError("weighted pair sums are summed in float64: give float64 weights")
+        rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        out.append(np.bincount(rows, weights=terms, minlength=len(indptr) - 1))
     return out
 
 
@@ -206,10 +331,21 @@ def _transition(adjacency: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(inverse.astype(np.float32)) @ adjacency, dtype=np.float32)
 
 
-def _ppr_blocks(walk: sp.csr_matrix, users: np.ndarray, restart: float, iterations: int):
-    """``(start, x)`` per block of users: ``x`` is ``(n, block)``, column ``j`` user ``start + j``'s vector."""
+def _ppr_blocks(
+    walk: sp.csr_matrix,
+    users: np.ndarray,
+    restart: float,
+    iterations: int,
+    step: sp.csr_matrix | None = None,
+):
+    """``(start, x)`` per block of users: ``x`` is ``(n, block)``, column ``j`` user ``start + j``'s vector.
+
+    ``step`` is ``walk.T.tocsr()`` when the caller keeps it (it costs more than a
+    request's walk to build).
+    """
     n = walk.shape[0]
-    step = walk.T.tocsr()  # x P computed as P^T x^T
+    if step is None:
+        step = walk.T.tocsr()  # x P computed as P^T x^T
     block = max(1, PPR_BLOCK // max(n, 1))
     for start in range(0, len(users), block):
         chunk = users[start : start + block]
@@ -248,26 +384,27 @@ def ppr_pairs(
     tied: sp.csr_matrix | None = None,
     restart: float = PPR_RESTART,
     iterations: int = PPR_ITERATIONS,
+    step: sp.csr_matrix | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """PPR of each ``(users[i], items[i])`` pair, and each row's user's best score.
 
     The best is over accounts other than the user and those of ``tied``'s
     row (the accounts the user is tied to already). Only a block of vectors
-    is held at a time.
+    is held at a time. ``step``: ``walk.T.tocsr()``, when the caller keeps it.
     """
     unique, row = np.unique(users, return_inverse=True)
     values = np.zeros(len(users), dtype=np.float64)
     best = np.zeros(len(unique), dtype=np.float64)
     order = np.argsort(row, kind="stable")
     bounds = np.searchsorted(row[order], np.arange(len(unique) + 1))
-    for start, x in _ppr_blocks(walk, unique, restart, iterations):
+    for start, x in _ppr_blocks(walk, unique, restart, iterations, step):
         stop = start + x.shape[1]
         rows = order[bounds[start] : bounds[stop]]
         values[rows] = x[items[rows], row[rows] - start]
         x[unique[start:stop], np.arange(stop - start)] = 0.0
         if tied is not None:
-            part = tied[unique[start:stop]]
-            x[part.indices, np.repeat(np.arange(stop - start), np.diff(part.indptr))] = 0.0
+            pos, owner = row_entries(tied, unique[start:stop])
+            x[tied.indices[pos], owner] = 0.0
         best[start:stop] = x.max(axis=0)
     return values, best[row]
 
@@ -430,14 +567,40 @@ class CandidateFeatures:
         """The ``ppr_*`` features' walk matrices (along follows, either way), built once."""
         if self.out.shape[0] > PPR_MAX_NODES:
             return None
-        walks = getattr(self, "_walk_cache", None)
-        if walks is None:
-            either = _transition(self.either)
-            # on a friendship graph (or one where every follow is mutual) one walk is both
-            along = either if self.either.nnz == self.out.nnz else _transition(self.out)
-            walks = (along, either)
-            self._walk_cache = walks
-        return walks
+        return self.derived("walks")
+
+    def derived(self, name: str):
+        """What follows from the saved arrays and every request reads, built on first use.
+
+        ``walks`` and ``steps`` (the ``ppr_*`` walk matrices and their
+        transposes), ``user_weeks_binary``, ``top_week`` (the largest entry
+        of ``item_weeks``, at least 1), ``liked_by_item`` and
+        ``neighbours_by_item`` (``liked`` and ``neighbours`` transposed).
+        Not saved; concurrent first uses build the same value.
+        """
+        cache = self.__dict__.setdefault("_derived", {})
+        if name not in cache:
+            if name == "walks":
+                either = _transition(self.either)
+                # on a friendship graph (or one where every follow is mutual) one walk is both
+                along = either if self.either.nnz == self.out.nnz else _transition(self.out)
+                value = (along, either)
+            elif name == "steps":
+                along, either = self.derived("walks")
+                step = either.T.tocsr()
+                value = (step if along is either else along.T.tocsr(), step)
+            elif name == "user_weeks_binary":
+                value = _binary(self.user_weeks.copy())  # _binary works in place
+            elif name == "top_week":
+                value = max(float(self.item_weeks.max()) if self.item_weeks.nnz else 0.0, 1.0)
+            elif name == "liked_by_item":
+                value = self.liked.T.tocsr()
+            elif name == "neighbours_by_item":
+                value = self.neighbours.T.tocsr()
+            else:
+                raise KeyError(name)
+            cache[name] = value
+        return cache[name]
 
     def save(self, path) -> None:
         """Every array and matrix as npz (no pickle)."""
@@ -581,13 +744,17 @@ class CandidateFeatures:
                 norm = np.where(np.abs(best) > 0, scores / np.abs(best), np.nan)
             proposed = view.ranks > 0
             columns += [norm, np.where(proposed, view.ranks, depth + 1), proposed]
-        user_weeks, item_weeks = self.user_weeks[users], self.item_weeks[items]
-        in_user_weeks = _pair_sums(_binary(user_weeks), item_weeks)
-        top_week = max(float(self.item_weeks.max()) if self.item_weeks.nnz else 0.0, 1.0)
+        (in_user_weeks,) = _pair_sums_rows(
+            self.derived("user_weeks_binary"), users, self.item_weeks, items
+        )
+        # ``time_affinity`` has always read these same sums: the ranker was trained on code
+        # that set the user's week rows to ones in place (``_binary`` on a slice sharing its
+        # arrays) before summing them against the candidate's weeks. Kept so, bit for bit.
+        time_affinity = in_user_weeks
         pop = self.pop[items]
         columns += [
-            _pair_sums(user_weeks, item_weeks),
-            in_user_weeks / top_week,
+            time_affinity,
+            in_user_weeks / self.derived("top_week"),
             pop,
             self.pop_7d[items],
             self.pop_30d[items],
@@ -609,40 +776,44 @@ class CandidateFeatures:
         return np.stack(columns, axis=1).astype(np.float32)
 
     def _items(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
-        similar = self.neighbours[items]
+        user = _one_user(users)
+        similar = None
         out = []
         for history in (self.liked, self.recent, self.last):
-            rows = history[users]
-            both = similar.multiply(rows).tocsr()
-            size = np.maximum(np.diff(rows.indptr), 1)
-            out += [_row_max(both), np.asarray(both.sum(axis=1)).ravel() / size]
+            part = None
+            if user is not None:
+                by_item = self.derived("neighbours_by_item")
+                part = _row_products(history, user, self.neighbours, items, by_item)
+            if part is None:
+                similar = self.neighbours[items] if similar is None else similar
+                both = similar.multiply(history[users]).tocsr()
+                part = (both.indptr, both.indices, both.data)
+            indptr, _, data = part
+            size = np.maximum(np.diff(history.indptr)[users], 1)
+            out += [_reduce_rows(indptr, data, np.maximum), _row_sums(indptr, data) / size]
         out += [self.pop_windows[items, j] for j in range(self.pop_windows.shape[1])]
         out.append(self.pop_trend[items])
-        genres = self.item_genres[items]
+        genres = self.item_genres
         out += [
-            _pair_sums(genres, self.user_genres[users]),
-            _pair_sums(genres, self.recent_genres[users]),
+            *_pair_sums_rows(self.user_genres, users, genres, items, user_left=False),
+            *_pair_sums_rows(self.recent_genres, users, genres, items, user_left=False),
         ]
         year = self.year[items]
         out += [self.end_year - year, year - self.user_year[users]]
         return out
 
     def _accounts(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
-        user_out, cand_in = self.out[users], self.inn[items]
-        user_in, cand_out = self.inn[users], self.out[items]
-        common, adamic_adar, resource = _pair_sums_by(
-            user_out, cand_in, (None, self.aa_weight, self.ra_weight)
+        # a matrix's transpose is the other matrix, except either way's, which is itself
+        out, inn, either = self.out, self.inn, self.either
+        common, adamic_adar, resource = _pair_sums_rows(
+            out, users, inn, items, (None, self.aa_weight, self.ra_weight), transposed=out
         )
         union = self.out_degree[users] + self.in_degree[items] - common
         with np.errstate(invalid="ignore", divide="ignore"):
             jaccard = np.where(union > 0, common / union, 0.0)
-        follows_back = np.asarray(self.out[items, users]).ravel().astype(np.float64)
-        user_either, cand_either = self.either[users], self.either[items]
-        either = _pair_sums_by(
-            user_either,
-            cand_either,
-            (None, self.aa_weight_undirected, self.ra_weight_undirected),
-        )
+        follows_back = self._follows_back(users, items)
+        weights = (None, self.aa_weight_undirected, self.ra_weight_undirected)
+        either_sums = _pair_sums_rows(either, users, either, items, weights, transposed=either)
         ppr_out, ppr_either, ppr_vs_best = self._ppr(users, items)
         return [
             common,
@@ -652,16 +823,34 @@ class CandidateFeatures:
             self.in_degree[items],
             self.out_degree[items],
             follows_back,
-            _pair_sums(user_out, cand_out),
-            _pair_sums(user_in, cand_in),
-            *either,
-            _pair_sums(cand_out, user_in),
+            *_pair_sums_rows(out, users, out, items, transposed=inn),
+            *_pair_sums_rows(inn, users, inn, items, transposed=out),
+            *either_sums,
+            *_pair_sums_rows(inn, users, out, items, transposed=inn, user_left=False),
             self.in_degree[users],
             self.out_degree[users],
             ppr_out,
             ppr_either,
             ppr_vs_best,
         ]
+
+    def _follows_back(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Whether each candidate follows its user: ``out[items, users]`` as float64.
+
+        For a request (one user), read in the user's row of ``inn`` (the
+        transpose of ``out``, the same stored values).
+        """
+        user = _one_user(users)
+        if user is None or not self.out.has_canonical_format:
+            return np.asarray(self.out[items, users]).ravel().astype(np.float64)
+        lo, hi = self.inn.indptr[user], self.inn.indptr[user + 1]
+        followers, values = self.inn.indices[lo:hi], self.inn.data[lo:hi]
+        out = np.zeros(len(items), dtype=np.float64)
+        if len(followers):
+            at = np.minimum(np.searchsorted(followers, items), len(followers) - 1)
+            hit = followers[at] == items
+            out[hit] = values[at[hit]]
+        return out
 
     def _ppr(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, ...]:
         """PPR of each pair along follows and either way, and the latter over the user's best.
@@ -674,11 +863,12 @@ class CandidateFeatures:
             missing = np.full(len(users), np.nan)
             return missing, missing, missing
         along, either = walks
-        ppr_either, best = ppr_pairs(either, users, items, tied=self.either)
+        step_along, step_either = self.derived("steps")
+        ppr_either, best = ppr_pairs(either, users, items, tied=self.either, step=step_either)
         if along is either:  # friendships: one walk
             ppr_out = ppr_either
         else:
-            ppr_out = ppr_pairs(along, users, items)[0]
+            ppr_out = ppr_pairs(along, users, items, step=step_along)[0]
         with np.errstate(invalid="ignore", divide="ignore"):
             vs_best = np.where(best > 0, ppr_either / best, 0.0)
         return ppr_out, ppr_either, vs_best

@@ -1,0 +1,69 @@
+"""The ranked reasons read the graph straight from its arrays: the same people, counts and ties."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recgraph.data.interactions import Interactions
+from recgraph.pipeline.explain import LIKE_YOU, _account_reasons, _feed_reasons, _people_like_you
+from recgraph.pipeline.names import Names
+from recgraph.ranking.features import CandidateFeatures
+
+
+def liked_overlap_reference(liked, user: int) -> np.ndarray:
+    """ "People like you" as first written: the whole liked matrix times the user's row."""
+    row = liked[user]
+    if not row.nnz:
+        return np.zeros(0, dtype=np.int64)
+    overlap = np.asarray((liked @ row.T).todense()).ravel()
+    overlap[user] = 0
+    candidates = np.flatnonzero(overlap > 0)
+    if len(candidates) > LIKE_YOU:
+        top = np.argpartition(-overlap[candidates], LIKE_YOU - 1)[:LIKE_YOU]
+        candidates = candidates[top]
+    return np.sort(candidates)
+
+
+def test_people_like_you_and_their_counts_are_the_whole_matrix_products():
+    rng = np.random.default_rng(0)
+    src, dst = np.nonzero(rng.random((120, 80)) < rng.random(80)[None, :] * 0.4)
+    data = Interactions.from_indices(src, dst, n_users=120, n_items=80)
+    features = CandidateFeatures(data)
+    liked = features.liked
+    crowded = 0
+    for user in range(120):
+        similar = _people_like_you(features, user)
+        np.testing.assert_array_equal(similar, liked_overlap_reference(liked, user))
+        crowded += len(similar) == LIKE_YOU
+        ids = rng.choice(80, size=12, replace=False)
+        counts = np.asarray(liked[similar][:, ids].sum(axis=0)).ravel() if len(similar) else 0
+        said = _feed_reasons(features, user, ids)
+        for j, reason in enumerate(said):
+            n = int(np.atleast_1d(counts)[j]) if len(similar) else 0
+            if reason is not None and reason.text.startswith("liked by"):
+                assert reason.text == f"liked by {n} people with tastes like yours"
+            if n >= 3:
+                assert reason is not None and reason.code == "similar_users"
+    assert crowded > 10  # the top-LIKE_YOU cut (ties and all) was exercised
+
+
+def test_account_reasons_count_followees_and_follow_backs_as_the_matrices_say():
+    rng = np.random.default_rng(1)
+    src, dst = np.nonzero(rng.random((50, 50)) < 0.15)
+    keep = src != dst
+    graph = Interactions.from_indices(src[keep], dst[keep], n_users=50, one_sided=True)
+    features = CandidateFeatures(graph)
+    out = features.out.toarray() > 0
+    for user in range(50):
+        ids = rng.choice(50, size=10, replace=False)
+        said = _account_reasons(features, user, ids, Names(), None, 2)
+        for j, reason in zip(ids, said, strict=True):
+            common = int((out[:, j] & out[user]).sum())
+            back = bool(out[j, user])
+            if common >= 2:
+                assert reason.text.startswith(f"followed by {common} ")
+                assert reason.text.endswith("; follows you") == back
+            elif back:
+                assert reason.code == "follows_you"
+            else:
+                assert reason is None
