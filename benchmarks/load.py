@@ -26,7 +26,9 @@ the model and polls the registry on its own). Bounded: ``--rate`` requests/s for
 = 3,000 requests a phase), a 10 s timeout per request, and the server is
 stopped at the end. Latency is measured from the moment a request was due
 to its response. Target on a 2-core machine: p99 < 20 ms at 200 requests/s,
-zero errors, reload included.
+zero errors, reload included. Beside it, the CPU milliseconds a request
+costs in process (``recommend``, and ``answer`` with its reasons), which a
+loaded machine does not distort as it does wall-clock latency.
 
 Prints a table and saves ``benchmarks/results/load.json`` and ``load.png``.
 Run: ``python benchmarks/load.py`` (needs ../shared/datasets or ``RECGRAPH_DATASETS``).
@@ -117,19 +119,25 @@ CASES += [
 ]
 
 
-def request_cpu(question, users: list[str], n: int = 200) -> dict:
+def request_cpu(question, users: list[str], n: int = 200, reasons: bool = False) -> dict:
     """CPU milliseconds of one user's ``recommend`` in this process (no HTTP), p50/p99.
+
+    With ``reasons``: of ``answer``, what the service computes for a request
+    (the results with their reasons), HTTP aside.
 
     CPU time, not wall time: on a machine shared with other jobs it says what
     a request costs, which wall-clock latency under load cannot.
     """
-    index = [question.user_index(u) for u in users[:n]]
-    for user in index[:10]:
-        question.recommend([user], 10)
+    if reasons:
+        ask = [lambda u=u: question.answer(u, 10) for u in users[:n]]
+    else:
+        ask = [lambda i=question.user_index(u): question.recommend([i], 10) for u in users[:n]]
+    for call in ask[:10]:
+        call()
     times = []
-    for user in index:
+    for call in ask:
         start = time.process_time()
-        question.recommend([user], 10)
+        call()
         times.append(1000 * (time.process_time() - start))
     return {
         "p50": round(float(np.percentile(times, 50)), 2),
@@ -306,11 +314,15 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
     users = [str(u) for u in rng.choice(question.users.ids, size=2000)]
     pool = pool_sizes(question, users)
     cpu = request_cpu(question, users)
+    answer_cpu = request_cpu(question, users, reasons=True)
     users = [f"unknown-{i}" if rng.random() < UNKNOWN_SHARE else u for i, u in enumerate(users)]
     paths = [case["path"].format(user=u) for u in users]
     print(
         f"{name}: imported in {imported:.1f}s, trained in {trained.fit_seconds:.1f}s "
-        f"({len(question.users):,} users x {len(question.items or []):,} targets)",
+        f"({len(question.users):,} users x {len(question.items or []):,} targets); "
+        f"CPU ms per request in process: recommend p50 {cpu['p50']} p99 {cpu['p99']}, "
+        f"with reasons p50 {answer_cpu['p50']} p99 {answer_cpu['p99']}; "
+        f"load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     port = free_port()
@@ -354,6 +366,7 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
         "ranker": question.config.ranker.model_dump(mode="json") if question.ranked else None,
         "candidates_ranked_per_request": pool,
         "request_cpu_ms_in_process": cpu,
+        "answer_cpu_ms_in_process": answer_cpu,
         "fit_seconds": round(trained.fit_seconds, 1),
         "phases": phases,
     }
