@@ -16,10 +16,12 @@ Python loop per pair):
 - the user: how active (targets had), how recently (days since their last
   interaction), and how popular what they usually take is, against this
   candidate's popularity ("people like you");
-- time together: how much the candidate's audience was active in the same
-  weeks as the user (cosine of the two week histograms) and how many took the
-  candidate in the user's own weeks, which no retriever that ignores time
-  can see (people take what is new and talked about while they are active);
+- time together: how many took the candidate in the user's own weeks (the
+  candidate's normalised week histogram summed over the weeks the user was
+  active), which no retriever that ignores time can see (people take what is
+  new and talked about while they are active). ``time_affinity`` was meant as
+  the cosine of the two week histograms but has always read these same sums
+  (see :meth:`CandidateFeatures.matrix`), and trained rankers learnt it so;
 - on a feed: how like the user's history the candidate is (the largest and
   the mean cosine similarity to what they liked, to their 10 most recent
   likes and to their 3 latest), on the item-item cosine of who had each item;
