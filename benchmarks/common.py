@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +32,26 @@ def run_cli(args: list[str]) -> str:
     if status != 0:
         sys.exit(f"recgraph {' '.join(args)} exited with {status}")
     return out.getvalue()
+
+
+def evaluate_models(
+    train: Path,
+    test: Path,
+    kind: str,
+    models: list[str],
+    params: list[str],
+    report_path: Path,
+    ks: tuple[int, ...],
+) -> dict:
+    """``recgraph evaluate`` of ``models`` (with ``--param`` overrides) on split files; its JSON report."""
+    args = ["evaluate", "--train", str(train), "--test", str(test), "--kind", kind]
+    for model in models:
+        args += ["--model", model]
+    for param in params:
+        args += ["--param", param]
+    args += ["--k", ",".join(map(str, ks)), "--json", str(report_path)]
+    run_cli(args)
+    return json.loads(report_path.read_text())
 
 
 def movielens_items_file(folder: Path, path: Path) -> Path:

@@ -49,7 +49,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common import datasets_folder, plot_metric_curves, print_quality_table, run_cli
+from common import (
+    datasets_folder,
+    evaluate_models,
+    plot_metric_curves,
+    print_quality_table,
+    run_cli,
+)
 from recgraph.data.interactions import Interactions
 from recgraph.data.readers import read_edge_list
 
@@ -118,19 +124,6 @@ def make_files(case: dict, folder: Path, work: Path) -> dict[str, Path]:
     return files
 
 
-def evaluate_run(
-    train: Path, test: Path, kind: str, models: list[str], params: list[str], report_path: Path
-) -> dict:
-    args = ["evaluate", "--train", str(train), "--test", str(test), "--kind", kind]
-    for model in models:
-        args += ["--model", model]
-    for param in params:
-        args += ["--param", param]
-    args += ["--k", ",".join(map(str, KS)), "--json", str(report_path)]
-    run_cli(args)
-    return json.loads(report_path.read_text())
-
-
 def quality(case: dict, folder: Path, work: Path) -> dict:
     files = make_files(case, folder, work)
     rows: dict[str, dict] = {}
@@ -142,8 +135,8 @@ def quality(case: dict, folder: Path, work: Path) -> dict:
             continue
         start = time.perf_counter()
         report_path = work / f"{case['name']}-run{number}.json"
-        report = evaluate_run(
-            files[train_tag], files["test"], case["kind"], models, params, report_path
+        report = evaluate_models(
+            files[train_tag], files["test"], case["kind"], models, params, report_path, KS
         )
         print(f"  [{case['name']}] {label}: {time.perf_counter() - start:.1f} s", flush=True)
         info.setdefault(f"train_rows[{train_tag}]", report["n_train_rows"])

@@ -63,7 +63,13 @@ import numpy as np
 import scipy
 import scipy.sparse as sp
 
-from common import datasets_folder, plot_metric_curves, print_quality_table, run_cli
+from common import (
+    datasets_folder,
+    evaluate_models,
+    plot_metric_curves,
+    print_quality_table,
+    run_cli,
+)
 from recgraph.data.interactions import Interactions
 from recgraph.data.readers import read_edge_list
 from recgraph.retrieval import create_retriever
@@ -135,15 +141,7 @@ def best_of(repeats: int, job) -> tuple[float, float]:
 def evaluate_files(
     train: Path, test: Path, kind: str, models: list[str], params: list[str], work: Path, tag: str
 ) -> dict:
-    report_path = work / f"{tag}.json"
-    args = ["evaluate", "--train", str(train), "--test", str(test), "--kind", kind]
-    for model in models:
-        args += ["--model", model]
-    for param in params:
-        args += ["--param", param]
-    args += ["--k", ",".join(map(str, KS)), "--json", str(report_path)]
-    run_cli(args)
-    return json.loads(report_path.read_text())
+    return evaluate_models(train, test, kind, models, params, work / f"{tag}.json", KS)
 
 
 def quality(case: dict, folder: Path, work: Path) -> dict:

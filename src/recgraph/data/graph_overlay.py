@@ -23,6 +23,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from recgraph.data import schema
+from recgraph.data.sorted_keys import find_sorted
 
 #: Edges an overlay keeps at most; past it the oldest are dropped (train again to keep them).
 DEFAULT_MAX_EDGES = 1_000_000
@@ -46,15 +47,13 @@ class _Side:
     def degrees(self, nodes: np.ndarray) -> np.ndarray:
         if not len(self.nodes):
             return np.zeros(len(nodes), dtype=np.int64)
-        at = np.minimum(np.searchsorted(self.nodes, nodes), len(self.nodes) - 1)
-        hit = self.nodes[at] == nodes
+        at, hit = find_sorted(self.nodes, nodes)
         return np.where(hit, self.indptr[at + 1] - self.indptr[at], 0)
 
     def gather(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not len(self.nodes) or not len(nodes):
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        at = np.minimum(np.searchsorted(self.nodes, nodes), len(self.nodes) - 1)
-        hit = self.nodes[at] == nodes
+        at, hit = find_sorted(self.nodes, nodes)
         lengths = np.where(hit, self.indptr[at + 1] - self.indptr[at], 0)
         owner = np.repeat(np.arange(len(nodes)), lengths)
         within = np.arange(len(owner)) - np.repeat(np.cumsum(lengths) - lengths, lengths)

@@ -30,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from recgraph.data.sorted_keys import in_sorted
+
 #: Per-user metrics, in report order; ``coverage`` is catalogue-wide.
 USER_METRICS = ("recall", "ndcg", "hit", "mrr", "map")
 METRICS = (*USER_METRICS, "coverage")
@@ -58,10 +60,7 @@ def in_rows(recommended: np.ndarray, rows: sp.csr_matrix) -> np.ndarray:
     keys = np.sort(row_of_entry * n_cols + rows.indices.astype(np.int64))
     valid = (recommended >= 0) & (recommended < n_cols)
     query = np.arange(n_rows, dtype=np.int64)[:, None] * n_cols + np.where(valid, recommended, 0)
-    if not len(keys):
-        return np.zeros(recommended.shape, dtype=bool)
-    position = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
-    return valid & (keys[position] == query)
+    return valid & in_sorted(keys, query)
 
 
 def _discounts(k: int) -> np.ndarray:

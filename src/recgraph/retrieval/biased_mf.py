@@ -74,6 +74,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from recgraph.data.interactions import Interactions, Kind, ValueKind
+from recgraph.data.sorted_keys import in_sorted
 from recgraph.progress import progress_bar
 from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.factors import (
@@ -391,8 +392,7 @@ class BiasedMF(Retriever):
         seen = self._seen.tocoo()
         seen_keys = np.sort(seen.row.astype(np.int64) * n_items + seen.col)
         keys = users.astype(np.int64) * n_items + items
-        pos = np.searchsorted(seen_keys, keys)
-        hit = (pos < len(seen_keys)) & (seen_keys[np.minimum(pos, len(seen_keys) - 1)] == keys)
+        hit = in_sorted(seen_keys, keys)
         return users[~hit], items[~hit]
 
     def _train(

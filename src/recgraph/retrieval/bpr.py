@@ -47,6 +47,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
+from recgraph.data.sorted_keys import in_sorted
 from recgraph.progress import progress_bar, track
 from recgraph.retrieval.base import RetrieverConfig
 from recgraph.retrieval.biased_mf import torch_threads
@@ -264,13 +265,7 @@ def _pair_test(pairs: np.ndarray, cells: int) -> Callable[[np.ndarray], np.ndarr
         table = np.zeros(cells, bool)
         table[pairs] = True
         return lambda keys: table[keys]
-    return lambda keys: _has(pairs, keys)
-
-
-def _has(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Which ``keys`` are in ``sorted_keys``."""
-    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    return sorted_keys[at] == keys
+    return lambda keys: in_sorted(pairs, keys)
 
 
 def _sgd_epoch(

@@ -34,6 +34,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
+from recgraph.data.sorted_keys import find_sorted
 from recgraph.retrieval.base import Retriever, ranked_row
 from recgraph.retrieval.explanation import Explanation, history_explanations
 from recgraph.retrieval.factors import (
@@ -102,8 +103,7 @@ def recency_weighted(
     keys, stamp = keys[last], stamp[last].astype(np.float64)
     rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
     wanted = rows * n_items + matrix.indices
-    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-    found = keys[at] == wanted
+    at, found = find_sorted(keys, wanted)
     times = np.where(found, stamp[at], -np.inf)
     user_last = np.full(matrix.shape[0], -np.inf)
     np.maximum.at(user_last, rows, times)

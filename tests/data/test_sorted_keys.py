@@ -1,0 +1,26 @@
+import numpy as np
+
+from recgraph.data.sorted_keys import find_sorted, in_sorted
+
+
+def test_found_keys_point_at_themselves_and_others_are_not_found():
+    sorted_keys = np.array([2, 5, 9], dtype=np.int64)
+    keys = np.array([9, 1, 5, 10, 2, 6])
+    position, found = find_sorted(sorted_keys, keys)
+    assert found.tolist() == [True, False, True, False, True, False]
+    assert sorted_keys[position[found]].tolist() == [9, 5, 2]
+    assert (position >= 0).all() and (position < len(sorted_keys)).all()
+
+
+def test_empty_key_array_finds_nothing_and_keeps_the_query_shape():
+    keys = np.array([[1, 2], [3, 4]])
+    position, found = find_sorted(np.zeros(0, np.int64), keys)
+    assert found.shape == keys.shape and not found.any()
+    assert position.shape == keys.shape
+
+
+def test_in_sorted_matches_numpy_isin():
+    rng = np.random.default_rng(0)
+    sorted_keys = np.unique(rng.integers(0, 1000, 300))
+    keys = rng.integers(-5, 1005, (40, 7))
+    assert (in_sorted(sorted_keys, keys) == np.isin(keys, sorted_keys)).all()
