@@ -59,6 +59,7 @@ import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.item_features import ItemFeatures
+from recgraph.data.sorted_keys import find_sorted
 
 DAY = 86400.0
 #: The most recent likes of a user that the ``recent_*`` features compare with.
@@ -254,8 +255,7 @@ def _row_products(
         return np.zeros(m + 1, dtype=np.int64), cols[:0], np.zeros(0, values.dtype)
     pos, owner = row_entries(transposed, cols)
     candidates = transposed.indices[pos]
-    at = np.minimum(np.searchsorted(ranked, candidates), m - 1)
-    hit = ranked[at] == candidates
+    at, hit = find_sorted(ranked, candidates)
     rows, owner = order[at[hit]], owner[hit]
     data = np.multiply(values[owner], transposed.data[pos[hit]])
     kept = data != 0  # scipy's merge keeps no zero product
@@ -848,10 +848,8 @@ class CandidateFeatures:
         lo, hi = self.inn.indptr[user], self.inn.indptr[user + 1]
         followers, values = self.inn.indices[lo:hi], self.inn.data[lo:hi]
         out = np.zeros(len(items), dtype=np.float64)
-        if len(followers):
-            at = np.minimum(np.searchsorted(followers, items), len(followers) - 1)
-            hit = followers[at] == items
-            out[hit] = values[at[hit]]
+        at, hit = find_sorted(followers, items)
+        out[hit] = values[at[hit]]
         return out
 
     def _ppr(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, ...]:
