@@ -25,8 +25,9 @@ generator's edges streamed into the memory-mapped CSR
 where the store or the training would not fit in time, this says what the
 walks cost at that size.
 
-Saves ``benchmarks/results/scale.json`` and ``scale.png`` (rewritten after
-each step, so a run that is stopped keeps what it measured).
+Saves ``benchmarks/results/scale.json`` and ``scale.png`` (``--out NAME``:
+``NAME.json`` and ``NAME.png``; rewritten after each step, so a run that is
+stopped keeps what it measured).
 Run: ``python benchmarks/scale.py --sizes 1e5,1e6 --graph-sizes 1e8``.
 """
 
@@ -453,11 +454,15 @@ def plot(payload: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+#: Base name of the saved results (``--out``): ``scale`` writes ``scale.json`` and ``scale.png``.
+OUT = {"name": "scale"}
+
+
 def save(payload: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload["load_average_at_end"] = os.getloadavg()
-    (RESULTS / "scale.json").write_text(json.dumps(payload, indent=2) + "\n")
-    plot(payload, RESULTS / "scale.png")
+    (RESULTS / f"{OUT['name']}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    plot(payload, RESULTS / f"{OUT['name']}.png")
 
 
 def store_askers(db: str, n: int = 2000, seed: int = 0) -> list[str]:
@@ -513,18 +518,21 @@ def main() -> None:
         default=None,
         help="SIZE:MODEL:REGISTRY:DB: serve an already trained registry again into scale.json",
     )
+    parser.add_argument(
+        "--out",
+        default="scale",
+        help="base name of the results under benchmarks/results (NAME.json, NAME.png)",
+    )
     args = parser.parse_args()
+    OUT["name"] = args.out
+    saved = RESULTS / f"{args.out}.json"
     if args.reserve:
-        reserve(json.loads((RESULTS / "scale.json").read_text()), args)
+        reserve(json.loads(saved.read_text()), args)
         return
     if args.rate * args.seconds > 20_000 or args.seconds > 60:
         sys.exit("keep it bounded: at most 60 s and 20,000 requests a size and model")
     models = [m for m in args.models.split(",") if m]
-    previous = (
-        json.loads((RESULTS / "scale.json").read_text())
-        if args.merge and (RESULTS / "scale.json").exists()
-        else {}
-    )
+    previous = json.loads(saved.read_text()) if args.merge and saved.exists() else {}
     payload = {
         "benchmark": "scale",
         "rate_rps": args.rate,
@@ -564,7 +572,7 @@ def main() -> None:
             save(payload)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"saved {RESULTS / 'scale.json'} and {RESULTS / 'scale.png'}")
+    print(f"saved {saved} and {saved.with_suffix('.png')}")
 
 
 if __name__ == "__main__":
