@@ -462,7 +462,9 @@ def save(payload: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload["load_average_at_end"] = os.getloadavg()
     (RESULTS / f"{OUT['name']}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    plot(payload, RESULTS / f"{OUT['name']}.png")
+    if any(r["models"] for r in payload["runs"]) or payload["graph_only"]:
+        # (not before a first model is measured: a log axis without data cannot be drawn)
+        plot(payload, RESULTS / f"{OUT['name']}.png")
 
 
 def store_askers(db: str, n: int = 2000, seed: int = 0) -> list[str]:
