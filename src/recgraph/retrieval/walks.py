@@ -188,10 +188,9 @@ class WalkRetriever(Retriever):
             and (self._liked != self._seen).nnz == 0
         ):
             self._liked = None  # the same matrix twice (no dislikes): keep one, 8 bytes an edge
-        if train.one_sided:
-            matrix = simple_adjacency(train)
-        else:
-            matrix = train.positives().csr("binary")
+        matrix = train.positives().csr("binary")
+        if train.one_sided and matrix.diagonal().any():
+            matrix = simple_adjacency(train)  # self-loops dropped (a copy); else the graph's own
         self.graph_ = GraphCSR.from_csr(matrix)
         self._build()
 
