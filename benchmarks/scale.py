@@ -18,6 +18,10 @@ follows per account on average) goes the real way:
    accounts drawn like the followers (active accounts ask more): p50/p99,
    the server's CPU per request and its resident memory.
 
+``--store PATH`` (with one size) trains and serves from a store imported
+before instead of generating and importing one: two code versions measured
+on the same follows.
+
 ``--graph-sizes`` adds the serving graph alone, without SQLite: the same
 generator's edges streamed into the memory-mapped CSR
 (:func:`recgraph.data.graph_csr.build_from_chunks`), then ``ppr`` and
@@ -208,27 +212,15 @@ def run_size(
     work: Path,
     on_step=None,
     workers: int = 1,
+    store: str | None = None,
 ) -> dict:
     folder = work / f"size_{size}"
     folder.mkdir()
-    tsv = folder / "follows.tsv"
-    started = time.perf_counter()
-    rows = heavy_tailed_follows(size, tsv)
-    generated = time.perf_counter() - started
-    db = f"sqlite:///{folder / 'store.db'}"
-    print(f"{rows:,} follows generated in {generated:.1f}s; importing", flush=True)
-    imported = child(_IMPORT_CHILD, str(tsv), db)
-    imported["rows_per_second"] = round(imported["rows"] / imported["seconds"])
-    imported["cpu_us_per_row"] = round(1e6 * imported["cpu_seconds"] / imported["rows"], 2)
-    imported["store_mb"] = folder_mb(folder) - round(tsv.stat().st_size / 1e6, 1)
-    print(
-        f"  import {imported['seconds']:.1f}s ({imported['rows_per_second']:,} rows/s)", flush=True
-    )
-    # requests: accounts drawn like followers (the active ask more), as the ids the TSV holds
-    pairs = np.loadtxt(tsv, dtype=np.int64, max_rows=200_000)
-    rng = np.random.default_rng(0)
-    users = [str(u) for u in rng.choice(pairs[:, 0], size=2000)]
-    tsv.unlink()
+    if store is not None:
+        imported, users = reused_store(store)
+        db = imported["store"]
+    else:
+        imported, users, db = generate_and_import(size, folder)
     out: dict = {"follows": imported["follows"], "accounts": imported["accounts"],
                  "import": imported, "models": {}}  # fmt: skip
     if on_step is not None:
@@ -263,6 +255,46 @@ def run_size(
         if on_step is not None:
             on_step(out)
     return out
+
+
+def generate_and_import(size: int, folder: Path) -> tuple[dict, list[str], str]:
+    """A fresh store of ``size`` generated follows: the import's figures, askers, the store URL."""
+    tsv = folder / "follows.tsv"
+    started = time.perf_counter()
+    rows = heavy_tailed_follows(size, tsv)
+    generated = time.perf_counter() - started
+    db = f"sqlite:///{folder / 'store.db'}"
+    print(f"{rows:,} follows generated in {generated:.1f}s; importing", flush=True)
+    imported = child(_IMPORT_CHILD, str(tsv), db)
+    imported["rows_per_second"] = round(imported["rows"] / imported["seconds"])
+    imported["cpu_us_per_row"] = round(1e6 * imported["cpu_seconds"] / imported["rows"], 2)
+    imported["store_mb"] = folder_mb(folder) - round(tsv.stat().st_size / 1e6, 1)
+    print(
+        f"  import {imported['seconds']:.1f}s ({imported['rows_per_second']:,} rows/s)", flush=True
+    )
+    # requests: accounts drawn like followers (the active ask more), as the ids the TSV holds
+    pairs = np.loadtxt(tsv, dtype=np.int64, max_rows=200_000)
+    rng = np.random.default_rng(0)
+    users = [str(u) for u in rng.choice(pairs[:, 0], size=2000)]
+    tsv.unlink()
+    return imported, users, db
+
+
+def reused_store(store: str) -> tuple[dict, list[str]]:
+    """A store imported before (``--store``): its counts (no import figures) and askers drawn
+    from its first follows (:func:`store_askers`), so two code versions train on one store."""
+    from recgraph.data.store import Store
+
+    db = store if "://" in store else f"sqlite:///{Path(store).resolve()}"
+    opened = Store(db)
+    counts = opened.counts()
+    opened.close()
+    print(
+        f"reusing {db}: {counts['follows']:,} follows, {counts['accounts']:,} accounts", flush=True
+    )
+    imported = {"store": db, "reused": True, "rows": counts["follows"],
+                "follows": counts["follows"], "accounts": counts["accounts"]}  # fmt: skip
+    return imported, store_askers(db)
 
 
 _GRAPH_CHILD = r"""
@@ -387,7 +419,9 @@ def plot(payload: dict, path: Path) -> None:
     x = [r["follows"] for r in runs]
     ax = axes[0]
     if runs:
-        ax.plot(x, [r["import"]["seconds"] for r in runs], "o-", label="import (SQLite)")
+        ax.plot(
+            x, [r["import"].get("seconds", np.nan) for r in runs], "o-", label="import (SQLite)"
+        )
         for model in payload["models"]:
             ys = [r["models"].get(model, {}).get("train", {}).get("seconds") for r in runs]
             ax.plot(x, [y if y is not None else np.nan for y in ys], "s--", label=f"train {model}")
@@ -401,7 +435,9 @@ def plot(payload: dict, path: Path) -> None:
     _against_follows(ax, "seconds", "time")
     ax = axes[1]
     if runs:
-        ax.plot(x, [r["import"]["peak_rss_mb"] for r in runs], "o-", label="import peak")
+        ax.plot(
+            x, [r["import"].get("peak_rss_mb", np.nan) for r in runs], "o-", label="import peak"
+        )
         for model in payload["models"]:
             ys = [r["models"].get(model, {}).get("train", {}).get("peak_rss_mb") for r in runs]
             ax.plot(
@@ -521,6 +557,12 @@ def main() -> None:
         help="SIZE:MODEL:REGISTRY:DB: serve an already trained registry again into scale.json",
     )
     parser.add_argument(
+        "--store",
+        default=None,
+        help="a store imported before (path or URL), used for the one size given instead of "
+        "generating and importing (to compare code versions on the same follows)",
+    )
+    parser.add_argument(
         "--out",
         default="scale",
         help="base name of the results under benchmarks/results (NAME.json, NAME.png)",
@@ -531,6 +573,8 @@ def main() -> None:
     if args.reserve:
         reserve(json.loads(saved.read_text()), args)
         return
+    if args.store and len(args.sizes) != 1:
+        sys.exit("--store is one store: give the one size it holds (--sizes)")
     if args.rate * args.seconds > 20_000 or args.seconds > 60:
         sys.exit("keep it bounded: at most 60 s and 20,000 requests a size and model")
     models = [m for m in args.models.split(",") if m]
@@ -563,7 +607,7 @@ def main() -> None:
                 payload["runs"] = sorted([*kept, out], key=lambda r: r["follows"])
                 save(payload)
 
-            run_size(size, models, args.rate, args.seconds, work, step, args.workers)
+            run_size(size, models, args.rate, args.seconds, work, step, args.workers, args.store)
         for size in args.graph_sizes:
             try:
                 payload["graph_only"].append(run_graph_only(size, work))
