@@ -11,11 +11,12 @@ import shutil
 import numpy as np
 import pytest
 
-from recgraph.data.graph_csr import binary_csr_files, load_binary_csr, same_file
+from recgraph.data.graph_csr import binary_csr_files, same_file
 from recgraph.data.synthetic import generate_social
-from recgraph.files import load_arrays, save_arrays
+from recgraph.files import save_arrays
 from recgraph.pipeline import Pipeline
 from recgraph.pipeline.history import HISTORY_DIR, HISTORY_FILE, History
+from tests.retrieval.test_saved_history import model_to_format_1
 
 WALKS = {
     "who_to_follow": {
@@ -76,28 +77,7 @@ def to_previous_format(folder) -> None:
         save_arrays(path / HISTORY_FILE, arrays)
         shutil.rmtree(path / HISTORY_DIR)
         for key in entry["retrievers"]:
-            model = path / key
-            model_manifest = json.loads((model / "model.json").read_text())
-            model_manifest["format_version"] = 1
-            shape = (model_manifest["n_users"], model_manifest["n_items"])
-            state = load_arrays(model / "state.npz")
-            for name in ("seen", "liked"):
-                files = binary_csr_files(model, name)
-                if files[0].exists():
-                    matrix = load_binary_csr(model, name, shape, mmap=False)
-                    state[f"{name}.indptr"], state[f"{name}.indices"] = (
-                        matrix.indptr,
-                        matrix.indices,
-                    )
-                    for file in files:
-                        file.unlink()
-            for name in ("users", "items"):
-                file = model / f"ids.{name}.npy"
-                if file.exists():
-                    state[f"ids.{name}"] = np.load(file)
-                    file.unlink()
-            save_arrays(model / "state.npz", state)
-            (model / "model.json").write_text(json.dumps(model_manifest))
+            model_to_format_1(path / key)
     (folder / "pipeline.json").write_text(json.dumps(manifest))
 
 
