@@ -153,13 +153,18 @@ def tree_cpu_seconds(pids: list[int]) -> float:
 def tree_memory_mb(pids: list[int]) -> dict:
     """Resident memory of every process and their proportional sum (PSS: a page mapped by
     several workers, such as the memory-mapped graph, counts once in all)."""
-    rss, pss = [], 0.0
+    rss, pss, each = [], 0.0, []
     for pid in pids:
         rss.append(process_memory_mb(pid)["rss_mb"])
+        fields = {}
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                pss += int(line.split()[1]) / 1024
-    return {"rss_mb_each": rss, "pss_mb_total": round(pss, 1)}
+            name, _, value = line.partition(":")
+            if name in ("Pss", "Pss_Anon", "Pss_File"):
+                fields[name.lower()] = round(int(value.split()[0]) / 1024, 1)
+        pss += fields.get("pss", 0.0)
+        each.append(fields)
+    # per process: pss_anon is its own memory, pss_file its share of mapped files and libraries
+    return {"rss_mb_each": rss, "pss_mb_total": round(pss, 1), "pss_mb_each": each}
 
 
 #: A second, light phase: what one request takes when the shared machine is not saturated.
