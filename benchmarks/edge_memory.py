@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -250,6 +251,7 @@ def main() -> None:
         )
         for row in serve["traced_after_load"][:6]:
             print(f"    {row['mb']:8.2f} MB  {row['where']}")
+    shutil.rmtree(work, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"edge_memory{'.' + args.out if args.out else ''}.json"
     (RESULTS / name).write_text(json.dumps(payload, indent=2) + "\n")
