@@ -18,6 +18,10 @@ follows per account on average) goes the real way:
    accounts drawn like the followers (active accounts ask more): p50/p99,
    the server's CPU per request and its resident memory.
 
+``--store PATH`` (with one size) trains and serves from a store imported
+before instead of generating and importing one: two code versions measured
+on the same follows.
+
 ``--graph-sizes`` adds the serving graph alone, without SQLite: the same
 generator's edges streamed into the memory-mapped CSR
 (:func:`recgraph.data.graph_csr.build_from_chunks`), then ``ppr`` and
@@ -25,8 +29,9 @@ generator's edges streamed into the memory-mapped CSR
 where the store or the training would not fit in time, this says what the
 walks cost at that size.
 
-Saves ``benchmarks/results/scale.json`` and ``scale.png`` (rewritten after
-each step, so a run that is stopped keeps what it measured).
+Saves ``benchmarks/results/scale.json`` and ``scale.png`` (``--out NAME``:
+``NAME.json`` and ``NAME.png``; rewritten after each step, so a run that is
+stopped keeps what it measured).
 Run: ``python benchmarks/scale.py --sizes 1e5,1e6 --graph-sizes 1e8``.
 """
 
@@ -148,13 +153,18 @@ def tree_cpu_seconds(pids: list[int]) -> float:
 def tree_memory_mb(pids: list[int]) -> dict:
     """Resident memory of every process and their proportional sum (PSS: a page mapped by
     several workers, such as the memory-mapped graph, counts once in all)."""
-    rss, pss = [], 0.0
+    rss, pss, each = [], 0.0, []
     for pid in pids:
         rss.append(process_memory_mb(pid)["rss_mb"])
+        fields = {}
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                pss += int(line.split()[1]) / 1024
-    return {"rss_mb_each": rss, "pss_mb_total": round(pss, 1)}
+            name, _, value = line.partition(":")
+            if name in ("Pss", "Pss_Anon", "Pss_File"):
+                fields[name.lower()] = round(int(value.split()[0]) / 1024, 1)
+        pss += fields.get("pss", 0.0)
+        each.append(fields)
+    # per process: pss_anon is its own memory, pss_file its share of mapped files and libraries
+    return {"rss_mb_each": rss, "pss_mb_total": round(pss, 1), "pss_mb_each": each}
 
 
 #: A second, light phase: what one request takes when the shared machine is not saturated.
@@ -207,27 +217,15 @@ def run_size(
     work: Path,
     on_step=None,
     workers: int = 1,
+    store: str | None = None,
 ) -> dict:
     folder = work / f"size_{size}"
     folder.mkdir()
-    tsv = folder / "follows.tsv"
-    started = time.perf_counter()
-    rows = heavy_tailed_follows(size, tsv)
-    generated = time.perf_counter() - started
-    db = f"sqlite:///{folder / 'store.db'}"
-    print(f"{rows:,} follows generated in {generated:.1f}s; importing", flush=True)
-    imported = child(_IMPORT_CHILD, str(tsv), db)
-    imported["rows_per_second"] = round(imported["rows"] / imported["seconds"])
-    imported["cpu_us_per_row"] = round(1e6 * imported["cpu_seconds"] / imported["rows"], 2)
-    imported["store_mb"] = folder_mb(folder) - round(tsv.stat().st_size / 1e6, 1)
-    print(
-        f"  import {imported['seconds']:.1f}s ({imported['rows_per_second']:,} rows/s)", flush=True
-    )
-    # requests: accounts drawn like followers (the active ask more), as the ids the TSV holds
-    pairs = np.loadtxt(tsv, dtype=np.int64, max_rows=200_000)
-    rng = np.random.default_rng(0)
-    users = [str(u) for u in rng.choice(pairs[:, 0], size=2000)]
-    tsv.unlink()
+    if store is not None:
+        imported, users = reused_store(store)
+        db = imported["store"]
+    else:
+        imported, users, db = generate_and_import(size, folder)
     out: dict = {"follows": imported["follows"], "accounts": imported["accounts"],
                  "import": imported, "models": {}}  # fmt: skip
     if on_step is not None:
@@ -262,6 +260,46 @@ def run_size(
         if on_step is not None:
             on_step(out)
     return out
+
+
+def generate_and_import(size: int, folder: Path) -> tuple[dict, list[str], str]:
+    """A fresh store of ``size`` generated follows: the import's figures, askers, the store URL."""
+    tsv = folder / "follows.tsv"
+    started = time.perf_counter()
+    rows = heavy_tailed_follows(size, tsv)
+    generated = time.perf_counter() - started
+    db = f"sqlite:///{folder / 'store.db'}"
+    print(f"{rows:,} follows generated in {generated:.1f}s; importing", flush=True)
+    imported = child(_IMPORT_CHILD, str(tsv), db)
+    imported["rows_per_second"] = round(imported["rows"] / imported["seconds"])
+    imported["cpu_us_per_row"] = round(1e6 * imported["cpu_seconds"] / imported["rows"], 2)
+    imported["store_mb"] = folder_mb(folder) - round(tsv.stat().st_size / 1e6, 1)
+    print(
+        f"  import {imported['seconds']:.1f}s ({imported['rows_per_second']:,} rows/s)", flush=True
+    )
+    # requests: accounts drawn like followers (the active ask more), as the ids the TSV holds
+    pairs = np.loadtxt(tsv, dtype=np.int64, max_rows=200_000)
+    rng = np.random.default_rng(0)
+    users = [str(u) for u in rng.choice(pairs[:, 0], size=2000)]
+    tsv.unlink()
+    return imported, users, db
+
+
+def reused_store(store: str) -> tuple[dict, list[str]]:
+    """A store imported before (``--store``): its counts (no import figures) and askers drawn
+    from its first follows (:func:`store_askers`), so two code versions train on one store."""
+    from recgraph.data.store import Store
+
+    db = store if "://" in store else f"sqlite:///{Path(store).resolve()}"
+    opened = Store(db)
+    counts = opened.counts()
+    opened.close()
+    print(
+        f"reusing {db}: {counts['follows']:,} follows, {counts['accounts']:,} accounts", flush=True
+    )
+    imported = {"store": db, "reused": True, "rows": counts["follows"],
+                "follows": counts["follows"], "accounts": counts["accounts"]}  # fmt: skip
+    return imported, store_askers(db)
 
 
 _GRAPH_CHILD = r"""
@@ -386,7 +424,9 @@ def plot(payload: dict, path: Path) -> None:
     x = [r["follows"] for r in runs]
     ax = axes[0]
     if runs:
-        ax.plot(x, [r["import"]["seconds"] for r in runs], "o-", label="import (SQLite)")
+        ax.plot(
+            x, [r["import"].get("seconds", np.nan) for r in runs], "o-", label="import (SQLite)"
+        )
         for model in payload["models"]:
             ys = [r["models"].get(model, {}).get("train", {}).get("seconds") for r in runs]
             ax.plot(x, [y if y is not None else np.nan for y in ys], "s--", label=f"train {model}")
@@ -400,7 +440,9 @@ def plot(payload: dict, path: Path) -> None:
     _against_follows(ax, "seconds", "time")
     ax = axes[1]
     if runs:
-        ax.plot(x, [r["import"]["peak_rss_mb"] for r in runs], "o-", label="import peak")
+        ax.plot(
+            x, [r["import"].get("peak_rss_mb", np.nan) for r in runs], "o-", label="import peak"
+        )
         for model in payload["models"]:
             ys = [r["models"].get(model, {}).get("train", {}).get("peak_rss_mb") for r in runs]
             ax.plot(
@@ -453,11 +495,17 @@ def plot(payload: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+#: Base name of the saved results (``--out``): ``scale`` writes ``scale.json`` and ``scale.png``.
+OUT = {"name": "scale"}
+
+
 def save(payload: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload["load_average_at_end"] = os.getloadavg()
-    (RESULTS / "scale.json").write_text(json.dumps(payload, indent=2) + "\n")
-    plot(payload, RESULTS / "scale.png")
+    (RESULTS / f"{OUT['name']}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    if any(r["models"] for r in payload["runs"]) or payload["graph_only"]:
+        # (not before a first model is measured: a log axis without data cannot be drawn)
+        plot(payload, RESULTS / f"{OUT['name']}.png")
 
 
 def store_askers(db: str, n: int = 2000, seed: int = 0) -> list[str]:
@@ -513,18 +561,29 @@ def main() -> None:
         default=None,
         help="SIZE:MODEL:REGISTRY:DB: serve an already trained registry again into scale.json",
     )
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="a store imported before (path or URL), used for the one size given instead of "
+        "generating and importing (to compare code versions on the same follows)",
+    )
+    parser.add_argument(
+        "--out",
+        default="scale",
+        help="base name of the results under benchmarks/results (NAME.json, NAME.png)",
+    )
     args = parser.parse_args()
+    OUT["name"] = args.out
+    saved = RESULTS / f"{args.out}.json"
     if args.reserve:
-        reserve(json.loads((RESULTS / "scale.json").read_text()), args)
+        reserve(json.loads(saved.read_text()), args)
         return
+    if args.store and len(args.sizes) != 1:
+        sys.exit("--store is one store: give the one size it holds (--sizes)")
     if args.rate * args.seconds > 20_000 or args.seconds > 60:
         sys.exit("keep it bounded: at most 60 s and 20,000 requests a size and model")
     models = [m for m in args.models.split(",") if m]
-    previous = (
-        json.loads((RESULTS / "scale.json").read_text())
-        if args.merge and (RESULTS / "scale.json").exists()
-        else {}
-    )
+    previous = json.loads(saved.read_text()) if args.merge and saved.exists() else {}
     payload = {
         "benchmark": "scale",
         "rate_rps": args.rate,
@@ -553,7 +612,7 @@ def main() -> None:
                 payload["runs"] = sorted([*kept, out], key=lambda r: r["follows"])
                 save(payload)
 
-            run_size(size, models, args.rate, args.seconds, work, step, args.workers)
+            run_size(size, models, args.rate, args.seconds, work, step, args.workers, args.store)
         for size in args.graph_sizes:
             try:
                 payload["graph_only"].append(run_graph_only(size, work))
@@ -564,7 +623,7 @@ def main() -> None:
             save(payload)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"saved {RESULTS / 'scale.json'} and {RESULTS / 'scale.png'}")
+    print(f"saved {saved} and {saved.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

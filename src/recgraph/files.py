@@ -82,12 +82,18 @@ def write_manifest(target: str | os.PathLike, manifest: dict[str, Any]) -> None:
 
 
 def read_manifest(
-    manifest_path: str | os.PathLike, what: str, expected_version: int, hint: str = ""
+    manifest_path: str | os.PathLike,
+    what: str,
+    expected_version: int,
+    hint: str = "",
+    *,
+    also_reads: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """Read a manifest written by :func:`write_manifest` and check its format version.
 
     ``what`` names the saved thing in errors ("model", "index"); ``hint``
-    says how to get a readable one (appended to the version error).
+    says how to get a readable one (appended to the version error);
+    ``also_reads``: earlier versions the reader still understands.
     """
     manifest_path = Path(manifest_path)
     if not manifest_path.exists():
@@ -97,7 +103,7 @@ def read_manifest(
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON: {exc}", path=manifest_path) from None
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
-    if version != expected_version:
+    if version != expected_version and version not in also_reads:
         raise InputError(
             f"format_version {version} is not supported (expected {expected_version}{hint})",
             path=manifest_path,

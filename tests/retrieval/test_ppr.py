@@ -68,7 +68,11 @@ def test_a_user_scores_the_same_alone_or_in_a_batch_with_early_stopping() -> Non
     together = model.score_rows(users)
     for u in (0, 5, 17):
         np.testing.assert_array_equal(model.score_rows([u])[0], together[u])
-    fewer = create_retriever("ppr", {"method": "power", "tol": 0, "iterations": 3}).fit(graph).score_rows(users)
+    fewer = (
+        create_retriever("ppr", {"method": "power", "tol": 0, "iterations": 3})
+        .fit(graph)
+        .score_rows(users)
+    )
     assert np.abs(fewer - together).max() > 1e-3, "iterations are honoured"
 
 
@@ -128,7 +132,9 @@ def test_hub_cap_thins_the_walk_and_is_exact_above_the_max_degree() -> None:
     capped = create_retriever("ppr", {"method": "power", "hub_cap": 5}).fit(graph)
     assert capped.transition_[7].nnz == 5 and exact.transition_[7].nnz == 59
     assert capped.transition_[7].sum() == pytest.approx(1.0)
-    skipped = create_retriever("ppr", {"method": "power", "hub_cap": 5, "hub_policy": "skip"}).fit(graph)
+    skipped = create_retriever("ppr", {"method": "power", "hub_cap": 5, "hub_policy": "skip"}).fit(
+        graph
+    )
     assert skipped.transition_[7].nnz == 0 and skipped.dangling_[7]
 
 
@@ -194,3 +200,22 @@ def test_pushed_scores_are_the_rankers_feature() -> None:
     got = model.score_pairs(np.repeat([1, 2], 4), ids.ravel())
     np.testing.assert_allclose(got, scores.ravel(), rtol=1e-6)
     assert model.score_pairs([1], [1]).dtype == np.float32
+
+
+def test_push_scratch_arrays_are_as_many_as_pushes_at_once_not_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = create_retriever("ppr").fit(with_dangling_nodes())
+    users = np.arange(model.n_users)
+    alone = [model.push(int(u)) for u in users]
+    assert len(model._scratch_free) == 1  # one push at a time: one array, reused
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for u in users:  # a new thread may answer each request, one at a time
+            pool.submit(model.push, int(u)).result()
+        assert len(model._scratch_free) == 1
+        together = list(pool.map(lambda u: model.push(int(u)), users))
+    assert 1 <= len(model._scratch_free) <= 8
+    for a, b in zip(alone, together, strict=True):  # every array was zeroed after use
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert not any(s.any() for s in model._scratch_free)

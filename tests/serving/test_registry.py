@@ -92,7 +92,17 @@ def test_manifest_holds_what_and_from_which_data(registry, model, train):
     assert data["time_range"]["end"] == 1_700_000_000 + 3600 * 48
     assert data["time_range"]["start_utc"] == "2023-11-14T22:13:20Z"
     assert data["content_hash"] == content_hash(train)
-    assert set(manifest["files"]) == {"model/model.json", "model/state.npz"}
+    # what the users had (the dislike makes liked differ from seen) and the id maps: .npy
+    history = {
+        f"model/{m}.{part}.npy" for m in ("seen", "liked") for part in ("indptr", "indices", "data")
+    }
+    assert set(manifest["files"]) == {
+        "model/model.json",
+        "model/state.npz",
+        "model/ids.users.npy",
+        "model/ids.items.npy",
+        *history,
+    }
     assert all(
         info["bytes"] > 0 and len(info["sha256"]) == 64 for info in manifest["files"].values()
     )

@@ -40,7 +40,7 @@ import scipy.sparse as sp
 
 from recgraph.data.interactions import IdMap
 from recgraph.errors import InputError
-from recgraph.files import atomic_write
+from recgraph.files import atomic_path, atomic_write
 from recgraph.progress import progress_bar
 
 FORMAT_VERSION = 1
@@ -71,22 +71,25 @@ class GraphCSR:
     # ------------------------------------------------------------------ building
     @classmethod
     def from_csr(cls, matrix: sp.spmatrix) -> GraphCSR:
-        """Both directions of a sparse matrix's nonzero pattern (values are dropped)."""
+        """Both directions of a sparse matrix's nonzero pattern (values are dropped).
+
+        The ``out`` side's indices are the matrix's own array when it is
+        canonical int32 (no copy: the graph only reads it).
+        """
         out = sp.csr_matrix(matrix)
-        out.sum_duplicates()
-        out.sort_indices()
-        transposed = out.T.tocsr()
-        transposed.sort_indices()
+        if not out.has_canonical_format:
+            out = out.copy()  # the caller's matrix is left as it was
+            out.sum_duplicates()
         n_rows, n_cols = out.shape
         _check_size(n_rows, n_cols)
-        return cls(
-            out.indptr.astype(np.int64),
-            out.indices.astype(np.int32),
-            transposed.indptr.astype(np.int64),
-            transposed.indices.astype(np.int32),
-            int(n_rows),
-            int(n_cols),
-        )
+        out_indptr = np.asarray(out.indptr, dtype=np.int64)
+        out_indices = np.asarray(out.indices, dtype=np.int32)
+        transposed = out.T.tocsr()  # scipy's transpose comes out sorted
+        del out
+        transposed.sort_indices()
+        in_indptr = np.asarray(transposed.indptr, dtype=np.int64)
+        in_indices = np.asarray(transposed.indices, dtype=np.int32)
+        return cls(out_indptr, out_indices, in_indptr, in_indices, int(n_rows), int(n_cols))
 
     @classmethod
     def from_edges(
@@ -172,12 +175,7 @@ class GraphCSR:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for name in _ARRAYS:
-            source = getattr(self, name)
-            target = folder / f"{name}.npy"
-            if isinstance(source, np.memmap) and Path(source.filename or "") == target:
-                continue
-            with atomic_write(target) as handle:
-                np.save(handle, np.asarray(source), allow_pickle=False)
+            save_array(folder / f"{name}.npy", getattr(self, name))
         _write_manifest(folder, self.n_rows, self.n_cols, self.n_edges)
         return folder
 
@@ -197,16 +195,109 @@ class GraphCSR:
                 f"{manifest_path}: format_version {manifest.get('format_version')!r} is not "
                 f"supported (expected {FORMAT_VERSION})"
             )
-        arrays = {
-            name: np.load(
-                folder / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False
-            )
-            for name in _ARRAYS
-        }
+        arrays = {name: load_array(folder / f"{name}.npy", mmap=mmap) for name in _ARRAYS}
         graph = cls(**arrays, n_rows=int(manifest["n_rows"]), n_cols=int(manifest["n_cols"]))
         if graph.n_edges != int(manifest["n_edges"]) or len(graph.in_indices) != graph.n_edges:
             raise InputError(f"{folder}: the arrays do not match graph.json's n_edges")
         return graph
+
+
+# ---------------------------------------------------------------------- single arrays
+def save_array(target: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write one array as a plain ``.npy`` atomically (never pickled).
+
+    A memory map of ``target`` itself is left as it is (it is that file).
+    """
+    target = Path(target)
+    if isinstance(array, np.memmap) and Path(array.filename or "") == target.resolve():
+        return target
+    with atomic_write(target) as handle:
+        np.save(handle, np.asarray(array), allow_pickle=False)
+    return target
+
+
+def load_array(source: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
+    """A ``.npy`` array, memory-mapped read-only (``mmap``) or read; never unpickled.
+
+    A map is pages of the file: processes that open the same file share them.
+    """
+    return np.load(source, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+def link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """``target`` as a hard link to ``source`` (one inode: one copy on disk and in the page
+    cache), replacing what ``target`` was; a copy where the file system has no hard links."""
+    source, target = Path(source), Path(target)
+    if target.exists() and target.samefile(source):
+        return target
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+    return target
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether both paths exist and are one file (a hard link of the other, or the same path)."""
+    try:
+        return Path(a).samefile(b)
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------- binary scipy CSR files
+def index_dtype(n_entries: int, *shape: int) -> type[np.integer]:
+    """int32 when every index and row pointer fits (scipy keeps both in one dtype), else int64."""
+    fits = max(n_entries, *shape, 0) <= np.iinfo(np.int32).max
+    return np.int32 if fits else np.int64
+
+
+def save_binary_csr(folder: str | os.PathLike, prefix: str, matrix: sp.csr_matrix) -> None:
+    """A binary CSR as ``{prefix}.indptr.npy``, ``.indices.npy`` (int32 where they fit) and
+    ``.data.npy`` (float32 ones), to be memory-mapped by :func:`load_binary_csr`.
+
+    The ones are a file too, so that the opened matrix holds no array of its own:
+    every process that opens the files shares all three.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    matrix = sp.csr_matrix(matrix)
+    if not matrix.has_canonical_format:
+        matrix = matrix.copy()
+        matrix.sum_duplicates()  # sorted, no duplicates: a mapped matrix is never re-sorted
+    dtype = index_dtype(matrix.nnz, *matrix.shape)
+    save_array(folder / f"{prefix}.indptr.npy", np.asarray(matrix.indptr, dtype=dtype))
+    save_array(folder / f"{prefix}.indices.npy", np.asarray(matrix.indices, dtype=dtype))
+    data = matrix.data
+    if data.dtype != np.float32 or not bool((data == 1).all()):
+        data = np.ones(matrix.nnz, np.float32)
+    save_array(folder / f"{prefix}.data.npy", data)
+
+
+def binary_csr_files(folder: str | os.PathLike, prefix: str) -> list[Path]:
+    """The files :func:`save_binary_csr` writes."""
+    return [Path(folder) / f"{prefix}.{part}.npy" for part in ("indptr", "indices", "data")]
+
+
+def load_binary_csr(
+    folder: str | os.PathLike, prefix: str, shape: tuple[int, int], *, mmap: bool = True
+) -> sp.csr_matrix:
+    """Open what :func:`save_binary_csr` wrote as a scipy CSR over the (mapped) files.
+
+    No array is copied: the matrix's ``indptr``, ``indices`` and ``data`` are
+    read-only views of the maps, which every process opening the same files
+    shares. Any in-place change raises (they are read-only).
+    """
+    indptr, indices, data = (
+        load_array(path, mmap=mmap) for path in binary_csr_files(folder, prefix)
+    )
+    if len(indptr) != shape[0] + 1 or len(indices) != int(indptr[-1]) or len(data) != len(indices):
+        raise InputError(f"{Path(folder) / prefix}.*.npy: the arrays do not make a {shape} CSR")
+    matrix = sp.csr_matrix((np.asarray(data), np.asarray(indices), np.asarray(indptr)), shape=shape)
+    matrix.has_canonical_format = True  # saved so: scipy need not check (or sort) again
+    return matrix
 
 
 def _check_size(n_rows: int, n_cols: int) -> None:

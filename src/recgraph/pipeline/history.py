@@ -20,9 +20,23 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from recgraph.data.graph_csr import (
+    binary_csr_files,
+    index_dtype,
+    load_array,
+    load_binary_csr,
+    save_array,
+    save_binary_csr,
+)
 from recgraph.data.interactions import IdMap, Interactions, Kind, ValueKind
-from recgraph.files import load_arrays, save_arrays
+from recgraph.errors import InputError
+from recgraph.files import load_arrays, read_manifest, write_manifest
 
+#: The history's folder in a question's folder: ``.npy`` arrays, memory-mapped on load.
+HISTORY_DIR = "history"
+HISTORY_MANIFEST = "history.json"
+HISTORY_FORMAT = 1
+#: What pipelines saved before the history was memory-mapped (read fully; still loads).
 HISTORY_FILE = "history.npz"
 
 
@@ -96,13 +110,19 @@ class History:
     ) -> History:
         """The history of ``data``; ``item_authors`` are account ids per item (``""``: none)."""
         shape = (data.n_users, data.n_items)
-        liked_rows = data.subset(data.liked())
+        mask = data.liked()
+        # every row liked (a follow graph): the rows themselves, not a copy of every column
+        liked_rows = data if mask.all() else data.subset(mask)
         if data.one_sided:
+            # the liked matrix shares the seen matrix's arrays when every row is liked; every
+            # entry is a follow, so kind, value and value kind are one value (views, no array)
             matrix = liked_rows.csr("binary")
-            kinds = np.full(matrix.nnz, int(Kind.FOLLOW), np.int8)
-            values = np.ones(matrix.nnz, np.float32)
-            value_kinds = np.full(matrix.nnz, int(ValueKind.NONE), np.int8)
-            liked = _csr(matrix.indptr, matrix.indices, np.arange(matrix.nnz), shape)
+            n = matrix.nnz
+            kinds = np.broadcast_to(np.int8(Kind.FOLLOW), (n,))
+            values = np.broadcast_to(np.float32(1.0), (n,))
+            value_kinds = np.broadcast_to(np.int8(ValueKind.NONE), (n,))
+            entries = np.arange(n, dtype=index_dtype(n))
+            liked = _csr(matrix.indptr, matrix.indices, entries, shape)
         else:
             latest = liked_rows.dedupe(keep="last")
             order = sp.csr_matrix(
@@ -139,7 +159,7 @@ class History:
         """What a lone model knows: its seen matrix (every entry taken as liked)."""
         seen = sp.csr_matrix(seen)
         n = seen.nnz
-        liked = _csr(seen.indptr, seen.indices, np.arange(n), seen.shape)
+        liked = _csr(seen.indptr, seen.indices, np.arange(n, dtype=index_dtype(n)), seen.shape)
         kind = Kind.LIKE if graph_kind == "items" else Kind.FOLLOW
         return cls(
             users,
@@ -147,9 +167,9 @@ class History:
             graph_kind,
             seen,
             liked,
-            np.full(n, int(kind), np.int8),
-            np.ones(n, np.float32),
-            np.zeros(n, np.int8),
+            np.broadcast_to(np.int8(kind), (n,)),
+            np.broadcast_to(np.float32(1.0), (n,)),
+            np.broadcast_to(np.int8(ValueKind.NONE), (n,)),
             np.diff(seen.indptr).astype(np.int64),
         )
 
@@ -187,30 +207,117 @@ class History:
         )
 
     # ------------------------------------------------------------------ persistence
-    def save(self, folder: Path) -> None:
-        arrays = {
-            "users": self.users.to_array(),
-            "graph_kind": np.asarray(self.graph_kind),
-            "seen.indptr": self.seen.indptr,
-            "seen.indices": self.seen.indices,
-            "liked.indptr": self.liked.indptr,
-            "liked.indices": self.liked.indices,
-            "liked.data": self.liked.data,
-            "liked.kind": self.liked_kind,
-            "liked.value": self.liked_value,
-            "liked.value_kind": self.liked_value_kind,
-            "counts": self.counts,
+    def seen_files(self, folder: Path) -> list[Path]:
+        """The files :meth:`save` writes the seen matrix to (a retriever trained on the same
+        matrix links its own to them: one copy on disk and in the page cache)."""
+        return binary_csr_files(Path(folder) / HISTORY_DIR, "seen")
+
+    def id_files(self, folder: Path) -> dict[str, Path]:
+        """The files :meth:`save` writes the id maps to (``users``, and ``items`` if its own)."""
+        base = Path(folder) / HISTORY_DIR
+        return {
+            "users": base / "users.npy",
+            "items": base / ("users.npy" if self.one_sided else "items.npy"),
         }
+
+    def save(self, folder: Path) -> None:
+        """Write ``history/`` in the question's ``folder``: plain ``.npy`` arrays (int32 indices
+        where they fit) and ``history.json`` (written last), memory-mapped by :meth:`load`.
+
+        The liked matrix is written only where it differs from the seen one
+        (a follow graph: the same entries).
+        """
+        base = Path(folder) / HISTORY_DIR
+        base.mkdir(parents=True, exist_ok=True)
+        save_array(base / "users.npy", self.users.to_array())
         if not self.one_sided:
-            arrays["items"] = self.items.to_array()
+            save_array(base / "items.npy", self.items.to_array())
+        save_binary_csr(base, "seen", self.seen)
+        seen = sp.csr_matrix(self.seen)
+        liked_is_seen = self.liked.indptr is seen.indptr and self.liked.indices is seen.indices
+        if not liked_is_seen:
+            liked_is_seen = np.array_equal(self.liked.indptr, seen.indptr) and np.array_equal(
+                self.liked.indices, seen.indices
+            )
+        nnz = self.liked.nnz
+        dtype = index_dtype(nnz, *self.liked.shape)
+        if not liked_is_seen:
+            save_array(base / "liked.indptr.npy", np.asarray(self.liked.indptr, dtype=dtype))
+            save_array(base / "liked.indices.npy", np.asarray(self.liked.indices, dtype=dtype))
+        save_array(base / "liked.entries.npy", np.asarray(self.liked.data, dtype=index_dtype(nnz)))
+        save_array(base / "liked.kind.npy", self.liked_kind)
+        save_array(base / "liked.value.npy", self.liked_value)
+        save_array(base / "liked.value_kind.npy", self.liked_value_kind)
+        save_array(base / "counts.npy", self.counts)
         if self.own is not None:
-            arrays["own.indptr"], arrays["own.indices"] = self.own.indptr, self.own.indices
+            save_binary_csr(base, "own", self.own)
         if self.item_created_at is not None:
-            arrays["item_created_at"] = self.item_created_at
-        save_arrays(folder / HISTORY_FILE, arrays)
+            save_array(base / "item_created_at.npy", self.item_created_at)
+        write_manifest(
+            base / HISTORY_MANIFEST,
+            {
+                "format_version": HISTORY_FORMAT,
+                "graph_kind": self.graph_kind,
+                "n_users": self.n_users,
+                "n_items": self.n_targets,
+                "liked_is_seen": bool(liked_is_seen),
+                "own": self.own is not None,
+                "item_created_at": self.item_created_at is not None,
+            },
+        )
 
     @classmethod
-    def load(cls, folder: Path) -> History:
+    def load(cls, folder: Path, *, mmap: bool = True) -> History:
+        """The history saved in the question's ``folder``: its arrays memory-mapped read-only
+        (``mmap``), so the processes serving it share one copy of the pages.
+
+        Pipelines saved before (``history.npz``) still load, read into memory.
+        """
+        folder = Path(folder)
+        base = folder / HISTORY_DIR
+        if not (base / HISTORY_MANIFEST).exists():
+            if (folder / HISTORY_FILE).exists():
+                return cls._load_npz(folder)
+            raise FileNotFoundError(f"{base / HISTORY_MANIFEST}: no saved history here")
+        manifest = read_manifest(base / HISTORY_MANIFEST, "history", HISTORY_FORMAT)
+
+        def array(name: str) -> np.ndarray:
+            path = base / f"{name}.npy"
+            if not path.exists():
+                raise InputError(f"{path}: missing (the saved history is incomplete)")
+            return np.asarray(load_array(path, mmap=mmap))
+
+        users = IdMap.from_array(load_array(base / "users.npy", mmap=False))
+        one_sided = manifest["graph_kind"] != "items"
+        items = users if one_sided else IdMap.from_array(load_array(base / "items.npy", mmap=False))
+        shape = (len(users), len(items))
+        if shape != (manifest["n_users"], manifest["n_items"]):
+            raise InputError(f"{base / HISTORY_MANIFEST}: the id maps do not match n_users/n_items")
+        seen = load_binary_csr(base, "seen", shape, mmap=mmap)
+        if manifest["liked_is_seen"]:
+            indptr, indices = seen.indptr, seen.indices
+        else:
+            indptr, indices = array("liked.indptr"), array("liked.indices")
+        liked = _csr(indptr, indices, array("liked.entries"), shape)
+        liked.has_canonical_format = True
+        own = load_binary_csr(base, "own", shape, mmap=mmap) if manifest["own"] else None
+        return cls(
+            users,
+            items,
+            str(manifest["graph_kind"]),
+            seen,
+            liked,
+            array("liked.kind"),
+            array("liked.value"),
+            array("liked.value_kind"),
+            array("counts"),
+            own,
+            array("item_created_at") if manifest["item_created_at"] else None,
+        )
+
+    @classmethod
+    def _load_npz(cls, folder: Path) -> History:
+        """A history saved as one ``history.npz`` (before the ``.npy`` folder), read fully."""
         a = load_arrays(folder / HISTORY_FILE)
         users = IdMap.from_array(a["users"])
         items = IdMap.from_array(a["items"]) if "items" in a else users

@@ -42,7 +42,10 @@ if TYPE_CHECKING:
 
 PIPELINE_FILE = "pipeline.json"
 NAMES_FILE = "names.npz"
-PIPELINE_FORMAT = 2
+#: 3: each question's history and its retrievers' seen matrices and id maps are ``.npy``
+#: files, memory-mapped on load (one copy of the pages for every worker); format 2
+#: (``history.npz``, ``state.npz`` holding them) still loads, read into memory.
+PIPELINE_FORMAT = 3
 #: How ``GET /v1/items/{item}/similar`` says how it found its answers.
 SIMILAR_REASONS = {
     "similarity": "liked by the same people",
@@ -290,11 +293,16 @@ class Pipeline:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Pipeline:
-        """Rebuild a saved pipeline (no pickle: JSON and npz only)."""
+        """Rebuild a saved pipeline (no pickle: JSON, npz and npy only; the large arrays
+        memory-mapped read-only, so several processes share their pages)."""
         path = Path(path)
         manifest_path = path / PIPELINE_FILE
         manifest = read_manifest(
-            manifest_path, "pipeline", PIPELINE_FORMAT, "; retrain with recgraph train"
+            manifest_path,
+            "pipeline",
+            PIPELINE_FORMAT,
+            "; retrain with recgraph train",
+            also_reads=(2,),
         )
         config = parse_pipeline(manifest["config"], source=str(manifest_path))
         return cls(

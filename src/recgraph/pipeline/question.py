@@ -54,8 +54,8 @@ from recgraph.pipeline.rules import Exclude, ServingRules
 from recgraph.progress import track
 from recgraph.ranking.features import CandidateFeatures
 from recgraph.ranking.registry import create_ranker
-from recgraph.retrieval.base import Retriever
-from recgraph.retrieval.registry import create_retriever, load_retriever
+from recgraph.retrieval.base import Retriever, SharedFiles
+from recgraph.retrieval.registry import create_retriever
 
 #: Most candidates a fallback retriever is asked for per user.
 MAX_FALLBACK_FETCH = 10_000
@@ -484,9 +484,10 @@ class QuestionModel:
         """Write each retriever into ``path/<id>`` and the history; return the question's manifest."""
         history = self._check_fitted()
         path.mkdir(parents=True, exist_ok=True)
+        history.save(path)  # first: a retriever holding the same seen matrix links its files
+        shared = _history_files(history, path)
         for key, model in self.models.items():
-            model.save(path / key)
-        history.save(path)
+            model.save(path / key, shared=shared)
         if self.ranking is not None:
             self.ranking.save(path / RANKING_DIR)
         return {
@@ -500,12 +501,26 @@ class QuestionModel:
     def load(cls, question: str, config: QuestionConfig, path: Path) -> QuestionModel:
         """A saved question, rebuilt through the constructor."""
         specs = {spec.key for spec in config.all_specs()}
+        history = History.load(path)
+        # retrievers whose seen matrix and id maps are the history's files (hard links) get
+        # the history's objects: one copy per process, the pages shared between processes
+        shared = _history_files(history, path)
         models = {}
         for key in specs:
             if not (path / key).exists():
                 raise InputError(f"no saved retriever {key!r} here", path=path)
-            models[key] = load_retriever(path / key)
+            models[key] = Retriever.load(path / key, shared=shared)
         ranking = None
         if config.ranker is not None and (path / RANKING_DIR).exists():
             ranking = RankingStage.load(config.ranker, path / RANKING_DIR)
-        return cls(question, config, models=models, history=History.load(path), ranking=ranking)
+        return cls(question, config, models=models, history=history, ranking=ranking)
+
+
+def _history_files(history: History, path: Path) -> SharedFiles:
+    """The history's seen matrix and id maps with the files it saves them to in ``path``."""
+    ids = history.id_files(path)
+    return {
+        "seen": (history.seen, history.seen_files(path)),
+        "users": (history.users, [ids["users"]]),
+        "items": (history.items, [ids["items"]]),
+    }

@@ -45,14 +45,25 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from recgraph.data.graph_csr import (
+    binary_csr_files,
+    link_or_copy,
+    load_array,
+    load_binary_csr,
+    same_file,
+    save_array,
+    save_binary_csr,
+)
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.data.item_features import ItemFeatures
-from recgraph.errors import ConfigError, NotFittedError
+from recgraph.errors import ConfigError, InputError, NotFittedError
 from recgraph.files import load_arrays, read_manifest, save_arrays, write_manifest
 from recgraph.lazy_registry import saved_class
 from recgraph.retrieval.explanation import Explanation
 
-FORMAT_VERSION = 1
+#: 2: what the model had (seen, liked) and its id maps are ``.npy`` files beside
+#: ``state.npz``, memory-mapped on load; format 1 (all in ``state.npz``) still loads.
+FORMAT_VERSION = 2
 CONFIG_FILE = "model.json"
 STATE_FILE = "state.npz"
 #: Upper bound on the floats of one dense score block (``batch x n_items``).
@@ -88,6 +99,10 @@ def make_config(
         allowed = ", ".join(config_class.model_fields) or "(none)"
         raise ConfigError(f"invalid parameters: {problems} (known: {allowed})") from None
 
+
+#: Objects already saved or loaded with their files, by role (``seen``, ``users``, ``items``):
+#: ``{role: (object, [files])}`` (see :meth:`Retriever.save` and :meth:`Retriever.load`).
+SharedFiles = Mapping[str, tuple[Any, list[Path]]]
 
 #: ``(ids, scores)`` of shape ``(n_users, k)``, best first; empty slots ``-1`` / ``-inf``.
 TopK = tuple[np.ndarray, np.ndarray]
@@ -237,10 +252,14 @@ class Retriever(ABC):
         raise NotImplementedError(f"model {self.name!r} has no incremental training; call fit")
 
     def _remember(self, train: Interactions) -> None:
+        """Keep what users had: ``train.seen()`` itself (the matrix the question's history
+        and its other retrievers hold too, not a copy), what they liked where that differs
+        (``None``: the same as seen), and the popularity counts."""
         self.users, self.items = train.users, train.items
         self.graph_kind = train.graph_kind
         self._seen = train.seen()
-        self._liked = train.subset(train.liked()).csr("binary")
+        liked = train.liked()
+        self._liked = None if liked.all() else train.subset(liked).csr("binary")
         self._popularity = _positive_counts(train)
 
     @abstractmethod
@@ -452,16 +471,18 @@ class Retriever(ABC):
         merged = (padded + new.seen()).tocsr()
         merged.data[:] = 1.0
         merged.sort_indices()
-        self._seen = merged
         liked = new.positives().csr("binary")
-        if self._liked is not None:
+        new_liked = new.liked()
+        if self._liked is not None or not new_liked.all():
+            # ``None`` meant "as seen": kept so only while every new row is liked too
+            before = self._liked if self._liked is not None else self._seen
             grown = (
-                pad_rows(self._liked, new.n_users, new.n_items)
-                + new.subset(new.liked()).csr("binary")
+                pad_rows(before, new.n_users, new.n_items) + new.subset(new_liked).csr("binary")
             ).tocsr()
             grown.data[:] = 1.0
             grown.sort_indices()
             self._liked = grown
+        self._seen = merged
         fresh = liked - liked.multiply(padded)
         fresh.eliminate_zeros()
         popularity = np.zeros(new.n_items, np.float32)
@@ -599,25 +620,44 @@ class Retriever(ABC):
             "n_items": self.n_items,
         }
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write ``model.json`` and ``state.npz`` into the folder ``path``."""
+    def save(self, path: str | os.PathLike, *, shared: SharedFiles | None = None) -> Path:
+        """Write ``model.json``, ``state.npz`` and the history as ``.npy`` into the folder ``path``.
+
+        What the model had (``seen``, ``liked`` where it differs) is saved as
+        plain ``.npy`` arrays (:func:`~recgraph.data.graph_csr.save_binary_csr`)
+        and the id maps as ``ids.users.npy`` / ``ids.items.npy``, memory-mapped
+        on load. ``shared`` names files already written for the same objects
+        (a question's history: ``{"seen": (matrix, files), "users": (ids, file)}``):
+        when the model holds that very object, its file is a hard link to
+        them, so a question keeps one copy of its seen matrix on disk and in
+        the page cache, and :meth:`load` can hand the history's object back.
+        """
         self._check_fitted()
         assert self._seen is not None and self.users is not None and self.items is not None
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, np.ndarray] = {
-            "seen.indptr": self._seen.indptr,
-            "seen.indices": self._seen.indices,
-            "popularity": self._base_popularity(),
-            **(
-                {"liked.indptr": self._liked.indptr, "liked.indices": self._liked.indices}
-                if self._liked is not None
-                else {}
-            ),
-            "ids.users": self.users.to_array(),
+        shared = shared or {}
+        own = {
+            "seen": (self._seen, binary_csr_files(path, "seen")),
+            "users": (self.users, [path / "ids.users.npy"]),
         }
         if self.items is not self.users:
-            arrays["ids.items"] = self.items.to_array()
+            own["items"] = (self.items, [path / "ids.items.npy"])
+        for key, (value, files) in own.items():
+            given = shared.get(key)
+            if given is not None and given[0] is value and all(f.exists() for f in given[1]):
+                for source, target in zip(given[1], files, strict=True):
+                    link_or_copy(source, target)
+            elif key == "seen":
+                save_binary_csr(path, "seen", self._seen)
+            else:
+                save_array(files[0], value.to_array())
+        if self._liked is not None:
+            save_binary_csr(path, "liked", self._liked)
+        else:
+            for stale in binary_csr_files(path, "liked"):
+                stale.unlink(missing_ok=True)
+        arrays: dict[str, np.ndarray] = {"popularity": self._base_popularity()}
         arrays.update({f"state.{key}": value for key, value in self._state().items()})
         save_arrays(path / STATE_FILE, arrays)
         self._save_files(path)
@@ -633,29 +673,51 @@ class Retriever(ABC):
         return None
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Retriever:
-        """Rebuild a saved model; the class comes from the registry by the saved name."""
+    def load(cls, path: str | os.PathLike, *, shared: SharedFiles | None = None) -> Retriever:
+        """Rebuild a saved model; the class comes from the registry by the saved name.
+
+        The history arrays are memory-mapped read-only. ``shared``: objects
+        already loaded with their files (see :meth:`save`); where the model's
+        file is the same file (a hard link), the object is used instead of
+        loading it again. Models saved before the ``.npy`` files (format 1)
+        load too, read into memory.
+        """
         path = Path(path)
-        manifest = read_manifest(path / CONFIG_FILE, "model", FORMAT_VERSION)
+        manifest = read_manifest(path / CONFIG_FILE, "model", FORMAT_VERSION, also_reads=(1,))
         klass = saved_class(Retriever, cls, manifest["model"], "recgraph.retrieval", path)
         model = klass(manifest["config"])
         arrays = load_arrays(path / STATE_FILE)
-        users = IdMap.from_array(arrays["ids.users"])
-        items = IdMap.from_array(arrays["ids.items"]) if "ids.items" in arrays else users
-        n_users, n_items = int(manifest["n_users"]), int(manifest["n_items"])
-        indices = arrays["seen.indices"]
-        model._seen = sp.csr_matrix(
-            (np.ones(len(indices), np.float32), indices, arrays["seen.indptr"]),
-            shape=(n_users, n_items),
-        )
-        model.users, model.items = users, items
+        shape = (int(manifest["n_users"]), int(manifest["n_items"]))
+        if manifest["format_version"] == 1:
+            model._load_npz_history(arrays, shape)
+        else:
+            shared = shared or {}
+
+            def reuse(key: str, files: list[Path]) -> Any:
+                given = shared.get(key)
+                if given is not None and all(
+                    same_file(a, b) for a, b in zip(given[1], files, strict=True)
+                ):
+                    return given[0]
+                return None
+
+            users = reuse("users", [path / "ids.users.npy"])
+            if users is None:
+                users = IdMap.from_array(load_array(path / "ids.users.npy", mmap=False))
+            items = users
+            if (path / "ids.items.npy").exists():
+                items = reuse("items", [path / "ids.items.npy"])
+                if items is None:
+                    items = IdMap.from_array(load_array(path / "ids.items.npy", mmap=False))
+            model.users, model.items = users, items
+            model._seen = reuse("seen", binary_csr_files(path, "seen"))
+            if model._seen is None:
+                model._seen = load_binary_csr(path, "seen", shape)
+            if model._seen.shape != shape:
+                raise InputError(f"{path}: the saved seen matrix is not {shape}")
+            if binary_csr_files(path, "liked")[0].exists():
+                model._liked = load_binary_csr(path, "liked", shape)
         model._popularity = arrays.get("popularity")
-        if "liked.indptr" in arrays:
-            liked_indices = arrays["liked.indices"]
-            model._liked = sp.csr_matrix(
-                (np.ones(len(liked_indices), np.float32), liked_indices, arrays["liked.indptr"]),
-                shape=(n_users, n_items),
-            )
         model.graph_kind = manifest.get("graph_kind")
         model._set_state(
             {k[len("state.") :]: v for k, v in arrays.items() if k.startswith("state.")}
@@ -663,10 +725,28 @@ class Retriever(ABC):
         model._load_files(path)
         return model
 
+    def _load_npz_history(self, arrays: Mapping[str, np.ndarray], shape: tuple[int, int]) -> None:
+        """Seen, liked and the id maps of a model saved in format 1 (all in ``state.npz``)."""
+        users = IdMap.from_array(arrays["ids.users"])
+        items = IdMap.from_array(arrays["ids.items"]) if "ids.items" in arrays else users
+        indices = arrays["seen.indices"]
+        self._seen = sp.csr_matrix(
+            (np.ones(len(indices), np.float32), indices, arrays["seen.indptr"]), shape=shape
+        )
+        self.users, self.items = users, items
+        if "liked.indptr" in arrays:
+            liked_indices = arrays["liked.indices"]
+            self._liked = sp.csr_matrix(
+                (np.ones(len(liked_indices), np.float32), liked_indices, arrays["liked.indptr"]),
+                shape=shape,
+            )
+
 
 def _positive_counts(train: Interactions) -> np.ndarray:
-    """Per target, the users who had it other than by disliking it (both ends for friendships)."""
-    return np.diff(sp.csc_matrix(train.positives().csr("binary")).indptr).astype(np.float32)
+    """Per target, the users who had it other than by disliking it (both ends for friendships):
+    the column counts of the binary matrix, counted without a transposed copy."""
+    matrix = train.positives().csr("binary")
+    return np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.float32)
 
 
 def pad_rows(matrix: sp.csr_matrix, n_rows: int, n_cols: int) -> sp.csr_matrix:

@@ -10,7 +10,12 @@ from pydantic import Field
 
 from recgraph.data.interactions import Interactions
 from recgraph.retrieval.base import Retriever
-from recgraph.retrieval.factors import CountWeightingConfig, positive_matrix, rating_threshold
+from recgraph.retrieval.factors import (
+    CountWeightingConfig,
+    liked_rows,
+    positive_matrix,
+    rating_threshold,
+)
 
 
 class PopularConfig(CountWeightingConfig):
@@ -54,6 +59,13 @@ class Popular(Retriever):
             assert data.timestamp is not None
             start = data.timestamp.max() - cfg.window_days * 86400
             data = data.subset(data.timestamp >= start)
+        if cfg.weight == "users" and liked_rows(data, threshold).all():
+            # every row a like (a follow graph): the binary matrix's column counts, counted
+            # on the graph's own matrix instead of a copy of every row (the same numbers)
+            matrix = data.csr("binary")
+            counts = np.bincount(matrix.indices, minlength=matrix.shape[1])
+            self.popularity_ = counts.astype(np.float32)
+            return
         matrix = positive_matrix(
             data,
             binary=cfg.weight == "users",

@@ -148,7 +148,7 @@ class PersonalizedPageRank(WalkRetriever):
     def push(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Local push from ``user``: ``(nodes, scores, residual nodes, residuals)``, sorted by node.
 
-        The residual lives in a dense scratch array per thread (zeroed again
+        The residual lives in a dense scratch array from a shared pool (zeroed again
         where it was touched), so a round costs what its pushes touch: only
         nodes that just received mass can cross their threshold.
         """
@@ -189,14 +189,28 @@ class PersonalizedPageRank(WalkRetriever):
             return nodes, scores, r_nodes[left], r_vals[left]
         finally:
             residual[np.concatenate(touched)] = 0.0
+            self._give_back(residual)
 
     def _scratch(self) -> np.ndarray:
-        """This thread's zeroed residual array (one float64 per node)."""
-        local = self.__dict__.setdefault("_local", threading.local())
-        scratch = getattr(local, "residual", None)
+        """A zeroed residual array (one float64 per node), taken from a pool the threads
+        share: as many arrays as pushes ever ran at once, not one per thread that ever
+        pushed (a server's thread pool has tens of threads: tens of arrays per worker)."""
+        pool, lock = self._scratch_pool()
+        with lock:
+            scratch = pool.pop() if pool else None
         if scratch is None or len(scratch) != self.n_users:
-            scratch = local.residual = np.zeros(self.n_users, dtype=np.float64)
+            scratch = np.zeros(self.n_users, dtype=np.float64)
         return scratch
+
+    def _scratch_pool(self) -> tuple[list[np.ndarray], threading.Lock]:
+        lock = self.__dict__.setdefault("_scratch_lock", threading.Lock())
+        return self.__dict__.setdefault("_scratch_free", []), lock
+
+    def _give_back(self, scratch: np.ndarray) -> None:
+        """Return a zeroed residual array to the pool."""
+        pool, lock = self._scratch_pool()
+        with lock:
+            pool.append(scratch)
 
     def user_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """Pushed scores plus one last sweep of the residual (see :class:`PPRConfig`)."""

@@ -69,11 +69,26 @@ class WalkGraph:
         self.csr = csr
         self.overlay = overlay
         self.cap = cap
-        self.out_degree = np.diff(np.asarray(csr.out_indptr)).astype(np.int64)
-        self.in_degree = np.diff(np.asarray(csr.in_indptr)).astype(np.int64)
+
+    @property
+    def out_degree(self) -> np.ndarray:
+        """Every node's trained out-degree (int64), computed on each call (a full array)."""
+        return self.csr.degrees("out")
+
+    @property
+    def in_degree(self) -> np.ndarray:
+        """Every node's trained in-degree (int64), computed on each call (a full array)."""
+        return self.csr.degrees("in")
+
+    def trained_degree(self, nodes: np.ndarray, side: Side = "out") -> np.ndarray:
+        """Edges of ``nodes`` in the trained graph (int64), read from its row pointers: no
+        degree array per process (the pointers are the mapped file's pages, shared)."""
+        indptr = self.csr.arrays(side)[0]
+        nodes = np.asarray(nodes, dtype=np.int64)
+        return np.asarray(indptr[nodes + 1], dtype=np.int64) - indptr[nodes]
 
     def degree(self, nodes: np.ndarray, side: Side = "out", capped: bool = True) -> np.ndarray:
-        base = (self.out_degree if side == "out" else self.in_degree)[nodes]
+        base = self.trained_degree(nodes, side)
         if capped and self.cap:
             base = np.minimum(base, self.cap)
         if len(self.overlay):
@@ -146,7 +161,7 @@ class WalkGraph:
     def random_neighbor(self, nodes: np.ndarray, side: Side, draws: np.ndarray) -> np.ndarray:
         """One neighbour per node, uniform over its edges (``draws`` in [0, 1)); ``-1`` if none."""
         indptr, indices = self.csr.arrays(side)
-        base = (self.out_degree if side == "out" else self.in_degree)[nodes]
+        base = self.trained_degree(nodes, side)
         extra = self.overlay.degrees(nodes, side) if len(self.overlay) else 0
         total = base + extra
         offset = np.minimum((draws * total).astype(np.int64), np.maximum(total - 1, 0))
@@ -188,10 +203,9 @@ class WalkRetriever(Retriever):
             and (self._liked != self._seen).nnz == 0
         ):
             self._liked = None  # the same matrix twice (no dislikes): keep one, 8 bytes an edge
-        if train.one_sided:
-            matrix = simple_adjacency(train)
-        else:
-            matrix = train.positives().csr("binary")
+        matrix = train.positives().csr("binary")
+        if train.one_sided and matrix.diagonal().any():
+            matrix = simple_adjacency(train)  # self-loops dropped (a copy); else the graph's own
         self.graph_ = GraphCSR.from_csr(matrix)
         self._build()
 
