@@ -8,9 +8,12 @@ adds what no retriever sees (recent popularity, age, the user's activity,
 graph features of the pair). The ranker orders the pool; the best ``k`` are
 the answer.
 
-The ranker learns from the training data alone (:func:`label_slice`): the
-latest part of each user's interactions is held out, the retrievers are
-fitted on the rest, and the held-out likes label their candidates.
+The ranker learns from the training data alone (:func:`label_slice`): a
+slice of the interactions, cut as the answers will be judged
+(:func:`label_kinds`: served, the latest after one cut in time), is held
+out, the retrievers are fitted on the rest, and the held-out likes label
+their candidates; validation on that slice decides whether the ranker, a
+retriever alone or the merge answers.
 """
 
 from __future__ import annotations
