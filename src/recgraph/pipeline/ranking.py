@@ -320,13 +320,15 @@ def label_kinds(data: Interactions, spec: RankerSpec, holdout: str | None = None
 
     ``auto`` on a feed: the slice cut as the answers are judged
     (:func:`label_split_for`): one cut in time for everyone
-    (``temporal_global``) when serving or on a global temporal split, a
-    random slice of each user's interactions on a random split. Taught by
-    a random slice, the ranker cannot learn recency and its stand-down is
-    judged where recent popularity means nothing (MovieLens 100k temporal:
-    0.72x popular-14d); taught by each user's latest likes, it learnt "what
-    was new when the user was active" and fell to 0.6x EASE on a random
-    split. Without timestamps ``random_per_user``. On an account graph with
+    (``temporal_global``) when serving or on a global temporal split, each
+    user's latest on a per-user temporal one, a random slice of each user's
+    interactions on a random split. Taught by a random slice, the ranker
+    cannot learn recency and its stand-down is judged where recent
+    popularity means nothing (MovieLens 100k temporal: 0.72x popular-14d;
+    cut at one time, the shipped feed 1.21x and the code defaults 1.08x,
+    benchmarks/results/two_stage.feedfloor.json); taught by each user's
+    latest likes, it learnt "what was new when the user was active" and
+    fell to 0.6x EASE on a random split. Without timestamps ``random_per_user``. On an account graph with
     timestamps one moment for everyone (``temporal_global``), whatever the
     holdout: who to follow asks which new ties come next, and a slice of
     each user's own latest ties (for a user last active a year ago, ties of
