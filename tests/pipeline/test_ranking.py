@@ -356,6 +356,10 @@ def test_label_kinds_follow_the_graph_and_its_timestamps(feed_graph, follow_grap
     no_times = feed_graph.subset(np.arange(len(feed_graph)))
     object.__setattr__(no_times, "timestamp", None)
     assert ranking_module.label_kinds(no_times, both) == ["random_per_user"]
+    # one time for every row (an import that stamped them all): nothing to cut at
+    one_time = feed_graph.subset(np.arange(len(feed_graph)))
+    object.__setattr__(one_time, "timestamp", np.full(len(feed_graph), 5, dtype=np.int64))
+    assert ranking_module.label_kinds(one_time, spec) == ["random_per_user"]
     expected = "temporal_global" if follow_graph.has_timestamps else "random_per_user"
     assert ranking_module.label_kinds(follow_graph, spec) == [expected]
     # an account graph keeps its one cut in time whatever the holdout
