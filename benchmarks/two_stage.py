@@ -24,6 +24,10 @@ Per case (dataset, split), in one run:
    - TUNED: the pipeline ``recgraph tune`` wrote;
    - for both pipelines, the TFRS table (candidate recall, nDCG@10/20 before
      and after re-ranking at depths 10, 50, 100, 200).
+   DEFAULT and SHIPPED rankers cut their label slice and stand-down check as
+   ``recgraph evaluate`` reads the split from the files' times
+   (``pipeline_holdout``: temporal_global on the temporal case, random_per_user
+   on the random ones), never from the test rows' items.
 
 Targets (issue 14), the pipeline's figure over the best single retriever:
 nDCG@20 >= 1.02x on MovieLens 100k and latest-small random, >= 1.05x on
@@ -290,6 +294,9 @@ def run_case(name: str, budget: float, work: Path, with_default: bool) -> dict[s
         "best_single_on_test": best_on_test,
         "tuned_pipeline": tuned | {"two_stage": stage_tables.get(str(tuned_path))},
         "evaluate_seconds": round(evaluate_seconds, 1),
+        # how `recgraph evaluate` read the split for the pipelines' rankers (label slice and
+        # stand-down check cut the same way), from the files' times alone
+        "pipeline_holdout": report.get("holdout"),
     }
     base = singles[chosen_single]["metrics"][metric]
     strict = singles[best_on_test]["metrics"][metric]

@@ -94,6 +94,9 @@ def test_unknown_model_and_bad_k(files, capsys) -> None:
     assert run_evaluate(train, test, "--model", "no_such_model") == 2
     assert "no_such_model" in capsys.readouterr().err
     assert run_evaluate(train, test, "--model", "popular", "--k", "10,x") == 2
+    capsys.readouterr()
+    assert run_evaluate(train, test, "--pipeline", "p.toml", "--holdout", "sideways") == 2
+    assert "sideways" in capsys.readouterr().err
 
 
 def test_bad_file_names_the_line(tmp_path: Path, files, capsys) -> None:
@@ -250,6 +253,8 @@ def test_evaluate_a_pipeline_file_with_its_two_stage_table(small_store, tmp_path
     assert status == 0
     report = json.loads(out.read_text())
     assert [r["model"] for r in report["results"]] == ["item_knn", "pipeline:feed"]
+    # the ranker was taught as the files were cut, read from their times
+    assert report["holdout"]["method"] == "temporal_global"
     (table,) = report["two_stage"].values()
     assert [row["depth"] for row in table["depths"]] == [10, 20]
     deeper, shallower = table["depths"][1], table["depths"][0]

@@ -333,15 +333,37 @@ def test_label_kinds_follow_the_graph_and_its_timestamps(feed_graph, follow_grap
     from recgraph.pipeline.config import RankerSpec
 
     spec = RankerSpec()
-    assert ranking_module.label_kinds(feed_graph, spec) == ["random_per_user"]
-    assert ranking_module.nested_check(feed_graph, spec)
+    assert feed_graph.has_timestamps
+    # served (no holdout given), a feed is judged by what comes next: one cut for everyone
+    assert ranking_module.label_kinds(feed_graph, spec) == ["temporal_global"]
+    assert not ranking_module.nested_check(feed_graph, spec)
+    # on split files, the slice is cut as the test was
+    for holdout, kind in (
+        ("random_per_user", "random_per_user"),
+        ("temporal_global", "temporal_global"),
+        ("temporal_per_user", "temporal_per_user"),
+        ("leave_last_n", "temporal_per_user"),
+        ("future", "temporal_global"),
+    ):
+        assert ranking_module.label_kinds(feed_graph, spec, holdout) == [kind]
+    assert ranking_module.nested_check(feed_graph, spec, "random_per_user")
+    # an explicit label_split is kept whatever the holdout
+    assert ranking_module.label_kinds(
+        feed_graph, RankerSpec(label_split="random_per_user"), "temporal_global"
+    ) == ["random_per_user"]
     both = RankerSpec(label_split="both")
     assert ranking_module.label_kinds(feed_graph, both) == ["temporal_per_user", "random_per_user"]
     no_times = feed_graph.subset(np.arange(len(feed_graph)))
     object.__setattr__(no_times, "timestamp", None)
     assert ranking_module.label_kinds(no_times, both) == ["random_per_user"]
+    # one time for every row (an import that stamped them all): nothing to cut at
+    one_time = feed_graph.subset(np.arange(len(feed_graph)))
+    object.__setattr__(one_time, "timestamp", np.full(len(feed_graph), 5, dtype=np.int64))
+    assert ranking_module.label_kinds(one_time, spec) == ["random_per_user"]
     expected = "temporal_global" if follow_graph.has_timestamps else "random_per_user"
     assert ranking_module.label_kinds(follow_graph, spec) == [expected]
+    # an account graph keeps its one cut in time whatever the holdout
+    assert ranking_module.label_kinds(follow_graph, spec, "random_per_user") == [expected]
     assert not ranking_module.nested_check(follow_graph, spec)
     assert ranking_module.label_kinds(feed_graph, RankerSpec(label_split="random_per_user")) == [
         "random_per_user"
@@ -437,11 +459,14 @@ def test_an_account_graph_with_times_is_labelled_after_one_cut_for_everyone():
     assert how == "temporal_global"
     assert labels.timestamp.min() > rest.timestamp.max()
     assert not (labels.src == 0).any()
-    # a feed: a random slice of each user's (see label_kinds); no times: random per user
+    # a feed: served, one cut too; on a random split a random slice of each user's (see
+    # label_kinds); no times: random per user
     items = Interactions.from_indices(
         src, dst, n_users=40, n_items=40, timestamp=ts, one_sided=False
     )
-    assert ranking_module.label_slice(items, RankerSpec())[2] == "random_per_user"
+    assert ranking_module.label_slice(items, RankerSpec())[2] == "temporal_global"
+    random = ranking_module.label_slice(items, RankerSpec(), holdout="random_per_user")
+    assert random[2] == "random_per_user" and (random[1].src == 0).any()
     untimed = Interactions.from_indices(src[keep], dst[keep], n_users=40, one_sided=True)
     assert ranking_module.label_slice(untimed, RankerSpec())[2] == "random_per_user"
 

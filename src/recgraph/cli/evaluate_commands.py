@@ -108,9 +108,21 @@ def evaluate_command(
     track: Annotated[
         bool, typer.Option("--track", help="Log the learned models' training to MLflow.")
     ] = False,
+    holdout: Annotated[
+        str,
+        typer.Option(
+            "--holdout",
+            help="How TRAIN and TEST were split, for a pipeline's ranker, whose label slice and "
+            "stand-down check are cut the same way: auto (read from the rows' times: every test "
+            "row after every train row is temporal_global, after its user's last one "
+            "temporal_per_user, else random), temporal_global, temporal_per_user, "
+            "random_per_user, or future (as served).",
+        ),
+    ] = "auto",
 ) -> None:
     """Fit each model on TRAIN and score its full ranking on TEST (no sampled negatives)."""
     from recgraph.evaluation import evaluate
+    from recgraph.evaluation.holdout import HOLDOUTS, Holdout, detect_holdout
     from recgraph.evaluation.pipeline_retriever import QuestionRetriever
     from recgraph.evaluation.two_stage import two_stage_report
     from recgraph.pipeline import load_pipeline_config
@@ -132,12 +144,9 @@ def evaluate_command(
     # Build every model before reading data, so a bad parameter fails fast.
     retrievers = [create_retriever(name, overrides.get(name)) for name in model]
     question = "feed" if kind.value == "items" else "who_to_follow"
-    pipelines = [
-        QuestionRetriever(
-            question=question, pipeline=load_pipeline_config(path).model_dump(mode="json")
-        )
-        for path in pipeline or []
-    ]
+    if holdout != "auto" and holdout not in HOLDOUTS:
+        raise typer.BadParameter(f"--holdout {holdout!r}: one of auto, {', '.join(HOLDOUTS)}")
+    configs = [load_pipeline_config(path).model_dump(mode="json") for path in pipeline or []]
 
     start = time.perf_counter()
     options = {"format": _text(format), "sep": sep, "value_kind": _text(value)}
@@ -150,6 +159,21 @@ def evaluate_command(
         f"in {time.perf_counter() - start:.2f} s[/]",
         highlight=False,
     )
+    pipelines = []
+    if configs:
+        judged = (
+            detect_holdout(train_data, test_data)
+            if holdout == "auto"
+            else Holdout(holdout, "given by --holdout")
+        )
+        err_console.print(
+            f"[dim]pipelines fitted for a {judged.method} holdout: {judged.reason}[/]",
+            highlight=False,
+        )
+        pipelines = [
+            QuestionRetriever(question=question, pipeline=values, holdout=judged.method)
+            for values in configs
+        ]
     item_features = None
     if items is not None:
         from recgraph.data.item_features import ItemFeatures
@@ -171,6 +195,8 @@ def evaluate_command(
         if note:
             err_console.print(f"[dim]{path}: {note}[/]", highlight=False)
         report.sections.setdefault("two_stage", {})[str(path)] = stages.to_dict()
+    if pipelines:
+        report.sections["holdout"] = judged.to_dict()
     console.print(report.dropped_summary(), highlight=False)
     for result in report.results:
         if result.invalid_recommendations:

@@ -23,10 +23,17 @@ QUESTION_DIR = "question"
 
 
 class QuestionRetrieverConfig(RetrieverConfig):
-    """A question of a pipeline as one retriever: ``question`` and the pipeline's fields."""
+    """A question of a pipeline as one retriever: ``question`` and the pipeline's fields.
+
+    ``holdout``: how the answers will be judged, a split method (see
+    :func:`recgraph.evaluation.holdout.detect_holdout`) or ``None``/``future``:
+    as served. The ranker's label slice and its stand-down check are cut
+    that way (:func:`recgraph.pipeline.ranking.label_kinds`).
+    """
 
     question: str = "who_to_follow"
     pipeline: dict[str, Any] = {}
+    holdout: str | None = None
 
 
 class QuestionRetriever(Retriever):
@@ -49,7 +56,7 @@ class QuestionRetriever(Retriever):
 
     def _fit(self, train: Interactions) -> None:
         self.question_model = QuestionModel(self.config.question, self.question_config).fit(
-            train, item_features=self.item_features
+            train, item_features=self.item_features, holdout=self.config.holdout
         )
 
     def _recommend(self, users: np.ndarray, k: int, request: Request) -> TopK:

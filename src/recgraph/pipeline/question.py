@@ -152,13 +152,17 @@ class QuestionModel:
         item_created_at: np.ndarray | None = None,
         item_authors: np.ndarray | None = None,
         item_features: ItemFeatures | None = None,
+        holdout: str | None = None,
     ) -> QuestionModel:
         """Fit every retriever (listed and fallback-only) on ``data``.
 
         ``item_created_at`` (unix seconds per item, NaN unknown) enables the
         freshness window; ``item_authors`` (account id per item, ``""`` none)
         keeps users' own posts out of their feeds; ``item_features`` (titles,
-        genres) reach the retrievers that read item side data.
+        genres) reach the retrievers that read item side data. ``holdout``:
+        how the answers will be judged, a split method (``recgraph evaluate``
+        on split files) or ``None``, served: the ranker's label slice and
+        stand-down check are cut the same way (:func:`~.ranking.label_kinds`).
         """
         expected = QUESTION_GRAPH[self.question]
         if (data.graph_kind == "items") != (expected == "items"):
@@ -172,7 +176,7 @@ class QuestionModel:
                 f"{self.question}.max_age_days needs item creation times (items.created_at)"
             )
         if self.config.ranker is not None:
-            self._fit_ranking(data, item_created_at, item_authors, item_features)
+            self._fit_ranking(data, item_created_at, item_authors, item_features, holdout)
         history = History.from_interactions(
             data, item_created_at=item_created_at, item_authors=item_authors
         )
@@ -194,6 +198,7 @@ class QuestionModel:
         item_created_at: np.ndarray | None,
         item_authors: np.ndarray | None,
         item_features: ItemFeatures | None = None,
+        holdout: str | None = None,
     ) -> None:
         """Train the ranker on a label slice of ``data`` (see :mod:`~recgraph.pipeline.ranking`)."""
         spec = self.config.ranker
@@ -208,7 +213,7 @@ class QuestionModel:
 
         try:
             stage = train_stage(
-                spec, fit_stage_one, data, item_created_at, self.main_keys, item_features
+                spec, fit_stage_one, data, item_created_at, self.main_keys, item_features, holdout
             )
         except ValueError as exc:
             self.ranking, self.ranking_note = None, f"ranker not trained: {exc}"

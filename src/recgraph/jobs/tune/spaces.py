@@ -7,6 +7,7 @@ from typing import Any
 
 from recgraph.data.interactions import Interactions
 from recgraph.errors import ConfigError
+from recgraph.pipeline.ranking import label_split_for  # noqa: F401  (tune's label slices)
 from recgraph.retrieval.registry import create_retriever, get_retriever_class
 
 #: ``popular``'s windows in days (0: all time).
@@ -89,16 +90,6 @@ def validation_method(data: Interactions) -> str:
     if data.graph_kind == "items":
         return "temporal_global" if data.has_timestamps else "random_per_user"
     return "temporal_pairs" if data.has_timestamps else "edge_holdout"
-
-
-def label_split_for(method: str) -> str:
-    """How the ranker's label slice is cut for a validation ``method`` (the same question)."""
-    return {
-        "random_per_user": "random_per_user",
-        "edge_holdout": "random_per_user",
-        "temporal_per_user": "temporal_per_user",
-        "leave_last_n": "temporal_per_user",
-    }.get(method, "temporal_global")
 
 
 class _Fixed:
