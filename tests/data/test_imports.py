@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.schema import CreateTable
 
-from recgraph.data import schema
+from recgraph.data import schema, sql
 from recgraph.data.export import export_table
 from recgraph.data.imports import import_edges, import_interactions, import_items
 from recgraph.data.interactions import Kind, ValueKind
@@ -193,6 +194,53 @@ def test_a_version_1_store_is_refused_clearly_then_upgraded_in_place(store_url):
         assert graph.value_kind.tolist() == [ValueKind.RATING, ValueKind.NONE]
     with Store(store_url) as again:  # opens normally now
         assert again.counts()["interactions"] == 2
+
+
+def _rowid_layout(url: str) -> None:
+    """Make the natural-key tables of a new SQLite store rowid tables again, as recgraph
+    made them before they became ``WITHOUT ROWID``."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for table in schema.SQLITE_REBUILT:
+            ddl = str(CreateTable(table).compile(dialect=conn.dialect))
+            table.drop(conn)
+            conn.exec_driver_sql(ddl.replace("WITHOUT ROWID", ""))
+            for index in table.indexes:
+                index.create(conn)
+        assert sql.rowid_tables(conn) == list(schema.SQLITE_REBUILT)
+    engine.dispose()
+
+
+def test_a_sqlite_store_with_rowid_tables_keeps_working_and_upgrade_rebuilds_them(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Store(url).close()
+    _rowid_layout(url)
+    edges = write_text(tmp_path / "e.txt", "a b 10\nb c 20\na b 30\nc a 40\n")
+    bad = write_text(tmp_path / "bad.txt", "x y 50\nbroken\n")
+    with Store(url) as old:  # an old layout is written and read as before
+        import_edges(old, edges, directed=True, timestamps=True)
+        with old.writer() as w:
+            w.interactions(pd.DataFrame({"user": ["a", "b"], "item": ["i", "j"], "kind": "like"}))
+        with pytest.raises(InputError):
+            import_edges(old, bad, directed=True, timestamps=True)
+        before = old.counts()
+        follows = old.follows_graph()
+    with Store(url, upgrade=True) as upgraded:
+        with upgraded.engine.connect() as conn:
+            assert sql.rowid_tables(conn) == []
+            layouts = conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type IN ('table', 'index')"
+            ).all()
+        made = {name: text for name, text in layouts if text}
+        assert all("WITHOUT ROWID" in made[t.name] for t in schema.SQLITE_REBUILT)
+        assert {"ix_follows_target", "ix_interactions_item"} <= set(made)
+        assert not any(name.startswith("_recgraph_rowid_") for name in made)
+        assert upgraded.counts() == before and upgraded.schema_version() == schema.SCHEMA_VERSION
+        again = upgraded.follows_graph()
+        assert again.src.tolist() == follows.src.tolist()
+        assert again.timestamp.tolist() == follows.timestamp.tolist()
+        import_edges(upgraded, edges, directed=True, timestamps=True)  # idempotent as before
+        assert upgraded.counts() == before
 
 
 # ---------------------------------------------------------------------- SQLite lock

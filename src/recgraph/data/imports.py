@@ -152,9 +152,10 @@ def import_edges(
         )
         for chunk in chunks:
             follows = chunk.rename(columns={"ts": "created_at"})
-            summary.rows_written += writer.follows(follows, directed=directed)
+            # the parser validated the ids (with file and line): the writer takes them as they are
+            summary.rows_written += writer.follows(follows, directed=directed, checked=True)
             if timestamps:
-                writer.edge_events(chunk, directed=directed)
+                writer.edge_events(chunk, directed=directed, checked=True)
             summary.rows_read += len(chunk)
             advance(len(chunk))
     return summary

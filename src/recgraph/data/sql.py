@@ -221,8 +221,20 @@ def upsert_rows(
     n = len(rows[names[0]]) if names else 0
     if not n:
         return
+    # A column that is NULL in every row and NULL by default is left out of the INSERT:
+    # it is NULL all the same (``excluded``/``VALUES()`` read the default), without
+    # binding, copying or staging a NULL per row (untimed follows: three of five columns).
+    names = [
+        name for name in names if name in keys or not _null_column(table.c[name], rows[name], n)
+    ]
     if n >= STAGE_MIN_ROWS and not (in_key_order and dialect == "sqlite"):
-        stage = stage_rows(conn, dialect, table.name, rows, {c: table.c[c].type for c in names})
+        stage = stage_rows(
+            conn,
+            dialect,
+            table.name,
+            {c: rows[c] for c in names},
+            {c: table.c[c].type for c in names},
+        )
         select = sa.select(*stage.c).where(sa.true()).order_by(*(stage.c[k] for k in keys))
         stmt = _dialect_insert(dialect, table).from_select(names, select)
         conn.execute(_with_conflict_rule(stmt, dialect, table, keys, updates))
@@ -235,9 +247,19 @@ def upsert_rows(
         for batch in batches(tuples, WRITE_BATCH):
             conn.exec_driver_sql(sql, list(batch))
         return
-    records = [dict(zip(names, values, strict=True)) for values in zip(*rows.values(), strict=True)]
+    records = [
+        dict(zip(names, values, strict=True))
+        for values in zip(*(rows[name] for name in names), strict=True)
+    ]
     for batch in batches(records, WRITE_BATCH):
         conn.execute(stmt, list(batch))
+
+
+def _null_column(column: sa.Column, values: Sequence, n: int) -> bool:
+    """Whether ``values`` (``n`` of them) are all None and ``column``'s default is NULL too."""
+    if column.default is not None or column.server_default is not None:
+        return False
+    return isinstance(values, list) and values.count(None) == n
 
 
 def stage_rows(
@@ -288,6 +310,48 @@ def stage_rows(
     return stage
 
 
+def rowid_tables(conn: sa.Connection) -> list[sa.Table]:
+    """The tables of :data:`~recgraph.data.schema.SQLITE_REBUILT` that this SQLite store
+    still holds as rowid tables (made before they became ``WITHOUT ROWID``)."""
+    found = []
+    for table in schema.SQLITE_REBUILT:
+        sql = conn.execute(
+            sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :name"),
+            {"name": table.name},
+        ).scalar()
+        if sql is not None and "WITHOUT ROWID" not in sql.upper():
+            found.append(table)
+    return found
+
+
+def rebuild_rowid_tables(conn: sa.Connection) -> list[str]:
+    """Rebuild the rowid tables :func:`rowid_tables` finds as ``WITHOUT ROWID`` (SQLite only),
+    in the caller's transaction; return their names.
+
+    Each table is renamed aside, created anew (with its indexes) from the schema, filled
+    from the old one in key order and the old one dropped: the same rows and keys, one
+    B-tree fewer. Nothing references these tables, so no foreign key has to move.
+    The names are the schema's own, never input.
+    """
+    rebuilt = []
+    quote = conn.dialect.identifier_preparer.quote
+    for table in rowid_tables(conn):
+        for index in table.indexes:  # index names are per database: the new table reuses them
+            index.drop(conn, checkfirst=True)
+        aside = f"_recgraph_rowid_{table.name}"
+        conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} RENAME TO {quote(aside)}")
+        old = sa.Table(aside, sa.MetaData(), autoload_with=conn)
+        table.create(conn)
+        names = [c.name for c in table.columns]
+        rows = sa.select(*(old.c[n] for n in names)).order_by(
+            *(old.c[c.name] for c in table.primary_key)
+        )
+        conn.execute(sa.insert(table).from_select(names, rows))
+        old.drop(conn)
+        rebuilt.append(table.name)
+    return rebuilt
+
+
 def is_lock_timeout(exc: BaseException) -> bool:
     """Whether a driver error means "another writer holds the lock" (SQLite busy)."""
     text = str(getattr(exc, "orig", None) or exc).lower()
@@ -317,6 +381,8 @@ __all__ = [
     "is_lock_timeout",
     "latest",
     "read_columns",
+    "rebuild_rowid_tables",
+    "rowid_tables",
     "stage_rows",
     "upsert_rows",
 ]

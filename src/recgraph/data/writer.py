@@ -15,6 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -42,8 +43,11 @@ from recgraph.errors import InputError
 
 #: Ids per ``IN (...)`` lookup: well under every backend's bound-parameter limit.
 _LOOKUP_BATCH = 2_000
-#: External id -> key entries kept per writer before the cache is dropped (bounded memory).
-_CACHE_LIMIT = 500_000
+#: External id -> key entries kept per writer before the cache is dropped (bounded memory:
+#: about 130 bytes an entry, 1.3 GB at the limit). Dropped, every later chunk looks its ids
+#: up in the database again, so the limit is set above the accounts of a 10^8-follow graph
+#: (a graph of 10^7 follows has about 10^6 accounts; at 5·10^5 the import slowed fourfold).
+_CACHE_LIMIT = 10_000_000
 #: SQLite page cache (KiB) while a writer bulk-loads; the connection's own size comes back after.
 #: A bulk load's page cache, 512 MiB: the indexes of a large load outgrow 64 MiB.
 #: Fixed SQL text: SQLite cannot bind a PRAGMA's value.
@@ -67,8 +71,15 @@ def _frame(rows: Frame, required: Sequence[str], what: str) -> pd.DataFrame:
     return frame
 
 
-def _external_ids(values: pd.Series, name: str) -> np.ndarray:
-    """Validated external ids as an object array of str."""
+def _external_ids(values: pd.Series, name: str, checked: bool = False) -> Any:
+    """Validated external ids as an object array of str.
+
+    ``checked``: the ids come from :func:`recgraph.data.parsing.ids`, which refused
+    the same things with the file and line; they are taken as they are, and a text
+    column stays on its Arrow buffers (a pandas array) instead of becoming Python strs.
+    """
+    if checked and (values.dtype == object or pd.api.types.is_string_dtype(values.dtype)):
+        return values.array if values.dtype != object else values.to_numpy(object)
     missing = values.isna().to_numpy()
     if missing.any():
         raise InputError(
@@ -227,14 +238,16 @@ class Writer:
             self._cache_raised = False
 
     # -------------------------------------------------------------- keys
-    def _resolve(self, table: sa.Table, ids: np.ndarray) -> np.ndarray:
-        """Integer keys of external ids, inserting the unknown ones."""
+    def _resolve(self, table: sa.Table, ids: Any) -> np.ndarray:
+        """Integer keys of external ids (an object array of str, or a pandas str array),
+        inserting the unknown ones."""
         cache = self._keys[table.name]
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
-        codes, uniques = pd.factorize(ids)
+        codes, uniques = pd.factorize(ids)  # on Arrow text: Arrow's own hashing
+        uniques = np.asarray(uniques, dtype=object)  # Python strs for the distinct ids only
         get = cache.get
-        keys = np.fromiter((get(x, -1) for x in uniques), dtype=np.int64, count=len(uniques))
+        keys = np.fromiter(map(get, uniques, repeat(-1)), dtype=np.int64, count=len(uniques))
         unknown = np.flatnonzero(keys < 0)
         wanted = uniques[unknown].tolist()
         if len(wanted) >= STAGE_MIN_ROWS:
@@ -278,7 +291,7 @@ class Writer:
                 stage, table, table.c.external_id == stage.c.external_id
             )
         )
-        cache.update((external_id, key) for external_id, key in found)
+        cache.update(found.all())  # (external_id, key) rows
 
     def _lookup(self, table: sa.Table, external_ids: list[str], cache: dict[str, int]) -> None:
         for batch in batches(external_ids, _LOOKUP_BATCH):
@@ -429,27 +442,29 @@ class Writer:
         )
         return len(records)
 
-    def follows(self, rows: Frame, directed: bool) -> int:
+    def follows(self, rows: Frame, directed: bool, *, checked: bool = False) -> int:
         """Upsert follow edges from ``src, dst`` and optional ``created_at, seen_at``.
 
         ``directed=False`` stores each friendship once (smaller key first).
         Within the chunk and against the store, ``created_at`` keeps the
         earliest time and ``seen_at`` the latest (``created_at`` when no
         ``seen_at`` is given). An edge removed earlier becomes active again
-        unless it was removed after this sighting. Return rows written.
+        unless it was removed after this sighting. ``checked``: the ids come from
+        :mod:`recgraph.data.parsing`, which validated them. Return rows written.
         """
         frame = _frame(rows, ["src", "dst"], "follow")
         directed = self._check_directed(directed)
         if len(frame) >= STAGE_MIN_ROWS:
             self._bulk_start(schema.follows)
-        src, dst = self._pair_keys(frame, directed)
+        src, dst = self._pair_keys(frame, directed, checked)
         created = _optional_seconds(frame, "created_at")
         seen = _optional_seconds(frame, "seen_at") if "seen_at" in frame.columns else created
         small_keys = not len(src) or max(src.max(), dst.max()) < 2**31
         untimed = created.count(None) == len(created) and seen.count(None) == len(seen)
         if small_keys and untimed:
             # untimed edges (most static graphs): distinct pairs in key order, no grouping
-            pair = np.unique((src << 32) | dst)
+            pair = np.sort((src << 32) | dst)  # sort + neighbour test: np.unique hashes, 25x slower
+            pair = pair[np.concatenate(([True], pair[1:] != pair[:-1]))]
             n = len(pair)
             records = {
                 "source_id": (pair >> 32).tolist(),
@@ -503,11 +518,13 @@ class Writer:
                 ("created_at", lambda new, old: earliest(new("created_at"), old.created_at)),
                 ("seen_at", lambda new, old: latest(new("seen_at"), old.seen_at)),
             ],
-            in_key_order=True,  # np.unique / a sorted groupby: distinct pairs in key order
+            in_key_order=True,  # sorted distinct pairs / a sorted groupby: in key order
         )
         return n
 
-    def edge_events(self, rows: Frame, directed: bool | None = None) -> int:
+    def edge_events(
+        self, rows: Frame, directed: bool | None = None, *, checked: bool = False
+    ) -> int:
         """Store timestamped edge events from ``src, dst, ts``; repeats are counted, not dropped.
 
         ``directed`` defaults to the store's follow graph direction. Within
@@ -516,7 +533,7 @@ class Writer:
         """
         frame = _frame(rows, ["src", "dst", "ts"], "edge event")
         directed = self._check_directed(directed)
-        src, dst = self._pair_keys(frame, directed)
+        src, dst = self._pair_keys(frame, directed, checked)
         ts = _optional_seconds(frame, "ts")
         if any(t is None for t in ts):
             raise InputError("an edge event needs a timestamp", field="ts")
@@ -677,11 +694,17 @@ class Writer:
         return count_rows(self.conn, tables)
 
     # -------------------------------------------------------------- helpers
-    def _pair_keys(self, frame: pd.DataFrame, directed: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _pair_keys(
+        self, frame: pd.DataFrame, directed: bool, checked: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         # both ends in one lookup (new keys still go to sources first, then targets, in order)
-        src_ids = _external_ids(frame["src"], "src")
-        dst_ids = _external_ids(frame["dst"], "dst")
-        keys = self._resolve(schema.accounts, np.concatenate([src_ids, dst_ids]))
+        src_ids = _external_ids(frame["src"], "src", checked)
+        dst_ids = _external_ids(frame["dst"], "dst", checked)
+        if isinstance(src_ids, np.ndarray) and isinstance(dst_ids, np.ndarray):
+            both = np.concatenate([src_ids, dst_ids])
+        else:  # Arrow-backed text: joined without a Python object per id
+            both = pd.concat([pd.Series(src_ids), pd.Series(dst_ids)], ignore_index=True).array
+        keys = self._resolve(schema.accounts, both)
         src, dst = keys[: len(src_ids)], keys[len(src_ids) :]
         if not directed:
             src, dst = np.minimum(src, dst), np.maximum(src, dst)
