@@ -283,6 +283,17 @@ def test_bulk_imports_are_idempotent_and_roll_back_whole(store, tmp_path):
     graph = store.follows_graph()
     pairs = set(zip(src.astype(str), dst.astype(str), strict=True))
     assert len(graph) == len(pairs) and first.new["edge_events"] == n
+    # a pair in several chunks (on PostgreSQL: rows COPYd twice, merged before the key
+    # is added back) keeps its earliest and latest time, as one upsert after another would
+    times: dict[tuple[str, str], list[int]] = {}
+    for i, pair in enumerate(zip(src.astype(str), dst.astype(str), strict=True)):
+        times.setdefault(pair, []).append(1_000 + i)
+    stored = pd.concat(store.iter_frames("follows"))
+    assert {
+        (a, b): (c, d)
+        for a, b, c, d in stored[["src", "dst", "created_at", "seen_at"]].itertuples(index=False)
+    } == {pair: (min(t), max(t)) for pair, t in times.items()}
+    assert max(map(len, times.values())) > 1  # the case is there
     again = import_edges(store, edges, directed=True, timestamps=True, chunk_rows=2_500)
     assert again.new == {"accounts": 0, "follows": 0, "edge_events": 0}
     rows = "".join(
@@ -344,6 +355,8 @@ def test_a_refused_first_bulk_load_leaves_an_empty_store_with_its_keys_and_index
         for fk in inspector.get_foreign_keys("follows")
     )
     indexes_before = {i["name"] for i in inspector.get_indexes("follows")}
+    key_before = inspector.get_pk_constraint("follows")["constrained_columns"]
+    assert key_before == ["source_id", "target_id"]
     rows = "".join(f"{i}\t{(i * 7) % 5000}\n" for i in range(6_000))
     bad = write_text(tmp_path / "bad.txt", rows + "x y z w\n")
     with pytest.raises(InputError, match="line 6001"):
@@ -358,8 +371,10 @@ def test_a_refused_first_bulk_load_leaves_an_empty_store_with_its_keys_and_index
         == keys_before
     )
     assert {i["name"] for i in inspector.get_indexes("follows")} == indexes_before
+    assert inspector.get_pk_constraint("follows")["constrained_columns"] == key_before
     import_edges(store, write_text(tmp_path / "good.txt", rows), directed=True, chunk_rows=2_500)
     assert store.counts()["follows"] == 6_000
     inspector = sa.inspect(store.engine)
     assert len(inspector.get_foreign_keys("follows")) == len(keys_before)
     assert {i["name"] for i in inspector.get_indexes("follows")} == indexes_before
+    assert inspector.get_pk_constraint("follows")["constrained_columns"] == key_before

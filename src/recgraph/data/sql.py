@@ -289,18 +289,7 @@ def stage_rows(
     stage.create(conn, checkfirst=True)
     conn.execute(sa.delete(stage))
     if dialect == "postgresql":
-        from psycopg import sql as pg_sql
-
-        copy_rows = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
-            pg_sql.Identifier(stage.name), pg_sql.SQL(", ").join(map(pg_sql.Identifier, names))
-        )
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            with cursor.copy(copy_rows) as copy:
-                for row in zip(*rows.values(), strict=True):
-                    copy.write_row(row)
-        finally:
-            cursor.close()
+        copy_rows(conn, stage, rows)
         return stage
     compiled = sa.insert(stage).compile(dialect=conn.dialect, column_keys=names)
     order = list(compiled.positiontup or names)
@@ -352,6 +341,29 @@ def rebuild_rowid_tables(conn: sa.Connection) -> list[str]:
     return rebuilt
 
 
+def copy_rows(conn: sa.Connection, table: sa.Table, rows: Columns) -> None:
+    """Append ``rows`` (columns of plain Python values) to ``table`` with one ``COPY``
+    (PostgreSQL only): no conflict handling, so the caller knows no key repeats or has
+    dropped the keys. Columns NULL in every row that default to NULL are left out."""
+    from psycopg import sql as pg_sql
+
+    n = len(next(iter(rows.values()))) if rows else 0
+    if not n:
+        return
+    names = [name for name in rows if not _null_column(table.c[name], rows[name], n)]
+    names = names or list(rows)
+    statement = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
+        pg_sql.Identifier(table.name), pg_sql.SQL(", ").join(map(pg_sql.Identifier, names))
+    )
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(statement) as copy:
+            for row in zip(*(rows[name] for name in names), strict=True):
+                copy.write_row(row)
+    finally:
+        cursor.close()
+
+
 def is_lock_timeout(exc: BaseException) -> bool:
     """Whether a driver error means "another writer holds the lock" (SQLite busy)."""
     text = str(getattr(exc, "orig", None) or exc).lower()
@@ -373,6 +385,7 @@ __all__ = [
     "StoreError",
     "UpdateRule",
     "batches",
+    "copy_rows",
     "count_rows",
     "create_engine",
     "earliest",

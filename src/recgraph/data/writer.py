@@ -32,6 +32,7 @@ from recgraph.data.sql import (
     WRITE_BATCH,
     Columns,
     batches,
+    copy_rows,
     count_rows,
     earliest,
     get_meta,
@@ -162,14 +163,21 @@ class Writer:
         self._deferred: list[sa.Index] = []
         self._cache_raised = False
         self._deferred_sql: list[Any] = []
+        #: Tables loaded by plain ``COPY`` without their primary key (PostgreSQL first
+        #: loads of follows), with the SQL that adds the key back (:meth:`_settle`).
+        self._heaps: dict[str, Any] = {}
 
     # -------------------------------------------------------------- bulk loads
-    def _bulk_start(self, table: sa.Table) -> None:
+    def _bulk_start(self, table: sa.Table, heap: bool = False) -> None:
         """On SQLite and PostgreSQL, a first load into an empty table drops its secondary
         indexes (and on PostgreSQL its foreign keys) and
         :meth:`finish` builds them once at the end: far cheaper than keeping them
         sorted row by row. Same transaction, so an error still restores everything
-        (and WAL readers keep their snapshot meanwhile)."""
+        (and WAL readers keep their snapshot meanwhile).
+
+        ``heap`` (PostgreSQL): the primary key goes too, and the rows go in by ``COPY``
+        straight into the table instead of a staged ``INSERT .. ON CONFLICT`` that
+        looks every key up; :meth:`_settle` merges repeats and adds the key back."""
         if self.dialect not in ("sqlite", "postgresql") or table.name in self._bulk_checked:
             return
         self._bulk_checked.add(table.name)
@@ -182,22 +190,29 @@ class Writer:
             index.drop(self.conn)
             self._deferred.append(index)
         if self.dialect == "postgresql":
-            self._drop_foreign_keys(table)
+            self._deferred_sql += self._drop_constraints(table, "f")
+            if heap:
+                (self._heaps[table.name],) = self._drop_constraints(table, "p")
 
-    def _drop_foreign_keys(self, table: sa.Table) -> None:
-        """PostgreSQL checks a foreign key row by row (a trigger each); a first load into
-        an empty table drops them and :meth:`finish` adds them back, which validates every
-        row in one pass. DDL is transactional there: a rollback brings them back too.
-        Until the commit other sessions wait to read ``table`` (it was empty)."""
+    def _drop_constraints(self, table: sa.Table, kind: str) -> list[Any]:
+        """Drop ``table``'s constraints of one kind (``f``: foreign keys, ``p``: the primary
+        key) and return the SQL that adds each back.
+
+        PostgreSQL checks a foreign key row by row (a trigger each) and a primary key by an
+        index probe per row; a first load into an empty table drops them and
+        :meth:`finish` adds them back, which checks every row in one pass. DDL is
+        transactional there: a rollback brings them back too. Until the commit other
+        sessions wait to read ``table`` (it was empty)."""
         from psycopg import sql as pg_sql
 
         found = self.conn.execute(
             sa.text(
                 "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conrelid = CAST(:name AS regclass) AND contype = 'f' ORDER BY conname"
+                "WHERE conrelid = CAST(:name AS regclass) AND contype = :kind ORDER BY conname"
             ),
-            {"name": table.name},
+            {"name": table.name, "kind": kind},
         ).all()
+        restore = []
         for name, definition in found:
             self._pg_execute(
                 pg_sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
@@ -205,12 +220,64 @@ class Writer:
                 )
             )
             # the definition is PostgreSQL's own text for the constraint it just held
-            self._deferred_sql.append(
+            restore.append(
                 pg_sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(
                     pg_sql.Identifier(table.name), pg_sql.Identifier(name)
                 )
                 + pg_sql.SQL(definition)
             )
+        return restore
+
+    def _settle(self) -> None:
+        """Give the tables loaded as heaps their primary key back, first merging the rows
+        that repeat a key (follows in two chunks of one file) by the rules of
+        :meth:`follows`: the earliest ``created_at``, the latest ``seen_at``. Before
+        anything else reads or writes them, and before the commit."""
+        if not self._heaps:
+            return
+        self.conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+        for name, add_key in list(self._heaps.items()):
+            assert name == schema.follows.name  # the only table loaded as a heap
+            try:
+                with self.conn.begin_nested():  # a repeated key fails it: merge, then again
+                    self._pg_execute(add_key)
+            except Exception as exc:  # psycopg's UniqueViolation, from the driver's cursor
+                if getattr(exc, "sqlstate", None) != "23505":
+                    raise
+                self._merge_repeated_follows()
+                self._pg_execute(add_key)
+            del self._heaps[name]
+
+    def _merge_repeated_follows(self) -> None:
+        """One row per follow key in a heap-loaded follows table (see :meth:`_settle`)."""
+        f = schema.follows
+        repeated = sa.Table(
+            "_recgraph_repeated_follows",
+            sa.MetaData(),
+            sa.Column("source_id", sa.BigInteger),
+            sa.Column("target_id", sa.BigInteger),
+            sa.Column("created_at", sa.BigInteger),
+            sa.Column("seen_at", sa.BigInteger),
+            prefixes=["TEMPORARY"],
+            postgresql_on_commit="DROP",
+        )
+        repeated.create(self.conn)
+        merged = (
+            sa.select(
+                f.c.source_id, f.c.target_id, sa.func.min(f.c.created_at), sa.func.max(f.c.seen_at)
+            )
+            .group_by(f.c.source_id, f.c.target_id)
+            .having(sa.func.count() > 1)
+        )
+        columns = ["source_id", "target_id", "created_at", "seen_at"]
+        self.conn.execute(sa.insert(repeated).from_select(columns, merged))
+        self.conn.execute(
+            sa.delete(f).where(
+                f.c.source_id == repeated.c.source_id, f.c.target_id == repeated.c.target_id
+            )
+        )
+        self.conn.execute(sa.insert(f).from_select(columns, sa.select(*repeated.c)))
+        repeated.drop(self.conn)
 
     def _pg_execute(self, statement: Any) -> None:
         cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -220,7 +287,9 @@ class Writer:
             cursor.close()
 
     def finish(self) -> None:
-        """Rebuild indexes dropped for a bulk load; called before the transaction commits."""
+        """Rebuild keys and indexes dropped for a bulk load; called before the transaction
+        commits."""
+        self._settle()
         if self._deferred and self.dialect == "postgresql":
             self.conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
         while self._deferred:
@@ -455,7 +524,7 @@ class Writer:
         frame = _frame(rows, ["src", "dst"], "follow")
         directed = self._check_directed(directed)
         if len(frame) >= STAGE_MIN_ROWS:
-            self._bulk_start(schema.follows)
+            self._bulk_start(schema.follows, heap=True)
         src, dst = self._pair_keys(frame, directed, checked)
         created = _optional_seconds(frame, "created_at")
         seen = _optional_seconds(frame, "seen_at") if "seen_at" in frame.columns else created
@@ -493,6 +562,9 @@ class Writer:
                 "seen_at": _nullable_ints(merged["seen_at"]),
                 "removed_at": [None] * n,
             }
+        if schema.follows.name in self._heaps:  # a first load on PostgreSQL: see _bulk_start
+            copy_rows(self.conn, schema.follows, records)
+            return n
         upsert_rows(
             self.conn,
             self.dialect,
@@ -656,6 +728,7 @@ class Writer:
         frame["src"] = account
         frame["seen_at"] = int(seen_at)
         directed = self._check_directed(None)
+        self._settle()
         me = int(self.account_keys([account])[0])
         f = schema.follows.c
         if directed:
@@ -691,6 +764,7 @@ class Writer:
     def counts(self, tables: Iterable[str] = COUNTED) -> dict[str, int]:
         """:meth:`Store.counts` as seen inside this transaction, for ``tables`` only
         (counting is a scan: an import counts just what it touches)."""
+        self._settle()
         return count_rows(self.conn, tables)
 
     # -------------------------------------------------------------- helpers
