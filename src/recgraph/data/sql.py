@@ -255,6 +255,29 @@ def upsert_rows(
         conn.execute(stmt, list(batch))
 
 
+def upsert_pairs(
+    conn: sa.Connection,
+    table: sa.Table,
+    keys: tuple[str, str],
+    pairs: np.ndarray,
+    updates: list[UpdateRule],
+) -> None:
+    """:func:`upsert_rows` for rows that are only a two-column integer key, on SQLite:
+    ``pairs`` holds ``first << 32 | second`` (both below 2**31), distinct and in key
+    order, and goes to SQLite as one JSON array that ``json_each`` unpacks, instead of
+    binding two parameters a row (a third less time per row); the other columns are NULL."""
+    if not len(pairs):
+        return
+    each = sa.func.json_each(sa.bindparam("pairs", type_=sa.Text)).table_valued("value")
+    rows = sa.select(each.c.value.op(">>")(32), each.c.value.op("&")(0xFFFFFFFF)).where(
+        sa.true()
+    )  # WHERE: SQLite's upsert after a SELECT needs one
+    stmt = sqlite_dialect.insert(table).from_select(list(keys), rows)
+    stmt = _with_conflict_rule(stmt, "sqlite", table, list(keys), updates)
+    for batch in batches(pairs, 20 * WRITE_BATCH):
+        conn.execute(stmt, {"pairs": "[" + ",".join(map(str, batch.tolist())) + "]"})
+
+
 def _null_column(column: sa.Column, values: Sequence, n: int) -> bool:
     """Whether ``values`` (``n`` of them) are all None and ``column``'s default is NULL too."""
     if column.default is not None or column.server_default is not None:
@@ -397,5 +420,6 @@ __all__ = [
     "rebuild_rowid_tables",
     "rowid_tables",
     "stage_rows",
+    "upsert_pairs",
     "upsert_rows",
 ]

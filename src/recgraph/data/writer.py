@@ -31,6 +31,7 @@ from recgraph.data.sql import (
     STAGE_MIN_ROWS,
     WRITE_BATCH,
     Columns,
+    UpdateRule,
     batches,
     copy_rows,
     count_rows,
@@ -38,6 +39,7 @@ from recgraph.data.sql import (
     get_meta,
     latest,
     stage_rows,
+    upsert_pairs,
     upsert_rows,
 )
 from recgraph.errors import InputError
@@ -535,6 +537,9 @@ class Writer:
             pair = np.sort((src << 32) | dst)  # sort + neighbour test: np.unique hashes, 25x slower
             pair = pair[np.concatenate(([True], pair[1:] != pair[:-1]))]
             n = len(pair)
+            if self.dialect == "sqlite":
+                upsert_pairs(self.conn, schema.follows, _FOLLOW_KEY, pair, _FOLLOW_RULES)
+                return n
             records = {
                 "source_id": (pair >> 32).tolist(),
                 "target_id": (pair & 0xFFFFFFFF).tolist(),
@@ -569,27 +574,9 @@ class Writer:
             self.conn,
             self.dialect,
             schema.follows,
-            ["source_id", "target_id"],
+            list(_FOLLOW_KEY),
             records,
-            [
-                # Before seen_at changes: MariaDB evaluates assignments in order.
-                (
-                    "removed_at",
-                    lambda new, old: sa.case(
-                        (
-                            sa.and_(
-                                old.removed_at.is_not(None),
-                                new("seen_at").is_not(None),
-                                new("seen_at") <= old.removed_at,
-                            ),
-                            old.removed_at,
-                        ),
-                        else_=sa.null(),
-                    ),
-                ),
-                ("created_at", lambda new, old: earliest(new("created_at"), old.created_at)),
-                ("seen_at", lambda new, old: latest(new("seen_at"), old.seen_at)),
-            ],
+            _FOLLOW_RULES,
             in_key_order=True,  # sorted distinct pairs / a sorted groupby: in key order
         )
         return n
@@ -783,6 +770,29 @@ class Writer:
         if not directed:
             src, dst = np.minimum(src, dst), np.maximum(src, dst)
         return src, dst
+
+
+_FOLLOW_KEY = ("source_id", "target_id")
+#: How a follow written again merges with the stored one (:meth:`Writer.follows`).
+_FOLLOW_RULES: list[UpdateRule] = [
+    # Before seen_at changes: MariaDB evaluates assignments in order.
+    (
+        "removed_at",
+        lambda new, old: sa.case(
+            (
+                sa.and_(
+                    old.removed_at.is_not(None),
+                    new("seen_at").is_not(None),
+                    new("seen_at") <= old.removed_at,
+                ),
+                old.removed_at,
+            ),
+            else_=sa.null(),
+        ),
+    ),
+    ("created_at", lambda new, old: earliest(new("created_at"), old.created_at)),
+    ("seen_at", lambda new, old: latest(new("seen_at"), old.seen_at)),
+]
 
 
 def _value_kinds(frame: pd.DataFrame, kinds: np.ndarray) -> np.ndarray:
