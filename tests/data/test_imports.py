@@ -201,6 +201,7 @@ def _rowid_layout(url: str) -> None:
     made them before they became ``WITHOUT ROWID``."""
     engine = sa.create_engine(url)
     with engine.begin() as conn:
+        assert sql.rowid_tables(conn) == []  # a new store has none
         for table in schema.SQLITE_REBUILT:
             ddl = str(CreateTable(table).compile(dialect=conn.dialect))
             table.drop(conn)
