@@ -325,6 +325,27 @@ def test_a_fresh_bulk_load_rebuilds_its_indexes(tmp_path: Path):
         assert "ix_follows_target" in " ".join(str(r) for r in plan)
 
 
+def test_a_first_untimed_sqlite_load_holds_its_chunks_and_writes_them_whole(tmp_path: Path):
+    """On SQLite the chunks of a first untimed load are held and written merged in key
+    order: repeats across chunks count once, and the direction is still enforced
+    while nothing has reached the table yet."""
+    rng = np.random.default_rng(1)
+    src, dst = rng.integers(0, 500, 6_000), rng.integers(0, 500, 6_000)
+    lines = "".join(f"{a}\t{b}\n" for a, b in zip(src, dst, strict=True))
+    pairs = set(zip(src.astype(str), dst.astype(str), strict=True))
+    with Store(f"sqlite:///{tmp_path / 'held.db'}") as store:
+        summary = import_edges(store, write_text(tmp_path / "g.txt", lines), True, chunk_rows=2_500)
+        stored = pd.concat(store.iter_frames("follows"))
+        assert set(zip(stored["src"], stored["dst"], strict=True)) == pairs
+        assert summary.new["follows"] == len(pairs) < 6_000
+    with Store(f"sqlite:///{tmp_path / 'mixed.db'}") as store:
+        frame = pd.DataFrame({"src": src.astype(str), "dst": dst.astype(str)})
+        with pytest.raises(InputError, match="directed"), store.writer() as w:
+            w.follows(frame, directed=True)
+            w.follows(frame.head(3), directed=False)
+        assert store.counts()["follows"] == 0 and store.follows_directed() is None
+
+
 def test_a_bulk_load_gives_its_connection_back_with_the_usual_page_cache(tmp_path: Path):
     """The writer raises SQLite's page cache for a bulk load and puts it back after a
     commit and after a refused file alike (one thread: the pool hands out one connection)."""

@@ -168,6 +168,10 @@ class Writer:
         #: Tables loaded by plain ``COPY`` without their primary key (PostgreSQL first
         #: loads of follows), with the SQL that adds the key back (:meth:`_settle`).
         self._heaps: dict[str, Any] = {}
+        #: SQLite first loads of untimed follows: sorted distinct packed pairs of each
+        #: chunk, written at once in key order by :meth:`_flush_pairs`, or None.
+        self._pending: list[np.ndarray] | None = None
+        self._pending_rows = 0
 
     # -------------------------------------------------------------- bulk loads
     def _bulk_start(self, table: sa.Table, heap: bool = False) -> None:
@@ -179,7 +183,10 @@ class Writer:
 
         ``heap`` (PostgreSQL): the primary key goes too, and the rows go in by ``COPY``
         straight into the table instead of a staged ``INSERT .. ON CONFLICT`` that
-        looks every key up; :meth:`_settle` merges repeats and adds the key back."""
+        looks every key up; :meth:`_settle` merges repeats and adds the key back.
+        On SQLite (untimed follows) the chunks' pairs are held, up to
+        :data:`_PENDING_PAIRS`, and written merged in key order: the empty table then
+        grows at its end, instead of every chunk touching every page of it."""
         if self.dialect not in ("sqlite", "postgresql") or table.name in self._bulk_checked:
             return
         self._bulk_checked.add(table.name)
@@ -195,6 +202,8 @@ class Writer:
             self._deferred_sql += self._drop_constraints(table, "f")
             if heap:
                 (self._heaps[table.name],) = self._drop_constraints(table, "p")
+        elif heap:
+            self._pending = []
 
     def _drop_constraints(self, table: sa.Table, kind: str) -> list[Any]:
         """Drop ``table``'s constraints of one kind (``f``: foreign keys, ``p``: the primary
@@ -233,8 +242,10 @@ class Writer:
     def _settle(self) -> None:
         """Give the tables loaded as heaps their primary key back, first merging the rows
         that repeat a key (follows in two chunks of one file) by the rules of
-        :meth:`follows`: the earliest ``created_at``, the latest ``seen_at``. Before
-        anything else reads or writes them, and before the commit."""
+        :meth:`follows`: the earliest ``created_at``, the latest ``seen_at``; and write
+        the follows a SQLite first load holds. Before anything else reads or writes
+        them, and before the commit."""
+        self._flush_pairs()
         if not self._heaps:
             return
         self.conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
@@ -249,6 +260,15 @@ class Writer:
                 self._merge_repeated_follows()
                 self._pg_execute(add_key)
             del self._heaps[name]
+
+    def _flush_pairs(self) -> None:
+        """Write the held follows (see :meth:`_bulk_start`), all chunks merged, in key order."""
+        if not self._pending:
+            return
+        pairs = np.sort(np.concatenate(self._pending))
+        self._pending, self._pending_rows = [], 0
+        pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
+        upsert_pairs(self.conn, schema.follows, _FOLLOW_KEY, pairs, _FOLLOW_RULES)
 
     def _merge_repeated_follows(self) -> None:
         """One row per follow key in a heap-loaded follows table (see :meth:`_settle`)."""
@@ -396,6 +416,7 @@ class Writer:
         """The graph's direction; the first follows written fix it, a mismatch is an error."""
         if self._directed is not None and (directed is None or directed == self._directed):
             return self._directed
+        self._settle()  # held follows count as written
         stored = get_meta(self.conn, schema.META_FOLLOWS_DIRECTED)
         empty = not self.conn.execute(sa.select(schema.follows.c.source_id).limit(1)).first()
         empty = empty and not self.conn.execute(sa.select(schema.edge_events.c.ts).limit(1)).first()
@@ -537,6 +558,12 @@ class Writer:
             pair = np.sort((src << 32) | dst)  # sort + neighbour test: np.unique hashes, 25x slower
             pair = pair[np.concatenate(([True], pair[1:] != pair[:-1]))]
             n = len(pair)
+            if self._pending is not None:  # a first load on SQLite: see _bulk_start
+                self._pending.append(pair)
+                self._pending_rows += n
+                if self._pending_rows > _PENDING_PAIRS:
+                    self._flush_pairs()
+                return n
             if self.dialect == "sqlite":
                 upsert_pairs(self.conn, schema.follows, _FOLLOW_KEY, pair, _FOLLOW_RULES)
                 return n
@@ -567,6 +594,7 @@ class Writer:
                 "seen_at": _nullable_ints(merged["seen_at"]),
                 "removed_at": [None] * n,
             }
+        self._flush_pairs()  # held untimed pairs go first, as they came first
         if schema.follows.name in self._heaps:  # a first load on PostgreSQL: see _bulk_start
             copy_rows(self.conn, schema.follows, records)
             return n
@@ -773,6 +801,8 @@ class Writer:
 
 
 _FOLLOW_KEY = ("source_id", "target_id")
+#: Follows a SQLite first load holds before writing them (8 bytes each, twice while sorted).
+_PENDING_PAIRS = 20_000_000
 #: How a follow written again merges with the stored one (:meth:`Writer.follows`).
 _FOLLOW_RULES: list[UpdateRule] = [
     # Before seen_at changes: MariaDB evaluates assignments in order.
