@@ -155,16 +155,36 @@ def memory_run(lines: int, folder: Path) -> dict:
 
 
 _SYNTHETIC_CHILD = """
-import resource, sys, time
+import os, resource, sys, time
 from recgraph.data.imports import import_edges
 from recgraph.data.store import Store
 store = Store(sys.argv[2])
+
+def server_cpu():
+    # CPU seconds of this database's PostgreSQL backends (same machine: /proc), by pid
+    if store.dialect != "postgresql":
+        return {}
+    with store.engine.connect() as conn:
+        pids = [row[0] for row in conn.exec_driver_sql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
+    out = {}
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+server = server_cpu()
 started, cpu = time.perf_counter(), time.process_time()
 summary = import_edges(store, sys.argv[1], directed=True)
 seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+server = sum(t - server.get(pid, 0.0) for pid, t in server_cpu().items())
 counts = store.counts()
 print(summary.rows_read, round(seconds, 3), round(cpu, 3),
-      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, counts["follows"], counts["accounts"])
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, counts["follows"], counts["accounts"],
+      round(server, 2))
 """
 
 
@@ -208,13 +228,14 @@ def synthetic_run(backend: str, path: Path, src_dir: Path | None) -> dict:
         ).stdout.split()
         with Store(url) as store:
             version = store.backend()
-    rows, seconds, cpu, peak_kib, follows, accounts = (
+    rows, seconds, cpu, peak_kib, follows, accounts, server_cpu = (
         int(out[0]),
         float(out[1]),
         float(out[2]),
         int(out[3]),
         int(out[4]),
         int(out[5]),
+        float(out[6]),
     )
     return {
         "backend": backend,
@@ -226,6 +247,9 @@ def synthetic_run(backend: str, path: Path, src_dir: Path | None) -> dict:
         "cpu_seconds": cpu,
         "rows_per_second": round(rows / seconds),
         "rows_per_cpu_second": round(rows / cpu),
+        "cpu_us_per_row": round(cpu / rows * 1e6, 2),
+        "server_cpu_seconds": server_cpu,
+        "server_cpu_us_per_row": round(server_cpu / rows * 1e6, 2),
         "peak_rss_mb": round(peak_kib / 1024, 1),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
@@ -252,7 +276,8 @@ def synthetic(sizes: list[int], backends: list[str], src_dir: Path | None, name:
                 print(
                     f"{backend:9s} {row['rows']:>11,} follows  {row['import_seconds']:8.1f} s "
                     f"({row['rows_per_second']:>8,} rows/s; {row['rows_per_cpu_second']:>8,} "
-                    f"per CPU s)  peak RSS {row['peak_rss_mb']:7.1f} MB  "
+                    f"per CPU s; CPU {row['cpu_us_per_row']:.2f} us/row + server "
+                    f"{row['server_cpu_us_per_row']:.2f})  peak RSS {row['peak_rss_mb']:7.1f} MB  "
                     f"load {row['load_average_1min']}"
                 )
     return results
@@ -275,19 +300,22 @@ def save_synthetic(results: list[dict], src_dir: Path | None, name: str) -> None
             "shared": "up to 8 developers share these 2 cores: wall times are inflated; "
             "see load_average_1min per row",
             "cpu_seconds": "of the importing process only; MariaDB and PostgreSQL do part "
-            "of the work in their own server processes",
+            "of the work in their own server processes: server_cpu_seconds is what the "
+            "PostgreSQL backends of the import's database used (read from /proc)",
         },
         "results": results,
     }
     stem.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
     lines = [
-        "| backend | follows | seconds | rows/s | rows per CPU s | peak RSS MB | load |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| backend | follows | seconds | rows/s | rows per CPU s | CPU µs/row | server CPU µs/row "
+        "| peak RSS MB | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {r['backend']} | {r['rows']:,} | {r['import_seconds']:.1f} | "
-        f"{r['rows_per_second']:,} | {r['rows_per_cpu_second']:,} | {r['peak_rss_mb']} | "
-        f"{r['load_average_1min']} |"
+        f"{r['rows_per_second']:,} | {r['rows_per_cpu_second']:,} | "
+        f"{r.get('cpu_us_per_row', '')} | {r.get('server_cpu_us_per_row', '')} | "
+        f"{r['peak_rss_mb']} | {r['load_average_1min']} |"
         for r in results
     ]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")

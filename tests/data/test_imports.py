@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.schema import CreateTable
 
-from recgraph.data import schema
+from recgraph.data import schema, sql
 from recgraph.data.export import export_table
 from recgraph.data.imports import import_edges, import_interactions, import_items
 from recgraph.data.interactions import Kind, ValueKind
@@ -195,6 +196,54 @@ def test_a_version_1_store_is_refused_clearly_then_upgraded_in_place(store_url):
         assert again.counts()["interactions"] == 2
 
 
+def _rowid_layout(url: str) -> None:
+    """Make the natural-key tables of a new SQLite store rowid tables again, as recgraph
+    made them before they became ``WITHOUT ROWID``."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        assert sql.rowid_tables(conn) == []  # a new store has none
+        for table in schema.SQLITE_REBUILT:
+            ddl = str(CreateTable(table).compile(dialect=conn.dialect))
+            table.drop(conn)
+            conn.exec_driver_sql(ddl.replace("WITHOUT ROWID", ""))
+            for index in table.indexes:
+                index.create(conn)
+        assert sql.rowid_tables(conn) == list(schema.SQLITE_REBUILT)
+    engine.dispose()
+
+
+def test_a_sqlite_store_with_rowid_tables_keeps_working_and_upgrade_rebuilds_them(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Store(url).close()
+    _rowid_layout(url)
+    edges = write_text(tmp_path / "e.txt", "a b 10\nb c 20\na b 30\nc a 40\n")
+    bad = write_text(tmp_path / "bad.txt", "x y 50\nbroken\n")
+    with Store(url) as old:  # an old layout is written and read as before
+        import_edges(old, edges, directed=True, timestamps=True)
+        with old.writer() as w:
+            w.interactions(pd.DataFrame({"user": ["a", "b"], "item": ["i", "j"], "kind": "like"}))
+        with pytest.raises(InputError):
+            import_edges(old, bad, directed=True, timestamps=True)
+        before = old.counts()
+        follows = old.follows_graph()
+    with Store(url, upgrade=True) as upgraded:
+        with upgraded.engine.connect() as conn:
+            assert sql.rowid_tables(conn) == []
+            layouts = conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type IN ('table', 'index')"
+            ).all()
+        made = {name: text for name, text in layouts if text}
+        assert all("WITHOUT ROWID" in made[t.name] for t in schema.SQLITE_REBUILT)
+        assert {"ix_follows_target", "ix_interactions_item"} <= set(made)
+        assert not any(name.startswith("_recgraph_rowid_") for name in made)
+        assert upgraded.counts() == before and upgraded.schema_version() == schema.SCHEMA_VERSION
+        again = upgraded.follows_graph()
+        assert again.src.tolist() == follows.src.tolist()
+        assert again.timestamp.tolist() == follows.timestamp.tolist()
+        import_edges(upgraded, edges, directed=True, timestamps=True)  # idempotent as before
+        assert upgraded.counts() == before
+
+
 # ---------------------------------------------------------------------- SQLite lock
 def test_a_locked_sqlite_store_stops_an_import_with_a_clear_error(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'locked.db'}"
@@ -235,6 +284,17 @@ def test_bulk_imports_are_idempotent_and_roll_back_whole(store, tmp_path):
     graph = store.follows_graph()
     pairs = set(zip(src.astype(str), dst.astype(str), strict=True))
     assert len(graph) == len(pairs) and first.new["edge_events"] == n
+    # a pair in several chunks (on PostgreSQL: rows COPYd twice, merged before the key
+    # is added back) keeps its earliest and latest time, as one upsert after another would
+    times: dict[tuple[str, str], list[int]] = {}
+    for i, pair in enumerate(zip(src.astype(str), dst.astype(str), strict=True)):
+        times.setdefault(pair, []).append(1_000 + i)
+    stored = pd.concat(store.iter_frames("follows"))
+    assert {
+        (a, b): (c, d)
+        for a, b, c, d in stored[["src", "dst", "created_at", "seen_at"]].itertuples(index=False)
+    } == {pair: (min(t), max(t)) for pair, t in times.items()}
+    assert max(map(len, times.values())) > 1  # the case is there
     again = import_edges(store, edges, directed=True, timestamps=True, chunk_rows=2_500)
     assert again.new == {"accounts": 0, "follows": 0, "edge_events": 0}
     rows = "".join(
@@ -263,6 +323,27 @@ def test_a_fresh_bulk_load_rebuilds_its_indexes(tmp_path: Path):
             "EXPLAIN QUERY PLAN SELECT source_id FROM follows WHERE target_id = 7"
         )
         assert "ix_follows_target" in " ".join(str(r) for r in plan)
+
+
+def test_a_first_untimed_sqlite_load_holds_its_chunks_and_writes_them_whole(tmp_path: Path):
+    """On SQLite the chunks of a first untimed load are held and written merged in key
+    order: repeats across chunks count once, and the direction is still enforced
+    while nothing has reached the table yet."""
+    rng = np.random.default_rng(1)
+    src, dst = rng.integers(0, 500, 6_000), rng.integers(0, 500, 6_000)
+    lines = "".join(f"{a}\t{b}\n" for a, b in zip(src, dst, strict=True))
+    pairs = set(zip(src.astype(str), dst.astype(str), strict=True))
+    with Store(f"sqlite:///{tmp_path / 'held.db'}") as store:
+        summary = import_edges(store, write_text(tmp_path / "g.txt", lines), True, chunk_rows=2_500)
+        stored = pd.concat(store.iter_frames("follows"))
+        assert set(zip(stored["src"], stored["dst"], strict=True)) == pairs
+        assert summary.new["follows"] == len(pairs) < 6_000
+    with Store(f"sqlite:///{tmp_path / 'mixed.db'}") as store:
+        frame = pd.DataFrame({"src": src.astype(str), "dst": dst.astype(str)})
+        with pytest.raises(InputError, match="directed"), store.writer() as w:
+            w.follows(frame, directed=True)
+            w.follows(frame.head(3), directed=False)
+        assert store.counts()["follows"] == 0 and store.follows_directed() is None
 
 
 def test_a_bulk_load_gives_its_connection_back_with_the_usual_page_cache(tmp_path: Path):
@@ -296,6 +377,8 @@ def test_a_refused_first_bulk_load_leaves_an_empty_store_with_its_keys_and_index
         for fk in inspector.get_foreign_keys("follows")
     )
     indexes_before = {i["name"] for i in inspector.get_indexes("follows")}
+    key_before = inspector.get_pk_constraint("follows")["constrained_columns"]
+    assert key_before == ["source_id", "target_id"]
     rows = "".join(f"{i}\t{(i * 7) % 5000}\n" for i in range(6_000))
     bad = write_text(tmp_path / "bad.txt", rows + "x y z w\n")
     with pytest.raises(InputError, match="line 6001"):
@@ -310,8 +393,10 @@ def test_a_refused_first_bulk_load_leaves_an_empty_store_with_its_keys_and_index
         == keys_before
     )
     assert {i["name"] for i in inspector.get_indexes("follows")} == indexes_before
+    assert inspector.get_pk_constraint("follows")["constrained_columns"] == key_before
     import_edges(store, write_text(tmp_path / "good.txt", rows), directed=True, chunk_rows=2_500)
     assert store.counts()["follows"] == 6_000
     inspector = sa.inspect(store.engine)
     assert len(inspector.get_foreign_keys("follows")) == len(keys_before)
     assert {i["name"] for i in inspector.get_indexes("follows")} == indexes_before
+    assert inspector.get_pk_constraint("follows")["constrained_columns"] == key_before

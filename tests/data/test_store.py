@@ -398,3 +398,24 @@ def test_the_busy_timeout_reaches_sqlite(tmp_path):
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 2500
     engine.dispose()
+
+
+def test_follows_with_keys_just_below_2_31_round_trip(store: Store):
+    """Untimed follows of keys below 2**31 travel packed as ``src << 32 | dst`` (on SQLite
+    in one JSON array): the largest such keys come back exactly."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(schema.accounts).values(
+                id=2**31 - 4, external_id="z", created_at=0, updated_at=0
+            )
+        )
+    pairs = [("z", "y"), ("y", "x"), ("x", "z"), ("x", "y")]
+    with store.writer() as w:
+        w.follows(pd.DataFrame(pairs, columns=["src", "dst"]), directed=True)
+    stored = pd.concat(store.iter_frames("follows"))
+    assert sorted(zip(stored["src"], stored["dst"], strict=True)) == sorted(pairs)
+    with store.engine.connect() as conn:
+        keys = conn.execute(sa.select(schema.accounts.c.id).order_by(schema.accounts.c.id))
+        held = [k for (k,) in keys]
+    # SQLite and MariaDB number on from the largest key; PostgreSQL's sequence from 1
+    assert len(held) == 3 and 2**31 - 4 in held and max(held) < 2**31

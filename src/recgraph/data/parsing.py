@@ -591,8 +591,12 @@ def _trimmed(array):
     return pc.utf8_trim_whitespace(array)
 
 
-def ids(array, name: str, source: TableSource, first_row: Rows) -> np.ndarray:
-    """Validated external ids as an object array of ``str`` (see the module rules)."""
+def ids(array, name: str, source: TableSource, first_row: Rows, *, arrow: bool = False):
+    """Validated external ids as an object array of ``str`` (see the module rules).
+
+    ``arrow``: a pandas ``str`` array on the Arrow buffers instead (what a DataFrame
+    column of text becomes anyway), without a Python object per id.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -617,6 +621,10 @@ def ids(array, name: str, source: TableSource, first_row: Rows) -> np.ndarray:
         row = _first(mask)
         if row is not None:
             raise source.error(message, _at(first_row, row), name)
+    if arrow:
+        import pandas as pd
+
+        return pd.array(text, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
     return text.to_numpy(zero_copy_only=False).astype(object, copy=False)
 
 

@@ -158,8 +158,8 @@ def iter_edge_chunks(
 
 
 def _edge_frame(columns: dict, source: TableSource, rows, with_ts: bool) -> pd.DataFrame:
-    data = {"src": ids(columns["src"], "src", source, rows)}
-    data["dst"] = ids(columns["dst"], "dst", source, rows)
+    data = {"src": ids(columns["src"], "src", source, rows, arrow=True)}
+    data["dst"] = ids(columns["dst"], "dst", source, rows, arrow=True)
     if with_ts:
         data["ts"] = timestamps(columns["timestamp"], "timestamp", source, rows)
     return pd.DataFrame(data)

@@ -51,6 +51,12 @@ CANDIDATE_LIST_NAME_LENGTH = 40
 #: Table options every table takes (InnoDB, utf8mb4 on MariaDB); pass as ``**MYSQL_TABLE``.
 MYSQL_TABLE = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 _MYSQL_TABLE = MYSQL_TABLE
+#: The tables keyed by their natural key (follows, edge events, interactions) are also
+#: ``WITHOUT ROWID`` on SQLite: the rows live in the primary key's own B-tree, as they do
+#: in InnoDB, instead of in a rowid table plus a copy of every key in a separate index, so
+#: each row is written once. Stores made before keep their rowid tables, which work the
+#: same; ``recgraph db upgrade`` rebuilds them (:data:`SQLITE_REBUILT`).
+NATURAL_KEY_TABLE = {**MYSQL_TABLE, "sqlite_with_rowid": False}
 
 
 def external_id_type() -> sa.types.TypeEngine:
@@ -126,7 +132,7 @@ follows = sa.Table(
     sa.Column("seen_at", sa.BigInteger, nullable=True, doc="latest observation, unix seconds"),
     sa.Column("removed_at", sa.BigInteger, nullable=True, doc="unfollowed; NULL while active"),
     sa.Index("ix_follows_target", "target_id"),
-    **MYSQL_TABLE,
+    **NATURAL_KEY_TABLE,
 )
 
 edge_events = sa.Table(
@@ -137,7 +143,7 @@ edge_events = sa.Table(
     sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("count", sa.Integer, nullable=False, default=1),
     sa.Column("batch", sa.BigInteger, nullable=False, default=0),
-    **MYSQL_TABLE,
+    **NATURAL_KEY_TABLE,
 )
 
 interactions = sa.Table(
@@ -163,7 +169,7 @@ interactions = sa.Table(
         "value_kind IN ('none', 'rating', 'count', 'weight')", name="ck_interactions_value_kind"
     ),
     sa.Index("ix_interactions_item", "item_id"),
-    **MYSQL_TABLE,
+    **NATURAL_KEY_TABLE,
 )
 
 candidate_lists = sa.Table(
@@ -242,6 +248,11 @@ UPGRADES: dict[int, tuple[str, ...]] = {
     ),
 }
 
+#: Tables that are ``WITHOUT ROWID`` on SQLite (:data:`NATURAL_KEY_TABLE`); an older SQLite
+#: store that holds them as rowid tables has them rebuilt by ``recgraph db upgrade``
+#: (:func:`recgraph.data.sql.rebuild_rowid_tables`). The rows, keys and schema version stay.
+SQLITE_REBUILT = (follows, edge_events, interactions)
+
 #: Keys of the ``meta`` table.
 META_SCHEMA_VERSION = "schema_version"
 META_FOLLOWS_DIRECTED = "follows_directed"
@@ -256,7 +267,9 @@ __all__ = [
     "META_FOLLOWS_DIRECTED",
     "META_SCHEMA_VERSION",
     "MYSQL_TABLE",
+    "NATURAL_KEY_TABLE",
     "SCHEMA_VERSION",
+    "SQLITE_REBUILT",
     "UPGRADES",
     "VALUE_KIND_LABELS",
     "accounts",

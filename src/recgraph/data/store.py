@@ -44,6 +44,7 @@ from recgraph.data.sql import (
     get_meta,
     is_lock_timeout,
     read_columns,
+    rebuild_rowid_tables,
     upsert_rows,
 )
 from recgraph.data.writer import Writer
@@ -115,7 +116,9 @@ class Store:
     upgrade
         Bring a store of an older schema version up to date (see
         :data:`recgraph.data.schema.UPGRADES`); without it such a store is
-        refused with a :class:`StoreError` that says how to upgrade.
+        refused with a :class:`StoreError` that says how to upgrade. On SQLite it
+        also rebuilds natural-key tables an older recgraph made as rowid tables
+        (:data:`recgraph.data.schema.SQLITE_REBUILT`), which work either way.
 
     Examples
     --------
@@ -206,6 +209,8 @@ class Store:
                 )
                 return
             if stored is None or int(stored) == schema.SCHEMA_VERSION:
+                if upgrade and self.dialect == "sqlite":
+                    rebuild_rowid_tables(conn)  # storage only: rows, keys and version stay
                 return
             version = int(stored)
             if version > schema.SCHEMA_VERSION or not upgrade:
@@ -228,6 +233,8 @@ class Store:
                 .where(schema.meta.c.key == schema.META_SCHEMA_VERSION)
                 .values(value=str(schema.SCHEMA_VERSION))
             )
+            if self.dialect == "sqlite":
+                rebuild_rowid_tables(conn)  # after the steps: they alter the old layout
 
     def schema_version(self) -> int:
         """The schema version the store records."""

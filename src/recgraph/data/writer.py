@@ -15,6 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -30,20 +31,26 @@ from recgraph.data.sql import (
     STAGE_MIN_ROWS,
     WRITE_BATCH,
     Columns,
+    UpdateRule,
     batches,
+    copy_rows,
     count_rows,
     earliest,
     get_meta,
     latest,
     stage_rows,
+    upsert_pairs,
     upsert_rows,
 )
 from recgraph.errors import InputError
 
 #: Ids per ``IN (...)`` lookup: well under every backend's bound-parameter limit.
 _LOOKUP_BATCH = 2_000
-#: External id -> key entries kept per writer before the cache is dropped (bounded memory).
-_CACHE_LIMIT = 500_000
+#: External id -> key entries kept per writer before the cache is dropped (bounded memory:
+#: about 130 bytes an entry, 1.3 GB at the limit). Dropped, every later chunk looks its ids
+#: up in the database again, so the limit is set above the accounts of a 10^8-follow graph
+#: (a graph of 10^7 follows has about 10^6 accounts; at 5·10^5 the import slowed fourfold).
+_CACHE_LIMIT = 10_000_000
 #: SQLite page cache (KiB) while a writer bulk-loads; the connection's own size comes back after.
 #: A bulk load's page cache, 512 MiB: the indexes of a large load outgrow 64 MiB.
 #: Fixed SQL text: SQLite cannot bind a PRAGMA's value.
@@ -67,8 +74,15 @@ def _frame(rows: Frame, required: Sequence[str], what: str) -> pd.DataFrame:
     return frame
 
 
-def _external_ids(values: pd.Series, name: str) -> np.ndarray:
-    """Validated external ids as an object array of str."""
+def _external_ids(values: pd.Series, name: str, checked: bool = False) -> Any:
+    """Validated external ids as an object array of str.
+
+    ``checked``: the ids come from :func:`recgraph.data.parsing.ids`, which refused
+    the same things with the file and line; they are taken as they are, and a text
+    column stays on its Arrow buffers (a pandas array) instead of becoming Python strs.
+    """
+    if checked and (values.dtype == object or pd.api.types.is_string_dtype(values.dtype)):
+        return values.array if values.dtype != object else values.to_numpy(object)
     missing = values.isna().to_numpy()
     if missing.any():
         raise InputError(
@@ -151,14 +165,28 @@ class Writer:
         self._deferred: list[sa.Index] = []
         self._cache_raised = False
         self._deferred_sql: list[Any] = []
+        #: Tables loaded by plain ``COPY`` without their primary key (PostgreSQL first
+        #: loads of follows), with the SQL that adds the key back (:meth:`_settle`).
+        self._heaps: dict[str, Any] = {}
+        #: SQLite first loads of untimed follows: sorted distinct packed pairs of each
+        #: chunk, written at once in key order by :meth:`_flush_pairs`, or None.
+        self._pending: list[np.ndarray] | None = None
+        self._pending_rows = 0
 
     # -------------------------------------------------------------- bulk loads
-    def _bulk_start(self, table: sa.Table) -> None:
+    def _bulk_start(self, table: sa.Table, heap: bool = False) -> None:
         """On SQLite and PostgreSQL, a first load into an empty table drops its secondary
         indexes (and on PostgreSQL its foreign keys) and
         :meth:`finish` builds them once at the end: far cheaper than keeping them
         sorted row by row. Same transaction, so an error still restores everything
-        (and WAL readers keep their snapshot meanwhile)."""
+        (and WAL readers keep their snapshot meanwhile).
+
+        ``heap`` (PostgreSQL): the primary key goes too, and the rows go in by ``COPY``
+        straight into the table instead of a staged ``INSERT .. ON CONFLICT`` that
+        looks every key up; :meth:`_settle` merges repeats and adds the key back.
+        On SQLite (untimed follows) the chunks' pairs are held, up to
+        :data:`_PENDING_PAIRS`, and written merged in key order: the empty table then
+        grows at its end, instead of every chunk touching every page of it."""
         if self.dialect not in ("sqlite", "postgresql") or table.name in self._bulk_checked:
             return
         self._bulk_checked.add(table.name)
@@ -171,22 +199,31 @@ class Writer:
             index.drop(self.conn)
             self._deferred.append(index)
         if self.dialect == "postgresql":
-            self._drop_foreign_keys(table)
+            self._deferred_sql += self._drop_constraints(table, "f")
+            if heap:
+                (self._heaps[table.name],) = self._drop_constraints(table, "p")
+        elif heap:
+            self._pending = []
 
-    def _drop_foreign_keys(self, table: sa.Table) -> None:
-        """PostgreSQL checks a foreign key row by row (a trigger each); a first load into
-        an empty table drops them and :meth:`finish` adds them back, which validates every
-        row in one pass. DDL is transactional there: a rollback brings them back too.
-        Until the commit other sessions wait to read ``table`` (it was empty)."""
+    def _drop_constraints(self, table: sa.Table, kind: str) -> list[Any]:
+        """Drop ``table``'s constraints of one kind (``f``: foreign keys, ``p``: the primary
+        key) and return the SQL that adds each back.
+
+        PostgreSQL checks a foreign key row by row (a trigger each) and a primary key by an
+        index probe per row; a first load into an empty table drops them and
+        :meth:`finish` adds them back, which checks every row in one pass. DDL is
+        transactional there: a rollback brings them back too. Until the commit other
+        sessions wait to read ``table`` (it was empty)."""
         from psycopg import sql as pg_sql
 
         found = self.conn.execute(
             sa.text(
                 "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conrelid = CAST(:name AS regclass) AND contype = 'f' ORDER BY conname"
+                "WHERE conrelid = CAST(:name AS regclass) AND contype = :kind ORDER BY conname"
             ),
-            {"name": table.name},
+            {"name": table.name, "kind": kind},
         ).all()
+        restore = []
         for name, definition in found:
             self._pg_execute(
                 pg_sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
@@ -194,12 +231,75 @@ class Writer:
                 )
             )
             # the definition is PostgreSQL's own text for the constraint it just held
-            self._deferred_sql.append(
+            restore.append(
                 pg_sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(
                     pg_sql.Identifier(table.name), pg_sql.Identifier(name)
                 )
                 + pg_sql.SQL(definition)
             )
+        return restore
+
+    def _settle(self) -> None:
+        """Give the tables loaded as heaps their primary key back, first merging the rows
+        that repeat a key (follows in two chunks of one file) by the rules of
+        :meth:`follows`: the earliest ``created_at``, the latest ``seen_at``; and write
+        the follows a SQLite first load holds. Before anything else reads or writes
+        them, and before the commit."""
+        self._flush_pairs()
+        if not self._heaps:
+            return
+        self.conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+        for name, add_key in list(self._heaps.items()):
+            assert name == schema.follows.name  # the only table loaded as a heap
+            try:
+                with self.conn.begin_nested():  # a repeated key fails it: merge, then again
+                    self._pg_execute(add_key)
+            except Exception as exc:  # psycopg's UniqueViolation, from the driver's cursor
+                if getattr(exc, "sqlstate", None) != "23505":
+                    raise
+                self._merge_repeated_follows()
+                self._pg_execute(add_key)
+            del self._heaps[name]
+
+    def _flush_pairs(self) -> None:
+        """Write the held follows (see :meth:`_bulk_start`), all chunks merged, in key order."""
+        if not self._pending:
+            return
+        pairs = np.sort(np.concatenate(self._pending))
+        self._pending, self._pending_rows = [], 0
+        pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
+        upsert_pairs(self.conn, schema.follows, _FOLLOW_KEY, pairs, _FOLLOW_RULES)
+
+    def _merge_repeated_follows(self) -> None:
+        """One row per follow key in a heap-loaded follows table (see :meth:`_settle`)."""
+        f = schema.follows
+        repeated = sa.Table(
+            "_recgraph_repeated_follows",
+            sa.MetaData(),
+            sa.Column("source_id", sa.BigInteger),
+            sa.Column("target_id", sa.BigInteger),
+            sa.Column("created_at", sa.BigInteger),
+            sa.Column("seen_at", sa.BigInteger),
+            prefixes=["TEMPORARY"],
+            postgresql_on_commit="DROP",
+        )
+        repeated.create(self.conn)
+        merged = (
+            sa.select(
+                f.c.source_id, f.c.target_id, sa.func.min(f.c.created_at), sa.func.max(f.c.seen_at)
+            )
+            .group_by(f.c.source_id, f.c.target_id)
+            .having(sa.func.count() > 1)
+        )
+        columns = ["source_id", "target_id", "created_at", "seen_at"]
+        self.conn.execute(sa.insert(repeated).from_select(columns, merged))
+        self.conn.execute(
+            sa.delete(f).where(
+                f.c.source_id == repeated.c.source_id, f.c.target_id == repeated.c.target_id
+            )
+        )
+        self.conn.execute(sa.insert(f).from_select(columns, sa.select(*repeated.c)))
+        repeated.drop(self.conn)
 
     def _pg_execute(self, statement: Any) -> None:
         cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -209,7 +309,9 @@ class Writer:
             cursor.close()
 
     def finish(self) -> None:
-        """Rebuild indexes dropped for a bulk load; called before the transaction commits."""
+        """Rebuild keys and indexes dropped for a bulk load; called before the transaction
+        commits."""
+        self._settle()
         if self._deferred and self.dialect == "postgresql":
             self.conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
         while self._deferred:
@@ -227,14 +329,16 @@ class Writer:
             self._cache_raised = False
 
     # -------------------------------------------------------------- keys
-    def _resolve(self, table: sa.Table, ids: np.ndarray) -> np.ndarray:
-        """Integer keys of external ids, inserting the unknown ones."""
+    def _resolve(self, table: sa.Table, ids: Any) -> np.ndarray:
+        """Integer keys of external ids (an object array of str, or a pandas str array),
+        inserting the unknown ones."""
         cache = self._keys[table.name]
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
-        codes, uniques = pd.factorize(ids)
+        codes, uniques = pd.factorize(ids)  # on Arrow text: Arrow's own hashing
+        uniques = np.asarray(uniques, dtype=object)  # Python strs for the distinct ids only
         get = cache.get
-        keys = np.fromiter((get(x, -1) for x in uniques), dtype=np.int64, count=len(uniques))
+        keys = np.fromiter(map(get, uniques, repeat(-1)), dtype=np.int64, count=len(uniques))
         unknown = np.flatnonzero(keys < 0)
         wanted = uniques[unknown].tolist()
         if len(wanted) >= STAGE_MIN_ROWS:
@@ -278,7 +382,7 @@ class Writer:
                 stage, table, table.c.external_id == stage.c.external_id
             )
         )
-        cache.update((external_id, key) for external_id, key in found)
+        cache.update(found.all())  # (external_id, key) rows
 
     def _lookup(self, table: sa.Table, external_ids: list[str], cache: dict[str, int]) -> None:
         for batch in batches(external_ids, _LOOKUP_BATCH):
@@ -312,6 +416,7 @@ class Writer:
         """The graph's direction; the first follows written fix it, a mismatch is an error."""
         if self._directed is not None and (directed is None or directed == self._directed):
             return self._directed
+        self._settle()  # held follows count as written
         stored = get_meta(self.conn, schema.META_FOLLOWS_DIRECTED)
         empty = not self.conn.execute(sa.select(schema.follows.c.source_id).limit(1)).first()
         empty = empty and not self.conn.execute(sa.select(schema.edge_events.c.ts).limit(1)).first()
@@ -429,28 +534,39 @@ class Writer:
         )
         return len(records)
 
-    def follows(self, rows: Frame, directed: bool) -> int:
+    def follows(self, rows: Frame, directed: bool, *, checked: bool = False) -> int:
         """Upsert follow edges from ``src, dst`` and optional ``created_at, seen_at``.
 
         ``directed=False`` stores each friendship once (smaller key first).
         Within the chunk and against the store, ``created_at`` keeps the
         earliest time and ``seen_at`` the latest (``created_at`` when no
         ``seen_at`` is given). An edge removed earlier becomes active again
-        unless it was removed after this sighting. Return rows written.
+        unless it was removed after this sighting. ``checked``: the ids come from
+        :mod:`recgraph.data.parsing`, which validated them. Return rows written.
         """
         frame = _frame(rows, ["src", "dst"], "follow")
         directed = self._check_directed(directed)
         if len(frame) >= STAGE_MIN_ROWS:
-            self._bulk_start(schema.follows)
-        src, dst = self._pair_keys(frame, directed)
+            self._bulk_start(schema.follows, heap=True)
+        src, dst = self._pair_keys(frame, directed, checked)
         created = _optional_seconds(frame, "created_at")
         seen = _optional_seconds(frame, "seen_at") if "seen_at" in frame.columns else created
         small_keys = not len(src) or max(src.max(), dst.max()) < 2**31
         untimed = created.count(None) == len(created) and seen.count(None) == len(seen)
         if small_keys and untimed:
             # untimed edges (most static graphs): distinct pairs in key order, no grouping
-            pair = np.unique((src << 32) | dst)
+            pair = np.sort((src << 32) | dst)  # sort + neighbour test: np.unique hashes, 25x slower
+            pair = pair[np.concatenate(([True], pair[1:] != pair[:-1]))]
             n = len(pair)
+            if self._pending is not None:  # a first load on SQLite: see _bulk_start
+                self._pending.append(pair)
+                self._pending_rows += n
+                if self._pending_rows > _PENDING_PAIRS:
+                    self._flush_pairs()
+                return n
+            if self.dialect == "sqlite":
+                upsert_pairs(self.conn, schema.follows, _FOLLOW_KEY, pair, _FOLLOW_RULES)
+                return n
             records = {
                 "source_id": (pair >> 32).tolist(),
                 "target_id": (pair & 0xFFFFFFFF).tolist(),
@@ -478,36 +594,24 @@ class Writer:
                 "seen_at": _nullable_ints(merged["seen_at"]),
                 "removed_at": [None] * n,
             }
+        self._flush_pairs()  # held untimed pairs go first, as they came first
+        if schema.follows.name in self._heaps:  # a first load on PostgreSQL: see _bulk_start
+            copy_rows(self.conn, schema.follows, records)
+            return n
         upsert_rows(
             self.conn,
             self.dialect,
             schema.follows,
-            ["source_id", "target_id"],
+            list(_FOLLOW_KEY),
             records,
-            [
-                # Before seen_at changes: MariaDB evaluates assignments in order.
-                (
-                    "removed_at",
-                    lambda new, old: sa.case(
-                        (
-                            sa.and_(
-                                old.removed_at.is_not(None),
-                                new("seen_at").is_not(None),
-                                new("seen_at") <= old.removed_at,
-                            ),
-                            old.removed_at,
-                        ),
-                        else_=sa.null(),
-                    ),
-                ),
-                ("created_at", lambda new, old: earliest(new("created_at"), old.created_at)),
-                ("seen_at", lambda new, old: latest(new("seen_at"), old.seen_at)),
-            ],
-            in_key_order=True,  # np.unique / a sorted groupby: distinct pairs in key order
+            _FOLLOW_RULES,
+            in_key_order=True,  # sorted distinct pairs / a sorted groupby: in key order
         )
         return n
 
-    def edge_events(self, rows: Frame, directed: bool | None = None) -> int:
+    def edge_events(
+        self, rows: Frame, directed: bool | None = None, *, checked: bool = False
+    ) -> int:
         """Store timestamped edge events from ``src, dst, ts``; repeats are counted, not dropped.
 
         ``directed`` defaults to the store's follow graph direction. Within
@@ -516,7 +620,7 @@ class Writer:
         """
         frame = _frame(rows, ["src", "dst", "ts"], "edge event")
         directed = self._check_directed(directed)
-        src, dst = self._pair_keys(frame, directed)
+        src, dst = self._pair_keys(frame, directed, checked)
         ts = _optional_seconds(frame, "ts")
         if any(t is None for t in ts):
             raise InputError("an edge event needs a timestamp", field="ts")
@@ -639,6 +743,7 @@ class Writer:
         frame["src"] = account
         frame["seen_at"] = int(seen_at)
         directed = self._check_directed(None)
+        self._settle()
         me = int(self.account_keys([account])[0])
         f = schema.follows.c
         if directed:
@@ -674,18 +779,50 @@ class Writer:
     def counts(self, tables: Iterable[str] = COUNTED) -> dict[str, int]:
         """:meth:`Store.counts` as seen inside this transaction, for ``tables`` only
         (counting is a scan: an import counts just what it touches)."""
+        self._settle()
         return count_rows(self.conn, tables)
 
     # -------------------------------------------------------------- helpers
-    def _pair_keys(self, frame: pd.DataFrame, directed: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _pair_keys(
+        self, frame: pd.DataFrame, directed: bool, checked: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         # both ends in one lookup (new keys still go to sources first, then targets, in order)
-        src_ids = _external_ids(frame["src"], "src")
-        dst_ids = _external_ids(frame["dst"], "dst")
-        keys = self._resolve(schema.accounts, np.concatenate([src_ids, dst_ids]))
+        src_ids = _external_ids(frame["src"], "src", checked)
+        dst_ids = _external_ids(frame["dst"], "dst", checked)
+        if isinstance(src_ids, np.ndarray) and isinstance(dst_ids, np.ndarray):
+            both = np.concatenate([src_ids, dst_ids])
+        else:  # Arrow-backed text: joined without a Python object per id
+            both = pd.concat([pd.Series(src_ids), pd.Series(dst_ids)], ignore_index=True).array
+        keys = self._resolve(schema.accounts, both)
         src, dst = keys[: len(src_ids)], keys[len(src_ids) :]
         if not directed:
             src, dst = np.minimum(src, dst), np.maximum(src, dst)
         return src, dst
+
+
+_FOLLOW_KEY = ("source_id", "target_id")
+#: Follows a SQLite first load holds before writing them (8 bytes each, twice while sorted).
+_PENDING_PAIRS = 20_000_000
+#: How a follow written again merges with the stored one (:meth:`Writer.follows`).
+_FOLLOW_RULES: list[UpdateRule] = [
+    # Before seen_at changes: MariaDB evaluates assignments in order.
+    (
+        "removed_at",
+        lambda new, old: sa.case(
+            (
+                sa.and_(
+                    old.removed_at.is_not(None),
+                    new("seen_at").is_not(None),
+                    new("seen_at") <= old.removed_at,
+                ),
+                old.removed_at,
+            ),
+            else_=sa.null(),
+        ),
+    ),
+    ("created_at", lambda new, old: earliest(new("created_at"), old.created_at)),
+    ("seen_at", lambda new, old: latest(new("seen_at"), old.seen_at)),
+]
 
 
 def _value_kinds(frame: pd.DataFrame, kinds: np.ndarray) -> np.ndarray:
