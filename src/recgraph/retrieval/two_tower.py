@@ -87,10 +87,10 @@ class TwoTowerConfig(EmbeddingConfig):
     layers: list[int] = Field(default_factory=lambda: [64, 32], min_length=1)
     use_time: bool = True
     #: 30, not TFRS's 1,000: on ML-100k validation (``benchmarks/defaults_study.py
-    #: --models two_tower``) temporal recall@100 (three cuts) 0.3772 against
-    #: 0.3793 (1,000 buckets over three seeds 0.339-0.379), random nDCG@20
-    #: 0.2043 against 0.1736 (three seeds 0.093-0.174): fine buckets learn
-    #: each user's sessions, which a query asked at one time cannot use.
+    #: --models two_tower``, three seeds each) temporal recall@100 (three cuts)
+    #: 0.3661 against 0.3585 (100 buckets 0.3737: a tie within the seed spread),
+    #: random nDCG@20 0.2064 against 0.1382 (100 buckets 0.1847): fine buckets
+    #: learn each user's sessions, which a query asked at one time cannot use.
     time_buckets: int = Field(default=30, ge=1)
     use_titles: bool = True
     max_words: int = Field(default=10_000, ge=1)
