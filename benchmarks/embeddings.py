@@ -76,6 +76,10 @@ MOVIELENS_LEARNED: list[tuple[str, str, dict[str, Any]]] = [
     ("two_tower", "two_tower", {}),
     ("two_tower, no time", "two_tower", {"use_time": False}),
     ("two_tower, asked at last seen", "two_tower", {"serving_time": "last_seen"}),
+    ("two_tower, 1,000 time buckets (TFRS)", "two_tower", {"time_buckets": 1000}),
+    # not choices: how far the seed alone moves two_tower's test figures
+    ("two_tower, seed 1", "two_tower", {"seed": 1}),
+    ("two_tower, seed 2", "two_tower", {"seed": 2}),
     ("hetero_sage", "hetero_sage", {}),
     ("hetero_sage, static negatives", "hetero_sage", {"negatives": "static"}),
     ("hetero_sage, mini-batches", "hetero_sage", {"batching": "mini"}),
@@ -131,31 +135,48 @@ NOTES: dict[str, Any] = {
         "temperature 0.2 0.4722 / 0.2202 (the new default; on random validation it costs "
         "nDCG@20 0.1738 against 0.1822), step 0.01 0.4320 / 0.1618, batches of 2,048 0.4272 / "
         "0.1855",
+        "two_tower, fourth round (this session; benchmarks/defaults_study.py --models "
+        "two_tower, results/defaults_study_two_tower.md): temporal validation at three cuts of "
+        "train (latest 10/20/30%), recall@100 averaged, random nDCG@20 beside it. 1,000 "
+        "buckets with seeds 0/1/2: 0.3793 / 0.3570 / 0.3392 (random 0.1736 / 0.0935 / 0.1475); "
+        "ALS on the same cuts 0.3366 at its defaults, 0.3335 feeds.py tuned; popularity "
+        "0.2900. One change at a time (seed 0): 100 buckets 0.4020 (seed 1 0.3399), 30 "
+        "buckets 0.3771 (seed 1 0.3492; random 0.2042), temperature 0.5 0.3762, temperature "
+        "0.1 0.3728, 300 buckets 0.3582 (random 0.1834), genres in the candidate tower "
+        "0.3498, 10 buckets 0.3432 (random 0.1905), step 0.002 0.3395, no time 0.3116 "
+        "(random 0.2371). Nothing is outside the seed spread on the temporal cuts; every "
+        "bucket count below 1,000 beats all three 1,000-bucket seeds on random: 30 buckets, "
+        "best there and tied on the temporal cuts, is the new default. Three seeds each "
+        "(temporal recall@100 / random nDCG@20): 1,000 buckets 0.3585 / 0.1382, 100 buckets "
+        "0.3737 / 0.1847 (random: two seeds), 30 buckets 0.3661 / 0.2064",
     ],
     "What the rows say": [
-        "two_tower's time feature on the random split (nDCG@20, temperature 0.2): asked at "
-        "the end of training (the default) 0.1654, asked at each user's latest training "
-        "interaction (serving_time last_seen) 0.2863, no time 0.3633 (at temperature 0.1: "
-        "0.1700, 0.2815, 0.3641). Training asks each row at the time of its own interaction, "
-        "serving asks everyone at one time: the end of training is a moment most users were "
-        "never seen at, and the 1,000 buckets (about 5 hours each) have learnt each user's "
-        "sessions. last_seen removes that skew and recovers 0.12 of the 0.20 lost; the rest "
-        "is the random split itself: its test rows sit at unknown times inside the sessions, "
-        "which no single query time matches (TFRS's protocol gives each test row its own "
-        "timestamp: that is the leak that does not carry to a full-ranking evaluation). On "
-        "the temporal split (and in production) the test comes after training and last_seen "
-        "gains nothing (recall@100 0.3375 against 0.3381; 0.3339 against 0.3938 on "
-        "validation), so now stays the default",
-        "two_tower on the temporal split, recall@100 against ALS's 0.3681: target missed. "
-        "Default (refit after the temporal slice, temperature 0.2) 0.3381, no time 0.3067: "
-        "the time feature adds 0.031. Along the way: before this session 0.3446 (no time "
-        "0.3251); with the refit at temperature 0.1 0.3648 (no time 0.3378, last seen "
-        "0.3359), then temperature 0.2 won on validation (0.4722 against 0.4625) and lost "
-        "on test (0.3381, though nDCG@20 rose from 0.1538 to 0.1628). On one temporal "
-        "validation cut two_tower beats ALS by far (0.4722 against 0.3398) and on test it "
-        "does not: a global temporal validation cut scores about 100 users (defaults_study.py's "
-        "note), so differences of 0.01-0.03 are within its noise; choosing on several cuts "
-        "(as defaults_study.py does) is the next step, not taken",
+        "two_tower's time feature on the random split (nDCG@20): asked at the end of training "
+        "(the default, now 30 buckets) 0.2497 (seeds 1 and 2: 0.2375, 0.2348), asked at "
+        "each user's latest training "
+        "interaction (serving_time last_seen) 0.3130, no time 0.3633; with TFRS's 1,000 "
+        "buckets (the previous default) 0.1654 (last seen 0.2863 in the previous run). "
+        "Training asks each row at the time of its own interaction, serving asks everyone at "
+        "one time: the end of training is a moment most users were never seen at, and fine "
+        "buckets (1,000 are about 4 hours each on ML-100k) learn each user's sessions; 30 "
+        "buckets (about 5.5 days) learn less of them. The rest is the random split itself: "
+        "its test rows sit at unknown times inside the sessions, which no single query time "
+        "matches (TFRS's protocol gives each test row its own timestamp: that is the leak that "
+        "does not carry to a full-ranking evaluation). On the temporal split (and in "
+        "production) the test comes after training and last_seen loses (recall@100 0.3787 "
+        "against 0.4396), so now stays the default",
+        "two_tower on the temporal split, recall@100 against ALS's 0.3681 (feeds.py tuned; "
+        "0.3630 at ALS's defaults): target met. Default (30 buckets, refit after the temporal "
+        "slice, temperature 0.2) 0.4396, with seeds 1 and 2 0.3776 and 0.3892 (every seed "
+        "above both ALS rows); no time 0.3267: the time feature adds 0.113 at seed 0 (0.051 "
+        "and 0.063 at seeds 1 and 2 against the same no-time row). With TFRS's 1,000 buckets "
+        "(the previous default, rerun here) 0.3391, seeds 1 and 2 0.3546 and 0.4165 (run "
+        "before the bucket change, same code otherwise): the seed moves a test figure by up "
+        "to 0.08 (109 test users known to train), so the margin over ALS at one seed is not "
+        "the measure; the mean of three seeds, 0.4021 against 0.3701 for 1,000 buckets, is "
+        "the steadier one. The bucket count was chosen on validation (random slice; tied on "
+        "the temporal cuts), never on these rows. The earlier rows of this table (0.3381, no "
+        "time 0.3067) came from a previous run; the same code gives 0.3391 and 0.3267 now",
         "stage 2 on ML-100k random: the ranked pipeline (gbdt_ranker, defaults) scores far below "
         "its own retriever alone (ease + ranker 0.2607 against EASE alone 0.4403): the ranker "
         "learns from each user's LATEST interactions (label_split auto = temporal per user) "
@@ -240,7 +261,13 @@ CASES: dict[str, dict[str, Any]] = {
         "kind": "items",
         "split": ["--method", "random_per_user", "--fraction", "0.2", "--seed", "0"],
         "feeds": ("movielens-latest-small", "random_per_user"),
-        "skip": ["hetero_sage, static negatives", "hetero_sage, mini-batches"],
+        "skip": [
+            "hetero_sage, static negatives",
+            "hetero_sage, mini-batches",
+            "two_tower, seed 1",
+            "two_tower, seed 2",
+            "two_tower, 1,000 time buckets (TFRS)",
+        ],
     },
 }
 
@@ -460,6 +487,8 @@ def run_case(name: str, spec: dict[str, Any], folder: Path, work: Path) -> dict[
         peers = [("popular", "popular", {})] + [
             (f"{m} (feeds.py tuned)", m, tuned.get(m, {})) for m in ("ease", "als", "item_knn")
         ]
+        # the learned models run at their defaults: ALS's too, beside its tuned row
+        peers.insert(3, ("als (defaults)", "als", {}))
         learned = MOVIELENS_LEARNED
     else:
         peers = [(m, m, {}) for m in GRAPH_PEERS]
@@ -495,17 +524,24 @@ def summary(cases: list[dict[str, Any]], stage2: list[dict[str, Any]] = ()) -> d
         }
     if "ml-100k-temporal" in by:
         rows = by["ml-100k-temporal"]
-        als = next((v for k, v in rows.items() if k.startswith("als")), None)
+        als = rows.get("als (feeds.py tuned)")
+        als_defaults = rows.get("als (defaults)")
         if als and "two_tower" in rows:
+            mine = rows["two_tower"]["metrics"]["recall@100"]
             out["two_tower_ml100k_temporal"] = {
-                "recall@100": rows["two_tower"]["metrics"]["recall@100"],
+                "recall@100": mine,
                 "recall@100_without_time": rows.get("two_tower, no time", {})
                 .get("metrics", {})
                 .get("recall@100"),
                 "als_recall@100": als["metrics"]["recall@100"],
-                "target_met": rows["two_tower"]["metrics"]["recall@100"]
-                >= als["metrics"]["recall@100"],
+                "target_met": mine >= als["metrics"]["recall@100"],
             }
+            if als_defaults:
+                defaults = als_defaults["metrics"]["recall@100"]
+                out["two_tower_ml100k_temporal"]["als_defaults_recall@100"] = defaults
+                out["two_tower_ml100k_temporal"]["target_met_against_als_defaults"] = (
+                    mine >= defaults
+                )
     for name in ("wiki-vote", "ego-facebook", "college-msg"):
         rows = by.get(name, {})
         heuristics = {k: v for k, v in rows.items() if k in GRAPH_PEERS and k != "popular"}

@@ -50,3 +50,21 @@ def _without_epsilon(choice: dict, name: str) -> dict:
     if "count_epsilon" in params:
         params["count_epsilon"] = 1.0
     return params
+
+
+def test_two_tower_ships_the_time_buckets_its_validation_study_chose() -> None:
+    study = json.loads(STUDY.read_text())["two_tower"]
+    chosen = [
+        (json.loads(point), cells)
+        for point, cells in study["scores"].items()
+        if "(the new default)" in cells["label"]
+    ]
+    assert len(chosen) == 1
+    params, cells = chosen[0]
+    config = get_retriever_class("two_tower").config_class()
+    for field, value in params.items():
+        assert getattr(config, field) == value, field
+    # scored on both validation cases, the temporal one at three cuts of train
+    assert len(cells["movielens-100k:temporal_global@cuts"]["per_cut"]) == 3
+    assert "ndcg@20" in cells["movielens-100k:random_per_user"]
+    assert "validation" in get_retriever_class("two_tower").config_class.defaults_chosen_on

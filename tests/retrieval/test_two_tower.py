@@ -91,6 +91,37 @@ def test_a_new_item_gets_a_vector_from_its_title():
     assert red < blue
 
 
+def test_genres_reach_the_candidate_tower_place_a_new_item_and_survive_save_load(tmp_path):
+    data, _ = timed_cliques()
+    # titles say nothing; only the genres tell the cliques apart
+    features = ItemFeatures.from_records(
+        [str(i) for i in range(10)],
+        ["film"] * 10,
+        [("Drama", "War") if i < 5 else ("Comedy",) for i in range(10)],
+    )
+    model = TwoTower({**SMALL, "epochs": 80, "use_genres": True}).fit(data, item_features=features)
+    assert model.genres_ == ["Comedy", "Drama", "War"]
+    assert model.weights_["genres.weight"].shape == (3, SMALL["embedding_dim"])
+    assert "genres.weight" not in TwoTower(SMALL).fit(data, item_features=features).weights_
+    model.save(tmp_path / "m")
+    loaded = Retriever.load(tmp_path / "m")
+    assert loaded.genres_ == model.genres_
+    probe = ItemFeatures.from_records(["x", "y"], ["film", "film"], [("War",), ("Comedy",)])
+    np.testing.assert_allclose(
+        loaded.candidate_vectors(np.full(2, 1 << 40), probe),
+        model.candidate_vectors(np.full(2, 1 << 40), probe),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    new = Interactions.from_arrays(["0"], ["fresh"], users=model.users, items=model.items)
+    model.fold_in(new, item_features=ItemFeatures.from_records(["fresh"], ["film"], [("War",)]))
+    vectors = model.item_vectors()
+    item = model.items.index_of("fresh")
+    war = np.linalg.norm(vectors[:5].mean(0) - vectors[item])
+    comedy = np.linalg.norm(vectors[5:10].mean(0) - vectors[item])
+    assert war < comedy
+
+
 @pytest.mark.parametrize("flag", ["log_q_correction", "remove_accidental_hits"])
 def test_loss_options_train(flag):
     model = TwoTower({**SMALL, flag: False}).fit(two_cliques("items"))
