@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from feeds import as_implicit, datasets_folder, run_cli, write_table  # noqa: E402
 from recgraph.data.interactions import Interactions  # noqa: E402
-from recgraph.data.readers import read_movielens  # noqa: E402
+from recgraph.data.movielens import read_movielens  # noqa: E402
 from recgraph.data.splits import validation_split  # noqa: E402
 from recgraph.evaluation import evaluate  # noqa: E402
 from recgraph.retrieval.registry import create_retriever  # noqa: E402

@@ -58,7 +58,7 @@ def movielens_items_file(folder: Path, path: Path) -> Path:
     """Write a MovieLens folder's films as ``item,title,genres`` (what ``--items`` reads)."""
     import pandas as pd
 
-    from recgraph.data.readers import iter_movielens_items
+    from recgraph.data.movielens import iter_movielens_items
 
     frame = pd.concat(list(iter_movielens_items(folder)), ignore_index=True)
     pd.DataFrame(

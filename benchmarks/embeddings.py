@@ -288,7 +288,7 @@ def movielens_tables(folder: Path, work: Path, dataset: str) -> tuple[Path, Path
     sys.path.insert(0, str(REPO / "benchmarks"))
     from common import movielens_items_file
     from feeds import as_implicit, write_table
-    from recgraph.data.readers import read_movielens
+    from recgraph.data.movielens import read_movielens
 
     ratings, items = work / f"{dataset}.csv", work / f"{dataset}.items.csv"
     write_table(as_implicit(read_movielens(folder / dataset)), ratings)
@@ -692,7 +692,7 @@ def validate(model: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
     sys.path.insert(0, str(REPO / "benchmarks"))
     from feeds import as_implicit
     from recgraph.data.item_features import ItemFeatures
-    from recgraph.data.readers import read_movielens
+    from recgraph.data.movielens import read_movielens
     from recgraph.data.splits import split, validation_split
     from recgraph.evaluation import evaluate
     from recgraph.retrieval.registry import create_retriever

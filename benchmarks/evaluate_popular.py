@@ -36,7 +36,8 @@ import numpy as np
 
 from common import datasets_folder
 from recgraph.cli.main import main
-from recgraph.data.readers import read_edge_list, read_movielens
+from recgraph.data.movielens import read_movielens
+from recgraph.data.readers import read_edge_list
 from recgraph.data.splits import split
 
 REPO = Path(__file__).resolve().parents[1]

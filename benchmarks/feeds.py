@@ -58,7 +58,7 @@ from common import datasets_folder, run_cli
 from feeds_report import markdown, plot_defaults, print_summary
 from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.listening import generate_listening
-from recgraph.data.readers import read_movielens
+from recgraph.data.movielens import read_movielens
 from recgraph.data.splits import split, validation_split
 from recgraph.evaluation import evaluate
 from recgraph.retrieval.factors import positive_matrix

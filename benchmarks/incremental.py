@@ -49,7 +49,7 @@ import scipy.sparse as sp
 
 from common import datasets_folder
 from recgraph.data.interactions import Interactions, Kind
-from recgraph.data.readers import read_movielens
+from recgraph.data.movielens import read_movielens
 from recgraph.data.splits import split
 from recgraph.evaluation.evaluate import evaluation_targets
 from recgraph.evaluation.metrics import in_rows, metrics_from_hits

@@ -241,7 +241,7 @@ def test_popular_on_movielens_100k_matches_published_range() -> None:
     folder = _datasets() / "movielens-100k"
     if not (folder / "u.data").exists():
         pytest.skip(f"MovieLens 100k not found in {folder} (set RECGRAPH_DATASETS)")
-    from recgraph.data.readers import read_movielens
+    from recgraph.data.movielens import read_movielens
 
     train, test = random_per_user(read_movielens(folder), 0.2, seed=0)
     report = evaluate("popular", train, test, ks=(20,), progress=False)

@@ -29,8 +29,8 @@ joined with ``cat``) are skipped and counted too. ``header=False``
 
 MovieLens folders are read by :mod:`recgraph.data.movielens`.
 
-The store-free helpers :func:`read_edge_list`, :func:`read_movielens`,
-:func:`read_interactions` build an
+The store-free helpers :func:`read_edge_list` and :func:`read_interactions`
+(and :func:`recgraph.data.movielens.read_movielens`) build an
 :class:`Interactions` directly, for ``recgraph split``/``evaluate``,
 benchmarks and experiments that need no database.
 """
@@ -54,13 +54,6 @@ from recgraph.data.chunks import (
     interactions_from_chunks,
 )
 from recgraph.data.interactions import Interactions, Kind, ValueKind
-from recgraph.data.movielens import (
-    ML100K_GENRES,
-    iter_movielens_items,
-    iter_movielens_ratings,
-    movielens_layout,
-    read_movielens,
-)
 from recgraph.data.parsing import (
     TableSource,
     fixed_label,
@@ -549,11 +542,6 @@ def read_interactions(
 
 
 __all__ = [
-    "ML100K_GENRES",
-    "iter_movielens_items",
-    "iter_movielens_ratings",
-    "movielens_layout",
-    "read_movielens",
     "DEFAULT_CHUNK_ROWS",
     "INTERACTION_KINDS",
     "VALUE_KINDS",

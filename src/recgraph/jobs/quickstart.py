@@ -20,7 +20,7 @@ from pathlib import Path
 from recgraph.data import splits
 from recgraph.data.imports import ImportSummary, import_edges, import_movielens
 from recgraph.data.interactions import Interactions
-from recgraph.data.readers import movielens_layout
+from recgraph.data.movielens import movielens_layout
 from recgraph.data.store import Store
 from recgraph.data.synthetic import SyntheticConfig, generate_social
 from recgraph.errors import InputError
