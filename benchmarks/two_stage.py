@@ -15,9 +15,9 @@ Per case (dataset, split), in one run:
      single retriever is the one validation ranked first; the best on test
      is reported too, as the stricter bar);
    - DEFAULT: a ranked pipeline with default settings: the default retrievers
-     (feeds: ease, item_knn, popular; accounts: adamic_adar, resource_allocation,
-     ppr, popular) at
-     their default parameters under a ``[ranker]`` section with no keys;
+     (feeds: ease, item_knn, popular; accounts: adamic_adar,
+     resource_allocation, ppr, popular) at their default parameters under a
+     ``[ranker]`` section with no keys;
      and each of those retrievers alone at its defaults, the bar its
      validation stand-down promises (``default_over_own_best`` >= 0.99);
    - SHIPPED: the question as the shipped ``pipeline.toml`` configures it
