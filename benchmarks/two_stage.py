@@ -15,8 +15,9 @@ Per case (dataset, split), in one run:
      single retriever is the one validation ranked first; the best on test
      is reported too, as the stricter bar);
    - DEFAULT: a ranked pipeline with default settings: the default retrievers
-     (feeds: ease, item_knn, popular; accounts: adamic_adar, ppr, popular) at
-     their default parameters under a ``[ranker]`` section with no keys;
+     (feeds: ease, item_knn, popular; accounts: adamic_adar,
+     resource_allocation, ppr, popular) at their default parameters under a
+     ``[ranker]`` section with no keys;
      and each of those retrievers alone at its defaults, the bar its
      validation stand-down promises (``default_over_own_best`` >= 0.99);
    - SHIPPED: the question as the shipped ``pipeline.toml`` configures it
@@ -113,9 +114,11 @@ CASES: dict[str, tuple[str, str | None, str, str, float, str, float]] = {
 }
 DEFAULT_RETRIEVERS = {
     "items": ["ease", "item_knn", "popular"],
-    "follows": ["adamic_adar", "ppr", "popular"],
-    "friends": ["adamic_adar", "ppr", "popular"],
+    "follows": ["adamic_adar", "resource_allocation", "ppr", "popular"],
+    "friends": ["adamic_adar", "resource_allocation", "ppr", "popular"],
 }
+#: Two-hop retrievers: a default question keeps only the accounts they reach by a path.
+TWO_HOP = ("adamic_adar", "resource_allocation")
 FLOOR = 0.99
 #: Cheapest first, so a run stopped for time keeps the most cases.
 RUN_ORDER = [
@@ -138,7 +141,7 @@ def default_question(kind: str) -> QuestionConfig:
     values = base.model_dump()
     values.update(
         retrievers=[
-            {"name": name, "min_score": 0.0} if name == "adamic_adar" else {"name": name}
+            {"name": name, "min_score": 0.0} if name in TWO_HOP else {"name": name}
             for name in DEFAULT_RETRIEVERS[kind]
         ],
         fallback=[],

@@ -12,8 +12,18 @@ def test_the_shipped_file_is_valid_and_equals_the_code_defaults():
     # what tuning chose on the shared datasets' validation splits (see the file's comments)
     assert [s.name for s in shipped.feed.retrievers] == ["ease", "item_knn", "popular"]
     assert shipped.feed.ranker is not None and shipped.feed.ranker.name == "gbdt_ranker"
-    assert [s.name for s in shipped.who_to_follow.retrievers] == ["adamic_adar", "ppr"]
+    assert [s.name for s in shipped.who_to_follow.retrievers] == [
+        "adamic_adar",
+        "resource_allocation",
+        "ppr",
+    ]
     assert shipped.who_to_follow.ranker is not None
+    # the shipped PPR is the code's default PPR: what a user gets either way
+    from recgraph.retrieval import create_retriever
+
+    ppr = next(s for s in shipped.who_to_follow.retrievers if s.name == "ppr")
+    default_ppr = create_retriever("ppr").config
+    assert (ppr.params["walk"], ppr.params["restart"]) == (default_ppr.walk, default_ppr.restart)
     assert shipped.similar.retriever == "item_knn"
     code = PipelineConfig()
     assert shipped.who_to_follow.merge == code.who_to_follow.merge

@@ -63,6 +63,25 @@ def test_unknown_accounts_get_popular_accounts_named_popular():
     assert [r.retrievers for r in answer.results] == [("popular",)] * 4
 
 
+def test_an_account_that_is_only_followed_is_not_cold():
+    # b and c follow a; a follows nobody yet. The walk either way knows a (follow b back)
+    follows = Interactions.from_arrays(
+        ["b", "c", "b", "d"], ["a", "a", "d", "c"], one_sided=True, directed=True
+    )
+    config = QuestionConfig(retrievers=[{"name": "ppr", "min_score": 0.0}], fallback=[])
+    q = QuestionModel("who_to_follow", config).fit(follows)
+    a = follows.users.index_of("a")
+    assert q.warm(np.array([a])).tolist() == [True]
+    answer = q.answer("a", 3)
+    assert not answer.cold and {r.retrievers for r in answer.results} == {("ppr",)}
+    assert len(answer.results) == 3, "b, c and d are reached either way"
+    # a user tied to nobody at all is still cold
+    lonely = QuestionModel(
+        "who_to_follow", config.model_copy(update={"cold_start_min_interactions": 3})
+    ).fit(follows)
+    assert lonely.warm(np.array([a])).tolist() == [False]
+
+
 def test_a_chain_model_with_its_own_cold_start_answers_unknown_users(data):
     config = QuestionConfig(
         retrievers=[{"name": "item_knn"}],

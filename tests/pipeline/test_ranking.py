@@ -505,3 +505,16 @@ def test_a_ranker_saved_before_newer_account_features_still_serves(tmp_path):
     )
     ids, _, _ = stage.rank(pool, 3)
     assert ids.shape == (30, 3) and (ids >= 0).all()
+
+
+def test_a_held_out_friendship_labels_both_friends():
+    from recgraph.data.interactions import Interactions
+    from recgraph.pipeline.ranking import _liked_matrix
+
+    pairs = (np.array([0, 1, 2]), np.array([1, 2, 3]))
+    friends = Interactions.from_indices(*pairs, n_users=4, one_sided=True, directed=False)
+    truth = _liked_matrix(friends, "positive").toarray()
+    assert truth[0, 1] == truth[1, 0] == 1 and truth[3, 2] == 1
+    assert truth.sum() == 6 and set(np.unique(truth)) == {0.0, 1.0}
+    follows = Interactions.from_indices(*pairs, n_users=4, one_sided=True, directed=True)
+    assert _liked_matrix(follows, "positive").toarray()[1, 0] == 0, "a follow labels its follower"

@@ -122,3 +122,33 @@ def test_ppr_pairs_read_the_vectors_block_by_block(monkeypatch):
     untied[either] = 0.0
     for _values, best in blocked:
         assert best == pytest.approx(untied.max(axis=1)[users], abs=1e-6)
+
+
+def test_tie_times_say_how_long_ago_the_candidate_reached_out_and_who_is_active(tmp_path):
+    day = 86400
+    # 4 -> 0 twice (days 10 and 38), 3 -> 0 on day 2, 1 -> 3 on day 39, 5 -> 4 on day 40 (the end)
+    src = np.array([4, 4, 3, 1, 5, 0])
+    dst = np.array([0, 0, 0, 3, 4, 1])
+    times = np.array([10, 38, 2, 39, 40, 1]) * day
+    graph = Interactions.from_indices(
+        src, dst, n_users=6, one_sided=True, directed=True, timestamp=times
+    )
+    features = CandidateFeatures(graph)
+    got = columns(features, [0, 0, 0, 5], [4, 3, 2, 1])
+    # the latest 4 -> 0 is 2 days before the end; 3 -> 0 is 38; 2 never reached 0
+    np.testing.assert_allclose(got["tie_back_days"][:2], [2.0, 38.0])
+    assert np.isnan(got["tie_back_days"][2]) and np.isnan(got["tie_back_days"][3])
+    # the candidate's latest tie to anyone: 4 on day 38, 3 on day 2, 1 on day 39
+    np.testing.assert_allclose(got["cand_recency_days"][[0, 1, 3]], [2.0, 38.0, 1.0])
+    assert np.isnan(got["cand_recency_days"][2]), "2 never started a tie"
+    # ties started in the last 30 days: 4 -> 0 (day 38), 1 -> 3, 5 -> 4: one each; 3 none
+    np.testing.assert_allclose(got["cand_out_30d"], [1.0, 0.0, 0.0, 1.0])
+    features.save(tmp_path / "f.npz")
+    loaded = columns(CandidateFeatures.load(tmp_path / "f.npz"), [0, 0, 0, 5], [4, 3, 2, 1])
+    for name in ("tie_back_days", "cand_recency_days", "cand_out_30d"):
+        np.testing.assert_array_equal(loaded[name], got[name])
+    # without times the three are missing
+    untimed = columns(CandidateFeatures(follows(EDGES, 6)), [0], [4])
+    assert all(
+        np.isnan(untimed[n][0]) for n in ("tie_back_days", "cand_recency_days", "cand_out_30d")
+    )

@@ -106,7 +106,7 @@ def test_walk_direction_decides_who_is_reached() -> None:
 
 def test_explanations_split_the_score_over_the_last_step() -> None:
     graph = random_graph(40, 0.1, seed=4, directed=True)
-    model = create_retriever("ppr").fit(graph)
+    model = create_retriever("ppr", {"walk": "out"}).fit(graph)
     ids, scores = model.recommend([3], k=5)
     full = model.explain(3, ids[0], top=None)
     short = model.explain(3, ids[0], top=2)
@@ -152,9 +152,9 @@ def test_push_equals_power_iteration_when_epsilon_is_tiny(walk: str) -> None:
 
 def test_push_error_stays_within_epsilon_times_degree() -> None:
     graph = random_graph(80, 0.06, seed=7, directed=True)
-    exact_model = create_retriever("ppr", CONVERGED).fit(graph)
+    exact_model = create_retriever("ppr", {**CONVERGED, "walk": "out"}).fit(graph)
     epsilon = 1e-3
-    push = create_retriever("ppr", {"epsilon": epsilon, "hub_cap": 0}).fit(graph)
+    push = create_retriever("ppr", {"epsilon": epsilon, "hub_cap": 0, "walk": "out"}).fit(graph)
     degree = np.maximum(np.diff(graph.csr().indptr), 1)
     for u in (0, 11, 42):
         exact = exact_model.score_rows([u])[0]
@@ -173,7 +173,7 @@ def test_push_work_is_bounded_at_a_users_own_huge_follow_list() -> None:
     src = np.r_[np.zeros(2000, int), np.arange(2, 2002)]
     dst = np.r_[np.arange(2, 2002), np.ones(2000, int)]
     graph = Interactions.from_indices(src, dst, n_users=2002, one_sided=True, directed=True)
-    model = create_retriever("ppr", {"hub_cap": 50}).fit(graph)
+    model = create_retriever("ppr", {"hub_cap": 50, "walk": "out"}).fit(graph)
     owner, neighbour = model._neighbours(np.array([0]))
     assert len(neighbour) == 50
     nodes, scores = model.user_row(0)
@@ -184,7 +184,7 @@ def test_push_work_is_bounded_at_a_users_own_huge_follow_list() -> None:
 
 def test_explanations_of_the_push_split_the_score() -> None:
     graph = random_graph(40, 0.1, seed=4, directed=True)
-    model = create_retriever("ppr", {"method": "push"}).fit(graph)
+    model = create_retriever("ppr", {"method": "push", "walk": "out"}).fit(graph)
     ids, scores = model.recommend([3], k=5)
     adjacency = graph.csr().toarray() > 0
     for e, score in zip(model.explain(3, ids[0], top=None), scores[0], strict=True):
@@ -219,3 +219,17 @@ def test_push_scratch_arrays_are_as_many_as_pushes_at_once_not_threads() -> None
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
     assert not any(s.any() for s in model._scratch_free)
+
+
+def test_the_default_walk_reaches_the_accounts_that_tie_to_you() -> None:
+    # b and c message a; nobody a messages ties back: walking along a's ties
+    # alone never reaches b's partner d, the default walk (either way) does
+    graph = Interactions.from_arrays(
+        ["b", "c", "b", "a"], ["a", "a", "d", "e"], one_sided=True, directed=True
+    )
+    a, d = graph.users.index_of("a"), graph.users.index_of("d")
+    default = create_retriever("ppr").fit(graph)
+    assert default.config.walk == "undirected"
+    assert default.score_rows([a]).toarray()[0][d] > 0
+    out = create_retriever("ppr", {"walk": "out"}).fit(graph).score_rows([a]).toarray()[0]
+    assert out[d] == 0

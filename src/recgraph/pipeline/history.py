@@ -62,7 +62,8 @@ class History:
         what the value means (:class:`ValueKind`).
     counts
         Per user, the targets had without disliking them (a 1-star rating
-        counts: the user was active): who is cold.
+        counts: the user was active), on an account graph the accounts tied
+        either way (followed or following): who is cold.
     own
         ``users x items``: the items each user posted (``None``: unknown).
     item_created_at
@@ -149,7 +150,7 @@ class History:
             kinds,
             values,
             value_kinds,
-            np.diff(data.positives().csr("binary").indptr).astype(np.int64),
+            _counts(data),
             own,
             None if item_created_at is None else np.asarray(item_created_at, np.float64),
         )
@@ -341,3 +342,17 @@ class History:
             own,
             a.get("item_created_at"),
         )
+
+
+def _counts(data: Interactions) -> np.ndarray:
+    """Per user, the targets had (not disliked); on an account graph, the accounts tied either way.
+
+    An account that was followed (or messaged) but follows nobody yet is not
+    unknown: a walk either way, follow-back and the ranker all have something
+    to say. On CollegeMsg 457 of 1,899 accounts of the temporal train split
+    only received messages, and the cold rule left them to the fallback.
+    """
+    matrix = data.positives().csr("binary")
+    if data.one_sided:
+        matrix = (matrix + matrix.T).tocsr()
+    return np.diff(matrix.indptr).astype(np.int64)

@@ -388,13 +388,24 @@ def label_slice(
 
 
 def _liked_matrix(labels: Interactions, what: str = "liked") -> sp.csr_matrix:
-    """The label matrix: what users liked in the slice, or everything but dislikes."""
+    """The label matrix: what users liked in the slice, or everything but dislikes.
+
+    A held-out friendship is a target of both friends (as evaluation counts
+    it): labelled for its first account only, the second one's candidate was
+    a negative, and on ego-Facebook the ranker learnt an order that beat
+    resource allocation on its own slice (validation nDCG@20 0.32 vs 0.28)
+    and lost to it on held-out friendships (recall@20 0.601 vs 0.619).
+    """
     liked = labels.subset(labels.liked() if what == "liked" else labels.kind != Kind.DISLIKE)
+    src, dst = liked.src, liked.dst
+    if labels.one_sided and not labels.directed:
+        src, dst = np.r_[src, dst], np.r_[dst, src]
     truth = sp.csr_matrix(
-        (np.ones(len(liked), np.float32), (liked.src, liked.dst)),
+        (np.ones(len(src), np.float32), (src, dst)),
         shape=(labels.n_users, labels.n_items),
     )
     truth.sum_duplicates()
+    truth.data[:] = 1.0
     return truth
 
 

@@ -43,7 +43,12 @@ Python loop per pair):
   way (exact power iteration over the batch's users at once, on graphs up to
   :data:`PPR_MAX_NODES` accounts; missing above). These are the signals of
   the neighbourhood and walk retrievers, so the ranker has them for every
-  candidate whichever retrievers the question runs.
+  candidate whichever retrievers the question runs. With timestamps (a
+  message graph), the ties' time too: days since the candidate's latest tie
+  to the user (a message waiting for an answer is answered soon or never),
+  days since the candidate's latest tie to anyone, and the ties it started
+  in the last 30 days (a share of the most): who is active now; missing
+  without times.
 
 Times are measured from the end of the training data, so a ranker trained on
 a label slice and one serving later read them the same way.
@@ -108,6 +113,9 @@ ACCOUNT_FEATURES = (
     "ppr_out",
     "ppr_undirected",
     "ppr_undirected_vs_best",
+    "tie_back_days",
+    "cand_recency_days",
+    "cand_out_30d",
 )
 #: Restart probability of the ``ppr_*`` features' walks (PPR's default).
 PPR_RESTART = 0.3
@@ -492,6 +500,7 @@ class CandidateFeatures:
         "user_rating",
         "aa_weight_undirected",
         "ra_weight_undirected",
+        "out_30d",
     )
     _MATRICES = (
         "liked",
@@ -500,6 +509,7 @@ class CandidateFeatures:
         "out",
         "inn",
         "either",
+        "tie_days",
         "user_weeks",
         "item_weeks",
     )
@@ -554,6 +564,25 @@ class CandidateFeatures:
                 self.aa_weight = np.where(degree > 1, 1.0 / np.log(np.maximum(degree, 2)), 0.0)
                 self.ra_weight = np.where(degree > 0, 1.0 / np.maximum(degree, 1), 0.0)
             self._undirected()
+            self._tie_times(data)
+
+    def _tie_times(self, data: Interactions) -> None:
+        """Days from each tie's latest time to the end (``+1``, so a tie today is stored), and
+        each account's ties started in the last 30 days; empty and NaN without timestamps."""
+        n = data.n_users
+        self.tie_days = sp.csr_matrix((n, n), dtype=np.float64)
+        self.out_30d = np.full(n, np.nan)
+        positive = data.positives()
+        if positive.timestamp is None or not len(positive):
+            return
+        keys = positive.src.astype(np.int64) * n + positive.dst
+        order = np.lexsort((positive.timestamp, keys))
+        keys, times = keys[order], positive.timestamp[order].astype(np.float64)
+        last = np.r_[keys[1:] != keys[:-1], True]
+        keys, days = keys[last], (self.end - times[last]) / DAY + 1.0
+        self.tie_days = sp.csr_matrix((days, (keys // n, keys % n)), shape=(n, n))
+        started = np.bincount(keys[days <= 31.0] // n, minlength=n).astype(np.float64)
+        self.out_30d = started / max(started.max(initial=0.0), 1.0)
 
     def _undirected(self) -> None:
         """Neighbours either way, and the weights of a middle node by that degree."""
@@ -834,6 +863,7 @@ class CandidateFeatures:
             ppr_out,
             ppr_either,
             ppr_vs_best,
+            *self._tie_columns(users, items),
         ]
 
     def _follows_back(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -851,6 +881,15 @@ class CandidateFeatures:
         at, hit = find_sorted(followers, items)
         out[hit] = values[at[hit]]
         return out
+
+    def _tie_columns(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
+        """``tie_back_days``, ``cand_recency_days``, ``cand_out_30d`` (NaN without times)."""
+        tie_days = getattr(self, "tie_days", None)
+        if tie_days is None or not tie_days.nnz:
+            missing = np.full(len(users), np.nan)
+            return [missing, missing, missing]
+        back = np.asarray(tie_days[items, users]).ravel() - 1.0
+        return [np.where(back >= 0, back, np.nan), self.recency_days[items], self.out_30d[items]]
 
     def _ppr(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, ...]:
         """PPR of each pair along follows and either way, and the latter over the user's best.
