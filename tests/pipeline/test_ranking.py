@@ -370,6 +370,30 @@ def test_label_kinds_follow_the_graph_and_its_timestamps(feed_graph, follow_grap
     ]
 
 
+def test_a_time_cut_that_would_hold_out_nothing_gives_way_to_a_random_slice(
+    feed_graph, follow_graph
+):
+    from recgraph.pipeline.config import RankerSpec
+
+    spec = RankerSpec()
+    for graph in (feed_graph, follow_graph):
+        # a quarter of the rows stamped at one latest moment (more than the 20% slice):
+        # the cut at the 80% quantile keeps them all in training and labels nothing
+        stamped = graph.subset(np.arange(len(graph)))
+        times = np.arange(len(graph), dtype=np.int64)
+        times[-(len(graph) // 4) :] = len(graph)
+        object.__setattr__(stamped, "timestamp", times)
+        assert not splits.holds_out_by_time(times, spec.label_fraction)
+        assert ranking_module.label_kinds(stamped, spec) == ["random_per_user"]
+        _, labels, how = ranking_module.label_slice(stamped, spec)
+        assert how == "random_per_user" and len(labels) > 0
+        # spread times: the cut holds out the latest rows as before
+        spread = graph.subset(np.arange(len(graph)))
+        object.__setattr__(spread, "timestamp", np.arange(len(graph), dtype=np.int64))
+        assert splits.holds_out_by_time(spread.timestamp, spec.label_fraction)
+        assert ranking_module.label_kinds(spread, spec) == ["temporal_global"]
+
+
 def test_a_learnt_order_is_kept_only_when_no_label_kind_loses_more_than_the_tolerance(
     feed_graph,
 ):

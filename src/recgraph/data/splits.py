@@ -83,6 +83,16 @@ def _split_rows(data: Interactions, test_rows: np.ndarray) -> Split:
     return data.subset(~test_rows), data.subset(test_rows)
 
 
+def holds_out_by_time(timestamps: np.ndarray, test_fraction: float) -> bool:
+    """Whether one cut in time (as :func:`temporal_global` makes it) puts any row in test.
+
+    It does not when at least ``1 - f`` of the rows share the latest time
+    (rows imported with one stamp, say): every row at the cut trains.
+    """
+    timestamps = np.asarray(timestamps)
+    return bool(len(timestamps)) and bool((timestamps > _time_cut(timestamps, test_fraction)).any())
+
+
 def _time_cut(timestamps: np.ndarray, test_fraction: float) -> int:
     """The latest timestamp that goes to train: the (1 - f) quantile, ties all to train.
 

@@ -328,8 +328,10 @@ def label_kinds(data: Interactions, spec: RankerSpec, holdout: str | None = None
     cut at one time, the shipped feed 1.21x and the code defaults 1.08x,
     benchmarks/results/two_stage.feedfloor.json); taught by each user's
     latest likes, it learnt "what was new when the user was active" and
-    fell to 0.6x EASE on a random split. Without timestamps (or with one
-    time for every row) ``random_per_user``. On an account graph with
+    fell to 0.6x EASE on a random split. On either kind of graph, without
+    timestamps, or where one cut in time would hold out nothing (as many
+    rows at the latest time as the slice would take),
+    ``random_per_user``. On an account graph with
     timestamps one moment for everyone (``temporal_global``), whatever the
     holdout: who to follow asks which new ties come next, and a slice of
     each user's own latest ties (for a user last active a year ago, ties of
@@ -341,12 +343,12 @@ def label_kinds(data: Interactions, spec: RankerSpec, holdout: str | None = None
     """
     method = spec.label_split
     if method == "auto":
-        if not data.has_timestamps:
+        times = data.timestamp if data.has_timestamps else None
+        if times is None or not splits.holds_out_by_time(times, spec.label_fraction):
+            # no time to cut at (none, or so many rows at the latest time that
+            # the cut holds out nothing): a random slice still labels
             return ["random_per_user"]
         if data.graph_kind == "items":
-            times = data.timestamp
-            if times is not None and len(times) and times.min() == times.max():
-                return ["random_per_user"]  # one moment for every row: no time to cut at
             return [label_split_for(holdout or SERVING)]
         return ["temporal_global"]
     if method == "both":
