@@ -152,3 +152,23 @@ def test_tie_times_say_how_long_ago_the_candidate_reached_out_and_who_is_active(
     assert all(
         np.isnan(untimed[n][0]) for n in ("tie_back_days", "cand_recency_days", "cand_out_30d")
     )
+
+
+def test_tie_times_on_friendships_count_both_friends_and_leave_self_ties_out():
+    day = 86400
+    # friendships 1-0, 2-0, 3-0 (0 is the hub, always in the second column) and 4-5, on
+    # day 40 (the end); 4's own self-tie on day 40 is no edge of the graph
+    src = np.array([1, 2, 3, 4, 4])
+    dst = np.array([0, 0, 0, 5, 4])
+    times = np.full(5, 40 * day)
+    graph = Interactions.from_indices(
+        src, dst, n_users=6, one_sided=True, directed=False, timestamp=times
+    )
+    features = CandidateFeatures(graph)
+    # the hub's three friendships are its ties as much as its friends'
+    assert features.tie_days[0].nnz == 3
+    np.testing.assert_allclose(features.out_30d, [1.0, 1 / 3, 1 / 3, 1 / 3, 1 / 3, 1 / 3])
+    got = columns(features, [1, 0], [0, 1])
+    # each friend tied to the other today, whichever column the file put them in
+    np.testing.assert_allclose(got["tie_back_days"], [0.0, 0.0])
+    assert features.tie_days[4, 4] == 0, "a self-tie is not a tie"

@@ -46,9 +46,9 @@ Python loop per pair):
   candidate whichever retrievers the question runs. With timestamps (a
   message graph), the ties' time too: days since the candidate's latest tie
   to the user (a message waiting for an answer is answered soon or never),
-  days since the candidate's latest tie to anyone, and the ties it started
-  in the last 30 days (a share of the most): who is active now; missing
-  without times.
+  days since the candidate's latest action of any kind, and how many of its
+  ties were last active in the final 30 days (a share of the most): who is
+  active now; missing without times.
 
 Times are measured from the end of the training data, so a ranker trained on
 a label slice and one serving later read them the same way.
@@ -568,16 +568,23 @@ class CandidateFeatures:
 
     def _tie_times(self, data: Interactions) -> None:
         """Days from each tie's latest time to the end (``+1``, so a tie today is stored), and
-        each account's ties started in the last 30 days; empty and NaN without timestamps."""
+        how many of each account's ties were last active in the 30 days before it (both ends
+        of a friendship; self-ties left out, as ``out`` leaves them); empty and NaN without
+        timestamps."""
         n = data.n_users
         self.tie_days = sp.csr_matrix((n, n), dtype=np.float64)
         self.out_30d = np.full(n, np.nan)
         positive = data.positives()
         if positive.timestamp is None or not len(positive):
             return
-        keys = positive.src.astype(np.int64) * n + positive.dst
-        order = np.lexsort((positive.timestamp, keys))
-        keys, times = keys[order], positive.timestamp[order].astype(np.float64)
+        src, dst, stamp = positive.src, positive.dst, positive.timestamp
+        if positive.one_sided and not positive.directed:  # a friendship ties both ways
+            src, dst, stamp = np.r_[src, dst], np.r_[dst, src], np.r_[stamp, stamp]
+        own = src != dst  # self-ties are not edges of the graph the other features read
+        src, dst, stamp = src[own], dst[own], stamp[own]
+        keys = src.astype(np.int64) * n + dst
+        order = np.lexsort((stamp, keys))
+        keys, times = keys[order], stamp[order].astype(np.float64)
         last = np.r_[keys[1:] != keys[:-1], True]
         keys, days = keys[last], (self.end - times[last]) / DAY + 1.0
         self.tie_days = sp.csr_matrix((days, (keys // n, keys % n)), shape=(n, n))
