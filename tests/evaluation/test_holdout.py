@@ -83,3 +83,29 @@ def test_a_pipeline_ranker_is_taught_as_the_holdout_says(small_store):
     assert seen["temporal_global"] == ("temporal_global", "same")
     # served: the future, one cut in time for everyone
     assert seen[None] == ("temporal_global", "same")
+
+
+def test_test_users_unknown_to_train_say_nothing_about_their_own_last_rows():
+    train, test = splits.split(_feed(), "random_per_user", fraction=0.2, seed=0)
+    cold = Interactions.from_indices(
+        test.src + train.n_users,
+        test.dst,
+        n_users=2 * train.n_users,
+        n_items=train.n_items,
+        timestamp=test.timestamp,
+    )
+    found = detect_holdout(train, cold)
+    assert found.method == "random_per_user" and "no test user" in found.reason
+
+
+def test_an_unknown_holdout_is_refused_by_name():
+    from pydantic import ValidationError
+
+    from recgraph.evaluation.pipeline_retriever import QuestionRetrieverConfig
+    from recgraph.pipeline.ranking import label_split_for
+
+    with pytest.raises(ValueError, match="holdout 'random'"):
+        label_split_for("random")
+    with pytest.raises(ValidationError, match="holdout 'random'"):
+        QuestionRetrieverConfig(holdout="random")
+    assert QuestionRetrieverConfig(holdout="temporal_pairs").holdout == "temporal_pairs"

@@ -64,6 +64,8 @@ def detect_holdout(train: Interactions, test: Interactions) -> Holdout:
     latest = np.full(train.n_users, -np.inf)
     np.maximum.at(latest, train.src, train.timestamp)
     known = test.src < train.n_users
+    if not known.any():
+        return Holdout(random, "no test user is in train: a random holdout is assumed")
     before = test.timestamp[known] < latest[test.src[known]]
     if not before.any():
         return Holdout(

@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import field_validator
 
 from recgraph.data.interactions import Interactions
 from recgraph.pipeline import PipelineConfig, QuestionModel, parse_pipeline
+from recgraph.pipeline.ranking import label_split_for
 from recgraph.retrieval.base import Request, Retriever, RetrieverConfig, TopK
 
 QUESTION_DIR = "question"
@@ -34,6 +36,13 @@ class QuestionRetrieverConfig(RetrieverConfig):
     question: str = "who_to_follow"
     pipeline: dict[str, Any] = {}
     holdout: str | None = None
+
+    @field_validator("holdout")
+    @classmethod
+    def _known_holdout(cls, value: str | None) -> str | None:
+        if value is not None:
+            label_split_for(value)  # raises, naming the methods, on anything else
+        return value
 
 
 class QuestionRetriever(Retriever):

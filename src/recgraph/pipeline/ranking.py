@@ -302,12 +302,18 @@ def label_split_for(method: str) -> str:
     A split method of :mod:`recgraph.data.splits` (``future``: serving, one
     cut in time for everyone) -> a ``label_split`` of :class:`RankerSpec`.
     """
-    return {
+    kinds = {
         "random_per_user": "random_per_user",
         "edge_holdout": "random_per_user",
         "temporal_per_user": "temporal_per_user",
         "leave_last_n": "temporal_per_user",
-    }.get(method, "temporal_global")
+        "temporal_global": "temporal_global",
+        "temporal_pairs": "temporal_global",
+        SERVING: "temporal_global",
+    }
+    if method not in kinds:  # a typo would otherwise train a time-cut ranker unnoticed
+        raise ValueError(f"holdout {method!r}: one of {', '.join(kinds)}")
+    return kinds[method]
 
 
 def label_kinds(data: Interactions, spec: RankerSpec, holdout: str | None = None) -> list[str]:

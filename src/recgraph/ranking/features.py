@@ -827,7 +827,7 @@ class CandidateFeatures:
                 both = similar.multiply(history[users]).tocsr()
                 part = (both.indptr, both.indices, both.data)
             indptr, _, data = part
-            size = np.maximum(np.diff(history.indptr)[users], 1)
+            size = np.maximum(history.indptr[users + 1] - history.indptr[users], 1)
             out += [_reduce_rows(indptr, data, np.maximum), _row_sums(indptr, data) / size]
         out += [self.pop_windows[items, j] for j in range(self.pop_windows.shape[1])]
         out.append(self.pop_trend[items])

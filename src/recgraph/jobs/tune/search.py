@@ -22,7 +22,6 @@ from recgraph.jobs.tune.spaces import (
     default_point,
     default_retrievers,
     has_knobs,
-    label_split_for,
     ranker_params,
 )
 from recgraph.pipeline import PipelineConfig
@@ -33,6 +32,7 @@ from recgraph.pipeline.config import (
     RankerSpec,
     RetrieverSpec,
 )
+from recgraph.pipeline.ranking import label_split_for
 
 #: Share of the budget spent on the retrievers alone (the rest: the pipeline).
 RETRIEVER_SHARE = 0.35

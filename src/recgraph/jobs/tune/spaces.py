@@ -7,7 +7,6 @@ from typing import Any
 
 from recgraph.data.interactions import Interactions
 from recgraph.errors import ConfigError
-from recgraph.pipeline.ranking import label_split_for  # noqa: F401  (tune's label slices)
 from recgraph.retrieval.registry import create_retriever, get_retriever_class
 
 #: ``popular``'s windows in days (0: all time).
