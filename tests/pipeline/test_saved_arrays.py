@@ -151,3 +151,21 @@ def test_a_walk_model_trains_on_the_graphs_own_matrix(walks) -> None:
     assert ppr.seen_matrix() is question.history.seen is question.models["popular"].seen_matrix()
     assert np.shares_memory(ppr.graph_.out_indices, question.history.seen.indices)
     assert np.shares_memory(question.history.liked.indices, question.history.seen.indices)
+
+
+def test_a_history_whose_seen_matrix_repeats_an_entry_saves_and_loads(tmp_path):
+    import scipy.sparse as sp
+
+    from recgraph.data.interactions import IdMap
+
+    # (0, 1) twice: not canonical; every entry is liked, so liked is written as "seen"
+    seen = sp.csr_matrix(
+        (np.ones(3, np.float32), np.array([1, 1, 0]), np.array([0, 2, 3])), shape=(2, 2)
+    )
+    assert not seen.has_canonical_format
+    ids = IdMap.from_array(np.array(["a", "b"]))
+    history = History.from_seen(seen, ids, ids, "follows")
+    history.save(tmp_path)
+    loaded = History.load(tmp_path)
+    assert loaded.seen.toarray().astype(bool).tolist() == [[False, True], [True, False]]
+    assert loaded.liked.toarray().astype(bool).tolist() == [[False, True], [True, False]]

@@ -233,8 +233,11 @@ class History:
         save_array(base / "users.npy", self.users.to_array())
         if not self.one_sided:
             save_array(base / "items.npy", self.items.to_array())
-        save_binary_csr(base, "seen", self.seen)
         seen = sp.csr_matrix(self.seen)
+        if not seen.has_canonical_format:  # what save_binary_csr writes, and liked is read as
+            seen = seen.copy()
+            seen.sum_duplicates()
+        save_binary_csr(base, "seen", seen)
         liked_is_seen = self.liked.indptr is seen.indptr and self.liked.indices is seen.indices
         if not liked_is_seen:
             liked_is_seen = np.array_equal(self.liked.indptr, seen.indptr) and np.array_equal(

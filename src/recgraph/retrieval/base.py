@@ -643,6 +643,8 @@ class Retriever(ABC):
         }
         if self.items is not self.users:
             own["items"] = (self.items, [path / "ids.items.npy"])
+        else:  # load reads items from the file whenever it exists: no stale one may stay
+            (path / "ids.items.npy").unlink(missing_ok=True)
         for key, (value, files) in own.items():
             given = shared.get(key)
             if given is not None and given[0] is value and all(f.exists() for f in given[1]):
@@ -709,6 +711,8 @@ class Retriever(ABC):
                 items = reuse("items", [path / "ids.items.npy"])
                 if items is None:
                     items = IdMap.from_array(load_array(path / "ids.items.npy", mmap=False))
+            if (len(users), len(items)) != shape:
+                raise InputError(f"{path}: the saved id maps do not match the model's shape")
             model.users, model.items = users, items
             model._seen = reuse("seen", binary_csr_files(path, "seen"))
             if model._seen is None:

@@ -192,6 +192,9 @@ class PersonalizedPageRank(WalkRetriever):
             r_vals = residual[r_nodes]
             left = r_vals > 0
             return nodes, scores, r_nodes[left], r_vals[left]
+        except BaseException:
+            residual[:] = 0.0  # a push cut short may have left mass outside ``touched``
+            raise
         finally:
             residual[np.concatenate(touched)] = 0.0
             self._give_back(residual)
