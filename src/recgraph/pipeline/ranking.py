@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 from recgraph.data import splits
 from recgraph.data.interactions import Interactions, Kind
+from recgraph.data.sorted_keys import find_sorted
 from recgraph.files import atomic_write
 from recgraph.pipeline.candidates import RankedList
 from recgraph.pipeline.config import RankerSpec
@@ -90,8 +91,7 @@ def _rank_lookup(pool_ids: np.ndarray, part: RankedList) -> tuple[np.ndarray, np
     keys, list_rank, list_score = keys[order], cols[order] + 1, part.scores[rows, cols][order]
     pool_rows, pool_cols = np.nonzero(pool_ids >= 0)
     query = pool_rows.astype(np.int64) * span + pool_ids[pool_rows, pool_cols]
-    where = np.clip(np.searchsorted(keys, query), 0, len(keys) - 1)
-    hit = keys[where] == query
+    where, hit = find_sorted(keys, query)
     rank[pool_rows[hit], pool_cols[hit]] = list_rank[where[hit]]
     score[pool_rows[hit], pool_cols[hit]] = list_score[where[hit]]
     return rank, score

@@ -32,6 +32,7 @@ from pydantic import Field
 from recgraph.data.graph_csr import GraphCSR, Side
 from recgraph.data.graph_overlay import GraphOverlay
 from recgraph.data.interactions import Interactions
+from recgraph.data.sorted_keys import in_sorted
 from recgraph.retrieval.base import Request, Retriever, TopK
 from recgraph.retrieval.neighborhood import (
     GraphWalkConfig,
@@ -140,11 +141,9 @@ class WalkGraph:
             if not len(row) or not len(among):
                 hits = empty
             elif len(row) > len(among) and bool((row[1:] > row[:-1]).all()):
-                at = np.minimum(np.searchsorted(row, among), len(row) - 1)
-                hits = among[row[at] == among]  # ascending, as the row is
+                hits = among[in_sorted(row, among)]  # ascending, as the row is
             else:
-                at = np.minimum(np.searchsorted(among, row), len(among) - 1)
-                hits = np.asarray(row[among[at] == row], dtype=np.int64)
+                hits = np.asarray(row[in_sorted(among, row)], dtype=np.int64)
             owners.append(np.full(len(hits), j, dtype=np.int64))
             found.append(np.asarray(hits, dtype=np.int64))
         owner = np.concatenate(owners) if owners else empty
