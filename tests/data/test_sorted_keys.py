@@ -1,6 +1,6 @@
 import numpy as np
 
-from recgraph.data.sorted_keys import find_sorted, in_sorted
+from recgraph.data.sorted_keys import distinct_sorted, find_sorted, in_sorted
 
 
 def test_found_keys_point_at_themselves_and_others_are_not_found():
@@ -24,3 +24,10 @@ def test_in_sorted_matches_numpy_isin():
     sorted_keys = np.unique(rng.integers(0, 1000, 300))
     keys = rng.integers(-5, 1005, (40, 7))
     assert (in_sorted(sorted_keys, keys) == np.isin(keys, sorted_keys)).all()
+
+
+def test_distinct_sorted_is_numpy_unique():
+    rng = np.random.default_rng(1)
+    keys = rng.integers(0, 50, 400).astype(np.int64)
+    np.testing.assert_array_equal(distinct_sorted(keys), np.unique(keys))
+    assert len(distinct_sorted(np.zeros(0, np.int64))) == 0

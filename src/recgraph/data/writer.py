@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from recgraph.data import schema
 from recgraph.data.interactions import Kind, ValueKind
 from recgraph.data.parsing import TIMESTAMP_MAX, TIMESTAMP_MIN, timestamp_range_problem
+from recgraph.data.sorted_keys import distinct_sorted
 from recgraph.data.sql import (
     COUNTED,
     SQLITE_PAGE_CACHE,
@@ -265,9 +266,8 @@ class Writer:
         """Write the held follows (see :meth:`_bulk_start`), all chunks merged, in key order."""
         if not self._pending:
             return
-        pairs = np.sort(np.concatenate(self._pending))
+        pairs = distinct_sorted(np.concatenate(self._pending))
         self._pending, self._pending_rows = [], 0
-        pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
         upsert_pairs(self.conn, schema.follows, _FOLLOW_KEY, pairs, _FOLLOW_RULES)
 
     def _merge_repeated_follows(self) -> None:
@@ -555,8 +555,7 @@ class Writer:
         untimed = created.count(None) == len(created) and seen.count(None) == len(seen)
         if small_keys and untimed:
             # untimed edges (most static graphs): distinct pairs in key order, no grouping
-            pair = np.sort((src << 32) | dst)  # sort + neighbour test: np.unique hashes, 25x slower
-            pair = pair[np.concatenate(([True], pair[1:] != pair[:-1]))]
+            pair = distinct_sorted((src << 32) | dst)
             n = len(pair)
             if self._pending is not None:  # a first load on SQLite: see _bulk_start
                 self._pending.append(pair)
