@@ -1,7 +1,7 @@
 """A request's features (one user's candidates) are the bits the batch path computes.
 
 Serving ranks one user's few hundred candidates at a time; the features then
-take a path of their own (:func:`recgraph.ranking.features._row_products`:
+take a path of their own (:func:`recgraph.ranking.sparse_rows.row_products`:
 the user's row read once, the product read from the transposed side). The
 ranker was trained on the batch path (many users, scipy's sparse products),
 so a request must see exactly the same floats: these tests compare bits, not
@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions
 from recgraph.data.item_features import ItemFeatures
-from recgraph.ranking import features as F
+from recgraph.ranking import sparse_rows as R
 from recgraph.ranking.features import CandidateFeatures, feature_names, ppr_pairs
 
 
@@ -52,10 +52,10 @@ def reference(features: CandidateFeatures, users: np.ndarray, items: np.ndarray)
     """The pair features as the ranker's training code computed them (scipy, row per pair)."""
     f = features
     user_weeks, item_weeks = f.user_weeks[users], f.item_weeks[items]
-    in_user_weeks = F._pair_sums(F._binary(user_weeks), item_weeks)  # ones user_weeks in place
+    in_user_weeks = R.pair_sums(R.binary(user_weeks), item_weeks)  # ones user_weeks in place
     out = {
         "cand_pop_in_user_weeks": in_user_weeks / max(float(f.item_weeks.max()), 1.0),
-        "time_affinity": F._pair_sums(user_weeks, item_weeks),
+        "time_affinity": R.pair_sums(user_weeks, item_weeks),
     }
     if f.graph_kind == "items":
         similar = f.neighbours[items]
@@ -70,21 +70,21 @@ def reference(features: CandidateFeatures, users: np.ndarray, items: np.ndarray)
                 np.diff(rows.indptr), 1
             )
         genres = f.item_genres[items]
-        out["genre_sim"] = F._pair_sums(genres, f.user_genres[users])
-        out["recent_genre_sim"] = F._pair_sums(genres, f.recent_genres[users])
+        out["genre_sim"] = R.pair_sums(genres, f.user_genres[users])
+        out["recent_genre_sim"] = R.pair_sums(genres, f.recent_genres[users])
         return out
     user_out, cand_in = f.out[users], f.inn[items]
     user_in, cand_out = f.inn[users], f.out[items]
     names = ("common_neighbors", "adamic_adar", "resource_allocation")
-    sums = F._pair_sums_by(user_out, cand_in, (None, f.aa_weight, f.ra_weight))
+    sums = R.pair_sums_by(user_out, cand_in, (None, f.aa_weight, f.ra_weight))
     out.update(zip(names, sums, strict=True))
     names = ("cn_undirected", "aa_undirected", "ra_undirected")
     weights = (None, f.aa_weight_undirected, f.ra_weight_undirected)
-    out.update(zip(names, F._pair_sums_by(f.either[users], f.either[items], weights), strict=True))
+    out.update(zip(names, R.pair_sums_by(f.either[users], f.either[items], weights), strict=True))
     out["follows_back"] = np.asarray(f.out[items, users]).ravel().astype(np.float64)
-    out["co_following"] = F._pair_sums(user_out, cand_out)
-    out["shared_followers"] = F._pair_sums(user_in, cand_in)
-    out["cand_reaches_user"] = F._pair_sums(cand_out, user_in)
+    out["co_following"] = R.pair_sums(user_out, cand_out)
+    out["shared_followers"] = R.pair_sums(user_in, cand_in)
+    out["cand_reaches_user"] = R.pair_sums(cand_out, user_in)
     return out
 
 
@@ -109,10 +109,10 @@ def candidates(n: int, seed: int, size: int = 60) -> np.ndarray:
     return np.random.default_rng(seed).choice(n, size=min(n, size), replace=False)
 
 
-@pytest.mark.parametrize("read_cost", [0, F.READ_COST])
+@pytest.mark.parametrize("read_cost", [0, R.READ_COST])
 def test_a_request_reads_the_trained_account_features_bit_for_bit(monkeypatch, read_cost):
     # READ_COST 0: every product read from the transposed side, whatever it costs
-    monkeypatch.setattr(F, "READ_COST", read_cost)
+    monkeypatch.setattr(R, "READ_COST", read_cost)
     graph = follow_graph()
     features = CandidateFeatures(graph)
     for user in (0, 7, 33):
@@ -125,9 +125,9 @@ def test_a_request_reads_the_trained_account_features_bit_for_bit(monkeypatch, r
     assert features.matrix(np.full(5, 0), np.arange(1, 6), {}, 10)[:, 1].max() > 1.0
 
 
-@pytest.mark.parametrize("read_cost", [0, F.READ_COST])
+@pytest.mark.parametrize("read_cost", [0, R.READ_COST])
 def test_a_request_reads_the_trained_feed_features_bit_for_bit(monkeypatch, read_cost):
-    monkeypatch.setattr(F, "READ_COST", read_cost)
+    monkeypatch.setattr(R, "READ_COST", read_cost)
     data, side = feed()
     features = CandidateFeatures(data, item_features=side)
     for user in (0, 5, 41):
@@ -158,13 +158,13 @@ def random_csr(rng, shape, density, canonical=True) -> sp.csr_matrix:
 
 
 def test_row_products_are_scipys_product_entry_for_entry(monkeypatch):
-    monkeypatch.setattr(F, "READ_COST", 0)
+    monkeypatch.setattr(R, "READ_COST", 0)
     rng = np.random.default_rng(3)
     user_side = random_csr(rng, (30, 50), 0.3)
     item_side = random_csr(rng, (40, 50), 0.3)
     items = rng.choice(40, size=25, replace=False)
     for user in range(30):
-        got = F._row_products(user_side, user, item_side, items, item_side.T.tocsr())
+        got = R.row_products(user_side, user, item_side, items, item_side.T.tocsr())
         assert got is not None
         want = user_side[np.full(len(items), user)].multiply(item_side[items]).tocsr()
         for mine, theirs in zip(got, (want.indptr, want.indices, want.data), strict=True):
@@ -173,24 +173,24 @@ def test_row_products_are_scipys_product_entry_for_entry(monkeypatch):
 
 
 def test_row_products_leave_what_they_cannot_match_to_scipy(monkeypatch):
-    monkeypatch.setattr(F, "READ_COST", 0)
+    monkeypatch.setattr(R, "READ_COST", 0)
     rng = np.random.default_rng(4)
     user_side = random_csr(rng, (10, 20), 0.4)
     item_side = random_csr(rng, (12, 20), 0.4)
     transposed = item_side.T.tocsr()
     # a candidate twice: no one row per candidate to read into
-    assert F._row_products(user_side, 0, item_side, np.array([1, 2, 1]), transposed) is None
+    assert R.row_products(user_side, 0, item_side, np.array([1, 2, 1]), transposed) is None
     # unsorted rows: scipy's other product, in its own order
     unsorted = random_csr(rng, (12, 20), 0.4, canonical=False)
-    assert F._row_products(user_side, 0, unsorted, np.arange(12), unsorted.T.tocsr()) is None
+    assert R.row_products(user_side, 0, unsorted, np.arange(12), unsorted.T.tocsr()) is None
     # the sums fall back to scipy's and still match it
     users = np.full(12, 3)
-    got = F._pair_sums_rows(user_side, users, unsorted, np.arange(12), transposed=transposed)
-    want = F._pair_sums_by(user_side[users], unsorted[np.arange(12)], (None,))
+    got = R.pair_sums_rows(user_side, users, unsorted, np.arange(12), transposed=transposed)
+    want = R.pair_sums_by(user_side[users], unsorted[np.arange(12)], (None,))
     assert_same_bits(got[0], want[0])
     # too costly to read from the other end at the shipped cost
-    monkeypatch.setattr(F, "READ_COST", 10**9)
-    assert F._row_products(user_side, 0, item_side, np.arange(12), transposed) is None
+    monkeypatch.setattr(R, "READ_COST", 10**9)
+    assert R.row_products(user_side, 0, item_side, np.arange(12), transposed) is None
 
 
 def test_ppr_pairs_with_the_kept_step_read_the_same():

@@ -31,7 +31,8 @@ from recgraph.data.interactions import Kind, ValueKind
 from recgraph.pipeline.history import History
 from recgraph.pipeline.names import Names, joined
 from recgraph.pipeline.results import Reason
-from recgraph.ranking.features import CandidateFeatures, row_entries
+from recgraph.ranking.features import CandidateFeatures
+from recgraph.ranking.sparse_rows import row_entries
 from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.explanation import FROM_HISTORY, Explanation
 

@@ -56,7 +56,7 @@ a label slice and one serving later read them the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +65,16 @@ import scipy.sparse as sp
 from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.item_features import ItemFeatures
 from recgraph.data.sorted_keys import find_sorted
+from recgraph.ranking.sparse_rows import (
+    binary,
+    l2_rows,
+    one_user,
+    pair_sums_rows,
+    reduce_rows,
+    row_entries,
+    row_products,
+    row_sums,
+)
 
 DAY = 86400.0
 #: The most recent likes of a user that the ``recent_*`` features compare with.
@@ -165,172 +175,6 @@ def feature_names(graph_kind: str, retriever_keys: list[str]) -> tuple[str, ...]
     specific = ITEM_FEATURES if graph_kind == "items" else ACCOUNT_FEATURES
     per_retriever = tuple(f"{key}:{part}" for key in retriever_keys for part in RETRIEVER_PARTS)
     return per_retriever + COMMON_FEATURES + specific
-
-
-def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
-    matrix = sp.csr_matrix(matrix, dtype=np.float32)
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    matrix.sort_indices()
-    return matrix
-
-
-def _l2_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
-    """Rows scaled to unit length (empty rows stay empty)."""
-    matrix = sp.csr_matrix(matrix, dtype=np.float32)
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
-    norms[norms == 0] = 1.0
-    return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix, dtype=np.float32)
-
-
-def _pair_sums(left: sp.csr_matrix, right: sp.csr_matrix, weights: np.ndarray | None = None):
-    """``sum_w left[i, w] * right[i, w] * weights[w]`` for every row ``i``."""
-    return _pair_sums_by(left, right, (weights,))[0]
-
-
-def _pair_sums_by(
-    left: sp.csr_matrix, right: sp.csr_matrix, weightings: Sequence[np.ndarray | None]
-) -> list[np.ndarray]:
-    """:func:`_pair_sums` under each weighting (``None``: a plain count), one product for all."""
-    both = left.multiply(right)
-    out = []
-    for weights in weightings:
-        weighted = both if weights is None else both.multiply(weights[None, :])
-        out.append(np.asarray(weighted.sum(axis=1), dtype=np.float64).ravel())
-    return out
-
-
-def row_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions in ``matrix.data`` of the entries of ``rows`` in turn, and the row number of each."""
-    starts = matrix.indptr[rows].astype(np.int64)
-    lengths = matrix.indptr[rows + 1].astype(np.int64) - starts
-    owner = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
-    shift = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-    return np.arange(len(owner), dtype=np.int64) + shift, owner
-
-
-#: What :func:`_row_products` pays per entry it reads, in entries scipy's product reads
-#: (a few numpy passes against one merge in C; measured on MovieLens and ego-Facebook).
-READ_COST = 4
-
-
-def _one_user(users: np.ndarray) -> int | None:
-    """The user of every row when there is one (a request), else ``None``."""
-    return int(users[0]) if len(users) and (users == users[0]).all() else None
-
-
-def _row_products(
-    user_side: sp.csr_matrix,
-    user: int,
-    item_side: sp.csr_matrix,
-    items: np.ndarray,
-    transposed: sp.csr_matrix,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``user_side[[user] * m].multiply(item_side[items])`` as CSR arrays ``(indptr, indices, data)``.
-
-    A request ranks one user's few hundred candidates: slicing that user's
-    row once per candidate and multiplying two sparse matrices made most of
-    a request's feature cost. Here the product is read from the other end:
-    for each column of the user's row, the candidates that have it, from
-    ``transposed`` (``item_side.T.tocsr()``): work in the size of the
-    user's neighbourhood, not the candidates'. When both operands are
-    canonical (sorted, no duplicates: scipy then merges rows, keeping the
-    nonzero products in column order) the arrays are scipy's, entry for
-    entry, so every sum or maximum over them is bit-identical.
-
-    ``None`` (the caller takes scipy's product) when that does not hold
-    (scipy's other product orders its entries differently), when a
-    candidate repeats, or when scipy's product would read fewer than
-    :data:`READ_COST` times the entries this reads.
-    """
-    lo, hi = user_side.indptr[user], user_side.indptr[user + 1]
-    cols, values = user_side.indices[lo:hi], user_side.data[lo:hi]
-    if not item_side.has_canonical_format or (len(cols) > 1 and not (np.diff(cols) > 0).all()):
-        return None
-    reads = int((transposed.indptr[cols + 1] - transposed.indptr[cols]).sum())
-    # scipy's product reads the user's row once per candidate, and the candidates' rows
-    merged = len(items) * len(cols) + int(
-        (item_side.indptr[items + 1] - item_side.indptr[items]).sum()
-    )
-    if reads * READ_COST > merged:
-        return None
-    order = np.argsort(items, kind="stable")
-    ranked = items[order]
-    if len(ranked) > 1 and not (np.diff(ranked) > 0).all():
-        return None
-    m = len(items)
-    if not reads or not m:
-        return np.zeros(m + 1, dtype=np.int64), cols[:0], np.zeros(0, values.dtype)
-    pos, owner = row_entries(transposed, cols)
-    candidates = transposed.indices[pos]
-    at, hit = find_sorted(ranked, candidates)
-    rows, owner = order[at[hit]], owner[hit]
-    data = np.multiply(values[owner], transposed.data[pos[hit]])
-    kept = data != 0  # scipy's merge keeps no zero product
-    rows, columns, data = rows[kept], cols[owner[kept]].astype(np.int64), data[kept]
-    # the forward product's order: pair by pair, columns ascending
-    sort = np.argsort(rows * np.int64(user_side.shape[1]) + columns)
-    indptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
-    return indptr, columns[sort], data[sort]
-
-
-def _row_sums(indptr: np.ndarray, data: np.ndarray) -> np.ndarray:
-    """Per row, the sum of its entries as scipy's CSR ``sum(axis=1)`` adds them (``reduceat``)."""
-    out = np.zeros(len(indptr) - 1, dtype=np.result_type(data.dtype, np.float32))
-    has = np.flatnonzero(np.diff(indptr))
-    if len(has):
-        out[has] = np.add.reduceat(data, indptr[has])
-    return out
-
-
-def _reduce_rows(indptr: np.ndarray, data: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
-    """Per row, ``ufunc`` over its entries (0 for an empty row), in float64."""
-    out = np.zeros(len(indptr) - 1, dtype=np.float64)
-    has = np.diff(indptr) > 0
-    if has.any():
-        out[has] = ufunc.reduceat(data, indptr[:-1][has])
-    return out
-
-
-def _pair_sums_rows(
-    user_side: sp.csr_matrix,
-    users: np.ndarray,
-    item_side: sp.csr_matrix,
-    items: np.ndarray,
-    weightings: Sequence[np.ndarray | None] = (None,),
-    *,
-    transposed: sp.csr_matrix | None = None,
-    user_left: bool = True,
-) -> list[np.ndarray]:
-    """:func:`_pair_sums_by` of ``user_side[users]`` and ``item_side[items]``, bit for bit.
-
-    On a request's rows (one user), given ``transposed`` (``item_side.T.tocsr()``),
-    by :func:`_row_products`: an unweighted sum by :func:`_row_sums`, a
-    weighted one adding its float64 terms in order from 0, as scipy's sum
-    of the weighted (COO) product does. Otherwise :func:`_pair_sums_by`
-    itself, the user's rows on the left unless ``user_left`` is false (the
-    order of the operands orders the terms of scipy's other product).
-    """
-    user = _one_user(users)
-    part = None
-    if user is not None and transposed is not None:
-        part = _row_products(user_side, user, item_side, items, transposed)
-    if part is None:
-        left, right = user_side[users], item_side[items]
-        return _pair_sums_by(*((left, right) if user_left else (right, left)), weightings)
-    indptr, indices, data = part
-    out = []
-    for weights in weightings:
-        if weights is None:
-            out.append(_row_sums(indptr, data).astype(np.float64))
-            continue
-        terms = np.multiply(data, weights[indices])
-        if terms.dtype != np.float64:
-            raise TypeError("weighted pair sums are summed in float64: give float64 weights")
-        rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-        out.append(np.bincount(rows, weights=terms, minlength=len(indptr) - 1))
-    return out
 
 
 def _transition(adjacency: sp.csr_matrix) -> sp.csr_matrix:
@@ -525,7 +369,7 @@ class CandidateFeatures:
         self.graph_kind = data.graph_kind
         liked = data.subset(data.liked())
         self.end = float(data.timestamp.max()) if data.timestamp is not None and len(data) else 0.0
-        self.liked = _binary(liked.csr("binary"))
+        self.liked = binary(liked.csr("binary"))
         n_targets = data.n_items
         popularity = np.diff(sp.csc_matrix(self.liked).indptr).astype(np.float64)
         top = max(popularity.max(initial=0.0), 1.0)
@@ -553,7 +397,7 @@ class CandidateFeatures:
             self.neighbours = item_neighbours(self.liked)
             self._item_side(data, liked, item_features)
         else:
-            self.out = _binary(data.positives().csr("binary"))
+            self.out = binary(data.positives().csr("binary"))
             self.out.setdiag(0)
             self.out.eliminate_zeros()
             self.inn = self.out.T.tocsr()
@@ -593,7 +437,7 @@ class CandidateFeatures:
 
     def _undirected(self) -> None:
         """Neighbours either way, and the weights of a middle node by that degree."""
-        self.either = _binary(self.out + self.inn)
+        self.either = binary(self.out + self.inn)
         degree = np.diff(self.either.indptr).astype(np.float64)
         with np.errstate(divide="ignore"):
             self.aa_weight_undirected = np.where(
@@ -628,7 +472,7 @@ class CandidateFeatures:
                 step = either.T.tocsr()
                 value = (step if along is either else along.T.tocsr(), step)
             elif name == "user_weeks_binary":
-                value = _binary(self.user_weeks.copy())  # _binary works in place
+                value = binary(self.user_weeks.copy())  # binary works in place
             elif name == "top_week":
                 value = max(float(self.item_weeks.max()) if self.item_weeks.nnz else 0.0, 1.0)
             elif name == "liked_by_item":
@@ -684,7 +528,7 @@ class CandidateFeatures:
     def _ratings(self, data: Interactions) -> None:
         """Popularity of what users had at all (not only liked), and mean ratings, on a 0-1 scale."""
         had = data.subset(data.kind != Kind.DISLIKE)
-        had_matrix = _binary(had.csr("binary")) if len(had) else None
+        had_matrix = binary(had.csr("binary")) if len(had) else None
         counts = (
             np.diff(sp.csc_matrix(had_matrix).indptr).astype(np.float64)
             if had_matrix is not None
@@ -735,10 +579,10 @@ class CandidateFeatures:
         if item_features is not None and len(item_features):
             described = item_features.aligned(data.items)
             self.year = described.years()
-            genres = _l2_rows(described.genre_matrix())
+            genres = l2_rows(described.genre_matrix())
         self.item_genres = genres
-        self.user_genres = _l2_rows(self.liked @ genres)
-        self.recent_genres = _l2_rows(self.recent @ genres)
+        self.user_genres = l2_rows(self.liked @ genres)
+        self.recent_genres = l2_rows(self.recent @ genres)
         known = sp.csr_matrix(self.liked.multiply(np.isfinite(self.year)[None, :]))
         with np.errstate(invalid="ignore", divide="ignore"):
             self.user_year = np.asarray(known @ np.nan_to_num(self.year)).ravel() / np.diff(
@@ -759,7 +603,7 @@ class CandidateFeatures:
         src, dst = liked.src[order], liked.dst[order]
         starts = np.searchsorted(src, src, side="left")
         keep = (np.arange(len(src)) - starts) < count
-        return _binary(
+        return binary(
             sp.csr_matrix((np.ones(keep.sum()), (src[keep], dst[keep])), shape=self.liked.shape)
         )
 
@@ -782,11 +626,11 @@ class CandidateFeatures:
                 norm = np.where(np.abs(best) > 0, scores / np.abs(best), np.nan)
             proposed = view.ranks > 0
             columns += [norm, np.where(proposed, view.ranks, depth + 1), proposed]
-        (in_user_weeks,) = _pair_sums_rows(
+        (in_user_weeks,) = pair_sums_rows(
             self.derived("user_weeks_binary"), users, self.item_weeks, items
         )
         # ``time_affinity`` has always read these same sums: the ranker was trained on code
-        # that set the user's week rows to ones in place (``_binary`` on a slice sharing its
+        # that set the user's week rows to ones in place (``binary`` on a slice sharing its
         # arrays) before summing them against the candidate's weeks. Kept so, bit for bit.
         time_affinity = in_user_weeks
         pop = self.pop[items]
@@ -814,27 +658,27 @@ class CandidateFeatures:
         return np.stack(columns, axis=1).astype(np.float32)
 
     def _items(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
-        user = _one_user(users)
+        user = one_user(users)
         similar = None
         out = []
         for history in (self.liked, self.recent, self.last):
             part = None
             if user is not None:
                 by_item = self.derived("neighbours_by_item")
-                part = _row_products(history, user, self.neighbours, items, by_item)
+                part = row_products(history, user, self.neighbours, items, by_item)
             if part is None:
                 similar = self.neighbours[items] if similar is None else similar
                 both = similar.multiply(history[users]).tocsr()
                 part = (both.indptr, both.indices, both.data)
             indptr, _, data = part
             size = np.maximum(history.indptr[users + 1] - history.indptr[users], 1)
-            out += [_reduce_rows(indptr, data, np.maximum), _row_sums(indptr, data) / size]
+            out += [reduce_rows(indptr, data, np.maximum), row_sums(indptr, data) / size]
         out += [self.pop_windows[items, j] for j in range(self.pop_windows.shape[1])]
         out.append(self.pop_trend[items])
         genres = self.item_genres
         out += [
-            *_pair_sums_rows(self.user_genres, users, genres, items, user_left=False),
-            *_pair_sums_rows(self.recent_genres, users, genres, items, user_left=False),
+            *pair_sums_rows(self.user_genres, users, genres, items, user_left=False),
+            *pair_sums_rows(self.recent_genres, users, genres, items, user_left=False),
         ]
         year = self.year[items]
         out += [self.end_year - year, year - self.user_year[users]]
@@ -843,7 +687,7 @@ class CandidateFeatures:
     def _accounts(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
         # a matrix's transpose is the other matrix, except either way's, which is itself
         out, inn, either = self.out, self.inn, self.either
-        common, adamic_adar, resource = _pair_sums_rows(
+        common, adamic_adar, resource = pair_sums_rows(
             out, users, inn, items, (None, self.aa_weight, self.ra_weight), transposed=out
         )
         union = self.out_degree[users] + self.in_degree[items] - common
@@ -851,7 +695,7 @@ class CandidateFeatures:
             jaccard = np.where(union > 0, common / union, 0.0)
         follows_back = self._follows_back(users, items)
         weights = (None, self.aa_weight_undirected, self.ra_weight_undirected)
-        either_sums = _pair_sums_rows(either, users, either, items, weights, transposed=either)
+        either_sums = pair_sums_rows(either, users, either, items, weights, transposed=either)
         ppr_out, ppr_either, ppr_vs_best = self._ppr(users, items)
         return [
             common,
@@ -861,10 +705,10 @@ class CandidateFeatures:
             self.in_degree[items],
             self.out_degree[items],
             follows_back,
-            *_pair_sums_rows(out, users, out, items, transposed=inn),
-            *_pair_sums_rows(inn, users, inn, items, transposed=out),
+            *pair_sums_rows(out, users, out, items, transposed=inn),
+            *pair_sums_rows(inn, users, inn, items, transposed=out),
             *either_sums,
-            *_pair_sums_rows(inn, users, out, items, transposed=inn, user_left=False),
+            *pair_sums_rows(inn, users, out, items, transposed=inn, user_left=False),
             self.in_degree[users],
             self.out_degree[users],
             ppr_out,
@@ -879,7 +723,7 @@ class CandidateFeatures:
         For a request (one user), read in the user's row of ``inn`` (the
         transpose of ``out``, the same stored values).
         """
-        user = _one_user(users)
+        user = one_user(users)
         if user is None or not self.out.has_canonical_format:
             return np.asarray(self.out[items, users]).ravel().astype(np.float64)
         lo, hi = self.inn.indptr[user], self.inn.indptr[user + 1]
