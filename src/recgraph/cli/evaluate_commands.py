@@ -115,8 +115,9 @@ def evaluate_command(
             help="How TRAIN and TEST were split, for a pipeline's ranker, whose label slice and "
             "stand-down check are cut the same way: auto (read from the rows' times: every test "
             "row after every train row is temporal_global, after its user's last one "
-            "temporal_per_user, else random), temporal_global, temporal_per_user, "
-            "random_per_user, or future (as served).",
+            "temporal_per_user, else random), a split method of `recgraph split` "
+            "(temporal_global, temporal_per_user, leave_last_n, random_per_user, edge_holdout, "
+            "temporal_pairs), or future (as served).",
         ),
     ] = "auto",
 ) -> None:

@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 import numpy as np
 
 from recgraph.data.interactions import Interactions
+from recgraph.pipeline.ranking import HOLDOUT_LABEL_SPLITS
 
-#: The holdouts ``recgraph evaluate --holdout`` accepts besides ``auto``.
-HOLDOUTS = ("temporal_global", "temporal_per_user", "random_per_user", "future")
+#: The holdouts ``recgraph evaluate --holdout`` accepts besides ``auto``: those a ranker
+#: can be taught for, every split method :func:`detect_holdout` may report included.
+HOLDOUTS = tuple(HOLDOUT_LABEL_SPLITS)
 
 
 @dataclass(frozen=True)

@@ -296,24 +296,26 @@ class StageOne(Protocol):
 SERVING = "future"
 
 
-def label_split_for(method: str) -> str:
-    """How the ranker's label slice is cut to ask the question of a held-out ``method``.
+#: Each holdout (a split method of :mod:`recgraph.data.splits`, or ``future``:
+#: serving, one cut in time for everyone) -> the ``label_split`` that asks its question.
+HOLDOUT_LABEL_SPLITS = {
+    "random_per_user": "random_per_user",
+    "edge_holdout": "random_per_user",
+    "temporal_per_user": "temporal_per_user",
+    "leave_last_n": "temporal_per_user",
+    "temporal_global": "temporal_global",
+    "temporal_pairs": "temporal_global",
+    SERVING: "temporal_global",
+}
 
-    A split method of :mod:`recgraph.data.splits` (``future``: serving, one
-    cut in time for everyone) -> a ``label_split`` of :class:`RankerSpec`.
-    """
-    kinds = {
-        "random_per_user": "random_per_user",
-        "edge_holdout": "random_per_user",
-        "temporal_per_user": "temporal_per_user",
-        "leave_last_n": "temporal_per_user",
-        "temporal_global": "temporal_global",
-        "temporal_pairs": "temporal_global",
-        SERVING: "temporal_global",
-    }
-    if method not in kinds:  # a typo would otherwise train a time-cut ranker unnoticed
-        raise ValueError(f"holdout {method!r}: one of {', '.join(kinds)}")
-    return kinds[method]
+
+def label_split_for(method: str) -> str:
+    """How the ranker's label slice is cut to ask the question of a held-out ``method``
+    (:data:`HOLDOUT_LABEL_SPLITS`); anything else is refused by name, since a typo would
+    otherwise train a time-cut ranker unnoticed."""
+    if method not in HOLDOUT_LABEL_SPLITS:
+        raise ValueError(f"holdout {method!r}: one of {', '.join(HOLDOUT_LABEL_SPLITS)}")
+    return HOLDOUT_LABEL_SPLITS[method]
 
 
 def label_kinds(data: Interactions, spec: RankerSpec, holdout: str | None = None) -> list[str]:
