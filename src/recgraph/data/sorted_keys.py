@@ -25,6 +25,12 @@ def find_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, 
     return position, sorted_keys[position] == keys
 
 
+def sorted_lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Position of each of ``keys`` in ``sorted_keys``, or ``-1`` where it is absent."""
+    position, found = find_sorted(sorted_keys, keys)
+    return np.where(found, position, -1).astype(np.int64)
+
+
 def in_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Which of ``keys`` are in ``sorted_keys`` (a boolean array shaped like ``keys``)."""
     return find_sorted(sorted_keys, keys)[1]

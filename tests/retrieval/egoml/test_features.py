@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from recgraph.data.interactions import Interactions
+from recgraph.data.sorted_keys import sorted_lookup
 from recgraph.retrieval.egoml.features import (
     DAY,
     EgoGraph,
@@ -15,7 +16,6 @@ from recgraph.retrieval.egoml.features import (
     feature_tables,
     pair_common_in_ego,
     pair_triples,
-    sorted_lookup,
     user_triples,
 )
 

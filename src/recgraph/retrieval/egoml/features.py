@@ -42,6 +42,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions
+from recgraph.data.sorted_keys import sorted_lookup
 from recgraph.progress import progress_bar
 from recgraph.retrieval.neighborhood import spans_by_work
 
@@ -65,15 +66,6 @@ def expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, 
     offsets = np.cumsum(lengths) - lengths
     positions = np.arange(total, dtype=np.int64) - np.repeat(offsets, lengths)
     return np.repeat(starts, lengths) + positions, owner
-
-
-def sorted_lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Position of each query in the sorted ``keys``, or ``-1`` when absent."""
-    if not len(keys):
-        return np.full(len(queries), -1, dtype=np.int64)
-    pos = np.searchsorted(keys, queries)
-    pos_clipped = np.minimum(pos, len(keys) - 1)
-    return np.where(keys[pos_clipped] == queries, pos_clipped, -1).astype(np.int64)
 
 
 # ---------------------------------------------------------------------- the graph
