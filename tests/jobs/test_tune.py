@@ -217,3 +217,46 @@ def test_a_trial_that_differs_only_in_negatives_is_not_a_repeat():
     tried = Trial(0, "pipeline", *_describe(ranked(0.3)), value=0.1, seconds=1.0)
     assert _same(tried, ranked(0.3))
     assert not _same(tried, ranked(1.0))
+
+
+def test_phase_three_keeps_the_pipeline_whose_lead_holds_on_the_second_validation():
+    """The best of phase 2 on one split is checked on a second: the mean share decides."""
+    from types import SimpleNamespace
+
+    from recgraph.jobs.tune.results import Trial
+    from recgraph.jobs.tune.search import _confirm
+    from recgraph.pipeline.config import QuestionConfig
+
+    names = {0: "popular", 1: "item_knn", 2: "ease"}
+    configs = {
+        n: QuestionConfig(retrievers=[{"name": name}], fallback=[]) for n, name in names.items()
+    }
+    values = {0: 0.10, 1: 0.13, 2: 0.12}
+    trials = {n: Trial(n, "pipeline", [{"name": names[n]}], None, values[n], 0.0) for n in names}
+    recorded, description = [], {}
+
+    class Cache:
+        def fit(self, config, data):
+            return config
+
+    def run(second):
+        earlier = SimpleNamespace(fit=None, score=lambda model: second[model.retrievers[0].name])
+        described = {"fraction": 0.4, "seed": 0, "rows_fit": 10, "rows_valid": 5, "users": 3}
+        return _confirm(
+            (values[1], configs[1]),
+            [(trials[1], configs[1]), (trials[2], configs[2])],
+            (trials[0], configs[0]),
+            carve=lambda: (earlier, described),
+            cache=Cache(),
+            record=recorded.append,
+            description=description,
+            number=lambda: len(recorded),
+        )
+
+    # item_knn: 1.3x then 0.85x (mean 1.075); ease: 1.2x then 1.05x (mean 1.125)
+    assert run({"popular": 0.20, "item_knn": 0.17, "ease": 0.21}) == (0.12, configs[2])
+    assert description["confirm"]["kept"] == "#2"
+    assert [t.phase for t in recorded] == ["confirm"] * 3
+    # both fall well behind on the second validation: the best single retriever answers
+    assert run({"popular": 0.20, "item_knn": 0.10, "ease": 0.12}) == (0.10, configs[0])
+    assert description["confirm"]["kept"] == "the best single retriever"

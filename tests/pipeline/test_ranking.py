@@ -542,3 +542,32 @@ def test_a_held_out_friendship_labels_both_friends():
     assert truth.sum() == 6 and set(np.unique(truth)) == {0.0, 1.0}
     follows = Interactions.from_indices(*pairs, n_users=4, one_sided=True, directed=True)
     assert _liked_matrix(follows, "positive").toarray()[1, 0] == 0, "a follow labels its follower"
+
+
+def test_time_cut_folds_are_successive_earlier_periods_each_judged(feed_graph, monkeypatch):
+    """Folds of a time slice are not copies: each is the slice before the last, and each
+    period is a check of its own in the stand-down (``[kind@fold]``)."""
+    sliced = []
+    real = ranking_module.label_slice
+
+    def spy(data, spec, fold=0, method=None):
+        rest, labels, how = real(data, spec, fold, method)
+        sliced.append((data, rest, labels))
+        return rest, labels, how
+
+    monkeypatch.setattr(ranking_module, "label_slice", spy)
+    config = ranked_config(["item_knn", "popular"], label_split="temporal_global", folds=3)
+    question = QuestionModel("feed", config).fit(feed_graph)
+    assert len(sliced) == 3
+    assert sliced[0][0] is feed_graph
+    for (_, rest, labels), (data, _, earlier) in zip(sliced, sliced[1:], strict=False):
+        assert data is rest  # the next fold is cut from this one's rest
+        assert earlier.timestamp.max() <= labels.timestamp.min()
+        assert not _pairs(earlier) & _pairs(labels)
+    report = question.ranking.report
+    judged = [key for key in report if key.startswith("valid_ndcg@20_ranker[")]
+    assert judged == [
+        "valid_ndcg@20_ranker[temporal_global]",
+        "valid_ndcg@20_ranker[temporal_global@1]",
+        "valid_ndcg@20_ranker[temporal_global@2]",
+    ]

@@ -6,6 +6,13 @@ class TestGBDTRanker(RankerConformance):
     params = {"n_estimators": 60, "num_leaves": 8}
 
 
+class TestGBDTPointwise(RankerConformance):
+    """The pointwise objective (ordered by the chance of a like) passes the same test."""
+
+    ranker_name = "gbdt_ranker"
+    params = {"n_estimators": 60, "num_leaves": 8, "objective": "binary"}
+
+
 def test_early_stopping_is_reported():
     from recgraph.ranking import create_ranker
     from tests.ranking.conformance import synthetic_batch

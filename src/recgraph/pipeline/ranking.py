@@ -296,6 +296,10 @@ class StageOne(Protocol):
 SERVING = "future"
 
 
+#: Label slices cut in time: their folds are successive earlier periods (see :func:`train_stage`).
+TIME_SLICES = ("temporal_global", "temporal_per_user")
+
+
 #: Each holdout (a split method of :mod:`recgraph.data.splits`, or ``future``:
 #: serving, one cut in time for everyone) -> the ``label_split`` that asks its question.
 HOLDOUT_LABEL_SPLITS = {
@@ -478,6 +482,11 @@ def train_stage(
     (``fit_stage_one``), pool their candidates for the users with held-out
     likes and label them. Users are split once into training and validation
     users (the same everywhere, so no validation user teaches the ranker).
+    A random slice is drawn anew per fold; a slice cut in time
+    (:data:`TIME_SLICES`) would be the same every time, so fold ``f + 1``
+    is the slice before fold ``f``'s (cut from its rest): the ranker learns
+    from several periods, and each earlier period is judged on its own, like
+    another label kind (its validation nDCG is reported as ``[kind@f]``).
 
     With the nested check (:func:`nested_check`, feeds by default) the folds
     are cut from the rest of an outer slice, and the decision is taken on the
@@ -512,8 +521,14 @@ def train_stage(
         source = data
         if nested:
             source, outer_labels, _ = label_slice(data, spec, 0, kind)
+        cut_from = source
         for fold in range(spec.folds):
-            rest, labels, _ = label_slice(source, spec, fold + int(nested), kind)
+            rest, labels, _ = label_slice(cut_from, spec, fold + int(nested), kind)
+            # a time slice is the same for every seed: the next fold is the slice before this one
+            # (cut from this fold's rest), so folds are earlier periods, each judged on its own
+            earlier = kind in TIME_SLICES and fold > 0
+            if kind in TIME_SLICES:
+                cut_from = rest
             truth = _liked_matrix(labels, spec.labels)
             label_rows += truth.nnz
             stage_one = fit_stage_one(rest)
@@ -530,7 +545,9 @@ def train_stage(
                 batch = fold_stage.batch(pool, truth)
                 batches[name].append(batch)
                 if name == "valid" and not nested:
-                    decide[kind].append((pool, batch))
+                    decide.setdefault(f"{kind}@{fold}" if earlier else kind, []).append(
+                        (pool, batch)
+                    )
         if nested:
             truth = _liked_matrix(outer_labels, spec.labels)
             stage_one = fit_stage_one(source)

@@ -17,7 +17,14 @@ Two phases, each an Optuna study (TPE, seeded), within a time budget:
 2. **pipeline**: which of the best retrievers to keep, the candidate depth,
    whether to rank at all, and the ranker's parameters. The first trial is the
    best single retriever alone, so the choice is never worse on validation
-   than the best single retriever.
+   than the best single retriever;
+3. **confirm**: the best of many noisy trials runs high on the split it was
+   chosen on, so the few best pipelines are scored again on a second
+   validation (over twice the horizon when temporal: a lead that lasts only
+   days after the cut is not one serving keeps; another random draw
+   otherwise), and the one with the best mean share of the best single
+   retriever over both is kept (the best single retriever when none
+   averages above 1).
 
 With a time budget the number of trials depends on the machine; give
 ``max_trials`` for a choice that repeats exactly (same seed, same data, same

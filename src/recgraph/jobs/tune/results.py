@@ -135,6 +135,13 @@ class TuneResult:
         ]
         if self.default_value is not None:
             lines.append(f"  the shipped default question: {self.default_value:.4f}")
+        if confirm := v.get("confirm"):
+            lines.append(
+                f"  checked again on {confirm['rows_valid']:,} rows ({confirm['fraction']:.0%}, "
+                f"seed {confirm['seed']}, {confirm['users']:,} users; best single "
+                f"{confirm['best_single']:.4f}): mean share of the best single over both "
+                f"validations {confirm['mean_share']}, kept {confirm['kept']}"
+            )
         if self.config.ranker is not None:
             lines.append(
                 "  ranker kept: it beat the best retriever alone on validation; "

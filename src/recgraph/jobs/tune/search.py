@@ -13,7 +13,7 @@ from recgraph.data.interactions import Interactions
 from recgraph.data.item_features import ItemFeatures
 from recgraph.data.snapshot import TrainingSnapshot
 from recgraph.errors import ConfigError
-from recgraph.jobs.tune.fitting import CACHE_SIZE, FitCache, carve_validation
+from recgraph.jobs.tune.fitting import CACHE_SIZE, FitCache, Validation, carve_validation
 from recgraph.jobs.tune.results import Trial, TuneResult
 from recgraph.jobs.tune.spaces import (
     DEPTHS,
@@ -40,6 +40,10 @@ RETRIEVER_SHARE = 0.35
 MAX_COMBINED = 4
 #: Trials per retriever at most in phase 1 (the grids are small).
 MAX_RETRIEVER_TRIALS = 8
+#: Share of the budget kept for phase 3, the finalists checked on an earlier cut.
+CONFIRM_SHARE = 0.25
+#: Pipelines (besides the best single retriever) phase 3 checks on the earlier cut.
+FINALISTS = 2
 
 
 # ---------------------------------------------------------------------- the search
@@ -57,6 +61,7 @@ class TuneSettings:
     ranker: str = "gbdt_ranker"
     ranker_users: int = 1500
     max_valid_users: int = 3000
+    confirm: bool = True
 
 
 def _question_config(
@@ -144,8 +149,8 @@ def tune_question(
         if on_trial is not None:
             on_trial(trial)
 
-    def left() -> bool:
-        return time.perf_counter() < deadline and (cap is None or len(trials) < cap)
+    def left(end: float = deadline, reserve: int = 0) -> bool:
+        return time.perf_counter() < end and (cap is None or len(trials) < cap - reserve)
 
     def evaluate(config: QuestionConfig, phase: str, note: str = "") -> Trial:
         began = time.perf_counter()
@@ -239,12 +244,14 @@ def tune_question(
             }
         )
     label_split = label_split_for(description["method"])
-    chosen: tuple[float, QuestionConfig] = (
-        best_single.value,
-        _question_config(base, pool_specs[:1], None),
-    )
+    single_config = _question_config(base, pool_specs[:1], None)
+    chosen: tuple[float, QuestionConfig] = (best_single.value, single_config)
+    tried: list[tuple[Trial, QuestionConfig]] = []
+    pipeline_end, reserve = deadline, 0
+    if settings.confirm:
+        pipeline_end, reserve = deadline - (deadline - start) * CONFIRM_SHARE, FINALISTS + 1
     first = True
-    while first or left():
+    while first or left(pipeline_end, reserve):
         first = False
         optuna_trial = study.ask()
         keep = [
@@ -284,10 +291,24 @@ def tune_question(
             record(Trial(len(trials), "pipeline", [], None, 0.0, 0.0, f"failed: {exc}"[:60]))
             continue
         study.tell(optuna_trial, trial.value)
+        tried.append((trial, config))
         if trial.value > chosen[0]:
             chosen = (trial.value, config)
         if len(keep) == 1 and not use_ranker and trial.value > best_single.value:
-            best_single = trial
+            best_single, single_config = trial, config
+
+    # ------------------------------------------------------------ phase 3: an earlier cut
+    if settings.confirm and chosen[0] > best_single.value:
+        chosen = _confirm(
+            chosen,
+            [(t, c) for t, c in tried if t.value > best_single.value],
+            (best_single, single_config),
+            carve=lambda: _second_validation(train, description, settings, validation.metric),
+            cache=cache,
+            record=record,
+            description=description,
+            number=lambda: len(trials),
+        )
     return TuneResult(
         question=question,
         config=chosen[1],
@@ -299,6 +320,106 @@ def tune_question(
         trials=trials,
         seconds=time.perf_counter() - start,
     )
+
+
+#: Split methods whose validation is the period after a cut in time.
+TIME_METHODS = ("temporal_global", "temporal_pairs", "temporal_per_user", "leave_last_n")
+#: The longest validation share phase 3 carves (the fit part keeps at least the rest).
+LONGEST = 0.5
+
+
+def _second_validation(
+    train: Interactions, description: dict[str, Any], settings: TuneSettings, metric: str
+) -> tuple[Validation, dict[str, Any]]:
+    """Phase 3's validation: over twice the horizon when it is cut in time, else another draw.
+
+    A lead that holds only over the first days after the cut is what a
+    short validation period rewards and serving loses: on CollegeMsg a
+    ranker led PPR by 21% over the 13 days after the cut, by 14% over 27
+    days (validation carved from train), and by 4% over the 140 days of the
+    test period.
+    """
+    method = description["method"]
+    if method in TIME_METHODS:
+        fraction = min(2 * settings.fraction, LONGEST)
+        if fraction <= settings.fraction:
+            raise ValueError("no longer horizon to check on")
+        return carve_validation(
+            train, method, fraction, settings.seed, metric, settings.max_valid_users
+        )
+    return carve_validation(
+        train, method, settings.fraction, settings.seed + 1, metric, settings.max_valid_users
+    )
+
+
+def _confirm(
+    chosen: tuple[float, QuestionConfig],
+    leaders: list[tuple[Trial, QuestionConfig]],
+    single: tuple[Trial, QuestionConfig],
+    *,
+    carve: Callable[[], tuple[Validation, dict[str, Any]]],
+    cache: FitCache,
+    record: Callable[[Trial], None],
+    description: dict[str, Any],
+    number: Callable[[], int],
+) -> tuple[float, QuestionConfig]:
+    """Phase 3: the best pipelines of phase 2 and the best single retriever, checked again.
+
+    Phase 2 keeps the best of many trials on one validation split, and the
+    best of many noisy figures runs high (on CollegeMsg the chosen ranker led
+    PPR by 19% on validation and trailed it by 1.5% on test, where the code
+    defaults' ranker led by 3.6%). The :data:`FINALISTS` best pipelines that
+    beat the best single retriever are scored again on a second validation
+    (:func:`_second_validation`: over a longer horizon after an earlier cut
+    when the split is temporal, another random draw otherwise), each as a
+    share of the best single retriever there; the one with the best mean
+    share over both validations answers, and the best single retriever when
+    none averages above 1. Returns ``(value on the first validation, config)``.
+    """
+    finalists = sorted(leaders, key=lambda tc: -tc[0].value)[:FINALISTS]
+    if not finalists:
+        return chosen
+    try:
+        earlier, described = carve()
+    except (ConfigError, ValueError):
+        return chosen  # too little data for a second validation
+
+    def score(config: QuestionConfig, note: str) -> float:
+        began = time.perf_counter()
+        value = earlier.score(cache.fit(config, earlier.fit))
+        record(
+            Trial(
+                number(),
+                "confirm",
+                *_describe(config),
+                value,
+                time.perf_counter() - began,
+                note,
+            )
+        )
+        return value
+
+    best_trial, best_config = single
+    base = score(best_config, "the best single, second validation")
+    if base <= 0 or best_trial.value <= 0:
+        return chosen
+    shares = {}
+    for trial, config in finalists:
+        value = score(config, f"trial #{trial.number}, second validation")
+        shares[trial.number] = 0.5 * (trial.value / best_trial.value + value / base)
+    top_trial, top_config = max(finalists, key=lambda tc: shares[tc[0].number])
+    keep = shares[top_trial.number] > 1.0
+    description["confirm"] = {
+        "fraction": described["fraction"],
+        "seed": described["seed"],
+        "rows_fit": described["rows_fit"],
+        "rows_valid": described["rows_valid"],
+        "users": described["users"],
+        "best_single": round(base, 4),
+        "mean_share": {f"#{n}": round(v, 4) for n, v in shares.items()},
+        "kept": f"#{top_trial.number}" if keep else "the best single retriever",
+    }
+    return (top_trial.value, top_config) if keep else (best_trial.value, best_config)
 
 
 def _describe(config: QuestionConfig) -> tuple[list[dict], dict | None]:
