@@ -37,7 +37,7 @@ holdout), >= 1.05x on CollegeMsg (temporal pairs), >= 1.00x on ego-Facebook
 (10% friendships); never below 0.99x anywhere.
 
 Saves ``benchmarks/results/two_stage.json`` and ``two_stage.png``.
-Run: ``python benchmarks/two_stage.py [--budget MINUTES] [--only CASE] [--skip-default]
+Run: ``python benchmarks/two_stage.py [--budget MINUTES] [--only CASE] [--skip-default] [--tune-seed N]
 [--out FILE] [--merge-from FILE]``
 (``--budget``: tuning minutes per case, default 3; ``--only``: rerun cases and
 replace them in the saved JSON; ``--out`` + ``--merge-from``: run cases in
@@ -176,7 +176,9 @@ def write_question(question: str, config: QuestionConfig, path: Path) -> None:
     path.write_text(tomli_w.dumps(values))
 
 
-def run_case(name: str, budget: float, work: Path, with_default: bool) -> dict[str, Any]:
+def run_case(
+    name: str, budget: float, work: Path, with_default: bool, tune_seed: int = 0
+) -> dict[str, Any]:
     folder, file, kind, method, fraction, metric, target = CASES[name]
     source = datasets_folder() / folder
     if file:
@@ -205,7 +207,7 @@ def run_case(name: str, budget: float, work: Path, with_default: bool) -> dict[s
         question,
         train,
         settings=TuneSettings(
-            budget_minutes=budget, method=method, metric=metric, seed=0, fraction=0.2
+            budget_minutes=budget, method=method, metric=metric, seed=tune_seed, fraction=0.2
         ),
         item_features=item_features,
         on_trial=lambda t: print(
@@ -284,6 +286,7 @@ def run_case(name: str, budget: float, work: Path, with_default: bool) -> dict[s
         "test_rows": report["n_test_rows"],
         "users_scored": report.get("n_users"),
         "validation": result.validation,
+        "tune_seed": tune_seed,
         "tune_seconds": round(tune_seconds, 1),
         "tune_trials": len(result.trials),
         "tuned_config": result.config.model_dump(mode="json", exclude_none=True),
@@ -410,6 +413,12 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=list(CASES))
     parser.add_argument("--skip-default", action="store_true", help="no DEFAULT pipeline row")
     parser.add_argument(
+        "--tune-seed",
+        type=int,
+        default=0,
+        help="seed of tuning's samplers and rankers (the split stays seed 0): its spread",
+    )
+    parser.add_argument(
         "--merge-from",
         type=Path,
         action="append",
@@ -432,7 +441,9 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only or RUN_ORDER:
-            cases[name] = run_case(name, args.budget, Path(tmp), not args.skip_default)
+            cases[name] = run_case(
+                name, args.budget, Path(tmp), not args.skip_default, args.tune_seed
+            )
             write(out, cases, args, time.perf_counter() - started)
     plot(cases, out.with_suffix(".png"))
     print(f"\nwrote {out} and {out.with_suffix('.png')}")
