@@ -74,7 +74,10 @@ class RankerSpec(_Strict):
     of the interactions (``label_split``; ``auto``: see below) is held out,
     the retrievers are fitted on the rest, and the held-out likes label
     their candidates; ``folds`` repeats
-    that with other random slices for more labelled rows. ``labels``: what a
+    that with other random slices for more labelled rows (a slice cut in
+    time: with the periods before it, each also judged on its own; on
+    CollegeMsg three periods taught a ranker worse at the latest one,
+    validation recall@20 0.186 against 0.214 with one). ``labels``: what a
     positive label is: ``positive``, every held-out interaction but a
     dislike (what full-ranking evaluation counts: a film rated 2 was still
     watched), or ``liked``, only likes and ratings high on the scale (for a

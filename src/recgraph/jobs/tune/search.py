@@ -20,6 +20,7 @@ from recgraph.jobs.tune.spaces import (
     NEGATIVES,
     SPACES,
     default_point,
+    default_ranker_point,
     default_retrievers,
     has_knobs,
     ranker_params,
@@ -241,6 +242,7 @@ def tune_question(
                 "ranker": True,
                 "depth": 200,
                 "negatives": 0.3,
+                **default_ranker_point(settings.ranker),
             }
         )
     label_split = label_split_for(description["method"])

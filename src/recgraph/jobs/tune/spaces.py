@@ -134,6 +134,27 @@ def default_point(name: str, data: Interactions) -> dict[str, Any]:
     return point
 
 
+def default_ranker_point(name: str) -> dict[str, Any]:
+    """The ranker's code defaults as an Optuna point of :func:`ranker_params` (tried first).
+
+    As phase 1 starts each retriever at its defaults: the first ranked trial
+    of phase 2 otherwise drew its ranker at random (on CollegeMsg 2 minutes
+    ran 3 ranked trials, and the one kept was that first random draw).
+    """
+    from recgraph.ranking.registry import create_ranker
+
+    if name == "gbdt_ranker":
+        config = create_ranker(name).config
+        return {
+            "learning_rate": config.learning_rate,
+            "num_leaves": config.num_leaves,
+            "min_child_samples": config.min_child_samples,
+        }
+    if name == "mlp_ranker":
+        return {"learning_rate": create_ranker(name).config.learning_rate}
+    return {}
+
+
 def ranker_params(trial: Any, name: str) -> dict[str, Any]:
     if name == "gbdt_ranker":
         return {
