@@ -4,7 +4,7 @@ CollegeMsg's test period (the newest 20% of new pairs) runs 140 days, as the
 messages thin out; validation carved from train the same way runs 13 days,
 and the ranker's label slice about 5. This script, on train only (the test
 file is never read), cuts validation at one or more shares of the training
-pairs (``--fractions``: 0.2 is what tuning carves, 13 days; 0.5 is 27 days)
+pairs (``--fractions``: 0.2 is what tuning carves, 13 days; 0.5 is 24 days)
 and scores PPR alone against ranked variants fitted on the part before the
 cut:
 

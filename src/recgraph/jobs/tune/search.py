@@ -341,7 +341,7 @@ def _second_validation(
 
     A lead that holds only over the first days after the cut is what a
     short validation period rewards and serving loses: on CollegeMsg a
-    ranker led PPR by 21% over the 13 days after the cut, by 14% over 27
+    ranker led PPR by 21% over the 13 days after the cut, by 14% over 24
     days (validation carved from train), and by 4% over the 140 days of the
     test period.
     """
