@@ -47,6 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
+from recgraph.data.sorted_keys import distinct_sorted
 from recgraph.retrieval.base import Request, Retriever, TopK, top_k
 from recgraph.retrieval.explanation import Explanation, make_explanation
 from recgraph.retrieval.neighborhood import (
@@ -117,6 +118,11 @@ class PersonalizedPageRank(WalkRetriever):
 
     def _build(self) -> None:
         super()._build()
+        out, inn = self.graph_.arrays("out"), self.graph_.arrays("in")
+        #: A friendship graph's rows are its columns: either way is one side (see _neighbours).
+        self.symmetric_ = self.graph_kind == "friends" and all(
+            np.array_equal(a, b) for a, b in zip(out, inn, strict=True)
+        )
         if self.config.method == "power":
             self._build_power()
 
@@ -134,9 +140,13 @@ class PersonalizedPageRank(WalkRetriever):
         walk = self.config.walk
         if walk != "undirected":
             return graph.gather(nodes, walk, cap)
+        if self.symmetric_ and not len(graph.overlay):
+            # both sides are the same sorted, distinct rows (sampled alike): their union is
+            # one of them, in the order the union below sorts it, without its sort
+            return graph.gather(nodes, "out", cap)
         a_owner, a = graph.gather(nodes, "out", cap)
         b_owner, b = graph.gather(nodes, "in", cap)
-        keys = np.unique(
+        keys = distinct_sorted(
             np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b])
         )
         return keys // self.n_users, keys % self.n_users
@@ -167,7 +177,9 @@ class PersonalizedPageRank(WalkRetriever):
         frontier = np.array([user], dtype=np.int64)
         try:
             for _ in range(cfg.max_rounds):
-                frontier = np.unique(frontier[residual[frontier] >= self._thresholds(frontier)])
+                frontier = distinct_sorted(
+                    frontier[residual[frontier] >= self._thresholds(frontier)]
+                )
                 if not len(frontier):
                     break
                 mass = residual[frontier].copy()
@@ -188,7 +200,7 @@ class PersonalizedPageRank(WalkRetriever):
                 np.concatenate(kept_nodes) if kept_nodes else np.zeros(0, np.int64),
                 np.concatenate(kept_vals) if kept_vals else np.zeros(0),
             )
-            r_nodes = np.unique(np.concatenate(touched))
+            r_nodes = distinct_sorted(np.concatenate(touched))
             r_vals = residual[r_nodes]
             left = r_vals > 0
             return nodes, scores, r_nodes[left], r_vals[left]
@@ -411,7 +423,7 @@ class PersonalizedPageRank(WalkRetriever):
         if back is None:
             a_owner, a = self.walk_graph_.gather(candidates, "out")
             b_owner, b = self.walk_graph_.gather(candidates, "in")
-            keys = np.unique(
+            keys = distinct_sorted(
                 np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b])
             )
             owner, via_all = keys // self.n_users, keys % self.n_users
