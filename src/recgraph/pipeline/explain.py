@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from recgraph.data.interactions import Kind, ValueKind
+from recgraph.data.sparse_rows import row_entries
 from recgraph.pipeline.history import History
 from recgraph.pipeline.names import Names, joined
 from recgraph.pipeline.results import Reason
 from recgraph.ranking.features import CandidateFeatures
-from recgraph.ranking.sparse_rows import row_entries
 from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.explanation import FROM_HISTORY, Explanation
 

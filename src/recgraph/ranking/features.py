@@ -65,7 +65,7 @@ import scipy.sparse as sp
 from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.item_features import ItemFeatures
 from recgraph.data.sorted_keys import find_sorted
-from recgraph.ranking.sparse_rows import (
+from recgraph.data.sparse_rows import (
     binary,
     l2_rows,
     one_user,
