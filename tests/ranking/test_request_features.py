@@ -126,6 +126,20 @@ def test_a_request_reads_the_trained_account_features_bit_for_bit(monkeypatch, r
 
 
 @pytest.mark.parametrize("read_cost", [0, R.READ_COST, 10**9])
+def test_a_friendship_request_reads_its_one_matrix_once_bit_for_bit(monkeypatch, read_cost):
+    monkeypatch.setattr(R, "READ_COST", read_cost)
+    rng = np.random.default_rng(5)
+    src, dst = np.nonzero(np.triu(rng.random((70, 70)) < 0.2, 1))
+    friends = Interactions.from_indices(src, dst, n_users=70, one_sided=True, directed=False)
+    features = CandidateFeatures(friends)
+    assert features.derived("symmetric")
+    assert not CandidateFeatures(follow_graph()).derived("symmetric")
+    for user in (0, 9, 50):
+        items = candidates(friends.n_users, user)
+        assert check_against_reference(features, np.full(len(items), user), items) == 12
+
+
+@pytest.mark.parametrize("read_cost", [0, R.READ_COST, 10**9])
 def test_a_request_reads_the_trained_feed_features_bit_for_bit(monkeypatch, read_cost):
     monkeypatch.setattr(R, "READ_COST", read_cost)
     data, side = feed()

@@ -76,7 +76,7 @@ def row_products(
     user: int,
     item_side: sp.csr_matrix,
     items: np.ndarray,
-    transposed: sp.csr_matrix,
+    transposed: sp.csr_matrix | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``user_side[[user] * m].multiply(item_side[items])`` as CSR arrays ``(indptr, indices, data)``.
 
@@ -85,9 +85,10 @@ def row_products(
     a request's feature cost. Here the user's row is read once, and the
     product from whichever end reads less: for each column of the user's
     row, the candidates that have it, from ``transposed``
-    (``item_side.T.tocsr()``; work in the size of the user's neighbourhood),
-    or each candidate's row searched in the user's (work in the size of the
-    candidates' rows; also when a candidate repeats). When both operands are
+    (``item_side.T.tocsr()``, when the caller keeps one; work in the size of
+    the user's neighbourhood), or each candidate's row searched in the
+    user's (work in the size of the candidates' rows; also when a candidate
+    repeats). When both operands are
     canonical (sorted, no duplicates: scipy then merges rows, keeping the
     nonzero products in column order) the arrays are scipy's, entry for
     entry, so every sum or maximum over them is bit-identical.
@@ -101,14 +102,16 @@ def row_products(
         return None
     m = len(items)
     items = np.asarray(items, dtype=np.int64)
+    if not m or not len(cols):
+        empty = np.zeros(0, np.result_type(values.dtype, item_side.dtype))
+        return np.zeros(m + 1, dtype=np.int64), cols[:0].astype(np.int64), empty
+    if transposed is None:
+        return _forward_products(cols, values, item_side, items)
     reads = int((transposed.indptr[cols + 1] - transposed.indptr[cols]).sum())
     forward = int((item_side.indptr[items + 1] - item_side.indptr[items]).sum())
     order = np.argsort(items, kind="stable")
     ranked = items[order]
     repeats = len(ranked) > 1 and not (np.diff(ranked) > 0).all()
-    if not m or not len(cols):
-        empty = np.zeros(0, np.result_type(values.dtype, item_side.dtype))
-        return np.zeros(m + 1, dtype=np.int64), cols[:0].astype(np.int64), empty
     if repeats or reads * READ_COST > forward:
         return _forward_products(cols, values, item_side, items)
     pos, owner = row_entries(transposed, cols)
@@ -168,11 +171,14 @@ def pair_sums_rows(
     *,
     transposed: sp.csr_matrix | None = None,
     user_left: bool = True,
+    products: dict | None = None,
 ) -> list[np.ndarray]:
     """:func:`pair_sums_by` of ``user_side[users]`` and ``item_side[items]``, bit for bit.
 
-    On a request's rows (one user), given ``transposed`` (``item_side.T.tocsr()``),
-    by :func:`row_products`: an unweighted sum by :func:`row_sums`, a
+    On a request's rows (one user), by :func:`row_products` (reading from
+    ``transposed``, ``item_side.T.tocsr()``, where that is cheaper; kept in
+    ``products`` by operands when given, for calls that share them): an
+    unweighted sum by :func:`row_sums`, a
     weighted one adding its float64 terms in order from 0, as scipy's sum
     of the weighted (COO) product does. Otherwise :func:`pair_sums_by`
     itself, the user's rows on the left unless ``user_left`` is false (the
@@ -180,8 +186,14 @@ def pair_sums_rows(
     """
     user = one_user(users)
     part = None
-    if user is not None and transposed is not None:
-        part = row_products(user_side, user, item_side, items, transposed)
+    if user is not None:
+        key = (id(user_side), id(item_side))
+        if products is not None and key in products:
+            part = products[key]
+        else:
+            part = row_products(user_side, user, item_side, items, transposed)
+            if products is not None:
+                products[key] = part
     if part is None:
         left, right = user_side[users], item_side[items]
         return pair_sums_by(*((left, right) if user_left else (right, left)), weightings)
