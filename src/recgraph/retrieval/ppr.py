@@ -199,6 +199,7 @@ class PersonalizedPageRank(WalkRetriever):
             nodes, scores = aggregate(
                 np.concatenate(kept_nodes) if kept_nodes else np.zeros(0, np.int64),
                 np.concatenate(kept_vals) if kept_vals else np.zeros(0),
+                self.n_users,
             )
             r_nodes = distinct_sorted(np.concatenate(touched))
             r_vals = residual[r_nodes]
@@ -244,6 +245,7 @@ class PersonalizedPageRank(WalkRetriever):
         return aggregate(
             np.concatenate([nodes, r_nodes, neighbour]),
             np.concatenate([scores, alpha * residual, share[owner]]),
+            self.n_users,
         )
 
     # ------------------------------------------------------------------ power iteration
