@@ -109,3 +109,22 @@ def test_sums_counted_over_every_node_are_the_sorted_sums(monkeypatch):
     for u, row in zip((0, 7, 21), rows, strict=True):
         for a, b in zip(model.user_row(u), row, strict=True):
             same_bits(a, b)
+
+
+@pytest.mark.parametrize("name", ["adamic_adar", "common_neighbors", "resource_allocation"])
+def test_one_users_list_from_its_own_paths_is_the_products(name):
+    model = create_retriever(name, {"hub_cap": 20}).fit(graph())
+    general = create_retriever(name, {"hub_cap": 20}).fit(graph())
+    general._recommend_one = lambda *args: None  # the sparse product and sparse_top_k
+    rng = np.random.default_rng(7)
+    fast = 0
+    for user in range(0, 80, 7):
+        exclude = [rng.choice(80, size=5, replace=False)]
+        for k in (3, 20, 79):
+            fast += model._recommend_one(user, k, True, None) is not None
+            for kwargs in ({}, {"exclude": exclude}, {"exclude_seen": False}):
+                got = model.recommend([user], k, **kwargs)
+                want = general.recommend([user], k, **kwargs)
+                np.testing.assert_array_equal(got[0], want[0])
+                same_bits(got[1], want[1])
+    assert fast  # the request path was taken, and where it was not, the general one answered

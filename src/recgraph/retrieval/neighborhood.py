@@ -76,7 +76,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
-from recgraph.data.sorted_keys import find_sorted
+from recgraph.data.sorted_keys import distinct_sorted, find_sorted, in_sorted
 from recgraph.data.sparse_rows import one_user, row_entries, row_products, row_sums
 from recgraph.progress import progress_bar
 from recgraph.retrieval.base import Request, Retriever, RetrieverConfig, TopK
@@ -752,6 +752,10 @@ class TwoHopRetriever(GraphRetriever):
         ``k`` by :func:`sparse_top_k`: exact, and never ``n x n``.
         """
         exclude_seen, exclude_m, allowed = request.exclude_seen, request.exclude, request.allowed
+        if len(users) == 1 and allowed is None:
+            fast = self._recommend_one(int(users[0]), k, exclude_seen, exclude_m)
+            if fast is not None:
+                return fast
         ids = np.full((len(users), k), -1, dtype=np.int64)
         scores = np.full((len(users), k), -np.inf, dtype=np.float32)
         spans = spans_by_work(self.path_counts(users), self.config.batch_paths)
@@ -775,6 +779,47 @@ class TwoHopRetriever(GraphRetriever):
             len(users),
         )
         return ids, scores
+
+    def _recommend_one(
+        self, user: int, k: int, exclude_seen: bool, exclude: sp.csr_matrix | None
+    ) -> TopK | None:
+        """One request's top ``k`` from its own paths, without sparse matrices.
+
+        The paths' weights are added per account in float32, path by path in
+        the order the product ``F[u] @ E`` adds them (the user's row as stored,
+        each middle's row as stored), so the scores are its bits; the order is
+        :func:`sparse_top_k`'s (best first, ties to the lower index). ``None``
+        (the general path, which fills with zero-score accounts) when fewer
+        than ``k`` accounts score above 0, or for normalised scores.
+        """
+        if type(self)._normalise is not TwoHopRetriever._normalise:
+            return None
+        first, expansion = self.first_, self.expansion_
+        lo, hi = first.indptr[user], first.indptr[user + 1]
+        pos, owner = row_entries(expansion, first.indices[lo:hi])
+        targets = expansion.indices[pos]
+        products = np.multiply(first.data[lo:hi][owner], expansion.data[pos])
+        reached = distinct_sorted(targets)
+        sums = np.zeros(len(reached), dtype=products.dtype)
+        np.add.at(sums, np.searchsorted(reached, targets), products)
+        keep = sums > 0
+        blocked = []
+        if exclude_seen:
+            seen = self._seen_or_self
+            blocked.append(seen.indices[seen.indptr[user] : seen.indptr[user + 1]])
+        if exclude is not None:
+            blocked.append(exclude.indices[exclude.indptr[0] : exclude.indptr[1]])
+        if blocked:
+            keep &= ~in_sorted(distinct_sorted(np.concatenate(blocked)), reached)
+        if int(keep.sum()) < k:
+            return None
+        reached, sums = reached[keep].astype(np.int64), sums[keep].astype(np.float32)
+        if len(sums) > k:
+            kth = np.partition(sums, len(sums) - k)[len(sums) - k]
+            pick = sums >= kth
+            reached, sums = reached[pick], sums[pick]
+        order = np.lexsort((reached, -sums))[:k]
+        return reached[order][None, :], sums[order][None, :]
 
     def forbidden(
         self, users: np.ndarray, exclude_seen: bool = True, exclude: sp.csr_matrix | None = None
