@@ -171,10 +171,13 @@ def random_csr(rng, shape, density, canonical=True) -> sp.csr_matrix:
     return matrix
 
 
+@pytest.mark.parametrize("dense_lookup", [0, R.DENSE_LOOKUP])
 @pytest.mark.parametrize("read_cost", [0, 10**9])
-def test_row_products_are_scipys_product_entry_for_entry(monkeypatch, read_cost):
-    # READ_COST 0: always from the transposed side; 10**9: always each candidate's row
+def test_row_products_are_scipys_product_entry_for_entry(monkeypatch, read_cost, dense_lookup):
+    # READ_COST 0: always from the transposed side; 10**9: always each candidate's row;
+    # DENSE_LOOKUP 0: entries found by a search, never by a table
     monkeypatch.setattr(R, "READ_COST", read_cost)
+    monkeypatch.setattr(R, "DENSE_LOOKUP", dense_lookup)
     rng = np.random.default_rng(3)
     user_side = random_csr(rng, (30, 50), 0.3)
     item_side = random_csr(rng, (40, 50), 0.3)

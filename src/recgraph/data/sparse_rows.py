@@ -61,9 +61,13 @@ def row_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np
 
 
 #: What reading the product from the transposed side pays per entry it reads, in entries
-#: the forward read (each candidate's row against the user's) reads (a few numpy passes and a
-#: sort against a search per entry; measured on MovieLens and ego-Facebook).
-READ_COST = 4
+#: the forward read (each candidate's row against the user's) reads: both look entries up
+#: in a table and gather, the transposed read sorts its hits too (measured on MovieLens and
+#: ego-Facebook requests: 1 is as good as any).
+READ_COST = 1
+#: :func:`row_products` finds candidates by a table over every item when there are at most
+#: this many items per entry it reads (else by a search in the sorted candidates).
+DENSE_LOOKUP = 8
 
 
 def one_user(users: np.ndarray) -> int | None:
@@ -116,13 +120,23 @@ def row_products(
         return _forward_products(cols, values, item_side, items)
     pos, owner = row_entries(transposed, cols)
     candidates = transposed.indices[pos]
-    at, hit = find_sorted(ranked, candidates)
-    rows, owner = order[at[hit]], owner[hit]
+    if item_side.shape[0] <= DENSE_LOOKUP * len(pos):
+        # few items against the entries: each candidate's row by a table, not a search
+        lookup = np.full(item_side.shape[0], -1, dtype=np.int64)
+        lookup[items] = np.arange(m)
+        rows = lookup[candidates]
+        hit = rows >= 0
+        rows = rows[hit]
+    else:
+        at, hit = find_sorted(ranked, candidates)
+        rows = order[at[hit]]
+    owner = owner[hit]
     data = np.multiply(values[owner], transposed.data[pos[hit]])
     kept = data != 0  # scipy's merge keeps no zero product
     rows, columns, data = rows[kept], cols[owner[kept]].astype(np.int64), data[kept]
-    # the forward product's order: pair by pair, columns ascending
-    sort = np.argsort(rows * np.int64(user_side.shape[1]) + columns)
+    # the forward product's order: pair by pair, columns ascending (they come ascending, so a
+    # stable sort by pair, a radix sort on small keys, orders them)
+    sort = np.argsort(rows.astype(np.uint16) if m <= 1 << 16 else rows, kind="stable")
     indptr = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
     return indptr, columns[sort], data[sort]
@@ -135,7 +149,13 @@ def _forward_products(
     user's sorted ``cols``: scipy's merge, candidate by candidate, columns ascending."""
     pos, owner = row_entries(item_side, items)
     columns = item_side.indices[pos]
-    at, hit = find_sorted(cols, columns)
+    if item_side.shape[1] <= DENSE_LOOKUP * len(pos):
+        lookup = np.full(item_side.shape[1], -1, dtype=np.int64)
+        lookup[cols] = np.arange(len(cols))
+        at = lookup[columns]
+        hit = at >= 0
+    else:
+        at, hit = find_sorted(cols, columns)
     data = np.multiply(values[at[hit]], item_side.data[pos[hit]])
     kept = data != 0
     rows = owner[hit][kept]
