@@ -491,7 +491,8 @@ def main() -> None:
         "results": results,
     }
     (RESULTS / "load.json").write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"\nsaved {RESULTS / 'load.json'} and {RESULTS / 'load.png'}")
+    png = "load.png" if not args.only else "load_ranked.png"
+    print(f"\nsaved {RESULTS / 'load.json'} and {RESULTS / png}")
 
 
 if __name__ == "__main__":
