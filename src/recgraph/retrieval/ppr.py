@@ -47,6 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
+from recgraph.data.sorted_keys import distinct_sorted
 from recgraph.retrieval.base import Request, Retriever, TopK, top_k
 from recgraph.retrieval.explanation import Explanation, make_explanation
 from recgraph.retrieval.neighborhood import (
@@ -143,7 +144,7 @@ class PersonalizedPageRank(WalkRetriever):
             return graph.gather(nodes, walk, cap)
         a_owner, a = graph.gather(nodes, "out", cap)
         b_owner, b = graph.gather(nodes, "in", cap)
-        keys = np.unique(
+        keys = distinct_sorted(
             np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b])
         )
         return keys // self.n_users, keys % self.n_users
@@ -174,7 +175,9 @@ class PersonalizedPageRank(WalkRetriever):
         frontier = np.array([user], dtype=np.int64)
         try:
             for _ in range(cfg.max_rounds):
-                frontier = np.unique(frontier[residual[frontier] >= self._thresholds(frontier)])
+                frontier = distinct_sorted(
+                    frontier[residual[frontier] >= self._thresholds(frontier)]
+                )
                 if not len(frontier):
                     break
                 mass = residual[frontier].copy()
@@ -195,7 +198,7 @@ class PersonalizedPageRank(WalkRetriever):
                 np.concatenate(kept_nodes) if kept_nodes else np.zeros(0, np.int64),
                 np.concatenate(kept_vals) if kept_vals else np.zeros(0),
             )
-            r_nodes = np.unique(np.concatenate(touched))
+            r_nodes = distinct_sorted(np.concatenate(touched))
             r_vals = residual[r_nodes]
             left = r_vals > 0
             return nodes, scores, r_nodes[left], r_vals[left]
@@ -437,10 +440,10 @@ class PersonalizedPageRank(WalkRetriever):
         nodes, scores = self.cached_row(user)
         back = {"out": "in", "in": "out"}.get(self.config.walk)
         candidates = np.asarray(candidates, dtype=np.int64)
-        if back is None:
-            a_owner, a = self.walk_graph_.gather(candidates, "out")
-            b_owner, b = self.walk_graph_.gather(candidates, "in")
-            keys = np.unique(
+        if back is None:  # either way: the scored neighbours on both sides, each pair once
+            a_owner, a = self.walk_graph_.scored_neighbours(candidates, "out", nodes)
+            b_owner, b = self.walk_graph_.scored_neighbours(candidates, "in", nodes)
+            keys = distinct_sorted(
                 np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b])
             )
             owner, via_all = keys // self.n_users, keys % self.n_users
