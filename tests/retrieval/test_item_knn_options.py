@@ -17,6 +17,7 @@ NEW_FIELDS = (
     "asymmetric_alpha",
     "shrink",
     "similarity_half_life_days",
+    "similarity_half_life_share",
     "normalize_rows",
     "normalize_users",
     "popularity_blend",
@@ -36,7 +37,8 @@ class TestItemKNNBlend(RetrieverConformance):
 
 def dense_asymmetric(x: np.ndarray, alpha: float, shrink: float) -> np.ndarray:
     squares = (x * x).sum(axis=0)
-    return (x.T @ x) / (np.outer(squares**alpha, squares ** (1 - alpha)) + shrink)
+    with np.errstate(invalid="ignore"):  # the item nobody has: 0 / 0
+        return (x.T @ x) / (np.outer(squares**alpha, squares ** (1 - alpha)) + shrink)
 
 
 def random_matrix(seed: int = 0) -> np.ndarray:
@@ -163,3 +165,12 @@ def test_normalised_users_weigh_alike_in_the_similarity():
     np.testing.assert_allclose(model.similarity_[x, y], 1 / 3 + 1 / 2, rtol=1e-6)
     np.testing.assert_allclose(model.similarity_[x, z], 1 / 3, rtol=1e-6)
     np.testing.assert_array_equal(model.matrix_.toarray(), data.positives().csr().toarray())
+
+
+def test_half_life_share_is_a_share_of_the_training_span():
+    data = timed()  # 20 days from the first pair to the last
+    share = ItemKNN(neighbours=10, similarity_half_life_share=0.5).fit(data)
+    days = ItemKNN(neighbours=10, similarity_half_life_days=10.0).fit(data)
+    np.testing.assert_allclose(share.similarity_.toarray(), days.similarity_.toarray())
+    with pytest.raises(ValueError, match="not both"):
+        ItemKNN(similarity_half_life_days=1.0, similarity_half_life_share=0.1).fit(data)

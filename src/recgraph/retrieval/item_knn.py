@@ -92,6 +92,10 @@ class ItemKNNConfig(CountWeightingConfig):
     #: timestamp (the user's sum is left alone): co-occurrences of now count
     #: more than old ones. ``None``, or data without time: no decay.
     similarity_half_life_days: float | None = Field(default=None, gt=0)
+    #: The same decay with the half-life a share of the training data's time
+    #: span (latest minus earliest timestamp), so that it means the same on
+    #: seven months of ratings as on twenty years; at most one of the two.
+    similarity_half_life_share: float | None = Field(default=None, gt=0)
     #: Scale each user's row of the pairs the SIMILARITY is built from to unit
     #: length, so that a user with a long history adds no more co-occurrence
     #: than one with a short one. (The user's own sum is left alone: scaling it
@@ -233,8 +237,18 @@ class ItemKNN(Retriever):
         cfg = self.config
         self.matrix_ = positive_matrix(train, count_epsilon=cfg.count_epsilon)
         weighted = self.matrix_
+        if cfg.similarity_half_life_days is not None and cfg.similarity_half_life_share is not None:
+            raise ValueError(
+                "item_knn: set similarity_half_life_days or similarity_half_life_share, not both"
+            )
         if cfg.similarity_half_life_days is not None:
             weighted = time_decayed(weighted, train, cfg.similarity_half_life_days)
+        elif cfg.similarity_half_life_share is not None and train.has_timestamps and len(train):
+            assert train.timestamp is not None
+            span_days = float(train.timestamp.max() - train.timestamp.min()) / DAY
+            if span_days > 0:
+                half_life = cfg.similarity_half_life_share * span_days
+                weighted = time_decayed(weighted, train, half_life)
         if cfg.normalize_users:
             # implicit's row scaling (what its CosineRecommender does to the columns)
             weighted = sp.csr_matrix(normalize(weighted), dtype=np.float32)
