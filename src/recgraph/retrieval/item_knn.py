@@ -335,6 +335,8 @@ class ItemKNN(Retriever):
 
         Only what the user liked is cited (:meth:`liked_items`): never a dislike
         or a low rating, though a low rating still weighs a little in :math:`X`.
+        With ``popularity_blend`` on, the contributions are those of the
+        neighbour part before its scaling (popularity's share cites nothing).
         """
         user, liked, weights = self.liked_weights(user, self.matrix_)
         assert self.users is not None and self.items is not None
