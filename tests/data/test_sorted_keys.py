@@ -1,6 +1,6 @@
 import numpy as np
 
-from recgraph.data.sorted_keys import distinct_sorted, find_sorted, in_sorted
+from recgraph.data.sorted_keys import distinct_sorted, find_sorted, in_sorted, sorted_lookup
 
 
 def test_found_keys_point_at_themselves_and_others_are_not_found():
@@ -31,3 +31,8 @@ def test_distinct_sorted_is_numpy_unique():
     keys = rng.integers(0, 50, 400).astype(np.int64)
     np.testing.assert_array_equal(distinct_sorted(keys), np.unique(keys))
     assert len(distinct_sorted(np.zeros(0, np.int64))) == 0
+
+
+def test_sorted_lookup_gives_the_position_or_minus_one():
+    found = sorted_lookup(np.array([1, 4, 9]), np.array([4, 5, 9, 0, 10]))
+    assert found.tolist() == [1, -1, 2, -1, -1]
