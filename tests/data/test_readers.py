@@ -4,7 +4,6 @@ and the real datasets against their documented counts."""
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from recgraph.data.readers import (
 )
 from recgraph.errors import InputError
 from tests.data.conftest import write_text
+from tests.datasets import edge_list, shared_path
 
 
 def edges(path: Path, **kwargs) -> pd.DataFrame:
@@ -303,34 +303,26 @@ def test_generic_parquet_rows_are_numbered(tmp_path: Path):
 
 
 # ---------------------------------------------------------------------- real datasets
-def datasets_dir() -> Path:
-    env = os.environ.get("RECGRAPH_DATASETS")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
-    if not root.is_dir():
-        pytest.skip(f"datasets folder {root} absent (set RECGRAPH_DATASETS)")
-    return root
-
-
 @pytest.mark.datasets
 @pytest.mark.parametrize(
     ("folder", "ratings", "users", "items"),
     [("movielens-100k", 100_000, 943, 1_682), ("movielens-latest-small", 100_836, 610, 9_724)],
 )
 def test_movielens_documented_counts(folder, ratings, users, items):
-    graph = read_movielens(datasets_dir() / folder)
+    graph = read_movielens(shared_path(folder, folder))
     assert (len(graph), graph.n_users, graph.n_items) == (ratings, users, items)
     assert graph.has_timestamps and set(np.unique(graph.kind)) == {int(Kind.RATING)}
 
 
 @pytest.mark.datasets
 @pytest.mark.parametrize(
-    ("path", "directed", "timestamps", "nodes", "rows", "pairs"),
+    ("name", "nodes", "rows", "pairs"),
     [
-        ("snap-ego-facebook/facebook_combined.txt", False, False, 4_039, 88_234, 88_234),
-        ("snap-wiki-vote/wiki-Vote.txt", True, False, 7_115, 103_689, 103_689),
-        ("snap-college-msg/CollegeMsg.txt", True, True, 1_899, 59_835, 20_296),
+        ("ego-facebook", 4_039, 88_234, 88_234),
+        ("wiki-vote", 7_115, 103_689, 103_689),
+        ("college-msg", 1_899, 59_835, 20_296),
     ],
 )
-def test_snap_documented_counts(path, directed, timestamps, nodes, rows, pairs):
-    graph = read_edge_list(datasets_dir() / path, directed=directed, timestamps=timestamps)
+def test_snap_documented_counts(name, nodes, rows, pairs):
+    graph = edge_list(name)
     assert (graph.n_users, len(graph), len(graph.dedupe())) == (nodes, rows, pairs)
