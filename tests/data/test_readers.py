@@ -25,7 +25,7 @@ from recgraph.data.readers import (
     read_interactions,
 )
 from recgraph.errors import InputError
-from tests.data.conftest import write_text
+from tests.data.conftest import movielens_latest, write_text
 from tests.datasets import edge_list, shared_path
 
 
@@ -183,15 +183,8 @@ def test_movielens_100k_errors(tmp_path: Path):
     assert_error(exc, folder / "u.item", 1, "7 '|'-separated fields, expected 8")
 
 
-def latest(directory: Path, ratings: str, movies: str) -> Path:
-    directory.mkdir()
-    write_text(directory / "ratings.csv", ratings)
-    write_text(directory / "movies.csv", movies)
-    return directory
-
-
 def test_movielens_latest_crlf_and_quoted_titles(tmp_path: Path):
-    folder = latest(
+    folder = movielens_latest(
         tmp_path / "ml",
         "userId,movieId,rating,timestamp\r\n1,11,4.5,964982703\r\n2,11,0.5,964981247\r\n",
         'movieId,title,genres\r\n11,"American President, The (1995)",Comedy|Drama\r\n'
@@ -219,7 +212,7 @@ def test_movielens_latest_crlf_and_quoted_titles(tmp_path: Path):
     ],
 )
 def test_movielens_latest_errors(tmp_path: Path, ratings: str, line: int, problem: str):
-    folder = latest(tmp_path / "ml", ratings, "movieId,title,genres\n")
+    folder = movielens_latest(tmp_path / "ml", ratings, "movieId,title,genres\n")
     with pytest.raises(InputError) as exc:
         list(iter_movielens_ratings(folder))
     assert_error(exc, folder / "ratings.csv", line, problem)
