@@ -12,6 +12,11 @@ def test_found_keys_point_at_themselves_and_others_are_not_found():
     assert (position >= 0).all() and (position < len(sorted_keys)).all()
 
 
+def test_sorted_lookup_gives_the_position_or_minus_one():
+    found = sorted_lookup(np.array([1, 4, 9]), np.array([4, 5, 9, 0, 10]))
+    assert found.tolist() == [1, -1, 2, -1, -1]
+
+
 def test_empty_key_array_finds_nothing_and_keeps_the_query_shape():
     keys = np.array([[1, 2], [3, 4]])
     position, found = find_sorted(np.zeros(0, np.int64), keys)
@@ -31,8 +36,3 @@ def test_distinct_sorted_is_numpy_unique():
     keys = rng.integers(0, 50, 400).astype(np.int64)
     np.testing.assert_array_equal(distinct_sorted(keys), np.unique(keys))
     assert len(distinct_sorted(np.zeros(0, np.int64))) == 0
-
-
-def test_sorted_lookup_gives_the_position_or_minus_one():
-    found = sorted_lookup(np.array([1, 4, 9]), np.array([4, 5, 9, 0, 10]))
-    assert found.tolist() == [1, -1, 2, -1, -1]
