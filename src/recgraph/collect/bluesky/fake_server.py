@@ -52,13 +52,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from recgraph.collect.fake_http import FakeServer, LocalServer, write_response
+from recgraph.collect.fake_http import FakeServer, LocalHandler, LocalServer, write_response
 
 _BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
 
@@ -315,24 +314,15 @@ class _Server(LocalServer):
     app: FakeAppView
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; without this, Nagle plus delayed
-    # ACKs add 40 ms to every keep-alive request.
-    disable_nagle_algorithm = True
+class _Handler(LocalHandler):
     server: _Server
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         self.server.app._handle(self, "GET")
 
     def do_POST(self) -> None:  # noqa: N802
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        self.body()  # read, so the connection can serve the next request; not used
         self.server.app._handle(self, "POST")
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        return
 
 
 class FakeAppView(FakeServer):

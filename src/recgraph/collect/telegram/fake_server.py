@@ -51,11 +51,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from recgraph.collect.fake_http import FakeServer, LocalServer, write_response
+from recgraph.collect.fake_http import FakeServer, LocalHandler, LocalServer, write_response
 
 #: Form fields whose values are JSON (python-telegram-bot JSON-encodes non-strings).
 JSON_FIELDS = frozenset(
@@ -122,20 +121,14 @@ class _Server(LocalServer):
     api: FakeBotApi
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _Handler(LocalHandler):
     server: _Server
 
     def do_GET(self) -> None:  # noqa: N802
         self.server.api._handle(self, b"")
 
     def do_POST(self) -> None:  # noqa: N802
-        length = int(self.headers.get("Content-Length") or 0)
-        self.server.api._handle(self, self.rfile.read(length) if length else b"")
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        return
+        self.server.api._handle(self, self.body())
 
 
 class FakeBotApi(FakeServer):
