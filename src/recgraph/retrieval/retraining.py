@@ -32,7 +32,7 @@ from recgraph.data.interactions import Interactions
 from recgraph.retrieval.base import Retriever, pad_rows
 
 
-# ---------------------------------------------------------------------- id maps
+# ---------------------------------------------------------------------- history
 def grow_seen(seen: sp.csr_matrix, new: Interactions) -> sp.csr_matrix:
     """The seen matrix padded to ``new``'s shape, with ``new``'s pairs added (binary)."""
     merged = (pad_rows(seen, new.n_users, new.n_items) + new.seen()).tocsr()
