@@ -147,3 +147,33 @@ def print_quality_table(
             f"{result[field]:>{max(9, len(name) + 2)}{fmt}}" for name, (field, fmt) in extra.items()
         )
         print(f"{model:<{width}}{cells}")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of one process so far, from /proc."""
+    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (uvicorn's worker processes under ``--workers``)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parts = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(parts[1]) == pid:
+            children.append(int(stat.parent.name))
+    return [pid, *children]
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds of ``pids`` together (a process gone since counts nothing)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += process_cpu_seconds(pid)
+        except OSError:
+            pass
+    return total

@@ -558,6 +558,19 @@ def summary(cases: list[dict[str, Any]], stage2: list[dict[str, Any]] = ()) -> d
     return out
 
 
+def markdown_table(header: str, rows: list[dict[str, Any]], cells) -> list[str]:
+    """A markdown table, header ``"a | b | ..."``: per run its label and ``cells(run, metrics)``;
+    a run that failed (no metrics) keeps its row, ``failed`` and blanks."""
+    width = len(header.split(" | "))
+    lines = [f"| {header} |", "|" + "---|" * width]
+    for r in rows:
+        if "metrics" in r:
+            lines.append("| " + " | ".join([r["label"], *cells(r, r["metrics"])]) + " |")
+        else:
+            lines.append(f"| {r['label']} | failed |" + " |" * (width - 2))
+    return lines
+
+
 def write_markdown(payload: dict[str, Any], path: Path) -> None:
     lines = [
         "# Learned embeddings beside the classic models",
@@ -574,19 +587,20 @@ def write_markdown(payload: dict[str, Any], path: Path) -> None:
         lines += [
             f"## {case['case']} ({case['kind']}, `{case['split']}`)",
             "",
-            "| model | nDCG@20 | recall@20 | recall@100 | fit s | process CPU s | peak MB | load |",
-            "|---|---|---|---|---|---|---|---|",
         ]
-        for r in case["rows"]:
-            if "metrics" not in r:
-                lines.append(f"| {r['label']} | failed | | | | | | |")
-                continue
-            m = r["metrics"]
-            lines.append(
-                f"| {r['label']} | {m['ndcg@20']:.4f} | {m['recall@20']:.4f} | "
-                f"{m['recall@100']:.4f} | {r['fit_seconds']:.1f} | {r['process_cpu_seconds']:.1f} | "
-                f"{r['peak_rss_mb']:.0f} | {r['load_average_1min_at_start']:.1f} |"
-            )
+        lines += markdown_table(
+            "model | nDCG@20 | recall@20 | recall@100 | fit s | process CPU s | peak MB | load",
+            case["rows"],
+            lambda r, m: [
+                f"{m['ndcg@20']:.4f}",
+                f"{m['recall@20']:.4f}",
+                f"{m['recall@100']:.4f}",
+                f"{r['fit_seconds']:.1f}",
+                f"{r['process_cpu_seconds']:.1f}",
+                f"{r['peak_rss_mb']:.0f}",
+                f"{r['load_average_1min_at_start']:.1f}",
+            ],
+        )
         lines.append("")
     for case in payload.get("stage2", []):
         lines += [
@@ -598,21 +612,23 @@ def write_markdown(payload: dict[str, Any], path: Path) -> None:
             "features. `ranker kept`: whether the pipeline's own validation kept the ranker "
             "(otherwise the merge answers). Gains are against the first row.",
             "",
-            "| retrievers | nDCG@20 | recall@20 | gain nDCG@20 | gain recall@20 | "
-            "ranker kept | merge nDCG@20 | re-ranked nDCG@20 | fit s | load |",
-            "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for r in case["rows"]:
-            if "metrics" not in r:
-                lines.append(f"| {r['label']} | failed | | | | | | | | |")
-                continue
-            m = r["metrics"]
-            lines.append(
-                f"| {r['label']} | {m['ndcg@20']:.4f} | {m['recall@20']:.4f} | "
-                f"{r.get('gain_ndcg@20', 0):+.4f} | {r.get('gain_recall@20', 0):+.4f} | "
-                f"{r['ranker_active']} | {r['merge_ndcg@20']} | {r['reranked_ndcg@20']} | "
-                f"{r['fit_seconds']:.1f} | {r['load_average_1min_at_start']:.1f} |"
-            )
+        lines += markdown_table(
+            "retrievers | nDCG@20 | recall@20 | gain nDCG@20 | gain recall@20 | "
+            "ranker kept | merge nDCG@20 | re-ranked nDCG@20 | fit s | load",
+            case["rows"],
+            lambda r, m: [
+                f"{m['ndcg@20']:.4f}",
+                f"{m['recall@20']:.4f}",
+                f"{r.get('gain_ndcg@20', 0):+.4f}",
+                f"{r.get('gain_recall@20', 0):+.4f}",
+                f"{r['ranker_active']}",
+                f"{r['merge_ndcg@20']}",
+                f"{r['reranked_ndcg@20']}",
+                f"{r['fit_seconds']:.1f}",
+                f"{r['load_average_1min_at_start']:.1f}",
+            ],
+        )
         lines.append("")
     lines += ["## Summary", "", "```json", json.dumps(payload["summary"], indent=2), "```", ""]
     for title, note in payload.get("notes", {}).items():

@@ -89,6 +89,8 @@ def grid(model: str, directed: bool) -> list[dict[str, Any]]:
     if model == "ppr":
         walks = ("out", "in", "undirected") if directed else ("out",)
         return [{"restart": r, "walk": w} for w, r in itertools.product(walks, RESTARTS)]
+    if model == "salsa":
+        return [{"circle_walk": w} for w in (("out", "in", "undirected") if directed else ("out",))]
     if model in ("adamic_adar", "resource_allocation", "common_neighbors", "jaccard"):
         return [{"path": p} for p in (PATHS if directed else ("out_out",))]
     return [{}]
@@ -135,7 +137,9 @@ def main() -> None:
                 )
     choices: dict[str, Any] = {}
     lines = [f"# Graph retrievers' defaults: validation {METRIC}", ""]
-    for model in models:
+    for model in dict.fromkeys(
+        k.split("(")[0] for k in scores
+    ):  # every model saved, not only this run's
         keys = [k for k in scores if k.split("(")[0] == model]
         cases = sorted({c for k in keys for c in scores[k]})
         best = {c: max(scores[k].get(c, 0.0) for k in keys) for c in cases}

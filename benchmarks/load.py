@@ -26,9 +26,13 @@ the model and polls the registry on its own). Bounded: ``--rate`` requests/s for
 = 3,000 requests a phase), a 10 s timeout per request, and the server is
 stopped at the end. Latency is measured from the moment a request was due
 to its response. Target on a 2-core machine: p99 < 20 ms at 200 requests/s,
-zero errors, reload included. Beside it, the CPU milliseconds a request
-costs in process (``recommend``, and ``answer`` with its reasons), which a
-loaded machine does not distort as it does wall-clock latency.
+zero errors, reload included. Beside it, what a loaded machine does not
+distort as it does wall-clock latency: the server's CPU milliseconds per
+answered request in each phase (all its processes, from /proc, as
+``scale.py`` reads them; HTTP, the store's reads and JSON included), the
+CPU milliseconds a request costs in process (``recommend``, and ``answer``
+with its reasons, for users whose walks are not cached yet), and the load
+average around each phase.
 
 Prints a table and saves ``benchmarks/results/load.json`` and ``load.png``.
 Run: ``python benchmarks/load.py`` (needs ../shared/datasets or ``RECGRAPH_DATASETS``).
@@ -53,7 +57,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from common import datasets_folder, stop_process
+from common import datasets_folder, process_tree, stop_process, tree_cpu_seconds
 from recgraph.data.imports import import_edges, import_movielens
 from recgraph.data.store import Store
 from recgraph.jobs.train import train_pipeline
@@ -129,13 +133,15 @@ def request_cpu(question, users: list[str], n: int = 200, reasons: bool = False)
     a request costs, which wall-clock latency under load cannot.
     """
     if reasons:
-        ask = [lambda u=u: question.answer(u, 10) for u in users[:n]]
+        ask = [lambda u=u: question.answer(u, 10) for u in users[: n + 10]]
     else:
-        ask = [lambda i=question.user_index(u): question.recommend([i], 10) for u in users[:n]]
-    for call in ask[:10]:
+        ask = [
+            lambda i=question.user_index(u): question.recommend([i], 10) for u in users[: n + 10]
+        ]
+    for call in ask[n:]:  # warm-up on other users: the walks cache each user's row
         call()
     times = []
-    for call in ask:
+    for call in ask[:n]:
         start = time.process_time()
         call()
         times.append(1000 * (time.process_time() - start))
@@ -313,8 +319,9 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
     rng = np.random.default_rng(0)
     users = [str(u) for u in rng.choice(question.users.ids, size=2000)]
     pool = pool_sizes(question, users)
-    cpu = request_cpu(question, users)
-    answer_cpu = request_cpu(question, users, reasons=True)
+    # users the pool sizes did not walk for (their rows are cached): what a new request costs
+    cpu = request_cpu(question, users[300:])
+    answer_cpu = request_cpu(question, users[600:], reasons=True)
     users = [f"unknown-{i}" if rng.random() < UNKNOWN_SHARE else u for i, u in enumerate(users)]
     paths = [case["path"].format(user=u) for u in users]
     print(
@@ -331,7 +338,20 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
     phases = {}
     try:
         asyncio.run(warm_up(url, paths))
-        phases["steady"] = asyncio.run(open_loop(url, paths, rate, seconds))
+        time.sleep(1.0)  # every worker up (the warm-up may have met only the first)
+        asyncio.run(warm_up(url, paths[50:]))
+        pids = process_tree(server.pid)
+
+        def measured(run) -> dict:
+            """``run()``'s figures with the server's CPU per answered request and the load."""
+            load_before, cpu_before = os.getloadavg()[0], tree_cpu_seconds(pids)
+            result = run()
+            cpu = tree_cpu_seconds(pids) - cpu_before
+            result["server_cpu_ms_per_request"] = round(1000 * cpu / max(result["ok"], 1), 2)
+            result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+            return result
+
+        phases["steady"] = measured(lambda: asyncio.run(open_loop(url, paths, rate, seconds)))
         # the same load while v2 is published and promoted halfway through
         publisher_done = threading.Event()
         published: dict[str, float] = {}
@@ -345,7 +365,8 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
 
         publisher = threading.Thread(target=publish_later)
         publisher.start()
-        phases["reload"] = asyncio.run(open_loop(url, paths, rate, seconds))
+        # (its CPU includes loading the new version in every worker)
+        phases["reload"] = measured(lambda: asyncio.run(open_loop(url, paths, rate, seconds)))
         publisher.join()
         health = httpx.get(f"{url}/healthz").json()
         phases["reload"]["served_after"] = health["model_version"]
@@ -430,14 +451,20 @@ def main() -> None:
         f"\nopen loop at {args.rate:.0f} requests/s, {args.seconds:.0f} s a phase, 127.0.0.1, "
         f"{args.workers} server process(es)"
     )
-    header = f"{'dataset':16} {'endpoint':12} {'phase':7} {'ok':>6} {'errors':>6} {'rps':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}  versions"
+    header = (
+        f"{'dataset':22} {'endpoint':12} {'phase':7} {'ok':>6} {'errors':>6} {'rps':>7} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU ms/req':>10} {'load avg':>11}  versions"
+    )
     print(header)
     for result in results:
         for phase, data in result["phases"].items():
+            load = "-".join(f"{x:.1f}" for x in data.get("load_average", []))
             print(
-                f"{result['dataset']:16} {result['endpoint']:12} {phase:7} {data['ok']:>6} "
+                f"{result['dataset']:22} {result['endpoint']:12} {phase:7} {data['ok']:>6} "
                 f"{data['errors']:>6} {data['throughput_rps']:>7} {data['p50_ms']:>7} "
-                f"{data['p99_ms']:>7} {data['max_ms']:>7}  {data['versions_seen']}"
+                f"{data['p99_ms']:>7} {data['max_ms']:>7} "
+                f"{data.get('server_cpu_ms_per_request', '-'):>10} {load:>11}  "
+                f"{data['versions_seen']}"
             )
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(results, RESULTS / ("load.png" if not args.only else "load_ranked.png"))
@@ -464,7 +491,8 @@ def main() -> None:
         "results": results,
     }
     (RESULTS / "load.json").write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"\nsaved {RESULTS / 'load.json'} and {RESULTS / 'load.png'}")
+    png = "load.png" if not args.only else "load_ranked.png"
+    print(f"\nsaved {RESULTS / 'load.json'} and {RESULTS / png}")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import stop_process
+from common import process_tree, stop_process, tree_cpu_seconds
 from imports import heavy_tailed_follows
 from load import free_port, open_loop, start_server, warm_up
 
@@ -120,34 +120,6 @@ def process_memory_mb(pid: int) -> dict:
         if name in ("VmRSS", "VmHWM"):
             fields[name] = round(int(value.split()[0]) / 1024, 1)
     return {"rss_mb": fields.get("VmRSS"), "peak_rss_mb": fields.get("VmHWM")}
-
-
-def process_cpu_seconds(pid: int) -> float:
-    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its children (uvicorn's worker processes under ``--workers``)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parts = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(parts[1]) == pid:
-            children.append(int(stat.parent.name))
-    return [pid, *children]
-
-
-def tree_cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            total += process_cpu_seconds(pid)
-        except OSError:
-            pass
-    return total
 
 
 def tree_memory_mb(pids: list[int]) -> dict:

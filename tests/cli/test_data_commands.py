@@ -8,11 +8,7 @@ import pytest
 
 from recgraph.cli.main import main
 from recgraph.data.store import Store
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_bytes(text.encode())
-    return path
+from tests.data.conftest import movielens_latest, write_text
 
 
 @pytest.fixture
@@ -26,7 +22,7 @@ def counts(db: str) -> dict[str, int]:
 
 
 def test_import_edges_then_info_and_export(tmp_path: Path, db: str, capsys):
-    edges = write(tmp_path / "g.txt", "# comment\r\n1\t2\t100\r\n2 3 200\r\n1 2 150\r\n")
+    edges = write_text(tmp_path / "g.txt", "# comment\r\n1\t2\t100\r\n2 3 200\r\n1 2 150\r\n")
     assert main(["import", "edges", str(edges), "--directed", "--timestamps", "--db", db]) == 0
     assert "3 rows read" in capsys.readouterr().out
     assert counts(db)["follows"] == 2 and counts(db)["edge_events"] == 3
@@ -41,10 +37,10 @@ def test_import_edges_then_info_and_export(tmp_path: Path, db: str, capsys):
 
 
 def test_bad_file_exits_2_and_names_file_and_line(tmp_path: Path, db: str, capsys):
-    good = write(tmp_path / "good.txt", "a b\n")
+    good = write_text(tmp_path / "good.txt", "a b\n")
     assert main(["import", "edges", str(good), "--undirected", "--db", db]) == 0
     capsys.readouterr()
-    bad = write(tmp_path / "bad.txt", "c d\nd e f\n")
+    bad = write_text(tmp_path / "bad.txt", "c d\nd e f\n")
     assert main(["import", "edges", str(bad), "--undirected", "--db", db]) == 2
     err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
     assert "bad.txt" in err and "line 2" in err and "3 fields, expected 2" in err
@@ -52,7 +48,7 @@ def test_bad_file_exits_2_and_names_file_and_line(tmp_path: Path, db: str, capsy
 
 
 def test_direction_is_required_and_checked(tmp_path: Path, db: str, capsys):
-    edges = write(tmp_path / "g.txt", "a b\n")
+    edges = write_text(tmp_path / "g.txt", "a b\n")
     assert main(["import", "edges", str(edges), "--db", db]) == 2
     assert "--directed or --undirected" in capsys.readouterr().err
     assert main(["import", "edges", str(edges), "--directed", "--db", db]) == 0
@@ -61,7 +57,7 @@ def test_direction_is_required_and_checked(tmp_path: Path, db: str, capsys):
 
 
 def test_import_interactions_with_mapping_is_idempotent(tmp_path: Path, db: str, capsys):
-    table = write(
+    table = write_text(
         tmp_path / "ratings.csv",
         "userId,movieId,rating,timestamp\n1,10,4.0,964982703\n1,20,3.5,964981247\n",
     )
@@ -86,10 +82,11 @@ def test_import_interactions_with_mapping_is_idempotent(tmp_path: Path, db: str,
 
 
 def test_import_movielens_folder(tmp_path: Path, db: str):
-    folder = tmp_path / "ml"
-    folder.mkdir()
-    write(folder / "ratings.csv", "userId,movieId,rating,timestamp\r\n1,1,4.0,5\r\n")
-    write(folder / "movies.csv", 'movieId,title,genres\r\n1,"Toy Story, The (1995)",Comedy\r\n')
+    folder = movielens_latest(
+        tmp_path / "ml",
+        "userId,movieId,rating,timestamp\r\n1,1,4.0,5\r\n",
+        'movieId,title,genres\r\n1,"Toy Story, The (1995)",Comedy\r\n',
+    )
     assert main(["import", "movielens", str(folder), "--db", db]) == 0
     with Store(db) as store:
         items = store.items_frame()
@@ -98,10 +95,11 @@ def test_import_movielens_folder(tmp_path: Path, db: str):
 
 
 def test_export_accounts_and_items_read_back(tmp_path: Path, db: str):
-    folder = tmp_path / "ml"
-    folder.mkdir()
-    write(folder / "ratings.csv", "userId,movieId,rating,timestamp\n7,1,4.0,5\n")
-    write(folder / "movies.csv", "movieId,title,genres\n1,A (2000),Drama\n")
+    folder = movielens_latest(
+        tmp_path / "ml",
+        "userId,movieId,rating,timestamp\n7,1,4.0,5\n",
+        "movieId,title,genres\n1,A (2000),Drama\n",
+    )
     assert main(["import", "movielens", str(folder), "--db", db]) == 0
     for what in ("accounts", "items", "interactions"):
         assert main(["export", what, str(tmp_path / f"{what}.parquet"), "--db", db]) == 0
@@ -129,7 +127,7 @@ def test_export_from_a_missing_sqlite_file_exits_2(tmp_path: Path, capsys):
 
 
 def test_an_undirected_import_reports_friendships(tmp_path: Path, db: str, capsys):
-    edges = write(tmp_path / "g.txt", "a b\nb c\n")
+    edges = write_text(tmp_path / "g.txt", "a b\nb c\n")
     assert main(["import", "edges", str(edges), "--undirected", "--db", db]) == 0
     out = capsys.readouterr().out
     assert "friendships +2" in out and "follows" not in out
@@ -139,7 +137,7 @@ def test_an_undirected_import_reports_friendships(tmp_path: Path, db: str, capsy
 
 
 def test_import_options_for_files_that_do_not_say_their_format(tmp_path: Path, db: str, capsys):
-    table = write(tmp_path / "plays.dat", "user|artist|plays\nu|a|3\n")
+    table = write_text(tmp_path / "plays.dat", "user|artist|plays\nu|a|3\n")
     args = ["import", "interactions", str(table), "--item", "artist", "--kind", "view"]
     args += ["--value-column", "plays", "--value", "count", "--db", db]
     assert main(args) == 2
@@ -147,7 +145,7 @@ def test_import_options_for_files_that_do_not_say_their_format(tmp_path: Path, d
     assert main([*args, "--sep", "pipe"]) == 0
     with Store(db) as store:
         assert store.interactions_graph().value_kind.tolist() == [2]  # ValueKind.COUNT
-    header = write(tmp_path / "friends.edges", "userID friendID\n1 2\n")
+    header = write_text(tmp_path / "friends.edges", "userID friendID\n1 2\n")
     assert main(["import", "edges", str(header), "--directed", "--db", db]) == 0
     captured = capsys.readouterr()
     assert "note:" in captured.err and "read as a header" in " ".join(captured.err.split())
@@ -158,7 +156,7 @@ def test_import_options_for_files_that_do_not_say_their_format(tmp_path: Path, d
 def test_a_locked_store_is_one_paragraph_and_exit_2(tmp_path: Path, db: str, capsys, monkeypatch):
     import sqlite3
 
-    edges = write(tmp_path / "g.txt", "a b\n")
+    edges = write_text(tmp_path / "g.txt", "a b\n")
     assert main(["import", "edges", str(edges), "--directed", "--db", db]) == 0
     capsys.readouterr()
     monkeypatch.setenv("RECGRAPH_BUSY_TIMEOUT", "0.2")

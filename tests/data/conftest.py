@@ -93,3 +93,11 @@ def write_text(path: Path, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` byte for byte (``\\r\\n`` stays CRLF)."""
     path.write_bytes(text.encode(encoding))
     return path
+
+
+def movielens_latest(directory: Path, ratings: str, movies: str) -> Path:
+    """A MovieLens "latest" folder (``ratings.csv``, ``movies.csv``) with these texts."""
+    directory.mkdir()
+    write_text(directory / "ratings.csv", ratings)
+    write_text(directory / "movies.csv", movies)
+    return directory

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recgraph.data import Interactions, Kind, ValueKind
+from recgraph.data import IdMap, Interactions, Kind, ValueKind
 
 
 def test_value_kind_defaults_from_kind():
@@ -73,3 +73,23 @@ def test_counts_are_never_low_ratings():
         ["u", "u"], ["a", "b"], value=[1, 300], kind=Kind.VIEW, value_kind=ValueKind.COUNT
     )
     assert plays.liked().all()
+
+
+def test_reindexed_onto_keeps_known_indices_and_appends_new_ids():
+    users, items = IdMap(["u0", "u1"]), IdMap(["i0", "i1", "i2"])
+    new = Interactions.from_arrays(["u9", "u1"], ["i2", "i7"])
+    moved = new.reindexed_onto(users, items)
+    assert moved.users.ids.tolist() == ["u0", "u1", "u9"]
+    assert moved.items.ids.tolist() == ["i0", "i1", "i2", "i7"]
+    assert moved.src.tolist() == [2, 1] and moved.dst.tolist() == [2, 3]
+    same = Interactions.from_arrays(["u1"], ["i0"], users=users, items=items)
+    assert same.reindexed_onto(users, items) is same
+    assert users.ids.tolist() == ["u0", "u1"]  # the given maps are left as they were
+    with pytest.raises(ValueError, match="graph shape"):
+        new.reindexed_onto(users, users)
+
+
+def test_a_map_extends_itself_and_its_prefixes_only():
+    short, long = IdMap(["a", "b"]), IdMap(["a", "b", "c"])
+    assert long.extends(short) and short.extends(short) and IdMap([]).extends(IdMap([]))
+    assert not short.extends(long) and not IdMap(["b", "a", "c"]).extends(short)

@@ -4,7 +4,6 @@ and the real datasets against their documented counts."""
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,8 @@ from recgraph.data.readers import (
     read_interactions,
 )
 from recgraph.errors import InputError
-from tests.data.conftest import write_text
+from tests.data.conftest import movielens_latest, write_text
+from tests.datasets import edge_list, shared_path
 
 
 def edges(path: Path, **kwargs) -> pd.DataFrame:
@@ -183,15 +183,8 @@ def test_movielens_100k_errors(tmp_path: Path):
     assert_error(exc, folder / "u.item", 1, "7 '|'-separated fields, expected 8")
 
 
-def latest(directory: Path, ratings: str, movies: str) -> Path:
-    directory.mkdir()
-    write_text(directory / "ratings.csv", ratings)
-    write_text(directory / "movies.csv", movies)
-    return directory
-
-
 def test_movielens_latest_crlf_and_quoted_titles(tmp_path: Path):
-    folder = latest(
+    folder = movielens_latest(
         tmp_path / "ml",
         "userId,movieId,rating,timestamp\r\n1,11,4.5,964982703\r\n2,11,0.5,964981247\r\n",
         'movieId,title,genres\r\n11,"American President, The (1995)",Comedy|Drama\r\n'
@@ -219,7 +212,7 @@ def test_movielens_latest_crlf_and_quoted_titles(tmp_path: Path):
     ],
 )
 def test_movielens_latest_errors(tmp_path: Path, ratings: str, line: int, problem: str):
-    folder = latest(tmp_path / "ml", ratings, "movieId,title,genres\n")
+    folder = movielens_latest(tmp_path / "ml", ratings, "movieId,title,genres\n")
     with pytest.raises(InputError) as exc:
         list(iter_movielens_ratings(folder))
     assert_error(exc, folder / "ratings.csv", line, problem)
@@ -303,34 +296,26 @@ def test_generic_parquet_rows_are_numbered(tmp_path: Path):
 
 
 # ---------------------------------------------------------------------- real datasets
-def datasets_dir() -> Path:
-    env = os.environ.get("RECGRAPH_DATASETS")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
-    if not root.is_dir():
-        pytest.skip(f"datasets folder {root} absent (set RECGRAPH_DATASETS)")
-    return root
-
-
 @pytest.mark.datasets
 @pytest.mark.parametrize(
     ("folder", "ratings", "users", "items"),
     [("movielens-100k", 100_000, 943, 1_682), ("movielens-latest-small", 100_836, 610, 9_724)],
 )
 def test_movielens_documented_counts(folder, ratings, users, items):
-    graph = read_movielens(datasets_dir() / folder)
+    graph = read_movielens(shared_path(folder, folder))
     assert (len(graph), graph.n_users, graph.n_items) == (ratings, users, items)
     assert graph.has_timestamps and set(np.unique(graph.kind)) == {int(Kind.RATING)}
 
 
 @pytest.mark.datasets
 @pytest.mark.parametrize(
-    ("path", "directed", "timestamps", "nodes", "rows", "pairs"),
+    ("name", "nodes", "rows", "pairs"),
     [
-        ("snap-ego-facebook/facebook_combined.txt", False, False, 4_039, 88_234, 88_234),
-        ("snap-wiki-vote/wiki-Vote.txt", True, False, 7_115, 103_689, 103_689),
-        ("snap-college-msg/CollegeMsg.txt", True, True, 1_899, 59_835, 20_296),
+        ("ego-facebook", 4_039, 88_234, 88_234),
+        ("wiki-vote", 7_115, 103_689, 103_689),
+        ("college-msg", 1_899, 59_835, 20_296),
     ],
 )
-def test_snap_documented_counts(path, directed, timestamps, nodes, rows, pairs):
-    graph = read_edge_list(datasets_dir() / path, directed=directed, timestamps=timestamps)
+def test_snap_documented_counts(name, nodes, rows, pairs):
+    graph = edge_list(name)
     assert (graph.n_users, len(graph), len(graph.dedupe())) == (nodes, rows, pairs)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from recgraph.data.sorted_keys import distinct_sorted, find_sorted, in_sorted
+from recgraph.data.sorted_keys import distinct_sorted, find_sorted, in_sorted, sorted_lookup
 
 
 def test_found_keys_point_at_themselves_and_others_are_not_found():
@@ -10,6 +10,11 @@ def test_found_keys_point_at_themselves_and_others_are_not_found():
     assert found.tolist() == [True, False, True, False, True, False]
     assert sorted_keys[position[found]].tolist() == [9, 5, 2]
     assert (position >= 0).all() and (position < len(sorted_keys)).all()
+
+
+def test_sorted_lookup_gives_the_position_or_minus_one():
+    found = sorted_lookup(np.array([1, 4, 9]), np.array([4, 5, 9, 0, 10]))
+    assert found.tolist() == [1, -1, 2, -1, -1]
 
 
 def test_empty_key_array_finds_nothing_and_keeps_the_query_shape():

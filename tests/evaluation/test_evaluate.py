@@ -1,5 +1,4 @@
 import json
-import os
 from math import log2
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from recgraph.errors import InputError
 from recgraph.evaluation import DROP_REASONS, evaluate, evaluation_targets
 from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.popular import Popular
+from tests.datasets import shared_path
 
 # ---------------------------------------------------------------- a tiny known example
 # train: u0 has i0 i1; u1 has i0 i2; u2 has i0 i1 i3
@@ -228,19 +228,9 @@ def test_nothing_to_score_is_an_error() -> None:
         evaluate("popular", train, test, progress=False)
 
 
-def _datasets() -> Path:
-    return Path(
-        os.environ.get(
-            "RECGRAPH_DATASETS", Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
-        )
-    )
-
-
 @pytest.mark.datasets
 def test_popular_on_movielens_100k_matches_published_range() -> None:
-    folder = _datasets() / "movielens-100k"
-    if not (folder / "u.data").exists():
-        pytest.skip(f"MovieLens 100k not found in {folder} (set RECGRAPH_DATASETS)")
+    folder = shared_path("movielens-100k/u.data", "MovieLens 100k").parent
     from recgraph.data.movielens import read_movielens
 
     train, test = random_per_user(read_movielens(folder), 0.2, seed=0)

@@ -8,6 +8,7 @@ from recgraph.evaluation.pipeline_retriever import QuestionRetriever
 from recgraph.pipeline import Pipeline, QuestionModel, merge_lists
 from recgraph.pipeline.config import QuestionConfig
 from recgraph.serving.registry import ModelRegistry
+from tests.retrieval.conformance import two_cliques as conformance_cliques
 
 
 # ---------------------------------------------------------------------- merge
@@ -59,17 +60,11 @@ def test_a_single_list_keeps_its_own_scores():
 
 # ---------------------------------------------------------------------- two cliques
 def two_cliques():
-    """Two 5-cliques of follows (both directions) with one missing edge each: 0->1, 5->6."""
-    src, dst = [], []
-    for base in (0, 5):
-        for a in range(base, base + 5):
-            for b in range(base, base + 5):
-                if a != b and (a, b) not in ((0, 1), (5, 6)):
-                    src.append(a)
-                    dst.append(b)
-    src.append(10)  # a lonely follower: one follow, no paths
-    dst.append(0)
-    return Interactions.from_indices(np.array(src), np.array(dst), n_users=12, one_sided=True)
+    """The conformance graph's two 5-cliques of follows (both directions) with one missing edge
+    each, 0->1 and 5->6, plus a lonely follower 10->0 (one follow, no paths) and account 11."""
+    cliques = conformance_cliques("follows")
+    src, dst = np.r_[cliques.src, 10], np.r_[cliques.dst, 0]
+    return Interactions.from_indices(src, dst, n_users=12, one_sided=True)
 
 
 def test_the_missing_edge_is_suggested_with_its_reason_and_source():

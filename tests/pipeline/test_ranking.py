@@ -571,3 +571,42 @@ def test_time_cut_folds_are_successive_earlier_periods_each_judged(feed_graph, m
         "valid_ndcg@20_ranker[temporal_global@1]",
         "valid_ndcg@20_ranker[temporal_global@2]",
     ]
+
+
+def test_a_request_is_ranked_as_the_batch_ranks_it_bit_for_bit(feed_graph):
+    """One user's answer takes the request paths (its own walks, paths and feature rows);
+    in a batch of two, the general ones the ranker was trained on: the same ids, the same
+    score bits. On a friendship graph (its one matrix read for every neighbourhood sum) and
+    on a feed."""
+    from recgraph.data.interactions import Interactions
+
+    rng = np.random.default_rng(0)
+    src, dst = np.nonzero(np.triu(rng.random((160, 160)) < 0.08, 1))
+    friends = Interactions.from_indices(src, dst, n_users=160, one_sided=True, directed=False)
+    accounts = QuestionModel(
+        "who_to_follow",
+        ranked_config([{"name": "adamic_adar", "min_score": 0.0}, "ppr"], min_gain=-1.0, depth=40),
+    ).fit(friends)
+    feed = QuestionModel(
+        "feed", ranked_config(["ease", {"name": "item_knn", "min_score": 0.0}], min_gain=-1.0)
+    ).fit(feed_graph)
+    for question in (accounts, feed):
+        assert question.ranked and question.ranking.order == "ranker"
+        users = np.flatnonzero(question.warm(np.arange(len(question.users))))[:12]
+        for user, other in zip(users[:-1], users[1:], strict=True):
+            alone = question.recommend([user], 10)
+            batch = question.recommend([user, other], 10)
+            np.testing.assert_array_equal(alone.ids[0], batch.ids[0])
+            np.testing.assert_array_equal(
+                alone.scores[0].view(np.uint32), batch.scores[0].view(np.uint32)
+            )
+            assert (alone.ids[0] >= 0).sum() >= 5
+            # and the ranker read the same features, to the bit (a tree rarely shows a last bit)
+            depth = question.ranking.spec.depth
+            one = question.ranking.batch(question.pool(np.array([user]), depth))
+            two = question.ranking.batch(question.pool(np.array([user, other]), depth))
+            mine = two.users == user
+            np.testing.assert_array_equal(one.items, two.items[mine])
+            np.testing.assert_array_equal(
+                one.features.view(np.uint32), two.features[mine].view(np.uint32)
+            )

@@ -7,6 +7,7 @@ saved in the previous format (``history.npz``, seen matrices in each
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +32,14 @@ WALKS = {
 def walks():
     social = generate_social(n_accounts=300, n_items=10, seed=4)
     return Pipeline(WALKS).fit(follows=social.follows_graph())
+
+
+@pytest.fixture(params=["trained", "walks"])
+def saved(request, tmp_path) -> tuple[Pipeline, Path]:
+    """Each trained pipeline (the default one, and one of walks only), saved in ``tmp_path/p``."""
+    pipeline = request.getfixturevalue(request.param)
+    pipeline.save(tmp_path / "p")
+    return pipeline, tmp_path / "p"
 
 
 def answers(pipeline: Pipeline, users) -> list:
@@ -81,28 +90,22 @@ def to_previous_format(folder) -> None:
     (folder / "pipeline.json").write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize("which", ["trained", "walks"])
-def test_a_saved_pipeline_answers_exactly_as_before_and_maps_its_history(
-    which, request, tmp_path
-) -> None:
-    pipeline = request.getfixturevalue(which)
-    pipeline.save(tmp_path / "p")
-    loaded = Pipeline.load(tmp_path / "p")
+def test_a_saved_pipeline_answers_exactly_as_before_and_maps_its_history(saved, tmp_path) -> None:
+    pipeline, folder = saved
+    loaded = Pipeline.load(folder)
     users = some_users(pipeline)
     assert answers(loaded, users) == answers(pipeline, users)
     for name, question in loaded.questions.items():
         history = question.history
         assert not history.seen.indices.flags.writeable  # a map of the file, not a copy
         assert not history.seen.data.flags.writeable
-        files = history.seen_files(tmp_path / "p" / name)
+        files = history.seen_files(folder / name)
         for key, model in question.models.items():
             # one seen matrix and one id map per question: the files are hard links of the
             # history's, and loading hands the history's objects to the retrievers
             assert all(
                 same_file(a, b)
-                for a, b in zip(
-                    files, binary_csr_files(tmp_path / "p" / name / key, "seen"), strict=True
-                )
+                for a, b in zip(files, binary_csr_files(folder / name / key, "seen"), strict=True)
             )
             assert model.seen_matrix() is history.seen, key
             assert model.users is history.users and model.items is history.items
@@ -111,15 +114,11 @@ def test_a_saved_pipeline_answers_exactly_as_before_and_maps_its_history(
     assert answers(Pipeline.load(tmp_path / "again"), users) == answers(pipeline, users)
 
 
-@pytest.mark.parametrize("which", ["trained", "walks"])
-def test_a_pipeline_saved_in_the_previous_format_still_loads_and_answers_the_same(
-    which, request, tmp_path
-) -> None:
-    pipeline = request.getfixturevalue(which)
-    pipeline.save(tmp_path / "p")
-    to_previous_format(tmp_path / "p")
-    assert not list((tmp_path / "p").rglob("seen.*.npy"))
-    loaded = Pipeline.load(tmp_path / "p")
+def test_a_pipeline_saved_in_the_previous_format_still_loads_and_answers_the_same(saved) -> None:
+    pipeline, folder = saved
+    to_previous_format(folder)
+    assert not list(folder.rglob("seen.*.npy"))
+    loaded = Pipeline.load(folder)
     users = some_users(pipeline)
     assert answers(loaded, users) == answers(pipeline, users)
 

@@ -1,7 +1,7 @@
 """A request's features (one user's candidates) are the bits the batch path computes.
 
 Serving ranks one user's few hundred candidates at a time; the features then
-take a path of their own (:func:`recgraph.ranking.sparse_rows.row_products`:
+take a path of their own (:func:`recgraph.data.sparse_rows.row_products`:
 the user's row read once, the product read from the transposed side). The
 ranker was trained on the batch path (many users, scipy's sparse products),
 so a request must see exactly the same floats: these tests compare bits, not
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from recgraph.data import sparse_rows as R
 from recgraph.data.interactions import Interactions
 from recgraph.data.item_features import ItemFeatures
-from recgraph.ranking import sparse_rows as R
 from recgraph.ranking.features import CandidateFeatures, feature_names, ppr_pairs
 
 
@@ -109,7 +109,7 @@ def candidates(n: int, seed: int, size: int = 60) -> np.ndarray:
     return np.random.default_rng(seed).choice(n, size=min(n, size), replace=False)
 
 
-@pytest.mark.parametrize("read_cost", [0, R.READ_COST])
+@pytest.mark.parametrize("read_cost", [0, R.READ_COST, 10**9])
 def test_a_request_reads_the_trained_account_features_bit_for_bit(monkeypatch, read_cost):
     # READ_COST 0: every product read from the transposed side, whatever it costs
     monkeypatch.setattr(R, "READ_COST", read_cost)
@@ -125,7 +125,21 @@ def test_a_request_reads_the_trained_account_features_bit_for_bit(monkeypatch, r
     assert features.matrix(np.full(5, 0), np.arange(1, 6), {}, 10)[:, 1].max() > 1.0
 
 
-@pytest.mark.parametrize("read_cost", [0, R.READ_COST])
+@pytest.mark.parametrize("read_cost", [0, R.READ_COST, 10**9])
+def test_a_friendship_request_reads_its_one_matrix_once_bit_for_bit(monkeypatch, read_cost):
+    monkeypatch.setattr(R, "READ_COST", read_cost)
+    rng = np.random.default_rng(5)
+    src, dst = np.nonzero(np.triu(rng.random((70, 70)) < 0.2, 1))
+    friends = Interactions.from_indices(src, dst, n_users=70, one_sided=True, directed=False)
+    features = CandidateFeatures(friends)
+    assert features.derived("symmetric")
+    assert not CandidateFeatures(follow_graph()).derived("symmetric")
+    for user in (0, 9, 50):
+        items = candidates(friends.n_users, user)
+        assert check_against_reference(features, np.full(len(items), user), items) == 12
+
+
+@pytest.mark.parametrize("read_cost", [0, R.READ_COST, 10**9])
 def test_a_request_reads_the_trained_feed_features_bit_for_bit(monkeypatch, read_cost):
     monkeypatch.setattr(R, "READ_COST", read_cost)
     data, side = feed()
@@ -157,40 +171,41 @@ def random_csr(rng, shape, density, canonical=True) -> sp.csr_matrix:
     return matrix
 
 
-def test_row_products_are_scipys_product_entry_for_entry(monkeypatch):
-    monkeypatch.setattr(R, "READ_COST", 0)
+@pytest.mark.parametrize("dense_lookup", [0, R.DENSE_LOOKUP])
+@pytest.mark.parametrize("read_cost", [0, 10**9])
+def test_row_products_are_scipys_product_entry_for_entry(monkeypatch, read_cost, dense_lookup):
+    # READ_COST 0: always from the transposed side; 10**9: always each candidate's row;
+    # DENSE_LOOKUP 0: entries found by a search, never by a table
+    monkeypatch.setattr(R, "READ_COST", read_cost)
+    monkeypatch.setattr(R, "DENSE_LOOKUP", dense_lookup)
     rng = np.random.default_rng(3)
     user_side = random_csr(rng, (30, 50), 0.3)
     item_side = random_csr(rng, (40, 50), 0.3)
     items = rng.choice(40, size=25, replace=False)
+    repeated = np.array([1, 2, 1, 7, 7, 0])
     for user in range(30):
-        got = R.row_products(user_side, user, item_side, items, item_side.T.tocsr())
-        assert got is not None
-        want = user_side[np.full(len(items), user)].multiply(item_side[items]).tocsr()
-        for mine, theirs in zip(got, (want.indptr, want.indices, want.data), strict=True):
-            np.testing.assert_array_equal(mine, theirs)
-        assert got[2].dtype == want.data.dtype
+        for chosen in (items, repeated, items[:0]):
+            got = R.row_products(user_side, user, item_side, chosen, item_side.T.tocsr())
+            assert got is not None
+            want = user_side[np.full(len(chosen), user)].multiply(item_side[chosen]).tocsr()
+            for mine, theirs in zip(got, (want.indptr, want.indices, want.data), strict=True):
+                np.testing.assert_array_equal(mine, theirs)
+            assert got[2].dtype == want.data.dtype
 
 
 def test_row_products_leave_what_they_cannot_match_to_scipy(monkeypatch):
     monkeypatch.setattr(R, "READ_COST", 0)
     rng = np.random.default_rng(4)
     user_side = random_csr(rng, (10, 20), 0.4)
-    item_side = random_csr(rng, (12, 20), 0.4)
-    transposed = item_side.T.tocsr()
-    # a candidate twice: no one row per candidate to read into
-    assert R.row_products(user_side, 0, item_side, np.array([1, 2, 1]), transposed) is None
     # unsorted rows: scipy's other product, in its own order
     unsorted = random_csr(rng, (12, 20), 0.4, canonical=False)
-    assert R.row_products(user_side, 0, unsorted, np.arange(12), unsorted.T.tocsr()) is None
+    transposed = unsorted.T.tocsr()
+    assert R.row_products(user_side, 0, unsorted, np.arange(12), transposed) is None
     # the sums fall back to scipy's and still match it
     users = np.full(12, 3)
     got = R.pair_sums_rows(user_side, users, unsorted, np.arange(12), transposed=transposed)
     want = R.pair_sums_by(user_side[users], unsorted[np.arange(12)], (None,))
     assert_same_bits(got[0], want[0])
-    # too costly to read from the other end at the shipped cost
-    monkeypatch.setattr(R, "READ_COST", 10**9)
-    assert R.row_products(user_side, 0, item_side, np.arange(12), transposed) is None
 
 
 def test_ppr_pairs_with_the_kept_step_read_the_same():

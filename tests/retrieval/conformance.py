@@ -31,26 +31,17 @@ MISSING = [(0, 1), (5, 6)]
 
 def two_cliques(kind: str) -> Interactions:
     """Two 5-cliques with one edge missing each, as ``items``, ``follows`` or ``friends``."""
-    if kind == "friends":
+    if kind in ("friends", "follows"):
+        directed = kind == "follows"  # follows both ways; a friendship stored once, a < b
         pairs = [
             (a, b)
             for clique in (CLIQUE_A, CLIQUE_B)
             for a in clique
             for b in clique
-            if a < b and (a, b) not in MISSING
+            if (a != b if directed else a < b) and (a, b) not in MISSING
         ]
         src, dst = zip(*pairs, strict=True)
-        return Interactions.from_indices(src, dst, n_users=10, one_sided=True, directed=False)
-    if kind == "follows":
-        pairs = [
-            (a, b)
-            for clique in (CLIQUE_A, CLIQUE_B)
-            for a in clique
-            for b in clique
-            if a != b and (a, b) not in MISSING
-        ]
-        src, dst = zip(*pairs, strict=True)
-        return Interactions.from_indices(src, dst, n_users=10, one_sided=True, directed=True)
+        return Interactions.from_indices(src, dst, n_users=10, one_sided=True, directed=directed)
     # items: users 0-4 like items 0-4 and users 5-9 like items 5-9; user 0 lacks
     # item 1 and user 5 lacks item 6; user 2 dislikes item 7 (never to be shown).
     pairs = [

@@ -3,6 +3,13 @@ import numpy as np
 from recgraph.retrieval.item_knn import ItemKNN
 from tests.retrieval.conformance import RetrieverConformance, two_cliques
 
+#: The plain item-kNN sum, without the defaults' row scaling and popularity blend.
+PLAIN = {"normalize_rows": False, "popularity_blend": 0.0}
+
+
+def plain_knn(**params) -> ItemKNN:
+    return ItemKNN(**{**PLAIN, **params})
+
 
 class TestItemKNN(RetrieverConformance):
     model_name = "item_knn"
@@ -16,7 +23,7 @@ class TestItemKNNBM25(RetrieverConformance):
 
 def test_scores_are_sums_of_cosines_to_liked_items():
     data = two_cliques("items")
-    model = ItemKNN(neighbours=10, similarity="cosine").fit(data)
+    model = plain_knn(neighbours=10, similarity="cosine").fit(data)
     x = data.positives().csr().toarray()
     norms = np.linalg.norm(x, axis=0)
     cosine = (x.T @ x) / np.outer(norms, norms)
@@ -24,12 +31,12 @@ def test_scores_are_sums_of_cosines_to_liked_items():
 
 
 def test_neighbours_limit_the_similarity_rows():
-    model = ItemKNN(neighbours=2).fit(two_cliques("items"))
+    model = plain_knn(neighbours=2).fit(two_cliques("items"))
     assert np.diff(model.similarity_.indptr).max() <= 2
 
 
 def test_explain_sums_to_the_score():
-    model = ItemKNN(neighbours=10).fit(two_cliques("items"))
+    model = plain_knn(neighbours=10).fit(two_cliques("items"))
     (reason,) = model.explain(0, [1], top=10)
     assert set(reason.via.tolist()) == {0, 2, 3, 4}
     contributions = reason.contributions.tolist()
@@ -42,7 +49,7 @@ def test_explanations_cite_only_liked_items():
 
     data = with_a_hated_twin()
     for similarity in ("bm25", "cosine"):
-        model = ItemKNN(neighbours=10, similarity=similarity).fit(data)
+        model = plain_knn(neighbours=10, similarity=similarity).fit(data)
         assert HATED not in cited(model, data)
 
 
@@ -56,7 +63,7 @@ def test_bm25_keeps_heavy_users_positive():
     from tests.retrieval.low_ratings import with_a_hated_twin
 
     data = with_a_hated_twin()
-    model = ItemKNN(similarity="bm25").fit(data)
+    model = plain_knn(similarity="bm25").fit(data)
     similarity = model.similarity_.toarray()
     liked1, candidate = data.items.index_of("liked1"), data.items.index_of("candidate")
     assert similarity[liked1, candidate] > 0
@@ -72,20 +79,20 @@ def test_recency_half_life_weighs_the_history():
     items = ["x", "y", "z", "x", "y", "y", "z"]
     times = [0, 9 * day, 10 * day, 5 * day, 5 * day, 1 * day, 3 * day]
     data = Interactions.from_arrays(users, items, timestamp=times)
-    model = ItemKNN(neighbours=10, half_life_days=1.0).fit(data)
+    model = plain_knn(neighbours=10, half_life_days=1.0).fit(data)
     weights = model.matrix_.toarray()
     a, b, c = (data.users.index_of(u) for u in "abc")
     x, y, z = (data.items.index_of(i) for i in "xyz")
     np.testing.assert_allclose(weights[a, [x, y, z]], [2.0**-10, 0.5, 1.0], rtol=1e-6)
     np.testing.assert_allclose(weights[b, [x, y]], [1.0, 1.0])
     np.testing.assert_allclose(weights[c, [y, z]], [0.25, 1.0], rtol=1e-6)
-    plain = ItemKNN(neighbours=10).fit(data)
+    plain = plain_knn(neighbours=10).fit(data)
     np.testing.assert_array_equal(plain.similarity_.toarray(), model.similarity_.toarray())
     np.testing.assert_allclose(model._score(np.array([a])), weights[[a]] @ model.similarity_)
     untimed = Interactions.from_arrays(users, items)
     np.testing.assert_array_equal(
-        ItemKNN(neighbours=10, half_life_days=1.0).fit(untimed).matrix_.toarray(),
-        ItemKNN(neighbours=10).fit(untimed).matrix_.toarray(),
+        plain_knn(neighbours=10, half_life_days=1.0).fit(untimed).matrix_.toarray(),
+        plain_knn(neighbours=10).fit(untimed).matrix_.toarray(),
     )
 
 
@@ -96,5 +103,12 @@ def test_recency_keeps_the_latest_of_repeated_pairs():
     data = Interactions.from_arrays(
         ["a", "a", "a"], ["x", "x", "y"], timestamp=[0, 4 * day, 4 * day]
     )
-    model = ItemKNN(neighbours=10, half_life_days=2.0).fit(data)
+    model = plain_knn(neighbours=10, half_life_days=2.0).fit(data)
     np.testing.assert_allclose(model.matrix_.toarray(), [[1.0, 1.0]])
+
+
+def test_the_defaults_scale_rows_and_blend_a_tenth_of_popularity() -> None:
+    model = ItemKNN().fit(two_cliques("items"))
+    assert model.config.normalize_rows and model.config.popularity_blend == 0.1
+    rows = model.similarity_.toarray().sum(axis=1)
+    np.testing.assert_allclose(rows[rows > 0], 1.0, rtol=1e-5)

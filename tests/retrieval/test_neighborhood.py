@@ -7,9 +7,7 @@ by ``test_common_neighbors.py`` and the other model tests.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,26 +23,16 @@ from recgraph.retrieval.neighborhood import (
     spans_by_work,
     sparse_top_k,
 )
+from tests.datasets import edge_list
 
 TWO_HOP_MODELS = ["common_neighbors", "adamic_adar", "resource_allocation", "jaccard"]
 PATHS = ["out_out", "in_out", "out_in", "in_in", "undirected"]
 
 
 # ---------------------------------------------------------------------- shared helpers
-def datasets_folder() -> Path:
-    """``../shared/datasets`` beside the repository, or ``$RECGRAPH_DATASETS``."""
-    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
-    return Path(os.environ.get("RECGRAPH_DATASETS", default))
-
-
 def ego_facebook() -> Interactions:
     """SNAP ego-Facebook as a friendship graph; skips when the file is absent."""
-    path = datasets_folder() / "snap-ego-facebook" / "facebook_combined.txt"
-    if not path.exists():
-        pytest.skip(f"ego-Facebook not found at {path} (set RECGRAPH_DATASETS)")
-    from recgraph.data.readers import read_edge_list
-
-    return read_edge_list(path, directed=False)
+    return edge_list("ego-facebook")
 
 
 def random_graph(n: int, p: float, seed: int, directed: bool) -> Interactions:

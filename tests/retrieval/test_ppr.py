@@ -233,3 +233,26 @@ def test_the_default_walk_reaches_the_accounts_that_tie_to_you() -> None:
     assert default.score_rows([a]).toarray()[0][d] > 0
     out = create_retriever("ppr", {"walk": "out"}).fit(graph).score_rows([a]).toarray()[0]
     assert out[d] == 0
+
+
+def test_the_sweep_spends_its_budget_on_the_largest_shares_per_edge() -> None:
+    # account 0 follows 1..40; each of them is followed by 300 others (hubs to sweep)
+    hubs = np.arange(1, 41)
+    fans = np.arange(41, 341)
+    src = np.r_[np.zeros(40, int), np.repeat(fans, 40)]
+    dst = np.r_[hubs, np.tile(hubs, len(fans))]
+    graph = Interactions.from_indices(src, dst, n_users=341, one_sided=True, directed=True)
+    full = create_retriever("ppr", {"sweep_budget": 0, "epsilon": 1e-2}).fit(graph)
+    budgeted = create_retriever("ppr", {"sweep_budget": 500, "epsilon": 1e-2}).fit(graph)
+    _, _, r_nodes, residual = full.push(0)
+    spread = budgeted._sweep_choice(r_nodes, residual)
+    edges = np.diff(graph.csr().indptr)[r_nodes] + np.diff(graph.csr().T.tocsr().indptr)[r_nodes]
+    assert 0 < len(spread) < len(r_nodes), "a budget below the residual's edges sweeps some"
+    assert edges[spread].sum() <= 500
+    share = residual / np.maximum(edges, 1)
+    assert share[spread].min() >= np.delete(share, spread).max(), "largest shares first"
+    assert len(full._sweep_choice(r_nodes, residual)) == len(r_nodes), "0: no budget"
+    nodes_full, scores_full = full.user_row(0)
+    nodes_b, scores_b = budgeted.user_row(0)
+    assert scores_b.sum() < scores_full.sum(), "the unswept residual keeps only alpha r"
+    assert set(nodes_b.tolist()) <= set(nodes_full.tolist())

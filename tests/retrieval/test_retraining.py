@@ -1,14 +1,13 @@
 import numpy as np
 import pytest
 
-from recgraph.data.interactions import IdMap, Interactions
+from recgraph.data.interactions import Interactions
 from recgraph.retrieval.biased_mf import BiasedMF
 from recgraph.retrieval.popular import Popular
 from recgraph.retrieval.retraining import (
     Action,
     RetrainingDriver,
     RetrainingPolicy,
-    extend_onto,
     grow_seen,
     supports_partial_fit,
 )
@@ -129,17 +128,6 @@ def test_driver_with_a_real_incremental_model():
     assert model.n_users == 11 and model.user_factors_.shape[0] == 11
     assert driver.add(Interactions.from_arrays(["new"], ["4"]), now=2).action is Action.FULL
     assert model.n_users == 11 and set(model.items.external(model.seen_items(10))) == {"3", "4"}
-
-
-def test_extend_onto_keeps_known_indices_and_appends_new_ids():
-    users, items = IdMap(["u0", "u1"]), IdMap(["i0", "i1", "i2"])
-    new = Interactions.from_arrays(["u9", "u1"], ["i2", "i7"])
-    moved = extend_onto(new, users, items)
-    assert moved.users.ids.tolist() == ["u0", "u1", "u9"]
-    assert moved.items.ids.tolist() == ["i0", "i1", "i2", "i7"]
-    assert moved.src.tolist() == [2, 1] and moved.dst.tolist() == [2, 3]
-    same = Interactions.from_arrays(["u1"], ["i0"], users=users, items=items)
-    assert extend_onto(same, users, items) is same
 
 
 def test_grow_seen_pads_and_adds():

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from recgraph.data.interactions import Interactions
 from recgraph.retrieval import create_retriever
 from tests.retrieval.conformance import RetrieverConformance
 from tests.retrieval.test_neighborhood import random_graph
@@ -79,3 +80,14 @@ def test_the_circle_is_bounded_and_explanations_are_its_members() -> None:
         assert set(e.via.tolist()) <= set(hubs.tolist())
         assert adjacency[e.via, e.candidate].all(), "every explaining hub follows the candidate"
         assert e.text().startswith("followed by ")
+
+
+@pytest.mark.parametrize("walk", ["out", "in", "undirected"])
+def test_the_circle_walks_the_direction_configured(walk: str) -> None:
+    model = create_retriever("salsa", {"circle_walk": walk}).fit(
+        Interactions.from_indices([0, 1], [1, 2], n_users=3, one_sided=True, directed=True)
+    )
+    assert model.circle_model_.config.walk == walk
+    reached = set(model.circle_of_trust(1)[0].tolist())
+    assert (0 in reached) == (walk != "out"), "a follower is in the circle unless walking out"
+    assert (2 in reached) == (walk != "in"), "a followed account is in the circle unless walking in"

@@ -12,13 +12,8 @@ import pytest
 
 from recgraph.data.interactions import Interactions
 from recgraph.retrieval import create_retriever
-from tests.retrieval.test_neighborhood import datasets_folder
+from tests.datasets import GRAPHS, edge_list
 
-GRAPHS = {  # path, directed, timestamps
-    "wiki-vote": ("snap-wiki-vote/wiki-Vote.txt", True, False),
-    "ego-facebook": ("snap-ego-facebook/facebook_combined.txt", False, False),
-    "college-msg": ("snap-college-msg/CollegeMsg.txt", True, True),
-}
 PAIRS = {
     "ppr": ({"method": "power", "iterations": 50, "tol": 1e-7}, {}),
     "salsa": ({"circle_method": "power"}, {}),
@@ -26,13 +21,7 @@ PAIRS = {
 
 
 def load(name: str) -> Interactions:
-    from recgraph.data.readers import read_edge_list
-
-    path = datasets_folder() / GRAPHS[name][0]
-    if not path.exists():
-        pytest.skip(f"{name} not found at {path} (set RECGRAPH_DATASETS)")
-    _, directed, timestamps = GRAPHS[name]
-    return read_edge_list(path, directed=directed, timestamps=timestamps).dedupe()
+    return edge_list(name).dedupe()
 
 
 def recall_at(model, held: Interactions, users: np.ndarray, k: int = 20) -> float:

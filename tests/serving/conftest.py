@@ -1,10 +1,14 @@
-"""Shared by the browser tests: one headless Chromium (Debian's, never a downloaded browser)."""
+"""Shared by the serving tests: an empty model registry on each filesystem, the app fixtures,
+and for the browser tests one headless Chromium (Debian's, never a downloaded browser)."""
 
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
+
+from recgraph.serving.registry import ModelRegistry
 
 # the store, registry and app fixtures, for every test of this folder
 from tests.serving.app_fixtures import client, served, served_template  # noqa: F401
@@ -21,6 +25,17 @@ ARGS = [
 ]
 #: Where screenshots go (look at them: the pages should read well).
 SCREENSHOT_DIR = Path(os.environ.get("RECGRAPH_SCREENSHOTS", "/tmp/recgraph-screenshots"))
+
+
+@pytest.fixture(params=["local", "memory"])
+def registry(request, tmp_path) -> ModelRegistry:
+    """An empty registry on a local folder, or on fsspec's in-memory filesystem (removed after)."""
+    if request.param == "local":
+        yield ModelRegistry(tmp_path / "models")
+        return
+    root = f"memory://registry-{uuid.uuid4().hex}"
+    yield ModelRegistry(root, cache_dir=tmp_path / "cache")
+    ModelRegistry(root).fs.rm(root.removeprefix("memory://"), recursive=True)
 
 
 @pytest.fixture(scope="module")

@@ -54,3 +54,26 @@ def test_a_new_user_may_like_a_known_item(client, served):
 def test_the_openapi_document_says_what_feedback_may_name(client):
     operation = client.get("/openapi.json").json()["paths"]["/v1/feedback"]["post"]
     assert "404" in operation["responses"] and "must be in" in operation["description"]
+
+
+@pytest.mark.parametrize("directed", [True, False])
+def test_follows_among_reads_what_the_account_follows_at_any_length(
+    tmp_path, monkeypatch, directed
+):
+    from recgraph.data.imports import import_edges
+    from recgraph.serving import feedback as F
+
+    edges = tmp_path / "edges.txt"
+    edges.write_text("a b\na c\nd a\nb c\n")
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    import_edges(store, edges, directed=directed)
+    among = F.FeedbackStore(store)
+    # a friendship ties both ends: d is a's friend, but a does not follow d
+    ties = {"b", "c"} | (set() if directed else {"d"})
+    for candidates in (["b"], ["d", "c"], ["c", "x", "d", "b"]):
+        assert set(among.follows_among("a", candidates)) == ties & set(candidates)
+    # past the statements of their own length: the expanding one, the same answer
+    monkeypatch.setattr(F, "MAX_AMONG", 2)
+    assert set(among.follows_among("a", ["c", "x", "d", "b"])) == ties & {"b", "c", "d"}
+    assert among.follows_among("nobody", ["a", "b"]) == []
+    store.close()

@@ -20,18 +20,6 @@ from recgraph.serving.registry import (
 from tests.retrieval.conformance import two_cliques
 
 
-@pytest.fixture(params=["local", "memory"])
-def registry(request, tmp_path) -> ModelRegistry:
-    """An empty registry on a local folder, or on fsspec's in-memory filesystem."""
-    if request.param == "local":
-        yield ModelRegistry(tmp_path / "models")
-        return
-    root = f"memory://registry-{uuid.uuid4().hex}"
-    yield ModelRegistry(root, cache_dir=tmp_path / "cache")
-    registry_fs = ModelRegistry(root).fs
-    registry_fs.rm(root.removeprefix("memory://"), recursive=True)
-
-
 @pytest.fixture(scope="module")
 def train() -> Interactions:
     data = two_cliques("items")

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -22,16 +21,6 @@ from tests.retrieval.conformance import two_cliques
 @pytest.fixture(scope="module")
 def model() -> Popular:
     return Popular().fit(two_cliques("items"))
-
-
-@pytest.fixture(params=["local", "memory"])
-def registry(request, tmp_path) -> ModelRegistry:
-    if request.param == "local":
-        yield ModelRegistry(tmp_path / "models")
-        return
-    root = f"memory://gc-{uuid.uuid4().hex}"
-    yield ModelRegistry(root, cache_dir=tmp_path / "cache")
-    ModelRegistry(root).fs.rm(root.removeprefix("memory://"), recursive=True)
 
 
 def test_keeps_the_newest_n_and_the_current_one(registry, model):

@@ -23,6 +23,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from recgraph.data import schema
+from recgraph.data.ranges import expand_ranges
 from recgraph.data.sorted_keys import find_sorted
 
 #: Edges an overlay keeps at most; past it the oldest are dropped (train again to keep them).
@@ -55,9 +56,8 @@ class _Side:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         at, hit = find_sorted(self.nodes, nodes)
         lengths = np.where(hit, self.indptr[at + 1] - self.indptr[at], 0)
-        owner = np.repeat(np.arange(len(nodes)), lengths)
-        within = np.arange(len(owner)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        return owner, self.indices[self.indptr[at[owner]] + within]
+        positions, owner = expand_ranges(self.indptr[at], lengths)
+        return owner, self.indices[positions]
 
     def pick(self, nodes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """The ``offsets[j]``-th overlay neighbour of ``nodes[j]`` (each must have that many)."""

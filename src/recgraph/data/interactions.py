@@ -183,6 +183,12 @@ class IdMap:
             return self
         return IdMap(list(self._ids) + extra)
 
+    def extends(self, prefix: IdMap) -> bool:
+        """Whether this map starts with ``prefix``'s ids, so every index of ``prefix`` keeps
+        its meaning here (what :meth:`extend` keeps, and what re-indexing may skip)."""
+        n = len(prefix)
+        return self is prefix or (len(self) >= n and bool(np.all(self._ids[:n] == prefix._ids)))
+
     def to_array(self) -> np.ndarray:
         """A unicode array that ``np.savez`` stores without pickle."""
         return np.asarray(self._ids, dtype=str) if len(self) else np.zeros(0, dtype="<U1")
@@ -436,9 +442,34 @@ class Interactions:
         if users is self.users and items is self.items:
             return self
         for old, new, name in ((self.users, users, "users"), (self.items, items, "items")):
-            if len(new) < len(old) or not np.all(new.ids[: len(old)] == old.ids):
+            if not new.extends(old):
                 raise ValueError(f"new {name} id map does not extend the current one")
         return replace(self, users=users, items=items, _cache={})
+
+    def reindexed_onto(self, users: IdMap, items: IdMap) -> Interactions:
+        """The same rows on maps that extend ``users`` / ``items`` (the same object for an
+        account graph): a model's or a train set's maps, so index ``i`` means the same node.
+
+        When this was built on those maps (``Interactions.from_arrays(...,
+        users=model.users, items=model.items)``) its maps already extend them
+        and nothing is copied. Otherwise its external ids are looked up, and
+        ids ``users`` / ``items`` lack are appended after the known ones, so
+        every index they hold keeps its meaning.
+        """
+        if self.one_sided != (users is items):
+            raise ValueError("new interactions and the model differ in graph shape")
+        if self.users.extends(users) and self.items.extends(items):
+            return self
+        merged_users = users.extend(self.users.ids)
+        merged_items = merged_users if self.one_sided else items.extend(self.items.ids)
+        return replace(
+            self,
+            src=merged_users.index(self.users.external(self.src)),
+            dst=merged_items.index(self.items.external(self.dst)),
+            users=merged_users,
+            items=merged_items,
+            _cache={},
+        )
 
     def concat(self, other: Interactions) -> Interactions:
         """Rows of both, on the union of their id maps (``other``'s new ids appended)."""

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recgraph.data.interactions import IdMap, Interactions, Kind
+from recgraph.data.interactions import Interactions, Kind
 from recgraph.data.item_features import ItemFeatures
 from recgraph.errors import InputError
 from recgraph.evaluation.metrics import (
@@ -73,12 +73,6 @@ class EvaluationTargets:
     n_test_rows: int
 
 
-def _extends(new: IdMap, old: IdMap) -> bool:
-    if new is old:
-        return True
-    return len(new) >= len(old) and bool(np.all(new.ids[: len(old)] == old.ids))
-
-
 def align_to_train(test: Interactions, train: Interactions) -> Interactions:
     """``test`` indexed with ``train``'s id maps (ids unknown to train appended).
 
@@ -87,20 +81,7 @@ def align_to_train(test: Interactions, train: Interactions) -> Interactions:
     """
     if test.graph_kind != train.graph_kind:
         raise ValueError(f"train holds {train.graph_kind} but test holds {test.graph_kind}")
-    if _extends(test.users, train.users) and _extends(test.items, train.items):
-        return test
-    return Interactions.from_arrays(
-        test.users.external(test.src),
-        test.items.external(test.dst),
-        value=test.value,
-        timestamp=test.timestamp,
-        kind=test.kind,
-        one_sided=test.one_sided,
-        directed=test.directed,
-        users=train.users,
-        items=train.items,
-        unknown="extend",
-    )
+    return test.reindexed_onto(train.users, train.items)
 
 
 def _lookup(mask: np.ndarray, indices: np.ndarray) -> np.ndarray:

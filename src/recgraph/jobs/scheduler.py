@@ -302,35 +302,25 @@ class JobRunner:
         stats.skipped += 1
         log.info("%s: still running, this run is skipped", event.job_id)
 
+    def _schedule(self, name: str, job: Callable[[], Awaitable[Any]], table: Any) -> None:
+        """``job`` as its table of the config says: every ``interval_minutes``, and at once
+        when ``run_at_start``."""
+        self.add_job(name, job, table.interval_minutes * 60, run_at_start=table.run_at_start)
+
     def _configure(self) -> None:
         cfg = self.config
         if cfg.bot is not None and cfg.bot.enabled:
             self.bot_service = _make_bot_service(self.store, cfg.bot)
-            self.add_job(
-                "deliver",
-                self.bot_service.deliver_round,
-                cfg.bot.interval_minutes * 60,
-                run_at_start=cfg.bot.run_at_start,
-            )
+            self._schedule("deliver", self.bot_service.deliver_round, cfg.bot)
         if cfg.train is not None and cfg.train.enabled:
             self.trainer = Trainer(
                 self.store,
                 cfg.train,
                 on_version=self._hand_over if self.bot_service is not None else None,
             )
-            self.add_job(
-                "train",
-                self.trainer.cycle,
-                cfg.train.interval_minutes * 60,
-                run_at_start=cfg.train.run_at_start,
-            )
+            self._schedule("train", self.trainer.cycle, cfg.train)
         if cfg.crawl is not None and cfg.crawl.enabled:
-            self.add_job(
-                "crawl",
-                self._crawl,
-                cfg.crawl.interval_minutes * 60,
-                run_at_start=cfg.crawl.run_at_start,
-            )
+            self._schedule("crawl", self._crawl, cfg.crawl)
 
     async def _hand_over(self, version: str) -> None:
         """Give the bot the feed of registry ``version`` (what the API serves)."""

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from recgraph.data.interactions import Kind, ValueKind
+from recgraph.data.sparse_rows import row_entries
 from recgraph.pipeline.history import History
 from recgraph.pipeline.names import Names, joined
 from recgraph.pipeline.results import Reason
 from recgraph.ranking.features import CandidateFeatures
-from recgraph.ranking.sparse_rows import row_entries
 from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.explanation import FROM_HISTORY, Explanation
 
@@ -166,6 +166,7 @@ class Explainer:
         except Exception:  # an explanation is a courtesy: never fail a request over one
             return [None] * len(ids)
         liked, kinds, values, value_kinds = self.history.liked_entries(user)
+        position: dict[int, int] | None = None  # the user's liked items -> their entry, once
         out: list[Reason | None] = []
         for entry in explained:
             if entry.relation != FROM_HISTORY:
@@ -177,20 +178,22 @@ class Explainer:
                     else None
                 )
             else:
-                out.append(self._history_reason(entry, liked, kinds, values, value_kinds, names))
+                if position is None:
+                    position = {t: i for i, t in enumerate(liked.tolist())}
+                out.append(self._history_reason(entry, position, kinds, values, value_kinds, names))
         return out
 
     def _history_reason(
         self,
         entry: Explanation,
-        liked: np.ndarray,
+        position: dict[int, int],
         kinds: np.ndarray,
         values: np.ndarray,
         value_kinds: np.ndarray,
         names: Names,
     ) -> Reason | None:
-        """ "because you liked X and viewed Y": only the user's liked items, worded by kind."""
-        position = {int(t): i for i, t in enumerate(liked)}
+        """ "because you liked X and viewed Y": only the user's liked items (``position``: each
+        one's entry in ``kinds`` and ``values``), worded by kind."""
         chosen = [int(v) for v in entry.via if int(v) in position][: self.explain_top]
         if not chosen:
             return None

@@ -65,7 +65,7 @@ import scipy.sparse as sp
 from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.item_features import ItemFeatures
 from recgraph.data.sorted_keys import find_sorted
-from recgraph.ranking.sparse_rows import (
+from recgraph.data.sparse_rows import (
     binary,
     l2_rows,
     one_user,
@@ -457,7 +457,9 @@ class CandidateFeatures:
         ``walks`` and ``steps`` (the ``ppr_*`` walk matrices and their
         transposes), ``user_weeks_binary``, ``top_week`` (the largest entry
         of ``item_weeks``, at least 1), ``liked_by_item`` and
-        ``neighbours_by_item`` (``liked`` and ``neighbours`` transposed).
+        ``neighbours_by_item`` (``liked`` and ``neighbours`` transposed),
+        ``symmetric`` (whether ``out``, ``inn`` and ``either`` hold the same
+        entries, as on a friendship graph).
         Not saved; concurrent first uses build the same value.
         """
         cache = self.__dict__.setdefault("_derived", {})
@@ -479,6 +481,17 @@ class CandidateFeatures:
                 value = self.liked.T.tocsr()
             elif name == "neighbours_by_item":
                 value = self.neighbours.T.tocsr()
+            elif name == "symmetric":
+                value = all(
+                    other.shape == self.out.shape
+                    and other.has_canonical_format
+                    and self.out.has_canonical_format
+                    and all(
+                        np.array_equal(getattr(self.out, a), getattr(other, a))
+                        for a in ("indptr", "indices", "data")
+                    )
+                    for other in (self.inn, self.either)
+                )
             else:
                 raise KeyError(name)
             cache[name] = value
@@ -687,15 +700,26 @@ class CandidateFeatures:
     def _accounts(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
         # a matrix's transpose is the other matrix, except either way's, which is itself
         out, inn, either = self.out, self.inn, self.either
+        if self.derived("symmetric"):
+            inn = either = out  # a friendship graph: one matrix, its products read once
+        products: dict = {}  # a request's products by operands, shared by the calls below
         common, adamic_adar, resource = pair_sums_rows(
-            out, users, inn, items, (None, self.aa_weight, self.ra_weight), transposed=out
+            out,
+            users,
+            inn,
+            items,
+            (None, self.aa_weight, self.ra_weight),
+            transposed=out,
+            products=products,
         )
         union = self.out_degree[users] + self.in_degree[items] - common
         with np.errstate(invalid="ignore", divide="ignore"):
             jaccard = np.where(union > 0, common / union, 0.0)
         follows_back = self._follows_back(users, items)
         weights = (None, self.aa_weight_undirected, self.ra_weight_undirected)
-        either_sums = pair_sums_rows(either, users, either, items, weights, transposed=either)
+        either_sums = pair_sums_rows(
+            either, users, either, items, weights, transposed=either, products=products
+        )
         ppr_out, ppr_either, ppr_vs_best = self._ppr(users, items)
         return [
             common,
@@ -705,10 +729,12 @@ class CandidateFeatures:
             self.in_degree[items],
             self.out_degree[items],
             follows_back,
-            *pair_sums_rows(out, users, out, items, transposed=inn),
-            *pair_sums_rows(inn, users, inn, items, transposed=out),
+            *pair_sums_rows(out, users, out, items, transposed=inn, products=products),
+            *pair_sums_rows(inn, users, inn, items, transposed=out, products=products),
             *either_sums,
-            *pair_sums_rows(inn, users, out, items, transposed=inn, user_left=False),
+            *pair_sums_rows(
+                inn, users, out, items, transposed=inn, user_left=False, products=products
+            ),
             self.in_degree[users],
             self.out_degree[users],
             ppr_out,

@@ -43,7 +43,6 @@ from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar
 from recgraph.retrieval.explanation import Explanation, history_explanations
 from recgraph.retrieval.factors import CountWeightingConfig, FactorRetriever, merge_matrix
-from recgraph.retrieval.retraining import extend_onto
 
 
 class ALSConfig(CountWeightingConfig):
@@ -148,7 +147,7 @@ class ALS(FactorRetriever):
         """Put ``new`` on the model's (grown) id maps, tables and matrices."""
         self._check_fitted()
         assert self._seen is not None and self.users is not None and self.items is not None
-        new = extend_onto(new, self.users, self.items)
+        new = new.reindexed_onto(self.users, self.items)
         factors = self.user_factors_.shape[1]
         if new.n_users > len(self.user_factors_):
             grow = np.zeros((new.n_users - len(self.user_factors_), factors), np.float32)

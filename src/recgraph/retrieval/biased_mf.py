@@ -83,7 +83,6 @@ from recgraph.retrieval.factors import (
     count_confidence,
     factor_scores,
 )
-from recgraph.retrieval.retraining import extend_onto
 
 
 class BiasedMFConfig(CountWeightingConfig):
@@ -345,7 +344,7 @@ class BiasedMF(Retriever):
         """Put ``new`` on the model's id maps; grow the tables and the seen matrix."""
         self._check_fitted()
         assert self._seen is not None and self.users is not None and self.items is not None
-        new = extend_onto(new, self.users, self.items)
+        new = new.reindexed_onto(self.users, self.items)
         cfg = self.config
         self.n_updates_ += 1
         rng = np.random.default_rng([cfg.seed, self.n_updates_])

@@ -56,7 +56,6 @@ from recgraph.retrieval.factors import (
     FactorRetriever,
     merge_matrix,
 )
-from recgraph.retrieval.retraining import extend_onto
 
 if TYPE_CHECKING:
     import torch
@@ -191,7 +190,7 @@ class BPR(FactorRetriever):
         """
         self._check_fitted()
         assert self._seen is not None and self.users is not None and self.items is not None
-        new = extend_onto(new, self.users, self.items)
+        new = new.reindexed_onto(self.users, self.items)
         width = self.user_factors_.shape[1]
         if new.n_users > len(self.user_factors_):
             grow = np.zeros((new.n_users - len(self.user_factors_), width), np.float32)

@@ -191,12 +191,10 @@ class EmbeddingRetriever(Retriever):
         ``new`` (so ``recommend`` excludes what they have now). What a new
         node gets is the model's :meth:`_fold_in_vectors`.
         """
-        from recgraph.retrieval.retraining import extend_onto
-
         self._check_fitted()
         assert self.users is not None and self.items is not None
         n_users, n_items = self.n_users, self.n_items
-        new = extend_onto(new, self.users, self.items)
+        new = new.reindexed_onto(self.users, self.items)
         self._extend_history(new)
         self.users, self.items = new.users, new.items
         users, items = self._fold_in_vectors(new, n_users, n_items)

@@ -76,6 +76,8 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
+from recgraph.data.sorted_keys import distinct_sorted, find_sorted, in_sorted
+from recgraph.data.sparse_rows import one_user, row_entries, row_products, row_sums
 from recgraph.progress import progress_bar
 from recgraph.retrieval.base import Request, Retriever, RetrieverConfig, TopK
 from recgraph.retrieval.explanation import Explanation, make_explanation
@@ -729,8 +731,17 @@ class TwoHopRetriever(GraphRetriever):
         targets = self._check_users(targets)
         if len(users) != len(targets):
             raise ValueError("users and targets differ in length")
-        common = self.first_[users].multiply(self.expansion_t_[targets])
-        sums = np.asarray(common.sum(axis=1), dtype=np.float32).ravel()
+        user = one_user(users)
+        part = None
+        if user is not None:
+            # a request's pairs (one user): its paths read once from the expansion's rows,
+            # the same products in the same order as the row-per-pair product below
+            part = row_products(self.first_, user, self.expansion_t_, targets, self.expansion_)
+        if part is not None:
+            sums = row_sums(part[0], part[2]).astype(np.float32)
+        else:
+            common = self.first_[users].multiply(self.expansion_t_[targets])
+            sums = np.asarray(common.sum(axis=1), dtype=np.float32).ravel()
         return self._normalise(sums, users, targets).astype(np.float32)
 
     def _recommend(self, users: np.ndarray, k: int, request: Request) -> TopK:
@@ -741,6 +752,10 @@ class TwoHopRetriever(GraphRetriever):
         ``k`` by :func:`sparse_top_k`: exact, and never ``n x n``.
         """
         exclude_seen, exclude_m, allowed = request.exclude_seen, request.exclude, request.allowed
+        if len(users) == 1 and allowed is None:
+            fast = self._recommend_one(int(users[0]), k, exclude_seen, exclude_m)
+            if fast is not None:
+                return fast
         ids = np.full((len(users), k), -1, dtype=np.int64)
         scores = np.full((len(users), k), -np.inf, dtype=np.float32)
         spans = spans_by_work(self.path_counts(users), self.config.batch_paths)
@@ -764,6 +779,47 @@ class TwoHopRetriever(GraphRetriever):
             len(users),
         )
         return ids, scores
+
+    def _recommend_one(
+        self, user: int, k: int, exclude_seen: bool, exclude: sp.csr_matrix | None
+    ) -> TopK | None:
+        """One request's top ``k`` from its own paths, without sparse matrices.
+
+        The paths' weights are added per account in float32, path by path in
+        the order the product ``F[u] @ E`` adds them (the user's row as stored,
+        each middle's row as stored), so the scores are its bits; the order is
+        :func:`sparse_top_k`'s (best first, ties to the lower index). ``None``
+        (the general path, which fills with zero-score accounts) when fewer
+        than ``k`` accounts score above 0, or for normalised scores.
+        """
+        if type(self)._normalise is not TwoHopRetriever._normalise:
+            return None
+        first, expansion = self.first_, self.expansion_
+        lo, hi = first.indptr[user], first.indptr[user + 1]
+        pos, owner = row_entries(expansion, first.indices[lo:hi])
+        targets = expansion.indices[pos]
+        products = np.multiply(first.data[lo:hi][owner], expansion.data[pos])
+        reached = distinct_sorted(targets)
+        sums = np.zeros(len(reached), dtype=products.dtype)
+        np.add.at(sums, np.searchsorted(reached, targets), products)
+        keep = sums > 0
+        blocked = []
+        if exclude_seen:
+            seen = self._seen_or_self
+            blocked.append(seen.indices[seen.indptr[user] : seen.indptr[user + 1]])
+        if exclude is not None:
+            blocked.append(exclude.indices[exclude.indptr[0] : exclude.indptr[1]])
+        if blocked:
+            keep &= ~in_sorted(distinct_sorted(np.concatenate(blocked)), reached)
+        if int(keep.sum()) < k:
+            return None
+        reached, sums = reached[keep].astype(np.int64), sums[keep].astype(np.float32)
+        if len(sums) > k:
+            kth = np.partition(sums, len(sums) - k)[len(sums) - k]
+            pick = sums >= kth
+            reached, sums = reached[pick], sums[pick]
+        order = np.lexsort((reached, -sums))[:k]
+        return reached[order][None, :], sums[order][None, :]
 
     def forbidden(
         self, users: np.ndarray, exclude_seen: bool = True, exclude: sp.csr_matrix | None = None
@@ -800,14 +856,15 @@ class TwoHopRetriever(GraphRetriever):
         """
         user = int(self._check_users([user])[0])
         candidates = self._check_users(candidates)
-        middles = self.first_[user].indices
-        through = self.expansion_[middles][:, candidates].tocsc()
+        first = self.first_
+        middles = first.indices[first.indptr[user] : first.indptr[user + 1]]
+        indptr, rows, values = self._through(middles, candidates)
         scores = self.score_pairs(np.full(len(candidates), user), candidates)
         out = []
         for j, candidate in enumerate(candidates):
-            lo, hi = through.indptr[j], through.indptr[j + 1]
-            via = middles[through.indices[lo:hi]]
-            contrib = through.data[lo:hi].astype(np.float64)
+            lo, hi = indptr[j], indptr[j + 1]
+            via = middles[rows[lo:hi]]
+            contrib = values[lo:hi].astype(np.float64)
             # a normalised score (Jaccard) shares its value out in proportion to the paths
             total = contrib.sum()
             if total > 0:
@@ -815,3 +872,25 @@ class TwoHopRetriever(GraphRetriever):
             via, contrib = top_contributions(via, contrib, top)
             out.append(self._explanation(user, candidate, scores[j], via, contrib))
         return out
+
+    def _through(
+        self, middles: np.ndarray, candidates: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``expansion_[middles][:, candidates]`` by column, as CSC arrays ``(indptr, rows,
+        values)``: per candidate, the positions in ``middles`` of its paths, ascending.
+
+        Read from the middles' rows (a few thousand entries): slicing the
+        expansion's columns scans all of it. Repeated candidates take scipy's way.
+        """
+        order = np.argsort(candidates, kind="stable")
+        ranked = candidates[order]
+        if len(ranked) > 1 and not (np.diff(ranked) > 0).all():
+            through = self.expansion_[middles][:, candidates].tocsc()
+            return through.indptr, through.indices, through.data
+        pos, owner = row_entries(self.expansion_, middles)
+        at, hit = find_sorted(ranked, self.expansion_.indices[pos])
+        column, owner, pos = order[at[hit]], owner[hit], pos[hit]
+        by_column = np.argsort(column, kind="stable")  # owners stay ascending within each
+        indptr = np.zeros(len(candidates) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(column, minlength=len(candidates)), out=indptr[1:])
+        return indptr, owner[by_column], self.expansion_.data[pos[by_column]]

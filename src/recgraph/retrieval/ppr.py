@@ -47,6 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
+from recgraph.data.sorted_keys import distinct_sorted
 from recgraph.retrieval.base import Request, Retriever, TopK, top_k
 from recgraph.retrieval.explanation import Explanation, make_explanation
 from recgraph.retrieval.neighborhood import (
@@ -94,6 +95,12 @@ class PPRConfig(WalkConfig):
     the way the exact vector does: with the default ``epsilon = 1e-4`` the
     top-20 lists recall as much as power iteration's on wiki-Vote,
     ego-Facebook and CollegeMsg (``tests/retrieval/test_walk_recall.py``).
+    ``sweep_budget`` bounds the sweep's edges in all (``0``: no bound), spent
+    on the residual nodes with the largest share per edge: on a synthetic
+    heavy-tailed graph of 10^6 follows walked either way the unbounded sweep
+    gathered 10^5-3*10^5 edges per user (45 ms of 51); 20,000 costs 5 ms and
+    kept recall@20 (0.827x against 0.832x the exact vector's), and on the
+    shared graphs its recall is 0.995x-1.03x the unbounded sweep's.
     """
 
     restart: float = Field(default=0.3, gt=0, lt=1)
@@ -104,6 +111,7 @@ class PPRConfig(WalkConfig):
     epsilon: float = Field(default=1e-4, gt=0, lt=1)
     max_rounds: int = Field(default=100, ge=1)
     sweep: int = Field(default=1000, ge=0)
+    sweep_budget: int = Field(default=20_000, ge=0)
     hub_policy: Literal["sample", "skip"] = "sample"  # type: ignore[assignment]
 
 
@@ -117,6 +125,11 @@ class PersonalizedPageRank(WalkRetriever):
 
     def _build(self) -> None:
         super()._build()
+        out, inn = self.graph_.arrays("out"), self.graph_.arrays("in")
+        #: A friendship graph's rows are its columns: either way is one side (see _neighbours).
+        self.symmetric_ = self.graph_kind == "friends" and all(
+            np.array_equal(a, b) for a, b in zip(out, inn, strict=True)
+        )
         if self.config.method == "power":
             self._build_power()
 
@@ -134,9 +147,13 @@ class PersonalizedPageRank(WalkRetriever):
         walk = self.config.walk
         if walk != "undirected":
             return graph.gather(nodes, walk, cap)
+        if self.symmetric_ and not len(graph.overlay):
+            # both sides are the same sorted, distinct rows (sampled alike): their union is
+            # one of them, in the order the union below sorts it, without its sort
+            return graph.gather(nodes, "out", cap)
         a_owner, a = graph.gather(nodes, "out", cap)
         b_owner, b = graph.gather(nodes, "in", cap)
-        keys = np.unique(
+        keys = distinct_sorted(
             np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b])
         )
         return keys // self.n_users, keys % self.n_users
@@ -167,7 +184,9 @@ class PersonalizedPageRank(WalkRetriever):
         frontier = np.array([user], dtype=np.int64)
         try:
             for _ in range(cfg.max_rounds):
-                frontier = np.unique(frontier[residual[frontier] >= self._thresholds(frontier)])
+                frontier = distinct_sorted(
+                    frontier[residual[frontier] >= self._thresholds(frontier)]
+                )
                 if not len(frontier):
                     break
                 mass = residual[frontier].copy()
@@ -187,8 +206,9 @@ class PersonalizedPageRank(WalkRetriever):
             nodes, scores = aggregate(
                 np.concatenate(kept_nodes) if kept_nodes else np.zeros(0, np.int64),
                 np.concatenate(kept_vals) if kept_vals else np.zeros(0),
+                self.n_users,
             )
-            r_nodes = np.unique(np.concatenate(touched))
+            r_nodes = distinct_sorted(np.concatenate(touched))
             r_vals = residual[r_nodes]
             left = r_vals > 0
             return nodes, scores, r_nodes[left], r_vals[left]
@@ -226,13 +246,36 @@ class PersonalizedPageRank(WalkRetriever):
         if not self.config.sweep or not len(r_nodes):
             return nodes, scores
         alpha = self.config.restart
-        owner, neighbour = self._neighbours(r_nodes, self.config.sweep)
-        degree = np.bincount(owner, minlength=len(r_nodes))
-        share = (1 - alpha) * residual / np.maximum(degree, 1)
+        spread = self._sweep_choice(r_nodes, residual)
+        owner, neighbour = self._neighbours(r_nodes[spread], self.config.sweep)
+        degree = np.bincount(owner, minlength=len(spread))
+        share = (1 - alpha) * residual[spread] / np.maximum(degree, 1)
         return aggregate(
             np.concatenate([nodes, r_nodes, neighbour]),
             np.concatenate([scores, alpha * residual, share[owner]]),
+            self.n_users,
         )
+
+    def _sweep_choice(self, r_nodes: np.ndarray, residual: np.ndarray) -> np.ndarray:
+        """Positions of the residual nodes whose mass the sweep spreads, within ``sweep_budget``.
+
+        Largest share per edge first: a hub's residual, split over thousands of
+        followers, adds almost nothing to any one of them, yet gathering its
+        edges was most of a request's cost on a heavy-tailed graph walked
+        either way. The rest keep ``alpha r`` on themselves.
+        """
+        cfg = self.config
+        every = np.arange(len(r_nodes))
+        if not cfg.sweep_budget:
+            return every
+        graph = self.walk_graph_
+        sides = ("out", "in") if cfg.walk == "undirected" else (cfg.walk,)
+        edges = sum(np.minimum(graph.degree(r_nodes, side), cfg.sweep) for side in sides)
+        if int(edges.sum()) <= cfg.sweep_budget:
+            return every
+        order = np.argsort(-(residual / np.maximum(edges, 1)), kind="stable")
+        within = np.cumsum(edges[order]) <= cfg.sweep_budget
+        return np.sort(order[within])
 
     # ------------------------------------------------------------------ power iteration
     def _build_power(self) -> None:
@@ -408,10 +451,10 @@ class PersonalizedPageRank(WalkRetriever):
         nodes, scores = self.cached_row(user)
         back = {"out": "in", "in": "out"}.get(self.config.walk)
         candidates = np.asarray(candidates, dtype=np.int64)
-        if back is None:
-            a_owner, a = self.walk_graph_.gather(candidates, "out")
-            b_owner, b = self.walk_graph_.gather(candidates, "in")
-            keys = np.unique(
+        if back is None:  # either way: the scored neighbours on both sides, each pair once
+            a_owner, a = self.walk_graph_.scored_neighbours(candidates, "out", nodes)
+            b_owner, b = self.walk_graph_.scored_neighbours(candidates, "in", nodes)
+            keys = distinct_sorted(
                 np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b])
             )
             owner, via_all = keys // self.n_users, keys % self.n_users

@@ -13,9 +13,10 @@ here mixes both, the way the OLEG feed does it:
   that arrives in between waits in a buffer for the next cycle).
 
 :class:`RetrainingPolicy` only decides; :class:`RetrainingDriver` keeps the
-history and the buffer and applies the decision to a model. The helpers
-:func:`extend_onto` and :func:`grow_seen` are what every model's
-``partial_fit`` / ``fold_in`` uses to put new interactions on its id maps.
+history and the buffer and applies the decision to a model. Every model's
+``partial_fit`` / ``fold_in`` puts new interactions on its id maps with
+:meth:`~recgraph.data.interactions.Interactions.reindexed_onto` and grows what
+it has seen with :func:`grow_seen`.
 """
 
 from __future__ import annotations
@@ -24,64 +25,14 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
-from recgraph.data.interactions import IdMap, Interactions
+from recgraph.data.interactions import Interactions
 from recgraph.retrieval.base import Retriever, pad_rows
 
 
-# ---------------------------------------------------------------------- id maps
-def extend_onto(new: Interactions, users: IdMap, items: IdMap) -> Interactions:
-    """``new`` re-indexed onto maps that extend the model's ``users`` / ``items``.
-
-    When ``new`` was built with the model's maps (``Interactions.from_arrays(...,
-    users=model.users, items=model.items)``) its maps already extend them and
-    nothing is copied. Otherwise its external ids are looked up, and ids the
-    model has never seen are appended after the known ones, so every index the
-    model already uses keeps its meaning.
-
-    Parameters
-    ----------
-    new
-        The new interactions, on any id maps.
-    users, items
-        The model's current id maps (the same object for account graphs).
-
-    Returns
-    -------
-    Interactions
-        The same rows on maps whose first ``len(users)`` / ``len(items)`` ids
-        are the model's.
-    """
-    if new.one_sided != (users is items):
-        raise ValueError("new interactions and the model differ in graph shape")
-    if _extends(new.users, users) and _extends(new.items, items):
-        return new
-    merged_users = users.extend(new.users.ids)
-    merged_items = merged_users if new.one_sided else items.extend(new.items.ids)
-    src = merged_users.index(new.users.external(new.src))
-    dst = merged_items.index(new.items.external(new.dst))
-    return Interactions(
-        src=src,
-        dst=dst,
-        users=merged_users,
-        items=merged_items,
-        value=new.value,
-        kind=new.kind,
-        value_kind=new.value_kind,
-        timestamp=new.timestamp,
-        one_sided=new.one_sided,
-        directed=new.directed,
-    )
-
-
-def _extends(longer: IdMap, prefix: IdMap) -> bool:
-    n = len(prefix)
-    return longer is prefix or (len(longer) >= n and bool(np.all(longer.ids[:n] == prefix.ids)))
-
-
+# ---------------------------------------------------------------------- history
 def grow_seen(seen: sp.csr_matrix, new: Interactions) -> sp.csr_matrix:
     """The seen matrix padded to ``new``'s shape, with ``new``'s pairs added (binary)."""
     merged = (pad_rows(seen, new.n_users, new.n_items) + new.seen()).tocsr()

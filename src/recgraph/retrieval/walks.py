@@ -45,6 +45,8 @@ from recgraph.retrieval.neighborhood import (
 GRAPH_FOLDER = "graph"
 #: Users whose walk results a model keeps (see :meth:`WalkRetriever._cached`).
 ROW_CACHE = 256
+#: :func:`aggregate` counts over every node when there are at most this many per entry.
+DENSE_AGGREGATE = 4
 
 
 class WalkConfig(GraphWalkConfig):
@@ -173,10 +175,23 @@ class WalkGraph:
         return out
 
 
-def aggregate(nodes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum ``values`` per distinct node: ``(sorted nodes, sums)`` (float64)."""
+def aggregate(
+    nodes: np.ndarray, values: np.ndarray, size: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum ``values`` per distinct node: ``(sorted nodes, sums)`` (float64).
+
+    ``size``: the nodes are below it. When that is small against the entries
+    (a walk's last sweep over a small graph), the sums are counted over
+    every node instead of sorting the entries: each node's values are added
+    in the same order, so the sums are the same bits.
+    """
     if not len(nodes):
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    if size is not None and size <= DENSE_AGGREGATE * len(nodes):
+        present = np.zeros(size, dtype=bool)
+        present[nodes] = True
+        unique = np.flatnonzero(present)
+        return unique, np.bincount(nodes, weights=values, minlength=size)[unique]
     unique, inverse = np.unique(nodes, return_inverse=True)
     return unique, np.bincount(inverse, weights=values, minlength=len(unique))
 

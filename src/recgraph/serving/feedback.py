@@ -109,6 +109,7 @@ class FeedbackStore:
         self.store = store
         self._directed: bool | None = None
         self._compiled: dict[tuple[int, str], sa.engine.Compiled] = {}
+        self._among: dict[tuple[bool, int], sa.Select] = {}
 
     def directed(self) -> bool | None:
         """Whether the follow graph is directed (None before any follow); fixed once known."""
@@ -180,9 +181,19 @@ class FeedbackStore:
         """
         if not candidates:
             return []
-        query = _FRIENDS_AMONG if self.directed() is False else _FOLLOWS_AMONG
-        with self.store.engine.connect() as conn:
-            return list(conn.execute(query, {"who": account, "among": list(candidates)}).scalars())
+        either = self.directed() is False
+        if len(candidates) > MAX_AMONG:
+            query = _FRIENDS_AMONG if either else _FOLLOWS_AMONG
+            with self.store.engine.connect() as conn:
+                values = {"who": account, "among": list(candidates)}
+                return list(conn.execute(query, values).scalars())
+        # asked on every suggestions request: one statement per length, through _column
+        key = (either, len(candidates))
+        statement = self._among.get(key)
+        if statement is None:
+            statement = self._among[key] = _among_query(either, len(candidates))
+        values = {"who": account, **{f"among_{i}": c for i, c in enumerate(candidates)}}
+        return self._column(statement, values)
 
     def _column(self, statement: sa.Executable, values: dict[str, Any]) -> list[str]:
         """The first column of ``statement``'s rows, through the driver's own cursor.
@@ -277,13 +288,19 @@ def _history_queries() -> tuple[sa.Select, sa.Select, sa.CompoundSelect]:
 _ITEMS_OF, _FOLLOWS_OF, _FRIENDS_OF = _history_queries()
 
 
-def _among_queries() -> tuple[sa.Select, sa.Select]:
-    """Which accounts of ``among`` (an expanding ``IN``) ``who`` follows (or is friends with).
+def _among_queries(n: int | None = None) -> tuple[sa.Select, sa.Select]:
+    """Which accounts of ``among`` (an expanding ``IN``; with ``n``, the ``n`` parameters
+    ``among_0``, ``among_1``, ...) ``who`` follows (or is friends with).
 
     Written as a primary-key probe per candidate (``EXISTS`` on ``(source, target)``):
     a join lets SQLite walk a popular candidate's followers by the target index instead.
     """
-    who, among = sa.bindparam("who"), sa.bindparam("among", expanding=True)
+    who = sa.bindparam("who")
+    among: Any = (
+        sa.bindparam("among", expanding=True)
+        if n is None
+        else [sa.bindparam(f"among_{i}") for i in range(n)]
+    )
     f, a = schema.follows.c, schema.accounts.c
     asker = (
         sa.select(schema.accounts.c.id).where(schema.accounts.c.external_id == who)
@@ -304,6 +321,13 @@ def _among_queries() -> tuple[sa.Select, sa.Select]:
 
 
 _FOLLOWS_AMONG, _FRIENDS_AMONG = _among_queries()
+#: Longest candidate list asked with a statement of its own length (longer: the expanding one).
+MAX_AMONG = 100
+
+
+def _among_query(either: bool, n: int) -> sa.Select:
+    """The follows (``either``: friendships) among ``n`` candidates, one parameter each."""
+    return _among_queries(n)[1 if either else 0]
 
 
 # ---------------------------------------------------------------------- the walks' overlay

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +9,7 @@ import pandas as pd
 import pytest
 
 from recgraph.data.interactions import Interactions
-
-GRAPHS = {
-    # name: (file, directed, timestamps)
-    "college-msg": ("snap-college-msg/CollegeMsg.txt", True, True),
-    "wiki-vote": ("snap-wiki-vote/wiki-Vote.txt", True, False),
-    "ego-facebook": ("snap-ego-facebook/facebook_combined.txt", False, False),
-}
-
+from tests.datasets import edge_list
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -33,21 +25,11 @@ def redis_or_skip(url: str = REDIS_URL):
     return client
 
 
-def datasets_folder() -> Path:
-    default = Path(__file__).resolve().parents[3] / ".." / "shared" / "datasets"
-    return Path(os.environ.get("RECGRAPH_DATASETS", default))
-
-
 def real_graph(name: str) -> Interactions:
     """A shared dataset as Interactions (accounts numbered in sorted id order); skips if absent."""
-    from recgraph.data.readers import read_edge_list
     from recgraph.jobs.candidates.graph_input import renumber_sorted
 
-    path, directed, timestamps = GRAPHS[name]
-    file = datasets_folder() / path
-    if not file.exists():
-        pytest.skip(f"{name} not found at {file} (set RECGRAPH_DATASETS)")
-    return renumber_sorted(read_edge_list(file, directed=directed, timestamps=timestamps))
+    return renumber_sorted(edge_list(name))
 
 
 def write_edges(graph: Interactions, path: Path) -> Path:

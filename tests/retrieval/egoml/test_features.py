@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 
 from recgraph.data.interactions import Interactions
-from recgraph.data.sorted_keys import sorted_lookup
 from recgraph.retrieval.egoml.features import (
     DAY,
     EgoGraph,
-    expand_ranges,
     feature_tables,
     pair_common_in_ego,
     pair_triples,
@@ -185,18 +183,6 @@ def test_plain_graph_has_no_time_or_weight_columns() -> None:
     assert "intensity" not in tables.member_names and "edge_age_days" not in tables.member_names
     # the triangle 0-1-2: node 0 has neighbours 1, 2, 3 and one edge among them
     assert tables.centre[0, tables.centre_names.index("ego_density")] == pytest.approx(1 / 3)
-
-
-def test_helpers() -> None:
-    positions, owner = expand_ranges(np.array([5, 0, 9]), np.array([2, 0, 3]))
-    assert positions.tolist() == [5, 6, 9, 10, 11] and owner.tolist() == [0, 0, 2, 2, 2]
-    assert sorted_lookup(np.array([1, 4, 9]), np.array([4, 5, 9, 0, 10])).tolist() == [
-        1,
-        -1,
-        2,
-        -1,
-        -1,
-    ]
 
 
 def test_centre_as_its_own_candidate() -> None:

@@ -52,11 +52,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from recgraph.collect.fake_http import FakeServer, LocalHandler, LocalServer, write_response
 
 _BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
 
@@ -309,34 +310,22 @@ class RateLimitPolicy(BaseModel):
 
 
 # ---------------------------------------------------------------------- server
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
+class _Server(LocalServer):
     app: FakeAppView
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; without this, Nagle plus delayed
-    # ACKs add 40 ms to every keep-alive request.
-    disable_nagle_algorithm = True
+class _Handler(LocalHandler):
     server: _Server
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         self.server.app._handle(self, "GET")
 
     def do_POST(self) -> None:  # noqa: N802
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        self.body()  # read, so the connection can serve the next request; not used
         self.server.app._handle(self, "POST")
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        return
 
-
-class FakeAppView:
+class FakeAppView(FakeServer):
     """The fake AppView; ``with FakeAppView(graph) as server:`` serves on ``server.url``.
 
     Parameters
@@ -378,36 +367,11 @@ class FakeAppView:
         self.faults_served: Counter = Counter()
         self._httpd = _Server((host, port), _Handler)
         self._httpd.app = self
-        self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------- lifecycle
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeAppView:
-        """Serve in a daemon thread."""
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
     def serve_forever(self) -> None:
+        """Serve in this thread (the command line's ``main``); ``start`` serves in another."""
         self._httpd.serve_forever(poll_interval=0.1)
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeAppView:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ---------------------------------------------------------------- control
     def inject(self, *faults: str) -> None:
@@ -584,27 +548,13 @@ class FakeAppView:
     @staticmethod
     def _send(request: _Handler, status: int, body: Any, headers: dict[str, str]) -> None:
         payload = json.dumps(body, separators=(",", ":")).encode()
-        _write(request, status, payload, "application/json; charset=utf-8", headers)
+        write_response(request, status, payload, "application/json; charset=utf-8", headers)
 
     @staticmethod
     def _send_text(
         request: _Handler, status: int, text: str, headers: dict[str, str] | None = None
     ) -> None:
-        _write(request, status, text.encode(), "text/html", headers or {})
-
-
-def _write(request: _Handler, status: int, payload: bytes, content_type: str, headers) -> None:
-    try:
-        request.send_response(status)
-        request.send_header("Content-Type", content_type)
-        request.send_header("Content-Length", str(len(payload)))
-        for key, value in headers.items():
-            request.send_header(key, value)
-        request.end_headers()
-        request.wfile.write(payload)
-        request.wfile.flush()
-    except (BrokenPipeError, ConnectionResetError, OSError):
-        request.close_connection = True
+        write_response(request, status, text.encode(), "text/html", headers)
 
 
 def _error(name: str, message: str) -> dict[str, str]:

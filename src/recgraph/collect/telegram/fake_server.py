@@ -51,9 +51,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from recgraph.collect.fake_http import FakeServer, LocalHandler, LocalServer, write_response
 
 #: Form fields whose values are JSON (python-telegram-bot JSON-encodes non-strings).
 JSON_FIELDS = frozenset(
@@ -116,30 +117,21 @@ class Call:
     error: int | None = None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
+class _Server(LocalServer):
     api: FakeBotApi
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _Handler(LocalHandler):
     server: _Server
 
     def do_GET(self) -> None:  # noqa: N802
         self.server.api._handle(self, b"")
 
     def do_POST(self) -> None:  # noqa: N802
-        length = int(self.headers.get("Content-Length") or 0)
-        self.server.api._handle(self, self.rfile.read(length) if length else b"")
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        return
+        self.server.api._handle(self, self.body())
 
 
-class FakeBotApi:
+class FakeBotApi(FakeServer):
     """The fake Bot API; ``with FakeBotApi() as api:`` serves on ``api.base_url``.
 
     Parameters
@@ -183,40 +175,18 @@ class FakeBotApi:
         self.calls_log: list[Call] = []
         self._httpd = _Server((host, port), _Handler)
         self._httpd.api = self
-        self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------- lifecycle
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
     @property
     def base_url(self) -> str:
         """What python-telegram-bot takes as ``base_url`` (the token is appended)."""
         return f"{self.url}/bot"
 
-    def start(self) -> FakeBotApi:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
+    def _stopping(self) -> None:
+        """Wake the long polls, which would otherwise hold the shutdown for their timeout."""
         with self._lock:
             self._poll_generation += 1
             self._lock.notify_all()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeBotApi:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ---------------------------------------------------------------- scripting
     def channel_post(
@@ -525,29 +495,14 @@ class FakeBotApi:
         if kind == "drop":
             request.close_connection = True
         elif kind == "502-html":
-            try:
-                request.send_response(502)
-                request.send_header("Content-Type", "text/html")
-                request.send_header("Content-Length", str(len(BAD_GATEWAY_PAGE)))
-                request.end_headers()
-                request.wfile.write(BAD_GATEWAY_PAGE)
-            except OSError:
-                request.close_connection = True
+            write_response(request, 502, BAD_GATEWAY_PAGE, "text/html")
         else:
             text = "Internal Server Error" if code == 500 else "Bad Gateway"
             self._reply(request, code, {"ok": False, "error_code": code, "description": text})
 
     @staticmethod
     def _reply(request: _Handler, status: int, body: dict[str, Any]) -> None:
-        payload = json.dumps(body).encode()
-        try:
-            request.send_response(status)
-            request.send_header("Content-Type", "application/json")
-            request.send_header("Content-Length", str(len(payload)))
-            request.end_headers()
-            request.wfile.write(payload)
-        except OSError:
-            request.close_connection = True
+        write_response(request, status, json.dumps(body).encode(), "application/json")
 
     def _check_send(self, method: str, chat_id: int) -> None:
         """Floods, blocked users and Telegram's rates for a sending method; caller holds the lock."""
@@ -657,13 +612,19 @@ def _send_message(api: FakeBotApi, params: dict[str, Any]) -> dict[str, Any]:
         return api._new_message(chat_id, extra)
 
 
+def _stored(api: FakeBotApi, params: dict[str, Any], chat: str, verb: str) -> dict[str, Any]:
+    """The message ``(params[chat], params["message_id"])``, or the Bot API's answer for a
+    missing one ("message to <verb> not found"); the caller holds the lock."""
+    message = api._messages.get((_int(params, chat), _int(params, "message_id")))
+    if message is None:
+        raise ApiError(400, f"Bad Request: message to {verb} not found")
+    return message
+
+
 def _copy_message(api: FakeBotApi, params: dict[str, Any]) -> dict[str, Any]:
     chat_id = _int(params, "chat_id")
-    source = (_int(params, "from_chat_id"), _int(params, "message_id"))
     with api._lock:
-        original = api._messages.get(source)
-        if original is None:
-            raise ApiError(400, "Bad Request: message to copy not found")
+        original = _stored(api, params, "from_chat_id", "copy")
         if any(key in original for key in SERVICE_FIELDS):
             raise ApiError(400, "Bad Request: message can't be copied")
         api._check_send("copyMessage", chat_id)
@@ -720,16 +681,13 @@ def _get_chat(api: FakeBotApi, params: dict[str, Any]) -> dict[str, Any]:
 
 def _forward_message(api: FakeBotApi, params: dict[str, Any]) -> dict[str, Any]:
     chat_id = _int(params, "chat_id")
-    source = (_int(params, "from_chat_id"), _int(params, "message_id"))
     with api._lock:
-        original = api._messages.get(source)
-        if original is None:
-            raise ApiError(400, "Bad Request: message to forward not found")
+        original = _stored(api, params, "from_chat_id", "forward")
         api._check_send("forwardMessage", chat_id)
         origin = {
             "type": "channel",
             "chat": original["chat"],
-            "message_id": source[1],
+            "message_id": original["message_id"],
             "date": original["date"],
         }
         return api._new_message(
@@ -753,11 +711,8 @@ def _answer_callback_query(api: FakeBotApi, params: dict[str, Any]) -> bool:
 
 
 def _edit_message_reply_markup(api: FakeBotApi, params: dict[str, Any]) -> dict[str, Any]:
-    chat_id, message_id = _int(params, "chat_id"), _int(params, "message_id")
     with api._lock:
-        message = api._messages.get((chat_id, message_id))
-        if message is None:
-            raise ApiError(400, "Bad Request: message to edit not found")
+        message = _stored(api, params, "chat_id", "edit")
         markup = params.get("reply_markup")
         if markup == message.get("reply_markup"):
             raise ApiError(

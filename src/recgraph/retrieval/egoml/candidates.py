@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from recgraph.data.ranges import expand_ranges
 from recgraph.data.sorted_keys import sorted_lookup
-from recgraph.retrieval.egoml.features import expand_ranges
 from recgraph.retrieval.neighborhood import spans_by_work, sparse_top_k
 
 

@@ -42,6 +42,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions
+from recgraph.data.ranges import expand_ranges
 from recgraph.data.sorted_keys import sorted_lookup
 from recgraph.progress import progress_bar
 from recgraph.retrieval.neighborhood import spans_by_work
@@ -49,23 +50,6 @@ from recgraph.retrieval.neighborhood import spans_by_work
 DAY = 86400.0
 #: Default bound on the neighbour look-ups of one batch (memory ~ 40 bytes each).
 DEFAULT_BATCH_LOOKUPS = 4_000_000
-
-
-# ---------------------------------------------------------------------- helpers
-def expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenated ``arange(start, start + length)`` per range, and each element's range.
-
-    The vectorised form of ``for i: for j in range(starts[i], starts[i] + lengths[i])``.
-    """
-    starts = np.asarray(starts, dtype=np.int64)
-    lengths = np.asarray(lengths, dtype=np.int64)
-    total = int(lengths.sum())
-    owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-    if total == 0:
-        return np.zeros(0, np.int64), owner
-    offsets = np.cumsum(lengths) - lengths
-    positions = np.arange(total, dtype=np.int64) - np.repeat(offsets, lengths)
-    return np.repeat(starts, lengths) + positions, owner
 
 
 # ---------------------------------------------------------------------- the graph

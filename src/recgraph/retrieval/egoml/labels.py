@@ -33,9 +33,10 @@ from typing import Literal
 import numpy as np
 
 from recgraph.data.interactions import Interactions
+from recgraph.data.ranges import expand_ranges
 from recgraph.data.sorted_keys import sorted_lookup
 from recgraph.data.splits import edge_holdout, temporal_pairs
-from recgraph.retrieval.egoml.features import EgoGraph, expand_ranges
+from recgraph.retrieval.egoml.features import EgoGraph
 
 
 @dataclass(frozen=True)

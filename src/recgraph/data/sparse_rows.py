@@ -1,9 +1,11 @@
-"""Sparse-row arithmetic the candidate features share: a request's user row against many
+"""Sparse-row arithmetic that serving shares: a request's user row against many
 candidates, read once (``row_products``), and the batch forms scipy gives.
 
-Kept apart from :mod:`recgraph.ranking.features` so the feature definitions read
-as definitions; every function here is exact (the request path's sums are
-bit-identical to scipy's row-by-row products, tests/ranking/test_request_features.py).
+The candidate features (:mod:`recgraph.ranking.features`) and the two-hop
+retrievers' pair scores (:mod:`recgraph.retrieval.neighborhood`) both read
+them, so they live below both. Every function here is exact (the request
+path's sums are bit-identical to scipy's row-by-row products,
+tests/ranking/test_request_features.py).
 """
 
 from __future__ import annotations
@@ -58,9 +60,14 @@ def row_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np
     return np.arange(len(owner), dtype=np.int64) + shift, owner
 
 
-#: What :func:`row_products` pays per entry it reads, in entries scipy's product reads
-#: (a few numpy passes against one merge in C; measured on MovieLens and ego-Facebook).
-READ_COST = 4
+#: What reading the product from the transposed side pays per entry it reads, in entries
+#: the forward read (each candidate's row against the user's) reads: both look entries up
+#: in a table and gather, the transposed read sorts its hits too (measured on MovieLens and
+#: ego-Facebook requests: 1 is as good as any).
+READ_COST = 1
+#: :func:`row_products` finds candidates by a table over every item when there are at most
+#: this many items per entry it reads (else by a search in the sorted candidates).
+DENSE_LOOKUP = 8
 
 
 def one_user(users: np.ndarray) -> int | None:
@@ -73,55 +80,88 @@ def row_products(
     user: int,
     item_side: sp.csr_matrix,
     items: np.ndarray,
-    transposed: sp.csr_matrix,
+    transposed: sp.csr_matrix | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``user_side[[user] * m].multiply(item_side[items])`` as CSR arrays ``(indptr, indices, data)``.
 
     A request ranks one user's few hundred candidates: slicing that user's
     row once per candidate and multiplying two sparse matrices made most of
-    a request's feature cost. Here the product is read from the other end:
-    for each column of the user's row, the candidates that have it, from
-    ``transposed`` (``item_side.T.tocsr()``): work in the size of the
-    user's neighbourhood, not the candidates'. When both operands are
+    a request's feature cost. Here the user's row is read once, and the
+    product from whichever end reads less: for each column of the user's
+    row, the candidates that have it, from ``transposed``
+    (``item_side.T.tocsr()``, when the caller keeps one; work in the size of
+    the user's neighbourhood), or each candidate's row searched in the
+    user's (work in the size of the candidates' rows; also when a candidate
+    repeats). When both operands are
     canonical (sorted, no duplicates: scipy then merges rows, keeping the
     nonzero products in column order) the arrays are scipy's, entry for
     entry, so every sum or maximum over them is bit-identical.
 
     ``None`` (the caller takes scipy's product) when that does not hold
-    (scipy's other product orders its entries differently), when a
-    candidate repeats, or when scipy's product would read fewer than
-    :data:`READ_COST` times the entries this reads.
+    (scipy's other product orders its entries differently).
     """
     lo, hi = user_side.indptr[user], user_side.indptr[user + 1]
     cols, values = user_side.indices[lo:hi], user_side.data[lo:hi]
     if not item_side.has_canonical_format or (len(cols) > 1 and not (np.diff(cols) > 0).all()):
         return None
+    m = len(items)
+    items = np.asarray(items, dtype=np.int64)
+    if not m or not len(cols):
+        empty = np.zeros(0, np.result_type(values.dtype, item_side.dtype))
+        return np.zeros(m + 1, dtype=np.int64), cols[:0].astype(np.int64), empty
+    if transposed is None:
+        return _forward_products(cols, values, item_side, items)
     reads = int((transposed.indptr[cols + 1] - transposed.indptr[cols]).sum())
-    # scipy's product reads the user's row once per candidate, and the candidates' rows
-    merged = len(items) * len(cols) + int(
-        (item_side.indptr[items + 1] - item_side.indptr[items]).sum()
-    )
-    if reads * READ_COST > merged:
-        return None
+    forward = int((item_side.indptr[items + 1] - item_side.indptr[items]).sum())
     order = np.argsort(items, kind="stable")
     ranked = items[order]
-    if len(ranked) > 1 and not (np.diff(ranked) > 0).all():
-        return None
-    m = len(items)
-    if not reads or not m:
-        return np.zeros(m + 1, dtype=np.int64), cols[:0], np.zeros(0, values.dtype)
+    repeats = len(ranked) > 1 and not (np.diff(ranked) > 0).all()
+    if repeats or reads * READ_COST > forward:
+        return _forward_products(cols, values, item_side, items)
     pos, owner = row_entries(transposed, cols)
     candidates = transposed.indices[pos]
-    at, hit = find_sorted(ranked, candidates)
-    rows, owner = order[at[hit]], owner[hit]
+    if item_side.shape[0] <= DENSE_LOOKUP * len(pos):
+        # few items against the entries: each candidate's row by a table, not a search
+        lookup = np.full(item_side.shape[0], -1, dtype=np.int64)
+        lookup[items] = np.arange(m)
+        rows = lookup[candidates]
+        hit = rows >= 0
+        rows = rows[hit]
+    else:
+        at, hit = find_sorted(ranked, candidates)
+        rows = order[at[hit]]
+    owner = owner[hit]
     data = np.multiply(values[owner], transposed.data[pos[hit]])
     kept = data != 0  # scipy's merge keeps no zero product
     rows, columns, data = rows[kept], cols[owner[kept]].astype(np.int64), data[kept]
-    # the forward product's order: pair by pair, columns ascending
-    sort = np.argsort(rows * np.int64(user_side.shape[1]) + columns)
+    # the forward product's order: pair by pair, columns ascending (they come ascending, so a
+    # stable sort by pair, a radix sort on small keys, orders them)
+    sort = np.argsort(rows.astype(np.uint16) if m <= 1 << 16 else rows, kind="stable")
     indptr = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
     return indptr, columns[sort], data[sort]
+
+
+def _forward_products(
+    cols: np.ndarray, values: np.ndarray, item_side: sp.csr_matrix, items: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`row_products` read from the candidates' rows (canonical), each searched for in the
+    user's sorted ``cols``: scipy's merge, candidate by candidate, columns ascending."""
+    pos, owner = row_entries(item_side, items)
+    columns = item_side.indices[pos]
+    if item_side.shape[1] <= DENSE_LOOKUP * len(pos):
+        lookup = np.full(item_side.shape[1], -1, dtype=np.int64)
+        lookup[cols] = np.arange(len(cols))
+        at = lookup[columns]
+        hit = at >= 0
+    else:
+        at, hit = find_sorted(cols, columns)
+    data = np.multiply(values[at[hit]], item_side.data[pos[hit]])
+    kept = data != 0
+    rows = owner[hit][kept]
+    indptr = np.zeros(len(items) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(items)), out=indptr[1:])
+    return indptr, columns[hit][kept].astype(np.int64), data[kept]
 
 
 def row_sums(indptr: np.ndarray, data: np.ndarray) -> np.ndarray:
@@ -151,11 +191,14 @@ def pair_sums_rows(
     *,
     transposed: sp.csr_matrix | None = None,
     user_left: bool = True,
+    products: dict | None = None,
 ) -> list[np.ndarray]:
     """:func:`pair_sums_by` of ``user_side[users]`` and ``item_side[items]``, bit for bit.
 
-    On a request's rows (one user), given ``transposed`` (``item_side.T.tocsr()``),
-    by :func:`row_products`: an unweighted sum by :func:`row_sums`, a
+    On a request's rows (one user), by :func:`row_products` (reading from
+    ``transposed``, ``item_side.T.tocsr()``, where that is cheaper; kept in
+    ``products`` by operands when given, for calls that share them): an
+    unweighted sum by :func:`row_sums`, a
     weighted one adding its float64 terms in order from 0, as scipy's sum
     of the weighted (COO) product does. Otherwise :func:`pair_sums_by`
     itself, the user's rows on the left unless ``user_left`` is false (the
@@ -163,8 +206,14 @@ def pair_sums_rows(
     """
     user = one_user(users)
     part = None
-    if user is not None and transposed is not None:
-        part = row_products(user_side, user, item_side, items, transposed)
+    if user is not None:
+        key = (id(user_side), id(item_side))
+        if products is not None and key in products:
+            part = products[key]
+        else:
+            part = row_products(user_side, user, item_side, items, transposed)
+            if products is not None:
+                products[key] = part
     if part is None:
         left, right = user_side[users], item_side[items]
         return pair_sums_by(*((left, right) if user_left else (right, left)), weightings)

@@ -1,0 +1,130 @@
+"""A request's reads (one user, a few candidates) give the bits the general paths give.
+
+Served answers are ranked on features and explained from these reads; the
+ranker learnt from the general paths (batches, scipy's products), so the
+request paths must not move a bit: these tests compare bits, not closeness.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recgraph.data import sparse_rows
+from recgraph.data.interactions import Interactions
+from recgraph.retrieval import create_retriever
+
+
+def graph(n: int = 80, density: float = 0.12, seed: int = 0, directed: bool = True) -> Interactions:
+    rng = np.random.default_rng(seed)
+    src, dst = np.nonzero(rng.random((n, n)) < density)
+    keep = src != dst if directed else src < dst
+    # a hub, so that the hub cap samples some rows
+    src = np.r_[src[keep], np.zeros(n - 1, dtype=np.int64)]
+    dst = np.r_[dst[keep], np.arange(1, n)]
+    if not directed:
+        src, dst = np.minimum(src, dst), np.maximum(src, dst)
+        pairs = np.unique(src * n + dst)
+        src, dst = pairs // n, pairs % n
+    return Interactions.from_indices(src, dst, n_users=n, one_sided=True, directed=directed)
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> None:
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(np.ascontiguousarray(a).view(np.uint8), b.view(np.uint8))
+
+
+@pytest.mark.parametrize("read_cost", [0, 10**9])
+@pytest.mark.parametrize("name", ["adamic_adar", "resource_allocation", "jaccard"])
+def test_one_users_pair_scores_are_the_batch_products(name, read_cost, monkeypatch):
+    # READ_COST 0: the paths read from the user's middles; 10**9: from each candidate's row
+    monkeypatch.setattr(sparse_rows, "READ_COST", read_cost)
+    model = create_retriever(name, {"hub_cap": 20}).fit(graph())
+    rng = np.random.default_rng(1)
+    for user in (0, 3, 17, 40):
+        for size in (5, 60):
+            targets = rng.choice(model.n_items, size=size, replace=False)
+            targets = np.r_[targets, targets[:2]]  # a candidate twice
+            got = model.score_pairs(np.full(len(targets), user), targets)
+            common = model.first_[np.full(len(targets), user)].multiply(model.expansion_t_[targets])
+            sums = np.asarray(common.sum(axis=1), dtype=np.float32).ravel()
+            want = model._normalise(sums, np.full(len(targets), user), targets)
+            same_bits(got, want.astype(np.float32))
+            assert (got > 0).any()
+
+
+def test_explanations_read_the_paths_scipys_slice_gives():
+    model = create_retriever("adamic_adar", {"hub_cap": 20}).fit(graph())
+    rng = np.random.default_rng(2)
+    for user in (0, 5, 33):
+        middles = model.first_[user].indices
+        candidates = rng.choice(model.n_items, size=12, replace=False)
+        want = model.expansion_[middles][:, candidates].tocsc()
+        indptr, rows, values = model._through(middles, candidates)
+        np.testing.assert_array_equal(indptr, want.indptr)
+        np.testing.assert_array_equal(rows, want.indices)
+        same_bits(values, want.data)
+        assert len(values)
+        # and the reasons the explanations give are whole: the parts sum to the score
+        explained = model.explain(user, candidates, None)
+        for entry in explained:
+            assert np.isclose(sum(entry.contributions), entry.score, rtol=1e-5)
+
+
+def test_a_friendship_walk_reads_one_side_for_both():
+    friends = graph(directed=False)
+    model = create_retriever("ppr", {"hub_cap": 15}).fit(friends)
+    assert model.symmetric_
+    nodes = np.array([0, 2, 9, 30, 31])
+    fast = model._neighbours(nodes)
+    model.symmetric_ = False
+    slow = model._neighbours(nodes)
+    for a, b in zip(fast, slow, strict=True):
+        same_bits(a, b)
+    # the pushed scores are those of the union either way, bit for bit
+    pushed = model.user_row(4)
+    model.symmetric_ = True
+    model._cache.clear()
+    for a, b in zip(model.user_row(4), pushed, strict=True):
+        same_bits(a, b)
+    # a follow graph is not read so
+    assert not create_retriever("ppr").fit(graph()).symmetric_
+
+
+def test_sums_counted_over_every_node_are_the_sorted_sums(monkeypatch):
+    from recgraph.retrieval import walks
+
+    rng = np.random.default_rng(6)
+    nodes = rng.integers(0, 50, 400)
+    values = rng.random(400) * 10.0 ** rng.integers(-8, 3, 400)  # the order of adding shows
+    dense = walks.aggregate(nodes, values, size=50)
+    sorted_ = walks.aggregate(nodes, values)
+    for a, b in zip(dense, sorted_, strict=True):
+        same_bits(a, b)
+    assert len(dense[0]) == len(np.unique(nodes))
+    # and a walk's scores do not depend on which way they were summed
+    model = create_retriever("ppr").fit(graph())
+    rows = [model.user_row(u) for u in (0, 7, 21)]
+    monkeypatch.setattr(walks, "DENSE_AGGREGATE", 0)
+    for u, row in zip((0, 7, 21), rows, strict=True):
+        for a, b in zip(model.user_row(u), row, strict=True):
+            same_bits(a, b)
+
+
+@pytest.mark.parametrize("name", ["adamic_adar", "common_neighbors", "resource_allocation"])
+def test_one_users_list_from_its_own_paths_is_the_products(name):
+    model = create_retriever(name, {"hub_cap": 20}).fit(graph())
+    general = create_retriever(name, {"hub_cap": 20}).fit(graph())
+    general._recommend_one = lambda *args: None  # the sparse product and sparse_top_k
+    rng = np.random.default_rng(7)
+    fast = 0
+    for user in range(0, 80, 7):
+        exclude = [rng.choice(80, size=5, replace=False)]
+        for k in (3, 20, 79):
+            fast += model._recommend_one(user, k, True, None) is not None
+            for kwargs in ({}, {"exclude": exclude}, {"exclude_seen": False}):
+                got = model.recommend([user], k, **kwargs)
+                want = general.recommend([user], k, **kwargs)
+                np.testing.assert_array_equal(got[0], want[0])
+                same_bits(got[1], want[1])
+    assert fast  # the request path was taken, and where it was not, the general one answered
