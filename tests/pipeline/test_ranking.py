@@ -610,3 +610,15 @@ def test_a_request_is_ranked_as_the_batch_ranks_it_bit_for_bit(feed_graph):
             np.testing.assert_array_equal(
                 one.features.view(np.uint32), two.features[mine].view(np.uint32)
             )
+
+
+def test_a_user_asked_twice_in_one_batch_gets_the_same_ranked_answer_twice(feed_graph):
+    config = ranked_config(["item_knn", "popular"], min_gain=-1.0, blend=False)
+    question = QuestionModel("feed", config).fit(feed_graph)
+    assert question.ranked and question.ranking.order == "ranker"
+    users = np.argsort(-question.history.counts)[:2]
+    alone = question.recommend(users, 5)
+    twice = question.recommend(np.r_[users[0], users[1], users[0]], 5)
+    np.testing.assert_array_equal(twice.ids[0], alone.ids[0])
+    np.testing.assert_array_equal(twice.ids[2], alone.ids[0])
+    np.testing.assert_array_equal(twice.ids[1], alone.ids[1])

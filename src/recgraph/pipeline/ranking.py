@@ -221,7 +221,10 @@ class RankingStage:
             # a ranker saved before newer features existed reads the columns it knows
             matrix = matrix[:, [names.index(name) for name in known]]
             names = known
-        return RankingBatch(users, items, matrix, names, None if y is None else y.astype(np.int8))
+        # one list per pool row: a user asked twice in one batch is two lists, not one broken up
+        return RankingBatch(
+            users, items, matrix, names, None if y is None else y.astype(np.int8), groups=rows
+        )
 
     def scores(self, pool: CandidatePool) -> np.ndarray:
         """The ranker's score of each valid pool entry, fused with ``base``'s order when blended."""
