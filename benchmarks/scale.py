@@ -568,6 +568,11 @@ def main() -> None:
         "generating and importing (to compare code versions on the same follows)",
     )
     parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the work folder (the imported stores) for --store runs of other models",
+    )
+    parser.add_argument(
         "--out",
         default="scale",
         help="base name of the results under benchmarks/results (NAME.json, NAME.png)",
@@ -622,7 +627,10 @@ def main() -> None:
             payload["graph_only"].sort(key=lambda g: g["follows"])
             save(payload)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     print(f"saved {saved} and {saved.with_suffix('.png')}")
 
 

@@ -53,9 +53,10 @@ _LOOKUP_BATCH = 2_000
 #: (a graph of 10^7 follows has about 10^6 accounts; at 5·10^5 the import slowed fourfold).
 _CACHE_LIMIT = 10_000_000
 #: SQLite page cache (KiB) while a writer bulk-loads; the connection's own size comes back after.
-#: A bulk load's page cache, 512 MiB: the indexes of a large load outgrow 64 MiB.
+#: A bulk load's page cache, 1 GiB: the indexes of a large load outgrow 64 MiB, and the
+#: accounts of 10^8 follows (table and external-id index, ~450 MB) are probed at random.
 #: Fixed SQL text: SQLite cannot bind a PRAGMA's value.
-BULK_PAGE_CACHE = "PRAGMA cache_size=-524288"
+BULK_PAGE_CACHE = "PRAGMA cache_size=-1048576"
 
 Frame = pd.DataFrame | Iterable[Mapping[str, Any]]
 
@@ -800,8 +801,10 @@ class Writer:
 
 
 _FOLLOW_KEY = ("source_id", "target_id")
-#: Follows a SQLite first load holds before writing them (8 bytes each, twice while sorted).
-_PENDING_PAIRS = 20_000_000
+#: Follows a SQLite first load holds before writing them (8 bytes each, twice while sorted):
+#: 1.2 GB at the limit. Past it the held pairs are written and later ones merge into the
+#: table, which then touches every page per write (at 2e7, 10^8 follows took five such passes).
+_PENDING_PAIRS = 150_000_000
 #: How a follow written again merges with the stored one (:meth:`Writer.follows`).
 _FOLLOW_RULES: list[UpdateRule] = [
     # Before seen_at changes: MariaDB evaluates assignments in order.
