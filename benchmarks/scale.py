@@ -167,6 +167,9 @@ def tree_memory_mb(pids: list[int]) -> dict:
     return {"rss_mb_each": rss, "pss_mb_total": round(pss, 1), "pss_mb_each": each}
 
 
+#: Seconds a server may take to answer with a model (10^8 follows: minutes under load).
+SERVER_START_TIMEOUT = 900.0
+
 #: A second, light phase: what one request takes when the shared machine is not saturated.
 LIGHT_RATE = 20.0
 
@@ -176,7 +179,7 @@ def serve(
 ) -> dict:
     port = free_port()
     started = time.perf_counter()
-    server = start_server(str(registry), db, port, workers)
+    server = start_server(str(registry), db, port, workers, timeout=SERVER_START_TIMEOUT)
     start_seconds = time.perf_counter() - started
     url = f"http://127.0.0.1:{port}"
     paths = [f"/v1/accounts/{u}/suggestions?k=10" for u in users]
