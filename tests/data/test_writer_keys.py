@@ -60,3 +60,27 @@ def test_a_refused_first_import_leaves_no_account_behind(store) -> None:
     with store.writer() as writer:  # and the next writer starts from key 1 again
         writer.follows(EDGES.iloc[:1], directed=True)
     assert keys_by_id(store) == {"x": 1, "y": 2}
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("gap", [False, True])
+def test_an_edge_import_checks_its_references_once_before_the_commit(store, tmp_path, gap) -> None:
+    from recgraph.data.imports import import_edges
+    from recgraph.data.sql import StoreError, references_at_end
+
+    path = tmp_path / "edges.txt"
+    path.write_text("a b\nb c\nc a\n")
+    import_edges(store, path, directed=True)
+    assert follows(store) == {("a", "b"), ("b", "c"), ("c", "a")}
+    with store.engine.connect() as conn:  # the next transaction checks row by row again
+        with conn.begin():
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    if gap:  # keys no longer 1..N: every row is checked (SQLite's foreign_key_check)
+        with store.engine.begin() as conn:
+            conn.execute(sa.delete(schema.accounts).where(schema.accounts.c.external_id == "a"))
+    before, accounts = follows(store), keys_by_id(store)
+    with pytest.raises(StoreError, match="does not exist"), references_at_end():
+        with store.writer() as writer:
+            writer.follows(pd.DataFrame({"src": ["b"], "dst": ["z"]}), directed=True)
+            writer.conn.execute(sa.insert(schema.follows).values(source_id=2, target_id=99))
+    assert follows(store) == before and keys_by_id(store) == accounts  # rolled back whole

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +77,35 @@ def _sqlite_engine(url: sa.URL, busy_seconds: float) -> sa.Engine:
     def _on_begin(connection) -> None:
         # Writers ask for BEGIN IMMEDIATE: they take the write lock up front and wait
         # (busy_timeout) instead of failing when another writer commits in between.
+        # Foreign keys row by row, unless a writer checks them at its end (SQLite reads this
+        # only outside a transaction; every transaction sets it, so none inherits an OFF).
+        checked = "OFF" if references_checked_at_end() else "ON"
+        connection.exec_driver_sql(f"PRAGMA foreign_keys={checked}")
         connection.exec_driver_sql(connection.get_execution_options().get(BEGIN_OPTION, "BEGIN"))
 
     return engine
+
+
+#: Set around a SQLite writer whose every key comes from its own lookups (an edge import):
+#: the foreign keys are not checked row by row (two index probes a follow) but once, at the
+#: end, by :meth:`recgraph.data.writer.Writer.finish`, before the commit.
+_REFERENCES_AT_END: ContextVar[bool] = ContextVar("recgraph_references_at_end", default=False)
+
+
+@contextmanager
+def references_at_end() -> Iterator[None]:
+    """Writers begun inside this block check their foreign keys once, before they commit
+    (SQLite; see :data:`_REFERENCES_AT_END`); elsewhere nothing changes."""
+    token = _REFERENCES_AT_END.set(True)
+    try:
+        yield
+    finally:
+        _REFERENCES_AT_END.reset(token)
+
+
+def references_checked_at_end() -> bool:
+    """Whether a writer begun now leaves its foreign keys to :meth:`Writer.finish`."""
+    return _REFERENCES_AT_END.get()
 
 
 def create_engine(url: str, busy_timeout: float | None = None) -> sa.Engine:
@@ -430,6 +458,8 @@ __all__ = [
     "latest",
     "read_columns",
     "rebuild_rowid_tables",
+    "references_at_end",
+    "references_checked_at_end",
     "rowid_tables",
     "stage_rows",
     "upsert_pairs",

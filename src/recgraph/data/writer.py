@@ -29,6 +29,7 @@ from recgraph.data.sql import (
     STAGE_MIN_ROWS,
     WRITE_BATCH,
     Columns,
+    StoreError,
     UpdateRule,
     batches,
     copy_rows,
@@ -36,6 +37,7 @@ from recgraph.data.sql import (
     earliest,
     get_meta,
     latest,
+    references_checked_at_end,
     stage_rows,
     upsert_pairs,
     upsert_rows,
@@ -97,6 +99,8 @@ class Writer:
         #: first lookup and every row since came through :meth:`_resolve` (so the cache
         #: holds every id there is); None once that stops holding. See :meth:`_fresh_keys`.
         self._next_key: dict[str, int | None] = {}
+        #: SQLite with its foreign keys off for this transaction (:func:`references_at_end`).
+        self._references_at_end = dialect == "sqlite" and references_checked_at_end()
 
     # -------------------------------------------------------------- bulk loads
     def _bulk_start(self, table: sa.Table, heap: bool = False) -> None:
@@ -242,6 +246,34 @@ class Writer:
             self._deferred.pop().create(self.conn)
         while self._deferred_sql:
             self._pg_execute(self._deferred_sql.pop(0))
+        if self._references_at_end:
+            self._check_references()
+
+    def _check_references(self) -> None:
+        """Every follow and edge event names an account, checked once before the commit of a
+        writer that wrote them with SQLite's row-by-row check off (:func:`references_at_end`).
+
+        Account keys are 1..N when as many as the largest (no account is ever deleted):
+        then each key column's smallest and largest value (index ends) prove every
+        reference. Otherwise SQLite's own ``foreign_key_check`` reads every row."""
+        a = schema.accounts.c
+        n, low, high = self.conn.execute(
+            sa.select(sa.func.count(), sa.func.min(a.id), sa.func.max(a.id))
+        ).one()
+        contiguous = not n or (low == 1 and high == n)
+        for table in (schema.follows, schema.edge_events):
+            if not contiguous:
+                # table names are the schema's own, never input
+                bad = self.conn.exec_driver_sql(f"PRAGMA foreign_key_check({table.name})").first()
+            else:
+                ends = [
+                    self.conn.execute(sa.select(end(table.c[column]))).scalar()
+                    for column in ("source_id", "target_id")
+                    for end in (sa.func.min, sa.func.max)
+                ]
+                bad = any(x is not None and not 1 <= x <= n for x in ends)
+            if bad:
+                raise StoreError(f"{table.name} names an account that does not exist; not written")
 
     def restore(self) -> None:
         """Give the connection back the page cache every connection starts with (after commit
