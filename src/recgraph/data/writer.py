@@ -194,7 +194,7 @@ class Writer:
         """Write the held follows (see :meth:`_bulk_start`), all chunks merged, in key order."""
         if not self._pending:
             return
-        pairs = distinct_sorted(np.concatenate(self._pending))
+        pairs = distinct_sorted(np.concatenate(self._pending), runs=True)  # chunks are sorted
         self._pending, self._pending_rows = [], 0
         upsert_pairs(self.conn, schema.follows, _FOLLOW_KEY, pairs, _FOLLOW_RULES)
 
