@@ -426,6 +426,43 @@ def copy_rows(conn: sa.Connection, table: sa.Table, rows: Columns) -> None:
         cursor.close()
 
 
+#: Rows per block of :func:`copy_int_columns` (about 15 bytes of text each).
+COPY_BLOCK = 1_000_000
+
+
+def copy_int_columns(conn: sa.Connection, table: sa.Table, columns: dict[str, np.ndarray]) -> None:
+    """:func:`copy_rows` for integer columns given as numpy arrays (PostgreSQL only): the
+    ``COPY`` text is formatted by Arrow a block at a time, not row by row in Python (a
+    third of an edge import's client time on PostgreSQL went to ``write_row``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from psycopg import sql as pg_sql
+
+    names = list(columns)
+    n = len(columns[names[0]]) if names else 0
+    if not n:
+        return
+    statement = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
+        pg_sql.Identifier(table.name), pg_sql.SQL(", ").join(map(pg_sql.Identifier, names))
+    )
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(statement) as copy:
+            for start in range(0, n, COPY_BLOCK):
+                text = [
+                    pc.cast(
+                        pa.array(np.asarray(columns[c][start : start + COPY_BLOCK], np.int64)),
+                        pa.string(),
+                    )
+                    for c in names
+                ]
+                lines = pc.binary_join_element_wise(*text, "\t") if len(text) > 1 else text[0]
+                block = pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines)
+                copy.write(pc.binary_join(block, "\n")[0].as_py().encode() + b"\n")
+    finally:
+        cursor.close()
+
+
 def is_lock_timeout(exc: BaseException) -> bool:
     """Whether a driver error means "another writer holds the lock" (SQLite busy)."""
     text = str(getattr(exc, "orig", None) or exc).lower()
@@ -447,6 +484,7 @@ __all__ = [
     "StoreError",
     "UpdateRule",
     "batches",
+    "copy_int_columns",
     "copy_rows",
     "count_rows",
     "create_engine",

@@ -32,6 +32,7 @@ from recgraph.data.sql import (
     StoreError,
     UpdateRule,
     batches,
+    copy_int_columns,
     copy_rows,
     count_rows,
     earliest,
@@ -553,6 +554,13 @@ class Writer:
                 return n
             if self.dialect == "sqlite":
                 upsert_pairs(self.conn, schema.follows, _FOLLOW_KEY, pair, _FOLLOW_RULES)
+                return n
+            if schema.follows.name in self._heaps:  # a first load on PostgreSQL: _bulk_start
+                copy_int_columns(
+                    self.conn,
+                    schema.follows,
+                    {"source_id": pair >> 32, "target_id": pair & 0xFFFFFFFF},
+                )
                 return n
             records = {
                 "source_id": (pair >> 32).tolist(),
