@@ -174,8 +174,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(registry: str, db: str, port: int, workers: int) -> subprocess.Popen:
-    """``recgraph serve`` in its own process; returns once /healthz answers with a model."""
+def start_server(
+    registry: str, db: str, port: int, workers: int, timeout: float = 120.0
+) -> subprocess.Popen:
+    """``recgraph serve`` in its own process; returns once /healthz answers with a model
+    (``timeout`` seconds at most: a pipeline of 10^8 follows loads for minutes on a busy machine)."""
     process = subprocess.Popen(
         [
             sys.executable, "-m", "recgraph.cli.main", "serve", "--registry", registry,
@@ -186,7 +189,7 @@ def start_server(registry: str, db: str, port: int, workers: int) -> subprocess.
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited: {process.stderr.read()[-2000:]}")
@@ -198,7 +201,7 @@ def start_server(registry: str, db: str, port: int, workers: int) -> subprocess.
             pass
         time.sleep(0.2)
     process.kill()
-    raise RuntimeError("the server did not come up in 120 s")
+    raise RuntimeError(f"the server did not come up in {timeout:g} s")
 
 
 async def _connection(host: str, port: int):

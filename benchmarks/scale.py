@@ -139,8 +139,26 @@ def tree_memory_mb(pids: list[int]) -> dict:
     return {"rss_mb_each": rss, "pss_mb_total": round(pss, 1), "pss_mb_each": each}
 
 
+#: Seconds a server may take to answer with a model (10^8 follows: minutes under load).
+SERVER_START_TIMEOUT = 900.0
+
 #: A second, light phase: what one request takes when the shared machine is not saturated.
 LIGHT_RATE = 20.0
+
+
+def every_worker_up(url: str, paths: list[str], deadline: float) -> None:
+    """Warm up again until no request times out: the first worker to answer ``/healthz`` may
+    be the only one loaded (at 10^8 follows the second took a minute more)."""
+    import httpx
+
+    while True:
+        try:
+            asyncio.run(warm_up(url, paths))
+            return
+        except httpx.TimeoutException:
+            if time.perf_counter() > deadline:
+                raise
+            time.sleep(2.0)
 
 
 def serve(
@@ -148,14 +166,14 @@ def serve(
 ) -> dict:
     port = free_port()
     started = time.perf_counter()
-    server = start_server(str(registry), db, port, workers)
+    server = start_server(str(registry), db, port, workers, timeout=SERVER_START_TIMEOUT)
     start_seconds = time.perf_counter() - started
     url = f"http://127.0.0.1:{port}"
     paths = [f"/v1/accounts/{u}/suggestions?k=10" for u in users]
     try:
         asyncio.run(warm_up(url, paths))
         time.sleep(1.0)  # every worker up (warm_up may have met only the first)
-        asyncio.run(warm_up(url, paths[50:]))
+        every_worker_up(url, paths[50:], started + SERVER_START_TIMEOUT)
         pids = process_tree(server.pid)
         cpu_before = tree_cpu_seconds(pids)
         result = asyncio.run(open_loop(url, paths, rate, seconds))
@@ -329,6 +347,8 @@ def generated_chunks(rows: int, seed: int = 0, chunk: int = 5_000_000):
     Returns ``(chunks, n_accounts)``; the chunks are views of one key array
     (8 bytes an edge), so the CSR build streams them as it would the store's.
     """
+    from recgraph.data.sorted_keys import distinct_sorted
+
     rng = np.random.default_rng(seed)
     accounts = max(rows // 10, 100)
     rank = np.arange(1, accounts + 1, dtype=np.float64)
@@ -344,7 +364,7 @@ def generated_chunks(rows: int, seed: int = 0, chunk: int = 5_000_000):
         dst = rng.choice(accounts, size=draw, p=popular).astype(np.int64)
         keys.append((src * accounts + dst)[src != dst])
         del src, dst
-    pairs = np.unique(np.concatenate(keys))
+    pairs = distinct_sorted(np.concatenate(keys))  # np.unique's answer, without hashing
     del keys
     if len(pairs) > rows:  # a uniform subset, kept in key order
         keep = np.sort(rng.choice(len(pairs), size=rows, replace=False))
@@ -497,7 +517,7 @@ def reserve(payload: dict, args: argparse.Namespace) -> None:
     put the figures in that size's run, marked as a re-run, keeping the first in ``first_serve``."""
     size, model, registry, db = args.reserve.split(":", 3)
     run = next(r for r in payload["runs"] if r["follows"] == int(float(size)))
-    entry = run["models"][model]
+    entry = run["models"].setdefault(model, {})  # a first serve that never finished: none
     served = serve(Path(registry), db, store_askers(db), args.rate, args.seconds, args.workers)
     served["rerun"] = {"at": time.strftime("%H:%M UTC", time.gmtime()), "load": os.getloadavg()}
     entry.setdefault("first_serve", entry.get("serve"))
@@ -538,6 +558,11 @@ def main() -> None:
         default=None,
         help="a store imported before (path or URL), used for the one size given instead of "
         "generating and importing (to compare code versions on the same follows)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the work folder (the imported stores) for --store runs of other models",
     )
     parser.add_argument(
         "--out",
@@ -594,7 +619,10 @@ def main() -> None:
             payload["graph_only"].sort(key=lambda g: g["follows"])
             save(payload)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     print(f"saved {saved} and {saved.with_suffix('.png')}")
 
 

@@ -48,3 +48,23 @@ def test_a_repeated_pair_is_not_taken_as_sorted():
     assert not snapshot._distinct_sorted_pairs(np.array([0, 1, 1]), np.array([5, 2, 2]))
     assert snapshot._distinct_sorted_pairs(np.array([0, 1, 1]), np.array([5, 2, 3]))
     assert snapshot._distinct_sorted_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
+def test_a_snapshot_read_pauses_the_cycle_collector_and_restores_it(tmp_path) -> None:
+    import gc
+
+    import pandas as pd
+
+    from recgraph.data.snapshot import TrainingSnapshot
+    from recgraph.data.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    with store.writer() as writer:
+        writer.follows(pd.DataFrame({"src": ["a", "b"], "dst": ["b", "c"]}), directed=True)
+    seen = []
+    original = store.follows_graph
+    store.follows_graph = lambda: (seen.append(gc.isenabled()), original())[1]
+    assert gc.isenabled()
+    snapshot = TrainingSnapshot.from_store(store)
+    assert seen == [False] and gc.isenabled()  # off while reading, back on after
+    assert snapshot.follows is not None and len(snapshot.follows) == 2

@@ -36,3 +36,6 @@ def test_distinct_sorted_is_numpy_unique():
     keys = rng.integers(0, 50, 400).astype(np.int64)
     np.testing.assert_array_equal(distinct_sorted(keys), np.unique(keys))
     assert len(distinct_sorted(np.zeros(0, np.int64))) == 0
+    runs = np.concatenate([np.sort(keys[:150]), np.sort(keys[150:])])  # sorted chunks end to end
+    np.testing.assert_array_equal(distinct_sorted(runs, runs=True), np.unique(keys))
+    np.testing.assert_array_equal(distinct_sorted(keys, runs=True), np.unique(keys))

@@ -1,4 +1,5 @@
 import multiprocessing
+import os
 import pickle
 import socket
 
@@ -80,3 +81,14 @@ def test_a_reserved_port_is_held_until_served():
 def test_an_address_not_of_this_machine_names_the_host_option():
     with pytest.raises(PortInUseError, match="--host"):
         reserve_port("192.0.2.1", 0)  # TEST-NET-1: never an address of this machine
+
+
+def test_malloc_arenas_are_capped_for_the_workers_unless_the_operator_set_them(monkeypatch):
+    from recgraph.serving.server import MALLOC_ARENAS, limit_malloc_arenas
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    limit_malloc_arenas()
+    assert os.environ["MALLOC_ARENA_MAX"] == str(MALLOC_ARENAS)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    limit_malloc_arenas()
+    assert os.environ["MALLOC_ARENA_MAX"] == "4"

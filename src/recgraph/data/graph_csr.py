@@ -261,6 +261,14 @@ def save_binary_csr(folder: str | os.PathLike, prefix: str, matrix: sp.csr_matri
     The ones are a file too, so that the opened matrix holds no array of its own:
     every process that opens the files shares all three.
     """
+    save_csr(folder, prefix, matrix, binary=True)
+
+
+def save_csr(
+    folder: str | os.PathLike, prefix: str, matrix: sp.csr_matrix, *, binary: bool = False
+) -> None:
+    """A CSR with its values (``binary``: float32 ones instead) as the files of
+    :func:`save_binary_csr`, memory-mapped by :func:`load_binary_csr` the same way."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     matrix = sp.csr_matrix(matrix)
@@ -271,7 +279,7 @@ def save_binary_csr(folder: str | os.PathLike, prefix: str, matrix: sp.csr_matri
     save_array(folder / f"{prefix}.indptr.npy", np.asarray(matrix.indptr, dtype=dtype))
     save_array(folder / f"{prefix}.indices.npy", np.asarray(matrix.indices, dtype=dtype))
     data = matrix.data
-    if data.dtype != np.float32 or not bool((data == 1).all()):
+    if binary and (data.dtype != np.float32 or not bool((data == 1).all())):
         data = np.ones(matrix.nnz, np.float32)
     save_array(folder / f"{prefix}.data.npy", data)
 

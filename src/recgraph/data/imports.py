@@ -25,6 +25,7 @@ from recgraph.data.readers import (
     iter_interaction_chunks,
     iter_item_chunks,
 )
+from recgraph.data.sql import references_at_end
 from recgraph.data.store import Store, Writer
 from recgraph.errors import InputError
 from recgraph.progress import progress_bar
@@ -142,9 +143,14 @@ def import_edges(
         rule (:mod:`recgraph.data.readers`); notes about a skipped header line
         land in the summary.
     """
-    with _import(
-        store, path, f"import {Path(path).name}", ("accounts", "follows", "edge_events")
-    ) as (writer, summary, advance):
+    # every key the writer writes here comes from its own lookups: the foreign keys are
+    # checked once before the commit instead of row by row (SQLite)
+    with (
+        references_at_end(),
+        _import(
+            store, path, f"import {Path(path).name}", ("accounts", "follows", "edge_events")
+        ) as (writer, summary, advance),
+    ):
         summary.directed = directed
         chunks = iter_edge_chunks(
             path,

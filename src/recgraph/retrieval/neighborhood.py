@@ -65,16 +65,19 @@ sample of a huge follow list), so every two-hop expansion is bounded by
 
 from __future__ import annotations
 
+import json
 import os
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
+from recgraph.data.graph_csr import load_array, load_binary_csr, save_array, save_csr
 from recgraph.data.interactions import Interactions
 from recgraph.data.sorted_keys import distinct_sorted, find_sorted, in_sorted
 from recgraph.data.sparse_rows import one_user, row_entries, row_products, row_sums
@@ -165,6 +168,8 @@ def reading_matrices(
         both.data[:] = 1.0
         both.sort_indices()
         return both, both
+    if path == "out_out":  # no transpose to build (and hold while building)
+        return adjacency, adjacency
     transposed = adjacency.T.tocsr()
     transposed.sort_indices()
     first = adjacency if path.startswith("out") else transposed
@@ -584,8 +589,8 @@ class GraphRetriever(Retriever):
     """Base of the account-graph models: learns the simple adjacency, saves it, rebuilds from it.
 
     Everything else a model needs (hop matrices, weights, the capped
-    expansion) is derived in :meth:`_build`, so ``save`` writes only the
-    adjacency and ``load`` gives back the same model (the hub sample is seeded).
+    expansion) is derived in :meth:`_build` (the hub sample is seeded); a
+    subclass may save what it derived as files that ``load`` maps instead.
     """
 
     supports: ClassVar[frozenset[str]] = frozenset({"follows", "friends"})
@@ -608,11 +613,27 @@ class GraphRetriever(Retriever):
         }
 
     def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """The adjacency back; :meth:`_load_files` then maps or derives the rest.
+
+        On a graph without self-loops the adjacency is the seen matrix, which
+        ``load`` has memory-mapped already: that matrix is used, not a copy."""
         n = self.n_users
-        indices = state["adjacency.indices"]
+        indices, indptr = state["adjacency.indices"], state["adjacency.indptr"]
+        seen = self._seen
+        if (
+            seen is not None
+            and seen.shape == (n, n)
+            and np.array_equal(seen.indptr, indptr)
+            and np.array_equal(seen.indices, indices)
+            and bool((np.asarray(seen.data) == 1).all())
+        ):
+            self.adjacency_ = seen
+            return
         self.adjacency_ = sp.csr_matrix(
-            (np.ones(len(indices), np.float32), indices, state["adjacency.indptr"]), shape=(n, n)
+            (np.ones(len(indices), np.float32), indices, indptr), shape=(n, n)
         )
+
+    def _load_files(self, path: Path) -> None:
         self._build()
 
     def _explanation(
@@ -649,27 +670,75 @@ class TwoHopRetriever(GraphRetriever):
         self.first_ = cap_rows(first, cfg.first_hop_cap, "sample", cfg.seed + 1)
         self.weights_ = self.middle_weights(self.degree_).astype(np.float32)
         capped = cap_rows(second, cfg.hub_cap, cfg.hub_policy, cfg.seed)
-        self.expansion_ = (sp.diags(self.weights_) @ capped).tocsr().astype(np.float32)
-        self.expansion_.sort_indices()
-        self._expansion_cast: sp.csr_matrix | None = None  # score_rows(dtype=float64)
-        self.expansion_t_ = self.expansion_.T.tocsr()
+        expansion = (sp.diags(self.weights_) @ capped).tocsr().astype(np.float32)
+        del capped
+        expansion.sort_indices()
+        self.expansion_t_ = expansion.T.tocsr()
         self.expansion_t_.sort_indices()
-        self.first_sizes_ = np.diff(first.indptr).astype(np.float32)
-        self.second_sizes_ = np.bincount(second.indices, minlength=second.shape[1]).astype(
-            np.float32
-        )
-        self._paths_per_middle = np.diff(self.expansion_.indptr).astype(np.int64)
-        assert self._seen is not None
-        seen_or_self = (
-            self._seen + sp.identity(self.n_users, dtype=np.float32, format="csr")
-        ).tocsr()
-        seen_or_self.sum_duplicates()
-        seen_or_self.data[:] = 1.0
-        self._seen_or_self = seen_or_self.astype(np.float32)
         # [E; -inf I]: multiplying [F[users], forbidden] by it vetoes the forbidden pairs
         # inside the product, cheaper than a sparse sum with the unsorted product after it
         veto = sp.identity(self.n_users, dtype=np.float32, format="csr") * np.float32(-np.inf)
-        self._expansion_with_veto = sp.vstack([self.expansion_, veto], format="csr")
+        self._set_expansion(sp.vstack([expansion, veto], format="csr"))
+        self._derive()
+
+    def _set_expansion(self, with_veto: sp.csr_matrix) -> None:
+        """``[E; -inf I]`` and ``E`` as a view of its first rows: the weighted expansion is
+        held once (it was a second copy, 8 bytes a follow), mapped or not."""
+        n = self.n_users
+        self._expansion_with_veto = with_veto
+        stop = int(with_veto.indptr[n])
+        self.expansion_ = sp.csr_matrix(
+            (with_veto.data[:stop], with_veto.indices[:stop], with_veto.indptr[: n + 1]),
+            shape=(n, with_veto.shape[1]),
+            copy=False,
+        )
+        self.expansion_.has_canonical_format = True  # rows of a canonical matrix
+
+    def _derive(self) -> None:
+        """The per-node arrays, from the matrices (built or mapped)."""
+        self.weights_ = self.middle_weights(self.degree_).astype(np.float32)
+        self._expansion_cast: sp.csr_matrix | None = None  # score_rows(dtype=float64)
+        self.first_sizes_ = np.diff(self.first_.indptr).astype(np.float32)
+        self.second_sizes_ = np.bincount(
+            self.second_.indices, minlength=self.second_.shape[1]
+        ).astype(np.float32)
+        self._paths_per_middle = np.diff(self.expansion_.indptr).astype(np.int64)
+
+    # ------------------------------------------------------------------ files
+    #: Folder of the derived matrices, memory-mapped on load (every worker shares one copy).
+    DERIVED = "two_hop"
+
+    def _save_files(self, path: Path) -> None:
+        """The derived matrices as ``.npy`` files, so that a loaded model maps them instead of
+        building its own copies (~40 bytes a follow per server worker, before)."""
+        folder = path / self.DERIVED
+        parts, known = {}, {"adjacency": self.adjacency_}
+        for name, matrix in (("first", self.first_), ("second", self.second_)):
+            parts[name] = next((k for k, m in known.items() if m is matrix), "file")
+            if parts[name] == "file":
+                save_csr(folder, name, matrix)
+            known[name] = matrix
+        save_csr(folder, "expansion_veto", self._expansion_with_veto)
+        save_csr(folder, "expansion_t", self.expansion_t_)
+        save_array(folder / "degree.npy", self.degree_)
+        (folder / "parts.json").write_text(json.dumps(parts, sort_keys=True) + "\n")
+
+    def _load_files(self, path: Path) -> None:
+        folder = path / self.DERIVED
+        if not (folder / "parts.json").exists():  # saved before the files: derive them
+            self._build()
+            return
+        parts = json.loads((folder / "parts.json").read_text())
+        n = self.n_users
+        named = {"adjacency": self.adjacency_}
+        for name in ("first", "second"):  # in this order: "second" may name "first"
+            given = named.get(parts[name])
+            named[name] = given if given is not None else load_binary_csr(folder, name, (n, n))
+        self.first_, self.second_ = named["first"], named["second"]
+        self._set_expansion(load_binary_csr(folder, "expansion_veto", (2 * n, n)))
+        self.expansion_t_ = load_binary_csr(folder, "expansion_t", (n, n))
+        self.degree_ = load_array(folder / "degree.npy", mmap=False)
+        self._derive()
 
     @abstractmethod
     def middle_weights(self, degree: np.ndarray) -> np.ndarray:
@@ -825,12 +894,25 @@ class TwoHopRetriever(GraphRetriever):
         self, users: np.ndarray, exclude_seen: bool = True, exclude: sp.csr_matrix | None = None
     ) -> sp.csr_matrix | None:
         """What these users must not get: seen accounts and themselves, plus ``exclude``."""
-        forbidden = self._seen_or_self[users] if exclude_seen else None
+        forbidden = self._seen_or_self(users) if exclude_seen else None
         if exclude is not None:
             # binary, so that whatever values the caller stored, the product vetoes with -inf
             exclude = _binary(exclude)
             forbidden = exclude if forbidden is None else _binary(forbidden + exclude)
         return forbidden
+
+    def _seen_or_self(self, users: np.ndarray) -> sp.csr_matrix:
+        """Binary rows of what each of ``users`` has seen, and itself: built per batch
+        from the (shared) seen matrix instead of held whole (8 bytes a follow)."""
+        assert self._seen is not None
+        n = len(users)
+        own = sp.csr_matrix(
+            (np.ones(n, np.float32), (np.arange(n), users)), shape=(n, self._seen.shape[1])
+        )
+        rows = (self._seen[users] + own).tocsr()
+        rows.sum_duplicates()
+        rows.data[:] = 1.0
+        return rows.astype(np.float32, copy=False)
 
     # ------------------------------------------------------------------ explanations
     def explain(
