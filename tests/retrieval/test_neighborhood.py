@@ -21,8 +21,8 @@ from recgraph.retrieval.neighborhood import (
     cap_rows,
     reading_matrices,
     spans_by_work,
-    sparse_top_k,
 )
+from recgraph.retrieval.sparse_top_k import sparse_top_k
 from tests.datasets import edge_list
 
 TWO_HOP_MODELS = ["common_neighbors", "adamic_adar", "resource_allocation", "jaccard"]

@@ -39,8 +39,8 @@ from recgraph.retrieval.neighborhood import (
     resolve_threads,
     run_batches,
     simple_adjacency,
-    sparse_top_k,
 )
+from recgraph.retrieval.sparse_top_k import sparse_top_k
 
 GRAPH_FOLDER = "graph"
 #: Users whose walk results a model keeps (see :meth:`WalkRetriever._cached`).

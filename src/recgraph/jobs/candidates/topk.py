@@ -21,8 +21,8 @@ from recgraph.retrieval.neighborhood import (
     resolve_threads,
     run_batches,
     spans_by_work,
-    sparse_top_k,
 )
+from recgraph.retrieval.sparse_top_k import sparse_top_k
 
 
 def exact_top_k(scores: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -32,7 +32,8 @@ import scipy.sparse as sp
 
 from recgraph.data.ranges import expand_ranges
 from recgraph.data.sorted_keys import sorted_lookup
-from recgraph.retrieval.neighborhood import spans_by_work, sparse_top_k
+from recgraph.retrieval.neighborhood import spans_by_work
+from recgraph.retrieval.sparse_top_k import sparse_top_k
 
 
 def map_centre(

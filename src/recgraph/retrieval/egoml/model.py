@@ -30,7 +30,8 @@ from recgraph.retrieval.egoml.features import (
     user_triples,
 )
 from recgraph.retrieval.egoml.labels import TrainingPairs, make_training_pairs
-from recgraph.retrieval.neighborhood import spans_by_work, sparse_top_k
+from recgraph.retrieval.neighborhood import spans_by_work
+from recgraph.retrieval.sparse_top_k import sparse_top_k
 
 #: Where EGOML tells the user what it did (a one-line message, no source path).
 log = logging.getLogger("recgraph.egoml")
