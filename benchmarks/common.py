@@ -177,3 +177,24 @@ def tree_cpu_seconds(pids: list[int]) -> float:
         except OSError:
             pass
     return total
+
+
+def blank_features(names):
+    """Blank ``names`` in every ranker feature matrix (NaN: LightGBM's missing) until the
+    returned function is called: what a ranker learns without them."""
+    import numpy as np
+
+    from recgraph.ranking import features as module
+
+    original = module.CandidateFeatures.matrix
+
+    def matrix(self, users, items, retrievers, depth):
+        out = original(self, users, items, retrievers, depth)
+        columns = module.feature_names(self.graph_kind, list(retrievers))
+        for name in names:
+            if name in columns:
+                out[:, columns.index(name)] = np.nan
+        return out
+
+    module.CandidateFeatures.matrix = matrix
+    return lambda: setattr(module.CandidateFeatures, "matrix", original)

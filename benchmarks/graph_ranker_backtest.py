@@ -24,9 +24,7 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
-from common import datasets_folder
+from common import blank_features, datasets_folder
 from recgraph.cli.evaluate_commands import read_split_input
 from recgraph.data.splits import split, validation_split
 from recgraph.jobs.tune.fitting import FitCache, carve_validation
@@ -54,23 +52,6 @@ RANKED = (
 )
 
 
-def without_time():
-    """Blank the time features in every feature matrix (NaN: LightGBM's missing); returns the original."""
-    from recgraph.ranking import features as module
-
-    original = module.CandidateFeatures.matrix
-
-    def matrix(self, users, items, retrievers, depth):
-        out = original(self, users, items, retrievers, depth)
-        names = module.feature_names(self.graph_kind, list(retrievers))
-        for name in TIME_FEATURES:
-            out[:, names.index(name)] = np.nan
-        return out
-
-    module.CandidateFeatures.matrix = matrix
-    return original
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", default="college-msg", choices=["college-msg"])
@@ -88,7 +69,6 @@ def main() -> None:
         return QuestionConfig.model_validate(values)
 
     rows = []
-    from recgraph.ranking import features as module
 
     for cut in range(args.cuts):
         history = train
@@ -102,14 +82,14 @@ def main() -> None:
             ("ranked", *RANKED, False),
             ("ranked_without_time_features", *RANKED, True),
         ):
-            original = without_time() if blank else None
+            undo = blank_features(TIME_FEATURES) if blank else None
             started = time.process_time()
             try:
                 model = cache.fit(question(retrievers, ranker), validation.fit)
                 value = validation.score(model)
             finally:
-                if original is not None:
-                    module.CandidateFeatures.matrix = original
+                if undo is not None:
+                    undo()
             row[label] = round(value, 4)
             print(
                 f"cut {cut} ({description['users']} users): {label} {metric} {value:.4f} "

@@ -33,9 +33,8 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
-from common import datasets_folder
+from common import blank_features, datasets_folder
+from graph_ranker_backtest import TIME_FEATURES as BACKTEST_TIME_FEATURES
 from recgraph.cli.evaluate_commands import read_split_input
 from recgraph.data.splits import split
 from recgraph.jobs.tune.fitting import FitCache, carve_validation
@@ -60,16 +59,8 @@ TUNED = (
         },
     },
 )
-TIME_FEATURES = (
-    "time_affinity",
-    "cand_pop_in_user_weeks",
-    "cand_pop_7d",
-    "cand_pop_30d",
-    "user_recency_days",
-    "tie_back_days",
-    "cand_recency_days",
-    "cand_out_30d",
-)
+#: The backtest's time features and the tie-time ones added since.
+TIME_FEATURES = (*BACKTEST_TIME_FEATURES, "tie_back_days", "cand_recency_days", "cand_out_30d")
 VARIANTS = (
     "ppr",
     "default",
@@ -100,24 +91,6 @@ def variant(name: str, base: dict) -> QuestionConfig:
     return QuestionConfig.model_validate(values | {"retrievers": retrievers, "ranker": ranker})
 
 
-def blank_time_features():
-    """Blank the time features in every feature matrix; returns a function that undoes it."""
-    from recgraph.ranking import features as module
-
-    original = module.CandidateFeatures.matrix
-
-    def matrix(self, users, items, retrievers, depth):
-        out = original(self, users, items, retrievers, depth)
-        names = module.feature_names(self.graph_kind, list(retrievers))
-        for name in TIME_FEATURES:
-            if name in names:
-                out[:, names.index(name)] = np.nan
-        return out
-
-    module.CandidateFeatures.matrix = matrix
-    return lambda: setattr(module.CandidateFeatures, "matrix", original)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fractions", default="0.2,0.5")
@@ -135,7 +108,7 @@ def main() -> None:
         days = (train.timestamp.max() - validation.fit.timestamp.max()) / 86400
         cache = FitCache("who_to_follow")
         for name in args.variants.split(","):
-            undo = blank_time_features() if "notime" in name else None
+            undo = blank_features(TIME_FEATURES) if "notime" in name else None
             started = time.process_time()
             try:
                 model = cache.fit(variant(name, base), validation.fit)

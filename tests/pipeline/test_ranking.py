@@ -83,10 +83,8 @@ def test_the_same_seed_gives_the_same_ranker(ranked_feed, feed_graph):
     assert again.ranking.report == ranked_feed.ranking.report
 
 
-def test_no_test_row_reaches_the_rankers_training(feed_graph, monkeypatch):
-    train, test = splits.split(feed_graph, "temporal_global", fraction=0.2)
-    test_pairs = set(zip(test.src.tolist(), test.dst.tolist(), strict=True))
-    train_pairs = set(zip(train.src.tolist(), train.dst.tolist(), strict=True))
+def spy_on_label_slices(monkeypatch) -> list:
+    """Every label slice cut while fitting, as ``(data, rest, labels)``."""
     sliced = []
     real = ranking_module.label_slice
 
@@ -96,6 +94,14 @@ def test_no_test_row_reaches_the_rankers_training(feed_graph, monkeypatch):
         return rest, labels, how
 
     monkeypatch.setattr(ranking_module, "label_slice", spy)
+    return sliced
+
+
+def test_no_test_row_reaches_the_rankers_training(feed_graph, monkeypatch):
+    train, test = splits.split(feed_graph, "temporal_global", fraction=0.2)
+    test_pairs = set(zip(test.src.tolist(), test.dst.tolist(), strict=True))
+    train_pairs = set(zip(train.src.tolist(), train.dst.tolist(), strict=True))
+    sliced = spy_on_label_slices(monkeypatch)
     config = ranked_config(["item_knn", "popular"], folds=2, label_split="both")
     QuestionModel("feed", config).fit(train)
     kinds = ranking_module.label_kinds(train, config.ranker)
@@ -547,15 +553,7 @@ def test_a_held_out_friendship_labels_both_friends():
 def test_time_cut_folds_are_successive_earlier_periods_each_judged(feed_graph, monkeypatch):
     """Folds of a time slice are not copies: each is the slice before the last, and each
     period is a check of its own in the stand-down (``[kind@fold]``)."""
-    sliced = []
-    real = ranking_module.label_slice
-
-    def spy(data, spec, fold=0, method=None):
-        rest, labels, how = real(data, spec, fold, method)
-        sliced.append((data, rest, labels))
-        return rest, labels, how
-
-    monkeypatch.setattr(ranking_module, "label_slice", spy)
+    sliced = spy_on_label_slices(monkeypatch)
     config = ranked_config(["item_knn", "popular"], label_split="temporal_global", folds=3)
     question = QuestionModel("feed", config).fit(feed_graph)
     assert len(sliced) == 3
