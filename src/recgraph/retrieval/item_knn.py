@@ -38,7 +38,7 @@ from recgraph.data.sorted_keys import find_sorted
 from recgraph.retrieval.base import Retriever, ranked_row
 from recgraph.retrieval.explanation import Explanation, history_explanations
 from recgraph.retrieval.factors import (
-    DEFAULTS_STUDY_SECOND_ROUND,
+    DEFAULTS_STUDY_FOURTH_ROUND,
     CountWeightingConfig,
     bm25_weight,
     positive_matrix,
@@ -103,7 +103,7 @@ class ItemKNNConfig(CountWeightingConfig):
     ``margin_choice``). It is not claimed to beat popularity by a margin.
     """
 
-    defaults_chosen_on: ClassVar[str] = DEFAULTS_STUDY_SECOND_ROUND
+    defaults_chosen_on: ClassVar[str] = DEFAULTS_STUDY_FOURTH_ROUND
 
     similarity: Literal["cosine", "bm25", "cooccurrence", "asymmetric"] = "bm25"
     neighbours: int = Field(default=200, ge=1)
