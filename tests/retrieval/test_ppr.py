@@ -256,3 +256,22 @@ def test_the_sweep_spends_its_budget_on_the_largest_shares_per_edge() -> None:
     nodes_b, scores_b = budgeted.user_row(0)
     assert scores_b.sum() < scores_full.sum(), "the unswept residual keeps only alpha r"
     assert set(nodes_b.tolist()) <= set(nodes_full.tolist())
+
+
+def test_a_model_saved_before_the_sweep_budget_loads_unbounded(tmp_path) -> None:
+    from recgraph.retrieval import Retriever
+    from recgraph.retrieval.ppr import PPRConfig
+    from recgraph.retrieval.salsa import SALSAConfig
+
+    old = PPRConfig().model_dump()
+    del old["sweep_budget"]
+    assert PPRConfig.model_validate(old).sweep_budget == 0, "saved before: swept everything"
+    assert PPRConfig.model_validate({"sweep": 500}).sweep_budget == 20_000, "a new config"
+    old_salsa = SALSAConfig().model_dump()
+    del old_salsa["sweep_budget"], old_salsa["circle_walk"]
+    assert SALSAConfig.model_validate(old_salsa).sweep_budget == 0
+    graph = random_graph(40, 0.1, seed=4, directed=True)
+    model = create_retriever("salsa", {"sweep_budget": 7}).fit(graph)
+    assert model.circle_model_.config.sweep_budget == 7
+    model.save(tmp_path / "m")
+    assert Retriever.load(tmp_path / "m").circle_model_.config.sweep_budget == 7

@@ -41,11 +41,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from recgraph.data.sorted_keys import distinct_sorted
 from recgraph.retrieval.base import Request, Retriever, TopK, top_k
@@ -63,6 +63,15 @@ from recgraph.retrieval.walks import WalkConfig, WalkRetriever, aggregate
 PPR_BLOCK_FLOATS = 1 << 18
 
 _WALK_RELATION = {"out": "followed by", "in": "follows", "undirected": "connected to"}
+
+
+def unbounded_sweep_if_saved_before(data: Any, fields: Any, added: set[str]) -> Any:
+    """A config saved before ``sweep_budget`` existed (every other field there but the
+    ``added`` ones) swept every residual node: a loaded model keeps answering as it did."""
+    if isinstance(data, dict) and "sweep_budget" not in data:
+        if set(fields) - added - {"sweep_budget"} <= set(data):
+            return {**data, "sweep_budget": 0}
+    return data
 
 
 class PPRConfig(WalkConfig):
@@ -112,6 +121,12 @@ class PPRConfig(WalkConfig):
     max_rounds: int = Field(default=100, ge=1)
     sweep: int = Field(default=1000, ge=0)
     sweep_budget: int = Field(default=20_000, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _saved_before_the_budget(cls, data: Any) -> Any:
+        return unbounded_sweep_if_saved_before(data, cls.model_fields, set())
+
     hub_policy: Literal["sample", "skip"] = "sample"  # type: ignore[assignment]
 
 
@@ -269,7 +284,10 @@ class PersonalizedPageRank(WalkRetriever):
         if not cfg.sweep_budget:
             return every
         graph = self.walk_graph_
-        sides = ("out", "in") if cfg.walk == "undirected" else (cfg.walk,)
+        one_side = cfg.walk != "undirected" or (self.symmetric_ and not len(graph.overlay))
+        sides = (
+            (("out",) if cfg.walk == "undirected" else (cfg.walk,)) if one_side else ("out", "in")
+        )
         edges = sum(np.minimum(graph.degree(r_nodes, side), cfg.sweep) for side in sides)
         if int(edges.sum()) <= cfg.sweep_budget:
             return every

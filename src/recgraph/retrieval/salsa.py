@@ -31,15 +31,15 @@ An authority's score splits exactly over the hubs that follow it
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from recgraph.retrieval.explanation import Explanation, make_explanation
 from recgraph.retrieval.neighborhood import RELATION, top_contributions
-from recgraph.retrieval.ppr import PersonalizedPageRank
+from recgraph.retrieval.ppr import PersonalizedPageRank, unbounded_sweep_if_saved_before
 from recgraph.retrieval.walks import WalkConfig, WalkRetriever
 
 
@@ -65,9 +65,16 @@ class SALSAConfig(WalkConfig):
     circle: int = Field(default=200, ge=1)
     circle_method: Literal["push", "power"] = "push"
     circle_walk: Literal["out", "in", "undirected"] = "undirected"
+    #: The circle's PPR ``sweep_budget`` (see :class:`~recgraph.retrieval.ppr.PPRConfig`).
+    sweep_budget: int = Field(default=20_000, ge=0)
     authorities_per_hub: int = Field(default=200, ge=0)
     iterations: int = Field(default=10, ge=1)
     salsa_restart: float = Field(default=0.15, ge=0, lt=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _saved_before_the_budget(cls, data: Any) -> Any:
+        return unbounded_sweep_if_saved_before(data, cls.model_fields, {"circle_walk"})
 
 
 class SALSA(WalkRetriever):
@@ -87,6 +94,7 @@ class SALSA(WalkRetriever):
                 "epsilon": cfg.epsilon,
                 "method": cfg.circle_method,
                 "walk": cfg.circle_walk,
+                "sweep_budget": cfg.sweep_budget,
                 "hub_cap": cfg.hub_cap,
                 "iterations": 100,
                 "tol": 1e-8,

@@ -346,6 +346,8 @@ def _second_validation(
     test period.
     """
     method = description["method"]
+    if method == "leave_last_n":  # the split ignores the fraction: the same cut again
+        raise ValueError("leave_last_n has one horizon: no second validation")
     if method in TIME_METHODS:
         fraction = min(2 * settings.fraction, LONGEST)
         if fraction <= settings.fraction:
