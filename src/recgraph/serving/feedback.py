@@ -190,7 +190,8 @@ class FeedbackStore:
         # asked on every suggestions request: one statement per length, through _column
         key = (either, len(candidates))
         statement = self._among.get(key)
-        if statement is None:  # setdefault: two threads racing compile the one kept (_column's key is its id)
+        # setdefault: two threads racing compile the one kept (_column's key is its id)
+        if statement is None:
             statement = self._among.setdefault(key, _among_query(either, len(candidates)))
         values = {"who": account, **{f"among_{i}": c for i, c in enumerate(candidates)}}
         return self._column(statement, values)
