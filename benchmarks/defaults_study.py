@@ -431,19 +431,20 @@ def margin_choice(
         )
         if row["beats_popular_by_2se"] and row["within_cost"]:
             candidates.append(row)
+
     # No point beats popularity by the margin: a point at least as good as the standing
     # one on EVERY case (the temporal one included) still replaces it, as the best
     # ``relative`` would for any other model; it is not claimed to beat popularity.
+    def better_everywhere_than_standing(cells: dict) -> bool:
+        return all(
+            c in cells and cells[c]["ndcg@20"] >= base[c]["ndcg@20"] for c in cases if c in base
+        )
+
     better_everywhere = [
         row
         for row in rows
         if row["params"] != standing
-        and all(
-            scores[name][key(row["params"])][c]["ndcg@20"] >= base[c]["ndcg@20"]
-            for c in cases
-            if c in base and c in scores[name][key(row["params"])]
-        )
-        and all(c in scores[name][key(row["params"])] for c in cases if c in base)
+        and better_everywhere_than_standing(scores[name][key(row["params"])])
     ]
     pool = candidates or better_everywhere
     chosen = max(pool, key=lambda r: r["relative"])["params"] if pool else standing

@@ -159,19 +159,24 @@ class PersonalizedPageRank(WalkRetriever):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Capped walk-direction neighbours of ``nodes`` (overlay included), distinct per owner."""
         graph = self.walk_graph_
-        walk = self.config.walk
-        if walk != "undirected":
-            return graph.gather(nodes, walk, cap)
-        if self.symmetric_ and not len(graph.overlay):
-            # both sides are the same sorted, distinct rows (sampled alike): their union is
-            # one of them, in the order the union below sorts it, without its sort
-            return graph.gather(nodes, "out", cap)
+        sides = self._gathered_sides()
+        if len(sides) == 1:
+            return graph.gather(nodes, sides[0], cap)
         a_owner, a = graph.gather(nodes, "out", cap)
         b_owner, b = graph.gather(nodes, "in", cap)
         keys = distinct_sorted(
             np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b])
         )
         return keys // self.n_users, keys % self.n_users
+
+    def _gathered_sides(self) -> tuple[str, ...]:
+        """The sides one step reads: the walk's, or both either way, except on a friendship
+        graph with no overlay, whose two sides are the same sorted, distinct rows (sampled
+        alike): their union is one of them, in the order a union would sort it."""
+        walk = self.config.walk
+        if walk != "undirected":
+            return (walk,)
+        return ("out",) if self.symmetric_ and not len(self.walk_graph_.overlay) else ("out", "in")
 
     def _thresholds(self, nodes: np.ndarray) -> np.ndarray:
         graph = self.walk_graph_
@@ -284,11 +289,9 @@ class PersonalizedPageRank(WalkRetriever):
         if not cfg.sweep_budget:
             return every
         graph = self.walk_graph_
-        one_side = cfg.walk != "undirected" or (self.symmetric_ and not len(graph.overlay))
-        sides = (
-            (("out",) if cfg.walk == "undirected" else (cfg.walk,)) if one_side else ("out", "in")
+        edges = sum(
+            np.minimum(graph.degree(r_nodes, side), cfg.sweep) for side in self._gathered_sides()
         )
-        edges = sum(np.minimum(graph.degree(r_nodes, side), cfg.sweep) for side in sides)
         if int(edges.sum()) <= cfg.sweep_budget:
             return every
         order = np.argsort(-(residual / np.maximum(edges, 1)), kind="stable")
