@@ -28,6 +28,10 @@ CLIQUE_B = range(5, 10)
 #: (user, the target it should get first) for every graph shape.
 MISSING = [(0, 1), (5, 6)]
 
+#: How the tests train an embedding model: on all of train (no validation slice, so no
+#: early stopping) and without a progress bar.
+QUIET_TRAINING: dict[str, Any] = {"validation_fraction": 0.0, "progress": False}
+
 
 def two_cliques(kind: str) -> Interactions:
     """Two 5-cliques with one edge missing each, as ``items``, ``follows`` or ``friends``."""
@@ -68,6 +72,9 @@ class RetrieverConformance:
     params: ClassVar[dict[str, Any]] = {}
     #: False for models that ignore structure (popularity): skips the right-answer test.
     structural: ClassVar[bool] = True
+    #: True for models trained from ``seed``: the same seed learns the same scores, another
+    #: seed other ones.
+    seeded: ClassVar[bool] = False
 
     @pytest.fixture
     def graph(self, graph_kind: str) -> Interactions:
@@ -161,6 +168,20 @@ class RetrieverConformance:
         np.testing.assert_array_equal(a_ids, b_ids)
         np.testing.assert_allclose(a_scores, b_scores, rtol=1e-5, atol=1e-6)
         assert "pickle" not in (tmp_path / "model" / "model.json").read_text()
+
+    def test_same_seed_same_scores_other_seed_differs(self, graph: Interactions) -> None:
+        if not self.seeded:
+            pytest.skip("model is not trained from a seed")
+        users = np.repeat(np.arange(graph.n_users), graph.n_items)
+        items = np.tile(np.arange(graph.n_items), graph.n_users)
+
+        def scores(seed: int) -> np.ndarray:
+            model = create_retriever(self.model_name, {**self.params, "seed": seed})
+            return model.fit(graph).score_pairs(users, items)
+
+        same = scores(0)
+        np.testing.assert_array_equal(same, scores(0))
+        assert not np.array_equal(same, scores(1))
 
     def test_config_round_trip(self) -> None:
         model = self.make()

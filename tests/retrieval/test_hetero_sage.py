@@ -3,14 +3,13 @@ import pytest
 
 from recgraph.data.item_features import ItemFeatures
 from recgraph.retrieval.hetero_sage import HeteroSAGE
-from tests.retrieval.conformance import RetrieverConformance, two_cliques
+from tests.retrieval.conformance import QUIET_TRAINING, RetrieverConformance, two_cliques
 
 SMALL = {
+    **QUIET_TRAINING,
     "hidden": 8,
     "epochs": 60,
     "learning_rate": 0.03,
-    "validation_fraction": 0.0,
-    "progress": False,
 }
 
 

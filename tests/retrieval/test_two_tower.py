@@ -5,18 +5,16 @@ from recgraph.data.interactions import Interactions
 from recgraph.data.item_features import ItemFeatures
 from recgraph.retrieval import Retriever
 from recgraph.retrieval.two_tower import TwoTower
-from tests.retrieval.conformance import RetrieverConformance, two_cliques
+from tests.retrieval.conformance import QUIET_TRAINING, RetrieverConformance, two_cliques
 
 SMALL = {
+    **QUIET_TRAINING,
     "embedding_dim": 8,
     "layers": [16, 8],
     "epochs": 40,
     "batch_size": 16,
     "learning_rate": 0.02,
     "temperature": 0.2,
-    "validation_fraction": 0.0,
-    "progress": False,
-    "num_threads": 1,
 }
 
 
