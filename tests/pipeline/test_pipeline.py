@@ -83,13 +83,19 @@ def test_the_missing_edge_is_suggested_with_its_reason_and_source():
     assert set(best.via) <= {"2", "3", "4"} and len(best.via) == 2
 
 
-def test_short_lists_are_topped_up_by_the_fallback_chain():
-    question = QuestionModel(
+@pytest.fixture
+def adamic_adar_then_popular() -> QuestionModel:
+    """Who to follow from Adamic-Adar (every path scored), topped up by popularity."""
+    return QuestionModel(
         "who_to_follow",
         QuestionConfig(
             retrievers=[{"name": "adamic_adar", "min_score": 0.0}], fallback=["popular"]
         ),
     ).fit(two_cliques())
+
+
+def test_short_lists_are_topped_up_by_the_fallback_chain(adamic_adar_then_popular):
+    question = adamic_adar_then_popular
     answer = question.answer("0", 5)
     assert answer.results[0].id == "1" and not answer.results[0].fallback
     rest = answer.results[1:]
@@ -116,13 +122,8 @@ def test_unknown_and_cold_users_get_the_fallback_not_an_error():
     assert "0" not in [r.id for r in question.answer("10", 3).results]  # what 10 follows
 
 
-def test_exclude_drops_feedback_that_arrived_after_training():
-    question = QuestionModel(
-        "who_to_follow",
-        QuestionConfig(
-            retrievers=[{"name": "adamic_adar", "min_score": 0.0}], fallback=["popular"]
-        ),
-    ).fit(two_cliques())
+def test_exclude_drops_feedback_that_arrived_after_training(adamic_adar_then_popular):
+    question = adamic_adar_then_popular
     answer = question.answer("0", 3, exclude=["1", "not-an-account"])
     assert "1" not in [r.id for r in answer.results]
 
