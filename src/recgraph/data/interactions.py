@@ -10,15 +10,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from enum import IntEnum
-from typing import Literal
+from enum import IntEnum, nonmember
+from typing import Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
 
 
-class Kind(IntEnum):
+class _Code(IntEnum):
+    """An integer code stored per row, read from and shown as its lower-case name."""
+
+    @classmethod
+    def parse(cls, name: str) -> Self:
+        try:
+            return cls[name.strip().upper()]
+        except KeyError:
+            allowed = ", ".join(k.label for k in cls)
+            raise ValueError(f"unknown {cls._what} {name!r}; expected one of {allowed}") from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Kind(_Code):
     """What an edge means. Only ``DISLIKE`` is negative feedback."""
+
+    _what = nonmember("interaction kind")
 
     FOLLOW = 0
     LIKE = 1
@@ -26,28 +44,16 @@ class Kind(IntEnum):
     VIEW = 3
     RATING = 4
 
-    @classmethod
-    def parse(cls, name: str) -> Kind:
-        try:
-            return cls[name.strip().upper()]
-        except KeyError:
-            allowed = ", ".join(k.name.lower() for k in cls)
-            raise ValueError(
-                f"unknown interaction kind {name!r}; expected one of {allowed}"
-            ) from None
 
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-
-class ValueKind(IntEnum):
+class ValueKind(_Code):
     """What an edge's number means; stored per row beside :class:`Kind`.
 
     The same number is read in different ways: 2 is a poor rating but two
     plays of a song. Models read it through this code, never by guessing from
     the numbers.
     """
+
+    _what = nonmember("value meaning")
 
     #: Binary: the edge happened; its value carries nothing (value 1).
     NONE = 0
@@ -57,18 +63,6 @@ class ValueKind(IntEnum):
     COUNT = 2
     #: A non-negative weight, used as given.
     WEIGHT = 3
-
-    @classmethod
-    def parse(cls, name: str) -> ValueKind:
-        try:
-            return cls[name.strip().upper()]
-        except KeyError:
-            allowed = ", ".join(k.name.lower() for k in cls)
-            raise ValueError(f"unknown value meaning {name!r}; expected one of {allowed}") from None
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 #: Where on a rating scale "liked" starts: 4 of 1-5 stars, 8 of 1-10.
