@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from recgraph.errors import InputError
 
@@ -130,9 +131,32 @@ def load_arrays(source: str | os.PathLike) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
+def csr_arrays(name: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """A CSR matrix as the arrays ``name.indptr``, ``name.indices`` and ``name.data`` of a state."""
+    return {
+        f"{name}.indptr": matrix.indptr,
+        f"{name}.indices": matrix.indices,
+        f"{name}.data": matrix.data,
+    }
+
+
+def csr_from_arrays(
+    arrays: Mapping[str, np.ndarray], name: str, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """The matrix :func:`csr_arrays` stored under ``name``; without ``name.data`` (a binary
+    matrix saved by an earlier version) every stored entry is 1."""
+    indices = arrays[f"{name}.indices"]
+    data = arrays.get(f"{name}.data")
+    if data is None:
+        data = np.ones(len(indices), np.float32)
+    return sp.csr_matrix((data, indices, arrays[f"{name}.indptr"]), shape=shape)
+
+
 __all__ = [
     "atomic_path",
     "atomic_write",
+    "csr_arrays",
+    "csr_from_arrays",
     "load_arrays",
     "read_manifest",
     "save_arrays",

@@ -57,7 +57,13 @@ from recgraph.data.graph_csr import (
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.data.item_features import ItemFeatures
 from recgraph.errors import ConfigError, InputError, NotFittedError
-from recgraph.files import load_arrays, read_manifest, save_arrays, write_manifest
+from recgraph.files import (
+    csr_from_arrays,
+    load_arrays,
+    read_manifest,
+    save_arrays,
+    write_manifest,
+)
 from recgraph.lazy_registry import saved_class
 from recgraph.retrieval.explanation import Explanation
 
@@ -733,17 +739,11 @@ class Retriever(ABC):
         """Seen, liked and the id maps of a model saved in format 1 (all in ``state.npz``)."""
         users = IdMap.from_array(arrays["ids.users"])
         items = IdMap.from_array(arrays["ids.items"]) if "ids.items" in arrays else users
-        indices = arrays["seen.indices"]
-        self._seen = sp.csr_matrix(
-            (np.ones(len(indices), np.float32), indices, arrays["seen.indptr"]), shape=shape
-        )
+        # binary: saved without .data, read as ones
+        self._seen = csr_from_arrays(arrays, "seen", shape)
         self.users, self.items = users, items
         if "liked.indptr" in arrays:
-            liked_indices = arrays["liked.indices"]
-            self._liked = sp.csr_matrix(
-                (np.ones(len(liked_indices), np.float32), liked_indices, arrays["liked.indptr"]),
-                shape=shape,
-            )
+            self._liked = csr_from_arrays(arrays, "liked", shape)
 
 
 def _positive_counts(train: Interactions) -> np.ndarray:

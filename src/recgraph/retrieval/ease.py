@@ -56,6 +56,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
+from recgraph.files import csr_arrays, csr_from_arrays
 from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.explanation import Explanation, history_explanations
 from recgraph.retrieval.factors import CountWeightingConfig, positive_matrix
@@ -208,21 +209,12 @@ class EASE(Retriever):
         return {
             "weights": self.weights_,
             "active_items": self.active_items_,
-            "matrix.indptr": self.matrix_.indptr,
-            "matrix.indices": self.matrix_.indices,
-            "matrix.data": self.matrix_.data,
+            **csr_arrays("matrix", self.matrix_),
         }
 
     def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
         self.weights_ = state["weights"]
         self.active_items_ = state["active_items"]
-        indices = state["matrix.indices"]
-        data = state.get("matrix.data")  # absent in models saved when X was binary
-        self.matrix_ = sp.csr_matrix(
-            (
-                np.ones(len(indices), np.float32) if data is None else data,
-                indices,
-                state["matrix.indptr"],
-            ),
-            shape=(len(state["matrix.indptr"]) - 1, self.n_items),
-        )
+        # without matrix.data: a model saved when X was binary
+        shape = (len(state["matrix.indptr"]) - 1, self.n_items)
+        self.matrix_ = csr_from_arrays(state, "matrix", shape)

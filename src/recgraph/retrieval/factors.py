@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions, Kind, ValueKind, liked_rating
+from recgraph.files import csr_arrays, csr_from_arrays
 from recgraph.retrieval.base import Retriever, RetrieverConfig, pad_rows
 
 #: The default ``count_epsilon`` of every item model: counts become
@@ -243,6 +244,8 @@ class FactorRetriever(Retriever):
 
     user_factors_: np.ndarray
     item_factors_: np.ndarray
+    #: Liked pairs as :func:`positive_matrix` weighs them (presence only where
+    #: :meth:`_binary_matrix` says so), which fold-in rebuilds users from.
     matrix_: sp.csr_matrix
     rating_threshold_: float | None = None
 
@@ -274,9 +277,7 @@ class FactorRetriever(Retriever):
         return {
             "user_factors": self.user_factors_,
             "item_factors": self.item_factors_,
-            "matrix.indptr": self.matrix_.indptr,
-            "matrix.indices": self.matrix_.indices,
-            "matrix.data": self.matrix_.data,
+            **csr_arrays("matrix", self.matrix_),
             "rating_threshold": np.asarray(
                 [np.nan if self.rating_threshold_ is None else self.rating_threshold_]
             ),
@@ -285,10 +286,8 @@ class FactorRetriever(Retriever):
     def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
         self.user_factors_ = state["user_factors"]
         self.item_factors_ = state["item_factors"]
-        self.matrix_ = sp.csr_matrix(
-            (state["matrix.data"], state["matrix.indices"], state["matrix.indptr"]),
-            shape=(len(self.user_factors_), len(self.item_factors_)),
-        )
+        shape = (len(self.user_factors_), len(self.item_factors_))
+        self.matrix_ = csr_from_arrays(state, "matrix", shape)
         threshold = state.get("rating_threshold")
         self.rating_threshold_ = (
             None if threshold is None or np.isnan(threshold[0]) else float(threshold[0])
