@@ -3,7 +3,6 @@
 
 const TOKEN_KEY = "recgraph-token";
 const K = 10;
-const $ = (id) => document.getElementById(id);
 
 function token() {
   return sessionStorage.getItem(TOKEN_KEY) || "";
@@ -62,13 +61,6 @@ async function call(method, path, body) {
     throw new Error(message);
   }
   return data;
-}
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined && text !== null) node.textContent = text;
-  return node;
 }
 
 function meta(result) {

@@ -2,7 +2,6 @@
 // Data from /v1/stats/store, /v1/model, /v1/stats/evaluation and /metrics; text via textContent only.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const POLL_MS = 2000;
 const KEEP_SAMPLES = 90; // three minutes of live samples
 const LATENCY_WINDOW = 5; // samples (10 s) a latency quantile is taken over
@@ -15,13 +14,6 @@ async function fetchJSON(path) {
   const body = await response.json().catch(() => null);
   if (!response.ok) throw new Error((body && typeof body.detail === "string" && body.detail) || `HTTP ${response.status}`);
   return body;
-}
-
-function text(tag, className, value) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (value !== undefined && value !== null) node.textContent = value;
-  return node;
 }
 
 function say(message, isError = false) {
@@ -40,9 +32,9 @@ function showCounts(counts) {
   const kinds = Object.keys(counts).filter((key) => key.startsWith("interactions_") && counts[key]).sort();
   const extra = ["follows_removed", "edge_events"].filter((key) => counts[key]);
   for (const key of [...main, ...kinds, ...extra]) {
-    const card = text("div", main.includes(key) ? "card" : "card minor");
+    const card = element("div", main.includes(key) ? "card" : "card minor");
     card.dataset.count = key;
-    card.append(text("dt", null, key.replace("interactions_", "").replace("_", " ")), text("dd", null, (counts[key] || 0).toLocaleString()));
+    card.append(element("dt", null, key.replace("interactions_", "").replace("_", " ")), element("dd", null, (counts[key] || 0).toLocaleString()));
     cards.append(card);
   }
 }
@@ -98,17 +90,17 @@ function metricsTable(question, bySeries) {
   }
   const k = Math.max(...ks);
   const names = [...metrics];
-  const table = text("table", "metrics");
-  table.append(text("caption", null, `${question} at k=${k}`));
+  const table = element("table", "metrics");
+  table.append(element("caption", null, `${question} at k=${k}`));
   const head = document.createElement("tr");
-  head.append(text("th", null, "retriever"), ...names.map((m) => text("th", null, m)));
+  head.append(element("th", null, "retriever"), ...names.map((m) => element("th", null, m)));
   table.append(head);
   for (const [series, byMetric] of Object.entries(bySeries)) {
     const row = document.createElement("tr");
-    row.append(text("th", null, series));
+    row.append(element("th", null, series));
     for (const metric of names) {
       const point = (byMetric[metric] || []).find((p) => p[0] === k);
-      row.append(text("td", null, point ? point[1].toFixed(4) : "–"));
+      row.append(element("td", null, point ? point[1].toFixed(4) : "–"));
     }
     table.append(row);
   }
@@ -120,22 +112,22 @@ function showEvaluation(evaluation) {
   box.replaceChildren();
   const questions = Object.entries(evaluation.curves);
   if (!questions.length) {
-    box.append(text("p", "empty", `Version ${evaluation.version} was published without an evaluation in its manifest (recgraph quickstart publishes one).`));
+    box.append(element("p", "empty", `Version ${evaluation.version} was published without an evaluation in its manifest (recgraph quickstart publishes one).`));
     return;
   }
   for (const [question, bySeries] of questions) {
-    const section = text("div", "question");
+    const section = element("div", "question");
     section.dataset.question = question;
-    section.append(text("h3", null, question.replace(/_/g, " ")));
-    const grid = text("div", "grid2");
+    section.append(element("h3", null, question.replace(/_/g, " ")));
+    const grid = element("div", "grid2");
     for (const [metric, label] of CURVE_METRICS) {
       const series = Object.entries(bySeries)
         .filter(([, byMetric]) => byMetric[metric])
         .map(([name, byMetric]) => ({ name, points: byMetric[metric] }));
       if (!series.length) continue;
-      const figure = text("figure");
-      figure.append(text("figcaption", null, `${label}, ${question.replace(/_/g, " ")}`));
-      const chart = text("div", "chart curve");
+      const figure = element("figure");
+      figure.append(element("figcaption", null, `${label}, ${question.replace(/_/g, " ")}`));
+      const chart = element("div", "chart curve");
       chart.dataset.metric = metric;
       figure.append(chart);
       grid.append(figure);
@@ -257,13 +249,13 @@ function showLive() {
     const row = document.createElement("tr");
     row.dataset.route = name;
     row.append(
-      text("th", null, name),
-      text("td", null, (now.count - ((start && start.count) || 0)).toLocaleString()),
-      text("td", null, recent.toFixed(1)),
-      text("td", null, p50 === null ? "–" : (p50 * 1000).toFixed(1)),
-      text("td", null, p95 === null ? "–" : (p95 * 1000).toFixed(1)),
-      text("td", null, String(errors("4"))),
-      text("td", null, String(errors("5"))),
+      element("th", null, name),
+      element("td", null, (now.count - ((start && start.count) || 0)).toLocaleString()),
+      element("td", null, recent.toFixed(1)),
+      element("td", null, p50 === null ? "–" : (p50 * 1000).toFixed(1)),
+      element("td", null, p95 === null ? "–" : (p95 * 1000).toFixed(1)),
+      element("td", null, String(errors("4"))),
+      element("td", null, String(errors("5"))),
     );
     body.append(row);
   }
