@@ -360,32 +360,25 @@ class EgoML(Retriever):
             self.feature_names_["a"] = tables.side_names("u")
             self.feature_names_["b"] = tables.side_names("v")
             if has_positive:
-                rows_a = tables.side(triples.centre, triples.edge_u)
-                booster_a = _train(
-                    cfg,
-                    rows_a,
-                    self.feature_names_["a"],
-                    triples.owner,
-                    pairs,
-                    None,
-                    "egoml: boosting model A",
-                )
-                init = (
-                    np.zeros(len(rows_a))
-                    if booster_a is None
-                    else booster_a.predict(rows_a, raw_score=True, num_threads=cfg.num_threads)
-                )
-                rows_b = tables.side(triples.centre, triples.edge_v)
-                booster_b = _train(
-                    cfg,
-                    rows_b,
-                    self.feature_names_["b"],
-                    triples.owner,
-                    pairs,
-                    init,
-                    "egoml: boosting model B",
-                )
-                self.boosters_ = {"a": booster_a, "b": booster_b}
+                init = None  # model B boosts on from model A's raw scores
+                for side, end in (("a", triples.edge_u), ("b", triples.edge_v)):
+                    rows = tables.side(triples.centre, end)
+                    booster = _train(
+                        cfg,
+                        rows,
+                        self.feature_names_[side],
+                        triples.owner,
+                        pairs,
+                        init,
+                        f"egoml: boosting model {side.upper()}",
+                    )
+                    self.boosters_[side] = booster
+                    if side == "a":
+                        init = (
+                            np.zeros(len(rows))
+                            if booster is None
+                            else booster.predict(rows, raw_score=True, num_threads=cfg.num_threads)
+                        )
         train_seconds = time.perf_counter() - start
 
         self.training_ = {
