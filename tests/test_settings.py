@@ -8,6 +8,7 @@ from recgraph.settings import (
     DEFAULT_DATABASE_URL,
     RedactingFilter,
     Settings,
+    config_of,
     database_url,
     load_settings,
     mask_url,
@@ -94,3 +95,17 @@ def test_redact_and_the_logging_filter(caplog):
         "HTTP Request: POST https://api.test/bot***/getUpdates",
         "a *** secret",
     ]
+
+
+def test_config_of_takes_the_object_or_validates_its_fields():
+    from pydantic import BaseModel, Field, ValidationError
+
+    class Knobs(BaseModel):
+        rate: float = Field(default=1.0, gt=0)
+
+    given = Knobs(rate=2.0)
+    assert config_of(Knobs, given) is given
+    assert config_of(Knobs, {"rate": 3.0}).rate == 3.0
+    assert config_of(Knobs, None) == Knobs()
+    with pytest.raises(ValidationError):
+        config_of(Knobs, {"rate": 0})

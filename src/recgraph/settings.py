@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recgraph.errors import ConfigError
 
 ENV_PREFIX = "RECGRAPH_"
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 DEFAULT_SQLITE_FILE = "recgraph.db"
 DEFAULT_DATABASE_URL = f"sqlite:///{DEFAULT_SQLITE_FILE}"
 DEFAULT_REGISTRY = "./models"
@@ -153,6 +154,13 @@ def load_settings(**overrides: Any) -> Settings:
             where = name if name in given else f"{ENV_PREFIX}{name.upper()}"
             problems.append(f"{where}: {error['msg']}")
         raise ConfigError("bad setting: " + "; ".join(problems)) from None
+
+
+def config_of(config_class: type[ConfigT], config: ConfigT | Mapping[str, Any] | None) -> ConfigT:
+    """A component's config: ``config`` itself, or validated from its fields (none: the defaults)."""
+    if isinstance(config, config_class):
+        return config
+    return config_class.model_validate(dict(config or {}))
 
 
 def database_url(explicit: str | None = None, settings: Settings | None = None) -> str:

@@ -35,6 +35,7 @@ from recgraph.collect.bluesky.ratelimit import (
     backoff_delay,
 )
 from recgraph.errors import RecgraphError
+from recgraph.settings import config_of
 
 #: The public, cached AppView: no authentication, generous limits applied at the edge.
 DEFAULT_APPVIEW = "https://public.api.bsky.app"
@@ -151,11 +152,7 @@ class XrpcClient:
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.config = (
-            config
-            if isinstance(config, ClientConfig)
-            else ClientConfig.model_validate(dict(config or {}))
-        )
+        self.config = config_of(ClientConfig, config)
         self.base_url = self.config.base_url.rstrip("/")
         self.limiter = RateLimiter(self.config.rate_limit, rng=rng)
         self.stats = ClientStats()

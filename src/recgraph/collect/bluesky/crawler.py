@@ -62,6 +62,7 @@ from recgraph.data import schema
 from recgraph.data.store import Store, Writer
 from recgraph.errors import ConfigError, InputError
 from recgraph.progress import progress_enabled
+from recgraph.settings import config_of
 
 log = logging.getLogger(__name__)
 
@@ -225,11 +226,7 @@ class Crawler:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.config = (
-            config
-            if isinstance(config, CrawlConfig)
-            else CrawlConfig.model_validate(dict(config or {}))
-        )
+        self.config = config_of(CrawlConfig, config)
         _check_store(store)
         self.owner = self.config.worker_id or default_worker_id()
         self.clock = clock

@@ -715,26 +715,14 @@ def server_arguments(
     return args
 
 
-def start_subprocess(
-    *,
-    accounts: int,
-    seed: int = 0,
-    mean_follows: float = 20.0,
-    rate_limit: RateLimitPolicy | None = None,
-    faults: FaultConfig | None = None,
-) -> tuple[subprocess.Popen, str]:
+def start_subprocess(**settings: Any) -> tuple[subprocess.Popen, str]:
     """Run the fake server in its own process (its own core); return it and its URL.
 
-    Stop it with ``process.terminate()``.
+    ``settings`` are the keywords of :func:`server_arguments`. Stop it with
+    ``process.terminate()``.
     """
     command = [sys.executable, "-m", "recgraph.collect.bluesky.fake_server"]
-    command += server_arguments(
-        accounts=accounts,
-        seed=seed,
-        mean_follows=mean_follows,
-        rate_limit=rate_limit,
-        faults=faults,
-    )
+    command += server_arguments(**settings)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from recgraph.settings import config_of
+
 
 class RateLimitConfig(BaseModel):
     """How close to the announced budget the client goes.
@@ -173,11 +175,7 @@ class RateLimiter:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        self.config = (
-            config
-            if isinstance(config, RateLimitConfig)
-            else RateLimitConfig.model_validate(dict(config or {}))
-        )
+        self.config = config_of(RateLimitConfig, config)
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()

@@ -69,7 +69,7 @@ from recgraph.data import telegram_state as state
 from recgraph.data.schema import telegram_albums, telegram_deliveries, telegram_subscribers
 from recgraph.data.store import Store
 from recgraph.data.telegram_state import chat_account, parse_post_item, post_item
-from recgraph.settings import RedactingFilter
+from recgraph.settings import RedactingFilter, config_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -163,7 +163,7 @@ class FeedBot:
 
     def __init__(self, store: Store, config: BotConfig | dict, model: Any | None = None) -> None:
         self.store = store
-        self.config = config if isinstance(config, BotConfig) else BotConfig.model_validate(config)
+        self.config = config_of(BotConfig, config)
         for table in (telegram_subscribers, telegram_deliveries, telegram_albums):
             table.create(store.engine, checkfirst=True)  # a store opened without create
         self.bot_id = self.config.token.split(":", 1)[0]
