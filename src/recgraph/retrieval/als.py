@@ -76,17 +76,15 @@ class ALSConfig(CountWeightingConfig):
 
 
 class ALS(FactorRetriever):
-    """Implicit-feedback alternating least squares (see the module docstring)."""
+    """Implicit-feedback alternating least squares (see the module docstring).
+
+    ``matrix_`` holds the liked pairs before BM25 weighting.
+    """
 
     name = "als"
     explains = True
     config_class = ALSConfig
     config: ALSConfig
-
-    user_factors_: np.ndarray
-    item_factors_: np.ndarray
-    #: Liked pairs (binary or weighted, before BM25) that fold-in rebuilds users from.
-    matrix_: sp.csr_matrix
 
     # ------------------------------------------------------------------ implicit
     def _implicit_model(self):

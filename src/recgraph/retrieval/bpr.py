@@ -43,7 +43,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
@@ -113,13 +112,8 @@ class BPR(FactorRetriever):
     config_class = BPRConfig
     config: BPRConfig
 
-    user_factors_: np.ndarray
-    item_factors_: np.ndarray
-    #: Liked pairs (binary: BPR ranks a like above a non-like, whatever its
-    #: value; a low rating is not a like), which fold-in rebuilds users from.
-    matrix_: sp.csr_matrix
-
     def _binary_matrix(self) -> bool:
+        # BPR ranks a like above a non-like, whatever its value; a low rating is not a like
         return True
 
     def _fit(self, train: Interactions) -> None:
