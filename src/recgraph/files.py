@@ -82,6 +82,14 @@ def write_manifest(target: str | os.PathLike, manifest: dict[str, Any]) -> None:
         handle.write(json.dumps(manifest, indent=2))
 
 
+def write_json(target: str | os.PathLike, payload: Any, *, indent: int = 2) -> str:
+    """Write ``payload`` as indented JSON (a report, say) atomically; return the text written."""
+    text = json.dumps(payload, indent=indent) + "\n"
+    with atomic_write(target, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return text
+
+
 def read_manifest(
     manifest_path: str | os.PathLike,
     what: str,
@@ -160,5 +168,6 @@ __all__ = [
     "load_arrays",
     "read_manifest",
     "save_arrays",
+    "write_json",
     "write_manifest",
 ]

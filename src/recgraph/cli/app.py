@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -40,6 +41,14 @@ DbOption = Annotated[
         show_default=False,
     ),
 ]
+PipelineFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--pipeline",
+        help="Pipeline TOML file (default: the shipped one, recgraph/config/pipeline.toml).",
+    ),
+]
+JsonOption = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")]
 RegistryOption = Annotated[
     str | None,
     typer.Option(

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from recgraph.cli.app import DbOption, app, console, err_console
+from recgraph.cli.app import DbOption, JsonOption, app, console, err_console
+from recgraph.files import write_json
 
 crawl_app = typer.Typer(
     name="crawl", help="Crawl a social graph into the store.", no_args_is_help=True
@@ -66,9 +66,7 @@ def crawl_bluesky_command(
     worker_id: Annotated[
         str | None, typer.Option("--worker-id", help="Lease owner name (default host:pid).")
     ] = None,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the run's report here.")
-    ] = None,
+    json_out: JsonOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
     db: DbOption = None,
 ) -> None:
@@ -109,7 +107,7 @@ def crawl_bluesky_command(
         highlight=False,
     )
     if json_out is not None:
-        json_out.write_text(json.dumps(report.to_dict(), indent=2))
+        write_json(json_out, report.to_dict())
 
 
 @bot_app.command("telegram")

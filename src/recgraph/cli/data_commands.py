@@ -60,6 +60,15 @@ SepOption = Annotated[
         show_default=False,
     ),
 ]
+HeaderOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--header/--no-header",
+        help="Edge lists: whether the first line names the columns. Default: a line 'src dst', "
+        "or a non-numeric first line above numeric ids, is a header (skipped, with a note).",
+        show_default=False,
+    ),
+]
 ValueOption = Annotated[
     ValueMeaning | None,
     typer.Option(
@@ -126,15 +135,7 @@ def import_edges_command(
     timestamps: Annotated[
         bool, typer.Option("--timestamps", help="The third column holds unix timestamps.")
     ] = False,
-    header: Annotated[
-        bool | None,
-        typer.Option(
-            "--header/--no-header",
-            help="Whether the first line names the columns. Default: a line 'src dst', or "
-            "a non-numeric first line above numeric ids, is a header (skipped, with a note).",
-            show_default=False,
-        ),
-    ] = None,
+    header: HeaderOption = None,
     format: FormatOption = None,
     sep: SepOption = None,
     db: DbOption = None,

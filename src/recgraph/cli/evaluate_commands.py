@@ -15,8 +15,14 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from recgraph.cli.app import app, console, err_console
-from recgraph.cli.data_commands import FormatOption, SepOption, ValueOption, _text
+from recgraph.cli.app import JsonOption, app, console, err_console
+from recgraph.cli.data_commands import (
+    FormatOption,
+    HeaderOption,
+    SepOption,
+    ValueOption,
+    _text,
+)
 from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.splits import SPLIT_METHODS
 from recgraph.errors import ConfigError, InputError
@@ -32,6 +38,14 @@ class GraphKind(StrEnum):
 SplitMethod = StrEnum("SplitMethod", {name: name for name in SPLIT_METHODS})
 
 
+ItemsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--items",
+        help="Item side data, item,title[,genres][,created_at] (genres |-separated), "
+        "for the models that read it (two_tower, hetero_sage).",
+    ),
+]
 KindOption = Annotated[
     GraphKind,
     typer.Option(
@@ -85,9 +99,7 @@ def evaluate_command(
         Path | None,
         typer.Option("--params", help="TOML file with one [model] table of parameters each."),
     ] = None,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the results as JSON here.")
-    ] = None,
+    json_out: JsonOption = None,
     plot_out: Annotated[
         Path | None, typer.Option("--plot", help="Write recall@k and nDCG@k curves (PNG).")
     ] = None,
@@ -97,14 +109,7 @@ def evaluate_command(
     format: FormatOption = None,
     sep: SepOption = None,
     value: ValueOption = None,
-    items: Annotated[
-        Path | None,
-        typer.Option(
-            "--items",
-            help="Item side data, item,title[,genres][,created_at] (genres |-separated), "
-            "for the models that read it (two_tower, hetero_sage).",
-        ),
-    ] = None,
+    items: ItemsOption = None,
     track: Annotated[
         bool, typer.Option("--track", help="Log the learned models' training to MLflow.")
     ] = False,
@@ -357,15 +362,7 @@ def split_command(
             show_default=False,
         ),
     ] = None,
-    header: Annotated[
-        bool | None,
-        typer.Option(
-            "--header/--no-header",
-            help="Edge lists: whether the first line names the columns (default: detect, "
-            "as `recgraph import edges`).",
-            show_default=False,
-        ),
-    ] = None,
+    header: HeaderOption = None,
     format: FormatOption = None,
     sep: SepOption = None,
     value: ValueOption = None,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from recgraph.cli.app import DbOption, RegistryOption, app, console
+from recgraph.cli.app import DbOption, PipelineFileOption, RegistryOption, app, console
 from recgraph.cli.serve_commands import (
     HostOption,
     PortOption,
@@ -35,10 +35,7 @@ def quickstart_command(
     json_dir: Annotated[
         Path | None, typer.Option("--json-dir", help="Write one evaluation JSON per graph here.")
     ] = None,
-    pipeline: Annotated[
-        Path | None,
-        typer.Option("--pipeline", help="Pipeline TOML file (default: the shipped one)."),
-    ] = None,
+    pipeline: PipelineFileOption = None,
     registry: RegistryOption = None,
     serve: Annotated[
         bool,

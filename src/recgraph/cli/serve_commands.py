@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 from pydantic import SecretStr
 
-from recgraph.cli.app import DbOption, RegistryOption, app, console
+from recgraph.cli.app import DbOption, PipelineFileOption, RegistryOption, app, console
+from recgraph.cli.tune_commands import BudgetOption
 from recgraph.settings import ENV_PREFIX, Settings, load_settings
 
 TokenOption = Annotated[
@@ -143,13 +144,7 @@ def serve_command(
 
 @app.command("train")
 def train_command(
-    pipeline: Annotated[
-        Path | None,
-        typer.Option(
-            "--pipeline",
-            help="Pipeline TOML file (default: the shipped one, recgraph/config/pipeline.toml).",
-        ),
-    ] = None,
+    pipeline: PipelineFileOption = None,
     registry: RegistryOption = None,
     db: DbOption = None,
     promote: Annotated[
@@ -164,9 +159,7 @@ def train_command(
             "the pipeline it writes to --tuned-out.",
         ),
     ] = False,
-    budget: Annotated[
-        float, typer.Option("--budget", min=0.05, help="With --tune: minutes of tuning.")
-    ] = 10.0,
+    budget: BudgetOption = 10.0,
     tuned_out: Annotated[
         Path, typer.Option("--tuned-out", help="With --tune: where the tuned pipeline goes.")
     ] = Path("pipeline.tuned.toml"),

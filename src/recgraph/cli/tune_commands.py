@@ -6,13 +6,14 @@ Thin: reads the training data (the store, or a split's TRAIN file), calls
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from recgraph.cli.app import DbOption, app, console, err_console
+from recgraph.cli.app import DbOption, JsonOption, app, console, err_console
+from recgraph.cli.evaluate_commands import ItemsOption
+from recgraph.files import write_json
 
 BudgetOption = Annotated[
     float,
@@ -87,10 +88,7 @@ def tune_command(
         str | None,
         typer.Option("--kind", help="With --train: items, follows or friends."),
     ] = None,
-    items: Annotated[
-        Path | None,
-        typer.Option("--items", help="With --train: item side data, as `recgraph evaluate`."),
-    ] = None,
+    items: ItemsOption = None,
     method: Annotated[
         str,
         typer.Option(
@@ -115,9 +113,7 @@ def tune_command(
             "--retriever", help="A retriever to consider (default: all tunable); repeatable."
         ),
     ] = None,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write every trial as JSON here.")
-    ] = None,
+    json_out: JsonOption = None,
     db: DbOption = None,
 ) -> None:
     """Choose retrievers, their parameters, the candidate depth and the ranker on a validation
@@ -172,7 +168,5 @@ def tune_command(
     write_pipeline(results, out, base)
     show_results(results, out)
     if json_out is not None:
-        json_out.write_text(
-            json.dumps({q: r.to_dict() for q, r in results.items()}, indent=2) + "\n"
-        )
+        write_json(json_out, {q: r.to_dict() for q, r in results.items()})
         err_console.print(f"wrote {json_out}", highlight=False)

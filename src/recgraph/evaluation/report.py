@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from recgraph.evaluation.metrics import METRICS, metric_key
+from recgraph.files import write_json
 
 #: Why a test row was not scored; the order in which reasons are checked.
 DROP_REASONS = (
@@ -120,10 +121,9 @@ class EvaluationReport:
 
     def to_json(self, path: str | os.PathLike | None = None, indent: int = 2) -> str:
         """The report as JSON text; also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=indent)
         if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
+            return write_json(path, self.to_dict(), indent=indent).rstrip("\n")
+        return json.dumps(self.to_dict(), indent=indent)
 
     # ------------------------------------------------------------------ table
     def table(self):
