@@ -81,13 +81,19 @@ def test_import_interactions_with_mapping_is_idempotent(tmp_path: Path, db: str,
     assert "no column 'nope'" in " ".join(capsys.readouterr().err.split())
 
 
+def import_movielens(tmp_path: Path, db: str, ratings: str, movies: str) -> None:
+    """Write a MovieLens "latest" folder with these files and import it with the command."""
+    folder = movielens_latest(tmp_path / "ml", ratings, movies)
+    assert main(["import", "movielens", str(folder), "--db", db]) == 0
+
+
 def test_import_movielens_folder(tmp_path: Path, db: str):
-    folder = movielens_latest(
-        tmp_path / "ml",
+    import_movielens(
+        tmp_path,
+        db,
         "userId,movieId,rating,timestamp\r\n1,1,4.0,5\r\n",
         'movieId,title,genres\r\n1,"Toy Story, The (1995)",Comedy\r\n',
     )
-    assert main(["import", "movielens", str(folder), "--db", db]) == 0
     with Store(db) as store:
         items = store.items_frame()
     assert items["title"].tolist() == ["Toy Story, The (1995)"]
@@ -95,12 +101,12 @@ def test_import_movielens_folder(tmp_path: Path, db: str):
 
 
 def test_export_accounts_and_items_read_back(tmp_path: Path, db: str):
-    folder = movielens_latest(
-        tmp_path / "ml",
+    import_movielens(
+        tmp_path,
+        db,
         "userId,movieId,rating,timestamp\n7,1,4.0,5\n",
         "movieId,title,genres\n1,A (2000),Drama\n",
     )
-    assert main(["import", "movielens", str(folder), "--db", db]) == 0
     for what in ("accounts", "items", "interactions"):
         assert main(["export", what, str(tmp_path / f"{what}.parquet"), "--db", db]) == 0
     copy = f"sqlite:///{tmp_path / 'copy.db'}"
