@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -33,15 +35,7 @@ def test_value_kind_given_for_all_rows_survives_subset_and_concat():
 def test_value_kind_length_is_checked():
     data = Interactions.from_arrays(["u"], ["a"])
     with pytest.raises(ValueError, match="value_kind"):
-        Interactions(
-            src=data.src,
-            dst=data.dst,
-            users=data.users,
-            items=data.items,
-            value=data.value,
-            kind=data.kind,
-            value_kind=np.zeros(2, np.int8),
-        )
+        dataclasses.replace(data, value_kind=np.zeros(2, np.int8))
 
 
 def test_value_kind_parse_names_the_choices():
