@@ -42,7 +42,7 @@ from pydantic import Field
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar
 from recgraph.retrieval.explanation import Explanation, history_explanations
-from recgraph.retrieval.factors import CountWeightingConfig, FactorRetriever, merge_matrix
+from recgraph.retrieval.factors import CountWeightingConfig, FactorRetriever
 
 
 class ALSConfig(CountWeightingConfig):
@@ -140,27 +140,6 @@ class ALS(FactorRetriever):
             )
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-
-    def _absorb(self, new: Interactions) -> Interactions:
-        """Put ``new`` on the model's (grown) id maps, tables and matrices."""
-        self._check_fitted()
-        assert self._seen is not None and self.users is not None and self.items is not None
-        new = new.reindexed_onto(self.users, self.items)
-        factors = self.user_factors_.shape[1]
-        if new.n_users > len(self.user_factors_):
-            grow = np.zeros((new.n_users - len(self.user_factors_), factors), np.float32)
-            self.user_factors_ = np.vstack([self.user_factors_, grow])
-        if new.n_items > len(self.item_factors_):
-            grow = np.zeros((new.n_items - len(self.item_factors_), factors), np.float32)
-            self.item_factors_ = np.vstack([self.item_factors_, grow])
-        self.matrix_ = merge_matrix(
-            self.matrix_,
-            self._training_matrix(new, fitting=False),
-            binary=self.config.weighting != "value",
-        )
-        self._extend_history(new)
-        self.users, self.items = new.users, new.items
-        return new
 
     def fold_in(self, new: Interactions) -> ALS:
         """Recompute the vectors of the users in ``new`` from all their feedback; nothing else moves.

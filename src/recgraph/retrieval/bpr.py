@@ -53,7 +53,6 @@ from recgraph.retrieval.biased_mf import torch_threads
 from recgraph.retrieval.factors import (
     DEFAULTS_STUDY_SECOND_ROUND,
     FactorRetriever,
-    merge_matrix,
 )
 
 if TYPE_CHECKING:
@@ -115,6 +114,11 @@ class BPR(FactorRetriever):
     def _binary_matrix(self) -> bool:
         # BPR ranks a like above a non-like, whatever its value; a low rating is not a like
         return True
+
+    def _new_user_rows(self, n: int) -> np.ndarray:
+        rows = super()._new_user_rows(n)
+        rows[:, -1] = 1.0  # the constant 1 that carries the item bias, as in _fit
+        return rows
 
     def _fit(self, train: Interactions) -> None:
         import torch
@@ -182,22 +186,7 @@ class BPR(FactorRetriever):
             otherwise they are re-indexed by external id). Items new to the
             model get a zero vector (and bias) until the next ``fit``.
         """
-        self._check_fitted()
-        assert self._seen is not None and self.users is not None and self.items is not None
-        new = new.reindexed_onto(self.users, self.items)
-        width = self.user_factors_.shape[1]
-        if new.n_users > len(self.user_factors_):
-            grow = np.zeros((new.n_users - len(self.user_factors_), width), np.float32)
-            grow[:, -1] = 1.0
-            self.user_factors_ = np.vstack([self.user_factors_, grow])
-        if new.n_items > len(self.item_factors_):
-            grow = np.zeros((new.n_items - len(self.item_factors_), width), np.float32)
-            self.item_factors_ = np.vstack([self.item_factors_, grow])
-        self.matrix_ = merge_matrix(
-            self.matrix_, self._training_matrix(new, fitting=False), binary=True
-        )
-        self._extend_history(new)
-        self.users, self.items = new.users, new.items
+        new = self._absorb(new)
         sampler = NegativeSampler(self._item_counts(), self.config.negative_exponent)
         for user in track(np.unique(new.src), "bpr fold-in"):
             self.user_factors_[user] = self._fold_in_user(int(user), sampler)

@@ -267,6 +267,33 @@ class FactorRetriever(Retriever):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return factor_scores(self.user_factors_[users], self.item_factors_)
 
+    def _absorb(self, new: Interactions) -> Interactions:
+        """Put ``new`` on the model's (grown) id maps, factor tables, liked matrix and history.
+
+        Users and items new to the model get :meth:`_new_user_rows` and zero
+        item vectors until the next fit; their vectors are the caller's to learn.
+        """
+        self._check_fitted()
+        assert self._seen is not None and self.users is not None and self.items is not None
+        new = new.reindexed_onto(self.users, self.items)
+        if new.n_users > len(self.user_factors_):
+            grow = self._new_user_rows(new.n_users - len(self.user_factors_))
+            self.user_factors_ = np.vstack([self.user_factors_, grow])
+        if new.n_items > len(self.item_factors_):
+            width = self.item_factors_.shape[1]
+            grow = np.zeros((new.n_items - len(self.item_factors_), width), np.float32)
+            self.item_factors_ = np.vstack([self.item_factors_, grow])
+        self.matrix_ = merge_matrix(
+            self.matrix_, self._training_matrix(new, fitting=False), binary=self._binary_matrix()
+        )
+        self._extend_history(new)
+        self.users, self.items = new.users, new.items
+        return new
+
+    def _new_user_rows(self, n: int) -> np.ndarray:
+        """Factor rows for ``n`` users new to the model: zeros."""
+        return np.zeros((n, self.user_factors_.shape[1]), np.float32)
+
     def user_vectors(self) -> np.ndarray:
         return self.user_factors_
 
