@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from recgraph.errors import ConfigError
+from recgraph.files import read_manifest
 
 T = TypeVar("T")
 
@@ -84,4 +86,26 @@ def saved_class(base: Any, requested: type, name: str, package: str, path: objec
     return klass
 
 
-__all__ = ["LazyRegistry", "saved_class"]
+def open_saved(
+    base: Any,
+    requested: type,
+    manifest_path: Path,
+    what: str,
+    version: int,
+    *,
+    also_reads: tuple[int, ...] = (),
+) -> tuple[Any, dict[str, Any]]:
+    """A saved object's manifest, and an instance of the class it names built from its config.
+
+    The manifest (:func:`~recgraph.files.read_manifest`, format ``version``)
+    names the class under ``what`` (``"model"``, ``"index"``, ``"ranker"``);
+    :func:`saved_class` finds it through ``base``, whose package installs the
+    registry. The caller loads the rest of the folder.
+    """
+    manifest = read_manifest(manifest_path, what, version, also_reads=also_reads)
+    package = base.__module__.rpartition(".")[0]
+    klass = saved_class(base, requested, manifest[what], package, manifest_path.parent)
+    return klass(manifest["config"]), manifest
+
+
+__all__ = ["LazyRegistry", "open_saved", "saved_class"]

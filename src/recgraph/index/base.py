@@ -42,8 +42,8 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recgraph.errors import ConfigError, InputError, NotFittedError
-from recgraph.files import read_manifest, write_manifest
-from recgraph.lazy_registry import saved_class
+from recgraph.files import write_manifest
+from recgraph.lazy_registry import open_saved
 from recgraph.retrieval.base import rows_as_csr
 
 FORMAT_VERSION = 1
@@ -195,9 +195,7 @@ class Index(ABC):
     def load(cls, path: str | os.PathLike) -> Index:
         """Rebuild a saved index; the type comes from ``index.json`` by name."""
         path = Path(path)
-        manifest = read_manifest(path / INDEX_FILE, "index", FORMAT_VERSION)
-        klass = saved_class(Index, cls, manifest["index"], "recgraph.index", path)
-        index = klass(manifest["config"])
+        index, manifest = open_saved(Index, cls, path / INDEX_FILE, "index", FORMAT_VERSION)
         index.n_items, index.dim = int(manifest["n_items"]), int(manifest["dim"])
         index._load_state(path)
         index._built = True

@@ -60,11 +60,10 @@ from recgraph.errors import ConfigError, InputError, NotFittedError
 from recgraph.files import (
     csr_from_arrays,
     load_arrays,
-    read_manifest,
     save_arrays,
     write_manifest,
 )
-from recgraph.lazy_registry import saved_class
+from recgraph.lazy_registry import open_saved
 from recgraph.retrieval.explanation import Explanation
 
 #: 2: what the model had (seen, liked) and its id maps are ``.npy`` files beside
@@ -691,9 +690,9 @@ class Retriever(ABC):
         load too, read into memory.
         """
         path = Path(path)
-        manifest = read_manifest(path / CONFIG_FILE, "model", FORMAT_VERSION, also_reads=(1,))
-        klass = saved_class(Retriever, cls, manifest["model"], "recgraph.retrieval", path)
-        model = klass(manifest["config"])
+        model, manifest = open_saved(
+            Retriever, cls, path / CONFIG_FILE, "model", FORMAT_VERSION, also_reads=(1,)
+        )
         arrays = load_arrays(path / STATE_FILE)
         shape = (int(manifest["n_users"]), int(manifest["n_items"]))
         if manifest["format_version"] == 1:
