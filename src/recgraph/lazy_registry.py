@@ -86,6 +86,12 @@ def saved_class(base: Any, requested: type, name: str, package: str, path: objec
     return klass
 
 
+def saved_header(what: str, name: str, config: Any, version: int) -> dict[str, Any]:
+    """The manifest keys :func:`open_saved` reads back: the format ``version``, the class's
+    registry ``name`` under ``what`` and its ``config`` (a pydantic model, as JSON values)."""
+    return {"format_version": version, what: name, "config": config.model_dump(mode="json")}
+
+
 def open_saved(
     base: Any,
     requested: type,
@@ -108,4 +114,4 @@ def open_saved(
     return klass(manifest["config"]), manifest
 
 
-__all__ = ["LazyRegistry", "open_saved", "saved_class"]
+__all__ = ["LazyRegistry", "open_saved", "saved_class", "saved_header"]

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recgraph.errors import ConfigError, InputError, NotFittedError
 from recgraph.files import write_manifest
-from recgraph.lazy_registry import open_saved
+from recgraph.lazy_registry import open_saved, saved_header
 from recgraph.retrieval.base import rows_as_csr
 
 FORMAT_VERSION = 1
@@ -173,13 +173,8 @@ class Index(ABC):
     # ------------------------------------------------------------------ persistence
     def manifest(self) -> dict[str, Any]:
         """What ``index.json`` holds."""
-        return {
-            "format_version": FORMAT_VERSION,
-            "index": self.name,
-            "config": self.config.model_dump(mode="json"),
-            "n_items": self.n_items,
-            "dim": self.dim,
-        }
+        header = saved_header("index", self.name, self.config, FORMAT_VERSION)
+        return {**header, "n_items": self.n_items, "dim": self.dim}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``index.json`` and the type's own files into the folder ``path``."""

@@ -63,7 +63,7 @@ from recgraph.files import (
     save_arrays,
     write_manifest,
 )
-from recgraph.lazy_registry import open_saved
+from recgraph.lazy_registry import open_saved, saved_header
 from recgraph.retrieval.explanation import Explanation
 
 #: 2: what the model had (seen, liked) and its id maps are ``.npy`` files beside
@@ -616,10 +616,9 @@ class Retriever(ABC):
 
     def manifest(self) -> dict[str, Any]:
         """What ``model.json`` holds: name, format version and config."""
+        header = saved_header("model", self.name, self.config, FORMAT_VERSION)
         return {
-            "format_version": FORMAT_VERSION,
-            "model": self.name,
-            "config": self.config.model_dump(mode="json"),
+            **header,
             "graph_kind": self.graph_kind,
             "n_users": self.n_users,
             "n_items": self.n_items,
