@@ -14,6 +14,7 @@ from recgraph.settings import (
     mask_url,
     redact,
     registry_root,
+    validated_config,
 )
 
 
@@ -109,3 +110,21 @@ def test_config_of_takes_the_object_or_validates_its_fields():
     assert config_of(Knobs, None) == Knobs()
     with pytest.raises(ValidationError):
         config_of(Knobs, {"rate": 0})
+
+
+def test_validated_config_layers_overrides_and_names_a_bad_key():
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class Knobs(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        rate: float = Field(default=1.0, gt=0)
+        depth: int = 2
+
+    assert validated_config(Knobs, Knobs(rate=2.0), {"depth": 5}) == Knobs(rate=2.0, depth=5)
+    assert validated_config(Knobs, None) == Knobs()
+    with pytest.raises(
+        ConfigError, match=r"invalid parameters: m\.rate: .* \(known: rate, depth\)"
+    ):
+        validated_config(Knobs, {"rate": 0}, name="m")
+    with pytest.raises(ConfigError, match=r"invalid index parameters: nope: "):
+        validated_config(Knobs, {}, {"nope": 1}, what="index parameters")

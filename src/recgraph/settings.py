@@ -163,6 +163,33 @@ def config_of(config_class: type[ConfigT], config: ConfigT | Mapping[str, Any] |
     return config_class.model_validate(dict(config or {}))
 
 
+def validated_config(
+    config_class: type[ConfigT],
+    config: BaseModel | Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    name: str = "",
+    what: str = "parameters",
+) -> ConfigT:
+    """``config_class`` from a config object or its fields, with ``overrides`` on top.
+
+    A bad or unknown key raises :class:`~recgraph.errors.ConfigError` naming
+    it (``name.key`` when ``name``, a model's or an index's, is given) and
+    the keys the config knows. Retrievers and indexes build their configs so.
+    """
+    values = config.model_dump() if isinstance(config, BaseModel) else dict(config or {})
+    values.update(overrides or {})
+    try:
+        return config_class.model_validate(values)
+    except ValidationError as exc:
+        prefix = f"{name}." if name else ""
+        problems = "; ".join(
+            f"{prefix}{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        allowed = ", ".join(config_class.model_fields) or "(none)"
+        raise ConfigError(f"invalid {what}: {problems} (known: {allowed})") from None
+
+
 def database_url(explicit: str | None = None, settings: Settings | None = None) -> str:
     """The store URL: ``explicit``, else the settings' (``$RECGRAPH_DATABASE_URL``, else SQLite)."""
     if explicit:

@@ -39,12 +39,13 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from recgraph.errors import ConfigError, InputError, NotFittedError
+from recgraph.errors import InputError, NotFittedError
 from recgraph.files import write_manifest
 from recgraph.lazy_registry import open_saved, saved_header
 from recgraph.retrieval.base import rows_as_csr
+from recgraph.settings import validated_config
 
 FORMAT_VERSION = 1
 #: Per-query rows to leave out (CSR) or none; a boolean mask of allowed items or none.
@@ -79,7 +80,9 @@ class Index(ABC):
     class_for_name: ClassVar[Callable[[str], type[Index]] | None] = None
 
     def __init__(self, config: IndexConfig | Mapping[str, Any] | None = None, **params: Any):
-        self.config = make_index_config(self.config_class, config, params, index_name=self.name)
+        self.config = validated_config(
+            self.config_class, config, params, name=self.name, what="index parameters"
+        )
         self.n_items = 0
         self.dim = 0
         self._built = False
@@ -206,27 +209,6 @@ class Index(ABC):
 
 
 # ---------------------------------------------------------------------- helpers
-def make_index_config(
-    config_class: type[IndexConfig],
-    config: IndexConfig | Mapping[str, Any] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    index_name: str = "",
-) -> IndexConfig:
-    """Validate a config from an object or mapping plus overrides; errors name the key."""
-    values = config.model_dump() if isinstance(config, IndexConfig) else dict(config or {})
-    values.update(overrides or {})
-    try:
-        return config_class.model_validate(values)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{index_name + '.' if index_name else ''}{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-            for err in exc.errors()
-        )
-        allowed = ", ".join(config_class.model_fields)
-        raise ConfigError(f"invalid index parameters: {problems} (known: {allowed})") from None
-
-
 def as_float32_matrix(values: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
     """A C-contiguous float32 ``(n, dim)`` matrix of finite numbers; 1-D means one row."""
     matrix = np.asarray(values)

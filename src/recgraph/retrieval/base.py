@@ -43,7 +43,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from recgraph.data.graph_csr import (
     binary_csr_files,
@@ -65,6 +65,7 @@ from recgraph.files import (
 )
 from recgraph.lazy_registry import open_saved, saved_header
 from recgraph.retrieval.explanation import Explanation
+from recgraph.settings import validated_config
 
 #: 2: what the model had (seen, liked) and its id maps are ``.npy`` files beside
 #: ``state.npz``, memory-mapped on load; format 1 (all in ``state.npz``) still loads.
@@ -79,30 +80,6 @@ class RetrieverConfig(BaseModel):
     """Base of every model's config: typed, validated, JSON/TOML round-trippable."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-def make_config(
-    config_class: type[RetrieverConfig],
-    config: RetrieverConfig | Mapping[str, Any] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    model_name: str = "",
-) -> RetrieverConfig:
-    """Validate a config from an object or mapping plus overrides; errors name the key."""
-    if isinstance(config, RetrieverConfig):
-        values = config.model_dump()
-    else:
-        values = dict(config or {})
-    values.update(overrides or {})
-    try:
-        return config_class.model_validate(values)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{model_name + '.' if model_name else ''}{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-            for err in exc.errors()
-        )
-        allowed = ", ".join(config_class.model_fields) or "(none)"
-        raise ConfigError(f"invalid parameters: {problems} (known: {allowed})") from None
 
 
 #: Objects already saved or loaded with their files, by role (``seen``, ``users``, ``items``):
@@ -216,7 +193,7 @@ class Retriever(ABC):
     def __init__(
         self, config: RetrieverConfig | Mapping[str, Any] | None = None, **params: Any
     ) -> None:
-        self.config = make_config(self.config_class, config, params, model_name=self.name)
+        self.config = validated_config(self.config_class, config, params, name=self.name)
         self._seen: sp.csr_matrix | None = None
         self._liked: sp.csr_matrix | None = None
         self._popularity: np.ndarray | None = None
