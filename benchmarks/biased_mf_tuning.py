@@ -48,16 +48,23 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "uniform_n4_w1_e40": {**OLD, "epochs": 40, "negatives": 4, "negative_weight": 1.0},
     "uniform_n4_w4_e40": {**OLD, "epochs": 40, "negatives": 4, "negative_weight": 4.0},
 }
+
+
+def add_popularity_candidate(alpha: float, negatives: int, weight: float, epochs: int) -> None:
+    """A candidate with popularity-weighted negatives over the old settings."""
+    CANDIDATES[f"pop{alpha}_n{negatives}_w{weight:g}_e{epochs}"] = {
+        **OLD,
+        "epochs": epochs,
+        "negatives": negatives,
+        "negative_weight": weight,
+        "negative_popularity": alpha,
+    }
+
+
 for alpha in (0.25, 0.5, 0.75, 1.0):
     for negatives, weight, epochs in ((4, 1.0, 40), (4, 4.0, 40), (16, 4.0, 20), (8, 2.0, 30)):
-        CANDIDATES[f"pop{alpha}_n{negatives}_w{weight:g}_e{epochs}"] = {
-            **OLD,
-            "epochs": epochs,
-            "negatives": negatives,
-            "negative_weight": weight,
-            "negative_popularity": alpha,
-        }
-for alpha, negatives, weight, epochs in (
+        add_popularity_candidate(alpha, negatives, weight, epochs)
+for grid_point in (
     (0.1, 16, 4.0, 20),
     (0.25, 32, 2.0, 20),
     (0.25, 16, 8.0, 20),
@@ -66,13 +73,7 @@ for alpha, negatives, weight, epochs in (
     (0.25, 32, 4.0, 20),
     (0.25, 16, 4.0, 40),
 ):
-    CANDIDATES[f"pop{alpha}_n{negatives}_w{weight:g}_e{epochs}"] = {
-        **OLD,
-        "epochs": epochs,
-        "negatives": negatives,
-        "negative_weight": weight,
-        "negative_popularity": alpha,
-    }
+    add_popularity_candidate(*grid_point)
 for factors, reg, lr, epochs, negatives, weight in (
     (32, 0.01, 0.003, 20, 16, 4.0),
     (32, 0.03, 0.003, 20, 16, 4.0),
