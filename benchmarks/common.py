@@ -34,6 +34,20 @@ def run_cli(args: list[str]) -> str:
     return out.getvalue()
 
 
+def split_files(
+    source: Path, kind: str, split_args: list[str], work: Path, name: str, *, reuse: bool = False
+) -> tuple[Path, Path]:
+    """``recgraph split`` of ``source`` into ``work/NAME.train.csv`` and ``.test.csv``; the two
+    paths. ``reuse``: keep files an earlier run left there."""
+    train, test = work / f"{name}.train.csv", work / f"{name}.test.csv"
+    if not (reuse and train.exists()):
+        run_cli(
+            ["split", str(source), "--kind", kind, *split_args]
+            + ["--train", str(train), "--test", str(test)]
+        )
+    return train, test
+
+
 def evaluate_models(
     train: Path,
     test: Path,

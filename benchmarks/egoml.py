@@ -54,7 +54,7 @@ from common import (
     evaluate_models,
     plot_metric_curves,
     print_quality_table,
-    run_cli,
+    split_files,
 )
 from recgraph.data.interactions import Interactions
 from recgraph.data.readers import read_edge_list
@@ -99,11 +99,7 @@ RUNS = [
 def make_files(case: dict, folder: Path, work: Path) -> dict[str, Path]:
     """``recgraph split`` files, plus (temporal data) all messages up to the cut as train."""
     source = folder / case["input"]
-    train, test = work / f"{case['name']}.train.csv", work / f"{case['name']}.test.csv"
-    run_cli(
-        ["split", str(source), "--kind", case["kind"], *case["split"]]
-        + ["--train", str(train), "--test", str(test)]
-    )
+    train, test = split_files(source, case["kind"], case["split"], work, case["name"])
     files = {"split": train, "test": test}
     if case["time_is_real"]:
         import pandas as pd

@@ -64,7 +64,7 @@ from typing import Any
 
 import tomli_w
 
-from common import REPO, datasets_folder, run_cli
+from common import REPO, datasets_folder, split_files
 
 RESULTS = REPO / "benchmarks" / "results"
 KS = "10,20,50,100"
@@ -460,12 +460,9 @@ def prepare_case(name: str, spec: dict[str, Any], folder: Path, work: Path) -> d
         case["items"] = items
     else:
         source = folder / spec["dataset"]
-    case["train"], case["test"] = work / f"{name}.train.csv", work / f"{name}.test.csv"
-    if not case["train"].exists():
-        run_cli(
-            ["split", str(source), "--kind", spec["kind"], *spec["split"]]
-            + ["--train", str(case["train"]), "--test", str(case["test"])]
-        )
+    case["train"], case["test"] = split_files(
+        source, spec["kind"], spec["split"], work, name, reuse=True
+    )
     return case
 
 

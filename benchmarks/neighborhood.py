@@ -68,7 +68,7 @@ from common import (
     evaluate_models,
     plot_metric_curves,
     print_quality_table,
-    run_cli,
+    split_files,
 )
 from recgraph.data.interactions import Interactions
 from recgraph.data.readers import read_edge_list
@@ -146,11 +146,7 @@ def evaluate_files(
 
 def quality(case: dict, folder: Path, work: Path) -> dict:
     source = folder / case["input"]
-    train, test = work / f"{case['name']}.train.csv", work / f"{case['name']}.test.csv"
-    run_cli(
-        ["split", str(source), "--kind", case["kind"], *case["split"]]
-        + ["--train", str(train), "--test", str(test)]
-    )
+    train, test = split_files(source, case["kind"], case["split"], work, case["name"])
     report = evaluate_files(
         train, test, case["kind"], [*MODELS, BASELINE], [], work, f"{case['name']}-all"
     )
