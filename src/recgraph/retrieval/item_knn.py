@@ -144,6 +144,22 @@ class ItemKNNConfig(CountWeightingConfig):
     #: ``popularity_window_days`` of the training data when set). 0: off.
     popularity_blend: float = Field(default=0.1, ge=0, le=1)
     popularity_window_days: float | None = Field(default=None, gt=0)
+    #: The blend's popularity counted over the latest ``popularity_window_share``
+    #: of the training pairs (by time): a window that means the same on seven
+    #: months of ratings as on twenty years. At most one of the two windows.
+    popularity_window_share: float | None = Field(default=None, gt=0, le=1)
+    #: Each liked item's weight in the user's sum halves every
+    #: ``history_half_life_items`` of the user's items liked after it (its
+    #: position from the latest; items liked at the same second share one):
+    #: the latest items count most, whatever the pace of the user.
+    history_half_life_items: float | None = Field(default=None, gt=0)
+    #: Only the user's latest ``history_items`` liked items count in the sum
+    #: (by the same positions).
+    history_items: int | None = Field(default=None, ge=1)
+    #: The share of each item's weight no recency takes away:
+    #: :math:`w = f + (1 - f)\, 2^{-\text{age} / h}` (``half_life_days`` and
+    #: ``history_half_life_items``). 0: the plain decay.
+    recency_floor: float = Field(default=0.0, ge=0, lt=1)
 
 
 def pair_times(matrix: sp.csr_matrix, train: Interactions) -> np.ndarray | None:
@@ -167,16 +183,19 @@ def pair_times(matrix: sp.csr_matrix, train: Interactions) -> np.ndarray | None:
     return np.where(found, stamp[at], np.nan)
 
 
-def _halved(matrix: sp.csr_matrix, age: np.ndarray, half_life_days: float) -> sp.csr_matrix:
-    r"""``matrix`` with each entry times :math:`2^{-\mathrm{age} / h}` (NaN age: unchanged)."""
+def _halved(
+    matrix: sp.csr_matrix, age: np.ndarray, half_life_days: float, floor: float = 0.0
+) -> sp.csr_matrix:
+    r"""``matrix`` with each entry times :math:`f + (1 - f)\, 2^{-\mathrm{age} / h}` (NaN age: unchanged)."""
     out = matrix.copy()
     age = np.nan_to_num(age, nan=0.0)
-    out.data = (out.data * 0.5 ** (age / (half_life_days * DAY))).astype(np.float32)
+    decay = floor + (1.0 - floor) * 0.5 ** (age / (half_life_days * DAY))
+    out.data = (out.data * decay).astype(np.float32)
     return out
 
 
 def recency_weighted(
-    matrix: sp.csr_matrix, train: Interactions, half_life_days: float
+    matrix: sp.csr_matrix, train: Interactions, half_life_days: float, floor: float = 0.0
 ) -> sp.csr_matrix:
     r"""``matrix`` with each pair's weight times :math:`2^{-(t_u - t_{ui}) / h}`.
 
@@ -190,7 +209,56 @@ def recency_weighted(
     rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
     user_last = np.full(matrix.shape[0], -np.inf)
     np.maximum.at(user_last, rows, np.nan_to_num(times, nan=-np.inf))
-    return _halved(matrix, user_last[rows] - times, half_life_days)
+    return _halved(matrix, user_last[rows] - times, half_life_days, floor)
+
+
+def history_positions(matrix: sp.csr_matrix, train: Interactions) -> np.ndarray | None:
+    """For each stored entry of ``matrix``, how many of its user's entries are later.
+
+    Entries of one user at the same timestamp share a position (the latest: 0);
+    entries without a timestamp count as the oldest. ``None`` for data without time.
+    """
+    times = pair_times(matrix, train)
+    if times is None:
+        return None
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    times = np.nan_to_num(times, nan=-np.inf)
+    order = np.lexsort((-times, rows))
+    sorted_rows, sorted_times = rows[order], times[order]
+    index = np.arange(len(order))
+    rank = index - matrix.indptr[sorted_rows]
+    starts = np.r_[
+        True, (sorted_rows[1:] != sorted_rows[:-1]) | (sorted_times[1:] != sorted_times[:-1])
+    ]
+    # each entry takes the rank of the first entry of its (user, timestamp) run
+    first = np.maximum.accumulate(np.where(starts, index, 0))
+    positions = np.empty(len(order), dtype=np.float64)
+    positions[order] = rank[first]
+    return positions
+
+
+def history_weighted(
+    matrix: sp.csr_matrix,
+    train: Interactions,
+    half_life_items: float | None = None,
+    keep: int | None = None,
+    floor: float = 0.0,
+) -> sp.csr_matrix:
+    r"""``matrix`` with each pair's weight times :math:`f + (1 - f)\, 2^{-p / h}`, :math:`p` its
+    position from the user's latest (:func:`history_positions`), and pairs at position
+    ``keep`` or later dropped to 0. Data without time: unchanged."""
+    positions = history_positions(matrix, train)
+    if positions is None:
+        return matrix
+    weight = np.ones_like(positions)
+    if half_life_items is not None:
+        weight = floor + (1.0 - floor) * 0.5 ** (positions / half_life_items)
+    if keep is not None:
+        weight = np.where(positions < keep, weight, 0.0)
+    out = matrix.copy()
+    out.data = (out.data * weight).astype(np.float32)
+    out.eliminate_zeros()
+    return out
 
 
 def time_decayed(
@@ -317,12 +385,39 @@ class ItemKNN(Retriever):
             similarity.sort_indices()
         self.similarity_ = similarity
         if cfg.half_life_days is not None:
-            self.matrix_ = recency_weighted(self.matrix_, train, cfg.half_life_days)
+            self.matrix_ = recency_weighted(
+                self.matrix_, train, cfg.half_life_days, cfg.recency_floor
+            )
+        if cfg.history_half_life_items is not None or cfg.history_items is not None:
+            self.matrix_ = history_weighted(
+                self.matrix_,
+                train,
+                cfg.history_half_life_items,
+                cfg.history_items,
+                cfg.recency_floor,
+            )
         self.prior_ = None
         if cfg.popularity_blend > 0:
-            popular = Popular(window_days=cfg.popularity_window_days).fit(train)
+            popular = Popular(window_days=self._window_days(train)).fit(train)
             prior = popular.popularity_.astype(np.float64)
             self.prior_ = (prior / prior.max() if prior.max() > 0 else prior).astype(np.float32)
+
+    def _window_days(self, train: Interactions) -> float | None:
+        """The blend's popularity window in days (``popularity_window_share``: the span of
+        the latest share of the training pairs)."""
+        cfg = self.config
+        if cfg.popularity_window_share is None:
+            return cfg.popularity_window_days
+        if cfg.popularity_window_days is not None:
+            raise ValueError(
+                "item_knn: set popularity_window_days or popularity_window_share, not both"
+            )
+        if train.timestamp is None or not len(train):
+            return None
+        stamps = train.timestamp.astype(np.float64)
+        start = np.quantile(stamps, 1.0 - cfg.popularity_window_share, method="higher")
+        days = (stamps.max() - start) / DAY
+        return days if days > 0 else None
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         scores = (self.matrix_[users] @ self.similarity_).toarray()
