@@ -945,7 +945,41 @@ def write_markdown(results: dict[str, Any]) -> None:
         f"- {name}: {', '.join(choice['chosen_on_cases'])}"
         for name, choice in results.get("choices", {}).items()
     ]
+    lines += fifth_round_markdown(results.get("choices", {}).get("item_knn", {}))
     (RESULTS / "defaults_study.md").write_text("\n".join(lines) + "\n")
+
+
+def fifth_round_markdown(choice: dict[str, Any]) -> list[str]:
+    """item_knn's fifth round: each point against the standing default, by its rule."""
+    round_ = choice.get("fifth_round")
+    if not round_:
+        return []
+    others = [c for c in FIFTH_ROUND_CASES if c != MARGIN_RULE["item_knn"][1]]
+    lines = [
+        "",
+        "## item_knn, fifth round (against the standing default)",
+        "",
+        f"Standing: `{json.dumps(round_['standing'])}`. Rule (fixed before scoring): "
+        f"{round_['rule']} Chosen: `{json.dumps(choice['chosen'])}`.",
+        "",
+        "| change | 100k temporal cuts nDCG@20 | gain over the default ± se | per cut | "
+        + " | ".join(f"{c.replace(':', ' ')} change" for c in others)
+        + " | candidate |",
+        "|---|---|---|---|" + "---|" * len(others) + "---|",
+    ]
+    standing = round_["standing"]
+    for row in sorted(round_["points"], key=lambda r: -r["temporal"]):
+        change = {k: v for k, v in row["params"].items() if standing.get(k) != v}
+        paired = row["vs_standing"] or {}
+        lines.append(
+            f"| `{json.dumps(change)}` | {row['temporal']:.4f} | "
+            f"{paired.get('diff', 0):+.4f} ± {paired.get('se', 0):.4f} | "
+            + " / ".join(f"{d:+.4f}" for d in paired.get("per_split", []))
+            + " | "
+            + " | ".join(f"{row['change_elsewhere'][c]:+.1%}" for c in others)
+            + f" | {'yes' if row['beats_standing_by_2se'] and row['within_cost'] else 'no'} |"
+        )
+    return lines
 
 
 if __name__ == "__main__":
