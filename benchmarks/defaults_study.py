@@ -32,6 +32,9 @@ that, when it is at least as good as the default on every case, the
 temporal cuts included (the rule every other model's choice amounts to:
 ``normalize_rows`` with a popularity blend of 0.1, added after the margin
 rule found no point; it is not claimed to beat popularity by a margin).
+Its fifth round (:func:`fifth_round_choice`, set before scoring) judged each
+point against that default, user by user on the temporal cuts (gain > 2 se),
+at most 1% lost on every other case, latest-small temporal added: none did.
 
 Run: ``python benchmarks/defaults_study.py [--models ease,als] [--cases ...]``.
 Results merge into ``benchmarks/results/defaults_study.json`` (so models can

@@ -1,7 +1,5 @@
 """item_knn's fifth-round options: history recency by position, the latest items, a recent-share window."""
 
-import json
-
 import numpy as np
 import pytest
 
@@ -11,15 +9,9 @@ from recgraph.retrieval.item_knn import ItemKNN, history_positions, history_weig
 from recgraph.retrieval.popular import Popular
 from tests.retrieval.conformance import RetrieverConformance
 from tests.retrieval.test_item_knn import plain_knn
+from tests.retrieval.test_item_knn_options import FIFTH_ROUND_FIELDS, saved_as_before
 
 DAY = 86_400
-#: The config fields the fifth round added (a model saved before has none of them).
-FIFTH_ROUND_FIELDS = (
-    "popularity_window_share",
-    "history_half_life_items",
-    "history_items",
-    "recency_floor",
-)
 
 
 class TestItemKNNHistory(RetrieverConformance):
@@ -101,12 +93,7 @@ def test_models_saved_before_the_fifth_round_load_and_answer_as_before(tmp_path)
     """A saved item_knn without the fifth round's fields answers exactly as it did."""
     data = history()
     saved = ItemKNN(neighbours=10).fit(data)
-    folder = saved.save(tmp_path / "before")
-    manifest = json.loads((folder / "model.json").read_text())
-    for field in FIFTH_ROUND_FIELDS:
-        del manifest["config"][field]
-    (folder / "model.json").write_text(json.dumps(manifest))
-    loaded = Retriever.load(folder)
+    loaded = saved_as_before(saved, tmp_path / "before", FIFTH_ROUND_FIELDS)
     assert loaded.config.history_half_life_items is None and loaded.config.recency_floor == 0
     users = np.arange(2)
     np.testing.assert_array_equal(loaded._score(users), saved._score(users))
