@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from recgraph.data.interactions import Interactions
+from recgraph.data.interactions import IdMap, Interactions
 from recgraph.retrieval import Retriever
 from recgraph.retrieval.item_knn import ItemKNN, history_positions, history_weighted
 from recgraph.retrieval.popular import Popular
@@ -110,3 +110,17 @@ def test_defaults_leave_the_fifth_round_options_off():
     assert config.history_half_life_items is None and config.history_items is None
     assert config.popularity_window_share is None and config.recency_floor == 0
     assert "fifth" in type(config).defaults_chosen_on
+
+
+def test_bm25_ignores_items_nobody_has():
+    """Items without a training pair (a catalogue's new ones) change no similarity."""
+    users, items = ["a", "a", "b", "b", "b", "c"], ["x", "y", "x", "y", "z", "z"]
+    data = Interactions.from_arrays(users, items)
+    grown = Interactions.from_arrays(
+        users, items, items=IdMap.from_array(np.array(["x", "y", "z", "new1", "new2"]))
+    )
+    assert grown.n_items == 5 and data.n_items == 3
+    small = plain_knn(neighbours=10).fit(data).similarity_.toarray()
+    large = plain_knn(neighbours=10).fit(grown).similarity_.toarray()
+    np.testing.assert_allclose(large[:3, :3], small, rtol=1e-6)
+    assert not large[3:].any() and not large[:, 3:].any()
