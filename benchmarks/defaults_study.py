@@ -317,7 +317,7 @@ def score(
     paired_users = []
     for fit, val in pairs:
         report = evaluate(
-            [create_retriever(name, params)],
+            [create_retriever(name, {**UNSTATED.get(name, {}), **params})],
             fit,
             val,
             ks,
@@ -344,6 +344,14 @@ def score(
     if metrics != (METRIC,):
         out["process_cpu_seconds"] = round(time.process_time() - cpu, 1)
     return out
+
+
+#: What a point that does not state these options meant when it was first scored: item_knn's
+#: defaults before the fourth round (which made row scaling and the blend the defaults), so
+#: that every key keeps its meaning whatever the defaults become.
+UNSTATED: dict[str, dict[str, Any]] = {
+    "item_knn": {"normalize_rows": False, "popularity_blend": 0.0},
+}
 
 
 #: Models whose points are also compared with popularity user by user (``vs_popular``).

@@ -1,11 +1,15 @@
 """item_knn's fifth-round options: history recency by position, the latest items, a recent-share window."""
 
 import numpy as np
-import pytest
 
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.retrieval import Retriever
-from recgraph.retrieval.item_knn import ItemKNN, history_positions, history_weighted
+from recgraph.retrieval.item_knn import (
+    ADDED_SINCE_SECOND_ROUND,
+    ItemKNN,
+    history_positions,
+    history_weighted,
+)
 from recgraph.retrieval.popular import Popular
 from tests.retrieval.conformance import RetrieverConformance
 from tests.retrieval.test_item_knn import plain_knn
@@ -85,8 +89,10 @@ def test_window_share_counts_the_latest_share_of_the_pairs():
     window = Popular(window_days=2.0).fit(data).popularity_
     np.testing.assert_allclose(model.prior_, window / window.max())
     assert model.prior_[data.items.index_of("old")] == 0
-    with pytest.raises(ValueError, match="not both"):
-        ItemKNN(popularity_window_share=0.3, popularity_window_days=2.0).fit(data)
+    # a window in days, when given, is the window
+    days = ItemKNN(neighbours=10, popularity_window_share=0.3, popularity_window_days=0.5)
+    assert days.fit(data).prior_[data.items.index_of("new")] == 1
+    assert days.prior_[data.items.index_of("old")] == 0
 
 
 def test_models_saved_before_the_fifth_round_load_and_answer_as_before(tmp_path):
@@ -95,6 +101,7 @@ def test_models_saved_before_the_fifth_round_load_and_answer_as_before(tmp_path)
     saved = ItemKNN(neighbours=10).fit(data)
     loaded = saved_as_before(saved, tmp_path / "before", FIFTH_ROUND_FIELDS)
     assert loaded.config.history_half_life_items is None and loaded.config.recency_floor == 0
+    assert loaded.config.popularity_window_share is None  # it blended all-time popularity
     users = np.arange(2)
     np.testing.assert_array_equal(loaded._score(users), saved._score(users))
     np.testing.assert_array_equal(loaded.recommend(users, 2)[0], saved.recommend(users, 2)[0])
@@ -105,11 +112,30 @@ def test_models_saved_before_the_fifth_round_load_and_answer_as_before(tmp_path)
     assert not np.allclose(again._score(users), saved._score(users))
 
 
-def test_defaults_leave_the_fifth_round_options_off():
+def test_the_defaults_count_the_blend_over_the_latest_tenth():
     config = ItemKNN().config
+    assert config.popularity_window_share == 0.1 and config.count_epsilon == 0.1
     assert config.history_half_life_items is None and config.history_items is None
-    assert config.popularity_window_share is None and config.recency_floor == 0
+    assert config.recency_floor == 0
     assert "fifth" in type(config).defaults_chosen_on
+    # ten pairs a day apart, one user each: the blend's popularity is the latest pair's item
+    users = [f"u{i}" for i in range(10)]
+    items = ["old"] * 9 + ["new"]
+    data = Interactions.from_arrays(users, items, timestamp=[i * DAY for i in range(10)])
+    prior = ItemKNN().fit(data).prior_
+    assert prior[data.items.index_of("new")] == 1 and prior[data.items.index_of("old")] == 0
+
+
+def test_configs_written_by_older_code_keep_all_time_popularity():
+    """Every field of its time there, no window share: the config it was saved with."""
+    old = ItemKNN().config.model_dump()
+    del old["popularity_window_share"]
+    assert ItemKNN(**old).config.popularity_window_share is None
+    for field in ADDED_SINCE_SECOND_ROUND & set(old):
+        del old[field]
+    assert ItemKNN(**old).config.popularity_window_share is None
+    # what a user writes (some fields) takes the default
+    assert ItemKNN(popularity_blend=0.2).config.popularity_window_share == 0.1
 
 
 def test_bm25_ignores_items_nobody_has():

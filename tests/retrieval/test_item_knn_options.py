@@ -166,7 +166,7 @@ def test_saved_blend_loads_and_old_models_load_without_prior(tmp_path):
     # a model saved before these options: its state has no prior, its config none of the fields
     plain = plain_knn(neighbours=10).fit(data)
     loaded = saved_as_before(plain, tmp_path / "plain", NEW_FIELDS + FIFTH_ROUND_FIELDS)
-    assert loaded.prior_ is None
+    assert loaded.prior_ is None and loaded.config.popularity_window_share is None
     np.testing.assert_allclose(loaded._score(np.arange(10)), plain._score(np.arange(10)))
 
 
