@@ -6,6 +6,7 @@ from recgraph.data.interactions import IdMap, Interactions
 from recgraph.retrieval import Retriever
 from recgraph.retrieval.item_knn import (
     ADDED_SINCE_SECOND_ROUND,
+    FIFTH_ROUND_FIELDS,
     ItemKNN,
     history_positions,
     history_weighted,
@@ -13,7 +14,7 @@ from recgraph.retrieval.item_knn import (
 from recgraph.retrieval.popular import Popular
 from tests.retrieval.conformance import RetrieverConformance
 from tests.retrieval.test_item_knn import plain_knn
-from tests.retrieval.test_item_knn_options import FIFTH_ROUND_FIELDS, saved_as_before
+from tests.retrieval.test_item_knn_options import saved_as_before
 
 DAY = 86_400
 

@@ -46,24 +46,28 @@ from recgraph.retrieval.factors import (
 from recgraph.retrieval.pixie import DAY
 from recgraph.retrieval.popular import Popular
 
-#: Config fields added by the fourth and fifth rounds of the defaults study: a config
-#: saved by older code lacks them (:meth:`ItemKNNConfig._saved_before_the_window_share`).
-ADDED_SINCE_SECOND_ROUND = frozenset(
-    {
-        "asymmetric_alpha",
-        "shrink",
-        "similarity_half_life_days",
-        "similarity_half_life_share",
-        "normalize_rows",
-        "normalize_users",
-        "popularity_blend",
-        "popularity_window_days",
-        "popularity_window_share",
-        "history_half_life_items",
-        "history_items",
-        "recency_floor",
-    }
+#: Config fields added by the fourth round of the defaults study (a config
+#: saved before has none of them).
+FOURTH_ROUND_FIELDS = (
+    "asymmetric_alpha",
+    "shrink",
+    "similarity_half_life_days",
+    "similarity_half_life_share",
+    "normalize_rows",
+    "normalize_users",
+    "popularity_blend",
+    "popularity_window_days",
 )
+#: And by the fifth.
+FIFTH_ROUND_FIELDS = (
+    "popularity_window_share",
+    "history_half_life_items",
+    "history_items",
+    "recency_floor",
+)
+#: What a config written by older code may lack
+#: (:meth:`ItemKNNConfig._saved_before_the_window_share`).
+ADDED_SINCE_SECOND_ROUND = frozenset(FOURTH_ROUND_FIELDS + FIFTH_ROUND_FIELDS)
 
 
 class ItemKNNConfig(CountWeightingConfig):
