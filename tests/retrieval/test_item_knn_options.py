@@ -8,22 +8,26 @@ import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions
 from recgraph.retrieval import Retriever
-from recgraph.retrieval.item_knn import asymmetric_cosine_knn, time_decayed
+from recgraph.retrieval.item_knn import (
+    FIFTH_ROUND_FIELDS,
+    FOURTH_ROUND_FIELDS,
+    asymmetric_cosine_knn,
+    time_decayed,
+)
 from tests.retrieval.conformance import RetrieverConformance, two_cliques
 from tests.retrieval.test_item_knn import plain_knn
 
 DAY = 86_400
-#: The config fields added with these options (a model saved before has none of them).
-NEW_FIELDS = (
-    "asymmetric_alpha",
-    "shrink",
-    "similarity_half_life_days",
-    "similarity_half_life_share",
-    "normalize_rows",
-    "normalize_users",
-    "popularity_blend",
-    "popularity_window_days",
-)
+
+
+def saved_as_before(model: Retriever, folder, fields: tuple[str, ...]) -> Retriever:
+    """``model`` saved, its config stripped of ``fields`` (as older code wrote it), loaded."""
+    folder = model.save(folder)
+    manifest = json.loads((folder / "model.json").read_text())
+    for field in fields:
+        del manifest["config"][field]
+    (folder / "model.json").write_text(json.dumps(manifest))
+    return Retriever.load(folder)
 
 
 class TestItemKNNAsymmetric(RetrieverConformance):
@@ -148,13 +152,8 @@ def test_saved_blend_loads_and_old_models_load_without_prior(tmp_path):
     np.testing.assert_allclose(again._score(np.arange(10)), blended._score(np.arange(10)))
     # a model saved before these options: its state has no prior, its config none of the fields
     plain = plain_knn(neighbours=10).fit(data)
-    folder = plain.save(tmp_path / "plain")
-    manifest = json.loads((folder / "model.json").read_text())
-    for field in NEW_FIELDS:
-        del manifest["config"][field]
-    (folder / "model.json").write_text(json.dumps(manifest))
-    loaded = Retriever.load(folder)
-    assert loaded.prior_ is None
+    loaded = saved_as_before(plain, tmp_path / "plain", FOURTH_ROUND_FIELDS + FIFTH_ROUND_FIELDS)
+    assert loaded.prior_ is None and loaded.config.popularity_window_share is None
     np.testing.assert_allclose(loaded._score(np.arange(10)), plain._score(np.arange(10)))
 
 
