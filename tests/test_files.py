@@ -33,3 +33,24 @@ def test_write_json_writes_indented_text_and_leaves_the_old_file_on_failure(tmp_
         write_json(target, {"b": object()})
     assert json.loads(target.read_text()) == {"a": [1, 2]}
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary file left
+
+
+def test_write_json_keeps_a_symlink_and_writes_through_a_fifo(tmp_path):
+    real = tmp_path / "real.json"
+    link = tmp_path / "link.json"
+    real.write_text("{}")
+    link.symlink_to(real)
+    write_json(link, {"a": 1})
+    assert link.is_symlink() and json.loads(real.read_text()) == {"a": 1}
+
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    write_json(fifo, {"b": 2})
+    reader.join(timeout=10)
+    assert json.loads(got[0]) == {"b": 2} and not fifo.is_file()

@@ -83,9 +83,19 @@ def write_manifest(target: str | os.PathLike, manifest: dict[str, Any]) -> None:
 
 
 def write_json(target: str | os.PathLike, payload: Any, *, indent: int = 2) -> str:
-    """Write ``payload`` as indented JSON (a report, say) atomically; return the text written."""
+    """Write ``payload`` as indented JSON (a report, say) atomically; return the text written.
+
+    A target that is not a regular file (``/dev/stdout``, a pipe) is written straight
+    through, and a symlink's file is replaced, not the link: ``--json`` reports go
+    wherever the user pointed them.
+    """
     text = json.dumps(payload, indent=indent) + "\n"
-    with atomic_write(target, "w", encoding="utf-8") as handle:
+    path = Path(target)
+    if path.exists() and not Path(os.path.realpath(path)).is_file():
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return text
+    with atomic_write(os.path.realpath(path), "w", encoding="utf-8") as handle:
         handle.write(text)
     return text
 

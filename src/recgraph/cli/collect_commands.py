@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from recgraph.cli.app import DbOption, JsonOption, app, console, err_console
+from recgraph.cli.app import DbOption, app, console, err_console
 from recgraph.files import write_json
 
 crawl_app = typer.Typer(
@@ -66,7 +66,9 @@ def crawl_bluesky_command(
     worker_id: Annotated[
         str | None, typer.Option("--worker-id", help="Lease owner name (default host:pid).")
     ] = None,
-    json_out: JsonOption = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the run's report here.")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
     db: DbOption = None,
 ) -> None:

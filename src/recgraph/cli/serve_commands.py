@@ -12,7 +12,6 @@ import typer
 from pydantic import SecretStr
 
 from recgraph.cli.app import DbOption, PipelineFileOption, RegistryOption, app, console
-from recgraph.cli.tune_commands import BudgetOption
 from recgraph.settings import ENV_PREFIX, Settings, load_settings
 
 TokenOption = Annotated[
@@ -159,7 +158,9 @@ def train_command(
             "the pipeline it writes to --tuned-out.",
         ),
     ] = False,
-    budget: BudgetOption = 10.0,
+    budget: Annotated[
+        float, typer.Option("--budget", min=0.05, help="With --tune: minutes of tuning.")
+    ] = 10.0,
     tuned_out: Annotated[
         Path, typer.Option("--tuned-out", help="With --tune: where the tuned pipeline goes.")
     ] = Path("pipeline.tuned.toml"),

@@ -11,8 +11,7 @@ from typing import Annotated
 
 import typer
 
-from recgraph.cli.app import DbOption, JsonOption, app, console, err_console
-from recgraph.cli.evaluate_commands import ItemsOption
+from recgraph.cli.app import DbOption, app, console, err_console
 from recgraph.files import write_json
 
 BudgetOption = Annotated[
@@ -88,7 +87,10 @@ def tune_command(
         str | None,
         typer.Option("--kind", help="With --train: items, follows or friends."),
     ] = None,
-    items: ItemsOption = None,
+    items: Annotated[
+        Path | None,
+        typer.Option("--items", help="With --train: item side data, as `recgraph evaluate`."),
+    ] = None,
     method: Annotated[
         str,
         typer.Option(
@@ -113,7 +115,9 @@ def tune_command(
             "--retriever", help="A retriever to consider (default: all tunable); repeatable."
         ),
     ] = None,
-    json_out: JsonOption = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write every trial as JSON here.")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Choose retrievers, their parameters, the candidate depth and the ranker on a validation
