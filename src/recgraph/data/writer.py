@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from recgraph.data import schema
-from recgraph.data.sorted_keys import distinct_sorted
+from recgraph.data.sorted_keys import SortedKeyMap, canonical_numbers, distinct_sorted
 from recgraph.data.sql import (
     COUNTED,
     SQLITE_PAGE_CACHE,
@@ -38,6 +40,7 @@ from recgraph.data.sql import (
     count_rows,
     earliest,
     get_meta,
+    json_int_array,
     latest,
     references_checked_at_end,
     stage_rows,
@@ -106,6 +109,8 @@ class Writer:
         #: first lookup and every row since came through :meth:`_resolve` (so the cache
         #: holds every id there is); None once that stops holding. See :meth:`_fresh_keys`.
         self._next_key: dict[str, int | None] = {}
+        #: Per id table: the ids keyed so far as numbers (:meth:`_number_keys`), or None.
+        self._numbers: dict[str, SortedKeyMap | None] = {}
         #: SQLite with its foreign keys off for this transaction (:func:`references_at_end`).
         self._references_at_end = dialect == "sqlite" and references_checked_at_end()
 
@@ -259,18 +264,12 @@ class Writer:
             self._check_references()
 
     def _sqlite_build_indexes(self) -> None:
-        """Build the indexes a SQLite first load deferred with SQLite's sorter spilling sorted
-        runs of :data:`SORT_PAGE_CACHE` to temporary files and merging them.
-
-        With ``temp_store=MEMORY`` (every connection's setting, for staging tables) the
-        sorter never spills: it sorts every index entry, each its own allocation, in one
-        linked list, cache-unfriendly (ix_follows_target of 10^7 follows: 21 CPU s).
-        With ``temp_store=FILE`` it sorts runs the size of the page cache and merges them:
-        2 MiB runs took 5.6 CPU s there, 0.47 instead of 1.04 at 10^6, and its memory is
-        bounded. SQLite refuses to change ``temp_store`` inside a transaction once the
-        connection has a temporary database (``PRAGMA database_list`` lists ``temp``), so
-        then the indexes are built as before. The page cache shrinks only for the sort
-        (dirty pages stay; clean ones may go) and both settings come back after."""
+        """Build the indexes a SQLite first load deferred with the sorter spilling runs of
+        :data:`SORT_PAGE_CACHE` to temporary files. Under ``temp_store=MEMORY`` (for staging
+        tables) it never spills and sorts one linked list of every entry, cache-unfriendly
+        (ix_follows_target of 10^7 follows: 21 CPU s; 2 MiB runs: 5.6). SQLite refuses the
+        switch in a transaction while the connection's temporary database is open (``PRAGMA
+        database_list`` lists ``temp``; writers close it at BEGIN): then as before."""
         listed = self.conn.exec_driver_sql("PRAGMA database_list").all()
         if any(row[1] == "temp" for row in listed):
             return
@@ -326,6 +325,9 @@ class Writer:
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
             self._next_key[table.name] = None  # the cache no longer knows every id
+        numbered = self._number_keys(table, ids, cache)
+        if numbered is not None:
+            return numbered
         codes, uniques = pd.factorize(ids)  # on Arrow text: Arrow's own hashing
         uniques = np.asarray(uniques, dtype=object)  # Python strs for the distinct ids only
         get = cache.get
@@ -349,6 +351,45 @@ class Writer:
             keys[unknown] = np.fromiter((cache[x] for x in wanted), np.int64, len(wanted))
         return keys[codes] if len(codes) else np.zeros(0, np.int64)
 
+    def _number_keys(self, table: sa.Table, ids: Any, cache: dict[str, int]) -> np.ndarray | None:
+        """Keys of ``ids`` as numbers while every id so far was a canonical decimal number
+        (SNAP, MovieLens) in a first import on SQLite: int64 arrays (:class:`SortedKeyMap`),
+        no Python str per id, the keys :meth:`_fresh_keys` would give. Else (or past
+        :data:`_CACHE_LIMIT`) the ids held go to the id cache for good and None is returned."""
+        name = table.name
+        held = self._numbers.get(name)
+        if name not in self._numbers:
+            fresh = not cache and self._fresh_start(table) is not None
+            held = self._numbers[name] = SortedKeyMap() if fresh else None
+        if held is None:
+            return None
+        first = self._next_key.get(name)
+        numbers = None
+        if first is not None and not isinstance(ids, np.ndarray) and len(held) <= _CACHE_LIMIT:
+            numbers = canonical_numbers(ids)
+        if numbers is None:
+            self._numbers[name] = None
+            if first is not None and len(held) <= _CACHE_LIMIT:  # the cache takes over
+                texts = pc.cast(pa.array(held.ids), pa.string()).to_pylist()
+                cache.update(zip(texts, held.keys.tolist(), strict=True))
+            else:
+                self._next_key[name] = None  # the cache does not know every id
+            return None
+        keys, new = held.keys_of(numbers, first)
+        if len(new):
+            self._insert_fresh(table, first, json_int_array(new), len(new))
+        return keys
+
+    def _fresh_start(self, table: sa.Table) -> int | None:
+        """The next key :meth:`_fresh_keys` may give (the table was empty at this writer's
+        first lookup), or None."""
+        if self.dialect != "sqlite":
+            return None
+        if table.name not in self._next_key:
+            empty = not self.conn.execute(sa.select(table.c.id).limit(1)).first()
+            self._next_key[table.name] = 1 if empty else None
+        return self._next_key[table.name]
+
     def _fresh_keys(self, table: sa.Table, wanted: list[str], cache: dict[str, int]) -> bool:
         """Add ``wanted`` (ids the cache does not hold) with the next keys, in order, without
         looking them up, when the table was empty at this writer's first lookup and the
@@ -356,27 +397,27 @@ class Writer:
         One ``INSERT`` from a JSON array; a plain one, so were an id there after all, the
         unique key would refuse it (and the import roll back) rather than a wrong key be
         cached. Returns False where this does not apply."""
-        if self.dialect != "sqlite":
-            return False
-        if table.name not in self._next_key:
-            empty = not self.conn.execute(sa.select(table.c.id).limit(1)).first()
-            self._next_key[table.name] = 1 if empty else None
-        first = self._next_key[table.name]
+        first = self._fresh_start(table)
         if first is None:
             return False
+        self._insert_fresh(table, first, json.dumps(wanted), len(wanted))
+        cache.update(zip(wanted, range(first, first + len(wanted)), strict=True))
+        return True
+
+    def _insert_fresh(self, table: sa.Table, first: int, ids: str, n: int) -> None:
+        """Insert the ``n`` ids of the JSON array ``ids`` (strings, or numbers stored as their
+        text) with keys ``first``, ``first + 1``, ... (see :meth:`_fresh_keys`)."""
         each = sa.func.json_each(sa.bindparam("ids", type_=sa.Text)).table_valued("key", "value")
-        columns = [(each.c.key + first).label("id"), each.c.value.label("external_id")]
+        columns = [
+            (each.c.key + first).label("id"),
+            sa.cast(each.c.value, sa.Text).label("external_id"),
+        ]
         if table is schema.accounts:
             now = sa.literal(self.now, sa.BigInteger)
             columns += [now.label("created_at"), now.label("updated_at")]
-        rows = sa.select(*columns)
-        self.conn.execute(
-            sa.insert(table).from_select([c.name for c in columns], rows),
-            {"ids": json.dumps(wanted)},
-        )
-        cache.update(zip(wanted, range(first, first + len(wanted)), strict=True))
-        self._next_key[table.name] = first + len(wanted)
-        return True
+        insert = sa.insert(table).from_select([c.name for c in columns], sa.select(*columns))
+        self.conn.execute(insert, {"ids": ids})
+        self._next_key[table.name] = first + n
 
     def _resolve_staged(self, table: sa.Table, wanted: list[str], cache: dict[str, int]) -> None:
         """Many ids at once: stage them, add the unknown ones (in order of first
