@@ -136,3 +136,21 @@ def test_a_first_import_holds_numeric_ids_as_numbers_then_hands_them_over(store)
         assert writer._numbers["accounts"] is None
         assert writer._keys["accounts"] == {"5": 1, "7": 2, "12": 3, "007": 4}
     assert keys_by_id(store) == {"5": 1, "7": 2, "12": 3, "007": 4}
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_refused_numeric_first_import_leaves_no_account_behind(store, tmp_path) -> None:
+    from recgraph.data.imports import import_edges
+    from recgraph.errors import InputError
+
+    rows = "".join(f"{i}\t{(i * 7) % 300}\n" for i in range(1, 600))
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(rows + "5\t6\t7\t8\n")
+    with pytest.raises(InputError, match="line 600"):
+        import_edges(store, bad, directed=True, chunk_rows=250)
+    assert keys_by_id(store) == {} and follows(store) == set()
+    good = tmp_path / "good.tsv"
+    good.write_text(rows)
+    import_edges(store, good, directed=True, chunk_rows=250)
+    assert keys_by_id(store)["1"] == 1 and keys_by_id(store)["250"] == 250
+    assert len(follows(store)) == 599
