@@ -39,3 +39,34 @@ def test_distinct_sorted_is_numpy_unique():
     runs = np.concatenate([np.sort(keys[:150]), np.sort(keys[150:])])  # sorted chunks end to end
     np.testing.assert_array_equal(distinct_sorted(runs, runs=True), np.unique(keys))
     np.testing.assert_array_equal(distinct_sorted(keys, runs=True), np.unique(keys))
+
+
+def test_canonical_numbers_take_only_text_that_maps_one_to_one():
+    import pyarrow as pa
+
+    from recgraph.data.sorted_keys import canonical_numbers
+
+    good = canonical_numbers(pa.array(["0", "7", "4096", "999999999999999999"]))
+    assert good is not None and good.tolist() == [0, 7, 4096, 999999999999999999]
+    for bad in ("07", "+7", "-7", " 7", "7 ", "7.0", "1e3", "x", "", "1000000000000000000"):
+        assert canonical_numbers(pa.array(["5", bad])) is None, bad
+    assert canonical_numbers(pa.array(["5", None])) is None
+    assert canonical_numbers(pa.array([5, 6])) is None  # numbers, not text
+
+
+def test_sorted_key_map_keys_new_ids_in_order_of_first_appearance():
+    from recgraph.data.sorted_keys import SortedKeyMap
+
+    rng = np.random.default_rng(3)
+    held, reference = SortedKeyMap(), {}
+    next_key = 1
+    for _ in range(5):
+        values = rng.integers(0, 400, 300)
+        keys, new = held.keys_of(values, next_key)
+        expected_new = [v for v in dict.fromkeys(values.tolist()) if v not in reference]
+        assert new.tolist() == expected_new
+        reference.update(zip(expected_new, range(next_key, next_key + len(new)), strict=True))
+        next_key += len(new)
+        assert keys.tolist() == [reference[v] for v in values.tolist()]
+    assert held.ids.tolist() == sorted(reference)
+    assert held.keys.tolist() == [reference[v] for v in sorted(reference)]

@@ -101,3 +101,56 @@ def test_an_untimed_first_bulk_load_keeps_every_distinct_follow_once(store, tmp_
     expected = {(f"n{a}", f"n{b}") for a, b in zip(src, dst, strict=True)}
     assert follows(store) == expected and first.new["follows"] == len(expected)
     assert import_edges(store, path, directed=True, chunk_rows=2_500).new["follows"] == 0
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_numeric_ids_are_keyed_as_numbers_until_a_chunk_is_not(store, tmp_path) -> None:
+    """A first import of canonical decimal ids keys them as int64 arrays; "007" is not "7",
+    and the first chunk that is not all canonical numbers hands the ids held so far to the
+    id cache: the keys are those of first appearance throughout."""
+    from recgraph.data.imports import import_edges
+
+    path = tmp_path / "edges.tsv"
+    path.write_text("5\t7\n7\t12\n12\t007\n0\t5\n9\t5\n7\t0\n")
+    import_edges(store, path, directed=True, chunk_rows=2)
+    assert keys_by_id(store) == {"5": 1, "7": 2, "12": 3, "0": 4, "007": 5, "9": 6}
+    edges = {("5", "7"), ("7", "12"), ("12", "007"), ("0", "5"), ("9", "5"), ("7", "0")}
+    assert follows(store) == edges
+    again = tmp_path / "more.tsv"  # a second writer: the store is no longer empty
+    again.write_text("7\t13\n13\t5\n")
+    import_edges(store, again, directed=True)
+    assert keys_by_id(store)["13"] == 7 and len(keys_by_id(store)) == 7
+    assert follows(store) == edges | {("7", "13"), ("13", "5")}
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_first_import_holds_numeric_ids_as_numbers_then_hands_them_over(store) -> None:
+    def chunk(src: list[str], dst: list[str]) -> pd.DataFrame:
+        return pd.DataFrame({"src": src, "dst": dst}, dtype="string[pyarrow]")
+
+    with store.writer() as writer:
+        writer.follows(chunk(["5", "7"], ["7", "12"]), directed=True, checked=True)
+        assert writer._numbers["accounts"].ids.tolist() == [5, 7, 12]
+        assert writer._keys["accounts"] == {}  # no Python str per id
+        writer.follows(chunk(["12"], ["007"]), directed=True, checked=True)
+        assert writer._numbers["accounts"] is None
+        assert writer._keys["accounts"] == {"5": 1, "7": 2, "12": 3, "007": 4}
+    assert keys_by_id(store) == {"5": 1, "7": 2, "12": 3, "007": 4}
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_refused_numeric_first_import_leaves_no_account_behind(store, tmp_path) -> None:
+    from recgraph.data.imports import import_edges
+    from recgraph.errors import InputError
+
+    rows = "".join(f"{i}\t{(i * 7) % 300}\n" for i in range(1, 600))
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(rows + "5\t6\t7\t8\n")
+    with pytest.raises(InputError, match="line 600"):
+        import_edges(store, bad, directed=True, chunk_rows=250)
+    assert keys_by_id(store) == {} and follows(store) == set()
+    good = tmp_path / "good.tsv"
+    good.write_text(rows)
+    import_edges(store, good, directed=True, chunk_rows=250)
+    assert keys_by_id(store)["1"] == 1 and keys_by_id(store)["250"] == 250
+    assert len(follows(store)) == 599

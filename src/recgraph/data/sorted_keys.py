@@ -44,3 +44,68 @@ def distinct_sorted(keys: np.ndarray, *, runs: bool = False) -> np.ndarray:
     merge sort (numpy's ``stable``) finds them, 3x quicker than the default sort."""
     keys = np.sort(keys, kind="stable" if runs else None)
     return keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys
+
+
+#: 10**1 .. 10**18: a non-negative int64 below 10**18 has ``searchsorted(.., side="right") + 1``
+#: decimal digits.
+_POWERS_OF_TEN = 10 ** np.arange(1, 19, dtype=np.int64)
+
+
+def canonical_numbers(texts) -> np.ndarray | None:
+    """``texts`` (an Arrow string array, or a pandas array on Arrow buffers) as int64, when
+    every one is the canonical decimal form of a number below 10**18 (``0``, ``7``,
+    ``4096``: no sign, no leading zero, no space), so that text and number map one to one;
+    None otherwise. C passes only: a cast, the lengths and a digit count."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = pa.array(texts)
+    if not pa.types.is_string(array.type) and not pa.types.is_large_string(array.type):
+        return None
+    if array.null_count:
+        return None
+    try:
+        numbers = pc.cast(array, pa.int64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if len(numbers) and (numbers.min() < 0 or numbers.max() >= 10**18):
+        return None
+    lengths = pc.utf8_length(array).to_numpy(zero_copy_only=False)
+    digits = np.searchsorted(_POWERS_OF_TEN, numbers, side="right") + 1
+    return numbers if np.array_equal(lengths, digits) else None
+
+
+class SortedKeyMap:
+    """int64 ids -> int64 keys, held as the ids sorted and their keys alongside (16 bytes an
+    entry): a chunk's lookup is one hashing of the chunk (``pd.factorize``), a sort of its
+    distinct ids and one ``searchsorted`` of sorted into sorted, in C; ids not held take
+    the next keys in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.ids = np.zeros(0, np.int64)
+        self.keys = np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def keys_of(self, values: np.ndarray, next_key: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, new)``: the key of each of ``values``, and the ids that were not held, in
+        order of first appearance; they get ``next_key``, ``next_key + 1``, ... and are held
+        from now on."""
+        import pandas as pd
+
+        codes, distinct = pd.factorize(values)  # in order of first appearance
+        order = np.argsort(distinct)
+        position, found = find_sorted(self.ids, distinct[order])
+        held = np.zeros(len(distinct), dtype=bool)
+        held[order] = found
+        keys = np.empty(len(distinct), dtype=np.int64)
+        keys[order[found]] = self.keys[position[found]]
+        new = distinct[~held]
+        keys[~held] = np.arange(next_key, next_key + len(new), dtype=np.int64)
+        if len(new):
+            added = order[~found]  # the new ids, sorted
+            at = np.searchsorted(self.ids, distinct[added])
+            self.ids = np.insert(self.ids, at, distinct[added])
+            self.keys = np.insert(self.keys, at, keys[added])
+        return keys[codes], new

@@ -50,6 +50,11 @@ class StoreBusyError(StoreError):
 SQLITE_PAGE_CACHE = "PRAGMA cache_size=-65536"
 
 
+#: Every SQLite connection's temporary tables (the staging tables of bulk writes) live in
+#: memory, not in a temporary file.
+SQLITE_TEMP_STORE = "PRAGMA temp_store=MEMORY"
+
+
 def _sqlite_engine(url: sa.URL, busy_seconds: float) -> sa.Engine:
     database = url.database
     memory = not database or database == ":memory:" or database.startswith("file::memory:")
@@ -70,7 +75,7 @@ def _sqlite_engine(url: sa.URL, busy_seconds: float) -> sa.Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(SQLITE_PAGE_CACHE)
         # Staging tables of bulk writes live in memory, not in a temporary file.
-        cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.execute(SQLITE_TEMP_STORE)
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
@@ -81,7 +86,17 @@ def _sqlite_engine(url: sa.URL, busy_seconds: float) -> sa.Engine:
         # only outside a transaction; every transaction sets it, so none inherits an OFF).
         checked = "OFF" if references_checked_at_end() else "ON"
         connection.exec_driver_sql(f"PRAGMA foreign_keys={checked}")
-        connection.exec_driver_sql(connection.get_execution_options().get(BEGIN_OPTION, "BEGIN"))
+        begin = connection.get_execution_options().get(BEGIN_OPTION, "BEGIN")
+        if begin != "BEGIN":
+            # A writer: changing temp_store closes the connection's temporary database (its
+            # tables are staging tables, emptied before each use and made again when
+            # missing), which SQLite opens on reading sqlite_temp_master (a has_table check)
+            # and which it requires closed for a transaction to change temp_store: a bulk
+            # load's index build does (Writer._sqlite_build_indexes). Setting the value it
+            # already has would do nothing: hence the detour.
+            connection.exec_driver_sql("PRAGMA temp_store=DEFAULT")
+            connection.exec_driver_sql(SQLITE_TEMP_STORE)
+        connection.exec_driver_sql(begin)
 
     return engine
 
