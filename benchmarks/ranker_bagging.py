@@ -71,7 +71,7 @@ def alone(base: QuestionConfig, spec) -> QuestionConfig:
     return QuestionConfig.model_validate(values)
 
 
-def run_case(name: str, args: argparse.Namespace, work: Path) -> list[dict]:
+def run_case(name: str, args: argparse.Namespace, work: Path, done: list[dict]) -> list[dict]:
     folder, file, kind, method, fraction, metric, _ = CASES[name]
     source = datasets_folder() / folder
     if file:
@@ -130,6 +130,7 @@ def run_case(name: str, args: argparse.Namespace, work: Path) -> list[dict]:
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+                save(args.out, done + rows)  # a run stopped for time keeps its rows
     return rows
 
 
@@ -171,29 +172,33 @@ def main() -> None:
     parser.add_argument("--valid-seeds", default="0", help="validation draws")
     parser.add_argument("--out", type=Path, default=RESULTS / "ranker_bagging.json")
     args = parser.parse_args()
-    rows = []
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only:
-            rows += run_case(name, args, Path(tmp))
-    saved = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
+            rows += run_case(name, args, Path(tmp), rows)
+    for row in save(args.out, rows)["summary"]:
+        print(json.dumps(row))
+    print(f"wrote {args.out}")
+
+
+def save(out: Path, rows: list[dict]) -> dict:
+    """Write ``rows`` over the saved ones of the same case, question, draw and variant."""
+    saved = json.loads(out.read_text()) if out.exists() else {"rows": []}
     fresh = {(x["case"], x["question"], x["valid_seed"], x["variant"]) for x in rows}
     keep = [
         r
         for r in saved["rows"]
         if (r["case"], r["question"], r["valid_seed"], r["variant"]) not in fresh
     ]
-    rows = keep + rows
     payload = {
         "benchmark": "ranker_bagging",
         "note": "validation carved from train only; the test split is never read",
         "load_average_at_end": os.getloadavg(),
-        "rows": rows,
-        "summary": summary(rows),
+        "rows": keep + rows,
+        "summary": summary(keep + rows),
     }
-    args.out.write_text(json.dumps(payload, indent=1) + "\n")
-    for row in payload["summary"]:
-        print(json.dumps(row))
-    print(f"wrote {args.out}")
+    out.write_text(json.dumps(payload, indent=1) + "\n")
+    return payload
 
 
 if __name__ == "__main__":

@@ -623,12 +623,13 @@ def test_a_user_asked_twice_in_one_batch_gets_the_same_ranked_answer_twice(feed_
 
 
 def test_final_fit_outer_teaches_the_served_ranker_again_on_the_outer_slice(feed_graph):
-    """After the nested check keeps the ranker, ``final_fit="outer"`` refits it one level up."""
+    """After the nested check keeps the ranker, ``final_fit="outer"`` (the default) refits it
+    one level up."""
     spec = {"label_split": "random_per_user", "check": "nested", "min_gain": -10.0, "blend": False}
-    folds = QuestionModel("feed", ranked_config(["item_knn", "popular"], **spec)).fit(feed_graph)
-    outer = QuestionModel(
-        "feed", ranked_config(["item_knn", "popular"], final_fit="outer", **spec)
+    folds = QuestionModel(
+        "feed", ranked_config(["item_knn", "popular"], final_fit="folds", **spec)
     ).fit(feed_graph)
+    outer = QuestionModel("feed", ranked_config(["item_knn", "popular"], **spec)).fit(feed_graph)
     assert folds.ranked and outer.ranked
     assert "final_fit" not in folds.ranking.report
     report = outer.ranking.report
@@ -643,10 +644,10 @@ def test_final_fit_outer_teaches_the_served_ranker_again_on_the_outer_slice(feed
 
 def test_check_users_all_judges_on_every_labelled_user_of_the_outer_slice(feed_graph):
     spec = {"label_split": "random_per_user", "check": "nested"}
-    valid = QuestionModel("feed", ranked_config(["item_knn", "popular"], **spec)).fit(feed_graph)
-    every = QuestionModel(
-        "feed", ranked_config(["item_knn", "popular"], check_users="all", **spec)
+    valid = QuestionModel(
+        "feed", ranked_config(["item_knn", "popular"], check_users="valid", **spec)
     ).fit(feed_graph)
+    every = QuestionModel("feed", ranked_config(["item_knn", "popular"], **spec)).fit(feed_graph)
     # the validation users' lists, then also the training users' (about four times as many)
     assert every.ranking.report["valid_lists"] > 2 * valid.ranking.report["valid_lists"]
     assert every.ranking.report["train_rows"] == valid.ranking.report["train_rows"]

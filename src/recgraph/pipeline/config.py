@@ -140,7 +140,14 @@ class RankerSpec(_Strict):
     the ``valid`` users alone or ``all`` the users with held-out likes there
     (no ranker of the check has seen the outer slice's labels of anyone, so
     all of them can judge it: five times the lists, a steadier choice between
-    the ranker, a fusion and each retriever alone).
+    the ranker, a fusion and each retriever alone). The defaults (``outer``,
+    ``all``) were chosen on validation carved from train
+    (benchmarks/ranker_bagging.py, the shipped feed, validation nDCG@20 over
+    EASE alone, mean of the ranker seeds): MovieLens 100k random 0.973x ->
+    1.006x (3 seeds), latest-small random 1.001x -> 1.037x (2 seeds); with
+    ``folds`` and ``valid`` they were; each alone did less (``all`` 0.983x,
+    ``outer`` 0.974x). Without the nested check (time slices, account graphs)
+    neither has any effect.
     """
 
     name: str = Field(default="gbdt_ranker", min_length=1)
@@ -160,8 +167,8 @@ class RankerSpec(_Strict):
     check: Literal["auto", "nested", "same"] = "auto"
     blend: bool | None = None
     tolerance: float = Field(default=0.0, ge=0, lt=1)
-    final_fit: Literal["folds", "outer"] = "folds"
-    check_users: Literal["valid", "all"] = "valid"
+    final_fit: Literal["folds", "outer"] = "outer"
+    check_users: Literal["valid", "all"] = "all"
     seed: int = 0
 
 
