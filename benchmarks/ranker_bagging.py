@@ -33,15 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common import datasets_folder, movielens_items_file
-from recgraph.cli.evaluate_commands import read_split_input, write_split_table
-from recgraph.data.interactions import Interactions, Kind
+from common import movielens_items_file
+from recgraph.cli.evaluate_commands import write_split_table
+from recgraph.data.interactions import Interactions
 from recgraph.data.item_features import ItemFeatures
-from recgraph.data.splits import split
 from recgraph.jobs.tune.fitting import FitCache, carve_validation
 from recgraph.pipeline.config import QuestionConfig, RankerSpec, load_pipeline_config
 from recgraph.pipeline.ranking import label_split_for
-from two_stage import CASES, default_question, question_of
+from two_stage import CASES, case_split, default_question, question_of
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
@@ -72,14 +71,8 @@ def alone(base: QuestionConfig, spec) -> QuestionConfig:
 
 
 def run_case(name: str, args: argparse.Namespace, work: Path, done: list[dict]) -> list[dict]:
-    folder, file, kind, method, fraction, metric, _ = CASES[name]
-    source = datasets_folder() / folder
-    if file:
-        source = source / file
-    data = read_split_input(source, kind)
-    if kind == "items":
-        data = data.subset(np.flatnonzero(data.kind != Kind.DISLIKE))
-    train, _test = split(data, method, fraction=fraction, seed=0)
+    _, _, kind, method, _, metric, _ = CASES[name]
+    source, train, _test = case_split(name)
     del _test  # never read
     path = work / f"{name}.train.csv"
     write_split_table(train, path)
