@@ -16,9 +16,13 @@ LightGBM's text format, never pickle.
 With ``bags > 1`` the ranker is a bag of boosters (Breiman's bagging): each
 is fitted with its own seed on its own draw of ``bag_users`` of the training
 lists (whole lists, so each user's pairs stay together), early-stopped on the
-same validation lists, and the ranker's score is their mean. One booster's
-order moves with its seed and its rows by about as much as the ranker's lead
-over the best retriever; the mean of several moves less.
+same validation lists, and the ranker's score is their mean. Off by default
+(``bags = 1``): on validation carved from MovieLens 100k's random training
+split (benchmarks/ranker_bagging.py, the shipped feed, three ranker seeds) a
+bag of five reached 0.970x EASE against one booster's 0.973x, with the same
+spread (0.015 vs 0.016): what moves between runs there is the stand-down's
+choice (which order answers), not the booster. Scoring costs one pass per
+booster (1.55 vs 1.25 CPU ms per user in that batch run, load ~10).
 """
 
 from __future__ import annotations
