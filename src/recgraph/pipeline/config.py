@@ -143,11 +143,11 @@ class RankerSpec(_Strict):
     the ranker, a fusion and each retriever alone). The defaults (``outer``,
     ``all``) were chosen on validation carved from train
     (benchmarks/ranker_bagging.py, the shipped feed, validation nDCG@20 over
-    EASE alone, mean of the ranker seeds): MovieLens 100k random 0.973x ->
-    1.006x (3 seeds), latest-small random 1.001x -> 1.037x (2 seeds); with
-    ``folds`` and ``valid`` they were; each alone did less (``all`` 0.983x,
-    ``outer`` 0.974x). Without the nested check (time slices, account graphs)
-    neither has any effect.
+    EASE alone, mean of the ranker seeds): MovieLens 100k random 0.973x
+    (``folds``, ``valid``) -> 1.006x (3 seeds), latest-small random 1.001x ->
+    1.037x (2 seeds); each alone did less on MovieLens (``all`` 0.983x,
+    ``outer`` 0.974x over 2 seeds). Without the nested check (time slices,
+    account graphs) neither has any effect.
     """
 
     name: str = Field(default="gbdt_ranker", min_length=1)
