@@ -65,7 +65,7 @@ import tomli_w
 
 from common import datasets_folder, movielens_items_file, run_cli
 from recgraph.cli.evaluate_commands import read_split_input, write_split_table
-from recgraph.data.interactions import Kind
+from recgraph.data.interactions import Interactions, Kind
 from recgraph.data.item_features import ItemFeatures
 from recgraph.data.splits import split
 from recgraph.jobs.tune import TuneSettings, tune_question, write_pipeline
@@ -180,10 +180,9 @@ def write_question(question: str, config: QuestionConfig, path: Path) -> None:
     path.write_text(tomli_w.dumps(values))
 
 
-def run_case(
-    name: str, budget: float, work: Path, with_default: bool, tune_seed: int = 0
-) -> dict[str, Any]:
-    folder, file, kind, method, fraction, metric, target = CASES[name]
+def case_split(name: str) -> tuple[Path, Interactions, Interactions]:
+    """``(source, train, test)``: case ``name``'s data (dislikes dropped) split with seed 0."""
+    folder, file, kind, method, fraction, *_ = CASES[name]
     source = datasets_folder() / folder
     if file:
         source = source / file
@@ -191,12 +190,18 @@ def run_case(
     if kind == "items":
         data = data.subset(np.flatnonzero(data.kind != Kind.DISLIKE))
     train, test = split(data, method, fraction=fraction, seed=0)
+    return source, train, test
+
+
+def run_case(
+    name: str, budget: float, work: Path, with_default: bool, tune_seed: int = 0
+) -> dict[str, Any]:
+    folder, file, kind, method, fraction, metric, target = CASES[name]
+    source, train, test = case_split(name)
     train_file, test_file = work / f"{name}.train.csv", work / f"{name}.test.csv"
     write_split_table(train, train_file)
     write_split_table(test, test_file)
     # read back as `recgraph evaluate` reads it, so tuning sees the same rows
-    from recgraph.data.interactions import Interactions
-
     train = Interactions.read_table(str(train_file), kind)
     items_file = item_features = None
     if kind == "items" and source.is_dir():

@@ -620,3 +620,34 @@ def test_a_user_asked_twice_in_one_batch_gets_the_same_ranked_answer_twice(feed_
     np.testing.assert_array_equal(twice.ids[0], alone.ids[0])
     np.testing.assert_array_equal(twice.ids[2], alone.ids[0])
     np.testing.assert_array_equal(twice.ids[1], alone.ids[1])
+
+
+def test_final_fit_outer_teaches_the_served_ranker_again_on_the_outer_slice(feed_graph):
+    """After the nested check keeps the ranker, ``final_fit="outer"`` (the default) refits it
+    one level up."""
+    spec = {"label_split": "random_per_user", "check": "nested", "min_gain": -10.0, "blend": False}
+    folds = QuestionModel(
+        "feed", ranked_config(["item_knn", "popular"], final_fit="folds", **spec)
+    ).fit(feed_graph)
+    outer = QuestionModel("feed", ranked_config(["item_knn", "popular"], **spec)).fit(feed_graph)
+    assert folds.ranked and outer.ranked
+    assert "final_fit" not in folds.ranking.report
+    report = outer.ranking.report
+    assert report["final_fit"] == "outer" and report["final_train_rows"] > 0
+    # the check itself is the same; the served ranker is another fit
+    assert report["valid_ndcg@20_ranker"] == folds.ranking.report["valid_ndcg@20_ranker"]
+    users = np.arange(feed_graph.n_users)
+    assert report["final_fit_report"] == outer.ranking.ranker.fit_report
+    assert outer.ranking.ranker is not folds.ranking.ranker
+    assert not np.array_equal(outer.recommend(users, 10).scores, folds.recommend(users, 10).scores)
+
+
+def test_check_users_all_judges_on_every_labelled_user_of_the_outer_slice(feed_graph):
+    spec = {"label_split": "random_per_user", "check": "nested"}
+    valid = QuestionModel(
+        "feed", ranked_config(["item_knn", "popular"], check_users="valid", **spec)
+    ).fit(feed_graph)
+    every = QuestionModel("feed", ranked_config(["item_knn", "popular"], **spec)).fit(feed_graph)
+    # the validation users' lists, then also the training users' (about four times as many)
+    assert every.ranking.report["valid_lists"] > 2 * valid.ranking.report["valid_lists"]
+    assert every.ranking.report["train_rows"] == valid.ranking.report["train_rows"]

@@ -21,3 +21,31 @@ def test_early_stopping_is_reported():
     ranker.fit(synthetic_batch(100, 20, 0), synthetic_batch(30, 20, 1))
     assert ranker.fit_report["best_iteration"] <= ranker.fit_report["rounds"] < 300
     assert 0 < ranker.fit_report["valid_ndcg"] <= 1
+
+
+class TestGBDTBagged(RankerConformance):
+    """A bag of boosters (the mean of their scores) passes the same test, save and load included."""
+
+    ranker_name = "gbdt_ranker"
+    params = {"n_estimators": 60, "num_leaves": 8, "bags": 3}
+
+
+def test_a_bag_is_the_mean_of_boosters_on_other_draws():
+    import numpy as np
+
+    from recgraph.ranking import create_ranker
+    from tests.ranking.conformance import synthetic_batch
+
+    train, valid = synthetic_batch(100, 20, 0), synthetic_batch(30, 20, 1)
+    bag = create_ranker("gbdt_ranker", {"n_estimators": 40, "bags": 3}).fit(train, valid)
+    assert len(bag.boosters_) == 3 and bag.fit_report["bags"] == 3
+    assert len(bag.fit_report["valid_ndcg"]) == 3 and 0 < bag.fit_report["bag_valid_ndcg"] <= 1
+    each = [b.predict(valid.features, num_iteration=b.best_iteration or None) for b in bag.boosters_]
+    # the boosters differ (own seed, own 80% of the lists) and the score is their mean
+    assert not np.allclose(each[0], each[1])
+    np.testing.assert_allclose(bag.score(valid), np.mean(each, axis=0), rtol=1e-5)
+    # one bag is the single booster on every list, as before bags existed
+    one = create_ranker("gbdt_ranker", {"n_estimators": 40}).fit(train, valid)
+    solo = create_ranker("gbdt_ranker", {"n_estimators": 40, "bags": 1}).fit(train, valid)
+    np.testing.assert_array_equal(one.score(valid), solo.score(valid))
+    assert "bags" not in one.fit_report
