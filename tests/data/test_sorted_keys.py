@@ -48,7 +48,8 @@ def test_canonical_numbers_take_only_text_that_maps_one_to_one():
 
     good = canonical_numbers(pa.array(["0", "7", "4096", "999999999999999999"]))
     assert good is not None and good.tolist() == [0, 7, 4096, 999999999999999999]
-    for bad in ("07", "+7", "-7", " 7", "7 ", "7.0", "1e3", "x", "", "1000000000000000000"):
+    bad_ids = ("07", "+7", "-7", " 7", "7 ", "7.0", "1e3", "x", "", "1000000000000000000")
+    for bad in (*bad_ids, "0xFFFFF", "0XFFFFF", "0x3B9ACA00", "\u0667", "\uff11\uff12"):
         assert canonical_numbers(pa.array(["5", bad])) is None, bad
     assert canonical_numbers(pa.array(["5", None])) is None
     assert canonical_numbers(pa.array([5, 6])) is None  # numbers, not text

@@ -124,6 +124,18 @@ def test_numeric_ids_are_keyed_as_numbers_until_a_chunk_is_not(store, tmp_path) 
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_hex_ids_stay_text_beside_their_decimal_value(store, tmp_path) -> None:
+    """Arrow's cast reads "0xFFFFF" as 1048575: it must stay its own account."""
+    from recgraph.data.imports import import_edges
+
+    path = tmp_path / "edges.tsv"
+    path.write_text("1048575\t2\n0xFFFFF\t3\n")
+    import_edges(store, path, directed=True, chunk_rows=2)
+    assert set(keys_by_id(store)) == {"1048575", "2", "0xFFFFF", "3"}
+    assert follows(store) == {("1048575", "2"), ("0xFFFFF", "3")}
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_a_first_import_holds_numeric_ids_as_numbers_then_hands_them_over(store) -> None:
     def chunk(src: list[str], dst: list[str]) -> pd.DataFrame:
         return pd.DataFrame({"src": src, "dst": dst}, dtype="string[pyarrow]")

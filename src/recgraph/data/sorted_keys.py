@@ -46,16 +46,11 @@ def distinct_sorted(keys: np.ndarray, *, runs: bool = False) -> np.ndarray:
     return keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys
 
 
-#: 10**1 .. 10**18: a non-negative int64 below 10**18 has ``searchsorted(.., side="right") + 1``
-#: decimal digits.
-_POWERS_OF_TEN = 10 ** np.arange(1, 19, dtype=np.int64)
-
-
 def canonical_numbers(texts) -> np.ndarray | None:
     """``texts`` (an Arrow string array, or a pandas array on Arrow buffers) as int64, when
     every one is the canonical decimal form of a number below 10**18 (``0``, ``7``,
     ``4096``: no sign, no leading zero, no space), so that text and number map one to one;
-    None otherwise. C passes only: a cast, the lengths and a digit count."""
+    None otherwise. C passes only: a cast and the numbers printed back."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -65,14 +60,16 @@ def canonical_numbers(texts) -> np.ndarray | None:
     if array.null_count:
         return None
     try:
-        numbers = pc.cast(array, pa.int64()).to_numpy(zero_copy_only=False)
+        cast = pc.cast(array, pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+    numbers = cast.to_numpy(zero_copy_only=False)
     if len(numbers) and (numbers.min() < 0 or numbers.max() >= 10**18):
         return None
-    lengths = pc.utf8_length(array).to_numpy(zero_copy_only=False)
-    digits = np.searchsorted(_POWERS_OF_TEN, numbers, side="right") + 1
-    return numbers if np.array_equal(lengths, digits) else None
+    # The number printed back must be the text: Arrow's cast also reads hex ("0xFFFFF"),
+    # whose length can equal its value's digit count, and would merge it with "1048575".
+    printed = pc.cast(cast, array.type)
+    return numbers if len(numbers) == 0 or pc.all(pc.equal(printed, array)).as_py() else None
 
 
 class SortedKeyMap:
