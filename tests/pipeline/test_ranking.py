@@ -620,3 +620,93 @@ def test_a_user_asked_twice_in_one_batch_gets_the_same_ranked_answer_twice(feed_
     np.testing.assert_array_equal(twice.ids[0], alone.ids[0])
     np.testing.assert_array_equal(twice.ids[2], alone.ids[0])
     np.testing.assert_array_equal(twice.ids[1], alone.ids[1])
+
+
+def _friendships(n: int = 160, p: float = 0.08, seed: int = 0):
+    from recgraph.data.interactions import Interactions
+
+    rng = np.random.default_rng(seed)
+    src, dst = np.nonzero(np.triu(rng.random((n, n)) < p, 1))
+    return Interactions.from_indices(src, dst, n_users=n, one_sided=True, directed=False)
+
+
+def test_the_ppr_features_read_the_ppr_retrievers_walk_when_the_question_runs_one(tmp_path):
+    """With a PPR retriever walking either way at the features' restart, ``ppr_undirected``
+    is its score of the pair and ``ppr_undirected_vs_best`` that over its best (no power
+    iteration per request); with another walk, or a stage saved before, the exact ones."""
+    from recgraph.pipeline.ranking import RankingStage, ppr_source
+    from recgraph.ranking.features import ppr_pairs
+
+    friends = _friendships()
+    question = QuestionModel(
+        "who_to_follow",
+        ranked_config([{"name": "adamic_adar", "min_score": 0.0}, "ppr"], min_gain=-1.0, depth=40),
+    ).fit(friends)
+    stage = question.ranking
+    assert stage.ppr_key == "ppr" == ppr_source(question.models, question.main_keys)
+    users = np.flatnonzero(question.warm(np.arange(len(question.users))))[:5]
+    pool = question.pool(users, 40)
+    batch = stage.batch(pool)
+    column = {name: batch.features[:, i] for i, name in enumerate(batch.feature_names)}
+    walked = pool.columns["ppr"]
+    np.testing.assert_array_equal(column["ppr_undirected"], walked.scores.astype(np.float32))
+    np.testing.assert_array_equal(column["ppr_out"], column["ppr_undirected"])  # one walk
+    expected = np.where(walked.user_best > 0, walked.scores / walked.user_best, 0.0)
+    np.testing.assert_allclose(column["ppr_undirected_vs_best"], expected, rtol=1e-6)
+    # the exact features differ from the walk's (a push with a tolerance), so the source
+    # matters: a stage saved before the key existed keeps reading the exact ones
+    stage.save(tmp_path / "stage")
+    saved = (tmp_path / "stage" / "stage.json").read_text()
+    (tmp_path / "stage" / "stage.json").write_text(saved.replace('"ppr_key": "ppr"', '"x": 0'))
+    old = RankingStage.load(stage.spec, tmp_path / "stage")
+    assert old.ppr_key is None
+    exact = old.batch(pool)
+    features = stage.features
+    either = features.derived("walks")[1]
+    want, _ = ppr_pairs(either, batch.users, batch.items, tied=features.either)
+    at = exact.feature_names.index("ppr_undirected")
+    np.testing.assert_allclose(exact.features[:, at], want.astype(np.float32))
+    assert not np.array_equal(exact.features[:, at], column["ppr_undirected"])
+    # another walk is another feature: no key, the exact PPR
+    along = QuestionConfig(
+        retrievers=[{"name": "ppr", "params": {"walk": "out"}}, {"name": "adamic_adar"}]
+    )
+    assert ppr_source(QuestionModel("who_to_follow", along).new_retrievers(), ["ppr"]) is None
+
+
+def test_retrievers_explain_only_what_the_rankers_reason_does_not_replace(monkeypatch):
+    """The ranker's reason naming the people replaces a retriever's: the retriever is not
+    asked about those results, and every reason reads as when it was asked about all."""
+    from recgraph.pipeline.explain import combined, ranked_reasons
+    from recgraph.pipeline.names import Names
+
+    question = QuestionModel(
+        "who_to_follow",
+        ranked_config([{"name": "adamic_adar", "min_score": 0.0}, "ppr"], min_gain=-1.0, depth=40),
+    ).fit(_friendships())
+    model = question.models["adamic_adar"]
+    asked: list[int] = []
+    real = type(model).explain
+
+    def spy(self, user, candidates, top=3):
+        asked.extend(int(c) for c in candidates)
+        return real(self, user, candidates, top)
+
+    monkeypatch.setattr(type(model), "explain", spy)
+    explainer, names = question.explainer, Names()
+    replaced = 0
+    for user in np.flatnonzero(question.warm(np.arange(len(question.users))))[:20]:
+        result = question.recommend([user], 10)
+        valid = result.ids[0] >= 0
+        ids, sources = result.ids[0][valid], result.sources[0][valid]
+        origin = result.origin[0][valid]
+        asked.clear()
+        lazy = explainer.reasons(user, ids, sources, origin, False, names, question.ranking)
+        asked_lazily = list(asked)
+        plain = explainer.reasons(user, ids, sources, origin, False, names, None)
+        said = ranked_reasons(question.ranking.features, user, ids, names, question.users.ids)
+        assert lazy == [combined(p, s) for p, s in zip(plain, said, strict=True)]
+        settled = {int(i) for i, s in zip(ids, said, strict=True) if s and s.code == "connections"}
+        assert not settled & set(asked_lazily)
+        replaced += len(settled)
+    assert replaced > 0
