@@ -710,3 +710,30 @@ def test_retrievers_explain_only_what_the_rankers_reason_does_not_replace(monkey
         assert not settled & set(asked_lazily)
         replaced += len(settled)
     assert replaced > 0
+
+
+@pytest.mark.parametrize("method", ["rrf", "score", "priority"])
+def test_the_merges_own_ranks_are_the_ones_a_lookup_in_each_list_finds(method):
+    """A pool reads each retriever's rank and score of its candidates from the merge itself:
+    the same as looking every merged candidate up in every list, and the same merge."""
+    from recgraph.pipeline.candidates import RankedList
+    from recgraph.pipeline.merge import merge_lists, merge_with_ranks
+    from recgraph.pipeline.ranking import _rank_lookup
+
+    rng = np.random.default_rng(3)
+    lists = []
+    for j, width in enumerate((7, 5, 9)):
+        ids = np.stack([rng.choice(20, width, replace=False) for _ in range(4)])
+        ids[rng.random(ids.shape) < 0.2] = -1
+        scores = np.where(ids >= 0, rng.random(ids.shape), -np.inf).astype(np.float32)
+        lists.append(RankedList(ids, scores, np.where(ids >= 0, 1 << j, 0)))
+    args = ([p.ids for p in lists], [p.scores for p in lists], [p.sources for p in lists])
+    plain = merge_lists(*args, k=21, method=method, weights=[1.0, 0.5, 2.0])
+    *merged, where = merge_with_ranks(*args, k=21, method=method, weights=[1.0, 0.5, 2.0])
+    for a, b in zip(plain, merged, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for part, (rank, score) in zip(lists, where, strict=True):
+        want_rank, want_score = _rank_lookup(merged[0], part)
+        np.testing.assert_array_equal(rank, want_rank)
+        np.testing.assert_array_equal(score, want_score)
+    assert all((rank > 0).any() for rank, _ in where)

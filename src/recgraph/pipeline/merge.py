@@ -51,6 +51,43 @@ def merge_lists(
         ``(n, k)`` arrays; ``origin`` is the index of the list that placed
         each item (for ``rrf`` / ``score``: the one that gave it most).
     """
+    return _merge(ids, scores, sources, k=k, method=method, weights=weights, rrf_k=rrf_k)[:4]
+
+
+def merge_with_ranks(
+    ids: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    sources: Sequence[np.ndarray],
+    *,
+    k: int,
+    method: str,
+    weights: Sequence[float] | None = None,
+    rrf_k: float = 60.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """:func:`merge_lists`, and where each merged item stood in each list.
+
+    The fifth value holds, per list, ``(rank, score)``: ``(n, k)`` arrays of
+    the item's 1-based rank in that list (0: not in it) and its score there
+    (float64, NaN: not in it), read from the merge's own entries (a ranked
+    pool needs them, and looking each item up again in every list cost a
+    request more than the merge).
+    """
+    return _merge(
+        ids, scores, sources, k=k, method=method, weights=weights, rrf_k=rrf_k, provenance=True
+    )
+
+
+def _merge(
+    ids: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    sources: Sequence[np.ndarray],
+    *,
+    k: int,
+    method: str,
+    weights: Sequence[float] | None = None,
+    rrf_k: float = 60.0,
+    provenance: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     n = ids[0].shape[0] if ids else 0
     out_ids = np.full((n, k), -1, dtype=np.int64)
     out_scores = np.full((n, k), -np.inf, dtype=np.float32)
@@ -78,8 +115,9 @@ def merge_lists(
         parts["raw"].append(raw)
         parts["bits"].append(list_sources[rows, ranks].astype(np.int64))
         parts["gain"].append(gain)
+    where = [(np.zeros((n, k), dtype=np.int64), np.full((n, k), np.nan)) for _ in ids if provenance]
     if not parts["row"] or not sum(len(r) for r in parts["row"]):
-        return out_ids, out_scores, out_sources, out_origin
+        return out_ids, out_scores, out_sources, out_origin, where
     row, item, rank, lst, raw, bits, gain = (
         np.concatenate(parts[name])
         for name in ("row", "item", "rank", "list", "raw", "bits", "gain")
@@ -113,4 +151,13 @@ def merge_lists(
     out_scores[rows_out, slots_out] = value[chosen]
     out_sources[rows_out, slots_out] = merged_bits[chosen]
     out_origin[rows_out, slots_out] = origin[chosen]
-    return out_ids, out_scores, out_sources, out_origin
+    if provenance:
+        slot_of = np.full(len(groups), -1, dtype=np.int64)
+        slot_of[chosen] = slots_out
+        slot = slot_of[inverse]
+        placed = slot >= 0
+        for j, (rank_out, score_out) in enumerate(where):
+            mine = placed & (lst == j)
+            rank_out[row[mine], slot[mine]] = rank[mine] + 1
+            score_out[row[mine], slot[mine]] = raw[mine]
+    return out_ids, out_scores, out_sources, out_origin, where

@@ -33,7 +33,7 @@ from recgraph.data.sorted_keys import find_sorted
 from recgraph.files import atomic_write
 from recgraph.pipeline.candidates import RankedList
 from recgraph.pipeline.config import RankerSpec
-from recgraph.pipeline.merge import merge_lists
+from recgraph.pipeline.merge import merge_with_ranks
 from recgraph.ranking.base import Ranker, RankingBatch, ndcg_at
 from recgraph.ranking.features import (
     PPR_RESTART,
@@ -124,7 +124,7 @@ def candidate_pool(
     lists = [propose(key, users, depth) for key in keys]
     if candidates is None:
         width = sum(part.ids.shape[1] for part in lists)
-        ids, merged, sources, _ = merge_lists(
+        ids, merged, sources, _, where = merge_with_ranks(
             [p.ids for p in lists],
             [p.scores for p in lists],
             [p.sources for p in lists],
@@ -135,14 +135,15 @@ def candidate_pool(
         )
         used = int((ids >= 0).sum(axis=1).max(initial=0))
         ids, merged, sources = ids[:, :used], merged[:, :used], sources[:, :used]
+        where = [(rank[:, :used], score[:, :used]) for rank, score in where]
     else:
         ids = np.asarray(candidates, dtype=np.int64)
         merged, sources = np.full(ids.shape, np.nan), np.zeros(ids.shape, dtype=np.int64)
+        where = [_rank_lookup(ids, part) for part in lists]
     columns = {}
     valid = ids >= 0
     rows, cols = np.nonzero(valid)
-    for key, part in zip(keys, lists, strict=True):
-        rank, score = _rank_lookup(ids, part)
+    for key, part, (rank, score) in zip(keys, lists, where, strict=True):
         missing = valid & (rank == 0)
         if missing.any():
             # what the retriever thinks of candidates it did not propose
