@@ -409,6 +409,22 @@ class CandidateFeatures:
                 self.ra_weight = np.where(degree > 0, 1.0 / np.maximum(degree, 1), 0.0)
             self._undirected()
             self._tie_times(data)
+        self._canonical()
+
+    def _canonical(self) -> None:
+        """Every matrix in canonical form (rows sorted, no repeated entry), as a product
+        of sparse matrices or a sum of rows leaves it unsorted: a request's pair sums are
+        then read from the user's row (:func:`row_products`) rather than by scipy's
+        products of the candidates' rows (the genre and week sums of a MovieLens
+        request: 0.6 CPU ms), and equal the batch's, which scipy computes over the same
+        sorted entries, bit for bit. A sparse matrix holds the sum of its repeated
+        entries, so summing them changes no value."""
+        for name in self._MATRICES + self._ITEM_MATRICES:
+            matrix = getattr(self, name, None)
+            if matrix is not None and not matrix.has_canonical_format:
+                matrix = matrix.copy()
+                matrix.sum_duplicates()
+                setattr(self, name, matrix)
 
     def _tie_times(self, data: Interactions) -> None:
         """Days from each tie's latest time to the end (``+1``, so a tie today is stored), and
@@ -536,6 +552,7 @@ class CandidateFeatures:
                     setattr(out, name, matrix)
         if out.graph_kind != "items" and not hasattr(out, "either"):
             out._undirected()  # saved before the undirected features existed
+        out._canonical()  # saved before matrices were kept canonical
         return out
 
     def _ratings(self, data: Interactions) -> None:
