@@ -737,3 +737,18 @@ def test_the_merges_own_ranks_are_the_ones_a_lookup_in_each_list_finds(method):
         np.testing.assert_array_equal(rank, want_rank)
         np.testing.assert_array_equal(score, want_score)
     assert all((rank > 0).any() for rank, _ in where)
+
+
+def test_people_like_you_are_the_same_counted_in_a_table_or_by_a_sort(feed_graph, monkeypatch):
+    from recgraph.pipeline import explain
+    from recgraph.ranking.features import CandidateFeatures
+
+    features = CandidateFeatures(feed_graph)
+    users = range(feed_graph.n_users)
+    monkeypatch.setattr(explain, "DENSE_COUNT", 10**9)
+    table = [explain._people_like_you(features, u) for u in users]
+    monkeypatch.setattr(explain, "DENSE_COUNT", 0)
+    sort = [explain._people_like_you(features, u) for u in users]
+    assert sum(len(x) for x in table) > 0
+    for a, b in zip(table, sort, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -46,6 +46,9 @@ LIKE_YOU = 30
 MIN_LIKE_YOU = 3
 #: Share of the most-liked item's likes in the data's last week an item needs to be "popular this week".
 TRENDING_SHARE = 0.2
+#: ``_people_like_you`` counts overlaps in a table over every user when there are at most
+#: this many users per overlap entry (else by sorting the entries).
+DENSE_COUNT = 8
 #: Common followees needed to say how many of the people a user follows follow an account.
 MIN_COMMON = 2
 
@@ -328,7 +331,14 @@ def _people_like_you(features: CandidateFeatures, user: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     by_item = features.derived("liked_by_item")
     others = by_item.indices[row_entries(by_item, row)[0]]
-    candidates, counts = np.unique(others, return_counts=True)
+    if liked.shape[0] <= DENSE_COUNT * len(others):
+        # few users against the overlaps: count them in a table, not by a sort (the same
+        # users, ascending, and the same counts as np.unique gives)
+        table = np.bincount(others, minlength=liked.shape[0])
+        candidates = np.flatnonzero(table).astype(others.dtype)
+        counts = table[candidates]
+    else:
+        candidates, counts = np.unique(others, return_counts=True)
     keep = candidates != user
     candidates = candidates[keep].astype(np.int64)
     overlap = counts[keep].astype(np.float32)
