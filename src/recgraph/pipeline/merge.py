@@ -14,6 +14,7 @@ next fill the gaps.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,20 +52,17 @@ def merge_lists(
         ``(n, k)`` arrays; ``origin`` is the index of the list that placed
         each item (for ``rrf`` / ``score``: the one that gave it most).
     """
-    return _merge(ids, scores, sources, k=k, method=method, weights=weights, rrf_k=rrf_k)[:4]
+    options = {"k": k, "method": method, "weights": weights, "rrf_k": rrf_k}
+    return _merge(ids, scores, sources, options)[:4]
 
 
 def merge_with_ranks(
     ids: Sequence[np.ndarray],
     scores: Sequence[np.ndarray],
     sources: Sequence[np.ndarray],
-    *,
-    k: int,
-    method: str,
-    weights: Sequence[float] | None = None,
-    rrf_k: float = 60.0,
+    **options: Any,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-    """:func:`merge_lists`, and where each merged item stood in each list.
+    """:func:`merge_lists` (the same ``options``), and where each merged item stood in each list.
 
     The fifth value holds, per list, ``(rank, score)``: ``(n, k)`` arrays of
     the item's 1-based rank in that list (0: not in it) and its score there
@@ -72,22 +70,18 @@ def merge_with_ranks(
     pool needs them, and looking each item up again in every list cost a
     request more than the merge).
     """
-    return _merge(
-        ids, scores, sources, k=k, method=method, weights=weights, rrf_k=rrf_k, provenance=True
-    )
+    return _merge(ids, scores, sources, options, provenance=True)
 
 
 def _merge(
     ids: Sequence[np.ndarray],
     scores: Sequence[np.ndarray],
     sources: Sequence[np.ndarray],
-    *,
-    k: int,
-    method: str,
-    weights: Sequence[float] | None = None,
-    rrf_k: float = 60.0,
+    options: dict[str, Any],
     provenance: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    k, method = int(options["k"]), str(options["method"])
+    weights, rrf_k = options.get("weights"), float(options.get("rrf_k", 60.0))
     n = ids[0].shape[0] if ids else 0
     out_ids = np.full((n, k), -1, dtype=np.int64)
     out_scores = np.full((n, k), -np.inf, dtype=np.float32)
