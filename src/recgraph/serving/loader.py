@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from recgraph.errors import RecgraphError
 from recgraph.pipeline import Pipeline
 from recgraph.serving.registry import MODEL_DIR, ModelRegistry, RegistryError
@@ -100,11 +102,13 @@ def warm_up(pipeline: Pipeline) -> None:
     (transposed matrices, walk tables, the ranker's predictor) is built while loading,
     beside the served version, not by the first requests to reach the new one."""
     for question in pipeline.questions.values():
-        users = question.users
-        if users is None or not len(users):
+        users, history = question.users, question.history
+        if users is None or history is None or not len(users):
             continue
         try:
-            question.answer(str(users.ids[0]), 1)
+            # the most active user: warm, so the retrievers and the ranker answer, not the fallback
+            busiest = int(np.argmax(history.counts))
+            question.answer(str(users.ids[busiest]), 1)
         except Exception as exc:  # a courtesy: the version still loads, requests build it
             log.warning("warming %s up failed: %s", question.question, exc)
 
