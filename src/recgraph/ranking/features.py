@@ -41,7 +41,9 @@ Python loop per pair):
   back to the user, the user's own in- and out-degrees, and personalised
   PageRank of the candidate from the user, walking along follows and either
   way (exact power iteration over the batch's users at once, on graphs up to
-  :data:`PPR_MAX_NODES` accounts; missing above). These are the signals of
+  :data:`PPR_MAX_NODES` accounts; missing above; when the question runs a
+  PPR retriever walking either way, the either-way values are its own
+  scores of the pool, see :meth:`CandidateFeatures.matrix`). These are the signals of
   the neighbourhood and walk retrievers, so the ranker has them for every
   candidate whichever retrievers the question runs. With timestamps (a
   message graph), the ties' time too: days since the candidate's latest tie
