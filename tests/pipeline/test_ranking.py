@@ -672,6 +672,10 @@ def test_the_ppr_features_read_the_ppr_retrievers_walk_when_the_question_runs_on
         retrievers=[{"name": "ppr", "params": {"walk": "out"}}, {"name": "adamic_adar"}]
     )
     assert ppr_source(QuestionModel("who_to_follow", along).new_retrievers(), ["ppr"]) is None
+    # and the switch back to the exact features
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ranking_module, "PPR_FROM_RETRIEVER", False)
+        assert ppr_source(question.models, question.main_keys) is None
 
 
 def test_retrievers_explain_only_what_the_rankers_reason_does_not_replace(monkeypatch):

@@ -162,6 +162,12 @@ def candidate_pool(
     return CandidatePool(users=users, ids=ids, merged=merged, sources=sources, columns=columns)
 
 
+#: Whether a ranker trained from now on reads its ``ppr_undirected`` features from the
+#: question's PPR retriever (:func:`ppr_source`); ``False``: the features' own exact power
+#: iteration, as before (what a stage saved without a ``ppr_key`` reads anyway).
+PPR_FROM_RETRIEVER = True
+
+
 def ppr_source(models: Mapping[str, Retriever], keys: list[str]) -> str | None:
     """The first of ``keys`` whose retriever is personalised PageRank walking ties either
     way at the ``ppr_*`` features' restart (:data:`PPR_RESTART`), or ``None``.
@@ -174,6 +180,8 @@ def ppr_source(models: Mapping[str, Retriever], keys: list[str]) -> str | None:
     ones by the retriever's push tolerance (the ranker is trained on the same
     source as it serves from).
     """
+    if not PPR_FROM_RETRIEVER:
+        return None
     for key in keys:
         model = models.get(key)
         config = getattr(model, "config", None)
