@@ -651,3 +651,139 @@ def test_check_users_all_judges_on_every_labelled_user_of_the_outer_slice(feed_g
     # the validation users' lists, then also the training users' (about four times as many)
     assert every.ranking.report["valid_lists"] > 2 * valid.ranking.report["valid_lists"]
     assert every.ranking.report["train_rows"] == valid.ranking.report["train_rows"]
+
+
+def _friendships(n: int = 160, p: float = 0.08, seed: int = 0):
+    from recgraph.data.interactions import Interactions
+
+    rng = np.random.default_rng(seed)
+    src, dst = np.nonzero(np.triu(rng.random((n, n)) < p, 1))
+    return Interactions.from_indices(src, dst, n_users=n, one_sided=True, directed=False)
+
+
+def test_the_ppr_features_read_the_ppr_retrievers_walk_when_the_question_runs_one(tmp_path):
+    """With a PPR retriever walking either way at the features' restart, ``ppr_undirected``
+    is its score of the pair and ``ppr_undirected_vs_best`` that over its best (no power
+    iteration per request); with another walk, or a stage saved before, the exact ones."""
+    from recgraph.pipeline.ranking import RankingStage, ppr_source
+    from recgraph.ranking.features import ppr_pairs
+
+    friends = _friendships()
+    question = QuestionModel(
+        "who_to_follow",
+        ranked_config([{"name": "adamic_adar", "min_score": 0.0}, "ppr"], min_gain=-1.0, depth=40),
+    ).fit(friends)
+    stage = question.ranking
+    assert stage.ppr_key == "ppr" == ppr_source(question.models, question.main_keys)
+    users = np.flatnonzero(question.warm(np.arange(len(question.users))))[:5]
+    pool = question.pool(users, 40)
+    batch = stage.batch(pool)
+    column = {name: batch.features[:, i] for i, name in enumerate(batch.feature_names)}
+    walked = pool.columns["ppr"]
+    np.testing.assert_array_equal(column["ppr_undirected"], walked.scores.astype(np.float32))
+    np.testing.assert_array_equal(column["ppr_out"], column["ppr_undirected"])  # one walk
+    expected = np.where(walked.user_best > 0, walked.scores / walked.user_best, 0.0)
+    np.testing.assert_allclose(column["ppr_undirected_vs_best"], expected, rtol=1e-6)
+    # the exact features differ from the walk's (a push with a tolerance), so the source
+    # matters: a stage saved before the key existed keeps reading the exact ones
+    stage.save(tmp_path / "stage")
+    saved = (tmp_path / "stage" / "stage.json").read_text()
+    (tmp_path / "stage" / "stage.json").write_text(saved.replace('"ppr_key": "ppr"', '"x": 0'))
+    old = RankingStage.load(stage.spec, tmp_path / "stage")
+    assert old.ppr_key is None
+    exact = old.batch(pool)
+    features = stage.features
+    either = features.derived("walks")[1]
+    want, _ = ppr_pairs(either, batch.users, batch.items, tied=features.either)
+    at = exact.feature_names.index("ppr_undirected")
+    np.testing.assert_allclose(exact.features[:, at], want.astype(np.float32))
+    assert not np.array_equal(exact.features[:, at], column["ppr_undirected"])
+    # another walk is another feature: no key, the exact PPR
+    along = QuestionConfig(
+        retrievers=[{"name": "ppr", "params": {"walk": "out"}}, {"name": "adamic_adar"}]
+    )
+    assert ppr_source(QuestionModel("who_to_follow", along).new_retrievers(), ["ppr"]) is None
+    # and the switch back to the exact features
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ranking_module, "PPR_FROM_RETRIEVER", False)
+        assert ppr_source(question.models, question.main_keys) is None
+
+
+def test_retrievers_explain_only_what_the_rankers_reason_does_not_replace(monkeypatch):
+    """The ranker's reason naming the people replaces a retriever's: the retriever is not
+    asked about those results, and every reason reads as when it was asked about all."""
+    from recgraph.pipeline.explain import combined, ranked_reasons
+    from recgraph.pipeline.names import Names
+
+    question = QuestionModel(
+        "who_to_follow",
+        ranked_config([{"name": "adamic_adar", "min_score": 0.0}, "ppr"], min_gain=-1.0, depth=40),
+    ).fit(_friendships())
+    model = question.models["adamic_adar"]
+    asked: list[int] = []
+    real = type(model).explain
+
+    def spy(self, user, candidates, top=3):
+        asked.extend(int(c) for c in candidates)
+        return real(self, user, candidates, top)
+
+    monkeypatch.setattr(type(model), "explain", spy)
+    explainer, names = question.explainer, Names()
+    replaced = 0
+    for user in np.flatnonzero(question.warm(np.arange(len(question.users))))[:20]:
+        result = question.recommend([user], 10)
+        valid = result.ids[0] >= 0
+        ids, sources = result.ids[0][valid], result.sources[0][valid]
+        origin = result.origin[0][valid]
+        asked.clear()
+        lazy = explainer.reasons(user, ids, sources, origin, False, names, question.ranking)
+        asked_lazily = list(asked)
+        plain = explainer.reasons(user, ids, sources, origin, False, names, None)
+        said = ranked_reasons(question.ranking.features, user, ids, names, question.users.ids)
+        assert lazy == [combined(p, s) for p, s in zip(plain, said, strict=True)]
+        settled = {int(i) for i, s in zip(ids, said, strict=True) if s and s.code == "connections"}
+        assert not settled & set(asked_lazily)
+        replaced += len(settled)
+    assert replaced > 0
+
+
+@pytest.mark.parametrize("method", ["rrf", "score", "priority"])
+def test_the_merges_own_ranks_are_the_ones_a_lookup_in_each_list_finds(method):
+    """A pool reads each retriever's rank and score of its candidates from the merge itself:
+    the same as looking every merged candidate up in every list, and the same merge."""
+    from recgraph.pipeline.candidates import RankedList
+    from recgraph.pipeline.merge import merge_lists, merge_with_ranks
+    from recgraph.pipeline.ranking import _rank_lookup
+
+    rng = np.random.default_rng(3)
+    lists = []
+    for j, width in enumerate((7, 5, 9)):
+        ids = np.stack([rng.choice(20, width, replace=False) for _ in range(4)])
+        ids[rng.random(ids.shape) < 0.2] = -1
+        scores = np.where(ids >= 0, rng.random(ids.shape), -np.inf).astype(np.float32)
+        lists.append(RankedList(ids, scores, np.where(ids >= 0, 1 << j, 0)))
+    args = ([p.ids for p in lists], [p.scores for p in lists], [p.sources for p in lists])
+    plain = merge_lists(*args, k=21, method=method, weights=[1.0, 0.5, 2.0])
+    *merged, where = merge_with_ranks(*args, k=21, method=method, weights=[1.0, 0.5, 2.0])
+    for a, b in zip(plain, merged, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for part, (rank, score) in zip(lists, where, strict=True):
+        want_rank, want_score = _rank_lookup(merged[0], part)
+        np.testing.assert_array_equal(rank, want_rank)
+        np.testing.assert_array_equal(score, want_score)
+    assert all((rank > 0).any() for rank, _ in where)
+
+
+def test_people_like_you_are_the_same_counted_in_a_table_or_by_a_sort(feed_graph, monkeypatch):
+    from recgraph.pipeline import explain
+    from recgraph.ranking.features import CandidateFeatures
+
+    features = CandidateFeatures(feed_graph)
+    users = range(feed_graph.n_users)
+    monkeypatch.setattr(explain, "DENSE_COUNT", 10**9)
+    table = [explain._people_like_you(features, u) for u in users]
+    monkeypatch.setattr(explain, "DENSE_COUNT", 0)
+    sort = [explain._people_like_you(features, u) for u in users]
+    assert sum(len(x) for x in table) > 0
+    for a, b in zip(table, sort, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -217,3 +217,34 @@ def test_ppr_pairs_with_the_kept_step_read_the_same():
     kept = ppr_pairs(either, users, items, tied=features.either, step=either.T.tocsr())
     for a, b in zip(plain, kept, strict=True):
         assert_same_bits(a, b)
+
+
+def test_every_feature_matrix_is_canonical_so_a_request_reads_the_users_row(tmp_path):
+    """Products of sparse matrices leave rows unsorted (the genre and week matrices of a
+    feed): the features keep every matrix canonical, also one saved before, so a request's
+    pair sums take the user's-row path, not scipy's product of the candidates' rows."""
+    data, side = feed()
+    features = CandidateFeatures(data, item_features=side)
+    names = CandidateFeatures._MATRICES + CandidateFeatures._ITEM_MATRICES
+    present = [name for name in names if hasattr(features, name)]
+    assert {"user_genres", "item_weeks", "user_weeks"} <= set(present)
+    assert all(getattr(features, name).has_canonical_format for name in present)
+    # one saved unsorted (as before) is sorted when loaded, with the same values
+    genres = features.user_genres
+    row = slice(genres.indptr[0], genres.indptr[1])
+    assert row.stop - row.start > 1
+    unsorted = sp.csr_matrix(
+        (genres.data[row][::-1], genres.indices[row][::-1], [0, row.stop - row.start]),
+        shape=(1, genres.shape[1]),
+    )
+    assert not unsorted.has_canonical_format
+    features.user_genres = sp.vstack([unsorted, genres[1:]]).tocsr()
+    features.user_genres.has_sorted_indices = False
+    before = features.user_genres.toarray()
+    features.save(tmp_path / "features.npz")
+    loaded = CandidateFeatures.load(tmp_path / "features.npz")
+    assert loaded.user_genres.has_canonical_format
+    np.testing.assert_array_equal(loaded.user_genres.toarray(), before)
+    users = np.full(40, 3)
+    items = candidates(data.n_items, 3, 40)
+    assert check_against_reference(loaded, users, items) == 10

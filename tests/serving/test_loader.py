@@ -155,3 +155,57 @@ def test_requests_in_flight_never_fail_while_versions_swap(served):
                 thread.join(timeout=20)
     assert not errors, errors[:5]
     assert count[0] > 20 and {"v1", "v3"} <= seen_versions
+
+
+def test_loading_warms_every_question_up_then_freezes_the_heap(served, monkeypatch):
+    """A version is answered once per question before it is swapped in (what a model builds
+    on first use is built then), and the heap is frozen after (no full collection walks the
+    model again)."""
+    import gc
+
+    from recgraph.pipeline import QuestionModel
+
+    _, registry = served
+    warmed = []
+    real = QuestionModel.answer
+
+    def spy(self, user, k=None, **kwargs):
+        warmed.append(self.question)
+        return real(self, user, k, **kwargs)
+
+    monkeypatch.setattr(QuestionModel, "answer", spy)
+    gc.unfreeze()
+    try:
+        loader = ModelLoader(registry, poll_seconds=0)
+        assert loader.check()
+        assert sorted(warmed) == sorted(loader.current.pipeline.questions)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_a_dropped_version_is_freed_by_reference_counting_alone(served):
+    """Frozen objects are never collected: a loaded version must hold no reference cycle, or
+    every hot reload would keep the old version's memory."""
+    import gc
+    import weakref
+
+    from recgraph.serving.loader import load_version
+
+    _, registry = served
+    loaded = load_version(registry, "v1")
+    pipeline = loaded.pipeline
+    held = [weakref.ref(pipeline)]
+    for name in pipeline.questions:
+        held += [
+            weakref.ref(pipeline.questions[name]),
+            weakref.ref(pipeline.questions[name].history),
+        ]
+        held += [weakref.ref(m) for m in pipeline.questions[name].models.values()]
+    assert len(held) > 3
+    gc.disable()
+    try:
+        del loaded, pipeline
+        assert [ref() for ref in held] == [None] * len(held)
+    finally:
+        gc.enable()

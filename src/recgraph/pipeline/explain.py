@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from recgraph.data.interactions import Kind, ValueKind
+from recgraph.data.sorted_keys import find_sorted
 from recgraph.data.sparse_rows import row_entries
 from recgraph.pipeline.history import History
 from recgraph.pipeline.names import Names, joined
@@ -45,6 +46,9 @@ LIKE_YOU = 30
 MIN_LIKE_YOU = 3
 #: Share of the most-liked item's likes in the data's last week an item needs to be "popular this week".
 TRENDING_SHARE = 0.2
+#: ``_people_like_you`` counts overlaps in a table over every user when there are at most
+#: this many users per overlap entry (else by sorting the entries).
+DENSE_COUNT = 8
 #: Common followees needed to say how many of the people a user follows follow an account.
 MIN_COMMON = 2
 
@@ -106,6 +110,23 @@ class Explainer:
         reasons: list[Reason | None] = [None] * len(ids)
         if user < 0:
             return [popular_reason(True) for _ in ids]
+        # the ranker's reasons first: where one names the people itself it is what is shown
+        # (see :func:`combined`), and the retrievers are not asked for what no one would read
+        ranked_said: list[Reason | None] = [None] * len(ids)
+        if ranking is not None and not cold and len(ids):
+            ranked = np.flatnonzero(np.asarray(origin) == 0)
+            if len(ranked):
+                said = ranked_reasons(
+                    ranking.features,
+                    user,
+                    np.asarray(ids)[ranked],
+                    names,
+                    self.history.items.ids,
+                    max(self.explain_top, 1),
+                )
+                for p, extra in zip(ranked, said, strict=True):
+                    ranked_said[p] = extra
+        settled = [extra is not None and extra.code == "connections" for extra in ranked_said]
         for p in range(len(ids)):
             if origin[p] > 0 and self.models[self.chain_keys[origin[p] - 1]].name == "popular":
                 reasons[p] = popular_reason(cold)
@@ -119,6 +140,7 @@ class Explainer:
                     p
                     for p in range(len(ids))
                     if reasons[p] is None
+                    and not settled[p]
                     and sources[p] & bit
                     and (origin[p] == 0 or self.chain_keys[origin[p] - 1] == key)
                 ]
@@ -129,6 +151,9 @@ class Explainer:
                         reasons[p] = reason
         out = []
         for p, reason in enumerate(reasons):
+            if settled[p]:  # the ranker's reason replaces whatever a retriever would say
+                out.append(ranked_said[p])
+                continue
             if reason is None:
                 first = next(
                     key for j, key in enumerate(self.retriever_keys) if sources[p] >> j & 1
@@ -139,20 +164,7 @@ class Explainer:
                     if name == "popular"
                     else Reason(f"picked for you by {first}", "model")
                 )
-            out.append(reason)
-        if ranking is not None and not cold and len(ids):
-            ranked = np.flatnonzero(np.asarray(origin) == 0)
-            if len(ranked):
-                said = ranked_reasons(
-                    ranking.features,
-                    user,
-                    np.asarray(ids)[ranked],
-                    names,
-                    self.history.items.ids,
-                    max(self.explain_top, 1),
-                )
-                for p, extra in zip(ranked, said, strict=True):
-                    out[p] = combined(out[p], extra)
+            out.append(combined(reason, ranked_said[p]))
         return out
 
     def _explain(
@@ -264,24 +276,27 @@ def _account_reasons(
     external: np.ndarray | None,
     top: int,
 ) -> list[Reason | None]:
-    # rows read straight from the CSR arrays: scipy's slicing costs more than the work here
+    # one pass over the candidates' follower rows: which of the people the user follows they
+    # hold (sorted rows: the first found are the lowest indices, as an intersection lists them)
     out_, inn = features.out, features.inn
-    followed = out_.indices[out_.indptr[user] : out_.indptr[user + 1]]
-    follows_back = np.array(
-        [
-            (out_.indices[out_.indptr[i] : out_.indptr[i + 1]] == user)
-            @ out_.data[out_.indptr[i] : out_.indptr[i + 1]]
-            > 0
-            for i in ids
-        ],
-        dtype=bool,
-    )
+    followed = np.sort(out_.indices[out_.indptr[user] : out_.indptr[user + 1]])
+    entries, owner = row_entries(inn, ids)
+    followers = inn.indices[entries]
+    hit = find_sorted(followed, followers)[1]
+    common_owner, common_ids = owner[hit], followers[hit]
+    order = np.lexsort((common_ids, common_owner))
+    common_owner, common_ids = common_owner[order], common_ids[order]
+    counts = np.bincount(common_owner, minlength=len(ids))
+    starts = np.cumsum(counts) - counts
+    # whether each candidate follows the user: the user among its out-row, with a stored value
+    back_entries, back_owner = row_entries(out_, ids)
+    back = (out_.indices[back_entries] == user) & (out_.data[back_entries] > 0)
+    follows_back = np.bincount(back_owner[back], minlength=len(ids)) > 0
     out: list[Reason | None] = []
     for j in range(len(ids)):
-        followers = inn.indices[inn.indptr[ids[j]] : inn.indptr[ids[j] + 1]]
-        common = np.intersect1d(followers, followed, assume_unique=True)
-        n = len(common)
+        n = int(counts[j])
         if n >= MIN_COMMON:
+            common = common_ids[starts[j] : starts[j] + top]
             via = tuple(str(x) for x in (common if external is None else external[common])[:top])
             if external is None:
                 text = f"followed by {_count(n, 'person', 'people')} you follow"
@@ -316,7 +331,14 @@ def _people_like_you(features: CandidateFeatures, user: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     by_item = features.derived("liked_by_item")
     others = by_item.indices[row_entries(by_item, row)[0]]
-    candidates, counts = np.unique(others, return_counts=True)
+    if liked.shape[0] <= DENSE_COUNT * len(others):
+        # few users against the overlaps: count them in a table, not by a sort (the same
+        # users, ascending, and the same counts as np.unique gives)
+        table = np.bincount(others, minlength=liked.shape[0])
+        candidates = np.flatnonzero(table).astype(others.dtype)
+        counts = table[candidates]
+    else:
+        candidates, counts = np.unique(others, return_counts=True)
     keep = candidates != user
     candidates = candidates[keep].astype(np.int64)
     overlap = counts[keep].astype(np.float32)

@@ -14,6 +14,7 @@ next fill the gaps.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,36 @@ def merge_lists(
         ``(n, k)`` arrays; ``origin`` is the index of the list that placed
         each item (for ``rrf`` / ``score``: the one that gave it most).
     """
+    options = {"k": k, "method": method, "weights": weights, "rrf_k": rrf_k}
+    return _merge(ids, scores, sources, options)[:4]
+
+
+def merge_with_ranks(
+    ids: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    sources: Sequence[np.ndarray],
+    **options: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """:func:`merge_lists` (the same ``options``), and where each merged item stood in each list.
+
+    The fifth value holds, per list, ``(rank, score)``: ``(n, k)`` arrays of
+    the item's 1-based rank in that list (0: not in it) and its score there
+    (float64, NaN: not in it), read from the merge's own entries (a ranked
+    pool needs them, and looking each item up again in every list cost a
+    request more than the merge).
+    """
+    return _merge(ids, scores, sources, options, provenance=True)
+
+
+def _merge(
+    ids: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    sources: Sequence[np.ndarray],
+    options: dict[str, Any],
+    provenance: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    k, method = int(options["k"]), str(options["method"])
+    weights, rrf_k = options.get("weights"), float(options.get("rrf_k", 60.0))
     n = ids[0].shape[0] if ids else 0
     out_ids = np.full((n, k), -1, dtype=np.int64)
     out_scores = np.full((n, k), -np.inf, dtype=np.float32)
@@ -78,8 +109,9 @@ def merge_lists(
         parts["raw"].append(raw)
         parts["bits"].append(list_sources[rows, ranks].astype(np.int64))
         parts["gain"].append(gain)
+    where = [(np.zeros((n, k), dtype=np.int64), np.full((n, k), np.nan)) for _ in ids if provenance]
     if not parts["row"] or not sum(len(r) for r in parts["row"]):
-        return out_ids, out_scores, out_sources, out_origin
+        return out_ids, out_scores, out_sources, out_origin, where
     row, item, rank, lst, raw, bits, gain = (
         np.concatenate(parts[name])
         for name in ("row", "item", "rank", "list", "raw", "bits", "gain")
@@ -113,4 +145,13 @@ def merge_lists(
     out_scores[rows_out, slots_out] = value[chosen]
     out_sources[rows_out, slots_out] = merged_bits[chosen]
     out_origin[rows_out, slots_out] = origin[chosen]
-    return out_ids, out_scores, out_sources, out_origin
+    if provenance:
+        slot_of = np.full(len(groups), -1, dtype=np.int64)
+        slot_of[chosen] = slots_out
+        slot = slot_of[inverse]
+        placed = slot >= 0
+        for j, (rank_out, score_out) in enumerate(where):
+            mine = placed & (lst == j)
+            rank_out[row[mine], slot[mine]] = rank[mine] + 1
+            score_out[row[mine], slot[mine]] = raw[mine]
+    return out_ids, out_scores, out_sources, out_origin, where

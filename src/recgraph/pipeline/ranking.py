@@ -19,7 +19,7 @@ retriever alone or the merge answers.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,9 +33,14 @@ from recgraph.data.sorted_keys import find_sorted
 from recgraph.files import atomic_write
 from recgraph.pipeline.candidates import RankedList
 from recgraph.pipeline.config import RankerSpec
-from recgraph.pipeline.merge import merge_lists
+from recgraph.pipeline.merge import merge_with_ranks
 from recgraph.ranking.base import Ranker, RankingBatch, ndcg_at
-from recgraph.ranking.features import CandidateFeatures, RetrieverColumns, feature_names
+from recgraph.ranking.features import (
+    PPR_RESTART,
+    CandidateFeatures,
+    RetrieverColumns,
+    feature_names,
+)
 from recgraph.ranking.registry import create_ranker, load_ranker
 from recgraph.retrieval.base import Retriever, top_k
 
@@ -119,7 +124,7 @@ def candidate_pool(
     lists = [propose(key, users, depth) for key in keys]
     if candidates is None:
         width = sum(part.ids.shape[1] for part in lists)
-        ids, merged, sources, _ = merge_lists(
+        ids, merged, sources, _, where = merge_with_ranks(
             [p.ids for p in lists],
             [p.scores for p in lists],
             [p.sources for p in lists],
@@ -130,14 +135,15 @@ def candidate_pool(
         )
         used = int((ids >= 0).sum(axis=1).max(initial=0))
         ids, merged, sources = ids[:, :used], merged[:, :used], sources[:, :used]
+        where = [(rank[:, :used], score[:, :used]) for rank, score in where]
     else:
         ids = np.asarray(candidates, dtype=np.int64)
         merged, sources = np.full(ids.shape, np.nan), np.zeros(ids.shape, dtype=np.int64)
+        where = [_rank_lookup(ids, part) for part in lists]
     columns = {}
     valid = ids >= 0
     rows, cols = np.nonzero(valid)
-    for key, part in zip(keys, lists, strict=True):
-        rank, score = _rank_lookup(ids, part)
+    for key, part, (rank, score) in zip(keys, lists, where, strict=True):
         missing = valid & (rank == 0)
         if missing.any():
             # what the retriever thinks of candidates it did not propose
@@ -154,6 +160,39 @@ def candidate_pool(
             scores=score[rows, cols], ranks=rank[rows, cols], user_best=best[rows]
         )
     return CandidatePool(users=users, ids=ids, merged=merged, sources=sources, columns=columns)
+
+
+#: Whether a ranker trained from now on reads its ``ppr_undirected`` features from the
+#: question's PPR retriever (:func:`ppr_source`); ``False``: the features' own exact power
+#: iteration, as before (what a stage saved without a ``ppr_key`` reads anyway).
+PPR_FROM_RETRIEVER = True
+
+
+def ppr_source(models: Mapping[str, Retriever], keys: list[str]) -> str | None:
+    """The first of ``keys`` whose retriever is personalised PageRank walking ties either
+    way at the ``ppr_*`` features' restart (:data:`PPR_RESTART`), or ``None``.
+
+    Its scores of a pool are then the features' PPR (see
+    :meth:`CandidateFeatures.matrix`): the walk the request has already taken
+    for the candidates, read instead of walked again. On ego-Facebook the
+    features' own power iteration was the largest part of a ranked request
+    (1.9 of 7 CPU ms on a loaded machine). The values differ from the exact
+    ones by the retriever's push tolerance (the ranker is trained on the same
+    source as it serves from).
+    """
+    if not PPR_FROM_RETRIEVER:
+        return None
+    for key in keys:
+        model = models.get(key)
+        config = getattr(model, "config", None)
+        if (
+            model is not None
+            and model.name == "ppr"
+            and getattr(config, "walk", None) == "undirected"
+            and getattr(config, "restart", None) == PPR_RESTART
+        ):
+            return key
+    return None
 
 
 class RankingStage:
@@ -186,6 +225,10 @@ class RankingStage:
         rank)``, the ranker's order fused with that of the retriever
         ``base`` (the best alone on validation), when validation found the
         fusion better than either.
+    ppr_key
+        The retriever whose scores are the ``ppr_undirected`` features
+        (:func:`ppr_source`; ``None``: the features' own power iteration, as
+        for a stage saved before the key existed, whose ranker learnt those).
     """
 
     def __init__(
@@ -200,8 +243,10 @@ class RankingStage:
         order: str = "ranker",
         blend: float = 1.0,
         base: str | None = None,
+        ppr_key: str | None = None,
     ) -> None:
         self.spec, self.ranker, self.features, self.keys = spec, ranker, features, keys
+        self.ppr_key = ppr_key
         self.active = active
         self.report = dict(report or {})
         self.order = order
@@ -211,7 +256,8 @@ class RankingStage:
         """The pool's candidate rows as a :class:`RankingBatch` (with labels from ``labels``)."""
         rows, cols = np.nonzero(pool.valid)
         users, items = pool.users[rows], pool.ids[rows, cols]
-        matrix = self.features.matrix(users, items, pool.columns, self.spec.depth)
+        ppr = pool.columns.get(self.ppr_key) if self.ppr_key is not None else None
+        matrix = self.features.matrix(users, items, pool.columns, self.spec.depth, ppr=ppr)
         y = None
         if labels is not None:
             y = np.asarray(labels[users, items]).ravel() > 0
@@ -263,6 +309,7 @@ class RankingStage:
                         "order": self.order,
                         "blend": self.blend,
                         "base": self.base,
+                        "ppr_key": self.ppr_key,
                         "report": self.report,
                     },
                     indent=2,
@@ -282,6 +329,7 @@ class RankingStage:
             order=stage.get("order", "ranker"),
             blend=stage.get("blend", 1.0),
             base=stage.get("base"),
+            ppr_key=stage.get("ppr_key"),
         )
 
 
@@ -515,6 +563,7 @@ def train_stage(
     outer_valid: list[RankingBatch] = []
     decide: dict[str, list[tuple[CandidatePool, RankingBatch]]] = {kind: [] for kind in kinds}
     label_rows, features = 0, None
+    ppr_key: str | None = None
 
     def labelled_users(stage_one: StageOne, truth: sp.csr_matrix) -> np.ndarray:
         users = np.flatnonzero(np.diff(truth.indptr) > 0)
@@ -538,9 +587,10 @@ def train_stage(
             truth = _liked_matrix(labels, spec.labels)
             label_rows += truth.nnz
             stage_one = fit_stage_one(rest)
+            ppr_key = ppr_source(getattr(stage_one, "models", {}), keys)
             users = labelled_users(stage_one, truth)
             features = CandidateFeatures(rest, item_created_at, item_features)
-            fold_stage = RankingStage(spec, ranker, features, keys)
+            fold_stage = RankingStage(spec, ranker, features, keys, ppr_key=ppr_key)
             for name, chosen in (
                 ("train", users[~is_valid_user[users]]),
                 ("valid", users[is_valid_user[users]]),
@@ -560,7 +610,8 @@ def train_stage(
             labelled = labelled_users(stage_one, truth)
             users = labelled[is_valid_user[labelled]]
             features = CandidateFeatures(source, item_created_at, item_features)
-            outer_stage = RankingStage(spec, ranker, features, keys)
+            outer_ppr = ppr_source(getattr(stage_one, "models", {}), keys)
+            outer_stage = RankingStage(spec, ranker, features, keys, ppr_key=outer_ppr)
             if len(users):
                 pool = stage_one.pool(users, spec.depth)
                 decide[kind].append((pool, outer_stage.batch(pool, truth)))
@@ -617,7 +668,7 @@ def train_stage(
         for order in [*learnt, "merge", *keys]
     }
     assert features is not None
-    stage = RankingStage(spec, ranker, features, keys)
+    stage = RankingStage(spec, ranker, features, keys, ppr_key=ppr_key)
 
     # a learnt order is kept when it beats the merge and every retriever alone on every kind
     # a learnt order is kept when, over the label kinds, it beats the best other order (the
