@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from recgraph.errors import ConfigError, NotFittedError
-from recgraph.files import load_arrays, read_manifest, save_arrays, write_manifest
-from recgraph.lazy_registry import saved_class
+from recgraph.errors import NotFittedError
+from recgraph.files import load_arrays, save_arrays, write_manifest
+from recgraph.lazy_registry import open_saved, saved_header
+from recgraph.settings import validated_config
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "ranker.json"
@@ -139,24 +140,6 @@ class RankingBatch:
         )
 
 
-def make_ranker_config(
-    config_class: type[RankerConfig],
-    config: RankerConfig | Mapping[str, Any] | None,
-    overrides: Mapping[str, Any] | None,
-    name: str,
-) -> RankerConfig:
-    values = config.model_dump() if isinstance(config, RankerConfig) else dict(config or {})
-    values.update(overrides or {})
-    try:
-        return config_class.model_validate(values)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        allowed = ", ".join(config_class.model_fields) or "(none)"
-        raise ConfigError(f"invalid parameters: {problems} (known: {allowed})") from None
-
-
 class Ranker(ABC):
     """Stage-2 model: learns to order candidate rows grouped by user."""
 
@@ -166,7 +149,7 @@ class Ranker(ABC):
     class_for_name: ClassVar[Callable[[str], type[Ranker]] | None] = None
 
     def __init__(self, config: RankerConfig | Mapping[str, Any] | None = None, **params: Any):
-        self.config = make_ranker_config(self.config_class, config, params, self.name)
+        self.config = validated_config(self.config_class, config, params, name=self.name)
         self.feature_names: tuple[str, ...] | None = None
         #: What fitting measured (validation figures, rounds), kept in the manifest.
         self.fit_report: dict[str, Any] = {}
@@ -226,9 +209,7 @@ class Ranker(ABC):
 
     def manifest(self) -> dict[str, Any]:
         return {
-            "format_version": FORMAT_VERSION,
-            "ranker": self.name,
-            "config": self.config.model_dump(mode="json"),
+            **saved_header("ranker", self.name, self.config, FORMAT_VERSION),
             "feature_names": list(self.feature_names or ()),
             "fit_report": self.fit_report,
         }
@@ -248,9 +229,7 @@ class Ranker(ABC):
     def load(cls, path: str | os.PathLike) -> Ranker:
         """Rebuild a saved ranker; the class comes from the registry by the saved name."""
         path = Path(path)
-        manifest = read_manifest(path / CONFIG_FILE, "ranker", FORMAT_VERSION)
-        klass = saved_class(Ranker, cls, manifest["ranker"], "recgraph.ranking", path)
-        ranker = klass(manifest["config"])
+        ranker, manifest = open_saved(Ranker, cls, path / CONFIG_FILE, "ranker", FORMAT_VERSION)
         ranker._set_state(load_arrays(path / STATE_FILE))
         ranker.feature_names = tuple(manifest["feature_names"])
         ranker.fit_report = manifest.get("fit_report") or {}
