@@ -559,3 +559,25 @@ def test_the_first_hop_cap_bounds_a_users_own_huge_follow_list() -> None:
     )
     default = create_retriever("adamic_adar").fit(graph)
     assert default.path_counts([0])[0] == 6000, "the default cap is above this list"
+
+
+def test_top_contributions_cut_equals_the_full_sort_with_ties_and_nan():
+    """The partial selection (only entries at least the top-th best are sorted) gives the
+    full lexsort's first ``top``: best first, ties to the lower middle, NaN never before a number."""
+    from recgraph.retrieval.neighborhood import top_contributions
+
+    rng = np.random.default_rng(3)
+    for trial in range(600):
+        n = int(rng.integers(0, 30))
+        middles = rng.permutation(200)[:n]
+        values = rng.integers(0, 4, n).astype(np.float64)  # many ties
+        if trial % 3 == 0:
+            values = rng.random(n)
+        if trial % 5 == 0 and n:
+            values[rng.integers(0, n, 2)] = np.nan
+        top = [None, 0, 1, 3, 8, 40][trial % 6]
+        order = np.lexsort((middles, -values))
+        order = order if top is None else order[:top]
+        via, contrib = top_contributions(middles, values, top)
+        assert via.tolist() == middles[order].tolist()
+        np.testing.assert_array_equal(contrib, values[order].astype(np.float32))
