@@ -165,7 +165,8 @@ class PersonalizedPageRank(WalkRetriever):
         a_owner, a = graph.gather(nodes, "out", cap)
         b_owner, b = graph.gather(nodes, "in", cap)
         keys = distinct_sorted(
-            np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b])
+            np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b]),
+            runs=True,  # each side's pairs come owner by owner, each row sorted
         )
         return keys // self.n_users, keys % self.n_users
 
@@ -205,7 +206,7 @@ class PersonalizedPageRank(WalkRetriever):
         try:
             for _ in range(cfg.max_rounds):
                 frontier = distinct_sorted(
-                    frontier[residual[frontier] >= self._thresholds(frontier)]
+                    frontier[residual[frontier] >= self._thresholds(frontier)], runs=True
                 )
                 if not len(frontier):
                     break
@@ -228,7 +229,7 @@ class PersonalizedPageRank(WalkRetriever):
                 np.concatenate(kept_vals) if kept_vals else np.zeros(0),
                 self.n_users,
             )
-            r_nodes = distinct_sorted(np.concatenate(touched))
+            r_nodes = distinct_sorted(np.concatenate(touched), runs=True)
             r_vals = residual[r_nodes]
             left = r_vals > 0
             return nodes, scores, r_nodes[left], r_vals[left]
