@@ -184,7 +184,7 @@ def serve(
         light = asyncio.run(open_loop(url, paths[::-1], LIGHT_RATE, seconds))
     finally:
         stop_process(server, timeout=30)
-    result.pop("latencies_ms")
+    result["tail"] = tail_by_second(result.pop("latencies_ms"), rate, result["errors"])
     result.pop("versions_seen", None)
     return {
         "light": {
@@ -196,6 +196,29 @@ def serve(
         "server_cpu_ms_per_request": round(1000 * cpu / max(result["ok"], 1), 2),
         **{f"server_{k}": v for k, v in memory.items()},
         **result,
+    }
+
+
+def tail_by_second(latencies_ms: np.ndarray, rate: float, errors: int) -> dict:
+    """Where the slow requests fell: per second of the run (by due time), how many took more
+    than the target, and the p99 without the worst second. One stall (a pause, another
+    process taking the cores) shows as one second holding most of them; a request path
+    that is slow for some users, as slow requests spread over the run."""
+    if errors or not len(latencies_ms):
+        return {}
+    second = (np.arange(len(latencies_ms)) / rate).astype(np.int64)
+    slow = latencies_ms > TARGET_P99_MS
+    per_second = np.bincount(second, weights=slow)
+    worst = int(np.argmax(per_second))
+    others = latencies_ms[second != worst]
+    return {
+        "slow_per_second": [int(x) for x in per_second],
+        "worst_second": worst,
+        "slow_in_worst_second": int(per_second[worst]),
+        "slow_total": int(slow.sum()),
+        "p99_ms_without_worst_second": round(float(np.percentile(others, 99)), 2)
+        if len(others)
+        else None,
     }
 
 
@@ -232,7 +255,9 @@ def run_size(
             served = serve(registry, db, users, rate, seconds, workers)
             print(
                 f"  {model}: server up in {served['start_seconds']}s, p50 {served['p50_ms']} ms, "
-                f"p99 {served['p99_ms']} ms, {served['server_cpu_ms_per_request']} CPU ms/request, "
+                f"p99 {served['p99_ms']} ms ({served['tail'].get('slow_total')} over "
+                f"{TARGET_P99_MS:.0f} ms, {served['tail'].get('slow_in_worst_second')} of them in "
+                f"one second), {served['server_cpu_ms_per_request']} CPU ms/request, "
                 f"at {LIGHT_RATE:.0f}/s p50 {served['light']['p50_ms']} p99 {served['light']['p99_ms']} ms, "
                 + (
                     f"PSS of the {workers} workers and supervisor {served['server_pss_mb_total']} MB"
