@@ -366,15 +366,16 @@ for name in models:
     t0, c0 = time.perf_counter(), time.process_time()
     model._build()
     setup, setup_cpu = time.perf_counter() - t0, time.process_time() - c0
+    caches = [m._cache for m in (model, getattr(model, "circle_model_", None)) if hasattr(m, "_cache")]
     rows, requests, sizes = [], [], []
-    for j, u in enumerate(askers.tolist()):
-        model._cache.clear() if hasattr(model, "_cache") else None
+    for u in askers.tolist():
         if hasattr(model, "user_row"):
             t = time.process_time()
             nodes, _ = model.user_row(u)
             rows.append(time.process_time() - t)
             sizes.append(len(nodes))
-            model._cache.clear()
+        for cache in caches:  # each request walks again (a server walks once per request)
+            cache.clear()
         # what a served suggestion asks of the model: its top 10 without the seen, explained
         t = time.process_time()
         top, _ = model.recommend([u], 10, exclude_seen=True, exclude=no_exclusion)
