@@ -603,3 +603,28 @@ def test_explanations_from_the_pair_products_equal_the_middles_rows(name, monkey
             assert a.score == b.score
             assert a.via.tolist() == b.via.tolist()
             assert a.contributions.tobytes() == b.contributions.tobytes()
+
+
+@pytest.mark.parametrize("name", ["adamic_adar", "common_neighbors", "resource_allocation"])
+def test_a_short_request_list_is_the_general_paths_with_zero_score_fill(name, monkeypatch):
+    """Users with fewer than k scored accounts: the request path lists them, then zero-score
+    accounts lowest first that are not seen, not excluded and not the user, exactly as the
+    batch path (sparse product and sparse_top_k) does, without a product over every account."""
+    data = random_graph(60, 0.03, seed=9, directed=True)  # sparse: most users reach few
+    model = create_retriever(name).fit(data)
+    rng = np.random.default_rng(0)
+    asked = []
+    for user in range(60):
+        for exclude_seen in (True, False):
+            exclude = rows_as_csr([rng.integers(0, 60, 3).tolist()], 1, 60, "exclude")
+            for ex in (None, exclude):
+                k = int(rng.integers(5, 70))
+                got = model.recommend([user], k, exclude_seen=exclude_seen, exclude=ex)
+                asked.append((user, k, exclude_seen, ex, got))
+    assert any((got[1][0] == 0).any() for *_, got in asked)  # fills happened
+    assert any((got[0][0] == -1).any() for *_, got in asked)  # and ran out of accounts
+    monkeypatch.setattr(type(model), "_recommend_one", lambda *args: None)
+    for user, k, exclude_seen, ex, got in asked:
+        want = model.recommend([user], k, exclude_seen=exclude_seen, exclude=ex)
+        np.testing.assert_array_equal(got[0], want[0])
+        assert got[1].tobytes() == want[1].tobytes()

@@ -578,9 +578,10 @@ class TwoHopRetriever(GraphRetriever):
         The paths' weights are added per account in float32, path by path in
         the order the product ``F[u] @ E`` adds them (the user's row as stored,
         each middle's row as stored), so the scores are its bits; the order is
-        :func:`sparse_top_k`'s (best first, ties to the lower index). ``None``
-        (the general path, which fills with zero-score accounts) when fewer
-        than ``k`` accounts score above 0, or for normalised scores.
+        :func:`sparse_top_k`'s (best first, ties to the lower index), with
+        zero-score accounts after the scored ones when fewer than ``k`` score
+        above 0 (:meth:`_short_list`). ``None`` (the general path) for
+        normalised scores.
         """
         if type(self)._normalise is not TwoHopRetriever._normalise:
             return None
@@ -607,18 +608,44 @@ class TwoHopRetriever(GraphRetriever):
             blocked += [seen.indices[seen.indptr[user] : seen.indptr[user + 1]], np.array([user])]
         if exclude is not None:
             blocked.append(exclude.indices[exclude.indptr[0] : exclude.indptr[1]])
+        # sorted runs (the seen row, thousands long for a heavy user, comes sorted)
+        barred = distinct_sorted(np.concatenate(blocked), runs=True) if blocked else reached[:0]
         if blocked:
-            # sorted runs (the seen row, thousands long for a heavy user, comes sorted)
-            keep &= ~in_sorted(distinct_sorted(np.concatenate(blocked), runs=True), reached)
-        if int(keep.sum()) < k:
-            return None
+            keep &= ~in_sorted(barred, reached)
         reached, sums = reached[keep].astype(np.int64), sums[keep].astype(np.float32)
+        if len(sums) < k:
+            return self._short_list(reached, sums, barred, k)
         if len(sums) > k:
             kth = np.partition(sums, len(sums) - k)[len(sums) - k]
             pick = sums >= kth
             reached, sums = reached[pick], sums[pick]
         order = np.lexsort((reached, -sums))[:k]
         return reached[order][None, :], sums[order][None, :]
+
+    def _short_list(
+        self, reached: np.ndarray, sums: np.ndarray, barred: np.ndarray, k: int
+    ) -> TopK:
+        """Fewer than ``k`` accounts score above 0: all of them, best first, then zero-score
+        accounts, lowest index first, that are neither barred nor listed (what
+        :func:`sparse_top_k` fills in), then ``-1``.
+
+        The general path built this from a product over the vetoed columns, whose
+        scipy kernel allocates arrays of every account per call: at 10^8 follows
+        (10^7 accounts) 100-240 ms for a user with few paths, against ~1 ms here.
+        """
+        order = np.lexsort((reached, -sums))
+        taken = len(order)
+        ids = np.full(k, -1, dtype=np.int64)
+        scores = np.full(k, -np.inf, dtype=np.float32)
+        ids[:taken], scores[:taken] = reached[order], sums[order]
+        excluded = distinct_sorted(np.concatenate([barred.astype(np.int64), reached]))
+        need = k - taken
+        # the first ``need`` free accounts lie below need + |excluded|
+        span = np.arange(min(self.expansion_.shape[1], need + len(excluded)), dtype=np.int64)
+        free = span[~in_sorted(excluded, span)][:need]
+        ids[taken : taken + len(free)] = free
+        scores[taken : taken + len(free)] = 0.0
+        return ids[None, :], scores[None, :]
 
     def forbidden(
         self, users: np.ndarray, exclude_seen: bool = True, exclude: sp.csr_matrix | None = None
