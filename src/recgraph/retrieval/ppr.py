@@ -25,7 +25,9 @@ Two ways to compute it (``method`` in the config):
   residual ``r`` starts as ``e_u``; every node whose residual is at least
   ``epsilon`` times its degree keeps ``alpha`` of it as score and passes the
   rest evenly to its neighbours (to ``u`` when it has none), all such nodes
-  at once in a round (vectorised). The answer ``p`` satisfies
+  at once in a round (vectorised); ``u`` itself pushes in the first round
+  whatever its degree (above ``1 / epsilon`` edges it would never reach its
+  threshold). The answer ``p`` satisfies
   ``p + PPR(r) = PPR(e_u)`` with every ``r[v] < epsilon * deg(v)``; the
   work is at most ``1 / (alpha * epsilon)`` edge visits whatever the graph's
   size, and each node expands at most ``hub_cap`` of its edges (a fixed
@@ -204,10 +206,13 @@ class PersonalizedPageRank(WalkRetriever):
         residual[user] = 1.0
         frontier = np.array([user], dtype=np.int64)
         try:
-            for _ in range(cfg.max_rounds):
-                frontier = distinct_sorted(
-                    frontier[residual[frontier] >= self._thresholds(frontier)], runs=True
-                )
+            for round_ in range(cfg.max_rounds):
+                over = residual[frontier] >= self._thresholds(frontier)
+                # the user pushes first whatever its degree: above 1 / epsilon edges (either
+                # way, 10^4 by default) its threshold exceeds its whole mass, and the walk
+                # stopped there, the sweep reaching only its own neighbours (half the askers
+                # of a 10^7-follow graph, drawn like followers, got nothing to suggest)
+                frontier = distinct_sorted(frontier[over | (round_ == 0)], runs=True)
                 if not len(frontier):
                     break
                 mass = residual[frontier].copy()
