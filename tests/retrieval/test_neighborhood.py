@@ -559,3 +559,72 @@ def test_the_first_hop_cap_bounds_a_users_own_huge_follow_list() -> None:
     )
     default = create_retriever("adamic_adar").fit(graph)
     assert default.path_counts([0])[0] == 6000, "the default cap is above this list"
+
+
+def test_top_contributions_cut_equals_the_full_sort_with_ties_and_nan():
+    """The partial selection (only entries at least the top-th best are sorted) gives the
+    full lexsort's first ``top``: best first, ties to the lower middle, NaN never before a number."""
+    from recgraph.retrieval.neighborhood import top_contributions
+
+    rng = np.random.default_rng(3)
+    for trial in range(600):
+        n = int(rng.integers(0, 30))
+        middles = rng.permutation(200)[:n]
+        values = rng.integers(0, 4, n).astype(np.float64)  # many ties
+        if trial % 3 == 0:
+            values = rng.random(n)
+        if trial % 5 == 0 and n:
+            values[rng.integers(0, n, 2)] = np.nan
+        top = [None, 0, 1, 3, 8, 40][trial % 6]
+        order = np.lexsort((middles, -values))
+        order = order if top is None else order[:top]
+        via, contrib = top_contributions(middles, values, top)
+        assert via.tolist() == middles[order].tolist()
+        np.testing.assert_array_equal(contrib, values[order].astype(np.float32))
+
+
+@pytest.mark.parametrize("name", ["adamic_adar", "jaccard", "resource_allocation"])
+def test_explanations_from_the_pair_products_equal_the_middles_rows(name, monkeypatch):
+    """explain reads the paths once from the pair products (either side): the same middles,
+    contributions and scores, bit for bit, as reading every middle's row (``_through``)."""
+    from recgraph.retrieval import neighborhood
+
+    data = random_graph(120, 0.06, seed=5, directed=True)
+    model = create_retriever(name, {"hub_cap": 6}).fit(data)
+    asked = []
+    for user in range(0, 120, 11):
+        ids, _ = model.recommend([user], 8)
+        candidates = np.concatenate([ids[0][ids[0] >= 0], [3, 3, 50]])
+        asked.append((user, candidates, model.explain(user, candidates, None)))
+    monkeypatch.setattr(neighborhood, "row_products", lambda *args: None)
+    for user, candidates, got in asked:
+        want = model.explain(user, candidates, None)
+        for a, b in zip(got, want, strict=True):
+            assert a.score == b.score
+            assert a.via.tolist() == b.via.tolist()
+            assert a.contributions.tobytes() == b.contributions.tobytes()
+
+
+@pytest.mark.parametrize("name", ["adamic_adar", "common_neighbors", "resource_allocation"])
+def test_a_short_request_list_is_the_general_paths_with_zero_score_fill(name, monkeypatch):
+    """Users with fewer than k scored accounts: the request path lists them, then zero-score
+    accounts lowest first that are not seen, not excluded and not the user, exactly as the
+    batch path (sparse product and sparse_top_k) does, without a product over every account."""
+    data = random_graph(60, 0.03, seed=9, directed=True)  # sparse: most users reach few
+    model = create_retriever(name).fit(data)
+    rng = np.random.default_rng(0)
+    asked = []
+    for user in range(60):
+        for exclude_seen in (True, False):
+            exclude = rows_as_csr([rng.integers(0, 60, 3).tolist()], 1, 60, "exclude")
+            for ex in (None, exclude):
+                k = int(rng.integers(5, 70))
+                got = model.recommend([user], k, exclude_seen=exclude_seen, exclude=ex)
+                asked.append((user, k, exclude_seen, ex, got))
+    assert any((got[1][0] == 0).any() for *_, got in asked)  # fills happened
+    assert any((got[0][0] == -1).any() for *_, got in asked)  # and ran out of accounts
+    monkeypatch.setattr(type(model), "_recommend_one", lambda *args: None)
+    for user, k, exclude_seen, ex, got in asked:
+        want = model.recommend([user], k, exclude_seen=exclude_seen, exclude=ex)
+        np.testing.assert_array_equal(got[0], want[0])
+        assert got[1].tobytes() == want[1].tobytes()

@@ -275,3 +275,20 @@ def test_a_model_saved_before_the_sweep_budget_loads_unbounded(tmp_path) -> None
     assert model.circle_model_.config.sweep_budget == 7
     model.save(tmp_path / "m")
     assert Retriever.load(tmp_path / "m").circle_model_.config.sweep_budget == 7
+
+
+def test_a_user_above_one_over_epsilon_edges_still_walks_two_hops() -> None:
+    """A user whose degree exceeds 1 / epsilon never reaches its push threshold with its
+    whole mass: it pushes first anyway, so the walk (and the sweep) go past its own
+    neighbours, and its list agrees with the exact vector's."""
+    # account 0 follows 300 accounts (1 / epsilon = 100); account j follows 301 + j % 5
+    src = np.r_[np.zeros(300, int), np.arange(1, 301)]
+    dst = np.r_[np.arange(1, 301), 301 + np.arange(1, 301) % 5]
+    graph = Interactions.from_indices(src, dst, n_users=306, one_sided=True, directed=True)
+    model = create_retriever("ppr", {"walk": "out", "epsilon": 0.01}).fit(graph)
+    nodes, scores = model.user_row(0)
+    assert set(range(301, 306)) <= set(nodes[scores > 0].tolist()), "two hops reached"
+    ids, values = model.recommend([0], k=5)
+    assert sorted(ids[0].tolist()) == list(range(301, 306)) and (values > 0).all()
+    exact = create_retriever("ppr", {"walk": "out", **CONVERGED}).fit(graph)
+    assert sorted(exact.recommend([0], k=5)[0][0].tolist()) == list(range(301, 306))

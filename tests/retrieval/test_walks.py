@@ -78,3 +78,21 @@ def test_scored_neighbours_are_the_gathered_pairs_found_among_the_scored(
             found = np.isin(got_via, among)
             np.testing.assert_array_equal(got_owner[found], owner[keep])
             np.testing.assert_array_equal(got_via[found], via[keep])
+
+
+def test_aggregate_is_np_unique_and_bincount_bit_for_bit() -> None:
+    """The stable-sort aggregate gives np.unique's nodes and the per-node sums added in
+    input order (bincount over the inverse), the same float64 bits."""
+    from recgraph.retrieval.walks import aggregate
+
+    rng = np.random.default_rng(2)
+    for trial in range(50):
+        runs = [np.sort(rng.choice(10_000, int(rng.integers(1, 300)), replace=False))]
+        runs += [rng.integers(0, 10_000, int(rng.integers(0, 300))) for _ in range(trial % 4)]
+        nodes = np.concatenate(runs)
+        values = rng.random(len(nodes)) * 10.0 ** rng.integers(-8, 2, len(nodes))
+        unique, inverse = np.unique(nodes, return_inverse=True)
+        want = np.bincount(inverse, weights=values, minlength=len(unique))
+        got_nodes, got = aggregate(nodes, values)
+        np.testing.assert_array_equal(got_nodes, unique)
+        assert got.tobytes() == want.tobytes()

@@ -25,7 +25,9 @@ Two ways to compute it (``method`` in the config):
   residual ``r`` starts as ``e_u``; every node whose residual is at least
   ``epsilon`` times its degree keeps ``alpha`` of it as score and passes the
   rest evenly to its neighbours (to ``u`` when it has none), all such nodes
-  at once in a round (vectorised). The answer ``p`` satisfies
+  at once in a round (vectorised); ``u`` itself pushes in the first round
+  whatever its degree (above ``1 / epsilon`` edges it would never reach its
+  threshold). The answer ``p`` satisfies
   ``p + PPR(r) = PPR(e_u)`` with every ``r[v] < epsilon * deg(v)``; the
   work is at most ``1 / (alpha * epsilon)`` edge visits whatever the graph's
   size, and each node expands at most ``hub_cap`` of its edges (a fixed
@@ -165,7 +167,8 @@ class PersonalizedPageRank(WalkRetriever):
         a_owner, a = graph.gather(nodes, "out", cap)
         b_owner, b = graph.gather(nodes, "in", cap)
         keys = distinct_sorted(
-            np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b])
+            np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b]),
+            runs=True,  # each side's pairs come owner by owner, each row sorted
         )
         return keys // self.n_users, keys % self.n_users
 
@@ -203,10 +206,13 @@ class PersonalizedPageRank(WalkRetriever):
         residual[user] = 1.0
         frontier = np.array([user], dtype=np.int64)
         try:
-            for _ in range(cfg.max_rounds):
-                frontier = distinct_sorted(
-                    frontier[residual[frontier] >= self._thresholds(frontier)]
-                )
+            for round_ in range(cfg.max_rounds):
+                over = residual[frontier] >= self._thresholds(frontier)
+                # the user pushes first whatever its degree: above 1 / epsilon edges (either
+                # way, 10^4 by default) its threshold exceeds its whole mass, and the walk
+                # stopped there, the sweep reaching only its own neighbours (half the askers
+                # of a 10^7-follow graph, drawn like followers, got nothing to suggest)
+                frontier = distinct_sorted(frontier[over | (round_ == 0)], runs=True)
                 if not len(frontier):
                     break
                 mass = residual[frontier].copy()
@@ -228,7 +234,7 @@ class PersonalizedPageRank(WalkRetriever):
                 np.concatenate(kept_vals) if kept_vals else np.zeros(0),
                 self.n_users,
             )
-            r_nodes = distinct_sorted(np.concatenate(touched))
+            r_nodes = distinct_sorted(np.concatenate(touched), runs=True)
             r_vals = residual[r_nodes]
             left = r_vals > 0
             return nodes, scores, r_nodes[left], r_vals[left]
@@ -467,28 +473,47 @@ class PersonalizedPageRank(WalkRetriever):
     ) -> list[Explanation]:
         """Pushed scores: the candidate's walk-side predecessors ``w``, each weighted by
         ``(1 - alpha) p(w) / deg(w)`` (what ``w`` passed on in the last step), scaled to
-        sum to the candidate's score."""
+        sum to the candidate's score.
+
+        The candidates' (capped) rows are gathered at once and looked up in a
+        position table of the scored nodes (a pooled scratch array, written and
+        cleared at those nodes only), where searching each row in the scored
+        nodes, candidate by candidate, was most of a served request's explanation.
+        """
         assert self.users is not None
         nodes, scores = self.cached_row(user)
         back = {"out": "in", "in": "out"}.get(self.config.walk)
         candidates = np.asarray(candidates, dtype=np.int64)
+        graph = self.walk_graph_
+        table = self._scratch()  # position + 1 of each scored node, 0 elsewhere
+        try:
+            table[nodes] = np.arange(1, len(nodes) + 1)
+            found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+            for side in ("out", "in") if back is None else (back,):
+                owner, via = graph.gather(candidates, side)
+                at = table[via].astype(np.int64) - 1
+                hit = at >= 0
+                found.append((owner[hit], via[hit], at[hit]))
+            at_c = table[candidates].astype(np.int64) - 1
+        finally:
+            table[nodes] = 0.0
+            self._give_back(table)
         if back is None:  # either way: the scored neighbours on both sides, each pair once
-            a_owner, a = self.walk_graph_.scored_neighbours(candidates, "out", nodes)
-            b_owner, b = self.walk_graph_.scored_neighbours(candidates, "in", nodes)
-            keys = distinct_sorted(
-                np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b])
-            )
+            keys = np.concatenate([o for o, _, _ in found]) * np.int64(self.n_users)
+            keys += np.concatenate([v for _, v, _ in found])
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            first = np.concatenate(([True], keys[1:] != keys[:-1])) if len(keys) else []
+            keys = keys[first]
             owner, via_all = keys // self.n_users, keys % self.n_users
-        else:
-            owner, via_all = self.walk_graph_.scored_neighbours(candidates, back, nodes)
+            at = np.concatenate([a for _, _, a in found])[order][first]
+        else:  # owner by owner, each row in its order, the overlay's pairs after the rest
+            owner, via_all, at = found[0]
+            order = np.argsort(owner, kind="stable")
+            owner, via_all, at = owner[order], via_all[order], at[order]
         # each predecessor's share: its score over its degree (what it passes on)
-        at = np.minimum(np.searchsorted(nodes, via_all), max(len(nodes) - 1, 0))
-        hit = (nodes[at] == via_all) if len(nodes) else np.zeros(len(via_all), dtype=bool)
-        owner, via_all, at = owner[hit], via_all[hit], at[hit]
         weight_all = scores[at] / np.maximum(self._thresholds(via_all) / self.config.epsilon, 1)
-        at_c = np.minimum(np.searchsorted(nodes, candidates), max(len(nodes) - 1, 0))
-        found = (nodes[at_c] == candidates) if len(nodes) else np.zeros(len(candidates), bool)
-        own_score = np.where(found, scores[at_c] if len(nodes) else 0.0, 0.0)
+        own_score = np.where(at_c >= 0, scores[np.maximum(at_c, 0)] if len(nodes) else 0.0, 0.0)
         bounds = np.searchsorted(owner, np.arange(len(candidates) + 1))
         out = []
         for j, candidate in enumerate(candidates.tolist()):
