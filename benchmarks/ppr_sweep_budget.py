@@ -25,6 +25,7 @@ from common import REPO, datasets_folder
 from recgraph.data.interactions import Interactions
 from recgraph.data.readers import read_edge_list
 from recgraph.data.store import Store
+from recgraph.evaluation.metrics import capped_recall
 from recgraph.retrieval import create_retriever
 
 GRAPHS = {  # path, directed, timestamps
@@ -38,13 +39,7 @@ EXACT = {"method": "power", "iterations": 50, "tol": 1e-7}
 
 def recall_at(model, held: Interactions, users: np.ndarray, k: int = 20) -> float:
     ids, _ = model.recommend(users, k=k)
-    truth = held.csr("binary")
-    values = []
-    for row, user in zip(ids, users, strict=True):
-        wanted = set(truth[user].indices.tolist())
-        if wanted:
-            values.append(len(wanted & set(row.tolist())) / min(len(wanted), k))
-    return float(np.mean(values))
+    return capped_recall(ids, held.csr("binary")[users], k)
 
 
 def measure(graph: Interactions) -> dict:

@@ -117,3 +117,21 @@ def test_coverage_accumulates_over_batches() -> None:
     counter.add(np.array([[0, 1]]))
     counter.add(np.array([[0, 3], [2, -1]]))
     assert counter.coverage() == {"coverage@1": 2 / 4, "coverage@2": 4 / 4}
+
+
+def test_capped_recall_is_hits_over_the_fewer_of_targets_and_k():
+    import scipy.sparse as sp
+
+    from recgraph.evaluation.metrics import capped_recall
+
+    rng = np.random.default_rng(4)
+    truth = sp.random(30, 50, density=0.15, random_state=5, format="csr")
+    recommended = np.array([rng.permutation(50)[:12] for _ in range(30)])
+    recommended[0, 3] = recommended[0, 2]  # a repeat counts once
+    recommended[1, 5] = -1
+    k, want = 10, []
+    for row, user in zip(recommended, range(30), strict=True):
+        wanted = set(truth[user].indices.tolist())
+        if wanted:
+            want.append(len(wanted & set(row[:k].tolist())) / min(len(wanted), k))
+    assert capped_recall(recommended, truth, k) == pytest.approx(float(np.mean(want)))

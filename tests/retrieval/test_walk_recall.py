@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from recgraph.data.interactions import Interactions
+from recgraph.evaluation.metrics import capped_recall
 from recgraph.retrieval import create_retriever
 from tests.datasets import GRAPHS, edge_list
 
@@ -26,13 +27,7 @@ def load(name: str) -> Interactions:
 
 def recall_at(model, held: Interactions, users: np.ndarray, k: int = 20) -> float:
     ids, _ = model.recommend(users, k=k)
-    truth = held.csr("binary")
-    values = []
-    for row, user in zip(ids, users, strict=True):
-        wanted = set(truth[user].indices.tolist())
-        if wanted:
-            values.append(len(wanted & set(row.tolist())) / min(len(wanted), k))
-    return float(np.mean(values))
+    return capped_recall(ids, held.csr("binary")[users], k)
 
 
 @pytest.mark.slow

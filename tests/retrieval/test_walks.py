@@ -51,35 +51,6 @@ def test_a_loaded_model_maps_its_graph_and_keeps_answering(tmp_path) -> None:
     assert loaded.observe(["a"], ["x"]) == 1, "a loaded (read-only) graph still takes new edges"
 
 
-@pytest.mark.parametrize("cap", [0, 3])
-@pytest.mark.parametrize("with_overlay", [False, True])
-def test_scored_neighbours_are_the_gathered_pairs_found_among_the_scored(
-    cap: int, with_overlay: bool
-) -> None:
-    from recgraph.data.graph_csr import GraphCSR
-    from recgraph.data.graph_overlay import GraphOverlay
-    from recgraph.retrieval.walks import WalkGraph
-
-    rng = np.random.default_rng(1)
-    n = 40
-    src, dst = rng.integers(0, n, 400), rng.integers(0, n, 400)
-    overlay = GraphOverlay()
-    graph = WalkGraph(GraphCSR.from_edges(src, dst, n), overlay, cap)
-    if with_overlay:
-        overlay.add(rng.integers(0, n, 20), rng.integers(0, n, 20))
-    nodes = np.array([0, 5, 7, 39, 12])
-    for among in (np.arange(0, n, 3), np.array([4]), np.zeros(0, np.int64), np.arange(n)):
-        for side in ("out", "in"):
-            owner, via = graph.gather(nodes, side)
-            order = np.argsort(owner, kind="stable")
-            owner, via = owner[order], via[order]
-            keep = np.isin(via, among)
-            got_owner, got_via = graph.scored_neighbours(nodes, side, among)
-            found = np.isin(got_via, among)
-            np.testing.assert_array_equal(got_owner[found], owner[keep])
-            np.testing.assert_array_equal(got_via[found], via[keep])
-
-
 def test_aggregate_is_np_unique_and_bincount_bit_for_bit() -> None:
     """The stable-sort aggregate gives np.unique's nodes and the per-node sums added in
     input order (bincount over the inverse), the same float64 bits."""

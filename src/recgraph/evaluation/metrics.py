@@ -63,6 +63,17 @@ def in_rows(recommended: np.ndarray, rows: sp.csr_matrix) -> np.ndarray:
     return valid & in_sorted(keys, query)
 
 
+def capped_recall(recommended: np.ndarray, truth_rows: sp.spmatrix, k: int) -> float:
+    """Mean over users with targets of ``hits@k / min(n_targets, k)``: recall that a perfect
+    list of ``k`` reaches, as the walk retrievers are compared with exact PPR."""
+    truth_rows = sp.csr_matrix(truth_rows)
+    truth_rows.eliminate_zeros()
+    hits = in_rows(first_occurrences(np.asarray(recommended)[:, :k]), truth_rows).sum(axis=1)
+    targets = np.diff(truth_rows.indptr)
+    has = targets > 0
+    return float(np.mean(hits[has] / np.minimum(targets[has], k)))
+
+
 def _discounts(k: int) -> np.ndarray:
     """``1 / log2(r + 1)`` for ranks ``r = 1..k``."""
     return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))

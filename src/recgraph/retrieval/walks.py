@@ -32,7 +32,6 @@ from pydantic import Field
 from recgraph.data.graph_csr import GraphCSR, Side
 from recgraph.data.graph_overlay import GraphOverlay
 from recgraph.data.interactions import Interactions
-from recgraph.data.sorted_keys import in_sorted
 from recgraph.retrieval.base import Request, Retriever, TopK
 from recgraph.retrieval.neighborhood import (
     GraphWalkConfig,
@@ -116,47 +115,6 @@ class WalkGraph:
             if len(extra):
                 owner = np.concatenate([owner, extra_owner])
                 neighbour = np.concatenate([neighbour, extra])
-        return owner, neighbour
-
-    def scored_neighbours(
-        self, nodes: np.ndarray, side: Side, among: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`gather`'s ``(owner, neighbour)`` pairs, owner by owner, kept only where the
-        neighbour is in ``among`` (sorted, distinct); pairs of the overlay after the rest.
-
-        The same pairs as filtering :meth:`gather`, but a long sorted row (a popular
-        account's followers) is searched for ``among`` instead of being copied out
-        and looked up entry by entry: the cost follows ``len(among)``, not the row.
-        """
-        indptr, indices = self.csr.arrays(side)
-        cap = self.cap
-        owners: list[np.ndarray] = []
-        found: list[np.ndarray] = []
-        empty = np.zeros(0, np.int64)
-        for j, node in enumerate(np.asarray(nodes, dtype=np.int64).tolist()):
-            lo, hi = int(indptr[node]), int(indptr[node + 1])
-            if cap and hi - lo > cap:
-                stride = (hi - lo) // cap
-                row = indices[lo : lo + cap * stride : stride]
-            else:
-                row = indices[lo:hi]
-            if not len(row) or not len(among):
-                hits = empty
-            elif len(row) > len(among) and bool((row[1:] > row[:-1]).all()):
-                hits = among[in_sorted(row, among)]  # ascending, as the row is
-            else:
-                hits = np.asarray(row[in_sorted(among, row)], dtype=np.int64)
-            owners.append(np.full(len(hits), j, dtype=np.int64))
-            found.append(np.asarray(hits, dtype=np.int64))
-        owner = np.concatenate(owners) if owners else empty
-        neighbour = np.concatenate(found) if found else empty
-        if len(self.overlay):
-            extra_owner, extra = self.overlay.gather(np.asarray(nodes, np.int64), side)
-            if len(extra):
-                owner = np.concatenate([owner, extra_owner])
-                neighbour = np.concatenate([neighbour, extra])
-                order = np.argsort(owner, kind="stable")  # overlay pairs after the rest
-                owner, neighbour = owner[order], neighbour[order]
         return owner, neighbour
 
     def random_neighbor(self, nodes: np.ndarray, side: Side, draws: np.ndarray) -> np.ndarray:
