@@ -698,6 +698,10 @@ def test_the_ppr_features_read_the_ppr_retrievers_walk_when_the_question_runs_on
     at = exact.feature_names.index("ppr_undirected")
     np.testing.assert_allclose(exact.features[:, at], want.astype(np.float32))
     assert not np.array_equal(exact.features[:, at], column["ppr_undirected"])
+    # a pool without the walk the ranker learnt from is refused, not read exactly instead
+    del pool.columns["ppr"]
+    with pytest.raises(ValueError, match="lacks"):
+        stage.batch(pool)
     # another walk is another feature: no key, the exact PPR
     along = QuestionConfig(
         retrievers=[{"name": "ppr", "params": {"walk": "out"}}, {"name": "adamic_adar"}]

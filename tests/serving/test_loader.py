@@ -184,6 +184,34 @@ def test_loading_warms_every_question_up_then_freezes_the_heap(served, monkeypat
         gc.unfreeze()
 
 
+def test_freezing_the_heap_collects_waiting_garbage_first():
+    """Garbage cycles still waiting when the heap is frozen would never be freed: each hot
+    reload would keep what parsing its boosters left behind."""
+    import gc
+    import weakref
+
+    from recgraph.serving.loader import freeze_heap
+
+    class Node:
+        pass
+
+    was_enabled = gc.isenabled()
+    gc.disable()  # the collector must not run between the drop and the freeze on its own
+    gc.unfreeze()
+    try:
+        node = Node()
+        node.me = node
+        gone = weakref.ref(node)
+        del node
+        assert gone() is not None  # a cycle: reference counting alone does not free it
+        freeze_heap()
+        assert gone() is None
+    finally:
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+
+
 def test_a_dropped_version_is_freed_by_reference_counting_alone(served):
     """Frozen objects are never collected: a loaded version must hold no reference cycle, or
     every hot reload would keep the old version's memory."""

@@ -256,7 +256,14 @@ class RankingStage:
         """The pool's candidate rows as a :class:`RankingBatch` (with labels from ``labels``)."""
         rows, cols = np.nonzero(pool.valid)
         users, items = pool.users[rows], pool.ids[rows, cols]
-        ppr = pool.columns.get(self.ppr_key) if self.ppr_key is not None else None
+        ppr = None
+        if self.ppr_key is not None:
+            if self.ppr_key not in pool.columns:
+                # exact PPR is not what this ranker learnt from: refuse rather than skew
+                raise ValueError(
+                    f"the ranker reads PPR from retriever {self.ppr_key!r}, which this pool lacks"
+                )
+            ppr = pool.columns[self.ppr_key]
         matrix = self.features.matrix(users, items, pool.columns, self.spec.depth, ppr=ppr)
         y = None
         if labels is not None:
@@ -564,6 +571,7 @@ def train_stage(
     decide: dict[str, list[tuple[CandidatePool, RankingBatch]]] = {kind: [] for kind in kinds}
     label_rows, features = 0, None
     ppr_key: str | None = None
+    outer_ppr: str | None = None
 
     def labelled_users(stage_one: StageOne, truth: sp.csr_matrix) -> np.ndarray:
         users = np.flatnonzero(np.diff(truth.indptr) > 0)
@@ -712,11 +720,15 @@ def train_stage(
             refit = create_ranker(spec.name, spec.params)
             stop_on = RankingBatch.concat(outer_valid) if outer_valid else None
             stage.ranker = refit.fit(sampled(outer), stop_on)
+            stage.ppr_key = outer_ppr  # the refit learnt PPR from the outer fit's retriever
             final = {
                 "final_fit": "outer",
                 "final_train_rows": int(len(outer)),
+                "final_stop_rows": int(len(stop_on)) if stop_on is not None else 0,
                 "final_fit_report": refit.fit_report,
             }
+        else:
+            final = {"final_fit": "folds (the outer slice had no labelled training list)"}
     stage.report = {
         "order": (
             "merge"

@@ -123,8 +123,10 @@ def freeze_heap() -> None:
     requests queued behind it wait out (the load test's p99). Frozen, they are
     never walked again; a model dropped at a swap is still freed, by reference
     counting (a loaded pipeline holds no reference cycles: tested), so nothing
-    of it is kept.
+    of it is kept. Garbage already waiting (cycles that parsing a booster or an
+    in-flight request left) is collected first: frozen, it would never be freed.
     """
+    gc.collect()
     gc.freeze()
 
 
