@@ -40,7 +40,9 @@ def test_a_bag_is_the_mean_of_boosters_on_other_draws():
     bag = create_ranker("gbdt_ranker", {"n_estimators": 40, "bags": 3}).fit(train, valid)
     assert len(bag.boosters_) == 3 and bag.fit_report["bags"] == 3
     assert len(bag.fit_report["valid_ndcg"]) == 3 and 0 < bag.fit_report["bag_valid_ndcg"] <= 1
-    each = [b.predict(valid.features, num_iteration=b.best_iteration or None) for b in bag.boosters_]
+    each = [
+        b.predict(valid.features, num_iteration=b.best_iteration or None) for b in bag.boosters_
+    ]
     # the boosters differ (own seed, own 80% of the lists) and the score is their mean
     assert not np.allclose(each[0], each[1])
     np.testing.assert_allclose(bag.score(valid), np.mean(each, axis=0), rtol=1e-5)
