@@ -193,6 +193,16 @@ def tree_cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def save_results(path: Path, benchmark: str, **fields) -> dict:
+    """Write a benchmark's figures to ``path`` as JSON, with the load average at the end of the
+    run (it says whether other jobs shared the cores); return what was written."""
+    from recgraph.files import write_json
+
+    payload = {"benchmark": benchmark, **fields, "load_average_at_end": os.getloadavg()}
+    write_json(path, payload, indent=1)
+    return payload
+
+
 def blank_features(names):
     """Blank ``names`` in every ranker feature matrix (NaN: LightGBM's missing) until the
     returned function is called: what a ranker learns without them."""

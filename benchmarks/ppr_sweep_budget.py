@@ -15,13 +15,11 @@ Prints a table and saves ``benchmarks/results/ppr_sweep_budget.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 
 import numpy as np
 
-from common import REPO, datasets_folder
+from common import REPO, datasets_folder, save_results
 from recgraph.data.interactions import Interactions
 from recgraph.data.readers import read_edge_list
 from recgraph.data.store import Store
@@ -82,13 +80,7 @@ def main() -> None:
                 flush=True,
             )
     out = REPO / "benchmarks" / "results" / "ppr_sweep_budget.json"
-    payload = {
-        "benchmark": "ppr_sweep_budget",
-        "store": args.store,
-        "load_average_at_end": os.getloadavg(),
-        "graphs": results,
-    }
-    out.write_text(json.dumps(payload, indent=1) + "\n")
+    save_results(out, "ppr_sweep_budget", store=args.store, graphs=results)
     print(f"saved {out}")
 
 

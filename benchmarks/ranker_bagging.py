@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import movielens_items_file
+from common import movielens_items_file, save_results
 from recgraph.cli.evaluate_commands import write_split_table
 from recgraph.data.interactions import Interactions
 from recgraph.data.item_features import ItemFeatures
@@ -183,15 +182,13 @@ def save(out: Path, rows: list[dict]) -> dict:
         for r in saved["rows"]
         if (r["case"], r["question"], r["valid_seed"], r["variant"]) not in fresh
     ]
-    payload = {
-        "benchmark": "ranker_bagging",
-        "note": "validation carved from train only; the test split is never read",
-        "load_average_at_end": os.getloadavg(),
-        "rows": keep + rows,
-        "summary": summary(keep + rows),
-    }
-    out.write_text(json.dumps(payload, indent=1) + "\n")
-    return payload
+    return save_results(
+        out,
+        "ranker_bagging",
+        note="validation carved from train only; the test split is never read",
+        rows=keep + rows,
+        summary=summary(keep + rows),
+    )
 
 
 if __name__ == "__main__":

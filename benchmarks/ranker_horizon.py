@@ -33,11 +33,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
-from common import blank_features, datasets_folder
+from common import blank_features, datasets_folder, save_results
 from graph_ranker_backtest import TIME_FEATURES as BACKTEST_TIME_FEATURES
 from recgraph.cli.evaluate_commands import read_split_input
 from recgraph.data.splits import split
@@ -161,14 +160,7 @@ def main() -> None:
             if r["fraction"] == share and ppr:
                 r["over_ppr"] = round(r[metric] / ppr, 4)
     out = args.out
-    payload = {
-        "benchmark": "ranker_horizon",
-        "case": "college-msg",
-        "metric": metric,
-        "load_average_at_end": os.getloadavg(),
-        "rows": rows,
-    }
-    out.write_text(json.dumps(payload, indent=1) + "\n")
+    save_results(out, "ranker_horizon", case="college-msg", metric=metric, rows=rows)
     print(f"wrote {out}")
 
 
