@@ -328,8 +328,16 @@ def json_int_array(values: np.ndarray) -> str:
     import pyarrow.compute as pc
 
     text = pc.cast(pa.array(np.asarray(values, dtype=np.int64)), pa.string())
+    return "[" + _joined(text, ",") + "]"
+
+
+def _joined(text, separator: str) -> str:
+    """An Arrow string array joined by ``separator`` into one Python str, in C (as one list)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     one_list = pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text)
-    return "[" + pc.binary_join(one_list, ",")[0].as_py() + "]"
+    return pc.binary_join(one_list, separator)[0].as_py()
 
 
 def _null_column(column: sa.Column, values: Sequence, n: int) -> bool:
@@ -472,8 +480,7 @@ def copy_int_columns(conn: sa.Connection, table: sa.Table, columns: dict[str, np
                     for c in names
                 ]
                 lines = pc.binary_join_element_wise(*text, "\t") if len(text) > 1 else text[0]
-                block = pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines)
-                copy.write(pc.binary_join(block, "\n")[0].as_py().encode() + b"\n")
+                copy.write(_joined(lines, "\n").encode() + b"\n")
     finally:
         cursor.close()
 

@@ -517,7 +517,7 @@ class CandidateFeatures:
 
     def save(self, path) -> None:
         """Every array and matrix as npz (no pickle)."""
-        from recgraph.files import atomic_write
+        from recgraph.files import atomic_write, csr_arrays
 
         arrays: dict[str, np.ndarray] = {
             "graph_kind": np.asarray(self.graph_kind),
@@ -529,14 +529,15 @@ class CandidateFeatures:
         for name in self._MATRICES + self._ITEM_MATRICES:
             if hasattr(self, name):
                 matrix = getattr(self, name)
-                arrays[f"{name}.indptr"], arrays[f"{name}.indices"] = matrix.indptr, matrix.indices
-                arrays[f"{name}.data"] = matrix.data
+                arrays.update(csr_arrays(name, matrix))
                 arrays[f"{name}.shape"] = np.asarray(matrix.shape)
         with atomic_write(path) as handle:
             np.savez(handle, **arrays)
 
     @classmethod
     def load(cls, path) -> CandidateFeatures:
+        from recgraph.files import csr_from_arrays
+
         out = cls.__new__(cls)
         with np.load(path, allow_pickle=False) as data:
             out.graph_kind = str(data["graph_kind"])
@@ -547,11 +548,7 @@ class CandidateFeatures:
             for name in cls._MATRICES + cls._ITEM_MATRICES:
                 if f"{name}.indptr" in data:
                     shape = tuple(int(x) for x in data[f"{name}.shape"])
-                    matrix = sp.csr_matrix(
-                        (data[f"{name}.data"], data[f"{name}.indices"], data[f"{name}.indptr"]),
-                        shape=shape,
-                    )
-                    setattr(out, name, matrix)
+                    setattr(out, name, csr_from_arrays(data, name, shape))
         if out.graph_kind != "items" and not hasattr(out, "either"):
             out._undirected()  # saved before the undirected features existed
         out._canonical()  # saved before matrices were kept canonical

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recgraph.data.interactions import Interactions
 from recgraph.retrieval.base import Retriever, pad_rows
+from recgraph.settings import config_of
 
 
 # ---------------------------------------------------------------------- history
@@ -86,10 +87,7 @@ class RetrainingPolicy:
     """
 
     def __init__(self, config: RetrainingConfig | dict | None = None) -> None:
-        if isinstance(config, RetrainingConfig):
-            self.config = config
-        else:
-            self.config = RetrainingConfig.model_validate(config or {})
+        self.config = config_of(RetrainingConfig, config)
 
     def decide(
         self,

@@ -58,6 +58,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from recgraph.collect.fake_http import FakeServer, LocalHandler, LocalServer, write_response
+from recgraph.settings import config_of
 
 _BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
 
@@ -353,9 +354,7 @@ class FakeAppView(FakeServer):
             if isinstance(rate_limit, RateLimitPolicy)
             else RateLimitPolicy.model_validate(rate_limit or {"enabled": False})
         )
-        self.faults = (
-            faults if isinstance(faults, FaultConfig) else FaultConfig.model_validate(faults or {})
-        )
+        self.faults = config_of(FaultConfig, faults)
         self._rng = random.Random(self.faults.seed)
         self._lock = threading.Lock()
         self._script: deque[str] = deque()

@@ -18,6 +18,7 @@ from typing import Any
 
 from recgraph.collect.bluesky.client import ClientConfig, HandleNotFound, XrpcClient
 from recgraph.errors import InputError
+from recgraph.settings import config_of
 
 #: ``did:plc:`` + 24 base32 characters, ``did:web:`` + hostname, or any DID method.
 DID_PATTERN = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$")
@@ -123,11 +124,7 @@ class IdentityResolver:
     """
 
     def __init__(self, client: ClientConfig | Mapping[str, Any] | None = None) -> None:
-        self.client_config = (
-            client
-            if isinstance(client, ClientConfig)
-            else ClientConfig.model_validate(dict(client or {}))
-        )
+        self.client_config = config_of(ClientConfig, client)
         self._dids: dict[str, str] = {}
         self._handles: dict[str, str | None] = {}
 
