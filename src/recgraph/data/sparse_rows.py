@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from recgraph.data.ranges import expand_ranges
 from recgraph.data.sorted_keys import find_sorted
 
 
@@ -54,10 +55,7 @@ def pair_sums_by(
 def row_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions in ``matrix.data`` of the entries of ``rows`` in turn, and the row number of each."""
     starts = matrix.indptr[rows].astype(np.int64)
-    lengths = matrix.indptr[rows + 1].astype(np.int64) - starts
-    owner = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
-    shift = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-    return np.arange(len(owner), dtype=np.int64) + shift, owner
+    return expand_ranges(starts, matrix.indptr[rows + 1].astype(np.int64) - starts)
 
 
 #: What reading the product from the transposed side pays per entry it reads, in entries

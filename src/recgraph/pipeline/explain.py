@@ -297,7 +297,7 @@ def _account_reasons(
         n = int(counts[j])
         if n >= MIN_COMMON:
             common = common_ids[starts[j] : starts[j] + top]
-            via = tuple(str(x) for x in (common if external is None else external[common])[:top])
+            via = tuple(str(x) for x in (common if external is None else external[common]))
             if external is None:
                 text = f"followed by {_count(n, 'person', 'people')} you follow"
             else:

@@ -571,7 +571,6 @@ def train_stage(
     decide: dict[str, list[tuple[CandidatePool, RankingBatch]]] = {kind: [] for kind in kinds}
     label_rows, features = 0, None
     ppr_key: str | None = None
-    outer_ppr: str | None = None
 
     def labelled_users(stage_one: StageOne, truth: sp.csr_matrix) -> np.ndarray:
         users = np.flatnonzero(np.diff(truth.indptr) > 0)
@@ -618,8 +617,8 @@ def train_stage(
             labelled = labelled_users(stage_one, truth)
             users = labelled[is_valid_user[labelled]]
             features = CandidateFeatures(source, item_created_at, item_features)
-            outer_ppr = ppr_source(getattr(stage_one, "models", {}), keys)
-            outer_stage = RankingStage(spec, ranker, features, keys, ppr_key=outer_ppr)
+            # every fit has the same retrievers, so the same PPR source as the folds'
+            outer_stage = RankingStage(spec, ranker, features, keys, ppr_key=ppr_key)
             if len(users):
                 pool = stage_one.pool(users, spec.depth)
                 decide[kind].append((pool, outer_stage.batch(pool, truth)))
@@ -720,7 +719,6 @@ def train_stage(
             refit = create_ranker(spec.name, spec.params)
             stop_on = RankingBatch.concat(outer_valid) if outer_valid else None
             stage.ranker = refit.fit(sampled(outer), stop_on)
-            stage.ppr_key = outer_ppr  # the refit learnt PPR from the outer fit's retriever
             final = {
                 "final_fit": "outer",
                 "final_train_rows": int(len(outer)),

@@ -39,6 +39,13 @@ from recgraph.ranking.base import Ranker, RankerConfig, RankingBatch, ndcg_at
 BOOSTER_FILE = "booster.txt"
 #: Bag ``b > 0``'s booster file (bag 0 is :data:`BOOSTER_FILE`, as a single booster is saved).
 BAG_FILE = "booster_{}.txt"
+
+
+def _booster_file(bag: int) -> str:
+    """The first booster keeps the name a ranker saved before bags had (one bag: the only)."""
+    return BAG_FILE.format(bag) if bag else BOOSTER_FILE
+
+
 #: Batches smaller than this are scored on one thread.
 SINGLE_THREAD_ROWS = 20_000
 
@@ -86,11 +93,6 @@ class GBDTRanker(Ranker):
     def __init__(self, config: Any = None, **params: Any) -> None:
         super().__init__(config, **params)
         self.boosters_: list[Any] = []
-
-    @property
-    def booster_(self) -> Any:
-        """The first (with one bag, the only) booster."""
-        return self.boosters_[0] if self.boosters_ else None
 
     def _params(self, seed: int | None = None) -> dict[str, Any]:
         cfg = self.config
@@ -205,15 +207,13 @@ class GBDTRanker(Ranker):
         from recgraph.files import atomic_write
 
         for bag, booster in enumerate(self.boosters_):
-            with atomic_write(path / (BAG_FILE.format(bag) if bag else BOOSTER_FILE), "w") as out:
+            with atomic_write(path / _booster_file(bag), "w") as out:
                 out.write(booster.model_to_string())
 
     def _load_files(self, path: Path) -> None:
         import lightgbm as lgb
 
         self.boosters_ = [
-            lgb.Booster(
-                model_str=(path / (BAG_FILE.format(bag) if bag else BOOSTER_FILE)).read_text()
-            )
+            lgb.Booster(model_str=(path / _booster_file(bag)).read_text())
             for bag in range(self.config.bags)
         ]

@@ -63,10 +63,6 @@ DEFAULTS_STUDY_SECOND_ROUND = (
     "(three cuts), latest-small random, and generated play counts "
     "(benchmarks/defaults_study.py, second and third rounds)"
 )
-#: item_knn's row scaling and popularity blend: its fourth round, on the same cases.
-DEFAULTS_STUDY_FOURTH_ROUND = DEFAULTS_STUDY_SECOND_ROUND.replace(
-    "second and third rounds", "second to fourth rounds"
-)
 
 
 class CountWeightingConfig(RetrieverConfig):

@@ -35,10 +35,11 @@ from pydantic import Field, model_validator
 
 from recgraph.data.interactions import Interactions
 from recgraph.data.sorted_keys import find_sorted
+from recgraph.files import csr_arrays, csr_from_arrays
 from recgraph.retrieval.base import Retriever, ranked_row
 from recgraph.retrieval.explanation import Explanation, history_explanations
 from recgraph.retrieval.factors import (
-    DEFAULTS_STUDY_FOURTH_ROUND,
+    DEFAULTS_STUDY_SECOND_ROUND,
     CountWeightingConfig,
     bm25_weight,
     positive_matrix,
@@ -165,8 +166,8 @@ class ItemKNNConfig(CountWeightingConfig):
     Scores by point: ``benchmarks/results/defaults_study.md``.
     """
 
-    defaults_chosen_on: ClassVar[str] = DEFAULTS_STUDY_FOURTH_ROUND.replace(
-        "second to fourth rounds",
+    defaults_chosen_on: ClassVar[str] = DEFAULTS_STUDY_SECOND_ROUND.replace(
+        "second and third rounds",
         "second to fifth rounds; the fifth, with latest-small temporal too: popularity "
         "over the latest tenth of the "
         "training pairs, +0.0030 +- 0.0014 over the fourth's choice on the temporal cuts",
@@ -559,24 +560,16 @@ class ItemKNN(Retriever):
         return (*ranked_row(row, item, k), "similarity")
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {
-            "similarity.indptr": self.similarity_.indptr,
-            "similarity.indices": self.similarity_.indices,
-            "similarity.data": self.similarity_.data,
-            "matrix.indptr": self.matrix_.indptr,
-            "matrix.indices": self.matrix_.indices,
-            "matrix.data": self.matrix_.data,
-        } | ({} if self.prior_ is None else {"prior": self.prior_})
+        return (
+            csr_arrays("similarity", self.similarity_)
+            | csr_arrays("matrix", self.matrix_)
+            | ({} if self.prior_ is None else {"prior": self.prior_})
+        )
 
     def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
         n_items = len(state["similarity.indptr"]) - 1
-        self.similarity_ = sp.csr_matrix(
-            (state["similarity.data"], state["similarity.indices"], state["similarity.indptr"]),
-            shape=(n_items, n_items),
-        )
-        self.matrix_ = sp.csr_matrix(
-            (state["matrix.data"], state["matrix.indices"], state["matrix.indptr"]),
-            shape=(len(state["matrix.indptr"]) - 1, n_items),
-        )
+        self.similarity_ = csr_from_arrays(state, "similarity", (n_items, n_items))
+        n_users = len(state["matrix.indptr"]) - 1
+        self.matrix_ = csr_from_arrays(state, "matrix", (n_users, n_items))
         # models saved before the popularity blend have no prior (and no blend)
         self.prior_ = state.get("prior")

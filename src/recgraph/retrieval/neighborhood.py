@@ -666,10 +666,7 @@ class TwoHopRetriever(GraphRetriever):
         own = sp.csr_matrix(
             (np.ones(n, np.float32), (np.arange(n), users)), shape=(n, self._seen.shape[1])
         )
-        rows = (self._seen[users] + own).tocsr()
-        rows.sum_duplicates()
-        rows.data[:] = 1.0
-        return rows.astype(np.float32, copy=False)
+        return _binary(self._seen[users] + own)
 
     # ------------------------------------------------------------------ explanations
     def explain(

@@ -329,7 +329,7 @@ def tune_question(
 
 
 #: Split methods whose validation is the period after a cut in time.
-TIME_METHODS = ("temporal_global", "temporal_pairs", "temporal_per_user", "leave_last_n")
+TIME_METHODS = ("temporal_global", "temporal_pairs", "temporal_per_user")
 #: The longest validation share phase 3 carves (the fit part keeps at least the rest).
 LONGEST = 0.5
 
