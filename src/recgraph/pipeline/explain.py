@@ -288,10 +288,7 @@ def _account_reasons(
     common_owner, common_ids = common_owner[order], common_ids[order]
     counts = np.bincount(common_owner, minlength=len(ids))
     starts = np.cumsum(counts) - counts
-    # whether each candidate follows the user: the user among its out-row, with a stored value
-    back_entries, back_owner = row_entries(out_, ids)
-    back = (out_.indices[back_entries] == user) & (out_.data[back_entries] > 0)
-    follows_back = np.bincount(back_owner[back], minlength=len(ids)) > 0
+    follows_back = features.follows_back(np.full(len(ids), user), ids) > 0
     out: list[Reason | None] = []
     for j in range(len(ids)):
         n = int(counts[j])

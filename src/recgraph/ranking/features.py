@@ -744,7 +744,7 @@ class CandidateFeatures:
         union = self.out_degree[users] + self.in_degree[items] - common
         with np.errstate(invalid="ignore", divide="ignore"):
             jaccard = np.where(union > 0, common / union, 0.0)
-        follows_back = self._follows_back(users, items)
+        follows_back = self.follows_back(users, items)
         weights = (None, self.aa_weight_undirected, self.ra_weight_undirected)
         either_sums = pair_sums_rows(
             either, users, either, items, weights, transposed=either, products=products
@@ -772,7 +772,7 @@ class CandidateFeatures:
             *self._tie_columns(users, items),
         ]
 
-    def _follows_back(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    def follows_back(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Whether each candidate follows its user: ``out[items, users]`` as float64.
 
         For a request (one user), read in the user's row of ``inn`` (the
