@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from recgraph.data.store import Store
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("RECGRAPH_DATASETS", ROOT / ".." / "shared" / "datasets"))
 RESULTS = ROOT / "benchmarks" / "results" / "imports.json"
+sys.path.insert(0, str(ROOT))  # for tests.data.databases
 
 SERVERS = {
     "mysql": os.environ.get("RECGRAPH_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
@@ -64,15 +64,12 @@ def fresh_database(backend: str):
     admin = sa.create_engine(
         f"{server}/{'postgres' if backend == 'postgres' else ''}", isolation_level="AUTOCOMMIT"
     )
-    name = f"recgraph_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    from tests.data.databases import scratch_database
+
     try:
-        yield f"{server}/{name}"
+        with scratch_database(admin, server, backend, "recgraph_bench") as url:
+            yield url
     finally:
-        with admin.connect() as conn:
-            force = " WITH (FORCE)" if backend == "postgres" else ""
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
         admin.dispose()
 
 

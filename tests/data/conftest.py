@@ -9,13 +9,13 @@ the server URLs with ``RECGRAPH_TEST_MYSQL_URL`` / ``RECGRAPH_TEST_POSTGRES_URL`
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from recgraph.data.store import Store
+from tests.data.databases import scratch_database
 
 MYSQL_SERVER = os.environ.get("RECGRAPH_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
 POSTGRES_SERVERS = (
@@ -71,15 +71,8 @@ def store_url(request, tmp_path: Path):
     engine, server = _admin_engine(backend)
     if engine is None:
         pytest.skip(f"{backend} server unreachable ({server})")
-    name = f"recgraph_test_{uuid.uuid4().hex[:12]}"
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    try:
-        yield f"{server.rstrip('/')}/{name}"
-    finally:
-        with engine.connect() as conn:
-            force = " WITH (FORCE)" if backend == "postgres" else ""
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
+    with scratch_database(engine, server, backend, "recgraph_test") as url:
+        yield url
 
 
 @pytest.fixture

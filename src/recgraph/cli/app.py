@@ -49,6 +49,14 @@ PipelineFileOption = Annotated[
     ),
 ]
 JsonOption = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")]
+ItemsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--items",
+        help="Item side data for a --train file, item,title[,genres][,created_at] (genres "
+        "|-separated), for the models that read it (two_tower, hetero_sage).",
+    ),
+]
 RegistryOption = Annotated[
     str | None,
     typer.Option(

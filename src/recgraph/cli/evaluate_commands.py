@@ -15,7 +15,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from recgraph.cli.app import JsonOption, app, console, err_console
+from recgraph.cli.app import ItemsOption, JsonOption, app, console, err_console
 from recgraph.cli.data_commands import (
     FormatOption,
     HeaderOption,
@@ -38,14 +38,6 @@ class GraphKind(StrEnum):
 SplitMethod = StrEnum("SplitMethod", {name: name for name in SPLIT_METHODS})
 
 
-ItemsOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--items",
-        help="Item side data, item,title[,genres][,created_at] (genres |-separated), "
-        "for the models that read it (two_tower, hetero_sage).",
-    ),
-]
 KindOption = Annotated[
     GraphKind,
     typer.Option(

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from recgraph.cli.app import DbOption, app, console, err_console
+from recgraph.cli.app import DbOption, ItemsOption, app, console, err_console
 from recgraph.files import write_json
 
 BudgetOption = Annotated[
@@ -87,10 +87,7 @@ def tune_command(
         str | None,
         typer.Option("--kind", help="With --train: items, follows or friends."),
     ] = None,
-    items: Annotated[
-        Path | None,
-        typer.Option("--items", help="With --train: item side data, as `recgraph evaluate`."),
-    ] = None,
+    items: ItemsOption = None,
     method: Annotated[
         str,
         typer.Option(

@@ -277,15 +277,15 @@ def _account_reasons(
     top: int,
 ) -> list[Reason | None]:
     # one pass over the candidates' follower rows: which of the people the user follows they
-    # hold (sorted rows: the first found are the lowest indices, as an intersection lists them)
+    # hold. CandidateFeatures keeps its matrices canonical (rows sorted), so the user's row
+    # needs no sort and the hits come out by candidate, lowest index first, as an
+    # intersection lists them
     out_, inn = features.out, features.inn
-    followed = np.sort(out_.indices[out_.indptr[user] : out_.indptr[user + 1]])
+    followed = out_.indices[out_.indptr[user] : out_.indptr[user + 1]]
     entries, owner = row_entries(inn, ids)
     followers = inn.indices[entries]
     hit = find_sorted(followed, followers)[1]
     common_owner, common_ids = owner[hit], followers[hit]
-    order = np.lexsort((common_ids, common_owner))
-    common_owner, common_ids = common_owner[order], common_ids[order]
     counts = np.bincount(common_owner, minlength=len(ids))
     starts = np.cumsum(counts) - counts
     follows_back = features.follows_back(np.full(len(ids), user), ids) > 0

@@ -14,9 +14,18 @@ next fill the gaps.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+
+
+class MergeRule(NamedTuple):
+    """How :func:`merge_lists` merges: results per row, method, list weights, RRF offset."""
+
+    k: int
+    method: str
+    weights: Sequence[float] | None = None
+    rrf_k: float = 60.0
 
 
 def merge_lists(
@@ -52,8 +61,7 @@ def merge_lists(
         ``(n, k)`` arrays; ``origin`` is the index of the list that placed
         each item (for ``rrf`` / ``score``: the one that gave it most).
     """
-    options = {"k": k, "method": method, "weights": weights, "rrf_k": rrf_k}
-    return _merge(ids, scores, sources, options)[:4]
+    return _merge(ids, scores, sources, MergeRule(k, method, weights, rrf_k))[:4]
 
 
 def merge_with_ranks(
@@ -70,18 +78,17 @@ def merge_with_ranks(
     pool needs them, and looking each item up again in every list cost a
     request more than the merge).
     """
-    return _merge(ids, scores, sources, options, provenance=True)
+    return _merge(ids, scores, sources, MergeRule(**options), provenance=True)
 
 
 def _merge(
     ids: Sequence[np.ndarray],
     scores: Sequence[np.ndarray],
     sources: Sequence[np.ndarray],
-    options: dict[str, Any],
+    rule: MergeRule,
     provenance: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-    k, method = int(options["k"]), str(options["method"])
-    weights, rrf_k = options.get("weights"), float(options.get("rrf_k", 60.0))
+    k, method, weights, rrf_k = int(rule.k), rule.method, rule.weights, float(rule.rrf_k)
     n = ids[0].shape[0] if ids else 0
     out_ids = np.full((n, k), -1, dtype=np.int64)
     out_scores = np.full((n, k), -np.inf, dtype=np.float32)

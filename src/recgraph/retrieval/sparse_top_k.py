@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from recgraph.data.sparse_rows import row_entries
+
 _SENTINEL = np.iinfo(np.int64).max
 _FLOAT_BITS = np.int64(0x7FFFFFFF)
 
@@ -87,13 +89,17 @@ def sparse_top_k(
     short = np.flatnonzero(counts < k)
     if len(short):
         # the -inf entries of the rows to complete: never to be filled in
-        sizes = lengths[short]
-        within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        entries = np.repeat(indptr[short], sizes) + within
-        vetoed = entries[data[entries] == -np.inf]
-        vetoed_rows = np.searchsorted(indptr, vetoed, side="right") - 1
+        entries, owner = row_entries(scores, short)
+        vetoed = data[entries] == -np.inf
         _fill_zero_scores(
-            ids, values, counts, n_cols, vetoed_rows, cols[vetoed], column_mask, row_mask
+            ids,
+            values,
+            counts,
+            n_cols,
+            short[owner[vetoed]],
+            cols[entries[vetoed]],
+            column_mask,
+            row_mask,
         )
     return ids, values
 
