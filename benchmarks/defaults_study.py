@@ -93,12 +93,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 METRIC = "ndcg@20"
 
 
-def scratch() -> Path:
-    folder = Path(os.environ.get("RECGRAPH_SCRATCH", "/tmp/recgraph-models"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def load_case(case: str) -> list[tuple[Interactions, Interactions]]:
     """``[(fit, validation), ...]`` of a case: validation splits carved from its train side.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions
 from recgraph.pipeline.explain import LIKE_YOU, _account_reasons, _feed_reasons, _people_like_you
@@ -62,8 +63,32 @@ def test_account_reasons_count_followees_and_follow_backs_as_the_matrices_say():
             back = bool(out[j, user])
             if common >= 2:
                 assert reason.text.startswith(f"followed by {common} ")
+                lowest = np.flatnonzero(out[:, j] & out[user])[:2]
+                assert reason.via == tuple(str(x) for x in lowest)
                 assert reason.text.endswith("; follows you") == back
             elif back:
                 assert reason.code == "follows_you"
             else:
                 assert reason is None
+
+
+def test_account_reasons_name_the_same_people_when_rows_are_not_sorted():
+    rng = np.random.default_rng(2)
+    src, dst = np.nonzero(rng.random((40, 40)) < 0.2)
+    keep = src != dst
+    graph = Interactions.from_indices(src[keep], dst[keep], n_users=40, one_sided=True)
+    features = CandidateFeatures(graph)
+    ids = np.arange(40)
+    expected = [_account_reasons(features, user, ids, Names(), None, 2) for user in range(40)]
+    for name in ("out", "inn"):
+        matrix = getattr(features, name)
+        indices, data = matrix.indices.copy(), matrix.data.copy()
+        for row in range(matrix.shape[0]):
+            lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
+            order = lo + rng.permutation(hi - lo)
+            indices[lo:hi], data[lo:hi] = indices[order], data[order]
+        shuffled = sp.csr_matrix((data, indices, matrix.indptr.copy()), shape=matrix.shape)
+        assert not shuffled.has_canonical_format
+        setattr(features, name, shuffled)
+    said = [_account_reasons(features, user, ids, Names(), None, 2) for user in range(40)]
+    assert said == expected

@@ -281,6 +281,11 @@ def _account_reasons(
     # needs no sort and the hits come out by candidate, lowest index first, as an
     # intersection lists them
     out_, inn = features.out, features.inn
+    if not (out_.has_canonical_format and inn.has_canonical_format):
+        # a matrix someone built by hand: sort copies rather than answer with wrong people
+        out_, inn = out_.copy(), inn.copy()
+        out_.sum_duplicates()
+        inn.sum_duplicates()
     followed = out_.indices[out_.indptr[user] : out_.indptr[user + 1]]
     entries, owner = row_entries(inn, ids)
     followers = inn.indices[entries]
