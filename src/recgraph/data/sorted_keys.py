@@ -106,10 +106,17 @@ class SortedKeyMap:
         return self._runs[0] if self._runs else (np.zeros(0, np.int64), np.zeros(0, np.int64))
 
     def _merge_last_two(self) -> None:
+        """One sorted run of the last two (disjoint): each id of the newer run goes where
+        ``searchsorted`` puts it among the older, shifted by the newer ids before it."""
         (ids_a, keys_a), (ids_b, keys_b) = self._runs[-2:]
-        ids = np.concatenate((ids_a, ids_b))
-        order = np.argsort(ids, kind="stable")  # a merge sort: two sorted runs, linear time
-        self._runs[-2:] = [(ids[order], np.concatenate((keys_a, keys_b))[order])]
+        at = np.searchsorted(ids_a, ids_b) + np.arange(len(ids_b))
+        from_a = np.ones(len(ids_a) + len(ids_b), dtype=bool)
+        from_a[at] = False
+        ids = np.empty(len(from_a), dtype=np.int64)
+        keys = np.empty(len(from_a), dtype=np.int64)
+        ids[at], keys[at] = ids_b, keys_b
+        ids[from_a], keys[from_a] = ids_a, keys_a
+        self._runs[-2:] = [(ids, keys)]
 
     def keys_of(self, values: np.ndarray, next_key: int) -> tuple[np.ndarray, np.ndarray]:
         """``(keys, new)``: the key of each of ``values``, and the ids that were not held, in
