@@ -11,8 +11,9 @@ A registry is a folder, local or at any fsspec URL (``s3://bucket/models``,
 
 A version is complete once its ``manifest.json`` exists: the manifest is
 written after every other file, and only versions with one are listed,
-loaded or promoted. The ``CURRENT`` pointer is one small object replaced in a
-single step (a temporary file renamed over it on a local disk; a single PUT on
+loaded or promoted; promoting (or rolling back to) a version also checks
+that this code reads its saved headers (:meth:`ModelRegistry.check_loadable`).
+The ``CURRENT`` pointer is one small object replaced in a single step (a temporary file renamed over it on a local disk; a single PUT on
 an object store, which readers see whole or not at all), so a reader sees the
 old version or the new one, never a mix. Serving polls :meth:`current_version`
 (one small read) and loads a new version beside the old one before swapping.
@@ -348,10 +349,11 @@ class ModelRegistry:
         folder = self.version_path(version)
         try:
             check_format_version(manifest, posixpath.join(folder, MANIFEST_FILE), MANIFEST_FORMAT)
+            rules = _saved_header_rules()
             headers = [
                 relative
                 for relative in manifest.get("files") or {}
-                if posixpath.basename(relative) in _saved_header_rules()
+                if posixpath.basename(relative) in rules
             ]
             if not headers:
                 raise InputError("no saved model header in the version", path=folder)
@@ -360,7 +362,7 @@ class ModelRegistry:
                 raw = self._read(path)
                 if raw is None:
                     raise InputError("listed in the manifest but missing", path=path)
-                _check_saved_header(_parse_json(raw, path), path)
+                _check_saved_header(_parse_json(raw, path), path, rules[posixpath.basename(path)])
         except (InputError, ConfigError) as exc:
             current = self.current_version()
             raise RegistryError(
@@ -479,10 +481,13 @@ def _saved_header_rules() -> dict[str, tuple[str, int, tuple[int, ...], list[str
     }
 
 
-def _check_saved_header(header: dict[str, Any], path: str) -> None:
+def _check_saved_header(
+    header: dict[str, Any], path: str, rule: tuple[str, int, tuple[int, ...], list[str] | None]
+) -> None:
     """Refuse (:class:`InputError`) a saved header this code would misread: a format it does
-    not read, or a kind of model, index or ranker it does not know."""
-    what, version, also_reads, known = _saved_header_rules()[posixpath.basename(path)]
+    not read, or a kind of model, index or ranker it does not know (``rule``: its file's
+    entry of :func:`_saved_header_rules`)."""
+    what, version, also_reads, known = rule
     check_format_version(header, path, version, also_reads=also_reads)
     if known is not None and header.get(what) not in known:
         raise InputError(
