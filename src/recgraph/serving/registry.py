@@ -13,9 +13,10 @@ A version is complete once its ``manifest.json`` exists: the manifest is
 written after every other file, and only versions with one are listed,
 loaded or promoted; promoting (or rolling back to) a version also checks
 that this code reads its saved headers (:meth:`ModelRegistry.check_loadable`).
-The ``CURRENT`` pointer is one small object replaced in a single step (a temporary file renamed over it on a local disk; a single PUT on
-an object store, which readers see whole or not at all), so a reader sees the
-old version or the new one, never a mix. Serving polls :meth:`current_version`
+The ``CURRENT`` pointer is one small object replaced in a single step (a
+temporary file renamed over it on a local disk; a single PUT on an object
+store, which readers see whole or not at all), so a reader sees the old
+version or the new one, never a mix. Serving polls :meth:`current_version`
 (one small read) and loads a new version beside the old one before swapping.
 
 Versions are immutable, so a remote version is downloaded once into a local
