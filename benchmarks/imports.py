@@ -18,7 +18,13 @@ sizes into a fresh database per backend, each in a child process, and prints
 rows/s, CPU seconds and peak resident memory; it writes
 ``benchmarks/results/imports_synthetic.json``, ``.md`` and ``.png``.
 ``--src`` runs the children against another checkout's ``src`` folder (to
-compare with an earlier version). The machine's load average is saved with
+compare with an earlier version).
+
+``--key-map CHUNKS`` streams CHUNKS chunks of 10^5 numeric ids, half of them new,
+through :class:`~recgraph.data.sorted_keys.SortedKeyMap` (what a first import of
+numeric ids asks for each chunk), in a child process (``--src`` applies), and
+prints the CPU microseconds per id looked up; it writes
+``benchmarks/results/imports_key_map.json`` (``--name`` replaces ``imports_key_map``). The machine's load average is saved with
 the figures: on a shared machine wall times are long and noisy, CPU seconds less so.
 """
 
@@ -256,6 +262,66 @@ def synthetic_run(backend: str, path: Path, src_dir: Path | None) -> dict:
     }
 
 
+_KEY_MAP_CHILD = """
+import resource, sys, time
+import numpy as np
+from recgraph.data.sorted_keys import SortedKeyMap
+chunks, rows = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(0)
+held, next_key, cpu = SortedKeyMap(), 1, 0.0
+# id of the n-th distinct id: a bijection of n (odd multiplier mod 2^61), so ids are distinct,
+# unsorted and spread out, and an earlier id is redrawn from its number alone
+multiplier, modulus = 0x9E3779B97F4A7C15 % (1 << 61) | 1, 1 << 61
+for _ in range(chunks):
+    fresh = np.arange(next_key, next_key + rows // 2, dtype=np.uint64)
+    again = rng.integers(1, max(next_key, 2), rows - len(fresh)).astype(np.uint64)
+    numbers = np.concatenate((fresh, again)) if next_key > 1 else fresh
+    values = ((numbers * np.uint64(multiplier)) % np.uint64(modulus)).astype(np.int64)
+    start = time.process_time()
+    keys, new = held.keys_of(values, next_key)
+    cpu += time.process_time() - start
+    next_key += len(new)
+print(chunks * rows, len(held), round(cpu, 3), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def key_map_run(chunks: int, src_dir: Path | None, name: str, rows: int = 100_000) -> dict:
+    """CPU time of :meth:`SortedKeyMap.keys_of` over ``chunks`` chunks of ``rows`` ids, half
+    new, in a child process (so ``--src`` can time another checkout's class)."""
+    from common import save_results
+
+    env = {**os.environ, "RECGRAPH_PROGRESS": "0"}
+    if src_dir is not None:
+        env["PYTHONPATH"] = str(src_dir)
+    load_before = os.getloadavg()
+    out = subprocess.run(
+        [sys.executable, "-c", _KEY_MAP_CHILD, str(chunks), str(rows)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout.split()
+    looked_up, held, cpu, peak_kib = int(out[0]), int(out[1]), float(out[2]), int(out[3])
+    row = {
+        "chunks": chunks,
+        "rows_per_chunk": rows,
+        "ids_looked_up": looked_up,
+        "ids_held_at_end": held,
+        "cpu_seconds": cpu,
+        "cpu_us_per_id": round(cpu / looked_up * 1e6, 3),
+        "peak_rss_mb": round(peak_kib / 1024, 1),
+        "load_average_at_start": load_before,
+    }
+    print(
+        f"SortedKeyMap: {chunks} chunks of {rows:,} ids ({held:,} held at the end): "
+        f"CPU {cpu:.2f} s, {row['cpu_us_per_id']:.3f} us/id, peak RSS {row['peak_rss_mb']} MB, "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
+    source = str(src_dir) if src_dir else "this checkout"
+    save_results(RESULTS.with_name(f"{name}.json"), "imports key map", source=source, **row)
+    return row
+
+
 def synthetic(sizes: list[int], backends: list[str], src_dir: Path | None, name: str) -> list[dict]:
     """Run every size on every backend; the results files are rewritten after each run,
     so a long run that is stopped keeps what it measured."""
@@ -349,12 +415,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--src", type=Path, default=None, help="src folder for the children")
     parser.add_argument(
-        "--name", default="imports_synthetic", help="results file stem in benchmarks/results"
+        "--key-map", type=int, default=None, metavar="CHUNKS", help="time SortedKeyMap alone"
     )
+    parser.add_argument("--name", default=None, help="results file stem in benchmarks/results")
     args = parser.parse_args(argv)
+    if args.key_map:
+        key_map_run(args.key_map, args.src, args.name or "imports_key_map")
+        return 0
     if args.synthetic:
         sizes = [int(float(s)) for s in args.synthetic.split(",")]
-        synthetic(sizes, args.backends.split(","), args.src, args.name)
+        synthetic(sizes, args.backends.split(","), args.src, args.name or "imports_synthetic")
         return 0
     if not DATASETS.is_dir():
         print(f"datasets folder {DATASETS} not found (set RECGRAPH_DATASETS)", file=sys.stderr)

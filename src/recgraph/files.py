@@ -121,6 +121,22 @@ def read_manifest(
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON: {exc}", path=manifest_path) from None
+    check_format_version(manifest, manifest_path, expected_version, hint, also_reads=also_reads)
+    return manifest
+
+
+def check_format_version(
+    manifest: Any,
+    manifest_path: str | os.PathLike,
+    expected_version: int,
+    hint: str = "",
+    *,
+    also_reads: tuple[int, ...] = (),
+) -> None:
+    """Refuse (:class:`InputError`) a manifest whose ``format_version`` is not
+    ``expected_version`` nor one of ``also_reads``: a newer writer's format would be misread.
+    The rule of :func:`read_manifest`, for a manifest read from elsewhere (a registry's
+    object store)."""
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if version != expected_version and version not in also_reads:
         raise InputError(
@@ -128,7 +144,6 @@ def read_manifest(
             path=manifest_path,
             field="format_version",
         )
-    return manifest
 
 
 def save_arrays(target: str | os.PathLike, arrays: dict[str, Any], prefix: str = "") -> None:

@@ -49,6 +49,22 @@ def test_unknown_version_is_a_clean_error(root, capsys):
     assert ModelRegistry(root).current_version() == "v1"
 
 
+def test_rollback_to_a_version_of_a_newer_format_is_refused(root, capsys):
+    registry = ModelRegistry(root)
+    registry.set_current("v2")
+    header = registry.local_copy("v1") / "model" / "model.json"
+    header.write_text(json.dumps({**json.loads(header.read_text()), "format_version": 99}))
+    pointer = (registry.local_copy("v1").parents[1] / "CURRENT").read_bytes()
+    assert main(["registry", "promote", "v1", "--registry", root]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "version v1 cannot be loaded" in err and "format_version 99 is not supported" in err
+    assert "current stays v2" in err
+    assert (registry.local_copy("v1").parents[1] / "CURRENT").read_bytes() == pointer
+    # --force is for a server newer than this recgraph: it promotes without the check
+    assert main(["registry", "promote", "v1", "--force", "--registry", root]) == 0
+    assert registry.current_version() == "v1"
+
+
 def test_empty_registry_says_so(tmp_path, capsys):
     assert main(["registry", "list", "--registry", str(tmp_path / "none")]) == 0
     assert "no versions" in capsys.readouterr().out

@@ -71,3 +71,68 @@ def test_sorted_key_map_keys_new_ids_in_order_of_first_appearance():
         assert keys.tolist() == [reference[v] for v in values.tolist()]
     assert held.ids.tolist() == sorted(reference)
     assert held.keys.tolist() == [reference[v] for v in sorted(reference)]
+
+
+class _CountingNumpy:
+    """numpy, counting the elements of every array ``np.insert``, ``np.concatenate``,
+    ``np.empty``, ``np.zeros`` or ``np.ones`` makes."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def insert(self, *args, **kwargs):
+        out = np.insert(*args, **kwargs)
+        self.written += out.size
+        return out
+
+    def concatenate(self, *args, **kwargs):
+        out = np.concatenate(*args, **kwargs)
+        self.written += out.size
+        return out
+
+    def empty(self, *args, **kwargs):
+        out = np.empty(*args, **kwargs)
+        self.written += out.size
+        return out
+
+    def zeros(self, *args, **kwargs):
+        out = np.zeros(*args, **kwargs)
+        self.written += out.size
+        return out
+
+    def ones(self, *args, **kwargs):
+        out = np.ones(*args, **kwargs)
+        self.written += out.size
+        return out
+
+
+def test_sorted_key_map_grows_in_amortised_time(monkeypatch):
+    """A stream of chunks of new ids copies each id O(log n) times, not once per chunk:
+    growing one sorted array by np.insert wrote chunks x ids held (26M elements here)."""
+    from recgraph.data import sorted_keys
+
+    counting = _CountingNumpy()
+    monkeypatch.setattr(sorted_keys, "np", counting)
+    held = sorted_keys.SortedKeyMap()
+    rng = np.random.default_rng(5)
+    chunks, fresh_per_chunk = 512, 100
+    ids = rng.permutation(10 * chunks * fresh_per_chunk)[: chunks * fresh_per_chunk]
+    next_key = 1
+    for chunk in np.split(ids, chunks):
+        earlier = rng.integers(0, next_key - 1, 50) if next_key > 1 else np.zeros(0, np.int64)
+        keys, new = held.keys_of(np.concatenate((chunk, ids[earlier])), next_key)
+        assert new.tolist() == chunk.tolist()
+        assert (
+            keys.tolist() == list(range(next_key, next_key + len(chunk))) + (earlier + 1).tolist()
+        )
+        next_key += len(new)
+    n = len(ids)
+    assert len(held) == n
+    assert counting.written <= 6 * n * (np.log2(chunks) + 1), counting.written
+    monkeypatch.undo()
+    order = np.argsort(ids)
+    assert held.ids.tolist() == ids[order].tolist()
+    assert held.keys.tolist() == (order + 1).tolist()

@@ -112,3 +112,33 @@ def test_incremental_ratings_use_the_scale_of_fit():
         0: 1.0,
         1: LOW_RATING_WEIGHT,
     }
+
+
+@pytest.mark.parametrize("weighting", ["value", "bm25"])
+def test_ids_without_a_pair_change_no_answer(weighting):
+    """Users and items the id maps hold without a training pair (a split's test-side ids,
+    a catalogue's new items) change no weight, no vector and no answer."""
+    from recgraph.data.interactions import IdMap
+
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 40, 400).astype(str)
+    items = rng.integers(0, 30, 400).astype(str)
+    data = Interactions.from_arrays(users, items)
+    grown = Interactions.from_arrays(
+        users,
+        items,
+        users=IdMap.from_array(np.r_[data.users.to_array(), ["test_only_1", "test_only_2"]]),
+        items=IdMap.from_array(np.r_[data.items.to_array(), ["new_1", "new_2", "new_3"]]),
+    )
+    assert grown.n_users == data.n_users + 2 and grown.n_items == data.n_items + 3
+    params = {**SMALL, "weighting": weighting, "bm25_k1": 1.2, "bm25_b": 0.75}
+    small, large = ALS(params).fit(data), ALS(params).fit(grown)
+    n_users, n_items = data.n_users, data.n_items
+    np.testing.assert_array_equal(
+        large._confidence()[:n_users, :n_items].toarray(), small._confidence().toarray()
+    )
+    np.testing.assert_array_equal(large.user_factors_[:n_users], small.user_factors_)
+    np.testing.assert_array_equal(large.item_factors_[:n_items], small.item_factors_)
+    assert not large.user_factors_[n_users:].any() and not large.item_factors_[n_items:].any()
+    everyone = np.arange(n_users)
+    np.testing.assert_array_equal(large.recommend(everyone, 5)[0], small.recommend(everyone, 5)[0])

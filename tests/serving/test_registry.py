@@ -133,6 +133,41 @@ def test_unknown_and_malformed_versions(registry, model):
     assert registry.current_version() == "v1"
 
 
+def _rewrite_json(registry, path: str, **changes) -> None:
+    """Change keys of a JSON file in the registry, as a newer writer would have written it."""
+    value = json.loads(registry.fs.cat_file(path))
+    registry.fs.pipe_file(path, json.dumps({**value, **changes}).encode())
+
+
+@pytest.mark.parametrize(
+    ("relative", "changes", "reason"),
+    [
+        ("model/model.json", {"format_version": 99}, "format_version 99 is not supported"),
+        ("model/model.json", {"model": "from_the_future"}, "unknown model kind 'from_the_future'"),
+        ("manifest.json", {"format_version": 2}, "format_version 2 is not supported"),
+        ("index/index.json", {"format_version": 7}, "format_version 7 is not supported"),
+        ("index/index.json", {"index": "quantum"}, "unknown index kind 'quantum'"),
+    ],
+)
+def test_promote_and_rollback_refuse_a_version_this_code_cannot_load(
+    registry, model, relative, changes, reason
+):
+    """A version written by a newer format, or naming an unknown kind, is refused with the
+    version and the reason named, and CURRENT stays exactly as it was."""
+    vectors = np.random.default_rng(0).normal(size=(model.n_items, 4)).astype(np.float32)
+    old = registry.publish(model, index=create_index("exact", metric="l2").build(vectors))
+    new = registry.publish(model, promote=True)
+    assert (old, new) == ("v1", "v2") and registry.current_version() == "v2"
+    _rewrite_json(registry, f"{registry.version_path(old)}/{relative}", **changes)
+    pointer = registry.fs.cat_file(registry._path("CURRENT"))
+    with pytest.raises(RegistryError, match=f"version v1 cannot be loaded.*{reason}") as refused:
+        registry.set_current(old)
+    assert "current stays v2" in str(refused.value)
+    assert registry.fs.cat_file(registry._path("CURRENT")) == pointer
+    assert registry.current_version() == "v2"
+    registry.set_current(new)  # a version this code reads is still promoted
+
+
 def test_unfitted_models_and_unstorable_metrics_are_refused(registry, model):
     with pytest.raises(ConfigError, match="not fitted"):
         registry.publish(Popular())

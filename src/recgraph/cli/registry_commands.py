@@ -71,13 +71,25 @@ def show_command(
 
 @registry_app.command("promote")
 def promote_command(
-    version: Annotated[str, typer.Argument(help="The version to make current.")],
+    version: Annotated[
+        str, typer.Argument(help="The version to make current (an older one: a rollback).")
+    ],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Skip the check that this recgraph can load VERSION (for servers that run a "
+            "newer recgraph or a plug-in model this one does not know).",
+        ),
+    ] = False,
     registry: RegistryOption = None,
 ) -> None:
-    """Make VERSION current; a server polling the registry switches to it."""
+    """Make VERSION current, or roll back to an older one; a server polling the registry
+    switches to it. A version this recgraph cannot load (a newer format, an unknown kind of
+    model) is refused, naming the version and the reason, and nothing changes."""
     reg = ModelRegistry(registry)
     previous = reg.current_version()
-    reg.set_current(version)
+    reg.set_current(version, check=not force)
     console.print(f"current: {previous or '(none)'} -> {version}  ({reg.root})")
 
 

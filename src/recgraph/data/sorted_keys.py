@@ -73,17 +73,50 @@ def canonical_numbers(texts) -> np.ndarray | None:
 
 
 class SortedKeyMap:
-    """int64 ids -> int64 keys, held as the ids sorted and their keys alongside (16 bytes an
-    entry): a chunk's lookup is one hashing of the chunk (``pd.factorize``), a sort of its
-    distinct ids and one ``searchsorted`` of sorted into sorted, in C; ids not held take
-    the next keys in order of first appearance."""
+    """int64 ids -> int64 keys, held as sorted runs of ids with their keys alongside (16 bytes
+    an entry): a chunk's lookup is one hashing of the chunk (``pd.factorize``), a sort of its
+    distinct ids and one ``searchsorted`` of sorted into sorted per run, in C; ids not held
+    take the next keys in order of first appearance.
+
+    A chunk's new ids become a new run, and the newest runs are merged while the one before
+    is less than twice the size of the last (so sizes fall at least by half from the oldest
+    run: at most log2(n) runs, and each id is merged log2(n) times). Inserting every
+    chunk's new ids into one sorted array instead copied every id held per chunk: a stream
+    of many chunks of new ids cost chunks x ids held, quadratic on a large import."""
 
     def __init__(self) -> None:
-        self.ids = np.zeros(0, np.int64)
-        self.keys = np.zeros(0, np.int64)
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return sum(len(ids) for ids, _ in self._runs)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Every id held, sorted."""
+        return self._single_run()[0]
+
+    @property
+    def keys(self) -> np.ndarray:
+        """The key of each of :attr:`ids`."""
+        return self._single_run()[1]
+
+    def _single_run(self) -> tuple[np.ndarray, np.ndarray]:
+        while len(self._runs) > 1:
+            self._merge_last_two()
+        return self._runs[0] if self._runs else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    def _merge_last_two(self) -> None:
+        """One sorted run of the last two (disjoint): each id of the newer run goes where
+        ``searchsorted`` puts it among the older, shifted by the newer ids before it."""
+        (ids_a, keys_a), (ids_b, keys_b) = self._runs[-2:]
+        at = np.searchsorted(ids_a, ids_b) + np.arange(len(ids_b))
+        from_a = np.ones(len(ids_a) + len(ids_b), dtype=bool)
+        from_a[at] = False
+        ids = np.empty(len(from_a), dtype=np.int64)
+        keys = np.empty(len(from_a), dtype=np.int64)
+        ids[at], keys[at] = ids_b, keys_b
+        ids[from_a], keys[from_a] = ids_a, keys_a
+        self._runs[-2:] = [(ids, keys)]
 
     def keys_of(self, values: np.ndarray, next_key: int) -> tuple[np.ndarray, np.ndarray]:
         """``(keys, new)``: the key of each of ``values``, and the ids that were not held, in
@@ -93,16 +126,22 @@ class SortedKeyMap:
 
         codes, distinct = pd.factorize(values)  # in order of first appearance
         order = np.argsort(distinct)
-        position, found = find_sorted(self.ids, distinct[order])
-        held = np.zeros(len(distinct), dtype=bool)
-        held[order] = found
+        ascending = distinct[order]
+        sorted_keys = np.empty(len(distinct), dtype=np.int64)
+        held_sorted = np.zeros(len(distinct), dtype=bool)
+        for run_ids, run_keys in self._runs:  # disjoint runs: an id is found in one at most
+            position, found = find_sorted(run_ids, ascending)
+            sorted_keys[found] = run_keys[position[found]]
+            held_sorted |= found
+        held = np.empty(len(distinct), dtype=bool)
+        held[order] = held_sorted
         keys = np.empty(len(distinct), dtype=np.int64)
-        keys[order[found]] = self.keys[position[found]]
+        keys[order] = sorted_keys
         new = distinct[~held]
         keys[~held] = np.arange(next_key, next_key + len(new), dtype=np.int64)
         if len(new):
-            added = order[~found]  # the new ids, sorted
-            at = np.searchsorted(self.ids, distinct[added])
-            self.ids = np.insert(self.ids, at, distinct[added])
-            self.keys = np.insert(self.keys, at, keys[added])
+            added = order[~held_sorted]  # the new ids, sorted
+            self._runs.append((distinct[added].astype(np.int64), keys[added]))
+            while len(self._runs) > 1 and len(self._runs[-2][0]) < 2 * len(self._runs[-1][0]):
+                self._merge_last_two()
         return keys[codes], new

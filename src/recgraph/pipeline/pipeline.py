@@ -46,6 +46,7 @@ NAMES_FILE = "names.npz"
 #: files, memory-mapped on load (one copy of the pages for every worker); format 2
 #: (``history.npz``, ``state.npz`` holding them) still loads, read into memory.
 PIPELINE_FORMAT = 3
+PIPELINE_ALSO_READS: tuple[int, ...] = (2,)
 #: How ``GET /v1/items/{item}/similar`` says how it found its answers.
 SIMILAR_REASONS = {
     "similarity": "liked by the same people",
@@ -302,7 +303,7 @@ class Pipeline:
             "pipeline",
             PIPELINE_FORMAT,
             "; retrain with recgraph train",
-            also_reads=(2,),
+            also_reads=PIPELINE_ALSO_READS,
         )
         config = parse_pipeline(manifest["config"], source=str(manifest_path))
         return cls(

@@ -42,7 +42,7 @@ from pydantic import Field
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar
 from recgraph.retrieval.explanation import Explanation, history_explanations
-from recgraph.retrieval.factors import CountWeightingConfig, FactorRetriever
+from recgraph.retrieval.factors import CountWeightingConfig, FactorRetriever, bm25_weight
 
 
 class ALSConfig(CountWeightingConfig):
@@ -52,8 +52,9 @@ class ALSConfig(CountWeightingConfig):
     value means: 1 per like, log confidence of a play count, a weight as
     given; the same as ``binary`` on binary or rating data), ``binary`` (1 per
     liked pair) or ``bm25`` (binary, then BM25 weighted with ``bm25_k1`` /
-    ``bm25_b``, which damps heavy users and popular items). Dislikes and low
-    ratings are never positives.
+    ``bm25_b``, which damps heavy users and popular items: item_knn's
+    :func:`~recgraph.retrieval.factors.bm25_weight`, counted over the items
+    that have a pair). Dislikes and low ratings are never positives.
     """
 
     #: 32 factors, L2 10, alpha 1: the validation choice of
@@ -114,9 +115,7 @@ class ALS(FactorRetriever):
         cfg = self.config
         if cfg.weighting != "bm25":
             return self.matrix_
-        from implicit.nearest_neighbours import bm25_weight
-
-        return bm25_weight(self.matrix_, K1=cfg.bm25_k1, B=cfg.bm25_b).tocsr().astype(np.float32)
+        return bm25_weight(self.matrix_, cfg.bm25_k1, cfg.bm25_b)
 
     def _binary_matrix(self) -> bool:
         return self.config.weighting != "value"
@@ -128,18 +127,25 @@ class ALS(FactorRetriever):
         self.matrix_ = self._training_matrix(train, fitting=True)
         for attr in ("user_factors_", "item_factors_"):
             self.__dict__.pop(attr, None)  # implicit would continue from them
+        confidence = self._confidence()
+        # Solved over the users and items that have a pair, the rest kept at zero: implicit
+        # draws its starting vectors for every row and column, so users and items without a
+        # pair (a split's test-side ids, a catalogue's new items) would move every answer.
+        users = np.flatnonzero(np.diff(confidence.indptr))
+        items = np.flatnonzero(np.bincount(confidence.indices, minlength=confidence.shape[1]))
+        if len(users) < confidence.shape[0] or len(items) < confidence.shape[1]:
+            confidence = confidence[users][:, items]
         model = self._implicit_model()
         with (
             threadpool_limits(1, "blas"),
             progress_bar("als fit", total=self.config.iterations, unit="iterations") as advance,
         ):
-            model.fit(
-                self._confidence(),
-                show_progress=False,
-                callback=lambda *_: advance(1),
-            )
-        self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+            model.fit(confidence, show_progress=False, callback=lambda *_: advance(1))
+        factors = self.config.factors
+        self.user_factors_ = np.zeros((self.matrix_.shape[0], factors), dtype=np.float32)
+        self.item_factors_ = np.zeros((self.matrix_.shape[1], factors), dtype=np.float32)
+        self.user_factors_[users] = model.user_factors
+        self.item_factors_[items] = model.item_factors
 
     def fold_in(self, new: Interactions) -> ALS:
         """Recompute the vectors of the users in ``new`` from all their feedback; nothing else moves.

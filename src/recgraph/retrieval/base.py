@@ -70,6 +70,8 @@ from recgraph.settings import validated_config
 #: 2: what the model had (seen, liked) and its id maps are ``.npy`` files beside
 #: ``state.npz``, memory-mapped on load; format 1 (all in ``state.npz``) still loads.
 FORMAT_VERSION = 2
+#: Earlier formats :meth:`Retriever.load` still reads (1: the history inside the npz).
+ALSO_READS: tuple[int, ...] = (1,)
 CONFIG_FILE = "model.json"
 STATE_FILE = "state.npz"
 #: Upper bound on the floats of one dense score block (``batch x n_items``).
@@ -667,7 +669,7 @@ class Retriever(ABC):
         """
         path = Path(path)
         model, manifest = open_saved(
-            Retriever, cls, path / CONFIG_FILE, "model", FORMAT_VERSION, also_reads=(1,)
+            Retriever, cls, path / CONFIG_FILE, "model", FORMAT_VERSION, also_reads=ALSO_READS
         )
         arrays = load_arrays(path / STATE_FILE)
         shape = (int(manifest["n_users"]), int(manifest["n_items"]))

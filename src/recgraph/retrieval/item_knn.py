@@ -127,7 +127,7 @@ class ItemKNNConfig(CountWeightingConfig):
     ``margin_choice``). It is not claimed to beat popularity by a margin.
 
     The figures above were measured before BM25 was counted over the items
-    that have a training pair (:func:`bm25_over_items_with_pairs`): every
+    that have a training pair (:func:`~recgraph.retrieval.factors.bm25_weight`): every
     validation fit set held items nobody had in it (62 to 3,147), which moved
     every BM25 weight. The fifth round re-scored the grid after that fix
     (the earlier scores are kept in the JSON, ``scores_item_knn_bm25_with_empty_columns``).
@@ -355,31 +355,6 @@ def time_decayed(
     return _halved(matrix, np.nanmax(times) - times, half_life_days)
 
 
-def bm25_over_items_with_pairs(matrix: sp.csr_matrix, k1: float, b: float) -> sp.csr_matrix:
-    """:func:`~recgraph.retrieval.factors.bm25_weight` of the items that have a pair.
-
-    BM25 reads the catalogue's size (the user's inverse frequency) and its mean
-    item length, so items nobody has in train (a catalogue's new items, or a
-    split's id maps that also hold the test side's items) would change every
-    weight: on the ML-100k global temporal split the 66 items only the test
-    side has moved item_knn's test nDCG@20 from 0.1577 to 0.1592, on
-    latest-small's 1,857 from 0.1442 to 0.1331. Counted over the items with a
-    pair, the model is the same whatever else the catalogue holds.
-    """
-    columns = sp.csc_matrix(matrix)
-    active = np.flatnonzero(np.diff(columns.indptr) > 0)
-    if len(active) == matrix.shape[1]:
-        return bm25_weight(matrix, k1, b)
-    weighted = sp.csc_matrix(bm25_weight(columns[:, active], k1, b))
-    indptr = np.zeros(matrix.shape[1] + 1, dtype=weighted.indptr.dtype)
-    indptr[active + 1] = np.diff(weighted.indptr)
-    out = sp.csc_matrix(
-        (weighted.data, weighted.indices, np.cumsum(indptr)), shape=matrix.shape
-    ).tocsr()
-    out.sort_indices()
-    return out
-
-
 def asymmetric_cosine_knn(
     matrix: sp.spmatrix, k: int, alpha: float = 0.5, shrink: float = 0.0
 ) -> sp.csr_matrix:
@@ -473,7 +448,7 @@ class ItemKNN(Retriever):
             if cfg.similarity == "bm25":
                 # the item-item product of the BM25-weighted matrix, as implicit's
                 # BM25Recommender, with an inverse user frequency that stays positive
-                weighted = bm25_over_items_with_pairs(weighted, cfg.bm25_k1, cfg.bm25_b)
+                weighted = bm25_weight(weighted, cfg.bm25_k1, cfg.bm25_b)
                 model = ItemItemRecommender(K=cfg.neighbours, num_threads=cfg.num_threads)
             elif cfg.similarity == "cooccurrence":
                 model = ItemItemRecommender(K=cfg.neighbours, num_threads=cfg.num_threads)

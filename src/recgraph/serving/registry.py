@@ -11,10 +11,12 @@ A registry is a folder, local or at any fsspec URL (``s3://bucket/models``,
 
 A version is complete once its ``manifest.json`` exists: the manifest is
 written after every other file, and only versions with one are listed,
-loaded or promoted. The ``CURRENT`` pointer is one small object replaced in a
-single step (a temporary file renamed over it on a local disk; a single PUT on
-an object store, which readers see whole or not at all), so a reader sees the
-old version or the new one, never a mix. Serving polls :meth:`current_version`
+loaded or promoted; promoting (or rolling back to) a version also checks
+that this code reads its saved headers (:meth:`ModelRegistry.check_loadable`).
+The ``CURRENT`` pointer is one small object replaced in a single step (a
+temporary file renamed over it on a local disk; a single PUT on an object
+store, which readers see whole or not at all), so a reader sees the old
+version or the new one, never a mix. Serving polls :meth:`current_version`
 (one small read) and loads a new version beside the old one before swapping.
 
 Versions are immutable, so a remote version is downloaded once into a local
@@ -45,7 +47,7 @@ import numpy as np
 from recgraph.data.interactions import Interactions
 from recgraph.data.snapshot import data_snapshot
 from recgraph.errors import ConfigError, InputError, RecgraphError
-from recgraph.files import atomic_write
+from recgraph.files import atomic_write, check_format_version
 from recgraph.settings import registry_root
 
 if TYPE_CHECKING:
@@ -311,15 +313,64 @@ class ModelRegistry:
             raise
         self._drop_claim(folder)
         if promote or self.current_version() is None:
-            self.set_current(version)
+            self.set_current(version, check=False)  # written by this code just now
         return version
 
-    def set_current(self, version: str) -> None:
-        """Point ``CURRENT`` at ``version`` (which must be complete), in one atomic step."""
+    def set_current(self, version: str, *, check: bool = True) -> None:
+        """Point ``CURRENT`` at ``version`` (which must be complete), in one atomic step.
+
+        A promotion or a rollback to an older version first checks that this code can
+        read the version (:meth:`check_loadable`): a version written by a newer format,
+        or naming a kind of model this code does not know, would otherwise be served
+        misread or fail in every server that reloads it. A refused version leaves
+        ``CURRENT`` as it was. ``check=False`` skips the check (a version just published
+        by this code).
+        """
         version = check_version_name(version)
-        self.manifest(version)  # raises if the version is absent or incomplete
+        if check:
+            self.check_loadable(version)
+        else:
+            self.manifest(version)  # raises if the version is absent or incomplete
         pointer = {"version": version, "updated_at": _utc_iso()}
         self._write_atomic(self._path(POINTER_FILE), json.dumps(pointer).encode())
+
+    def check_loadable(self, version: str) -> dict[str, Any]:
+        """``version``'s manifest, once every saved header in it reads with this code.
+
+        The headers are what loading checks first (:func:`~recgraph.files.read_manifest`
+        and the kind registries): the registry manifest's own format, and each
+        ``model.json``, ``index.json``, ``ranker.json``, ``pipeline.json`` and history
+        manifest the version lists: its ``format_version`` one this code reads, and the
+        model, index or ranker it names one this code knows (by name: no module is
+        imported, nothing large is read). Raises :class:`RegistryError` naming the
+        version, the file and the reason.
+        """
+        version = check_version_name(version)
+        manifest = self.manifest(version)  # raises if the version is absent or incomplete
+        folder = self.version_path(version)
+        try:
+            check_format_version(manifest, posixpath.join(folder, MANIFEST_FILE), MANIFEST_FORMAT)
+            rules = _saved_header_rules()
+            headers = [
+                relative
+                for relative in manifest.get("files") or {}
+                if posixpath.basename(relative) in rules
+            ]
+            if not headers:
+                raise InputError("no saved model header in the version", path=folder)
+            for relative in headers:
+                path = posixpath.join(folder, relative)
+                raw = self._read(path)
+                if raw is None:
+                    raise InputError("listed in the manifest but missing", path=path)
+                _check_saved_header(_parse_json(raw, path), path, rules[posixpath.basename(path)])
+        except (InputError, ConfigError) as exc:
+            current = self.current_version()
+            raise RegistryError(
+                f"version {version} cannot be loaded by this recgraph "
+                f"({_package_version()}): {exc}; current stays {current or '(none)'}"
+            ) from exc
+        return manifest
 
     # ------------------------------------------------------------------ storage
     def _read(self, path: str) -> bytes | None:
@@ -403,6 +454,48 @@ def check_version_name(version: str) -> str:
     if not isinstance(version, str) or not _VERSION_PATTERN.match(version):
         raise InputError(f"not a version name: {version!r} (expected v1, v2, ...)", field="version")
     return version
+
+
+def _saved_header_rules() -> dict[str, tuple[str, int, tuple[int, ...], list[str] | None]]:
+    """File name -> (what the header names, its format, earlier formats still read, the
+    names this code knows, or None where the header names no kind): what each ``load``
+    checks before it reads anything else."""
+    from recgraph.index.base import FORMAT_VERSION as INDEX_FORMAT
+    from recgraph.index.base import INDEX_FILE
+    from recgraph.index.registry import available_indexes
+    from recgraph.pipeline.history import HISTORY_FORMAT, HISTORY_MANIFEST
+    from recgraph.pipeline.pipeline import PIPELINE_ALSO_READS, PIPELINE_FILE, PIPELINE_FORMAT
+    from recgraph.ranking.base import CONFIG_FILE as RANKER_FILE
+    from recgraph.ranking.base import FORMAT_VERSION as RANKER_FORMAT
+    from recgraph.ranking.registry import available_rankers
+    from recgraph.retrieval.base import ALSO_READS as MODEL_ALSO_READS
+    from recgraph.retrieval.base import CONFIG_FILE as MODEL_FILE
+    from recgraph.retrieval.base import FORMAT_VERSION as MODEL_FORMAT
+    from recgraph.retrieval.registry import available_retrievers
+
+    return {
+        MODEL_FILE: ("model", MODEL_FORMAT, MODEL_ALSO_READS, available_retrievers()),
+        INDEX_FILE: ("index", INDEX_FORMAT, (), available_indexes()),
+        RANKER_FILE: ("ranker", RANKER_FORMAT, (), available_rankers()),
+        PIPELINE_FILE: ("pipeline", PIPELINE_FORMAT, PIPELINE_ALSO_READS, None),
+        HISTORY_MANIFEST: ("history", HISTORY_FORMAT, (), None),
+    }
+
+
+def _check_saved_header(
+    header: dict[str, Any], path: str, rule: tuple[str, int, tuple[int, ...], list[str] | None]
+) -> None:
+    """Refuse (:class:`InputError`) a saved header this code would misread: a format it does
+    not read, or a kind of model, index or ranker it does not know (``rule``: its file's
+    entry of :func:`_saved_header_rules`)."""
+    what, version, also_reads, known = rule
+    check_format_version(header, path, version, also_reads=also_reads)
+    if known is not None and header.get(what) not in known:
+        raise InputError(
+            f"unknown {what} kind {header.get(what)!r} (this code knows: {', '.join(known)})",
+            path=path,
+            field=what,
+        )
 
 
 def _version_number(name: str) -> int:
