@@ -207,18 +207,22 @@ def test_push_scratch_arrays_are_as_many_as_pushes_at_once_not_threads() -> None
 
     model = create_retriever("ppr").fit(with_dangling_nodes())
     users = np.arange(model.n_users)
+
+    def free() -> list[np.ndarray]:  # the residual arrays (float64) not in use
+        return model._scratch_pool(np.float64)[0]
+
     alone = [model.push(int(u)) for u in users]
-    assert len(model._scratch_free) == 1  # one push at a time: one array, reused
+    assert len(free()) == 1  # one push at a time: one array, reused
     with ThreadPoolExecutor(max_workers=8) as pool:
         for u in users:  # a new thread may answer each request, one at a time
             pool.submit(model.push, int(u)).result()
-        assert len(model._scratch_free) == 1
+        assert len(free()) == 1
         together = list(pool.map(lambda u: model.push(int(u)), users))
-    assert 1 <= len(model._scratch_free) <= 8
+    assert 1 <= len(free()) <= 8
     for a, b in zip(alone, together, strict=True):  # every array was zeroed after use
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
-    assert not any(s.any() for s in model._scratch_free)
+    assert not any(s.any() for s in free())
 
 
 def test_the_default_walk_reaches_the_accounts_that_tie_to_you() -> None:

@@ -32,9 +32,11 @@ from pydantic import Field
 from recgraph.data.graph_csr import GraphCSR, Side
 from recgraph.data.graph_overlay import GraphOverlay
 from recgraph.data.interactions import Interactions
+from recgraph.data.sorted_keys import sorted_groups
 from recgraph.retrieval.base import Request, Retriever, TopK
 from recgraph.retrieval.neighborhood import (
     GraphWalkConfig,
+    best_first,
     resolve_threads,
     run_batches,
     simple_adjacency,
@@ -150,17 +152,8 @@ def aggregate(
         present[nodes] = True
         unique = np.flatnonzero(present)
         return unique, np.bincount(nodes, weights=values, minlength=size)[unique]
-    # np.unique's quicksort, without its return_inverse machinery: a stable sort finds the
-    # sorted runs a walk's entries come in (its rounds, its rows), 20-30% quicker
-    order = np.argsort(nodes, kind="stable")
-    ranked = nodes[order]
-    fresh = np.empty(len(ranked), dtype=bool)
-    fresh[0] = True
-    np.not_equal(ranked[1:], ranked[:-1], out=fresh[1:])
-    inverse = np.empty(len(nodes), dtype=np.int64)
-    inverse[order] = np.cumsum(fresh) - 1
-    unique = ranked[fresh]
-    return unique, np.bincount(inverse, weights=values, minlength=len(unique))
+    order, unique, group = sorted_groups(nodes)  # each node's values in their order
+    return unique, np.bincount(group, weights=values[order], minlength=len(unique))
 
 
 class WalkRetriever(Retriever):
@@ -369,11 +362,7 @@ class WalkRetriever(Retriever):
         if int(keep.sum()) < k:
             return None
         targets, values = targets[keep], values[keep].astype(np.float32)
-        if len(targets) > k:
-            kth = np.partition(values, len(values) - k)[len(values) - k]
-            pick = values >= kth
-            targets, values = targets[pick], values[pick]
-        order = np.lexsort((targets, -values))[:k]
+        order = best_first(values, targets, k)
         return targets[order][None, :].astype(np.int64), values[order][None, :]
 
     def forbidden(
