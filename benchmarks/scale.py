@@ -20,10 +20,10 @@ follows per account on average) goes the real way:
    phase, after 100 requests one at a time, an unmeasured burst at the same
    rate for ``--warm-seconds`` (default 2; ``0``: none, as runs before it
    had) warms what a production server would be warm in when it takes
-   traffic: the connections, the server's request threads and a walk's
-   scratch arrays per concurrent request, the pages and caches that many
-   different askers touch. Its p50/p99 are kept (``warm_burst``): what the
-   first seconds of a cold server cost.
+   traffic: the server's request threads, a walk's scratch arrays per
+   concurrent request, the pages and caches that many different askers
+   touch (the measured phase opens its connections anew). Its p50/p99 are
+   kept (``warm_burst``): what the first seconds of a cold server cost.
 
 ``--store PATH`` (with one size) trains and serves from a store imported
 before instead of generating and importing one: two code versions measured
