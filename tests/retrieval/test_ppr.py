@@ -296,3 +296,20 @@ def test_a_user_above_one_over_epsilon_edges_still_walks_two_hops() -> None:
     assert sorted(ids[0].tolist()) == list(range(301, 306)) and (values > 0).all()
     exact = create_retriever("ppr", {"walk": "out", **CONVERGED}).fit(graph)
     assert sorted(exact.recommend([0], k=5)[0][0].tolist()) == list(range(301, 306))
+
+
+def test_a_loaded_walk_model_warms_its_pages_unless_told_not_to(tmp_path, monkeypatch) -> None:
+    import recgraph.retrieval.walks as walks
+
+    warmed: list[int] = []
+    monkeypatch.setattr(walks, "warm_pages", lambda arrays: warmed.append(len(list(arrays))))
+    data = with_dangling_nodes()
+    for flag in (True, False):
+        model = create_retriever("ppr", {"warm_pages": flag}).fit(data)
+        model.save(tmp_path / str(flag))
+        loaded = type(model).load(tmp_path / str(flag))
+        assert loaded.config.warm_pages is flag
+        np.testing.assert_array_equal(
+            loaded.score_rows([0]).toarray(), model.score_rows([0]).toarray()
+        )
+    assert warmed == [6]  # both sides of the graph and the seen matrix, once: the flag off skips it

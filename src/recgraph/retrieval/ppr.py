@@ -127,7 +127,7 @@ class PPRConfig(WalkConfig):
     @model_validator(mode="before")
     @classmethod
     def _saved_before_the_budget(cls, data: Any) -> Any:
-        return unbounded_sweep_if_saved_before(data, cls.model_fields, set())
+        return unbounded_sweep_if_saved_before(data, cls.model_fields, {"warm_pages"})
 
     hub_policy: Literal["sample", "skip"] = "sample"  # type: ignore[assignment]
 

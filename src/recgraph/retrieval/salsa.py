@@ -74,7 +74,9 @@ class SALSAConfig(WalkConfig):
     @model_validator(mode="before")
     @classmethod
     def _saved_before_the_budget(cls, data: Any) -> Any:
-        return unbounded_sweep_if_saved_before(data, cls.model_fields, {"circle_walk"})
+        return unbounded_sweep_if_saved_before(
+            data, cls.model_fields, {"circle_walk", "warm_pages"}
+        )
 
 
 class SALSA(WalkRetriever):

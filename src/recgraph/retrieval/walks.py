@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from recgraph.data.graph_csr import GraphCSR, Side
+from recgraph.data.graph_csr import GraphCSR, Side, warm_pages
 from recgraph.data.graph_overlay import GraphOverlay
 from recgraph.data.interactions import Interactions
 from recgraph.data.sorted_keys import sorted_groups
@@ -60,10 +60,18 @@ class WalkConfig(GraphWalkConfig):
 
     ``users_per_batch`` is how many users one thread walks for before
     handing back its rows (only batch calls such as evaluation see it).
+
+    ``warm_pages``: a loaded model reads one byte of every page of its
+    memory-mapped graph and seen matrix (:func:`~recgraph.data.graph_csr.warm_pages`)
+    when they take at most half the available memory, so a server whose
+    page cache dropped them (a restart, another registry copy) reads them
+    while loading, not in its first requests' walks (milliseconds when they
+    are cached: 6-23 ms at 10^7 follows).
     """
 
     hub_policy: Literal["sample"] = "sample"
     users_per_batch: int = Field(default=64, ge=1)
+    warm_pages: bool = True
 
 
 class WalkGraph:
@@ -215,6 +223,9 @@ class WalkRetriever(Retriever):
     def _load_files(self, path: Path) -> None:
         self.graph_ = GraphCSR.load(path / GRAPH_FOLDER, mmap=True)
         self._build()
+        if self.config.warm_pages:
+            seen = [] if self._seen is None else [self._seen.indptr, self._seen.indices]
+            warm_pages([*self.graph_.arrays("out"), *self.graph_.arrays("in"), *seen])
 
     def _companion(self, model: WalkRetriever) -> WalkRetriever:
         """``model`` on this model's graph, history and overlay (a circle-of-trust PPR)."""
