@@ -145,14 +145,16 @@ class SALSA(WalkRetriever):
         column[order] = group
         n_hubs, n_auth = len(hubs), len(authorities)
         keys = owner * np.int64(max(n_auth, 1)) + column
-        if len(keys) > 1 and not bool((keys[1:] > keys[:-1]).all()):
-            keys = np.sort(keys)  # overlay edges after the rest, or a repeated pair
-        fresh = (
-            np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1]))) if len(keys) else keys
-        )
-        weight = np.diff(np.append(fresh, len(keys))).astype(np.float64)  # a repeated pair adds up
-        keys = keys[fresh]
-        hub_of, authority_of = keys // max(n_auth, 1), keys % max(n_auth, 1)
+        unit = len(keys) < 2 or bool((keys[1:] > keys[:-1]).all())
+        if unit:  # every pair once, in order (no overlay edge): the entries as gathered
+            hub_of, authority_of = owner, column
+            weight = np.ones(len(keys), dtype=np.float64)
+        else:  # overlay edges after the rest, or a repeated pair
+            keys = np.sort(keys)
+            fresh = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+            weight = np.diff(np.append(fresh, len(keys))).astype(np.float64)  # repeats add up
+            keys = keys[fresh]
+            hub_of, authority_of = keys // max(n_auth, 1), keys % max(n_auth, 1)
         # (float64 also when there is no follow: bincount of nothing gives int64)
         hub_degree = np.bincount(hub_of, weights=weight, minlength=n_hubs).astype(np.float64)
         authority_degree = np.bincount(authority_of, weights=weight, minlength=n_auth).astype(
@@ -165,18 +167,26 @@ class SALSA(WalkRetriever):
             1.0, authority_degree, out=np.zeros_like(authority_degree), where=authority_degree > 0
         )
         beta = cfg.salsa_restart
+        dangling = hub_degree == 0
+
+        def weighted(terms: np.ndarray) -> np.ndarray:
+            return terms if unit else weight * terms  # (x * 1.0 is x: the same bits, one pass less)
 
         def to_authorities(by_hub: np.ndarray) -> np.ndarray:
-            terms = weight * by_hub[hub_of]
-            return np.bincount(authority_of, weights=terms, minlength=n_auth).astype(np.float64)
+            terms = weighted(by_hub[hub_of])
+            return np.bincount(authority_of, weights=terms, minlength=n_auth).astype(
+                np.float64, copy=False
+            )
 
         h = h0
         by_hub = h * inverse_hub
         a = to_authorities(by_hub)
         for _ in range(cfg.iterations - 1):
-            lost = h[hub_degree == 0].sum()
-            terms = weight * (a * inverse_authority)[authority_of]
-            back = np.bincount(hub_of, weights=terms, minlength=n_hubs).astype(np.float64)
+            lost = h[dangling].sum()
+            terms = weighted((a * inverse_authority)[authority_of])
+            back = np.bincount(hub_of, weights=terms, minlength=n_hubs).astype(
+                np.float64, copy=False
+            )
             h = beta * h0 + (1 - beta) * back + (1 - beta) * lost * h0
             by_hub = h * inverse_hub
             a = to_authorities(by_hub)
