@@ -61,6 +61,9 @@ from recgraph.retrieval.neighborhood import (
 )
 from recgraph.retrieval.walks import WalkConfig, WalkRetriever, aggregate
 
+#: Scratch arrays of one kind a model holds at most (see :meth:`PersonalizedPageRank._scratch`).
+SCRATCH_ARRAYS = 4
+
 #: Floats of one dense ``n x batch`` walk block (1 MB): a block that stays in cache is faster.
 PPR_BLOCK_FLOATS = 1 << 18
 
@@ -249,24 +252,38 @@ class PersonalizedPageRank(WalkRetriever):
         """A zeroed array of one ``dtype`` entry per node (float64: a push's residual; bool:
         an explanation's set of scored nodes), taken from a pool the threads share: as many
         arrays as pushes ever ran at once, not one per thread that ever pushed (a server's
-        thread pool has tens of threads: tens of arrays per worker)."""
-        pool, lock = self._scratch_pool(dtype)
+        thread pool has tens of threads: tens of arrays per worker), and at most
+        ``SCRATCH_ARRAYS`` (a thread waits for one): under the GIL two pushes at most make
+        progress at once, and a burst of requests queued on a cold server allocated an
+        array each (8 bytes a node, zeroed by the kernel page by page as the walk wrote it).
+        """
+        pool, lock, slots = self._scratch_pool(dtype)
+        slots.acquire()
         with lock:
             scratch = pool.pop() if pool else None
         if scratch is None or len(scratch) != self.n_users:
             scratch = np.zeros(self.n_users, dtype=dtype)
         return scratch
 
-    def _scratch_pool(self, dtype: type) -> tuple[list[np.ndarray], threading.Lock]:
+    def _scratch_pool(
+        self, dtype: type
+    ) -> tuple[list[np.ndarray], threading.Lock, threading.BoundedSemaphore]:
         lock = self.__dict__.setdefault("_scratch_lock", threading.Lock())
+        key = np.dtype(dtype).str
         pools = self.__dict__.setdefault("_scratch_free", {})
-        return pools.setdefault(np.dtype(dtype).str, []), lock
+        slots = self.__dict__.setdefault("_scratch_slots", {})
+        return (
+            pools.setdefault(key, []),
+            lock,
+            slots.setdefault(key, threading.BoundedSemaphore(SCRATCH_ARRAYS)),
+        )
 
     def _give_back(self, scratch: np.ndarray) -> None:
         """Return a zeroed array to its pool."""
-        pool, lock = self._scratch_pool(scratch.dtype)
+        pool, lock, slots = self._scratch_pool(scratch.dtype)
         with lock:
             pool.append(scratch)
+        slots.release()
 
     def user_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """Pushed scores plus one last sweep of the residual (see :class:`PPRConfig`)."""
