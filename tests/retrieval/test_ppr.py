@@ -336,25 +336,3 @@ def test_a_push_waits_for_a_scratch_array_when_the_pool_is_spent() -> None:
     for scratch in held:
         model._give_back(scratch)
     assert len(model._scratch_pool(np.float64)[0]) == SCRATCH_ARRAYS
-
-
-@pytest.mark.parametrize("walk", ["undirected", "out", "in"])
-def test_kept_predecessors_are_the_gathered_ones(walk: str) -> None:
-    # what an explanation reads from the kept rows is what gathering the rows at once finds
-    rng = np.random.default_rng(4)
-    src, dst = rng.integers(0, 60, 700), np.minimum(rng.zipf(1.5, 700) - 1, 59)
-    keep = src != dst
-    data = Interactions.from_indices(
-        src[keep], dst[keep], n_users=60, one_sided=True, directed=True
-    )
-    model = create_retriever("ppr", {"walk": walk, "hub_cap": 7}).fit(data)
-    for _ in range(20):
-        scored = rng.random(60) < 0.4
-        candidates = rng.choice(60, 6)  # repeats too
-        via, thresholds, bounds = model._scored_predecessors(candidates, scored)
-        for j, c in enumerate(candidates.tolist()):
-            kept, kept_thresholds = model._predecessors(c)
-            hit = scored[kept]
-            np.testing.assert_array_equal(kept[hit], via[bounds[j] : bounds[j + 1]])
-            assert kept_thresholds[hit].tobytes() == thresholds[bounds[j] : bounds[j + 1]].tobytes()
-    assert 0 < len(model._predecessor_cache()[0]) <= 60

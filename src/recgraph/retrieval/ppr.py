@@ -42,7 +42,6 @@ Two ways to compute it (``method`` in the config):
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -50,7 +49,6 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field, model_validator
 
-from recgraph.data.graph_csr import Side
 from recgraph.data.sorted_keys import distinct_sorted, sorted_lookup
 from recgraph.retrieval.base import Request, Retriever, TopK, top_k
 from recgraph.retrieval.explanation import Explanation, make_explanation
@@ -65,10 +63,6 @@ from recgraph.retrieval.walks import WalkConfig, WalkRetriever, aggregate
 
 #: Scratch arrays of one kind a model holds at most (see :meth:`PersonalizedPageRank._scratch`).
 SCRATCH_ARRAYS = 4
-
-#: Candidates whose walk-side predecessors a model keeps (see
-#: :meth:`PersonalizedPageRank._predecessors`; at most 12 bytes a kept predecessor).
-PREDECESSOR_CACHE = 128
 
 #: Floats of one dense ``n x batch`` walk block (1 MB): a block that stays in cache is faster.
 PPR_BLOCK_FLOATS = 1 << 18
@@ -500,42 +494,47 @@ class PersonalizedPageRank(WalkRetriever):
         ``(1 - alpha) p(w) / deg(w)`` (what ``w`` passed on in the last step), scaled to
         sum to the candidate's score.
 
-        Each candidate's (capped) predecessors, kept across requests
-        (:meth:`_predecessors`; gathered at once, overlay included, when the
-        overlay holds edges), are tested against a set of the scored nodes (a
-        pooled boolean array, one byte a node, set and cleared at those nodes
-        only; it stays in cache where a float position table of 8 bytes a node
-        did not), and the one in ten that hit are found in the sorted scored
-        nodes. Searching each row in the scored nodes, candidate by candidate, was
-        most of a served request's explanation.
+        The candidates' (capped) rows are gathered at once and tested against a
+        set of the scored nodes (a pooled boolean array, one byte a node, set and
+        cleared at those nodes only; it stays in cache where a float position
+        table of 8 bytes a node did not), and the one in ten that hit are found in
+        the sorted scored nodes. Searching each row in the scored nodes, candidate
+        by candidate, was most of a served request's explanation.
         """
         assert self.users is not None
         nodes, scores = self.cached_row(user)
+        back = {"out": "in", "in": "out"}.get(self.config.walk)
         candidates = np.asarray(candidates, dtype=np.int64)
+        graph = self.walk_graph_
         scored = self._scratch(np.bool_)
         try:
             scored[nodes] = True
-            if len(self.walk_graph_.overlay):
-                via_all, thresholds, bounds = self._scored_predecessors(candidates, scored)
-            else:  # each candidate's predecessors as kept (popular accounts recur)
-                kept = [self._predecessors(c) for c in candidates.tolist()]
-                hits = [np.flatnonzero(scored[via]) for via, _ in kept]
-                via_all = np.concatenate(
-                    [np.zeros(0, np.int64)] + [v[h] for (v, _), h in zip(kept, hits, strict=True)]
-                )
-                thresholds = np.concatenate(
-                    [np.zeros(0)] + [t[h] for (_, t), h in zip(kept, hits, strict=True)]
-                )
-                bounds = np.zeros(len(candidates) + 1, dtype=np.int64)
-                np.cumsum([len(h) for h in hits], out=bounds[1:])
+            found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+            for side in ("out", "in") if back is None else (back,):
+                owner, via = graph.gather(candidates, side)
+                hit = np.flatnonzero(scored[via])
+                found.append((owner[hit], via[hit], np.searchsorted(nodes, via[hit])))
             at_c = sorted_lookup(nodes, candidates)
         finally:
             scored[nodes] = False
             self._give_back(scored)
-        at = np.searchsorted(nodes, via_all)
+        if back is None:  # either way: the scored neighbours on both sides, each pair once
+            keys = np.concatenate([o for o, _, _ in found]) * np.int64(self.n_users)
+            keys += np.concatenate([v for _, v, _ in found])
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            first = np.concatenate(([True], keys[1:] != keys[:-1])) if len(keys) else []
+            keys = keys[first]
+            owner, via_all = keys // self.n_users, keys % self.n_users
+            at = np.concatenate([a for _, _, a in found])[order][first]
+        else:  # owner by owner, each row in its order, the overlay's pairs after the rest
+            owner, via_all, at = found[0]
+            order = np.argsort(owner, kind="stable")
+            owner, via_all, at = owner[order], via_all[order], at[order]
         # each predecessor's share: its score over its degree (what it passes on)
-        weight_all = scores[at] / np.maximum(thresholds / self.config.epsilon, 1)
+        weight_all = scores[at] / np.maximum(self._thresholds(via_all) / self.config.epsilon, 1)
         own_score = np.where(at_c >= 0, scores[np.maximum(at_c, 0)] if len(nodes) else 0.0, 0.0)
+        bounds = np.searchsorted(owner, np.arange(len(candidates) + 1))
         out = []
         for j, candidate in enumerate(candidates.tolist()):
             via = via_all[bounds[j] : bounds[j + 1]]
@@ -551,59 +550,3 @@ class PersonalizedPageRank(WalkRetriever):
                 )
             )
         return out
-
-    def _back_sides(self) -> tuple[Side, ...]:
-        """The sides a candidate's walk-side predecessors are read from."""
-        back = {"out": "in", "in": "out"}.get(self.config.walk)
-        return ("out", "in") if back is None else (back,)  # type: ignore[return-value]
-
-    def _predecessors(self, candidate: int) -> tuple[np.ndarray, np.ndarray]:
-        """A candidate's (capped) walk-side predecessors, ascending and distinct, and their push
-        thresholds, in the trained graph: the same for every asker, so they are kept for the
-        ``PREDECESSOR_CACHE`` candidates asked last (suggestions are mostly popular
-        accounts, whose rows gathered again for each request were half an explanation)."""
-        cache, lock = self._predecessor_cache()
-        with lock:
-            hit = cache.get(candidate)
-            if hit is not None:
-                cache.move_to_end(candidate)
-                return hit
-        graph = self.walk_graph_
-        rows = [
-            graph.csr.gather(np.array([candidate]), side, graph.cap)[1]
-            for side in self._back_sides()
-        ]
-        via = rows[0] if len(rows) == 1 else distinct_sorted(np.concatenate(rows), runs=True)
-        entry = (via.astype(np.int32), self._thresholds(via))  # 12 bytes a predecessor
-        with lock:
-            cache[candidate] = entry
-            while len(cache) > PREDECESSOR_CACHE:
-                cache.popitem(last=False)
-        return entry
-
-    def _predecessor_cache(self) -> tuple[OrderedDict, threading.Lock]:
-        lock = self.__dict__.setdefault("_predecessor_lock", threading.Lock())
-        return self.__dict__.setdefault("_predecessor_rows", OrderedDict()), lock
-
-    def _scored_predecessors(
-        self, candidates: np.ndarray, scored: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(predecessors, their thresholds, bounds per candidate)``: the scored ones among
-        the candidates' walk-side predecessors (``scored``), overlay included, ascending and
-        distinct per candidate: the candidates' rows gathered at once."""
-        graph = self.walk_graph_
-        found: list[tuple[np.ndarray, np.ndarray]] = []
-        for side in self._back_sides():
-            owner, via = graph.gather(candidates, side)
-            hit = np.flatnonzero(scored[via])
-            found.append((owner[hit], via[hit]))
-        if len(found) > 1:  # either way: the scored neighbours on both sides, each pair once
-            keys = np.concatenate([o for o, _ in found]) * np.int64(self.n_users)
-            keys = distinct_sorted(keys + np.concatenate([v for _, v in found]))
-            owner, via_all = keys // self.n_users, keys % self.n_users
-        else:  # owner by owner, each row in its order, the overlay's pairs after the rest
-            owner, via_all = found[0]
-            order = np.argsort(owner, kind="stable")
-            owner, via_all = owner[order], via_all[order]
-        bounds = np.searchsorted(owner, np.arange(len(candidates) + 1))
-        return via_all, self._thresholds(via_all), bounds
