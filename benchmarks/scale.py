@@ -16,7 +16,14 @@ follows per account on average) goes the real way:
    /v1/accounts/{a}/suggestions?k=10`` at ``--rate`` requests/s for
    ``--seconds`` (the open-loop generator of ``benchmarks/load.py``), for
    accounts drawn like the followers (active accounts ask more): p50/p99,
-   the server's CPU per request and its resident memory.
+   the server's CPU per request and its resident memory. Before the measured
+   phase, after 100 requests one at a time, an unmeasured burst at the same
+   rate for ``--warm-seconds`` (default 2; ``0``: none, as runs before it
+   had) warms what a production server would be warm in when it takes
+   traffic: the server's request threads, a walk's scratch arrays per
+   concurrent request, the pages and caches that many different askers
+   touch (the measured phase opens its connections anew). Its p50/p99 are
+   kept (``warm_burst``): what the first seconds of a cold server cost.
 
 ``--store PATH`` (with one size) trains and serves from a store imported
 before instead of generating and importing one: two code versions measured
@@ -166,7 +173,13 @@ def every_worker_up(url: str, paths: list[str], deadline: float) -> None:
 
 
 def serve(
-    registry: Path, db: str, users: list[str], rate: float, seconds: float, workers: int = 1
+    registry: Path,
+    db: str,
+    users: list[str],
+    rate: float,
+    seconds: float,
+    workers: int = 1,
+    warm_seconds: float = 0.0,
 ) -> dict:
     port = free_port()
     started = time.perf_counter()
@@ -174,10 +187,13 @@ def serve(
     start_seconds = time.perf_counter() - started
     url = f"http://127.0.0.1:{port}"
     paths = [f"/v1/accounts/{u}/suggestions?k=10" for u in users]
+    burst = None
     try:
         asyncio.run(warm_up(url, paths))
         time.sleep(1.0)  # every worker up (warm_up may have met only the first)
         every_worker_up(url, paths[50:], started + SERVER_START_TIMEOUT)
+        if warm_seconds > 0:  # unmeasured: askers from the end of the list, at the full rate
+            burst = asyncio.run(open_loop(url, paths[::-1], rate, warm_seconds))
         pids = process_tree(server.pid)
         cpu_before = tree_cpu_seconds(pids)
         result = asyncio.run(open_loop(url, paths, rate, seconds))
@@ -190,6 +206,11 @@ def serve(
         stop_process(server, timeout=30)
     result["tail"] = tail_by_second(result.pop("latencies_ms"), rate, result["errors"])
     result.pop("versions_seen", None)
+    if burst is not None:
+        result["warm_burst"] = {
+            "seconds": warm_seconds,
+            **{k: burst[k] for k in ("ok", "errors", "p50_ms", "p99_ms", "max_ms")},
+        }
     return {
         "light": {
             "rate_rps": LIGHT_RATE,
@@ -235,6 +256,7 @@ def run_size(
     on_step=None,
     workers: int = 1,
     store: str | None = None,
+    warm_seconds: float = 0.0,
 ) -> dict:
     folder = work / f"size_{size}"
     folder.mkdir()
@@ -256,13 +278,14 @@ def run_size(
                 f"  {model}: trained in {trained['seconds']:.1f}s, peak {trained['peak_rss_mb']:.0f} MB",
                 flush=True,
             )
-            served = serve(registry, db, users, rate, seconds, workers)
+            served = serve(registry, db, users, rate, seconds, workers, warm_seconds)
             print(
                 f"  {model}: server up in {served['start_seconds']}s, p50 {served['p50_ms']} ms, "
                 f"p99 {served['p99_ms']} ms ({served['tail'].get('slow_total')} over "
                 f"{TARGET_P99_MS:.0f} ms, {served['tail'].get('slow_in_worst_second')} of them in "
                 f"one second), {served['server_cpu_ms_per_request']} CPU ms/request, "
                 f"at {LIGHT_RATE:.0f}/s p50 {served['light']['p50_ms']} p99 {served['light']['p99_ms']} ms, "
+                f"warm-up burst p99 {served.get('warm_burst', {}).get('p99_ms')} ms, "
                 + (
                     f"PSS of the {workers} workers and supervisor {served['server_pss_mb_total']} MB"
                     if workers > 1
@@ -582,7 +605,15 @@ def reserve(payload: dict, args: argparse.Namespace) -> None:
     size, model, registry, db = args.reserve.split(":", 3)
     run = next(r for r in payload["runs"] if r["follows"] == int(float(size)))
     entry = run["models"].setdefault(model, {})  # a first serve that never finished: none
-    served = serve(Path(registry), db, store_askers(db), args.rate, args.seconds, args.workers)
+    served = serve(
+        Path(registry),
+        db,
+        store_askers(db),
+        args.rate,
+        args.seconds,
+        args.workers,
+        args.warm_seconds,
+    )
     served["rerun"] = {"at": time.strftime("%H:%M UTC", time.gmtime()), "load": os.getloadavg()}
     entry.setdefault("first_serve", entry.get("serve"))
     entry["serve"] = served
@@ -611,6 +642,12 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--warm-seconds",
+        type=float,
+        default=2.0,
+        help="an unmeasured burst at --rate before the measured phase (0: none)",
+    )
     parser.add_argument(
         "--workers", type=int, default=2, help="server processes (recgraph serve --workers)"
     )
@@ -654,6 +691,7 @@ def main() -> None:
         "benchmark": "scale",
         "rate_rps": args.rate,
         "seconds_per_model": args.seconds,
+        "warm_burst_seconds": args.warm_seconds,
         "server_workers": args.workers,
         "models": sorted(set(models) | set(previous.get("models", []))),
         "generator": "benchmarks/imports.py heavy_tailed_follows: Zipf in-degree (exponent 1), "
@@ -678,7 +716,17 @@ def main() -> None:
                 payload["runs"] = sorted([*kept, out], key=lambda r: r["follows"])
                 save(payload)
 
-            run_size(size, models, args.rate, args.seconds, work, step, args.workers, args.store)
+            run_size(
+                size,
+                models,
+                args.rate,
+                args.seconds,
+                work,
+                step,
+                args.workers,
+                args.store,
+                args.warm_seconds,
+            )
         for size in args.graph_sizes:
             try:
                 keep_in = Path(args.graph_dir) if args.graph_dir else None

@@ -120,3 +120,15 @@ def test_build_from_the_store_streams_chunks(tmp_path, directed) -> None:
     got.sort_indices()
     assert got.shape == expected.shape and (got != sp.csr_matrix(expected)).nnz == 0
     assert (np.load(tmp_path / "g" / "ids.npy") == ids.to_array()).all()
+
+
+def test_warm_pages_reads_the_maps_that_fit_and_skips_the_rest(tmp_path, monkeypatch):
+    graph = GraphCSR.from_edges(np.arange(5000) % 97, (np.arange(5000) * 7) % 89, 100)
+    loaded = GraphCSR.load(graph.save(tmp_path / "g"), mmap=True)
+    arrays = [*loaded.arrays("out"), *loaded.arrays("in")]
+    total = sum(a.nbytes for a in arrays)
+    assert graph_csr.warm_pages(arrays) == total
+    monkeypatch.setattr(graph_csr, "available_memory", lambda: total)  # more than half of it
+    assert graph_csr.warm_pages(arrays) == 0
+    assert graph_csr.warm_pages([np.zeros(0)]) == 0
+    assert graph_csr.available_memory() > 0

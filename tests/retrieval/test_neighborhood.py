@@ -628,3 +628,36 @@ def test_a_short_request_list_is_the_general_paths_with_zero_score_fill(name, mo
         want = model.recommend([user], k, exclude_seen=exclude_seen, exclude=ex)
         np.testing.assert_array_equal(got[0], want[0])
         assert got[1].tobytes() == want[1].tobytes()
+
+
+def test_best_first_is_the_lexsort_head_with_ties_to_the_lower_key() -> None:
+    # the circle of trust, a walk's top k and an explanation's best middles all cut this way
+    from recgraph.retrieval.neighborhood import best_first
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n = int(rng.integers(2, 40))
+        nodes = rng.permutation(500)[:n]
+        scores = rng.integers(1, 4, n) / 7.0  # many ties
+        if rng.random() < 0.2:
+            scores[rng.integers(0, n)] = np.nan  # NaN last, as in the lexsort
+        want = np.lexsort((nodes, -scores))
+        for count in (int(rng.integers(1, n)), n, n + 3, None):
+            got = best_first(scores, nodes, count)
+            assert got.tolist() == want[:count].tolist()
+
+
+def test_sorted_groups_is_np_unique_with_the_inverse() -> None:
+    from recgraph.data.sorted_keys import sorted_groups
+
+    rng = np.random.default_rng(2)
+    for size in (0, 1, 7, 500):
+        keys = np.sort(rng.integers(0, 50, size))  # sorted runs, as a walk's entries come
+        keys = np.concatenate([keys, np.sort(rng.integers(0, 50, size))])
+        order, distinct, group = sorted_groups(keys)
+        unique, inverse = np.unique(keys, return_inverse=True)
+        assert distinct.tolist() == unique.tolist()
+        back = np.empty(len(keys), dtype=np.int64)
+        back[order] = group
+        assert back.tolist() == inverse.ravel().tolist()
+        assert (np.diff(order[group == 0]) > 0).all() if len(keys) else True  # stable

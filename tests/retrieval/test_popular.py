@@ -52,3 +52,39 @@ def test_every_rating_counts_as_a_view_and_counts_weigh_by_log():
     assert Popular().fit(plays).popularity_.tolist() == [2.0, 1.0]
     by_value = Popular(weight="value", count_epsilon=1.0).fit(plays).popularity_
     np.testing.assert_allclose(by_value, [2.0, 10.0])
+
+
+def test_the_ranked_head_answers_as_the_dense_top_k(monkeypatch, tmp_path):
+    # the head of RANKED_HEAD targets, minus each user's exclusions: the dense path's ids and
+    # scores (ties to the lower index), also when exclusions eat through a head of 8
+    import recgraph.retrieval.popular as popular
+    from recgraph.retrieval.base import Request, Retriever, rows_as_csr
+
+    rng = np.random.default_rng(3)
+    n_users, n_items = 40, 60
+    src = rng.integers(0, n_users, 900)
+    dst = np.minimum(rng.zipf(1.6, 900) - 1, n_items - 1)  # heavy head, many ties in the tail
+    data = Interactions.from_indices(src, dst, n_users=n_users, n_items=n_items)
+    for head in (8, 4096):
+        monkeypatch.setattr(popular, "RANKED_HEAD", head)
+        model = Popular().fit(data)
+        users = np.arange(n_users)
+        exclude = [rng.choice(n_items, int(rng.integers(0, 12)), replace=False) for _ in users]
+        allowed = rng.random(n_items) < 0.8
+        for k in (1, 5, 20, 70):
+            for kwargs in ({}, {"exclude": exclude}, {"candidates": allowed}):
+                got = model.recommend(users, k, **kwargs)
+                request = Request(
+                    True,
+                    None
+                    if "exclude" not in kwargs
+                    else rows_as_csr(exclude, n_users, n_items, "exclude"),
+                    allowed if "candidates" in kwargs else None,
+                )
+                want = Retriever._recommend(model, users, k, request)
+                np.testing.assert_array_equal(got[0], want[0])
+                np.testing.assert_array_equal(got[1], want[1])
+        assert len(model.ranked()) == min(head, n_items)
+        model.save(tmp_path / str(head))
+        loaded = Popular.load(tmp_path / str(head))
+        assert loaded.ranked().tolist() == model.ranked().tolist()

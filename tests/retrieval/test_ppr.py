@@ -207,18 +207,22 @@ def test_push_scratch_arrays_are_as_many_as_pushes_at_once_not_threads() -> None
 
     model = create_retriever("ppr").fit(with_dangling_nodes())
     users = np.arange(model.n_users)
+
+    def free() -> list[np.ndarray]:  # the residual arrays (float64) not in use
+        return model._scratch_pool(np.float64)[0]
+
     alone = [model.push(int(u)) for u in users]
-    assert len(model._scratch_free) == 1  # one push at a time: one array, reused
+    assert len(free()) == 1  # one push at a time: one array, reused
     with ThreadPoolExecutor(max_workers=8) as pool:
         for u in users:  # a new thread may answer each request, one at a time
             pool.submit(model.push, int(u)).result()
-        assert len(model._scratch_free) == 1
+        assert len(free()) == 1
         together = list(pool.map(lambda u: model.push(int(u)), users))
-    assert 1 <= len(model._scratch_free) <= 8
+    assert 1 <= len(free()) <= 4  # SCRATCH_ARRAYS: the other threads waited for one
     for a, b in zip(alone, together, strict=True):  # every array was zeroed after use
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
-    assert not any(s.any() for s in model._scratch_free)
+    assert not any(s.any() for s in free())
 
 
 def test_the_default_walk_reaches_the_accounts_that_tie_to_you() -> None:
@@ -292,3 +296,43 @@ def test_a_user_above_one_over_epsilon_edges_still_walks_two_hops() -> None:
     assert sorted(ids[0].tolist()) == list(range(301, 306)) and (values > 0).all()
     exact = create_retriever("ppr", {"walk": "out", **CONVERGED}).fit(graph)
     assert sorted(exact.recommend([0], k=5)[0][0].tolist()) == list(range(301, 306))
+
+
+def test_a_loaded_walk_model_warms_its_pages_unless_told_not_to(tmp_path, monkeypatch) -> None:
+    import recgraph.retrieval.walks as walks
+
+    warmed: list[int] = []
+    monkeypatch.setattr(walks, "warm_pages", lambda arrays: warmed.append(len(list(arrays))))
+    data = with_dangling_nodes()
+    for flag in (True, False):
+        model = create_retriever("ppr", {"warm_pages": flag}).fit(data)
+        model.save(tmp_path / str(flag))
+        loaded = type(model).load(tmp_path / str(flag))
+        assert loaded.config.warm_pages is flag
+        np.testing.assert_array_equal(
+            loaded.score_rows([0]).toarray(), model.score_rows([0]).toarray()
+        )
+    assert warmed == [6]  # both sides of the graph and the seen matrix, once: the flag off skips it
+
+
+def test_a_push_waits_for_a_scratch_array_when_the_pool_is_spent() -> None:
+    import threading
+
+    from recgraph.retrieval.ppr import SCRATCH_ARRAYS
+
+    model = create_retriever("ppr").fit(with_dangling_nodes())
+    alone = model.push(0)
+    held = [model._scratch() for _ in range(SCRATCH_ARRAYS)]  # every array in use
+    result: list = []
+    walker = threading.Thread(target=lambda: result.append(model.push(0)))
+    walker.start()
+    walker.join(0.3)
+    assert walker.is_alive() and not result  # waits: no fifth array
+    model._give_back(held.pop())
+    walker.join(10)
+    assert not walker.is_alive()
+    for a, b in zip(alone, result[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    for scratch in held:
+        model._give_back(scratch)
+    assert len(model._scratch_pool(np.float64)[0]) == SCRATCH_ARRAYS

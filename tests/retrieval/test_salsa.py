@@ -136,16 +136,3 @@ def test_bincount_products_are_scipys_bits_with_overlay_edges() -> None:
             want_authorities, want = _scipy_salsa(model, int(user))
             np.testing.assert_array_equal(authorities, want_authorities)
             assert scores.tobytes() == np.asarray(want, dtype=np.float64).tobytes()
-
-
-def test_circle_is_the_lexsort_head_with_ties_to_the_lower_node() -> None:
-    from recgraph.retrieval.salsa import _best
-
-    rng = np.random.default_rng(1)
-    for _ in range(300):
-        n = int(rng.integers(2, 40))
-        nodes = rng.permutation(500)[:n]
-        scores = rng.integers(1, 4, n) / 7.0  # many ties
-        count = int(rng.integers(1, n))
-        want = np.lexsort((nodes, -scores))[:count]
-        assert _best(nodes, scores, count).tolist() == want.tolist()

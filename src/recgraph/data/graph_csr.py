@@ -224,6 +224,36 @@ def load_array(source: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
     return np.load(source, mmap_mode="r" if mmap else None, allow_pickle=False)
 
 
+def available_memory() -> int:
+    """Bytes of memory the kernel says are available (``MemAvailable``: free plus the page
+    cache it can drop); the free pages where ``/proc/meminfo`` is not there."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def warm_pages(arrays: Iterable[np.ndarray], *, share: float = 0.5) -> int:
+    """Read one byte of every page of ``arrays`` (memory maps: their pages are read from
+    disk if the page cache had dropped them, and mapped into this process), so a server's
+    first requests do not wait for them. Skipped when the arrays take more than ``share``
+    of the available memory (they would push out each other, or other processes' pages).
+    Returns the bytes warmed (0 when skipped)."""
+    arrays = [np.asarray(a) for a in arrays]
+    total = sum(a.nbytes for a in arrays)
+    if not total or total > share * available_memory():
+        return 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    for array in arrays:
+        flat = array.reshape(-1)
+        if flat.flags.c_contiguous and flat.nbytes:
+            flat.view(np.uint8)[::page].max()  # one read a page
+    return total
+
+
 def link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:
     """``target`` as a hard link to ``source`` (one inode: one copy on disk and in the page
     cache), replacing what ``target`` was; a copy where the file system has no hard links."""

@@ -76,7 +76,13 @@ def propose_cold(
     exclude: sp.csr_matrix,
     eligible: np.ndarray | None,
 ) -> RankedList:
-    """``model``'s own list for users it cannot personalise for (its cold-start scores)."""
+    """``model``'s own list for users it cannot personalise for (its cold-start scores);
+    from its ranked head where it keeps one (popularity: ``Popular.top_of_ranked``)."""
+    ranked = getattr(model, "top_of_ranked", None)
+    if ranked is not None:
+        quick = ranked(max(1, min(count, model.n_items)), exclude, eligible)
+        if quick is not None:
+            return _ranked(*quick, bit, None)
     base = np.asarray(model.cold_start_scores(), dtype=np.float32)
     block = np.repeat(base[None, :], n_rows, axis=0)
     if eligible is not None:

@@ -79,7 +79,7 @@ from pydantic import Field
 
 from recgraph.data.graph_csr import load_array, load_binary_csr, save_array, save_csr
 from recgraph.data.interactions import Interactions
-from recgraph.data.sorted_keys import distinct_sorted, find_sorted, in_sorted
+from recgraph.data.sorted_keys import distinct_sorted, find_sorted, in_sorted, sorted_groups
 from recgraph.data.sparse_rows import one_user, row_entries, row_products, row_sums
 from recgraph.progress import progress_bar
 from recgraph.retrieval.base import Request, Retriever, RetrieverConfig, TopK
@@ -137,29 +137,32 @@ class NeighborhoodConfig(GraphWalkConfig):
 
 
 # ---------------------------------------------------------------------- explanations
+def best_first(values: np.ndarray, keys: np.ndarray, count: int | None) -> np.ndarray:
+    """Positions of the ``count`` largest ``values``, best first, ties to the lower key:
+    ``np.lexsort((keys, -values))[:count]`` (``None``: all of them).
+
+    With ``count`` below the length, only the entries at least as large as the
+    ``count``-th largest are sorted (a popular candidate's thousands of middle nodes,
+    a walk's 10^4 scored accounts for a top 10 or a circle of 200).
+    """
+    negative = -values
+    if count is not None and 0 < count < len(values):
+        kth = np.partition(negative, count - 1)[count - 1]  # NaN sorts last, as in the lexsort
+        if not np.isnan(kth):
+            keep = np.flatnonzero(negative <= kth)
+            return keep[np.lexsort((keys[keep], negative[keep]))][:count]
+    order = np.lexsort((keys, negative))
+    return order if count is None else order[:count]
+
+
 def top_contributions(
     middles: np.ndarray, values: np.ndarray, top: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Middle nodes by contribution, best first, ties to the lower index; at most ``top``.
-
-    With ``top`` below the count, only the entries at least as large as the
-    ``top``-th largest are sorted (a popular candidate's thousands of middle
-    nodes sorted whole were a tenth of a walk request's explanation).
-    """
-    if top is not None and 0 < top < len(values):
-        negative = -values
-        kth = np.partition(negative, top - 1)[top - 1]  # NaN sorts last, as in the lexsort
-        if not np.isnan(kth):
-            keep = np.flatnonzero(negative <= kth)
-            order = keep[np.lexsort((middles[keep], -values[keep]))][:top]
-            return middles[order].astype(np.int64), values[order].astype(np.float32)
-    order = np.lexsort((middles, -values))
-    if top is not None:
-        order = order[:top]
+    """Middle nodes by contribution, best first, ties to the lower index; at most ``top``."""
+    order = best_first(values, middles, top)
     return middles[order].astype(np.int64), values[order].astype(np.float32)
 
 
-# ---------------------------------------------------------------------- graph helpers
 def simple_adjacency(train: Interactions) -> sp.csr_matrix:
     """Binary adjacency of the positive edges, self-loops dropped (symmetric for friends)."""
     adjacency = train.positives().csr("binary").tocsr(copy=True)
@@ -593,13 +596,9 @@ class TwoHopRetriever(GraphRetriever):
         # each account's paths in their order (a stable sort of the targets, which come in
         # sorted runs, one per middle), added one by one: a search of every path's target
         # in the reached accounts was a fifth of a request
-        order = np.argsort(targets, kind="stable")
-        ranked = targets[order]
-        fresh = np.ones(len(ranked), dtype=bool)
-        np.not_equal(ranked[1:], ranked[:-1], out=fresh[1:])
-        reached = ranked[fresh]
+        order, reached, group = sorted_groups(targets)
         sums = np.zeros(len(reached), dtype=products.dtype)
-        np.add.at(sums, np.cumsum(fresh) - 1, products[order])
+        np.add.at(sums, group, products[order])
         keep = sums > 0
         blocked = []
         if exclude_seen:  # what _seen_or_self holds for this user, without building it
@@ -615,11 +614,7 @@ class TwoHopRetriever(GraphRetriever):
         reached, sums = reached[keep].astype(np.int64), sums[keep].astype(np.float32)
         if len(sums) < k:
             return self._short_list(reached, sums, barred, k)
-        if len(sums) > k:
-            kth = np.partition(sums, len(sums) - k)[len(sums) - k]
-            pick = sums >= kth
-            reached, sums = reached[pick], sums[pick]
-        order = np.lexsort((reached, -sums))[:k]
+        order = best_first(sums, reached, k)
         return reached[order][None, :], sums[order][None, :]
 
     def _short_list(

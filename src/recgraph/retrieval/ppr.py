@@ -49,7 +49,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field, model_validator
 
-from recgraph.data.sorted_keys import distinct_sorted
+from recgraph.data.sorted_keys import distinct_sorted, sorted_lookup
 from recgraph.retrieval.base import Request, Retriever, TopK, top_k
 from recgraph.retrieval.explanation import Explanation, make_explanation
 from recgraph.retrieval.neighborhood import (
@@ -60,6 +60,9 @@ from recgraph.retrieval.neighborhood import (
     top_contributions,
 )
 from recgraph.retrieval.walks import WalkConfig, WalkRetriever, aggregate
+
+#: Scratch arrays of one kind a model holds at most (see :meth:`PersonalizedPageRank._scratch`).
+SCRATCH_ARRAYS = 4
 
 #: Floats of one dense ``n x batch`` walk block (1 MB): a block that stays in cache is faster.
 PPR_BLOCK_FLOATS = 1 << 18
@@ -127,7 +130,7 @@ class PPRConfig(WalkConfig):
     @model_validator(mode="before")
     @classmethod
     def _saved_before_the_budget(cls, data: Any) -> Any:
-        return unbounded_sweep_if_saved_before(data, cls.model_fields, set())
+        return unbounded_sweep_if_saved_before(data, cls.model_fields, {"warm_pages"})
 
     hub_policy: Literal["sample", "skip"] = "sample"  # type: ignore[assignment]
 
@@ -245,26 +248,42 @@ class PersonalizedPageRank(WalkRetriever):
             residual[np.concatenate(touched)] = 0.0
             self._give_back(residual)
 
-    def _scratch(self) -> np.ndarray:
-        """A zeroed residual array (one float64 per node), taken from a pool the threads
-        share: as many arrays as pushes ever ran at once, not one per thread that ever
-        pushed (a server's thread pool has tens of threads: tens of arrays per worker)."""
-        pool, lock = self._scratch_pool()
+    def _scratch(self, dtype: type = np.float64) -> np.ndarray:
+        """A zeroed array of one ``dtype`` entry per node (float64: a push's residual; bool:
+        an explanation's set of scored nodes), taken from a pool the threads share: as many
+        arrays as pushes ever ran at once, not one per thread that ever pushed (a server's
+        thread pool has tens of threads: tens of arrays per worker), and at most
+        ``SCRATCH_ARRAYS`` (a thread waits for one): under the GIL two pushes at most make
+        progress at once, and a burst of requests queued on a cold server allocated an
+        array each (8 bytes a node, zeroed by the kernel page by page as the walk wrote it).
+        """
+        pool, lock, slots = self._scratch_pool(dtype)
+        slots.acquire()
         with lock:
             scratch = pool.pop() if pool else None
         if scratch is None or len(scratch) != self.n_users:
-            scratch = np.zeros(self.n_users, dtype=np.float64)
+            scratch = np.zeros(self.n_users, dtype=dtype)
         return scratch
 
-    def _scratch_pool(self) -> tuple[list[np.ndarray], threading.Lock]:
+    def _scratch_pool(
+        self, dtype: type
+    ) -> tuple[list[np.ndarray], threading.Lock, threading.BoundedSemaphore]:
         lock = self.__dict__.setdefault("_scratch_lock", threading.Lock())
-        return self.__dict__.setdefault("_scratch_free", []), lock
+        key = np.dtype(dtype).str
+        pools = self.__dict__.setdefault("_scratch_free", {})
+        slots = self.__dict__.setdefault("_scratch_slots", {})
+        return (
+            pools.setdefault(key, []),
+            lock,
+            slots.setdefault(key, threading.BoundedSemaphore(SCRATCH_ARRAYS)),
+        )
 
     def _give_back(self, scratch: np.ndarray) -> None:
-        """Return a zeroed residual array to the pool."""
-        pool, lock = self._scratch_pool()
+        """Return a zeroed array to its pool."""
+        pool, lock, slots = self._scratch_pool(scratch.dtype)
         with lock:
             pool.append(scratch)
+        slots.release()
 
     def user_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """Pushed scores plus one last sweep of the residual (see :class:`PPRConfig`)."""
@@ -475,29 +494,30 @@ class PersonalizedPageRank(WalkRetriever):
         ``(1 - alpha) p(w) / deg(w)`` (what ``w`` passed on in the last step), scaled to
         sum to the candidate's score.
 
-        The candidates' (capped) rows are gathered at once and looked up in a
-        position table of the scored nodes (a pooled scratch array, written and
-        cleared at those nodes only), where searching each row in the scored
-        nodes, candidate by candidate, was most of a served request's explanation.
+        The candidates' (capped) rows are gathered at once and tested against a
+        set of the scored nodes (a pooled boolean array, one byte a node, set and
+        cleared at those nodes only; it stays in cache where a float position
+        table of 8 bytes a node did not), and the one in ten that hit are found in
+        the sorted scored nodes. Searching each row in the scored nodes, candidate
+        by candidate, was most of a served request's explanation.
         """
         assert self.users is not None
         nodes, scores = self.cached_row(user)
         back = {"out": "in", "in": "out"}.get(self.config.walk)
         candidates = np.asarray(candidates, dtype=np.int64)
         graph = self.walk_graph_
-        table = self._scratch()  # position + 1 of each scored node, 0 elsewhere
+        scored = self._scratch(np.bool_)
         try:
-            table[nodes] = np.arange(1, len(nodes) + 1)
+            scored[nodes] = True
             found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
             for side in ("out", "in") if back is None else (back,):
                 owner, via = graph.gather(candidates, side)
-                at = table[via].astype(np.int64) - 1
-                hit = at >= 0
-                found.append((owner[hit], via[hit], at[hit]))
-            at_c = table[candidates].astype(np.int64) - 1
+                hit = np.flatnonzero(scored[via])
+                found.append((owner[hit], via[hit], np.searchsorted(nodes, via[hit])))
+            at_c = sorted_lookup(nodes, candidates)
         finally:
-            table[nodes] = 0.0
-            self._give_back(table)
+            scored[nodes] = False
+            self._give_back(scored)
         if back is None:  # either way: the scored neighbours on both sides, each pair once
             keys = np.concatenate([o for o, _, _ in found]) * np.int64(self.n_users)
             keys += np.concatenate([v for _, v, _ in found])

@@ -29,12 +29,14 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from recgraph.data.graph_csr import GraphCSR, Side
+from recgraph.data.graph_csr import GraphCSR, Side, warm_pages
 from recgraph.data.graph_overlay import GraphOverlay
 from recgraph.data.interactions import Interactions
+from recgraph.data.sorted_keys import sorted_groups
 from recgraph.retrieval.base import Request, Retriever, TopK
 from recgraph.retrieval.neighborhood import (
     GraphWalkConfig,
+    best_first,
     resolve_threads,
     run_batches,
     simple_adjacency,
@@ -58,10 +60,18 @@ class WalkConfig(GraphWalkConfig):
 
     ``users_per_batch`` is how many users one thread walks for before
     handing back its rows (only batch calls such as evaluation see it).
+
+    ``warm_pages``: a loaded model reads one byte of every page of its
+    memory-mapped graph and seen matrix (:func:`~recgraph.data.graph_csr.warm_pages`)
+    when they take at most half the available memory, so a server whose
+    page cache dropped them (a restart, another registry copy) reads them
+    while loading, not in its first requests' walks (milliseconds when they
+    are cached: 6-23 ms at 10^7 follows).
     """
 
     hub_policy: Literal["sample"] = "sample"
     users_per_batch: int = Field(default=64, ge=1)
+    warm_pages: bool = True
 
 
 class WalkGraph:
@@ -150,17 +160,8 @@ def aggregate(
         present[nodes] = True
         unique = np.flatnonzero(present)
         return unique, np.bincount(nodes, weights=values, minlength=size)[unique]
-    # np.unique's quicksort, without its return_inverse machinery: a stable sort finds the
-    # sorted runs a walk's entries come in (its rounds, its rows), 20-30% quicker
-    order = np.argsort(nodes, kind="stable")
-    ranked = nodes[order]
-    fresh = np.empty(len(ranked), dtype=bool)
-    fresh[0] = True
-    np.not_equal(ranked[1:], ranked[:-1], out=fresh[1:])
-    inverse = np.empty(len(nodes), dtype=np.int64)
-    inverse[order] = np.cumsum(fresh) - 1
-    unique = ranked[fresh]
-    return unique, np.bincount(inverse, weights=values, minlength=len(unique))
+    order, unique, group = sorted_groups(nodes)  # each node's values in their order
+    return unique, np.bincount(group, weights=values[order], minlength=len(unique))
 
 
 class WalkRetriever(Retriever):
@@ -222,6 +223,9 @@ class WalkRetriever(Retriever):
     def _load_files(self, path: Path) -> None:
         self.graph_ = GraphCSR.load(path / GRAPH_FOLDER, mmap=True)
         self._build()
+        if self.config.warm_pages:
+            seen = [] if self._seen is None else [self._seen.indptr, self._seen.indices]
+            warm_pages([*self.graph_.arrays("out"), *self.graph_.arrays("in"), *seen])
 
     def _companion(self, model: WalkRetriever) -> WalkRetriever:
         """``model`` on this model's graph, history and overlay (a circle-of-trust PPR)."""
@@ -369,11 +373,7 @@ class WalkRetriever(Retriever):
         if int(keep.sum()) < k:
             return None
         targets, values = targets[keep], values[keep].astype(np.float32)
-        if len(targets) > k:
-            kth = np.partition(values, len(values) - k)[len(values) - k]
-            pick = values >= kth
-            targets, values = targets[pick], values[pick]
-        order = np.lexsort((targets, -values))[:k]
+        order = best_first(values, targets, k)
         return targets[order][None, :].astype(np.int64), values[order][None, :]
 
     def forbidden(
