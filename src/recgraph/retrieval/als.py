@@ -42,7 +42,12 @@ from pydantic import Field
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar
 from recgraph.retrieval.explanation import Explanation, history_explanations
-from recgraph.retrieval.factors import CountWeightingConfig, FactorRetriever, bm25_weight
+from recgraph.retrieval.factors import (
+    CountWeightingConfig,
+    FactorRetriever,
+    bm25_weight,
+    rows_and_columns_with_pairs,
+)
 
 
 class ALSConfig(CountWeightingConfig):
@@ -131,8 +136,7 @@ class ALS(FactorRetriever):
         # Solved over the users and items that have a pair, the rest kept at zero: implicit
         # draws its starting vectors for every row and column, so users and items without a
         # pair (a split's test-side ids, a catalogue's new items) would move every answer.
-        users = np.flatnonzero(np.diff(confidence.indptr))
-        items = np.flatnonzero(np.bincount(confidence.indices, minlength=confidence.shape[1]))
+        users, items = rows_and_columns_with_pairs(confidence)
         if len(users) < confidence.shape[0] or len(items) < confidence.shape[1]:
             confidence = confidence[users][:, items]
         model = self._implicit_model()
