@@ -324,8 +324,9 @@ class ModelRegistry:
 
         A promotion or a rollback to an older version first checks that this code can
         read the version (:meth:`check_loadable`): a version written by a newer format,
-        or naming a kind of model this code does not know, would otherwise be served
-        misread or fail in every server that reloads it. A refused version leaves
+        naming a kind of model this code does not know, holding a parameter it does not
+        know, or missing a file, would otherwise be served misread or fail in every
+        server that reloads it. A refused version leaves
         ``CURRENT`` as it was. ``check=False`` skips the check (a version just published
         by this code).
         """
