@@ -233,7 +233,7 @@ def implicit_fit_seconds(train: Interactions, tuned: dict[str, dict[str, Any]]) 
     """Bare ``implicit`` fits on the same matrix and parameters (no recgraph wrapper)."""
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.cpu.bpr import BayesianPersonalizedRanking
-    from implicit.nearest_neighbours import BM25Recommender, CosineRecommender, bm25_weight
+    from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
     from implicit.utils import ParameterWarning
     from threadpoolctl import threadpool_limits
 
@@ -248,12 +248,9 @@ def implicit_fit_seconds(train: Interactions, tuned: dict[str, dict[str, Any]]) 
             iterations=als["iterations"],
             random_state=0,
         )
-        weighting = als.get("weighting", "value")
-        weighted = (
-            bm25_weight(matrix, K1=100.0, B=0.8).tocsr()
-            if weighting == "bm25"
-            else positive_matrix(train, binary=weighting == "binary")
-        )
+        # the very matrix recgraph's ALS hands implicit (its weighting, factors.bm25_weight
+        # for bm25, over the users and items with a pair)
+        weighted = create_retriever("als", als).implicit_input(train)
         start = time.perf_counter()
         model.fit(weighted, show_progress=False)
         seconds["als"] = time.perf_counter() - start

@@ -142,3 +142,7 @@ def test_ids_without_a_pair_change_no_answer(weighting):
     assert not large.user_factors_[n_users:].any() and not large.item_factors_[n_items:].any()
     everyone = np.arange(n_users)
     np.testing.assert_array_equal(large.recommend(everyone, 5)[0], small.recommend(everyone, 5)[0])
+    # what benchmarks/feeds.py hands bare implicit: the matrix fit solves, without the empty ids
+    np.testing.assert_array_equal(
+        ALS(params).implicit_input(grown).toarray(), small._confidence().toarray()
+    )

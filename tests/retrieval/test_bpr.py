@@ -58,7 +58,10 @@ def test_negative_sampler_follows_popularity_to_the_power():
     counts = np.array([1.0, 4.0, 0.0, 16.0])
     rng = np.random.default_rng(0)
     uniform = np.bincount(NegativeSampler(counts, 0.0).draw(rng, 40_000), minlength=4) / 40_000
-    np.testing.assert_allclose(uniform, 0.25, atol=0.01)
+    # uniform over the items with a user: one without (new to the model) has no vector to learn
+    np.testing.assert_allclose(uniform, [1 / 3, 1 / 3, 0, 1 / 3], atol=0.01)
+    every = np.bincount(NegativeSampler(np.ones(4), 0.0).draw(rng, 40_000), minlength=4) / 40_000
+    np.testing.assert_allclose(every, 0.25, atol=0.01)
     by_count = np.bincount(NegativeSampler(counts, 1.0).draw(rng, 40_000), minlength=4) / 40_000
     np.testing.assert_allclose(by_count, counts / counts.sum(), atol=0.01)
     root = np.bincount(NegativeSampler(counts, 0.5).draw(rng, 40_000), minlength=4) / 40_000
@@ -138,3 +141,42 @@ def test_dense_and_searched_pair_lookups_train_alike(monkeypatch):
     searched = BPR({**SMALL, "negative_candidates": 3}).fit(data)
     np.testing.assert_array_equal(dense.item_factors_, searched.item_factors_)
     np.testing.assert_array_equal(dense.user_factors_, searched.user_factors_)
+
+
+def test_ids_without_a_pair_change_no_answer():
+    """Users and items the id maps hold without a training pair (a split's test-side ids,
+    a catalogue's new items) draw no starting vector and no negative: every other vector
+    and answer is the same, and an item without a pair keeps a zero vector and bias."""
+    from recgraph.data.interactions import IdMap
+
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 40, 400).astype(str)
+    items = rng.integers(0, 30, 400).astype(str)
+    data = Interactions.from_arrays(users, items)
+    grown = Interactions.from_arrays(
+        users,
+        items,
+        users=IdMap.from_array(np.r_[["test_only_1"], data.users.to_array(), ["test_only_2"]]),
+        items=IdMap.from_array(np.r_[["new_1"], data.items.to_array(), ["new_2", "new_3"]]),
+    )
+    assert grown.n_users == data.n_users + 2 and grown.n_items == data.n_items + 3
+    params = {**SMALL, "iterations": 20}
+    small, large = BPR(params).fit(data), BPR(params).fit(grown)
+    old_users = grown.users.index(data.users.to_array())
+    old_items = grown.items.index(data.items.to_array())
+    np.testing.assert_array_equal(large.user_factors_[old_users], small.user_factors_)
+    np.testing.assert_array_equal(large.item_factors_[old_items], small.item_factors_)
+    new_items = np.setdiff1d(np.arange(grown.n_items), old_items)
+    assert not large.item_factors_[new_items].any(), "no vector and no bias without a pair"
+    new_users = np.setdiff1d(np.arange(grown.n_users), old_users)
+    assert not large.user_factors_[new_users, :-1].any()
+    assert (large.user_factors_[new_users, -1] == 1).all(), "scored by the item bias alone"
+    # among the items with a pair, the same answers (an item without one scores 0, its
+    # zero vector: above what a user scores below 0, below what they score above it)
+    ids_small, _ = small.recommend(np.arange(data.n_users), 5)
+    ids_large, _ = large.recommend(old_users, 5, candidates=old_items)
+    np.testing.assert_array_equal(
+        grown.items.to_array()[ids_large], data.items.to_array()[ids_small]
+    )
+    again = BPR(params).fit(grown)
+    np.testing.assert_array_equal(again.item_factors_, large.item_factors_)

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import threading
 import uuid
@@ -133,20 +134,29 @@ def test_unknown_and_malformed_versions(registry, model):
     assert registry.current_version() == "v1"
 
 
-def _rewrite_json(registry, path: str, **changes) -> None:
-    """Change keys of a JSON file in the registry, as a newer writer would have written it."""
+def _rewrite_json(registry, path: str, change=None, **changes) -> None:
+    """Change keys of a JSON file in the registry (``change(value)``, or ``changes``), as a
+    newer writer would have written it: the version's manifest lists the new size and hash."""
     value = json.loads(registry.fs.cat_file(path))
-    registry.fs.pipe_file(path, json.dumps({**value, **changes}).encode())
+    raw = json.dumps(change(value) if change else {**value, **changes}).encode()
+    registry.fs.pipe_file(path, raw)
+    folder, _, relative = path.partition("/versions/")
+    version, _, relative = relative.partition("/")
+    if relative != "manifest.json":
+        manifest_path = f"{folder}/versions/{version}/manifest.json"
+        manifest = json.loads(registry.fs.cat_file(manifest_path))
+        manifest["files"][relative] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+        registry.fs.pipe_file(manifest_path, json.dumps(manifest).encode())
 
 
 @pytest.mark.parametrize(
     ("relative", "changes", "reason"),
     [
         ("model/model.json", {"format_version": 99}, "format_version 99 is not supported"),
-        ("model/model.json", {"model": "from_the_future"}, "unknown model kind 'from_the_future'"),
+        ("model/model.json", {"model": "from_the_future"}, "unknown model 'from_the_future'"),
         ("manifest.json", {"format_version": 2}, "format_version 2 is not supported"),
         ("index/index.json", {"format_version": 7}, "format_version 7 is not supported"),
-        ("index/index.json", {"index": "quantum"}, "unknown index kind 'quantum'"),
+        ("index/index.json", {"index": "quantum"}, "unknown index 'quantum'"),
     ],
 )
 def test_promote_and_rollback_refuse_a_version_this_code_cannot_load(
@@ -166,6 +176,82 @@ def test_promote_and_rollback_refuse_a_version_this_code_cannot_load(
     assert registry.fs.cat_file(registry._path("CURRENT")) == pointer
     assert registry.current_version() == "v2"
     registry.set_current(new)  # a version this code reads is still promoted
+
+
+def _check_and_load_both_refuse(registry, version: str, reason: str) -> None:
+    """The promote check and loading agree: both refuse ``version``, for the same reason."""
+    from recgraph.serving.loader import load_version
+
+    with pytest.raises(RegistryError, match=f"version {version} cannot be loaded.*{reason}"):
+        registry.set_current(version)
+    with pytest.raises((InputError, ConfigError), match=reason):
+        load_version(registry, version)
+
+
+def _with_future_key(value: dict) -> dict:
+    return {**value, "config": {**value["config"], "option_from_the_future": 1}}
+
+
+def test_a_model_config_key_this_code_does_not_know_is_refused(registry, model):
+    """A newer writer's new parameter does not bump format_version: the model's own config
+    class refuses it at load, so the promote check does too."""
+    old = registry.publish(model)
+    registry.publish(model, promote=True)
+    _rewrite_json(registry, f"{registry.version_path(old)}/model/model.json", _with_future_key)
+    _check_and_load_both_refuse(registry, old, "option_from_the_future.*Extra inputs")
+    assert registry.current_version() == "v2"
+
+
+def test_a_pipeline_config_loading_refuses_is_refused(registry, model):
+    """pipeline.json's config goes through the parser Pipeline.load uses: an unknown key,
+    or a config format_version this code does not read, is refused by both."""
+    from recgraph.pipeline.pipeline import Pipeline
+
+    pipeline = Pipeline.from_retriever(model)
+    for changed, reason in [
+        (_with_future_key, "option_from_the_future.*Extra inputs"),
+        (
+            lambda value: {**value, "config": {**value["config"], "format_version": 2}},
+            "format_version 2 is not supported",
+        ),
+    ]:
+        version = registry.publish(pipeline)
+        registry.set_current(version)  # as written, it is promoted
+        registry.publish(pipeline, promote=True)
+        _rewrite_json(registry, f"{registry.version_path(version)}/model/pipeline.json", changed)
+        _check_and_load_both_refuse(registry, version, reason)
+
+
+def test_a_graph_of_a_newer_format_is_refused(registry):
+    """A walk model's saved graph (graph.json) is checked with GraphCSR.load's own rule."""
+    from recgraph.retrieval.ppr import PersonalizedPageRank
+
+    walker = PersonalizedPageRank().fit(two_cliques("follows"))
+    old = registry.publish(walker)
+    registry.publish(walker, promote=True)
+    _rewrite_json(
+        registry, f"{registry.version_path(old)}/model/graph/graph.json", format_version=2
+    )
+    _check_and_load_both_refuse(registry, old, "graph.json.*format_version 2 is not supported")
+
+
+def test_a_version_missing_a_listed_file_is_refused(registry, model):
+    old = registry.publish(model)
+    registry.publish(model, promote=True)
+    registry.fs.rm_file(f"{registry.version_path(old)}/model/state.npz")
+    with pytest.raises(RegistryError, match="missing: model/state.npz"):
+        registry.set_current(old)
+    assert registry.current_version() == "v2"
+
+
+def test_loading_refuses_a_registry_manifest_of_another_format(registry, model):
+    """The registry manifest's format is checked by every load, not only by promote."""
+    version = registry.publish(model)
+    _rewrite_json(registry, f"{registry.version_path(version)}/manifest.json", format_version=2)
+    for load in (registry.load, registry.local_copy):
+        with pytest.raises(InputError, match="manifest.json.*format_version 2 is not supported"):
+            load(version)
+    _check_and_load_both_refuse(registry, version, "format_version 2 is not supported")
 
 
 def test_unfitted_models_and_unstorable_metrics_are_refused(registry, model):

@@ -40,7 +40,7 @@ import scipy.sparse as sp
 
 from recgraph.data.interactions import IdMap
 from recgraph.errors import InputError
-from recgraph.files import atomic_path, atomic_write
+from recgraph.files import atomic_path, atomic_write, read_manifest
 from recgraph.progress import progress_bar
 
 FORMAT_VERSION = 1
@@ -183,23 +183,18 @@ class GraphCSR:
     def load(cls, folder: str | os.PathLike, *, mmap: bool = True) -> GraphCSR:
         """Open a saved graph; ``mmap=True`` maps the files read-only instead of reading them."""
         folder = Path(folder)
-        manifest_path = folder / MANIFEST
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"{manifest_path}: no saved graph here")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{manifest_path}: not JSON ({exc})") from None
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise InputError(
-                f"{manifest_path}: format_version {manifest.get('format_version')!r} is not "
-                f"supported (expected {FORMAT_VERSION})"
-            )
+        manifest = read_graph_manifest(folder / MANIFEST)
         arrays = {name: load_array(folder / f"{name}.npy", mmap=mmap) for name in _ARRAYS}
         graph = cls(**arrays, n_rows=int(manifest["n_rows"]), n_cols=int(manifest["n_cols"]))
         if graph.n_edges != int(manifest["n_edges"]) or len(graph.in_indices) != graph.n_edges:
             raise InputError(f"{folder}: the arrays do not match graph.json's n_edges")
         return graph
+
+
+def read_graph_manifest(manifest_path: str | os.PathLike) -> dict:
+    """A saved graph's ``graph.json``, once its format is one :meth:`GraphCSR.load` reads
+    (:class:`InputError` otherwise); the registry's promote check reads it with this too."""
+    return read_manifest(manifest_path, "graph", FORMAT_VERSION)
 
 
 # ---------------------------------------------------------------------- single arrays

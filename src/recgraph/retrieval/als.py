@@ -42,7 +42,12 @@ from pydantic import Field
 from recgraph.data.interactions import Interactions
 from recgraph.progress import progress_bar
 from recgraph.retrieval.explanation import Explanation, history_explanations
-from recgraph.retrieval.factors import CountWeightingConfig, FactorRetriever, bm25_weight
+from recgraph.retrieval.factors import (
+    CountWeightingConfig,
+    FactorRetriever,
+    bm25_weight,
+    rows_and_columns_with_pairs,
+)
 
 
 class ALSConfig(CountWeightingConfig):
@@ -52,9 +57,19 @@ class ALSConfig(CountWeightingConfig):
     value means: 1 per like, log confidence of a play count, a weight as
     given; the same as ``binary`` on binary or rating data), ``binary`` (1 per
     liked pair) or ``bm25`` (binary, then BM25 weighted with ``bm25_k1`` /
-    ``bm25_b``, which damps heavy users and popular items: item_knn's
-    :func:`~recgraph.retrieval.factors.bm25_weight`, counted over the items
-    that have a pair). Dislikes and low ratings are never positives.
+    ``bm25_b``: item_knn's :func:`~recgraph.retrieval.factors.bm25_weight`).
+    Dislikes and low ratings are never positives.
+
+    ``bm25`` changed meaning in 0.1 (the ``defects`` merge): it is the transpose
+    of the weighting ALS had before, which was ``implicit``'s ``bm25_weight`` of
+    the users x items matrix (one inverse frequency per item, counted over all
+    users; each user's row normalised by its length; :math:`N` = users). Now
+    each user is a term and each item a document, as in item_knn: one Lucene
+    inverse frequency per user (a user with many items weighs less), each
+    item's column normalised by its length (a popular item's pairs damped),
+    and :math:`N` and the mean length counted over the items that have a pair.
+    The same ``bm25_k1`` / ``bm25_b`` therefore weigh differently than before;
+    the defaults were chosen with ``weighting = "value"``, which did not change.
     """
 
     #: 32 factors, L2 10, alpha 1: the validation choice of
@@ -67,6 +82,8 @@ class ALSConfig(CountWeightingConfig):
     regularization: float = Field(default=10.0, ge=0)
     alpha: float = Field(default=1.0, gt=0)
     iterations: int = Field(default=15, ge=1)
+    #: ``bm25``: item_knn's BM25 (one weight per user, length normalised per item, N =
+    #: items with a pair), the transpose of the implicit ``bm25_weight`` used before 0.1.
     weighting: Literal["binary", "value", "bm25"] = "value"
     bm25_k1: float = Field(default=100.0, gt=0)
     bm25_b: float = Field(default=0.8, ge=0, le=1)
@@ -127,14 +144,7 @@ class ALS(FactorRetriever):
         self.matrix_ = self._training_matrix(train, fitting=True)
         for attr in ("user_factors_", "item_factors_"):
             self.__dict__.pop(attr, None)  # implicit would continue from them
-        confidence = self._confidence()
-        # Solved over the users and items that have a pair, the rest kept at zero: implicit
-        # draws its starting vectors for every row and column, so users and items without a
-        # pair (a split's test-side ids, a catalogue's new items) would move every answer.
-        users = np.flatnonzero(np.diff(confidence.indptr))
-        items = np.flatnonzero(np.bincount(confidence.indices, minlength=confidence.shape[1]))
-        if len(users) < confidence.shape[0] or len(items) < confidence.shape[1]:
-            confidence = confidence[users][:, items]
+        confidence, users, items = self._fit_input()
         model = self._implicit_model()
         with (
             threadpool_limits(1, "blas"),
@@ -146,6 +156,27 @@ class ALS(FactorRetriever):
         self.item_factors_ = np.zeros((self.matrix_.shape[1], factors), dtype=np.float32)
         self.user_factors_[users] = model.user_factors
         self.item_factors_[items] = model.item_factors
+
+    def _fit_input(self) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+        """The matrix ``implicit`` is fitted on, and the users and items its rows and columns are.
+
+        Solved over the users and items that have a pair, the rest kept at zero: implicit
+        draws its starting vectors for every row and column, so users and items without a
+        pair (a split's test-side ids, a catalogue's new items) would move every answer.
+        """
+        confidence = self._confidence()
+        users, items = rows_and_columns_with_pairs(confidence)
+        if len(users) < confidence.shape[0] or len(items) < confidence.shape[1]:
+            confidence = confidence[users][:, items]
+        return confidence, users, items
+
+    def implicit_input(self, train: Interactions) -> sp.csr_matrix:
+        """What :meth:`fit` on ``train`` hands ``implicit`` (this config's weighting, over
+        the users and items with a pair), without fitting: to time bare ``implicit`` on the
+        same input (benchmarks/feeds.py)."""
+        model = type(self)(self.config)
+        model.matrix_ = model._training_matrix(train, fitting=True)
+        return model._fit_input()[0]
 
     def fold_in(self, new: Interactions) -> ALS:
         """Recompute the vectors of the users in ``new`` from all their feedback; nothing else moves.

@@ -233,6 +233,20 @@ def bm25_weight(matrix: sp.spmatrix, k1: float, b: float) -> sp.csr_matrix:
     return out
 
 
+def rows_and_columns_with_pairs(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (users) and the columns (items) of ``matrix`` that hold a stored pair.
+
+    What a factor model fits on (ALS, BPR): the id maps may also hold users and
+    items without a training pair (a split's test-side ids, a catalogue's new
+    items); fitting over them draws starting vectors (and, for BPR, negatives)
+    for them, which moves every other vector and answer. They keep zero vectors.
+    """
+    matrix = sp.csr_matrix(matrix)
+    rows = np.flatnonzero(np.diff(matrix.indptr))
+    columns = np.flatnonzero(np.bincount(matrix.indices, minlength=matrix.shape[1]))
+    return rows, columns
+
+
 def merge_matrix(old: sp.csr_matrix, new: sp.csr_matrix, binary: bool) -> sp.csr_matrix:
     """``old`` grown to ``new``'s shape plus ``new`` (capped at 1 when ``binary``)."""
     merged = (pad_rows(old, *new.shape) + new).tocsr()

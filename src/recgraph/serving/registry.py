@@ -12,7 +12,8 @@ A registry is a folder, local or at any fsspec URL (``s3://bucket/models``,
 A version is complete once its ``manifest.json`` exists: the manifest is
 written after every other file, and only versions with one are listed,
 loaded or promoted; promoting (or rolling back to) a version also checks
-that this code reads its saved headers (:meth:`ModelRegistry.check_loadable`).
+that loading it with this code gets past every saved header, with the
+loaders' own rules (:meth:`ModelRegistry.check_loadable`).
 The ``CURRENT`` pointer is one small object replaced in a single step (a
 temporary file renamed over it on a local disk; a single PUT on an object
 store, which readers see whole or not at all), so a reader sees the old
@@ -37,7 +38,7 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,7 @@ import numpy as np
 from recgraph.data.interactions import Interactions
 from recgraph.data.snapshot import data_snapshot
 from recgraph.errors import ConfigError, InputError, RecgraphError
-from recgraph.files import atomic_write, check_format_version
+from recgraph.files import atomic_write, check_format_version, read_manifest
 from recgraph.settings import registry_root
 
 if TYPE_CHECKING:
@@ -206,11 +207,16 @@ class ModelRegistry:
 
     def local_copy(self, version: str, manifest: Mapping[str, Any] | None = None) -> Path:
         """A local folder holding ``version``'s files: the folder itself on a local root,
-        else a cached download (versions never change, so one download serves every load)."""
+        else a cached download (versions never change, so one download serves every load).
+
+        Every load goes through here, so here the manifest's format is checked
+        (:func:`check_manifest_format`, :class:`InputError`): a newer registry
+        format is refused before anything it lists is read."""
         version = check_version_name(version)
+        manifest = manifest if manifest is not None else self.manifest(version)
+        check_manifest_format(manifest, self._path(VERSIONS_DIR, version, MANIFEST_FILE))
         if self.is_local:
             return Path(self.version_path(version))
-        manifest = manifest if manifest is not None else self.manifest(version)
         target = self._cache / version
         if (target / COMPLETE_MARKER).exists():
             return target
@@ -221,10 +227,7 @@ class ModelRegistry:
                 local = staging / relative
                 local.parent.mkdir(parents=True, exist_ok=True)
                 self.fs.get_file(posixpath.join(self.version_path(version), relative), str(local))
-                if local.stat().st_size != info.get("bytes"):
-                    raise RegistryError(
-                        f"{self.version_path(version)}/{relative}: size differs from the manifest"
-                    )
+                _check_listed_size(self.version_path(version), relative, info, local.stat().st_size)
             (staging / COMPLETE_MARKER).touch()
             try:
                 os.rename(staging, target)
@@ -321,8 +324,9 @@ class ModelRegistry:
 
         A promotion or a rollback to an older version first checks that this code can
         read the version (:meth:`check_loadable`): a version written by a newer format,
-        or naming a kind of model this code does not know, would otherwise be served
-        misread or fail in every server that reloads it. A refused version leaves
+        naming a kind of model this code does not know, holding a parameter it does not
+        know, or missing a file, would otherwise be served misread or fail in every
+        server that reloads it. A refused version leaves
         ``CURRENT`` as it was. ``check=False`` skips the check (a version just published
         by this code).
         """
@@ -335,42 +339,79 @@ class ModelRegistry:
         self._write_atomic(self._path(POINTER_FILE), json.dumps(pointer).encode())
 
     def check_loadable(self, version: str) -> dict[str, Any]:
-        """``version``'s manifest, once every saved header in it reads with this code.
+        """``version``'s manifest, once loading it with this code would get past every
+        saved header.
 
-        The headers are what loading checks first (:func:`~recgraph.files.read_manifest`
-        and the kind registries): the registry manifest's own format, and each
-        ``model.json``, ``index.json``, ``ranker.json``, ``pipeline.json`` and history
-        manifest the version lists: its ``format_version`` one this code reads, and the
-        model, index or ranker it names one this code knows (by name: no module is
-        imported, nothing large is read). Raises :class:`RegistryError` naming the
-        version, the file and the reason.
+        Each rule is the loader's own: the registry manifest's format
+        (:func:`check_manifest_format`, which :meth:`local_copy` applies too); each
+        ``model.json``, ``index.json`` and ``ranker.json`` opened as ``load`` opens it
+        (its format, the kind it names, and its config validated by that class, so a
+        parameter this code does not know is refused, as loading refuses it); the
+        ``pipeline.json`` format and its config through :func:`parse_pipeline`; each
+        history's and graph's ``format_version``; and every file the manifest lists
+        present. The classes named are imported (a model whose package is missing is
+        refused, as loading refuses it); no state is read. Raises :class:`RegistryError`
+        naming the version, the file and the reason.
         """
         version = check_version_name(version)
         manifest = self.manifest(version)  # raises if the version is absent or incomplete
         folder = self.version_path(version)
         try:
-            check_format_version(manifest, posixpath.join(folder, MANIFEST_FILE), MANIFEST_FORMAT)
-            rules = _saved_header_rules()
-            headers = [
-                relative
-                for relative in manifest.get("files") or {}
-                if posixpath.basename(relative) in rules
-            ]
+            check_manifest_format(manifest, posixpath.join(folder, MANIFEST_FILE))
+            listed = manifest.get("files")
+            if not isinstance(listed, Mapping) or not listed:
+                raise InputError("the manifest lists no files", path=folder, field="files")
+            present = self._files_under(folder)
+            missing = sorted(relative for relative in listed if relative not in present)
+            if missing:
+                shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+                raise InputError(f"listed in the manifest but missing: {shown}", path=folder)
+            if not self.is_local:  # a download checks each size (local_copy): so does this
+                for relative, info in listed.items():
+                    _check_listed_size(folder, relative, info, present[relative])
+            readers = _saved_header_readers()
+            headers = [r for r in listed if posixpath.basename(r) in readers]
             if not headers:
                 raise InputError("no saved model header in the version", path=folder)
-            for relative in headers:
-                path = posixpath.join(folder, relative)
-                raw = self._read(path)
-                if raw is None:
-                    raise InputError("listed in the manifest but missing", path=path)
-                _check_saved_header(_parse_json(raw, path), path, rules[posixpath.basename(path)])
-        except (InputError, ConfigError) as exc:
+            with tempfile.TemporaryDirectory(prefix="recgraph-check-") as tmp:
+                for relative in headers:
+                    local = self._header_copy(folder, relative, Path(tmp))
+                    try:
+                        readers[posixpath.basename(relative)](local)
+                    except ConfigError as exc:  # a class's config error names no file
+                        if relative in str(exc):
+                            raise
+                        raise ConfigError(f"{posixpath.join(folder, relative)}: {exc}") from exc
+        except (InputError, ConfigError, RegistryError) as exc:
             current = self.current_version()
             raise RegistryError(
                 f"version {version} cannot be loaded by this recgraph "
                 f"({_package_version()}): {exc}; current stays {current or '(none)'}"
             ) from exc
         return manifest
+
+    def _files_under(self, folder: str) -> dict[str, int | None]:
+        """Every file under ``folder`` (a path relative to it) and its size: one listing."""
+        base = self.fs._strip_protocol(folder).rstrip("/") + "/"
+        self.fs.invalidate_cache(folder)
+        found = self.fs.find(folder, detail=True)
+        return {
+            self.fs._strip_protocol(p).removeprefix(base): info.get("size")
+            for p, info in found.items()
+        }
+
+    def _header_copy(self, folder: str, relative: str, staging: Path) -> Path:
+        """A local path to read ``folder/relative`` from: the file itself on a local root,
+        else a copy in ``staging`` (headers are small JSON files)."""
+        if self.is_local:
+            return Path(folder) / relative
+        local = staging / relative
+        local.parent.mkdir(parents=True, exist_ok=True)
+        raw = self._read(posixpath.join(folder, relative))
+        if raw is None:
+            raise InputError("listed in the manifest but missing", path=f"{folder}/{relative}")
+        local.write_bytes(raw)
+        return local
 
     # ------------------------------------------------------------------ storage
     def _read(self, path: str) -> bytes | None:
@@ -456,46 +497,59 @@ def check_version_name(version: str) -> str:
     return version
 
 
-def _saved_header_rules() -> dict[str, tuple[str, int, tuple[int, ...], list[str] | None]]:
-    """File name -> (what the header names, its format, earlier formats still read, the
-    names this code knows, or None where the header names no kind): what each ``load``
-    checks before it reads anything else."""
+def check_manifest_format(manifest: Any, path: str) -> None:
+    """Refuse (:class:`InputError`) a version manifest of a format this code does not read:
+    the one rule, applied by every load (:meth:`ModelRegistry.local_copy`) and by
+    :meth:`ModelRegistry.check_loadable`."""
+    check_format_version(manifest, path, MANIFEST_FORMAT)
+
+
+def _saved_header_readers() -> dict[str, Callable[[Path], Any]]:
+    """File name -> what ``load`` does with that file before it reads any state: each
+    raises (:class:`InputError`, :class:`ConfigError`) on a header this code would refuse
+    or misread. The loaders' own functions, so the check and loading cannot disagree."""
+    from recgraph.data.graph_csr import MANIFEST as GRAPH_FILE
+    from recgraph.data.graph_csr import read_graph_manifest
     from recgraph.index.base import FORMAT_VERSION as INDEX_FORMAT
-    from recgraph.index.base import INDEX_FILE
-    from recgraph.index.registry import available_indexes
+    from recgraph.index.base import INDEX_FILE, Index
+    from recgraph.index.registry import available_indexes  # noqa: F401 - installs Index's names
+    from recgraph.lazy_registry import open_saved
+    from recgraph.pipeline.config import parse_pipeline
     from recgraph.pipeline.history import HISTORY_FORMAT, HISTORY_MANIFEST
     from recgraph.pipeline.pipeline import PIPELINE_ALSO_READS, PIPELINE_FILE, PIPELINE_FORMAT
     from recgraph.ranking.base import CONFIG_FILE as RANKER_FILE
     from recgraph.ranking.base import FORMAT_VERSION as RANKER_FORMAT
-    from recgraph.ranking.registry import available_rankers
+    from recgraph.ranking.base import Ranker
+    from recgraph.ranking.registry import available_rankers  # noqa: F401 - installs Ranker's
     from recgraph.retrieval.base import ALSO_READS as MODEL_ALSO_READS
     from recgraph.retrieval.base import CONFIG_FILE as MODEL_FILE
     from recgraph.retrieval.base import FORMAT_VERSION as MODEL_FORMAT
-    from recgraph.retrieval.registry import available_retrievers
+    from recgraph.retrieval.base import Retriever
+    from recgraph.retrieval.registry import available_retrievers  # noqa: F401 - installs
+
+    def pipeline(path: Path) -> None:  # what Pipeline.load reads first
+        manifest = read_manifest(path, "pipeline", PIPELINE_FORMAT, also_reads=PIPELINE_ALSO_READS)
+        if not isinstance(manifest.get("config"), Mapping):
+            raise InputError("no pipeline config", path=path, field="config")
+        parse_pipeline(manifest["config"], source=str(path))
 
     return {
-        MODEL_FILE: ("model", MODEL_FORMAT, MODEL_ALSO_READS, available_retrievers()),
-        INDEX_FILE: ("index", INDEX_FORMAT, (), available_indexes()),
-        RANKER_FILE: ("ranker", RANKER_FORMAT, (), available_rankers()),
-        PIPELINE_FILE: ("pipeline", PIPELINE_FORMAT, PIPELINE_ALSO_READS, None),
-        HISTORY_MANIFEST: ("history", HISTORY_FORMAT, (), None),
+        MODEL_FILE: lambda path: open_saved(
+            Retriever, Retriever, path, "model", MODEL_FORMAT, also_reads=MODEL_ALSO_READS
+        ),
+        INDEX_FILE: lambda path: open_saved(Index, Index, path, "index", INDEX_FORMAT),
+        RANKER_FILE: lambda path: open_saved(Ranker, Ranker, path, "ranker", RANKER_FORMAT),
+        PIPELINE_FILE: pipeline,
+        HISTORY_MANIFEST: lambda path: read_manifest(path, "history", HISTORY_FORMAT),
+        GRAPH_FILE: read_graph_manifest,
     }
 
 
-def _check_saved_header(
-    header: dict[str, Any], path: str, rule: tuple[str, int, tuple[int, ...], list[str] | None]
-) -> None:
-    """Refuse (:class:`InputError`) a saved header this code would misread: a format it does
-    not read, or a kind of model, index or ranker it does not know (``rule``: its file's
-    entry of :func:`_saved_header_rules`)."""
-    what, version, also_reads, known = rule
-    check_format_version(header, path, version, also_reads=also_reads)
-    if known is not None and header.get(what) not in known:
-        raise InputError(
-            f"unknown {what} kind {header.get(what)!r} (this code knows: {', '.join(known)})",
-            path=path,
-            field=what,
-        )
+def _check_listed_size(folder: str, relative: str, info: Any, size: int | None) -> None:
+    """Refuse (:class:`RegistryError`) a file whose size is not the one its manifest lists:
+    a truncated or half-replaced upload."""
+    if not isinstance(info, Mapping) or size != info.get("bytes"):
+        raise RegistryError(f"{folder}/{relative}: size differs from the manifest")
 
 
 def _version_number(name: str) -> int:
