@@ -12,8 +12,10 @@ method, 20%, ``--valid-seeds`` draws), and on each draw this script fits:
   for ``--seeds`` ranker seeds (the label slice draw, the validation users,
   LightGBM's seed: what differs between two runs).
 
-The question is the shipped one (``src/recgraph/config/pipeline.toml``) or the
-default ranked one (``--question default``), its ranker cutting the label
+The question is the shipped one (``src/recgraph/config/pipeline.toml``), the
+default ranked one (``--question default``) or the one a ``two_stage.py`` run's
+tuning chose (``--question RUN.json``; ``--fraction 0.4``: the longer validation
+tuning's phase 3 carves), its ranker cutting the label
 slice as the split was cut (``label_split_for``). Reported: validation
 ``metric`` over the best retriever alone on that draw, mean and spread over
 the ranker seeds, and the ranker's CPU seconds to fit and to score.
@@ -80,14 +82,18 @@ def run_case(name: str, args: argparse.Namespace, work: Path, done: list[dict]) 
     if kind == "items" and source.is_dir():
         item_features = ItemFeatures.read(movielens_items_file(source, work / f"{name}.items.csv"))
     question = question_of(kind)
-    base = (
-        default_question(kind)
-        if args.question == "default"
-        else load_pipeline_config().question(question)
-    )
+    if args.question == "default":
+        base = default_question(kind)
+    elif args.question == "shipped":
+        base = load_pipeline_config().question(question)
+    else:  # a two_stage.py run: the question its tuning chose for this case
+        tuned = json.loads(Path(args.question).read_text())["cases"][name]["tuned_config"]
+        base = QuestionConfig.model_validate(tuned)
     rows = []
     for valid_seed in map(int, args.valid_seeds.split(",")):
-        validation, description = carve_validation(train, method, 0.2, valid_seed, metric, 3000)
+        validation, description = carve_validation(
+            train, method, args.fraction, valid_seed, metric, 3000
+        )
         cache = FitCache(question, None, item_features)
         singles = {}
         for spec in base.retrievers:
@@ -109,6 +115,7 @@ def run_case(name: str, args: argparse.Namespace, work: Path, done: list[dict]) 
                     "case": name,
                     "question": args.question,
                     "valid_seed": valid_seed,
+                    "fraction": args.fraction,
                     "variant": variant or "as configured",
                     "seed": seed,
                     metric: round(value, 4),
@@ -130,7 +137,7 @@ def summary(rows: list[dict]) -> list[dict]:
     out = []
 
     def key_of(r: dict) -> tuple:
-        return (r["case"], r["question"], r["valid_seed"], r["variant"])
+        return (r["case"], r["question"], r["valid_seed"], r.get("fraction", 0.2), r["variant"])
 
     for key in sorted({key_of(r) for r in rows}):
         shares = [r["over_best_single"] for r in rows if key_of(r) == key]
@@ -139,7 +146,8 @@ def summary(rows: list[dict]) -> list[dict]:
                 "case": key[0],
                 "question": key[1],
                 "valid_seed": key[2],
-                "variant": key[3],
+                "fraction": key[3],
+                "variant": key[4],
                 "mean_over_best_single": round(float(np.mean(shares)), 4),
                 "spread": round(float(np.max(shares) - np.min(shares)), 4),
                 "runs": len(shares),
@@ -151,7 +159,14 @@ def summary(rows: list[dict]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", action="append", choices=list(CASES), required=True)
-    parser.add_argument("--question", choices=("shipped", "default"), default="shipped")
+    parser.add_argument(
+        "--question",
+        default="shipped",
+        help="shipped, default, or a two_stage.py run's JSON (the question its tuning chose)",
+    )
+    parser.add_argument(
+        "--fraction", type=float, default=0.2, help="validation share carved from train"
+    )
     parser.add_argument(
         "--variants",
         default="bags=5",
@@ -176,12 +191,12 @@ def main() -> None:
 def save(out: Path, rows: list[dict]) -> dict:
     """Write ``rows`` over the saved ones of the same case, question, draw and variant."""
     saved = json.loads(out.read_text()) if out.exists() else {"rows": []}
-    fresh = {(x["case"], x["question"], x["valid_seed"], x["variant"]) for x in rows}
-    keep = [
-        r
-        for r in saved["rows"]
-        if (r["case"], r["question"], r["valid_seed"], r["variant"]) not in fresh
-    ]
+
+    def key_of(r: dict) -> tuple:
+        return (r["case"], r["question"], r["valid_seed"], r.get("fraction", 0.2), r["variant"])
+
+    fresh = {key_of(x) for x in rows}
+    keep = [r for r in saved["rows"] if key_of(r) not in fresh]
     return save_results(
         out,
         "ranker_bagging",

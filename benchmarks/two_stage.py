@@ -211,7 +211,7 @@ def run_case(
     question = question_of(kind)
     print(f"\n== {name}: {len(train):,} train / {len(test):,} test rows ({method})", flush=True)
 
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     result = tune_question(
         question,
         train,
@@ -226,6 +226,7 @@ def run_case(
         ),
     )
     tune_seconds = time.perf_counter() - started
+    tune_cpu_seconds = time.process_time() - started_cpu
     tuned_path = work / f"{name}.tuned.toml"
     write_pipeline({question: result}, tuned_path)
     default_path = work / f"{name}.default.toml"
@@ -297,6 +298,7 @@ def run_case(
         "validation": result.validation,
         "tune_seed": tune_seed,
         "tune_seconds": round(tune_seconds, 1),
+        "tune_cpu_seconds": round(tune_cpu_seconds, 1),
         "tune_trials": len(result.trials),
         "tuned_config": result.config.model_dump(mode="json", exclude_none=True),
         "tuned_validation": {

@@ -260,3 +260,58 @@ def test_phase_three_keeps_the_pipeline_whose_lead_holds_on_the_second_validatio
     # both fall well behind on the second validation: the best single retriever answers
     assert run({"popular": 0.20, "item_knn": 0.10, "ease": 0.12}) == (0.10, configs[0])
     assert description["confirm"]["kept"] == "the best single retriever"
+
+
+def test_phase_three_keeps_a_ranker_only_when_its_lead_holds_for_every_ranker_seed():
+    """A lead that one ranker draw shows and another loses is the draw's, not the pipeline's."""
+    from types import SimpleNamespace
+
+    from recgraph.jobs.tune.results import Trial
+    from recgraph.jobs.tune.search import _confirm, reseeded
+    from recgraph.pipeline.config import QuestionConfig
+
+    single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
+    ranked = QuestionConfig(
+        retrievers=[{"name": "popular"}, {"name": "item_knn"}],
+        fallback=[],
+        ranker={"name": "gbdt_ranker", "seed": 0},
+    )
+    assert reseeded(ranked, 7).ranker.seed == 7 and reseeded(ranked, 7).ranker.params["seed"] == 7
+    assert reseeded(single, 7) == single
+    single_trial = Trial(0, "pipeline", [{"name": "popular"}], None, 0.10, 0.0)
+    ranked_trial = Trial(1, "pipeline", [{"name": "popular"}], {"name": "gbdt_ranker"}, 0.13, 0.0)
+    recorded, description = [], {}
+
+    class Cache:
+        def fit(self, config, data):
+            return config
+
+    def run(by_seed: dict[int, float]):
+        def value(model):
+            return 0.10 if model.ranker is None else by_seed[model.ranker.seed]
+
+        first = SimpleNamespace(fit=None, score=value)
+        second = SimpleNamespace(fit=None, score=value)
+        described = {"fraction": 0.4, "seed": 0, "rows_fit": 10, "rows_valid": 5, "users": 3}
+        return _confirm(
+            (0.13, ranked),
+            [(ranked_trial, ranked)],
+            (single_trial, single),
+            carve=lambda: (second, described),
+            cache=Cache(),
+            record=recorded.append,
+            description=description,
+            number=lambda: len(recorded),
+            first=first,
+            seeds=(0, 1, 2),
+        )
+
+    # every seed leads on both validations: the ranked pipeline answers
+    assert run({0: 0.13, 1: 0.12, 2: 0.11}) == (0.13, ranked)
+    assert description["confirm"]["kept"] == "#1"
+    # the best single on the second validation, then seeds 1, 2 on the first, 0-2 on the second
+    assert len(recorded) == 1 + 2 + 3
+    # seed 2 falls behind the best single: the mean still leads, the pipeline does not
+    assert run({0: 0.13, 1: 0.12, 2: 0.095}) == (0.10, single)
+    assert description["confirm"]["kept"] == "the best single retriever"
+    assert description["confirm"]["worst_share"]["#1"] == pytest.approx(0.95)

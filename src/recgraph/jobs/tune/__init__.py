@@ -22,9 +22,10 @@ Two phases, each an Optuna study (TPE, seeded), within a time budget:
    chosen on, so the few best pipelines are scored again on a second
    validation (over twice the horizon when temporal: a lead that lasts only
    days after the cut is not one serving keeps; another random draw
-   otherwise), and the one with the best mean share of the best single
-   retriever over both is kept (the best single retriever when none
-   averages above 1).
+   otherwise), each with two ranker seeds (the ranker's own draw moves a
+   figure as much as its parameters do), and a pipeline is kept only when
+   it beats the best single retriever on every one of those figures (the
+   best mean share of those that do; else the best single retriever).
 
 With a time budget the number of trials depends on the machine; give
 ``max_trials`` for a choice that repeats exactly (same seed, same data, same

@@ -139,8 +139,10 @@ class TuneResult:
             lines.append(
                 f"  checked again on {confirm['rows_valid']:,} rows ({confirm['fraction']:.0%}, "
                 f"seed {confirm['seed']}, {confirm['users']:,} users; best single "
-                f"{confirm['best_single']:.4f}): mean share of the best single over both "
-                f"validations {confirm['mean_share']}, kept {confirm['kept']}"
+                f"{confirm['best_single']:.4f}): share of the best single over both "
+                f"validations and ranker seeds {confirm.get('ranker_seeds', [])}, mean "
+                f"{confirm['mean_share']}, worst {confirm.get('worst_share', {})} (kept only "
+                f"above 1), kept {confirm['kept']}"
             )
         if self.config.ranker is not None:
             lines.append(
