@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from recgraph.data import sparse_rows as R
 from recgraph.data.interactions import Interactions
 from recgraph.data.item_features import ItemFeatures
+from recgraph.ranking import features as F
 from recgraph.ranking.features import CandidateFeatures, feature_names, ppr_pairs
 
 
@@ -139,11 +140,16 @@ def test_a_friendship_request_reads_its_one_matrix_once_bit_for_bit(monkeypatch,
         assert check_against_reference(features, np.full(len(items), user), items) == 12
 
 
+@pytest.mark.parametrize("dense", [True, False])
 @pytest.mark.parametrize("read_cost", [0, R.READ_COST, 10**9])
-def test_a_request_reads_the_trained_feed_features_bit_for_bit(monkeypatch, read_cost):
+def test_a_request_reads_the_trained_feed_features_bit_for_bit(monkeypatch, read_cost, dense):
+    # dense: the similarities gathered from the neighbours held as an array (a small
+    # catalogue); else read sparse by row_products
     monkeypatch.setattr(R, "READ_COST", read_cost)
+    monkeypatch.setattr(F, "DENSE_NEIGHBOURS_BYTES", F.DENSE_NEIGHBOURS_BYTES if dense else 0)
     data, side = feed()
     features = CandidateFeatures(data, item_features=side)
+    assert (features.derived("neighbours_dense") is not None) == dense
     for user in (0, 5, 41):
         items = candidates(data.n_items, user)
         assert check_against_reference(features, np.full(len(items), user), items) == 10
