@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recgraph.data.interactions import Interactions
+from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.item_features import ItemFeatures, title_year
 from recgraph.ranking.features import (
     DAY,
@@ -84,3 +84,64 @@ def test_item_side_features_survive_save_and_load(feed, tmp_path):
     i = np.array([data.items.get("west50"), data.items.get("comedy90")])
     view = {"r": RetrieverColumns(np.array([1.0, 0.5]), np.array([1, 0]), np.array([1.0, 1.0]))}
     np.testing.assert_array_equal(features.matrix(u, i, view, 5), again.matrix(u, i, view, 5))
+
+
+TASTE = ("unliked_sim_max", "unliked_sim_mean", "rating_dev_sim", "last_genre_sim")
+
+
+def rated_feed() -> Interactions:
+    # "me" loved w1 and disliked-by-rating w2 (2 stars: seen, not liked); "a" and "b" both
+    # had w2 and the candidate "like_w2", "c" had w1 and "like_w1"
+    rows = [
+        ("me", "w1", 5.0),
+        ("me", "w2", 2.0),
+        ("me", "x", 4.0),
+        ("d", "x", 1.0),  # the scale runs 1-5: 4 and 5 are liked
+        ("a", "w2", 4.0),
+        ("a", "like_w2", 5.0),
+        ("b", "w2", 5.0),
+        ("b", "like_w2", 4.0),
+        ("c", "w1", 5.0),
+        ("c", "like_w1", 4.0),
+    ]
+    src, dst, value = zip(*rows, strict=True)
+    return Interactions.from_arrays(
+        src,
+        dst,
+        value=np.asarray(value, np.float32),
+        kind=np.full(len(rows), int(Kind.RATING), np.int8),
+        value_kind=np.full(len(rows), int(ValueKind.RATING), np.int8),
+        timestamp=np.arange(len(rows), dtype=np.int64) * DAY + END,
+    )
+
+
+def test_what_the_user_saw_and_did_not_like_and_how_they_rated_it():
+    data = rated_feed()
+    features = CandidateFeatures(data)
+    got = rows(features, data, "me", ["like_w2", "like_w1"])
+    # like_w2 is taken by those who had w2, which I rated 2 stars; like_w1 by those who had w1
+    assert got["unliked_sim_max"][0] > 0 and got["unliked_sim_max"][1] == 0
+    # my ratings less my mean: w2 below it, w1 above: similar to w2 reads negative, to w1 positive
+    assert got["rating_dev_sim"][0] < 0 < got["rating_dev_sim"][1]
+
+
+def test_features_saved_before_the_taste_ones_read_the_same_and_leave_those_unknown(tmp_path):
+    data = rated_feed()
+    features = CandidateFeatures(data)
+    features.save(tmp_path / "new.npz")
+    with np.load(tmp_path / "new.npz") as saved:  # a save from before: without their matrices
+        old = {
+            k: saved[k]
+            for k in saved.files
+            if k.split(".")[0] not in ("unliked", "rating_dev", "last_genres")
+        }
+    np.savez(tmp_path / "old.npz", **old)
+    before = CandidateFeatures.load(tmp_path / "old.npz")
+    u = np.full(3, data.users.get("me"))
+    i = np.array([data.items.get(x) for x in ("like_w2", "like_w1", "w1")])
+    names = feature_names("items", [])
+    taste = [names.index(n) for n in TASTE]
+    rest = [j for j in range(len(names)) if j not in taste]
+    fresh, loaded = features.matrix(u, i, {}, 5), before.matrix(u, i, {}, 5)
+    np.testing.assert_array_equal(loaded[:, rest], fresh[:, rest])
+    assert np.isnan(loaded[:, taste]).all() and not np.isnan(fresh[:, taste[:2]]).any()

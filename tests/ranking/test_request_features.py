@@ -15,9 +15,9 @@ import pytest
 import scipy.sparse as sp
 
 from recgraph.data import sparse_rows as R
-from recgraph.data.interactions import Interactions
+from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.item_features import ItemFeatures
-from recgraph.ranking import features as F
+from recgraph.ranking import item_history as H
 from recgraph.ranking.features import CandidateFeatures, feature_names, ppr_pairs
 
 
@@ -37,11 +37,20 @@ def follow_graph(n: int = 90, density: float = 0.25, seed: int = 0) -> Interacti
     )
 
 
-def feed(n_users: int = 70, n_items: int = 120, seed: int = 1):
+def feed(n_users: int = 70, n_items: int = 120, seed: int = 1, rated: bool = False):
     rng = np.random.default_rng(seed)
     src, dst = np.nonzero(rng.random((n_users, n_items)) < rng.random(n_items)[None, :] * 0.5)
     stamps = rng.integers(0, 300 * 86400, len(src))
-    data = Interactions.from_indices(src, dst, n_users=n_users, n_items=n_items, timestamp=stamps)
+    ratings = {}
+    if rated:  # 1-5 stars: 4 and 5 liked, the rest seen
+        ratings = dict(
+            value=rng.integers(1, 6, len(src)).astype(np.float32),
+            kind=Kind.RATING,
+            value_kind=ValueKind.RATING,
+        )
+    data = Interactions.from_indices(
+        src, dst, n_users=n_users, n_items=n_items, timestamp=stamps, **ratings
+    )
     names = ["Drama", "Comedy", "Western", "Noir", "Musical"]
     genres = [[names[g] for g in np.flatnonzero(rng.random(5) < 0.4)] for _ in range(n_items)]
     titles = [f"Film {i} ({1950 + i % 60})" for i in range(n_items)]
@@ -70,9 +79,23 @@ def reference(features: CandidateFeatures, users: np.ndarray, items: np.ndarray)
             out[f"{name}_sim_mean"] = np.asarray(both.sum(axis=1)).ravel() / np.maximum(
                 np.diff(rows.indptr), 1
             )
+        rows = f.unliked[users]
+        both = similar.multiply(rows).tocsr()
+        out["unliked_sim_max"] = R.reduce_rows(both.indptr, both.data, np.maximum)
+        unliked_sums = R.row_sums(both.indptr, both.data)
+        out["unliked_sim_mean"] = unliked_sums / np.maximum(np.diff(rows.indptr), 1)
+        deviation = similar.multiply(f.rating_dev[users]).tocsr()
+        liked = similar.multiply(f.liked[users]).tocsr()
+        weight = R.row_sums(liked.indptr, liked.data).astype(np.float64) + unliked_sums
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dev = R.row_sums(deviation.indptr, deviation.data).astype(np.float64) / weight
+        out["rating_dev_sim"] = (
+            np.where(weight > 0, dev, np.nan) if f.rating_dev.nnz else dev * np.nan
+        )
         genres = f.item_genres[items]
         out["genre_sim"] = R.pair_sums(genres, f.user_genres[users])
         out["recent_genre_sim"] = R.pair_sums(genres, f.recent_genres[users])
+        out["last_genre_sim"] = R.pair_sums(genres, f.last_genres[users])
         return out
     user_out, cand_in = f.out[users], f.inn[items]
     user_in, cand_out = f.inn[users], f.out[items]
@@ -140,19 +163,23 @@ def test_a_friendship_request_reads_its_one_matrix_once_bit_for_bit(monkeypatch,
         assert check_against_reference(features, np.full(len(items), user), items) == 12
 
 
+@pytest.mark.parametrize("rated", [False, True])
 @pytest.mark.parametrize("dense", [True, False])
 @pytest.mark.parametrize("read_cost", [0, R.READ_COST, 10**9])
-def test_a_request_reads_the_trained_feed_features_bit_for_bit(monkeypatch, read_cost, dense):
+def test_a_request_reads_the_trained_feed_features_bit_for_bit(
+    monkeypatch, read_cost, dense, rated
+):
     # dense: the similarities gathered from the neighbours held as an array (a small
     # catalogue); else read sparse by row_products
     monkeypatch.setattr(R, "READ_COST", read_cost)
-    monkeypatch.setattr(F, "DENSE_NEIGHBOURS_BYTES", F.DENSE_NEIGHBOURS_BYTES if dense else 0)
-    data, side = feed()
+    monkeypatch.setattr(H, "DENSE_NEIGHBOURS_BYTES", H.DENSE_NEIGHBOURS_BYTES if dense else 0)
+    data, side = feed(rated=rated)
     features = CandidateFeatures(data, item_features=side)
     assert (features.derived("neighbours_dense") is not None) == dense
+    assert (features.rating_dev.nnz > 0) == rated and (features.unliked.nnz > 0) == rated
     for user in (0, 5, 41):
         items = candidates(data.n_items, user)
-        assert check_against_reference(features, np.full(len(items), user), items) == 10
+        assert check_against_reference(features, np.full(len(items), user), items) == 14
     users = np.repeat([3, 4], 30)
     check_against_reference(features, users, candidates(data.n_items, 2, 60))
 
@@ -253,4 +280,4 @@ def test_every_feature_matrix_is_canonical_so_a_request_reads_the_users_row(tmp_
     np.testing.assert_array_equal(loaded.user_genres.toarray(), before)
     users = np.full(40, 3)
     items = candidates(data.n_items, 3, 40)
-    assert check_against_reference(loaded, users, items) == 10
+    assert check_against_reference(loaded, users, items) == 14

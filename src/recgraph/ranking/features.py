@@ -74,20 +74,18 @@ from recgraph.data.sparse_rows import (
     pair_sums_rows,
     reduce_rows,
     row_entries,
-    row_products,
     row_sums,
+)
+from recgraph.ranking.item_history import (
+    dense_neighbours,
+    item_neighbours,
+    request_similarities,
+    unliked_and_deviations,
 )
 
 DAY = 86400.0
 #: The most recent likes of a user that the ``recent_*`` features compare with.
 RECENT_LIKES = 10
-#: Item-item neighbours kept per item for the similarity features.
-SIMILAR_NEIGHBOURS = 200
-#: Largest dense copy of the item-item neighbours a request reads its similarities from
-#: (float32: catalogues up to ~2,900 items; above it they are read sparse).
-DENSE_NEIGHBOURS_BYTES = 32 << 20
-#: Rows of the item-item product computed at once (bounds memory).
-SIMILARITY_CHUNK = 1024
 
 ITEM_FEATURES = (
     "hist_sim_max",
@@ -104,6 +102,10 @@ ITEM_FEATURES = (
     "recent_genre_sim",
     "cand_year_age",
     "cand_year_vs_user",
+    "unliked_sim_max",
+    "unliked_sim_mean",
+    "rating_dev_sim",
+    "last_genre_sim",
 )
 #: The latest likes of a user that the ``last_*`` features compare with.
 LAST_LIKES = 3
@@ -268,38 +270,6 @@ def ppr_pairs(
     return values, best[row]
 
 
-def item_neighbours(liked: sp.csr_matrix, top: int = SIMILAR_NEIGHBOURS) -> sp.csr_matrix:
-    """``items x items`` cosine of the sets of users who liked each, ``top`` per row, no diagonal."""
-    columns = sp.csc_matrix(liked, dtype=np.float32)
-    norms = np.sqrt(np.asarray(columns.multiply(columns).sum(axis=0)).ravel())
-    norms[norms == 0] = 1.0
-    normalised = sp.csr_matrix(columns @ sp.diags(1.0 / norms))
-    items_by_users = normalised.T.tocsr()
-    n = items_by_users.shape[0]
-    rows, cols, vals = [], [], []
-    chunk = max(1, min(SIMILARITY_CHUNK, (1 << 24) // max(n, 1)))
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        block = (items_by_users[start:stop] @ normalised).toarray()
-        block[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        keep = min(top, n)
-        part = np.argpartition(-block, keep - 1, axis=1)[:, :keep] if keep < n else None
-        idx = part if part is not None else np.broadcast_to(np.arange(n), block.shape)
-        values = np.take_along_axis(block, idx, axis=1)
-        nonzero = values > 0
-        rows.append(np.repeat(np.arange(start, stop), nonzero.sum(axis=1)))
-        cols.append(idx[nonzero])
-        vals.append(values[nonzero])
-    return sp.csr_matrix(
-        (
-            np.concatenate(vals) if vals else [],
-            (np.concatenate(rows) if rows else [], np.concatenate(cols) if cols else []),
-        ),
-        shape=(n, n),
-        dtype=np.float32,
-    )
-
-
 def _week_histograms(data: Interactions) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """L2-normalised ``users x weeks`` and ``targets x weeks`` counts (empty without times)."""
     if data.timestamp is None or not len(data):
@@ -362,7 +332,15 @@ class CandidateFeatures:
         "user_weeks",
         "item_weeks",
     )
-    _ITEM_MATRICES = ("last", "item_genres", "user_genres", "recent_genres")
+    _ITEM_MATRICES = (
+        "last",
+        "item_genres",
+        "user_genres",
+        "recent_genres",
+        "unliked",
+        "rating_dev",
+        "last_genres",
+    )
     _ITEM_ARRAYS = ("pop_windows", "pop_trend", "year", "user_year", "end_year")
 
     def __init__(
@@ -504,9 +482,7 @@ class CandidateFeatures:
             elif name == "neighbours_by_item":
                 value = self.neighbours.T.tocsr()
             elif name == "neighbours_dense":
-                n = self.neighbours.shape[0]
-                small = n * n * self.neighbours.dtype.itemsize <= DENSE_NEIGHBOURS_BYTES
-                value = self.neighbours.toarray() if small else None
+                value = dense_neighbours(self.neighbours)
             elif name == "symmetric":
                 value = all(
                     other.shape == self.out.shape
@@ -620,6 +596,8 @@ class CandidateFeatures:
         self.item_genres = genres
         self.user_genres = l2_rows(self.liked @ genres)
         self.recent_genres = l2_rows(self.recent @ genres)
+        self.last_genres = l2_rows(self.last @ genres)
+        self.unliked, self.rating_dev = unliked_and_deviations(data, self.liked, self.user_rating)
         known = sp.csr_matrix(self.liked.multiply(np.isfinite(self.year)[None, :]))
         with np.errstate(invalid="ignore", divide="ignore"):
             self.user_year = np.asarray(known @ np.nan_to_num(self.year)).ravel() / np.diff(
@@ -707,17 +685,23 @@ class CandidateFeatures:
 
     def _items(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
         user = one_user(users)
-        similar = None
-        out = []
-        for history in (self.liked, self.recent, self.last):
+        similar: list = []  # the candidates' neighbour rows, sliced once for a batch
+
+        def products(history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
             part = None if user is None else self._similarities(history, user, items)
             if part is None:
-                similar = self.neighbours[items] if similar is None else similar
-                both = similar.multiply(history[users]).tocsr()
+                if not similar:
+                    similar.append(self.neighbours[items])
+                both = similar[0].multiply(history[users]).tocsr()
                 part = (both.indptr, both.data)
-            indptr, data = part
+            return part
+
+        out, sums = [], []
+        for history in (self.liked, self.recent, self.last):
+            indptr, data = products(history)
             size = np.maximum(history.indptr[users + 1] - history.indptr[users], 1)
-            out += [reduce_rows(indptr, data, np.maximum), row_sums(indptr, data) / size]
+            sums.append(row_sums(indptr, data))
+            out += [reduce_rows(indptr, data, np.maximum), sums[-1] / size]
         out += [self.pop_windows[items, j] for j in range(self.pop_windows.shape[1])]
         out.append(self.pop_trend[items])
         genres = self.item_genres
@@ -727,36 +711,47 @@ class CandidateFeatures:
         ]
         year = self.year[items]
         out += [self.end_year - year, year - self.user_year[users]]
-        return out
+        return out + self._taste(users, items, products, sums[0])
+
+    def _taste(self, users, items, products, liked_sums: np.ndarray) -> list[np.ndarray]:
+        """``unliked_sim_max``, ``unliked_sim_mean``, ``rating_dev_sim``, ``last_genre_sim``.
+
+        NaN for features saved before they existed (their rankers do not read them).
+        """
+        unliked = getattr(self, "unliked", None)
+        if unliked is None:
+            missing = np.full(len(users), np.nan)
+            return [missing, missing, missing, missing]
+        indptr, data = products(unliked)
+        size = np.maximum(unliked.indptr[users + 1] - unliked.indptr[users], 1)
+        unliked_sums = row_sums(indptr, data)
+        out = [reduce_rows(indptr, data, np.maximum), unliked_sums / size]
+        rating = np.full(len(users), np.nan)
+        if self.rating_dev.nnz:
+            weight = liked_sums.astype(np.float64) + unliked_sums
+            indptr, data = products(self.rating_dev)
+            deviation = row_sums(indptr, data).astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rating = np.where(weight > 0, deviation / weight, np.nan)
+        out.append(rating)
+        (last_genre,) = pair_sums_rows(
+            self.last_genres, users, self.item_genres, items, user_left=False
+        )
+        return out + [last_genre]
 
     def _similarities(
         self, history: sp.csr_matrix, user: int, items: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """A request's ``(indptr, data)`` of ``neighbours[items]`` times the user's ``history`` row.
-
-        On a catalogue small enough to hold the neighbours dense
-        (:data:`DENSE_NEIGHBOURS_BYTES`), one gather of the candidates' rows at
-        the user's columns: its nonzero products, row by row, are what
-        :func:`row_products` returns (candidate by candidate, columns ascending,
-        zero products dropped), so every sum and maximum over them has the same
-        bits, at a fifth of the cost (the user's likes read through the
-        transposed neighbours were most of a MovieLens request's features).
-        Otherwise :func:`row_products`; ``None`` where it declines.
-        """
-        dense = self.derived("neighbours_dense")
-        if dense is None:
-            by_item = self.derived("neighbours_by_item")
-            part = row_products(history, user, self.neighbours, items, by_item)
-            return None if part is None else (part[0], part[2])
-        lo, hi = history.indptr[user], history.indptr[user + 1]
-        cols, values = history.indices[lo:hi], history.data[lo:hi]
-        if len(cols) > 1 and not (np.diff(cols) > 0).all():
-            return None
-        products = np.multiply(values[None, :], dense[np.ix_(items, cols)])
-        kept = products != 0
-        indptr = np.zeros(len(items) + 1, dtype=np.int64)
-        np.cumsum(kept.sum(axis=1), out=indptr[1:])
-        return indptr, products[kept]
+        """A request's ``(indptr, data)`` of ``neighbours[items]`` times the user's ``history``
+        row (:func:`~recgraph.ranking.item_history.request_similarities`)."""
+        return request_similarities(
+            history,
+            user,
+            items,
+            self.derived("neighbours_dense"),
+            self.neighbours,
+            self.derived("neighbours_by_item"),
+        )
 
     def _accounts(
         self, users: np.ndarray, items: np.ndarray, ppr: RetrieverColumns | None = None
