@@ -79,14 +79,11 @@ def reference(features: CandidateFeatures, users: np.ndarray, items: np.ndarray)
             out[f"{name}_sim_mean"] = np.asarray(both.sum(axis=1)).ravel() / np.maximum(
                 np.diff(rows.indptr), 1
             )
-        rows = f.unliked[users]
-        both = similar.multiply(rows).tocsr()
-        out["unliked_sim_max"] = R.reduce_rows(both.indptr, both.data, np.maximum)
-        unliked_sums = R.row_sums(both.indptr, both.data)
-        out["unliked_sim_mean"] = unliked_sums / np.maximum(np.diff(rows.indptr), 1)
         deviation = similar.multiply(f.rating_dev[users]).tocsr()
-        liked = similar.multiply(f.liked[users]).tocsr()
-        weight = R.row_sums(liked.indptr, liked.data).astype(np.float64) + unliked_sums
+        rated = f.rating_dev[users]
+        rated.data[:] = 1.0  # what the user rated, a zero deviation too
+        weight = similar.multiply(rated).tocsr()
+        weight = R.row_sums(weight.indptr, weight.data).astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             dev = R.row_sums(deviation.indptr, deviation.data).astype(np.float64) / weight
         out["rating_dev_sim"] = (
@@ -95,7 +92,6 @@ def reference(features: CandidateFeatures, users: np.ndarray, items: np.ndarray)
         genres = f.item_genres[items]
         out["genre_sim"] = R.pair_sums(genres, f.user_genres[users])
         out["recent_genre_sim"] = R.pair_sums(genres, f.recent_genres[users])
-        out["last_genre_sim"] = R.pair_sums(genres, f.last_genres[users])
         return out
     user_out, cand_in = f.out[users], f.inn[items]
     user_in, cand_out = f.inn[users], f.out[items]
@@ -176,10 +172,11 @@ def test_a_request_reads_the_trained_feed_features_bit_for_bit(
     data, side = feed(rated=rated)
     features = CandidateFeatures(data, item_features=side)
     assert (features.derived("neighbours_dense") is not None) == dense
-    assert (features.rating_dev.nnz > 0) == rated and (features.unliked.nnz > 0) == rated
+    assert (features.rating_dev.nnz > 0) == rated
+    assert not rated or (features.rating_dev.data == 0).any()  # stored zeros are read too
     for user in (0, 5, 41):
         items = candidates(data.n_items, user)
-        assert check_against_reference(features, np.full(len(items), user), items) == 14
+        assert check_against_reference(features, np.full(len(items), user), items) == 11
     users = np.repeat([3, 4], 30)
     check_against_reference(features, users, candidates(data.n_items, 2, 60))
 
@@ -280,4 +277,4 @@ def test_every_feature_matrix_is_canonical_so_a_request_reads_the_users_row(tmp_
     np.testing.assert_array_equal(loaded.user_genres.toarray(), before)
     users = np.full(40, 3)
     items = candidates(data.n_items, 3, 40)
-    assert check_against_reference(loaded, users, items) == 14
+    assert check_against_reference(loaded, users, items) == 11

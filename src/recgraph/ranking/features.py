@@ -79,8 +79,8 @@ from recgraph.data.sparse_rows import (
 from recgraph.ranking.item_history import (
     dense_neighbours,
     item_neighbours,
+    rating_deviations,
     request_similarities,
-    unliked_and_deviations,
 )
 
 DAY = 86400.0
@@ -102,10 +102,7 @@ ITEM_FEATURES = (
     "recent_genre_sim",
     "cand_year_age",
     "cand_year_vs_user",
-    "unliked_sim_max",
-    "unliked_sim_mean",
     "rating_dev_sim",
-    "last_genre_sim",
 )
 #: The latest likes of a user that the ``last_*`` features compare with.
 LAST_LIKES = 3
@@ -337,9 +334,7 @@ class CandidateFeatures:
         "item_genres",
         "user_genres",
         "recent_genres",
-        "unliked",
         "rating_dev",
-        "last_genres",
     )
     _ITEM_ARRAYS = ("pop_windows", "pop_trend", "year", "user_year", "end_year")
 
@@ -458,6 +453,7 @@ class CandidateFeatures:
         of ``item_weeks``, at least 1), ``liked_by_item`` and
         ``neighbours_by_item`` (``liked`` and ``neighbours`` transposed),
         ``neighbours_dense`` (``neighbours`` as an array on a small catalogue, else ``None``),
+        ``rated`` (where ``rating_dev`` has an entry, as ones),
         ``symmetric`` (whether ``out``, ``inn`` and ``either`` hold the same
         entries, as on a friendship graph).
         Not saved; concurrent first uses build the same value.
@@ -481,6 +477,11 @@ class CandidateFeatures:
                 value = self.liked.T.tocsr()
             elif name == "neighbours_by_item":
                 value = self.neighbours.T.tocsr()
+            elif name == "rated":  # rating_dev's entries, zero deviations too, as ones
+                dev = self.rating_dev
+                value = sp.csr_matrix(
+                    (np.ones_like(dev.data), dev.indices, dev.indptr), shape=dev.shape
+                )
             elif name == "neighbours_dense":
                 value = dense_neighbours(self.neighbours)
             elif name == "symmetric":
@@ -596,8 +597,7 @@ class CandidateFeatures:
         self.item_genres = genres
         self.user_genres = l2_rows(self.liked @ genres)
         self.recent_genres = l2_rows(self.recent @ genres)
-        self.last_genres = l2_rows(self.last @ genres)
-        self.unliked, self.rating_dev = unliked_and_deviations(data, self.liked, self.user_rating)
+        self.rating_dev = rating_deviations(data, self.user_rating, self.liked.shape)
         known = sp.csr_matrix(self.liked.multiply(np.isfinite(self.year)[None, :]))
         with np.errstate(invalid="ignore", divide="ignore"):
             self.user_year = np.asarray(known @ np.nan_to_num(self.year)).ravel() / np.diff(
@@ -696,12 +696,11 @@ class CandidateFeatures:
                 part = (both.indptr, both.data)
             return part
 
-        out, sums = [], []
+        out = []
         for history in (self.liked, self.recent, self.last):
             indptr, data = products(history)
             size = np.maximum(history.indptr[users + 1] - history.indptr[users], 1)
-            sums.append(row_sums(indptr, data))
-            out += [reduce_rows(indptr, data, np.maximum), sums[-1] / size]
+            out += [reduce_rows(indptr, data, np.maximum), row_sums(indptr, data) / size]
         out += [self.pop_windows[items, j] for j in range(self.pop_windows.shape[1])]
         out.append(self.pop_trend[items])
         genres = self.item_genres
@@ -711,33 +710,25 @@ class CandidateFeatures:
         ]
         year = self.year[items]
         out += [self.end_year - year, year - self.user_year[users]]
-        return out + self._taste(users, items, products, sums[0])
+        return out + [self._rating_deviation(users, products)]
 
-    def _taste(self, users, items, products, liked_sums: np.ndarray) -> list[np.ndarray]:
-        """``unliked_sim_max``, ``unliked_sim_mean``, ``rating_dev_sim``, ``last_genre_sim``.
+    def _rating_deviation(self, users: np.ndarray, products) -> np.ndarray:
+        """``rating_dev_sim``: the user's ratings less their mean, averaged over what they rated
+        weighted by its similarity to the candidate (how the user rated films like it: a
+        film watched is not a film liked, and the ranker learns what is liked).
 
-        NaN for features saved before they existed (their rankers do not read them).
+        NaN without ratings, where nothing rated is similar, and for features saved before it
+        existed (rankers saved then do not read it).
         """
-        unliked = getattr(self, "unliked", None)
-        if unliked is None:
-            missing = np.full(len(users), np.nan)
-            return [missing, missing, missing, missing]
-        indptr, data = products(unliked)
-        size = np.maximum(unliked.indptr[users + 1] - unliked.indptr[users], 1)
-        unliked_sums = row_sums(indptr, data)
-        out = [reduce_rows(indptr, data, np.maximum), unliked_sums / size]
-        rating = np.full(len(users), np.nan)
-        if self.rating_dev.nnz:
-            weight = liked_sums.astype(np.float64) + unliked_sums
-            indptr, data = products(self.rating_dev)
-            deviation = row_sums(indptr, data).astype(np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                rating = np.where(weight > 0, deviation / weight, np.nan)
-        out.append(rating)
-        (last_genre,) = pair_sums_rows(
-            self.last_genres, users, self.item_genres, items, user_left=False
-        )
-        return out + [last_genre]
+        deviations = getattr(self, "rating_dev", None)
+        if deviations is None or not deviations.nnz:
+            return np.full(len(users), np.nan)
+        indptr, data = products(deviations)
+        total = row_sums(indptr, data).astype(np.float64)
+        indptr, data = products(self.derived("rated"))
+        weight = row_sums(indptr, data).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(weight > 0, total / weight, np.nan)
 
     def _similarities(
         self, history: sp.csr_matrix, user: int, items: np.ndarray

@@ -1,8 +1,7 @@
 """What a feed's candidate features read of a user's history against the candidates.
 
 The item-item neighbours (the cosine of the sets of users who liked each
-item), what each user had but did not like and how they rated what they had,
-and a request's products of the user's history row with the candidates'
+item), how each user rated what they had against their mean, and a request's products of the user's history row with the candidates'
 neighbour rows. Kept apart from :mod:`recgraph.ranking.features`, which
 turns them into columns, so that each file holds one concern.
 """
@@ -13,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions, Kind, ValueKind
-from recgraph.data.sparse_rows import binary, row_products
+from recgraph.data.sparse_rows import row_products
 
 #: Item-item neighbours kept per item for the similarity features.
 SIMILAR_NEIGHBOURS = 200
@@ -96,25 +95,24 @@ def request_similarities(
     return indptr, products[kept]
 
 
-def unliked_and_deviations(
-    data: Interactions, liked: sp.csr_matrix, user_rating: np.ndarray
-) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """What each user had but did not like (a film rated 2 was seen, not liked), binary, and
-    each rated target's rating less the user's mean rating (``user_rating``, both on the 0-1
-    scale of the highest rating; empty without ratings)."""
+def rating_deviations(
+    data: Interactions, user_rating: np.ndarray, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """Each rated target's rating less the user's mean rating (``user_rating``; both on the
+    0-1 scale of the highest rating), float32, empty without ratings.
+
+    A deviation of exactly zero is kept as a stored zero: the entries are what the user
+    rated, which ``rating_dev_sim`` averages over.
+    """
     had = data.subset(data.kind != Kind.DISLIKE)
-    had_matrix = binary(had.csr("binary")) if len(had) else sp.csr_matrix(liked.shape)
-    unliked = sp.csr_matrix(had_matrix - had_matrix.multiply(liked))
-    unliked.eliminate_zeros()  # before binary, which sets every stored entry to 1
     rated = (
         np.zeros(len(had), bool) if had.value_kind is None else had.value_kind == ValueKind.RATING
     )
     if not rated.any():
-        return binary(unliked), sp.csr_matrix(liked.shape, dtype=np.float32)
+        return sp.csr_matrix(shape, dtype=np.float32)
     value = had.value[rated].astype(np.float64)
     src, dst = had.src[rated], had.dst[rated]
     deviation = value / max(float(value.max()), 1e-9) - user_rating[src]
-    matrix = sp.csr_matrix((deviation, (src, dst)), shape=liked.shape)
-    matrix.sum_duplicates()  # a target rated twice: the deviations add up
-    matrix.eliminate_zeros()
-    return binary(unliked), sp.csr_matrix(matrix, dtype=np.float32)
+    matrix = sp.csr_matrix((deviation.astype(np.float32), (src, dst)), shape=shape)
+    matrix.sum_duplicates()  # a target rated twice: the deviations add up (zeros stay stored)
+    return matrix
