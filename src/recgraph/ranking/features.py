@@ -77,10 +77,10 @@ from recgraph.data.sparse_rows import (
     row_sums,
 )
 from recgraph.ranking.item_history import (
+    HistoryProducts,
     dense_neighbours,
     item_neighbours,
     rating_deviations,
-    request_similarities,
 )
 
 DAY = 86400.0
@@ -684,18 +684,17 @@ class CandidateFeatures:
         return np.stack(columns, axis=1).astype(np.float32)
 
     def _items(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
-        user = one_user(users)
-        similar: list = []  # the candidates' neighbour rows, sliced once for a batch
-
-        def products(history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-            part = None if user is None else self._similarities(history, user, items)
-            if part is None:
-                if not similar:
-                    similar.append(self.neighbours[items])
-                both = similar[0].multiply(history[users]).tocsr()
-                part = (both.indptr, both.data)
-            return part
-
+        deviations = getattr(self, "rating_dev", None)  # None: saved before it existed
+        rated = deviations is not None and deviations.nnz > 0
+        histories = [self.liked, self.recent, self.last]
+        products = HistoryProducts(
+            users,
+            items,
+            self.neighbours,
+            self.derived("neighbours_dense"),
+            self.derived("neighbours_by_item"),
+            histories + ([deviations, self.derived("rated")] if rated else []),
+        )
         out = []
         for history in (self.liked, self.recent, self.last):
             indptr, data = products(history)
@@ -710,9 +709,9 @@ class CandidateFeatures:
         ]
         year = self.year[items]
         out += [self.end_year - year, year - self.user_year[users]]
-        return out + [self._rating_deviation(users, products)]
+        return out + [self._rating_deviation(users, products, rated)]
 
-    def _rating_deviation(self, users: np.ndarray, products) -> np.ndarray:
+    def _rating_deviation(self, users: np.ndarray, products, rated: bool) -> np.ndarray:
         """``rating_dev_sim``: the user's ratings less their mean, averaged over what they rated
         weighted by its similarity to the candidate (how the user rated films like it: a
         film watched is not a film liked, and the ranker learns what is liked).
@@ -720,29 +719,14 @@ class CandidateFeatures:
         NaN without ratings, where nothing rated is similar, and for features saved before it
         existed (rankers saved then do not read it).
         """
-        deviations = getattr(self, "rating_dev", None)
-        if deviations is None or not deviations.nnz:
+        if not rated:
             return np.full(len(users), np.nan)
-        indptr, data = products(deviations)
+        indptr, data = products(self.rating_dev)
         total = row_sums(indptr, data).astype(np.float64)
         indptr, data = products(self.derived("rated"))
         weight = row_sums(indptr, data).astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(weight > 0, total / weight, np.nan)
-
-    def _similarities(
-        self, history: sp.csr_matrix, user: int, items: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """A request's ``(indptr, data)`` of ``neighbours[items]`` times the user's ``history``
-        row (:func:`~recgraph.ranking.item_history.request_similarities`)."""
-        return request_similarities(
-            history,
-            user,
-            items,
-            self.derived("neighbours_dense"),
-            self.neighbours,
-            self.derived("neighbours_by_item"),
-        )
 
     def _accounts(
         self, users: np.ndarray, items: np.ndarray, ppr: RetrieverColumns | None = None

@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions, Kind, ValueKind
-from recgraph.data.sparse_rows import row_products
+from recgraph.data.sparse_rows import one_user, row_products
 
 #: Item-item neighbours kept per item for the similarity features.
 SIMILAR_NEIGHBOURS = 200
@@ -63,36 +63,66 @@ def dense_neighbours(neighbours: sp.csr_matrix) -> np.ndarray | None:
     return neighbours.toarray()
 
 
-def request_similarities(
-    history: sp.csr_matrix,
-    user: int,
-    items: np.ndarray,
-    dense: np.ndarray | None,
-    neighbours: sp.csr_matrix,
-    by_item: sp.csr_matrix,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """A request's ``(indptr, data)`` of ``neighbours[items]`` times the user's ``history`` row.
+class HistoryProducts:
+    """``neighbours[items]`` times each of ``histories``' rows of ``users``, as CSR
+    ``(indptr, data)`` (call with one of them): what the similarity features sum and maximise.
 
-    With ``dense`` (:func:`dense_neighbours`, a small catalogue), one gather of
-    the candidates' rows at the user's columns: its nonzero products, row by
-    row, are what :func:`row_products` returns (candidate by candidate, columns
-    ascending, zero products dropped), so every sum and maximum over them has
-    the same bits, at a fifth of the cost (the user's likes read through the
-    transposed neighbours, ``by_item``, were most of a MovieLens request's
-    features). Otherwise :func:`row_products`; ``None`` where it declines.
+    A request (one user) on a catalogue small enough to hold the neighbours dense
+    (``dense``, :func:`dense_neighbours`) gathers the candidates' rows at the union of
+    the user's columns in every history once; each history's products are then that
+    block at its columns, nonzero products row by row: what :func:`row_products`
+    returns (candidate by candidate, columns ascending, zero products dropped), so
+    every sum and maximum over them has the same bits, at a fraction of the cost (the
+    user's likes read through the transposed neighbours were most of a MovieLens
+    request's features, and one gather from the large array reads it once for all the
+    histories). A request on a larger catalogue reads each by :func:`row_products`
+    (``by_item``: the neighbours transposed); a batch, and whatever
+    :func:`row_products` declines, by scipy's products of the candidates' rows.
     """
-    if dense is None:
-        part = row_products(history, user, neighbours, items, by_item)
-        return None if part is None else (part[0], part[2])
-    lo, hi = history.indptr[user], history.indptr[user + 1]
-    cols, values = history.indices[lo:hi], history.data[lo:hi]
-    if len(cols) > 1 and not (np.diff(cols) > 0).all():
-        return None
-    products = np.multiply(values[None, :], dense[np.ix_(items, cols)])
-    kept = products != 0
-    indptr = np.zeros(len(items) + 1, dtype=np.int64)
-    np.cumsum(kept.sum(axis=1), out=indptr[1:])
-    return indptr, products[kept]
+
+    def __init__(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        neighbours: sp.csr_matrix,
+        dense: np.ndarray | None,
+        by_item: sp.csr_matrix,
+        histories: list[sp.csr_matrix],
+    ) -> None:
+        self.users, self.items = users, items
+        self.neighbours, self.by_item = neighbours, by_item
+        self.user = one_user(users)
+        self.similar: sp.csr_matrix | None = None  # the candidates' rows, sliced once for a batch
+        self.block: np.ndarray | None = None
+        if self.user is None or dense is None:
+            return
+        rows = [self._row(history) for history in histories]
+        if all(len(cols) < 2 or (np.diff(cols) > 0).all() for cols, _ in rows):
+            self.union = np.unique(np.concatenate([cols for cols, _ in rows]))
+            self.block = dense[np.ix_(items, self.union)]
+
+    def _row(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = history.indptr[self.user], history.indptr[self.user + 1]
+        return history.indices[lo:hi], history.data[lo:hi]
+
+    def __call__(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        if self.block is not None:
+            cols, values = self._row(history)
+            at = np.searchsorted(self.union, cols)
+            block = self.block if len(at) == len(self.union) else self.block[:, at]
+            products = np.multiply(values[None, :], block)
+            kept = products != 0
+            indptr = np.zeros(len(self.items) + 1, dtype=np.int64)
+            np.cumsum(kept.sum(axis=1), out=indptr[1:])
+            return indptr, products[kept]
+        if self.user is not None:
+            part = row_products(history, self.user, self.neighbours, self.items, self.by_item)
+            if part is not None:
+                return part[0], part[2]
+        if self.similar is None:
+            self.similar = self.neighbours[self.items]
+        both = self.similar.multiply(history[self.users]).tocsr()
+        return both.indptr, both.data
 
 
 def rating_deviations(
