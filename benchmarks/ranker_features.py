@@ -5,7 +5,8 @@ Per case (a split of ``two_stage.CASES``, seed 0) and validation draw
 (``src/recgraph/config/pipeline.toml``) is fitted with its ranker forced to
 answer (``min_gain = -1``, no blend: the stand-down's choice, which moves most
 between runs, is left out, so what is compared is the order the ranker learnt)
-for ``--seeds`` ranker seeds, once per variant:
+for ``--seeds`` ranker seeds (``--as-configured``: as the shipped file has it,
+validation free to stand it down), once per variant:
 
 - ``base``: every feature of ``--study`` blanked (NaN: LightGBM's missing,
   never split on), i.e. the ranker without them;
@@ -39,19 +40,52 @@ from recgraph.data.item_features import ItemFeatures
 from recgraph.jobs.tune.fitting import FitCache, carve_validation
 from recgraph.pipeline.config import QuestionConfig, load_pipeline_config
 from recgraph.pipeline.ranking import label_split_for
+from recgraph.ranking.features import OPTIONAL_ITEM_FEATURES
 from two_stage import CASES, case_split
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 #: The features under study: the taste of the user against the candidate.
-STUDY = ("unliked_sim_max", "unliked_sim_mean", "rating_dev_sim", "last_genre_sim")
-GROUPS = {"unliked": ("unliked_sim_max", "unliked_sim_mean")}
+STUDY = OPTIONAL_ITEM_FEATURES
+#: Names that give back several features at once (``+group``).
+GROUPS: dict[str, tuple[str, ...]] = {}
 
 
-def forced(base: QuestionConfig, method: str, seed: int) -> QuestionConfig:
-    """The question's ranker, always answering (no stand-down, no blend), at ``seed``."""
+def ask_for(optional: tuple[str, ...]):
+    """Every ranker feature matrix (and its column names) with the ``optional`` features
+    (:data:`~recgraph.ranking.features.OPTIONAL_ITEM_FEATURES`) until the returned function
+    is called: what the pipeline computes when a question asks for them."""
+    from recgraph.pipeline import ranking as stage_module
+    from recgraph.ranking import features as module
+
+    names, matrix = module.feature_names, module.CandidateFeatures.matrix
+
+    def with_names(graph_kind, keys, extra=()):
+        return names(graph_kind, keys, tuple(extra) or (optional if graph_kind == "items" else ()))
+
+    def with_columns(self, users, items, retrievers, depth, **options):
+        options.setdefault("optional", optional if self.graph_kind == "items" else ())
+        return matrix(self, users, items, retrievers, depth, **options)
+
+    module.feature_names = stage_module.feature_names = with_names
+    module.CandidateFeatures.matrix = with_columns
+
+    def undo() -> None:
+        module.feature_names = stage_module.feature_names = names
+        module.CandidateFeatures.matrix = matrix
+
+    return undo
+
+
+def forced(
+    base: QuestionConfig, method: str, seed: int, configured: bool = False
+) -> QuestionConfig:
+    """The question's ranker at ``seed``, always answering (no stand-down, no blend) unless
+    ``configured`` (then as the shipped file configures it: validation may stand it down)."""
     values = base.model_dump()
     ranker = dict(values["ranker"] or {})
-    ranker.update(label_split=label_split_for(method), seed=seed, min_gain=-1.0, blend=False)
+    ranker.update(label_split=label_split_for(method), seed=seed)
+    if not configured:
+        ranker.update(min_gain=-1.0, blend=False)
     ranker["params"] = dict(ranker.get("params") or {}) | {"seed": seed}
     values.update(ranker=ranker, fallback=[])
     return QuestionConfig.model_validate(values)
@@ -80,6 +114,7 @@ def run_case(name: str, args: argparse.Namespace, work: Path, rows: list[dict]) 
         item_features = ItemFeatures.read(movielens_items_file(source, work / f"{name}.items.csv"))
     base = load_pipeline_config().question("feed")
     study = tuple(args.study.split(","))
+    optional = tuple(n for n in study if n in OPTIONAL_ITEM_FEATURES)
     for valid_seed in map(int, args.valid_seeds.split(",")):
         validation, description = carve_validation(train, method, 0.2, valid_seed, metric, 3000)
         cache = FitCache("feed", None, item_features)
@@ -91,15 +126,21 @@ def run_case(name: str, args: argparse.Namespace, work: Path, rows: list[dict]) 
         print(f"{name} valid seed {valid_seed}: singles {singles}", flush=True)
         for seed in map(int, args.seeds.split(",")):
             for variant in args.variants.split(","):
+                undo_optional = ask_for(optional)
                 undo = blank_features(blanked_by(variant, study))
                 began = time.process_time()
                 try:
-                    model = cache.fit(forced(base, method, seed), validation.fit)
+                    config = forced(base, method, seed, args.as_configured)
+                    model = cache.fit(config, validation.fit)
                     value = validation.score(model)
                 finally:
                     undo()
+                    undo_optional()
+                report = model.ranking.report if model.ranking is not None else {}
                 row = {
                     "case": name,
+                    "ranker": "as configured" if args.as_configured else "forced",
+                    "order": report.get("order"),
                     "valid_seed": valid_seed,
                     "seed": seed,
                     "variant": variant,
@@ -118,7 +159,11 @@ def summary(rows: list[dict]) -> list[dict]:
     out = []
     for case in sorted({r["case"] for r in rows}):
         mine = [r for r in rows if r["case"] == case]
-        base = {(r["valid_seed"], r["seed"]): r["over_best_single"] for r in mine if r["variant"] == "base"}
+        base = {
+            (r["valid_seed"], r["seed"]): r["over_best_single"]
+            for r in mine
+            if r["variant"] == "base"
+        }
         for variant in sorted({r["variant"] for r in mine}):
             runs = [r for r in mine if r["variant"] == variant]
             shares = [r["over_best_single"] for r in runs]
@@ -154,10 +199,17 @@ def save(out: Path, rows: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", action="append", choices=list(CASES), required=True)
-    parser.add_argument("--study", default=",".join(STUDY), help="the features a variant gives back")
-    parser.add_argument("--variants", default="base,+unliked,+rating_dev_sim,+last_genre_sim,all")
+    parser.add_argument(
+        "--study", default=",".join(STUDY), help="the features a variant gives back"
+    )
+    parser.add_argument("--variants", default="base,all")
     parser.add_argument("--seeds", default="0,1", help="ranker seeds")
     parser.add_argument("--valid-seeds", default="0,1,2", help="validation draws")
+    parser.add_argument(
+        "--as-configured",
+        action="store_true",
+        help="the ranker as the shipped file has it (stand-down, blend) rather than forced",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "ranker_features.json")
     args = parser.parse_args()
     rows: list[dict] = []

@@ -10,6 +10,7 @@ from recgraph.data.item_features import ItemFeatures, title_year
 from recgraph.ranking.features import (
     DAY,
     ITEM_FEATURES,
+    OPTIONAL_ITEM_FEATURES,
     CandidateFeatures,
     RetrieverColumns,
     feature_names,
@@ -43,8 +44,8 @@ def feed():
 def rows(features: CandidateFeatures, data: Interactions, user: str, items: list[str]):
     u = np.full(len(items), data.users.get(user))
     i = np.asarray([data.items.get(x) for x in items])
-    matrix = features.matrix(u, i, {}, depth=10)
-    names = feature_names("items", [])
+    matrix = features.matrix(u, i, {}, depth=10, optional=OPTIONAL_ITEM_FEATURES)
+    names = feature_names("items", [], OPTIONAL_ITEM_FEATURES)
     return {name: matrix[:, j] for j, name in enumerate(names)}
 
 
@@ -134,9 +135,15 @@ def test_features_saved_before_the_taste_ones_read_the_same_and_leave_those_unkn
     before = CandidateFeatures.load(tmp_path / "old.npz")
     u = np.full(3, data.users.get("me"))
     i = np.array([data.items.get(x) for x in ("like_w2", "like_w1", "w1")])
-    names = feature_names("items", [])
+    names = feature_names("items", [], TASTE)
     taste = [names.index(n) for n in TASTE]
     rest = [j for j in range(len(names)) if j not in taste]
-    fresh, loaded = features.matrix(u, i, {}, 5), before.matrix(u, i, {}, 5)
+    fresh = features.matrix(u, i, {}, 5, optional=TASTE)
+    loaded = before.matrix(u, i, {}, 5, optional=TASTE)
     np.testing.assert_array_equal(loaded[:, rest], fresh[:, rest])
     assert np.isnan(loaded[:, taste]).all() and not np.isnan(fresh[:2, taste]).any()
+    # not asked for, the columns are the ones rankers saved before have always read
+    assert "rating_dev_sim" not in feature_names("items", [])
+    np.testing.assert_array_equal(features.matrix(u, i, {}, 5), fresh[:, rest])
+    with pytest.raises(ValueError, match="no optional"):
+        feature_names("follows", [], TASTE)

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from recgraph.data import sparse_rows as R
 from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.item_features import ItemFeatures
+from recgraph.ranking import features as F
 from recgraph.ranking import item_history as H
 from recgraph.ranking.features import CandidateFeatures, feature_names, ppr_pairs
 
@@ -116,9 +117,10 @@ def check_against_reference(features: CandidateFeatures, users, items) -> int:
     request may differ in the last bit from every later one's, before and
     after the fast path alike.
     """
-    features.matrix(users[:1], items[:1], {}, depth=10)
-    names = feature_names(features.graph_kind, [])
-    matrix = features.matrix(users, items, {}, depth=10)
+    optional = F.OPTIONAL_ITEM_FEATURES if features.graph_kind == "items" else ()
+    features.matrix(users[:1], items[:1], {}, depth=10, optional=optional)
+    names = feature_names(features.graph_kind, [], optional)
+    matrix = features.matrix(users, items, {}, depth=10, optional=optional)
     want = reference(features, users, items)
     for name, values in want.items():
         assert_same_bits(matrix[:, names.index(name)], values.astype(np.float32), name)

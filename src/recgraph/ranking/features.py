@@ -31,7 +31,12 @@ Python loop per pair):
   cosine of the candidate's genres with the genres of all the user's likes
   and of their 10 latest, the candidate's age in years from the year its
   title ends with (films), and that year against the mean year of what the
-  user liked (people keep to their eras);
+  user liked (people keep to their eras); when asked for (optional, see
+  :data:`OPTIONAL_ITEM_FEATURES`), on rated data, how the user rated what is
+  like the candidate (``rating_dev_sim``: their ratings less their mean,
+  averaged over what they rated weighted by its similarity to the candidate:
+  a film watched is not a film liked; NaN without ratings, and from features
+  saved before it existed);
 - on an account graph: common neighbours, Adamic-Adar, resource allocation
   and Jaccard through the accounts the user follows, the candidate's in- and
   out-degrees, whether the candidate already follows the user, and the
@@ -58,7 +63,7 @@ a label slice and one serving later read them the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,8 +107,14 @@ ITEM_FEATURES = (
     "recent_genre_sim",
     "cand_year_age",
     "cand_year_vs_user",
-    "rating_dev_sim",
 )
+#: Feed features computed only when asked for (``optional`` of :func:`feature_names` and
+#: :meth:`CandidateFeatures.matrix`), on by no default. ``rating_dev_sim`` lifted the
+#: forced ranker by 2.5% of EASE's validation nDCG@20 on all three MovieLens 100k random
+#: draws, did nothing on latest-small random and cost 9% on MovieLens 100k global-temporal
+#: (four ranker seeds, none better; benchmarks/ranker_features.py, validation carved from
+#: train): for a rated catalogue judged on random holdouts, not for recency.
+OPTIONAL_ITEM_FEATURES = ("rating_dev_sim",)
 #: The latest likes of a user that the ``last_*`` features compare with.
 LAST_LIKES = 3
 #: Windows (days) of the feed's ``cand_pop_{n}d`` features, each a share of its window's most popular.
@@ -174,11 +185,18 @@ class RetrieverColumns:
     user_best: np.ndarray
 
 
-def feature_names(graph_kind: str, retriever_keys: list[str]) -> tuple[str, ...]:
-    """Column names in order, for a question's graph and its retrievers."""
+def feature_names(
+    graph_kind: str, retriever_keys: list[str], optional: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """Column names in order, for a question's graph and its retrievers, with the
+    :data:`OPTIONAL_ITEM_FEATURES` asked for in ``optional`` last (in that order)."""
     specific = ITEM_FEATURES if graph_kind == "items" else ACCOUNT_FEATURES
+    unknown = set(optional) - set(OPTIONAL_ITEM_FEATURES if graph_kind == "items" else ())
+    if unknown:
+        raise ValueError(f"no optional {graph_kind} feature {', '.join(sorted(unknown))}")
     per_retriever = tuple(f"{key}:{part}" for key in retriever_keys for part in RETRIEVER_PARTS)
-    return per_retriever + COMMON_FEATURES + specific
+    extra = tuple(name for name in OPTIONAL_ITEM_FEATURES if name in optional)
+    return per_retriever + COMMON_FEATURES + specific + extra
 
 
 def _transition(adjacency: sp.csr_matrix) -> sp.csr_matrix:
@@ -630,8 +648,10 @@ class CandidateFeatures:
         retrievers: Mapping[str, RetrieverColumns],
         depth: int,
         ppr: RetrieverColumns | None = None,
+        optional: Sequence[str] = (),
     ) -> np.ndarray:
-        """``(len(users), n_features)`` float32 in :func:`feature_names` order.
+        """``(len(users), n_features)`` float32 in :func:`feature_names` order (with
+        ``optional``'s features, as there).
 
         ``ppr``: on an account graph, a PPR retriever's view of the rows (walking
         either way from the user, restart :data:`PPR_RESTART`), when the question
@@ -677,15 +697,15 @@ class CandidateFeatures:
             self.mean_rating[items] - self.user_rating[users],
         ]
         columns += (
-            self._items(users, items)
+            self._items(users, items, "rating_dev_sim" in optional)
             if self.graph_kind == "items"
             else self._accounts(users, items, ppr)
         )
         return np.stack(columns, axis=1).astype(np.float32)
 
-    def _items(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
+    def _items(self, users: np.ndarray, items: np.ndarray, deviation: bool) -> list[np.ndarray]:
         deviations = getattr(self, "rating_dev", None)  # None: saved before it existed
-        rated = deviations is not None and deviations.nnz > 0
+        rated = deviation and deviations is not None and deviations.nnz > 0
         histories = [self.liked, self.recent, self.last]
         products = HistoryProducts(
             users,
@@ -709,7 +729,7 @@ class CandidateFeatures:
         ]
         year = self.year[items]
         out += [self.end_year - year, year - self.user_year[users]]
-        return out + [self._rating_deviation(users, products, rated)]
+        return out + ([self._rating_deviation(users, products, rated)] if deviation else [])
 
     def _rating_deviation(self, users: np.ndarray, products, rated: bool) -> np.ndarray:
         """``rating_dev_sim``: the user's ratings less their mean, averaged over what they rated
