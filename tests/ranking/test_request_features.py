@@ -170,7 +170,7 @@ def test_a_request_reads_the_trained_feed_features_bit_for_bit(
     # dense: the similarities gathered from the neighbours held as an array (a small
     # catalogue); else read sparse by row_products
     monkeypatch.setattr(R, "READ_COST", read_cost)
-    monkeypatch.setattr(H, "DENSE_NEIGHBOURS_BYTES", H.DENSE_NEIGHBOURS_BYTES if dense else 0)
+    monkeypatch.setattr(H, "DENSE_BYTES", H.DENSE_BYTES if dense else 0)
     data, side = feed(rated=rated)
     features = CandidateFeatures(data, item_features=side)
     assert (features.derived("neighbours_dense") is not None) == dense

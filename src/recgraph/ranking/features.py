@@ -83,9 +83,10 @@ from recgraph.data.sparse_rows import (
 )
 from recgraph.ranking.item_history import (
     HistoryProducts,
-    dense_neighbours,
+    block_products,
     item_neighbours,
     rating_deviations,
+    small_dense,
 )
 
 DAY = 86400.0
@@ -470,7 +471,8 @@ class CandidateFeatures:
         transposes), ``user_weeks_binary``, ``top_week`` (the largest entry
         of ``item_weeks``, at least 1), ``liked_by_item`` and
         ``neighbours_by_item`` (``liked`` and ``neighbours`` transposed),
-        ``neighbours_dense`` (``neighbours`` as an array on a small catalogue, else ``None``),
+        ``neighbours_dense``, ``item_genres_dense`` and ``item_weeks_dense`` (those matrices
+        as arrays when small, else ``None``: :meth:`_pair_sums`),
         ``rated`` (where ``rating_dev`` has an entry, as ones),
         ``symmetric`` (whether ``out``, ``inn`` and ``either`` hold the same
         entries, as on a friendship graph).
@@ -500,8 +502,8 @@ class CandidateFeatures:
                 value = sp.csr_matrix(
                     (np.ones_like(dev.data), dev.indices, dev.indptr), shape=dev.shape
                 )
-            elif name == "neighbours_dense":
-                value = dense_neighbours(self.neighbours)
+            elif name.endswith("_dense"):  # neighbours, item_genres, item_weeks
+                value = small_dense(getattr(self, name.removesuffix("_dense")))
             elif name == "symmetric":
                 value = all(
                     other.shape == self.out.shape
@@ -672,8 +674,8 @@ class CandidateFeatures:
                 norm = np.where(np.abs(best) > 0, scores / np.abs(best), np.nan)
             proposed = view.ranks > 0
             columns += [norm, np.where(proposed, view.ranks, depth + 1), proposed]
-        (in_user_weeks,) = pair_sums_rows(
-            self.derived("user_weeks_binary"), users, self.item_weeks, items
+        in_user_weeks = self._pair_sums(
+            self.derived("user_weeks_binary"), users, "item_weeks", items
         )
         # ``time_affinity`` has always read these same sums: the ranker was trained on code
         # that set the user's week rows to ones in place (``binary`` on a slice sharing its
@@ -722,14 +724,29 @@ class CandidateFeatures:
             out += [reduce_rows(indptr, data, np.maximum), row_sums(indptr, data) / size]
         out += [self.pop_windows[items, j] for j in range(self.pop_windows.shape[1])]
         out.append(self.pop_trend[items])
-        genres = self.item_genres
         out += [
-            *pair_sums_rows(self.user_genres, users, genres, items, user_left=False),
-            *pair_sums_rows(self.recent_genres, users, genres, items, user_left=False),
+            self._pair_sums(self.user_genres, users, "item_genres", items, user_left=False),
+            self._pair_sums(self.recent_genres, users, "item_genres", items, user_left=False),
         ]
         year = self.year[items]
         out += [self.end_year - year, year - self.user_year[users]]
         return out + ([self._rating_deviation(users, products, rated)] if deviation else [])
+
+    def _pair_sums(
+        self, user_side: sp.csr_matrix, users: np.ndarray, name: str, items: np.ndarray, **how
+    ) -> np.ndarray:
+        """:func:`pair_sums_rows` of ``user_side`` and the item-side matrix ``name``; a request
+        against a small one (genres, weeks) by one gather of its dense rows at the user's
+        columns (:func:`block_products`: the same products, so the same bits)."""
+        user = one_user(users)
+        dense = None if user is None else self.derived(f"{name}_dense")
+        if dense is not None:
+            lo, hi = user_side.indptr[user], user_side.indptr[user + 1]
+            cols, values = user_side.indices[lo:hi], user_side.data[lo:hi]
+            if len(cols) < 2 or (np.diff(cols) > 0).all():
+                indptr, data = block_products(values, dense[np.ix_(items, cols)])
+                return row_sums(indptr, data).astype(np.float64)
+        return pair_sums_rows(user_side, users, getattr(self, name), items, **how)[0]
 
     def _rating_deviation(self, users: np.ndarray, products, rated: bool) -> np.ndarray:
         """``rating_dev_sim``: the user's ratings less their mean, averaged over what they rated

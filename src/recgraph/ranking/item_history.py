@@ -18,9 +18,10 @@ from recgraph.data.sparse_rows import one_user, row_products
 SIMILAR_NEIGHBOURS = 200
 #: Rows of the item-item product computed at once (bounds memory).
 SIMILARITY_CHUNK = 1024
-#: Largest dense copy of the item-item neighbours a request reads its similarities from
-#: (float32: catalogues up to ~2,900 items; above it they are read sparse).
-DENSE_NEIGHBOURS_BYTES = 32 << 20
+#: Largest dense copy of an item-side matrix a request gathers its products from (the
+#: item-item neighbours, float32: catalogues up to ~2,900 items; genres and week
+#: histograms); larger ones are read sparse.
+DENSE_BYTES = 32 << 20
 
 
 def item_neighbours(liked: sp.csr_matrix, top: int = SIMILAR_NEIGHBOURS) -> sp.csr_matrix:
@@ -55,12 +56,24 @@ def item_neighbours(liked: sp.csr_matrix, top: int = SIMILAR_NEIGHBOURS) -> sp.c
     )
 
 
-def dense_neighbours(neighbours: sp.csr_matrix) -> np.ndarray | None:
-    """``neighbours`` as an array when it fits :data:`DENSE_NEIGHBOURS_BYTES`, else ``None``."""
-    n = neighbours.shape[0]
-    if n * n * neighbours.dtype.itemsize > DENSE_NEIGHBOURS_BYTES:
+def block_products(values: np.ndarray, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR ``(indptr, data)`` of a user's row values (sorted columns) times ``block``, the
+    candidates' dense rows at those columns: the nonzero products row by row, in the order
+    and with the floats of :func:`row_products` (which multiplies the same pairs)."""
+    products = np.multiply(values[None, :], block)
+    kept = products != 0
+    indptr = np.zeros(len(block) + 1, dtype=np.int64)
+    np.cumsum(kept.sum(axis=1), out=indptr[1:])
+    return indptr, products[kept]
+
+
+def small_dense(matrix: sp.csr_matrix) -> np.ndarray | None:
+    """``matrix`` as an array when it fits :data:`DENSE_BYTES` and is canonical
+    (what :func:`row_products` reads from; else ``None``)."""
+    size = matrix.shape[0] * matrix.shape[1] * matrix.dtype.itemsize
+    if size > DENSE_BYTES or not matrix.has_canonical_format:
         return None
-    return neighbours.toarray()
+    return matrix.toarray()
 
 
 class HistoryProducts:
@@ -110,11 +123,7 @@ class HistoryProducts:
             cols, values = self._row(history)
             at = np.searchsorted(self.union, cols)
             block = self.block if len(at) == len(self.union) else self.block[:, at]
-            products = np.multiply(values[None, :], block)
-            kept = products != 0
-            indptr = np.zeros(len(self.items) + 1, dtype=np.int64)
-            np.cumsum(kept.sum(axis=1), out=indptr[1:])
-            return indptr, products[kept]
+            return block_products(values, block)
         if self.user is not None:
             part = row_products(history, self.user, self.neighbours, self.items, self.by_item)
             if part is not None:
