@@ -212,8 +212,8 @@ def blank_features(names):
 
     original = module.CandidateFeatures.matrix
 
-    def matrix(self, users, items, retrievers, depth):
-        out = original(self, users, items, retrievers, depth)
+    def matrix(self, users, items, retrievers, depth, **options):
+        out = original(self, users, items, retrievers, depth, **options)
         columns = module.feature_names(self.graph_kind, list(retrievers))
         for name in names:
             if name in columns:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recgraph.data.interactions import Interactions
+from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.item_features import ItemFeatures, title_year
 from recgraph.ranking.features import (
     DAY,
     ITEM_FEATURES,
+    OPTIONAL_ITEM_FEATURES,
     CandidateFeatures,
     RetrieverColumns,
     feature_names,
@@ -43,8 +44,8 @@ def feed():
 def rows(features: CandidateFeatures, data: Interactions, user: str, items: list[str]):
     u = np.full(len(items), data.users.get(user))
     i = np.asarray([data.items.get(x) for x in items])
-    matrix = features.matrix(u, i, {}, depth=10)
-    names = feature_names("items", [])
+    matrix = features.matrix(u, i, {}, depth=10, optional=OPTIONAL_ITEM_FEATURES)
+    names = feature_names("items", [], OPTIONAL_ITEM_FEATURES)
     return {name: matrix[:, j] for j, name in enumerate(names)}
 
 
@@ -84,3 +85,65 @@ def test_item_side_features_survive_save_and_load(feed, tmp_path):
     i = np.array([data.items.get("west50"), data.items.get("comedy90")])
     view = {"r": RetrieverColumns(np.array([1.0, 0.5]), np.array([1, 0]), np.array([1.0, 1.0]))}
     np.testing.assert_array_equal(features.matrix(u, i, view, 5), again.matrix(u, i, view, 5))
+
+
+TASTE = ("rating_dev_sim",)
+
+
+def rated_feed() -> Interactions:
+    # "me" loved w1 and disliked-by-rating w2 (2 stars: seen, not liked); "a" and "b" both
+    # had w2 and the candidate "like_w2", "c" had w1 and "like_w1"
+    rows = [
+        ("me", "w1", 5.0),
+        ("me", "w2", 2.0),
+        ("me", "x", 4.0),
+        ("d", "x", 1.0),  # the scale runs 1-5: 4 and 5 are liked
+        ("a", "w2", 4.0),
+        ("a", "like_w2", 5.0),
+        ("b", "w2", 5.0),
+        ("b", "like_w2", 4.0),
+        ("c", "w1", 5.0),
+        ("c", "like_w1", 4.0),
+    ]
+    src, dst, value = zip(*rows, strict=True)
+    return Interactions.from_arrays(
+        src,
+        dst,
+        value=np.asarray(value, np.float32),
+        kind=np.full(len(rows), int(Kind.RATING), np.int8),
+        value_kind=np.full(len(rows), int(ValueKind.RATING), np.int8),
+        timestamp=np.arange(len(rows), dtype=np.int64) * DAY + END,
+    )
+
+
+def test_how_the_user_rated_films_like_the_candidate():
+    data = rated_feed()
+    features = CandidateFeatures(data)
+    got = rows(features, data, "me", ["like_w2", "like_w1"])
+    # like_w2 is liked by those who liked w2, which I rated 2 stars; like_w1 by those who liked w1
+    # my ratings less my mean: w2 below it, w1 above: similar to w2 reads negative, to w1 positive
+    assert got["rating_dev_sim"][0] < 0 < got["rating_dev_sim"][1]
+
+
+def test_features_saved_before_the_taste_ones_read_the_same_and_leave_those_unknown(tmp_path):
+    data = rated_feed()
+    features = CandidateFeatures(data)
+    features.save(tmp_path / "new.npz")
+    with np.load(tmp_path / "new.npz") as saved:  # a save from before: without their matrices
+        old = {k: saved[k] for k in saved.files if k.split(".")[0] != "rating_dev"}
+    np.savez(tmp_path / "old.npz", **old)
+    before = CandidateFeatures.load(tmp_path / "old.npz")
+    u = np.full(3, data.users.get("me"))
+    i = np.array([data.items.get(x) for x in ("like_w2", "like_w1", "w1")])
+    names = feature_names("items", [], TASTE)
+    taste = [names.index(n) for n in TASTE]
+    rest = [j for j in range(len(names)) if j not in taste]
+    fresh = features.matrix(u, i, {}, 5, optional=TASTE)
+    loaded = before.matrix(u, i, {}, 5, optional=TASTE)
+    np.testing.assert_array_equal(loaded[:, rest], fresh[:, rest])
+    assert np.isnan(loaded[:, taste]).all() and not np.isnan(fresh[:2, taste]).any()
+    # not asked for, the columns are the ones rankers saved before have always read
+    assert "rating_dev_sim" not in feature_names("items", [])
+    np.testing.assert_array_equal(features.matrix(u, i, {}, 5), fresh[:, rest])
+    with pytest.raises(ValueError, match="no optional"):
+        feature_names("follows", [], TASTE)

@@ -15,8 +15,10 @@ import pytest
 import scipy.sparse as sp
 
 from recgraph.data import sparse_rows as R
-from recgraph.data.interactions import Interactions
+from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.item_features import ItemFeatures
+from recgraph.ranking import features as F
+from recgraph.ranking import item_history as H
 from recgraph.ranking.features import CandidateFeatures, feature_names, ppr_pairs
 
 
@@ -36,11 +38,20 @@ def follow_graph(n: int = 90, density: float = 0.25, seed: int = 0) -> Interacti
     )
 
 
-def feed(n_users: int = 70, n_items: int = 120, seed: int = 1):
+def feed(n_users: int = 70, n_items: int = 120, seed: int = 1, rated: bool = False):
     rng = np.random.default_rng(seed)
     src, dst = np.nonzero(rng.random((n_users, n_items)) < rng.random(n_items)[None, :] * 0.5)
     stamps = rng.integers(0, 300 * 86400, len(src))
-    data = Interactions.from_indices(src, dst, n_users=n_users, n_items=n_items, timestamp=stamps)
+    ratings = {}
+    if rated:  # 1-5 stars: 4 and 5 liked, the rest seen
+        ratings = dict(
+            value=rng.integers(1, 6, len(src)).astype(np.float32),
+            kind=Kind.RATING,
+            value_kind=ValueKind.RATING,
+        )
+    data = Interactions.from_indices(
+        src, dst, n_users=n_users, n_items=n_items, timestamp=stamps, **ratings
+    )
     names = ["Drama", "Comedy", "Western", "Noir", "Musical"]
     genres = [[names[g] for g in np.flatnonzero(rng.random(5) < 0.4)] for _ in range(n_items)]
     titles = [f"Film {i} ({1950 + i % 60})" for i in range(n_items)]
@@ -69,6 +80,16 @@ def reference(features: CandidateFeatures, users: np.ndarray, items: np.ndarray)
             out[f"{name}_sim_mean"] = np.asarray(both.sum(axis=1)).ravel() / np.maximum(
                 np.diff(rows.indptr), 1
             )
+        deviation = similar.multiply(f.rating_dev[users]).tocsr()
+        rated = f.rating_dev[users]
+        rated.data[:] = 1.0  # what the user rated, a zero deviation too
+        weight = similar.multiply(rated).tocsr()
+        weight = R.row_sums(weight.indptr, weight.data).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dev = R.row_sums(deviation.indptr, deviation.data).astype(np.float64) / weight
+        out["rating_dev_sim"] = (
+            np.where(weight > 0, dev, np.nan) if f.rating_dev.nnz else dev * np.nan
+        )
         genres = f.item_genres[items]
         out["genre_sim"] = R.pair_sums(genres, f.user_genres[users])
         out["recent_genre_sim"] = R.pair_sums(genres, f.recent_genres[users])
@@ -96,9 +117,10 @@ def check_against_reference(features: CandidateFeatures, users, items) -> int:
     request may differ in the last bit from every later one's, before and
     after the fast path alike.
     """
-    features.matrix(users[:1], items[:1], {}, depth=10)
-    names = feature_names(features.graph_kind, [])
-    matrix = features.matrix(users, items, {}, depth=10)
+    optional = F.OPTIONAL_ITEM_FEATURES if features.graph_kind == "items" else ()
+    features.matrix(users[:1], items[:1], {}, depth=10, optional=optional)
+    names = feature_names(features.graph_kind, [], optional)
+    matrix = features.matrix(users, items, {}, depth=10, optional=optional)
     want = reference(features, users, items)
     for name, values in want.items():
         assert_same_bits(matrix[:, names.index(name)], values.astype(np.float32), name)
@@ -139,14 +161,24 @@ def test_a_friendship_request_reads_its_one_matrix_once_bit_for_bit(monkeypatch,
         assert check_against_reference(features, np.full(len(items), user), items) == 12
 
 
+@pytest.mark.parametrize("rated", [False, True])
+@pytest.mark.parametrize("dense", [True, False])
 @pytest.mark.parametrize("read_cost", [0, R.READ_COST, 10**9])
-def test_a_request_reads_the_trained_feed_features_bit_for_bit(monkeypatch, read_cost):
+def test_a_request_reads_the_trained_feed_features_bit_for_bit(
+    monkeypatch, read_cost, dense, rated
+):
+    # dense: the similarities gathered from the neighbours held as an array (a small
+    # catalogue); else read sparse by row_products
     monkeypatch.setattr(R, "READ_COST", read_cost)
-    data, side = feed()
+    monkeypatch.setattr(H, "DENSE_BYTES", H.DENSE_BYTES if dense else 0)
+    data, side = feed(rated=rated)
     features = CandidateFeatures(data, item_features=side)
+    assert (features.derived("neighbours_dense") is not None) == dense
+    assert (features.rating_dev.nnz > 0) == rated
+    assert not rated or (features.rating_dev.data == 0).any()  # stored zeros are read too
     for user in (0, 5, 41):
         items = candidates(data.n_items, user)
-        assert check_against_reference(features, np.full(len(items), user), items) == 10
+        assert check_against_reference(features, np.full(len(items), user), items) == 11
     users = np.repeat([3, 4], 30)
     check_against_reference(features, users, candidates(data.n_items, 2, 60))
 
@@ -247,4 +279,4 @@ def test_every_feature_matrix_is_canonical_so_a_request_reads_the_users_row(tmp_
     np.testing.assert_array_equal(loaded.user_genres.toarray(), before)
     users = np.full(40, 3)
     items = candidates(data.n_items, 3, 40)
-    assert check_against_reference(loaded, users, items) == 10
+    assert check_against_reference(loaded, users, items) == 11

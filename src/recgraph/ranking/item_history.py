@@ -1,0 +1,157 @@
+"""What a feed's candidate features read of a user's history against the candidates.
+
+The item-item neighbours (the cosine of the sets of users who liked each
+item), how each user rated what they had against their mean, and a request's products of the user's history row with the candidates'
+neighbour rows. Kept apart from :mod:`recgraph.ranking.features`, which
+turns them into columns, so that each file holds one concern.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from recgraph.data.interactions import Interactions, Kind, ValueKind
+from recgraph.data.sparse_rows import one_user, row_products
+
+#: Item-item neighbours kept per item for the similarity features.
+SIMILAR_NEIGHBOURS = 200
+#: Rows of the item-item product computed at once (bounds memory).
+SIMILARITY_CHUNK = 1024
+#: Largest dense copy of an item-side matrix a request gathers its products from (the
+#: item-item neighbours, float32: catalogues up to ~2,900 items; genres and week
+#: histograms); larger ones are read sparse.
+DENSE_BYTES = 32 << 20
+
+
+def item_neighbours(liked: sp.csr_matrix, top: int = SIMILAR_NEIGHBOURS) -> sp.csr_matrix:
+    """``items x items`` cosine of the sets of users who liked each, ``top`` per row, no diagonal."""
+    columns = sp.csc_matrix(liked, dtype=np.float32)
+    norms = np.sqrt(np.asarray(columns.multiply(columns).sum(axis=0)).ravel())
+    norms[norms == 0] = 1.0
+    normalised = sp.csr_matrix(columns @ sp.diags(1.0 / norms))
+    items_by_users = normalised.T.tocsr()
+    n = items_by_users.shape[0]
+    rows, cols, vals = [], [], []
+    chunk = max(1, min(SIMILARITY_CHUNK, (1 << 24) // max(n, 1)))
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        block = (items_by_users[start:stop] @ normalised).toarray()
+        block[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        keep = min(top, n)
+        part = np.argpartition(-block, keep - 1, axis=1)[:, :keep] if keep < n else None
+        idx = part if part is not None else np.broadcast_to(np.arange(n), block.shape)
+        values = np.take_along_axis(block, idx, axis=1)
+        nonzero = values > 0
+        rows.append(np.repeat(np.arange(start, stop), nonzero.sum(axis=1)))
+        cols.append(idx[nonzero])
+        vals.append(values[nonzero])
+    return sp.csr_matrix(
+        (
+            np.concatenate(vals) if vals else [],
+            (np.concatenate(rows) if rows else [], np.concatenate(cols) if cols else []),
+        ),
+        shape=(n, n),
+        dtype=np.float32,
+    )
+
+
+def block_products(values: np.ndarray, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR ``(indptr, data)`` of a user's row values (sorted columns) times ``block``, the
+    candidates' dense rows at those columns: the nonzero products row by row, in the order
+    and with the floats of :func:`row_products` (which multiplies the same pairs)."""
+    products = np.multiply(values[None, :], block)
+    kept = products != 0
+    indptr = np.zeros(len(block) + 1, dtype=np.int64)
+    np.cumsum(kept.sum(axis=1), out=indptr[1:])
+    return indptr, products[kept]
+
+
+def small_dense(matrix: sp.csr_matrix) -> np.ndarray | None:
+    """``matrix`` as an array when it fits :data:`DENSE_BYTES` and is canonical
+    (what :func:`row_products` reads from; else ``None``)."""
+    size = matrix.shape[0] * matrix.shape[1] * matrix.dtype.itemsize
+    if size > DENSE_BYTES or not matrix.has_canonical_format:
+        return None
+    return matrix.toarray()
+
+
+class HistoryProducts:
+    """``neighbours[items]`` times each of ``histories``' rows of ``users``, as CSR
+    ``(indptr, data)`` (call with one of them): what the similarity features sum and maximise.
+
+    A request (one user) on a catalogue small enough to hold the neighbours dense
+    (``dense``, :func:`dense_neighbours`) gathers the candidates' rows at the union of
+    the user's columns in every history once; each history's products are then that
+    block at its columns, nonzero products row by row: what :func:`row_products`
+    returns (candidate by candidate, columns ascending, zero products dropped), so
+    every sum and maximum over them has the same bits, at a fraction of the cost (the
+    user's likes read through the transposed neighbours were most of a MovieLens
+    request's features, and one gather from the large array reads it once for all the
+    histories). A request on a larger catalogue reads each by :func:`row_products`
+    (``by_item``: the neighbours transposed); a batch, and whatever
+    :func:`row_products` declines, by scipy's products of the candidates' rows.
+    """
+
+    def __init__(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        neighbours: sp.csr_matrix,
+        dense: np.ndarray | None,
+        by_item: sp.csr_matrix,
+        histories: list[sp.csr_matrix],
+    ) -> None:
+        self.users, self.items = users, items
+        self.neighbours, self.by_item = neighbours, by_item
+        self.user = one_user(users)
+        self.similar: sp.csr_matrix | None = None  # the candidates' rows, sliced once for a batch
+        self.block: np.ndarray | None = None
+        if self.user is None or dense is None:
+            return
+        rows = [self._row(history) for history in histories]
+        if all(len(cols) < 2 or (np.diff(cols) > 0).all() for cols, _ in rows):
+            self.union = np.unique(np.concatenate([cols for cols, _ in rows]))
+            self.block = dense[np.ix_(items, self.union)]
+
+    def _row(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = history.indptr[self.user], history.indptr[self.user + 1]
+        return history.indices[lo:hi], history.data[lo:hi]
+
+    def __call__(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        if self.block is not None:
+            cols, values = self._row(history)
+            at = np.searchsorted(self.union, cols)
+            block = self.block if len(at) == len(self.union) else self.block[:, at]
+            return block_products(values, block)
+        if self.user is not None:
+            part = row_products(history, self.user, self.neighbours, self.items, self.by_item)
+            if part is not None:
+                return part[0], part[2]
+        if self.similar is None:
+            self.similar = self.neighbours[self.items]
+        both = self.similar.multiply(history[self.users]).tocsr()
+        return both.indptr, both.data
+
+
+def rating_deviations(
+    data: Interactions, user_rating: np.ndarray, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """Each rated target's rating less the user's mean rating (``user_rating``; both on the
+    0-1 scale of the highest rating), float32, empty without ratings.
+
+    A deviation of exactly zero is kept as a stored zero: the entries are what the user
+    rated, which ``rating_dev_sim`` averages over.
+    """
+    had = data.subset(data.kind != Kind.DISLIKE)
+    rated = (
+        np.zeros(len(had), bool) if had.value_kind is None else had.value_kind == ValueKind.RATING
+    )
+    if not rated.any():
+        return sp.csr_matrix(shape, dtype=np.float32)
+    value = had.value[rated].astype(np.float64)
+    src, dst = had.src[rated], had.dst[rated]
+    deviation = value / max(float(value.max()), 1e-9) - user_rating[src]
+    matrix = sp.csr_matrix((deviation.astype(np.float32), (src, dst)), shape=shape)
+    matrix.sum_duplicates()  # a target rated twice: the deviations add up (zeros stay stored)
+    return matrix
