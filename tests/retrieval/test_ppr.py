@@ -336,3 +336,28 @@ def test_a_push_waits_for_a_scratch_array_when_the_pool_is_spent() -> None:
     for scratch in held:
         model._give_back(scratch)
     assert len(model._scratch_pool(np.float64)[0]) == SCRATCH_ARRAYS
+
+
+def test_a_push_that_fails_gives_its_scratch_slot_back(monkeypatch) -> None:
+    from recgraph.retrieval.ppr import SCRATCH_ARRAYS
+
+    model = create_retriever("ppr").fit(with_dangling_nodes())
+    expected = model.push(0)
+    for _ in range(SCRATCH_ARRAYS + 1):  # more failures than slots
+        with pytest.raises(IndexError):
+            model.push(model.n_users + 5)
+    real_zeros = np.zeros
+    model._scratch_pool(np.float64)[0].clear()  # the next arrays are made afresh
+
+    def failing_zeros(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(np, "zeros", failing_zeros)
+    for _ in range(SCRATCH_ARRAYS + 1):
+        with pytest.raises(MemoryError):
+            model._scratch()
+    monkeypatch.setattr(np, "zeros", real_zeros)
+    slots = model._scratch_pool(np.float64)[2]
+    assert slots._value == SCRATCH_ARRAYS  # every slot free: no later push waits forever
+    for a, b in zip(expected, model.push(0), strict=True):
+        np.testing.assert_array_equal(a, b)

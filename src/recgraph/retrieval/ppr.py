@@ -206,9 +206,9 @@ class PersonalizedPageRank(WalkRetriever):
         touched: list[np.ndarray] = [np.array([user], dtype=np.int64)]
         kept_nodes: list[np.ndarray] = []
         kept_vals: list[np.ndarray] = []
-        residual[user] = 1.0
         frontier = np.array([user], dtype=np.int64)
         try:
+            residual[user] = 1.0
             for round_ in range(cfg.max_rounds):
                 over = residual[frontier] >= self._thresholds(frontier)
                 # the user pushes first whatever its degree: above 1 / epsilon edges (either
@@ -259,10 +259,14 @@ class PersonalizedPageRank(WalkRetriever):
         """
         pool, lock, slots = self._scratch_pool(dtype)
         slots.acquire()
-        with lock:
-            scratch = pool.pop() if pool else None
-        if scratch is None or len(scratch) != self.n_users:
-            scratch = np.zeros(self.n_users, dtype=dtype)
+        try:
+            with lock:
+                scratch = pool.pop() if pool else None
+            if scratch is None or len(scratch) != self.n_users:
+                scratch = np.zeros(self.n_users, dtype=dtype)
+        except BaseException:  # a slot never given back would leave later pushes waiting forever
+            slots.release()
+            raise
         return scratch
 
     def _scratch_pool(
