@@ -81,6 +81,9 @@ def test_the_same_seed_makes_the_same_choice(tuned, feed_graph):
     again = tune_question("feed", feed_graph, settings=settings())
     assert again.config == tuned.config
     assert [t.value for t in again.trials] == [t.value for t in tuned.trials]
+    # phase 3 ran, and repeats too
+    assert "confirm" in [t.phase for t in again.trials]
+    assert again.validation["confirm"] == tuned.validation["confirm"]
 
 
 def test_the_test_split_is_never_read(feed_graph, monkeypatch):
@@ -96,7 +99,10 @@ def test_the_test_split_is_never_read(feed_graph, monkeypatch):
         return real_fit(self, data, *args, **kwargs)
 
     monkeypatch.setattr(Retriever, "fit", spy)
-    result = tune_question("feed", train, settings=settings(max_trials=8))
+    result = tune_question("feed", train, settings=settings(max_trials=12))
+    # every phase ran, phase 3's second validation included
+    assert any(t.phase == "pipeline" and t.ranker for t in result.trials)
+    assert result.validation["confirm"]["fraction"] is not None
     assert seen and result.validation["rows_fit"] + result.validation["rows_valid"] == len(train)
     for data in seen:
         pairs = set(zip(data.src.tolist(), data.dst.tolist(), strict=True))
@@ -142,7 +148,7 @@ def test_the_cli_tunes_a_training_file_and_writes_toml_and_json(feed_graph, tmp_
             "--budget",
             "2",
             "--trials",
-            "6",
+            "12",
             "--retriever",
             "popular",
             "--retriever",
@@ -161,7 +167,9 @@ def test_the_cli_tunes_a_training_file_and_writes_toml_and_json(feed_graph, tmp_
     import json
 
     trials = json.loads(report.read_text())["feed"]["trials"]
-    assert 1 <= len(trials) <= 6
+    assert 1 <= len(trials) <= 12
+    assert any(t["phase"] == "pipeline" and t["ranker"] for t in trials)
+    assert any(t["phase"] == "confirm" for t in trials)
 
 
 def _no_dislikes(data):
@@ -378,6 +386,16 @@ def test_without_a_second_validation_the_toml_says_the_first_alone_confirmed(tmp
     text = path.read_text()
     assert "first validation only" in text and "no longer horizon" in text
     assert load_pipeline_config(path).feed.ranker is not None
+
+
+def test_a_half_validation_on_timestamped_data_tunes_and_writes_the_toml(feed_graph, tmp_path):
+    """--fraction 0.5 leaves no longer horizon for phase 3: the first validation alone confirms."""
+    result = tune_question("feed", feed_graph, settings=settings(fraction=0.5))
+    assert result.validation["confirm"]["fraction"] is None
+    write_pipeline({"feed": result}, tmp_path / "p.toml", PipelineConfig())
+    text = (tmp_path / "p.toml").read_text()
+    assert "checked again on the first validation only" in text
+    assert load_pipeline_config(tmp_path / "p.toml").feed.retrievers
 
 
 def test_phase_three_scores_a_finalist_without_a_ranker_once_per_validation():
