@@ -89,6 +89,11 @@ def run_case(name: str, args: argparse.Namespace, work: Path, done: list[dict]) 
     else:  # a two_stage.py run: the question its tuning chose for this case
         tuned = json.loads(Path(args.question).read_text())["cases"][name]["tuned_config"]
         base = QuestionConfig.model_validate(tuned)
+        if base.ranker is None:  # else ranked() would bag a default gbdt_ranker tuning never chose
+            raise SystemExit(
+                f"{name}: the run {args.question} tuned a question without a ranker "
+                "(its tuning kept the retrievers alone): no tuned ranker to bag"
+            )
     rows = []
     for valid_seed in map(int, args.valid_seeds.split(",")):
         validation, description = carve_validation(

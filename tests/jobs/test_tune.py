@@ -44,6 +44,10 @@ def test_tuning_tries_retrievers_then_pipelines_and_never_loses_to_the_best_sing
     phases = [t.phase for t in tuned.trials]
     assert phases[0] == "default" and "retriever" in phases and "pipeline" in phases
     assert len(tuned.trials) <= 12
+    # the cap leaves room for a ranked trial and for phase 3's check of it
+    assert any(t.phase == "pipeline" and t.ranker for t in tuned.trials)
+    assert "confirm" in tuned.validation and "confirm" in phases
+    assert tuned.chosen is not None
     singles = [t.value for t in tuned.trials if t.phase == "retriever"]
     assert tuned.value >= max(singles) - 1e-12
     assert tuned.best_single.value == pytest.approx(max(singles)) or tuned.best_single.value >= max(
@@ -77,6 +81,9 @@ def test_the_same_seed_makes_the_same_choice(tuned, feed_graph):
     again = tune_question("feed", feed_graph, settings=settings())
     assert again.config == tuned.config
     assert [t.value for t in again.trials] == [t.value for t in tuned.trials]
+    # phase 3 ran, and repeats too
+    assert "confirm" in [t.phase for t in again.trials]
+    assert again.validation["confirm"] == tuned.validation["confirm"]
 
 
 def test_the_test_split_is_never_read(feed_graph, monkeypatch):
@@ -92,7 +99,10 @@ def test_the_test_split_is_never_read(feed_graph, monkeypatch):
         return real_fit(self, data, *args, **kwargs)
 
     monkeypatch.setattr(Retriever, "fit", spy)
-    result = tune_question("feed", train, settings=settings(max_trials=8))
+    result = tune_question("feed", train, settings=settings(max_trials=12))
+    # every phase ran, phase 3's second validation included
+    assert any(t.phase == "pipeline" and t.ranker for t in result.trials)
+    assert result.validation["confirm"]["fraction"] is not None
     assert seen and result.validation["rows_fit"] + result.validation["rows_valid"] == len(train)
     for data in seen:
         pairs = set(zip(data.src.tolist(), data.dst.tolist(), strict=True))
@@ -138,7 +148,7 @@ def test_the_cli_tunes_a_training_file_and_writes_toml_and_json(feed_graph, tmp_
             "--budget",
             "2",
             "--trials",
-            "6",
+            "12",
             "--retriever",
             "popular",
             "--retriever",
@@ -157,7 +167,9 @@ def test_the_cli_tunes_a_training_file_and_writes_toml_and_json(feed_graph, tmp_
     import json
 
     trials = json.loads(report.read_text())["feed"]["trials"]
-    assert 1 <= len(trials) <= 6
+    assert 1 <= len(trials) <= 12
+    assert any(t["phase"] == "pipeline" and t["ranker"] for t in trials)
+    assert any(t["phase"] == "confirm" for t in trials)
 
 
 def _no_dislikes(data):
@@ -315,3 +327,194 @@ def test_phase_three_keeps_a_ranker_only_when_its_lead_holds_for_every_ranker_se
     assert run({0: 0.13, 1: 0.12, 2: 0.095}) == (0.10, single)
     assert description["confirm"]["kept"] == "the best single retriever"
     assert description["confirm"]["worst_share"]["#1"] == pytest.approx(0.95)
+
+
+def test_without_a_second_validation_the_toml_says_the_first_alone_confirmed(tmp_path):
+    """No second carve (leave_last_n, a fraction at 0.5, too little data): the file is still
+    written, and says the finalists were checked over ranker seeds on the first validation only."""
+    from types import SimpleNamespace
+
+    from recgraph.jobs.tune.results import Trial, TuneResult
+    from recgraph.jobs.tune.search import _confirm
+    from recgraph.pipeline.config import QuestionConfig
+
+    single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
+    ranked = QuestionConfig(
+        retrievers=[{"name": "popular"}, {"name": "item_knn"}],
+        fallback=[],
+        ranker={"name": "gbdt_ranker", "seed": 0},
+    )
+    single_trial = Trial(0, "retriever", [{"name": "popular"}], None, 0.10, 0.0)
+    ranked_trial = Trial(1, "pipeline", [{"name": "popular"}], {"name": "gbdt_ranker"}, 0.13, 0.0)
+    recorded = []
+    description = {
+        "method": "temporal_global",
+        "fraction": 0.5,
+        "seed": 0,
+        "rows_fit": 10,
+        "rows_valid": 5,
+        "users": 3,
+    }
+
+    class Cache:
+        def fit(self, config, data):
+            return config
+
+    def no_carve():
+        raise ValueError("no longer horizon to check on")
+
+    first = SimpleNamespace(fit=None, score=lambda model: 0.10 if model.ranker is None else 0.12)
+    value, config = _confirm(
+        (0.13, ranked),
+        [(ranked_trial, ranked)],
+        (single_trial, single),
+        carve=no_carve,
+        cache=Cache(),
+        record=recorded.append,
+        description=description,
+        number=lambda: 2 + len(recorded),
+        first=first,
+        seeds=(0, 1),
+    )
+    assert (value, config) == (0.13, ranked)
+    assert len(recorded) == 1  # seed 1 on the first validation: nothing else to score on
+    result = TuneResult(
+        "feed", config, "ndcg@20", value, single_trial, None, description, [single_trial]
+    )
+    path = tmp_path / "p.toml"
+    write_pipeline({"feed": result}, path, PipelineConfig())
+    text = path.read_text()
+    assert "first validation only" in text and "no longer horizon" in text
+    assert load_pipeline_config(path).feed.ranker is not None
+
+
+def test_a_half_validation_on_timestamped_data_tunes_and_writes_the_toml(feed_graph, tmp_path):
+    """--fraction 0.5 leaves no longer horizon for phase 3: the first validation alone confirms."""
+    result = tune_question("feed", feed_graph, settings=settings(fraction=0.5))
+    assert result.validation["confirm"]["fraction"] is None
+    write_pipeline({"feed": result}, tmp_path / "p.toml", PipelineConfig())
+    text = (tmp_path / "p.toml").read_text()
+    assert "checked again on the first validation only" in text
+    assert load_pipeline_config(tmp_path / "p.toml").feed.retrievers
+
+
+def test_phase_three_scores_a_finalist_without_a_ranker_once_per_validation():
+    """A pipeline without a ranker draws nothing: reseeding it would score the same twice."""
+    from types import SimpleNamespace
+
+    from recgraph.jobs.tune.results import Trial
+    from recgraph.jobs.tune.search import _confirm, confirm_trials
+    from recgraph.pipeline.config import QuestionConfig
+
+    single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
+    merged = QuestionConfig(retrievers=[{"name": "popular"}, {"name": "item_knn"}], fallback=[])
+    single_trial = Trial(0, "pipeline", [{"name": "popular"}], None, 0.10, 0.0)
+    merged_trial = Trial(1, "pipeline", [{"name": "popular"}, {"name": "item_knn"}], None, 0.12, 0)
+    recorded, description = [], {}
+
+    class Cache:
+        def fit(self, config, data):
+            return config
+
+    def value(model):
+        return 0.10 if len(model.retrievers) == 1 else 0.12
+
+    described = {"fraction": 0.4, "seed": 0, "rows_fit": 10, "rows_valid": 5, "users": 3}
+    kept = _confirm(
+        (0.12, merged),
+        [(merged_trial, merged)],
+        (single_trial, single),
+        carve=lambda: (SimpleNamespace(fit=None, score=value), described),
+        cache=Cache(),
+        record=recorded.append,
+        description=description,
+        number=lambda: len(recorded),
+        first=SimpleNamespace(fit=None, score=value),
+        seeds=(0, 1),
+    )
+    assert kept == (0.12, merged)
+    # the best single on the second validation, the finalist on it: no reseeds
+    assert len(recorded) == 2 == confirm_trials(ranked=False)
+    assert description["confirm"]["ranked"] == []
+
+
+def test_the_trial_cap_leaves_a_second_finalist_unchecked_and_says_so():
+    """Phase 3 checks a second finalist only in the trials the cap leaves; the TOML names it."""
+    from types import SimpleNamespace
+
+    from recgraph.jobs.tune.results import Trial, _confirm_lines
+    from recgraph.jobs.tune.search import _confirm
+    from recgraph.pipeline.config import QuestionConfig
+
+    single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
+
+    def ranked(depth):
+        return QuestionConfig(
+            retrievers=[{"name": "popular"}, {"name": "item_knn"}],
+            fallback=[],
+            ranker={"name": "gbdt_ranker", "seed": 0, "depth": depth},
+        )
+
+    single_trial = Trial(0, "pipeline", [{"name": "popular"}], None, 0.10, 0.0)
+    leaders = [
+        (Trial(n, "pipeline", [{"name": "popular"}], {"name": "gbdt_ranker"}, v, 0.0), ranked(d))
+        for n, v, d in ((1, 0.13, 100), (2, 0.12, 200))
+    ]
+    recorded, description = [], {}
+    cap = 4
+
+    class Cache:
+        def fit(self, config, data):
+            return config
+
+    def value(model):
+        return 0.10 if model.ranker is None else 0.12
+
+    described = {"fraction": 0.4, "seed": 0, "rows_fit": 10, "rows_valid": 5, "users": 3}
+    _confirm(
+        (0.13, leaders[0][1]),
+        leaders,
+        (single_trial, single),
+        carve=lambda: (SimpleNamespace(fit=None, score=value), described),
+        cache=Cache(),
+        record=recorded.append,
+        description=description,
+        number=lambda: len(recorded),
+        first=SimpleNamespace(fit=None, score=value),
+        seeds=(0, 1),
+        room=lambda: cap - len(recorded),
+    )
+    assert len(recorded) == 4  # the best single and the first finalist's three checks
+    assert description["confirm"]["unchecked"] == ["#2"]
+    assert any("#2 not checked" in line for line in _confirm_lines(description["confirm"]))
+
+
+def test_when_phase_three_keeps_the_best_single_the_table_and_toml_say_so(tuned, tmp_path):
+    from dataclasses import replace
+
+    from recgraph.jobs.tune.results import Trial
+
+    ranked = next(t for t in tuned.trials if t.phase == "pipeline" and t.ranker)
+    single = tuned.best_single
+    rejected = replace(
+        tuned,
+        config=tuned.config.model_copy(update={"ranker": None}),
+        value=single.value,
+        chosen=single.number,
+        validation=tuned.validation
+        | {
+            "confirm": tuned.validation["confirm"]
+            | {"kept": "the best single retriever", "ranked": [f"#{ranked.number}"]}
+        },
+        trials=[*tuned.trials, Trial(99, "confirm", [], None, 0.0, 0.0)],
+    )
+    rows = _table_rows(rejected.table())
+    assert [r[0] for r in rows if r[-1] == "chosen"] == [str(single.number)]
+    text = "\n".join(rejected.comments())
+    assert f"#{ranked.number} led the best single retriever on the first validation" in text
+    assert "none beat the retrievers alone" not in text
+
+
+def _table_rows(table):
+    columns = [list(c.cells) for c in table.columns]
+    return list(zip(*columns, strict=True))

@@ -19,7 +19,9 @@ BudgetOption = Annotated[
     typer.Option(
         "--budget",
         min=0.05,
-        help="Minutes of tuning in all (split between the questions; at least one trial each).",
+        help="Minutes of tuning, split between the questions (at least one trial each). A "
+        "target, not a limit: phase 3 always checks its first finalist in full, so the "
+        "wall-clock can run over (1.65-5x the budget at 2-6 minutes on a loaded machine).",
     ),
 ]
 TrialsOption = Annotated[

@@ -8,7 +8,7 @@ fitted on the rest and scored on the validation targets with the pipeline's
 own serving path (:meth:`QuestionModel.recommend`, the rules and fallback
 included), so the figures mean what ``recgraph evaluate`` would say.
 
-Two phases, each an Optuna study (TPE, seeded), within a time budget:
+Three phases, the first two Optuna studies (TPE, seeded), within a time budget:
 
 1. **retrievers**: each candidate retriever alone, its key hyperparameters
    (EASE's regularisation, item-kNN's similarity and neighbours, ``popular``'s
@@ -26,6 +26,10 @@ Two phases, each an Optuna study (TPE, seeded), within a time budget:
    figure as much as its parameters do), and a pipeline is kept only when
    it beats the best single retriever on every one of those figures (the
    best mean share of those that do; else the best single retriever).
+   Without a second validation (``leave_last_n``, a fraction of 0.5 or more
+   when temporal) the seeds are checked on the first alone, and the TOML
+   says so. The first finalist's check always runs in full, so the
+   wall-clock can exceed the budget (1.65-5x at 2-6 minutes, load ~10).
 
 With a time budget the number of trials depends on the machine; give
 ``max_trials`` for a choice that repeats exactly (same seed, same data, same

@@ -64,6 +64,8 @@ class TuneResult:
     validation: dict[str, Any]
     trials: list[Trial] = field(default_factory=list)
     seconds: float = 0.0
+    #: The number of the trial whose configuration answers (after phase 3's check).
+    chosen: int | None = None
 
     @property
     def ratio(self) -> float:
@@ -82,6 +84,7 @@ class TuneResult:
             "config": self.config.model_dump(mode="json", exclude_none=True),
             "trials": [t.to_dict() for t in self.trials],
             "seconds": round(self.seconds, 1),
+            "chosen": self.chosen,
         }
 
     def table(self):
@@ -94,7 +97,9 @@ class TuneResult:
         )
         for name in ("#", "phase", "retrievers", "depth", "ranker", self.metric, "s", ""):
             table.add_column(name, justify="right" if name in ("#", "depth", "s") else "left")
-        best = max(self.trials, key=lambda t: (t.phase == "pipeline", t.value), default=None)
+        best = next((t for t in self.trials if t.number == self.chosen), None)
+        if self.chosen is None:  # a result built by hand: the best pipeline trial
+            best = max(self.trials, key=lambda t: (t.phase == "pipeline", t.value), default=None)
         for t in self.trials:
             ranker = "-"
             depth = ""
@@ -135,23 +140,51 @@ class TuneResult:
         ]
         if self.default_value is not None:
             lines.append(f"  the shipped default question: {self.default_value:.4f}")
-        if confirm := v.get("confirm"):
-            lines.append(
-                f"  checked again on {confirm['rows_valid']:,} rows ({confirm['fraction']:.0%}, "
-                f"seed {confirm['seed']}, {confirm['users']:,} users; best single "
-                f"{confirm['best_single']:.4f}): share of the best single over both "
-                f"validations and ranker seeds {confirm.get('ranker_seeds', [])}, mean "
-                f"{confirm['mean_share']}, worst {confirm.get('worst_share', {})} (kept only "
-                f"above 1), kept {confirm['kept']}"
-            )
+        confirm = v.get("confirm")
+        if confirm:
+            lines += _confirm_lines(confirm)
         if self.config.ranker is not None:
             lines.append(
                 "  ranker kept: it beat the best retriever alone on validation; "
                 "it still stands down at training if its own validation users disagree"
             )
+        elif confirm and confirm.get("ranked"):
+            lines.append(
+                f"  no ranker: ranked pipeline(s) {', '.join(confirm['ranked'])} led the best "
+                "single retriever on the first validation but failed the confirmation (some "
+                "ranker seed or the second validation did not beat it)"
+            )
         else:
             lines.append("  no ranker: on validation none beat the retrievers alone")
         return lines
+
+
+def _confirm_lines(confirm: Mapping[str, Any]) -> list[str]:
+    """Phase 3's check in words: on what it was made, the shares, what was kept."""
+    seeds = confirm.get("ranker_seeds", [])
+    shares = (
+        f"mean {confirm['mean_share']}, worst {confirm.get('worst_share', {})} (kept only "
+        f"above 1), kept {confirm['kept']}"
+    )
+    if confirm.get("fraction") is None:
+        why = confirm.get("no_second_validation") or "too little data"
+        lines = [
+            "  checked again on the first validation only: no second validation could be "
+            f"carved ({why}); share of the best single over ranker seeds {seeds}, {shares}"
+        ]
+    else:
+        lines = [
+            f"  checked again on {confirm['rows_valid']:,} rows ({confirm['fraction']:.0%}, "
+            f"seed {confirm['seed']}, {confirm['users']:,} users; best single "
+            f"{confirm['best_single']:.4f}): share of the best single over both "
+            f"validations and ranker seeds {seeds}, {shares}"
+        ]
+    if confirm.get("unchecked"):
+        lines.append(
+            f"  finalist(s) {', '.join(confirm['unchecked'])} not checked: the budget or the "
+            "trial cap ran out first"
+        )
+    return lines
 
 
 # ---------------------------------------------------------------------- the TOML file

@@ -253,12 +253,14 @@ def tune_question(
     single_config = _question_config(base, pool_specs[:1], None)
     chosen: tuple[float, QuestionConfig] = (best_single.value, single_config)
     tried: list[tuple[Trial, QuestionConfig]] = []
-    pipeline_end, reserve = deadline, 0
+    pipeline_end = deadline
     if settings.confirm:
-        pipeline_end, reserve = (
-            deadline - (deadline - start) * CONFIRM_SHARE,
-            (FINALISTS * (2 * CONFIRM_SEEDS - 1) + 1),
-        )
+        pipeline_end = deadline - (deadline - start) * CONFIRM_SHARE
+    # a trial cap keeps back only what phase 3 surely uses: the check of its first finalist
+    # (a ranked one when the pool can rank). Holding back both finalists' checks (7 trials)
+    # left no ranked trial at all under --trials 12; a second finalist is checked only if
+    # phase 2 left the trials for it
+    reserve = confirm_trials(ranked=True) if settings.confirm else 0
     # the enqueued trials (the best single alone; the default ranked pipeline) run whatever
     # the time left: on a loaded machine phase 1 can spend the whole budget, and tuning that
     # never tried a ranker reports the best single (ego-Facebook, load 15: 1.000x, where
@@ -324,7 +326,11 @@ def tune_question(
             first=validation,
             seeds=tuple(settings.seed + j for j in range(CONFIRM_SEEDS)),
             deadline=deadline,
+            room=None if cap is None else lambda: cap - len(trials),
         )
+    kept = next((t for t, c in tried if c == chosen[1]), None)
+    if chosen[1] == single_config or kept is None:
+        kept = best_single
     return TuneResult(
         question=question,
         config=chosen[1],
@@ -335,6 +341,7 @@ def tune_question(
         validation=description,
         trials=trials,
         seconds=time.perf_counter() - start,
+        chosen=kept.number,
     )
 
 
@@ -370,6 +377,13 @@ def _second_validation(
     )
 
 
+def confirm_trials(ranked: bool, seeds: int = CONFIRM_SEEDS) -> int:
+    """Trials phase 3 spends on its first finalist: the best single on the second validation,
+    then the finalist on it, and (ranked only: a pipeline without a ranker draws nothing)
+    with each further ranker seed on both validations."""
+    return 1 + (2 * seeds - 1 if ranked else 1)
+
+
 def reseeded(config: QuestionConfig, seed: int) -> QuestionConfig:
     """``config`` with its ranker drawn with ``seed``: the label users, the negatives and the model's own seed."""
     if config.ranker is None:
@@ -396,6 +410,7 @@ def _confirm(
     first: Validation | None = None,
     seeds: tuple[int, ...] = (0,),
     deadline: float = float("inf"),
+    room: Callable[[], int] | None = None,
 ) -> tuple[float, QuestionConfig]:
     """Phase 3: the best pipelines of phase 2 against the best single retriever, over seeds and carves.
 
@@ -416,18 +431,27 @@ def _confirm(
     best mean share answers; else the best single retriever does: a
     pipeline is never worse on validation than its best retriever.
 
+    A finalist without a ranker draws nothing: it is scored once per
+    validation, never "reseeded". When no second validation can be carved
+    (``leave_last_n``; a fraction already at :data:`LONGEST`; too little
+    data) the finalists are checked over the ranker seeds on the first
+    validation alone, and the description says so.
+
     Finalists are checked in order until ``deadline``; the first is always
     checked in full (else a loaded machine would never keep a ranker), a
-    later one only if its checks end in time. Returns ``(value on the
-    first validation, config)``.
+    later one only if its checks end in time and fit in ``room()`` (the
+    trials the cap leaves); one left unchecked is named in the description.
+    Returns ``(value on the first validation, config)``.
     """
     finalists = sorted(leaders, key=lambda tc: -tc[0].value)[:FINALISTS]
     if not finalists:
         return chosen
+    why_not = None
     try:
         earlier, described = carve()
-    except (ConfigError, ValueError):
+    except (ConfigError, ValueError) as exc:
         earlier, described = None, None  # too little data for a second validation
+        why_not = str(exc)[:120]
 
     def score(validation: Validation, config: QuestionConfig, note: str) -> float:
         began = time.perf_counter()
@@ -453,12 +477,16 @@ def _confirm(
     if any(base <= 0 for _, _, base in bases):
         return chosen
     shares: dict[int, list[float]] = {}
+    unchecked: list[str] = []
     for rank, (trial, config) in enumerate(finalists):
-        if rank and time.perf_counter() > deadline:
-            break
+        draws = seeds if config.ranker is not None else seeds[:1]
+        needed = sum(len(draws) - (name == "first") for name, _, _ in bases)
+        if rank and (time.perf_counter() > deadline or (room is not None and room() < needed)):
+            unchecked.append(f"#{trial.number}")
+            continue
         runs = []
         for name, validation, base in bases:
-            for j, seed in enumerate(seeds):
+            for j, seed in enumerate(draws):
                 if name == "first" and (j == 0 or validation is None):
                     if j == 0:
                         runs.append(trial.value / base)  # the trial itself: its own seed
@@ -475,6 +503,8 @@ def _confirm(
                 break
         else:
             shares[trial.number] = runs
+        if trial.number not in shares:
+            unchecked.append(f"#{trial.number}")
     held = {n: runs for n, runs in shares.items() if min(runs) > 1.0}
     top = max(held, key=lambda n: float(np.mean(held[n])), default=None)
     description["confirm"] = {
@@ -488,7 +518,11 @@ def _confirm(
         "mean_share": {f"#{n}": round(float(np.mean(v)), 4) for n, v in shares.items()},
         "worst_share": {f"#{n}": round(min(v), 4) for n, v in shares.items()},
         "kept": f"#{top}" if top is not None else "the best single retriever",
+        "ranked": [f"#{t.number}" for t, c in finalists if c.ranker is not None],
+        "unchecked": unchecked,
     }
+    if why_not is not None:
+        description["confirm"]["no_second_validation"] = why_not
     if top is None:
         return best_trial.value, best_config
     return next((t.value, c) for t, c in finalists if t.number == top)
