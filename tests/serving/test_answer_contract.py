@@ -147,3 +147,23 @@ def test_the_openapi_document_lists_paths_in_the_route_tables_order(client):
 def test_feedback_still_parses_its_body(client):
     event = {"user": "new-user", "kind": "view", "item": "post:000010"}
     assert client.post("/v1/feedback", json=event, headers=AUTH).status_code == 200
+
+
+def test_clean_answers_skip_fastapis_parameter_solving_and_refusals_do_not(client, monkeypatch):
+    import fastapi.routing
+
+    user = examples(client, "feed")[0]
+    solved = []
+    original = fastapi.routing.solve_dependencies
+
+    async def counting(*args, **kwargs):
+        solved.append(kwargs["request"].url.path)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+    assert client.get(f"/v1/users/{user}/feed?k=3").status_code == 200
+    assert client.get("/v1/items/post:000010/similar").status_code == 200
+    assert solved == []
+    assert client.get(f"/v1/users/{user}/feed?k=0").status_code == 422
+    assert client.get("/healthz").status_code == 200
+    assert solved == [f"/v1/users/{user}/feed", "/healthz"]
