@@ -34,6 +34,13 @@ CPU milliseconds a request costs in process (``recommend``, and ``answer``
 with its reasons, for users whose walks are not cached yet), and the load
 average around each phase.
 
+The in-process figures are taken before the server starts, one thread alone
+with the cores; the server's are taken while its workers, the load generator
+and whatever else runs share them, which alone makes a millisecond of work
+cost more CPU time. What the service adds to the model, measured side by side
+in one process (``serving_overhead.py``), is a fraction of a millisecond; the
+rest of the gap between the two figures is that contention.
+
 Prints a table and saves ``benchmarks/results/load.json`` and ``load.png``.
 Run: ``python benchmarks/load.py`` (needs ../shared/datasets or ``RECGRAPH_DATASETS``).
 """

@@ -131,7 +131,7 @@ class Service:
         self, question: str, query: str, answer: Answer, loaded: LoadedModel
     ) -> JSONResponse:
         # built as plain JSON: the hot path skips re-validating its own response model
-        self.metrics.answers.labels(question, str(answer.cold).lower()).inc()
+        self.metrics.answered(question, answer.cold)
         return JSONResponse(
             {
                 "query": query,

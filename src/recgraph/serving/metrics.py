@@ -65,6 +65,10 @@ class Metrics:
             ["question", "cold_start"],
             registry=self.registry,
         )
+        #: Each label set's children, looked up once: ``labels()`` takes a lock and checks its
+        #: arguments, on every request otherwise (the routes' and questions' label sets are few).
+        self._observers: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._answer_counters: dict[tuple[str, bool], Counter] = {}
         self.feedback = Counter(
             "recgraph_feedback_total",
             "Feedback events written, by kind.",
@@ -79,8 +83,23 @@ class Metrics:
         name = getattr(route, "path_format", None)
         if name is None:
             name = STATIC_ROUTE if scope.get("path", "").startswith(STATIC_PREFIX) else "unmatched"
-        self.requests.labels(scope["method"], name, str(status)).inc()
-        self.latency.labels(name).observe(seconds)
+        key = (scope["method"], name, status)
+        children = self._observers.get(key)
+        if children is None:
+            children = self._observers.setdefault(
+                key, (self.requests.labels(key[0], name, str(status)), self.latency.labels(name))
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def answered(self, question: str, cold: bool) -> None:
+        """Count one answer to ``question`` (``cold``: the fallback chain answered alone)."""
+        counter = self._answer_counters.get((question, cold))
+        if counter is None:
+            counter = self._answer_counters.setdefault(
+                (question, cold), self.answers.labels(question, str(cold).lower())
+            )
+        counter.inc()
 
     def swapped(self, old: LoadedModel | None, new: LoadedModel) -> None:
         if old is not None and old.version != new.version:

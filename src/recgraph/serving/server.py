@@ -26,6 +26,7 @@ import sys
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LOG_LEVELS
 
 from recgraph.errors import RecgraphError
 from recgraph.settings import RedactingFilter, Settings
@@ -182,6 +183,9 @@ def run(
         port=sock.getsockname()[1],
         workers=workers,
         log_level=log_level,
+        # below INFO nothing is printed, but uvicorn formats each request's client address
+        # and quoted path for its access logger all the same
+        access_log=LOG_LEVELS.get(log_level, logging.INFO) <= logging.INFO,
         backlog=BACKLOG,
         **options,
     )
