@@ -346,17 +346,12 @@ def test_a_push_that_fails_gives_its_scratch_slot_back(monkeypatch) -> None:
     for _ in range(SCRATCH_ARRAYS + 1):  # more failures than slots
         with pytest.raises(IndexError):
             model.push(model.n_users + 5)
-    real_zeros = np.zeros
     model._scratch_pool(np.float64)[0].clear()  # the next arrays are made afresh
-
-    def failing_zeros(*args, **kwargs):
-        raise MemoryError
-
-    monkeypatch.setattr(np, "zeros", failing_zeros)
+    monkeypatch.setattr(type(model), "n_users", property(lambda self: 2**40))  # 8 TiB each
     for _ in range(SCRATCH_ARRAYS + 1):
         with pytest.raises(MemoryError):
             model._scratch()
-    monkeypatch.setattr(np, "zeros", real_zeros)
+    monkeypatch.undo()
     slots = model._scratch_pool(np.float64)[2]
     assert slots._value == SCRATCH_ARRAYS  # every slot free: no later push waits forever
     for a, b in zip(expected, model.push(0), strict=True):

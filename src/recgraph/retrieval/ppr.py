@@ -202,6 +202,8 @@ class PersonalizedPageRank(WalkRetriever):
         """
         cfg = self.config
         alpha = cfg.restart
+        if not 0 <= user < self.n_users:
+            raise IndexError(f"node {user} is outside the graph's {self.n_users} nodes")
         residual = self._scratch()
         touched: list[np.ndarray] = [np.array([user], dtype=np.int64)]
         kept_nodes: list[np.ndarray] = []
@@ -245,8 +247,10 @@ class PersonalizedPageRank(WalkRetriever):
             residual[:] = 0.0  # a push cut short may have left mass outside ``touched``
             raise
         finally:
-            residual[np.concatenate(touched)] = 0.0
-            self._give_back(residual)
+            try:
+                residual[np.concatenate(touched)] = 0.0
+            finally:
+                self._give_back(residual)
 
     def _scratch(self, dtype: type = np.float64) -> np.ndarray:
         """A zeroed array of one ``dtype`` entry per node (float64: a push's residual; bool:
