@@ -280,3 +280,23 @@ def test_every_feature_matrix_is_canonical_so_a_request_reads_the_users_row(tmp_
     users = np.full(40, 3)
     items = candidates(data.n_items, 3, 40)
     assert check_against_reference(loaded, users, items) == 11
+
+
+def test_a_ranker_taught_with_an_optional_feature_is_served_it():
+    from types import SimpleNamespace
+
+    from recgraph.pipeline.ranking import RankingStage
+
+    data, side = feed(rated=True)
+    features = CandidateFeatures(data, item_features=side)
+    pool = SimpleNamespace(
+        valid=np.ones((1, 5), bool), users=np.array([3]), ids=np.arange(5)[None], columns={}
+    )
+    for optional in ((), F.OPTIONAL_ITEM_FEATURES):
+        taught = feature_names("items", [], optional)
+        stage = RankingStage(
+            SimpleNamespace(depth=10), SimpleNamespace(feature_names=taught), features, []
+        )
+        batch = stage.batch(pool)
+        assert batch.feature_names == taught
+        assert batch.features.shape == (5, len(taught))

@@ -36,6 +36,7 @@ from recgraph.pipeline.config import RankerSpec
 from recgraph.pipeline.merge import merge_with_ranks
 from recgraph.ranking.base import Ranker, RankingBatch, ndcg_at
 from recgraph.ranking.features import (
+    OPTIONAL_ITEM_FEATURES,
     PPR_RESTART,
     CandidateFeatures,
     RetrieverColumns,
@@ -264,12 +265,16 @@ class RankingStage:
                     f"the ranker reads PPR from retriever {self.ppr_key!r}, which this pool lacks"
                 )
             ppr = pool.columns[self.ppr_key]
-        matrix = self.features.matrix(users, items, pool.columns, self.spec.depth, ppr=ppr)
+        known = self.ranker.feature_names
+        # the optional features a ranker was taught with are computed for it again
+        optional = tuple(name for name in OPTIONAL_ITEM_FEATURES if name in (known or ()))
+        matrix = self.features.matrix(
+            users, items, pool.columns, self.spec.depth, ppr=ppr, optional=optional
+        )
         y = None
         if labels is not None:
             y = np.asarray(labels[users, items]).ravel() > 0
-        names = feature_names(self.features.graph_kind, self.keys)
-        known = self.ranker.feature_names
+        names = feature_names(self.features.graph_kind, self.keys, optional=optional)
         if known is not None and known != names and set(known) <= set(names):
             # a ranker saved before newer features existed reads the columns it knows
             matrix = matrix[:, [names.index(name) for name in known]]
