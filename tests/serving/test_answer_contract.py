@@ -167,3 +167,33 @@ def test_clean_answers_skip_fastapis_parameter_solving_and_refusals_do_not(clien
     assert client.get(f"/v1/users/{user}/feed?k=0").status_code == 422
     assert client.get("/healthz").status_code == 200
     assert solved == [f"/v1/users/{user}/feed", "/healthz"]
+
+
+def test_answer_routes_read_models_and_callable_objects_as_fastapi_does():
+    from typing import Annotated
+
+    from fastapi import APIRouter, FastAPI, Query
+    from fastapi.responses import JSONResponse
+    from fastapi.testclient import TestClient
+    from pydantic import BaseModel
+
+    from recgraph.serving.guards import AnswerRoute
+
+    class Filters(BaseModel):
+        a: int = 0
+
+    class Echo:
+        async def __call__(self, x: str) -> JSONResponse:
+            return JSONResponse({"x": x})
+
+    def with_model(x: str, m: Annotated[Filters | None, Query()] = None) -> JSONResponse:
+        return JSONResponse({"m": None if m is None else m.a})
+
+    router = APIRouter(route_class=AnswerRoute)
+    router.add_api_route("/model/{x}", with_model)
+    router.add_api_route("/object/{x}", Echo())
+    app = FastAPI()
+    app.include_router(router)
+    client = TestClient(app)
+    assert client.get("/model/hi?a=5").json() == {"m": 5}  # the model's own field, read
+    assert client.get("/object/hi").json() == {"x": "hi"}  # an async __call__, awaited

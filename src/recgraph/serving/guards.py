@@ -21,6 +21,8 @@ import json
 import logging
 import math
 import secrets
+import types
+import typing
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -31,7 +33,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from recgraph.data.sql import StoreBusyError, first_line, is_lock_timeout
@@ -192,6 +193,8 @@ class AnswerRoute(ServiceRoute):
                 response = await call(**values)
             else:
                 response = await run_in_threadpool(call, **values)
+                if inspect.isawaitable(response):  # a callable object or wrapper of an async one
+                    response = await response
             if not isinstance(response, Response):
                 raise TypeError(f"{self.path}: an AnswerRoute endpoint must return a Response")
             return response
@@ -226,10 +229,19 @@ def plain_parameters(dependant: Any) -> tuple[list[Any], list[Any]] | None:
             or info.validation_alias is not None
             or field_is_sequence(info.annotation)
             or any(type(item).__name__ == "Json" for item in info.metadata)
-            or (isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel))
+            or not _plain_scalar(info.annotation)
         ):
             return None
     return list(dependant.path_params), list(dependant.query_params)
+
+
+def _plain_scalar(annotation: Any) -> bool:
+    """``str``, ``int``, ``float`` or ``bool``, or one of them or ``None``: the values read
+    here as FastAPI reads them (a model, even optional, FastAPI reads from its fields)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    return annotation in (str, int, float, bool)
 
 
 def field_is_sequence(annotation: Any) -> bool:
