@@ -71,16 +71,24 @@ def alone(base: QuestionConfig, spec) -> QuestionConfig:
     return QuestionConfig.model_validate(values)
 
 
-def run_case(name: str, args: argparse.Namespace, work: Path, done: list[dict]) -> list[dict]:
-    _, _, kind, method, _, metric, _ = CASES[name]
+def train_side(name: str, work: Path) -> tuple[Interactions, ItemFeatures | None]:
+    """A case's train side, read back from its split file as two_stage.py and evaluate read
+    it, and its item side data; the test side is never read."""
+    kind = CASES[name][2]
     source, train, _test = case_split(name)
     del _test  # never read
     path = work / f"{name}.train.csv"
     write_split_table(train, path)
-    train = Interactions.read_table(str(path), kind)  # as two_stage.py and evaluate read it
+    train = Interactions.read_table(str(path), kind)
     item_features = None
     if kind == "items" and source.is_dir():
         item_features = ItemFeatures.read(movielens_items_file(source, work / f"{name}.items.csv"))
+    return train, item_features
+
+
+def run_case(name: str, args: argparse.Namespace, work: Path, done: list[dict]) -> list[dict]:
+    _, _, kind, method, _, metric, _ = CASES[name]
+    train, item_features = train_side(name, work)
     question = question_of(kind)
     if args.question == "default":
         base = default_question(kind)

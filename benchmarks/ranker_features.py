@@ -32,16 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common import blank_features, movielens_items_file, save_results
-from ranker_bagging import alone
-from recgraph.cli.evaluate_commands import write_split_table
-from recgraph.data.interactions import Interactions
-from recgraph.data.item_features import ItemFeatures
+from common import blank_features, save_results
+from ranker_bagging import alone, train_side
 from recgraph.jobs.tune.fitting import FitCache, carve_validation
 from recgraph.pipeline.config import QuestionConfig, load_pipeline_config
 from recgraph.pipeline.ranking import label_split_for
 from recgraph.ranking.features import OPTIONAL_ITEM_FEATURES
-from two_stage import CASES, case_split
+from two_stage import CASES
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 #: The features under study: the taste of the user against the candidate.
@@ -103,15 +100,8 @@ def blanked_by(variant: str, study: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def run_case(name: str, args: argparse.Namespace, work: Path, rows: list[dict]) -> None:
-    _, _, kind, method, _, metric, _ = CASES[name]
-    source, train, _test = case_split(name)
-    del _test  # never read
-    path = work / f"{name}.train.csv"
-    write_split_table(train, path)
-    train = Interactions.read_table(str(path), kind)  # as two_stage.py and evaluate read it
-    item_features = None
-    if kind == "items" and source.is_dir():
-        item_features = ItemFeatures.read(movielens_items_file(source, work / f"{name}.items.csv"))
+    _, _, _, method, _, metric, _ = CASES[name]
+    train, item_features = train_side(name, work)
     base = load_pipeline_config().question("feed")
     study = tuple(args.study.split(","))
     optional = tuple(n for n in study if n in OPTIONAL_ITEM_FEATURES)
