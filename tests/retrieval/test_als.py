@@ -5,6 +5,7 @@ from recgraph.data.interactions import Interactions
 from recgraph.retrieval import Retriever
 from recgraph.retrieval.als import ALS
 from tests.retrieval.conformance import RetrieverConformance, two_cliques
+from tests.retrieval.unpaired_ids import with_unpaired_ids
 
 SMALL = {"factors": 4, "iterations": 15, "regularization": 1.0, "num_threads": 1}
 
@@ -118,19 +119,7 @@ def test_incremental_ratings_use_the_scale_of_fit():
 def test_ids_without_a_pair_change_no_answer(weighting):
     """Users and items the id maps hold without a training pair (a split's test-side ids,
     a catalogue's new items) change no weight, no vector and no answer."""
-    from recgraph.data.interactions import IdMap
-
-    rng = np.random.default_rng(0)
-    users = rng.integers(0, 40, 400).astype(str)
-    items = rng.integers(0, 30, 400).astype(str)
-    data = Interactions.from_arrays(users, items)
-    grown = Interactions.from_arrays(
-        users,
-        items,
-        users=IdMap.from_array(np.r_[data.users.to_array(), ["test_only_1", "test_only_2"]]),
-        items=IdMap.from_array(np.r_[data.items.to_array(), ["new_1", "new_2", "new_3"]]),
-    )
-    assert grown.n_users == data.n_users + 2 and grown.n_items == data.n_items + 3
+    data, grown = with_unpaired_ids()
     params = {**SMALL, "weighting": weighting, "bm25_k1": 1.2, "bm25_b": 0.75}
     small, large = ALS(params).fit(data), ALS(params).fit(grown)
     n_users, n_items = data.n_users, data.n_items

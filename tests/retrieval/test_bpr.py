@@ -4,6 +4,7 @@ from recgraph.data.interactions import Interactions
 from recgraph.retrieval import Retriever
 from recgraph.retrieval.bpr import BPR
 from tests.retrieval.conformance import RetrieverConformance, two_cliques
+from tests.retrieval.unpaired_ids import with_unpaired_ids
 
 #: One negative per liked pair: on these 10-node graphs the hardest of several
 #: draws is often the held-out answer itself (test_dynamic_negative_* cover it).
@@ -147,19 +148,7 @@ def test_ids_without_a_pair_change_no_answer():
     """Users and items the id maps hold without a training pair (a split's test-side ids,
     a catalogue's new items) draw no starting vector and no negative: every other vector
     and answer is the same, and an item without a pair keeps a zero vector and bias."""
-    from recgraph.data.interactions import IdMap
-
-    rng = np.random.default_rng(0)
-    users = rng.integers(0, 40, 400).astype(str)
-    items = rng.integers(0, 30, 400).astype(str)
-    data = Interactions.from_arrays(users, items)
-    grown = Interactions.from_arrays(
-        users,
-        items,
-        users=IdMap.from_array(np.r_[["test_only_1"], data.users.to_array(), ["test_only_2"]]),
-        items=IdMap.from_array(np.r_[["new_1"], data.items.to_array(), ["new_2", "new_3"]]),
-    )
-    assert grown.n_users == data.n_users + 2 and grown.n_items == data.n_items + 3
+    data, grown = with_unpaired_ids(first=True)
     params = {**SMALL, "iterations": 20}
     small, large = BPR(params).fit(data), BPR(params).fit(grown)
     old_users = grown.users.index(data.users.to_array())
