@@ -231,12 +231,46 @@ def test_a_trial_that_differs_only_in_negatives_is_not_a_repeat():
     assert not _same(tried, ranked(1.0))
 
 
-def test_phase_three_keeps_the_pipeline_whose_lead_holds_on_the_second_validation():
-    """The best of phase 2 on one split is checked on a second: the mean share decides."""
+class _ConfigIsModel:
+    """A fit cache that fits nothing: in the phase-3 tests a config stands for its model."""
+
+    def fit(self, config, data):
+        return config
+
+
+SECOND_CARVE = {"fraction": 0.4, "seed": 0, "rows_fit": 10, "rows_valid": 5, "users": 3}
+
+
+def confirm_scored(
+    best, leaders, single, recorded, description, second=None, first=None, **options
+):
+    """Phase 3 (``_confirm``) over validations scoring a model with ``second`` and ``first``."""
     from types import SimpleNamespace
 
-    from recgraph.jobs.tune.results import Trial
     from recgraph.jobs.tune.search import _confirm
+
+    def carve():
+        return SimpleNamespace(fit=None, score=second), SECOND_CARVE
+
+    if first is not None:
+        options["first"] = SimpleNamespace(fit=None, score=first)
+    options.setdefault("carve", carve)
+    options.setdefault("number", lambda: len(recorded))
+    return _confirm(
+        best,
+        leaders,
+        single,
+        cache=_ConfigIsModel(),
+        record=recorded.append,
+        description=description,
+        **options,
+    )
+
+
+def test_phase_three_keeps_the_pipeline_whose_lead_holds_on_the_second_validation():
+    """The best of phase 2 on one split is checked on a second: the mean share decides."""
+
+    from recgraph.jobs.tune.results import Trial
     from recgraph.pipeline.config import QuestionConfig
 
     names = {0: "popular", 1: "item_knn", 2: "ease"}
@@ -247,22 +281,14 @@ def test_phase_three_keeps_the_pipeline_whose_lead_holds_on_the_second_validatio
     trials = {n: Trial(n, "pipeline", [{"name": names[n]}], None, values[n], 0.0) for n in names}
     recorded, description = [], {}
 
-    class Cache:
-        def fit(self, config, data):
-            return config
-
     def run(second):
-        earlier = SimpleNamespace(fit=None, score=lambda model: second[model.retrievers[0].name])
-        described = {"fraction": 0.4, "seed": 0, "rows_fit": 10, "rows_valid": 5, "users": 3}
-        return _confirm(
+        return confirm_scored(
             (values[1], configs[1]),
             [(trials[1], configs[1]), (trials[2], configs[2])],
             (trials[0], configs[0]),
-            carve=lambda: (earlier, described),
-            cache=Cache(),
-            record=recorded.append,
-            description=description,
-            number=lambda: len(recorded),
+            recorded,
+            description,
+            second=lambda model: second[model.retrievers[0].name],
         )
 
     # item_knn: 1.3x then 0.85x (mean 1.075); ease: 1.2x then 1.05x (mean 1.125)
@@ -276,10 +302,9 @@ def test_phase_three_keeps_the_pipeline_whose_lead_holds_on_the_second_validatio
 
 def test_phase_three_keeps_a_ranker_only_when_its_lead_holds_for_every_ranker_seed():
     """A lead that one ranker draw shows and another loses is the draw's, not the pipeline's."""
-    from types import SimpleNamespace
 
     from recgraph.jobs.tune.results import Trial
-    from recgraph.jobs.tune.search import _confirm, reseeded
+    from recgraph.jobs.tune.search import reseeded
     from recgraph.pipeline.config import QuestionConfig
 
     single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
@@ -294,27 +319,18 @@ def test_phase_three_keeps_a_ranker_only_when_its_lead_holds_for_every_ranker_se
     ranked_trial = Trial(1, "pipeline", [{"name": "popular"}], {"name": "gbdt_ranker"}, 0.13, 0.0)
     recorded, description = [], {}
 
-    class Cache:
-        def fit(self, config, data):
-            return config
-
     def run(by_seed: dict[int, float]):
         def value(model):
             return 0.10 if model.ranker is None else by_seed[model.ranker.seed]
 
-        first = SimpleNamespace(fit=None, score=value)
-        second = SimpleNamespace(fit=None, score=value)
-        described = {"fraction": 0.4, "seed": 0, "rows_fit": 10, "rows_valid": 5, "users": 3}
-        return _confirm(
+        return confirm_scored(
             (0.13, ranked),
             [(ranked_trial, ranked)],
             (single_trial, single),
-            carve=lambda: (second, described),
-            cache=Cache(),
-            record=recorded.append,
-            description=description,
-            number=lambda: len(recorded),
-            first=first,
+            recorded,
+            description,
+            second=value,
+            first=value,
             seeds=(0, 1, 2),
         )
 
@@ -332,10 +348,8 @@ def test_phase_three_keeps_a_ranker_only_when_its_lead_holds_for_every_ranker_se
 def test_without_a_second_validation_the_toml_says_the_first_alone_confirmed(tmp_path):
     """No second carve (leave_last_n, a fraction at 0.5, too little data): the file is still
     written, and says the finalists were checked over ranker seeds on the first validation only."""
-    from types import SimpleNamespace
 
     from recgraph.jobs.tune.results import Trial, TuneResult
-    from recgraph.jobs.tune.search import _confirm
     from recgraph.pipeline.config import QuestionConfig
 
     single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
@@ -356,24 +370,18 @@ def test_without_a_second_validation_the_toml_says_the_first_alone_confirmed(tmp
         "users": 3,
     }
 
-    class Cache:
-        def fit(self, config, data):
-            return config
-
     def no_carve():
         raise ValueError("no longer horizon to check on")
 
-    first = SimpleNamespace(fit=None, score=lambda model: 0.10 if model.ranker is None else 0.12)
-    value, config = _confirm(
+    value, config = confirm_scored(
         (0.13, ranked),
         [(ranked_trial, ranked)],
         (single_trial, single),
+        recorded,
+        description,
+        first=lambda model: 0.10 if model.ranker is None else 0.12,
         carve=no_carve,
-        cache=Cache(),
-        record=recorded.append,
-        description=description,
         number=lambda: 2 + len(recorded),
-        first=first,
         seeds=(0, 1),
     )
     assert (value, config) == (0.13, ranked)
@@ -400,10 +408,9 @@ def test_a_half_validation_on_timestamped_data_tunes_and_writes_the_toml(feed_gr
 
 def test_phase_three_scores_a_finalist_without_a_ranker_once_per_validation():
     """A pipeline without a ranker draws nothing: reseeding it would score the same twice."""
-    from types import SimpleNamespace
 
     from recgraph.jobs.tune.results import Trial
-    from recgraph.jobs.tune.search import _confirm, confirm_trials
+    from recgraph.jobs.tune.search import confirm_trials
     from recgraph.pipeline.config import QuestionConfig
 
     single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
@@ -412,24 +419,17 @@ def test_phase_three_scores_a_finalist_without_a_ranker_once_per_validation():
     merged_trial = Trial(1, "pipeline", [{"name": "popular"}, {"name": "item_knn"}], None, 0.12, 0)
     recorded, description = [], {}
 
-    class Cache:
-        def fit(self, config, data):
-            return config
-
     def value(model):
         return 0.10 if len(model.retrievers) == 1 else 0.12
 
-    described = {"fraction": 0.4, "seed": 0, "rows_fit": 10, "rows_valid": 5, "users": 3}
-    kept = _confirm(
+    kept = confirm_scored(
         (0.12, merged),
         [(merged_trial, merged)],
         (single_trial, single),
-        carve=lambda: (SimpleNamespace(fit=None, score=value), described),
-        cache=Cache(),
-        record=recorded.append,
-        description=description,
-        number=lambda: len(recorded),
-        first=SimpleNamespace(fit=None, score=value),
+        recorded,
+        description,
+        second=value,
+        first=value,
         seeds=(0, 1),
     )
     assert kept == (0.12, merged)
@@ -440,10 +440,8 @@ def test_phase_three_scores_a_finalist_without_a_ranker_once_per_validation():
 
 def test_the_trial_cap_leaves_a_second_finalist_unchecked_and_says_so():
     """Phase 3 checks a second finalist only in the trials the cap leaves; the TOML names it."""
-    from types import SimpleNamespace
 
     from recgraph.jobs.tune.results import Trial, _confirm_lines
-    from recgraph.jobs.tune.search import _confirm
     from recgraph.pipeline.config import QuestionConfig
 
     single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
@@ -463,24 +461,17 @@ def test_the_trial_cap_leaves_a_second_finalist_unchecked_and_says_so():
     recorded, description = [], {}
     cap = 4
 
-    class Cache:
-        def fit(self, config, data):
-            return config
-
     def value(model):
         return 0.10 if model.ranker is None else 0.12
 
-    described = {"fraction": 0.4, "seed": 0, "rows_fit": 10, "rows_valid": 5, "users": 3}
-    _confirm(
+    confirm_scored(
         (0.13, leaders[0][1]),
         leaders,
         (single_trial, single),
-        carve=lambda: (SimpleNamespace(fit=None, score=value), described),
-        cache=Cache(),
-        record=recorded.append,
-        description=description,
-        number=lambda: len(recorded),
-        first=SimpleNamespace(fit=None, score=value),
+        recorded,
+        description,
+        second=value,
+        first=value,
         seeds=(0, 1),
         room=lambda: cap - len(recorded),
     )
