@@ -14,6 +14,38 @@ from pathlib import Path
 from recgraph.cli.main import main as recgraph_main
 
 REPO = Path(__file__).resolve().parents[1]
+#: Where the benchmarks write their figures and plots.
+RESULTS_DIR = REPO / "benchmarks" / "results"
+
+#: The SNAP graphs the graph benchmarks score, each with the ``recgraph split`` arguments
+#: they all use on it: a random 10% of the edges where there is no time, the pairs first
+#: seen after the 80% quantile of first-seen times where time is real.
+SNAP_CASES = {
+    "ego-facebook": {
+        "name": "ego-facebook",
+        "input": "snap-ego-facebook/facebook_combined.txt",
+        "kind": "friends",
+        "split": ["--method", "edge_holdout", "--fraction", "0.1", "--seed", "0"],
+        "directed": False,
+        "timestamps": False,
+    },
+    "wiki-vote": {
+        "name": "wiki-vote",
+        "input": "snap-wiki-vote/wiki-Vote.txt",
+        "kind": "follows",
+        "split": ["--method", "edge_holdout", "--fraction", "0.1", "--seed", "0"],
+        "directed": True,
+        "timestamps": False,
+    },
+    "college-msg": {
+        "name": "college-msg",
+        "input": "snap-college-msg/CollegeMsg.txt",
+        "kind": "follows",
+        "split": ["--method", "temporal_pairs", "--fraction", "0.2", "--timestamps"],
+        "directed": True,
+        "timestamps": True,
+    },
+}
 
 
 def datasets_folder() -> Path:

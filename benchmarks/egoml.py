@@ -50,6 +50,9 @@ from pathlib import Path
 import numpy as np
 
 from common import (
+    REPO,
+    RESULTS_DIR,
+    SNAP_CASES,
     datasets_folder,
     evaluate_models,
     plot_metric_curves,
@@ -59,28 +62,12 @@ from common import (
 from recgraph.data.interactions import Interactions
 from recgraph.data.readers import read_edge_list
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "egoml.json"
-PLOT = REPO / "benchmarks" / "results" / "egoml.png"
+RESULTS = RESULTS_DIR / "egoml.json"
+PLOT = RESULTS_DIR / "egoml.png"
 KS = (10, 20, 50, 100)
 TOP = 100
 
-DATASETS = [
-    {
-        "name": "college-msg",
-        "input": "snap-college-msg/CollegeMsg.txt",
-        "kind": "follows",
-        "split": ["--method", "temporal_pairs", "--fraction", "0.2", "--timestamps"],
-        "time_is_real": True,
-    },
-    {
-        "name": "ego-facebook",
-        "input": "snap-ego-facebook/facebook_combined.txt",
-        "kind": "friends",
-        "split": ["--method", "edge_holdout", "--fraction", "0.1", "--seed", "0"],
-        "time_is_real": False,
-    },
-]
+DATASETS = [SNAP_CASES["college-msg"], SNAP_CASES["ego-facebook"]]
 
 #: (row label, train file tag, models, --param values) of each ``recgraph evaluate`` run.
 RUNS = [
@@ -101,7 +88,7 @@ def make_files(case: dict, folder: Path, work: Path) -> dict[str, Path]:
     source = folder / case["input"]
     train, test = split_files(source, case["kind"], case["split"], work, case["name"])
     files = {"split": train, "test": test}
-    if case["time_is_real"]:
+    if case["timestamps"]:
         import pandas as pd
 
         cut = int(pd.read_csv(train)["timestamp"].max())
@@ -275,7 +262,7 @@ def main() -> None:
             print(f"\n-- {case['name']}", flush=True)
             results[case["name"]] = quality(case, folder, work)
             print_quality(case["name"], results[case["name"]])
-            if case["time_is_real"]:
+            if case["timestamps"]:
                 targets[case["name"]] = target_check(results[case["name"]])
             if not args.skip_speed:
                 files = {k: Path(v) for k, v in results[case["name"]]["files"].items()}

@@ -64,6 +64,9 @@ import scipy
 import scipy.sparse as sp
 
 from common import (
+    REPO,
+    RESULTS_DIR,
+    SNAP_CASES,
     datasets_folder,
     evaluate_models,
     plot_metric_curves,
@@ -75,40 +78,14 @@ from recgraph.data.readers import read_edge_list
 from recgraph.retrieval import create_retriever
 from recgraph.retrieval.neighborhood import resolve_threads
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "neighborhood.json"
-PLOT = REPO / "benchmarks" / "results" / "neighborhood.png"
+RESULTS = RESULTS_DIR / "neighborhood.json"
+PLOT = RESULTS_DIR / "neighborhood.png"
 KS = (10, 20, 50, 100)
 MODELS = ["common_neighbors", "adamic_adar", "resource_allocation", "jaccard", "ppr"]
 BASELINE = "popular"
 TOP = 100
 
-DATASETS = [
-    {
-        "name": "ego-facebook",
-        "input": "snap-ego-facebook/facebook_combined.txt",
-        "kind": "friends",
-        "split": ["--method", "edge_holdout", "--fraction", "0.1", "--seed", "0"],
-        "directed": False,
-        "timestamps": False,
-    },
-    {
-        "name": "wiki-vote",
-        "input": "snap-wiki-vote/wiki-Vote.txt",
-        "kind": "follows",
-        "split": ["--method", "edge_holdout", "--fraction", "0.1", "--seed", "0"],
-        "directed": True,
-        "timestamps": False,
-    },
-    {
-        "name": "college-msg",
-        "input": "snap-college-msg/CollegeMsg.txt",
-        "kind": "follows",
-        "split": ["--method", "temporal_pairs", "--fraction", "0.2", "--timestamps"],
-        "directed": True,
-        "timestamps": True,
-    },
-]
+DATASETS = [SNAP_CASES[name] for name in ("ego-facebook", "wiki-vote", "college-msg")]
 
 #: (label, extra parameters) of the hub-cap sweep; 10000 is the default cap.
 HUB_CAPS = [
