@@ -64,11 +64,10 @@ from typing import Any
 
 import tomli_w
 
-from common import REPO, datasets_folder, split_files
+from common import REPO, RESULTS_DIR, datasets_folder, split_files
 
-RESULTS = REPO / "benchmarks" / "results"
 KS = "10,20,50,100"
-FEEDS = RESULTS / "feeds.json"
+FEEDS = RESULTS_DIR / "feeds.json"
 
 MOVIELENS_LEARNED: list[tuple[str, str, dict[str, Any]]] = [
     ("lightgcn", "lightgcn", {}),
@@ -735,7 +734,7 @@ def validate(model: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
         "epochs_run": training.get("epochs_run"),
     }
     print("VALIDATION", json.dumps(row), flush=True)
-    path = RESULTS / "embeddings.validation.json"
+    path = RESULTS_DIR / "embeddings.validation.json"
     rows = json.loads(path.read_text()) if path.exists() else []
     path.write_text(json.dumps(rows + [row], indent=1) + "\n")
     return row
@@ -776,7 +775,7 @@ def main() -> None:
         args.keep = True
     else:
         names = [] if args.merge_from and not args.only else (args.only or list(CASES))
-    saved_path = RESULTS / f"{args.results}.json"
+    saved_path = RESULTS_DIR / f"{args.results}.json"
     saved = json.loads(saved_path.read_text()) if saved_path.exists() else {}
     cases: list[dict[str, Any]] = []
     if args.keep and saved:
@@ -786,7 +785,7 @@ def main() -> None:
     kept_rows = {c["case"]: c["rows"] for c in saved.get("stage2", [])}
     ROWS.extend(args.rows)
     for stem in args.merge_from:
-        for other in json.loads((RESULTS / f"{stem}.json").read_text())["cases"]:
+        for other in json.loads((RESULTS_DIR / f"{stem}.json").read_text())["cases"]:
             mine = next((c for c in cases if c["case"] == other["case"]), None)
             if mine is None:
                 cases.append(other)
@@ -835,11 +834,11 @@ def main() -> None:
                     "shared_machine": True,
                 },
             }
-            RESULTS.mkdir(parents=True, exist_ok=True)
+            RESULTS_DIR.mkdir(parents=True, exist_ok=True)
             merge_from_disk(payload, saved_path, names, args.stage2 or [])
             saved_path.write_text(json.dumps(payload, indent=2) + "\n")
-            write_markdown(payload, RESULTS / f"{args.results}.md")
-            plot(cases, RESULTS / f"{args.results}.png")
+            write_markdown(payload, RESULTS_DIR / f"{args.results}.md")
+            plot(cases, RESULTS_DIR / f"{args.results}.png")
     print(json.dumps(payload["summary"], indent=2))
     print(f"saved benchmarks/results/{args.results}.json, .md and .png")
 

@@ -34,14 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common import datasets_folder
+from common import REPO, RESULTS_DIR, datasets_folder
 from recgraph.cli.main import main
 from recgraph.data.movielens import read_movielens
 from recgraph.data.readers import read_edge_list
 from recgraph.data.splits import split
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "evaluate_popular.json"
+RESULTS = RESULTS_DIR / "evaluate_popular.json"
 KS = (10, 20, 50)
 
 

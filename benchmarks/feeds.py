@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from common import datasets_folder, run_cli
+from common import RESULTS_DIR, datasets_folder, run_cli
 from feeds_report import markdown, plot_defaults, print_summary
 from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.listening import generate_listening
@@ -64,8 +64,6 @@ from recgraph.evaluation import evaluate
 from recgraph.retrieval.factors import positive_matrix
 from recgraph.retrieval.registry import create_retriever
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 KS = (10, 20, 50)
 TUNE_METRIC = "ndcg@20"
 DATASETS = ("movielens-100k", "movielens-latest-small")
@@ -568,7 +566,7 @@ def main() -> None:
             GRIDS[name] = GRIDS[name][:1]
         TUNE_BUDGET_SECONDS.clear()
 
-    saved_path = RESULTS / "feeds.json"
+    saved_path = RESULTS_DIR / "feeds.json"
     saved = json.loads(saved_path.read_text()) if saved_path.exists() else {"cases": []}
     folder = datasets_folder()
     started = time.perf_counter()
@@ -613,7 +611,7 @@ def main() -> None:
     print(f"total {total:.0f} s")
     if args.quick:
         return
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     below = {
         f"{c['dataset']}:{c['split']}": [
             m for m, ok in c["defaults_beat_popular"].items() if not ok
@@ -651,12 +649,12 @@ def main() -> None:
     saved_path.write_text(json.dumps(payload, indent=2) + "\n")
     tuned_cases = [c for c in all_cases if "results" in c]
     if tuned_cases:
-        plot(tuned_cases, RESULTS / "feeds.png")
-    plot_defaults(all_cases, RESULTS / "feeds_defaults.png")
-    (RESULTS / "feeds.md").write_text(markdown(all_cases))
+        plot(tuned_cases, RESULTS_DIR / "feeds.png")
+    plot_defaults(all_cases, RESULTS_DIR / "feeds_defaults.png")
+    (RESULTS_DIR / "feeds.md").write_text(markdown(all_cases))
     paired = paired_markdown(all_cases)
     if paired:
-        (RESULTS / "feeds_paired.md").write_text(paired)
+        (RESULTS_DIR / "feeds_paired.md").write_text(paired)
     print("saved benchmarks/results/feeds.json, feeds.md, feeds.png and feeds_defaults.png")
 
 

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from common import datasets_folder
+from common import RESULTS_DIR, datasets_folder
 from recgraph.data.interactions import Interactions, Kind
 from recgraph.data.movielens import read_movielens
 from recgraph.data.splits import split
@@ -57,8 +57,6 @@ from recgraph.pipeline import History, QuestionConfig, QuestionModel
 from recgraph.retrieval.biased_mf import BiasedMF
 from recgraph.retrieval.retraining import RetrainingDriver
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 DAY = 86400
 K = 20
 #: One biased_mf configuration for every arm.
@@ -316,7 +314,7 @@ def main() -> None:
         f"{sum(r['cold_start_users'] for r in full['days'])} newcomers"
     )
     print(f"total {total:.0f} s")
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "incremental",
         "dataset": "movielens-100k",
@@ -332,8 +330,8 @@ def main() -> None:
             "load_average_at_end": list(os.getloadavg()),
         },
     }
-    (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    plot(arms, RESULTS / f"{stem}.png", args.variant)
+    (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    plot(arms, RESULTS_DIR / f"{stem}.png", args.variant)
     print(f"saved benchmarks/results/{stem}.json and {stem}.png")
 
 
