@@ -22,20 +22,16 @@ Run: ``python benchmarks/evaluate_popular.py`` (needs ../shared/datasets or
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import REPO, RESULTS_DIR, datasets_folder
-from recgraph.cli.main import main
+from common import REPO, RESULTS_DIR, datasets_folder, run_cli
 from recgraph.data.movielens import read_movielens
 from recgraph.data.readers import read_edge_list
 from recgraph.data.splits import split
@@ -66,16 +62,11 @@ CASES = [
 ]
 
 
-def run_cli(args: list[str]) -> tuple[float, str]:
+def timed_cli(args: list[str]) -> tuple[float, str]:
     """Run a ``recgraph`` command; return its wall time and what it printed."""
-    out = io.StringIO()
     start = time.perf_counter()
-    with contextlib.redirect_stdout(out):
-        status = main(args)
-    seconds = time.perf_counter() - start
-    if status != 0:
-        sys.exit(f"recgraph {' '.join(args)} exited with {status}")
-    return seconds, out.getvalue()
+    printed = run_cli(args)
+    return time.perf_counter() - start, printed
 
 
 def run_case(case: dict, folder: Path, work: Path) -> dict:
@@ -92,13 +83,13 @@ def run_case(case: dict, folder: Path, work: Path) -> dict:
 
     # the commands, end to end
     train, test = work / f"{case['name']}.train.csv", work / f"{case['name']}.test.csv"
-    stages["split_command_seconds"], _ = run_cli(
+    stages["split_command_seconds"], _ = timed_cli(
         ["split", str(source), "--kind", case["kind"], "--method", case["method"]]
         + ["--fraction", str(case["fraction"]), "--seed", str(case["seed"])]
         + ["--train", str(train), "--test", str(test)]
     )
     report_path = work / f"{case['name']}.json"
-    stages["evaluate_command_seconds"], table = run_cli(
+    stages["evaluate_command_seconds"], table = timed_cli(
         ["evaluate", "--train", str(train), "--test", str(test), "--kind", case["kind"]]
         + ["--model", "popular", "--k", ",".join(map(str, KS)), "--json", str(report_path)]
     )
