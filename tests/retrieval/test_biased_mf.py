@@ -6,6 +6,7 @@ from recgraph.errors import ConfigError
 from recgraph.retrieval import Retriever
 from recgraph.retrieval.biased_mf import BiasedMF, feedback_targets
 from tests.retrieval.conformance import RetrieverConformance, two_cliques
+from tests.retrieval.fold_in import moved_users
 
 #: The settings these tests were written for: Adam and sampled negatives (the
 #: defaults are now Adagrad with the Gramian term, tested on their own below).
@@ -200,15 +201,8 @@ def test_bad_rating_range_is_a_config_error():
 
 def test_fold_in_changes_only_that_user():
     model = BiasedMF(SMALL).fit(two_cliques("items"))
-    users, items, bias = (
-        model.user_factors_.copy(),
-        model.item_factors_.copy(),
-        model.item_bias_.copy(),
-    )
-    model.fold_in(Interactions.from_arrays(["3"], ["7"], users=model.users, items=model.items))
-    changed = np.flatnonzero(np.abs(model.user_factors_ - users).max(axis=1) > 0)
-    assert changed.tolist() == [3]
-    np.testing.assert_array_equal(model.item_factors_, items)
+    bias = model.item_bias_.copy()
+    assert moved_users(model, "3", "7") == [3]
     np.testing.assert_array_equal(model.item_bias_, bias)
 
 
@@ -237,10 +231,7 @@ def test_adagrad_learns_the_communities_and_partial_fit_keeps_other_users():
     scores = model._score(np.arange(80))
     assert scores[:40, :30].mean() > scores[:40, 30:].mean() + 0.2
     assert scores[40:, 30:].mean() > scores[40:, :30].mean() + 0.2
-    users = model.user_factors_.copy()
-    model.fold_in(Interactions.from_arrays(["3"], ["40"], users=model.users, items=model.items))
-    changed = np.flatnonzero(np.abs(model.user_factors_ - users).max(axis=1) > 0)
-    assert changed.tolist() == [3]
+    assert moved_users(model, "3", "40") == [3]
 
 
 def test_unknown_optimizer_is_a_config_error():
@@ -309,11 +300,7 @@ def test_unobserved_weight_alone_learns_the_communities():
 
 def test_unobserved_weight_fold_in_changes_only_that_user():
     model = BiasedMF({**GRAMIAN, "learning_rate": 0.1}).fit(communities())
-    users, items = model.user_factors_.copy(), model.item_factors_.copy()
-    model.fold_in(Interactions.from_arrays(["3"], ["40"], users=model.users, items=model.items))
-    changed = np.flatnonzero(np.abs(model.user_factors_ - users).max(axis=1) > 0)
-    assert changed.tolist() == [3]
-    np.testing.assert_array_equal(model.item_factors_, items)
+    assert moved_users(model, "3", "40") == [3]
 
 
 def test_unobserved_weight_partial_fit_teaches_a_new_user_and_keeps_the_others():
