@@ -57,6 +57,14 @@ def lists_frame(users: np.ndarray, ids: np.ndarray, scores: np.ndarray, names) -
     )
 
 
+def model_lists(model, names, k: int) -> pd.DataFrame:
+    """Every user's top-``k`` from ``model.recommend`` as :func:`lists_frame` rows: what a
+    candidates job must write for that model."""
+    users = np.arange(model.n_users)
+    ids, scores = model.recommend(users, k)
+    return lists_frame(users, ids, scores, names)
+
+
 def assert_same_lists(expected: pd.DataFrame, actual: pd.DataFrame, k: int, rel: float) -> None:
     """Identical top-k lists up to ties, scores equal to ``rel`` relative.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import numpy as np
 import pytest
 
 from recgraph.jobs.candidates.egoml_job import egoml_local
@@ -17,7 +16,7 @@ from tests.jobs.candidates.lists import (
 )
 from tests.jobs.candidates.lists import (
     assert_same_lists,
-    lists_frame,
+    model_lists,
     real_graph,
     redis_or_skip,
 )
@@ -41,10 +40,7 @@ def fitted(tmp_path_factory):
 def test_the_local_engine_gives_the_models_own_lists(fitted):
     graph, model, _ = fitted
     lists = egoml_local(model, K)
-    users = np.arange(model.n_users)
-    ids, scores = model.recommend(users, K)
-    expected = lists_frame(users, ids, scores, graph.users.ids)
-    assert_same_lists(expected, lists.to_frame(), K, rel=2e-6)
+    assert_same_lists(model_lists(model, graph.users.ids, K), lists.to_frame(), K, rel=2e-6)
 
 
 @pytest.mark.spark

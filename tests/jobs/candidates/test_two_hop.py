@@ -10,7 +10,7 @@ from recgraph.jobs.candidates.graph_input import GraphSource
 from recgraph.jobs.candidates.output import read_candidates
 from recgraph.jobs.candidates.runner import CandidatesRequest, run_candidates
 from recgraph.jobs.candidates.two_hop import two_hop_local, two_hop_model
-from tests.jobs.candidates.lists import assert_same_lists, lists_frame, real_graph, write_edges
+from tests.jobs.candidates.lists import assert_same_lists, model_lists, real_graph, write_edges
 
 K = 20
 
@@ -32,9 +32,7 @@ def test_the_local_engine_gives_the_retrievers_own_lists(graph_name, job, params
     graph = real_graph(graph_name)
     lists = two_hop_local(graph, job, K, params)
     model = two_hop_model(job, params).fit(graph)
-    users = np.arange(model.n_users)
-    ids, scores = model.recommend(users, K)
-    expected = lists_frame(users, ids, scores, graph.users.ids)
+    expected = model_lists(model, graph.users.ids, K)
     # the model sums in float32, the job in float64: equal to float32 precision
     assert_same_lists(expected, lists.to_frame(), K, rel=2e-6)
 
