@@ -20,17 +20,23 @@ from recgraph.data.writer import Writer
 from .conftest import CHANNEL, USER, bot_config, copies_in, interactions, wait
 
 
+async def _until(until, what: str, timeout: float = 20) -> None:
+    """Return once ``until()`` holds, checking every 20 ms on the bot's event loop; after
+    ``timeout`` seconds raise TimeoutError naming ``what``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not until():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{what} did not get there in time")
+        await asyncio.sleep(0.02)
+
+
 def _killed(store: Store, config: dict, until) -> None:
     """Run a bot until ``until()`` holds, then end its loop without stopping it (a kill)."""
 
     async def scenario() -> None:
         service = BotService(store, config)
         await service.start()
-        deadline = asyncio.get_running_loop().time() + 20
-        while not until():
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("the bot did not get there in time")
-            await asyncio.sleep(0.02)
+        await _until(until, "the bot")
         # no stop(): asyncio.run cancels whatever was running
 
     asyncio.run(scenario())
@@ -41,11 +47,7 @@ def _restarted(store: Store, config: dict, until, settle: float = 1.5) -> None:
 
     async def scenario() -> None:
         async with BotService(store, config):
-            deadline = asyncio.get_running_loop().time() + 20
-            while not until():
-                if asyncio.get_running_loop().time() > deadline:
-                    raise TimeoutError("the restarted bot did not get there in time")
-                await asyncio.sleep(0.02)
+            await _until(until, "the restarted bot")
             await asyncio.sleep(settle)
 
     asyncio.run(scenario())
