@@ -67,3 +67,22 @@ def test_aggregate_is_np_unique_and_bincount_bit_for_bit() -> None:
         got_nodes, got = aggregate(nodes, values)
         np.testing.assert_array_equal(got_nodes, unique)
         assert got.tobytes() == want.tobytes()
+
+
+def test_aggregate_into_a_scratch_array_is_the_same_bits_and_leaves_it_zeroed() -> None:
+    """The dense path (values added into a pooled array in their order) gives the sorted
+    path's nodes and sums bit for bit, and hands the array back all zeros."""
+    from recgraph.retrieval.walks import aggregate
+
+    rng = np.random.default_rng(3)
+    scratch = np.zeros(100_000)
+    for trial in range(50):
+        runs = [np.sort(rng.choice(100_000, int(rng.integers(1, 300)), replace=False))]
+        runs += [rng.integers(0, 100_000, int(rng.integers(0, 300))) for _ in range(trial % 4)]
+        nodes = np.concatenate(runs)
+        values = rng.random(len(nodes)) * 10.0 ** rng.integers(-8, 2, len(nodes))
+        want_nodes, want = aggregate(nodes, values)
+        got_nodes, got = aggregate(nodes, values, len(scratch), scratch)
+        np.testing.assert_array_equal(got_nodes, want_nodes)
+        assert got.tobytes() == want.tobytes()
+        assert not scratch.any()

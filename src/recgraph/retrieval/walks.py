@@ -32,7 +32,7 @@ from pydantic import Field
 from recgraph.data.graph_csr import GraphCSR, Side, warm_pages
 from recgraph.data.graph_overlay import GraphOverlay
 from recgraph.data.interactions import Interactions
-from recgraph.data.sorted_keys import sorted_groups
+from recgraph.data.sorted_keys import distinct_sorted, sorted_groups
 from recgraph.retrieval.base import Request, Retriever, TopK
 from recgraph.retrieval.neighborhood import (
     GraphWalkConfig,
@@ -46,6 +46,8 @@ from recgraph.retrieval.sparse_top_k import sparse_top_k
 GRAPH_FOLDER = "graph"
 #: Users whose walk results a model keeps (see :meth:`WalkRetriever._cached`).
 ROW_CACHE = 256
+#: Scratch arrays of one kind a model holds at most (see :meth:`WalkRetriever._scratch`).
+SCRATCH_ARRAYS = 4
 #: :func:`aggregate` counts over every node when there are at most this many per entry.
 DENSE_AGGREGATE = 4
 
@@ -127,6 +129,17 @@ class WalkGraph:
                 neighbour = np.concatenate([neighbour, extra])
         return owner, neighbour
 
+    def capped_row(self, node: int, side: Side = "out") -> np.ndarray:
+        """One node's trained row as :meth:`gather` samples it under the hub cap, without the
+        overlay: a view of the graph's array (int32), an evenly spaced slice when capped."""
+        indptr, indices = self.csr.arrays(side)
+        start, stop = int(indptr[node]), int(indptr[node + 1])
+        length = stop - start
+        if self.cap and length > self.cap:
+            stride = length // self.cap
+            return indices[start : start + self.cap * stride : stride]
+        return indices[start:stop]
+
     def random_neighbor(self, nodes: np.ndarray, side: Side, draws: np.ndarray) -> np.ndarray:
         """One neighbour per node, uniform over its edges (``draws`` in [0, 1)); ``-1`` if none."""
         indptr, indices = self.csr.arrays(side)
@@ -144,7 +157,10 @@ class WalkGraph:
 
 
 def aggregate(
-    nodes: np.ndarray, values: np.ndarray, size: int | None = None
+    nodes: np.ndarray,
+    values: np.ndarray,
+    size: int | None = None,
+    scratch: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sum ``values`` per distinct node: ``(sorted nodes, sums)`` (float64).
 
@@ -152,6 +168,11 @@ def aggregate(
     (a walk's last sweep over a small graph), the sums are counted over
     every node instead of sorting the entries: each node's values are added
     in the same order, so the sums are the same bits.
+
+    ``scratch``: a zeroed float64 array of ``size`` entries (a walk's pooled
+    scratch, zeroed again here). The values are added into it in their order
+    (``np.add.at``), and only the nodes are sorted, not the entries by a stable
+    argsort: the same bits, a few times quicker on a sweep's 10^4 entries.
     """
     if not len(nodes):
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
@@ -160,6 +181,16 @@ def aggregate(
         present[nodes] = True
         unique = np.flatnonzero(present)
         return unique, np.bincount(nodes, weights=values, minlength=size)[unique]
+    if scratch is not None:
+        try:
+            np.add.at(scratch, nodes, values)
+            unique = distinct_sorted(nodes)
+            sums = scratch[unique]
+            scratch[unique] = 0.0
+        except BaseException:
+            scratch[:] = 0.0
+            raise
+        return unique.astype(np.int64, copy=False), sums
     order, unique, group = sorted_groups(nodes)  # each node's values in their order
     return unique, np.bincount(group, weights=values[order], minlength=len(unique))
 
@@ -236,6 +267,50 @@ class WalkRetriever(Retriever):
         model.overlay = self.overlay
         model.walk_graph_ = self.walk_graph_
         return model
+
+    # ------------------------------------------------------------------ scratch arrays
+    def _scratch(self, dtype: type = np.float64) -> np.ndarray:
+        """A zeroed array of one ``dtype`` entry per node (float64: a push's residual or a
+        sweep's sums; bool: an explanation's set of scored nodes; int64: a slot table, read
+        only where the same call wrote it, so handed back as it was left, not zeroed), taken
+        from a pool the threads share: as many
+        arrays as pushes ever ran at once, not one per thread that ever pushed (a server's
+        thread pool has tens of threads: tens of arrays per worker), and at most
+        ``SCRATCH_ARRAYS`` (a thread waits for one): under the GIL two pushes at most make
+        progress at once, and a burst of requests queued on a cold server allocated an
+        array each (8 bytes a node, zeroed by the kernel page by page as the walk wrote it).
+        """
+        pool, lock, slots = self._scratch_pool(dtype)
+        slots.acquire()
+        try:
+            with lock:
+                scratch = pool.pop() if pool else None
+            if scratch is None or len(scratch) != self.n_users:
+                scratch = np.zeros(self.n_users, dtype=dtype)
+        except BaseException:  # a slot never given back would leave later pushes waiting forever
+            slots.release()
+            raise
+        return scratch
+
+    def _scratch_pool(
+        self, dtype: type
+    ) -> tuple[list[np.ndarray], threading.Lock, threading.BoundedSemaphore]:
+        lock = self.__dict__.setdefault("_scratch_lock", threading.Lock())
+        key = np.dtype(dtype).str
+        pools = self.__dict__.setdefault("_scratch_free", {})
+        slots = self.__dict__.setdefault("_scratch_slots", {})
+        return (
+            pools.setdefault(key, []),
+            lock,
+            slots.setdefault(key, threading.BoundedSemaphore(SCRATCH_ARRAYS)),
+        )
+
+    def _give_back(self, scratch: np.ndarray) -> None:
+        """Return a zeroed array to its pool."""
+        pool, lock, slots = self._scratch_pool(scratch.dtype)
+        with lock:
+            pool.append(scratch)
+        slots.release()
 
     # ------------------------------------------------------------------ new edges
     def observe(self, src_ids: Sequence[str], dst_ids: Sequence[str]) -> int:
