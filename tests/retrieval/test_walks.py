@@ -86,3 +86,24 @@ def test_aggregate_into_a_scratch_array_is_the_same_bits_and_leaves_it_zeroed() 
         np.testing.assert_array_equal(got_nodes, want_nodes)
         assert got.tobytes() == want.tobytes()
         assert not scratch.any()
+
+
+@pytest.mark.parametrize("cap", [0, 1, 3, 7, 1000])
+def test_the_walks_gather_is_the_graphs_gather(cap: int) -> None:
+    """WalkGraph's own gather (fewer passes) gives GraphCSR.gather's arrays, capped or not,
+    for repeated nodes, empty rows and no nodes."""
+    from recgraph.data.graph_csr import GraphCSR
+    from recgraph.data.graph_overlay import GraphOverlay
+    from recgraph.retrieval.walks import WalkGraph
+    from tests.retrieval.test_neighborhood import random_graph
+
+    graph = GraphCSR.from_csr(random_graph(80, 0.08, seed=cap, directed=True).csr("binary"))
+    walk = WalkGraph(graph, GraphOverlay(), cap)
+    rng = np.random.default_rng(cap)
+    for nodes in (rng.integers(0, 80, 30), np.array([5, 5, 5]), np.zeros(0, np.int64)):
+        for side in ("out", "in"):
+            want = graph.gather(nodes, side, cap)
+            got = walk.trained_neighbours(nodes, side, cap)
+            for w, g in zip(want, got, strict=True):
+                np.testing.assert_array_equal(g, w)
+                assert g.dtype == w.dtype

@@ -121,13 +121,39 @@ class WalkGraph:
             if cap is None
             else (min(cap, self.cap) if self.cap and cap else cap or self.cap)
         )
-        owner, neighbour = self.csr.gather(nodes, side, cap)
+        owner, neighbour = self.trained_neighbours(nodes, side, cap)
         if len(self.overlay):
             extra_owner, extra = self.overlay.gather(nodes, side)
             if len(extra):
                 owner = np.concatenate([owner, extra_owner])
                 neighbour = np.concatenate([neighbour, extra])
         return owner, neighbour
+
+    def trained_neighbours(
+        self, nodes: np.ndarray, side: Side = "out", cap: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`GraphCSR.gather <recgraph.data.graph_csr.GraphCSR.gather>`'s ``(owner,
+        neighbour)``, the same arrays in fewer passes over the gathered entries (a walk's
+        sweep gathers 10^4 of them per request): each entry's position is one ``arange``
+        plus (times) a per-row value repeated, not rebuilt from its row and offset."""
+        indptr, indices = self.csr.arrays(side)
+        nodes = np.asarray(nodes, dtype=np.int64)
+        starts = np.asarray(indptr[nodes], dtype=np.int64)
+        lengths = np.asarray(indptr[nodes + 1], dtype=np.int64) - starts
+        capped = bool(cap) and len(lengths) > 0 and int(lengths.max()) > cap
+        taken = np.minimum(lengths, cap) if capped else lengths
+        owner = np.repeat(np.arange(len(nodes)), taken)
+        total = len(owner)
+        if not total:
+            return owner, np.zeros(0, dtype=np.int64)
+        first = np.cumsum(taken) - taken  # each row's first entry in the output
+        if capped:
+            stride = np.maximum(lengths // np.maximum(taken, 1), 1)
+            position = np.arange(total) * np.repeat(stride, taken)
+            position += np.repeat(starts - first * stride, taken)
+        else:
+            position = np.arange(total) + np.repeat(starts - first, taken)
+        return owner, indices[position].astype(np.int64)
 
     def capped_row(self, node: int, side: Side = "out") -> np.ndarray:
         """One node's trained row as :meth:`gather` samples it under the hub cap, without the
