@@ -511,18 +511,34 @@ class PersonalizedPageRank(WalkRetriever):
         # each predecessor's share: its score over its degree (what it passes on)
         weight_all = scores[at] / np.maximum(self._thresholds(via_all) / self.config.epsilon, 1)
         own_score = np.where(at_c >= 0, scores[np.maximum(at_c, 0)] if len(nodes) else 0.0, 0.0)
+        # scaled to the candidate's score (each candidate's weights summed on their own, as
+        # numpy sums a slice), then ranked for every candidate at once: by candidate, largest
+        # contribution first, ties to the lower node (top_contributions' order)
+        factor = np.ones(len(candidates), dtype=np.float64)
+        for j in range(len(candidates)):
+            total = weight_all[bounds[j] : bounds[j + 1]].sum()
+            if total > 0:
+                factor[j] = float(own_score[j]) / total
+        owner = np.repeat(np.arange(len(candidates)), lengths)
+        contrib_all = weight_all * factor[owner]
+        keep = np.flatnonzero(contrib_all > 0)
+        keep = keep[np.lexsort((via_all[keep], -contrib_all[keep], owner[keep]))]
+        starts = np.searchsorted(owner[keep], np.arange(len(candidates) + 1))
+        ranked_via = via_all[keep]
+        ranked = contrib_all[keep].astype(np.float32)
         out = []
         for j, candidate in enumerate(candidates.tolist()):
-            via = via_all[bounds[j] : bounds[j + 1]]
-            weight = weight_all[bounds[j] : bounds[j + 1]]
-            score = float(own_score[j])
-            total = weight.sum()
-            contrib = weight * (score / total) if total > 0 else weight
-            keep = contrib > 0
-            via, contrib = top_contributions(via[keep], contrib[keep], top)
+            stop = starts[j + 1] if top is None else min(starts[j + 1], starts[j] + max(top, 0))
             out.append(
                 make_explanation(
-                    self.users, self.users, user, candidate, score, via, contrib, self.relation
+                    self.users,
+                    self.users,
+                    user,
+                    candidate,
+                    float(own_score[j]),
+                    ranked_via[starts[j] : stop],
+                    ranked[starts[j] : stop],
+                    self.relation,
                 )
             )
         return out
