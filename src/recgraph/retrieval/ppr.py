@@ -209,12 +209,15 @@ class PersonalizedPageRank(WalkRetriever):
         try:
             residual[user] = 1.0
             for round_ in range(cfg.max_rounds):
-                over = residual[frontier] >= self._thresholds(frontier)
                 # the user pushes first whatever its degree: above 1 / epsilon edges (either
                 # way, 10^4 by default) its threshold exceeds its whole mass, and the walk
                 # stopped there, the sweep reaching only its own neighbours (half the askers
                 # of a 10^7-follow graph, drawn like followers, got nothing to suggest)
-                frontier = distinct_sorted(frontier[over | (round_ == 0)], runs=True)
+                if round_:
+                    # a threshold is at least epsilon (epsilon times a degree of at least
+                    # 1): only the nodes holding that much read their degrees, once each
+                    frontier = distinct_sorted(frontier[residual[frontier] >= cfg.epsilon])
+                    frontier = frontier[residual[frontier] >= self._thresholds(frontier)]
                 if not len(frontier):
                     break
                 mass = residual[frontier].copy()
