@@ -524,7 +524,15 @@ class PersonalizedPageRank(WalkRetriever):
                 factor[j] = float(own_score[j]) / total
         owner = np.repeat(np.arange(len(candidates)), lengths)
         contrib_all = weight_all * factor[owner]
-        keep = np.flatnonzero(contrib_all > 0)
+        keep = contrib_all > 0
+        if top is not None:  # at most ``top`` a candidate: those at least its top-th largest
+            floor = np.zeros(len(candidates), dtype=np.float64)
+            for j in range(len(candidates)):
+                mine = contrib_all[bounds[j] : bounds[j + 1]]
+                if 0 < top < len(mine):
+                    floor[j] = np.partition(mine, len(mine) - top)[len(mine) - top]
+            keep &= contrib_all >= floor[owner]
+        keep = np.flatnonzero(keep)
         keep = keep[np.lexsort((via_all[keep], -contrib_all[keep], owner[keep]))]
         starts = np.searchsorted(owner[keep], np.arange(len(candidates) + 1))
         ranked_via = via_all[keep]
