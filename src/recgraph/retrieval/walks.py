@@ -295,7 +295,7 @@ class WalkRetriever(Retriever):
         return model
 
     # ------------------------------------------------------------------ scratch arrays
-    def _scratch(self, dtype: type = np.float64) -> np.ndarray:
+    def _scratch(self, dtype: type = np.float64, size: int | None = None) -> np.ndarray:
         """A zeroed array of one ``dtype`` entry per node (float64: a push's residual or a
         sweep's sums; bool: an explanation's set of scored nodes; int64: a slot table, read
         only where the same call wrote it, so handed back as it was left, not zeroed), taken
@@ -311,8 +311,9 @@ class WalkRetriever(Retriever):
         try:
             with lock:
                 scratch = pool.pop() if pool else None
-            if scratch is None or len(scratch) != self.n_users:
-                scratch = np.zeros(self.n_users, dtype=dtype)
+            size = self.n_users if size is None else size  # (pixie: one entry an item)
+            if scratch is None or len(scratch) != size:
+                scratch = np.zeros(size, dtype=dtype)
         except BaseException:  # a slot never given back would leave later pushes waiting forever
             slots.release()
             raise
