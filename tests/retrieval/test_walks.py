@@ -107,3 +107,34 @@ def test_the_walks_gather_is_the_graphs_gather(cap: int) -> None:
             for w, g in zip(want, got, strict=True):
                 np.testing.assert_array_equal(g, w)
                 assert g.dtype == w.dtype
+
+
+def test_a_random_neighbour_is_the_drawn_edge_or_minus_one_for_an_empty_row() -> None:
+    """Without an overlay, a draw d picks edge floor(d * degree) of the node's row (the
+    last one at most), and a node with no edge gets -1; with one the overlay's edges follow."""
+    from recgraph.data.graph_csr import GraphCSR
+    from recgraph.data.graph_overlay import GraphOverlay
+    from recgraph.retrieval.walks import WalkGraph
+    from tests.retrieval.test_neighborhood import random_graph
+
+    graph = GraphCSR.from_csr(random_graph(60, 0.05, seed=9, directed=True).csr("binary"))
+    overlay = GraphOverlay()
+    walk = WalkGraph(graph, overlay, 0)
+    rng = np.random.default_rng(9)
+    nodes = rng.integers(0, 60, 500)
+    draws = np.r_[rng.random(499), np.nextafter(1.0, 0.0)]
+    for side in ("out", "in"):
+        indptr, indices = graph.arrays(side)
+        degree = np.diff(indptr)[nodes]
+        assert (degree == 0).any(), "some rows are empty"
+        picked = walk.random_neighbor(nodes, side, draws)
+        want = np.full(len(nodes), -1)
+        has = degree > 0
+        at = indptr[nodes[has]] + np.minimum(
+            (draws[has] * degree[has]).astype(int), degree[has] - 1
+        )
+        want[has] = indices[at]
+        np.testing.assert_array_equal(picked, want)
+    overlay.add(nodes[:1], [int(nodes[1])])
+    first = walk.random_neighbor(nodes[:1], "out", np.array([np.nextafter(1.0, 0.0)]))
+    assert first[0] == nodes[1], "the last draw picks the overlay's edge after the row"

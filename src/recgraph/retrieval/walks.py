@@ -169,6 +169,15 @@ class WalkGraph:
     def random_neighbor(self, nodes: np.ndarray, side: Side, draws: np.ndarray) -> np.ndarray:
         """One neighbour per node, uniform over its edges (``draws`` in [0, 1)); ``-1`` if none."""
         indptr, indices = self.csr.arrays(side)
+        if not len(self.overlay) and len(indices):
+            # the trained graph alone: each row's start read once, every walker at once
+            nodes = np.asarray(nodes, dtype=np.int64)
+            starts = np.asarray(indptr[nodes], dtype=np.int64)
+            base = np.asarray(indptr[nodes + 1], dtype=np.int64) - starts
+            offset = np.minimum((draws * base).astype(np.int64), np.maximum(base - 1, 0))
+            out = indices[np.where(base > 0, starts + offset, 0)].astype(np.int64)
+            out[base == 0] = -1
+            return out
         base = self.trained_degree(nodes, side)
         extra = self.overlay.degrees(nodes, side) if len(self.overlay) else 0
         total = base + extra
