@@ -170,7 +170,8 @@ class PersonalizedPageRank(WalkRetriever):
             np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b]),
             runs=True,  # each side's pairs come owner by owner, each row sorted
         )
-        return keys // self.n_users, keys % self.n_users
+        owner = keys // self.n_users
+        return owner, keys - owner * self.n_users  # (a remainder costs twice a product)
 
     def _gathered_sides(self) -> tuple[str, ...]:
         """The sides one step reads: the walk's, or both either way, except on a friendship
