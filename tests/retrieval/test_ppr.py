@@ -193,6 +193,48 @@ def test_explanations_of_the_push_split_the_score() -> None:
         assert adjacency[e.via, e.candidate].all()
 
 
+def reference_push_explanation(model, user: int, candidate: int) -> tuple[np.ndarray, np.ndarray]:
+    """A pushed score's explanation from its definition: the candidate's scored walk-side
+    neighbours (its capped rows gathered, then its overlay edges), each weighted by its
+    score over its walk degree, scaled to sum to the candidate's score."""
+    from recgraph.retrieval.neighborhood import top_contributions
+
+    nodes, scores = model.cached_row(user)
+    score_of = dict(zip(nodes.tolist(), scores.tolist(), strict=True))
+    back = {"out": "in", "in": "out"}.get(model.config.walk)
+    via = []
+    for side in ("out", "in") if back is None else (back,):
+        via += model.walk_graph_.gather(np.array([candidate]), side)[1].tolist()
+    via = [w for w in via if w in score_of]
+    via = np.array(sorted(set(via)) if back is None else via, dtype=np.int64)
+    eps = model.config.epsilon
+    weight = np.array([score_of[w] for w in via.tolist()], dtype=np.float64)
+    weight = weight / np.maximum(model._thresholds(via) / eps, 1)
+    score = score_of.get(candidate, 0.0)
+    contrib = weight * (score / weight.sum()) if weight.sum() > 0 else weight
+    return top_contributions(via[contrib > 0], contrib[contrib > 0], None)
+
+
+@pytest.mark.parametrize("walk", ["out", "in", "undirected"])
+def test_push_explanations_read_capped_rows_and_the_overlay_as_the_walk_does(walk: str) -> None:
+    graph = random_graph(60, 0.15, seed=6, directed=True)
+    model = create_retriever("ppr", {"walk": walk, "hub_cap": 4}).fit(graph)
+    users = graph.users
+    rng = np.random.default_rng(0)
+    model.observe([users.ids[i] for i in rng.integers(0, 60, 40)],
+                  [users.ids[i] for i in rng.integers(0, 60, 40)])  # fmt: skip
+    assert len(model.overlay) > 20
+    capped = 0
+    for user in range(0, 60, 7):
+        candidates = np.r_[model.recommend([user], k=8)[0][0], user, 3, 3]
+        for e, c in zip(model.explain(user, candidates, top=None), candidates, strict=True):
+            want_via, want = reference_push_explanation(model, user, int(c))
+            np.testing.assert_array_equal(e.via, want_via)
+            np.testing.assert_array_equal(e.contributions, want)
+            capped += len(want_via) > 0 and model.walk_graph_.degree(np.array([c]), "in")[0] > 4
+    assert capped, "some candidate's row was capped"
+
+
 def test_pushed_scores_are_the_rankers_feature() -> None:
     graph = random_graph(50, 0.08, seed=8, directed=True)
     model = create_retriever("ppr").fit(graph)

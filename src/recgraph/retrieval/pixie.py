@@ -36,6 +36,7 @@ import numpy as np
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
+from recgraph.data.sorted_keys import distinct_sorted
 from recgraph.retrieval.explanation import FROM_HISTORY, Explanation, make_explanation
 from recgraph.retrieval.neighborhood import top_contributions
 from recgraph.retrieval.walks import WalkConfig, WalkRetriever, aggregate
@@ -164,28 +165,48 @@ class Pixie(WalkRetriever):
         position = items[home]
         n_items = self.n_items
         seen: list[np.ndarray] = []
-        keys, counts = np.zeros(0, np.int64), np.zeros(0)
-        for step in range(int(rounds_needed.max())):
-            live = step < limit
-            if not live.all():
-                home, position, limit = home[live], position[live], limit[live]
-            users = graph.random_neighbor(position, "in", rng.random(len(position)))
-            alive = users >= 0
-            targets = np.full(len(position), -1, dtype=np.int64)
-            targets[alive] = graph.random_neighbor(
-                users[alive], "out", rng.random(int(alive.sum()))
-            )
-            reached = targets >= 0
-            seen.append(home[reached] * n_items + targets[reached])
-            restart = (rng.random(len(position)) < cfg.restart) | ~reached
-            position = np.where(restart, items[home], targets)
-            if cfg.early_candidates and step % 4 == 3:
-                keys, counts = _merge(keys, counts, seen)
-                seen = []
-                _, total = aggregate(keys % n_items, counts)
-                if int((total >= cfg.visit_threshold).sum()) >= cfg.early_candidates:
-                    break
-        keys, counts = _merge(keys, counts, seen)
+        # each item's visits from every query item so far, and whether they reached the
+        # threshold (pooled arrays, cleared where touched): the early stop's count is kept
+        # as the walk goes, not recounted by sorting every visit so far every fourth step
+        visits_of = self._scratch(np.float64, n_items)
+        over = self._scratch(np.bool_, n_items)
+        crossed = 0
+        try:
+            for step in range(int(rounds_needed.max())):
+                live = step < limit
+                if not live.all():
+                    home, position, limit = home[live], position[live], limit[live]
+                users = graph.random_neighbor(position, "in", rng.random(len(position)))
+                alive = users >= 0
+                targets = np.full(len(position), -1, dtype=np.int64)
+                targets[alive] = graph.random_neighbor(
+                    users[alive], "out", rng.random(int(alive.sum()))
+                )
+                reached = targets >= 0
+                seen.append(home[reached] * n_items + targets[reached])
+                restart = (rng.random(len(position)) < cfg.restart) | ~reached
+                position = np.where(restart, items[home], targets)
+                if cfg.early_candidates:
+                    hit = targets[reached]
+                    np.add.at(visits_of, hit, 1.0)
+                    hot = hit[visits_of[hit] >= cfg.visit_threshold]
+                    hot = distinct_sorted(hot[~over[hot]])
+                    over[hot] = True
+                    crossed += len(hot)
+                    if step % 4 == 3 and crossed >= cfg.early_candidates:
+                        break
+        finally:
+            touched = np.concatenate(seen) % n_items if seen else np.zeros(0, np.int64)
+            visits_of[touched] = 0.0
+            over[touched] = False
+            self._give_back(visits_of)
+            self._give_back(over)
+        # every (query item, item) visit counted once, at the end (the counts are whole
+        # numbers: the same sums in any order)
+        keys = np.sort(np.concatenate(seen)) if seen else np.zeros(0, np.int64)
+        fresh = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))[: len(keys)]
+        counts = np.diff(np.append(fresh, len(keys))).astype(np.float64)
+        keys = keys[fresh]
         query_of = keys // n_items
         bounds = np.searchsorted(query_of, np.arange(len(items) + 1))
         visits = [
@@ -245,13 +266,3 @@ class Pixie(WalkRetriever):
         if len(candidates) and (candidates.min() < 0 or candidates.max() >= self.n_items):
             raise IndexError("candidate index outside the item range")
         return candidates
-
-
-def _merge(
-    keys: np.ndarray, counts: np.ndarray, seen: list[np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Visit counts so far plus one visit per entry of ``seen`` (sorted keys)."""
-    if not seen:
-        return keys, counts
-    fresh = np.concatenate(seen)
-    return aggregate(np.concatenate([keys, fresh]), np.concatenate([counts, np.ones(len(fresh))]))

@@ -41,7 +41,6 @@ Two ways to compute it (``method`` in the config):
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -59,10 +58,8 @@ from recgraph.retrieval.neighborhood import (
     run_batches,
     top_contributions,
 )
+from recgraph.retrieval.walks import SCRATCH_ARRAYS as SCRATCH_ARRAYS  # its old home
 from recgraph.retrieval.walks import WalkConfig, WalkRetriever, aggregate
-
-#: Scratch arrays of one kind a model holds at most (see :meth:`PersonalizedPageRank._scratch`).
-SCRATCH_ARRAYS = 4
 
 #: Floats of one dense ``n x batch`` walk block (1 MB): a block that stays in cache is faster.
 PPR_BLOCK_FLOATS = 1 << 18
@@ -173,7 +170,8 @@ class PersonalizedPageRank(WalkRetriever):
             np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b]),
             runs=True,  # each side's pairs come owner by owner, each row sorted
         )
-        return keys // self.n_users, keys % self.n_users
+        owner = keys // self.n_users
+        return owner, keys - owner * self.n_users  # (a remainder costs twice a product)
 
     def _gathered_sides(self) -> tuple[str, ...]:
         """The sides one step reads: the walk's, or both either way, except on a friendship
@@ -212,12 +210,15 @@ class PersonalizedPageRank(WalkRetriever):
         try:
             residual[user] = 1.0
             for round_ in range(cfg.max_rounds):
-                over = residual[frontier] >= self._thresholds(frontier)
                 # the user pushes first whatever its degree: above 1 / epsilon edges (either
                 # way, 10^4 by default) its threshold exceeds its whole mass, and the walk
                 # stopped there, the sweep reaching only its own neighbours (half the askers
                 # of a 10^7-follow graph, drawn like followers, got nothing to suggest)
-                frontier = distinct_sorted(frontier[over | (round_ == 0)], runs=True)
+                if round_:
+                    # a threshold is at least epsilon (epsilon times a degree of at least
+                    # 1): only the nodes holding that much read their degrees, once each
+                    frontier = distinct_sorted(frontier[residual[frontier] >= cfg.epsilon])
+                    frontier = frontier[residual[frontier] >= self._thresholds(frontier)]
                 if not len(frontier):
                     break
                 mass = residual[frontier].copy()
@@ -252,47 +253,6 @@ class PersonalizedPageRank(WalkRetriever):
             finally:
                 self._give_back(residual)
 
-    def _scratch(self, dtype: type = np.float64) -> np.ndarray:
-        """A zeroed array of one ``dtype`` entry per node (float64: a push's residual; bool:
-        an explanation's set of scored nodes), taken from a pool the threads share: as many
-        arrays as pushes ever ran at once, not one per thread that ever pushed (a server's
-        thread pool has tens of threads: tens of arrays per worker), and at most
-        ``SCRATCH_ARRAYS`` (a thread waits for one): under the GIL two pushes at most make
-        progress at once, and a burst of requests queued on a cold server allocated an
-        array each (8 bytes a node, zeroed by the kernel page by page as the walk wrote it).
-        """
-        pool, lock, slots = self._scratch_pool(dtype)
-        slots.acquire()
-        try:
-            with lock:
-                scratch = pool.pop() if pool else None
-            if scratch is None or len(scratch) != self.n_users:
-                scratch = np.zeros(self.n_users, dtype=dtype)
-        except BaseException:  # a slot never given back would leave later pushes waiting forever
-            slots.release()
-            raise
-        return scratch
-
-    def _scratch_pool(
-        self, dtype: type
-    ) -> tuple[list[np.ndarray], threading.Lock, threading.BoundedSemaphore]:
-        lock = self.__dict__.setdefault("_scratch_lock", threading.Lock())
-        key = np.dtype(dtype).str
-        pools = self.__dict__.setdefault("_scratch_free", {})
-        slots = self.__dict__.setdefault("_scratch_slots", {})
-        return (
-            pools.setdefault(key, []),
-            lock,
-            slots.setdefault(key, threading.BoundedSemaphore(SCRATCH_ARRAYS)),
-        )
-
-    def _give_back(self, scratch: np.ndarray) -> None:
-        """Return a zeroed array to its pool."""
-        pool, lock, slots = self._scratch_pool(scratch.dtype)
-        with lock:
-            pool.append(scratch)
-        slots.release()
-
     def user_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """Pushed scores plus one last sweep of the residual (see :class:`PPRConfig`)."""
         nodes, scores, r_nodes, residual = self.push(user)
@@ -303,11 +263,16 @@ class PersonalizedPageRank(WalkRetriever):
         owner, neighbour = self._neighbours(r_nodes[spread], self.config.sweep)
         degree = np.bincount(owner, minlength=len(spread))
         share = (1 - alpha) * residual[spread] / np.maximum(degree, 1)
-        return aggregate(
-            np.concatenate([nodes, r_nodes, neighbour]),
-            np.concatenate([scores, alpha * residual, share[owner]]),
-            self.n_users,
-        )
+        sums = self._scratch()
+        try:
+            return aggregate(
+                np.concatenate([nodes, r_nodes, neighbour]),
+                np.concatenate([scores, alpha * residual, share[owner]]),
+                self.n_users,
+                sums,
+            )
+        finally:
+            self._give_back(sums)
 
     def _sweep_choice(self, r_nodes: np.ndarray, residual: np.ndarray) -> np.ndarray:
         """Positions of the residual nodes whose mass the sweep spreads, within ``sweep_budget``.
@@ -502,59 +467,90 @@ class PersonalizedPageRank(WalkRetriever):
         ``(1 - alpha) p(w) / deg(w)`` (what ``w`` passed on in the last step), scaled to
         sum to the candidate's score.
 
-        The candidates' (capped) rows are gathered at once and tested against a
-        set of the scored nodes (a pooled boolean array, one byte a node, set and
-        cleared at those nodes only; it stays in cache where a float position
-        table of 8 bytes a node did not), and the one in ten that hit are found in
-        the sorted scored nodes. Searching each row in the scored nodes, candidate
-        by candidate, was most of a served request's explanation.
+        Each candidate's (capped) rows are read as views of the graph's arrays (a
+        capped row is an evenly spaced slice: no index arrays built) and tested
+        against a set of the scored nodes (a pooled boolean array, one byte a node,
+        set and cleared at those nodes only; it stays in cache where a float table
+        of 8 bytes a node did not); only the hits, about one in ten, go further and
+        are found in the sorted scored nodes. Gathering every candidate's rows into
+        index arrays first (a popular candidate's 10^4 followers) was most of a
+        served request's explanation.
         """
         assert self.users is not None
         nodes, scores = self.cached_row(user)
         back = {"out": "in", "in": "out"}.get(self.config.walk)
         candidates = np.asarray(candidates, dtype=np.int64)
         graph = self.walk_graph_
+        sides = ("out", "in") if back is None else (back,)
+        fresh = (
+            {side: graph.overlay.gather(candidates, side) for side in sides}
+            if len(graph.overlay)
+            else {}
+        )
+        found: list[np.ndarray] = []
         scored = self._scratch(np.bool_)
         try:
             scored[nodes] = True
-            found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-            for side in ("out", "in") if back is None else (back,):
-                owner, via = graph.gather(candidates, side)
-                hit = np.flatnonzero(scored[via])
-                found.append((owner[hit], via[hit], np.searchsorted(nodes, via[hit])))
-            at_c = sorted_lookup(nodes, candidates)
+            for j, candidate in enumerate(candidates.tolist()):
+                parts = []
+                for side in sides:
+                    row = graph.capped_row(candidate, side)
+                    parts.append(row[scored[row]])
+                    if side in fresh:  # the overlay's pairs after the trained row's
+                        extra_owner, extra = fresh[side]
+                        extra = extra[extra_owner == j]
+                        parts.append(extra[scored[extra]])
+                via = np.concatenate(parts).astype(np.int64)
+                # either way: the scored neighbours on both sides, each once, in order
+                found.append(distinct_sorted(via, runs=True) if back is None else via)
         finally:
             scored[nodes] = False
             self._give_back(scored)
-        if back is None:  # either way: the scored neighbours on both sides, each pair once
-            keys = np.concatenate([o for o, _, _ in found]) * np.int64(self.n_users)
-            keys += np.concatenate([v for _, v, _ in found])
-            order = np.argsort(keys, kind="stable")
-            keys = keys[order]
-            first = np.concatenate(([True], keys[1:] != keys[:-1])) if len(keys) else []
-            keys = keys[first]
-            owner, via_all = keys // self.n_users, keys % self.n_users
-            at = np.concatenate([a for _, _, a in found])[order][first]
-        else:  # owner by owner, each row in its order, the overlay's pairs after the rest
-            owner, via_all, at = found[0]
-            order = np.argsort(owner, kind="stable")
-            owner, via_all, at = owner[order], via_all[order], at[order]
+        lengths = np.array([len(v) for v in found], dtype=np.int64)
+        bounds = np.zeros(len(candidates) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=bounds[1:])
+        via_all = np.concatenate(found) if found else np.zeros(0, np.int64)
+        at = np.searchsorted(nodes, via_all)
+        at_c = sorted_lookup(nodes, candidates)
         # each predecessor's share: its score over its degree (what it passes on)
         weight_all = scores[at] / np.maximum(self._thresholds(via_all) / self.config.epsilon, 1)
         own_score = np.where(at_c >= 0, scores[np.maximum(at_c, 0)] if len(nodes) else 0.0, 0.0)
-        bounds = np.searchsorted(owner, np.arange(len(candidates) + 1))
+        # scaled to the candidate's score (each candidate's weights summed on their own, as
+        # numpy sums a slice), then ranked for every candidate at once: by candidate, largest
+        # contribution first, ties to the lower node (top_contributions' order)
+        factor = np.ones(len(candidates), dtype=np.float64)
+        for j in range(len(candidates)):
+            total = weight_all[bounds[j] : bounds[j + 1]].sum()
+            if total > 0:
+                factor[j] = float(own_score[j]) / total
+        owner = np.repeat(np.arange(len(candidates)), lengths)
+        contrib_all = weight_all * factor[owner]
+        keep = contrib_all > 0
+        if top is not None:  # at most ``top`` a candidate: those at least its top-th largest
+            floor = np.zeros(len(candidates), dtype=np.float64)
+            for j in range(len(candidates)):
+                mine = contrib_all[bounds[j] : bounds[j + 1]]
+                if 0 < top < len(mine):
+                    floor[j] = np.partition(mine, len(mine) - top)[len(mine) - top]
+            keep &= contrib_all >= floor[owner]
+        keep = np.flatnonzero(keep)
+        keep = keep[np.lexsort((via_all[keep], -contrib_all[keep], owner[keep]))]
+        starts = np.searchsorted(owner[keep], np.arange(len(candidates) + 1))
+        ranked_via = via_all[keep]
+        ranked = contrib_all[keep].astype(np.float32)
         out = []
         for j, candidate in enumerate(candidates.tolist()):
-            via = via_all[bounds[j] : bounds[j + 1]]
-            weight = weight_all[bounds[j] : bounds[j + 1]]
-            score = float(own_score[j])
-            total = weight.sum()
-            contrib = weight * (score / total) if total > 0 else weight
-            keep = contrib > 0
-            via, contrib = top_contributions(via[keep], contrib[keep], top)
+            stop = starts[j + 1] if top is None else min(starts[j + 1], starts[j] + max(top, 0))
             out.append(
                 make_explanation(
-                    self.users, self.users, user, candidate, score, via, contrib, self.relation
+                    self.users,
+                    self.users,
+                    user,
+                    candidate,
+                    float(own_score[j]),
+                    ranked_via[starts[j] : stop],
+                    ranked[starts[j] : stop],
+                    self.relation,
                 )
             )
         return out

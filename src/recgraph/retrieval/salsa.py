@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from recgraph.data.sorted_keys import find_sorted, sorted_groups
+from recgraph.data.sorted_keys import distinct_sorted, find_sorted
 from recgraph.retrieval.explanation import Explanation, make_explanation
 from recgraph.retrieval.neighborhood import RELATION, best_first, top_contributions
 from recgraph.retrieval.ppr import PersonalizedPageRank, unbounded_sweep_if_saved_before
@@ -140,15 +140,23 @@ class SALSA(WalkRetriever):
         cfg = self.config
         hubs, h0 = self.circle_of_trust(user)
         owner, followed = self.walk_graph_.gather(hubs, "out", cfg.authorities_per_hub)
-        order, authorities, group = sorted_groups(followed)  # np.unique's, sooner
-        column = np.empty(len(followed), dtype=np.int64)
-        column[order] = group
+        # np.unique's (authorities, inverse): the distinct accounts sorted, and each follow's
+        # column read from a pooled slot table (no stable argsort of every follow)
+        authorities = distinct_sorted(followed)
+        slot = self._scratch(np.int64)
+        try:
+            slot[authorities] = np.arange(len(authorities))
+            column = slot[followed]
+        finally:
+            self._give_back(slot)
         n_hubs, n_auth = len(hubs), len(authorities)
         keys = owner * np.int64(max(n_auth, 1)) + column
         unit = len(keys) < 2 or bool((keys[1:] > keys[:-1]).all())
         if unit:  # every pair once, in order (no overlay edge): the entries as gathered
             hub_of, authority_of = owner, column
             weight = np.ones(len(keys), dtype=np.float64)
+            # hub_of is sorted: a value per hub spreads over its follows by a repeat
+            per_hub = np.bincount(hub_of, minlength=n_hubs)
         else:  # overlay edges after the rest, or a repeated pair
             keys = np.sort(keys)
             fresh = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
@@ -173,7 +181,7 @@ class SALSA(WalkRetriever):
             return terms if unit else weight * terms  # (x * 1.0 is x: the same bits, one pass less)
 
         def to_authorities(by_hub: np.ndarray) -> np.ndarray:
-            terms = weighted(by_hub[hub_of])
+            terms = np.repeat(by_hub, per_hub) if unit else weight * by_hub[hub_of]
             return np.bincount(authority_of, weights=terms, minlength=n_auth).astype(
                 np.float64, copy=False
             )
