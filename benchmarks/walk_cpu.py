@@ -134,10 +134,16 @@ def main() -> None:
     parser.add_argument("--size", type=float, default=1e7, help="follows")
     parser.add_argument("--graph-dir", required=True, help="graph_SIZE is built or reused here")
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--askers", type=int, default=300)
+    parser.add_argument(
+        "--askers", type=int, default=300, help=f"more than the {WARM} warm-up requests"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="passes over the askers")
     parser.add_argument("--out", default="walk_cpu")
     args = parser.parse_args()
+    if args.askers * args.repeat <= WARM:
+        parser.error(
+            f"--askers x --repeat must exceed the {WARM} warm-up requests it does not count"
+        )
     load_at_start = os.getloadavg()
     from recgraph.data.interactions import IdMap
 

@@ -80,3 +80,35 @@ def test_explanations_are_the_query_items_that_reached_the_candidate() -> None:
     for e, score in zip(model.explain(5, ids[0], top=None), scores[0], strict=True):
         assert set(e.via.tolist()) <= set(query.tolist())
         assert e.contributions.sum() == pytest.approx(float(score), rel=1e-4)
+
+
+def test_a_walk_that_fails_gives_both_scratch_slots_back(monkeypatch) -> None:
+    from recgraph.retrieval.ppr import SCRATCH_ARRAYS
+
+    graph = liked_items()
+    model = create_retriever("pixie", {"early_candidates": 10, "visit_threshold": 2}).fit(graph)
+    expected = model.walk(4)[2]
+    walk_graph = type(model.walk_graph_)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a step failed")
+
+    monkeypatch.setattr(walk_graph, "random_neighbor", broken)
+    for _ in range(SCRATCH_ARRAYS + 1):  # more failures than slots
+        with pytest.raises(RuntimeError, match="a step failed"):
+            model.walk(4)  # walk itself: user_row keeps a walk it has done
+    monkeypatch.undo()
+    for dtype in (np.float64, np.bool_):
+        pool, _, slots = model._scratch_pool(dtype)
+        assert slots._value == SCRATCH_ARRAYS  # every slot free: no later walk waits forever
+        assert all(not scratch.any() for scratch in pool)  # and every array clean
+    for (nodes, counts), (again, recount) in zip(expected, model.walk(4)[2], strict=True):
+        np.testing.assert_array_equal(nodes, again)
+        np.testing.assert_array_equal(counts, recount)
+
+
+def test_a_walk_without_early_stopping_takes_no_scratch_array() -> None:
+    model = create_retriever("pixie", {"early_candidates": 0}).fit(liked_items())
+    assert model.walk(4)[2]
+    assert model._scratch_pool(np.float64)[0] == []
+    assert model._scratch_pool(np.bool_)[0] == []

@@ -168,10 +168,15 @@ class Pixie(WalkRetriever):
         # each item's visits from every query item so far, and whether they reached the
         # threshold (pooled arrays, cleared where touched): the early stop's count is kept
         # as the walk goes, not recounted by sorting every visit so far every fourth step
-        visits_of = self._scratch(np.float64, n_items)
-        over = self._scratch(np.bool_, n_items)
+        # (taken only when the walk may stop early; the second inside the try, so a failure
+        # to take it still gives the first back: a slot lost for good starves later walks)
+        early = bool(cfg.early_candidates)
+        visits_of = self._scratch(np.float64, n_items) if early else None
+        over = None
         crossed = 0
         try:
+            if early:
+                over = self._scratch(np.bool_, n_items)
             for step in range(int(rounds_needed.max())):
                 live = step < limit
                 if not live.all():
@@ -186,7 +191,7 @@ class Pixie(WalkRetriever):
                 seen.append(home[reached] * n_items + targets[reached])
                 restart = (rng.random(len(position)) < cfg.restart) | ~reached
                 position = np.where(restart, items[home], targets)
-                if cfg.early_candidates:
+                if visits_of is not None and over is not None:
                     hit = targets[reached]
                     np.add.at(visits_of, hit, 1.0)
                     hot = hit[visits_of[hit] >= cfg.visit_threshold]
@@ -196,11 +201,16 @@ class Pixie(WalkRetriever):
                     if step % 4 == 3 and crossed >= cfg.early_candidates:
                         break
         finally:
-            touched = np.concatenate(seen) % n_items if seen else np.zeros(0, np.int64)
-            visits_of[touched] = 0.0
-            over[touched] = False
-            self._give_back(visits_of)
-            self._give_back(over)
+            if visits_of is not None:
+                try:
+                    touched = np.concatenate(seen) % n_items if seen else np.zeros(0, np.int64)
+                    visits_of[touched] = 0.0
+                    if over is not None:
+                        over[touched] = False
+                finally:
+                    self._give_back(visits_of)
+                    if over is not None:
+                        self._give_back(over)
         # every (query item, item) visit counted once, at the end (the counts are whole
         # numbers: the same sums in any order)
         keys = np.sort(np.concatenate(seen)) if seen else np.zeros(0, np.int64)
