@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -76,6 +78,31 @@ CONFIG_FILE = "model.json"
 STATE_FILE = "state.npz"
 #: Upper bound on the floats of one dense score block (``batch x n_items``).
 SCORE_BLOCK_FLOATS = 1 << 24
+#: Most float32 bytes of dense score blocks one :func:`shared_scores` scope keeps.
+SHARED_SCORE_BYTES = 1 << 24
+#: The open :func:`shared_scores` scope of this thread: ``{(model id, users): block}``.
+_SHARED: ContextVar[dict[tuple[int, bytes], np.ndarray] | None] = ContextVar(
+    "recgraph_shared_scores", default=None
+)
+
+
+@contextmanager
+def shared_scores() -> Iterator[None]:
+    """Within this block, a model's dense scores of one batch of users are computed once.
+
+    A ranked request asks each retriever for its best candidates
+    (:meth:`Retriever.recommend`) and then for its scores of the pool's other
+    candidates (:meth:`Retriever.score_pairs`): the same ``_score`` rows twice,
+    which for EASE and item k-NN was most of a request's retrieval. Inside the
+    scope the second call reads the first's block (the same values: ``_score``
+    of the same users). Per thread (a context variable), never past the block,
+    and bounded by :data:`SHARED_SCORE_BYTES` (larger blocks are not kept).
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
 
 
 class RetrieverConfig(BaseModel):
@@ -285,6 +312,21 @@ class Retriever(ABC):
         """Dense scores ``(len(users), n_items)``; higher is better."""
         raise NotImplementedError(f"{type(self).__name__} must implement _score or recommend")
 
+    def _dense_scores(self, users: np.ndarray) -> np.ndarray:
+        """``_score(users)`` as float32, read from the open :func:`shared_scores` scope when
+        it holds these users' block (and kept there when small enough)."""
+        shared = _SHARED.get()
+        if shared is None:
+            return np.asarray(self._score(users), dtype=np.float32)
+        key = (id(self), np.asarray(users, dtype=np.int64).tobytes())
+        block = shared.get(key)
+        if block is None:
+            block = np.asarray(self._score(users), dtype=np.float32)
+            kept = sum(b.nbytes for b in shared.values())
+            if kept + block.nbytes <= SHARED_SCORE_BYTES:
+                shared[key] = block
+        return block
+
     def batch_size(self) -> int:
         """Users per dense score block, so a block stays near 64 MB."""
         return max(1, SCORE_BLOCK_FLOATS // max(1, self.n_items))
@@ -340,7 +382,7 @@ class Retriever(ABC):
         for start in range(0, len(users), step):
             stop = min(start + step, len(users))
             batch = users[start:stop]
-            block = np.array(self._score(batch), dtype=np.float32, copy=True)
+            block = np.array(self._dense_scores(batch), dtype=np.float32, copy=True)
             part = request.rows(start, stop)
             self._mask_scores(
                 block,
@@ -532,7 +574,7 @@ class Retriever(ABC):
         step = self.batch_size()
         for start in range(0, len(distinct), step):
             batch = distinct[start : start + step]
-            block = np.asarray(self._score(batch), dtype=np.float32)
+            block = self._dense_scores(batch)
             pick = (row_of >= start) & (row_of < start + len(batch))
             out[pick] = block[row_of[pick] - start, targets[pick]]
         return out
