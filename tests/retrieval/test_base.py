@@ -31,7 +31,11 @@ def counting(model, monkeypatch) -> list[np.ndarray]:
 
 def ask(model, users, targets):
     ids, scores = model.recommend(users, 5)
-    return ids, scores, model.score_pairs(np.repeat(users, len(targets)), np.tile(targets, len(users)))
+    return (
+        ids,
+        scores,
+        model.score_pairs(np.repeat(users, len(targets)), np.tile(targets, len(users))),
+    )
 
 
 @pytest.mark.parametrize("name", ["ease", "item_knn"])
