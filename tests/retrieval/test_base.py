@@ -84,3 +84,33 @@ def test_ease_cuts_its_active_columns_once_per_state():
     model.fit(feed(seed=2))  # a new state: cut again
     assert model._active_matrix() is not cut
     assert model._active_matrix().shape == (model.n_users, len(model.active_items_))
+
+
+def test_a_request_of_one_block_is_its_own_rows_and_other_blocks_are_cut():
+    import scipy.sparse as sp
+
+    from recgraph.retrieval.base import Request
+
+    exclude = sp.csr_matrix(np.eye(4, 6, dtype=np.float32))
+    request = Request(True, exclude, None)
+    assert request.rows(0, 4) is request
+    part = request.rows(1, 3)
+    np.testing.assert_array_equal(part.exclude.toarray(), exclude[1:3].toarray())
+    per_user = Request(True, None, sp.csr_matrix(np.ones((4, 6), dtype=bool)))
+    assert per_user.rows(0, 4) is per_user and per_user.rows(0, 2).allowed.shape == (2, 6)
+
+
+def test_masks_and_liked_items_read_the_rows_scipy_gives():
+    model = create_retriever("item_knn").fit(feed())
+    users = np.array([3, 0, 3])
+    block = np.zeros((3, model.n_items), dtype=np.float32)
+    model._mask_scores(block, users, exclude_seen=True, exclude=None, allowed=None)
+    np.testing.assert_array_equal(block == -np.inf, model.seen_matrix()[users].toarray() > 0)
+    for user in (0, 7):
+        np.testing.assert_array_equal(model.liked_items(user), model.seen_matrix()[user].indices)
+        _, liked, weights = model.liked_weights(user, model.matrix_)
+        row = model.matrix_[user]
+        keep = np.isin(row.indices, model.liked_items(user))
+        np.testing.assert_array_equal(liked, row.indices[keep])
+        np.testing.assert_array_equal(weights, row.data[keep])
+        assert len(liked)

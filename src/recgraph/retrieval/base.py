@@ -58,6 +58,7 @@ from recgraph.data.graph_csr import (
 )
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.data.item_features import ItemFeatures
+from recgraph.data.sparse_rows import row_entries
 from recgraph.errors import ConfigError, InputError, NotFittedError
 from recgraph.files import (
     csr_from_arrays,
@@ -193,6 +194,9 @@ class Request:
 
     def rows(self, start: int, stop: int) -> Request:
         """The filters of users ``start:stop`` of the request (for batches)."""
+        if start == 0 and (self.exclude is None or stop == self.exclude.shape[0]):
+            if not sp.issparse(self.allowed) or stop == self.allowed.shape[0]:
+                return self  # one block holds the whole request (always, for one user)
         allowed = self.allowed[start:stop] if sp.issparse(self.allowed) else self.allowed
         exclude = None if self.exclude is None else self.exclude[start:stop]
         return Request(self.exclude_seen, exclude, allowed)
@@ -427,9 +431,8 @@ class Retriever(ABC):
         assert self._seen is not None
         block[np.isnan(block)] = -np.inf
         if exclude_seen:
-            seen = self._seen[users]
-            rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
-            block[rows, seen.indices] = -np.inf
+            entries, rows = row_entries(self._seen, users)
+            block[rows, self._seen.indices[entries]] = -np.inf
             if self.graph_kind in ("follows", "friends"):
                 block[np.arange(len(users)), users] = -np.inf
         if exclude is not None:
@@ -473,16 +476,19 @@ class Retriever(ABC):
         liked = self._liked if self._liked is not None else self._seen
         assert liked is not None
         user = int(user)
-        return liked[user].indices.copy() if user < liked.shape[0] else np.zeros(0, np.int64)
+        if user >= liked.shape[0]:
+            return np.zeros(0, np.int64)
+        return liked.indices[liked.indptr[user] : liked.indptr[user + 1]].copy()
 
     def liked_weights(self, user: int, matrix: sp.csr_matrix) -> tuple[int, np.ndarray, np.ndarray]:
         """The checked ``user`` index, and the liked items in its ``matrix`` row with their
         weights: what an item-to-item explanation may cite, and how much each counts."""
         self._check_fitted()
         user = int(self._check_users([user])[0])
-        row = matrix[user]
-        keep = np.isin(row.indices, self.liked_items(user))
-        return user, row.indices[keep], row.data[keep]
+        start, stop = matrix.indptr[user], matrix.indptr[user + 1]
+        indices, data = matrix.indices[start:stop], matrix.data[start:stop]
+        keep = np.isin(indices, self.liked_items(user))
+        return user, indices[keep], data[keep]
 
     def seen_matrix(self) -> sp.csr_matrix:
         """Binary ``n_users x n_items``: what each user had in training (dislikes included)."""
