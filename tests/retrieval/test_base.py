@@ -114,3 +114,16 @@ def test_masks_and_liked_items_read_the_rows_scipy_gives():
         np.testing.assert_array_equal(liked, row.indices[keep])
         np.testing.assert_array_equal(weights, row.data[keep])
         assert len(liked)
+
+
+def test_a_csr_of_exclusions_is_read_as_it_is_and_other_forms_are_converted():
+    import scipy.sparse as sp
+
+    from recgraph.retrieval.base import rows_as_csr
+
+    matrix = sp.csr_matrix(np.eye(2, 5, dtype=np.float32))
+    assert rows_as_csr(matrix, 2, 5, "exclude") is matrix
+    converted = rows_as_csr(sp.coo_matrix(matrix), 2, 5, "exclude")
+    assert isinstance(converted, sp.csr_matrix) and converted is not matrix
+    with pytest.raises(ValueError, match="shape"):
+        rows_as_csr(matrix, 3, 5, "exclude")

@@ -160,7 +160,9 @@ def rows_as_csr(
     """Per-user id lists or a sparse matrix, as a CSR of shape ``(n_rows, n_cols)``."""
     if rows is None:
         return None
-    if sp.issparse(rows):
+    if isinstance(rows, sp.csr_matrix):
+        matrix = rows  # read only, as it is (a request's exclusions: once per retriever)
+    elif sp.issparse(rows):
         matrix = sp.csr_matrix(rows)
     else:
         if len(rows) != n_rows:
