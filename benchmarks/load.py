@@ -43,6 +43,8 @@ rest of the gap between the two figures is that contention.
 
 Prints a table and saves ``benchmarks/results/load.json`` and ``load.png``.
 Run: ``python benchmarks/load.py`` (needs ../shared/datasets or ``RECGRAPH_DATASETS``).
+``--reuse DIR`` keeps each case's store and model in ``DIR`` and serves them again on the
+next run, so that two checkouts are compared on one trained model, back to back.
 """
 
 from __future__ import annotations
@@ -312,19 +314,33 @@ async def warm_up(url: str, paths: list[str]) -> None:
             await client.get(path)
 
 
-def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, workers: int) -> dict:
-    name = case["name"]
-    folder = work / name.replace(" ", "-")
-    folder.mkdir()
+def prepared(
+    case: dict, root: Path, folder: Path
+) -> tuple[Pipeline, str, float | None, float | None]:
+    """The case's store and registry in ``folder``: imported and trained now, or, when an
+    earlier ``--reuse`` run left them there, its ``v1`` made current again (so that runs of
+    two versions of the code serve the same model). ``(pipeline, db, import s, fit s)``."""
     db = f"sqlite:///{folder / 'store.db'}"
     registry = ModelRegistry(folder / "models")
+    if folder.exists() and registry.current_version() is not None:
+        registry.set_current("v1")
+        return Pipeline.load(registry.local_copy("v1") / "model"), db, None, None
+    folder.mkdir(parents=True)
     store = Store(db)
     start = time.perf_counter()
     case["load"](store, root)
     imported = time.perf_counter() - start
     trained = train_pipeline(store, registry, case.get("pipeline"))
     store.close()
-    question = trained.pipeline.questions[case["question"]]
+    return trained.pipeline, db, imported, trained.fit_seconds
+
+
+def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, workers: int) -> dict:
+    name = case["name"]
+    folder = work / name.replace(" ", "-")
+    pipeline, db, imported, fit_seconds = prepared(case, root, folder)
+    registry = ModelRegistry(folder / "models")
+    question = pipeline.questions[case["question"]]
     assert question.users is not None
     rng = np.random.default_rng(0)
     users = [str(u) for u in rng.choice(question.users.ids, size=2000)]
@@ -334,8 +350,13 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
     answer_cpu = request_cpu(question, users[600:], reasons=True)
     users = [f"unknown-{i}" if rng.random() < UNKNOWN_SHARE else u for i, u in enumerate(users)]
     paths = [case["path"].format(user=u) for u in users]
+    how = (
+        f"imported in {imported:.1f}s, trained in {fit_seconds:.1f}s"
+        if fit_seconds is not None
+        else f"trained model reused from {folder}"
+    )
     print(
-        f"{name}: imported in {imported:.1f}s, trained in {trained.fit_seconds:.1f}s "
+        f"{name}: {how} "
         f"({len(question.users):,} users x {len(question.items or []):,} targets); "
         f"CPU ms per request in process: recommend p50 {cpu['p50']} p99 {cpu['p99']}, "
         f"with reasons p50 {answer_cpu['p50']} p99 {answer_cpu['p99']}; "
@@ -398,7 +419,7 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
         "candidates_ranked_per_request": pool,
         "request_cpu_ms_in_process": cpu,
         "answer_cpu_ms_in_process": answer_cpu,
-        "fit_seconds": round(trained.fit_seconds, 1),
+        "fit_seconds": None if fit_seconds is None else round(fit_seconds, 1),
         "phases": phases,
     }
 
@@ -444,11 +465,18 @@ def main() -> None:
         choices=[case["name"] for case in CASES],
         help="run these cases only; the saved results of the others are kept",
     )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="keep each case's store and trained model in this folder and serve them again "
+        "on later runs (A/B runs of two checkouts on one model; the in-process figures "
+        "then come from the loaded model)",
+    )
     args = parser.parse_args()
     if args.rate * args.seconds > 20_000 or args.seconds > 60:
         sys.exit("keep it bounded: at most 60 s and 20,000 requests a phase")
     root = datasets_folder()
-    work = Path(tempfile.mkdtemp(prefix="recgraph-load-"))
+    work = args.reuse or Path(tempfile.mkdtemp(prefix="recgraph-load-"))
     try:
         results = [
             run_case(case, root, work, args.rate, args.seconds, args.workers)
@@ -456,7 +484,8 @@ def main() -> None:
             if not args.only or case["name"] in args.only
         ]
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.reuse is None:
+            shutil.rmtree(work, ignore_errors=True)
     print(
         f"\nopen loop at {args.rate:.0f} requests/s, {args.seconds:.0f} s a phase, 127.0.0.1, "
         f"{args.workers} server process(es)"

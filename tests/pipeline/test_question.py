@@ -220,3 +220,16 @@ def test_a_retriever_registered_from_outside_needs_no_pipeline_change(data, tmp_
     q.save(tmp_path / "q")
     again = QuestionModel.load("feed", q.config, tmp_path / "q")
     assert again.recommend([0], 2).ids.tolist() == q.recommend([0], 2).ids.tolist()
+
+
+def test_rows_of_a_matrix_are_the_matrix_itself_only_when_all_in_order():
+    import scipy.sparse as sp
+
+    from recgraph.pipeline.question import _rows_of
+
+    matrix = sp.csr_matrix(np.arange(12, dtype=np.float32).reshape(4, 3))
+    assert _rows_of(matrix, np.arange(4)) is matrix
+    for rows in (np.array([1, 0, 2, 3]), np.array([2]), np.array([0, 1, 2])):
+        got = _rows_of(matrix, rows)
+        assert got is not matrix
+        np.testing.assert_array_equal(got.toarray(), matrix.toarray()[rows])

@@ -145,6 +145,31 @@ def test_follows_stored_since_training_leave_suggestions_without_the_whole_list(
     assert whole_lists == []
 
 
+def test_interactions_stored_since_training_leave_the_feed_without_the_whole_history(client):
+    """The feed's twin of the test above: items the store got after training are left
+    out, the store asked about the answer's items only (``items_among``), never the
+    user's whole history (``items_of``)."""
+    user = known_user(client, "feed")["id"]
+    feedback = client.app.state.feedback
+    first = client.get(f"/v1/users/{user}/feed", params={"k": 3}).json()["results"]
+    taken = [r["id"] for r in first]
+    assert taken
+    with feedback.store.writer() as writer:
+        writer.interactions(
+            pd.DataFrame({"user": [user] * len(taken), "item": taken, "kind": "view"})
+        )
+    whole_lists, asked = [], []
+    original, among = feedback.items_of, feedback.items_among
+    feedback.items_of = lambda *a, **kw: whole_lists.append(a) or original(*a, **kw)
+    feedback.items_among = lambda *a, **kw: asked.append(a) or among(*a, **kw)
+    try:
+        after = client.get(f"/v1/users/{user}/feed", params={"k": 3}).json()
+    finally:
+        feedback.items_of, feedback.items_among = original, among
+    assert after["results"] and not set(taken) & {r["id"] for r in after["results"]}
+    assert whole_lists == [] and len(asked) >= 2  # asked again until none was taken
+
+
 @pytest.mark.parametrize(
     "event",
     [

@@ -77,3 +77,29 @@ def test_follows_among_reads_what_the_account_follows_at_any_length(
     assert set(among.follows_among("a", ["c", "x", "d", "b"])) == ties & {"b", "c", "d"}
     assert among.follows_among("nobody", ["a", "b"]) == []
     store.close()
+
+
+def test_items_among_reads_what_the_user_had_at_any_length(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from recgraph.serving import feedback as F
+
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    with store.writer() as writer:
+        writer.interactions(
+            pd.DataFrame(
+                {
+                    "user": ["a", "a", "a", "b"],
+                    "item": ["x", "y", "z", "w"],
+                    "kind": ["like", "dislike", "view", "like"],
+                }
+            )
+        )
+    among = F.FeedbackStore(store)
+    for candidates in (["x"], ["w", "y"], ["z", "q", "w", "x", "y"]):
+        assert set(among.items_among("a", candidates)) == {"x", "y", "z"} & set(candidates)
+    monkeypatch.setattr(F, "MAX_AMONG", 2)  # the expanding statement: the same answer
+    assert set(among.items_among("a", ["z", "q", "w", "x", "y"])) == {"x", "y", "z"}
+    assert among.items_among("nobody", ["x"]) == [] and among.items_among("a", []) == []
+    assert set(among.items_among("b", ["w", "x"])) == {"w"}
+    store.close()

@@ -139,7 +139,7 @@ def _on_event_loop() -> bool:
 def test_database_work_runs_off_the_event_loop(client):
     feedback = client.app.state.feedback
     seen: list[tuple[str, bool]] = []
-    for name in ("items_of", "follows_among", "write"):
+    for name in ("items_among", "follows_among", "write"):
         original = getattr(feedback, name)
 
         def spy(*args, _name=name, _original=original, **kwargs):
@@ -151,7 +151,7 @@ def test_database_work_runs_off_the_event_loop(client):
     assert client.get("/v1/accounts/did:synth:00001/suggestions").status_code == 200
     assert client.post("/v1/feedback", json=LIKE, headers=AUTH).status_code == 200
     assert client.get("/v1/stats/store").status_code == 200
-    assert {name for name, _ in seen} == {"items_of", "follows_among", "write"}
+    assert {name for name, _ in seen} == {"items_among", "follows_among", "write"}
     assert not any(on_loop for _, on_loop in seen), seen
 
 

@@ -337,11 +337,13 @@ class QuestionModel:
         warm = np.flatnonzero(~cold)
         if len(warm) and self.ranked:
             assert self.ranking is not None
-            pool = self.pool(users[warm], self.ranking.spec.depth, blocked[warm], eligible)
+            pool = self.pool(
+                users[warm], self.ranking.spec.depth, _rows_of(blocked, warm), eligible
+            )
             out.ids[warm], out.scores[warm], out.sources[warm] = self.ranking.rank(pool, k)
         elif len(warm):
             lists = [
-                self._propose(key, users[warm], count, blocked[warm], eligible)
+                self._propose(key, users[warm], count, _rows_of(blocked, warm), eligible)
                 for key in self.main_keys
             ]
             out.ids[warm], out.scores[warm], out.sources[warm] = self._merge(lists, k)[:3]
@@ -349,14 +351,14 @@ class QuestionModel:
         if len(rows) and any(self.models[key].has_cold_start for key in self.main_keys):
             # what the retrievers can say of a user they cannot personalise for
             lists = [
-                self._propose(key, users[rows], count, blocked[rows], eligible, cold=True)
+                self._propose(key, users[rows], count, _rows_of(blocked, rows), eligible, cold=True)
                 for key in self.main_keys
             ]
             out.ids[rows], out.scores[rows], out.sources[rows] = self._merge(lists, k)[:3]
 
         short = np.flatnonzero((out.ids >= 0).sum(axis=1) < k)
         if len(short) and self.chain_keys:
-            self._fill_from_chain(out, short, users[short], k, blocked[short], eligible)
+            self._fill_from_chain(out, short, users[short], k, _rows_of(blocked, short), eligible)
         return out
 
     def _propose(
@@ -519,6 +521,15 @@ class QuestionModel:
         if config.ranker is not None and (path / RANKING_DIR).exists():
             ranking = RankingStage.load(config.ranker, path / RANKING_DIR)
         return cls(question, config, models=models, history=history, ranking=ranking)
+
+
+def _rows_of(matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    """``matrix[rows]`` for row indices ``rows``; ``matrix`` itself when they are all its rows
+    in order (a request's one user: scipy's row selection costs more than the rest of the
+    exclusion's handling)."""
+    if len(rows) == matrix.shape[0] and (rows == np.arange(len(rows))).all():
+        return matrix
+    return matrix[rows]
 
 
 def _history_files(history: History, path: Path) -> SharedFiles:

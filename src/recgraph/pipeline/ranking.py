@@ -43,7 +43,7 @@ from recgraph.ranking.features import (
     feature_names,
 )
 from recgraph.ranking.registry import create_ranker, load_ranker
-from recgraph.retrieval.base import Retriever, top_k
+from recgraph.retrieval.base import Retriever, shared_scores, top_k
 
 RANKING_DIR = "ranking"
 STAGE_FILE = "stage.json"
@@ -122,6 +122,22 @@ def candidate_pool(
     retriever still ranks and scores them from its own ``depth`` list, and
     ``merged`` is NaN, ``sources`` 0.
     """
+    # a retriever's dense rows, computed to propose, are read again to score the rest
+    with shared_scores():
+        return _pool(keys, models, propose, users, depth, method, weights, rrf_k, candidates)
+
+
+def _pool(
+    keys: list[str],
+    models: dict[str, Retriever],
+    propose: Propose,
+    users: np.ndarray,
+    depth: int,
+    method: str,
+    weights: list[float],
+    rrf_k: float,
+    candidates: np.ndarray | None,
+) -> CandidatePool:
     lists = [propose(key, users, depth) for key in keys]
     if candidates is None:
         width = sum(part.ids.shape[1] for part in lists)

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -56,6 +58,7 @@ from recgraph.data.graph_csr import (
 )
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.data.item_features import ItemFeatures
+from recgraph.data.sparse_rows import row_entries
 from recgraph.errors import ConfigError, InputError, NotFittedError
 from recgraph.files import (
     csr_from_arrays,
@@ -76,6 +79,31 @@ CONFIG_FILE = "model.json"
 STATE_FILE = "state.npz"
 #: Upper bound on the floats of one dense score block (``batch x n_items``).
 SCORE_BLOCK_FLOATS = 1 << 24
+#: Most float32 bytes of dense score blocks one :func:`shared_scores` scope keeps.
+SHARED_SCORE_BYTES = 1 << 24
+#: The open :func:`shared_scores` scope of this thread: ``{(model id, users): block}``.
+_SHARED: ContextVar[dict[tuple[int, bytes], np.ndarray] | None] = ContextVar(
+    "recgraph_shared_scores", default=None
+)
+
+
+@contextmanager
+def shared_scores() -> Iterator[None]:
+    """Within this block, a model's dense scores of one batch of users are computed once.
+
+    A ranked request asks each retriever for its best candidates
+    (:meth:`Retriever.recommend`) and then for its scores of the pool's other
+    candidates (:meth:`Retriever.score_pairs`): the same ``_score`` rows twice,
+    which for EASE and item k-NN was most of a request's retrieval. Inside the
+    scope the second call reads the first's block (the same values: ``_score``
+    of the same users). Per thread (a context variable), never past the block,
+    and bounded by :data:`SHARED_SCORE_BYTES` (larger blocks are not kept).
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
 
 
 class RetrieverConfig(BaseModel):
@@ -132,7 +160,9 @@ def rows_as_csr(
     """Per-user id lists or a sparse matrix, as a CSR of shape ``(n_rows, n_cols)``."""
     if rows is None:
         return None
-    if sp.issparse(rows):
+    if isinstance(rows, sp.csr_matrix):
+        matrix = rows  # read only, as it is (a request's exclusions: once per retriever)
+    elif sp.issparse(rows):
         matrix = sp.csr_matrix(rows)
     else:
         if len(rows) != n_rows:
@@ -166,6 +196,9 @@ class Request:
 
     def rows(self, start: int, stop: int) -> Request:
         """The filters of users ``start:stop`` of the request (for batches)."""
+        if start == 0 and (self.exclude is None or stop == self.exclude.shape[0]):
+            if not sp.issparse(self.allowed) or stop == self.allowed.shape[0]:
+                return self  # one block holds the whole request (always, for one user)
         allowed = self.allowed[start:stop] if sp.issparse(self.allowed) else self.allowed
         exclude = None if self.exclude is None else self.exclude[start:stop]
         return Request(self.exclude_seen, exclude, allowed)
@@ -285,6 +318,21 @@ class Retriever(ABC):
         """Dense scores ``(len(users), n_items)``; higher is better."""
         raise NotImplementedError(f"{type(self).__name__} must implement _score or recommend")
 
+    def _dense_scores(self, users: np.ndarray) -> np.ndarray:
+        """``_score(users)`` as float32, read from the open :func:`shared_scores` scope when
+        it holds these users' block (and kept there when small enough)."""
+        shared = _SHARED.get()
+        if shared is None:
+            return np.asarray(self._score(users), dtype=np.float32)
+        key = (id(self), np.asarray(users, dtype=np.int64).tobytes())
+        block = shared.get(key)
+        if block is None:
+            block = np.asarray(self._score(users), dtype=np.float32)
+            kept = sum(b.nbytes for b in shared.values())
+            if kept + block.nbytes <= SHARED_SCORE_BYTES:
+                shared[key] = block
+        return block
+
     def batch_size(self) -> int:
         """Users per dense score block, so a block stays near 64 MB."""
         return max(1, SCORE_BLOCK_FLOATS // max(1, self.n_items))
@@ -340,7 +388,7 @@ class Retriever(ABC):
         for start in range(0, len(users), step):
             stop = min(start + step, len(users))
             batch = users[start:stop]
-            block = np.array(self._score(batch), dtype=np.float32, copy=True)
+            block = np.array(self._dense_scores(batch), dtype=np.float32, copy=True)
             part = request.rows(start, stop)
             self._mask_scores(
                 block,
@@ -385,9 +433,8 @@ class Retriever(ABC):
         assert self._seen is not None
         block[np.isnan(block)] = -np.inf
         if exclude_seen:
-            seen = self._seen[users]
-            rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
-            block[rows, seen.indices] = -np.inf
+            entries, rows = row_entries(self._seen, users)
+            block[rows, self._seen.indices[entries]] = -np.inf
             if self.graph_kind in ("follows", "friends"):
                 block[np.arange(len(users)), users] = -np.inf
         if exclude is not None:
@@ -431,16 +478,19 @@ class Retriever(ABC):
         liked = self._liked if self._liked is not None else self._seen
         assert liked is not None
         user = int(user)
-        return liked[user].indices.copy() if user < liked.shape[0] else np.zeros(0, np.int64)
+        if user >= liked.shape[0]:
+            return np.zeros(0, np.int64)
+        return liked.indices[liked.indptr[user] : liked.indptr[user + 1]].copy()
 
     def liked_weights(self, user: int, matrix: sp.csr_matrix) -> tuple[int, np.ndarray, np.ndarray]:
         """The checked ``user`` index, and the liked items in its ``matrix`` row with their
         weights: what an item-to-item explanation may cite, and how much each counts."""
         self._check_fitted()
         user = int(self._check_users([user])[0])
-        row = matrix[user]
-        keep = np.isin(row.indices, self.liked_items(user))
-        return user, row.indices[keep], row.data[keep]
+        start, stop = matrix.indptr[user], matrix.indptr[user + 1]
+        indices, data = matrix.indices[start:stop], matrix.data[start:stop]
+        keep = np.isin(indices, self.liked_items(user))
+        return user, indices[keep], data[keep]
 
     def seen_matrix(self) -> sp.csr_matrix:
         """Binary ``n_users x n_items``: what each user had in training (dislikes included)."""
@@ -532,7 +582,7 @@ class Retriever(ABC):
         step = self.batch_size()
         for start in range(0, len(distinct), step):
             batch = distinct[start : start + step]
-            block = np.asarray(self._score(batch), dtype=np.float32)
+            block = self._dense_scores(batch)
             pick = (row_of >= start) & (row_of < start + len(batch))
             out[pick] = block[row_of[pick] - start, targets[pick]]
         return out

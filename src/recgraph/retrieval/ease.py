@@ -170,8 +170,18 @@ class EASE(Retriever):
             self.matrix_[:, self.active_items_], cfg.regularization, cfg.solver
         )
 
+    def _active_matrix(self) -> sp.csr_matrix:
+        """``matrix_`` over the active items' columns, cut once (per fitted or loaded state):
+        a request then takes its users' rows of it, the same entries in the same order as
+        cutting their rows' columns, without a column selection each time."""
+        cached = getattr(self, "_active_cut", None)
+        if cached is None or cached[0] is not self.matrix_ or cached[1] is not self.active_items_:
+            cut = self.matrix_[:, self.active_items_]
+            cached = self._active_cut = (self.matrix_, self.active_items_, cut)
+        return cached[2]
+
     def _score(self, users: np.ndarray) -> np.ndarray:
-        active = self.matrix_[users][:, self.active_items_] @ self.weights_
+        active = self._active_matrix()[users] @ self.weights_
         active = np.asarray(active, dtype=np.float32)
         if len(self.active_items_) == self.matrix_.shape[1]:
             return active

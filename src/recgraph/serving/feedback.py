@@ -109,7 +109,7 @@ class FeedbackStore:
         self.store = store
         self._directed: bool | None = None
         self._compiled: dict[tuple[int, str], sa.engine.Compiled] = {}
-        self._among: dict[tuple[bool, int], sa.Select] = {}
+        self._among: dict[tuple[str, int], sa.Select] = {}
 
     def directed(self) -> bool | None:
         """Whether the follow graph is directed (None before any follow); fixed once known."""
@@ -179,21 +179,34 @@ class FeedbackStore:
         is bounded by the answer's length (primary-key lookups), not by the
         user's follow list, which on a large graph runs to thousands.
         """
+        return self._among_column(
+            "friends" if self.directed() is False else "follows", account, candidates
+        )
+
+    def items_among(self, user: str, candidates: Sequence[str]) -> list[str]:
+        """Which of ``candidates`` ``user`` has any interaction with (dislikes included).
+
+        What a feed request asks instead of :meth:`items_of`, for the same
+        reason as :meth:`follows_among`: a probe of the interactions' primary
+        key per result, not a read of the user's whole history.
+        """
+        return self._among_column("items", user, candidates)
+
+    def _among_column(self, kind: str, who: str, candidates: Sequence[str]) -> list[str]:
+        """``kind``'s (``follows``, ``friends``, ``items``) ``candidates`` that ``who`` has."""
         if not candidates:
             return []
-        either = self.directed() is False
         if len(candidates) > MAX_AMONG:
-            query = _FRIENDS_AMONG if either else _FOLLOWS_AMONG
             with self.store.engine.connect() as conn:
-                values = {"who": account, "among": list(candidates)}
-                return list(conn.execute(query, values).scalars())
-        # asked on every suggestions request: one statement per length, through _column
-        key = (either, len(candidates))
+                values = {"who": who, "among": list(candidates)}
+                return list(conn.execute(_AMONG[kind], values).scalars())
+        # asked on every answer request: one statement per length, through _column
+        key = (kind, len(candidates))
         statement = self._among.get(key)
         # setdefault: two threads racing compile the one kept (_column's key is its id)
         if statement is None:
-            statement = self._among.setdefault(key, _among_query(either, len(candidates)))
-        values = {"who": account, **{f"among_{i}": c for i, c in enumerate(candidates)}}
+            statement = self._among.setdefault(key, _among_queries(len(candidates))[kind])
+        values = {"who": who, **{f"among_{i}": c for i, c in enumerate(candidates)}}
         return self._column(statement, values)
 
     def _column(self, statement: sa.Executable, values: dict[str, Any]) -> list[str]:
@@ -289,12 +302,14 @@ def _history_queries() -> tuple[sa.Select, sa.Select, sa.CompoundSelect]:
 _ITEMS_OF, _FOLLOWS_OF, _FRIENDS_OF = _history_queries()
 
 
-def _among_queries(n: int | None = None) -> tuple[sa.Select, sa.Select]:
-    """Which accounts of ``among`` (an expanding ``IN``; with ``n``, the ``n`` parameters
-    ``among_0``, ``among_1``, ...) ``who`` follows (or is friends with).
+def _among_queries(n: int | None = None) -> dict[str, sa.Select]:
+    """Which of ``among`` (an expanding ``IN``; with ``n``, the ``n`` parameters ``among_0``,
+    ``among_1``, ...) ``who`` has: by kind, the accounts ``who`` follows (``follows``) or is
+    friends with (``friends``), the items ``who`` has any interaction with (``items``).
 
-    Written as a primary-key probe per candidate (``EXISTS`` on ``(source, target)``):
-    a join lets SQLite walk a popular candidate's followers by the target index instead.
+    Written as a primary-key probe per candidate (``EXISTS`` on ``(source, target)`` or
+    ``(user, item)``): a join lets SQLite walk a popular candidate's followers by the
+    target index instead.
     """
     who = sa.bindparam("who")
     among: Any = (
@@ -302,7 +317,7 @@ def _among_queries(n: int | None = None) -> tuple[sa.Select, sa.Select]:
         if n is None
         else [sa.bindparam(f"among_{i}") for i in range(n)]
     )
-    f, a = schema.follows.c, schema.accounts.c
+    f, a, i, it = schema.follows.c, schema.accounts.c, schema.interactions.c, schema.items.c
     asker = (
         sa.select(schema.accounts.c.id).where(schema.accounts.c.external_id == who)
     ).scalar_subquery()
@@ -315,20 +330,23 @@ def _among_queries(n: int | None = None) -> tuple[sa.Select, sa.Select]:
             .exists()
         )
 
+    had = (
+        sa.select(sa.literal(1))
+        .select_from(schema.interactions)
+        .where(i.user_id == asker, i.item_id == it.id)
+        .exists()
+    )
     candidates = sa.select(a.external_id).where(a.external_id.in_(among))
-    outgoing = candidates.where(follow(asker, a.id))
-    either = candidates.where(sa.or_(follow(asker, a.id), follow(a.id, asker)))
-    return outgoing, either
+    return {
+        "follows": candidates.where(follow(asker, a.id)),
+        "friends": candidates.where(sa.or_(follow(asker, a.id), follow(a.id, asker))),
+        "items": sa.select(it.external_id).where(it.external_id.in_(among), had),
+    }
 
 
-_FOLLOWS_AMONG, _FRIENDS_AMONG = _among_queries()
+_AMONG = _among_queries()
 #: Longest candidate list asked with a statement of its own length (longer: the expanding one).
 MAX_AMONG = 100
-
-
-def _among_query(either: bool, n: int) -> sa.Select:
-    """The follows (``either``: friendships) among ``n`` candidates, one parameter each."""
-    return _among_queries(n)[1 if either else 0]
 
 
 # ---------------------------------------------------------------------- the walks' overlay

@@ -209,7 +209,7 @@ class Service:
 
     def feed(self, user: AccountPath, k: int | None = None) -> JSONResponse:
         """What ``user`` should read next, without what they saw, liked or disliked."""
-        return self._answer("feed", user, k, self.feedback.items_of)
+        return self._answer("feed", user, k, self.feedback.items_of, self.feedback.items_among)
 
     def _answer(
         self,

@@ -1,0 +1,129 @@
+"""The protocol's shared pieces: one scope in which a model's dense scores are computed once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recgraph.data.interactions import Interactions
+from recgraph.retrieval import base, create_retriever
+from recgraph.retrieval.base import shared_scores
+
+
+def feed(n_users: int = 40, n_items: int = 30, seed: int = 0) -> Interactions:
+    rng = np.random.default_rng(seed)
+    users, items = np.nonzero(rng.random((n_users, n_items)) < 0.2)
+    return Interactions.from_indices(users, items, n_users=n_users, n_items=n_items)
+
+
+def counting(model, monkeypatch) -> list[np.ndarray]:
+    """The users of each ``_score`` call of ``model`` from now on."""
+    calls: list[np.ndarray] = []
+    score = model._score
+
+    def counted(users):
+        calls.append(np.array(users))
+        return score(users)
+
+    monkeypatch.setattr(model, "_score", counted)
+    return calls
+
+
+def ask(model, users, targets):
+    ids, scores = model.recommend(users, 5)
+    return (
+        ids,
+        scores,
+        model.score_pairs(np.repeat(users, len(targets)), np.tile(targets, len(users))),
+    )
+
+
+@pytest.mark.parametrize("name", ["ease", "item_knn"])
+def test_recommend_then_score_pairs_score_the_rows_once_in_a_scope(name, monkeypatch):
+    model = create_retriever(name).fit(feed())
+    targets = np.array([0, 3, 7, 29])
+    want = ask(model, np.array([4]), targets)  # outside: each call scores
+    calls = counting(model, monkeypatch)
+    with shared_scores():
+        got = ask(model, np.array([4]), targets)
+    assert len(calls) == 1
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))  # the same bits
+    ask(model, np.array([4]), targets)  # the scope closed: nothing kept
+    assert len(calls) == 3
+
+
+def test_a_scope_keeps_blocks_per_model_and_users_and_within_its_budget(monkeypatch):
+    model = create_retriever("ease").fit(feed())
+    other = create_retriever("ease").fit(feed(seed=1))
+    calls, other_calls = counting(model, monkeypatch), counting(other, monkeypatch)
+    targets = np.array([1, 2])
+    with shared_scores():
+        ask(model, np.array([4]), targets)
+        ask(other, np.array([4]), targets)  # another model: its own rows
+        ask(model, np.array([5]), targets)  # other users: their own rows
+        ask(model, np.array([4]), targets)  # read again
+    assert len(calls) == 2 and len(other_calls) == 1
+    monkeypatch.setattr(base, "SHARED_SCORE_BYTES", 0)
+    with shared_scores():
+        ask(model, np.array([4]), targets)
+    assert len(calls) == 4  # a block over the budget is not kept
+
+
+def test_ease_cuts_its_active_columns_once_per_state():
+    data = feed()
+    model = create_retriever("ease", {"min_item_count": 7}).fit(data)
+    assert 0 < len(model.active_items_) < model.n_items
+    users = np.array([0, 9, 3])
+    cut = model._active_matrix()
+    assert model._active_matrix() is cut
+    want = model.matrix_[users][:, model.active_items_]
+    got = cut[users]
+    for a, b in ((got.indptr, want.indptr), (got.indices, want.indices), (got.data, want.data)):
+        np.testing.assert_array_equal(a, b)
+    model.fit(feed(seed=2))  # a new state: cut again
+    assert model._active_matrix() is not cut
+    assert model._active_matrix().shape == (model.n_users, len(model.active_items_))
+
+
+def test_a_request_of_one_block_is_its_own_rows_and_other_blocks_are_cut():
+    import scipy.sparse as sp
+
+    from recgraph.retrieval.base import Request
+
+    exclude = sp.csr_matrix(np.eye(4, 6, dtype=np.float32))
+    request = Request(True, exclude, None)
+    assert request.rows(0, 4) is request
+    part = request.rows(1, 3)
+    np.testing.assert_array_equal(part.exclude.toarray(), exclude[1:3].toarray())
+    per_user = Request(True, None, sp.csr_matrix(np.ones((4, 6), dtype=bool)))
+    assert per_user.rows(0, 4) is per_user and per_user.rows(0, 2).allowed.shape == (2, 6)
+
+
+def test_masks_and_liked_items_read_the_rows_scipy_gives():
+    model = create_retriever("item_knn").fit(feed())
+    users = np.array([3, 0, 3])
+    block = np.zeros((3, model.n_items), dtype=np.float32)
+    model._mask_scores(block, users, exclude_seen=True, exclude=None, allowed=None)
+    np.testing.assert_array_equal(block == -np.inf, model.seen_matrix()[users].toarray() > 0)
+    for user in (0, 7):
+        np.testing.assert_array_equal(model.liked_items(user), model.seen_matrix()[user].indices)
+        _, liked, weights = model.liked_weights(user, model.matrix_)
+        row = model.matrix_[user]
+        keep = np.isin(row.indices, model.liked_items(user))
+        np.testing.assert_array_equal(liked, row.indices[keep])
+        np.testing.assert_array_equal(weights, row.data[keep])
+        assert len(liked)
+
+
+def test_a_csr_of_exclusions_is_read_as_it_is_and_other_forms_are_converted():
+    import scipy.sparse as sp
+
+    from recgraph.retrieval.base import rows_as_csr
+
+    matrix = sp.csr_matrix(np.eye(2, 5, dtype=np.float32))
+    assert rows_as_csr(matrix, 2, 5, "exclude") is matrix
+    converted = rows_as_csr(sp.coo_matrix(matrix), 2, 5, "exclude")
+    assert isinstance(converted, sp.csr_matrix) and converted is not matrix
+    with pytest.raises(ValueError, match="shape"):
+        rows_as_csr(matrix, 3, 5, "exclude")
