@@ -245,10 +245,14 @@ class Service:
         The trained history already leaves out what the model saw; the store is
         asked which of the answer's ``k`` results the user has taken since (the
         crawler, another worker's feedback), and the question is asked again
-        without them until none is: the results that excluding the whole list
-        gives (top ``k`` of a ranking with some rows filtered out), at a cost
-        bounded by ``k``, where reading a heavy user's whole follow list
-        (thousands of rows on a large graph) cost most of a request.
+        without them until none is, at a cost bounded by ``k``, where reading a
+        heavy user's whole follow list (thousands of rows on a large graph) cost
+        most of a request. Nothing shown is something the user took. For a
+        single retriever the list is the one excluding the whole history gives
+        (top ``k`` with some rows filtered out); for merged or ranked lists it
+        can differ a little: an item taken since training that was pooled but
+        not shown still holds its place in the pool (and in the rank-fusion
+        ranks below it) until the next training folds it into the history.
         After :data:`CHECK_ROUNDS` rounds the whole list is read after all.
         """
         excluded: list[str] = []
