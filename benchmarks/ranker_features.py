@@ -56,11 +56,14 @@ def ask_for(optional: tuple[str, ...]):
 
     names, matrix = module.feature_names, module.CandidateFeatures.matrix
 
-    def with_names(graph_kind, keys, extra=()):
-        return names(graph_kind, keys, tuple(extra) or (optional if graph_kind == "items" else ()))
+    def with_names(graph_kind, keys, optional_=(), **named):
+        extra = tuple(named.get("optional", optional_))
+        return names(graph_kind, keys, extra or (optional if graph_kind == "items" else ()))
 
     def with_columns(self, users, items, retrievers, depth, **options):
-        options.setdefault("optional", optional if self.graph_kind == "items" else ())
+        # the pipeline passes the optional features its (not yet fitted) ranker knows: none
+        if not options.get("optional"):
+            options["optional"] = optional if self.graph_kind == "items" else ()
         return matrix(self, users, items, retrievers, depth, **options)
 
     module.feature_names = stage_module.feature_names = with_names

@@ -51,3 +51,36 @@ def test_a_bag_is_the_mean_of_boosters_on_other_draws():
     solo = create_ranker("gbdt_ranker", {"n_estimators": 40, "bags": 1}).fit(train, valid)
     np.testing.assert_array_equal(one.score(valid), solo.score(valid))
     assert "bags" not in one.fit_report
+
+
+class TestGBDTResidual(RankerConformance):
+    """Boosters that start from a retriever's rank (``residual``) pass the same test, save and
+    load included (the column they start from is kept)."""
+
+    ranker_name = "gbdt_ranker"
+    params = {"n_estimators": 60, "num_leaves": 8, "residual": "rank", "truncation_level": 10}
+
+
+def test_a_residual_ranker_adds_the_boosters_to_its_retrievers_order():
+    import dataclasses
+
+    import numpy as np
+
+    from recgraph.ranking import create_ranker
+    from tests.ranking.conformance import synthetic_batch
+
+    def named(batch):  # the rank column as the pipeline names a retriever's
+        return dataclasses.replace(batch, feature_names=("signal", "noise", "knn:rank"))
+
+    train, valid = named(synthetic_batch(100, 20, 0)), named(synthetic_batch(30, 20, 1))
+    ranker = create_ranker("gbdt_ranker", {"n_estimators": 20, "residual": "auto"})
+    ranker.fit(train, valid)
+    assert ranker.fit_report["residual_on"] == "knn:rank"
+    (booster,) = ranker.boosters_
+    raw = booster.predict(valid.features, num_iteration=booster.best_iteration or None)
+    rank = valid.features[:, 2].astype(np.float64)
+    start = 2.0 / np.log2(1.0 + np.where(rank >= 1, rank, 1e6))  # rank 0: not proposed
+    np.testing.assert_allclose(ranker.score(valid), raw + start, rtol=1e-5)
+    # no rank column: nothing to start from
+    bare = create_ranker("gbdt_ranker", {"n_estimators": 5, "residual": "auto"})
+    assert "residual_on" not in bare.fit(synthetic_batch(50, 10, 2)).fit_report
