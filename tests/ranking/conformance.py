@@ -10,11 +10,12 @@ import pytest
 from recgraph.errors import NotFittedError
 from recgraph.ranking import Ranker, RankingBatch, create_ranker, load_ranker, ndcg_at
 
-NAMES = ("signal", "noise", "rank")
+NAMES = ("signal", "noise", "knn:rank")  # the rank column named as the pipeline names one
 
 
 def synthetic_batch(n_users: int, per_user: int, seed: int) -> RankingBatch:
-    """Rows whose label follows ``signal`` (plus noise); ``rank`` is a weak copy of it."""
+    """Rows whose label follows ``signal`` (plus noise); ``knn:rank`` is a weak copy of it,
+    1 the best, as the pipeline writes a retriever's ranks."""
     rng = np.random.default_rng(seed)
     users = np.repeat(np.arange(n_users), per_user)
     items = rng.integers(0, 50, size=len(users))
@@ -22,7 +23,7 @@ def synthetic_batch(n_users: int, per_user: int, seed: int) -> RankingBatch:
     noise = rng.normal(size=len(users))
     rank = np.argsort(np.argsort(-(signal + rng.normal(scale=2.0, size=len(users)))))
     labels = (signal + 0.3 * rng.normal(size=len(users)) > 1.0).astype(np.int8)
-    features = np.stack([signal, noise, rank % per_user], axis=1).astype(np.float32)
+    features = np.stack([signal, noise, rank % per_user + 1], axis=1).astype(np.float32)
     return RankingBatch(users, items, features, NAMES, labels)
 
 

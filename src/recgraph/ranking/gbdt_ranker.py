@@ -67,8 +67,8 @@ class GBDTRankerConfig(RankerConfig):
     training lists with seed ``seed + b``; 1 is one booster on every list.
     ``residual``: the boosters start from a retriever's order instead of from
     nothing (LightGBM's ``init_score``, ``residual_scale / log2(1 + rank)``
-    of that retriever's ``KEY:rank`` column; a candidate it did not propose
-    starts near 0), so the trees learn what to change of that order rather
+    of that retriever's ``KEY:rank`` column, 1 the best; a candidate it did
+    not propose has rank depth + 1 and starts just below its last), so the trees learn what to change of that order rather
     than to rebuild it from its rank column; ``auto``: the retriever whose
     own order is best on the training lists (``None``: from nothing).
     ``auto`` is the default, chosen on validation carved from train
@@ -125,6 +125,10 @@ class GBDTRanker(Ranker):
             return None
         names = batch.feature_names
         if wanted != "auto":
+            if not wanted.endswith(":rank"):
+                raise ValueError(
+                    f"residual: {wanted!r} is not a retriever's rank column (KEY:rank)"
+                )
             if wanted not in names:
                 raise ValueError(f"residual: no feature {wanted!r} among {', '.join(names)}")
             return wanted
