@@ -257,6 +257,7 @@ def run_size(
     workers: int = 1,
     store: str | None = None,
     warm_seconds: float = 0.0,
+    keep: bool = False,
 ) -> dict:
     folder = work / f"size_{size}"
     folder.mkdir()
@@ -298,7 +299,10 @@ def run_size(
             detail = getattr(exc, "stderr", "") or str(exc)
             out["models"][model] = {"error": detail.strip().splitlines()[-1][:500]}
             print(f"  {model}: failed: {out['models'][model]['error']}", flush=True)
-        shutil.rmtree(registry, ignore_errors=True)
+        if keep:  # --keep: the trained registry stays for --reserve
+            out["models"].get(model, {})["registry"] = str(registry)
+        else:
+            shutil.rmtree(registry, ignore_errors=True)
         if on_step is not None:
             on_step(out)
     return out
@@ -668,7 +672,8 @@ def main() -> None:
     parser.add_argument(
         "--keep",
         action="store_true",
-        help="keep the work folder (the imported stores) for --store runs of other models",
+        help="keep the work folder (the imported stores and the trained registries) for --store "
+        "and --reserve runs",
     )
     parser.add_argument(
         "--out",
@@ -726,6 +731,7 @@ def main() -> None:
                 args.workers,
                 args.store,
                 args.warm_seconds,
+                args.keep,
             )
         for size in args.graph_sizes:
             try:
