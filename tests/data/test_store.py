@@ -455,8 +455,5 @@ def test_follow_chunks_keep_every_pair_and_time_across_gaps_and_large_sources(
     dst = np.concatenate([c.dst for c in chunks])
     ts = np.concatenate([c.ts for c in chunks])
     assert np.all((np.diff(src) > 0) | ((np.diff(src) == 0) & (np.diff(dst) > 0)))
-    got = {
-        (s, d): int(t)
-        for s, d, t in zip(ids.external(src), ids.external(dst), ts, strict=True)
-    }
+    got = {(s, d): int(t) for s, d, t in zip(ids.external(src), ids.external(dst), ts, strict=True)}
     assert got == {(s, d): NO_TIME if t is None else t for s, d, t in rows}

@@ -121,16 +121,25 @@ def _sqlite_follow_chunks(
     come in key order) and writes each source's targets, and their times when any has
     one, as one text that numpy parses: a Python object per source, not per value.
     """
-    f = schema.follows
-    query = (  # table name from the schema; the one value is a parameter
-        f"SELECT source_id, count(*), group_concat(target_id), "
-        f"CASE WHEN count(created_at) = 0 THEN NULL "
-        f"ELSE group_concat(coalesce(created_at, ?)) END "
-        f"FROM {f.name} WHERE removed_at IS NULL GROUP BY source_id ORDER BY source_id"
+    f = schema.follows.c
+    times = sa.func.group_concat(sa.func.coalesce(f.created_at, NO_TIME))
+    query = (
+        sa.select(
+            f.source_id,
+            sa.func.count(),
+            sa.func.group_concat(f.target_id),
+            sa.case((sa.func.count(f.created_at) == 0, sa.null()), else_=times),
+        )
+        .where(f.removed_at.is_(None))
+        .group_by(f.source_id)
+        .order_by(f.source_id)
     )
+    # on the DBAPI cursor (same connection, same read): a row per source, no SQLAlchemy row
+    compiled = query.compile(dialect=conn.dialect)
+    parameters = [compiled.params[name] for name in compiled.positiontup or ()]
     cursor = conn.connection.cursor()
     try:
-        cursor.execute(query, (NO_TIME,))
+        cursor.execute(str(compiled), parameters)
         rest: tuple[np.ndarray, ...] = ()
         while rows := cursor.fetchmany(SQLITE_GROUPS):
             sources, counts, targets, times = zip(*rows, strict=True)
