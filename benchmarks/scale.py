@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from common import process_tree, stop_process, tree_cpu_seconds
-from imports import heavy_tailed_follows
+from imports import heavy_tailed_follows, weighted_draw
 from load import free_port, open_loop, start_server, warm_up
 
 REPO = Path(__file__).resolve().parents[1]
@@ -448,8 +448,8 @@ def generated_chunks(rows: int, seed: int = 0, chunk: int = 5_000_000):
     keys = []
     for start in range(0, int(rows * 1.3), 20_000_000):
         draw = min(20_000_000, int(rows * 1.3) - start)
-        src = shuffle[rng.choice(accounts, size=draw, p=active)].astype(np.int64)
-        dst = rng.choice(accounts, size=draw, p=popular).astype(np.int64)
+        src = shuffle[weighted_draw(rng, active, draw)].astype(np.int64)
+        dst = weighted_draw(rng, popular, draw)
         keys.append((src * accounts + dst)[src != dst])
         del src, dst
     pairs = distinct_sorted(np.concatenate(keys))  # np.unique's answer, without hashing
