@@ -583,6 +583,18 @@ class Store:
             directed=True,
         )
 
+    def account_names(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every account's external id and handle (None when none), in key order: the two
+        columns of :meth:`accounts_frame` a training snapshot keeps, without the times."""
+        a = schema.accounts.c
+        with self.engine.connect() as conn:
+            _, ids, handles = read_columns(
+                conn,
+                sa.select(a.id, a.external_id, a.handle).order_by(a.id),
+                [np.int64, object, object],
+            )
+        return ids, handles
+
     def accounts_frame(self) -> pd.DataFrame:
         """All accounts: ``external_id, handle, created_at, updated_at``."""
         return pd.concat(
