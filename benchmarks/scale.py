@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from common import process_tree, stop_process, tree_cpu_seconds
-from imports import heavy_tailed_follows
+from imports import heavy_tailed_follows, weighted_draw
 from load import free_port, open_loop, start_server, warm_up
 
 REPO = Path(__file__).resolve().parents[1]
@@ -257,6 +257,7 @@ def run_size(
     workers: int = 1,
     store: str | None = None,
     warm_seconds: float = 0.0,
+    keep: bool = False,
 ) -> dict:
     folder = work / f"size_{size}"
     folder.mkdir()
@@ -298,7 +299,10 @@ def run_size(
             detail = getattr(exc, "stderr", "") or str(exc)
             out["models"][model] = {"error": detail.strip().splitlines()[-1][:500]}
             print(f"  {model}: failed: {out['models'][model]['error']}", flush=True)
-        shutil.rmtree(registry, ignore_errors=True)
+        if keep:  # --keep: the trained registry stays for --reserve
+            out["models"].get(model, {})["registry"] = str(registry)
+        else:
+            shutil.rmtree(registry, ignore_errors=True)
         if on_step is not None:
             on_step(out)
     return out
@@ -444,8 +448,8 @@ def generated_chunks(rows: int, seed: int = 0, chunk: int = 5_000_000):
     keys = []
     for start in range(0, int(rows * 1.3), 20_000_000):
         draw = min(20_000_000, int(rows * 1.3) - start)
-        src = shuffle[rng.choice(accounts, size=draw, p=active)].astype(np.int64)
-        dst = rng.choice(accounts, size=draw, p=popular).astype(np.int64)
+        src = shuffle[weighted_draw(rng, active, draw)].astype(np.int64)
+        dst = weighted_draw(rng, popular, draw)
         keys.append((src * accounts + dst)[src != dst])
         del src, dst
     pairs = distinct_sorted(np.concatenate(keys))  # np.unique's answer, without hashing
@@ -668,7 +672,8 @@ def main() -> None:
     parser.add_argument(
         "--keep",
         action="store_true",
-        help="keep the work folder (the imported stores) for --store runs of other models",
+        help="keep the work folder (the imported stores and the trained registries) for --store "
+        "and --reserve runs",
     )
     parser.add_argument(
         "--out",
@@ -726,6 +731,7 @@ def main() -> None:
                 args.workers,
                 args.store,
                 args.warm_seconds,
+                args.keep,
             )
         for size in args.graph_sizes:
             try:

@@ -419,3 +419,41 @@ def test_follows_with_keys_just_below_2_31_round_trip(store: Store):
         held = [k for (k,) in keys]
     # SQLite and MariaDB number on from the largest key; PostgreSQL's sequence from 1
     assert len(held) == 3 and 2**31 - 4 in held and max(held) < 2**31
+
+
+def test_follow_chunks_keep_every_pair_and_time_across_gaps_and_large_sources(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+):
+    """SQLite streams the follows grouped by source, one text per source
+    (``_sqlite_follow_chunks``): keys with gaps (a binary search, not a subtraction),
+    a source with more follows than a fetch holds sources, a source none of whose
+    follows has a time and one whose follows mix times and NULLs all come back as
+    written, in ``(source, target)`` order and in chunks of exactly ``chunk_rows``."""
+    from recgraph.data import store as store_module
+    from recgraph.data.store import NO_TIME
+
+    monkeypatch.setattr(store_module, "SQLITE_GROUPS", 2)
+    with store.engine.begin() as conn:  # keys with a gap between them (and the writer's)
+        for key, name in ((10**6, "gap5"), (10**6 + 95, "gap100")):
+            conn.execute(
+                sa.insert(schema.accounts).values(
+                    id=key, external_id=name, created_at=0, updated_at=0
+                )
+            )
+    rows = [("hub", f"t{i}", 1_000 + i if i % 3 else None) for i in range(40)]  # mixed
+    rows += [("gap5", f"t{i}", None) for i in range(0, 40, 4)]  # no time at all
+    rows += [("gap100", "hub", 7), ("t3", "gap5", 9), ("t3", "gap100", None)]
+    frame = pd.DataFrame(rows, columns=["src", "dst", "created_at"])
+    frame["created_at"] = pd.array(frame["created_at"].tolist(), "Int64")
+    with store.writer() as w:
+        w.follows(frame, directed=True)
+    keys, ids = store.account_index()
+    assert int(keys[-1]) - int(keys[0]) != len(keys) - 1  # the binary-search path
+    chunks = list(store.iter_follow_chunks(chunk_rows=7, keys=keys))
+    assert [len(c) for c in chunks[:-1]] == [7] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= 7
+    src = np.concatenate([c.src for c in chunks])
+    dst = np.concatenate([c.dst for c in chunks])
+    ts = np.concatenate([c.ts for c in chunks])
+    assert np.all((np.diff(src) > 0) | ((np.diff(src) == 0) & (np.diff(dst) > 0)))
+    got = {(s, d): int(t) for s, d, t in zip(ids.external(src), ids.external(dst), ts, strict=True)}
+    assert got == {(s, d): NO_TIME if t is None else t for s, d, t in rows}

@@ -122,6 +122,11 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _same_ids(held: np.ndarray, read: np.ndarray) -> bool:
+    """Whether two id columns hold the same strings in the same order."""
+    return len(held) == len(read) and bool(np.all(held == read))
+
+
 def utc_iso(seconds: float | None = None) -> str | None:
     """``2026-01-02T03:04:05Z`` for unix seconds (now when ``None``)."""
     moment = datetime.now(UTC) if seconds is None else datetime.fromtimestamp(seconds, UTC)
@@ -181,10 +186,14 @@ class TrainingSnapshot:
         """
         with _collector_paused():
             counts = store.counts()
+            follows = store.follows_graph() if counts.get("follows") else None
+            ids, handles = store.account_names()
+            if follows is not None and _same_ids(follows.users.ids, ids):
+                ids = follows.users.ids  # one string per account, not two (10^7 at 10^8 follows)
             return cls.from_frames(
-                follows=store.follows_graph() if counts.get("follows") else None,
+                follows=follows,
                 interactions=store.interactions_graph() if counts.get("interactions") else None,
-                accounts=store.accounts_frame(),
+                accounts=pd.DataFrame({"external_id": ids, "handle": handles}, dtype=object),
                 items=store.items_frame(),
             )
 
