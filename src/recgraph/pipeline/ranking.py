@@ -103,6 +103,7 @@ def _rank_lookup(pool_ids: np.ndarray, part: RankedList) -> tuple[np.ndarray, np
     return rank, score
 
 
+@shared_scores()
 def candidate_pool(
     keys: list[str],
     models: dict[str, Retriever],
@@ -120,24 +121,9 @@ def candidate_pool(
     ``candidates`` (``(n, width)``, ``-1`` padding) replaces the merged lists
     with candidates from elsewhere (the batch ranking job's file): each
     retriever still ranks and scores them from its own ``depth`` list, and
-    ``merged`` is NaN, ``sources`` 0.
+    ``merged`` is NaN, ``sources`` 0. Within the call each retriever's dense rows,
+    computed to propose, are read again to score the rest (:func:`shared_scores`).
     """
-    # a retriever's dense rows, computed to propose, are read again to score the rest
-    with shared_scores():
-        return _pool(keys, models, propose, users, depth, method, weights, rrf_k, candidates)
-
-
-def _pool(
-    keys: list[str],
-    models: dict[str, Retriever],
-    propose: Propose,
-    users: np.ndarray,
-    depth: int,
-    method: str,
-    weights: list[float],
-    rrf_k: float,
-    candidates: np.ndarray | None,
-) -> CandidatePool:
     lists = [propose(key, users, depth) for key in keys]
     if candidates is None:
         width = sum(part.ids.shape[1] for part in lists)
