@@ -10,6 +10,9 @@ import pytest
 
 from recgraph.serving.registry import ModelRegistry
 
+# an empty store on each backend (SQLite, MariaDB, PostgreSQL): the feedback probes' SQL on real servers
+from tests.data.conftest import store_url  # noqa: F401
+
 # the store, registry and app fixtures, for every test of this folder
 from tests.serving.app_fixtures import client, served, served_template  # noqa: F401
 

@@ -58,14 +58,14 @@ def test_the_openapi_document_says_what_feedback_may_name(client):
 
 @pytest.mark.parametrize("directed", [True, False])
 def test_follows_among_reads_what_the_account_follows_at_any_length(
-    tmp_path, monkeypatch, directed
+    tmp_path, monkeypatch, directed, store_url
 ):
     from recgraph.data.imports import import_edges
     from recgraph.serving import feedback as F
 
     edges = tmp_path / "edges.txt"
     edges.write_text("a b\na c\nd a\nb c\n")
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store = Store(store_url)
     import_edges(store, edges, directed=directed)
     among = F.FeedbackStore(store)
     # a friendship ties both ends: d is a's friend, but a does not follow d
@@ -79,12 +79,12 @@ def test_follows_among_reads_what_the_account_follows_at_any_length(
     store.close()
 
 
-def test_items_among_reads_what_the_user_had_at_any_length(tmp_path, monkeypatch):
+def test_items_among_reads_what_the_user_had_at_any_length(monkeypatch, store_url):
     import pandas as pd
 
     from recgraph.serving import feedback as F
 
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store = Store(store_url)
     with store.writer() as writer:
         writer.interactions(
             pd.DataFrame(
