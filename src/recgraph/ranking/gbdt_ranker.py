@@ -68,9 +68,10 @@ class GBDTRankerConfig(RankerConfig):
     ``residual``: the boosters start from a retriever's order instead of from
     nothing (LightGBM's ``init_score``, ``residual_scale / log2(1 + rank)``
     of that retriever's ``KEY:rank`` column, 1 the best; a candidate it did
-    not propose has rank depth + 1 and starts just below its last), so the trees learn what to change of that order rather
-    than to rebuild it from its rank column; ``auto``: the retriever whose
-    own order is best on the training lists (``None``: from nothing).
+    not propose has rank depth + 1 and starts just below its last), so the
+    trees learn what to change of that order rather than to rebuild it from
+    its rank column; ``auto``: the retriever whose own order is best on the
+    training lists by nDCG@``eval_at`` (``None``: from nothing).
     ``auto`` is the default, chosen on validation carved from train
     (benchmarks/ranker_bagging.py, the shipped pipeline as configured, ranker
     seeds 0 and 1, validation metric over the best retriever alone; load
@@ -138,7 +139,9 @@ class GBDTRanker(Ranker):
         groups = batch.group_sizes()
         return max(
             ranks,
-            key=lambda n: ndcg_at(-batch.features[:, names.index(n)], batch.labels, groups, 20),
+            key=lambda n: ndcg_at(
+                -batch.features[:, names.index(n)], batch.labels, groups, self.config.eval_at
+            ),
         )
 
     def _init_score(self, batch: RankingBatch) -> np.ndarray | None:
