@@ -79,6 +79,7 @@ class _FaissIndex(Index):
             self._train(index, vectors)
         index.add(vectors)
         self.index_ = index
+        self._apply_runtime_settings()
 
     def _search_params(self, k: int, selector: Any) -> Any:
         return faiss.SearchParameters(sel=selector) if selector is not None else None
@@ -165,10 +166,6 @@ class FaissHNSWIndex(_FaissIndex):
         index.hnsw.efConstruction = self.config.ef_construction
         return index
 
-    def _build(self, vectors: np.ndarray) -> None:
-        super()._build(vectors)
-        self._apply_runtime_settings()
-
     def _apply_runtime_settings(self) -> None:
         self.index_.hnsw.efSearch = self.config.ef_search
 
@@ -213,10 +210,6 @@ class FaissIVFIndex(_FaissIndex):
         index.cp.max_points_per_centroid = self.config.train_points_per_list
         index.cp.min_points_per_centroid = 1
         index.train(sample)
-
-    def _build(self, vectors: np.ndarray) -> None:
-        super()._build(vectors)
-        self._apply_runtime_settings()
 
     def _apply_runtime_settings(self) -> None:
         self.index_.nprobe = self.config.n_probe

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from recgraph.collect.bluesky import state
 from recgraph.collect.bluesky.fake_server import FakeAppView, FakeGraph
 from recgraph.data.store import Store
 
@@ -21,6 +22,16 @@ def fast_client(url: str, **overrides) -> dict:
     }
     config.update(overrides)
     return config
+
+
+def claim(
+    store: Store, owner: str, now: float, *, lease_seconds: float = 30, limit: int = 10, **options
+) -> list[state.Claim]:
+    """Take the leases of up to ``limit`` accounts: ``state.candidates`` then ``state.take``,
+    in one transaction (the crawler runs them in two, see ``state.take``)."""
+    with store.engine.begin() as conn:
+        found = state.candidates(conn, owner=owner, now=now, limit=limit, **options)
+        return state.take(conn, found, owner=owner, now=now, lease_seconds=lease_seconds)
 
 
 def stored_edges(store: Store) -> set[tuple[str, str]]:

@@ -22,7 +22,7 @@ from recgraph.collect.bluesky.crawler import Crawler, CrawlReport, fetch_follow_
 from recgraph.collect.bluesky.fake_server import FakeAppView, FakeGraph
 from recgraph.data.store import Store
 from recgraph.errors import ConfigError
-from tests.collect.bluesky.conftest import fast_client, stored_edges
+from tests.collect.bluesky.conftest import claim, fast_client, stored_edges
 
 
 def crawl(store: Store, server: FakeAppView, **overrides) -> CrawlReport:
@@ -198,8 +198,7 @@ def test_cancel_while_claiming_returns_those_leases(small_graph: FakeGraph, stor
 def test_leases_of_a_crashed_worker_expire(small_graph: FakeGraph, store: Store) -> None:
     with FakeAppView(small_graph) as server:
         crawl(store, server, max_accounts=1)  # the seed is crawled, its follows are pending
-        with store.engine.begin() as conn:
-            stolen = state.claim(conn, owner="crashed", now=time.time(), lease_seconds=1, limit=5)
+        stolen = claim(store, "crashed", time.time(), lease_seconds=1, limit=5)
         assert len(stolen) == 5
         started = time.monotonic()
         report = crawl(store, server, seeds=[])

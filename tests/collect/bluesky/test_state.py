@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from recgraph.collect.bluesky import state
 from recgraph.data.store import Store
+from tests.collect.bluesky.conftest import claim as take_leases
 
 NOW = 1_700_000_000.0
 
@@ -17,11 +18,8 @@ def add(store: Store, dids: list[str], depth: int) -> list[int]:
     return keys
 
 
-def claim(store: Store, owner: str, now: float = NOW, **kwargs) -> list[state.Claim]:
-    kwargs.setdefault("lease_seconds", 30)
-    kwargs.setdefault("limit", 10)
-    with store.engine.begin() as conn:
-        return state.claim(conn, owner=owner, now=now, **kwargs)
+def claim(store: Store, owner: str, now: float = NOW, **options) -> list[state.Claim]:
+    return take_leases(store, owner, now, **options)
 
 
 def test_state_table_lives_in_the_store(any_store: Store) -> None:

@@ -150,7 +150,25 @@ def candidates(
     stale_before: float | None = None,
     exclude: Sequence[int] = (),
 ) -> list[Claim]:
-    """The up to ``limit`` accounts to crawl next that ``owner`` may take (see :func:`claim`)."""
+    """The up to ``limit`` accounts to crawl next that ``owner`` may take.
+
+    Claiming is this, then :func:`take` in a transaction of its own (see there).
+
+    Parameters
+    ----------
+    owner
+        This worker's id; it may re-take its own leases (after a restart with
+        the same id).
+    now
+        The clock.
+    max_depth
+        Only accounts at most this deep.
+    stale_before
+        ``None``: only never-crawled accounts (a first build); else also
+        accounts crawled at or before this time (re-crawls), oldest first.
+    exclude
+        Accounts this worker already holds and works on (not to be taken twice).
+    """
     now_s = int(now)
     stale = None if stale_before is None else int(stale_before)
     a = schema.accounts.c
@@ -198,49 +216,6 @@ def take(
         if result.rowcount == 1:
             won.append(found_claim)
     return won
-
-
-def claim(
-    conn: sa.Connection,
-    *,
-    owner: str,
-    now: float,
-    lease_seconds: float,
-    limit: int,
-    max_depth: int | None = None,
-    stale_before: float | None = None,
-    exclude: Sequence[int] = (),
-) -> list[Claim]:
-    """Take the leases of up to ``limit`` accounts to crawl next; return the ones won.
-
-    :func:`candidates` then :func:`take` on one connection (the crawler runs
-    them in two transactions, see :func:`take`).
-
-    Parameters
-    ----------
-    owner
-        This worker's id; it may re-take its own leases (after a restart with
-        the same id).
-    now, lease_seconds
-        The clock and how long a lease lasts.
-    max_depth
-        Only accounts at most this deep.
-    stale_before
-        ``None``: only never-crawled accounts (a first build); else also
-        accounts crawled at or before this time (re-crawls), oldest first.
-    exclude
-        Accounts this worker already holds and works on (not to be taken twice).
-    """
-    found = candidates(
-        conn,
-        owner=owner,
-        now=now,
-        limit=limit,
-        max_depth=max_depth,
-        stale_before=stale_before,
-        exclude=exclude,
-    )
-    return take(conn, found, owner=owner, now=now, lease_seconds=lease_seconds)
 
 
 def renew(
@@ -380,7 +355,6 @@ __all__ = [
     "CrawlProgress",
     "add_accounts",
     "candidates",
-    "claim",
     "crawl_state",
     "ensure_table",
     "fail",

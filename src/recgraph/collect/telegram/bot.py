@@ -51,8 +51,8 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 from recgraph.collect.telegram.api import BotApi, Fault, TelegramError
 from recgraph.collect.telegram.config import BotConfig
@@ -72,7 +72,6 @@ from recgraph.data.telegram_state import chat_account, parse_post_item, post_ite
 from recgraph.settings import RedactingFilter, config_of
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: Which updates the bot asks Telegram for.
 ALLOWED_UPDATES = ["message", "channel_post", "callback_query"]
@@ -246,9 +245,6 @@ class FeedBot:
         return self.picker.plan(chat_ids, now)
 
     # ---------------------------------------------------------------- sending
-    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-
     async def deliver_round(
         self, api: BotApi, chat_ids: Sequence[int] | None = None
     ) -> DeliveryReport:
@@ -318,14 +314,14 @@ class FeedBot:
         """
         for attempt in range(1, self.config.max_update_attempts + 1):
             try:
-                followup = await self._db(self.apply_update, update)
+                followup = await asyncio.to_thread(self.apply_update, update)
                 break
             except Exception:
                 if attempt == self.config.max_update_attempts:
                     log.exception(
                         "update %s failed %d times; skipping it", update.get("update_id"), attempt
                     )
-                    await self._db(
+                    await asyncio.to_thread(
                         state.write, self.store, state.set_handled, self.bot_id, update["update_id"]
                     )
                     return None
@@ -349,7 +345,7 @@ class FeedBot:
                 await self.delivery.send(api, "sendMessage", chat_id=f.chat_id, text=text)
                 if f.values["new"] and self.config.deliver_on_start:
                     # a round that served the chat since /start was its first post
-                    plan = await self._db(self.plan, [f.chat_id])
+                    plan = await asyncio.to_thread(self.plan, [f.chat_id])
                     await self.delivery.deliver_to(
                         api, f.chat_id, plan.get(f.chat_id, []), since=f.values["at"]
                     )

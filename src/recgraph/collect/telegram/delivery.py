@@ -135,14 +135,13 @@ class Delivery:
         self.throttle = SendThrottle(config.global_per_second, config.per_chat_seconds)
         self._locks: dict[int, asyncio.Lock] = {}
 
-    def subscribers(self) -> list[int]:
-        return state.read(self.store, state.subscribers)
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """:func:`~recgraph.data.telegram_state.read` off the event loop."""
+        return await asyncio.to_thread(state.read, self.store, fn, *args)
 
-    def plan(self, chat_ids: Sequence[int], now: float | None = None) -> dict[int, list[str]]:
-        return self.picker.plan(chat_ids, now)
-
-    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """:func:`~recgraph.data.telegram_state.write` off the event loop."""
+        return await asyncio.to_thread(state.write, self.store, fn, *args)
 
     async def send(self, api: BotApi, method: str, **params: Any) -> Any:
         """One send to ``params["chat_id"]`` under the flood limits.
@@ -178,7 +177,7 @@ class Delivery:
     async def _copy(self, api: BotApi, chat_id: int, item: str) -> list[int]:
         """Copy post ``item`` into ``chat_id``; return the copies' message ids."""
         channel_id, _ = parse_post_item(item)
-        messages = await self._db(state.read, self.store, state.post_messages, item)
+        messages = await self._read(state.post_messages, item)
         if len(messages) == 1:
             copied = await self.send(
                 api,
@@ -236,17 +235,17 @@ class Delivery:
         report = report if report is not None else DeliveryReport()
         async with self._lock(chat_id):
             if since is not None:
-                last = await self._db(state.read, self.store, state.last_claim, chat_id)
+                last = await self._read(state.last_claim, chat_id)
                 if last is not None and last >= since:
                     report.skipped += 1
                     return None
-            if not await self._db(state.read, self.store, state.is_subscribed, chat_id):
+            if not await self._read(state.is_subscribed, chat_id):
                 return None  # /stop, or a block found by another task
             tries = 0
             for item in candidates:
                 if item in report.gone:
                     continue
-                if not await self._db(state.write, self.store, state.claim, chat_id, item):
+                if not await self._write(state.claim, chat_id, item):
                     continue  # claimed before (another path, another process)
                 outcome = await self._deliver_one(api, chat_id, item, report)
                 if outcome == "next":
@@ -270,12 +269,12 @@ class Delivery:
         except TelegramError as exc:
             return await self._failed(api, chat_id, item, exc, report)
         except Exception:
-            await self._db(state.write, self.store, state.settle, chat_id, item, state.UNKNOWN)
+            await self._write(state.settle, chat_id, item, state.UNKNOWN)
             raise
         if len(ids) > 1:
             extra = await self._album_buttons(api, chat_id, item, ids[0])
             ids = ids + ([extra] if extra is not None else [])
-        await self._db(state.write, self.store, state.settle, chat_id, item, state.SENT, ids)
+        await self._write(state.settle, chat_id, item, state.SENT, ids)
         report.delivered += 1
         report.items[chat_id] = item
         return "done"
@@ -295,25 +294,25 @@ class Delivery:
             log.warning(
                 "no answer for %s to chat %s (%s): counted as delivered", item, chat_id, exc
             )
-            await self._db(state.write, self.store, state.settle, chat_id, item, state.UNKNOWN)
+            await self._write(state.settle, chat_id, item, state.UNKNOWN)
             report.unknown += 1
             report.items[chat_id] = item
             return "done"
         if fault is Fault.BAD_REQUEST:  # refused for this chat: never offered to it again
             log.warning("could not deliver %s to %s: %s", item, chat_id, exc.description)
-            await self._db(state.write, self.store, state.settle, chat_id, item, state.FAILED)
+            await self._write(state.settle, chat_id, item, state.FAILED)
             return "next"
-        await self._db(state.write, self.store, state.release, chat_id, item)
+        await self._write(state.release, chat_id, item)
         if fault in (Fault.MESSAGE_GONE, Fault.NOT_COPYABLE):
             log.info("post %s cannot be copied (%s); retiring it", item, exc.description)
             if item not in report.gone:  # chats served at once may find it together
                 report.gone.add(item)
                 report.gone_posts += 1
-                await self._db(state.write, self.store, state.mark_gone, item)
+                await self._write(state.mark_gone, item)
             return "next"
         if fault is Fault.CHAT_GONE:
             log.info("chat %s is gone (%s); unsubscribing it", chat_id, exc.description)
-            await self._db(state.write, self.store, state.unsubscribe, chat_id)
+            await self._write(state.unsubscribe, chat_id)
             report.blocked += 1
             return "stop"
         if fault is Fault.UNAUTHORIZED:
@@ -340,9 +339,9 @@ class Delivery:
         """Send each subscriber (or each of ``chat_ids``) its next post, chats concurrently."""
         started, clock = time.time(), time.monotonic()
         if chat_ids is None:
-            chat_ids = await self._db(self.subscribers)
+            chat_ids = await self._read(state.subscribers)
         report = DeliveryReport(subscribers=len(chat_ids))
-        plan = await self._db(self.plan, list(chat_ids))
+        plan = await asyncio.to_thread(self.picker.plan, list(chat_ids))
         gate = asyncio.Semaphore(self.config.concurrency)
 
         async def serve(chat_id: int) -> None:
