@@ -252,6 +252,7 @@ async def open_loop(
     versions: dict[str, int] = {}
     errors: list[str] = []
     queue: asyncio.Queue = asyncio.Queue()
+    cpu_before = time.process_time()
     start = time.perf_counter() + 0.2
 
     async def worker() -> None:
@@ -290,6 +291,7 @@ async def open_loop(
         queue.put_nowait(None)
     await asyncio.gather(*workers)
     wall = time.perf_counter() - start
+    client_cpu = time.process_time() - cpu_before
     ok = statuses == 200
     done = latencies[ok] * 1000
     return {
@@ -304,6 +306,8 @@ async def open_loop(
         "p99_ms": round(float(np.percentile(done, 99)), 2) if len(done) else None,
         "max_ms": round(float(done.max()), 2) if len(done) else None,
         "versions_seen": versions,
+        # this generator's own CPU (all its threads: in the reload phase, the publisher's too)
+        "client_cpu_ms_per_request": round(1000 * client_cpu / max(total, 1), 3),
         "latencies_ms": done,
     }
 
