@@ -186,10 +186,16 @@ def free_port() -> int:
 
 
 def start_server(
-    registry: str, db: str, port: int, workers: int, timeout: float = 120.0
+    registry: str,
+    db: str,
+    port: int,
+    workers: int,
+    timeout: float = 120.0,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
-    """``recgraph serve`` in its own process; returns once /healthz answers with a model
-    (``timeout`` seconds at most: a pipeline of 10^8 follows loads for minutes on a busy machine)."""
+    """``recgraph serve`` in its own process (environment ``env``, default this one's);
+    returns once /healthz answers with a model (``timeout`` seconds at most: a pipeline of
+    10^8 follows loads for minutes on a busy machine)."""
     process = subprocess.Popen(
         [
             sys.executable, "-m", "recgraph.cli.main", "serve", "--registry", registry,
@@ -199,6 +205,7 @@ def start_server(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )  # fmt: skip
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -357,6 +364,15 @@ def prepared(
     return trained.pipeline, db, imported, trained.fit_seconds
 
 
+def asked(case: dict, question) -> tuple[list[str], list[str]]:
+    """2,000 users drawn from the model's (seed 0), and the paths asked for them, with
+    :data:`UNKNOWN_SHARE` of them replaced by users the model never saw."""
+    rng = np.random.default_rng(0)
+    users = [str(u) for u in rng.choice(question.users.ids, size=2000)]
+    unknown = [f"unknown-{i}" if rng.random() < UNKNOWN_SHARE else u for i, u in enumerate(users)]
+    return users, [case["path"].format(user=u) for u in unknown]
+
+
 def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, workers: int) -> dict:
     name = case["name"]
     folder = work / name.replace(" ", "-")
@@ -364,14 +380,11 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
     registry = ModelRegistry(folder / "models")
     question = pipeline.questions[case["question"]]
     assert question.users is not None
-    rng = np.random.default_rng(0)
-    users = [str(u) for u in rng.choice(question.users.ids, size=2000)]
+    users, paths = asked(case, question)
     pool = pool_sizes(question, users)
     # users the pool sizes did not walk for (their rows are cached): what a new request costs
     cpu = request_cpu(question, users[300:])
     answer_cpu = request_cpu(question, users[600:], reasons=True)
-    users = [f"unknown-{i}" if rng.random() < UNKNOWN_SHARE else u for i, u in enumerate(users)]
-    paths = [case["path"].format(user=u) for u in users]
     how = (
         f"imported in {imported:.1f}s, trained in {fit_seconds:.1f}s"
         if fit_seconds is not None
