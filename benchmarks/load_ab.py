@@ -200,18 +200,7 @@ def main() -> None:
                 f"{data['branch']['server_cpu_ms_per_request_mean']} "
                 f"(x{data['branch_over_base_mean']}, the mean of the rounds' ratios)"
             )
-        path = RESULTS / "load_ab_paired.json"
-        save_results(
-            path,
-            "load_ab_paired",
-            base=str(args.base),
-            rounds=args.rounds,
-            rate_rps_each=args.rate,
-            seconds_per_phase=args.seconds,
-            server_workers=args.workers,
-            cases=figures,
-        )
-        print(f"saved {path}")
+        save("load_ab_paired", args, figures, rate_key="rate_rps_each")
         return
     runs = []
     for round_ in range(args.rounds):
@@ -234,17 +223,23 @@ def main() -> None:
             f"{data['base']['answer_cpu_ms_in_process_mean']}, branch "
             f"{data['branch']['answer_cpu_ms_in_process_mean']}"
         )
+    save("load_ab", args, figures, rate_key="rate_rps")
+
+
+def save(name: str, args: argparse.Namespace, figures: dict, rate_key: str) -> None:
+    """``figures`` and the run's settings in ``benchmarks/results/NAME.json``."""
+    path = RESULTS / f"{name}.json"
     save_results(
-        RESULTS / "load_ab.json",
-        "load_ab",
+        path,
+        name,
         base=str(args.base),
         rounds=args.rounds,
-        rate_rps=args.rate,
+        **{rate_key: args.rate},
         seconds_per_phase=args.seconds,
         server_workers=args.workers,
         cases=figures,
     )
-    print(f"saved {RESULTS / 'load_ab.json'}")
+    print(f"saved {path}")
 
 
 if __name__ == "__main__":
