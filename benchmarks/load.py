@@ -2,7 +2,7 @@
 
 For each dataset the real flow runs: import into a SQLite store, ``train_pipeline``
 (the shipped default pipeline) into a fresh registry, then ``recgraph serve``
-in its own process on 127.0.0.1. An open-loop generator (plain asyncio HTTP/1.1, 64 keep-alive connections) sends
+in its own process on 127.0.0.1. An open-loop generator (plain asyncio HTTP/1.1 on uvloop, 64 keep-alive connections) sends
 requests at a fixed rate, whether or not earlier ones have answered, so a slow
 server shows as latency instead of hiding behind a lower send rate:
 
@@ -77,6 +77,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 UNKNOWN_SHARE = 0.05
 TIMEOUT = 10.0
+#: How an answer spells its version (compact JSON: no space after the colon).
+VERSION_KEY = b'"model_version":"'
 
 
 CASES = [
@@ -184,10 +186,16 @@ def free_port() -> int:
 
 
 def start_server(
-    registry: str, db: str, port: int, workers: int, timeout: float = 120.0
+    registry: str,
+    db: str,
+    port: int,
+    workers: int,
+    timeout: float = 120.0,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
-    """``recgraph serve`` in its own process; returns once /healthz answers with a model
-    (``timeout`` seconds at most: a pipeline of 10^8 follows loads for minutes on a busy machine)."""
+    """``recgraph serve`` in its own process (environment ``env``, default this one's);
+    returns once /healthz answers with a model (``timeout`` seconds at most: a pipeline of
+    10^8 follows loads for minutes on a busy machine)."""
     process = subprocess.Popen(
         [
             sys.executable, "-m", "recgraph.cli.main", "serve", "--registry", registry,
@@ -197,6 +205,7 @@ def start_server(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )  # fmt: skip
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -235,6 +244,12 @@ async def _get(reader, writer, host: str, path: str) -> tuple[int, bytes]:
     return status, body
 
 
+def served_version(body: bytes) -> str:
+    """An answer's ``model_version``, found without parsing the whole answer."""
+    start = body.index(VERSION_KEY) + len(VERSION_KEY)
+    return body[start : body.index(b'"', start)].decode()
+
+
 async def open_loop(
     url: str, paths: list[str], rate: float, seconds: float, connections: int = 64
 ) -> dict:
@@ -252,6 +267,7 @@ async def open_loop(
     versions: dict[str, int] = {}
     errors: list[str] = []
     queue: asyncio.Queue = asyncio.Queue()
+    cpu_before = time.process_time()
     start = time.perf_counter() + 0.2
 
     async def worker() -> None:
@@ -268,7 +284,7 @@ async def open_loop(
                     )
                     statuses[i] = status
                     if status == 200:
-                        version = json.loads(body)["model_version"]
+                        version = served_version(body)
                         versions[version] = versions.get(version, 0) + 1
                     else:
                         errors.append(f"{status}: {body[:200]!r}")
@@ -290,6 +306,7 @@ async def open_loop(
         queue.put_nowait(None)
     await asyncio.gather(*workers)
     wall = time.perf_counter() - start
+    client_cpu = time.process_time() - cpu_before
     ok = statuses == 200
     done = latencies[ok] * 1000
     return {
@@ -304,8 +321,20 @@ async def open_loop(
         "p99_ms": round(float(np.percentile(done, 99)), 2) if len(done) else None,
         "max_ms": round(float(done.max()), 2) if len(done) else None,
         "versions_seen": versions,
+        # this generator's own CPU (all its threads: in the reload phase, the publisher's too)
+        "client_cpu_ms_per_request": round(1000 * client_cpu / max(total, 1), 3),
         "latencies_ms": done,
     }
+
+
+def run_loop(coroutine):
+    """``coroutine`` run to its end on uvloop (the serve extra's; asyncio's own where it is
+    missing): the generator shares the cores with the server, so it should cost it little."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
 async def warm_up(url: str, paths: list[str]) -> None:
@@ -335,6 +364,15 @@ def prepared(
     return trained.pipeline, db, imported, trained.fit_seconds
 
 
+def asked(case: dict, question) -> tuple[list[str], list[str]]:
+    """2,000 users drawn from the model's (seed 0), and the paths asked for them, with
+    :data:`UNKNOWN_SHARE` of them replaced by users the model never saw."""
+    rng = np.random.default_rng(0)
+    users = [str(u) for u in rng.choice(question.users.ids, size=2000)]
+    unknown = [f"unknown-{i}" if rng.random() < UNKNOWN_SHARE else u for i, u in enumerate(users)]
+    return users, [case["path"].format(user=u) for u in unknown]
+
+
 def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, workers: int) -> dict:
     name = case["name"]
     folder = work / name.replace(" ", "-")
@@ -342,14 +380,11 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
     registry = ModelRegistry(folder / "models")
     question = pipeline.questions[case["question"]]
     assert question.users is not None
-    rng = np.random.default_rng(0)
-    users = [str(u) for u in rng.choice(question.users.ids, size=2000)]
+    users, paths = asked(case, question)
     pool = pool_sizes(question, users)
     # users the pool sizes did not walk for (their rows are cached): what a new request costs
     cpu = request_cpu(question, users[300:])
     answer_cpu = request_cpu(question, users[600:], reasons=True)
-    users = [f"unknown-{i}" if rng.random() < UNKNOWN_SHARE else u for i, u in enumerate(users)]
-    paths = [case["path"].format(user=u) for u in users]
     how = (
         f"imported in {imported:.1f}s, trained in {fit_seconds:.1f}s"
         if fit_seconds is not None
@@ -382,7 +417,7 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
             result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
             return result
 
-        phases["steady"] = measured(lambda: asyncio.run(open_loop(url, paths, rate, seconds)))
+        phases["steady"] = measured(lambda: run_loop(open_loop(url, paths, rate, seconds)))
         # the same load while v2 is published and promoted halfway through
         publisher_done = threading.Event()
         published: dict[str, float] = {}
@@ -397,7 +432,7 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
         publisher = threading.Thread(target=publish_later)
         publisher.start()
         # (its CPU includes loading the new version in every worker)
-        phases["reload"] = measured(lambda: asyncio.run(open_loop(url, paths, rate, seconds)))
+        phases["reload"] = measured(lambda: run_loop(open_loop(url, paths, rate, seconds)))
         publisher.join()
         health = httpx.get(f"{url}/healthz").json()
         phases["reload"]["served_after"] = health["model_version"]
@@ -521,7 +556,7 @@ def main() -> None:
         "rate_rps": args.rate,
         "seconds_per_phase": args.seconds,
         "server_workers": args.workers,
-        "client": "plain asyncio HTTP/1.1, 64 keep-alive connections, open loop",
+        "client": "plain asyncio HTTP/1.1 on uvloop, 64 keep-alive connections, open loop",
         "unknown_user_share": UNKNOWN_SHARE,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "load_average_at_end": os.getloadavg(),

@@ -10,14 +10,20 @@ The figure that survives a loaded machine is the server's CPU milliseconds per
 answered request (all its processes, from /proc); latencies and the load
 average are kept beside it.
 
+``--paired`` serves both at once instead, base and this checkout side by side,
+and sends each the same requests at the same moments (``--rate`` each, steady
+phases only): at a load average of 20 alternated runs of the same code differed
+by 15-20%, side-by-side phases by a few per cent. Saved as ``load_ab_paired.json``.
+
 Prints a table and saves ``benchmarks/results/load_ab.json``; ``load.json`` is
 left with this checkout's last run.
-Run: ``python benchmarks/load_ab.py --base ../base/src``.
+Run: ``python benchmarks/load_ab.py --base ../base/src [--paired --rate 100]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -27,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import save_results
+import load
+from common import process_tree, save_results, stop_process, tree_cpu_seconds
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -89,6 +96,82 @@ def _phase(data: dict) -> dict:
     return {key: data[key] for key in keys}
 
 
+def paired(sides: dict[str, Path], cases: list[str], reuse: Path, args) -> dict:
+    """Each case served by every side at once, the same requests sent to each at the same
+    moments; per phase and side: server CPU ms per answered request, p50 / p99."""
+    from recgraph.pipeline import Pipeline
+    from recgraph.serving.registry import ModelRegistry
+
+    out: dict[str, dict] = {}
+    for name in cases:
+        case = next(c for c in load.CASES if c["name"] == name)
+        folder = reuse / name.replace(" ", "-")
+        registry = ModelRegistry(folder / "models")
+        registry.set_current("v1")
+        pipeline = Pipeline.load(registry.local_copy("v1") / "model")
+        _, paths = load.asked(case, pipeline.questions[case["question"]])
+        servers, urls = {}, {}
+        try:
+            for side, src in sides.items():
+                port = load.free_port()
+                env = {**os.environ, "PYTHONPATH": str(src)}
+                db = f"sqlite:///{folder / 'store.db'}"
+                servers[side] = load.start_server(registry.root, db, port, args.workers, env=env)
+                urls[side] = f"http://127.0.0.1:{port}"
+            for url in urls.values():
+                load.run_loop(load.warm_up(url, paths))
+                load.run_loop(load.warm_up(url, paths[50:]))
+            pids = {side: process_tree(server.pid) for side, server in servers.items()}
+            phases = []
+            for round_ in range(args.rounds):
+                before = {side: tree_cpu_seconds(pids[side]) for side in sides}
+                load_before = os.getloadavg()[0]
+
+                async def together(urls=urls, paths=paths):
+                    return await asyncio.gather(
+                        *[load.open_loop(u, paths, args.rate, args.seconds) for u in urls.values()]
+                    )
+
+                results = dict(zip(sides, load.run_loop(together()), strict=True))
+                phase = {"round": round_}
+                for side, result in results.items():
+                    cpu = tree_cpu_seconds(pids[side]) - before[side]
+                    phase[side] = {
+                        "server_cpu_ms_per_request": round(1000 * cpu / max(result["ok"], 1), 3),
+                        "errors": result["errors"],
+                        "p50_ms": result["p50_ms"],
+                        "p99_ms": result["p99_ms"],
+                    }
+                phase["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+                phase["branch_over_base"] = round(
+                    phase["branch"]["server_cpu_ms_per_request"]
+                    / phase["base"]["server_cpu_ms_per_request"],
+                    3,
+                )
+                phases.append(phase)
+                print(
+                    f"{name:22} round {round_}: server CPU ms/request base "
+                    f"{phase['base']['server_cpu_ms_per_request']}, branch "
+                    f"{phase['branch']['server_cpu_ms_per_request']} "
+                    f"(x{phase['branch_over_base']}, load {phase['load_average']})",
+                    flush=True,
+                )
+        finally:
+            for server in servers.values():
+                stop_process(server, timeout=20)
+        ratios = [p["branch_over_base"] for p in phases]
+        out[name] = {
+            side: {
+                "server_cpu_ms_per_request_mean": round(
+                    float(np.mean([p[side]["server_cpu_ms_per_request"] for p in phases])), 3
+                )
+            }
+            for side in sides
+        }
+        out[name].update(branch_over_base_mean=round(float(np.mean(ratios)), 3), phases=phases)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", type=Path, required=True, help="the other checkout's src folder")
@@ -98,6 +181,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--paired", action="store_true", help="serve both sides at once (steady phases only)"
+    )
     args = parser.parse_args()
     cases = args.only or CASES
     reuse = args.reuse or Path(tempfile.mkdtemp(prefix="recgraph-load-ab-"))
@@ -105,6 +191,17 @@ def main() -> None:
     if not all((reuse / case.replace(" ", "-")).exists() for case in cases):
         # a first run trains the cases into ``reuse``: not one of the pairs
         one_run(branch, cases, reuse, args)
+    if args.paired:
+        figures = paired({"base": args.base.resolve(), "branch": branch}, cases, reuse, args)
+        for case, data in figures.items():
+            print(
+                f"{case}: server CPU ms/request base "
+                f"{data['base']['server_cpu_ms_per_request_mean']}, branch "
+                f"{data['branch']['server_cpu_ms_per_request_mean']} "
+                f"(x{data['branch_over_base_mean']}, the mean of the rounds' ratios)"
+            )
+        save("load_ab_paired", args, figures, rate_key="rate_rps_each")
+        return
     runs = []
     for round_ in range(args.rounds):
         for side, src in (("base", args.base.resolve()), ("branch", branch)):
@@ -126,17 +223,23 @@ def main() -> None:
             f"{data['base']['answer_cpu_ms_in_process_mean']}, branch "
             f"{data['branch']['answer_cpu_ms_in_process_mean']}"
         )
+    save("load_ab", args, figures, rate_key="rate_rps")
+
+
+def save(name: str, args: argparse.Namespace, figures: dict, rate_key: str) -> None:
+    """``figures`` and the run's settings in ``benchmarks/results/NAME.json``."""
+    path = RESULTS / f"{name}.json"
     save_results(
-        RESULTS / "load_ab.json",
-        "load_ab",
+        path,
+        name,
         base=str(args.base),
         rounds=args.rounds,
-        rate_rps=args.rate,
+        **{rate_key: args.rate},
         seconds_per_phase=args.seconds,
         server_workers=args.workers,
         cases=figures,
     )
-    print(f"saved {RESULTS / 'load_ab.json'}")
+    print(f"saved {path}")
 
 
 if __name__ == "__main__":

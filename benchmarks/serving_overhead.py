@@ -60,8 +60,9 @@ def asgi_get(app, loop, path: str, query: str) -> int:
     return sent[0]["status"]
 
 
-def inline_threadpool() -> None:
-    """Run sync endpoints in the calling thread (one thread's CPU then holds the request)."""
+def inline_threadpool(app) -> None:
+    """Run sync endpoints in the calling thread (one thread's CPU then holds the request),
+    the answers too (``app``'s answer threads set aside)."""
     import fastapi.routing
 
     from recgraph.serving import guards
@@ -72,6 +73,7 @@ def inline_threadpool() -> None:
     fastapi.routing.run_in_threadpool = inline
     if hasattr(guards, "run_in_threadpool"):
         guards.run_in_threadpool = inline
+    app.state.answer_executor = None  # AnswerRoute then takes run_in_threadpool, inlined
 
 
 def per_request_us(call, users: list[str]) -> float:
@@ -107,7 +109,7 @@ def measure(case: dict, root: Path, work: Path) -> dict:
     path_tail, _, query = suffix.partition("?")
     ids = [str(u) for u in np.random.default_rng(0).permutation(question.users.ids)]
     loop = asyncio.new_event_loop()
-    inline_threadpool()
+    inline_threadpool(app)
 
     def through_app(user: str) -> None:
         assert asgi_get(app, loop, prefix + user + path_tail, query) == 200

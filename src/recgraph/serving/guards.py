@@ -7,7 +7,8 @@
 - :class:`GuardedRoute` checks the bearer token before anything else, so an
   unauthenticated request is answered 401 without its body being read.
 - :class:`AnswerRoute` hands a request whose parameters plainly pass their
-  checks straight to its endpoint (the answers, asked hundreds of times a second).
+  checks straight to its endpoint (the answers, asked hundreds of times a second),
+  a plain ``def`` one on the app's ``answer_executor`` where it has one.
 - :func:`install_error_handlers` maps recgraph's errors to answers: 422 with
   the field at fault (always encodable as JSON), 404 for unknown ids, 503 with
   ``Retry-After`` for a busy or unreachable store or before a model is loaded.
@@ -15,7 +16,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import copy
+import functools
 import inspect
 import json
 import logging
@@ -192,7 +196,12 @@ class AnswerRoute(ServiceRoute):
             if is_async:
                 response = await call(**values)
             else:
-                response = await run_in_threadpool(call, **values)
+                executor = getattr(request.app.state, "answer_executor", None)
+                if executor is None:
+                    response = await run_in_threadpool(call, **values)
+                else:
+                    run = functools.partial(contextvars.copy_context().run, call, **values)
+                    response = await asyncio.get_running_loop().run_in_executor(executor, run)
                 if inspect.isawaitable(response):  # a callable object or wrapper of an async one
                     response = await response
             if not isinstance(response, Response):

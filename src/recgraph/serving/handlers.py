@@ -29,6 +29,11 @@ from recgraph.serving.schemas import FeedbackWritten, Health, ModelInfo, ReloadR
 from recgraph.serving.stats import StatsService
 from recgraph.settings import Settings
 
+try:  # the serve extra's JSON encoder; the standard library's where it is missing
+    import orjson
+except ImportError:  # pragma: no cover - the serve extra installs it
+    orjson = None
+
 log = logging.getLogger("recgraph.serving")
 #: Example users shown on the page: the most active ones.
 EXAMPLES = 5
@@ -56,6 +61,31 @@ ItemPath = Annotated[
         description="Item id (percent-encoded; a / may stay as it is).",
     ),
 ]
+
+
+class AnswerResponse(JSONResponse):
+    """An answer (``query`` ... ``results``, each as :func:`result_json` builds it) as JSON,
+    encoded by orjson where that gives the standard library's bytes, in a fraction of its CPU.
+
+    Both write compact UTF-8 with the same escapes, and a float as its shortest
+    round-trip digits; they spell them alike for 0 and for magnitudes in
+    [1e-4, 1e16), and only there (``1e-05`` is orjson's ``0.00001``). An answer
+    whose scores (its only floats) fall outside, or that orjson refuses, is
+    encoded by the standard library, so the bytes never change.
+    """
+
+    def render(self, content: Any) -> bytes:
+        if orjson is not None and all(_spelt_alike(r["score"]) for r in content["results"]):
+            try:
+                return orjson.dumps(content)
+            except TypeError:  # orjson.JSONEncodeError: the standard library decides
+                pass
+        return super().render(content)
+
+
+def _spelt_alike(value: Any) -> bool:
+    """Whether orjson and the standard library write the float ``value`` alike."""
+    return type(value) is float and (value == 0.0 or 1e-4 <= abs(value) < 1e16)
 
 
 class Service:
@@ -132,7 +162,7 @@ class Service:
     ) -> JSONResponse:
         # built as plain JSON: the hot path skips re-validating its own response model
         self.metrics.answered(question, answer.cold)
-        return JSONResponse(
+        return AnswerResponse(
             {
                 "query": query,
                 "resolved": answer.user,
@@ -282,7 +312,7 @@ class Service:
             results = pipeline.similar_items(item, k)
         except KeyError:
             raise HTTPException(status_code=404, detail=f"unknown item {item!r}") from None
-        return JSONResponse(
+        return AnswerResponse(
             {
                 "query": item,
                 "resolved": item,
@@ -323,7 +353,7 @@ class Service:
 def result_json(rec: Recommendation) -> dict[str, Any]:
     """A :class:`~recgraph.serving.schemas.Result` as JSON (JSON has no infinity)."""
     out = rec.to_dict()
-    out["score"] = rec.score if math.isfinite(rec.score) else 0.0
+    out["score"] = float(rec.score) if math.isfinite(rec.score) else 0.0
     return out
 
 
