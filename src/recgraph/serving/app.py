@@ -13,6 +13,7 @@ see a 500 for what they sent.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -251,10 +252,14 @@ def create_app(
     service = Service(settings, loader, feedback, metrics)
     refresher = OverlayRefresher(loader, feedback.store, settings.overlay_refresh_seconds)
     loader.subscribe(on_swap=lambda old, new: refresher.tick_soon())
-    answer_executor = ThreadPoolExecutor(ANSWER_THREADS, thread_name_prefix="recgraph-answer")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # a pool per run of the lifespan: an app started again (a second TestClient, a
+        # host restarting it) gets fresh threads, not the stopped ones
+        app.state.answer_executor = ThreadPoolExecutor(
+            ANSWER_THREADS, thread_name_prefix="recgraph-answer"
+        )
         if own_loader:
             loader.start()
         refresher.periodic.start()
@@ -262,7 +267,9 @@ def create_app(
             yield
         finally:
             refresher.periodic.stop()
-            answer_executor.shutdown(wait=True, cancel_futures=True)
+            executor, app.state.answer_executor = app.state.answer_executor, None
+            # off the event loop: an answer still waiting on the store must not freeze it
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
             if own_loader:
                 loader.stop()
             if store is None:
@@ -282,7 +289,7 @@ def create_app(
     app.state.feedback = feedback
     app.state.service = service
     app.state.overlay_refresher = refresher
-    app.state.answer_executor = answer_executor
+    app.state.answer_executor = None  # until the lifespan starts: AnyIO's pool answers
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
     register(app, ROUTES, [service, Pages(app.title)])
