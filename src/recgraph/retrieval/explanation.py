@@ -94,23 +94,36 @@ def history_explanations(
     item not in it (a film the user rated one star), are left out; the score
     of each explanation is the sum of what is listed.
     """
-    out = []
-    for candidate, (via, weight) in zip(candidates, contributions, strict=True):
+    candidates = [int(c) for c in candidates]
+    kept: list[tuple[np.ndarray, np.ndarray]] = []
+    for via, weight in contributions:
         via = np.asarray(via, dtype=np.int64)
         weight = np.asarray(weight, dtype=np.float64)
         keep = weight > 0
         if liked is not None:
             keep &= np.isin(via, liked)
-        out.append(
-            make_explanation(
-                users,
-                items,
-                user,
-                int(candidate),
-                float(weight[keep].sum()),
-                via[keep],
-                weight[keep],
-                FROM_HISTORY,
-            )
+        kept.append((via[keep], weight[keep]))
+    if len(kept) != len(candidates):
+        raise ValueError(f"{len(candidates)} candidates but {len(kept)} contributions")
+    # the external ids of every candidate's entries in one lookup (one array of all the vias)
+    everything = np.concatenate([via for via, _ in kept]) if kept else np.zeros(0, np.int64)
+    names = items.external(everything).astype(str)
+    bounds = np.cumsum([0] + [len(via) for via, _ in kept])
+    user_id = str(users.ids[user])
+    candidate_ids = items.ids[candidates] if candidates else []
+    return [
+        Explanation(
+            user=int(user),
+            user_id=user_id,
+            candidate=candidate,
+            candidate_id=str(candidate_id),
+            score=float(weight.sum()),
+            via=via,
+            via_ids=names[bounds[j] : bounds[j + 1]],
+            contributions=weight,
+            relation=FROM_HISTORY,
         )
-    return out
+        for j, (candidate, candidate_id, (via, weight)) in enumerate(
+            zip(candidates, candidate_ids, kept, strict=True)
+        )
+    ]
