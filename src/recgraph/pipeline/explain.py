@@ -56,6 +56,19 @@ MIN_COMMON = 2
 VERBS = {Kind.LIKE: "liked", Kind.RATING: "rated", Kind.VIEW: "viewed", Kind.FOLLOW: "followed"}
 
 
+#: :data:`VERBS` by the kind's integer value (an enum built per cited item cost a request).
+_VERB_OF = {int(kind): verb for kind, verb in VERBS.items()}
+
+
+def _verb(kind: int) -> str:
+    """The verb of an interaction kind's integer value (``liked`` for any other kind)."""
+    verb = _VERB_OF.get(kind)
+    if verb is None:
+        Kind(kind)  # an unknown value fails as it did through the enum
+        return "liked"
+    return verb
+
+
 def popular_reason(cold: bool) -> Reason:
     return Reason("popular: new user", "new_user") if cold else Reason("popular", "popular")
 
@@ -127,28 +140,29 @@ class Explainer:
                 for p, extra in zip(ranked, said, strict=True):
                     ranked_said[p] = extra
         settled = [extra is not None and extra.code == "connections" for extra in ranked_said]
-        for p in range(len(ids)):
-            if origin[p] > 0 and self.models[self.chain_keys[origin[p] - 1]].name == "popular":
+        origin = np.asarray(origin, dtype=np.int64)
+        sources = np.asarray(sources, dtype=np.int64)
+        for p in np.flatnonzero(origin > 0).tolist():
+            if self.models[self.chain_keys[origin[p] - 1]].name == "popular":
                 reasons[p] = popular_reason(cold)
         if self.explain_top:
+            # who may still be explained, as arrays (the candidates' masks, not one by one)
+            open_ = np.array([r is None for r in reasons], dtype=bool) & ~np.array(settled, bool)
+            chain_of = np.array([""] + self.chain_keys, dtype=object)[origin]
             for key in self.main_keys + self.chain_keys:
                 model = self.models[key]
                 if not model.explains:
                     continue
                 bit = np.int64(1) << np.int64(self.retriever_keys.index(key))
-                todo = [
-                    p
-                    for p in range(len(ids))
-                    if reasons[p] is None
-                    and not settled[p]
-                    and sources[p] & bit
-                    and (origin[p] == 0 or self.chain_keys[origin[p] - 1] == key)
-                ]
-                if todo:
+                todo = np.flatnonzero(
+                    open_ & ((sources & bit) != 0) & ((origin == 0) | (chain_of == key))
+                )
+                if len(todo):
                     for p, reason in zip(
-                        todo, self._explain(model, user, ids[todo], names), strict=True
+                        todo.tolist(), self._explain(model, user, ids[todo], names), strict=True
                     ):
                         reasons[p] = reason
+                    open_[todo] = [r is None for r in (reasons[p] for p in todo.tolist())]
         out = []
         for p, reason in enumerate(reasons):
             if settled[p]:  # the ranker's reason replaces whatever a retriever would say
@@ -206,14 +220,15 @@ class Explainer:
     ) -> Reason | None:
         """ "because you liked X and viewed Y": only the user's liked items (``position``: each
         one's entry in ``kinds`` and ``values``), worded by kind."""
-        chosen = [int(v) for v in entry.via if int(v) in position][: self.explain_top]
+        chosen = [v for v in entry.via.tolist() if v in position][: self.explain_top]
         if not chosen:
             return None
         phrases: list[tuple[str, list[str]]] = []
+        item_ids = self.history.items.ids
         for target in chosen:
             i = position[target]
-            verb = VERBS.get(Kind(int(kinds[i])), "liked")
-            title = f"“{names.show_item(str(self.history.items.ids[target]))}”"
+            verb = _verb(int(kinds[i]))
+            title = f"“{names.show_item(str(item_ids[target]))}”"
             if verb == "rated":
                 title += " highly"
             elif verb == "viewed" and value_kinds[i] == ValueKind.COUNT and values[i] > 1:
@@ -231,7 +246,7 @@ class Explainer:
             if verbs == {"viewed"}
             else "history"
         )
-        via = tuple(str(self.history.items.ids[t]) for t in chosen)
+        via = tuple(str(item_ids[t]) for t in chosen)
         return Reason(f"because you {text}", code, via)
 
 
@@ -354,7 +369,7 @@ def _feed_reasons(features: CandidateFeatures, user: int, ids: np.ndarray) -> li
     similar = _people_like_you(features, user)
     by_item = features.derived("liked_by_item")
     entries, owner = row_entries(by_item, ids)
-    shared = np.isin(by_item.indices[entries], similar)
+    shared = find_sorted(similar, by_item.indices[entries])[1]  # ``similar`` is sorted
     by_similar = np.bincount(owner[shared], minlength=len(ids))
     week = np.asarray(features.pop_7d, dtype=np.float64)
     top_week = float(week.max(initial=0.0))

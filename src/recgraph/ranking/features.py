@@ -83,6 +83,7 @@ from recgraph.data.sparse_rows import (
 )
 from recgraph.ranking.item_history import (
     HistoryProducts,
+    ascending,
     block_products,
     item_neighbours,
     rating_deviations,
@@ -743,7 +744,7 @@ class CandidateFeatures:
         if dense is not None:
             lo, hi = user_side.indptr[user], user_side.indptr[user + 1]
             cols, values = user_side.indices[lo:hi], user_side.data[lo:hi]
-            if len(cols) < 2 or (np.diff(cols) > 0).all():
+            if user_side.has_canonical_format or ascending(cols):
                 indptr, data = block_products(values, dense[np.ix_(items, cols)])
                 return row_sums(indptr, data).astype(np.float64)
         return pair_sums_rows(user_side, users, getattr(self, name), items, **how)[0]

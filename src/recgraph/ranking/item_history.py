@@ -67,6 +67,11 @@ def block_products(values: np.ndarray, block: np.ndarray) -> tuple[np.ndarray, n
     return indptr, products[kept]
 
 
+def ascending(cols: np.ndarray) -> bool:
+    """Whether a row's columns rise strictly (what a canonical matrix's rows do)."""
+    return len(cols) < 2 or bool((cols[1:] > cols[:-1]).all())
+
+
 def small_dense(matrix: sp.csr_matrix) -> np.ndarray | None:
     """``matrix`` as an array when it fits :data:`DENSE_BYTES` and is canonical
     (what :func:`row_products` reads from; else ``None``)."""
@@ -110,7 +115,10 @@ class HistoryProducts:
         if self.user is None or dense is None:
             return
         rows = [self._row(history) for history in histories]
-        if all(len(cols) < 2 or (np.diff(cols) > 0).all() for cols, _ in rows):
+        if all(
+            history.has_canonical_format or ascending(cols)
+            for history, (cols, _) in zip(histories, rows, strict=True)
+        ):
             self.union = np.unique(np.concatenate([cols for cols, _ in rows]))
             self.block = dense[np.ix_(items, self.union)]
 

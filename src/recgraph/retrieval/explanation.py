@@ -95,20 +95,28 @@ def history_explanations(
     of each explanation is the sum of what is listed.
     """
     candidates = [int(c) for c in candidates]
-    kept: list[tuple[np.ndarray, np.ndarray]] = []
-    for via, weight in contributions:
-        via = np.asarray(via, dtype=np.int64)
-        weight = np.asarray(weight, dtype=np.float64)
-        keep = weight > 0
-        if liked is not None:
-            keep &= np.isin(via, liked)
-        kept.append((via[keep], weight[keep]))
-    if len(kept) != len(candidates):
-        raise ValueError(f"{len(candidates)} candidates but {len(kept)} contributions")
+    parts = [
+        (np.asarray(via, dtype=np.int64), np.asarray(weight, dtype=np.float64))
+        for via, weight in contributions
+    ]
+    if len(parts) != len(candidates):
+        raise ValueError(f"{len(candidates)} candidates but {len(parts)} contributions")
+    # every candidate's entries filtered at once, then cut back into one piece per candidate
+    sizes = [len(via) for via, _ in parts]
+    via_all = np.concatenate([via for via, _ in parts]) if parts else np.zeros(0, np.int64)
+    weight_all = np.concatenate([w for _, w in parts]) if parts else np.zeros(0)
+    keep = weight_all > 0
+    if liked is not None:
+        keep &= np.isin(via_all, liked)
+    # where each candidate's kept entries start and end among all the kept ones
+    bounds = np.r_[0, np.cumsum(keep)][np.r_[0, np.cumsum(sizes, dtype=np.int64)]]
+    via_all, weight_all = via_all[keep], weight_all[keep]
+    kept = [
+        (via_all[bounds[j] : bounds[j + 1]], weight_all[bounds[j] : bounds[j + 1]])
+        for j in range(len(parts))
+    ]
     # the external ids of every candidate's entries in one lookup (one array of all the vias)
-    everything = np.concatenate([via for via, _ in kept]) if kept else np.zeros(0, np.int64)
-    names = items.external(everything).astype(str)
-    bounds = np.cumsum([0] + [len(via) for via, _ in kept])
+    names = items.external(via_all).astype(str)
     user_id = str(users.ids[user])
     candidate_ids = items.ids[candidates] if candidates else []
     return [
