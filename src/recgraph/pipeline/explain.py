@@ -35,7 +35,7 @@ from recgraph.pipeline.names import Names, joined
 from recgraph.pipeline.results import Reason
 from recgraph.ranking.features import CandidateFeatures
 from recgraph.retrieval.base import Retriever
-from recgraph.retrieval.explanation import FROM_HISTORY, Explanation
+from recgraph.retrieval.explanation import FROM_HISTORY
 
 if TYPE_CHECKING:
     from recgraph.pipeline.ranking import RankingStage
@@ -186,13 +186,23 @@ class Explainer:
     ) -> list[Reason | None]:
         """What ``model`` says about ``ids``; ``None`` where it cannot say."""
         top = self.explain_top
+        cited = getattr(model, "history_via", None)  # items cited, without the explanations
         try:
             # ask for more than shown: entries the user did not like are dropped below
-            explained = model.explain(int(user), ids, 3 * top + 5)
+            if cited is not None:
+                vias = cited(int(user), ids, 3 * top + 5)
+            else:
+                explained = model.explain(int(user), ids, 3 * top + 5)
         except Exception:  # an explanation is a courtesy: never fail a request over one
             return [None] * len(ids)
         liked, kinds, values, value_kinds = self.history.liked_entries(user)
         position: dict[int, int] | None = None  # the user's liked items -> their entry, once
+        if cited is not None:
+            position = {t: i for i, t in enumerate(liked.tolist())}
+            return [
+                self._history_reason(via, position, kinds, values, value_kinds, names)
+                for via in vias
+            ]
         out: list[Reason | None] = []
         for entry in explained:
             if entry.relation != FROM_HISTORY:
@@ -206,12 +216,16 @@ class Explainer:
             else:
                 if position is None:
                     position = {t: i for i, t in enumerate(liked.tolist())}
-                out.append(self._history_reason(entry, position, kinds, values, value_kinds, names))
+                out.append(
+                    self._history_reason(
+                        entry.via.tolist(), position, kinds, values, value_kinds, names
+                    )
+                )
         return out
 
     def _history_reason(
         self,
-        entry: Explanation,
+        via: list[int],
         position: dict[int, int],
         kinds: np.ndarray,
         values: np.ndarray,
@@ -220,7 +234,7 @@ class Explainer:
     ) -> Reason | None:
         """ "because you liked X and viewed Y": only the user's liked items (``position``: each
         one's entry in ``kinds`` and ``values``), worded by kind."""
-        chosen = [v for v in entry.via.tolist() if v in position][: self.explain_top]
+        chosen = [v for v in via if v in position][: self.explain_top]
         if not chosen:
             return None
         phrases: list[tuple[str, list[str]]] = []

@@ -207,8 +207,25 @@ class EASE(Retriever):
         Only what the user liked is cited (:meth:`liked_items`): never a dislike
         or a low rating, though a low rating still weighs a little in :math:`X`.
         """
-        user, liked, strength = self.liked_weights(user, self.matrix_)
+        user, parts = self._explained(user, candidates, top)
         assert self.users is not None and self.items is not None
+        return history_explanations(self.users, self.items, user, candidates, parts)
+
+    def history_via(
+        self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3
+    ) -> list[list[int]]:
+        """Per candidate, the ``via`` of :meth:`explain`'s explanation (what a reason cites),
+        without building the explanations (a served reason needs no more)."""
+        return [
+            via[weight > 0].tolist() for via, weight in self._explained(user, candidates, top)[1]
+        ]
+
+    def _explained(
+        self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None
+    ) -> tuple[int, list[tuple[np.ndarray, np.ndarray]]]:
+        """The checked user, and per candidate its ``top`` liked items by contribution, best
+        first, with their contributions (what :meth:`explain` reports)."""
+        user, liked, strength = self.liked_weights(user, self.matrix_)
         candidates = np.asarray(candidates, dtype=np.int64)
         position = self._positions()
         inside = position[liked] >= 0
@@ -225,7 +242,7 @@ class EASE(Retriever):
             values = np.take_along_axis(block, order, axis=0)
             for j, p in enumerate(explained.tolist()):
                 parts[p] = (liked[order[:, j]], values[:, j])
-        return history_explanations(self.users, self.items, user, candidates, parts)
+        return user, parts
 
     def _state(self) -> dict[str, np.ndarray]:
         return {

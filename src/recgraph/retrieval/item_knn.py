@@ -517,15 +517,34 @@ class ItemKNN(Retriever):
         With ``popularity_blend`` on, the contributions are those of the
         neighbour part before its scaling (popularity's share cites nothing).
         """
-        user, liked, weights = self.liked_weights(user, self.matrix_)
+        user, liked, order, values = self._explained(user, candidates, top)
         assert self.users is not None and self.items is not None
+        parts = [(liked[order[:, j]], values[:, j]) for j in range(order.shape[1])]
+        return history_explanations(self.users, self.items, user, candidates, parts)
+
+    def history_via(
+        self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3
+    ) -> list[list[int]]:
+        """Per candidate, the ``via`` of :meth:`explain`'s explanation (what a reason cites),
+        without building the explanations (a served reason needs no more)."""
+        _, liked, order, values = self._explained(user, candidates, top)
+        vias, cited = liked[order].T.tolist(), (values > 0).T.tolist()
+        return [
+            [v for v, c in zip(via, keep, strict=True) if c]
+            for via, keep in zip(vias, cited, strict=True)
+        ]
+
+    def _explained(
+        self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None
+    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """The checked user, the liked items, and per candidate (a column) the positions among
+        them of its ``top`` contributions, best first, and those contributions."""
+        user, liked, weights = self.liked_weights(user, self.matrix_)
         candidates = np.asarray(candidates, dtype=np.int64)
         contributions = self._liked_columns(liked, candidates) * weights[:, None]
         # each column ordered by a stable sort down its own axis, all at once (as one by one)
         order = np.argsort(-contributions, axis=0, kind="stable")[:top]
-        values = np.take_along_axis(contributions, order, axis=0)
-        parts = [(liked[order[:, j]], values[:, j]) for j in range(len(candidates))]
-        return history_explanations(self.users, self.items, user, candidates, parts)
+        return user, liked, order, np.take_along_axis(contributions, order, axis=0)
 
     def _liked_columns(self, liked: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """``similarity_[liked][:, candidates]`` as an array, read from the liked items' rows
