@@ -85,6 +85,7 @@ from recgraph.ranking.item_history import (
     HistoryProducts,
     ascending,
     block_products,
+    gather,
     item_neighbours,
     rating_deviations,
     small_dense,
@@ -745,7 +746,7 @@ class CandidateFeatures:
             lo, hi = user_side.indptr[user], user_side.indptr[user + 1]
             cols, values = user_side.indices[lo:hi], user_side.data[lo:hi]
             if user_side.has_canonical_format or ascending(cols):
-                indptr, data = block_products(values, dense[np.ix_(items, cols)])
+                indptr, data = block_products(values, gather(dense, items, cols))
                 return row_sums(indptr, data).astype(np.float64)
         return pair_sums_rows(user_side, users, getattr(self, name), items, **how)[0]
 
