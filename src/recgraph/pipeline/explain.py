@@ -140,29 +140,31 @@ class Explainer:
                 for p, extra in zip(ranked, said, strict=True):
                     ranked_said[p] = extra
         settled = [extra is not None and extra.code == "connections" for extra in ranked_said]
-        origin = np.asarray(origin, dtype=np.int64)
-        sources = np.asarray(sources, dtype=np.int64)
-        for p in np.flatnonzero(origin > 0).tolist():
-            if self.models[self.chain_keys[origin[p] - 1]].name == "popular":
+        # ten or so results: plain lists (small arrays cost more per step than the loop)
+        origin = np.asarray(origin).tolist()
+        sources = np.asarray(sources).tolist()
+        for p, o in enumerate(origin):
+            if o > 0 and self.models[self.chain_keys[o - 1]].name == "popular":
                 reasons[p] = popular_reason(cold)
         if self.explain_top:
-            # who may still be explained, as arrays (the candidates' masks, not one by one)
-            open_ = np.array([r is None for r in reasons], dtype=bool) & ~np.array(settled, bool)
-            chain_of = np.array([""] + self.chain_keys, dtype=object)[origin]
             for key in self.main_keys + self.chain_keys:
                 model = self.models[key]
                 if not model.explains:
                     continue
-                bit = np.int64(1) << np.int64(self.retriever_keys.index(key))
-                todo = np.flatnonzero(
-                    open_ & ((sources & bit) != 0) & ((origin == 0) | (chain_of == key))
-                )
-                if len(todo):
+                bit = 1 << self.retriever_keys.index(key)
+                todo = [
+                    p
+                    for p in range(len(ids))
+                    if reasons[p] is None
+                    and not settled[p]
+                    and sources[p] & bit
+                    and (origin[p] == 0 or self.chain_keys[origin[p] - 1] == key)
+                ]
+                if todo:
                     for p, reason in zip(
-                        todo.tolist(), self._explain(model, user, ids[todo], names), strict=True
+                        todo, self._explain(model, user, ids[todo], names), strict=True
                     ):
                         reasons[p] = reason
-                    open_[todo] = [r is None for r in (reasons[p] for p in todo.tolist())]
         out = []
         for p, reason in enumerate(reasons):
             if settled[p]:  # the ranker's reason replaces whatever a retriever would say
