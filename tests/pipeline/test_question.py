@@ -233,3 +233,28 @@ def test_rows_of_a_matrix_are_the_matrix_itself_only_when_all_in_order():
         got = _rows_of(matrix, rows)
         assert got is not matrix
         np.testing.assert_array_equal(got.toarray(), matrix.toarray()[rows])
+
+
+def test_reasons_read_from_history_via_are_the_ones_explain_gives(monkeypatch):
+    """The Explainer asks EASE and item-kNN for the items they cite (``history_via``), not for
+    whole explanations: every answer's reasons are the ones read through ``explain``."""
+    from recgraph.retrieval.ease import EASE
+    from recgraph.retrieval.item_knn import ItemKNN
+
+    rng = np.random.default_rng(3)
+    pairs = np.argwhere(rng.random((30, 25)) < 0.35)
+    kinds = rng.choice([Kind.RATING, Kind.LIKE, Kind.VIEW], len(pairs))
+    data = Interactions.from_arrays(
+        [f"u{u}" for u in pairs[:, 0]],
+        [f"i{i}" for i in pairs[:, 1]],
+        value=rng.integers(1, 6, len(pairs)),
+        kind=kinds,
+    )
+    q = feed(("ease", "item_knn"), cold_start_min_interactions=1, explain_top=3).fit(data)
+    users = [f"u{u}" for u in range(30)]
+    fast = [[(r.id, r.reason, r.reason_code, r.via) for r in q.answer(u, 8).results] for u in users]
+    monkeypatch.delattr(EASE, "history_via")
+    monkeypatch.delattr(ItemKNN, "history_via")
+    slow = [[(r.id, r.reason, r.reason_code, r.via) for r in q.answer(u, 8).results] for u in users]
+    assert fast == slow
+    assert sum(code in ("liked", "viewed", "history") for a in fast for _, _, code, _ in a) > 20

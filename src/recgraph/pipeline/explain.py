@@ -35,7 +35,7 @@ from recgraph.pipeline.names import Names, joined
 from recgraph.pipeline.results import Reason
 from recgraph.ranking.features import CandidateFeatures
 from recgraph.retrieval.base import Retriever
-from recgraph.retrieval.explanation import FROM_HISTORY, Explanation
+from recgraph.retrieval.explanation import FROM_HISTORY
 
 if TYPE_CHECKING:
     from recgraph.pipeline.ranking import RankingStage
@@ -54,6 +54,19 @@ MIN_COMMON = 2
 
 #: What a reason says the user did with an item, by interaction kind.
 VERBS = {Kind.LIKE: "liked", Kind.RATING: "rated", Kind.VIEW: "viewed", Kind.FOLLOW: "followed"}
+
+
+#: :data:`VERBS` by the kind's integer value (an enum built per cited item cost a request).
+_VERB_OF = {int(kind): verb for kind, verb in VERBS.items()}
+
+
+def _verb(kind: int) -> str:
+    """The verb of an interaction kind's integer value (``liked`` for any other kind)."""
+    verb = _VERB_OF.get(kind)
+    if verb is None:
+        Kind(kind)  # an unknown value fails as it did through the enum
+        return "liked"
+    return verb
 
 
 def popular_reason(cold: bool) -> Reason:
@@ -127,15 +140,18 @@ class Explainer:
                 for p, extra in zip(ranked, said, strict=True):
                     ranked_said[p] = extra
         settled = [extra is not None and extra.code == "connections" for extra in ranked_said]
-        for p in range(len(ids)):
-            if origin[p] > 0 and self.models[self.chain_keys[origin[p] - 1]].name == "popular":
+        # ten or so results: plain lists (small arrays cost more per step than the loop)
+        origin = np.asarray(origin).tolist()
+        sources = np.asarray(sources).tolist()
+        for p, o in enumerate(origin):
+            if o > 0 and self.models[self.chain_keys[o - 1]].name == "popular":
                 reasons[p] = popular_reason(cold)
         if self.explain_top:
             for key in self.main_keys + self.chain_keys:
                 model = self.models[key]
                 if not model.explains:
                     continue
-                bit = np.int64(1) << np.int64(self.retriever_keys.index(key))
+                bit = 1 << self.retriever_keys.index(key)
                 todo = [
                     p
                     for p in range(len(ids))
@@ -172,13 +188,23 @@ class Explainer:
     ) -> list[Reason | None]:
         """What ``model`` says about ``ids``; ``None`` where it cannot say."""
         top = self.explain_top
+        cited = getattr(model, "history_via", None)  # items cited, without the explanations
         try:
             # ask for more than shown: entries the user did not like are dropped below
-            explained = model.explain(int(user), ids, 3 * top + 5)
+            if cited is not None:
+                vias = cited(int(user), ids, 3 * top + 5)
+            else:
+                explained = model.explain(int(user), ids, 3 * top + 5)
         except Exception:  # an explanation is a courtesy: never fail a request over one
             return [None] * len(ids)
         liked, kinds, values, value_kinds = self.history.liked_entries(user)
         position: dict[int, int] | None = None  # the user's liked items -> their entry, once
+        if cited is not None:
+            position = {t: i for i, t in enumerate(liked.tolist())}
+            return [
+                self._history_reason(via, position, kinds, values, value_kinds, names)
+                for via in vias
+            ]
         out: list[Reason | None] = []
         for entry in explained:
             if entry.relation != FROM_HISTORY:
@@ -192,12 +218,16 @@ class Explainer:
             else:
                 if position is None:
                     position = {t: i for i, t in enumerate(liked.tolist())}
-                out.append(self._history_reason(entry, position, kinds, values, value_kinds, names))
+                out.append(
+                    self._history_reason(
+                        entry.via.tolist(), position, kinds, values, value_kinds, names
+                    )
+                )
         return out
 
     def _history_reason(
         self,
-        entry: Explanation,
+        via: list[int],
         position: dict[int, int],
         kinds: np.ndarray,
         values: np.ndarray,
@@ -206,14 +236,15 @@ class Explainer:
     ) -> Reason | None:
         """ "because you liked X and viewed Y": only the user's liked items (``position``: each
         one's entry in ``kinds`` and ``values``), worded by kind."""
-        chosen = [int(v) for v in entry.via if int(v) in position][: self.explain_top]
+        chosen = [v for v in via if v in position][: self.explain_top]
         if not chosen:
             return None
         phrases: list[tuple[str, list[str]]] = []
+        item_ids = self.history.items.ids
         for target in chosen:
             i = position[target]
-            verb = VERBS.get(Kind(int(kinds[i])), "liked")
-            title = f"“{names.show_item(str(self.history.items.ids[target]))}”"
+            verb = _verb(int(kinds[i]))
+            title = f"“{names.show_item(str(item_ids[target]))}”"
             if verb == "rated":
                 title += " highly"
             elif verb == "viewed" and value_kinds[i] == ValueKind.COUNT and values[i] > 1:
@@ -231,7 +262,7 @@ class Explainer:
             if verbs == {"viewed"}
             else "history"
         )
-        via = tuple(str(self.history.items.ids[t]) for t in chosen)
+        via = tuple(str(item_ids[t]) for t in chosen)
         return Reason(f"because you {text}", code, via)
 
 
@@ -354,7 +385,7 @@ def _feed_reasons(features: CandidateFeatures, user: int, ids: np.ndarray) -> li
     similar = _people_like_you(features, user)
     by_item = features.derived("liked_by_item")
     entries, owner = row_entries(by_item, ids)
-    shared = np.isin(by_item.indices[entries], similar)
+    shared = find_sorted(similar, by_item.indices[entries])[1]  # ``similar`` is sorted
     by_similar = np.bincount(owner[shared], minlength=len(ids))
     week = np.asarray(features.pop_7d, dtype=np.float64)
     top_week = float(week.max(initial=0.0))

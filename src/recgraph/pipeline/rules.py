@@ -81,10 +81,21 @@ class ServingRules:
         this is everything else.
         """
         n, width = len(users), self.history.n_targets
+        own = self.history.own
+        if (
+            n == 1
+            and (exclude is None or (not sp.issparse(exclude) and len(exclude) == 1))
+            and (own is None or users[0] < 0)
+        ):
+            # a request's one user: its sorted distinct ids are the binary row itself (the
+            # general path builds, copies and sorts a matrix for the same entries)
+            cols = np.unique(np.asarray(exclude[0] if exclude is not None else (), np.int64))
+            return sp.csr_matrix(
+                (np.ones(len(cols), np.float32), cols, np.array([0, len(cols)])), shape=(1, width)
+            )
         blocked = rows_as_csr(exclude, n, width, "exclude")
         if blocked is None:
             blocked = sp.csr_matrix((n, width), dtype=np.float32)
-        own = self.history.own
         if own is not None and (users >= 0).any():
             blocked = blocked + _rows(own, users)
         return _binary(blocked)

@@ -83,7 +83,9 @@ from recgraph.data.sparse_rows import (
 )
 from recgraph.ranking.item_history import (
     HistoryProducts,
+    ascending,
     block_products,
+    gather,
     item_neighbours,
     rating_deviations,
     small_dense,
@@ -743,8 +745,8 @@ class CandidateFeatures:
         if dense is not None:
             lo, hi = user_side.indptr[user], user_side.indptr[user + 1]
             cols, values = user_side.indices[lo:hi], user_side.data[lo:hi]
-            if len(cols) < 2 or (np.diff(cols) > 0).all():
-                indptr, data = block_products(values, dense[np.ix_(items, cols)])
+            if user_side.has_canonical_format or ascending(cols):
+                indptr, data = block_products(values, gather(dense, items, cols))
                 return row_sums(indptr, data).astype(np.float64)
         return pair_sums_rows(user_side, users, getattr(self, name), items, **how)[0]
 
@@ -770,7 +772,8 @@ class CandidateFeatures:
     ) -> list[np.ndarray]:
         # a matrix's transpose is the other matrix, except either way's, which is itself
         out, inn, either = self.out, self.inn, self.either
-        if self.derived("symmetric"):
+        symmetric = self.derived("symmetric")
+        if symmetric:
             inn = either = out  # a friendship graph: one matrix, its products read once
         products: dict = {}  # a request's products by operands, shared by the calls below
         common, adamic_adar, resource = pair_sums_rows(
@@ -787,9 +790,29 @@ class CandidateFeatures:
             jaccard = np.where(union > 0, common / union, 0.0)
         follows_back = self.follows_back(users, items)
         weights = (None, self.aa_weight_undirected, self.ra_weight_undirected)
-        either_sums = pair_sums_rows(
-            either, users, either, items, weights, transposed=either, products=products
-        )
+        if symmetric and one_user(users) is not None:
+            # a request on a friendship graph: the five plain counts below are sums of the
+            # one product the request read (``products``), by the same function: ``common``
+            either_sums = [
+                common,
+                *pair_sums_rows(
+                    either, users, either, items, weights[1:], transposed=either, products=products
+                ),
+            ]
+            co_following = shared_followers = reaches = common
+        else:
+            either_sums = pair_sums_rows(
+                either, users, either, items, weights, transposed=either, products=products
+            )
+            (co_following,) = pair_sums_rows(
+                out, users, out, items, transposed=inn, products=products
+            )
+            (shared_followers,) = pair_sums_rows(
+                inn, users, inn, items, transposed=out, products=products
+            )
+            (reaches,) = pair_sums_rows(
+                inn, users, out, items, transposed=inn, user_left=False, products=products
+            )
         ppr_out, ppr_either, ppr_vs_best = self._ppr(users, items, ppr)
         return [
             common,
@@ -799,12 +822,10 @@ class CandidateFeatures:
             self.in_degree[items],
             self.out_degree[items],
             follows_back,
-            *pair_sums_rows(out, users, out, items, transposed=inn, products=products),
-            *pair_sums_rows(inn, users, inn, items, transposed=out, products=products),
+            co_following,
+            shared_followers,
             *either_sums,
-            *pair_sums_rows(
-                inn, users, out, items, transposed=inn, user_left=False, products=products
-            ),
+            reaches,
             self.in_degree[users],
             self.out_degree[users],
             ppr_out,

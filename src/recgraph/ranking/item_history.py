@@ -67,6 +67,21 @@ def block_products(values: np.ndarray, block: np.ndarray) -> tuple[np.ndarray, n
     return indptr, products[kept]
 
 
+def gather(dense: np.ndarray, rows: np.ndarray | None, cols: np.ndarray) -> np.ndarray:
+    """``dense[np.ix_(rows, cols)]`` (``rows`` ``None``: all of them), by one flat ``take``:
+    the same values, at a fraction of the cost of numpy's multi-index gather (the largest
+    single part of a feed request's features)."""
+    width = dense.shape[1]
+    rows = np.arange(dense.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    flat = rows[:, None] * width + np.asarray(cols, dtype=np.int64)[None, :]
+    return np.take(np.ascontiguousarray(dense).reshape(-1), flat)
+
+
+def ascending(cols: np.ndarray) -> bool:
+    """Whether a row's columns rise strictly (what a canonical matrix's rows do)."""
+    return len(cols) < 2 or bool((cols[1:] > cols[:-1]).all())
+
+
 def small_dense(matrix: sp.csr_matrix) -> np.ndarray | None:
     """``matrix`` as an array when it fits :data:`DENSE_BYTES` and is canonical
     (what :func:`row_products` reads from; else ``None``)."""
@@ -110,9 +125,12 @@ class HistoryProducts:
         if self.user is None or dense is None:
             return
         rows = [self._row(history) for history in histories]
-        if all(len(cols) < 2 or (np.diff(cols) > 0).all() for cols, _ in rows):
+        if all(
+            history.has_canonical_format or ascending(cols)
+            for history, (cols, _) in zip(histories, rows, strict=True)
+        ):
             self.union = np.unique(np.concatenate([cols for cols, _ in rows]))
-            self.block = dense[np.ix_(items, self.union)]
+            self.block = gather(dense, items, self.union)
 
     def _row(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = history.indptr[self.user], history.indptr[self.user + 1]
@@ -122,7 +140,7 @@ class HistoryProducts:
         if self.block is not None:
             cols, values = self._row(history)
             at = np.searchsorted(self.union, cols)
-            block = self.block if len(at) == len(self.union) else self.block[:, at]
+            block = self.block if len(at) == len(self.union) else gather(self.block, None, at)
             return block_products(values, block)
         if self.user is not None:
             part = row_products(history, self.user, self.neighbours, self.items, self.by_item)

@@ -180,6 +180,15 @@ class EASE(Retriever):
             cached = self._active_cut = (self.matrix_, self.active_items_, cut)
         return cached[2]
 
+    def _positions(self) -> np.ndarray:
+        """Each item's column in ``weights_`` (``-1``: not active), built once per state."""
+        cached = getattr(self, "_position_cut", None)
+        if cached is None or cached[0] is not self.active_items_:
+            position = np.full(self.matrix_.shape[1], -1, dtype=np.int64)
+            position[self.active_items_] = np.arange(len(self.active_items_))
+            cached = self._position_cut = (self.active_items_, position)
+        return cached[1]
+
     def _score(self, users: np.ndarray) -> np.ndarray:
         active = self._active_matrix()[users] @ self.weights_
         active = np.asarray(active, dtype=np.float32)
@@ -198,22 +207,42 @@ class EASE(Retriever):
         Only what the user liked is cited (:meth:`liked_items`): never a dislike
         or a low rating, though a low rating still weighs a little in :math:`X`.
         """
-        user, liked, strength = self.liked_weights(user, self.matrix_)
+        user, parts = self._explained(user, candidates, top)
         assert self.users is not None and self.items is not None
+        return history_explanations(self.users, self.items, user, candidates, parts)
+
+    def history_via(
+        self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3
+    ) -> list[list[int]]:
+        """Per candidate, the ``via`` of :meth:`explain`'s explanation (what a reason cites),
+        without building the explanations (a served reason needs no more)."""
+        return [
+            via[weight > 0].tolist() for via, weight in self._explained(user, candidates, top)[1]
+        ]
+
+    def _explained(
+        self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None
+    ) -> tuple[int, list[tuple[np.ndarray, np.ndarray]]]:
+        """The checked user, and per candidate its ``top`` liked items by contribution, best
+        first, with their contributions (what :meth:`explain` reports)."""
+        user, liked, strength = self.liked_weights(user, self.matrix_)
         candidates = np.asarray(candidates, dtype=np.int64)
-        position = np.full(self.matrix_.shape[1], -1, dtype=np.int64)
-        position[self.active_items_] = np.arange(len(self.active_items_))
+        position = self._positions()
         inside = position[liked] >= 0
         liked, strength = liked[inside], strength[inside]
-        parts = []
-        for item in candidates:
-            if position[item] < 0 or len(liked) == 0:
-                parts.append((np.zeros(0, np.int64), np.zeros(0)))
-                continue
-            column = self.weights_[position[liked], position[item]] * strength
-            order = np.argsort(-column, kind="stable")[:top]
-            parts.append((liked[order], column[order]))
-        return history_explanations(self.users, self.items, user, candidates, parts)
+        columns = position[candidates]
+        explained = np.flatnonzero(columns >= 0) if len(liked) else np.zeros(0, np.int64)
+        empty = (np.zeros(0, np.int64), np.zeros(0))
+        parts = [empty] * len(candidates)
+        if len(explained):
+            # every candidate's column at once: the same products, each column ordered by a
+            # stable sort down its own axis (as one column at a time)
+            block = self.weights_[np.ix_(position[liked], columns[explained])] * strength[:, None]
+            order = np.argsort(-block, axis=0, kind="stable")[:top]
+            values = np.take_along_axis(block, order, axis=0)
+            for j, p in enumerate(explained.tolist()):
+                parts[p] = (liked[order[:, j]], values[:, j])
+        return user, parts
 
     def _state(self) -> dict[str, np.ndarray]:
         return {

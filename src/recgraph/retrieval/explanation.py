@@ -94,23 +94,44 @@ def history_explanations(
     item not in it (a film the user rated one star), are left out; the score
     of each explanation is the sum of what is listed.
     """
-    out = []
-    for candidate, (via, weight) in zip(candidates, contributions, strict=True):
-        via = np.asarray(via, dtype=np.int64)
-        weight = np.asarray(weight, dtype=np.float64)
-        keep = weight > 0
-        if liked is not None:
-            keep &= np.isin(via, liked)
-        out.append(
-            make_explanation(
-                users,
-                items,
-                user,
-                int(candidate),
-                float(weight[keep].sum()),
-                via[keep],
-                weight[keep],
-                FROM_HISTORY,
-            )
+    candidates = [int(c) for c in candidates]
+    parts = [
+        (np.asarray(via, dtype=np.int64), np.asarray(weight, dtype=np.float64))
+        for via, weight in contributions
+    ]
+    if len(parts) != len(candidates):
+        raise ValueError(f"{len(candidates)} candidates but {len(parts)} contributions")
+    # every candidate's entries filtered at once, then cut back into one piece per candidate
+    sizes = [len(via) for via, _ in parts]
+    via_all = np.concatenate([via for via, _ in parts]) if parts else np.zeros(0, np.int64)
+    weight_all = np.concatenate([w for _, w in parts]) if parts else np.zeros(0)
+    keep = weight_all > 0
+    if liked is not None:
+        keep &= np.isin(via_all, liked)
+    # where each candidate's kept entries start and end among all the kept ones
+    bounds = np.r_[0, np.cumsum(keep)][np.r_[0, np.cumsum(sizes, dtype=np.int64)]]
+    via_all, weight_all = via_all[keep], weight_all[keep]
+    kept = [
+        (via_all[bounds[j] : bounds[j + 1]], weight_all[bounds[j] : bounds[j + 1]])
+        for j in range(len(parts))
+    ]
+    # the external ids of every candidate's entries in one lookup (one array of all the vias)
+    names = items.external(via_all).astype(str)
+    user_id = str(users.ids[user])
+    candidate_ids = items.ids[candidates] if candidates else []
+    return [
+        Explanation(
+            user=int(user),
+            user_id=user_id,
+            candidate=candidate,
+            candidate_id=str(candidate_id),
+            score=float(weight.sum()),
+            via=via,
+            via_ids=names[bounds[j] : bounds[j + 1]],
+            contributions=weight,
+            relation=FROM_HISTORY,
         )
-    return out
+        for j, (candidate, candidate_id, (via, weight)) in enumerate(
+            zip(candidates, candidate_ids, kept, strict=True)
+        )
+    ]

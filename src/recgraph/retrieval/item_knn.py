@@ -35,6 +35,7 @@ from pydantic import Field, model_validator
 
 from recgraph.data.interactions import Interactions
 from recgraph.data.sorted_keys import find_sorted
+from recgraph.data.sparse_rows import DENSE_LOOKUP, row_entries
 from recgraph.files import csr_arrays, csr_from_arrays
 from recgraph.retrieval.base import Retriever, ranked_row
 from recgraph.retrieval.explanation import Explanation, history_explanations
@@ -516,16 +517,56 @@ class ItemKNN(Retriever):
         With ``popularity_blend`` on, the contributions are those of the
         neighbour part before its scaling (popularity's share cites nothing).
         """
-        user, liked, weights = self.liked_weights(user, self.matrix_)
+        user, liked, order, values = self._explained(user, candidates, top)
         assert self.users is not None and self.items is not None
-        candidates = np.asarray(candidates, dtype=np.int64)
-        columns = self.similarity_[liked][:, candidates].toarray()
-        contributions = columns * weights[:, None]
-        parts = []
-        for column in contributions.T:
-            order = np.argsort(-column, kind="stable")[:top]
-            parts.append((liked[order], column[order]))
+        parts = [(liked[order[:, j]], values[:, j]) for j in range(order.shape[1])]
         return history_explanations(self.users, self.items, user, candidates, parts)
+
+    def history_via(
+        self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3
+    ) -> list[list[int]]:
+        """Per candidate, the ``via`` of :meth:`explain`'s explanation (what a reason cites),
+        without building the explanations (a served reason needs no more)."""
+        _, liked, order, values = self._explained(user, candidates, top)
+        vias, cited = liked[order].T.tolist(), (values > 0).T.tolist()
+        return [
+            [v for v, c in zip(via, keep, strict=True) if c]
+            for via, keep in zip(vias, cited, strict=True)
+        ]
+
+    def _explained(
+        self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None
+    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """The checked user, the liked items, and per candidate (a column) the positions among
+        them of its ``top`` contributions, best first, and those contributions."""
+        user, liked, weights = self.liked_weights(user, self.matrix_)
+        candidates = np.asarray(candidates, dtype=np.int64)
+        contributions = self._liked_columns(liked, candidates) * weights[:, None]
+        # each column ordered by a stable sort down its own axis, all at once (as one by one)
+        order = np.argsort(-contributions, axis=0, kind="stable")[:top]
+        return user, liked, order, np.take_along_axis(contributions, order, axis=0)
+
+    def _liked_columns(self, liked: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """``similarity_[liked][:, candidates]`` as an array, read from the liked items' rows
+        directly (scipy's two fancy selections cost more than the rest of an explanation);
+        scipy's when the matrix is not canonical or a candidate repeats (entries that add)."""
+        similarity = self.similarity_
+        if not similarity.has_canonical_format or len(np.unique(candidates)) < len(candidates):
+            return similarity[liked][:, candidates].toarray()
+        pos, owner = row_entries(similarity, liked)
+        targets = similarity.indices[pos]
+        if similarity.shape[1] <= DENSE_LOOKUP * max(len(pos), 1):
+            lookup = np.full(similarity.shape[1], -1, dtype=np.int64)
+            lookup[candidates] = np.arange(len(candidates))
+            at = lookup[targets]
+            hit = at >= 0
+        else:
+            order = np.argsort(candidates)
+            at, hit = find_sorted(candidates[order], targets)
+            at = order[at]
+        out = np.zeros((len(liked), len(candidates)), dtype=similarity.dtype)
+        out[owner[hit], at[hit]] = similarity.data[pos[hit]]
+        return out
 
     def similar_items(self, item: int, k: int) -> tuple[np.ndarray, np.ndarray, str]:
         """The items of the learnt item-item similarity row, best first (``similarity``)."""
