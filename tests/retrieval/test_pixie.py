@@ -88,7 +88,7 @@ def test_a_walk_that_fails_gives_both_scratch_slots_back(monkeypatch) -> None:
     graph = liked_items()
     model = create_retriever("pixie", {"early_candidates": 10, "visit_threshold": 2}).fit(graph)
     expected = model.walk(4)[2]
-    import recgraph.retrieval.walk_kernels as kernels
+    import recgraph.retrieval.pixie_kernels as kernels
 
     def broken(*args):
         visits_of, flags = args[-2:]

@@ -5,6 +5,7 @@ import pytest
 
 from recgraph.data.graph_csr import GraphCSR
 from recgraph.data.graph_overlay import GraphOverlay
+from recgraph.retrieval import pixie_kernels
 from recgraph.retrieval import walk_kernels as kernels
 from recgraph.retrieval.walks import WalkGraph
 from tests.retrieval.test_neighborhood import random_graph
@@ -77,7 +78,7 @@ def test_a_random_neighbour_is_the_drawn_edge_then_the_overlays_or_minus_one() -
         degree = np.diff(indptr)[nodes]
         assert (degree == 0).any(), "some rows are empty"
         picked = [
-            kernels.random_neighbour(graph, int(v), mode, float(d))
+            pixie_kernels.random_neighbour(graph, int(v), mode, float(d))
             for v, d in zip(nodes, draws, strict=True)
         ]
         want = np.full(len(nodes), -1)
@@ -88,7 +89,7 @@ def test_a_random_neighbour_is_the_drawn_edge_then_the_overlays_or_minus_one() -
         want[has] = indices[at]
         np.testing.assert_array_equal(picked, want)
     walk.overlay.add(nodes[:1], [int(nodes[1])])
-    last = kernels.random_neighbour(
+    last = pixie_kernels.random_neighbour(
         walk.kernel_graph(), int(nodes[0]), kernels.OUT, np.nextafter(1.0, 0.0)
     )
     assert last == nodes[1], "the last draw picks the overlay's edge after the row"
@@ -101,7 +102,7 @@ def test_pixie_walks_are_the_same_for_a_seed_and_differ_across_seeds() -> None:
     budget, width = np.array([300, 200, 100], np.int64), np.array([30, 20, 10], np.int64)
 
     def run(seed: int, user: int) -> tuple[np.ndarray, np.ndarray]:
-        return kernels.pixie_walk(graph, items, budget, width, 0.5, seed, user, 4.0, 0,
+        return pixie_kernels.pixie_walk(graph, items, budget, width, 0.5, seed, user, 4.0, 0,
                                   np.zeros(0), np.zeros(0, np.uint8))  # fmt: skip
 
     keys, counts = run(0, 7)
@@ -113,7 +114,18 @@ def test_pixie_walks_are_the_same_for_a_seed_and_differ_across_seeds() -> None:
     assert not np.array_equal(counts, run(0, 8)[1]) or not np.array_equal(keys, run(0, 8)[0])
 
 
-def test_warm_up_runs_every_kernel_once() -> None:
-    kernels._WARM.clear()
-    kernels.warm_up()
-    assert kernels._WARM == [True]
+def test_warm_up_runs_every_kernel_once_and_a_loaded_model_warms_up(tmp_path, monkeypatch) -> None:
+    from recgraph.retrieval import Retriever, create_retriever
+    from tests.retrieval.test_walks import chain_and_island
+
+    for module in (kernels, pixie_kernels):
+        module._WARM.clear()
+    pixie_kernels.warm_up()  # Pixie's kernels and the shared ones
+    assert kernels._WARM == [True] and pixie_kernels._WARM == [True]
+    for name in ("ppr", "salsa", "pixie"):
+        create_retriever(name).fit(chain_and_island()).save(tmp_path / name)
+        for module in (kernels, pixie_kernels):
+            module._WARM.clear()
+        Retriever.load(tmp_path / name)
+        assert kernels._WARM == [True], f"{name}: warmed when loaded"
+        assert pixie_kernels._WARM == ([True] if name == "pixie" else [])

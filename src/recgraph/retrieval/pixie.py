@@ -36,7 +36,7 @@ import numpy as np
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
-from recgraph.retrieval import walk_kernels as kernels
+from recgraph.retrieval import pixie_kernels as kernels
 from recgraph.retrieval.explanation import FROM_HISTORY, Explanation, make_explanation
 from recgraph.retrieval.neighborhood import top_contributions
 from recgraph.retrieval.walks import WalkConfig, WalkRetriever
@@ -99,6 +99,9 @@ class Pixie(WalkRetriever):
         self.recent_items_ = dst[recent].astype(np.int32)
         self.recent_times_ = ts[recent]
         super()._fit(train)
+
+    def _warm_up(self) -> None:
+        kernels.warm_up()
 
     def _build(self) -> None:
         super()._build()

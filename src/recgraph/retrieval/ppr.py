@@ -25,9 +25,9 @@ Two ways to compute it (``method`` in the config):
   residual ``r`` starts as ``e_u``; every node whose residual is at least
   ``epsilon`` times its degree keeps ``alpha`` of it as score and passes the
   rest evenly to its neighbours (to ``u`` when it has none), all such nodes
-  at once in a round (vectorised); ``u`` itself pushes in the first round
-  whatever its degree (above ``1 / epsilon`` edges it would never reach its
-  threshold). The answer ``p`` satisfies
+  at once in a round (compiled: :mod:`~recgraph.retrieval.walk_kernels`);
+  ``u`` itself pushes in the first round whatever its degree (above
+  ``1 / epsilon`` edges it would never reach its threshold). The answer ``p`` satisfies
   ``p + PPR(r) = PPR(e_u)`` with every ``r[v] < epsilon * deg(v)``; the
   work is at most ``1 / (alpha * epsilon)`` edge visits whatever the graph's
   size, and each node expands at most ``hub_cap`` of its edges (a fixed

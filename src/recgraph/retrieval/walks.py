@@ -228,7 +228,11 @@ class WalkRetriever(Retriever):
         if self.config.warm_pages:
             seen = [] if self._seen is None else [self._seen.indptr, self._seen.indices]
             warm_pages([*self.graph_.arrays("out"), *self.graph_.arrays("in"), *seen])
-        warm_up()  # the compiled walks loaded (or compiled) now, not in the first request
+        self._warm_up()  # the compiled walks loaded (or compiled) now, not in the first request
+
+    def _warm_up(self) -> None:
+        """Run the model's compiled kernels once (:func:`~recgraph.retrieval.walk_kernels.warm_up`)."""
+        warm_up()
 
     def _companion(self, model: WalkRetriever) -> WalkRetriever:
         """``model`` on this model's graph, history and overlay (a circle-of-trust PPR)."""
