@@ -20,6 +20,7 @@ from recgraph.retrieval.walk_kernels import (
     _overlay_span,
     _side,
     graph_tuple,
+    listed_sums,
     sort_keys,
 )
 from recgraph.retrieval.walk_kernels import warm_up as warm_up_walks
@@ -220,14 +221,8 @@ def pixie_combine(nodes, counts, boost, sums, flags):
             flags[v] |= _LISTED
             listed[n] = v
             n += 1
-    listed = sort_keys(listed[:n])
-    out = np.empty(n, np.float64)
-    for j in range(n):
-        v = listed[j]
-        out[j] = sums[v] * sums[v] if boost else sums[v]
-        sums[v] = 0.0
-        flags[v] = 0
-    return listed, out
+    listed, out = listed_sums(listed[:n], sums, flags)
+    return listed, out * out if boost else out
 
 
 _WARM: list[bool] = []

@@ -199,17 +199,9 @@ def _append_side(graph, node, side, cap, buf, count, flags, distinct):
     if cap > 0 and length > cap:
         stride = length // cap
         length = cap
-    for j in range(length):
-        v = np.int64(indices[start + j * stride])
-        if distinct:
-            if flags[v] & _SEEN:
-                continue
-            flags[v] |= _SEEN
-        buf[count] = v
-        count += 1
     lo, hi = _overlay_span(o_nodes, o_indptr, node)
-    for j in range(lo, hi):
-        v = o_indices[j]
+    for j in range(length + hi - lo):  # the sampled row, then the overlay's
+        v = np.int64(indices[start + j * stride]) if j < length else o_indices[lo + j - length]
         if distinct:
             if flags[v] & _SEEN:
                 continue
@@ -451,6 +443,20 @@ def ppr_push(graph, user, mode, degree_mode, cap, alpha, epsilon, max_rounds, re
 
 
 @njit(cache=True, nogil=True)
+def listed_sums(listed, sums, flags):
+    """``(nodes, sums)`` of the ``listed`` nodes (each once), sorted by node, clearing
+    ``sums`` and the ``_LISTED`` flag there."""
+    nodes = sort_keys(listed)
+    out = np.empty(len(nodes), np.float64)
+    for j in range(len(nodes)):
+        v = nodes[j]
+        out[j] = sums[v]
+        sums[v] = 0.0
+        flags[v] &= ~_LISTED
+    return nodes, out
+
+
+@njit(cache=True, nogil=True)
 def sweep_choice(graph, r_nodes, residual, mode, cap, sweep, budget):
     """Positions of the residual nodes the sweep spreads: all when their edges (at most
     ``sweep`` a node and side) fit ``budget`` (0: no bound), else the largest residual per
@@ -515,13 +521,7 @@ def ppr_sweep(graph, nodes, scores, r_nodes, r_vals, mode, cap, alpha, sweep, bu
                 flags[v] |= _LISTED
                 listed[n_listed] = v
                 n_listed += 1
-    out_nodes = sort_keys(listed[:n_listed])
-    out = np.empty(n_listed, np.float64)
-    for j in range(n_listed):
-        v = out_nodes[j]
-        out[j] = sums[v]
-        sums[v] = 0.0
-        flags[v] &= ~_LISTED
+    out_nodes, out = listed_sums(listed[:n_listed], sums, flags)
     return out_nodes, out
 
 
