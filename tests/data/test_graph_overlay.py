@@ -17,7 +17,10 @@ def test_edges_are_added_once_and_read_both_ways() -> None:
     owner, neighbour = overlay.gather(np.array([5]), "in")
     assert sorted(neighbour.tolist()) == [0, 3]
     assert overlay.degrees(np.array([0, 3, 5, 7]), "out").tolist() == [2, 1, 0, 0]
-    assert overlay.pick(np.array([0, 0]), np.array([0, 1]), "out").tolist() == [5, 6]
+    nodes, indptr, indices = overlay.arrays("out")
+    assert (nodes.tolist(), indptr.tolist(), indices.tolist()) == ([0, 3], [0, 2, 3], [5, 6, 5])
+    nodes, indptr, indices = overlay.arrays("in")
+    assert (nodes.tolist(), indptr.tolist(), indices.tolist()) == ([5, 6], [0, 2, 3], [0, 3, 0])
     src, dst = overlay.edges()
     assert list(zip(src.tolist(), dst.tolist(), strict=True)) == [(0, 5), (0, 6), (3, 5)]
 

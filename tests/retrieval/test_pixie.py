@@ -88,17 +88,19 @@ def test_a_walk_that_fails_gives_both_scratch_slots_back(monkeypatch) -> None:
     graph = liked_items()
     model = create_retriever("pixie", {"early_candidates": 10, "visit_threshold": 2}).fit(graph)
     expected = model.walk(4)[2]
-    walk_graph = type(model.walk_graph_)
+    import recgraph.retrieval.pixie_kernels as kernels
 
-    def broken(*args, **kwargs):
+    def broken(*args):
+        visits_of, flags = args[-2:]
+        visits_of[:3], flags[:3] = 1.0, 1  # the walk had begun counting
         raise RuntimeError("a step failed")
 
-    monkeypatch.setattr(walk_graph, "random_neighbor", broken)
+    monkeypatch.setattr(kernels, "pixie_walk", broken)
     for _ in range(SCRATCH_ARRAYS + 1):  # more failures than slots
         with pytest.raises(RuntimeError, match="a step failed"):
             model.walk(4)  # walk itself: user_row keeps a walk it has done
     monkeypatch.undo()
-    for dtype in (np.float64, np.bool_):
+    for dtype in (np.float64, np.uint8):
         pool, _, slots = model._scratch_pool(dtype)
         assert slots._value == SCRATCH_ARRAYS  # every slot free: no later walk waits forever
         assert all(not scratch.any() for scratch in pool)  # and every array clean
@@ -111,4 +113,4 @@ def test_a_walk_without_early_stopping_takes_no_scratch_array() -> None:
     model = create_retriever("pixie", {"early_candidates": 0}).fit(liked_items())
     assert model.walk(4)[2]
     assert model._scratch_pool(np.float64)[0] == []
-    assert model._scratch_pool(np.bool_)[0] == []
+    assert model._scratch_pool(np.uint8)[0] == []

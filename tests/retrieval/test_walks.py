@@ -51,43 +51,6 @@ def test_a_loaded_model_maps_its_graph_and_keeps_answering(tmp_path) -> None:
     assert loaded.observe(["a"], ["x"]) == 1, "a loaded (read-only) graph still takes new edges"
 
 
-def test_aggregate_is_np_unique_and_bincount_bit_for_bit() -> None:
-    """The stable-sort aggregate gives np.unique's nodes and the per-node sums added in
-    input order (bincount over the inverse), the same float64 bits."""
-    from recgraph.retrieval.walks import aggregate
-
-    rng = np.random.default_rng(2)
-    for trial in range(50):
-        runs = [np.sort(rng.choice(10_000, int(rng.integers(1, 300)), replace=False))]
-        runs += [rng.integers(0, 10_000, int(rng.integers(0, 300))) for _ in range(trial % 4)]
-        nodes = np.concatenate(runs)
-        values = rng.random(len(nodes)) * 10.0 ** rng.integers(-8, 2, len(nodes))
-        unique, inverse = np.unique(nodes, return_inverse=True)
-        want = np.bincount(inverse, weights=values, minlength=len(unique))
-        got_nodes, got = aggregate(nodes, values)
-        np.testing.assert_array_equal(got_nodes, unique)
-        assert got.tobytes() == want.tobytes()
-
-
-def test_aggregate_into_a_scratch_array_is_the_same_bits_and_leaves_it_zeroed() -> None:
-    """The dense path (values added into a pooled array in their order) gives the sorted
-    path's nodes and sums bit for bit, and hands the array back all zeros."""
-    from recgraph.retrieval.walks import aggregate
-
-    rng = np.random.default_rng(3)
-    scratch = np.zeros(100_000)
-    for trial in range(50):
-        runs = [np.sort(rng.choice(100_000, int(rng.integers(1, 300)), replace=False))]
-        runs += [rng.integers(0, 100_000, int(rng.integers(0, 300))) for _ in range(trial % 4)]
-        nodes = np.concatenate(runs)
-        values = rng.random(len(nodes)) * 10.0 ** rng.integers(-8, 2, len(nodes))
-        want_nodes, want = aggregate(nodes, values)
-        got_nodes, got = aggregate(nodes, values, len(scratch), scratch)
-        np.testing.assert_array_equal(got_nodes, want_nodes)
-        assert got.tobytes() == want.tobytes()
-        assert not scratch.any()
-
-
 @pytest.mark.parametrize("cap", [0, 1, 3, 7, 1000])
 def test_the_walks_gather_is_the_graphs_gather(cap: int) -> None:
     """WalkGraph's own gather (fewer passes) gives GraphCSR.gather's arrays, capped or not,
@@ -107,34 +70,3 @@ def test_the_walks_gather_is_the_graphs_gather(cap: int) -> None:
             for w, g in zip(want, got, strict=True):
                 np.testing.assert_array_equal(g, w)
                 assert g.dtype == w.dtype
-
-
-def test_a_random_neighbour_is_the_drawn_edge_or_minus_one_for_an_empty_row() -> None:
-    """Without an overlay, a draw d picks edge floor(d * degree) of the node's row (the
-    last one at most), and a node with no edge gets -1; with one the overlay's edges follow."""
-    from recgraph.data.graph_csr import GraphCSR
-    from recgraph.data.graph_overlay import GraphOverlay
-    from recgraph.retrieval.walks import WalkGraph
-    from tests.retrieval.test_neighborhood import random_graph
-
-    graph = GraphCSR.from_csr(random_graph(60, 0.05, seed=9, directed=True).csr("binary"))
-    overlay = GraphOverlay()
-    walk = WalkGraph(graph, overlay, 0)
-    rng = np.random.default_rng(9)
-    nodes = rng.integers(0, 60, 500)
-    draws = np.r_[rng.random(499), np.nextafter(1.0, 0.0)]
-    for side in ("out", "in"):
-        indptr, indices = graph.arrays(side)
-        degree = np.diff(indptr)[nodes]
-        assert (degree == 0).any(), "some rows are empty"
-        picked = walk.random_neighbor(nodes, side, draws)
-        want = np.full(len(nodes), -1)
-        has = degree > 0
-        at = indptr[nodes[has]] + np.minimum(
-            (draws[has] * degree[has]).astype(int), degree[has] - 1
-        )
-        want[has] = indices[at]
-        np.testing.assert_array_equal(picked, want)
-    overlay.add(nodes[:1], [int(nodes[1])])
-    first = walk.random_neighbor(nodes[:1], "out", np.array([np.nextafter(1.0, 0.0)]))
-    assert first[0] == nodes[1], "the last draw picks the overlay's edge after the row"

@@ -59,11 +59,6 @@ class _Side:
         positions, owner = expand_ranges(self.indptr[at], lengths)
         return owner, self.indices[positions]
 
-    def pick(self, nodes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        """The ``offsets[j]``-th overlay neighbour of ``nodes[j]`` (each must have that many)."""
-        at = np.searchsorted(self.nodes, nodes)
-        return self.indices[self.indptr[at] + offsets]
-
 
 _EMPTY = _Side(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64))
 
@@ -147,11 +142,11 @@ class GraphOverlay:
         """``(owner, neighbour)`` pairs as :meth:`GraphCSR.gather` gives them, overlay edges only."""
         return self._sides()[0 if side == "out" else 1].gather(np.asarray(nodes, np.int64))
 
-    def pick(self, nodes: np.ndarray, offsets: np.ndarray, side: str = "out") -> np.ndarray:
-        """The ``offsets[j]``-th overlay neighbour of each of ``nodes``."""
-        return self._sides()[0 if side == "out" else 1].pick(
-            np.asarray(nodes, np.int64), np.asarray(offsets, np.int64)
-        )
+    def arrays(self, side: str = "out") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One side as ``(sorted row nodes, row pointers, neighbours)`` (int64; a snapshot:
+        later writes build new arrays), the form the compiled walks read."""
+        chosen = self._sides()[0 if side == "out" else 1]
+        return chosen.nodes, chosen.indptr, chosen.indices
 
 
 def recent_follows(store, since: int) -> tuple[np.ndarray, np.ndarray]:

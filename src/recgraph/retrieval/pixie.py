@@ -36,10 +36,10 @@ import numpy as np
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions
-from recgraph.data.sorted_keys import distinct_sorted
+from recgraph.retrieval import pixie_kernels as kernels
 from recgraph.retrieval.explanation import FROM_HISTORY, Explanation, make_explanation
 from recgraph.retrieval.neighborhood import top_contributions
-from recgraph.retrieval.walks import WalkConfig, WalkRetriever, aggregate
+from recgraph.retrieval.walks import WalkConfig, WalkRetriever
 
 DAY = 86_400.0
 
@@ -100,6 +100,9 @@ class Pixie(WalkRetriever):
         self.recent_times_ = ts[recent]
         super()._fit(train)
 
+    def _warm_up(self) -> None:
+        kernels.warm_up()
+
     def _build(self) -> None:
         super()._build()
         in_degree = self.walk_graph_.in_degree
@@ -144,8 +147,9 @@ class Pixie(WalkRetriever):
     def walk(self, user: int) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
         """``(query items, their weights, per query item (visited items, visit counts))``.
 
-        Every query item's walkers run side by side (one numpy step for all
-        of them); a walker restarts at its own query item.
+        Every query item's walkers run side by side, each restarting at its own query
+        item (:func:`~recgraph.retrieval.walk_kernels.pixie_walk`, seeded by the config's
+        seed and the user).
         """
         cfg = self.config
         items, weights = self.query(user)
@@ -155,68 +159,19 @@ class Pixie(WalkRetriever):
         degree = np.maximum(graph.degree(items, "in", capped=False), 1).astype(np.float64)
         scaled = weights * degree * np.maximum(self._log_constant - np.log(degree), 1e-3)
         budget = np.maximum(np.rint(cfg.steps * scaled / scaled.sum()).astype(np.int64), 1)
-        rng = np.random.default_rng([cfg.seed, user])
         # walkers per query item in proportion to its budget; each runs budget / walkers steps
         width = np.maximum(np.minimum(budget, np.rint(cfg.walkers * budget / budget.sum())), 1)
-        width = width.astype(np.int64)
-        home = np.repeat(np.arange(len(items)), width)
-        rounds_needed = -(-budget // width)
-        limit = rounds_needed[home]
-        position = items[home]
         n_items = self.n_items
-        seen: list[np.ndarray] = []
-        # each item's visits from every query item so far, and whether they reached the
-        # threshold (pooled arrays, cleared where touched): the early stop's count is kept
-        # as the walk goes, not recounted by sorting every visit so far every fourth step
-        # (taken only when the walk may stop early; the second inside the try, so a failure
-        # to take it still gives the first back: a slot lost for good starves later walks)
-        early = bool(cfg.early_candidates)
-        visits_of = self._scratch(np.float64, n_items) if early else None
-        over = None
-        crossed = 0
-        try:
-            if early:
-                over = self._scratch(np.bool_, n_items)
-            for step in range(int(rounds_needed.max())):
-                live = step < limit
-                if not live.all():
-                    home, position, limit = home[live], position[live], limit[live]
-                users = graph.random_neighbor(position, "in", rng.random(len(position)))
-                alive = users >= 0
-                targets = np.full(len(position), -1, dtype=np.int64)
-                targets[alive] = graph.random_neighbor(
-                    users[alive], "out", rng.random(int(alive.sum()))
-                )
-                reached = targets >= 0
-                seen.append(home[reached] * n_items + targets[reached])
-                restart = (rng.random(len(position)) < cfg.restart) | ~reached
-                position = np.where(restart, items[home], targets)
-                if visits_of is not None and over is not None:
-                    hit = targets[reached]
-                    np.add.at(visits_of, hit, 1.0)
-                    hot = hit[visits_of[hit] >= cfg.visit_threshold]
-                    hot = distinct_sorted(hot[~over[hot]])
-                    over[hot] = True
-                    crossed += len(hot)
-                    if step % 4 == 3 and crossed >= cfg.early_candidates:
-                        break
-        finally:
-            if visits_of is not None:
-                try:
-                    touched = np.concatenate(seen) % n_items if seen else np.zeros(0, np.int64)
-                    visits_of[touched] = 0.0
-                    if over is not None:
-                        over[touched] = False
-                finally:
-                    self._give_back(visits_of)
-                    if over is not None:
-                        self._give_back(over)
-        # every (query item, item) visit counted once, at the end (the counts are whole
-        # numbers: the same sums in any order)
-        keys = np.sort(np.concatenate(seen)) if seen else np.zeros(0, np.int64)
-        fresh = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))[: len(keys)]
-        counts = np.diff(np.append(fresh, len(keys))).astype(np.float64)
-        keys = keys[fresh]
+        early = cfg.early_candidates
+        # the early stop's counts (pooled, cleared where touched): only when it may stop early
+        dtypes = (np.float64, np.uint8) if early else ()
+        with self._scratches(*dtypes, size=n_items) as scratch:
+            visits_of, flags = scratch if early else (np.zeros(0), np.zeros(0, np.uint8))
+            keys, counts = kernels.pixie_walk(
+                graph.kernel_graph(), np.asarray(items, np.int64), budget,
+                width.astype(np.int64), float(cfg.restart), int(cfg.seed), int(user),
+                float(cfg.visit_threshold), int(early), visits_of, flags,
+            )  # fmt: skip
         query_of = keys // n_items
         bounds = np.searchsorted(query_of, np.arange(len(items) + 1))
         visits = [
@@ -225,22 +180,19 @@ class Pixie(WalkRetriever):
         ]
         return items, weights, visits
 
-    @staticmethod
     def _combine(
-        visits: list[tuple[np.ndarray, np.ndarray]], boost: bool
+        self, visits: list[tuple[np.ndarray, np.ndarray]]
     ) -> tuple[np.ndarray, np.ndarray]:
         if not visits:
             return np.zeros(0, np.int64), np.zeros(0)
         nodes = np.concatenate([v[0] for v in visits])
         counts = np.concatenate([v[1] for v in visits])
-        if not boost:
-            return aggregate(nodes, counts)
-        nodes, roots = aggregate(nodes, np.sqrt(counts))
-        return nodes, roots**2
+        with self._scratches(np.float64, np.uint8, size=self.n_items) as (sums, flags):
+            return kernels.pixie_combine(nodes, counts, self.config.boost, sums, flags)
 
     def user_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         _, _, visits = self._cached(("walk", user), lambda: self.walk(user))
-        return self._combine(visits, self.config.boost)
+        return self._combine(visits)
 
     def explain(
         self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3

@@ -25,9 +25,9 @@ Two ways to compute it (``method`` in the config):
   residual ``r`` starts as ``e_u``; every node whose residual is at least
   ``epsilon`` times its degree keeps ``alpha`` of it as score and passes the
   rest evenly to its neighbours (to ``u`` when it has none), all such nodes
-  at once in a round (vectorised); ``u`` itself pushes in the first round
-  whatever its degree (above ``1 / epsilon`` edges it would never reach its
-  threshold). The answer ``p`` satisfies
+  at once in a round (compiled: :mod:`~recgraph.retrieval.walk_kernels`);
+  ``u`` itself pushes in the first round whatever its degree (above
+  ``1 / epsilon`` edges it would never reach its threshold). The answer ``p`` satisfies
   ``p + PPR(r) = PPR(e_u)`` with every ``r[v] < epsilon * deg(v)``; the
   work is at most ``1 / (alpha * epsilon)`` edge visits whatever the graph's
   size, and each node expands at most ``hub_cap`` of its edges (a fixed
@@ -48,7 +48,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field, model_validator
 
-from recgraph.data.sorted_keys import distinct_sorted, sorted_lookup
+from recgraph.retrieval import walk_kernels as kernels
 from recgraph.retrieval.base import Request, Retriever, TopK, top_k
 from recgraph.retrieval.explanation import Explanation, make_explanation
 from recgraph.retrieval.neighborhood import (
@@ -58,8 +58,9 @@ from recgraph.retrieval.neighborhood import (
     run_batches,
     top_contributions,
 )
+from recgraph.retrieval.walk_kernels import BOTH, IN, OUT
 from recgraph.retrieval.walks import SCRATCH_ARRAYS as SCRATCH_ARRAYS  # its old home
-from recgraph.retrieval.walks import WalkConfig, WalkRetriever, aggregate
+from recgraph.retrieval.walks import WalkConfig, WalkRetriever
 
 #: Floats of one dense ``n x batch`` walk block (1 MB): a block that stays in cache is faster.
 PPR_BLOCK_FLOATS = 1 << 18
@@ -156,27 +157,30 @@ class PersonalizedPageRank(WalkRetriever):
         return self.graph_.to_csr("out")
 
     # ------------------------------------------------------------------ local push
+    def _modes(self) -> tuple[int, int]:
+        """``(gathered sides, threshold degree)`` as the kernels name them."""
+        mode = {"out": OUT, "in": IN}
+        sides = self._gathered_sides()
+        return (mode[sides[0]] if len(sides) == 1 else BOTH), mode.get(self.config.walk, BOTH)
+
     def _neighbours(
         self, nodes: np.ndarray, cap: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Capped walk-direction neighbours of ``nodes`` (overlay included), distinct per owner."""
-        graph = self.walk_graph_
-        sides = self._gathered_sides()
-        if len(sides) == 1:
-            return graph.gather(nodes, sides[0], cap)
-        a_owner, a = graph.gather(nodes, "out", cap)
-        b_owner, b = graph.gather(nodes, "in", cap)
-        keys = distinct_sorted(
-            np.concatenate([a_owner, b_owner]) * np.int64(self.n_users) + np.concatenate([a, b]),
-            runs=True,  # each side's pairs come owner by owner, each row sorted
-        )
-        owner = keys // self.n_users
-        return owner, keys - owner * self.n_users  # (a remainder costs twice a product)
+        """Capped walk-direction neighbours of ``nodes`` (overlay included), distinct per owner:
+        ``(owner, neighbour)``; ``cap`` narrows the hub cap for this call."""
+        with self._scratches(np.uint8) as (flags,):
+            return kernels.gather(
+                self.walk_graph_.kernel_graph(),
+                np.asarray(nodes, np.int64),
+                self._modes()[0],
+                kernels.effective_cap(self.config.hub_cap, -1 if cap is None else cap),
+                flags,
+            )
 
     def _gathered_sides(self) -> tuple[str, ...]:
         """The sides one step reads: the walk's, or both either way, except on a friendship
         graph with no overlay, whose two sides are the same sorted, distinct rows (sampled
-        alike): their union is one of them, in the order a union would sort it."""
+        alike): their union is one of them."""
         walk = self.config.walk
         if walk != "undirected":
             return (walk,)
@@ -191,91 +195,42 @@ class PersonalizedPageRank(WalkRetriever):
             degree = graph.degree(nodes, walk)
         return self.config.epsilon * np.maximum(degree, 1)
 
-    def push(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Local push from ``user``: ``(nodes, scores, residual nodes, residuals)``, sorted by node.
-
-        The residual lives in a dense scratch array from a shared pool (zeroed again
-        where it was touched), so a round costs what its pushes touch: only
-        nodes that just received mass can cross their threshold.
-        """
+    def _push(self, user: int, residual: np.ndarray, flags: np.ndarray) -> tuple:
         cfg = self.config
-        alpha = cfg.restart
         if not 0 <= user < self.n_users:
             raise IndexError(f"node {user} is outside the graph's {self.n_users} nodes")
-        residual = self._scratch()
-        touched: list[np.ndarray] = [np.array([user], dtype=np.int64)]
-        kept_nodes: list[np.ndarray] = []
-        kept_vals: list[np.ndarray] = []
-        frontier = np.array([user], dtype=np.int64)
-        try:
-            residual[user] = 1.0
-            for round_ in range(cfg.max_rounds):
-                # the user pushes first whatever its degree: above 1 / epsilon edges (either
-                # way, 10^4 by default) its threshold exceeds its whole mass, and the walk
-                # stopped there, the sweep reaching only its own neighbours (half the askers
-                # of a 10^7-follow graph, drawn like followers, got nothing to suggest)
-                if round_:
-                    # a threshold is at least epsilon (epsilon times a degree of at least
-                    # 1): only the nodes holding that much read their degrees, once each
-                    frontier = distinct_sorted(frontier[residual[frontier] >= cfg.epsilon])
-                    frontier = frontier[residual[frontier] >= self._thresholds(frontier)]
-                if not len(frontier):
-                    break
-                mass = residual[frontier].copy()
-                residual[frontier] = 0.0
-                kept_nodes.append(frontier)
-                kept_vals.append(alpha * mass)
-                owner, neighbour = self._neighbours(frontier)
-                degree = np.bincount(owner, minlength=len(frontier))
-                share = (1 - alpha) * mass / np.maximum(degree, 1)
-                lost = (1 - alpha) * mass[degree == 0].sum()
-                np.add.at(residual, neighbour, share[owner])
-                if lost:
-                    residual[user] += lost
-                    neighbour = np.append(neighbour, user)
-                touched.append(neighbour)
-                frontier = neighbour
-            nodes, scores = aggregate(
-                np.concatenate(kept_nodes) if kept_nodes else np.zeros(0, np.int64),
-                np.concatenate(kept_vals) if kept_vals else np.zeros(0),
-                self.n_users,
-            )
-            r_nodes = distinct_sorted(np.concatenate(touched), runs=True)
-            r_vals = residual[r_nodes]
-            left = r_vals > 0
-            return nodes, scores, r_nodes[left], r_vals[left]
-        except BaseException:
-            residual[:] = 0.0  # a push cut short may have left mass outside ``touched``
-            raise
-        finally:
-            try:
-                residual[np.concatenate(touched)] = 0.0
-            finally:
-                self._give_back(residual)
+        mode, degree_mode = self._modes()
+        return kernels.ppr_push(
+            self.walk_graph_.kernel_graph(), user, mode, degree_mode, cfg.hub_cap,
+            cfg.restart, cfg.epsilon, cfg.max_rounds, residual, flags,
+        )  # fmt: skip
+
+    def push(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Local push from ``user``: ``(nodes, scores, residual nodes, residuals)``, sorted by node
+        (:func:`~recgraph.retrieval.walk_kernels.ppr_push`).
+
+        The residual lives in a dense scratch array from a shared pool, zeroed again where
+        it was touched, so a push costs what it touches.
+        """
+        with self._scratches(np.float64, np.uint8) as (residual, flags):
+            return self._push(user, residual, flags)
 
     def user_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """Pushed scores plus one last sweep of the residual (see :class:`PPRConfig`)."""
-        nodes, scores, r_nodes, residual = self.push(user)
-        if not self.config.sweep or not len(r_nodes):
-            return nodes, scores
-        alpha = self.config.restart
-        spread = self._sweep_choice(r_nodes, residual)
-        owner, neighbour = self._neighbours(r_nodes[spread], self.config.sweep)
-        degree = np.bincount(owner, minlength=len(spread))
-        share = (1 - alpha) * residual[spread] / np.maximum(degree, 1)
-        sums = self._scratch()
-        try:
-            return aggregate(
-                np.concatenate([nodes, r_nodes, neighbour]),
-                np.concatenate([scores, alpha * residual, share[owner]]),
-                self.n_users,
-                sums,
-            )
-        finally:
-            self._give_back(sums)
+        cfg = self.config
+        with self._scratches(np.float64, np.uint8) as (residual, flags):
+            nodes, scores, r_nodes, r_vals = self._push(user, residual, flags)
+            if not cfg.sweep or not len(r_nodes):
+                return nodes, scores
+            return kernels.ppr_sweep(
+                self.walk_graph_.kernel_graph(), nodes, scores, r_nodes, r_vals,
+                self._modes()[0], cfg.hub_cap, cfg.restart, cfg.sweep, cfg.sweep_budget,
+                residual, flags,
+            )  # fmt: skip
 
     def _sweep_choice(self, r_nodes: np.ndarray, residual: np.ndarray) -> np.ndarray:
-        """Positions of the residual nodes whose mass the sweep spreads, within ``sweep_budget``.
+        """Positions of the residual nodes whose mass the sweep spreads, within ``sweep_budget``
+        (:func:`~recgraph.retrieval.walk_kernels.sweep_choice`).
 
         Largest share per edge first: a hub's residual, split over thousands of
         followers, adds almost nothing to any one of them, yet gathering its
@@ -283,18 +238,11 @@ class PersonalizedPageRank(WalkRetriever):
         either way. The rest keep ``alpha r`` on themselves.
         """
         cfg = self.config
-        every = np.arange(len(r_nodes))
-        if not cfg.sweep_budget:
-            return every
-        graph = self.walk_graph_
-        edges = sum(
-            np.minimum(graph.degree(r_nodes, side), cfg.sweep) for side in self._gathered_sides()
-        )
-        if int(edges.sum()) <= cfg.sweep_budget:
-            return every
-        order = np.argsort(-(residual / np.maximum(edges, 1)), kind="stable")
-        within = np.cumsum(edges[order]) <= cfg.sweep_budget
-        return np.sort(order[within])
+        return kernels.sweep_choice(
+            self.walk_graph_.kernel_graph(), np.asarray(r_nodes, np.int64),
+            np.asarray(residual, np.float64), self._modes()[0], cfg.hub_cap, cfg.sweep,
+            cfg.sweep_budget,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ power iteration
     def _build_power(self) -> None:
@@ -465,92 +413,30 @@ class PersonalizedPageRank(WalkRetriever):
     ) -> list[Explanation]:
         """Pushed scores: the candidate's walk-side predecessors ``w``, each weighted by
         ``(1 - alpha) p(w) / deg(w)`` (what ``w`` passed on in the last step), scaled to
-        sum to the candidate's score.
-
-        Each candidate's (capped) rows are read as views of the graph's arrays (a
-        capped row is an evenly spaced slice: no index arrays built) and tested
-        against a set of the scored nodes (a pooled boolean array, one byte a node,
-        set and cleared at those nodes only; it stays in cache where a float table
-        of 8 bytes a node did not); only the hits, about one in ten, go further and
-        are found in the sorted scored nodes. Gathering every candidate's rows into
-        index arrays first (a popular candidate's 10^4 followers) was most of a
-        served request's explanation.
-        """
+        sum to the candidate's score (:func:`~recgraph.retrieval.walk_kernels.ppr_explain`,
+        every candidate in one compiled pass over its capped rows)."""
         assert self.users is not None
         nodes, scores = self.cached_row(user)
-        back = {"out": "in", "in": "out"}.get(self.config.walk)
+        back = {"out": IN, "in": OUT}.get(self.config.walk, BOTH)
         candidates = np.asarray(candidates, dtype=np.int64)
-        graph = self.walk_graph_
-        sides = ("out", "in") if back is None else (back,)
-        fresh = (
-            {side: graph.overlay.gather(candidates, side) for side in sides}
-            if len(graph.overlay)
-            else {}
-        )
-        found: list[np.ndarray] = []
-        scored = self._scratch(np.bool_)
-        try:
-            scored[nodes] = True
-            for j, candidate in enumerate(candidates.tolist()):
-                parts = []
-                for side in sides:
-                    row = graph.capped_row(candidate, side)
-                    parts.append(row[scored[row]])
-                    if side in fresh:  # the overlay's pairs after the trained row's
-                        extra_owner, extra = fresh[side]
-                        extra = extra[extra_owner == j]
-                        parts.append(extra[scored[extra]])
-                via = np.concatenate(parts).astype(np.int64)
-                # either way: the scored neighbours on both sides, each once, in order
-                found.append(distinct_sorted(via, runs=True) if back is None else via)
-        finally:
-            scored[nodes] = False
-            self._give_back(scored)
-        lengths = np.array([len(v) for v in found], dtype=np.int64)
-        bounds = np.zeros(len(candidates) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=bounds[1:])
-        via_all = np.concatenate(found) if found else np.zeros(0, np.int64)
-        at = np.searchsorted(nodes, via_all)
-        at_c = sorted_lookup(nodes, candidates)
-        # each predecessor's share: its score over its degree (what it passes on)
-        weight_all = scores[at] / np.maximum(self._thresholds(via_all) / self.config.epsilon, 1)
-        own_score = np.where(at_c >= 0, scores[np.maximum(at_c, 0)] if len(nodes) else 0.0, 0.0)
-        # scaled to the candidate's score (each candidate's weights summed on their own, as
-        # numpy sums a slice), then ranked for every candidate at once: by candidate, largest
-        # contribution first, ties to the lower node (top_contributions' order)
-        factor = np.ones(len(candidates), dtype=np.float64)
-        for j in range(len(candidates)):
-            total = weight_all[bounds[j] : bounds[j + 1]].sum()
-            if total > 0:
-                factor[j] = float(own_score[j]) / total
-        owner = np.repeat(np.arange(len(candidates)), lengths)
-        contrib_all = weight_all * factor[owner]
-        keep = contrib_all > 0
-        if top is not None:  # at most ``top`` a candidate: those at least its top-th largest
-            floor = np.zeros(len(candidates), dtype=np.float64)
-            for j in range(len(candidates)):
-                mine = contrib_all[bounds[j] : bounds[j + 1]]
-                if 0 < top < len(mine):
-                    floor[j] = np.partition(mine, len(mine) - top)[len(mine) - top]
-            keep &= contrib_all >= floor[owner]
-        keep = np.flatnonzero(keep)
-        keep = keep[np.lexsort((via_all[keep], -contrib_all[keep], owner[keep]))]
-        starts = np.searchsorted(owner[keep], np.arange(len(candidates) + 1))
-        ranked_via = via_all[keep]
-        ranked = contrib_all[keep].astype(np.float32)
-        out = []
-        for j, candidate in enumerate(candidates.tolist()):
-            stop = starts[j + 1] if top is None else min(starts[j + 1], starts[j] + max(top, 0))
-            out.append(
-                make_explanation(
-                    self.users,
-                    self.users,
-                    user,
-                    candidate,
-                    float(own_score[j]),
-                    ranked_via[starts[j] : stop],
-                    ranked[starts[j] : stop],
-                    self.relation,
-                )
-            )
-        return out
+        with self._scratches(np.uint8) as (flags,):
+            bounds, via, contrib, own = kernels.ppr_explain(
+                self.walk_graph_.kernel_graph(), np.asarray(nodes, np.int64),
+                np.asarray(scores, np.float64), candidates, back, self._modes()[1],
+                self.config.hub_cap, self.config.epsilon, -1 if top is None else max(top, 0),
+                flags,
+            )  # fmt: skip
+        ranked = contrib.astype(np.float32)
+        return [
+            make_explanation(
+                self.users,
+                self.users,
+                user,
+                candidate,
+                float(own[j]),
+                via[bounds[j] : bounds[j + 1]],
+                ranked[bounds[j] : bounds[j + 1]],
+                self.relation,
+            )  # fmt: skip
+            for j, candidate in enumerate(candidates.tolist())
+        ]

@@ -36,9 +36,10 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from recgraph.data.sorted_keys import distinct_sorted, find_sorted
+from recgraph.data.sorted_keys import find_sorted
+from recgraph.retrieval import walk_kernels as kernels
 from recgraph.retrieval.explanation import Explanation, make_explanation
-from recgraph.retrieval.neighborhood import RELATION, best_first, top_contributions
+from recgraph.retrieval.neighborhood import RELATION, top_contributions
 from recgraph.retrieval.ppr import PersonalizedPageRank, unbounded_sweep_if_saved_before
 from recgraph.retrieval.walks import WalkConfig, WalkRetriever
 
@@ -119,85 +120,28 @@ class SALSA(WalkRetriever):
             nodes = np.flatnonzero(row > 0)
             scores = row[nodes]
         if len(nodes) > self.config.circle:
-            top = best_first(scores, nodes, self.config.circle)
+            top = kernels.best_first(
+                np.asarray(scores, np.float64), np.asarray(nodes, np.int64), self.config.circle
+            )
+            top.sort()  # the nodes come sorted: the circle in node order
             nodes, scores = nodes[top], scores[top]
-        order = np.argsort(nodes)
-        nodes, scores = nodes[order], scores[order]
         return nodes, scores / max(scores.sum(), 1e-300)
 
     def _salsa(
         self, user: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray]:
         """``(authorities, scores, hubs, (hub, authority) positions of the follows, hub
-        scores / hub degree)`` of one user.
-
-        The hubs x authorities matrix is kept as its entries, sorted by hub then
-        authority (scipy's canonical order), and each product is a ``bincount``
-        that adds the terms in the order scipy's CSR / CSC products add them:
-        the same bits, without the ten scipy matrices (and their checks) a
-        request built, most of SALSA's own time.
-        """
+        scores / hub degree)`` of one user (:func:`~recgraph.retrieval.walk_kernels.salsa`:
+        the products add their terms in the order scipy's CSR / CSC products do)."""
         cfg = self.config
         hubs, h0 = self.circle_of_trust(user)
-        owner, followed = self.walk_graph_.gather(hubs, "out", cfg.authorities_per_hub)
-        # np.unique's (authorities, inverse): the distinct accounts sorted, and each follow's
-        # column read from a pooled slot table (no stable argsort of every follow)
-        authorities = distinct_sorted(followed)
-        slot = self._scratch(np.int64)
-        try:
-            slot[authorities] = np.arange(len(authorities))
-            column = slot[followed]
-        finally:
-            self._give_back(slot)
-        n_hubs, n_auth = len(hubs), len(authorities)
-        keys = owner * np.int64(max(n_auth, 1)) + column
-        unit = len(keys) < 2 or bool((keys[1:] > keys[:-1]).all())
-        if unit:  # every pair once, in order (no overlay edge): the entries as gathered
-            hub_of, authority_of = owner, column
-            weight = np.ones(len(keys), dtype=np.float64)
-            # hub_of is sorted: a value per hub spreads over its follows by a repeat
-            per_hub = np.bincount(hub_of, minlength=n_hubs)
-        else:  # overlay edges after the rest, or a repeated pair
-            keys = np.sort(keys)
-            fresh = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-            weight = np.diff(np.append(fresh, len(keys))).astype(np.float64)  # repeats add up
-            keys = keys[fresh]
-            hub_of, authority_of = keys // max(n_auth, 1), keys % max(n_auth, 1)
-        # (float64 also when there is no follow: bincount of nothing gives int64)
-        hub_degree = np.bincount(hub_of, weights=weight, minlength=n_hubs).astype(np.float64)
-        authority_degree = np.bincount(authority_of, weights=weight, minlength=n_auth).astype(
-            np.float64
-        )
-        inverse_hub = np.divide(
-            1.0, hub_degree, out=np.zeros_like(hub_degree), where=hub_degree > 0
-        )
-        inverse_authority = np.divide(
-            1.0, authority_degree, out=np.zeros_like(authority_degree), where=authority_degree > 0
-        )
-        beta = cfg.salsa_restart
-        dangling = hub_degree == 0
-
-        def weighted(terms: np.ndarray) -> np.ndarray:
-            return terms if unit else weight * terms  # (x * 1.0 is x: the same bits, one pass less)
-
-        def to_authorities(by_hub: np.ndarray) -> np.ndarray:
-            terms = np.repeat(by_hub, per_hub) if unit else weight * by_hub[hub_of]
-            return np.bincount(authority_of, weights=terms, minlength=n_auth).astype(
-                np.float64, copy=False
-            )
-
-        h = h0
-        by_hub = h * inverse_hub
-        a = to_authorities(by_hub)
-        for _ in range(cfg.iterations - 1):
-            lost = h[dangling].sum()
-            terms = weighted((a * inverse_authority)[authority_of])
-            back = np.bincount(hub_of, weights=terms, minlength=n_hubs).astype(
-                np.float64, copy=False
-            )
-            h = beta * h0 + (1 - beta) * back + (1 - beta) * lost * h0
-            by_hub = h * inverse_hub
-            a = to_authorities(by_hub)
+        hubs = np.asarray(hubs, np.int64)
+        cap = kernels.effective_cap(cfg.hub_cap, cfg.authorities_per_hub)
+        with self._scratches(np.uint8, np.int64) as (flags, slot):
+            authorities, a, hub_of, authority_of, by_hub = kernels.salsa(
+                self.walk_graph_.kernel_graph(), hubs, np.asarray(h0, np.float64), cap,
+                cfg.iterations, cfg.salsa_restart, flags, slot,
+            )  # fmt: skip
         return authorities, a, hubs, (hub_of, authority_of), by_hub
 
     def user_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:

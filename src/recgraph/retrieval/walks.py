@@ -21,7 +21,8 @@ from __future__ import annotations
 import threading
 from abc import abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -32,24 +33,21 @@ from pydantic import Field
 from recgraph.data.graph_csr import GraphCSR, Side, warm_pages
 from recgraph.data.graph_overlay import GraphOverlay
 from recgraph.data.interactions import Interactions
-from recgraph.data.sorted_keys import distinct_sorted, sorted_groups
 from recgraph.retrieval.base import Request, Retriever, TopK
 from recgraph.retrieval.neighborhood import (
     GraphWalkConfig,
-    best_first,
     resolve_threads,
     run_batches,
     simple_adjacency,
 )
 from recgraph.retrieval.sparse_top_k import sparse_top_k
+from recgraph.retrieval.walk_kernels import graph_tuple, top_allowed, warm_up
 
 GRAPH_FOLDER = "graph"
 #: Users whose walk results a model keeps (see :meth:`WalkRetriever._cached`).
 ROW_CACHE = 256
 #: Scratch arrays of one kind a model holds at most (see :meth:`WalkRetriever._scratch`).
 SCRATCH_ARRAYS = 4
-#: :func:`aggregate` counts over every node when there are at most this many per entry.
-DENSE_AGGREGATE = 4
 
 
 class WalkConfig(GraphWalkConfig):
@@ -155,79 +153,17 @@ class WalkGraph:
             position = np.arange(total) + np.repeat(starts - first, taken)
         return owner, indices[position].astype(np.int64)
 
-    def capped_row(self, node: int, side: Side = "out") -> np.ndarray:
-        """One node's trained row as :meth:`gather` samples it under the hub cap, without the
-        overlay: a view of the graph's array (int32), an evenly spaced slice when capped."""
-        indptr, indices = self.csr.arrays(side)
-        start, stop = int(indptr[node]), int(indptr[node + 1])
-        length = stop - start
-        if self.cap and length > self.cap:
-            stride = length // self.cap
-            return indices[start : start + self.cap * stride : stride]
-        return indices[start:stop]
-
-    def random_neighbor(self, nodes: np.ndarray, side: Side, draws: np.ndarray) -> np.ndarray:
-        """One neighbour per node, uniform over its edges (``draws`` in [0, 1)); ``-1`` if none."""
-        indptr, indices = self.csr.arrays(side)
-        if not len(self.overlay) and len(indices):
-            # the trained graph alone: each row's start read once, every walker at once
-            nodes = np.asarray(nodes, dtype=np.int64)
-            starts = np.asarray(indptr[nodes], dtype=np.int64)
-            base = np.asarray(indptr[nodes + 1], dtype=np.int64) - starts
-            offset = np.minimum((draws * base).astype(np.int64), np.maximum(base - 1, 0))
-            out = indices[np.where(base > 0, starts + offset, 0)].astype(np.int64)
-            out[base == 0] = -1
-            return out
-        base = self.trained_degree(nodes, side)
-        extra = self.overlay.degrees(nodes, side) if len(self.overlay) else 0
-        total = base + extra
-        offset = np.minimum((draws * total).astype(np.int64), np.maximum(total - 1, 0))
-        out = np.full(len(nodes), -1, dtype=np.int64)
-        inside = (offset < base) & (total > 0)
-        out[inside] = indices[np.asarray(indptr[nodes[inside]]) + offset[inside]]
-        beyond = (offset >= base) & (total > 0)
-        if beyond.any():
-            out[beyond] = self.overlay.pick(nodes[beyond], offset[beyond] - base[beyond], side)
-        return out
-
-
-def aggregate(
-    nodes: np.ndarray,
-    values: np.ndarray,
-    size: int | None = None,
-    scratch: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sum ``values`` per distinct node: ``(sorted nodes, sums)`` (float64).
-
-    ``size``: the nodes are below it. When that is small against the entries
-    (a walk's last sweep over a small graph), the sums are counted over
-    every node instead of sorting the entries: each node's values are added
-    in the same order, so the sums are the same bits.
-
-    ``scratch``: a zeroed float64 array of ``size`` entries (a walk's pooled
-    scratch, zeroed again here). The values are added into it in their order
-    (``np.add.at``), and only the nodes are sorted, not the entries by a stable
-    argsort: the same bits, a few times quicker on a sweep's 10^4 entries.
-    """
-    if not len(nodes):
-        return np.zeros(0, np.int64), np.zeros(0, np.float64)
-    if size is not None and size <= DENSE_AGGREGATE * len(nodes):
-        present = np.zeros(size, dtype=bool)
-        present[nodes] = True
-        unique = np.flatnonzero(present)
-        return unique, np.bincount(nodes, weights=values, minlength=size)[unique]
-    if scratch is not None:
-        try:
-            np.add.at(scratch, nodes, values)
-            unique = distinct_sorted(nodes)
-            sums = scratch[unique]
-            scratch[unique] = 0.0
-        except BaseException:
-            scratch[:] = 0.0
-            raise
-        return unique.astype(np.int64, copy=False), sums
-    order, unique, group = sorted_groups(nodes)  # each node's values in their order
-    return unique, np.bincount(group, weights=values[order], minlength=len(unique))
+    def kernel_graph(self) -> tuple:
+        """The trained graph and the overlay's current snapshot as the compiled walks read
+        them (:func:`~recgraph.retrieval.walk_kernels.graph_tuple`), rebuilt only after the
+        overlay changed."""
+        overlay_out, overlay_in = self.overlay.arrays("out"), self.overlay.arrays("in")
+        held = self.__dict__.get("_kernel_graph")
+        if held is not None and held[0] is overlay_out[0] and held[1] is overlay_in[0]:
+            return held[2]
+        built = graph_tuple(self.csr.arrays("out"), self.csr.arrays("in"), overlay_out, overlay_in)
+        self.__dict__["_kernel_graph"] = (overlay_out[0], overlay_in[0], built)
+        return built
 
 
 class WalkRetriever(Retriever):
@@ -292,6 +228,11 @@ class WalkRetriever(Retriever):
         if self.config.warm_pages:
             seen = [] if self._seen is None else [self._seen.indptr, self._seen.indices]
             warm_pages([*self.graph_.arrays("out"), *self.graph_.arrays("in"), *seen])
+        self._warm_up()  # the compiled walks loaded (or compiled) now, not in the first request
+
+    def _warm_up(self) -> None:
+        """Run the model's compiled kernels once (:func:`~recgraph.retrieval.walk_kernels.warm_up`)."""
+        warm_up()
 
     def _companion(self, model: WalkRetriever) -> WalkRetriever:
         """``model`` on this model's graph, history and overlay (a circle-of-trust PPR)."""
@@ -327,6 +268,25 @@ class WalkRetriever(Retriever):
             slots.release()
             raise
         return scratch
+
+    @contextmanager
+    def _scratches(self, *dtypes: type, size: int | None = None) -> Iterator[list[np.ndarray]]:
+        """Zeroed pooled arrays of ``dtypes`` (taken in that order, so two walks never wait
+        for each other's second array) for one compiled walk, which leaves them zeroed; a
+        walk cut short zeroes them whole before they go back."""
+        taken: list[np.ndarray] = []
+        try:
+            for dtype in dtypes:
+                taken.append(self._scratch(dtype, size))
+            try:
+                yield taken
+            except BaseException:
+                for scratch in taken:
+                    scratch[:] = 0
+                raise
+        finally:
+            for scratch in taken:
+                self._give_back(scratch)
 
     def _scratch_pool(
         self, dtype: type
@@ -459,33 +419,31 @@ class WalkRetriever(Retriever):
         """One request's top ``k`` without sparse matrices; ``None`` when the walk reached
         fewer than ``k`` allowed targets (the general path then fills in zero scores)."""
         targets, values = self.cached_row(user)
-        keep = values > 0
-        parts = []
+        seen_row = np.zeros(0, np.int64)
+        parts = [np.zeros(0, np.int64)]
         if exclude_seen:
             seen = self._seen
             assert seen is not None
-            row = seen.indices[seen.indptr[user] : seen.indptr[user + 1]]
-            if seen.has_sorted_indices and len(row):
-                # an active user's row runs to thousands: search it, do not sort it (isin)
-                at = np.minimum(np.searchsorted(row, targets), len(row) - 1)
-                keep &= row[at] != targets
+            row = np.asarray(seen.indices[seen.indptr[user] : seen.indptr[user + 1]], np.int64)
+            if seen.has_sorted_indices:
+                seen_row = row  # an active user's row runs to thousands: searched, not sorted
             else:
                 parts.append(row)
             if self.graph_kind in ("follows", "friends"):
-                parts.append(np.array([user]))
+                parts.append(np.array([user], np.int64))
             if len(self.overlay):
                 parts.append(self.overlay.gather(np.array([user]), "out")[1])
         if exclude is not None:
-            parts.append(exclude.indices)
-        if parts:
-            keep &= ~np.isin(targets, np.concatenate(parts))
-        if allowed is not None:
-            keep &= allowed[targets]
-        if int(keep.sum()) < k:
+            parts.append(np.asarray(exclude.indices, np.int64))
+        forbidden = np.sort(np.concatenate(parts))
+        mask = np.zeros(0, bool) if allowed is None else np.asarray(allowed, bool)
+        ids, scores, kept = top_allowed(
+            np.asarray(targets, np.int64), np.asarray(values, np.float64),
+            seen_row, forbidden, mask, k,
+        )  # fmt: skip
+        if kept < k:
             return None
-        targets, values = targets[keep], values[keep].astype(np.float32)
-        order = best_first(values, targets, k)
-        return targets[order][None, :].astype(np.int64), values[order][None, :]
+        return ids[None, :], scores[None, :]
 
     def forbidden(
         self, users: np.ndarray, exclude_seen: bool = True, exclude: sp.csr_matrix | None = None

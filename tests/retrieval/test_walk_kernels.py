@@ -1,0 +1,131 @@
+"""The compiled walk kernels against their numpy definitions."""
+
+import numpy as np
+import pytest
+
+from recgraph.data.graph_csr import GraphCSR
+from recgraph.data.graph_overlay import GraphOverlay
+from recgraph.retrieval import pixie_kernels
+from recgraph.retrieval import walk_kernels as kernels
+from recgraph.retrieval.walks import WalkGraph
+from tests.retrieval.test_neighborhood import random_graph
+
+
+def walk_graph(n: int, density: float, seed: int, cap: int, extra: int = 0) -> WalkGraph:
+    graph = GraphCSR.from_csr(random_graph(n, density, seed=seed, directed=True).csr("binary"))
+    overlay = GraphOverlay()
+    if extra:
+        rng = np.random.default_rng(seed)
+        overlay.add(rng.integers(0, n, extra), rng.integers(0, n, extra))
+    return WalkGraph(graph, overlay, cap)
+
+
+def test_pairwise_sum_is_numpys_sum_bit_for_bit() -> None:
+    rng = np.random.default_rng(1)
+    for n in [0, 1, 5, 7, 8, 9, 15, 16, 127, 128, 129, 300, 1000, 4097]:
+        values = rng.random(n) * 10.0 ** rng.integers(-9, 3, n)
+        assert kernels.pairwise_sum(values) == values.sum()
+
+
+def test_best_first_is_lexsort_by_value_then_key() -> None:
+    rng = np.random.default_rng(2)
+    for trial in range(60):
+        n = int(rng.integers(0, 200))
+        values = rng.integers(0, 12, n).astype(np.float64)  # many ties
+        if trial % 5 == 0 and n:
+            values[rng.integers(0, n, 3)] = np.nan
+        keys = rng.permutation(10 * n + 1)[:n].astype(np.int64)
+        want = np.lexsort((keys, -values))
+        for count in (-1, 0, 1, 10, n, n + 3):
+            got = kernels.best_first(values, keys, count)
+            np.testing.assert_array_equal(got, want if count < 0 else want[:count])
+
+
+@pytest.mark.parametrize("cap", [0, 1, 3, 1000])
+def test_the_kernels_gather_is_the_walk_graphs_either_way_distinct(cap: int) -> None:
+    """One side: the sampled trained row then the overlay's, as WalkGraph.gather gives them;
+    either way: their union, each neighbour once."""
+    walk = walk_graph(70, 0.1, seed=cap, cap=cap, extra=40)
+    graph = walk.kernel_graph()
+    nodes = np.r_[np.random.default_rng(cap).integers(0, 70, 25), 5, 5].astype(np.int64)
+    flags = np.zeros(70, np.uint8)
+    for mode, side in ((kernels.OUT, "out"), (kernels.IN, "in")):
+        owner, neighbour = kernels.gather(graph, nodes, mode, cap, flags)
+        for i, node in enumerate(nodes.tolist()):
+            want = np.r_[walk.trained_neighbours(np.array([node]), side, cap)[1],
+                         walk.overlay.gather(np.array([node]), side)[1]]  # fmt: skip
+            np.testing.assert_array_equal(neighbour[owner == i], want)
+            assert kernels.degree(graph, node, mode, cap) == len(want)
+    owner, neighbour = kernels.gather(graph, nodes, kernels.BOTH, cap, flags)
+    for i, node in enumerate(nodes.tolist()):
+        both = np.r_[
+            walk.gather(np.array([node]), "out")[1], walk.gather(np.array([node]), "in")[1]
+        ]
+        got = neighbour[owner == i]
+        assert len(got) == len(set(got.tolist()))
+        assert set(got.tolist()) == set(both.tolist())
+    assert not flags.any(), "the flags are handed back clear"
+
+
+def test_a_random_neighbour_is_the_drawn_edge_then_the_overlays_or_minus_one() -> None:
+    walk = walk_graph(60, 0.05, seed=9, cap=0)
+    rng = np.random.default_rng(9)
+    nodes = rng.integers(0, 60, 500)
+    draws = np.r_[rng.random(499), np.nextafter(1.0, 0.0)]
+    for mode, side in ((kernels.OUT, "out"), (kernels.IN, "in")):
+        graph = walk.kernel_graph()
+        indptr, indices = walk.csr.arrays(side)
+        degree = np.diff(indptr)[nodes]
+        assert (degree == 0).any(), "some rows are empty"
+        picked = [
+            pixie_kernels.random_neighbour(graph, int(v), mode, float(d))
+            for v, d in zip(nodes, draws, strict=True)
+        ]
+        want = np.full(len(nodes), -1)
+        has = degree > 0
+        at = indptr[nodes[has]] + np.minimum(
+            (draws[has] * degree[has]).astype(int), degree[has] - 1
+        )
+        want[has] = indices[at]
+        np.testing.assert_array_equal(picked, want)
+    walk.overlay.add(nodes[:1], [int(nodes[1])])
+    last = pixie_kernels.random_neighbour(
+        walk.kernel_graph(), int(nodes[0]), kernels.OUT, np.nextafter(1.0, 0.0)
+    )
+    assert last == nodes[1], "the last draw picks the overlay's edge after the row"
+
+
+def test_pixie_walks_are_the_same_for_a_seed_and_differ_across_seeds() -> None:
+    walk = walk_graph(80, 0.08, seed=3, cap=0)
+    graph = walk.kernel_graph()
+    items = np.array([1, 2, 3], np.int64)
+    budget, width = np.array([300, 200, 100], np.int64), np.array([30, 20, 10], np.int64)
+
+    def run(seed: int, user: int) -> tuple[np.ndarray, np.ndarray]:
+        return pixie_kernels.pixie_walk(graph, items, budget, width, 0.5, seed, user, 4.0, 0,
+                                  np.zeros(0), np.zeros(0, np.uint8))  # fmt: skip
+
+    keys, counts = run(0, 7)
+    again = run(0, 7)
+    np.testing.assert_array_equal(keys, again[0])
+    np.testing.assert_array_equal(counts, again[1])
+    assert (np.diff(keys) > 0).all() and counts.sum() <= budget.sum()
+    assert not np.array_equal(keys, run(1, 7)[0]) or not np.array_equal(counts, run(1, 7)[1])
+    assert not np.array_equal(counts, run(0, 8)[1]) or not np.array_equal(keys, run(0, 8)[0])
+
+
+def test_warm_up_runs_every_kernel_once_and_a_loaded_model_warms_up(tmp_path, monkeypatch) -> None:
+    from recgraph.retrieval import Retriever, create_retriever
+    from tests.retrieval.test_walks import chain_and_island
+
+    for module in (kernels, pixie_kernels):
+        module._WARM.clear()
+    pixie_kernels.warm_up()  # Pixie's kernels and the shared ones
+    assert kernels._WARM == [True] and pixie_kernels._WARM == [True]
+    for name in ("ppr", "salsa", "pixie"):
+        create_retriever(name).fit(chain_and_island()).save(tmp_path / name)
+        for module in (kernels, pixie_kernels):
+            module._WARM.clear()
+        Retriever.load(tmp_path / name)
+        assert kernels._WARM == [True], f"{name}: warmed when loaded"
+        assert pixie_kernels._WARM == ([True] if name == "pixie" else [])
