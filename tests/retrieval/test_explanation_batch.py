@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions, Kind, ValueKind
+from recgraph.retrieval import explanation, item_knn
 from recgraph.retrieval.ease import EASE
 from recgraph.retrieval.explanation import history_explanations
 from recgraph.retrieval.item_knn import ItemKNN
@@ -58,7 +59,14 @@ def _one_by_one(model, user: int, candidates: np.ndarray, top: int) -> list:
         lambda: ItemKNN(neighbours=30),
     ],
 )
-def test_batched_explanations_are_the_one_by_one_ones(make):
+@pytest.mark.parametrize("columns_at_once", [256, 3])  # 3: candidates in several blocks
+@pytest.mark.parametrize("dense_lookup", [None, 0])  # 0: item-kNN's sorted search of rows
+def test_batched_explanations_are_the_one_by_one_ones(
+    make, columns_at_once, dense_lookup, monkeypatch
+):
+    monkeypatch.setattr(explanation, "EXPLAIN_COLUMNS", columns_at_once)
+    if dense_lookup is not None:
+        monkeypatch.setattr(item_knn, "DENSE_LOOKUP", dense_lookup)
     data = _ratings()
     model = make().fit(data)
     rng = np.random.default_rng(1)
@@ -119,3 +127,16 @@ def test_history_explanations_filter_each_candidate_as_before():
     ]
     with pytest.raises(ValueError, match="contributions"):
         history_explanations(model.users, model.items, 3, [5, 6], parts)
+
+
+@pytest.mark.parametrize("make", [lambda: EASE(regularization=5.0), lambda: ItemKNN(neighbours=5)])
+def test_no_candidates_explain_to_nothing_and_outside_ones_are_refused(make):
+    model = make().fit(_ratings())
+    assert model.explain(0, np.zeros(0, np.int64)) == []
+    assert model.history_via(0, np.zeros(0, np.int64)) == []
+    if isinstance(model, ItemKNN):  # as scipy's selection refused them
+        for outside in ([30], [-1]):
+            with pytest.raises(IndexError):
+                model.explain(0, np.asarray(outside))
+            with pytest.raises(IndexError):
+                model.history_via(0, np.asarray(outside))

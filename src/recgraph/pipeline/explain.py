@@ -188,18 +188,17 @@ class Explainer:
     ) -> list[Reason | None]:
         """What ``model`` says about ``ids``; ``None`` where it cannot say."""
         top = self.explain_top
-        cited = getattr(model, "history_via", None)  # items cited, without the explanations
         try:
-            # ask for more than shown: entries the user did not like are dropped below
-            if cited is not None:
-                vias = cited(int(user), ids, 3 * top + 5)
-            else:
+            # ask for more than shown: entries the user did not like are dropped below; the
+            # items cited without the explanations where the model can say so
+            vias = model.history_via(int(user), ids, 3 * top + 5)
+            if vias is None:
                 explained = model.explain(int(user), ids, 3 * top + 5)
         except Exception:  # an explanation is a courtesy: never fail a request over one
             return [None] * len(ids)
         liked, kinds, values, value_kinds = self.history.liked_entries(user)
         position: dict[int, int] | None = None  # the user's liked items -> their entry, once
-        if cited is not None:
+        if vias is not None:
             position = {t: i for i, t in enumerate(liked.tolist())}
             return [
                 self._history_reason(via, position, kinds, values, value_kinds, names)

@@ -599,6 +599,16 @@ class Retriever(ABC):
             raise IndexError("target index outside the item range")
         return users, targets
 
+    def history_via(
+        self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3
+    ) -> list[list[int]] | None:
+        """Per candidate, the history items :meth:`explain` would cite (its ``via`` where the
+        contribution is positive), without building explanations: what a served reason needs.
+
+        ``None`` (the default): this model cannot say more cheaply; ask :meth:`explain`.
+        """
+        return None
+
     def explain(
         self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None = 3
     ) -> list[Explanation]:

@@ -58,7 +58,7 @@ from pydantic import Field
 from recgraph.data.interactions import Interactions
 from recgraph.files import csr_arrays, csr_from_arrays
 from recgraph.retrieval.base import Retriever
-from recgraph.retrieval.explanation import Explanation, history_explanations
+from recgraph.retrieval.explanation import Explanation, history_explanations, top_down_columns
 from recgraph.retrieval.factors import CountWeightingConfig, positive_matrix
 
 #: Rows of the weights built per block in the dual form.
@@ -183,11 +183,11 @@ class EASE(Retriever):
     def _positions(self) -> np.ndarray:
         """Each item's column in ``weights_`` (``-1``: not active), built once per state."""
         cached = getattr(self, "_position_cut", None)
-        if cached is None or cached[0] is not self.active_items_:
+        if cached is None or cached[0] is not self.matrix_ or cached[1] is not self.active_items_:
             position = np.full(self.matrix_.shape[1], -1, dtype=np.int64)
             position[self.active_items_] = np.arange(len(self.active_items_))
-            cached = self._position_cut = (self.active_items_, position)
-        return cached[1]
+            cached = self._position_cut = (self.matrix_, self.active_items_, position)
+        return cached[2]
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         active = self._active_matrix()[users] @ self.weights_
@@ -235,11 +235,14 @@ class EASE(Retriever):
         empty = (np.zeros(0, np.int64), np.zeros(0))
         parts = [empty] * len(candidates)
         if len(explained):
-            # every candidate's column at once: the same products, each column ordered by a
+            # the candidates' columns in blocks: the same products, each column ordered by a
             # stable sort down its own axis (as one column at a time)
-            block = self.weights_[np.ix_(position[liked], columns[explained])] * strength[:, None]
-            order = np.argsort(-block, axis=0, kind="stable")[:top]
-            values = np.take_along_axis(block, order, axis=0)
+            rows, cols = position[liked], columns[explained]
+
+            def block_of(start: int, stop: int) -> np.ndarray:
+                return self.weights_[np.ix_(rows, cols[start:stop])] * strength[:, None]
+
+            order, values = top_down_columns(block_of, len(explained), top)
             for j, p in enumerate(explained.tolist()):
                 parts[p] = (liked[order[:, j]], values[:, j])
         return user, parts

@@ -10,7 +10,7 @@ names and what the user did with each item.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,3 +135,28 @@ def history_explanations(
             zip(candidates, candidate_ids, kept, strict=True)
         )
     ]
+
+
+#: Candidates whose columns are ordered at once by :func:`top_down_columns`: bounds a request's
+#: liked x candidates blocks (a heavy user with thousands of liked items, ``k`` in thousands).
+EXPLAIN_COLUMNS = 256
+
+
+def top_down_columns(
+    block_of: Callable[[int, int], np.ndarray], n_columns: int, top: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of a rows x ``n_columns`` block, the rows of its ``top`` largest values, best
+    first (a stable sort: ties keep row order, as sorting each column alone), and the values.
+
+    ``block_of(start, stop)`` gives columns ``start:stop``; they are asked for
+    :data:`EXPLAIN_COLUMNS` at a time, so a request never holds the whole block and its sort.
+    """
+    orders, values = [], []
+    for start in range(0, n_columns, EXPLAIN_COLUMNS):
+        block = block_of(start, min(start + EXPLAIN_COLUMNS, n_columns))
+        order = np.argsort(-block, axis=0, kind="stable")[:top]
+        orders.append(order)
+        values.append(np.take_along_axis(block, order, axis=0))
+    if not orders:
+        return np.zeros((0, 0), dtype=np.int64), np.zeros((0, 0))
+    return np.concatenate(orders, axis=1), np.concatenate(values, axis=1)

@@ -38,7 +38,7 @@ from recgraph.data.sorted_keys import find_sorted
 from recgraph.data.sparse_rows import DENSE_LOOKUP, row_entries
 from recgraph.files import csr_arrays, csr_from_arrays
 from recgraph.retrieval.base import Retriever, ranked_row
-from recgraph.retrieval.explanation import Explanation, history_explanations
+from recgraph.retrieval.explanation import Explanation, history_explanations, top_down_columns
 from recgraph.retrieval.factors import (
     DEFAULTS_STUDY_SECOND_ROUND,
     CountWeightingConfig,
@@ -541,10 +541,16 @@ class ItemKNN(Retriever):
         them of its ``top`` contributions, best first, and those contributions."""
         user, liked, weights = self.liked_weights(user, self.matrix_)
         candidates = np.asarray(candidates, dtype=np.int64)
-        contributions = self._liked_columns(liked, candidates) * weights[:, None]
-        # each column ordered by a stable sort down its own axis, all at once (as one by one)
-        order = np.argsort(-contributions, axis=0, kind="stable")[:top]
-        return user, liked, order, np.take_along_axis(contributions, order, axis=0)
+        n_items = self.similarity_.shape[1]
+        if len(candidates) and (candidates.min() < 0 or candidates.max() >= n_items):
+            raise IndexError(f"candidate outside the item range 0..{n_items - 1}")
+
+        def block_of(start: int, stop: int) -> np.ndarray:
+            return self._liked_columns(liked, candidates[start:stop]) * weights[:, None]
+
+        # each column ordered by a stable sort down its own axis, in blocks (as one by one)
+        order, values = top_down_columns(block_of, len(candidates), top)
+        return user, liked, order, values
 
     def _liked_columns(self, liked: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """``similarity_[liked][:, candidates]`` as an array, read from the liked items' rows
