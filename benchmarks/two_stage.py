@@ -219,6 +219,9 @@ def run_case(
             budget_minutes=budget, method=method, metric=metric, seed=tune_seed, fraction=0.2
         ),
         item_features=item_features,
+        # SHIPPED and DEFAULT tried as they are, eligible as the pick (never below them on
+        # validation)
+        also=[load_pipeline_config().question(question), default_question(kind)],
         on_trial=lambda t: print(
             f"  tune #{t.number} {t.phase} {t.describe()}{' +ranker d=' + str(t.ranker['depth']) if t.ranker else ''}"
             f" {t.value:.4f} ({t.seconds:.1f}s) {t.note}",

@@ -214,6 +214,30 @@ def test_a_tuned_feed_without_item_knn_keeps_the_file_valid(tuned, tmp_path):
     assert load_pipeline_config(tmp_path / "p.toml") == written
 
 
+def test_the_given_and_also_questions_are_tried_as_they_are_and_eligible(feed_graph):
+    from recgraph.pipeline.config import QuestionConfig
+
+    ranked = QuestionConfig(
+        retrievers=[{"name": "item_knn"}, {"name": "popular"}],
+        fallback=[],
+        ranker={"name": "gbdt_ranker", "max_train_users": 150},
+    )
+    result = tune_question(
+        "feed", feed_graph, settings=settings(max_trials=8, confirm=False), also=[ranked]
+    )
+    given = [t for t in result.trials if t.phase == "default"]
+    assert [t.note for t in given][:1] == ["given"]
+    assert any(t.note == "also #1" and t.ranker is not None for t in given)
+    # without phase 3 the pick is the best validation figure, the given questions included
+    assert result.value >= max(t.value for t in given) - 1e-12
+    best_given = max(given, key=lambda t: t.value)
+    if best_given.value > max(t.value for t in result.trials if t.phase != "default"):
+        assert result.chosen == best_given.number
+    # taught as `recgraph evaluate` teaches on this split: the label slice is not "auto"
+    if result.config.ranker is not None:
+        assert result.config.ranker.label_split != "auto"
+
+
 def test_a_trial_that_differs_only_in_negatives_is_not_a_repeat():
     from recgraph.jobs.tune.results import Trial
     from recgraph.jobs.tune.search import _describe, _same

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -101,6 +101,7 @@ def tune_question(
     item_created_at: np.ndarray | None = None,
     item_features: ItemFeatures | None = None,
     on_trial: Callable[[Trial], None] | None = None,
+    also: Sequence[QuestionConfig] = (),
 ) -> TuneResult:
     """Choose retrievers, their parameters, the depth and the ranker for ``question``.
 
@@ -117,6 +118,12 @@ def tune_question(
         Budget, trial cap, seed, validation method and what to search.
     on_trial
         Called after each trial (progress).
+    also
+        Other whole questions tried as they are (their retrievers and ranker;
+        ``base``'s serving rules): e.g. the shipped file's and the code
+        defaults' ranked question. Like ``base`` itself they are eligible as
+        the pick and face phase 3, so tuning never keeps a pipeline that
+        validation scores below one of them.
     """
     import optuna
 
@@ -176,15 +183,31 @@ def tune_question(
         record(trial)
         return trial
 
-    # the shipped question as it is: the reference the comments report
+    label_split = label_split_for(description["method"])
+
+    def as_given(candidate: QuestionConfig) -> QuestionConfig:
+        # a ranker cutting its label slice "auto" is taught as `recgraph evaluate` would teach
+        # it on a split of this method (tuning's fits have no holdout to read it from)
+        ranker = candidate.ranker
+        if ranker is not None and ranker.label_split == "auto":
+            ranker = ranker.model_copy(update={"label_split": label_split})
+        return _question_config(base, list(candidate.retrievers), ranker)
+
+    # the given question as it is (the reference the comments report) and the `also` ones:
+    # each eligible as the pick, so tuning keeps nothing validation scores below them
     default_value = None
-    try:
-        default_trial = evaluate(
-            _question_config(base, list(base.retrievers), base.ranker), "default", "given"
-        )
-        default_value = default_trial.value
-    except ConfigError:
-        default_trial = None
+    given: list[tuple[Trial, QuestionConfig]] = []
+    for j, candidate in enumerate([base, *also]):
+        config = as_given(candidate)
+        if any(config == c for _, c in given):
+            continue
+        try:
+            trial = evaluate(config, "default", "given" if j == 0 else f"also #{j}")
+        except (ConfigError, ValueError):
+            continue
+        given.append((trial, config))
+        if j == 0:
+            default_value = trial.value
 
     # ------------------------------------------------------------ phase 1: retrievers alone
     phase_end = start + (deadline - start) * RETRIEVER_SHARE
@@ -249,10 +272,12 @@ def tune_question(
                 **default_ranker_point(settings.ranker),
             }
         )
-    label_split = label_split_for(description["method"])
     single_config = _question_config(base, pool_specs[:1], None)
     chosen: tuple[float, QuestionConfig] = (best_single.value, single_config)
     tried: list[tuple[Trial, QuestionConfig]] = []
+    for trial, config in given:
+        if trial.value > chosen[0]:
+            chosen = (trial.value, config)
     pipeline_end = deadline
     if settings.confirm:
         pipeline_end = deadline - (deadline - start) * CONFIRM_SHARE
@@ -316,7 +341,7 @@ def tune_question(
     if settings.confirm and chosen[0] > best_single.value:
         chosen = _confirm(
             chosen,
-            [(t, c) for t, c in tried if t.value > best_single.value],
+            [(t, c) for t, c in given + tried if t.value > best_single.value],
             (best_single, single_config),
             carve=lambda: _second_validation(train, description, settings, validation.metric),
             cache=cache,
@@ -328,7 +353,7 @@ def tune_question(
             deadline=deadline,
             room=None if cap is None else lambda: cap - len(trials),
         )
-    kept = next((t for t, c in tried if c == chosen[1]), None)
+    kept = next((t for t, c in tried + given if c == chosen[1]), None)
     if chosen[1] == single_config or kept is None:
         kept = best_single
     return TuneResult(
