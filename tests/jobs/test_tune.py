@@ -324,6 +324,37 @@ def test_phase_three_keeps_the_pipeline_whose_lead_holds_on_the_second_validatio
     assert description["confirm"]["kept"] == "the best single retriever"
 
 
+def test_phase_three_ranks_by_the_figures_drawn_after_the_choice_and_checks_a_given_one():
+    """Phase 2's own figure of a finalist is the best of many draws: it floors, never ranks.
+    The best question tried as given is checked after phase 2's finalists."""
+
+    from recgraph.jobs.tune.results import Trial
+    from recgraph.pipeline.config import QuestionConfig
+
+    names = {0: "popular", 1: "item_knn", 2: "ease"}
+    configs = {
+        n: QuestionConfig(retrievers=[{"name": name}], fallback=[]) for n, name in names.items()
+    }
+    values = {0: 0.10, 1: 0.15, 2: 0.12}
+    trials = {n: Trial(n, "pipeline", [{"name": names[n]}], None, values[n], 0.0) for n in names}
+    trials[2] = Trial(2, "default", [{"name": "ease"}], None, values[2], 0.0, "also #1")
+    recorded, description = [], {}
+    second = {"popular": 0.20, "item_knn": 0.21, "ease": 0.23}
+    kept = confirm_scored(
+        (values[1], configs[1]),
+        [(trials[1], configs[1])],
+        (trials[0], configs[0]),
+        recorded,
+        description,
+        second=lambda model: second[model.retrievers[0].name],
+        given=[(trials[2], configs[2])],
+    )
+    # item_knn: 1.5x on its own trial, 1.05x after (mean 1.275); ease: 1.2x, then 1.15x
+    assert kept == (0.12, configs[2])
+    assert description["confirm"]["mean_share_after"] == {"#1": 1.05, "#2": 1.15}
+    assert description["confirm"]["mean_share"]["#1"] > description["confirm"]["mean_share"]["#2"]
+
+
 def test_phase_three_keeps_a_ranker_only_when_its_lead_holds_for_every_ranker_seed():
     """A lead that one ranker draw shows and another loses is the draw's, not the pipeline's."""
 
