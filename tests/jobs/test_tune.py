@@ -353,6 +353,20 @@ def test_phase_three_ranks_by_the_figures_drawn_after_the_choice_and_checks_a_gi
     assert kept == (0.12, configs[2])
     assert description["confirm"]["mean_share_after"] == {"#1": 1.05, "#2": 1.15}
     assert description["confirm"]["mean_share"]["#1"] > description["confirm"]["mean_share"]["#2"]
+    # a given question ahead of phase 2's best is checked first, in full, past the deadline
+    leading = Trial(2, "default", [{"name": "ease"}], None, 0.16, 0.0, "also #1")
+    kept = confirm_scored(
+        (values[1], configs[1]),
+        [(trials[1], configs[1])],
+        (trials[0], configs[0]),
+        recorded,
+        description,
+        second=lambda model: second[model.retrievers[0].name],
+        given=[(leading, configs[2])],
+        deadline=0.0,
+    )
+    assert kept == (0.16, configs[2])
+    assert description["confirm"]["unchecked"] == ["#1"]
 
 
 def test_phase_three_keeps_a_ranker_only_when_its_lead_holds_for_every_ranker_seed():
