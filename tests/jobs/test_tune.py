@@ -340,32 +340,26 @@ def test_phase_three_ranks_by_the_figures_drawn_after_the_choice_and_checks_a_gi
     trials[2] = Trial(2, "default", [{"name": "ease"}], None, values[2], 0.0, "also #1")
     recorded, description = [], {}
     second = {"popular": 0.20, "item_knn": 0.21, "ease": 0.23}
-    kept = confirm_scored(
-        (values[1], configs[1]),
-        [(trials[1], configs[1])],
-        (trials[0], configs[0]),
-        recorded,
-        description,
-        second=lambda model: second[model.retrievers[0].name],
-        given=[(trials[2], configs[2])],
-    )
+
+    def run(given, **options):
+        return confirm_scored(
+            (values[1], configs[1]),
+            [(trials[1], configs[1])],
+            (trials[0], configs[0]),
+            recorded,
+            description,
+            second=lambda model: second[model.retrievers[0].name],
+            given=[(given, configs[2])],
+            **options,
+        )
+
     # item_knn: 1.5x on its own trial, 1.05x after (mean 1.275); ease: 1.2x, then 1.15x
-    assert kept == (0.12, configs[2])
+    assert run(trials[2]) == (0.12, configs[2])
     assert description["confirm"]["mean_share_after"] == {"#1": 1.05, "#2": 1.15}
     assert description["confirm"]["mean_share"]["#1"] > description["confirm"]["mean_share"]["#2"]
     # a given question ahead of phase 2's best is checked first, in full, past the deadline
     leading = Trial(2, "default", [{"name": "ease"}], None, 0.16, 0.0, "also #1")
-    kept = confirm_scored(
-        (values[1], configs[1]),
-        [(trials[1], configs[1])],
-        (trials[0], configs[0]),
-        recorded,
-        description,
-        second=lambda model: second[model.retrievers[0].name],
-        given=[(leading, configs[2])],
-        deadline=0.0,
-    )
-    assert kept == (0.16, configs[2])
+    assert run(leading, deadline=0.0) == (0.16, configs[2])
     assert description["confirm"]["unchecked"] == ["#1"]
 
 
