@@ -203,7 +203,7 @@ def tune_question(
             continue
         try:
             trial = evaluate(config, "default", "given" if j == 0 else f"also #{j}")
-        except (ConfigError, ValueError):
+        except (ConfigError, ValueError, MemoryError):  # as phase 1: the search goes on
             continue
         given.append((trial, config))
         if j == 0:
