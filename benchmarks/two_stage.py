@@ -12,7 +12,9 @@ Per case (dataset, split), in one run:
    retrievers, candidate depth, ranker or not, ranker parameters), phase 3
    the two best pipelines again on a second validation (twice the horizon on
    a temporal split, another draw on a random one) beside the best single
-   retriever; ``--tune-seed`` reruns tuning with another seed (its spread:
+   retriever. SHIPPED and DEFAULT (below) are tried first as they are and may be
+   the pick (tuning's ``also``; its budget starts after them), so TUNED is never
+   below them on validation; ``--tune-seed`` reruns tuning with another seed (its spread:
    CollegeMsg TUNED 0.986x at seed 0, 1.087x at seed 1);
 3. every figure by ``recgraph evaluate`` on the split files, fitted on TRAIN:
    - each retriever with the parameters validation chose for it (the best
@@ -219,6 +221,9 @@ def run_case(
             budget_minutes=budget, method=method, metric=metric, seed=tune_seed, fraction=0.2
         ),
         item_features=item_features,
+        # SHIPPED and DEFAULT tried as they are, eligible as the pick (never below them on
+        # validation)
+        also=[load_pipeline_config().question(question), default_question(kind)],
         on_trial=lambda t: print(
             f"  tune #{t.number} {t.phase} {t.describe()}{' +ranker d=' + str(t.ranker['depth']) if t.ranker else ''}"
             f" {t.value:.4f} ({t.seconds:.1f}s) {t.note}",

@@ -214,6 +214,30 @@ def test_a_tuned_feed_without_item_knn_keeps_the_file_valid(tuned, tmp_path):
     assert load_pipeline_config(tmp_path / "p.toml") == written
 
 
+def test_the_given_and_also_questions_are_tried_as_they_are_and_eligible(feed_graph):
+    from recgraph.pipeline.config import QuestionConfig
+
+    ranked = QuestionConfig(
+        retrievers=[{"name": "item_knn"}, {"name": "popular"}],
+        fallback=[],
+        ranker={"name": "gbdt_ranker", "max_train_users": 150},
+    )
+    result = tune_question(
+        "feed", feed_graph, settings=settings(max_trials=8, confirm=False), also=[ranked]
+    )
+    given = [t for t in result.trials if t.phase == "default"]
+    assert [t.note for t in given][:1] == ["given"]
+    assert any(t.note == "also #1" and t.ranker is not None for t in given)
+    # without phase 3 the pick is the best validation figure, the given questions included
+    assert result.value >= max(t.value for t in given) - 1e-12
+    best_given = max(given, key=lambda t: t.value)
+    if best_given.value > max(t.value for t in result.trials if t.phase != "default"):
+        assert result.chosen == best_given.number
+    # taught as `recgraph evaluate` teaches on this split: the label slice is not "auto"
+    if result.config.ranker is not None:
+        assert result.config.ranker.label_split != "auto"
+
+
 def test_a_trial_that_differs_only_in_negatives_is_not_a_repeat():
     from recgraph.jobs.tune.results import Trial
     from recgraph.jobs.tune.search import _describe, _same
@@ -298,6 +322,45 @@ def test_phase_three_keeps_the_pipeline_whose_lead_holds_on_the_second_validatio
     # both fall well behind on the second validation: the best single retriever answers
     assert run({"popular": 0.20, "item_knn": 0.10, "ease": 0.12}) == (0.10, configs[0])
     assert description["confirm"]["kept"] == "the best single retriever"
+
+
+def test_phase_three_ranks_by_the_figures_drawn_after_the_choice_and_checks_a_given_one():
+    """Phase 2's own figure of a finalist is the best of many draws: it floors, never ranks.
+    The best question tried as given is checked after phase 2's finalists."""
+
+    from recgraph.jobs.tune.results import Trial
+    from recgraph.pipeline.config import QuestionConfig
+
+    names = {0: "popular", 1: "item_knn", 2: "ease"}
+    configs = {
+        n: QuestionConfig(retrievers=[{"name": name}], fallback=[]) for n, name in names.items()
+    }
+    values = {0: 0.10, 1: 0.15, 2: 0.12}
+    trials = {n: Trial(n, "pipeline", [{"name": names[n]}], None, values[n], 0.0) for n in names}
+    trials[2] = Trial(2, "default", [{"name": "ease"}], None, values[2], 0.0, "also #1")
+    recorded, description = [], {}
+    second = {"popular": 0.20, "item_knn": 0.21, "ease": 0.23}
+
+    def run(given, **options):
+        return confirm_scored(
+            (values[1], configs[1]),
+            [(trials[1], configs[1])],
+            (trials[0], configs[0]),
+            recorded,
+            description,
+            second=lambda model: second[model.retrievers[0].name],
+            given=[(given, configs[2])],
+            **options,
+        )
+
+    # item_knn: 1.5x on its own trial, 1.05x after (mean 1.275); ease: 1.2x, then 1.15x
+    assert run(trials[2]) == (0.12, configs[2])
+    assert description["confirm"]["mean_share_after"] == {"#1": 1.05, "#2": 1.15}
+    assert description["confirm"]["mean_share"]["#1"] > description["confirm"]["mean_share"]["#2"]
+    # a given question ahead of phase 2's best is checked first, in full, past the deadline
+    leading = Trial(2, "default", [{"name": "ease"}], None, 0.16, 0.0, "also #1")
+    assert run(leading, deadline=0.0) == (0.16, configs[2])
+    assert description["confirm"]["unchecked"] == ["#1"]
 
 
 def test_phase_three_keeps_a_ranker_only_when_its_lead_holds_for_every_ranker_seed():

@@ -25,7 +25,15 @@ Three phases, the first two Optuna studies (TPE, seeded), within a time budget:
    otherwise), each with two ranker seeds (the ranker's own draw moves a
    figure as much as its parameters do), and a pipeline is kept only when
    it beats the best single retriever on every one of those figures (the
-   best mean share of those that do; else the best single retriever).
+   best mean share of those that do, its own phase-2 figure left out: the
+   best of many noisy trials runs high; else the best single retriever).
+
+The question given as the base (``recgraph tune``: the pipeline file's) and
+any ``also`` ones (``benchmarks/two_stage.py``: the shipped file's and the
+code defaults' ranked question) are tried first, as they are, and are
+eligible as the pick like phase 2's pipelines (the best of them that leads
+the best single retriever also faces phase 3), so tuning never keeps a
+pipeline validation scores below them. The budget starts after them.
    Without a second validation (``leave_last_n``, a fraction of 0.5 or more
    when temporal) the seeds are checked on the first alone, and the TOML
    says so. The first finalist's check always runs in full, so the

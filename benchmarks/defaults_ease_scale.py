@@ -1,0 +1,108 @@
+"""EASE's regularization against the size of the data: one lambda grid on two nested validations.
+
+Question: does the best lambda move with the amount of data (so a tuned value
+chosen on a validation fit of 64% of the data should be scaled before it is
+used on the 80% of a test fit, and a default could follow the data)? Scored
+on validation only, never on a test split:
+
+- level 1: ``(fit, valid)`` = ``validation_split(train, method, 0.2, seed 0)``
+  of each case's train (tuning's own carve; 64% / 16% of the data);
+- level 2: the same carve of level 1's fit (51% / 13%).
+
+Cases: the feed splits of benchmarks/two_stage.py (MovieLens 100k random and
+global-temporal, latest-small random: the rows as two_stage reads them,
+dislikes dropped) and the generated play-count log of
+benchmarks/defaults_study.py. Per case and level: nDCG@20 per lambda, the
+best lambda, and what the data looks like (users, items, the Gram matrix's
+trace = sum of squared weights, positives).
+
+Run: ``python benchmarks/defaults_ease_scale.py [--cases ...]``; saves
+``benchmarks/results/defaults_ease_scale.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS_DIR, save_results  # noqa: E402
+from recgraph.data.splits import split, validation_split  # noqa: E402
+from recgraph.evaluation import evaluate  # noqa: E402
+from recgraph.retrieval.factors import positive_matrix  # noqa: E402
+from recgraph.retrieval.registry import create_retriever  # noqa: E402
+
+GRID = (50.0, 100.0, 150.0, 200.0, 300.0, 450.0, 700.0, 1000.0, 1500.0, 2500.0)
+CASES = ("ml100k-random", "latest-small-random", "ml100k-temporal", "listening-counts")
+
+
+def case_train(name: str):
+    """``(train, method)`` of a case: the outer split's train side only."""
+    if name == "listening-counts":
+        from recgraph.data.listening import generate_listening
+
+        data = generate_listening(seed=0)
+        train, _ = split(data, "random_per_user", fraction=0.2, seed=0)
+        return train, "random_per_user"
+    from two_stage import CASES as TWO_STAGE
+    from two_stage import case_split
+
+    _source, train, _test = case_split(name)
+    return train, TWO_STAGE[name][3]
+
+
+def describe(fit) -> dict:
+    matrix = positive_matrix(fit, count_epsilon=0.01)
+    squares = matrix.multiply(matrix).sum(axis=0).A1
+    active = squares > 0
+    return {
+        "rows": len(fit),
+        "users": int(matrix.shape[0]),
+        "items_with_positives": int(active.sum()),
+        "positives": int(matrix.nnz),
+        "gram_trace": round(float(squares.sum()), 1),
+        "mean_gram_diagonal": round(float(squares[active].mean()), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--out", default=str(RESULTS_DIR / "defaults_ease_scale.json"))
+    args = parser.parse_args()
+    out: dict = {}
+    cpu = time.process_time()
+    for name in args.cases.split(","):
+        train, method = case_train(name)
+        fit1, valid1 = validation_split(train, method, fraction=0.2, seed=0)
+        fit2, valid2 = validation_split(fit1, method, fraction=0.2, seed=0)
+        levels = {}
+        for level, (fit, valid) in {"level1": (fit1, valid1), "level2": (fit2, valid2)}.items():
+            scores = {}
+            for lam in GRID:
+                report = evaluate(
+                    [create_retriever("ease", {"regularization": lam})],
+                    fit,
+                    valid,
+                    (20,),
+                    progress=False,
+                )
+                scores[str(lam)] = round(report.results[0].metrics["ndcg@20"], 5)
+            best = max(scores, key=scores.get)
+            levels[level] = {"data": describe(fit), "ndcg@20": scores, "best": float(best)}
+            print(name, level, levels[level]["data"], "best", best, scores, flush=True)
+        out[name] = {"method": method, **levels}
+        save_results(  # after each case: a run stopped for time keeps the cases it scored
+            Path(args.out),
+            "defaults_ease_scale",
+            cases=out,
+            grid=list(GRID),
+            cpu_seconds=round(time.process_time() - cpu, 1),
+        )
+
+
+if __name__ == "__main__":
+    main()
