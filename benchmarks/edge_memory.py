@@ -10,7 +10,8 @@ with one retriever and the ``popular`` fallback (``--models``, as in
    (``TrainingSnapshot.from_store``, or drawing the edges), the fit,
    publishing to a registry;
 2. ``serve``: a process that loads the published pipeline as a server worker
-   does (``Pipeline.load``) and answers 200 suggestions: RSS after the
+   does (``Pipeline.load``: wall and CPU seconds) and answers 200 suggestions
+   (CPU ms an answer, the first 20 left out): RSS after the
    imports, after the load and after the answers, split by
    ``/proc/self/smaps_rollup`` into anonymous memory (the process's own, which
    every worker pays again) and file-backed pages (memory-mapped files, which
@@ -116,13 +117,23 @@ import recgraph.retrieval.registry
 registry = ModelRegistry(sys.argv[1])
 folder = registry.local_copy(registry.current_version()) / MODEL_DIR
 stage("imports")
+started, cpu = time.perf_counter(), time.process_time()
 pipeline = Pipeline.load(folder)
+load = {"seconds": round(time.perf_counter() - started, 2),
+        "cpu_seconds": round(time.process_time() - cpu, 2)}
 stage("loaded")
 question = pipeline.questions["who_to_follow"]
 rng = np.random.default_rng(0)
+answer_ms = []
 for user in rng.choice(len(question.users), 200):
-    pipeline.suggest_accounts(str(question.users.ids[user]), 10)
+    asker = str(question.users.ids[user])
+    cpu = time.process_time()
+    pipeline.suggest_accounts(asker, 10)
+    answer_ms.append(1000 * (time.process_time() - cpu))
 stage("answered")
+warm = np.array(answer_ms[20:])  # the first answers page the mapped files in
+load["answer_cpu_ms"] = {"mean": round(float(warm.mean()), 2),
+    "p50": round(float(np.percentile(warm, 50)), 2), "p99": round(float(np.percentile(warm, 99)), 2)}
 follows = int(question.history.seen.nnz)
 # what the load allocates, by line: a second load, traced (tracing costs memory of its own,
 # so the figures above are taken without it)
@@ -132,7 +143,7 @@ traced = tracemalloc.take_snapshot()
 tracemalloc.stop()
 top = [{"where": f"{s.traceback[0].filename.split('/src/')[-1]}:{s.traceback[0].lineno}",
         "mb": round(s.size / 2**20, 2)} for s in traced.statistics("lineno")[:10]]
-print(json.dumps({"stages": stages, "traced_after_load": top, "follows": follows}))
+print(json.dumps({"stages": stages, "traced_after_load": top, "follows": follows, "load": load}))
 """
 )
 
@@ -234,7 +245,7 @@ def main() -> None:
             "serve": {**serve, "bytes_per_edge": per_edge(serve["stages"], follows)},
             "registry_mb_apparent": round(disk / 1e6, 1),
         }
-        t, s = train["stages"], serve["stages"]
+        t, s, s_load = train["stages"], serve["stages"], serve["load"]
         edge = payload["models"][model]["train"]["bytes_per_edge"]
         print(
             f"{model} at {follows:,} follows: train peak RSS by stage: reading "
@@ -246,7 +257,8 @@ def main() -> None:
             f"{s['loaded']['anonymous']:.0f}, file-backed {s['loaded']['file_backed']:.0f}); "
             f"after 200 answers anonymous {s['answered']['anonymous']:.0f} MB = "
             f"{payload['models'][model]['serve']['bytes_per_edge']['answered']['anonymous']} "
-            "B/edge of the worker's own",
+            f"B/edge of the worker's own; loaded in {s_load['seconds']} s "
+            f"({s_load['cpu_seconds']} CPU s), {s_load['answer_cpu_ms']['mean']} CPU ms an answer",
             flush=True,
         )
         for row in serve["traced_after_load"][:6]:

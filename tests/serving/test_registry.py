@@ -90,6 +90,8 @@ def test_manifest_holds_what_and_from_which_data(registry, model, train):
         "model/state.npz",
         "model/ids.users.npy",
         "model/ids.items.npy",
+        "model/ids.users.order.npy",  # the permutations that sort the ids: lookups search them
+        "model/ids.items.order.npy",
         *history,
     }
     assert all(

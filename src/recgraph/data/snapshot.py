@@ -15,7 +15,7 @@ import gc
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -188,14 +188,17 @@ class TrainingSnapshot:
             counts = store.counts()
             follows = store.follows_graph() if counts.get("follows") else None
             ids, handles = store.account_names()
-            if follows is not None and _same_ids(follows.users.ids, ids):
-                ids = follows.users.ids  # one string per account, not two (10^7 at 10^8 follows)
-            return cls.from_frames(
+            same = follows is not None and _same_ids(follows.users.ids, ids)
+            snapshot = cls.from_frames(
                 follows=follows,
                 interactions=store.interactions_graph() if counts.get("interactions") else None,
                 accounts=pd.DataFrame({"external_id": ids, "handle": handles}, dtype=object),
                 items=store.items_frame(),
             )
+            if same:  # the id map's array, not a second copy of every id (as Python strings)
+                assert follows is not None
+                snapshot = replace(snapshot, account_ids=follows.users.ids)
+            return snapshot
 
     @classmethod
     def from_frames(

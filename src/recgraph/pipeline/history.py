@@ -230,9 +230,9 @@ class History:
         """
         base = Path(folder) / HISTORY_DIR
         base.mkdir(parents=True, exist_ok=True)
-        save_array(base / "users.npy", self.users.to_array())
+        self.users.save(base / "users.npy")  # and users.order.npy: memory-mapped by load
         if not self.one_sided:
-            save_array(base / "items.npy", self.items.to_array())
+            self.items.save(base / "items.npy")
         seen = sp.csr_matrix(self.seen)
         if not seen.has_canonical_format:  # what save_binary_csr writes, and liked is read as
             seen = seen.copy()
@@ -291,9 +291,9 @@ class History:
                 raise InputError(f"{path}: missing (the saved history is incomplete)")
             return np.asarray(load_array(path, mmap=mmap))
 
-        users = IdMap.from_array(load_array(base / "users.npy", mmap=False))
+        users = IdMap.load(base / "users.npy", mmap=mmap)
         one_sided = manifest["graph_kind"] != "items"
-        items = users if one_sided else IdMap.from_array(load_array(base / "items.npy", mmap=False))
+        items = users if one_sided else IdMap.load(base / "items.npy", mmap=mmap)
         shape = (len(users), len(items))
         if shape != (manifest["n_users"], manifest["n_items"]):
             raise InputError(f"{base / HISTORY_MANIFEST}: the id maps do not match n_users/n_items")

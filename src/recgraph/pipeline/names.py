@@ -14,7 +14,10 @@ REASON_TITLE_CHARS = 60
 class Names:
     """Handles of accounts and titles of items, to resolve queries and write reasons.
 
-    ``handle`` and ``title`` are ``""`` where the store has none.
+    ``handle`` and ``title`` are ``""`` where the store has none. Only the ids that
+    have one are kept, as unicode arrays with the permutations that sort them
+    (ids; handles lower-cased): every lookup is a binary search, no dict of every
+    account per serving worker.
     """
 
     def __init__(
@@ -24,25 +27,25 @@ class Names:
         item_ids: Sequence[str] | np.ndarray = (),
         titles: Sequence[str | None] | np.ndarray = (),
     ) -> None:
-        self.account_ids = _text_array(account_ids)
-        self.handles = _text_array(handles)
-        self.item_ids = _text_array(item_ids)
-        self.titles = _text_array(titles)
-        if len(self.handles) != len(self.account_ids) or len(self.titles) != len(self.item_ids):
+        if len(handles) != len(account_ids) or len(titles) != len(item_ids):
             raise ValueError("names: every id needs a handle / title entry ('' when none)")
-        self._handle_of = {a: h for a, h in zip(self.account_ids, self.handles, strict=True) if h}
-        self._account_of_handle = {h.lower(): a for a, h in self._handle_of.items()}
-        self._title_of = {i: t for i, t in zip(self.item_ids, self.titles, strict=True) if t}
+        self.account_ids, self.handles = _named(account_ids, handles)
+        self.item_ids, self.titles = _named(item_ids, titles)
+        self._by_account = _sorting(self.account_ids)
+        self._lower_handles = np.strings.lower(self.handles)
+        self._by_handle = _sorting(self._lower_handles)
+        self._by_item = _sorting(self.item_ids)
 
     def handle(self, account: str) -> str | None:
-        return self._handle_of.get(account)
+        return _lookup(self.account_ids, self._by_account, self.handles, account)
 
     def title(self, item: str) -> str | None:
-        return self._title_of.get(item)
+        return _lookup(self.item_ids, self._by_item, self.titles, item)
 
     def account_for_handle(self, text: str) -> str | None:
         """The account whose handle is ``text`` (any case, leading ``@`` ignored)."""
-        return self._account_of_handle.get(text.strip().removeprefix("@").lower())
+        wanted = text.strip().removeprefix("@").lower()
+        return _lookup(self._lower_handles, self._by_handle, self.account_ids, wanted)
 
     def show_account(self, account: str) -> str:
         """``@handle`` when known, else the id."""
@@ -68,15 +71,38 @@ class Names:
     @classmethod
     def load(cls, path: Path) -> Names:
         with np.load(path, allow_pickle=False) as data:
-            return cls(
-                data["account_ids"].tolist(),
-                data["handles"].tolist(),
-                data["item_ids"].tolist(),
-                data["titles"].tolist(),
-            )
+            return cls(data["account_ids"], data["handles"], data["item_ids"], data["titles"])
+
+
+def _named(
+    ids: Sequence | np.ndarray, names: Sequence | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ids that have a name, and their names, as unicode arrays."""
+    names = _text_array(names)
+    has = names != ""
+    ids = (
+        ids[has] if isinstance(ids, np.ndarray) else [x for x, h in zip(ids, has, strict=True) if h]
+    )
+    return _unicode(_text_array(ids)), _unicode(names[has])
+
+
+def _sorting(keys: np.ndarray) -> np.ndarray:
+    """The stable permutation that sorts ``keys``: equal keys keep their order (the last wins)."""
+    return np.argsort(keys, kind="stable")
+
+
+def _lookup(keys: np.ndarray, order: np.ndarray, values: np.ndarray, key: str) -> str | None:
+    """``values`` at the last position where ``keys`` holds ``key`` (as a dict built from
+    them in order would answer), ``None`` when it holds none."""
+    at = int(np.searchsorted(keys, key, side="right", sorter=order)) - 1
+    if at < 0 or keys[order[at]] != key:
+        return None
+    return str(values[order[at]])
 
 
 def _text_array(values: Sequence | np.ndarray) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype.kind == "U":
+        return values
     return np.asarray(
         ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values],
         dtype=object,

@@ -50,10 +50,8 @@ from pydantic import BaseModel, ConfigDict
 from recgraph.data.graph_csr import (
     binary_csr_files,
     link_or_copy,
-    load_array,
     load_binary_csr,
     same_file,
-    save_array,
     save_binary_csr,
 )
 from recgraph.data.interactions import IdMap, Interactions
@@ -688,15 +686,22 @@ class Retriever(ABC):
             own["items"] = (self.items, [path / "ids.items.npy"])
         else:  # load reads items from the file whenever it exists: no stale one may stay
             (path / "ids.items.npy").unlink(missing_ok=True)
+            IdMap.order_file(path / "ids.items.npy").unlink(missing_ok=True)
         for key, (value, files) in own.items():
             given = shared.get(key)
             if given is not None and given[0] is value and all(f.exists() for f in given[1]):
                 for source, target in zip(given[1], files, strict=True):
                     link_or_copy(source, target)
+                    if key != "seen":  # the id map's sort permutation beside it, if it has one
+                        order, stale = IdMap.order_file(source), IdMap.order_file(target)
+                        if order.exists():
+                            link_or_copy(order, stale)
+                        else:
+                            stale.unlink(missing_ok=True)
             elif key == "seen":
                 save_binary_csr(path, "seen", self._seen)
             else:
-                save_array(files[0], value.to_array())
+                value.save(files[0])
         if self._liked is not None:
             save_binary_csr(path, "liked", self._liked)
         else:
@@ -748,12 +753,12 @@ class Retriever(ABC):
 
             users = reuse("users", [path / "ids.users.npy"])
             if users is None:
-                users = IdMap.from_array(load_array(path / "ids.users.npy", mmap=False))
+                users = IdMap.load(path / "ids.users.npy")
             items = users
             if (path / "ids.items.npy").exists():
                 items = reuse("items", [path / "ids.items.npy"])
                 if items is None:
-                    items = IdMap.from_array(load_array(path / "ids.items.npy", mmap=False))
+                    items = IdMap.load(path / "ids.items.npy")
             if (len(users), len(items)) != shape:
                 raise InputError(f"{path}: the saved id maps do not match the model's shape")
             model.users, model.items = users, items
