@@ -75,3 +75,20 @@ def test_a_permutation_of_another_length_is_refused(tmp_path):
     np.save(IdMap.order_file(path), np.arange(2, dtype=np.int32))
     with pytest.raises(InputError, match="ids.npy"):
         IdMap.load(path)
+
+
+def test_an_order_left_from_other_ids_is_refused(tmp_path):
+    path = IdMap(["a", "b", "c"]).save(tmp_path / "ids.npy")
+    np.save(path, np.asarray(["c", "b", "a"]))  # the ids replaced, their order left behind
+    with pytest.raises(InputError, match="does not sort"):
+        IdMap.load(path)
+
+
+def test_ids_ending_in_nul_are_refused_not_merged():
+    """numpy's unicode arrays drop trailing NULs: "a\\x00" must not become "a"."""
+    with pytest.raises(ValueError, match="NUL"):
+        IdMap(["a", "a\x00"])
+    with pytest.raises(ValueError, match="NUL"):
+        IdMap.factorize(["x\x00", "x"])
+    idmap = IdMap(["a"])
+    assert "a\x00" not in idmap and idmap.get("a\x00") == -1

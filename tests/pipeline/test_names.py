@@ -31,3 +31,11 @@ def test_a_handle_held_twice_resolves_to_the_last_account():
     assert names.account_for_handle("one.example") == "y"
     assert names.handle("x") == "two.example"
     assert Names().handle("x") is None and Names().account_for_handle("x") is None
+
+
+def test_a_handle_that_lowers_longer_is_found_whole():
+    """``İ`` lowers to two characters; numpy's lower keeps the input's width and cut it."""
+    names = Names(["a", "b"], ["İSTANBUL.example", "x"], [], [])
+    assert names.account_for_handle("@İstanbul.EXAMPLE") == "a"
+    assert names.account_for_handle("İSTANBUL.example".lower()) == "a"
+    assert names.account_for_handle("x") == "b"

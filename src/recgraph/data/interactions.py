@@ -103,7 +103,9 @@ class IdMap:
     ``.npy`` and :meth:`load` memory-maps them, so the processes serving one
     model share one copy of the pages. At 10^6 decimal ids that is 32 bytes
     an id (the dict and object array it replaces took about 277, in every
-    worker).
+    worker). The width is the longest id's, 4 bytes a character: one id of
+    255 characters (a long ``did:web:``) makes every row 1 KB; UTF-8 bytes
+    with offsets would not, and are what to build if such ids appear.
     """
 
     __slots__ = ("_ids", "_order")
@@ -181,7 +183,10 @@ class IdMap:
         return i
 
     def get(self, external_id: str, default: int = -1) -> int:
-        i = int(self._find(np.asarray([str(external_id)]))[0])
+        external_id = str(external_id)
+        if external_id.endswith("\x00"):  # no id holds one; numpy would drop it and match
+            return default
+        i = int(self._find(np.asarray([external_id]))[0])
         return default if i < 0 else i
 
     def index(self, external_ids: Iterable[str], missing: int | None = None) -> np.ndarray:
@@ -254,6 +259,8 @@ class IdMap:
         order = np.load(order_path, mmap_mode=mode, allow_pickle=False)
         if ids.ndim != 1 or ids.dtype.kind != "U" or len(order) != len(ids):
             raise InputError(f"{path}: not an id map saved by IdMap.save (or its order differs)")
+        if not _sorts_sample(ids, order):  # e.g. the ids file replaced, its order left behind
+            raise InputError(f"{path}: its order file {order_path.name} does not sort its ids")
         return cls(ids, _order=order)
 
 
@@ -268,12 +275,30 @@ def _text_array(values: Iterable[object]) -> np.ndarray:
         arr = arr.reshape(-1)
         if not all(type(x) is str for x in arr):  # str(b"x") is "b'x'", as str() always gave
             arr = np.asarray([str(x) for x in arr], dtype=object)
+        text = arr.astype(str).reshape(-1)
+        # numpy's unicode arrays drop trailing NULs: "a\x00" would become "a"
+        if sum(map(len, arr)) != int(np.strings.str_len(text).sum()):
+            bad = next(x for x in arr if x.endswith("\x00"))
+            raise ValueError(f"external id {bad!r} ends in a NUL character, which ids cannot hold")
+        return text
     return arr.astype(str).reshape(-1)
 
 
 #: Lookups of more ids than this at once go through their distinct sorted values
 #: (10^6 random lookups in 10^6 ids: 1.1 CPU s instead of 2.6).
 _MANY = 4096
+
+
+def _sorts_sample(ids: np.ndarray, order: np.ndarray, pairs: int = 1024) -> bool:
+    """Whether ``order`` sorts ``ids`` strictly at ``pairs`` evenly spread neighbours: an order
+    that belongs to other ids fails almost surely, without reading every page of a large map."""
+    if len(ids) < 2:
+        return True
+    at = np.unique(np.linspace(0, len(ids) - 2, min(pairs, len(ids) - 1)).astype(np.int64))
+    order = np.asarray(order)
+    if order[at].min() < 0 or max(order[at].max(), order[at + 1].max()) >= len(ids):
+        return False
+    return bool(np.all(ids[order[at]] < ids[order[at + 1]]))
 
 
 def _sorting_order(ids: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ class Names:
         self.account_ids, self.handles = _named(account_ids, handles)
         self.item_ids, self.titles = _named(item_ids, titles)
         self._by_account = _sorting(self.account_ids)
-        self._lower_handles = np.strings.lower(self.handles)
+        self._lower_handles = _lowered(self.handles)
         self._by_handle = _sorting(self._lower_handles)
         self._by_item = _sorting(self.item_ids)
 
@@ -98,6 +98,15 @@ def _lookup(keys: np.ndarray, order: np.ndarray, values: np.ndarray, key: str) -
     if at < 0 or keys[order[at]] != key:
         return None
     return str(values[order[at]])
+
+
+def _lowered(texts: np.ndarray) -> np.ndarray:
+    """``str.lower`` of each text: numpy keeps the input's width, and a few characters lower
+    to two (``İ`` to ``i̇``), so the texts are widened first and narrowed after."""
+    if not len(texts):
+        return texts
+    wide = np.strings.lower(texts.astype(f"<U{2 * max(texts.dtype.itemsize // 4, 1)}"))
+    return wide.astype(f"<U{max(int(np.strings.str_len(wide).max()), 1)}")
 
 
 def _text_array(values: Sequence | np.ndarray) -> np.ndarray:
