@@ -91,26 +91,6 @@ def test_a_friendship_walk_reads_one_side_for_both():
     assert not create_retriever("ppr").fit(graph()).symmetric_
 
 
-def test_sums_counted_over_every_node_are_the_sorted_sums(monkeypatch):
-    from recgraph.retrieval import walks
-
-    rng = np.random.default_rng(6)
-    nodes = rng.integers(0, 50, 400)
-    values = rng.random(400) * 10.0 ** rng.integers(-8, 3, 400)  # the order of adding shows
-    dense = walks.aggregate(nodes, values, size=50)
-    sorted_ = walks.aggregate(nodes, values)
-    for a, b in zip(dense, sorted_, strict=True):
-        same_bits(a, b)
-    assert len(dense[0]) == len(np.unique(nodes))
-    # and a walk's scores do not depend on which way they were summed
-    model = create_retriever("ppr").fit(graph())
-    rows = [model.user_row(u) for u in (0, 7, 21)]
-    monkeypatch.setattr(walks, "DENSE_AGGREGATE", 0)
-    for u, row in zip((0, 7, 21), rows, strict=True):
-        for a, b in zip(model.user_row(u), row, strict=True):
-            same_bits(a, b)
-
-
 @pytest.mark.parametrize("name", ["adamic_adar", "common_neighbors", "resource_allocation"])
 def test_one_users_list_from_its_own_paths_is_the_products(name):
     model = create_retriever(name, {"hub_cap": 20}).fit(graph())
