@@ -41,6 +41,61 @@ def test_best_first_is_lexsort_by_value_then_key() -> None:
             np.testing.assert_array_equal(got, want if count < 0 else want[:count])
 
 
+def test_best_first_orders_tied_nans_by_key_as_lexsort_does() -> None:
+    rng = np.random.default_rng(5)
+    for n in (2, 5, 12, 40):
+        values = np.full(n, np.nan)
+        values[rng.permutation(n)[: n // 3]] = rng.integers(0, 3, n // 3)
+        keys = rng.permutation(n).astype(np.int64)
+        want = np.lexsort((keys, -values))
+        for count in range(1, n):  # the top-count path: NaNs arrive in key disorder
+            np.testing.assert_array_equal(kernels.best_first(values, keys, count), want[:count])
+
+
+def test_pixie_kernels_are_compiled_per_process_and_the_walk_kernels_cached() -> None:
+    """A cached Pixie kernel would keep stale copies of the walk_kernels functions it calls
+    (numba checks only the caller's file): none is cached; the self-contained ones are."""
+    from numba.core.caching import NullCache
+    from numba.core.registry import CPUDispatcher
+
+    def dispatchers(module) -> list:
+        return [f for f in vars(module).values() if isinstance(f, CPUDispatcher)]
+
+    own = [f for f in dispatchers(pixie_kernels) if f.py_func.__module__ == pixie_kernels.__name__]
+    assert len(own) >= 5
+    assert all(isinstance(f._cache, NullCache) for f in own)
+    walk = dispatchers(kernels)
+    assert len(walk) >= 20
+    assert not any(isinstance(f._cache, NullCache) for f in walk)
+
+
+def test_the_kernels_compile_uncached_where_no_cache_location_is_writable() -> None:
+    """With every cache locator refusing (a read-only install), ``cache=True`` raises at
+    decoration; the kernels fall back to compiling per process and still run."""
+    import subprocess
+    import sys
+
+    script = """
+import numba
+from numba.core import caching
+caching.CacheImpl._locator_classes = []
+try:
+    numba.njit(cache=True)(lambda x: x)
+    print("decorated")
+except RuntimeError:
+    print("refused")
+from recgraph.retrieval import pixie_kernels, walk_kernels
+assert isinstance(walk_kernels.pairwise_sum._cache, caching.NullCache)
+pixie_kernels.warm_up()
+print(walk_kernels.pairwise_sum(__import__("numpy").arange(10.0)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["refused", "45.0"]
+
+
 @pytest.mark.parametrize("cap", [0, 1, 3, 1000])
 def test_the_kernels_gather_is_the_walk_graphs_either_way_distinct(cap: int) -> None:
     """One side: the sampled trained row then the overlay's, as WalkGraph.gather gives them;
