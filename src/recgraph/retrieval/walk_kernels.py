@@ -758,5 +758,6 @@ def warm_up() -> None:
     top_allowed(row_nodes, row_scores, np.zeros(0, np.int64), np.array([0], np.int64),
                 np.zeros(0, np.bool_), 1)  # fmt: skip
     best_first(row_scores, row_nodes, 1)
+    effective_cap(2, -1)  # SALSA's cap, asked from Python
     salsa(graph, np.array([0, 1], np.int64), np.array([0.5, 0.5]), 2, 3, 0.15, flags, slot)
     _WARM.append(True)
