@@ -120,9 +120,12 @@ for name in ("ppr", "salsa", "pixie"):
     indices = np.asarray(model._seen.indices, np.int64)
     indices.flags.writeable = False
     model._seen.indices = indices
+    frozen = np.ones(model.n_items, bool)
+    frozen.flags.writeable = False
     for user in range(model.n_users):
         model.recommend([user], k=1)
         model.recommend([user], k=1, candidates=np.arange(2))
+        model.recommend([user], k=1, candidates=frozen)
     model.observe(["a"], ["x"])
     for user in range(model.n_users):
         model.recommend([user], k=1)

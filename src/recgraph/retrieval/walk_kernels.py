@@ -755,8 +755,11 @@ def warm_up() -> None:
         ppr_explain(graph, row_nodes, row_scores, np.array([1, 2], np.int64), mode, mode, 2,
                     1e-4, 3, flags)  # fmt: skip
         gather(graph, np.array([0, 1], np.int64), mode, 2, flags)
-    top_allowed(row_nodes, row_scores, np.zeros(0, np.int64), np.array([0], np.int64),
-                np.zeros(0, np.bool_), 1)  # fmt: skip
+    frozen_mask = np.zeros(0, np.bool_)
+    frozen_mask.flags.writeable = False  # a shared allowed mask, passed as it is
+    for mask in (np.zeros(0, np.bool_), frozen_mask):
+        top_allowed(row_nodes, row_scores, np.zeros(0, np.int64), np.array([0], np.int64),
+                    mask, 1)  # fmt: skip
     best_first(row_scores, row_nodes, 1)
     effective_cap(2, -1)  # SALSA's cap, asked from Python
     salsa(graph, np.array([0, 1], np.int64), np.array([0.5, 0.5]), 2, 3, 0.15, flags, slot)

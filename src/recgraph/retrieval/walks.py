@@ -452,10 +452,11 @@ class WalkRetriever(Retriever):
         if exclude is not None:
             parts.append(np.asarray(exclude.indices, np.int64))
         forbidden = np.sort(np.concatenate(parts))
-        mask = np.zeros(0, bool) if allowed is None else allowed
+        # a mask over every target is not copied: warm_up compiles a read-only one's version
+        mask = np.zeros(0, bool) if allowed is None else np.require(allowed, np.bool_, "C")
         ids, scores, kept = top_allowed(
             kernel_array(targets, np.int64), kernel_array(values, np.float64),
-            seen_row, forbidden, kernel_array(mask, np.bool_), k,
+            seen_row, forbidden, mask, k,
         )  # fmt: skip
         if kept < k:
             return None
