@@ -112,3 +112,20 @@ def test_the_defaults_scale_rows_and_blend_a_tenth_of_popularity() -> None:
     assert model.config.normalize_rows and model.config.popularity_blend == 0.1
     rows = model.similarity_.toarray().sum(axis=1)
     np.testing.assert_allclose(rows[rows > 0], 1.0, rtol=1e-5)
+
+
+def test_importing_item_knn_imports_neither_pixie_nor_numba() -> None:
+    """Item-kNN once took its DAY from pixie, importing the walk kernels and numba
+    (0.7-2.4 s) into every process that only wanted item-kNN."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, recgraph.retrieval.item_knn\n"
+        "print(sorted(m for m in ('numba', 'recgraph.retrieval.pixie') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -41,6 +41,61 @@ def test_best_first_is_lexsort_by_value_then_key() -> None:
             np.testing.assert_array_equal(got, want if count < 0 else want[:count])
 
 
+def test_best_first_orders_tied_nans_by_key_as_lexsort_does() -> None:
+    rng = np.random.default_rng(5)
+    for n in (2, 5, 12, 40):
+        values = np.full(n, np.nan)
+        values[rng.permutation(n)[: n // 3]] = rng.integers(0, 3, n // 3)
+        keys = rng.permutation(n).astype(np.int64)
+        want = np.lexsort((keys, -values))
+        for count in range(1, n):  # the top-count path: NaNs arrive in key disorder
+            np.testing.assert_array_equal(kernels.best_first(values, keys, count), want[:count])
+
+
+def test_pixie_kernels_are_compiled_per_process_and_the_walk_kernels_cached() -> None:
+    """A cached Pixie kernel would keep stale copies of the walk_kernels functions it calls
+    (numba checks only the caller's file): none is cached; the self-contained ones are."""
+    from numba.core.caching import NullCache
+    from numba.core.registry import CPUDispatcher
+
+    def dispatchers(module) -> list:
+        return [f for f in vars(module).values() if isinstance(f, CPUDispatcher)]
+
+    own = [f for f in dispatchers(pixie_kernels) if f.py_func.__module__ == pixie_kernels.__name__]
+    assert len(own) >= 5
+    assert all(isinstance(f._cache, NullCache) for f in own)
+    walk = dispatchers(kernels)
+    assert len(walk) >= 20
+    assert not any(isinstance(f._cache, NullCache) for f in walk)
+
+
+def test_the_kernels_compile_uncached_where_no_cache_location_is_writable() -> None:
+    """With every cache locator refusing (a read-only install), ``cache=True`` raises at
+    decoration; the kernels fall back to compiling per process and still run."""
+    import subprocess
+    import sys
+
+    script = """
+import numba
+from numba.core import caching
+caching.CacheImpl._locator_classes = []
+try:
+    numba.njit(cache=True)(lambda x: x)
+    print("decorated")
+except RuntimeError:
+    print("refused")
+from recgraph.retrieval import pixie_kernels, walk_kernels
+assert isinstance(walk_kernels.pairwise_sum._cache, caching.NullCache)
+pixie_kernels.warm_up()
+print(walk_kernels.pairwise_sum(__import__("numpy").arange(10.0)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["refused", "45.0"]
+
+
 @pytest.mark.parametrize("cap", [0, 1, 3, 1000])
 def test_the_kernels_gather_is_the_walk_graphs_either_way_distinct(cap: int) -> None:
     """One side: the sampled trained row then the overlay's, as WalkGraph.gather gives them;
@@ -129,3 +184,70 @@ def test_warm_up_runs_every_kernel_once_and_a_loaded_model_warms_up(tmp_path, mo
         Retriever.load(tmp_path / name)
         assert kernels._WARM == [True], f"{name}: warmed when loaded"
         assert pixie_kernels._WARM == ([True] if name == "pixie" else [])
+
+
+@pytest.mark.parametrize("with_overlay", [False, True])
+def test_pixie_walk_visits_items_as_often_as_the_exact_walk_with_restart(
+    with_overlay: bool,
+) -> None:
+    r"""Visit frequencies of many steps against the exact distribution of the walk.
+
+    A step from item ``i`` goes to a user ``u`` with probability ``A[u, i] / d_in(i)``
+    then to an item ``j`` with ``A[u, j] / d_out(u)`` (``A``: trained plus overlay
+    edges): ``T = P Q``. Each walker starts at the query item ``q``, records the item it
+    reaches and restarts with probability ``r``, so its expected visits over ``S`` steps
+    are :math:`\sum_{t<S} p_t T` with :math:`p_0 = e_q`,
+    :math:`p_{t+1} = r e_q + (1-r) p_t T` (exact, start included).
+
+    Tolerance: a visit's indicator has variance ``p(1-p)``; the walk forgets everything
+    at a restart, so visits ``k`` steps apart are correlated by at most ``(1-r)^k`` and
+    the variance of a frequency over ``N`` steps is at most
+    :math:`p(1-p)(1 + 2\sum_k (1-r)^k)/N = p(1-p)(2-r)/(rN)`. Each item's frequency must
+    lie within 5 of those standard deviations (plus 1e-4 for items never reached).
+    """
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(11)
+    n_users, n_items, r = 6, 7, 0.5
+    trained = rng.random((n_users, n_items)) < 0.35
+    trained[np.arange(n_users), np.arange(n_users) % n_items] = True  # nobody stuck
+    trained[np.arange(n_items) % n_users, np.arange(n_items)] = True
+    overlay = GraphOverlay()
+    union = trained.copy()
+    if with_overlay:
+        free_u, free_i = np.nonzero(~trained)
+        pick = rng.choice(len(free_u), 6, replace=False)
+        overlay.add(free_u[pick], free_i[pick])
+        union[free_u[pick], free_i[pick]] = True
+    out = sp.csr_matrix(trained.astype(np.float32))
+    inn = sp.csr_matrix(trained.T.astype(np.float32))
+    graph = kernels.graph_tuple(
+        (out.indptr, out.indices), (inn.indptr, inn.indices),
+        overlay.arrays("out"), overlay.arrays("in"),
+    )  # fmt: skip
+
+    def exact(edges: np.ndarray, q: int, steps: int) -> np.ndarray:
+        a = edges.astype(np.float64)
+        step = (a / a.sum(axis=0)).T @ (a / a.sum(axis=1, keepdims=True))  # items -> items
+        home = np.eye(n_items)[q]
+        p, total = home, np.zeros(n_items)
+        for _ in range(steps):
+            visit = p @ step
+            total += visit
+            p = r * home + (1 - r) * visit
+        return total / total.sum()
+
+    q, walkers, total_steps = 2, 400, 400_000
+    keys, counts = pixie_kernels.pixie_walk(
+        graph, np.array([q], np.int64), np.array([total_steps], np.int64),
+        np.array([walkers], np.int64), r, 3, 5, 4.0, 0, np.zeros(0), np.zeros(0, np.uint8),
+    )  # fmt: skip
+    assert counts.sum() == total_steps  # nobody is stuck: every step records a visit
+    seen = np.zeros(n_items)
+    seen[keys] = counts  # one query item: keys are items
+    frequency = seen / seen.sum()
+    want = exact(union, q, total_steps // walkers)
+    bound = 5 * np.sqrt(want * (1 - want) * (2 - r) / (r * total_steps)) + 1e-4
+    assert (np.abs(frequency - want) <= bound).all(), (frequency, want, bound)
+    if with_overlay:  # the overlay's edges matter at this tolerance
+        assert (np.abs(exact(trained, q, total_steps // walkers) - want) > 3 * bound).any()

@@ -70,3 +70,75 @@ def test_the_walks_gather_is_the_graphs_gather(cap: int) -> None:
             for w, g in zip(want, got, strict=True):
                 np.testing.assert_array_equal(g, w)
                 assert g.dtype == w.dtype
+
+
+def test_the_kernel_graph_reads_both_overlay_sides_from_one_snapshot(monkeypatch) -> None:
+    """A feedback write between reading the overlay's out and in sides would mix two
+    snapshots in one walk: the kernel graph takes both from one."""
+    model = create_retriever("ppr").fit(chain_and_island())
+    overlay, walk = model.overlay, model.walk_graph_
+    read = overlay._sides
+
+    def read_then_write():  # a write lands right after each read
+        sides = read()
+        overlay.add([0], [len(overlay) + 2])
+        return sides
+
+    monkeypatch.setattr(overlay, "_sides", read_then_write)
+    graph = walk.kernel_graph()
+    out_nodes, out_indices, in_nodes, in_indices = graph[4], graph[6], graph[7], graph[9]
+    assert len(out_indices) == len(in_indices), "one snapshot: as many edges each way"
+    assert sorted(out_nodes.tolist()) == sorted(set(in_indices.tolist()))
+    assert sorted(in_nodes.tolist()) == sorted(set(out_indices.tolist()))
+
+
+def test_requests_run_the_kernels_warm_up_compiled_even_on_read_only_int64_rows(tmp_path) -> None:
+    """A loaded model's requests (a memory-mapped int64 history row is a read-only view,
+    an allowed mask, the overlay, explanations) reach no kernel with argument types
+    warm_up did not compile: numba would compile another version in the first request."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = f"""
+import json
+import numpy as np
+from numba.core.registry import CPUDispatcher
+from recgraph.retrieval import Retriever, create_retriever, pixie_kernels, walk_kernels
+from tests.retrieval.test_walks import chain_and_island
+
+def signatures():
+    return {{f"{{m.__name__}}.{{n}}": len(f.signatures) for m in (walk_kernels, pixie_kernels)
+            for n, f in vars(m).items() if isinstance(f, CPUDispatcher)}}
+
+pixie_kernels.warm_up()
+before = signatures()
+for name in ("ppr", "salsa", "pixie"):
+    create_retriever(name).fit(chain_and_island()).save({str(tmp_path)!r} + "/" + name)
+    model = Retriever.load({str(tmp_path)!r} + "/" + name)
+    indices = np.asarray(model._seen.indices, np.int64)
+    indices.flags.writeable = False
+    model._seen.indices = indices
+    frozen = np.ones(model.n_items, bool)
+    frozen.flags.writeable = False
+    for user in range(model.n_users):
+        model.recommend([user], k=1)
+        model.recommend([user], k=1, candidates=np.arange(2))
+        model.recommend([user], k=1, candidates=frozen)
+    model.observe(["a"], ["x"])
+    for user in range(model.n_users):
+        model.recommend([user], k=1)
+        model.explain(user, [0, 1])
+after = signatures()
+print(json.dumps({{k: [before.get(k, 0), v] for k, v in after.items() if v > before.get(k, 0)}}))
+"""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=root, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    compiled_again = json.loads(done.stdout.strip().splitlines()[-1])
+    called_from_python = {"top_allowed", "ppr_push", "ppr_sweep", "ppr_explain", "gather",
+                          "salsa", "best_first", "effective_cap", "pixie_walk", "pixie_combine"}  # fmt: skip
+    assert not {k: v for k, v in compiled_again.items() if k.split(".")[-1] in called_from_python}

@@ -70,6 +70,8 @@ class ValueKind(_Code):
     WEIGHT = 3
 
 
+#: Seconds in a day (timestamps are Unix seconds): the one copy the other modules import.
+DAY = 86_400
 #: Where on a rating scale "liked" starts: 4 of 1-5 stars, 8 of 1-10.
 LIKED_RATING_SHARE = 0.75
 

@@ -12,9 +12,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from recgraph.data import schema
+from recgraph.data.interactions import DAY
 from recgraph.data.store import Store
 
-HOUR, DAY = 3600, 86_400
+HOUR = 3600
 #: Bucket widths for rows over time, finest first; the first that gives few enough points wins.
 TIME_BUCKETS = (HOUR, DAY, 7 * DAY, 30 * DAY, 365 * DAY)
 #: Most points of an over-time series.

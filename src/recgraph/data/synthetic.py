@@ -23,9 +23,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from recgraph.data.interactions import IdMap, Interactions, Kind
+from recgraph.data.interactions import DAY, IdMap, Interactions, Kind
 
-DAY = 86_400
 #: 2024-01-01 00:00:00 UTC: synthetic time starts here.
 EPOCH = 1_704_067_200
 

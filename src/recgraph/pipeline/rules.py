@@ -24,11 +24,10 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from recgraph.data.interactions import DAY as SECONDS_PER_DAY
 from recgraph.pipeline.config import QuestionConfig
 from recgraph.pipeline.history import History
 from recgraph.retrieval.base import rows_as_csr
-
-SECONDS_PER_DAY = 86400.0
 
 Exclude = sp.spmatrix | Sequence[Sequence[int]] | None
 

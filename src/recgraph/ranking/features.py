@@ -69,7 +69,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from recgraph.data.interactions import Interactions, Kind, ValueKind
+from recgraph.data.interactions import DAY, Interactions, Kind, ValueKind
 from recgraph.data.item_features import ItemFeatures
 from recgraph.data.sorted_keys import find_sorted
 from recgraph.data.sparse_rows import (
@@ -91,7 +91,6 @@ from recgraph.ranking.item_history import (
     small_dense,
 )
 
-DAY = 86400.0
 #: The most recent likes of a user that the ``recent_*`` features compare with.
 RECENT_LIKES = 10
 

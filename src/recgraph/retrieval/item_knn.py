@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field, model_validator
 
-from recgraph.data.interactions import Interactions
+from recgraph.data.interactions import DAY, Interactions
 from recgraph.data.sorted_keys import find_sorted
 from recgraph.data.sparse_rows import DENSE_LOOKUP, row_entries
 from recgraph.files import csr_arrays, csr_from_arrays
@@ -45,7 +45,6 @@ from recgraph.retrieval.factors import (
     bm25_weight,
     positive_matrix,
 )
-from recgraph.retrieval.pixie import DAY
 from recgraph.retrieval.popular import Popular
 
 #: Config fields added by the fourth round of the defaults study (a config

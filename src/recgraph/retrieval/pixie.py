@@ -35,13 +35,11 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from recgraph.data.interactions import Interactions
+from recgraph.data.interactions import DAY, Interactions
 from recgraph.retrieval import pixie_kernels as kernels
 from recgraph.retrieval.explanation import FROM_HISTORY, Explanation, make_explanation
 from recgraph.retrieval.neighborhood import top_contributions
 from recgraph.retrieval.walks import WalkConfig, WalkRetriever
-
-DAY = 86_400.0
 
 
 class PixieConfig(WalkConfig):

@@ -6,6 +6,17 @@ by ``(seed, user)``, so a user's walk is the same on every call and thread.
 A walk step from item ``i`` picks a user ``u`` uniformly among the
 :math:`d_{in}(i)` who have it (trained edges then overlay edges, no sample),
 then an item uniformly among ``u``'s :math:`d_{out}(u)`.
+
+**Not cached on disk.** These kernels call jitted functions of
+:mod:`~recgraph.retrieval.walk_kernels` (the graph tuple's helpers, the radix
+sort, :func:`~recgraph.retrieval.walk_kernels.listed_sums`). numba's on-disk
+cache checks only the decorated function's own file, so a cached Pixie kernel
+would go on running the old code of a changed ``walk_kernels.py``. Moving them
+beside their callees would take ``walk_kernels.py`` past 900 lines and copying
+the helpers would make two of each, so they are compiled in each process
+instead (``njit(nogil=True)``, no ``cache``): :func:`warm_up` does it when a
+Pixie model loads, at a cost of 3.3-3.9 CPU s a process on the 2-core
+development machine (load 4; 0.02 s when they were read from the cache).
 """
 
 from __future__ import annotations
@@ -25,8 +36,11 @@ from recgraph.retrieval.walk_kernels import (
 )
 from recgraph.retrieval.walk_kernels import warm_up as warm_up_walks
 
+#: every kernel here: compiled per process, releasing the GIL (see the module docstring)
+_uncached = njit(nogil=True)
 
-@njit(cache=True, nogil=True)
+
+@_uncached
 def _mix(z):
     """splitmix64's finaliser: a well-mixed 64-bit word of ``z``."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -34,14 +48,14 @@ def _mix(z):
     return z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True, nogil=True)
+@_uncached
 def _next(state):
     """``(new state, a uniform float in [0, 1))`` of a splitmix64 stream."""
     state = state + np.uint64(0x9E3779B97F4A7C15)
     return state, np.float64(_mix(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@njit(cache=True, nogil=True)
+@_uncached
 def seed_state(seed, user):
     """The stream of ``(seed, user)``: the same walk for a user on every call and thread."""
     return _mix(
@@ -49,7 +63,7 @@ def seed_state(seed, user):
     )
 
 
-@njit(cache=True, nogil=True)
+@_uncached
 def random_neighbour(graph, node, side, draw):
     """One neighbour of ``node`` on ``side``, uniform over its trained and overlay edges
     (``draw`` in [0, 1); no sample: a walk step reads the whole row); ``-1`` if none."""
@@ -66,7 +80,7 @@ def random_neighbour(graph, node, side, draw):
     return o_indices[lo + offset - base]
 
 
-@njit(cache=True, nogil=True)
+@_uncached
 def pixie_walk(
     graph, items, budget, width, restart, seed, user, visit_threshold, early, visits_of, flags
 ):
@@ -207,7 +221,7 @@ def pixie_walk(
     return distinct[:n], counts[:n]
 
 
-@njit(cache=True, nogil=True)
+@_uncached
 def pixie_combine(nodes, counts, boost, sums, flags):
     r"""Each item's score from its visits per query item (``nodes``/``counts``, query item
     by query item): :math:`(\sum_q \sqrt{V_q})^2` with ``boost``, else :math:`\sum_q V_q`,

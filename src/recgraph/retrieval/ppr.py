@@ -195,13 +195,17 @@ class PersonalizedPageRank(WalkRetriever):
             degree = graph.degree(nodes, walk)
         return self.config.epsilon * np.maximum(degree, 1)
 
-    def _push(self, user: int, residual: np.ndarray, flags: np.ndarray) -> tuple:
+    def _push(
+        self, user: int, residual: np.ndarray, flags: np.ndarray, graph: tuple, modes: tuple
+    ) -> tuple:
+        """:func:`~recgraph.retrieval.walk_kernels.ppr_push` on ``graph`` (one overlay
+        snapshot, :meth:`WalkGraph.kernel_graph`) with ``modes`` (:meth:`_modes`)."""
         cfg = self.config
         if not 0 <= user < self.n_users:
             raise IndexError(f"node {user} is outside the graph's {self.n_users} nodes")
-        mode, degree_mode = self._modes()
+        mode, degree_mode = modes
         return kernels.ppr_push(
-            self.walk_graph_.kernel_graph(), user, mode, degree_mode, cfg.hub_cap,
+            graph, user, mode, degree_mode, cfg.hub_cap,
             cfg.restart, cfg.epsilon, cfg.max_rounds, residual, flags,
         )  # fmt: skip
 
@@ -212,20 +216,22 @@ class PersonalizedPageRank(WalkRetriever):
         The residual lives in a dense scratch array from a shared pool, zeroed again where
         it was touched, so a push costs what it touches.
         """
+        graph, modes = self.walk_graph_.kernel_graph(), self._modes()
         with self._scratches(np.float64, np.uint8) as (residual, flags):
-            return self._push(user, residual, flags)
+            return self._push(user, residual, flags, graph, modes)
 
     def user_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """Pushed scores plus one last sweep of the residual (see :class:`PPRConfig`)."""
         cfg = self.config
+        # one overlay snapshot and one reading of the modes for the push and the sweep
+        graph, modes = self.walk_graph_.kernel_graph(), self._modes()
         with self._scratches(np.float64, np.uint8) as (residual, flags):
-            nodes, scores, r_nodes, r_vals = self._push(user, residual, flags)
+            nodes, scores, r_nodes, r_vals = self._push(user, residual, flags, graph, modes)
             if not cfg.sweep or not len(r_nodes):
                 return nodes, scores
             return kernels.ppr_sweep(
-                self.walk_graph_.kernel_graph(), nodes, scores, r_nodes, r_vals,
-                self._modes()[0], cfg.hub_cap, cfg.restart, cfg.sweep, cfg.sweep_budget,
-                residual, flags,
+                graph, nodes, scores, r_nodes, r_vals, modes[0], cfg.hub_cap, cfg.restart,
+                cfg.sweep, cfg.sweep_budget, residual, flags,
             )  # fmt: skip
 
     def _sweep_choice(self, r_nodes: np.ndarray, residual: np.ndarray) -> np.ndarray:

@@ -1,8 +1,11 @@
 r"""Compiled per-request kernels of the walk retrievers (``ppr``, ``salsa``, ``pixie``).
 
 Every kernel is a numba ``@njit(cache=True, nogil=True)`` function over plain
-arrays: the compiled code is cached on disk (server workers reuse it) and
-releases the GIL while it runs (a server's other threads answer meanwhile).
+arrays (:func:`kernel`): the compiled code is cached on disk (server workers
+reuse it) and releases the GIL while it runs (a server's other threads answer
+meanwhile). Where no cache location is writable (a read-only install with no
+``NUMBA_CACHE_DIR``) numba refuses ``cache=True`` when the function is
+decorated; the kernel is then compiled in each process instead.
 A request's walk is a few hundred to a few tens of thousands of edge visits:
 in numpy each step was a handful of array calls whose fixed cost (allocation,
 dispatch, sorting to find distinct nodes) was most of the request; here it is
@@ -48,6 +51,17 @@ _LISTED = np.uint8(4)  # listed once in an output
 OUT, IN, BOTH = 0, 1, 2
 
 
+def kernel(function):
+    """``function`` compiled as every kernel is: ``njit(cache=True, nogil=True)``, or
+    ``njit(nogil=True)`` when numba finds no writable cache location for its file (it
+    raises ``RuntimeError`` at decoration then), so the package imports from a read-only
+    install."""
+    try:
+        return njit(cache=True, nogil=True)(function)
+    except RuntimeError:
+        return njit(nogil=True)(function)
+
+
 def graph_tuple(out, inn, overlay_out, overlay_in) -> tuple:
     """The tuple the kernels read a graph from: ``(out indptr, out indices, in indptr, in
     indices, overlay out nodes, indptr, indices, overlay in nodes, indptr, indices)``, as
@@ -69,7 +83,7 @@ def graph_tuple(out, inn, overlay_out, overlay_in) -> tuple:
 
 
 # ---------------------------------------------------------------------- small helpers
-@njit(cache=True, nogil=True)
+@kernel
 def pairwise_sum(values):
     """``values.sum()`` as numpy adds a contiguous float64 array: blocks of 8 partial sums
     below 128 entries, halves (at a multiple of 8) above, one by one below 8."""
@@ -103,7 +117,7 @@ def pairwise_sum(values):
     return pairwise_sum(values[:half]) + pairwise_sum(values[half:])
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def sort_keys(keys):
     """Non-negative int64 ``keys`` sorted: an LSD radix sort, 11 bits a pass (as many passes
     as the largest key needs), a few times quicker than a comparison sort on a walk's 10^4
@@ -131,7 +145,7 @@ def sort_keys(keys):
     return out
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _grown(array, need):
     """``array`` with room for at least ``need`` entries (a copy when it had less)."""
     if need <= len(array):
@@ -141,14 +155,14 @@ def _grown(array, need):
     return bigger
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _side(graph, side):
     if side == OUT:
         return graph[0], graph[1], graph[4], graph[5], graph[6]
     return graph[2], graph[3], graph[7], graph[8], graph[9]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _overlay_span(nodes, indptr, node):
     """``(start, stop)`` of ``node``'s overlay row on one side (empty when it has none)."""
     if len(nodes) == 0:
@@ -159,7 +173,7 @@ def _overlay_span(nodes, indptr, node):
     return 0, 0
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def effective_cap(hub_cap, cap):
     """The cap of a gather asked for ``cap`` on a graph capped at ``hub_cap`` (0: none)."""
     if cap < 0:
@@ -169,7 +183,7 @@ def effective_cap(hub_cap, cap):
     return cap if cap > 0 else hub_cap
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def degree(graph, node, side, cap):
     """:math:`d_s(v)`: the capped trained degree plus the overlay's."""
     indptr, _, o_nodes, o_indptr, _ = _side(graph, side)
@@ -180,7 +194,7 @@ def degree(graph, node, side, cap):
     return d + hi - lo
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def walk_degree(graph, node, mode, cap):
     """The degree a push threshold reads: one side's, or both sides' summed (``BOTH``)."""
     if mode == BOTH:
@@ -188,7 +202,7 @@ def walk_degree(graph, node, mode, cap):
     return degree(graph, node, mode, cap)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _append_side(graph, node, side, cap, buf, count, flags, distinct):
     """``node``'s sampled row then its overlay row on ``side`` into ``buf[count:]``; with
     ``distinct`` only neighbours not yet flagged ``_SEEN`` (flagging them)."""
@@ -211,7 +225,7 @@ def _append_side(graph, node, side, cap, buf, count, flags, distinct):
     return count
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def neighbours(graph, node, mode, cap, buf, flags):
     """:math:`N(v)` for one node into ``buf`` (grown if needed): ``(buf, count)``. ``BOTH``
     reads both sides, each neighbour once (out side first), leaving ``flags`` as found."""
@@ -228,7 +242,7 @@ def neighbours(graph, node, mode, cap, buf, flags):
     return buf, count
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def gather(graph, nodes, mode, cap, flags):
     """:func:`neighbours` of many nodes: ``(owner, neighbour)`` (owner: position in ``nodes``)."""
     owner = np.empty(64, np.int64)
@@ -247,17 +261,19 @@ def gather(graph, nodes, mode, cap, flags):
 
 
 # ---------------------------------------------------------------------- ranking
-@njit(cache=True, nogil=True)
+@kernel
 def _before(value_a, key_a, value_b, key_b):
     """Entry a ranks before entry b: larger value, ties to the lower key (NaN last)."""
     if value_a > value_b:
         return True
     if value_a == value_b:
         return key_a < key_b
+    if value_a != value_a and value_b != value_b:  # two NaNs: NaN == NaN is False
+        return key_a < key_b
     return value_b != value_b and value_a == value_a  # b is NaN, a is not
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def best_first(values, keys, count):
     """Positions of the ``count`` best entries, best first: largest value, ties to the
     lower key, NaN last (``np.lexsort((keys, -values))[:count]``; ``count < 0``: all).
@@ -292,7 +308,7 @@ def best_first(values, keys, count):
     return top[:filled]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _in_sorted(sorted_keys, key):
     if len(sorted_keys) == 0:
         return False
@@ -300,7 +316,7 @@ def _in_sorted(sorted_keys, key):
     return at < len(sorted_keys) and sorted_keys[at] == key
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def top_allowed(targets, values, seen, forbidden, allowed, k):
     """One request's top ``k`` of a scored row: ``(ids, scores float32, kept)``.
 
@@ -328,7 +344,7 @@ def top_allowed(targets, values, seen, forbidden, allowed, k):
 
 
 # ---------------------------------------------------------------------- personalised PageRank
-@njit(cache=True, nogil=True)
+@kernel
 def ppr_push(graph, user, mode, degree_mode, cap, alpha, epsilon, max_rounds, residual, flags):
     r"""Local push (Andersen, Chung and Lang) from ``user``, a round at a time.
 
@@ -442,7 +458,7 @@ def ppr_push(graph, user, mode, degree_mode, cap, alpha, epsilon, max_rounds, re
     return nodes[:n_nodes], scores[:n_nodes], r_nodes, r_vals
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def listed_sums(listed, sums, flags):
     """``(nodes, sums)`` of the ``listed`` nodes (each once), sorted by node, clearing
     ``sums`` and the ``_LISTED`` flag there."""
@@ -456,7 +472,7 @@ def listed_sums(listed, sums, flags):
     return nodes, out
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def sweep_choice(graph, r_nodes, residual, mode, cap, sweep, budget):
     """Positions of the residual nodes the sweep spreads: all when their edges (at most
     ``sweep`` a node and side) fit ``budget`` (0: no bound), else the largest residual per
@@ -485,7 +501,7 @@ def sweep_choice(graph, r_nodes, residual, mode, cap, sweep, budget):
     return np.sort(order[:taken])
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def ppr_sweep(graph, nodes, scores, r_nodes, r_vals, mode, cap, alpha, sweep, budget, sums, flags):
     r"""One last step of the residual: the pushed scores plus :math:`\alpha r_v` on every
     residual node and :math:`(1-\alpha) r_v / |N_{s}(v)|` on each of the (at most ``sweep``
@@ -525,7 +541,7 @@ def ppr_sweep(graph, nodes, scores, r_nodes, r_vals, mode, cap, alpha, sweep, bu
     return out_nodes, out
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def ppr_explain(graph, nodes, scores, candidates, back, degree_mode, cap, epsilon, top, flags):
     """The inputs of a pushed score's explanations, for every candidate at once.
 
@@ -617,7 +633,7 @@ def ppr_explain(graph, nodes, scores, candidates, back, degree_mode, cap, epsilo
 
 
 # ---------------------------------------------------------------------- SALSA
-@njit(cache=True, nogil=True)
+@kernel
 def salsa(graph, hubs, h0, cap, iterations, beta, flags, slot):
     r"""SALSA on the hubs x authorities graph of a circle of trust.
 
@@ -739,8 +755,12 @@ def warm_up() -> None:
         ppr_explain(graph, row_nodes, row_scores, np.array([1, 2], np.int64), mode, mode, 2,
                     1e-4, 3, flags)  # fmt: skip
         gather(graph, np.array([0, 1], np.int64), mode, 2, flags)
-    top_allowed(row_nodes, row_scores, np.zeros(0, np.int64), np.array([0], np.int64),
-                np.zeros(0, np.bool_), 1)  # fmt: skip
+    frozen_mask = np.zeros(0, np.bool_)
+    frozen_mask.flags.writeable = False  # a shared allowed mask, passed as it is
+    for mask in (np.zeros(0, np.bool_), frozen_mask):
+        top_allowed(row_nodes, row_scores, np.zeros(0, np.int64), np.array([0], np.int64),
+                    mask, 1)  # fmt: skip
     best_first(row_scores, row_nodes, 1)
+    effective_cap(2, -1)  # SALSA's cap, asked from Python
     salsa(graph, np.array([0, 1], np.int64), np.array([0.5, 0.5]), 2, 3, 0.15, flags, slot)
     _WARM.append(True)

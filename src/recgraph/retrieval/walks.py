@@ -46,8 +46,17 @@ from recgraph.retrieval.walk_kernels import graph_tuple, top_allowed, warm_up
 GRAPH_FOLDER = "graph"
 #: Users whose walk results a model keeps (see :meth:`WalkRetriever._cached`).
 ROW_CACHE = 256
-#: Scratch arrays of one kind a model holds at most (see :meth:`WalkRetriever._scratch`).
-SCRATCH_ARRAYS = 4
+#: Scratch arrays of one kind a model holds at most (see :meth:`WalkRetriever._scratch`): one
+#: per core this process may use (at least 4). The kernels release the GIL, so that many make
+#: progress at once; a thread past them waits for an array (more would share the same cores
+#: while holding 8 bytes a node each: 80 MB at 10^7 nodes).
+SCRATCH_ARRAYS = max(4, resolve_threads(0))
+
+
+def kernel_array(array: Any, dtype: type) -> np.ndarray:
+    """``array`` as the warmed-up kernels take it: ``dtype``, C-contiguous and writable (a
+    copy otherwise; numba compiles a kernel again for each other array type it meets)."""
+    return np.require(array, dtype, ("C", "W"))
 
 
 class WalkConfig(GraphWalkConfig):
@@ -157,12 +166,17 @@ class WalkGraph:
         """The trained graph and the overlay's current snapshot as the compiled walks read
         them (:func:`~recgraph.retrieval.walk_kernels.graph_tuple`), rebuilt only after the
         overlay changed."""
-        overlay_out, overlay_in = self.overlay.arrays("out"), self.overlay.arrays("in")
+        # both sides from one snapshot: a write between two reads would mix two in a walk
+        out_side, in_side = self.overlay._sides()
         held = self.__dict__.get("_kernel_graph")
-        if held is not None and held[0] is overlay_out[0] and held[1] is overlay_in[0]:
+        if held is not None and held[0] is out_side and held[1] is in_side:
             return held[2]
-        built = graph_tuple(self.csr.arrays("out"), self.csr.arrays("in"), overlay_out, overlay_in)
-        self.__dict__["_kernel_graph"] = (overlay_out[0], overlay_in[0], built)
+        built = graph_tuple(
+            self.csr.arrays("out"), self.csr.arrays("in"),
+            (out_side.nodes, out_side.indptr, out_side.indices),
+            (in_side.nodes, in_side.indptr, in_side.indices),
+        )  # fmt: skip
+        self.__dict__["_kernel_graph"] = (out_side, in_side, built)
         return built
 
 
@@ -251,10 +265,10 @@ class WalkRetriever(Retriever):
         only where the same call wrote it, so handed back as it was left, not zeroed), taken
         from a pool the threads share: as many
         arrays as pushes ever ran at once, not one per thread that ever pushed (a server's
-        thread pool has tens of threads: tens of arrays per worker), and at most
-        ``SCRATCH_ARRAYS`` (a thread waits for one): under the GIL two pushes at most make
-        progress at once, and a burst of requests queued on a cold server allocated an
-        array each (8 bytes a node, zeroed by the kernel page by page as the walk wrote it).
+        thread pool has up to 40 threads a process), and at most ``SCRATCH_ARRAYS``, one a
+        core: the kernels run without the GIL, so that many walks make progress at once,
+        and a thread past them waits until one hands its array back (a few milliseconds)
+        rather than allocating another (8 bytes a node) to share the same cores.
         """
         pool, lock, slots = self._scratch_pool(dtype)
         slots.acquire()
@@ -424,7 +438,9 @@ class WalkRetriever(Retriever):
         if exclude_seen:
             seen = self._seen
             assert seen is not None
-            row = np.asarray(seen.indices[seen.indptr[user] : seen.indptr[user + 1]], np.int64)
+            # a copy: a memory-mapped int64 history's row is a read-only view, which numba
+            # would compile a second top_allowed for (seconds, in the first request)
+            row = np.array(seen.indices[seen.indptr[user] : seen.indptr[user + 1]], np.int64)
             if seen.has_sorted_indices:
                 seen_row = row  # an active user's row runs to thousands: searched, not sorted
             else:
@@ -436,9 +452,10 @@ class WalkRetriever(Retriever):
         if exclude is not None:
             parts.append(np.asarray(exclude.indices, np.int64))
         forbidden = np.sort(np.concatenate(parts))
-        mask = np.zeros(0, bool) if allowed is None else np.asarray(allowed, bool)
+        # a mask over every target is not copied: warm_up compiles a read-only one's version
+        mask = np.zeros(0, bool) if allowed is None else np.require(allowed, np.bool_, "C")
         ids, scores, kept = top_allowed(
-            np.asarray(targets, np.int64), np.asarray(values, np.float64),
+            kernel_array(targets, np.int64), kernel_array(values, np.float64),
             seen_row, forbidden, mask, k,
         )  # fmt: skip
         if kept < k:
