@@ -55,7 +55,9 @@ def ranked(base: QuestionConfig, method: str, seed: int, variant: str) -> Questi
     params = {}
     for change in filter(None, variant.split("+")):
         key, _, text = change.partition("=")
-        value = json.loads(text) if text[:1].isdigit() or text in ("true", "false", "null") else text
+        value = (
+            json.loads(text) if text[:1].isdigit() or text in ("true", "false", "null") else text
+        )
         if key in RankerSpec.model_fields:
             ranker[key] = value
         else:
