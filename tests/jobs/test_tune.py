@@ -233,9 +233,6 @@ def test_the_given_and_also_questions_are_tried_as_they_are_and_eligible(feed_gr
     best_given = max(given, key=lambda t: t.value)
     if best_given.value > max(t.value for t in result.trials if t.phase != "default"):
         assert result.chosen == best_given.number
-    # taught as `recgraph evaluate` teaches on this split: the label slice is not "auto"
-    if result.config.ranker is not None:
-        assert result.config.ranker.label_split != "auto"
 
 
 def test_a_trial_that_differs_only_in_negatives_is_not_a_repeat():

@@ -172,7 +172,10 @@ def tune_question(
         if on_trial is not None:
             on_trial(trial)
 
-    def left(end: float = deadline, reserve: int = 0) -> bool:
+    def left(end: float | None = None, reserve: int = 0) -> bool:
+        # the deadline read when called: it is set again after the given questions (a default
+        # argument would keep the first one, and the budget would count them after all)
+        end = deadline if end is None else end
         return time.perf_counter() < end and (cap is None or len(trials) < cap - reserve)
 
     def evaluate(config: QuestionConfig, phase: str, note: str = "") -> Trial:
