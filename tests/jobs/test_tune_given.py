@@ -15,21 +15,16 @@ from recgraph.jobs.tune.results import (  # noqa: E402
 from recgraph.jobs.tune.search import TuneSettings, tune_question  # noqa: E402
 from recgraph.pipeline import PipelineConfig, load_pipeline_config  # noqa: E402
 from recgraph.pipeline.config import QuestionConfig  # noqa: E402
+from tests.jobs.test_tune import confirm_scored  # noqa: E402
+from tests.jobs.test_tune import settings as tune_settings  # noqa: E402
 
 #: The marker of the given question in these tests: a depth no search space proposes.
 MARK = 123
 
 
 def settings(**more) -> TuneSettings:
-    values = {
-        "budget_minutes": 5.0,
-        "max_trials": 8,
-        "retrievers": ["item_knn", "popular"],
-        "ranker_users": 150,
-        "confirm": False,
-    }
-    values.update(more)
-    return TuneSettings(**values)
+    """test_tune's settings, with fewer trials and no phase 3 unless told."""
+    return tune_settings(**{"max_trials": 8, "confirm": False, **more})
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +176,6 @@ def test_the_trial_caps_phase_shares_come_from_the_trials_the_given_ones_leave(f
 
 def test_phase_three_ranks_a_finalist_without_a_later_figure_after_those_with_one():
     """No second validation and no ranker: a finalist's only figure is its inflated own."""
-    from tests.jobs.test_tune import confirm_scored
-
     single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
     merged = QuestionConfig(retrievers=[{"name": "popular"}, {"name": "item_knn"}], fallback=[])
     ranked = QuestionConfig(
