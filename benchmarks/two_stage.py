@@ -15,7 +15,10 @@ Per case (dataset, split), in one run:
    retriever. SHIPPED and DEFAULT (below) are tried first as they are and may be
    the pick (tuning's ``also``; its budget starts after them), so TUNED is never
    below them on validation; ``--tune-seed`` reruns tuning with another seed (its spread:
-   CollegeMsg TUNED 0.986x at seed 0, 1.087x at seed 1);
+   CollegeMsg TUNED 0.986x at seed 0, 1.087x at seed 1). Tuning may keep SHIPPED,
+   whose settings were chosen earlier by looking at these same shared datasets'
+   validation runs: a TUNED figure equal to SHIPPED partly inherits those choices,
+   and is not a fresh choice made by tuning alone on this split;
 3. every figure by ``recgraph evaluate`` on the split files, fitted on TRAIN:
    - each retriever with the parameters validation chose for it (the best
      single retriever is the one validation ranked first; the best on test

@@ -37,13 +37,14 @@ def feed_graph(small_store):
 
 @pytest.fixture(scope="module")
 def tuned(feed_graph):
-    return tune_question("feed", feed_graph, settings=settings())
+    # 13: the given question, then 12 for the search (phase 1's share: 2 points per retriever)
+    return tune_question("feed", feed_graph, settings=settings(max_trials=13))
 
 
 def test_tuning_tries_retrievers_then_pipelines_and_never_loses_to_the_best_single(tuned):
     phases = [t.phase for t in tuned.trials]
     assert phases[0] == "default" and "retriever" in phases and "pipeline" in phases
-    assert len(tuned.trials) <= 12
+    assert len(tuned.trials) <= 13
     # the cap leaves room for a ranked trial and for phase 3's check of it
     assert any(t.phase == "pipeline" and t.ranker for t in tuned.trials)
     assert "confirm" in tuned.validation and "confirm" in phases
@@ -78,7 +79,7 @@ def test_the_written_toml_loads_validates_and_says_what_validation_chose(tuned, 
 
 
 def test_the_same_seed_makes_the_same_choice(tuned, feed_graph):
-    again = tune_question("feed", feed_graph, settings=settings())
+    again = tune_question("feed", feed_graph, settings=settings(max_trials=13))
     assert again.config == tuned.config
     assert [t.value for t in again.trials] == [t.value for t in tuned.trials]
     # phase 3 ran, and repeats too
@@ -233,9 +234,6 @@ def test_the_given_and_also_questions_are_tried_as_they_are_and_eligible(feed_gr
     best_given = max(given, key=lambda t: t.value)
     if best_given.value > max(t.value for t in result.trials if t.phase != "default"):
         assert result.chosen == best_given.number
-    # taught as `recgraph evaluate` teaches on this split: the label slice is not "auto"
-    if result.config.ranker is not None:
-        assert result.config.ranker.label_split != "auto"
 
 
 def test_a_trial_that_differs_only_in_negatives_is_not_a_repeat():

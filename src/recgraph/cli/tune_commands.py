@@ -19,9 +19,11 @@ BudgetOption = Annotated[
     typer.Option(
         "--budget",
         min=0.05,
-        help="Minutes of tuning, split between the questions (at least one trial each). A "
-        "target, not a limit: phase 3 always checks its first finalist in full, so the "
-        "wall-clock can run over (1.65-5x the budget at 2-6 minutes on a loaded machine).",
+        help="Minutes of search, split between the questions (at least one trial each); each "
+        "question's budget starts after its given question (the current file's) is scored, "
+        "so that time comes on top. A target, not a limit: phase 3 always checks its first "
+        "finalist in full, so the wall-clock can run over (1.65-5x the budget at 2-6 minutes "
+        "on a loaded machine).",
     ),
 ]
 TrialsOption = Annotated[

@@ -53,8 +53,12 @@ class FitCache:
         item_created_at: np.ndarray | None = None,
         item_features: ItemFeatures | None = None,
         size: int = CACHE_SIZE,
+        holdout: str | None = None,
     ) -> None:
         self.question = question
+        #: How the answers are judged (a split method; ``None``: served), read by a ranker whose
+        #: label slice is ``auto`` (:func:`recgraph.pipeline.ranking.label_kinds`)
+        self.holdout = holdout
         self.item_created_at = item_created_at
         self.item_features = item_features
         self.size = size
@@ -122,6 +126,7 @@ class FitCache:
                 self.item_created_at,
                 model.main_keys,
                 self.item_features,
+                holdout=self.holdout,
             )
         except ValueError as exc:
             model.ranking_note = f"ranker not trained: {exc}"

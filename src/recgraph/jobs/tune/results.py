@@ -68,6 +68,14 @@ class TuneResult:
     chosen: int | None = None
 
     @property
+    def default_failed(self) -> str | None:
+        """Why the given question (the first tried as given) was not compared, if it failed."""
+        first = next((t for t in self.trials if t.phase == "default"), None)
+        if self.default_value is None and first is not None and first.note.startswith("failed"):
+            return first.note
+        return None
+
+    @property
     def ratio(self) -> float:
         base = self.best_single.value
         return self.value / base if base > 0 else float("nan")
@@ -80,6 +88,7 @@ class TuneResult:
             "best_single": self.best_single.to_dict(),
             "over_best_single": self.ratio,
             "default_value": self.default_value,
+            "default_failed": self.default_failed,
             "validation": self.validation,
             "config": self.config.model_dump(mode="json", exclude_none=True),
             "trials": [t.to_dict() for t in self.trials],
@@ -140,6 +149,8 @@ class TuneResult:
         ]
         if self.default_value is not None:
             lines.append(f"  the shipped default question: {self.default_value:.4f}")
+        elif (failed := self.default_failed) is not None:
+            lines.append(f"  the shipped default question: not compared ({failed})")
         confirm = v.get("confirm")
         if confirm:
             lines += _confirm_lines(confirm)
@@ -162,10 +173,17 @@ class TuneResult:
 def _confirm_lines(confirm: Mapping[str, Any]) -> list[str]:
     """Phase 3's check in words: on what it was made, the shares, what was kept."""
     seeds = confirm.get("ranker_seeds", [])
+    # the figure the choice was ranked by: the mean of the shares drawn after phase 2's choice
+    ranked_by = confirm.get("mean_share_after", confirm["mean_share"])
     shares = (
-        f"mean {confirm['mean_share']}, worst {confirm.get('worst_share', {})} (kept only "
-        f"above 1), kept {confirm['kept']}"
+        f"ranked by the mean drawn after phase 2's choice {ranked_by}, worst "
+        f"{confirm.get('worst_share', {})} (kept only above 1), kept {confirm['kept']}"
     )
+    if confirm.get("no_later_figure"):
+        shares += (
+            f" ({', '.join(confirm['no_later_figure'])}: no figure drawn after phase 2's, "
+            "ranked after those with one)"
+        )
     if confirm.get("fraction") is None:
         why = confirm.get("no_second_validation") or "too little data"
         lines = [

@@ -49,6 +49,9 @@ CONFIRM_SHARE = 0.4
 FINALISTS = 2
 #: Ranker seeds phase 3 scores each finalist with, on each validation (the first: the trial's).
 CONFIRM_SEEDS = 2
+#: What a trial's fit may raise and the search survive (a space's point the data cannot
+#: fit, a question too large for memory): the trial is recorded as failed.
+FIT_ERRORS = (ConfigError, ValueError, MemoryError)
 
 
 # ---------------------------------------------------------------------- the search
@@ -123,7 +126,12 @@ def tune_question(
         ``base``'s serving rules): e.g. the shipped file's and the code
         defaults' ranked question. Like ``base`` itself they are eligible as
         the pick and face phase 3, so tuning never keeps a pipeline that
-        validation scores below one of them. The budget starts after them.
+        validation scores below one of them. One that fails to fit is recorded
+        as a failed trial.
+
+    The budget starts after the given questions (``base`` and ``also``) are
+    scored; the trial cap counts them, and its phase shares are taken from the
+    trials they leave. The result's seconds are the whole wall time.
     """
     import optuna
 
@@ -148,7 +156,10 @@ def tune_question(
     size = CACHE_SIZE
     if train.graph_kind == "items":
         size = max(3, min(CACHE_SIZE, int(1.5e9 // max(8 * train.n_items**2, 1))))
-    cache = FitCache(question, item_created_at, item_features, size=size)
+    # rankers are taught as `recgraph evaluate` teaches them on a split of the validation's method
+    cache = FitCache(
+        question, item_created_at, item_features, size=size, holdout=description["method"]
+    )
     names = settings.retrievers or default_retrievers(train)
     unknown = sorted(set(names) - set(SPACES))
     if unknown:
@@ -161,7 +172,10 @@ def tune_question(
         if on_trial is not None:
             on_trial(trial)
 
-    def left(end: float = deadline, reserve: int = 0) -> bool:
+    def left(end: float | None = None, reserve: int = 0) -> bool:
+        # the deadline read when called: it is set again after the given questions (a default
+        # argument would keep the first one, and the budget would count them after all)
+        end = deadline if end is None else end
         return time.perf_counter() < end and (cap is None or len(trials) < cap - reserve)
 
     def evaluate(config: QuestionConfig, phase: str, note: str = "") -> Trial:
@@ -185,39 +199,44 @@ def tune_question(
 
     label_split = label_split_for(description["method"])
 
-    def as_given(candidate: QuestionConfig) -> QuestionConfig:
-        # a ranker cutting its label slice "auto" is taught as `recgraph evaluate` would teach
-        # it on a split of this method (tuning's fits have no holdout to read it from)
-        ranker = candidate.ranker
-        if ranker is not None and ranker.label_split == "auto":
-            ranker = ranker.model_copy(update={"label_split": label_split})
-        return _question_config(base, list(candidate.retrievers), ranker)
-
     # the given question as it is (the reference the comments report) and the `also` ones:
-    # each eligible as the pick, so tuning keeps nothing validation scores below them
+    # each eligible as the pick, so tuning keeps nothing validation scores below them. Their
+    # rankers keep their label slice as written ("auto" included): the cache teaches them with
+    # the validation's method as the holdout, as `recgraph evaluate` does on such a split
     default_value = None
     given: list[tuple[Trial, QuestionConfig]] = []
+    attempted: list[QuestionConfig] = []
     for j, candidate in enumerate([base, *also]):
-        config = as_given(candidate)
-        if any(config == c for _, c in given):
+        config = _question_config(base, list(candidate.retrievers), candidate.ranker)
+        if any(config == c for c in attempted):
             continue
+        attempted.append(config)
+        note = "given" if j == 0 else f"also #{j}"
         try:
-            trial = evaluate(config, "default", "given" if j == 0 else f"also #{j}")
-        except (ConfigError, ValueError, MemoryError):  # as phase 1: the search goes on
+            trial = evaluate(config, "default", note)
+        except FIT_ERRORS as exc:  # as phase 1: the search goes on, the failure recorded
+            record(
+                Trial(len(trials), "default", *_describe(config), 0.0, 0.0, f"failed: {exc}"[:60])
+            )
             continue
         given.append((trial, config))
         if j == 0:
             default_value = trial.value
-    if also:
-        # the budget is the search's: a ranked question tried as given costs as much as
-        # several of phase 1's trials (latest-small, load 12: 248 s), and phase 1 would
-        # otherwise lose to it the time it has to try each retriever's space
-        start = time.perf_counter()
-        deadline = start + 60.0 * settings.budget_minutes
+    # the budget is the search's: a ranked question tried as given costs as much as several
+    # of phase 1's trials (latest-small, load 12: 248 s), and phase 1 would otherwise lose to
+    # it the time it has to try each retriever's space. The trial cap counts every trial; its
+    # phase shares are taken from the trials left here
+    start = time.perf_counter()
+    deadline = start + 60.0 * settings.budget_minutes
+    remaining = None if cap is None else max(cap - len(trials), 0)
 
     # ------------------------------------------------------------ phase 1: retrievers alone
     phase_end = start + (deadline - start) * RETRIEVER_SHARE
-    share_cap = None if cap is None else max(1, int(cap * RETRIEVER_SHARE) // max(len(names), 1))
+    share_cap = (
+        None
+        if remaining is None
+        else max(1, int(remaining * RETRIEVER_SHARE) // max(len(names), 1))
+    )
     best_per: dict[str, Trial] = {}
     for i, name in enumerate(names):
         if not left() and name in best_per:
@@ -237,7 +256,7 @@ def tune_question(
             params = SPACES[name](optuna_trial, fit)
             try:
                 trial = evaluate(_question_config(base, [_spec(name, params)], None), "retriever")
-            except (ConfigError, ValueError, MemoryError) as exc:
+            except FIT_ERRORS as exc:
                 study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
                 record(
                     Trial(
@@ -466,7 +485,10 @@ def _confirm(
     best mean share of the figures drawn after phase 2's choice answers
     (its own phase-2 figure left out: the best of many noisy trials runs
     high); else the best single retriever does: a pipeline is never worse
-    on validation than its best retriever.
+    on validation than its best retriever. A finalist with no figure drawn
+    after phase 2's (no ranker to reseed and no second validation) is ranked
+    after those that have one (its own figure is the inflated kind), and the
+    description names it (``no_later_figure``).
 
     A finalist without a ranker draws nothing: it is scored once per
     validation, never "reseeded". When no second validation can be carved
@@ -551,8 +573,16 @@ def _confirm(
             unchecked.append(f"#{trial.number}")
     held = {n: runs for n, runs in shares.items() if min(runs) > 1.0}
     # ranked by the figures drawn after the choice: phase 2 kept the best of many noisy
-    # trials, so each one's own first figure runs high and would favour the luckiest draw
-    top = max(held, key=lambda n: float(np.mean(held[n][1:] or held[n])), default=None)
+    # trials, so each one's own first figure runs high and would favour the luckiest draw.
+    # Like is ranked with like: a finalist with no later figure (no ranker to reseed and no
+    # second validation) has only its own inflated one, so it answers only when none that
+    # has later figures held
+    after = {n: runs[1:] for n, runs in shares.items()}
+    later = [n for n in held if after[n]]
+    if later:
+        top = max(later, key=lambda n: float(np.mean(after[n])))
+    else:
+        top = max(held, key=lambda n: held[n][0], default=None)
     description["confirm"] = {
         "fraction": None if described is None else described["fraction"],
         "seed": None if described is None else described["seed"],
@@ -563,8 +593,9 @@ def _confirm(
         "ranker_seeds": list(seeds),
         "mean_share": {f"#{n}": round(float(np.mean(v)), 4) for n, v in shares.items()},
         "mean_share_after": {
-            f"#{n}": round(float(np.mean(v[1:] or v)), 4) for n, v in shares.items()
+            f"#{n}": round(float(np.mean(v)), 4) if v else None for n, v in after.items()
         },
+        "no_later_figure": [f"#{n}" for n, v in after.items() if not v],
         "worst_share": {f"#{n}": round(min(v), 4) for n, v in shares.items()},
         "kept": f"#{top}" if top is not None else "the best single retriever",
         "ranked": [f"#{t.number}" for t, c in finalists if c.ranker is not None],
