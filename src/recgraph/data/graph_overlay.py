@@ -145,8 +145,12 @@ class GraphOverlay:
     def arrays(self, side: str = "out") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One side as ``(sorted row nodes, row pointers, neighbours)`` (int64; a snapshot:
         later writes build new arrays), the form the compiled walks read."""
-        chosen = self._sides()[0 if side == "out" else 1]
-        return chosen.nodes, chosen.indptr, chosen.indices
+        return self.snapshot()[0 if side == "out" else 1]
+
+    def snapshot(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        """Both sides as :meth:`arrays` gives them, from one read: a write between two calls
+        of :meth:`arrays` would give one walk two snapshots."""
+        return tuple((s.nodes, s.indptr, s.indices) for s in self._sides())  # type: ignore[return-value]
 
 
 def recent_follows(store, since: int) -> tuple[np.ndarray, np.ndarray]:

@@ -167,15 +167,13 @@ class WalkGraph:
         them (:func:`~recgraph.retrieval.walk_kernels.graph_tuple`), rebuilt only after the
         overlay changed."""
         # both sides from one snapshot: a write between two reads would mix two in a walk
-        out_side, in_side = self.overlay._sides()
+        out_side, in_side = self.overlay.snapshot()
         held = self.__dict__.get("_kernel_graph")
-        if held is not None and held[0] is out_side and held[1] is in_side:
+        if held is not None and all(
+            a is b for a, b in zip(held[0] + held[1], out_side + in_side, strict=True)
+        ):
             return held[2]
-        built = graph_tuple(
-            self.csr.arrays("out"), self.csr.arrays("in"),
-            (out_side.nodes, out_side.indptr, out_side.indices),
-            (in_side.nodes, in_side.indptr, in_side.indices),
-        )  # fmt: skip
+        built = graph_tuple(self.csr.arrays("out"), self.csr.arrays("in"), out_side, in_side)
         self.__dict__["_kernel_graph"] = (out_side, in_side, built)
         return built
 
