@@ -16,6 +16,7 @@ from recgraph.jobs.tune import (  # noqa: E402
     write_pipeline,
 )
 from recgraph.pipeline import PipelineConfig, load_pipeline_config  # noqa: E402
+from recgraph.pipeline.config import QuestionConfig  # noqa: E402
 from recgraph.retrieval.base import Retriever  # noqa: E402
 
 
@@ -206,17 +207,13 @@ def test_train_with_tune_publishes_the_tuned_pipeline(small_store, tmp_path, mon
 def test_a_tuned_feed_without_item_knn_keeps_the_file_valid(tuned, tmp_path):
     from dataclasses import replace
 
-    from recgraph.pipeline.config import QuestionConfig
-
-    only_popular = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
-    result = replace(tuned, config=only_popular)
+    result = replace(tuned, config=single_popular())
     written = write_pipeline({"feed": result}, tmp_path / "p.toml", load_pipeline_config())
     assert written.similar.retriever is None  # item_knn is gone: co-occurrence answers
     assert load_pipeline_config(tmp_path / "p.toml") == written
 
 
 def test_the_given_and_also_questions_are_tried_as_they_are_and_eligible(feed_graph):
-    from recgraph.pipeline.config import QuestionConfig
 
     ranked = QuestionConfig(
         retrievers=[{"name": "item_knn"}, {"name": "popular"}],
@@ -239,7 +236,6 @@ def test_the_given_and_also_questions_are_tried_as_they_are_and_eligible(feed_gr
 def test_a_trial_that_differs_only_in_negatives_is_not_a_repeat():
     from recgraph.jobs.tune.results import Trial
     from recgraph.jobs.tune.search import _describe, _same
-    from recgraph.pipeline.config import QuestionConfig
 
     def ranked(negatives: float) -> QuestionConfig:
         return QuestionConfig(
@@ -261,6 +257,26 @@ class _ConfigIsModel:
 
 
 SECOND_CARVE = {"fraction": 0.4, "seed": 0, "rows_fit": 10, "rows_valid": 5, "users": 3}
+
+
+# The finalists of the phase-3 tests: the best single retriever, a merge of two, and the
+# merge with a ranker (fresh objects each call: the configs are mutable).
+def single_popular() -> QuestionConfig:
+    return QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
+
+
+def merged(**ranker) -> QuestionConfig:
+    """popular + item_knn, with a seeded ``gbdt_ranker`` if given ``ranker`` settings."""
+    return QuestionConfig(
+        retrievers=[{"name": "popular"}, {"name": "item_knn"}],
+        fallback=[],
+        ranker={"name": "gbdt_ranker", "seed": 0, **ranker} if ranker else None,
+    )
+
+
+def ranker_leads(model) -> float:
+    """A validation on which a pipeline with a ranker scores 0.12 and one without 0.10."""
+    return 0.10 if model.ranker is None else 0.12
 
 
 def confirm_scored(
@@ -293,7 +309,6 @@ def test_phase_three_keeps_the_pipeline_whose_lead_holds_on_the_second_validatio
     """The best of phase 2 on one split is checked on a second: the mean share decides."""
 
     from recgraph.jobs.tune.results import Trial
-    from recgraph.pipeline.config import QuestionConfig
 
     names = {0: "popular", 1: "item_knn", 2: "ease"}
     configs = {
@@ -327,7 +342,6 @@ def test_phase_three_ranks_by_the_figures_drawn_after_the_choice_and_checks_a_gi
     The best question tried as given is checked after phase 2's finalists."""
 
     from recgraph.jobs.tune.results import Trial
-    from recgraph.pipeline.config import QuestionConfig
 
     names = {0: "popular", 1: "item_knn", 2: "ease"}
     configs = {
@@ -366,14 +380,8 @@ def test_phase_three_keeps_a_ranker_only_when_its_lead_holds_for_every_ranker_se
 
     from recgraph.jobs.tune.results import Trial
     from recgraph.jobs.tune.search import reseeded
-    from recgraph.pipeline.config import QuestionConfig
 
-    single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
-    ranked = QuestionConfig(
-        retrievers=[{"name": "popular"}, {"name": "item_knn"}],
-        fallback=[],
-        ranker={"name": "gbdt_ranker", "seed": 0},
-    )
+    single, ranked = single_popular(), merged(seed=0)
     assert reseeded(ranked, 7).ranker.seed == 7 and reseeded(ranked, 7).ranker.params["seed"] == 7
     assert reseeded(single, 7) == single
     single_trial = Trial(0, "pipeline", [{"name": "popular"}], None, 0.10, 0.0)
@@ -411,14 +419,8 @@ def test_without_a_second_validation_the_toml_says_the_first_alone_confirmed(tmp
     written, and says the finalists were checked over ranker seeds on the first validation only."""
 
     from recgraph.jobs.tune.results import Trial, TuneResult
-    from recgraph.pipeline.config import QuestionConfig
 
-    single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
-    ranked = QuestionConfig(
-        retrievers=[{"name": "popular"}, {"name": "item_knn"}],
-        fallback=[],
-        ranker={"name": "gbdt_ranker", "seed": 0},
-    )
+    single, ranked = single_popular(), merged(seed=0)
     single_trial = Trial(0, "retriever", [{"name": "popular"}], None, 0.10, 0.0)
     ranked_trial = Trial(1, "pipeline", [{"name": "popular"}], {"name": "gbdt_ranker"}, 0.13, 0.0)
     recorded = []
@@ -440,7 +442,7 @@ def test_without_a_second_validation_the_toml_says_the_first_alone_confirmed(tmp
         (single_trial, single),
         recorded,
         description,
-        first=lambda model: 0.10 if model.ranker is None else 0.12,
+        first=ranker_leads,
         carve=no_carve,
         number=lambda: 2 + len(recorded),
         seeds=(0, 1),
@@ -472,10 +474,8 @@ def test_phase_three_scores_a_finalist_without_a_ranker_once_per_validation():
 
     from recgraph.jobs.tune.results import Trial
     from recgraph.jobs.tune.search import confirm_trials
-    from recgraph.pipeline.config import QuestionConfig
 
-    single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
-    merged = QuestionConfig(retrievers=[{"name": "popular"}, {"name": "item_knn"}], fallback=[])
+    single, merge = single_popular(), merged()
     single_trial = Trial(0, "pipeline", [{"name": "popular"}], None, 0.10, 0.0)
     merged_trial = Trial(1, "pipeline", [{"name": "popular"}, {"name": "item_knn"}], None, 0.12, 0)
     recorded, description = [], {}
@@ -484,8 +484,8 @@ def test_phase_three_scores_a_finalist_without_a_ranker_once_per_validation():
         return 0.10 if len(model.retrievers) == 1 else 0.12
 
     kept = confirm_scored(
-        (0.12, merged),
-        [(merged_trial, merged)],
+        (0.12, merge),
+        [(merged_trial, merge)],
         (single_trial, single),
         recorded,
         description,
@@ -493,7 +493,7 @@ def test_phase_three_scores_a_finalist_without_a_ranker_once_per_validation():
         first=value,
         seeds=(0, 1),
     )
-    assert kept == (0.12, merged)
+    assert kept == (0.12, merge)
     # the best single on the second validation, the finalist on it: no reseeds
     assert len(recorded) == 2 == confirm_trials(ranked=False)
     assert description["confirm"]["ranked"] == []
@@ -503,36 +503,25 @@ def test_the_trial_cap_leaves_a_second_finalist_unchecked_and_says_so():
     """Phase 3 checks a second finalist only in the trials the cap leaves; the TOML names it."""
 
     from recgraph.jobs.tune.results import Trial, _confirm_lines
-    from recgraph.pipeline.config import QuestionConfig
-
-    single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
-
-    def ranked(depth):
-        return QuestionConfig(
-            retrievers=[{"name": "popular"}, {"name": "item_knn"}],
-            fallback=[],
-            ranker={"name": "gbdt_ranker", "seed": 0, "depth": depth},
-        )
 
     single_trial = Trial(0, "pipeline", [{"name": "popular"}], None, 0.10, 0.0)
     leaders = [
-        (Trial(n, "pipeline", [{"name": "popular"}], {"name": "gbdt_ranker"}, v, 0.0), ranked(d))
+        (
+            Trial(n, "pipeline", [{"name": "popular"}], {"name": "gbdt_ranker"}, v, 0.0),
+            merged(depth=d),
+        )
         for n, v, d in ((1, 0.13, 100), (2, 0.12, 200))
     ]
     recorded, description = [], {}
     cap = 4
-
-    def value(model):
-        return 0.10 if model.ranker is None else 0.12
-
     confirm_scored(
         (0.13, leaders[0][1]),
         leaders,
-        (single_trial, single),
+        (single_trial, single_popular()),
         recorded,
         description,
-        second=value,
-        first=value,
+        second=ranker_leads,
+        first=ranker_leads,
         seeds=(0, 1),
         room=lambda: cap - len(recorded),
     )
