@@ -214,7 +214,6 @@ def test_a_tuned_feed_without_item_knn_keeps_the_file_valid(tuned, tmp_path):
 
 
 def test_the_given_and_also_questions_are_tried_as_they_are_and_eligible(feed_graph):
-
     ranked = QuestionConfig(
         retrievers=[{"name": "item_knn"}, {"name": "popular"}],
         fallback=[],
