@@ -147,10 +147,10 @@ class SALSA(WalkRetriever):
         hubs, h0 = self.circle_of_trust(user)
         hubs = np.asarray(hubs, np.int64)
         cap = kernels.effective_cap(cfg.hub_cap, cfg.authorities_per_hub)
-        with self._scratches(np.uint8, np.int64) as (flags, slot):
+        with self._scratches(np.uint8) as (flags,):
             authorities, a, hub_of, authority_of, by_hub = kernels.salsa(
                 self.walk_graph_.kernel_graph(), hubs, np.asarray(h0, np.float64), cap,
-                cfg.iterations, cfg.salsa_restart, flags, slot,
+                cfg.iterations, cfg.salsa_restart, flags,
             )  # fmt: skip
         return authorities, a, hubs, (hub_of, authority_of), by_hub
 
