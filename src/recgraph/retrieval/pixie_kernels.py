@@ -17,7 +17,7 @@ lines. So this file's kernels are cached through numba's own cache locators
 with ``walk_kernels.py``'s digest added to their stamp
 (:class:`_StampedWithCallees`): a change in either file makes the entry stale
 and the kernel compiles again, once. A loaded Pixie model then reads them
-(about 0.1 CPU s) instead of compiling them in each process (3.3-3.9 CPU s on
+(0.02 CPU s) instead of compiling them in each process (3.3-3.9 CPU s on
 the 2-core development machine).
 """
 
