@@ -75,7 +75,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="sweep budgets")
     parser.add_argument(
-        "--settings", help='instead of --budgets: JSON {"label": {SALSA config}, ...}, first the base'
+        "--settings",
+        help='instead of --budgets: JSON {"label": {SALSA config}, ...}, first the base',
     )
     parser.add_argument("--synthetic", type=float, default=0, help="generated follows (0: none)")
     parser.add_argument("--only-synthetic", action="store_true")

@@ -49,8 +49,9 @@ _THIS_FILE = os.path.abspath(__file__)
 CALLEE_FILES = (os.path.abspath(walk_kernels.__file__),)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _digest(path: str, mtime: float, size: int) -> bytes:
+    """A file's sha256, once a version (``mtime`` and ``size`` in the key, as numba does)."""
     with open(path, "rb") as source:
         return hashlib.sha256(source.read()).digest()
 
