@@ -136,3 +136,34 @@ def test_bincount_products_are_scipys_bits_with_overlay_edges() -> None:
             want_authorities, want = _scipy_salsa(model, int(user))
             np.testing.assert_array_equal(authorities, want_authorities)
             assert scores.tobytes() == np.asarray(want, dtype=np.float64).tobytes()
+
+
+def test_explanations_rank_each_candidates_hubs_by_share_then_node() -> None:
+    """Every candidate's hubs come from one sort over all candidates: the same as ranking
+    each candidate's alone (share h_w / deg w largest first, ties to the lower hub), cut at
+    ``top``, for a repeated candidate and one the walk never reached too."""
+    from recgraph.retrieval.neighborhood import top_contributions
+
+    graph = random_graph(100, 0.08, seed=14, directed=True)
+    model = create_retriever("salsa", {"circle": 30}).fit(graph)
+    authorities, scores, hubs, (hub_of, authority_of), by_hub = model._salsa(7)
+    reached = authorities[scores > 0]
+    unreached = next(v for v in range(100) if v not in set(authorities.tolist()) and v != 7)
+    candidates = np.r_[reached[:6], reached[2], unreached]
+    for top in (None, 0, 2, 50):
+        for e in model.explain(7, candidates, top=top):
+            at = np.searchsorted(authorities, e.candidate)
+            if at < len(authorities) and authorities[at] == e.candidate:
+                rows = hub_of[authority_of == at]
+                via, contrib = top_contributions(hubs[rows], by_hub[rows], top)
+            else:
+                via, contrib = np.zeros(0, np.int64), np.zeros(0, np.float32)
+            assert np.array_equal(e.via, via), (top, e.candidate)
+            assert np.array_equal(e.contributions, contrib.astype(np.float64))
+    # two hubs of equal share: the lower node first
+    pairs = Interactions.from_arrays(["a", "a", "b", "c"], ["b", "c", "d", "d"], one_sided=True)
+    tied = create_retriever("salsa", {"circle_method": "power"}).fit(pairs)
+    a, b, c, d = (int(tied.users.index([x])[0]) for x in "abcd")
+    (e,) = tied.explain(a, [d], top=None)
+    assert e.contributions[0] == e.contributions[1], "b and c share alike"
+    assert e.via.tolist() == sorted([b, c])

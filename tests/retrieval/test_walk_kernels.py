@@ -52,10 +52,11 @@ def test_best_first_orders_tied_nans_by_key_as_lexsort_does() -> None:
             np.testing.assert_array_equal(kernels.best_first(values, keys, count), want[:count])
 
 
-def test_pixie_kernels_are_compiled_per_process_and_the_walk_kernels_cached() -> None:
-    """A cached Pixie kernel would keep stale copies of the walk_kernels functions it calls
-    (numba checks only the caller's file): none is cached; the self-contained ones are."""
-    from numba.core.caching import NullCache
+def test_every_kernel_is_cached_and_pixies_go_stale_with_walk_kernels(monkeypatch) -> None:
+    """Every kernel is cached on disk; a Pixie kernel's entry carries walk_kernels.py's digest
+    (its compiled code holds copies of the walk_kernels functions it calls, and numba stamps
+    an entry with the caller's file only): with another digest the cached entry is stale."""
+    from numba.core.caching import FunctionCache, NullCache
     from numba.core.registry import CPUDispatcher
 
     def dispatchers(module) -> list:
@@ -63,10 +64,19 @@ def test_pixie_kernels_are_compiled_per_process_and_the_walk_kernels_cached() ->
 
     own = [f for f in dispatchers(pixie_kernels) if f.py_func.__module__ == pixie_kernels.__name__]
     assert len(own) >= 5
-    assert all(isinstance(f._cache, NullCache) for f in own)
     walk = dispatchers(kernels)
     assert len(walk) >= 20
-    assert not any(isinstance(f._cache, NullCache) for f in walk)
+    assert not any(isinstance(f._cache, NullCache) for f in own + walk)
+    pixie_kernels.warm_up()  # compiled, or read from the cache, and saved there
+    combine = pixie_kernels.pixie_combine
+    signature, context = combine.signatures[0], combine.targetctx
+    stamp = FunctionCache(combine.py_func)._impl.locator.get_source_stamp()
+    assert stamp[1] == pixie_kernels.callees_digest()
+    assert FunctionCache(combine.py_func).load_overload(signature, context) is not None
+    monkeypatch.setattr(pixie_kernels, "callees_digest", lambda: b"walk_kernels.py changed")
+    assert FunctionCache(combine.py_func).load_overload(signature, context) is None
+    # walk_kernels' own kernels keep numba's locators (their callees are in their file)
+    assert not type(kernels.sort_keys._cache._impl.locator).__name__.startswith("Callees")
 
 
 def test_the_kernels_compile_uncached_where_no_cache_location_is_writable() -> None:

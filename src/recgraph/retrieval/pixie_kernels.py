@@ -7,23 +7,30 @@ A walk step from item ``i`` picks a user ``u`` uniformly among the
 :math:`d_{in}(i)` who have it (trained edges then overlay edges, no sample),
 then an item uniformly among ``u``'s :math:`d_{out}(u)`.
 
-**Not cached on disk.** These kernels call jitted functions of
+**Cached with their callees.** These kernels call jitted functions of
 :mod:`~recgraph.retrieval.walk_kernels` (the graph tuple's helpers, the radix
-sort, :func:`~recgraph.retrieval.walk_kernels.listed_sums`). numba's on-disk
-cache checks only the decorated function's own file, so a cached Pixie kernel
-would go on running the old code of a changed ``walk_kernels.py``. Moving them
-beside their callees would take ``walk_kernels.py`` past 900 lines and copying
-the helpers would make two of each, so they are compiled in each process
-instead (``njit(nogil=True)``, no ``cache``): :func:`warm_up` does it when a
-Pixie model loads, at a cost of 3.3-3.9 CPU s a process on the 2-core
-development machine (load 4; 0.02 s when they were read from the cache).
+sort, :func:`~recgraph.retrieval.walk_kernels.listed_sums`), whose code numba
+compiles into theirs. numba's on-disk cache stamps an entry with the decorated
+function's own file only, so a cached Pixie kernel would go on running the old
+code of a changed ``walk_kernels.py``; one module for both would pass 900
+lines. So this file's kernels are cached through numba's own cache locators
+with ``walk_kernels.py``'s digest added to their stamp
+(:class:`_StampedWithCallees`): a change in either file makes the entry stale
+and the kernel compiles again, once. A loaded Pixie model then reads them
+(0.02 CPU s) instead of compiling them in each process (3.3-3.9 CPU s on
+the 2-core development machine).
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit
+import functools
+import hashlib
+import os
 
+import numpy as np
+from numba.core.caching import CacheImpl
+
+from recgraph.retrieval import walk_kernels
 from recgraph.retrieval.walk_kernels import (
     _LISTED,
     _SEEN,
@@ -31,16 +38,56 @@ from recgraph.retrieval.walk_kernels import (
     _overlay_span,
     _side,
     graph_tuple,
+    kernel,
     listed_sums,
     sort_keys,
 )
 from recgraph.retrieval.walk_kernels import warm_up as warm_up_walks
 
-#: every kernel here: compiled per process, releasing the GIL (see the module docstring)
-_uncached = njit(nogil=True)
+_THIS_FILE = os.path.abspath(__file__)
+#: the files whose functions this file's kernels call (compiled into them)
+CALLEE_FILES = (os.path.abspath(walk_kernels.__file__),)
 
 
-@_uncached
+@functools.cache
+def _digest(path: str, mtime: float, size: int) -> bytes:
+    """A file's sha256, once a version (``mtime`` and ``size`` in the key, as numba does)."""
+    with open(path, "rb") as source:
+        return hashlib.sha256(source.read()).digest()
+
+
+def callees_digest() -> bytes:
+    """The digest of :data:`CALLEE_FILES` as they are now (read again when one changes)."""
+    parts = []
+    for path in CALLEE_FILES:
+        stat = os.stat(path)
+        parts.append(_digest(path, stat.st_mtime, stat.st_size))
+    return b"".join(parts)
+
+
+class _StampedWithCallees:
+    """Mixed into each of numba's cache locators, for this file's kernels only: the source
+    stamp is this file's and :func:`callees_digest`, so an entry cached before a change in
+    ``walk_kernels.py`` is stale (numba compiles the kernel again and replaces it)."""
+
+    def get_source_stamp(self):
+        return (super().get_source_stamp(), callees_digest())
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.abspath(py_file) != _THIS_FILE:
+            return None  # every other function: numba's own locators, unchanged
+        return super().from_function(py_func, py_file)
+
+
+# numba asks its locators in order: ours (one per locator it has) first
+CacheImpl._locator_classes[:0] = [
+    type(f"CalleesStamped{base.__name__}", (_StampedWithCallees, base), {})
+    for base in CacheImpl._locator_classes
+]
+
+
+@kernel
 def _mix(z):
     """splitmix64's finaliser: a well-mixed 64-bit word of ``z``."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -48,14 +95,14 @@ def _mix(z):
     return z ^ (z >> np.uint64(31))
 
 
-@_uncached
+@kernel
 def _next(state):
     """``(new state, a uniform float in [0, 1))`` of a splitmix64 stream."""
     state = state + np.uint64(0x9E3779B97F4A7C15)
     return state, np.float64(_mix(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@_uncached
+@kernel
 def seed_state(seed, user):
     """The stream of ``(seed, user)``: the same walk for a user on every call and thread."""
     return _mix(
@@ -63,7 +110,7 @@ def seed_state(seed, user):
     )
 
 
-@_uncached
+@kernel
 def random_neighbour(graph, node, side, draw):
     """One neighbour of ``node`` on ``side``, uniform over its trained and overlay edges
     (``draw`` in [0, 1); no sample: a walk step reads the whole row); ``-1`` if none."""
@@ -80,7 +127,7 @@ def random_neighbour(graph, node, side, draw):
     return o_indices[lo + offset - base]
 
 
-@_uncached
+@kernel
 def pixie_walk(
     graph, items, budget, width, restart, seed, user, visit_threshold, early, visits_of, flags
 ):
@@ -221,7 +268,7 @@ def pixie_walk(
     return distinct[:n], counts[:n]
 
 
-@_uncached
+@kernel
 def pixie_combine(nodes, counts, boost, sums, flags):
     r"""Each item's score from its visits per query item (``nodes``/``counts``, query item
     by query item): :math:`(\sum_q \sqrt{V_q})^2` with ``boost``, else :math:`\sum_q V_q`,

@@ -259,8 +259,7 @@ class WalkRetriever(Retriever):
     # ------------------------------------------------------------------ scratch arrays
     def _scratch(self, dtype: type = np.float64, size: int | None = None) -> np.ndarray:
         """A zeroed array of one ``dtype`` entry per node (float64: a push's residual or a
-        sweep's sums; bool: an explanation's set of scored nodes; int64: a slot table, read
-        only where the same call wrote it, so handed back as it was left, not zeroed), taken
+        sweep's sums; uint8: a kernel's flags; Pixie's: one entry an item), taken
         from a pool the threads share: as many
         arrays as pushes ever ran at once, not one per thread that ever pushed (a server's
         thread pool has up to 40 threads a process), and at most ``SCRATCH_ARRAYS``, one a

@@ -1,0 +1,114 @@
+"""SALSA's circle budget (the circle PPR's ``sweep_budget``): recall@20 against SALSA on
+the exact circle, the lists' change, and CPU per user, by budget.
+
+As ``benchmarks/ppr_sweep_budget.py`` (whose graphs, split and recall it uses):
+per graph 10% of the edges held out at random (seed 0) as validation, the
+rest trained on; recall@20 of the held-out edges for 300 users (seed 1), for
+SALSA on the exact circle (``circle_method="power"``) and on the pushed circle
+with each sweep budget; ``same_top20`` is the share of the first setting's
+top 20 a setting keeps (1.0: the same accounts). ``--settings`` compares any
+SALSA configs instead (e.g. ``iterations``, ``authorities_per_hub``). ``--synthetic FOLLOWS`` adds
+``benchmarks/scale.py``'s heavy-tailed generated follows (where the 20,000
+budget binds: a 10^7 graph's circle sweep gathers ~17,000 edges a request).
+
+Run: ``python benchmarks/salsa_budget.py --synthetic 1e6 --out NAME``.
+Saves ``benchmarks/results/NAME.json`` (default ``salsa_budget``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from common import REPO, datasets_folder, save_results
+from ppr_sweep_budget import GRAPHS, recall_at
+from recgraph.data.interactions import Interactions
+from recgraph.data.readers import read_edge_list
+from recgraph.retrieval import create_retriever
+
+BUDGETS = (20_000, 10_000, 5_000, 2_000)
+
+
+def synthetic(follows: int) -> Interactions:
+    """``scale.generated_chunks``' heavy-tailed follows as a directed graph."""
+    from scale import generated_chunks
+
+    chunks, _ = generated_chunks(follows)
+    src, dst = (np.concatenate(part) for part in zip(*chunks, strict=True))
+    return Interactions.from_arrays(src.astype(str), dst.astype(str), one_sided=True)
+
+
+def measure(graph: Interactions, settings: dict[str, dict]) -> dict:
+    """Recall@20 over the exact circle's, the top 20 kept from the first setting's, CPU."""
+    test = np.random.default_rng(0).random(len(graph)) < 0.1
+    train, held = graph.subset(np.flatnonzero(~test)), graph.subset(np.flatnonzero(test))
+    users = np.unique(held.src)
+    users = np.random.default_rng(1).choice(users, size=min(300, len(users)), replace=False)
+    exact = recall_at(create_retriever("salsa", {"circle_method": "power"}).fit(train), held, users)
+    out: dict = {"exact_recall@20": round(exact, 4), "settings": {}}
+    lists = {}
+    for label, params in settings.items():
+        model = create_retriever("salsa", params).fit(train)
+        cpu = time.process_time()
+        value = recall_at(model, held, users)
+        spent = time.process_time() - cpu
+        lists[label], _ = model.recommend(users, k=20)
+        out["settings"][label] = {
+            "recall@20": round(value, 4),
+            "over_exact": round(value / exact, 4),
+            "cpu_ms_per_user": round(spent / len(users) * 1000, 2),
+        }
+    first = lists[next(iter(settings))]
+    for label in settings:
+        kept = [
+            len(np.intersect1d(a[a >= 0], b[b >= 0])) / max((b >= 0).sum(), 1)
+            for a, b in zip(lists[label], first, strict=True)
+        ]
+        out["settings"][label]["same_top20"] = round(float(np.mean(kept)), 4)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="sweep budgets")
+    parser.add_argument(
+        "--settings",
+        help='instead of --budgets: JSON {"label": {SALSA config}, ...}, first the base',
+    )
+    parser.add_argument("--synthetic", type=float, default=0, help="generated follows (0: none)")
+    parser.add_argument("--only-synthetic", action="store_true")
+    parser.add_argument("--out", default="salsa_budget")
+    args = parser.parse_args()
+    settings = (
+        json.loads(args.settings)
+        if args.settings
+        else {b: {"sweep_budget": int(b)} for b in args.budgets.split(",")}
+    )
+    graphs = {}
+    if not args.only_synthetic:
+        for name, (path, directed, timestamps) in GRAPHS.items():
+            graphs[name] = lambda p=path, d=directed, t=timestamps: read_edge_list(
+                datasets_folder() / p, directed=d, timestamps=t
+            ).dedupe()
+    if args.synthetic:
+        graphs[f"synthetic-{int(args.synthetic)}"] = lambda: synthetic(int(args.synthetic))
+    results = {}
+    print(f"{'graph':18s} {'budget':>7s} {'x exact':>8s} {'same top20':>10s} {'CPU ms/user':>12s}")
+    for name, load in graphs.items():
+        results[name] = measure(load(), settings)
+        for label, row in results[name]["settings"].items():
+            print(
+                f"{name:18s} {label:>7s} {row['over_exact']:8.3f} "
+                f"{row.get('same_top20', float('nan')):10.3f} {row['cpu_ms_per_user']:12.2f}",
+                flush=True,
+            )
+    out = REPO / "benchmarks" / "results" / f"{args.out}.json"
+    save_results(out, "salsa_budget", settings=settings, graphs=results)
+    print(f"saved {out}")
+
+
+if __name__ == "__main__":
+    main()
