@@ -18,6 +18,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from recgraph.pipeline.merge_kernels import merge_rows
+
+#: Whether :func:`_merge` runs the compiled kernel (:mod:`.merge_kernels`, the same bits);
+#: ``False``: the numpy version below alone (what the kernel is tested against).
+COMPILED = True
+
 
 class MergeRule(NamedTuple):
     """How :func:`merge_lists` merges: results per row, method, list weights, RRF offset."""
@@ -90,6 +96,13 @@ def _merge(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     k, method, weights, rrf_k = int(rule.k), rule.method, rule.weights, float(rule.rrf_k)
     n = ids[0].shape[0] if ids else 0
+    if ids and COMPILED:
+        merged = merge_rows(
+            ids, scores, sources, k, method,
+            [1.0] * len(ids) if weights is None else weights, rrf_k, provenance,
+        )  # fmt: skip
+        if merged is not None:
+            return merged
     out_ids = np.full((n, k), -1, dtype=np.int64)
     out_scores = np.full((n, k), -np.inf, dtype=np.float32)
     out_sources = np.zeros((n, k), dtype=np.int64)
