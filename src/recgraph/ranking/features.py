@@ -720,9 +720,12 @@ class CandidateFeatures:
         )
         out = []
         for history in (self.liked, self.recent, self.last):
-            indptr, data = products(history)
+            reduced = products.reduced(history)  # a request's, compiled: the same bits
+            if reduced is None:
+                indptr, data = products(history)
+                reduced = reduce_rows(indptr, data, np.maximum), row_sums(indptr, data)
             size = np.maximum(history.indptr[users + 1] - history.indptr[users], 1)
-            out += [reduce_rows(indptr, data, np.maximum), row_sums(indptr, data) / size]
+            out += [reduced[0], reduced[1] / size]
         out += [self.pop_windows[items, j] for j in range(self.pop_windows.shape[1])]
         out.append(self.pop_trend[items])
         out += [

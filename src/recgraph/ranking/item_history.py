@@ -13,6 +13,10 @@ import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.sparse_rows import one_user, row_products
+from recgraph.ranking.history_kernels import reductions
+
+#: The products' dtypes :meth:`HistoryProducts.reduced` reduces (numpy's otherwise).
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 #: Item-item neighbours kept per item for the similarity features.
 SIMILAR_NEIGHBOURS = 200
@@ -135,6 +139,17 @@ class HistoryProducts:
     def _row(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = history.indptr[self.user], history.indptr[self.user + 1]
         return history.indices[lo:hi], history.data[lo:hi]
+
+    def reduced(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per candidate, the maximum (float64) and the sum of its products with ``history``'s
+        row, as :func:`reduce_rows` and :func:`row_sums` reduce this call's arrays, in one
+        compiled pass (:mod:`.history_kernels`); ``None`` off a request's dense block."""
+        if self.block is None or self.block.dtype not in FLOATS:
+            return None
+        cols, values = self._row(history)
+        if values.dtype not in FLOATS:
+            return None
+        return reductions(values, self.block, np.searchsorted(self.union, cols))
 
     def __call__(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         if self.block is not None:
