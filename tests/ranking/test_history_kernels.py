@@ -27,3 +27,19 @@ def test_reductions_are_numpys(dtype):
         np.testing.assert_array_equal(got_max, expected_max)
         # the same bits (a -0.0 and a 0.0 would compare equal)
         assert (got_sum.view(np.uint8) == expected_sum.view(np.uint8)).all()
+
+
+def test_feature_matrix_is_the_stacked_float32_matrix():
+    from recgraph.ranking.base import feature_matrix
+
+    rng = np.random.default_rng(0)
+    columns = [
+        rng.normal(size=50) * 1e6,
+        rng.normal(size=50).astype(np.float32),
+        rng.integers(0, 2**40, 50),  # through float64 first, as the stack does
+        rng.random(50) < 0.5,
+        np.full(50, np.nan),
+    ]
+    expected = np.stack(columns, axis=1).astype(np.float32)
+    got = feature_matrix(columns)
+    assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()

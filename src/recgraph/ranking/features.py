@@ -81,6 +81,7 @@ from recgraph.data.sparse_rows import (
     row_entries,
     row_sums,
 )
+from recgraph.ranking.base import feature_matrix
 from recgraph.ranking.item_history import (
     HistoryProducts,
     ascending,
@@ -704,7 +705,7 @@ class CandidateFeatures:
             if self.graph_kind == "items"
             else self._accounts(users, items, ppr)
         )
-        return np.stack(columns, axis=1).astype(np.float32)
+        return feature_matrix(columns)
 
     def _items(self, users: np.ndarray, items: np.ndarray, deviation: bool) -> list[np.ndarray]:
         deviations = getattr(self, "rating_dev", None)  # None: saved before it existed
