@@ -20,13 +20,30 @@ def test_reductions_are_numpys(dtype):
             block[1, rng.integers(0, width)] = np.nan  # a NaN wins the maximum
         at = np.sort(rng.choice(width, length, replace=False))
         values = (rng.random(length) - 0.3).astype(dtype)
-        indptr, data = block_products(values, gather(block, None, at))
+        # the candidates: rows of the block, some twice, in any order
+        rows = rng.integers(0, len(block), 60)
+        rows[:2] = [0, 1]
+        indptr, data = block_products(values, gather(block, rows, at))
         expected_max, expected_sum = reduce_rows(indptr, data, np.maximum), row_sums(indptr, data)
-        got_max, got_sum = reductions(values, block, at)
+        got_max, got_sum = reductions(values, block, rows, at)
         assert got_max.dtype == expected_max.dtype and got_sum.dtype == expected_sum.dtype
         np.testing.assert_array_equal(got_max, expected_max)
         # the same bits (a -0.0 and a 0.0 would compare equal)
         assert (got_sum.view(np.uint8) == expected_sum.view(np.uint8)).all()
+
+
+def test_mixed_float_types_multiply_as_numpy():
+    rng = np.random.default_rng(4)
+    block = rng.random((30, 40)).astype(np.float32)
+    block.flags.writeable = False  # a memory-mapped block
+    values = rng.random(25)  # float64 values against a float32 block: float64 products
+    at = np.sort(rng.choice(40, 25, replace=False))
+    rows = np.arange(30)
+    indptr, data = block_products(values, gather(block, rows, at))
+    got_max, got_sum = reductions(values, block, rows, at)
+    assert got_sum.dtype == np.float64
+    assert got_sum.tobytes() == row_sums(indptr, data).tobytes()
+    np.testing.assert_array_equal(got_max, reduce_rows(indptr, data, np.maximum))
 
 
 def test_feature_matrix_is_the_stacked_float32_matrix():

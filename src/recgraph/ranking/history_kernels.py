@@ -57,15 +57,16 @@ def pairwise_sum_typed(values, n, zero):
 
 
 @kernel
-def history_reductions(values, block, at, out_max, out_sum, scratch, zero):
-    """Per row ``i`` of ``block``: the nonzero products ``values[c] * block[i, at[c]]`` in
+def history_reductions(values, block, rows, at, out_max, out_sum, scratch, zero):
+    """Per row ``i``: the nonzero products ``values[c] * block[rows[i], at[c]]`` in
     column order; their maximum into ``out_max[i]`` (float64) and their sum into
     ``out_sum[i]`` (as ``np.add.reduceat``), 0 for a row without one. ``scratch``: at least
     ``len(values)`` entries of the products' dtype; ``zero``: ``-0.0`` of it."""
-    for i in range(block.shape[0]):
+    for i in range(len(rows)):
+        row = rows[i]
         m = 0
         for c in range(len(values)):
-            product = values[c] * block[i, at[c]]
+            product = values[c] * block[row, at[c]]
             if product != 0:
                 scratch[m] = product
                 m += 1
@@ -82,24 +83,32 @@ def history_reductions(values, block, at, out_max, out_sum, scratch, zero):
 
 
 def reductions(
-    values: np.ndarray, block: np.ndarray, at: np.ndarray
+    values: np.ndarray, block: np.ndarray, rows: np.ndarray, at: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(maximum, sum)`` per row of the products (see :func:`history_reductions`): the
-    maximum float64, the sum in ``np.result_type(products, float32)`` as
-    :func:`~recgraph.data.sparse_rows.row_sums` gives it."""
-    dtype = np.result_type(values.dtype, block.dtype)
-    sum_dtype = np.result_type(dtype, np.float32)
-    out_max = np.empty(len(block), dtype=np.float64)
-    out_sum = np.empty(len(block), dtype=sum_dtype)
+    """``(maximum, sum)`` per candidate of the products ``values[c] * block[rows[i], at[c]]``
+    (see :func:`history_reductions`): the maximum float64, the sum in
+    ``np.result_type(products, float32)`` as :func:`~recgraph.data.sparse_rows.row_sums` of
+    :func:`~recgraph.ranking.item_history.block_products` gives it."""
+    sum_dtype = np.result_type(np.result_type(values.dtype, block.dtype), np.float32)
+    out_max = np.empty(len(rows), dtype=np.float64)
+    out_sum = np.empty(len(rows), dtype=sum_dtype)
     scratch = np.empty(len(values), dtype=sum_dtype)
+    # the small operands copied in the types the kernel is compiled for (the products are
+    # the same: numpy multiplies a float32 by a float64 as float64); the block as it is
     history_reductions(
-        values.astype(sum_dtype, copy=False), block.astype(sum_dtype, copy=False),
-        np.asarray(at, dtype=np.int64), out_max, out_sum, scratch, sum_dtype.type(-0.0),
+        values.astype(sum_dtype), np.asarray(block), np.asarray(rows, dtype=np.int64).copy(),
+        np.asarray(at, dtype=np.int64).copy(), out_max, out_sum, scratch, sum_dtype.type(-0.0),
     )  # fmt: skip
     return out_max, out_sum
 
 
 def warm_up() -> None:
-    """Compile (or read from numba's cache) the kernels for float32 and float64 products."""
-    for dtype in (np.float32, np.float64):
-        reductions(np.ones(9, dtype), np.ones((2, 9), dtype), np.arange(9))
+    """Compile (or read from numba's cache) the kernel for the operands a request passes:
+    float32 or float64 values, a float32 or float64 block, writable or read-only (a
+    memory-mapped one)."""
+    for values_dtype, block_dtype in ((np.float32, np.float32), (np.float64, np.float32),
+                                      (np.float64, np.float64)):  # fmt: skip
+        for writable in (True, False):
+            block = np.ones((2, 9), block_dtype)
+            block.flags.writeable = writable
+            reductions(np.ones(9, values_dtype), block, np.arange(2), np.arange(9))
