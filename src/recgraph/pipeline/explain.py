@@ -320,6 +320,8 @@ def _account_reasons(
         out_, inn = out_.copy(), inn.copy()
         out_.sum_duplicates()
         inn.sum_duplicates()
+    if external is not None:
+        external = np.asarray(external)  # a memory map indexed as a plain array (no Python hook)
     followed = out_.indices[out_.indptr[user] : out_.indptr[user + 1]]
     entries, owner = row_entries(inn, ids)
     followers = inn.indices[entries]
@@ -333,7 +335,7 @@ def _account_reasons(
         n = int(counts[j])
         if n >= MIN_COMMON:
             common = common_ids[starts[j] : starts[j] + top]
-            via = tuple(str(x) for x in (common if external is None else external[common]))
+            via = tuple(map(str, (common if external is None else external[common]).tolist()))
             if external is None:
                 text = f"followed by {_count(n, 'person', 'people')} you follow"
             else:
