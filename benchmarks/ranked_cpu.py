@@ -6,7 +6,7 @@ The two ranked cases of ``load.py`` (ego-Facebook who-to-follow, MovieLens
 ``question.answer(user, 10)`` (results and reasons, HTTP aside) over
 ``--users`` users never asked before in that process (the walks cache each
 user's row), after a warm-up on 20 others, and writes every answer (ids,
-scores, reasons) beside the figures. ``ab`` runs ``measure`` alternately with
+scores, retrievers, reasons) beside the figures. ``ab`` runs ``measure`` alternately with
 two source trees (``--base``, ``--branch``: folders put first on
 ``PYTHONPATH``) for ``--pairs`` pairs on the same saved models, checks that the
 two trees' answers are bit-identical, and saves the per-pair figures.
@@ -85,10 +85,12 @@ def measure(folder: Path, users: int, profile: bool) -> dict:
                 profiler.disable()
             answers.append(
                 [
-                    [r.id, r.score.hex(), r.reason_code, r.reason, r.via, r.label]
+                    [r.id, r.score.hex(), list(r.retrievers), r.reason_code, r.reason, r.via,
+                     r.fallback, r.label]
                     for r in answer.results
                 ]
-            )
+                + [answer.known, answer.cold]
+            )  # fmt: skip
         if profiler:
             text = io.StringIO()
             pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(45)

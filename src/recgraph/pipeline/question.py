@@ -463,19 +463,26 @@ class QuestionModel:
         )
         target_ids = history.items.external(ids)
         show = names.handle if self.question == "who_to_follow" else names.title
+        keys = list(enumerate(self.retriever_keys))
+        # Python numbers, not numpy scalars: each result reads its few fields one by one
         results = [
             Recommendation(
                 id=str(target),
-                score=float(score),
-                retrievers=tuple(key for j, key in enumerate(self.retriever_keys) if bits >> j & 1),
+                score=score,
+                retrievers=tuple(key for j, key in keys if bits >> j & 1),
                 reason=reason.text,
                 reason_code=reason.code,
                 via=reason.via,
-                fallback=bool(o > 0),
+                fallback=o > 0,
                 label=show(str(target)),
             )
             for target, score, bits, o, reason in zip(
-                target_ids, scores, sources, origin, reasons, strict=True
+                np.asarray(target_ids).tolist(),
+                scores.astype(np.float64).tolist(),
+                sources.tolist(),
+                origin.tolist(),
+                reasons,
+                strict=True,
             )
         ]
         return Answer(user=user, known=index >= 0, cold=cold, results=results)
