@@ -53,5 +53,5 @@ def test_a_nan_score_is_merged_by_numpy():
     rule = merge.MergeRule(3, "score", None, 60.0)
     from recgraph.pipeline.merge_kernels import merge_rows
 
-    assert merge_rows(ids, scores, sources, 3, "score", [1.0, 1.0], 60.0, True) is None
+    assert merge_rows((ids, scores, sources), rule, True) is None
     _assert_same(*_both(ids, scores, sources, rule, True))

@@ -24,6 +24,7 @@ numpy version merges.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,18 +40,12 @@ def merge_kernel(ids, scores, sources, list_of, rank_of, weights, gain_kind, pri
     column's list and 0-based rank) into the ``out_*`` arrays (pre-filled: ``-1``,
     ``-inf``, 0, 0) and ``where_*`` (``(lists, n, k)``: 0, NaN). False on a NaN."""
     n, width = ids.shape
-    item = np.empty(width, np.int64)
-    entry_list = np.empty(width, np.int64)
-    entry_rank = np.empty(width, np.int64)
-    raw = np.empty(width, np.float64)
-    gain = np.empty(width, np.float64)
-    bits = np.empty(width, np.int64)
-    group_item = np.empty(width, np.int64)
-    group_value = np.empty(width, np.float64)
-    group_bits = np.empty(width, np.int64)
-    group_first = np.empty(width, np.int64)
-    group_of = np.empty(width, np.int64)
-    sort_key = np.empty(width, np.float64)
+    # per entry of a row, and per group (one item) of it: integer and float scratch rows
+    ints = np.empty((8, width), np.int64)
+    item, entry_list, entry_rank, bits = ints[0], ints[1], ints[2], ints[3]
+    group_item, group_bits, group_first, group_of = ints[4], ints[5], ints[6], ints[7]
+    floats = np.empty((4, width), np.float64)
+    raw, gain, group_value, sort_key = floats[0], floats[1], floats[2], floats[3]
     for r in range(n):
         m = 0
         for c in range(width):
@@ -123,19 +118,17 @@ def merge_kernel(ids, scores, sources, list_of, rank_of, weights, gain_kind, pri
 
 
 def merge_rows(
-    ids: Sequence[np.ndarray],
-    scores: Sequence[np.ndarray],
-    sources: Sequence[np.ndarray],
-    k: int,
-    method: str,
-    weights: Sequence[float],
-    rrf_k: float,
+    lists: tuple[Sequence[np.ndarray], Sequence[np.ndarray], Sequence[np.ndarray]],
+    rule: Any,
     provenance: bool,
 ) -> tuple | None:
     """:func:`~recgraph.pipeline.merge._merge`'s results from :func:`merge_kernel`, or
-    ``None`` where the kernel declines (see the module docstring)."""
-    n = ids[0].shape[0]
-    lists = len(ids)
+    ``None`` where the kernel declines (see the module docstring). ``lists``: the lists'
+    ``(ids, scores, sources)``; ``rule``: a :class:`~recgraph.pipeline.merge.MergeRule`."""
+    ids, scores, sources = lists
+    k, method, rrf_k = int(rule.k), rule.method, float(rule.rrf_k)
+    weights = [1.0] * len(ids) if rule.weights is None else rule.weights
+    n, lists = ids[0].shape[0], len(ids)
     if method == "rrf" and lists > 1:
         gain_kind = RRF
     elif method == "score":
@@ -156,19 +149,10 @@ def merge_rows(
     where_score = np.full((lists if provenance else 0, n, k), np.nan)
     done = merge_kernel(
         all_ids, all_scores, all_sources, list_of, rank_of,
-        np.asarray(weights, dtype=np.float64), gain_kind, method == "priority", float(rrf_k),
-        int(k), out_ids, out_scores, out_sources, out_origin, where_rank, where_score,
+        np.asarray(weights, dtype=np.float64), gain_kind, method == "priority", rrf_k,
+        k, out_ids, out_scores, out_sources, out_origin, where_rank, where_score,
     )  # fmt: skip
     if not done:
         return None
     where = [(where_rank[j], where_score[j]) for j in range(where_rank.shape[0])]
     return out_ids, out_scores, out_sources, out_origin, where
-
-
-def warm_up() -> None:
-    """Compile (or read from numba's cache) the kernel for the types a request passes."""
-    one = [np.array([[1, -1]], np.int64), np.array([[1, 2]], np.int64)]
-    values = [np.array([[0.5, 0.0]], np.float32), np.array([[0.2, 0.1]], np.float32)]
-    bits = [np.array([[1, 0]], np.int64), np.array([[2, 2]], np.int64)]
-    for method in ("rrf", "priority"):
-        merge_rows(one, values, bits, 2, method, [1.0, 1.0], 60.0, True)

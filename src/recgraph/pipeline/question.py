@@ -36,12 +36,12 @@ import scipy.sparse as sp
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.data.item_features import ItemFeatures
 from recgraph.errors import ConfigError, InputError, NotFittedError
-from recgraph.pipeline import merge_kernels
 from recgraph.pipeline.candidates import RankedList, propose, propose_cold, score_floor
 from recgraph.pipeline.config import QUESTION_GRAPH, QUESTIONS, QuestionConfig, RetrieverSpec
 from recgraph.pipeline.explain import Explainer
 from recgraph.pipeline.history import History
 from recgraph.pipeline.merge import merge_lists
+from recgraph.pipeline.merge import warm_up as warm_up_merge
 from recgraph.pipeline.names import Names
 from recgraph.pipeline.ranking import (
     RANKING_DIR,
@@ -117,7 +117,7 @@ class QuestionModel:
             raise ConfigError(f"{self.question}: no fitted retriever for {', '.join(missing)}")
         self.models, self.history = models, history
         self.rules = ServingRules(history, self.config)
-        merge_kernels.warm_up()  # the merge compiled now, not in the first request
+        warm_up_merge()  # the merge compiled now, not in the first request
         self.explainer = Explainer(
             history,
             models,

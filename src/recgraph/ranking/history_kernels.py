@@ -22,38 +22,32 @@ from recgraph.retrieval.walk_kernels import kernel
 
 @kernel
 def pairwise_sum_typed(values, n, zero):
-    """``values[:n].sum()`` as numpy adds a contiguous array, in ``values``' own dtype (float32
-    partial sums for float32; ``zero``: ``-0.0`` of that dtype): blocks of 8 partial sums up
-    to 128 entries, halves (at a multiple of 8) above, one by one below 8 from ``-0.0``."""
+    """``values[:n].sum()`` as numpy adds a contiguous array, in ``values``' own dtype
+    (``zero``: ``-0.0`` of it; float32 partial sums for float32, where
+    :func:`~recgraph.retrieval.walk_kernels.pairwise_sum` adds in float64): one by one
+    from ``-0.0`` below 8 entries; up to 128, eight running sums over blocks of 8, paired,
+    then the tail; above, the two halves (split at a multiple of 8)."""
+    if n > 128:
+        half = n // 2 - (n // 2) % 8
+        return pairwise_sum_typed(values, half, zero) + pairwise_sum_typed(
+            values[half:], n - half, zero
+        )
     if n < 8:
         total = zero
         for i in range(n):
             total += values[i]
         return total
-    if n <= 128:
-        r0, r1, r2, r3 = values[0], values[1], values[2], values[3]
-        r4, r5, r6, r7 = values[4], values[5], values[6], values[7]
-        i = 8
-        while i < n - (n % 8):
-            r0 += values[i]
-            r1 += values[i + 1]
-            r2 += values[i + 2]
-            r3 += values[i + 3]
-            r4 += values[i + 4]
-            r5 += values[i + 5]
-            r6 += values[i + 6]
-            r7 += values[i + 7]
-            i += 8
-        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < n:
-            total += values[i]
-            i += 1
-        return total
-    half = n // 2
-    half -= half % 8
-    return pairwise_sum_typed(values, half, zero) + pairwise_sum_typed(
-        values[half:], n - half, zero
+    lanes = values[:8].copy()
+    blocks_end = n - n % 8
+    for start in range(8, blocks_end, 8):
+        for lane in range(8):
+            lanes[lane] += values[start + lane]
+    total = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + (
+        (lanes[4] + lanes[5]) + (lanes[6] + lanes[7])
     )
+    for i in range(blocks_end, n):
+        total += values[i]
+    return total
 
 
 @kernel
