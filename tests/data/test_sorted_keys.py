@@ -74,39 +74,24 @@ def test_sorted_key_map_keys_new_ids_in_order_of_first_appearance():
 
 
 class _CountingNumpy:
-    """numpy, counting the elements of every array ``np.insert``, ``np.concatenate``,
-    ``np.empty``, ``np.zeros`` or ``np.ones`` makes."""
+    """numpy, counting the elements of every array one of ``ALLOCATING`` makes."""
+
+    ALLOCATING = frozenset({"insert", "concatenate", "empty", "zeros", "ones"})
 
     def __init__(self) -> None:
         self.written = 0
 
     def __getattr__(self, name):
-        return getattr(np, name)
+        function = getattr(np, name)
+        if name not in self.ALLOCATING:
+            return function
 
-    def insert(self, *args, **kwargs):
-        out = np.insert(*args, **kwargs)
-        self.written += out.size
-        return out
+        def counted(*args, **kwargs):
+            out = function(*args, **kwargs)
+            self.written += out.size
+            return out
 
-    def concatenate(self, *args, **kwargs):
-        out = np.concatenate(*args, **kwargs)
-        self.written += out.size
-        return out
-
-    def empty(self, *args, **kwargs):
-        out = np.empty(*args, **kwargs)
-        self.written += out.size
-        return out
-
-    def zeros(self, *args, **kwargs):
-        out = np.zeros(*args, **kwargs)
-        self.written += out.size
-        return out
-
-    def ones(self, *args, **kwargs):
-        out = np.ones(*args, **kwargs)
-        self.written += out.size
-        return out
+        return counted
 
 
 def test_sorted_key_map_grows_in_amortised_time(monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -15,7 +17,10 @@ from recgraph.jobs.tune import (  # noqa: E402
     tune_question,
     write_pipeline,
 )
+from recgraph.jobs.tune.results import Trial  # noqa: E402
+from recgraph.jobs.tune.search import _confirm  # noqa: E402
 from recgraph.pipeline import PipelineConfig, load_pipeline_config  # noqa: E402
+from recgraph.pipeline.config import QuestionConfig  # noqa: E402
 from recgraph.retrieval.base import Retriever  # noqa: E402
 
 
@@ -206,18 +211,13 @@ def test_train_with_tune_publishes_the_tuned_pipeline(small_store, tmp_path, mon
 def test_a_tuned_feed_without_item_knn_keeps_the_file_valid(tuned, tmp_path):
     from dataclasses import replace
 
-    from recgraph.pipeline.config import QuestionConfig
-
-    only_popular = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
-    result = replace(tuned, config=only_popular)
+    result = replace(tuned, config=single_popular())
     written = write_pipeline({"feed": result}, tmp_path / "p.toml", load_pipeline_config())
     assert written.similar.retriever is None  # item_knn is gone: co-occurrence answers
     assert load_pipeline_config(tmp_path / "p.toml") == written
 
 
 def test_the_given_and_also_questions_are_tried_as_they_are_and_eligible(feed_graph):
-    from recgraph.pipeline.config import QuestionConfig
-
     ranked = QuestionConfig(
         retrievers=[{"name": "item_knn"}, {"name": "popular"}],
         fallback=[],
@@ -237,9 +237,7 @@ def test_the_given_and_also_questions_are_tried_as_they_are_and_eligible(feed_gr
 
 
 def test_a_trial_that_differs_only_in_negatives_is_not_a_repeat():
-    from recgraph.jobs.tune.results import Trial
     from recgraph.jobs.tune.search import _describe, _same
-    from recgraph.pipeline.config import QuestionConfig
 
     def ranked(negatives: float) -> QuestionConfig:
         return QuestionConfig(
@@ -263,166 +261,154 @@ class _ConfigIsModel:
 SECOND_CARVE = {"fraction": 0.4, "seed": 0, "rows_fit": 10, "rows_valid": 5, "users": 3}
 
 
-def confirm_scored(
-    best, leaders, single, recorded, description, second=None, first=None, **options
-):
-    """Phase 3 (``_confirm``) over validations scoring a model with ``second`` and ``first``."""
-    from types import SimpleNamespace
+# The finalists of the phase-3 tests: the best single retriever, a merge of two, and the
+# merge with a ranker (fresh objects each call: the configs are mutable).
+def single_popular() -> QuestionConfig:
+    return QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
 
-    from recgraph.jobs.tune.search import _confirm
 
-    def carve():
-        return SimpleNamespace(fit=None, score=second), SECOND_CARVE
-
-    if first is not None:
-        options["first"] = SimpleNamespace(fit=None, score=first)
-    options.setdefault("carve", carve)
-    options.setdefault("number", lambda: len(recorded))
-    return _confirm(
-        best,
-        leaders,
-        single,
-        cache=_ConfigIsModel(),
-        record=recorded.append,
-        description=description,
-        **options,
+def merged(**ranker) -> QuestionConfig:
+    """popular + item_knn, with a seeded ``gbdt_ranker`` if given ``ranker`` settings."""
+    return QuestionConfig(
+        retrievers=[{"name": "popular"}, {"name": "item_knn"}],
+        fallback=[],
+        ranker={"name": "gbdt_ranker", "seed": 0, **ranker} if ranker else None,
     )
+
+
+def ranker_leads(model) -> float:
+    """A validation on which a pipeline with a ranker scores 0.12 and one without 0.10."""
+    return 0.10 if model.ranker is None else 0.12
+
+
+class PhaseThree:
+    """Phase 3 (``_confirm``) against one best single retriever (popular, 0.10 in a trial of
+    ``single_phase``), on validations that score a model with ``second`` and ``first``.
+
+    Every run adds the trials it scored to ``recorded`` and what it decided to
+    ``description["confirm"]`` (``confirm``).
+    """
+
+    def __init__(self, single_phase: str = "pipeline", description: dict | None = None) -> None:
+        self.single_trial = Trial(0, single_phase, [{"name": "popular"}], None, 0.10, 0.0)
+        self.single = single_popular()
+        self.recorded: list[Trial] = []
+        self.description = {} if description is None else description
+
+    @property
+    def confirm(self) -> dict:
+        return self.description["confirm"]
+
+    def __call__(self, best, leaders, *, second=None, first=None, **options):
+        def carve():
+            return SimpleNamespace(fit=None, score=second), SECOND_CARVE
+
+        if first is not None:
+            options["first"] = SimpleNamespace(fit=None, score=first)
+        options.setdefault("carve", carve)
+        options.setdefault("number", lambda: len(self.recorded))
+        return _confirm(
+            best,
+            leaders,
+            (self.single_trial, self.single),
+            cache=_ConfigIsModel(),
+            record=self.recorded.append,
+            description=self.description,
+            **options,
+        )
+
+
+def one_retriever_finalists(values: dict[str, float]) -> list[tuple[Trial, QuestionConfig]]:
+    """Phase 2's finalists #1, #2, ...: one retriever each, ``{name: validation figure}``."""
+    return [
+        (
+            Trial(n, "pipeline", [{"name": name}], None, value, 0.0),
+            QuestionConfig(retrievers=[{"name": name}], fallback=[]),
+        )
+        for n, (name, value) in enumerate(values.items(), 1)
+    ]
+
+
+def by_retriever(figures: dict[str, float]):
+    """A validation scoring a one-retriever pipeline by its retriever's name."""
+    return lambda model: figures[model.retrievers[0].name]
 
 
 def test_phase_three_keeps_the_pipeline_whose_lead_holds_on_the_second_validation():
     """The best of phase 2 on one split is checked on a second: the mean share decides."""
-
-    from recgraph.jobs.tune.results import Trial
-    from recgraph.pipeline.config import QuestionConfig
-
-    names = {0: "popular", 1: "item_knn", 2: "ease"}
-    configs = {
-        n: QuestionConfig(retrievers=[{"name": name}], fallback=[]) for n, name in names.items()
-    }
-    values = {0: 0.10, 1: 0.13, 2: 0.12}
-    trials = {n: Trial(n, "pipeline", [{"name": names[n]}], None, values[n], 0.0) for n in names}
-    recorded, description = [], {}
+    phase3 = PhaseThree()
+    leaders = one_retriever_finalists({"item_knn": 0.13, "ease": 0.12})
 
     def run(second):
-        return confirm_scored(
-            (values[1], configs[1]),
-            [(trials[1], configs[1]), (trials[2], configs[2])],
-            (trials[0], configs[0]),
-            recorded,
-            description,
-            second=lambda model: second[model.retrievers[0].name],
-        )
+        return phase3((0.13, leaders[0][1]), leaders, second=by_retriever(second))
 
     # item_knn: 1.3x then 0.85x (mean 1.075); ease: 1.2x then 1.05x (mean 1.125)
-    assert run({"popular": 0.20, "item_knn": 0.17, "ease": 0.21}) == (0.12, configs[2])
-    assert description["confirm"]["kept"] == "#2"
-    assert [t.phase for t in recorded] == ["confirm"] * 3
+    assert run({"popular": 0.20, "item_knn": 0.17, "ease": 0.21}) == (0.12, leaders[1][1])
+    assert phase3.confirm["kept"] == "#2"
+    assert [t.phase for t in phase3.recorded] == ["confirm"] * 3
     # both fall well behind on the second validation: the best single retriever answers
-    assert run({"popular": 0.20, "item_knn": 0.10, "ease": 0.12}) == (0.10, configs[0])
-    assert description["confirm"]["kept"] == "the best single retriever"
+    assert run({"popular": 0.20, "item_knn": 0.10, "ease": 0.12}) == (0.10, phase3.single)
+    assert phase3.confirm["kept"] == "the best single retriever"
 
 
 def test_phase_three_ranks_by_the_figures_drawn_after_the_choice_and_checks_a_given_one():
     """Phase 2's own figure of a finalist is the best of many draws: it floors, never ranks.
     The best question tried as given is checked after phase 2's finalists."""
+    phase3 = PhaseThree()
+    leaders = one_retriever_finalists({"item_knn": 0.15})
+    ease = QuestionConfig(retrievers=[{"name": "ease"}], fallback=[])
+    second = by_retriever({"popular": 0.20, "item_knn": 0.21, "ease": 0.23})
 
-    from recgraph.jobs.tune.results import Trial
-    from recgraph.pipeline.config import QuestionConfig
-
-    names = {0: "popular", 1: "item_knn", 2: "ease"}
-    configs = {
-        n: QuestionConfig(retrievers=[{"name": name}], fallback=[]) for n, name in names.items()
-    }
-    values = {0: 0.10, 1: 0.15, 2: 0.12}
-    trials = {n: Trial(n, "pipeline", [{"name": names[n]}], None, values[n], 0.0) for n in names}
-    trials[2] = Trial(2, "default", [{"name": "ease"}], None, values[2], 0.0, "also #1")
-    recorded, description = [], {}
-    second = {"popular": 0.20, "item_knn": 0.21, "ease": 0.23}
-
-    def run(given, **options):
-        return confirm_scored(
-            (values[1], configs[1]),
-            [(trials[1], configs[1])],
-            (trials[0], configs[0]),
-            recorded,
-            description,
-            second=lambda model: second[model.retrievers[0].name],
-            given=[(given, configs[2])],
-            **options,
+    def run(given_value, **options):
+        given = Trial(2, "default", [{"name": "ease"}], None, given_value, 0.0, "also #1")
+        return phase3(
+            (0.15, leaders[0][1]), leaders, second=second, given=[(given, ease)], **options
         )
 
     # item_knn: 1.5x on its own trial, 1.05x after (mean 1.275); ease: 1.2x, then 1.15x
-    assert run(trials[2]) == (0.12, configs[2])
-    assert description["confirm"]["mean_share_after"] == {"#1": 1.05, "#2": 1.15}
-    assert description["confirm"]["mean_share"]["#1"] > description["confirm"]["mean_share"]["#2"]
+    assert run(0.12) == (0.12, ease)
+    assert phase3.confirm["mean_share_after"] == {"#1": 1.05, "#2": 1.15}
+    assert phase3.confirm["mean_share"]["#1"] > phase3.confirm["mean_share"]["#2"]
     # a given question ahead of phase 2's best is checked first, in full, past the deadline
-    leading = Trial(2, "default", [{"name": "ease"}], None, 0.16, 0.0, "also #1")
-    assert run(leading, deadline=0.0) == (0.16, configs[2])
-    assert description["confirm"]["unchecked"] == ["#1"]
+    assert run(0.16, deadline=0.0) == (0.16, ease)
+    assert phase3.confirm["unchecked"] == ["#1"]
 
 
 def test_phase_three_keeps_a_ranker_only_when_its_lead_holds_for_every_ranker_seed():
     """A lead that one ranker draw shows and another loses is the draw's, not the pipeline's."""
-
-    from recgraph.jobs.tune.results import Trial
     from recgraph.jobs.tune.search import reseeded
-    from recgraph.pipeline.config import QuestionConfig
 
-    single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
-    ranked = QuestionConfig(
-        retrievers=[{"name": "popular"}, {"name": "item_knn"}],
-        fallback=[],
-        ranker={"name": "gbdt_ranker", "seed": 0},
-    )
+    phase3 = PhaseThree()
+    ranked = merged(seed=0)
     assert reseeded(ranked, 7).ranker.seed == 7 and reseeded(ranked, 7).ranker.params["seed"] == 7
-    assert reseeded(single, 7) == single
-    single_trial = Trial(0, "pipeline", [{"name": "popular"}], None, 0.10, 0.0)
+    assert reseeded(phase3.single, 7) == phase3.single
     ranked_trial = Trial(1, "pipeline", [{"name": "popular"}], {"name": "gbdt_ranker"}, 0.13, 0.0)
-    recorded, description = [], {}
 
     def run(by_seed: dict[int, float]):
         def value(model):
             return 0.10 if model.ranker is None else by_seed[model.ranker.seed]
 
-        return confirm_scored(
-            (0.13, ranked),
-            [(ranked_trial, ranked)],
-            (single_trial, single),
-            recorded,
-            description,
-            second=value,
-            first=value,
-            seeds=(0, 1, 2),
-        )
+        leaders = [(ranked_trial, ranked)]
+        return phase3((0.13, ranked), leaders, second=value, first=value, seeds=(0, 1, 2))
 
     # every seed leads on both validations: the ranked pipeline answers
     assert run({0: 0.13, 1: 0.12, 2: 0.11}) == (0.13, ranked)
-    assert description["confirm"]["kept"] == "#1"
+    assert phase3.confirm["kept"] == "#1"
     # the best single on the second validation, then seeds 1, 2 on the first, 0-2 on the second
-    assert len(recorded) == 1 + 2 + 3
+    assert len(phase3.recorded) == 1 + 2 + 3
     # seed 2 falls behind the best single: the mean still leads, the pipeline does not
-    assert run({0: 0.13, 1: 0.12, 2: 0.095}) == (0.10, single)
-    assert description["confirm"]["kept"] == "the best single retriever"
-    assert description["confirm"]["worst_share"]["#1"] == pytest.approx(0.95)
+    assert run({0: 0.13, 1: 0.12, 2: 0.095}) == (0.10, phase3.single)
+    assert phase3.confirm["kept"] == "the best single retriever"
+    assert phase3.confirm["worst_share"]["#1"] == pytest.approx(0.95)
 
 
 def test_without_a_second_validation_the_toml_says_the_first_alone_confirmed(tmp_path):
     """No second carve (leave_last_n, a fraction at 0.5, too little data): the file is still
     written, and says the finalists were checked over ranker seeds on the first validation only."""
 
-    from recgraph.jobs.tune.results import Trial, TuneResult
-    from recgraph.pipeline.config import QuestionConfig
+    from recgraph.jobs.tune.results import TuneResult
 
-    single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
-    ranked = QuestionConfig(
-        retrievers=[{"name": "popular"}, {"name": "item_knn"}],
-        fallback=[],
-        ranker={"name": "gbdt_ranker", "seed": 0},
-    )
-    single_trial = Trial(0, "retriever", [{"name": "popular"}], None, 0.10, 0.0)
-    ranked_trial = Trial(1, "pipeline", [{"name": "popular"}], {"name": "gbdt_ranker"}, 0.13, 0.0)
-    recorded = []
-    description = {
+    first_carve = {
         "method": "temporal_global",
         "fraction": 0.5,
         "seed": 0,
@@ -430,25 +416,26 @@ def test_without_a_second_validation_the_toml_says_the_first_alone_confirmed(tmp
         "rows_valid": 5,
         "users": 3,
     }
+    phase3 = PhaseThree("retriever", first_carve)
+    ranked = merged(seed=0)
+    ranked_trial = Trial(1, "pipeline", [{"name": "popular"}], {"name": "gbdt_ranker"}, 0.13, 0.0)
 
     def no_carve():
         raise ValueError("no longer horizon to check on")
 
-    value, config = confirm_scored(
+    value, config = phase3(
         (0.13, ranked),
         [(ranked_trial, ranked)],
-        (single_trial, single),
-        recorded,
-        description,
-        first=lambda model: 0.10 if model.ranker is None else 0.12,
+        first=ranker_leads,
         carve=no_carve,
-        number=lambda: 2 + len(recorded),
+        number=lambda: 2 + len(phase3.recorded),
         seeds=(0, 1),
     )
     assert (value, config) == (0.13, ranked)
-    assert len(recorded) == 1  # seed 1 on the first validation: nothing else to score on
+    assert len(phase3.recorded) == 1  # seed 1 on the first validation: nothing else to score on
+    single = phase3.single_trial
     result = TuneResult(
-        "feed", config, "ndcg@20", value, single_trial, None, description, [single_trial]
+        "feed", config, "ndcg@20", value, single, None, phase3.description, [single]
     )
     path = tmp_path / "p.toml"
     write_pipeline({"feed": result}, path, PipelineConfig())
@@ -469,82 +456,50 @@ def test_a_half_validation_on_timestamped_data_tunes_and_writes_the_toml(feed_gr
 
 def test_phase_three_scores_a_finalist_without_a_ranker_once_per_validation():
     """A pipeline without a ranker draws nothing: reseeding it would score the same twice."""
-
-    from recgraph.jobs.tune.results import Trial
     from recgraph.jobs.tune.search import confirm_trials
-    from recgraph.pipeline.config import QuestionConfig
 
-    single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
-    merged = QuestionConfig(retrievers=[{"name": "popular"}, {"name": "item_knn"}], fallback=[])
-    single_trial = Trial(0, "pipeline", [{"name": "popular"}], None, 0.10, 0.0)
+    phase3 = PhaseThree()
+    merge = merged()
     merged_trial = Trial(1, "pipeline", [{"name": "popular"}, {"name": "item_knn"}], None, 0.12, 0)
-    recorded, description = [], {}
 
     def value(model):
         return 0.10 if len(model.retrievers) == 1 else 0.12
 
-    kept = confirm_scored(
-        (0.12, merged),
-        [(merged_trial, merged)],
-        (single_trial, single),
-        recorded,
-        description,
-        second=value,
-        first=value,
-        seeds=(0, 1),
-    )
-    assert kept == (0.12, merged)
+    kept = phase3((0.12, merge), [(merged_trial, merge)], second=value, first=value, seeds=(0, 1))
+    assert kept == (0.12, merge)
     # the best single on the second validation, the finalist on it: no reseeds
-    assert len(recorded) == 2 == confirm_trials(ranked=False)
-    assert description["confirm"]["ranked"] == []
+    assert len(phase3.recorded) == 2 == confirm_trials(ranked=False)
+    assert phase3.confirm["ranked"] == []
 
 
 def test_the_trial_cap_leaves_a_second_finalist_unchecked_and_says_so():
     """Phase 3 checks a second finalist only in the trials the cap leaves; the TOML names it."""
+    from recgraph.jobs.tune.results import _confirm_lines
 
-    from recgraph.jobs.tune.results import Trial, _confirm_lines
-    from recgraph.pipeline.config import QuestionConfig
-
-    single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
-
-    def ranked(depth):
-        return QuestionConfig(
-            retrievers=[{"name": "popular"}, {"name": "item_knn"}],
-            fallback=[],
-            ranker={"name": "gbdt_ranker", "seed": 0, "depth": depth},
-        )
-
-    single_trial = Trial(0, "pipeline", [{"name": "popular"}], None, 0.10, 0.0)
+    phase3 = PhaseThree()
     leaders = [
-        (Trial(n, "pipeline", [{"name": "popular"}], {"name": "gbdt_ranker"}, v, 0.0), ranked(d))
+        (
+            Trial(n, "pipeline", [{"name": "popular"}], {"name": "gbdt_ranker"}, v, 0.0),
+            merged(depth=d),
+        )
         for n, v, d in ((1, 0.13, 100), (2, 0.12, 200))
     ]
-    recorded, description = [], {}
     cap = 4
-
-    def value(model):
-        return 0.10 if model.ranker is None else 0.12
-
-    confirm_scored(
+    phase3(
         (0.13, leaders[0][1]),
         leaders,
-        (single_trial, single),
-        recorded,
-        description,
-        second=value,
-        first=value,
+        second=ranker_leads,
+        first=ranker_leads,
         seeds=(0, 1),
-        room=lambda: cap - len(recorded),
+        room=lambda: cap - len(phase3.recorded),
     )
-    assert len(recorded) == 4  # the best single and the first finalist's three checks
-    assert description["confirm"]["unchecked"] == ["#2"]
-    assert any("#2 not checked" in line for line in _confirm_lines(description["confirm"]))
+    assert len(phase3.recorded) == 4  # the best single and the first finalist's three checks
+    assert phase3.confirm["unchecked"] == ["#2"]
+    assert any("#2 not checked" in line for line in _confirm_lines(phase3.confirm))
 
 
 def test_when_phase_three_keeps_the_best_single_the_table_and_toml_say_so(tuned, tmp_path):
     from dataclasses import replace
-
-    from recgraph.jobs.tune.results import Trial
 
     ranked = next(t for t in tuned.trials if t.phase == "pipeline" and t.ranker)
     single = tuned.best_single

@@ -15,7 +15,7 @@ from recgraph.jobs.tune.results import (  # noqa: E402
 from recgraph.jobs.tune.search import TuneSettings, tune_question  # noqa: E402
 from recgraph.pipeline import PipelineConfig, load_pipeline_config  # noqa: E402
 from recgraph.pipeline.config import QuestionConfig  # noqa: E402
-from tests.jobs.test_tune import confirm_scored  # noqa: E402
+from tests.jobs.test_tune import PhaseThree, merged, ranker_leads  # noqa: E402
 from tests.jobs.test_tune import settings as tune_settings  # noqa: E402
 
 #: The marker of the given question in these tests: a depth no search space proposes.
@@ -176,35 +176,22 @@ def test_the_trial_caps_phase_shares_come_from_the_trials_the_given_ones_leave(f
 
 def test_phase_three_ranks_a_finalist_without_a_later_figure_after_those_with_one():
     """No second validation and no ranker: a finalist's only figure is its inflated own."""
-    single = QuestionConfig(retrievers=[{"name": "popular"}], fallback=[])
-    merged = QuestionConfig(retrievers=[{"name": "popular"}, {"name": "item_knn"}], fallback=[])
-    ranked = QuestionConfig(
-        retrievers=[{"name": "popular"}, {"name": "item_knn"}],
-        fallback=[],
-        ranker={"name": "gbdt_ranker", "seed": 0},
-    )
-    single_trial = Trial(0, "retriever", [{"name": "popular"}], None, 0.10, 0.0)
+    phase3 = PhaseThree("retriever", {"method": "leave_last_n"})
+    merge, ranked = merged(), merged(seed=0)
     merged_trial = Trial(1, "pipeline", [{"name": "popular"}], None, 0.20, 0.0)
     ranked_trial = Trial(2, "pipeline", [{"name": "popular"}], {"name": "gbdt_ranker"}, 0.15, 0)
-    recorded, description = [], {"method": "leave_last_n"}
 
     def no_carve():
         raise ValueError("leave_last_n has one horizon: no second validation")
 
-    def value(model):
-        return 0.10 if model.ranker is None else 0.12
-
-    kept = confirm_scored(
-        (0.20, merged),
-        [(merged_trial, merged), (ranked_trial, ranked)],
-        (single_trial, single),
-        recorded,
-        description,
-        first=value,
+    kept = phase3(
+        (0.20, merge),
+        [(merged_trial, merge), (ranked_trial, ranked)],
+        first=ranker_leads,
         carve=no_carve,
         seeds=(0, 1),
     )
-    confirm = description["confirm"]
+    confirm = phase3.confirm
     # the merge's own 2.0x is phase 2's best of many; the ranker's 1.2x was drawn afterwards
     assert kept == (0.15, ranked) and confirm["kept"] == "#2"
     assert confirm["no_later_figure"] == ["#1"]

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from functools import cache
 
-from recgraph.data.interactions import Interactions
+from recgraph.data.interactions import Interactions, ValueKind
 from recgraph.data.listening import generate_listening
 from recgraph.data.splits import random_per_user
+
+
+def plays(users: list[str], items: list[str], counts: list[int]) -> Interactions:
+    """A few hand-written rows of ``(user, item, times played)`` as count data."""
+    return Interactions.from_arrays(users, items, value=counts, value_kind=ValueKind.COUNT)
 
 
 @cache

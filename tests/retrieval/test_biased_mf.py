@@ -7,6 +7,7 @@ from recgraph.retrieval import Retriever
 from recgraph.retrieval.biased_mf import BiasedMF, feedback_targets
 from tests.retrieval.conformance import RetrieverConformance, two_cliques
 from tests.retrieval.fold_in import moved_users
+from tests.retrieval.play_counts import plays
 
 #: The settings these tests were written for: Adam and sampled negatives (the
 #: defaults are now Adagrad with the Gramian term, tested on their own below).
@@ -76,12 +77,7 @@ def test_targets_scale_ratings_and_prefer_explicit_then_latest():
 def test_play_counts_are_likes_weighted_by_log_confidence():
     # one pair played 1 + 6 times over two rows, one 1,000 times: targets 1, weights grow
     # with the log of the summed count (Hu et al.), never read as ratings on a scale
-    data = Interactions.from_arrays(
-        ["a", "a", "a", "b"],
-        ["x", "x", "y", "x"],
-        value=[1, 6, 1000, 1],
-        value_kind=ValueKind.COUNT,
-    )
+    data = plays(["a", "a", "a", "b"], ["x", "x", "y", "x"], [1, 6, 1000, 1])
     src, dst, target, weight = feedback_targets(
         data, rating_range=(0.0, 1.0), view_target=1.0, count_epsilon=1.0
     )

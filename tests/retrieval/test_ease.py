@@ -5,6 +5,7 @@ from recgraph.data.interactions import Interactions
 from recgraph.errors import ConfigError
 from recgraph.retrieval.ease import EASE, ease_weights
 from tests.retrieval.conformance import RetrieverConformance, two_cliques
+from tests.retrieval.play_counts import plays
 
 
 class TestEASE(RetrieverConformance):
@@ -100,13 +101,6 @@ def test_auto_solver_picks_the_smaller_side(monkeypatch):
 
 
 def test_play_counts_weigh_by_log_confidence():
-    from recgraph.data.interactions import ValueKind
-
-    data = Interactions.from_arrays(
-        ["a", "a", "b", "b"],
-        ["x", "y", "x", "y"],
-        value=[1, 1000, 3, 1],
-        value_kind=ValueKind.COUNT,
-    )
+    data = plays(["a", "a", "b", "b"], ["x", "y", "x", "y"], [1, 1000, 3, 1])
     model = EASE(regularization=1.0, count_epsilon=1.0).fit(data)
     assert sorted(model.matrix_.data.tolist()) == pytest.approx([1.0, 1.0, 2.0, np.log2(1001)])

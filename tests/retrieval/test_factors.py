@@ -9,6 +9,7 @@ from recgraph.retrieval.factors import (
     positive_matrix,
     rating_threshold,
 )
+from tests.retrieval.play_counts import plays
 
 
 def cell(matrix, data: Interactions, user: str, item: str) -> float:
@@ -49,12 +50,7 @@ def test_a_kept_threshold_judges_a_small_batch_on_the_whole_scale():
 
 
 def test_counts_are_summed_per_pair_then_log_weighted():
-    data = Interactions.from_arrays(
-        ["a", "a", "a", "b"],
-        ["x", "x", "y", "x"],
-        value=[1, 2, 1000, 1],
-        value_kind=ValueKind.COUNT,
-    )
+    data = plays(["a", "a", "a", "b"], ["x", "x", "y", "x"], [1, 2, 1000, 1])
     matrix = positive_matrix(data, count_epsilon=1.0)
     assert cell(matrix, data, "a", "x") == pytest.approx(2.0)  # log2(1 + 3)
     assert cell(matrix, data, "a", "y") == pytest.approx(np.log2(1001), rel=1e-6)

@@ -3,6 +3,7 @@ import numpy as np
 from recgraph.data.interactions import Interactions
 from recgraph.retrieval.popular import Popular
 from tests.retrieval.conformance import RetrieverConformance, two_cliques
+from tests.retrieval.play_counts import plays
 
 
 class TestPopular(RetrieverConformance):
@@ -35,7 +36,7 @@ def test_follow_graph_popularity_is_in_degree():
 
 
 def test_every_rating_counts_as_a_view_and_counts_weigh_by_log():
-    from recgraph.data.interactions import Kind, ValueKind
+    from recgraph.data.interactions import Kind
 
     ratings = Interactions.from_arrays(
         ["a", "b", "c"], ["x", "x", "y"], value=[1, 2, 5], kind=Kind.RATING
@@ -46,11 +47,9 @@ def test_every_rating_counts_as_a_view_and_counts_weigh_by_log():
     assert Popular().fit(ratings).popularity_.tolist() == [2.0, 1.0]
     by_rating = Popular(weight="value").fit(ratings).popularity_
     np.testing.assert_allclose(by_rating, [2 * LOW_RATING_WEIGHT, 1.0])
-    plays = Interactions.from_arrays(
-        ["a", "b", "c"], ["x", "x", "y"], value=[1, 1, 1023], value_kind=ValueKind.COUNT
-    )
-    assert Popular().fit(plays).popularity_.tolist() == [2.0, 1.0]
-    by_value = Popular(weight="value", count_epsilon=1.0).fit(plays).popularity_
+    played = plays(["a", "b", "c"], ["x", "x", "y"], [1, 1, 1023])
+    assert Popular().fit(played).popularity_.tolist() == [2.0, 1.0]
+    by_value = Popular(weight="value", count_epsilon=1.0).fit(played).popularity_
     np.testing.assert_allclose(by_value, [2.0, 10.0])
 
 
