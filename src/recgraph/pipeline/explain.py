@@ -197,6 +197,9 @@ class Explainer:
         except Exception:  # an explanation is a courtesy: never fail a request over one
             return [None] * len(ids)
         liked, kinds, values, value_kinds = self.history.liked_entries(user)
+        # plain lists: a reason reads a few entries one by one (numpy scalars, and a memory
+        # map's Python-level indexing, cost more than the rest of the reason)
+        kinds, values, value_kinds = kinds.tolist(), values.tolist(), value_kinds.tolist()
         position: dict[int, int] | None = None  # the user's liked items -> their entry, once
         if vias is not None:
             position = {t: i for i, t in enumerate(liked.tolist())}
@@ -228,9 +231,9 @@ class Explainer:
         self,
         via: list[int],
         position: dict[int, int],
-        kinds: np.ndarray,
-        values: np.ndarray,
-        value_kinds: np.ndarray,
+        kinds: list[int],
+        values: list[float],
+        value_kinds: list[int],
         names: Names,
     ) -> Reason | None:
         """ "because you liked X and viewed Y": only the user's liked items (``position``: each
@@ -239,11 +242,12 @@ class Explainer:
         if not chosen:
             return None
         phrases: list[tuple[str, list[str]]] = []
-        item_ids = self.history.items.ids
-        for target in chosen:
+        # the cited items' external ids, read at once (the id map may be a memory map)
+        external = np.asarray(self.history.items.ids)[chosen].tolist()
+        for target, item_id in zip(chosen, external, strict=True):
             i = position[target]
             verb = _verb(int(kinds[i]))
-            title = f"“{names.show_item(str(item_ids[target]))}”"
+            title = f"“{names.show_item(str(item_id))}”"
             if verb == "rated":
                 title += " highly"
             elif verb == "viewed" and value_kinds[i] == ValueKind.COUNT and values[i] > 1:
@@ -261,7 +265,7 @@ class Explainer:
             if verbs == {"viewed"}
             else "history"
         )
-        via = tuple(str(item_ids[t]) for t in chosen)
+        via = tuple(str(x) for x in external)
         return Reason(f"because you {text}", code, via)
 
 
@@ -316,6 +320,8 @@ def _account_reasons(
         out_, inn = out_.copy(), inn.copy()
         out_.sum_duplicates()
         inn.sum_duplicates()
+    if external is not None:
+        external = np.asarray(external)  # a memory map indexed as a plain array (no Python hook)
     followed = out_.indices[out_.indptr[user] : out_.indptr[user + 1]]
     entries, owner = row_entries(inn, ids)
     followers = inn.indices[entries]
@@ -329,7 +335,7 @@ def _account_reasons(
         n = int(counts[j])
         if n >= MIN_COMMON:
             common = common_ids[starts[j] : starts[j] + top]
-            via = tuple(str(x) for x in (common if external is None else external[common]))
+            via = tuple(map(str, (common if external is None else external[common]).tolist()))
             if external is None:
                 text = f"followed by {_count(n, 'person', 'people')} you follow"
             else:

@@ -18,6 +18,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from recgraph.pipeline.merge_kernels import merge_rows
+
+#: Whether :func:`_merge` runs the compiled kernel (:mod:`.merge_kernels`, the same bits);
+#: ``False``: the numpy version below alone (what the kernel is tested against).
+COMPILED = True
+
 
 class MergeRule(NamedTuple):
     """How :func:`merge_lists` merges: results per row, method, list weights, RRF offset."""
@@ -90,6 +96,10 @@ def _merge(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     k, method, weights, rrf_k = int(rule.k), rule.method, rule.weights, float(rule.rrf_k)
     n = ids[0].shape[0] if ids else 0
+    if ids and COMPILED:
+        merged = merge_rows((ids, scores, sources), rule, provenance)
+        if merged is not None:
+            return merged
     out_ids = np.full((n, k), -1, dtype=np.int64)
     out_scores = np.full((n, k), -np.inf, dtype=np.float32)
     out_sources = np.zeros((n, k), dtype=np.int64)
@@ -162,3 +172,13 @@ def _merge(
             rank_out[row[mine], slot[mine]] = rank[mine] + 1
             score_out[row[mine], slot[mine]] = raw[mine]
     return out_ids, out_scores, out_sources, out_origin, where
+
+
+def warm_up() -> None:
+    """Compile (or read from numba's cache) the merge kernel for the types a request passes
+    (a question calls this when its models are attached, so no request compiles it)."""
+    ids = [np.array([[1, -1]], np.int64), np.array([[1, 2]], np.int64)]
+    scores = [np.array([[0.5, 0.0]], np.float32), np.array([[0.2, 0.1]], np.float32)]
+    sources = [np.array([[1, 0]], np.int64), np.array([[2, 2]], np.int64)]
+    for method in ("rrf", "priority"):
+        merge_with_ranks(ids, scores, sources, k=2, method=method, weights=[1.0, 1.0], rrf_k=60.0)

@@ -41,6 +41,7 @@ from recgraph.pipeline.config import QUESTION_GRAPH, QUESTIONS, QuestionConfig, 
 from recgraph.pipeline.explain import Explainer
 from recgraph.pipeline.history import History
 from recgraph.pipeline.merge import merge_lists
+from recgraph.pipeline.merge import warm_up as warm_up_merge
 from recgraph.pipeline.names import Names
 from recgraph.pipeline.ranking import (
     RANKING_DIR,
@@ -116,6 +117,7 @@ class QuestionModel:
             raise ConfigError(f"{self.question}: no fitted retriever for {', '.join(missing)}")
         self.models, self.history = models, history
         self.rules = ServingRules(history, self.config)
+        warm_up_merge()  # the merge compiled now, not in the first request
         self.explainer = Explainer(
             history,
             models,
@@ -461,19 +463,26 @@ class QuestionModel:
         )
         target_ids = history.items.external(ids)
         show = names.handle if self.question == "who_to_follow" else names.title
+        keys = list(enumerate(self.retriever_keys))
+        # Python numbers, not numpy scalars: each result reads its few fields one by one
         results = [
             Recommendation(
                 id=str(target),
-                score=float(score),
-                retrievers=tuple(key for j, key in enumerate(self.retriever_keys) if bits >> j & 1),
+                score=score,
+                retrievers=tuple(key for j, key in keys if bits >> j & 1),
                 reason=reason.text,
                 reason_code=reason.code,
                 via=reason.via,
-                fallback=bool(o > 0),
+                fallback=o > 0,
                 label=show(str(target)),
             )
             for target, score, bits, o, reason in zip(
-                target_ids, scores, sources, origin, reasons, strict=True
+                np.asarray(target_ids).tolist(),
+                scores.astype(np.float64).tolist(),
+                sources.tolist(),
+                origin.tolist(),
+                reasons,
+                strict=True,
             )
         ]
         return Answer(user=user, known=index >= 0, cold=cold, results=results)

@@ -34,6 +34,7 @@ from recgraph.files import atomic_write
 from recgraph.pipeline.candidates import RankedList
 from recgraph.pipeline.config import RankerSpec
 from recgraph.pipeline.merge import merge_with_ranks
+from recgraph.ranking import history_kernels
 from recgraph.ranking.base import Ranker, RankingBatch, ndcg_at
 from recgraph.ranking.features import (
     OPTIONAL_ITEM_FEATURES,
@@ -250,6 +251,7 @@ class RankingStage:
     ) -> None:
         self.spec, self.ranker, self.features, self.keys = spec, ranker, features, keys
         self.ppr_key = ppr_key
+        history_kernels.warm_up()  # a feed's feature kernels compiled now, not in a request
         self.active = active
         self.report = dict(report or {})
         self.order = order

@@ -252,3 +252,13 @@ def ndcg_at(scores: np.ndarray, labels: np.ndarray, groups: Sequence[int], k: in
             counted += 1
         start = stop
     return total / counted if counted else 0.0
+
+
+def feature_matrix(columns: list[np.ndarray]) -> np.ndarray:
+    """``np.stack(columns, axis=1).astype(np.float32)`` (each value through float64, then
+    float32) written column by column into one array: the same floats, without a float64
+    copy of the whole matrix (a request's features are a few dozen columns)."""
+    out = np.empty((len(columns[0]) if columns else 0, len(columns)), dtype=np.float32)
+    for j, column in enumerate(columns):
+        out[:, j] = column if column.dtype.kind == "f" else column.astype(np.float64)
+    return out

@@ -81,11 +81,11 @@ from recgraph.data.sparse_rows import (
     row_entries,
     row_sums,
 )
+from recgraph.ranking.base import feature_matrix
+from recgraph.ranking.history_kernels import reductions
 from recgraph.ranking.item_history import (
     HistoryProducts,
     ascending,
-    block_products,
-    gather,
     item_neighbours,
     rating_deviations,
     small_dense,
@@ -704,7 +704,7 @@ class CandidateFeatures:
             if self.graph_kind == "items"
             else self._accounts(users, items, ppr)
         )
-        return np.stack(columns, axis=1).astype(np.float32)
+        return feature_matrix(columns)
 
     def _items(self, users: np.ndarray, items: np.ndarray, deviation: bool) -> list[np.ndarray]:
         deviations = getattr(self, "rating_dev", None)  # None: saved before it existed
@@ -720,9 +720,12 @@ class CandidateFeatures:
         )
         out = []
         for history in (self.liked, self.recent, self.last):
-            indptr, data = products(history)
+            reduced = products.reduced(history)  # a request's, compiled: the same bits
+            if reduced is None:
+                indptr, data = products(history)
+                reduced = reduce_rows(indptr, data, np.maximum), row_sums(indptr, data)
             size = np.maximum(history.indptr[users + 1] - history.indptr[users], 1)
-            out += [reduce_rows(indptr, data, np.maximum), row_sums(indptr, data) / size]
+            out += [reduced[0], reduced[1] / size]
         out += [self.pop_windows[items, j] for j in range(self.pop_windows.shape[1])]
         out.append(self.pop_trend[items])
         out += [
@@ -737,16 +740,15 @@ class CandidateFeatures:
         self, user_side: sp.csr_matrix, users: np.ndarray, name: str, items: np.ndarray, **how
     ) -> np.ndarray:
         """:func:`pair_sums_rows` of ``user_side`` and the item-side matrix ``name``; a request
-        against a small one (genres, weeks) by one gather of its dense rows at the user's
-        columns (:func:`block_products`: the same products, so the same bits)."""
+        against a small one (genres, weeks) read from its dense rows at the user's columns
+        (:func:`~.history_kernels.reductions`: the same products and sums, so the same bits)."""
         user = one_user(users)
         dense = None if user is None else self.derived(f"{name}_dense")
         if dense is not None:
             lo, hi = user_side.indptr[user], user_side.indptr[user + 1]
             cols, values = user_side.indices[lo:hi], user_side.data[lo:hi]
             if user_side.has_canonical_format or ascending(cols):
-                indptr, data = block_products(values, gather(dense, items, cols))
-                return row_sums(indptr, data).astype(np.float64)
+                return reductions(values, dense, items, cols)[1].astype(np.float64)
         return pair_sums_rows(user_side, users, getattr(self, name), items, **how)[0]
 
     def _rating_deviation(self, users: np.ndarray, products, rated: bool) -> np.ndarray:

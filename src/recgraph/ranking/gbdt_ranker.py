@@ -34,7 +34,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from recgraph.ranking import tree_kernels
 from recgraph.ranking.base import Ranker, RankerConfig, RankingBatch, ndcg_at
+from recgraph.ranking.tree_kernels import CompiledTrees
 
 BOOSTER_FILE = "booster.txt"
 #: Bag ``b > 0``'s booster file (bag 0 is :data:`BOOSTER_FILE`, as a single booster is saved).
@@ -116,6 +118,8 @@ class GBDTRanker(Ranker):
         super().__init__(config, **params)
         self.boosters_: list[Any] = []
         self.residual_on_: str | None = None
+        #: Per booster, its trees compiled (:class:`~.tree_kernels.CompiledTrees`) or ``None``.
+        self.compiled_: list[CompiledTrees | None] = []
 
     # ------------------------------------------------------------------ residual
     def _residual_column(self, batch: RankingBatch) -> str | None:
@@ -186,6 +190,7 @@ class GBDTRanker(Ranker):
             booster, self.fit_report = self._fit_one(train, valid, cfg.seed)
             self.fit_report.update(residual)
             self.boosters_ = [booster]
+            self._compile()
             return
         sizes = train.group_sizes()
         list_of_row = np.repeat(np.arange(len(sizes)), sizes)
@@ -201,6 +206,7 @@ class GBDTRanker(Ranker):
             booster, report = self._fit_one(rows, valid, cfg.seed + bag)
             self.boosters_.append(booster)
             reports.append(report)
+        self._compile()
         self.fit_report = {
             "bags": cfg.bags,
             "rounds": [r["rounds"] for r in reports],
@@ -259,16 +265,34 @@ class GBDTRanker(Ranker):
             )
         return booster, report
 
+    def _compile(self) -> None:
+        """Each booster's trees compiled as :meth:`_score` reads them (the kernel compiled or
+        read from numba's cache now, not in the first request)."""
+        tree_kernels.warm_up()
+        raw = self.residual_on_ is not None  # as _score asks LightGBM
+        self.compiled_ = [
+            CompiledTrees.from_booster(b, b.best_iteration or None, raw_score=raw)
+            for b in self.boosters_
+        ]
+
     def _score(self, batch: RankingBatch) -> np.ndarray:
         # one request's few hundred rows: threads cost more than they save (4x the CPU)
         threads = 1 if len(batch) < SINGLE_THREAD_ROWS else self.config.n_threads
         total = None
         init = self._init_score(batch)
-        for booster in self.boosters_:
-            best = booster.best_iteration or None
-            scores = booster.predict(
-                batch.features, num_iteration=best, num_threads=threads, raw_score=init is not None
-            )
+        compiled = self.compiled_ if len(self.compiled_) == len(self.boosters_) else []
+        for bag, booster in enumerate(self.boosters_):
+            trees = compiled[bag] if compiled and threads == 1 else None
+            if trees is not None and batch.features.shape[1] == trees.n_features:
+                scores = trees.predict(batch.features)
+            else:
+                best = booster.best_iteration or None
+                scores = booster.predict(
+                    batch.features,
+                    num_iteration=best,
+                    num_threads=threads,
+                    raw_score=init is not None,
+                )
             total = scores if total is None else total + scores
         total = total / len(self.boosters_)
         return total if init is None else total + init
@@ -294,3 +318,4 @@ class GBDTRanker(Ranker):
             lgb.Booster(model_str=(path / _booster_file(bag)).read_text())
             for bag in range(self.config.bags)
         ]
+        self._compile()

@@ -13,6 +13,10 @@ import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.sparse_rows import one_user, row_products
+from recgraph.ranking.history_kernels import reductions
+
+#: The products' dtypes :meth:`HistoryProducts.reduced` reduces (numpy's otherwise).
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 #: Item-item neighbours kept per item for the similarity features.
 SIMILAR_NEIGHBOURS = 200
@@ -122,25 +126,47 @@ class HistoryProducts:
         self.user = one_user(users)
         self.similar: sp.csr_matrix | None = None  # the candidates' rows, sliced once for a batch
         self.block: np.ndarray | None = None
+        self.dense: np.ndarray | None = None  # a request's neighbours when its rows are sorted
         if self.user is None or dense is None:
             return
-        rows = [self._row(history) for history in histories]
+        self.histories = histories
         if all(
-            history.has_canonical_format or ascending(cols)
-            for history, (cols, _) in zip(histories, rows, strict=True)
+            history.has_canonical_format or ascending(self._row(history)[0])
+            for history in histories
         ):
-            self.union = np.unique(np.concatenate([cols for cols, _ in rows]))
-            self.block = gather(dense, items, self.union)
+            self.dense = dense
+
+    def _block(self) -> np.ndarray:
+        """The candidates' dense rows at the union of the user's columns, gathered once."""
+        if self.block is None:
+            assert self.dense is not None
+            cols = [self._row(history)[0] for history in self.histories]
+            self.union = np.unique(np.concatenate(cols))
+            self.block = gather(self.dense, self.items, self.union)
+        return self.block
 
     def _row(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = history.indptr[self.user], history.indptr[self.user + 1]
         return history.indices[lo:hi], history.data[lo:hi]
 
+    def reduced(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per candidate, the maximum (float64) and the sum of its products with ``history``'s
+        row, as :func:`reduce_rows` and :func:`row_sums` reduce this call's arrays, in one
+        compiled pass (:mod:`.history_kernels`, read from the dense neighbours: no block
+        gathered); ``None`` off a request's dense neighbours."""
+        if self.dense is None or self.dense.dtype not in FLOATS:
+            return None
+        cols, values = self._row(history)
+        if values.dtype not in FLOATS:
+            return None
+        return reductions(values, self.dense, self.items, cols)
+
     def __call__(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-        if self.block is not None:
+        if self.dense is not None:
             cols, values = self._row(history)
+            whole = self._block()
             at = np.searchsorted(self.union, cols)
-            block = self.block if len(at) == len(self.union) else gather(self.block, None, at)
+            block = whole if len(at) == len(self.union) else gather(whole, None, at)
             return block_products(values, block)
         if self.user is not None:
             part = row_products(history, self.user, self.neighbours, self.items, self.by_item)

@@ -169,6 +169,9 @@ class EASE(Retriever):
         self.weights_ = ease_weights(
             self.matrix_[:, self.active_items_], cfg.regularization, cfg.solver
         )
+        from recgraph.retrieval import score_kernels  # numba: not on import
+
+        score_kernels.warm_up(self._active_matrix(), self.weights_)
 
     def _active_matrix(self) -> sp.csr_matrix:
         """``matrix_`` over the active items' columns, cut once (per fitted or loaded state):
@@ -190,7 +193,15 @@ class EASE(Retriever):
         return cached[2]
 
     def _score(self, users: np.ndarray) -> np.ndarray:
-        active = self._active_matrix()[users] @ self.weights_
+        active = None
+        if len(users) == 1:  # a request: its row read in place (the same floats)
+            from recgraph.retrieval import score_kernels  # numba: not on import
+
+            active = score_kernels.one_row_product(
+                self._active_matrix(), int(users[0]), self.weights_
+            )
+        if active is None:
+            active = self._active_matrix()[users] @ self.weights_
         active = np.asarray(active, dtype=np.float32)
         if len(self.active_items_) == self.matrix_.shape[1]:
             return active
@@ -260,3 +271,6 @@ class EASE(Retriever):
         # without matrix.data: a model saved when X was binary
         shape = (len(state["matrix.indptr"]) - 1, self.n_items)
         self.matrix_ = csr_from_arrays(state, "matrix", shape)
+        from recgraph.retrieval import score_kernels  # numba: not on import
+
+        score_kernels.warm_up(self._active_matrix(), self.weights_)  # not in the first request

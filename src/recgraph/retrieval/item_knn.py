@@ -478,6 +478,9 @@ class ItemKNN(Retriever):
                 cfg.history_items,
                 cfg.recency_floor,
             )
+        from recgraph.retrieval import score_kernels  # numba: not on import
+
+        score_kernels.warm_up(self.matrix_, self.similarity_)
         self.prior_ = None
         if cfg.popularity_blend > 0:
             popular = Popular(window_days=self._window_days(train)).fit(train)
@@ -498,7 +501,13 @@ class ItemKNN(Retriever):
         return max((stamps.max() - start) / DAY, 0.5 / DAY)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
-        scores = (self.matrix_[users] @ self.similarity_).toarray()
+        scores = None
+        if len(users) == 1:  # a request: its row read in place (the same floats)
+            from recgraph.retrieval import score_kernels  # numba: not on import
+
+            scores = score_kernels.one_row_product(self.matrix_, int(users[0]), self.similarity_)
+        if scores is None:
+            scores = (self.matrix_[users] @ self.similarity_).toarray()
         if self.prior_ is None:
             return scores
         beta = self.config.popularity_blend
@@ -592,5 +601,8 @@ class ItemKNN(Retriever):
         self.similarity_ = csr_from_arrays(state, "similarity", (n_items, n_items))
         n_users = len(state["matrix.indptr"]) - 1
         self.matrix_ = csr_from_arrays(state, "matrix", (n_users, n_items))
+        from recgraph.retrieval import score_kernels  # numba: not on import
+
+        score_kernels.warm_up(self.matrix_, self.similarity_)  # not in the first request
         # models saved before the popularity blend have no prior (and no blend)
         self.prior_ = state.get("prior")

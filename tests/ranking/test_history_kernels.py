@@ -1,0 +1,62 @@
+"""The compiled history reductions give numpy's maximum and reduceat sum bit for bit."""
+
+import numpy as np
+import pytest
+
+from recgraph.data.sparse_rows import reduce_rows, row_sums
+from recgraph.ranking.history_kernels import reductions
+from recgraph.ranking.item_history import block_products, gather
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reductions_are_numpys(dtype):
+    rng = np.random.default_rng(3)
+    for length in [0, 1, 2, 7, 8, 9, 15, 16, 17, 127, 128, 129, 130, 255, 256, 600, 1100]:
+        width = length + 5
+        block = rng.random((40, width)).astype(dtype) * rng.choice([1e-3, 1.0, 1e3])
+        block[rng.random(block.shape) < 0.4] = 0  # zero products are dropped
+        block[0] = 0  # a candidate with no product
+        if length:
+            block[1, rng.integers(0, width)] = np.nan  # a NaN wins the maximum
+        at = np.sort(rng.choice(width, length, replace=False))
+        values = (rng.random(length) - 0.3).astype(dtype)
+        # the candidates: rows of the block, some twice, in any order
+        rows = rng.integers(0, len(block), 60)
+        rows[:2] = [0, 1]
+        indptr, data = block_products(values, gather(block, rows, at))
+        expected_max, expected_sum = reduce_rows(indptr, data, np.maximum), row_sums(indptr, data)
+        got_max, got_sum = reductions(values, block, rows, at)
+        assert got_max.dtype == expected_max.dtype and got_sum.dtype == expected_sum.dtype
+        np.testing.assert_array_equal(got_max, expected_max)
+        # the same bits (a -0.0 and a 0.0 would compare equal)
+        assert (got_sum.view(np.uint8) == expected_sum.view(np.uint8)).all()
+
+
+def test_mixed_float_types_multiply_as_numpy():
+    rng = np.random.default_rng(4)
+    block = rng.random((30, 40)).astype(np.float32)
+    block.flags.writeable = False  # a memory-mapped block
+    values = rng.random(25)  # float64 values against a float32 block: float64 products
+    at = np.sort(rng.choice(40, 25, replace=False))
+    rows = np.arange(30)
+    indptr, data = block_products(values, gather(block, rows, at))
+    got_max, got_sum = reductions(values, block, rows, at)
+    assert got_sum.dtype == np.float64
+    assert got_sum.tobytes() == row_sums(indptr, data).tobytes()
+    np.testing.assert_array_equal(got_max, reduce_rows(indptr, data, np.maximum))
+
+
+def test_feature_matrix_is_the_stacked_float32_matrix():
+    from recgraph.ranking.base import feature_matrix
+
+    rng = np.random.default_rng(0)
+    columns = [
+        rng.normal(size=50) * 1e6,
+        rng.normal(size=50).astype(np.float32),
+        rng.integers(0, 2**40, 50),  # through float64 first, as the stack does
+        rng.random(50) < 0.5,
+        np.full(50, np.nan),
+    ]
+    expected = np.stack(columns, axis=1).astype(np.float32)
+    got = feature_matrix(columns)
+    assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()
