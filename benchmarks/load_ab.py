@@ -151,6 +151,8 @@ def paired(sides: dict[str, Path], cases: list[str], reuse: Path, args) -> dict:
                     cpu = tree_cpu_seconds(pids[side]) - before[side]
                     phase[side] = {
                         "server_cpu_ms_per_request": round(1000 * cpu / max(result["ok"], 1), 3),
+                        # the generator's CPU in this phase (both sides' loads together)
+                        "client_cpu_ms_per_request": result["client_cpu_ms_per_request"],
                         "errors": result["errors"],
                         "p50_ms": result["p50_ms"],
                         "p99_ms": result["p99_ms"],
