@@ -108,6 +108,15 @@ def side_env(pairs: list[str] | None) -> dict[str, str]:
     return out
 
 
+def sides_of(args: argparse.Namespace) -> dict:
+    """What the saved figures say of the two sides."""
+    return {
+        "base": str(args.base),
+        "base_env": side_env(args.base_env),
+        "branch_env": side_env(args.branch_env),
+    }
+
+
 def paired(sides: dict[str, Path], cases: list[str], reuse: Path, args) -> dict:
     """Each case served by every side at once, the same requests sent to each at the same
     moments; per phase and side: server CPU ms per answered request, p50 / p99."""
@@ -224,7 +233,7 @@ def main() -> None:
                 f"{data['branch']['server_cpu_ms_per_request_mean']} "
                 f"(x{data['branch_over_base_mean']}, the mean of the rounds' ratios)"
             )
-        save("load_ab_paired", args, figures, rate_key="rate_rps_each")
+        save("load_ab_paired", args, figures, rate_key="rate_rps_each", **sides_of(args))
         return
     runs = []
     for round_ in range(args.rounds):
@@ -247,18 +256,17 @@ def main() -> None:
             f"{data['base']['answer_cpu_ms_in_process_mean']}, branch "
             f"{data['branch']['answer_cpu_ms_in_process_mean']}"
         )
-    save("load_ab", args, figures, rate_key="rate_rps")
+    save("load_ab", args, figures, rate_key="rate_rps", **sides_of(args))
 
 
-def save(name: str, args: argparse.Namespace, figures: dict, rate_key: str) -> None:
-    """``figures`` and the run's settings in ``benchmarks/results/NAME.json``."""
+def save(name: str, args: argparse.Namespace, figures: dict, rate_key: str, **fields) -> None:
+    """``figures``, ``fields`` and the run's rate, length and workers in
+    ``benchmarks/results/NAME.json`` (``NAME.TAG.json`` with ``args.tag``)."""
     path = RESULTS / f"{name}{'.' + args.tag if args.tag else ''}.json"
     save_results(
         path,
         name,
-        base=str(args.base),
-        base_env=side_env(args.base_env),
-        branch_env=side_env(args.branch_env),
+        **fields,
         rounds=args.rounds,
         **{rate_key: args.rate},
         seconds_per_phase=args.seconds,

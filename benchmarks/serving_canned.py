@@ -30,12 +30,12 @@ from pathlib import Path
 import httpx
 
 import load
-from common import process_tree, save_results, stop_process
+from common import process_tree, stop_process
+from load_ab import save
 from recgraph.pipeline import Pipeline
 from recgraph.serving.registry import ModelRegistry
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 CASES = ["ego-facebook ranked", "movielens-100k ranked"]
 
 
@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--answer-threads", type=int, action="append", help="default: 40")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of a round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tag", help="saved as serving_canned.TAG.json")
     args = parser.parse_args()
@@ -173,16 +173,7 @@ def main() -> None:
         ]
         for name in args.only or CASES
     }
-    path = RESULTS / f"serving_canned{'.' + args.tag if args.tag else ''}.json"
-    save_results(
-        path,
-        "serving_canned",
-        workers=args.workers,
-        rate_rps=args.rate,
-        seconds_per_round=args.seconds,
-        cases=results,
-    )
-    print(f"saved {path}")
+    save("serving_canned", args, results, rate_key="rate_rps")
 
 
 if __name__ == "__main__":
