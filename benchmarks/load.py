@@ -279,10 +279,10 @@ class Connection(asyncio.Protocol):
         self.done(self, status, body)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.busy:
+        if self.busy:  # (not closed yet: ``done`` then counts it as closed by the server)
             self.busy = False
             self.done(self, 0, None)
+        self.closed = True
 
     def close(self) -> None:
         self.busy, self.closed = False, True
