@@ -15,7 +15,8 @@ and sends each the same requests at the same moments (``--rate`` each, steady
 phases only): at a load average of 20 alternated runs of the same code differed
 by 15-20%, side-by-side phases by a few per cent. Saved as ``load_ab_paired.json``.
 
-Prints a table and saves ``benchmarks/results/load_ab.json``; ``load.json`` is
+Prints a table and saves ``benchmarks/results/load_ab.json`` (``load_ab.TAG.json`` with
+``--tag``); ``load.json`` is
 left with this checkout's last run.
 Run: ``python benchmarks/load_ab.py --base ../base/src [--paired --rate 100]``.
 """
@@ -96,6 +97,26 @@ def _phase(data: dict) -> dict:
     return {key: data[key] for key in keys}
 
 
+def side_env(pairs: list[str] | None) -> dict[str, str]:
+    """``--base-env`` / ``--branch-env`` values (``NAME=VALUE``) as a mapping."""
+    out = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            sys.exit(f"expected NAME=VALUE, got {pair!r}")
+        out[name] = value
+    return out
+
+
+def sides_of(args: argparse.Namespace) -> dict:
+    """What the saved figures say of the two sides."""
+    return {
+        "base": str(args.base),
+        "base_env": side_env(args.base_env),
+        "branch_env": side_env(args.branch_env),
+    }
+
+
 def paired(sides: dict[str, Path], cases: list[str], reuse: Path, args) -> dict:
     """Each case served by every side at once, the same requests sent to each at the same
     moments; per phase and side: server CPU ms per answered request, p50 / p99."""
@@ -114,7 +135,8 @@ def paired(sides: dict[str, Path], cases: list[str], reuse: Path, args) -> dict:
         try:
             for side, src in sides.items():
                 port = load.free_port()
-                env = {**os.environ, "PYTHONPATH": str(src)}
+                extra = side_env(getattr(args, f"{side}_env", None))
+                env = {**os.environ, **extra, "PYTHONPATH": str(src)}
                 db = f"sqlite:///{folder / 'store.db'}"
                 servers[side] = load.start_server(registry.root, db, port, args.workers, env=env)
                 urls[side] = f"http://127.0.0.1:{port}"
@@ -138,6 +160,8 @@ def paired(sides: dict[str, Path], cases: list[str], reuse: Path, args) -> dict:
                     cpu = tree_cpu_seconds(pids[side]) - before[side]
                     phase[side] = {
                         "server_cpu_ms_per_request": round(1000 * cpu / max(result["ok"], 1), 3),
+                        # the generator's CPU in this phase (both sides' loads together)
+                        "client_cpu_ms_per_request": result["client_cpu_ms_per_request"],
                         "errors": result["errors"],
                         "p50_ms": result["p50_ms"],
                         "p99_ms": result["p99_ms"],
@@ -184,6 +208,15 @@ def main() -> None:
     parser.add_argument(
         "--paired", action="store_true", help="serve both sides at once (steady phases only)"
     )
+    parser.add_argument("--tag", help="saved as NAME.TAG.json (e.g. the branch's name)")
+    for side in ("base", "branch"):
+        parser.add_argument(
+            f"--{side}-env",
+            action="append",
+            metavar="NAME=VALUE",
+            help=f"with --paired: an environment variable of the {side} server "
+            "(e.g. RECGRAPH_ANSWER_THREADS=0; --base of this very checkout compares settings)",
+        )
     args = parser.parse_args()
     cases = args.only or CASES
     reuse = args.reuse or Path(tempfile.mkdtemp(prefix="recgraph-load-ab-"))
@@ -200,7 +233,7 @@ def main() -> None:
                 f"{data['branch']['server_cpu_ms_per_request_mean']} "
                 f"(x{data['branch_over_base_mean']}, the mean of the rounds' ratios)"
             )
-        save("load_ab_paired", args, figures, rate_key="rate_rps_each")
+        save("load_ab_paired", args, figures, rate_key="rate_rps_each", **sides_of(args))
         return
     runs = []
     for round_ in range(args.rounds):
@@ -223,16 +256,17 @@ def main() -> None:
             f"{data['base']['answer_cpu_ms_in_process_mean']}, branch "
             f"{data['branch']['answer_cpu_ms_in_process_mean']}"
         )
-    save("load_ab", args, figures, rate_key="rate_rps")
+    save("load_ab", args, figures, rate_key="rate_rps", **sides_of(args))
 
 
-def save(name: str, args: argparse.Namespace, figures: dict, rate_key: str) -> None:
-    """``figures`` and the run's settings in ``benchmarks/results/NAME.json``."""
-    path = RESULTS / f"{name}.json"
+def save(name: str, args: argparse.Namespace, figures: dict, rate_key: str, **fields) -> None:
+    """``figures``, ``fields`` and the run's rate, length and workers in
+    ``benchmarks/results/NAME.json`` (``NAME.TAG.json`` with ``args.tag``)."""
+    path = RESULTS / f"{name}{'.' + args.tag if args.tag else ''}.json"
     save_results(
         path,
         name,
-        base=str(args.base),
+        **fields,
         rounds=args.rounds,
         **{rate_key: args.rate},
         seconds_per_phase=args.seconds,

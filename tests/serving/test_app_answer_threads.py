@@ -1,10 +1,12 @@
 """Answers run on the app's own threads, not on the thread pool FastAPI shares."""
 
+import asyncio
 import threading
 
 from fastapi.testclient import TestClient
 
 from recgraph.serving.app import ANSWER_THREADS, create_app
+from recgraph.serving.guards import ON_THE_LOOP
 
 
 def test_answers_run_on_the_apps_answer_threads_until_it_stops(served, monkeypatch):
@@ -31,3 +33,37 @@ def test_answers_run_on_the_apps_answer_threads_until_it_stops(served, monkeypat
     with TestClient(app) as client:  # started again: a fresh pool answers
         assert client.get(f"/v1/users/{user}/feed?k=3").status_code == 200
     assert len(threads) == 1 and threads[0].startswith("recgraph-answer")
+
+
+def test_answer_threads_0_answers_on_the_event_loop_with_the_same_bytes(served, monkeypatch):
+    settings, _ = served
+    pooled = create_app(settings)
+    on_loop = create_app(settings.model_copy(update={"answer_threads": 0}))
+    threads = []
+    with TestClient(pooled) as client, TestClient(on_loop) as loop_client:
+        assert on_loop.state.answer_executor == ON_THE_LOOP
+        pipeline = on_loop.state.loader.current.pipeline
+        feed = pipeline.feed
+
+        def recording(*args, **kwargs):
+            try:
+                asyncio.get_running_loop()  # set in the thread that runs the loop only
+                threads.append(threading.current_thread())
+            except RuntimeError:
+                threads.append(None)
+            return feed(*args, **kwargs)
+
+        monkeypatch.setattr(pipeline, "feed", recording)
+        user = client.get("/v1/model").json()["examples"]["feed"][0]["id"]
+        for path in (f"/v1/users/{user}/feed?k=3", "/v1/users/nobody-at-all/feed"):
+            expected, answered = client.get(path), loop_client.get(path)
+            assert answered.status_code == expected.status_code == 200
+            assert answered.content == expected.content
+        # a refused parameter is FastAPI's 422 either way
+        assert loop_client.get(f"/v1/users/{user}/feed?k=0").json() == (
+            client.get(f"/v1/users/{user}/feed?k=0").json()
+        )
+    # the thread that runs the app's event loop (TestClient's portal), not an answer thread
+    assert len(threads) == 2 and None not in threads
+    assert not any(t.name.startswith("recgraph-answer") for t in threads)
+    assert on_loop.state.answer_executor is None

@@ -23,6 +23,7 @@ CHANGED = {
     "exclude_recent_feedback": False,
     "max_body_bytes": 4096,
     "stats_cache_seconds": 3.0,
+    "answer_threads": 0,
     "progress": True,
 }
 

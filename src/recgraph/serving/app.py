@@ -33,6 +33,7 @@ from recgraph import __version__
 from recgraph.data.store import Store
 from recgraph.serving.feedback import FeedbackStore, catch_up_overlay
 from recgraph.serving.guards import (
+    ON_THE_LOOP,
     AnswerRoute,
     GuardedRoute,
     ServiceRoute,
@@ -160,13 +161,22 @@ ROUTES: tuple[Endpoint, ...] = (
 
 
 log = logging.getLogger(__name__)
-#: Threads of one server process that compute answers (:class:`AnswerRoute` hands them the
-#: plain ``def`` answers): as many as FastAPI's shared pool has (AnyIO's 40 tokens), but
-#: reached by ``loop.run_in_executor``, without AnyIO's capacity limiter, cancel scope and
-#: library sniffing: measured on uvloop, 18-37 us of CPU a hop against 59-100 us. Fewer
-#: threads were tried (4 a process): on this shared machine the server then got a smaller
-#: share of the cores and its queue, p99 and all, grew for no CPU saved.
-ANSWER_THREADS = 40
+#: Threads of one server process that compute answers by default (the ``answer_threads``
+#: setting; :class:`AnswerRoute` hands them the plain ``def`` answers): as many as FastAPI's
+#: shared pool has (AnyIO's 40 tokens), but reached by ``loop.run_in_executor``, without
+#: AnyIO's capacity limiter, cancel scope and library sniffing: measured on uvloop, 18-37 us
+#: of CPU a hop against 59-100 us. Fewer threads were tried (4 a process, and 1): on this
+#: shared machine the server then got a smaller share of the cores and its queue, p99 and
+#: all, grew for no CPU saved. ``0`` (no hop at all) saves CPU: see ``answer_threads``.
+ANSWER_THREADS = Settings.model_fields["answer_threads"].default
+
+
+def answer_executor(threads: int) -> ThreadPoolExecutor | str:
+    """Where a process computes its plain ``def`` answers: a pool of ``threads``, or
+    :data:`~recgraph.serving.guards.ON_THE_LOOP` for ``0``."""
+    if threads == 0:
+        return ON_THE_LOOP
+    return ThreadPoolExecutor(threads, thread_name_prefix="recgraph-answer")
 
 
 class OverlayRefresher:
@@ -257,9 +267,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         # a pool per run of the lifespan: an app started again (a second TestClient, a
         # host restarting it) gets fresh threads, not the stopped ones
-        app.state.answer_executor = ThreadPoolExecutor(
-            ANSWER_THREADS, thread_name_prefix="recgraph-answer"
-        )
+        app.state.answer_executor = answer_executor(settings.answer_threads)
         if own_loader:
             loader.start()
         refresher.periodic.start()
@@ -268,8 +276,9 @@ def create_app(
         finally:
             refresher.periodic.stop()
             executor, app.state.answer_executor = app.state.answer_executor, None
-            # off the event loop: an answer still waiting on the store must not freeze it
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+            if isinstance(executor, ThreadPoolExecutor):
+                # off the event loop: an answer still waiting on the store must not freeze it
+                await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
             if own_loader:
                 loader.stop()
             if store is None:

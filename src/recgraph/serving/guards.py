@@ -8,7 +8,8 @@
   unauthenticated request is answered 401 without its body being read.
 - :class:`AnswerRoute` hands a request whose parameters plainly pass their
   checks straight to its endpoint (the answers, asked hundreds of times a second),
-  a plain ``def`` one on the app's ``answer_executor`` where it has one.
+  a plain ``def`` one on the app's ``answer_executor`` where it has one (on the
+  event loop itself when that is :data:`ON_THE_LOOP`).
 - :func:`install_error_handlers` maps recgraph's errors to answers: 422 with
   the field at fault (always encodable as JSON), 404 for unknown ids, 503 with
   ``Retry-After`` for a busy or unreachable store or before a model is loaded.
@@ -49,6 +50,8 @@ log = logging.getLogger("recgraph.serving")
 bearer = HTTPBearer(auto_error=False, description="The service's API token.")
 #: Seconds a client is asked to wait after a 503.
 RETRY_AFTER_NO_MODEL = 5
+#: An app's ``answer_executor`` when its plain ``def`` answers run on the event loop itself.
+ON_THE_LOOP = "on the event loop"
 
 
 class _NotJSON(ValueError):
@@ -197,7 +200,9 @@ class AnswerRoute(ServiceRoute):
                 response = await call(**values)
             else:
                 executor = getattr(request.app.state, "answer_executor", None)
-                if executor is None:
+                if executor is ON_THE_LOOP:
+                    response = call(**values)
+                elif executor is None:
                     response = await run_in_threadpool(call, **values)
                 else:
                     run = functools.partial(contextvars.copy_context().run, call, **values)
