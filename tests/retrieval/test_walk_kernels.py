@@ -52,10 +52,17 @@ def test_best_first_orders_tied_nans_by_key_as_lexsort_does() -> None:
             np.testing.assert_array_equal(kernels.best_first(values, keys, count), want[:count])
 
 
-def test_every_kernel_is_cached_and_pixies_go_stale_with_walk_kernels(monkeypatch) -> None:
+def test_every_kernel_is_cached_and_pixies_go_stale_with_walk_kernels(
+    monkeypatch, tmp_path
+) -> None:
     """Every kernel is cached on disk; a Pixie kernel's entry carries walk_kernels.py's digest
     (its compiled code holds copies of the walk_kernels functions it calls, and numba stamps
     an entry with the caller's file only): with another digest the cached entry is stale."""
+    import hashlib
+    import importlib.util
+    from pathlib import Path
+
+    import numba
     from numba.core.caching import FunctionCache, NullCache
     from numba.core.registry import CPUDispatcher
 
@@ -66,25 +73,54 @@ def test_every_kernel_is_cached_and_pixies_go_stale_with_walk_kernels(monkeypatc
     assert len(own) >= 5
     walk = dispatchers(kernels)
     assert len(walk) >= 20
-    assert not any(isinstance(f._cache, NullCache) for f in own + walk)
+    if any(isinstance(f._cache, NullCache) for f in walk):
+        pytest.skip("numba found no writable cache location here (set NUMBA_CACHE_DIR)")
+    if not pixie_kernels.CACHED:
+        pytest.skip("NUMBA_CACHE_LOCATOR_CLASSES is set: Pixie's kernels are not cached")
+    assert not any(isinstance(f._cache, NullCache) for f in own)
+    # the digest is walk_kernels' source as imported (unchanged on disk during the test)
+    source = Path(kernels.__file__).read_bytes()
+    assert kernels.SOURCE_DIGEST == hashlib.sha256(source).hexdigest()
+    assert pixie_kernels.callees_digest() == kernels.SOURCE_DIGEST.encode()
     pixie_kernels.warm_up()  # compiled, or read from the cache, and saved there
     combine = pixie_kernels.pixie_combine
     signature, context = combine.signatures[0], combine.targetctx
-    stamp = FunctionCache(combine.py_func)._impl.locator.get_source_stamp()
-    assert stamp[1] == pixie_kernels.callees_digest()
+    locator = FunctionCache(combine.py_func)._impl.locator
+    assert type(locator).__name__.startswith("CalleesStamped")
+    assert locator.get_source_stamp()[1] == pixie_kernels.callees_digest()
     assert FunctionCache(combine.py_func).load_overload(signature, context) is not None
     monkeypatch.setattr(pixie_kernels, "callees_digest", lambda: b"walk_kernels.py changed")
     assert FunctionCache(combine.py_func).load_overload(signature, context) is None
-    # walk_kernels' own kernels keep numba's locators (their callees are in their file)
-    assert not type(kernels.sort_keys._cache._impl.locator).__name__.startswith("Callees")
+    # any other function decorated after the import keeps numba's own locators
+    (tmp_path / "elsewhere.py").write_text("def twice(x):\n    return 2 * x\n")
+    spec = importlib.util.spec_from_file_location("elsewhere", tmp_path / "elsewhere.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    other = numba.njit(cache=True)(module.twice)
+    assert other(21) == 42
+    assert not type(other._cache._impl.locator).__name__.startswith("CalleesStamped")
+
+
+def _run(script: str, **env: str) -> str:
+    """``script`` in a fresh interpreter (numba's locator list is process-wide); its stdout."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **env},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def test_the_kernels_compile_uncached_where_no_cache_location_is_writable() -> None:
     """With every cache locator refusing (a read-only install), ``cache=True`` raises at
-    decoration; the kernels fall back to compiling per process and still run."""
-    import subprocess
-    import sys
-
+    decoration; the kernels, Pixie's too, fall back to compiling per process and still run."""
     script = """
 import numba
 from numba.core import caching
@@ -96,14 +132,46 @@ except RuntimeError:
     print("refused")
 from recgraph.retrieval import pixie_kernels, walk_kernels
 assert isinstance(walk_kernels.pairwise_sum._cache, caching.NullCache)
+assert isinstance(pixie_kernels.pixie_combine._cache, caching.NullCache)
+assert isinstance(pixie_kernels.pixie_walk._cache, caching.NullCache)
 pixie_kernels.warm_up()
 print(walk_kernels.pairwise_sum(__import__("numpy").arange(10.0)))
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["refused", "45.0"]
+    assert _run(script).split() == ["refused", "45.0"]
+
+
+def test_pixies_stamped_locators_are_added_once_a_process() -> None:
+    """``importlib.reload`` finds the callees-stamped locators in numba's list and adds none."""
+    script = """
+import importlib
+from numba.core.caching import CacheImpl
+before = len(CacheImpl._locator_classes)
+from recgraph.retrieval import pixie_kernels
+once = len(CacheImpl._locator_classes)
+importlib.reload(pixie_kernels)
+print(before, once, len(CacheImpl._locator_classes), pixie_kernels.CACHED)
+"""
+    before, once, again, cached = _run(script).split()
+    assert int(once) == 2 * int(before) and again == once and cached == "True"
+
+
+@pytest.mark.parametrize("how", ["locator_override", "numba_internals_changed"])
+def test_pixies_kernels_are_uncached_where_the_locators_cannot_be_stamped(how: str) -> None:
+    """With ``NUMBA_CACHE_LOCATOR_CLASSES`` set, or numba's ``CacheImpl`` not as expected,
+    Pixie's kernels compile per process (no entry a changed walk_kernels.py leaves stale)."""
+    override = {"NUMBA_CACHE_LOCATOR_CLASSES": "UserProvidedCacheLocator"}
+    env = override if how == "locator_override" else {}
+    script = "from numba.core import caching\n"
+    if how == "numba_internals_changed":
+        script += 'caching.CacheImpl = type("CacheImpl", (), {})  # no _locator_classes\n'
+    script += """
+from recgraph.retrieval import pixie_kernels
+assert not pixie_kernels.CACHED
+assert isinstance(pixie_kernels.pixie_combine._cache, caching.NullCache)
+pixie_kernels.warm_up()
+print("ran")
+"""
+    assert _run(script, **env).split() == ["ran"]
 
 
 @pytest.mark.parametrize("cap", [0, 1, 3, 1000])

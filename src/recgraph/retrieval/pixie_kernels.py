@@ -16,19 +16,22 @@ code of a changed ``walk_kernels.py``; one module for both would pass 900
 lines. So this file's kernels are cached through numba's own cache locators
 with ``walk_kernels.py``'s digest added to their stamp
 (:class:`_StampedWithCallees`): a change in either file makes the entry stale
-and the kernel compiles again, once. A loaded Pixie model then reads them
-(0.02 CPU s) instead of compiling them in each process (3.3-3.9 CPU s on
-the 2-core development machine).
+and the kernel compiles again, once. The digest is
+:data:`~recgraph.retrieval.walk_kernels.SOURCE_DIGEST`, taken when that module
+was imported: the source its functions in this process compile from, not the
+file as it is on disk later. A loaded Pixie model then reads them (0.02 CPU s)
+instead of compiling them in each process (3.3-3.9 CPU s on the 2-core
+development machine). The locators are numba's internals: where they are not
+as this file expects (another numba), or ``NUMBA_CACHE_LOCATOR_CLASSES`` names
+the locators, Pixie's kernels are compiled uncached in each process, as before.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 
 import numpy as np
-from numba.core.caching import CacheImpl
+from numba import config, njit
 
 from recgraph.retrieval import walk_kernels
 from recgraph.retrieval.walk_kernels import (
@@ -45,30 +48,24 @@ from recgraph.retrieval.walk_kernels import (
 from recgraph.retrieval.walk_kernels import warm_up as warm_up_walks
 
 _THIS_FILE = os.path.abspath(__file__)
-#: the files whose functions this file's kernels call (compiled into them)
-CALLEE_FILES = (os.path.abspath(walk_kernels.__file__),)
-
-
-@functools.cache
-def _digest(path: str, mtime: float, size: int) -> bytes:
-    """A file's sha256, once a version (``mtime`` and ``size`` in the key, as numba does)."""
-    with open(path, "rb") as source:
-        return hashlib.sha256(source.read()).digest()
+#: the modules whose functions this file's kernels call (compiled into them)
+CALLEE_MODULES = (walk_kernels,)
+#: their sources' digests as imported (the code this process compiles), frozen with this module
+_CALLEES_DIGEST = "".join(module.SOURCE_DIGEST for module in CALLEE_MODULES).encode()
 
 
 def callees_digest() -> bytes:
-    """The digest of :data:`CALLEE_FILES` as they are now (read again when one changes)."""
-    parts = []
-    for path in CALLEE_FILES:
-        stat = os.stat(path)
-        parts.append(_digest(path, stat.st_mtime, stat.st_size))
-    return b"".join(parts)
+    """The digest of :data:`CALLEE_MODULES`' sources as they were imported."""
+    return _CALLEES_DIGEST
 
 
 class _StampedWithCallees:
     """Mixed into each of numba's cache locators, for this file's kernels only: the source
     stamp is this file's and :func:`callees_digest`, so an entry cached before a change in
     ``walk_kernels.py`` is stale (numba compiles the kernel again and replaces it)."""
+
+    #: marks the classes made here, so that a second import adds none
+    callees_stamped = True
 
     def get_source_stamp(self):
         return (super().get_source_stamp(), callees_digest())
@@ -80,14 +77,39 @@ class _StampedWithCallees:
         return super().from_function(py_func, py_file)
 
 
-# numba asks its locators in order: ours (one per locator it has) first
-CacheImpl._locator_classes[:0] = [
-    type(f"CalleesStamped{base.__name__}", (_StampedWithCallees, base), {})
-    for base in CacheImpl._locator_classes
-]
+def _stamp_with_callees() -> bool:
+    """Put a callees-stamped copy of each numba cache locator first in numba's list, once a
+    process (an ``importlib.reload`` finds them there); ``False`` where that cannot be done
+    safely: numba's internals are not as expected, or ``NUMBA_CACHE_LOCATOR_CLASSES``
+    overrides the list."""
+    if getattr(config, "CACHE_LOCATOR_CLASSES", "") or os.environ.get(
+        "NUMBA_CACHE_LOCATOR_CLASSES"
+    ):
+        return False
+    try:
+        from numba.core.caching import CacheImpl
+
+        locators = CacheImpl._locator_classes
+        if any(getattr(base, "callees_stamped", False) for base in locators):
+            return True
+        # numba asks its locators in order: ours (one per locator it has) first
+        locators[:0] = [
+            type(f"CalleesStamped{base.__name__}", (_StampedWithCallees, base), {})
+            for base in locators
+        ]
+    except (ImportError, AttributeError, TypeError):
+        return False
+    return True
 
 
-@kernel
+#: whether this file's kernels are cached on disk (with :func:`callees_digest` in the stamp)
+CACHED = _stamp_with_callees()
+#: this file's kernels: cached as every kernel is, or compiled per process (never a cache
+#: entry that a changed ``walk_kernels.py`` would leave stale)
+pixie_kernel = kernel if CACHED else njit(nogil=True)
+
+
+@pixie_kernel
 def _mix(z):
     """splitmix64's finaliser: a well-mixed 64-bit word of ``z``."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -95,14 +117,14 @@ def _mix(z):
     return z ^ (z >> np.uint64(31))
 
 
-@kernel
+@pixie_kernel
 def _next(state):
     """``(new state, a uniform float in [0, 1))`` of a splitmix64 stream."""
     state = state + np.uint64(0x9E3779B97F4A7C15)
     return state, np.float64(_mix(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@kernel
+@pixie_kernel
 def seed_state(seed, user):
     """The stream of ``(seed, user)``: the same walk for a user on every call and thread."""
     return _mix(
@@ -110,7 +132,7 @@ def seed_state(seed, user):
     )
 
 
-@kernel
+@pixie_kernel
 def random_neighbour(graph, node, side, draw):
     """One neighbour of ``node`` on ``side``, uniform over its trained and overlay edges
     (``draw`` in [0, 1); no sample: a walk step reads the whole row); ``-1`` if none."""
@@ -127,7 +149,7 @@ def random_neighbour(graph, node, side, draw):
     return o_indices[lo + offset - base]
 
 
-@kernel
+@pixie_kernel
 def pixie_walk(
     graph, items, budget, width, restart, seed, user, visit_threshold, early, visits_of, flags
 ):
@@ -268,7 +290,7 @@ def pixie_walk(
     return distinct[:n], counts[:n]
 
 
-@kernel
+@pixie_kernel
 def pixie_combine(nodes, counts, boost, sums, flags):
     r"""Each item's score from its visits per query item (``nodes``/``counts``, query item
     by query item): :math:`(\sum_q \sqrt{V_q})^2` with ``boost``, else :math:`\sum_q V_q`,

@@ -63,12 +63,14 @@ class SALSAConfig(WalkConfig):
     The circle needs only the top ``circle`` of the PageRank vector, not
     its far tail: its sweep is budgeted at 2,000 edges (PPR's own default
     is 20,000), and 5 SALSA rounds are run (10 before). On validation carved
-    from train (10% of the edges held out, ``benchmarks/salsa_budget.py``)
-    recall@20 against SALSA on the exact circle went from 1.066x / 1.015x /
-    1.013x / 1.049x (wiki-Vote, ego-Facebook, CollegeMsg, 10^6 generated
-    follows) to 1.091x / 1.067x / 1.164x / 1.052x, 80-92% of the top 20 the
-    same accounts, and a served-shaped request on 10^7 generated follows
-    from 2.6 to 1.5 CPU ms (the sweep had gathered ~17,000 edges to rank 200).
+    from train (``benchmarks/salsa_budget.py``: the outer test's 10% of the
+    edges set aside, 10% of the rest held out) recall@20 against SALSA on the
+    exact circle (power iteration, 10 rounds) went from 1.044x / 1.011x /
+    0.887x / 1.056x (wiki-Vote, ego-Facebook, CollegeMsg, 10^6 generated
+    follows) to 1.159x / 1.037x / 1.161x / 1.083x, 82-93% of the top 20 the
+    same accounts; a whole served-shaped request on 10^7 generated follows
+    (walk, recommend, explain) went from 3.1-3.2 to 1.5-1.7 CPU ms (the sweep
+    had gathered ~17,000 edges to rank 200).
     """
 
     restart: float = Field(default=0.3, gt=0, lt=1)

@@ -40,8 +40,15 @@ and ties break the same way.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 from numba import njit
+
+#: this file's sha256 as it was imported: the source this process's kernels compile from
+#: (a Pixie kernel's cache stamp carries it, :mod:`~recgraph.retrieval.pixie_kernels`)
+SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 #: flag bits in a kernel's uint8 scratch
 _SEEN = np.uint8(1)  # taken for the current owner / scored set
