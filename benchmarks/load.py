@@ -432,7 +432,7 @@ async def open_loop(
                 timed_out(connection)
         while waiting and now - due_at(waiting[0]) > TIMEOUT:
             account(waiting.popleft(), 0, f"no connection free in {TIMEOUT:g} s")
-        if now > deadline and not finished.done():  # whatever is left unanswered (or never sent) is an error
+        if now > deadline and not finished.done():  # what is left unanswered is an error
             for connection in list(asked):
                 connection.close()
             asked.clear()
