@@ -25,12 +25,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from recgraph import __version__
 from recgraph.data.store import Store
+from recgraph.errors import ConfigError
 from recgraph.serving.feedback import FeedbackStore, catch_up_overlay
 from recgraph.serving.guards import (
     ON_THE_LOOP,
@@ -60,7 +62,7 @@ from recgraph.serving.schemas import (
     ReloadResult,
     StoreStats,
 )
-from recgraph.settings import Settings, load_settings
+from recgraph.settings import ENV_PREFIX, Settings, load_settings
 
 DESCRIPTION = """\
 Who to follow and what to read, from graph data alone. Every result says which
@@ -179,6 +181,26 @@ def answer_executor(threads: int) -> ThreadPoolExecutor | str:
     return ThreadPoolExecutor(threads, thread_name_prefix="recgraph-answer")
 
 
+def check_answer_threads(settings: Settings, store: Store | None) -> None:
+    """Refuse ``answer_threads = 0`` unless the store is SQLite: on the event loop an answer's
+    store read would wait a network round trip (PostgreSQL, MariaDB) with every other request
+    of the process stalled behind it."""
+    if settings.answer_threads != 0:
+        return
+    backend = (
+        store.dialect
+        if store is not None
+        else sa.make_url(settings.database_url).get_backend_name()
+    )
+    if backend != "sqlite":
+        where = store.safe_url if store is not None else settings.safe_database_url
+        raise ConfigError(
+            f"{ENV_PREFIX}ANSWER_THREADS=0 (answers computed on the event loop) needs a local "
+            f"SQLite store; {where} is {backend}: give it threads (the default is "
+            f"{ANSWER_THREADS})"
+        )
+
+
 class OverlayRefresher:
     """The follows and likes stored since the last look go into the walks' overlay: once when
     a version is loaded (since its training), then every ``seconds``.
@@ -249,6 +271,7 @@ def create_app(
         The app; run it with :func:`recgraph.serving.server.run` (``recgraph serve`` does).
     """
     settings = settings or load_settings()
+    check_answer_threads(settings, store)
     metrics = Metrics()
     own_loader = loader is None
     if loader is None:
