@@ -47,7 +47,7 @@ def test_answer_threads_0_answers_on_the_event_loop_with_the_same_bytes(served, 
     on_loop = create_app(settings.model_copy(update={"answer_threads": 0}))
     threads = []
     with TestClient(pooled) as client, TestClient(on_loop) as loop_client:
-        assert on_loop.state.answer_executor == ON_THE_LOOP
+        assert on_loop.state.answer_executor is ON_THE_LOOP
         pipeline = on_loop.state.loader.current.pipeline
         feed = pipeline.feed
 

@@ -36,6 +36,7 @@ from recgraph.errors import ConfigError
 from recgraph.serving.feedback import FeedbackStore, catch_up_overlay
 from recgraph.serving.guards import (
     ON_THE_LOOP,
+    AnswerPlace,
     AnswerRoute,
     GuardedRoute,
     ServiceRoute,
@@ -173,7 +174,7 @@ log = logging.getLogger(__name__)
 ANSWER_THREADS = Settings.model_fields["answer_threads"].default
 
 
-def answer_executor(threads: int) -> ThreadPoolExecutor | str:
+def answer_executor(threads: int) -> ThreadPoolExecutor | AnswerPlace:
     """Where a process computes its plain ``def`` answers: a pool of ``threads``, or
     :data:`~recgraph.serving.guards.ON_THE_LOOP` for ``0``."""
     if threads == 0:
