@@ -195,10 +195,16 @@ def print_quality_table(
         print(f"{model:<{width}}{cells}")
 
 
+def process_user_system_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of one process so far, apart, from /proc."""
+    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(parts[11]) / tick, int(parts[12]) / tick
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User and system CPU seconds of one process so far, from /proc."""
-    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(process_user_system_seconds(pid))
 
 
 def process_tree(pid: int) -> list[int]:
@@ -214,15 +220,22 @@ def process_tree(pid: int) -> list[int]:
     return [pid, *children]
 
 
-def tree_cpu_seconds(pids: list[int]) -> float:
-    """CPU seconds of ``pids`` together (a process gone since counts nothing)."""
-    total = 0.0
+def tree_user_system_seconds(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU seconds of ``pids`` together, apart (a process gone since counts
+    nothing)."""
+    user = system = 0.0
     for pid in pids:
         try:
-            total += process_cpu_seconds(pid)
+            process_user, process_system = process_user_system_seconds(pid)
         except OSError:
-            pass
-    return total
+            continue
+        user, system = user + process_user, system + process_system
+    return user, system
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds of ``pids`` together (a process gone since counts nothing)."""
+    return sum(tree_user_system_seconds(pids))
 
 
 def save_results(path: Path, benchmark: str, **fields) -> dict:

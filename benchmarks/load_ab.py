@@ -14,6 +14,8 @@ average are kept beside it.
 and sends each the same requests at the same moments (``--rate`` each, steady
 phases only): at a load average of 20 alternated runs of the same code differed
 by 15-20%, side-by-side phases by a few per cent. Saved as ``load_ab_paired.json``.
+``--base-env`` / ``--branch-env NAME=VALUE`` set a variable of one side's server
+(in either mode; with ``--base`` this very checkout's ``src``, two settings compare).
 
 Prints a table and saves ``benchmarks/results/load_ab.json`` (``load_ab.TAG.json`` with
 ``--tag``); ``load.json`` is
@@ -42,14 +44,21 @@ RESULTS = HERE / "results"
 CASES = ["ego-facebook ranked", "movielens-100k ranked"]
 
 
-def one_run(src: Path, cases: list[str], reuse: Path, args: argparse.Namespace) -> list[dict]:
-    """``load.py`` with ``src`` on the path (the server inherits it); its results for ``cases``."""
+def one_run(
+    src: Path,
+    cases: list[str],
+    reuse: Path,
+    args: argparse.Namespace,
+    extra_env: dict[str, str] | None = None,
+) -> list[dict]:
+    """``load.py`` with ``src`` on the path and ``extra_env`` set (the server inherits both);
+    its results for ``cases``."""
     command = [sys.executable, str(HERE / "load.py"), "--reuse", str(reuse)]
     command += ["--workers", str(args.workers), "--rate", str(args.rate)]
     command += ["--seconds", str(args.seconds)]
     for case in cases:
         command += ["--only", case]
-    env = {**os.environ, "PYTHONPATH": str(src)}
+    env = {**os.environ, **(extra_env or {}), "PYTHONPATH": str(src)}
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
     results = json.loads((RESULTS / "load.json").read_text())["results"]
     return [r for r in results if r["dataset"] in cases]
@@ -155,13 +164,20 @@ def paired(sides: dict[str, Path], cases: list[str], reuse: Path, args) -> dict:
                     )
 
                 results = dict(zip(sides, load.run_loop(together()), strict=True))
-                phase = {"round": round_}
+                # one generator process drove both sides: its CPU (each side's figure is the
+                # whole process's over that side's requests) over both sides' requests, once
+                client_ms = np.mean(
+                    [r["client_cpu_ms_per_request"] * r["requests"] for r in results.values()]
+                )
+                requests = sum(r["requests"] for r in results.values())
+                phase = {
+                    "round": round_,
+                    "client_cpu_ms_per_request": round(float(client_ms) / max(requests, 1), 3),
+                }
                 for side, result in results.items():
                     cpu = tree_cpu_seconds(pids[side]) - before[side]
                     phase[side] = {
                         "server_cpu_ms_per_request": round(1000 * cpu / max(result["ok"], 1), 3),
-                        # the generator's CPU in this phase (both sides' loads together)
-                        "client_cpu_ms_per_request": result["client_cpu_ms_per_request"],
                         "errors": result["errors"],
                         "p50_ms": result["p50_ms"],
                         "p99_ms": result["p99_ms"],
@@ -214,7 +230,7 @@ def main() -> None:
             f"--{side}-env",
             action="append",
             metavar="NAME=VALUE",
-            help=f"with --paired: an environment variable of the {side} server "
+            help=f"an environment variable of the {side} server "
             "(e.g. RECGRAPH_ANSWER_THREADS=0; --base of this very checkout compares settings)",
         )
     args = parser.parse_args()
@@ -238,7 +254,7 @@ def main() -> None:
     runs = []
     for round_ in range(args.rounds):
         for side, src in (("base", args.base.resolve()), ("branch", branch)):
-            results = one_run(src, cases, reuse, args)
+            results = one_run(src, cases, reuse, args, side_env(getattr(args, f"{side}_env")))
             runs.append({"round": round_, "side": side, "results": results})
             for result in results:
                 figures = ", ".join(

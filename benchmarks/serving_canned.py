@@ -9,10 +9,14 @@ built by :func:`recgraph.serving.app.create_app`, each with its pipeline's answe
 before the app serves, for every path the load asks. What is left of a
 request's CPU is the service's own: HTTP parsing and sockets, the thread hop,
 the app, the store read the handler makes, and the JSON. Open-loop load from
-``load.open_loop``; figures per answered request: the server processes' user
-and system CPU milliseconds (from /proc) and the generator's own CPU.
-With ``--answer-threads`` given several values, each is served in turn (the
-``answer_threads`` setting; 0 computes answers on the event loop).
+``load.open_loop``; figures: the server processes' user and system CPU
+milliseconds per answered request (from /proc), and the generator's own CPU
+per request sent. With ``--answer-threads`` given several values, each is
+served in turn (the ``answer_threads`` setting; 0 computes answers on the event loop).
+
+``benchmarks/results/serving_canned.servefast.json`` was written by an earlier
+version of this script: its ``workers`` and ``seconds_per_round`` are today's
+``server_workers`` and ``seconds_per_phase`` (the length of a round).
 
 Run: ``python benchmarks/serving_canned.py --reuse DIR [--answer-threads 40 --answer-threads 0]``.
 Saves ``benchmarks/results/serving_canned[.TAG].json``.
@@ -27,10 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 import load
-from common import process_tree, stop_process
+from common import process_tree, stop_process, tree_user_system_seconds
 from load_ab import save
 from recgraph.pipeline import Pipeline
 from recgraph.serving.registry import ModelRegistry
@@ -73,19 +75,6 @@ def canned_app():
     return app
 
 
-def user_system_seconds(pids: list[int]) -> tuple[float, float]:
-    """User and system CPU seconds of ``pids`` together, from /proc."""
-    user = system = 0.0
-    for pid in pids:
-        try:
-            parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        user += int(parts[11]) / os.sysconf("SC_CLK_TCK")
-        system += int(parts[12]) / os.sysconf("SC_CLK_TCK")
-    return user, system
-
-
 def serve_and_load(name: str, reuse: Path, threads: int, args: argparse.Namespace) -> list[dict]:
     case = next(c for c in load.CASES if c["name"] == name)
     folder = reuse / name.replace(" ", "-")
@@ -101,29 +90,21 @@ def serve_and_load(name: str, reuse: Path, threads: int, args: argparse.Namespac
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "serving_canned:canned_app"]
     command += ["--workers", str(args.workers), "--log-level", "warning", "--no-access-log"]
+    # (warnings only, no access log: its stderr stays small, read if it dies starting)
     server = subprocess.Popen(
-        [*command, "--port", str(port)], env=env, stderr=subprocess.DEVNULL, cwd=HERE
+        [*command, "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True, cwd=HERE
     )
     url = f"http://127.0.0.1:{port}"
     rounds = []
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).json().get("model_version"):
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("the canned server did not come up")
+        load.wait_until_serving(server, port, timeout=300)
         time.sleep(2.0)  # every worker up and its answers computed
         load.run_loop(load.open_loop(url, paths, 400, len(paths) / 400))  # warm-up
         pids = process_tree(server.pid)
         for round_ in range(args.rounds):
-            before, load_before = user_system_seconds(pids), os.getloadavg()[0]
+            before, load_before = tree_user_system_seconds(pids), os.getloadavg()[0]
             result = load.run_loop(load.open_loop(url, paths, args.rate, args.seconds))
-            after = user_system_seconds(pids)
+            after = tree_user_system_seconds(pids)
             ok = max(result["ok"], 1)
             user, system = (1000 * (a - b) / ok for a, b in zip(after, before, strict=True))
             rounds.append(

@@ -85,10 +85,16 @@ class Settings(BaseSettings):
         local SQLite file in WAL mode: readers do not wait for writers). While
         one answer is computed the process then reads no other request, and on a
         machine shared with other jobs a one-thread process gets a smaller share
-        of the cores. Measured with 2 workers at 200 requests/s: with answers
-        canned (the service's own cost) 1.04 -> 0.70 server CPU ms a request; with
-        the ranked models, paired against 40 threads, within noise (x0.95-1.02)
-        and a far longer queue on a loaded machine; hence 40 by default.
+        of the cores. The answer's store read then runs on the loop too: it can
+        block it for up to the connection pool's checkout timeout (30 s) while
+        feedback writes hold every pooled connection, and it would cost a network
+        round trip per answer on PostgreSQL or MariaDB, so ``0`` is refused
+        unless the store is SQLite. Measured with 2 workers at 200 requests/s:
+        with answers canned (the service's own cost) server CPU ms a request
+        1.035 -> 0.80-0.84 (ego-Facebook ranked) and 0.94-0.965 -> 0.665-0.68
+        (MovieLens 100k ranked); with the ranked models, paired against 40
+        threads, within noise (x0.95-1.02) and a far longer queue on a loaded
+        machine; hence 40 by default.
     stats_cache_seconds
         How long the dashboard's store statistics are reused before they are
         counted again (they scan whole tables).

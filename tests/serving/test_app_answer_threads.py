@@ -3,10 +3,13 @@
 import asyncio
 import threading
 
+import pytest
 from fastapi.testclient import TestClient
 
+from recgraph.errors import ConfigError
 from recgraph.serving.app import ANSWER_THREADS, create_app
 from recgraph.serving.guards import ON_THE_LOOP
+from recgraph.settings import Settings
 
 
 def test_answers_run_on_the_apps_answer_threads_until_it_stops(served, monkeypatch):
@@ -37,11 +40,14 @@ def test_answers_run_on_the_apps_answer_threads_until_it_stops(served, monkeypat
 
 def test_answer_threads_0_answers_on_the_event_loop_with_the_same_bytes(served, monkeypatch):
     settings, _ = served
+    # a service max_k above the question's: a k between them passes the schema and is
+    # refused inside the endpoint, where the two apps differ
+    settings = settings.model_copy(update={"max_k": 10_000})
     pooled = create_app(settings)
     on_loop = create_app(settings.model_copy(update={"answer_threads": 0}))
     threads = []
     with TestClient(pooled) as client, TestClient(on_loop) as loop_client:
-        assert on_loop.state.answer_executor == ON_THE_LOOP
+        assert on_loop.state.answer_executor is ON_THE_LOOP
         pipeline = on_loop.state.loader.current.pipeline
         feed = pipeline.feed
 
@@ -59,11 +65,26 @@ def test_answer_threads_0_answers_on_the_event_loop_with_the_same_bytes(served, 
             expected, answered = client.get(path), loop_client.get(path)
             assert answered.status_code == expected.status_code == 200
             assert answered.content == expected.content
-        # a refused parameter is FastAPI's 422 either way
-        assert loop_client.get(f"/v1/users/{user}/feed?k=0").json() == (
-            client.get(f"/v1/users/{user}/feed?k=0").json()
-        )
+        # a k past the question's max_k: the endpoint's own 422, the same bytes either way
+        too_many = pipeline.questions["feed"].config.max_k + 1
+        assert too_many <= 10_000
+        expected = client.get(f"/v1/users/{user}/feed?k={too_many}")
+        answered = loop_client.get(f"/v1/users/{user}/feed?k={too_many}")
+        assert answered.status_code == expected.status_code == 422
+        assert answered.content == expected.content
+        assert f"at most {too_many - 1}".encode() in answered.content
     # the thread that runs the app's event loop (TestClient's portal), not an answer thread
     assert len(threads) == 2 and None not in threads
     assert not any(t.name.startswith("recgraph-answer") for t in threads)
     assert on_loop.state.answer_executor is None
+
+
+def test_answer_threads_0_is_refused_on_a_store_across_the_network():
+    settings = Settings(
+        database_url="postgresql+psycopg://app:hunter2@db.example/recgraph",
+        answer_threads=0,
+        poll_seconds=0,
+    )
+    with pytest.raises(ConfigError, match="RECGRAPH_ANSWER_THREADS=0") as raised:
+        create_app(settings)
+    assert "postgresql" in str(raised.value) and "hunter2" not in str(raised.value)

@@ -25,15 +25,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from recgraph import __version__
 from recgraph.data.store import Store
+from recgraph.errors import ConfigError
 from recgraph.serving.feedback import FeedbackStore, catch_up_overlay
 from recgraph.serving.guards import (
     ON_THE_LOOP,
+    AnswerPlace,
     AnswerRoute,
     GuardedRoute,
     ServiceRoute,
@@ -60,7 +63,7 @@ from recgraph.serving.schemas import (
     ReloadResult,
     StoreStats,
 )
-from recgraph.settings import Settings, load_settings
+from recgraph.settings import ENV_PREFIX, Settings, load_settings
 
 DESCRIPTION = """\
 Who to follow and what to read, from graph data alone. Every result says which
@@ -171,12 +174,32 @@ log = logging.getLogger(__name__)
 ANSWER_THREADS = Settings.model_fields["answer_threads"].default
 
 
-def answer_executor(threads: int) -> ThreadPoolExecutor | str:
+def answer_executor(threads: int) -> ThreadPoolExecutor | AnswerPlace:
     """Where a process computes its plain ``def`` answers: a pool of ``threads``, or
     :data:`~recgraph.serving.guards.ON_THE_LOOP` for ``0``."""
     if threads == 0:
         return ON_THE_LOOP
     return ThreadPoolExecutor(threads, thread_name_prefix="recgraph-answer")
+
+
+def check_answer_threads(settings: Settings, store: Store | None) -> None:
+    """Refuse ``answer_threads = 0`` unless the store is SQLite: on the event loop an answer's
+    store read would wait a network round trip (PostgreSQL, MariaDB) with every other request
+    of the process stalled behind it."""
+    if settings.answer_threads != 0:
+        return
+    backend = (
+        store.dialect
+        if store is not None
+        else sa.make_url(settings.database_url).get_backend_name()
+    )
+    if backend != "sqlite":
+        where = store.safe_url if store is not None else settings.safe_database_url
+        raise ConfigError(
+            f"{ENV_PREFIX}ANSWER_THREADS=0 (answers computed on the event loop) needs a local "
+            f"SQLite store; {where} is {backend}: give it threads (the default is "
+            f"{ANSWER_THREADS})"
+        )
 
 
 class OverlayRefresher:
@@ -249,6 +272,7 @@ def create_app(
         The app; run it with :func:`recgraph.serving.server.run` (``recgraph serve`` does).
     """
     settings = settings or load_settings()
+    check_answer_threads(settings, store)
     metrics = Metrics()
     own_loader = loader is None
     if loader is None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import copy
+import enum
 import functools
 import inspect
 import json
@@ -50,8 +51,17 @@ log = logging.getLogger("recgraph.serving")
 bearer = HTTPBearer(auto_error=False, description="The service's API token.")
 #: Seconds a client is asked to wait after a 503.
 RETRY_AFTER_NO_MODEL = 5
+
+
+class AnswerPlace(enum.Enum):
+    """Where an app's plain ``def`` answers run when not on an executor (a sentinel that
+    ``is`` compares safely: an enum member is one object)."""
+
+    ON_THE_LOOP = "on the event loop"
+
+
 #: An app's ``answer_executor`` when its plain ``def`` answers run on the event loop itself.
-ON_THE_LOOP = "on the event loop"
+ON_THE_LOOP = AnswerPlace.ON_THE_LOOP
 
 
 class _NotJSON(ValueError):
@@ -176,8 +186,10 @@ class AnswerRoute(ServiceRoute):
     0.32-0.45 ms a request with this route (benchmarks/serving_overhead.py). Here each path and query value is read as FastAPI reads it
     (a path parameter from the route's match, a query parameter's last value)
     and checked by the parameter's own pydantic validator; when every one
-    passes, the endpoint is called with them, in the thread pool if it is
-    plain ``def``, exactly as FastAPI would. A value that is missing where it
+    passes, the endpoint is called with them; a plain ``def`` one on the app's
+    ``answer_executor`` (its own threads, or the event loop itself when that is
+    :data:`ON_THE_LOOP`; FastAPI's shared thread pool only when the app has
+    none), where FastAPI would always use its shared pool. A value that is missing where it
     is required, or that its validator refuses, sends the whole request the
     standard way, so every 422 is FastAPI's own, to the byte. The endpoint
     must return a :class:`Response` (the answers build their JSON themselves).

@@ -2,8 +2,10 @@
 
 Each method is a plain FastAPI endpoint (its parameters are the request's);
 ``app.py`` lists them all in one route table. Handlers that touch the
-database are plain ``def``: FastAPI runs them in its thread pool, so a slow
-or locked store never stalls the event loop. The rest are ``async``.
+database are plain ``def``: run in a thread pool (FastAPI's, or for the answers
+the app's own ``answer_threads``), so a slow or locked store does not stall
+the event loop, except with ``answer_threads = 0``, which computes the answers
+on the loop itself (allowed for a local SQLite store only). The rest are ``async``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,69 @@
+"""``benchmarks/load.py``'s open-loop generator (on uvloop, as it runs) against stand-in servers:
+every request is accounted for (answered or an error) and the run ends."""
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+load = pytest.importorskip("load")
+
+
+def response(body: bytes) -> bytes:
+    head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
+    return head.encode() + b"\r\n\r\n" + body
+
+
+async def run_against(answer, die_after: int | None = None) -> dict:
+    """``open_loop`` (100 requests) against a server answering ``answer`` to each request,
+    which closes its socket and every connection after ``die_after`` answers."""
+    served = 0
+    writers = []
+    server = None
+
+    async def handle(reader, writer):
+        nonlocal served
+        writers.append(writer)
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                served += 1
+                writer.write(response(answer))
+                if die_after is not None and served == die_after:
+                    server.close()
+                    for other in writers:
+                        other.close()
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    paths = [f"/v1/users/{i}/feed?k=10" for i in range(10)]
+    return await load.open_loop(f"http://127.0.0.1:{port}", paths, 200, 0.5, connections=4)
+
+
+@pytest.fixture
+def short_timeout(monkeypatch):
+    monkeypatch.setattr(load, "TIMEOUT", 1.0)
+
+
+def test_well_formed_answers_are_all_counted(short_timeout):
+    result = load.run_loop(run_against(b'{"model_version":"v1","results":[]}'))
+    assert result["ok"] == 100 and result["errors"] == 0
+    assert result["versions_seen"] == {"v1": 100}
+    # latency runs from the due time or the send, whichever came first: never negative
+    assert result["p50_ms"] >= 0
+
+
+def test_an_answer_without_its_version_is_a_counted_error(short_timeout):
+    result = load.run_loop(run_against(b'{"results":[]}'))
+    assert result["ok"] == 0 and result["errors"] == 100
+    assert "unreadable answer" in result["error_samples"][0]
+
+
+def test_a_server_that_dies_mid_run_ends_the_run_with_errors(short_timeout):
+    result = load.run_loop(run_against(b'{"model_version":"v1"}', die_after=30))
+    assert result["ok"] + result["errors"] == 100
+    assert result["ok"] <= 30 and result["errors"] >= 70
