@@ -16,13 +16,15 @@ benchmarks/defaults_study.py. Per case and level: nDCG@20 per lambda, the
 best lambda, and what the data looks like (users, items, the Gram matrix's
 trace = sum of squared weights, positives).
 
-Run: ``python benchmarks/defaults_ease_scale.py [--cases ...]``; saves
+Run: ``python benchmarks/defaults_ease_scale.py [--cases ...] [--grid 500,...]``
+(``--grid``: score these lambdas, keeping the ones already saved); saves
 ``benchmarks/results/defaults_ease_scale.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -72,8 +74,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--out", default=str(RESULTS_DIR / "defaults_ease_scale.json"))
+    parser.add_argument(
+        "--grid",
+        default=",".join(str(lam) for lam in GRID),
+        help="lambdas to score; scores already in --out are kept (new ones merge in)",
+    )
     args = parser.parse_args()
-    out: dict = {}
+    grid = [float(lam) for lam in args.grid.split(",")]
+    earlier = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+    out: dict = dict(earlier.get("cases", {}))
     cpu = time.process_time()
     for name in args.cases.split(","):
         train, method = case_train(name)
@@ -81,8 +90,8 @@ def main() -> None:
         fit2, valid2 = validation_split(fit1, method, fraction=0.2, seed=0)
         levels = {}
         for level, (fit, valid) in {"level1": (fit1, valid1), "level2": (fit2, valid2)}.items():
-            scores = {}
-            for lam in GRID:
+            scores = dict(out.get(name, {}).get(level, {}).get("ndcg@20", {}))
+            for lam in grid:
                 report = evaluate(
                     [create_retriever("ease", {"regularization": lam})],
                     fit,
@@ -91,6 +100,7 @@ def main() -> None:
                     progress=False,
                 )
                 scores[str(lam)] = round(report.results[0].metrics["ndcg@20"], 5)
+            scores = dict(sorted(scores.items(), key=lambda kv: float(kv[0])))
             best = max(scores, key=scores.get)
             levels[level] = {"data": describe(fit), "ndcg@20": scores, "best": float(best)}
             print(name, level, levels[level]["data"], "best", best, scores, flush=True)
@@ -99,7 +109,8 @@ def main() -> None:
             Path(args.out),
             "defaults_ease_scale",
             cases=out,
-            grid=list(GRID),
+            grid=sorted({float(lam) for c in out.values() for lam in c["level1"]["ndcg@20"]}),
+            **{k: v for k, v in earlier.items() if k in ("note", "share_of_best_per_lambda")},
             cpu_seconds=round(time.process_time() - cpu, 1),
         )
 

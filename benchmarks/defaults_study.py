@@ -23,7 +23,10 @@ Choice, per model: among the points whose validation nDCG@20 is no more
 than 2% below popularity's on any case (``TIE_TOLERANCE``), the one with
 the highest mean share of the best point of that model on each case (``relative``); ``count_epsilon`` (what play
 counts weigh) only changes the count case, so it is chosen second, on that
-case, with the other parameters fixed at their choice. item_knn's fourth
+case, with the other parameters fixed at their choice (EASE's lambda is then chosen
+again with the count case scored at that ``count_epsilon``, and pooled with the
+nested carves of benchmarks/defaults_ease_scale.py: ``RECHOSEN_AT_EPSILON``,
+``POOLED_STUDIES`` in defaults_rounds.py). item_knn's fourth
 round adds a rule set before its points were scored (:func:`margin_choice`):
 a point replaces the standing default when its gain over popularity on
 the temporal cuts, user by user, exceeds twice its standard error and it
@@ -72,12 +75,17 @@ from defaults_rounds import (  # noqa: E402
     GRIDS,
     ITEM_KNN_FOURTH,
     MODEL_CASES,
+    POOLED_STUDIES,
+    PROVISIONAL_EPSILON,
+    RECHOSEN_AT_EPSILON,
     SECOND_ROUND_CASES,
     TEMPORAL_CUTS,
     UNSTATED,
+    at_epsilon,
     choose,
     fifth_round_markdown,
     key,
+    pooled_choice,
     provisional,
     runs_on,
 )
@@ -433,6 +441,17 @@ def plot_two_tower(study: dict[str, Any]) -> None:
     fig.savefig(RESULTS / "defaults_study_two_tower.png", dpi=100)
 
 
+def epsilon_choice(name: str, scores: dict, first: dict) -> float | None:
+    """The count case's best ``count_epsilon`` with the other parameters at ``first``'s choice."""
+    base = {k: v for k, v in first["chosen"].items() if k != "count_epsilon"}
+    tried = {
+        e: scores[name].get(key({**base, "count_epsilon": e}), {}).get(COUNT_CASE)
+        for e in EPSILONS_OF.get(name, EPSILONS)
+    }
+    tried = {e: v["ndcg@20"] for e, v in tried.items() if v}
+    return max(tried, key=tried.get) if tried else PROVISIONAL_EPSILON
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(GRIDS), help="comma-separated")
@@ -504,6 +523,19 @@ def main() -> None:
                     cell[COUNT_CASE] = score(name, params, pairs)
                     print(f"  {name:<10} {key(params):<120} {cell[COUNT_CASE]}", flush=True)
                     save_results(results)
+    # third stage (RECHOSEN_AT_EPSILON): every grid point on the count case at the chosen epsilon
+    if COUNT_CASE in cases:
+        pairs = load_case(COUNT_CASE)
+        for name in models:
+            if name not in RECHOSEN_AT_EPSILON:
+                continue
+            epsilon = epsilon_choice(name, scores, choose(name, scores, list(FIRST_ROUND_CASES)))
+            for params in GRIDS[name]:
+                cell = scores[name].setdefault(key({**params, "count_epsilon": epsilon}), {})
+                if COUNT_CASE not in cell:
+                    cell[COUNT_CASE] = score(name, {**params, "count_epsilon": epsilon}, pairs)
+                    print(f"  {name:<10} {key(params):<120} {cell[COUNT_CASE]}", flush=True)
+                    save_results(results)
     choices = {}
     for name in GRIDS:
         if name not in scores:
@@ -521,6 +553,18 @@ def main() -> None:
                 best = max(tried, key=tried.get)
                 chosen["count_epsilon"] = None if best == "None" else float(best)
             first["count_epsilon_on_count_case"] = tried
+            if name in RECHOSEN_AT_EPSILON and tried:
+                epsilon = chosen["count_epsilon"]
+                again = choose(name, at_epsilon(name, scores, epsilon), list(FIRST_ROUND_CASES))
+                again["count_epsilon_on_count_case"] = tried
+                again["stage_one_choice"] = dict(chosen)
+                again["count_case_scored_at_epsilon"] = epsilon
+                first, chosen = again, {**again["chosen"], "count_epsilon": epsilon}
+            if name in POOLED_STUDIES and (RESULTS / POOLED_STUDIES[name][0]).exists():
+                other = json.loads((RESULTS / POOLED_STUDIES[name][0]).read_text())
+                first["this_study_choice"] = dict(chosen)
+                first.update(pooled_choice(name, first, other))
+                chosen = {**first["chosen"], "count_epsilon": chosen["count_epsilon"]}
         first["chosen"] = chosen
         choices[name] = first
     results["choices"] = choices
