@@ -56,6 +56,7 @@ from recgraph.data.graph_csr import (
 )
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.data.item_features import ItemFeatures
+from recgraph.data import row_kernels
 from recgraph.data.sparse_rows import row_entries
 from recgraph.errors import ConfigError, InputError, NotFittedError
 from recgraph.files import (
@@ -775,6 +776,8 @@ class Retriever(ABC):
             {k[len("state.") :]: v for k, v in arrays.items() if k.startswith("state.")}
         )
         model._load_files(path)
+        # a request's sparse-row products (features, two-hop scores) compiled now, not in one
+        row_kernels.warm_up()
         return model
 
     def _load_npz_history(self, arrays: Mapping[str, np.ndarray], shape: tuple[int, int]) -> None:

@@ -1,0 +1,165 @@
+"""One user's sparse row times many candidates' rows, compiled, entry for entry as numpy's.
+
+:func:`~recgraph.data.sparse_rows.row_products` reads a request's product
+(the user's row against a few hundred candidates' rows, kept in CSR form) from
+either end; in numpy each read was a dozen array calls (expanding ranges,
+looking up, masking, a stable sort, a bincount) whose fixed cost was most of
+the ~0.2 CPU ms each of an ego-Facebook request's calls took. The two kernels
+below are those reads as loops, writing the same entries in the same order
+(candidate by candidate, columns ascending, no zero product), so every sum
+over them is bit-identical (tests/data/test_row_kernels.py).
+
+Compiled as every kernel is (:func:`kernel`: ``njit(cache=True, nogil=True)``);
+each call allocates its own output and lookup table, so threads share nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: Data dtypes the kernels take (the user's and the items' the same); numpy's reads otherwise.
+KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+#: Index dtypes the kernels are warmed up for (scipy's CSR index arrays).
+KERNEL_INDICES = (np.dtype(np.int32), np.dtype(np.int64))
+
+
+def kernel(function):
+    """``function`` compiled as every kernel is: ``njit(cache=True, nogil=True)``, or
+    ``njit(nogil=True)`` when numba finds no writable cache location for its file (it
+    raises ``RuntimeError`` at decoration then), so the package imports from a read-only
+    install."""
+    try:
+        return njit(cache=True, nogil=True)(function)
+    except RuntimeError:
+        return njit(nogil=True)(function)
+
+
+@kernel
+def forward_products(cols, values, indptr, indices, data, items, n_cols, dense):
+    """Each candidate's row (canonical) read in turn, its columns looked up in the user's
+    sorted ``cols`` (by a table over the ``n_cols`` columns when ``dense``, else by binary
+    search); nonzero products kept in the candidate's column order."""
+    m = len(items)
+    lookup = np.full(n_cols if dense else 0, -1, np.int64)
+    for j in range(len(cols)):
+        if dense:
+            lookup[cols[j]] = j
+    total = 0
+    for i in range(m):
+        total += indptr[items[i] + 1] - indptr[items[i]]
+    out_indptr = np.zeros(m + 1, np.int64)
+    out_columns = np.empty(total, np.int64)
+    out_data = np.empty(total, data.dtype)
+    n = 0
+    n_user = len(cols)
+    for i in range(m):
+        item = items[i]
+        for p in range(indptr[item], indptr[item + 1]):
+            column = indices[p]
+            if dense:
+                at = lookup[column]
+            else:
+                lo, hi = 0, n_user
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if cols[mid] < column:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                at = lo if lo < n_user and cols[lo] == column else -1
+            if at >= 0:
+                product = values[at] * data[p]
+                if product != 0:
+                    out_columns[n] = column
+                    out_data[n] = product
+                    n += 1
+        out_indptr[i + 1] = n
+    return out_indptr, out_columns[:n], out_data[:n]
+
+
+@kernel
+def transposed_products(cols, values, t_indptr, t_indices, t_data, items, order, n_items, dense):
+    """For each column of the user's row (ascending), the candidates (distinct ``items``,
+    ``order`` sorting them) that have it, read from the transposed item side; then ordered
+    candidate by candidate (a counting sort, stable: columns stay ascending in a candidate)."""
+    m = len(items)
+    ranked = items[order]
+    lookup = np.full(n_items if dense else 0, -1, np.int64)
+    if dense:
+        for i in range(m):
+            lookup[items[i]] = i
+    reads = 0
+    for j in range(len(cols)):
+        reads += t_indptr[cols[j] + 1] - t_indptr[cols[j]]
+    hit_rows = np.empty(reads, np.int64)
+    hit_cols = np.empty(reads, np.int64)
+    hit_data = np.empty(reads, t_data.dtype)
+    counts = np.zeros(m + 1, np.int64)
+    n = 0
+    for j in range(len(cols)):
+        column = cols[j]
+        for p in range(t_indptr[column], t_indptr[column + 1]):
+            candidate = t_indices[p]
+            if dense:
+                row = lookup[candidate]
+            else:
+                lo, hi = 0, m
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if ranked[mid] < candidate:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                row = order[lo] if lo < m and ranked[lo] == candidate else -1
+            if row >= 0:
+                product = values[j] * t_data[p]
+                if product != 0:
+                    hit_rows[n] = row
+                    hit_cols[n] = column
+                    hit_data[n] = product
+                    counts[row + 1] += 1
+                    n += 1
+    for i in range(m):
+        counts[i + 1] += counts[i]
+    out_columns = np.empty(n, np.int64)
+    out_data = np.empty(n, t_data.dtype)
+    place = counts[:m].copy()
+    for e in range(n):
+        at = place[hit_rows[e]]
+        out_columns[at] = hit_cols[e]
+        out_data[at] = hit_data[e]
+        place[hit_rows[e]] = at + 1
+    return counts, out_columns, out_data
+
+
+_WARM: list[bool] = []
+
+
+def warm_up() -> None:
+    """Run both kernels once for every index and data dtype they are given (read-only
+    arrays, as :func:`~recgraph.data.sparse_rows.row_products` passes them), so a loaded
+    model's first request finds them compiled. Once per process."""
+    if _WARM:
+        return
+    for index in KERNEL_INDICES:
+        for floats in KERNEL_FLOATS:
+            indptr = frozen(np.array([0, 1, 2], index))
+            indices = frozen(np.array([0, 1], index))
+            data = frozen(np.array([1.0, 2.0], floats))
+            cols = frozen(np.array([0, 1], np.int64))
+            items = frozen(np.array([1, 0], np.int64))
+            for dense in (True, False):
+                forward_products(cols, data, indptr, indices, data, items, 2, dense)
+                transposed_products(
+                    cols, data, indptr, indices, data, items, frozen(np.array([1, 0])), 2, dense
+                )
+    _WARM.append(True)
+
+
+def frozen(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array`` (one compiled version, whatever the array's origin)."""
+    if array.flags.writeable:
+        array = array.view()
+        array.flags.writeable = False
+    return array
