@@ -137,7 +137,7 @@ _WARM: list[bool] = []
 
 
 def warm_up() -> None:
-    """Run both kernels once for every index and data dtype they are given (read-only
+    """Run every kernel once for every index and data dtype they are given (read-only
     arrays, as :func:`~recgraph.data.sparse_rows.row_products` passes them), so a loaded
     model's first request finds them compiled. Once per process."""
     if _WARM:
@@ -154,6 +154,7 @@ def warm_up() -> None:
                 transposed_products(
                     cols, data, indptr, indices, data, items, frozen(np.array([1, 0])), 2, dense
                 )
+            row_times_rows(indptr, indices, data, 0, indptr, indices, data, 2)
     _WARM.append(True)
 
 
@@ -163,3 +164,33 @@ def frozen(array: np.ndarray) -> np.ndarray:
         array = array.view()
         array.flags.writeable = False
     return array
+
+
+@kernel
+def row_times_rows(indptr, indices, data, user, b_indptr, b_indices, b_data, n_cols):
+    """``X[user] @ B`` (both CSR arrays, one dtype) as the columns it reaches, ascending,
+    and their sums: each column's products ``X[user, j] * B[j, c]`` added from zero in the
+    row's stored order, then each ``j``'s row in its stored order (``np.add.at`` over a
+    stable sort of the reached columns adds them so). Dense per call (``n_cols`` floats):
+    for a caller whose paths are many against ``n_cols``."""
+    sums = np.zeros(n_cols, b_data.dtype)
+    reached = np.zeros(n_cols, np.bool_)
+    count = 0
+    for jj in range(indptr[user], indptr[user + 1]):
+        value = data[jj]
+        row = indices[jj]
+        for kk in range(b_indptr[row], b_indptr[row + 1]):
+            column = b_indices[kk]
+            if not reached[column]:
+                reached[column] = True
+                count += 1
+            sums[column] += value * b_data[kk]
+    columns = np.empty(count, np.int64)
+    out = np.empty(count, b_data.dtype)
+    n = 0
+    for column in range(n_cols):
+        if reached[column]:
+            columns[n] = column
+            out[n] = sums[column]
+            n += 1
+    return columns, out
