@@ -155,6 +155,9 @@ def warm_up() -> None:
                     cols, data, indptr, indices, data, items, frozen(np.array([1, 0])), 2, dense
                 )
             row_times_rows(indptr, indices, data, 0, indptr, indices, data, 2)
+            weighted_row_sums(
+                frozen(np.array([0, 1, 2], np.int64)), cols, data, frozen(np.ones(2))
+            )
     _WARM.append(True)
 
 
@@ -194,3 +197,17 @@ def row_times_rows(indptr, indices, data, user, b_indptr, b_indices, b_data, n_c
             out[n] = sums[column]
             n += 1
     return columns, out
+
+
+@kernel
+def weighted_row_sums(indptr, indices, data, weights):
+    """Per row, ``sum data[k] * weights[indices[k]]`` in float64, added from zero in the
+    entries' order (what ``np.bincount(rows, weights=terms)`` adds)."""
+    m = len(indptr) - 1
+    out = np.zeros(m, np.float64)
+    for i in range(m):
+        total = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            total += data[k] * weights[indices[k]]
+        out[i] = total
+    return out

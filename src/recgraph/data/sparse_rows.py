@@ -254,6 +254,13 @@ def pair_sums_rows(
         if weights is None:
             out.append(row_sums(indptr, data).astype(np.float64))
             continue
+        if weights.dtype == np.float64 and data.dtype in row_kernels.KERNEL_FLOATS:
+            out.append(
+                row_kernels.weighted_row_sums(
+                    frozen(indptr), frozen(indices), frozen(data), frozen(weights)
+                )
+            )
+            continue
         terms = np.multiply(data, weights[indices])
         if terms.dtype != np.float64:
             raise TypeError("weighted pair sums are summed in float64: give float64 weights")
