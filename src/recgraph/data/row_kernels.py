@@ -133,6 +133,38 @@ def transposed_products(cols, values, t_indptr, t_indices, t_data, items, order,
     return counts, out_columns, out_data
 
 
+@kernel
+def request_products(
+    cols, values, indptr, indices, data, t_indptr, t_indices, t_data, transposed, items,
+    n_items, n_cols, read_cost, dense_lookup,
+):  # fmt: skip
+    """:func:`~recgraph.data.sparse_rows.row_products`'s choice and read in one call: the
+    transposed read (``t_*``, when ``transposed``) when it reads at most as much as the
+    forward one (cost ``read_cost`` per entry) and the candidates are distinct, else the
+    forward read; each looks up by a table when ``dense_lookup`` entries per slot or fewer."""
+    forward = 0
+    for i in range(len(items)):
+        forward += indptr[items[i] + 1] - indptr[items[i]]
+    if transposed:
+        reads = 0
+        for j in range(len(cols)):
+            reads += t_indptr[cols[j] + 1] - t_indptr[cols[j]]
+        order = np.argsort(items, kind="mergesort")
+        distinct = True
+        for i in range(1, len(items)):
+            if items[order[i]] == items[order[i - 1]]:
+                distinct = False
+                break
+        if distinct and reads * read_cost <= forward:
+            return transposed_products(
+                cols, values, t_indptr, t_indices, t_data, items, order, n_items,
+                n_items <= dense_lookup * reads,
+            )  # fmt: skip
+    return forward_products(
+        cols, values, indptr, indices, data, items, n_cols, n_cols <= dense_lookup * forward
+    )
+
+
 _WARM: list[bool] = []
 
 
@@ -155,6 +187,11 @@ def warm_up() -> None:
                     cols, data, indptr, indices, data, items, frozen(np.array([1, 0])), 2, dense
                 )
             row_times_rows(indptr, indices, data, 0, indptr, indices, data, 2)
+            for transposed in (True, False):
+                request_products(
+                    cols, data, indptr, indices, data, indptr, indices, data, transposed, items,
+                    2, 2, 1, 8,
+                )  # fmt: skip
             weighted_row_sums(
                 frozen(np.array([0, 1, 2], np.int64)), cols, data, frozen(np.ones(2))
             )

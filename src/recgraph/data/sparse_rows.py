@@ -109,23 +109,24 @@ def row_products(
     if not m or not len(cols):
         empty = np.zeros(0, np.result_type(values.dtype, item_side.dtype))
         return np.zeros(m + 1, dtype=np.int64), cols[:0].astype(np.int64), empty
-    compiled = _compiled(values, item_side, transposed)
+    if _compiled(values, item_side, transposed):
+        other = item_side if transposed is None else transposed
+        return row_kernels.request_products(
+            frozen(cols.astype(np.int64)), frozen(values),
+            frozen(item_side.indptr), frozen(item_side.indices), frozen(item_side.data),
+            frozen(other.indptr), frozen(other.indices), frozen(other.data),
+            transposed is not None, frozen(items), item_side.shape[0], item_side.shape[1],
+            READ_COST, DENSE_LOOKUP,
+        )  # fmt: skip
     if transposed is None:
-        return _forward_products(cols, values, item_side, items, compiled)
+        return _forward_products(cols, values, item_side, items)
     reads = int((transposed.indptr[cols + 1] - transposed.indptr[cols]).sum())
     forward = int((item_side.indptr[items + 1] - item_side.indptr[items]).sum())
     order = np.argsort(items, kind="stable")
     ranked = items[order]
     repeats = len(ranked) > 1 and not (np.diff(ranked) > 0).all()
     if repeats or reads * READ_COST > forward:
-        return _forward_products(cols, values, item_side, items, compiled)
-    if compiled:
-        return row_kernels.transposed_products(
-            frozen(cols.astype(np.int64)), frozen(values),
-            frozen(transposed.indptr), frozen(transposed.indices), frozen(transposed.data),
-            frozen(items), frozen(order), item_side.shape[0],
-            item_side.shape[0] <= DENSE_LOOKUP * reads,
-        )  # fmt: skip
+        return _forward_products(cols, values, item_side, items)
     pos, owner = row_entries(transposed, cols)
     candidates = transposed.indices[pos]
     if item_side.shape[0] <= DENSE_LOOKUP * len(pos):
@@ -153,31 +154,22 @@ def row_products(
 def _compiled(values: np.ndarray, item_side: sp.csr_matrix, transposed) -> bool:
     """Whether :mod:`~recgraph.data.row_kernels` reads this product: the dtypes it is warmed
     up for, the user's and the items' data alike (numpy's reads otherwise)."""
-    sides = [item_side] if transposed is None else [item_side, transposed]
-    return values.dtype in row_kernels.KERNEL_FLOATS and all(
-        side.data.dtype == values.dtype
-        and side.indptr.dtype in row_kernels.KERNEL_INDICES
-        and side.indices.dtype == side.indptr.dtype
-        for side in sides
+    other = item_side if transposed is None else transposed
+    return (
+        values.dtype in row_kernels.KERNEL_FLOATS
+        and item_side.data.dtype == values.dtype
+        and item_side.indptr.dtype in row_kernels.KERNEL_INDICES
+        and item_side.indices.dtype == item_side.indptr.dtype
+        and (other.data.dtype, other.indptr.dtype, other.indices.dtype)
+        == (values.dtype, item_side.indptr.dtype, item_side.indptr.dtype)
     )
 
 
 def _forward_products(
-    cols: np.ndarray,
-    values: np.ndarray,
-    item_side: sp.csr_matrix,
-    items: np.ndarray,
-    compiled: bool = False,
+    cols: np.ndarray, values: np.ndarray, item_side: sp.csr_matrix, items: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`row_products` read from the candidates' rows (canonical), each searched for in the
     user's sorted ``cols``: scipy's merge, candidate by candidate, columns ascending."""
-    if compiled:
-        reads = int((item_side.indptr[items + 1] - item_side.indptr[items]).sum())
-        return row_kernels.forward_products(
-            frozen(cols.astype(np.int64)), frozen(values),
-            frozen(item_side.indptr), frozen(item_side.indices), frozen(item_side.data),
-            frozen(items), item_side.shape[1], item_side.shape[1] <= DENSE_LOOKUP * reads,
-        )  # fmt: skip
     pos, owner = row_entries(item_side, items)
     columns = item_side.indices[pos]
     if item_side.shape[1] <= DENSE_LOOKUP * len(pos):
