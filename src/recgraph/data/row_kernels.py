@@ -192,9 +192,7 @@ def warm_up() -> None:
                     cols, data, indptr, indices, data, indptr, indices, data, transposed, items,
                     2, 2, 1, 8,
                 )  # fmt: skip
-            weighted_row_sums(
-                frozen(np.array([0, 1, 2], np.int64)), cols, data, frozen(np.ones(2))
-            )
+            weighted_row_sums(frozen(np.array([0, 1, 2], np.int64)), cols, data, frozen(np.ones(2)))
     _WARM.append(True)
 
 

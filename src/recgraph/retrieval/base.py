@@ -47,6 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 
+from recgraph.data import row_kernels
 from recgraph.data.graph_csr import (
     binary_csr_files,
     link_or_copy,
@@ -56,7 +57,6 @@ from recgraph.data.graph_csr import (
 )
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.data.item_features import ItemFeatures
-from recgraph.data import row_kernels
 from recgraph.data.sparse_rows import row_entries
 from recgraph.errors import ConfigError, InputError, NotFittedError
 from recgraph.files import (

@@ -77,11 +77,11 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
+from recgraph.data import row_kernels
 from recgraph.data.graph_csr import load_array, load_binary_csr, save_array, save_csr
 from recgraph.data.interactions import Interactions
-from recgraph.data.sorted_keys import distinct_sorted, find_sorted, in_sorted, sorted_groups
-from recgraph.data import row_kernels
 from recgraph.data.row_kernels import frozen
+from recgraph.data.sorted_keys import distinct_sorted, find_sorted, in_sorted, sorted_groups
 from recgraph.data.sparse_rows import (
     DENSE_LOOKUP,
     one_user,
