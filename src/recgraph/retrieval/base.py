@@ -67,6 +67,7 @@ from recgraph.files import (
 )
 from recgraph.lazy_registry import open_saved, saved_header
 from recgraph.retrieval.explanation import Explanation
+from recgraph.retrieval.walk_kernels import top_row, warm_up_top_row
 from recgraph.settings import validated_config
 
 #: 2: what the model had (seen, liked) and its id maps are ``.npy`` files beside
@@ -396,7 +397,10 @@ class Retriever(ABC):
                 exclude=part.exclude,
                 allowed=part.allowed,
             )
-            ids[start:stop], scores[start:stop] = top_k(block, k)
+            if len(block) == 1:  # a request: the same top k, compiled
+                ids[start], scores[start] = top_row(block[0], k)
+            else:
+                ids[start:stop], scores[start:stop] = top_k(block, k)
         return ids, scores
 
     def _allowed(
@@ -778,6 +782,7 @@ class Retriever(ABC):
         model._load_files(path)
         # a request's sparse-row products (features, two-hop scores) compiled now, not in one
         row_kernels.warm_up()
+        warm_up_top_row()
         return model
 
     def _load_npz_history(self, arrays: Mapping[str, np.ndarray], shape: tuple[int, int]) -> None:
