@@ -36,6 +36,19 @@ def kernel(function):
 
 
 @kernel
+def position(sorted_keys, key):
+    """Where ``key`` is in the ascending ``sorted_keys`` (a binary search), or -1."""
+    lo, hi = 0, len(sorted_keys)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sorted_keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < len(sorted_keys) and sorted_keys[lo] == key else -1
+
+
+@kernel
 def forward_products(cols, values, indptr, indices, data, items, n_cols, dense):
     """Each candidate's row (canonical) read in turn, its columns looked up in the user's
     sorted ``cols`` (by a table over the ``n_cols`` columns when ``dense``, else by binary
@@ -52,7 +65,6 @@ def forward_products(cols, values, indptr, indices, data, items, n_cols, dense):
     out_columns = np.empty(total, np.int64)
     out_data = np.empty(total, data.dtype)
     n = 0
-    n_user = len(cols)
     for i in range(m):
         item = items[i]
         for p in range(indptr[item], indptr[item + 1]):
@@ -60,14 +72,7 @@ def forward_products(cols, values, indptr, indices, data, items, n_cols, dense):
             if dense:
                 at = lookup[column]
             else:
-                lo, hi = 0, n_user
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if cols[mid] < column:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                at = lo if lo < n_user and cols[lo] == column else -1
+                at = position(cols, column)
             if at >= 0:
                 product = values[at] * data[p]
                 if product != 0:
@@ -104,14 +109,8 @@ def transposed_products(cols, values, t_indptr, t_indices, t_data, items, order,
             if dense:
                 row = lookup[candidate]
             else:
-                lo, hi = 0, m
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if ranked[mid] < candidate:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                row = order[lo] if lo < m and ranked[lo] == candidate else -1
+                at = position(ranked, candidate)
+                row = order[at] if at >= 0 else -1
             if row >= 0:
                 product = values[j] * t_data[p]
                 if product != 0:

@@ -41,7 +41,8 @@ and ties break the same way.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from recgraph.data.row_kernels import kernel
 
 #: flag bits in a kernel's uint8 scratch
 _SEEN = np.uint8(1)  # taken for the current owner / scored set
@@ -49,17 +50,6 @@ _QUEUED = np.uint8(2)  # in the next round's candidates
 _LISTED = np.uint8(4)  # listed once in an output
 
 OUT, IN, BOTH = 0, 1, 2
-
-
-def kernel(function):
-    """``function`` compiled as every kernel is: ``njit(cache=True, nogil=True)``, or
-    ``njit(nogil=True)`` when numba finds no writable cache location for its file (it
-    raises ``RuntimeError`` at decoration then), so the package imports from a read-only
-    install."""
-    try:
-        return njit(cache=True, nogil=True)(function)
-    except RuntimeError:
-        return njit(nogil=True)(function)
 
 
 def graph_tuple(out, inn, overlay_out, overlay_in) -> tuple:
