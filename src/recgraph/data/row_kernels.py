@@ -49,6 +49,13 @@ def position(sorted_keys, key):
 
 
 @kernel
+def find(dense, lookup, sorted_keys, key):
+    """Where ``key`` is in ``sorted_keys``: ``lookup[key]`` when ``dense`` (a table over
+    every key), else :func:`position`."""
+    return lookup[key] if dense else position(sorted_keys, key)
+
+
+@kernel
 def forward_products(cols, values, indptr, indices, data, items, n_cols, dense):
     """Each candidate's row (canonical) read in turn, its columns looked up in the user's
     sorted ``cols`` (by a table over the ``n_cols`` columns when ``dense``, else by binary
@@ -69,10 +76,7 @@ def forward_products(cols, values, indptr, indices, data, items, n_cols, dense):
         item = items[i]
         for p in range(indptr[item], indptr[item + 1]):
             column = indices[p]
-            if dense:
-                at = lookup[column]
-            else:
-                at = position(cols, column)
+            at = find(dense, lookup, cols, column)
             if at >= 0:
                 product = values[at] * data[p]
                 if product != 0:
@@ -93,7 +97,7 @@ def transposed_products(cols, values, t_indptr, t_indices, t_data, items, order,
     lookup = np.full(n_items if dense else 0, -1, np.int64)
     if dense:
         for i in range(m):
-            lookup[items[i]] = i
+            lookup[ranked[i]] = i
     reads = 0
     for j in range(len(cols)):
         reads += t_indptr[cols[j] + 1] - t_indptr[cols[j]]
@@ -105,13 +109,9 @@ def transposed_products(cols, values, t_indptr, t_indices, t_data, items, order,
     for j in range(len(cols)):
         column = cols[j]
         for p in range(t_indptr[column], t_indptr[column + 1]):
-            candidate = t_indices[p]
-            if dense:
-                row = lookup[candidate]
-            else:
-                at = position(ranked, candidate)
-                row = order[at] if at >= 0 else -1
-            if row >= 0:
+            at = find(dense, lookup, ranked, t_indices[p])
+            if at >= 0:
+                row = order[at]
                 product = values[j] * t_data[p]
                 if product != 0:
                     hit_rows[n] = row
