@@ -127,3 +127,22 @@ def test_a_csr_of_exclusions_is_read_as_it_is_and_other_forms_are_converted():
     assert isinstance(converted, sp.csr_matrix) and converted is not matrix
     with pytest.raises(ValueError, match="shape"):
         rows_as_csr(matrix, 3, 5, "exclude")
+
+
+def test_compiled_top_row_is_top_k() -> None:
+    """A request's top k (walk_kernels.top_row) is top_k's, ids and score bits, over ties,
+    -inf, +inf, -0.0 and k past the row's length."""
+    from recgraph.retrieval.base import top_k
+    from recgraph.retrieval.walk_kernels import top_row
+
+    rng = np.random.default_rng(0)
+    for trial in range(800):
+        n, k = int(rng.integers(1, 60)), int(rng.integers(1, 70))
+        row = (rng.integers(-3, 4, n) if trial % 2 else rng.random(n)).astype(np.float32)
+        row[rng.random(n) < 0.2] = -np.inf
+        row[rng.random(n) < 0.1] = -0.0
+        row[rng.random(n) < 0.05] = np.inf
+        want_ids, want_scores = top_k(row[None, :], k)
+        ids, scores = top_row(row, k)
+        assert np.array_equal(ids, want_ids[0])
+        assert scores.tobytes() == want_scores[0].tobytes()

@@ -661,3 +661,25 @@ def test_sorted_groups_is_np_unique_with_the_inverse() -> None:
         back[order] = group
         assert back.tolist() == inverse.ravel().tolist()
         assert (np.diff(order[group == 0]) > 0).all() if len(keys) else True  # stable
+
+
+@pytest.mark.parametrize("model_name", ["common_neighbors", "adamic_adar"])
+@pytest.mark.parametrize("p", [0.02, 0.3])
+def test_compiled_path_sums_equal_numpy_path_sums(model_name: str, p: float) -> None:
+    """One request's two-hop sums, compiled (dense over the accounts, taken when the paths
+    are many) and in numpy, are the same floats; and the top ``k`` is the batch path's."""
+    from recgraph.retrieval.neighborhood import path_sums_numpy
+
+    graph = random_graph(120, p, seed=4, directed=True)
+    model = create_retriever(model_name, {"hub_cap": 0}).fit(graph)
+    for user in range(0, 120, 7):
+        reached, sums = model._path_sums(user)
+        want_reached, want_sums = path_sums_numpy(model.first_, model.expansion_, user)
+        assert np.array_equal(reached, want_reached)
+        assert sums.tobytes() == want_sums.tobytes()
+    users = np.arange(0, 120, 11)
+    ids, scores = model.recommend(users, k=5)
+    for i, user in enumerate(users):
+        one_ids, one_scores = model.recommend(np.array([user]), k=5)
+        assert np.array_equal(one_ids[0], ids[i])
+        assert one_scores[0].tobytes() == scores[i].tobytes()

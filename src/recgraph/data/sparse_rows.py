@@ -15,7 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from recgraph.data import row_kernels
 from recgraph.data.ranges import expand_ranges
+from recgraph.data.row_kernels import frozen
 from recgraph.data.sorted_keys import find_sorted
 
 
@@ -107,6 +109,15 @@ def row_products(
     if not m or not len(cols):
         empty = np.zeros(0, np.result_type(values.dtype, item_side.dtype))
         return np.zeros(m + 1, dtype=np.int64), cols[:0].astype(np.int64), empty
+    if _compiled(values, item_side, transposed):
+        other = item_side if transposed is None else transposed
+        return row_kernels.request_products(
+            frozen(cols.astype(np.int64)), frozen(values),
+            frozen(item_side.indptr), frozen(item_side.indices), frozen(item_side.data),
+            frozen(other.indptr), frozen(other.indices), frozen(other.data),
+            transposed is not None, frozen(items), item_side.shape[0], item_side.shape[1],
+            READ_COST, DENSE_LOOKUP,
+        )  # fmt: skip
     if transposed is None:
         return _forward_products(cols, values, item_side, items)
     reads = int((transposed.indptr[cols + 1] - transposed.indptr[cols]).sum())
@@ -138,6 +149,20 @@ def row_products(
     indptr = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
     return indptr, columns[sort], data[sort]
+
+
+def _compiled(values: np.ndarray, item_side: sp.csr_matrix, transposed) -> bool:
+    """Whether :mod:`~recgraph.data.row_kernels` reads this product: the dtypes it is warmed
+    up for, the user's and the items' data alike (numpy's reads otherwise)."""
+    other = item_side if transposed is None else transposed
+    return (
+        values.dtype in row_kernels.KERNEL_FLOATS
+        and item_side.data.dtype == values.dtype
+        and item_side.indptr.dtype in row_kernels.KERNEL_INDICES
+        and item_side.indices.dtype == item_side.indptr.dtype
+        and (other.data.dtype, other.indptr.dtype, other.indices.dtype)
+        == (values.dtype, item_side.indptr.dtype, item_side.indptr.dtype)
+    )
 
 
 def _forward_products(
@@ -220,6 +245,13 @@ def pair_sums_rows(
     for weights in weightings:
         if weights is None:
             out.append(row_sums(indptr, data).astype(np.float64))
+            continue
+        if weights.dtype == np.float64 and data.dtype in row_kernels.KERNEL_FLOATS:
+            out.append(
+                row_kernels.weighted_row_sums(
+                    frozen(indptr), frozen(indices), frozen(data), frozen(weights)
+                )
+            )
             continue
         terms = np.multiply(data, weights[indices])
         if terms.dtype != np.float64:

@@ -47,6 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 
+from recgraph.data import row_kernels
 from recgraph.data.graph_csr import (
     binary_csr_files,
     link_or_copy,
@@ -66,6 +67,7 @@ from recgraph.files import (
 )
 from recgraph.lazy_registry import open_saved, saved_header
 from recgraph.retrieval.explanation import Explanation
+from recgraph.retrieval.walk_kernels import top_row, warm_up_top_row
 from recgraph.settings import validated_config
 
 #: 2: what the model had (seen, liked) and its id maps are ``.npy`` files beside
@@ -395,7 +397,10 @@ class Retriever(ABC):
                 exclude=part.exclude,
                 allowed=part.allowed,
             )
-            ids[start:stop], scores[start:stop] = top_k(block, k)
+            if len(block) == 1:  # a request: the same top k, compiled
+                ids[start], scores[start] = top_row(block[0], k)
+            else:
+                ids[start:stop], scores[start:stop] = top_k(block, k)
         return ids, scores
 
     def _allowed(
@@ -775,6 +780,9 @@ class Retriever(ABC):
             {k[len("state.") :]: v for k, v in arrays.items() if k.startswith("state.")}
         )
         model._load_files(path)
+        # a request's sparse-row products (features, two-hop scores) compiled now, not in one
+        row_kernels.warm_up()
+        warm_up_top_row()
         return model
 
     def _load_npz_history(self, arrays: Mapping[str, np.ndarray], shape: tuple[int, int]) -> None:

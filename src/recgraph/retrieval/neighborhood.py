@@ -77,10 +77,18 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
+from recgraph.data import row_kernels
 from recgraph.data.graph_csr import load_array, load_binary_csr, save_array, save_csr
 from recgraph.data.interactions import Interactions
+from recgraph.data.row_kernels import frozen
 from recgraph.data.sorted_keys import distinct_sorted, find_sorted, in_sorted, sorted_groups
-from recgraph.data.sparse_rows import one_user, row_entries, row_products, row_sums
+from recgraph.data.sparse_rows import (
+    DENSE_LOOKUP,
+    one_user,
+    row_entries,
+    row_products,
+    row_sums,
+)
 from recgraph.progress import progress_bar
 from recgraph.retrieval.base import Request, Retriever, RetrieverConfig, TopK
 from recgraph.retrieval.explanation import Explanation, make_explanation
@@ -588,17 +596,7 @@ class TwoHopRetriever(GraphRetriever):
         """
         if type(self)._normalise is not TwoHopRetriever._normalise:
             return None
-        first, expansion = self.first_, self.expansion_
-        lo, hi = first.indptr[user], first.indptr[user + 1]
-        pos, owner = row_entries(expansion, first.indices[lo:hi])
-        targets = expansion.indices[pos]
-        products = np.multiply(first.data[lo:hi][owner], expansion.data[pos])
-        # each account's paths in their order (a stable sort of the targets, which come in
-        # sorted runs, one per middle), added one by one: a search of every path's target
-        # in the reached accounts was a fifth of a request
-        order, reached, group = sorted_groups(targets)
-        sums = np.zeros(len(reached), dtype=products.dtype)
-        np.add.at(sums, group, products[order])
+        reached, sums = self._path_sums(user)
         keep = sums > 0
         blocked = []
         if exclude_seen:  # what _seen_or_self holds for this user, without building it
@@ -616,6 +614,32 @@ class TwoHopRetriever(GraphRetriever):
             return self._short_list(reached, sums, barred, k)
         order = best_first(sums, reached, k)
         return reached[order][None, :], sums[order][None, :]
+
+    def _path_sums(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """The accounts ``user``'s two-hop paths reach (ascending) and each one's sum of path
+        weights, added in the order ``F[u] @ E`` adds them: compiled
+        (:func:`~recgraph.data.row_kernels.row_times_rows`, dense over the accounts) when the
+        paths are many against the accounts, else :func:`path_sums_numpy`."""
+        first, expansion = self.first_, self.expansion_
+        lo, hi = first.indptr[user], first.indptr[user + 1]
+        middles = first.indices[lo:hi]
+        paths = int((expansion.indptr[middles + 1] - expansion.indptr[middles]).sum())
+        n_cols = expansion.shape[1]
+        if (
+            n_cols <= DENSE_LOOKUP * paths
+            and first.dtype == expansion.dtype
+            and first.dtype in row_kernels.KERNEL_FLOATS
+            and first.indptr.dtype in row_kernels.KERNEL_INDICES
+            and first.indices.dtype == first.indptr.dtype
+            and expansion.indptr.dtype in row_kernels.KERNEL_INDICES
+            and expansion.indices.dtype == expansion.indptr.dtype
+        ):
+            return row_kernels.row_times_rows(
+                frozen(first.indptr), frozen(first.indices), frozen(first.data), user,
+                frozen(expansion.indptr), frozen(expansion.indices), frozen(expansion.data),
+                n_cols,
+            )  # fmt: skip
+        return path_sums_numpy(first, expansion, user)
 
     def _short_list(
         self, reached: np.ndarray, sums: np.ndarray, barred: np.ndarray, k: int
@@ -740,3 +764,20 @@ class TwoHopRetriever(GraphRetriever):
         indptr = np.zeros(len(candidates) + 1, dtype=np.int64)
         np.cumsum(np.bincount(column, minlength=len(candidates)), out=indptr[1:])
         return indptr, owner[by_column], self.expansion_.data[pos[by_column]]
+
+
+def path_sums_numpy(
+    first: sp.csr_matrix, expansion: sp.csr_matrix, user: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`TwoHopRetriever._path_sums` in numpy: work in the paths, not the accounts."""
+    lo, hi = first.indptr[user], first.indptr[user + 1]
+    pos, owner = row_entries(expansion, first.indices[lo:hi])
+    targets = expansion.indices[pos]
+    products = np.multiply(first.data[lo:hi][owner], expansion.data[pos])
+    # each account's paths in their order (a stable sort of the targets, which come in
+    # sorted runs, one per middle), added one by one: a search of every path's target
+    # in the reached accounts was a fifth of a request
+    order, reached, group = sorted_groups(targets)
+    sums = np.zeros(len(reached), dtype=products.dtype)
+    np.add.at(sums, group, products[order])
+    return reached, sums

@@ -44,7 +44,8 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+
+from recgraph.data.row_kernels import kernel
 
 #: this file's sha256 as it was imported: the source this process's kernels compile from
 #: (a Pixie kernel's cache stamp carries it, :mod:`~recgraph.retrieval.pixie_kernels`)
@@ -56,17 +57,6 @@ _QUEUED = np.uint8(2)  # in the next round's candidates
 _LISTED = np.uint8(4)  # listed once in an output
 
 OUT, IN, BOTH = 0, 1, 2
-
-
-def kernel(function):
-    """``function`` compiled as every kernel is: ``njit(cache=True, nogil=True)``, or
-    ``njit(nogil=True)`` when numba finds no writable cache location for its file (it
-    raises ``RuntimeError`` at decoration then), so the package imports from a read-only
-    install."""
-    try:
-        return njit(cache=True, nogil=True)(function)
-    except RuntimeError:
-        return njit(nogil=True)(function)
 
 
 def graph_tuple(out, inn, overlay_out, overlay_in) -> tuple:
@@ -779,3 +769,55 @@ def warm_up() -> None:
     effective_cap(2, -1)  # SALSA's cap, asked from Python
     salsa(graph, np.array([0, 1], np.int64), np.array([0.5, 0.5]), 2, 3, 0.15, flags)
     _WARM.append(True)
+
+
+# ---------------------------------------------------------------------- one dense row
+@kernel
+def top_row(values, k):
+    """:func:`~recgraph.retrieval.base.top_k` of one float32 row without NaN (a masked
+    request's scores): the ``k`` best, ties to the lower index, best first, ``-inf`` slots
+    as id ``-1``. The same selection (the k-th largest value, every entry above it, the
+    lowest-indexed entries equal to it) and the same order (a stable sort by score of the
+    chosen, taken in index order), in one call instead of a dozen array calls."""
+    n = len(values)
+    k_eff = min(k, n)
+    ids = np.full(k, -1, np.int64)
+    out = np.full(k, -np.inf, np.float32)
+    if k_eff == 0:
+        return ids, out
+    if k_eff < n:
+        kth = np.partition(values, n - k_eff)[n - k_eff]
+        greater = 0
+        for i in range(n):
+            if values[i] > kth:
+                greater += 1
+        need = k_eff - greater
+        chosen = np.empty(k_eff, np.int64)
+        c = 0
+        for i in range(n):
+            v = values[i]
+            if v > kth:
+                chosen[c] = i
+                c += 1
+            elif v == kth and need > 0:
+                chosen[c] = i
+                c += 1
+                need -= 1
+    else:
+        chosen = np.arange(n)
+    negated = np.empty(k_eff, np.float32)
+    for j in range(k_eff):
+        negated[j] = -values[chosen[j]]
+    order = np.argsort(negated, kind="mergesort")
+    for j in range(k_eff):
+        at = chosen[order[j]]
+        if values[at] > -np.inf:
+            ids[j] = at
+            out[j] = values[at]
+    return ids, out
+
+
+def warm_up_top_row() -> None:
+    """Compile (or read from the cache) :func:`top_row` for the row a request passes."""
+    top_row(np.zeros(3, np.float32), 2)
+    top_row(np.zeros(3, np.float32), 5)
