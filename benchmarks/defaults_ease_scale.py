@@ -17,8 +17,9 @@ best lambda, and what the data looks like (users, items, the Gram matrix's
 trace = sum of squared weights, positives).
 
 Run: ``python benchmarks/defaults_ease_scale.py [--cases ...] [--grid 500,...]``
-(``--grid``: score these lambdas, keeping the ones already saved); saves
-``benchmarks/results/defaults_ease_scale.json``.
+(``--grid``: score these lambdas, keeping the ones already saved;
+``--shares-only``: score nothing, recompute ``share_of_best_per_lambda`` from the saved
+rows); saves ``benchmarks/results/defaults_ease_scale.json``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,23 @@ def describe(fit) -> dict:
     }
 
 
+def share_of_best_per_lambda(cases: dict) -> dict[str, dict]:
+    """Per lambda scored on every carve: its nDCG@20 over that carve's best, mean and worst
+    over the carves (each case's level 1 and level 2), computed from ``cases`` as saved."""
+    carves = [case[level]["ndcg@20"] for case in cases.values() for level in ("level1", "level2")]
+    shares = {}
+    for lam in sorted({lam for carve in carves for lam in carve}, key=float):
+        if any(lam not in carve for carve in carves):
+            continue
+        ratios = [carve[lam] / max(carve.values()) for carve in carves]
+        shares[lam] = {
+            "worst": round(min(ratios), 4),
+            "mean": round(sum(ratios) / len(ratios), 4),
+            "figures": len(ratios),
+        }
+    return shares
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cases", default=",".join(CASES))
@@ -79,11 +97,30 @@ def main() -> None:
         default=",".join(str(lam) for lam in GRID),
         help="lambdas to score; scores already in --out are kept (new ones merge in)",
     )
+    parser.add_argument(
+        "--shares-only",
+        action="store_true",
+        help="score nothing: recompute share_of_best_per_lambda from the rows saved in --out",
+    )
     args = parser.parse_args()
     grid = [float(lam) for lam in args.grid.split(",")]
     earlier = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     out: dict = dict(earlier.get("cases", {}))
     cpu = time.process_time()
+    if args.shares_only:
+        drop = ("note", "benchmark", "load_average_at_end", "share_of_best_per_lambda")
+        kept = {k: v for k, v in earlier.items() if k not in drop}
+        scoring_load = earlier.get(
+            "load_average_at_end_of_scoring", earlier.get("load_average_at_end")
+        )
+        save_results(
+            Path(args.out),
+            "defaults_ease_scale",
+            **kept,
+            share_of_best_per_lambda=share_of_best_per_lambda(out),
+            load_average_at_end_of_scoring=scoring_load,
+        )
+        return
     for name in args.cases.split(","):
         train, method = case_train(name)
         fit1, valid1 = validation_split(train, method, fraction=0.2, seed=0)
@@ -110,7 +147,7 @@ def main() -> None:
             "defaults_ease_scale",
             cases=out,
             grid=sorted({float(lam) for c in out.values() for lam in c["level1"]["ndcg@20"]}),
-            **{k: v for k, v in earlier.items() if k in ("note", "share_of_best_per_lambda")},
+            share_of_best_per_lambda=share_of_best_per_lambda(out),
             cpu_seconds=round(time.process_time() - cpu, 1),
         )
 

@@ -425,6 +425,10 @@ def at_epsilon(
 #: of 0.9896 against 300's 0.9863 (latest-small's temporal split wants 1000); the other
 #: study put 300 first (0.990 against 500's lower share on every MovieLens carve): the
 #: thirteen figures together decide (:func:`pooled_choice`), the mean share first.
+#: Caveats: the thirteen weigh latest-small temporal (only here) 1/13 and each other case
+#: 3/13; only lambdas both studies scored are eligible (100/300/500/1000: 200 and 250 each
+#: miss one study); 300 sits just below popularity on latest-small temporal validation
+#: (0.1410 against 0.1416, inside the 2% tie rule); count_epsilon 0.01 was chosen at 500.
 POOLED_STUDIES: dict[str, tuple[str, str]] = {
     "ease": ("defaults_ease_scale.json", "regularization"),
 }

@@ -10,9 +10,11 @@ Cases (the shared ones of ``benchmarks/feeds.py``, plus the count-valued one):
 
 - MovieLens 100k, every rating an implicit like, split ``random_per_user``
   and ``temporal_global`` (test fraction 0.2, seed 0), and MovieLens
-  latest-small ``random_per_user``: the shared splits of issue 11 (an earlier
-  run also scored latest-small ``temporal_global``; its scores stay in the
-  JSON but no longer decide anything);
+  latest-small ``random_per_user`` and ``temporal_global``: the shared splits
+  of issue 11. Latest-small ``temporal_global`` is in ``FIRST_ROUND_CASES``
+  and still decides the models chosen on them (EASE, ALS, biased_mf); item_knn
+  and bpr are chosen on ``SECOND_ROUND_CASES``, without it (item_knn's fifth
+  round reads it only as a cost);
 - a generated play-count log (:mod:`recgraph.data.listening`, seed 0:
   1,900 users x 15,000 artists, ``value_kind=count``), ``random_per_user``.
 
@@ -470,7 +472,15 @@ def main() -> None:
     parser.add_argument(
         "--points", default="", help="two_tower: comma-separated labels of TWO_TOWER_GRID"
     )
+    parser.add_argument(
+        "--markdown-only",
+        action="store_true",
+        help="only write defaults_study.md again from the saved defaults_study.json",
+    )
     args = parser.parse_args()
+    if args.markdown_only:
+        write_markdown(load_results())
+        return
     if args.scores:
         SCORES_FILE[0] = args.scores
     models = [m for m in args.models.split(",") if m]
@@ -590,13 +600,41 @@ def _cell(row: dict[str, Any], case: str) -> str:
     return text
 
 
+def pooled_markdown(name: str, choice: dict[str, Any]) -> list[str]:
+    """A pooled choice (:func:`defaults_rounds.pooled_choice`): this study's own pick, the
+    pooled pick, and each eligible point's mean and worst share over the pooled figures."""
+    if not choice.get("pooled"):
+        return []
+    own = choice.get("this_study_choice", {})
+    lines = [
+        "",
+        f"## {name}: chosen on this study pooled with {choice['pooled_with']}",
+        "",
+        f"This study alone chose `{json.dumps(own)}` (its `rel` column); the default is "
+        f"`{json.dumps(choice['chosen'])}`, the best mean share of each figure's best over "
+        f"this study's figures and {choice['pooled_with']}'s nested validation carves "
+        "together (`defaults_rounds.pooled_choice`; only values both studies scored). "
+        "Bold rows above mark the pooled choice.",
+        "",
+        "| params | figures | pooled mean share | pooled worst share |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {json.dumps(r['params'])} | {r['figures']} | {r['pooled_mean_share']:.4f} | "
+        f"{r['pooled_worst_share']:.4f} |"
+        for r in choice["pooled"]
+    ]
+    return lines
+
+
 def write_markdown(results: dict[str, Any]) -> None:
     lines = [
         "# How the defaults were chosen (validation nDCG@20, never test)",
         "",
         "Each row: a grid point; columns: its validation nDCG@20 on each case; "
         "`rel`: mean share of the best point of that model per case. "
-        "Chosen points in bold. Produced by `benchmarks/defaults_study.py`. In brackets "
+        "Chosen points in bold (for a pooled choice the pooled pick, which need not lead "
+        "`rel`: see its section below). Produced by `benchmarks/defaults_study.py`. In brackets "
         "(item_knn, temporal cuts): the point's nDCG@20 minus popularity's, user by user, "
         "± its standard error; item_knn's fourth round keeps a new point only when that "
         "gain exceeds 2 se and it loses at most 2% of the standing default elsewhere "
@@ -612,6 +650,7 @@ def write_markdown(results: dict[str, Any]) -> None:
         + " | |"
     )
     for name, choice in results.get("choices", {}).items():
+        at_eps = choice.get("count_case_scored_at_epsilon")  # the count case's weighting
         for row in choice["points"]:
             chosen = {k: v for k, v in choice["chosen"].items() if k != "count_epsilon"}
             mark = (
@@ -622,7 +661,15 @@ def write_markdown(results: dict[str, Any]) -> None:
             params = json.dumps(row["params"])
             lines.append(
                 f"| {name} | {mark}{params}{mark} | "
-                + " | ".join(_cell(row, c) for c in CASES)
+                + " | ".join(
+                    _cell(row, c)
+                    + (
+                        f" (at eps {at_eps})"
+                        if c == COUNT_CASE and at_eps is not None and c in row["validation"]
+                        else ""
+                    )
+                    for c in CASES
+                )
                 + f" | {row['relative']:.3f} |"
             )
         if choice.get("count_epsilon_on_count_case"):
@@ -637,8 +684,16 @@ def write_markdown(results: dict[str, Any]) -> None:
     lines += ["", "Cases each choice was made on (``rel`` is over these):", ""]
     lines += [
         f"- {name}: {', '.join(choice['chosen_on_cases'])}"
+        + (
+            f" (this study's {len(choice['chosen_on_cases'])} figures), pooled with the "
+            f"nested validation carves of {choice['pooled_with']}"
+            if choice.get("pooled_with")
+            else ""
+        )
         for name, choice in results.get("choices", {}).items()
     ]
+    for name, choice in results.get("choices", {}).items():
+        lines += pooled_markdown(name, choice)
     lines += fifth_round_markdown(results.get("choices", {}).get("item_knn", {}))
     (RESULTS / "defaults_study.md").write_text("\n".join(lines) + "\n")
 

@@ -6,9 +6,9 @@ ranker (``src/recgraph/config/pipeline.toml``, its label slice cut as the
 split was cut) is fitted over each retriever set of ``--sets`` for
 ``--seeds`` ranker seeds. Each figure is reported over the best retriever
 ALONE on that draw among every retriever of every set (ALS included: the
-bar ``two_stage.py`` sets when validation picks ALS). ``als`` runs with the
-parameters tuning chose on ML-100k random (32 factors, regularization 10,
-alpha 1).
+bar ``two_stage.py`` sets when validation picks ALS). ``als`` runs with ALS's
+code defaults (32 factors, regularization 10, alpha 1: ``ALSConfig``'s
+defaults, chosen by benchmarks/defaults_study.py), not a tuned point.
 
 Saves ``benchmarks/results/ranker_retrievers.json`` (or ``--out``).
 Run: ``python benchmarks/ranker_retrievers.py --only ml100k-random --valid-seeds 0,1 --seeds 0,1``.
@@ -102,12 +102,21 @@ def main() -> None:
 
 
 def save(out: Path, rows: list[dict]) -> None:
+    """Rows and, per case, validation draw, set and variant (as ranker_bagging.summary keys
+    them), the mean and worst share of the best single over the ranker seeds."""
+
+    def key_of(r: dict) -> tuple:
+        return (r["case"], r["valid_seed"], r["set"], r["variant"])
+
     summary = []
-    for text in dict.fromkeys(r["set"] for r in rows):
-        shares = [r["over_best_single"] for r in rows if r["set"] == text]
+    for key in dict.fromkeys(key_of(r) for r in rows):
+        shares = [r["over_best_single"] for r in rows if key_of(r) == key]
         summary.append(
             {
-                "set": text,
+                "case": key[0],
+                "valid_seed": key[1],
+                "set": key[2],
+                "variant": key[3],
                 "mean_over_best_single": round(float(np.mean(shares)), 4),
                 "worst": round(min(shares), 4),
                 "runs": len(shares),

@@ -6,14 +6,17 @@ code) fails here, so ``recgraph models`` never names a study that did not
 pick what the user gets.
 """
 
+import importlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from recgraph.retrieval.registry import get_retriever_class
 
-STUDY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "defaults_study.json"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+STUDY = BENCHMARKS / "results" / "defaults_study.json"
 ITEM_MODELS = ("ease", "item_knn", "als", "bpr", "biased_mf")
 
 
@@ -50,6 +53,25 @@ def _without_epsilon(choice: dict, name: str) -> dict:
     if "count_epsilon" in params:
         params["count_epsilon"] = 1.0
     return params
+
+
+def test_ease_ships_the_pooled_rules_first_pick() -> None:
+    """EASE's choice pools this study with another saved study's nested carves: the file it
+    names exists, and the pooled rule run again on the two saved JSONs picks what was saved
+    (and what the code ships, by the test above)."""
+    choice = _choices()["ease"]
+    other = BENCHMARKS / "results" / choice["pooled_with"]
+    assert other.exists(), other
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        rounds = importlib.import_module("defaults_rounds")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert rounds.POOLED_STUDIES["ease"][0] == choice["pooled_with"]
+    again = rounds.pooled_choice("ease", choice, json.loads(other.read_text()))
+    assert again["pooled"] == choice["pooled"]
+    picked = {k: v for k, v in again["chosen"].items() if k != "count_epsilon"}
+    assert picked == {k: v for k, v in choice["chosen"].items() if k != "count_epsilon"}
 
 
 def test_two_tower_ships_the_time_buckets_its_validation_study_chose() -> None:
