@@ -44,7 +44,8 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+
+from recgraph.compiled import kernel, pairwise_sum
 
 #: this file's sha256 as it was imported: the source this process's kernels compile from
 #: (a Pixie kernel's cache stamp carries it, :mod:`~recgraph.retrieval.pixie_kernels`)
@@ -56,17 +57,6 @@ _QUEUED = np.uint8(2)  # in the next round's candidates
 _LISTED = np.uint8(4)  # listed once in an output
 
 OUT, IN, BOTH = 0, 1, 2
-
-
-def kernel(function):
-    """``function`` compiled as every kernel is: ``njit(cache=True, nogil=True)``, or
-    ``njit(nogil=True)`` when numba finds no writable cache location for its file (it
-    raises ``RuntimeError`` at decoration then), so the package imports from a read-only
-    install."""
-    try:
-        return njit(cache=True, nogil=True)(function)
-    except RuntimeError:
-        return njit(nogil=True)(function)
 
 
 def graph_tuple(out, inn, overlay_out, overlay_in) -> tuple:
@@ -90,40 +80,6 @@ def graph_tuple(out, inn, overlay_out, overlay_in) -> tuple:
 
 
 # ---------------------------------------------------------------------- small helpers
-@kernel
-def pairwise_sum(values):
-    """``values.sum()`` as numpy adds a contiguous float64 array: blocks of 8 partial sums
-    below 128 entries, halves (at a multiple of 8) above, one by one below 8."""
-    n = len(values)
-    if n < 8:
-        total = -0.0
-        for i in range(n):
-            total += values[i]
-        return total
-    if n <= 128:
-        r0, r1, r2, r3 = values[0], values[1], values[2], values[3]
-        r4, r5, r6, r7 = values[4], values[5], values[6], values[7]
-        i = 8
-        while i < n - (n % 8):
-            r0 += values[i]
-            r1 += values[i + 1]
-            r2 += values[i + 2]
-            r3 += values[i + 3]
-            r4 += values[i + 4]
-            r5 += values[i + 5]
-            r6 += values[i + 6]
-            r7 += values[i + 7]
-            i += 8
-        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < n:
-            total += values[i]
-            i += 1
-        return total
-    half = n // 2
-    half -= half % 8
-    return pairwise_sum(values[:half]) + pairwise_sum(values[half:])
-
-
 @kernel
 def sort_keys(keys):
     """Non-negative int64 ``keys`` sorted: an LSD radix sort, 11 bits a pass (as many passes
