@@ -128,6 +128,8 @@ def merge_rows(
     ids, scores, sources = lists
     k, method, rrf_k = int(rule.k), rule.method, float(rule.rrf_k)
     weights = [1.0] * len(ids) if rule.weights is None else rule.weights
+    if len(weights) != len(ids):  # the kernel reads weights[list] unchecked
+        raise ValueError(f"{len(weights)} merge weights for {len(ids)} lists")
     n, lists = ids[0].shape[0], len(ids)
     if method == "rrf" and lists > 1:
         gain_kind = RRF

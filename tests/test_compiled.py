@@ -1,0 +1,36 @@
+"""The package's kernel settings and shared kernel helper (recgraph.compiled)."""
+
+import numpy as np
+import pytest
+
+from recgraph.compiled import pairwise_sum
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_one_pairwise_sum_is_numpys_in_the_arrays_own_dtype(dtype):
+    rng = np.random.default_rng(4)
+    for n in [0, 1, 5, 7, 8, 9, 15, 16, 127, 128, 129, 300, 1000, 4097]:
+        values = (rng.random(n) * 10.0 ** rng.integers(-9, 3, n)).astype(dtype)
+        got = np.asarray(pairwise_sum(values), dtype)
+        if n:
+            assert got.tobytes() == values.sum().tobytes()
+        else:  # numpy's pairwise loop starts from -0.0 (the empty .sum() is +0.0)
+            assert got == 0 and np.signbit(got)
+
+
+def test_a_kernels_cache_entry_goes_stale_with_this_module(monkeypatch) -> None:
+    """A kernel holds a compiled copy of pairwise_sum (numba stamps an entry with the
+    kernel's own file only): every kernel's stamp carries compiled.py's digest too."""
+    from numba.core.caching import FunctionCache
+
+    from recgraph import compiled
+    from recgraph.ranking import history_kernels
+
+    history_kernels.warm_up()  # compiled, or read from the cache, and saved there
+    kernel = history_kernels.history_reductions
+    signature, context = kernel.signatures[0], kernel.targetctx
+    stamp = FunctionCache(kernel.py_func)._impl.locator.get_source_stamp()
+    assert stamp[1] == compiled._this_files_digest()
+    assert FunctionCache(kernel.py_func).load_overload(signature, context) is not None
+    monkeypatch.setattr(compiled, "_DIGEST", b"compiled.py changed")
+    assert FunctionCache(kernel.py_func).load_overload(signature, context) is None
