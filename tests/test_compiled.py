@@ -30,7 +30,7 @@ def test_a_kernels_cache_entry_goes_stale_with_this_module(monkeypatch) -> None:
     kernel = history_kernels.history_reductions
     signature, context = kernel.signatures[0], kernel.targetctx
     stamp = FunctionCache(kernel.py_func)._impl.locator.get_source_stamp()
-    assert stamp[1] == compiled._this_files_digest()
+    assert compiled.CACHED and stamp[1] == compiled.SOURCE_DIGEST
     assert FunctionCache(kernel.py_func).load_overload(signature, context) is not None
-    monkeypatch.setattr(compiled, "_DIGEST", b"compiled.py changed")
+    monkeypatch.setattr(compiled, "SOURCE_DIGEST", b"compiled.py changed")
     assert FunctionCache(kernel.py_func).load_overload(signature, context) is None

@@ -1,47 +1,43 @@
 """How every compiled kernel of the package is built (:func:`kernel`), and the helper kernels
 of several modules share (:func:`pairwise_sum`).
 
-Only kernel modules import this, and they are imported inside the functions that run
-them (never at a module's top level), so importing the package, its CLI, jobs or a
-server that answers no ranked request does not load numba (0.3-2.4 s a process).
+Only kernel modules import this (numba with it); the ranking's, the merge's and
+EASE/item-kNN's are imported inside the functions that run them, so importing the
+pipeline, the CLI, jobs or a server that answers no ranked request does not load numba
+(0.3-2.4 s a process).
 
 numba's on-disk cache stamps an entry with the decorated function's own file only,
 while a kernel calling :func:`pairwise_sum` holds a compiled copy of it; so a
-:func:`kernel`'s entry also carries this file's digest (:class:`_StampedWithThisFile`):
-after a change here every kernel compiles again, once, instead of running stale code.
+:func:`kernel`'s entry also carries this file's digest (:class:`_StampedWithThisFile`,
+taken at import: the source this process compiles from): after a change here every
+kernel compiles again, once, instead of running stale code. Where numba's locators
+cannot be stamped (another numba's internals, ``NUMBA_CACHE_LOCATOR_CLASSES`` set)
+the kernels are compiled uncached in each process.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
-from numba import njit
-from numba.core.caching import CacheImpl
+from numba import config, njit
 
-_THIS_FILE = os.path.abspath(__file__)
+#: this file's sha256 as it was imported (every kernel's cache stamp carries it)
+SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest().encode()
 #: the Python functions compiled through :func:`kernel` (the ones the stamp is for)
 _KERNELS: set = set()
 
 
-def _this_files_digest() -> bytes:
-    """This file's sha256 (read once a process: an installed file does not change under it)."""
-    global _DIGEST
-    if _DIGEST is None:
-        with open(_THIS_FILE, "rb") as source:
-            _DIGEST = hashlib.sha256(source.read()).digest()
-    return _DIGEST
-
-
-_DIGEST: bytes | None = None
-
-
 class _StampedWithThisFile:
     """Mixed into each of numba's cache locators, for :func:`kernel`'s functions only: the
-    source stamp is the function's file's and this file's digest."""
+    source stamp is the function's file's and :data:`SOURCE_DIGEST`."""
+
+    #: marks the classes made here, so that a second import adds none
+    kernel_stamped = True
 
     def get_source_stamp(self):
-        return (super().get_source_stamp(), _this_files_digest())
+        return (super().get_source_stamp(), SOURCE_DIGEST)
 
     @classmethod
     def from_function(cls, py_func, py_file):
@@ -50,11 +46,32 @@ class _StampedWithThisFile:
         return super().from_function(py_func, py_file)
 
 
-# numba asks its locators in order: ours (one per locator it has) first
-CacheImpl._locator_classes[:0] = [
-    type(f"KernelStamped{base.__name__}", (_StampedWithThisFile, base), {})
-    for base in CacheImpl._locator_classes
-]
+def _stamp_kernels() -> bool:
+    """Put a stamped copy of each numba cache locator first in numba's list, once a process;
+    ``False`` where that cannot be done safely (numba's internals not as expected, or
+    ``NUMBA_CACHE_LOCATOR_CLASSES`` overriding the list)."""
+    if getattr(config, "CACHE_LOCATOR_CLASSES", "") or os.environ.get(
+        "NUMBA_CACHE_LOCATOR_CLASSES"
+    ):
+        return False
+    try:
+        from numba.core.caching import CacheImpl
+
+        locators = CacheImpl._locator_classes
+        if any(getattr(base, "kernel_stamped", False) for base in locators):
+            return True
+        # numba asks its locators in order: ours (one per locator it has) first
+        locators[:0] = [
+            type(f"KernelStamped{base.__name__}", (_StampedWithThisFile, base), {})
+            for base in locators
+        ]
+    except (ImportError, AttributeError, TypeError):
+        return False
+    return True
+
+
+#: whether kernels are cached on disk (with :data:`SOURCE_DIGEST` in their stamp)
+CACHED = _stamp_kernels()
 
 
 def kernel(function):
@@ -62,7 +79,9 @@ def kernel(function):
     disk, so server workers reuse it; the GIL released while it runs), or
     ``njit(nogil=True)`` when numba finds no writable cache location for its file (it
     raises ``RuntimeError`` at decoration then), so the package imports from a read-only
-    install."""
+    install; uncached too where the stamp could not be added (:data:`CACHED`)."""
+    if not CACHED:
+        return njit(nogil=True)(function)
     _KERNELS.add(function)
     try:
         return njit(cache=True, nogil=True)(function)
