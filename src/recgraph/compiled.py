@@ -30,26 +30,31 @@ _KERNELS: set = set()
 
 
 class _StampedWithThisFile:
-    """Mixed into each of numba's cache locators, for :func:`kernel`'s functions only: the
-    source stamp is the function's file's and :data:`SOURCE_DIGEST`."""
+    """Mixed into each of numba's cache locators: for :func:`kernel`'s functions the source
+    stamp is the function's file's and :data:`SOURCE_DIGEST`; for every other function the
+    locator is numba's own, unchanged."""
 
-    #: marks the classes made here, so that a second import adds none
+    #: marks the classes made here, so that a second import replaces none
     kernel_stamped = True
+    _kernel = False
 
     def get_source_stamp(self):
-        return (super().get_source_stamp(), SOURCE_DIGEST)
+        stamp = super().get_source_stamp()
+        return (stamp, SOURCE_DIGEST) if self._kernel else stamp
 
     @classmethod
     def from_function(cls, py_func, py_file):
-        if py_func not in _KERNELS:
-            return None  # every other function: numba's own locators, unchanged
-        return super().from_function(py_func, py_file)
+        locator = super().from_function(py_func, py_file)
+        if locator is not None:
+            locator._kernel = py_func in _KERNELS
+        return locator
 
 
 def _stamp_kernels() -> bool:
-    """Put a stamped copy of each numba cache locator first in numba's list, once a process;
-    ``False`` where that cannot be done safely (numba's internals not as expected, or
-    ``NUMBA_CACHE_LOCATOR_CLASSES`` overriding the list)."""
+    """Replace each of numba's cache locator classes with its stamped subclass (in place:
+    the same list, the same order), once a process; ``False`` where that cannot be done
+    safely (numba's internals not as expected, or ``NUMBA_CACHE_LOCATOR_CLASSES``
+    overriding the list)."""
     if getattr(config, "CACHE_LOCATOR_CLASSES", "") or os.environ.get(
         "NUMBA_CACHE_LOCATOR_CLASSES"
     ):
@@ -60,8 +65,7 @@ def _stamp_kernels() -> bool:
         locators = CacheImpl._locator_classes
         if any(getattr(base, "kernel_stamped", False) for base in locators):
             return True
-        # numba asks its locators in order: ours (one per locator it has) first
-        locators[:0] = [
+        locators[:] = [
             type(f"KernelStamped{base.__name__}", (_StampedWithThisFile, base), {})
             for base in locators
         ]
