@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from recgraph.retrieval.walk_kernels import kernel
+from recgraph.compiled import kernel
 
 RRF, SCORE, PLAIN = 0, 1, 2  # how an entry's gain is read (PLAIN: its raw score)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recgraph.retrieval.walk_kernels import kernel
+from recgraph.compiled import kernel
 
 #: Operand dtypes the kernels take (both the same); scipy's product otherwise.
 SAME_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
