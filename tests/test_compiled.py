@@ -34,3 +34,25 @@ def test_a_kernels_cache_entry_goes_stale_with_this_module(monkeypatch) -> None:
     assert FunctionCache(kernel.py_func).load_overload(signature, context) is not None
     monkeypatch.setattr(compiled, "SOURCE_DIGEST", b"compiled.py changed")
     assert FunctionCache(kernel.py_func).load_overload(signature, context) is None
+
+
+def test_the_locators_are_replaced_in_place_once_a_process() -> None:
+    """numba's list keeps its length and order (every other function's locator unchanged);
+    ``importlib.reload`` replaces nothing again."""
+    import subprocess
+    import sys
+
+    script = """
+import importlib
+from numba.core.caching import CacheImpl
+before = [c.__name__ for c in CacheImpl._locator_classes]
+from recgraph import compiled
+once = [c.__name__ for c in CacheImpl._locator_classes]
+importlib.reload(compiled)
+again = [c.__name__ for c in CacheImpl._locator_classes]
+assert once == ["KernelStamped" + name for name in before] and again == once, (before, again)
+print(compiled.CACHED)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"

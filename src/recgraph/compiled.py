@@ -50,11 +50,12 @@ class _StampedWithThisFile:
         return locator
 
 
-def _stamp_kernels() -> bool:
-    """Replace each of numba's cache locator classes with its stamped subclass (in place:
-    the same list, the same order), once a process; ``False`` where that cannot be done
-    safely (numba's internals not as expected, or ``NUMBA_CACHE_LOCATOR_CLASSES``
-    overriding the list)."""
+def patch_locators(mixin: type, prefix: str, marker: str, *, in_place: bool) -> bool:
+    """Each of numba's cache locator classes subclassed with ``mixin`` (named ``prefix`` +
+    its name), once a process (a class with attribute ``marker`` already in the list: done):
+    in place of the originals, or put first in the list (numba asks them in order).
+    ``False`` where that cannot be done safely: numba's internals are not as expected, or
+    ``NUMBA_CACHE_LOCATOR_CLASSES`` overrides the list."""
     if getattr(config, "CACHE_LOCATOR_CLASSES", "") or os.environ.get(
         "NUMBA_CACHE_LOCATOR_CLASSES"
     ):
@@ -63,19 +64,17 @@ def _stamp_kernels() -> bool:
         from numba.core.caching import CacheImpl
 
         locators = CacheImpl._locator_classes
-        if any(getattr(base, "kernel_stamped", False) for base in locators):
+        if any(getattr(base, marker, False) for base in locators):
             return True
-        locators[:] = [
-            type(f"KernelStamped{base.__name__}", (_StampedWithThisFile, base), {})
-            for base in locators
-        ]
+        stamped = [type(f"{prefix}{base.__name__}", (mixin, base), {}) for base in locators]
+        locators[: len(locators) if in_place else 0] = stamped
     except (ImportError, AttributeError, TypeError):
         return False
     return True
 
 
 #: whether kernels are cached on disk (with :data:`SOURCE_DIGEST` in their stamp)
-CACHED = _stamp_kernels()
+CACHED = patch_locators(_StampedWithThisFile, "KernelStamped", "kernel_stamped", in_place=True)
 
 
 def kernel(function):
