@@ -55,3 +55,17 @@ def test_a_nan_score_is_merged_by_numpy():
 
     assert merge_rows((ids, scores, sources), rule, True) is None
     _assert_same(*_both(ids, scores, sources, rule, True))
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_weights_not_one_per_list_are_refused_both_ways(compiled):
+    ids = [np.array([[1, 2]]), np.array([[2, 3]])]
+    scores = [np.array([[0.5, 0.25]]), np.array([[0.75, 0.5]])]
+    sources = [np.zeros((1, 2), np.int64), np.ones((1, 2), np.int64)]
+    rule = merge.MergeRule(k=3, method="rrf", weights=[1.0])
+    try:
+        merge.COMPILED = compiled
+        with pytest.raises(ValueError):
+            merge._merge(ids, scores, sources, rule)
+    finally:
+        merge.COMPILED = True

@@ -60,3 +60,17 @@ def test_feature_matrix_is_the_stacked_float32_matrix():
     expected = np.stack(columns, axis=1).astype(np.float32)
     got = feature_matrix(columns)
     assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()
+
+
+def test_feature_matrix_refuses_what_the_stack_refused():
+    from recgraph.ranking.base import feature_matrix
+
+    with pytest.raises(ValueError):
+        feature_matrix([])
+    for columns in (
+        [np.zeros(5), np.zeros(4)],
+        [np.zeros(5), np.zeros(1)],  # would broadcast into the column unchecked
+        [np.zeros(5), np.zeros((5, 2))],
+    ):
+        with pytest.raises(ValueError, match="feature column 1"):
+            feature_matrix(columns)

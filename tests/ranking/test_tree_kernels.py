@@ -67,11 +67,68 @@ def test_the_ranker_scores_the_same_with_and_without_compiled_trees(params, tmp_
 
     train, valid = synthetic_batch(100, 20, 0), synthetic_batch(30, 20, 1)
     ranker = create_ranker("gbdt_ranker", {"n_estimators": 40, **params}).fit(train, valid)
-    assert all(trees is not None for trees in ranker.compiled_)
+    assert all(trees is not None for _, trees in ranker.compiled_)
     fast = ranker.score(valid)
     ranker.save(tmp_path / "r")
     loaded = Ranker.load(tmp_path / "r")
-    assert all(trees is not None for trees in loaded.compiled_)
+    assert all(trees is not None for _, trees in loaded.compiled_)
     np.testing.assert_array_equal(loaded.score(valid), fast)
     ranker.compiled_ = []  # LightGBM's predict alone, as before
     np.testing.assert_array_equal(ranker.score(valid), fast)
+
+
+class _Edited:
+    """A booster whose text model is edited (what LightGBM predicts is the real one's)."""
+
+    def __init__(self, booster, edit):
+        self.booster, self.edit = booster, edit
+
+    def model_to_string(self) -> str:
+        return self.edit(self.booster.model_to_string())
+
+    def predict(self, *args, **kwargs):
+        return self.booster.predict(*args, **kwargs)
+
+
+def _random_forest():
+    x = _rows_with_gaps(600, 0)
+    return lgb.train(
+        {"boosting": "rf", "bagging_freq": 1, "bagging_fraction": 0.5,
+         "objective": "lambdarank", "verbosity": -1, "num_threads": 1},
+        lgb.Dataset(x, label=(np.nan_to_num(x[:, 0]) > 0).astype(int), group=[20] * 30),
+        num_boost_round=5,
+    )  # fmt: skip
+
+
+def test_an_averaging_model_is_left_to_lightgbm_and_the_probe_catches_it_unflagged():
+    forest = _random_forest()
+    assert "\naverage_output\n" in forest.model_to_string()
+    for raw in (True, False):
+        assert CompiledTrees.from_booster(forest, None, raw_score=raw) is None
+    # without its header flag, the compiled sum is not what LightGBM predicts (the trees'
+    # average): the probe catches it
+    unflagged = _Edited(forest, lambda text: text.replace("\naverage_output\n", "\n"))
+    assert CompiledTrees.from_booster(unflagged, None, raw_score=False) is None
+
+
+def test_an_empty_objective_is_left_to_lightgbm_without_an_error():
+    x = _rows_with_gaps(500, 0)
+    booster = lgb.train(
+        {"objective": "lambdarank", "verbosity": -1, "num_threads": 1},
+        lgb.Dataset(x, label=(x[:, 0] > 0).astype(int), group=[20] * 25),
+        num_boost_round=5,
+    )
+    blank = _Edited(booster, lambda text: text.replace("objective=lambdarank", "objective="))
+    assert CompiledTrees.from_booster(blank, None, raw_score=False) is None
+    assert CompiledTrees.from_booster(blank, None, raw_score=True) is not None
+
+
+def test_a_booster_swapped_in_is_not_scored_with_the_trees_of_the_one_it_replaced():
+    train, valid = synthetic_batch(100, 20, 0), synthetic_batch(30, 20, 1)
+    ranker = create_ranker("gbdt_ranker", {"n_estimators": 20, "residual": None}).fit(train, valid)
+    other = create_ranker("gbdt_ranker", {"n_estimators": 5, "residual": None}).fit(valid, train)
+    ranker.boosters_ = list(other.boosters_)  # same count: the old trees' list still fits
+    swapped = ranker.score(valid)
+    ranker.compiled_ = []  # LightGBM's predict alone
+    np.testing.assert_array_equal(swapped, ranker.score(valid))
+    np.testing.assert_array_equal(swapped, other.score(valid))

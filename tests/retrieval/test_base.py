@@ -146,3 +146,50 @@ def test_compiled_top_row_is_top_k() -> None:
         ids, scores = top_row(row, k)
         assert np.array_equal(ids, want_ids[0])
         assert scores.tobytes() == want_scores[0].tobytes()
+
+
+def test_compiled_top_row_refuses_a_nan_score() -> None:
+    """NaN sorts last in the partition, so the choice would fall short of k and read
+    unwritten slots: the kernel raises instead (requests pass masked rows, NaN as -inf)."""
+    from recgraph.retrieval.walk_kernels import top_row
+
+    with pytest.raises(ValueError, match="NaN"):
+        top_row(np.array([1.0, np.nan, 2.0, 0.5], np.float32), 2)
+
+
+def test_loading_a_model_without_kernels_loads_no_numba(tmp_path) -> None:
+    """Loading and asking a model whose requests run no compiled kernel (``popular``)
+    imports no numba: the one-row top k is top_k until a model or ranking stage that
+    compiles kernels has warmed it (0.3-2 s a process, ~20 s with a cold cache)."""
+    import subprocess
+    import sys
+
+    model = create_retriever("popular").fit(feed())
+    model.save(tmp_path / "popular")
+    script = (
+        "import sys\n"
+        "from recgraph.retrieval.base import Retriever, compiled_top_row\n"
+        f"model = Retriever.load({str(tmp_path / 'popular')!r})\n"
+        "ids, _ = model.recommend([0], k=5)\n"
+        "print('numba' in sys.modules, compiled_top_row() is None, len(ids[0]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True", "5"]
+
+
+def test_a_loaded_two_hop_model_answers_one_user_with_the_compiled_top_row(tmp_path) -> None:
+    """A two-hop model warms its kernels at load, and its one-user requests then take the
+    compiled top k: the same answers as the batch path's top_k."""
+    users, follows = np.nonzero(np.random.default_rng(1).random((30, 30)) < 0.2)
+    graph = Interactions.from_indices(users, follows, n_users=30, one_sided=True)
+    create_retriever("adamic_adar").fit(graph).save(tmp_path / "aa")
+    model = base.Retriever.load(tmp_path / "aa")
+    assert base.compiled_top_row() is not None
+    for user in range(30):
+        one_ids, one_scores = model.recommend([user], k=7)
+        pair_ids, pair_scores = model.recommend([user, (user + 1) % 30], k=7)
+        assert np.array_equal(one_ids[0], pair_ids[0])
+        assert one_scores[0].tobytes() == pair_scores[0].tobytes()

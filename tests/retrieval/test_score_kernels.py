@@ -37,3 +37,13 @@ def test_one_row_times_dense_and_sparse_is_scipys(dtype):
 def test_other_dtypes_are_left_to_scipy():
     matrix, _ = _rows(np.float32, 0)
     assert one_row_product(matrix, 0, np.ones((50, 3), np.float64)) is None
+
+
+def test_a_user_outside_the_rows_is_left_to_scipy():
+    """The kernels read ``indptr[user]`` unchecked: a negative user (scipy counts it from the
+    end) or one past the rows (scipy refuses it) gets ``None``, and scipy answers."""
+    matrix, rng = _rows(np.float64, 3)
+    dense = rng.normal(size=(50, 4))
+    for user in (-1, -matrix.shape[0], matrix.shape[0], matrix.shape[0] + 5):
+        assert one_row_product(matrix, user, dense) is None
+    assert one_row_product(matrix, matrix.shape[0] - 1, dense) is not None

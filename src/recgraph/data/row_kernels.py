@@ -4,35 +4,24 @@
 (the user's row against a few hundred candidates' rows, kept in CSR form) from
 either end; in numpy each read was a dozen array calls (expanding ranges,
 looking up, masking, a stable sort, a bincount) whose fixed cost was most of
-the ~0.2 CPU ms each of an ego-Facebook request's calls took. The two kernels
-below are those reads as loops, writing the same entries in the same order
-(candidate by candidate, columns ascending, no zero product), so every sum
-over them is bit-identical (tests/data/test_row_kernels.py).
+the ~0.2 CPU ms each of an ego-Facebook request's calls took.
+:func:`forward_products` and :func:`transposed_products` are those reads as
+loops, writing the same entries in the same order (candidate by candidate,
+columns ascending, no zero product), so every sum over them is the same float
+(tests/data/test_row_kernels.py; a NaN may differ in its sign bit only);
+:func:`weighted_row_sums` and :func:`row_times_rows` are the features' weighted
+sums and one user's two-hop path sums, added in numpy's and scipy's order.
 
-Compiled as every kernel is (:func:`kernel`: ``njit(cache=True, nogil=True)``);
+Compiled as every kernel is (:func:`recgraph.compiled.kernel`: ``njit(cache=True, nogil=True)``);
 each call allocates its own output and lookup table, so threads share nothing.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-#: Data dtypes the kernels take (the user's and the items' the same); numpy's reads otherwise.
-KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-#: Index dtypes the kernels are warmed up for (scipy's CSR index arrays).
-KERNEL_INDICES = (np.dtype(np.int32), np.dtype(np.int64))
-
-
-def kernel(function):
-    """``function`` compiled as every kernel is: ``njit(cache=True, nogil=True)``, or
-    ``njit(nogil=True)`` when numba finds no writable cache location for its file (it
-    raises ``RuntimeError`` at decoration then), so the package imports from a read-only
-    install."""
-    try:
-        return njit(cache=True, nogil=True)(function)
-    except RuntimeError:
-        return njit(nogil=True)(function)
+from recgraph.compiled import kernel
+from recgraph.data.kernel_inputs import KERNEL_FLOATS, KERNEL_INDICES, frozen
 
 
 @kernel
@@ -193,14 +182,6 @@ def warm_up() -> None:
                 )  # fmt: skip
             weighted_row_sums(frozen(np.array([0, 1, 2], np.int64)), cols, data, frozen(np.ones(2)))
     _WARM.append(True)
-
-
-def frozen(array: np.ndarray) -> np.ndarray:
-    """A read-only view of ``array`` (one compiled version, whatever the array's origin)."""
-    if array.flags.writeable:
-        array = array.view()
-        array.flags.writeable = False
-    return array
 
 
 @kernel

@@ -15,9 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from recgraph.data import row_kernels
+from recgraph.data.kernel_inputs import KERNEL_FLOATS, KERNEL_INDICES, frozen
 from recgraph.data.ranges import expand_ranges
-from recgraph.data.row_kernels import frozen
 from recgraph.data.sorted_keys import find_sorted
 
 
@@ -110,6 +109,8 @@ def row_products(
         empty = np.zeros(0, np.result_type(values.dtype, item_side.dtype))
         return np.zeros(m + 1, dtype=np.int64), cols[:0].astype(np.int64), empty
     if _compiled(values, item_side, transposed):
+        from recgraph.data import row_kernels  # numba: not on import
+
         other = item_side if transposed is None else transposed
         return row_kernels.request_products(
             frozen(cols.astype(np.int64)), frozen(values),
@@ -156,9 +157,9 @@ def _compiled(values: np.ndarray, item_side: sp.csr_matrix, transposed) -> bool:
     up for, the user's and the items' data alike (numpy's reads otherwise)."""
     other = item_side if transposed is None else transposed
     return (
-        values.dtype in row_kernels.KERNEL_FLOATS
+        values.dtype in KERNEL_FLOATS
         and item_side.data.dtype == values.dtype
-        and item_side.indptr.dtype in row_kernels.KERNEL_INDICES
+        and item_side.indptr.dtype in KERNEL_INDICES
         and item_side.indices.dtype == item_side.indptr.dtype
         and (other.data.dtype, other.indptr.dtype, other.indices.dtype)
         == (values.dtype, item_side.indptr.dtype, item_side.indptr.dtype)
@@ -246,7 +247,9 @@ def pair_sums_rows(
         if weights is None:
             out.append(row_sums(indptr, data).astype(np.float64))
             continue
-        if weights.dtype == np.float64 and data.dtype in row_kernels.KERNEL_FLOATS:
+        if weights.dtype == np.float64 and data.dtype in KERNEL_FLOATS:
+            from recgraph.data import row_kernels  # numba: not on import
+
             out.append(
                 row_kernels.weighted_row_sums(
                     frozen(indptr), frozen(indices), frozen(data), frozen(weights)

@@ -18,8 +18,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from recgraph.pipeline.merge_kernels import merge_rows
-
 #: Whether :func:`_merge` runs the compiled kernel (:mod:`.merge_kernels`, the same bits);
 #: ``False``: the numpy version below alone (what the kernel is tested against).
 COMPILED = True
@@ -97,6 +95,8 @@ def _merge(
     k, method, weights, rrf_k = int(rule.k), rule.method, rule.weights, float(rule.rrf_k)
     n = ids[0].shape[0] if ids else 0
     if ids and COMPILED:
+        from recgraph.pipeline.merge_kernels import merge_rows  # numba: not on import
+
         merged = merge_rows((ids, scores, sources), rule, provenance)
         if merged is not None:
             return merged

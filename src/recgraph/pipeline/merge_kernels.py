@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from recgraph.retrieval.walk_kernels import kernel
+from recgraph.compiled import kernel
 
 RRF, SCORE, PLAIN = 0, 1, 2  # how an entry's gain is read (PLAIN: its raw score)
 
@@ -128,6 +128,8 @@ def merge_rows(
     ids, scores, sources = lists
     k, method, rrf_k = int(rule.k), rule.method, float(rule.rrf_k)
     weights = [1.0] * len(ids) if rule.weights is None else rule.weights
+    if len(weights) != len(ids):  # the kernel reads weights[list] unchecked
+        raise ValueError(f"{len(weights)} merge weights for {len(ids)} lists")
     n, lists = ids[0].shape[0], len(ids)
     if method == "rrf" and lists > 1:
         gain_kind = RRF

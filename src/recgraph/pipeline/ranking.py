@@ -34,7 +34,6 @@ from recgraph.files import atomic_write
 from recgraph.pipeline.candidates import RankedList
 from recgraph.pipeline.config import RankerSpec
 from recgraph.pipeline.merge import merge_with_ranks
-from recgraph.ranking import history_kernels
 from recgraph.ranking.base import Ranker, RankingBatch, ndcg_at
 from recgraph.ranking.features import (
     OPTIONAL_ITEM_FEATURES,
@@ -251,7 +250,14 @@ class RankingStage:
     ) -> None:
         self.spec, self.ranker, self.features, self.keys = spec, ranker, features, keys
         self.ppr_key = ppr_key
-        history_kernels.warm_up()  # a feed's feature kernels compiled now, not in a request
+        from recgraph.data import row_kernels  # numba: not on import
+        from recgraph.ranking import history_kernels
+        from recgraph.retrieval.walk_kernels import warm_up_top_row
+
+        # a request's feature kernels and its retrievers' one-row top k compiled now
+        history_kernels.warm_up()
+        row_kernels.warm_up()
+        warm_up_top_row()
         self.active = active
         self.report = dict(report or {})
         self.order = order

@@ -257,8 +257,15 @@ def ndcg_at(scores: np.ndarray, labels: np.ndarray, groups: Sequence[int], k: in
 def feature_matrix(columns: list[np.ndarray]) -> np.ndarray:
     """``np.stack(columns, axis=1).astype(np.float32)`` (each value through float64, then
     float32) written column by column into one array: the same floats, without a float64
-    copy of the whole matrix (a request's features are a few dozen columns)."""
-    out = np.empty((len(columns[0]) if columns else 0, len(columns)), dtype=np.float32)
+    copy of the whole matrix (a request's features are a few dozen columns). Refuses what
+    the stack refused: no columns, or columns of different shapes (``ValueError``)."""
+    if not columns:
+        raise ValueError("no feature columns to stack")
+    rows = np.shape(columns[0])
+    for j, column in enumerate(columns):
+        if np.shape(column) != rows or len(rows) != 1:
+            raise ValueError(f"feature column {j} has shape {np.shape(column)}, column 0 {rows}")
+    out = np.empty((rows[0], len(columns)), dtype=np.float32)
     for j, column in enumerate(columns):
         out[:, j] = column if column.dtype.kind == "f" else column.astype(np.float64)
     return out

@@ -82,10 +82,10 @@ from recgraph.data.sparse_rows import (
     row_sums,
 )
 from recgraph.ranking.base import feature_matrix
-from recgraph.ranking.history_kernels import reductions
 from recgraph.ranking.item_history import (
     HistoryProducts,
     ascending,
+    dense_reductions,
     item_neighbours,
     rating_deviations,
     small_dense,
@@ -741,14 +741,14 @@ class CandidateFeatures:
     ) -> np.ndarray:
         """:func:`pair_sums_rows` of ``user_side`` and the item-side matrix ``name``; a request
         against a small one (genres, weeks) read from its dense rows at the user's columns
-        (:func:`~.history_kernels.reductions`: the same products and sums, so the same bits)."""
+        (:func:`~.item_history.dense_reductions`: the same products and sums, so the same bits)."""
         user = one_user(users)
         dense = None if user is None else self.derived(f"{name}_dense")
         if dense is not None:
             lo, hi = user_side.indptr[user], user_side.indptr[user + 1]
             cols, values = user_side.indices[lo:hi], user_side.data[lo:hi]
             if user_side.has_canonical_format or ascending(cols):
-                return reductions(values, dense, items, cols)[1].astype(np.float64)
+                return dense_reductions(values, dense, items, cols)[1].astype(np.float64)
         return pair_sums_rows(user_side, users, getattr(self, name), items, **how)[0]
 
     def _rating_deviation(self, users: np.ndarray, products, rated: bool) -> np.ndarray:

@@ -34,9 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from recgraph.ranking import tree_kernels
 from recgraph.ranking.base import Ranker, RankerConfig, RankingBatch, ndcg_at
-from recgraph.ranking.tree_kernels import CompiledTrees
 
 BOOSTER_FILE = "booster.txt"
 #: Bag ``b > 0``'s booster file (bag 0 is :data:`BOOSTER_FILE`, as a single booster is saved).
@@ -118,8 +116,10 @@ class GBDTRanker(Ranker):
         super().__init__(config, **params)
         self.boosters_: list[Any] = []
         self.residual_on_: str | None = None
-        #: Per booster, its trees compiled (:class:`~.tree_kernels.CompiledTrees`) or ``None``.
-        self.compiled_: list[CompiledTrees | None] = []
+        #: Per booster, ``(the booster, its trees compiled)``
+        #: (:class:`~.tree_kernels.CompiledTrees` or ``None``): a booster swapped in later
+        #: is never scored with another's trees.
+        self.compiled_: list[tuple[Any, Any]] = []
 
     # ------------------------------------------------------------------ residual
     def _residual_column(self, batch: RankingBatch) -> str | None:
@@ -268,10 +268,12 @@ class GBDTRanker(Ranker):
     def _compile(self) -> None:
         """Each booster's trees compiled as :meth:`_score` reads them (the kernel compiled or
         read from numba's cache now, not in the first request)."""
+        from recgraph.ranking import tree_kernels  # numba: not on import
+
         tree_kernels.warm_up()
         raw = self.residual_on_ is not None  # as _score asks LightGBM
         self.compiled_ = [
-            CompiledTrees.from_booster(b, b.best_iteration or None, raw_score=raw)
+            (b, tree_kernels.CompiledTrees.from_booster(b, b.best_iteration or None, raw_score=raw))
             for b in self.boosters_
         ]
 
@@ -280,9 +282,10 @@ class GBDTRanker(Ranker):
         threads = 1 if len(batch) < SINGLE_THREAD_ROWS else self.config.n_threads
         total = None
         init = self._init_score(batch)
-        compiled = self.compiled_ if len(self.compiled_) == len(self.boosters_) else []
         for bag, booster in enumerate(self.boosters_):
-            trees = compiled[bag] if compiled and threads == 1 else None
+            trees = None
+            if threads == 1 and bag < len(self.compiled_) and self.compiled_[bag][0] is booster:
+                trees = self.compiled_[bag][1]
             if trees is not None and batch.features.shape[1] == trees.n_features:
                 scores = trees.predict(batch.features)
             else:

@@ -10,52 +10,25 @@ steps per history, three histories a request (~0.3 CPU ms of a MovieLens
 request). :func:`history_reductions` takes the same products row by row and
 reduces them as numpy does: the maximum as ``np.maximum`` (a NaN wins), the sum
 as ``np.add.reduceat`` adds a segment (its first entry plus numpy's pairwise sum
-of the rest, in the products' dtype).
+of the rest, :func:`~recgraph.compiled.pairwise_sum`, in the products' dtype).
+The same bits, save a NaN's: a sum that is NaN is NaN here too, but its sign
+bit may differ from numpy's (``inf + -inf``), so compare them NaN-equal
+(a ranking reads no NaN's sign).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from recgraph.retrieval.walk_kernels import kernel
+from recgraph.compiled import kernel, pairwise_sum
 
 
 @kernel
-def pairwise_sum_typed(values, n, zero):
-    """``values[:n].sum()`` as numpy adds a contiguous array, in ``values``' own dtype
-    (``zero``: ``-0.0`` of it; float32 partial sums for float32, where
-    :func:`~recgraph.retrieval.walk_kernels.pairwise_sum` adds in float64): one by one
-    from ``-0.0`` below 8 entries; up to 128, eight running sums over blocks of 8, paired,
-    then the tail; above, the two halves (split at a multiple of 8)."""
-    if n > 128:
-        half = n // 2 - (n // 2) % 8
-        return pairwise_sum_typed(values, half, zero) + pairwise_sum_typed(
-            values[half:], n - half, zero
-        )
-    if n < 8:
-        total = zero
-        for i in range(n):
-            total += values[i]
-        return total
-    lanes = values[:8].copy()
-    blocks_end = n - n % 8
-    for start in range(8, blocks_end, 8):
-        for lane in range(8):
-            lanes[lane] += values[start + lane]
-    total = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + (
-        (lanes[4] + lanes[5]) + (lanes[6] + lanes[7])
-    )
-    for i in range(blocks_end, n):
-        total += values[i]
-    return total
-
-
-@kernel
-def history_reductions(values, block, rows, at, out_max, out_sum, scratch, zero):
+def history_reductions(values, block, rows, at, out_max, out_sum, scratch):
     """Per row ``i``: the nonzero products ``values[c] * block[rows[i], at[c]]`` in
     column order; their maximum into ``out_max[i]`` (float64) and their sum into
     ``out_sum[i]`` (as ``np.add.reduceat``), 0 for a row without one. ``scratch``: at least
-    ``len(values)`` entries of the products' dtype; ``zero``: ``-0.0`` of it."""
+    ``len(values)`` entries of the products' dtype."""
     for i in range(len(rows)):
         row = rows[i]
         m = 0
@@ -73,7 +46,7 @@ def history_reductions(values, block, rows, at, out_max, out_sum, scratch, zero)
             if not np.isnan(best) and (np.isnan(scratch[j]) or scratch[j] > best):
                 best = scratch[j]
         out_max[i] = best
-        out_sum[i] = scratch[0] + pairwise_sum_typed(scratch[1:], m - 1, zero)
+        out_sum[i] = scratch[0] + pairwise_sum(scratch[1:m])
 
 
 def reductions(
@@ -91,7 +64,7 @@ def reductions(
     # the same: numpy multiplies a float32 by a float64 as float64); the block as it is
     history_reductions(
         values.astype(sum_dtype), np.asarray(block), np.asarray(rows, dtype=np.int64).copy(),
-        np.asarray(at, dtype=np.int64).copy(), out_max, out_sum, scratch, sum_dtype.type(-0.0),
+        np.asarray(at, dtype=np.int64).copy(), out_max, out_sum, scratch,
     )  # fmt: skip
     return out_max, out_sum
 

@@ -13,7 +13,6 @@ import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.sparse_rows import one_user, row_products
-from recgraph.ranking.history_kernels import reductions
 
 #: The products' dtypes :meth:`HistoryProducts.reduced` reduces (numpy's otherwise).
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -95,19 +94,32 @@ def small_dense(matrix: sp.csr_matrix) -> np.ndarray | None:
     return matrix.toarray()
 
 
+def dense_reductions(
+    values: np.ndarray, dense: np.ndarray, items: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate ``items[i]``, the maximum and the sum of its products
+    ``values * dense[items[i], cols]`` (:func:`~.history_kernels.reductions`), the kernel
+    module imported here, on first use: importing the ranking does not load numba."""
+    from recgraph.ranking.history_kernels import reductions
+
+    return reductions(values, dense, items, cols)
+
+
 class HistoryProducts:
     """``neighbours[items]`` times each of ``histories``' rows of ``users``, as CSR
     ``(indptr, data)`` (call with one of them): what the similarity features sum and maximise.
 
     A request (one user) on a catalogue small enough to hold the neighbours dense
-    (``dense``, :func:`dense_neighbours`) gathers the candidates' rows at the union of
-    the user's columns in every history once; each history's products are then that
-    block at its columns, nonzero products row by row: what :func:`row_products`
-    returns (candidate by candidate, columns ascending, zero products dropped), so
-    every sum and maximum over them has the same bits, at a fraction of the cost (the
-    user's likes read through the transposed neighbours were most of a MovieLens
-    request's features, and one gather from the large array reads it once for all the
-    histories). A request on a larger catalogue reads each by :func:`row_products`
+    (``dense``, :func:`small_dense`) reads them there. :meth:`reduced` gives a
+    history's maximum and sum per candidate in one compiled pass over the dense rows at
+    the user's columns, with no products handed out; calling the object for a history's
+    products gathers (lazily, once, for every history) the candidates' rows at the union
+    of the user's columns, then takes that block at the history's columns, nonzero
+    products row by row. Both are what :func:`row_products` gives (candidate by
+    candidate, columns ascending, zero products dropped), so every sum and maximum has
+    the same bits, at a fraction of the cost (the user's likes read through the
+    transposed neighbours were most of a MovieLens request's features). A request on a
+    larger catalogue reads each by :func:`row_products`
     (``by_item``: the neighbours transposed); a batch, and whatever
     :func:`row_products` declines, by scipy's products of the candidates' rows.
     """
@@ -159,7 +171,7 @@ class HistoryProducts:
         cols, values = self._row(history)
         if values.dtype not in FLOATS:
             return None
-        return reductions(values, self.dense, self.items, cols)
+        return dense_reductions(values, self.dense, self.items, cols)
 
     def __call__(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         if self.dense is not None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from recgraph.retrieval.walk_kernels import kernel
+from recgraph.compiled import kernel
 
 #: LightGBM's ``kZeroThreshold`` (a float): dense values no larger in magnitude are zero.
 ZERO_THRESHOLD = float(np.float32(1e-35))
@@ -92,11 +92,15 @@ class CompiledTrees:
         """The booster's trees as LightGBM's ``predict(num_iteration=iterations,
         raw_score=raw_score)`` reads them (``iterations`` ``None`` or ``<= 0``: all). Without
         ``raw_score`` LightGBM transforms the sum by the objective (``binary``: a sigmoid):
-        only an objective whose output is its raw score (``lambdarank``) compiles then."""
+        only an objective whose output is its raw score (``lambdarank``) compiles then. A
+        model averaging its trees (``average_output``: random forest) is left to LightGBM."""
         trees, header = _parse_model(booster.model_to_string())
         if trees is None or int(header.get("num_tree_per_iteration", "1")) != 1:
             return None
-        if not raw_score and header.get("objective", "").split()[0] not in RAW_OUTPUT:
+        if "average_output" in header:
+            return None
+        objective = header.get("objective", "").split()
+        if not raw_score and (not objective or objective[0] not in RAW_OUTPUT):
             return None
         if iterations is not None and iterations > 0:
             trees = trees[:iterations]
@@ -129,11 +133,14 @@ class CompiledTrees:
 
 
 def _parse_model(text: str) -> tuple[list[dict[str, str]] | None, dict[str, str]]:
-    """The trees' ``key=value`` blocks and the header of a LightGBM text model; ``None``
-    trees when any tree is categorical or linear."""
+    """The trees' ``key=value`` blocks and the header of a LightGBM text model (a flag line
+    such as ``average_output``: its name, value ``""``); ``None`` trees when any tree is
+    categorical or linear."""
     body = text.split("end of trees", 1)[0]
     blocks = body.split("\nTree=")
-    header = dict(line.split("=", 1) for line in blocks[0].splitlines() if "=" in line)
+    header = {
+        key: value for key, _, value in (line.partition("=") for line in blocks[0].splitlines())
+    }
     trees = []
     for block in blocks[1:]:
         fields = dict(line.split("=", 1) for line in block.splitlines()[1:] if "=" in line)

@@ -35,6 +35,7 @@ never imports it.
 from __future__ import annotations
 
 import os
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -47,7 +48,6 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 
-from recgraph.data import row_kernels
 from recgraph.data.graph_csr import (
     binary_csr_files,
     link_or_copy,
@@ -67,7 +67,6 @@ from recgraph.files import (
 )
 from recgraph.lazy_registry import open_saved, saved_header
 from recgraph.retrieval.explanation import Explanation
-from recgraph.retrieval.walk_kernels import top_row, warm_up_top_row
 from recgraph.settings import validated_config
 
 #: 2: what the model had (seen, liked) and its id maps are ``.npy`` files beside
@@ -118,6 +117,14 @@ SharedFiles = Mapping[str, tuple[Any, list[Path]]]
 
 #: ``(ids, scores)`` of shape ``(n_users, k)``, best first; empty slots ``-1`` / ``-inf``.
 TopK = tuple[np.ndarray, np.ndarray]
+
+
+def compiled_top_row():
+    """:func:`~recgraph.retrieval.walk_kernels.top_row` (the same answers as :func:`top_k`
+    for one masked row) once a loaded model or ranking stage has compiled it, else None:
+    a process that serves no compiled model never imports numba for it."""
+    kernels = sys.modules.get("recgraph.retrieval.walk_kernels")
+    return kernels.top_row if kernels is not None and kernels.TOP_ROW_WARM else None
 
 
 def top_k(scores: np.ndarray, k: int) -> TopK:
@@ -397,7 +404,8 @@ class Retriever(ABC):
                 exclude=part.exclude,
                 allowed=part.allowed,
             )
-            if len(block) == 1:  # a request: the same top k, compiled
+            top_row = compiled_top_row() if len(block) == 1 else None
+            if top_row is not None:  # a request: the same top k, compiled
                 ids[start], scores[start] = top_row(block[0], k)
             else:
                 ids[start:stop], scores[start:stop] = top_k(block, k)
@@ -780,10 +788,14 @@ class Retriever(ABC):
             {k[len("state.") :]: v for k, v in arrays.items() if k.startswith("state.")}
         )
         model._load_files(path)
-        # a request's sparse-row products (features, two-hop scores) compiled now, not in one
-        row_kernels.warm_up()
-        warm_up_top_row()
+        model._warm_up_request_kernels()
         return model
+
+    def _warm_up_request_kernels(self) -> None:
+        """Compile (or read from numba's cache) the kernels this model's requests run, at
+        load rather than in the first request; none by default, so that loading a model
+        whose requests run no kernel loads no numba."""
+        return None
 
     def _load_npz_history(self, arrays: Mapping[str, np.ndarray], shape: tuple[int, int]) -> None:
         """Seen, liked and the id maps of a model saved in format 1 (all in ``state.npz``)."""

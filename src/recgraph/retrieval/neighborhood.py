@@ -77,10 +77,9 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from recgraph.data import row_kernels
 from recgraph.data.graph_csr import load_array, load_binary_csr, save_array, save_csr
 from recgraph.data.interactions import Interactions
-from recgraph.data.row_kernels import frozen
+from recgraph.data.kernel_inputs import KERNEL_FLOATS, KERNEL_INDICES, frozen
 from recgraph.data.sorted_keys import distinct_sorted, find_sorted, in_sorted, sorted_groups
 from recgraph.data.sparse_rows import (
     DENSE_LOOKUP,
@@ -472,6 +471,13 @@ class TwoHopRetriever(GraphRetriever):
         self.first_sizes_ = load_array(folder / "first_sizes.npy", mmap=False)
         self._derive()
 
+    def _warm_up_request_kernels(self) -> None:
+        from recgraph.data import row_kernels  # numba: not on import
+        from recgraph.retrieval.walk_kernels import warm_up_top_row
+
+        row_kernels.warm_up()  # the one-user path sums (:meth:`_path_sums`)
+        warm_up_top_row()
+
     @abstractmethod
     def middle_weights(self, degree: np.ndarray) -> np.ndarray:
         """``f(deg w)``: the weight of one path through each middle node."""
@@ -628,12 +634,14 @@ class TwoHopRetriever(GraphRetriever):
         if (
             n_cols <= DENSE_LOOKUP * paths
             and first.dtype == expansion.dtype
-            and first.dtype in row_kernels.KERNEL_FLOATS
-            and first.indptr.dtype in row_kernels.KERNEL_INDICES
+            and first.dtype in KERNEL_FLOATS
+            and first.indptr.dtype in KERNEL_INDICES
             and first.indices.dtype == first.indptr.dtype
-            and expansion.indptr.dtype in row_kernels.KERNEL_INDICES
+            and expansion.indptr.dtype in KERNEL_INDICES
             and expansion.indices.dtype == expansion.indptr.dtype
         ):
+            from recgraph.data import row_kernels  # numba: not on import
+
             return row_kernels.row_times_rows(
                 frozen(first.indptr), frozen(first.indices), frozen(first.data), user,
                 frozen(expansion.indptr), frozen(expansion.indices), frozen(expansion.data),

@@ -33,6 +33,7 @@ import os
 import numpy as np
 from numba import config, njit
 
+from recgraph.compiled import kernel
 from recgraph.retrieval import walk_kernels
 from recgraph.retrieval.walk_kernels import (
     _LISTED,
@@ -41,7 +42,6 @@ from recgraph.retrieval.walk_kernels import (
     _overlay_span,
     _side,
     graph_tuple,
-    kernel,
     listed_sums,
     sort_keys,
 )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recgraph.retrieval.walk_kernels import kernel
+from recgraph.compiled import kernel
 
 #: Operand dtypes the kernels take (both the same); scipy's product otherwise.
 SAME_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -45,9 +45,13 @@ def row_times_sparse(indptr, indices, data, user, b_indptr, b_indices, b_data, o
 
 def one_row_product(matrix: sp.csr_matrix, user: int, other) -> np.ndarray | None:
     """``(matrix[[user]] @ other)`` as a ``(1, n)`` array (``other`` dense or CSR), or
-    ``None`` where scipy's product must answer (other dtypes). Entries are read in their
-    stored order, as scipy reads them (duplicates add, unsorted rows are fine)."""
+    ``None`` where scipy's product must answer (other dtypes; a ``user`` outside
+    ``[0, rows)``: scipy counts a negative one from the end and refuses one too large).
+    Entries are read in their stored order, as scipy reads them (duplicates add, unsorted
+    rows are fine)."""
     if matrix.dtype not in SAME_FLOATS or other.dtype != matrix.dtype:
+        return None
+    if not 0 <= user < matrix.shape[0]:  # the kernels read indptr[user] unchecked
         return None
     out = np.zeros(other.shape[1], dtype=matrix.dtype)
     if isinstance(other, np.ndarray):

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recgraph.data.row_kernels import kernel
+from recgraph.compiled import kernel, pairwise_sum
 
 #: this file's sha256 as it was imported: the source this process's kernels compile from
 #: (a Pixie kernel's cache stamp carries it, :mod:`~recgraph.retrieval.pixie_kernels`)
@@ -80,40 +80,6 @@ def graph_tuple(out, inn, overlay_out, overlay_in) -> tuple:
 
 
 # ---------------------------------------------------------------------- small helpers
-@kernel
-def pairwise_sum(values):
-    """``values.sum()`` as numpy adds a contiguous float64 array: blocks of 8 partial sums
-    below 128 entries, halves (at a multiple of 8) above, one by one below 8."""
-    n = len(values)
-    if n < 8:
-        total = -0.0
-        for i in range(n):
-            total += values[i]
-        return total
-    if n <= 128:
-        r0, r1, r2, r3 = values[0], values[1], values[2], values[3]
-        r4, r5, r6, r7 = values[4], values[5], values[6], values[7]
-        i = 8
-        while i < n - (n % 8):
-            r0 += values[i]
-            r1 += values[i + 1]
-            r2 += values[i + 2]
-            r3 += values[i + 3]
-            r4 += values[i + 4]
-            r5 += values[i + 5]
-            r6 += values[i + 6]
-            r7 += values[i + 7]
-            i += 8
-        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < n:
-            total += values[i]
-            i += 1
-        return total
-    half = n // 2
-    half -= half % 8
-    return pairwise_sum(values[:half]) + pairwise_sum(values[half:])
-
-
 @kernel
 def sort_keys(keys):
     """Non-negative int64 ``keys`` sorted: an LSD radix sort, 11 bits a pass (as many passes
@@ -789,6 +755,8 @@ def top_row(values, k):
         kth = np.partition(values, n - k_eff)[n - k_eff]
         greater = 0
         for i in range(n):
+            if values[i] != values[i]:  # NaN: partition put it last, the choice would fall short
+                raise ValueError("top_row: a NaN score (mask scores first)")
             if values[i] > kth:
                 greater += 1
         need = k_eff - greater
@@ -817,7 +785,14 @@ def top_row(values, k):
     return ids, out
 
 
+#: whether :func:`top_row` is compiled in this process (:func:`warm_up_top_row`): requests
+#: use it only then (:func:`~recgraph.retrieval.base.compiled_top_row`), never compiling it
+TOP_ROW_WARM = False
+
+
 def warm_up_top_row() -> None:
     """Compile (or read from the cache) :func:`top_row` for the row a request passes."""
+    global TOP_ROW_WARM
     top_row(np.zeros(3, np.float32), 2)
     top_row(np.zeros(3, np.float32), 5)
+    TOP_ROW_WARM = True
