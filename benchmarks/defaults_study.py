@@ -454,6 +454,15 @@ def epsilon_choice(name: str, scores: dict, first: dict) -> float | None:
     return max(tried, key=tried.get) if tried else PROVISIONAL_EPSILON
 
 
+def score_on_count_case(results: dict, scores: dict, name: str, params: dict, pairs) -> None:
+    """Score ``name`` at ``params`` on the count case unless that cell is filled, then save."""
+    cell = scores[name].setdefault(key(params), {})
+    if COUNT_CASE not in cell:
+        cell[COUNT_CASE] = score(name, params, pairs)
+        print(f"  {name:<10} {key(params):<120} {cell[COUNT_CASE]}", flush=True)
+        save_results(results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(GRIDS), help="comma-separated")
@@ -527,12 +536,9 @@ def main() -> None:
                 continue
             chosen = choose(name, scores, list(FIRST_ROUND_CASES))["chosen"]
             for epsilon in EPSILONS_OF.get(name, EPSILONS):
-                params = {**chosen, "count_epsilon": epsilon}
-                cell = scores[name].setdefault(key(params), {})
-                if COUNT_CASE not in cell:
-                    cell[COUNT_CASE] = score(name, params, pairs)
-                    print(f"  {name:<10} {key(params):<120} {cell[COUNT_CASE]}", flush=True)
-                    save_results(results)
+                score_on_count_case(
+                    results, scores, name, {**chosen, "count_epsilon": epsilon}, pairs
+                )
     # third stage (RECHOSEN_AT_EPSILON): every grid point on the count case at the chosen epsilon
     if COUNT_CASE in cases:
         pairs = load_case(COUNT_CASE)
@@ -541,11 +547,9 @@ def main() -> None:
                 continue
             epsilon = epsilon_choice(name, scores, choose(name, scores, list(FIRST_ROUND_CASES)))
             for params in GRIDS[name]:
-                cell = scores[name].setdefault(key({**params, "count_epsilon": epsilon}), {})
-                if COUNT_CASE not in cell:
-                    cell[COUNT_CASE] = score(name, {**params, "count_epsilon": epsilon}, pairs)
-                    print(f"  {name:<10} {key(params):<120} {cell[COUNT_CASE]}", flush=True)
-                    save_results(results)
+                score_on_count_case(
+                    results, scores, name, {**params, "count_epsilon": epsilon}, pairs
+                )
     choices = {}
     for name in GRIDS:
         if name not in scores:
