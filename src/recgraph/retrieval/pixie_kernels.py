@@ -31,9 +31,9 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from numba import config, njit
+from numba import njit
 
-from recgraph.compiled import kernel
+from recgraph.compiled import kernel, patch_locators
 from recgraph.retrieval import walk_kernels
 from recgraph.retrieval.walk_kernels import (
     _LISTED,
@@ -77,33 +77,9 @@ class _StampedWithCallees:
         return super().from_function(py_func, py_file)
 
 
-def _stamp_with_callees() -> bool:
-    """Put a callees-stamped copy of each numba cache locator first in numba's list, once a
-    process (an ``importlib.reload`` finds them there); ``False`` where that cannot be done
-    safely: numba's internals are not as expected, or ``NUMBA_CACHE_LOCATOR_CLASSES``
-    overrides the list."""
-    if getattr(config, "CACHE_LOCATOR_CLASSES", "") or os.environ.get(
-        "NUMBA_CACHE_LOCATOR_CLASSES"
-    ):
-        return False
-    try:
-        from numba.core.caching import CacheImpl
-
-        locators = CacheImpl._locator_classes
-        if any(getattr(base, "callees_stamped", False) for base in locators):
-            return True
-        # numba asks its locators in order: ours (one per locator it has) first
-        locators[:0] = [
-            type(f"CalleesStamped{base.__name__}", (_StampedWithCallees, base), {})
-            for base in locators
-        ]
-    except (ImportError, AttributeError, TypeError):
-        return False
-    return True
-
-
 #: whether this file's kernels are cached on disk (with :func:`callees_digest` in the stamp)
-CACHED = _stamp_with_callees()
+#: (a callees-stamped copy of each numba locator put first in numba's list, once a process)
+CACHED = patch_locators(_StampedWithCallees, "CalleesStamped", "callees_stamped", in_place=False)
 #: this file's kernels: cached as every kernel is, or compiled per process (never a cache
 #: entry that a changed ``walk_kernels.py`` would leave stale)
 pixie_kernel = kernel if CACHED else njit(nogil=True)

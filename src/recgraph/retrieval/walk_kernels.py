@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from recgraph.compiled import kernel, pairwise_sum
+from recgraph.data.kernel_inputs import frozen
 
 #: this file's sha256 as it was imported: the source this process's kernels compile from
 #: (a Pixie kernel's cache stamp carries it, :mod:`~recgraph.retrieval.pixie_kernels`)
@@ -65,11 +66,7 @@ def graph_tuple(out, inn, overlay_out, overlay_in) -> tuple:
     read-only int64 / int32 views (one compiled version whatever the arrays' origin)."""
 
     def view(array, dtype):
-        array = np.asarray(array, dtype=dtype)
-        if array.flags.writeable:
-            array = array.view()
-            array.flags.writeable = False
-        return array
+        return frozen(np.asarray(array, dtype=dtype))
 
     parts = []
     for indptr, indices in (out, inn):
