@@ -124,4 +124,4 @@ def test_a_training_child_stopped_mid_fit_publishes_nothing_half_written(tmp_pat
         assert b"train: stopped (SIGTERM) before publishing" in err
         assert b"Traceback" not in err and out == b""
     else:  # it had finished already: a whole version, current
-        assert proc.returncode == 0 and registry.current_version() == "v2"
+        assert proc.returncode == 0 and registry.current_version() == "v2", err

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,7 @@ def train_pipeline(
     notes: str | None = None,
     promote: bool = True,
     keep: int | None = None,
+    before_publish: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train a pipeline on a snapshot of ``store`` and publish it to ``registry``.
 
@@ -66,10 +67,16 @@ def train_pipeline(
         and the current one, and remove versions left incomplete by killed
         runs (:func:`recgraph.serving.retention.gc`); ``0`` keeps everything. Default: the
         ``registry_keep`` setting (``$RECGRAPH_REGISTRY_KEEP``, else 5).
+    before_publish
+        Called once the fit is done, before anything is written: the training child
+        (:mod:`recgraph.jobs.train_worker`) stops there if a stop came and was lost, and
+        holds later stops until the publish has finished.
     """
     start = time.perf_counter()
     pipeline = Pipeline(config).fit(TrainingSnapshot.from_store(store))
     fit_seconds = time.perf_counter() - start
+    if before_publish is not None:
+        before_publish()
     version = registry.publish(
         pipeline, metrics=metrics, data=pipeline.snapshots, notes=notes, promote=promote
     )
