@@ -1,7 +1,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from recgraph.index.base import allowed_as_mask, drop_excluded, overfetch_search
+from recgraph.index.base import allowed_as_mask, drop_excluded, overfetch_search, partition_count
 
 
 def make_raw_search(scores_row: np.ndarray, calls: list[int]):
@@ -61,3 +61,11 @@ def test_allowed_as_mask_accepts_ids_and_masks():
     assert allowed_as_mask(None, 4) is None
     assert allowed_as_mask(np.ones(4, bool), 4) is None  # everything allowed: no filter
     assert allowed_as_mask([1, 3], 4).tolist() == [False, True, False, True]
+
+
+def test_partition_count_is_the_configured_or_default_number_within_one_and_the_items():
+    assert partition_count(None, 1000, 32) == 32
+    assert partition_count(64, 1000, 32) == 64
+    assert partition_count(64, 10, 32) == 10  # never more partitions than items
+    assert partition_count(None, 0, 0) == 1  # at least one
+    assert partition_count(None, 10, 0) == 1

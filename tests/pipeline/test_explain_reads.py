@@ -9,6 +9,7 @@ from recgraph.data.interactions import Interactions
 from recgraph.pipeline.explain import LIKE_YOU, _account_reasons, _feed_reasons, _people_like_you
 from recgraph.pipeline.names import Names
 from recgraph.ranking.features import CandidateFeatures
+from tests.ranking.test_request_features import follow_graph
 
 
 def liked_overlap_reference(liked, user: int) -> np.ndarray:
@@ -50,10 +51,7 @@ def test_people_like_you_and_their_counts_are_the_whole_matrix_products():
 
 def test_account_reasons_count_followees_and_follow_backs_as_the_matrices_say():
     rng = np.random.default_rng(1)
-    src, dst = np.nonzero(rng.random((50, 50)) < 0.15)
-    keep = src != dst
-    graph = Interactions.from_indices(src[keep], dst[keep], n_users=50, one_sided=True)
-    features = CandidateFeatures(graph)
+    features = CandidateFeatures(follow_graph(50, 0.15, seed=1))
     out = features.out.toarray() > 0
     for user in range(50):
         ids = rng.choice(50, size=10, replace=False)
@@ -74,10 +72,7 @@ def test_account_reasons_count_followees_and_follow_backs_as_the_matrices_say():
 
 def test_account_reasons_name_the_same_people_when_rows_are_not_sorted():
     rng = np.random.default_rng(2)
-    src, dst = np.nonzero(rng.random((40, 40)) < 0.2)
-    keep = src != dst
-    graph = Interactions.from_indices(src[keep], dst[keep], n_users=40, one_sided=True)
-    features = CandidateFeatures(graph)
+    features = CandidateFeatures(follow_graph(40, 0.2, seed=2))
     ids = np.arange(40)
     expected = [_account_reasons(features, user, ids, Names(), None, 2) for user in range(40)]
     for name in ("out", "inn"):

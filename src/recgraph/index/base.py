@@ -229,6 +229,12 @@ def as_float32_matrix(values: np.ndarray, what: str, dim: int | None = None) -> 
     return matrix
 
 
+def partition_count(configured: int | None, n_items: int, default: int) -> int:
+    """The k-means partitions (IVF lists, ScaNN leaves) of a partitioned index over ``n_items``:
+    ``configured`` if set, else ``default``; at least one, never more than the items."""
+    return max(1, min(default if configured is None else configured, n_items))
+
+
 def allowed_as_mask(allowed: Allowed, n_items: int) -> np.ndarray | None:
     """A boolean item mask from a mask or an id array; ``None`` when everything is allowed."""
     if allowed is None:

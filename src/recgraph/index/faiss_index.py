@@ -20,7 +20,7 @@ import faiss
 import numpy as np
 from pydantic import Field
 
-from recgraph.index.base import Excluded, Hits, Index, IndexConfig, Mask
+from recgraph.index.base import Excluded, Hits, Index, IndexConfig, Mask, partition_count
 
 FAISS_FILE = "index.faiss"
 
@@ -192,9 +192,8 @@ class FaissIVFIndex(_FaissIndex):
 
     def n_lists_for(self, n_items: int) -> int:
         """``n_lists`` if set, else ``2 sqrt(n)``, capped so each list trains on 39+ points."""
-        if self.config.n_lists is not None:
-            return max(1, min(self.config.n_lists, n_items))
-        return max(1, min(round(2 * math.sqrt(n_items)), n_items // 39))
+        default = min(round(2 * math.sqrt(n_items)), n_items // 39)
+        return partition_count(self.config.n_lists, n_items, default)
 
     def _new_index(self, vectors: np.ndarray) -> Any:
         n_lists = self.n_lists_for(len(vectors))

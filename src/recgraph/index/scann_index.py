@@ -21,7 +21,15 @@ import numpy as np
 from pydantic import Field
 
 from recgraph.errors import ConfigError
-from recgraph.index.base import Excluded, Hits, Index, IndexConfig, Mask, overfetch_search
+from recgraph.index.base import (
+    Excluded,
+    Hits,
+    Index,
+    IndexConfig,
+    Mask,
+    overfetch_search,
+    partition_count,
+)
 
 SCANN_DIR = "scann"
 #: Batches at least this large use ScaNN's multi-threaded batch search.
@@ -78,9 +86,7 @@ class ScannIndex(Index):
 
     def n_leaves_for(self, n_items: int) -> int:
         """``n_leaves`` if set, else ``sqrt(n)``; never more than the items."""
-        if self.config.n_leaves is not None:
-            return max(1, min(self.config.n_leaves, n_items))
-        return max(1, round(math.sqrt(n_items)))
+        return partition_count(self.config.n_leaves, n_items, round(math.sqrt(n_items)))
 
     def leaves_to_search_for(self, n_leaves: int) -> int:
         if self.config.leaves_to_search is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -177,9 +178,7 @@ def _run_local(request: CandidatesRequest) -> CandidatesSummary:
         loaded = time.perf_counter()
         lists = two_hop_local(graph, request.job, request.k, request.params)
     scored = time.perf_counter()
-    _prepare_output(request.output)
-    rows = lists.write_parquet(request.output)
-    done = time.perf_counter()
+    rows, done = _write_local(request, lists.write_parquet)
     return CandidatesSummary.finished(
         request,
         "local",
@@ -257,9 +256,7 @@ def _run_samples_local(request: CandidatesRequest) -> CandidatesSummary:
     start = time.perf_counter()
     graph = read_graph(request.source)
     loaded = time.perf_counter()
-    _prepare_output(request.output)
-    rows = samples_local(graph, config, request.output)
-    done = time.perf_counter()
+    rows, done = _write_local(request, lambda output: samples_local(graph, config, output))
     return CandidatesSummary.finished(
         request,
         "local",
@@ -301,14 +298,15 @@ def _run_rank(request: CandidatesRequest, spark: SparkSession | None) -> Candida
             spark = engine.spark_session(request.master, "recgraph rank", request.spark_conf)
         frame = rank_spark(spark.read.parquet(request.source.path), score_partition, request.k)
         rows, users = engine.write_output(frame, request.output)
-    return CandidatesSummary(
-        job="rank",
-        engine=request.engine,
-        output=request.output,
-        rows=rows,
-        users=users,
-        seconds=time.perf_counter() - start,
-    )
+    return CandidatesSummary.finished(request, request.engine, start, rows=rows, users=users)
+
+
+def _write_local(request: CandidatesRequest, write: Callable[[str], int]) -> tuple[int, float]:
+    """Write a local run's output with ``write(path)`` (its folder made first); return the
+    rows written and the ``perf_counter`` time it finished."""
+    _prepare_output(request.output)
+    rows = write(request.output)
+    return rows, time.perf_counter()
 
 
 def _prepare_output(path: str) -> None:
