@@ -3,8 +3,9 @@
 A stop is a signal that lands wherever the main thread is; the timing test in
 ``test_run_signals.py`` hits a random moment. Here the child itself raises SIGTERM at a
 chosen point of a real fit on a real SQLite store: where a library turns the interrupt
-into an error of its own, inside a finalizer (where Python drops it), and during the
-publish (where it must wait for the publish to finish).
+into an error of its own (and a second stop follows), inside a finalizer (where Python
+drops it), and during the publish, before and after its manifest (where it must wait
+for the publish to finish).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from recgraph.jobs.quickstart import load_synthetic
 from recgraph.jobs.train_worker import STOPPED
 from recgraph.serving.registry import ModelRegistry
 
-#: Runs the child's ``main`` with SIGTERM raised at the point named by ``argv[1]``.
+#: Runs the child's ``main`` with SIGTERM sent to its process (as the scheduler sends it:
+#: to any thread that does not block it) at the point named by ``argv[1]``.
 CHILD = """
-import signal, sys, time
+import os, signal, sys, time
 from recgraph.data.snapshot import TrainingSnapshot
 from recgraph.jobs import train_worker
 from recgraph.serving.registry import ModelRegistry
@@ -33,18 +35,24 @@ from recgraph.serving.registry import ModelRegistry
 where = sys.argv[1]
 read_snapshot = TrainingSnapshot.from_store.__func__
 publish = ModelRegistry.publish
+drop_claim = ModelRegistry._drop_claim
+
+
+def stop(sig=signal.SIGTERM):
+    os.kill(os.getpid(), sig)
+    time.sleep(0.5)  # the handler runs (and raises, or not) in here
 
 
 class StopsWhenCollected:
     def __del__(self):
-        signal.raise_signal(signal.SIGTERM)  # the handler runs here, inside the finalizer
+        stop()  # the handler runs here, inside the finalizer
 
 
 def from_store(cls, store):
     snapshot = read_snapshot(cls, store)
     if where == "error":  # a library that turns the interrupt into its own error
         try:
-            signal.raise_signal(signal.SIGTERM)
+            stop()
         except KeyboardInterrupt:
             raise RuntimeError("the read was interrupted") from None
     elif where == "finalizer":
@@ -55,12 +63,28 @@ def from_store(cls, store):
 
 
 def publish_after_a_stop(self, *args, **kwargs):
-    signal.raise_signal(signal.SIGTERM)
+    if where == "publish":
+        stop()
     return publish(self, *args, **kwargs)
 
 
+def drop_claim_after_a_stop(self, folder):
+    if where == "after the manifest":
+        stop()
+    return drop_claim(self, folder)
+
+
+def exit_stopped_after_a_second_stop(reason):
+    if where == "error":
+        stop(signal.SIGINT)  # a second stop (Ctrl-C, then the scheduler's SIGTERM)
+    return exit_stopped(reason)
+
+
+exit_stopped = train_worker._exit_stopped
+train_worker._exit_stopped = exit_stopped_after_a_second_stop
 TrainingSnapshot.from_store = classmethod(from_store)
 ModelRegistry.publish = publish_after_a_stop
+ModelRegistry._drop_claim = drop_claim_after_a_stop
 sys.argv = ["train_worker", "--registry", sys.argv[2]]
 train_worker._exit(train_worker.main())
 """
@@ -100,10 +124,13 @@ def test_a_stop_that_does_not_arrive_as_an_interrupt_still_stops_before_publishi
 
 
 @pytest.mark.slow
-def test_a_stop_during_the_publish_waits_for_it_to_finish(store_url: str, tmp_path: Path) -> None:
-    done = _run_child("publish", store_url, tmp_path / "models")
+@pytest.mark.parametrize("where", ["publish", "after the manifest"])
+def test_a_stop_during_the_publish_waits_for_it_to_finish(
+    where: str, store_url: str, tmp_path: Path
+) -> None:
+    done = _run_child(where, store_url, tmp_path / "models")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["version"] == "v1"
     registry = ModelRegistry(tmp_path / "models")
     assert registry.list_versions() == ["v1"] and registry.current_version() == "v1"
-    assert "stopped" not in done.stderr
+    assert "stopped" not in done.stderr and "Traceback" not in done.stderr

@@ -70,7 +70,7 @@ def train_pipeline(
     before_publish
         Called once the fit is done, before anything is written: the training child
         (:mod:`recgraph.jobs.train_worker`) stops there if a stop came and was lost, and
-        holds later stops until the publish has finished.
+        from there on lets a stop wait for the publish and retention to finish.
     """
     start = time.perf_counter()
     pipeline = Pipeline(config).fit(TrainingSnapshot.from_store(store))

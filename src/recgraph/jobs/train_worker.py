@@ -12,19 +12,22 @@ and prints one JSON line on stdout::
 
 The store is named by ``$RECGRAPH_DATABASE_URL`` (not on the command line,
 where ``ps`` would show its password). SIGTERM and SIGINT stop it (exit status
-:data:`STOPPED`) until the fit is done; from then on a stop waits for the publish
-to finish (exit 0, the new version whole and current), so a stopped child leaves
-either no new version or a whole one, never a whole one that is not current. A
-``kill -9`` (the scheduler's after 10 s) can leave an unfinished version that the
+:data:`STOPPED`, nothing published) until the fit is done; a stop that comes later
+is noted and the child finishes the publish and retention, then exits 0, so a
+stopped child leaves either no new version or a whole, current one. A ``kill -9``
+(the scheduler's, 10 s after its SIGTERM) can leave an unfinished version that the
 next retention pass removes. Either way ``CURRENT`` never names a version that is
-not whole.
+not whole. A stop before the child's own code runs (while Python starts and imports
+the ``recgraph`` package) ends it as the signal would any process.
 
 A stop is a ``KeyboardInterrupt`` raised wherever the main thread is, and it does not
 always arrive as one: Python prints and drops one raised in a finalizer (``__del__``, a
 weakref callback), and a library can turn it into an error of its own (a database
 driver interrupted mid-read, then closed). So the signal is also written down: a
-stop dropped in a finalizer is delivered again, any error after a stop exits
+stop dropped in a finalizer is raised again, any error after a stop exits
 :data:`STOPPED`, and the fit's end checks for a stop once more before publishing.
+A stop is raised once: a second signal (Ctrl-C under ``recgraph run`` reaches the
+child, then the scheduler's SIGTERM) is only noted.
 """
 
 from __future__ import annotations
@@ -45,45 +48,65 @@ STOPPED = 3
 #: The signals that stop the child.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-#: The name of the signal that stopped this process, once one has.
-_stopped_by: list[str] = []
+#: Times a stop dropped in a finalizer is raised again before the fit's end stops instead.
+REDELIVERIES = 5
+
+
+class _Stop:
+    """What the signal handler knows: the signals that came, whether the next one is
+    raised, and whether stops are held (from the fit's end on)."""
+
+    signals: list[str] = []  # noqa: RUF012 (one per process)
+    raise_next = True
+    holding = False
+    redeliveries = 0
 
 
 def _stop(signum: int, frame: Any) -> None:
-    _stopped_by.append(signal.Signals(signum).name)
-    raise KeyboardInterrupt(_stopped_by[0])
+    # Python runs this on the main thread, whichever thread the kernel gave the signal to
+    _Stop.signals.append(signal.Signals(signum).name)
+    if _Stop.holding or not _Stop.raise_next:
+        return
+    _Stop.raise_next = False
+    raise KeyboardInterrupt(_Stop.signals[0])
 
 
 def _deliver_dropped_stop(unraisable: Any) -> None:
     """``sys.unraisablehook``: a stop raised inside a finalizer is dropped by Python (the fit
     would go on): send the signal again, 10 ms later from a thread, so that it lands in the
-    fit's own code once this hook is done (and if that is lost too, :func:`_publish_now` stops)."""
-    if _stopped_by and isinstance(unraisable.exc_value, KeyboardInterrupt):
-        signum = signal.Signals[_stopped_by[0]]
+    fit's own code once this hook is done (and if that is lost too, :func:`_publish_now`
+    stops)."""
+    if not (_Stop.signals and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+        sys.__unraisablehook__(unraisable)
+        return
+    if _Stop.redeliveries < REDELIVERIES and not _Stop.holding:
+        _Stop.redeliveries += 1
+        _Stop.raise_next = True
+        signum = signal.Signals[_Stop.signals[0]]
         again = threading.Timer(0.01, os.kill, (os.getpid(), signum))  # after this hook
         again.daemon = True
         again.start()
-        return
-    sys.__unraisablehook__(unraisable)
 
 
 def _publish_now() -> None:
-    """Between the fit and the publish: hold later stops until the publish is done (so it
-    ends whole and current), then stop here if a stop came and was lost on the way."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    if _stopped_by:
-        raise KeyboardInterrupt(_stopped_by[0])
+    """Between the fit and the publish: stop here if a stop came and was lost on the way;
+    else note later stops only, so that the publish and retention end whole."""
+    _Stop.holding = True
+    if _Stop.signals:
+        raise KeyboardInterrupt(_Stop.signals[0])
 
 
 def _exit_stopped(reason: BaseException) -> int:
-    log.info("train: stopped (%s) before publishing", _stopped_by[0] if _stopped_by else "SIGINT")
+    log.info(
+        "train: stopped (%s) before publishing", _Stop.signals[0] if _Stop.signals else "SIGINT"
+    )
     if not isinstance(reason, KeyboardInterrupt):
-        log.debug("train: the stop surfaced as %r", reason)
+        log.info("train: the stop surfaced as %r", reason)
     return STOPPED
 
 
 def main(argv: list[str] | None = None) -> int:
-    for stop_signal in STOP_SIGNALS:  # first: a stop during the imports is quiet too
+    for stop_signal in STOP_SIGNALS:  # first: a stop during main()'s imports is quiet too
         signal.signal(stop_signal, _stop)
     sys.unraisablehook = _deliver_dropped_stop
     parser = argparse.ArgumentParser(prog="python -m recgraph.jobs.train_worker")
@@ -118,12 +141,12 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 store.close()
         except RecgraphError as exc:
-            if _stopped_by:
+            if _Stop.signals:
                 return _exit_stopped(exc)
             log.error("train: %s", exc)
             return 2
     except Exception as exc:
-        if _stopped_by:
+        if _Stop.signals:
             return _exit_stopped(exc)
         raise
     except KeyboardInterrupt as exc:
@@ -146,6 +169,8 @@ def _exit(status: int) -> None:
     ours."""
     if status != STOPPED:
         sys.exit(status)
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
