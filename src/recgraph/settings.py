@@ -81,20 +81,25 @@ class Settings(BaseSettings):
     answer_threads
         Threads of each server process that compute answers (the plain ``def``
         answer handlers); ``0`` computes them on the event loop itself, without
-        the hop to a thread and back. ``None`` (the default; ``auto`` in
-        ``RECGRAPH_ANSWER_THREADS``) means ``0`` for a SQLite store and ``40``
-        for any other. On the loop, while one answer is computed the process
-        reads no other request; the answer's store reads go through a connection
-        of their own, opened read-only (``PRAGMA query_only``) beside the pool
-        that feedback writes use, so they never wait for a pooled connection,
-        and a SQLite reader in WAL mode does not wait for writers (a busy store
-        answers without the check of what was taken since training, after
-        0.25 s at most). On PostgreSQL or MariaDB each answer would wait a
-        network round trip with every other request of the process stalled
-        behind it, so an explicit ``0`` is refused unless the store is SQLite.
-        Measured with 2 workers at 200 requests/s, paired A/B 0 against 40
-        (ranked ego-Facebook and MovieLens 100k, steady and reload phases):
-        see ``benchmarks/results/load_ab.serve14b-threads.json`` and the README.
+        the hop to a thread and back (a SQLite store only: on PostgreSQL or
+        MariaDB each answer would wait a network round trip with every other
+        request of the process stalled behind it, so ``0`` is refused there).
+        On the loop the answers' store reads go through a connection of their
+        own, read-only (``PRAGMA query_only``), beside the pool that feedback
+        writes use: they never wait for a pooled connection, a SQLite reader in
+        WAL mode does not wait for writers, and a busy store is given up after
+        0.25 s (the answer then goes out without the check of what was taken
+        since training). Why 40 and not 0: with answers canned (the service's
+        own cost) server CPU ms a request 1.035 -> 0.80-0.84 (ego-Facebook
+        ranked) and 0.94-0.965 -> 0.665-0.68 (MovieLens 100k ranked), and on an
+        idle machine p99 7.5 / 8.2 ms against 10.9 / 30.1 (ranked ego-Facebook /
+        MovieLens 100k, 2 workers, 200 requests/s); but with the ranked models
+        on a machine shared with other jobs (load 11-15, three alternated rounds,
+        steady and reload phases), server CPU per request x0.96-0.99 and p99
+        0.8-10.7 s against 26-586 ms: a process whose answers run on one
+        thread gets a smaller share of busy cores, its queue grows past the
+        rate, and it does not recover until the load drops
+        (``benchmarks/results/load_ab.serve14b-threads.json``).
     stats_cache_seconds
         How long the dashboard's store statistics are reused before they are
         counted again (they scan whole tables).
@@ -118,16 +123,8 @@ class Settings(BaseSettings):
     exclude_recent_feedback: bool = True
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
     stats_cache_seconds: float = Field(default=30.0, ge=0)
-    answer_threads: int | None = Field(default=None, ge=0, le=1000)
+    answer_threads: int = Field(default=40, ge=0, le=1000)
     progress: bool | None = None
-
-    @field_validator("answer_threads", mode="before")
-    @classmethod
-    def _auto_means_none(cls, value: Any) -> Any:
-        # RECGRAPH_ANSWER_THREADS=auto (or set but empty): chosen by the store's backend
-        if isinstance(value, str) and value.strip().lower() in ("", "auto"):
-            return None
-        return value
 
     @field_validator("progress", mode="before")
     @classmethod

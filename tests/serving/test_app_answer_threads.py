@@ -96,22 +96,24 @@ def test_answer_threads_0_is_refused_on_a_store_across_the_network():
 @pytest.mark.parametrize(
     ("url", "given", "expected"),
     [
-        ("sqlite:///store.db", None, 0),
-        ("sqlite://", None, 0),
+        ("sqlite:///store.db", None, ANSWER_THREADS),
+        ("sqlite://", None, ANSWER_THREADS),
         ("postgresql+psycopg://app@db.example/recgraph", None, ANSWER_THREADS),
         ("mysql+pymysql://app@db.example/recgraph", None, ANSWER_THREADS),
-        ("sqlite:///store.db", 40, 40),
+        ("sqlite:///store.db", 0, 0),
         ("sqlite:///store.db", 3, 3),
         ("postgresql+psycopg://app@db.example/recgraph", 8, 8),
     ],
 )
-def test_answer_threads_default_follows_the_store(url, given, expected):
-    settings = Settings(database_url=url, answer_threads=given, poll_seconds=0)
+def test_answer_threads_default_and_explicit_values(url, given, expected):
+    given = {} if given is None else {"answer_threads": given}
+    settings = Settings(database_url=url, poll_seconds=0, **given)
+    assert ANSWER_THREADS == 40
     assert answer_threads(settings) == expected
 
 
 def test_answer_threads_from_the_environment(monkeypatch):
-    for value, expected in (("auto", None), ("", None), ("0", 0), ("40", 40)):
+    for value, expected in (("0", 0), ("40", 40), ("7", 7)):
         monkeypatch.setenv("RECGRAPH_ANSWER_THREADS", value)
         assert Settings().answer_threads == expected
     monkeypatch.setenv("RECGRAPH_ANSWER_THREADS", "0")
@@ -120,16 +122,18 @@ def test_answer_threads_from_the_environment(monkeypatch):
         answer_threads(Settings())
 
 
-def test_a_sqlite_store_answers_on_the_loop_by_default(served):
+def test_answers_on_the_loop_read_a_read_only_store_of_their_own(served):
     settings, _ = served
-    assert settings.answer_threads is None
-    app = create_app(settings)
+    threaded = create_app(settings)
+    assert threaded.state.answer_reads is threaded.state.feedback  # threads: one store
+    app = create_app(settings.model_copy(update={"answer_threads": 0}))
     with TestClient(app):
         assert app.state.answer_executor is ON_THE_LOOP
         reads = app.state.answer_reads
         assert reads is not app.state.feedback  # a store of its own for the loop's reads
         assert reads.store.engine is not app.state.feedback.store.engine
         with reads.store.engine.connect() as conn:  # read-only: a write is refused
+            assert conn.exec_driver_sql("SELECT count(*) FROM meta").scalar() >= 1
             with pytest.raises(sa.exc.OperationalError, match="readonly"):
                 conn.exec_driver_sql("DELETE FROM meta")
 

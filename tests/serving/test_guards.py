@@ -167,10 +167,20 @@ def test_database_work_runs_off_the_event_loop_with_answer_threads(served):
     assert not any(on_loop for _, on_loop in seen), seen
 
 
-def test_answers_on_the_loop_read_their_own_store_and_writes_stay_off_it(client):
-    """A SQLite store's default: answers (and their reads) on the event loop, through the
+def test_answers_on_the_loop_read_their_own_store_and_writes_stay_off_it(served):
+    """``answer_threads = 0``: answers (and their reads) on the event loop, through the
     read-only store of their own; the writers' store is not touched by them, and writes
     still run off the loop."""
+    from fastapi.testclient import TestClient
+
+    from recgraph.serving.app import create_app
+
+    settings, _ = served
+    with TestClient(create_app(settings.model_copy(update={"answer_threads": 0}))) as client:
+        _answers_on_the_loop(client)
+
+
+def _answers_on_the_loop(client) -> None:
     feedback, reads = client.app.state.feedback, client.app.state.answer_reads
     assert reads is not feedback
     written: list[tuple[str, bool]] = []

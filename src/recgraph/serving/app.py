@@ -164,15 +164,15 @@ ROUTES: tuple[Endpoint, ...] = (
 
 
 log = logging.getLogger(__name__)
-#: Threads of one server process that compute answers when its store is not SQLite (the
-#: ``answer_threads`` setting left to ``None``; :class:`AnswerRoute` hands them the plain
-#: ``def`` answers): as many as FastAPI's shared pool has (AnyIO's 40 tokens), but reached by
-#: ``loop.run_in_executor``, without AnyIO's capacity limiter, cancel scope and library
-#: sniffing: measured on uvloop, 18-37 us of CPU a hop against 59-100 us. Fewer threads were
-#: tried (4 a process, and 1): on this shared machine the server then got a smaller share of
-#: the cores and its queue, p99 and all, grew for no CPU saved. A SQLite store answers on the
-#: event loop (``0``, no hop at all): see :func:`answer_threads`.
-ANSWER_THREADS = 40
+#: Threads of one server process that compute answers by default (the ``answer_threads``
+#: setting; :class:`AnswerRoute` hands them the plain ``def`` answers): as many as FastAPI's
+#: shared pool has (AnyIO's 40 tokens), but reached by ``loop.run_in_executor``, without
+#: AnyIO's capacity limiter, cancel scope and library sniffing: measured on uvloop, 18-37 us
+#: of CPU a hop against 59-100 us. Fewer threads were tried (4 a process, and 1): on this
+#: shared machine the server then got a smaller share of the cores and its queue, p99 and
+#: all, grew for no CPU saved. ``0`` (no hop at all) saves CPU, and wins on an idle machine,
+#: but collapses on a busy one: see ``answer_threads``.
+ANSWER_THREADS = Settings.model_fields["answer_threads"].default
 #: Seconds an answer's read of a SQLite store waits for a lock (on the event loop: every other
 #: request of the process waits too); past it the answer goes out without the check of what
 #: the user took since training. A reader in WAL mode does not wait for writers: only a
@@ -181,13 +181,10 @@ ANSWER_READ_BUSY_TIMEOUT = 0.25
 
 
 def answer_threads(settings: Settings, store: Store | None = None) -> int:
-    """How many threads compute a process's answers: ``settings.answer_threads``, or for
-    ``None`` ``0`` (on the event loop) when the store is SQLite and :data:`ANSWER_THREADS`
-    otherwise. An explicit ``0`` on another backend is refused (:func:`check_answer_threads`)."""
+    """How many threads compute a process's answers (``settings.answer_threads``), once
+    :func:`check_answer_threads` lets it."""
     check_answer_threads(settings, store)
-    if settings.answer_threads is not None:
-        return settings.answer_threads
-    return 0 if _backend(settings, store) == "sqlite" else ANSWER_THREADS
+    return settings.answer_threads
 
 
 def _backend(settings: Settings, store: Store | None) -> str:
@@ -215,7 +212,7 @@ def check_answer_threads(settings: Settings, store: Store | None) -> None:
         where = store.safe_url if store is not None else settings.safe_database_url
         raise ConfigError(
             f"{ENV_PREFIX}ANSWER_THREADS=0 (answers computed on the event loop) needs a local "
-            f"SQLite store; {where} is {backend}: give it threads (the default for it is "
+            f"SQLite store; {where} is {backend}: give it threads (the default is "
             f"{ANSWER_THREADS})"
         )
 

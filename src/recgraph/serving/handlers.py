@@ -4,9 +4,9 @@ Each method is a plain FastAPI endpoint (its parameters are the request's);
 ``app.py`` lists them all in one route table. Handlers that touch the
 database are plain ``def``: run in a thread pool (FastAPI's, or for the answers
 the app's own ``answer_threads``), so a slow or locked store does not stall
-the event loop, except with ``answer_threads = 0`` (a SQLite store's default),
-which computes the answers on the loop itself, their store reads through a
-read-only store of their own (``reads``). The rest are ``async``.
+the event loop, except with ``answer_threads = 0`` (a SQLite store only), which
+computes the answers on the loop itself, their store reads through a read-only
+store of their own (``reads``). The rest are ``async``.
 """
 
 from __future__ import annotations
