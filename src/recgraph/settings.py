@@ -98,8 +98,10 @@ class Settings(BaseSettings):
         steady and reload phases), server CPU per request x0.96-0.99 and p99
         0.8-10.7 s against 26-586 ms: a process whose answers run on one
         thread gets a smaller share of busy cores, its queue grows past the
-        rate, and it does not recover until the load drops
-        (``benchmarks/results/load_ab.serve14b-threads.json``).
+        rate, and it does not recover until the load drops; served side by side
+        at 100 requests/s each (load 9, steady): CPU x0.93-0.96, p99 35-1436 ms
+        against 26-294 (``benchmarks/results/load_ab.serve14b-threads.json``,
+        ``load_ab_paired.serve14b-threads.json``).
     stats_cache_seconds
         How long the dashboard's store statistics are reused before they are
         counted again (they scan whole tables).
