@@ -10,8 +10,9 @@ server shows as latency instead of hiding behind a lower send rate:
 - ``MovieLens 100k``: ``GET /v1/users/{id}/feed?k=10`` (what to read);
 
 each in two phases: ``steady`` and ``reload`` (the same load while a new
-version is published and promoted halfway through; the server polls the
-registry every 0.5 s, loads the new version beside the old one and swaps).
+version is published and promoted halfway through, by a process of its own as
+a training job would; the server polls the registry every 0.5 s, loads the new
+version beside the old one and swaps).
 5% of the users asked for are unknown (the cold-start fallback).
 
 The ``ranked`` cases serve a two-stage pipeline instead of the shipped
@@ -230,6 +231,45 @@ def wait_until_serving(process: subprocess.Popen, port: int, timeout: float) -> 
         time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"the server did not come up in {timeout:g} s")
+
+
+PUBLISHER = """
+import sys
+from recgraph.pipeline import Pipeline
+from recgraph.serving.registry import ModelRegistry
+registry = ModelRegistry(sys.argv[1])
+model = Pipeline.load(registry.local_copy("v1") / "model")
+print("ready", flush=True)
+if sys.stdin.readline().strip() == "publish":
+    print(registry.publish(model, data=model.snapshots, promote=True), flush=True)
+"""
+
+
+class Publisher:
+    """A process that loads ``v1`` of the registry at ``root`` now and publishes it again as a
+    new current version when :meth:`publish` says so (its imports and loading done before)."""
+
+    def __init__(self, root: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", PUBLISHER, root],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if self.process.stdout.readline().strip() != "ready":
+            self.close()
+            raise RuntimeError("the publisher process did not start")
+
+    def publish(self) -> str:
+        """Publish and promote; the new version's name."""
+        self.process.stdin.write("publish\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+    def close(self) -> None:
+        if self.process.stdin and not self.process.stdin.closed:
+            self.process.stdin.close()
+        stop_process(self.process, timeout=20)
 
 
 def served_version(body: bytes) -> str:
@@ -575,22 +615,23 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
             return result
 
         phases["steady"] = measured(lambda: run_loop(open_loop(url, paths, rate, seconds)))
-        # the same load while v2 is published and promoted halfway through
-        publisher_done = threading.Event()
+        # the same load while v2 is published and promoted halfway through, by a process of
+        # its own (as a training job does): published from this one, the publish's reads,
+        # hashing and writes held this generator's interpreter and delayed its requests
+        child = Publisher(registry.root)
         published: dict[str, float] = {}
 
         def publish_later() -> None:
             time.sleep(seconds / 2)
-            model = Pipeline.load(registry.local_copy("v1") / "model")
             published["at"] = time.time()
-            published["version"] = registry.publish(model, data=model.snapshots, promote=True)
-            publisher_done.set()
+            published["version"] = child.publish()
 
         publisher = threading.Thread(target=publish_later)
         publisher.start()
         # (its CPU includes loading the new version in every worker)
         phases["reload"] = measured(lambda: run_loop(open_loop(url, paths, rate, seconds)))
         publisher.join()
+        child.close()
         health = httpx.get(f"{url}/healthz").json()
         phases["reload"]["served_after"] = health["model_version"]
         metrics = httpx.get(f"{url}/metrics").text

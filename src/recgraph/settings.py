@@ -81,20 +81,27 @@ class Settings(BaseSettings):
     answer_threads
         Threads of each server process that compute answers (the plain ``def``
         answer handlers); ``0`` computes them on the event loop itself, without
-        the hop to a thread and back, for a store whose reads never wait long (a
-        local SQLite file in WAL mode: readers do not wait for writers). While
-        one answer is computed the process then reads no other request, and on a
-        machine shared with other jobs a one-thread process gets a smaller share
-        of the cores. The answer's store read then runs on the loop too: it can
-        block it for up to the connection pool's checkout timeout (30 s) while
-        feedback writes hold every pooled connection, and it would cost a network
-        round trip per answer on PostgreSQL or MariaDB, so ``0`` is refused
-        unless the store is SQLite. Measured with 2 workers at 200 requests/s:
-        with answers canned (the service's own cost) server CPU ms a request
-        1.035 -> 0.80-0.84 (ego-Facebook ranked) and 0.94-0.965 -> 0.665-0.68
-        (MovieLens 100k ranked); with the ranked models, paired against 40
-        threads, within noise (x0.95-1.02) and a far longer queue on a loaded
-        machine; hence 40 by default.
+        the hop to a thread and back (a SQLite store only: on PostgreSQL or
+        MariaDB each answer would wait a network round trip with every other
+        request of the process stalled behind it, so ``0`` is refused there).
+        On the loop the answers' store reads go through a connection of their
+        own, read-only (``PRAGMA query_only``), beside the pool that feedback
+        writes use: they never wait for a pooled connection, a SQLite reader in
+        WAL mode does not wait for writers, and a busy store is given up after
+        0.25 s (the answer then goes out without the check of what was taken
+        since training). Why 40 and not 0: with answers canned (the service's
+        own cost) server CPU ms a request 1.035 -> 0.80-0.84 (ego-Facebook
+        ranked) and 0.94-0.965 -> 0.665-0.68 (MovieLens 100k ranked), and on an
+        idle machine p99 7.5 / 8.2 ms against 10.9 / 30.1 (ranked ego-Facebook /
+        MovieLens 100k, 2 workers, 200 requests/s); but with the ranked models
+        on a machine shared with other jobs (load 11-15, three alternated rounds,
+        steady and reload phases), server CPU per request x0.96-0.99 and p99
+        0.8-10.7 s against 26-586 ms: a process whose answers run on one
+        thread gets a smaller share of busy cores, its queue grows past the
+        rate, and it does not recover until the load drops; served side by side
+        at 100 requests/s each (load 9, steady): CPU x0.93-0.96, p99 35-1436 ms
+        against 26-294 (``benchmarks/results/load_ab.serve14b-threads.json``,
+        ``load_ab_paired.serve14b-threads.json``).
     stats_cache_seconds
         How long the dashboard's store statistics are reused before they are
         counted again (they scan whole tables).

@@ -124,7 +124,7 @@ def test_follows_stored_since_training_leave_suggestions_without_the_whole_list(
     out: the store is asked about the answer's accounts only, and asked again until
     none of them is followed; the user's whole follow list is never read."""
     user = known_user(client, "who_to_follow")["id"]
-    feedback = client.app.state.feedback
+    feedback, reads = client.app.state.feedback, client.app.state.answer_reads
     first = client.get(f"/v1/accounts/{user}/suggestions", params={"k": 3}).json()["results"]
     taken = [r["id"] for r in first]
     assert taken
@@ -135,12 +135,12 @@ def test_follows_stored_since_training_leave_suggestions_without_the_whole_list(
             directed=True if directed is None else directed,
         )
     whole_lists = []
-    original = feedback.follows_of
-    feedback.follows_of = lambda *a, **kw: whole_lists.append(a) or original(*a, **kw)
+    original = reads.follows_of
+    reads.follows_of = lambda *a, **kw: whole_lists.append(a) or original(*a, **kw)
     try:
         after = client.get(f"/v1/accounts/{user}/suggestions", params={"k": 3}).json()
     finally:
-        feedback.follows_of = original
+        reads.follows_of = original
     assert after["results"] and not set(taken) & {r["id"] for r in after["results"]}
     assert whole_lists == []
 
@@ -150,7 +150,7 @@ def test_interactions_stored_since_training_leave_the_feed_without_the_whole_his
     out, the store asked about the answer's items only (``items_among``), never the
     user's whole history (``items_of``)."""
     user = known_user(client, "feed")["id"]
-    feedback = client.app.state.feedback
+    feedback, reads = client.app.state.feedback, client.app.state.answer_reads
     first = client.get(f"/v1/users/{user}/feed", params={"k": 3}).json()["results"]
     taken = [r["id"] for r in first]
     assert taken
@@ -159,13 +159,13 @@ def test_interactions_stored_since_training_leave_the_feed_without_the_whole_his
             pd.DataFrame({"user": [user] * len(taken), "item": taken, "kind": "view"})
         )
     whole_lists, asked = [], []
-    original, among = feedback.items_of, feedback.items_among
-    feedback.items_of = lambda *a, **kw: whole_lists.append(a) or original(*a, **kw)
-    feedback.items_among = lambda *a, **kw: asked.append(a) or among(*a, **kw)
+    original, among = reads.items_of, reads.items_among
+    reads.items_of = lambda *a, **kw: whole_lists.append(a) or original(*a, **kw)
+    reads.items_among = lambda *a, **kw: asked.append(a) or among(*a, **kw)
     try:
         after = client.get(f"/v1/users/{user}/feed", params={"k": 3}).json()
     finally:
-        feedback.items_of, feedback.items_among = original, among
+        reads.items_of, reads.items_among = original, among
     assert after["results"] and not set(taken) & {r["id"] for r in after["results"]}
     assert whole_lists == [] and len(asked) >= 2  # asked again until none was taken
 

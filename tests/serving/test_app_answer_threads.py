@@ -2,18 +2,21 @@
 
 import asyncio
 import threading
+import time
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from recgraph.errors import ConfigError
-from recgraph.serving.app import ANSWER_THREADS, create_app
+from recgraph.serving.app import ANSWER_THREADS, answer_threads, create_app
 from recgraph.serving.guards import ON_THE_LOOP
 from recgraph.settings import Settings
 
 
 def test_answers_run_on_the_apps_answer_threads_until_it_stops(served, monkeypatch):
     settings, _ = served
+    settings = settings.model_copy(update={"answer_threads": ANSWER_THREADS})
     app = create_app(settings)
     threads = []
     with TestClient(app) as client:
@@ -88,3 +91,90 @@ def test_answer_threads_0_is_refused_on_a_store_across_the_network():
     with pytest.raises(ConfigError, match="RECGRAPH_ANSWER_THREADS=0") as raised:
         create_app(settings)
     assert "postgresql" in str(raised.value) and "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "given", "expected"),
+    [
+        ("sqlite:///store.db", None, ANSWER_THREADS),
+        ("sqlite://", None, ANSWER_THREADS),
+        ("postgresql+psycopg://app@db.example/recgraph", None, ANSWER_THREADS),
+        ("mysql+pymysql://app@db.example/recgraph", None, ANSWER_THREADS),
+        ("sqlite:///store.db", 0, 0),
+        ("sqlite:///store.db", 3, 3),
+        ("postgresql+psycopg://app@db.example/recgraph", 8, 8),
+    ],
+)
+def test_answer_threads_default_and_explicit_values(url, given, expected):
+    given = {} if given is None else {"answer_threads": given}
+    settings = Settings(database_url=url, poll_seconds=0, **given)
+    assert ANSWER_THREADS == 40
+    assert answer_threads(settings) == expected
+
+
+def test_answer_threads_from_the_environment(monkeypatch):
+    for value, expected in (("0", 0), ("40", 40), ("7", 7)):
+        monkeypatch.setenv("RECGRAPH_ANSWER_THREADS", value)
+        assert Settings().answer_threads == expected
+    monkeypatch.setenv("RECGRAPH_ANSWER_THREADS", "0")
+    monkeypatch.setenv("RECGRAPH_DATABASE_URL", "postgresql+psycopg://app@db.example/recgraph")
+    with pytest.raises(ConfigError, match="RECGRAPH_ANSWER_THREADS=0"):
+        answer_threads(Settings())
+
+
+def test_answers_on_the_loop_read_a_read_only_store_of_their_own(served):
+    settings, _ = served
+    threaded = create_app(settings)
+    assert threaded.state.answer_reads is threaded.state.feedback  # threads: one store
+    app = create_app(settings.model_copy(update={"answer_threads": 0}))
+    with TestClient(app):
+        assert app.state.answer_executor is ON_THE_LOOP
+        reads = app.state.answer_reads
+        assert reads is not app.state.feedback  # a store of its own for the loop's reads
+        assert reads.store.engine is not app.state.feedback.store.engine
+        with reads.store.engine.connect() as conn:  # read-only: a write is refused
+            assert conn.exec_driver_sql("SELECT count(*) FROM meta").scalar() >= 1
+            with pytest.raises(sa.exc.OperationalError, match="readonly"):
+                conn.exec_driver_sql("DELETE FROM meta")
+
+
+def test_an_answer_on_the_loop_never_waits_for_the_writers_pool(served):
+    """Every pooled connection of the store feedback writes to is held, one of them in a write
+    transaction: an answer on the event loop still comes at once, and it leaves out what a
+    committed write just said the user took."""
+    settings, _ = served
+    settings = settings.model_copy(update={"answer_threads": 0})
+    app = create_app(settings)
+    with TestClient(app) as client:
+        user = client.get("/v1/model").json()["examples"]["feed"][0]["id"]
+        first = client.get(f"/v1/users/{user}/feed?k=5").json()["results"][0]["id"]
+        engine = app.state.feedback.store.engine
+        # a like written and committed through the writers' own store
+        client.post(
+            "/v1/feedback",
+            json={"user": user, "item": first, "kind": "like"},
+            headers={"Authorization": f"Bearer {settings.token()}"},
+        ).raise_for_status()
+        held = [
+            engine.raw_connection() for _ in range(engine.pool.size() + engine.pool._max_overflow)
+        ]
+        writer = held[0]
+        writer.cursor().execute("BEGIN IMMEDIATE")
+        writer.cursor().execute("INSERT INTO meta (key, value) VALUES ('held', 'by a writer')")
+        answered: list = []
+        asking = threading.Thread(
+            target=lambda: answered.append(client.get(f"/v1/users/{user}/feed?k=5"))
+        )
+        try:
+            started = time.perf_counter()
+            asking.start()
+            asking.join(timeout=10)  # the writers' pool would make it wait 30 s
+            waited = time.perf_counter() - started
+        finally:
+            writer.cursor().execute("ROLLBACK")
+            for connection in held:
+                connection.close()
+            asking.join()
+        assert waited < 10 and answered and answered[0].status_code == 200
+        shown = [r["id"] for r in answered[0].json()["results"]]
+        assert first not in shown and len(shown) == 5

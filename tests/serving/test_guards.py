@@ -136,23 +136,63 @@ def _on_event_loop() -> bool:
     return True
 
 
-def test_database_work_runs_off_the_event_loop(client):
-    feedback = client.app.state.feedback
-    seen: list[tuple[str, bool]] = []
-    for name in ("items_among", "follows_among", "write"):
-        original = getattr(feedback, name)
+def _spied(store, names, seen):
+    for name in names:
+        original = getattr(store, name)
 
         def spy(*args, _name=name, _original=original, **kwargs):
             seen.append((_name, _on_event_loop()))
             return _original(*args, **kwargs)
 
-        setattr(feedback, name, spy)
+        setattr(store, name, spy)
+
+
+def test_database_work_runs_off_the_event_loop_with_answer_threads(served):
+    from fastapi.testclient import TestClient
+
+    from recgraph.serving.app import ANSWER_THREADS, create_app
+
+    settings, _ = served
+    app = create_app(settings.model_copy(update={"answer_threads": ANSWER_THREADS}))
+    with TestClient(app) as client:
+        feedback = client.app.state.feedback
+        assert client.app.state.answer_reads is feedback  # with threads: one store
+        seen: list[tuple[str, bool]] = []
+        _spied(feedback, ("items_among", "follows_among", "write"), seen)
+        assert client.get("/v1/users/did:synth:00001/feed").status_code == 200
+        assert client.get("/v1/accounts/did:synth:00001/suggestions").status_code == 200
+        assert client.post("/v1/feedback", json=LIKE, headers=AUTH).status_code == 200
+        assert client.get("/v1/stats/store").status_code == 200
+    assert {name for name, _ in seen} == {"items_among", "follows_among", "write"}
+    assert not any(on_loop for _, on_loop in seen), seen
+
+
+def test_answers_on_the_loop_read_their_own_store_and_writes_stay_off_it(served):
+    """``answer_threads = 0``: answers (and their reads) on the event loop, through the
+    read-only store of their own; the writers' store is not touched by them, and writes
+    still run off the loop."""
+    from fastapi.testclient import TestClient
+
+    from recgraph.serving.app import create_app
+
+    settings, _ = served
+    with TestClient(create_app(settings.model_copy(update={"answer_threads": 0}))) as client:
+        _answers_on_the_loop(client)
+
+
+def _answers_on_the_loop(client) -> None:
+    feedback, reads = client.app.state.feedback, client.app.state.answer_reads
+    assert reads is not feedback
+    written: list[tuple[str, bool]] = []
+    read: list[tuple[str, bool]] = []
+    _spied(feedback, ("items_among", "follows_among", "write"), written)
+    _spied(reads, ("items_among", "follows_among"), read)
     assert client.get("/v1/users/did:synth:00001/feed").status_code == 200
     assert client.get("/v1/accounts/did:synth:00001/suggestions").status_code == 200
     assert client.post("/v1/feedback", json=LIKE, headers=AUTH).status_code == 200
-    assert client.get("/v1/stats/store").status_code == 200
-    assert {name for name, _ in seen} == {"items_among", "follows_among", "write"}
-    assert not any(on_loop for _, on_loop in seen), seen
+    assert written == [("write", False)]
+    assert {name for name, _ in read} == {"items_among", "follows_among"}
+    assert all(on_loop for _, on_loop in read), read
 
 
 def test_a_locked_store_answers_503_with_retry_after_within_the_busy_timeout(served):

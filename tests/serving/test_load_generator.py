@@ -67,3 +67,25 @@ def test_a_server_that_dies_mid_run_ends_the_run_with_errors(short_timeout):
     result = load.run_loop(run_against(b'{"model_version":"v1"}', die_after=30))
     assert result["ok"] + result["errors"] == 100
     assert result["ok"] <= 30 and result["errors"] >= 70
+
+
+@pytest.mark.slow
+def test_the_reload_phase_publishes_from_a_process_of_its_own(served, monkeypatch):
+    """The publisher loads ``v1`` in its own process before it is asked, then publishes it
+    again as the current version: nothing of it runs in the generator's interpreter."""
+    import os
+
+    from recgraph.serving.registry import ModelRegistry
+
+    _, registry = served
+    # the child imports this checkout, as load.py's own children do
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2] / "src"))
+    publisher = load.Publisher(registry.root)
+    try:
+        assert publisher.process.pid != os.getpid()
+        assert registry.current_version() == "v1"  # ready, nothing published yet
+        assert publisher.publish() == "v2"
+    finally:
+        publisher.close()
+    assert ModelRegistry(registry.root).current_version() == "v2"
+    assert publisher.process.returncode is not None

@@ -170,8 +170,27 @@ log = logging.getLogger(__name__)
 #: AnyIO's capacity limiter, cancel scope and library sniffing: measured on uvloop, 18-37 us
 #: of CPU a hop against 59-100 us. Fewer threads were tried (4 a process, and 1): on this
 #: shared machine the server then got a smaller share of the cores and its queue, p99 and
-#: all, grew for no CPU saved. ``0`` (no hop at all) saves CPU: see ``answer_threads``.
+#: all, grew for no CPU saved. ``0`` (no hop at all) saves CPU, and wins on an idle machine,
+#: but collapses on a busy one: see ``answer_threads``.
 ANSWER_THREADS = Settings.model_fields["answer_threads"].default
+#: Seconds an answer's read of a SQLite store waits for a lock (on the event loop: every other
+#: request of the process waits too); past it the answer goes out without the check of what
+#: the user took since training. A reader in WAL mode does not wait for writers: only a
+#: checkpoint's or a recovery's brief lock can make it wait at all.
+ANSWER_READ_BUSY_TIMEOUT = 0.25
+
+
+def answer_threads(settings: Settings, store: Store | None = None) -> int:
+    """How many threads compute a process's answers (``settings.answer_threads``), once
+    :func:`check_answer_threads` lets it."""
+    check_answer_threads(settings, store)
+    return settings.answer_threads
+
+
+def _backend(settings: Settings, store: Store | None) -> str:
+    if store is not None:
+        return store.dialect
+    return sa.make_url(settings.database_url).get_backend_name()
 
 
 def answer_executor(threads: int) -> ThreadPoolExecutor | AnswerPlace:
@@ -188,11 +207,7 @@ def check_answer_threads(settings: Settings, store: Store | None) -> None:
     of the process stalled behind it."""
     if settings.answer_threads != 0:
         return
-    backend = (
-        store.dialect
-        if store is not None
-        else sa.make_url(settings.database_url).get_backend_name()
-    )
+    backend = _backend(settings, store)
     if backend != "sqlite":
         where = store.safe_url if store is not None else settings.safe_database_url
         raise ConfigError(
@@ -200,6 +215,43 @@ def check_answer_threads(settings: Settings, store: Store | None) -> None:
             f"SQLite store; {where} is {backend}: give it threads (the default is "
             f"{ANSWER_THREADS})"
         )
+
+
+def answer_reads(feedback: FeedbackStore, threads: int) -> FeedbackStore:
+    """The store an answer reads the user's recent feedback from.
+
+    Answers on the event loop (``threads == 0``, a SQLite store) read through
+    an engine of their own on the same file: its connections are used by the
+    loop alone, one at a time, so an answer never waits for a pooled connection
+    while feedback writes hold every one of the writers' pool (30 s of a frozen
+    loop), and they are read-only (``PRAGMA query_only``), so they never take
+    the write lock; in WAL mode a reader does not wait for writers, and a
+    short busy timeout (:data:`ANSWER_READ_BUSY_TIMEOUT`) bounds what is left.
+    An in-memory database is one per connection: it is read where it is
+    written. With threads the answers share the writers' store, as before.
+    """
+    store = feedback.store
+    if threads != 0 or store.dialect != "sqlite" or _in_memory(store.url):
+        return feedback
+    reader = Store(store.url, create=False, busy_timeout=ANSWER_READ_BUSY_TIMEOUT)
+
+    @sa.event.listens_for(reader.engine, "connect")
+    def _read_only(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    reader.engine.dispose()  # the schema check's connection was opened before the pragma
+    return FeedbackStore(reader)
+
+
+def _in_memory(url: str) -> bool:
+    database = sa.make_url(url).database or ""
+    return (
+        database in ("", ":memory:")
+        or "mode=memory" in database
+        or database.startswith("file::memory:")
+    )
 
 
 class OverlayRefresher:
@@ -272,7 +324,7 @@ def create_app(
         The app; run it with :func:`recgraph.serving.server.run` (``recgraph serve`` does).
     """
     settings = settings or load_settings()
-    check_answer_threads(settings, store)
+    threads = answer_threads(settings, store)
     metrics = Metrics()
     own_loader = loader is None
     if loader is None:
@@ -283,7 +335,8 @@ def create_app(
     feedback = FeedbackStore(
         store or Store(settings.database_url, busy_timeout=settings.busy_timeout)
     )
-    service = Service(settings, loader, feedback, metrics)
+    reads = answer_reads(feedback, threads)
+    service = Service(settings, loader, feedback, metrics, reads=reads)
     refresher = OverlayRefresher(loader, feedback.store, settings.overlay_refresh_seconds)
     loader.subscribe(on_swap=lambda old, new: refresher.tick_soon())
 
@@ -291,7 +344,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         # a pool per run of the lifespan: an app started again (a second TestClient, a
         # host restarting it) gets fresh threads, not the stopped ones
-        app.state.answer_executor = answer_executor(settings.answer_threads)
+        app.state.answer_executor = answer_executor(threads)
         if own_loader:
             loader.start()
         refresher.periodic.start()
@@ -305,6 +358,8 @@ def create_app(
                 await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
             if own_loader:
                 loader.stop()
+            if reads is not feedback:
+                reads.close()
             if store is None:
                 feedback.close()
 
@@ -320,6 +375,8 @@ def create_app(
     app.state.loader = loader
     app.state.metrics = metrics
     app.state.feedback = feedback
+    app.state.answer_threads = threads
+    app.state.answer_reads = reads
     app.state.service = service
     app.state.overlay_refresher = refresher
     app.state.answer_executor = None  # until the lifespan starts: AnyIO's pool answers

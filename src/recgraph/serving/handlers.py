@@ -4,8 +4,9 @@ Each method is a plain FastAPI endpoint (its parameters are the request's);
 ``app.py`` lists them all in one route table. Handlers that touch the
 database are plain ``def``: run in a thread pool (FastAPI's, or for the answers
 the app's own ``answer_threads``), so a slow or locked store does not stall
-the event loop, except with ``answer_threads = 0``, which computes the answers
-on the loop itself (allowed for a local SQLite store only). The rest are ``async``.
+the event loop, except with ``answer_threads = 0`` (a SQLite store only), which
+computes the answers on the loop itself, their store reads through a read-only
+store of their own (``reads``). The rest are ``async``.
 """
 
 from __future__ import annotations
@@ -103,6 +104,10 @@ class Service:
         The store as the service sees it.
     metrics
         The app's Prometheus metrics.
+    reads
+        Where the answers read the user's recent feedback (default ``feedback``; on
+        the event loop, a read-only store of its own: see
+        :func:`recgraph.serving.app.answer_reads`).
     """
 
     def __init__(
@@ -111,10 +116,13 @@ class Service:
         loader: ModelLoader,
         feedback: FeedbackStore,
         metrics: Metrics,
+        *,
+        reads: FeedbackStore | None = None,
     ) -> None:
         self.settings = settings
         self.loader = loader
         self.feedback = feedback
+        self.reads = reads if reads is not None else feedback
         self.metrics = metrics
         self.stats = StatsService(feedback.store, settings)
         self._examples: dict[str, dict[str, list[dict[str, str | None]]]] = {}
@@ -236,12 +244,12 @@ class Service:
     def suggestions(self, account: AccountPath, k: int | None = None) -> JSONResponse:
         """Who ``account`` should follow: accounts with reasons ("followed by @a and @b")."""
         return self._answer(
-            "who_to_follow", account, k, self.feedback.follows_of, self.feedback.follows_among
+            "who_to_follow", account, k, self.reads.follows_of, self.reads.follows_among
         )
 
     def feed(self, user: AccountPath, k: int | None = None) -> JSONResponse:
         """What ``user`` should read next, without what they saw, liked or disliked."""
-        return self._answer("feed", user, k, self.feedback.items_of, self.feedback.items_among)
+        return self._answer("feed", user, k, self.reads.items_of, self.reads.items_among)
 
     def _answer(
         self,

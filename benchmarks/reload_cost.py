@@ -1,0 +1,151 @@
+"""What loading a new version costs a server process, step by step (the ``reload`` phase of
+``load.py``).
+
+For each case of a ``load.py --reuse`` folder: in one process, ``v1`` is loaded
+(imports, kernels read from numba's cache) and then a second version, as the
+server's poller thread loads it (:func:`~recgraph.serving.loader.load_version`:
+files, the ranker's booster and compiled trees, the warm-up answer), while a
+probe thread wakes every 0.5 ms and records how long it waited (the longest
+stretch the loading thread held the GIL: what an answer on the event loop or on
+an answer thread waits at most); then the heap freeze after the swap
+(``freeze_heap``), the overlay catch-up a swap starts (a scan of the store) and
+dropping the old version. CPU and wall milliseconds of each step, and the CPU of
+the first answers on the new version against the same users on the old one (a
+version whose first answers cost more would slow the seconds after a swap).
+
+Prints a table and saves ``benchmarks/results/reload_cost.json``
+(``reload_cost.TAG.json`` with ``--tag``).
+Run: ``python benchmarks/reload_cost.py --reuse DIR`` (a folder ``load.py --reuse DIR`` filled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import save_results
+from recgraph.data.store import Store
+from recgraph.pipeline import Pipeline
+from recgraph.serving.feedback import catch_up_overlay
+from recgraph.serving.loader import freeze_heap, load_version
+from recgraph.serving.registry import ModelRegistry
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CASES = {"ego-facebook-ranked": "who_to_follow", "movielens-100k-ranked": "feed"}
+
+
+def timed(step) -> tuple[object, dict]:
+    """``step()`` and its CPU and wall milliseconds."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    out = step()
+    return out, {
+        "cpu_ms": round(1000 * (time.process_time() - cpu), 1),
+        "wall_ms": round(1000 * (time.perf_counter() - wall), 1),
+    }
+
+
+class GilProbe:
+    """A thread that sleeps 0.5 ms at a time and records how late it woke (GIL held elsewhere,
+    or no core free)."""
+
+    def __init__(self) -> None:
+        self.gaps: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.is_set():
+            time.sleep(0.0005)
+            now = time.perf_counter()
+            self.gaps.append(now - last - 0.0005)
+            last = now
+
+    def __enter__(self) -> GilProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def worst_ms(self, n: int = 5) -> list[float]:
+        return [round(1000 * g, 1) for g in sorted(self.gaps, reverse=True)[:n]]
+
+
+def answers_cpu(pipeline: Pipeline, question: str, users: list[str]) -> float:
+    """Mean CPU ms of one answer (k=10) for each of ``users``."""
+    ask = pipeline.feed if question == "feed" else pipeline.suggest_accounts
+    cpu = time.process_time()
+    for user in users:
+        ask(user, 10)
+    return round(1000 * (time.process_time() - cpu) / len(users), 3)
+
+
+def one_case(folder: Path, question: str) -> dict:
+    registry = ModelRegistry(folder / "models")
+    versions = registry.list_versions()
+    if len(versions) < 2:
+        model = Pipeline.load(registry.local_copy("v1") / "model")
+        versions.append(registry.publish(model, data=model.snapshots))
+    first, figures = timed(lambda: load_version(registry, "v1"))
+    freeze_heap()
+    steps: dict[str, dict] = {"first_load (imports, kernels)": figures}
+    with GilProbe() as probe:
+        fresh, steps["load_version (beside the served one)"] = timed(
+            lambda: load_version(registry, versions[-1])
+        )
+    _, steps["freeze_heap (after the swap)"] = timed(freeze_heap)
+    store = Store(f"sqlite:///{folder / 'store.db'}", create=False)
+    try:
+        _, steps["overlay catch-up (swap listener)"] = timed(
+            lambda: catch_up_overlay(fresh.pipeline, store)
+        )
+    finally:
+        store.close()
+    ids = fresh.pipeline.questions[question].users.ids
+    users = [str(u) for u in np.random.default_rng(0).choice(ids, 200)]
+    old_cpu = answers_cpu(first.pipeline, question, users)
+    new_cpu = answers_cpu(fresh.pipeline, question, users)
+    held = [first]  # the last reference to the old version
+    del first
+    _, steps["drop the old version"] = timed(held.clear)
+    return {
+        "steps": steps,
+        "gil_probe_worst_wait_ms_during_load": probe.worst_ms(),
+        "answer_cpu_ms_old_version_warm": old_cpu,
+        "answer_cpu_ms_new_version_first_ask": new_cpu,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reuse", type=Path, required=True, help="a load.py --reuse folder")
+    parser.add_argument("--tag", help="saved as reload_cost.TAG.json")
+    args = parser.parse_args()
+    results = {}
+    for name, question in CASES.items():
+        if not (args.reuse / name).exists():
+            continue
+        results[name] = one_case(args.reuse / name, question)
+        print(f"{name} (load average {os.getloadavg()[0]:.1f})")
+        for step, figures in results[name]["steps"].items():
+            print(f"  {step:40} CPU {figures['cpu_ms']:>8} ms  wall {figures['wall_ms']:>8} ms")
+        print(
+            f"  GIL probe's worst waits during the load (ms): "
+            f"{results[name]['gil_probe_worst_wait_ms_during_load']}; answer CPU ms old "
+            f"{results[name]['answer_cpu_ms_old_version_warm']} / new version's first asks "
+            f"{results[name]['answer_cpu_ms_new_version_first_ask']}"
+        )
+    path = RESULTS / f"reload_cost{'.' + args.tag if args.tag else ''}.json"
+    save_results(path, "reload_cost", cases=results)
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
