@@ -181,9 +181,12 @@ ANSWER_THREADS = Settings.model_fields["answer_threads"].default
 #: of what the user took since training (counted in
 #: ``recgraph_recent_feedback_unchecked_total``). A reader in WAL mode does not wait for
 #: writers: only a checkpoint's or a recovery's brief lock, or a store in rollback-journal mode
-#: with a writer committing, makes it wait at all. Each read has its own wait: a suggestions
-#: answer reads the graph's direction (until the first follow is stored, then it is known)
-#: before its lookup, so the loop can stall twice this (0.5 s) before the check is given up.
+#: with a writer committing, makes it wait at all. Each read has its own wait, and the first
+#: that gives up ends the check: a feed answer stalls the loop at most this long (0.25 s) for
+#: a lock it does not get, a suggestions answer twice this (0.5 s: before its lookup it reads
+#: the graph's direction from the store's meta, until the first follow is stored). Reads that
+#: wait and then get their lock add up (an answer checked again reads again, up to
+#: ``CHECK_ROUNDS`` rounds and the whole-list read after them).
 ANSWER_READ_BUSY_TIMEOUT = 0.25
 
 
