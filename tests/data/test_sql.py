@@ -21,3 +21,18 @@ from recgraph.data.sql import is_memory
 )
 def test_is_memory(url, memory):
     assert is_memory(url) is memory
+
+
+def test_an_in_memory_engine_keeps_a_connection_per_thread(tmp_path):
+    """Named, not left to SQLAlchemy's deprecated pick for ``mode=memory``; a file gets a pool."""
+    import sqlalchemy as sa
+
+    from recgraph.data.sql import create_engine
+
+    for url in ("sqlite://", "sqlite:///file:sqltest?mode=memory&cache=shared&uri=true"):
+        engine = create_engine(url, 1)
+        assert isinstance(engine.pool, sa.pool.SingletonThreadPool), url
+        engine.dispose()
+    engine = create_engine(f"sqlite:///{tmp_path / 'store.db'}", 1)
+    assert isinstance(engine.pool, sa.pool.QueuePool)
+    engine.dispose()

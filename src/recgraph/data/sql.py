@@ -73,8 +73,12 @@ def _sqlite_engine(url: sa.URL, busy_seconds: float) -> sa.Engine:
     memory = is_memory(url)
     if not memory:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    # pysqlite's own timeout is SQLite's busy timeout: no SQL text needed for it
-    engine = sa.create_engine(url, connect_args={"timeout": busy_seconds})
+    # pysqlite's own timeout is SQLite's busy timeout: no SQL text needed for it. An in-memory
+    # database keeps a connection per thread (SingletonThreadPool): what SQLAlchemy picks for
+    # it today, named here since its choice for ``mode=memory`` URLs is deprecated. A private
+    # one (``sqlite://``) is then a database per thread; a shared-cache one is one database.
+    options = {"poolclass": sa.pool.SingletonThreadPool} if memory else {}
+    engine = sa.create_engine(url, connect_args={"timeout": busy_seconds}, **options)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
