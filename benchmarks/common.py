@@ -238,6 +238,24 @@ def tree_cpu_seconds(pids: list[int]) -> float:
     return sum(tree_user_system_seconds(pids))
 
 
+class Republisher:
+    """``v1`` of the model registry at ``root`` (what ``load.py`` trained and published),
+    loaded now; :meth:`publish` publishes it again as a new version (the ``reload`` phase of
+    ``load.py``, and the second version ``reload_cost.py`` loads)."""
+
+    def __init__(self, root: str | Path) -> None:
+        from recgraph.pipeline import Pipeline
+        from recgraph.serving.registry import ModelRegistry
+
+        self.registry = ModelRegistry(root)
+        self.model = Pipeline.load(self.registry.local_copy("v1") / "model")
+
+    def publish(self, *, promote: bool) -> str:
+        """Publish the loaded ``v1`` as a new version (the current one with ``promote``);
+        the new version's name."""
+        return self.registry.publish(self.model, data=self.model.snapshots, promote=promote)
+
+
 def save_results(path: Path, benchmark: str, **fields) -> dict:
     """Write a benchmark's figures to ``path`` as JSON, with the load average at the end of the
     run (it says whether other jobs shared the cores); return what was written."""

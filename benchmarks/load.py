@@ -56,6 +56,7 @@ import asyncio
 import json
 import os
 import platform
+import queue
 import shutil
 import socket
 import subprocess
@@ -235,41 +236,78 @@ def wait_until_serving(process: subprocess.Popen, port: int, timeout: float) -> 
 
 PUBLISHER = """
 import sys
-from recgraph.pipeline import Pipeline
-from recgraph.serving.registry import ModelRegistry
-registry = ModelRegistry(sys.argv[1])
-model = Pipeline.load(registry.local_copy("v1") / "model")
+sys.path.insert(0, sys.argv[2])
+from common import Republisher
+copy = Republisher(sys.argv[1])
 print("ready", flush=True)
 if sys.stdin.readline().strip() == "publish":
-    print(registry.publish(model, data=model.snapshots, promote=True), flush=True)
+    print(copy.publish(promote=True), flush=True)
 """
+#: Seconds the publisher process may take to load ``v1`` (imports included), and to publish.
+PUBLISHER_READY_SECONDS = 600
+PUBLISH_SECONDS = 600
 
 
 class Publisher:
     """A process that loads ``v1`` of the registry at ``root`` now and publishes it again as a
-    new current version when :meth:`publish` says so (its imports and loading done before)."""
+    new current version when :meth:`publish` says so (its imports and loading done before).
 
-    def __init__(self, root: str) -> None:
+    Every wait on it is bounded; a process that says nothing, exits early or
+    fails raises :class:`RuntimeError`.
+    """
+
+    def __init__(self, root: str | Path) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", PUBLISHER, root],
+            [sys.executable, "-c", PUBLISHER, str(root), str(Path(__file__).resolve().parent)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        if self.process.stdout.readline().strip() != "ready":
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name="publisher-stdout", daemon=True)
+        self._reader.start()
+        try:
+            if self._line(PUBLISHER_READY_SECONDS) != "ready":
+                raise RuntimeError(f"the publisher process did not start ({self._exit()})")
+        except BaseException:
             self.close()
-            raise RuntimeError("the publisher process did not start")
+            raise
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self._lines.put(line.strip())
+        self._lines.put("")  # end of output: the process exited (or closed it)
+
+    def _line(self, timeout: float) -> str:
+        """The process's next line ("" once it has said all), within ``timeout`` seconds."""
+        try:
+            return self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(f"the publisher process said nothing in {timeout:g} s") from None
+
+    def _exit(self) -> str:
+        try:
+            return f"exit status {self.process.wait(timeout=10)}"
+        except subprocess.TimeoutExpired:
+            return "still running"
 
     def publish(self) -> str:
-        """Publish and promote; the new version's name."""
+        """Publish and promote; the new version's name (once the process has exited with 0)."""
         self.process.stdin.write("publish\n")
         self.process.stdin.flush()
-        return self.process.stdout.readline().strip()
+        version = self._line(PUBLISH_SECONDS)
+        status = self._exit()
+        if not version or status != "exit status 0":
+            raise RuntimeError(f"the publisher process did not publish ({status})")
+        return version
 
     def close(self) -> None:
         if self.process.stdin and not self.process.stdin.closed:
             self.process.stdin.close()
         stop_process(self.process, timeout=20)
+        self._reader.join(timeout=10)  # it reads up to the end of the exited process's output
+        if not self._reader.is_alive():
+            self.process.stdout.close()
 
 
 def served_version(body: bytes) -> str:
@@ -619,21 +657,44 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
         # its own (as a training job does): published from this one, the publish's reads,
         # hashing and writes held this generator's interpreter and delayed its requests
         child = Publisher(registry.root)
-        published: dict[str, float] = {}
+        published: dict = {}
+        cancelled = threading.Event()
 
         def publish_later() -> None:
-            time.sleep(seconds / 2)
+            if cancelled.wait(seconds / 2):
+                return  # the phase failed before: never publish after it
             published["at"] = time.time()
-            published["version"] = child.publish()
+            try:
+                published["version"] = child.publish()
+            except Exception as exc:
+                published["error"] = exc
 
-        publisher = threading.Thread(target=publish_later)
+        # a daemon: a run that fails never waits for it, and it publishes nothing once
+        # cancelled (the child is stopped with it)
+        publisher = threading.Thread(target=publish_later, name="load-publisher", daemon=True)
         publisher.start()
-        # (its CPU includes loading the new version in every worker)
-        phases["reload"] = measured(lambda: run_loop(open_loop(url, paths, rate, seconds)))
-        publisher.join()
-        child.close()
+        try:
+            # (its CPU includes loading the new version in every worker)
+            phases["reload"] = measured(lambda: run_loop(open_loop(url, paths, rate, seconds)))
+            publisher.join(timeout=PUBLISH_SECONDS)
+        finally:
+            cancelled.set()
+            child.close()
+        if "error" in published:
+            raise RuntimeError(f"the reload phase's publish failed: {published['error']}")
+        if "version" not in published:
+            raise RuntimeError("the reload phase's publisher did not publish in time")
+        phases["reload"]["published"] = {
+            "version": published["version"],
+            "at": round(published["at"], 3),
+        }
         health = httpx.get(f"{url}/healthz").json()
         phases["reload"]["served_after"] = health["model_version"]
+        if health["model_version"] != published["version"]:
+            raise RuntimeError(
+                f"the server answers with {health['model_version']} after the reload phase, "
+                f"not the published {published['version']}"
+            )
         metrics = httpx.get(f"{url}/metrics").text
         phases["reload"]["reloads"] = [
             line for line in metrics.splitlines() if line.startswith("recgraph_model_reloads_total")

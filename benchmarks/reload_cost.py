@@ -13,6 +13,11 @@ dropping the old version. CPU and wall milliseconds of each step, and the CPU of
 the first answers on the new version against the same users on the old one (a
 version whose first answers cost more would slow the seconds after a swap).
 
+A case folder that holds one version only is given a second one: ``v1``
+published again into its registry (not promoted), which stays there for the
+next runs. A folder with none of the cases is refused (nothing measured, nothing
+saved).
+
 Prints a table and saves ``benchmarks/results/reload_cost.json``
 (``reload_cost.TAG.json`` with ``--tag``).
 Run: ``python benchmarks/reload_cost.py --reuse DIR`` (a folder ``load.py --reuse DIR`` filled).
@@ -28,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import save_results
+from common import Republisher, save_results
 from recgraph.data.store import Store
 from recgraph.pipeline import Pipeline
 from recgraph.serving.feedback import catch_up_overlay
@@ -90,9 +95,8 @@ def answers_cpu(pipeline: Pipeline, question: str, users: list[str]) -> float:
 def one_case(folder: Path, question: str) -> dict:
     registry = ModelRegistry(folder / "models")
     versions = registry.list_versions()
-    if len(versions) < 2:
-        model = Pipeline.load(registry.local_copy("v1") / "model")
-        versions.append(registry.publish(model, data=model.snapshots))
+    if len(versions) < 2:  # a second version, published into the folder (not promoted)
+        versions.append(Republisher(registry.root).publish(promote=False))
     first, figures = timed(lambda: load_version(registry, "v1"))
     freeze_heap()
     steps: dict[str, dict] = {"first_load (imports, kernels)": figures}
@@ -128,10 +132,15 @@ def main() -> None:
     parser.add_argument("--reuse", type=Path, required=True, help="a load.py --reuse folder")
     parser.add_argument("--tag", help="saved as reload_cost.TAG.json")
     args = parser.parse_args()
+    present = [name for name in CASES if (args.reuse / name / "models").is_dir()]
+    if not present:
+        parser.error(
+            f"{args.reuse} holds none of the cases ({', '.join(f'{n}/models' for n in CASES)}):"
+            " fill it with load.py --reuse first"
+        )
     results = {}
-    for name, question in CASES.items():
-        if not (args.reuse / name).exists():
-            continue
+    for name in present:
+        question = CASES[name]
         results[name] = one_case(args.reuse / name, question)
         print(f"{name} (load average {os.getloadavg()[0]:.1f})")
         for step, figures in results[name]["steps"].items():

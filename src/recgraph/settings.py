@@ -84,16 +84,21 @@ class Settings(BaseSettings):
         the hop to a thread and back (a SQLite store only: on PostgreSQL or
         MariaDB each answer would wait a network round trip with every other
         request of the process stalled behind it, so ``0`` is refused there).
-        On the loop the answers' store reads go through a connection of their
-        own, read-only (``PRAGMA query_only``), beside the pool that feedback
-        writes use: they never wait for a pooled connection, a SQLite reader in
-        WAL mode does not wait for writers, and a busy store is given up after
-        0.25 s (the answer then goes out without the check of what was taken
-        since training). Why 40 and not 0: with answers canned (the service's
+        A private in-memory store (``sqlite://``) is refused too (SQLAlchemy
+        gives each thread a database of its own). On the loop the answers'
+        store reads go through an engine of their own, read-only (``PRAGMA
+        query_only``), beside the pool that feedback writes use: they never
+        wait for a pooled connection, a SQLite reader in WAL mode does not wait
+        for writers, and a busy store is given up after 0.25 s a read (up to
+        0.5 s for suggestions: see
+        :data:`recgraph.serving.app.ANSWER_READ_BUSY_TIMEOUT`); the answer then
+        goes out without the check of what was taken since training, counted in
+        ``recgraph_recent_feedback_unchecked_total``. Why 40 and not 0: with answers canned (the service's
         own cost) server CPU ms a request 1.035 -> 0.80-0.84 (ego-Facebook
         ranked) and 0.94-0.965 -> 0.665-0.68 (MovieLens 100k ranked), and on an
         idle machine p99 7.5 / 8.2 ms against 10.9 / 30.1 (ranked ego-Facebook /
-        MovieLens 100k, 2 workers, 200 requests/s); but with the ranked models
+        MovieLens 100k, 2 workers, 200 requests/s:
+        ``benchmarks/results/load_ranked.answer_threads0.json``); but with the ranked models
         on a machine shared with other jobs (load 11-15, three alternated rounds,
         steady and reload phases), server CPU per request x0.96-0.99 and p99
         0.8-10.7 s against 26-586 ms: a process whose answers run on one

@@ -178,3 +178,147 @@ def test_an_answer_on_the_loop_never_waits_for_the_writers_pool(served):
         assert waited < 10 and answered and answered[0].status_code == 200
         shown = [r["id"] for r in answered[0].json()["results"]]
         assert first not in shown and len(shown) == 5
+
+
+def _unchecked(app, question: str, reason: str) -> float:
+    value = app.state.metrics.registry.get_sample_value(
+        "recgraph_recent_feedback_unchecked_total", {"question": question, "reason": reason}
+    )
+    return value or 0.0
+
+
+def test_a_locked_store_is_given_up_on_the_loop_and_the_answer_counted_unchecked(served):
+    """A connection holds the store's lock (WAL, ``locking_mode=EXCLUSIVE``, taken while no
+    other connection is open: then even readers wait): an answer on the loop gives its read
+    up after 0.25 s, not the writers' 15 s busy timeout, goes out anyway, and is counted as
+    sent without the check."""
+    import sqlite3
+
+    settings, _ = served
+    settings = settings.model_copy(update={"answer_threads": 0, "busy_timeout": 15})
+    app = create_app(settings)
+    path = sa.make_url(settings.database_url).database
+    with TestClient(app) as client:
+        user = client.get("/v1/model").json()["examples"]["feed"][0]["id"]
+        assert client.get(f"/v1/users/{user}/feed?k=5").status_code == 200
+        assert _unchecked(app, "feed", "busy") == 0
+        app.state.feedback.store.engine.dispose()  # no connection open but the holder's
+        app.state.answer_reads.store.engine.dispose()
+        holder = sqlite3.connect(path, isolation_level=None, timeout=10)
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            started = time.perf_counter()
+            answer = client.get(f"/v1/users/{user}/feed?k=5")
+            waited = time.perf_counter() - started
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()  # an exclusive-mode connection keeps its lock until it closes
+        assert answer.status_code == 200 and len(answer.json()["results"]) == 5
+        assert 0.2 < waited < 5, waited
+        assert _unchecked(app, "feed", "busy") == 1
+        assert client.get(f"/v1/users/{user}/feed?k=5").status_code == 200  # lock gone
+        assert _unchecked(app, "feed", "busy") == 1
+        assert "recgraph_recent_feedback_unchecked_total" in client.get("/metrics").text
+
+
+def test_the_unchecked_warning_is_logged_once_a_minute_with_the_count(monkeypatch, caplog):
+    from recgraph.serving import handlers
+
+    now = [1000.0]
+    monkeypatch.setattr(handlers.time, "monotonic", lambda: now[0])
+    warn = handlers.ThrottledWarning(60)
+    with caplog.at_level("WARNING", logger="recgraph.serving"):
+        warn("sent unchecked: %s", "a")
+        warn("sent unchecked: %s", "b")
+        now[0] += 59
+        warn("sent unchecked: %s", "c")
+        assert [r.getMessage() for r in caplog.records] == [
+            "sent unchecked: a (1 time(s) since the last warning)"
+        ]
+        now[0] += 2
+        warn("sent unchecked: %s", "d")
+    assert caplog.records[-1].getMessage() == "sent unchecked: d (3 time(s) since the last warning)"
+    assert len(caplog.records) == 2
+
+
+def test_answer_threads_0_refuses_a_private_in_memory_store(served):
+    settings, _ = served
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        with pytest.raises(ConfigError, match="RECGRAPH_ANSWER_THREADS=0.*in-memory"):
+            create_app(settings.model_copy(update={"answer_threads": 0, "database_url": url}))
+
+
+def test_answer_threads_0_reads_a_shared_cache_in_memory_store_through_one_store(served):
+    """A shared-cache in-memory store is one database for every connection of the process:
+    answers on the loop read it through the writers' store (no file for a second engine), and
+    their reads find its tables (a database of the loop's thread alone would have none)."""
+    settings, _ = served
+    url = "sqlite:///file:servemend2_shared?mode=memory&cache=shared&uri=true"
+    app = create_app(settings.model_copy(update={"answer_threads": 0, "database_url": url}))
+    assert app.state.answer_reads is app.state.feedback
+    with TestClient(app) as client:
+        assert app.state.answer_executor is ON_THE_LOOP
+        user = client.get("/v1/model").json()["examples"]["feed"][0]["id"]
+        assert client.get(f"/v1/users/{user}/feed?k=5").status_code == 200
+        assert client.get(f"/v1/accounts/{user}/suggestions?k=5").status_code in (200, 404)
+        for question in ("feed", "who_to_follow"):
+            for reason in ("busy", "error"):
+                assert _unchecked(app, question, reason) == 0, (question, reason)
+
+
+def test_the_answers_reader_is_closed_at_shutdown(served):
+    settings, _ = served
+    app = create_app(settings.model_copy(update={"answer_threads": 0}))
+    with TestClient(app) as client:
+        reads = app.state.answer_reads
+        user = client.get("/v1/model").json()["examples"]["feed"][0]["id"]
+        assert client.get(f"/v1/users/{user}/feed?k=5").status_code == 200
+        assert reads.store.engine.pool.checkedin() >= 1  # a connection pooled
+    assert reads.store.engine.pool.checkedin() == 0  # disposed with the app
+
+
+def _closes(store, closed: list, name: str) -> None:
+    original = store.close
+    store.close = lambda: closed.append(name) or original()
+
+
+def test_the_stores_are_closed_when_the_startup_fails(served, monkeypatch):
+    from recgraph.serving.loader import ModelLoader
+
+    settings, _ = served
+    app = create_app(settings.model_copy(update={"answer_threads": 0}))
+    closed: list[str] = []
+    _closes(app.state.answer_reads, closed, "reads")
+    _closes(app.state.feedback, closed, "feedback")
+
+    def fail(self):
+        raise RuntimeError("the registry is gone")
+
+    monkeypatch.setattr(ModelLoader, "start", fail)
+    with pytest.raises(RuntimeError, match="the registry is gone"), TestClient(app):
+        pass
+    assert sorted(closed) == ["feedback", "reads"]
+
+
+def test_the_stores_are_closed_when_create_app_fails_after_opening_them(served, monkeypatch):
+    from recgraph.serving import app as app_module
+
+    settings, _ = served
+    closed: list[str] = []
+    opened = app_module.answer_reads
+
+    def reads_spied(feedback, threads):
+        reads = opened(feedback, threads)
+        _closes(reads, closed, "reads")
+        _closes(feedback, closed, "feedback")
+        return reads
+
+    def fail(*args, **kwargs):
+        raise ValueError("a route table that does not build")
+
+    monkeypatch.setattr(app_module, "answer_reads", reads_spied)
+    monkeypatch.setattr(app_module, "_build_app", fail)
+    with pytest.raises(ValueError, match="does not build"):
+        create_app(settings.model_copy(update={"answer_threads": 0}))
+    assert sorted(closed) == ["feedback", "reads"]

@@ -73,8 +73,6 @@ def test_a_server_that_dies_mid_run_ends_the_run_with_errors(short_timeout):
 def test_the_reload_phase_publishes_from_a_process_of_its_own(served, monkeypatch):
     """The publisher loads ``v1`` in its own process before it is asked, then publishes it
     again as the current version: nothing of it runs in the generator's interpreter."""
-    import os
-
     from recgraph.serving.registry import ModelRegistry
 
     _, registry = served
@@ -82,10 +80,19 @@ def test_the_reload_phase_publishes_from_a_process_of_its_own(served, monkeypatc
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2] / "src"))
     publisher = load.Publisher(registry.root)
     try:
-        assert publisher.process.pid != os.getpid()
+        assert publisher.process.poll() is None  # loaded, alive, waiting to be told
         assert registry.current_version() == "v1"  # ready, nothing published yet
         assert publisher.publish() == "v2"
+        assert publisher.process.returncode == 0  # it published and exited on its own
     finally:
         publisher.close()
     assert ModelRegistry(registry.root).current_version() == "v2"
-    assert publisher.process.returncode is not None
+
+
+@pytest.mark.slow
+def test_a_publisher_that_cannot_load_v1_raises_at_once(tmp_path, monkeypatch):
+    """No ``v1`` to load: the process exits, and the generator hears of it (no wait for a
+    line that never comes, no run that goes on without a publisher)."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2] / "src"))
+    with pytest.raises(RuntimeError, match="did not start .*exit status [1-9]"):
+        load.Publisher(tmp_path / "models")

@@ -55,13 +55,30 @@ SQLITE_PAGE_CACHE = "PRAGMA cache_size=-65536"
 SQLITE_TEMP_STORE = "PRAGMA temp_store=MEMORY"
 
 
+def is_memory(url: str | sa.URL) -> bool:
+    """Whether a SQLite ``url`` names an in-memory database, not a file: ``sqlite://``,
+    ``sqlite:///:memory:``, ``file::memory:`` URIs and ``mode=memory`` (in the URL's query, where
+    SQLAlchemy puts it, or in a URI filename), shared-cache ones included."""
+    url = sa.make_url(url)
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        return True
+    mode = url.query.get("mode")
+    modes = mode if isinstance(mode, tuple) else (mode,)
+    return "memory" in modes or "mode=memory" in database
+
+
 def _sqlite_engine(url: sa.URL, busy_seconds: float) -> sa.Engine:
     database = url.database
-    memory = not database or database == ":memory:" or database.startswith("file::memory:")
+    memory = is_memory(url)
     if not memory:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    # pysqlite's own timeout is SQLite's busy timeout: no SQL text needed for it
-    engine = sa.create_engine(url, connect_args={"timeout": busy_seconds})
+    # pysqlite's own timeout is SQLite's busy timeout: no SQL text needed for it. An in-memory
+    # database keeps a connection per thread (SingletonThreadPool): what SQLAlchemy picks for
+    # it today, named here since its choice for ``mode=memory`` URLs is deprecated. A private
+    # one (``sqlite://``) is then a database per thread; a shared-cache one is one database.
+    options = {"poolclass": sa.pool.SingletonThreadPool} if memory else {}
+    engine = sa.create_engine(url, connect_args={"timeout": busy_seconds}, **options)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
@@ -514,6 +531,7 @@ __all__ = [
     "first_line",
     "get_meta",
     "is_lock_timeout",
+    "is_memory",
     "json_int_array",
     "latest",
     "read_columns",

@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from recgraph import __version__
+from recgraph.data.sql import is_memory
 from recgraph.data.store import Store
 from recgraph.errors import ConfigError
 from recgraph.serving.feedback import FeedbackStore, catch_up_overlay
@@ -173,10 +174,19 @@ log = logging.getLogger(__name__)
 #: all, grew for no CPU saved. ``0`` (no hop at all) saves CPU, and wins on an idle machine,
 #: but collapses on a busy one: see ``answer_threads``.
 ANSWER_THREADS = Settings.model_fields["answer_threads"].default
-#: Seconds an answer's read of a SQLite store waits for a lock (on the event loop: every other
-#: request of the process waits too); past it the answer goes out without the check of what
-#: the user took since training. A reader in WAL mode does not wait for writers: only a
-#: checkpoint's or a recovery's brief lock can make it wait at all.
+#: Seconds each of an answer's reads of a SQLite store waits for a lock, with
+#: ``answer_threads = 0``. Not ``settings.busy_timeout`` (15 s by default, what a writer may
+#: wait): the read runs on the event loop, where every other request of the process waits with
+#: it, so it is kept small. Past it the read gives up and the answer goes out without the check
+#: of what the user took since training (counted in
+#: ``recgraph_recent_feedback_unchecked_total``). A reader in WAL mode does not wait for
+#: writers: only a checkpoint's or a recovery's brief lock, or a store in rollback-journal mode
+#: with a writer committing, makes it wait at all. Each read has its own wait, and the first
+#: that gives up ends the check: a feed answer stalls the loop at most this long (0.25 s) for
+#: a lock it does not get, a suggestions answer twice this (0.5 s: before its lookup it reads
+#: the graph's direction from the store's meta, until the first follow is stored). Reads that
+#: wait and then get their lock add up (an answer checked again reads again, up to
+#: ``CHECK_ROUNDS`` rounds and the whole-list read after them).
 ANSWER_READ_BUSY_TIMEOUT = 0.25
 
 
@@ -208,30 +218,51 @@ def check_answer_threads(settings: Settings, store: Store | None) -> None:
     if settings.answer_threads != 0:
         return
     backend = _backend(settings, store)
+    where = store.safe_url if store is not None else settings.safe_database_url
     if backend != "sqlite":
-        where = store.safe_url if store is not None else settings.safe_database_url
         raise ConfigError(
             f"{ENV_PREFIX}ANSWER_THREADS=0 (answers computed on the event loop) needs a local "
             f"SQLite store; {where} is {backend}: give it threads (the default is "
             f"{ANSWER_THREADS})"
         )
+    url = store.url if store is not None else settings.database_url
+    if is_memory(url) and not _shared_cache(url):
+        raise ConfigError(
+            f"{ENV_PREFIX}ANSWER_THREADS=0 (answers computed on the event loop) cannot read "
+            f"the in-memory store {where}: SQLAlchemy gives each thread a database of its own, "
+            f"so answers on the loop would not see what the threads write; use a SQLite file, "
+            f"a shared-cache URL (sqlite:///file:NAME?mode=memory&cache=shared&uri=true) or "
+            f"threads (the default is {ANSWER_THREADS})"
+        )
+
+
+def _shared_cache(url: str) -> bool:
+    parsed = sa.make_url(url)
+    return parsed.query.get("cache") == "shared" or "cache=shared" in (parsed.database or "")
 
 
 def answer_reads(feedback: FeedbackStore, threads: int) -> FeedbackStore:
     """The store an answer reads the user's recent feedback from.
 
-    Answers on the event loop (``threads == 0``, a SQLite store) read through
-    an engine of their own on the same file: its connections are used by the
-    loop alone, one at a time, so an answer never waits for a pooled connection
-    while feedback writes hold every one of the writers' pool (30 s of a frozen
-    loop), and they are read-only (``PRAGMA query_only``), so they never take
-    the write lock; in WAL mode a reader does not wait for writers, and a
-    short busy timeout (:data:`ANSWER_READ_BUSY_TIMEOUT`) bounds what is left.
-    An in-memory database is one per connection: it is read where it is
-    written. With threads the answers share the writers' store, as before.
+    Answers on the event loop (``threads == 0``, a SQLite file) read through an
+    engine of their own on the same file, so an answer never waits for a pooled
+    connection while feedback writes hold every one of the writers' pool (30 s
+    of a frozen loop). The loop uses one of its connections at a time; answers
+    that come before the lifespan starts, or past a route's fast path, run in
+    AnyIO's threads and use it too (a pool, not one connection, so they never
+    queue for it). Its connections are read-only (``PRAGMA query_only``), so
+    they never take the write lock; in WAL mode a reader does not wait for
+    writers, and a short busy timeout (:data:`ANSWER_READ_BUSY_TIMEOUT`) bounds
+    what is left. An in-memory store has no file for a second engine to open:
+    SQLAlchemy keeps one connection per thread (``SingletonThreadPool``), and a
+    private one (``sqlite://``) is a database per thread, refused with
+    ``threads == 0`` (:func:`check_answer_threads`); a shared-cache one is one
+    database for all of the process's connections, read through the writers'
+    store (its pool is per thread: there is no pooled connection to wait for).
+    With threads the answers share the writers' store, as before.
     """
     store = feedback.store
-    if threads != 0 or store.dialect != "sqlite" or _in_memory(store.url):
+    if threads != 0 or store.dialect != "sqlite" or is_memory(store.url):
         return feedback
     reader = Store(store.url, create=False, busy_timeout=ANSWER_READ_BUSY_TIMEOUT)
 
@@ -243,15 +274,6 @@ def answer_reads(feedback: FeedbackStore, threads: int) -> FeedbackStore:
 
     reader.engine.dispose()  # the schema check's connection was opened before the pragma
     return FeedbackStore(reader)
-
-
-def _in_memory(url: str) -> bool:
-    database = sa.make_url(url).database or ""
-    return (
-        database in ("", ":memory:")
-        or "mode=memory" in database
-        or database.startswith("file::memory:")
-    )
 
 
 class OverlayRefresher:
@@ -335,22 +357,51 @@ def create_app(
     feedback = FeedbackStore(
         store or Store(settings.database_url, busy_timeout=settings.busy_timeout)
     )
-    reads = answer_reads(feedback, threads)
+    reads = feedback
+
+    def close_stores() -> None:
+        if reads is not feedback:
+            reads.close()
+        if store is None:
+            feedback.close()
+
+    try:
+        reads = answer_reads(feedback, threads)
+        app = _build_app(settings, loader, own_loader, metrics, feedback, reads, close_stores)
+    except BaseException:
+        close_stores()  # nothing will run the lifespan that closes them
+        raise
+    return app
+
+
+def _build_app(
+    settings: Settings,
+    loader: ModelLoader,
+    own_loader: bool,
+    metrics: Metrics,
+    feedback: FeedbackStore,
+    reads: FeedbackStore,
+    close_stores: Callable[[], None],
+) -> FastAPI:
+    """The app of :func:`create_app` on its stores (closed by ``close_stores`` when its
+    lifespan ends, or when it fails to start)."""
+    threads = settings.answer_threads
     service = Service(settings, loader, feedback, metrics, reads=reads)
     refresher = OverlayRefresher(loader, feedback.store, settings.overlay_refresh_seconds)
     loader.subscribe(on_swap=lambda old, new: refresher.tick_soon())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # a pool per run of the lifespan: an app started again (a second TestClient, a
-        # host restarting it) gets fresh threads, not the stopped ones
-        app.state.answer_executor = answer_executor(threads)
-        if own_loader:
-            loader.start()
-        refresher.periodic.start()
         try:
+            # a pool per run of the lifespan: an app started again (a second TestClient, a
+            # host restarting it) gets fresh threads, not the stopped ones
+            app.state.answer_executor = answer_executor(threads)
+            if own_loader:
+                loader.start()
+            refresher.periodic.start()
             yield
         finally:
+            # also when the startup above failed: the threads and stores are let go
             refresher.periodic.stop()
             executor, app.state.answer_executor = app.state.answer_executor, None
             if isinstance(executor, ThreadPoolExecutor):
@@ -358,10 +409,7 @@ def create_app(
                 await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
             if own_loader:
                 loader.stop()
-            if reads is not feedback:
-                reads.close()
-            if store is None:
-                feedback.close()
+            close_stores()
 
     app = FastAPI(
         title="recgraph",

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -23,6 +25,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recgraph import __version__
+from recgraph.data.sql import StoreBusyError, is_lock_timeout
 from recgraph.errors import RecgraphError
 from recgraph.pipeline import Answer, Recommendation
 from recgraph.serving.feedback import ID_PATTERN, FeedbackEvent, FeedbackStore, show_to_walks
@@ -44,6 +47,32 @@ EXAMPLES = 5
 K_LIMIT = 10_000
 #: Answers re-asked without results the store says were taken since training, at most.
 CHECK_ROUNDS = 3
+#: Seconds between two warnings of answers sent unchecked (each says how many since the last).
+UNCHECKED_WARNING_SECONDS = 60.0
+
+
+class ThrottledWarning:
+    """A warning logged at most once every ``seconds`` a process, with how many times it
+    happened since the last one logged (an answer on the event loop must not log each time)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._last = -math.inf
+        self._since = 0
+
+    def __call__(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._since += 1
+            if now - self._last < self.seconds:
+                return
+            count, self._since, self._last = self._since, 0, now
+        log.warning(message + " (%d time(s) since the last warning)", *args, count)
+
+
+#: The warning of an answer sent without its recent-feedback check (one for the process).
+warn_unchecked = ThrottledWarning(UNCHECKED_WARNING_SECONDS)
 
 AccountPath = Annotated[
     str,
@@ -157,15 +186,27 @@ class Service:
             )
         return k
 
-    def recent(self, fetch: Callable[[str], list[str]], user: str) -> list[str]:
+    def recent(self, fetch: Callable[[str], list[str]], user: str, question: str) -> list[str]:
         """What ``user`` acted on since training (empty when the store cannot say)."""
         if not self.settings.exclude_recent_feedback:
             return []
         try:
             return fetch(user)
         except Exception as exc:  # the store being down must not take answers down
-            log.warning("cannot read recent feedback of %r: %s", user, exc)
+            self.unchecked(question, user, exc)
             return []
+
+    def unchecked(self, question: str, user: str, exc: Exception) -> None:
+        """An answer goes out without the check of what ``user`` took since training: counted
+        (``recgraph_recent_feedback_unchecked_total``) and warned of, at most once a minute."""
+        busy = isinstance(exc, StoreBusyError) or is_lock_timeout(exc)
+        self.metrics.recent_unchecked.labels(question, "busy" if busy else "error").inc()
+        warn_unchecked(
+            "%s answer sent without the check of recent feedback (of %r, the last): %s",
+            question,
+            user,
+            exc,
+        )
 
     def respond(
         self, question: str, query: str, answer: Answer, loaded: LoadedModel
@@ -266,13 +307,14 @@ class Service:
         resolved = pipeline.resolve_account(query)
         ask = pipeline.feed if question == "feed" else pipeline.suggest_accounts
         if recent_among is not None and self.settings.exclude_recent_feedback:
-            answer = self._checked_answer(ask, resolved, k, recent_of, recent_among)
+            answer = self._checked_answer(question, ask, resolved, k, recent_of, recent_among)
         else:
-            answer = ask(resolved, k, exclude=self.recent(recent_of, resolved))
+            answer = ask(resolved, k, exclude=self.recent(recent_of, resolved, question))
         return self.respond(question, query, answer, loaded)
 
     def _checked_answer(
         self,
+        question: str,
         ask: Callable[..., Answer],
         user: str,
         k: int,
@@ -302,14 +344,14 @@ class Service:
             try:
                 found = recent_among(user, shown)
             except Exception as exc:  # the store being down must not take answers down
-                log.warning("cannot read recent feedback of %r: %s", user, exc)
+                self.unchecked(question, user, exc)
                 return answer
             known = set(excluded)
             fresh = [x for x in found if x not in known]
             if not fresh:
                 return answer
             excluded.extend(fresh)
-        return ask(user, k, exclude=self.recent(recent_of, user))
+        return ask(user, k, exclude=self.recent(recent_of, user, question))
 
     async def similar(self, item: ItemPath, k: int | None = None) -> JSONResponse:
         """Items like ``item`` (404 for an item the model never saw)."""

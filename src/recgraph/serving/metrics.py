@@ -69,6 +69,13 @@ class Metrics:
         #: arguments, on every request otherwise (the routes' and questions' label sets are few).
         self._observers: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._answer_counters: dict[tuple[str, bool], Counter] = {}
+        self.recent_unchecked = Counter(
+            "recgraph_recent_feedback_unchecked_total",
+            "Answers sent without the check of what the user took since training: the store "
+            "could not say (reason busy: a lock outlasted the wait; error: anything else).",
+            ["question", "reason"],
+            registry=self.registry,
+        )
         self.feedback = Counter(
             "recgraph_feedback_total",
             "Feedback events written, by kind.",
