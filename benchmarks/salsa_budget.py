@@ -26,10 +26,18 @@ import argparse
 import json
 import time
 
-import numpy as np
-
 from common import REPO, datasets_folder, save_results
-from ppr_sweep_budget import GRAPHS, recall_at
+from ppr_sweep_budget import (
+    GRAPHS,
+    OUTER_SEED,
+    USERS_SEED,
+    VALIDATION_SEED,
+    recall_at,
+    same_top20,
+    synthetic,
+    validation_of,
+    validation_users,
+)
 from recgraph.data.interactions import Interactions
 from recgraph.data.readers import read_edge_list
 from recgraph.retrieval import create_retriever
@@ -37,33 +45,12 @@ from recgraph.retrieval import create_retriever
 BUDGETS = (20_000, 10_000, 5_000, 2_000)
 #: The baseline: SALSA on the exact circle, its rounds pinned (not the default's).
 EXACT = {"circle_method": "power", "iterations": 10}
-OUTER_SEED, VALIDATION_SEED, USERS_SEED = 0, 2, 3
-
-
-def synthetic(follows: int) -> Interactions:
-    """``scale.generated_chunks``' heavy-tailed follows as a directed graph."""
-    from scale import generated_chunks
-
-    chunks, _ = generated_chunks(follows)
-    src, dst = (np.concatenate(part) for part in zip(*chunks, strict=True))
-    return Interactions.from_arrays(src.astype(str), dst.astype(str), one_sided=True)
-
-
-def validation_of(graph: Interactions) -> tuple[Interactions, Interactions]:
-    """``(fit, validation)``: the outer 10% test edges dropped, validation carved from the rest."""
-    outer_test = np.random.default_rng(OUTER_SEED).random(len(graph)) < 0.1
-    train = graph.subset(np.flatnonzero(~outer_test))
-    carved = np.random.default_rng(VALIDATION_SEED).random(len(train)) < 0.1
-    return train.subset(np.flatnonzero(~carved)), train.subset(np.flatnonzero(carved))
 
 
 def measure(graph: Interactions, settings: dict[str, dict]) -> dict:
     """Recall@20 over the exact circle's, the top 20 kept from the first setting's, CPU."""
     fit, held = validation_of(graph)
-    users = np.unique(held.src)
-    users = np.random.default_rng(USERS_SEED).choice(
-        users, size=min(300, len(users)), replace=False
-    )
+    users = validation_users(held)
     exact = recall_at(create_retriever("salsa", EXACT).fit(fit), held, users)
     out: dict = {
         "fit_rows": len(fit),
@@ -84,13 +71,8 @@ def measure(graph: Interactions, settings: dict[str, dict]) -> dict:
             "over_exact": round(value / exact, 4),
             "cpu_ms_per_user": round(spent / len(users) * 1000, 2),
         }
-    first = lists[next(iter(settings))]
-    for label in settings:
-        kept = [
-            len(np.intersect1d(a[a >= 0], b[b >= 0])) / max((b >= 0).sum(), 1)
-            for a, b in zip(lists[label], first, strict=True)
-        ]
-        out["settings"][label]["same_top20"] = round(float(np.mean(kept)), 4)
+    for label, kept in same_top20(lists, next(iter(settings))).items():
+        out["settings"][label]["same_top20"] = kept
     return out
 
 

@@ -121,9 +121,20 @@ def measure(model, askers: np.ndarray, n: int) -> dict:
     for part, values in parts.items():
         ms = np.array(values[WARM:]) * 1000
         out[f"{part}_cpu_ms_mean"] = round(float(ms.mean()), 3)
+        out[f"{part}_cpu_ms_p99"] = round(float(np.percentile(ms, 99)), 3)
+        out[f"{part}_cpu_ms_max"] = round(float(ms.max()), 3)
     ms = np.array(parts["request"][WARM:]) * 1000
     out["request_cpu_ms_p50"] = round(float(np.percentile(ms, 50)), 3)
     out["request_cpu_ms_p99"] = round(float(np.percentile(ms, 99)), 3)
+    out["request_cpu_ms_max"] = round(float(ms.max()), 3)
+    cold = np.array(parts["request"][:WARM]) * 1000  # the first requests: pages, scratch
+    out["first_requests_cpu_ms"] = [round(float(x), 2) for x in cold]
+    slowest = np.argsort(parts["request"])[::-1][:5]
+    out["slowest"] = [
+        {"at": int(i), "asker": int(askers[i]), "cpu_ms": round(1000 * parts["request"][i], 2),
+         **{p: round(1000 * parts[p][i], 2) for p in ("walk", "recommend", "explain")}}
+        for i in slowest
+    ]  # fmt: skip
     if scored:
         out["scored_per_user_mean"] = round(float(np.mean(scored)), 1)
     return out
@@ -167,7 +178,8 @@ def main() -> None:
         print(
             f"  {name:12s} {r['request_cpu_ms_mean']:7.2f}  (walk {r['walk_cpu_ms_mean']:.2f}, "
             f"recommend {r['recommend_cpu_ms_mean']:.2f}, explain {r['explain_cpu_ms_mean']:.2f}; "
-            f"p99 {r['request_cpu_ms_p99']:.2f})",
+            f"p50 {r['request_cpu_ms_p50']:.2f}, p99 {r['request_cpu_ms_p99']:.2f}, "
+            f"max {r['request_cpu_ms_max']:.2f}; first {r['first_requests_cpu_ms'][:5]})",
             flush=True,
         )
         del model
