@@ -6,7 +6,7 @@ test first, validation from its train part): per graph the outer test set is 10%
 the edges at random (seed 0): exactly ``tests/retrieval/test_walk_recall.py``'s
 held-out edges, set aside and never read here. From the remaining train part 10% of
 the edges are carved at random (seed 2) as validation, the rest fitted on; recall@20
-of the validation edges for 300 of their users (seed 3), for exact PPR (``EXACT``:
+of the validation edges for 300 of their users (seed 3; ``--users``), for exact PPR (``EXACT``:
 power iteration, 50 steps) and for the local push with each sweep budget (``0``: no
 bound); ``same_top20`` is the share of the unbounded sweep's top 20 a budget keeps.
 Each setting answers a few users once before its CPU is timed (the first pays the
@@ -63,10 +63,12 @@ def validation_of(graph: Interactions) -> tuple[Interactions, Interactions]:
     return train.subset(np.flatnonzero(~carved)), train.subset(np.flatnonzero(carved))
 
 
-def validation_users(held: Interactions) -> np.ndarray:
-    """300 of the validation edges' users (seed ``USERS_SEED``)."""
+def validation_users(held: Interactions, count: int = 300) -> np.ndarray:
+    """``count`` of the validation edges' users (seed ``USERS_SEED``)."""
     users = np.unique(held.src)
-    return np.random.default_rng(USERS_SEED).choice(users, size=min(300, len(users)), replace=False)
+    return np.random.default_rng(USERS_SEED).choice(
+        users, size=min(count, len(users)), replace=False
+    )
 
 
 def same_top20(lists: dict[str, np.ndarray], first: str) -> dict[str, float]:
@@ -81,9 +83,9 @@ def same_top20(lists: dict[str, np.ndarray], first: str) -> dict[str, float]:
     return out
 
 
-def measure(graph: Interactions, budgets: list[int]) -> dict:
+def measure(graph: Interactions, budgets: list[int], count: int = 300) -> dict:
     fit, held = validation_of(graph)
-    users = validation_users(held)
+    users = validation_users(held, count)
     exact = recall_at(create_retriever("ppr", EXACT).fit(fit), held, users)
     out: dict = {
         "fit_rows": len(fit),
@@ -114,6 +116,7 @@ def main() -> None:
     parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="first: the base")
     parser.add_argument("--synthetic", type=float, default=0, help="generated follows (0: none)")
     parser.add_argument("--only-synthetic", action="store_true")
+    parser.add_argument("--users", type=int, default=300, help="validation users a graph")
     parser.add_argument("--out", default="ppr_sweep_budget")
     args = parser.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
@@ -128,7 +131,7 @@ def main() -> None:
     results = {}
     print(f"{'graph':18s} {'budget':>7s} {'x exact':>8s} {'same top20':>10s} {'CPU ms/user':>12s}")
     for name, load in graphs.items():
-        results[name] = measure(load(), budgets)
+        results[name] = measure(load(), budgets, args.users)
         for budget, row in results[name]["budgets"].items():
             print(
                 f"{name:18s} {budget:>7s} {row['over_exact']:8.3f} {row['same_top20']:10.3f} "
@@ -142,7 +145,7 @@ def main() -> None:
         split={
             "outer_test": f"10% of edges at random, seed {OUTER_SEED} (never read)",
             "validation": f"10% of the outer train's edges at random, seed {VALIDATION_SEED}",
-            "users": f"300 validation users, seed {USERS_SEED}",
+            "users": f"{args.users} validation users, seed {USERS_SEED}",
         },
         exact=EXACT,
         graphs=results,

@@ -171,24 +171,44 @@ def tree_faults(pids: list[int]) -> tuple[int, int]:
     return minor, major
 
 
+def tree_read_bytes(pids: list[int]) -> int:
+    """Bytes ``pids`` together read from the disk (``/proc/PID/io``: page cache misses of
+    their reads, such as SQLite's, and of their memory maps; 0 where it cannot be read)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = dict(
+                line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines()
+            )
+        except OSError:
+            continue
+        total += int(fields.get("read_bytes", 0))
+    return total
+
+
 class PerSecond:
-    """The server's CPU (user, system) and page faults each second while a phase runs (a
-    thread reading /proc): where the slow seconds' time went."""
+    """The server's CPU (user, system), page faults and disk reads each second while a phase
+    runs (a thread reading /proc): where the slow seconds' time went."""
 
     def __init__(self, pids: list[int]) -> None:
         self.pids, self.rows, self._stop = pids, [], threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _read(self) -> tuple[float, ...]:
-        return (*tree_user_system_seconds(self.pids), *tree_faults(self.pids))
+        return (
+            *tree_user_system_seconds(self.pids),
+            *tree_faults(self.pids),
+            tree_read_bytes(self.pids),
+        )
 
     def _run(self) -> None:
         last = self._read()
         while not self._stop.wait(1.0):
             now = self._read()
-            user, system, minor, major = (b - a for a, b in zip(last, now, strict=True))
+            user, system, minor, major, read = (b - a for a, b in zip(last, now, strict=True))
             self.rows.append({"user_ms": round(1000 * user), "system_ms": round(1000 * system),
-                              "minor_faults": minor, "major_faults": major})  # fmt: skip
+                              "minor_faults": minor, "major_faults": major,
+                              "disk_read_mb": round(read / 1e6, 2)})  # fmt: skip
             last = now
 
     def __enter__(self) -> PerSecond:
@@ -236,7 +256,7 @@ def serve(
         time.sleep(1.0)  # every worker up (warm_up may have met only the first)
         every_worker_up(url, paths[50:], started + SERVER_START_TIMEOUT)
         pids = process_tree(server.pid)
-        faults_at_start = tree_faults(pids)
+        faults_at_start = (*tree_faults(pids), round(tree_read_bytes(pids) / 1e6, 1))
         if warm_seconds > 0:  # unmeasured: askers from the end of the list, at the full rate
             with PerSecond(pids) as burst_seconds:
                 burst = asyncio.run(open_loop(url, paths[::-1], rate, warm_seconds))
@@ -254,7 +274,9 @@ def serve(
     result.pop("versions_seen", None)
     # the server's page faults while loading and warming up (before the burst) and its
     # CPU and faults second by second (by when the sampler read them, not by due time)
-    result["faults_at_load"] = dict(zip(("minor", "major"), faults_at_start, strict=True))
+    result["faults_at_load"] = dict(
+        zip(("minor", "major", "disk_read_mb"), faults_at_start, strict=True)
+    )
     result["per_second"] = measured_seconds.rows
     if burst is not None:
         result["warm_burst"] = {

@@ -29,6 +29,7 @@ Saves ``benchmarks/results/NAME.json`` (default ``walk_cpu``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -71,15 +72,16 @@ def first_follows(graph, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return recent_indptr, items, np.zeros(len(items), dtype=np.int64)
 
 
-def model_on(name: str, graph, seen: sp.csr_matrix, ids):
-    """``name`` set up on the mapped graph as a trained model would be (no fit)."""
+def model_on(name: str, graph, seen: sp.csr_matrix, ids, params: dict | None = None):
+    """``name`` set up on the mapped graph as a trained model would be (no fit), with
+    ``params`` over its default config."""
     from recgraph.retrieval.adamic_adar import AdamicAdar
     from recgraph.retrieval.pixie import Pixie
     from recgraph.retrieval.ppr import PersonalizedPageRank
     from recgraph.retrieval.salsa import SALSA
 
     cls = {"ppr": PersonalizedPageRank, "salsa": SALSA, "pixie": Pixie, "adamic_adar": AdamicAdar}
-    model = cls[name]()
+    model = cls[name](params or {})
     if name == "adamic_adar":
         model.adjacency_ = seen
     else:
@@ -149,6 +151,9 @@ def main() -> None:
         "--askers", type=int, default=300, help=f"more than the {WARM} warm-up requests"
     )
     parser.add_argument("--repeat", type=int, default=1, help="passes over the askers")
+    parser.add_argument(
+        "--params", default="{}", help='JSON config over the defaults, e.g. {"sweep_budget": 0}'
+    )
     parser.add_argument("--out", default="walk_cpu")
     args = parser.parse_args()
     if args.askers * args.repeat <= WARM:
@@ -172,7 +177,7 @@ def main() -> None:
         f"{size:,} follows, {n:,} accounts; CPU ms per request (mean: walk + recommend + explain)"
     )
     for name in [m for m in args.models.split(",") if m]:
-        model = model_on(name, graph, seen, ids)
+        model = model_on(name, graph, seen, ids, json.loads(args.params))
         results[name] = measure(model, askers, n)
         r = results[name]
         print(
@@ -191,6 +196,7 @@ def main() -> None:
         accounts=n,
         reused_graph=reused,
         askers=args.askers,
+        params=json.loads(args.params),
         repeat=args.repeat,
         code=os.environ.get("PYTHONPATH", ""),
         load_average_at_start=load_at_start,
