@@ -83,6 +83,29 @@ def same_top20(lists: dict[str, np.ndarray], first: str) -> dict[str, float]:
     return out
 
 
+def graph_loaders(only_synthetic: bool, synthetic_follows: float) -> dict:
+    """``{name: load()}``: the shared graphs (unless ``only_synthetic``) and the generated
+    follows (``synthetic_follows``, 0: none)."""
+    graphs = {}
+    if not only_synthetic:
+        for name, (path, directed, timestamps) in GRAPHS.items():
+            graphs[name] = lambda p=path, d=directed, t=timestamps: read_edge_list(
+                datasets_folder() / p, directed=d, timestamps=t
+            ).dedupe()
+    if synthetic_follows:
+        graphs[f"synthetic-{int(synthetic_follows)}"] = lambda: synthetic(int(synthetic_follows))
+    return graphs
+
+
+def split_description(users: int) -> dict:
+    """The split, as saved with the figures."""
+    return {
+        "outer_test": f"10% of edges at random, seed {OUTER_SEED} (never read)",
+        "validation": f"10% of the outer train's edges at random, seed {VALIDATION_SEED}",
+        "users": f"{users} validation users, seed {USERS_SEED}",
+    }
+
+
 def measure(graph: Interactions, budgets: list[int], count: int = 300) -> dict:
     fit, held = validation_of(graph)
     users = validation_users(held, count)
@@ -120,14 +143,7 @@ def main() -> None:
     parser.add_argument("--out", default="ppr_sweep_budget")
     args = parser.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
-    graphs = {}
-    if not args.only_synthetic:
-        for name, (path, directed, timestamps) in GRAPHS.items():
-            graphs[name] = lambda p=path, d=directed, t=timestamps: read_edge_list(
-                datasets_folder() / p, directed=d, timestamps=t
-            ).dedupe()
-    if args.synthetic:
-        graphs[f"synthetic-{int(args.synthetic)}"] = lambda: synthetic(int(args.synthetic))
+    graphs = graph_loaders(args.only_synthetic, args.synthetic)
     results = {}
     print(f"{'graph':18s} {'budget':>7s} {'x exact':>8s} {'same top20':>10s} {'CPU ms/user':>12s}")
     for name, load in graphs.items():
@@ -142,11 +158,7 @@ def main() -> None:
     save_results(
         out,
         "ppr_sweep_budget",
-        split={
-            "outer_test": f"10% of edges at random, seed {OUTER_SEED} (never read)",
-            "validation": f"10% of the outer train's edges at random, seed {VALIDATION_SEED}",
-            "users": f"{args.users} validation users, seed {USERS_SEED}",
-        },
+        split=split_description(args.users),
         exact=EXACT,
         graphs=results,
     )

@@ -26,20 +26,16 @@ import argparse
 import json
 import time
 
-from common import REPO, datasets_folder, save_results
+from common import REPO, save_results
 from ppr_sweep_budget import (
-    GRAPHS,
-    OUTER_SEED,
-    USERS_SEED,
-    VALIDATION_SEED,
+    graph_loaders,
     recall_at,
     same_top20,
-    synthetic,
+    split_description,
     validation_of,
     validation_users,
 )
 from recgraph.data.interactions import Interactions
-from recgraph.data.readers import read_edge_list
 from recgraph.retrieval import create_retriever
 
 BUDGETS = (20_000, 10_000, 5_000, 2_000)
@@ -92,14 +88,7 @@ def main() -> None:
         if args.settings
         else {b: {"sweep_budget": int(b)} for b in args.budgets.split(",")}
     )
-    graphs = {}
-    if not args.only_synthetic:
-        for name, (path, directed, timestamps) in GRAPHS.items():
-            graphs[name] = lambda p=path, d=directed, t=timestamps: read_edge_list(
-                datasets_folder() / p, directed=d, timestamps=t
-            ).dedupe()
-    if args.synthetic:
-        graphs[f"synthetic-{int(args.synthetic)}"] = lambda: synthetic(int(args.synthetic))
+    graphs = graph_loaders(args.only_synthetic, args.synthetic)
     results = {}
     print(f"{'graph':18s} {'budget':>7s} {'x exact':>8s} {'same top20':>10s} {'CPU ms/user':>12s}")
     for name, load in graphs.items():
@@ -114,11 +103,7 @@ def main() -> None:
     save_results(
         out,
         "salsa_budget",
-        split={
-            "outer_test": f"10% of edges at random, seed {OUTER_SEED} (never read)",
-            "validation": f"10% of the outer train's edges at random, seed {VALIDATION_SEED}",
-            "users": f"300 validation users, seed {USERS_SEED}",
-        },
+        split=split_description(300),
         exact=EXACT,
         settings=settings,
         graphs=results,
