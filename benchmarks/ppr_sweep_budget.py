@@ -106,31 +106,43 @@ def split_description(users: int) -> dict:
     }
 
 
-def measure(graph: Interactions, budgets: list[int], count: int = 300) -> dict:
+def compare(
+    graph: Interactions, model: str, exact: dict, settings: dict[str, dict], count: int = 300
+) -> dict:
+    """``model`` with each of ``settings`` against its ``exact`` config on ``graph``'s
+    validation: recall@20 (and over the exact one's), CPU per user, and the top 20 kept
+    from the first setting's."""
     fit, held = validation_of(graph)
     users = validation_users(held, count)
-    exact = recall_at(create_retriever("ppr", EXACT).fit(fit), held, users)
+    baseline = recall_at(create_retriever(model, exact).fit(fit), held, users)
     out: dict = {
         "fit_rows": len(fit),
         "validation_rows": len(held),
-        "exact_recall@20": round(exact, 4),
-        "budgets": {},
+        "exact_recall@20": round(baseline, 4),
+        "settings": {},
     }
     lists = {}
-    for budget in budgets:
-        model = create_retriever("ppr", {"sweep_budget": budget}).fit(fit)
-        model.recommend(users[:5], k=20)  # warm-up: kernel loading is not the budget's
+    for label, params in settings.items():
+        fitted = create_retriever(model, params).fit(fit)
+        fitted.recommend(users[:5], k=20)  # warm-up: kernel loading is not the setting's
         cpu = time.process_time()
-        value = recall_at(model, held, users)
+        value = recall_at(fitted, held, users)
         spent = time.process_time() - cpu
-        lists[str(budget)], _ = model.recommend(users, k=20)
-        out["budgets"][str(budget)] = {
+        lists[label], _ = fitted.recommend(users, k=20)
+        out["settings"][label] = {
             "recall@20": round(value, 4),
-            "over_exact": round(value / exact, 4),
+            "over_exact": round(value / baseline, 4),
             "cpu_ms_per_user": round(spent / len(users) * 1000, 2),
         }
-    for label, kept in same_top20(lists, str(budgets[0])).items():
-        out["budgets"][label]["same_top20"] = kept
+    for label, kept in same_top20(lists, next(iter(settings))).items():
+        out["settings"][label]["same_top20"] = kept
+    return out
+
+
+def measure(graph: Interactions, budgets: list[int], count: int = 300) -> dict:
+    """:func:`compare` of the sweep budgets (the first: the base of ``same_top20``)."""
+    out = compare(graph, "ppr", EXACT, {str(b): {"sweep_budget": b} for b in budgets}, count)
+    out["budgets"] = out.pop("settings")
     return out
 
 

@@ -24,19 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 from common import REPO, save_results
 from ppr_sweep_budget import (
+    compare,
     graph_loaders,
-    recall_at,
-    same_top20,
     split_description,
-    validation_of,
-    validation_users,
 )
 from recgraph.data.interactions import Interactions
-from recgraph.retrieval import create_retriever
 
 BUDGETS = (20_000, 10_000, 5_000, 2_000)
 #: The baseline: SALSA on the exact circle, its rounds pinned (not the default's).
@@ -45,31 +40,7 @@ EXACT = {"circle_method": "power", "iterations": 10}
 
 def measure(graph: Interactions, settings: dict[str, dict]) -> dict:
     """Recall@20 over the exact circle's, the top 20 kept from the first setting's, CPU."""
-    fit, held = validation_of(graph)
-    users = validation_users(held)
-    exact = recall_at(create_retriever("salsa", EXACT).fit(fit), held, users)
-    out: dict = {
-        "fit_rows": len(fit),
-        "validation_rows": len(held),
-        "exact_recall@20": round(exact, 4),
-        "settings": {},
-    }
-    lists = {}
-    for label, params in settings.items():
-        model = create_retriever("salsa", params).fit(fit)
-        model.recommend(users[:5], k=20)  # warm-up: kernel loading is not the setting's
-        cpu = time.process_time()
-        value = recall_at(model, held, users)
-        spent = time.process_time() - cpu
-        lists[label], _ = model.recommend(users, k=20)
-        out["settings"][label] = {
-            "recall@20": round(value, 4),
-            "over_exact": round(value / exact, 4),
-            "cpu_ms_per_user": round(spent / len(users) * 1000, 2),
-        }
-    for label, kept in same_top20(lists, next(iter(settings))).items():
-        out["settings"][label]["same_top20"] = kept
-    return out
+    return compare(graph, "salsa", EXACT, settings)
 
 
 def main() -> None:
