@@ -1,15 +1,21 @@
-"""PPR's ``sweep_budget``: recall@20 against exact PPR, and CPU per user, by budget.
+"""PPR's ``sweep_budget``: recall@20 against exact PPR, the lists' change, and CPU per user,
+by budget, on VALIDATION carved from train.
 
-Per graph: 10% of the edges held out at random (seed 0), the rest trained on;
-recall@20 of the held-out edges for 300 users (seed 1), for exact PPR (power
-iteration, 50 steps) and for the local push with each sweep budget (``0``: no
-bound). The shared graphs as in ``tests/retrieval/test_walk_recall.py``, and
-``--store`` adds a store's follow graph (e.g. the synthetic heavy-tailed 10^6
-follows of ``benchmarks/scale.py``), where walking either way made the
-unbounded sweep gather 10^5 hub edges per user.
+Split (the protocol of ``benchmarks/graph_defaults.py`` and ``salsa_budget.py``: outer
+test first, validation from its train part): per graph the outer test set is 10% of
+the edges at random (seed 0): exactly ``tests/retrieval/test_walk_recall.py``'s
+held-out edges, set aside and never read here. From the remaining train part 10% of
+the edges are carved at random (seed 2) as validation, the rest fitted on; recall@20
+of the validation edges for 300 of their users (seed 3; ``--users``), for exact PPR (``EXACT``:
+power iteration, 50 steps) and for the local push with each sweep budget (``0``: no
+bound); ``same_top20`` is the share of the unbounded sweep's top 20 a budget keeps.
+Each setting answers a few users once before its CPU is timed (the first pays the
+kernels' loading). The shared graphs as in ``test_walk_recall.py``; ``--synthetic
+FOLLOWS`` adds ``benchmarks/scale.py``'s heavy-tailed generated follows, where walking
+either way made the unbounded sweep gather 10^5 hub edges per user (the budget binds).
 
-Run: ``python benchmarks/ppr_sweep_budget.py [--store sqlite:///...]``.
-Prints a table and saves ``benchmarks/results/ppr_sweep_budget.json``.
+Run: ``python benchmarks/ppr_sweep_budget.py --synthetic 1e6 --out NAME``.
+Prints a table and saves ``benchmarks/results/NAME.json`` (default ``ppr_sweep_budget``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import numpy as np
 from common import REPO, datasets_folder, save_results
 from recgraph.data.interactions import Interactions
 from recgraph.data.readers import read_edge_list
-from recgraph.data.store import Store
 from recgraph.evaluation.metrics import capped_recall
 from recgraph.retrieval import create_retriever
 
@@ -33,6 +38,7 @@ GRAPHS = {  # path, directed, timestamps
 }
 BUDGETS = (0, 50_000, 20_000, 10_000, 5_000)
 EXACT = {"method": "power", "iterations": 50, "tol": 1e-7}
+OUTER_SEED, VALIDATION_SEED, USERS_SEED = 0, 2, 3
 
 
 def recall_at(model, held: Interactions, users: np.ndarray, k: int = 20) -> float:
@@ -40,47 +46,134 @@ def recall_at(model, held: Interactions, users: np.ndarray, k: int = 20) -> floa
     return capped_recall(ids, held.csr("binary")[users], k)
 
 
-def measure(graph: Interactions) -> dict:
-    test = np.random.default_rng(0).random(len(graph)) < 0.1
-    train, held = graph.subset(np.flatnonzero(~test)), graph.subset(np.flatnonzero(test))
+def synthetic(follows: int) -> Interactions:
+    """``scale.generated_chunks``' heavy-tailed follows as a directed graph."""
+    from scale import generated_chunks
+
+    chunks, _ = generated_chunks(follows)
+    src, dst = (np.concatenate(part) for part in zip(*chunks, strict=True))
+    return Interactions.from_arrays(src.astype(str), dst.astype(str), one_sided=True)
+
+
+def validation_of(graph: Interactions) -> tuple[Interactions, Interactions]:
+    """``(fit, validation)``: the outer 10% test edges dropped, validation carved from the rest."""
+    outer_test = np.random.default_rng(OUTER_SEED).random(len(graph)) < 0.1
+    train = graph.subset(np.flatnonzero(~outer_test))
+    carved = np.random.default_rng(VALIDATION_SEED).random(len(train)) < 0.1
+    return train.subset(np.flatnonzero(~carved)), train.subset(np.flatnonzero(carved))
+
+
+def validation_users(held: Interactions, count: int = 300) -> np.ndarray:
+    """``count`` of the validation edges' users (seed ``USERS_SEED``)."""
     users = np.unique(held.src)
-    users = np.random.default_rng(1).choice(users, size=min(300, len(users)), replace=False)
-    exact = recall_at(create_retriever("ppr", EXACT).fit(train), held, users)
-    out = {"exact_recall@20": round(exact, 4), "budgets": {}}
-    for budget in BUDGETS:
-        model = create_retriever("ppr", {"sweep_budget": budget}).fit(train)
+    return np.random.default_rng(USERS_SEED).choice(
+        users, size=min(count, len(users)), replace=False
+    )
+
+
+def same_top20(lists: dict[str, np.ndarray], first: str) -> dict[str, float]:
+    """Per setting, the share of the ``first`` setting's top 20 it keeps (1.0: the same)."""
+    out = {}
+    for label, ids in lists.items():
+        kept = [
+            len(np.intersect1d(a[a >= 0], b[b >= 0])) / max((b >= 0).sum(), 1)
+            for a, b in zip(ids, lists[first], strict=True)
+        ]
+        out[label] = round(float(np.mean(kept)), 4)
+    return out
+
+
+def graph_loaders(only_synthetic: bool, synthetic_follows: float) -> dict:
+    """``{name: load()}``: the shared graphs (unless ``only_synthetic``) and the generated
+    follows (``synthetic_follows``, 0: none)."""
+    graphs = {}
+    if not only_synthetic:
+        for name, (path, directed, timestamps) in GRAPHS.items():
+            graphs[name] = lambda p=path, d=directed, t=timestamps: read_edge_list(
+                datasets_folder() / p, directed=d, timestamps=t
+            ).dedupe()
+    if synthetic_follows:
+        graphs[f"synthetic-{int(synthetic_follows)}"] = lambda: synthetic(int(synthetic_follows))
+    return graphs
+
+
+def split_description(users: int) -> dict:
+    """The split, as saved with the figures."""
+    return {
+        "outer_test": f"10% of edges at random, seed {OUTER_SEED} (never read)",
+        "validation": f"10% of the outer train's edges at random, seed {VALIDATION_SEED}",
+        "users": f"{users} validation users, seed {USERS_SEED}",
+    }
+
+
+def compare(
+    graph: Interactions, model: str, exact: dict, settings: dict[str, dict], count: int = 300
+) -> dict:
+    """``model`` with each of ``settings`` against its ``exact`` config on ``graph``'s
+    validation: recall@20 (and over the exact one's), CPU per user, and the top 20 kept
+    from the first setting's."""
+    fit, held = validation_of(graph)
+    users = validation_users(held, count)
+    baseline = recall_at(create_retriever(model, exact).fit(fit), held, users)
+    out: dict = {
+        "fit_rows": len(fit),
+        "validation_rows": len(held),
+        "exact_recall@20": round(baseline, 4),
+        "settings": {},
+    }
+    lists = {}
+    for label, params in settings.items():
+        fitted = create_retriever(model, params).fit(fit)
+        fitted.recommend(users[:5], k=20)  # warm-up: kernel loading is not the setting's
         cpu = time.process_time()
-        value = recall_at(model, held, users)
-        out["budgets"][str(budget)] = {
+        value = recall_at(fitted, held, users)
+        spent = time.process_time() - cpu
+        lists[label], _ = fitted.recommend(users, k=20)
+        out["settings"][label] = {
             "recall@20": round(value, 4),
-            "over_exact": round(value / exact, 4),
-            "cpu_ms_per_user": round((time.process_time() - cpu) / len(users) * 1000, 2),
+            "over_exact": round(value / baseline, 4),
+            "cpu_ms_per_user": round(spent / len(users) * 1000, 2),
         }
+    for label, kept in same_top20(lists, next(iter(settings))).items():
+        out["settings"][label]["same_top20"] = kept
+    return out
+
+
+def measure(graph: Interactions, budgets: list[int], count: int = 300) -> dict:
+    """:func:`compare` of the sweep budgets (the first: the base of ``same_top20``)."""
+    out = compare(graph, "ppr", EXACT, {str(b): {"sweep_budget": b} for b in budgets}, count)
+    out["budgets"] = out.pop("settings")
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--store", help="also a store's follow graph (URL)")
+    parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="first: the base")
+    parser.add_argument("--synthetic", type=float, default=0, help="generated follows (0: none)")
+    parser.add_argument("--only-synthetic", action="store_true")
+    parser.add_argument("--users", type=int, default=300, help="validation users a graph")
+    parser.add_argument("--out", default="ppr_sweep_budget")
     args = parser.parse_args()
-    graphs = {}
-    for name, (path, directed, timestamps) in GRAPHS.items():
-        graphs[name] = lambda p=path, d=directed, t=timestamps: read_edge_list(
-            datasets_folder() / p, directed=d, timestamps=t
-        ).dedupe()
-    if args.store:
-        graphs["store"] = lambda: Store(args.store).follows_graph()
+    budgets = [int(b) for b in args.budgets.split(",")]
+    graphs = graph_loaders(args.only_synthetic, args.synthetic)
     results = {}
-    print(f"{'graph':14s} {'budget':>7s} {'x exact':>8s} {'CPU ms/user':>12s}")
+    print(f"{'graph':18s} {'budget':>7s} {'x exact':>8s} {'same top20':>10s} {'CPU ms/user':>12s}")
     for name, load in graphs.items():
-        results[name] = measure(load())
+        results[name] = measure(load(), budgets, args.users)
         for budget, row in results[name]["budgets"].items():
             print(
-                f"{name:14s} {budget:>7s} {row['over_exact']:8.3f} {row['cpu_ms_per_user']:12.1f}",
+                f"{name:18s} {budget:>7s} {row['over_exact']:8.3f} {row['same_top20']:10.3f} "
+                f"{row['cpu_ms_per_user']:12.2f}",
                 flush=True,
             )
-    out = REPO / "benchmarks" / "results" / "ppr_sweep_budget.json"
-    save_results(out, "ppr_sweep_budget", store=args.store, graphs=results)
+    out = REPO / "benchmarks" / "results" / f"{args.out}.json"
+    save_results(
+        out,
+        "ppr_sweep_budget",
+        split=split_description(args.users),
+        exact=EXACT,
+        graphs=results,
+    )
     print(f"saved {out}")
 
 

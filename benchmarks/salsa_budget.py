@@ -24,74 +24,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
-import numpy as np
-
-from common import REPO, datasets_folder, save_results
-from ppr_sweep_budget import GRAPHS, recall_at
+from common import REPO, save_results
+from ppr_sweep_budget import (
+    compare,
+    graph_loaders,
+    split_description,
+)
 from recgraph.data.interactions import Interactions
-from recgraph.data.readers import read_edge_list
-from recgraph.retrieval import create_retriever
 
 BUDGETS = (20_000, 10_000, 5_000, 2_000)
 #: The baseline: SALSA on the exact circle, its rounds pinned (not the default's).
 EXACT = {"circle_method": "power", "iterations": 10}
-OUTER_SEED, VALIDATION_SEED, USERS_SEED = 0, 2, 3
-
-
-def synthetic(follows: int) -> Interactions:
-    """``scale.generated_chunks``' heavy-tailed follows as a directed graph."""
-    from scale import generated_chunks
-
-    chunks, _ = generated_chunks(follows)
-    src, dst = (np.concatenate(part) for part in zip(*chunks, strict=True))
-    return Interactions.from_arrays(src.astype(str), dst.astype(str), one_sided=True)
-
-
-def validation_of(graph: Interactions) -> tuple[Interactions, Interactions]:
-    """``(fit, validation)``: the outer 10% test edges dropped, validation carved from the rest."""
-    outer_test = np.random.default_rng(OUTER_SEED).random(len(graph)) < 0.1
-    train = graph.subset(np.flatnonzero(~outer_test))
-    carved = np.random.default_rng(VALIDATION_SEED).random(len(train)) < 0.1
-    return train.subset(np.flatnonzero(~carved)), train.subset(np.flatnonzero(carved))
 
 
 def measure(graph: Interactions, settings: dict[str, dict]) -> dict:
     """Recall@20 over the exact circle's, the top 20 kept from the first setting's, CPU."""
-    fit, held = validation_of(graph)
-    users = np.unique(held.src)
-    users = np.random.default_rng(USERS_SEED).choice(
-        users, size=min(300, len(users)), replace=False
-    )
-    exact = recall_at(create_retriever("salsa", EXACT).fit(fit), held, users)
-    out: dict = {
-        "fit_rows": len(fit),
-        "validation_rows": len(held),
-        "exact_recall@20": round(exact, 4),
-        "settings": {},
-    }
-    lists = {}
-    for label, params in settings.items():
-        model = create_retriever("salsa", params).fit(fit)
-        model.recommend(users[:5], k=20)  # warm-up: kernel loading is not the setting's
-        cpu = time.process_time()
-        value = recall_at(model, held, users)
-        spent = time.process_time() - cpu
-        lists[label], _ = model.recommend(users, k=20)
-        out["settings"][label] = {
-            "recall@20": round(value, 4),
-            "over_exact": round(value / exact, 4),
-            "cpu_ms_per_user": round(spent / len(users) * 1000, 2),
-        }
-    first = lists[next(iter(settings))]
-    for label in settings:
-        kept = [
-            len(np.intersect1d(a[a >= 0], b[b >= 0])) / max((b >= 0).sum(), 1)
-            for a, b in zip(lists[label], first, strict=True)
-        ]
-        out["settings"][label]["same_top20"] = round(float(np.mean(kept)), 4)
-    return out
+    return compare(graph, "salsa", EXACT, settings)
 
 
 def main() -> None:
@@ -110,14 +59,7 @@ def main() -> None:
         if args.settings
         else {b: {"sweep_budget": int(b)} for b in args.budgets.split(",")}
     )
-    graphs = {}
-    if not args.only_synthetic:
-        for name, (path, directed, timestamps) in GRAPHS.items():
-            graphs[name] = lambda p=path, d=directed, t=timestamps: read_edge_list(
-                datasets_folder() / p, directed=d, timestamps=t
-            ).dedupe()
-    if args.synthetic:
-        graphs[f"synthetic-{int(args.synthetic)}"] = lambda: synthetic(int(args.synthetic))
+    graphs = graph_loaders(args.only_synthetic, args.synthetic)
     results = {}
     print(f"{'graph':18s} {'budget':>7s} {'x exact':>8s} {'same top20':>10s} {'CPU ms/user':>12s}")
     for name, load in graphs.items():
@@ -132,11 +74,7 @@ def main() -> None:
     save_results(
         out,
         "salsa_budget",
-        split={
-            "outer_test": f"10% of edges at random, seed {OUTER_SEED} (never read)",
-            "validation": f"10% of the outer train's edges at random, seed {VALIDATION_SEED}",
-            "users": f"300 validation users, seed {USERS_SEED}",
-        },
+        split=split_description(300),
         exact=EXACT,
         settings=settings,
         graphs=results,

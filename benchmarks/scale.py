@@ -57,12 +57,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import process_tree, stop_process, tree_cpu_seconds
+from common import process_tree, stop_process, tree_cpu_seconds, tree_user_system_seconds
 from imports import heavy_tailed_follows, weighted_draw
 from load import free_port, open_loop, start_server, warm_up
 
@@ -157,6 +158,68 @@ SERVER_START_TIMEOUT = 900.0
 LIGHT_RATE = 20.0
 
 
+def tree_faults(pids: list[int]) -> tuple[int, int]:
+    """Minor and major page faults of ``pids`` together (a process gone since counts nothing):
+    a major one read a page from disk, a minor one mapped a page already in memory."""
+    minor = major = 0
+    for pid in pids:
+        try:
+            parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        minor, major = minor + int(parts[7]), major + int(parts[9])
+    return minor, major
+
+
+def tree_read_bytes(pids: list[int]) -> int:
+    """Bytes ``pids`` together read from the disk (``/proc/PID/io``: page cache misses of
+    their reads, such as SQLite's, and of their memory maps; 0 where it cannot be read)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = dict(
+                line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines()
+            )
+        except OSError:
+            continue
+        total += int(fields.get("read_bytes", 0))
+    return total
+
+
+class PerSecond:
+    """The server's CPU (user, system), page faults and disk reads each second while a phase
+    runs (a thread reading /proc): where the slow seconds' time went."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids, self.rows, self._stop = pids, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _read(self) -> tuple[float, ...]:
+        return (
+            *tree_user_system_seconds(self.pids),
+            *tree_faults(self.pids),
+            tree_read_bytes(self.pids),
+        )
+
+    def _run(self) -> None:
+        last = self._read()
+        while not self._stop.wait(1.0):
+            now = self._read()
+            user, system, minor, major, read = (b - a for a, b in zip(last, now, strict=True))
+            self.rows.append({"user_ms": round(1000 * user), "system_ms": round(1000 * system),
+                              "minor_faults": minor, "major_faults": major,
+                              "disk_read_mb": round(read / 1e6, 2)})  # fmt: skip
+            last = now
+
+    def __enter__(self) -> PerSecond:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def every_worker_up(url: str, paths: list[str], deadline: float) -> None:
     """Warm up again until no request times out: the first worker to answer ``/healthz`` may
     be the only one loaded (at 10^8 follows the second took a minute more)."""
@@ -192,11 +255,14 @@ def serve(
         asyncio.run(warm_up(url, paths))
         time.sleep(1.0)  # every worker up (warm_up may have met only the first)
         every_worker_up(url, paths[50:], started + SERVER_START_TIMEOUT)
-        if warm_seconds > 0:  # unmeasured: askers from the end of the list, at the full rate
-            burst = asyncio.run(open_loop(url, paths[::-1], rate, warm_seconds))
         pids = process_tree(server.pid)
+        faults_at_start = (*tree_faults(pids), round(tree_read_bytes(pids) / 1e6, 1))
+        if warm_seconds > 0:  # unmeasured: askers from the end of the list, at the full rate
+            with PerSecond(pids) as burst_seconds:
+                burst = asyncio.run(open_loop(url, paths[::-1], rate, warm_seconds))
         cpu_before = tree_cpu_seconds(pids)
-        result = asyncio.run(open_loop(url, paths, rate, seconds))
+        with PerSecond(pids) as measured_seconds:
+            result = asyncio.run(open_loop(url, paths, rate, seconds))
         cpu = tree_cpu_seconds(pids) - cpu_before
         memory = process_memory_mb(server.pid)
         if workers > 1:
@@ -206,10 +272,17 @@ def serve(
         stop_process(server, timeout=30)
     result["tail"] = tail_by_second(result.pop("latencies_ms"), rate, result["errors"])
     result.pop("versions_seen", None)
+    # the server's page faults while loading and warming up (before the burst) and its
+    # CPU and faults second by second (by when the sampler read them, not by due time)
+    result["faults_at_load"] = dict(
+        zip(("minor", "major", "disk_read_mb"), faults_at_start, strict=True)
+    )
+    result["per_second"] = measured_seconds.rows
     if burst is not None:
         result["warm_burst"] = {
             "seconds": warm_seconds,
             **{k: burst[k] for k in ("ok", "errors", "p50_ms", "p99_ms", "max_ms")},
+            "per_second": burst_seconds.rows,
         }
     return {
         "light": {

@@ -29,6 +29,7 @@ Saves ``benchmarks/results/NAME.json`` (default ``walk_cpu``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -71,15 +72,16 @@ def first_follows(graph, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return recent_indptr, items, np.zeros(len(items), dtype=np.int64)
 
 
-def model_on(name: str, graph, seen: sp.csr_matrix, ids):
-    """``name`` set up on the mapped graph as a trained model would be (no fit)."""
+def model_on(name: str, graph, seen: sp.csr_matrix, ids, params: dict | None = None):
+    """``name`` set up on the mapped graph as a trained model would be (no fit), with
+    ``params`` over its default config."""
     from recgraph.retrieval.adamic_adar import AdamicAdar
     from recgraph.retrieval.pixie import Pixie
     from recgraph.retrieval.ppr import PersonalizedPageRank
     from recgraph.retrieval.salsa import SALSA
 
     cls = {"ppr": PersonalizedPageRank, "salsa": SALSA, "pixie": Pixie, "adamic_adar": AdamicAdar}
-    model = cls[name]()
+    model = cls[name](params or {})
     if name == "adamic_adar":
         model.adjacency_ = seen
     else:
@@ -121,9 +123,20 @@ def measure(model, askers: np.ndarray, n: int) -> dict:
     for part, values in parts.items():
         ms = np.array(values[WARM:]) * 1000
         out[f"{part}_cpu_ms_mean"] = round(float(ms.mean()), 3)
+        out[f"{part}_cpu_ms_p99"] = round(float(np.percentile(ms, 99)), 3)
+        out[f"{part}_cpu_ms_max"] = round(float(ms.max()), 3)
     ms = np.array(parts["request"][WARM:]) * 1000
     out["request_cpu_ms_p50"] = round(float(np.percentile(ms, 50)), 3)
     out["request_cpu_ms_p99"] = round(float(np.percentile(ms, 99)), 3)
+    out["request_cpu_ms_max"] = round(float(ms.max()), 3)
+    cold = np.array(parts["request"][:WARM]) * 1000  # the first requests: pages, scratch
+    out["first_requests_cpu_ms"] = [round(float(x), 2) for x in cold]
+    slowest = np.argsort(parts["request"])[::-1][:5]
+    out["slowest"] = [
+        {"at": int(i), "asker": int(askers[i]), "cpu_ms": round(1000 * parts["request"][i], 2),
+         **{p: round(1000 * parts[p][i], 2) for p in ("walk", "recommend", "explain")}}
+        for i in slowest
+    ]  # fmt: skip
     if scored:
         out["scored_per_user_mean"] = round(float(np.mean(scored)), 1)
     return out
@@ -138,6 +151,9 @@ def main() -> None:
         "--askers", type=int, default=300, help=f"more than the {WARM} warm-up requests"
     )
     parser.add_argument("--repeat", type=int, default=1, help="passes over the askers")
+    parser.add_argument(
+        "--params", default="{}", help='JSON config over the defaults, e.g. {"sweep_budget": 0}'
+    )
     parser.add_argument("--out", default="walk_cpu")
     args = parser.parse_args()
     if args.askers * args.repeat <= WARM:
@@ -161,13 +177,14 @@ def main() -> None:
         f"{size:,} follows, {n:,} accounts; CPU ms per request (mean: walk + recommend + explain)"
     )
     for name in [m for m in args.models.split(",") if m]:
-        model = model_on(name, graph, seen, ids)
+        model = model_on(name, graph, seen, ids, json.loads(args.params))
         results[name] = measure(model, askers, n)
         r = results[name]
         print(
             f"  {name:12s} {r['request_cpu_ms_mean']:7.2f}  (walk {r['walk_cpu_ms_mean']:.2f}, "
             f"recommend {r['recommend_cpu_ms_mean']:.2f}, explain {r['explain_cpu_ms_mean']:.2f}; "
-            f"p99 {r['request_cpu_ms_p99']:.2f})",
+            f"p50 {r['request_cpu_ms_p50']:.2f}, p99 {r['request_cpu_ms_p99']:.2f}, "
+            f"max {r['request_cpu_ms_max']:.2f}; first {r['first_requests_cpu_ms'][:5]})",
             flush=True,
         )
         del model
@@ -179,6 +196,7 @@ def main() -> None:
         accounts=n,
         reused_graph=reused,
         askers=args.askers,
+        params=json.loads(args.params),
         repeat=args.repeat,
         code=os.environ.get("PYTHONPATH", ""),
         load_average_at_start=load_at_start,

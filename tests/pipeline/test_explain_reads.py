@@ -87,3 +87,29 @@ def test_account_reasons_name_the_same_people_when_rows_are_not_sorted():
         setattr(features, name, shuffled)
     said = [_account_reasons(features, user, ids, Names(), None, 2) for user in range(40)]
     assert said == expected
+
+
+def test_account_reasons_from_a_walk_do_not_read_the_users_history(monkeypatch):
+    """A retriever's connection reasons cite no liked item: the user's whole history (an
+    account's follow list, 10^5 entries for a heavy one) is not read for them."""
+    from recgraph.pipeline.pipeline import Pipeline
+    from recgraph.retrieval import create_retriever
+
+    rng = np.random.default_rng(2)
+    src, dst = np.nonzero(rng.random((40, 40)) < 0.2)
+    keep = src != dst
+    graph = Interactions.from_arrays(src[keep].astype(str), dst[keep].astype(str), one_sided=True)
+    pipeline = Pipeline.from_retriever(create_retriever("ppr").fit(graph))
+    history = pipeline.question("who_to_follow").history
+    user = str(graph.users.ids[int(np.argmax(history.counts))])
+    before = pipeline.suggest_accounts(user, 5)
+
+    def unread(*args, **kwargs):
+        raise AssertionError("the user's history was read for connection reasons")
+
+    monkeypatch.setattr(type(history), "liked_entries", unread)
+    after = pipeline.suggest_accounts(user, 5)
+    assert [r.id for r in after.results] == [r.id for r in before.results]
+    said = [(r.reason, r.reason_code) for r in after.results]
+    assert said == [(r.reason, r.reason_code) for r in before.results]
+    assert any(code == "connections" for _, code in said)

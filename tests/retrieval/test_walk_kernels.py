@@ -329,3 +329,42 @@ def test_pixie_walk_visits_items_as_often_as_the_exact_walk_with_restart(
     assert (np.abs(frequency - want) <= bound).all(), (frequency, want, bound)
     if with_overlay:  # the overlay's edges matter at this tolerance
         assert (np.abs(exact(trained, q, total_steps // walkers) - want) > 3 * bound).any()
+
+
+def top_allowed_reference(targets, values, seen, forbidden, allowed, k):
+    """One request's top ``k`` as plain Python: positive, not seen nor forbidden, allowed."""
+    out = {int(x) for x in seen} | {int(x) for x in forbidden}
+    keep = [
+        (int(t), np.float32(v))
+        for t, v in zip(targets, values, strict=True)
+        if v > 0 and int(t) not in out and (not len(allowed) or allowed[t])
+    ]
+    keep.sort(key=lambda pair: (-pair[1], pair[0]))
+    return [t for t, _ in keep[:k]], len(keep)
+
+
+@pytest.mark.parametrize("ascending", [True, False])
+def test_top_allowed_leaves_out_the_seen_row_as_a_set_would(ascending):
+    """Ascending rows meet the seen row in a galloping merge, others by binary search: the
+    same answer either way, for seen rows shorter and much longer than the targets."""
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        n_nodes = int(rng.integers(1, 400))
+        targets = rng.choice(
+            n_nodes, size=int(rng.integers(0, min(n_nodes, 60) + 1)), replace=False
+        )
+        targets = np.sort(targets) if ascending else targets
+        values = rng.choice([0.0, 0.1, 0.2, 0.3, 0.5], size=len(targets))
+        seen = np.sort(rng.choice(n_nodes, size=int(rng.integers(0, n_nodes + 1)), replace=False))
+        forbidden = np.sort(rng.choice(n_nodes, size=min(n_nodes, 3), replace=False))
+        allowed = rng.random(n_nodes) < 0.8 if trial % 3 == 0 else np.zeros(0, np.bool_)
+        k = int(rng.integers(1, 12))
+        ids, scores, kept = kernels.top_allowed(
+            targets.astype(np.int64), values, seen.astype(np.int64), forbidden.astype(np.int64),
+            allowed, k,
+        )  # fmt: skip
+        want, eligible = top_allowed_reference(targets, values, seen, forbidden, allowed, k)
+        assert ids.tolist() == want and kept == eligible
+        np.testing.assert_array_equal(
+            scores, np.float32(values[[list(targets).index(t) for t in want]])
+        )

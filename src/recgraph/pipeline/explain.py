@@ -196,17 +196,23 @@ class Explainer:
                 explained = model.explain(int(user), ids, 3 * top + 5)
         except Exception:  # an explanation is a courtesy: never fail a request over one
             return [None] * len(ids)
-        liked, kinds, values, value_kinds = self.history.liked_entries(user)
-        # plain lists: a reason reads a few entries one by one (numpy scalars, and a memory
-        # map's Python-level indexing, cost more than the rest of the reason)
-        kinds, values, value_kinds = kinds.tolist(), values.tolist(), value_kinds.tolist()
-        position: dict[int, int] | None = None  # the user's liked items -> their entry, once
+        read: list[tuple] = []
+
+        def entries() -> tuple:
+            """The user's liked items -> their entry, and the entries' kinds, values and
+            value kinds, as plain lists (a reason reads a few entries one by one: numpy
+            scalars, and a memory map's Python-level indexing, cost more than the rest of
+            the reason). Read once, and only for a reason that cites the history: the whole
+            history, which an account with 10^5 follows would have read on every request
+            for reasons that cite connections."""
+            if not read:
+                liked, kinds, values, value_kinds = self.history.liked_entries(user)
+                position = {t: i for i, t in enumerate(liked.tolist())}
+                read.append((position, kinds.tolist(), values.tolist(), value_kinds.tolist()))
+            return read[0]
+
         if vias is not None:
-            position = {t: i for i, t in enumerate(liked.tolist())}
-            return [
-                self._history_reason(via, position, kinds, values, value_kinds, names)
-                for via in vias
-            ]
+            return [self._history_reason(via, *entries(), names) for via in vias]
         out: list[Reason | None] = []
         for entry in explained:
             if entry.relation != FROM_HISTORY:
@@ -218,13 +224,7 @@ class Explainer:
                     else None
                 )
             else:
-                if position is None:
-                    position = {t: i for i, t in enumerate(liked.tolist())}
-                out.append(
-                    self._history_reason(
-                        entry.via.tolist(), position, kinds, values, value_kinds, names
-                    )
-                )
+                out.append(self._history_reason(entry.via.tolist(), *entries(), names))
         return out
 
     def _history_reason(

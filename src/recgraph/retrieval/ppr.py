@@ -110,9 +110,17 @@ class PPRConfig(WalkConfig):
     ``sweep_budget`` bounds the sweep's edges in all (``0``: no bound), spent
     on the residual nodes with the largest share per edge: on a synthetic
     heavy-tailed graph of 10^6 follows walked either way the unbounded sweep
-    gathered 10^5-3*10^5 edges per user (45 ms of 51); 20,000 costs 5 ms and
-    kept recall@20 (0.827x against 0.832x the exact vector's), and on the
-    shared graphs its recall is 0.995x-1.03x the unbounded sweep's.
+    gathered 10^5-3*10^5 edges per user. The default 20,000 was kept on
+    validation carved from train (``benchmarks/ppr_sweep_budget.py``, the
+    outer test split never read): on those 10^6 follows (2,000 validation
+    users) recall@20 was 0.793x the exact vector's against 0.818x unbounded,
+    0.812x at 35,000 and 0.815x at 50,000, at 1.2 CPU ms a user against 3.4
+    (1.6, 1.9); on wiki-Vote, ego-Facebook and CollegeMsg 1.12x, 1.02x and
+    1.02x against 1.05x, 1.02x and 1.02x unbounded. At 10^8 follows a larger
+    budget costs what a served request cannot spare there: the model's CPU a
+    request was 3.3 ms at 20,000, 4.5 at 35,000 and 5.8 at 50,000
+    (``benchmarks/walk_cpu.py --params``), of the 10 ms two cores have a
+    request at 200 requests/s.
     """
 
     restart: float = Field(default=0.3, gt=0, lt=1)

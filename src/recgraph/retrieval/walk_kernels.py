@@ -283,16 +283,40 @@ def top_allowed(targets, values, seen, forbidden, allowed, k):
     Targets with a positive score, not in the sorted ``seen`` row nor in the sorted
     ``forbidden`` extras, and ``allowed`` (a mask over every target; empty: all), ranked
     by their float32 score, ties to the lower target; ``kept`` counts those eligible
-    (fewer than ``k``: the caller falls back to the general path)."""
+    (fewer than ``k``: the caller falls back to the general path).
+
+    Targets in ascending order (a walk's row) meet ``seen`` in one galloping merge, a
+    pointer that only moves forward: ``O(n log(d / n))`` for a seen row of ``d``, where a
+    binary search per target cost ``O(n log d)`` random reads (an account following 10^5
+    others: most of a request's ranking)."""
     n = len(targets)
     chosen = np.empty(n, np.int64)
     scores = np.empty(n, np.float32)
     kept = 0
+    ascending = True
+    for i in range(1, n):
+        if targets[i] < targets[i - 1]:
+            ascending = False
+            break
+    d = len(seen)
+    at = 0  # ascending: the first seen entry not below the last target looked at
     for i in range(n):
         if not values[i] > 0:
             continue
         t = targets[i]
-        if _in_sorted(seen, t) or _in_sorted(forbidden, t):
+        if ascending:
+            if at < d and seen[at] < t:
+                low, step = at, 1  # seen[low] < t: gallop, then search the last stride
+                while low + step < d and seen[low + step] < t:
+                    low += step
+                    step *= 2
+                high = min(low + step, d)
+                at = low + 1 + np.searchsorted(seen[low + 1 : high], t)
+            if at < d and seen[at] == t:
+                continue
+        elif _in_sorted(seen, t):
+            continue
+        if _in_sorted(forbidden, t):
             continue
         if len(allowed) and not allowed[t]:
             continue
