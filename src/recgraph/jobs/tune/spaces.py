@@ -23,6 +23,11 @@ NEGATIVES = (0.3, 1.0)
 #: floor. Searched, one booster would win phase 2 more often for its spread alone (the best of
 #: many noisy draws runs high). It costs about twice one booster's fit.
 BAGS = 5
+#: Outer label slices the served ranker of a tuned pipeline learns from (``RankerSpec.final_slices``),
+#: fixed rather than searched: the served ranker is one draw of its label slice, and pooling three
+#: averages that draw out (validation evidence: benchmarks/results/ranker_bagging.tune14b.*.json).
+#: Searched, one slice would win phase 2 more often for its spread alone.
+FINAL_SLICES = 3
 
 
 # ---------------------------------------------------------------------- search spaces
