@@ -525,3 +525,46 @@ def test_when_phase_three_keeps_the_best_single_the_table_and_toml_say_so(tuned,
 def _table_rows(table):
     columns = [list(c.cells) for c in table.columns]
     return list(zip(*columns, strict=True))
+
+
+def test_the_strong_ranked_trial_is_tried_first_and_every_ranker_learns_from_three_slices(
+    feed_graph, monkeypatch
+):
+    """Phase 2 starts with the pool's best three retrievers under the default ranker at depth
+    200 (a bag of five boosters), and every ranker tuning teaches serves from
+    ``FINAL_SLICES`` outer label slices (``TuneSettings.final_slices``)."""
+    from recgraph.jobs.tune import fitting
+    from recgraph.jobs.tune.spaces import BAGS, FINAL_SLICES, default_ranker_point
+
+    specs = []
+    real = fitting.train_stage
+
+    def spy(spec, *args, **kwargs):
+        specs.append(spec)
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(fitting, "train_stage", spy)
+    result = tune_question(
+        "feed", feed_graph, settings=settings(max_trials=12, method="random_per_user")
+    )
+    ranked = [t for t in result.trials if t.phase == "pipeline" and t.ranker]
+    assert ranked
+    first = ranked[0].ranker
+    assert first["depth"] == 200 and first["negatives"] == 0.3
+    assert first["params"]["bags"] == BAGS
+    assert {k: first["params"][k] for k in default_ranker_point("gbdt_ranker")} == (
+        default_ranker_point("gbdt_ranker")
+    )
+    assert {r["name"] for r in ranked[0].retrievers} == {"item_knn", "popular"}
+    tuned_specs = [s for s in specs if s.max_train_users == 150]  # phase 2's and 3's rankers
+    assert tuned_specs and all(s.final_slices == FINAL_SLICES for s in tuned_specs)
+    if result.config.ranker is not None:
+        assert result.config.ranker.final_slices == FINAL_SLICES
+    # and a setting of 1 serves one slice's ranker, as before
+    specs.clear()
+    tune_question(
+        "feed",
+        feed_graph,
+        settings=settings(max_trials=12, method="random_per_user", final_slices=1),
+    )
+    assert all(s.final_slices == 1 for s in specs)

@@ -642,6 +642,59 @@ def test_final_fit_outer_teaches_the_served_ranker_again_on_the_outer_slice(feed
     assert not np.array_equal(outer.recommend(users, 10).scores, folds.recommend(users, 10).scores)
 
 
+def test_final_slices_teaches_the_served_ranker_on_more_outer_slices_the_same_way_each_time(
+    feed_graph,
+):
+    """``final_slices=3``: the check is the same, the served ranker learns from three outer
+    slices (about three times the rows), and the same seed gives the same ranker."""
+    spec = {"label_split": "random_per_user", "check": "nested", "min_gain": -10.0, "blend": False}
+    one = QuestionModel("feed", ranked_config(["item_knn", "popular"], **spec)).fit(feed_graph)
+    three = QuestionModel(
+        "feed", ranked_config(["item_knn", "popular"], final_slices=3, **spec)
+    ).fit(feed_graph)
+    again = QuestionModel(
+        "feed", ranked_config(["item_knn", "popular"], final_slices=3, **spec)
+    ).fit(feed_graph)
+    assert one.ranked and three.ranked
+    report = three.ranking.report
+    assert report["final_slices"] == 3 and one.ranking.report["final_slices"] == 1
+    assert report["valid_ndcg@20_ranker"] == one.ranking.report["valid_ndcg@20_ranker"]
+    assert report["final_train_rows"] > 2 * one.ranking.report["final_train_rows"]
+    users = np.arange(feed_graph.n_users)
+    served = three.recommend(users, 10)
+    assert not np.array_equal(served.scores, one.recommend(users, 10).scores)
+    np.testing.assert_array_equal(served.ids, again.recommend(users, 10).ids)
+    np.testing.assert_array_equal(served.scores, again.recommend(users, 10).scores)
+
+
+def test_final_slices_draws_its_slices_from_the_training_data_alone(feed_graph, monkeypatch):
+    """Every slice the served ranker learns from is cut from the data it was given: a held-out
+    part never reaches it."""
+    train, test = splits.split(feed_graph, "random_per_user", fraction=0.2, seed=3)
+    train_pairs = set(zip(train.src.tolist(), train.dst.tolist(), strict=True))
+    test_only = set(zip(test.src.tolist(), test.dst.tolist(), strict=True)) - train_pairs
+    assert test_only
+    cut = []
+    real = ranking_module.label_slice
+
+    def spy(data, *args, **kwargs):
+        rest, labels, how = real(data, *args, **kwargs)
+        cut.append((rest, labels))
+        return rest, labels, how
+
+    monkeypatch.setattr(ranking_module, "label_slice", spy)
+    spec = {"label_split": "random_per_user", "check": "nested", "min_gain": -10.0, "blend": False}
+    model = QuestionModel(
+        "feed", ranked_config(["item_knn", "popular"], final_slices=3, **spec)
+    ).fit(train)
+    assert model.ranking.report["final_slices"] == 3
+    assert len(cut) == 1 + 1 + 2  # the outer slice, one fold, two more outer slices
+    for rest, labels in cut:
+        for part in (rest, labels):
+            pairs = set(zip(part.src.tolist(), part.dst.tolist(), strict=True))
+            assert pairs <= train_pairs and not pairs & test_only
+
+
 def test_check_users_all_judges_on_every_labelled_user_of_the_outer_slice(feed_graph):
     spec = {"label_split": "random_per_user", "check": "nested"}
     valid = QuestionModel(

@@ -586,6 +586,8 @@ def train_stage(
     decide: dict[str, list[tuple[CandidatePool, RankingBatch]]] = {kind: [] for kind in kinds}
     label_rows, features = 0, None
     ppr_key: str | None = None
+    # (label kind, PPR source) of each outer slice: more of them teach the served ranker
+    extra_slices: list[tuple[str, str | None]] = []
 
     def labelled_users(stage_one: StageOne, truth: sp.csr_matrix) -> np.ndarray:
         users = np.flatnonzero(np.diff(truth.indptr) > 0)
@@ -634,6 +636,7 @@ def train_stage(
             features = CandidateFeatures(source, item_created_at, item_features)
             # every fit has the same retrievers, so the same PPR source as the folds'
             outer_stage = RankingStage(spec, ranker, features, keys, ppr_key=ppr_key)
+            extra_slices.append((kind, ppr_key))
             if len(users):
                 pool = stage_one.pool(users, spec.depth)
                 decide[kind].append((pool, outer_stage.batch(pool, truth)))
@@ -729,6 +732,18 @@ def train_stage(
     if spec.final_fit == "outer" and nested and stage.active and stage.order == "ranker":
         # taught again one level up: on the outer slice, beside retrievers of 80% of the data
         # (the check judged a ranker of 64% beside retrievers of 80%; serving is 80% -> 100%)
+        # and on final_slices - 1 more outer slices drawn with the next seeds (see RankerSpec)
+        for kind, key in extra_slices:
+            for extra in range(1, spec.final_slices):
+                rest, labels, _ = label_slice(data, spec, spec.folds + extra, kind)
+                truth = _liked_matrix(labels, spec.labels)
+                stage_one = fit_stage_one(rest)
+                users = labelled_users(stage_one, truth)
+                users = users[~is_valid_user[users]]
+                if len(users):
+                    context = CandidateFeatures(rest, item_created_at, item_features)
+                    slice_stage = RankingStage(spec, ranker, context, keys, ppr_key=key)
+                    outer_train.append(slice_stage.batch(stage_one.pool(users, spec.depth), truth))
         outer = RankingBatch.concat(outer_train) if outer_train else None
         if outer is not None and outer.labels.any():
             refit = create_ranker(spec.name, spec.params)
@@ -736,6 +751,7 @@ def train_stage(
             stage.ranker = refit.fit(sampled(outer), stop_on)
             final = {
                 "final_fit": "outer",
+                "final_slices": spec.final_slices,
                 "final_train_rows": int(len(outer)),
                 "final_stop_rows": int(len(stop_on)) if stop_on is not None else 0,
                 "final_fit_report": refit.fit_report,

@@ -17,6 +17,7 @@ from recgraph.jobs.tune.fitting import CACHE_SIZE, FitCache, Validation, carve_v
 from recgraph.jobs.tune.results import Trial, TuneResult
 from recgraph.jobs.tune.spaces import (
     DEPTHS,
+    FINAL_SLICES,
     NEGATIVES,
     SPACES,
     default_point,
@@ -70,6 +71,7 @@ class TuneSettings:
     ranker_users: int = 1500
     max_valid_users: int = 3000
     confirm: bool = True
+    final_slices: int = FINAL_SLICES
 
 
 def _question_config(
@@ -341,6 +343,7 @@ def tune_question(
                 label_split=label_split,
                 max_train_users=settings.ranker_users,
                 negatives=optuna_trial.suggest_categorical("negatives", NEGATIVES),
+                final_slices=settings.final_slices,
                 seed=settings.seed,
                 params=ranker_params(optuna_trial, settings.ranker),
             )

@@ -23,6 +23,16 @@ NEGATIVES = (0.3, 1.0)
 #: floor. Searched, one booster would win phase 2 more often for its spread alone (the best of
 #: many noisy draws runs high). It costs about twice one booster's fit.
 BAGS = 5
+#: Outer label slices the served ranker of a tuned pipeline learns from (``RankerSpec.final_slices``),
+#: fixed rather than searched: the served ranker is one draw of its label slice, and pooling three
+#: averages that draw out. On validation carved from MovieLens 100k's random training split (the
+#: pipeline tuning keeps there: ALS, EASE and item-kNN, depth 200, a bag of five; ranker seeds 0-2,
+#: two validation draws; benchmarks/results/ranker_bagging.tune14b.v0/v1.json) three slices scored
+#: 1.0256x / 1.0210x the best retriever alone against one slice's 1.0196x / 1.0172x, higher at
+#: every one of the six (draw, seed) pairs (+0.001 to +0.013), the same check and order each time.
+#: Its cost: the served ranker's final fit on three times the lists (fit CPU ~1.5x the pipeline's).
+#: Searched, one slice would win phase 2 more often for its spread alone.
+FINAL_SLICES = 3
 
 
 # ---------------------------------------------------------------------- search spaces
