@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recgraph.files import csr_arrays, csr_from_arrays, load_arrays, save_arrays, write_json
+from recgraph.files import (
+    csr_arrays,
+    csr_from_arrays,
+    load_arrays,
+    save_arrays,
+    saved_folder,
+    write_json,
+)
 
 
 def test_a_csr_matrix_round_trips_through_named_state_arrays(tmp_path):
@@ -54,3 +61,20 @@ def test_write_json_keeps_a_symlink_and_writes_through_a_fifo(tmp_path):
     write_json(fifo, {"b": 2})
     reader.join(timeout=10)
     assert json.loads(got[0]) == {"b": 2} and not fifo.is_file()
+
+
+def test_saved_folder_writes_the_manifest_last_and_never_after_a_failed_save(tmp_path):
+    seen = []
+
+    def manifest():
+        seen.append(sorted(p.name for p in (tmp_path / "m").iterdir()))
+        return {"n": 1}
+
+    with saved_folder(tmp_path / "m", "m.json", manifest) as folder:
+        (folder / "state.npz").write_bytes(b"x")
+    assert seen == [["state.npz"]]  # asked for after the parts were written
+    assert json.loads((folder / "m.json").read_text()) == {"n": 1}
+
+    with pytest.raises(RuntimeError), saved_folder(tmp_path / "broken", "m.json", manifest):
+        raise RuntimeError("disk full")
+    assert (tmp_path / "broken").is_dir() and not (tmp_path / "broken" / "m.json").exists()

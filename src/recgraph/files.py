@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -80,6 +80,25 @@ def write_manifest(target: str | os.PathLike, manifest: dict[str, Any]) -> None:
     """
     with atomic_write(target, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(manifest, indent=2))
+
+
+@contextmanager
+def saved_folder(
+    path: str | os.PathLike, manifest_file: str, manifest: Callable[[], dict[str, Any]]
+) -> Iterator[Path]:
+    """The folder ``path`` (made if missing) for a saved thing's files; when the block ends
+    without error, ``manifest()`` is written there as ``manifest_file`` (:func:`write_manifest`),
+    last: its presence marks a complete folder, so a failed save never looks complete.
+
+    Examples
+    --------
+    >>> with saved_folder("out", "index.json", index.manifest) as folder:  # doctest: +SKIP
+    ...     index._save_state(folder)
+    """
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    yield folder
+    write_manifest(folder / manifest_file, manifest())
 
 
 def write_json(target: str | os.PathLike, payload: Any, *, indent: int = 2) -> str:
@@ -193,6 +212,7 @@ __all__ = [
     "load_arrays",
     "read_manifest",
     "save_arrays",
+    "saved_folder",
     "write_json",
     "write_manifest",
 ]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from recgraph.data.sql import is_memory
+from recgraph.data.sql import is_memory, memory_per_thread
 
 
 @pytest.mark.parametrize(
@@ -21,6 +21,23 @@ from recgraph.data.sql import is_memory
 )
 def test_is_memory(url, memory):
     assert is_memory(url) is memory
+
+
+@pytest.mark.parametrize(
+    ("url", "private"),
+    [
+        ("sqlite://", True),
+        ("sqlite:///:memory:", True),
+        ("sqlite:///file::memory:?uri=true", True),
+        ("sqlite:///file:private?mode=memory&uri=true", True),
+        ("sqlite:///file::memory:?cache=shared&uri=true", False),
+        ("sqlite:///file:shared?mode=memory&cache=shared&uri=true", False),
+        ("sqlite:///store.db", False),
+        ("postgresql://host/", False),  # no database name: the server's default, not memory
+    ],
+)
+def test_memory_per_thread(url, private):
+    assert memory_per_thread(url) is private
 
 
 def test_an_in_memory_engine_keeps_a_connection_per_thread(tmp_path):

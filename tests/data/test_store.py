@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from recgraph.data import schema
 from recgraph.data.imports import import_edges, import_interactions, import_movielens
 from recgraph.data.interactions import Kind
-from recgraph.data.store import Store
+from recgraph.data.store import Store, StoreError
 from recgraph.errors import InputError
 from tests.data.conftest import write_text
 
@@ -457,3 +457,21 @@ def test_follow_chunks_keep_every_pair_and_time_across_gaps_and_large_sources(
     assert np.all((np.diff(src) > 0) | ((np.diff(src) == 0) & (np.diff(dst) > 0)))
     got = {(s, d): int(t) for s, d, t in zip(ids.external(src), ids.external(dst), ts, strict=True)}
     assert got == {(s, d): NO_TIME if t is None else t for s, d, t in rows}
+
+
+def test_opening_without_create_tests_a_files_path_but_not_a_memory_db_or_a_file_uri(tmp_path):
+    """``create=False`` says "no database at" for a missing file only: an in-memory database
+    (:func:`~recgraph.data.sql.is_memory`) has no file, and a ``file:`` URI's path sits inside
+    the URI; both fail on opening instead (no schema, no file)."""
+    with pytest.raises(StoreError, match="no database at"):
+        Store(f"sqlite:///{tmp_path / 'missing.db'}", create=False)
+    for url in (
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///file:nocreate?mode=memory&cache=shared&uri=true",
+        f"sqlite:///{tmp_path / 'memory.db'}?mode=memory&uri=true",  # memory: no file to test
+        f"sqlite:///file:{tmp_path / 'missing.db'}?mode=rw&uri=true",
+    ):
+        with pytest.raises(StoreError, match="cannot open the database"):
+            Store(url, create=False)
+    assert not {p.name for p in tmp_path.iterdir()} & {"missing.db", "memory.db"}

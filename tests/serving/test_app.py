@@ -119,54 +119,58 @@ def test_follow_feedback_leaves_suggestions(client):
     assert first["id"] not in {r["id"] for r in after}
 
 
-def test_follows_stored_since_training_leave_suggestions_without_the_whole_list(client):
+def answer_ids(client, url):
+    """The ids of a 3-result answer at ``url`` (never empty: the tests below need some)."""
+    ids = [r["id"] for r in client.get(url, params={"k": 3}).json()["results"]]
+    assert ids
+    return ids
+
+
+def calls_to(monkeypatch, obj, name):
+    """The positional arguments of each call of ``obj.name`` from now on (still called)."""
+    calls, original = [], getattr(obj, name)
+    monkeypatch.setattr(obj, name, lambda *a, **kw: calls.append(a) or original(*a, **kw))
+    return calls
+
+
+def test_follows_stored_since_training_leave_suggestions_without_the_whole_list(
+    client, monkeypatch
+):
     """Follows the store got after training (the crawler's, another worker's) are left
     out: the store is asked about the answer's accounts only, and asked again until
     none of them is followed; the user's whole follow list is never read."""
     user = known_user(client, "who_to_follow")["id"]
+    url = f"/v1/accounts/{user}/suggestions"
     feedback, reads = client.app.state.feedback, client.app.state.answer_reads
-    first = client.get(f"/v1/accounts/{user}/suggestions", params={"k": 3}).json()["results"]
-    taken = [r["id"] for r in first]
-    assert taken
+    taken = answer_ids(client, url)
     with feedback.store.writer() as writer:
         directed = feedback.directed()
         writer.follows(
             pd.DataFrame({"src": [user] * len(taken), "dst": taken}),
             directed=True if directed is None else directed,
         )
-    whole_lists = []
-    original = reads.follows_of
-    reads.follows_of = lambda *a, **kw: whole_lists.append(a) or original(*a, **kw)
-    try:
-        after = client.get(f"/v1/accounts/{user}/suggestions", params={"k": 3}).json()
-    finally:
-        reads.follows_of = original
-    assert after["results"] and not set(taken) & {r["id"] for r in after["results"]}
+    whole_lists = calls_to(monkeypatch, reads, "follows_of")
+    assert not set(taken) & set(answer_ids(client, url))
     assert whole_lists == []
 
 
-def test_interactions_stored_since_training_leave_the_feed_without_the_whole_history(client):
+def test_interactions_stored_since_training_leave_the_feed_without_the_whole_history(
+    client, monkeypatch
+):
     """The feed's twin of the test above: items the store got after training are left
     out, the store asked about the answer's items only (``items_among``), never the
     user's whole history (``items_of``)."""
     user = known_user(client, "feed")["id"]
     feedback, reads = client.app.state.feedback, client.app.state.answer_reads
-    first = client.get(f"/v1/users/{user}/feed", params={"k": 3}).json()["results"]
-    taken = [r["id"] for r in first]
-    assert taken
+    url = f"/v1/users/{user}/feed"
+    taken = answer_ids(client, url)
     with feedback.store.writer() as writer:
         writer.interactions(
             pd.DataFrame({"user": [user] * len(taken), "item": taken, "kind": "view"})
         )
-    whole_lists, asked = [], []
-    original, among = reads.items_of, reads.items_among
-    reads.items_of = lambda *a, **kw: whole_lists.append(a) or original(*a, **kw)
-    reads.items_among = lambda *a, **kw: asked.append(a) or among(*a, **kw)
-    try:
-        after = client.get(f"/v1/users/{user}/feed", params={"k": 3}).json()
-    finally:
-        reads.items_of, reads.items_among = original, among
-    assert after["results"] and not set(taken) & {r["id"] for r in after["results"]}
+    whole_lists = calls_to(monkeypatch, reads, "items_of")
+    asked = calls_to(monkeypatch, reads, "items_among")
+    assert not set(taken) & set(answer_ids(client, url))
     assert whole_lists == [] and len(asked) >= 2  # asked again until none was taken
 
 

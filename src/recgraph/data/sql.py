@@ -68,6 +68,16 @@ def is_memory(url: str | sa.URL) -> bool:
     return "memory" in modes or "mode=memory" in database
 
 
+def memory_per_thread(url: str | sa.URL) -> bool:
+    """Whether ``url`` names an in-memory SQLite database without a shared cache: the engine
+    keeps a connection, so a database, per thread, and what one thread writes no other reads.
+    A shared-cache one (``cache=shared``) is one database across threads."""
+    url = sa.make_url(url)
+    if url.get_backend_name() != "sqlite" or not is_memory(url):
+        return False
+    return url.query.get("cache") != "shared" and "cache=shared" not in (url.database or "")
+
+
 def _sqlite_engine(url: sa.URL, busy_seconds: float) -> sa.Engine:
     database = url.database
     memory = is_memory(url)
@@ -532,6 +542,7 @@ __all__ = [
     "get_meta",
     "is_lock_timeout",
     "is_memory",
+    "memory_per_thread",
     "json_int_array",
     "latest",
     "read_columns",

@@ -43,6 +43,7 @@ from recgraph.data.sql import (
     first_line,
     get_meta,
     is_lock_timeout,
+    is_memory,
     read_columns,
     rebuild_rowid_tables,
     upsert_rows,
@@ -216,11 +217,11 @@ class Store:
     ) -> None:
         self.url = database_url(url)
         parsed = sa.make_url(self.url)
-        if not create and parsed.get_backend_name() == "sqlite":
-            database = parsed.database or ""
-            if database and not database.startswith(("file:", ":memory:")):
-                if not Path(database).expanduser().exists():
-                    raise StoreError(f"no database at {self.url} (import something first)")
+        if not create and parsed.get_backend_name() == "sqlite" and not is_memory(parsed):
+            # a ``file:`` URI (``file:x.db?mode=ro``) names its file inside the URI: not tested
+            database = parsed.database
+            if not database.startswith("file:") and not Path(database).expanduser().exists():
+                raise StoreError(f"no database at {self.url} (import something first)")
         self.busy_timeout = config_busy_timeout(busy_timeout)
         self.engine = create_engine(self.url, self.busy_timeout)
         self.dialect = self.engine.dialect.name  # sqlite | mysql | mariadb | postgresql

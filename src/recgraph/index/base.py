@@ -42,7 +42,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 
 from recgraph.errors import InputError, NotFittedError
-from recgraph.files import write_manifest
+from recgraph.files import saved_folder
 from recgraph.lazy_registry import open_saved, saved_header
 from recgraph.retrieval.base import rows_as_csr
 from recgraph.settings import validated_config
@@ -183,11 +183,9 @@ class Index(ABC):
         """Write ``index.json`` and the type's own files into the folder ``path``."""
         if not self._built:
             raise NotFittedError(f"index {self.name!r} is not built: nothing to save")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self._save_state(path)
-        write_manifest(path / INDEX_FILE, self.manifest())  # last: marks a complete index
-        return path
+        with saved_folder(path, INDEX_FILE, self.manifest) as folder:
+            self._save_state(folder)
+        return folder
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Index:

@@ -23,7 +23,7 @@ import pandas as pd
 from recgraph.data.interactions import Interactions
 from recgraph.data.snapshot import TrainingSnapshot, data_snapshot
 from recgraph.errors import InputError, NotFittedError
-from recgraph.files import read_manifest, write_manifest
+from recgraph.files import read_manifest, saved_folder
 from recgraph.pipeline.config import (
     QUESTION_GRAPH,
     QUESTIONS,
@@ -284,13 +284,11 @@ class Pipeline:
         """Write ``pipeline.json``, ``names.npz`` and one folder per question of retriever folders."""
         if not self.is_fitted:
             raise NotFittedError("the pipeline is not trained: call fit() or fit_store()")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        for name, question in self.questions.items():
-            question.save(path / name)
-        self.names.save(path / NAMES_FILE)
-        write_manifest(path / PIPELINE_FILE, self.manifest())  # last: marks a complete pipeline
-        return path
+        with saved_folder(path, PIPELINE_FILE, self.manifest) as folder:
+            for name, question in self.questions.items():
+                question.save(folder / name)
+            self.names.save(folder / NAMES_FILE)
+        return folder
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Pipeline:

@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from recgraph.errors import NotFittedError
-from recgraph.files import load_arrays, save_arrays, write_manifest
+from recgraph.files import load_arrays, save_arrays, saved_folder
 from recgraph.lazy_registry import open_saved, saved_header
 from recgraph.settings import validated_config
 
@@ -218,12 +218,10 @@ class Ranker(ABC):
         """Write ``ranker.json`` and ``state.npz`` (and the ranker's own files) into ``path``."""
         if self.feature_names is None:
             raise NotFittedError(f"ranker {self.name!r} is not fitted: nothing to save")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_arrays(path / STATE_FILE, self._state())
-        self._save_files(path)
-        write_manifest(path / CONFIG_FILE, self.manifest())  # last: marks a complete ranker
-        return path
+        with saved_folder(path, CONFIG_FILE, self.manifest) as folder:
+            save_arrays(folder / STATE_FILE, self._state())
+            self._save_files(folder)
+        return folder
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Ranker:

@@ -63,7 +63,7 @@ from recgraph.files import (
     csr_from_arrays,
     load_arrays,
     save_arrays,
-    write_manifest,
+    saved_folder,
 )
 from recgraph.lazy_registry import open_saved, saved_header
 from recgraph.retrieval.explanation import Explanation
@@ -687,10 +687,13 @@ class Retriever(ABC):
         the page cache, and :meth:`load` can hand the history's object back.
         """
         self._check_fitted()
+        with saved_folder(path, CONFIG_FILE, self.manifest) as folder:
+            self._write_folder(folder, shared or {})
+        return folder
+
+    def _write_folder(self, path: Path, shared: SharedFiles) -> None:
+        """Everything :meth:`save` writes but the manifest, into the existing folder ``path``."""
         assert self._seen is not None and self.users is not None and self.items is not None
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        shared = shared or {}
         own = {
             "seen": (self._seen, binary_csr_files(path, "seen")),
             "users": (self.users, [path / "ids.users.npy"]),
@@ -724,8 +727,6 @@ class Retriever(ABC):
         arrays.update({f"state.{key}": value for key, value in self._state().items()})
         save_arrays(path / STATE_FILE, arrays)
         self._save_files(path)
-        write_manifest(path / CONFIG_FILE, self.manifest())  # last: marks a complete model
-        return path
 
     def _save_files(self, path: Path) -> None:
         """Write what does not fit the npz (a booster as text, sub-models) into ``path``."""

@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from recgraph import __version__
-from recgraph.data.sql import is_memory
+from recgraph.data.sql import is_memory, memory_per_thread
 from recgraph.data.store import Store
 from recgraph.errors import ConfigError
 from recgraph.serving.feedback import FeedbackStore, catch_up_overlay
@@ -226,7 +226,7 @@ def check_answer_threads(settings: Settings, store: Store | None) -> None:
             f"{ANSWER_THREADS})"
         )
     url = store.url if store is not None else settings.database_url
-    if is_memory(url) and not _shared_cache(url):
+    if memory_per_thread(url):
         raise ConfigError(
             f"{ENV_PREFIX}ANSWER_THREADS=0 (answers computed on the event loop) cannot read "
             f"the in-memory store {where}: SQLAlchemy gives each thread a database of its own, "
@@ -234,11 +234,6 @@ def check_answer_threads(settings: Settings, store: Store | None) -> None:
             f"a shared-cache URL (sqlite:///file:NAME?mode=memory&cache=shared&uri=true) or "
             f"threads (the default is {ANSWER_THREADS})"
         )
-
-
-def _shared_cache(url: str) -> bool:
-    parsed = sa.make_url(url)
-    return parsed.query.get("cache") == "shared" or "cache=shared" in (parsed.database or "")
 
 
 def answer_reads(feedback: FeedbackStore, threads: int) -> FeedbackStore:

@@ -239,9 +239,19 @@ def test_paging_stops_on_a_repeated_cursor_and_dedupes(
     assert list(doubled.follows) == listed
 
 
-def test_refuses_an_in_memory_database() -> None:
-    with pytest.raises(ConfigError, match="database file"):
-        Crawler(Store("sqlite://"), {"seeds": ["a.test"]})
+def test_refuses_an_in_memory_database_each_thread_has_its_own_of() -> None:
+    for url in ("sqlite://", "sqlite:///file:crawlmem?mode=memory&uri=true"):
+        with Store(url) as store, pytest.raises(ConfigError, match="database file"):
+            Crawler(store, {"seeds": ["a.test"]})
+
+
+def test_crawls_into_a_shared_cache_in_memory_database(small_graph: FakeGraph) -> None:
+    """One database across threads: what the crawl's worker thread writes, the caller reads."""
+    url = "sqlite:///file:crawlshared?mode=memory&cache=shared&uri=true"
+    with Store(url) as store, FakeAppView(small_graph) as server:
+        report = crawl(store, server)
+        expected = small_graph.crawl_edges([small_graph.dids[0]])
+        assert report.finished and expected and stored_edges(store) == expected
 
 
 def _crawl_process(db: str, url: str, seed: str) -> subprocess.Popen:

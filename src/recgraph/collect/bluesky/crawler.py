@@ -59,6 +59,7 @@ from recgraph.collect.bluesky import state
 from recgraph.collect.bluesky.client import ActorNotFound, ClientConfig, XrpcClient, XrpcError
 from recgraph.collect.bluesky.identity import clean_handle, is_did, resolve_actors
 from recgraph.data import schema
+from recgraph.data.sql import memory_per_thread
 from recgraph.data.store import Store, Writer
 from recgraph.errors import ConfigError, InputError
 from recgraph.progress import progress_enabled
@@ -651,10 +652,10 @@ class _Outcome:
 
 
 def _check_store(store: Store) -> None:
-    url = sa.make_url(store.url)
-    if url.get_backend_name() == "sqlite" and (not url.database or ":memory:" in url.database):
+    if memory_per_thread(store.url):
         raise ConfigError(
-            "the crawler needs a database file or server (it writes from a worker thread); "
+            "the crawler needs a database file, a shared-cache in-memory one or a server "
+            "(it writes from a worker thread, which would write a database of its own); "
             f"got {store.safe_url}"
         )
     if store.follows_directed() is False:
