@@ -34,8 +34,6 @@ from recgraph.serving.registry import ModelRegistry
 
 where = sys.argv[1]
 read_snapshot = TrainingSnapshot.from_store.__func__
-publish = ModelRegistry.publish
-drop_claim = ModelRegistry._drop_claim
 
 
 def stop(sig=signal.SIGTERM):
@@ -62,29 +60,19 @@ def from_store(cls, store):
     return snapshot
 
 
-def publish_after_a_stop(self, *args, **kwargs):
-    if where == "publish":
-        stop()
-    return publish(self, *args, **kwargs)
+def stop_first(function, at, sig=signal.SIGTERM):  # function, a stop sent first at ``at``
+    def stopped_first(*args, **kwargs):
+        if where == at:
+            stop(sig)
+        return function(*args, **kwargs)
+    return stopped_first
 
 
-def drop_claim_after_a_stop(self, folder):
-    if where == "after the manifest":
-        stop()
-    return drop_claim(self, folder)
-
-
-def exit_stopped_after_a_second_stop(reason):
-    if where == "error":
-        stop(signal.SIGINT)  # a second stop (Ctrl-C, then the scheduler's SIGTERM)
-    return exit_stopped(reason)
-
-
-exit_stopped = train_worker._exit_stopped
-train_worker._exit_stopped = exit_stopped_after_a_second_stop
 TrainingSnapshot.from_store = classmethod(from_store)
-ModelRegistry.publish = publish_after_a_stop
-ModelRegistry._drop_claim = drop_claim_after_a_stop
+ModelRegistry.publish = stop_first(ModelRegistry.publish, "publish")
+ModelRegistry._drop_claim = stop_first(ModelRegistry._drop_claim, "after the manifest")
+# a second stop while the first one ends the child (Ctrl-C, then the scheduler's SIGTERM)
+train_worker._exit_stopped = stop_first(train_worker._exit_stopped, "error", signal.SIGINT)
 sys.argv = ["train_worker", "--registry", sys.argv[2]]
 train_worker._exit(train_worker.main())
 """
