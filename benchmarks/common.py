@@ -10,8 +10,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recgraph.cli.main import main as recgraph_main
+
+if TYPE_CHECKING:
+    from recgraph.data.interactions import Interactions
 
 REPO = Path(__file__).resolve().parents[1]
 #: Where the benchmarks write their figures and plots.
@@ -46,6 +50,56 @@ SNAP_CASES = {
         "timestamps": True,
     },
 }
+
+
+def outer_split_of(case: dict) -> tuple[str, float, int]:
+    """``(method, fraction, seed)`` of a :data:`SNAP_CASES` entry's ``recgraph split``
+    arguments (the command's defaults where one is not given)."""
+    args = case["split"]
+
+    def value(flag: str, default: str) -> str:
+        return args[args.index(flag) + 1] if flag in args else default
+
+    return (
+        value("--method", "random_per_user"),
+        float(value("--fraction", "0.2")),
+        int(value("--seed", "0")),
+    )
+
+
+def validation_of(
+    source: Path,
+    kind: str,
+    method: str,
+    fraction: float,
+    *,
+    seed: int = 0,
+    timestamps: bool | None = None,
+) -> tuple[Interactions, Interactions]:
+    """``(fit, validation)`` of one dataset, the way the graph benchmarks choose defaults:
+    read as ``recgraph split`` reads it, the outer split ``method`` (test share ``fraction``,
+    ``seed``) set aside unread, and :func:`~recgraph.data.splits.validation_split` of its
+    train part (same method, 20%, seed 1). ``timestamps``: as ``--timestamps`` (``None``: if
+    the edge list has a third column)."""
+    from recgraph.cli.evaluate_commands import read_split_input
+    from recgraph.data.splits import split, validation_split
+
+    data = read_split_input(source, kind, timestamps)
+    train, _test = split(data, method, fraction=fraction, seed=seed)
+    return validation_split(train, method, fraction=0.2, seed=1)
+
+
+def case_validation(case: dict) -> tuple[Interactions, Interactions]:
+    """:func:`validation_of` of a :data:`SNAP_CASES` entry, with its own outer split."""
+    method, fraction, seed = outer_split_of(case)
+    return validation_of(
+        datasets_folder() / case["input"],
+        case["kind"],
+        method,
+        fraction,
+        seed=seed,
+        timestamps=case["timestamps"],
+    )
 
 
 def datasets_folder() -> Path:

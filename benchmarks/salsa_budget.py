@@ -1,11 +1,10 @@
 """SALSA's circle budget (the circle PPR's ``sweep_budget``): recall@20 against SALSA on
 the exact circle, the lists' change, and CPU per user, by budget, on VALIDATION carved from train.
 
-Split (the protocol of ``benchmarks/graph_defaults.py``: outer test first, validation
-from its train part): per graph the outer test set is 10% of the edges at random
-(seed 0): exactly ``tests/retrieval/test_walk_recall.py``'s held-out edges, set aside
-and never read here. From the remaining train part 10% of the edges are carved at
-random (seed 2) as validation, the rest fitted on; recall@20 of the validation edges
+Split: ``ppr_sweep_budget.py``'s (the protocol of ``benchmarks/graph_defaults.py``:
+per shared graph the outer split of ``common.SNAP_CASES`` set aside and never read,
+validation carved from its train part by ``validation_split``, same method, 20%,
+seed 1; the generated follows split at random). Recall@20 of the validation edges
 for 300 of their users (seed 3), for SALSA on the exact circle (``EXACT``: power
 iteration, 10 rounds, pinned so that the baseline does not follow the defaults) and
 for each setting; ``same_top20`` is the share of the first setting's top 20 a
@@ -38,9 +37,9 @@ BUDGETS = (20_000, 10_000, 5_000, 2_000)
 EXACT = {"circle_method": "power", "iterations": 10}
 
 
-def measure(graph: Interactions, settings: dict[str, dict]) -> dict:
+def measure(split: tuple[Interactions, Interactions], settings: dict[str, dict]) -> dict:
     """Recall@20 over the exact circle's, the top 20 kept from the first setting's, CPU."""
-    return compare(graph, "salsa", EXACT, settings)
+    return compare(split, "salsa", EXACT, settings)
 
 
 def main() -> None:
