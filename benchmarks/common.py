@@ -10,8 +10,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from recgraph.cli.main import main as recgraph_main
+
+if TYPE_CHECKING:
+    from recgraph.data.interactions import Interactions
 
 REPO = Path(__file__).resolve().parents[1]
 #: Where the benchmarks write their figures and plots.
@@ -46,6 +50,56 @@ SNAP_CASES = {
         "timestamps": True,
     },
 }
+
+
+def outer_split_of(case: dict) -> tuple[str, float, int]:
+    """``(method, fraction, seed)`` of a :data:`SNAP_CASES` entry's ``recgraph split``
+    arguments (the command's defaults where one is not given)."""
+    args = case["split"]
+
+    def value(flag: str, default: str) -> str:
+        return args[args.index(flag) + 1] if flag in args else default
+
+    return (
+        value("--method", "random_per_user"),
+        float(value("--fraction", "0.2")),
+        int(value("--seed", "0")),
+    )
+
+
+def validation_of(
+    source: Path,
+    kind: str,
+    method: str,
+    fraction: float,
+    *,
+    seed: int = 0,
+    timestamps: bool | None = None,
+) -> tuple[Interactions, Interactions]:
+    """``(fit, validation)`` of one dataset, the way the graph benchmarks choose defaults:
+    read as ``recgraph split`` reads it, the outer split ``method`` (test share ``fraction``,
+    ``seed``) set aside unread, and :func:`~recgraph.data.splits.validation_split` of its
+    train part (same method, 20%, seed 1). ``timestamps``: as ``--timestamps`` (``None``: if
+    the edge list has a third column)."""
+    from recgraph.cli.evaluate_commands import read_split_input
+    from recgraph.data.splits import split, validation_split
+
+    data = read_split_input(source, kind, timestamps)
+    train, _test = split(data, method, fraction=fraction, seed=seed)
+    return validation_split(train, method, fraction=0.2, seed=1)
+
+
+def case_validation(case: dict) -> tuple[Interactions, Interactions]:
+    """:func:`validation_of` of a :data:`SNAP_CASES` entry, with its own outer split."""
+    method, fraction, seed = outer_split_of(case)
+    return validation_of(
+        datasets_folder() / case["input"],
+        case["kind"],
+        method,
+        fraction,
+        seed=seed,
+        timestamps=case["timestamps"],
+    )
 
 
 def datasets_folder() -> Path:
@@ -195,16 +249,35 @@ def print_quality_table(
         print(f"{model:<{width}}{cells}")
 
 
-def process_user_system_seconds(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of one process so far, apart, from /proc."""
+class ProcStat(NamedTuple):
+    """What one read of ``/proc/PID/stat`` says of a process: its parent, its CPU seconds so
+    far (user, system) and its page faults (a major one read a page from disk, a minor one
+    mapped a page already in memory)."""
+
+    ppid: int
+    user: float
+    system: float
+    minor_faults: int
+    major_faults: int
+
+
+def proc_stat(pid: int) -> ProcStat:
+    """:class:`ProcStat` of ``pid`` (``OSError`` if it is gone)."""
     parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
-    return int(parts[11]) / tick, int(parts[12]) / tick
+    return ProcStat(
+        int(parts[1]), int(parts[11]) / tick, int(parts[12]) / tick, int(parts[7]), int(parts[9])
+    )
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds of one process so far, from /proc."""
-    return sum(process_user_system_seconds(pid))
+def process_read_bytes(pid: int) -> int:
+    """Bytes ``pid`` read from the disk so far (``/proc/PID/io``: page cache misses of its
+    reads, such as SQLite's, and of its memory maps; ``OSError`` if it cannot be read)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        name, _, value = line.partition(": ")
+        if name == "read_bytes":
+            return int(value)
+    return 0
 
 
 def process_tree(pid: int) -> list[int]:
@@ -212,30 +285,52 @@ def process_tree(pid: int) -> list[int]:
     children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            parts = stat.read_text().rsplit(")", 1)[1].split()
+            if proc_stat(int(stat.parent.name)).ppid == pid:
+                children.append(int(stat.parent.name))
         except OSError:
             continue
-        if int(parts[1]) == pid:
-            children.append(int(stat.parent.name))
     return [pid, *children]
+
+
+def tree_stats(pids: list[int]) -> dict[int, ProcStat]:
+    """:class:`ProcStat` of each of ``pids`` still there, each read once."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = proc_stat(pid)
+        except OSError:
+            continue
+    return out
 
 
 def tree_user_system_seconds(pids: list[int]) -> tuple[float, float]:
     """User and system CPU seconds of ``pids`` together, apart (a process gone since counts
     nothing)."""
-    user = system = 0.0
-    for pid in pids:
-        try:
-            process_user, process_system = process_user_system_seconds(pid)
-        except OSError:
-            continue
-        user, system = user + process_user, system + process_system
-    return user, system
+    stats = tree_stats(pids).values()
+    return sum(s.user for s in stats), sum(s.system for s in stats)
 
 
 def tree_cpu_seconds(pids: list[int]) -> float:
     """CPU seconds of ``pids`` together (a process gone since counts nothing)."""
     return sum(tree_user_system_seconds(pids))
+
+
+def tree_faults(pids: list[int]) -> tuple[int, int]:
+    """Minor and major page faults of ``pids`` together (a process gone since counts nothing)."""
+    stats = tree_stats(pids).values()
+    return sum(s.minor_faults for s in stats), sum(s.major_faults for s in stats)
+
+
+def tree_read_bytes(pids: list[int]) -> int:
+    """Bytes ``pids`` together read from the disk (:func:`process_read_bytes`; a process that
+    cannot be read counts nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            total += process_read_bytes(pid)
+        except OSError:
+            continue
+    return total
 
 
 class Republisher:

@@ -44,10 +44,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import datasets_folder  # noqa: E402
-from recgraph.cli.evaluate_commands import read_split_input  # noqa: E402
+from common import datasets_folder, validation_of  # noqa: E402
 from recgraph.data.interactions import Interactions  # noqa: E402
-from recgraph.data.splits import split, validation_split  # noqa: E402
 from recgraph.evaluation import evaluate  # noqa: E402
 from recgraph.retrieval.registry import create_retriever  # noqa: E402
 
@@ -96,12 +94,10 @@ def grid(model: str, directed: bool) -> list[dict[str, Any]]:
     return [{}]
 
 
-def validation_of(case: str) -> tuple[Interactions, Interactions]:
+def case_validation(case: str) -> tuple[Interactions, Interactions]:
+    """:func:`common.validation_of` of one of :data:`CASES`."""
     folder, file, kind, method, fraction = CASES[case]
-    data = read_split_input(datasets_folder() / folder / file, kind)
-    train, _test = split(data, method, fraction=fraction, seed=0)
-    fit, validation = validation_split(train, method, fraction=0.2, seed=1)
-    return fit, validation
+    return validation_of(datasets_folder() / folder / file, kind, method, fraction)
 
 
 def label(point: dict[str, Any]) -> str:
@@ -118,7 +114,7 @@ def main() -> None:
     saved: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     scores: dict[str, dict[str, dict[str, float]]] = saved.get("scores", {})
     for case in args.cases.split(","):
-        fit, validation = validation_of(case)
+        fit, validation = case_validation(case)
         print(f"== {case}: {len(fit):,} fit / {len(validation):,} validation rows", flush=True)
         for model in models:
             for point in grid(model, fit.directed):

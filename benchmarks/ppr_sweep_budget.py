@@ -1,18 +1,22 @@
 """PPR's ``sweep_budget``: recall@20 against exact PPR, the lists' change, and CPU per user,
 by budget, on VALIDATION carved from train.
 
-Split (the protocol of ``benchmarks/graph_defaults.py`` and ``salsa_budget.py``: outer
-test first, validation from its train part): per graph the outer test set is 10% of
-the edges at random (seed 0): exactly ``tests/retrieval/test_walk_recall.py``'s
-held-out edges, set aside and never read here. From the remaining train part 10% of
-the edges are carved at random (seed 2) as validation, the rest fitted on; recall@20
-of the validation edges for 300 of their users (seed 3; ``--users``), for exact PPR (``EXACT``:
-power iteration, 50 steps) and for the local push with each sweep budget (``0``: no
-bound); ``same_top20`` is the share of the unbounded sweep's top 20 a budget keeps.
-Each setting answers a few users once before its CPU is timed (the first pays the
-kernels' loading). The shared graphs as in ``test_walk_recall.py``; ``--synthetic
-FOLLOWS`` adds ``benchmarks/scale.py``'s heavy-tailed generated follows, where walking
-either way made the unbounded sweep gather 10^5 hub edges per user (the budget binds).
+Split (the protocol of ``benchmarks/graph_defaults.py``: outer test first, validation
+from its train part, by ``common.validation_of``): per shared graph the outer split
+is the one every graph benchmark scores, ``common.SNAP_CASES`` (wiki-Vote and
+ego-Facebook: ``edge_holdout`` 10%, seed 0; CollegeMsg: ``temporal_pairs`` 20%),
+set aside and never read here; validation is
+:func:`recgraph.data.splits.validation_split` of its train part (same method,
+20%, seed 1), the rest fitted on. ``--synthetic FOLLOWS`` adds
+``benchmarks/scale.py``'s heavy-tailed generated follows, which no benchmark
+splits otherwise: there 10% of the edges at random (seed 0) are the outer test,
+10% of the rest at random (seed 2) validation, where walking either way made the
+unbounded sweep gather 10^5 hub edges per user (the budget binds). Recall@20 of
+the validation edges for 300 of their users (seed 3; ``--users``), for exact PPR
+(``EXACT``: power iteration, 50 steps) and for the local push with each sweep
+budget (``0``: no bound); ``same_top20`` is the share of the unbounded sweep's
+top 20 a budget keeps. Each setting answers a few users once before its CPU is
+timed (the first pays the kernels' loading).
 
 Run: ``python benchmarks/ppr_sweep_budget.py --synthetic 1e6 --out NAME``.
 Prints a table and saves ``benchmarks/results/NAME.json`` (default ``ppr_sweep_budget``).
@@ -25,17 +29,11 @@ import time
 
 import numpy as np
 
-from common import REPO, datasets_folder, save_results
+from common import REPO, SNAP_CASES, case_validation, outer_split_of, save_results
 from recgraph.data.interactions import Interactions
-from recgraph.data.readers import read_edge_list
 from recgraph.evaluation.metrics import capped_recall
 from recgraph.retrieval import create_retriever
 
-GRAPHS = {  # path, directed, timestamps
-    "wiki-vote": ("snap-wiki-vote/wiki-Vote.txt", True, False),
-    "ego-facebook": ("snap-ego-facebook/facebook_combined.txt", False, False),
-    "college-msg": ("snap-college-msg/CollegeMsg.txt", True, True),
-}
 BUDGETS = (0, 50_000, 20_000, 10_000, 5_000)
 EXACT = {"method": "power", "iterations": 50, "tol": 1e-7}
 OUTER_SEED, VALIDATION_SEED, USERS_SEED = 0, 2, 3
@@ -55,8 +53,9 @@ def synthetic(follows: int) -> Interactions:
     return Interactions.from_arrays(src.astype(str), dst.astype(str), one_sided=True)
 
 
-def validation_of(graph: Interactions) -> tuple[Interactions, Interactions]:
-    """``(fit, validation)``: the outer 10% test edges dropped, validation carved from the rest."""
+def random_validation_of(graph: Interactions) -> tuple[Interactions, Interactions]:
+    """``(fit, validation)`` of the generated follows: a random 10% outer test dropped,
+    10% of the rest at random as validation."""
     outer_test = np.random.default_rng(OUTER_SEED).random(len(graph)) < 0.1
     train = graph.subset(np.flatnonzero(~outer_test))
     carved = np.random.default_rng(VALIDATION_SEED).random(len(train)) < 0.1
@@ -84,35 +83,52 @@ def same_top20(lists: dict[str, np.ndarray], first: str) -> dict[str, float]:
 
 
 def graph_loaders(only_synthetic: bool, synthetic_follows: float) -> dict:
-    """``{name: load()}``: the shared graphs (unless ``only_synthetic``) and the generated
-    follows (``synthetic_follows``, 0: none)."""
+    """``{name: load()}``, each ``load`` giving ``(fit, validation)``: the shared graphs'
+    (unless ``only_synthetic``) and the generated follows' (``synthetic_follows``, 0: none)."""
     graphs = {}
     if not only_synthetic:
-        for name, (path, directed, timestamps) in GRAPHS.items():
-            graphs[name] = lambda p=path, d=directed, t=timestamps: read_edge_list(
-                datasets_folder() / p, directed=d, timestamps=t
-            ).dedupe()
+        for name, case in SNAP_CASES.items():
+            graphs[name] = lambda c=case: case_validation(c)
     if synthetic_follows:
-        graphs[f"synthetic-{int(synthetic_follows)}"] = lambda: synthetic(int(synthetic_follows))
+        graphs[f"synthetic-{int(synthetic_follows)}"] = lambda: random_validation_of(
+            synthetic(int(synthetic_follows))
+        )
     return graphs
 
 
 def split_description(users: int) -> dict:
-    """The split, as saved with the figures."""
+    """The splits, as saved with the figures."""
+    outer = {}
+    for name, case in SNAP_CASES.items():
+        method, fraction, seed = outer_split_of(case)
+        outer[name] = f"{method} {fraction:.0%}" + (
+            f", seed {seed}" if "--seed" in case["split"] else ""
+        )
     return {
-        "outer_test": f"10% of edges at random, seed {OUTER_SEED} (never read)",
-        "validation": f"10% of the outer train's edges at random, seed {VALIDATION_SEED}",
+        "outer_test": {
+            **outer,
+            "synthetic": f"10% of edges at random, seed {OUTER_SEED}",
+            "read": "never",
+        },
+        "validation": {
+            "shared": "validation_split of the outer train (same method, 20%, seed 1)",
+            "synthetic": f"10% of the outer train's edges at random, seed {VALIDATION_SEED}",
+        },
         "users": f"{users} validation users, seed {USERS_SEED}",
     }
 
 
 def compare(
-    graph: Interactions, model: str, exact: dict, settings: dict[str, dict], count: int = 300
+    split: tuple[Interactions, Interactions],
+    model: str,
+    exact: dict,
+    settings: dict[str, dict],
+    count: int = 300,
 ) -> dict:
-    """``model`` with each of ``settings`` against its ``exact`` config on ``graph``'s
-    validation: recall@20 (and over the exact one's), CPU per user, and the top 20 kept
-    from the first setting's."""
-    fit, held = validation_of(graph)
+    """``model`` with each of ``settings`` against its ``exact`` config, fitted on ``split``'s
+    first part and scored on its validation: recall@20 (and over the exact one's), CPU per
+    user, and the top 20 kept from the first setting's."""
+    fit, held = split
     users = validation_users(held, count)
     baseline = recall_at(create_retriever(model, exact).fit(fit), held, users)
     out: dict = {
@@ -139,9 +155,9 @@ def compare(
     return out
 
 
-def measure(graph: Interactions, budgets: list[int], count: int = 300) -> dict:
+def measure(split: tuple[Interactions, Interactions], budgets: list[int], count: int = 300) -> dict:
     """:func:`compare` of the sweep budgets (the first: the base of ``same_top20``)."""
-    out = compare(graph, "ppr", EXACT, {str(b): {"sweep_budget": b} for b in budgets}, count)
+    out = compare(split, "ppr", EXACT, {str(b): {"sweep_budget": b} for b in budgets}, count)
     out["budgets"] = out.pop("settings")
     return out
 

@@ -1,12 +1,11 @@
 """SALSA's circle budget (the circle PPR's ``sweep_budget``): recall@20 against SALSA on
 the exact circle, the lists' change, and CPU per user, by budget, on VALIDATION carved from train.
 
-Split (the protocol of ``benchmarks/graph_defaults.py``: outer test first, validation
-from its train part): per graph the outer test set is 10% of the edges at random
-(seed 0): exactly ``tests/retrieval/test_walk_recall.py``'s held-out edges, set aside
-and never read here. From the remaining train part 10% of the edges are carved at
-random (seed 2) as validation, the rest fitted on; recall@20 of the validation edges
-for 300 of their users (seed 3), for SALSA on the exact circle (``EXACT``: power
+Split: ``ppr_sweep_budget.py``'s (the protocol of ``benchmarks/graph_defaults.py``:
+per shared graph the outer split of ``common.SNAP_CASES`` set aside and never read,
+validation carved from its train part by ``validation_split``, same method, 20%,
+seed 1; the generated follows split at random). Recall@20 of the validation edges
+for 300 of their users (seed 3; ``--users``), for SALSA on the exact circle (``EXACT``: power
 iteration, 10 rounds, pinned so that the baseline does not follow the defaults) and
 for each setting; ``same_top20`` is the share of the first setting's top 20 a
 setting keeps (1.0: the same accounts). Each setting answers a few users once
@@ -38,9 +37,11 @@ BUDGETS = (20_000, 10_000, 5_000, 2_000)
 EXACT = {"circle_method": "power", "iterations": 10}
 
 
-def measure(graph: Interactions, settings: dict[str, dict]) -> dict:
+def measure(
+    split: tuple[Interactions, Interactions], settings: dict[str, dict], count: int = 300
+) -> dict:
     """Recall@20 over the exact circle's, the top 20 kept from the first setting's, CPU."""
-    return compare(graph, "salsa", EXACT, settings)
+    return compare(split, "salsa", EXACT, settings, count)
 
 
 def main() -> None:
@@ -52,6 +53,7 @@ def main() -> None:
     )
     parser.add_argument("--synthetic", type=float, default=0, help="generated follows (0: none)")
     parser.add_argument("--only-synthetic", action="store_true")
+    parser.add_argument("--users", type=int, default=300, help="validation users a graph")
     parser.add_argument("--out", default="salsa_budget")
     args = parser.parse_args()
     settings = (
@@ -63,7 +65,7 @@ def main() -> None:
     results = {}
     print(f"{'graph':18s} {'budget':>7s} {'x exact':>8s} {'same top20':>10s} {'CPU ms/user':>12s}")
     for name, load in graphs.items():
-        results[name] = measure(load(), settings)
+        results[name] = measure(load(), settings, args.users)
         for label, row in results[name]["settings"].items():
             print(
                 f"{name:18s} {label:>7s} {row['over_exact']:8.3f} "
@@ -74,7 +76,7 @@ def main() -> None:
     save_results(
         out,
         "salsa_budget",
-        split=split_description(300),
+        split=split_description(args.users),
         exact=EXACT,
         settings=settings,
         graphs=results,

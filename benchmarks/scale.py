@@ -63,7 +63,15 @@ from pathlib import Path
 
 import numpy as np
 
-from common import process_tree, stop_process, tree_cpu_seconds, tree_user_system_seconds
+from common import (
+    process_read_bytes,
+    process_tree,
+    stop_process,
+    tree_cpu_seconds,
+    tree_faults,
+    tree_read_bytes,
+    tree_stats,
+)
 from imports import heavy_tailed_follows, weighted_draw
 from load import free_port, open_loop, start_server, warm_up
 
@@ -158,58 +166,58 @@ SERVER_START_TIMEOUT = 900.0
 LIGHT_RATE = 20.0
 
 
-def tree_faults(pids: list[int]) -> tuple[int, int]:
-    """Minor and major page faults of ``pids`` together (a process gone since counts nothing):
-    a major one read a page from disk, a minor one mapped a page already in memory."""
-    minor = major = 0
-    for pid in pids:
-        try:
-            parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        minor, major = minor + int(parts[7]), major + int(parts[9])
-    return minor, major
-
-
-def tree_read_bytes(pids: list[int]) -> int:
-    """Bytes ``pids`` together read from the disk (``/proc/PID/io``: page cache misses of
-    their reads, such as SQLite's, and of their memory maps; 0 where it cannot be read)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = dict(
-                line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines()
-            )
-        except OSError:
-            continue
-        total += int(fields.get("read_bytes", 0))
-    return total
-
-
 class PerSecond:
     """The server's CPU (user, system), page faults and disk reads each second while a phase
-    runs (a thread reading /proc): where the slow seconds' time went."""
+    runs (a thread reading /proc): where the slow seconds' time went. The server's process
+    tree is read again each second, so that a worker started meanwhile counts from its first
+    reading; each process adds what it spent since its last reading (never less than 0: a
+    worker gone, or its pid reused, takes nothing away). The last row is the partial second
+    before the phase ended (``seconds`` says how long each row is). A failure of the thread is
+    kept in ``error`` (and printed), the rows so far kept."""
 
-    def __init__(self, pids: list[int]) -> None:
-        self.pids, self.rows, self._stop = pids, [], threading.Event()
+    def __init__(self, root: int) -> None:
+        self.root, self.rows, self._stop = root, [], threading.Event()
+        self.error: str | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _read(self) -> tuple[float, ...]:
-        return (
-            *tree_user_system_seconds(self.pids),
-            *tree_faults(self.pids),
-            tree_read_bytes(self.pids),
-        )
+    def _read(self) -> dict[int, tuple[float, ...]]:
+        """Each process's (user, system, minor faults, major faults, bytes read) so far."""
+        out = {}
+        for pid, stat in tree_stats(process_tree(self.root)).items():
+            try:
+                read = process_read_bytes(pid)
+            except OSError:
+                read = 0
+            out[pid] = (stat.user, stat.system, stat.minor_faults, stat.major_faults, read)
+        return out
+
+    @staticmethod
+    def row(last: dict, now: dict, seconds: float) -> dict:
+        """One row: what the processes in both readings spent between them."""
+        spent = [0.0] * 5
+        for pid, values in now.items():
+            if pid in last:
+                spent = [
+                    s + max(0, b - a) for s, a, b in zip(spent, last[pid], values, strict=True)
+                ]
+        user, system, minor, major, read = spent
+        return {"seconds": round(seconds, 3), "user_ms": round(1000 * user),
+                "system_ms": round(1000 * system), "minor_faults": int(minor),
+                "major_faults": int(major), "disk_read_mb": round(read / 1e6, 2)}  # fmt: skip
 
     def _run(self) -> None:
-        last = self._read()
-        while not self._stop.wait(1.0):
-            now = self._read()
-            user, system, minor, major, read = (b - a for a, b in zip(last, now, strict=True))
-            self.rows.append({"user_ms": round(1000 * user), "system_ms": round(1000 * system),
-                              "minor_faults": minor, "major_faults": major,
-                              "disk_read_mb": round(read / 1e6, 2)})  # fmt: skip
-            last = now
+        try:
+            last, at = self._read(), time.perf_counter()
+            while True:
+                stopped = self._stop.wait(1.0)
+                now, now_at = self._read(), time.perf_counter()
+                self.rows.append(self.row(last, now, now_at - at))
+                last, at = {**last, **now}, now_at  # a pid unread this time keeps its last reading
+                if stopped:
+                    return
+        except Exception as exc:  # kept and printed: the phase goes on
+            self.error = f"{type(exc).__name__}: {exc}"
+            print(f"per-second sampler failed: {self.error}", file=sys.stderr, flush=True)
 
     def __enter__(self) -> PerSecond:
         self._thread.start()
@@ -258,10 +266,10 @@ def serve(
         pids = process_tree(server.pid)
         faults_at_start = (*tree_faults(pids), round(tree_read_bytes(pids) / 1e6, 1))
         if warm_seconds > 0:  # unmeasured: askers from the end of the list, at the full rate
-            with PerSecond(pids) as burst_seconds:
+            with PerSecond(server.pid) as burst_seconds:
                 burst = asyncio.run(open_loop(url, paths[::-1], rate, warm_seconds))
         cpu_before = tree_cpu_seconds(pids)
-        with PerSecond(pids) as measured_seconds:
+        with PerSecond(server.pid) as measured_seconds:
             result = asyncio.run(open_loop(url, paths, rate, seconds))
         cpu = tree_cpu_seconds(pids) - cpu_before
         memory = process_memory_mb(server.pid)
@@ -278,11 +286,14 @@ def serve(
         zip(("minor", "major", "disk_read_mb"), faults_at_start, strict=True)
     )
     result["per_second"] = measured_seconds.rows
+    if measured_seconds.error:
+        result["per_second_error"] = measured_seconds.error
     if burst is not None:
         result["warm_burst"] = {
             "seconds": warm_seconds,
             **{k: burst[k] for k in ("ok", "errors", "p50_ms", "p99_ms", "max_ms")},
             "per_second": burst_seconds.rows,
+            **({"per_second_error": burst_seconds.error} if burst_seconds.error else {}),
         }
     return {
         "light": {

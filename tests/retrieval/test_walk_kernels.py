@@ -340,7 +340,7 @@ def top_allowed_reference(targets, values, seen, forbidden, allowed, k):
         if v > 0 and int(t) not in out and (not len(allowed) or allowed[t])
     ]
     keep.sort(key=lambda pair: (-pair[1], pair[0]))
-    return [t for t, _ in keep[:k]], len(keep)
+    return [t for t, _ in keep[:k]], len(keep), [v for _, v in keep[:k]]
 
 
 @pytest.mark.parametrize("ascending", [True, False])
@@ -363,8 +363,44 @@ def test_top_allowed_leaves_out_the_seen_row_as_a_set_would(ascending):
             targets.astype(np.int64), values, seen.astype(np.int64), forbidden.astype(np.int64),
             allowed, k,
         )  # fmt: skip
-        want, eligible = top_allowed_reference(targets, values, seen, forbidden, allowed, k)
+        want, eligible, _ = top_allowed_reference(targets, values, seen, forbidden, allowed, k)
         assert ids.tolist() == want and kept == eligible
         np.testing.assert_array_equal(
             scores, np.float32(values[[list(targets).index(t) for t in want]])
         )
+
+
+@pytest.mark.parametrize("ascending", [True, False])
+def test_top_allowed_on_odd_rows_answers_as_the_set_reference(ascending):
+    """Duplicate targets and seen entries, NaN and negative scores, empty seen rows and ``k``
+    past the eligible targets: the same ids, scores and count as the set-based reference."""
+    rng = np.random.default_rng(11)
+    kinds = {"duplicate targets": 0, "duplicate seen": 0, "empty seen": 0, "k past kept": 0}
+    for trial in range(400):
+        n_nodes = int(rng.integers(1, 200))
+        targets = rng.choice(n_nodes, size=int(rng.integers(0, 50)), replace=True)
+        targets = np.sort(targets) if ascending else targets
+        values = rng.choice([np.nan, -0.3, -0.0, 0.0, 0.1, 0.2, 0.5], size=len(targets))
+        seen = (
+            np.zeros(0, np.int64)
+            if trial % 4 == 0
+            else np.sort(rng.choice(n_nodes, size=int(rng.integers(1, 2 * n_nodes + 1))))
+        )
+        forbidden = np.sort(rng.choice(n_nodes, size=min(n_nodes, 2)))  # may repeat too
+        allowed = rng.random(n_nodes) < 0.7 if trial % 5 == 0 else np.zeros(0, np.bool_)
+        k = int(rng.integers(1, len(targets) + 6))
+        ids, scores, kept = kernels.top_allowed(
+            targets.astype(np.int64), values, seen.astype(np.int64), forbidden.astype(np.int64),
+            allowed, k,
+        )  # fmt: skip
+        want, eligible, want_scores = top_allowed_reference(
+            targets, values, seen, forbidden, allowed, k
+        )
+        assert ids.tolist() == want and kept == eligible, trial
+        np.testing.assert_array_equal(scores, np.array(want_scores, np.float32))
+        assert not np.isnan(scores).any() and (scores > 0).all()
+        kinds["duplicate targets"] += len(np.unique(targets)) < len(targets)
+        kinds["duplicate seen"] += len(np.unique(seen)) < len(seen)
+        kinds["empty seen"] += not len(seen)
+        kinds["k past kept"] += k > kept
+    assert min(kinds.values()) >= 20, kinds  # each odd case was met, often
