@@ -527,11 +527,20 @@ def _table_rows(table):
     return list(zip(*columns, strict=True))
 
 
-def _favour_ranked_pipelines(monkeypatch):
+def _spy_on_rankers_favouring_ranked(monkeypatch) -> list:
     """Validation scores ranked pipelines twice as high, so that the pick is one and its
-    config (what tuning writes) can be read."""
+    config (what tuning writes) can be read; returns the list each ranker's spec is put in
+    as it is taught."""
     from recgraph.jobs.tune import fitting
 
+    specs = []
+    real_train = fitting.train_stage
+
+    def train_stage(spec, *args, **kwargs):
+        specs.append(spec)
+        return real_train(spec, *args, **kwargs)
+
+    monkeypatch.setattr(fitting, "train_stage", train_stage)
     real_score = fitting.Validation.score
 
     def score(self, model, *args, **kwargs):
@@ -539,6 +548,7 @@ def _favour_ranked_pipelines(monkeypatch):
         return 2 * value if model.config.ranker is not None else value
 
     monkeypatch.setattr(fitting.Validation, "score", score)
+    return specs
 
 
 def test_the_strong_ranked_trial_is_tried_first_and_every_ranker_learns_from_three_slices(
@@ -547,18 +557,9 @@ def test_the_strong_ranked_trial_is_tried_first_and_every_ranker_learns_from_thr
     """Phase 2 starts with the pool's best three retrievers under the default ranker at depth
     200 (a bag of five boosters), and every ranker tuning teaches serves from
     ``FINAL_SLICES`` outer label slices (``TuneSettings.final_slices``)."""
-    from recgraph.jobs.tune import fitting
     from recgraph.jobs.tune.spaces import BAGS, FINAL_SLICES, default_ranker_point
 
-    specs = []
-    real = fitting.train_stage
-
-    def spy(spec, *args, **kwargs):
-        specs.append(spec)
-        return real(spec, *args, **kwargs)
-
-    monkeypatch.setattr(fitting, "train_stage", spy)
-    _favour_ranked_pipelines(monkeypatch)
+    specs = _spy_on_rankers_favouring_ranked(monkeypatch)
     result = tune_question(
         "feed", feed_graph, settings=settings(max_trials=12, method="random_per_user")
     )
@@ -592,17 +593,7 @@ def test_tuning_sets_final_slices_only_where_more_slices_change_the_served_ranke
     """On a time-cut validation the ranker's label slice is cut in time (the same whatever
     the seed; one global cut is not even checked nested): more slices would change nothing,
     so tuning's rankers, and what it writes, keep ``final_slices = 1``."""
-    from recgraph.jobs.tune import fitting
-
-    specs = []
-    real = fitting.train_stage
-
-    def spy(spec, *args, **kwargs):
-        specs.append(spec)
-        return real(spec, *args, **kwargs)
-
-    monkeypatch.setattr(fitting, "train_stage", spy)
-    _favour_ranked_pipelines(monkeypatch)
+    specs = _spy_on_rankers_favouring_ranked(monkeypatch)
     for method in ("temporal_per_user", "temporal_global"):
         specs.clear()
         result = tune_question(
