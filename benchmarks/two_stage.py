@@ -33,7 +33,11 @@ Per case (dataset, split), in one run:
      (what ``recgraph train`` uses without ``--pipeline``);
    - TUNED: the pipeline ``recgraph tune`` wrote;
    - for both pipelines, the TFRS table (candidate recall, nDCG@10/20 before
-     and after re-ranking at depths 10, 50, 100, 200).
+     and after re-ranking at depths 10, 50, 100, 200), and (``two_stage.ranking``)
+     what the ranking stage's validation kept and how the served ranker was
+     refitted: its report's order, label slice, check, validation nDCG per
+     order and ``final_*`` fields (``final_slices_used``: the label slices it
+     actually learnt from, not the setting).
    DEFAULT and SHIPPED rankers cut their label slice and stand-down check as
    ``recgraph evaluate`` reads the split from the files' times
    (``pipeline_holdout``: temporal_global on the temporal case, random_per_user
@@ -198,6 +202,27 @@ def case_split(name: str) -> tuple[Path, Interactions, Interactions]:
     return source, train, test
 
 
+#: Keys of a ranking stage's report kept with each pipeline's table (plus ``final_*``).
+STAGE_KEYS = ("order", "label_split", "holdout", "check", "train_lists", "valid_lists")
+
+
+def _stage_table(table: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline's two-stage table with the part of its ranking stage's report a run shows:
+    what validation kept (order, its validation nDCG per order) and how the served ranker was
+    refitted (``final_*``: e.g. ``final_slices_used``, the slices it actually learnt from)."""
+    ranking = table.get("ranking")
+    if not ranking:
+        return table
+    kept = {
+        key: value
+        for key, value in ranking.items()
+        if key in STAGE_KEYS
+        or (key.startswith("final_") and key != "final_fit_report")
+        or (key.startswith("valid_ndcg@") and "[" not in key)
+    }
+    return table | {"ranking": kept}
+
+
 def run_case(
     name: str, budget: float, work: Path, with_default: bool, tune_seed: int = 0
 ) -> dict[str, Any]:
@@ -293,7 +318,9 @@ def run_case(
     chosen_single = max(best_per, key=lambda n: best_per[n]["validation"])
     best_on_test = max(singles, key=lambda n: singles[n]["metrics"][metric])
     tuned = row(pipe_rows[0])
-    stage_tables = report.get("two_stage", {})
+    stage_tables = {
+        path: _stage_table(table) for path, table in report.get("two_stage", {}).items()
+    }
     case: dict[str, Any] = {
         "dataset": folder,
         "split": f"{method} {fraction:.0%} test, seed 0",

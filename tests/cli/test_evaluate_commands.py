@@ -260,6 +260,9 @@ def test_evaluate_a_pipeline_file_with_its_two_stage_table(small_store, tmp_path
     deeper, shallower = table["depths"][1], table["depths"][0]
     assert deeper["candidate_recall"] >= shallower["candidate_recall"] > 0
     assert table["depths"][0]["after"] is not None
+    # and what the stage's validation kept and how its served ranker was fitted
+    assert table["ranking"]["label_split"] == "temporal_global"
+    assert table["ranking"]["final_slices_used"] in (0, 1)
     assert "two stages of feed" in capsys.readouterr().out
 
 

@@ -527,23 +527,39 @@ def _table_rows(table):
     return list(zip(*columns, strict=True))
 
 
+def _spy_on_rankers_favouring_ranked(monkeypatch) -> list:
+    """Validation scores ranked pipelines twice as high, so that the pick is one and its
+    config (what tuning writes) can be read; returns the list each ranker's spec is put in
+    as it is taught."""
+    from recgraph.jobs.tune import fitting
+
+    specs = []
+    real_train = fitting.train_stage
+
+    def train_stage(spec, *args, **kwargs):
+        specs.append(spec)
+        return real_train(spec, *args, **kwargs)
+
+    monkeypatch.setattr(fitting, "train_stage", train_stage)
+    real_score = fitting.Validation.score
+
+    def score(self, model, *args, **kwargs):
+        value = real_score(self, model, *args, **kwargs)
+        return 2 * value if model.config.ranker is not None else value
+
+    monkeypatch.setattr(fitting.Validation, "score", score)
+    return specs
+
+
 def test_the_strong_ranked_trial_is_tried_first_and_every_ranker_learns_from_three_slices(
     feed_graph, monkeypatch
 ):
     """Phase 2 starts with the pool's best three retrievers under the default ranker at depth
     200 (a bag of five boosters), and every ranker tuning teaches serves from
     ``FINAL_SLICES`` outer label slices (``TuneSettings.final_slices``)."""
-    from recgraph.jobs.tune import fitting
     from recgraph.jobs.tune.spaces import BAGS, FINAL_SLICES, default_ranker_point
 
-    specs = []
-    real = fitting.train_stage
-
-    def spy(spec, *args, **kwargs):
-        specs.append(spec)
-        return real(spec, *args, **kwargs)
-
-    monkeypatch.setattr(fitting, "train_stage", spy)
+    specs = _spy_on_rankers_favouring_ranked(monkeypatch)
     result = tune_question(
         "feed", feed_graph, settings=settings(max_trials=12, method="random_per_user")
     )
@@ -558,8 +574,8 @@ def test_the_strong_ranked_trial_is_tried_first_and_every_ranker_learns_from_thr
     assert {r["name"] for r in ranked[0].retrievers} == {"item_knn", "popular"}
     tuned_specs = [s for s in specs if s.max_train_users == 150]  # phase 2's and 3's rankers
     assert tuned_specs and all(s.final_slices == FINAL_SLICES for s in tuned_specs)
-    if result.config.ranker is not None:
-        assert result.config.ranker.final_slices == FINAL_SLICES
+    assert result.config.ranker is not None  # the pick is ranked: what it writes says 3
+    assert result.config.ranker.final_slices == FINAL_SLICES
     # and a setting of 1 serves one slice's ranker, as before
     specs.clear()
     tune_question(
@@ -567,4 +583,23 @@ def test_the_strong_ranked_trial_is_tried_first_and_every_ranker_learns_from_thr
         feed_graph,
         settings=settings(max_trials=12, method="random_per_user", final_slices=1),
     )
-    assert all(s.final_slices == 1 for s in specs)
+    tuned_specs = [s for s in specs if s.max_train_users == 150]
+    assert tuned_specs and all(s.final_slices == 1 for s in tuned_specs)
+
+
+def test_tuning_sets_final_slices_only_where_more_slices_change_the_served_ranker(
+    feed_graph, monkeypatch
+):
+    """On a time-cut validation the ranker's label slice is cut in time (the same whatever
+    the seed; one global cut is not even checked nested): more slices would change nothing,
+    so tuning's rankers, and what it writes, keep ``final_slices = 1``."""
+    specs = _spy_on_rankers_favouring_ranked(monkeypatch)
+    for method in ("temporal_per_user", "temporal_global"):
+        specs.clear()
+        result = tune_question(
+            "feed", feed_graph, settings=settings(max_trials=8, method=method, confirm=False)
+        )
+        tuned_specs = [s for s in specs if s.max_train_users == 150]
+        assert tuned_specs and {s.label_split for s in tuned_specs} == {method}
+        assert all(s.final_slices == 1 for s in tuned_specs)
+        assert result.config.ranker is not None and result.config.ranker.final_slices == 1

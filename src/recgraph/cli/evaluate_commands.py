@@ -192,7 +192,12 @@ def evaluate_command(
         note = evaluated.question_model.ranking_note
         if note:
             err_console.print(f"[dim]{path}: {note}[/]", highlight=False)
-        report.sections.setdefault("two_stage", {})[str(path)] = stages.to_dict()
+        section = stages.to_dict()
+        ranking = evaluated.question_model.ranking
+        if ranking is not None and ranking.report:
+            # what validation kept (order) and how the served ranker was refitted (final_*)
+            section["ranking"] = ranking.report
+        report.sections.setdefault("two_stage", {})[str(path)] = section
     if pipelines:
         report.sections["holdout"] = judged.to_dict()
     console.print(report.dropped_summary(), highlight=False)

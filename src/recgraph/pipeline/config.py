@@ -148,16 +148,30 @@ class RankerSpec(_Strict):
     and 0.979x vs 1.008x (draw 1); latest-small random 1.037x vs 1.001x and
     1.009x vs 1.016x; mean of the four 1.008x vs 0.999x. A small lead,
     inside the spread between draws (2-3%); each alone did less on MovieLens
-    draw 0 (``all`` 0.983x, ``outer`` 0.974x). Without the nested check (time
-    slices, account graphs) neither has any effect. ``final_slices`` (with
-    ``outer``): the served ranker is taught on the outer slice and on
-    ``final_slices - 1`` more slices of the same kind drawn with the next
-    seeds (each labelling candidates of retrievers fitted on its own rest),
-    their lists pooled: one slice's draw moves the served ranker by ~2%, and
-    pooling several averages that draw out (``recgraph tune`` uses 3: on
-    validation carved from MovieLens 100k random, its pipeline there scored
-    1.021-1.026x the best retriever against 1.017-1.020x with one slice,
-    higher for every ranker seed; see ``recgraph.jobs.tune.spaces.FINAL_SLICES``).
+    draw 0 (``all`` 0.983x, ``outer`` 0.974x). Without the nested check (one
+    global time cut, account graphs) neither has any effect. ``final_slices``
+    (with ``outer`` and the nested check, once the check kept the ranker):
+    the served ranker is taught on the outer slice and on ``final_slices - 1``
+    more slices of the same kind drawn with the next seeds (each labelling
+    candidates of retrievers fitted on its own rest, for the check's training
+    users only: no validation user of the check has a list there), their
+    lists pooled: one slice's draw moves the served ranker by ~2%, and pooling
+    several averages that draw out (``recgraph tune`` uses 3 where it has an
+    effect: on validation carved from MovieLens 100k random, its pipeline
+    there scored 1.021-1.026x the best retriever against 1.017-1.020x with
+    one slice, higher for every ranker seed; see
+    ``recgraph.jobs.tune.spaces.FINAL_SLICES``). Only a seeded (random) label
+    kind draws more slices: a slice cut in time (``temporal_per_user``,
+    ``temporal_global``) is the same whatever the seed, so such a kind pools
+    its outer slice alone; without the nested check, with ``final_fit="folds"``
+    or when the ranker stands down the setting has no effect. The stage report
+    says what was used (``final_slices_used``, ``final_slice_rows``). Memory:
+    the pooled lists hold up to ``final_slices x max_train_users x depth``
+    rows per label kind (3 x 20,000 x 200 = 12M at the defaults). The extra
+    slices are cut from all the training data, so their rests hold the outer
+    slice's labels of the check's validation users, whose lists are the
+    refit's early-stopping set: the retrievers behind the extra lists saw
+    those labels (a mild optimism in when the refit stops, not in the check).
     The default stays 1 until the shared datasets' validation says otherwise.
     """
 

@@ -456,6 +456,19 @@ def nested_check(data: Interactions, spec: RankerSpec, holdout: str | None = Non
     return data.graph_kind == "items" and label_kinds(data, spec, holdout) != ["temporal_global"]
 
 
+def pools_final_slices(data: Interactions, spec: RankerSpec, holdout: str | None = None) -> bool:
+    """Whether ``spec.final_slices > 1`` can change the served ranker on ``data``: only
+    ``final_fit="outer"`` with the nested check refits it, and only a seeded (random) label
+    kind draws a different slice per seed (a slice cut in time, :data:`TIME_SLICES`, is the
+    same whatever the seed, so it pools its outer slice alone). Whether the check keeps the
+    ranker is known only after the fit."""
+    return (
+        spec.final_fit == "outer"
+        and nested_check(data, spec, holdout)
+        and any(kind not in TIME_SLICES for kind in label_kinds(data, spec, holdout))
+    )
+
+
 def label_slice(
     data: Interactions,
     spec: RankerSpec,
@@ -581,7 +594,7 @@ def train_stage(
     kinds = label_kinds(data, spec, holdout)
     batches: dict[str, list[RankingBatch]] = {"train": [], "valid": []}
     # the outer slice's training and validation users' rows (final_fit="outer")
-    outer_train: list[RankingBatch] = []
+    outer_train: list[tuple[str, RankingBatch]] = []
     outer_valid: list[RankingBatch] = []
     decide: dict[str, list[tuple[CandidatePool, RankingBatch]]] = {kind: [] for kind in kinds}
     label_rows, features = 0, None
@@ -646,7 +659,7 @@ def train_stage(
                 pool = stage_one.pool(users, spec.depth)
                 batch = outer_stage.batch(pool, truth)
                 if spec.final_fit == "outer":
-                    outer_train.append(batch)
+                    outer_train.append((kind, batch))
                 if spec.check_users == "all":
                     # the outer slice is unseen by the ranker whoever the user: all of them judge
                     decide[kind].append((pool, batch))
@@ -728,13 +741,17 @@ def train_stage(
         stage.order, stage.active = best_key, True
     else:
         stage.order, stage.active = "ranker", False
-    final = {}
+    final: dict[str, Any] = {"final_fit": "none (the ranker stood down)", "final_slices_used": 0}
+    if stage.active and stage.order == "ranker":
+        final["final_fit"] = "folds" if nested else "folds (no nested check)"
     if spec.final_fit == "outer" and nested and stage.active and stage.order == "ranker":
         # taught again one level up: on the outer slice, beside retrievers of 80% of the data
         # (the check judged a ranker of 64% beside retrievers of 80%; serving is 80% -> 100%)
-        # and on final_slices - 1 more outer slices drawn with the next seeds (see RankerSpec)
+        # and on final_slices - 1 more outer slices drawn with the next seeds (see RankerSpec);
+        # a slice cut in time is the same whatever the seed, so a time kind pools its outer
+        # slice alone
         for kind, key in extra_slices:
-            for extra in range(1, spec.final_slices):
+            for extra in range(1, spec.final_slices if kind not in TIME_SLICES else 1):
                 rest, labels, _ = label_slice(data, spec, spec.folds + extra, kind)
                 truth = _liked_matrix(labels, spec.labels)
                 stage_one = fit_stage_one(rest)
@@ -743,21 +760,28 @@ def train_stage(
                 if len(users):
                     context = CandidateFeatures(rest, item_created_at, item_features)
                     slice_stage = RankingStage(spec, ranker, context, keys, ppr_key=key)
-                    outer_train.append(slice_stage.batch(stage_one.pool(users, spec.depth), truth))
-        outer = RankingBatch.concat(outer_train) if outer_train else None
+                    outer_train.append(
+                        (
+                            f"{kind}+{extra}",
+                            slice_stage.batch(stage_one.pool(users, spec.depth), truth),
+                        )
+                    )
+        outer = RankingBatch.concat([b for _, b in outer_train]) if outer_train else None
         if outer is not None and outer.labels.any():
             refit = create_ranker(spec.name, spec.params)
             stop_on = RankingBatch.concat(outer_valid) if outer_valid else None
             stage.ranker = refit.fit(sampled(outer), stop_on)
             final = {
                 "final_fit": "outer",
-                "final_slices": spec.final_slices,
+                # the slices whose lists the served ranker learnt from (not the setting)
+                "final_slices_used": len(outer_train),
+                "final_slice_rows": {name: int(len(b)) for name, b in outer_train},
                 "final_train_rows": int(len(outer)),
                 "final_stop_rows": int(len(stop_on)) if stop_on is not None else 0,
                 "final_fit_report": refit.fit_report,
             }
         else:
-            final = {"final_fit": "folds (the outer slice had no labelled training list)"}
+            final["final_fit"] = "folds (the outer slice had no labelled training list)"
     stage.report = {
         "order": (
             "merge"

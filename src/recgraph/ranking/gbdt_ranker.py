@@ -15,7 +15,9 @@ LightGBM's text format, never pickle.
 
 With ``bags > 1`` the ranker is a bag of boosters (Breiman's bagging): each
 is fitted with its own seed on its own draw of ``bag_users`` of the training
-lists (whole lists, so each user's pairs stay together), early-stopped on the
+lists (whole lists, so each list's pairs stay together; when the lists of
+several label slices are pooled, ``RankerSpec.final_slices``, one user has a
+list per slice and those can fall in different bags), early-stopped on the
 same validation lists, and the ranker's score is their mean. Off by default
 (``bags = 1``): on validation carved from MovieLens 100k's random training
 split (benchmarks/ranker_bagging.py, the shipped feed, three ranker seeds) a

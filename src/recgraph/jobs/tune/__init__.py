@@ -19,9 +19,12 @@ Three phases, the first two Optuna studies (TPE, seeded), within a time budget:
    best single retriever alone, so the choice is never worse on validation
    than the best single retriever; the second the best three under the
    default ranker at depth 200 (a bag of five boosters), so that one is
-   always compared. Every ranker tried serves as it would be served: taught
-   on :data:`~recgraph.jobs.tune.spaces.FINAL_SLICES` outer label slices
-   (``RankerSpec.final_slices``), so its figure is less one slice's luck;
+   always compared. Every ranker tried serves as it would be served: where
+   the label slice is a random one checked nested (a random validation split
+   of a feed), taught on :data:`~recgraph.jobs.tune.spaces.FINAL_SLICES`
+   outer label slices (``RankerSpec.final_slices``), so its figure is less
+   one slice's luck; a slice cut in time is the same whatever the seed, and
+   one global cut has no nested check, so there it is taught on one;
 3. **confirm**: the best of many noisy trials runs high on the split it was
    chosen on, so the few best pipelines are scored again on a second
    validation (over twice the horizon when temporal: a lead that lasts only

@@ -34,7 +34,7 @@ from recgraph.pipeline.config import (
     RankerSpec,
     RetrieverSpec,
 )
-from recgraph.pipeline.ranking import label_split_for
+from recgraph.pipeline.ranking import label_split_for, pools_final_slices
 
 #: Share of the budget spent on the retrievers alone (the rest: the pipeline).
 RETRIEVER_SHARE = 0.35
@@ -200,6 +200,12 @@ def tune_question(
         return trial
 
     label_split = label_split_for(description["method"])
+    # more outer slices only where they change the served ranker: a seeded slice checked nested
+    final_slices = (
+        settings.final_slices
+        if pools_final_slices(fit, RankerSpec(label_split=label_split), description["method"])
+        else 1
+    )
 
     # the given question as it is (the reference the comments report) and the `also` ones:
     # each eligible as the pick, so tuning keeps nothing validation scores below them. Their
@@ -343,7 +349,7 @@ def tune_question(
                 label_split=label_split,
                 max_train_users=settings.ranker_users,
                 negatives=optuna_trial.suggest_categorical("negatives", NEGATIVES),
-                final_slices=settings.final_slices,
+                final_slices=final_slices,
                 seed=settings.seed,
                 params=ranker_params(optuna_trial, settings.ranker),
             )

@@ -30,8 +30,11 @@ BAGS = 5
 #: two validation draws; benchmarks/results/ranker_bagging.tune14b.v0/v1.json) three slices scored
 #: 1.0256x / 1.0210x the best retriever alone against one slice's 1.0196x / 1.0172x, higher at
 #: every one of the six (draw, seed) pairs (+0.001 to +0.013), the same check and order each time.
-#: Its cost: the served ranker's final fit on three times the lists (fit CPU ~1.5x the pipeline's).
-#: Searched, one slice would win phase 2 more often for its spread alone.
+#: Its cost: the served ranker's final fit on three times the lists (the pipeline's fit CPU
+#: ~1.3x, 0.9-1.7x per pair under load ~9: means 39.3 s vs 31.1 s in those files).
+#: Searched, one slice would win phase 2 more often for its spread alone. Set only where it has
+#: an effect (:func:`recgraph.pipeline.ranking.pools_final_slices`: the nested check on a
+#: seeded, random label slice); elsewhere (a slice cut in time, no nested check) 1.
 FINAL_SLICES = 3
 
 
