@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -380,3 +381,23 @@ def blank_features(names):
 
     module.CandidateFeatures.matrix = matrix
     return lambda: setattr(module.CandidateFeatures, "matrix", original)
+
+
+class BackgroundSampler:
+    """A daemon thread running ``_run`` while a ``with`` block lasts; ``_stop`` is set when the
+    block ends (``_run`` watches it), then the thread is joined."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -162,6 +162,22 @@ def measure(split: tuple[Interactions, Interactions], budgets: list[int], count:
     return out
 
 
+def measure_graphs(graphs: dict, measure_one, rows: str) -> dict:
+    """``measure_one(split)`` of each graph's validation split, its ``rows`` (setting -> figures)
+    printed as one table as they come."""
+    print(f"{'graph':18s} {'budget':>7s} {'x exact':>8s} {'same top20':>10s} {'CPU ms/user':>12s}")
+    results = {}
+    for name, load in graphs.items():
+        results[name] = measure_one(load())
+        for label, row in results[name][rows].items():
+            print(
+                f"{name:18s} {label:>7s} {row['over_exact']:8.3f} "
+                f"{row.get('same_top20', float('nan')):10.3f} {row['cpu_ms_per_user']:12.2f}",
+                flush=True,
+            )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="first: the base")
@@ -172,16 +188,7 @@ def main() -> None:
     args = parser.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     graphs = graph_loaders(args.only_synthetic, args.synthetic)
-    results = {}
-    print(f"{'graph':18s} {'budget':>7s} {'x exact':>8s} {'same top20':>10s} {'CPU ms/user':>12s}")
-    for name, load in graphs.items():
-        results[name] = measure(load(), budgets, args.users)
-        for budget, row in results[name]["budgets"].items():
-            print(
-                f"{name:18s} {budget:>7s} {row['over_exact']:8.3f} {row['same_top20']:10.3f} "
-                f"{row['cpu_ms_per_user']:12.2f}",
-                flush=True,
-            )
+    results = measure_graphs(graphs, lambda split: measure(split, budgets, args.users), "budgets")
     out = REPO / "benchmarks" / "results" / f"{args.out}.json"
     save_results(
         out,

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import Republisher, save_results
+from common import BackgroundSampler, Republisher, save_results
 from recgraph.data.store import Store
 from recgraph.pipeline import Pipeline
 from recgraph.serving.feedback import catch_up_overlay
@@ -54,14 +53,13 @@ def timed(step) -> tuple[object, dict]:
     }
 
 
-class GilProbe:
+class GilProbe(BackgroundSampler):
     """A thread that sleeps 0.5 ms at a time and records how late it woke (GIL held elsewhere,
     or no core free)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.gaps: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         last = time.perf_counter()
@@ -70,14 +68,6 @@ class GilProbe:
             now = time.perf_counter()
             self.gaps.append(now - last - 0.0005)
             last = now
-
-    def __enter__(self) -> GilProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def worst_ms(self, n: int = 5) -> list[float]:
         return [round(1000 * g, 1) for g in sorted(self.gaps, reverse=True)[:n]]

@@ -28,6 +28,7 @@ from common import REPO, save_results
 from ppr_sweep_budget import (
     compare,
     graph_loaders,
+    measure_graphs,
     split_description,
 )
 from recgraph.data.interactions import Interactions
@@ -62,16 +63,7 @@ def main() -> None:
         else {b: {"sweep_budget": int(b)} for b in args.budgets.split(",")}
     )
     graphs = graph_loaders(args.only_synthetic, args.synthetic)
-    results = {}
-    print(f"{'graph':18s} {'budget':>7s} {'x exact':>8s} {'same top20':>10s} {'CPU ms/user':>12s}")
-    for name, load in graphs.items():
-        results[name] = measure(load(), settings, args.users)
-        for label, row in results[name]["settings"].items():
-            print(
-                f"{name:18s} {label:>7s} {row['over_exact']:8.3f} "
-                f"{row.get('same_top20', float('nan')):10.3f} {row['cpu_ms_per_user']:12.2f}",
-                flush=True,
-            )
+    results = measure_graphs(graphs, lambda split: measure(split, settings, args.users), "settings")
     out = REPO / "benchmarks" / "results" / f"{args.out}.json"
     save_results(
         out,

@@ -57,13 +57,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from common import (
+    BackgroundSampler,
     process_read_bytes,
     process_tree,
     stop_process,
@@ -166,7 +166,7 @@ SERVER_START_TIMEOUT = 900.0
 LIGHT_RATE = 20.0
 
 
-class PerSecond:
+class PerSecond(BackgroundSampler):
     """The server's CPU (user, system), page faults and disk reads each second while a phase
     runs (a thread reading /proc): where the slow seconds' time went. The server's process
     tree is read again each second, so that a worker started meanwhile counts from its first
@@ -176,9 +176,9 @@ class PerSecond:
     kept in ``error`` (and printed), the rows so far kept."""
 
     def __init__(self, root: int) -> None:
-        self.root, self.rows, self._stop = root, [], threading.Event()
+        super().__init__()
+        self.root, self.rows = root, []
         self.error: str | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _read(self) -> dict[int, tuple[float, ...]]:
         """Each process's (user, system, minor faults, major faults, bytes read) so far."""
@@ -218,14 +218,6 @@ class PerSecond:
         except Exception as exc:  # kept and printed: the phase goes on
             self.error = f"{type(exc).__name__}: {exc}"
             print(f"per-second sampler failed: {self.error}", file=sys.stderr, flush=True)
-
-    def __enter__(self) -> PerSecond:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def every_worker_up(url: str, paths: list[str], deadline: float) -> None:
