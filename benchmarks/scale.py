@@ -63,6 +63,8 @@ from pathlib import Path
 import numpy as np
 
 from common import (
+    REPO,
+    RESULTS_DIR,
     BackgroundSampler,
     process_read_bytes,
     process_tree,
@@ -75,8 +77,6 @@ from common import (
 from imports import heavy_tailed_follows, weighted_draw
 from load import free_port, open_loop, start_server, warm_up
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 MODELS = ("ppr", "salsa", "adamic_adar")
 TARGET_P99_MS = 50.0
 
@@ -659,12 +659,12 @@ OUT = {"name": "scale"}
 
 
 def save(payload: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload["load_average_at_end"] = os.getloadavg()
-    (RESULTS / f"{OUT['name']}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (RESULTS_DIR / f"{OUT['name']}.json").write_text(json.dumps(payload, indent=2) + "\n")
     if any(r["models"] for r in payload["runs"]) or payload["graph_only"]:
         # (not before a first model is measured: a log axis without data cannot be drawn)
-        plot(payload, RESULTS / f"{OUT['name']}.png")
+        plot(payload, RESULTS_DIR / f"{OUT['name']}.png")
 
 
 def store_askers(db: str, n: int = 2000, seed: int = 0) -> list[str]:
@@ -758,7 +758,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     OUT["name"] = args.out
-    saved = RESULTS / f"{args.out}.json"
+    saved = RESULTS_DIR / f"{args.out}.json"
     if args.reserve:
         reserve(json.loads(saved.read_text()), args)
         return
