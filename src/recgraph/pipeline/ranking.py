@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from recgraph.data import splits
 from recgraph.data.interactions import Interactions, Kind
 from recgraph.data.sorted_keys import find_sorted
-from recgraph.files import atomic_write
+from recgraph.files import saved_folder
 from recgraph.pipeline.candidates import RankedList
 from recgraph.pipeline.config import RankerSpec
 from recgraph.pipeline.merge import merge_with_ranks
@@ -319,24 +319,21 @@ class RankingStage:
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.ranker.save(folder / "ranker")
-        self.features.save(folder / "features.npz")
-        with atomic_write(folder / STAGE_FILE, "w") as handle:
-            handle.write(
-                json.dumps(
-                    {
-                        "keys": self.keys,
-                        "active": self.active,
-                        "order": self.order,
-                        "blend": self.blend,
-                        "base": self.base,
-                        "ppr_key": self.ppr_key,
-                        "report": self.report,
-                    },
-                    indent=2,
-                )
-            )
+        with saved_folder(folder, STAGE_FILE, self.manifest) as folder:
+            self.ranker.save(folder / "ranker")
+            self.features.save(folder / "features.npz")
+
+    def manifest(self) -> dict[str, Any]:
+        """What :meth:`save` writes to ``STAGE_FILE`` (last) and :meth:`load` reads back."""
+        return {
+            "keys": self.keys,
+            "active": self.active,
+            "order": self.order,
+            "blend": self.blend,
+            "base": self.base,
+            "ppr_key": self.ppr_key,
+            "report": self.report,
+        }
 
     @classmethod
     def load(cls, spec: RankerSpec, folder: Path) -> RankingStage:
