@@ -319,13 +319,7 @@ class RankingStage:
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: Path) -> None:
-        with saved_folder(folder, STAGE_FILE, self.manifest) as folder:
-            self.ranker.save(folder / "ranker")
-            self.features.save(folder / "features.npz")
-
-    def manifest(self) -> dict[str, Any]:
-        """What :meth:`save` writes to ``STAGE_FILE`` (last) and :meth:`load` reads back."""
-        return {
+        stage = {
             "keys": self.keys,
             "active": self.active,
             "order": self.order,
@@ -334,6 +328,9 @@ class RankingStage:
             "ppr_key": self.ppr_key,
             "report": self.report,
         }
+        with saved_folder(folder, STAGE_FILE, lambda: stage) as folder:  # stage.json last
+            self.ranker.save(folder / "ranker")
+            self.features.save(folder / "features.npz")
 
     @classmethod
     def load(cls, spec: RankerSpec, folder: Path) -> RankingStage:
