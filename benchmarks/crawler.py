@@ -45,6 +45,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from common import REPO, RESULTS_DIR
 from recgraph.collect.bluesky.crawler import Crawler
 from recgraph.collect.bluesky.fake_server import (
     FakeAppView,
@@ -56,8 +57,6 @@ from recgraph.collect.bluesky.fake_server import (
 )
 from recgraph.data.store import Store
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 #: Bluesky's documented budget, and the factor time is scaled down by.
 LIMIT, WINDOW, TIME_SCALE = 3000, 300.0, 100.0
 
@@ -297,8 +296,8 @@ def main() -> None:
     if args.faults_only:
         print(json.dumps(fault, indent=2))  # a check, not a result: nothing saved
         return
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    figure = RESULTS / "crawler_rate.png"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    figure = RESULTS_DIR / "crawler_rate.png"
     plot(runs, figure)
     payload = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
@@ -308,8 +307,8 @@ def main() -> None:
         "fault_test": fault,
         "plot": str(figure.relative_to(REPO)),
     }
-    (RESULTS / "crawler.json").write_text(json.dumps(payload, indent=2))
-    print(f"saved {RESULTS / 'crawler.json'} and {figure}")
+    (RESULTS_DIR / "crawler.json").write_text(json.dumps(payload, indent=2))
+    print(f"saved {RESULTS_DIR / 'crawler.json'} and {figure}")
 
 
 if __name__ == "__main__":

@@ -720,7 +720,7 @@ def validate(model: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
     load, cpu = os.getloadavg()[0], time.process_time()
     report = evaluate([retriever], fit, held, (20, 100), progress=False, item_features=features)
     (result,) = report.results
-    training = getattr(retriever, "training_", {})
+    training = retriever.training_ or {}
     row = {
         "model": model,
         "method": method,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import numpy as np
 
@@ -178,26 +179,36 @@ def measure_graphs(graphs: dict, measure_one, rows: str) -> dict:
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="first: the base")
+def graph_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """The budget scripts' shared options: which graphs, how many users, the output name."""
     parser.add_argument("--synthetic", type=float, default=0, help="generated follows (0: none)")
     parser.add_argument("--only-synthetic", action="store_true")
     parser.add_argument("--users", type=int, default=300, help="validation users a graph")
-    parser.add_argument("--out", default="ppr_sweep_budget")
-    args = parser.parse_args()
-    budgets = [int(b) for b in args.budgets.split(",")]
+    parser.add_argument("--out", default=out)
+
+
+def measure_and_save(
+    args: argparse.Namespace, benchmark: str, measure_one, rows: str, exact: dict, **fields
+) -> None:
+    """:func:`measure_graphs` over the graphs ``args`` asks for, saved as
+    ``benchmarks/results/OUT.json`` with the split, the baseline ``exact`` and ``fields``."""
     graphs = graph_loaders(args.only_synthetic, args.synthetic)
-    results = measure_graphs(graphs, lambda split: measure(split, budgets, args.users), "budgets")
+    results = measure_graphs(graphs, measure_one, rows)
     out = REPO / "benchmarks" / "results" / f"{args.out}.json"
     save_results(
-        out,
-        "ppr_sweep_budget",
-        split=split_description(args.users),
-        exact=EXACT,
-        graphs=results,
+        out, benchmark, split=split_description(args.users), exact=exact, **fields, graphs=results
     )
     print(f"saved {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="first: the base")
+    graph_arguments(parser, "ppr_sweep_budget")
+    args = parser.parse_args()
+    budgets = [int(b) for b in args.budgets.split(",")]
+    measure_one = partial(measure, budgets=budgets, count=args.users)
+    measure_and_save(args, "ppr_sweep_budget", measure_one, "budgets", EXACT)
 
 
 if __name__ == "__main__":

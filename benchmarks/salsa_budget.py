@@ -23,14 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 
-from common import REPO, save_results
-from ppr_sweep_budget import (
-    compare,
-    graph_loaders,
-    measure_graphs,
-    split_description,
-)
+from ppr_sweep_budget import compare, graph_arguments, measure_and_save
 from recgraph.data.interactions import Interactions
 
 BUDGETS = (20_000, 10_000, 5_000, 2_000)
@@ -52,28 +47,15 @@ def main() -> None:
         "--settings",
         help='instead of --budgets: JSON {"label": {SALSA config}, ...}, first the base',
     )
-    parser.add_argument("--synthetic", type=float, default=0, help="generated follows (0: none)")
-    parser.add_argument("--only-synthetic", action="store_true")
-    parser.add_argument("--users", type=int, default=300, help="validation users a graph")
-    parser.add_argument("--out", default="salsa_budget")
+    graph_arguments(parser, "salsa_budget")
     args = parser.parse_args()
     settings = (
         json.loads(args.settings)
         if args.settings
         else {b: {"sweep_budget": int(b)} for b in args.budgets.split(",")}
     )
-    graphs = graph_loaders(args.only_synthetic, args.synthetic)
-    results = measure_graphs(graphs, lambda split: measure(split, settings, args.users), "settings")
-    out = REPO / "benchmarks" / "results" / f"{args.out}.json"
-    save_results(
-        out,
-        "salsa_budget",
-        split=split_description(args.users),
-        exact=EXACT,
-        settings=settings,
-        graphs=results,
-    )
-    print(f"saved {out}")
+    measure_one = partial(measure, settings=settings, count=args.users)
+    measure_and_save(args, "salsa_budget", measure_one, "settings", EXACT, settings=settings)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,8 @@ from pathlib import Path
 import numpy as np
 
 from common import (
+    REPO,
+    RESULTS_DIR,
     BackgroundSampler,
     process_read_bytes,
     process_tree,
@@ -75,8 +77,6 @@ from common import (
 from imports import heavy_tailed_follows, weighted_draw
 from load import free_port, open_loop, start_server, warm_up
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 MODELS = ("ppr", "salsa", "adamic_adar")
 TARGET_P99_MS = 50.0
 
@@ -570,6 +570,17 @@ def _against_follows(ax, unit: str, title: str) -> None:
     ax.grid(True, alpha=0.3)
 
 
+def _model_series(runs: list[dict], model: str, *path: str) -> list[float]:
+    """``run["models"][model][path...]`` of each run, NaN where a run has no such figure."""
+    series = []
+    for run in runs:
+        value = run["models"].get(model, {})
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        series.append(np.nan if value is None else value)
+    return series
+
+
 def plot(payload: dict, path: Path) -> None:
     import matplotlib
 
@@ -586,12 +597,11 @@ def plot(payload: dict, path: Path) -> None:
             x, [r["import"].get("seconds", np.nan) for r in runs], "o-", label="import (SQLite)"
         )
         for model in payload["models"]:
-            ys = [r["models"].get(model, {}).get("train", {}).get("seconds") for r in runs]
-            ax.plot(x, [y if y is not None else np.nan for y in ys], "s--", label=f"train {model}")
-            ys = [r["models"].get(model, {}).get("serve", {}).get("start_seconds") for r in runs]
             ax.plot(
-                x, [y if y is not None else np.nan for y in ys], "^:", label=f"server start {model}"
+                x, _model_series(runs, model, "train", "seconds"), "s--", label=f"train {model}"
             )
+            starts = _model_series(runs, model, "serve", "start_seconds")
+            ax.plot(x, starts, "^:", label=f"server start {model}")
     if graphs:
         ax.plot([g["follows"] for g in graphs], [g["build"]["seconds"] for g in graphs], "kD-",
                 label="CSR build (no SQLite)")  # fmt: skip
@@ -602,14 +612,10 @@ def plot(payload: dict, path: Path) -> None:
             x, [r["import"].get("peak_rss_mb", np.nan) for r in runs], "o-", label="import peak"
         )
         for model in payload["models"]:
-            ys = [r["models"].get(model, {}).get("train", {}).get("peak_rss_mb") for r in runs]
-            ax.plot(
-                x, [y if y is not None else np.nan for y in ys], "s--", label=f"train {model} peak"
-            )
-            ys = [r["models"].get(model, {}).get("serve", {}).get("server_rss_mb") for r in runs]
-            ax.plot(
-                x, [y if y is not None else np.nan for y in ys], "^:", label=f"server {model} RSS"
-            )
+            peaks = _model_series(runs, model, "train", "peak_rss_mb")
+            ax.plot(x, peaks, "s--", label=f"train {model} peak")
+            rss = _model_series(runs, model, "serve", "server_rss_mb")
+            ax.plot(x, rss, "^:", label=f"server {model} RSS")
     if graphs:
         ax.plot([g["follows"] for g in graphs], [g["peak_rss_mb"] for g in graphs], "kD-",
                 label="CSR build + walks peak")  # fmt: skip
@@ -617,29 +623,12 @@ def plot(payload: dict, path: Path) -> None:
     _against_follows(ax, "MB", "memory")
     ax = axes[2]
     for model in payload["models"]:
-        ys = [r["models"].get(model, {}).get("serve", {}).get("p99_ms") for r in runs]
-        ax.plot(
-            x,
-            [y if y is not None else np.nan for y in ys],
-            "o-",
-            label=f"{model} p99 at {payload['rate_rps']:.0f}/s (HTTP)",
-        )
-        ys = [
-            r["models"].get(model, {}).get("serve", {}).get("light", {}).get("p99_ms") for r in runs
-        ]
-        ax.plot(
-            x,
-            [y if y is not None else np.nan for y in ys],
-            "s-.",
-            label=f"{model} p99 at {LIGHT_RATE:.0f}/s (HTTP)",
-        )
-        ys = [
-            r["models"].get(model, {}).get("serve", {}).get("server_cpu_ms_per_request")
-            for r in runs
-        ]
-        ax.plot(
-            x, [y if y is not None else np.nan for y in ys], "x:", label=f"{model} CPU ms/request"
-        )
+        p99 = _model_series(runs, model, "serve", "p99_ms")
+        ax.plot(x, p99, "o-", label=f"{model} p99 at {payload['rate_rps']:.0f}/s (HTTP)")
+        light = _model_series(runs, model, "serve", "light", "p99_ms")
+        ax.plot(x, light, "s-.", label=f"{model} p99 at {LIGHT_RATE:.0f}/s (HTTP)")
+        cpu = _model_series(runs, model, "serve", "server_cpu_ms_per_request")
+        ax.plot(x, cpu, "x:", label=f"{model} CPU ms/request")
     for model in ("ppr", "salsa", "adamic_adar"):
         asked = [g for g in payload["graph_only"] if "request_cpu_ms_mean" in g.get(model, {})]
         if asked:
@@ -659,12 +648,12 @@ OUT = {"name": "scale"}
 
 
 def save(payload: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload["load_average_at_end"] = os.getloadavg()
-    (RESULTS / f"{OUT['name']}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (RESULTS_DIR / f"{OUT['name']}.json").write_text(json.dumps(payload, indent=2) + "\n")
     if any(r["models"] for r in payload["runs"]) or payload["graph_only"]:
         # (not before a first model is measured: a log axis without data cannot be drawn)
-        plot(payload, RESULTS / f"{OUT['name']}.png")
+        plot(payload, RESULTS_DIR / f"{OUT['name']}.png")
 
 
 def store_askers(db: str, n: int = 2000, seed: int = 0) -> list[str]:
@@ -758,7 +747,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     OUT["name"] = args.out
-    saved = RESULTS / f"{args.out}.json"
+    saved = RESULTS_DIR / f"{args.out}.json"
     if args.reserve:
         reserve(json.loads(saved.read_text()), args)
         return

@@ -86,23 +86,26 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-def _run_child(where: str, store_url: str, root: Path) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def done(
+    request: pytest.FixtureRequest, store_url: str, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """The child's run into ``tmp_path / "models"``, a stop sent at ``request.param``."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
         "RECGRAPH_DATABASE_URL": store_url,
         "RECGRAPH_PROGRESS": "0",
     }
-    command = [sys.executable, "-c", CHILD, where, str(root)]
+    command = [sys.executable, "-c", CHILD, request.param, str(tmp_path / "models")]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("where", ["error", "finalizer"])
+@pytest.mark.parametrize("done", ["error", "finalizer"], indirect=True)
 def test_a_stop_that_does_not_arrive_as_an_interrupt_still_stops_before_publishing(
-    where: str, store_url: str, tmp_path: Path
+    done: subprocess.CompletedProcess[str], tmp_path: Path
 ) -> None:
-    done = _run_child(where, store_url, tmp_path / "models")
     assert done.returncode == STOPPED, done.stderr
     assert "train: stopped (SIGTERM) before publishing" in done.stderr
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
@@ -112,11 +115,10 @@ def test_a_stop_that_does_not_arrive_as_an_interrupt_still_stops_before_publishi
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("where", ["publish", "after the manifest"])
+@pytest.mark.parametrize("done", ["publish", "after the manifest"], indirect=True)
 def test_a_stop_during_the_publish_waits_for_it_to_finish(
-    where: str, store_url: str, tmp_path: Path
+    done: subprocess.CompletedProcess[str], tmp_path: Path
 ) -> None:
-    done = _run_child(where, store_url, tmp_path / "models")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["version"] == "v1"
     registry = ModelRegistry(tmp_path / "models")

@@ -30,7 +30,7 @@ from recgraph.data.graph_csr import (
 )
 from recgraph.data.interactions import IdMap, Interactions, Kind, ValueKind
 from recgraph.errors import InputError
-from recgraph.files import load_arrays, read_manifest, write_manifest
+from recgraph.files import load_arrays, read_manifest, saved_folder
 
 #: The history's folder in a question's folder: ``.npy`` arrays, memory-mapped on load.
 HISTORY_DIR = "history"
@@ -228,47 +228,44 @@ class History:
         The liked matrix is written only where it differs from the seen one
         (a follow graph: the same entries).
         """
-        base = Path(folder) / HISTORY_DIR
-        base.mkdir(parents=True, exist_ok=True)
-        self.users.save(base / "users.npy")  # and users.order.npy: memory-mapped by load
-        if not self.one_sided:
-            self.items.save(base / "items.npy")
         seen = sp.csr_matrix(self.seen)
         if not seen.has_canonical_format:  # what save_binary_csr writes, and liked is read as
             seen = seen.copy()
             seen.sum_duplicates()
-        save_binary_csr(base, "seen", seen)
         liked_is_seen = self.liked.indptr is seen.indptr and self.liked.indices is seen.indices
         if not liked_is_seen:
             liked_is_seen = np.array_equal(self.liked.indptr, seen.indptr) and np.array_equal(
                 self.liked.indices, seen.indices
             )
+        manifest = {
+            "format_version": HISTORY_FORMAT,
+            "graph_kind": self.graph_kind,
+            "n_users": self.n_users,
+            "n_items": self.n_targets,
+            "liked_is_seen": bool(liked_is_seen),
+            "own": self.own is not None,
+            "item_created_at": self.item_created_at is not None,
+        }
         nnz = self.liked.nnz
         dtype = index_dtype(nnz, *self.liked.shape)
-        if not liked_is_seen:
-            save_array(base / "liked.indptr.npy", np.asarray(self.liked.indptr, dtype=dtype))
-            save_array(base / "liked.indices.npy", np.asarray(self.liked.indices, dtype=dtype))
-        save_array(base / "liked.entries.npy", np.asarray(self.liked.data, dtype=index_dtype(nnz)))
-        save_array(base / "liked.kind.npy", self.liked_kind)
-        save_array(base / "liked.value.npy", self.liked_value)
-        save_array(base / "liked.value_kind.npy", self.liked_value_kind)
-        save_array(base / "counts.npy", self.counts)
-        if self.own is not None:
-            save_binary_csr(base, "own", self.own)
-        if self.item_created_at is not None:
-            save_array(base / "item_created_at.npy", self.item_created_at)
-        write_manifest(
-            base / HISTORY_MANIFEST,
-            {
-                "format_version": HISTORY_FORMAT,
-                "graph_kind": self.graph_kind,
-                "n_users": self.n_users,
-                "n_items": self.n_targets,
-                "liked_is_seen": bool(liked_is_seen),
-                "own": self.own is not None,
-                "item_created_at": self.item_created_at is not None,
-            },
-        )
+        with saved_folder(Path(folder) / HISTORY_DIR, HISTORY_MANIFEST, lambda: manifest) as base:
+            self.users.save(base / "users.npy")  # and users.order.npy: memory-mapped by load
+            if not self.one_sided:
+                self.items.save(base / "items.npy")
+            save_binary_csr(base, "seen", seen)
+            if not liked_is_seen:
+                save_array(base / "liked.indptr.npy", np.asarray(self.liked.indptr, dtype=dtype))
+                save_array(base / "liked.indices.npy", np.asarray(self.liked.indices, dtype=dtype))
+            entries = np.asarray(self.liked.data, dtype=index_dtype(nnz))
+            save_array(base / "liked.entries.npy", entries)
+            save_array(base / "liked.kind.npy", self.liked_kind)
+            save_array(base / "liked.value.npy", self.liked_value)
+            save_array(base / "liked.value_kind.npy", self.liked_value_kind)
+            save_array(base / "counts.npy", self.counts)
+            if self.own is not None:
+                save_binary_csr(base, "own", self.own)
+            if self.item_created_at is not None:
+                save_array(base / "item_created_at.npy", self.item_created_at)
 
     @classmethod
     def load(cls, folder: Path, *, mmap: bool = True) -> History:

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from recgraph.data import splits
 from recgraph.data.interactions import Interactions, Kind
 from recgraph.data.sorted_keys import find_sorted
-from recgraph.files import atomic_write
+from recgraph.files import saved_folder
 from recgraph.pipeline.candidates import RankedList
 from recgraph.pipeline.config import RankerSpec
 from recgraph.pipeline.merge import merge_with_ranks
@@ -319,24 +319,18 @@ class RankingStage:
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.ranker.save(folder / "ranker")
-        self.features.save(folder / "features.npz")
-        with atomic_write(folder / STAGE_FILE, "w") as handle:
-            handle.write(
-                json.dumps(
-                    {
-                        "keys": self.keys,
-                        "active": self.active,
-                        "order": self.order,
-                        "blend": self.blend,
-                        "base": self.base,
-                        "ppr_key": self.ppr_key,
-                        "report": self.report,
-                    },
-                    indent=2,
-                )
-            )
+        stage = {
+            "keys": self.keys,
+            "active": self.active,
+            "order": self.order,
+            "blend": self.blend,
+            "base": self.base,
+            "ppr_key": self.ppr_key,
+            "report": self.report,
+        }
+        with saved_folder(folder, STAGE_FILE, lambda: stage) as folder:  # stage.json last
+            self.ranker.save(folder / "ranker")
+            self.features.save(folder / "features.npz")
 
     @classmethod
     def load(cls, spec: RankerSpec, folder: Path) -> RankingStage:

@@ -231,6 +231,9 @@ class Retriever(ABC):
     no_evidence_score: ClassVar[float | None] = None
     #: Saved-name -> class lookup, installed by :mod:`recgraph.retrieval.registry`.
     class_for_name: ClassVar[Callable[[str], type[Retriever]] | None] = None
+    #: What training did (models trained in rounds: epochs, validation, seconds), saved in
+    #: ``model.json`` as ``training``; ``None``: the model has no such summary.
+    training_: dict[str, Any] | None = None
 
     def __init__(
         self, config: RetrieverConfig | Mapping[str, Any] | None = None, **params: Any
@@ -665,14 +668,17 @@ class Retriever(ABC):
         return None
 
     def manifest(self) -> dict[str, Any]:
-        """What ``model.json`` holds: name, format version and config."""
+        """What ``model.json`` holds: name, format version, config, and the training summary."""
         header = saved_header("model", self.name, self.config, FORMAT_VERSION)
-        return {
+        manifest = {
             **header,
             "graph_kind": self.graph_kind,
             "n_users": self.n_users,
             "n_items": self.n_items,
         }
+        if self.training_ is not None:
+            manifest["training"] = self.training_
+        return manifest
 
     def save(self, path: str | os.PathLike, *, shared: SharedFiles | None = None) -> Path:
         """Write ``model.json``, ``state.npz`` and the history as ``.npy`` into the folder ``path``.

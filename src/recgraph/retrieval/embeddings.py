@@ -225,7 +225,6 @@ class EmbeddingRetriever(Retriever):
     # ------------------------------------------------------------------ persistence
     def manifest(self) -> dict[str, Any]:
         out = super().manifest()
-        out["training"] = self.training_
         out["metric"] = self.metric
         return out
 

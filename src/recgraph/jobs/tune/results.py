@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,15 +36,8 @@ class Trial:
         return " + ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "number": self.number,
-            "phase": self.phase,
-            "retrievers": self.retrievers,
-            "ranker": self.ranker,
-            "value": self.value,
-            "seconds": round(self.seconds, 2),
-            "note": self.note,
-        }
+        """The fields, ``seconds`` rounded to hundredths."""
+        return {**asdict(self), "seconds": round(self.seconds, 2)}
 
 
 def _short(value: Any) -> str:

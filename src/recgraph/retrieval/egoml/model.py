@@ -660,7 +660,6 @@ class EgoML(Retriever):
     # ------------------------------------------------------------------ persistence
     def manifest(self) -> dict[str, Any]:
         manifest = super().manifest()
-        manifest["training"] = self.training_
         manifest["feature_names"] = self.feature_names_
         return manifest
 
