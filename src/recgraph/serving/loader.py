@@ -18,11 +18,16 @@ one-retriever pipeline.
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +37,65 @@ from recgraph.pipeline import Pipeline
 from recgraph.serving.registry import MODEL_DIR, ModelRegistry, RegistryError
 
 log = logging.getLogger("recgraph.serving")
+
+#: Longest a process waits for another one's load of the same registry before loading anyway
+#: (a load that hangs elsewhere must not stop this process from ever swapping).
+LOAD_LOCK_WAIT_SECONDS = 30.0
+#: Swapped-out versions the loader keeps until no request holds them (then frees them itself).
+MAX_RETIRED = 2
+
+
+def load_lock_path(registry: ModelRegistry) -> Path:
+    """The file whose lock one process at a time holds while it loads a version of
+    ``registry`` (one per registry root, in this host's temporary folder: every server
+    process of the host that serves that registry takes the same one)."""
+    digest = hashlib.sha256(registry.root.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"recgraph-load-{digest}.lock"
+
+
+@contextmanager
+def one_load_at_a_time(
+    registry: ModelRegistry, wait: float = LOAD_LOCK_WAIT_SECONDS
+) -> Iterator[bool]:
+    """Hold the host-wide lock on loading ``registry`` for the block (yields whether it was
+    got: after ``wait`` seconds, or where file locks are missing, the block runs without it).
+
+    The worker processes of one server all poll the registry and see a new version within
+    the same half second; loaded at once, they each spend a hundred CPU milliseconds and
+    more (files, the ranker's booster and trees, the warm-up answer) on the same cores while
+    serving, and every request of every worker waits behind the loads together. In turn, one
+    process loads while the others serve at full speed. Waiting costs nothing: the old
+    version keeps serving, and the lock is waited for without the GIL.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock, loads overlap as before
+        yield False
+        return
+    try:
+        handle = open(load_lock_path(registry), "a+b")  # noqa: SIM115 - closed below
+    except OSError as exc:  # a read-only temporary folder: load without it
+        log.warning("cannot open the model load lock: %s", exc)
+        yield False
+        return
+    with handle:
+        deadline = time.monotonic() + wait
+        got = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                got = True
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    log.warning("another process's model load took over %gs: loading anyway", wait)
+                    break
+                time.sleep(0.02)
+        try:
+            yield got
+        finally:
+            if got:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class NoModelError(RecgraphError):
@@ -160,6 +224,7 @@ class ModelLoader:
         self._failure_listeners: list[Callable[[str, BaseException], None]] = []
         self.subscribe(on_swap=on_swap, on_failure=on_failure)
         self._current: LoadedModel | None = None
+        self._retired: list[LoadedModel] = []  # swapped out, maybe still held by a request
         self._failed_version: str | None = None
         self._lock = threading.Lock()  # one load at a time; readers never take it
         self._poller = Periodic("recgraph-model-poller", poll_seconds, self.check)
@@ -201,6 +266,7 @@ class ModelLoader:
         version stays; the same broken version is not retried until
         ``CURRENT`` moves again.
         """
+        self.release_retired()
         try:
             wanted = self.registry.current_version()
         except Exception as exc:  # a flaky object store must not kill the poller
@@ -231,10 +297,15 @@ class ModelLoader:
             previous = self._current
             if previous is not None and previous.version == version:
                 return previous
-            fresh = load_version(self.registry, version)
-            self._current = fresh  # one reference assignment: atomic for every reader
-            self._failed_version = None
-            freeze_heap()
+            # in turn with the host's other processes, once serving (the first load: at once)
+            turn = one_load_at_a_time(self.registry) if previous is not None else nullcontext()
+            with turn:
+                fresh = load_version(self.registry, version)
+                self._current = fresh  # one reference assignment: atomic for every reader
+                self._failed_version = None
+                freeze_heap()
+            if previous is not None:
+                self._retired.append(previous)
         if previous is None:
             log.info("loaded model %s (in %.2fs)", fresh.version, fresh.load_seconds)
         else:
@@ -246,7 +317,36 @@ class ModelLoader:
             )
         for listener in self._swap_listeners:
             listener(previous, fresh)
+        del previous
+        self.release_retired()
         return fresh
+
+    def release_retired(self) -> int:
+        """Free the swapped-out versions no request holds any more, here; how many are left.
+
+        A request takes the current version once and keeps it to its end, so the
+        request that ends last on an old version would drop the last reference to
+        it, and free the whole model (arrays, the ranker's trees, walk tables) on an
+        answer thread, while its answer and the others wait. The loader keeps
+        each old version instead and lets go of it at its next look at the
+        registry (each poll), once nothing else references it: then the free
+        happens on the loader's thread.
+        """
+        if not self._lock.acquire(blocking=False):  # a load runs: it releases them after
+            return len(self._retired)
+        try:
+            kept, old = [], None
+            for old in self._retired:
+                # held by the list, by ``old`` and by getrefcount's argument: nothing else
+                if sys.getrefcount(old) > 3 or sys.getrefcount(old.pipeline) > 2:
+                    kept.append(old)
+            # past the last few, a version something still holds is left to it (freed where
+            # it lets go, as without this): a reference kept for good must not pile models up
+            self._retired = kept[-MAX_RETIRED:]
+            del old
+        finally:
+            self._lock.release()
+        return len(self._retired)
 
     # ------------------------------------------------------------------ polling
     def start(self) -> None:
