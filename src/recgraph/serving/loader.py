@@ -54,11 +54,10 @@ def load_lock_path(registry: ModelRegistry) -> Path:
 
 
 @contextmanager
-def one_load_at_a_time(
-    registry: ModelRegistry, wait: float = LOAD_LOCK_WAIT_SECONDS
-) -> Iterator[bool]:
+def one_load_at_a_time(registry: ModelRegistry, wait: float | None = None) -> Iterator[bool]:
     """Hold the host-wide lock on loading ``registry`` for the block (yields whether it was
-    got: after ``wait`` seconds, or where file locks are missing, the block runs without it).
+    got: after ``wait`` seconds (default :data:`LOAD_LOCK_WAIT_SECONDS`), or where file
+    locks are missing, the block runs without it).
 
     The worker processes of one server all poll the registry and see a new version within
     the same half second; loaded at once, they each spend a hundred CPU milliseconds and
@@ -79,6 +78,7 @@ def one_load_at_a_time(
         yield False
         return
     with handle:
+        wait = LOAD_LOCK_WAIT_SECONDS if wait is None else wait
         deadline = time.monotonic() + wait
         got = False
         while True:
@@ -272,10 +272,8 @@ class ModelLoader:
         except Exception as exc:  # a flaky object store must not kill the poller
             log.warning("cannot read the registry pointer: %s", exc)
             return False
-        loaded = self._current
-        if wanted is None or (loaded is not None and loaded.version == wanted):
-            return False
-        if wanted == self._failed_version:
+        served = self._current.version if self._current is not None else None
+        if wanted is None or wanted == served or wanted == self._failed_version:
             return False
         try:
             self.reload(wanted)
