@@ -6,9 +6,16 @@ read) every ``poll_seconds``; when the pointer moves, the new version is
 loaded *beside* the old one and then published by replacing a single
 reference. A request takes that reference once (:attr:`ModelLoader.current`)
 and works with it to the end, so a request in flight finishes on the version
-it started with, and the old version is freed when the last such request is
-done. A version that fails to load is logged, counted and not retried until
-the pointer moves again; the old version keeps serving.
+it started with, and the old version is freed once the last such request is
+done, by the loader's thread (:meth:`ModelLoader.release_retired`), not by
+that request's. A version that fails to load is logged, counted and not
+retried until the pointer moves again; the old version keeps serving.
+
+The processes of a host that serve one registry (``recgraph serve
+--workers N``) load a new version in turn, not all at once
+(:func:`one_load_at_a_time`): measured on a 2-core machine at 200 requests/s
+with two workers, the switches where both loads overlapped were the ones that
+stalled the requests for 0.15-0.4 s.
 
 A version published by ``recgraph train`` is a :class:`~recgraph.pipeline.Pipeline`;
 a plain retriever version (published by any other job) is served as a
