@@ -56,7 +56,6 @@ import asyncio
 import json
 import os
 import platform
-import queue
 import shutil
 import socket
 import subprocess
@@ -72,6 +71,7 @@ import httpx
 import numpy as np
 
 from common import datasets_folder, process_tree, stop_process, tree_cpu_seconds
+from load_publisher import PUBLISH_SECONDS, Publisher
 from recgraph.data.imports import import_edges, import_movielens
 from recgraph.data.store import Store
 from recgraph.jobs.train import train_pipeline
@@ -82,6 +82,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 UNKNOWN_SHARE = 0.05
 TIMEOUT = 10.0
+#: Seconds the server may take, after the reload phase, to serve the last version published.
+SWAP_SECONDS = 30.0
 #: How an answer spells its version (compact JSON: no space after the colon).
 VERSION_KEY = b'"model_version":"'
 
@@ -259,96 +261,6 @@ def wait_until_serving(process: subprocess.Popen, port: int, timeout: float) -> 
         time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"the server did not come up in {timeout:g} s")
-
-
-PUBLISHER = """
-import sys
-sys.path.insert(0, sys.argv[2])
-from common import Republisher
-copy = Republisher(sys.argv[1])
-print("ready", flush=True)
-for _ in range(int(sys.argv[3])):
-    if sys.stdin.readline().strip() != "publish":
-        break
-    print(copy.publish(promote=True), flush=True)
-"""
-#: Seconds the publisher process may take to load ``v1`` (imports included), and to publish.
-PUBLISHER_READY_SECONDS = 600
-PUBLISH_SECONDS = 600
-
-
-class Publisher:
-    """A process that loads ``v1`` of the registry at ``root`` now and publishes it again as a
-    new current version each time :meth:`publish` says so, ``times`` times at most (its imports
-    and loading done before; it exits after the last).
-
-    Every wait on it is bounded; a process that says nothing, exits early or
-    fails raises :class:`RuntimeError`.
-    """
-
-    def __init__(self, root: str | Path, times: int = 1) -> None:
-        self.left = times
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                PUBLISHER,
-                str(root),
-                str(Path(__file__).resolve().parent),
-                str(times),
-            ],  # fmt: skip
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self._lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, name="publisher-stdout", daemon=True)
-        self._reader.start()
-        try:
-            if self._line(PUBLISHER_READY_SECONDS) != "ready":
-                raise RuntimeError(f"the publisher process did not start ({self._exit()})")
-        except BaseException:
-            self.close()
-            raise
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self._lines.put(line.strip())
-        self._lines.put("")  # end of output: the process exited (or closed it)
-
-    def _line(self, timeout: float) -> str:
-        """The process's next line ("" once it has said all), within ``timeout`` seconds."""
-        try:
-            return self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise RuntimeError(f"the publisher process said nothing in {timeout:g} s") from None
-
-    def _exit(self) -> str:
-        try:
-            return f"exit status {self.process.wait(timeout=10)}"
-        except subprocess.TimeoutExpired:
-            return "still running"
-
-    def publish(self) -> str:
-        """Publish and promote; the new version's name (after the last of ``times``, once the
-        process has exited with 0)."""
-        self.process.stdin.write("publish\n")
-        self.process.stdin.flush()
-        version = self._line(PUBLISH_SECONDS)
-        self.left -= 1
-        if not version:
-            raise RuntimeError(f"the publisher process did not publish ({self._exit()})")
-        if self.left == 0 and (status := self._exit()) != "exit status 0":
-            raise RuntimeError(f"the publisher process did not publish ({status})")
-        return version
-
-    def close(self) -> None:
-        if self.process.stdin and not self.process.stdin.closed:
-            self.process.stdin.close()
-        stop_process(self.process, timeout=20)
-        self._reader.join(timeout=10)  # it reads up to the end of the exited process's output
-        if not self._reader.is_alive():
-            self.process.stdout.close()
 
 
 def served_version(body: bytes) -> str:
@@ -769,6 +681,10 @@ def run_case(
                 "switches": len(stalls),
             }
         health = httpx.get(f"{url}/healthz").json()
+        settle = time.monotonic() + SWAP_SECONDS  # a version published late may still load
+        while health["model_version"] != published["version"] and time.monotonic() < settle:
+            time.sleep(0.2)
+            health = httpx.get(f"{url}/healthz").json()
         phases["reload"]["served_after"] = health["model_version"]
         if health["model_version"] != published["version"]:
             raise RuntimeError(

@@ -8,7 +8,8 @@ files, the ranker's booster and compiled trees, the warm-up answer), while a
 probe thread wakes every 0.5 ms and records how long it waited (the longest
 stretch the loading thread held the GIL: what an answer on the event loop or on
 an answer thread waits at most); then the heap freeze after the swap
-(``freeze_heap``), the overlay catch-up a swap starts (a scan of the store) and
+(``freeze_heap``), the same load paced as the server paces it beside a served
+version (:func:`~recgraph.serving.loader.paced`: longer, in short runs), the overlay catch-up a swap starts (a scan of the store) and
 dropping the old version. CPU and wall milliseconds of each step, and the CPU of
 the first answers on the new version against the same users on the old one (a
 version whose first answers cost more would slow the seconds after a swap).
@@ -36,7 +37,7 @@ from common import BackgroundSampler, Republisher, save_results
 from recgraph.data.store import Store
 from recgraph.pipeline import Pipeline
 from recgraph.serving.feedback import catch_up_overlay
-from recgraph.serving.loader import freeze_heap, load_version
+from recgraph.serving.loader import freeze_heap, load_version, paced
 from recgraph.serving.registry import ModelRegistry
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -94,6 +95,11 @@ def one_case(folder: Path, question: str) -> dict:
         fresh, steps["load_version (beside the served one)"] = timed(
             lambda: load_version(registry, versions[-1])
         )
+    with GilProbe() as paced_probe, paced():  # as the server's loader does beside a served one
+        again, steps["load_version paced (the server's reload)"] = timed(
+            lambda: load_version(registry, versions[-1])
+        )
+    del again
     _, steps["freeze_heap (after the swap)"] = timed(freeze_heap)
     store = Store(f"sqlite:///{folder / 'store.db'}", create=False)
     try:
@@ -112,6 +118,7 @@ def one_case(folder: Path, question: str) -> dict:
     return {
         "steps": steps,
         "gil_probe_worst_wait_ms_during_load": probe.worst_ms(),
+        "gil_probe_worst_wait_ms_during_paced_load": paced_probe.worst_ms(),
         "answer_cpu_ms_old_version_warm": old_cpu,
         "answer_cpu_ms_new_version_first_ask": new_cpu,
     }
@@ -137,7 +144,8 @@ def main() -> None:
             print(f"  {step:40} CPU {figures['cpu_ms']:>8} ms  wall {figures['wall_ms']:>8} ms")
         print(
             f"  GIL probe's worst waits during the load (ms): "
-            f"{results[name]['gil_probe_worst_wait_ms_during_load']}; answer CPU ms old "
+            f"{results[name]['gil_probe_worst_wait_ms_during_load']}, paced "
+            f"{results[name]['gil_probe_worst_wait_ms_during_paced_load']}; answer CPU ms old "
             f"{results[name]['answer_cpu_ms_old_version_warm']} / new version's first asks "
             f"{results[name]['answer_cpu_ms_new_version_first_ask']}"
         )

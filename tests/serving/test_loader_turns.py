@@ -152,3 +152,67 @@ def test_a_version_held_for_good_is_not_kept_by_the_loader(served):
         assert loader.check()
         kept.append(loader.current)
     assert loader.release_retired() == loader_module.MAX_RETIRED
+
+
+def busy_python(seconds: float) -> None:
+    """Python calls (what the pacing looks at) for ``seconds`` of this thread's CPU."""
+    end = time.thread_time() + seconds
+
+    def step() -> float:
+        return time.thread_time()
+
+    while step() < end:
+        pass
+
+
+def test_a_paced_thread_sleeps_between_short_runs():
+    from recgraph.serving.loader import paced
+
+    if sys.gettrace() is not None:
+        pytest.skip("a trace function is set (coverage, a debugger): pacing stands aside")
+    start = time.perf_counter()
+    with paced(burst=0.002, pause=0.004) as pauses:
+        busy_python(0.05)
+    wall = time.perf_counter() - start
+    assert pauses() >= 10  # 50 ms of running in 2 ms runs
+    assert wall >= 0.05 + pauses() * 0.004
+    assert sys.gettrace() is None  # nothing left behind
+
+
+def test_pacing_stands_aside_for_a_trace_function_already_set():
+    from recgraph.serving.loader import paced
+
+    def tracer(frame, event, arg):
+        return None
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        with paced(burst=0.001, pause=0.001) as pauses:
+            busy_python(0.01)
+        assert pauses() == 0 and sys.gettrace() is tracer
+    finally:
+        sys.settrace(previous)
+
+
+def test_only_a_load_beside_a_served_version_is_paced(served, monkeypatch):
+    """The first load (nothing served yet) runs flat out; a reload is paced."""
+    from contextlib import contextmanager
+
+    _, registry = served
+    calls = []
+    real = loader_module.paced
+
+    @contextmanager
+    def spy(*args, **kwargs):
+        with real(*args, **kwargs) as pauses:
+            yield pauses
+        calls.append(pauses())
+
+    monkeypatch.setattr(loader_module, "paced", spy)
+    loader = ModelLoader(registry, poll_seconds=0)
+    loader.check()
+    assert calls == []
+    republish(registry)
+    assert loader.check()
+    assert len(calls) == 1
