@@ -13,9 +13,14 @@ retried until the pointer moves again; the old version keeps serving.
 
 The processes of a host that serve one registry (``recgraph serve
 --workers N``) load a new version in turn, not all at once
-(:func:`one_load_at_a_time`): measured on a 2-core machine at 200 requests/s
-with two workers, the switches where both loads overlapped were the ones that
-stalled the requests for 0.15-0.4 s.
+(:func:`one_load_at_a_time`), and a load beside a served version is paced
+(:func:`paced`) so that it cannot hold the interpreter lock against the
+answer threads of its process for its whole length. Measured on a 2-core
+machine (MovieLens 100k, ~300 candidates ranked a request, two workers at
+200 requests/s): the switches where both workers' loads overlapped stalled
+requests for 0.15-0.4 s; and in one process answering 100/s, a flat-out
+load (100 CPU ms) raised the worst answer latency from 7 to 43 ms, a paced
+one to 7.3 ms (``benchmarks/reload_cost.py``).
 
 A version published by ``recgraph train`` is a :class:`~recgraph.pipeline.Pipeline`;
 a plain retriever version (published by any other job) is served as a
@@ -46,8 +51,9 @@ from recgraph.serving.registry import MODEL_DIR, ModelRegistry, RegistryError
 log = logging.getLogger("recgraph.serving")
 
 #: Longest a process waits for another one's load of the same registry before loading anyway
-#: (a load that hangs elsewhere must not stop this process from ever swapping).
-LOAD_LOCK_WAIT_SECONDS = 30.0
+#: (a load that hangs elsewhere must not stop this process from ever swapping; a paced load
+#: of a big model takes minutes).
+LOAD_LOCK_WAIT_SECONDS = 300.0
 #: Swapped-out versions the loader keeps until no request holds them (then frees them itself).
 MAX_RETIRED = 2
 
