@@ -56,7 +56,7 @@ def test_a_process_waits_for_another_ones_load_of_the_registry_then_swaps(served
         assert not thread.is_alive() and loader.current.version == "v2"
     finally:
         holder.kill()
-        holder.wait()
+        holder.communicate()  # reaped, its pipes closed
 
 
 def test_the_first_load_does_not_wait_for_the_lock(served):
