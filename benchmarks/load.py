@@ -56,7 +56,6 @@ import asyncio
 import json
 import os
 import platform
-import queue
 import shutil
 import socket
 import subprocess
@@ -72,6 +71,7 @@ import httpx
 import numpy as np
 
 from common import datasets_folder, process_tree, stop_process, tree_cpu_seconds
+from load_publisher import PUBLISH_SECONDS, Publisher
 from recgraph.data.imports import import_edges, import_movielens
 from recgraph.data.store import Store
 from recgraph.jobs.train import train_pipeline
@@ -82,6 +82,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 UNKNOWN_SHARE = 0.05
 TIMEOUT = 10.0
+#: Seconds the server may take, after the reload phase, to serve the last version published.
+SWAP_SECONDS = 30.0
 #: How an answer spells its version (compact JSON: no space after the colon).
 VERSION_KEY = b'"model_version":"'
 
@@ -184,6 +186,33 @@ def pool_sizes(question, users: list[str]) -> dict:
     }
 
 
+def switches(timeline: dict, published: list[str], margin: float = 1.0) -> list[dict]:
+    """Each published version's switch as the requests saw it: from the due time of the first
+    answer on it to that of the last answer on an older version (once every worker swapped),
+    and the worst latency of the requests due from ``margin`` s before to ``margin`` s after."""
+    version = timeline["version"]
+    due = np.arange(len(version)) / timeline["rate"]
+    out = []
+    for k, name in enumerate(published):
+        on = [j for j, v in enumerate(version) if v == name]
+        if not on:
+            continue
+        newer = set(published[k:])
+        older = [j for j, v in enumerate(version) if v is not None and v not in newer]
+        first = float(due[on[0]])
+        last = max(first, float(due[older[-1]]) if older else first)
+        window = (due >= first - margin) & (due <= last + margin)
+        out.append(
+            {
+                "version": name,
+                "first_answer_s": round(first, 3),
+                "last_old_answer_s": round(last, 3),
+                "stall_ms": round(float(np.nanmax(timeline["latency_ms"][window])), 1),
+            }
+        )
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -232,82 +261,6 @@ def wait_until_serving(process: subprocess.Popen, port: int, timeout: float) -> 
         time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"the server did not come up in {timeout:g} s")
-
-
-PUBLISHER = """
-import sys
-sys.path.insert(0, sys.argv[2])
-from common import Republisher
-copy = Republisher(sys.argv[1])
-print("ready", flush=True)
-if sys.stdin.readline().strip() == "publish":
-    print(copy.publish(promote=True), flush=True)
-"""
-#: Seconds the publisher process may take to load ``v1`` (imports included), and to publish.
-PUBLISHER_READY_SECONDS = 600
-PUBLISH_SECONDS = 600
-
-
-class Publisher:
-    """A process that loads ``v1`` of the registry at ``root`` now and publishes it again as a
-    new current version when :meth:`publish` says so (its imports and loading done before).
-
-    Every wait on it is bounded; a process that says nothing, exits early or
-    fails raises :class:`RuntimeError`.
-    """
-
-    def __init__(self, root: str | Path) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", PUBLISHER, str(root), str(Path(__file__).resolve().parent)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self._lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, name="publisher-stdout", daemon=True)
-        self._reader.start()
-        try:
-            if self._line(PUBLISHER_READY_SECONDS) != "ready":
-                raise RuntimeError(f"the publisher process did not start ({self._exit()})")
-        except BaseException:
-            self.close()
-            raise
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self._lines.put(line.strip())
-        self._lines.put("")  # end of output: the process exited (or closed it)
-
-    def _line(self, timeout: float) -> str:
-        """The process's next line ("" once it has said all), within ``timeout`` seconds."""
-        try:
-            return self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise RuntimeError(f"the publisher process said nothing in {timeout:g} s") from None
-
-    def _exit(self) -> str:
-        try:
-            return f"exit status {self.process.wait(timeout=10)}"
-        except subprocess.TimeoutExpired:
-            return "still running"
-
-    def publish(self) -> str:
-        """Publish and promote; the new version's name (once the process has exited with 0)."""
-        self.process.stdin.write("publish\n")
-        self.process.stdin.flush()
-        version = self._line(PUBLISH_SECONDS)
-        status = self._exit()
-        if not version or status != "exit status 0":
-            raise RuntimeError(f"the publisher process did not publish ({status})")
-        return version
-
-    def close(self) -> None:
-        if self.process.stdin and not self.process.stdin.closed:
-            self.process.stdin.close()
-        stop_process(self.process, timeout=20)
-        self._reader.join(timeout=10)  # it reads up to the end of the exited process's output
-        if not self._reader.is_alive():
-            self.process.stdout.close()
 
 
 def served_version(body: bytes) -> str:
@@ -401,6 +354,7 @@ async def open_loop(
     latencies = np.full(total, np.nan)
     statuses = np.zeros(total, dtype=np.int64)
     versions: dict[str, int] = {}
+    answered_by = np.full(total, -1, dtype=np.int64)  # each answer's version, by first seen
     errors: list[str] = []
     idle: deque[Connection] = deque()
     waiting: deque[int] = deque()  # due requests that found no connection free
@@ -441,6 +395,7 @@ async def open_loop(
             if status == 200:
                 version = served_version(body)  # type: ignore[arg-type]
                 versions[version] = versions.get(version, 0) + 1
+                answered_by[i] = list(versions).index(version)
             elif body is not None:
                 error = f"{status}: {body[:200]!r}"
             elif not connection.closed:
@@ -494,6 +449,7 @@ async def open_loop(
     idle.extend(await asyncio.gather(*[opened() for _ in range(connections)]))
     cpu_before = os.times()
     start = time.perf_counter() + 0.2
+    start_wall = time.time() + 0.2
     deadline = start + seconds + TIMEOUT + 5.0
     # each request sent by a timer callback that sets the next one (no coroutine a request)
     loop_start = loop.time() + (start - time.perf_counter())
@@ -559,6 +515,13 @@ async def open_loop(
         # of which in the kernel (loopback TCP: a send delivers to the server's socket too)
         "client_system_ms_per_request": round(1000 * client_system / max(total, 1), 3),
         "latencies_ms": done_ms,
+        # the timeline (dropped before saving): every request's latency by due time, its version
+        "timeline": {
+            "start": start_wall,
+            "rate": rate,
+            "latency_ms": latencies * 1000,
+            "version": [list(versions)[v] if v >= 0 else None for v in answered_by],
+        },
     }
 
 
@@ -608,7 +571,15 @@ def asked(case: dict, question) -> tuple[list[str], list[str]]:
     return users, [case["path"].format(user=u) for u in unknown]
 
 
-def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, workers: int) -> dict:
+def run_case(
+    case: dict,
+    root: Path,
+    work: Path,
+    rate: float,
+    seconds: float,
+    workers: int,
+    publishes: int = 1,
+) -> dict:
     name = case["name"]
     folder = work / name.replace(" ", "-")
     pipeline, db, imported, fit_seconds = prepared(case, root, folder)
@@ -656,18 +627,24 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
         # the same load while v2 is published and promoted halfway through, by a process of
         # its own (as a training job does): published from this one, the publish's reads,
         # hashing and writes held this generator's interpreter and delayed its requests
-        child = Publisher(registry.root)
+        child = Publisher(registry.root, publishes)
         published: dict = {}
+        versions: list[dict] = []
         cancelled = threading.Event()
 
         def publish_later() -> None:
-            if cancelled.wait(seconds / 2):
-                return  # the phase failed before: never publish after it
-            published["at"] = time.time()
-            try:
-                published["version"] = child.publish()
-            except Exception as exc:
-                published["error"] = exc
+            began = time.monotonic()
+            for k in range(publishes):  # evenly spread: halfway through when only one
+                wait = began + seconds * (k + 0.5) / publishes - time.monotonic()
+                if cancelled.wait(max(wait, 0.0)):
+                    return  # the phase failed before: never publish after it
+                published["at"] = time.time()
+                try:
+                    published["version"] = child.publish()
+                except Exception as exc:
+                    published["error"] = exc
+                    return
+                versions.append({"version": published["version"], "at": published["at"]})
 
         # a daemon: a run that fails never waits for it, and it publishes nothing once
         # cancelled (the child is stopped with it)
@@ -688,7 +665,26 @@ def run_case(case: dict, root: Path, work: Path, rate: float, seconds: float, wo
             "version": published["version"],
             "at": round(published["at"], 3),
         }
+        if publishes > 1:
+            phases["reload"]["publishes"] = [
+                {"version": v["version"], "at": round(v["at"], 3)} for v in versions
+            ]
+        phases["reload"]["switches"] = switches(
+            phases["reload"]["timeline"], [v["version"] for v in versions]
+        )
+        stalls = [sw["stall_ms"] for sw in phases["reload"]["switches"]]
+        if stalls:
+            phases["reload"]["switch_stall_ms"] = {
+                "median": round(float(np.median(stalls)), 1),
+                "max": round(float(np.max(stalls)), 1),
+                "over_20ms": int(sum(x > 20 for x in stalls)),
+                "switches": len(stalls),
+            }
         health = httpx.get(f"{url}/healthz").json()
+        settle = time.monotonic() + SWAP_SECONDS  # a version published late may still load
+        while health["model_version"] != published["version"] and time.monotonic() < settle:
+            time.sleep(0.2)
+            health = httpx.get(f"{url}/healthz").json()
         phases["reload"]["served_after"] = health["model_version"]
         if health["model_version"] != published["version"]:
             raise RuntimeError(
@@ -766,6 +762,22 @@ def main() -> None:
         "on later runs (A/B runs of two checkouts on one model; the in-process figures "
         "then come from the loaded model)",
     )
+    parser.add_argument(
+        "--publishes",
+        type=int,
+        default=1,
+        help="versions published in each reload phase, evenly spread (default 1, halfway): "
+        "more switches sampled a run, each one's stall reported",
+    )
+    parser.add_argument(
+        "--tag", help="save load.TAG.json and load.TAG.png (the shared load.json is left alone)"
+    )
+    parser.add_argument(
+        "--timeline",
+        type=Path,
+        help="also write every request's latency and answering version, by due time, to this "
+        "JSON file",
+    )
     args = parser.parse_args()
     if args.rate * args.seconds > 20_000 or args.seconds > 60:
         sys.exit("keep it bounded: at most 60 s and 20,000 requests a phase")
@@ -773,7 +785,7 @@ def main() -> None:
     work = args.reuse or Path(tempfile.mkdtemp(prefix="recgraph-load-"))
     try:
         results = [
-            run_case(case, root, work, args.rate, args.seconds, args.workers)
+            run_case(case, root, work, args.rate, args.seconds, args.workers, args.publishes)
             for case in CASES
             if not args.only or case["name"] in args.only
         ]
@@ -799,12 +811,24 @@ def main() -> None:
                 f"{data.get('server_cpu_ms_per_request', '-'):>10} {load:>11}  "
                 f"{data['versions_seen']}"
             )
+            if "switch_stall_ms" in data:
+                print(f"{'':44}switches: worst latency ms {data['switch_stall_ms']}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(results, RESULTS / ("load.png" if not args.only else "load_ranked.png"))
+    stem = f"load.{args.tag}" if args.tag else "load"
+    png = f"{stem}.png" if args.tag or not args.only else "load_ranked.png"
+    plot(results, RESULTS / png)
+    timelines = {}
     for result in results:
-        for data in result["phases"].values():
+        for phase, data in result["phases"].items():
             data.pop("latencies_ms")
-    saved = RESULTS / "load.json"
+            timeline = data.pop("timeline")
+            timelines[f"{result['dataset']} {phase}"] = {
+                **timeline,
+                "latency_ms": [round(float(x), 2) for x in timeline["latency_ms"]],
+            }
+    if args.timeline:
+        args.timeline.write_text(json.dumps(timelines) + "\n")
+    saved = RESULTS / f"{stem}.json"
     if args.only and saved.exists():
         # keep the cases not rerun, in order
         ran = {r["dataset"] for r in results}
@@ -815,6 +839,7 @@ def main() -> None:
         "rate_rps": args.rate,
         "seconds_per_phase": args.seconds,
         "server_workers": args.workers,
+        "publishes_per_reload_phase": args.publishes,
         "client": "plain asyncio HTTP/1.1 on uvloop, 64 keep-alive connections, open loop",
         "unknown_user_share": UNKNOWN_SHARE,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -823,9 +848,8 @@ def main() -> None:
         "the same with ~300 candidates ranked per request",
         "results": results,
     }
-    (RESULTS / "load.json").write_text(json.dumps(payload, indent=2) + "\n")
-    png = "load.png" if not args.only else "load_ranked.png"
-    print(f"\nsaved {RESULTS / 'load.json'} and {RESULTS / png}")
+    saved.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"\nsaved {saved} and {RESULTS / png}")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,11 @@ files, the ranker's booster and compiled trees, the warm-up answer), while a
 probe thread wakes every 0.5 ms and records how long it waited (the longest
 stretch the loading thread held the GIL: what an answer on the event loop or on
 an answer thread waits at most); then the heap freeze after the swap
-(``freeze_heap``), the overlay catch-up a swap starts (a scan of the store) and
-dropping the old version. CPU and wall milliseconds of each step, and the CPU of
+(``freeze_heap``), the same load paced as the server paces it beside a served
+version (:func:`~recgraph.serving.loader.paced`: longer, in short runs), the overlay catch-up a swap starts (a scan of the store) and
+dropping the old version; and what a load takes from the answers of its process
+(answers asked at 100/s on 8 threads while the version loads in another: not at
+all, flat out, or paced; their worst latency). CPU and wall milliseconds of each step, and the CPU of
 the first answers on the new version against the same users on the old one (a
 version whose first answers cost more would slow the seconds after a swap).
 
@@ -26,6 +29,7 @@ Run: ``python benchmarks/reload_cost.py --reuse DIR`` (a folder ``load.py --reus
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -36,7 +40,7 @@ from common import BackgroundSampler, Republisher, save_results
 from recgraph.data.store import Store
 from recgraph.pipeline import Pipeline
 from recgraph.serving.feedback import catch_up_overlay
-from recgraph.serving.loader import freeze_heap, load_version
+from recgraph.serving.loader import freeze_heap, load_version, paced
 from recgraph.serving.registry import ModelRegistry
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -82,6 +86,60 @@ def answers_cpu(pipeline: Pipeline, question: str, users: list[str]) -> float:
     return round(1000 * (time.process_time() - cpu) / len(users), 3)
 
 
+def answers_during_loads(
+    served, registry: ModelRegistry, version: str, question: str, users: list[str],
+    rate: float = 100.0, threads: int = 8, trials: int = 8,
+) -> dict:  # fmt: skip
+    """The worst latency of answers asked at ``rate``/s for 1 s (open loop, ``threads``
+    answer threads on ``served``, as a server worker's) while ``version`` loads beside it in
+    another thread: not at all, flat out, or paced as the server paces it; modes interleaved,
+    ``trials`` times each. What a load takes from the answers of its process."""
+    import queue
+    import threading
+
+    ask = served.feed if question == "feed" else served.suggest_accounts
+    asked: queue.Queue = queue.Queue()
+    worst = [0.0]
+
+    def answer() -> None:
+        while (item := asked.get()) is not None:
+            ask(item[1], 10)
+            worst[0] = max(worst[0], time.perf_counter() - item[0])
+
+    pool = [threading.Thread(target=answer, daemon=True) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+
+    def load(mode: str) -> None:
+        time.sleep(0.2)
+        if mode != "none":
+            with paced() if mode == "paced" else contextlib.nullcontext():
+                load_version(registry, version)
+
+    out: dict[str, list[float]] = {"none": [], "flat": [], "paced": []}
+    for _ in range(trials):
+        for mode in out:
+            worst[0], start = 0.0, time.perf_counter()
+            loader = threading.Thread(target=load, args=(mode,))
+            loader.start()
+            for i in range(int(rate)):
+                time.sleep(max(0.0, start + i / rate - time.perf_counter()))
+                asked.put((start + i / rate, users[i % len(users)]))
+            loader.join()
+            time.sleep(0.3)  # the last answers
+            out[mode].append(round(1000 * worst[0], 1))
+    for _ in pool:
+        asked.put(None)
+    for thread in pool:  # (they hold the served version: gone before it is dropped)
+        thread.join()
+    return {
+        "rate": rate,
+        "threads": threads,
+        "worst_latency_ms": out,
+        "median_worst_latency_ms": {m: round(float(np.median(v)), 1) for m, v in out.items()},
+    }
+
+
 def one_case(folder: Path, question: str) -> dict:
     registry = ModelRegistry(folder / "models")
     versions = registry.list_versions()
@@ -94,6 +152,11 @@ def one_case(folder: Path, question: str) -> dict:
         fresh, steps["load_version (beside the served one)"] = timed(
             lambda: load_version(registry, versions[-1])
         )
+    with GilProbe() as paced_probe, paced():  # as the server's loader does beside a served one
+        again, steps["load_version paced (the server's reload)"] = timed(
+            lambda: load_version(registry, versions[-1])
+        )
+    del again
     _, steps["freeze_heap (after the swap)"] = timed(freeze_heap)
     store = Store(f"sqlite:///{folder / 'store.db'}", create=False)
     try:
@@ -106,14 +169,17 @@ def one_case(folder: Path, question: str) -> dict:
     users = [str(u) for u in np.random.default_rng(0).choice(ids, 200)]
     old_cpu = answers_cpu(first.pipeline, question, users)
     new_cpu = answers_cpu(fresh.pipeline, question, users)
+    during = answers_during_loads(first.pipeline, registry, versions[-1], question, users)
     held = [first]  # the last reference to the old version
     del first
     _, steps["drop the old version"] = timed(held.clear)
     return {
         "steps": steps,
         "gil_probe_worst_wait_ms_during_load": probe.worst_ms(),
+        "gil_probe_worst_wait_ms_during_paced_load": paced_probe.worst_ms(),
         "answer_cpu_ms_old_version_warm": old_cpu,
         "answer_cpu_ms_new_version_first_ask": new_cpu,
+        "answers_during_loads": during,
     }
 
 
@@ -137,9 +203,15 @@ def main() -> None:
             print(f"  {step:40} CPU {figures['cpu_ms']:>8} ms  wall {figures['wall_ms']:>8} ms")
         print(
             f"  GIL probe's worst waits during the load (ms): "
-            f"{results[name]['gil_probe_worst_wait_ms_during_load']}; answer CPU ms old "
+            f"{results[name]['gil_probe_worst_wait_ms_during_load']}, paced "
+            f"{results[name]['gil_probe_worst_wait_ms_during_paced_load']}; answer CPU ms old "
             f"{results[name]['answer_cpu_ms_old_version_warm']} / new version's first asks "
             f"{results[name]['answer_cpu_ms_new_version_first_ask']}"
+        )
+        during = results[name]["answers_during_loads"]
+        print(
+            f"  worst answer latency (ms, median of {len(during['worst_latency_ms']['none'])} "
+            f"s at {during['rate']:g}/s) while loading: {during['median_worst_latency_ms']}"
         )
     path = RESULTS / f"reload_cost{'.' + args.tag if args.tag else ''}.json"
     save_results(path, "reload_cost", cases=results)

@@ -5,6 +5,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -87,6 +88,38 @@ def test_the_reload_phase_publishes_from_a_process_of_its_own(served, monkeypatc
     finally:
         publisher.close()
     assert ModelRegistry(registry.root).current_version() == "v2"
+
+
+@pytest.mark.slow
+def test_a_publisher_asked_several_times_publishes_as_many_versions(served, monkeypatch):
+    _, registry = served
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2] / "src"))
+    publisher = load.Publisher(registry.root, times=2)
+    try:
+        assert publisher.publish() == "v2"
+        assert publisher.process.poll() is None  # one more to come
+        assert publisher.publish() == "v3"
+        assert publisher.process.returncode == 0
+    finally:
+        publisher.close()
+    assert registry.current_version() == "v3"
+
+
+def test_each_switch_is_found_in_the_answers_with_the_worst_latency_around_it():
+    """Versions by due time (10 requests/s): v2 from 1.0 s on one worker and 1.5 s on the
+    other; v3 from 3.0 s. A slow answer at 1.2 s is v2's switch, one at 5.5 s none."""
+    version = ["v1"] * 10 + ["v2", "v1"] * 3 + ["v2"] * 14 + ["v3"] * 30
+    latency = np.full(len(version), 5.0)
+    latency[12], latency[55] = 300.0, 900.0
+    version[13] = None  # an error: no version
+    found = load.switches(
+        {"version": version, "latency_ms": latency, "rate": 10.0}, ["v2", "v3"], margin=0.5
+    )
+    assert [(s["version"], s["first_answer_s"], s["last_old_answer_s"]) for s in found] == [
+        ("v2", 1.0, 1.5),
+        ("v3", 3.0, 3.0),
+    ]
+    assert [s["stall_ms"] for s in found] == [300.0, 5.0]
 
 
 @pytest.mark.slow

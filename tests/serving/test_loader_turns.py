@@ -1,0 +1,218 @@
+"""How a swap shares the host with the requests: the processes of one registry load a new
+version in turn (a host-wide file lock), and a swapped-out version is freed on the loader's
+thread, not on the answer thread that held it last."""
+
+import subprocess
+import sys
+import threading
+import time
+import weakref
+
+import pytest
+
+from recgraph.serving import loader as loader_module
+from recgraph.serving.loader import ModelLoader, load_lock_path, one_load_at_a_time
+from tests.serving.test_loader import republish
+
+fcntl = pytest.importorskip("fcntl")
+
+HOLDER = """
+import fcntl, sys
+handle = open(sys.argv[1], "a+b")
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+def loading_in_background(loader: ModelLoader) -> threading.Thread:
+    thread = threading.Thread(target=loader.check, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_process_waits_for_another_ones_load_of_the_registry_then_swaps(served):
+    """While another process of the host holds the registry's load lock, the new version is
+    not loaded (the old one serves); it is once the lock is let go."""
+    _, registry = served
+    loader = ModelLoader(registry, poll_seconds=0)
+    assert loader.check()
+    republish(registry)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(load_lock_path(registry))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        thread = loading_in_background(loader)
+        time.sleep(1.0)
+        assert thread.is_alive() and loader.current.version == "v1"
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=30)
+        thread.join(timeout=60)
+        assert not thread.is_alive() and loader.current.version == "v2"
+    finally:
+        holder.kill()
+        holder.communicate()  # reaped, its pipes closed
+
+
+def test_the_first_load_does_not_wait_for_the_lock(served):
+    """Nothing is served yet at start: every worker loads at once."""
+    _, registry = served
+    with one_load_at_a_time(registry) as got:
+        assert got
+        loader = ModelLoader(registry, poll_seconds=0)
+        assert loader.check() and loader.current.version == "v1"
+
+
+def test_a_load_held_up_too_long_by_another_goes_ahead(served, monkeypatch):
+    """A load hung in another process must not stop this one from ever swapping."""
+    _, registry = served
+    loader = ModelLoader(registry, poll_seconds=0)
+    loader.check()
+    republish(registry)
+    monkeypatch.setattr(loader_module, "LOAD_LOCK_WAIT_SECONDS", 0.2)
+    with one_load_at_a_time(registry):
+        assert loader.check() and loader.current.version == "v2"
+
+
+def test_loads_of_two_loaders_never_overlap(served, monkeypatch):
+    """Two loaders of one registry (as two worker processes): their loads run one after the
+    other, never at once."""
+    _, registry = served
+    loaders = [ModelLoader(registry, poll_seconds=0) for _ in range(2)]
+    for loader in loaders:
+        loader.check()
+    republish(registry)
+    running, overlaps = [0], []
+    real = loader_module.load_version
+
+    def slow_load(*args, **kwargs):
+        running[0] += 1
+        overlaps.append(running[0])
+        time.sleep(0.3)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(loader_module, "load_version", slow_load)
+    threads = [loading_in_background(loader) for loader in loaders]
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [loader.current.version for loader in loaders] == ["v2", "v2"]
+    assert overlaps == [1, 1]
+
+
+def test_a_version_a_request_still_holds_is_freed_by_the_loader_not_the_request(served):
+    _, registry = served
+    loader = ModelLoader(registry, poll_seconds=0)
+    loader.check()
+    freed_on = []
+    held = loader.current  # a request in flight on v1
+    weakref.finalize(held, lambda: freed_on.append(threading.current_thread().name))
+    republish(registry)
+
+    def swap():
+        assert loader.check() and loader.current.version == "v2"
+
+    swapper = threading.Thread(target=swap, name="loader-thread")
+    swapper.start()
+    swapper.join(timeout=60)
+    del held  # the request ends: not freed here...
+    assert freed_on == []
+    poller = threading.Thread(target=loader.check, name="loader-thread")
+    poller.start()  # ...but at the loader's next look at the registry
+    poller.join(timeout=60)
+    assert freed_on == ["loader-thread"]
+
+
+def test_a_version_no_request_holds_is_freed_at_the_swap(served):
+    _, registry = served
+    loader = ModelLoader(registry, poll_seconds=0)
+    loader.check()
+    gone = weakref.ref(loader.current)
+    republish(registry)
+    assert loader.check()
+    assert gone() is None and loader.release_retired() == 0
+
+
+def test_a_version_held_for_good_is_not_kept_by_the_loader(served):
+    """Past a few swapped-out versions, one that something keeps is left to it: the loader
+    never piles old models up."""
+    _, registry = served
+    loader = ModelLoader(registry, poll_seconds=0)
+    loader.check()
+    kept = [loader.current]
+    for _ in range(loader_module.MAX_RETIRED + 2):
+        republish(registry)
+        assert loader.check()
+        kept.append(loader.current)
+    assert loader.release_retired() == loader_module.MAX_RETIRED
+
+
+def busy_python(seconds: float) -> None:
+    """Python calls (what the pacing looks at) for ``seconds`` of this thread's CPU."""
+    end = time.thread_time() + seconds
+
+    def step() -> float:
+        return time.thread_time()
+
+    while step() < end:
+        pass
+
+
+def test_a_paced_thread_sleeps_between_short_runs():
+    from recgraph.serving.loader import paced
+
+    if sys.gettrace() is not None:
+        pytest.skip("a trace function is set (coverage, a debugger): pacing stands aside")
+    start = time.perf_counter()
+    with paced(burst=0.002, pause=0.004) as pauses:
+        busy_python(0.05)
+    wall = time.perf_counter() - start
+    assert pauses() >= 10  # 50 ms of running in 2 ms runs
+    assert wall >= 0.05 + pauses() * 0.004
+    assert sys.gettrace() is None  # nothing left behind
+
+
+def test_pacing_stands_aside_for_a_trace_function_already_set():
+    from recgraph.serving.loader import paced
+
+    def tracer(frame, event, arg):
+        return None
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        with paced(burst=0.001, pause=0.001) as pauses:
+            busy_python(0.01)
+        assert pauses() == 0 and sys.gettrace() is tracer
+    finally:
+        sys.settrace(previous)
+
+
+def test_only_a_load_beside_a_served_version_is_paced(served, monkeypatch):
+    """The first load (nothing served yet) runs flat out; a reload is paced."""
+    from contextlib import contextmanager
+
+    _, registry = served
+    calls = []
+    real = loader_module.paced
+
+    @contextmanager
+    def spy(*args, **kwargs):
+        with real(*args, **kwargs) as pauses:
+            yield pauses
+        calls.append(pauses())
+
+    monkeypatch.setattr(loader_module, "paced", spy)
+    loader = ModelLoader(registry, poll_seconds=0)
+    loader.check()
+    assert calls == []
+    republish(registry)
+    assert loader.check()
+    assert len(calls) == 1
