@@ -389,3 +389,20 @@ def test_one_folder_named_differently_has_one_lock(tmp_path, monkeypatch):
     assert len({load_lock_path(registry) for registry in registries}) == 1
     assert load_lock_path(registries[0]).parent == cache
     assert registries[0].cache_path("v1") == registries[1].cache_path("v1")
+
+
+def test_a_load_whose_version_was_taken_back_while_it_waited_does_nothing(served, monkeypatch):
+    _, registry = served
+    loader = ModelLoader(registry, poll_seconds=0)
+    loader.check()
+    republish(registry)
+    loads, result = [], []
+    real = loader_module.load_version
+    monkeypatch.setattr(loader_module, "load_version", lambda *a: loads.append(a[1]) or real(*a))
+    with one_load_at_a_time(registry):
+        thread = threading.Thread(target=lambda: result.append(loader.check()), daemon=True)
+        thread.start()
+        time.sleep(0.3)
+        registry.set_current("v1")  # rolled back while the loader waited with v2 in hand
+    thread.join(timeout=60)
+    assert result == [False] and loads == [] and loader.current.version == "v1"

@@ -339,6 +339,7 @@ class ModelLoader:
         self._current: LoadedModel | None = None
         self._retired: list[LoadedModel] = []  # swapped out, maybe still held by a request
         self._failed_version: str | None = None
+        self._attempted: str | None = None  # the version the last load tried (for check)
         self._lock = threading.Lock()  # one load at a time; readers never take it
         self._stopping = threading.Event()  # ends a wait for the host's load lock
         self._poller = Periodic("recgraph-model-poller", poll_seconds, self.check)
@@ -395,17 +396,19 @@ class ModelLoader:
         served = self._current.version if self._current is not None else None
         if wanted is None or wanted == served or wanted == self._failed_version:
             return False
+        self._attempted = wanted
         try:
-            self._reload(wanted, follow_current=True)
+            fresh = self._reload(wanted, follow_current=True)
         except LoadStopped:
             return False
         except Exception as exc:
-            self._failed_version = wanted
-            log.error("cannot load model version %s: %s", wanted, exc)
+            failed = self._attempted  # CURRENT may have moved on while it waited for its turn
+            self._failed_version = failed
+            log.error("cannot load model version %s: %s", failed, exc)
             for listener in self._failure_listeners:
-                listener(wanted, exc)
+                listener(failed, exc)
             return False
-        return True
+        return fresh.version != served
 
     def reload(self, version: str | None = None, *, wait: float | None = None) -> LoadedModel:
         """Load ``version`` (default: the registry's current one) beside the served one and swap.
@@ -440,9 +443,10 @@ class ModelLoader:
             with turn:
                 if serving and follow_current:
                     # the pointer may have moved while this process waited for its turn
-                    version = self.registry.resolve(None)
+                    version = self._current_or(version)
                     if version == previous.version:
                         return previous
+                self._attempted = version
                 with paced() if serving else nullcontext():
                     fresh = load_version(self.registry, version)
                 self._current = fresh  # one reference assignment: atomic for every reader
@@ -466,6 +470,14 @@ class ModelLoader:
         del previous
         self.release_retired()
         return fresh
+
+    def _current_or(self, version: str) -> str:
+        """The registry's current version now, or ``version`` if it cannot be read or is unset."""
+        try:
+            return self.registry.current_version() or version
+        except Exception as exc:  # a flaky object store: load what was resolved
+            log.warning("cannot read the registry pointer: %s", exc)
+            return version
 
     def release_retired(self) -> int:
         """Free the swapped-out versions no request holds any more, here; how many are left.
