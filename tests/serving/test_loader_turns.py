@@ -25,6 +25,14 @@ sys.stdin.readline()
 """
 
 
+def versions_loaded(monkeypatch) -> list[str]:
+    """The versions loaded from now on (in order), as a list that fills as they are."""
+    loads = []
+    real = loader_module.load_version
+    monkeypatch.setattr(loader_module, "load_version", lambda *a: loads.append(a[1]) or real(*a))
+    return loads
+
+
 def loading_in_background(loader: ModelLoader) -> threading.Thread:
     thread = threading.Thread(target=loader.check, daemon=True)
     thread.start()
@@ -311,9 +319,7 @@ def test_stopping_the_loader_ends_its_wait_for_its_turn(served, monkeypatch):
     loader = ModelLoader(registry, poll_seconds=0)
     loader.check()
     republish(registry)
-    loads = []
-    real = loader_module.load_version
-    monkeypatch.setattr(loader_module, "load_version", lambda *a: loads.append(a[1]) or real(*a))
+    loads = versions_loaded(monkeypatch)
     result = []
     with one_load_at_a_time(registry):  # another process's load
         thread = threading.Thread(target=lambda: result.append(loader.check()), daemon=True)
@@ -336,9 +342,7 @@ def test_a_load_that_waited_for_its_turn_loads_the_version_current_then(served, 
     loader = ModelLoader(registry, poll_seconds=0)
     loader.check()
     republish(registry)
-    loads = []
-    real = loader_module.load_version
-    monkeypatch.setattr(loader_module, "load_version", lambda *a: loads.append(a[1]) or real(*a))
+    loads = versions_loaded(monkeypatch)
     with one_load_at_a_time(registry):
         thread = loading_in_background(loader)
         time.sleep(0.3)
@@ -396,9 +400,7 @@ def test_a_load_whose_version_was_taken_back_while_it_waited_does_nothing(served
     loader = ModelLoader(registry, poll_seconds=0)
     loader.check()
     republish(registry)
-    loads, result = [], []
-    real = loader_module.load_version
-    monkeypatch.setattr(loader_module, "load_version", lambda *a: loads.append(a[1]) or real(*a))
+    loads, result = versions_loaded(monkeypatch), []
     with one_load_at_a_time(registry):
         thread = threading.Thread(target=lambda: result.append(loader.check()), daemon=True)
         thread.start()
