@@ -213,6 +213,15 @@ def switches(timeline: dict, published: list[str], margin: float = 1.0) -> list[
     return out
 
 
+def timeline_for_json(timeline: dict) -> dict:
+    """A run's timeline as JSON holds it: latencies rounded, an unanswered request's (NaN)
+    as null."""
+    return {
+        **timeline,
+        "latency_ms": [None if np.isnan(x) else round(float(x), 2) for x in timeline["latency_ms"]],
+    }
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -653,6 +662,7 @@ def run_case(
         try:
             # (its CPU includes loading the new version in every worker)
             phases["reload"] = measured(lambda: run_loop(open_loop(url, paths, rate, seconds)))
+            phase_end = time.monotonic()
             publisher.join(timeout=PUBLISH_SECONDS)
         finally:
             cancelled.set()
@@ -673,6 +683,11 @@ def run_case(
             phases["reload"]["timeline"], [v["version"] for v in versions]
         )
         stalls = [sw["stall_ms"] for sw in phases["reload"]["switches"]]
+        if len(stalls) < publishes:
+            print(
+                f"warning: {len(stalls)} switches seen in the reload phase for {publishes} "
+                "publishes (a version no request saw is missing from the switch figures)"
+            )
         if stalls:
             phases["reload"]["switch_stall_ms"] = {
                 "median": round(float(np.median(stalls)), 1),
@@ -681,11 +696,14 @@ def run_case(
                 "switches": len(stalls),
             }
         health = httpx.get(f"{url}/healthz").json()
+        late = health["model_version"] != published["version"]
         settle = time.monotonic() + SWAP_SECONDS  # a version published late may still load
         while health["model_version"] != published["version"] and time.monotonic() < settle:
             time.sleep(0.2)
             health = httpx.get(f"{url}/healthz").json()
         phases["reload"]["served_after"] = health["model_version"]
+        # how long after the phase's end the last published version was served (0: within it)
+        phases["reload"]["served_after_s"] = round(time.monotonic() - phase_end, 2) if late else 0.0
         if health["model_version"] != published["version"]:
             raise RuntimeError(
                 f"the server answers with {health['model_version']} after the reload phase, "
@@ -822,12 +840,9 @@ def main() -> None:
         for phase, data in result["phases"].items():
             data.pop("latencies_ms")
             timeline = data.pop("timeline")
-            timelines[f"{result['dataset']} {phase}"] = {
-                **timeline,
-                "latency_ms": [round(float(x), 2) for x in timeline["latency_ms"]],
-            }
+            timelines[f"{result['dataset']} {phase}"] = timeline_for_json(timeline)
     if args.timeline:
-        args.timeline.write_text(json.dumps(timelines) + "\n")
+        args.timeline.write_text(json.dumps(timelines, allow_nan=False) + "\n")
     saved = RESULTS / f"{stem}.json"
     if args.only and saved.exists():
         # keep the cases not rerun, in order

@@ -16,6 +16,19 @@ from tests.data.conftest import store_url  # noqa: F401
 # the store, registry and app fixtures, for every test of this folder
 from tests.serving.app_fixtures import client, served, served_template  # noqa: F401
 
+
+@pytest.fixture(autouse=True)
+def load_lock_dir(tmp_path, monkeypatch):
+    """The host's model load lock files of this test's loaders: in its own folder, not the
+    user's registry cache (so that tests leave none behind)."""
+    from recgraph.serving import loader
+
+    folder = tmp_path / "load-locks"
+    folder.mkdir()
+    monkeypatch.setattr(loader, "LOAD_LOCK_DIR", folder)
+    return folder
+
+
 CHROMIUM = Path(os.environ.get("RECGRAPH_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [
     "--headless",

@@ -122,6 +122,14 @@ def test_each_switch_is_found_in_the_answers_with_the_worst_latency_around_it():
     assert [s["stall_ms"] for s in found] == [300.0, 5.0]
 
 
+def test_a_timeline_with_unanswered_requests_is_valid_json():
+    import json
+
+    timeline = {"rate": 10.0, "version": ["v1", None], "latency_ms": np.array([5.123, np.nan])}
+    text = json.dumps(load.timeline_for_json(timeline), allow_nan=False)
+    assert json.loads(text)["latency_ms"] == [5.12, None]
+
+
 @pytest.mark.slow
 def test_a_publisher_that_cannot_load_v1_raises_at_once(tmp_path, monkeypatch):
     """No ``v1`` to load: the process exits, and the generator hears of it (no wait for a

@@ -25,6 +25,14 @@ sys.stdin.readline()
 """
 
 
+def versions_loaded(monkeypatch) -> list[str]:
+    """The versions loaded from now on (in order), as a list that fills as they are."""
+    loads = []
+    real = loader_module.load_version
+    monkeypatch.setattr(loader_module, "load_version", lambda *a: loads.append(a[1]) or real(*a))
+    return loads
+
+
 def loading_in_background(loader: ModelLoader) -> threading.Thread:
     thread = threading.Thread(target=loader.check, daemon=True)
     thread.start()
@@ -115,13 +123,15 @@ def test_a_version_a_request_still_holds_is_freed_by_the_loader_not_the_request(
     held = loader.current  # a request in flight on v1
     weakref.finalize(held, lambda: freed_on.append(threading.current_thread().name))
     republish(registry)
+    swapped = []  # an assert in the thread would not fail the test: checked here
 
     def swap():
-        assert loader.check() and loader.current.version == "v2"
+        swapped.append((loader.check(), loader.current.version))
 
     swapper = threading.Thread(target=swap, name="loader-thread")
     swapper.start()
     swapper.join(timeout=60)
+    assert swapped == [(True, "v2")]
     del held  # the request ends: not freed here...
     assert freed_on == []
     poller = threading.Thread(target=loader.check, name="loader-thread")
@@ -165,9 +175,11 @@ def busy_python(seconds: float) -> None:
         pass
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="paced only where settrace is per-thread")
 def test_a_paced_thread_sleeps_between_short_runs():
     from recgraph.serving.loader import paced
 
+    assert loader_module.PER_THREAD_TRACE
     if sys.gettrace() is not None:
         pytest.skip("a trace function is set (coverage, a debugger): pacing stands aside")
     start = time.perf_counter()
@@ -216,3 +228,183 @@ def test_only_a_load_beside_a_served_version_is_paced(served, monkeypatch):
     republish(registry)
     assert loader.check()
     assert len(calls) == 1
+
+
+def paced_flat_out() -> None:
+    with loader_module.paced(burst=0.001, pause=0.001) as pauses:
+        assert sys.gettrace() is None  # no trace set: every thread runs at speed
+        busy_python(0.02)
+    assert pauses() == 0
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="3.11's settrace is per-thread")
+def test_no_pacing_where_a_trace_slows_every_thread():
+    """Python 3.12+: settrace instruments every thread (measured: the answer threads' Python
+    2x slower), so the load runs flat out."""
+    assert not loader_module.PER_THREAD_TRACE
+    paced_flat_out()
+
+
+def test_no_pacing_when_the_trace_is_not_per_thread(monkeypatch):
+    """What 3.12+ does, on any version: no trace function, no pause."""
+    if sys.gettrace() is not None:
+        pytest.skip("a trace function is set (coverage, a debugger)")
+    monkeypatch.setattr(loader_module, "PER_THREAD_TRACE", False)
+    paced_flat_out()
+
+
+def test_not_polling_a_swapped_out_version_is_still_freed(served, monkeypatch):
+    """poll_seconds=0 (reload only through the API): an old version a request held is freed
+    once the request ends, on the loader's own thread, without waiting for another reload."""
+    _, registry = served
+    monkeypatch.setattr(loader_module, "RELEASE_SECONDS", 0.05)
+    loader = ModelLoader(registry, poll_seconds=0)
+    loader.start()
+    try:
+        held = loader.current
+        freed_on = []
+        weakref.finalize(held, lambda: freed_on.append(threading.current_thread().name))
+        republish(registry)
+        assert loader.reload().version == "v2"
+        del held
+        deadline = time.monotonic() + 10
+        while not freed_on and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert freed_on == ["recgraph-model-releaser"]
+    finally:
+        loader.stop()
+
+
+def test_an_api_reload_frees_the_old_version_at_the_swap(served):
+    """The admin reload holds only the old version's name, not the version: nothing keeps
+    it once swapped out."""
+    from fastapi.testclient import TestClient
+
+    from recgraph.serving.app import create_app
+    from tests.serving.app_fixtures import AUTH
+
+    settings, registry = served
+    loader = ModelLoader(registry, poll_seconds=0)
+    loader.check()  # a loader passed in is the caller's to start
+    with TestClient(create_app(settings, loader=loader)) as client:
+        gone = weakref.ref(loader.current)
+        republish(registry)
+        answer = client.post("/v1/admin/reload", headers=AUTH).json()
+        assert answer == {"previous": "v1", "version": "v2", "swapped": True}
+        assert gone() is None and loader.release_retired() == 0
+
+
+def test_a_lock_that_fails_otherwise_than_busy_loads_without_it(served, monkeypatch, caplog):
+    """No file locks here (ENOLCK on NFS, EINVAL): load anyway, do not mark the version failed."""
+    import errno
+
+    _, registry = served
+    loader = ModelLoader(registry, poll_seconds=0)
+    loader.check()
+    republish(registry)
+
+    def no_locks(*args):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with one_load_at_a_time(registry) as got:
+        assert got is False
+    assert loader.check() and loader.current.version == "v2"
+    assert "cannot lock the model load lock" in caplog.text
+
+
+def test_stopping_the_loader_ends_its_wait_for_its_turn(served, monkeypatch):
+    """A load waiting for another's gives up when the server stops: promptly, loading nothing."""
+    _, registry = served
+    loader = ModelLoader(registry, poll_seconds=0)
+    loader.check()
+    republish(registry)
+    loads = versions_loaded(monkeypatch)
+    result = []
+    with one_load_at_a_time(registry):  # another process's load
+        thread = threading.Thread(target=lambda: result.append(loader.check()), daemon=True)
+        thread.start()
+        time.sleep(0.3)
+        assert thread.is_alive()
+        start = time.monotonic()
+        loader.stop()
+        thread.join(timeout=5)
+        assert not thread.is_alive() and time.monotonic() - start < 2
+    assert result == [False] and loads == [] and loader.current.version == "v1"
+    # not marked failed: a later check loads it
+    assert loader.check() and loader.current.version == "v2"
+
+
+def test_a_load_that_waited_for_its_turn_loads_the_version_current_then(served, monkeypatch):
+    """CURRENT moved on while this process waited: the newer version is loaded, not the one
+    resolved before the wait."""
+    _, registry = served
+    loader = ModelLoader(registry, poll_seconds=0)
+    loader.check()
+    republish(registry)
+    loads = versions_loaded(monkeypatch)
+    with one_load_at_a_time(registry):
+        thread = loading_in_background(loader)
+        time.sleep(0.3)
+        republish(registry)  # v3, published while the loader waits with v2 in hand
+    thread.join(timeout=60)
+    assert loads == ["v3"] and loader.current.version == "v3"
+
+
+def test_a_reload_asked_through_the_api_does_not_wait_long(served, monkeypatch):
+    """Another load runs (another process's, or this one's): the admin reload answers 409
+    "a load is in progress" within its bound, not minutes later."""
+    from fastapi.testclient import TestClient
+
+    from recgraph.serving import handlers
+    from recgraph.serving.app import create_app
+    from tests.serving.app_fixtures import AUTH
+
+    settings, registry = served
+    monkeypatch.setattr(handlers, "ADMIN_RELOAD_WAIT_SECONDS", 0.2)
+    loader = ModelLoader(registry, poll_seconds=0)
+    loader.check()  # a loader passed in is the caller's to start
+    with TestClient(create_app(settings, loader=loader)) as client:
+        republish(registry)
+        with one_load_at_a_time(registry):  # another process loads
+            start = time.monotonic()
+            response = client.post("/v1/admin/reload", headers=AUTH)
+            assert time.monotonic() - start < 5
+        assert response.status_code == 409
+        assert response.json()["detail"] == "a load is in progress"
+        with loader._lock:  # a load of this process's own (the poller's)
+            response = client.post("/v1/admin/reload", headers=AUTH)
+        assert response.status_code == 409
+        assert response.json()["detail"] == "a load is in progress"
+        assert client.post("/v1/admin/reload", headers=AUTH).json()["version"] == "v2"
+
+
+def test_one_folder_named_differently_has_one_lock(tmp_path, monkeypatch):
+    """``models``, ``./models`` and the absolute path: one registry, one load lock, kept in
+    the user's registry cache folder (not the world-writable temporary folder)."""
+    from recgraph.serving.registry import ModelRegistry
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(loader_module, "LOAD_LOCK_DIR", None)
+    cache = tmp_path / "cache"
+    names = ["models", "./models", str(tmp_path / "models"), str(tmp_path / "x" / ".." / "models")]
+    registries = [ModelRegistry(name, cache_dir=cache) for name in names]
+    assert len({registry.key for registry in registries}) == 1
+    assert len({load_lock_path(registry) for registry in registries}) == 1
+    assert load_lock_path(registries[0]).parent == cache
+    assert registries[0].cache_path("v1") == registries[1].cache_path("v1")
+
+
+def test_a_load_whose_version_was_taken_back_while_it_waited_does_nothing(served, monkeypatch):
+    _, registry = served
+    loader = ModelLoader(registry, poll_seconds=0)
+    loader.check()
+    republish(registry)
+    loads, result = versions_loaded(monkeypatch), []
+    with one_load_at_a_time(registry):
+        thread = threading.Thread(target=lambda: result.append(loader.check()), daemon=True)
+        thread.start()
+        time.sleep(0.3)
+        registry.set_current("v1")  # rolled back while the loader waited with v2 in hand
+    thread.join(timeout=60)
+    assert result == [False] and loads == [] and loader.current.version == "v1"

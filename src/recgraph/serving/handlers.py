@@ -29,7 +29,12 @@ from recgraph.data.sql import StoreBusyError, is_lock_timeout
 from recgraph.errors import RecgraphError
 from recgraph.pipeline import Answer, Recommendation
 from recgraph.serving.feedback import ID_PATTERN, FeedbackEvent, FeedbackStore, show_to_walks
-from recgraph.serving.loader import LoadedModel, ModelLoader
+from recgraph.serving.loader import (
+    ADMIN_RELOAD_WAIT_SECONDS,
+    LoadedModel,
+    LoadInProgress,
+    ModelLoader,
+)
 from recgraph.serving.metrics import Metrics
 from recgraph.serving.schemas import FeedbackWritten, Health, ModelInfo, ReloadResult
 from recgraph.serving.stats import StatsService
@@ -269,16 +274,21 @@ class Service:
 
     def reload(self) -> ReloadResult:
         """Load the registry's current version now (the poller would, within seconds)."""
-        previous = self.loader.loaded
+        # the name only: a reference held across the swap would keep the old model in memory
+        loaded = self.loader.loaded
+        previous = loaded.version if loaded is not None else None
+        del loaded
         try:
-            fresh = self.loader.reload()
+            fresh = self.loader.reload(wait=ADMIN_RELOAD_WAIT_SECONDS)
+        except LoadInProgress:  # not a failure of the version: ask again later
+            raise HTTPException(status_code=409, detail="a load is in progress") from None
         except (RecgraphError, OSError, ValueError, KeyError) as exc:
             self.metrics.failed("?", exc)
             raise HTTPException(status_code=409, detail=f"reload failed: {exc}") from None
         return ReloadResult(
-            previous=previous.version if previous else None,
+            previous=previous,
             version=fresh.version,
-            swapped=previous is None or previous.version != fresh.version,
+            swapped=previous != fresh.version,
         )
 
     # ------------------------------------------------------------------ answers

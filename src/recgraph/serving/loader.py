@@ -13,14 +13,17 @@ retried until the pointer moves again; the old version keeps serving.
 
 The processes of a host that serve one registry (``recgraph serve
 --workers N``) load a new version in turn, not all at once
-(:func:`one_load_at_a_time`), and a load beside a served version is paced
-(:func:`paced`) so that it cannot hold the interpreter lock against the
-answer threads of its process for its whole length. Measured on a 2-core
-machine (MovieLens 100k, ~300 candidates ranked a request, two workers at
-200 requests/s): the switches where both workers' loads overlapped stalled
-requests for 0.15-0.4 s; and in one process answering 100/s, a flat-out
-load (100 CPU ms) raised the worst answer latency from 7 to 43 ms, a paced
-one to 7.3 ms (``benchmarks/reload_cost.py``).
+(:func:`one_load_at_a_time`), and on Python 3.11 a load beside a served
+version is paced (:func:`paced`) so that it takes a smaller share of the
+interpreter lock over time from the answer threads of its process (its single
+holds of the lock are short either way: the worst single wait measured was
+0.5-2.1 ms flat out). Measured on a 2-core machine (MovieLens 100k, ~300
+candidates ranked a request, two workers at 200 requests/s): the switches
+where both workers' loads overlapped stalled requests for 0.15-0.4 s; and in
+one process answering 100/s, a flat-out load (100 CPU ms) raised the worst
+answer latency from 7 to 42.8 ms, a paced one to 7.3 ms
+(``benchmarks/reload_cost.py``, ``reload_cost.reload14.json``). On Python
+3.12+ loads are not paced (see :func:`paced`), only taken in turn.
 
 A version published by ``recgraph train`` is a :class:`~recgraph.pipeline.Pipeline`;
 a plain retriever version (published by any other job) is served as a
@@ -30,10 +33,8 @@ one-retriever pipeline.
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,21 +57,52 @@ log = logging.getLogger("recgraph.serving")
 LOAD_LOCK_WAIT_SECONDS = 300.0
 #: Swapped-out versions the loader keeps until no request holds them (then frees them itself).
 MAX_RETIRED = 2
+#: How often a loader that does not poll (``poll_seconds=0``) frees the swapped-out versions
+#: no request holds any more (a polling loader does it at each poll).
+RELEASE_SECONDS = 2.0
+#: How long a reload asked for through the API waits for a load already running (in this
+#: process or, for the host's load lock, another one) before answering "a load is in progress".
+ADMIN_RELOAD_WAIT_SECONDS = 5.0
+#: Where the host's load lock files are made; ``None``: the registry's per-user cache folder
+#: (:attr:`ModelRegistry.cache_root`). Tests point it at a temporary folder.
+LOAD_LOCK_DIR: Path | None = None
+
+
+class NoModelError(RecgraphError):
+    """Nothing to serve yet: the registry has no current version."""
+
+
+class LoadInProgress(RecgraphError):
+    """A bounded wait for a load already running (here or in another process) ran out."""
+
+
+class LoadStopped(RecgraphError):
+    """The loader was stopped while its load waited for its turn: nothing was loaded."""
 
 
 def load_lock_path(registry: ModelRegistry) -> Path:
     """The file whose lock one process at a time holds while it loads a version of
-    ``registry`` (one per registry root, in this host's temporary folder: every server
-    process of the host that serves that registry takes the same one)."""
-    digest = hashlib.sha256(registry.root.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"recgraph-load-{digest}.lock"
+    ``registry`` (one per registry, named by :attr:`ModelRegistry.key`, in this user's
+    registry cache folder: every server process of the host that serves that registry as this
+    user takes the same one). Never removed: removing a lock file another process holds
+    would let a third lock a new file of the same name."""
+    folder = LOAD_LOCK_DIR if LOAD_LOCK_DIR is not None else registry.cache_root
+    return Path(folder) / f"load-{registry.key}.lock"
 
 
 @contextmanager
-def one_load_at_a_time(registry: ModelRegistry, wait: float | None = None) -> Iterator[bool]:
+def one_load_at_a_time(
+    registry: ModelRegistry,
+    wait: float | None = None,
+    *,
+    stop: threading.Event | None = None,
+    give_up: bool = False,
+) -> Iterator[bool]:
     """Hold the host-wide lock on loading ``registry`` for the block (yields whether it was
     got: after ``wait`` seconds (default :data:`LOAD_LOCK_WAIT_SECONDS`), or where file
-    locks are missing, the block runs without it).
+    locks are missing or fail, the block runs without it). With ``give_up``, a wait that runs
+    out raises :class:`LoadInProgress` instead; once ``stop`` is set, the wait ends with
+    :class:`LoadStopped` (the block does not run).
 
     The worker processes of one server all poll the registry and see a new version within
     the same half second; loaded at once, they each spend a hundred CPU milliseconds and
@@ -85,8 +117,10 @@ def one_load_at_a_time(registry: ModelRegistry, wait: float | None = None) -> It
         yield False
         return
     try:
-        handle = open(load_lock_path(registry), "a+b")  # noqa: SIM115 - closed below
-    except OSError as exc:  # a read-only temporary folder: load without it
+        path = load_lock_path(registry)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+b")  # noqa: SIM115 - closed below
+    except OSError as exc:  # a read-only folder: load without it
         log.warning("cannot open the model load lock: %s", exc)
         yield False
         return
@@ -101,9 +135,20 @@ def one_load_at_a_time(registry: ModelRegistry, wait: float | None = None) -> It
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
+                    if give_up:
+                        raise LoadInProgress(
+                            "a load is in progress (another process of this host loads "
+                            f"the model; waited {wait:g}s)"
+                        ) from None
                     log.warning("another process's model load took over %gs: loading anyway", wait)
                     break
-                time.sleep(0.02)
+                if stop is not None and stop.wait(0.02):
+                    raise LoadStopped("the loader was stopped while waiting to load") from None
+                if stop is None:
+                    time.sleep(0.02)
+            except OSError as exc:  # no locks here (ENOLCK on NFS, EINVAL): load without it
+                log.warning("cannot lock the model load lock %s: %s", handle.name, exc)
+                break
         try:
             yield got
         finally:
@@ -115,29 +160,42 @@ def one_load_at_a_time(registry: ModelRegistry, wait: float | None = None) -> It
 #: at a stretch, then sleeps :data:`LOAD_PAUSE_SECONDS` (see :func:`paced`).
 LOAD_BURST_SECONDS = 0.002
 LOAD_PAUSE_SECONDS = 0.003
+#: Whether ``sys.settrace`` costs only the thread it is set on (before Python 3.12, where it
+#: became instrumentation of every thread): :func:`paced` paces only then.
+PER_THREAD_TRACE = sys.version_info < (3, 12)
 
 
 @contextmanager
 def paced(burst: float | None = None, pause: float | None = None) -> Iterator[Callable[[], int]]:
     """Make the current thread sleep ``pause`` s after each ``burst`` s it runs, for the block
     (defaults :data:`LOAD_BURST_SECONDS`, :data:`LOAD_PAUSE_SECONDS`); yields a function
-    counting the pauses taken.
+    counting the pauses taken. Only where a trace function is per-thread
+    (:data:`PER_THREAD_TRACE`: Python 3.11); elsewhere the block runs flat out.
 
     A process's threads share one interpreter lock: a load beside the served
     version (a hundred milliseconds of mostly Python glue around numpy and
-    LightGBM calls) takes the lock from the answer threads whenever they wait
-    for it, so a worker already busy serving falls behind for the whole load
-    and its requests queue (measured: switches stalled requests 0.15-0.4 s
-    at 200 requests/s with two workers on 2 cores, even with loads in turn). Paced,
-    the load takes a bounded share of the lock (2 ms in 5 by default) and lasts
-    longer, while the old version keeps serving at speed. The clock is looked
-    at on each Python call of the thread (a trace function for calls only);
-    under a debugger or coverage (a trace function already set) nothing is paced.
+    LightGBM calls) competes with the answer threads for it the whole time it
+    runs, so a worker already busy serving falls behind and its requests queue
+    (measured: switches stalled requests 0.15-0.4 s at 200 requests/s with two
+    workers on 2 cores, even with loads in turn). A flat-out load does not hold
+    the lock for long at once (worst single wait measured 0.5-2.1 ms); what pacing
+    changes is its share of the interpreter over time: at most 2 ms in 5 by default,
+    so the load lasts longer while the old version keeps serving at speed (worst
+    answer latency during a load 42.8 ms flat out, 7.3 ms paced). A C call that
+    holds the lock (a booster parse) is not split. The clock is looked at on each
+    Python call of the thread (a trace function for calls only); under a debugger
+    or coverage (a trace function already set) nothing is paced.
+
+    From Python 3.12, ``sys.settrace`` is built on ``sys.monitoring`` and instruments
+    every thread, not only this one: measured, the other threads' pure-Python code ran
+    2x slower while the trace was set (3.11: unchanged). Pacing would then slow the
+    answers it is meant to protect, so there the load runs flat out (still in turn
+    with the host's other processes).
     """
     burst = LOAD_BURST_SECONDS if burst is None else burst
     pause = LOAD_PAUSE_SECONDS if pause is None else pause
     pauses = [0]
-    if sys.gettrace() is not None or burst <= 0 or pause <= 0:
+    if not PER_THREAD_TRACE or sys.gettrace() is not None or burst <= 0 or pause <= 0:
         yield lambda: pauses[0]
         return
     clock, sleep = time.perf_counter, time.sleep
@@ -155,10 +213,6 @@ def paced(burst: float | None = None, pause: float | None = None) -> Iterator[Ca
         yield lambda: pauses[0]
     finally:
         sys.settrace(None)
-
-
-class NoModelError(RecgraphError):
-    """Nothing to serve yet: the registry has no current version."""
 
 
 class Periodic:
@@ -285,8 +339,16 @@ class ModelLoader:
         self._current: LoadedModel | None = None
         self._retired: list[LoadedModel] = []  # swapped out, maybe still held by a request
         self._failed_version: str | None = None
+        self._attempted: str | None = None  # the version the last load tried (for check)
         self._lock = threading.Lock()  # one load at a time; readers never take it
+        self._stopping = threading.Event()  # ends a wait for the host's load lock
         self._poller = Periodic("recgraph-model-poller", poll_seconds, self.check)
+        # not polling: the swapped-out versions are still freed, on a thread of the loader's
+        self._releaser = Periodic(
+            "recgraph-model-releaser",
+            RELEASE_SECONDS if poll_seconds <= 0 else 0,
+            self.release_retired,
+        )
 
     def subscribe(
         self,
@@ -334,22 +396,36 @@ class ModelLoader:
         served = self._current.version if self._current is not None else None
         if wanted is None or wanted == served or wanted == self._failed_version:
             return False
+        self._attempted = wanted
         try:
-            self.reload(wanted)
-        except Exception as exc:
-            self._failed_version = wanted
-            log.error("cannot load model version %s: %s", wanted, exc)
-            for listener in self._failure_listeners:
-                listener(wanted, exc)
+            fresh = self._reload(wanted, follow_current=True)
+        except LoadStopped:
             return False
-        return True
+        except Exception as exc:
+            failed = self._attempted  # CURRENT may have moved on while it waited for its turn
+            self._failed_version = failed
+            log.error("cannot load model version %s: %s", failed, exc)
+            for listener in self._failure_listeners:
+                listener(failed, exc)
+            return False
+        return fresh.version != served
 
-    def reload(self, version: str | None = None) -> LoadedModel:
+    def reload(self, version: str | None = None, *, wait: float | None = None) -> LoadedModel:
         """Load ``version`` (default: the registry's current one) beside the served one and swap.
 
-        Raises whatever loading raises; the served version is then unchanged.
+        Raises whatever loading raises; the served version is then unchanged. ``wait``
+        bounds how long a load already running (in this process, or another process's of
+        the host) is waited for: past it, :class:`LoadInProgress` (default: wait for this
+        process's, and for another's up to :data:`LOAD_LOCK_WAIT_SECONDS`, then load anyway).
         """
-        with self._lock:
+        return self._reload(version, follow_current=version is None, wait=wait)
+
+    def _reload(
+        self, version: str | None, *, follow_current: bool, wait: float | None = None
+    ) -> LoadedModel:
+        if not self._lock.acquire(timeout=-1 if wait is None else wait):
+            raise LoadInProgress(f"a load is in progress (waited {wait:g}s)")
+        try:
             version = self.registry.resolve(version)
             previous = self._current
             if previous is not None and previous.version == version:
@@ -357,7 +433,20 @@ class ModelLoader:
             # once serving (the first load: at once, flat out), in turn with the host's other
             # processes and paced, so that the served version keeps answering at speed
             serving = previous is not None
-            with one_load_at_a_time(self.registry) if serving else nullcontext():
+            turn = (
+                one_load_at_a_time(
+                    self.registry, wait, stop=self._stopping, give_up=wait is not None
+                )
+                if serving
+                else nullcontext()
+            )
+            with turn:
+                if serving and follow_current:
+                    # the pointer may have moved while this process waited for its turn
+                    version = self._current_or(version)
+                    if version == previous.version:
+                        return previous
+                self._attempted = version
                 with paced() if serving else nullcontext():
                     fresh = load_version(self.registry, version)
                 self._current = fresh  # one reference assignment: atomic for every reader
@@ -365,6 +454,8 @@ class ModelLoader:
                 freeze_heap()
             if previous is not None:
                 self._retired.append(previous)
+        finally:
+            self._lock.release()
         if previous is None:
             log.info("loaded model %s (in %.2fs)", fresh.version, fresh.load_seconds)
         else:
@@ -380,16 +471,26 @@ class ModelLoader:
         self.release_retired()
         return fresh
 
+    def _current_or(self, version: str) -> str:
+        """The registry's current version now, or ``version`` if it cannot be read or is unset."""
+        try:
+            return self.registry.current_version() or version
+        except Exception as exc:  # a flaky object store: load what was resolved
+            log.warning("cannot read the registry pointer: %s", exc)
+            return version
+
     def release_retired(self) -> int:
         """Free the swapped-out versions no request holds any more, here; how many are left.
 
         A request takes the current version once and keeps it to its end, so the
         request that ends last on an old version would drop the last reference to
-        it, and free the whole model (arrays, the ranker's trees, walk tables) on an
-        answer thread, while its answer and the others wait. The loader keeps
-        each old version instead and lets go of it at its next look at the
-        registry (each poll), once nothing else references it: then the free
-        happens on the loader's thread.
+        it, and free the whole model (arrays, the ranker's trees, walk tables) on its
+        answer thread, and that answer would wait for it. The loader keeps each old
+        version instead and lets go of it at its next look at the registry (each poll;
+        not polling, every :data:`RELEASE_SECONDS`), once nothing else references it:
+        then the free happens on the loader's thread. That still holds the
+        interpreter lock like any Python work, so the other answer threads gain
+        nothing; only the request that would have freed it does.
         """
         if not self._lock.acquire(blocking=False):  # a load runs: it releases them after
             return len(self._retired)
@@ -409,13 +510,19 @@ class ModelLoader:
 
     # ------------------------------------------------------------------ polling
     def start(self) -> None:
-        """Load the current version if there is one, then poll in a daemon thread."""
+        """Load the current version if there is one, then poll in a daemon thread (not
+        polling: free swapped-out versions in one)."""
+        self._stopping.clear()
         try:
             self.check()
         except RegistryError:
             pass
         self._poller.start()
+        self._releaser.start()
 
     def stop(self) -> None:
-        """Stop polling (the served version stays loaded)."""
+        """Stop polling; a load still waiting for its turn gives up (the served version stays
+        loaded)."""
+        self._stopping.set()
         self._poller.stop()
+        self._releaser.stop()

@@ -109,8 +109,17 @@ class ModelRegistry:
         self.fs, self._base = fsspec.core.url_to_fs(self.root, **dict(storage_options or {}))
         self._base = self._base.rstrip("/") or "/"
         self.is_local = "file" in _protocols(self.fs)
-        cache_root = Path(cache_dir or Path.home() / ".cache" / "recgraph" / "registry")
-        self._cache = cache_root / hashlib.sha256(self.root.encode()).hexdigest()[:16]
+        #: this user's folder of downloaded versions (one subfolder per registry, :attr:`key`)
+        self.cache_root = Path(cache_dir or Path.home() / ".cache" / "recgraph" / "registry")
+        self._cache = self.cache_root / self.key
+
+    @property
+    def key(self) -> str:
+        """A short stable name of the registry's storage: its protocol and normalised base path,
+        so that ``models``, ``./models`` and the absolute path of one folder share it (the
+        download cache and the host's load lock are named by it)."""
+        where = f"{_protocols(self.fs)[0]}://{posixpath.normpath(self._base)}"
+        return hashlib.sha256(where.encode()).hexdigest()[:16]
 
     def __repr__(self) -> str:
         return f"ModelRegistry({self.root!r})"
