@@ -1,0 +1,143 @@
+"""``run`` with several workers: connections spread evenly, port 0, a clean stop."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from recgraph.serving.server import SPREAD_CONNECTIONS, established_connections
+
+pytestmark = pytest.mark.skipif(not SPREAD_CONNECTIONS, reason="SO_REUSEPORT spreading is Linux's")
+
+#: Bursts of connections measured; each one on a shared socket is uneven about one time in two.
+ROUNDS = 4
+
+SERVE = """
+import sys
+from recgraph.serving.server import reserve_port, run
+from recgraph.settings import Settings
+settings = Settings(registry=sys.argv[1], database_url=sys.argv[2], host="127.0.0.1", port=0)
+sock = reserve_port(settings.host, settings.port)
+print(sock.getsockname()[1], flush=True)
+run(settings, workers=2, log_level="warning", sock=sock)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _get(sock: socket.socket, path: str = "/healthz") -> bytes:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head.split(b"\r\n")[0]
+
+
+@pytest.fixture
+def two_workers(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(tmp_path / "models"), f"sqlite:///{tmp_path / 'r.db'}"],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        port = int(server.stdout.readline())
+        deadline = time.monotonic() + 120
+        while True:  # until both workers answer
+            workers = [p for p in _children(server.pid) if _listens(p, port)]
+            if len(workers) == 2:
+                break
+            assert server.poll() is None and time.monotonic() < deadline, "workers did not start"
+            time.sleep(0.2)
+        yield server, port, workers
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _listens(pid: int, port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
+            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            probe.recv(1)
+    except OSError:
+        return False
+    return Path(f"/proc/{pid}/fd").exists() and _is_listening_in(pid, port)
+
+
+def _is_listening_in(pid: int, port: int) -> bool:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
+                inodes.add(fields[9])
+    try:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+    except OSError:
+        return False
+    return any(link[8:-1] in inodes for link in links if link.startswith("socket:["))
+
+
+def _burst(port: int, workers: list[int]) -> dict[int, int]:
+    """Connections per worker when 64 keep-alive clients connect at once, each answered."""
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(64)]
+    try:
+        for client in clients:
+            assert _get(client).endswith(b"200 OK")
+        return established_connections(workers, port)
+    finally:
+        for client in clients:
+            client.close()
+        deadline = time.monotonic() + 30
+        while sum(established_connections(workers, port).values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def test_keep_alive_connections_are_spread_evenly_over_the_workers(two_workers):
+    server, port, workers = two_workers
+    bursts = [_burst(port, workers) for _ in range(ROUNDS)]
+    assert all(sum(counts.values()) == 64 for counts in bursts), bursts
+    # hashed by the kernel, a worker's share is binomial(64, 1/2): below 18 in 1 burst in
+    # 4400. A shared socket gave one worker most of a burst (measured 64/0, 46/18)
+    assert min(min(counts.values()) for counts in bursts) >= 18, bursts
+    assert established_connections([server.pid], port) == {server.pid: 0}
+
+
+def test_the_port_is_held_by_the_server_alone(two_workers):
+    from recgraph.serving.server import PortInUseError, reserve_port
+
+    _, port, _ = two_workers
+    with pytest.raises(PortInUseError):
+        reserve_port("127.0.0.1", port).close()
