@@ -575,7 +575,9 @@ def asked(case: dict, question) -> tuple[list[str], list[str]]:
 def connections_per_worker(pids: list[int], port: int, stop: threading.Event) -> list[int]:
     """Established connections each worker in ``pids`` holds, sampled each 0.5 s until
     ``stop``: the sample with the most connections in all (a burst of keep-alive
-    connections is shared out once; uneven, one worker answers most of a phase)."""
+    connections is shared out once; uneven, one worker answers most of a phase). Processes
+    other than uvicorn's workers (multiprocessing's resource tracker) are left out."""
+    pids = [pid for pid in pids if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     best: dict[int, int] = {}
     while not stop.wait(0.5):
         counts = established_connections(pids, port)
