@@ -1,6 +1,7 @@
 """``run`` with several workers: connections spread evenly, port 0, a clean stop."""
 
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -78,7 +79,8 @@ def two_workers(tmp_path):
             time.sleep(0.2)
         yield server, port, workers
     finally:
-        server.send_signal(signal.SIGINT)
+        if server.poll() is None:
+            server.send_signal(signal.SIGINT)
         try:
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -141,3 +143,47 @@ def test_the_port_is_held_by_the_server_alone(two_workers):
     _, port, _ = two_workers
     with pytest.raises(PortInUseError):
         reserve_port("127.0.0.1", port).close()
+
+
+def test_the_server_stops_on_ctrl_c_and_frees_the_port(two_workers):
+    from recgraph.serving.server import reserve_port
+
+    server, port, workers = two_workers
+    server.send_signal(signal.SIGINT)
+    assert server.wait(timeout=60) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    reserve_port("127.0.0.1", port).close()
+
+
+def test_a_held_port_refuses_other_programs_and_connections_but_takes_worker_sockets():
+    from recgraph.serving.server import PortInUseError, WorkerSocket, hold_port, reserve_port
+
+    holder = hold_port(reserve_port("127.0.0.1", 0))
+    assert holder is not None
+    port = holder.getsockname()[1]
+    try:
+        with pytest.raises(PortInUseError):
+            reserve_port("127.0.0.1", port).close()
+        with pytest.raises(ConnectionRefusedError):  # nothing listens: no connection waits
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        # what a worker gets from the socket list uvicorn pickles into it
+        worker = pickle.loads(pickle.dumps(WorkerSocket(holder.family, ("127.0.0.1", port))))
+        with worker:
+            worker.listen()
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                worker.accept()[0].close()
+    finally:
+        holder.close()
+
+
+def test_a_worker_that_cannot_bind_fails_as_a_startup_failure():
+    from uvicorn.config import STARTUP_FAILURE
+
+    from recgraph.serving.server import _worker_socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(SystemExit) as caught:
+            _worker_socket(socket.AF_INET, taken.getsockname())
+    assert caught.value.code == STARTUP_FAILURE  # uvicorn then stops, not restarts, workers
