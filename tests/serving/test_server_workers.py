@@ -13,6 +13,9 @@ import pytest
 
 from recgraph.serving.server import SPREAD_CONNECTIONS, established_connections
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+process_tree = pytest.importorskip("common").process_tree
+
 pytestmark = pytest.mark.skipif(not SPREAD_CONNECTIONS, reason="SO_REUSEPORT spreading is Linux's")
 
 #: Bursts of connections measured; each one on a shared socket is uneven about one time in two.
@@ -29,16 +32,13 @@ run(settings, workers=2, log_level="warning", sock=sock)
 """
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
+def _workers(pid: int) -> list[int]:
+    """uvicorn's worker processes under ``pid`` (not multiprocessing's resource tracker)."""
+    return [
+        child
+        for child in process_tree(pid)[1:]
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
 
 
 def _get(sock: socket.socket, path: str = "/healthz") -> bytes:
@@ -71,12 +71,17 @@ def two_workers(tmp_path):
     try:
         port = int(server.stdout.readline())
         deadline = time.monotonic() + 120
-        while True:  # until both workers answer
-            workers = [p for p in _children(server.pid) if _listens(p, port)]
-            if len(workers) == 2:
-                break
+        answered: set[int] = set()
+        while len(answered) < 2:  # until each worker has answered a connection
             assert server.poll() is None and time.monotonic() < deadline, "workers did not start"
-            time.sleep(0.2)
+            workers = _workers(server.pid)
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+                    _get(probe)
+                    counts = established_connections(workers, port)
+                    answered |= {pid for pid, held in counts.items() if held}
+            except OSError:
+                time.sleep(0.2)
         yield server, port, workers
     finally:
         if server.poll() is None:
@@ -86,30 +91,6 @@ def two_workers(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-
-
-def _listens(pid: int, port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
-            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            probe.recv(1)
-    except OSError:
-        return False
-    return Path(f"/proc/{pid}/fd").exists() and _is_listening_in(pid, port)
-
-
-def _is_listening_in(pid: int, port: int) -> bool:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
-                inodes.add(fields[9])
-    try:
-        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
-    except OSError:
-        return False
-    return any(link[8:-1] in inodes for link in links if link.startswith("socket:["))
 
 
 def _burst(port: int, workers: list[int]) -> dict[int, int]:
