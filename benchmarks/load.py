@@ -77,6 +77,7 @@ from recgraph.data.store import Store
 from recgraph.jobs.train import train_pipeline
 from recgraph.pipeline import Pipeline
 from recgraph.serving.registry import ModelRegistry
+from recgraph.serving.server import established_connections
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -580,6 +581,20 @@ def asked(case: dict, question) -> tuple[list[str], list[str]]:
     return users, [case["path"].format(user=u) for u in unknown]
 
 
+def connections_per_worker(pids: list[int], port: int, stop: threading.Event) -> list[int]:
+    """Established connections each worker in ``pids`` holds, sampled each 0.5 s until
+    ``stop``: the sample with the most connections in all (a burst of keep-alive
+    connections is shared out once; uneven, one worker answers most of a phase). Processes
+    other than uvicorn's workers (multiprocessing's resource tracker) are left out."""
+    pids = [pid for pid in pids if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    best: dict[int, int] = {}
+    while not stop.wait(0.5):
+        counts = established_connections(pids, port)
+        if sum(counts.values()) >= sum(best.values()):
+            best = counts
+    return [best.get(pid, 0) for pid in pids]
+
+
 def run_case(
     case: dict,
     root: Path,
@@ -626,7 +641,18 @@ def run_case(
         def measured(run) -> dict:
             """``run()``'s figures with the server's CPU per answered request and the load."""
             load_before, cpu_before = os.getloadavg()[0], tree_cpu_seconds(pids)
-            result = run()
+            stop, counted = threading.Event(), []
+            counter = threading.Thread(
+                target=lambda: counted.append(connections_per_worker(pids[1:], port, stop)),
+                daemon=True,
+            )
+            counter.start()
+            try:
+                result = run()
+            finally:
+                stop.set()
+                counter.join()
+            result["connections_per_worker"] = counted[0] if counted else None
             cpu = tree_cpu_seconds(pids) - cpu_before
             result["server_cpu_ms_per_request"] = round(1000 * cpu / max(result["ok"], 1), 2)
             result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
