@@ -136,6 +136,20 @@ def test_the_server_stops_on_ctrl_c_and_frees_the_port(two_workers):
     reserve_port("127.0.0.1", port).close()
 
 
+def test_the_port_is_free_at_once_after_the_server_closed_a_connection_itself(two_workers):
+    """Its TIME_WAIT entries must not keep the next ``reserve_port`` out (worker sockets
+    without ``SO_REUSEADDR`` made a restart on the port fail for a minute)."""
+    from recgraph.serving.server import reserve_port
+
+    server, port, _ = two_workers
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        assert _get(client).endswith(b"200 OK")
+        server.send_signal(signal.SIGINT)  # the connection is still open: the server closes it
+        assert server.wait(timeout=60) == 0
+        assert client.recv(10) == b""
+    reserve_port("127.0.0.1", port).close()
+
+
 def test_a_held_port_refuses_other_programs_and_connections_but_takes_worker_sockets():
     from recgraph.serving.server import PortInUseError, WorkerSocket, hold_port, reserve_port
 

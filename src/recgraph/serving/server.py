@@ -158,6 +158,10 @@ class WorkerSocket:
 def _worker_socket(family: socket.AddressFamily, address: tuple[str, int]) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    # the connections it accepts inherit its options: without SO_REUSEADDR the TIME_WAIT
+    # of those the server closed would keep the next reserve_port off the port for a
+    # minute. The port stays the server's: the holder is not SO_REUSEADDR
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
     except OSError as exc:  # the same failure in every worker: uvicorn stops the server
