@@ -171,6 +171,31 @@ def test_a_held_port_refuses_other_programs_and_connections_but_takes_worker_soc
         holder.close()
 
 
+def test_a_port_that_cannot_be_held_stays_exclusive_with_a_warning(caplog):
+    """The TIME_WAIT of a previous single-socket server that closed a connection keeps
+    the holder from binding: the reserved socket is kept, not ``SO_REUSEPORT``."""
+    from recgraph.serving.server import PortInUseError, hold_port, reserve_port
+
+    previous = reserve_port("127.0.0.1", 0)
+    address = previous.getsockname()
+    client = socket.create_connection(address, timeout=5)
+    previous.accept()[0].close()  # the server closes first: its side goes to TIME_WAIT
+    time.sleep(0.1)
+    client.close()
+    previous.close()
+    with reserve_port(*address) as sock:
+        with caplog.at_level("WARNING", logger="recgraph.serving"):
+            assert hold_port(sock) is None
+        assert "not be spread" in caplog.text
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 0
+        with socket.socket() as intruder:  # a same-user program cannot join the port
+            intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            with pytest.raises(OSError):
+                intruder.bind(address)
+        with pytest.raises(PortInUseError):
+            reserve_port(*address).close()
+
+
 def test_a_worker_that_cannot_bind_fails_as_a_startup_failure():
     from uvicorn.config import STARTUP_FAILURE
 

@@ -121,18 +121,30 @@ def hold_port(sock: socket.socket) -> socket.socket | None:
     listening socket nobody accepts from would wait forever); it is not
     ``SO_REUSEADDR`` either, so no other program can bind the port, while the
     workers' sockets (``SO_REUSEPORT``, same user) can. ``sock`` is closed once
-    the port is held; ``None`` (and ``sock`` untouched) where this cannot be done.
+    the port is held; ``None`` where this cannot be done (e.g. a connection already
+    queued on ``sock``, or the TIME_WAIT of a previous server's connections), with
+    a warning and ``sock`` left as it was: not ``SO_REUSEPORT``, so no other
+    program can join the port.
     """
+    holder = None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         holder = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    except OSError:
-        return None
-    try:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         holder.bind(sock.getsockname()[:2])
-    except OSError:
-        holder.close()
+    except OSError as exc:
+        if holder is not None:
+            holder.close()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 0)
+        except OSError:
+            pass
+        log.warning(
+            "cannot give each worker its own socket on port %s (%s): the workers share "
+            "one, so connections will not be spread evenly over them",
+            sock.getsockname()[1],
+            exc.strerror or exc,
+        )
         return None
     sock.close()
     return holder
