@@ -13,6 +13,13 @@ first, which takes every pending connection at once (measured: 46/18 of 64
 keep-alive connections, one worker saturated). The parent then keeps the port
 by a bound socket that does not listen (:func:`hold_port`).
 
+The trade-offs: until a worker has loaded its model the port refuses
+connections (with one worker, or a shared socket, they wait in the backlog),
+so clients should retry ``/healthz`` at startup; a worker that dies resets the
+connections queued on its socket (Linux 5.14+ moves them to another worker with
+``sysctl net.ipv4.tcp_migrate_req=1``); and the held port can be joined by
+``SO_REUSEPORT`` sockets of the same user (no other program can bind it).
+
 Worker processes get the :class:`~recgraph.settings.Settings` object itself:
 :class:`ServerConfig` carries it inside uvicorn's config, which uvicorn hands
 to each worker it spawns. Nothing is written to the environment, so no
@@ -67,7 +74,10 @@ def reserve_port(host: str, port: int) -> socket.socket:
 
     It listens at once because on Linux a merely bound socket does not keep
     another process from binding the same port; connections that arrive
-    before the app starts wait in the backlog.
+    before the app starts wait in the backlog. Not so with several workers on
+    Linux: :func:`run` swaps it for a holder that does not listen, and the port
+    refuses connections until a worker has loaded its model (clients should
+    retry ``/healthz`` at startup).
 
     Raises
     ------
