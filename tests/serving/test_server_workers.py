@@ -207,3 +207,21 @@ def test_a_worker_that_cannot_bind_fails_as_a_startup_failure():
         with pytest.raises(SystemExit) as caught:
             _worker_socket(socket.AF_INET, taken.getsockname())
     assert caught.value.code == STARTUP_FAILURE  # uvicorn then stops, not restarts, workers
+
+
+def test_a_worker_without_a_socket_of_its_own_fails_as_a_startup_failure(monkeypatch, caplog):
+    """A worker not spawned (forked) gets the bare placeholder: stopped before it loads."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    from recgraph.serving import server
+    from recgraph.settings import Settings
+
+    config = server.ServerConfig(Settings(), workers=2)
+    config.worker_sockets = True
+    monkeypatch.setattr(server, "_worker_sockets_made", 0)
+    with pytest.raises(SystemExit) as caught:
+        config.load_app()
+    assert caught.value.code == STARTUP_FAILURE
+    assert "no socket of its own" in caplog.text
+    monkeypatch.setattr(server, "_worker_sockets_made", 1)  # unpickled from a WorkerSocket
+    assert callable(config.load_app())

@@ -177,7 +177,13 @@ class WorkerSocket:
         return (_worker_socket, (self.family, self.address))
 
 
+#: Worker sockets made in this process from a :class:`WorkerSocket` (by unpickling).
+_worker_sockets_made = 0
+
+
 def _worker_socket(family: socket.AddressFamily, address: tuple[str, int]) -> socket.socket:
+    global _worker_sockets_made
+    _worker_sockets_made += 1
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     # the connections it accepts inherit its options: without SO_REUSEADDR the TIME_WAIT
@@ -191,6 +197,21 @@ def _worker_socket(family: socket.AddressFamily, address: tuple[str, int]) -> so
         log.error("worker cannot bind %s:%s: %s", *address[:2], exc)
         sys.exit(STARTUP_FAILURE)
     return sock
+
+
+def _check_worker_sockets() -> None:
+    """Stop the worker, as a startup failure, if its :class:`WorkerSocket` was not made a socket.
+
+    That takes uvicorn's spawning its workers, which pickles the socket list into each;
+    started otherwise (a fork) a worker would get the bare placeholder and fail later,
+    obscurely, after loading its model.
+    """
+    if not _worker_sockets_made:
+        log.error(
+            "worker got no socket of its own: uvicorn did not spawn it (a fork start "
+            "method?), which --workers on Linux needs"
+        )
+        sys.exit(STARTUP_FAILURE)
 
 
 def established_connections(pids: list[int], port: int) -> dict[int, int]:
@@ -269,9 +290,13 @@ class ServerConfig(uvicorn.Config):
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__("recgraph.serving.app:create_app", factory=True, **kwargs)
         self.recgraph_settings = settings
+        #: Set by :func:`run` when each worker is to make a socket of its own.
+        self.worker_sockets = False
 
     def load_app(self) -> Any:
         """The app factory, bound to these settings (called once in each worker)."""
+        if self.worker_sockets:
+            _check_worker_sockets()
         return functools.partial(_build_app, self.recgraph_settings)
 
 
@@ -328,6 +353,7 @@ def run(
             if holder is not None:
                 sock = holder
                 shared: list[Any] = [WorkerSocket(sock.family, sock.getsockname()[:2])]
+                config.worker_sockets = True
             else:
                 shared = [sock]
             Multiprocess(config, sockets=shared, **extra).run()
