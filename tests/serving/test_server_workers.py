@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from recgraph.serving.server import SPREAD_CONNECTIONS, established_connections
+from recgraph.serving.server import (
+    SPREAD_CONNECTIONS,
+    established_connections,
+    uvicorn_workers,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 process_tree = pytest.importorskip("common").process_tree
@@ -33,12 +37,8 @@ run(settings, workers=2, log_level="warning", sock=sock)
 
 
 def _workers(pid: int) -> list[int]:
-    """uvicorn's worker processes under ``pid`` (not multiprocessing's resource tracker)."""
-    return [
-        child
-        for child in process_tree(pid)[1:]
-        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
-    ]
+    """uvicorn's worker processes under ``pid``."""
+    return uvicorn_workers(process_tree(pid)[1:])
 
 
 def _get(sock: socket.socket, path: str = "/healthz") -> bytes:
@@ -116,6 +116,14 @@ def test_keep_alive_connections_are_spread_evenly_over_the_workers(two_workers):
     # 4400. A shared socket gave one worker most of a burst (measured 64/0, 46/18)
     assert min(min(counts.values()) for counts in bursts) >= 18, bursts
     assert established_connections([server.pid], port) == {server.pid: 0}
+
+
+def test_a_process_whose_files_cannot_be_read_is_left_out_with_a_warning(caplog):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert established_connections([gone.pid, os.getpid()], 1) == {os.getpid(): 0}
+    assert f"cannot read the open files of process {gone.pid}" in caplog.text
+    assert uvicorn_workers([gone.pid, os.getpid()]) == []
 
 
 def test_the_port_is_held_by_the_server_alone(two_workers):

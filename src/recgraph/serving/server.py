@@ -219,7 +219,8 @@ def established_connections(pids: list[int], port: int) -> dict[int, int]:
 
     Read from ``/proc``: the socket inodes among each process's open files,
     matched with the established entries of ``/proc/net/tcp`` and ``tcp6``.
-    For showing how a server's workers share their connections.
+    For showing how a server's workers share their connections. A process whose
+    open files cannot be read (gone, or another user's) is left out, with a warning.
     """
     inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -243,10 +244,28 @@ def established_connections(pids: list[int], port: int) -> dict[int, int]:
                     continue
                 if target.startswith("socket:[") and target[8:-1] in inodes:
                     held += 1
-        except OSError:
+        except OSError as exc:
+            log.warning(
+                "cannot read the open files of process %s (%s): its connections are not counted",
+                pid,
+                exc.strerror or exc,
+            )
             continue
         counts[pid] = held
     return counts
+
+
+def uvicorn_workers(pids: list[int]) -> list[int]:
+    """Those of ``pids`` that are uvicorn's workers: processes started by multiprocessing's
+    ``spawn_main`` (not its resource tracker, nor processes that are gone)."""
+    workers = []
+    for pid in pids:
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.append(pid)
+        except OSError:
+            continue
+    return workers
 
 
 def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
