@@ -77,7 +77,7 @@ from recgraph.data.store import Store
 from recgraph.jobs.train import train_pipeline
 from recgraph.pipeline import Pipeline
 from recgraph.serving.registry import ModelRegistry
-from recgraph.serving.server import established_connections
+from recgraph.serving.server import established_connections, uvicorn_workers
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -586,7 +586,7 @@ def connections_per_worker(pids: list[int], port: int, stop: threading.Event) ->
     ``stop``: the sample with the most connections in all (a burst of keep-alive
     connections is shared out once; uneven, one worker answers most of a phase). Processes
     other than uvicorn's workers (multiprocessing's resource tracker) are left out."""
-    pids = [pid for pid in pids if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    pids = uvicorn_workers(pids)
     best: dict[int, int] = {}
     while not stop.wait(0.5):
         counts = established_connections(pids, port)

@@ -132,7 +132,18 @@ def serve_command(
         ),
     ] = None,
     workers: Annotated[
-        int, typer.Option(min=1, help="Server processes (each loads the model).")
+        int,
+        typer.Option(
+            min=1,
+            help=(
+                "Server processes (each loads the model). On Linux, with 2 or more, each "
+                "worker listens on its own SO_REUSEPORT socket so connections are spread "
+                "evenly; the port refuses connections until a worker has loaded (retry "
+                "/healthz at startup), a worker that dies resets the connections queued on "
+                "its socket (Linux 5.14+: sysctl net.ipv4.tcp_migrate_req=1 moves them), and "
+                "SO_REUSEPORT sockets of the same user can join the port."
+            ),
+        ),
     ] = 1,
 ) -> None:
     """Serve the API, the web page and the dashboard from the registry's current version;

@@ -13,6 +13,13 @@ first, which takes every pending connection at once (measured: 46/18 of 64
 keep-alive connections, one worker saturated). The parent then keeps the port
 by a bound socket that does not listen (:func:`hold_port`).
 
+The trade-offs: until a worker has loaded its model the port refuses
+connections (with one worker, or a shared socket, they wait in the backlog),
+so clients should retry ``/healthz`` at startup; a worker that dies resets the
+connections queued on its socket (Linux 5.14+ moves them to another worker with
+``sysctl net.ipv4.tcp_migrate_req=1``); and the held port can be joined by
+``SO_REUSEPORT`` sockets of the same user (no other program can bind it).
+
 Worker processes get the :class:`~recgraph.settings.Settings` object itself:
 :class:`ServerConfig` carries it inside uvicorn's config, which uvicorn hands
 to each worker it spawns. Nothing is written to the environment, so no
@@ -67,7 +74,10 @@ def reserve_port(host: str, port: int) -> socket.socket:
 
     It listens at once because on Linux a merely bound socket does not keep
     another process from binding the same port; connections that arrive
-    before the app starts wait in the backlog.
+    before the app starts wait in the backlog. Not so with several workers on
+    Linux: :func:`run` swaps it for a holder that does not listen, and the port
+    refuses connections until a worker has loaded its model (clients should
+    retry ``/healthz`` at startup).
 
     Raises
     ------
@@ -121,18 +131,30 @@ def hold_port(sock: socket.socket) -> socket.socket | None:
     listening socket nobody accepts from would wait forever); it is not
     ``SO_REUSEADDR`` either, so no other program can bind the port, while the
     workers' sockets (``SO_REUSEPORT``, same user) can. ``sock`` is closed once
-    the port is held; ``None`` (and ``sock`` untouched) where this cannot be done.
+    the port is held; ``None`` where this cannot be done (e.g. a connection already
+    queued on ``sock``, or the TIME_WAIT of a previous server's connections), with
+    a warning and ``sock`` left as it was: not ``SO_REUSEPORT``, so no other
+    program can join the port.
     """
+    holder = None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         holder = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    except OSError:
-        return None
-    try:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         holder.bind(sock.getsockname()[:2])
-    except OSError:
-        holder.close()
+    except OSError as exc:
+        if holder is not None:
+            holder.close()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 0)
+        except OSError:
+            pass
+        log.warning(
+            "cannot give each worker its own socket on port %s (%s): the workers share "
+            "one, so connections will not be spread evenly over them",
+            sock.getsockname()[1],
+            exc.strerror or exc,
+        )
         return None
     sock.close()
     return holder
@@ -155,9 +177,19 @@ class WorkerSocket:
         return (_worker_socket, (self.family, self.address))
 
 
+#: Worker sockets made in this process from a :class:`WorkerSocket` (by unpickling).
+_worker_sockets_made = 0
+
+
 def _worker_socket(family: socket.AddressFamily, address: tuple[str, int]) -> socket.socket:
+    global _worker_sockets_made
+    _worker_sockets_made += 1
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    # the connections it accepts inherit its options: without SO_REUSEADDR the TIME_WAIT
+    # of those the server closed would keep the next reserve_port off the port for a
+    # minute. The port stays the server's: the holder is not SO_REUSEADDR
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
     except OSError as exc:  # the same failure in every worker: uvicorn stops the server
@@ -167,12 +199,28 @@ def _worker_socket(family: socket.AddressFamily, address: tuple[str, int]) -> so
     return sock
 
 
+def _check_worker_sockets() -> None:
+    """Stop the worker, as a startup failure, if its :class:`WorkerSocket` was not made a socket.
+
+    That takes uvicorn's spawning its workers, which pickles the socket list into each;
+    started otherwise (a fork) a worker would get the bare placeholder and fail later,
+    obscurely, after loading its model.
+    """
+    if not _worker_sockets_made:
+        log.error(
+            "worker got no socket of its own: uvicorn did not spawn it (a fork start "
+            "method?), which --workers on Linux needs"
+        )
+        sys.exit(STARTUP_FAILURE)
+
+
 def established_connections(pids: list[int], port: int) -> dict[int, int]:
     """How many established TCP connections on local ``port`` each of ``pids`` holds (Linux).
 
     Read from ``/proc``: the socket inodes among each process's open files,
     matched with the established entries of ``/proc/net/tcp`` and ``tcp6``.
-    For showing how a server's workers share their connections.
+    For showing how a server's workers share their connections. A process whose
+    open files cannot be read (gone, or another user's) is left out, with a warning.
     """
     inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -196,10 +244,28 @@ def established_connections(pids: list[int], port: int) -> dict[int, int]:
                     continue
                 if target.startswith("socket:[") and target[8:-1] in inodes:
                     held += 1
-        except OSError:
+        except OSError as exc:
+            log.warning(
+                "cannot read the open files of process %s (%s): its connections are not counted",
+                pid,
+                exc.strerror or exc,
+            )
             continue
         counts[pid] = held
     return counts
+
+
+def uvicorn_workers(pids: list[int]) -> list[int]:
+    """Those of ``pids`` that are uvicorn's workers: processes started by multiprocessing's
+    ``spawn_main`` (not its resource tracker, nor processes that are gone)."""
+    workers = []
+    for pid in pids:
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.append(pid)
+        except OSError:
+            continue
+    return workers
 
 
 def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
@@ -243,9 +309,13 @@ class ServerConfig(uvicorn.Config):
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__("recgraph.serving.app:create_app", factory=True, **kwargs)
         self.recgraph_settings = settings
+        #: Set by :func:`run` when each worker is to make a socket of its own.
+        self.worker_sockets = False
 
     def load_app(self) -> Any:
         """The app factory, bound to these settings (called once in each worker)."""
+        if self.worker_sockets:
+            _check_worker_sockets()
         return functools.partial(_build_app, self.recgraph_settings)
 
 
@@ -302,6 +372,7 @@ def run(
             if holder is not None:
                 sock = holder
                 shared: list[Any] = [WorkerSocket(sock.family, sock.getsockname()[:2])]
+                config.worker_sockets = True
             else:
                 shared = [sock]
             Multiprocess(config, sockets=shared, **extra).run()
