@@ -475,3 +475,34 @@ def test_opening_without_create_tests_a_files_path_but_not_a_memory_db_or_a_file
         with pytest.raises(StoreError, match="cannot open the database"):
             Store(url, create=False)
     assert not {p.name for p in tmp_path.iterdir()} & {"missing.db", "memory.db"}
+
+
+def _open_at_once(url: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        Store(url).engine.dispose()
+        results.put("ok")
+    except Exception as exc:  # reported to the test, which names it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_creating_one_new_sqlite_file_at_once_all_open_it(tmp_path):
+    """``serve --workers N`` opens a new store in each worker at the same moment: creating
+    the schema reads before it writes, and SQLite answers a read-then-write transaction that
+    meets another writer with "database is locked" at once, busy timeout or not (each of 8
+    tries failed so before); one write transaction from the start waits its turn."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    barrier, results = context.Barrier(3), context.Queue()
+    workers = [
+        context.Process(target=_open_at_once, args=(url, barrier, results)) for _ in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    assert outcomes == ["ok"] * 3
+    assert Store(url, create=False).schema_version() == schema.SCHEMA_VERSION

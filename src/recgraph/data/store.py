@@ -226,9 +226,7 @@ class Store:
         self.engine = create_engine(self.url, self.busy_timeout)
         self.dialect = self.engine.dialect.name  # sqlite | mysql | mariadb | postgresql
         try:
-            if create:
-                schema.metadata.create_all(self.engine, checkfirst=True)
-            self._check_schema_version(create, upgrade)
+            self._prepare_schema(create, upgrade)
         except sa.exc.OperationalError as exc:
             self.engine.dispose()
             raise StoreError(
@@ -272,46 +270,74 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.safe_url!r})"
 
-    def _check_schema_version(self, create: bool, upgrade: bool = False) -> None:
-        with self.engine.begin() as conn:
-            stored = get_meta(conn, schema.META_SCHEMA_VERSION)
-            if stored is None and create:
-                upsert_rows(
-                    conn,
-                    self.dialect,
-                    schema.meta,
-                    ["key"],
-                    [{"key": schema.META_SCHEMA_VERSION, "value": str(schema.SCHEMA_VERSION)}],
-                    [],
-                )
+    def _prepare_schema(self, create: bool, upgrade: bool) -> None:
+        """Create what is missing of the schema and check (or upgrade) its version.
+
+        A store that is complete and current is only read, in a plain transaction, so
+        opening it never waits for a writer. On SQLite, a transaction that reads and then
+        writes gets "database is locked" at once, busy timeout or not, when another one
+        wrote first: what processes opening one new file at the same moment meet
+        (``serve --workers N``). That one is done again as one write transaction from the
+        start (``BEGIN IMMEDIATE``), which waits its turn for the busy timeout.
+        """
+        immediate = False
+        while True:
+            try:
+                with self.engine.connect() as conn:
+                    if immediate:
+                        conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
+                    with conn.begin():
+                        if create:
+                            schema.metadata.create_all(conn, checkfirst=True)
+                        self._check_schema_version(conn, create, upgrade)
                 return
-            if stored is None or int(stored) == schema.SCHEMA_VERSION:
-                if upgrade and self.dialect == "sqlite":
-                    rebuild_rowid_tables(conn)  # storage only: rows, keys and version stay
-                return
-            version = int(stored)
-            if version > schema.SCHEMA_VERSION or not upgrade:
-                hint = (
-                    "a newer recgraph wrote it; upgrade recgraph"
-                    if version > schema.SCHEMA_VERSION
-                    else f"upgrade it in place with `recgraph db upgrade --db {self.safe_url}` "
-                    "(interactions gain a value_kind column: ratings become 'rating', "
-                    "other rows 'none')"
-                )
-                raise StoreError(
-                    f"{self.safe_url} has schema version {stored}; this recgraph expects "
-                    f"{schema.SCHEMA_VERSION}: {hint}"
-                )
-            for step in range(version, schema.SCHEMA_VERSION):
-                for statement in schema.UPGRADES[step]:
-                    conn.exec_driver_sql(statement)
-            conn.execute(
-                sa.update(schema.meta)
-                .where(schema.meta.c.key == schema.META_SCHEMA_VERSION)
-                .values(value=str(schema.SCHEMA_VERSION))
+            except sa.exc.OperationalError as exc:
+                writes = create or upgrade
+                if immediate or self.dialect != "sqlite" or not writes or not is_lock_timeout(exc):
+                    raise
+                immediate = True
+
+    def _check_schema_version(
+        self, conn: sa.Connection, create: bool, upgrade: bool = False
+    ) -> None:
+        stored = get_meta(conn, schema.META_SCHEMA_VERSION)
+        if stored is None and create:
+            upsert_rows(
+                conn,
+                self.dialect,
+                schema.meta,
+                ["key"],
+                [{"key": schema.META_SCHEMA_VERSION, "value": str(schema.SCHEMA_VERSION)}],
+                [],
             )
-            if self.dialect == "sqlite":
-                rebuild_rowid_tables(conn)  # after the steps: they alter the old layout
+            return
+        if stored is None or int(stored) == schema.SCHEMA_VERSION:
+            if upgrade and self.dialect == "sqlite":
+                rebuild_rowid_tables(conn)  # storage only: rows, keys and version stay
+            return
+        version = int(stored)
+        if version > schema.SCHEMA_VERSION or not upgrade:
+            hint = (
+                "a newer recgraph wrote it; upgrade recgraph"
+                if version > schema.SCHEMA_VERSION
+                else f"upgrade it in place with `recgraph db upgrade --db {self.safe_url}` "
+                "(interactions gain a value_kind column: ratings become 'rating', "
+                "other rows 'none')"
+            )
+            raise StoreError(
+                f"{self.safe_url} has schema version {stored}; this recgraph expects "
+                f"{schema.SCHEMA_VERSION}: {hint}"
+            )
+        for step in range(version, schema.SCHEMA_VERSION):
+            for statement in schema.UPGRADES[step]:
+                conn.exec_driver_sql(statement)
+        conn.execute(
+            sa.update(schema.meta)
+            .where(schema.meta.c.key == schema.META_SCHEMA_VERSION)
+            .values(value=str(schema.SCHEMA_VERSION))
+        )
+        if self.dialect == "sqlite":
+            rebuild_rowid_tables(conn)  # after the steps: they alter the old layout
 
     def schema_version(self) -> int:
         """The schema version the store records."""
