@@ -124,6 +124,7 @@ def one_load_at_a_time(
         log.warning("cannot open the model load lock: %s", exc)
         yield False
         return
+    stop = stop or threading.Event()  # none given: nothing ends the wait early
     with handle:
         wait = LOAD_LOCK_WAIT_SECONDS if wait is None else wait
         deadline = time.monotonic() + wait
@@ -142,10 +143,8 @@ def one_load_at_a_time(
                         ) from None
                     log.warning("another process's model load took over %gs: loading anyway", wait)
                     break
-                if stop is not None and stop.wait(0.02):
+                if stop.wait(0.02):
                     raise LoadStopped("the loader was stopped while waiting to load") from None
-                if stop is None:
-                    time.sleep(0.02)
             except OSError as exc:  # no locks here (ENOLCK on NFS, EINVAL): load without it
                 log.warning("cannot lock the model load lock %s: %s", handle.name, exc)
                 break

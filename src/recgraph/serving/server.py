@@ -343,11 +343,6 @@ def run(
 
     limit_malloc_arenas()  # before any worker or request thread starts
     sock = sock or reserve_port(settings.host, settings.port)
-    options: dict[str, Any] = {}
-    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
-        # a worker first imports recgraph (numpy, pandas) to read its settings: seconds on
-        # a busy machine, past which uvicorn would kill it as hung and start another
-        options["timeout_worker_healthcheck"] = WORKER_STARTUP_SECONDS
     config = ServerConfig(
         settings,
         host=settings.host,
@@ -358,7 +353,9 @@ def run(
         # and quoted path for its access logger all the same
         access_log=LOG_LEVELS.get(log_level, logging.INFO) <= logging.INFO,
         backlog=BACKLOG,
-        **options,
+        # a worker first imports recgraph (numpy, pandas) to read its settings: seconds on
+        # a busy machine, past which uvicorn would kill it as hung and start another
+        timeout_worker_healthcheck=WORKER_STARTUP_SECONDS,
     )
     server = uvicorn.Server(config)
     try:
