@@ -27,54 +27,75 @@ ZERO_THRESHOLD = float(np.float32(1e-35))
 #: Objectives whose ``predict`` output is the raw sum of the trees.
 RAW_OUTPUT = ("lambdarank", "rank_xendcg")
 _DEFAULT_LEFT = 2  # decision_type bit
-_MISSING_ZERO, _MISSING_NAN = 1, 2  # (decision_type >> 2) & 3
+_MISSING_NONE, _MISSING_ZERO, _MISSING_NAN = 0, 1, 2  # (decision_type >> 2) & 3
+
+
+#: Rows walked together through one tree (their values, float64, stay in L1: 128 x 40 x 8 B).
+BLOCK_ROWS = 128
+#: :func:`_pack`'s per-node flags: a NaN goes left; a zero is missing (goes the default way).
+_NAN_LEFT, _ZERO_MISSING = 1, 2
 
 
 @kernel
-def predict_raw(
-    rows, feature, threshold, decision, left, right, leaf_value, node_start, leaf_start, out
-):
+def predict_raw(rows, feature, threshold, right, flags, leaf_value, roots, depths, general, out):
     """Per row of ``rows`` (float32 or float64), the sum of the trees' leaf values in tree
-    order, each leaf found as LightGBM finds it.
+    order (from ``0.0``, as LightGBM adds them), each leaf found as LightGBM's
+    ``Tree::GetLeaf`` and ``NumericalDecision`` find it.
 
-    Each value is first read as LightGBM's predictor reads a dense row (float64, zero
-    when no larger than :data:`ZERO_THRESHOLD`), then each node's decision is taken
-    without a branch (a request's rows go left and right at random: mispredicted
-    branches were most of the walk's time).
+    The trees are in :func:`_pack`'s layout (each tree's nodes in pre-order, so a node's
+    left child is the next node; a leaf is a node whose threshold, NaN, sends every row
+    right, to itself). Each value is first read as LightGBM's predictor reads a dense row
+    (float64, zero when no larger than :data:`ZERO_THRESHOLD`). Unless ``general``, every
+    node's missing type is ``None``, which reads a NaN as 0: the rows' NaNs are zeros
+    from the start and a step is one comparison. Tree by tree, :data:`BLOCK_ROWS` rows step
+    down together as many times as the tree is deep, each step without a branch: one row's
+    walk is a chain of dependent loads, the rows' chains do not wait on each other, and no
+    branch depends on a row's values (a request's rows go left and right at random and stop
+    at different depths: in a row-by-row walk mispredicted branches and the chain's
+    latency were most of the time). ``general``: a step also reads the node's ``flags``
+    (:data:`_NAN_LEFT`, :data:`_ZERO_MISSING`).
     """
     n, width = rows.shape
-    n_trees = len(node_start) - 1
-    values = np.empty(width, dtype=np.float64)
-    for i in range(n):
-        for f in range(width):
-            value = np.float64(rows[i, f])
-            values[f] = value if abs(value) > ZERO_THRESHOLD or np.isnan(value) else 0.0
-        total = 0.0
+    n_trees = len(roots)
+    values = np.empty((BLOCK_ROWS, width), dtype=np.float64)
+    node = np.empty(BLOCK_ROWS, dtype=np.int64)
+    for first in range(0, n, BLOCK_ROWS):
+        m = min(BLOCK_ROWS, n - first)
+        for r in range(m):
+            for f in range(width):
+                value = np.float64(rows[first + r, f])
+                keep = abs(value) > ZERO_THRESHOLD or (general and np.isnan(value))
+                values[r, f] = value if keep else 0.0
+            out[first + r] = 0.0
         for t in range(n_trees):
-            base = node_start[t]
-            if node_start[t + 1] == base:  # one leaf, no split
-                total += leaf_value[leaf_start[t]]
-                continue
-            node = 0
-            while node >= 0:
-                j = base + node
-                value = values[feature[j]]
-                kind = decision[j]
-                missing = (kind >> 2) & 3
-                nan = np.isnan(value)
-                # a NaN reads as 0 unless the node sends NaNs its default way
-                plain = 0.0 if nan else value
-                default = (missing == _MISSING_NAN and nan) or (
-                    missing == _MISSING_ZERO and plain == 0.0
-                )
-                go_left = ((kind & _DEFAULT_LEFT) != 0) if default else (plain <= threshold[j])
-                node = left[j] if go_left else right[j]
-            total += leaf_value[leaf_start[t] + ~node]
-        out[i] = total
+            root = np.int64(roots[t])
+            for r in range(m):
+                node[r] = root
+            if general:
+                for _ in range(depths[t]):
+                    for r in range(m):
+                        j = node[r]
+                        value = values[r, feature[j]]
+                        kind = flags[j]
+                        zero = ((kind & _ZERO_MISSING) != 0) & (value == 0.0)
+                        default = (np.isnan(value) | zero) & ((kind & _NAN_LEFT) != 0)
+                        go_left = np.int64(((value <= threshold[j]) & (not zero)) | default)
+                        k = np.int64(right[j])
+                        node[r] = k + (j + 1 - k) * go_left
+            else:
+                for _ in range(depths[t]):
+                    for r in range(m):
+                        j = node[r]
+                        go_left = np.int64(values[r, feature[j]] <= threshold[j])
+                        k = np.int64(right[j])
+                        node[r] = k + (j + 1 - k) * go_left
+            for r in range(m):
+                out[first + r] += leaf_value[node[r]]
 
 
 class CompiledTrees:
-    """The first ``iterations`` trees of a booster as flat arrays (see the module docstring).
+    """The first ``iterations`` trees of a booster in :func:`_pack`'s layout (see the module
+    docstring).
 
     Build with :meth:`from_booster`, which returns ``None`` when the model is
     one the kernel does not cover or its scores differ from LightGBM's on
@@ -84,6 +105,13 @@ class CompiledTrees:
     def __init__(self, arrays: dict[str, np.ndarray], n_features: int) -> None:
         self.arrays = arrays
         self.n_features = n_features
+        #: some node's missing type is not ``None`` (:func:`predict_raw`'s ``general``)
+        self.general = bool(arrays["missing"].any())
+        # predict_raw's arguments, in its order: read once, not per request
+        self._kernel_args = tuple(
+            arrays[k]
+            for k in ("feature", "threshold", "right", "flags", "leaf_value", "roots", "depths")
+        )
 
     @classmethod
     def from_booster(
@@ -105,8 +133,9 @@ class CompiledTrees:
         if iterations is not None and iterations > 0:
             trees = trees[:iterations]
         n_features = int(header["max_feature_idx"]) + 1
-        compiled = cls(_flatten(trees), n_features)
-        probe = _probe_rows(compiled.arrays, n_features)
+        flat = _flatten(trees)
+        compiled = cls(_pack(flat), n_features)
+        probe = _probe_rows(flat, n_features)
         expected = booster.predict(
             probe, num_iteration=iterations, num_threads=1, raw_score=raw_score
         )
@@ -116,19 +145,15 @@ class CompiledTrees:
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """Raw scores (float64) of ``rows``, ``(n, n_features)``."""
-        rows = np.ascontiguousarray(rows)
-        if rows.dtype not in (np.float32, np.float64):
+        rows = np.ascontiguousarray(rows)  # one compiled layout (C), none at a request
+        if rows.dtype != np.float32 and rows.dtype != np.float64:
             rows = rows.astype(np.float32)  # what LightGBM's predict converts other types to
         if rows.ndim != 2 or rows.shape[1] != self.n_features:
             raise ValueError(
                 f"rows have {rows.shape[-1]} features, the trees read {self.n_features}"
             )
         out = np.empty(rows.shape[0], dtype=np.float64)
-        a = self.arrays
-        predict_raw(
-            rows, a["feature"], a["threshold"], a["decision"], a["left"], a["right"],
-            a["leaf_value"], a["node_start"], a["leaf_start"], out,
-        )  # fmt: skip
+        predict_raw(rows, *self._kernel_args, self.general, out)
         return out
 
 
@@ -183,31 +208,99 @@ def _flatten(trees: list[dict[str, str]]) -> dict[str, np.ndarray]:
     return out
 
 
-def _probe_rows(arrays: dict[str, np.ndarray], n_features: int, n: int = 256) -> np.ndarray:
+def _pack(flat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """:func:`_flatten`'s trees in :func:`predict_raw`'s layout: one node array per field
+    over the whole ensemble, each tree's nodes in pre-order (a split's left child right
+    after it, ``right`` its right child's index), a leaf a node with threshold NaN
+    (no value is ``<=`` it: a row goes ``right``, to the leaf itself) and its value in
+    ``leaf_value`` (0 at splits); ``roots`` and ``depths`` (splits on the longest path)
+    per tree; ``flags`` (:data:`_NAN_LEFT`, :data:`_ZERO_MISSING`) and ``missing`` (the
+    node's missing type) per node, as LightGBM's ``NumericalDecision`` reads
+    ``decision_type``: a NaN is read as 0 unless the missing type is ``NaN``; a NaN (type
+    ``NaN`` or ``Zero``) or a zero (type ``Zero``) goes the default way."""
+    node_start, leaf_start = flat["node_start"], flat["leaf_start"]
+    f_left, f_right = flat["left"].tolist(), flat["right"].tolist()
+    n_trees = len(node_start) - 1
+    order, depths = [], []  # (index in flat, is_leaf) per packed node, in pre-order
+    right_of = []  # per packed node: where its right child goes (filled as it is reached)
+    for t in range(n_trees):
+        base, leaves = int(node_start[t]), int(leaf_start[t])
+        deepest = 0
+        stack = [(0 if node_start[t + 1] > base else -1, 0, -1)]  # (child, depth, parent)
+        while stack:
+            child, depth, parent = stack.pop()
+            if parent >= 0:
+                right_of[parent] = len(order)
+            if child < 0:
+                order.append((leaves + ~child, True))
+                right_of.append(len(order) - 1)
+                deepest = max(deepest, depth)
+                continue
+            order.append((base + child, False))
+            right_of.append(-1)
+            here = len(order) - 1
+            # the left child is visited next (pushed last); the right one records its index
+            stack.append((f_right[base + child], depth + 1, here))
+            stack.append((f_left[base + child], depth + 1, -1))
+        depths.append(deepest)
+    index = np.array([i for i, _ in order], dtype=np.int64)
+    leaf = np.array([is_leaf for _, is_leaf in order], dtype=bool)
+    split = np.where(leaf, 0, index)  # a leaf's split fields: any (unread or never decisive)
+    kind = flat["decision"][split] if len(flat["decision"]) else np.zeros(len(index), np.int64)
+    missing = np.where(leaf, 0, (kind >> 2) & 3)
+    default_left = (kind & _DEFAULT_LEFT) != 0
+    threshold = np.where(leaf, np.nan, flat["threshold"][split] if len(flat["threshold"]) else 0.0)
+    nan_left = np.where(missing == _MISSING_NONE, threshold >= 0.0, default_left)
+    flags = np.where(leaf, 0, nan_left * _NAN_LEFT + (missing == _MISSING_ZERO) * _ZERO_MISSING)
+    roots, seen = [], 0
+    for t in range(n_trees):
+        roots.append(seen)
+        seen += int(node_start[t + 1] - node_start[t] + leaf_start[t + 1] - leaf_start[t])
+    return {
+        "feature": np.where(leaf, 0, flat["feature"][split] if len(flat["feature"]) else 0).astype(
+            np.int32
+        ),
+        "threshold": threshold.astype(np.float64),
+        "right": np.array(right_of, dtype=np.int32),
+        "flags": flags.astype(np.int32),
+        "missing": missing.astype(np.int8),
+        "leaf_value": np.where(leaf, flat["leaf_value"][np.where(leaf, index, 0)], 0.0),
+        "roots": np.array(roots, dtype=np.int32),
+        "depths": np.array(depths, dtype=np.int32),
+    }
+
+
+def _probe_rows(flat: dict[str, np.ndarray], n_features: int, n: int = 256) -> np.ndarray:
     """float32 rows whose values sit on, just around and far from the trees' thresholds,
-    with zeros and NaNs: where a different decision would show."""
+    with zeros and NaNs: where a different decision would show. Every split's threshold
+    (float32, as a request's features are) is in some row, as itself or one float32 step
+    below or above (a feature's splits in different rows, from a row chosen at random,
+    while it has no more than ``n``), so a node the compiled walk decides otherwise than
+    LightGBM does meets a value on its edge."""
     rng = np.random.default_rng(0)
     rows = rng.normal(0, 10, (n, n_features)).astype(np.float32)
-    features, thresholds = arrays["feature"], arrays["threshold"]
-    if len(features):
-        picks = rng.integers(0, len(features), (n, 4))
-        for i in range(n):
-            for j in picks[i]:
-                t = np.float32(thresholds[j])
-                rows[i, features[j]] = rng.choice(
-                    [t, np.nextafter(t, np.float32(-np.inf)), np.nextafter(t, np.float32(np.inf))]
-                )
     special = rng.random((n, n_features))
     rows[special < 0.1] = np.nan
     rows[(special >= 0.1) & (special < 0.2)] = 0.0
     rows[(special >= 0.2) & (special < 0.22)] = np.float32(1e-38)
+    features = flat["feature"]
+    if len(features):
+        by_feature = np.argsort(features, kind="stable")
+        sorted_features = features[by_feature]
+        first = np.searchsorted(sorted_features, sorted_features)  # each feature's first split
+        start = rng.integers(0, n, n_features)[sorted_features]
+        row = (np.arange(len(features)) - first + start) % n
+        on = flat["threshold"][by_feature].astype(np.float32)
+        step = rng.integers(0, 3, len(features))  # on, below, above
+        away = np.where(step == 1, np.float32(-np.inf), np.float32(np.inf))
+        rows[row, sorted_features] = np.where(step == 0, on, np.nextafter(on, away))
     return rows
 
 
 def warm_up() -> None:
     """Compile (or read from numba's cache) :func:`predict_raw` for float32 rows, the type
     a request's features are, so a loaded model's first request does not."""
-    trees = {
+    flat = {
         "feature": np.zeros(1, np.int64),
         "threshold": np.zeros(1, np.float64),
         "decision": np.zeros(1, np.int64),
@@ -217,4 +310,4 @@ def warm_up() -> None:
         "node_start": np.array([0, 1], np.int64),
         "leaf_start": np.array([0, 2], np.int64),
     }
-    CompiledTrees(trees, 1).predict(np.zeros((1, 1), np.float32))
+    CompiledTrees(_pack(flat), 1).predict(np.zeros((1, 1), np.float32))
