@@ -73,6 +73,46 @@ def test_a_model_without_missing_values_reads_nans_as_zeros_as_lightgbm():
         np.testing.assert_array_equal(compiled.predict(probe[:n]), expected[:n])
 
 
+@pytest.mark.parametrize("nan_free", [True, False])
+def test_trees_wider_than_a_mask_are_walked_to_the_same_scores(nan_free):
+    x = _rows_with_gaps(4000, 0)
+    if nan_free:
+        x = np.nan_to_num(x)
+    y = (np.nan_to_num(x[:, 0]) + np.nan_to_num(x[:, 1]) * x[:, 2] > 0.2).astype(int)
+    booster = lgb.train(
+        {"objective": "lambdarank", "num_leaves": 90, "min_data_in_leaf": 2, "verbosity": -1,
+         "num_threads": 1},
+        lgb.Dataset(x, label=y, group=[20] * 200),
+        num_boost_round=8,
+    )  # fmt: skip
+    compiled = CompiledTrees.from_booster(booster, None, raw_score=True)
+    assert compiled is not None and compiled.general is not nan_free
+    assert compiled.arrays["leaf_value"].astype(bool).sum() > tk.MASK_LEAVES
+    assert compiled.masks is None  # some tree has more leaves than a mask has bits
+    probe = _rows_with_gaps(600, 4)
+    expected = booster.predict(probe, num_threads=1, raw_score=True)
+    np.testing.assert_array_equal(compiled.predict(probe), expected)
+
+
+def test_masks_and_walks_find_the_same_leaves():
+    x = _rows_with_gaps(2000, 0)
+    booster = lgb.train(
+        {"objective": "lambdarank", "num_leaves": 64, "min_data_in_leaf": 2, "verbosity": -1,
+         "num_threads": 1},
+        lgb.Dataset(x, label=(np.nan_to_num(x[:, 0]) > x[:, 2]).astype(int), group=[20] * 100),
+        num_boost_round=6,
+    )  # fmt: skip
+    compiled = CompiledTrees.from_booster(booster, None, raw_score=True)
+    assert compiled is not None and compiled.masks is not None
+    assert np.diff(compiled.masks["leaf_start"]).max() == tk.MASK_LEAVES  # every bit used
+    probe = _rows_with_gaps(300, 5)
+    walked = np.empty(len(probe))
+    args = [compiled.arrays[k] for k in tk._WALK_ARGS]
+    tk.predict_raw(probe, *args, compiled.general, walked)
+    np.testing.assert_array_equal(compiled.predict(probe), walked)
+    np.testing.assert_array_equal(walked, booster.predict(probe, num_threads=1, raw_score=True))
+
+
 def test_the_probe_puts_every_threshold_on_an_edge():
     x = _rows_with_gaps(2000, 0)
     booster = lgb.train(

@@ -93,6 +93,73 @@ def predict_raw(rows, feature, threshold, right, flags, leaf_value, roots, depth
                 out[first + r] += leaf_value[node[r]]
 
 
+#: Trees with at most this many leaves are scored by :func:`predict_masks` (a leaf a bit).
+MASK_LEAVES = 64
+#: De Bruijn's sequence for 64: ``(x & -x) * DE_BRUIJN >> 58`` is unique per lowest set bit.
+_DE_BRUIJN = 0x03F79D71B4CB0A89
+_LOWEST_BIT = np.zeros(64, dtype=np.int64)
+_LOWEST_BIT[[((1 << i) * _DE_BRUIJN % (1 << 64)) >> 58 for i in range(64)]] = np.arange(64)
+
+
+@kernel
+def predict_masks(rows, feature, threshold, keep, flags, split_start, leaf_value, leaf_start,
+                  general, out):  # fmt: skip
+    """:func:`predict_raw`'s sums (the same doubles, added in the same order) for trees of
+    at most :data:`MASK_LEAVES` leaves, by QuickScorer's bit vectors (Lucchese et al.,
+    SIGIR 2015) instead of walks: a tree's leaves numbered left to right, a row starts with
+    every leaf possible and each split the row does not go left at (its values compared as
+    :func:`predict_raw` compares them) clears the leaves of its left subtree (``keep``:
+    the others' bits); the row's leaf is the leftmost still set, the lowest bit (the one
+    its walk would reach: every split on that path sent it that way, and a leaf further
+    left lies in the left subtree of a split on the path that sent it right). Every split
+    is read, a tree's splits in any order, but a split is one comparison for a block of
+    :data:`BLOCK_ROWS` rows whose values of its feature are contiguous: no load waits on
+    another, no branch on a value, and the block's comparisons run in SIMD lanes (~3x the
+    walks' speed on a request's ~300 rows, 15-leaf trees). ``split_start`` and
+    ``leaf_start``: each tree's first split and first leaf (``leaf_value`` in left-to-right
+    order)."""
+    n, width = rows.shape
+    n_trees = len(split_start) - 1
+    values = np.empty((width, BLOCK_ROWS), dtype=np.float64)
+    mask = np.empty(BLOCK_ROWS, dtype=np.uint64)
+    everything = ~np.uint64(0)
+    for first in range(0, n, BLOCK_ROWS):
+        m = min(BLOCK_ROWS, n - first)
+        for r in range(m):
+            for f in range(width):
+                value = np.float64(rows[first + r, f])
+                keep_value = abs(value) > ZERO_THRESHOLD or (general and np.isnan(value))
+                values[f, r] = value if keep_value else 0.0
+            out[first + r] = 0.0
+        for t in range(n_trees):
+            mask[:m] = everything
+            for s in range(split_start[t], split_start[t + 1]):
+                column = values[feature[s]]
+                edge, kept = threshold[s], keep[s]
+                if general:
+                    kind = flags[s]
+                    zero_missing, nan_left = (kind & _ZERO_MISSING) != 0, (kind & _NAN_LEFT) != 0
+                    for r in range(m):
+                        value = column[r]
+                        zero = zero_missing & (value == 0.0)
+                        left = ((value <= edge) & (not zero)) | (
+                            (np.isnan(value) | zero) & nan_left
+                        )
+                        mask[r] &= kept | (np.uint64(0) - np.uint64(left))
+                else:
+                    for r in range(m):
+                        mask[r] &= kept | (np.uint64(0) - np.uint64(column[r] <= edge))
+            base = leaf_start[t]
+            for r in range(m):
+                lowest = mask[r] & (np.uint64(0) - mask[r])
+                leaf = _LOWEST_BIT[(lowest * np.uint64(_DE_BRUIJN)) >> np.uint64(58)]
+                out[first + r] += leaf_value[base + leaf]
+
+
+_WALK_ARGS = ("feature", "threshold", "right", "flags", "leaf_value", "roots", "depths")
+_MASK_ARGS = ("feature", "threshold", "keep", "flags", "split_start", "leaf_value", "leaf_start")
+
+
 class CompiledTrees:
     """The first ``iterations`` trees of a booster in :func:`_pack`'s layout (see the module
     docstring).
@@ -105,13 +172,16 @@ class CompiledTrees:
     def __init__(self, arrays: dict[str, np.ndarray], n_features: int) -> None:
         self.arrays = arrays
         self.n_features = n_features
-        #: some node's missing type is not ``None`` (:func:`predict_raw`'s ``general``)
+        #: some node's missing type is not ``None`` (the kernels' ``general``)
         self.general = bool(arrays["missing"].any())
-        # predict_raw's arguments, in its order: read once, not per request
-        self._kernel_args = tuple(
-            arrays[k]
-            for k in ("feature", "threshold", "right", "flags", "leaf_value", "roots", "depths")
-        )
+        #: the trees as :func:`predict_masks` reads them, or ``None`` (a tree too wide)
+        self.masks = _masks(arrays)
+        # the kernel's arrays, in its order: read once, not per request
+        if self.masks is not None:
+            self._kernel, names, found = predict_masks, _MASK_ARGS, self.masks
+        else:
+            self._kernel, names, found = predict_raw, _WALK_ARGS, arrays
+        self._kernel_args = tuple(found[k] for k in names)
 
     @classmethod
     def from_booster(
@@ -153,7 +223,7 @@ class CompiledTrees:
                 f"rows have {rows.shape[-1]} features, the trees read {self.n_features}"
             )
         out = np.empty(rows.shape[0], dtype=np.float64)
-        predict_raw(rows, *self._kernel_args, self.general, out)
+        self._kernel(rows, *self._kernel_args, self.general, out)
         return out
 
 
@@ -270,6 +340,38 @@ def _pack(flat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
+def _masks(packed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """:func:`_pack`'s trees as :func:`predict_masks` reads them (``None`` when a tree has
+    more than :data:`MASK_LEAVES` leaves): per split, in pre-order, its feature, threshold,
+    flags and ``keep``, every bit but its left subtree's leaves (numbered left to right in
+    its tree: pre-order meets leaves left to right, and a split's left subtree is the nodes
+    between it and its right child); per tree its first split and first leaf."""
+    right = packed["right"].astype(np.int64)
+    at = np.arange(len(right))
+    leaf = right == at
+    roots = packed["roots"].astype(np.int64)
+    sizes = np.diff(np.append(roots, len(right)))
+    before = np.concatenate([[0], np.cumsum(leaf)])  # leaves before each packed node
+    leaves = before[np.append(roots[1:], len(right))] - before[roots]
+    if len(leaves) and leaves.max() > MASK_LEAVES:
+        return None
+    split = np.flatnonzero(~leaf)
+    root_leaves = np.repeat(before[roots], sizes)[split]
+    low = (before[split + 1] - root_leaves).astype(np.uint64)  # left subtree: [low, high)
+    high = (before[right[split]] - root_leaves).astype(np.uint64)
+    left_bits = ((np.uint64(1) << (high - low)) - np.uint64(1)) << low  # high <= 63: a leaf right
+    splits_of = np.repeat(np.arange(len(roots)), sizes)[split]
+    return {
+        "feature": packed["feature"][split],
+        "threshold": packed["threshold"][split],
+        "keep": ~left_bits,
+        "flags": packed["flags"][split],
+        "split_start": np.searchsorted(splits_of, np.arange(len(roots) + 1)).astype(np.int64),
+        "leaf_value": packed["leaf_value"][leaf],
+        "leaf_start": np.append(before[roots], before[-1]).astype(np.int64),
+    }
+
+
 def _probe_rows(flat: dict[str, np.ndarray], n_features: int, n: int = 256) -> np.ndarray:
     """float32 rows whose values sit on, just around and far from the trees' thresholds,
     with zeros and NaNs: where a different decision would show. Every split's threshold
@@ -298,8 +400,9 @@ def _probe_rows(flat: dict[str, np.ndarray], n_features: int, n: int = 256) -> n
 
 
 def warm_up() -> None:
-    """Compile (or read from numba's cache) :func:`predict_raw` for float32 rows, the type
-    a request's features are, so a loaded model's first request does not."""
+    """Compile (or read from numba's cache) :func:`predict_masks` and :func:`predict_raw`
+    for float32 rows, the type a request's features are, so a loaded model's first request
+    does not."""
     flat = {
         "feature": np.zeros(1, np.int64),
         "threshold": np.zeros(1, np.float64),
@@ -310,4 +413,7 @@ def warm_up() -> None:
         "node_start": np.array([0, 1], np.int64),
         "leaf_start": np.array([0, 2], np.int64),
     }
-    CompiledTrees(_pack(flat), 1).predict(np.zeros((1, 1), np.float32))
+    trees = CompiledTrees(_pack(flat), 1)
+    trees.predict(np.zeros((1, 1), np.float32))
+    predict_raw(np.zeros((1, 1), np.float32), *(trees.arrays[k] for k in _WALK_ARGS), False,
+                np.zeros(1))  # fmt: skip
