@@ -228,3 +228,25 @@ def test_a_booster_swapped_in_is_not_scored_with_the_trees_of_the_one_it_replace
     ranker.compiled_ = []  # LightGBM's predict alone
     np.testing.assert_array_equal(swapped, ranker.score(valid))
     np.testing.assert_array_equal(swapped, other.score(valid))
+
+
+def test_a_text_model_given_is_still_checked_against_the_booster():
+    x = _rows_with_gaps(1000, 0)
+    label = (np.nan_to_num(x[:, 0]) > 0).astype(int)
+    one, other = (
+        lgb.train(
+            {"objective": "lambdarank", "verbosity": -1, "num_threads": 1, "seed": seed,
+             "feature_fraction": 0.5},
+            lgb.Dataset(x, label=label, group=[20] * 50),
+            num_boost_round=rounds,
+        )
+        for seed, rounds in ((0, 10), (1, 4))
+    )  # fmt: skip
+    text = one.model_to_string()
+    as_read = CompiledTrees.from_booster(one, None, raw_score=True, text=text)
+    probe = _rows_with_gaps(200, 6)
+    np.testing.assert_array_equal(
+        as_read.predict(probe), one.predict(probe, num_threads=1, raw_score=True)
+    )
+    # another booster's text: the probe rows tell (LightGBM answers)
+    assert CompiledTrees.from_booster(other, None, raw_score=True, text=text) is None
