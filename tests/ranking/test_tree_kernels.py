@@ -6,6 +6,7 @@ import pytest
 lgb = pytest.importorskip("lightgbm")
 
 from recgraph.ranking import create_ranker  # noqa: E402
+from recgraph.ranking import tree_kernels as tk  # noqa: E402
 from recgraph.ranking.tree_kernels import CompiledTrees  # noqa: E402
 from tests.ranking.conformance import synthetic_batch  # noqa: E402
 
@@ -39,7 +40,10 @@ def test_compiled_trees_score_as_lightgbm(params):
     )
     compiled = CompiledTrees.from_booster(booster, None, raw_score=False)
     assert compiled is not None
-    probe = _rows_with_gaps(500, 1)
+    # column 1's NaNs make its splits' missing type NaN (zero_as_missing: Zero): the
+    # kernel's general steps, which read each node's flags
+    assert compiled.general
+    probe = _rows_with_gaps(500, 1)  # more rows than one block (BLOCK_ROWS)
     expected = booster.predict(probe, num_threads=1)
     np.testing.assert_array_equal(compiled.predict(probe), expected)
     np.testing.assert_array_equal(compiled.predict(probe.astype(np.float64)), expected)
@@ -47,6 +51,98 @@ def test_compiled_trees_score_as_lightgbm(params):
     first = CompiledTrees.from_booster(booster, 10, raw_score=True)
     np.testing.assert_array_equal(
         first.predict(probe), booster.predict(probe, num_iteration=10, raw_score=True)
+    )
+
+
+def test_a_model_without_missing_values_reads_nans_as_zeros_as_lightgbm():
+    x = _rows_with_gaps(2000, 0)
+    x = np.nan_to_num(x)  # trained without NaNs: every split's missing type is None
+    booster = lgb.train(
+        {"objective": "lambdarank", "num_leaves": 15, "verbosity": -1, "num_threads": 1,
+         "min_data_in_leaf": 5},
+        lgb.Dataset(x, label=(x[:, 0] + x[:, 2] > 0.3).astype(int), group=[20] * 100),
+        num_boost_round=25,
+    )  # fmt: skip
+    compiled = CompiledTrees.from_booster(booster, None, raw_score=True)
+    assert compiled is not None and not compiled.general
+    probe = _rows_with_gaps(700, 2)  # NaNs at serving: LightGBM reads them as 0 here
+    assert np.isnan(probe).any()
+    expected = booster.predict(probe, num_threads=1, raw_score=True)
+    np.testing.assert_array_equal(compiled.predict(probe), expected)
+    for n in (0, 1, tk.BLOCK_ROWS, tk.BLOCK_ROWS + 1):
+        np.testing.assert_array_equal(compiled.predict(probe[:n]), expected[:n])
+
+
+@pytest.mark.parametrize("nan_free", [True, False])
+def test_trees_wider_than_a_mask_are_walked_to_the_same_scores(nan_free):
+    x = _rows_with_gaps(4000, 0)
+    if nan_free:
+        x = np.nan_to_num(x)
+    y = (np.nan_to_num(x[:, 0]) + np.nan_to_num(x[:, 1]) * x[:, 2] > 0.2).astype(int)
+    booster = lgb.train(
+        {"objective": "lambdarank", "num_leaves": 90, "min_data_in_leaf": 2, "verbosity": -1,
+         "num_threads": 1},
+        lgb.Dataset(x, label=y, group=[20] * 200),
+        num_boost_round=8,
+    )  # fmt: skip
+    compiled = CompiledTrees.from_booster(booster, None, raw_score=True)
+    assert compiled is not None and compiled.general is not nan_free
+    assert compiled.arrays["leaf_value"].astype(bool).sum() > tk.MASK_LEAVES
+    assert compiled.masks is None  # some tree has more leaves than a mask has bits
+    probe = _rows_with_gaps(600, 4)
+    expected = booster.predict(probe, num_threads=1, raw_score=True)
+    np.testing.assert_array_equal(compiled.predict(probe), expected)
+
+
+def test_masks_and_walks_find_the_same_leaves():
+    x = _rows_with_gaps(2000, 0)
+    booster = lgb.train(
+        {"objective": "lambdarank", "num_leaves": 64, "min_data_in_leaf": 2, "verbosity": -1,
+         "num_threads": 1},
+        lgb.Dataset(x, label=(np.nan_to_num(x[:, 0]) > x[:, 2]).astype(int), group=[20] * 100),
+        num_boost_round=6,
+    )  # fmt: skip
+    compiled = CompiledTrees.from_booster(booster, None, raw_score=True)
+    assert compiled is not None and compiled.masks is not None
+    assert np.diff(compiled.masks["leaf_start"]).max() == tk.MASK_LEAVES  # every bit used
+    probe = _rows_with_gaps(300, 5)
+    walked = np.empty(len(probe))
+    args = [compiled.arrays[k] for k in tk._WALK_ARGS]
+    tk.predict_raw(probe, *args, compiled.general, walked)
+    np.testing.assert_array_equal(compiled.predict(probe), walked)
+    np.testing.assert_array_equal(walked, booster.predict(probe, num_threads=1, raw_score=True))
+
+
+def test_the_probe_puts_every_threshold_on_an_edge():
+    x = _rows_with_gaps(2000, 0)
+    booster = lgb.train(
+        {"objective": "lambdarank", "num_leaves": 15, "verbosity": -1, "num_threads": 1},
+        lgb.Dataset(x, label=(np.nan_to_num(x[:, 0]) > 0).astype(int), group=[20] * 100),
+        num_boost_round=40,
+    )
+    trees, _ = tk._parse_model(booster.model_to_string())
+    flat = tk._flatten(trees)
+    assert 0 < len(flat["feature"]) <= 4 * 256
+    rows = tk._probe_rows(flat, 5)
+    for feature, threshold in zip(flat["feature"], flat["threshold"], strict=True):
+        on = np.float32(threshold)
+        edges = [on, np.nextafter(on, np.float32(-np.inf)), np.nextafter(on, np.float32(np.inf))]
+        assert np.isin(rows[:, feature], edges).any(), (feature, threshold)
+
+
+def test_a_tree_without_a_split_adds_its_one_leaf():
+    x = np.zeros((200, 3), np.float32)  # nothing to split on: one leaf a tree
+    booster = lgb.train(
+        {"objective": "lambdarank", "verbosity": -1, "num_threads": 1},
+        lgb.Dataset(x, label=np.arange(200) % 2, group=[20] * 10),
+        num_boost_round=3,
+    )
+    compiled = CompiledTrees.from_booster(booster, None, raw_score=True)
+    assert compiled is not None
+    assert (compiled.arrays["depths"] == 0).all()
+    rows = _rows_with_gaps(10, 3)[:, :3]
+    np.testing.assert_array_equal(
+        compiled.predict(rows), booster.predict(rows, num_threads=1, raw_score=True)
     )
 
 
@@ -132,3 +228,25 @@ def test_a_booster_swapped_in_is_not_scored_with_the_trees_of_the_one_it_replace
     ranker.compiled_ = []  # LightGBM's predict alone
     np.testing.assert_array_equal(swapped, ranker.score(valid))
     np.testing.assert_array_equal(swapped, other.score(valid))
+
+
+def test_a_text_model_given_is_still_checked_against_the_booster():
+    x = _rows_with_gaps(1000, 0)
+    label = (np.nan_to_num(x[:, 0]) > 0).astype(int)
+    one, other = (
+        lgb.train(
+            {"objective": "lambdarank", "verbosity": -1, "num_threads": 1, "seed": seed,
+             "feature_fraction": 0.5},
+            lgb.Dataset(x, label=label, group=[20] * 50),
+            num_boost_round=rounds,
+        )
+        for seed, rounds in ((0, 10), (1, 4))
+    )  # fmt: skip
+    text = one.model_to_string()
+    as_read = CompiledTrees.from_booster(one, None, raw_score=True, text=text)
+    probe = _rows_with_gaps(200, 6)
+    np.testing.assert_array_equal(
+        as_read.predict(probe), one.predict(probe, num_threads=1, raw_score=True)
+    )
+    # another booster's text: the probe rows tell (LightGBM answers)
+    assert CompiledTrees.from_booster(other, None, raw_score=True, text=text) is None

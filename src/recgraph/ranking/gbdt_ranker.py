@@ -267,16 +267,22 @@ class GBDTRanker(Ranker):
             )
         return booster, report
 
-    def _compile(self) -> None:
+    def _compile(self, texts: list[str] | None = None) -> None:
         """Each booster's trees compiled as :meth:`_score` reads them (the kernel compiled or
-        read from numba's cache now, not in the first request)."""
+        read from numba's cache now, not in the first request); ``texts``: the boosters'
+        text models as loaded, if at hand."""
         from recgraph.ranking import tree_kernels  # numba: not on import
 
         tree_kernels.warm_up()
         raw = self.residual_on_ is not None  # as _score asks LightGBM
         self.compiled_ = [
-            (b, tree_kernels.CompiledTrees.from_booster(b, b.best_iteration or None, raw_score=raw))
-            for b in self.boosters_
+            (
+                b,
+                tree_kernels.CompiledTrees.from_booster(
+                    b, b.best_iteration or None, raw_score=raw, text=texts[i] if texts else None
+                ),
+            )
+            for i, b in enumerate(self.boosters_)
         ]
 
     def _score(self, batch: RankingBatch) -> np.ndarray:
@@ -299,7 +305,8 @@ class GBDTRanker(Ranker):
                     raw_score=init is not None,
                 )
             total = scores if total is None else total + scores
-        total = total / len(self.boosters_)
+        if len(self.boosters_) > 1:
+            total = total / len(self.boosters_)  # one booster: x / 1 is x (no copy)
         return total if init is None else total + init
 
     def feature_importance(self) -> dict[str, float]:
@@ -319,8 +326,6 @@ class GBDTRanker(Ranker):
 
         self.residual_on_ = self.fit_report.get("residual_on")
 
-        self.boosters_ = [
-            lgb.Booster(model_str=(path / _booster_file(bag)).read_text())
-            for bag in range(self.config.bags)
-        ]
-        self._compile()
+        texts = [(path / _booster_file(bag)).read_text() for bag in range(self.config.bags)]
+        self.boosters_ = [lgb.Booster(model_str=text) for text in texts]
+        self._compile(texts)
