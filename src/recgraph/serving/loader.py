@@ -27,8 +27,9 @@ for is cores, not the lock nor the new version: server-side, a worker's
 requests slowed as much while the *other* worker loaded as while it loaded
 itself (p50 26 / 31 ms against 13 idle, load average 7-9), the answers on a
 new version cost the same CPU as on the old one (4.55 / 4.40 ms: the warm-up
-builds what a first answer would), and a load is 120-200 CPU ms a worker on
-two cores already more than half busy; hence the small share (see
+builds what a first answer would), and a load is 100-200 CPU ms a worker on
+two cores already more than half busy
+(``benchmarks/results/switch14.evidence.json``); hence the small share (see
 :data:`LOAD_BURST_SECONDS`). On Python 3.12+ loads are not paced (see
 :func:`paced`), only taken in turn.
 
@@ -165,7 +166,7 @@ def one_load_at_a_time(
 #: While a new version loads beside a served one, the loading thread runs at most this long
 #: at a stretch, then sleeps :data:`LOAD_PAUSE_SECONDS` (see :func:`paced`): at most a fifth
 #: of a core and of its process's interpreter lock (it was 2 ms in 5, two fifths). A
-#: load's CPU is the same either way (120-200 ms a worker for MovieLens ranked on a busy
+#: load's CPU is the same either way (100-200 ms a worker for MovieLens ranked on a busy
 #: 2-core machine); spread thinner, it lasts longer (0.6-0.7 s on an idle machine instead of
 #: 0.3) while the old version serves, and it adds less to two cores that serving keeps
 #: more than half busy, where the queue of every process's requests grows fast with each
