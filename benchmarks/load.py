@@ -72,6 +72,7 @@ import numpy as np
 
 from common import datasets_folder, process_tree, stop_process, tree_cpu_seconds
 from load_publisher import PUBLISH_SECONDS, Publisher
+from load_timeline import since_publishes, switches, timeline_for_json
 from recgraph.data.imports import import_edges, import_movielens
 from recgraph.data.store import Store
 from recgraph.jobs.train import train_pipeline
@@ -184,42 +185,6 @@ def pool_sizes(question, users: list[str]) -> dict:
         "mean": round(float(sizes.mean()), 1),
         "p10": int(np.percentile(sizes, 10)),
         "p90": int(np.percentile(sizes, 90)),
-    }
-
-
-def switches(timeline: dict, published: list[str], margin: float = 1.0) -> list[dict]:
-    """Each published version's switch as the requests saw it: from the due time of the first
-    answer on it to that of the last answer on an older version (once every worker swapped),
-    and the worst latency of the requests due from ``margin`` s before to ``margin`` s after."""
-    version = timeline["version"]
-    due = np.arange(len(version)) / timeline["rate"]
-    out = []
-    for k, name in enumerate(published):
-        on = [j for j, v in enumerate(version) if v == name]
-        if not on:
-            continue
-        newer = set(published[k:])
-        older = [j for j, v in enumerate(version) if v is not None and v not in newer]
-        first = float(due[on[0]])
-        last = max(first, float(due[older[-1]]) if older else first)
-        window = (due >= first - margin) & (due <= last + margin)
-        out.append(
-            {
-                "version": name,
-                "first_answer_s": round(first, 3),
-                "last_old_answer_s": round(last, 3),
-                "stall_ms": round(float(np.nanmax(timeline["latency_ms"][window])), 1),
-            }
-        )
-    return out
-
-
-def timeline_for_json(timeline: dict) -> dict:
-    """A run's timeline as JSON holds it: latencies rounded, an unanswered request's (NaN)
-    as null."""
-    return {
-        **timeline,
-        "latency_ms": [None if np.isnan(x) else round(float(x), 2) for x in timeline["latency_ms"]],
     }
 
 
@@ -708,6 +673,10 @@ def run_case(
         phases["reload"]["switches"] = switches(
             phases["reload"]["timeline"], [v["version"] for v in versions]
         )
+        # by time since each publish: the publisher's work, then each worker's load and swap
+        phases["reload"]["since_publish"] = since_publishes(
+            phases["reload"]["timeline"], [v["at"] for v in versions]
+        )
         stalls = [sw["stall_ms"] for sw in phases["reload"]["switches"]]
         if len(stalls) < publishes:
             print(
@@ -857,6 +826,11 @@ def main() -> None:
             )
             if "switch_stall_ms" in data:
                 print(f"{'':44}switches: worst latency ms {data['switch_stall_ms']}")
+                slices = " ".join(
+                    f"{s['from_s']:+g}:{s['p50_ms']:g}/{s['p99_ms']:g}"
+                    for s in data["since_publish"]
+                )
+                print(f"{'':44}since publish (s: p50/p99 ms): {slices}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"load.{args.tag}" if args.tag else "load"
     png = f"{stem}.png" if args.tag or not args.only else "load_ranked.png"

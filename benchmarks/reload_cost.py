@@ -12,7 +12,9 @@ an answer thread waits at most); then the heap freeze after the swap
 version (:func:`~recgraph.serving.loader.paced`: longer, in short runs), the overlay catch-up a swap starts (a scan of the store) and
 dropping the old version; and what a load takes from the answers of its process
 (answers asked at 100/s on 8 threads while the version loads in another: not at
-all, flat out, or paced; their worst latency). CPU and wall milliseconds of each step, and the CPU of
+all, flat out, or paced; their worst latency), and from the answers of *another* process on
+the same cores (the other server worker's, which the lock does not touch: what a load's
+CPU takes from them, flat out, paced as before (2 ms in 5) or as now (1 ms in 5)). CPU and wall milliseconds of each step, and the CPU of
 the first answers on the new version against the same users on the old one (a
 version whose first answers cost more would slow the seconds after a swap).
 
@@ -36,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import BackgroundSampler, Republisher, save_results
+from common import BackgroundSampler, Republisher, save_results, stop_process
 from recgraph.data.store import Store
 from recgraph.pipeline import Pipeline
 from recgraph.serving.feedback import catch_up_overlay
@@ -140,6 +142,83 @@ def answers_during_loads(
     }
 
 
+NEIGHBOUR = """
+import sys, threading, time, queue, json
+from recgraph.serving.loader import load_version
+from recgraph.serving.registry import ModelRegistry
+import numpy as np
+served = load_version(ModelRegistry(sys.argv[1]), "v1").pipeline
+question, rate, threads = sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+ask = served.feed if question == "feed" else served.suggest_accounts
+ids = served.questions[question].users.ids
+users = [str(u) for u in np.random.default_rng(0).choice(ids, 200)]
+asked, done = queue.Queue(), []
+def answer():
+    while (item := asked.get()) is not None:
+        ask(users[item[0] % len(users)], 10)
+        done.append(time.perf_counter() - item[1])
+for _ in range(threads):
+    threading.Thread(target=answer, daemon=True).start()
+print("ready", flush=True)
+for line in sys.stdin:
+    done.clear()
+    start = time.perf_counter()
+    for i in range(int(rate * float(line))):
+        time.sleep(max(0.0, start + i / rate - time.perf_counter()))
+        asked.put((i, start + i / rate))
+    time.sleep(0.3)
+    print(json.dumps([round(1000 * x, 2) for x in done]), flush=True)
+"""
+
+
+def answers_beside_loads(
+    registry: ModelRegistry, version: str, question: str,
+    rate: float = 100.0, threads: int = 8, trials: int = 8,
+) -> dict:  # fmt: skip
+    """The worst latency and p99 of answers asked at ``rate``/s for 1.5 s in *another* process
+    (a second server worker's shape) while this one loads ``version`` at 0.2 s: not at all,
+    flat out, paced as reload14 paced (2 ms in 5) or as the loader paces now; modes
+    interleaved, ``trials`` times each. What a load's CPU takes from the host's other
+    processes' requests, which pacing's hold on the interpreter lock cannot explain."""
+    import json
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", NEIGHBOUR, str(registry.root), question, str(rate), str(threads)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    modes = {"none": None, "flat": None, "paced 2 in 5": (0.002, 0.003), "paced now": ()}
+    out: dict[str, list[dict]] = {mode: [] for mode in modes}
+    try:
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError("the neighbour process did not start")
+        for _ in range(trials):
+            for mode, pace in modes.items():
+                child.stdin.write("1.5\n")
+                child.stdin.flush()
+                time.sleep(0.2)
+                if mode != "none":
+                    with paced(*pace) if pace is not None else contextlib.nullcontext():
+                        load_version(registry, version)
+                latency = np.array(json.loads(child.stdout.readline()))
+                out[mode].append(
+                    {"p99": round(float(np.percentile(latency, 99)), 1),
+                     "max": round(float(latency.max()), 1)}
+                )  # fmt: skip
+    finally:
+        stop_process(child, timeout=10)
+    return {
+        "rate": rate,
+        "threads": threads,
+        "trials": out,
+        "median": {
+            mode: {key: round(float(np.median([t[key] for t in v])), 1) for key in ("p99", "max")}
+            for mode, v in out.items()
+        },
+    }
+
+
 def one_case(folder: Path, question: str) -> dict:
     registry = ModelRegistry(folder / "models")
     versions = registry.list_versions()
@@ -170,6 +249,7 @@ def one_case(folder: Path, question: str) -> dict:
     old_cpu = answers_cpu(first.pipeline, question, users)
     new_cpu = answers_cpu(fresh.pipeline, question, users)
     during = answers_during_loads(first.pipeline, registry, versions[-1], question, users)
+    beside = answers_beside_loads(registry, versions[-1], question)
     held = [first]  # the last reference to the old version
     del first
     _, steps["drop the old version"] = timed(held.clear)
@@ -180,6 +260,7 @@ def one_case(folder: Path, question: str) -> dict:
         "answer_cpu_ms_old_version_warm": old_cpu,
         "answer_cpu_ms_new_version_first_ask": new_cpu,
         "answers_during_loads": during,
+        "answers_of_another_process_during_loads": beside,
     }
 
 
@@ -212,6 +293,10 @@ def main() -> None:
         print(
             f"  worst answer latency (ms, median of {len(during['worst_latency_ms']['none'])} "
             f"s at {during['rate']:g}/s) while loading: {during['median_worst_latency_ms']}"
+        )
+        beside = results[name]["answers_of_another_process_during_loads"]
+        print(
+            f"  another process's answers (median p99 / worst ms) while loading: {beside['median']}"
         )
     path = RESULTS / f"reload_cost{'.' + args.tag if args.tag else ''}.json"
     save_results(path, "reload_cost", cases=results)

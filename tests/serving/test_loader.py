@@ -186,6 +186,26 @@ def test_loading_warms_every_question_up_then_freezes_the_heap(served, monkeypat
         gc.unfreeze()
 
 
+def test_a_warm_up_that_fails_never_stops_the_swap(served, monkeypatch, caplog):
+    """The warm-up is a courtesy: a version whose first answer raises is still swapped in
+    (its requests build what it would have), the failure logged."""
+    from recgraph.pipeline import QuestionModel
+
+    _, registry = served
+    loader = ModelLoader(registry, poll_seconds=0)
+    assert loader.check()
+    republish(registry)
+
+    def broken(self, user, k=None, **kwargs):
+        raise RuntimeError("cold")
+
+    monkeypatch.setattr(QuestionModel, "answer", broken)
+    with caplog.at_level("WARNING", logger="recgraph.serving"):
+        assert loader.check()
+    assert loader.current.version == "v2"
+    assert "warming" in caplog.text and "cold" in caplog.text
+
+
 def test_freezing_the_heap_collects_waiting_garbage_first():
     """Garbage cycles still waiting when the heap is frozen would never be freed: each hot
     reload would keep what parsing its boosters left behind."""

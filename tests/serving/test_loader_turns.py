@@ -191,6 +191,22 @@ def test_a_paced_thread_sleeps_between_short_runs():
     assert sys.gettrace() is None  # nothing left behind
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="paced only where settrace is per-thread")
+def test_a_load_paced_by_default_takes_at_most_a_fifth_of_a_core():
+    """What requests around a switch waited for was cores (the other worker's requests
+    slowed as much as the loading one's): by default a paced load runs 1 ms in 5."""
+    from recgraph.serving.loader import paced
+
+    if sys.gettrace() is not None:
+        pytest.skip("a trace function is set (coverage, a debugger): pacing stands aside")
+    start, cpu = time.perf_counter(), time.thread_time()
+    with paced() as pauses:
+        busy_python(0.04)
+    share = (time.thread_time() - cpu) / (time.perf_counter() - start)
+    assert pauses() >= 30  # 40 ms of running in runs of 1 ms
+    assert share <= 0.25  # (two fifths before: 2 ms in 5)
+
+
 def test_pacing_stands_aside_for_a_trace_function_already_set():
     from recgraph.serving.loader import paced
 

@@ -14,16 +14,24 @@ retried until the pointer moves again; the old version keeps serving.
 The processes of a host that serve one registry (``recgraph serve
 --workers N``) load a new version in turn, not all at once
 (:func:`one_load_at_a_time`), and on Python 3.11 a load beside a served
-version is paced (:func:`paced`) so that it takes a smaller share of the
-interpreter lock over time from the answer threads of its process (its single
-holds of the lock are short either way: the worst single wait measured was
-0.5-2.1 ms flat out). Measured on a 2-core machine (MovieLens 100k, ~300
-candidates ranked a request, two workers at 200 requests/s): the switches
-where both workers' loads overlapped stalled requests for 0.15-0.4 s; and in
-one process answering 100/s, a flat-out load (100 CPU ms) raised the worst
-answer latency from 7 to 42.8 ms, a paced one to 7.3 ms
-(``benchmarks/reload_cost.py``, ``reload_cost.reload14.json``). On Python
-3.12+ loads are not paced (see :func:`paced`), only taken in turn.
+version is paced (:func:`paced`) so that it takes a small share of a core and
+of the interpreter lock over time (its single holds of the lock are short
+either way: the worst single wait measured was 0.5-2.1 ms flat out). Measured
+on a 2-core machine (MovieLens 100k, ~300 candidates ranked a request, two
+workers at 200 requests/s): the switches where both workers' loads overlapped
+stalled requests for 0.15-0.4 s; and in one process answering 100/s, a
+flat-out load (100 CPU ms) raised the worst answer latency from 7 to 42.8 ms,
+a paced one to 7.3 ms (``benchmarks/reload_cost.py``,
+``reload_cost.reload14.json``). What the requests around a switch still wait
+for is cores, not the lock nor the new version: server-side, a worker's
+requests slowed as much while the *other* worker loaded as while it loaded
+itself (p50 26 / 31 ms against 13 idle, load average 7-9), the answers on a
+new version cost the same CPU as on the old one (4.55 / 4.40 ms: the warm-up
+builds what a first answer would), and a load is 100-200 CPU ms a worker on
+two cores already more than half busy
+(``benchmarks/results/switch14.evidence.json``); hence the small share (see
+:data:`LOAD_BURST_SECONDS`). On Python 3.12+ loads are not paced (see
+:func:`paced`), only taken in turn.
 
 A version published by ``recgraph train`` is a :class:`~recgraph.pipeline.Pipeline`;
 a plain retriever version (published by any other job) is served as a
@@ -156,9 +164,15 @@ def one_load_at_a_time(
 
 
 #: While a new version loads beside a served one, the loading thread runs at most this long
-#: at a stretch, then sleeps :data:`LOAD_PAUSE_SECONDS` (see :func:`paced`).
-LOAD_BURST_SECONDS = 0.002
-LOAD_PAUSE_SECONDS = 0.003
+#: at a stretch, then sleeps :data:`LOAD_PAUSE_SECONDS` (see :func:`paced`): at most a fifth
+#: of a core and of its process's interpreter lock (it was 2 ms in 5, two fifths). A
+#: load's CPU is the same either way (100-200 ms a worker for MovieLens ranked on a busy
+#: 2-core machine); spread thinner, it lasts longer (0.6-0.7 s on an idle machine instead of
+#: 0.3) while the old version serves, and it adds less to two cores that serving keeps
+#: more than half busy, where the queue of every process's requests grows fast with each
+#: tenth of a core taken (their tail is what a switch costs).
+LOAD_BURST_SECONDS = 0.001
+LOAD_PAUSE_SECONDS = 0.004
 #: Whether ``sys.settrace`` costs only the thread it is set on (before Python 3.12, where it
 #: became instrumentation of every thread): :func:`paced` paces only then.
 PER_THREAD_TRACE = sys.version_info < (3, 12)
@@ -178,9 +192,10 @@ def paced(burst: float | None = None, pause: float | None = None) -> Iterator[Ca
     (measured: switches stalled requests 0.15-0.4 s at 200 requests/s with two
     workers on 2 cores, even with loads in turn). A flat-out load does not hold
     the lock for long at once (worst single wait measured 0.5-2.1 ms); what pacing
-    changes is its share of the interpreter over time: at most 2 ms in 5 by default,
-    so the load lasts longer while the old version keeps serving at speed (worst
-    answer latency during a load 42.8 ms flat out, 7.3 ms paced). A C call that
+    changes is its share of the interpreter, and of a core, over time: at most 1 ms
+    in 5 by default, so the load lasts longer while the old version keeps serving at
+    speed (worst answer latency during a load 42.8 ms flat out, 7.3 ms paced at 2 ms
+    in 5) and the host's other processes (the other workers) keep their cores. A C call that
     holds the lock (a booster parse) is not split. The clock is looked at on each
     Python call of the thread (a trace function for calls only); under a debugger
     or coverage (a trace function already set) nothing is paced.
@@ -275,8 +290,14 @@ def load_version(registry: ModelRegistry, version: str) -> LoadedModel:
 
 def warm_up(pipeline: Pipeline) -> None:
     """Answer one known user of each question, so that what a model builds on first use
-    (transposed matrices, walk tables, the ranker's predictor) is built while loading,
-    beside the served version, not by the first requests to reach the new one."""
+    (transposed matrices, walk tables, the ranker's predictor, derived feature tables) is
+    built while loading, beside the served version, not by the first requests to reach the
+    new one. Measured in one process answering 100/s on 8 threads (MovieLens ranked, 8
+    trials): a version swapped in unwarmed made p99 / worst latency 74 / 95 ms against 39 /
+    42 for a warmed one (several first answers building the same parts at once, +55 CPU ms);
+    warmed, the first answers cost what later ones do (first 30: 114 CPU ms against 109 for
+    the same users again). One answer is enough for that: what stays cold is per user (the
+    walks' cached rows: ego-Facebook's first 30 answers 83 CPU ms against 69)."""
     for question in pipeline.questions.values():
         users, history = question.users, question.history
         if users is None or history is None or not len(users):
