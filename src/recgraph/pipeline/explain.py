@@ -196,77 +196,85 @@ class Explainer:
                 explained = model.explain(int(user), ids, 3 * top + 5)
         except Exception:  # an explanation is a courtesy: never fail a request over one
             return [None] * len(ids)
-        read: list[tuple] = []
-
-        def entries() -> tuple:
-            """The user's liked items -> their entry, and the entries' kinds, values and
-            value kinds, as plain lists (a reason reads a few entries one by one: numpy
-            scalars, and a memory map's Python-level indexing, cost more than the rest of
-            the reason). Read once, and only for a reason that cites the history: the whole
-            history, which an account with 10^5 follows would have read on every request
-            for reasons that cite connections."""
-            if not read:
-                liked, kinds, values, value_kinds = self.history.liked_entries(user)
-                position = {t: i for i, t in enumerate(liked.tolist())}
-                read.append((position, kinds.tolist(), values.tolist(), value_kinds.tolist()))
-            return read[0]
-
         if vias is not None:
-            return [self._history_reason(via, *entries(), names) for via in vias]
-        out: list[Reason | None] = []
-        for entry in explained:
-            if entry.relation != FROM_HISTORY:
-                via = [str(x) for x in entry.via_ids[:top]]
-                shown = [names.show_account(x) for x in via]
-                out.append(
-                    Reason(f"{entry.relation} {joined(shown)}", "connections", tuple(via))
-                    if via
-                    else None
-                )
-            else:
-                out.append(self._history_reason(entry.via.tolist(), *entries(), names))
+            return self._history_reasons(user, vias, names)
+        out: list[Reason | None] = [None] * len(explained)
+        # the people cited by every connection reason, named in one search
+        cited = [
+            (p, [str(x) for x in entry.via_ids[:top]])
+            for p, entry in enumerate(explained)
+            if entry.relation != FROM_HISTORY
+        ]
+        shown = iter(names.show_accounts([x for _, via in cited for x in via]))
+        for p, via in cited:
+            if via:
+                said = joined([next(shown) for _ in via])
+                out[p] = Reason(f"{explained[p].relation} {said}", "connections", tuple(via))
+        from_history = [p for p, entry in enumerate(explained) if entry.relation == FROM_HISTORY]
+        if from_history:
+            said = self._history_reasons(
+                user, [explained[p].via.tolist() for p in from_history], names
+            )
+            for p, reason in zip(from_history, said, strict=True):
+                out[p] = reason
         return out
 
-    def _history_reason(
-        self,
-        via: list[int],
-        position: dict[int, int],
-        kinds: list[int],
-        values: list[float],
-        value_kinds: list[int],
-        names: Names,
-    ) -> Reason | None:
-        """ "because you liked X and viewed Y": only the user's liked items (``position``: each
-        one's entry in ``kinds`` and ``values``), worded by kind."""
-        chosen = [v for v in via if v in position][: self.explain_top]
-        if not chosen:
-            return None
-        phrases: list[tuple[str, list[str]]] = []
+    def _history_reasons(
+        self, user: int, vias: list[list[int]], names: Names
+    ) -> list[Reason | None]:
+        """ "because you liked X and viewed Y" for each of ``vias`` (a result's history items,
+        best first): only the items ``user`` liked, worded by what the user did with them;
+        ``None`` where none is. The cited items' ids and titles are looked up once for all.
+
+        The user's liked entries are read only here, for a reason that cites the history:
+        the whole history, which an account with 10^5 follows would have read on every
+        request for reasons that cite connections. They are read as plain lists (a reason
+        reads a few entries one by one: numpy scalars, and a memory map's Python-level
+        indexing, cost more than the rest of the reason)."""
+        if not any(vias):
+            return [None] * len(vias)
+        liked, kinds, values, value_kinds = self.history.liked_entries(user)
+        position = {t: i for i, t in enumerate(liked.tolist())}
+        kinds, values, value_kinds = kinds.tolist(), values.tolist(), value_kinds.tolist()
+        top = self.explain_top
+        chosen = [[v for v in via if v in position][:top] for via in vias]
+        flat = [v for targets in chosen for v in targets]
+        if not flat:
+            return [None] * len(vias)
         # the cited items' external ids, read at once (the id map may be a memory map)
-        external = np.asarray(self.history.items.ids)[chosen].tolist()
-        for target, item_id in zip(chosen, external, strict=True):
-            i = position[target]
-            verb = _verb(int(kinds[i]))
-            title = f"“{names.show_item(str(item_id))}”"
-            if verb == "rated":
-                title += " highly"
-            elif verb == "viewed" and value_kinds[i] == ValueKind.COUNT and values[i] > 1:
-                title += f" {int(values[i])} times"
-            if phrases and phrases[-1][0] == verb:
-                phrases[-1][1].append(title)
-            else:
-                phrases.append((verb, [title]))
-        text = " and ".join(f"{verb} {joined(titles)}" for verb, titles in phrases)
-        verbs = {verb for verb, _ in phrases}
-        code = (
-            "liked"
-            if verbs <= {"liked", "rated"}
-            else "viewed"
-            if verbs == {"viewed"}
-            else "history"
-        )
-        via = tuple(str(x) for x in external)
-        return Reason(f"because you {text}", code, via)
+        external = [str(x) for x in np.asarray(self.history.items.ids)[flat].tolist()]
+        shown = names.show_items(external)
+        out: list[Reason | None] = []
+        at = 0
+        for targets in chosen:
+            if not targets:
+                out.append(None)
+                continue
+            phrases: list[tuple[str, list[str]]] = []
+            for target, title in zip(targets, shown[at : at + len(targets)], strict=True):
+                i = position[target]
+                verb = _verb(kinds[i])
+                title = f"“{title}”"
+                if verb == "rated":
+                    title += " highly"
+                elif verb == "viewed" and value_kinds[i] == ValueKind.COUNT and values[i] > 1:
+                    title += f" {int(values[i])} times"
+                if phrases and phrases[-1][0] == verb:
+                    phrases[-1][1].append(title)
+                else:
+                    phrases.append((verb, [title]))
+            text = " and ".join(f"{verb} {joined(titles)}" for verb, titles in phrases)
+            verbs = {verb for verb, _ in phrases}
+            code = (
+                "liked"
+                if verbs <= {"liked", "rated"}
+                else "viewed"
+                if verbs == {"viewed"}
+                else "history"
+            )
+            out.append(Reason(f"because you {text}", code, tuple(external[at : at + len(targets)])))
+            at += len(targets)
+        return out
 
 
 # ---------------------------------------------------------------------- ranked answers
