@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from recgraph.data.interactions import Kind, ValueKind
+from recgraph.data.kernel_inputs import frozen
 from recgraph.data.sorted_keys import find_sorted
 from recgraph.data.sparse_rows import row_entries
 from recgraph.pipeline.history import History
@@ -369,54 +370,62 @@ def _people_like_you(features: CandidateFeatures, user: int) -> np.ndarray:
 
     The overlaps are counted from who liked each of the user's items (the
     liked matrix transposed, kept by ``features``), not by multiplying the
-    whole liked matrix: the same counts, for the users that share an item only.
+    whole liked matrix: the same counts, for the users that share an item only
+    (compiled: :func:`~recgraph.pipeline.explain_kernels.overlaps`).
     """
+    from recgraph.pipeline import explain_kernels  # numba: not on import
+
     liked = features.liked
-    row = liked.indices[liked.indptr[user] : liked.indptr[user + 1]]
-    if not len(row):
-        return np.zeros(0, dtype=np.int64)
+    if not 0 <= user < liked.shape[0]:  # the kernel reads indptr[user] unchecked
+        raise IndexError(f"user {user} outside the liked matrix's {liked.shape[0]} rows")
     by_item = features.derived("liked_by_item")
-    others = by_item.indices[row_entries(by_item, row)[0]]
-    if liked.shape[0] <= DENSE_COUNT * len(others):
-        # few users against the overlaps: count them in a table, not by a sort (the same
-        # users, ascending, and the same counts as np.unique gives)
-        table = np.bincount(others, minlength=liked.shape[0])
-        candidates = np.flatnonzero(table).astype(others.dtype)
-        counts = table[candidates]
-    else:
-        candidates, counts = np.unique(others, return_counts=True)
-    keep = candidates != user
-    candidates = candidates[keep].astype(np.int64)
-    overlap = counts[keep].astype(np.float32)
+    candidates, counts = explain_kernels.overlaps(
+        frozen(liked.indptr),
+        frozen(liked.indices),
+        frozen(by_item.indptr),
+        frozen(by_item.indices),
+        user,
+        liked.shape[0],
+        DENSE_COUNT,
+    )
+    overlap = counts.astype(np.float32)
     if len(candidates) > LIKE_YOU:
         top = np.argpartition(-overlap, LIKE_YOU - 1)[:LIKE_YOU]
         candidates = candidates[top]
     return np.sort(candidates)
 
 
+#: A feed's ranked reasons, the same for every result they fit (a frozen :class:`Reason`).
+_TRENDING_LIKE_YOU = Reason("popular this week among people like you", "similar_users")
+_TRENDING = Reason("popular this week", "popular")
+
+
 def _feed_reasons(features: CandidateFeatures, user: int, ids: np.ndarray) -> list[Reason | None]:
+    from recgraph.pipeline import explain_kernels  # numba: not on import
+
     similar = _people_like_you(features, user)
     by_item = features.derived("liked_by_item")
-    entries, owner = row_entries(by_item, ids)
-    shared = find_sorted(similar, by_item.indices[entries])[1]  # ``similar`` is sorted
-    by_similar = np.bincount(owner[shared], minlength=len(ids))
-    week = np.asarray(features.pop_7d, dtype=np.float64)
-    top_week = float(week.max(initial=0.0))
-    trending = week[ids] >= TRENDING_SHARE * top_week if top_week > 0 else np.zeros(len(ids), bool)
+    if len(ids) and (ids.min() < 0 or ids.max() >= by_item.shape[0]):
+        raise IndexError(f"result outside the item range 0..{by_item.shape[0] - 1}")
+    by_similar = explain_kernels.similar_counts(
+        frozen(by_item.indptr), frozen(by_item.indices), frozen(ids), frozen(similar)
+    ).tolist()
+    week = features.pop_7d
+    # the largest entry as a float64 is the float32 one's (widening is exact)
+    top_week = float(np.max(week, initial=0.0))
+    trending = (
+        (week[ids].astype(np.float64) >= TRENDING_SHARE * top_week).tolist()
+        if top_week > 0
+        else [False] * len(ids)
+    )
     out: list[Reason | None] = []
-    for j in range(len(ids)):
-        n = int(by_similar[j])
-        if trending[j] and n >= MIN_LIKE_YOU:
-            out.append(Reason("popular this week among people like you", "similar_users"))
-        elif n >= MIN_LIKE_YOU:
+    for n, hot in zip(by_similar, trending, strict=True):
+        if n >= MIN_LIKE_YOU:
             out.append(
-                Reason(
-                    f"liked by {n} people with tastes like yours",
-                    "similar_users",
-                )
+                _TRENDING_LIKE_YOU
+                if hot
+                else Reason(f"liked by {n} people with tastes like yours", "similar_users")
             )
-        elif trending[j]:
-            out.append(Reason("popular this week", "popular"))
         else:
-            out.append(None)
+            out.append(_TRENDING if hot else None)
     return out
