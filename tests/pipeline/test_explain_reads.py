@@ -148,3 +148,36 @@ def test_feed_reasons_say_popular_this_week_where_the_week_share_is_reached():
     assert len(seen) == 4  # every kind of reason was said
     features.pop_7d = np.zeros(40, np.float32)  # no week: nothing is trending
     assert all(r is None or r.text.startswith("liked by") for r in _feed_reasons(features, 0, ids))
+
+
+def test_account_reasons_name_people_by_handle_looked_up_at_once():
+    """With external ids and handles: the lowest ``top`` common people, ``@handle`` where one
+    is known, the rest counted; as naming each result's people one by one."""
+    rng = np.random.default_rng(2)
+    features = CandidateFeatures(follow_graph(50, 0.2, seed=2))
+    out = features.out.toarray() > 0
+    external = np.array([f"acct{i}" for i in range(50)])
+    names = Names([f"acct{i}" for i in range(0, 50, 2)], [f"h{i}" for i in range(0, 50, 2)])
+    kinds = set()
+    for top in (1, 2):
+        for user in range(50):
+            ids = rng.choice(50, size=10, replace=False)
+            said = _account_reasons(features, user, ids, names, external, top)
+            for j, reason in zip(ids, said, strict=True):
+                common = np.flatnonzero(out[:, j] & out[user])
+                if len(common) < 2:
+                    assert reason is None or reason.code == "follows_you"
+                    continue
+                via = tuple(external[common[:top]].tolist())
+                shown = [names.show_account(x) for x in via]
+                rest = len(common) - len(shown)
+                more = "more person" if rest == 1 else "more people"
+                text = (
+                    f"followed by {', '.join(shown)} and {rest} {more} you follow"
+                    if rest
+                    else f"followed by {' and '.join(shown)}"
+                )
+                assert reason.via == via
+                assert reason.text.removesuffix("; follows you") == text
+                kinds.update(s[0] for s in shown)
+    assert kinds == {"@", "a"}  # handles and bare ids were both shown

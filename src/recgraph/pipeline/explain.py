@@ -29,6 +29,7 @@ import numpy as np
 
 from recgraph.data.interactions import Kind, ValueKind
 from recgraph.data.kernel_inputs import frozen
+from recgraph.data.ranges import expand_ranges
 from recgraph.data.sorted_keys import find_sorted
 from recgraph.data.sparse_rows import row_entries
 from recgraph.pipeline.history import History
@@ -338,31 +339,43 @@ def _account_reasons(
     common_owner, common_ids = owner[hit], followers[hit]
     counts = np.bincount(common_owner, minlength=len(ids))
     starts = np.cumsum(counts) - counts
-    follows_back = features.follows_back(np.full(len(ids), user), ids) > 0
-    out: list[Reason | None] = []
-    for j in range(len(ids)):
-        n = int(counts[j])
-        if n >= MIN_COMMON:
-            common = common_ids[starts[j] : starts[j] + top]
-            via = tuple(map(str, (common if external is None else external[common]).tolist()))
-            if external is None:
-                text = f"followed by {_count(n, 'person', 'people')} you follow"
-            else:
-                shown = [names.show_account(x) for x in via]
-                rest = n - len(shown)
-                text = (
-                    f"followed by {', '.join(shown)} and {_count(rest, 'more person', 'more people')} you follow"
-                    if rest
-                    else f"followed by {joined(shown)}"
-                )
+    follows_back = (features.follows_back(np.full(len(ids), user), ids) > 0).tolist()
+    counts = counts.tolist()
+    # the people named by every result that names them, read (and their handles looked up) at
+    # once: each result's first ``top`` of the common people, as the slice ``[start:start +
+    # top]`` of them all reads it
+    named = [j for j, n in enumerate(counts) if n >= MIN_COMMON]
+    cut = np.minimum(top, len(common_ids) - starts[named])
+    common = common_ids[expand_ranges(starts[named], cut)[0]]
+    via_all = list(map(str, (common if external is None else external[common]).tolist()))
+    shown_all = names.show_accounts(via_all) if external is not None else via_all
+    ends = np.cumsum(cut).tolist()
+    out: list[Reason | None] = [None] * len(ids)
+    for j, n in enumerate(counts):
+        if n < MIN_COMMON:
             if follows_back[j]:
-                text += "; follows you"
-            out.append(Reason(text, "connections", via))
-        elif follows_back[j]:
-            out.append(Reason("follows you", "follows_you"))
+                out[j] = _FOLLOWS_YOU
+    for j, end, size in zip(named, ends, cut.tolist(), strict=True):
+        n = counts[j]
+        via = tuple(via_all[end - size : end])
+        if external is None:
+            text = f"followed by {_count(n, 'person', 'people')} you follow"
         else:
-            out.append(None)
+            shown = shown_all[end - size : end]
+            rest = n - len(shown)
+            text = (
+                f"followed by {', '.join(shown)} and {_count(rest, 'more person', 'more people')} you follow"
+                if rest
+                else f"followed by {joined(shown)}"
+            )
+        if follows_back[j]:
+            text += "; follows you"
+        out[j] = Reason(text, "connections", via)
     return out
+
+
+#: The reason of an account that follows the user, and no more (a frozen :class:`Reason`).
+_FOLLOWS_YOU = Reason("follows you", "follows_you")
 
 
 def _people_like_you(features: CandidateFeatures, user: int) -> np.ndarray:
