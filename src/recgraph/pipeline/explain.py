@@ -30,8 +30,6 @@ import numpy as np
 from recgraph.data.interactions import Kind, ValueKind
 from recgraph.data.kernel_inputs import frozen
 from recgraph.data.ranges import expand_ranges
-from recgraph.data.sorted_keys import find_sorted
-from recgraph.data.sparse_rows import row_entries
 from recgraph.pipeline.history import History
 from recgraph.pipeline.names import Names, joined
 from recgraph.pipeline.results import Reason
@@ -333,11 +331,13 @@ def _account_reasons(
     if external is not None:
         external = np.asarray(external)  # a memory map indexed as a plain array (no Python hook)
     followed = out_.indices[out_.indptr[user] : out_.indptr[user + 1]]
-    entries, owner = row_entries(inn, ids)
-    followers = inn.indices[entries]
-    hit = find_sorted(followed, followers)[1]
-    common_owner, common_ids = owner[hit], followers[hit]
-    counts = np.bincount(common_owner, minlength=len(ids))
+    if len(ids) and (ids.min() < 0 or ids.max() >= inn.shape[0]):
+        raise IndexError(f"result outside the account range 0..{inn.shape[0] - 1}")
+    from recgraph.pipeline import explain_kernels  # numba: not on import
+
+    common_ids, counts = explain_kernels.common_followers(
+        frozen(inn.indptr), frozen(inn.indices), frozen(followed), frozen(ids)
+    )
     starts = np.cumsum(counts) - counts
     follows_back = (features.follows_back(np.full(len(ids), user), ids) > 0).tolist()
     counts = counts.tolist()

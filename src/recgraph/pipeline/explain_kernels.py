@@ -5,7 +5,8 @@ users whose likes overlap the user's, then how many of the closest liked each
 result. In numpy each was a dozen calls on small arrays (expanding row ranges,
 a table or a sort, a search, a bincount) whose fixed cost was most of the
 reason's. :func:`overlaps` and :func:`similar_counts` are those counts as
-loops: the same users, ascending, and the same integers.
+loops: the same users, ascending, and the same integers; :func:`common_followers`
+is a follow graph's ("followed by @a, @b and 3 more people you follow").
 
 Compiled as every kernel is (:func:`recgraph.compiled.kernel`); imported inside
 the functions that run them, so importing the pipeline loads no numba.
@@ -102,4 +103,27 @@ def warm_up() -> None:
         for dense_count in (8, 0):
             overlaps(indptr, indices, indptr, indices, 0, 2, dense_count)
         similar_counts(indptr, indices, frozen(np.array([0, 1])), frozen(np.array([1])))
+        common_followers(indptr, indices, indices, frozen(np.array([0, 1])))
     _WARM.append(True)
+
+
+@kernel
+def common_followers(indptr, indices, followed, accounts):
+    """For each of ``accounts``, its followers (row of ``indptr, indices``, in stored order)
+    that are in ``followed`` (ascending), all accounts' laid end to end, and how many each
+    has: what a follow graph's reason names and counts."""
+    counts = np.zeros(len(accounts), dtype=np.int64)
+    total = 0
+    for j in range(len(accounts)):
+        account = accounts[j]
+        total += indptr[account + 1] - indptr[account]
+    out = np.empty(total, dtype=np.int64)
+    at = 0
+    for j in range(len(accounts)):
+        account = accounts[j]
+        for e in range(indptr[account], indptr[account + 1]):
+            if position(followed, indices[e]) >= 0:
+                out[at] = indices[e]
+                at += 1
+                counts[j] += 1
+    return out[:at], counts
