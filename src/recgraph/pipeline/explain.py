@@ -69,8 +69,13 @@ def _verb(kind: int) -> str:
     return verb
 
 
+#: The fallback's reasons (frozen: one of each serves every result).
+_NEW_USER = Reason("popular: new user", "new_user")
+_POPULAR = Reason("popular", "popular")
+
+
 def popular_reason(cold: bool) -> Reason:
-    return Reason("popular: new user", "new_user") if cold else Reason("popular", "popular")
+    return _NEW_USER if cold else _POPULAR
 
 
 class Explainer:
@@ -122,7 +127,7 @@ class Explainer:
         """
         reasons: list[Reason | None] = [None] * len(ids)
         if user < 0:
-            return [popular_reason(True) for _ in ids]
+            return [_NEW_USER] * len(ids)
         # the ranker's reasons first: where one names the people itself it is what is shown
         # (see :func:`combined`), and the retrievers are not asked for what no one would read
         ranked_said: list[Reason | None] = [None] * len(ids)
