@@ -181,3 +181,16 @@ def test_account_reasons_name_people_by_handle_looked_up_at_once():
                 assert reason.text.removesuffix("; follows you") == text
                 kinds.update(s[0] for s in shown)
     assert kinds == {"@", "a"}  # handles and bare ids were both shown
+
+
+def test_the_reason_kernels_warm_up_for_both_index_dtypes():
+    """``warm_up`` compiles what a request passes (read-only int32 and int64 arrays)."""
+    from recgraph.pipeline import explain_kernels
+
+    explain_kernels.warm_up()
+    for compiled in (
+        explain_kernels.overlaps,
+        explain_kernels.similar_counts,
+        explain_kernels.common_followers,
+    ):
+        assert len(compiled.signatures) >= 2
