@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions
+from recgraph.pipeline import explain
 from recgraph.pipeline.explain import LIKE_YOU, _account_reasons, _feed_reasons, _people_like_you
 from recgraph.pipeline.names import Names
 from recgraph.ranking.features import CandidateFeatures
@@ -26,7 +28,10 @@ def liked_overlap_reference(liked, user: int) -> np.ndarray:
     return np.sort(candidates)
 
 
-def test_people_like_you_and_their_counts_are_the_whole_matrix_products():
+@pytest.mark.parametrize("dense_count", [None, 0, 10**6])  # as set; always sorted; a table
+def test_people_like_you_and_their_counts_are_the_whole_matrix_products(dense_count, monkeypatch):
+    if dense_count is not None:
+        monkeypatch.setattr(explain, "DENSE_COUNT", dense_count)
     rng = np.random.default_rng(0)
     src, dst = np.nonzero(rng.random((120, 80)) < rng.random(80)[None, :] * 0.4)
     data = Interactions.from_indices(src, dst, n_users=120, n_items=80)
@@ -113,3 +118,79 @@ def test_account_reasons_from_a_walk_do_not_read_the_users_history(monkeypatch):
     said = [(r.reason, r.reason_code) for r in after.results]
     assert said == [(r.reason, r.reason_code) for r in before.results]
     assert any(code == "connections" for _, code in said)
+
+
+def test_feed_reasons_say_popular_this_week_where_the_week_share_is_reached():
+    rng = np.random.default_rng(5)
+    src, dst = np.nonzero(rng.random((60, 40)) < rng.random(40)[None, :] * 0.5)
+    features = CandidateFeatures(Interactions.from_indices(src, dst, n_users=60, n_items=40))
+    features.pop_7d = rng.random(40).astype(np.float32)
+    top = float(features.pop_7d.astype(np.float64).max())
+    ids = np.arange(40)
+    seen = set()
+    for user in range(60):
+        similar = _people_like_you(features, user)
+        counts = np.asarray(features.liked[similar].sum(axis=0)).ravel()
+        for j, reason in enumerate(_feed_reasons(features, user, ids)):
+            hot = float(features.pop_7d[j]) >= explain.TRENDING_SHARE * top
+            n = int(counts[j]) if len(similar) else 0
+            want = (
+                (
+                    "popular this week among people like you"
+                    if hot
+                    else f"liked by {n} people with tastes like yours"
+                )
+                if n >= explain.MIN_LIKE_YOU
+                else ("popular this week" if hot else None)
+            )
+            assert (reason.text if reason else None) == want
+            seen.add(want if want is None or not want.startswith("liked by") else "liked by")
+    assert len(seen) == 4  # every kind of reason was said
+    features.pop_7d = np.zeros(40, np.float32)  # no week: nothing is trending
+    assert all(r is None or r.text.startswith("liked by") for r in _feed_reasons(features, 0, ids))
+
+
+def test_account_reasons_name_people_by_handle_looked_up_at_once():
+    """With external ids and handles: the lowest ``top`` common people, ``@handle`` where one
+    is known, the rest counted; as naming each result's people one by one."""
+    rng = np.random.default_rng(2)
+    features = CandidateFeatures(follow_graph(50, 0.2, seed=2))
+    out = features.out.toarray() > 0
+    external = np.array([f"acct{i}" for i in range(50)])
+    names = Names([f"acct{i}" for i in range(0, 50, 2)], [f"h{i}" for i in range(0, 50, 2)])
+    kinds = set()
+    for top in (1, 2):
+        for user in range(50):
+            ids = rng.choice(50, size=10, replace=False)
+            said = _account_reasons(features, user, ids, names, external, top)
+            for j, reason in zip(ids, said, strict=True):
+                common = np.flatnonzero(out[:, j] & out[user])
+                if len(common) < 2:
+                    assert reason is None or reason.code == "follows_you"
+                    continue
+                via = tuple(external[common[:top]].tolist())
+                shown = [names.show_account(x) for x in via]
+                rest = len(common) - len(shown)
+                more = "more person" if rest == 1 else "more people"
+                text = (
+                    f"followed by {', '.join(shown)} and {rest} {more} you follow"
+                    if rest
+                    else f"followed by {' and '.join(shown)}"
+                )
+                assert reason.via == via
+                assert reason.text.removesuffix("; follows you") == text
+                kinds.update(s[0] for s in shown)
+    assert kinds == {"@", "a"}  # handles and bare ids were both shown
+
+
+def test_the_reason_kernels_warm_up_for_both_index_dtypes():
+    """``warm_up`` compiles what a request passes (read-only int32 and int64 arrays)."""
+    from recgraph.pipeline import explain_kernels
+
+    explain_kernels.warm_up()
+    for compiled in (
+        explain_kernels.overlaps,
+        explain_kernels.similar_counts,
+        explain_kernels.common_followers,
+    ):
+        assert len(compiled.signatures) >= 2

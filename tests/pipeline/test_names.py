@@ -39,3 +39,24 @@ def test_a_handle_that_lowers_longer_is_found_whole():
     assert names.account_for_handle("@İstanbul.EXAMPLE") == "a"
     assert names.account_for_handle("İSTANBUL.example".lower()) == "a"
     assert names.account_for_handle("x") == "b"
+
+
+def test_batch_lookups_answer_as_one_by_one():
+    """``handles_of`` / ``titles_of`` / ``show_*``: one search for a list, the same answers."""
+    long = "A very long title " * 5
+    names = Names(
+        ["x", "y", "x", "z"],
+        ["one.example", "", "two.example", "zed.example"],
+        ["i1", "i2", "i10", "i3"],
+        ["Short", long, None, "Third"],
+    )
+    accounts = ["x", "y", "nobody", "z", "x", "", "zz"]
+    items = ["i10", "i1", "i2", "i3", "i0", "i2", "i99"]
+    assert names.handles_of(accounts) == [names.handle(a) for a in accounts]
+    assert names.handles_of(accounts)[0] == "two.example"  # the last of a repeated id wins
+    assert names.titles_of(items) == [names.title(i) for i in items]
+    assert names.show_accounts(accounts) == [names.show_account(a) for a in accounts]
+    assert names.show_items(items) == [names.show_item(i) for i in items]
+    assert names.show_items(["i2"])[0].endswith("…")
+    assert names.show_items([]) == [] and Names().show_items(["i1"]) == ["i1"]
+    assert Names().show_accounts(["a", "b"]) == ["a", "b"]

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from recgraph.data.interactions import Kind, ValueKind
-from recgraph.data.sorted_keys import find_sorted
-from recgraph.data.sparse_rows import row_entries
+from recgraph.data.kernel_inputs import frozen
+from recgraph.data.ranges import expand_ranges
 from recgraph.pipeline.history import History
 from recgraph.pipeline.names import Names, joined
 from recgraph.pipeline.results import Reason
@@ -69,8 +69,13 @@ def _verb(kind: int) -> str:
     return verb
 
 
+#: The fallback's reasons (frozen: one of each serves every result).
+_NEW_USER = Reason("popular: new user", "new_user")
+_POPULAR = Reason("popular", "popular")
+
+
 def popular_reason(cold: bool) -> Reason:
-    return Reason("popular: new user", "new_user") if cold else Reason("popular", "popular")
+    return _NEW_USER if cold else _POPULAR
 
 
 class Explainer:
@@ -122,7 +127,7 @@ class Explainer:
         """
         reasons: list[Reason | None] = [None] * len(ids)
         if user < 0:
-            return [popular_reason(True) for _ in ids]
+            return [_NEW_USER] * len(ids)
         # the ranker's reasons first: where one names the people itself it is what is shown
         # (see :func:`combined`), and the retrievers are not asked for what no one would read
         ranked_said: list[Reason | None] = [None] * len(ids)
@@ -196,77 +201,85 @@ class Explainer:
                 explained = model.explain(int(user), ids, 3 * top + 5)
         except Exception:  # an explanation is a courtesy: never fail a request over one
             return [None] * len(ids)
-        read: list[tuple] = []
-
-        def entries() -> tuple:
-            """The user's liked items -> their entry, and the entries' kinds, values and
-            value kinds, as plain lists (a reason reads a few entries one by one: numpy
-            scalars, and a memory map's Python-level indexing, cost more than the rest of
-            the reason). Read once, and only for a reason that cites the history: the whole
-            history, which an account with 10^5 follows would have read on every request
-            for reasons that cite connections."""
-            if not read:
-                liked, kinds, values, value_kinds = self.history.liked_entries(user)
-                position = {t: i for i, t in enumerate(liked.tolist())}
-                read.append((position, kinds.tolist(), values.tolist(), value_kinds.tolist()))
-            return read[0]
-
         if vias is not None:
-            return [self._history_reason(via, *entries(), names) for via in vias]
-        out: list[Reason | None] = []
-        for entry in explained:
-            if entry.relation != FROM_HISTORY:
-                via = [str(x) for x in entry.via_ids[:top]]
-                shown = [names.show_account(x) for x in via]
-                out.append(
-                    Reason(f"{entry.relation} {joined(shown)}", "connections", tuple(via))
-                    if via
-                    else None
-                )
-            else:
-                out.append(self._history_reason(entry.via.tolist(), *entries(), names))
+            return self._history_reasons(user, vias, names)
+        out: list[Reason | None] = [None] * len(explained)
+        # the people cited by every connection reason, named in one search
+        cited = [
+            (p, [str(x) for x in entry.via_ids[:top]])
+            for p, entry in enumerate(explained)
+            if entry.relation != FROM_HISTORY
+        ]
+        shown = iter(names.show_accounts([x for _, via in cited for x in via]))
+        for p, via in cited:
+            if via:
+                said = joined([next(shown) for _ in via])
+                out[p] = Reason(f"{explained[p].relation} {said}", "connections", tuple(via))
+        from_history = [p for p, entry in enumerate(explained) if entry.relation == FROM_HISTORY]
+        if from_history:
+            said = self._history_reasons(
+                user, [explained[p].via.tolist() for p in from_history], names
+            )
+            for p, reason in zip(from_history, said, strict=True):
+                out[p] = reason
         return out
 
-    def _history_reason(
-        self,
-        via: list[int],
-        position: dict[int, int],
-        kinds: list[int],
-        values: list[float],
-        value_kinds: list[int],
-        names: Names,
-    ) -> Reason | None:
-        """ "because you liked X and viewed Y": only the user's liked items (``position``: each
-        one's entry in ``kinds`` and ``values``), worded by kind."""
-        chosen = [v for v in via if v in position][: self.explain_top]
-        if not chosen:
-            return None
-        phrases: list[tuple[str, list[str]]] = []
+    def _history_reasons(
+        self, user: int, vias: list[list[int]], names: Names
+    ) -> list[Reason | None]:
+        """ "because you liked X and viewed Y" for each of ``vias`` (a result's history items,
+        best first): only the items ``user`` liked, worded by what the user did with them;
+        ``None`` where none is. The cited items' ids and titles are looked up once for all.
+
+        The user's liked entries are read only here, for a reason that cites the history:
+        the whole history, which an account with 10^5 follows would have read on every
+        request for reasons that cite connections. They are read as plain lists (a reason
+        reads a few entries one by one: numpy scalars, and a memory map's Python-level
+        indexing, cost more than the rest of the reason)."""
+        if not any(vias):
+            return [None] * len(vias)
+        liked, kinds, values, value_kinds = self.history.liked_entries(user)
+        position = {t: i for i, t in enumerate(liked.tolist())}
+        kinds, values, value_kinds = kinds.tolist(), values.tolist(), value_kinds.tolist()
+        top = self.explain_top
+        chosen = [[v for v in via if v in position][:top] for via in vias]
+        flat = [v for targets in chosen for v in targets]
+        if not flat:
+            return [None] * len(vias)
         # the cited items' external ids, read at once (the id map may be a memory map)
-        external = np.asarray(self.history.items.ids)[chosen].tolist()
-        for target, item_id in zip(chosen, external, strict=True):
-            i = position[target]
-            verb = _verb(int(kinds[i]))
-            title = f"“{names.show_item(str(item_id))}”"
-            if verb == "rated":
-                title += " highly"
-            elif verb == "viewed" and value_kinds[i] == ValueKind.COUNT and values[i] > 1:
-                title += f" {int(values[i])} times"
-            if phrases and phrases[-1][0] == verb:
-                phrases[-1][1].append(title)
-            else:
-                phrases.append((verb, [title]))
-        text = " and ".join(f"{verb} {joined(titles)}" for verb, titles in phrases)
-        verbs = {verb for verb, _ in phrases}
-        code = (
-            "liked"
-            if verbs <= {"liked", "rated"}
-            else "viewed"
-            if verbs == {"viewed"}
-            else "history"
-        )
-        via = tuple(str(x) for x in external)
-        return Reason(f"because you {text}", code, via)
+        external = [str(x) for x in np.asarray(self.history.items.ids)[flat].tolist()]
+        shown = names.show_items(external)
+        out: list[Reason | None] = []
+        at = 0
+        for targets in chosen:
+            if not targets:
+                out.append(None)
+                continue
+            phrases: list[tuple[str, list[str]]] = []
+            for target, title in zip(targets, shown[at : at + len(targets)], strict=True):
+                i = position[target]
+                verb = _verb(kinds[i])
+                title = f"“{title}”"
+                if verb == "rated":
+                    title += " highly"
+                elif verb == "viewed" and value_kinds[i] == ValueKind.COUNT and values[i] > 1:
+                    title += f" {int(values[i])} times"
+                if phrases and phrases[-1][0] == verb:
+                    phrases[-1][1].append(title)
+                else:
+                    phrases.append((verb, [title]))
+            text = " and ".join(f"{verb} {joined(titles)}" for verb, titles in phrases)
+            verbs = {verb for verb, _ in phrases}
+            code = (
+                "liked"
+                if verbs <= {"liked", "rated"}
+                else "viewed"
+                if verbs == {"viewed"}
+                else "history"
+            )
+            out.append(Reason(f"because you {text}", code, tuple(external[at : at + len(targets)])))
+            at += len(targets)
+        return out
 
 
 # ---------------------------------------------------------------------- ranked answers
@@ -323,37 +336,51 @@ def _account_reasons(
     if external is not None:
         external = np.asarray(external)  # a memory map indexed as a plain array (no Python hook)
     followed = out_.indices[out_.indptr[user] : out_.indptr[user + 1]]
-    entries, owner = row_entries(inn, ids)
-    followers = inn.indices[entries]
-    hit = find_sorted(followed, followers)[1]
-    common_owner, common_ids = owner[hit], followers[hit]
-    counts = np.bincount(common_owner, minlength=len(ids))
+    if len(ids) and (ids.min() < 0 or ids.max() >= inn.shape[0]):
+        raise IndexError(f"result outside the account range 0..{inn.shape[0] - 1}")
+    from recgraph.pipeline import explain_kernels  # numba: not on import
+
+    common_ids, counts = explain_kernels.common_followers(
+        frozen(inn.indptr), frozen(inn.indices), frozen(followed), frozen(ids)
+    )
     starts = np.cumsum(counts) - counts
-    follows_back = features.follows_back(np.full(len(ids), user), ids) > 0
-    out: list[Reason | None] = []
-    for j in range(len(ids)):
-        n = int(counts[j])
-        if n >= MIN_COMMON:
-            common = common_ids[starts[j] : starts[j] + top]
-            via = tuple(map(str, (common if external is None else external[common]).tolist()))
-            if external is None:
-                text = f"followed by {_count(n, 'person', 'people')} you follow"
-            else:
-                shown = [names.show_account(x) for x in via]
-                rest = n - len(shown)
-                text = (
-                    f"followed by {', '.join(shown)} and {_count(rest, 'more person', 'more people')} you follow"
-                    if rest
-                    else f"followed by {joined(shown)}"
-                )
+    follows_back = (features.follows_back(np.full(len(ids), user), ids) > 0).tolist()
+    counts = counts.tolist()
+    # the people named by every result that names them, read (and their handles looked up) at
+    # once: each result's first ``top`` of the common people, as the slice ``[start:start +
+    # top]`` of them all reads it
+    named = [j for j, n in enumerate(counts) if n >= MIN_COMMON]
+    cut = np.minimum(top, len(common_ids) - starts[named])
+    common = common_ids[expand_ranges(starts[named], cut)[0]]
+    via_all = list(map(str, (common if external is None else external[common]).tolist()))
+    shown_all = names.show_accounts(via_all) if external is not None else via_all
+    ends = np.cumsum(cut).tolist()
+    out: list[Reason | None] = [None] * len(ids)
+    for j, n in enumerate(counts):
+        if n < MIN_COMMON:
             if follows_back[j]:
-                text += "; follows you"
-            out.append(Reason(text, "connections", via))
-        elif follows_back[j]:
-            out.append(Reason("follows you", "follows_you"))
+                out[j] = _FOLLOWS_YOU
+    for j, end, size in zip(named, ends, cut.tolist(), strict=True):
+        n = counts[j]
+        via = tuple(via_all[end - size : end])
+        if external is None:
+            text = f"followed by {_count(n, 'person', 'people')} you follow"
         else:
-            out.append(None)
+            shown = shown_all[end - size : end]
+            rest = n - len(shown)
+            text = (
+                f"followed by {', '.join(shown)} and {_count(rest, 'more person', 'more people')} you follow"
+                if rest
+                else f"followed by {joined(shown)}"
+            )
+        if follows_back[j]:
+            text += "; follows you"
+        out[j] = Reason(text, "connections", via)
     return out
+
+
+#: The reason of an account that follows the user, and no more (a frozen :class:`Reason`).
+_FOLLOWS_YOU = Reason("follows you", "follows_you")
 
 
 def _people_like_you(features: CandidateFeatures, user: int) -> np.ndarray:
@@ -361,54 +388,62 @@ def _people_like_you(features: CandidateFeatures, user: int) -> np.ndarray:
 
     The overlaps are counted from who liked each of the user's items (the
     liked matrix transposed, kept by ``features``), not by multiplying the
-    whole liked matrix: the same counts, for the users that share an item only.
+    whole liked matrix: the same counts, for the users that share an item only
+    (compiled: :func:`~recgraph.pipeline.explain_kernels.overlaps`).
     """
+    from recgraph.pipeline import explain_kernels  # numba: not on import
+
     liked = features.liked
-    row = liked.indices[liked.indptr[user] : liked.indptr[user + 1]]
-    if not len(row):
-        return np.zeros(0, dtype=np.int64)
+    if not 0 <= user < liked.shape[0]:  # the kernel reads indptr[user] unchecked
+        raise IndexError(f"user {user} outside the liked matrix's {liked.shape[0]} rows")
     by_item = features.derived("liked_by_item")
-    others = by_item.indices[row_entries(by_item, row)[0]]
-    if liked.shape[0] <= DENSE_COUNT * len(others):
-        # few users against the overlaps: count them in a table, not by a sort (the same
-        # users, ascending, and the same counts as np.unique gives)
-        table = np.bincount(others, minlength=liked.shape[0])
-        candidates = np.flatnonzero(table).astype(others.dtype)
-        counts = table[candidates]
-    else:
-        candidates, counts = np.unique(others, return_counts=True)
-    keep = candidates != user
-    candidates = candidates[keep].astype(np.int64)
-    overlap = counts[keep].astype(np.float32)
+    candidates, counts = explain_kernels.overlaps(
+        frozen(liked.indptr),
+        frozen(liked.indices),
+        frozen(by_item.indptr),
+        frozen(by_item.indices),
+        user,
+        liked.shape[0],
+        DENSE_COUNT,
+    )
+    overlap = counts.astype(np.float32)
     if len(candidates) > LIKE_YOU:
         top = np.argpartition(-overlap, LIKE_YOU - 1)[:LIKE_YOU]
         candidates = candidates[top]
     return np.sort(candidates)
 
 
+#: A feed's ranked reasons, the same for every result they fit (a frozen :class:`Reason`).
+_TRENDING_LIKE_YOU = Reason("popular this week among people like you", "similar_users")
+_TRENDING = Reason("popular this week", "popular")
+
+
 def _feed_reasons(features: CandidateFeatures, user: int, ids: np.ndarray) -> list[Reason | None]:
+    from recgraph.pipeline import explain_kernels  # numba: not on import
+
     similar = _people_like_you(features, user)
     by_item = features.derived("liked_by_item")
-    entries, owner = row_entries(by_item, ids)
-    shared = find_sorted(similar, by_item.indices[entries])[1]  # ``similar`` is sorted
-    by_similar = np.bincount(owner[shared], minlength=len(ids))
-    week = np.asarray(features.pop_7d, dtype=np.float64)
-    top_week = float(week.max(initial=0.0))
-    trending = week[ids] >= TRENDING_SHARE * top_week if top_week > 0 else np.zeros(len(ids), bool)
+    if len(ids) and (ids.min() < 0 or ids.max() >= by_item.shape[0]):
+        raise IndexError(f"result outside the item range 0..{by_item.shape[0] - 1}")
+    by_similar = explain_kernels.similar_counts(
+        frozen(by_item.indptr), frozen(by_item.indices), frozen(ids), frozen(similar)
+    ).tolist()
+    week = features.pop_7d
+    # the largest entry as a float64 is the float32 one's (widening is exact)
+    top_week = float(np.max(week, initial=0.0))
+    trending = (
+        (week[ids].astype(np.float64) >= TRENDING_SHARE * top_week).tolist()
+        if top_week > 0
+        else [False] * len(ids)
+    )
     out: list[Reason | None] = []
-    for j in range(len(ids)):
-        n = int(by_similar[j])
-        if trending[j] and n >= MIN_LIKE_YOU:
-            out.append(Reason("popular this week among people like you", "similar_users"))
-        elif n >= MIN_LIKE_YOU:
+    for n, hot in zip(by_similar, trending, strict=True):
+        if n >= MIN_LIKE_YOU:
             out.append(
-                Reason(
-                    f"liked by {n} people with tastes like yours",
-                    "similar_users",
-                )
+                _TRENDING_LIKE_YOU
+                if hot
+                else Reason(f"liked by {n} people with tastes like yours", "similar_users")
             )
-        elif trending[j]:
-            out.append(Reason("popular this week", "popular"))
         else:
-            out.append(None)
+            out.append(_TRENDING if hot else None)
     return out

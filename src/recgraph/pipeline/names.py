@@ -42,6 +42,14 @@ class Names:
     def title(self, item: str) -> str | None:
         return _lookup(self.item_ids, self._by_item, self.titles, item)
 
+    def handles_of(self, accounts: Sequence[str]) -> list[str | None]:
+        """:meth:`handle` of each of ``accounts``, in one search (an answer's at once)."""
+        return _lookup_many(self.account_ids, self._by_account, self.handles, accounts)
+
+    def titles_of(self, items: Sequence[str]) -> list[str | None]:
+        """:meth:`title` of each of ``items``, in one search (an answer's at once)."""
+        return _lookup_many(self.item_ids, self._by_item, self.titles, items)
+
     def account_for_handle(self, text: str) -> str | None:
         """The account whose handle is ``text`` (any case, leading ``@`` ignored)."""
         wanted = text.strip().removeprefix("@").lower()
@@ -54,10 +62,21 @@ class Names:
 
     def show_item(self, item: str) -> str:
         """The title (shortened) when known, else the id."""
-        title = self.title(item)
-        if not title:
-            return item
-        return title if len(title) <= REASON_TITLE_CHARS else title[: REASON_TITLE_CHARS - 1] + "…"
+        return _shown_title(item, self.title(item))
+
+    def show_accounts(self, accounts: Sequence[str]) -> list[str]:
+        """:meth:`show_account` of each of ``accounts``, in one search."""
+        return [
+            f"@{handle}" if handle else account
+            for account, handle in zip(accounts, self.handles_of(accounts), strict=True)
+        ]
+
+    def show_items(self, items: Sequence[str]) -> list[str]:
+        """:meth:`show_item` of each of ``items``, in one search."""
+        return [
+            _shown_title(item, title)
+            for item, title in zip(items, self.titles_of(items), strict=True)
+        ]
 
     def save(self, path: Path) -> None:
         np.savez(
@@ -98,6 +117,28 @@ def _lookup(keys: np.ndarray, order: np.ndarray, values: np.ndarray, key: str) -
     if at < 0 or keys[order[at]] != key:
         return None
     return str(values[order[at]])
+
+
+def _lookup_many(
+    keys: np.ndarray, order: np.ndarray, values: np.ndarray, wanted: Sequence[str]
+) -> list[str | None]:
+    """:func:`_lookup` of each of ``wanted``, by one ``searchsorted`` of them all."""
+    if not len(wanted) or not len(keys):
+        return [None] * len(wanted)
+    query = np.asarray(wanted, dtype=str)
+    at = np.searchsorted(keys, query, side="right", sorter=order) - 1
+    row = order[np.maximum(at, 0)]
+    found = ((at >= 0) & (keys[row] == query)).tolist()
+    return [
+        str(value) if hit else None for value, hit in zip(values[row].tolist(), found, strict=True)
+    ]
+
+
+def _shown_title(item: str, title: str | None) -> str:
+    """A title as a reason shows it (shortened), or the item's id when it has none."""
+    if not title:
+        return item
+    return title if len(title) <= REASON_TITLE_CHARS else title[: REASON_TITLE_CHARS - 1] + "…"
 
 
 def _lowered(texts: np.ndarray) -> np.ndarray:

@@ -237,28 +237,32 @@ class EASE(Retriever):
     ) -> list[list[int]]:
         """Per candidate, the ``via`` of :meth:`explain`'s explanation (what a reason cites),
         without building the explanations (a served reason needs no more)."""
-        return [
-            via[weight > 0].tolist() for via, weight in self._explained(user, candidates, top)[1]
-        ]
+        _, liked, strength, rows, columns, explained = self._explained_columns(user, candidates)
+        vias: list[list[int]] = [[] for _ in range(len(columns))]
+        if len(explained):
+            from recgraph.retrieval import explanation_kernels  # numba: not on import
+
+            # one compiled pass over the same products as :meth:`_explained`'s blocks
+            picked, counts = explanation_kernels.top_positive_dense(
+                self.weights_, rows, columns[explained], strength, len(rows) if top is None else top
+            )
+            cited = explanation_kernels.split_cited(liked, picked, counts)
+            for p, via in zip(explained.tolist(), cited, strict=True):
+                vias[p] = via
+        return vias
 
     def _explained(
         self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None
     ) -> tuple[int, list[tuple[np.ndarray, np.ndarray]]]:
         """The checked user, and per candidate its ``top`` liked items by contribution, best
         first, with their contributions (what :meth:`explain` reports)."""
-        user, liked, strength = self.liked_weights(user, self.matrix_)
-        candidates = np.asarray(candidates, dtype=np.int64)
-        position = self._positions()
-        inside = position[liked] >= 0
-        liked, strength = liked[inside], strength[inside]
-        columns = position[candidates]
-        explained = np.flatnonzero(columns >= 0) if len(liked) else np.zeros(0, np.int64)
+        user, liked, strength, rows, columns, explained = self._explained_columns(user, candidates)
         empty = (np.zeros(0, np.int64), np.zeros(0))
         parts = [empty] * len(candidates)
         if len(explained):
             # the candidates' columns in blocks: the same products, each column ordered by a
             # stable sort down its own axis (as one column at a time)
-            rows, cols = position[liked], columns[explained]
+            cols = columns[explained]
 
             def block_of(start: int, stop: int) -> np.ndarray:
                 return self.weights_[np.ix_(rows, cols[start:stop])] * strength[:, None]
@@ -267,6 +271,21 @@ class EASE(Retriever):
             for j, p in enumerate(explained.tolist()):
                 parts[p] = (liked[order[:, j]], values[:, j])
         return user, parts
+
+    def _explained_columns(
+        self, user: int, candidates: Sequence[int] | np.ndarray
+    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The checked user; its liked items inside the model with their strengths and
+        rows of ``weights_``; each candidate's column (``-1``: outside); and the candidates
+        that can be explained (a column, and something liked)."""
+        user, liked, strength = self.liked_weights(user, self.matrix_)
+        candidates = np.asarray(candidates, dtype=np.int64)
+        position = self._positions()
+        inside = position[liked] >= 0
+        liked, strength = liked[inside], strength[inside]
+        columns = position[candidates]
+        explained = np.flatnonzero(columns >= 0) if len(liked) else np.zeros(0, np.int64)
+        return user, liked, strength, position[liked], columns, explained
 
     def _state(self) -> dict[str, np.ndarray]:
         return {
@@ -284,3 +303,6 @@ class EASE(Retriever):
         from recgraph.retrieval import score_kernels  # numba: not on import
 
         score_kernels.warm_up(self._active_matrix(), self.weights_)  # not in the first request
+        from recgraph.retrieval import explanation_kernels
+
+        explanation_kernels.warm_up(self.weights_, self.matrix_.dtype)  # a reason's, too

@@ -37,6 +37,7 @@ from recgraph.data.interactions import DAY, Interactions
 from recgraph.data.sorted_keys import find_sorted
 from recgraph.data.sparse_rows import DENSE_LOOKUP, row_entries
 from recgraph.files import csr_arrays, csr_from_arrays
+from recgraph.retrieval import explanation
 from recgraph.retrieval.base import Retriever, ranked_row
 from recgraph.retrieval.explanation import Explanation, history_explanations, top_down_columns
 from recgraph.retrieval.factors import (
@@ -535,23 +536,29 @@ class ItemKNN(Retriever):
     ) -> list[list[int]]:
         """Per candidate, the ``via`` of :meth:`explain`'s explanation (what a reason cites),
         without building the explanations (a served reason needs no more)."""
-        _, liked, order, values = self._explained(user, candidates, top)
-        vias, cited = liked[order].T.tolist(), (values > 0).T.tolist()
-        return [
-            [v for v, c in zip(via, keep, strict=True) if c]
-            for via, keep in zip(vias, cited, strict=True)
-        ]
+        user, liked, weights, candidates = self._explained_inputs(user, candidates)
+        if not len(candidates):
+            return []
+        from recgraph.retrieval import explanation_kernels  # numba: not on import
+
+        # the same products as :meth:`_explained`'s blocks (its block size bounds them too),
+        # each column's positive top picked in one compiled pass
+        vias: list[list[int]] = []
+        at_once = explanation.EXPLAIN_COLUMNS
+        for start in range(0, len(candidates), at_once):
+            block = self._liked_columns(liked, candidates[start : start + at_once])
+            picked, counts = explanation_kernels.top_positive_block(
+                block * weights[:, None], len(liked) if top is None else top
+            )
+            vias += explanation_kernels.split_cited(liked, picked, counts)
+        return vias
 
     def _explained(
         self, user: int, candidates: Sequence[int] | np.ndarray, top: int | None
     ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         """The checked user, the liked items, and per candidate (a column) the positions among
         them of its ``top`` contributions, best first, and those contributions."""
-        user, liked, weights = self.liked_weights(user, self.matrix_)
-        candidates = np.asarray(candidates, dtype=np.int64)
-        n_items = self.similarity_.shape[1]
-        if len(candidates) and (candidates.min() < 0 or candidates.max() >= n_items):
-            raise IndexError(f"candidate outside the item range 0..{n_items - 1}")
+        user, liked, weights, candidates = self._explained_inputs(user, candidates)
 
         def block_of(start: int, stop: int) -> np.ndarray:
             return self._liked_columns(liked, candidates[start:stop]) * weights[:, None]
@@ -559,6 +566,17 @@ class ItemKNN(Retriever):
         # each column ordered by a stable sort down its own axis, in blocks (as one by one)
         order, values = top_down_columns(block_of, len(candidates), top)
         return user, liked, order, values
+
+    def _explained_inputs(
+        self, user: int, candidates: Sequence[int] | np.ndarray
+    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """The checked user, its liked items and their weights, and the checked candidates."""
+        user, liked, weights = self.liked_weights(user, self.matrix_)
+        candidates = np.asarray(candidates, dtype=np.int64)
+        n_items = self.similarity_.shape[1]
+        if len(candidates) and (candidates.min() < 0 or candidates.max() >= n_items):
+            raise IndexError(f"candidate outside the item range 0..{n_items - 1}")
+        return user, liked, weights, candidates
 
     def _liked_columns(self, liked: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """``similarity_[liked][:, candidates]`` as an array, read from the liked items' rows
@@ -604,5 +622,10 @@ class ItemKNN(Retriever):
         from recgraph.retrieval import score_kernels  # numba: not on import
 
         score_kernels.warm_up(self.matrix_, self.similarity_)  # not in the first request
+        from recgraph.retrieval import explanation_kernels
+
+        # a reason's block: the similarity's floats times the history's weights
+        block = np.result_type(self.similarity_.dtype, self.matrix_.dtype)
+        explanation_kernels.warm_up(None, block)  # a reason's, too
         # models saved before the popularity blend have no prior (and no blend)
         self.prior_ = state.get("prior")
