@@ -159,7 +159,7 @@ def test_account_reasons_name_people_by_handle_looked_up_at_once():
     external = np.array([f"acct{i}" for i in range(50)])
     names = Names([f"acct{i}" for i in range(0, 50, 2)], [f"h{i}" for i in range(0, 50, 2)])
     kinds = set()
-    for top in (1, 2):
+    for top in (1, 2, 3, 5):  # above 2: results with fewer common people than ``top``
         for user in range(50):
             ids = rng.choice(50, size=10, replace=False)
             said = _account_reasons(features, user, ids, names, external, top)
@@ -175,7 +175,7 @@ def test_account_reasons_name_people_by_handle_looked_up_at_once():
                 text = (
                     f"followed by {', '.join(shown)} and {rest} {more} you follow"
                     if rest
-                    else f"followed by {' and '.join(shown)}"
+                    else f"followed by {', '.join(shown[:-1])} and {shown[-1]}"
                 )
                 assert reason.via == via
                 assert reason.text.removesuffix("; follows you") == text

@@ -347,10 +347,10 @@ def _account_reasons(
     follows_back = (features.follows_back(np.full(len(ids), user), ids) > 0).tolist()
     counts = counts.tolist()
     # the people named by every result that names them, read (and their handles looked up) at
-    # once: each result's first ``top`` of the common people, as the slice ``[start:start +
-    # top]`` of them all reads it
+    # once: each result's first ``top`` of its own common people (never past them into the
+    # next result's, when ``top`` is larger than a result's count)
     named = [j for j, n in enumerate(counts) if n >= MIN_COMMON]
-    cut = np.minimum(top, len(common_ids) - starts[named])
+    cut = np.minimum(top, np.asarray(counts, dtype=np.int64)[named])
     common = common_ids[expand_ranges(starts[named], cut)[0]]
     via_all = list(map(str, (common if external is None else external[common]).tolist()))
     shown_all = names.show_accounts(via_all) if external is not None else via_all
