@@ -371,17 +371,26 @@ class WalkRetriever(Retriever):
     ) -> np.ndarray:
         """The walk score of each pair (0 where the walk never reached the target)."""
         users, targets = self._check_pairs(users, targets)
+        if len(users) and (users == users[0]).all():  # a request's pairs: one user
+            return self._row_pairs(int(users[0]), targets)
         out = np.zeros(len(users), dtype=np.float32)
         for user in np.unique(users):
             pick = np.flatnonzero(users == user)
-            row_targets, row_scores = self.cached_row(int(user))
-            order = np.argsort(row_targets)
+            out[pick] = self._row_pairs(int(user), targets[pick])
+        return out
+
+    def _row_pairs(self, user: int, targets: np.ndarray) -> np.ndarray:
+        """``user``'s walk score of each of ``targets`` (0 where the walk never reached it)."""
+        row_targets, row_scores = self.cached_row(user)
+        if len(row_targets) > 1 and not (row_targets[1:] > row_targets[:-1]).all():
+            order = np.argsort(row_targets)  # (a walk's row usually comes sorted by node)
             row_targets, row_scores = row_targets[order], row_scores[order]
-            at = np.searchsorted(row_targets, targets[pick])
-            inside = at < len(row_targets)
-            hit = np.zeros(len(pick), dtype=bool)
-            hit[inside] = row_targets[at[inside]] == targets[pick][inside]
-            out[pick[hit]] = row_scores[at[hit]].astype(np.float32)
+        at = np.searchsorted(row_targets, targets)
+        at[at == len(row_targets)] = 0
+        out = np.zeros(len(targets), dtype=np.float32)
+        if len(row_targets):
+            hit = row_targets[at] == targets
+            out[hit] = row_scores[at[hit]].astype(np.float32)
         return out
 
     def _recommend(self, users: np.ndarray, k: int, request: Request) -> TopK:
