@@ -69,3 +69,19 @@ def test_weights_not_one_per_list_are_refused_both_ways(compiled):
             merge._merge(ids, scores, sources, rule)
     finally:
         merge.COMPILED = True
+
+
+def test_pool_ranks_are_numpys_stable_ranks():
+    from recgraph.pipeline.merge_kernels import pool_ranks
+
+    rng = np.random.default_rng(11)
+    full = rng.integers(0, 6, size=(7, 40)).astype(np.float64)  # many ties
+    full[rng.random(full.shape) < 0.3] = -np.inf  # no candidate there
+    full[2, 5] = -0.0  # equal to 0.0: a tie, by column
+    full[3] = -np.inf  # a user with an empty pool
+    order = np.argsort(-full, axis=1, kind="stable")
+    want = np.empty_like(order)
+    np.put_along_axis(want, order, np.arange(1, full.shape[1] + 1)[None, :], axis=1)
+    np.testing.assert_array_equal(pool_ranks(full), want)
+    full[4, 4] = np.nan  # declined: numpy ranks
+    assert pool_ranks(full) is None

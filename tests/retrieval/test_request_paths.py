@@ -84,7 +84,7 @@ def test_a_friendship_walk_reads_one_side_for_both():
     # the pushed scores are those of the union either way, bit for bit
     pushed = model.user_row(4)
     model.symmetric_ = True
-    model._cache.clear()
+    model._forget_walks()
     for a, b in zip(model.user_row(4), pushed, strict=True):
         same_bits(a, b)
     # a follow graph is not read so
@@ -108,3 +108,67 @@ def test_one_users_list_from_its_own_paths_is_the_products(name):
                 np.testing.assert_array_equal(got[0], want[0])
                 same_bits(got[1], want[1])
     assert fast  # the request path was taken, and where it was not, the general one answered
+
+
+def items_graph(seed: int = 3) -> Interactions:
+    rng = np.random.default_rng(seed)
+    users, items = np.nonzero(rng.random((40, 60)) < 0.15)
+    return Interactions.from_indices(users, items, n_users=40, n_items=60)
+
+
+@pytest.mark.parametrize("name", ["ease", "item_knn", "biased_mf"])
+@pytest.mark.parametrize("account_graph", [False, True])
+def test_one_users_masked_cut_is_the_general_paths(name, account_graph, monkeypatch):
+    from recgraph.retrieval import walk_kernels
+
+    data = graph(n=50) if account_graph else items_graph()
+    try:
+        model = create_retriever(name).fit(data)
+    except Exception as exc:  # a model that does not handle account graphs
+        pytest.skip(str(exc))
+    walk_kernels.warm_up_top_row()
+    calls = []
+    fused = walk_kernels.masked_top_row
+    monkeypatch.setattr(walk_kernels, "masked_top_row", lambda *a: calls.append(1) or fused(*a))
+    rng = np.random.default_rng(4)
+    n = model.n_items
+    model_scores = model._score  # a NaN in the row: masked as the general path masks it
+
+    def with_nan(users):
+        block = np.array(model_scores(users), dtype=np.float32)
+        block[:, 1] = np.nan
+        return block
+
+    model._score = with_nan
+    allowed = rng.random(n) < 0.7
+    for user in (0, 5, 17, 31):
+        exclude = [rng.choice(n, size=4, replace=False)]
+        for k in (1, 5, 20, n + 3):
+            for kwargs in (
+                {},
+                {"exclude": exclude},
+                {"exclude_seen": False},
+                {"candidates": allowed},
+                {"exclude": exclude, "candidates": np.flatnonzero(allowed)},
+            ):
+                got = model.recommend([user], k, **kwargs)
+                batch_kwargs = dict(kwargs)
+                if "exclude" in kwargs:  # the batch path: the user beside another
+                    batch_kwargs["exclude"] = [kwargs["exclude"][0], []]
+                want = model.recommend([user, (user + 1) % model.n_users], k, **batch_kwargs)
+                np.testing.assert_array_equal(got[0][0], want[0][0])
+                same_bits(got[1][0], want[1][0])
+    assert calls  # the compiled request path answered
+
+
+@pytest.mark.parametrize("name", ["ease", "ppr"])
+def test_one_users_pair_scores_are_the_batchs(name):
+    model = create_retriever(name).fit(graph(n=50))
+    rng = np.random.default_rng(5)
+    for user in (0, 7, 21):
+        targets = rng.choice(model.n_items, size=30)  # a target twice, now and then
+        got = model.score_pairs(np.full(len(targets), user), targets)
+        users = np.r_[np.full(len(targets), user), [3, 4]]
+        want = model.score_pairs(users, np.r_[targets, [1, 2]])[: len(targets)]
+        same_bits(got, want)
+        assert (got != 0).any()

@@ -142,3 +142,27 @@ print(json.dumps({{k: [before.get(k, 0), v] for k, v in after.items() if v > bef
     called_from_python = {"top_allowed", "ppr_push", "ppr_sweep", "ppr_explain", "gather",
                           "salsa", "best_first", "effective_cap", "pixie_walk", "pixie_combine"}  # fmt: skip
     assert not {k: v for k, v in compiled_again.items() if k.split(".")[-1] in called_from_python}
+
+
+def test_walk_cache_is_bounded_by_bytes_and_count(monkeypatch):
+    import recgraph.retrieval.walks as walks_module
+    from recgraph.retrieval import create_retriever
+
+    rng = np.random.default_rng(0)
+    src, dst = np.nonzero(rng.random((60, 60)) < 0.1)
+    keep = src != dst
+    data = Interactions.from_indices(src[keep], dst[keep], n_users=60, one_sided=True)
+    model = create_retriever("ppr").fit(data)
+    sizes = [walks_module._nbytes(model.cached_row(u)) for u in range(3)]
+    assert model._cache_bytes == sum(sizes)
+    monkeypatch.setattr(walks_module, "ROW_CACHE_BYTES", sizes[1] + sizes[2] + 1)
+    model.cached_row(3)  # past the byte budget: the least recently used rows go
+    assert list(model._cache) == [("row", 2), ("row", 3)]
+    assert model._cache_bytes == sum(walks_module._nbytes(v[1]) for v in model._cache.values())
+    monkeypatch.setattr(walks_module, "ROW_CACHE", 1)
+    again = model.cached_row(2)  # a hit: the same arrays, nothing walked
+    assert again is model._cache[("row", 2)][1]
+    model.cached_row(5)
+    assert list(model._cache) == [("row", 5)]
+    model._forget_walks()
+    assert not model._cache and model._cache_bytes == 0

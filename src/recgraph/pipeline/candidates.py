@@ -96,7 +96,9 @@ def propose_cold(
 def _ranked(ids: np.ndarray, scores: np.ndarray, bit: int, floor: float | None) -> RankedList:
     if floor is not None:
         weak = scores <= floor
-        ids = np.where(weak, -1, ids)
-        scores = np.where(weak, -np.inf, scores).astype(np.float32)
+        if weak.any():  # (most lists of a request have none: nothing to copy)
+            ids = np.where(weak, -1, ids)
+            scores = np.where(weak, -np.inf, scores)
+        scores = scores.astype(np.float32, copy=False)
     source = np.int64(1) << np.int64(bit)
     return RankedList(ids, scores, np.where(ids >= 0, source, np.int64(0)))

@@ -158,3 +158,29 @@ def merge_rows(
         return None
     where = [(where_rank[j], where_score[j]) for j in range(where_rank.shape[0])]
     return out_ids, out_scores, out_sources, out_origin, where
+
+
+@kernel
+def pool_ranks(full):
+    """Per row of ``full`` (``-inf`` where the pool has no candidate), each entry's 1-based
+    rank by value, largest first, ties to the lower column: ``argsort(-full, stable)``
+    inverted, as :func:`~recgraph.pipeline.ranking._pool_ranks` computes it with numpy (a
+    stable order has one answer). ``None`` on a NaN (numpy sorts it last, a comparison
+    here would not): numpy then ranks."""
+    n, width = full.shape
+    ranks = np.empty((n, width), np.int64)
+    negated = np.empty(width, np.float64)
+    for r in range(n):
+        for c in range(width):
+            if np.isnan(full[r, c]):
+                return None
+            negated[c] = -full[r, c]
+        order = np.argsort(negated, kind="mergesort")
+        for p in range(width):
+            ranks[r, order[p]] = p + 1
+    return ranks
+
+
+def warm_up_pool_ranks() -> None:
+    """Compile (or read from numba's cache) :func:`pool_ranks` for the rows a request ranks."""
+    pool_ranks(np.zeros((1, 3)))

@@ -43,7 +43,7 @@ from recgraph.ranking.features import (
     feature_names,
 )
 from recgraph.ranking.registry import create_ranker, load_ranker
-from recgraph.retrieval.base import Retriever, shared_scores, top_k
+from recgraph.retrieval.base import Retriever, compiled_top_row, shared_scores, top_k
 
 RANKING_DIR = "ranking"
 STAGE_FILE = "stage.json"
@@ -145,22 +145,19 @@ def candidate_pool(
         where = [_rank_lookup(ids, part) for part in lists]
     columns = {}
     valid = ids >= 0
-    rows, cols = np.nonzero(valid)
+    rows = np.nonzero(valid)[0]
     for key, part, (rank, score) in zip(keys, lists, where, strict=True):
         missing = valid & (rank == 0)
-        if missing.any():
+        mr, mc = np.nonzero(missing)
+        if len(mr):
             # what the retriever thinks of candidates it did not propose
-            mr, mc = np.nonzero(missing)
             score[mr, mc] = models[key].score_pairs(users[mr], ids[mr, mc])
+        # the user's best finite score of the list (NaN: none), per pool entry
         finite = np.where(np.isfinite(part.scores), part.scores, -np.inf)
-        best = (
-            finite.max(axis=1, initial=-np.inf)
-            if part.scores.size
-            else np.full(len(users), -np.inf)
-        )
-        best = np.where(np.isfinite(best), best, np.nan)
+        best = finite.max(axis=1, initial=-np.inf)
+        best[np.isinf(best)] = np.nan
         columns[key] = RetrieverColumns(
-            scores=score[rows, cols], ranks=rank[rows, cols], user_best=best[rows]
+            scores=score[valid], ranks=rank[valid], user_best=best[rows]
         )
     return CandidatePool(users=users, ids=ids, merged=merged, sources=sources, columns=columns)
 
@@ -251,13 +248,16 @@ class RankingStage:
         self.spec, self.ranker, self.features, self.keys = spec, ranker, features, keys
         self.ppr_key = ppr_key
         from recgraph.data import row_kernels  # numba: not on import
+        from recgraph.pipeline.merge_kernels import warm_up_pool_ranks
         from recgraph.ranking import history_kernels
         from recgraph.retrieval.walk_kernels import warm_up_top_row
 
-        # a request's feature kernels and its retrievers' one-row top k compiled now
+        # a request's feature kernels, its retrievers' one-row top k and its fusion's ranks
+        # compiled now
         history_kernels.warm_up()
         row_kernels.warm_up()
         warm_up_top_row()
+        warm_up_pool_ranks()
         self.active = active
         self.report = dict(report or {})
         self.order = order
@@ -310,7 +310,11 @@ class RankingStage:
             else:  # the best retriever's own order: rank first, its score among the rest
                 own = _own_order(pool.columns[self.order])
                 scores[pool.valid] = -np.argsort(np.argsort(-own, kind="stable"), kind="stable")
-        order, best = top_k(scores, k)
+        top_row = compiled_top_row() if len(scores) == 1 else None
+        if top_row is not None and not np.isnan(scores).any():
+            order, best = (a[None, :] for a in top_row(scores[0], k))  # a request's: compiled
+        else:
+            order, best = top_k(scores, k)
         rows = np.arange(len(pool.users))[:, None]
         chosen = np.maximum(order, 0)
         ids = np.where(order >= 0, pool.ids[rows, chosen], -1)
@@ -528,6 +532,11 @@ def _pool_ranks(pool: CandidatePool, values: np.ndarray) -> np.ndarray:
     """Per user, each valid candidate's 1-based rank by ``values`` (given over ``pool.valid``)."""
     full = np.full(pool.ids.shape, -np.inf)
     full[pool.valid] = values
+    from recgraph.pipeline.merge_kernels import pool_ranks  # numba: not on import
+
+    ranks = pool_ranks(full)  # one compiled pass per row: the same ranks
+    if ranks is not None:
+        return ranks[pool.valid]
     order = np.argsort(-full, axis=1, kind="stable")
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(1, full.shape[1] + 1)[None, :], axis=1)

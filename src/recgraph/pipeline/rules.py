@@ -88,7 +88,9 @@ class ServingRules:
         ):
             # a request's one user: its sorted distinct ids are the binary row itself (the
             # general path builds, copies and sorts a matrix for the same entries)
-            cols = np.unique(np.asarray(exclude[0] if exclude is not None else (), np.int64))
+            if exclude is None or not len(exclude[0]):
+                return self._no_exclusions()
+            cols = np.unique(np.asarray(exclude[0], np.int64))
             return sp.csr_matrix(
                 (np.ones(len(cols), np.float32), cols, np.array([0, len(cols)])), shape=(1, width)
             )
@@ -98,6 +100,19 @@ class ServingRules:
         if own is not None and (users >= 0).any():
             blocked = blocked + _rows(own, users)
         return _binary(blocked)
+
+    def _no_exclusions(self) -> sp.csr_matrix:
+        """One user's empty exclusion row, built once (a request without exclusions: most of
+        them) and read-only, so that no caller can change what the next request gets."""
+        width = self.history.n_targets
+        empty = self.__dict__.get("_empty_row")
+        if empty is None or empty.shape[1] != width:  # (the targets grow with new data)
+            arrays = np.ones(0, np.float32), np.zeros(0, np.int32), np.zeros(2, np.int32)
+            for array in arrays:
+                array.flags.writeable = False
+            empty = sp.csr_matrix(arrays, shape=(1, width))
+            self.__dict__["_empty_row"] = empty
+        return empty
 
     def with_history(self, users: np.ndarray, blocked: sp.csr_matrix) -> sp.csr_matrix:
         """``blocked`` plus what each user had in training and, on account graphs, the user.

@@ -398,8 +398,13 @@ class Retriever(ABC):
         for start in range(0, len(users), step):
             stop = min(start + step, len(users))
             batch = users[start:stop]
-            block = np.array(self._dense_scores(batch), dtype=np.float32, copy=True)
             part = request.rows(start, stop)
+            if stop - start == 1:
+                one = self._masked_top_one(self._dense_scores(batch)[0], int(batch[0]), k, part)
+                if one is not None:  # a request: masked and cut in one compiled call
+                    ids[start], scores[start] = one
+                    continue
+            block = np.array(self._dense_scores(batch), dtype=np.float32, copy=True)
             self._mask_scores(
                 block,
                 batch,
@@ -413,6 +418,44 @@ class Retriever(ABC):
             else:
                 ids[start:stop], scores[start:stop] = top_k(block, k)
         return ids, scores
+
+    def _masked_top_one(
+        self, row: np.ndarray, user: int, k: int, request: Request
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """One user's top ``k`` of its dense ``row`` masked as :meth:`_mask_scores` masks it,
+        by :func:`~recgraph.retrieval.walk_kernels.masked_top_row` (not copied nor masked
+        here); ``None`` where the kernel is not compiled in this process or the arrays are
+        not the kinds it was compiled for (the general path answers)."""
+        kernels = sys.modules.get("recgraph.retrieval.walk_kernels")
+        allowed = request.allowed
+        if (
+            kernels is None
+            or not kernels.TOP_ROW_WARM
+            or sp.issparse(allowed)
+            or row.dtype != np.float32
+            or not row.flags.c_contiguous
+            or not row.flags.writeable
+        ):
+            return None
+        assert self._seen is not None
+        seen = self._seen
+        if request.exclude_seen:
+            seen_row = np.array(seen.indices[seen.indptr[user] : seen.indptr[user + 1]], np.int64)
+            self_index = user if self.graph_kind in ("follows", "friends") else -1
+        else:
+            seen_row, self_index = np.zeros(0, np.int64), -1
+        exclude = request.exclude
+        if exclude is None:
+            extra = np.zeros(0, np.int64)
+        else:
+            extra = np.array(exclude.indices[exclude.indptr[0] : exclude.indptr[1]], np.int64)
+        if allowed is None:
+            mask = np.zeros(0, bool)
+        else:
+            mask = np.array(allowed, dtype=bool)  # a writable copy: the compiled kind
+            if mask.shape != row.shape:
+                return None
+        return kernels.masked_top_row(row, seen_row, np.int64(self_index), extra, mask, k)
 
     def _allowed(
         self, candidates: np.ndarray | Sequence[int] | sp.spmatrix | None, n_rows: int
@@ -591,6 +634,9 @@ class Retriever(ABC):
         models without dense rows (graph walks, two-hop products) override it.
         """
         users, targets = self._check_pairs(users, targets)
+        if len(users) and (users == users[0]).all():
+            # a request's pairs (one user): its one row, read where the pairs point
+            return np.asarray(self._dense_scores(users[:1])[0, targets], dtype=np.float32)
         out = np.empty(len(users), dtype=np.float32)
         distinct, row_of = np.unique(users, return_inverse=True)
         step = self.batch_size()

@@ -44,13 +44,26 @@ from recgraph.retrieval.sparse_top_k import sparse_top_k
 from recgraph.retrieval.walk_kernels import graph_tuple, top_allowed, warm_up
 
 GRAPH_FOLDER = "graph"
-#: Users whose walk results a model keeps (see :meth:`WalkRetriever._cached`).
-ROW_CACHE = 256
+#: Users whose walk results a model keeps at most (see :meth:`WalkRetriever._cached`).
+ROW_CACHE = 4096
+#: Bytes of arrays those results may hold at most, per model (a PPR row on ego-Facebook:
+#: ~16 kB, so ~2,000 users; a served user asked again within them does not walk again).
+ROW_CACHE_BYTES = 32 << 20
 #: Scratch arrays of one kind a model holds at most (see :meth:`WalkRetriever._scratch`): one
 #: per core this process may use (at least 4). The kernels release the GIL, so that many make
 #: progress at once; a thread past them waits for an array (more would share the same cores
 #: while holding 8 bytes a node each: 80 MB at 10^7 nodes).
 SCRATCH_ARRAYS = max(4, resolve_threads(0))
+
+
+def _nbytes(value: Any) -> int:
+    """Bytes of the arrays in ``value`` (an array, or tuples and lists of them), plus a
+    little for each container: what a cached walk result holds."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes + 112
+    if isinstance(value, tuple | list):
+        return 64 + sum(_nbytes(part) for part in value)
+    return 64
 
 
 def kernel_array(array: Any, dtype: type) -> np.ndarray:
@@ -209,7 +222,8 @@ class WalkRetriever(Retriever):
         """Derive what the walks need from ``graph_``; subclasses extend it."""
         self.overlay = GraphOverlay()
         self.walk_graph_ = WalkGraph(self.graph_, self.overlay, self.config.hub_cap)
-        self._cache: OrderedDict[tuple, tuple[int, Any]] = OrderedDict()
+        self._cache: OrderedDict[tuple, tuple[int, Any, int]] = OrderedDict()
+        self._cache_bytes = 0  # the arrays' bytes the cache's values hold
         self._cache_lock = threading.Lock()
 
     def _cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
@@ -225,11 +239,24 @@ class WalkRetriever(Retriever):
                 self._cache.move_to_end(key)
                 return hit[1]
         value = compute()
+        size = _nbytes(value)
         with self._cache_lock:
-            self._cache[key] = (version, value)
-            while len(self._cache) > ROW_CACHE:
-                self._cache.popitem(last=False)
+            old = self._cache.pop(key, None)
+            if old is not None:
+                self._cache_bytes -= old[2]
+            self._cache[key] = (version, value, size)
+            self._cache_bytes += size
+            while len(self._cache) > ROW_CACHE or (
+                self._cache_bytes > ROW_CACHE_BYTES and len(self._cache) > 1
+            ):
+                self._cache_bytes -= self._cache.popitem(last=False)[1][2]
         return value
+
+    def _forget_walks(self) -> None:
+        """Empty the cache of :meth:`_cached`."""
+        with self._cache_lock:
+            self._cache.clear()
+            self._cache_bytes = 0
 
     def _save_files(self, path: Path) -> None:
         self.graph_.save(path / GRAPH_FOLDER)
@@ -371,17 +398,26 @@ class WalkRetriever(Retriever):
     ) -> np.ndarray:
         """The walk score of each pair (0 where the walk never reached the target)."""
         users, targets = self._check_pairs(users, targets)
+        if len(users) and (users == users[0]).all():  # a request's pairs: one user
+            return self._row_pairs(int(users[0]), targets)
         out = np.zeros(len(users), dtype=np.float32)
         for user in np.unique(users):
             pick = np.flatnonzero(users == user)
-            row_targets, row_scores = self.cached_row(int(user))
-            order = np.argsort(row_targets)
+            out[pick] = self._row_pairs(int(user), targets[pick])
+        return out
+
+    def _row_pairs(self, user: int, targets: np.ndarray) -> np.ndarray:
+        """``user``'s walk score of each of ``targets`` (0 where the walk never reached it)."""
+        row_targets, row_scores = self.cached_row(user)
+        if len(row_targets) > 1 and not (row_targets[1:] > row_targets[:-1]).all():
+            order = np.argsort(row_targets)  # (a walk's row usually comes sorted by node)
             row_targets, row_scores = row_targets[order], row_scores[order]
-            at = np.searchsorted(row_targets, targets[pick])
-            inside = at < len(row_targets)
-            hit = np.zeros(len(pick), dtype=bool)
-            hit[inside] = row_targets[at[inside]] == targets[pick][inside]
-            out[pick[hit]] = row_scores[at[hit]].astype(np.float32)
+        at = np.searchsorted(row_targets, targets)
+        at[at == len(row_targets)] = 0
+        out = np.zeros(len(targets), dtype=np.float32)
+        if len(row_targets):
+            hit = row_targets[at] == targets
+            out[hit] = row_scores[at[hit]].astype(np.float32)
         return out
 
     def _recommend(self, users: np.ndarray, k: int, request: Request) -> TopK:
