@@ -931,3 +931,15 @@ def test_people_like_you_are_the_same_counted_in_a_table_or_by_a_sort(feed_graph
     assert sum(len(x) for x in table) > 0
     for a, b in zip(table, sort, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_ranking_stage_compiles_its_reason_kernels_when_built(monkeypatch):
+    """Built at load, a ranking stage leaves the ranked reasons' kernels compiled: a worker's
+    first ranked answer does not load them from numba's cache while others wait."""
+    from recgraph.pipeline import explain_kernels
+    from recgraph.pipeline.ranking import RankingStage
+
+    warmed = []
+    monkeypatch.setattr(explain_kernels, "warm_up", lambda: warmed.append(True))
+    RankingStage(ranked_config(["adamic_adar"]).ranker, None, None, [])
+    assert warmed == [True]

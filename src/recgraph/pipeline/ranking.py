@@ -248,16 +248,18 @@ class RankingStage:
         self.spec, self.ranker, self.features, self.keys = spec, ranker, features, keys
         self.ppr_key = ppr_key
         from recgraph.data import row_kernels  # numba: not on import
+        from recgraph.pipeline import explain_kernels
         from recgraph.pipeline.merge_kernels import warm_up_pool_ranks
         from recgraph.ranking import history_kernels
         from recgraph.retrieval.walk_kernels import warm_up_top_row
 
-        # a request's feature kernels, its retrievers' one-row top k and its fusion's ranks
-        # compiled now
+        # a request's feature kernels, its retrievers' one-row top k, its fusion's ranks and
+        # its ranked reasons' kernels compiled now
         history_kernels.warm_up()
         row_kernels.warm_up()
         warm_up_top_row()
         warm_up_pool_ranks()
+        explain_kernels.warm_up()
         self.active = active
         self.report = dict(report or {})
         self.order = order
