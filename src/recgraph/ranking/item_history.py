@@ -95,14 +95,16 @@ def small_dense(matrix: sp.csr_matrix) -> np.ndarray | None:
 
 
 def dense_reductions(
-    values: np.ndarray, dense: np.ndarray, items: np.ndarray, cols: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per candidate ``items[i]``, the maximum and the sum of its products
-    ``values * dense[items[i], cols]`` (:func:`~.history_kernels.reductions`), the kernel
-    module imported here, on first use: importing the ranking does not load numba."""
-    from recgraph.ranking.history_kernels import reductions
+    rows: list[tuple[np.ndarray, np.ndarray]], dense: np.ndarray, items: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per ``(values, cols)`` of ``rows`` (a user's row of each of several matrices) and per
+    candidate ``items[i]``, the maximum and the sum of its products
+    ``values * dense[items[i], cols]`` (:func:`~.history_kernels.many_reductions`: one
+    compiled pass for them all), the kernel module imported here, on first use: importing
+    the ranking does not load numba."""
+    from recgraph.ranking.history_kernels import many_reductions
 
-    return reductions(values, dense, items, cols)
+    return many_reductions(rows, dense, items)
 
 
 class HistoryProducts:
@@ -161,17 +163,18 @@ class HistoryProducts:
         lo, hi = history.indptr[self.user], history.indptr[self.user + 1]
         return history.indices[lo:hi], history.data[lo:hi]
 
-    def reduced(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray] | None:
-        """Per candidate, the maximum (float64) and the sum of its products with ``history``'s
-        row, as :func:`reduce_rows` and :func:`row_sums` reduce this call's arrays, in one
-        compiled pass (:mod:`.history_kernels`, read from the dense neighbours: no block
-        gathered); ``None`` off a request's dense neighbours."""
+    def reduced(self, histories: list[sp.csr_matrix]) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """Per history of ``histories`` and candidate, the maximum (float64) and the sum of
+        its products with the history's row, as :func:`reduce_rows` and :func:`row_sums`
+        reduce this call's arrays, in one compiled pass for all of them
+        (:mod:`.history_kernels`, read from the dense neighbours: no block gathered);
+        ``None`` off a request's dense neighbours."""
         if self.dense is None or self.dense.dtype not in FLOATS:
             return None
-        cols, values = self._row(history)
-        if values.dtype not in FLOATS:
+        rows = [self._row(history)[::-1] for history in histories]
+        if any(values.dtype not in FLOATS for values, _ in rows):
             return None
-        return dense_reductions(values, self.dense, self.items, cols)
+        return dense_reductions(rows, self.dense, self.items)
 
     def __call__(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         if self.dense is not None:
