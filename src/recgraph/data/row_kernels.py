@@ -38,13 +38,6 @@ def position(sorted_keys, key):
 
 
 @kernel
-def find(dense, lookup, sorted_keys, key):
-    """Where ``key`` is in ``sorted_keys``: ``lookup[key]`` when ``dense`` (a table over
-    every key), else :func:`position`."""
-    return lookup[key] if dense else position(sorted_keys, key)
-
-
-@kernel
 def forward_products(cols, values, indptr, indices, data, items, n_cols, dense):
     """Each candidate's row (canonical) read in turn, its columns looked up in the user's
     sorted ``cols`` (by a table over the ``n_cols`` columns when ``dense``, else by binary
@@ -65,7 +58,9 @@ def forward_products(cols, values, indptr, indices, data, items, n_cols, dense):
         item = items[i]
         for p in range(indptr[item], indptr[item + 1]):
             column = indices[p]
-            at = find(dense, lookup, cols, column)
+            # the table read here, not in a helper: a call per entry passes (and counts
+            # references to) the arrays, 20 times the read itself
+            at = lookup[column] if dense else position(cols, column)
             if at >= 0:
                 product = values[at] * data[p]
                 if product != 0:
@@ -98,7 +93,7 @@ def transposed_products(cols, values, t_indptr, t_indices, t_data, items, order,
     for j in range(len(cols)):
         column = cols[j]
         for p in range(t_indptr[column], t_indptr[column + 1]):
-            at = find(dense, lookup, ranked, t_indices[p])
+            at = lookup[t_indices[p]] if dense else position(ranked, t_indices[p])
             if at >= 0:
                 row = order[at]
                 product = values[j] * t_data[p]
