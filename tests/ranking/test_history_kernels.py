@@ -85,20 +85,24 @@ def test_mixed_float_types_multiply_as_numpy():
     np.testing.assert_array_equal(got_max, reduce_rows(indptr, data, np.maximum))
 
 
-def test_feature_matrix_is_the_stacked_float32_matrix():
-    from recgraph.ranking.base import feature_matrix
+@pytest.mark.parametrize("extra", [0, 1])
+def test_feature_matrix_is_the_stacked_float32_matrix(extra):
+    """A request's rows (stacked at once) and a batch's (column by column) alike."""
+    from recgraph.ranking.base import STACKED_ROWS, feature_matrix
 
     rng = np.random.default_rng(0)
+    n = 50 if not extra else STACKED_ROWS + extra
     columns = [
-        rng.normal(size=50) * 1e6,
-        rng.normal(size=50).astype(np.float32),
-        rng.integers(0, 2**40, 50),  # through float64 first, as the stack does
-        rng.random(50) < 0.5,
-        np.full(50, np.nan),
+        rng.normal(size=n) * 1e6,
+        rng.normal(size=n).astype(np.float32),
+        rng.integers(0, 2**40, n),  # through float64 first, as the stack does
+        rng.random(n) < 0.5,
+        np.full(n, np.nan),
     ]
     expected = np.stack(columns, axis=1).astype(np.float32)
     got = feature_matrix(columns)
-    assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    assert got.tobytes() == expected.tobytes()
 
 
 def test_feature_matrix_refuses_what_the_stack_refused():
