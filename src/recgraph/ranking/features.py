@@ -77,7 +77,6 @@ from recgraph.data.sparse_rows import (
     l2_rows,
     one_user,
     pair_sums_rows,
-    reduce_rows,
     row_entries,
     row_sums,
 )
@@ -718,15 +717,8 @@ class CandidateFeatures:
             self.derived("neighbours_by_item"),
             histories + ([deviations, self.derived("rated")] if rated else []),
         )
-        # a request's, compiled, the three in one pass: the same bits
-        reduced = products.reduced(histories)
-        if reduced is None:
-            reduced = []
-            for history in histories:
-                indptr, data = products(history)
-                reduced.append((reduce_rows(indptr, data, np.maximum), row_sums(indptr, data)))
         out = []
-        for history, (largest, total) in zip(histories, reduced, strict=True):
+        for history, (largest, total) in zip(histories, products.reduced(histories), strict=True):
             size = np.maximum(history.indptr[users + 1] - history.indptr[users], 1)
             out += [largest, total / size]
         out += [self.pop_windows[items, j] for j in range(self.pop_windows.shape[1])]
@@ -739,22 +731,17 @@ class CandidateFeatures:
         return out + ([self._rating_deviation(users, products, rated)] if deviation else [])
 
     def _pair_sums(
-        self,
-        user_sides: list[sp.csr_matrix],
-        users: np.ndarray,
-        name: str,
-        items: np.ndarray,
-        **how,
+        self, sides: list[sp.csr_matrix], users: np.ndarray, name: str, items: np.ndarray, **how
     ) -> list[np.ndarray]:
-        """:func:`pair_sums_rows` of each of ``user_sides`` and the item-side matrix ``name``; a
-        request against a small one (genres, weeks) read from its dense rows at the user's
-        columns, all of ``user_sides`` in one pass (:func:`~.item_history.dense_reductions`:
+        """:func:`pair_sums_rows` of each of ``sides`` (user side) and the item-side matrix
+        ``name``; a request against a small one (genres, weeks) read from its dense rows at the
+        user's columns, all ``sides`` in one pass (:func:`~.item_history.dense_reductions`:
         the same products and sums, so the same bits)."""
         user = one_user(users)
         dense = None if user is None else self.derived(f"{name}_dense")
         if dense is not None:
             rows = []
-            for user_side in user_sides:
+            for user_side in sides:
                 lo, hi = user_side.indptr[user], user_side.indptr[user + 1]
                 cols = user_side.indices[lo:hi]
                 if not (user_side.has_canonical_format or ascending(cols)):
@@ -764,7 +751,7 @@ class CandidateFeatures:
                 reduced = dense_reductions(rows, dense, items)
                 return [total.astype(np.float64) for _, total in reduced]
         item_side = getattr(self, name)
-        return [pair_sums_rows(side, users, item_side, items, **how)[0] for side in user_sides]
+        return [pair_sums_rows(side, users, item_side, items, **how)[0] for side in sides]
 
     def _rating_deviation(self, users: np.ndarray, products, rated: bool) -> np.ndarray:
         """``rating_dev_sim``: the user's ratings less their mean, averaged over what they rated
