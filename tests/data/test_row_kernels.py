@@ -87,14 +87,29 @@ def test_each_read_and_lookup_is_scipys_product(dense) -> None:
             assert data.tobytes() == want.data.tobytes()
 
 
-def test_weighted_pair_sums_are_scipys() -> None:
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pattern", ["plain+2", "2+plain", "plain", "1", "plain+f32"])
+def test_weighted_pair_sums_are_scipys(dtype, pattern) -> None:
+    """Every weighting of a request in one compiled call (or numpy's, for a float32
+    weighting) gives scipy's sums, whatever their order."""
     rng = np.random.default_rng(3)
     for _ in range(40):
         n = int(rng.integers(5, 250))
-        matrix = _matrix(rng, n, np.float32, np.int32)
+        matrix = _matrix(rng, n, dtype, np.int32, zeros=True)
         items = rng.choice(n, int(rng.integers(1, n)), replace=False)
         users = np.full(len(items), int(rng.integers(n)))
-        weights = (None, rng.random(n), 1 / np.log(2 + rng.integers(0, 40, n)))
+        first, second = rng.random(n), 1 / np.log(2 + rng.integers(0, 40, n))
+        weights = {
+            "plain+2": (None, first, second),
+            "2+plain": (second, None, first),
+            "plain": (None,),
+            "1": (first,),
+            "plain+f32": (None, second.astype(np.float32)),
+        }[pattern]
+        if pattern == "plain+f32" and dtype == np.float32:
+            with pytest.raises(TypeError, match="float64 weights"):
+                pair_sums_rows(matrix, users, matrix, items, weights)
+            continue
         got = pair_sums_rows(matrix, users, matrix, items, weights, transposed=matrix.T.tocsr())
         want = pair_sums_by(matrix[users], matrix[items], weights)
         for a, b in zip(got, want, strict=True):
@@ -128,3 +143,4 @@ def test_warm_up_compiles_every_signature_once() -> None:
         row_kernels.request_products,
     ):
         assert len(function.signatures) >= 4
+    assert len(row_kernels.row_sums_by.signatures) >= 2  # float32, float64 products

@@ -9,7 +9,7 @@ the ~0.2 CPU ms each of an ego-Facebook request's calls took.
 loops, writing the same entries in the same order (candidate by candidate,
 columns ascending, no zero product), so every sum over them is the same float
 (tests/data/test_row_kernels.py; a NaN may differ in its sign bit only);
-:func:`weighted_row_sums` and :func:`row_times_rows` are the features' weighted
+:func:`row_sums_by` and :func:`row_times_rows` are the features' plain and weighted
 sums and one user's two-hop path sums, added in numpy's and scipy's order.
 
 Compiled as every kernel is (:func:`recgraph.compiled.kernel`: ``njit(cache=True, nogil=True)``);
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recgraph.compiled import kernel
+from recgraph.compiled import kernel, pairwise_sum
 from recgraph.data.kernel_inputs import KERNEL_FLOATS, KERNEL_INDICES, frozen
 
 
@@ -35,13 +35,6 @@ def position(sorted_keys, key):
         else:
             hi = mid
     return lo if lo < len(sorted_keys) and sorted_keys[lo] == key else -1
-
-
-@kernel
-def find(dense, lookup, sorted_keys, key):
-    """Where ``key`` is in ``sorted_keys``: ``lookup[key]`` when ``dense`` (a table over
-    every key), else :func:`position`."""
-    return lookup[key] if dense else position(sorted_keys, key)
 
 
 @kernel
@@ -65,7 +58,9 @@ def forward_products(cols, values, indptr, indices, data, items, n_cols, dense):
         item = items[i]
         for p in range(indptr[item], indptr[item + 1]):
             column = indices[p]
-            at = find(dense, lookup, cols, column)
+            # the table read here, not in a helper: a call per entry passes (and counts
+            # references to) the arrays, 20 times the read itself
+            at = lookup[column] if dense else position(cols, column)
             if at >= 0:
                 product = values[at] * data[p]
                 if product != 0:
@@ -98,7 +93,7 @@ def transposed_products(cols, values, t_indptr, t_indices, t_data, items, order,
     for j in range(len(cols)):
         column = cols[j]
         for p in range(t_indptr[column], t_indptr[column + 1]):
-            at = find(dense, lookup, ranked, t_indices[p])
+            at = lookup[t_indices[p]] if dense else position(ranked, t_indices[p])
             if at >= 0:
                 row = order[at]
                 product = values[j] * t_data[p]
@@ -180,7 +175,9 @@ def warm_up() -> None:
                     cols, data, indptr, indices, data, indptr, indices, data, transposed, items,
                     2, 2, 1, 8,
                 )  # fmt: skip
-            weighted_row_sums(frozen(np.array([0, 1, 2], np.int64)), cols, data, frozen(np.ones(2)))
+            # a request's products' indices are int64 whatever the matrices'
+            weights = frozen(np.ones((2, 2)))
+            row_sums_by(frozen(np.array([0, 1, 2], np.int64)), cols, data, weights)
     _WARM.append(True)
 
 
@@ -215,14 +212,23 @@ def row_times_rows(indptr, indices, data, user, b_indptr, b_indices, b_data, n_c
 
 
 @kernel
-def weighted_row_sums(indptr, indices, data, weights):
-    """Per row, ``sum data[k] * weights[indices[k]]`` in float64, added from zero in the
-    entries' order (what ``np.bincount(rows, weights=terms)`` adds)."""
+def row_sums_by(indptr, indices, data, weights):
+    """Per row, the sum of its entries as ``np.add.reduceat`` adds them (the first entry plus
+    numpy's pairwise sum of the rest, in ``data``'s dtype; 0 for an empty row: what
+    :func:`~recgraph.data.sparse_rows.row_sums` gives), and under each row ``w`` of
+    ``weights`` the float64 sum of ``data[k] * weights[w, indices[k]]`` added from zero in
+    the entries' order (what ``np.bincount(rows, weights=terms)`` adds): every sum of a
+    request's pair features in one call."""
     m = len(indptr) - 1
-    out = np.zeros(m, np.float64)
+    plain = np.zeros(m, data.dtype)
+    weighted = np.zeros((weights.shape[0], m), np.float64)
     for i in range(m):
-        total = 0.0
-        for k in range(indptr[i], indptr[i + 1]):
-            total += data[k] * weights[indices[k]]
-        out[i] = total
-    return out
+        lo, hi = indptr[i], indptr[i + 1]
+        if hi > lo:
+            plain[i] = data[lo] + pairwise_sum(data[lo + 1 : hi])
+        for w in range(weights.shape[0]):
+            total = 0.0
+            for k in range(lo, hi):
+                total += data[k] * weights[w, indices[k]]
+            weighted[w, i] = total
+    return plain, weighted

@@ -242,19 +242,25 @@ def pair_sums_rows(
         left, right = user_side[users], item_side[items]
         return pair_sums_by(*((left, right) if user_left else (right, left)), weightings)
     indptr, indices, data = part
+    weighted = [weights for weights in weightings if weights is not None]
+    if data.dtype in KERNEL_FLOATS and all(
+        weights.dtype == np.float64 and weights.shape == weighted[0].shape for weights in weighted
+    ):
+        from recgraph.data import row_kernels  # numba: not on import
+
+        # every weighting's sum in one compiled call, the same floats as one by one below
+        stacked = np.stack(weighted) if weighted else np.zeros((0, 1))
+        plain, sums = row_kernels.row_sums_by(
+            frozen(indptr), frozen(indices), frozen(data), frozen(stacked)
+        )
+        each = iter(sums)
+        return [
+            plain.astype(np.float64) if weights is None else next(each) for weights in weightings
+        ]
     out = []
     for weights in weightings:
         if weights is None:
             out.append(row_sums(indptr, data).astype(np.float64))
-            continue
-        if weights.dtype == np.float64 and data.dtype in KERNEL_FLOATS:
-            from recgraph.data import row_kernels  # numba: not on import
-
-            out.append(
-                row_kernels.weighted_row_sums(
-                    frozen(indptr), frozen(indices), frozen(data), frozen(weights)
-                )
-            )
             continue
         terms = np.multiply(data, weights[indices])
         if terms.dtype != np.float64:

@@ -252,17 +252,27 @@ def ndcg_at(scores: np.ndarray, labels: np.ndarray, groups: Sequence[int], k: in
     return total / counted if counted else 0.0
 
 
+#: Rows up to which :func:`feature_matrix` stacks the columns in one float64 array (a
+#: request's few hundred: one conversion instead of one call per column); above, column by
+#: column (a training batch: no float64 copy of the whole matrix).
+STACKED_ROWS = 4096
+
+
 def feature_matrix(columns: list[np.ndarray]) -> np.ndarray:
     """``np.stack(columns, axis=1).astype(np.float32)`` (each value through float64, then
-    float32) written column by column into one array: the same floats, without a float64
-    copy of the whole matrix (a request's features are a few dozen columns). Refuses what
-    the stack refused: no columns, or columns of different shapes (``ValueError``)."""
+    float32), C-ordered: for a request, the float64 stack built by one call; for a batch
+    written column by column into one array, the same floats, without a float64 copy of
+    the whole matrix. Refuses what the stack refused: no columns, or columns of different
+    shapes (``ValueError``)."""
     if not columns:
         raise ValueError("no feature columns to stack")
-    rows = np.shape(columns[0])
-    for j, column in enumerate(columns):
-        if np.shape(column) != rows or len(rows) != 1:
-            raise ValueError(f"feature column {j} has shape {np.shape(column)}, column 0 {rows}")
+    shapes = [c.shape if isinstance(c, np.ndarray) else np.shape(c) for c in columns]
+    rows = shapes[0]
+    for j, shape in enumerate(shapes):
+        if shape != rows or len(rows) != 1:
+            raise ValueError(f"feature column {j} has shape {shape}, column 0 {rows}")
+    if rows[0] <= STACKED_ROWS:
+        return np.array(columns, dtype=np.float64).T.astype(np.float32, order="C")
     out = np.empty((rows[0], len(columns)), dtype=np.float32)
     for j, column in enumerate(columns):
         out[:, j] = column if column.dtype.kind == "f" else column.astype(np.float64)

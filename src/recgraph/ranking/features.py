@@ -77,7 +77,6 @@ from recgraph.data.sparse_rows import (
     l2_rows,
     one_user,
     pair_sums_rows,
-    reduce_rows,
     row_entries,
     row_sums,
 )
@@ -675,8 +674,8 @@ class CandidateFeatures:
                 norm = np.where(np.abs(best) > 0, scores / np.abs(best), np.nan)
             proposed = view.ranks > 0
             columns += [norm, np.where(proposed, view.ranks, depth + 1), proposed]
-        in_user_weeks = self._pair_sums(
-            self.derived("user_weeks_binary"), users, "item_weeks", items
+        (in_user_weeks,) = self._pair_sums(
+            [self.derived("user_weeks_binary")], users, "item_weeks", items
         )
         # ``time_affinity`` has always read these same sums: the ranker was trained on code
         # that set the user's week rows to ones in place (``binary`` on a slice sharing its
@@ -719,37 +718,40 @@ class CandidateFeatures:
             histories + ([deviations, self.derived("rated")] if rated else []),
         )
         out = []
-        for history in (self.liked, self.recent, self.last):
-            reduced = products.reduced(history)  # a request's, compiled: the same bits
-            if reduced is None:
-                indptr, data = products(history)
-                reduced = reduce_rows(indptr, data, np.maximum), row_sums(indptr, data)
+        for history, (largest, total) in zip(histories, products.reduced(histories), strict=True):
             size = np.maximum(history.indptr[users + 1] - history.indptr[users], 1)
-            out += [reduced[0], reduced[1] / size]
+            out += [largest, total / size]
         out += [self.pop_windows[items, j] for j in range(self.pop_windows.shape[1])]
         out.append(self.pop_trend[items])
-        out += [
-            self._pair_sums(self.user_genres, users, "item_genres", items, user_left=False),
-            self._pair_sums(self.recent_genres, users, "item_genres", items, user_left=False),
-        ]
+        out += self._pair_sums(
+            [self.user_genres, self.recent_genres], users, "item_genres", items, user_left=False
+        )
         year = self.year[items]
         out += [self.end_year - year, year - self.user_year[users]]
         return out + ([self._rating_deviation(users, products, rated)] if deviation else [])
 
     def _pair_sums(
-        self, user_side: sp.csr_matrix, users: np.ndarray, name: str, items: np.ndarray, **how
-    ) -> np.ndarray:
-        """:func:`pair_sums_rows` of ``user_side`` and the item-side matrix ``name``; a request
-        against a small one (genres, weeks) read from its dense rows at the user's columns
-        (:func:`~.item_history.dense_reductions`: the same products and sums, so the same bits)."""
+        self, sides: list[sp.csr_matrix], users: np.ndarray, name: str, items: np.ndarray, **how
+    ) -> list[np.ndarray]:
+        """:func:`pair_sums_rows` of each of ``sides`` (user side) and the item-side matrix
+        ``name``; a request against a small one (genres, weeks) read from its dense rows at the
+        user's columns, all ``sides`` in one pass (:func:`~.item_history.dense_reductions`:
+        the same products and sums, so the same bits)."""
         user = one_user(users)
         dense = None if user is None else self.derived(f"{name}_dense")
         if dense is not None:
-            lo, hi = user_side.indptr[user], user_side.indptr[user + 1]
-            cols, values = user_side.indices[lo:hi], user_side.data[lo:hi]
-            if user_side.has_canonical_format or ascending(cols):
-                return dense_reductions(values, dense, items, cols)[1].astype(np.float64)
-        return pair_sums_rows(user_side, users, getattr(self, name), items, **how)[0]
+            rows = []
+            for user_side in sides:
+                lo, hi = user_side.indptr[user], user_side.indptr[user + 1]
+                cols = user_side.indices[lo:hi]
+                if not (user_side.has_canonical_format or ascending(cols)):
+                    break
+                rows.append((user_side.data[lo:hi], cols))
+            else:
+                reduced = dense_reductions(rows, dense, items)
+                return [total.astype(np.float64) for _, total in reduced]
+        item_side = getattr(self, name)
+        return [pair_sums_rows(side, users, item_side, items, **how)[0] for side in sides]
 
     def _rating_deviation(self, users: np.ndarray, products, rated: bool) -> np.ndarray:
         """``rating_dev_sim``: the user's ratings less their mean, averaged over what they rated

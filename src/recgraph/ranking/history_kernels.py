@@ -24,29 +24,41 @@ from recgraph.compiled import kernel, pairwise_sum
 
 
 @kernel
-def history_reductions(values, block, rows, at, out_max, out_sum, scratch):
-    """Per row ``i``: the nonzero products ``values[c] * block[rows[i], at[c]]`` in
-    column order; their maximum into ``out_max[i]`` (float64) and their sum into
-    ``out_sum[i]`` (as ``np.add.reduceat``), 0 for a row without one. ``scratch``: at least
-    ``len(values)`` entries of the products' dtype."""
+def history_reductions(values, block, rows, at, bounds, out_max, out_sum, scratch):
+    """Per history ``h`` (its columns ``at[bounds[h]:bounds[h + 1]]`` of ``block`` and its
+    ``values`` there) and row ``i``: the nonzero products ``values[c] * block[rows[i], at[c]]``
+    in column order; their maximum into ``out_max[h, i]`` (float64) and their sum into
+    ``out_sum[h, i]`` (as ``np.add.reduceat``), 0 for a row without one. ``scratch``: at
+    least the longest history's entries, of the products' dtype.
+
+    The histories of a row read the same block row, once in cache. The products are kept
+    without a branch (most are zero: a branch on each mispredicts); the maximum is a plain
+    one unless a NaN was kept, then numpy's (the first NaN wins)."""
     for i in range(len(rows)):
         row = rows[i]
-        m = 0
-        for c in range(len(values)):
-            product = values[c] * block[row, at[c]]
-            if product != 0:
+        for h in range(len(bounds) - 1):
+            m = 0
+            nan = False
+            for c in range(bounds[h], bounds[h + 1]):
+                product = values[c] * block[row, at[c]]
                 scratch[m] = product
-                m += 1
-        if m == 0:
-            out_max[i] = 0.0
-            out_sum[i] = 0.0
-            continue
-        best = scratch[0]
-        for j in range(1, m):
-            if not np.isnan(best) and (np.isnan(scratch[j]) or scratch[j] > best):
-                best = scratch[j]
-        out_max[i] = best
-        out_sum[i] = scratch[0] + pairwise_sum(scratch[1:m])
+                m += product != 0
+                nan |= product != product
+            if m == 0:
+                out_max[h, i] = 0.0
+                out_sum[h, i] = 0.0
+                continue
+            best = scratch[0]
+            if nan:
+                for j in range(1, m):
+                    if not np.isnan(best) and (np.isnan(scratch[j]) or scratch[j] > best):
+                        best = scratch[j]
+            else:
+                for j in range(1, m):
+                    if scratch[j] > best:
+                        best = scratch[j]
+            out_max[h, i] = best
+            out_sum[h, i] = scratch[0] + pairwise_sum(scratch[1:m])
 
 
 def reductions(
@@ -56,17 +68,44 @@ def reductions(
     (see :func:`history_reductions`): the maximum float64, the sum in
     ``np.result_type(products, float32)`` as :func:`~recgraph.data.sparse_rows.row_sums` of
     :func:`~recgraph.ranking.item_history.block_products` gives it."""
-    sum_dtype = np.result_type(np.result_type(values.dtype, block.dtype), np.float32)
-    out_max = np.empty(len(rows), dtype=np.float64)
-    out_sum = np.empty(len(rows), dtype=sum_dtype)
-    scratch = np.empty(len(values), dtype=sum_dtype)
+    return many_reductions([(values, at)], block, rows)[0]
+
+
+def many_reductions(
+    histories: list[tuple[np.ndarray, np.ndarray]], block: np.ndarray, rows: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`reductions` of each ``(values, at)`` in ``histories`` against the same
+    ``block`` rows, in one compiled call when their products share a dtype (else one call
+    each): the same arrays as the calls one by one."""
+    block = np.asarray(block)
+    sum_dtype = _sum_dtype(histories[0][0].dtype, block.dtype)
+    if any(_sum_dtype(values.dtype, block.dtype) != sum_dtype for values, _ in histories[1:]):
+        return [out for one in histories for out in many_reductions([one], block, rows)]
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if not rows.flags.writeable:  # the kernel is compiled for writable index arrays
+        rows = rows.copy()
+    lengths = [len(values) for values, _ in histories]
+    bounds = np.array([0, *lengths], dtype=np.int64).cumsum()
     # the small operands copied in the types the kernel is compiled for (the products are
     # the same: numpy multiplies a float32 by a float64 as float64); the block as it is
-    history_reductions(
-        values.astype(sum_dtype), np.asarray(block), np.asarray(rows, dtype=np.int64).copy(),
-        np.asarray(at, dtype=np.int64).copy(), out_max, out_sum, scratch,
-    )  # fmt: skip
-    return out_max, out_sum
+    values = np.concatenate([values for values, _ in histories]).astype(sum_dtype)
+    at = np.concatenate([at for _, at in histories]).astype(np.int64)
+    out_max = np.empty((len(histories), len(rows)), dtype=np.float64)
+    out_sum = np.empty((len(histories), len(rows)), dtype=sum_dtype)
+    scratch = np.empty(max(max(lengths), 1), dtype=sum_dtype)
+    history_reductions(values, block, rows, at, bounds, out_max, out_sum, scratch)
+    return list(zip(out_max, out_sum, strict=True))
+
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def _sum_dtype(values: np.dtype, block: np.dtype) -> np.dtype:
+    """``np.result_type(values, block, float32)``: the products' dtype, at least float32 (the
+    float pairs a request passes without numpy's slower promotion)."""
+    if values in (_F32, _F64) and block in (_F32, _F64):
+        return _F64 if _F64 in (values, block) else _F32
+    return np.result_type(np.result_type(values, block), np.float32)
 
 
 def warm_up() -> None:

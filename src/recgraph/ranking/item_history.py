@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recgraph.data.interactions import Interactions, Kind, ValueKind
-from recgraph.data.sparse_rows import one_user, row_products
+from recgraph.data.sparse_rows import one_user, reduce_rows, row_products, row_sums
 
 #: The products' dtypes :meth:`HistoryProducts.reduced` reduces (numpy's otherwise).
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -95,14 +95,16 @@ def small_dense(matrix: sp.csr_matrix) -> np.ndarray | None:
 
 
 def dense_reductions(
-    values: np.ndarray, dense: np.ndarray, items: np.ndarray, cols: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per candidate ``items[i]``, the maximum and the sum of its products
-    ``values * dense[items[i], cols]`` (:func:`~.history_kernels.reductions`), the kernel
-    module imported here, on first use: importing the ranking does not load numba."""
-    from recgraph.ranking.history_kernels import reductions
+    rows: list[tuple[np.ndarray, np.ndarray]], dense: np.ndarray, items: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per ``(values, cols)`` of ``rows`` (a user's row of each of several matrices) and per
+    candidate ``items[i]``, the maximum and the sum of its products
+    ``values * dense[items[i], cols]`` (:func:`~.history_kernels.many_reductions`: one
+    compiled pass for them all), the kernel module imported here, on first use: importing
+    the ranking does not load numba."""
+    from recgraph.ranking.history_kernels import many_reductions
 
-    return reductions(values, dense, items, cols)
+    return many_reductions(rows, dense, items)
 
 
 class HistoryProducts:
@@ -161,17 +163,19 @@ class HistoryProducts:
         lo, hi = history.indptr[self.user], history.indptr[self.user + 1]
         return history.indices[lo:hi], history.data[lo:hi]
 
-    def reduced(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray] | None:
-        """Per candidate, the maximum (float64) and the sum of its products with ``history``'s
-        row, as :func:`reduce_rows` and :func:`row_sums` reduce this call's arrays, in one
-        compiled pass (:mod:`.history_kernels`, read from the dense neighbours: no block
-        gathered); ``None`` off a request's dense neighbours."""
-        if self.dense is None or self.dense.dtype not in FLOATS:
-            return None
-        cols, values = self._row(history)
-        if values.dtype not in FLOATS:
-            return None
-        return dense_reductions(values, self.dense, self.items, cols)
+    def reduced(self, histories: list[sp.csr_matrix]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per history of ``histories`` and candidate, the maximum (float64) and the sum of
+        its products with the history's row, as :func:`reduce_rows` and :func:`row_sums`
+        reduce this call's arrays: on a request's dense neighbours in one compiled pass for
+        all of them (:mod:`.history_kernels`: no block gathered, the same bits), else so."""
+        rows = [self._row(history)[::-1] for history in histories] if self.dense is not None else []
+        if rows and self.dense.dtype in FLOATS and all(v.dtype in FLOATS for v, _ in rows):
+            return dense_reductions(rows, self.dense, self.items)
+        out = []
+        for history in histories:
+            indptr, data = self(history)
+            out.append((reduce_rows(indptr, data, np.maximum), row_sums(indptr, data)))
+        return out
 
     def __call__(self, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         if self.dense is not None:
