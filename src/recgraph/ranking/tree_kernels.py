@@ -416,29 +416,52 @@ def _masks(packed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
 
 def _probe_rows(flat: dict[str, np.ndarray], n_features: int, n: int = 256) -> np.ndarray:
     """float32 rows whose values sit on, just around and far from the trees' thresholds,
-    with zeros and NaNs: where a different decision would show. Every split's threshold
-    (float32, as a request's features are) is in some row, as itself or one float32 step
-    below or above (a feature's splits in different rows, from a row chosen at random,
-    while it has no more than ``n``), so a node the compiled walk decides otherwise than
-    LightGBM does meets a value on its edge."""
+    with zeros, NaNs and values below LightGBM's zero threshold: where a different decision
+    would show. ``2 * n'`` rows, ``n'`` the larger of ``n`` and the most distinct thresholds
+    of one feature: the edge rows, where every distinct threshold of a feature (float32, as a
+    request's features are) is in some row of its own, as itself or one float32 step below or
+    above (a feature's splits in different rows from a row chosen at random, its distinct
+    thresholds first, while rows last), so a node the compiled walk decides otherwise than
+    LightGBM does meets a value on its edge; then a copy of them with NaNs, zeros and tiny
+    values written over ~22% of every column (written before the thresholds only, a feature
+    split ``n'`` times would have none)."""
     rng = np.random.default_rng(0)
-    rows = rng.normal(0, 10, (n, n_features)).astype(np.float32)
-    special = rng.random((n, n_features))
-    rows[special < 0.1] = np.nan
-    rows[(special >= 0.1) & (special < 0.2)] = 0.0
-    rows[(special >= 0.2) & (special < 0.22)] = np.float32(1e-38)
     features = flat["feature"]
     if len(features):
-        by_feature = np.argsort(features, kind="stable")
+        # each feature's splits, its distinct thresholds' first splits before the repeats
+        by_value = np.lexsort((flat["threshold"], features))
+        value = flat["threshold"][by_value]
+        repeat = np.empty(len(features), np.bool_)
+        repeat[by_value] = np.append(
+            False, (features[by_value][1:] == features[by_value][:-1]) & (value[1:] == value[:-1])
+        )
+        by_feature = np.lexsort((repeat, features))
         sorted_features = features[by_feature]
+        n = max(n, int(np.bincount(features[~repeat]).max()))
+    rows = rng.normal(0, 10, (n, n_features)).astype(np.float32)
+    _write_gaps(rows, rng)
+    if len(features):
         first = np.searchsorted(sorted_features, sorted_features)  # each feature's first split
+        place = np.arange(len(features)) - first < n  # a row a split, none written twice
         start = rng.integers(0, n, n_features)[sorted_features]
         row = (np.arange(len(features)) - first + start) % n
         on = flat["threshold"][by_feature].astype(np.float32)
         step = rng.integers(0, 3, len(features))  # on, below, above
         away = np.where(step == 1, np.float32(-np.inf), np.float32(np.inf))
-        rows[row, sorted_features] = np.where(step == 0, on, np.nextafter(on, away))
-    return rows
+        edge = np.where(step == 0, on, np.nextafter(on, away))
+        rows[row[place], sorted_features[place]] = edge[place]
+    gaps = rows.copy()
+    _write_gaps(gaps, rng)
+    return np.vstack([rows, gaps])
+
+
+def _write_gaps(rows: np.ndarray, rng: np.random.Generator) -> None:
+    """NaNs over ~10% of ``rows``' values, zeros over ~10%, values below LightGBM's zero
+    threshold (``1e-38``) over ~2%."""
+    special = rng.random(rows.shape)
+    rows[special < 0.1] = np.nan
+    rows[(special >= 0.1) & (special < 0.2)] = 0.0
+    rows[(special >= 0.2) & (special < 0.22)] = np.float32(1e-38)
 
 
 def warm_up() -> None:
