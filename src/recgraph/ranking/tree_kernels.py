@@ -428,28 +428,33 @@ def _probe_rows(flat: dict[str, np.ndarray], n_features: int, n: int = 256) -> n
     rng = np.random.default_rng(0)
     features = flat["feature"]
     if len(features):
-        # each feature's splits, its distinct thresholds' first splits before the repeats
-        by_value = np.lexsort((flat["threshold"], features))
-        value = flat["threshold"][by_value]
-        repeat = np.empty(len(features), np.bool_)
-        repeat[by_value] = np.append(
-            False, (features[by_value][1:] == features[by_value][:-1]) & (value[1:] == value[:-1])
-        )
-        by_feature = np.lexsort((repeat, features))
-        sorted_features = features[by_feature]
-        n = max(n, int(np.bincount(features[~repeat]).max()))
+        # the splits by feature, then threshold (two sorts: a radix one on small ints, ~5x
+        # faster than lexsort), and each split's rank in its feature: distinct thresholds
+        # first (a threshold's first split), then the repeats
+        by_value = np.argsort(flat["threshold"])
+        small = features[by_value].astype(np.min_scalar_type(n_features))
+        order = by_value[np.argsort(small, kind="stable")]
+        feature, on = features[order], flat["threshold"][order]
+        repeat = np.append(False, (feature[1:] == feature[:-1]) & (on[1:] == on[:-1]))
+        first = np.searchsorted(feature, feature)  # each feature's first split
+        last = np.searchsorted(feature, feature, side="right")
+        distinct = np.append(0, np.cumsum(~repeat))  # distinct before each split
+        repeats = np.append(0, np.cumsum(repeat))
+        at = np.arange(len(order))
+        own = distinct[last] - distinct[first]  # the feature's distinct thresholds
+        rank = np.where(repeat, own + repeats[at] - repeats[first], distinct[at] - distinct[first])
+        n = max(n, int(own.max()))
     rows = rng.normal(0, 10, (n, n_features)).astype(np.float32)
     _write_gaps(rows, rng)
     if len(features):
-        first = np.searchsorted(sorted_features, sorted_features)  # each feature's first split
-        place = np.arange(len(features)) - first < n  # a row a split, none written twice
-        start = rng.integers(0, n, n_features)[sorted_features]
-        row = (np.arange(len(features)) - first + start) % n
-        on = flat["threshold"][by_feature].astype(np.float32)
+        place = rank < n  # a row a split, none written twice
+        start = rng.integers(0, n, n_features)[feature]
+        row = (rank + start) % n
+        on = on.astype(np.float32)
         step = rng.integers(0, 3, len(features))  # on, below, above
         away = np.where(step == 1, np.float32(-np.inf), np.float32(np.inf))
         edge = np.where(step == 0, on, np.nextafter(on, away))
-        rows[row[place], sorted_features[place]] = edge[place]
+        rows[row[place], feature[place]] = edge[place]
     gaps = rows.copy()
     _write_gaps(gaps, rng)
     return np.vstack([rows, gaps])
