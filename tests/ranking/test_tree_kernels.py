@@ -113,37 +113,111 @@ def test_masks_and_walks_find_the_same_leaves():
     np.testing.assert_array_equal(walked, booster.predict(probe, num_threads=1, raw_score=True))
 
 
-def test_the_probe_puts_every_threshold_on_an_edge():
+def _split_often(max_bin: int, leaves: int) -> "lgb.Booster":
+    """Feature 0 split hundreds of times (sin: a threshold at every bend)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 2)).astype(np.float32)
+    y = (np.sin(3 * x[:, 0]) + rng.normal(size=3000) > 0).astype(int)
+    return lgb.train(
+        {"objective": "lambdarank", "num_leaves": leaves, "max_bin": max_bin,
+         "min_data_in_leaf": 2, "min_sum_hessian_in_leaf": 0, "verbosity": -1,
+         "num_threads": 1},
+        lgb.Dataset(x, label=y, group=[20] * 150),
+        num_boost_round=60,
+    )  # fmt: skip
+
+
+def _few_splits() -> "lgb.Booster":
     x = _rows_with_gaps(2000, 0)
-    booster = lgb.train(
+    return lgb.train(
         {"objective": "lambdarank", "num_leaves": 15, "verbosity": -1, "num_threads": 1},
         lgb.Dataset(x, label=(np.nan_to_num(x[:, 0]) > 0).astype(int), group=[20] * 100),
         num_boost_round=40,
     )
-    trees, _ = tk._parse_model(booster.model_to_string())
-    flat = tk._flatten(trees)
-    assert 0 < len(flat["feature"]) <= 4 * 256
-    rows = tk._probe_rows(flat, 5)
+
+
+def _nans_on_the_most_split_feature() -> "lgb.Booster":
+    """Feature 0, the only one with NaNs in training (its splits' missing type NaN), split
+    more than 256 times."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3000, 5)).astype(np.float32)
+    x[:, 1] = np.round(x[:, 1])
+    x[rng.random(3000) < 0.1, 0] = np.nan
+    y = (np.nan_to_num(x[:, 0]) + np.nan_to_num(x[:, 1]) > 0).astype(int)
+    return lgb.train(
+        {"objective": "lambdarank", "num_leaves": 15, "verbosity": -1, "num_threads": 1},
+        lgb.Dataset(x, label=y, group=[20] * 150),
+        num_boost_round=70,
+    )
+
+
+def _flat(booster) -> dict[str, np.ndarray]:
+    return tk._flatten(tk._parse_model(booster.model_to_string())[0])
+
+
+@pytest.mark.parametrize(
+    "train, most_splits",
+    [
+        (_few_splits, (1, 256)),
+        (lambda: _split_often(255, 15), (257, 1000)),  # more splits than rows, <= 255 values
+        (lambda: _split_often(4095, 31), (257, 2000)),  # more distinct thresholds than rows
+    ],
+)
+def test_the_probe_puts_every_threshold_on_an_edge(train, most_splits):
+    flat = _flat(train())
+    n_features = int(flat["feature"].max()) + 1
+    assert most_splits[0] <= np.bincount(flat["feature"]).max() <= most_splits[1]
+    rows = tk._probe_rows(flat, n_features)
     for feature, threshold in zip(flat["feature"], flat["threshold"], strict=True):
         on = np.float32(threshold)
         edges = [on, np.nextafter(on, np.float32(-np.inf)), np.nextafter(on, np.float32(np.inf))]
         assert np.isin(rows[:, feature], edges).any(), (feature, threshold)
 
 
+@pytest.mark.parametrize(
+    "train", [_few_splits, _nans_on_the_most_split_feature, lambda: _split_often(4095, 31)]
+)
+def test_every_column_of_the_probe_holds_nans_zeros_and_tiny_values(train):
+    flat = _flat(train())
+    rows = tk._probe_rows(flat, int(flat["feature"].max()) + 1)
+    for values in rows.T:  # a feature split in every row still has its gaps
+        assert np.isnan(values).sum() >= 10
+        assert (values == 0).sum() >= 10
+        assert (values == np.float32(1e-38)).any()
+
+
+def test_a_kernel_wrong_on_the_nans_of_the_most_split_feature_is_left_to_lightgbm(monkeypatch):
+    booster = _nans_on_the_most_split_feature()
+    flat = _flat(booster)
+    nan_type = ((flat["decision"] >> 2) & 3) == tk._MISSING_NAN
+    assert (flat["feature"][nan_type] == 0).all() and (flat["feature"] == 0).sum() > 256
+    assert CompiledTrees.from_booster(booster, None, raw_score=True) is not None
+    pack = tk._pack
+
+    def nans_the_wrong_way(flat):  # every NaN-type node's default direction inverted
+        packed = pack(flat)
+        inverted = packed["flags"] ^ tk._NAN_LEFT
+        packed["flags"] = np.where(packed["missing"] == tk._MISSING_NAN, inverted, packed["flags"])
+        return packed
+
+    monkeypatch.setattr(tk, "_pack", nans_the_wrong_way)
+    assert CompiledTrees.from_booster(booster, None, raw_score=True) is None
+
+
 def test_a_tree_without_a_split_adds_its_one_leaf():
     x = np.zeros((200, 3), np.float32)  # nothing to split on: one leaf a tree
     booster = lgb.train(
-        {"objective": "lambdarank", "verbosity": -1, "num_threads": 1},
-        lgb.Dataset(x, label=np.arange(200) % 2, group=[20] * 10),
+        {"objective": "regression", "verbosity": -1, "num_threads": 1},
+        lgb.Dataset(x, label=np.arange(200) % 2),
         num_boost_round=3,
     )
     compiled = CompiledTrees.from_booster(booster, None, raw_score=True)
     assert compiled is not None
     assert (compiled.arrays["depths"] == 0).all()
     rows = _rows_with_gaps(10, 3)[:, :3]
-    np.testing.assert_array_equal(
-        compiled.predict(rows), booster.predict(rows, num_threads=1, raw_score=True)
-    )
+    expected = booster.predict(rows, num_threads=1, raw_score=True)
+    assert (expected == 0.5).all()  # the leaf: the labels' mean (lambdarank's would be 0)
+    np.testing.assert_array_equal(compiled.predict(rows), expected)
 
 
 def test_a_transformed_output_is_left_to_lightgbm():

@@ -416,29 +416,57 @@ def _masks(packed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
 
 def _probe_rows(flat: dict[str, np.ndarray], n_features: int, n: int = 256) -> np.ndarray:
     """float32 rows whose values sit on, just around and far from the trees' thresholds,
-    with zeros and NaNs: where a different decision would show. Every split's threshold
-    (float32, as a request's features are) is in some row, as itself or one float32 step
-    below or above (a feature's splits in different rows, from a row chosen at random,
-    while it has no more than ``n``), so a node the compiled walk decides otherwise than
-    LightGBM does meets a value on its edge."""
+    with zeros, NaNs and values below LightGBM's zero threshold: where a different decision
+    would show. ``2 * n'`` rows, ``n'`` the larger of ``n`` and the most distinct thresholds
+    of one feature: the edge rows, where every distinct threshold of a feature (float32, as a
+    request's features are) is in some row of its own, as itself or one float32 step below or
+    above (a feature's splits in different rows from a row chosen at random, its distinct
+    thresholds first, while rows last), so a node the compiled walk decides otherwise than
+    LightGBM does meets a value on its edge; then a copy of them with NaNs, zeros and tiny
+    values written over ~22% of every column (written before the thresholds only, a feature
+    split ``n'`` times would have none)."""
     rng = np.random.default_rng(0)
+    features = flat["feature"]
+    if len(features):
+        # the splits by feature, then threshold (two sorts: a radix one on small ints, ~5x
+        # faster than lexsort), and each split's rank in its feature: distinct thresholds
+        # first (a threshold's first split), then the repeats
+        by_value = np.argsort(flat["threshold"])
+        small = features[by_value].astype(np.min_scalar_type(n_features))
+        order = by_value[np.argsort(small, kind="stable")]
+        feature, on = features[order], flat["threshold"][order]
+        repeat = np.append(False, (feature[1:] == feature[:-1]) & (on[1:] == on[:-1]))
+        first = np.searchsorted(feature, feature)  # each feature's first split
+        last = np.searchsorted(feature, feature, side="right")
+        distinct = np.append(0, np.cumsum(~repeat))  # distinct before each split
+        repeats = np.append(0, np.cumsum(repeat))
+        at = np.arange(len(order))
+        own = distinct[last] - distinct[first]  # the feature's distinct thresholds
+        rank = np.where(repeat, own + repeats[at] - repeats[first], distinct[at] - distinct[first])
+        n = max(n, int(own.max()))
     rows = rng.normal(0, 10, (n, n_features)).astype(np.float32)
-    special = rng.random((n, n_features))
+    _write_gaps(rows, rng)
+    if len(features):
+        place = rank < n  # a row a split, none written twice
+        start = rng.integers(0, n, n_features)[feature]
+        row = (rank + start) % n
+        on = on.astype(np.float32)
+        step = rng.integers(0, 3, len(features))  # on, below, above
+        away = np.where(step == 1, np.float32(-np.inf), np.float32(np.inf))
+        edge = np.where(step == 0, on, np.nextafter(on, away))
+        rows[row[place], feature[place]] = edge[place]
+    gaps = rows.copy()
+    _write_gaps(gaps, rng)
+    return np.vstack([rows, gaps])
+
+
+def _write_gaps(rows: np.ndarray, rng: np.random.Generator) -> None:
+    """NaNs over ~10% of ``rows``' values, zeros over ~10%, values below LightGBM's zero
+    threshold (``1e-38``) over ~2%."""
+    special = rng.random(rows.shape)
     rows[special < 0.1] = np.nan
     rows[(special >= 0.1) & (special < 0.2)] = 0.0
     rows[(special >= 0.2) & (special < 0.22)] = np.float32(1e-38)
-    features = flat["feature"]
-    if len(features):
-        by_feature = np.argsort(features, kind="stable")
-        sorted_features = features[by_feature]
-        first = np.searchsorted(sorted_features, sorted_features)  # each feature's first split
-        start = rng.integers(0, n, n_features)[sorted_features]
-        row = (np.arange(len(features)) - first + start) % n
-        on = flat["threshold"][by_feature].astype(np.float32)
-        step = rng.integers(0, 3, len(features))  # on, below, above
-        away = np.where(step == 1, np.float32(-np.inf), np.float32(np.inf))
-        rows[row, sorted_features] = np.where(step == 0, on, np.nextafter(on, away))
-    return rows
 
 
 def warm_up() -> None:
