@@ -50,13 +50,24 @@ def since_publishes(
     each publish began (``published_at``: unix times, as the timeline's ``start``), all
     publishes together: p50, p99 and the worst, per slice. Slices before 0 are the phase as
     it was; from 0, the publisher's own work (another process on the same cores, as a
-    training job would be), then each worker's load in turn and the swaps."""
+    training job would be), then each worker's load in turn and the swaps.
+
+    A request is counted once, under the publish nearest it: publishes closer than the
+    span have their windows cut at the midpoints between them (a slice past the midpoint
+    holds only the requests before it, or none)."""
     latency = np.asarray(timeline["latency_ms"], dtype=float)
     due = timeline["start"] + np.arange(len(latency)) / timeline["rate"]
+    at = np.sort(np.asarray(published_at, dtype=float))
+    middle = (at[1:] + at[:-1]) / 2
+    after_previous = np.concatenate([[-np.inf], middle])  # each publish's own part of time
+    before_next = np.concatenate([middle, [np.inf]])
     out = []
     for begin in np.arange(span[0], span[1], step):
         picked = np.concatenate(
-            [latency[(due >= at + begin) & (due < at + begin + step)] for at in published_at]
+            [
+                latency[(due >= max(a + begin, lo)) & (due < min(a + begin + step, hi))]
+                for a, lo, hi in zip(at, after_previous, before_next, strict=True)
+            ]
             or [np.empty(0)]
         )
         picked = picked[~np.isnan(picked)]

@@ -60,3 +60,17 @@ def test_batch_lookups_answer_as_one_by_one():
     assert names.show_items(["i2"])[0].endswith("…")
     assert names.show_items([]) == [] and Names().show_items(["i1"]) == ["i1"]
     assert Names().show_accounts(["a", "b"]) == ["a", "b"]
+
+
+def test_batch_lookups_do_not_match_an_id_that_ends_in_nul():
+    """numpy's fixed-width strings drop trailing NULs: ``"a\\x00"`` must not find ``"a"``'s
+    name in a batch when the one-at-a-time lookup finds none (as a dict would not)."""
+    names = Names(["a", "b\x00"], ["alpha.example", "beta.example"], ["i", "j"], ["Eye", "Jay"])
+    accounts = ["a\x00", "a", "b", "b\x00", "a\x00\x00"]
+    items = ["i\x00", "i", "j\x00\x00", "j"]
+    assert names.handles_of(accounts) == [names.handle(a) for a in accounts]
+    assert names.handles_of(accounts)[:2] == [None, "alpha.example"]
+    assert names.titles_of(items) == [names.title(i) for i in items] == [None, "Eye", None, "Jay"]
+    assert names.show_accounts(accounts) == [names.show_account(a) for a in accounts]
+    assert names.show_items(items) == [names.show_item(i) for i in items]
+    assert names.show_items(["i\x00"]) == ["i\x00"]

@@ -125,10 +125,14 @@ def _lookup_many(
     """:func:`_lookup` of each of ``wanted``, by one ``searchsorted`` of them all."""
     if not len(wanted) or not len(keys):
         return [None] * len(wanted)
-    query = np.asarray(wanted, dtype=str)
-    at = np.searchsorted(keys, query, side="right", sorter=order) - 1
+    at = np.searchsorted(keys, np.asarray(wanted, dtype=str), side="right", sorter=order) - 1
     row = order[np.maximum(at, 0)]
-    found = ((at >= 0) & (keys[row] == query)).tolist()
+    # the found key equal to the wanted one as Python strings, as :func:`_lookup` compares:
+    # numpy's fixed-width strings drop trailing NULs ("a\x00" would find "a"'s name)
+    found = [
+        a >= 0 and key == want
+        for a, key, want in zip(at.tolist(), keys[row].tolist(), wanted, strict=True)
+    ]
     return [
         str(value) if hit else None for value, hit in zip(values[row].tolist(), found, strict=True)
     ]

@@ -57,6 +57,7 @@ from pydantic import Field
 
 from recgraph.data.interactions import Interactions
 from recgraph.files import csr_arrays, csr_from_arrays
+from recgraph.retrieval import explanation
 from recgraph.retrieval.base import Retriever
 from recgraph.retrieval.explanation import Explanation, history_explanations, top_down_columns
 from recgraph.retrieval.factors import CountWeightingConfig, positive_matrix
@@ -237,6 +238,11 @@ class EASE(Retriever):
     ) -> list[list[int]]:
         """Per candidate, the ``via`` of :meth:`explain`'s explanation (what a reason cites),
         without building the explanations (a served reason needs no more)."""
+        if top is None or top > explanation.PICK_AT_MOST:  # the sort: the pass is quadratic
+            return [
+                via[weight > 0].tolist()
+                for via, weight in self._explained(user, candidates, top)[1]
+            ]
         _, liked, strength, rows, columns, explained = self._explained_columns(user, candidates)
         vias: list[list[int]] = [[] for _ in range(len(columns))]
         if len(explained):
@@ -244,7 +250,7 @@ class EASE(Retriever):
 
             # one compiled pass over the same products as :meth:`_explained`'s blocks
             picked, counts = explanation_kernels.top_positive_dense(
-                self.weights_, rows, columns[explained], strength, len(rows) if top is None else top
+                self.weights_, rows, columns[explained], strength, top
             )
             cited = explanation_kernels.split_cited(liked, picked, counts)
             for p, via in zip(explained.tolist(), cited, strict=True):

@@ -8,7 +8,9 @@ pass per column picks its ``top`` largest positive products, best first, ties
 to the earlier row, as the stable sort of the negated column does (a value
 that is not positive, ``NaN`` included, is never cited, and every positive
 one sorts before it). The products are the numpy ones (one multiply in the
-operands' own dtype), compared exactly.
+operands' own dtype), compared exactly. Each pick rescans the column, so the
+cost grows with ``top`` times the rows: callers take the stable sort above
+:data:`recgraph.retrieval.explanation.PICK_AT_MOST` (and for every row).
 
 Compiled as every kernel is (:func:`recgraph.compiled.kernel`); imported inside
 the functions that run it, so importing a model does not load numba.

@@ -536,6 +536,13 @@ class ItemKNN(Retriever):
     ) -> list[list[int]]:
         """Per candidate, the ``via`` of :meth:`explain`'s explanation (what a reason cites),
         without building the explanations (a served reason needs no more)."""
+        if top is None or top > explanation.PICK_AT_MOST:  # the sort: the pass is quadratic
+            _, liked, order, values = self._explained(user, candidates, top)
+            vias, cited = liked[order].T.tolist(), (values > 0).T.tolist()
+            return [
+                [v for v, c in zip(via, keep, strict=True) if c]
+                for via, keep in zip(vias, cited, strict=True)
+            ]
         user, liked, weights, candidates = self._explained_inputs(user, candidates)
         if not len(candidates):
             return []
@@ -547,9 +554,7 @@ class ItemKNN(Retriever):
         at_once = explanation.EXPLAIN_COLUMNS
         for start in range(0, len(candidates), at_once):
             block = self._liked_columns(liked, candidates[start : start + at_once])
-            picked, counts = explanation_kernels.top_positive_block(
-                block * weights[:, None], len(liked) if top is None else top
-            )
+            picked, counts = explanation_kernels.top_positive_block(block * weights[:, None], top)
             vias += explanation_kernels.split_cited(liked, picked, counts)
         return vias
 
