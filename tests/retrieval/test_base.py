@@ -157,6 +157,35 @@ def test_compiled_top_row_refuses_a_nan_score() -> None:
         top_row(np.array([1.0, np.nan, 2.0, 0.5], np.float32), 2)
 
 
+def test_compiled_masked_top_row_refuses_an_own_target_outside_the_row() -> None:
+    """As numpy's masking does: an IndexError, not a write past the row's copy."""
+    from recgraph.retrieval.walk_kernels import masked_top_row
+
+    values = np.arange(5, dtype=np.float32)
+    none = np.zeros(0, np.int64)
+    with pytest.raises(IndexError, match="own target"):
+        masked_top_row(values, none, 7, none, np.zeros(0, np.bool_), 3)
+    ids, _ = masked_top_row(values, none, 4, none, np.zeros(0, np.bool_), 3)
+    assert ids.tolist() == [3, 2, 1]
+
+
+def test_forbidden_leaves_a_read_only_exclusion_row_as_it_was() -> None:
+    """One part (no history asked for) is copied before it is made binary: a shared,
+    read-only row (the rules' empty one) is neither written nor refused."""
+    import scipy.sparse as sp
+
+    retriever = create_retriever("popular").fit(
+        Interactions.from_indices(np.array([0, 1, 1]), np.array([0, 1, 2]), n_users=2, n_items=4)
+    )
+    arrays = np.full(1, 3.0, np.float32), np.array([2], np.int32), np.array([0, 1], np.int32)
+    for array in arrays:
+        array.flags.writeable = False
+    row = sp.csr_matrix(arrays, shape=(1, 4))
+    blocked = retriever.forbidden(np.array([0]), exclude_seen=False, exclude=row)
+    assert blocked.toarray().tolist() == [[0, 0, 1, 0]]
+    assert row.data.tolist() == [3.0]
+
+
 def test_loading_a_model_without_kernels_loads_no_numba(tmp_path) -> None:
     """Loading and asking a model whose requests run no compiled kernel (``popular``)
     imports no numba: the one-row top k is top_k until a model or ranking stage that

@@ -103,7 +103,9 @@ class ServingRules:
 
     def _no_exclusions(self) -> sp.csr_matrix:
         """One user's empty exclusion row, built once (a request without exclusions: most of
-        them) and read-only, so that no caller can change what the next request gets."""
+        them) and read-only, so that no caller can change what the next request gets. Its
+        arrays refuse writes; the matrix object is shared all the same: never ``resize`` it or
+        call an in-place method (``eliminate_zeros``, ``sum_duplicates``) on it."""
         width = self.history.n_targets
         empty = self.__dict__.get("_empty_row")
         if empty is None or empty.shape[1] != width:  # (the targets grow with new data)

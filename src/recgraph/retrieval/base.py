@@ -399,12 +399,13 @@ class Retriever(ABC):
             stop = min(start + step, len(users))
             batch = users[start:stop]
             part = request.rows(start, stop)
+            dense = self._dense_scores(batch)  # scored once, whichever path cuts it
             if stop - start == 1:
-                one = self._masked_top_one(self._dense_scores(batch)[0], int(batch[0]), k, part)
+                one = self._masked_top_one(dense[0], int(batch[0]), k, part)
                 if one is not None:  # a request: masked and cut in one compiled call
                     ids[start], scores[start] = one
                     continue
-            block = np.array(self._dense_scores(batch), dtype=np.float32, copy=True)
+            block = np.array(dense, dtype=np.float32, copy=True)
             self._mask_scores(
                 block,
                 batch,
@@ -519,7 +520,9 @@ class Retriever(ABC):
                 parts.append(sp.csr_matrix(self_rows, shape=(len(users), self.n_items)))
         if not parts:
             return None
-        total = sp.csr_matrix(sum(parts[1:], parts[0]), dtype=np.float32)
+        # a copy even of a single part: the caller's rows (a shared read-only one, say) stay
+        # as they were
+        total = sp.csr_matrix(sum(parts[1:], parts[0]), dtype=np.float32, copy=len(parts) == 1)
         total.data[:] = 1.0
         return total
 

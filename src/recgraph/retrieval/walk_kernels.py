@@ -823,6 +823,8 @@ def masked_top_row(values, seen, self_index, exclude, allowed, k):
             raise IndexError("masked_top_row: a seen target outside the row")
         row[seen[j]] = -np.inf
     if self_index >= 0:
+        if self_index >= n:
+            raise IndexError("masked_top_row: the user's own target outside the row")
         row[self_index] = -np.inf
     for j in range(len(exclude)):
         if not -n <= exclude[j] < n:
