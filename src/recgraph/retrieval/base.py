@@ -119,12 +119,19 @@ SharedFiles = Mapping[str, tuple[Any, list[Path]]]
 TopK = tuple[np.ndarray, np.ndarray]
 
 
+def _warm_row_kernels():
+    """:mod:`~recgraph.retrieval.walk_kernels` once a loaded model or ranking stage has
+    compiled its one-row cuts (``top_row``, ``masked_top_row``), else None: a process that
+    serves no compiled model never imports numba for them."""
+    kernels = sys.modules.get("recgraph.retrieval.walk_kernels")
+    return kernels if kernels is not None and kernels.TOP_ROW_WARM else None
+
+
 def compiled_top_row():
     """:func:`~recgraph.retrieval.walk_kernels.top_row` (the same answers as :func:`top_k`
-    for one masked row) once a loaded model or ranking stage has compiled it, else None:
-    a process that serves no compiled model never imports numba for it."""
-    kernels = sys.modules.get("recgraph.retrieval.walk_kernels")
-    return kernels.top_row if kernels is not None and kernels.TOP_ROW_WARM else None
+    for one masked row) once compiled, else None (see :func:`_warm_row_kernels`)."""
+    kernels = _warm_row_kernels()
+    return kernels.top_row if kernels is not None else None
 
 
 def top_k(scores: np.ndarray, k: int) -> TopK:
@@ -427,11 +434,10 @@ class Retriever(ABC):
         by :func:`~recgraph.retrieval.walk_kernels.masked_top_row` (not copied nor masked
         here); ``None`` where the kernel is not compiled in this process or the arrays are
         not the kinds it was compiled for (the general path answers)."""
-        kernels = sys.modules.get("recgraph.retrieval.walk_kernels")
+        kernels = _warm_row_kernels()
         allowed = request.allowed
         if (
             kernels is None
-            or not kernels.TOP_ROW_WARM
             or sp.issparse(allowed)
             or row.dtype != np.float32
             or not row.flags.c_contiguous

@@ -33,6 +33,7 @@ from pydantic import Field
 from recgraph.data.graph_csr import GraphCSR, Side, warm_pages
 from recgraph.data.graph_overlay import GraphOverlay
 from recgraph.data.interactions import Interactions
+from recgraph.data.sorted_keys import find_sorted
 from recgraph.retrieval.base import Request, Retriever, TopK
 from recgraph.retrieval.neighborhood import (
     GraphWalkConfig,
@@ -412,12 +413,9 @@ class WalkRetriever(Retriever):
         if len(row_targets) > 1 and not (row_targets[1:] > row_targets[:-1]).all():
             order = np.argsort(row_targets)  # (a walk's row usually comes sorted by node)
             row_targets, row_scores = row_targets[order], row_scores[order]
-        at = np.searchsorted(row_targets, targets)
-        at[at == len(row_targets)] = 0
+        at, hit = find_sorted(row_targets, targets)
         out = np.zeros(len(targets), dtype=np.float32)
-        if len(row_targets):
-            hit = row_targets[at] == targets
-            out[hit] = row_scores[at[hit]].astype(np.float32)
+        out[hit] = row_scores[at[hit]].astype(np.float32)
         return out
 
     def _recommend(self, users: np.ndarray, k: int, request: Request) -> TopK:
