@@ -143,7 +143,8 @@ def serve_command(
                 f"reconnects (${ENV_PREFIX}BALANCE_CONNECTIONS=0: not); the port refuses "
                 "connections until a worker has loaded (retry /healthz at startup), a worker "
                 "that dies resets the connections queued on its socket (Linux 5.14+: sysctl "
-                "net.ipv4.tcp_migrate_req=1 moves them), and SO_REUSEPORT sockets of the same user can join the port."
+                "net.ipv4.tcp_migrate_req=1 moves them), and SO_REUSEPORT sockets of the same "
+                "user can join the port."
             ),
         ),
     ] = 1,
