@@ -38,7 +38,8 @@ log = logging.getLogger("recgraph.serving")
 #: Connections a worker may hold above its even share (``ceil(total / workers)``)
 #: before it sheds one.
 SLACK = 1
-#: Integers a slot: the worker's pid (``-1`` given, not yet taken), listening (0/1), open connections.
+#: Integers a slot: the worker's pid (``-1``: given, not yet taken), listening (0/1), open
+#: connections.
 FIELDS = 3
 _PID, _LIVE, _OPEN = range(FIELDS)
 #: Slots a worker: room for uvicorn's replacements started before the old ones stop.
