@@ -147,3 +147,93 @@ def test_a_replacement_worker_gets_the_slot_of_one_gone():
         assert table._free_slot() == 1
     finally:
         table.close()
+
+
+class _Transport:
+    """What uvicorn's protocol writes to and closes."""
+
+    def __init__(self) -> None:
+        self.written, self.closed = b"", False
+
+    def get_extra_info(self, name: str, default=None):
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name)
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+@pytest.mark.parametrize("kind", ["httptools", "h11"])
+def test_a_worker_above_its_share_marks_the_next_answer_close_unless_a_request_queues_behind(
+    kind,
+):
+    """The answer is whole, says ``Connection: close``, then the connection closes; a
+    request pipelined behind one not yet answered takes the mark back (httptools; h11 reads
+    no request before the answer)."""
+    import asyncio
+
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from recgraph.serving.balance import balanced_protocol
+
+    table = ConnectionTable(2)
+    heavy, light = _share(table, 0), _share(table, 1)
+    heavy.listening(True)
+    light.listening(True)
+    light.opened(4)
+    go = None
+
+    async def app(scope, receive, send):
+        await go.wait()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+        )
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def served(pipelined: bool) -> _Transport:
+        nonlocal go
+        go = asyncio.Event()
+        config = Config(app=app, http=kind, lifespan="off")
+        config.load()
+        protocol_class = balanced_protocol(config.http_protocol_class, heavy)
+        state = ServerState()
+        for _ in range(19):  # 20 with this one, against 4: over ceil(24 / 2) + 1
+            state.connections.add(object())
+        protocol = protocol_class(config=config, server_state=state, app_state={})
+        transport = _Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(GET)
+        if pipelined:
+            protocol.data_received(GET)
+        go.set()
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+        return transport
+
+    try:
+        shed = asyncio.run(served(pipelined=False))
+        assert shed.written.count(b"HTTP/1.1 200 OK") == 1 and shed.written.endswith(b"{}")
+        assert b"connection: close" in shed.written.lower() and shed.closed
+        assert heavy.shedding == 1 and heavy.shed == 1
+        if kind == "httptools":
+            kept = asyncio.run(served(pipelined=True))
+            assert kept.written.count(b"HTTP/1.1 200 OK") == 2
+            assert b"connection: close" not in kept.written.lower() and not kept.closed
+            assert heavy.shedding == 1 and heavy.shed == 2  # marked, then taken back
+    finally:
+        table.close()
