@@ -13,8 +13,10 @@ the new connection again; over a few rounds the split converges to even.
 Only a request's own response is marked, never an idle connection closed (a request
 sent meanwhile would be lost), never a request queued behind it on the connection
 (pipelined: the mark is taken back while the response has not started). A worker
-not yet listening (loading its model) or gone counts for nothing, so nobody sheds
-connections that could only come back to itself.
+not yet listening (loading its model) or stopping counts for nothing, so nobody
+sheds connections that could only come back to itself; one killed outright counts
+with its last figures until uvicorn starts its replacement (it looks twice a second),
+which takes its slot afresh.
 
 The table: :data:`FIELDS` 32-bit integers a slot (the worker's pid, whether it
 listens, its open connections), written by its own worker alone, in an anonymous
