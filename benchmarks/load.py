@@ -262,6 +262,8 @@ class Connection(asyncio.Protocol):
         self.buffer = bytearray()
         self.busy = False
         self.closed = False
+        #: The last answer said ``Connection: close`` (the server sheds it): not asked again.
+        self.closing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -287,6 +289,7 @@ class Connection(asyncio.Protocol):
         if len(self.buffer) < end + 4 + length:
             return
         status = int(head[9:12])
+        self.closing = b"\r\nconnection: close" in head
         body = bytes(self.buffer[end + 4 : end + 4 + length])
         del self.buffer[: end + 4 + length]
         self.busy = False
@@ -320,7 +323,9 @@ async def open_loop(
     seconds of its due time (looked at once a second), sent or still queued for a
     connection, is an error, and a sent one's connection is replaced. A
     connection that cannot be opened again (the server died) is an error of the
-    request queued for it; whatever is unanswered ``seconds + TIMEOUT + 5`` s
+    request queued for it. A connection whose answer says ``Connection: close`` (a
+    worker evening out its connections) is replaced too, no error: counted in
+    ``connections_shed``; whatever is unanswered ``seconds + TIMEOUT + 5`` s
     after the start is an error too, so the run always ends.
     """
     host, port = url.removeprefix("http://").split(":")
@@ -337,6 +342,7 @@ async def open_loop(
     accounted = np.zeros(total, dtype=bool)
     finished = loop.create_future()
     answered = 0
+    shed = 0  # connections closed by the server after a whole answer that said so
 
     def due_at(i: int) -> float:
         return start + i / rate
@@ -388,7 +394,11 @@ async def open_loop(
             free(connection)
 
     def free(connection: Connection) -> None:
-        if connection.closed:  # closed by the server while idle
+        nonlocal shed
+        if connection.closing:  # answered with "Connection: close": the server sheds it
+            shed += 1
+            loop.create_task(replace(connection))
+        elif connection.closed:  # closed by the server while idle
             loop.create_task(replace(connection))
         elif waiting:
             ask(connection, waiting.popleft())
@@ -485,6 +495,8 @@ async def open_loop(
         "p99_ms": round(float(np.percentile(done_ms, 99)), 2) if len(done_ms) else None,
         "max_ms": round(float(done_ms.max()), 2) if len(done_ms) else None,
         "versions_seen": versions,
+        # closed by the server after an answer with "Connection: close", and replaced
+        "connections_shed": shed,
         # this generator's own CPU (all its threads: in the reload phase, the publisher's too)
         "client_cpu_ms_per_request": round(1000 * (client_user + client_system) / max(total, 1), 3),
         # of which in the kernel (loopback TCP: a send delivers to the server's socket too)
@@ -546,18 +558,24 @@ def asked(case: dict, question) -> tuple[list[str], list[str]]:
     return users, [case["path"].format(user=u) for u in unknown]
 
 
-def connections_per_worker(pids: list[int], port: int, stop: threading.Event) -> list[int]:
+def connections_per_worker(
+    pids: list[int], port: int, stop: threading.Event
+) -> tuple[list[int], list[int]]:
     """Established connections each worker in ``pids`` holds, sampled each 0.5 s until
-    ``stop``: the sample with the most connections in all (a burst of keep-alive
-    connections is shared out once; uneven, one worker answers most of a phase). Processes
-    other than uvicorn's workers (multiprocessing's resource tracker) are left out."""
+    ``stop``: the first and the last of the samples with the most connections in all (a
+    burst of keep-alive connections is shared out by the kernel; uneven and left so, one
+    worker answers most of a phase; the workers even it out by shedding connections).
+    Processes other than uvicorn's workers (multiprocessing's resource tracker) are left out."""
     pids = uvicorn_workers(pids)
+    first: dict[int, int] = {}
     best: dict[int, int] = {}
     while not stop.wait(0.5):
         counts = established_connections(pids, port)
+        if sum(counts.values()) > sum(first.values()):
+            first = counts
         if sum(counts.values()) >= sum(best.values()):
             best = counts
-    return [best.get(pid, 0) for pid in pids]
+    return [first.get(pid, 0) for pid in pids], [best.get(pid, 0) for pid in pids]
 
 
 def run_case(
@@ -606,6 +624,8 @@ def run_case(
         def measured(run) -> dict:
             """``run()``'s figures with the server's CPU per answered request and the load."""
             load_before, cpu_before = os.getloadavg()[0], tree_cpu_seconds(pids)
+            workers = uvicorn_workers(pids[1:])
+            workers_before = [tree_cpu_seconds([pid]) for pid in workers]
             stop, counted = threading.Event(), []
             counter = threading.Thread(
                 target=lambda: counted.append(connections_per_worker(pids[1:], port, stop)),
@@ -617,8 +637,16 @@ def run_case(
             finally:
                 stop.set()
                 counter.join()
-            result["connections_per_worker"] = counted[0] if counted else None
+            # at the phase's end, and the first full count, 0.5 s in (where the kernel put
+            # them, but for those shed by then: see connections_shed)
+            result["connections_per_worker"] = counted[0][1] if counted else None
+            result["connections_per_worker_first"] = counted[0][0] if counted else None
             cpu = tree_cpu_seconds(pids) - cpu_before
+            # each worker's CPU seconds in the phase: how the requests were shared out
+            result["server_cpu_s_per_worker"] = [
+                round(tree_cpu_seconds([pid]) - before, 2)
+                for pid, before in zip(workers, workers_before, strict=True)
+            ]
             result["server_cpu_ms_per_request"] = round(1000 * cpu / max(result["ok"], 1), 2)
             result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
             return result
@@ -831,6 +859,12 @@ def main() -> None:
                     for s in data["since_publish"]
                 )
                 print(f"{'':44}since publish (s: p50/p99 ms): {slices}")
+            if data.get("connections_per_worker"):
+                print(
+                    f"{'':44}connections per worker {data['connections_per_worker_first']} -> "
+                    f"{data['connections_per_worker']} ({data['connections_shed']} shed), "
+                    f"CPU s per worker {data['server_cpu_s_per_worker']}"
+                )
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"load.{args.tag}" if args.tag else "load"
     png = f"{stem}.png" if args.tag or not args.only else "load_ranked.png"

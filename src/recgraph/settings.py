@@ -107,6 +107,13 @@ class Settings(BaseSettings):
         at 100 requests/s each (load 9, steady): CPU x0.93-0.96, p99 35-1436 ms
         against 26-294 (``benchmarks/results/load_ab.serve14b-threads.json``,
         ``load_ab_paired.serve14b-threads.json``).
+    balance_connections
+        With ``--workers N`` (N >= 2, Linux: a ``SO_REUSEPORT`` socket a worker), a
+        worker holding more keep-alive connections than its even share plus one
+        answers a request on one of them with ``Connection: close``, so that the
+        client reconnects and the kernel hashes the new connection to a worker
+        again (:mod:`recgraph.serving.balance`); ``False`` leaves connections where
+        the kernel put them (64 split as unevenly as 23/41).
     stats_cache_seconds
         How long the dashboard's store statistics are reused before they are
         counted again (they scan whole tables).
@@ -131,6 +138,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
     stats_cache_seconds: float = Field(default=30.0, ge=0)
     answer_threads: int = Field(default=40, ge=0, le=1000)
+    balance_connections: bool = True
     progress: bool | None = None
 
     @field_validator("progress", mode="before")

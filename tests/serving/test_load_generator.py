@@ -12,14 +12,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 load = pytest.importorskip("load")
 
 
-def response(body: bytes) -> bytes:
+def response(body: bytes, close: bool = False) -> bytes:
     head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
-    return head.encode() + b"\r\n\r\n" + body
+    return head.encode() + (b"\r\nconnection: close" if close else b"") + b"\r\n\r\n" + body
 
 
-async def run_against(answer, die_after: int | None = None) -> dict:
+async def run_against(answer, die_after: int | None = None, close_every: int | None = None) -> dict:
     """``open_loop`` (100 requests) against a server answering ``answer`` to each request,
-    which closes its socket and every connection after ``die_after`` answers."""
+    which closes its socket and every connection after ``die_after`` answers, and closes
+    the connection of each ``close_every``-th answer after it, saying so in the answer."""
     served = 0
     writers = []
     server = None
@@ -30,7 +31,12 @@ async def run_against(answer, die_after: int | None = None) -> dict:
         try:
             while await reader.readuntil(b"\r\n\r\n"):
                 served += 1
-                writer.write(response(answer))
+                close = close_every is not None and served % close_every == 0
+                writer.write(response(answer, close))
+                if close:
+                    await writer.drain()
+                    writer.close()
+                    return
                 if die_after is not None and served == die_after:
                     server.close()
                     for other in writers:
@@ -137,3 +143,13 @@ def test_a_publisher_that_cannot_load_v1_raises_at_once(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2] / "src"))
     with pytest.raises(RuntimeError, match="did not start .*exit status [1-9]"):
         load.Publisher(tmp_path / "models")
+
+
+def test_a_connection_the_server_sheds_after_a_whole_answer_is_replaced_without_an_error(
+    short_timeout,
+):
+    """An answer saying ``Connection: close`` (a worker evening out its connections),
+    then the close: the answer counts, the connection is replaced and counted as shed."""
+    result = load.run_loop(run_against(b'{"model_version":"v1"}', close_every=7))
+    assert result["ok"] == 100 and result["errors"] == 0, result["error_samples"]
+    assert result["connections_shed"] == 100 // 7

@@ -24,6 +24,7 @@ CHANGED = {
     "max_body_bytes": 4096,
     "stats_cache_seconds": 3.0,
     "answer_threads": 0,
+    "balance_connections": False,
     "progress": True,
 }
 

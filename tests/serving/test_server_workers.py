@@ -1,5 +1,6 @@
 """``run`` with several workers: connections spread evenly, port 0, a clean stop."""
 
+import contextlib
 import os
 import pickle
 import signal
@@ -48,6 +49,12 @@ def _workers(pid: int) -> list[int]:
 
 
 def _get(sock: socket.socket, path: str = "/healthz") -> bytes:
+    """The status line of ``path``'s answer, read whole."""
+    return _answer(sock, path)[0].split(b"\r\n")[0]
+
+
+def _answer(sock: socket.socket, path: str = "/healthz") -> tuple[bytes, bytes]:
+    """``path`` asked on ``sock``: the answer's head and its whole body."""
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
     data = b""
     while b"\r\n\r\n" not in data:
@@ -61,13 +68,17 @@ def _get(sock: socket.socket, path: str = "/healthz") -> bytes:
         if line.lower().startswith(b"content-length")
     )
     while len(body) < length:
-        body += sock.recv(65536)
-    return head.split(b"\r\n")[0]
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection before the answer's end"
+        body += chunk
+    return head, body
 
 
-@pytest.fixture
-def two_workers(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+@contextlib.contextmanager
+def serving_two_workers(tmp_path: Path, **env: str):
+    """``run(workers=2)`` in a process of its own, with ``env`` added to its environment:
+    ``(server, port, worker pids)`` once each worker has answered a connection."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env}
     server = subprocess.Popen(
         [sys.executable, "-c", SERVE, str(tmp_path / "models"), f"sqlite:///{tmp_path / 'r.db'}"],
         stdout=subprocess.PIPE,
@@ -97,6 +108,13 @@ def two_workers(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.fixture
+def two_workers(tmp_path):
+    # the kernel's spread alone: evened out, a burst's connections would be shed on answering
+    with serving_two_workers(tmp_path, RECGRAPH_BALANCE_CONNECTIONS="0") as served:
+        yield served
 
 
 def _burst(port: int, workers: list[int]) -> dict[int, int]:

@@ -138,10 +138,13 @@ def serve_command(
             help=(
                 "Server processes (each loads the model). On Linux, with 2 or more, each "
                 "worker listens on its own SO_REUSEPORT socket so connections are spread "
-                "evenly; the port refuses connections until a worker has loaded (retry "
-                "/healthz at startup), a worker that dies resets the connections queued on "
-                "its socket (Linux 5.14+: sysctl net.ipv4.tcp_migrate_req=1 moves them), and "
-                "SO_REUSEPORT sockets of the same user can join the port."
+                "evenly, and a worker holding more keep-alive connections than its share "
+                "plus one answers a request with 'Connection: close' so the client "
+                f"reconnects (${ENV_PREFIX}BALANCE_CONNECTIONS=0: not); the port refuses "
+                "connections until a worker has loaded (retry /healthz at startup), a worker "
+                "that dies resets the connections queued on its socket (Linux 5.14+: sysctl "
+                "net.ipv4.tcp_migrate_req=1 moves them), and SO_REUSEPORT sockets of the same "
+                "user can join the port."
             ),
         ),
     ] = 1,

@@ -1,0 +1,216 @@
+"""Evening out the keep-alive connections of a server's workers (``--workers N``, Linux).
+
+Each worker listens on its own ``SO_REUSEPORT`` socket (:mod:`recgraph.serving.server`),
+so the kernel hashes every new connection to one of them; 64 long-lived keep-alive
+connections then split like coin tosses (measured 27/37, 26/38, 43/21, 23/41), and
+they never move: the busier worker carries up to two thirds of the load for as long
+as they stay open. So the workers share a small table of how many connections each
+holds, and a worker that holds more than its fair share plus :data:`SLACK`
+(``ceil(total / live workers) + 1``) answers the next request on one of its
+connections with ``Connection: close``. The client reconnects and the kernel hashes
+the new connection again; over a few rounds the split converges to even.
+
+Only a request's own response is marked, never an idle connection closed (a request
+sent meanwhile would be lost), never a request queued behind it on the connection
+(pipelined: the mark is taken back while the response has not started). A worker
+not yet listening (loading its model) or stopping counts for nothing, so nobody
+sheds connections that could only come back to itself; one killed outright counts
+with its last figures until uvicorn starts its replacement (it looks twice a second),
+which takes its slot afresh.
+
+The table: :data:`FIELDS` 32-bit integers a slot (the worker's pid, whether it
+listens, its open connections), written by its own worker alone, in an anonymous
+``memfd`` the parent makes and each spawned worker gets a copy of the descriptor of
+(nothing named to clean up, freed with the last process). The parent gives each
+worker a slot as it pickles the config into it: one never given, else one whose
+worker is gone (uvicorn restarts a dead worker, or, on ``SIGHUP``, starts each
+replacement before it stops the old one: :data:`SLOTS_PER_WORKER` slots a worker).
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("recgraph.serving")
+
+#: Connections a worker may hold above its even share (``ceil(total / workers)``)
+#: before it sheds one.
+SLACK = 1
+#: Integers a slot: the worker's pid (``-1``: given, not yet taken), listening (0/1), open
+#: connections.
+FIELDS = 3
+_PID, _LIVE, _OPEN = range(FIELDS)
+#: Added to a shed answer's headers: httptools' protocol also says so for ``keep_alive``
+#: false, h11's only closes after the answer unless the answer says it.
+CLOSE = (b"connection", b"close")
+#: Slots a worker: room for uvicorn's replacements started before the old ones stop.
+SLOTS_PER_WORKER = 2
+
+
+class ConnectionTable:
+    """The parent's table; pickled into a worker (by uvicorn's spawning) it is that worker's
+    :class:`WorkerShare`, with a slot of its own."""
+
+    def __init__(self, workers: int) -> None:
+        self.slots = SLOTS_PER_WORKER * workers
+        self.fd = os.memfd_create("recgraph-connections", os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, self.slots * FIELDS * 4)
+        self._map = mmap.mmap(self.fd, self.slots * FIELDS * 4)
+        self.values = memoryview(self._map).cast("i")
+        self._given = 0
+
+    def _free_slot(self) -> int:
+        if self._given < self.slots:
+            self._given += 1
+            return self._given - 1
+        for slot in range(self.slots):
+            if not _alive(self.values[slot * FIELDS + _PID]):
+                return slot
+        self._given += 1  # every slot taken: share one (that worker's counts are then off)
+        return self._given % self.slots
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        from multiprocessing.reduction import DupFd
+
+        slot = self._free_slot()
+        base = slot * FIELDS
+        self.values[base + _PID], self.values[base + _LIVE], self.values[base + _OPEN] = -1, 0, 0
+        return (_attach, (DupFd(self.fd), self.slots, slot))
+
+    def close(self) -> None:
+        self.values.release()
+        self._map.close()
+        os.close(self.fd)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` (a worker's, from the table) still runs: ``-1`` (given, not yet
+    taken) counts as running, ``0`` (never given) and a zombie as gone."""
+    if pid == -1:
+        return True
+    if pid <= 0:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def _attach(dup: Any, slots: int, slot: int) -> WorkerShare:
+    fd = dup.detach()
+    share = WorkerShare(mmap.mmap(fd, slots * FIELDS * 4), slots, slot)
+    os.close(fd)
+    return share
+
+
+class WorkerShare:
+    """A worker's view of the table: its own slot to write, everyone's to read."""
+
+    def __init__(self, shared: mmap.mmap, slots: int, slot: int) -> None:
+        self._map = shared
+        self.values = memoryview(shared).cast("i")
+        self.slots = slots
+        self.base = slot * FIELDS
+        self.values[self.base + _PID] = os.getpid()
+        #: Connections told to close and not closed yet.
+        self.shedding = 0
+        #: Connections this worker has told to close since it started.
+        self.shed = 0
+
+    def listening(self, live: bool) -> None:
+        """Count this worker in (it accepts connections) or out (it stops)."""
+        if not live:
+            self.values[self.base + _OPEN] = 0
+        self.values[self.base + _LIVE] = int(live)
+
+    def opened(self, count: int) -> None:
+        """This worker's open connections are now ``count``."""
+        self.values[self.base + _OPEN] = count
+
+    def over_share(self, held: int) -> bool:
+        """Whether this worker, holding ``held`` connections (those told to close
+        among them), should tell one more to close."""
+        values, total, live = self.values, 0, 0
+        for at in range(_LIVE, self.slots * FIELDS, FIELDS):
+            if values[at]:
+                live += 1
+                total += values[at + 1]
+        return live > 1 and held - self.shedding > -(-total // live) + SLACK
+
+
+def balanced_protocol(base: type, share: WorkerShare) -> type:
+    """uvicorn's HTTP protocol class ``base`` (httptools' or h11's), counting this worker's
+    connections into ``share`` and marking a response ``Connection: close`` while the
+    worker holds more than its share."""
+
+    class Balanced(base):  # type: ignore[valid-type, misc]
+        _shed_cycle: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            share.opened(len(self.connections))
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            share.opened(len(self.connections))
+            if self._shed_cycle is not None:
+                self._shed_cycle = None
+                share.shedding -= 1
+
+        def shutdown(self) -> None:
+            share.listening(False)  # the server stops: its socket no longer listens
+            super().shutdown()
+
+        def data_received(self, data: bytes) -> None:
+            cycle = self.cycle
+            super().data_received(data)
+            if self.cycle is cycle:  # no new request
+                return
+            shed = self._shed_cycle
+            if shed is not None:
+                if not shed.response_started and shed is not self.cycle:
+                    # a request queued behind the marked one: answer it too (taken back)
+                    shed.keep_alive = True
+                    shed.default_headers = self.server_state.default_headers
+                    self._shed_cycle = None
+                    share.shedding -= 1
+                return
+            if (
+                self.cycle is not None
+                and self.cycle.keep_alive
+                and not getattr(self, "pipeline", None)
+                and share.over_share(len(self.connections))
+            ):
+                # uvicorn closes the connection after the answer, which says so
+                self.cycle.keep_alive = False
+                self.cycle.default_headers = [*self.cycle.default_headers, CLOSE]
+                self._shed_cycle = self.cycle
+                share.shedding += 1
+                share.shed += 1
+
+    Balanced.__name__ = Balanced.__qualname__ = f"Balanced{base.__name__}"
+    return Balanced
+
+
+def listening_lifespan(base: type, share: WorkerShare) -> type:
+    """uvicorn's lifespan class ``base``, counting the worker in once its app has started
+    (uvicorn then makes its socket listen) and out when it stops."""
+
+    class Listening(base):  # type: ignore[valid-type, misc]
+        async def startup(self) -> None:
+            await super().startup()
+            if not self.should_exit:
+                share.listening(True)
+
+        async def shutdown(self) -> None:
+            share.listening(False)  # (uvicorn has closed the socket by now)
+            log.debug("this worker told %d connections to close", share.shed)
+            await super().shutdown()
+
+    Listening.__name__ = Listening.__qualname__ = f"Listening{base.__name__}"
+    return Listening
