@@ -240,36 +240,58 @@ class Explainer:
             return [None] * len(vias)
         liked, kinds, values, value_kinds = self.history.liked_entries(user)
         position = {t: i for i, t in enumerate(liked.tolist())}
-        kinds, values, value_kinds = kinds.tolist(), values.tolist(), value_kinds.tolist()
         top = self.explain_top
-        chosen = [[v for v in via if v in position][:top] for via in vias]
+        # each via's first ``top`` liked items (a retriever cites liked items first: the scan
+        # stops at the ``top``-th rather than reading the whole via)
+        chosen: list[list[int]] = []
+        for via in vias:
+            targets = []
+            if top:
+                for v in via:
+                    if v in position:
+                        targets.append(v)
+                        if len(targets) == top:
+                            break
+            chosen.append(targets)
         flat = [v for targets in chosen for v in targets]
         if not flat:
             return [None] * len(vias)
+        # what the user did with each cited item, read at the cited entries only
+        at_entry = [position[v] for v in flat]
+        kinds = kinds[at_entry].tolist()
+        values, value_kinds = values[at_entry].tolist(), value_kinds[at_entry].tolist()
         # the cited items' external ids, read at once (the id map may be a memory map)
         external = [str(x) for x in np.asarray(self.history.items.ids)[flat].tolist()]
         shown = names.show_items(external)
+        said = []  # each cited item as its phrase says it, and the verb
+        for kind, value, value_kind, title in zip(kinds, values, value_kinds, shown, strict=True):
+            verb = _verb(kind)
+            if verb == "rated":
+                said.append((verb, f"“{title}” highly"))
+            elif verb == "viewed" and value_kind == ValueKind.COUNT and value > 1:
+                said.append((verb, f"“{title}” {int(value)} times"))
+            else:
+                said.append((verb, f"“{title}”"))
         out: list[Reason | None] = []
         at = 0
         for targets in chosen:
             if not targets:
                 out.append(None)
                 continue
-            phrases: list[tuple[str, list[str]]] = []
-            for target, title in zip(targets, shown[at : at + len(targets)], strict=True):
-                i = position[target]
-                verb = _verb(kinds[i])
-                title = f"“{title}”"
-                if verb == "rated":
-                    title += " highly"
-                elif verb == "viewed" and value_kinds[i] == ValueKind.COUNT and values[i] > 1:
-                    title += f" {int(values[i])} times"
-                if phrases and phrases[-1][0] == verb:
-                    phrases[-1][1].append(title)
-                else:
-                    phrases.append((verb, [title]))
-            text = " and ".join(f"{verb} {joined(titles)}" for verb, titles in phrases)
-            verbs = {verb for verb, _ in phrases}
+            end = at + len(targets)
+            mine = said[at:end]
+            verbs = {verb for verb, _ in mine}
+            if len(verbs) == 1:  # one verb: one phrase (what nearly every reason is)
+                (verb,) = verbs
+                text = f"{verb} {joined([title for _, title in mine])}"
+            else:  # a phrase per run of the same verb
+                phrases: list[tuple[str, list[str]]] = []
+                for verb, title in mine:
+                    if phrases and phrases[-1][0] == verb:
+                        phrases[-1][1].append(title)
+                    else:
+                        phrases.append((verb, [title]))
+                text = " and ".join(f"{verb} {joined(titles)}" for verb, titles in phrases)
             code = (
                 "liked"
                 if verbs <= {"liked", "rated"}
@@ -277,8 +299,8 @@ class Explainer:
                 if verbs == {"viewed"}
                 else "history"
             )
-            out.append(Reason(f"because you {text}", code, tuple(external[at : at + len(targets)])))
-            at += len(targets)
+            out.append(Reason(f"because you {text}", code, tuple(external[at:end])))
+            at = end
         return out
 
 
