@@ -109,6 +109,8 @@ class Explainer:
         self.main_keys = main_keys
         self.chain_keys = chain_keys
         self.explain_top = explain_top
+        if explain_top:
+            _warm_history_via(models)
 
     def reasons(
         self,
@@ -302,6 +304,19 @@ class Explainer:
             out.append(Reason(f"because you {text}", code, tuple(external[at:end])))
             at = end
         return out
+
+
+def _warm_history_via(models: dict[str, Retriever]) -> None:
+    """Ask each fitted retriever that explains for one reason's items, so the kernels a
+    served reason runs (for the model's own dtypes) are compiled, or read from numba's
+    cache, when a question is built, not in its first request. A model that cannot say
+    is skipped (its first reason fails or falls back as it would)."""
+    for model in models.values():
+        try:
+            if model.explains and model.is_fitted and model.n_users and model.n_items:
+                model.history_via(0, np.zeros(1, dtype=np.int64), 1)
+        except Exception:  # an explanation is a courtesy, its warm-up too
+            continue
 
 
 # ---------------------------------------------------------------------- ranked answers
