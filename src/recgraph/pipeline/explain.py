@@ -29,7 +29,6 @@ import numpy as np
 
 from recgraph.data.interactions import Kind, ValueKind
 from recgraph.data.kernel_inputs import frozen
-from recgraph.data.ranges import expand_ranges
 from recgraph.pipeline.history import History
 from recgraph.pipeline.names import Names, joined
 from recgraph.pipeline.results import Reason
@@ -373,32 +372,29 @@ def _account_reasons(
     if external is not None:
         external = np.asarray(external)  # a memory map indexed as a plain array (no Python hook)
     followed = out_.indices[out_.indptr[user] : out_.indptr[user + 1]]
-    if len(ids) and (ids.min() < 0 or ids.max() >= inn.shape[0]):
-        raise IndexError(f"result outside the account range 0..{inn.shape[0] - 1}")
     from recgraph.pipeline import explain_kernels  # numba: not on import
 
-    common_ids, counts = explain_kernels.common_followers(
-        frozen(inn.indptr), frozen(inn.indices), frozen(followed), frozen(ids)
+    # the people named by every result that names them (each result's first ``top`` of its
+    # own common people, never past them into the next result's), counted and cut in one
+    # pass; read (and their handles looked up) at once
+    common, counts, cut = explain_kernels.named_common(
+        frozen(inn.indptr), frozen(inn.indices), frozen(followed), frozen(ids), top, MIN_COMMON
     )
-    starts = np.cumsum(counts) - counts
+    if len(ids) and counts[0] < 0:
+        raise IndexError(f"result outside the account range 0..{inn.shape[0] - 1}")
     follows_back = (features.follows_back(np.full(len(ids), user), ids) > 0).tolist()
-    counts = counts.tolist()
-    # the people named by every result that names them, read (and their handles looked up) at
-    # once: each result's first ``top`` of its own common people (never past them into the
-    # next result's, when ``top`` is larger than a result's count)
-    named = [j for j, n in enumerate(counts) if n >= MIN_COMMON]
-    cut = np.minimum(top, np.asarray(counts, dtype=np.int64)[named])
-    common = common_ids[expand_ranges(starts[named], cut)[0]]
+    counts, cut = counts.tolist(), cut.tolist()
     via_all = list(map(str, (common if external is None else external[common]).tolist()))
     shown_all = names.show_accounts(via_all) if external is not None else via_all
-    ends = np.cumsum(cut).tolist()
     out: list[Reason | None] = [None] * len(ids)
+    end = 0
     for j, n in enumerate(counts):
         if n < MIN_COMMON:
             if follows_back[j]:
                 out[j] = _FOLLOWS_YOU
-    for j, end, size in zip(named, ends, cut.tolist(), strict=True):
-        n = counts[j]
+            continue
+        size = cut[j]
+        end += size
         via = tuple(via_all[end - size : end])
         if external is None:
             text = f"followed by {_count(n, 'person', 'people')} you follow"
