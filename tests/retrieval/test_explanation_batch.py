@@ -148,7 +148,7 @@ def test_history_via_sorts_above_the_compiled_picks_bound(make, monkeypatch):
     ``top`` above :data:`explanation.PICK_AT_MOST`, ``history_via`` takes the stable sort
     (20,000 rows at ``top=None`` took 29 s in the pass, 37 ms sorted). Both ways cite what
     ``explain`` cites, ties (coarse weights) to the earlier liked item."""
-    from recgraph.retrieval import explanation_kernels
+    from recgraph.retrieval import explanation_kernels, via_kernels
 
     model = make().fit(_ratings(5))
     if isinstance(model, EASE):  # few distinct weights: many tied products
@@ -166,6 +166,13 @@ def test_history_via_sorts_above_the_compiled_picks_bound(make, monkeypatch):
             return kernel(*args)
 
         monkeypatch.setattr(explanation_kernels, name, counted)
+    rows_pass = via_kernels.top_positive_rows  # item-kNN's pass over the similarity rows
+
+    def counted_rows(*args):
+        picks.append(args[6])  # its ``top``
+        return rows_pass(*args)
+
+    monkeypatch.setattr(via_kernels, "top_positive_rows", counted_rows)
     bound = explanation.PICK_AT_MOST
     rng = np.random.default_rng(6)
     ties = compiled = 0

@@ -29,7 +29,6 @@ import numpy as np
 
 from recgraph.data.interactions import Kind, ValueKind
 from recgraph.data.kernel_inputs import frozen
-from recgraph.data.ranges import expand_ranges
 from recgraph.pipeline.history import History
 from recgraph.pipeline.names import Names, joined
 from recgraph.pipeline.results import Reason
@@ -109,6 +108,8 @@ class Explainer:
         self.main_keys = main_keys
         self.chain_keys = chain_keys
         self.explain_top = explain_top
+        if explain_top:
+            _warm_history_via(models)
 
     def reasons(
         self,
@@ -240,36 +241,58 @@ class Explainer:
             return [None] * len(vias)
         liked, kinds, values, value_kinds = self.history.liked_entries(user)
         position = {t: i for i, t in enumerate(liked.tolist())}
-        kinds, values, value_kinds = kinds.tolist(), values.tolist(), value_kinds.tolist()
         top = self.explain_top
-        chosen = [[v for v in via if v in position][:top] for via in vias]
+        # each via's first ``top`` liked items (a retriever cites liked items first: the scan
+        # stops at the ``top``-th rather than reading the whole via)
+        chosen: list[list[int]] = []
+        for via in vias:
+            targets = []
+            if top:
+                for v in via:
+                    if v in position:
+                        targets.append(v)
+                        if len(targets) == top:
+                            break
+            chosen.append(targets)
         flat = [v for targets in chosen for v in targets]
         if not flat:
             return [None] * len(vias)
+        # what the user did with each cited item, read at the cited entries only
+        at_entry = [position[v] for v in flat]
+        kinds = kinds[at_entry].tolist()
+        values, value_kinds = values[at_entry].tolist(), value_kinds[at_entry].tolist()
         # the cited items' external ids, read at once (the id map may be a memory map)
         external = [str(x) for x in np.asarray(self.history.items.ids)[flat].tolist()]
         shown = names.show_items(external)
+        said = []  # each cited item as its phrase says it, and the verb
+        for kind, value, value_kind, title in zip(kinds, values, value_kinds, shown, strict=True):
+            verb = _verb(kind)
+            if verb == "rated":
+                said.append((verb, f"“{title}” highly"))
+            elif verb == "viewed" and value_kind == ValueKind.COUNT and value > 1:
+                said.append((verb, f"“{title}” {int(value)} times"))
+            else:
+                said.append((verb, f"“{title}”"))
         out: list[Reason | None] = []
         at = 0
         for targets in chosen:
             if not targets:
                 out.append(None)
                 continue
-            phrases: list[tuple[str, list[str]]] = []
-            for target, title in zip(targets, shown[at : at + len(targets)], strict=True):
-                i = position[target]
-                verb = _verb(kinds[i])
-                title = f"“{title}”"
-                if verb == "rated":
-                    title += " highly"
-                elif verb == "viewed" and value_kinds[i] == ValueKind.COUNT and values[i] > 1:
-                    title += f" {int(values[i])} times"
-                if phrases and phrases[-1][0] == verb:
-                    phrases[-1][1].append(title)
-                else:
-                    phrases.append((verb, [title]))
-            text = " and ".join(f"{verb} {joined(titles)}" for verb, titles in phrases)
-            verbs = {verb for verb, _ in phrases}
+            end = at + len(targets)
+            mine = said[at:end]
+            verbs = {verb for verb, _ in mine}
+            if len(verbs) == 1:  # one verb: one phrase (what nearly every reason is)
+                (verb,) = verbs
+                text = f"{verb} {joined([title for _, title in mine])}"
+            else:  # a phrase per run of the same verb
+                phrases: list[tuple[str, list[str]]] = []
+                for verb, title in mine:
+                    if phrases and phrases[-1][0] == verb:
+                        phrases[-1][1].append(title)
+                    else:
+                        phrases.append((verb, [title]))
+                text = " and ".join(f"{verb} {joined(titles)}" for verb, titles in phrases)
             code = (
                 "liked"
                 if verbs <= {"liked", "rated"}
@@ -277,9 +300,22 @@ class Explainer:
                 if verbs == {"viewed"}
                 else "history"
             )
-            out.append(Reason(f"because you {text}", code, tuple(external[at : at + len(targets)])))
-            at += len(targets)
+            out.append(Reason(f"because you {text}", code, tuple(external[at:end])))
+            at = end
         return out
+
+
+def _warm_history_via(models: dict[str, Retriever]) -> None:
+    """Ask each fitted retriever that explains for one reason's items, so the kernels a
+    served reason runs (for the model's own dtypes) are compiled, or read from numba's
+    cache, when a question is built, not in its first request. A model that cannot say
+    is skipped (its first reason fails or falls back as it would)."""
+    for model in models.values():
+        try:
+            if model.explains and model.is_fitted and model.n_users and model.n_items:
+                model.history_via(0, np.zeros(1, dtype=np.int64), 1)
+        except Exception:  # an explanation is a courtesy, its warm-up too
+            continue
 
 
 # ---------------------------------------------------------------------- ranked answers
@@ -336,32 +372,29 @@ def _account_reasons(
     if external is not None:
         external = np.asarray(external)  # a memory map indexed as a plain array (no Python hook)
     followed = out_.indices[out_.indptr[user] : out_.indptr[user + 1]]
-    if len(ids) and (ids.min() < 0 or ids.max() >= inn.shape[0]):
-        raise IndexError(f"result outside the account range 0..{inn.shape[0] - 1}")
     from recgraph.pipeline import explain_kernels  # numba: not on import
 
-    common_ids, counts = explain_kernels.common_followers(
-        frozen(inn.indptr), frozen(inn.indices), frozen(followed), frozen(ids)
+    # the people named by every result that names them (each result's first ``top`` of its
+    # own common people, never past them into the next result's), counted and cut in one
+    # pass; read (and their handles looked up) at once
+    common, counts, cut = explain_kernels.named_common(
+        frozen(inn.indptr), frozen(inn.indices), frozen(followed), frozen(ids), top, MIN_COMMON
     )
-    starts = np.cumsum(counts) - counts
+    if len(ids) and counts[0] < 0:
+        raise IndexError(f"result outside the account range 0..{inn.shape[0] - 1}")
     follows_back = (features.follows_back(np.full(len(ids), user), ids) > 0).tolist()
-    counts = counts.tolist()
-    # the people named by every result that names them, read (and their handles looked up) at
-    # once: each result's first ``top`` of its own common people (never past them into the
-    # next result's, when ``top`` is larger than a result's count)
-    named = [j for j, n in enumerate(counts) if n >= MIN_COMMON]
-    cut = np.minimum(top, np.asarray(counts, dtype=np.int64)[named])
-    common = common_ids[expand_ranges(starts[named], cut)[0]]
+    counts, cut = counts.tolist(), cut.tolist()
     via_all = list(map(str, (common if external is None else external[common]).tolist()))
     shown_all = names.show_accounts(via_all) if external is not None else via_all
-    ends = np.cumsum(cut).tolist()
     out: list[Reason | None] = [None] * len(ids)
+    end = 0
     for j, n in enumerate(counts):
         if n < MIN_COMMON:
             if follows_back[j]:
                 out[j] = _FOLLOWS_YOU
-    for j, end, size in zip(named, ends, cut.tolist(), strict=True):
-        n = counts[j]
+            continue
+        size = cut[j]
+        end += size
         via = tuple(via_all[end - size : end])
         if external is None:
             text = f"followed by {_count(n, 'person', 'people')} you follow"

@@ -104,6 +104,7 @@ def warm_up() -> None:
             overlaps(indptr, indices, indptr, indices, 0, 2, dense_count)
         similar_counts(indptr, indices, frozen(np.array([0, 1])), frozen(np.array([1])))
         common_followers(indptr, indices, indices, frozen(np.array([0, 1])))
+        named_common(indptr, indices, indices, frozen(np.array([0, 1])), 2, 2)
     _WARM.append(True)
 
 
@@ -127,3 +128,33 @@ def common_followers(indptr, indices, followed, accounts):
                 at += 1
                 counts[j] += 1
     return out[:at], counts
+
+
+@kernel
+def named_common(indptr, indices, followed, accounts, top, min_common):
+    """:func:`common_followers` as a reason names them: how many each of ``accounts`` has
+    (``-1`` for all when an account is outside the rows: nothing read), and, for each
+    account with at least ``min_common``, its first ``top`` of them (stored order), all
+    laid end to end, with how many each named account names (0 for the others)."""
+    n_rows = len(indptr) - 1
+    counts = np.zeros(len(accounts), dtype=np.int64)
+    cut = np.zeros(len(accounts), dtype=np.int64)
+    for j in range(len(accounts)):
+        if accounts[j] < 0 or accounts[j] >= n_rows:
+            counts[:] = -1
+            return np.zeros(0, dtype=np.int64), counts, cut
+    out = np.empty(len(accounts) * max(top, 0), dtype=np.int64)
+    at = 0
+    for j in range(len(accounts)):
+        account = accounts[j]
+        n = 0
+        for e in range(indptr[account], indptr[account + 1]):
+            if position(followed, indices[e]) >= 0:
+                if n < top:
+                    out[at + n] = indices[e]
+                n += 1
+        counts[j] = n
+        if n >= min_common:
+            cut[j] = min(n, top)
+            at += cut[j]
+    return out[:at], counts, cut

@@ -171,3 +171,7 @@ def _unicode(values: np.ndarray) -> np.ndarray:
 def joined(names: Sequence[str]) -> str:
     """``a``, ``a and b``, ``a, b and c``."""
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+#: No handles or titles (what an answer asked without names reads; never changed).
+NO_NAMES = Names()

@@ -42,7 +42,7 @@ from recgraph.pipeline.explain import Explainer
 from recgraph.pipeline.history import History
 from recgraph.pipeline.merge import merge_lists
 from recgraph.pipeline.merge import warm_up as warm_up_merge
-from recgraph.pipeline.names import Names
+from recgraph.pipeline.names import NO_NAMES, Names
 from recgraph.pipeline.ranking import (
     RANKING_DIR,
     CandidatePool,
@@ -449,7 +449,7 @@ class QuestionModel:
     ) -> Answer:
         """Results for one external user id, with reasons (what the service returns)."""
         history = self._check_fitted()
-        names = names or Names()
+        names = names if names is not None else NO_NAMES  # a Names is never false
         index = history.users.get(user, -1)
         excluded = history.target_indices(exclude)
         result = self.recommend([index], k, exclude=[excluded], now=now)
@@ -461,25 +461,30 @@ class QuestionModel:
         reasons = self.explainer.reasons(
             index, ids, sources, origin, cold, names, self.ranking if self.ranked else None
         )
-        target_ids = history.items.external(ids)
-        show = names.handle if self.question == "who_to_follow" else names.title
+        targets = [str(target) for target in np.asarray(history.items.external(ids)).tolist()]
+        # every result's label in one search (as ``handle`` / ``title`` of each)
+        show = names.handles_of if self.question == "who_to_follow" else names.titles_of
+        # each source mask's retrievers, worked out once (an answer has few distinct masks)
         keys = list(enumerate(self.retriever_keys))
+        masks = sources.tolist()
+        retrievers = {bits: tuple(key for j, key in keys if bits >> j & 1) for bits in set(masks)}
         # Python numbers, not numpy scalars: each result reads its few fields one by one
         results = [
             Recommendation(
-                id=str(target),
+                id=target,
                 score=score,
-                retrievers=tuple(key for j, key in keys if bits >> j & 1),
+                retrievers=retrievers[bits],
                 reason=reason.text,
                 reason_code=reason.code,
                 via=reason.via,
                 fallback=o > 0,
-                label=show(str(target)),
+                label=label,
             )
-            for target, score, bits, o, reason in zip(
-                np.asarray(target_ids).tolist(),
+            for target, label, score, bits, o, reason in zip(
+                targets,
+                show(targets),
                 scores.astype(np.float64).tolist(),
-                sources.tolist(),
+                masks,
                 origin.tolist(),
                 reasons,
                 strict=True,

@@ -551,11 +551,16 @@ class Retriever(ABC):
     def liked_weights(self, user: int, matrix: sp.csr_matrix) -> tuple[int, np.ndarray, np.ndarray]:
         """The checked ``user`` index, and the liked items in its ``matrix`` row with their
         weights: what an item-to-item explanation may cite, and how much each counts."""
-        self._check_fitted()
-        user = int(self._check_users([user])[0])
+        n_users, user = self.n_users, int(user)  # not fitted: NotFittedError, as before
+        if not 0 <= user < n_users:  # :meth:`_check_users`'s check, for one user
+            raise IndexError(f"user index {user} is outside 0..{n_users - 1}")
         start, stop = matrix.indptr[user], matrix.indptr[user + 1]
         indices, data = matrix.indices[start:stop], matrix.data[start:stop]
-        keep = np.isin(indices, self.liked_items(user))
+        row, liked = self.liked_items(user), self._liked if self._liked is not None else self._seen
+        if len(row) and liked is not None and liked.has_sorted_indices:  # one search, no np.isin
+            keep = row[np.minimum(row.searchsorted(indices), len(row) - 1)] == indices
+        else:
+            keep = np.isin(indices, row)
         return user, indices[keep], data[keep]
 
     def seen_matrix(self) -> sp.csr_matrix:

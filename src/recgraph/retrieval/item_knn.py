@@ -549,12 +549,35 @@ class ItemKNN(Retriever):
         from recgraph.retrieval import explanation_kernels  # numba: not on import
 
         # the same products as :meth:`_explained`'s blocks (its block size bounds them too),
-        # each column's positive top picked in one compiled pass
+        # each column's positive top picked in one compiled pass; read from the similarity's
+        # rows in the same pass where they are canonical and the candidates distinct
+        similarity = self.similarity_
+        from_rows = similarity.has_canonical_format and len(np.unique(candidates)) == len(
+            candidates
+        )
+        if from_rows:
+            from recgraph.retrieval import via_kernels  # numba: not on import
         vias: list[list[int]] = []
         at_once = explanation.EXPLAIN_COLUMNS
         for start in range(0, len(candidates), at_once):
-            block = self._liked_columns(liked, candidates[start : start + at_once])
-            picked, counts = explanation_kernels.top_positive_block(block * weights[:, None], top)
+            part = candidates[start : start + at_once]
+            if from_rows:
+                picked, counts = via_kernels.top_positive_rows(
+                    similarity.indptr,
+                    similarity.indices,
+                    similarity.data,
+                    liked,
+                    weights,
+                    part,
+                    top,
+                    similarity.shape[1],
+                    DENSE_LOOKUP,
+                )
+            else:
+                block = self._liked_columns(liked, part)
+                picked, counts = explanation_kernels.top_positive_block(
+                    block * weights[:, None], top
+                )
             vias += explanation_kernels.split_cited(liked, picked, counts)
         return vias
 
