@@ -669,9 +669,9 @@ class CandidateFeatures:
         columns: list[np.ndarray] = []
         for view in retrievers.values():
             scores = np.asarray(view.scores, dtype=np.float64)
-            best = np.asarray(view.user_best, dtype=np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                norm = np.where(np.abs(best) > 0, scores / np.abs(best), np.nan)
+            scale = np.abs(np.asarray(view.user_best, dtype=np.float64))
+            norm = np.full(len(scores), np.nan)  # divided only where the best is not 0 nor NaN
+            np.divide(scores, scale, out=norm, where=scale > 0)
             proposed = view.ranks > 0
             columns += [norm, np.where(proposed, view.ranks, depth + 1), proposed]
         (in_user_weeks,) = self._pair_sums(
