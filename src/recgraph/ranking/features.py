@@ -719,7 +719,7 @@ class CandidateFeatures:
         )
         out = []
         for history, (largest, total) in zip(histories, products.reduced(histories), strict=True):
-            size = np.maximum(history.indptr[users + 1] - history.indptr[users], 1)
+            size = products.sizes(history)
             out += [largest, total / size]
         out += [self.pop_windows[items, j] for j in range(self.pop_windows.shape[1])]
         out.append(self.pop_trend[items])
