@@ -274,11 +274,17 @@ class RankingStage:
         self.report = dict(report or {})
         self.order = order
         self.blend, self.base = float(blend), base
+        # the column layout per (ranker's names, graph, retrievers): :meth:`_layout`
+        self._layouts: dict[tuple, tuple[tuple[str, ...], tuple[str, ...], list[int] | None]] = {}
 
     def batch(self, pool: CandidatePool, labels: sp.csr_matrix | None = None) -> RankingBatch:
         """The pool's candidate rows as a :class:`RankingBatch` (with labels from ``labels``)."""
-        rows, cols = np.nonzero(pool.valid)
-        users, items = pool.users[rows], pool.ids[rows, cols]
+        if pool.full:  # every entry valid (a request's pool): the ids in row order
+            rows = np.repeat(np.arange(len(pool.users)), pool.ids.shape[1])
+            users, items = pool.users[rows], pool.ids.reshape(-1)
+        else:
+            rows, cols = np.nonzero(pool.valid)
+            users, items = pool.users[rows], pool.ids[rows, cols]
         ppr = None
         if self.ppr_key is not None:
             if self.ppr_key not in pool.columns:
@@ -287,24 +293,37 @@ class RankingStage:
                     f"the ranker reads PPR from retriever {self.ppr_key!r}, which this pool lacks"
                 )
             ppr = pool.columns[self.ppr_key]
-        known = self.ranker.feature_names
-        # the optional features a ranker was taught with are computed for it again
-        optional = tuple(name for name in OPTIONAL_ITEM_FEATURES if name in (known or ()))
+        optional, names, known_columns = self._layout(self.ranker.feature_names)
         matrix = self.features.matrix(
             users, items, pool.columns, self.spec.depth, ppr=ppr, optional=optional
         )
         y = None
         if labels is not None:
             y = np.asarray(labels[users, items]).ravel() > 0
-        names = feature_names(self.features.graph_kind, self.keys, optional=optional)
-        if known is not None and known != names and set(known) <= set(names):
-            # a ranker saved before newer features existed reads the columns it knows
-            matrix = matrix[:, [names.index(name) for name in known]]
-            names = known
+        if known_columns is not None:
+            matrix = matrix[:, known_columns]
         # one list per pool row: a user asked twice in one batch is two lists, not one broken up
         return RankingBatch(
             users, items, matrix, names, None if y is None else y.astype(np.int8), groups=rows
         )
+
+    def _layout(
+        self, known: tuple[str, ...] | None
+    ) -> tuple[tuple[str, ...], tuple[str, ...], list[int] | None]:
+        """``(optional, names, columns)`` of a batch for a ranker that knows ``known``: the
+        optional features it was taught with (computed for it again), the batch's column names
+        and, for a ranker saved before newer features existed, the matrix columns it reads
+        (``None``: all); worked out once per layout, not per request."""
+        key = (known, self.features.graph_kind, tuple(self.keys))
+        layout = self._layouts.get(key)
+        if layout is None:
+            optional = tuple(name for name in OPTIONAL_ITEM_FEATURES if name in (known or ()))
+            names = feature_names(self.features.graph_kind, self.keys, optional=optional)
+            columns = None
+            if known is not None and known != names and set(known) <= set(names):
+                columns, names = [names.index(name) for name in known], known
+            layout = self._layouts[key] = (optional, names, columns)
+        return layout
 
     def scores(self, pool: CandidatePool) -> np.ndarray:
         """The ranker's score of each valid pool entry, fused with ``base``'s order when blended."""
@@ -315,8 +334,12 @@ class RankingStage:
 
     def rank(self, pool: CandidatePool, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The ranker's best ``k`` of the pool: ``(ids, scores, sources)``, ``(n, k)``."""
-        scores = np.full(pool.ids.shape, -np.inf, dtype=np.float32)
-        if pool.valid.any():
+        unmasked = pool.full and pool.ids.size and self.order == "ranker"  # a request's pool
+        if unmasked:
+            scores = np.asarray(self.scores(pool)).astype(np.float32).reshape(pool.ids.shape)
+        else:
+            scores = np.full(pool.ids.shape, -np.inf, dtype=np.float32)
+        if not unmasked and pool.valid.any():
             if self.order == "ranker":
                 scores[pool.valid] = self.scores(pool)
             else:  # the best retriever's own order: rank first, its score among the rest
