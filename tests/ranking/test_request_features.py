@@ -285,12 +285,12 @@ def test_every_feature_matrix_is_canonical_so_a_request_reads_the_users_row(tmp_
 def test_a_ranker_taught_with_an_optional_feature_is_served_it():
     from types import SimpleNamespace
 
-    from recgraph.pipeline.ranking import RankingStage
+    from recgraph.pipeline.ranking import CandidatePool, RankingStage
 
     data, side = feed(rated=True)
     features = CandidateFeatures(data, item_features=side)
-    pool = SimpleNamespace(
-        valid=np.ones((1, 5), bool), users=np.array([3]), ids=np.arange(5)[None], columns={}
+    pool = CandidatePool(
+        np.array([3]), np.arange(5)[None], np.zeros((1, 5)), np.zeros((1, 5), np.int64), {}
     )
     for optional in ((), F.OPTIONAL_ITEM_FEATURES):
         taught = feature_names("items", [], optional)

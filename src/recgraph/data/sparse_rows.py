@@ -188,6 +188,18 @@ def _forward_products(
     return indptr, columns[hit][kept].astype(np.int64), data[kept]
 
 
+def divided(numerator: np.ndarray, denominator: np.ndarray, fill: float) -> np.ndarray:
+    """``np.where(denominator > 0, numerator / denominator, fill)`` without an errstate: two
+    float64 arrays divided only where the denominator is positive (the same values; a
+    request's few ratios cost more in silencing numpy's warnings than in dividing)."""
+    if numerator.dtype == denominator.dtype == np.float64 and numerator.shape == denominator.shape:
+        out = np.full(numerator.shape, fill)
+        np.divide(numerator, denominator, out=out, where=denominator > 0)
+        return out
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / denominator, fill)
+
+
 def row_sums(indptr: np.ndarray, data: np.ndarray) -> np.ndarray:
     """Per row, the sum of its entries as scipy's CSR ``sum(axis=1)`` adds them (``reduceat``)."""
     out = np.zeros(len(indptr) - 1, dtype=np.result_type(data.dtype, np.float32))

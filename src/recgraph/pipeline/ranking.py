@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -68,9 +69,16 @@ class CandidatePool:
     sources: np.ndarray
     columns: dict[str, RetrieverColumns] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def valid(self) -> np.ndarray:
+        """Where the pool holds a candidate (computed once: the pool is not changed)."""
         return self.ids >= 0
+
+    @cached_property
+    def full(self) -> bool:
+        """Whether every entry is a candidate (a request's pool, cut to its longest row): then
+        the valid entries are the arrays raveled, no mask needed."""
+        return bool(self.valid.all())
 
     def recall(self, truth: sp.csr_matrix) -> np.ndarray:
         """Per user, the share of ``truth``'s targets that the pool holds."""
@@ -143,12 +151,12 @@ def candidate_pool(
         ids = np.asarray(candidates, dtype=np.int64)
         merged, sources = np.full(ids.shape, np.nan), np.zeros(ids.shape, dtype=np.int64)
         where = [_rank_lookup(ids, part) for part in lists]
-    columns = {}
-    valid = ids >= 0
-    rows = np.nonzero(valid)[0]
+    pool = CandidatePool(users=users, ids=ids, merged=merged, sources=sources, columns={})
+    valid, full = pool.valid, pool.full
+    # every entry valid (a request's pool): the valid entries are the arrays raveled, in order
+    rows = np.repeat(np.arange(len(ids)), ids.shape[1]) if full else np.nonzero(valid)[0]
     for key, part, (rank, score) in zip(keys, lists, where, strict=True):
-        missing = valid & (rank == 0)
-        mr, mc = np.nonzero(missing)
+        mr, mc = np.nonzero(rank == 0 if full else valid & (rank == 0))
         if len(mr):
             # what the retriever thinks of candidates it did not propose
             score[mr, mc] = models[key].score_pairs(users[mr], ids[mr, mc])
@@ -156,10 +164,12 @@ def candidate_pool(
         finite = np.where(np.isfinite(part.scores), part.scores, -np.inf)
         best = finite.max(axis=1, initial=-np.inf)
         best[np.isinf(best)] = np.nan
-        columns[key] = RetrieverColumns(
-            scores=score[valid], ranks=rank[valid], user_best=best[rows]
+        pool.columns[key] = RetrieverColumns(
+            scores=score.reshape(-1) if full else score[valid],
+            ranks=rank.reshape(-1) if full else rank[valid],
+            user_best=best[rows],
         )
-    return CandidatePool(users=users, ids=ids, merged=merged, sources=sources, columns=columns)
+    return pool
 
 
 #: Whether a ranker trained from now on reads its ``ppr_undirected`` features from the
@@ -264,11 +274,17 @@ class RankingStage:
         self.report = dict(report or {})
         self.order = order
         self.blend, self.base = float(blend), base
+        # the column layout per (ranker's names, graph, retrievers): :meth:`_layout`
+        self._layouts: dict[tuple, tuple[tuple[str, ...], tuple[str, ...], list[int] | None]] = {}
 
     def batch(self, pool: CandidatePool, labels: sp.csr_matrix | None = None) -> RankingBatch:
         """The pool's candidate rows as a :class:`RankingBatch` (with labels from ``labels``)."""
-        rows, cols = np.nonzero(pool.valid)
-        users, items = pool.users[rows], pool.ids[rows, cols]
+        if pool.full:  # every entry valid (a request's pool): the ids in row order
+            rows = np.repeat(np.arange(len(pool.users)), pool.ids.shape[1])
+            users, items = pool.users[rows], pool.ids.reshape(-1)
+        else:
+            rows, cols = np.nonzero(pool.valid)
+            users, items = pool.users[rows], pool.ids[rows, cols]
         ppr = None
         if self.ppr_key is not None:
             if self.ppr_key not in pool.columns:
@@ -277,24 +293,37 @@ class RankingStage:
                     f"the ranker reads PPR from retriever {self.ppr_key!r}, which this pool lacks"
                 )
             ppr = pool.columns[self.ppr_key]
-        known = self.ranker.feature_names
-        # the optional features a ranker was taught with are computed for it again
-        optional = tuple(name for name in OPTIONAL_ITEM_FEATURES if name in (known or ()))
+        optional, names, known_columns = self._layout(self.ranker.feature_names)
         matrix = self.features.matrix(
             users, items, pool.columns, self.spec.depth, ppr=ppr, optional=optional
         )
         y = None
         if labels is not None:
             y = np.asarray(labels[users, items]).ravel() > 0
-        names = feature_names(self.features.graph_kind, self.keys, optional=optional)
-        if known is not None and known != names and set(known) <= set(names):
-            # a ranker saved before newer features existed reads the columns it knows
-            matrix = matrix[:, [names.index(name) for name in known]]
-            names = known
+        if known_columns is not None:
+            matrix = matrix[:, known_columns]
         # one list per pool row: a user asked twice in one batch is two lists, not one broken up
         return RankingBatch(
             users, items, matrix, names, None if y is None else y.astype(np.int8), groups=rows
         )
+
+    def _layout(
+        self, known: tuple[str, ...] | None
+    ) -> tuple[tuple[str, ...], tuple[str, ...], list[int] | None]:
+        """``(optional, names, columns)`` of a batch for a ranker that knows ``known``: the
+        optional features it was taught with (computed for it again), the batch's column names
+        and, for a ranker saved before newer features existed, the matrix columns it reads
+        (``None``: all); worked out once per layout, not per request."""
+        key = (known, self.features.graph_kind, tuple(self.keys))
+        layout = self._layouts.get(key)
+        if layout is None:
+            optional = tuple(name for name in OPTIONAL_ITEM_FEATURES if name in (known or ()))
+            names = feature_names(self.features.graph_kind, self.keys, optional=optional)
+            columns = None
+            if known is not None and known != names and set(known) <= set(names):
+                columns, names = [names.index(name) for name in known], known
+            layout = self._layouts[key] = (optional, names, columns)
+        return layout
 
     def scores(self, pool: CandidatePool) -> np.ndarray:
         """The ranker's score of each valid pool entry, fused with ``base``'s order when blended."""
@@ -305,8 +334,12 @@ class RankingStage:
 
     def rank(self, pool: CandidatePool, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The ranker's best ``k`` of the pool: ``(ids, scores, sources)``, ``(n, k)``."""
-        scores = np.full(pool.ids.shape, -np.inf, dtype=np.float32)
-        if pool.valid.any():
+        unmasked = pool.full and pool.ids.size and self.order == "ranker"  # a request's pool
+        if unmasked:
+            scores = np.asarray(self.scores(pool)).astype(np.float32).reshape(pool.ids.shape)
+        else:
+            scores = np.full(pool.ids.shape, -np.inf, dtype=np.float32)
+        if not unmasked and pool.valid.any():
             if self.order == "ranker":
                 scores[pool.valid] = self.scores(pool)
             else:  # the best retriever's own order: rank first, its score among the rest
@@ -510,9 +543,19 @@ def _liked_matrix(labels: Interactions, what: str = "liked") -> sp.csr_matrix:
 
 
 def _own_order(view: RetrieverColumns) -> np.ndarray:
-    """A retriever's own order of a pool: its rank, then its score for what it did not propose."""
+    """A retriever's own order of a pool: its rank, then its score for what it did not propose
+    (``np.nan_to_num(scores, nan=-1e9)``'s values, the infinities the largest floats, without
+    its cost: ~5x this function's other steps on a request's pool)."""
     order = np.where(view.ranks > 0, -view.ranks.astype(np.float64), -1e9)
-    return order + np.nan_to_num(view.scores, nan=-1e9) * 1e-12
+    scores = np.asarray(view.scores)
+    largest = np.finfo(scores.dtype).max if scores.dtype.kind == "f" else None
+    clean = np.where(np.isnan(scores), -1e9, scores)
+    if largest is not None:
+        np.minimum(clean, largest, out=clean)
+        np.maximum(clean, -largest, out=clean)
+    clean *= 1e-12
+    order += clean
+    return order
 
 
 def _ndcg_by_order(
@@ -532,13 +575,16 @@ def _ndcg_by_order(
 
 def _pool_ranks(pool: CandidatePool, values: np.ndarray) -> np.ndarray:
     """Per user, each valid candidate's 1-based rank by ``values`` (given over ``pool.valid``)."""
-    full = np.full(pool.ids.shape, -np.inf)
-    full[pool.valid] = values
+    if pool.full:  # every entry valid: the values in row order are the pool's
+        full = np.asarray(values, dtype=np.float64).reshape(pool.ids.shape)
+    else:
+        full = np.full(pool.ids.shape, -np.inf)
+        full[pool.valid] = values
     from recgraph.pipeline.merge_kernels import pool_ranks  # numba: not on import
 
     ranks = pool_ranks(full)  # one compiled pass per row: the same ranks
     if ranks is not None:
-        return ranks[pool.valid]
+        return ranks.reshape(-1) if pool.full else ranks[pool.valid]
     order = np.argsort(-full, axis=1, kind="stable")
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(1, full.shape[1] + 1)[None, :], axis=1)

@@ -74,6 +74,7 @@ from recgraph.data.item_features import ItemFeatures
 from recgraph.data.sorted_keys import find_sorted
 from recgraph.data.sparse_rows import (
     binary,
+    divided,
     l2_rows,
     one_user,
     pair_sums_rows,
@@ -669,9 +670,8 @@ class CandidateFeatures:
         columns: list[np.ndarray] = []
         for view in retrievers.values():
             scores = np.asarray(view.scores, dtype=np.float64)
-            best = np.asarray(view.user_best, dtype=np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                norm = np.where(np.abs(best) > 0, scores / np.abs(best), np.nan)
+            scale = np.abs(np.asarray(view.user_best, dtype=np.float64))
+            norm = divided(scores, scale, np.nan)
             proposed = view.ranks > 0
             columns += [norm, np.where(proposed, view.ranks, depth + 1), proposed]
         (in_user_weeks,) = self._pair_sums(
@@ -719,7 +719,7 @@ class CandidateFeatures:
         )
         out = []
         for history, (largest, total) in zip(histories, products.reduced(histories), strict=True):
-            size = np.maximum(history.indptr[users + 1] - history.indptr[users], 1)
+            size = products.sizes(history)
             out += [largest, total / size]
         out += [self.pop_windows[items, j] for j in range(self.pop_windows.shape[1])]
         out.append(self.pop_trend[items])
@@ -789,8 +789,7 @@ class CandidateFeatures:
             products=products,
         )
         union = self.out_degree[users] + self.in_degree[items] - common
-        with np.errstate(invalid="ignore", divide="ignore"):
-            jaccard = np.where(union > 0, common / union, 0.0)
+        jaccard = divided(common, union, 0.0)
         follows_back = self.follows_back(users, items)
         weights = (None, self.aa_weight_undirected, self.ra_weight_undirected)
         if symmetric and one_user(users) is not None:
@@ -894,6 +893,5 @@ class CandidateFeatures:
                 ppr_out = ppr_either
             else:
                 ppr_out = ppr_pairs(along, users, items, step=step_along)[0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            vs_best = np.where(best > 0, ppr_either / best, 0.0)
+        vs_best = divided(ppr_either, best, 0.0)
         return ppr_out, ppr_either, vs_best

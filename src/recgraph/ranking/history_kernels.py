@@ -79,22 +79,37 @@ def many_reductions(
     each): the same arrays as the calls one by one."""
     block = np.asarray(block)
     sum_dtype = _sum_dtype(histories[0][0].dtype, block.dtype)
-    if any(_sum_dtype(values.dtype, block.dtype) != sum_dtype for values, _ in histories[1:]):
+    if len(histories) > 1 and any(
+        _sum_dtype(values.dtype, block.dtype) != sum_dtype for values, _ in histories[1:]
+    ):
         return [out for one in histories for out in many_reductions([one], block, rows)]
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    if not rows.flags.writeable:  # the kernel is compiled for writable index arrays
-        rows = rows.copy()
-    lengths = [len(values) for values, _ in histories]
-    bounds = np.array([0, *lengths], dtype=np.int64).cumsum()
+    rows = np.asarray(rows)
+    if rows.dtype != np.int64 or not (rows.flags.c_contiguous and rows.flags.writeable):
+        # the kernel is compiled for writable contiguous int64 indices
+        rows = np.array(rows, dtype=np.int64)
     # the small operands copied in the types the kernel is compiled for (the products are
-    # the same: numpy multiplies a float32 by a float64 as float64); the block as it is
-    values = np.concatenate([values for values, _ in histories]).astype(sum_dtype)
-    at = np.concatenate([at for _, at in histories]).astype(np.int64)
+    # the same: numpy multiplies a float32 by a float64 as float64), writable and contiguous
+    # (a copy: one type a request's calls share); the block as it is. Built with few numpy
+    # calls: a request makes three of these, each otherwise costing several times its kernel.
+    if len(histories) == 1:
+        values, at = histories[0]
+        bounds = np.array((0, len(values)), dtype=np.int64)
+        values, at = values.astype(sum_dtype), at.astype(np.int64)
+        longest = len(values)
+    else:
+        ends, total, longest = [0], 0, 0
+        for values, _ in histories:
+            total += len(values)
+            longest = max(longest, len(values))
+            ends.append(total)
+        bounds = np.array(ends, dtype=np.int64)
+        values = np.concatenate([values for values, _ in histories], dtype=sum_dtype)
+        at = np.concatenate([at for _, at in histories], dtype=np.int64)
     out_max = np.empty((len(histories), len(rows)), dtype=np.float64)
     out_sum = np.empty((len(histories), len(rows)), dtype=sum_dtype)
-    scratch = np.empty(max(max(lengths), 1), dtype=sum_dtype)
+    scratch = np.empty(max(longest, 1), dtype=sum_dtype)
     history_reductions(values, block, rows, at, bounds, out_max, out_sum, scratch)
-    return list(zip(out_max, out_sum, strict=True))
+    return [(out_max[h], out_sum[h]) for h in range(len(histories))]
 
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)

@@ -150,6 +150,16 @@ class HistoryProducts:
         ):
             self.dense = dense
 
+    def sizes(self, history: sp.csr_matrix) -> np.ndarray:
+        """Each row's count of ``history`` entries of its user, at least 1, in the dtype of
+        ``history.indptr`` (a request's: counted once)."""
+        indptr = history.indptr
+        if self.user is None:
+            return np.maximum(indptr[self.users + 1] - indptr[self.users], 1)
+        return np.full(
+            len(self.users), max(indptr[self.user + 1] - indptr[self.user], 1), indptr.dtype
+        )
+
     def _block(self) -> np.ndarray:
         """The candidates' dense rows at the union of the user's columns, gathered once."""
         if self.block is None:
