@@ -257,6 +257,20 @@ def resolve_threads(n_threads: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def first_free(
+    excluded: np.ndarray, need: int, n_cols: int, allowed: np.ndarray | None = None
+) -> np.ndarray:
+    """The ``need`` lowest columns of ``n_cols`` outside the sorted, distinct ``excluded``
+    (and inside the boolean mask ``allowed``, when given), ascending: the zero-score
+    columns :func:`sparse_top_k` fills a short row with, without its sparse matrices."""
+    if allowed is None:
+        # the first ``need`` free columns lie below need + |excluded|
+        span = np.arange(min(n_cols, need + len(excluded)), dtype=np.int64)
+    else:
+        span = np.flatnonzero(allowed)
+    return span[~in_sorted(excluded, span)][:need]
+
+
 def run_batches(
     spans: Sequence[tuple[int, int]],
     work: Callable[[int, int], None],
@@ -666,10 +680,7 @@ class TwoHopRetriever(GraphRetriever):
         scores = np.full(k, -np.inf, dtype=np.float32)
         ids[:taken], scores[:taken] = reached[order], sums[order]
         excluded = distinct_sorted(np.concatenate([barred.astype(np.int64), reached]))
-        need = k - taken
-        # the first ``need`` free accounts lie below need + |excluded|
-        span = np.arange(min(self.expansion_.shape[1], need + len(excluded)), dtype=np.int64)
-        free = span[~in_sorted(excluded, span)][:need]
+        free = first_free(excluded, k - taken, self.expansion_.shape[1])
         ids[taken : taken + len(free)] = free
         scores[taken : taken + len(free)] = 0.0
         return ids[None, :], scores[None, :]
