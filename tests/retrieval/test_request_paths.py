@@ -119,7 +119,7 @@ def items_graph(seed: int = 3) -> Interactions:
 @pytest.mark.parametrize("name", ["ease", "item_knn", "biased_mf"])
 @pytest.mark.parametrize("account_graph", [False, True])
 def test_one_users_masked_cut_is_the_general_paths(name, account_graph, monkeypatch):
-    from recgraph.retrieval import walk_kernels
+    from recgraph.retrieval import score_kernels, walk_kernels
 
     data = graph(n=50) if account_graph else items_graph()
     try:
@@ -128,8 +128,9 @@ def test_one_users_masked_cut_is_the_general_paths(name, account_graph, monkeypa
         pytest.skip(str(exc))
     walk_kernels.warm_up_top_row()
     calls = []
-    fused = walk_kernels.masked_top_row
-    monkeypatch.setattr(walk_kernels, "masked_top_row", lambda *a: calls.append(1) or fused(*a))
+    for module, name_ in ((walk_kernels, "masked_top_row"), (score_kernels, "masked_top")):
+        fused = getattr(module, name_)
+        monkeypatch.setattr(module, name_, lambda *a, f=fused: calls.append(1) or f(*a))
     rng = np.random.default_rng(4)
     n = model.n_items
     model_scores = model._score  # a NaN in the row: masked as the general path masks it
@@ -213,3 +214,33 @@ def test_one_users_walk_list_is_the_batchs_short_or_not(name):
                 same_bits(got[1][0], want[1][0])
                 short += bool((got[1][0] == 0).any())
     assert short  # some lists were filled with zero-score targets
+
+
+def test_the_radix_cut_is_the_masked_top_row():
+    from recgraph.retrieval import score_kernels, walk_kernels
+
+    rng = np.random.default_rng(9)
+    empty = np.zeros(0, np.int64)
+    for n in (1, 7, 300, 5000):
+        for kind in ("spread", "ties", "signs"):
+            if kind == "spread":
+                row = rng.random(n).astype(np.float32)
+            elif kind == "ties":  # a boundary bucket of equal keys; zeros both signs
+                row = rng.choice(np.float32([0.5, 0.25, 0.0, -0.0, 0.125]), size=n)
+            else:
+                row = rng.normal(size=n).astype(np.float32) * 1e3
+                row[rng.random(n) < 0.1] = np.inf
+                row[rng.random(n) < 0.1] = -np.inf
+                row[rng.random(n) < 0.1] = np.nan
+            seen = rng.choice(n, size=n // 4, replace=False).astype(np.int64)
+            extra = rng.choice(n, size=min(n, 3)).astype(np.int64) - n // 2  # some negative
+            for allowed in (np.zeros(0, bool), rng.random(n) < 0.5):
+                for k in (1, 2, 10, n // 3 + 1, n + 5):
+                    args = (row, seen, np.int64(n // 2), extra, allowed, k)
+                    want = walk_kernels.masked_top_row(*args)
+                    got = score_kernels.masked_top(*args)
+                    np.testing.assert_array_equal(got[0], want[0])
+                    same_bits(got[1], want[1])
+    for bad in (np.array([n], np.int64), np.array([-n - 1], np.int64)):
+        with pytest.raises(IndexError):
+            score_kernels.masked_top(row, bad, np.int64(-1), empty, np.zeros(0, bool), 3)
