@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recgraph.compiled import kernel
+from recgraph.data.kernel_inputs import frozen
 
 #: Operand dtypes the kernels take (both the same); scipy's product otherwise.
 SAME_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -117,17 +118,69 @@ def masked_top(values, seen, self_index, exclude, allowed, k):
     for i in range(n):
         if barred[i] or not values[i] > -np.inf or (masked and not allowed[i]):
             continue
-        u = np.uint32(0) if values[i] == 0 else bits[i]
-        ascending = u ^ np.uint32(0x80000000) if u >> np.uint32(31) == 0 else ~u
-        keys[m] = (np.uint64(np.uint32(0xFFFFFFFF) - ascending) << np.uint64(32)) | np.uint64(i)
+        keys[m] = _key(bits, i)
         m += 1
-    chosen = _smallest_sorted(keys, m, k)
     ids = np.full(k, -1, np.int64)
     out = np.full(k, -np.inf, np.float32)
+    _write_chosen(_smallest_sorted(keys, m, k), values, ids, out)
+    return ids, out
+
+
+@kernel
+def _key(bits, at):
+    """Entry ``at`` of a float32 row (``bits``, its uint32 view) as a key that sorts larger
+    values first, then lower indices: ``-0.0`` as ``+0.0``, which numpy finds equal."""
+    u = bits[at]
+    if u == np.uint32(0x80000000):
+        u = np.uint32(0)
+    ascending = u ^ np.uint32(0x80000000) if u >> np.uint32(31) == 0 else ~u
+    return (np.uint64(np.uint32(0xFFFFFFFF) - ascending) << np.uint64(32)) | np.uint64(at)
+
+
+@kernel
+def _write_chosen(chosen, values, ids, out):
+    """The chosen keys' indices and values into ``ids`` and ``out``, in order."""
     for j in range(len(chosen)):
         at = np.int64(chosen[j] & _LOW)
         ids[j] = at
         out[j] = values[at]
+
+
+@kernel
+def paths_top(indptr, indices, data, user, b_indptr, b_indices, b_data, n_cols, barred, k):
+    """A two-hop retriever's one-user top ``k`` (``TwoHopRetriever._recommend_one``'s
+    answer) in one call: the path sums ``X[user] @ B`` (``n_cols`` columns) added as
+    :func:`row_times_sparse` adds them (``row_times_rows``' floats); the targets summing
+    above 0 and not in ``barred`` (any order, repeats; indices outside the row ignored)
+    ranked by their float32 sum, ties to the lower target; when fewer than ``k``, then
+    the lowest other unbarred targets at 0; then ``-1``/``-inf``."""
+    sums = np.zeros(n_cols, b_data.dtype)
+    row_times_sparse(indptr, indices, data, user, b_indptr, b_indices, b_data, sums)
+    flags = np.zeros(n_cols, np.uint8)  # 1: barred, 2: listed with a score
+    for j in range(len(barred)):
+        if 0 <= barred[j] < n_cols:
+            flags[barred[j]] = 1
+    values = sums.astype(np.float32)
+    bits = values.view(np.uint32)
+    keys = np.empty(n_cols, np.uint64)
+    m = 0
+    for c in range(n_cols):
+        if sums[c] > 0 and flags[c] == 0:
+            keys[m] = _key(bits, c)
+            flags[c] = 2
+            m += 1
+    ids = np.full(k, -1, np.int64)
+    out = np.full(k, -np.inf, np.float32)
+    chosen = _smallest_sorted(keys, m, k)
+    _write_chosen(chosen, values, ids, out)
+    filled = len(chosen)
+    c = 0
+    while filled < k and c < n_cols:
+        if flags[c] == 0:
+            ids[filled] = c
+            out[filled] = 0.0
+            filled += 1
+        c += 1
     return ids, out
 
 
@@ -164,3 +217,14 @@ def warm_up(matrix: sp.csr_matrix, other) -> None:
     for k in (2, 5):  # short of the row and past it
         masked_top(np.zeros(3, np.float32), empty, np.int64(-1), empty, np.zeros(0, bool), k)
     MASKED_TOP_WARM = True
+
+
+def warm_up_paths(first: sp.csr_matrix, expansion: sp.csr_matrix) -> None:
+    """Compile (or read from numba's cache) :func:`paths_top` for these very arrays, as
+    ``TwoHopRetriever._recommend_one`` passes them (read-only)."""
+    if first.shape[0]:
+        paths_top(
+            frozen(first.indptr), frozen(first.indices), frozen(first.data), 0,
+            frozen(expansion.indptr), frozen(expansion.indices), frozen(expansion.data),
+            expansion.shape[1], np.zeros(1, np.int64), 1,
+        )  # fmt: skip
