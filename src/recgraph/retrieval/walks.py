@@ -331,15 +331,22 @@ class WalkRetriever(Retriever):
     def _scratch_pool(
         self, dtype: type
     ) -> tuple[list[np.ndarray], threading.Lock, threading.BoundedSemaphore]:
+        # a walk takes and gives back two or three arrays: each looked up, not built and
+        # dropped (a semaphore, a lock, a dtype: ~5-15 us a call) as on the first call
+        found = self.__dict__.get("_scratch_found", {}).get(dtype)
+        if found is not None:
+            return found
         lock = self.__dict__.setdefault("_scratch_lock", threading.Lock())
         key = np.dtype(dtype).str
         pools = self.__dict__.setdefault("_scratch_free", {})
         slots = self.__dict__.setdefault("_scratch_slots", {})
-        return (
+        found = (
             pools.setdefault(key, []),
             lock,
             slots.setdefault(key, threading.BoundedSemaphore(SCRATCH_ARRAYS)),
         )
+        self.__dict__.setdefault("_scratch_found", {})[dtype] = found
+        return found
 
     def _give_back(self, scratch: np.ndarray) -> None:
         """Return a zeroed array to its pool."""
