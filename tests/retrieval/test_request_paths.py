@@ -116,10 +116,32 @@ def items_graph(seed: int = 3) -> Interactions:
     return Interactions.from_indices(users, items, n_users=40, n_items=60)
 
 
+def one_users_lists_are_the_batchs(model, user, k, exclude, allowed) -> list[np.ndarray]:
+    """``user``'s top ``k`` alone (a request's path) and beside another user (the batch
+    path) under each filter: the same ids and score bits. Returns the request's scores."""
+    scores = []
+    for kwargs in (
+        {},
+        {"exclude": exclude},
+        {"exclude_seen": False},
+        {"candidates": allowed},
+        {"exclude": exclude, "candidates": np.flatnonzero(allowed)},
+    ):
+        got = model.recommend([user], k, **kwargs)
+        batch_kwargs = dict(kwargs)
+        if "exclude" in kwargs:  # the batch path: the user beside another
+            batch_kwargs["exclude"] = [kwargs["exclude"][0], []]
+        want = model.recommend([user, (user + 1) % model.n_users], k, **batch_kwargs)
+        np.testing.assert_array_equal(got[0][0], want[0][0])
+        same_bits(got[1][0], want[1][0])
+        scores.append(got[1][0])
+    return scores
+
+
 @pytest.mark.parametrize("name", ["ease", "item_knn", "biased_mf"])
 @pytest.mark.parametrize("account_graph", [False, True])
 def test_one_users_masked_cut_is_the_general_paths(name, account_graph, monkeypatch):
-    from recgraph.retrieval import walk_kernels
+    from recgraph.retrieval import score_kernels, walk_kernels
 
     data = graph(n=50) if account_graph else items_graph()
     try:
@@ -128,8 +150,9 @@ def test_one_users_masked_cut_is_the_general_paths(name, account_graph, monkeypa
         pytest.skip(str(exc))
     walk_kernels.warm_up_top_row()
     calls = []
-    fused = walk_kernels.masked_top_row
-    monkeypatch.setattr(walk_kernels, "masked_top_row", lambda *a: calls.append(1) or fused(*a))
+    for module, name_ in ((walk_kernels, "masked_top_row"), (score_kernels, "masked_top")):
+        fused = getattr(module, name_)
+        monkeypatch.setattr(module, name_, lambda *a, f=fused: calls.append(1) or f(*a))
     rng = np.random.default_rng(4)
     n = model.n_items
     model_scores = model._score  # a NaN in the row: masked as the general path masks it
@@ -144,20 +167,7 @@ def test_one_users_masked_cut_is_the_general_paths(name, account_graph, monkeypa
     for user in (0, 5, 17, 31):
         exclude = [rng.choice(n, size=4, replace=False)]
         for k in (1, 5, 20, n + 3):
-            for kwargs in (
-                {},
-                {"exclude": exclude},
-                {"exclude_seen": False},
-                {"candidates": allowed},
-                {"exclude": exclude, "candidates": np.flatnonzero(allowed)},
-            ):
-                got = model.recommend([user], k, **kwargs)
-                batch_kwargs = dict(kwargs)
-                if "exclude" in kwargs:  # the batch path: the user beside another
-                    batch_kwargs["exclude"] = [kwargs["exclude"][0], []]
-                want = model.recommend([user, (user + 1) % model.n_users], k, **batch_kwargs)
-                np.testing.assert_array_equal(got[0][0], want[0][0])
-                same_bits(got[1][0], want[1][0])
+            one_users_lists_are_the_batchs(model, user, k, exclude, allowed)
     assert calls  # the compiled request path answered
 
 
@@ -172,3 +182,61 @@ def test_one_users_pair_scores_are_the_batchs(name):
         want = model.score_pairs(users, np.r_[targets, [1, 2]])[: len(targets)]
         same_bits(got, want)
         assert (got != 0).any()
+
+
+@pytest.mark.parametrize("name", ["ppr", "salsa", "pixie"])
+def test_one_users_walk_list_is_the_batchs_short_or_not(name):
+    rng = np.random.default_rng(8)
+    if name == "pixie":
+        users, items = np.nonzero(rng.random((40, 200)) < 0.02)
+        data = Interactions.from_indices(users, items, n_users=40, n_items=200)
+    else:  # sparse, no hub: many walks reach fewer accounts than asked
+        src, dst = np.nonzero(rng.random((150, 150)) < 0.015)
+        keep = src != dst
+        data = Interactions.from_indices(
+            src[keep], dst[keep], n_users=150, one_sided=True, directed=True
+        )
+    try:
+        model = create_retriever(name).fit(data)
+    except Exception as exc:  # a model that does not handle this graph
+        pytest.skip(str(exc))
+    n = model.n_items
+    allowed = rng.random(n) < 0.6
+    short = 0
+    for user in range(0, model.n_users, 5):
+        reached = len(model.cached_row(user)[0])
+        exclude = [rng.choice(n, size=6, replace=False)]
+        for k in (2, max(1, reached // 2), reached + 4, n + 3):
+            for got in one_users_lists_are_the_batchs(model, user, k, exclude, allowed):
+                short += bool((got == 0).any())
+    assert short  # some lists were filled with zero-score targets
+
+
+def test_the_radix_cut_is_the_masked_top_row():
+    from recgraph.retrieval import score_kernels, walk_kernels
+
+    rng = np.random.default_rng(9)
+    empty = np.zeros(0, np.int64)
+    for n in (1, 7, 300, 5000):
+        for kind in ("spread", "ties", "signs"):
+            if kind == "spread":
+                row = rng.random(n).astype(np.float32)
+            elif kind == "ties":  # a boundary bucket of equal keys; zeros both signs
+                row = rng.choice(np.float32([0.5, 0.25, 0.0, -0.0, 0.125]), size=n)
+            else:
+                row = rng.normal(size=n).astype(np.float32) * 1e3
+                row[rng.random(n) < 0.1] = np.inf
+                row[rng.random(n) < 0.1] = -np.inf
+                row[rng.random(n) < 0.1] = np.nan
+            seen = rng.choice(n, size=n // 4, replace=False).astype(np.int64)
+            extra = rng.choice(n, size=min(n, 3)).astype(np.int64) - n // 2  # some negative
+            for allowed in (np.zeros(0, bool), rng.random(n) < 0.5):
+                for k in (1, 2, 10, n // 3 + 1, n + 5):
+                    args = (row, seen, np.int64(n // 2), extra, allowed, k)
+                    want = walk_kernels.masked_top_row(*args)
+                    got = score_kernels.masked_top(*args)
+                    np.testing.assert_array_equal(got[0], want[0])
+                    same_bits(got[1], want[1])
+    for bad in (np.array([n], np.int64), np.array([-n - 1], np.int64)):
+        with pytest.raises(IndexError):
+            score_kernels.masked_top(row, bad, np.int64(-1), empty, np.zeros(0, bool), 3)

@@ -431,13 +431,18 @@ class Retriever(ABC):
         self, row: np.ndarray, user: int, k: int, request: Request
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """One user's top ``k`` of its dense ``row`` masked as :meth:`_mask_scores` masks it,
-        by :func:`~recgraph.retrieval.walk_kernels.masked_top_row` (not copied nor masked
-        here); ``None`` where the kernel is not compiled in this process or the arrays are
-        not the kinds it was compiled for (the general path answers)."""
+        by :func:`~recgraph.retrieval.score_kernels.masked_top` where loaded EASE or item-kNN
+        compiled it, else :func:`~recgraph.retrieval.walk_kernels.masked_top_row` (the same
+        answer, twice the CPU); ``None`` where neither is compiled in this process or the
+        arrays are not the kinds they were compiled for (the general path answers)."""
         kernels = _warm_row_kernels()
+        scoring = sys.modules.get("recgraph.retrieval.score_kernels")
+        cut = scoring.masked_top if scoring is not None and scoring.MASKED_TOP_WARM else None
+        if cut is None and kernels is not None:
+            cut = kernels.masked_top_row
         allowed = request.allowed
         if (
-            kernels is None
+            cut is None
             or sp.issparse(allowed)
             or row.dtype != np.float32
             or not row.flags.c_contiguous
@@ -462,7 +467,7 @@ class Retriever(ABC):
             mask = np.array(allowed, dtype=bool)  # a writable copy: the compiled kind
             if mask.shape != row.shape:
                 return None
-        return kernels.masked_top_row(row, seen_row, np.int64(self_index), extra, mask, k)
+        return cut(row, seen_row, np.int64(self_index), extra, mask, k)
 
     def _allowed(
         self, candidates: np.ndarray | Sequence[int] | sp.spmatrix | None, n_rows: int

@@ -257,6 +257,20 @@ def resolve_threads(n_threads: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def first_free(
+    excluded: np.ndarray, need: int, n_cols: int, allowed: np.ndarray | None = None
+) -> np.ndarray:
+    """The ``need`` lowest columns of ``n_cols`` outside the sorted, distinct ``excluded``
+    (and inside the boolean mask ``allowed``, when given), ascending: the zero-score
+    columns :func:`sparse_top_k` fills a short row with, without its sparse matrices."""
+    if allowed is None:
+        # the first ``need`` free columns lie below need + |excluded|
+        span = np.arange(min(n_cols, need + len(excluded)), dtype=np.int64)
+    else:
+        span = np.flatnonzero(allowed)
+    return span[~in_sorted(excluded, span)][:need]
+
+
 def run_batches(
     spans: Sequence[tuple[int, int]],
     work: Callable[[int, int], None],
@@ -473,9 +487,11 @@ class TwoHopRetriever(GraphRetriever):
 
     def _warm_up_request_kernels(self) -> None:
         from recgraph.data import row_kernels  # numba: not on import
+        from recgraph.retrieval import score_kernels
         from recgraph.retrieval.walk_kernels import warm_up_top_row
 
         row_kernels.warm_up()  # the one-user path sums (:meth:`_path_sums`)
+        score_kernels.warm_up_paths(self.first_, self.expansion_)  # and list (_recommend_one)
         warm_up_top_row()
 
     @abstractmethod
@@ -602,8 +618,6 @@ class TwoHopRetriever(GraphRetriever):
         """
         if type(self)._normalise is not TwoHopRetriever._normalise:
             return None
-        reached, sums = self._path_sums(user)
-        keep = sums > 0
         blocked = []
         if exclude_seen:  # what _seen_or_self holds for this user, without building it
             seen = self._seen
@@ -611,6 +625,20 @@ class TwoHopRetriever(GraphRetriever):
             blocked += [seen.indices[seen.indptr[user] : seen.indptr[user + 1]], np.array([user])]
         if exclude is not None:
             blocked.append(exclude.indices[exclude.indptr[0] : exclude.indptr[1]])
+        if self._dense_paths(user):
+            from recgraph.retrieval import score_kernels  # numba: not on import
+
+            # the sums, the bar, the cut and the short list's zeros in one compiled call
+            first, expansion = self.first_, self.expansion_
+            bar = [np.asarray(b, np.int64) for b in blocked] or [np.zeros(0, np.int64)]
+            ids, scores = score_kernels.paths_top(
+                frozen(first.indptr), frozen(first.indices), frozen(first.data), user,
+                frozen(expansion.indptr), frozen(expansion.indices), frozen(expansion.data),
+                expansion.shape[1], np.concatenate(bar), k,
+            )  # fmt: skip
+            return ids[None, :], scores[None, :]
+        reached, sums = self._path_sums(user)
+        keep = sums > 0
         # sorted runs (the seen row, thousands long for a heavy user, comes sorted)
         barred = distinct_sorted(np.concatenate(blocked), runs=True) if blocked else reached[:0]
         if blocked:
@@ -627,27 +655,32 @@ class TwoHopRetriever(GraphRetriever):
         (:func:`~recgraph.data.row_kernels.row_times_rows`, dense over the accounts) when the
         paths are many against the accounts, else :func:`path_sums_numpy`."""
         first, expansion = self.first_, self.expansion_
+        if self._dense_paths(user):
+            from recgraph.data import row_kernels  # numba: not on import
+
+            return row_kernels.row_times_rows(
+                frozen(first.indptr), frozen(first.indices), frozen(first.data), user,
+                frozen(expansion.indptr), frozen(expansion.indices), frozen(expansion.data),
+                expansion.shape[1],
+            )  # fmt: skip
+        return path_sums_numpy(first, expansion, user)
+
+    def _dense_paths(self, user: int) -> bool:
+        """Whether ``user``'s paths are summed compiled, dense over the accounts: many paths
+        against the accounts, and arrays of the kinds the kernels are compiled for."""
+        first, expansion = self.first_, self.expansion_
         lo, hi = first.indptr[user], first.indptr[user + 1]
         middles = first.indices[lo:hi]
         paths = int((expansion.indptr[middles + 1] - expansion.indptr[middles]).sum())
-        n_cols = expansion.shape[1]
-        if (
-            n_cols <= DENSE_LOOKUP * paths
+        return (
+            expansion.shape[1] <= DENSE_LOOKUP * paths
             and first.dtype == expansion.dtype
             and first.dtype in KERNEL_FLOATS
             and first.indptr.dtype in KERNEL_INDICES
             and first.indices.dtype == first.indptr.dtype
             and expansion.indptr.dtype in KERNEL_INDICES
             and expansion.indices.dtype == expansion.indptr.dtype
-        ):
-            from recgraph.data import row_kernels  # numba: not on import
-
-            return row_kernels.row_times_rows(
-                frozen(first.indptr), frozen(first.indices), frozen(first.data), user,
-                frozen(expansion.indptr), frozen(expansion.indices), frozen(expansion.data),
-                n_cols,
-            )  # fmt: skip
-        return path_sums_numpy(first, expansion, user)
+        )
 
     def _short_list(
         self, reached: np.ndarray, sums: np.ndarray, barred: np.ndarray, k: int
@@ -666,10 +699,7 @@ class TwoHopRetriever(GraphRetriever):
         scores = np.full(k, -np.inf, dtype=np.float32)
         ids[:taken], scores[:taken] = reached[order], sums[order]
         excluded = distinct_sorted(np.concatenate([barred.astype(np.int64), reached]))
-        need = k - taken
-        # the first ``need`` free accounts lie below need + |excluded|
-        span = np.arange(min(self.expansion_.shape[1], need + len(excluded)), dtype=np.int64)
-        free = span[~in_sorted(excluded, span)][:need]
+        free = first_free(excluded, k - taken, self.expansion_.shape[1])
         ids[taken : taken + len(free)] = free
         scores[taken : taken + len(free)] = 0.0
         return ids[None, :], scores[None, :]
