@@ -280,3 +280,11 @@ def pair_sums_rows(
         rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
         out.append(np.bincount(rows, weights=terms, minlength=len(indptr) - 1))
     return out
+
+
+def pad_rows(matrix: sp.csr_matrix, n_rows: int, n_cols: int) -> sp.csr_matrix:
+    """``matrix`` with empty rows and columns appended up to ``(n_rows, n_cols)``."""
+    matrix = sp.csr_matrix(matrix)
+    extra = n_rows - matrix.shape[0]
+    indptr = np.r_[matrix.indptr, np.full(extra, matrix.indptr[-1])] if extra else matrix.indptr
+    return sp.csr_matrix((matrix.data, matrix.indices, indptr), shape=(n_rows, n_cols))

@@ -57,7 +57,7 @@ from recgraph.data.graph_csr import (
 )
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.data.item_features import ItemFeatures
-from recgraph.data.sparse_rows import row_entries
+from recgraph.data.sparse_rows import pad_rows, row_entries
 from recgraph.errors import ConfigError, InputError, NotFittedError
 from recgraph.files import (
     csr_from_arrays,
@@ -885,14 +885,6 @@ def _positive_counts(train: Interactions) -> np.ndarray:
     the column counts of the binary matrix, counted without a transposed copy."""
     matrix = train.positives().csr("binary")
     return np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.float32)
-
-
-def pad_rows(matrix: sp.csr_matrix, n_rows: int, n_cols: int) -> sp.csr_matrix:
-    """``matrix`` with empty rows and columns appended up to ``(n_rows, n_cols)``."""
-    matrix = sp.csr_matrix(matrix)
-    extra = n_rows - matrix.shape[0]
-    indptr = np.r_[matrix.indptr, np.full(extra, matrix.indptr[-1])] if extra else matrix.indptr
-    return sp.csr_matrix((matrix.data, matrix.indices, indptr), shape=(n_rows, n_cols))
 
 
 def ranked_row(row: np.ndarray, item: int, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -33,8 +33,9 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recgraph.data.interactions import Interactions, Kind, ValueKind, liked_rating
+from recgraph.data.sparse_rows import pad_rows
 from recgraph.files import csr_arrays, csr_from_arrays
-from recgraph.retrieval.base import Retriever, RetrieverConfig, pad_rows
+from recgraph.retrieval.base import Retriever, RetrieverConfig
 
 #: The default ``count_epsilon`` of every item model: counts become
 #: ``log(1 + c / 1) / log 2`` (1 play: 1, 3 plays: 2, 1,000 plays: 10). Chosen

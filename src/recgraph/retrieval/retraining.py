@@ -29,7 +29,8 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
 from recgraph.data.interactions import Interactions
-from recgraph.retrieval.base import Retriever, pad_rows
+from recgraph.data.sparse_rows import pad_rows
+from recgraph.retrieval.base import Retriever
 from recgraph.settings import config_of
 
 
