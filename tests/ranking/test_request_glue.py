@@ -49,3 +49,10 @@ def test_history_sizes_of_a_request_and_a_batch():
         expected = np.maximum(history.indptr[users + 1] - history.indptr[users], 1)
         got = products.sizes(history)
         assert got.dtype == expected.dtype and (got == expected).all()
+
+
+def test_divided_takes_an_integer_fill():
+    """An ``int`` fill still gives float ratios (the output is float64 whatever ``fill`` is)."""
+    out = divided(np.array([1.0, 3.0]), np.array([2.0, 0.0]), 0)
+    assert out.dtype == np.float64
+    assert out.tolist() == [0.5, 0.0]

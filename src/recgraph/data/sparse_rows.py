@@ -191,9 +191,10 @@ def _forward_products(
 def divided(numerator: np.ndarray, denominator: np.ndarray, fill: float) -> np.ndarray:
     """``np.where(denominator > 0, numerator / denominator, fill)`` without an errstate: two
     float64 arrays divided only where the denominator is positive (the same values; a
-    request's few ratios cost more in silencing numpy's warnings than in dividing)."""
+    request's few ratios cost more in silencing numpy's warnings than in dividing; an
+    infinite numerator over an infinite denominator warns there, as numpy does)."""
     if numerator.dtype == denominator.dtype == np.float64 and numerator.shape == denominator.shape:
-        out = np.full(numerator.shape, fill)
+        out = np.full(numerator.shape, fill, dtype=np.float64)
         np.divide(numerator, denominator, out=out, where=denominator > 0)
         return out
     with np.errstate(invalid="ignore", divide="ignore"):

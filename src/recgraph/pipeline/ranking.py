@@ -99,7 +99,7 @@ def _rank_lookup(pool_ids: np.ndarray, part: RankedList) -> tuple[np.ndarray, np
     rows, cols = np.nonzero(part.ids >= 0)
     if not len(rows):
         return rank, score
-    span = np.int64(max(int(pool_ids.max()), int(part.ids.max())) + 1)
+    span = np.int64(max(int(pool_ids.max(initial=-1)), int(part.ids.max())) + 1)
     keys = rows.astype(np.int64) * span + part.ids[rows, cols]
     order = np.argsort(keys)
     keys, list_rank, list_score = keys[order], cols[order] + 1, part.scores[rows, cols][order]
@@ -148,7 +148,7 @@ def candidate_pool(
         ids, merged, sources = ids[:, :used], merged[:, :used], sources[:, :used]
         where = [(rank[:, :used], score[:, :used]) for rank, score in where]
     else:
-        ids = np.asarray(candidates, dtype=np.int64)
+        ids = np.array(candidates, dtype=np.int64)  # a copy: the pool caches what it holds
         merged, sources = np.full(ids.shape, np.nan), np.zeros(ids.shape, dtype=np.int64)
         where = [_rank_lookup(ids, part) for part in lists]
     pool = CandidatePool(users=users, ids=ids, merged=merged, sources=sources, columns={})
