@@ -550,10 +550,16 @@ class ItemKNN(Retriever):
 
         # the same products as :meth:`_explained`'s blocks (its block size bounds them too),
         # each column's positive top picked in one compiled pass; read from the similarity's
-        # rows in the same pass where they are canonical and the candidates distinct
+        # rows in the same pass where they are canonical, float (numba widens narrow integer
+        # products where numpy wraps) and the candidates distinct; a liked item past the
+        # similarity's rows raises as the block's indexing does
         similarity = self.similarity_
-        from_rows = similarity.has_canonical_format and len(np.unique(candidates)) == len(
-            candidates
+        if liked.max(initial=-1) >= similarity.shape[0]:
+            raise IndexError(f"liked item outside the similarity's {similarity.shape[0]} rows")
+        from_rows = (
+            similarity.has_canonical_format
+            and similarity.dtype.kind == weights.dtype.kind == "f"
+            and len(np.unique(candidates)) == len(candidates)
         )
         if from_rows:
             from recgraph.retrieval import via_kernels  # numba: not on import
