@@ -637,7 +637,7 @@ class TwoHopRetriever(GraphRetriever):
                 expansion.shape[1], np.concatenate(bar), k,
             )  # fmt: skip
             return ids[None, :], scores[None, :]
-        reached, sums = self._path_sums(user)
+        reached, sums = path_sums_numpy(self.first_, self.expansion_, user)  # (not dense)
         keep = sums > 0
         # sorted runs (the seen row, thousands long for a heavy user, comes sorted)
         barred = distinct_sorted(np.concatenate(blocked), runs=True) if blocked else reached[:0]
