@@ -70,15 +70,16 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from common import datasets_folder, process_tree, stop_process, tree_cpu_seconds
+from common import datasets_folder, stop_process, tree_cpu_seconds
 from load_publisher import PUBLISH_SECONDS, Publisher
 from load_timeline import since_publishes, switches, timeline_for_json
+from load_workers import connections_per_worker, restarts, wait_until_serving, workers_ready
 from recgraph.data.imports import import_edges, import_movielens
 from recgraph.data.store import Store
 from recgraph.jobs.train import train_pipeline
 from recgraph.pipeline import Pipeline
 from recgraph.serving.registry import ModelRegistry
-from recgraph.serving.server import established_connections, uvicorn_workers
+from recgraph.serving.server import uvicorn_workers
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -201,10 +202,13 @@ def start_server(
     workers: int,
     timeout: float = 120.0,
     env: dict[str, str] | None = None,
+    stderr: Path | None = None,
 ) -> subprocess.Popen:
-    """``recgraph serve`` in its own process (environment ``env``, default this one's);
-    returns once /healthz answers with a model (``timeout`` seconds at most: a pipeline of
-    10^8 follows loads for minutes on a busy machine)."""
+    """``recgraph serve`` in its own process (environment ``env``, default this one's), its
+    stderr written to the file ``stderr`` (default: piped); returns once /healthz answers
+    with a model (``timeout`` seconds at most: a pipeline of 10^8 follows loads for minutes
+    on a busy machine)."""
+    err = stderr.open("w") if stderr is not None else None
     process = subprocess.Popen(
         [
             sys.executable, "-m", "recgraph.cli.main", "serve", "--registry", registry,
@@ -212,30 +216,18 @@ def start_server(
             "--workers", str(workers),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=err if err is not None else subprocess.PIPE,
         text=True,
         env=env,
     )  # fmt: skip
-    return wait_until_serving(process, port, timeout)
-
-
-def wait_until_serving(process: subprocess.Popen, port: int, timeout: float) -> subprocess.Popen:
-    """``process`` once its /healthz on ``port`` answers with a model; killed, and an error
-    with the end of its stderr (when piped), if it exits first or ``timeout`` s pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            said = process.stderr.read()[-2000:] if process.stderr else ""
-            raise RuntimeError(f"the server exited: {said}")
-        try:
-            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json()
-            if health.get("model_version"):
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"the server did not come up in {timeout:g} s")
+    if err is None:
+        return wait_until_serving(process, port, timeout)
+    err.close()  # (the server has its own copy)
+    try:
+        return wait_until_serving(process, port, timeout)
+    except RuntimeError as exc:
+        said = stderr.read_text(errors="replace")[-2000:]  # type: ignore[union-attr]
+        raise RuntimeError(f"{exc}; its stderr ends: {said}") from None
 
 
 def served_version(body: bytes) -> str:
@@ -391,12 +383,12 @@ async def open_loop(
         elif body is None:  # closed by the server, or timed out: a new connection takes its place
             loop.create_task(replace(connection))
         else:
-            free(connection)
+            free(connection, status)
 
-    def free(connection: Connection) -> None:
+    def free(connection: Connection, status: int | None = None) -> None:
         nonlocal shed
         if connection.closing:  # answered with "Connection: close": the server sheds it
-            shed += 1
+            shed += status == 200  # (uvicorn closes after a 4xx/5xx too: not shedding)
             loop.create_task(replace(connection))
         elif connection.closed:  # closed by the server while idle
             loop.create_task(replace(connection))
@@ -558,26 +550,6 @@ def asked(case: dict, question) -> tuple[list[str], list[str]]:
     return users, [case["path"].format(user=u) for u in unknown]
 
 
-def connections_per_worker(
-    pids: list[int], port: int, stop: threading.Event
-) -> tuple[list[int], list[int]]:
-    """Established connections each worker in ``pids`` holds, sampled each 0.5 s until
-    ``stop``: the first and the last of the samples with the most connections in all (a
-    burst of keep-alive connections is shared out by the kernel; uneven and left so, one
-    worker answers most of a phase; the workers even it out by shedding connections).
-    Processes other than uvicorn's workers (multiprocessing's resource tracker) are left out."""
-    pids = uvicorn_workers(pids)
-    first: dict[int, int] = {}
-    best: dict[int, int] = {}
-    while not stop.wait(0.5):
-        counts = established_connections(pids, port)
-        if sum(counts.values()) > sum(first.values()):
-            first = counts
-        if sum(counts.values()) >= sum(best.values()):
-            best = counts
-    return [first.get(pid, 0) for pid in pids], [best.get(pid, 0) for pid in pids]
-
-
 def run_case(
     case: dict,
     root: Path,
@@ -612,20 +584,22 @@ def run_case(
         flush=True,
     )
     port = free_port()
-    server = start_server(registry.root, db, port, workers)
+    server_stderr = folder / "server.stderr"
+    server = start_server(registry.root, db, port, workers, stderr=server_stderr)
     url = f"http://127.0.0.1:{port}"
     phases = {}
     try:
         asyncio.run(warm_up(url, paths))
         time.sleep(1.0)  # every worker up (the warm-up may have met only the first)
         asyncio.run(warm_up(url, paths[50:]))
-        pids = process_tree(server.pid)
 
         def measured(run) -> dict:
-            """``run()``'s figures with the server's CPU per answered request and the load."""
+            """``run()``'s figures with the server's CPU per answered request and the load,
+            once every worker is up (a worker restarted by uvicorn loads its model first)."""
+            pids = workers_ready(server.pid, port, workers)
             load_before, cpu_before = os.getloadavg()[0], tree_cpu_seconds(pids)
-            workers = uvicorn_workers(pids[1:])
-            workers_before = [tree_cpu_seconds([pid]) for pid in workers]
+            worker_pids = uvicorn_workers(pids[1:])
+            workers_before = [tree_cpu_seconds([pid]) for pid in worker_pids]
             stop, counted = threading.Event(), []
             counter = threading.Thread(
                 target=lambda: counted.append(connections_per_worker(pids[1:], port, stop)),
@@ -645,7 +619,7 @@ def run_case(
             # each worker's CPU seconds in the phase: how the requests were shared out
             result["server_cpu_s_per_worker"] = [
                 round(tree_cpu_seconds([pid]) - before, 2)
-                for pid, before in zip(workers, workers_before, strict=True)
+                for pid, before in zip(worker_pids, workers_before, strict=True)
             ]
             result["server_cpu_ms_per_request"] = round(1000 * cpu / max(result["ok"], 1), 2)
             result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
@@ -738,6 +712,11 @@ def run_case(
         ]
     finally:
         stop_process(server, timeout=20)
+    # uvicorn's "Child process [pid] died" lines: a worker restarted (it loaded its model
+    # again, the phase's figures include that)
+    died = restarts(server_stderr)
+    if died:
+        print(f"warning: {name}: {len(died)} server workers died and were restarted: {died}")
     return {
         "dataset": name,
         "endpoint": case["endpoint"],
@@ -752,6 +731,9 @@ def run_case(
         "answer_cpu_ms_in_process": answer_cpu,
         "fit_seconds": None if fit_seconds is None else round(fit_seconds, 1),
         "phases": phases,
+        "worker_restarts": len(died),
+        "worker_restart_lines": died[:20],
+        "server_stderr": str(server_stderr),
     }
 
 

@@ -12,12 +12,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 load = pytest.importorskip("load")
 
 
-def response(body: bytes, close: bool = False) -> bytes:
-    head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
+def response(body: bytes, close: bool = False, status: str = "200 OK") -> bytes:
+    head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
     return head.encode() + (b"\r\nconnection: close" if close else b"") + b"\r\n\r\n" + body
 
 
-async def run_against(answer, die_after: int | None = None, close_every: int | None = None) -> dict:
+async def run_against(
+    answer, die_after: int | None = None, close_every: int | None = None, status: str = "200 OK"
+) -> dict:
     """``open_loop`` (100 requests) against a server answering ``answer`` to each request,
     which closes its socket and every connection after ``die_after`` answers, and closes
     the connection of each ``close_every``-th answer after it, saying so in the answer."""
@@ -32,7 +34,7 @@ async def run_against(answer, die_after: int | None = None, close_every: int | N
             while await reader.readuntil(b"\r\n\r\n"):
                 served += 1
                 close = close_every is not None and served % close_every == 0
-                writer.write(response(answer, close))
+                writer.write(response(answer, close, status))
                 if close:
                     await writer.drain()
                     writer.close()
@@ -153,3 +155,25 @@ def test_a_connection_the_server_sheds_after_a_whole_answer_is_replaced_without_
     result = load.run_loop(run_against(b'{"model_version":"v1"}', close_every=7))
     assert result["ok"] == 100 and result["errors"] == 0, result["error_samples"]
     assert result["connections_shed"] == 100 // 7
+
+
+def test_an_error_answer_that_closes_its_connection_is_not_counted_as_shed(short_timeout):
+    """uvicorn says ``Connection: close`` on a 4xx/5xx answer too: an error, not shedding."""
+    result = load.run_loop(
+        run_against(b'{"detail":"busy"}', close_every=7, status="503 Service Unavailable")
+    )
+    assert result["ok"] == 0 and result["errors"] == 100
+    assert result["connections_shed"] == 0
+
+
+def test_the_restarts_of_the_servers_workers_are_found_in_its_stderr(tmp_path):
+    from load_workers import restarts
+
+    stderr = tmp_path / "server.stderr"
+    stderr.write_text(
+        "INFO:     Started parent process [10]\n"
+        "INFO:     Child process [11] died\n"
+        "INFO:     Waiting for child process [12]\n"
+    )
+    assert restarts(stderr) == ["INFO:     Child process [11] died"]
+    assert restarts(tmp_path / "missing") == []

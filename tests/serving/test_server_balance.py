@@ -2,17 +2,24 @@
 (:mod:`recgraph.serving.balance`): connections opened unevenly on purpose end within the
 slack of even, every request answered whole, the ones shed told ``Connection: close``."""
 
+import copy
+import errno
+import logging
 import math
 import mmap
 import os
 import socket
+import subprocess
+import sys
 import time
+from multiprocessing.context import set_spawning_popen
 
 import pytest
 
 from recgraph.serving.balance import (
     FIELDS,
     SLACK,
+    TAKE_SECONDS,
     ConnectionTable,
     WorkerShare,
 )
@@ -138,6 +145,13 @@ def test_only_a_worker_above_its_share_sheds_and_only_among_listening_workers():
         table.close()
 
 
+def _gone_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    return done.pid
+
+
 def test_a_replacement_worker_gets_the_slot_of_one_gone():
     table = ConnectionTable(1)  # two slots
     try:
@@ -147,6 +161,119 @@ def test_a_replacement_worker_gets_the_slot_of_one_gone():
         assert table._free_slot() == 1
     finally:
         table.close()
+
+
+def test_a_killed_workers_slot_is_cleared_and_reused_before_one_never_given():
+    """A worker killed outright leaves its slot listening with its figures: the next spawn
+    clears every such slot and takes one of them, not a slot never given."""
+    table = ConnectionTable(2)  # four slots
+    try:
+        killed, kept = _share(table, table._free_slot()), _share(table, table._free_slot())
+        killed.values[killed.base] = _gone_pid()
+        killed.listening(True)
+        killed.opened(5)
+        kept.listening(True)
+        kept.opened(7)
+        assert table._free_slot() == 0
+        assert list(table.values[0:FIELDS]) == [-1, 0, 0]  # cleared, given
+        assert list(table.values[FIELDS : 2 * FIELDS]) == [os.getpid(), 1, 7]  # untouched
+    finally:
+        table.close()
+
+
+def test_a_slot_whose_worker_is_gone_is_not_counted_so_an_even_split_sheds_nothing():
+    """32/32 between two live workers, a killed worker's slot still saying listening with 0
+    connections: counted, the share would be ceil(64 / 3) + 1 and both would shed."""
+    table = ConnectionTable(2)
+    try:
+        killed, first, second = _share(table, 0), _share(table, 1), _share(table, 2)
+        killed.values[killed.base] = _gone_pid()
+        for share in (killed, first, second):
+            share.listening(True)
+        first.opened(32)
+        second.opened(32)
+        assert not first.over_share(32) and not second.over_share(32)
+        assert first.over_share(40)  # still sheds above its share among the two alive
+    finally:
+        table.close()
+
+
+def test_a_slot_given_but_never_taken_is_free_again_after_a_while():
+    table = ConnectionTable(1)  # two slots
+    try:
+        with _spawning():
+            table.__reduce__(), table.__reduce__()  # two spawns, neither attached (died)
+        assert table._free_slot() is None  # both may still be starting
+        table._given_at = {slot: at - TAKE_SECONDS for slot, at in table._given_at.items()}
+        assert table._free_slot() == 0
+    finally:
+        table.close()
+
+
+def test_with_no_free_slot_a_new_worker_is_left_out_never_sharing_one(caplog):
+    table = ConnectionTable(1)  # two slots, both held by live workers
+    try:
+        for slot in (table._free_slot(), table._free_slot()):
+            share = _share(table, slot)
+            share.listening(True)
+            share.opened(3)
+        before = list(table.values)
+        with _spawning(), caplog.at_level(logging.WARNING, "recgraph.serving"):
+            assert copy.copy(table) is None  # the worker's config carries no share
+        assert list(table.values) == before
+        assert "left out" in caplog.text
+    finally:
+        table.close()
+
+
+def test_copied_outside_a_spawn_the_table_uses_no_slot():
+    table = ConnectionTable(1)
+    try:
+        assert copy.deepcopy(table) is None
+        assert table._given == 0 and list(table.values) == [0] * (2 * FIELDS)
+    finally:
+        table.close()
+
+
+class _Spawning:
+    """What multiprocessing's spawning ``Popen`` lends a pickled descriptor."""
+
+    def DupFd(self, fd: int) -> object:  # noqa: N802 (multiprocessing's name)
+        return fd
+
+    def duplicate_for_child(self, fd: int) -> int:
+        return fd
+
+
+class _spawning:  # noqa: N801
+    """Within: pickling as into a worker being spawned."""
+
+    def __enter__(self) -> None:
+        set_spawning_popen(_Spawning())
+
+    def __exit__(self, *exc: object) -> None:
+        set_spawning_popen(None)
+
+
+def test_serve_goes_on_without_balancing_when_no_memfd_can_be_made(monkeypatch, caplog, tmp_path):
+    from uvicorn.supervisors import Multiprocess
+
+    from recgraph.serving import server
+    from recgraph.settings import Settings
+
+    def no_memfd(*args, **kwargs):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    ran = []
+    monkeypatch.setattr(os, "memfd_create", no_memfd)
+    monkeypatch.setattr(Multiprocess, "run", lambda self: ran.append(self.config))
+    settings = Settings(
+        registry=str(tmp_path / "models"), database_url=f"sqlite:///{tmp_path / 'r.db'}", port=0
+    )
+    with caplog.at_level(logging.WARNING, "recgraph.serving"):
+        server.run(settings, workers=2, sock=server.reserve_port("127.0.0.1", 0))
+    assert len(ran) == 1 and ran[0].connection_share is None
+    assert "without evening out connections" in caplog.text
 
 
 class _Transport:
@@ -182,8 +309,8 @@ def test_a_worker_above_its_share_marks_the_next_answer_close_unless_a_request_q
     kind,
 ):
     """The answer is whole, says ``Connection: close``, then the connection closes; a
-    request pipelined behind one not yet answered takes the mark back (httptools; h11 reads
-    no request before the answer)."""
+    request pipelined behind one not yet answered takes the mark back. h11's protocol
+    reads no request before the answer (too late to take a mark back): it never marks."""
     import asyncio
 
     from uvicorn.config import Config
@@ -228,6 +355,10 @@ def test_a_worker_above_its_share_marks_the_next_answer_close_unless_a_request_q
     try:
         shed = asyncio.run(served(pipelined=False))
         assert shed.written.count(b"HTTP/1.1 200 OK") == 1 and shed.written.endswith(b"{}")
+        if kind == "h11":  # never marked: a request pipelined behind could not take it back
+            assert b"connection: close" not in shed.written.lower() and not shed.closed
+            assert heavy.shedding == 0 and heavy.shed == 0
+            return
         assert b"connection: close" in shed.written.lower() and shed.closed
         assert heavy.shedding == 1 and heavy.shed == 1
         if kind == "httptools":

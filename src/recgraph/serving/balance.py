@@ -11,20 +11,29 @@ connections with ``Connection: close``. The client reconnects and the kernel has
 the new connection again; over a few rounds the split converges to even.
 
 Only a request's own response is marked, never an idle connection closed (a request
-sent meanwhile would be lost), never a request queued behind it on the connection
-(pipelined: the mark is taken back while the response has not started). A worker
-not yet listening (loading its model) or stopping counts for nothing, so nobody
-sheds connections that could only come back to itself; one killed outright counts
-with its last figures until uvicorn starts its replacement (it looks twice a second),
-which takes its slot afresh.
+sent meanwhile would be lost). A request pipelined behind the marked one before its
+response has started takes the mark back (both are answered, the connection stays); one
+pipelined after the marked response has started is not answered: the connection closes
+after the marked response, as HTTP/1.1 allows (RFC 9112 9.3.2: a client retries the
+pipelined requests not answered). Only httptools' protocol marks (uvicorn's default when
+httptools is installed); h11's reads a pipelined request only after the answer, too late
+to take a mark back, so a worker on h11 counts its connections but never sheds one.
+
+A worker not yet listening (loading its model) or stopping counts for nothing, so nobody
+sheds connections that could only come back to itself; nor does a slot whose worker is
+gone (killed outright: its figures stay in the table), which each worker looks for at
+most once every :data:`RECHECK_SECONDS`, and the parent clears on the next spawn.
 
 The table: :data:`FIELDS` 32-bit integers a slot (the worker's pid, whether it
-listens, its open connections), written by its own worker alone, in an anonymous
-``memfd`` the parent makes and each spawned worker gets a copy of the descriptor of
-(nothing named to clean up, freed with the last process). The parent gives each
-worker a slot as it pickles the config into it: one never given, else one whose
-worker is gone (uvicorn restarts a dead worker, or, on ``SIGHUP``, starts each
-replacement before it stops the old one: :data:`SLOTS_PER_WORKER` slots a worker).
+listens, its open connections), written by its own worker alone (and cleared by the
+parent once that worker is gone), in an anonymous ``memfd`` the parent makes and each
+spawned worker gets a copy of the descriptor of (nothing named to clean up, freed with
+the last process). The parent gives each worker a slot as it pickles the config into it:
+first one whose worker is gone, cleared (uvicorn restarts a dead worker, or, on
+``SIGHUP``, starts each replacement before it stops the old one: :data:`SLOTS_PER_WORKER`
+slots a worker), else one never given. A slot given but not taken after
+:data:`TAKE_SECONDS` counts as gone (that spawn died before attaching). With no slot free
+the new worker is left out of balancing (a warning): a slot is never shared.
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import time
+from multiprocessing.context import get_spawning_popen
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +60,11 @@ _PID, _LIVE, _OPEN = range(FIELDS)
 CLOSE = (b"connection", b"close")
 #: Slots a worker: room for uvicorn's replacements started before the old ones stop.
 SLOTS_PER_WORKER = 2
+#: Seconds a worker looks again which slots' workers are gone (their figures not counted).
+RECHECK_SECONDS = 1.0
+#: Seconds a slot given to a spawning worker stays its own before the worker takes it (a
+#: worker attaches as it unpickles its config, before importing the app).
+TAKE_SECONDS = 120.0
 
 
 class ConnectionTable:
@@ -58,27 +74,53 @@ class ConnectionTable:
     def __init__(self, workers: int) -> None:
         self.slots = SLOTS_PER_WORKER * workers
         self.fd = os.memfd_create("recgraph-connections", os.MFD_CLOEXEC)
-        os.ftruncate(self.fd, self.slots * FIELDS * 4)
-        self._map = mmap.mmap(self.fd, self.slots * FIELDS * 4)
+        try:
+            os.ftruncate(self.fd, self.slots * FIELDS * 4)
+            self._map = mmap.mmap(self.fd, self.slots * FIELDS * 4)
+        except OSError:
+            os.close(self.fd)
+            raise
         self.values = memoryview(self._map).cast("i")
         self._given = 0
+        #: When each slot given and not yet taken (pid ``-1``) was given (``time.monotonic``).
+        self._given_at: dict[int, float] = {}
 
-    def _free_slot(self) -> int:
-        if self._given < self.slots:
+    def _free_slot(self) -> int | None:
+        """A slot for a worker about to be spawned (marked given, pid ``-1``): every slot whose
+        worker is gone cleared first and the first of them given, else one never given;
+        ``None`` when none is free."""
+        values, now, free = self.values, time.monotonic(), None
+        for slot in range(self._given):
+            base = slot * FIELDS
+            pid = values[base + _PID]
+            if pid == -1 and now - self._given_at.get(slot, now) < TAKE_SECONDS:
+                continue  # given to a worker still starting
+            if pid == -1 or not _alive(pid):
+                values[base + _LIVE], values[base + _OPEN] = 0, 0
+                if free is None:
+                    free = slot
+        if free is None and self._given < self.slots:
+            free = self._given
             self._given += 1
-            return self._given - 1
-        for slot in range(self.slots):
-            if not _alive(self.values[slot * FIELDS + _PID]):
-                return slot
-        self._given += 1  # every slot taken: share one (that worker's counts are then off)
-        return self._given % self.slots
+        if free is not None:
+            self._given_at[free] = now
+            base = free * FIELDS
+            values[base + _PID], values[base + _LIVE], values[base + _OPEN] = -1, 0, 0
+        return free
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         from multiprocessing.reduction import DupFd
 
+        if get_spawning_popen() is None:  # not into a spawned worker: a copy without a slot
+            return (_unbalanced, ("the config was copied outside a worker's spawning",))
         slot = self._free_slot()
-        base = slot * FIELDS
-        self.values[base + _PID], self.values[base + _LIVE], self.values[base + _OPEN] = -1, 0, 0
+        if slot is None:
+            log.warning(
+                "no free slot among %d in the connection table: this worker is left out "
+                "of evening out connections",
+                self.slots,
+            )
+            return (_unbalanced, ("no free slot",))
         return (_attach, (DupFd(self.fd), self.slots, slot))
 
     def close(self) -> None:
@@ -87,11 +129,15 @@ class ConnectionTable:
         os.close(self.fd)
 
 
+def _unbalanced(why: str) -> None:
+    """What a :class:`ConnectionTable` unpickles to without a slot: no share (``why``)."""
+    log.debug("no share of the connection table: %s", why)
+    return None
+
+
 def _alive(pid: int) -> bool:
-    """Whether ``pid`` (a worker's, from the table) still runs: ``-1`` (given, not yet
-    taken) counts as running, ``0`` (never given) and a zombie as gone."""
-    if pid == -1:
-        return True
+    """Whether ``pid`` (a worker's, from the table) still runs: ``0`` (never given), ``-1``
+    (given, not yet taken: not listening either) and a zombie count as gone."""
     if pid <= 0:
         return False
     try:
@@ -121,6 +167,10 @@ class WorkerShare:
         self.shedding = 0
         #: Connections this worker has told to close since it started.
         self.shed = 0
+        #: Slots whose worker is gone (not counted), as found at ``_checked``
+        #: (``time.monotonic``): the offset of their listening field to the pid found there.
+        self._gone: dict[int, int] = {}
+        self._checked = float("-inf")
 
     def listening(self, live: bool) -> None:
         """Count this worker in (it accepts connections) or out (it stops)."""
@@ -136,8 +186,18 @@ class WorkerShare:
         """Whether this worker, holding ``held`` connections (those told to close
         among them), should tell one more to close."""
         values, total, live = self.values, 0, 0
+        now = time.monotonic()
+        if now - self._checked >= RECHECK_SECONDS:
+            self._checked = now
+            self._gone = {
+                at: values[at - _LIVE + _PID]
+                for at in range(_LIVE, self.slots * FIELDS, FIELDS)
+                if values[at] and not _alive(values[at - _LIVE + _PID])
+            }
+        gone = self._gone
         for at in range(_LIVE, self.slots * FIELDS, FIELDS):
-            if values[at]:
+            # (a slot found gone but since given again to a new worker counts)
+            if values[at] and gone.get(at) != values[at - _LIVE + _PID]:
                 live += 1
                 total += values[at + 1]
         return live > 1 and held - self.shedding > -(-total // live) + SLACK
@@ -145,8 +205,9 @@ class WorkerShare:
 
 def balanced_protocol(base: type, share: WorkerShare) -> type:
     """uvicorn's HTTP protocol class ``base`` (httptools' or h11's), counting this worker's
-    connections into ``share`` and marking a response ``Connection: close`` while the
-    worker holds more than its share."""
+    connections into ``share`` and (httptools' only) marking a response
+    ``Connection: close`` while the worker holds more than its share."""
+    marks = _is_httptools(base)
 
     class Balanced(base):  # type: ignore[valid-type, misc]
         _shed_cycle: Any = None
@@ -169,7 +230,7 @@ def balanced_protocol(base: type, share: WorkerShare) -> type:
         def data_received(self, data: bytes) -> None:
             cycle = self.cycle
             super().data_received(data)
-            if self.cycle is cycle:  # no new request
+            if self.cycle is cycle or not marks:  # no new request (or never marked)
                 return
             shed = self._shed_cycle
             if shed is not None:
@@ -195,6 +256,16 @@ def balanced_protocol(base: type, share: WorkerShare) -> type:
 
     Balanced.__name__ = Balanced.__qualname__ = f"Balanced{base.__name__}"
     return Balanced
+
+
+def _is_httptools(base: type) -> bool:
+    """Whether ``base`` is uvicorn's httptools protocol (it reads a pipelined request while
+    the one before is answered, so a mark can be taken back)."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # httptools not installed: uvicorn's protocol is h11's
+        return False
+    return issubclass(base, HttpToolsProtocol)
 
 
 def listening_lifespan(base: type, share: WorkerShare) -> type:

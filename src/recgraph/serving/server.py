@@ -396,7 +396,13 @@ def run(
                 shared: list[Any] = [WorkerSocket(sock.family, sock.getsockname()[:2])]
                 config.worker_sockets = True
                 if settings.balance_connections:
-                    config.connection_share = table = ConnectionTable(workers)
+                    try:
+                        config.connection_share = table = ConnectionTable(workers)
+                    except OSError as error:  # no memfd (e.g. ENOSYS in a sandbox)
+                        log.warning(
+                            "serving without evening out connections: no shared table (%s)",
+                            error,
+                        )
             else:
                 shared = [sock]
             Multiprocess(config, sockets=shared, **extra).run()
