@@ -611,8 +611,8 @@ def run_case(
             finally:
                 stop.set()
                 counter.join()
-            # at the phase's end, and the first full count, 0.5 s in (where the kernel put
-            # them, but for those shed by then: see connections_shed)
+            # at the phase's end, and the first sample (0.5 s apart) with the most connections
+            # in all (where the kernel put them, but for those shed by then: connections_shed)
             result["connections_per_worker"] = counted[0][1] if counted else None
             result["connections_per_worker_first"] = counted[0][0] if counted else None
             cpu = tree_cpu_seconds(pids) - cpu_before

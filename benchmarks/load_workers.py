@@ -99,12 +99,8 @@ def workers_ready(
         pids = process_tree(server_pid)
         current = uvicorn_workers(pids[1:])
         answered &= set(current)  # a worker gone meanwhile counts no more
-        if len(current) >= workers:
-            answered |= {
-                pid for pid, held in established_connections(current, port).items() if held
-            }
-            if answered >= set(current):
-                return pids
+        if len(current) >= workers and answered >= set(current):
+            return pids
         if time.monotonic() > deadline:
             print(
                 f"warning: {len(answered)} of {workers} workers answered in {timeout:g} s; "

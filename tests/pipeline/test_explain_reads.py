@@ -191,6 +191,6 @@ def test_the_reason_kernels_warm_up_for_both_index_dtypes():
     for compiled in (
         explain_kernels.overlaps,
         explain_kernels.similar_counts,
-        explain_kernels.common_followers,
+        explain_kernels.named_common,
     ):
         assert len(compiled.signatures) >= 2

@@ -282,17 +282,13 @@ class Explainer:
             end = at + len(targets)
             mine = said[at:end]
             verbs = {verb for verb, _ in mine}
-            if len(verbs) == 1:  # one verb: one phrase (what nearly every reason is)
-                (verb,) = verbs
-                text = f"{verb} {joined([title for _, title in mine])}"
-            else:  # a phrase per run of the same verb
-                phrases: list[tuple[str, list[str]]] = []
-                for verb, title in mine:
-                    if phrases and phrases[-1][0] == verb:
-                        phrases[-1][1].append(title)
-                    else:
-                        phrases.append((verb, [title]))
-                text = " and ".join(f"{verb} {joined(titles)}" for verb, titles in phrases)
+            phrases: list[tuple[str, list[str]]] = []  # a phrase per run of the same verb
+            for verb, title in mine:
+                if phrases and phrases[-1][0] == verb:
+                    phrases[-1][1].append(title)
+                else:
+                    phrases.append((verb, [title]))
+            text = " and ".join(f"{verb} {joined(titles)}" for verb, titles in phrases)
             code = (
                 "liked"
                 if verbs <= {"liked", "rated"}

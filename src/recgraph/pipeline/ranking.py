@@ -334,17 +334,17 @@ class RankingStage:
 
     def rank(self, pool: CandidatePool, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The ranker's best ``k`` of the pool: ``(ids, scores, sources)``, ``(n, k)``."""
-        unmasked = pool.full and pool.ids.size and self.order == "ranker"  # a request's pool
+        unmasked = pool.full and pool.ids.size > 0 and self.order == "ranker"  # a request's pool
         if unmasked:
             scores = np.asarray(self.scores(pool)).astype(np.float32).reshape(pool.ids.shape)
         else:
             scores = np.full(pool.ids.shape, -np.inf, dtype=np.float32)
-        if not unmasked and pool.valid.any():
-            if self.order == "ranker":
-                scores[pool.valid] = self.scores(pool)
-            else:  # the best retriever's own order: rank first, its score among the rest
-                own = _own_order(pool.columns[self.order])
-                scores[pool.valid] = -np.argsort(np.argsort(-own, kind="stable"), kind="stable")
+            if pool.valid.any():
+                if self.order == "ranker":
+                    scores[pool.valid] = self.scores(pool)
+                else:  # the best retriever's own order: rank first, its score among the rest
+                    own = _own_order(pool.columns[self.order])
+                    scores[pool.valid] = -np.argsort(np.argsort(-own, kind="stable"), kind="stable")
         top_row = compiled_top_row() if len(scores) == 1 else None
         if top_row is not None and not np.isnan(scores).any():
             order, best = (a[None, :] for a in top_row(scores[0], k))  # a request's: compiled

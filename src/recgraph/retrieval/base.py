@@ -57,6 +57,7 @@ from recgraph.data.graph_csr import (
 )
 from recgraph.data.interactions import IdMap, Interactions
 from recgraph.data.item_features import ItemFeatures
+from recgraph.data.sorted_keys import in_sorted
 from recgraph.data.sparse_rows import pad_rows, row_entries
 from recgraph.errors import ConfigError, InputError, NotFittedError
 from recgraph.files import (
@@ -562,10 +563,8 @@ class Retriever(ABC):
         start, stop = matrix.indptr[user], matrix.indptr[user + 1]
         indices, data = matrix.indices[start:stop], matrix.data[start:stop]
         row, liked = self.liked_items(user), self._liked if self._liked is not None else self._seen
-        if len(row) and liked is not None and liked.has_sorted_indices:  # one search, no np.isin
-            keep = row[np.minimum(row.searchsorted(indices), len(row) - 1)] == indices
-        else:
-            keep = np.isin(indices, row)
+        sorted_row = liked is not None and liked.has_sorted_indices  # one search, no np.isin
+        keep = in_sorted(row, indices) if sorted_row else np.isin(indices, row)
         return user, indices[keep], data[keep]
 
     def seen_matrix(self) -> sp.csr_matrix:

@@ -55,9 +55,6 @@ SLACK = 1
 #: connections.
 FIELDS = 3
 _PID, _LIVE, _OPEN = range(FIELDS)
-#: Added to a shed answer's headers: httptools' protocol also says so for ``keep_alive``
-#: false, h11's only closes after the answer unless the answer says it.
-CLOSE = (b"connection", b"close")
 #: Slots a worker: room for uvicorn's replacements started before the old ones stop.
 SLOTS_PER_WORKER = 2
 #: Seconds a worker looks again which slots' workers are gone (their figures not counted).
@@ -237,7 +234,6 @@ def balanced_protocol(base: type, share: WorkerShare) -> type:
                 if not shed.response_started and shed is not self.cycle:
                     # a request queued behind the marked one: answer it too (taken back)
                     shed.keep_alive = True
-                    shed.default_headers = self.server_state.default_headers
                     self._shed_cycle = None
                     share.shedding -= 1
                 return
@@ -247,9 +243,8 @@ def balanced_protocol(base: type, share: WorkerShare) -> type:
                 and not getattr(self, "pipeline", None)
                 and share.over_share(len(self.connections))
             ):
-                # uvicorn closes the connection after the answer, which says so
+                # httptools' protocol says "connection: close" and closes after the answer
                 self.cycle.keep_alive = False
-                self.cycle.default_headers = [*self.cycle.default_headers, CLOSE]
                 self._shed_cycle = self.cycle
                 share.shedding += 1
                 share.shed += 1
