@@ -11,11 +11,10 @@ entry in the row's order, from zero, as scipy's ``csr_matvecs`` and
 multiply-add), so the scores are the same floats; a sum that is exactly zero
 reads as scipy's dropped entry does (``+0.0``).
 
-:func:`masked_top` cuts the scored row to the request's top ``k`` in the same call
-count as before but for half the CPU: the answer of
-:func:`~recgraph.retrieval.walk_kernels.masked_top_row`, with each eligible entry as one
+:func:`masked_top` cuts the scored row to the request's top ``k`` (``Retriever._mask_scores``
+then :func:`~recgraph.retrieval.base.top_k`'s answer) with each eligible entry as one
 ``uint64`` key (value order, then index) and a radix pass to the ``k`` best instead of a
-copy, a partition and a merge sort.
+copy, a partition and a merge sort (half the CPU of that, compiled).
 """
 
 from __future__ import annotations
@@ -90,10 +89,11 @@ def _smallest_sorted(keys, m, k):
 
 @kernel
 def masked_top(values, seen, self_index, exclude, allowed, k):
-    """:func:`~recgraph.retrieval.walk_kernels.masked_top_row`'s answer (``values`` masked
-    as ``Retriever._mask_scores`` masks one user's row, cut to its ``k`` best, ties to the
-    lower index, best first, ``-1``/``-inf`` past the finite entries; the same IndexError
-    for a target outside the row), without copying the row: each eligible entry (not
+    """``values`` masked as ``Retriever._mask_scores`` masks one user's row (NaN, ``seen``,
+    ``exclude``, ``self_index`` when ``>= 0`` and, with a non-empty ``allowed``, every target
+    outside it), cut to its ``k`` best, ties to the lower index, best first, ``-1``/``-inf``
+    past the finite entries; numpy's IndexError for a target outside the row; one call,
+    without copying the row: each eligible entry (not
     barred, not NaN nor ``-inf``) becomes ``(descending value bits << 32) | index`` (``-0.0``
     read as ``+0.0``, equal as numpy compares them), and the ``k`` smallest keys are the
     answer in order."""
@@ -150,7 +150,7 @@ def _write_chosen(chosen, values, ids, out):
 def paths_top(indptr, indices, data, user, b_indptr, b_indices, b_data, n_cols, barred, k):
     """A two-hop retriever's one-user top ``k`` (``TwoHopRetriever._recommend_one``'s
     answer) in one call: the path sums ``X[user] @ B`` (``n_cols`` columns) added as
-    :func:`row_times_sparse` adds them (``row_times_rows``' floats); the targets summing
+    :func:`row_times_sparse` adds them (``path_sums_numpy``'s floats); the targets summing
     above 0 and not in ``barred`` (any order, repeats; indices outside the row ignored)
     ranked by their float32 sum, ties to the lower target; when fewer than ``k``, then
     the lowest other unbarred targets at 0; then ``-1``/``-inf``."""
@@ -210,9 +210,15 @@ def one_row_product(matrix: sp.csr_matrix, user: int, other) -> np.ndarray | Non
 def warm_up(matrix: sp.csr_matrix, other) -> None:
     """Compile (or read from numba's cache) the kernel for these very arrays (their dtypes,
     and whether they are read-only), so a loaded model's first request does not."""
-    global MASKED_TOP_WARM
     if matrix.shape[0]:
         one_row_product(matrix, 0, other)
+    warm_up_masked_top()
+
+
+def warm_up_masked_top() -> None:
+    """Compile (or read from numba's cache) :func:`masked_top` for a request's row: the cut of
+    every model scoring dense rows (``Retriever._masked_top_one``)."""
+    global MASKED_TOP_WARM
     empty = np.zeros(0, np.int64)
     for k in (2, 5):  # short of the row and past it
         masked_top(np.zeros(3, np.float32), empty, np.int64(-1), empty, np.zeros(0, bool), k)

@@ -806,48 +806,18 @@ def top_row(values, k):
     return ids, out
 
 
-@kernel
-def masked_top_row(values, seen, self_index, exclude, allowed, k):
-    """:func:`top_row` of a copy of ``values`` masked as ``Retriever._mask_scores`` masks
-    one user's row: NaN, the targets in ``seen`` and in ``exclude``, ``self_index`` (when
-    ``>= 0``) and, with a non-empty ``allowed``, every target outside it set to ``-inf``.
-    One call for what were a copy, half a dozen masking calls and the cut; the same
-    masked row, so the same answer."""
-    row = values.copy()
-    n = len(row)
-    for i in range(n):
-        if row[i] != row[i]:
-            row[i] = -np.inf
-    for j in range(len(seen)):
-        if not -n <= seen[j] < n:  # numpy's IndexError, not a write outside the row
-            raise IndexError("masked_top_row: a seen target outside the row")
-        row[seen[j]] = -np.inf
-    if self_index >= 0:
-        if self_index >= n:
-            raise IndexError("masked_top_row: the user's own target outside the row")
-        row[self_index] = -np.inf
-    for j in range(len(exclude)):
-        if not -n <= exclude[j] < n:
-            raise IndexError("masked_top_row: an excluded target outside the row")
-        row[exclude[j]] = -np.inf
-    if len(allowed):
-        for i in range(n):
-            if not allowed[i]:
-                row[i] = -np.inf
-    return top_row(row, k)
-
-
 #: whether :func:`top_row` is compiled in this process (:func:`warm_up_top_row`): requests
 #: use it only then (:func:`~recgraph.retrieval.base.compiled_top_row`), never compiling it
 TOP_ROW_WARM = False
 
 
 def warm_up_top_row() -> None:
-    """Compile (or read from the cache) :func:`top_row` and :func:`masked_top_row` for the
-    row a request passes."""
+    """Compile (or read from the cache) :func:`top_row` and
+    :func:`~recgraph.retrieval.score_kernels.masked_top` for the row a request passes."""
     global TOP_ROW_WARM
+    from recgraph.retrieval.score_kernels import warm_up_masked_top
+
     top_row(np.zeros(3, np.float32), 2)
     top_row(np.zeros(3, np.float32), 5)
-    empty = np.zeros(0, np.int64)
-    masked_top_row(np.zeros(3, np.float32), empty, np.int64(-1), empty, np.zeros(0, bool), 2)
+    warm_up_masked_top()
     TOP_ROW_WARM = True
