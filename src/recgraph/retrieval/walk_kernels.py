@@ -280,7 +280,7 @@ def _in_sorted(sorted_keys, key):
 def top_allowed(targets, values, seen, forbidden, allowed, k):
     """One request's top ``k`` of a scored row: ``(ids, scores float32, kept)``.
 
-    Targets with a positive score, not in the sorted ``seen`` row nor in the sorted
+    Targets with a positive float32 score, not in the sorted ``seen`` row nor in the sorted
     ``forbidden`` extras, and ``allowed`` (a mask over every target; empty: all), ranked
     by their float32 score, ties to the lower target; ``kept`` counts those eligible
     (fewer than ``k``: the caller falls back to the general path).
@@ -301,7 +301,8 @@ def top_allowed(targets, values, seen, forbidden, allowed, k):
     d = len(seen)
     at = 0  # ascending: the first seen entry not below the last target looked at
     for i in range(n):
-        if not values[i] > 0:
+        score = np.float32(values[i])  # the stored score: a float64 one below float32's
+        if not score > 0:  # least is 0, a target not scored (as on the general path)
             continue
         t = targets[i]
         if ascending:
@@ -321,7 +322,7 @@ def top_allowed(targets, values, seen, forbidden, allowed, k):
         if len(allowed) and not allowed[t]:
             continue
         chosen[kept] = t
-        scores[kept] = np.float32(values[i])
+        scores[kept] = score
         kept += 1
     order = best_first(scores[:kept], chosen[:kept], min(k, kept))
     return chosen[order], scores[order], kept
