@@ -116,30 +116,11 @@ def test_weighted_pair_sums_are_scipys(dtype, pattern) -> None:
             assert a.tobytes() == b.astype(np.float64).tobytes()
 
 
-def test_row_times_rows_is_scipys_product() -> None:
-    rng = np.random.default_rng(5)
-    for _ in range(40):
-        n = int(rng.integers(5, 250))
-        first, second = _matrix(rng, n, np.float32, np.int32), _matrix(rng, n, np.float32, np.int32)
-        user = int(rng.integers(n))
-        columns, sums = row_kernels.row_times_rows(
-            first.indptr, first.indices, first.data, user,
-            second.indptr, second.indices, second.data, n,
-        )  # fmt: skip
-        want = (first[[user]] @ second).tocsr()
-        want.sort_indices()
-        # scipy drops an exactly-zero sum; the kernel lists every reached column
-        nonzero = sums != 0
-        assert np.array_equal(columns[nonzero], want.indices)
-        assert sums[nonzero].tobytes() == want.data.tobytes()
-
-
 def test_warm_up_compiles_every_signature_once() -> None:
     row_kernels.warm_up()
     for function in (
         row_kernels.forward_products,
         row_kernels.transposed_products,
-        row_kernels.row_times_rows,
         row_kernels.request_products,
     ):
         assert len(function.signatures) >= 4

@@ -157,15 +157,15 @@ def test_compiled_top_row_refuses_a_nan_score() -> None:
         top_row(np.array([1.0, np.nan, 2.0, 0.5], np.float32), 2)
 
 
-def test_compiled_masked_top_row_refuses_an_own_target_outside_the_row() -> None:
-    """As numpy's masking does: an IndexError, not a write past the row's copy."""
-    from recgraph.retrieval.walk_kernels import masked_top_row
+def test_compiled_masked_top_refuses_an_own_target_outside_the_row() -> None:
+    """As numpy's masking does: an IndexError, not a write past the row."""
+    from recgraph.retrieval.score_kernels import masked_top
 
     values = np.arange(5, dtype=np.float32)
     none = np.zeros(0, np.int64)
     with pytest.raises(IndexError, match="own target"):
-        masked_top_row(values, none, 7, none, np.zeros(0, np.bool_), 3)
-    ids, _ = masked_top_row(values, none, 4, none, np.zeros(0, np.bool_), 3)
+        masked_top(values, none, 7, none, np.zeros(0, np.bool_), 3)
+    ids, _ = masked_top(values, none, 4, none, np.zeros(0, np.bool_), 3)
     assert ids.tolist() == [3, 2, 1]
 
 

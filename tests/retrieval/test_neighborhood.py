@@ -606,12 +606,17 @@ def test_explanations_from_the_pair_products_equal_the_middles_rows(name, monkey
 
 
 @pytest.mark.parametrize("name", ["adamic_adar", "common_neighbors", "resource_allocation"])
-def test_a_short_request_list_is_the_general_paths_with_zero_score_fill(name, monkeypatch):
+@pytest.mark.parametrize("dense_lookup", [0, 1 << 30])
+def test_a_short_request_list_is_the_general_paths_with_zero_score_fill(
+    name, dense_lookup, monkeypatch
+):
     """Users with fewer than k scored accounts: the request path lists them, then zero-score
     accounts lowest first that are not seen, not excluded and not the user, exactly as the
-    batch path (sparse product and sparse_top_k) does, without a product over every account."""
+    batch path (sparse product and sparse_top_k) does, without a product over every account;
+    the paths summed either way (``DENSE_LOOKUP`` forced)."""
     data = random_graph(60, 0.03, seed=9, directed=True)  # sparse: most users reach few
     model = create_retriever(name).fit(data)
+    taken = forced_paths(monkeypatch, dense_lookup)
     rng = np.random.default_rng(0)
     asked = []
     for user in range(60):
@@ -623,6 +628,7 @@ def test_a_short_request_list_is_the_general_paths_with_zero_score_fill(name, mo
                 asked.append((user, k, exclude_seen, ex, got))
     assert any((got[1][0] == 0).any() for *_, got in asked)  # fills happened
     assert any((got[0][0] == -1).any() for *_, got in asked)  # and ran out of accounts
+    assert took_the_forced_side(taken, dense_lookup)
     monkeypatch.setattr(type(model), "_recommend_one", lambda *args: None)
     for user, k, exclude_seen, ex, got in asked:
         want = model.recommend([user], k, exclude_seen=exclude_seen, exclude=ex)
@@ -663,23 +669,55 @@ def test_sorted_groups_is_np_unique_with_the_inverse() -> None:
         assert (np.diff(order[group == 0]) > 0).all() if len(keys) else True  # stable
 
 
+def forced_paths(monkeypatch, dense_lookup: int) -> list[str]:
+    """Make one-user two-hop requests sum their paths by ``dense_lookup`` (0: always in
+    numpy, by the paths; huge: always compiled, over every account, where there are paths);
+    returns the list each request's branch is appended to."""
+    from recgraph.retrieval import neighborhood, score_kernels
+
+    monkeypatch.setattr(neighborhood, "DENSE_LOOKUP", dense_lookup)
+    taken: list[str] = []
+    dense, sparse = score_kernels.paths_top, neighborhood.path_sums_numpy
+    monkeypatch.setattr(score_kernels, "paths_top", lambda *a: taken.append("dense") or dense(*a))
+    monkeypatch.setattr(
+        neighborhood, "path_sums_numpy", lambda *a: taken.append("sparse") or sparse(*a)
+    )
+    return taken
+
+
+def took_the_forced_side(taken: list[str], dense_lookup: int) -> bool:
+    """Every request summed its paths in numpy (``DENSE_LOOKUP`` 0), or some compiled (a user
+    without a path still takes numpy's)."""
+    return set(taken) == {"sparse"} if dense_lookup == 0 else "dense" in taken
+
+
 @pytest.mark.parametrize("model_name", ["common_neighbors", "adamic_adar"])
 @pytest.mark.parametrize("p", [0.02, 0.3])
-def test_compiled_path_sums_equal_numpy_path_sums(model_name: str, p: float) -> None:
-    """One request's two-hop sums, compiled (dense over the accounts, taken when the paths
-    are many) and in numpy, are the same floats; and the top ``k`` is the batch path's."""
-    from recgraph.retrieval.neighborhood import path_sums_numpy
-
+@pytest.mark.parametrize("dense_lookup", [0, 1 << 30])
+def test_both_path_sums_give_the_batchs_top_k(model_name, p, dense_lookup, monkeypatch):
+    """One request's top ``k``, its paths summed compiled over every account or in numpy
+    over the paths (``DENSE_LOOKUP`` forced each way), is the batch path's, bit for bit."""
     graph = random_graph(120, p, seed=4, directed=True)
     model = create_retriever(model_name, {"hub_cap": 0}).fit(graph)
-    for user in range(0, 120, 7):
-        reached, sums = model._path_sums(user)
-        want_reached, want_sums = path_sums_numpy(model.first_, model.expansion_, user)
-        assert np.array_equal(reached, want_reached)
-        assert sums.tobytes() == want_sums.tobytes()
     users = np.arange(0, 120, 11)
     ids, scores = model.recommend(users, k=5)
+    taken = forced_paths(monkeypatch, dense_lookup)
     for i, user in enumerate(users):
         one_ids, one_scores = model.recommend(np.array([user]), k=5)
         assert np.array_equal(one_ids[0], ids[i])
         assert one_scores[0].tobytes() == scores[i].tobytes()
+    assert took_the_forced_side(taken, dense_lookup)
+
+
+@pytest.mark.parametrize("name", ["jaccard", "adamic_adar"])
+def test_load_warms_the_paths_kernel_only_where_requests_call_it(name, monkeypatch):
+    """Jaccard's requests take the general path (normalised scores), never ``paths_top``."""
+    from recgraph.retrieval import score_kernels
+
+    warmed = []
+    monkeypatch.setattr(score_kernels, "warm_up_paths", lambda *a: warmed.append(1))
+    model = create_retriever(name).fit(random_graph(30, 0.2, seed=2, directed=True))
+    model._warm_up_request_kernels()
+    assert bool(warmed) == (name != "jaccard")
+    fast = model._recommend_one(3, 5, True, None)
+    assert (fast is None) == (name == "jaccard")

@@ -12,7 +12,7 @@ import pytest
 
 from recgraph.data import sparse_rows
 from recgraph.data.interactions import Interactions
-from recgraph.retrieval import create_retriever
+from recgraph.retrieval import create_retriever, top_k
 
 
 def graph(n: int = 80, density: float = 0.12, seed: int = 0, directed: bool = True) -> Interactions:
@@ -148,11 +148,10 @@ def test_one_users_masked_cut_is_the_general_paths(name, account_graph, monkeypa
         model = create_retriever(name).fit(data)
     except Exception as exc:  # a model that does not handle account graphs
         pytest.skip(str(exc))
-    walk_kernels.warm_up_top_row()
+    walk_kernels.warm_up_top_row()  # compiles the masked cut too, whatever the model
     calls = []
-    for module, name_ in ((walk_kernels, "masked_top_row"), (score_kernels, "masked_top")):
-        fused = getattr(module, name_)
-        monkeypatch.setattr(module, name_, lambda *a, f=fused: calls.append(1) or f(*a))
+    fused = score_kernels.masked_top
+    monkeypatch.setattr(score_kernels, "masked_top", lambda *a: calls.append(1) or fused(*a))
     rng = np.random.default_rng(4)
     n = model.n_items
     model_scores = model._score  # a NaN in the row: masked as the general path masks it
@@ -212,8 +211,23 @@ def test_one_users_walk_list_is_the_batchs_short_or_not(name):
     assert short  # some lists were filled with zero-score targets
 
 
-def test_the_radix_cut_is_the_masked_top_row():
-    from recgraph.retrieval import score_kernels, walk_kernels
+def masked_top_k(values, seen, self_index, exclude, allowed, k):
+    """The numpy path of one row: masked as ``Retriever._mask_scores`` masks it, then
+    :func:`top_k` (a copy, a partition and a stable sort)."""
+    row = np.array(values, dtype=np.float32, copy=True)
+    row[np.isnan(row)] = -np.inf
+    row[seen] = -np.inf
+    if self_index >= 0:
+        row[self_index] = -np.inf
+    row[exclude] = -np.inf
+    if len(allowed):
+        row[~allowed] = -np.inf
+    ids, scores = top_k(row[None, :], k)
+    return ids[0], scores[0]
+
+
+def test_the_radix_cut_is_the_masked_numpy_top_k():
+    from recgraph.retrieval import score_kernels
 
     rng = np.random.default_rng(9)
     empty = np.zeros(0, np.int64)
@@ -233,7 +247,7 @@ def test_the_radix_cut_is_the_masked_top_row():
             for allowed in (np.zeros(0, bool), rng.random(n) < 0.5):
                 for k in (1, 2, 10, n // 3 + 1, n + 5):
                     args = (row, seen, np.int64(n // 2), extra, allowed, k)
-                    want = walk_kernels.masked_top_row(*args)
+                    want = masked_top_k(*args)
                     got = score_kernels.masked_top(*args)
                     np.testing.assert_array_equal(got[0], want[0])
                     same_bits(got[1], want[1])

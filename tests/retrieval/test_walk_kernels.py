@@ -337,7 +337,7 @@ def top_allowed_reference(targets, values, seen, forbidden, allowed, k):
     keep = [
         (int(t), np.float32(v))
         for t, v in zip(targets, values, strict=True)
-        if v > 0 and int(t) not in out and (not len(allowed) or allowed[t])
+        if np.float32(v) > 0 and int(t) not in out and (not len(allowed) or allowed[t])
     ]
     keep.sort(key=lambda pair: (-pair[1], pair[0]))
     return [t for t, _ in keep[:k]], len(keep), [v for _, v in keep[:k]]
@@ -404,3 +404,15 @@ def test_top_allowed_on_odd_rows_answers_as_the_set_reference(ascending):
         kinds["empty seen"] += not len(seen)
         kinds["k past kept"] += k > kept
     assert min(kinds.values()) >= 20, kinds  # each odd case was met, often
+
+
+def test_top_allowed_counts_a_score_below_float32s_least_as_not_scored():
+    """A float64 score that rounds to a float32 0 is no score, as in the general path's float32
+    rows (a stored zero is absent there): neither listed nor counted, so the short list's
+    zero fill places it among the unreached targets, lowest index first."""
+    targets = np.array([0, 1, 2, 3], np.int64)
+    values = np.array([1e-50, 0.5, 1e-300, 0.25])
+    none = np.zeros(0, np.int64)
+    ids, scores, kept = kernels.top_allowed(targets, values, none, none, np.zeros(0, bool), 4)
+    assert ids.tolist() == [1, 3] and kept == 2
+    assert scores.tolist() == [0.5, 0.25]

@@ -5,6 +5,7 @@ import pytest
 
 from recgraph.data.interactions import Interactions
 from recgraph.retrieval import Retriever, create_retriever
+from tests.retrieval.test_neighborhood import random_graph
 
 
 def chain_and_island() -> Interactions:
@@ -166,3 +167,18 @@ def test_walk_cache_is_bounded_by_bytes_and_count(monkeypatch):
     assert list(model._cache) == [("row", 5)]
     model._forget_walks()
     assert not model._cache and model._cache_bytes == 0
+
+
+def test_a_walk_score_below_float32s_least_is_the_general_paths_zero() -> None:
+    """A request's list scores a walk's float64 row as the batch path's float32 rows do: a
+    score that rounds to 0 is no score, so the zero fill ranks that target by its index."""
+    graph = random_graph(30, 0.1, seed=1, directed=True)
+    model = create_retriever("ppr").fit(graph)
+    row = (np.array([5, 9, 20, 25], np.int64), np.array([0.5, 1e-60, 0.25, 1e-50]))
+    model.cached_row = lambda user: row
+    for k in (2, 3, 6):
+        got = model.recommend([0], k, exclude_seen=False)
+        want = model.recommend([0, 1], k, exclude_seen=False)
+        np.testing.assert_array_equal(got[0][0], want[0][0])
+        assert got[1][0].tobytes() == want[1][0].tobytes()
+    assert got[0][0].tolist() == [5, 20, 0, 1, 2, 3]

@@ -9,8 +9,7 @@ the ~0.2 CPU ms each of an ego-Facebook request's calls took.
 loops, writing the same entries in the same order (candidate by candidate,
 columns ascending, no zero product), so every sum over them is the same float
 (tests/data/test_row_kernels.py; a NaN may differ in its sign bit only);
-:func:`row_sums_by` and :func:`row_times_rows` are the features' plain and weighted
-sums and one user's two-hop path sums, added in numpy's and scipy's order.
+:func:`row_sums_by` is the features' plain and weighted sums, added in numpy's order.
 
 Compiled as every kernel is (:func:`recgraph.compiled.kernel`: ``njit(cache=True, nogil=True)``);
 each call allocates its own output and lookup table, so threads share nothing.
@@ -169,7 +168,6 @@ def warm_up() -> None:
                 transposed_products(
                     cols, data, indptr, indices, data, items, frozen(np.array([1, 0])), 2, dense
                 )
-            row_times_rows(indptr, indices, data, 0, indptr, indices, data, 2)
             for transposed in (True, False):
                 request_products(
                     cols, data, indptr, indices, data, indptr, indices, data, transposed, items,
@@ -179,36 +177,6 @@ def warm_up() -> None:
             weights = frozen(np.ones((2, 2)))
             row_sums_by(frozen(np.array([0, 1, 2], np.int64)), cols, data, weights)
     _WARM.append(True)
-
-
-@kernel
-def row_times_rows(indptr, indices, data, user, b_indptr, b_indices, b_data, n_cols):
-    """``X[user] @ B`` (both CSR arrays, one dtype) as the columns it reaches, ascending,
-    and their sums: each column's products ``X[user, j] * B[j, c]`` added from zero in the
-    row's stored order, then each ``j``'s row in its stored order (``np.add.at`` over a
-    stable sort of the reached columns adds them so). Dense per call (``n_cols`` floats):
-    for a caller whose paths are many against ``n_cols``."""
-    sums = np.zeros(n_cols, b_data.dtype)
-    reached = np.zeros(n_cols, np.bool_)
-    count = 0
-    for jj in range(indptr[user], indptr[user + 1]):
-        value = data[jj]
-        row = indices[jj]
-        for kk in range(b_indptr[row], b_indptr[row + 1]):
-            column = b_indices[kk]
-            if not reached[column]:
-                reached[column] = True
-                count += 1
-            sums[column] += value * b_data[kk]
-    columns = np.empty(count, np.int64)
-    out = np.empty(count, b_data.dtype)
-    n = 0
-    for column in range(n_cols):
-        if reached[column]:
-            columns[n] = column
-            out[n] = sums[column]
-            n += 1
-    return columns, out
 
 
 @kernel

@@ -122,7 +122,7 @@ TopK = tuple[np.ndarray, np.ndarray]
 
 def _warm_row_kernels():
     """:mod:`~recgraph.retrieval.walk_kernels` once a loaded model or ranking stage has
-    compiled its one-row cuts (``top_row``, ``masked_top_row``), else None: a process that
+    compiled its one-row cut (``top_row``), else None: a process that
     serves no compiled model never imports numba for them."""
     kernels = sys.modules.get("recgraph.retrieval.walk_kernels")
     return kernels if kernels is not None and kernels.TOP_ROW_WARM else None
@@ -432,15 +432,11 @@ class Retriever(ABC):
         self, row: np.ndarray, user: int, k: int, request: Request
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """One user's top ``k`` of its dense ``row`` masked as :meth:`_mask_scores` masks it,
-        by :func:`~recgraph.retrieval.score_kernels.masked_top` where loaded EASE or item-kNN
-        compiled it, else :func:`~recgraph.retrieval.walk_kernels.masked_top_row` (the same
-        answer, twice the CPU); ``None`` where neither is compiled in this process or the
-        arrays are not the kinds they were compiled for (the general path answers)."""
-        kernels = _warm_row_kernels()
+        by :func:`~recgraph.retrieval.score_kernels.masked_top` once a loaded model or ranking
+        stage compiled it; ``None`` where it is not compiled in this process or the arrays
+        are not the kinds it was compiled for (the general path answers)."""
         scoring = sys.modules.get("recgraph.retrieval.score_kernels")
         cut = scoring.masked_top if scoring is not None and scoring.MASKED_TOP_WARM else None
-        if cut is None and kernels is not None:
-            cut = kernels.masked_top_row
         allowed = request.allowed
         if (
             cut is None

@@ -11,11 +11,10 @@ entry in the row's order, from zero, as scipy's ``csr_matvecs`` and
 multiply-add), so the scores are the same floats; a sum that is exactly zero
 reads as scipy's dropped entry does (``+0.0``).
 
-:func:`masked_top` cuts the scored row to the request's top ``k`` in the same call
-count as before but for half the CPU: the answer of
-:func:`~recgraph.retrieval.walk_kernels.masked_top_row`, with each eligible entry as one
+:func:`masked_top` cuts the scored row to the request's top ``k`` (``Retriever._mask_scores``
+then :func:`~recgraph.retrieval.base.top_k`'s answer) with each eligible entry as one
 ``uint64`` key (value order, then index) and a radix pass to the ``k`` best instead of a
-copy, a partition and a merge sort.
+copy, a partition and a merge sort (half the CPU of that, compiled).
 """
 
 from __future__ import annotations
@@ -90,10 +89,11 @@ def _smallest_sorted(keys, m, k):
 
 @kernel
 def masked_top(values, seen, self_index, exclude, allowed, k):
-    """:func:`~recgraph.retrieval.walk_kernels.masked_top_row`'s answer (``values`` masked
-    as ``Retriever._mask_scores`` masks one user's row, cut to its ``k`` best, ties to the
-    lower index, best first, ``-1``/``-inf`` past the finite entries; the same IndexError
-    for a target outside the row), without copying the row: each eligible entry (not
+    """``values`` masked as ``Retriever._mask_scores`` masks one user's row (NaN, ``seen``,
+    ``exclude``, ``self_index`` when ``>= 0`` and, with a non-empty ``allowed``, every target
+    outside it), cut to its ``k`` best, ties to the lower index, best first, ``-1``/``-inf``
+    past the finite entries; numpy's IndexError for a target outside the row; one call,
+    without copying the row: each eligible entry (not
     barred, not NaN nor ``-inf``) becomes ``(descending value bits << 32) | index`` (``-0.0``
     read as ``+0.0``, equal as numpy compares them), and the ``k`` smallest keys are the
     answer in order."""
@@ -130,7 +130,12 @@ def masked_top(values, seen, self_index, exclude, allowed, k):
 def _key(bits, at):
     """Entry ``at`` of a float32 row (``bits``, its uint32 view) as a key that sorts larger
     values first, then lower indices: ``-0.0`` as ``+0.0``, which numpy finds equal."""
-    u = bits[at]
+    return _key_of(bits[at], at)
+
+
+@kernel
+def _key_of(u, at):
+    """:func:`_key` of a float32's bits ``u`` at index ``at``."""
     if u == np.uint32(0x80000000):
         u = np.uint32(0)
     ascending = u ^ np.uint32(0x80000000) if u >> np.uint32(31) == 0 else ~u
@@ -150,33 +155,54 @@ def _write_chosen(chosen, values, ids, out):
 def paths_top(indptr, indices, data, user, b_indptr, b_indices, b_data, n_cols, barred, k):
     """A two-hop retriever's one-user top ``k`` (``TwoHopRetriever._recommend_one``'s
     answer) in one call: the path sums ``X[user] @ B`` (``n_cols`` columns) added as
-    :func:`row_times_sparse` adds them (``row_times_rows``' floats); the targets summing
+    :func:`row_times_sparse` adds them (``path_sums_numpy``'s floats); the targets summing
     above 0 and not in ``barred`` (any order, repeats; indices outside the row ignored)
     ranked by their float32 sum, ties to the lower target; when fewer than ``k``, then
-    the lowest other unbarred targets at 0; then ``-1``/``-inf``."""
+    the lowest other unbarred targets at 0; then ``-1``/``-inf``. The keys are only the
+    reached targets' (a list of them kept while summing), not every column's."""
+    lo, hi = indptr[user], indptr[user + 1]
+    paths = 0
+    for jj in range(lo, hi):
+        paths += b_indptr[indices[jj] + 1] - b_indptr[indices[jj]]
     sums = np.zeros(n_cols, b_data.dtype)
-    row_times_sparse(indptr, indices, data, user, b_indptr, b_indices, b_data, sums)
-    flags = np.zeros(n_cols, np.uint8)  # 1: barred, 2: listed with a score
+    flags = np.zeros(n_cols, np.uint8)  # 4: reached, 1: barred, 2: listed with a score
+    reached = np.empty(min(paths, n_cols), np.int64)
+    r = 0
+    for jj in range(lo, hi):
+        value = data[jj]
+        row = indices[jj]
+        for kk in range(b_indptr[row], b_indptr[row + 1]):
+            c = b_indices[kk]
+            if flags[c] == 0:
+                flags[c] = 4
+                reached[r] = c
+                r += 1
+            sums[c] += value * b_data[kk]
     for j in range(len(barred)):
         if 0 <= barred[j] < n_cols:
-            flags[barred[j]] = 1
-    values = sums.astype(np.float32)
-    bits = values.view(np.uint32)
-    keys = np.empty(n_cols, np.uint64)
+            flags[barred[j]] |= 1
+    keys = np.empty(r, np.uint64)
+    one = np.empty(1, np.float32)  # a sum as float32, its bits read through the view
+    bits = one.view(np.uint32)
     m = 0
-    for c in range(n_cols):
-        if sums[c] > 0 and flags[c] == 0:
-            keys[m] = _key(bits, c)
-            flags[c] = 2
+    for i in range(r):
+        c = reached[i]
+        if sums[c] > 0 and flags[c] & 1 == 0:
+            one[0] = sums[c]
+            keys[m] = _key_of(bits[0], c)
+            flags[c] |= 2
             m += 1
     ids = np.full(k, -1, np.int64)
     out = np.full(k, -np.inf, np.float32)
     chosen = _smallest_sorted(keys, m, k)
-    _write_chosen(chosen, values, ids, out)
+    for j in range(len(chosen)):
+        at = np.int64(chosen[j] & _LOW)
+        ids[j] = at
+        out[j] = sums[at]
     filled = len(chosen)
     c = 0
     while filled < k and c < n_cols:
-        if flags[c] == 0:
+        if flags[c] & 3 == 0:
             ids[filled] = c
             out[filled] = 0.0
             filled += 1
@@ -210,9 +236,15 @@ def one_row_product(matrix: sp.csr_matrix, user: int, other) -> np.ndarray | Non
 def warm_up(matrix: sp.csr_matrix, other) -> None:
     """Compile (or read from numba's cache) the kernel for these very arrays (their dtypes,
     and whether they are read-only), so a loaded model's first request does not."""
-    global MASKED_TOP_WARM
     if matrix.shape[0]:
         one_row_product(matrix, 0, other)
+    warm_up_masked_top()
+
+
+def warm_up_masked_top() -> None:
+    """Compile (or read from numba's cache) :func:`masked_top` for a request's row: the cut of
+    every model scoring dense rows (``Retriever._masked_top_one``)."""
+    global MASKED_TOP_WARM
     empty = np.zeros(0, np.int64)
     for k in (2, 5):  # short of the row and past it
         masked_top(np.zeros(3, np.float32), empty, np.int64(-1), empty, np.zeros(0, bool), k)

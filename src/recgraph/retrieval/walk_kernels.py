@@ -280,7 +280,7 @@ def _in_sorted(sorted_keys, key):
 def top_allowed(targets, values, seen, forbidden, allowed, k):
     """One request's top ``k`` of a scored row: ``(ids, scores float32, kept)``.
 
-    Targets with a positive score, not in the sorted ``seen`` row nor in the sorted
+    Targets with a positive float32 score, not in the sorted ``seen`` row nor in the sorted
     ``forbidden`` extras, and ``allowed`` (a mask over every target; empty: all), ranked
     by their float32 score, ties to the lower target; ``kept`` counts those eligible
     (fewer than ``k``: the caller falls back to the general path).
@@ -301,7 +301,8 @@ def top_allowed(targets, values, seen, forbidden, allowed, k):
     d = len(seen)
     at = 0  # ascending: the first seen entry not below the last target looked at
     for i in range(n):
-        if not values[i] > 0:
+        score = np.float32(values[i])  # the stored score: a float64 one below float32's
+        if not score > 0:  # least is 0, a target not scored (as on the general path)
             continue
         t = targets[i]
         if ascending:
@@ -321,7 +322,7 @@ def top_allowed(targets, values, seen, forbidden, allowed, k):
         if len(allowed) and not allowed[t]:
             continue
         chosen[kept] = t
-        scores[kept] = np.float32(values[i])
+        scores[kept] = score
         kept += 1
     order = best_first(scores[:kept], chosen[:kept], min(k, kept))
     return chosen[order], scores[order], kept
@@ -806,48 +807,18 @@ def top_row(values, k):
     return ids, out
 
 
-@kernel
-def masked_top_row(values, seen, self_index, exclude, allowed, k):
-    """:func:`top_row` of a copy of ``values`` masked as ``Retriever._mask_scores`` masks
-    one user's row: NaN, the targets in ``seen`` and in ``exclude``, ``self_index`` (when
-    ``>= 0``) and, with a non-empty ``allowed``, every target outside it set to ``-inf``.
-    One call for what were a copy, half a dozen masking calls and the cut; the same
-    masked row, so the same answer."""
-    row = values.copy()
-    n = len(row)
-    for i in range(n):
-        if row[i] != row[i]:
-            row[i] = -np.inf
-    for j in range(len(seen)):
-        if not -n <= seen[j] < n:  # numpy's IndexError, not a write outside the row
-            raise IndexError("masked_top_row: a seen target outside the row")
-        row[seen[j]] = -np.inf
-    if self_index >= 0:
-        if self_index >= n:
-            raise IndexError("masked_top_row: the user's own target outside the row")
-        row[self_index] = -np.inf
-    for j in range(len(exclude)):
-        if not -n <= exclude[j] < n:
-            raise IndexError("masked_top_row: an excluded target outside the row")
-        row[exclude[j]] = -np.inf
-    if len(allowed):
-        for i in range(n):
-            if not allowed[i]:
-                row[i] = -np.inf
-    return top_row(row, k)
-
-
 #: whether :func:`top_row` is compiled in this process (:func:`warm_up_top_row`): requests
 #: use it only then (:func:`~recgraph.retrieval.base.compiled_top_row`), never compiling it
 TOP_ROW_WARM = False
 
 
 def warm_up_top_row() -> None:
-    """Compile (or read from the cache) :func:`top_row` and :func:`masked_top_row` for the
-    row a request passes."""
+    """Compile (or read from the cache) :func:`top_row` and
+    :func:`~recgraph.retrieval.score_kernels.masked_top` for the row a request passes."""
     global TOP_ROW_WARM
+    from recgraph.retrieval.score_kernels import warm_up_masked_top
+
     top_row(np.zeros(3, np.float32), 2)
     top_row(np.zeros(3, np.float32), 5)
-    empty = np.zeros(0, np.int64)
-    masked_top_row(np.zeros(3, np.float32), empty, np.int64(-1), empty, np.zeros(0, bool), 2)
+    warm_up_masked_top()
     TOP_ROW_WARM = True

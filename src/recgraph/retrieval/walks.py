@@ -33,14 +33,14 @@ from pydantic import Field
 from recgraph.data.graph_csr import GraphCSR, Side, warm_pages
 from recgraph.data.graph_overlay import GraphOverlay
 from recgraph.data.interactions import Interactions
-from recgraph.data.sorted_keys import distinct_sorted, find_sorted
+from recgraph.data.sorted_keys import find_sorted
 from recgraph.retrieval.base import Request, Retriever, TopK
 from recgraph.retrieval.neighborhood import (
     GraphWalkConfig,
-    first_free,
     resolve_threads,
     run_batches,
     simple_adjacency,
+    zero_filled,
 )
 from recgraph.retrieval.sparse_top_k import sparse_top_k
 from recgraph.retrieval.walk_kernels import graph_tuple, top_allowed, warm_up
@@ -466,7 +466,7 @@ class WalkRetriever(Retriever):
         allowed: np.ndarray | None,
     ) -> TopK:
         """One request's top ``k`` without sparse matrices: the general path's answer (a walk
-        that reached fewer than ``k`` allowed targets: :meth:`_short_list`)."""
+        that reached fewer than ``k`` allowed targets: :func:`zero_filled`)."""
         targets, values = self.cached_row(user)
         seen_row = np.zeros(0, np.int64)
         parts = [np.zeros(0, np.int64)]
@@ -494,34 +494,9 @@ class WalkRetriever(Retriever):
             seen_row, forbidden, mask, k,
         )  # fmt: skip
         if kept < k:  # every eligible target is in: zero-score targets fill the rest
-            return self._short_list(ids, scores, seen_row, forbidden, allowed, k)
+            barred = np.concatenate([seen_row, forbidden])
+            return zero_filled(ids, scores, barred, k, self.n_items, allowed)
         return ids[None, :], scores[None, :]
-
-    def _short_list(
-        self,
-        ids: np.ndarray,
-        scores: np.ndarray,
-        seen_row: np.ndarray,
-        forbidden: np.ndarray,
-        allowed: np.ndarray | None,
-        k: int,
-    ) -> TopK:
-        """:func:`sparse_top_k`'s answer for a walk that reached fewer than ``k`` eligible
-        targets (``ids``/``scores``, best first): those scoring above 0 as float32, then
-        the lowest free targets (neither seen nor forbidden, allowed, not listed) at 0,
-        then ``-1``. The general path built it from sparse matrices: ~4 CPU ms a request
-        for the ego-Facebook users whose push reaches fewer than the 250 asked."""
-        positive = scores > 0  # (a float64 score below float32's least: a zero-score target)
-        ids, scores = ids[positive], scores[positive]
-        taken = len(ids)
-        out_ids = np.full(k, -1, dtype=np.int64)
-        out_scores = np.full(k, -np.inf, dtype=np.float32)
-        out_ids[:taken], out_scores[:taken] = ids, scores
-        excluded = distinct_sorted(np.concatenate([seen_row, forbidden, ids]))
-        free = first_free(excluded, k - taken, self.n_items, allowed)
-        out_ids[taken : taken + len(free)] = free
-        out_scores[taken : taken + len(free)] = 0.0
-        return out_ids[None, :], out_scores[None, :]
 
     def forbidden(
         self, users: np.ndarray, exclude_seen: bool = True, exclude: sp.csr_matrix | None = None
