@@ -195,10 +195,7 @@ def paths_top(indptr, indices, data, user, b_indptr, b_indices, b_data, n_cols, 
     ids = np.full(k, -1, np.int64)
     out = np.full(k, -np.inf, np.float32)
     chosen = _smallest_sorted(keys, m, k)
-    for j in range(len(chosen)):
-        at = np.int64(chosen[j] & _LOW)
-        ids[j] = at
-        out[j] = sums[at]
+    _write_chosen(chosen, sums, ids, out)
     filled = len(chosen)
     c = 0
     while filled < k and c < n_cols:

@@ -283,7 +283,7 @@ def top_allowed(targets, values, seen, forbidden, allowed, k):
     Targets with a positive float32 score, not in the sorted ``seen`` row nor in the sorted
     ``forbidden`` extras, and ``allowed`` (a mask over every target; empty: all), ranked
     by their float32 score, ties to the lower target; ``kept`` counts those eligible
-    (fewer than ``k``: the caller falls back to the general path).
+    (fewer than ``k``: the caller fills the rest with ``neighborhood.zero_filled``).
 
     Targets in ascending order (a walk's row) meet ``seen`` in one galloping merge, a
     pointer that only moves forward: ``O(n log(d / n))`` for a seen row of ``d``, where a
