@@ -820,7 +820,7 @@ def test_the_ppr_features_read_the_ppr_retrievers_walk_when_the_question_runs_on
     is its score of the pair and ``ppr_undirected_vs_best`` that over its best (no power
     iteration per request); with another walk, or a stage saved before, the exact ones."""
     from recgraph.pipeline.ranking import RankingStage, ppr_source
-    from recgraph.ranking.features import ppr_pairs
+    from recgraph.ranking.pagerank import ppr_pairs
 
     friends = _friendships()
     question = QuestionModel(

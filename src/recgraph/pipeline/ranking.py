@@ -38,11 +38,11 @@ from recgraph.pipeline.merge import merge_with_ranks
 from recgraph.ranking.base import Ranker, RankingBatch, ndcg_at
 from recgraph.ranking.features import (
     OPTIONAL_ITEM_FEATURES,
-    PPR_RESTART,
     CandidateFeatures,
     RetrieverColumns,
     feature_names,
 )
+from recgraph.ranking.pagerank import PPR_RESTART
 from recgraph.ranking.registry import create_ranker, load_ranker
 from recgraph.retrieval.base import Retriever, compiled_top_row, shared_scores, top_k
 
