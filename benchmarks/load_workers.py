@@ -127,3 +127,11 @@ def restarts(stderr: Path) -> list[str]:
     return [
         line.strip() for line in text.splitlines() if RESTART_LINE in line and RESTART_WORDS in line
     ]
+
+
+def stderr_tail(stderr: Path, chars: int = 2000) -> str:
+    """The last ``chars`` of the server's ``stderr`` file: what it said before a run failed."""
+    try:
+        return stderr.read_text(errors="replace")[-chars:]
+    except OSError as exc:
+        return f"(unreadable: {exc})"
