@@ -73,7 +73,13 @@ import numpy as np
 from common import datasets_folder, stop_process, tree_cpu_seconds
 from load_publisher import PUBLISH_SECONDS, Publisher
 from load_timeline import since_publishes, switches, timeline_for_json
-from load_workers import connections_per_worker, restarts, wait_until_serving, workers_ready
+from load_workers import (
+    connections_per_worker,
+    restarts,
+    stderr_tail,
+    wait_until_serving,
+    workers_ready,
+)
 from recgraph.data.imports import import_edges, import_movielens
 from recgraph.data.store import Store
 from recgraph.jobs.train import train_pipeline
@@ -200,34 +206,30 @@ def start_server(
     db: str,
     port: int,
     workers: int,
+    stderr: Path,
     timeout: float = 120.0,
     env: dict[str, str] | None = None,
-    stderr: Path | None = None,
 ) -> subprocess.Popen:
     """``recgraph serve`` in its own process (environment ``env``, default this one's), its
-    stderr written to the file ``stderr`` (default: piped); returns once /healthz answers
-    with a model (``timeout`` seconds at most: a pipeline of 10^8 follows loads for minutes
-    on a busy machine)."""
-    err = stderr.open("w") if stderr is not None else None
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "recgraph.cli.main", "serve", "--registry", registry,
-            "--db", db, "--port", str(port), "--token", "bench", "--poll-seconds", "0.5",
-            "--workers", str(workers),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=err if err is not None else subprocess.PIPE,
-        text=True,
-        env=env,
-    )  # fmt: skip
-    if err is None:
-        return wait_until_serving(process, port, timeout)
-    err.close()  # (the server has its own copy)
+    stderr written to the file ``stderr`` (a pipe nobody reads would stall a chatty server
+    once full); returns once /healthz answers with a model (``timeout`` seconds at most: a
+    pipeline of 10^8 follows loads for minutes on a busy machine)."""
+    with stderr.open("w") as err:  # (the server has its own copy)
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "recgraph.cli.main", "serve", "--registry", registry,
+                "--db", db, "--port", str(port), "--token", "bench", "--poll-seconds", "0.5",
+                "--workers", str(workers),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+            env=env,
+        )  # fmt: skip
     try:
         return wait_until_serving(process, port, timeout)
     except RuntimeError as exc:
-        said = stderr.read_text(errors="replace")[-2000:]  # type: ignore[union-attr]
-        raise RuntimeError(f"{exc}; its stderr ends: {said}") from None
+        raise RuntimeError(f"{exc}; its stderr ends: {stderr_tail(stderr)}") from None
 
 
 def served_version(body: bytes) -> str:
@@ -585,7 +587,7 @@ def run_case(
     )
     port = free_port()
     server_stderr = folder / "server.stderr"
-    server = start_server(registry.root, db, port, workers, stderr=server_stderr)
+    server = start_server(registry.root, db, port, workers, server_stderr)
     url = f"http://127.0.0.1:{port}"
     phases = {}
     try:

@@ -38,6 +38,7 @@ import numpy as np
 
 import load
 from common import process_tree, save_results, stop_process, tree_cpu_seconds
+from load_workers import stderr_tail
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -140,14 +141,17 @@ def paired(sides: dict[str, Path], cases: list[str], reuse: Path, args) -> dict:
         registry.set_current("v1")
         pipeline = Pipeline.load(registry.local_copy("v1") / "model")
         _, paths = load.asked(case, pipeline.questions[case["question"]])
-        servers, urls = {}, {}
+        servers, urls, stderr = {}, {}, {}
         try:
             for side, src in sides.items():
                 port = load.free_port()
                 extra = side_env(getattr(args, f"{side}_env", None))
                 env = {**os.environ, **extra, "PYTHONPATH": str(src)}
                 db = f"sqlite:///{folder / 'store.db'}"
-                servers[side] = load.start_server(registry.root, db, port, args.workers, env=env)
+                stderr[side] = folder / f"server-{side}.stderr"
+                servers[side] = load.start_server(
+                    registry.root, db, port, args.workers, stderr[side], env=env
+                )
                 urls[side] = f"http://127.0.0.1:{port}"
             for url in urls.values():
                 load.run_loop(load.warm_up(url, paths))
@@ -196,6 +200,10 @@ def paired(sides: dict[str, Path], cases: list[str], reuse: Path, args) -> dict:
                     f"(x{phase['branch_over_base']}, load {phase['load_average']})",
                     flush=True,
                 )
+        except Exception:
+            for side, path in stderr.items():
+                print(f"{side} server's stderr ends:\n{stderr_tail(path)}", flush=True)
+            raise
         finally:
             for server in servers.values():
                 stop_process(server, timeout=20)

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from common import process_tree
+from recgraph.serving.processes import process_alive
 from recgraph.serving.server import established_connections, uvicorn_workers
 
 #: Seconds to wait before a phase for every worker to answer (a restarted one loads its model).
@@ -61,9 +62,10 @@ def connections_per_worker(
     return [first.get(pid, 0) for pid in pids], [best.get(pid, 0) for pid in pids]
 
 
-def _healthz(probe: socket.socket) -> None:
-    """Ask ``/healthz`` on ``probe`` and read the whole answer (or fail with ``OSError``)."""
-    probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: load\r\n\r\n")
+def answer(probe: socket.socket, path: str = "/healthz") -> tuple[bytes, bytes]:
+    """``path`` asked on the keep-alive connection ``probe``: the answer's head and its whole
+    body (``ConnectionError`` if the server closes first)."""
+    probe.sendall(f"GET {path} HTTP/1.1\r\nHost: load\r\n\r\n".encode())
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = probe.recv(65536)
@@ -81,18 +83,16 @@ def _healthz(probe: socket.socket) -> None:
         if not chunk:
             raise ConnectionError("closed mid-answer")
         body += chunk
+    return head, body
 
 
-def workers_ready(
-    server_pid: int, port: int, workers: int, timeout: float = READY_SECONDS
-) -> list[int]:
-    """The server's process tree once each of its ``workers`` uvicorn workers holds an
-    established connection or has answered one of the probes sent meanwhile (one a fresh
-    connection, hashed by the kernel to either worker); after ``timeout`` s a warning and
-    the tree as it is. With one worker (no supervisor) the tree at once."""
-    pids = process_tree(server_pid)
-    if workers <= 1:
-        return pids
+def answering_workers(
+    server_pid: int, port: int, workers: int, timeout: float
+) -> tuple[list[int], set[int], bool]:
+    """``(process tree, workers that answered, ready)``: ready once each of the server's
+    ``workers`` uvicorn workers holds an established connection or has answered one of the
+    probes sent meanwhile (one a fresh connection, hashed by the kernel to either worker);
+    not ready after ``timeout`` s or once the server is gone."""
     deadline = time.monotonic() + timeout
     answered: set[int] = set()
     while True:
@@ -100,21 +100,34 @@ def workers_ready(
         current = uvicorn_workers(pids[1:])
         answered &= set(current)  # a worker gone meanwhile counts no more
         if len(current) >= workers and answered >= set(current):
-            return pids
-        if time.monotonic() > deadline:
-            print(
-                f"warning: {len(answered)} of {workers} workers answered in {timeout:g} s; "
-                "the phase starts anyway",
-                flush=True,
-            )
-            return pids
+            return pids, answered, True
+        if time.monotonic() > deadline or not process_alive(server_pid, unknown=True):
+            return pids, answered, False
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
-                _healthz(probe)
+                answer(probe)
                 counts = established_connections(current, port)
                 answered |= {pid for pid, held in counts.items() if held}
         except OSError:
             time.sleep(0.2)
+
+
+def workers_ready(
+    server_pid: int, port: int, workers: int, timeout: float = READY_SECONDS
+) -> list[int]:
+    """The server's process tree once each of its ``workers`` uvicorn workers has answered
+    (:func:`answering_workers`); after ``timeout`` s a warning and the tree as it is. With
+    one worker (no supervisor) the tree at once."""
+    if workers <= 1:
+        return process_tree(server_pid)
+    pids, answered, ready = answering_workers(server_pid, port, workers, timeout)
+    if not ready:
+        print(
+            f"warning: {len(answered)} of {workers} workers answered in {timeout:g} s; "
+            "the phase starts anyway",
+            flush=True,
+        )
+    return pids
 
 
 def restarts(stderr: Path) -> list[str]:
@@ -127,3 +140,11 @@ def restarts(stderr: Path) -> list[str]:
     return [
         line.strip() for line in text.splitlines() if RESTART_LINE in line and RESTART_WORDS in line
     ]
+
+
+def stderr_tail(stderr: Path, chars: int = 2000) -> str:
+    """The last ``chars`` of the server's ``stderr`` file: what it said before a run failed."""
+    try:
+        return stderr.read_text(errors="replace")[-chars:]
+    except OSError as exc:
+        return f"(unreadable: {exc})"

@@ -76,6 +76,7 @@ from common import (
 )
 from imports import heavy_tailed_follows, weighted_draw
 from load import free_port, open_loop, start_server, warm_up
+from load_workers import stderr_tail
 
 MODELS = ("ppr", "salsa", "adamic_adar")
 TARGET_P99_MS = 50.0
@@ -244,9 +245,12 @@ def serve(
     workers: int = 1,
     warm_seconds: float = 0.0,
 ) -> dict:
+    """The server of ``registry`` under load, its stderr in a file beside the registry (its
+    end printed if the run fails)."""
     port = free_port()
     started = time.perf_counter()
-    server = start_server(str(registry), db, port, workers, timeout=SERVER_START_TIMEOUT)
+    stderr = registry.parent / f"{registry.name}.server.stderr"
+    server = start_server(str(registry), db, port, workers, stderr, timeout=SERVER_START_TIMEOUT)
     start_seconds = time.perf_counter() - started
     url = f"http://127.0.0.1:{port}"
     paths = [f"/v1/accounts/{u}/suggestions?k=10" for u in users]
@@ -268,6 +272,9 @@ def serve(
         if workers > 1:
             memory.update(tree_memory_mb(pids))
         light = asyncio.run(open_loop(url, paths[::-1], LIGHT_RATE, seconds))
+    except Exception:
+        print(f"the server's stderr ends:\n{stderr_tail(stderr)}", file=sys.stderr, flush=True)
+        raise
     finally:
         stop_process(server, timeout=30)
     result["tail"] = tail_by_second(result.pop("latencies_ms"), rate, result["errors"])
@@ -294,6 +301,7 @@ def serve(
         },
         "workers": workers,
         "start_seconds": round(start_seconds, 2),
+        "server_stderr": str(stderr),
         "server_cpu_ms_per_request": round(1000 * cpu / max(result["ok"], 1), 2),
         **{f"server_{k}": v for k, v in memory.items()},
         **result,

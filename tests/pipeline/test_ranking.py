@@ -452,6 +452,20 @@ def test_a_fused_order_lies_between_the_ranker_and_the_retriever():
     assert order(0.75)[0] == 13 and order(0.25)[0] == 10
 
 
+@pytest.mark.parametrize(
+    "ids", [np.array([[4, 5, 6], [7, 8, 9]]), np.array([[4, 5, -1], [7, -1, -1]])]
+)
+def test_a_pools_entries_are_its_valid_cells_in_row_order_full_or_padded(ids):
+    from recgraph.pipeline.ranking import CandidatePool
+
+    pool = CandidatePool(np.array([0, 1]), ids, ids * 10.0, np.zeros(ids.shape), {})
+    rows, cols = np.nonzero(ids >= 0)
+    assert pool.entries(pool.merged).tolist() == (ids[rows, cols] * 10.0).tolist()
+    assert pool.entry_rows().tolist() == rows.tolist()
+    spread = pool.spread(pool.entries(pool.ids), -1, np.int64)
+    assert spread.dtype == np.int64 and spread.tolist() == ids.tolist()
+
+
 def test_a_blended_stage_saves_and_loads(ranked_feed, tmp_path):
     stage = ranked_feed.ranking
     stage.blend, stage.base = 0.5, "item_knn"
@@ -806,7 +820,7 @@ def test_the_ppr_features_read_the_ppr_retrievers_walk_when_the_question_runs_on
     is its score of the pair and ``ppr_undirected_vs_best`` that over its best (no power
     iteration per request); with another walk, or a stage saved before, the exact ones."""
     from recgraph.pipeline.ranking import RankingStage, ppr_source
-    from recgraph.ranking.features import ppr_pairs
+    from recgraph.ranking.pagerank import ppr_pairs
 
     friends = _friendships()
     question = QuestionModel(

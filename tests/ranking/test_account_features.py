@@ -10,9 +10,8 @@ from recgraph.ranking.features import (
     ACCOUNT_FEATURES,
     CandidateFeatures,
     feature_names,
-    personalised_pagerank,
-    ppr_pairs,
 )
+from recgraph.ranking.pagerank import personalised_pagerank, ppr_pairs
 from recgraph.retrieval.registry import create_retriever
 
 
@@ -73,7 +72,7 @@ def test_ppr_vectors_hold_the_restart_mass_and_block_any_batch_size(monkeypatch)
     whole = personalised_pagerank(walk, np.arange(6))
     assert whole.sum(axis=1) == pytest.approx(np.ones(6), abs=1e-5)  # no sinks undirected
     assert (whole.argmax(axis=1) == np.arange(6)).all()  # the restart keeps most at home
-    monkeypatch.setattr("recgraph.ranking.features.PPR_BLOCK", 6)  # one user per block
+    monkeypatch.setattr("recgraph.ranking.pagerank.PPR_BLOCK", 6)  # one user per block
     assert personalised_pagerank(walk, np.arange(6)) == pytest.approx(whole, abs=1e-6)
 
 
@@ -112,7 +111,7 @@ def test_ppr_pairs_read_the_vectors_block_by_block(monkeypatch):
     whole = personalised_pagerank(walk, np.arange(6))
     blocked = []
     for block in (6, 12, 1 << 22):  # one, two and all users per block
-        monkeypatch.setattr("recgraph.ranking.features.PPR_BLOCK", block)
+        monkeypatch.setattr("recgraph.ranking.pagerank.PPR_BLOCK", block)
         values, best = ppr_pairs(walk, users, items, tied=features.either)
         blocked.append((values, best))
         assert values == pytest.approx(whole[users, items], abs=1e-6)

@@ -19,7 +19,8 @@ from recgraph.data.interactions import Interactions, Kind, ValueKind
 from recgraph.data.item_features import ItemFeatures
 from recgraph.ranking import features as F
 from recgraph.ranking import item_history as H
-from recgraph.ranking.features import CandidateFeatures, feature_names, ppr_pairs
+from recgraph.ranking.features import CandidateFeatures, feature_names
+from recgraph.ranking.pagerank import ppr_pairs
 
 
 def assert_same_bits(a: np.ndarray, b: np.ndarray, what: str = "") -> None:

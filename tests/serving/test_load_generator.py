@@ -177,3 +177,12 @@ def test_the_restarts_of_the_servers_workers_are_found_in_its_stderr(tmp_path):
     )
     assert restarts(stderr) == ["INFO:     Child process [11] died"]
     assert restarts(tmp_path / "missing") == []
+
+
+def test_a_failed_runs_server_stderr_is_shown_by_its_end(tmp_path):
+    from load_workers import stderr_tail
+
+    stderr = tmp_path / "server.stderr"
+    stderr.write_text("x" * 5000 + "Traceback: the end\n")
+    assert stderr_tail(stderr, 100) == ("x" * 5000 + "Traceback: the end\n")[-100:]
+    assert stderr_tail(tmp_path / "missing").startswith("(unreadable: ")

@@ -24,7 +24,7 @@ from recgraph.serving.balance import (
     WorkerShare,
 )
 from recgraph.serving.server import SPREAD_CONNECTIONS, established_connections
-from tests.serving.test_server_workers import _answer, serving_two_workers
+from tests.serving.test_server_workers import load_workers, serving_two_workers
 
 pytestmark = pytest.mark.skipif(not SPREAD_CONNECTIONS, reason="SO_REUSEPORT spreading is Linux's")
 
@@ -64,7 +64,7 @@ def _rounds(port: int, clients: list[socket.socket], rounds: int) -> tuple[int, 
     shed, statuses = 0, []
     for _ in range(rounds):
         for k, client in enumerate(clients):
-            head, body = _answer(client)
+            head, body = load_workers.answer(client)
             statuses.append(head.split(b"\r\n")[0])
             assert body.startswith(b"{") and body.endswith(b"}"), body  # answered whole
             if b"\r\nconnection: close" in head.lower():

@@ -19,7 +19,7 @@ from recgraph.serving.server import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-process_tree = pytest.importorskip("common").process_tree
+load_workers = pytest.importorskip("load_workers")
 
 pytestmark = pytest.mark.skipif(not SPREAD_CONNECTIONS, reason="SO_REUSEPORT spreading is Linux's")
 
@@ -43,35 +43,9 @@ run(settings, workers=2, log_level="warning", sock=sock)
 """
 
 
-def _workers(pid: int) -> list[int]:
-    """uvicorn's worker processes under ``pid``."""
-    return uvicorn_workers(process_tree(pid)[1:])
-
-
 def _get(sock: socket.socket, path: str = "/healthz") -> bytes:
     """The status line of ``path``'s answer, read whole."""
-    return _answer(sock, path)[0].split(b"\r\n")[0]
-
-
-def _answer(sock: socket.socket, path: str = "/healthz") -> tuple[bytes, bytes]:
-    """``path`` asked on ``sock``: the answer's head and its whole body."""
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, "the server closed the connection"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length")
-    )
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "the server closed the connection before the answer's end"
-        body += chunk
-    return head, body
+    return load_workers.answer(sock, path)[0].split(b"\r\n")[0]
 
 
 @contextlib.contextmanager
@@ -87,18 +61,10 @@ def serving_two_workers(tmp_path: Path, **env: str):
     )
     try:
         port = int(server.stdout.readline())
-        deadline = time.monotonic() + 120
-        answered: set[int] = set()
-        while len(answered) < 2:  # until each worker has answered a connection
-            assert server.poll() is None and time.monotonic() < deadline, "workers did not start"
-            workers = _workers(server.pid)
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
-                    _get(probe)
-                    counts = established_connections(workers, port)
-                    answered |= {pid for pid, held in counts.items() if held}
-            except OSError:
-                time.sleep(0.2)
+        # until each worker has answered a connection
+        pids, _, ready = load_workers.answering_workers(server.pid, port, 2, timeout=120)
+        assert ready and server.poll() is None, "workers did not start"
+        workers = uvicorn_workers(pids[1:])
         yield server, port, workers
     finally:
         if server.poll() is None:

@@ -38,11 +38,11 @@ from recgraph.pipeline.merge import merge_with_ranks
 from recgraph.ranking.base import Ranker, RankingBatch, ndcg_at
 from recgraph.ranking.features import (
     OPTIONAL_ITEM_FEATURES,
-    PPR_RESTART,
     CandidateFeatures,
     RetrieverColumns,
     feature_names,
 )
+from recgraph.ranking.pagerank import PPR_RESTART
 from recgraph.ranking.registry import create_ranker, load_ranker
 from recgraph.retrieval.base import Retriever, compiled_top_row, shared_scores, top_k
 
@@ -79,6 +79,25 @@ class CandidatePool:
         """Whether every entry is a candidate (a request's pool, cut to its longest row): then
         the valid entries are the arrays raveled, no mask needed."""
         return bool(self.valid.all())
+
+    def entries(self, values: np.ndarray) -> np.ndarray:
+        """The valid entries of a pool-shaped array, in row order (raveled when full: no mask)."""
+        return values.reshape(-1) if self.full else values[self.valid]
+
+    def entry_rows(self) -> np.ndarray:
+        """The pool row of each valid entry (see :meth:`entries`)."""
+        if self.full:
+            return np.repeat(np.arange(len(self.ids)), self.ids.shape[1])
+        return np.nonzero(self.valid)[0]
+
+    def spread(self, values: np.ndarray, fill: float, dtype: type) -> np.ndarray:
+        """``values``, given over the valid entries, as a pool-shaped array (``fill`` elsewhere);
+        :meth:`entries` undone."""
+        if self.full:
+            return np.asarray(values, dtype=dtype).reshape(self.ids.shape)
+        out = np.full(self.ids.shape, fill, dtype=dtype)
+        out[self.valid] = values
+        return out
 
     def recall(self, truth: sp.csr_matrix) -> np.ndarray:
         """Per user, the share of ``truth``'s targets that the pool holds."""
@@ -152,11 +171,9 @@ def candidate_pool(
         merged, sources = np.full(ids.shape, np.nan), np.zeros(ids.shape, dtype=np.int64)
         where = [_rank_lookup(ids, part) for part in lists]
     pool = CandidatePool(users=users, ids=ids, merged=merged, sources=sources, columns={})
-    valid, full = pool.valid, pool.full
-    # every entry valid (a request's pool): the valid entries are the arrays raveled, in order
-    rows = np.repeat(np.arange(len(ids)), ids.shape[1]) if full else np.nonzero(valid)[0]
+    rows = pool.entry_rows()
     for key, part, (rank, score) in zip(keys, lists, where, strict=True):
-        mr, mc = np.nonzero(rank == 0 if full else valid & (rank == 0))
+        mr, mc = np.nonzero(rank == 0 if pool.full else pool.valid & (rank == 0))
         if len(mr):
             # what the retriever thinks of candidates it did not propose
             score[mr, mc] = models[key].score_pairs(users[mr], ids[mr, mc])
@@ -165,8 +182,8 @@ def candidate_pool(
         best = finite.max(axis=1, initial=-np.inf)
         best[np.isinf(best)] = np.nan
         pool.columns[key] = RetrieverColumns(
-            scores=score.reshape(-1) if full else score[valid],
-            ranks=rank.reshape(-1) if full else rank[valid],
+            scores=pool.entries(score),
+            ranks=pool.entries(rank),
             user_best=best[rows],
         )
     return pool
@@ -279,12 +296,8 @@ class RankingStage:
 
     def batch(self, pool: CandidatePool, labels: sp.csr_matrix | None = None) -> RankingBatch:
         """The pool's candidate rows as a :class:`RankingBatch` (with labels from ``labels``)."""
-        if pool.full:  # every entry valid (a request's pool): the ids in row order
-            rows = np.repeat(np.arange(len(pool.users)), pool.ids.shape[1])
-            users, items = pool.users[rows], pool.ids.reshape(-1)
-        else:
-            rows, cols = np.nonzero(pool.valid)
-            users, items = pool.users[rows], pool.ids[rows, cols]
+        rows = pool.entry_rows()
+        users, items = pool.users[rows], pool.entries(pool.ids)
         ppr = None
         if self.ppr_key is not None:
             if self.ppr_key not in pool.columns:
@@ -334,17 +347,15 @@ class RankingStage:
 
     def rank(self, pool: CandidatePool, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The ranker's best ``k`` of the pool: ``(ids, scores, sources)``, ``(n, k)``."""
-        unmasked = pool.full and pool.ids.size > 0 and self.order == "ranker"  # a request's pool
-        if unmasked:
-            scores = np.asarray(self.scores(pool)).astype(np.float32).reshape(pool.ids.shape)
+        if pool.valid.any():
+            if self.order == "ranker":
+                values = self.scores(pool)
+            else:  # the best retriever's own order: rank first, its score among the rest
+                own = _own_order(pool.columns[self.order])
+                values = -np.argsort(np.argsort(-own, kind="stable"), kind="stable")
+            scores = pool.spread(values, -np.inf, np.float32)
         else:
             scores = np.full(pool.ids.shape, -np.inf, dtype=np.float32)
-            if pool.valid.any():
-                if self.order == "ranker":
-                    scores[pool.valid] = self.scores(pool)
-                else:  # the best retriever's own order: rank first, its score among the rest
-                    own = _own_order(pool.columns[self.order])
-                    scores[pool.valid] = -np.argsort(np.argsort(-own, kind="stable"), kind="stable")
         top_row = compiled_top_row() if len(scores) == 1 else None
         if top_row is not None and not np.isnan(scores).any():
             order, best = (a[None, :] for a in top_row(scores[0], k))  # a request's: compiled
@@ -565,7 +576,7 @@ def _ndcg_by_order(
     batch = RankingBatch.concat([b for _, b in pools])
     groups = batch.group_sizes()
     out = {} if scores is None else {"ranker": ndcg_at(scores, batch.labels, groups, VALID_AT)}
-    merged = np.concatenate([pool.merged[pool.valid] for pool, _ in pools])
+    merged = np.concatenate([pool.entries(pool.merged) for pool, _ in pools])
     out["merge"] = ndcg_at(merged, batch.labels, groups, VALID_AT)
     for key in keys:
         own = np.concatenate([_own_order(pool.columns[key]) for pool, _ in pools])
@@ -575,20 +586,15 @@ def _ndcg_by_order(
 
 def _pool_ranks(pool: CandidatePool, values: np.ndarray) -> np.ndarray:
     """Per user, each valid candidate's 1-based rank by ``values`` (given over ``pool.valid``)."""
-    if pool.full:  # every entry valid: the values in row order are the pool's
-        full = np.asarray(values, dtype=np.float64).reshape(pool.ids.shape)
-    else:
-        full = np.full(pool.ids.shape, -np.inf)
-        full[pool.valid] = values
+    full = pool.spread(values, -np.inf, np.float64)
     from recgraph.pipeline.merge_kernels import pool_ranks  # numba: not on import
 
     ranks = pool_ranks(full)  # one compiled pass per row: the same ranks
-    if ranks is not None:
-        return ranks.reshape(-1) if pool.full else ranks[pool.valid]
-    order = np.argsort(-full, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, full.shape[1] + 1)[None, :], axis=1)
-    return ranks[pool.valid]
+    if ranks is None:
+        order = np.argsort(-full, axis=1, kind="stable")
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.arange(1, full.shape[1] + 1)[None, :], axis=1)
+    return pool.entries(ranks)
 
 
 def _fused(pool: CandidatePool, ranker_scores: np.ndarray, base: str, blend: float) -> np.ndarray:

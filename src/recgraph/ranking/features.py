@@ -78,7 +78,6 @@ from recgraph.data.sparse_rows import (
     l2_rows,
     one_user,
     pair_sums_rows,
-    row_entries,
     row_sums,
 )
 from recgraph.ranking.base import feature_matrix
@@ -90,6 +89,7 @@ from recgraph.ranking.item_history import (
     rating_deviations,
     small_dense,
 )
+from recgraph.ranking.pagerank import ppr_pairs, transition
 
 #: The most recent likes of a user that the ``recent_*`` features compare with.
 RECENT_LIKES = 10
@@ -144,14 +144,8 @@ ACCOUNT_FEATURES = (
     "cand_recency_days",
     "cand_out_30d",
 )
-#: Restart probability of the ``ppr_*`` features' walks (PPR's default).
-PPR_RESTART = 0.3
-#: Power iterations of the ``ppr_*`` features (``0.7^12``: 1.4% of the mass left).
-PPR_ITERATIONS = 12
 #: Largest graph (accounts) the ``ppr_*`` features are computed on (NaN above).
 PPR_MAX_NODES = 200_000
-#: Dense floats per power-iteration block (users x accounts); bounds memory.
-PPR_BLOCK = 1 << 22
 #: Width of the time buckets of the ``time_*`` features.
 WEEK = 7 * DAY
 
@@ -199,92 +193,6 @@ def feature_names(
     per_retriever = tuple(f"{key}:{part}" for key in retriever_keys for part in RETRIEVER_PARTS)
     extra = tuple(name for name in OPTIONAL_ITEM_FEATURES if name in optional)
     return per_retriever + COMMON_FEATURES + specific + extra
-
-
-def _transition(adjacency: sp.csr_matrix) -> sp.csr_matrix:
-    """Row-stochastic walk matrix of ``adjacency`` (rows without edges stay zero)."""
-    degree = np.asarray(adjacency.sum(axis=1), dtype=np.float64).ravel()
-    with np.errstate(divide="ignore"):
-        inverse = np.where(degree > 0, 1.0 / np.maximum(degree, 1e-12), 0.0)
-    return sp.csr_matrix(sp.diags(inverse.astype(np.float32)) @ adjacency, dtype=np.float32)
-
-
-def _ppr_blocks(
-    walk: sp.csr_matrix,
-    users: np.ndarray,
-    restart: float,
-    iterations: int,
-    step: sp.csr_matrix | None = None,
-):
-    """``(start, x)`` per block of users: ``x`` is ``(n, block)``, column ``j`` user ``start + j``'s vector.
-
-    ``step`` is ``walk.T.tocsr()`` when the caller keeps it (it costs more than a
-    request's walk to build).
-    """
-    n = walk.shape[0]
-    if step is None:
-        step = walk.T.tocsr()  # x P computed as P^T x^T
-    block = max(1, PPR_BLOCK // max(n, 1))
-    for start in range(0, len(users), block):
-        chunk = users[start : start + block]
-        seed = np.zeros((n, len(chunk)), dtype=np.float32)
-        seed[chunk, np.arange(len(chunk))] = 1.0
-        x = seed.copy()
-        for _ in range(iterations):
-            x = restart * seed + (1.0 - restart) * (step @ x)
-        yield start, x
-
-
-def personalised_pagerank(
-    walk: sp.csr_matrix,
-    users: np.ndarray,
-    restart: float = PPR_RESTART,
-    iterations: int = PPR_ITERATIONS,
-) -> np.ndarray:
-    """``(len(users), n)`` PPR vectors by power iteration, a block of users at once.
-
-    ``x <- restart * e_u + (1 - restart) * x P`` from ``x = e_u``; mass that
-    reaches a node without exits is dropped (a sink; the PPR retriever gives
-    it back to the user instead, so the two differ where sinks are reached;
-    as a feature only the order matters). Blocks of users bound the work memory to
-    :data:`PPR_BLOCK` floats (:func:`ppr_pairs` keeps no more than that).
-    """
-    out = np.zeros((len(users), walk.shape[0]), dtype=np.float32)
-    for start, x in _ppr_blocks(walk, users, restart, iterations):
-        out[start : start + x.shape[1]] = x.T
-    return out
-
-
-def ppr_pairs(
-    walk: sp.csr_matrix,
-    users: np.ndarray,
-    items: np.ndarray,
-    tied: sp.csr_matrix | None = None,
-    restart: float = PPR_RESTART,
-    iterations: int = PPR_ITERATIONS,
-    step: sp.csr_matrix | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """PPR of each ``(users[i], items[i])`` pair, and each row's user's best score.
-
-    The best is over accounts other than the user and those of ``tied``'s
-    row (the accounts the user is tied to already). Only a block of vectors
-    is held at a time. ``step``: ``walk.T.tocsr()``, when the caller keeps it.
-    """
-    unique, row = np.unique(users, return_inverse=True)
-    values = np.zeros(len(users), dtype=np.float64)
-    best = np.zeros(len(unique), dtype=np.float64)
-    order = np.argsort(row, kind="stable")
-    bounds = np.searchsorted(row[order], np.arange(len(unique) + 1))
-    for start, x in _ppr_blocks(walk, unique, restart, iterations, step):
-        stop = start + x.shape[1]
-        rows = order[bounds[start] : bounds[stop]]
-        values[rows] = x[items[rows], row[rows] - start]
-        x[unique[start:stop], np.arange(stop - start)] = 0.0
-        if tied is not None:
-            pos, owner = row_entries(tied, unique[start:stop])
-            x[tied.indices[pos], owner] = 0.0
-        best[start:stop] = x.max(axis=0)
-    return values, best[row]
 
 
 def _week_histograms(data: Interactions) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -482,9 +390,9 @@ class CandidateFeatures:
         cache = self.__dict__.setdefault("_derived", {})
         if name not in cache:
             if name == "walks":
-                either = _transition(self.either)
+                either = transition(self.either)
                 # on a friendship graph (or one where every follow is mutual) one walk is both
-                along = either if self.either.nnz == self.out.nnz else _transition(self.out)
+                along = either if self.either.nnz == self.out.nnz else transition(self.out)
                 value = (along, either)
             elif name == "steps":
                 along, either = self.derived("walks")
@@ -657,13 +565,13 @@ class CandidateFeatures:
         ``optional``'s features, as there).
 
         ``ppr``: on an account graph, a PPR retriever's view of the rows (walking
-        either way from the user, restart :data:`PPR_RESTART`), when the question
-        runs one: ``ppr_undirected`` is then its score of the pair and
+        either way from the user, restart :data:`~recgraph.ranking.pagerank.PPR_RESTART`),
+        when the question runs one: ``ppr_undirected`` is then its score of the pair and
         ``ppr_undirected_vs_best`` that over its best for the user (its best
         candidate, ties and the user excluded), as the retriever computed them
-        for its own list, instead of :data:`PPR_ITERATIONS` steps of exact power
-        iteration over the whole graph (the largest part of a ranked request's
-        cost; see :meth:`_ppr`).
+        for its own list, instead of :data:`~recgraph.ranking.pagerank.PPR_ITERATIONS`
+        steps of exact power iteration over the whole graph (the largest part of a
+        ranked request's cost; see :meth:`_ppr`).
         """
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)

@@ -43,8 +43,9 @@ import mmap
 import os
 import time
 from multiprocessing.context import get_spawning_popen
-from pathlib import Path
 from typing import Any
+
+from recgraph.serving.processes import process_alive
 
 log = logging.getLogger("recgraph.serving")
 
@@ -92,7 +93,7 @@ class ConnectionTable:
             pid = values[base + _PID]
             if pid == -1 and now - self._given_at.get(slot, now) < TAKE_SECONDS:
                 continue  # given to a worker still starting
-            if pid == -1 or not _alive(pid):
+            if pid == -1 or not process_alive(pid, unknown=False):
                 values[base + _LIVE], values[base + _OPEN] = 0, 0
                 if free is None:
                     free = slot
@@ -130,18 +131,6 @@ def _unbalanced(why: str) -> None:
     """What a :class:`ConnectionTable` unpickles to without a slot: no share (``why``)."""
     log.debug("no share of the connection table: %s", why)
     return None
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` (a worker's, from the table) still runs: ``0`` (never given), ``-1``
-    (given, not yet taken: not listening either) and a zombie count as gone."""
-    if pid <= 0:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def _attach(dup: Any, slots: int, slot: int) -> WorkerShare:
@@ -189,7 +178,7 @@ class WorkerShare:
             self._gone = {
                 at: values[at - _LIVE + _PID]
                 for at in range(_LIVE, self.slots * FIELDS, FIELDS)
-                if values[at] and not _alive(values[at - _LIVE + _PID])
+                if values[at] and not process_alive(values[at - _LIVE + _PID], unknown=False)
             }
         gone = self._gone
         for at in range(_LIVE, self.slots * FIELDS, FIELDS):

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from recgraph.errors import ConfigError
+from recgraph.serving.processes import process_alive
 from recgraph.serving.registry import MANIFEST_FILE, PUBLISHING_PREFIX, ModelRegistry
 
 #: An incomplete version whose publisher cannot be checked is left alone this long (seconds).
@@ -58,23 +59,6 @@ class GcReport:
             f"kept {', '.join(self.kept) or 'none'} (current {self.current or 'none'})",
         ]
         return "; ".join(parts)
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host still runs (a zombie counts as gone)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child not yet reaped by its parent is a zombie: its publish is over
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def gc(
@@ -166,7 +150,7 @@ def _abandoned(registry: ModelRegistry, version: str, grace_seconds: float) -> b
         except (ValueError, KeyError, TypeError):
             continue
         if host == socket.gethostname():
-            return not _process_alive(pid)
+            return not process_alive(pid, unknown=True)  # unsure: its files stay
     if started is None:
         started = _modified(registry, folder)
     return started is not None and time.time() - started > grace_seconds
