@@ -200,9 +200,9 @@ def paired(sides: dict[str, Path], cases: list[str], reuse: Path, args) -> dict:
                     f"(x{phase['branch_over_base']}, load {phase['load_average']})",
                     flush=True,
                 )
-        except Exception:
-            for side, path in stderr.items():
-                print(f"{side} server's stderr ends:\n{stderr_tail(path)}", flush=True)
+        except Exception:  # (a server that failed to start said so in its error)
+            for side in servers:
+                print(f"{side} server's stderr ends:\n{stderr_tail(stderr[side])}", flush=True)
             raise
         finally:
             for server in servers.values():

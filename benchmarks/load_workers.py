@@ -30,7 +30,10 @@ def wait_until_serving(process: subprocess.Popen, port: int, timeout: float) -> 
     while time.monotonic() < deadline:
         if process.poll() is not None:
             said = process.stderr.read()[-2000:] if process.stderr else ""
-            raise RuntimeError(f"the server exited: {said}")
+            raise RuntimeError(
+                f"the server exited with status {process.returncode}"
+                + (f": {said}" if said else "")
+            )
         try:
             health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json()
             if health.get("model_version"):
@@ -122,8 +125,13 @@ def workers_ready(
         return process_tree(server_pid)
     pids, answered, ready = answering_workers(server_pid, port, workers, timeout)
     if not ready:
+        why = (
+            f"in {timeout:g} s"
+            if process_alive(server_pid, unknown=True)
+            else "before the server exited"
+        )
         print(
-            f"warning: {len(answered)} of {workers} workers answered in {timeout:g} s; "
+            f"warning: {len(answered)} of {workers} workers answered {why}; "
             "the phase starts anyway",
             flush=True,
         )

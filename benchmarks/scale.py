@@ -301,7 +301,6 @@ def serve(
         },
         "workers": workers,
         "start_seconds": round(start_seconds, 2),
-        "server_stderr": str(stderr),
         "server_cpu_ms_per_request": round(1000 * cpu / max(result["ok"], 1), 2),
         **{f"server_{k}": v for k, v in memory.items()},
         **result,

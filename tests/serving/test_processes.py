@@ -47,3 +47,9 @@ def test_without_proc_a_process_that_exists_is_what_the_caller_says(monkeypatch,
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert not process_alive(child.pid, unknown=unknown)  # no such process: gone either way
+
+
+@pytest.mark.parametrize("unknown", [True, False])
+def test_a_pid_past_what_the_system_can_name_is_not_alive(unknown):
+    """(a corrupt publish claim's pid must not crash retention: os.kill raises OverflowError)"""
+    assert not process_alive(2**70, unknown=unknown)

@@ -20,7 +20,7 @@ def process_alive(pid: int, *, unknown: bool) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # (a pid past the C int: none such)
         return False
     except PermissionError:
         pass  # it exists, another user's
