@@ -18,6 +18,7 @@ import pytest
 
 from recgraph.serving.balance import (
     FIELDS,
+    PEAK_SECONDS,
     SLACK,
     TAKE_SECONDS,
     ConnectionTable,
@@ -141,6 +142,60 @@ def test_only_a_worker_above_its_share_sheds_and_only_among_listening_workers():
         second.listening(False)  # stopping: counted out, its connections too
         assert not first.over_share(33)
         assert table.values[1 * FIELDS + 2] == 0
+    finally:
+        table.close()
+
+
+class _Clock:
+    """``time`` as :mod:`recgraph.serving.balance` reads it, moved on by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_connections_shed_and_reconnecting_do_not_lower_the_share_until_peak_seconds(
+    monkeypatch,
+):
+    """40/24 sheds 7; while they reconnect the bare total is 57 (share 29 + 1 < 33): counted
+    from it, both halves of the split would shed more. A total that stays low counts once
+    :data:`PEAK_SECONDS` have passed."""
+    from recgraph.serving import balance
+
+    clock = _Clock()
+    monkeypatch.setattr(balance, "time", clock)
+    table = ConnectionTable(2)
+    try:
+        first, second = _share(table, 0), _share(table, 1)
+        first.listening(True)
+        second.listening(True)
+        first.opened(40)
+        second.opened(24)
+        assert first.over_share(40)
+        first.opened(33)  # the 7 shed closed, none connected again yet
+        clock.now += PEAK_SECONDS / 2
+        assert not first.over_share(33)  # 33 <= ceil(64 / 2) + 1, not ceil(57 / 2) + 1
+        second.opened(27)  # 3 came back to the second: 60
+        assert not first.over_share(33) and not second.over_share(27)
+        clock.now += PEAK_SECONDS  # the other 4 never came back
+        assert first.over_share(33)  # 33 > ceil(60 / 2) + 1
+    finally:
+        table.close()
+
+
+def test_the_recent_peak_is_the_largest_total_of_the_last_peak_seconds():
+    table = ConnectionTable(1)
+    try:
+        share = _share(table, 0)
+        seen = [
+            share._recent_peak(at * PEAK_SECONDS, total)
+            for at, total in [(0.0, 64), (0.3, 60), (0.6, 62), (0.9, 58), (1.2, 57), (1.7, 57)]
+        ]
+        # 64 until PEAK_SECONDS after it; then 62 (seen at 0.6) until 1.6; then 58 (0.9)
+        assert seen == [64, 64, 64, 64, 62, 58]
+        assert share._recent_peak(1.8 * PEAK_SECONDS, 70) == 70  # a higher total at once
     finally:
         table.close()
 

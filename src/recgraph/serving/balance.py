@@ -42,6 +42,7 @@ import logging
 import mmap
 import os
 import time
+from collections import deque
 from multiprocessing.context import get_spawning_popen
 from typing import Any
 
@@ -60,6 +61,10 @@ _PID, _LIVE, _OPEN = range(FIELDS)
 SLOTS_PER_WORKER = 2
 #: Seconds a worker looks again which slots' workers are gone (their figures not counted).
 RECHECK_SECONDS = 1.0
+#: Seconds a total of connections counts for the share after it was seen: a connection shed
+#: and not yet connected again is held by no worker, so the bare total dips (64 -> 60 while
+#: four reconnect) and a share taken from it would shed more than the excess, on both workers.
+PEAK_SECONDS = 1.0
 #: Seconds a slot given to a spawning worker stays its own before the worker takes it (a
 #: worker attaches as it unpickles its config, before importing the app).
 TAKE_SECONDS = 120.0
@@ -157,6 +162,9 @@ class WorkerShare:
         #: (``time.monotonic``): the offset of their listening field to the pid found there.
         self._gone: dict[int, int] = {}
         self._checked = float("-inf")
+        #: Totals seen in the last :data:`PEAK_SECONDS` that no later one reached:
+        #: ``(time.monotonic, total)``, the oldest (largest) first.
+        self._peaks: deque[tuple[float, int]] = deque()
 
     def listening(self, live: bool) -> None:
         """Count this worker in (it accepts connections) or out (it stops)."""
@@ -186,7 +194,20 @@ class WorkerShare:
             if values[at] and gone.get(at) != values[at - _LIVE + _PID]:
                 live += 1
                 total += values[at + 1]
+        total = self._recent_peak(now, total)
         return live > 1 and held - self.shedding > -(-total // live) + SLACK
+
+    def _recent_peak(self, now: float, total: int) -> int:
+        """The largest total seen in the last :data:`PEAK_SECONDS`, ``total`` (seen ``now``)
+        included: the share is not lowered by connections shed and still reconnecting; one
+        closed for good stops counting after :data:`PEAK_SECONDS`."""
+        peaks = self._peaks
+        while peaks and peaks[-1][1] <= total:
+            peaks.pop()
+        peaks.append((now, total))
+        while now - peaks[0][0] > PEAK_SECONDS:
+            peaks.popleft()
+        return peaks[0][1]
 
 
 def balanced_protocol(base: type, share: WorkerShare) -> type:
