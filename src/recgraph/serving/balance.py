@@ -8,7 +8,11 @@ as they stay open. So the workers share a small table of how many connections ea
 holds, and a worker that holds more than its fair share plus :data:`SLACK`
 (``ceil(total / live workers) + 1``) answers the next request on one of its
 connections with ``Connection: close``. The client reconnects and the kernel hashes
-the new connection again; over a few rounds the split converges to even.
+the new connection again; over a few rounds the split converges to even. The total is the
+largest seen in the last :data:`PEAK_SECONDS`: a connection shed and not yet connected
+again is held by no worker, and shares taken from the dipped total made both workers shed
+past the excess (measured 1.7-4.1 times it; about 2 times is unavoidable, since half the
+new connections hash back to the worker that shed them).
 
 Only a request's own response is marked, never an idle connection closed (a request
 sent meanwhile would be lost). A request pipelined behind the marked one before its
