@@ -80,37 +80,6 @@ def test_a_reserved_port_is_held_until_served():
         sock.close()
 
 
-def _port_in_time_wait() -> int:
-    """A port whose server closed a connection first: its TIME_WAIT stays for a minute."""
-    with socket.socket() as listener:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        with socket.create_connection(("127.0.0.1", port)):
-            accepted, _ = listener.accept()
-            accepted.close()  # the server side closes first: its end waits
-    return port
-
-
-def test_a_port_in_time_wait_is_taken_again_when_given_and_never_picked_for_port_0(caplog):
-    """A restart on ``--port N`` binds past its old connections' TIME_WAIT; port 0 must not
-    pick such a port: the workers' holder (not SO_REUSEADDR) could not bind it, and the
-    server would fall back to one shared socket, unbalanced (seen in test runs)."""
-    from recgraph.serving.server import hold_port
-
-    port = _port_in_time_wait()
-    reserve_port("127.0.0.1", port).close()  # a given port: bound again at once
-    with socket.socket() as plain, pytest.raises(OSError):
-        plain.bind(("127.0.0.1", port))  # as port 0 binds: the kernel skips such ports
-    for _ in range(20):
-        sock = reserve_port("127.0.0.1", 0)
-        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 0
-        holder = hold_port(sock)
-        assert holder is not None, caplog.text
-        holder.close()
-
-
 def test_an_address_not_of_this_machine_names_the_host_option():
     with pytest.raises(PortInUseError, match="--host"):
         reserve_port("192.0.2.1", 0)  # TEST-NET-1: never an address of this machine

@@ -173,7 +173,7 @@ def test_a_port_that_cannot_be_held_stays_exclusive_with_a_warning(caplog):
     the holder from binding: the reserved socket is kept, not ``SO_REUSEPORT``."""
     from recgraph.serving.server import PortInUseError, hold_port, reserve_port
 
-    previous = socket.create_server(("127.0.0.1", 0))  # SO_REUSEADDR, as on a given port
+    previous = reserve_port("127.0.0.1", 0)
     address = previous.getsockname()
     client = socket.create_connection(address, timeout=5)
     previous.accept()[0].close()  # the server closes first: its side goes to TIME_WAIT

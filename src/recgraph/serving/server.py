@@ -99,11 +99,7 @@ def reserve_port(host: str, port: int) -> socket.socket:
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family=family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    if port != 0:
-        # a port given again after a restart: its TIME_WAIT connections must not keep us off.
-        # Port 0 takes none: the kernel then picks a port no TIME_WAIT holds, which the
-        # workers' holder (not SO_REUSEADDR) could otherwise not bind (hold_port)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
         sock.listen(BACKLOG)
