@@ -43,6 +43,7 @@ import inspect
 import logging
 import os
 import socket
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -143,14 +144,15 @@ def hold_port(sock: socket.socket) -> socket.socket | None:
     listening socket nobody accepts from would wait forever); it is not
     ``SO_REUSEADDR`` either, so no other program can bind the port, while the
     workers' sockets (``SO_REUSEPORT``, same user) can. ``sock`` is closed once
-    the port is held; ``None`` where this cannot be done (e.g. a connection already
-    queued on ``sock``, or the TIME_WAIT of a previous server's connections), with
-    a warning and ``sock`` left as it was: not ``SO_REUSEPORT``, so no other
-    program can join the port.
+    the port is held, and connections already queued on it are reset first
+    (:func:`_reset_queued`); ``None`` where this cannot be done (e.g. the TIME_WAIT
+    of a previous single-socket server's connections), with a warning and ``sock``
+    left listening: not ``SO_REUSEPORT``, so no other program can join the port.
     """
     holder = None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        _reset_queued(sock)
         holder = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         holder.bind(sock.getsockname()[:2])
@@ -170,6 +172,33 @@ def hold_port(sock: socket.socket) -> socket.socket | None:
         return None
     sock.close()
     return holder
+
+
+def _reset_queued(sock: socket.socket) -> None:
+    """Reset the connections already queued on the listening ``sock``.
+
+    Accepted before ``SO_REUSEPORT`` was set on ``sock``, they lack it and keep the holder
+    off the port: one client retrying ``/healthz`` while the server starts (as
+    :func:`reserve_port` asks clients to) used to leave the workers sharing one socket,
+    unbalanced. Closed with a zero linger, they leave no TIME_WAIT (which would keep the
+    holder off too); their clients see a reset and retry, as while the port refuses.
+    Connections queued from here on inherit ``SO_REUSEPORT`` and do not matter."""
+    blocking = sock.getblocking()
+    sock.setblocking(False)
+    reset = 0
+    try:
+        while True:
+            try:
+                connection, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.close()
+            reset += 1
+    finally:
+        sock.setblocking(blocking)
+    if reset:
+        log.info("reset %d connection(s) made while the workers were starting", reset)
 
 
 class WorkerSocket:
