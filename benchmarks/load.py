@@ -223,7 +223,6 @@ def start_server(
             ],
             stdout=subprocess.DEVNULL,
             stderr=err,
-            text=True,
             env=env,
         )  # fmt: skip
     try:
@@ -613,8 +612,8 @@ def run_case(
             finally:
                 stop.set()
                 counter.join()
-            # at the phase's end, and the first sample (0.5 s apart) with the most connections
-            # in all (where the kernel put them, but for those shed by then: connections_shed)
+            # the first and the last of the samples (0.5 s apart) with the most connections in
+            # all (where the kernel put them, but for those shed by then: connections_shed)
             result["connections_per_worker"] = counted[0][1] if counted else None
             result["connections_per_worker_first"] = counted[0][0] if counted else None
             cpu = tree_cpu_seconds(pids) - cpu_before

@@ -17,6 +17,7 @@ from multiprocessing.context import set_spawning_popen
 import pytest
 
 from recgraph.serving.balance import (
+    _OPEN,
     FIELDS,
     PEAK_SECONDS,
     SLACK,
@@ -129,19 +130,19 @@ def test_only_a_worker_above_its_share_sheds_and_only_among_listening_workers():
         first, second = _share(table, 0), _share(table, 1)
         first.listening(True)
         first.opened(40)
-        assert not first.over_share(40)  # alone listening: a shed connection comes back
+        assert not first.over_share()  # alone listening: a shed connection comes back
         second.listening(True)
         second.opened(24)
-        assert first.over_share(40) and not second.over_share(24)  # 40 > 32 + 1
+        assert first.over_share() and not second.over_share()  # 40 > 32 + 1
         first.shedding = 7  # told to close, not closed yet: 33 left
-        assert not first.over_share(40)
+        assert not first.over_share()
         first.shedding = 0
         first.opened(33)  # the 7 closed, and come back to the second
         second.opened(31)
-        assert not first.over_share(33) and not second.over_share(31)  # 33 <= 32 + 1
+        assert not first.over_share() and not second.over_share()  # 33 <= 32 + 1
         second.listening(False)  # stopping: counted out, its connections too
-        assert not first.over_share(33)
-        assert table.values[1 * FIELDS + 2] == 0
+        assert not first.over_share()
+        assert table.values[1 * FIELDS + _OPEN] == 0
     finally:
         table.close()
 
@@ -173,14 +174,14 @@ def test_connections_shed_and_reconnecting_do_not_lower_the_share_until_peak_sec
         second.listening(True)
         first.opened(40)
         second.opened(24)
-        assert first.over_share(40)
+        assert first.over_share()
         first.opened(33)  # the 7 shed closed, none connected again yet
         clock.now += PEAK_SECONDS / 2
-        assert not first.over_share(33)  # 33 <= ceil(64 / 2) + 1, not ceil(57 / 2) + 1
+        assert not first.over_share()  # 33 <= ceil(64 / 2) + 1, not ceil(57 / 2) + 1
         second.opened(27)  # 3 came back to the second: 60
-        assert not first.over_share(33) and not second.over_share(27)
+        assert not first.over_share() and not second.over_share()
         clock.now += PEAK_SECONDS  # the other 4 never came back
-        assert first.over_share(33)  # 33 > ceil(60 / 2) + 1
+        assert first.over_share()  # 33 > ceil(60 / 2) + 1
     finally:
         table.close()
 
@@ -247,8 +248,9 @@ def test_a_slot_whose_worker_is_gone_is_not_counted_so_an_even_split_sheds_nothi
             share.listening(True)
         first.opened(32)
         second.opened(32)
-        assert not first.over_share(32) and not second.over_share(32)
-        assert first.over_share(40)  # still sheds above its share among the two alive
+        assert not first.over_share() and not second.over_share()
+        first.opened(40)
+        assert first.over_share()  # still sheds above its share among the two alive
     finally:
         table.close()
 
@@ -416,10 +418,9 @@ def test_a_worker_above_its_share_marks_the_next_answer_close_unless_a_request_q
             return
         assert b"connection: close" in shed.written.lower() and shed.closed
         assert heavy.shedding == 1 and heavy.shed == 1
-        if kind == "httptools":
-            kept = asyncio.run(served(pipelined=True))
-            assert kept.written.count(b"HTTP/1.1 200 OK") == 2
-            assert b"connection: close" not in kept.written.lower() and not kept.closed
-            assert heavy.shedding == 1 and heavy.shed == 2  # marked, then taken back
+        kept = asyncio.run(served(pipelined=True))
+        assert kept.written.count(b"HTTP/1.1 200 OK") == 2
+        assert b"connection: close" not in kept.written.lower() and not kept.closed
+        assert heavy.shedding == 1 and heavy.shed == 2  # marked, then taken back
     finally:
         table.close()

@@ -100,7 +100,7 @@ class ConnectionTable:
         for slot in range(self._given):
             base = slot * FIELDS
             pid = values[base + _PID]
-            if pid == -1 and now - self._given_at.get(slot, now) < TAKE_SECONDS:
+            if pid == -1 and now - self._given_at[slot] < TAKE_SECONDS:
                 continue  # given to a worker still starting
             if pid == -1 or not process_alive(pid, unknown=False):
                 values[base + _LIVE], values[base + _OPEN] = 0, 0
@@ -180,17 +180,20 @@ class WorkerShare:
         """This worker's open connections are now ``count``."""
         self.values[self.base + _OPEN] = count
 
-    def over_share(self, held: int) -> bool:
-        """Whether this worker, holding ``held`` connections (those told to close
-        among them), should tell one more to close."""
+    def over_share(self) -> bool:
+        """Whether this worker, holding the connections it last counted (:meth:`opened`;
+        those told to close among them), should tell one more to close."""
         values, total, live = self.values, 0, 0
+        mine = self.base + _LIVE
         now = time.monotonic()
         if now - self._checked >= RECHECK_SECONDS:
             self._checked = now
             self._gone = {
                 at: values[at - _LIVE + _PID]
                 for at in range(_LIVE, self.slots * FIELDS, FIELDS)
-                if values[at] and not process_alive(values[at - _LIVE + _PID], unknown=False)
+                if at != mine
+                and values[at]
+                and not process_alive(values[at - _LIVE + _PID], unknown=False)
             }
         gone = self._gone
         for at in range(_LIVE, self.slots * FIELDS, FIELDS):
@@ -199,6 +202,7 @@ class WorkerShare:
                 live += 1
                 total += values[at + 1]
         total = self._recent_peak(now, total)
+        held = values[self.base + _OPEN]
         return live > 1 and held - self.shedding > -(-total // live) + SLACK
 
     def _recent_peak(self, now: float, total: int) -> int:
@@ -238,30 +242,27 @@ def balanced_protocol(base: type, share: WorkerShare) -> type:
             share.listening(False)  # the server stops: its socket no longer listens
             super().shutdown()
 
-        def data_received(self, data: bytes) -> None:
-            cycle = self.cycle
-            super().data_received(data)
-            if self.cycle is cycle or not marks:  # no new request (or never marked)
-                return
-            shed = self._shed_cycle
-            if shed is not None:
-                if not shed.response_started and shed is not self.cycle:
-                    # a request queued behind the marked one: answer it too (taken back)
-                    shed.keep_alive = True
-                    self._shed_cycle = None
-                    share.shedding -= 1
-                return
-            if (
-                self.cycle is not None
-                and self.cycle.keep_alive
-                and not getattr(self, "pipeline", None)
-                and share.over_share(len(self.connections))
-            ):
-                # httptools' protocol says "connection: close" and closes after the answer
-                self.cycle.keep_alive = False
-                self._shed_cycle = self.cycle
-                share.shedding += 1
-                share.shed += 1
+        if marks:  # (h11's reads no request behind an answer: never marked, nothing to add)
+
+            def data_received(self, data: bytes) -> None:
+                cycle = self.cycle
+                super().data_received(data)
+                if self.cycle is cycle:  # no new request
+                    return
+                shed = self._shed_cycle
+                if shed is not None:
+                    if not shed.response_started:
+                        # a request queued behind the marked one: answer it too (taken back)
+                        shed.keep_alive = True
+                        self._shed_cycle = None
+                        share.shedding -= 1
+                    return
+                if self.cycle.keep_alive and not self.pipeline and share.over_share():
+                    # httptools' protocol says "connection: close" and closes after the answer
+                    self.cycle.keep_alive = False
+                    self._shed_cycle = self.cycle
+                    share.shedding += 1
+                    share.shed += 1
 
     Balanced.__name__ = Balanced.__qualname__ = f"Balanced{base.__name__}"
     return Balanced
