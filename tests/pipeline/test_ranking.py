@@ -451,7 +451,7 @@ def test_a_pools_entries_are_its_valid_cells_in_row_order_full_or_padded(ids):
     pool = CandidatePool(np.array([0, 1]), ids, ids * 10.0, np.zeros(ids.shape), {})
     rows, cols = np.nonzero(ids >= 0)
     assert pool.entries(pool.merged).tolist() == (ids[rows, cols] * 10.0).tolist()
-    assert pool.entry_rows().tolist() == rows.tolist()
+    assert pool.entry_rows.tolist() == rows.tolist()
     spread = pool.spread(pool.entries(pool.ids), -1, np.int64)
     assert spread.dtype == np.int64 and spread.tolist() == ids.tolist()
 
