@@ -10,17 +10,7 @@ from recgraph.data import splits
 from recgraph.pipeline import QuestionModel
 from recgraph.pipeline import ranking as ranking_module
 from recgraph.pipeline.config import QuestionConfig
-
-FAST = {"n_estimators": 40, "num_leaves": 7, "min_child_samples": 5, "early_stopping_rounds": 10}
-
-
-def ranked_config(retrievers, **ranker) -> QuestionConfig:
-    return QuestionConfig(
-        retrievers=[{"name": r} if isinstance(r, str) else r for r in retrievers],
-        fallback=[],
-        cold_start_min_interactions=1,
-        ranker={"depth": 30, "params": FAST, **ranker},
-    )
+from tests.pipeline.ranked import FAST, _pairs, ranked_config, spy_on_label_slices
 
 
 @pytest.fixture(scope="module")
@@ -73,20 +63,6 @@ def test_the_same_seed_gives_the_same_ranker(ranked_feed, feed_graph):
     assert again.ranking.report == ranked_feed.ranking.report
 
 
-def spy_on_label_slices(monkeypatch) -> list:
-    """Every label slice cut while fitting, as ``(data, rest, labels)``."""
-    sliced = []
-    real = ranking_module.label_slice
-
-    def spy(data, spec, fold=0, method=None):
-        rest, labels, how = real(data, spec, fold, method)
-        sliced.append((data, rest, labels))
-        return rest, labels, how
-
-    monkeypatch.setattr(ranking_module, "label_slice", spy)
-    return sliced
-
-
 def test_no_test_row_reaches_the_rankers_training(feed_graph, monkeypatch):
     train, test = splits.split(feed_graph, "temporal_global", fraction=0.2)
     test_pairs = set(zip(test.src.tolist(), test.dst.tolist(), strict=True))
@@ -97,7 +73,7 @@ def test_no_test_row_reaches_the_rankers_training(feed_graph, monkeypatch):
     kinds = ranking_module.label_kinds(train, config.ranker)
     assert kinds == ["temporal_per_user", "random_per_user"]
     assert len(sliced) == len(kinds) * (1 + 2)  # per kind: the outer slice, then two folds
-    for data, rest, labels in sliced:
+    for data, rest, labels, _ in sliced:
         for part in (data, rest, labels):
             pairs = set(zip(part.src.tolist(), part.dst.tolist(), strict=True))
             assert not pairs & (test_pairs - train_pairs), "a test pair reached the ranker"
@@ -292,21 +268,9 @@ def test_the_rankers_reason_adds_to_a_retrievers_history_reason():
     assert combined(Reason("followed by @a", "connections"), people) == people
 
 
-def _pairs(data) -> set[tuple[int, int]]:
-    return set(zip(data.src.tolist(), data.dst.tolist(), strict=True))
-
-
 def test_the_nested_check_judges_the_ranker_on_labels_it_never_learnt_from(feed_graph, monkeypatch):
     """The folds the ranker learns from are cut from the outer rest; the outer labels decide."""
-    sliced = []
-    real = ranking_module.label_slice
-
-    def spy(data, spec, fold=0, method=None):
-        rest, labels, how = real(data, spec, fold, method)
-        sliced.append((data, rest, labels, how))
-        return rest, labels, how
-
-    monkeypatch.setattr(ranking_module, "label_slice", spy)
+    sliced = spy_on_label_slices(monkeypatch)
     config = ranked_config(["item_knn", "popular"], label_split="both")
     question = QuestionModel("feed", config).fit(feed_graph)
     report = question.ranking.report
@@ -451,7 +415,7 @@ def test_a_pools_entries_are_its_valid_cells_in_row_order_full_or_padded(ids):
     pool = CandidatePool(np.array([0, 1]), ids, ids * 10.0, np.zeros(ids.shape), {})
     rows, cols = np.nonzero(ids >= 0)
     assert pool.entries(pool.merged).tolist() == (ids[rows, cols] * 10.0).tolist()
-    assert pool.entry_rows().tolist() == rows.tolist()
+    assert pool.entry_rows.tolist() == rows.tolist()
     spread = pool.spread(pool.entries(pool.ids), -1, np.int64)
     assert spread.dtype == np.int64 and spread.tolist() == ids.tolist()
 
@@ -562,7 +526,7 @@ def test_time_cut_folds_are_successive_earlier_periods_each_judged(feed_graph, m
     question = QuestionModel("feed", config).fit(feed_graph)
     assert len(sliced) == 3
     assert sliced[0][0] is feed_graph
-    for (_, rest, labels), (data, _, earlier) in zip(sliced, sliced[1:], strict=False):
+    for (_, rest, labels, _), (data, _, earlier, _) in zip(sliced, sliced[1:], strict=False):
         assert data is rest  # the next fold is cut from this one's rest
         assert earlier.timestamp.max() <= labels.timestamp.min()
         assert not _pairs(earlier) & _pairs(labels)

@@ -8,7 +8,7 @@ import numpy as np
 
 from recgraph.pipeline import QuestionModel
 from recgraph.pipeline import ranking as ranking_module
-from tests.pipeline.test_ranking import _pairs, ranked_config
+from tests.pipeline.ranked import _pairs, ranked_config, spy_on_label_slices
 
 
 def test_final_fit_outer_teaches_the_served_ranker_again_on_the_outer_slice(feed_graph):
@@ -64,17 +64,12 @@ def test_final_slices_teaches_the_served_ranker_on_more_outer_slices_the_same_wa
 
 
 def _spy_on_slices(monkeypatch):
-    """Record each label slice cut (its rest and labels) and each retriever fit of
+    """Record each label slice cut (:func:`spy_on_label_slices`) and each retriever fit of
     ``train_stage`` (the data fitted on, and the users whose candidates it pooled)."""
     from recgraph.pipeline import question as question_module
 
-    cut, fits = [], []
-    real_slice, real_train = ranking_module.label_slice, question_module.train_stage
-
-    def label_slice(data, *args, **kwargs):
-        rest, labels, how = real_slice(data, *args, **kwargs)
-        cut.append((rest, labels))
-        return rest, labels, how
+    fits = []
+    real_train = question_module.train_stage
 
     def train_stage(spec, fit_stage_one, *args, **kwargs):
         def fit(rest):
@@ -91,9 +86,8 @@ def _spy_on_slices(monkeypatch):
 
         return real_train(spec, fit, *args, **kwargs)
 
-    monkeypatch.setattr(ranking_module, "label_slice", label_slice)
     monkeypatch.setattr(question_module, "train_stage", train_stage)
-    return cut, fits
+    return spy_on_label_slices(monkeypatch), fits
 
 
 def test_final_slices_fits_each_extra_slice_on_its_own_rest_for_training_users_only(
@@ -112,19 +106,19 @@ def test_final_slices_fits_each_extra_slice_on_its_own_rest_for_training_users_o
     # cut: the outer slice, its one fold, two more outer slices; fitted: the fold's rest,
     # the outer rest, then each extra slice's rest
     assert len(cut) == 4 and len(fits) == 4
-    (_, outer_labels), extras = cut[0], cut[2:]
-    assert fits[1][0] is cut[0][0]
+    (_, _, outer_labels, _), extras = cut[0], cut[2:]
+    assert fits[1][0] is cut[0][1]
     is_valid = np.random.default_rng(0).random(feed_graph.n_users) < 0.2
     outer_valid = fits[1][1][0]  # the outer slice pools its validation users first
     assert len(outer_valid) and is_valid[outer_valid].all()
-    for (rest, labels), (fitted, pooled) in zip(extras, fits[2:], strict=True):
+    for (_, rest, labels, _), (fitted, pooled) in zip(extras, fits[2:], strict=True):
         assert fitted is rest  # its own rest, not the outer slice's
         assert not _pairs(rest) & _pairs(labels)
         assert len(rest) + len(labels) == len(feed_graph)
         assert len(pooled) == 1 and len(pooled[0])
         assert not is_valid[pooled[0]].any()
         assert not np.isin(pooled[0], outer_valid).any()
-    drawn = [_pairs(labels) for labels in (outer_labels, *(labels for _, labels in extras))]
+    drawn = [_pairs(labels) for labels in (outer_labels, *(labels for _, _, labels, _ in extras))]
     assert drawn[0] != drawn[1] and drawn[0] != drawn[2] and drawn[1] != drawn[2]
 
 

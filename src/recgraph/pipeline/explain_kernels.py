@@ -5,7 +5,7 @@ users whose likes overlap the user's, then how many of the closest liked each
 result. In numpy each was a dozen calls on small arrays (expanding row ranges,
 a table or a sort, a search, a bincount) whose fixed cost was most of the
 reason's. :func:`overlaps` and :func:`similar_counts` are those counts as
-loops: the same users, ascending, and the same integers; :func:`common_followers`
+loops: the same users, ascending, and the same integers; :func:`named_common`
 is a follow graph's ("followed by @a, @b and 3 more people you follow").
 
 Compiled as every kernel is (:func:`recgraph.compiled.kernel`); imported inside
@@ -93,8 +93,8 @@ _WARM: list[bool] = []
 
 
 def warm_up() -> None:
-    """Run both kernels once for each index dtype (read-only arrays, as a request passes
-    them), so a loaded model's first request finds them compiled. Once per process."""
+    """Run the three kernels once for each index dtype (read-only arrays, as a request
+    passes them), so a loaded model's first request finds them compiled. Once per process."""
     if _WARM:
         return
     for index in KERNEL_INDICES:
@@ -108,35 +108,13 @@ def warm_up() -> None:
 
 
 @kernel
-def common_followers(indptr, indices, followed, accounts):
-    """For each of ``accounts``, its followers (row of ``indptr, indices``, in stored order)
-    that are in ``followed`` (ascending), all accounts' laid end to end, and how many each
-    has: what a follow graph's reason names and counts (reasons call :func:`named_common`,
-    which cuts each to its first ``top`` in the same pass; this is what the tests check it
-    against, so it is not warmed at load)."""
-    counts = np.zeros(len(accounts), dtype=np.int64)
-    total = 0
-    for j in range(len(accounts)):
-        account = accounts[j]
-        total += indptr[account + 1] - indptr[account]
-    out = np.empty(total, dtype=np.int64)
-    at = 0
-    for j in range(len(accounts)):
-        account = accounts[j]
-        for e in range(indptr[account], indptr[account + 1]):
-            if position(followed, indices[e]) >= 0:
-                out[at] = indices[e]
-                at += 1
-                counts[j] += 1
-    return out[:at], counts
-
-
-@kernel
 def named_common(indptr, indices, followed, accounts, top, min_common):
-    """:func:`common_followers` as a reason names them: how many each of ``accounts`` has
-    (``-1`` for all when an account is outside the rows: nothing read), and, for each
-    account with at least ``min_common``, its first ``top`` of them (stored order), all
-    laid end to end, with how many each named account names (0 for the others)."""
+    """For each of ``accounts``, its followers (row of ``indptr, indices``) that are in
+    ``followed`` (ascending), as a reason names them: how many each has (``-1`` for all
+    when an account is outside the rows: nothing read), and, for each account with at
+    least ``min_common``, its first ``top`` of them (stored order), all laid end to end,
+    with how many each named account names (0 for the others). Counted and cut in one
+    pass."""
     n_rows = len(indptr) - 1
     counts = np.zeros(len(accounts), dtype=np.int64)
     cut = np.zeros(len(accounts), dtype=np.int64)

@@ -173,9 +173,6 @@ def joined(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-#: No handles or titles (what an answer asked without names reads; never changed: its
-#: arrays are read-only, so a stray in-place write fails instead of naming every answer).
+#: No handles or titles (what an answer asked without names reads; shared, never changed;
+#: its arrays are all empty, so there is nothing in them to write).
 NO_NAMES = Names()
-for _array in vars(NO_NAMES).values():
-    if isinstance(_array, np.ndarray):
-        _array.flags.writeable = False

@@ -84,8 +84,10 @@ class CandidatePool:
         """The valid entries of a pool-shaped array, in row order (raveled when full: no mask)."""
         return values.reshape(-1) if self.full else values[self.valid]
 
+    @cached_property
     def entry_rows(self) -> np.ndarray:
-        """The pool row of each valid entry (see :meth:`entries`)."""
+        """The pool row of each valid entry (see :meth:`entries`; computed once: the pool and a
+        request's batch both read it)."""
         if self.full:
             return np.repeat(np.arange(len(self.ids)), self.ids.shape[1])
         return np.nonzero(self.valid)[0]
@@ -171,7 +173,7 @@ def candidate_pool(
         merged, sources = np.full(ids.shape, np.nan), np.zeros(ids.shape, dtype=np.int64)
         where = [_rank_lookup(ids, part) for part in lists]
     pool = CandidatePool(users=users, ids=ids, merged=merged, sources=sources, columns={})
-    rows = pool.entry_rows()
+    rows = pool.entry_rows
     for key, part, (rank, score) in zip(keys, lists, where, strict=True):
         mr, mc = np.nonzero(rank == 0 if pool.full else pool.valid & (rank == 0))
         if len(mr):
@@ -296,7 +298,7 @@ class RankingStage:
 
     def batch(self, pool: CandidatePool, labels: sp.csr_matrix | None = None) -> RankingBatch:
         """The pool's candidate rows as a :class:`RankingBatch` (with labels from ``labels``)."""
-        rows = pool.entry_rows()
+        rows = pool.entry_rows
         users, items = pool.users[rows], pool.entries(pool.ids)
         ppr = None
         if self.ppr_key is not None:
@@ -347,15 +349,14 @@ class RankingStage:
 
     def rank(self, pool: CandidatePool, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The ranker's best ``k`` of the pool: ``(ids, scores, sources)``, ``(n, k)``."""
+        values = np.zeros(0)  # no candidate: nothing scored, every cell -inf
         if pool.valid.any():
             if self.order == "ranker":
                 values = self.scores(pool)
             else:  # the best retriever's own order: rank first, its score among the rest
                 own = _own_order(pool.columns[self.order])
                 values = -np.argsort(np.argsort(-own, kind="stable"), kind="stable")
-            scores = pool.spread(values, -np.inf, np.float32)
-        else:
-            scores = np.full(pool.ids.shape, -np.inf, dtype=np.float32)
+        scores = pool.spread(values, -np.inf, np.float32)
         top_row = compiled_top_row() if len(scores) == 1 else None
         if top_row is not None and not np.isnan(scores).any():
             order, best = (a[None, :] for a in top_row(scores[0], k))  # a request's: compiled

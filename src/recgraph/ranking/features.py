@@ -675,8 +675,7 @@ class CandidateFeatures:
         total = row_sums(indptr, data).astype(np.float64)
         indptr, data = products(self.derived("rated"))
         weight = row_sums(indptr, data).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(weight > 0, total / weight, np.nan)
+        return divided(total, weight, np.nan)
 
     def _accounts(
         self, users: np.ndarray, items: np.ndarray, ppr: RetrieverColumns | None = None

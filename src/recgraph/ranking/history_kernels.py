@@ -91,20 +91,14 @@ def many_reductions(
     # the same: numpy multiplies a float32 by a float64 as float64), writable and contiguous
     # (a copy: one type a request's calls share); the block as it is. Built with few numpy
     # calls: a request makes three of these, each otherwise costing several times its kernel.
-    if len(histories) == 1:
-        values, at = histories[0]
-        bounds = np.array((0, len(values)), dtype=np.int64)
-        values, at = values.astype(sum_dtype), at.astype(np.int64)
-        longest = len(values)
-    else:
-        ends, total, longest = [0], 0, 0
-        for values, _ in histories:
-            total += len(values)
-            longest = max(longest, len(values))
-            ends.append(total)
-        bounds = np.array(ends, dtype=np.int64)
-        values = np.concatenate([values for values, _ in histories], dtype=sum_dtype)
-        at = np.concatenate([at for _, at in histories], dtype=np.int64)
+    ends, total, longest = [0], 0, 0
+    for values, _ in histories:
+        total += len(values)
+        longest = max(longest, len(values))
+        ends.append(total)
+    bounds = np.array(ends, dtype=np.int64)
+    values = np.concatenate([values for values, _ in histories], dtype=sum_dtype)
+    at = np.concatenate([at for _, at in histories], dtype=np.int64)
     out_max = np.empty((len(histories), len(rows)), dtype=np.float64)
     out_sum = np.empty((len(histories), len(rows)), dtype=sum_dtype)
     scratch = np.empty(max(longest, 1), dtype=sum_dtype)
