@@ -512,12 +512,11 @@ class TwoHopRetriever(GraphRetriever):
     def _warm_up_request_kernels(self) -> None:
         from recgraph.data import row_kernels  # numba: not on import
         from recgraph.retrieval import score_kernels
-        from recgraph.retrieval.walk_kernels import warm_up_top_row
 
+        # (its own _recommend: never the dense rows' top_row or masked_top)
         row_kernels.warm_up()  # a request's pair products (score_pairs, explain)
         if type(self)._normalise is TwoHopRetriever._normalise:  # (Jaccard's never call it)
             score_kernels.warm_up_paths(self.first_, self.expansion_)  # _recommend_one's list
-        warm_up_top_row()
 
     @abstractmethod
     def middle_weights(self, degree: np.ndarray) -> np.ndarray:
