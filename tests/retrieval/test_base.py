@@ -8,6 +8,7 @@ import pytest
 from recgraph.data.interactions import Interactions
 from recgraph.retrieval import base, create_retriever
 from recgraph.retrieval.base import shared_scores
+from tests.retrieval.test_walk_kernels import _run
 
 
 def feed(n_users: int = 40, n_items: int = 30, seed: int = 0) -> Interactions:
@@ -190,9 +191,6 @@ def test_loading_a_model_without_kernels_loads_no_numba(tmp_path) -> None:
     """Loading and asking a model whose requests run no compiled kernel (``popular``)
     imports no numba: the one-row top k is top_k until a model or ranking stage that
     compiles kernels has warmed it (0.3-2 s a process, ~20 s with a cold cache)."""
-    import subprocess
-    import sys
-
     model = create_retriever("popular").fit(feed())
     model.save(tmp_path / "popular")
     script = (
@@ -202,21 +200,30 @@ def test_loading_a_model_without_kernels_loads_no_numba(tmp_path) -> None:
         "ids, _ = model.recommend([0], k=5)\n"
         "print('numba' in sys.modules, compiled_top_row() is None, len(ids[0]))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True", "5"]
+    assert _run(script).split() == ["False", "True", "5"]
 
 
-def test_a_loaded_two_hop_model_answers_one_user_with_the_compiled_top_row(tmp_path) -> None:
-    """A two-hop model warms its kernels at load, and its one-user requests then take the
-    compiled top k: the same answers as the batch path's top_k."""
+def test_a_loaded_two_hop_model_answers_one_user_with_the_compiled_paths_top(tmp_path) -> None:
+    """A two-hop model warms at load the kernels its requests run (paths_top) and no other
+    (not the dense rows' top_row or masked_top), and its one-user requests then compile
+    nothing more and give the batch path's answers."""
     users, follows = np.nonzero(np.random.default_rng(1).random((30, 30)) < 0.2)
     graph = Interactions.from_indices(users, follows, n_users=30, one_sided=True)
     create_retriever("adamic_adar").fit(graph).save(tmp_path / "aa")
+    script = (
+        "from recgraph.retrieval import base, score_kernels\n"
+        f"model = base.Retriever.load({str(tmp_path / 'aa')!r})\n"
+        "def compiled():\n"
+        "    return {n: len(f.signatures) for n, f in vars(score_kernels).items()\n"
+        "            if hasattr(f, 'signatures')}\n"
+        "before = compiled()\n"
+        "for user in range(30):\n"
+        "    model.recommend([user], k=7)\n"
+        "print(before['paths_top'] > 0, compiled() == before, base.compiled_top_row() is None,\n"
+        "      score_kernels.MASKED_TOP_WARM)"
+    )
+    assert _run(script).split() == ["True", "True", "True", "False"]
     model = base.Retriever.load(tmp_path / "aa")
-    assert base.compiled_top_row() is not None
     for user in range(30):
         one_ids, one_scores = model.recommend([user], k=7)
         pair_ids, pair_scores = model.recommend([user, (user + 1) % 30], k=7)

@@ -148,7 +148,8 @@ def test_one_users_masked_cut_is_the_general_paths(name, account_graph, monkeypa
         model = create_retriever(name).fit(data)
     except Exception as exc:  # a model that does not handle account graphs
         pytest.skip(str(exc))
-    walk_kernels.warm_up_top_row()  # compiles the masked cut too, whatever the model
+    walk_kernels.warm_up_top_row()  # what a ranking stage warms, whatever the model
+    score_kernels.warm_up_masked_top()
     calls = []
     fused = score_kernels.masked_top
     monkeypatch.setattr(score_kernels, "masked_top", lambda *a: calls.append(1) or fused(*a))

@@ -280,6 +280,7 @@ class RankingStage:
         from recgraph.pipeline import explain_kernels
         from recgraph.pipeline.merge_kernels import warm_up_pool_ranks
         from recgraph.ranking import history_kernels
+        from recgraph.retrieval import score_kernels
         from recgraph.retrieval.walk_kernels import warm_up_top_row
 
         # a request's feature kernels, its retrievers' one-row top k, its fusion's ranks and
@@ -287,6 +288,7 @@ class RankingStage:
         history_kernels.warm_up()
         row_kernels.warm_up()
         warm_up_top_row()
+        score_kernels.warm_up_masked_top()  # its retrievers' masked one-row cut
         warm_up_pool_ranks()
         explain_kernels.warm_up()
         self.active = active

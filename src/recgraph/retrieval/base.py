@@ -120,19 +120,25 @@ SharedFiles = Mapping[str, tuple[Any, list[Path]]]
 TopK = tuple[np.ndarray, np.ndarray]
 
 
-def _warm_row_kernels():
-    """:mod:`~recgraph.retrieval.walk_kernels` once a loaded model or ranking stage has
-    compiled its one-row cut (``top_row``), else None: a process that
-    serves no compiled model never imports numba for them."""
-    kernels = sys.modules.get("recgraph.retrieval.walk_kernels")
-    return kernels if kernels is not None and kernels.TOP_ROW_WARM else None
+def _warm_kernels(module: str, flag: str):
+    """The kernels ``module`` once a loaded model or ranking stage has compiled the kernel its
+    ``flag`` marks, else None: a process that serves no compiled model never imports numba
+    for them."""
+    kernels = sys.modules.get(module)
+    return kernels if kernels is not None and getattr(kernels, flag) else None
 
 
 def compiled_top_row():
     """:func:`~recgraph.retrieval.walk_kernels.top_row` (the same answers as :func:`top_k`
-    for one masked row) once compiled, else None (see :func:`_warm_row_kernels`)."""
-    kernels = _warm_row_kernels()
+    for one masked row) once compiled, else None (see :func:`_warm_kernels`)."""
+    kernels = _warm_kernels("recgraph.retrieval.walk_kernels", "TOP_ROW_WARM")
     return kernels.top_row if kernels is not None else None
+
+
+def compiled_masked_top():
+    """:func:`~recgraph.retrieval.score_kernels.masked_top` once compiled, else None."""
+    kernels = _warm_kernels("recgraph.retrieval.score_kernels", "MASKED_TOP_WARM")
+    return kernels.masked_top if kernels is not None else None
 
 
 def top_k(scores: np.ndarray, k: int) -> TopK:
@@ -435,8 +441,7 @@ class Retriever(ABC):
         by :func:`~recgraph.retrieval.score_kernels.masked_top` once a loaded model or ranking
         stage compiled it; ``None`` where it is not compiled in this process or the arrays
         are not the kinds it was compiled for (the general path answers)."""
-        scoring = sys.modules.get("recgraph.retrieval.score_kernels")
-        cut = scoring.masked_top if scoring is not None and scoring.MASKED_TOP_WARM else None
+        cut = compiled_masked_top()
         allowed = request.allowed
         if (
             cut is None

@@ -512,12 +512,11 @@ class TwoHopRetriever(GraphRetriever):
     def _warm_up_request_kernels(self) -> None:
         from recgraph.data import row_kernels  # numba: not on import
         from recgraph.retrieval import score_kernels
-        from recgraph.retrieval.walk_kernels import warm_up_top_row
 
+        # (its own _recommend: never the dense rows' top_row or masked_top)
         row_kernels.warm_up()  # a request's pair products (score_pairs, explain)
-        if type(self)._normalise is TwoHopRetriever._normalise:  # (Jaccard's never call it)
+        if self._scores_are_sums:  # (Jaccard's never call it)
             score_kernels.warm_up_paths(self.first_, self.expansion_)  # _recommend_one's list
-        warm_up_top_row()
 
     @abstractmethod
     def middle_weights(self, degree: np.ndarray) -> np.ndarray:
@@ -526,6 +525,12 @@ class TwoHopRetriever(GraphRetriever):
     def _normalise(self, common: np.ndarray, users: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Turn summed path weights of pairs into the model's score (identity here)."""
         return common
+
+    @property
+    def _scores_are_sums(self) -> bool:
+        """Whether this model keeps :meth:`_normalise` as the identity (not Jaccard): its
+        scores are the path sums themselves, which the one-request kernel adds."""
+        return type(self)._normalise is TwoHopRetriever._normalise
 
     @property
     def relation(self) -> str:
@@ -563,7 +568,7 @@ class TwoHopRetriever(GraphRetriever):
         else:
             paths = sp.hstack([self.first_[users], forbidden], format="csr")
             block = (paths @ self._expansion_with_veto).tocsr()
-        if type(self)._normalise is not TwoHopRetriever._normalise and block.nnz:
+        if not self._scores_are_sums and block.nnz:
             scored = np.flatnonzero(block.data > 0)
             rows = users[np.searchsorted(block.indptr, scored, side="right") - 1]
             block.data[scored] = self._normalise(
@@ -641,7 +646,7 @@ class TwoHopRetriever(GraphRetriever):
         above 0 (:func:`zero_filled`). ``None`` (the general path) for
         normalised scores.
         """
-        if type(self)._normalise is not TwoHopRetriever._normalise:
+        if not self._scores_are_sums:
             return None
         blocked = []
         if exclude_seen:  # what _seen_or_self holds for this user, without building it

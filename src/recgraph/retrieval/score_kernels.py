@@ -14,7 +14,9 @@ reads as scipy's dropped entry does (``+0.0``).
 :func:`masked_top` cuts the scored row to the request's top ``k`` (``Retriever._mask_scores``
 then :func:`~recgraph.retrieval.base.top_k`'s answer) with each eligible entry as one
 ``uint64`` key (value order, then index) and a radix pass to the ``k`` best instead of a
-copy, a partition and a merge sort (half the CPU of that, compiled).
+copy, a partition and a merge sort (half the CPU of that, compiled): the cut of every model
+scoring dense rows. :func:`paths_top` is a two-hop model's one-user top ``k`` in one call
+(``TwoHopRetriever._recommend_one``): its path sums, the bar and the cut, keyed the same way.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def row_times_sparse(indptr, indices, data, user, b_indptr, b_indices, b_data, o
             out[b_indices[kk]] += value * b_data[kk]
 
 
-#: :func:`masked_top` compiled in this process (:func:`warm_up`): requests use it only then
+#: :func:`masked_top` compiled in this process (:func:`warm_up_masked_top`): requests use it
+#: only then
 MASKED_TOP_WARM = False
 _RADIX_SHIFT = np.uint64(52)  # a key's top 12 bits: the sign, exponent and 3 bits of a value
 _LOW = np.uint64(0xFFFFFFFF)
@@ -118,7 +121,7 @@ def masked_top(values, seen, self_index, exclude, allowed, k):
     for i in range(n):
         if barred[i] or not values[i] > -np.inf or (masked and not allowed[i]):
             continue
-        keys[m] = _key(bits, i)
+        keys[m] = _key_of(bits[i], i)
         m += 1
     ids = np.full(k, -1, np.int64)
     out = np.full(k, -np.inf, np.float32)
@@ -127,15 +130,9 @@ def masked_top(values, seen, self_index, exclude, allowed, k):
 
 
 @kernel
-def _key(bits, at):
-    """Entry ``at`` of a float32 row (``bits``, its uint32 view) as a key that sorts larger
-    values first, then lower indices: ``-0.0`` as ``+0.0``, which numpy finds equal."""
-    return _key_of(bits[at], at)
-
-
-@kernel
 def _key_of(u, at):
-    """:func:`_key` of a float32's bits ``u`` at index ``at``."""
+    """A float32's bits ``u`` at index ``at`` as a key that sorts larger values first, then
+    lower indices: ``-0.0`` as ``+0.0``, which numpy finds equal."""
     if u == np.uint32(0x80000000):
         u = np.uint32(0)
     ascending = u ^ np.uint32(0x80000000) if u >> np.uint32(31) == 0 else ~u
@@ -231,8 +228,9 @@ def one_row_product(matrix: sp.csr_matrix, user: int, other) -> np.ndarray | Non
 
 
 def warm_up(matrix: sp.csr_matrix, other) -> None:
-    """Compile (or read from numba's cache) the kernel for these very arrays (their dtypes,
-    and whether they are read-only), so a loaded model's first request does not."""
+    """Compile (or read from numba's cache) the one-row product for these very arrays (their
+    dtypes, and whether they are read-only) and :func:`masked_top`, so a loaded model's first
+    request does not."""
     if matrix.shape[0]:
         one_row_product(matrix, 0, other)
     warm_up_masked_top()

@@ -813,12 +813,8 @@ TOP_ROW_WARM = False
 
 
 def warm_up_top_row() -> None:
-    """Compile (or read from the cache) :func:`top_row` and
-    :func:`~recgraph.retrieval.score_kernels.masked_top` for the row a request passes."""
+    """Compile (or read from the cache) :func:`top_row` for the row a request passes."""
     global TOP_ROW_WARM
-    from recgraph.retrieval.score_kernels import warm_up_masked_top
-
     top_row(np.zeros(3, np.float32), 2)
     top_row(np.zeros(3, np.float32), 5)
-    warm_up_masked_top()
     TOP_ROW_WARM = True

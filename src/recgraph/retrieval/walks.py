@@ -332,20 +332,14 @@ class WalkRetriever(Retriever):
         self, dtype: type
     ) -> tuple[list[np.ndarray], threading.Lock, threading.BoundedSemaphore]:
         # a walk takes and gives back two or three arrays: each looked up, not built and
-        # dropped (a semaphore, a lock, a dtype: ~5-15 us a call) as on the first call
-        found = self.__dict__.get("_scratch_found", {}).get(dtype)
-        if found is not None:
-            return found
-        lock = self.__dict__.setdefault("_scratch_lock", threading.Lock())
-        key = np.dtype(dtype).str
-        pools = self.__dict__.setdefault("_scratch_free", {})
-        slots = self.__dict__.setdefault("_scratch_slots", {})
-        found = (
-            pools.setdefault(key, []),
-            lock,
-            slots.setdefault(key, threading.BoundedSemaphore(SCRATCH_ARRAYS)),
-        )
-        self.__dict__.setdefault("_scratch_found", {})[dtype] = found
+        # dropped (a semaphore, a lock, a dtype: ~5-15 us a call) as on the first call;
+        # under the dtype as given and as its string, so that equal dtypes share one pool
+        pools = self.__dict__.setdefault("_scratch_pools", {})
+        found = pools.get(dtype)
+        if found is None:
+            lock = self.__dict__.setdefault("_scratch_lock", threading.Lock())
+            new = ([], lock, threading.BoundedSemaphore(SCRATCH_ARRAYS))
+            found = pools[dtype] = pools.setdefault(np.dtype(dtype).str, new)
         return found
 
     def _give_back(self, scratch: np.ndarray) -> None:

@@ -44,6 +44,7 @@ import scipy.sparse as sp
 from recgraph.data.interactions import Interactions
 from recgraph.data.ranges import expand_ranges
 from recgraph.data.sorted_keys import sorted_lookup
+from recgraph.data.sparse_rows import divided
 from recgraph.progress import progress_bar
 from recgraph.retrieval.neighborhood import spans_by_work
 
@@ -430,11 +431,6 @@ class FeatureTables:
         )
 
 
-def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    den = np.asarray(den, dtype=np.float64)
-    return np.divide(num, den, out=np.zeros(len(num), np.float64), where=den > 0)
-
-
 def feature_tables(
     graph: EgoGraph,
     *,
@@ -471,14 +467,14 @@ def feature_tables(
 
     centre: dict[str, np.ndarray] = {
         "degree": degree,
-        "ego_density": _safe_ratio(triangles, pairs_in_ego),
+        "ego_density": divided(triangles, pairs_in_ego, 0.0),
         "triangles": triangles,
     }
     member: dict[str, np.ndarray] = {
         "degree": degree[members],
         "common_with_centre": stats.common.astype(np.float64),
-        "share_of_ego": _safe_ratio(stats.common, degree[rows] - 1),
-        "share_of_member": _safe_ratio(stats.common, degree[members] - 1),
+        "share_of_ego": divided(stats.common, degree[rows] - 1, 0.0),
+        "share_of_member": divided(stats.common, degree[members] - 1, 0.0),
     }
     if graph.directed:
         out_deg, in_deg = graph.out_degree.astype(np.float64), graph.in_degree.astype(np.float64)
@@ -493,8 +489,8 @@ def feature_tables(
         weight = graph.edge_weight.astype(np.float64)
         centre["strength"] = strength
         member["intensity"] = weight
-        member["intensity_share_of_member"] = _safe_ratio(weight, strength[members])
-        member["intensity_share_of_centre"] = _safe_ratio(weight, strength[rows])
+        member["intensity_share_of_member"] = divided(weight, strength[members], 0.0)
+        member["intensity_share_of_centre"] = divided(weight, strength[rows], 0.0)
     if graph.has_time:
         assert graph.edge_first is not None and graph.edge_last is not None
         assert stats.joined is not None and stats.recent_in_ego is not None
